@@ -1,0 +1,1 @@
+"""The riffd daemon: resident models, scheduler, OSC and ZeroMQ endpoints, audio sinks."""
