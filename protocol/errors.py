@@ -52,3 +52,54 @@ class Cancelled(RiffdError):
     """The job was cancelled by its client or by shutdown."""
 
     code = "cancelled"
+
+
+# Daemon and protocol errors (added with the daemon, issue 4).
+
+
+class BadMessage(RiffdError):
+    """A message could not be decoded: garbage bytes, unknown type or address, bad framing."""
+
+    code = "bad_message"
+
+
+class MessageTooLarge(RiffdError):
+    """A message or frame is over the transport's size limit."""
+
+    code = "message_too_large"
+
+
+class UnsupportedVersion(RiffdError):
+    """The message speaks a protocol version this daemon does not."""
+
+    code = "unsupported_version"
+
+
+class QueueFull(RiffdError):
+    """The scheduler's queue is at its limit; the request was refused at once."""
+
+    code = "queue_full"
+
+
+class NotFound(RiffdError):
+    """The request names a job (or model) the daemon does not have."""
+
+    code = "not_found"
+
+
+class DuplicateJob(RiffdError):
+    """A client-chosen job id is already in use by a queued or running job."""
+
+    code = "duplicate_job"
+
+
+class OutputError(RiffdError):
+    """An output file could not be written (unwritable folder, disk full...)."""
+
+    code = "output_error"
+
+
+class ShuttingDown(RiffdError):
+    """The daemon is stopping: queued and running jobs end with this error."""
+
+    code = "shutting_down"

@@ -1,0 +1,437 @@
+"""The one schema: every request and event riffd speaks, with validation and a protocol version.
+
+The ZeroMQ codec (`protocol.wire`) and the OSC codec (`protocol.osc`) are derived from the
+dataclasses here, so the daemon and its clients cannot drift. A request that starts audio
+work (generate, continue, Jukebox) is a job: it is answered by `accepted`, `started`,
+`progress`, `chunk` events and ends with exactly one `done` or `error`. Control requests
+(cancel, status, models, load, unload, subscribe) are answered by one event.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from protocol.errors import InvalidArgument
+from protocol.params import GenerationParams
+from protocol.schema import Message
+
+#: Bumped on any incompatible change; a message with another version is refused.
+PROTOCOL_VERSION = 1
+
+MAX_PROMPT_CHARS = 2000
+MAX_PATH_CHARS = 4096
+MAX_MODEL_ID_CHARS = 512
+PRIORITY_RANGE = (-1000, 1000)
+OUTPUT_FORMATS = ("wav", "flac")
+BIT_DEPTHS = (16, 24, 32)
+OUTPUT_SAMPLE_RATE_RANGE = (8000, 384000)
+
+# Job ids end up in file names, so they are kept to a portable, traversal-free alphabet.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_job_id(job: str, *, what: str = "job") -> str:
+    if not _JOB_ID.fullmatch(job):
+        raise InvalidArgument(
+            f"{what} {job!r} is not a valid job id (1-64 characters of A-Z a-z 0-9 . _ -, not starting with . _ -)"
+        )
+    return job
+
+
+def _check_text(name: str, value: str | None, max_chars: int, *, empty_ok: bool = False) -> None:
+    if value is None:
+        return
+    if not value and not empty_ok:
+        raise InvalidArgument(f"{name} must not be empty")
+    if len(value) > max_chars:
+        raise InvalidArgument(f"{name} is {len(value)} characters long, over the limit of {max_chars}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} must not contain NUL characters")
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True)
+class Request(Message):
+    """A client's request. `id` correlates replies on ZeroMQ (the client picks it)."""
+
+    id: str | None = field(default=None, kw_only=True)
+
+    def validate(self) -> None:
+        _check_text("id", self.id, 128)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRequest(Request):
+    """Fields every job request has: identity, model, priority and what to write."""
+
+    # The client's job id; the daemon picks one when absent.
+    job: str | None = None
+    # Model id (preset, hub id or local folder); the daemon's default when absent.
+    model: str | None = None
+    # Higher runs first; a live request can jump ahead of queued renders.
+    priority: int = 0
+    # Write the whole job to a file under the daemon's --out (default: yes over OSC, no over ZeroMQ).
+    save: bool | None = None
+    # Send chunk events while generating (OSC chunks are WAV files under --out).
+    chunks: bool = True
+    # Saved file: container, sample rate (the model's when absent) and bit depth.
+    format: str = "wav"
+    out_sample_rate: int | None = None
+    bit_depth: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.job is not None:
+            check_job_id(self.job)
+        _check_text("model", self.model, MAX_MODEL_ID_CHARS)
+        lo, hi = PRIORITY_RANGE
+        if not lo <= self.priority <= hi:
+            raise InvalidArgument(f"priority must be within [{lo}, {hi}], got {self.priority}")
+        if self.format not in OUTPUT_FORMATS:
+            raise InvalidArgument(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}")
+        lo, hi = OUTPUT_SAMPLE_RATE_RANGE
+        if self.out_sample_rate is not None and not lo <= self.out_sample_rate <= hi:
+            raise InvalidArgument(f"out_sample_rate must be within [{lo}, {hi}] Hz, got {self.out_sample_rate}")
+        if self.bit_depth is not None and self.bit_depth not in BIT_DEPTHS:
+            raise InvalidArgument(f"bit_depth must be one of {BIT_DEPTHS}, got {self.bit_depth}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MusicGenRequest(JobRequest):
+    """Sampling controls of the MusicGen core; absent means GenerationParams' default."""
+
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    greedy: bool | None = None
+    extend_stride_s: float | None = None
+
+    def generation_params(self) -> GenerationParams:
+        """The request's controls as GenerationParams (unvalidated against daemon limits)."""
+        # duration_s is each subclass's own positional field.
+        given = {name: getattr(self, name) for name in SAMPLING_FIELDS if getattr(self, name) is not None}
+        return GenerationParams(duration_s=self.duration_s, **given)  # type: ignore[attr-defined]
+
+    def validate(self) -> None:
+        super().validate()
+        self.generation_params().validate(max_duration_s=math.inf)
+
+
+#: Fields of GenerationParams a request sets by name (duration_s is positional).
+SAMPLING_FIELDS = ("top_k", "top_p", "temperature", "guidance_scale", "seed", "greedy", "extend_stride_s")
+
+
+@dataclass(frozen=True)
+class Generate(MusicGenRequest):
+    """Text to music, optionally continuing an audio prompt or following a melody (file paths)."""
+
+    TYPE: ClassVar[str] = "generate"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("prompt", "duration_s"),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    prompt: str
+    duration_s: float
+    audio_prompt: str | None = field(default=None, kw_only=True)
+    melody: str | None = field(default=None, kw_only=True)
+
+    def validate(self) -> None:
+        super().validate()
+        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True)
+        _check_text("audio_prompt", self.audio_prompt, MAX_PATH_CHARS)
+        _check_text("melody", self.melody, MAX_PATH_CHARS)
+        if self.audio_prompt is not None and self.melody is not None:
+            raise InvalidArgument("give audio_prompt or melody, not both")
+
+
+@dataclass(frozen=True)
+class Continue(MusicGenRequest):
+    """Continue an audio file by `duration_s` seconds, optionally steered by a text prompt."""
+
+    TYPE: ClassVar[str] = "continue"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("audio", "duration_s"),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    audio: str
+    duration_s: float
+    prompt: str | None = field(default=None, kw_only=True)
+
+    def validate(self) -> None:
+        super().validate()
+        _check_text("audio", self.audio, MAX_PATH_CHARS)
+        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JukeboxSample(JobRequest):
+    """Reserved for Jukebox (issue 6): sample from artist, genres and lyrics, optionally primed."""
+
+    TYPE: ClassVar[str] = "jukebox_sample"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jukebox/sample"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("duration_s",),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    duration_s: float
+    artist: str = ""
+    genres: str = ""
+    lyrics: str = ""
+    prime: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    # Jukebox renders take hours at full scale: they yield to live MusicGen requests.
+    priority: int = -10
+
+
+@dataclass(frozen=True, kw_only=True)
+class JukeboxUpsample(JobRequest):
+    """Reserved for Jukebox (issue 6): upsample the top-level codes of an earlier sample job."""
+
+    TYPE: ClassVar[str] = "jukebox_upsample"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jukebox/upsample"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("source",),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    source: str
+    artist: str = ""
+    genres: str = ""
+    lyrics: str = ""
+    seed: int | None = None
+    priority: int = -10
+
+
+@dataclass(frozen=True)
+class Cancel(Request):
+    """Cancel a queued or running job; it ends with an error event of code `cancelled`."""
+
+    TYPE: ClassVar[str] = "cancel"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job",),)
+
+    job: str
+
+    def validate(self) -> None:
+        super().validate()
+        check_job_id(self.job)
+
+
+@dataclass(frozen=True)
+class GetStatus(Request):
+    """Ask for the daemon's state; answered by a `status` event."""
+
+    TYPE: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True)
+class ListModels(Request):
+    """Ask which models are resident; answered by a `models` event."""
+
+    TYPE: ClassVar[str] = "models"
+
+
+@dataclass(frozen=True)
+class LoadModel(Request):
+    """Load (and warm) a model so later jobs start at once; answered by `ok` or `error`."""
+
+    TYPE: ClassVar[str] = "load"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("model",),)
+
+    model: str
+
+    def validate(self) -> None:
+        super().validate()
+        _check_text("model", self.model, MAX_MODEL_ID_CHARS)
+
+
+@dataclass(frozen=True)
+class UnloadModel(LoadModel):
+    """Release a resident model (jobs running on it finish first)."""
+
+    TYPE: ClassVar[str] = "unload"
+
+
+@dataclass(frozen=True)
+class Subscribe(Request):
+    """Send every event to an OSC UDP address: the sender's host unless `host` is given.
+
+    Over OSC with no arguments the sender itself subscribes (its TCP connection, or its UDP
+    source address).
+    """
+
+    TYPE: ClassVar[str] = "subscribe"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = ((), ("port",), ("host", "port"))
+
+    host: str | None = None
+    port: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        _check_text("host", self.host, 255)
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise InvalidArgument(f"port must be within [1, 65535], got {self.port}")
+
+
+@dataclass(frozen=True)
+class Unsubscribe(Subscribe):
+    """Stop sending events to an address subscribed before."""
+
+    TYPE: ClassVar[str] = "unsubscribe"
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True)
+class Event(Message):
+    """Something the daemon tells clients. `re` is the ZeroMQ request id it answers."""
+
+    re: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Accepted(Event):
+    """The job is queued; `queue_position` jobs will start before it (0: it is next)."""
+
+    TYPE: ClassVar[str] = "accepted"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "queue_position"),)
+
+    job: str
+    queue_position: int
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """The job left the queue and its model is loaded; audio will be at this rate and width."""
+
+    TYPE: ClassVar[str] = "started"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "model", "sample_rate", "channels"),)
+
+    job: str
+    model: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """`done` of `total` steps (the backend's units: decode steps for MusicGen)."""
+
+    TYPE: ClassVar[str] = "progress"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "done", "total"),)
+
+    job: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Chunk(Event):
+    """A block of the job's audio: float32 `[channels, frames]` starting at `offset_samples`.
+
+    On ZeroMQ the PCM travels as its own frame and arrives as `audio`; over OSC the block is a
+    complete WAV file at `path`.
+    """
+
+    TYPE: ClassVar[str] = "chunk"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "index", "path"),)
+
+    job: str
+    index: int
+    offset_samples: int
+    sample_rate: int
+    channels: int
+    frames: int
+    dtype: str = "float32"
+    path: str | None = None
+    # numpy float32 [channels, frames]; not a header field (it is the PCM frame).
+    audio: Any = field(default=None, compare=False, repr=False, metadata={"wire": False})
+
+
+@dataclass(frozen=True)
+class Done(Event):
+    """The job finished: `frames` samples per channel at `sample_rate`; `path` if it was saved."""
+
+    TYPE: ClassVar[str] = "done"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "path"),)
+
+    job: str
+    path: str | None = None
+    frames: int = 0
+    sample_rate: int = 0
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    """The job (or request) failed: `code` is stable for programs, `message` is for people.
+
+    `job` is empty when the failing message could not be tied to one.
+    """
+
+    TYPE: ClassVar[str] = "error"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "code", "message"),)
+
+    job: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Status(Event):
+    """The daemon's state: resident models, and jobs running and queued (ids, running first)."""
+
+    TYPE: ClassVar[str] = "status"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("protocol", "device", "default_model", "queued", "running", "models"),
+    )
+
+    protocol: int
+    device: str
+    default_model: str
+    queued: int
+    running: int
+    models: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
+    max_queue: int = 0
+    uptime_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Models(Event):
+    """Resident models, the default first."""
+
+    TYPE: ClassVar[str] = "models"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("default_model", "loaded"),)
+
+    default_model: str
+    loaded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ok(Event):
+    """A control request succeeded: `request` is its type, `subject` the job, model or address."""
+
+    TYPE: ClassVar[str] = "ok"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("request", "subject"),)
+
+    request: str
+    subject: str
+
+
+REQUESTS: dict[str, type[Request]] = {
+    cls.TYPE: cls
+    for cls in (
+        Generate, Continue, JukeboxSample, JukeboxUpsample, Cancel, GetStatus, ListModels,
+        LoadModel, UnloadModel, Subscribe, Unsubscribe,
+    )
+}
+EVENTS: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (Accepted, Started, Progress, Chunk, Done, Error, Status, Models, Ok)
+}
+#: Events that end a job; every job gets exactly one.
+TERMINAL_EVENTS = (Done, Error)

@@ -1,0 +1,183 @@
+"""OSC codec derived from the schema: addresses and argument layouts of every message.
+
+A message's address is `Message.osc_address()`; its arguments are one of its `OSC_FORMS`
+(positional fields, in order), then, where `OSC_OPTIONS` allows, `key value` pairs for any
+other field (`/riffd/generate ,sf PROMPT DURATION_S seed 42 model debug/musicgen`). A
+`tuple[str, ...]` field last in a form takes every remaining argument. Over TCP each packet
+is preceded by its length as a big-endian int32 (OSC 1.0 stream framing, as liblo sends it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket, ParseError
+
+from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge
+from protocol.messages import EVENTS, REQUESTS, Event, Request
+from protocol.schema import FieldSpec, Message, fields_of
+
+#: Our outgoing OSC messages stay under this size (Max and Pd drop bigger UDP packets).
+MAX_OSC_MESSAGE_BYTES = 8192
+#: Incoming packets (a UDP datagram or a TCP frame) larger than this are refused.
+MAX_OSC_PACKET_BYTES = 64 * 1024
+
+REQUEST_ADDRESSES: dict[str, type[Request]] = {cls.osc_address(): cls for cls in REQUESTS.values()}
+EVENT_ADDRESSES: dict[str, type[Event]] = {cls.osc_address(): cls for cls in EVENTS.values()}
+
+_TAG_OF_KIND = {"str": "s", "int": "i", "float": "f", "list[str]": "s"}
+_PLACEHOLDER_OF_KIND = {"str": "", "int": 0, "float": 0.0}
+
+
+def encode(message: Message) -> bytes:
+    """The OSC packet of a message; raises ValueError past MAX_OSC_MESSAGE_BYTES."""
+    specs = {spec.name: spec for spec in fields_of(type(message))}
+    form = type(message).OSC_FORMS[0]
+    builder = OscMessageBuilder(type(message).osc_address())
+    for name in form:
+        _add(builder, specs[name], getattr(message, name))
+    if type(message).OSC_OPTIONS:
+        defaults = {f.name: f.default for f in dataclasses.fields(message)}
+        for name, spec in specs.items():
+            value = getattr(message, name)
+            if name in form or value is None or value == defaults.get(name):
+                continue
+            builder.add_arg(name, "s")
+            _add(builder, spec, value)
+    packet = builder.build().dgram
+    if len(packet) > MAX_OSC_MESSAGE_BYTES:
+        raise ValueError(f"{message.TYPE} OSC message is {len(packet)} bytes, over {MAX_OSC_MESSAGE_BYTES}")
+    return packet
+
+
+def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:
+    if spec.kind == "list[str]":
+        for item in value or ():
+            builder.add_arg(item, "s")
+    elif spec.kind == "bool":
+        builder.add_arg(bool(value), "T" if value else "F")
+    elif value is None:
+        builder.add_arg(_PLACEHOLDER_OF_KIND[spec.kind], _TAG_OF_KIND[spec.kind])
+    elif spec.kind == "int" and not -(2**31) <= value < 2**31:
+        builder.add_arg(value, "h")
+    else:
+        builder.add_arg(value, _TAG_OF_KIND[spec.kind])
+
+
+def parse_packet(data: bytes) -> list[tuple[str, list[Any]]]:
+    """(address, arguments) of each message in a packet (bundles are flattened, in time order)."""
+    if len(data) > MAX_OSC_PACKET_BYTES:
+        raise MessageTooLarge(f"OSC packet is {len(data)} bytes, over the limit of {MAX_OSC_PACKET_BYTES}")
+    try:
+        packet = OscPacket(data)
+    except ParseError as exc:
+        raise BadMessage(f"not an OSC packet: {exc}") from None
+    return [(timed.message.address, list(timed.message.params)) for timed in packet.messages]
+
+
+def decode_request(address: str, args: Sequence[Any]) -> Request:
+    """The request at an OSC address with its arguments; raise a RiffdError if invalid."""
+    cls = REQUEST_ADDRESSES.get(address)
+    if cls is None:
+        raise BadMessage(f"unknown OSC address {address!r} (known: {', '.join(sorted(REQUEST_ADDRESSES))})")
+    message = cls.from_fields(_fields(cls, args), lenient=True)
+    assert isinstance(message, Request)
+    return message
+
+
+def decode_event(address: str, args: Sequence[Any]) -> Event:
+    """The event at an OSC address with its arguments (what a Python OSC listener needs)."""
+    cls = EVENT_ADDRESSES.get(address)
+    if cls is None:
+        raise BadMessage(f"unknown OSC event address {address!r}")
+    message = cls.from_fields(_fields(cls, args), lenient=True)
+    assert isinstance(message, Event)
+    return message
+
+
+def job_hint(args: Sequence[Any]) -> str:
+    """Best effort job id in a request that failed to decode (`job ID` among its options)."""
+    for key, value in zip(args, args[1:]):
+        if key == "job" and isinstance(value, str):
+            return value
+    return ""
+
+
+def usage(cls: type[Message]) -> str:
+    """How a message looks in OSC, e.g. `/riffd/generate ,sf PROMPT DURATION_S [key value]...`."""
+    specs = {spec.name: spec for spec in fields_of(cls)}
+    forms = []
+    for form in cls.OSC_FORMS:
+        tags = "".join(_TAG_OF_KIND.get(specs[name].kind, "T") for name in form)
+        names = " ".join(name.upper() + ("..." if specs[name].kind == "list[str]" else "") for name in form)
+        forms.append(f",{tags} {names}".rstrip())
+    text = f"{cls.osc_address()} " + " | ".join(forms)
+    return text + (" [key value]..." if cls.OSC_OPTIONS else "")
+
+
+def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
+    specs = {spec.name: spec for spec in fields_of(cls)}
+    form = _pick_form(cls, specs, args)
+    data: dict[str, Any] = {}
+    for position, name in enumerate(form):
+        spec = specs[name]
+        if spec.kind == "list[str]":
+            data[name] = list(args[position:])
+            return data
+        value = args[position]
+        # OSC has no null: an empty string stands for "none" in an optional string field.
+        data[name] = None if (spec.optional and spec.kind == "str" and value == "") else value
+    options = args[len(form):]
+    for key, value in zip(options[::2], options[1::2]):
+        if not isinstance(key, str):
+            raise InvalidArgument(f"{cls.osc_address()}: option names must be strings, got {key!r}")
+        if key in data:
+            raise InvalidArgument(f"{cls.osc_address()}: option {key!r} given twice")
+        data[key] = value
+    return data
+
+
+def _pick_form(cls: type[Message], specs: dict[str, FieldSpec], args: Sequence[Any]) -> tuple[str, ...]:
+    for form in cls.OSC_FORMS:
+        variadic = bool(form) and specs[form[-1]].kind == "list[str]"
+        fixed = len(form) - 1 if variadic else len(form)
+        extra = len(args) - fixed
+        if extra < 0:
+            continue
+        if variadic or extra == 0 or (cls.OSC_OPTIONS and extra % 2 == 0):
+            return form
+    if cls.OSC_OPTIONS and len(args) >= len(cls.OSC_FORMS[0]):
+        raise InvalidArgument(f"{cls.osc_address()}: options must come in key/value pairs; expected {usage(cls)}")
+    raise InvalidArgument(f"{cls.osc_address()}: wrong number of arguments ({len(args)}); expected {usage(cls)}")
+
+
+def frame_tcp(packet: bytes) -> bytes:
+    """A packet with its OSC 1.0 stream length prefix."""
+    return struct.pack(">i", len(packet)) + packet
+
+
+class TcpDeframer:
+    """Splits an OSC 1.0 TCP byte stream (int32 length, packet) into packets."""
+
+    def __init__(self, max_packet_bytes: int = MAX_OSC_PACKET_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_packet_bytes = max_packet_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Packets completed by `data`; MessageTooLarge for a frame past the limit (the
+        stream cannot be trusted after that, so the caller closes it)."""
+        self._buffer += data
+        packets = []
+        while len(self._buffer) >= 4:
+            (size,) = struct.unpack(">i", self._buffer[:4])
+            if size < 0 or size > self._max_packet_bytes:
+                raise MessageTooLarge(f"OSC TCP frame of {size} bytes, over the limit of {self._max_packet_bytes}")
+            if len(self._buffer) < 4 + size:
+                break
+            packets.append(bytes(self._buffer[4 : 4 + size]))
+            del self._buffer[: 4 + size]
+        return packets

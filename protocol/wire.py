@@ -1,0 +1,117 @@
+"""ZeroMQ frames: a JSON header per message, and a chunk's PCM as its own raw frame.
+
+A message is `[header]` or, for a chunk, `[header, pcm]`. The header is a UTF-8 JSON object
+`{"v": PROTOCOL_VERSION, "type": ..., <fields>}`; a chunk's PCM is little-endian float32,
+`[channels, frames]` in C order (channel-major, not interleaved), exactly
+`channels * frames * 4` bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge, UnsupportedVersion
+from protocol.messages import EVENTS, PROTOCOL_VERSION, REQUESTS, Chunk, Event, Request
+from protocol.schema import Message
+
+#: Headers are small; anything bigger is refused before it is parsed.
+MAX_HEADER_BYTES = 64 * 1024
+#: The PCM dtype on the wire.
+PCM_DTYPE = np.dtype("<f4")
+
+Frame = bytes | memoryview
+
+
+def encode(message: Message) -> list[bytes]:
+    """The frames of a request or event (a chunk with `audio` gets its PCM frame)."""
+    header = {"v": PROTOCOL_VERSION, "type": message.TYPE, **message.to_fields()}
+    frames = [json.dumps(header, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()]
+    if isinstance(message, Chunk) and message.audio is not None:
+        pcm = np.ascontiguousarray(message.audio, dtype=PCM_DTYPE)
+        if pcm.shape != (message.channels, message.frames):
+            raise ValueError(f"chunk audio shape {pcm.shape} does not match header {(message.channels, message.frames)}")
+        frames.append(pcm.tobytes())
+    return frames
+
+
+def decode_request(frames: Sequence[Frame]) -> Request:
+    """Parse a request's frames; raise a RiffdError saying what is wrong with them."""
+    if len(frames) != 1:
+        raise BadMessage(f"a request is one header frame, got {len(frames)} frames")
+    kind, header = _header(frames[0])
+    cls = REQUESTS.get(kind)
+    if cls is None:
+        raise BadMessage(f"unknown request type {kind!r} (known: {', '.join(sorted(REQUESTS))})")
+    message = cls.from_fields(header)
+    assert isinstance(message, Request)
+    return message
+
+
+def decode_event(frames: Sequence[Frame]) -> Event:
+    """Parse an event's frames; a chunk's PCM becomes `audio`, float32 `[channels, frames]`."""
+    kind, header = _header(frames[0])
+    cls = EVENTS.get(kind)
+    if cls is None:
+        raise BadMessage(f"unknown event type {kind!r}")
+    event = cls.from_fields(header)
+    assert isinstance(event, Event)
+    if isinstance(event, Chunk):
+        if len(frames) != 2:
+            raise BadMessage(f"a chunk is a header and a PCM frame, got {len(frames)} frames")
+        if event.dtype != "float32":
+            raise BadMessage(f"chunk dtype {event.dtype!r} is not float32")
+        pcm = memoryview(frames[1])
+        expected = event.channels * event.frames * PCM_DTYPE.itemsize
+        if pcm.nbytes != expected:
+            raise BadMessage(f"chunk PCM is {pcm.nbytes} bytes, header says {expected}")
+        audio = np.frombuffer(pcm, dtype=PCM_DTYPE).reshape(event.channels, event.frames).astype(np.float32)
+        object.__setattr__(event, "audio", audio)
+    elif len(frames) != 1:
+        raise BadMessage(f"a {event.TYPE} event is one frame, got {len(frames)}")
+    return event
+
+
+def reply_ids(frames: Sequence[Frame]) -> tuple[str | None, str]:
+    """Best effort (request id, job id) of a message that failed to decode, for its error event."""
+    try:
+        header = json.loads(bytes(frames[0])) if frames and len(frames[0]) <= MAX_HEADER_BYTES else None
+    except (ValueError, UnicodeDecodeError):
+        return None, ""
+    if not isinstance(header, dict):
+        return None, ""
+    request_id = header.get("id")
+    job = header.get("job")
+    return (request_id if isinstance(request_id, str) else None), (job if isinstance(job, str) else "")
+
+
+def _header(frame: Frame) -> tuple[str, dict[str, Any]]:
+    """(type, fields) of a header frame, after the size, syntax and version checks."""
+    size = len(frame)
+    if size > MAX_HEADER_BYTES:
+        raise MessageTooLarge(f"header frame is {size} bytes, over the limit of {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(bytes(frame), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise BadMessage(f"header is not UTF-8: {exc}") from None
+    except ValueError as exc:
+        raise BadMessage(f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise BadMessage(f"header must be a JSON object, got {type(header).__name__}")
+    version = header.pop("v", None)
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})")
+    kind = header.pop("type", None)
+    if not isinstance(kind, str):
+        raise BadMessage("header has no string 'type'")
+    return kind, header
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidArgument(f"{name} is not a valid number")
+
+
+__all__ = ["MAX_HEADER_BYTES", "PCM_DTYPE", "decode_event", "decode_request", "encode", "reply_ids"]
