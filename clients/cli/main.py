@@ -1,0 +1,47 @@
+"""The `riffd` command: one subcommand per module, each with `register(subparsers)`.
+
+Subcommands that need torch (render, serve, pull) import it only when they run, so the
+client commands stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from protocol.errors import RiffdError
+
+# Each module defines register(subparsers) that adds its parser with set_defaults(run=...).
+_SUBCOMMAND_MODULES = (
+    "clients.cli.render",
+    "clients.cli.pull",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="riffd", description="riffd: music generation, served and streamed.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (and show tracebacks)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except RiffdError as exc:
+        if args.verbose:
+            raise
+        print(f"riffd: error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("riffd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

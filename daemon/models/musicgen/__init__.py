@@ -1,0 +1,1 @@
+"""MusicGen through Hugging Face transformers: loading, conditioning, generation."""

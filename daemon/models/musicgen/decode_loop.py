@@ -1,0 +1,61 @@
+"""The token loop of one generation window: prefill, then one decoder step per column.
+
+This is the plain loop over transformers' decoder with its own key/value cache; it is the
+float32 reference the faster streaming engine is checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.delay import column_values, delay_steps, delays, initial_columns
+from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.sampling import apply_guidance, sample_next
+from protocol.errors import Cancelled
+from protocol.params import GenerationParams
+
+
+@torch.inference_mode()
+def iter_columns(
+    bundle: MusicgenBundle,
+    cond: Conditioning,
+    prompt: torch.Tensor | None,
+    new_frames: int,
+    params: GenerationParams,
+    generator: torch.Generator | None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield each new sequence column `[B, K]` of a window, `new_frames + max delay` of them.
+
+    `prompt` is `[B, K, P]` frame-aligned codes the window continues (or None). The columns
+    before the first yielded one are `delay.initial_columns(prompt, ...)`.
+    """
+    batch, num_codebooks = cond.batch_size, bundle.num_codebooks
+    codebook_delays = delays(num_codebooks, bundle.audio_channels)
+    prompt_frames = 0 if prompt is None else prompt.shape[-1]
+    total_frames = prompt_frames + new_frames
+    inputs = initial_columns(prompt, batch, num_codebooks, codebook_delays, bundle.pad_token_id, bundle.device)
+    decoder = bundle.model.decoder
+    cache = None
+    for step in range(new_frames + delay_steps(num_codebooks, bundle.audio_channels)):
+        ids = inputs.reshape(batch * num_codebooks, -1)
+        if cond.guided:
+            ids = ids.repeat(2, 1)
+        # Prefix conditioning (melody) enters once, with the first step; cross-attention every step.
+        states = cond.hidden_states if (step == 0 or not cond.prefix) else None
+        out = decoder(input_ids=ids, encoder_hidden_states=states, encoder_attention_mask=cond.attention_mask,
+                      past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :].float()  # [B' * K, V]
+        if cond.guided:
+            logits = apply_guidance(logits, params.guidance_scale)
+        proposed = sample_next(logits, params, generator).view(batch, num_codebooks)
+        column = column_values(prompt_frames + 1 + step, proposed, prompt, total_frames, codebook_delays,
+                               bundle.pad_token_id)
+        yield column
+        if should_stop is not None and should_stop():
+            raise Cancelled("generation cancelled")
+        inputs = column[..., None]

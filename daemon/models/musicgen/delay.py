@@ -1,0 +1,66 @@
+"""MusicGen's codebook delay pattern.
+
+Codebook k of a channel is predicted k steps late: step s writes frame `s - k` of codebook k
+(position 0 of the sequence is the BOS column). Stereo checkpoints interleave the channels'
+codebooks, and both codebooks of a pair share a delay.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def delays(num_codebooks: int, audio_channels: int) -> torch.Tensor:
+    """Delay in steps of each decoder codebook, `[K]`."""
+    return torch.arange(num_codebooks) // audio_channels
+
+
+def delay_steps(num_codebooks: int, audio_channels: int) -> int:
+    """Extra steps the pattern adds to a window: the largest delay."""
+    return num_codebooks // audio_channels - 1
+
+
+def frame_of_column(column: int, codebook_delays: torch.Tensor) -> torch.Tensor:
+    """Frame index each codebook holds at sequence `column` (negative: still in the BOS ramp), `[K]`."""
+    return column - 1 - codebook_delays
+
+
+def column_values(
+    column: int,
+    proposed: torch.Tensor,
+    prompt: torch.Tensor | None,
+    total_frames: int,
+    codebook_delays: torch.Tensor,
+    pad_token_id: int,
+) -> torch.Tensor:
+    """The codes that stand at `column`: prompt codes where the prompt reaches, pad in the BOS
+    ramp and after the last frame, the proposed (sampled) codes elsewhere.
+
+    `proposed` is `[B, K]`, `prompt` `[B, K, P]`; returns `[B, K]`.
+    """
+    frames = frame_of_column(column, codebook_delays).to(proposed.device)  # [K]
+    values = proposed.clone()
+    pad = (frames < 0) | (frames >= total_frames)
+    values[:, pad] = pad_token_id
+    if prompt is not None and prompt.shape[-1] > 0:
+        in_prompt = (frames >= 0) & (frames < prompt.shape[-1])
+        if in_prompt.any():
+            rows = torch.nonzero(in_prompt)[:, 0]
+            values[:, rows] = prompt[:, rows, frames[rows]]
+    return values
+
+
+def initial_columns(prompt: torch.Tensor | None, batch: int, num_codebooks: int, codebook_delays: torch.Tensor,
+                    pad_token_id: int, device: torch.device) -> torch.Tensor:
+    """The columns known before the first step: BOS and the prompt's, `[B, K, P + 1]`."""
+    prompt_frames = 0 if prompt is None else prompt.shape[-1]
+    empty = torch.full((batch, num_codebooks), pad_token_id, dtype=torch.long, device=device)
+    # Columns up to P hold frames below P only, so every one of them is BOS ramp or prompt.
+    cols = [column_values(c, empty, prompt, prompt_frames, codebook_delays, pad_token_id)
+            for c in range(prompt_frames + 1)]
+    return torch.stack(cols, dim=-1)
+
+
+def undo_delay(sequence: torch.Tensor, codebook_delays: torch.Tensor, frames: int) -> torch.Tensor:
+    """Frame-aligned codes `[B, K, frames]` from a delayed sequence `[B, K, L]` (BOS at column 0)."""
+    return torch.stack([sequence[:, k, 1 + d : 1 + d + frames] for k, d in enumerate(codebook_delays.tolist())], dim=1)

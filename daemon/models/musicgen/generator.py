@@ -1,0 +1,154 @@
+"""MusicGen's public entry points; every mode funnels into `MusicGen._generate`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from daemon.audio.types import Audio, AudioChunk
+from daemon.backend import ProgressFn, StopFn
+from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
+from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.decode_loop import iter_columns
+from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.longform import Window, plan_windows, run_windows, steps_for
+from daemon.models.musicgen.sampling import make_generator
+from protocol.errors import InvalidArgument
+from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
+
+log = logging.getLogger(__name__)
+
+#: Chunk length when a finished render is streamed.
+RENDER_CHUNK_S = 1.0
+
+
+@dataclass
+class Render:
+    """A finished generation: codes, audio and what it took to make them."""
+
+    codes: torch.Tensor  # [B, K, P0 + N] frame-aligned, the prompt's codes first
+    audio: np.ndarray  # [B, channels, samples] float32, the new audio only, exactly duration_s long
+    sample_rate: int
+    seed: int
+    prompt_frames: int
+    windows: list[Window] = field(default_factory=list)
+
+
+class MusicGen:
+    """A resident MusicGen checkpoint (any size, melody, stereo) serving requests."""
+
+    def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
+        self.bundle = bundle
+        self.max_duration_s = max_duration_s
+        self.model_id = bundle.model_id
+        self.sample_rate = bundle.sample_rate
+        self.audio_channels = bundle.audio_channels
+        self.supports_melody = bundle.is_melody
+
+    # Public entry points, audiocraft's names.
+    def generate(self, texts: Sequence[str], params: GenerationParams, **hooks) -> Render:
+        """Text-conditioned audio for each prompt of a batch (prompts may differ in length)."""
+        for text in texts:
+            _check_text(text)
+        return self._generate(list(texts), params, **hooks)
+
+    def generate_unconditional(self, num_samples: int, params: GenerationParams, **hooks) -> Render:
+        return self._generate([None] * num_samples, params, **hooks)
+
+    def generate_continuation(self, prompt: Audio, texts: Sequence[str | None], params: GenerationParams,
+                              **hooks) -> Render:
+        """Continue `prompt` (any rate and channel count) for `params.duration_s` seconds."""
+        return self._generate(list(texts), params, audio_prompt=prompt, **hooks)
+
+    def generate_with_melody(self, texts: Sequence[str | None], melody: Audio, params: GenerationParams,
+                             **hooks) -> Render:
+        """Follow the chroma of `melody` (melody checkpoints only)."""
+        return self._generate(list(texts), params, melody=melody, **hooks)
+
+    def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
+               melody: Audio | None = None, progress: ProgressFn | None = None,
+               should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+        """The MusicBackend entry point: one prompt, its audio in chunks."""
+        if text is not None:
+            _check_text(text)
+        render = self._generate([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
+                                should_stop=should_stop)
+        audio = render.audio[0]
+        chunk_frames = int(RENDER_CHUNK_S * self.sample_rate)
+        for index, start in enumerate(range(0, audio.shape[1], chunk_frames)):
+            yield AudioChunk(index, start, audio[:, start:start + chunk_frames], self.sample_rate)
+
+    def decode(self, codes: torch.Tensor) -> np.ndarray:
+        """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""
+        return to_numpy(decode_codes(self.bundle, codes))
+
+    # The one private path.
+    def _generate(
+        self,
+        texts: list[str | None],
+        params: GenerationParams,
+        *,
+        audio_prompt: Audio | None = None,
+        melody: Audio | None = None,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+        on_window: Callable[[Window, torch.Tensor | None, torch.Tensor], None] | None = None,
+    ) -> Render:
+        params.validate(max_duration_s=self.max_duration_s)
+        if not texts:
+            raise InvalidArgument("nothing to generate: no prompts given")
+        bundle = self.bundle
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
+        generator = make_generator(seed, bundle.device)
+        samples = int(math.floor(params.duration_s * bundle.sample_rate + 0.5))
+        new_frames = math.ceil(samples / bundle.hop_length)
+        prompt = None
+        if audio_prompt is not None:
+            prompt = encode_prompt(bundle, audio_prompt).expand(len(texts), -1, -1)
+            if prompt.shape[-1] >= bundle.window_frames:
+                raise InvalidArgument(
+                    f"the audio prompt is {audio_prompt.duration_s:.2f} s long; this model continues at most "
+                    f"{(bundle.window_frames - 1) / bundle.frame_rate:.2f} s: trim the prompt")
+        prompt_frames = 0 if prompt is None else prompt.shape[-1]
+        stride_frames = min(int(params.extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
+        windows = plan_windows(new_frames, prompt_frames, bundle.window_frames, stride_frames)
+        log.info("%s: %d frames in %d window(s), seed %d", self.model_id, new_frames, len(windows), seed)
+
+        static_cond = None if melody is not None else build_conditioning(
+            bundle, texts, guidance_scale=params.guidance_scale)
+        total_steps, done = steps_for(windows, bundle), 0
+
+        def columns_for(window: Window, window_prompt: torch.Tensor | None) -> Iterator[torch.Tensor]:
+            cond = static_cond or build_conditioning(
+                bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
+                melody_offset_s=max(0, window.start_frame) / bundle.frame_rate)
+            return iter_columns(bundle, cond, window_prompt, window.new_frames, params, generator, should_stop)
+
+        def on_step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total_steps)
+
+        codes = run_windows(bundle, windows, prompt=prompt, batch=len(texts), columns_for=columns_for,
+                            on_step=on_step, on_window=on_window)
+        if should_stop is not None and should_stop():
+            from protocol.errors import Cancelled
+            raise Cancelled("generation cancelled")
+        # Decode with the prompt as left context, then keep exactly the new audio.
+        audio = self.decode(codes)
+        start = prompt_frames * bundle.hop_length
+        audio = audio[..., start:start + samples]
+        return Render(codes=codes, audio=audio, sample_rate=bundle.sample_rate, seed=seed,
+                      prompt_frames=prompt_frames, windows=windows)
+
+
+def _check_text(text: str) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidArgument("the prompt is empty: describe the music, or generate unconditionally")
