@@ -1,0 +1,114 @@
+"""Find and read Hugging Face Jukebox checkpoints: local folders and hub ids.
+
+A folder holds `config.json` and the weights as `model.safetensors`, sharded
+`model-*.safetensors` (with an index), `pytorch_model.bin`, or sharded
+`pytorch_model-*.bin` (read with `weights_only=True`, never unpickling code).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+VOCAB_FILES = ("artists.json", "genres.json", "lyrics.json")
+
+
+class CheckpointNotFound(FileNotFoundError):
+    """The model is neither a local folder nor available from the hub (or its cache)."""
+
+
+class CheckpointMismatch(ValueError):
+    """The weights do not fit the architecture the config describes."""
+
+
+def resolve(path_or_hub_id: str | os.PathLike) -> Path:
+    """A local folder as is; otherwise a hub id fetched (or found in the cache) with huggingface_hub.
+
+    Honours HF_HUB_OFFLINE: offline and not cached raises CheckpointNotFound naming the model.
+    """
+    local = Path(path_or_hub_id).expanduser()
+    if local.is_dir():
+        if not (local / CONFIG_FILE).is_file():
+            raise CheckpointNotFound(f"{local} has no {CONFIG_FILE}: not a Hugging Face Jukebox folder")
+        return local
+    name = str(path_or_hub_id)
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise CheckpointNotFound(f"no folder {name!r}, and it is not a hub id like 'openai/jukebox-1b-lyrics'")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = [CONFIG_FILE, "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+                "pytorch_model.bin.index.json", "tokenizer_config.json", *VOCAB_FILES]
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns))
+    except LocalEntryNotFoundError as error:
+        raise CheckpointNotFound(
+            f"model {name} is not in the local Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE); `riffd pull {name}` fetches it"
+        ) from error
+    except Exception as error:  # the hub client raises many kinds (HTTP, repo not found, no network)
+        raise CheckpointNotFound(f"could not get model {name} from the hub: {error}; `riffd pull {name}` fetches it") from error
+
+
+def read_config(folder: Path) -> dict:
+    with open(folder / CONFIG_FILE, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a checkpoint folder, safetensors preferred."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = folder / index_name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return [folder / shard for shard in shards]
+    for pattern in ("model.safetensors", "model-*.safetensors", "pytorch_model.bin", "pytorch_model-*.bin"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found
+    raise CheckpointNotFound(f"{folder} has no model.safetensors or pytorch_model*.bin")
+
+
+def read_weights(files: Iterable[Path]) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state.update(load_file(str(file)))
+        else:
+            state.update(torch.load(file, map_location="cpu", weights_only=True))
+    return state
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], tied: Iterable[str] = ()) -> None:
+    """Copy `state` into `model`, every key used and every parameter filled.
+
+    `tied` names parameters that share storage with another (the output heads tied to their
+    embeddings): they may be absent from the file; if present they must equal their twin.
+    """
+    expected = model.state_dict()
+    tied = set(tied)
+    missing = [k for k in expected if k not in state and k not in tied]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise CheckpointMismatch(
+            f"checkpoint does not fit the config: {len(missing)} missing ({missing[:5]}), "
+            f"{len(unexpected)} unexpected ({unexpected[:5]})"
+        )
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointMismatch(f"{key}: checkpoint {tuple(value.shape)}, model {tuple(expected[key].shape)}")
+    tied_in_file = {k: state.pop(k) for k in tied if k in state}
+    model.load_state_dict(state, strict=False)
+    for key, value in tied_in_file.items():
+        if not torch.allclose(value.to(expected[key].dtype), model.state_dict()[key], atol=1e-6):
+            log.warning("%s differs from the embedding it is tied to; using the embedding", key)

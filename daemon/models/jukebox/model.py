@@ -1,0 +1,211 @@
+"""`JukeboxModel`: the VQ-VAE and the priors, with the sampling entry points users know from
+transformers' Jukebox (`ancestral_sample`, `primed_sample`, `continue_sample`, `upsample`),
+the upstream bugs fixed, and a streaming variant (`sample_windows`).
+
+Levels: `music_tokens` lists are in prior order (index 0 = top level, coarsest); the
+VQ-VAE's own levels are the other way round (0 = bottom), as in the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from . import loader
+from .config import JukeboxConfig
+from .prior import JukeboxPrior
+from .sampler import LevelSampled, SamplingParams, StopCheck, ProgressCallback, WindowSampled, iter_sample
+from .vqvae import JukeboxVQVAE
+
+log = logging.getLogger(__name__)
+
+_IGNORED_KWARGS = {"chunk_size"}  # the reference's prefill chunking; riffd prefills in one pass
+
+
+class JukeboxModel(nn.Module):
+    def __init__(self, config: JukeboxConfig):
+        super().__init__()
+        self.config = config
+        self.vqvae = JukeboxVQVAE(config.vqvae)
+        n = len(config.priors)
+        downsamples = [s**d for s, d in zip(config.vqvae.res_strides_t, config.vqvae.res_downs_t)]
+        self.priors = nn.ModuleList(
+            JukeboxPrior(
+                prior_config,
+                n,
+                raw_to_tokens=config.raw_to_tokens(level),
+                # prior level l sits on VQ-VAE level n-1-l; the level above adds downsamples[n-l]
+                cond_downsample=downsamples[n - level] if level else None,
+            )
+            for level, prior_config in enumerate(config.priors)
+        )
+
+    # -- loading ------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **config_overrides: Any,
+    ) -> JukeboxModel:
+        """Load a Hugging Face Jukebox folder or hub id (e.g. 'openai/jukebox-1b-lyrics').
+
+        `dtype` applies to the priors; the VQ-VAE stays float32 (its codes must not move).
+        `config_overrides` replace top-level config keys, e.g. `min_duration=0`.
+        """
+        folder = loader.resolve(path_or_hub_id)
+        config = JukeboxConfig.from_dict(loader.read_config(folder), **config_overrides)
+        with torch.device("meta"):
+            model = cls(config)
+        model = model.to_empty(device="cpu")
+        model._retie()
+        loader.load_state(model, loader.read_weights(loader.weight_files(folder)), tied=model.tied_keys())
+        model.eval()
+        model.priors.to(device=device, dtype=dtype)
+        model.vqvae.to(device=device)
+        log.info("loaded Jukebox from %s (%d priors)", folder, len(model.priors))
+        return model
+
+    def tied_keys(self) -> list[str]:
+        return [
+            f"priors.{i}.prior.fc_proj_out.weight"
+            for i, prior in enumerate(self.priors)
+            if prior.prior.fc_proj_out.weight is prior.prior.embed_tokens.weight
+        ]
+
+    def _retie(self) -> None:
+        # to_empty() gives every parameter its own storage; tie the heads again
+        for prior, prior_config in zip(self.priors, self.config.priors):
+            if not prior_config.merged_decoder:
+                prior.prior.fc_proj_out.weight = prior.prior.embed_tokens.weight
+
+    # -- VQ-VAE -------------------------------------------------------------------------
+
+    def encode(self, audio: torch.Tensor, start_level: int = 0, end_level: int | None = None) -> list[torch.Tensor]:
+        return self.vqvae.encode(audio, start_level, end_level)
+
+    def decode(self, music_tokens: Sequence[torch.Tensor], start_level: int = 0, end_level: int | None = None):
+        return self.vqvae.decode(music_tokens, start_level, end_level)
+
+    def decode_level(self, music_tokens: Sequence[torch.Tensor], level: int) -> torch.Tensor:
+        """Audio [B, T, C] decoded from the tokens of prior `level` (0 = top), e.g. a preview."""
+        return self.vqvae.decode([music_tokens[level]], start_level=len(self.priors) - 1 - level)
+
+    # -- sampling -----------------------------------------------------------------------
+
+    def ancestral_sample(self, labels, n_samples: int = 1, **sampling_kwargs) -> list[torch.Tensor]:
+        """Sample every level (or `sample_levels`) from nothing. Returns tokens per prior [n, T_l]."""
+        device = self.priors[0].prior.embed_tokens.weight.device
+        music_tokens = [torch.zeros(n_samples, 0, dtype=torch.long, device=device) for _ in self.priors]
+        levels = sampling_kwargs.pop("sample_levels", range(len(self.priors)))
+        return self._sample(music_tokens, labels, levels, sampling_kwargs)
+
+    def continue_sample(self, music_tokens, labels, **sampling_kwargs) -> list[torch.Tensor]:
+        """Extend `music_tokens` (prior order, top first) at every level (or `sample_levels`)."""
+        levels = sampling_kwargs.pop("sample_levels", range(len(self.priors)))
+        return self._sample(music_tokens, labels, levels, sampling_kwargs)
+
+    def upsample(self, music_tokens, labels, **sampling_kwargs) -> list[torch.Tensor]:
+        """Sample the levels below the top from the given top-level tokens.
+
+        (transformers 4.40.2 defaulted to levels [0, 1], resampling the top and never reaching
+        the bottom: upstream bug 2.)
+        """
+        levels = sampling_kwargs.pop("sample_levels", range(1, len(self.priors)))
+        return self._sample(music_tokens, labels, levels, sampling_kwargs)
+
+    def primed_sample(self, raw_audio: torch.Tensor, labels, **sampling_kwargs) -> list[torch.Tensor]:
+        """Continue from an audio prime [B, T, C]: encode it, then continue every level.
+
+        The VQ-VAE returns codes bottom first; they are put in prior order (top first) before
+        continuing (transformers 4.40.2 did not: upstream bug 3).
+        """
+        levels = sampling_kwargs.pop("sample_levels", range(len(self.priors)))
+        music_tokens = self.prime_tokens(raw_audio)
+        return self._sample(music_tokens, labels, levels, sampling_kwargs)
+
+    def prime_tokens(self, raw_audio: torch.Tensor) -> list[torch.Tensor]:
+        """Audio prime [B, T, C] -> its codes in prior order (top first), trimmed to whole top tokens."""
+        top_hop = self.vqvae.hop_lengths[-1]
+        usable = raw_audio.shape[1] // top_hop * top_hop
+        if usable == 0:
+            raise ValueError(f"an audio prime needs at least {top_hop} samples")
+        codes = self.vqvae.encode(raw_audio[:, :usable].to(self.vqvae.bottleneck.level_blocks[0].codebook.device))
+        return codes[::-1]
+
+    def sample_windows(
+        self,
+        music_tokens: Sequence[torch.Tensor],
+        labels,
+        *,
+        sample_levels: Sequence[int] | None = None,
+        should_stop: StopCheck | None = None,
+        progress: ProgressCallback | None = None,
+        **sampling_kwargs,
+    ) -> Iterator[WindowSampled | LevelSampled]:
+        """Streaming form of `continue_sample`: yields `WindowSampled` after every window and
+        `LevelSampled` after every level (decode `LevelSampled(level=0)` with `decode_level` for
+        a preview, then each bottom `WindowSampled`). `should_stop` is checked before every
+        token; when it returns True, `SamplingCancelled` carries the tokens so far.
+        `progress(done, total)` counts tokens over all levels.
+        """
+        levels = range(len(self.priors)) if sample_levels is None else sample_levels
+        tokens, label_tensors, params = self._prepare(music_tokens, labels, sampling_kwargs)
+        with torch.no_grad():
+            yield from iter_sample(self.priors, tokens, label_tensors, list(levels), params, should_stop, progress)
+
+    def _sample(self, music_tokens, labels, sample_levels, sampling_kwargs: dict) -> list[torch.Tensor]:
+        result = [t for t in music_tokens]
+        for event in self.sample_windows(music_tokens, labels, sample_levels=list(sample_levels), **sampling_kwargs):
+            result = event.music_tokens
+        return result
+
+    def _prepare(self, music_tokens, labels, kwargs: dict):
+        kwargs = dict(kwargs)
+        for name in _IGNORED_KWARGS:
+            kwargs.pop(name, None)
+        if kwargs.pop("save_results", False):
+            raise ValueError("riffd writes nothing to disk while sampling; decode the returned tokens and save them")
+        if kwargs.pop("compute_alignments", False):
+            raise ValueError("lyric alignment is not supported")
+        top_hop = self.priors[0].raw_to_tokens
+        sample_length = kwargs.pop("sample_length", None)
+        seconds = kwargs.pop("sample_length_in_seconds", 24)
+        if sample_length is None:
+            sample_length = int(seconds * self.config.sampling_rate) // top_hop * top_hop
+        if int(sample_length) < top_hop:
+            raise ValueError(f"sample length must be at least {top_hop} samples")
+        kwargs.setdefault("hop_fraction", self.config.hop_fraction)
+        kwargs["hop_fraction"] = tuple(kwargs["hop_fraction"])
+        if len(kwargs["hop_fraction"]) != len(self.priors):
+            raise ValueError(f"hop_fraction needs {len(self.priors)} values, one per prior")
+        try:
+            params = SamplingParams(total_length=int(sample_length), **kwargs)
+        except TypeError as error:
+            raise TypeError(f"unknown sampling argument: {error}") from None
+        if len(music_tokens) != len(self.priors):
+            raise ValueError(f"need one token tensor per prior ({len(self.priors)}), got {len(music_tokens)}")
+        device = self.priors[0].prior.embed_tokens.weight.device
+        tokens = [torch.as_tensor(t, device=device).long() for t in music_tokens]
+        batch = max(t.shape[0] for t in tokens)
+        tokens = [t.expand(batch, -1).contiguous() if t.shape[0] == 1 else t for t in tokens]
+        if any(t.dim() != 2 or t.shape[0] != batch for t in tokens):
+            raise ValueError("music tokens must be [batch, time] with one batch size for every level")
+        for level, t in enumerate(tokens):
+            if t.numel() and (t.min() < 0 or t.max() >= self.priors[level].music_vocab_size):
+                raise ValueError(f"level {level} music tokens outside [0, {self.priors[level].music_vocab_size})")
+        if len(labels) != len(self.priors):
+            raise ValueError(f"need one label tensor per prior ({len(self.priors)}), got {len(labels)}")
+        label_tensors = []
+        for label in labels:
+            label = torch.as_tensor(label, device=device).long()
+            label = label.view(1, -1) if label.dim() == 1 else label
+            label_tensors.append(label.expand(batch, -1) if label.shape[0] == 1 else label)
+        return tokens, label_tensors, params
