@@ -214,6 +214,7 @@ def iter_sample(
 def _plan(priors, tokens, sample_levels, params) -> list[tuple[int, list[tuple[int, int, int]]]]:
     """Per level, the windows (start, end, new tokens) that still have tokens to sample."""
     plan = []
+    lengths = [t.shape[1] for t in tokens]  # per level, as they will be when its turn comes
     for level in sample_levels:
         if not 0 <= level < len(priors):
             raise ValueError(f"sample level {level} outside 0..{len(priors) - 1}")
@@ -223,12 +224,12 @@ def _plan(priors, tokens, sample_levels, params) -> list[tuple[int, list[tuple[i
             raise ValueError(f"sample length {params.total_length} is shorter than one token of level {level}")
         if level > 0:
             needed = -(-total // prior.cond_downsample)
-            if tokens[level - 1].shape[1] < needed:
+            if lengths[level - 1] < needed:
                 raise ValueError(
-                    f"level {level} needs {needed} tokens of level {level - 1} above it, which has "
-                    f"{tokens[level - 1].shape[1]}: sample the upper level first (music tokens are in prior order, top first)"
+                    f"level {level} needs {needed} tokens of level {level - 1} above it, which will have "
+                    f"{lengths[level - 1]}: sample the upper level first (music tokens are in prior order, top first)"
                 )
-        have = tokens[level].shape[1]
+        have = lengths[level]
         if total >= prior.n_ctx:
             hop = max(1, int(params.hop_fraction[level] * prior.n_ctx))
             spans = [(s, s + prior.n_ctx) for s in window_starts(total, prior.n_ctx, hop)]
@@ -242,5 +243,6 @@ def _plan(priors, tokens, sample_levels, params) -> list[tuple[int, list[tuple[i
                 raise ValueError(f"level {level}: a gap between the {have} given tokens and the window at {start}")
             windows.append((start, end, end - have))
             have = end
+        lengths[level] = have
         plan.append((level, windows))
     return plan
