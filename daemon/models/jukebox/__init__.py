@@ -3,5 +3,6 @@ the VQ-VAE, and sample music tokens with the three priors."""
 
 from .model import JukeboxModel
 from .sampler import LevelSampled, SamplingCancelled, WindowSampled
+from .tokenizer import JukeboxTokenizer
 
-__all__ = ["JukeboxModel", "LevelSampled", "SamplingCancelled", "WindowSampled"]
+__all__ = ["JukeboxModel", "JukeboxTokenizer", "LevelSampled", "SamplingCancelled", "WindowSampled"]

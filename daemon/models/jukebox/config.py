@@ -111,6 +111,7 @@ class PriorConfig:
     conv_res_scale: bool | None = None
     res_downs_t: tuple[int, ...] = (3, 2, 2)
     res_strides_t: tuple[int, ...] = (2, 2, 2)
+    init_scale: float = 0.2  # std scale of random initialisation (debug presets only)
 
     @property
     def attention_width(self) -> int:

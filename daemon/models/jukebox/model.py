@@ -208,4 +208,21 @@ class JukeboxModel(nn.Module):
             label = torch.as_tensor(label, device=device).long()
             label = label.view(1, -1) if label.dim() == 1 else label
             label_tensors.append(label.expand(batch, -1) if label.shape[0] == 1 else label)
+        for prior, label in zip(self.priors, label_tensors):
+            _check_labels(prior, label, batch)
         return tokens, label_tensors, params
+
+
+def _check_labels(prior: JukeboxPrior, labels: torch.Tensor, batch: int) -> None:
+    """Labels must be [batch, 4 + max_nb_genres + lyrics] with ids the prior's embeddings know."""
+    n_genres = prior.config.max_nb_genres
+    if labels.dim() != 2 or labels.shape[0] != batch or labels.shape[1] < 4 + n_genres:
+        raise ValueError(
+            f"prior {prior.level} labels must be [{batch}, >= {4 + n_genres}], got {tuple(labels.shape)}"
+        )
+    lyrics = labels[:, 4 + n_genres :]
+    if prior.lyric_len and lyrics.numel() and (lyrics.min() < 0 or lyrics.max() >= prior.config.lyric_vocab_size):
+        raise ValueError(
+            f"prior {prior.level} lyric ids outside [0, {prior.config.lyric_vocab_size}): the tokenizer's "
+            f"n_genres must equal the model's max_nb_genres ({n_genres})"
+        )
