@@ -29,10 +29,11 @@ class CheckpointMismatch(ValueError):
     """The weights do not fit the architecture the config describes."""
 
 
-def resolve(path_or_hub_id: str | os.PathLike) -> Path:
+def resolve(path_or_hub_id: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """A local folder as is; otherwise a hub id fetched (or found in the cache) with huggingface_hub.
 
-    Honours HF_HUB_OFFLINE: offline and not cached raises CheckpointNotFound naming the model.
+    Honours HF_HUB_OFFLINE (read at call time): offline and not cached raises
+    CheckpointNotFound naming the model and how to get it.
     """
     local = Path(path_or_hub_id).expanduser()
     if local.is_dir():
@@ -48,14 +49,20 @@ def resolve(path_or_hub_id: str | os.PathLike) -> Path:
     patterns = [CONFIG_FILE, "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
                 "pytorch_model.bin.index.json", "tokenizer_config.json", *VOCAB_FILES]
     try:
-        return Path(snapshot_download(name, allow_patterns=patterns))
+        return Path(
+            snapshot_download(name, allow_patterns=patterns, cache_dir=cache_dir, local_files_only=hub_offline())
+        )
     except LocalEntryNotFoundError as error:
+        why = "downloads are off (HF_HUB_OFFLINE)" if hub_offline() else "the hub cannot be reached"
         raise CheckpointNotFound(
-            f"model {name} is not in the local Hugging Face cache and downloads are off "
-            f"(HF_HUB_OFFLINE); `riffd pull {name}` fetches it"
+            f"model {name} is not in the local Hugging Face cache and {why}; `riffd pull {name}` fetches it"
         ) from error
     except Exception as error:  # the hub client raises many kinds (HTTP, repo not found, no network)
         raise CheckpointNotFound(f"could not get model {name} from the hub: {error}; `riffd pull {name}` fetches it") from error
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_config(folder: Path) -> dict:

@@ -53,6 +53,7 @@ class JukeboxModel(nn.Module):
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        cache_dir: str | os.PathLike | None = None,
         **config_overrides: Any,
     ) -> JukeboxModel:
         """Load a Hugging Face Jukebox folder or hub id (e.g. 'openai/jukebox-1b-lyrics').
@@ -60,7 +61,7 @@ class JukeboxModel(nn.Module):
         `dtype` applies to the priors; the VQ-VAE stays float32 (its codes must not move).
         `config_overrides` replace top-level config keys, e.g. `min_duration=0`.
         """
-        folder = loader.resolve(path_or_hub_id)
+        folder = loader.resolve(path_or_hub_id, cache_dir)
         config = JukeboxConfig.from_dict(loader.read_config(folder), **config_overrides)
         with torch.device("meta"):
             model = cls(config)

@@ -50,9 +50,11 @@ class JukeboxTokenizer:
         self.lyrics_encoder = _read_json(lyrics_file)
 
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str | os.PathLike) -> JukeboxTokenizer:
+    def from_pretrained(
+        cls, path_or_hub_id: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+    ) -> JukeboxTokenizer:
         """Read artists.json, genres.json, lyrics.json (and tokenizer_config.json if present)."""
-        folder = loader.resolve(path_or_hub_id) if not Path(path_or_hub_id).is_dir() else Path(path_or_hub_id)
+        folder = loader.resolve(path_or_hub_id, cache_dir)
         vocab = folder / "vocab" if not (folder / "artists.json").is_file() else folder
         options = {}
         config_file = folder / "tokenizer_config.json"
