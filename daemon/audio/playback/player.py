@@ -1,0 +1,230 @@
+"""The daemon's sound-card output: one PortAudio stream, a feeder thread, and a voice per job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from daemon.audio.playback.config import PlaybackConfig
+from daemon.audio.playback.device import OutputDevice, PlaybackUnavailable, resolve_output_device
+from daemon.audio.playback.mixer import Mixer
+from daemon.audio.playback.voice import Voice
+from protocol.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlaybackStatus:
+    """What status reports about playback."""
+
+    enabled: bool
+    device: str
+    host_api: str
+    sample_rate: int
+    channels: int
+    buffer_s: float
+    jobs: tuple[str, ...]  # jobs with a voice (buffering or sounding), oldest first
+    underruns: int  # times a sounding job ran dry and had to re-buffer, since start
+    xruns: int  # blocks the host reported late (PortAudio output underflow), since start
+
+
+class Player:
+    """Plays several jobs at once on one output device, each with its own gain.
+
+    Open with `Player.open(config)`; give each job a voice with `add_voice`, push its chunks,
+    then `finish` (play out) or `cancel` (fade out). `close` fades everything and stops.
+    """
+
+    def __init__(self, sd: ModuleType, device: OutputDevice, config: PlaybackConfig) -> None:
+        self.config = config
+        self.device = device
+        self.sample_rate = config.sample_rate or device.default_sample_rate
+        self.channels = config.channels or min(2, device.max_channels)
+        self._mixer = Mixer(self.channels, lead_in_blocks=config.lead_in_blocks)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._jobs_lock = threading.Lock()  # guards _by_job; never taken by the audio callback
+        self._by_job: dict[str, Voice] = {}
+        self._retired_underruns = 0
+        self._xruns = 0
+        self._alive = True
+        try:
+            self._stream = sd.OutputStream(
+                device=device.index,
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=config.blocksize,
+                latency=config.latency,
+                callback=self._callback,
+                finished_callback=self._stream_finished,
+            )
+        except (sd.PortAudioError, ValueError) as exc:
+            raise PlaybackUnavailable(f"cannot open {device.name} at {self.sample_rate} Hz x {self.channels} ch: {exc}") from exc
+        self._feeder = threading.Thread(target=self._feed_loop, name="riffd-playback-feeder", daemon=True)
+
+    @classmethod
+    def open(cls, config: PlaybackConfig = PlaybackConfig()) -> Player:
+        """Open and start the output stream; PlaybackUnavailable says why it cannot."""
+        config.validate()
+        sd, device = resolve_output_device(config.device)
+        player = cls(sd, device, config)
+        player._feeder.start()
+        try:
+            player._stream.start()
+        except sd.PortAudioError as exc:
+            player._stop.set()
+            player._stream.close()
+            raise PlaybackUnavailable(f"cannot start {device.name}: {exc}") from exc
+        log.info(
+            "playback on %s (%s) at %d Hz x %d ch, jitter buffer %.3f s",
+            device.name, device.host_api, player.sample_rate, player.channels, config.buffer_s,
+        )
+        return player
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def add_voice(self, job: str, sample_rate: int, channels: int, *, gain: float = 1.0) -> Voice:
+        """A new voice for `job`, mixed in as soon as its jitter buffer fills."""
+        if not self._alive:
+            raise PlaybackUnavailable(f"playback on {self.device.name} has stopped")
+        if not 0.0 <= gain <= 16.0:
+            raise InvalidArgument(f"gain must be within [0, 16], got {gain}")
+        rate = self.sample_rate
+        voice = Voice(
+            job,
+            sample_rate,
+            channels,
+            device_rate=rate,
+            device_channels=self.channels,
+            start_frames=max(1, round(self.config.buffer_s * rate)),
+            capacity_frames=round((self.config.buffer_s + self.config.headroom_s) * rate),
+            fade_frames=round(self.config.fade_ms * 1e-3 * rate),
+            gain_ramp_frames=round(self.config.gain_ramp_ms * 1e-3 * rate),
+            gain=gain,
+            wake=self._wake,
+        )
+        with self._jobs_lock:
+            old = self._by_job.get(job)
+            if old is not None and not old.ended.is_set():
+                raise InvalidArgument(f"job {job!r} is already playing")
+            self._by_job[job] = voice
+        self._mixer.add(voice)
+        return voice
+
+    def voice(self, job: str) -> Voice | None:
+        with self._jobs_lock:
+            return self._by_job.get(job)
+
+    def cancel(self, job: str) -> bool:
+        """Fade `job` out; False when it has no voice."""
+        voice = self.voice(job)
+        if voice is None:
+            return False
+        voice.cancel()
+        return True
+
+    def set_gain(self, job: str, gain: float) -> bool:
+        voice = self.voice(job)
+        if voice is None:
+            return False
+        voice.set_gain(gain)
+        return True
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every voice has ended (True) or `timeout_s` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            waiting = [v for v in self._mixer.voices if not v.ended.is_set()]
+            if not waiting:
+                return True
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                return False
+            waiting[0].ended.wait(left_s)
+
+    def status(self) -> PlaybackStatus:
+        voices = self._mixer.voices
+        return PlaybackStatus(
+            enabled=self._alive,
+            device=self.device.name,
+            host_api=self.device.host_api,
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            buffer_s=self.config.buffer_s,
+            jobs=tuple(v.job for v in voices if not v.ended.is_set()),
+            underruns=self._retired_underruns + sum(v.underruns for v in voices),
+            xruns=self._xruns,
+        )
+
+    def close(self, *, fade_timeout_s: float = 0.25) -> None:
+        """Fade out every voice, stop the stream and the feeder."""
+        if self._stop.is_set():
+            return
+        for voice in self._mixer.voices:
+            voice.cancel()
+        if self._alive:
+            self.wait_idle(fade_timeout_s)
+        self._stop.set()
+        self._wake.set()
+        self._feeder.join(timeout=2.0)
+        try:
+            self._stream.stop()
+            self._stream.close()
+        except Exception as exc:  # noqa: BLE001 - the device may already be gone; closing must not raise
+            log.warning("closing playback stream: %s", exc)
+        for voice in self._mixer.voices:
+            voice.ended.set()
+        self._alive = False
+
+    def __enter__(self) -> Player:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        """PortAudio's callback: the mix, or silence. No locks, no I/O, no allocation of audio."""
+        if status.output_underflow:  # type: ignore[attr-defined]
+            self._xruns += 1
+        self._mixer.render(outdata)
+
+    def _stream_finished(self) -> None:
+        if not self._stop.is_set():
+            log.error("playback stream on %s stopped (device or server gone); playback is off", self.device.name)
+        self._alive = False
+
+    def _feed_loop(self) -> None:
+        """Top up every voice's ring when a chunk arrives, and every feed interval as rings drain."""
+        interval = self.config.feed_interval_s
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            for voice in self._mixer.voices:
+                voice.feed()
+                if voice.ended.is_set():
+                    self._retire(voice)
+
+    def _retire(self, voice: Voice) -> None:
+        self._mixer.remove(voice)
+        self._retired_underruns += voice.underruns
+        with self._jobs_lock:
+            if self._by_job.get(voice.job) is voice:
+                del self._by_job[voice.job]
+
+
+def open_player(config: PlaybackConfig) -> Player | None:
+    """The player, or None after one clear log line saying why playback is off."""
+    try:
+        return Player.open(config)
+    except PlaybackUnavailable as exc:
+        log.warning("playback is off: %s", exc)
+        return None
