@@ -1,0 +1,172 @@
+"""The asyncio client: the same requests as `Client`, awaited; job streams as async iterators.
+
+    async with AsyncClient("tcp://127.0.0.1:7401") as client:
+        async for event in client.generate("warm analog pad", duration_s=8):
+            ...
+
+One task reads the socket and hands each event to the request it answers, so any number of
+jobs can be streamed concurrently from one client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from clients.client import DEFAULT_ENDPOINT, raise_for
+from protocol import wire
+from protocol.errors import RiffdError
+from protocol.messages import (
+    TERMINAL_EVENTS, Accepted, Cancel, Continue, Error, Event, Generate, GetStatus, ListModels, LoadModel,
+    Models, Ok, Request, Status, UnloadModel,
+)
+
+log = logging.getLogger(__name__)
+
+
+class AsyncJobStream:
+    """The events of one job; leaving the iteration early cancels the job."""
+
+    def __init__(self, client: "AsyncClient", request: Request, queue: asyncio.Queue[Event]) -> None:
+        self._client = client
+        self.request = request
+        self._queue = queue
+        self.job: str | None = getattr(request, "job", None)
+        self.finished = False
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        try:
+            while not self.finished:
+                event = await self._client._next(self._queue)
+                if isinstance(event, Accepted):
+                    self.job = event.job
+                if isinstance(event, TERMINAL_EVENTS):
+                    self.finished = True
+                yield event
+        finally:
+            if not self.finished:
+                await self.cancel()
+            self._client._forget(self.request.id)
+
+    async def cancel(self) -> None:
+        if self.job is not None and not self.finished:
+            await self._client._send(Cancel(job=self.job, id=_new_id()))
+
+
+class AsyncClient:
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+        self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def generate(self, prompt: str, duration_s: float = 8.0, *, model: str | None = None,
+                       **options: Any) -> AsyncJobStream:
+        return await self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
+
+    async def continue_(self, audio: str | Path, duration_s: float = 8.0, *, prompt: str | None = None,
+                        model: str | None = None, **options: Any) -> AsyncJobStream:
+        path = str(Path(audio).expanduser().resolve())
+        return await self._stream(Continue(path, float(duration_s), prompt=prompt, model=model, id=_new_id(),
+                                           **options))
+
+    async def cancel(self, job: str) -> Ok:
+        return await self._call(Cancel(job=job, id=_new_id()), Ok)
+
+    async def status(self) -> Status:
+        return await self._call(GetStatus(id=_new_id()), Status)
+
+    async def models(self) -> Models:
+        return await self._call(ListModels(id=_new_id()), Models)
+
+    async def load(self, model: str) -> Ok:
+        return await self._call(LoadModel(model=model, id=_new_id()), Ok)
+
+    async def unload(self, model: str) -> Ok:
+        return await self._call(UnloadModel(model=model, id=_new_id()), Ok)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+        self._socket.close()
+        self._context.term()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _stream(self, request: Request) -> AsyncJobStream:
+        request.validate()
+        queue = self._register(request)
+        await self._send(request)
+        return AsyncJobStream(self, request, queue)
+
+    async def _call(self, request: Request, expected: type) -> Any:
+        request.validate()
+        queue = self._register(request)
+        try:
+            await self._send(request)
+            event = await self._next(queue)
+        finally:
+            self._forget(request.id)
+        if isinstance(event, Error):
+            raise_for(event)
+        if not isinstance(event, expected):
+            raise RiffdError(f"expected a {expected.TYPE} reply, got {event.TYPE}", code="protocol")
+        return event
+
+    def _register(self, request: Request) -> asyncio.Queue[Event]:
+        assert request.id is not None
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues[request.id] = queue
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        return queue
+
+    def _forget(self, request_id: str | None) -> None:
+        self._queues.pop(request_id or "", None)
+
+    async def _send(self, request: Request) -> None:
+        await self._socket.send_multipart(wire.encode(request))
+
+    async def _next(self, queue: asyncio.Queue[Event]) -> Event:
+        try:
+            return await asyncio.wait_for(queue.get(), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no event from {self.endpoint} within {self.timeout_s} s") from None
+
+    async def _read(self) -> None:
+        while True:
+            frames = await self._socket.recv_multipart()
+            try:
+                event = wire.decode_event(frames)
+            except RiffdError as exc:
+                log.warning("ignored an undecodable event: %s", exc.message)
+                continue
+            queue = self._queues.get(event.re or "")
+            if queue is not None:
+                queue.put_nowait(event)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

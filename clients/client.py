@@ -1,0 +1,216 @@
+"""The Python client over ZeroMQ: one method per request, events as protocol.messages objects.
+
+    from clients import Client
+    with Client("tcp://127.0.0.1:7401") as client:
+        for event in client.generate("warm analog pad", duration_s=8, seed=1):
+            ...  # Accepted, Started, Progress, Chunk (.audio float32 [channels, frames]), then Done or Error
+
+A Client is one DEALER socket; it is not thread-safe (use one per thread, or the asyncio
+client). Several job streams of one client may be read interleaved: events are sorted by the
+request id they answer.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from protocol import wire
+from protocol.errors import RiffdError
+from protocol.messages import (
+    TERMINAL_EVENTS, Accepted, Cancel, Chunk, Continue, Done, Error, Event, Generate, GetStatus, ListModels,
+    LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:7401"
+
+
+def raise_for(event: Error) -> None:
+    """Raise the RiffdError an error event carries (its code kept)."""
+    raise RiffdError(event.message, code=event.code)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A finished job's audio, joined from its chunks: float32 `[channels, frames]`."""
+
+    job: str
+    audio: np.ndarray
+    sample_rate: int
+    path: str | None
+
+
+class JobStream:
+    """The events of one job, in order; the last is Done or Error.
+
+    Leaving the stream early (break, close(), garbage collection) cancels the job.
+    """
+
+    def __init__(self, client: "Client", request: Request) -> None:
+        self._client = client
+        self.request = request
+        self.job: str | None = getattr(request, "job", None)
+        self.finished = False
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            while not self.finished:
+                event = self._client._next_event(self.request.id)
+                if isinstance(event, Accepted):
+                    self.job = event.job
+                if isinstance(event, TERMINAL_EVENTS):
+                    self.finished = True
+                    if self.job is None:
+                        self.job = event.job
+                yield event
+        finally:
+            if not self.finished:
+                self.close()
+
+    def cancel(self) -> None:
+        """Ask the daemon to cancel this job (the stream then ends with an error `cancelled`)."""
+        if self.job is not None and not self.finished:
+            self._client._send(Cancel(job=self.job, id=_new_id()), expect_reply=False)
+
+    def close(self) -> None:
+        """Stop listening; the job is cancelled if it has not ended."""
+        if not self.finished:
+            self.cancel()
+            self.finished = True
+        self._client._forget(self.request.id)
+
+    def collect(self) -> Rendered:
+        """Read to the end and join the chunks; raise RiffdError if the job fails."""
+        blocks: list[np.ndarray] = []
+        sample_rate, next_offset = 0, 0
+        for event in self:
+            if isinstance(event, Chunk):
+                if event.offset_samples != next_offset:
+                    raise RiffdError(f"chunk {event.index} starts at {event.offset_samples}, expected {next_offset}",
+                                     code="protocol")
+                blocks.append(event.audio)
+                sample_rate, next_offset = event.sample_rate, next_offset + event.frames
+            elif isinstance(event, Error):
+                raise_for(event)
+            elif isinstance(event, Done):
+                audio = np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)
+                return Rendered(event.job, audio, event.sample_rate or sample_rate, event.path)
+        raise RiffdError("the job stream ended without a result", code="protocol")
+
+
+class Client:
+    """A connection to a riffd daemon's ZeroMQ endpoint.
+
+    `timeout_s` bounds the wait for each event (None: wait forever); a silent daemon raises
+    TimeoutError.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+        self._pending: dict[str, collections.deque[Event]] = {}
+
+    # Job requests.
+    def generate(self, prompt: str, duration_s: float = 8.0, *, model: str | None = None,
+                 **options: Any) -> JobStream:
+        """Text to music; options are Generate's fields (seed, top_k, job, priority, melody...)."""
+        return self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
+
+    def continue_(self, audio: str | Path, duration_s: float = 8.0, *, prompt: str | None = None,
+                  model: str | None = None, **options: Any) -> JobStream:
+        """Continue an audio file (a path the daemon can read) by `duration_s` seconds."""
+        path = str(Path(audio).expanduser().resolve())
+        return self._stream(Continue(path, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
+
+    # Control requests: each returns its one reply, or raises RiffdError.
+    def cancel(self, job: str) -> Ok:
+        return self._call(Cancel(job=job, id=_new_id()), Ok)
+
+    def status(self) -> Status:
+        return self._call(GetStatus(id=_new_id()), Status)
+
+    def models(self) -> Models:
+        return self._call(ListModels(id=_new_id()), Models)
+
+    def load(self, model: str) -> Ok:
+        return self._call(LoadModel(model=model, id=_new_id()), Ok)
+
+    def unload(self, model: str) -> Ok:
+        return self._call(UnloadModel(model=model, id=_new_id()), Ok)
+
+    def subscribe(self, port: int, host: str | None = None) -> Ok:
+        """Have the daemon send every job event as OSC to host:port (UDP)."""
+        return self._call(Subscribe(host=host, port=port, id=_new_id()), Ok)
+
+    def close(self) -> None:
+        self._socket.close()
+        self._context.term()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Plumbing.
+    def _stream(self, request: Request) -> JobStream:
+        request.validate()
+        self._send(request)
+        return JobStream(self, request)
+
+    def _call(self, request: Request, expected: type) -> Any:
+        request.validate()
+        self._send(request)
+        try:
+            event = self._next_event(request.id)
+        finally:
+            self._forget(request.id)
+        if isinstance(event, Error):
+            raise_for(event)
+        if not isinstance(event, expected):
+            raise RiffdError(f"expected a {expected.TYPE} reply, got {event.TYPE}", code="protocol")
+        return event
+
+    def _send(self, request: Request, *, expect_reply: bool = True) -> None:
+        assert request.id is not None
+        if expect_reply:
+            self._pending[request.id] = collections.deque()
+        self._socket.send_multipart(wire.encode(request))
+
+    def _forget(self, request_id: str | None) -> None:
+        self._pending.pop(request_id or "", None)
+
+    def _next_event(self, request_id: str | None) -> Event:
+        """The next event answering `request_id`, reading (and sorting) the socket as needed."""
+        queue = self._pending.setdefault(request_id or "", collections.deque())
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        while not queue:
+            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._socket.poll(wait_ms):
+                raise TimeoutError(f"no event from {self.endpoint} within {self.timeout_s} s")
+            event = wire.decode_event(self._socket.recv_multipart())
+            target = self._pending.get(event.re or "")
+            if target is not None:
+                target.append(event)
+            else:
+                log.debug("dropped a %s event for request %s nobody waits for", event.TYPE, event.re)
+        return queue.popleft()
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,35 @@
+"""Starting the daemon from a command line: logging, config, the asyncio loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from daemon.config import add_arguments, config_from_args
+from protocol.errors import RiffdError
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the daemon with parsed `add_arguments` flags until SIGINT/SIGTERM."""
+    config = config_from_args(args)
+    level = "DEBUG" if getattr(args, "verbose", False) else config.log_level
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from daemon.server.app import serve
+
+    asyncio.run(serve(config))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m daemon`: the same flags as `riffd serve`."""
+    parser = argparse.ArgumentParser(prog="python -m daemon", description="Run the riffd daemon.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log everything")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except RiffdError as exc:
+        print(f"riffd: error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2

@@ -1,0 +1,134 @@
+"""Resident models: loaded once, shared by jobs, unloaded after a keep-alive when unused.
+
+Models named at start-up are pinned (never expire); models loaded on demand by a request
+stay `keep_alive_s` after their last use. A reference count keeps a model a job is using
+from expiring under it; an explicit unload only drops the pool's reference, so a running
+job finishes with the model it has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from daemon.backend import MusicBackend
+from protocol.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+#: Loads a model: (model_id, device) -> backend; raises UnknownModel / ModelUnavailable.
+Loader = Callable[[str, str], MusicBackend]
+
+
+@dataclass
+class _Entry:
+    backend: MusicBackend
+    pinned: bool
+    last_used: float
+    users: int = 0
+
+
+class ModelPool:
+    """Backends by model id for one device; thread-safe."""
+
+    def __init__(self, loader: Loader, device: str, *, keep_alive_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._loader = loader
+        self._device = device
+        self._keep_alive_s = keep_alive_s
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        # One lock per model id being loaded, so two requests for it load it once.
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def load(self, model_id: str, *, pin: bool = False) -> MusicBackend:
+        """The backend for `model_id`, loading it if needed (the caller's thread does the work)."""
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is not None:
+                entry.pinned = entry.pinned or pin
+                entry.last_used = self._clock()
+                return entry.backend
+            load_lock = self._load_locks.setdefault(model_id, threading.Lock())
+        with load_lock:
+            with self._lock:
+                entry = self._entries.get(model_id)
+                if entry is not None:
+                    entry.pinned = entry.pinned or pin
+                    return entry.backend
+            log.info("loading model %s on %s", model_id, self._device)
+            started = time.perf_counter()
+            backend = self._loader(model_id, self._device)
+            log.info("model %s loaded in %.1f s", model_id, time.perf_counter() - started)
+            with self._lock:
+                self._entries[model_id] = _Entry(backend, pin, self._clock())
+                self._load_locks.pop(model_id, None)
+            return backend
+
+    @contextlib.contextmanager
+    def use(self, model_id: str) -> Iterator[MusicBackend]:
+        """Hold `model_id` for a job: loaded if needed, kept from expiring until released."""
+        backend = self.load(model_id)
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is not None and entry.backend is backend:
+                entry.users += 1
+        try:
+            yield backend
+        finally:
+            with self._lock:
+                entry = self._entries.get(model_id)
+                if entry is not None and entry.backend is backend:
+                    entry.users -= 1
+                    entry.last_used = self._clock()
+
+    def unload(self, model_id: str) -> None:
+        """Drop the pool's reference; raise NotFound if the model is not resident."""
+        with self._lock:
+            entry = self._entries.pop(model_id, None)
+        if entry is None:
+            raise NotFound(f"model {model_id!r} is not loaded")
+        log.info("unloaded model %s", model_id)
+        del entry
+        _release_memory()
+
+    def expire(self) -> list[str]:
+        """Unload on-demand models unused for longer than the keep-alive; return their ids."""
+        now = self._clock()
+        with self._lock:
+            stale = [model_id for model_id, entry in self._entries.items()
+                     if not entry.pinned and entry.users == 0 and now - entry.last_used >= self._keep_alive_s]
+            for model_id in stale:
+                del self._entries[model_id]
+        if stale:
+            log.info("keep-alive expired, unloaded: %s", ", ".join(stale))
+            _release_memory()
+        return stale
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """Return freed model memory now rather than at some later collection."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # never import torch just for this
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,115 @@
+"""Runs one job on the worker thread: model, inputs, the backend's stream, sinks, events.
+
+Whatever happens, the job ends with exactly one `done` or `error` event: this is the one
+place a broad `except` turns an unexpected exception into an error event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from daemon.audio.io import read_audio
+from daemon.audio.types import Audio
+from daemon.backend import MusicBackend
+from daemon.jobs import Emit, Job
+from daemon.residency import ModelPool
+from daemon.sinks.base import JobSink, SinkFactory
+from protocol.errors import Cancelled, RiffdError, Unsupported
+from protocol.messages import Chunk, Continue, Done, Error, Generate, Progress, Started
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Turns a job into events; holds no per-job state between calls."""
+
+    def __init__(self, pool: ModelPool, sink_factories: Sequence[SinkFactory] = ()) -> None:
+        self._pool = pool
+        self._sink_factories = tuple(sink_factories)
+
+    def run(self, job: Job, emit: Emit) -> None:
+        sinks: list[JobSink] = []
+        try:
+            if job.stop_requested.is_set():
+                raise job.stop_error
+            with self._pool.use(job.model) as backend:
+                emit(job, Started(job=job.id, model=job.model, sample_rate=backend.sample_rate,
+                                  channels=backend.audio_channels, re=job.re))
+                text, audio_prompt, melody = _inputs(job, backend)
+                for factory in self._sink_factories:
+                    sink = factory(job, backend.sample_rate, backend.audio_channels)
+                    if sink is not None:
+                        sinks.append(sink)
+                frames = self._stream(job, backend, text, audio_prompt, melody, sinks, emit)
+                path = None
+                for sink in sinks:
+                    path = sink.finish() or path
+                sinks = []
+                emit(job, Done(job=job.id, path=path, frames=frames, sample_rate=backend.sample_rate, re=job.re))
+        except Cancelled as exc:
+            # The backend raises Cancelled when asked to stop; say why it was asked.
+            error = job.stop_error if job.stop_requested.is_set() else exc
+            _abort(sinks)
+            emit(job, Error(job=job.id, code=error.code, message=error.message, re=job.re))
+        except RiffdError as exc:
+            _abort(sinks)
+            emit(job, Error(job=job.id, code=exc.code, message=exc.message, re=job.re))
+        except Exception as exc:  # noqa: BLE001 - a bug in a backend must not take the daemon down
+            log.exception("job %s failed", job.id)
+            _abort(sinks)
+            emit(job, Error(job=job.id, code="internal", message=f"{type(exc).__name__}: {exc}", re=job.re))
+
+    def _stream(self, job: Job, backend: MusicBackend, text: str | None, audio_prompt: Audio | None,
+                melody: Audio | None, sinks: list[JobSink], emit: Emit) -> int:
+        """Feed the backend's chunks to the sinks and the event stream; return frames produced."""
+        last_percent = -1
+
+        def progress(done: int, total: int) -> None:
+            # At most ~100 progress events a job, whatever the backend's step count.
+            nonlocal last_percent
+            percent = 100 * done // max(total, 1)
+            if percent != last_percent or done == total:
+                last_percent = percent
+                emit(job, Progress(job=job.id, done=done, total=total, re=job.re))
+
+        frames = 0
+        for chunk in backend.stream(text, job.params, audio_prompt=audio_prompt, melody=melody,
+                                    progress=progress, should_stop=job.stop_requested.is_set):
+            if job.stop_requested.is_set():
+                raise job.stop_error
+            path = None
+            for sink in sinks:
+                path = sink.write(chunk) or path
+            frames += chunk.frames
+            if job.request.chunks:
+                emit(job, Chunk(job=job.id, index=chunk.index, offset_samples=chunk.offset_samples,
+                                sample_rate=chunk.sample_rate, channels=int(chunk.audio.shape[0]),
+                                frames=chunk.frames, path=path, audio=chunk.audio, re=job.re))
+        if job.stop_requested.is_set():
+            raise job.stop_error
+        return frames
+
+
+def _inputs(job: Job, backend: MusicBackend) -> tuple[str | None, Audio | None, Audio | None]:
+    """(text, audio prompt, melody) of a MusicGen request, audio read from the daemon's disk."""
+    request = job.request
+    if isinstance(request, Generate):
+        text = request.prompt or None
+        audio_prompt = read_audio(request.audio_prompt) if request.audio_prompt else None
+        melody_path = request.melody
+    elif isinstance(request, Continue):
+        text = request.prompt or None
+        audio_prompt = read_audio(request.audio)
+        melody_path = None
+    else:
+        raise Unsupported(f"{request.TYPE} requests are not served by this daemon yet")
+    if melody_path and not backend.supports_melody:
+        raise Unsupported(f"model {job.model} does not take a melody (use a melody checkpoint)")
+    melody = read_audio(melody_path) if melody_path else None
+    return text, audio_prompt, melody
+
+
+def _abort(sinks: list[JobSink]) -> None:
+    for sink in sinks:
+        sink.abort()

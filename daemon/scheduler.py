@@ -1,0 +1,163 @@
+"""The scheduler: a bounded priority queue, cancel, and one worker thread per device.
+
+`submit`, `cancel` and `close` are called from the server's event loop and never block on
+generation; workers take jobs highest priority first (first come, first served within a
+priority) and run them through the JobRunner. Events go out through `emit`, which must be
+safe to call from any thread; the scheduler makes sure a job's one terminal event is its
+last.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from daemon.jobs import Emit, Job, JobState
+from daemon.residency import ModelPool
+from daemon.runner import JobRunner
+from protocol.errors import Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown
+from protocol.messages import TERMINAL_EVENTS, Accepted, Error, Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """Job ids running (in start order) and queued (in run order)."""
+
+    running: tuple[str, ...]
+    queued: tuple[str, ...]
+
+
+class Scheduler:
+    """Queue and workers for one device's model pool."""
+
+    def __init__(self, pool: ModelPool, runner: JobRunner, emit: Emit, *, max_queue: int = 16,
+                 workers: int = 1, idle_tick_s: float = 1.0) -> None:
+        self._pool = pool
+        self._runner = runner
+        self._emit = emit
+        self._max_queue = max_queue
+        self._idle_tick_s = idle_tick_s
+        self._heap: list[tuple[tuple[int, int], Job]] = []
+        self._jobs: dict[str, Job] = {}  # queued and running, by id
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"riffd-worker-{pool.device}-{n}", daemon=True)
+            for n in range(workers)
+        ]
+
+    @property
+    def max_queue(self) -> int:
+        return self._max_queue
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue `job` and emit `accepted`; raise QueueFull / DuplicateJob / ShuttingDown at once."""
+        with self._cond:
+            if self._closing:
+                raise ShuttingDown("the daemon is shutting down")
+            if job.id in self._jobs:
+                raise DuplicateJob(f"job {job.id} is already queued or running; pick another id")
+            if len(self._heap) >= self._max_queue:
+                raise QueueFull(f"the queue is full ({self._max_queue} jobs waiting); try again later")
+            job.seq = next(self._seq)
+            job.state = JobState.QUEUED
+            ahead = sum(1 for key, _ in self._heap if key < job.sort_key())
+            heapq.heappush(self._heap, (job.sort_key(), job))
+            self._jobs[job.id] = job
+            # Emitted under the lock so no worker event of this job can overtake it.
+            self._emit(job, Accepted(job=job.id, queue_position=ahead, re=job.re))
+            self._cond.notify()
+
+    def cancel(self, job_id: str, error: RiffdError | None = None) -> None:
+        """Cancel a queued job (it ends now) or a running one (it ends within a decode step)."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFound(f"no queued or running job {job_id!r}")
+            if job.state is JobState.QUEUED:
+                self._heap = [(key, queued) for key, queued in self._heap if queued is not job]
+                heapq.heapify(self._heap)
+                del self._jobs[job_id]
+                job.state = JobState.FINISHED
+                error = error or Cancelled(f"job {job_id} was cancelled before it started")
+                self._finish(job, Error(job=job.id, code=error.code, message=error.message, re=job.re))
+                return
+        job.request_stop(error)
+
+    def snapshot(self) -> QueueSnapshot:
+        with self._cond:
+            running = tuple(job.id for job in self._jobs.values() if job.state is JobState.RUNNING)
+            queued = tuple(job.id for _, job in sorted(self._heap, key=lambda item: item[0]))
+        return QueueSnapshot(running, queued)
+
+    def jobs_of(self, predicate: Callable[[Job], bool]) -> list[str]:
+        """Ids of queued and running jobs matching `predicate` (e.g. a vanished client's)."""
+        with self._cond:
+            return [job.id for job in self._jobs.values() if predicate(job)]
+
+    def close(self, reason: str = "the daemon is shutting down") -> None:
+        """Refuse new jobs, end queued ones and ask running ones to stop (with ShuttingDown)."""
+        with self._cond:
+            self._closing = True
+            ids = list(self._jobs)
+            self._cond.notify_all()
+        for job_id in ids:
+            try:
+                self.cancel(job_id, ShuttingDown(reason))
+            except NotFound:
+                pass  # it finished meanwhile
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        """Wait for the workers to exit (after close); True if they all did."""
+        for thread in self._threads:
+            thread.join(timeout_s)
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def _finish(self, job: Job, event: Event) -> None:
+        if job.claim_terminal():
+            self._emit(job, event)
+        else:
+            log.error("job %s: dropped a second terminal event %s", job.id, event.TYPE)
+
+    def _emit_for(self, job: Job, event: Event) -> None:
+        """The runner's emit: terminal events go through the exactly-once check."""
+        if isinstance(event, TERMINAL_EVENTS):
+            self._finish(job, event)
+        elif not job.finished:
+            self._emit(job, event)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap and not self._closing:
+                    if not self._cond.wait(self._idle_tick_s):
+                        break
+                if self._closing and not self._heap:
+                    return
+                if not self._heap:
+                    job = None
+                else:
+                    _, job = heapq.heappop(self._heap)
+                    job.state = JobState.RUNNING
+            if job is None:
+                self._pool.expire()
+                continue
+            log.info("job %s: started (%s, %.1f s)", job.id, job.model, job.params.duration_s)
+            self._runner.run(job, self._emit_for)
+            if not job.finished:  # a runner bug; the client still gets its ending
+                self._finish(job, Error(job=job.id, code="internal", message="job ended without a result", re=job.re))
+            with self._cond:
+                job.state = JobState.FINISHED
+                self._jobs.pop(job.id, None)
+            log.info("job %s: finished", job.id)

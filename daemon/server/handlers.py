@@ -1,0 +1,126 @@
+"""What each request does, whatever transport it came by. Runs on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from functools import partial
+
+from daemon.config import DaemonConfig
+from daemon.jobs import Job, new_job_id
+from daemon.residency import ModelPool
+from daemon.scheduler import Scheduler
+from daemon.server.router import EventRouter, Reply
+from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
+from protocol.messages import (
+    PROTOCOL_VERSION, Cancel, Error, GetStatus, JobRequest, JukeboxSample, JukeboxUpsample, ListModels,
+    LoadModel, Models, MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+)
+
+log = logging.getLogger(__name__)
+
+#: (sender, host, port) -> the Reply a subscribe request names (the transports know how).
+SubscriberFactory = Callable[[Reply, "str | None", "int | None"], Reply]
+
+
+class RequestHandler:
+    def __init__(self, config: DaemonConfig, scheduler: Scheduler, pool: ModelPool, router: EventRouter,
+                 load_executor: Executor, subscriber_for: SubscriberFactory) -> None:
+        self._config = config
+        self._scheduler = scheduler
+        self._pool = pool
+        self._router = router
+        self._load_executor = load_executor
+        self._subscriber_for = subscriber_for
+        self._started_at = time.monotonic()
+
+    def __call__(self, request: Request, reply: Reply) -> None:
+        """Handle one decoded request; every failure becomes an error event to its sender."""
+        try:
+            self._dispatch(request, reply)
+        except RiffdError as exc:
+            job = request.job if isinstance(request, (JobRequest, Cancel)) and request.job else ""
+            self._router.reply(reply, Error(job=job, code=exc.code, message=exc.message, re=request.id))
+
+    def _dispatch(self, request: Request, reply: Reply) -> None:
+        if isinstance(request, (JukeboxSample, JukeboxUpsample)):
+            raise Unsupported(f"{request.TYPE}: Jukebox is not served by this daemon yet")
+        if isinstance(request, MusicGenRequest):
+            self._submit(request, reply)
+        elif isinstance(request, Cancel):
+            self._scheduler.cancel(request.job)
+            self._router.reply(reply, Ok(request="cancel", subject=request.job, re=request.id))
+        elif isinstance(request, GetStatus):
+            self._router.reply(reply, self._status(request.id))
+        elif isinstance(request, ListModels):
+            self._router.reply(reply, Models(default_model=self._config.default_model,
+                                             loaded=tuple(self._pool.loaded()), re=request.id))
+        elif isinstance(request, UnloadModel):
+            self._pool.unload(request.model)
+            self._router.reply(reply, Ok(request="unload", subject=request.model, re=request.id))
+        elif isinstance(request, LoadModel):
+            self._load(request, reply)
+        elif isinstance(request, Unsubscribe):
+            subscriber = self._subscriber_for(reply, request.host, request.port)
+            if not self._router.unsubscribe(subscriber.key):
+                raise NotFound(f"{_describe(subscriber.key)} was not subscribed")
+            self._router.reply(reply, Ok(request="unsubscribe", subject=_describe(subscriber.key), re=request.id))
+        elif isinstance(request, Subscribe):
+            subscriber = self._subscriber_for(reply, request.host, request.port)
+            self._router.subscribe(subscriber)
+            self._router.reply(reply, Ok(request="subscribe", subject=_describe(subscriber.key), re=request.id))
+        else:
+            raise Unsupported(f"{request.TYPE} requests are not handled")
+
+    def _submit(self, request: MusicGenRequest, reply: Reply) -> None:
+        params = request.generation_params().validate(max_duration_s=self._config.max_duration_s)
+        osc_requester = reply.transport == "osc"
+        job = Job(
+            id=request.job or new_job_id(),
+            request=request,
+            model=request.model or self._config.default_model,
+            params=params,
+            reply=reply,
+            re=request.id,
+            save=request.save if request.save is not None else osc_requester,
+            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
+        )
+        self._scheduler.submit(job)
+        log.info("job %s: accepted from %s (%s, %.1f s, priority %d)", job.id, reply.transport, job.model,
+                 params.duration_s, request.priority)
+
+    def _load(self, request: LoadModel, reply: Reply) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._load_executor, partial(self._pool.load, request.model, pin=True))
+
+        def answer(done: asyncio.Future) -> None:
+            exc = done.exception()
+            if exc is None:
+                event = Ok(request="load", subject=request.model, re=request.id)
+            elif isinstance(exc, RiffdError):
+                event = Error(job="", code=exc.code, message=exc.message, re=request.id)
+            else:
+                log.error("loading %s failed", request.model, exc_info=exc)
+                event = Error(job="", code="model_unavailable", message=f"{type(exc).__name__}: {exc}", re=request.id)
+            self._router.reply(reply, event)
+
+        future.add_done_callback(answer)
+
+    def _status(self, request_id: str | None) -> Status:
+        snapshot = self._scheduler.snapshot()
+        return Status(
+            protocol=PROTOCOL_VERSION, device=self._pool.device, default_model=self._config.default_model,
+            queued=len(snapshot.queued), running=len(snapshot.running), models=tuple(self._pool.loaded()),
+            jobs=snapshot.running + snapshot.queued, max_queue=self._scheduler.max_queue,
+            uptime_s=round(time.monotonic() - self._started_at, 3), re=request_id,
+        )
+
+
+def _describe(key: object) -> str:
+    if isinstance(key, tuple) and len(key) == 3:
+        scheme, host, port = key
+        return f"{scheme}://{host}:{port}"
+    raise InvalidArgument(f"cannot describe subscriber {key!r}")

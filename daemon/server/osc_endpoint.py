@@ -1,0 +1,146 @@
+"""OSC over UDP and over TCP (OSC 1.0 length-prefixed stream framing, as liblo speaks it).
+
+Replies go to the request's source: the UDP address it came from, or back down its TCP
+connection. Chunk events without a file (nobody asked for chunk files when the chunk was
+written) are not sent over OSC: an OSC listener can only use audio as a file path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocol import osc
+from protocol.errors import MessageTooLarge, RiffdError
+from protocol.messages import Chunk, Error, Event, Request
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, "OscReply"], None]
+
+
+@dataclass(frozen=True, eq=False)
+class OscReply:
+    """The way back to an OSC peer: a UDP address, or an open TCP connection."""
+
+    endpoint: "OscEndpoint"
+    address: tuple[str, int]  # the peer's (host, port): where UDP replies go
+    connection: asyncio.StreamWriter | None = field(default=None)
+    transport: str = "osc"
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("osc.tcp" if self.connection is not None else "osc.udp", *self.address)
+
+    def send(self, event: Event) -> None:
+        if isinstance(event, Chunk) and event.path is None:
+            return
+        try:
+            packet = osc.encode(event)
+        except ValueError:
+            log.error("osc: %s event too large for OSC, not sent", event.TYPE)
+            return
+        if self.connection is None:
+            self.endpoint.send_udp(packet, self.address)
+        elif not self.connection.is_closing():
+            self.connection.write(osc.frame_tcp(packet))
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: "OscEndpoint") -> None:
+        self._endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._endpoint.handle_packet(data, OscReply(self._endpoint, (addr[0], addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP "port unreachable" from a listener that went away: nothing to do.
+        log.debug("osc udp: %s", exc)
+
+
+class OscEndpoint:
+    def __init__(self, host: str, port: int, handler: Handler,
+                 on_connection_closed: Callable[[OscReply], None]) -> None:
+        self._host = host
+        self._requested_port = port
+        self._handler = handler
+        self._on_connection_closed = on_connection_closed
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.port = port
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # UDP first, then TCP on the same number so one port serves both; with port 0 the
+        # number UDP got may be taken for TCP, so try a few.
+        for attempt in range(20):
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self._host, self._requested_port))
+            self.port = self._udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_connection, self._host, self.port)
+                return
+            except OSError:
+                self._udp.close()
+                if self._requested_port or attempt == 19:
+                    raise
+
+    def send_udp(self, packet: bytes, address: tuple[str, int]) -> None:
+        if self._udp is not None and not self._udp.is_closing():
+            self._udp.sendto(packet, address)
+
+    def handle_packet(self, data: bytes, reply: OscReply) -> None:
+        try:
+            messages = osc.parse_packet(data)
+        except RiffdError as exc:
+            log.info("osc: refused a packet from %s: %s", reply.address, exc.message)
+            reply.send(Error(job="", code=exc.code, message=exc.message))
+            return
+        for address, args in messages:
+            try:
+                request = osc.decode_request(address, args)
+            except RiffdError as exc:
+                log.info("osc: refused %s from %s: %s", address, reply.address, exc.message)
+                reply.send(Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
+                continue
+            self._handler(request, reply)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        reply = OscReply(self, (peer[0], peer[1]), writer)
+        deframer = osc.TcpDeframer()
+        try:
+            while data := await reader.read(65536):
+                try:
+                    packets = deframer.feed(data)
+                except MessageTooLarge as exc:
+                    # The stream cannot be re-synchronised after a bad length: say why and hang up.
+                    reply.send(Error(job="", code=exc.code, message=exc.message))
+                    break
+                for packet in packets:
+                    self.handle_packet(packet, reply)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            self._on_connection_closed(reply)
+            writer.close()
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+

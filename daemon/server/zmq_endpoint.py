@@ -1,0 +1,130 @@
+"""ZeroMQ: a ROUTER for requests (each job's events go back to its requester, in order) and a
+PUB socket carrying every event for monitors (topic: the event type).
+
+Clients use DEALER sockets. A REQ-style empty delimiter frame is tolerated and echoed, though
+a REQ socket can only read the first event of a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import zmq
+import zmq.asyncio
+
+from protocol import wire
+from protocol.errors import RiffdError
+from protocol.messages import Error, Event, Request
+
+log = logging.getLogger(__name__)
+
+#: A bigger multipart message is dropped by libzmq before it reaches us (and the peer is
+#: disconnected); headers are further limited to wire.MAX_HEADER_BYTES with an error reply.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Events queued for one slow peer before it is treated as gone.
+SEND_HWM = 100_000
+
+Handler = Callable[[Request, "ZmqReply"], None]
+
+
+@dataclass(frozen=True)
+class ZmqReply:
+    """The way back to one DEALER peer."""
+
+    endpoint: "ZmqEndpoint"
+    envelope: tuple[bytes, ...]  # routing id, plus the empty delimiter of REQ-style peers
+    transport: str = "zmq"
+
+    @property
+    def key(self) -> tuple[str, bytes]:
+        return ("zmq", self.envelope[0])
+
+    def send(self, event: Event) -> None:
+        self.endpoint.send(self.envelope, event)
+
+
+class ZmqEndpoint:
+    def __init__(self, host: str, port: int, pub_port: int, handler: Handler,
+                 on_peer_gone: Callable[[tuple[str, bytes]], None]) -> None:
+        self._context = zmq.asyncio.Context()
+        self._handler = handler
+        self._on_peer_gone = on_peer_gone
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer raises, so its jobs can be cancelled
+        self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
+        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._router.setsockopt(zmq.LINGER, 500)
+        self._pub = self._context.socket(zmq.PUB)
+        self._pub.setsockopt(zmq.LINGER, 0)
+        self.endpoint = _bind(self._router, host, port)
+        self.pub_endpoint = _bind(self._pub, host, pub_port)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name="riffd-zmq")
+
+    async def _serve(self) -> None:
+        while True:
+            frames = await self._router.recv_multipart()
+            envelope, body = _split_envelope(frames)
+            reply = ZmqReply(self, envelope)
+            try:
+                request = wire.decode_request(body)
+            except RiffdError as exc:
+                request_id, job = wire.reply_ids(body)
+                log.info("zmq: refused a message: %s", exc.message)
+                reply.send(Error(job=job, code=exc.code, message=exc.message, re=request_id))
+                continue
+            self._handler(request, reply)
+
+    def send(self, envelope: tuple[bytes, ...], event: Event) -> None:
+        frames = [*envelope, *wire.encode(event)]
+        try:
+            _send_now(self._router, frames)
+        except zmq.Again:
+            log.warning("zmq: peer %s is not reading; dropping it", envelope[0].hex())
+            self._on_peer_gone(("zmq", envelope[0]))
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            log.info("zmq: peer %s is gone", envelope[0].hex())
+            self._on_peer_gone(("zmq", envelope[0]))
+
+    def publish(self, event: Event) -> None:
+        try:
+            _send_now(self._pub, [event.TYPE.encode(), *wire.encode(event)])
+        except zmq.Again:
+            pass  # a slow monitor loses events; it must never stall the daemon
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._router.close()
+        self._pub.close()
+        self._context.term()
+
+
+def _send_now(socket: zmq.asyncio.Socket, frames: list[bytes]) -> None:
+    """Send without waiting; raise zmq.Again / ZMQError here rather than into a future."""
+    future = socket.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
+    exc = future.exception() if future.done() else None
+    if exc is not None:
+        raise exc
+
+
+def _bind(socket: zmq.asyncio.Socket, host: str, port: int) -> str:
+    socket.bind(f"tcp://{host}:{port if port else '*'}")
+    return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def _split_envelope(frames: list[bytes]) -> tuple[tuple[bytes, ...], list[bytes]]:
+    if len(frames) >= 2 and frames[1] == b"":
+        return (frames[0], b""), frames[2:]
+    return (frames[0],), frames[1:]

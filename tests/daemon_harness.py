@@ -1,0 +1,180 @@
+"""Starting real daemons for tests: in-process on a thread (fast), on free 127.0.0.1 ports.
+
+Also a fake backend, for what the real models cannot be made to do on demand (take long
+enough to cancel, fail to load, crash mid-stream). Imported by the conftests of
+tests/daemon and tests/clients (tests/ is on sys.path through tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.audio.types import Audio, AudioChunk
+from daemon.backend import ProgressFn, StopFn
+from daemon.config import DaemonConfig, build_config
+from daemon.residency import Loader
+from daemon.server.app import Addresses, Daemon
+from protocol.errors import Cancelled, ModelUnavailable, UnknownModel
+from protocol.params import GenerationParams
+
+
+@dataclass
+class FakeBackend:
+    """A deterministic tone generator shaped like a model: steps, progress, stop, chunks.
+
+    Model ids choose the behaviour: `fake/fast`, `fake/slow` (50 ms a step), `fake/crash`
+    (raises mid-stream), `fake/broken` (fails to load), anything else unknown.
+    """
+
+    model_id: str
+    sample_rate: int = 16000
+    audio_channels: int = 1
+    supports_melody: bool = False
+    chunk_s: float = 0.25
+    step_s: float = 0.0
+    crash_after_chunks: int | None = None
+
+    def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
+               melody: Audio | None = None, progress: ProgressFn | None = None,
+               should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+        total_frames = int(round(params.duration_s * self.sample_rate))
+        chunk_frames = int(self.chunk_s * self.sample_rate)
+        steps = -(-total_frames // chunk_frames)
+        frequency = 220.0 + (params.seed or 0) % 500
+        for index in range(steps):
+            if should_stop is not None and should_stop():
+                raise Cancelled("stopped")
+            if self.step_s:
+                time.sleep(self.step_s)
+            if self.crash_after_chunks is not None and index >= self.crash_after_chunks:
+                raise RuntimeError("simulated backend failure")
+            start = index * chunk_frames
+            frames = min(chunk_frames, total_frames - start)
+            t = (start + np.arange(frames)) / self.sample_rate
+            tone = (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+            if progress is not None:
+                progress(index + 1, steps)
+            yield AudioChunk(index, start, np.tile(tone, (self.audio_channels, 1)), self.sample_rate)
+
+
+def fake_loader(model_id: str, device: str) -> FakeBackend:
+    if model_id == "fake/fast":
+        return FakeBackend(model_id)
+    if model_id == "fake/stereo":
+        return FakeBackend(model_id, audio_channels=2)
+    if model_id == "fake/slow":
+        return FakeBackend(model_id, step_s=0.05)
+    if model_id == "fake/crash":
+        return FakeBackend(model_id, crash_after_chunks=1)
+    if model_id == "fake/broken":
+        raise ModelUnavailable("fake/broken cannot be loaded: simulated out of memory")
+    raise UnknownModel(f"no model {model_id!r}")
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+class DaemonThread:
+    """A real Daemon, its own asyncio loop on a thread; real sockets on 127.0.0.1."""
+
+    def __init__(self, config: DaemonConfig, loader: Loader | None = None) -> None:
+        self.config = config
+        self.daemon = Daemon(config, loader=loader)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="test-daemon", daemon=True)
+
+    def start(self, timeout_s: float = 120.0) -> "DaemonThread":
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise TimeoutError("daemon did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.daemon.request_stop)
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "daemon did not stop"
+
+    @property
+    def addresses(self) -> Addresses:
+        assert self.daemon.addresses is not None
+        return self.daemon.addresses
+
+    @property
+    def osc_port(self) -> int:
+        return self.addresses.osc_port
+
+    @property
+    def zmq(self) -> str:
+        return self.addresses.zmq_endpoint
+
+    @property
+    def pub(self) -> str:
+        return self.addresses.pub_endpoint
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            try:
+                await self.daemon.start()
+            except BaseException as exc:
+                self._error = exc
+                self._ready.set()
+                await self.daemon.stop()
+                return
+            self._ready.set()
+            await self.daemon.wait()
+            await self.daemon.stop()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> "DaemonThread":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def make_config(out_dir: Path, **settings: object) -> DaemonConfig:
+    """A test config: loopback, free ports (UDP+TCP for OSC), files under `out_dir`."""
+    base: dict[str, object] = dict(host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0, out_dir=out_dir,
+                                   device="cpu", log_level="DEBUG")
+    base.update(settings)
+    return build_config(base)
+
+
+def start_fake_daemon(out_dir: Path, **settings: object) -> DaemonThread:
+    settings.setdefault("models", ("fake/fast",))
+    return DaemonThread(make_config(out_dir, **settings), loader=fake_loader).start()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval_s)
