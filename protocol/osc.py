@@ -24,7 +24,7 @@ from protocol.schema import FieldSpec, Message, fields_of
 #: Our outgoing OSC messages stay under this size (Max and Pd drop bigger UDP packets).
 MAX_OSC_MESSAGE_BYTES = 8192
 #: Incoming packets (a UDP datagram or a TCP frame) larger than this are refused.
-MAX_OSC_PACKET_BYTES = 64 * 1024
+MAX_OSC_PACKET_BYTES = 16 * 1024
 
 REQUEST_ADDRESSES: dict[str, type[Request]] = {cls.osc_address(): cls for cls in REQUESTS.values()}
 EVENT_ADDRESSES: dict[str, type[Event]] = {cls.osc_address(): cls for cls in EVENTS.values()}

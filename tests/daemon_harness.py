@@ -178,3 +178,141 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(interval_s)
+
+
+# --------------------------------------------------------------------------------------------
+# OSC peers: liblo's oscdump as a listener, and a Python UDP/TCP peer that reads its replies.
+
+
+@dataclass(frozen=True)
+class OscLine:
+    """One message as oscdump printed it."""
+
+    address: str
+    types: str
+    args: tuple
+
+
+def parse_oscdump_line(line: str) -> OscLine | None:
+    """`<timetag> /address types args...` (strings quoted) -> OscLine."""
+    import shlex
+
+    parts = shlex.split(line.strip())
+    if len(parts) < 2 or not parts[1].startswith("/"):
+        return None
+    address = parts[1]
+    types = parts[2] if len(parts) > 2 else ""
+    values = parts[3:]
+    args = []
+    for tag, value in zip(types, values):
+        args.append(int(value) if tag in "ih" else float(value) if tag in "fd" else value)
+    return OscLine(address, types, tuple(args))
+
+
+class OscDump:
+    """`oscdump -L PORT` (UDP) or `oscdump -L osc.tcp://:PORT`, its lines collected on a thread."""
+
+    def __init__(self, port: int | None = None, *, tcp: bool = False) -> None:
+        import subprocess
+
+        self.port = port or free_port()
+        target = f"osc.tcp://:{self.port}" if tcp else str(self.port)
+        self._process = subprocess.Popen(["oscdump", "-L", target], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+        self.lines: list[OscLine] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._wait_listening()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for raw in self._process.stdout:
+            line = parse_oscdump_line(raw)
+            if line is not None:
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+
+    def _wait_listening(self) -> None:
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        probe = OscMessageBuilder("/probe").build().dgram
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(200):
+                sock.sendto(probe, ("127.0.0.1", self.port))
+                if self.wait_for(lambda line: line.address == "/probe", timeout_s=0.05):
+                    return
+        raise TimeoutError("oscdump did not start listening")
+
+    def wait_for(self, match: Callable[[OscLine], bool], timeout_s: float = 30.0) -> OscLine | None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if match(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def messages(self, prefix: str = "/riffd/") -> list[OscLine]:
+        with self._cond:
+            return [line for line in self.lines if line.address.startswith(prefix)]
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+
+    def __enter__(self) -> "OscDump":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def oscsend(*args: str | int | float, url: str) -> None:
+    """Run liblo's `oscsend URL ADDRESS TYPES VALUES...`."""
+    import subprocess
+
+    subprocess.run(["oscsend", url, *map(str, args)], check=True, timeout=10)
+
+
+class OscPeer:
+    """A Python OSC peer on UDP: sends packets from a fixed port and reads the daemon's replies."""
+
+    def __init__(self, daemon_port: int) -> None:
+        self._daemon = ("127.0.0.1", daemon_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(10.0)
+
+    def send(self, address: str, *args: object) -> None:
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        self.sock.sendto(builder.build().dgram, self._daemon)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self._daemon)
+
+    def receive(self) -> tuple[str, list]:
+        from protocol.osc import parse_packet
+
+        [(address, args)] = parse_packet(self.sock.recv(65536))
+        return address, args
+
+    def receive_until(self, address: str, job: str | None = None) -> list[tuple[str, list]]:
+        """Every message up to and including the first at `address` (for `job`, if given)."""
+        seen = []
+        while True:
+            message = self.receive()
+            seen.append(message)
+            if message[0] == address and (job is None or message[1][0] == job):
+                return seen
+
+    def close(self) -> None:
+        self.sock.close()
