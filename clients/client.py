@@ -16,7 +16,6 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,8 @@ class Rendered:
 class JobStream:
     """The events of one job, in order; the last is Done or Error.
 
-    Leaving the stream early (break, close(), garbage collection) cancels the job.
+    An iterator: it can be read in parts (`next(stream)`, several `for` loops). Used as a
+    context manager, leaving the block before the job ends cancels it.
     """
 
     def __init__(self, client: "Client", request: Request) -> None:
@@ -63,20 +63,26 @@ class JobStream:
         self.job: str | None = getattr(request, "job", None)
         self.finished = False
 
-    def __iter__(self) -> Iterator[Event]:
-        try:
-            while not self.finished:
-                event = self._client._next_event(self.request.id)
-                if isinstance(event, Accepted):
-                    self.job = event.job
-                if isinstance(event, TERMINAL_EVENTS):
-                    self.finished = True
-                    if self.job is None:
-                        self.job = event.job
-                yield event
-        finally:
-            if not self.finished:
-                self.close()
+    def __iter__(self) -> "JobStream":
+        return self
+
+    def __next__(self) -> Event:
+        if self.finished:
+            raise StopIteration
+        event = self._client._next_event(self.request.id)
+        if isinstance(event, Accepted):
+            self.job = event.job
+        if isinstance(event, TERMINAL_EVENTS):
+            self.finished = True
+            self.job = self.job or event.job
+            self._client._forget(self.request.id)
+        return event
+
+    def __enter__(self) -> "JobStream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def cancel(self) -> None:
         """Ask the daemon to cancel this job (the stream then ends with an error `cancelled`)."""

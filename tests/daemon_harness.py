@@ -316,3 +316,52 @@ class OscPeer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Monitor:
+    """A SUB socket on the daemon's PUB endpoint, decoding every event."""
+
+    def __init__(self, endpoint: str) -> None:
+        import zmq
+
+        self._zmq = zmq
+        self._context = zmq.Context()
+        self.sock = self._context.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+
+    def sync(self, client) -> None:
+        """Wait until the subscription is live (PUB/SUB joins asynchronously), then drain."""
+        for _ in range(200):
+            client.status()
+            if self.sock.poll(50):
+                while self.sock.poll(100):
+                    self.sock.recv_multipart()
+                return
+        raise TimeoutError("monitor never joined")
+
+    def events_until(self, stop: Callable[[object], bool], timeout_s: float = 20.0) -> list:
+        from protocol import wire
+
+        events = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or not self.sock.poll(remaining_ms):
+                raise TimeoutError(f"monitor: no matching event; saw {[e.TYPE for e in events]}")
+            _, *frames = self.sock.recv_multipart()
+            event = wire.decode_event(frames)
+            events.append(event)
+            if stop(event):
+                return events
+
+    def close(self) -> None:
+        self.sock.close()
+        self._context.term()
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
