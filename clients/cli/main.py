@@ -16,6 +16,11 @@ from protocol.errors import RiffdError
 _SUBCOMMAND_MODULES = (
     "clients.cli.render",
     "clients.cli.pull",
+    "clients.cli.serve",
+    "clients.cli.generate",
+    "clients.cli.continue_",
+    "clients.cli.status",
+    "clients.cli.cancel",
 )
 
 

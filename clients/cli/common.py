@@ -1,0 +1,91 @@
+"""What the client subcommands share: the daemon's address, request options, a progress display."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clients.client import DEFAULT_ENDPOINT, Client, JobStream, raise_for
+from protocol.errors import RiffdError
+from clients.cli.options import add_generation_options, generation_params
+from protocol.messages import SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Progress, Started
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                        help=f"the daemon's ZeroMQ request endpoint (default {DEFAULT_ENDPOINT})")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="give up when the daemon is silent this long (default 120 s)")
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Output, model, priority and the generation controls `riffd render` has too."""
+    add_generation_options(parser)
+    parser.add_argument("-o", "--output", type=Path, help="write the audio here (.wav or .flac; default JOB.wav)")
+    parser.add_argument("--model", "-m", help="model id (default: the daemon's)")
+    parser.add_argument("--job", help="job id (default: the daemon picks one)")
+    parser.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    add_connection_arguments(parser)
+
+
+def job_options(args: argparse.Namespace) -> dict:
+    """Request fields from the flags (duration_s is passed on its own)."""
+    params = generation_params(args)
+    options = {name: getattr(params, name) for name in SAMPLING_FIELDS}
+    options = {name: value for name, value in options.items() if value is not None}
+    if args.job:
+        options["job"] = args.job
+    if args.model:
+        options["model"] = args.model
+    options["priority"] = args.priority
+    return options
+
+
+def run_job(client: Client, stream: JobStream, output: Path | None) -> int:
+    """Show progress, write the audio, print where it went; raise RiffdError if the job fails."""
+    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+    blocks, sample_rate = [], 0
+    with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+             TimeElapsedColumn(), transient=True, console=_console()) as bar:
+        task = bar.add_task("sending", total=None)
+        try:
+            for event in stream:
+                if isinstance(event, Accepted):
+                    ahead = f", {event.queue_position} ahead" if event.queue_position else ""
+                    bar.update(task, description=f"{event.job}: queued{ahead}")
+                elif isinstance(event, Started):
+                    bar.update(task, description=f"{event.job}: generating on {event.model}")
+                elif isinstance(event, Progress):
+                    bar.update(task, total=event.total, completed=event.done)
+                elif isinstance(event, Chunk):
+                    blocks.append(event.audio)
+                    sample_rate = event.sample_rate
+                elif isinstance(event, Error):
+                    raise_for(event)
+                elif isinstance(event, Done):
+                    return _write(stream.job or event.job, blocks, event.sample_rate or sample_rate, output)
+        except KeyboardInterrupt:
+            stream.cancel()
+            raise
+    raise RiffdError("the daemon ended the stream without a result", code="protocol")
+
+
+def _write(job: str, blocks: list, sample_rate: int, output: Path | None) -> int:
+    import numpy as np
+
+    from daemon.audio.io import write_audio
+
+    if not blocks:
+        raise RiffdError("the job produced no audio", code="protocol")
+    audio = np.concatenate(blocks, axis=1)
+    path = write_audio(output or Path(f"{job}.wav"), audio, sample_rate)
+    print(f"{path} ({audio.shape[1] / sample_rate:.2f} s, {sample_rate} Hz, {audio.shape[0]} ch, job {job})")
+    return 0
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)

@@ -1,0 +1,33 @@
+"""`riffd generate "PROMPT" --duration 8 -o out.wav`: a generation on a running daemon."""
+
+from __future__ import annotations
+
+import argparse
+
+from clients.cli.common import add_job_arguments, job_options, run_job
+from clients.client import Client
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="generate music from a text prompt (daemon must be running)")
+    parser.add_argument("prompt", help="what the music should be")
+    parser.add_argument("--melody", help="audio file whose melody to follow (melody models)")
+    parser.add_argument("--audio-prompt", help="audio file to continue from")
+    add_job_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = job_options(args)
+    for name in ("melody", "audio_prompt"):
+        if getattr(args, name):
+            options[name] = _absolute(getattr(args, name))
+    with Client(args.endpoint, timeout_s=args.timeout) as client:
+        return run_job(client, client.generate(args.prompt, duration_s=args.duration, **options), args.output)
+
+
+def _absolute(path: str) -> str:
+    from pathlib import Path
+
+    # The daemon resolves paths from its own working folder, not ours.
+    return str(Path(path).expanduser().resolve())

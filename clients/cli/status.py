@@ -1,0 +1,30 @@
+"""`riffd status`: what a running daemon has loaded and is doing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from clients.cli.common import add_connection_arguments
+from clients.client import Client
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("status", help="show the daemon's models and jobs")
+    parser.add_argument("--json", action="store_true", help="print the status event as JSON")
+    add_connection_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with Client(args.endpoint, timeout_s=args.timeout) as client:
+        status = client.status()
+    if args.json:
+        print(json.dumps({"type": status.TYPE, **status.to_fields()}, indent=2))
+        return 0
+    print(f"riffd (protocol {status.protocol}) on {status.device}, up {status.uptime_s:.0f} s")
+    print(f"models:  {', '.join(status.models) or '(none loaded)'}; default {status.default_model}")
+    running, queued = status.jobs[:status.running], status.jobs[status.running:]
+    print(f"running: {', '.join(running) or '-'}")
+    print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")
+    return 0
