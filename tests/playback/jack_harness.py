@@ -1,0 +1,148 @@
+"""A real JACK server (dummy driver) and jack_capture recordings of its playback ports, for tests.
+
+The server runs without realtime scheduling and without a sound card, under a name of its own
+so that parallel test runs on one machine do not meet. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+JACK_TOOLS = ("jackd", "jack_wait", "jack_lsp", "jack_capture")
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in JACK_TOOLS if shutil.which(tool) is None]
+
+
+def _env(server: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["JACK_DEFAULT_SERVER"] = server
+    env["JACK_NO_AUDIO_RESERVATION"] = "1"  # no D-Bus device reservation on a headless box
+    return env
+
+
+def _stop(proc: subprocess.Popen, sig: int, timeout_s: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@dataclass
+class JackServer:
+    """`jackd --no-realtime -d dummy` at `sample_rate`, `period_frames` per cycle."""
+
+    sample_rate: int = 48000
+    period_frames: int = 256
+    name: str = field(default_factory=lambda: f"riffd-test-{os.getpid()}-{secrets.token_hex(3)}")
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for processes that should talk to this server."""
+        return _env(self.name)
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        fd, log_name = tempfile.mkstemp(prefix=f"{self.name}.", suffix=".log")
+        self.log_path = Path(log_name)
+        with os.fdopen(fd, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
+                 "-r", str(self.sample_rate), "-p", str(self.period_frames)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            )
+        waited = subprocess.run(
+            ["jack_wait", "-s", self.name, "-w", "-t", str(int(timeout_s))],
+            env=self.env, capture_output=True, text=True, timeout=timeout_s + 5,
+        )
+        if waited.returncode != 0 or self.proc.poll() is not None or "system:playback_1" not in self.ports():
+            log_text = self.log_path.read_text(errors="replace")
+            self.stop()
+            raise RuntimeError(f"jackd {self.name} did not start: {waited.stdout}{waited.stderr}\n{log_text}")
+
+    def ports(self, *, connections: bool = False) -> str:
+        args = ["jack_lsp", "-s", self.name] + (["-c"] if connections else [])
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=10).stdout
+
+    def connections_of(self, port: str) -> list[str]:
+        """The ports connected to `port`, from `jack_lsp -c`."""
+        lines = self.ports(connections=True).splitlines()
+        found: list[str] = []
+        for i, line in enumerate(lines):
+            if line == port:
+                for follower in lines[i + 1 :]:
+                    if not follower.startswith(" "):
+                        break
+                    found.append(follower.strip())
+        return found
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc, signal.SIGTERM, 10)
+            self.proc = None
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
+
+class JackCapture:
+    """`jack_capture` recording `system:playback_*` (what the speakers get) as 32-bit float WAV."""
+
+    def __init__(self, server: JackServer, path: Path, channels: int = 2) -> None:
+        self.server = server
+        self.path = path
+        self.channels = channels
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 10.0) -> JackCapture:
+        ports = [arg for ch in range(1, self.channels + 1) for arg in ("-p", f"system:playback_{ch}")]
+        self.proc = subprocess.Popen(
+            ["jack_capture", "--daemon", "-b", "FLOAT", "-c", str(self.channels), *ports, str(self.path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.server.env,
+        )
+        deadline = time.monotonic() + timeout_s
+        while f"jack_capture:input{self.channels}" not in self.server.ports():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop_process()
+                raise RuntimeError(f"jack_capture did not start: {self._stderr()}")
+            time.sleep(0.05)
+        return self
+
+    def wait_following(self, source_prefix: str, timeout_s: float = 10.0) -> None:
+        """Wait until jack_capture mirrors the connections of a client (e.g. 'PortAudio') to the speakers."""
+        deadline = time.monotonic() + timeout_s
+        while not any(p.startswith(source_prefix) for p in self.server.connections_of("jack_capture:input1")):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jack_capture never followed {source_prefix}: {self.server.ports(connections=True)}")
+            time.sleep(0.05)
+
+    def stop(self, timeout_s: float = 10.0) -> np.ndarray:
+        """End the recording; the captured audio as float32 `[channels, frames]`."""
+        self.stop_process(timeout_s)
+        data, rate = sf.read(str(self.path), dtype="float32", always_2d=True)
+        assert rate == self.server.sample_rate, f"capture at {rate} Hz, server at {self.server.sample_rate} Hz"
+        return np.ascontiguousarray(data.T)
+
+    def stop_process(self, timeout_s: float = 10.0) -> None:
+        if self.proc is not None:
+            _stop(self.proc, signal.SIGINT, timeout_s)  # SIGINT: jack_capture closes the file properly
+
+    def _stderr(self) -> str:
+        if self.proc is None or self.proc.stderr is None or self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace")
