@@ -238,12 +238,14 @@ class JukeboxPrior(nn.Module):
         weight = self.prior.embed_tokens.weight
         return self.prior.transformer.new_cache(batch, weight.device, weight.dtype)
 
+    @torch.no_grad()
     def prefill(self, tokens: torch.Tensor, cond: WindowConditioning, cache: WindowCache) -> None:
         """Feed positions 0..T-1 of the sequence tokens [B, T] into `cache` in one pass."""
         net = self.prior
         hidden = net.inputs(tokens, net.start_embedding(tokens.shape[0], cond.start), cond.audio, 0, tokens.shape[1])
         net.transformer(hidden, cond.encoder_states, cache)
 
+    @torch.no_grad()
     def step_logits(self, previous: torch.Tensor | None, cond: WindowConditioning, cache: WindowCache) -> torch.Tensor:
         """Logits [B, 1, vocab] of position `cache.position`, whose input is the token before it.
 

@@ -230,6 +230,11 @@ def _plan(priors, tokens, sample_levels, params) -> list[tuple[int, list[tuple[i
                     f"{lengths[level - 1]}: sample the upper level first (music tokens are in prior order, top first)"
                 )
         have = lengths[level]
+        if have > total:
+            raise ValueError(
+                f"level {level} has {have} tokens, more than the {total} of a {params.total_length}-sample "
+                f"piece: music tokens are in prior order (top first), the VQ-VAE's are bottom first"
+            )
         if total >= prior.n_ctx:
             hop = max(1, int(params.hop_fraction[level] * prior.n_ctx))
             spans = [(s, s + prior.n_ctx) for s in window_starts(total, prior.n_ctx, hop)]

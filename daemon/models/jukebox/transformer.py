@@ -67,7 +67,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, caus
     k = k.view(n, tk, n_heads, head).permute(0, 2, 3, 1)
     v = v.view(n, tk, n_heads, head).transpose(1, 2)
     scale = head**-0.25  # the reference scales q and k by this each; kept for identical rounding
-    weights = torch.matmul(q, k).mul_(scale * scale).float()
+    weights = torch.matmul(q, k).mul_(scale * scale)
+    if weights.dtype in (torch.float16, torch.bfloat16):
+        weights = weights.float()  # softmax in float32 for half-precision priors
     if causal and tq > 1:
         allowed = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(max(tk - tq, 0))
         weights = weights.masked_fill(~allowed, MASKED)
