@@ -36,7 +36,7 @@ _PLACEHOLDER_OF_KIND = {"str": "", "int": 0, "float": 0.0}
 def encode(message: Message) -> bytes:
     """The OSC packet of a message; raises ValueError past MAX_OSC_MESSAGE_BYTES."""
     specs = {spec.name: spec for spec in fields_of(type(message))}
-    form = type(message).OSC_FORMS[0]
+    form = _form_for(message)
     builder = OscMessageBuilder(type(message).osc_address())
     for name in form:
         _add(builder, specs[name], getattr(message, name))
@@ -52,6 +52,18 @@ def encode(message: Message) -> bytes:
     if len(packet) > MAX_OSC_MESSAGE_BYTES:
         raise ValueError(f"{message.TYPE} OSC message is {len(packet)} bytes, over {MAX_OSC_MESSAGE_BYTES}")
     return packet
+
+
+def _form_for(message: Message) -> tuple[str, ...]:
+    """The first form that carries every field set (options carry the rest where allowed)."""
+    cls = type(message)
+    if cls.OSC_OPTIONS:
+        return cls.OSC_FORMS[0]
+    given = {name for name, value in message.to_fields().items() if name not in ("id", "re")}
+    for form in cls.OSC_FORMS:
+        if given <= set(form):
+            return form
+    return cls.OSC_FORMS[-1]
 
 
 def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:
@@ -90,11 +102,14 @@ def decode_request(address: str, args: Sequence[Any]) -> Request:
 
 
 def decode_event(address: str, args: Sequence[Any]) -> Event:
-    """The event at an OSC address with its arguments (what a Python OSC listener needs)."""
+    """The event at an OSC address with its arguments (what a Python OSC listener needs).
+
+    Fields OSC does not carry (a chunk's offset and format, say) read as 0 or "".
+    """
     cls = EVENT_ADDRESSES.get(address)
     if cls is None:
         raise BadMessage(f"unknown OSC event address {address!r}")
-    message = cls.from_fields(_fields(cls, args), lenient=True)
+    message = cls.from_fields(_fields(cls, args), lenient=True, fill_missing=True)
     assert isinstance(message, Event)
     return message
 

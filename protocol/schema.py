@@ -22,6 +22,7 @@ from protocol.errors import InvalidArgument
 WireKind = typing.Literal["str", "int", "float", "bool", "list[str]"]
 
 _KIND_OF_TYPE: dict[object, str] = {str: "str", int: "int", float: "float", bool: "bool"}
+_ZERO_OF_KIND: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list[str]": ()}
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,12 @@ class Message:
         return out
 
     @classmethod
-    def from_fields(cls, data: Mapping[str, Any], *, lenient: bool = False) -> "Message":
+    def from_fields(cls, data: Mapping[str, Any], *, lenient: bool = False, fill_missing: bool = False) -> "Message":
         """Build and validate a message from wire fields.
 
         `lenient` accepts the looser typing of OSC senders: an integral float for an int
-        (Pure Data sends every number as a float), 0/1 for a bool.
+        (Pure Data sends every number as a float), 0/1 for a bool. `fill_missing` gives
+        required fields a transport does not carry their kind's zero (OSC events).
         """
         specs = {spec.name: spec for spec in fields_of(cls)}
         unknown = sorted(set(data) - set(specs))
@@ -78,6 +80,8 @@ class Message:
         for name, spec in specs.items():
             if name in data:
                 values[name] = coerce(spec, data[name], where=cls.TYPE, lenient=lenient)
+            elif spec.required and fill_missing:
+                values[name] = _ZERO_OF_KIND[spec.kind]
             elif spec.required:
                 raise InvalidArgument(f"{cls.TYPE}: missing required field {name!r}")
         message = cls(**values)

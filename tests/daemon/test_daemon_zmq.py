@@ -197,3 +197,23 @@ def test_pub_monitor_sees_job_events(debug_daemon: DaemonThread) -> None:
     finally:
         sub.close()
         context.term()
+
+
+def test_cancel_stops_the_real_engine_mid_render(debug_daemon: DaemonThread) -> None:
+    with Client(debug_daemon.zmq) as client, Client(debug_daemon.zmq) as control:
+        stream = client.generate("long", duration_s=120.0, job="real-cancel", save=True)
+        progress = None
+        for event in stream:
+            if isinstance(event, Progress):
+                progress = event
+                break
+        assert progress is not None and progress.done < progress.total
+        control.cancel("real-cancel")
+        rest = list(stream)
+        assert isinstance(rest[-1], Error) and rest[-1].code == "cancelled"
+        # It stopped early: far fewer steps than the render has, and nothing was saved.
+        last = [e for e in rest if isinstance(e, Progress)]
+        assert not last or last[-1].done < progress.total // 2
+        assert not any(isinstance(e, Chunk) for e in rest)
+        assert client.status().running == 0
+    assert not (debug_daemon.config.out_dir / "real-cancel.wav").exists()

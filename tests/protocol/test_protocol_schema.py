@@ -1,0 +1,218 @@
+"""The one schema and the codecs derived from it: round trips, coverage, validation, framing."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import osc, wire
+from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge, RiffdError, UnsupportedVersion
+from protocol.messages import (
+    EVENTS, PROTOCOL_VERSION, REQUESTS, SAMPLING_FIELDS, Accepted, Chunk, Continue, Done, Error, Generate,
+    MusicGenRequest, Status, Subscribe,
+)
+from protocol.params import GenerationParams
+from protocol.schema import fields_of
+
+_SAMPLE_VALUES = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2")}
+
+
+def _example(cls: type) -> object:
+    """An instance with every field set to a valid, non-default value."""
+    values = {spec.name: _SAMPLE_VALUES[spec.kind] for spec in fields_of(cls)}
+    overrides = dict(job="job-1", model="debug/musicgen", format="flac", out_sample_rate=44100, bit_depth=24,
+                     top_p=0.5, port=9000, host="127.0.0.1", dtype="float32", audio_prompt=None, priority=2)
+    for name, value in overrides.items():
+        if name in values:
+            values[name] = value
+    if cls is Chunk:
+        values["audio"] = np.linspace(-1, 1, 9, dtype=np.float32).reshape(3, 3)
+    instance = cls(**values)
+    instance.validate()
+    return instance
+
+
+ALL_MESSAGES = [*REQUESTS.values(), *EVENTS.values()]
+
+
+@pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda c: f"{c.__name__}")
+def test_every_message_round_trips_through_zeromq_frames(cls: type) -> None:
+    message = _example(cls)
+    frames = wire.encode(message)
+    decoded = (wire.decode_request if cls in REQUESTS.values() else wire.decode_event)(frames)
+    assert decoded == message
+    if cls is Chunk:
+        np.testing.assert_array_equal(decoded.audio, message.audio)
+
+
+@pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda c: f"{c.__name__}")
+def test_every_message_round_trips_through_osc(cls: type) -> None:
+    message = _example(cls)
+    [(address, args)] = osc.parse_packet(osc.encode(message))
+    assert address == cls.osc_address()
+    if cls in REQUESTS.values():
+        decoded = osc.decode_request(address, args)
+        # OSC carries every field of a request with options; the others have no correlation id.
+        assert decoded == (message if cls.OSC_OPTIONS else dataclasses.replace(message, id=None))
+    else:
+        decoded = osc.decode_event(address, args)
+        form = cls.OSC_FORMS[0]
+        for name in form:
+            assert getattr(decoded, name) == getattr(message, name)
+
+
+def test_osc_address_map_covers_the_schema_both_ways() -> None:
+    assert set(osc.REQUEST_ADDRESSES.values()) == set(REQUESTS.values())
+    assert set(osc.EVENT_ADDRESSES.values()) == set(EVENTS.values())
+    assert len(osc.REQUEST_ADDRESSES) == len(REQUESTS) and len(osc.EVENT_ADDRESSES) == len(EVENTS)
+    for address in [*osc.REQUEST_ADDRESSES, *osc.EVENT_ADDRESSES]:
+        assert address.startswith("/riffd/")
+
+
+def test_the_fixed_osc_address_space() -> None:
+    """The layouts patches rely on (issue 4); changing one breaks users."""
+    fixed = {
+        "generate": "/riffd/generate ,sf PROMPT DURATION_S [key value]...",
+        "continue": "/riffd/continue ,sf AUDIO DURATION_S [key value]...",
+        "cancel": "/riffd/cancel ,s JOB",
+        "status": "/riffd/status ,",
+        "subscribe": "/riffd/subscribe , | ,i PORT | ,si HOST PORT",
+    }
+    for kind, usage in fixed.items():
+        assert osc.usage(REQUESTS[kind]) == usage
+    events = {"accepted": ",si", "progress": ",sii", "chunk": ",sis", "done": ",ss", "error": ",sss"}
+    for kind, tags in events.items():
+        assert osc.usage(EVENTS[kind]).split()[1] == tags
+
+
+def test_every_generation_control_is_a_request_field() -> None:
+    params = {field.name for field in dataclasses.fields(GenerationParams)}
+    assert set(SAMPLING_FIELDS) | {"duration_s"} == params
+    names = {spec.name for spec in fields_of(Generate)}
+    assert params <= names and params <= {spec.name for spec in fields_of(Continue)}
+    request = Generate("x", 4.0, top_k=10, top_p=0.9, temperature=0.7, guidance_scale=1.0, seed=5, greedy=True,
+                       extend_stride_s=10.0)
+    assert request.generation_params() == GenerationParams(4.0, 10, 0.9, 0.7, 1.0, 5, True, 10.0)
+    assert Generate("x", 4.0).generation_params() == GenerationParams(duration_s=4.0)
+    assert issubclass(Generate, MusicGenRequest) and issubclass(Continue, MusicGenRequest)
+
+
+def test_chunk_pcm_frame_is_float32_channel_major() -> None:
+    audio = np.arange(6, dtype=np.float32).reshape(2, 3)
+    header, pcm = wire.encode(Chunk(job="j", index=0, offset_samples=0, sample_rate=8000, channels=2, frames=3,
+                                    audio=audio))
+    assert pcm == struct.pack("<6f", 0, 1, 2, 3, 4, 5)
+    with pytest.raises(BadMessage):
+        wire.decode_event([header, pcm[:-4]])
+    with pytest.raises(BadMessage):
+        wire.decode_event([header])
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"prompt": "a"}, "missing required field 'duration_s'"),
+        ({"prompt": "a", "duration_s": 1, "colour": 1}, "unknown field 'colour'"),
+        ({"prompt": 1, "duration_s": 1}, "prompt must be a str"),
+        ({"prompt": "a", "duration_s": True}, "duration_s must be a float"),
+        ({"prompt": "a", "duration_s": math.inf}, "finite"),
+        ({"prompt": "a", "duration_s": 0}, "duration_s must be positive"),
+        ({"prompt": "a", "duration_s": 1, "seed": 1.0}, "seed must be an int"),
+        ({"prompt": "a", "duration_s": 1, "top_p": 2.0}, "top_p"),
+        ({"prompt": "a", "duration_s": 1, "job": "a/b"}, "not a valid job id"),
+        ({"prompt": "a", "duration_s": 1, "job": ""}, "not a valid job id"),
+        ({"prompt": "a", "duration_s": 1, "priority": 5000}, "priority"),
+        ({"prompt": "a", "duration_s": 1, "format": "mp3"}, "format"),
+        ({"prompt": "a", "duration_s": 1, "bit_depth": 12}, "bit_depth"),
+        ({"prompt": "a" * 3000, "duration_s": 1}, "over the limit"),
+        ({"prompt": "a", "duration_s": 1, "audio_prompt": "x.wav", "melody": "y.wav"}, "not both"),
+        ({"prompt": "a\x00", "duration_s": 1}, "NUL"),
+    ],
+)
+def test_validation_names_the_bad_field(fields: dict, fragment: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        Generate.from_fields(fields)
+    assert fragment in info.value.message
+
+
+def test_osc_is_lenient_the_way_patchers_need() -> None:
+    request = osc.decode_request("/riffd/generate", ["a", 2, "seed", 42.0, "greedy", 1, "job", "pd1"])
+    assert request == Generate("a", 2.0, seed=42, greedy=True, job="pd1")
+    with pytest.raises(InvalidArgument, match="key/value pairs"):
+        osc.decode_request("/riffd/generate", ["a", 2.0, "seed"])
+    with pytest.raises(InvalidArgument, match="given twice"):
+        osc.decode_request("/riffd/generate", ["a", 2.0, "prompt", "b"])
+    with pytest.raises(InvalidArgument, match="option names must be strings"):
+        osc.decode_request("/riffd/generate", ["a", 2.0, 1, 2])
+    with pytest.raises(BadMessage, match="unknown OSC address"):
+        osc.decode_request("/riffd/nope", [])
+    assert osc.decode_request("/riffd/subscribe", ["10.0.0.2", 9000]) == Subscribe(host="10.0.0.2", port=9000)
+    assert osc.job_hint(["a", 1.0, "seed", "x", "job", "j7"]) == "j7"
+
+
+def test_outgoing_osc_stays_under_8_kb() -> None:
+    status = Status(protocol=1, device="cpu", default_model="m", queued=0, running=0, models=("x" * 100,) * 100)
+    with pytest.raises(ValueError, match="over 8192"):
+        osc.encode(status)
+    longest_error = Error(job="j" * 64, code="invalid_argument", message="m" * 4000)
+    assert len(osc.encode(longest_error)) < osc.MAX_OSC_MESSAGE_BYTES
+
+
+def test_tcp_deframer_reassembles_split_and_joined_frames() -> None:
+    packets = [osc.encode(Accepted(job=f"j{n}", queue_position=n)) for n in range(3)]
+    stream = b"".join(osc.frame_tcp(p) for p in packets)
+    deframer = osc.TcpDeframer()
+    got = []
+    for start in range(0, len(stream), 7):
+        got += deframer.feed(stream[start:start + 7])
+    assert got == packets
+    with pytest.raises(MessageTooLarge):
+        osc.TcpDeframer().feed(struct.pack(">i", osc.MAX_OSC_PACKET_BYTES + 1))
+    with pytest.raises(MessageTooLarge):
+        osc.TcpDeframer().feed(struct.pack(">i", -5))
+
+
+def test_version_and_header_checks() -> None:
+    with pytest.raises(UnsupportedVersion):
+        wire.decode_request([b'{"type": "status"}'])
+    with pytest.raises(BadMessage):
+        wire.decode_request([b'{"v": %d}' % PROTOCOL_VERSION])
+    with pytest.raises(BadMessage):
+        wire.decode_event([b'{"v": 1, "type": "generate"}'])
+    assert wire.reply_ids([b'{"id": "r", "job": "j", "v": 3}']) == ("r", "j")
+    assert wire.reply_ids([b"\xff"]) == (None, "")
+    assert Done(job="j").to_fields() == {"job": "j", "frames": 0, "sample_rate": 0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_random_bytes_never_crash_the_decoders(data: bytes) -> None:
+    for decode in (lambda: osc.parse_packet(data), lambda: wire.decode_request([data])):
+        try:
+            result = decode()
+        except RiffdError:
+            continue
+        if isinstance(result, list):  # a parsed OSC packet: now its requests
+            for address, args in result:
+                try:
+                    osc.decode_request(address, args)
+                except RiffdError:
+                    pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=20), st.integers(), st.floats(allow_nan=True), st.booleans(),
+                          st.none(), st.binary(max_size=8)), max_size=8),
+       st.sampled_from(sorted(osc.REQUEST_ADDRESSES)))
+def test_random_osc_arguments_are_valid_requests_or_riffd_errors(args: list, address: str) -> None:
+    try:
+        request = osc.decode_request(address, args)
+    except RiffdError:
+        return
+    request.validate()
