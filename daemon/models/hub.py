@@ -55,10 +55,15 @@ def resolve_hub(model_id: str, allow_patterns: Sequence[str]) -> Path:
 def download(model_id: str, allow_patterns: Sequence[str]) -> Path:
     """Fetch `model_id` from the hub into the local cache (what `riffd pull` does)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(model_id, allow_patterns=list(allow_patterns)))
+    except LocalEntryNotFoundError as exc:  # what the hub client raises when it cannot connect
+        raise ModelUnavailable(
+            f"model {model_id} is not in the local cache and the Hugging Face hub cannot be reached: "
+            f"connect and run `riffd pull {model_id}`, or pass a local folder"
+        ) from exc
     except GatedRepoError as exc:
         raise ModelUnavailable(f"model {model_id} is gated: accept its terms on the hub and log in ({exc})") from exc
     except RepositoryNotFoundError as exc:

@@ -21,6 +21,8 @@ def encode_prompt(bundle: MusicgenBundle, audio: Audio) -> torch.Tensor:
     wav = torch.from_numpy(conformed.samples).to(bundle.device)[None]  # [1, C, T]
     codec = bundle.model.audio_encoder
     per_channel = [codec.encode(wav[:, c : c + 1]).audio_codes[0] for c in range(bundle.audio_channels)]
+    # Internal invariant: the codec's bandwidth gives the decoder's number of codebooks per channel.
+    assert per_channel[0].shape[1] * bundle.audio_channels == bundle.num_codebooks, per_channel[0].shape
     if len(per_channel) == 1:
         return per_channel[0]
     left, right = per_channel

@@ -50,13 +50,14 @@ class PresetSpec:
 
 
 def _tiny(audio_channels: int = 1, melody: bool = False) -> PresetSpec:
-    # Tiny but shaped like the real thing: 32 kHz, 50 Hz frames, 4 codebooks per channel.
-    codes = 64
+    # Tiny but shaped like the real thing: 32 kHz, 50 Hz frames, 4 codebooks per channel
+    # (EnCodec picks 4 quantizers when bandwidth = 4 x 50 Hz x log2(1024) bits = 2 kbps).
+    codes = 1024
     return PresetSpec(
         text_encoder=dict(vocab_size=384, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
                           relative_attention_num_buckets=8, feed_forward_proj="relu"),
         audio_encoder=dict(_ENCODEC_32KHZ, num_filters=4, hidden_size=16, codebook_size=codes,
-                           num_lstm_layers=1),
+                           num_lstm_layers=1, target_bandwidths=[2.0]),
         decoder=dict(vocab_size=codes, pad_token_id=codes, bos_token_id=codes, hidden_size=32,
                      num_hidden_layers=2, num_attention_heads=2, ffn_dim=64, max_position_embeddings=2048,
                      num_codebooks=4 * audio_channels, audio_channels=audio_channels),

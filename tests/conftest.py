@@ -1,0 +1,23 @@
+"""Fixtures shared by the whole suite: one preset cache per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The presets are tiny: one thread per process beats several spinning OpenMP threads on a
+# 2-core machine shared by the test process and the daemons it starts (which inherit this).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def riffd_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder where presets are built once per session (RIFFD_TEST_CACHE reuses one across runs)."""
+    reuse = os.environ.get("RIFFD_TEST_CACHE")
+    if reuse:
+        Path(reuse).mkdir(parents=True, exist_ok=True)
+        return Path(reuse)
+    return tmp_path_factory.mktemp("riffd-cache")
