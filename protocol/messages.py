@@ -28,6 +28,7 @@ PRIORITY_RANGE = (-1000, 1000)
 OUTPUT_FORMATS = ("wav", "flac")
 BIT_DEPTHS = (16, 24, 32)
 OUTPUT_SAMPLE_RATE_RANGE = (8000, 384000)
+MAX_GAIN = 8.0
 
 # Job ids end up in file names, so they are kept to a portable, traversal-free alphabet.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -84,9 +85,14 @@ class JobRequest(Request):
     format: str = "wav"
     out_sample_rate: int | None = None
     bit_depth: int | None = None
+    # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain.
+    play: bool | None = None
+    gain: float | None = None
 
     def validate(self) -> None:
         super().validate()
+        if self.gain is not None and not 0.0 <= self.gain <= MAX_GAIN:
+            raise InvalidArgument(f"gain must be within [0, {MAX_GAIN:g}] (linear), got {self.gain}")
         if self.job is not None:
             check_job_id(self.job)
         _check_text("model", self.model, MAX_MODEL_ID_CHARS)

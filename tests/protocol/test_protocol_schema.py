@@ -216,3 +216,12 @@ def test_random_osc_arguments_are_valid_requests_or_riffd_errors(args: list, add
     except RiffdError:
         return
     request.validate()
+
+
+def test_playback_fields_travel_on_both_transports() -> None:
+    request = Generate("x", 1.0, play=True, gain=0.5)
+    assert wire.decode_request(wire.encode(request)) == request
+    assert osc.decode_request("/riffd/generate", ["x", 1.0, "play", 1, "gain", 0.5]) == Generate("x", 1.0, play=True,
+                                                                                                  gain=0.5)
+    with pytest.raises(InvalidArgument, match="gain"):
+        Generate.from_fields({"prompt": "x", "duration_s": 1.0, "gain": 100.0})
