@@ -1,0 +1,79 @@
+"""Model residency: load once, pinned vs on-demand, keep-alive, references held by jobs."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from daemon_harness import fake_loader
+
+from daemon.residency import ModelPool
+from protocol.errors import ModelUnavailable, NotFound
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def counting_loader():
+    calls: list[str] = []
+
+    def load(model_id: str, device: str):
+        calls.append(model_id)
+        return fake_loader(model_id, device)
+
+    return load, calls
+
+
+def test_concurrent_requests_for_a_model_load_it_once() -> None:
+    load, calls = counting_loader()
+    pool = ModelPool(load, "cpu")
+    barrier = threading.Barrier(4)
+    results = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(pool.load("fake/slow"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == ["fake/slow"] and len({id(r) for r in results}) == 1
+
+
+def test_keep_alive_unloads_on_demand_models_but_not_pinned_or_in_use() -> None:
+    load, calls = counting_loader()
+    clock = Clock()
+    pool = ModelPool(load, "cpu", keep_alive_s=10.0, clock=clock)
+    pool.load("fake/fast", pin=True)
+    pool.load("fake/stereo")
+    with pool.use("fake/slow"):
+        clock.now_s = 11.0
+        assert pool.expire() == ["fake/stereo"]
+        assert set(pool.loaded()) == {"fake/fast", "fake/slow"}
+    clock.now_s = 15.0
+    assert pool.expire() == []  # fake/slow was last used at 11 s
+    clock.now_s = 21.5
+    assert pool.expire() == ["fake/slow"]
+    assert pool.loaded() == ["fake/fast"]
+    pool.load("fake/stereo")
+    assert calls.count("fake/stereo") == 2
+
+
+def test_unload_and_failures() -> None:
+    pool = ModelPool(fake_loader, "cpu")
+    with pytest.raises(NotFound):
+        pool.unload("fake/fast")
+    with pytest.raises(ModelUnavailable):
+        pool.load("fake/broken")
+    assert pool.loaded() == []
+    backend = pool.load("fake/fast")
+    with pool.use("fake/fast") as in_use:
+        pool.unload("fake/fast")  # a running job keeps the backend it has
+        assert in_use is backend and pool.loaded() == []
