@@ -17,9 +17,17 @@ def fixture_dir() -> Path:
     return FIXTURE
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead on the shared 2-core machines."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def model() -> JukeboxModel:
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on the shared CI cores
     return JukeboxModel.from_pretrained(FIXTURE)
 
 

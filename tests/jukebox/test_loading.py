@@ -153,3 +153,13 @@ def test_attention_patterns_of_the_real_checkpoints():
     assert top_1b[:3] == ["block_attn", "transpose_block_attn", "prev_block_attn"]
     top_5b = [layer_attention("large_separated_enc_dec_w_lyrics", i) for i in range(79)]
     assert [i for i, kind in enumerate(top_5b) if kind == "cross_attention"] == [18, 28, 38, 48, 58, 68, 78]
+
+
+def test_large_checkpoint_path_builds_on_meta_device(fixture_dir, model, monkeypatch):
+    import daemon.models.jukebox.model as model_module
+
+    monkeypatch.setattr(model_module, "_META_INIT_BYTES", 0)
+    loaded = JukeboxModel.from_pretrained(fixture_dir)
+    assert loaded.priors[2].prior.fc_proj_out.weight is loaded.priors[2].prior.embed_tokens.weight
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -23,7 +23,8 @@ from .vqvae import JukeboxVQVAE
 
 log = logging.getLogger(__name__)
 
-_IGNORED_KWARGS = {"chunk_size"}  # the reference's prefill chunking; riffd prefills in one pass
+_IGNORED_KWARGS = {"chunk_size"}
+_META_INIT_BYTES = 256 * 2**20  # checkpoints above this are built on the meta device first  # the reference's prefill chunking; riffd prefills in one pass
 
 
 class JukeboxModel(nn.Module):
@@ -63,11 +64,16 @@ class JukeboxModel(nn.Module):
         """
         folder = loader.resolve(path_or_hub_id, cache_dir)
         config = JukeboxConfig.from_dict(loader.read_config(folder), **config_overrides)
-        with torch.device("meta"):
+        files = loader.weight_files(folder)
+        if sum(f.stat().st_size for f in files) > _META_INIT_BYTES:
+            # skip random initialisation of weights that are overwritten anyway (minutes for 5b)
+            with torch.device("meta"):
+                model = cls(config)
+            model = model.to_empty(device="cpu")
+            model._retie()
+        else:
             model = cls(config)
-        model = model.to_empty(device="cpu")
-        model._retie()
-        loader.load_state(model, loader.read_weights(loader.weight_files(folder)), tied=model.tied_keys())
+        loader.load_state(model, loader.read_weights(files), tied=model.tied_keys())
         model.eval()
         model.priors.to(device=device, dtype=dtype)
         model.vqvae.to(device=device)
