@@ -149,3 +149,20 @@ def test_oversized_tcp_frame_is_refused_and_the_daemon_serves_on(debug_daemon: D
         assert peer.receive()[0] == "/riffd/status"
     finally:
         peer.close()
+
+
+def test_a_tcp_connection_subscribes_itself_and_hears_other_peoples_jobs(debug_daemon: DaemonThread) -> None:
+    with socket.create_connection(("127.0.0.1", debug_daemon.osc_port), timeout=20) as conn:
+        conn.sendall(osc.frame_tcp(OscMessageBuilder("/riffd/subscribe").build().dgram))
+        deframer = osc.TcpDeframer()
+
+        def read() -> list[tuple[str, list]]:
+            return [osc.parse_packet(p)[0] for p in deframer.feed(conn.recv(65536))]
+
+        messages = read()
+        assert messages[0][0] == "/riffd/ok" and messages[0][1][0] == "subscribe"
+        oscsend("/riffd/generate", "sfss", "someone else", 0.5, "job", "heard", url=f"osc.udp://127.0.0.1:{debug_daemon.osc_port}")
+        seen = []
+        while ("/riffd/done", "heard") not in seen:
+            seen += [(address, args[0]) for address, args in read()]
+        assert seen[0] == ("/riffd/accepted", "heard") and ("/riffd/chunk", "heard") in seen

@@ -217,3 +217,23 @@ def test_cancel_stops_the_real_engine_mid_render(debug_daemon: DaemonThread) -> 
         assert not any(isinstance(e, Chunk) for e in rest)
         assert client.status().running == 0
     assert not (debug_daemon.config.out_dir / "real-cancel.wav").exists()
+
+
+def test_saved_file_format_rate_and_depth(debug_daemon: DaemonThread) -> None:
+    with Client(debug_daemon.zmq) as client:
+        rendered = client.generate("flac", duration_s=1.0, seed=2, save=True, format="flac", out_sample_rate=48000,
+                                   bit_depth=16, chunks=False).collect()
+        info = sf.info(rendered.path)
+        assert (info.format, info.subtype, info.samplerate, info.frames) == ("FLAC", "PCM_16", 48000, 48000)
+        # FLAC cannot hold 32-bit integers: refused when the job starts, not after the render.
+        events = list(client.generate("bad", duration_s=1.0, save=True, format="flac", bit_depth=32))
+        assert isinstance(events[-1], Error) and events[-1].code == "invalid_argument"
+        assert not any(isinstance(e, Chunk) for e in events)
+
+
+def test_melody_on_a_model_without_melody_is_unsupported(debug_daemon: DaemonThread, tmp_path) -> None:
+    melody = tmp_path / "melody.wav"
+    sf.write(melody, np.zeros(32000, np.float32), 32000)
+    with Client(debug_daemon.zmq) as client:
+        events = list(client.generate("x", duration_s=1.0, melody=str(melody)))
+    assert isinstance(events[-1], Error) and events[-1].code == "unsupported"
