@@ -27,8 +27,12 @@ _FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 def read_audio(path: str | os.PathLike, *, max_duration_s: float = DEFAULT_MAX_INPUT_S) -> Audio:
     """Decode `path` to float32 `[channels, frames]`; BadAudio says what is wrong with it."""
     path = Path(path)
+    if path.is_dir():
+        raise BadAudio(f"{path} is a folder, not an audio file")
     if not path.is_file():
         raise BadAudio(f"audio file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise BadAudio(f"audio file {path} cannot be read (permission denied)")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
