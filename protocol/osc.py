@@ -86,7 +86,8 @@ def parse_packet(data: bytes) -> list[tuple[str, list[Any]]]:
         raise MessageTooLarge(f"OSC packet is {len(data)} bytes, over the limit of {MAX_OSC_PACKET_BYTES}")
     try:
         packet = OscPacket(data)
-    except ParseError as exc:
+    except (ParseError, ValueError, IndexError, TypeError, OverflowError, struct.error) as exc:
+        # python-osc lets some malformed input escape as these (invalid UTF-8 in a string...).
         raise BadMessage(f"not an OSC packet: {exc}") from None
     return [(timed.message.address, list(timed.message.params)) for timed in packet.messages]
 

@@ -99,6 +99,8 @@ def _header(frame: Frame) -> tuple[str, dict[str, Any]]:
         raise BadMessage(f"header is not UTF-8: {exc}") from None
     except ValueError as exc:
         raise BadMessage(f"header is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadMessage("header nests too deeply") from None
     if not isinstance(header, dict):
         raise BadMessage(f"header must be a JSON object, got {type(header).__name__}")
     version = header.pop("v", None)

@@ -82,7 +82,11 @@ class Daemon:
             await loop.run_in_executor(self._load_executor, partial(self._pool.load, model_id, pin=True))
 
         def emit(job: Job, event: Event) -> None:
-            loop.call_soon_threadsafe(self._router.broadcast, job.reply, event)
+            try:
+                loop.call_soon_threadsafe(self._router.broadcast, job.reply, event)
+            except RuntimeError:
+                # The loop is closed: a job that outlived shutdown's grace period has nobody to tell.
+                log.debug("job %s: %s event after shutdown dropped", job.id, event.TYPE)
 
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,

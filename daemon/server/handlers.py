@@ -39,11 +39,15 @@ class RequestHandler:
 
     def __call__(self, request: Request, reply: Reply) -> None:
         """Handle one decoded request; every failure becomes an error event to its sender."""
+        job = request.job if isinstance(request, (JobRequest, Cancel)) and request.job else ""
         try:
             self._dispatch(request, reply)
         except RiffdError as exc:
-            job = request.job if isinstance(request, (JobRequest, Cancel)) and request.job else ""
             self._router.reply(reply, Error(job=job, code=exc.code, message=exc.message, re=request.id))
+        except Exception as exc:  # noqa: BLE001 - a bug in one request must not stop the endpoint serving
+            log.exception("%s request failed", request.TYPE)
+            self._router.reply(reply, Error(job=job, code="internal", message=f"{type(exc).__name__}: {exc}",
+                                            re=request.id))
 
     def _dispatch(self, request: Request, reply: Reply) -> None:
         if isinstance(request, (JukeboxSample, JukeboxUpsample)):

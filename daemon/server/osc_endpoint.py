@@ -106,6 +106,10 @@ class OscEndpoint:
                 log.info("osc: refused %s from %s: %s", address, reply.address, exc.message)
                 reply.send(Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
                 continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the endpoint down
+                log.exception("osc: decoding %s failed", address)
+                reply.send(Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"))
+                continue
             self._handler(request, reply)
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -78,6 +78,10 @@ class ZmqEndpoint:
                 log.info("zmq: refused a message: %s", exc.message)
                 reply.send(Error(job=job, code=exc.code, message=exc.message, re=request_id))
                 continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the endpoint's loop
+                log.exception("zmq: decoding a message failed")
+                reply.send(Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"))
+                continue
             self._handler(request, reply)
 
     def send(self, envelope: tuple[bytes, ...], event: Event) -> None:

@@ -225,3 +225,22 @@ def test_playback_fields_travel_on_both_transports() -> None:
                                                                                                   gain=0.5)
     with pytest.raises(InvalidArgument, match="gain"):
         Generate.from_fields({"prompt": "x", "duration_s": 1.0, "gain": 100.0})
+
+
+def test_decoder_corner_cases_found_by_fuzzing() -> None:
+    with pytest.raises(BadMessage):  # invalid UTF-8 in an OSC string argument
+        osc.parse_packet(b"/riffd/generate\x00,s\x00\x00\xb6\xb4\xafN\x00\x00\x00\x00")
+    with pytest.raises(BadMessage):  # JSON nested past the parser's recursion limit
+        wire.decode_request([b'{"v": 1, "type": "status", "x": ' + b"[" * 50000 + b"}"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ifsbhdtTFN[]rmc", max_size=6), st.binary(max_size=32))
+def test_osc_messages_with_random_type_tags_and_payloads(tags: str, payload: bytes) -> None:
+    type_tag = ("," + tags).encode()
+    packet = b"/riffd/generate\x00" + type_tag + b"\x00" * (4 - len(type_tag) % 4) + payload
+    try:
+        for address, args in osc.parse_packet(packet):
+            osc.decode_request(address, args)
+    except RiffdError:
+        pass
