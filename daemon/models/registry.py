@@ -41,11 +41,17 @@ def resolve_folder(model_id: str, *, cache_dir: Path | None = None) -> Path:
 
 
 def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None = None,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S) -> MusicBackend:
-    """Load `model_id` onto `device` and return it ready to serve."""
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S, engine: str | None = "float32") -> MusicBackend:
+    """Load `model_id` onto `device` and return it ready to serve.
+
+    `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'int8', '+compile',
+    '+nowarmup'; see musicgen.speed.EngineOptions); None keeps transformers' reference loop.
+    """
     from daemon.models.musicgen.generator import MusicGen
     from daemon.models.musicgen.loader import load_folder, pick_device
+    from daemon.models.musicgen.speed import EngineOptions
 
+    options = EngineOptions.parse(engine) if engine is not None else None
     folder = resolve_folder(model_id, cache_dir=cache_dir)
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))
-    return MusicGen(bundle, max_duration_s=max_duration_s)
+    return MusicGen(bundle, max_duration_s=max_duration_s, engine=options)

@@ -7,6 +7,7 @@ import math
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -16,17 +17,17 @@ from daemon.backend import ProgressFn, StopFn
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.decode_loop import iter_columns
+from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window, plan_windows, run_windows, steps_for
 from daemon.models.musicgen.sampling import make_generator
+from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.streaming import iter_frames, stream_chunks
+from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import InvalidArgument
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
 
 log = logging.getLogger(__name__)
-
-#: Chunk length when a finished render is streamed.
-RENDER_CHUNK_S = 1.0
-
 
 @dataclass
 class Render:
@@ -40,11 +41,34 @@ class Render:
     windows: list[Window] = field(default_factory=list)
 
 
+@dataclass
+class _Job:
+    """One request, planned: its seed, sizes, windows, and how each window's columns are made."""
+
+    seed: int
+    samples: int  # new audio samples, exactly duration_s
+    new_frames: int
+    prompt: torch.Tensor | None  # [B, K, P] codes of the audio prompt
+    windows: list[Window]
+    columns_for: Callable[[Window, torch.Tensor | None], Iterator[torch.Tensor]]
+    on_step: Callable[[], None]  # counts decode steps and reports progress
+
+    @property
+    def prompt_frames(self) -> int:
+        return 0 if self.prompt is None else self.prompt.shape[-1]
+
+
 class MusicGen:
     """A resident MusicGen checkpoint (any size, melody, stereo) serving requests."""
 
-    def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
+    def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S,
+                 engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings()) -> None:
+        """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks)."""
         self.bundle = bundle
+        self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
+        self.stream_settings = stream_settings.validate(bundle.hop_length)
+        if self.engine is not None and engine.warmup:
+            self.engine.warm_up()
         self.max_duration_s = max_duration_s
         self.model_id = bundle.model_id
         self.sample_rate = bundle.sample_rate
@@ -74,15 +98,19 @@ class MusicGen:
     def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
                melody: Audio | None = None, progress: ProgressFn | None = None,
                should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
-        """The MusicBackend entry point: one prompt, its audio in chunks."""
+        """The MusicBackend entry point: one prompt, its audio in chunks while it is generated.
+
+        Chunks are contiguous from offset 0 and `duration_s` long in all; closing the iterator
+        stops generation within one step and frees its cache.
+        """
         if text is not None:
             _check_text(text)
-        render = self._generate([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                                should_stop=should_stop)
-        audio = render.audio[0]
-        chunk_frames = int(RENDER_CHUNK_S * self.sample_rate)
-        for index, start in enumerate(range(0, audio.shape[1], chunk_frames)):
-            yield AudioChunk(index, start, audio[:, start:start + chunk_frames], self.sample_rate)
+        job = self._plan([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
+                         should_stop=should_stop)
+        frames = iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
+                             on_step=job.on_step)
+        yield from stream_chunks(self.bundle, frames, prompt=job.prompt, new_frames=job.new_frames,
+                                 samples=job.samples, settings=self.stream_settings)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""
@@ -100,6 +128,23 @@ class MusicGen:
         should_stop: StopFn | None = None,
         on_window: Callable[[Window, torch.Tensor | None, torch.Tensor], None] | None = None,
     ) -> Render:
+        job = self._plan(texts, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
+                         should_stop=should_stop)
+        codes = run_windows(self.bundle, job.windows, prompt=job.prompt, batch=len(texts),
+                            columns_for=job.columns_for, on_step=job.on_step, on_window=on_window)
+        if should_stop is not None and should_stop():
+            from protocol.errors import Cancelled
+            raise Cancelled("generation cancelled")
+        # Decode with the prompt as left context, then keep exactly the new audio.
+        audio = self.decode(codes)
+        start = job.prompt_frames * self.bundle.hop_length
+        audio = audio[..., start:start + job.samples]
+        return Render(codes=codes, audio=audio, sample_rate=self.bundle.sample_rate, seed=job.seed,
+                      prompt_frames=job.prompt_frames, windows=job.windows)
+
+    def _plan(self, texts: list[str | None], params: GenerationParams, *, audio_prompt: Audio | None,
+              melody: Audio | None, progress: ProgressFn | None, should_stop: StopFn | None) -> _Job:
+        """Validate a request and plan it: what every mode shares before decoding starts."""
         params.validate(max_duration_s=self.max_duration_s)
         if not texts:
             raise InvalidArgument("nothing to generate: no prompts given")
@@ -128,7 +173,8 @@ class MusicGen:
             cond = static_cond or build_conditioning(
                 bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
                 melody_offset_s=max(0, window.start_frame) / bundle.frame_rate)
-            return iter_columns(bundle, cond, window_prompt, window.new_frames, params, generator, should_stop)
+            columns = self.engine.columns if self.engine is not None else partial(iter_columns, bundle)
+            return columns(cond, window_prompt, window.new_frames, params, generator, should_stop)
 
         def on_step() -> None:
             nonlocal done
@@ -136,17 +182,7 @@ class MusicGen:
             if progress is not None:
                 progress(done, total_steps)
 
-        codes = run_windows(bundle, windows, prompt=prompt, batch=len(texts), columns_for=columns_for,
-                            on_step=on_step, on_window=on_window)
-        if should_stop is not None and should_stop():
-            from protocol.errors import Cancelled
-            raise Cancelled("generation cancelled")
-        # Decode with the prompt as left context, then keep exactly the new audio.
-        audio = self.decode(codes)
-        start = prompt_frames * bundle.hop_length
-        audio = audio[..., start:start + samples]
-        return Render(codes=codes, audio=audio, sample_rate=bundle.sample_rate, seed=seed,
-                      prompt_frames=prompt_frames, windows=windows)
+        return _Job(seed, samples, new_frames, prompt, windows, columns_for, on_step)
 
 
 def _check_text(text: str) -> None:

@@ -1,0 +1,289 @@
+"""riffd's own MusicGen decode loop: prefill, then one small step per frame.
+
+The step runs the checkpoint's decoder weights (held in the format `EngineOptions` picks)
+against a fixed-shape key/value cache written in place, with cross-attention keys and values
+computed once per window. Guidance runs as a batch of two (conditional, null). Sampling and the
+delay pattern stay on the model's device, in `sampling.py` and `delay.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.delay import column_values, delay_steps, delays, initial_columns
+from daemon.models.musicgen.kv_cache import KVCache
+from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.sampling import apply_guidance, sample_next
+from daemon.models.musicgen.speed import EngineOptions, Linear, make_linear
+from protocol.errors import Cancelled
+from protocol.params import GenerationParams
+
+log = logging.getLogger(__name__)
+
+#: With a compiled step, cache lengths and cross-attention lengths are rounded up to these, so a
+#: new prompt or duration reuses a compiled graph instead of compiling another.
+POSITION_BUCKET = 256
+CROSS_BUCKET = 32
+
+
+@dataclass(frozen=True)
+class Norm:
+    weight: torch.Tensor
+    bias: torch.Tensor
+    eps: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One decoder layer. The cross-attention parts are None on melody checkpoints."""
+
+    self_norm: Norm
+    qkv: Linear  # [3H, H]
+    self_out: Linear
+    cross_norm: Norm | None
+    cross_q: Linear | None
+    cross_out: Linear | None
+    cross_kv: torch.nn.Module | None  # the checkpoint's encoder_attn, whose k/v run once a window
+    ffn_norm: Norm
+    fc1: Linear
+    fc2: Linear
+
+
+def _norm(module: torch.nn.LayerNorm, dtype: torch.dtype) -> Norm:
+    return Norm(module.weight.detach().to(dtype), module.bias.detach().to(dtype), module.eps)
+
+
+class MusicgenEngine:
+    """The streaming decode loop over one loaded checkpoint; `columns` is its entry point."""
+
+    def __init__(self, bundle: MusicgenBundle, options: EngineOptions = EngineOptions()) -> None:
+        self.bundle = bundle
+        self.options = options.validate(bundle.device)
+        dtype = options.dtype
+        causal_lm = bundle.model.decoder
+        decoder = causal_lm.model.decoder
+        config = causal_lm.config
+        self.heads = int(config.num_attention_heads)
+        self.head_dim = int(config.hidden_size) // self.heads
+        self.vocab = int(config.vocab_size)
+        self.activation = decoder.layers[0].activation_fn
+        # [K, V + 1, H]: one table per codebook, the pad/BOS row included.
+        self.embeddings = torch.stack([e.weight.detach() for e in decoder.embed_tokens]).to(dtype)
+        self.positions = decoder.embed_positions.weights.detach().to(dtype)  # [max_positions, H]
+        self.final_norm = _norm(decoder.layer_norm, dtype)
+        self.heads_out = make_linear([h.weight.detach() for h in causal_lm.lm_heads], options)  # [K * V, H]
+        self.layers = [self._layer(layer, options) for layer in decoder.layers]
+        self._live_caches = 0
+        self._step = self._decode_masked
+        if options.compile:
+            # CUDA graphs remove the launch overhead that dominates a one-frame step on a GPU.
+            mode = "reduce-overhead" if bundle.device.type == "cuda" else "default"
+            self._step = torch.compile(self._decode_masked, fullgraph=True, dynamic=False, mode=mode)
+
+    @staticmethod
+    def _layer(layer: torch.nn.Module, options: EngineOptions) -> LayerWeights:
+        attn, dtype = layer.self_attn, options.dtype
+        qkv = make_linear([attn.q_proj.weight.detach(), attn.k_proj.weight.detach(), attn.v_proj.weight.detach()],
+                          options)
+        cross = getattr(layer, "encoder_attn", None)
+        return LayerWeights(
+            self_norm=_norm(layer.self_attn_layer_norm, dtype), qkv=qkv,
+            self_out=make_linear([attn.out_proj.weight.detach()], options),
+            cross_norm=_norm(layer.encoder_attn_layer_norm, dtype) if cross is not None else None,
+            cross_q=make_linear([cross.q_proj.weight.detach()], options) if cross is not None else None,
+            cross_out=make_linear([cross.out_proj.weight.detach()], options) if cross is not None else None,
+            cross_kv=cross,
+            ffn_norm=_norm(layer.final_layer_norm, dtype),
+            fc1=make_linear([layer.fc1.weight.detach()], options),
+            fc2=make_linear([layer.fc2.weight.detach()], options),
+        )
+
+    @property
+    def live_caches(self) -> int:
+        """Windows whose cache is allocated right now (0 once every stream ended or was stopped)."""
+        return self._live_caches
+
+    @property
+    def weight_bytes_per_step(self) -> int:
+        """Bytes of weights one decode step reads: every projection once, plus the lm heads."""
+        total = self.heads_out.nbytes
+        for lw in self.layers:
+            parts = [lw.qkv, lw.self_out, lw.fc1, lw.fc2, lw.cross_q, lw.cross_out]
+            total += sum(p.nbytes for p in parts if p is not None)
+        return total
+
+    # The hot loop.
+    @torch.inference_mode()
+    def columns(
+        self,
+        cond: Conditioning,
+        prompt: torch.Tensor | None,
+        new_frames: int,
+        params: GenerationParams,
+        generator: torch.Generator | None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield each new sequence column `[B, K]` of a window; same contract as `decode_loop.iter_columns`."""
+        bundle = self.bundle
+        batch, num_codebooks = cond.batch_size, bundle.num_codebooks
+        codebook_delays = delays(num_codebooks, bundle.audio_channels)
+        prompt_frames = 0 if prompt is None else prompt.shape[-1]
+        total_frames = prompt_frames + new_frames
+        inputs = initial_columns(prompt, batch, num_codebooks, codebook_delays, bundle.pad_token_id, bundle.device)
+        steps = new_frames + delay_steps(num_codebooks, bundle.audio_channels)
+        prefix = cond.hidden_states.shape[1] if cond.prefix else 0
+        position = prefix + inputs.shape[-1]  # where the first sampled column will be written
+        with self.open_cache(cond, position + steps - 1) as cache:
+            logits = self.prefill(cache, cond, inputs)  # [N, K, V]
+            for step in range(steps):
+                # 1. guidance: conditional and null halves of the batch into one set of scores
+                scores = logits.reshape(-1, self.vocab)
+                if cond.guided:
+                    scores = apply_guidance(scores, params.guidance_scale)
+                # 2. sample, then 3. force the delay pattern (BOS ramp, prompt, pad after the end)
+                proposed = sample_next(scores, params, generator).view(batch, num_codebooks)
+                column = column_values(prompt_frames + 1 + step, proposed, prompt, total_frames, codebook_delays,
+                                       bundle.pad_token_id)
+                yield column
+                if should_stop is not None and should_stop():
+                    raise Cancelled("generation cancelled")
+                # 4. feed the column back, unless it was the window's last
+                if step + 1 < steps:
+                    logits = self.decode_one_step(cache, column, position)
+                    position += 1
+
+    @contextmanager
+    def open_cache(self, cond: Conditioning, positions: int) -> Iterator[KVCache]:
+        """A window's cache for `positions` slots, freed when the block (or the generator holding it) ends."""
+        if positions > self.positions.shape[0]:
+            raise ValueError(f"window needs {positions} positions, the model has {self.positions.shape[0]}")
+        if self.options.compile:
+            positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.positions.shape[0])
+        cache = KVCache.allocate(layers=len(self.layers), batch=cond.hidden_states.shape[0], heads=self.heads,
+                                 head_dim=self.head_dim, max_positions=positions, dtype=self.options.dtype,
+                                 device=self.bundle.device)
+        self._live_caches += 1
+        try:
+            yield cache
+        finally:
+            cache.free()
+            self._live_caches -= 1
+
+    def prefill(self, cache: KVCache, cond: Conditioning, inputs: torch.Tensor) -> torch.Tensor:
+        """Run the known columns `[B, K, T]` (and a melody prefix); fill the cache; logits `[N, K, V]` of the last."""
+        tokens = inputs.repeat(2, 1, 1) if cond.guided else inputs  # [N, K, T]
+        x = self._embed(tokens)  # [N, T, H]
+        if cond.prefix:
+            x = torch.cat([cond.hidden_states.to(x.dtype), x], dim=1)
+        else:
+            self._cross_prepare(cache, cond)
+        length = x.shape[1]
+        x = x + self.positions[:length]
+        positions = torch.arange(length, device=x.device)
+        for index, lw in enumerate(self.layers):
+            x = self._layer_forward(lw, x, cache, index, positions, length, None, True)
+        return self._logits(x[:, -1:])
+
+    def decode_one_step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
+        """Feed one column `[B, K]` at `position`; logits `[N, K, V]` for the next."""
+        tokens = column.repeat(2, 1) if cache.keys[0].shape[0] != column.shape[0] else column
+        position_t = torch.tensor([position], device=column.device)
+        if self.options.compile:
+            return self._step(tokens, position_t, cache.keys, cache.values, cache.cross_keys, cache.cross_values,
+                              cache.cross_mask)
+        return self._decode_sliced(tokens, position_t, position, cache)
+
+    def _decode_sliced(self, tokens: torch.Tensor, position_t: torch.Tensor, position: int,
+                       cache: KVCache) -> torch.Tensor:
+        """Eager step: attend to the cache's first `position + 1` slots only (no mask, no wasted reads)."""
+        x = self._embed(tokens[..., None]) + self.positions[position]
+        for index, lw in enumerate(self.layers):
+            x = self._layer_forward(lw, x, cache, index, position_t, position + 1, None, False)
+        return self._logits(x)
+
+    def _decode_masked(self, tokens: torch.Tensor, position_t: torch.Tensor, keys: list[torch.Tensor],
+                       values: list[torch.Tensor], cross_keys: list[torch.Tensor], cross_values: list[torch.Tensor],
+                       cross_mask: torch.Tensor | None) -> torch.Tensor:
+        """Fixed-shape step for torch.compile: the whole cache, slots past `position` masked out."""
+        cache = KVCache(keys, values, cross_keys, cross_values, cross_mask, keys[0].shape[2])
+        x = self._embed(tokens[..., None]) + self.positions.index_select(0, position_t)
+        visible = (torch.arange(cache.max_positions, device=tokens.device) <= position_t)[None, None, None]
+        for index, lw in enumerate(self.layers):
+            x = self._layer_forward(lw, x, cache, index, position_t, cache.max_positions, visible, False)
+        return self._logits(x)
+
+    # The model, one function each.
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sum of the codebooks' embeddings: `[N, K, T]` codes to `[N, T, H]`."""
+        books = torch.arange(tokens.shape[1], device=tokens.device)[:, None]
+        return self.embeddings[books, tokens].sum(dim=1)
+
+    def _layer_forward(self, lw: LayerWeights, x: torch.Tensor, cache: KVCache, index: int,
+                       positions: torch.Tensor, visible_len: int, visible: torch.Tensor | None,
+                       causal: bool) -> torch.Tensor:
+        """One pre-norm decoder layer on `x` `[N, T, H]` whose rows sit at `positions` `[T]`."""
+        n, t, hidden = x.shape
+        q, k, v = lw.qkv(lw.self_norm(x)).view(n, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cache.write(index, positions, k, v)
+        keys, values = cache.keys[index][:, :, :visible_len], cache.values[index][:, :, :visible_len]
+        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, is_causal=causal)
+        x = x + lw.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
+        if lw.cross_q is not None:
+            q = lw.cross_q(lw.cross_norm(x)).view(n, t, self.heads, self.head_dim).transpose(1, 2)
+            attn = F.scaled_dot_product_attention(q, cache.cross_keys[index], cache.cross_values[index],
+                                                  attn_mask=cache.cross_mask)
+            x = x + lw.cross_out(attn.transpose(1, 2).reshape(n, t, hidden))
+        return x + lw.fc2(self.activation(lw.fc1(lw.ffn_norm(x))))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores `[N, K, V]` (float32) of the last row of `x` `[N, 1, H]`."""
+        logits = self.heads_out(self.final_norm(x[:, -1]))
+        return logits.view(x.shape[0], -1, self.vocab).float()
+
+    def _cross_prepare(self, cache: KVCache, cond: Conditioning) -> None:
+        """Cross-attention keys and values of the conditioning, once a window, with the checkpoint's own k/v."""
+        states, mask = cond.hidden_states, cond.attention_mask
+        if self.options.compile:
+            # Pad to a bucket (masked) so prompts of other lengths reuse the compiled step.
+            padded = -(-states.shape[1] // CROSS_BUCKET) * CROSS_BUCKET
+            extra = padded - states.shape[1]
+            if extra:
+                if mask is None:
+                    mask = torch.ones(states.shape[:2], dtype=torch.long, device=states.device)
+                states = F.pad(states, (0, 0, 0, extra))
+                mask = F.pad(mask, (0, extra))
+        n, s, _ = states.shape
+        for lw in self.layers:
+            k = lw.cross_kv.k_proj(states).view(n, s, self.heads, self.head_dim).transpose(1, 2)
+            v = lw.cross_kv.v_proj(states).view(n, s, self.heads, self.head_dim).transpose(1, 2)
+            cache.cross_keys.append(k.to(self.options.dtype).contiguous())
+            cache.cross_values.append(v.to(self.options.dtype).contiguous())
+        if mask is not None and not bool(mask.all()):
+            # Additive, so a row with nothing visible (the null condition) stays finite: its values are zero.
+            blocked = (mask == 0)[:, None, None, :]
+            cache.cross_mask = torch.zeros(blocked.shape, dtype=self.options.dtype, device=states.device)
+            cache.cross_mask.masked_fill_(blocked, torch.finfo(self.options.dtype).min)
+
+    def warm_up(self, frames: int = 8) -> float:
+        """A short unconditional generation, so the first request pays no lazy set-up; returns seconds."""
+        from daemon.models.musicgen.conditioning import build_conditioning
+
+        start = time.perf_counter()
+        cond = build_conditioning(self.bundle, ["warm-up"], guidance_scale=3.0)
+        params = GenerationParams(duration_s=frames / self.bundle.frame_rate, greedy=True)
+        for _ in self.columns(cond, None, frames, params, None):
+            pass
+        took = time.perf_counter() - start
+        log.info("%s engine %s warmed up in %.2f s", self.bundle.model_id, self.options.name, took)
+        return took

@@ -1,0 +1,96 @@
+"""Codes to audio chunks while generation runs: frames leave the delay pattern as soon as every
+codebook has them, window after window, and go straight to the incremental codec decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import closing
+
+import torch
+
+from daemon.audio.types import AudioChunk
+from daemon.models.musicgen.delay import delay_steps, delays, initial_columns
+from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.longform import Window
+from daemon.models.musicgen.streaming_codec import StreamingDecoder, StreamSettings
+
+
+def iter_frames(
+    bundle: MusicgenBundle,
+    windows: list[Window],
+    *,
+    prompt: torch.Tensor | None,
+    batch: int,
+    columns_for: Callable[[Window, torch.Tensor | None], Iterator[torch.Tensor]],
+    on_step: Callable[[], None] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield new frame-aligned codes `[B, K, n]` the moment all K codebooks hold them.
+
+    Same windows and prompts as `longform.run_windows`; joined, the yielded codes are its result
+    without the prompt. Stopping the iteration closes the window's column producer at once.
+    """
+    num_codebooks = bundle.num_codebooks
+    codebook_delays = delays(num_codebooks, bundle.audio_channels).tolist()
+    max_delay = delay_steps(num_codebooks, bundle.audio_channels)
+    # Only the last window's worth of codes is ever needed as context, so memory stays bounded.
+    recent = prompt if prompt is not None else torch.zeros((batch, num_codebooks, 0), dtype=torch.long,
+                                                           device=bundle.device)
+    for window in windows:
+        window_prompt = recent[..., recent.shape[-1] - window.prompt_frames:] if window.prompt_frames else None
+        head = initial_columns(window_prompt, batch, num_codebooks, torch.tensor(codebook_delays),
+                               bundle.pad_token_id, bundle.device)
+        last_frame = window.prompt_frames + window.new_frames
+        sequence = torch.empty((batch, num_codebooks, head.shape[-1] + window.new_frames + max_delay),
+                               dtype=torch.long, device=bundle.device)
+        sequence[..., :head.shape[-1]] = head
+        filled, ready = head.shape[-1], window.prompt_frames
+        pieces = []
+        with closing(columns_for(window, window_prompt)) as columns:
+            for column in columns:
+                sequence[..., filled] = column
+                filled += 1
+                if on_step is not None:
+                    on_step()
+                # Frame f of codebook k sits at column 1 + f + delay_k: complete once the largest delay has it.
+                complete = min(filled - 1 - max_delay, last_frame)
+                if complete > ready:
+                    fresh = torch.stack([sequence[:, k, 1 + ready + d:1 + complete + d]
+                                         for k, d in enumerate(codebook_delays)], dim=1)
+                    pieces.append(fresh)
+                    ready = complete
+                    yield fresh
+        recent = torch.cat([recent, *pieces], dim=-1)[..., -bundle.window_frames:]
+
+
+def stream_chunks(
+    bundle: MusicgenBundle,
+    frames: Iterator[torch.Tensor],
+    *,
+    prompt: torch.Tensor | None,
+    new_frames: int,
+    samples: int,
+    settings: StreamSettings,
+) -> Iterator[AudioChunk]:
+    """Audio chunks of one prompt's new frames `[1, K, n]` as they come; `samples` long in all.
+
+    The audio prompt's codes are the decoder's first left context, as in a one-shot decode.
+    """
+    prompt_frames = 0 if prompt is None else prompt.shape[-1]
+    start = prompt_frames * bundle.hop_length
+    decoder = StreamingDecoder(bundle, settings, total_frames=prompt_frames + new_frames, start_sample=start)
+    if prompt is not None:
+        decoder.push(prompt[:1])
+    index, offset = 0, 0
+    with closing(frames):
+        for fresh in frames:
+            for block in decoder.push(fresh[:1]):
+                block = block[:, :samples - offset]
+                if block.shape[1]:
+                    yield AudioChunk(index, offset, block, bundle.sample_rate)
+                    index, offset = index + 1, offset + block.shape[1]
+    for block in decoder.finish():
+        block = block[:, :samples - offset]
+        if block.shape[1]:
+            yield AudioChunk(index, offset, block, bundle.sample_rate)
+            index, offset = index + 1, offset + block.shape[1]
