@@ -126,6 +126,11 @@ class Scheduler:
 
     def _finish(self, job: Job, event: Event) -> None:
         if job.claim_terminal():
+            # Forget the job before anyone hears it ended, so a status asked right after
+            # `done` no longer lists it.
+            with self._cond:
+                job.state = JobState.FINISHED
+                self._jobs.pop(job.id, None)
             self._emit(job, event)
         else:
             log.error("job %s: dropped a second terminal event %s", job.id, event.TYPE)
@@ -157,7 +162,4 @@ class Scheduler:
             self._runner.run(job, self._emit_for)
             if not job.finished:  # a runner bug; the client still gets its ending
                 self._finish(job, Error(job=job.id, code="internal", message="job ended without a result", re=job.re))
-            with self._cond:
-                job.state = JobState.FINISHED
-                self._jobs.pop(job.id, None)
             log.info("job %s: finished", job.id)
