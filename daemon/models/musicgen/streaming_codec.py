@@ -73,7 +73,7 @@ class StreamingDecoder:
         return self._emitted
 
     def push(self, codes: torch.Tensor) -> list[np.ndarray]:
-        """Add frames `[1, K, n]`; return the blocks `[C, samples]` now final (zero or one)."""
+        """Add frames `[1, K, n]`; return the blocks `[C, samples]` that are now final, in order."""
         if self._codes is None:
             self._codes = torch.empty((1, codes.shape[1], self.total_frames), dtype=codes.dtype, device=codes.device)
         n = codes.shape[-1]
@@ -82,34 +82,56 @@ class StreamingDecoder:
         self._codes[..., self._frames:self._frames + n] = codes
         self._frames += n
         if self._frames == self.total_frames:
-            return self._flush(final=True)
-        target = self.settings.first_chunk_frames if self._chunks == 0 else self.settings.chunk_frames
-        ready = (self._frames - self.settings.lookahead_frames) * self.hop - self.settings.crossfade_samples
-        if ready - self._emitted >= target * self.hop:
-            return self._flush(final=False)
-        return []
+            return self._flush_final()
+        blocks = []
+        # A chunk (plus the crossfade it hands on) is final once the lookahead frames after it exist.
+        while self._emitted + (self._target() + self.settings.crossfade_samples) <= \
+                (self._frames - self.settings.lookahead_frames) * self.hop:
+            blocks.append(self._flush_chunk())
+        return blocks
 
     def finish(self) -> list[np.ndarray]:
         """Whatever audio is still held back, once every frame was pushed."""
         if self._frames != self.total_frames:
             raise ValueError(f"finish after {self._frames} of {self.total_frames} frames")
-        return self._flush(final=True) if self._tail is not None or self._emitted < self._frames * self.hop else []
+        return self._flush_final() if self._emitted < self._frames * self.hop else []
 
-    def _flush(self, final: bool) -> list[np.ndarray]:
+    def _target(self) -> int:
+        """Samples of the next chunk."""
+        frames = self.settings.first_chunk_frames if self._chunks == 0 else self.settings.chunk_frames
+        return frames * self.hop
+
+    def _decode(self, end_sample: int, last_frame: int) -> np.ndarray:
+        """Audio `[C, end_sample - emitted]` decoded with left context, joined to the held-back tail."""
         fade = self.settings.crossfade_samples
         first_frame = max(0, self._emitted // self.hop - self.settings.left_context_frames)
-        audio = to_numpy(decode_codes(self.bundle, self._codes[..., first_frame:self._frames])[0])  # [C, T]
+        audio = to_numpy(decode_codes(self.bundle, self._codes[..., first_frame:last_frame])[0])  # [C, T]
         base = first_frame * self.hop
-        end = self._frames * self.hop if final else (self._frames - self.settings.lookahead_frames) * self.hop
-        block = audio[:, self._emitted - base:end - base]
+        block = audio[:, self._emitted - base:end_sample - base].copy()
         if self._tail is not None:
-            head = block[:, :fade]
-            block = block.copy()
-            block[:, :fade] = self._tail * (1 - self._fade_in) + head * self._fade_in
-        if final or fade == 0:
-            self._tail, out = None, block
-        else:
-            self._tail, out = block[:, -fade:].copy(), block[:, :-fade]
+            block[:, :fade] = self._tail * (1 - self._fade_in) + block[:, :fade] * self._fade_in
+            self._tail = None
+        return block
+
+    def _flush_chunk(self) -> np.ndarray:
+        fade = self.settings.crossfade_samples
+        end = self._emitted + self._target() + fade
+        last_frame = min(self._frames, -(-end // self.hop) + self.settings.lookahead_frames)
+        block = self._decode(end, last_frame)
+        out = block[:, :block.shape[1] - fade]
+        self._tail = block[:, out.shape[1]:] if fade else None
         self._emitted += out.shape[1]
         self._chunks += 1
-        return [out] if out.shape[1] else []
+        return out
+
+    def _flush_final(self) -> list[np.ndarray]:
+        """Everything left, cut to the regular chunk size."""
+        block = self._decode(self._frames * self.hop, self._frames)
+        blocks = []
+        while block.shape[1]:
+            size = self._target()
+            blocks.append(block[:, :size])
+            block = block[:, size:]
+            self._emitted += blocks[-1].shape[1]
+            self._chunks += 1
+        return blocks

@@ -1,0 +1,147 @@
+"""stream(): chunks in order while generating, equal to a one-shot decode of the same codes,
+across long-form windows; first chunk as soon as its frames exist; stopping frees the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from daemon.audio.types import Audio
+from daemon.models.musicgen.delay import delay_steps
+from daemon.models.musicgen.generator import MusicGen
+from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.streaming_codec import StreamingDecoder, StreamSettings
+from protocol.errors import Cancelled, InvalidArgument
+from protocol.params import GenerationParams
+
+SETTINGS = StreamSettings(first_chunk_frames=5, chunk_frames=20, left_context_frames=10, lookahead_frames=4,
+                          crossfade_samples=256)
+# Windows of 60 frames continuing the last 20: a 3.3 s stream crosses four window seams.
+PARAMS = GenerationParams(duration_s=3.3, seed=3, top_k=50, extend_stride_s=0.8)
+
+
+def _short_windows(bundle, engine: EngineOptions | None = EngineOptions(warmup=False)) -> MusicGen:
+    return MusicGen(dataclasses.replace(bundle, window_frames=60), engine=engine, stream_settings=SETTINGS)
+
+
+def _ser_db(signal: np.ndarray, error: np.ndarray) -> float:
+    return 10 * math.log10(float((signal ** 2).sum()) / max(float((error ** 2).sum()), 1e-30))
+
+
+def _joined(chunks) -> np.ndarray:
+    offset = 0
+    for index, chunk in enumerate(chunks):
+        assert chunk.index == index and chunk.offset_samples == offset and chunk.sample_rate == 32000
+        assert chunk.audio.dtype == np.float32 and chunk.frames > 0
+        offset += chunk.frames
+    return np.concatenate([c.audio for c in chunks], axis=1)
+
+
+def _assert_no_clicks(reference: np.ndarray, streamed: np.ndarray, block: int = 640) -> None:
+    """Every 20 ms block is close to the one-shot decode (a click at a seam would stand out)."""
+    mean_energy = float((reference ** 2).mean())
+    for start in range(0, reference.shape[-1], block):
+        error = streamed[..., start:start + block] - reference[..., start:start + block]
+        assert float((error ** 2).mean()) <= 1e-3 * mean_energy, f"block at sample {start}"
+
+
+def test_stream_equals_one_shot_decode_across_windows(load_preset):
+    model = _short_windows(load_preset("debug/musicgen").bundle)
+    steps = []
+    chunks = list(model.stream("a long drone", PARAMS, progress=lambda done, total: steps.append((done, total))))
+    render = model.generate(["a long drone"], PARAMS)
+    assert len(render.windows) >= 4
+    reference = render.audio[0]
+    streamed = _joined(chunks)
+    assert streamed.shape == reference.shape == (1, round(3.3 * 32000))
+    assert _ser_db(reference, streamed - reference) >= 40
+    _assert_no_clicks(reference, streamed)
+    # Chunk sizes are the settings: a short first one, then regular ones (the last one is what is left).
+    hop = model.bundle.hop_length
+    assert chunks[0].frames == SETTINGS.first_chunk_frames * hop
+    assert {c.frames for c in chunks[1:-1]} == {SETTINGS.chunk_frames * hop}
+    # Progress counts every decode step of every window, in order.
+    total = steps[-1][1]
+    assert [d for d, _ in steps] == list(range(1, total + 1)) and {t for _, t in steps} == {total}
+    assert model.engine.live_caches == 0
+    # The reference loop streams the very same audio: the engine changes speed, not music.
+    slow = _short_windows(model.bundle, engine=None)
+    np.testing.assert_array_equal(_joined(list(slow.stream("a long drone", PARAMS))), streamed)
+
+
+@pytest.mark.parametrize("preset", ["debug/musicgen-stereo", "debug/musicgen-melody"])
+def test_stream_with_audio_prompt_or_melody(load_preset, preset):
+    model = _short_windows(load_preset(preset).bundle)
+    t = np.arange(16000) / 32000
+    tone = Audio(np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)]).astype(np.float32) * 0.5, 32000)
+    params = dataclasses.replace(PARAMS, duration_s=2.0)
+    if model.supports_melody:
+        kwargs, render = dict(melody=tone), model.generate_with_melody(["folk"], tone, params)
+    else:
+        kwargs, render = dict(audio_prompt=tone), model.generate_continuation(tone, ["folk"], params)
+    streamed = _joined(list(model.stream("folk", params, **kwargs)))
+    reference = render.audio[0]
+    assert streamed.shape == reference.shape == (model.audio_channels, 64000)
+    assert _ser_db(reference, streamed - reference) >= 40
+    _assert_no_clicks(reference, streamed)
+
+
+def test_first_chunk_comes_after_its_own_frames_only(load_preset):
+    model = _short_windows(load_preset("debug/musicgen").bundle)
+    steps = []
+    stream = model.stream(None, PARAMS, progress=lambda done, total: steps.append(done))
+    first = next(stream)
+    bundle = model.bundle
+    # The first chunk's frames, the decoder's lookahead and crossfade, and the delay pattern's ramp.
+    needed = (SETTINGS.first_chunk_frames + SETTINGS.lookahead_frames
+              + math.ceil(SETTINGS.crossfade_samples / bundle.hop_length)
+              + delay_steps(bundle.num_codebooks, bundle.audio_channels))
+    assert steps[-1] == needed
+    assert first.index == 0 and first.offset_samples == 0
+    stream.close()
+
+
+def test_closing_the_stream_stops_generation_and_frees_the_cache(load_preset):
+    model = _short_windows(load_preset("debug/musicgen").bundle)
+    steps = []
+    stream = model.stream("drums", PARAMS, progress=lambda done, total: steps.append((done, total)))
+    next(stream)
+    next(stream)
+    assert model.engine.live_caches == 1
+    stream.close()
+    assert model.engine.live_caches == 0
+    done, total = steps[-1]
+    assert done < total
+    # The model serves the next request normally.
+    assert sum(c.frames for c in model.stream("drums", dataclasses.replace(PARAMS, duration_s=0.5))) == 16000
+
+
+def test_should_stop_ends_within_one_step(load_preset):
+    model = _short_windows(load_preset("debug/musicgen").bundle)
+    steps = []
+    stop_after = 70  # inside the second window
+
+    def progress(done: int, total: int) -> None:
+        steps.append(done)
+
+    with pytest.raises(Cancelled):
+        for _ in model.stream("drums", PARAMS, progress=progress, should_stop=lambda: len(steps) >= stop_after):
+            pass
+    assert steps[-1] == stop_after
+    assert model.engine.live_caches == 0
+
+
+def test_streaming_decoder_settings_are_checked(load_preset):
+    bundle = load_preset("debug/musicgen").bundle
+    with pytest.raises(InvalidArgument):
+        StreamSettings(chunk_frames=0).validate(bundle.hop_length)
+    with pytest.raises(InvalidArgument):
+        StreamSettings(first_chunk_frames=1, crossfade_samples=400).validate(bundle.hop_length)
+    decoder = StreamingDecoder(bundle, StreamSettings(), total_frames=3)
+    with pytest.raises(ValueError):
+        decoder.push(torch.zeros((1, bundle.num_codebooks, 4), dtype=torch.long))
