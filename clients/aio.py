@@ -32,19 +32,24 @@ log = logging.getLogger(__name__)
 
 
 class AsyncJobStream:
-    """The events of one job; leaving the iteration early cancels the job."""
+    """The events of one job. The request is sent when iteration starts. Used as `async with`,
+    leaving the block before the job ends cancels it."""
 
-    def __init__(self, client: "AsyncClient", request: Request, queue: asyncio.Queue[Event]) -> None:
+    def __init__(self, client: "AsyncClient", request: Request) -> None:
         self._client = client
         self.request = request
-        self._queue = queue
         self.job: str | None = getattr(request, "job", None)
         self.finished = False
+        self._queue: asyncio.Queue[Event] | None = None
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        if self._queue is not None:
+            raise RuntimeError("a job stream can be iterated once")
+        self._queue = self._client._register(self.request)
+        await self._client._send(self.request)
         try:
             while not self.finished:
                 event = await self._client._next(self._queue)
@@ -62,6 +67,16 @@ class AsyncJobStream:
         if self.job is not None and not self.finished:
             await self._client._send(Cancel(job=self.job, id=_new_id()))
 
+    async def __aenter__(self) -> "AsyncJobStream":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leaving the block before the job ended cancels it (now, not at garbage collection)."""
+        if not self.finished:
+            await self.cancel()
+            self.finished = True
+        self._client._forget(self.request.id)
+
 
 class AsyncClient:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0) -> None:
@@ -74,15 +89,15 @@ class AsyncClient:
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def generate(self, prompt: str, duration_s: float = 8.0, *, model: str | None = None,
-                       **options: Any) -> AsyncJobStream:
-        return await self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
+    def generate(self, prompt: str, duration_s: float = 8.0, *, model: str | None = None,
+                 **options: Any) -> AsyncJobStream:
+        """Text to music: `async for event in client.generate(...)`."""
+        return self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
 
-    async def continue_(self, audio: str | Path, duration_s: float = 8.0, *, prompt: str | None = None,
-                        model: str | None = None, **options: Any) -> AsyncJobStream:
+    def continue_(self, audio: str | Path, duration_s: float = 8.0, *, prompt: str | None = None,
+                  model: str | None = None, **options: Any) -> AsyncJobStream:
         path = str(Path(audio).expanduser().resolve())
-        return await self._stream(Continue(path, float(duration_s), prompt=prompt, model=model, id=_new_id(),
-                                           **options))
+        return self._stream(Continue(path, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
 
     async def cancel(self, job: str) -> Ok:
         return await self._call(Cancel(job=job, id=_new_id()), Ok)
@@ -115,11 +130,9 @@ class AsyncClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _stream(self, request: Request) -> AsyncJobStream:
+    def _stream(self, request: Request) -> AsyncJobStream:
         request.validate()
-        queue = self._register(request)
-        await self._send(request)
-        return AsyncJobStream(self, request, queue)
+        return AsyncJobStream(self, request)
 
     async def _call(self, request: Request, expected: type) -> Any:
         request.validate()

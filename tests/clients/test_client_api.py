@@ -65,7 +65,7 @@ def test_asyncio_client_streams_two_jobs_concurrently(fake_daemon: DaemonThread,
     async def main() -> tuple[list, list, object]:
         async with AsyncClient(fake_daemon.zmq) as client:
             async def run(job: str, seed: int) -> list:
-                return [event async for event in await client.generate("x", duration_s=1.0, seed=seed, job=job)]
+                return [event async for event in client.generate("x", duration_s=1.0, seed=seed, job=job)]
 
             first, second = await asyncio.gather(run("a1", 1), run("a2", 2))
             return first, second, await client.status()
@@ -86,7 +86,7 @@ def test_asyncio_client_errors_and_cancel(fake_daemon: DaemonThread) -> None:
         async with AsyncClient(fake_daemon.zmq) as client:
             with pytest.raises(RiffdError):
                 await client.cancel("nobody")
-            stream = await client.generate("x", duration_s=60.0, model="fake/slow", job="acancel")
+            stream = client.generate("x", duration_s=60.0, model="fake/slow", job="acancel")
             events = []
             async for event in stream:
                 events.append(event)
@@ -96,3 +96,21 @@ def test_asyncio_client_errors_and_cancel(fake_daemon: DaemonThread) -> None:
 
     events = asyncio.run(main())
     assert isinstance(events[-1], Error) and events[-1].code == "cancelled"
+
+
+def test_asyncio_stream_left_early_in_a_block_cancels_its_job(fake_daemon: DaemonThread) -> None:
+    async def main() -> tuple:
+        async with AsyncClient(fake_daemon.zmq) as client:
+            async with client.generate("x", duration_s=60.0, model="fake/slow", job="aleft") as stream:
+                async for event in stream:
+                    if isinstance(event, Progress):
+                        break
+            for _ in range(200):
+                status = await client.status()
+                if "aleft" not in status.jobs:
+                    return status, stream.job
+                await asyncio.sleep(0.02)
+            return status, stream.job
+
+    status, job = asyncio.run(main())
+    assert job == "aleft" and "aleft" not in status.jobs
