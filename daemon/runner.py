@@ -7,6 +7,8 @@ place a broad `except` turns an unexpected exception into an error event.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 
 from daemon.audio.io import read_audio
@@ -19,6 +21,9 @@ from protocol.errors import Cancelled, RiffdError, Unsupported
 from protocol.messages import Chunk, Continue, Done, Error, Generate, Progress, Started
 
 log = logging.getLogger(__name__)
+
+#: Least time between two progress events of a job (the last step is always reported).
+PROGRESS_INTERVAL_S = 0.05
 
 
 class JobRunner:
@@ -63,14 +68,17 @@ class JobRunner:
     def _stream(self, job: Job, backend: MusicBackend, text: str | None, audio_prompt: Audio | None,
                 melody: Audio | None, sinks: list[JobSink], emit: Emit) -> int:
         """Feed the backend's chunks to the sinks and the event stream; return frames produced."""
-        last_percent = -1
+        last_percent, last_sent_s = -1, -math.inf
 
         def progress(done: int, total: int) -> None:
-            # At most ~100 progress events a job, whatever the backend's step count.
-            nonlocal last_percent
+            # The first and last steps, and in between at most one event per percent and per
+            # PROGRESS_INTERVAL_S: enough for a progress bar, cheap for a fast model.
+            nonlocal last_percent, last_sent_s
             percent = 100 * done // max(total, 1)
-            if percent != last_percent or done == total:
-                last_percent = percent
+            now_s = time.monotonic()
+            due = percent != last_percent and now_s - last_sent_s >= PROGRESS_INTERVAL_S
+            if due or done == total or last_percent < 0:
+                last_percent, last_sent_s = percent, now_s
                 emit(job, Progress(job=job.id, done=done, total=total, re=job.re))
 
         frames = 0
