@@ -192,3 +192,20 @@ def test_bad_labels(model, labels, fixture_dir):
         model.ancestral_sample(five_genres, sample_length=LENGTH)
     with pytest.raises(ValueError, match="one label tensor per prior"):
         model.ancestral_sample(labels[:2], sample_length=LENGTH)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_priors(fixture_dir, expected, labels, dtype):
+    from daemon.models.jukebox import JukeboxModel
+
+    half = JukeboxModel.from_pretrained(fixture_dir, dtype=dtype)
+    assert half.priors[0].prior.embed_tokens.weight.dtype == dtype
+    assert half.vqvae.decoders[0].out.weight.dtype == torch.float32  # codes must not move
+    prior = half.priors[1]
+    metadata = prior.window_metadata(labels[1], 0, LENGTH, 0)
+    logits = prior.teacher_forced_logits(expected["prior1_in_tokens"], prior.upper_window(expected["prior1_upper_0"], 0, 64), metadata)
+    reference = expected["prior1_logits"]
+    assert logits.dtype == dtype
+    assert (logits.float() - reference).abs().max() < 0.01 * reference.abs().max()
+    tokens = half.ancestral_sample(labels, sample_length=32 * 128, seed=1)
+    assert [t.shape[1] for t in tokens] == [32, 128, 512]

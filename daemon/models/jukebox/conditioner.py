@@ -102,8 +102,9 @@ class LabelConditioner(nn.Module):
             raise ValueError(f"artist id outside [0, {self.artist_emb.num_embeddings})")
         if genre.max() >= self.bow_genre_emb.num_embeddings:
             raise ValueError(f"genre id outside [0, {self.bow_genre_emb.num_embeddings})")
-        present = (genre >= 0).float().unsqueeze(2)
-        genre_emb = (self.bow_genre_emb(genre.clamp(0)) * present).sum(dim=1, keepdim=True)
+        genre_emb = self.bow_genre_emb(genre.clamp(0))
+        present = (genre >= 0).to(genre_emb.dtype).unsqueeze(2)  # -1 marks an empty genre slot
+        genre_emb = (genre_emb * present).sum(dim=1, keepdim=True)
         start_emb = genre_emb + self.artist_emb(artist)
         if not self.include_time_signal:
             return start_emb, None

@@ -125,6 +125,7 @@ class WindowCache:
     """The caches of every layer of one prior's transformer for one sampling window."""
 
     layers: list[LayerCache]
+    batch: int
     position: int = 0  # next position to be fed
 
     def memory_bytes(self) -> int:

@@ -254,8 +254,7 @@ class JukeboxPrior(nn.Module):
         net = self.prior
         t = cache.position
         if t == 0:
-            batch = cond.start.shape[0] if cond.start is not None else 1 if previous is None else previous.shape[0]
-            hidden = net.start_embedding(batch, cond.start)
+            hidden = net.start_embedding(cache.batch, cond.start)
         else:
             hidden = net.embed_tokens(previous)
         hidden = hidden + net.pos_emb.pos_emb[t : t + 1]

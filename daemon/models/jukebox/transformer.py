@@ -216,7 +216,7 @@ class LayerStack(nn.Module):
         self._attn_mods = nn.ModuleList(Block(config, n_ctx, kind) for kind in kinds)
 
     def new_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> WindowCache:
-        return WindowCache([layer.attn.new_cache(batch, device, dtype) for layer in self._attn_mods])
+        return WindowCache([layer.attn.new_cache(batch, device, dtype) for layer in self._attn_mods], batch)
 
     def forward(
         self,
