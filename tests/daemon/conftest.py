@@ -16,6 +16,13 @@ def fake_daemon(tmp_path: Path) -> Iterator[DaemonThread]:
     daemon.stop()
 
 
+@pytest.fixture
+def fake_daemon_roomy(tmp_path: Path) -> Iterator[DaemonThread]:
+    daemon = start_fake_daemon(tmp_path / "out", max_queue=64)
+    yield daemon
+    daemon.stop()
+
+
 @pytest.fixture(scope="module")
 def debug_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[DaemonThread]:
     """The real `debug/musicgen` preset through the real registry loader."""

@@ -148,3 +148,49 @@ def test_stream_audio_is_the_fake_tone(fake_daemon: DaemonThread) -> None:
         rendered = client.generate("tone", duration_s=1.0, seed=0).collect()
     t = np.arange(16000) / 16000
     np.testing.assert_allclose(rendered.audio[0], 0.5 * np.sin(2 * np.pi * 220.0 * t), atol=1e-6)
+
+
+def test_every_job_ends_exactly_once_when_cancels_race_completion(fake_daemon_roomy: DaemonThread) -> None:
+    """Jobs finishing while cancels arrive: each gets one terminal event, and nothing after it."""
+    import random
+
+    import zmq
+
+    from protocol import wire
+    from protocol.messages import Cancel, Generate
+
+    rng = random.Random(7)
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(fake_daemon_roomy.zmq)
+    jobs = [f"race{n}" for n in range(24)]
+    try:
+        for n, job in enumerate(jobs):
+            model = "fake/slow" if n % 3 == 0 else "fake/fast"
+            sock.send_multipart(wire.encode(Generate("r", rng.choice([0.25, 0.5, 1.0]), model=model, job=job,
+                                                     id=job, priority=rng.randint(0, 3))))
+            if rng.random() < 0.5:
+                target = rng.choice(jobs[: n + 1])
+                sock.send_multipart(wire.encode(Cancel(job=target, id=f"c{n}")))
+        events: dict[str, list[str]] = {job: [] for job in jobs}
+        # Read until every job has ended, then a little longer to catch anything after an end.
+        deadline = time.monotonic() + 30
+        quiet_until = None
+        while time.monotonic() < deadline:
+            if quiet_until is None and all(e and e[-1] in ("done", "error") for e in events.values()):
+                quiet_until = time.monotonic() + 0.5
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                break
+            if not sock.poll(50):
+                continue
+            event = wire.decode_event(sock.recv_multipart())
+            if event.re in events:
+                events[event.re].append(event.TYPE)
+    finally:
+        sock.close()
+        context.term()
+    for job, kinds in events.items():
+        terminals = [k for k in kinds if k in ("done", "error")]
+        assert len(terminals) == 1 and kinds[-1] == terminals[0], (job, kinds)
+        assert kinds[0] in ("accepted", "error"), (job, kinds)
