@@ -45,10 +45,14 @@ def _stop(proc: subprocess.Popen, sig: int, timeout_s: float) -> None:
 
 @dataclass
 class JackServer:
-    """`jackd --no-realtime -d dummy` at `sample_rate`, `period_frames` per cycle."""
+    """`jackd --no-realtime --sync -d dummy` at `sample_rate`, `period_frames` per cycle."""
 
     sample_rate: int = 48000
-    period_frames: int = 256
+    period_frames: int = 1024
+    # Synchronous mode: a cycle waits (up to this long) for late clients instead of dropping
+    # their audio. A dummy driver has no hardware deadline to keep, so on a loaded machine the
+    # capture stays exactly what the clients produced, and the tests measure riffd, not the OS.
+    client_timeout_ms: int = 2000
     name: str = field(default_factory=lambda: f"riffd-test-{os.getpid()}-{secrets.token_hex(3)}")
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -63,7 +67,7 @@ class JackServer:
         self.log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log:
             self.proc = subprocess.Popen(
-                ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
+                ["jackd", "--no-realtime", "--sync", "-t", str(self.client_timeout_ms), "-n", self.name, "-d", "dummy",
                  "-r", str(self.sample_rate), "-p", str(self.period_frames)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )

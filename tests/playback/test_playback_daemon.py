@@ -1,8 +1,9 @@
-"""The daemon playing its jobs on a JACK server, as `riffd serve --play` will: real daemon, real
+"""The daemon playing its jobs on a JACK server, as `riffd serve --play` does: real daemon, real
 client over ZeroMQ, the real `debug/musicgen` preset, jack_capture on the speakers."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,9 +15,11 @@ from clients import Client
 from daemon.audio.playback import PlaybackConfig, Player
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.audio.resample import StreamResampler
+from daemon.config import DaemonConfig
+from daemon.residency import Loader
 from daemon.server.app import Daemon
 from daemon.sinks import FileSinkFactory
-from daemon_harness import DaemonThread, fake_loader, make_config
+from daemon_harness import DaemonThread, fake_loader, make_config, wait_for
 from jack_harness import JackCapture, JackServer
 from protocol.messages import Chunk, Done, Error
 from signals import correlation, find_lag, ser_db
@@ -24,12 +27,12 @@ from signals import correlation, find_lag, ser_db
 RATE = 48000
 
 
-def playing_daemon(config, player: Player, loader=None) -> DaemonThread:  # noqa: ANN001
-    """A daemon whose every job is played, as with `riffd serve --play`."""
+def playing_daemon(config: DaemonConfig, playback: PlaybackSinkFactory, loader: Loader | None = None) -> DaemonThread:
+    """A daemon with the playback sink beside the file sink, as `riffd serve --play` builds it."""
     thread = DaemonThread(config, loader=loader)
-    # The test harness builds a Daemon with the default sinks; this one adds the playback sink.
-    thread.daemon = Daemon(config, loader=loader, sink_factories=[
-        FileSinkFactory(config.out_dir.resolve()), PlaybackSinkFactory(player, play_by_default=True)])
+    # The harness builds a Daemon with the default sinks; this one adds the playback sink.
+    thread.daemon = Daemon(config, loader=loader, sink_factories=[FileSinkFactory(config.out_dir.resolve()), playback])
+    playback.start()
     return thread.start()
 
 
@@ -43,7 +46,16 @@ def player(jack_server: JackServer) -> Iterator[Player]:
 @pytest.fixture(scope="module")
 def debug_player_daemon(player: Player, riffd_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
     config = make_config(tmp_path_factory.mktemp("play-out"), models=("debug/musicgen",), cache_dir=riffd_cache)
-    daemon = playing_daemon(config, player)
+    daemon = playing_daemon(config, PlaybackSinkFactory(player.config, play_by_default=True, player=player))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def fake_player_daemon(player: Player, tmp_path: Path) -> Iterator[DaemonThread]:
+    """fake/* models: sines of 0.5 amplitude at 220 + seed % 500 Hz, 16 kHz mono; fake/slow at 5x real time."""
+    config = make_config(tmp_path / "out", models=("fake/fast", "fake/slow"))
+    daemon = playing_daemon(config, PlaybackSinkFactory(player.config, play_by_default=True, player=player), fake_loader)
     yield daemon
     daemon.stop()
 
@@ -56,14 +68,16 @@ def played_reference(chunks: list[Chunk]) -> np.ndarray:
     return np.concatenate(pieces, axis=1)
 
 
-def run_job(client: Client, prompt: str, seed: int) -> list[Chunk]:
-    chunks: list[Chunk] = []
-    for event in client.generate(prompt, duration_s=1.5, seed=seed):
-        if isinstance(event, Chunk):
-            chunks.append(event)
-        last = event
-    assert isinstance(last, Done), last
-    return chunks
+def finished(stream: object) -> tuple[list[Chunk], Done]:
+    events = list(stream)  # type: ignore[call-overload]
+    assert isinstance(events[-1], Done), events[-1]
+    return [e for e in events if isinstance(e, Chunk)], events[-1]
+
+
+def tone_level(window: np.ndarray, frequency_hz: float) -> float:
+    """Amplitude of a sine at `frequency_hz` in `window` (a whole number of its periods long)."""
+    t = np.arange(window.size) / RATE
+    return float(2 * np.abs(np.dot(window, np.exp(-2j * np.pi * frequency_hz * t))) / window.size)
 
 
 def test_a_daemon_job_is_heard_as_it_was_generated(
@@ -73,10 +87,11 @@ def test_a_daemon_job_is_heard_as_it_was_generated(
     capture.wait_following("PortAudio")
     underruns_before = player.status().underruns
     with Client(debug_player_daemon.zmq, timeout_s=60) as client:
-        chunks = run_job(client, "a steady pulse", seed=5)
+        chunks, _ = finished(client.generate("a steady pulse", duration_s=1.5, seed=5))
     assert player.wait_idle(15.0)
     time.sleep(0.1)
     captured = capture.stop()
+    assert player.status().underruns == underruns_before, "generation is faster than real time: no underrun"
 
     expected = played_reference(chunks)[0]
     assert np.sqrt(np.mean(expected**2)) > 1e-3, "the debug model makes audible output"
@@ -84,59 +99,80 @@ def test_a_daemon_job_is_heard_as_it_was_generated(
     heard = captured[:, lag : lag + expected.size]
     assert correlation(heard[0], expected) > 0.9999
     assert ser_db(expected, heard[0]) > 60.0 and ser_db(expected, heard[1]) > 60.0  # mono on both speakers
-    assert player.status().underruns == underruns_before, "generation is faster than real time: no underrun"
 
 
-def test_two_overlapping_daemon_jobs_are_both_heard(
-    debug_player_daemon: DaemonThread, player: Player, start_capture: Callable[[], JackCapture]
+def test_two_overlapping_jobs_are_both_heard_at_their_gains(
+    fake_player_daemon: DaemonThread, player: Player, start_capture: Callable[[], JackCapture]
 ) -> None:
     capture = start_capture()
     capture.wait_following("PortAudio")
-    with Client(debug_player_daemon.zmq, timeout_s=60) as client:
-        first = run_job(client, "first layer", seed=11)
-        # The first job renders in a fraction of its length; the second starts while it sounds.
-        second = run_job(client, "second layer", seed=12)
+    with Client(fake_player_daemon.zmq, timeout_s=60) as client:
+        finished(client.generate("low", duration_s=1.5, seed=100, job="layer-1", gain=0.6))  # 320 Hz
+        wait_for(lambda: (v := player.voice("layer-1")) is not None and v.frames_played > RATE // 2, timeout_s=10)
+        finished(client.generate("high", duration_s=1.5, seed=300, job="layer-2", gain=0.3))  # 520 Hz
     assert player.wait_idle(15.0)
     time.sleep(0.1)
     captured = capture.stop()[0]
 
-    ref_1, ref_2 = played_reference(first)[0], played_reference(second)[0]
-    lag_1, lag_2 = find_lag(captured, ref_1), find_lag(captured, ref_2)
-    assert lag_1 < lag_2 < lag_1 + ref_1.size, "the second job began while the first was sounding"
-    rebuilt = np.zeros_like(captured)
-    rebuilt[lag_1 : lag_1 + ref_1.size] += ref_1
-    rebuilt[lag_2 : lag_2 + ref_2.size] += ref_2
-    assert ser_db(rebuilt, captured) > 60.0
+    # 100 ms windows hold whole periods of both tones; classify each by which tones sound in it.
+    window = RATE // 10
+    levels = [(tone_level(captured[i : i + window], 320.0), tone_level(captured[i : i + window], 520.0))
+              for i in range(0, captured.size - window, window)]
+    low_only = sum(abs(lo - 0.3) < 0.01 and hi < 0.003 for lo, hi in levels)
+    both = sum(abs(lo - 0.3) < 0.01 and abs(hi - 0.15) < 0.005 for lo, hi in levels)
+    high_only = sum(lo < 0.003 and abs(hi - 0.15) < 0.005 for lo, hi in levels)
+    assert low_only >= 3 and both >= 5 and high_only >= 3, (low_only, both, high_only)
+
+
+def test_a_request_can_opt_out_of_playback(fake_player_daemon: DaemonThread, player: Player) -> None:
+    with Client(fake_player_daemon.zmq, timeout_s=60) as client:
+        finished(client.generate("muted", duration_s=0.5, job="muted", play=False))
+        finished(client.generate("heard", duration_s=0.5, job="heard"))
+    assert player.voice("muted") is None
+    assert player.voice("heard") is not None
 
 
 def test_cancelling_a_playing_daemon_job_fades_it_out(
-    player: Player, start_capture: Callable[[], JackCapture], tmp_path: Path
+    fake_player_daemon: DaemonThread, player: Player, start_capture: Callable[[], JackCapture]
 ) -> None:
-    # fake/slow renders a 0.5-amplitude sine at 5x real time, slow enough to cancel mid-job.
-    daemon = playing_daemon(make_config(tmp_path / "out", models=("fake/slow",)), player, loader=fake_loader)
-    try:
-        capture = start_capture()
-        capture.wait_following("PortAudio")
-        with Client(daemon.zmq, timeout_s=60) as client:
-            stream = client.generate("long", duration_s=20.0, job="to-cancel")
-            for event in stream:
-                if isinstance(event, Chunk) and event.index == 12:
-                    break  # ~3 s rendered, ~2.5 s buffered or played
-            voice = player.voice("to-cancel")
-            assert voice is not None and voice.playing
-            client.cancel("to-cancel")
-            events = list(stream)
-            assert isinstance(events[-1], Error) and events[-1].code == "cancelled"
-        assert voice.ended.wait(2.0)
-        time.sleep(0.1)
-        captured = capture.stop()[0]
-    finally:
-        daemon.stop()
+    capture = start_capture()
+    capture.wait_following("PortAudio")
+    with Client(fake_player_daemon.zmq, timeout_s=60) as client:
+        stream = client.generate("long", duration_s=20.0, model="fake/slow", job="to-cancel")
+        for event in stream:
+            if isinstance(event, Chunk) and event.index == 12:
+                break  # ~3 s rendered, ~2.5 s buffered or played
+        voice = player.voice("to-cancel")
+        assert voice is not None and voice.playing
+        client.cancel("to-cancel")
+        events = list(stream)
+        assert isinstance(events[-1], Error) and events[-1].code == "cancelled"
+    assert voice.ended.wait(2.0)
+    time.sleep(0.1)
+    captured = capture.stop()[0]
+
     sounding = np.flatnonzero(np.abs(captured) > 0)
     tail = captured[sounding[-1] - 2000 : sounding[-1] + 1]
     # The last 5 ms are the fade: the sine's peaks fall along a line to zero, no step at the end.
     fade_frames = round(PlaybackConfig().fade_ms * 1e-3 * RATE)
-    before = np.max(np.abs(tail[: -fade_frames - 50]))
-    assert before > 0.45, "full level before the cancel"
+    assert np.max(np.abs(tail[: -fade_frames - 50])) > 0.45, "full level before the cancel"
     assert np.all(np.abs(tail[-fade_frames:]) <= 0.5 * (np.arange(fade_frames, 0, -1) / fade_frames) + 1e-3)
     assert abs(tail[-1]) < 0.01, "it ends at (nearly) zero, not mid-wave"
+
+
+def test_without_an_output_device_the_daemon_says_so_once_and_serves(
+    jack_server: JackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    playback = PlaybackSinkFactory(PlaybackConfig(device="no-such-card"), play_by_default=True)
+    with caplog.at_level(logging.WARNING, logger="daemon.audio.playback"):
+        daemon = playing_daemon(make_config(tmp_path / "out", models=("fake/fast",)), playback, fake_loader)
+        try:
+            with Client(daemon.zmq, timeout_s=60) as client:
+                for _ in range(2):
+                    chunks, done = finished(client.generate("still works", duration_s=0.5))
+                    assert sum(c.frames for c in chunks) == done.frames == 8000
+        finally:
+            daemon.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("daemon.audio.playback")]
+    assert len(messages) == 1 and messages[0].startswith("playback is off: no output device matches 'no-such-card'")
+    assert playback.status() is None

@@ -43,7 +43,8 @@ def rescan(sd: ModuleType) -> None:
     """Make PortAudio enumerate devices again (it does so only when initialised).
 
     A JACK server started after sounddevice was imported is invisible until then. Terminating
-    PortAudio closes its open streams, so this is called only before riffd opens its own.
+    PortAudio closes every stream it has open, so this is only done while it sees no output
+    device at all (so no output stream can be open).
     """
     sd._terminate()
     sd._initialize()
@@ -95,13 +96,11 @@ def find_output_device(sd: ModuleType, wanted: int | str | None) -> OutputDevice
 
 
 def resolve_output_device(wanted: int | str | None) -> tuple[ModuleType, OutputDevice]:
-    """sounddevice and the chosen device, rescanning once if PortAudio's list is stale."""
+    """sounddevice and the chosen device, rescanning first if PortAudio sees no output at all."""
     sd = load_sounddevice()
-    try:
-        return sd, find_output_device(sd, wanted)
-    except PlaybackUnavailable:
+    if not output_devices(sd):
         rescan(sd)
-        return sd, find_output_device(sd, wanted)
+    return sd, find_output_device(sd, wanted)
 
 
 def _describe(devices: list[OutputDevice]) -> str:

@@ -7,8 +7,10 @@ asked once per job and answers with a sink only when the job is to be played.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
+from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.device import PlaybackUnavailable
 from daemon.audio.playback.player import PlaybackStatus, Player
 from daemon.audio.playback.voice import Voice
@@ -39,24 +41,36 @@ class PlaybackSink:
 
 
 class PlaybackSinkFactory:
-    """Gives a PlaybackSink to every job that asks to be played (or to all, with `play_by_default`).
+    """Gives a PlaybackSink to every job that is to be played.
 
-    A request's `play` (True/False) wins over the daemon's default; its `gain` (linear, default 1)
-    sets the job's level in the mix.
+    A request's `play` (True/False) wins over `play_by_default` (`riffd serve --play`); its
+    `gain` (linear, default 1) sets the job's level in the mix. The sound card is opened at
+    `start()` when playing by default, else on the first job that asks; if it cannot be opened,
+    one message says why, playback stays off and jobs render as usual.
     """
 
-    def __init__(self, player: Player, *, play_by_default: bool = False) -> None:
-        self.player = player
+    def __init__(self, config: PlaybackConfig, *, play_by_default: bool = False, player: Player | None = None) -> None:
+        config.validate()
+        self.config = config
         self.play_by_default = play_by_default
+        self._player = player
+        self._tried = player is not None
+        self._open_lock = threading.Lock()  # jobs of several workers may ask at once
+
+    def start(self) -> None:
+        """Open the sound card now when every job is to be played, so the message comes at startup."""
+        if self.play_by_default:
+            self._ensure_player()
 
     def __call__(self, job: Job, sample_rate: int, channels: int) -> PlaybackSink | None:
         request = job.request
-        play = getattr(request, "play", None)
-        if not (self.play_by_default if play is None else play):
+        if not (self.play_by_default if request.play is None else request.play):
             return None
-        gain = getattr(request, "gain", None)
+        player = self._ensure_player()
+        if player is None:
+            return None
         try:
-            voice = self.player.add_voice(job.id, sample_rate, channels, gain=1.0 if gain is None else float(gain))
+            voice = player.add_voice(job.id, sample_rate, channels, gain=1.0 if request.gain is None else request.gain)
         except PlaybackUnavailable as exc:
             # The sound card went away: the job still renders, it just is not heard.
             log.warning("job %s not played: %s", job.id, exc)
@@ -65,7 +79,22 @@ class PlaybackSinkFactory:
 
     def cancel(self, job_id: str) -> bool:
         """Fade out a job that is still sounding after it finished rendering."""
-        return self.player.cancel(job_id)
+        return self._player is not None and self._player.cancel(job_id)
 
-    def status(self) -> PlaybackStatus:
-        return self.player.status()
+    def status(self) -> PlaybackStatus | None:
+        """The player's state, or None while playback is off."""
+        return None if self._player is None else self._player.status()
+
+    def close(self) -> None:
+        if self._player is not None:
+            self._player.close()
+
+    def _ensure_player(self) -> Player | None:
+        with self._open_lock:
+            if not self._tried:
+                self._tried = True
+                try:
+                    self._player = Player.open(self.config)
+                except PlaybackUnavailable as exc:
+                    log.warning("playback is off: %s", exc)
+            return self._player
