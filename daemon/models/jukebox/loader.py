@@ -44,7 +44,7 @@ def resolve(path_or_hub_id: str | os.PathLike, cache_dir: str | os.PathLike | No
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise CheckpointNotFound(f"no folder {name!r}, and it is not a hub id like 'openai/jukebox-1b-lyrics'")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     patterns = [CONFIG_FILE, "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
                 "pytorch_model.bin.index.json", "tokenizer_config.json", *VOCAB_FILES]
@@ -57,8 +57,8 @@ def resolve(path_or_hub_id: str | os.PathLike, cache_dir: str | os.PathLike | No
         raise CheckpointNotFound(
             f"model {name} is not in the local Hugging Face cache and {why}; `riffd pull {name}` fetches it"
         ) from error
-    except Exception as error:  # the hub client raises many kinds (HTTP, repo not found, no network)
-        raise CheckpointNotFound(f"could not get model {name} from the hub: {error}; `riffd pull {name}` fetches it") from error
+    except HfHubHTTPError as error:  # repository not found, gated, hub errors
+        raise CheckpointNotFound(f"could not get model {name} from the hub: {error}") from error
 
 
 def hub_offline() -> bool:

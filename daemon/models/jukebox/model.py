@@ -23,8 +23,8 @@ from .vqvae import JukeboxVQVAE
 
 log = logging.getLogger(__name__)
 
-_IGNORED_KWARGS = {"chunk_size"}
-_META_INIT_BYTES = 256 * 2**20  # checkpoints above this are built on the meta device first  # the reference's prefill chunking; riffd prefills in one pass
+_IGNORED_KWARGS = {"chunk_size"}  # the reference's prefill chunking; riffd prefills in one pass
+_META_INIT_BYTES = 256 * 2**20  # checkpoints above this are built on the meta device first
 
 
 class JukeboxModel(nn.Module):
@@ -32,15 +32,13 @@ class JukeboxModel(nn.Module):
         super().__init__()
         self.config = config
         self.vqvae = JukeboxVQVAE(config.vqvae)
-        n = len(config.priors)
-        downsamples = [s**d for s, d in zip(config.vqvae.res_strides_t, config.vqvae.res_downs_t)]
         self.priors = nn.ModuleList(
             JukeboxPrior(
                 prior_config,
-                n,
+                len(config.priors),
                 raw_to_tokens=config.raw_to_tokens(level),
-                # prior level l sits on VQ-VAE level n-1-l; the level above adds downsamples[n-l]
-                cond_downsample=downsamples[n - level] if level else None,
+                # the factor the prior's token conditioner upsamples the level above by
+                cond_downsample=prior_config.res_strides_t[level] ** prior_config.res_downs_t[level] if level else None,
             )
             for level, prior_config in enumerate(config.priors)
         )
