@@ -35,7 +35,6 @@ class JukeboxModel(nn.Module):
         self.priors = nn.ModuleList(
             JukeboxPrior(
                 prior_config,
-                len(config.priors),
                 raw_to_tokens=config.raw_to_tokens(level),
                 # the factor the prior's token conditioner upsamples the level above by
                 cond_downsample=prior_config.res_strides_t[level] ** prior_config.res_downs_t[level] if level else None,

@@ -105,7 +105,9 @@ class WindowConditioning:
 
 
 class JukeboxPrior(nn.Module):
-    def __init__(self, config: PriorConfig, n_levels: int, raw_to_tokens: int, cond_downsample: int | None):
+    """One level's prior; module names match the checkpoints' `priors.{level}.*` keys."""
+
+    def __init__(self, config: PriorConfig, raw_to_tokens: int, cond_downsample: int | None):
         super().__init__()
         self.config = config
         self.level = config.level

@@ -143,7 +143,7 @@ def sample_window(
     sampled = []
     while cache.position < target:
         if should_stop is not None and should_stop():
-            raise SamplingCancelled([])
+            raise SamplingCancelled([])  # iter_sample re-raises it with the tokens of finished windows
         logits = prior.step_logits(previous, cond, cache)
         previous = draw(logits, temperature, top_k, top_p, generator)
         sampled.append(previous)
@@ -232,8 +232,9 @@ def _plan(priors, tokens, sample_levels, params) -> list[tuple[int, list[tuple[i
         have = lengths[level]
         if have > total:
             raise ValueError(
-                f"level {level} has {have} tokens, more than the {total} of a {params.total_length}-sample "
-                f"piece: music tokens are in prior order (top first), the VQ-VAE's are bottom first"
+                f"level {level} already has {have} tokens, more than the {total} of a {params.total_length}-sample "
+                f"piece: is the prime longer than the piece, or are the music tokens not in prior order "
+                f"(top first; the VQ-VAE returns them bottom first)?"
             )
         if total >= prior.n_ctx:
             hop = max(1, int(params.hop_fraction[level] * prior.n_ctx))
