@@ -176,12 +176,21 @@ def test_nothing_is_written_to_disk(model, labels, tmp_path, monkeypatch):
         (dict(hop_fraction=(0.5, 0.0, 0.5)), ValueError),
         (dict(hop_fraction=(0.5, 0.5)), ValueError),
         (dict(sample_length=100), ValueError),
+        (dict(sample_length=600 * 44100), ValueError),
         (dict(temprature=0.9), TypeError),
     ],
 )
 def test_bad_arguments(model, labels, kwargs, error):
     with pytest.raises(error):
         model.ancestral_sample(labels, **{"sample_length": LENGTH, **kwargs})
+
+
+def test_min_duration_override_checked(fixture_dir, labels):
+    from daemon.models.jukebox import JukeboxModel
+
+    strict = JukeboxModel.from_pretrained(fixture_dir, min_duration=1.0)
+    with pytest.raises(ValueError, match="min_duration=0"):
+        strict.ancestral_sample(labels, sample_length=LENGTH)
 
 
 def test_bad_labels(model, labels, fixture_dir):

@@ -186,6 +186,14 @@ class JukeboxModel(nn.Module):
             sample_length = int(seconds * self.config.sampling_rate) // top_hop * top_hop
         if int(sample_length) < top_hop:
             raise ValueError(f"sample length must be at least {top_hop} samples")
+        top = self.config.priors[0]
+        min_samples, max_samples = top.min_duration * top.sampling_rate, top.max_duration * top.sampling_rate
+        if top.metadata_conditioning and not min_samples <= int(sample_length) < max_samples:
+            raise ValueError(
+                f"sample length {int(sample_length) / top.sampling_rate:.2f} s outside the model's trained range "
+                f"[{top.min_duration}, {top.max_duration}) s (load with min_duration=0 for shorter pieces, "
+                f"as transformers' docs do)"
+            )
         kwargs.setdefault("hop_fraction", self.config.hop_fraction)
         kwargs["hop_fraction"] = tuple(kwargs["hop_fraction"])
         if len(kwargs["hop_fraction"]) != len(self.priors):
