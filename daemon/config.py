@@ -51,6 +51,13 @@ class DaemonConfig:
     # Where presets are built and models are looked up (None: the registry's default).
     cache_dir: Path | None = None
     log_level: str = "INFO"
+    # Playback on this machine's sound card (issue 5): with `play`, every job is played unless
+    # its request says play=false; without it, requests with play=true still are.
+    play: bool = False
+    # PortAudio output device: an index or part of its name (None: the system's default output).
+    output_device: str | None = None
+    # Jitter buffer: a job sounds once this much of it is buffered (more: fewer dropouts).
+    play_buffer_s: float = 0.5
 
     @property
     def default_model(self) -> str:
@@ -76,6 +83,8 @@ class DaemonConfig:
             raise InvalidArgument(f"max_duration_s must be a positive number, got {self.max_duration_s}")
         if not self.keep_alive_s >= 0:
             raise InvalidArgument(f"keep_alive_s must be >= 0, got {self.keep_alive_s}")
+        if not 0.0 <= self.play_buffer_s <= 30.0:
+            raise InvalidArgument(f"play_buffer_s must be within [0, 30] s, got {self.play_buffer_s}")
         return self
 
 
@@ -95,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-alive-s", type=float, help="seconds an on-demand model stays loaded unused")
     parser.add_argument("--cache-dir", type=Path, help="where presets are built and models are cached")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--play", action="store_const", const=True,
+                        help="play every job on this machine's sound card (a request's play=false opts out)")
+    parser.add_argument("--output-device", metavar="NAME|INDEX", help="sound card for playback (default: the system's)")
+    parser.add_argument("--play-buffer-s", type=float, metavar="S",
+                        help="playback jitter buffer: a job sounds once this much is buffered (default 0.5)")
 
 
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
@@ -131,6 +145,8 @@ def build_config(settings: dict[str, Any]) -> DaemonConfig:
     if "models" in values:
         models = values["models"]
         values["models"] = (models,) if isinstance(models, str) else tuple(models)
+    if values.get("output_device") is not None:
+        values["output_device"] = str(values["output_device"])  # a config file may give an index
     for name in ("out_dir", "cache_dir"):
         if values.get(name) is not None:
             values[name] = Path(values[name]).expanduser()

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from daemon.audio.playback.config import PlaybackConfig
+from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
 from daemon.config import DaemonConfig
 from daemon.jobs import Job
@@ -64,7 +66,13 @@ class Daemon:
         self.config = config
         out_dir = config.out_dir.resolve()
         self._pool = ModelPool(loader or default_loader(config), config.device, keep_alive_s=config.keep_alive_s)
-        sinks = list(sink_factories) if sink_factories is not None else [FileSinkFactory(out_dir)]
+        if sink_factories is None:
+            # Sound-card playback (issue 5): opened at start with --play, else on the first play=true request.
+            playback = PlaybackSinkFactory(PlaybackConfig(device=config.output_device, buffer_s=config.play_buffer_s),
+                                           play_by_default=config.play)
+            sink_factories = [FileSinkFactory(out_dir), playback]
+        sinks = list(sink_factories)
+        self._playback = next((s for s in sinks if isinstance(s, PlaybackSinkFactory)), None)
         self._runner = JobRunner(self._pool, sinks)
         self._router = EventRouter()
         self._load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riffd-load")
@@ -77,6 +85,8 @@ class Daemon:
     async def start(self) -> Addresses:
         loop = asyncio.get_running_loop()
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._playback is not None:
+            await loop.run_in_executor(None, self._playback.start)  # with --play: says now if there is no sound card
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready.
             await loop.run_in_executor(self._load_executor, partial(self._pool.load, model_id, pin=True))
@@ -128,6 +138,8 @@ class Daemon:
         if self._zmq is not None:
             await self._zmq.close()
         self._load_executor.shutdown(wait=False, cancel_futures=True)
+        if self._playback is not None:
+            await loop.run_in_executor(None, self._playback.close)  # fades out what still sounds
         self._pool.clear()
         log.info("stopped")
 

@@ -32,7 +32,6 @@ def playing_daemon(config: DaemonConfig, playback: PlaybackSinkFactory, loader: 
     thread = DaemonThread(config, loader=loader)
     # The harness builds a Daemon with the default sinks; this one adds the playback sink.
     thread.daemon = Daemon(config, loader=loader, sink_factories=[FileSinkFactory(config.out_dir.resolve()), playback])
-    playback.start()
     return thread.start()
 
 

@@ -55,6 +55,7 @@ class PlaybackSinkFactory:
         self.play_by_default = play_by_default
         self._player = player
         self._tried = player is not None
+        self._owns_player = player is None  # a player handed in is closed by whoever opened it
         self._open_lock = threading.Lock()  # jobs of several workers may ask at once
 
     def start(self) -> None:
@@ -86,7 +87,8 @@ class PlaybackSinkFactory:
         return None if self._player is None else self._player.status()
 
     def close(self) -> None:
-        if self._player is not None:
+        """Fade out and close the player this factory opened."""
+        if self._player is not None and self._owns_player:
             self._player.close()
 
     def _ensure_player(self) -> Player | None:
