@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 import zmq.asyncio
 
-from clients.client import DEFAULT_ENDPOINT, raise_for
+from clients.client import DEFAULT_ENDPOINT, audio_source, raise_for
 from protocol import wire
+from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
     TERMINAL_EVENTS, Accepted, Cancel, Continue, Error, Event, Generate, GetStatus, ListModels, LoadModel,
@@ -94,10 +96,12 @@ class AsyncClient:
         """Text to music: `async for event in client.generate(...)`."""
         return self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
 
-    def continue_(self, audio: str | Path, duration_s: float = 8.0, *, prompt: str | None = None,
-                  model: str | None = None, **options: Any) -> AsyncJobStream:
-        path = str(Path(audio).expanduser().resolve())
-        return self._stream(Continue(path, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
+    def continue_(self, audio: str | Path | np.ndarray | InlineAudio, duration_s: float = 8.0, *,
+                  prompt: str | None = None, model: str | None = None, sample_rate: int | None = None,
+                  **options: Any) -> AsyncJobStream:
+        """Continue a path the daemon reads, or samples sent with the request (see Client.continue_)."""
+        return self._stream(Continue(audio_source(audio, sample_rate), float(duration_s), prompt=prompt, model=model,
+                                     id=_new_id(), **options))
 
     async def cancel(self, job: str) -> Ok:
         return await self._call(Cancel(job=job, id=_new_id()), Ok)

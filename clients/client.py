@@ -24,6 +24,7 @@ import numpy as np
 import zmq
 
 from protocol import wire
+from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
     TERMINAL_EVENTS, Accepted, Cancel, Chunk, Continue, Done, Error, Event, Generate, GetStatus, ListModels,
@@ -137,11 +138,13 @@ class Client:
         """Text to music; options are Generate's fields (seed, top_k, job, priority, melody...)."""
         return self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
 
-    def continue_(self, audio: str | Path, duration_s: float = 8.0, *, prompt: str | None = None,
-                  model: str | None = None, **options: Any) -> JobStream:
-        """Continue an audio file (a path the daemon can read) by `duration_s` seconds."""
-        path = str(Path(audio).expanduser().resolve())
-        return self._stream(Continue(path, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
+    def continue_(self, audio: str | Path | np.ndarray | InlineAudio, duration_s: float = 8.0, *,
+                  prompt: str | None = None, model: str | None = None, sample_rate: int | None = None,
+                  **options: Any) -> JobStream:
+        """Continue audio by `duration_s` seconds: a path the daemon can read, or samples
+        (float32 `[channels, frames]` with `sample_rate`, or InlineAudio) sent with the request."""
+        source = audio_source(audio, sample_rate)
+        return self._stream(Continue(source, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
 
     # Control requests: each returns its one reply, or raises RiffdError.
     def cancel(self, job: str) -> Ok:
@@ -216,6 +219,18 @@ class Client:
             else:
                 log.debug("dropped a %s event for request %s nobody waits for", event.TYPE, event.re)
         return queue.popleft()
+
+
+def audio_source(audio: str | Path | np.ndarray | InlineAudio, sample_rate: int | None = None) -> str | InlineAudio:
+    """What a request's audio field holds: an absolute path (the daemon resolves paths from its
+    own folder, not ours), or inline samples."""
+    if isinstance(audio, InlineAudio):
+        return audio
+    if isinstance(audio, np.ndarray):
+        if sample_rate is None:
+            raise TypeError("audio given as an array needs sample_rate")
+        return InlineAudio(audio, sample_rate)
+    return str(Path(audio).expanduser().resolve())
 
 
 def _new_id() -> str:

@@ -17,6 +17,7 @@ from daemon.backend import MusicBackend
 from daemon.jobs import Emit, Job
 from daemon.residency import ModelPool
 from daemon.sinks.base import JobSink, SinkFactory
+from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import Cancelled, RiffdError, Unsupported
 from protocol.messages import Chunk, Continue, Done, Error, Generate, Progress, Started
 
@@ -103,19 +104,23 @@ def _inputs(job: Job, backend: MusicBackend) -> tuple[str | None, Audio | None, 
     """(text, audio prompt, melody) of a MusicGen request, audio read from the daemon's disk."""
     request = job.request
     if isinstance(request, Generate):
-        text = request.prompt or None
-        audio_prompt = read_audio(request.audio_prompt) if request.audio_prompt else None
-        melody_path = request.melody
+        text, prompt_source, melody_source = request.prompt or None, request.audio_prompt, request.melody
     elif isinstance(request, Continue):
-        text = request.prompt or None
-        audio_prompt = read_audio(request.audio)
-        melody_path = None
+        text, prompt_source, melody_source = request.prompt or None, request.audio, None
     else:
         raise Unsupported(f"{request.TYPE} requests are not served by this daemon yet")
-    if melody_path and not backend.supports_melody:
+    if melody_source is not None and not backend.supports_melody:
         raise Unsupported(f"model {job.model} does not take a melody (use a melody checkpoint)")
-    melody = read_audio(melody_path) if melody_path else None
-    return text, audio_prompt, melody
+    return text, _audio(prompt_source), _audio(melody_source)
+
+
+def _audio(source: AudioSource | None) -> Audio | None:
+    """A request's audio: read from the daemon's disk, or the samples it carried."""
+    if source is None:
+        return None
+    if isinstance(source, InlineAudio):
+        return Audio(source.samples, source.sample_rate)
+    return read_audio(source)
 
 
 def _abort(sinks: list[JobSink]) -> None:

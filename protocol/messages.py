@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from protocol.audio_ref import AudioSource
 from protocol.errors import InvalidArgument
 from protocol.params import GenerationParams
 from protocol.schema import Message
@@ -51,6 +52,12 @@ def _check_text(name: str, value: str | None, max_chars: int, *, empty_ok: bool 
         raise InvalidArgument(f"{name} is {len(value)} characters long, over the limit of {max_chars}")
     if "\x00" in value:
         raise InvalidArgument(f"{name} must not contain NUL characters")
+
+
+def _check_source(name: str, value: AudioSource | None) -> None:
+    """A path is checked here; inline audio checked itself when it was built."""
+    if isinstance(value, str):
+        _check_text(name, value, MAX_PATH_CHARS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,7 +144,10 @@ SAMPLING_FIELDS = ("top_k", "top_p", "temperature", "guidance_scale", "seed", "g
 
 @dataclass(frozen=True)
 class Generate(MusicGenRequest):
-    """Text to music, optionally continuing an audio prompt or following a melody (file paths)."""
+    """Text to music, optionally continuing an audio prompt or following a melody.
+
+    Audio fields are paths the daemon reads, or (ZeroMQ only) the samples themselves.
+    """
 
     TYPE: ClassVar[str] = "generate"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("prompt", "duration_s"),)
@@ -145,33 +155,34 @@ class Generate(MusicGenRequest):
 
     prompt: str
     duration_s: float
-    audio_prompt: str | None = field(default=None, kw_only=True)
-    melody: str | None = field(default=None, kw_only=True)
+    audio_prompt: AudioSource | None = field(default=None, kw_only=True)
+    melody: AudioSource | None = field(default=None, kw_only=True)
 
     def validate(self) -> None:
         super().validate()
         _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True)
-        _check_text("audio_prompt", self.audio_prompt, MAX_PATH_CHARS)
-        _check_text("melody", self.melody, MAX_PATH_CHARS)
+        _check_source("audio_prompt", self.audio_prompt)
+        _check_source("melody", self.melody)
         if self.audio_prompt is not None and self.melody is not None:
             raise InvalidArgument("give audio_prompt or melody, not both")
 
 
 @dataclass(frozen=True)
 class Continue(MusicGenRequest):
-    """Continue an audio file by `duration_s` seconds, optionally steered by a text prompt."""
+    """Continue audio (a path, or inline samples over ZeroMQ) by `duration_s` seconds,
+    optionally steered by a text prompt."""
 
     TYPE: ClassVar[str] = "continue"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("audio", "duration_s"),)
     OSC_OPTIONS: ClassVar[bool] = True
 
-    audio: str
+    audio: AudioSource
     duration_s: float
     prompt: str | None = field(default=None, kw_only=True)
 
     def validate(self) -> None:
         super().validate()
-        _check_text("audio", self.audio, MAX_PATH_CHARS)
+        _check_source("audio", self.audio)
         _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True)
 
 

@@ -29,7 +29,7 @@ MAX_OSC_PACKET_BYTES = 16 * 1024
 REQUEST_ADDRESSES: dict[str, type[Request]] = {cls.osc_address(): cls for cls in REQUESTS.values()}
 EVENT_ADDRESSES: dict[str, type[Event]] = {cls.osc_address(): cls for cls in EVENTS.values()}
 
-_TAG_OF_KIND = {"str": "s", "int": "i", "float": "f", "list[str]": "s"}
+_TAG_OF_KIND = {"str": "s", "int": "i", "float": "f", "list[str]": "s", "audio": "s"}
 _PLACEHOLDER_OF_KIND = {"str": "", "int": 0, "float": 0.0}
 
 
@@ -67,7 +67,11 @@ def _form_for(message: Message) -> tuple[str, ...]:
 
 
 def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:
-    if spec.kind == "list[str]":
+    if spec.kind == "audio":
+        if not isinstance(value, str):
+            raise ValueError(f"{spec.name}: OSC carries audio as a file path only")
+        builder.add_arg(value, "s")
+    elif spec.kind == "list[str]":
         for item in value or ():
             builder.add_arg(item, "s")
     elif spec.kind == "bool":
@@ -146,7 +150,7 @@ def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
             return data
         value = args[position]
         # OSC has no null: an empty string stands for "none" in an optional string field.
-        data[name] = None if (spec.optional and spec.kind == "str" and value == "") else value
+        data[name] = None if (spec.optional and spec.kind in ("str", "audio") and value == "") else value
     options = args[len(form):]
     for key, value in zip(options[::2], options[1::2]):
         if not isinstance(key, str):

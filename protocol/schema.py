@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from protocol.audio_ref import InlineAudio
 from protocol.errors import InvalidArgument
 
 #: Field kinds that travel on the wire.
-WireKind = typing.Literal["str", "int", "float", "bool", "list[str]"]
+WireKind = typing.Literal["str", "int", "float", "bool", "list[str]", "audio"]
 
 _KIND_OF_TYPE: dict[object, str] = {str: "str", int: "int", float: "float", bool: "bool"}
-_ZERO_OF_KIND: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list[str]": ()}
+_ZERO_OF_KIND: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list[str]": (), "audio": ""}
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ def _kind_of(annotation: object, where: str) -> tuple[str, bool]:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(members) < len(typing.get_args(annotation))
+        if set(members) == {str, InlineAudio}:
+            return "audio", optional
         if len(members) != 1:
             raise TypeError(f"{where}: unions other than `X | None` are not wire types")
         annotation = members[0]
@@ -146,8 +149,13 @@ def coerce(spec: FieldSpec, value: Any, *, where: str, lenient: bool = False) ->
     elif spec.kind == "list[str]":
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
-    article = "an" if spec.kind[0] in "aeiou" else "a"
-    raise InvalidArgument(f"{label} must be {article} {spec.kind}, got {type(value).__name__} {_short(value)}")
+    elif spec.kind == "audio":
+        # A path, or samples the transport attached (protocol.wire resolves buffer references).
+        if isinstance(value, (str, InlineAudio)):
+            return value
+    kind = "path or inline audio" if spec.kind == "audio" else spec.kind
+    article = "an" if kind[0] in "aeiou" else "a"
+    raise InvalidArgument(f"{label} must be {article} {kind}, got {type(value).__name__} {_short(value)}")
 
 
 def _short(value: Any) -> str:

@@ -1,9 +1,10 @@
-"""ZeroMQ frames: a JSON header per message, and a chunk's PCM as its own raw frame.
+"""ZeroMQ frames: a JSON header per message, and PCM as raw frames after it.
 
-A message is `[header]` or, for a chunk, `[header, pcm]`. The header is a UTF-8 JSON object
-`{"v": PROTOCOL_VERSION, "type": ..., <fields>}`; a chunk's PCM is little-endian float32,
-`[channels, frames]` in C order (channel-major, not interleaved), exactly
-`channels * frames * 4` bytes.
+A message is `[header]`; a chunk event is `[header, pcm]`; a request with inline audio is
+`[header, pcm, ...]`, each buffer referenced from the header (see protocol.audio_ref). The
+header is a UTF-8 JSON object `{"v": PROTOCOL_VERSION, "type": ..., <fields>}`; PCM is
+little-endian float32, `[channels, frames]` in C order (channel-major, not interleaved),
+exactly `channels * frames * 4` bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from protocol.audio_ref import InlineAudio
 from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge, UnsupportedVersion
 from protocol.messages import EVENTS, PROTOCOL_VERSION, REQUESTS, Chunk, Event, Request
 from protocol.schema import Message
@@ -27,9 +29,17 @@ Frame = bytes | memoryview
 
 
 def encode(message: Message) -> list[bytes]:
-    """The frames of a request or event (a chunk with `audio` gets its PCM frame)."""
-    header = {"v": PROTOCOL_VERSION, "type": message.TYPE, **message.to_fields()}
-    frames = [json.dumps(header, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()]
+    """The frames of a request or event: inline audio and a chunk's `audio` get PCM frames."""
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": message.TYPE}
+    buffers: list[bytes] = []
+    for name, value in message.to_fields().items():
+        if isinstance(value, InlineAudio):
+            header[name] = {"buffer": len(buffers), "sample_rate": value.sample_rate, "channels": value.channels,
+                            "frames": value.frames, "dtype": "float32"}
+            buffers.append(value.samples.astype(PCM_DTYPE, copy=False).tobytes())
+        else:
+            header[name] = value
+    frames = [json.dumps(header, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode(), *buffers]
     if isinstance(message, Chunk) and message.audio is not None:
         pcm = np.ascontiguousarray(message.audio, dtype=PCM_DTYPE)
         if pcm.shape != (message.channels, message.frames):
@@ -40,13 +50,11 @@ def encode(message: Message) -> list[bytes]:
 
 def decode_request(frames: Sequence[Frame]) -> Request:
     """Parse a request's frames; raise a RiffdError saying what is wrong with them."""
-    if len(frames) != 1:
-        raise BadMessage(f"a request is one header frame, got {len(frames)} frames")
     kind, header = _header(frames[0])
     cls = REQUESTS.get(kind)
     if cls is None:
         raise BadMessage(f"unknown request type {kind!r} (known: {', '.join(sorted(REQUESTS))})")
-    message = cls.from_fields(header)
+    message = cls.from_fields(_resolve_buffers(header, frames[1:]))
     assert isinstance(message, Request)
     return message
 
@@ -73,6 +81,35 @@ def decode_event(frames: Sequence[Frame]) -> Event:
     elif len(frames) != 1:
         raise BadMessage(f"a {event.TYPE} event is one frame, got {len(frames)}")
     return event
+
+
+_BUFFER_KEYS = {"buffer", "sample_rate", "channels", "frames", "dtype"}
+
+
+def _resolve_buffers(header: dict[str, Any], buffers: Sequence[Frame]) -> dict[str, Any]:
+    """Replace buffer references in a request header by InlineAudio; every frame used once."""
+    used: set[int] = set()
+    for name, value in list(header.items()):
+        if not (isinstance(value, dict) and "buffer" in value):
+            continue
+        if set(value) != _BUFFER_KEYS or value["dtype"] != "float32":
+            raise BadMessage(f"{name}: a buffer reference has exactly {sorted(_BUFFER_KEYS)}, dtype float32")
+        index, channels, frames = value["buffer"], value["channels"], value["frames"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (index, channels, frames)):
+            raise BadMessage(f"{name}: buffer, channels and frames must be non-negative integers")
+        if index >= len(buffers) or index in used:
+            raise BadMessage(f"{name}: buffer {index} is missing or used twice ({len(buffers)} attached)")
+        used.add(index)
+        pcm = memoryview(buffers[index])
+        if pcm.nbytes != channels * frames * PCM_DTYPE.itemsize:
+            raise BadMessage(f"{name}: buffer {index} is {pcm.nbytes} bytes, the reference says "
+                             f"{channels * frames * PCM_DTYPE.itemsize}")
+        # A copy: the samples must outlive the message and be writable for the model's tensors.
+        samples = np.frombuffer(pcm, dtype=PCM_DTYPE).reshape(channels, frames).copy()
+        header[name] = InlineAudio(samples, value["sample_rate"])
+    if len(used) != len(buffers):
+        raise BadMessage(f"{len(buffers) - len(used)} frame(s) after the header are not referenced by it")
+    return header
 
 
 def reply_ids(frames: Sequence[Frame]) -> tuple[str | None, str]:

@@ -36,12 +36,19 @@ def test_continue_as_a_separate_process(debug_daemon: DaemonThread, tmp_path: Pa
     region = tmp_path / "region.wav"
     sf.write(region, (0.2 * np.sin(np.arange(16000) / 10)).astype(np.float32), 32000)
     out = tmp_path / "cont.flac"
+    # The region's samples travel with the request (the default), from another process.
     result = subprocess.run([sys.executable, "-m", "clients.cli.main", "continue", str(region), "--duration", "1",
-                             "-o", str(out), "--endpoint", debug_daemon.zmq], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+                             "--seed", "5", "-o", str(out), "--endpoint", debug_daemon.zmq], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     info = sf.info(out)
     assert info.samplerate == 32000 and info.frames == 32000 and info.format == "FLAC"
+    # The daemon reading the same file by path continues it identically.
+    by_path = tmp_path / "by-path.flac"
+    assert main(["continue", str(region), "--send-path", "--duration", "1", "--seed", "5", "-o", str(by_path),
+                 "--endpoint", debug_daemon.zmq]) == 0
+    np.testing.assert_array_equal(sf.read(out)[0], sf.read(by_path)[0])
 
 
 def test_status_and_errors(debug_daemon: DaemonThread, capsys) -> None:

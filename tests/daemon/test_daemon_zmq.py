@@ -13,6 +13,7 @@ from daemon_harness import DaemonThread
 
 from clients import Client
 from protocol import wire
+from protocol.errors import BadAudio
 from protocol.messages import Accepted, Chunk, Done, Error, Generate, Progress, Started
 
 
@@ -237,3 +238,17 @@ def test_melody_on_a_model_without_melody_is_unsupported(debug_daemon: DaemonThr
     with Client(debug_daemon.zmq) as client:
         events = list(client.generate("x", duration_s=1.0, melody=str(melody)))
     assert isinstance(events[-1], Error) and events[-1].code == "unsupported"
+
+
+def test_inline_audio_continues_exactly_like_the_same_file(debug_daemon: DaemonThread, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    region = (0.2 * rng.standard_normal((1, 24000))).astype(np.float32)
+    path = tmp_path / "region.wav"
+    sf.write(path, region.T, 32000, subtype="FLOAT")
+    with Client(debug_daemon.zmq) as client:
+        from_file = client.continue_(path, duration_s=1.0, seed=11).collect()
+        inline = client.continue_(region, duration_s=1.0, seed=11, sample_rate=32000).collect()
+        with pytest.raises(BadAudio):  # refused by the client before anything is sent
+            client.continue_(np.zeros((1, 0), np.float32), duration_s=1.0, sample_rate=32000)
+    np.testing.assert_array_equal(inline.audio, from_file.audio)
+    assert inline.audio.shape == (1, 32000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import struct
 
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import osc, wire
-from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge, RiffdError, UnsupportedVersion
+from protocol.audio_ref import InlineAudio
+from protocol.errors import BadAudio, BadMessage, InvalidArgument, MessageTooLarge, RiffdError, UnsupportedVersion
 from protocol.messages import (
     EVENTS, PROTOCOL_VERSION, REQUESTS, SAMPLING_FIELDS, Accepted, Chunk, Continue, Done, Error, Generate,
     MusicGenRequest, Status, Subscribe,
@@ -20,7 +22,7 @@ from protocol.messages import (
 from protocol.params import GenerationParams
 from protocol.schema import fields_of
 
-_SAMPLE_VALUES = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2")}
+_SAMPLE_VALUES = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2"), "audio": "/tmp/a.wav"}
 
 
 def _example(cls: type) -> object:
@@ -244,3 +246,49 @@ def test_osc_messages_with_random_type_tags_and_payloads(tags: str, payload: byt
             osc.decode_request(address, args)
     except RiffdError:
         pass
+
+
+def test_inline_audio_travels_as_referenced_pcm_frames() -> None:
+    region = InlineAudio(np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4), 44100)
+    melody = InlineAudio(np.ones(3, np.float32), 22050)
+    request = Generate("x", 1.0, audio_prompt=None, melody=melody, id="r")
+    frames = wire.encode(request)
+    assert len(frames) == 2 and json.loads(frames[0])["melody"] == {
+        "buffer": 0, "sample_rate": 22050, "channels": 1, "frames": 3, "dtype": "float32"}
+    assert wire.decode_request(frames) == request
+    cont = Continue(region, 2.0, prompt="on")
+    decoded = wire.decode_request(wire.encode(cont))
+    assert isinstance(decoded.audio, InlineAudio) and decoded == cont
+    with pytest.raises(ValueError, match="file path only"):
+        osc.encode(cont)
+
+
+@pytest.mark.parametrize(
+    "audio_ref, buffers, fragment",
+    [
+        ({"buffer": 1, "sample_rate": 8000, "channels": 1, "frames": 2, "dtype": "float32"}, [b"\0" * 8], "missing"),
+        ({"buffer": 0, "sample_rate": 8000, "channels": 1, "frames": 3, "dtype": "float32"}, [b"\0" * 8], "bytes"),
+        ({"buffer": 0, "sample_rate": 8000, "channels": 1, "frames": 2, "dtype": "int16"}, [b"\0" * 8], "dtype"),
+        ({"buffer": 0, "sample_rate": 8000, "channels": 1, "frames": 2, "dtype": "float32"}, [b"\0" * 8] * 2,
+         "not referenced"),
+        ({"buffer": -1, "sample_rate": 8000, "channels": 1, "frames": 2, "dtype": "float32"}, [b"\0" * 8],
+         "non-negative"),
+    ],
+)
+def test_bad_buffer_references_are_refused(audio_ref: dict, buffers: list, fragment: str) -> None:
+    header = json.dumps({"v": 1, "type": "continue", "audio": audio_ref, "duration_s": 1.0}).encode()
+    with pytest.raises(BadMessage, match=fragment):
+        wire.decode_request([header, *buffers])
+
+
+def test_inline_audio_is_checked() -> None:
+    with pytest.raises(BadAudio, match="NaN"):
+        InlineAudio(np.array([[0.0, np.nan]], np.float32), 8000)
+    with pytest.raises(BadAudio, match="sample rate"):
+        InlineAudio(np.zeros((1, 4), np.float32), 10)
+    with pytest.raises(BadAudio, match="channels"):
+        InlineAudio(np.zeros((0, 4), np.float32), 8000)
+    header = json.dumps({"v": 1, "type": "continue", "duration_s": 1.0, "audio": {
+        "buffer": 0, "sample_rate": 8000, "channels": 1, "frames": 1, "dtype": "float32"}}).encode()
+    with pytest.raises(BadAudio, match="NaN"):
+        wire.decode_request([header, struct.pack("<f", math.inf)])
