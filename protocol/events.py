@@ -1,0 +1,144 @@
+"""Events: what the daemon tells clients, defined once for both transports (see protocol.messages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from protocol.schema import Message
+
+
+@dataclass(frozen=True)
+class Event(Message):
+    """Something the daemon tells clients. `re` is the ZeroMQ request id it answers."""
+
+    re: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Accepted(Event):
+    """The job is queued; `queue_position` jobs will start before it (0: it is next)."""
+
+    TYPE: ClassVar[str] = "accepted"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "queue_position"),)
+
+    job: str
+    queue_position: int
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """The job left the queue and its model is loaded; audio will be at this rate and width."""
+
+    TYPE: ClassVar[str] = "started"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "model", "sample_rate", "channels"),)
+
+    job: str
+    model: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """`done` of `total` steps (the backend's units: decode steps for MusicGen)."""
+
+    TYPE: ClassVar[str] = "progress"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "done", "total"),)
+
+    job: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Chunk(Event):
+    """A block of the job's audio: float32 `[channels, frames]` starting at `offset_samples`.
+
+    On ZeroMQ the PCM travels as its own frame and arrives as `audio`; over OSC the block is a
+    complete WAV file at `path`.
+    """
+
+    TYPE: ClassVar[str] = "chunk"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "index", "path"),)
+
+    job: str
+    index: int
+    offset_samples: int
+    sample_rate: int
+    channels: int
+    frames: int
+    dtype: str = "float32"
+    path: str | None = None
+    # numpy float32 [channels, frames]; not a header field (it is the PCM frame).
+    audio: Any = field(default=None, compare=False, repr=False, metadata={"wire": False})
+
+
+@dataclass(frozen=True)
+class Done(Event):
+    """The job finished: `frames` samples per channel at `sample_rate`; `path` if it was saved."""
+
+    TYPE: ClassVar[str] = "done"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "path"),)
+
+    job: str
+    path: str | None = None
+    frames: int = 0
+    sample_rate: int = 0
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    """The job (or request) failed: `code` is stable for programs, `message` is for people.
+
+    `job` is empty when the failing message could not be tied to one.
+    """
+
+    TYPE: ClassVar[str] = "error"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "code", "message"),)
+
+    job: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Status(Event):
+    """The daemon's state: resident models, and jobs running and queued (ids, running first)."""
+
+    TYPE: ClassVar[str] = "status"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("protocol", "device", "default_model", "queued", "running", "models"),
+    )
+
+    protocol: int
+    device: str
+    default_model: str
+    queued: int
+    running: int
+    models: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
+    max_queue: int = 0
+    uptime_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Models(Event):
+    """Resident models, the default first."""
+
+    TYPE: ClassVar[str] = "models"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("default_model", "loaded"),)
+
+    default_model: str
+    loaded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ok(Event):
+    """A control request succeeded: `request` is its type, `subject` the job, model or address."""
+
+    TYPE: ClassVar[str] = "ok"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("request", "subject"),)
+
+    request: str
+    subject: str
