@@ -37,6 +37,9 @@ def test_upsampler_metadata_has_window_offset(model, labels):
     prior = model.priors[2]
     metadata = prior.window_metadata(labels[2], start=96, total_length=SAMPLE_LENGTH, offset=0)
     assert metadata[0].tolist() == [SAMPLE_LENGTH, 96 * 8, 64 * 8, 5, 4]
+    # offset is in samples (transformers 4.40.2 multiplied it by the hop, against its own docs)
+    metadata = prior.window_metadata(labels[2], start=96, total_length=SAMPLE_LENGTH, offset=4410)
+    assert metadata[0, 1].item() == 4410 + 96 * 8
 
 
 def test_timing_outside_trained_range_is_an_error(model, labels):

@@ -16,7 +16,7 @@ Batch API (names as in transformers' Jukebox, upstream bugs fixed):
 Streaming API for the daemon: `model.sample_windows(music_tokens, labels, sample_levels=...,
 should_stop=..., progress=..., **sampling_kwargs)` yields `WindowSampled` after every window
 and `LevelSampled` after every level. Decode `LevelSampled(level=0)` with `decode_level` for a
-preview; feed each bottom-level `WindowSampled.music_tokens[-1]` to a `StreamingDecoder`
+preview; for an audio prime, `model.prime_tokens(audio)` gives the context tokens; feed each bottom-level `WindowSampled.music_tokens[-1]` to a `StreamingDecoder`
 for exact audio chunks. `should_stop()` is checked before every token; it ends the stream with
 `SamplingCancelled`, which carries the tokens sampled so far. Each call owns its key/value
 caches and (with `seed=`) its random generator, so concurrent jobs do not interfere.

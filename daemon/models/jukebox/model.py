@@ -4,6 +4,19 @@ the upstream bugs fixed, and a streaming variant (`sample_windows`).
 
 Levels: `music_tokens` lists are in prior order (index 0 = top level, coarsest); the
 VQ-VAE's own levels are the other way round (0 = bottom), as in the reference.
+
+Sampling keyword arguments (every entry point):
+  sample_length             samples of the whole piece, or
+  sample_length_in_seconds  seconds (default 24), rounded down to whole top-level tokens
+  sample_levels             prior levels to sample (default: all; `upsample`: below the top)
+  sampling_temperature      0.98; bottom_temperature 0.99 (the reference's fixed value)
+  top_k, top_p              0 = off
+  hop_fraction              per prior, window hop / n_ctx (default from the config)
+  offset                    samples: where the piece starts in the song
+  seed                      a generator owned by the call; None draws from torch's global one
+  max_batch_size, lower_batch_size   samples per forward pass, top / lower levels
+  chunk_size                accepted and ignored (riffd prefills a window in one pass)
+  save_results              only False: nothing is written to disk
 """
 
 from __future__ import annotations
@@ -22,6 +35,9 @@ from .sampler import LevelSampled, SamplingParams, StopCheck, ProgressCallback, 
 from .vqvae import JukeboxVQVAE
 
 log = logging.getLogger(__name__)
+
+Tokens = Sequence[torch.Tensor]  # music tokens per prior, top first, each [B, T_level]
+Labels = Sequence[torch.Tensor]  # tokenizer input_ids per prior, each [1 or B, 4 + n_genres (+ lyrics)]
 
 _IGNORED_KWARGS = {"chunk_size"}  # the reference's prefill chunking; riffd prefills in one pass
 _META_INIT_BYTES = 256 * 2**20  # checkpoints above this are built on the meta device first
@@ -104,19 +120,19 @@ class JukeboxModel(nn.Module):
 
     # -- sampling -----------------------------------------------------------------------
 
-    def ancestral_sample(self, labels, n_samples: int = 1, **sampling_kwargs) -> list[torch.Tensor]:
+    def ancestral_sample(self, labels: Labels, n_samples: int = 1, **sampling_kwargs: Any) -> list[torch.Tensor]:
         """Sample every level (or `sample_levels`) from nothing. Returns tokens per prior [n, T_l]."""
         device = self.priors[0].prior.embed_tokens.weight.device
         music_tokens = [torch.zeros(n_samples, 0, dtype=torch.long, device=device) for _ in self.priors]
         levels = sampling_kwargs.pop("sample_levels", range(len(self.priors)))
         return self._sample(music_tokens, labels, levels, sampling_kwargs)
 
-    def continue_sample(self, music_tokens, labels, **sampling_kwargs) -> list[torch.Tensor]:
+    def continue_sample(self, music_tokens: Tokens, labels: Labels, **sampling_kwargs: Any) -> list[torch.Tensor]:
         """Extend `music_tokens` (prior order, top first) at every level (or `sample_levels`)."""
         levels = sampling_kwargs.pop("sample_levels", range(len(self.priors)))
         return self._sample(music_tokens, labels, levels, sampling_kwargs)
 
-    def upsample(self, music_tokens, labels, **sampling_kwargs) -> list[torch.Tensor]:
+    def upsample(self, music_tokens: Tokens, labels: Labels, **sampling_kwargs: Any) -> list[torch.Tensor]:
         """Sample the levels below the top from the given top-level tokens.
 
         (transformers 4.40.2 defaulted to levels [0, 1], resampling the top and never reaching
@@ -125,7 +141,7 @@ class JukeboxModel(nn.Module):
         levels = sampling_kwargs.pop("sample_levels", range(1, len(self.priors)))
         return self._sample(music_tokens, labels, levels, sampling_kwargs)
 
-    def primed_sample(self, raw_audio: torch.Tensor, labels, **sampling_kwargs) -> list[torch.Tensor]:
+    def primed_sample(self, raw_audio: torch.Tensor, labels: Labels, **sampling_kwargs: Any) -> list[torch.Tensor]:
         """Continue from an audio prime [B, T, C]: encode it, then continue every level.
 
         The VQ-VAE returns codes bottom first; they are put in prior order (top first) before
@@ -146,13 +162,13 @@ class JukeboxModel(nn.Module):
 
     def sample_windows(
         self,
-        music_tokens: Sequence[torch.Tensor],
-        labels,
+        music_tokens: Tokens,
+        labels: Labels,
         *,
         sample_levels: Sequence[int] | None = None,
         should_stop: StopCheck | None = None,
         progress: ProgressCallback | None = None,
-        **sampling_kwargs,
+        **sampling_kwargs: Any,
     ) -> Iterator[WindowSampled | LevelSampled]:
         """Streaming form of `continue_sample`: yields `WindowSampled` after every window and
         `LevelSampled` after every level (decode `LevelSampled(level=0)` with `decode_level` for
