@@ -26,8 +26,10 @@ class PlaybackConfig:
     channels: int | None = None
     # Frames per callback; 0 lets the host choose (JACK: its period).
     blocksize: int = 0
-    # PortAudio's suggested output latency: "low", "high" or seconds.
-    latency: float | str = "low"
+    # PortAudio's suggested output latency: "low", "high" or seconds. "high" (tens of ms) leaves
+    # the Python callback room to wait for the GIL while a model runs; it is small beside the
+    # jitter buffer. (On JACK the server's period decides instead.)
+    latency: float | str = "high"
     # Silent callbacks before any job sounds: PortAudio on JACK drops a stream's first block.
     lead_in_blocks: int = 2
     # Per-job ring headroom beyond the jitter buffer, so the feeder can run ahead of the callback.
@@ -47,6 +49,10 @@ class PlaybackConfig:
             raise InvalidArgument(f"playback sample_rate must be within [8000, 384000] Hz, got {self.sample_rate}")
         if self.channels is not None and not 1 <= self.channels <= 64:
             raise InvalidArgument(f"playback channels must be within [1, 64], got {self.channels}")
+        if isinstance(self.latency, str) and self.latency not in ("low", "high"):
+            raise InvalidArgument(f"playback latency must be 'low', 'high' or seconds, got {self.latency!r}")
+        if not isinstance(self.latency, str) and not 0.0 < self.latency <= 2.0:
+            raise InvalidArgument(f"playback latency must be within (0, 2] s, got {self.latency}")
         if self.blocksize < 0:
             raise InvalidArgument(f"playback blocksize must be >= 0, got {self.blocksize}")
         if self.lead_in_blocks < 1:

@@ -28,16 +28,10 @@ class Mixer:
         # `_edit_lock`, which the callback never takes), so the callback never sees a half edit.
         self._voices: tuple[Voice, ...] = ()
         self._edit_lock = threading.Lock()
-        self.blocks_rendered = 0
 
     @property
     def voices(self) -> tuple[Voice, ...]:
         return self._voices
-
-    @property
-    def underruns(self) -> int:
-        """Underruns of voices still held (the player adds those of voices already gone)."""
-        return sum(voice.underruns for voice in self._voices)
 
     def add(self, voice: Voice) -> None:
         if voice.device_channels != self.channels:
@@ -52,7 +46,6 @@ class Mixer:
     def render(self, out: np.ndarray) -> None:
         """Fill `out` `[frames, channels]` with the mix (callback thread only)."""
         out.fill(0.0)
-        self.blocks_rendered += 1
         if self._lead_in_left > 0:
             # PortAudio's JACK host drops the first block of a stream: make it silence.
             self._lead_in_left -= 1
