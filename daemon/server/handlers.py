@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
+from typing import Any
 
 from daemon.config import DaemonConfig
 from daemon.jobs import Job, new_job_id
@@ -16,8 +17,8 @@ from daemon.scheduler import Scheduler
 from daemon.server.router import EventRouter, Reply
 from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
 from protocol.messages import (
-    PROTOCOL_VERSION, Cancel, Error, GetStatus, JobRequest, JukeboxSample, JukeboxUpsample, ListModels,
-    LoadModel, Models, MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+    PROTOCOL_VERSION, Cancel, Continue, Error, Generate, GetStatus, JobRequest, ListModels, LoadModel, Models,
+    MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,13 @@ class RequestHandler:
         self._load_executor = load_executor
         self._subscriber_for = subscriber_for
         self._started_at = time.monotonic()
+        # One handler per request type, like an OSC dispatcher's address map. Jukebox requests
+        # (issue 6) have none yet and are answered `unsupported`.
+        self._routes: dict[type, Callable[[Any, Reply], None]] = {
+            Generate: self._submit, Continue: self._submit, Cancel: self._cancel, GetStatus: self._status_request,
+            ListModels: self._models, LoadModel: self._load, UnloadModel: self._unload,
+            Subscribe: self._subscribe, Unsubscribe: self._unsubscribe,
+        }
 
     def __call__(self, request: Request, reply: Reply) -> None:
         """Handle one decoded request; every failure becomes an error event to its sender."""
@@ -50,34 +58,36 @@ class RequestHandler:
                                             re=request.id))
 
     def _dispatch(self, request: Request, reply: Reply) -> None:
-        if isinstance(request, (JukeboxSample, JukeboxUpsample)):
-            raise Unsupported(f"{request.TYPE}: Jukebox is not served by this daemon yet")
-        if isinstance(request, MusicGenRequest):
-            self._submit(request, reply)
-        elif isinstance(request, Cancel):
-            self._scheduler.cancel(request.job)
-            self._router.reply(reply, Ok(request="cancel", subject=request.job, re=request.id))
-        elif isinstance(request, GetStatus):
-            self._router.reply(reply, self._status(request.id))
-        elif isinstance(request, ListModels):
-            self._router.reply(reply, Models(default_model=self._config.default_model,
-                                             loaded=tuple(self._pool.loaded()), re=request.id))
-        elif isinstance(request, UnloadModel):
-            self._pool.unload(request.model)
-            self._router.reply(reply, Ok(request="unload", subject=request.model, re=request.id))
-        elif isinstance(request, LoadModel):
-            self._load(request, reply)
-        elif isinstance(request, Unsubscribe):
-            subscriber = self._subscriber_for(reply, request.host, request.port)
-            if not self._router.unsubscribe(subscriber.key):
-                raise NotFound(f"{_describe(subscriber.key)} was not subscribed")
-            self._router.reply(reply, Ok(request="unsubscribe", subject=_describe(subscriber.key), re=request.id))
-        elif isinstance(request, Subscribe):
-            subscriber = self._subscriber_for(reply, request.host, request.port)
-            self._router.subscribe(subscriber)
-            self._router.reply(reply, Ok(request="subscribe", subject=_describe(subscriber.key), re=request.id))
-        else:
-            raise Unsupported(f"{request.TYPE} requests are not handled")
+        route = self._routes.get(type(request))
+        if route is None:
+            raise Unsupported(f"{request.TYPE}: not served by this daemon yet")
+        route(request, reply)
+
+    def _cancel(self, request: Cancel, reply: Reply) -> None:
+        self._scheduler.cancel(request.job)
+        self._router.reply(reply, Ok(request="cancel", subject=request.job, re=request.id))
+
+    def _status_request(self, request: GetStatus, reply: Reply) -> None:
+        self._router.reply(reply, self._status(request.id))
+
+    def _models(self, request: ListModels, reply: Reply) -> None:
+        self._router.reply(reply, Models(default_model=self._config.default_model, loaded=tuple(self._pool.loaded()),
+                                         re=request.id))
+
+    def _unload(self, request: UnloadModel, reply: Reply) -> None:
+        self._pool.unload(request.model)
+        self._router.reply(reply, Ok(request="unload", subject=request.model, re=request.id))
+
+    def _subscribe(self, request: Subscribe, reply: Reply) -> None:
+        subscriber = self._subscriber_for(reply, request.host, request.port)
+        self._router.subscribe(subscriber)
+        self._router.reply(reply, Ok(request="subscribe", subject=_describe(subscriber.key), re=request.id))
+
+    def _unsubscribe(self, request: Unsubscribe, reply: Reply) -> None:
+        subscriber = self._subscriber_for(reply, request.host, request.port)
+        if not self._router.unsubscribe(subscriber.key):
+            raise NotFound(f"{_describe(subscriber.key)} was not subscribed")
+        self._router.reply(reply, Ok(request="unsubscribe", subject=_describe(subscriber.key), re=request.id))
 
     def _submit(self, request: MusicGenRequest, reply: Reply) -> None:
         params = request.generation_params().validate(max_duration_s=self._config.max_duration_s)
