@@ -11,6 +11,8 @@ import math
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from daemon.audio.io import read_audio
 from daemon.audio.types import Audio
 from daemon.backend import MusicBackend
@@ -92,9 +94,12 @@ class JobRunner:
                 path = sink.write(chunk) or path
             frames += chunk.frames
             if job.request.chunks:
+                # A copy: the event is sent later from the loop thread, and a backend may reuse
+                # its buffer for the next chunk.
+                audio = np.array(chunk.audio, dtype=np.float32, copy=True)
                 emit(job, Chunk(job=job.id, index=chunk.index, offset_samples=chunk.offset_samples,
-                                sample_rate=chunk.sample_rate, channels=int(chunk.audio.shape[0]),
-                                frames=chunk.frames, path=path, audio=chunk.audio, re=job.re))
+                                sample_rate=chunk.sample_rate, channels=audio.shape[0], frames=chunk.frames,
+                                path=path, audio=audio, re=job.re))
         if job.stop_requested.is_set():
             raise job.stop_error
         return frames
