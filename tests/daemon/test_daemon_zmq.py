@@ -252,3 +252,15 @@ def test_inline_audio_continues_exactly_like_the_same_file(debug_daemon: DaemonT
             client.continue_(np.zeros((1, 0), np.float32), duration_s=1.0, sample_rate=32000)
     np.testing.assert_array_equal(inline.audio, from_file.audio)
     assert inline.audio.shape == (1, 32000)
+
+
+def test_a_real_model_folder_that_fails_to_load(debug_daemon: DaemonThread, tmp_path) -> None:
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "musicgen"}')
+    with Client(debug_daemon.zmq) as client:
+        events = list(client.generate("x", duration_s=0.5, model=str(folder), job="broken-folder"))
+        assert isinstance(events[-1], Error) and events[-1].code == "model_unavailable"
+        assert str(folder) in events[-1].message
+        assert isinstance(list(client.generate("y", duration_s=0.5))[-1], Done)
+        assert client.models().loaded == ("debug/musicgen",)
