@@ -151,6 +151,14 @@ def test_top_k_one_is_greedy(model, labels, expected):
     assert torch.equal(logits.argmax(-1), tokens[1])
 
 
+def test_music_codes_only(model, labels, expected):
+    # with the reference's draw, this tiny top prior mostly draws lyric ids, which become code 0
+    assert (expected["ancestral_0"] == 0).float().mean() > 0.9
+    tokens = model.ancestral_sample(labels, sample_levels=[0], sample_length=LENGTH, seed=1, music_codes_only=True)[0]
+    assert (tokens == 0).float().mean() < 0.5
+    assert len(tokens.unique()) > 5
+
+
 def test_filter_logits():
     logits = torch.tensor([[[1.0, 3.0, 2.0, 0.0]]])
     assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [[[False, True, True, False]]]

@@ -207,11 +207,7 @@ def _parse(kind: type, raw: Mapping[str, Any]) -> Any:
     return kind(**values)
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 __all__ = [
     "BLOCK", "TRANSPOSE_BLOCK", "PREV_BLOCK", "DENSE", "PRIME", "CROSS",
-    "JukeboxConfig", "PriorConfig", "VQVAEConfig", "layer_attention", "ceil_div",
+    "JukeboxConfig", "PriorConfig", "VQVAEConfig", "layer_attention",
 ]

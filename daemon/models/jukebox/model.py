@@ -11,6 +11,7 @@ Sampling keyword arguments (every entry point):
   sample_levels             prior levels to sample (default: all; `upsample`: below the top)
   sampling_temperature      0.98; bottom_temperature 0.99 (the reference's fixed value)
   top_k, top_p              0 = off
+  music_codes_only          False (as the reference); True keeps the 1b top prior from drawing lyric ids
   hop_fraction              per prior, window hop / n_ctx (default from the config)
   offset                    samples: where the piece starts in the song
   seed                      a generator owned by the call; None draws from torch's global one

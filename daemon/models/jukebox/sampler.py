@@ -43,6 +43,9 @@ class SamplingParams:
     bottom_temperature: float = 0.99  # the reference fixes the bottom level's temperature at 0.99
     top_k: int = 0  # keep the k most likely tokens (0: off)
     top_p: float = 0.0  # keep the smallest set with this much probability (0: off)
+    # the 1b top prior shares one vocabulary between lyrics and music and the reference lets it
+    # draw lyric ids at music positions (they become code 0); True draws music codes only
+    music_codes_only: bool = False
     hop_fraction: tuple[float, ...] = (0.125, 0.5, 0.5)  # per prior (top first): window hop / n_ctx
     offset: int = 0  # samples: where the piece starts in the song (timing and lyric window)
     max_batch_size: int = 16  # samples per forward pass at the top level
@@ -126,6 +129,7 @@ def sample_window(
     temperature: float,
     top_k: int = 0,
     top_p: float = 0.0,
+    music_codes_only: bool = False,
     generator: torch.Generator | None = None,
     should_stop: StopCheck | None = None,
 ) -> torch.Tensor:
@@ -145,6 +149,8 @@ def sample_window(
         if should_stop is not None and should_stop():
             raise SamplingCancelled([])  # iter_sample re-raises it with the tokens of finished windows
         logits = prior.step_logits(previous, cond, cache)
+        if music_codes_only and prior.music_shift:
+            logits[..., : prior.music_shift] = -float("inf")
         previous = draw(logits, temperature, top_k, top_p, generator)
         sampled.append(previous)
     if not sampled:
@@ -196,6 +202,7 @@ def iter_sample(
                             temperature=temperature,
                             top_k=params.top_k,
                             top_p=params.top_p,
+                            music_codes_only=params.music_codes_only,
                             generator=generator,
                             should_stop=should_stop,
                         )
