@@ -98,9 +98,14 @@ class JobRequest(Request):
     # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain.
     play: bool | None = None
     gain: float | None = None
+    # OSC only: send this job's events to this UDP port on the sender's host instead of the
+    # port the request came from (Pd's and Max's senders cannot receive on their sending port).
+    reply_port: int | None = None
 
     def validate(self) -> None:
         super().validate()
+        if self.reply_port is not None and not 1 <= self.reply_port <= 65535:
+            raise InvalidArgument(f"reply_port must be within [1, 65535], got {self.reply_port}")
         if self.gain is not None and not 0.0 <= self.gain <= MAX_GAIN:
             raise InvalidArgument(f"gain must be within [0, {MAX_GAIN:g}] (linear), got {self.gain}")
         if self.job is not None:

@@ -166,3 +166,20 @@ def test_a_tcp_connection_subscribes_itself_and_hears_other_peoples_jobs(debug_d
         while ("/riffd/done", "heard") not in seen:
             seen += [(address, args[0]) for address, args in read()]
         assert seen[0] == ("/riffd/accepted", "heard") and ("/riffd/chunk", "heard") in seen
+
+
+def test_reply_port_sends_a_jobs_events_to_a_listener_of_the_senders_choice(debug_daemon: DaemonThread) -> None:
+    with OscDump() as dump:
+        # oscsend's own port is gone once it exits; reply_port names where the patch listens.
+        oscsend("/riffd/generate", "sfsssi", "to my port", 0.5, "job", "replyport", "reply_port", dump.port,
+                url=f"osc.udp://127.0.0.1:{debug_daemon.osc_port}")
+        done = dump.wait_for(lambda line: line.address == "/riffd/done" and line.args[0] == "replyport")
+        assert done is not None
+        kinds = [line.address for line in dump.messages() if line.args[0] == "replyport"]
+        assert kinds[0] == "/riffd/accepted" and "/riffd/chunk" in kinds
+    peer = OscPeer(debug_daemon.osc_port)
+    try:
+        peer.send("/riffd/generate", "x", 0.5, "reply_port", 0)
+        assert peer.receive_until("/riffd/error")[-1][1][1] == "invalid_argument"
+    finally:
+        peer.close()
