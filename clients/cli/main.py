@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES = (
     "clients.cli.continue_",
     "clients.cli.status",
     "clients.cli.cancel",
+    "clients.cli.models",
 )
 
 

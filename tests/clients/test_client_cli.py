@@ -79,3 +79,21 @@ def test_cancel_from_another_command(tmp_path: Path, capsys) -> None:
         assert "[cancelled]" in capsys.readouterr().err
     finally:
         daemon.stop()
+
+
+def test_models_list_load_unload(tmp_path: Path, capsys) -> None:
+    daemon = start_fake_daemon(tmp_path / "daemon-out")
+    try:
+        endpoint = ["--endpoint", daemon.zmq]
+        assert main(["models", *endpoint]) == 0
+        assert capsys.readouterr().out == "fake/fast  (default)\n"
+        assert main(["models", "--load", "fake/stereo", *endpoint]) == 0
+        assert main(["models", *endpoint]) == 0
+        assert capsys.readouterr().out.splitlines()[-2:] == ["fake/fast  (default)", "fake/stereo"]
+        assert main(["models", "--unload", "fake/fast", *endpoint]) == 0
+        assert main(["models", "--load", "fake/broken", *endpoint]) == 2
+        assert "[model_unavailable]" in capsys.readouterr().err
+        assert main(["models", *endpoint]) == 0
+        assert capsys.readouterr().out.splitlines() == ["fake/stereo", "default fake/fast (not loaded: loads on first use)"]
+    finally:
+        daemon.stop()
