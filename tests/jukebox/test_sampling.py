@@ -226,3 +226,8 @@ def test_half_precision_priors(fixture_dir, expected, labels, dtype):
     assert (logits.float() - reference).abs().max() < 0.01 * reference.abs().max()
     tokens = half.ancestral_sample(labels, sample_length=32 * 128, seed=1)
     assert [t.shape[1] for t in tokens] == [32, 128, 512]
+
+
+def test_streaming_leaves_grad_mode_alone(model, labels):
+    modes = [torch.is_grad_enabled() for _ in model.sample_windows([empty()] * 3, labels, sample_levels=[0], sample_length=LENGTH, seed=0)]
+    assert all(modes)

@@ -179,8 +179,8 @@ class JukeboxModel(nn.Module):
         """
         levels = range(len(self.priors)) if sample_levels is None else sample_levels
         tokens, label_tensors, params = self._prepare(music_tokens, labels, sampling_kwargs)
-        with torch.no_grad():
-            yield from iter_sample(self.priors, tokens, label_tensors, list(levels), params, should_stop, progress)
+        # no `with torch.no_grad()` around the yield: it would leak into the caller between events
+        yield from iter_sample(self.priors, tokens, label_tensors, list(levels), params, should_stop, progress)
 
     def _sample(self, music_tokens, labels, sample_levels, sampling_kwargs: dict) -> list[torch.Tensor]:
         result = [t for t in music_tokens]

@@ -119,6 +119,7 @@ def draw(
     return torch.multinomial(flat, 1, True, generator=generator).view(logits.shape[:-1])
 
 
+@torch.no_grad()
 def sample_window(
     prior: JukeboxPrior,
     context: torch.Tensor,
