@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from clients.client import DEFAULT_ENDPOINT, Client, JobStream, raise_for
 from protocol.errors import RiffdError
 from clients.cli.options import add_generation_options, generation_params
 from protocol.messages import SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Progress, Started
+
+
+#: (job, chunk blocks `[channels, frames]`, sample rate, -o path) -> exit status; writes and reports the file.
+Writer = Callable[[str, list, int, Path | None], int]
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +47,8 @@ def job_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def run_job(client: Client, stream: JobStream, output: Path | None) -> int:
-    """Show progress, write the audio, print where it went; raise RiffdError if the job fails."""
+def run_job(client: Client, stream: JobStream, output: Path | None, *, write: Writer | None = None) -> int:
+    """Show progress, write the audio (with `write` when given), print where it went; raise RiffdError if the job fails."""
     from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
     blocks, sample_rate = [], 0
@@ -65,7 +70,7 @@ def run_job(client: Client, stream: JobStream, output: Path | None) -> int:
                 elif isinstance(event, Error):
                     raise_for(event)
                 elif isinstance(event, Done):
-                    return _write(stream.job or event.job, blocks, event.sample_rate or sample_rate, output)
+                    return (write or _write)(stream.job or event.job, blocks, event.sample_rate or sample_rate, output)
         except KeyboardInterrupt:
             stream.cancel()
             raise

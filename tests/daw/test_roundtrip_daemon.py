@@ -57,3 +57,31 @@ def test_a_region_comes_back_at_its_own_rate_width_and_samples(
     got = joined[frames:].astype(np.float64) / 2**31
     error = got - expected[: got.shape[0]]
     assert 10 * np.log10(np.sum(expected**2) / np.sum(error**2)) > 40  # the model's audio, quantised to the format
+
+
+@pytest.mark.parametrize("rate, channels, subtype, suffix", [(44100, 1, "PCM_24", ".wav"), (48000, 2, "PCM_16", ".flac")])
+def test_riffd_continue_include_prompt_drops_onto_the_timeline(
+    debug_daemon: DaemonThread, tmp_path: Path, capsys: pytest.CaptureFixture, rate: int, channels: int, subtype: str,
+    suffix: str,
+) -> None:
+    from clients.cli.main import main
+
+    frames = round(1.13 * rate)
+    t = np.arange(frames) / rate
+    source = tmp_path / f"region{suffix}"
+    sf.write(str(source), np.stack([0.25 * np.sin(2 * np.pi * 330 * t + c) for c in range(channels)], axis=1), rate,
+             subtype=subtype)
+    out, only = tmp_path / f"joined{suffix}", tmp_path / f"cont{suffix}"
+    common = ["--duration", "1", "--seed", "3", "--endpoint", debug_daemon.zmq]
+    assert main(["continue", str(source), "--include-prompt", "-o", str(out), *common]) == 0
+    assert main(["continue", str(source), "-o", str(only), *common]) == 0
+    assert f"region + continuation, {rate} Hz, {channels} ch, {subtype}" in capsys.readouterr().out
+
+    for path, length in ((out, frames + rate), (only, rate)):
+        info = sf.info(str(path))
+        assert (info.samplerate, info.channels, info.subtype, info.frames) == (rate, channels, subtype, length)
+    original, _ = sf.read(str(source), dtype="int32", always_2d=True)
+    joined, _ = sf.read(str(out), dtype="int32", always_2d=True)
+    continuation, _ = sf.read(str(only), dtype="int32", always_2d=True)
+    assert np.array_equal(joined[:frames], original), "the region, bit for bit"
+    assert np.array_equal(joined[frames:], continuation), "then the continuation, right at the region's end"
