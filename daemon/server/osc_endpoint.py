@@ -19,6 +19,8 @@ from protocol.messages import Chunk, Error, Event, Request
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, "OscReply"], None]
+#: Unsent bytes queued for one TCP peer before it is dropped.
+MAX_TCP_BACKLOG_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +47,11 @@ class OscReply:
         if self.connection is None:
             self.endpoint.send_udp(packet, self.address)
         elif not self.connection.is_closing():
+            if self.connection.transport.get_write_buffer_size() > MAX_TCP_BACKLOG_BYTES:
+                # A peer that stopped reading must not make the daemon buffer without end.
+                log.warning("osc tcp: %s:%d is not reading; closing its connection", *self.address)
+                self.connection.transport.abort()
+                return
             self.connection.write(osc.frame_tcp(packet))
 
 

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 #: A bigger multipart message is dropped by libzmq before it reaches us (and the peer is
 #: disconnected); headers are further limited to wire.MAX_HEADER_BYTES with an error reply.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-#: Events queued for one slow peer before it is treated as gone.
-SEND_HWM = 100_000
+#: Events queued for one peer that does not read before it is treated as gone (with chunks of
+#: a second of audio this is minutes of backlog, yet bounded memory).
+SEND_HWM = 1000
 
 Handler = Callable[[Request, "ZmqReply"], None]
 
