@@ -194,3 +194,16 @@ def test_every_job_ends_exactly_once_when_cancels_race_completion(fake_daemon_ro
         terminals = [k for k in kinds if k in ("done", "error")]
         assert len(terminals) == 1 and kinds[-1] == terminals[0], (job, kinds)
         assert kinds[0] in ("accepted", "error"), (job, kinds)
+
+
+def test_stopping_the_daemon_ends_running_and_queued_jobs_with_an_error(tmp_path) -> None:
+    daemon = start_fake_daemon(tmp_path / "out")
+    with Client(daemon.zmq, timeout_s=10) as client:
+        running = client.generate("r", duration_s=60.0, model="fake/slow", job="running", save=True)
+        _until(running, Progress)
+        queued = client.generate("q", duration_s=1.0, job="queued")
+        _until(queued, Accepted)
+        daemon.stop()
+        endings = [list(running)[-1], list(queued)[-1]]
+    assert [(e.job, e.code) for e in endings] == [("running", "shutting_down"), ("queued", "shutting_down")]
+    assert not (tmp_path / "out" / "running.wav").exists()
