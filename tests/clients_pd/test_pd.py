@@ -1,0 +1,149 @@
+"""Pure Data for real: `pd -nogui` runs clients/pd/riffd.pd against a Python peer and a real daemon.
+
+The patches the tests open are in this folder (generated with the abstraction by
+`python -m clients.pd.build`); Pd reports back through files it writes (its event log, its
+arrays as float WAVs, what its outlet~ played).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_harness import DaemonThread
+
+from clients import Client
+from clients.pd.build.__main__ import main as build_patches
+from protocol import osc
+from protocol.messages import Cancel, Continue, Generate, GetStatus, Subscribe, Unsubscribe
+
+HERE = Path(__file__).parent
+PD_DIR = HERE.parents[1] / "clients" / "pd"
+PD_RATE = 48000
+
+pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
+
+
+def run_pd(patch: str, send: str, timeout_s: float = 40.0) -> str:
+    """Run a test patch headless until it quits; its console output."""
+    command = ["pd", "-nogui", "-nosound", "-noprefs", "-r", str(PD_RATE), "-path", str(PD_DIR),
+               "-open", str(HERE / patch), "-send", send]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    return done.stdout + done.stderr
+
+
+def test_committed_patches_are_what_the_builders_make() -> None:
+    assert build_patches(["--check"]) == 0
+
+
+def _type_tags(packet: bytes) -> str:
+    start = packet.index(b",")
+    return packet[start:packet.index(b"\0", start)].decode()
+
+
+def test_requests_from_pd_have_the_schema_types() -> None:
+    """riffd-requests.pd sends a fixed sequence; a UDP socket stands in for the daemon."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.5)
+        pd = subprocess.Popen(["pd", "-nogui", "-nosound", "-noprefs", "-path", str(PD_DIR),
+                               "-open", str(HERE / "riffd-requests.pd"), "-send",
+                               f"riffd-requests {sock.getsockname()[1]}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        received = []
+        try:
+            while len(received) < 9:
+                received.append(sock.recv(65536))
+        except TimeoutError:
+            pass
+        console = pd.communicate(timeout=20)[0]
+    assert "error" not in console, console
+    decoded = []
+    for packet in received:
+        [(address, args)] = osc.parse_packet(packet)
+        decoded.append((address, _type_tags(packet), osc.decode_request(address, args)))
+    addresses = [address for address, _, _ in decoded]
+    assert addresses == ["/riffd/generate"] * 3 + ["/riffd/continue"] * 2 + [
+        "/riffd/cancel", "/riffd/status", "/riffd/subscribe", "/riffd/unsubscribe"], addresses
+
+    # seed 7, temperature 0.5, job pd-a, play 1: ints as i, floats as f, words joined into one prompt.
+    _, tags, first = decoded[0]
+    assert tags == ",sfsisfsssi"
+    assert first == Generate("hello world", 2.0, seed=7, temperature=0.5, job="pd-a", play=True)
+    assert isinstance(first.seed, int) and first.play is True
+    # unset temperature, seed 8 replaces seed 7 in place; a prompt may start with a number.
+    _, tags, second = decoded[1]
+    assert tags == ",sfsisssi"
+    assert second == Generate("90 bpm funk", 3.0, seed=8, job="pd-a", play=True)
+    # clear forgets every option; a number given for a string field (job 12) goes as a string.
+    _, tags, third = decoded[2]
+    assert tags == ",sfsfssss"
+    assert third == Generate("", 1.0, gain=0.25, job="12", model="debug/musicgen")
+    # continue: a path, and optionally the rest of the message as the prompt.
+    assert decoded[3][1:] == (",sf", Continue("/tmp/in.wav", 2.0))
+    assert decoded[4][1:] == (",sfss", Continue("/tmp/in.wav", 2.5, prompt="more drums"))
+    assert decoded[5][1:] == (",s", Cancel("pd-a"))
+    assert [d[1:] for d in decoded[6:]] == [(",", GetStatus()), (",", Subscribe()), (",", Unsubscribe())]
+
+
+def _log(path: Path) -> list[list[str]]:
+    """Pd's text file: one `atom atom ...;` message a line."""
+    return [line.rstrip(";").split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThread, tmp_path: Path) -> None:
+    duration_s, rate = 1.0, 32000
+    log, from_file, from_chunks, played = (tmp_path / name for name in ("log.txt", "w1.wav", "w2.wav", "played.wav"))
+    console = run_pd("riffd-daemon-test.pd",
+                     f"riffd-test {debug_daemon.osc_port} {log} {from_file} {from_chunks} {played} {duration_s}")
+    events = _log(log)
+    assert ["timeout"] not in events and not [e for e in events if e[0] == "error"], (events, console)
+
+    jobs = {}
+    for job in ("pdtest-1", "pdtest-2"):
+        mine = [event for event in events if len(event) > 1 and event[1] == job]
+        kinds = [event[0] for event in mine]
+        assert kinds[:2] == ["accepted", "started"] and kinds[-2:] == ["done", "loaded"], kinds
+        assert "progress" in kinds and "chunk" in kinds and "filled" in kinds
+        started = mine[1]
+        assert started[2:] == ["debug/musicgen", str(rate), "1"]
+        assert mine[-1][2:] == [str(round(duration_s * rate)), str(rate)]  # loaded JOB FRAMES SAMPLE_RATE
+        jobs[job] = mine
+
+    # Job 1 was saved: Pd loaded the daemon's file, sample for sample.
+    done = jobs["pdtest-1"][-2]
+    saved, saved_rate = sf.read(done[2], dtype="float32")
+    assert saved_rate == rate and len(saved) == round(duration_s * rate)
+    pd_array, _ = sf.read(from_file, dtype="float32")
+    np.testing.assert_array_equal(pd_array, saved)
+    # The options reached the daemon with their types: the same request from Python gives the same audio.
+    with Client(debug_daemon.zmq, timeout_s=30) as client:
+        again = client.generate("warm pad from pd", duration_s=duration_s, seed=7).collect()
+    np.testing.assert_array_equal(again.audio[0], saved)
+
+    # Job 2 (save 0): no file at done; the array is its chunk files joined, in order.
+    assert jobs["pdtest-2"][-2] == ["done", "pdtest-2"]
+    chunk_paths = [event[3] for event in jobs["pdtest-2"] if event[0] == "chunk"]
+    chunks = np.concatenate([sf.read(path, dtype="float32")[0] for path in chunk_paths])
+    pd_array, _ = sf.read(from_chunks, dtype="float32")
+    np.testing.assert_array_equal(pd_array, chunks)
+    fills = [int(event[2]) for event in jobs["pdtest-2"] if event[0] == "filled"]
+    assert fills == sorted(fills) and fills[-1] == len(chunks)
+
+    # Pd played job 1 through the abstraction's outlet~ at the file's rate, resampled to Pd's.
+    out, out_rate = sf.read(played, dtype="float32")
+    assert out_rate == PD_RATE
+    sounding = np.flatnonzero(np.abs(out) > 1e-6)
+    expected_frames = round(duration_s * PD_RATE)
+    assert abs((sounding[-1] - sounding[0]) - expected_frames) < 0.02 * expected_frames
+    reference = np.interp(np.arange(expected_frames) * rate / PD_RATE, np.arange(len(saved)), saved)
+    window = expected_frames - 2000
+    best = max(np.dot(out[lag:lag + window], reference[:window])
+               / (np.linalg.norm(out[lag:lag + window]) * np.linalg.norm(reference[:window]) + 1e-12)
+               for lag in range(0, 1000))
+    assert best > 0.98, best
