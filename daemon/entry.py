@@ -16,6 +16,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     level = "DEBUG" if getattr(args, "verbose", False) else config.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # python-osc warns on the root logger for every argument of an unknown type tag: a stranger
+    # could fill the log with one packet a millisecond. The packet is still answered.
+    logging.getLogger().addFilter(lambda record: not record.getMessage().startswith("Unhandled parameter type"))
     from daemon.server.app import serve
 
     asyncio.run(serve(config))
