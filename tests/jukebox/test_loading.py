@@ -160,6 +160,7 @@ def test_large_checkpoint_path_builds_on_meta_device(fixture_dir, model, monkeyp
 
     monkeypatch.setattr(model_module, "_META_INIT_BYTES", 0)
     loaded = JukeboxModel.from_pretrained(fixture_dir)
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
     assert loaded.priors[2].prior.fc_proj_out.weight is loaded.priors[2].prior.embed_tokens.weight
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key

@@ -96,11 +96,15 @@ def read_weights(files: Iterable[Path]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], tied: Iterable[str] = ()) -> None:
-    """Copy `state` into `model`, every key used and every parameter filled.
+def load_state(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], tied: Iterable[str] = (), assign: bool = False
+) -> dict[str, torch.Tensor]:
+    """Put `state` into `model`, every key used and every parameter filled.
 
     `tied` names parameters that share storage with another (the output heads tied to their
-    embeddings): they may be absent from the file; if present they must equal their twin.
+    embeddings): they may be absent from the file, and are not loaded; the ones present are
+    returned for `check_tied`. `assign` takes the tensors as they are (for a model built on
+    the meta device) instead of copying them into existing parameters.
     """
     expected = model.state_dict()
     tied = set(tied)
@@ -115,7 +119,13 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], tied: Ite
         if value.shape != expected[key].shape:
             raise CheckpointMismatch(f"{key}: checkpoint {tuple(value.shape)}, model {tuple(expected[key].shape)}")
     tied_in_file = {k: state.pop(k) for k in tied if k in state}
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state, strict=False, assign=assign)
+    return tied_in_file
+
+
+def check_tied(model: torch.nn.Module, tied_in_file: dict[str, torch.Tensor]) -> None:
+    """Warn where a checkpoint's copy of a tied parameter differs from the one in use."""
+    current = model.state_dict()
     for key, value in tied_in_file.items():
-        if not torch.allclose(value.to(expected[key].dtype), model.state_dict()[key], atol=1e-6):
+        if not torch.allclose(value.to(current[key].dtype), current[key], atol=1e-3 if value.dtype != current[key].dtype else 1e-6):
             log.warning("%s differs from the embedding it is tied to; using the embedding", key)

@@ -79,18 +79,23 @@ class JukeboxModel(nn.Module):
         folder = loader.resolve(path_or_hub_id, cache_dir)
         config = JukeboxConfig.from_dict(loader.read_config(folder), **config_overrides)
         files = loader.weight_files(folder)
-        if sum(f.stat().st_size for f in files) > _META_INIT_BYTES:
-            # skip random initialisation of weights that are overwritten anyway (minutes for 5b)
+        state = loader.read_weights(files)
+        for key, value in state.items():
+            if value.is_floating_point():  # priors in the requested dtype; the VQ-VAE's codes stay float32
+                state[key] = value.to(dtype if key.startswith("priors.") else torch.float32)
+        large = sum(f.stat().st_size for f in files) > _META_INIT_BYTES
+        if large:
+            # skip allocating and randomly initialising weights the checkpoint replaces (minutes for 5b)
             with torch.device("meta"):
                 model = cls(config)
-            model = model.to_empty(device="cpu")
-            model._retie()
         else:
             model = cls(config)
-        loader.load_state(model, loader.read_weights(files), tied=model.tied_keys())
+            model.priors.to(dtype)
+        tied_in_file = loader.load_state(model, state, tied=model.tied_keys(), assign=large)
+        model._retie()
+        loader.check_tied(model, tied_in_file)
         model.eval()
-        model.priors.to(device=device, dtype=dtype)
-        model.vqvae.to(device=device)
+        model.to(device)
         log.info("loaded Jukebox from %s (%d priors)", folder, len(model.priors))
         return model
 
@@ -102,7 +107,7 @@ class JukeboxModel(nn.Module):
         ]
 
     def _retie(self) -> None:
-        # to_empty() gives every parameter its own storage; tie the heads again
+        # loading with assign=True replaces the embedding but not the head sharing it
         for prior, prior_config in zip(self.priors, self.config.priors):
             if not prior_config.merged_decoder:
                 prior.prior.fc_proj_out.weight = prior.prior.embed_tokens.weight
