@@ -220,7 +220,12 @@ def iter_sample(
 
 
 def _plan(priors, tokens, sample_levels, params) -> list[tuple[int, list[tuple[int, int, int]]]]:
-    """Per level, the windows (start, end, new tokens) that still have tokens to sample."""
+    """Per level, the windows (start, end, new tokens) that still have tokens to sample.
+
+    A level shorter than one window is one window [0, total). (transformers 4.40.2 added
+    `total` tokens to whatever context there was in that case; riffd samples up to `total`,
+    as for longer levels. Both agree when sampling from nothing.)
+    """
     plan = []
     lengths = [t.shape[1] for t in tokens]  # per level, as they will be when its turn comes
     for level in sample_levels:
