@@ -193,6 +193,17 @@ def test_bad_arguments(model, labels, kwargs, error):
         model.ancestral_sample(labels, **{"sample_length": LENGTH, **kwargs})
 
 
+def test_bad_batch_and_audio(model, labels):
+    with pytest.raises(ValueError, match="n_samples"):
+        model.ancestral_sample(labels, n_samples=0, sample_length=LENGTH)
+    with pytest.raises(ValueError, match=r"\[batch, samples, 1\]"):
+        model.primed_sample(torch.zeros(1, 4096), labels, sample_length=LENGTH)
+    with pytest.raises(ValueError, match="at least 128 samples"):
+        model.primed_sample(torch.zeros(1, 100, 1), labels, sample_length=LENGTH)
+    with pytest.raises(ValueError, match="sample level 3"):
+        model.ancestral_sample(labels, sample_levels=[3], sample_length=LENGTH)
+
+
 def test_min_duration_override_checked(fixture_dir, labels):
     from daemon.models.jukebox import JukeboxModel
 

@@ -128,6 +128,8 @@ class JukeboxModel(nn.Module):
 
     def ancestral_sample(self, labels: Labels, n_samples: int = 1, **sampling_kwargs: Any) -> list[torch.Tensor]:
         """Sample every level (or `sample_levels`) from nothing. Returns tokens per prior [n, T_l]."""
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be at least 1, got {n_samples}")
         device = self.priors[0].prior.embed_tokens.weight.device
         music_tokens = [torch.zeros(n_samples, 0, dtype=torch.long, device=device) for _ in self.priors]
         levels = sampling_kwargs.pop("sample_levels", range(len(self.priors)))
