@@ -1,0 +1,173 @@
+"""The Max patch and the Max for Live device layout: `python -m clients.max.build [--check]`.
+
+Both are generated so that their OSC addresses, ports and argument layouts are reviewable as
+code and checked against the protocol schema (tests/clients_max). Max sends a message box
+`/riffd/generate $1 $2 ...` to [udpsend] as an OSC message whose type tags follow the atoms:
+symbols as s, Max ints as i, Max floats (8.) as f. Max's [udpsend] cannot read replies, so
+each request names `reply_port`: the daemon sends that job's events to this host at the port
+where [udpreceive] listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from clients.max.maxpat import Patcher
+from daemon.config import DEFAULT_OSC_PORT
+
+HERE = Path(__file__).resolve().parent
+#: Where the patch listens for the daemon's events (any free UDP port works; change both places).
+REPLY_PORT = 7402
+EVENTS = "/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error"
+
+
+def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
+    """Controls, the request messages, the event router, two buffers and their players."""
+    pr = (lambda x, y, w, h: (x, y, w, h)) if device else (lambda *_: None)
+    # Requests.
+    p.comment(20, 60, "prompt (press return to generate)", 240)
+    p.ui("prompt", "textedit", 20, 85, 300, presentation=pr(10, 10, 260, 40), io=(1, 4))
+    p.obj("tosym", 20, 120, "tosymbol")
+    p.comment(340, 60, "seconds / seed / play on the daemon's sound card", 320)
+    if device:
+        p.ui("dur", "live.dial", 340, 85, 50, presentation=pr(280, 5, 44, 48), io=(1, 2),
+             parameter_enable=1, saved_attribute_attributes={"valueof": {
+                 "parameter_longname": "riffd duration", "parameter_shortname": "seconds",
+                 "parameter_type": 0, "parameter_mmin": 1.0, "parameter_mmax": 30.0, "parameter_initial": [8.0],
+                 "parameter_initial_enable": 1, "parameter_unitstyle": 1}})
+        p.ui("seed", "live.numbox", 400, 85, 50, presentation=pr(330, 10, 44, 15), io=(1, 2),
+             parameter_enable=1, saved_attribute_attributes={"valueof": {
+                 "parameter_longname": "riffd seed", "parameter_shortname": "seed", "parameter_type": 1,
+                 "parameter_mmin": 0.0, "parameter_mmax": 1000000.0}})
+        p.ui("play", "live.toggle", 460, 85, 20, presentation=pr(330, 32, 15, 15), io=(1, 1),
+             parameter_enable=1, saved_attribute_attributes={"valueof": {
+                 "parameter_longname": "riffd play on daemon", "parameter_shortname": "daemon play",
+                 "parameter_type": 2, "parameter_enum": ["off", "on"]}})
+        p.ui("go", "live.text", 500, 85, 60, presentation=pr(10, 55, 80, 20), io=(1, 2),
+             text="generate", mode=0, parameter_enable=0)
+    else:
+        p.ui("dur", "flonum", 340, 85, 50, io=(1, 2), minimum=0.5)
+        p.ui("seed", "number", 400, 85, 50, io=(1, 2), minimum=0)
+        p.ui("play", "toggle", 460, 85, 20, io=(1, 1))
+        p.ui("go", "button", 500, 85, 24, io=(1, 1))
+    p.obj("pack", 20, 160, "pack s 8. 0 0", 160)
+    p.msg("gen", 20, 195, f"/riffd/generate $1 $2 seed $3 play $4 reply_port {REPLY_PORT}", 420)
+    p.obj("send", 20, 420, f"udpsend 127.0.0.1 {DEFAULT_OSC_PORT}", 180)
+    p.chain("prompt", "tosym", "pack", "gen", "send")
+    p.wire("dur", "pack:1")
+    p.wire("seed", "pack:2")
+    p.wire("play", "pack:3")
+    p.wire("go", "pack")
+
+    p.comment(480, 160, "continue a file (pick one)", 200)
+    p.ui("pick", "button" if not device else "live.text", 480, 185, 24, io=(1, 2 if device else 1),
+         presentation=pr(100, 55, 80, 20), **({"text": "continue...", "mode": 0} if device else {}))
+    p.obj("dialog", 480, 215, "opendialog sound")
+    p.obj("native", 480, 245, "conformpath native absolute", 180)
+    p.obj("cpack", 480, 275, "pack s 8.")
+    p.msg("cont", 480, 305, f"/riffd/continue $1 $2 reply_port {REPLY_PORT}", 320)
+    p.chain("pick", "dialog", "native", "cpack", "cont", "send")
+    p.wire("dur", "cpack:1")
+
+    p.ui("stop", "button" if not device else "live.text", 480, 350, 24, io=(1, 2 if device else 1),
+         presentation=pr(190, 55, 80, 20), **({"text": "cancel", "mode": 0} if device else {}))
+    p.comment(510, 350, "cancel the last job", 160)
+    p.obj("last", 480, 380, "zl reg")
+    p.msg("cancel", 480, 410, "/riffd/cancel $1", 140)
+    p.chain("stop", "last", "cancel", "send")
+
+    # Events.
+    p.obj("recv", 20, 470, f"udpreceive {REPLY_PORT}", 140)
+    p.obj("route", 20, 500, f"route {EVENTS}", 620)
+    p.chain("recv", "route")
+    p.obj("acc", 20, 535, "unpack s i")
+    p.chain("route:0", "acc")
+    p.wire("acc", "last:1")
+    p.obj("prog", 120, 535, "unpack s i i")
+    p.obj("pct", 120, 565, "* 100")
+    p.obj("ratio", 120, 595, "/ 1")
+    p.ui("bar", "live.slider" if device else "slider", 120, 625, 120, presentation=pr(280, 55, 90, 20),
+         io=(1, 2) if device else (1, 1), orientation=1, size=101.0)
+    p.wire("route:2", "prog")
+    p.wire("prog:1", "pct")
+    p.wire("prog:2", "ratio:1")
+    p.chain("pct", "ratio", "bar")
+    p.obj("chunk", 240, 535, "unpack s i s")
+    p.obj("creplace", 240, 565, "prepend replace")
+    p.obj("cbuf", 240, 595, "buffer~ riffd-chunk")
+    p.msg("cstart", 240, 625, "start", 50)
+    p.obj("cplay", 240, 655, "play~ riffd-chunk")
+    p.wire("route:3", "chunk")
+    p.wire("chunk:2", "creplace")
+    p.chain("creplace", "cbuf")
+    p.wire("cbuf:1", "cstart")
+    p.chain("cstart", "cplay")
+    p.obj("done", 420, 535, "unpack s s")
+    p.obj("dreplace", 420, 565, "prepend replace")
+    p.obj("dbuf", 420, 595, "buffer~ riffd-take")
+    p.msg("dstart", 420, 625, "start", 50)
+    p.obj("dplay", 420, 655, "play~ riffd-take")
+    p.wire("route:4", "done")
+    p.wire("done:1", "dreplace")
+    p.chain("dreplace", "dbuf")
+    p.wire("dbuf:1", "dstart")
+    p.chain("dstart", "dplay")
+    p.obj("err", 600, 535, "unpack s s s")
+    p.obj("errprint", 600, 565, "print riffd-error")
+    p.wire("route:5", "err")
+    p.wire("route:5", "errprint")
+    p.obj("started", 720, 535, "unpack s s i i")
+    p.wire("route:1", "started")
+    p.obj("gain", 240, 700, "*~ 0.8", 60)
+    p.wire("cplay", "gain")
+    p.wire("dplay", "gain")
+    p.chain("gain", audio_out)
+    p.wire("gain", f"{audio_out}:1")
+
+
+def max_patch() -> Patcher:
+    p = Patcher()
+    p.comment(20, 15, "riffd for Max: chunks play as they arrive (buffer~ riffd-chunk), the finished take "
+              "replaces buffer~ riffd-take. Start the daemon first: riffd serve --model facebook/musicgen-small",
+              820)
+    p.obj("dac", 240, 740, "dac~")
+    _core(p, "dac", device=False)
+    return p
+
+
+def device_patch() -> Patcher:
+    p = Patcher((80, 80, 900, 800), device=True)
+    p.comment(20, 15, "riffd Max for Live device layout (audio effect): open in Max, then save as .amxd from "
+              "Live's device editor. Takes play through plugout~ into the track.", 820,
+              presentation=(10, 80, 400, 40))
+    p.obj("dac", 240, 740, "plugout~")
+    _core(p, "dac", device=True)
+    return p
+
+
+PATCHES: dict[str, Callable[[], Patcher]] = {"riffd.maxpat": max_patch, "riffd-device.maxpat": device_patch}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clients.max.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in PATCHES.items():
+        text = build().render()
+        path = HERE / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    for name in stale:
+        print(f"clients/max/{name} is out of date: run python -m clients.max.build", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

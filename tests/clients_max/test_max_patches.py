@@ -1,0 +1,180 @@
+"""Max cannot run here: the committed patches are checked as Max would read them, against the schema.
+
+Every OSC message a patch sends (a message box starting with /riffd/ wired into [udpsend]) must be
+a request the protocol knows, with argument types one of its OSC forms accepts; every event a
+[route] picks must exist, and an [unpack] behind it must have the event's argument types.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.max.build import main as build_patches
+from daemon.config import DEFAULT_OSC_PORT
+from protocol.osc import EVENT_ADDRESSES, REQUEST_ADDRESSES
+from protocol.schema import Message, fields_of
+
+MAX_DIR = Path(__file__).resolve().parents[2] / "clients" / "max"
+PATCHES = sorted(MAX_DIR.glob("*.maxpat"))
+#: OSC type tags a schema kind accepts from Max (the daemon takes an int for a float field).
+ACCEPTS = {"str": {"s"}, "audio": {"s"}, "list[str]": {"s"}, "int": {"i"}, "bool": {"i"}, "float": {"f", "i"}}
+TAG_OF_KIND = {"str": "s", "audio": "s", "list[str]": "s", "int": "i", "float": "f", "bool": "i"}
+
+
+class Patch:
+    def __init__(self, path: Path) -> None:
+        data = json.loads(path.read_text())
+        patcher = data["patcher"]
+        self.boxes: dict[str, dict[str, Any]] = {}
+        for entry in patcher["boxes"]:
+            box = entry["box"]
+            assert box["id"] not in self.boxes, f"duplicate id {box['id']}"
+            self.boxes[box["id"]] = box
+        self.lines = [(line["patchline"]["source"], line["patchline"]["destination"]) for line in patcher["lines"]]
+
+    def sources(self, box_id: str, inlet: int) -> list[tuple[dict[str, Any], int]]:
+        return [(self.boxes[src], out) for (src, out), (dst, into) in self.lines if dst == box_id and into == inlet]
+
+    def sinks(self, box_id: str, outlet: int) -> list[tuple[dict[str, Any], int]]:
+        return [(self.boxes[dst], into) for (src, out), (dst, into) in self.lines if src == box_id and out == outlet]
+
+    def objects(self, name: str) -> list[dict[str, Any]]:
+        return [box for box in self.boxes.values()
+                if box["maxclass"] == "newobj" and box["text"].split()[0] == name]
+
+    def outlet_types(self, box: dict[str, Any], outlet: int) -> list[str]:
+        """The OSC tags of the atoms a box sends from an outlet (the boxes these patches use)."""
+        words = box.get("text", "").split()
+        if box["maxclass"] == "newobj" and words[0] == "pack":
+            return [_atom_tag(word) for word in words[1:]]
+        if box["maxclass"] == "newobj" and words[0] == "unpack":
+            return [_atom_tag(words[1 + outlet])]
+        if box["maxclass"] == "newobj" and words[0] == "zl" and words[1] == "reg":
+            [(source, out)] = self.sources(box["id"], 1)
+            return self.outlet_types(source, out)
+        raise AssertionError(f"cannot tell what types {box.get('text', box['maxclass'])!r} sends")
+
+
+def _atom_tag(word: str) -> str:
+    """Max's type for an atom: s, i or f (`8.` is a float, `s`/`i`/`f` name pack/unpack types)."""
+    if word in ("s", "sym", "symbol"):
+        return "s"
+    if word in ("i", "int"):
+        return "i"
+    if word in ("f", "float"):
+        return "f"
+    if re.fullmatch(r"-?\d+", word):
+        return "i"
+    if re.fullmatch(r"-?(\d+\.\d*|\.\d+)", word):
+        return "f"
+    return "s"
+
+
+def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> bool:
+    """Whether one OSC form of `cls` accepts these atoms ((tag, literal or None) each)."""
+    specs = {spec.name: spec for spec in fields_of(cls)}
+    for form in cls.OSC_FORMS:
+        positional, options = atoms[:len(form)], atoms[len(form):]
+        if len(positional) < len(form) or (options and not cls.OSC_OPTIONS) or len(options) % 2:
+            continue
+        if not all(tag in ACCEPTS[specs[name].kind] for name, (tag, _) in zip(form, positional)):
+            continue
+        pairs = list(zip(options[::2], options[1::2]))
+        if all(key_tag == "s" and key in specs and key not in form and tag in ACCEPTS[specs[key].kind]
+               for (key_tag, key), (tag, _) in pairs):
+            return True
+    return False
+
+
+def test_committed_patches_are_what_the_builder_makes() -> None:
+    assert build_patches(["--check"]) == 0
+
+
+@pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
+def test_patch_is_valid_max_json(path: Path) -> None:
+    patch = Patch(path)
+    assert patch.boxes and patch.lines
+    for (src, outlet), (dst, inlet) in patch.lines:
+        assert 0 <= outlet < patch.boxes[src]["numoutlets"], (src, outlet)
+        assert 0 <= inlet < patch.boxes[dst]["numinlets"], (dst, inlet)
+    for box in patch.boxes.values():
+        assert len(box["patching_rect"]) == 4
+
+
+@pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
+def test_every_request_sent_is_in_the_schema(path: Path) -> None:
+    patch = Patch(path)
+    [udpsend] = patch.objects("udpsend")
+    assert udpsend["text"].split()[1:] == ["127.0.0.1", str(DEFAULT_OSC_PORT)]
+    sent = set()
+    for box in patch.boxes.values():
+        text = box.get("text", "")
+        if box["maxclass"] != "message" or not text.startswith("/riffd/"):
+            continue
+        address, *words = text.split()
+        assert address in REQUEST_ADDRESSES, address
+        assert (udpsend, 0) in patch.sinks(box["id"], 0), f"{address} is not wired to udpsend"
+        feeding = patch.sources(box["id"], 0)
+        atoms = []
+        for word in words:
+            dollar = re.fullmatch(r"\$(\d+)", word)
+            if dollar:
+                types = {tuple(patch.outlet_types(source, out)) for source, out in feeding}
+                assert len(types) == 1, f"{text}: ambiguous sources"
+                atoms.append((types.pop()[int(dollar[1]) - 1], None))
+            else:
+                atoms.append((_atom_tag(word), word))
+        assert _matches(REQUEST_ADDRESSES[address], atoms), f"{text}: {atoms} fits no OSC form of {address}"
+        sent.add(address)
+    assert {"/riffd/generate", "/riffd/continue", "/riffd/cancel"} <= sent
+
+
+@pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
+def test_every_event_routed_is_in_the_schema(path: Path) -> None:
+    patch = Patch(path)
+    [receive] = patch.objects("udpreceive")
+    port = receive["text"].split()[1]
+    # Each job's events come to [udpreceive] because every job request names its port.
+    for box in patch.boxes.values():
+        text = box.get("text", "")
+        if box["maxclass"] == "message" and text.split()[0] in ("/riffd/generate", "/riffd/continue"):
+            words = text.split()
+            assert words[words.index("reply_port") + 1] == port, text
+    routed = set()
+    for route in patch.objects("route"):
+        addresses = route["text"].split()[1:]
+        assert (route, 0) in patch.sinks(receive["id"], 0)
+        for outlet, address in enumerate(addresses):
+            assert address in EVENT_ADDRESSES, address
+            routed.add(address)
+            event = EVENT_ADDRESSES[address]
+            kinds = {spec.name: spec.kind for spec in fields_of(event)}
+            tags = [TAG_OF_KIND[kinds[name]] for name in event.OSC_FORMS[0]]
+            for sink, _ in patch.sinks(route["id"], outlet):
+                words = sink.get("text", "").split()
+                if words and words[0] == "unpack":
+                    assert [_atom_tag(w) for w in words[1:]] == tags[:len(words) - 1], (address, words)
+    assert {"/riffd/accepted", "/riffd/chunk", "/riffd/done", "/riffd/error"} <= routed
+
+
+@pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
+def test_buffers_are_replaced_with_the_files_of_chunk_and_done(path: Path) -> None:
+    patch = Patch(path)
+    [route] = patch.objects("route")
+    addresses = route["text"].split()[1:]
+    for address, buffer_name in (("/riffd/chunk", "riffd-chunk"), ("/riffd/done", "riffd-take")):
+        event = EVENT_ADDRESSES[address]
+        path_index = event.OSC_FORMS[0].index("path")
+        [(unpack, _)] = [s for s in patch.sinks(route["id"], addresses.index(address))
+                         if s[0]["text"].startswith("unpack")]
+        [(prepend, _)] = patch.sinks(unpack["id"], path_index)
+        assert prepend["text"] == "prepend replace"
+        [(buffer, _)] = patch.sinks(prepend["id"], 0)
+        assert buffer["text"] == f"buffer~ {buffer_name}"
+        players = [box for box in patch.objects("play~") if box["text"].split()[1] == buffer_name]
+        assert players, f"nothing plays {buffer_name}"
