@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,26 @@ def test_melody(load_preset):
         with torch.inference_mode():
             logits.append(model.bundle.model.decoder(input_ids=bos.repeat(2, 1), encoder_hidden_states=cond.hidden_states).logits[:, -1])
     assert (logits[0] - logits[1]).abs().max() > 1e-6
+
+
+def test_prompt_longer_than_the_window_is_refused(musicgen):
+    from protocol.errors import InvalidArgument
+
+    too_long = _tone(31.0, 16000)
+    with pytest.raises(InvalidArgument, match="trim the prompt"):
+        musicgen.generate_continuation(too_long, ["x"], GREEDY)
+
+
+@pytest.mark.skipif(not os.environ.get("RIFFD_PARITY_MODELS"), reason="set RIFFD_PARITY_MODELS to check real checkpoints")
+@pytest.mark.parametrize("model_id", [m for m in os.environ.get("RIFFD_PARITY_MODELS", "").split(",") if m])
+def test_any_checkpoint(model_id):
+    """Parity on any MusicGen folder or cached hub id: RIFFD_PARITY_MODELS=facebook/musicgen-small,/path/to/folder."""
+    from daemon.models.registry import load_backend
+
+    model = load_backend(model_id, device="cpu")
+    render = model.generate(["an upbeat jazz tune"], GREEDY)
+    tokens = model.bundle.tokenizer(["an upbeat jazz tune"], return_tensors="pt")
+    codes, audio = _hf_codes_and_audio(model, render.codes.shape[-1], **tokens)
+    assert torch.equal(render.codes, codes)
+    samples = render.audio.shape[-1]
+    np.testing.assert_array_equal(render.audio, audio.numpy()[..., :samples])
