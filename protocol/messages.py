@@ -69,12 +69,20 @@ def _check_source(name: str, value: AudioSource | None) -> None:
 
 @dataclass(frozen=True)
 class Request(Message):
-    """A client's request. `id` correlates replies on ZeroMQ (the client picks it)."""
+    """A client's request. `id` correlates replies on ZeroMQ (the client picks it).
+
+    `reply_port` (OSC only): send the answer, and a job's events, to this UDP port on the
+    sender's host instead of the port the request came from (Pd's and Max's senders cannot
+    receive on their sending port).
+    """
 
     id: str | None = field(default=None, kw_only=True)
+    reply_port: int | None = field(default=None, kw_only=True)
 
     def validate(self) -> None:
         _check_text("id", self.id, 128)
+        if self.reply_port is not None and not 1 <= self.reply_port <= 65535:
+            raise InvalidArgument(f"reply_port must be within [1, 65535], got {self.reply_port}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,14 +106,9 @@ class JobRequest(Request):
     # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain.
     play: bool | None = None
     gain: float | None = None
-    # OSC only: send this job's events to this UDP port on the sender's host instead of the
-    # port the request came from (Pd's and Max's senders cannot receive on their sending port).
-    reply_port: int | None = None
 
     def validate(self) -> None:
         super().validate()
-        if self.reply_port is not None and not 1 <= self.reply_port <= 65535:
-            raise InvalidArgument(f"reply_port must be within [1, 65535], got {self.reply_port}")
         if self.gain is not None and not 0.0 <= self.gain <= MAX_GAIN:
             raise InvalidArgument(f"gain must be within [0, {MAX_GAIN:g}] (linear), got {self.gain}")
         if self.job is not None:
@@ -236,7 +239,7 @@ class Cancel(Request):
     """Cancel a queued or running job; it ends with an error event of code `cancelled`."""
 
     TYPE: ClassVar[str] = "cancel"
-    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job",),)
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job",), ("job", "reply_port"))
 
     job: str
 
@@ -250,6 +253,7 @@ class GetStatus(Request):
     """Ask for the daemon's state; answered by a `status` event."""
 
     TYPE: ClassVar[str] = "status"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = ((), ("reply_port",))
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,7 @@ class ListModels(Request):
     """Ask which models are resident; answered by a `models` event."""
 
     TYPE: ClassVar[str] = "models"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = ((), ("reply_port",))
 
 
 @dataclass(frozen=True)
@@ -264,7 +269,7 @@ class LoadModel(Request):
     """Load (and warm) a model so later jobs start at once; answered by `ok` or `error`."""
 
     TYPE: ClassVar[str] = "load"
-    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("model",),)
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("model",), ("model", "reply_port"))
 
     model: str
 

@@ -55,15 +55,19 @@ def encode(message: Message) -> bytes:
 
 
 def _form_for(message: Message) -> tuple[str, ...]:
-    """The first form that carries every field set (options carry the rest where allowed)."""
+    """The first form that carries every field set (options carry the rest where allowed).
+
+    An event's OSC form is a fixed subset of its fields by design (a chunk's file path stands
+    for its samples); a request must not lose any.
+    """
     cls = type(message)
-    if cls.OSC_OPTIONS:
+    if cls.OSC_OPTIONS or not isinstance(message, Request):
         return cls.OSC_FORMS[0]
     given = {name for name, value in message.to_fields().items() if name not in ("id", "re")}
     for form in cls.OSC_FORMS:
         if given <= set(form):
             return form
-    return cls.OSC_FORMS[-1]
+    raise ValueError(f"{cls.TYPE}: OSC cannot carry {', '.join(sorted(given))} together")
 
 
 def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:

@@ -49,6 +49,10 @@ class RequestHandler:
         """Handle one decoded request; every failure becomes an error event to its sender."""
         job = request.job if isinstance(request, (JobRequest, Cancel)) and request.job else ""
         try:
+            if request.reply_port is not None:
+                if reply.transport != "osc":
+                    raise InvalidArgument("reply_port is for OSC requests (ZeroMQ replies come back on the socket)")
+                reply = self._subscriber_for(reply, None, request.reply_port)
             self._dispatch(request, reply)
         except RiffdError as exc:
             self._router.reply(reply, Error(job=job, code=exc.code, message=exc.message, re=request.id))
@@ -92,10 +96,6 @@ class RequestHandler:
     def _submit(self, request: MusicGenRequest, reply: Reply) -> None:
         params = request.generation_params().validate(max_duration_s=self._config.max_duration_s)
         osc_requester = reply.transport == "osc"
-        if request.reply_port is not None:
-            if not osc_requester:
-                raise InvalidArgument("reply_port is for OSC requests (ZeroMQ replies come back on the socket)")
-            reply = self._subscriber_for(reply, None, request.reply_port)
         job = Job(
             id=request.job or new_job_id(),
             request=request,

@@ -41,8 +41,8 @@ class OscReply:
             return
         try:
             packet = osc.encode(event)
-        except ValueError:
-            log.error("osc: %s event too large for OSC, not sent", event.TYPE)
+        except ValueError as exc:
+            log.error("osc: %s event not sent: %s", event.TYPE, exc)
             return
         if self.connection is None:
             self.endpoint.send_udp(packet, self.address)

@@ -183,3 +183,17 @@ def test_reply_port_sends_a_jobs_events_to_a_listener_of_the_senders_choice(debu
         assert peer.receive_until("/riffd/error")[-1][1][1] == "invalid_argument"
     finally:
         peer.close()
+
+
+def test_control_requests_answer_at_reply_port(debug_daemon: DaemonThread) -> None:
+    url = f"osc.udp://127.0.0.1:{debug_daemon.osc_port}"
+    with OscDump() as dump:
+        oscsend("/riffd/status", "i", dump.port, url=url)
+        status = dump.wait_for(lambda line: line.address == "/riffd/status")
+        assert status is not None and status.types.startswith("issiis") and status.args[2] == "debug/musicgen"
+        oscsend("/riffd/cancel", "si", "nobody", dump.port, url=url)
+        error = dump.wait_for(lambda line: line.address == "/riffd/error")
+        assert error is not None and error.args[:2] == ("nobody", "not_found")
+        oscsend("/riffd/models", "i", dump.port, url=url)
+        models = dump.wait_for(lambda line: line.address == "/riffd/models")
+        assert models is not None and models.args == ("debug/musicgen", "debug/musicgen")
