@@ -20,7 +20,7 @@ FORMATS: dict[str, torch.dtype] = {
     "float32": torch.float32,  # the checkpoint's own tensors, no copy: exact parity with transformers
     "bfloat16": torch.bfloat16,  # half the bytes per step; fast on AVX-512 BF16 / AMX CPUs and on GPUs
     "float16": torch.float16,  # GPU only: CPUs have no fast fp16 matmul
-    "int8": torch.bfloat16,  # int8 weights with a scale per output row, bf16 activations (CPU)
+    "int8": torch.bfloat16,  # weight-only int8 (a scale per output row), bf16 activations
 }
 
 
@@ -54,7 +54,7 @@ class EngineOptions:
     @classmethod
     def parse(cls, spec: str) -> "EngineOptions":
         """'float32', 'int8+compile', 'bfloat16+nowarmup': the command line's spelling."""
-        parts = spec.split("+")
+        parts = spec.strip().split("+")
         flags = set(parts[1:])
         unknown = flags - {"compile", "nowarmup"}
         if unknown:

@@ -1,0 +1,245 @@
+"""Benchmark: MusicGen streaming engine against transformers' generate(), same weights, same run.
+
+Measures, for one prompt (defaults: random/musicgen-small, guidance 3, top-k 250, 4 s):
+transformers generate() decode steps per second (the baseline); the engine's steps per second
+in each mode and the ratio to the baseline; time to the first audio chunk, real-time factor and
+peak memory of each mode; the machine's memory-read bandwidth, the steps per second it allows
+when every step reads all decoder weights once (the floor), and each mode's fraction of it.
+Prints a table, then one JSON object as the last line.
+
+    /tmp/venv/bin/python -m bench.musicgen_stream [--model random/musicgen-small] [--device cpu]
+        [--duration 4] [--modes float32,bfloat16,int8] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from daemon.models.musicgen.agreement import compare
+from daemon.models.musicgen.codec import decode_codes
+from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.delay import delay_steps
+from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.generator import MusicGen
+from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
+from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.streaming_codec import StreamSettings
+from daemon.models.registry import default_cache_dir, resolve_folder
+from protocol.params import GenerationParams
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    load_s: float  # engine set-up and warm-up
+    steps_per_s: float
+    ttfa_s: float
+    ttfa_bound_s: float  # prefill + the first chunk's steps + one chunk decode, from this run's own speeds
+    ttfa_steps_s: float  # when the last step the first chunk needs was done, in this very stream
+    chunk_decode_s: float  # one first-chunk codec decode, timed alone
+    rtf: float  # seconds of audio per second of wall time
+    peak_memory_mb: float
+    weight_mb_per_step: float
+    floor_steps_per_s: float
+    agreement: str
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        try:  # Linux: writing 5 resets the process's peak resident set size (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def read_bandwidth_gb_s(device: torch.device, size_mb: int = 512, repeats: int = 5) -> float:
+    """Best-of-N memory-read bandwidth: summing a buffer far larger than any cache."""
+    buffer = torch.ones(size_mb * 2**20 // 4, dtype=torch.float32, device=device)
+    buffer.sum()
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        buffer.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    del buffer
+    return size_mb * 2**20 / best / 1e9
+
+
+class StepClock:
+    """A stopping criterion that never stops: it timestamps every decode step of generate()."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def steps_per_s(times: list[float]) -> float:
+    """From per-step timestamps: the median interval, so the few steps that also decoded a chunk
+    of audio, or met another process on this shared machine, do not count as decode speed."""
+    return 1.0 / statistics.median(b - a for a, b in zip(times, times[1:]))
+
+
+def baseline(bundle: MusicgenBundle, prompt: str, params: GenerationParams, frames: int) -> float:
+    """transformers' generate() decode steps per second (the decode loop only, not encode/decode)."""
+    from transformers import StoppingCriteriaList
+
+    clock = StepClock()
+    tokens = bundle.tokenizer([prompt], return_tensors="pt").to(bundle.device)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        bundle.model.generate(**tokens, do_sample=True, top_k=params.top_k, guidance_scale=params.guidance_scale,
+                              max_new_tokens=frames + delay_steps(bundle.num_codebooks, bundle.audio_channels),
+                              stopping_criteria=StoppingCriteriaList([clock]))
+    return steps_per_s(clock.times)
+
+
+def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params: GenerationParams,
+             reference: MusicgenEngine | None, bandwidth: float) -> ModeResult:
+    settings = StreamSettings()
+    reset_peak_memory(bundle.device)
+    start = time.perf_counter()
+    model = MusicGen(bundle, engine=options, stream_settings=settings)
+    load_s = time.perf_counter() - start
+    step_times: list[float] = []
+    sync(bundle.device)
+    start = time.perf_counter()
+    ttfa = None
+    audio_samples = 0
+    for chunk in model.stream(prompt, params, progress=lambda done, total: step_times.append(time.perf_counter())):
+        if ttfa is None:
+            ttfa = time.perf_counter() - start
+        audio_samples += chunk.frames
+    wall = time.perf_counter() - start
+    rate = steps_per_s(step_times)
+    # What the first chunk cannot avoid: prefill, its own frames' steps, and one chunk decode.
+    bundle_delay = delay_steps(bundle.num_codebooks, bundle.audio_channels)
+    needed_steps = (settings.first_chunk_frames + settings.lookahead_frames
+                    + math.ceil(settings.crossfade_samples / bundle.hop_length) + bundle_delay)
+    prefill_s = step_times[0] - start
+    codes = torch.zeros((1, bundle.num_codebooks, needed_steps - bundle_delay),
+                        dtype=torch.long, device=bundle.device)
+    sync(bundle.device)
+    decode_start = time.perf_counter()
+    decode_codes(bundle, codes)
+    sync(bundle.device)
+    chunk_decode_s = time.perf_counter() - decode_start
+    bound = prefill_s + (needed_steps - 1) / rate + chunk_decode_s
+    peak = peak_memory_mb(bundle.device)
+    engine = model.engine
+    agreement = "reference"
+    if reference is not None:
+        cond = build_conditioning(bundle, [prompt], guidance_scale=params.guidance_scale)
+        a = compare(reference, engine, cond, frames=16, guidance_scale=params.guidance_scale)
+        agreement = f"greedy {a.token_agreement:.1%}, logit err max {a.max_logit_error:.3g} rel {a.relative_logit_error:.3g}"
+    weight_bytes = engine.weight_bytes_per_step
+    result = ModeResult(
+        mode=options.name, load_s=load_s, steps_per_s=rate, ttfa_s=ttfa, ttfa_bound_s=bound,
+        ttfa_steps_s=step_times[needed_steps - 1] - start, chunk_decode_s=chunk_decode_s,
+        rtf=(audio_samples / bundle.sample_rate) / wall, peak_memory_mb=peak, weight_mb_per_step=weight_bytes / 2**20,
+        floor_steps_per_s=bandwidth * 1e9 / weight_bytes, agreement=agreement,
+    )
+    del model, engine
+    gc.collect()
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="random/musicgen-small")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds of audio per run")
+    parser.add_argument("--guidance-scale", type=float, default=3.0)
+    parser.add_argument("--top-k", type=int, default=250)
+    parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
+    parser.add_argument("--modes", default=None, help="comma-separated engine modes (default: float32,bfloat16,int8 "
+                        "on the CPU, float32,bfloat16+compile,float16+compile on a GPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--skip-baseline", action="store_true", help="engine modes only (ratio reported as null)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    modes = args.modes or ("float32,bfloat16,int8" if device.type == "cpu"
+                           else "float32,bfloat16+compile,float16+compile")
+    folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
+    bundle = load_folder(folder, model_id=args.model, device=device)
+    params = GenerationParams(duration_s=args.duration, top_k=args.top_k, guidance_scale=args.guidance_scale, seed=0)
+    frames = math.ceil(args.duration * bundle.frame_rate)
+    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), {args.duration:g} s = {frames} frames, "
+          f"guidance {args.guidance_scale:g}, top-k {args.top_k}")
+
+    bandwidth = read_bandwidth_gb_s(device)
+    print(f"memory-read bandwidth: {bandwidth:.1f} GB/s")
+    base = None if args.skip_baseline else baseline(bundle, args.prompt, params, frames)
+    if base is not None:
+        print(f"baseline transformers generate(): {base:.2f} steps/s")
+
+    reference = MusicgenEngine(bundle, EngineOptions(warmup=False))
+    results = []
+    for spec in modes.split(","):
+        options = EngineOptions.parse(spec.strip())
+        result = run_mode(bundle, options, args.prompt, params, None if spec == "float32" else reference, bandwidth)
+        results.append(result)
+        ratio = f"{result.steps_per_s / base:.2f}x baseline" if base else "no baseline"
+        print(f"{result.mode:>18}: {result.steps_per_s:6.2f} steps/s ({ratio}), floor {result.floor_steps_per_s:6.2f} "
+              f"steps/s ({result.steps_per_s / result.floor_steps_per_s:.0%} of it, {result.weight_mb_per_step:.0f} MB "
+              f"weights a step), TTFA {result.ttfa_s:.2f} s (bound {result.ttfa_bound_s:.2f} s; its steps took {result.ttfa_steps_s:.2f} s, "
+              f"a chunk decode {result.chunk_decode_s:.2f} s), RTF {result.rtf:.2f}, "
+              f"peak {result.peak_memory_mb:.0f} MB, load+warm-up {result.load_s:.1f} s; {result.agreement}")
+    best = max(results, key=lambda r: r.steps_per_s)
+    summary = {
+        "baseline_steps_per_s": round(base, 3) if base else None,
+        "best_mode": best.mode,
+        "best_steps_per_s": round(best.steps_per_s, 3),
+        "ratio": round(best.steps_per_s / base, 3) if base else None,
+        "ttfa_s": round(best.ttfa_s, 3),
+        "rtf": round(best.rtf, 3),
+        "floor_steps_per_s": round(best.floor_steps_per_s, 3),
+        "floor_fraction": round(best.steps_per_s / best.floor_steps_per_s, 3),
+        "float32_ratio": next((round(r.steps_per_s / base, 3) for r in results if r.mode == "float32"), None)
+        if base else None,
+        "bandwidth_gb_s": round(bandwidth, 2),
+        "device": str(device),
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
