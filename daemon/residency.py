@@ -73,11 +73,15 @@ class ModelPool:
                     return entry.backend
             log.info("loading model %s on %s", model_id, self._device)
             started = time.perf_counter()
-            backend = self._loader(model_id, self._device)
+            try:
+                backend = self._loader(model_id, self._device)
+            finally:
+                # Failed ids must not pile up locks (requests may name any string).
+                with self._lock:
+                    self._load_locks.pop(model_id, None)
             log.info("model %s loaded in %.1f s", model_id, time.perf_counter() - started)
             with self._lock:
                 self._entries[model_id] = _Entry(backend, pin, self._clock())
-                self._load_locks.pop(model_id, None)
             return backend
 
     @contextlib.contextmanager

@@ -77,3 +77,11 @@ def test_unload_and_failures() -> None:
     with pool.use("fake/fast") as in_use:
         pool.unload("fake/fast")  # a running job keeps the backend it has
         assert in_use is backend and pool.loaded() == []
+
+
+def test_failed_loads_leave_nothing_behind() -> None:
+    pool = ModelPool(fake_loader, "cpu")
+    for n in range(50):
+        with pytest.raises(Exception):
+            pool.load(f"nope/{n}")
+    assert pool.loaded() == [] and pool._load_locks == {}
