@@ -143,6 +143,22 @@ def usage(cls: type[Message]) -> str:
     return text + (" [key value]..." if cls.OSC_OPTIONS else "")
 
 
+def reference() -> str:
+    """The OSC address space as text, from the schema: each request with its options' types,
+    then each event (for docs and for checking patches against)."""
+    lines = ["Requests (to the daemon):"]
+    for cls in REQUEST_ADDRESSES.values():
+        lines.append(f"  {usage(cls)}")
+        if cls.OSC_OPTIONS:
+            positional = set(cls.OSC_FORMS[0])
+            options = [f"{spec.name} ({'path' if spec.kind == 'audio' else spec.kind})" for spec in fields_of(cls)
+                       if spec.name not in positional and spec.name != "id" and spec.kind != "list[str]"]
+            lines.append(f"      options: {', '.join(options)}")
+    lines.append("Events (from the daemon):")
+    lines += [f"  {usage(cls)}" for cls in EVENT_ADDRESSES.values()]
+    return "\n".join(lines)
+
+
 def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
     specs = {spec.name: spec for spec in fields_of(cls)}
     form = _pick_form(cls, specs, args)

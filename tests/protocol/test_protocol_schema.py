@@ -297,3 +297,10 @@ def test_inline_audio_is_checked() -> None:
         "buffer": 0, "sample_rate": 8000, "channels": 1, "frames": 1, "dtype": "float32"}}).encode()
     with pytest.raises(BadAudio, match="NaN"):
         wire.decode_request([header, struct.pack("<f", math.inf)])
+
+
+def test_the_osc_reference_lists_every_address_and_option() -> None:
+    text = osc.reference()
+    for address in [*osc.REQUEST_ADDRESSES, *osc.EVENT_ADDRESSES]:
+        assert f"  {address} ," in text
+    assert "seed (int)" in text and "melody (path)" in text and "/riffd/chunk ,sis JOB INDEX PATH" in text
