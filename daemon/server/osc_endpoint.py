@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from protocol import osc
 from protocol.errors import MessageTooLarge, RiffdError
-from protocol.messages import Chunk, Error, Event, Request
+from protocol.messages import Chunk, Error, Event, Models, Request, Status
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, "OscReply"], None]
 #: Unsent bytes queued for one TCP peer before it is dropped.
 MAX_TCP_BACKLOG_BYTES = 4 * 1024 * 1024
+#: Error texts and model lists are cut to these sizes over OSC (messages stay under 8 KB).
+MAX_OSC_TEXT_CHARS = 1000
+MAX_OSC_LIST_ITEMS = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +42,7 @@ class OscReply:
     def send(self, event: Event) -> None:
         if isinstance(event, Chunk) and event.path is None:
             return
+        event = _fit_for_osc(event)
         try:
             packet = osc.encode(event)
         except ValueError as exc:
@@ -53,6 +57,17 @@ class OscReply:
                 self.connection.transport.abort()
                 return
             self.connection.write(osc.frame_tcp(packet))
+
+
+def _fit_for_osc(event: Event) -> Event:
+    """Shorten what can grow without bound (error text, model lists) so the message fits OSC."""
+    if isinstance(event, Error) and len(event.message) > MAX_OSC_TEXT_CHARS:
+        return replace(event, message=event.message[: MAX_OSC_TEXT_CHARS - 3] + "...")
+    if isinstance(event, Status) and len(event.models) > MAX_OSC_LIST_ITEMS:
+        return replace(event, models=event.models[:MAX_OSC_LIST_ITEMS])
+    if isinstance(event, Models) and len(event.loaded) > MAX_OSC_LIST_ITEMS:
+        return replace(event, loaded=event.loaded[:MAX_OSC_LIST_ITEMS])
+    return event
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

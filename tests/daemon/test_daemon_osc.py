@@ -197,3 +197,14 @@ def test_control_requests_answer_at_reply_port(debug_daemon: DaemonThread) -> No
         oscsend("/riffd/models", "i", dump.port, url=url)
         models = dump.wait_for(lambda line: line.address == "/riffd/models")
         assert models is not None and models.args == ("debug/musicgen", "debug/musicgen")
+
+
+def test_long_error_texts_are_cut_to_fit_osc(debug_daemon: DaemonThread) -> None:
+    peer = OscPeer(debug_daemon.osc_port)
+    try:
+        # The message names the 3600-character path; the OSC error carries its start.
+        peer.send("/riffd/continue", "/" + "/".join(["abcdefgh"] * 400), 1.0, "job", "longpath")
+        address, args = peer.receive_until("/riffd/error", "longpath")[-1]
+        assert args[1] == "bad_audio" and len(args[2]) == 1000 and args[2].endswith("...")
+    finally:
+        peer.close()
