@@ -127,6 +127,7 @@ class WindowCache:
     layers: list[LayerCache]
     batch: int
     position: int = 0  # next position to be fed
+    position_tensor: torch.Tensor | None = None  # the same on the device, for the fixed-shape step
 
     def memory_bytes(self) -> int:
         total = 0

@@ -69,12 +69,14 @@ class JukeboxModel(nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         cache_dir: str | os.PathLike | None = None,
+        step: str = "eager",
         **config_overrides: Any,
     ) -> JukeboxModel:
         """Load a Hugging Face Jukebox folder or hub id (e.g. 'openai/jukebox-1b-lyrics').
 
         `dtype` applies to the priors; the VQ-VAE stays float32 (its codes must not move).
-        `config_overrides` replace top-level config keys, e.g. `min_duration=0`.
+        `step`: see `set_step_mode`. `config_overrides` replace top-level config keys, e.g.
+        `min_duration=0`.
         """
         folder = loader.resolve(path_or_hub_id, cache_dir)
         config = JukeboxConfig.from_dict(loader.read_config(folder), **config_overrides)
@@ -96,8 +98,21 @@ class JukeboxModel(nn.Module):
         loader.check_tied(model, tied_in_file)
         model.eval()
         model.to(device)
+        model.set_step_mode(step)
         log.info("loaded Jukebox from %s (%d priors)", folder, len(model.priors))
         return model
+
+    def set_step_mode(self, mode: str) -> None:
+        """How sampling computes each token: "eager" (default; slices the caches to the keys a
+        position sees), "static" (fixed shapes: every cache buffer under a mask), or "compiled"
+        (the static step through `torch.compile`, for GPUs, where launch overhead dominates)."""
+        if mode not in ("eager", "static", "compiled"):
+            raise ValueError(f"step mode must be 'eager', 'static' or 'compiled', got {mode!r}")
+        for prior in self.priors:
+            step = None if mode == "eager" else prior.static_step_logits
+            if mode == "compiled":
+                step = torch.compile(step, dynamic=False)
+            prior.fixed_shape_step = step
 
     def tied_keys(self) -> list[str]:
         return [

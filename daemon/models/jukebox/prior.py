@@ -17,8 +17,9 @@ from torch import nn
 
 from .conditioner import LabelConditioner, MusicTokenConditioner
 from .config import PriorConfig
-from .transformer import Conv1D, LayerStack
 from .kv_cache import WindowCache
+from .static_step import fill_cross, stack_step
+from .transformer import Conv1D, LayerStack
 
 
 class PositionalEmbedding(nn.Module):
@@ -122,6 +123,9 @@ class JukeboxPrior(nn.Module):
             self.metadata_embedding = LabelConditioner(config, include_time_signal=self.level == 0)
         self.is_encoder_decoder = config.is_encoder_decoder
         self.lyric_len = config.nb_relevant_lyric_tokens
+        # the per-token step sampling uses; `JukeboxModel.set_step_mode` swaps in the fixed-shape
+        # (optionally compiled) one at load time
+        self.fixed_shape_step = None
         if config.is_encoder_decoder:
             self.music_shift = config.lyric_vocab_size
             self.prior = TokenTransformer(
@@ -264,6 +268,38 @@ class JukeboxPrior(nn.Module):
             hidden = hidden + _positions(cond.audio, t, t + 1)
         hidden = net.transformer.step(hidden, cache, cond.encoder_states)
         return net.head(hidden, cond.audio, t)
+
+
+    @torch.no_grad()
+    def sampling_step(self, previous: torch.Tensor | None, cond: WindowConditioning, cache: WindowCache) -> torch.Tensor:
+        """Logits [B, 1, vocab] of the next position, with the step chosen at load time."""
+        if self.fixed_shape_step is None:
+            return self.step_logits(previous, cond, cache)
+        if cache.position_tensor is None:
+            fill_cross(self.prior.transformer, cache, cond.encoder_states)
+            cache.position_tensor = torch.tensor(cache.position, device=self.prior.embed_tokens.weight.device)
+        if previous is None:  # position 0 reads the start embedding; any id will do here
+            previous = torch.zeros(cache.batch, 1, dtype=torch.long, device=cache.position_tensor.device)
+        logits = self.fixed_shape_step(previous, cache.position_tensor, cond, cache)
+        cache.position += 1
+        cache.position_tensor += 1
+        return logits
+
+    def static_step_logits(
+        self, previous: torch.Tensor, position: torch.Tensor, cond: WindowConditioning, cache: WindowCache
+    ) -> torch.Tensor:
+        """`step_logits` with fixed shapes: previous [B, 1], position a 0-d tensor. Does not advance the cache."""
+        net = self.prior
+        embedded = net.embed_tokens(previous)
+        start = net.start_embedding(cache.batch, cond.start).to(embedded.dtype)
+        hidden = torch.where(position == 0, start, embedded)
+        hidden = hidden + net.pos_emb.pos_emb.index_select(0, position.view(1))
+        cond_here = None
+        if cond.audio is not None:
+            cond_here = cond.audio if cond.audio.shape[1] == 1 else cond.audio.index_select(1, position.view(1))
+            hidden = hidden + cond_here
+        hidden = stack_step(net.transformer, hidden, position, cache)
+        return net.head(hidden, cond_here, 0)
 
 
 def _lyric_window(

@@ -149,7 +149,7 @@ def sample_window(
     while cache.position < target:
         if should_stop is not None and should_stop():
             raise SamplingCancelled([])  # iter_sample re-raises it with the tokens of finished windows
-        logits = prior.step_logits(previous, cond, cache)
+        logits = prior.sampling_step(previous, cond, cache)
         if music_codes_only and prior.music_shift:
             logits[..., : prior.music_shift] = -float("inf")
         previous = draw(logits, temperature, top_k, top_p, generator)
