@@ -208,3 +208,17 @@ def test_long_error_texts_are_cut_to_fit_osc(debug_daemon: DaemonThread) -> None
         assert args[1] == "bad_audio" and len(args[2]) == 1000 and args[2].endswith("...")
     finally:
         peer.close()
+
+
+def test_an_unwritable_output_is_an_error_event_and_the_daemon_serves_on(debug_daemon: DaemonThread) -> None:
+    # A file where the job's chunk folder should be: writing the first chunk fails.
+    (debug_daemon.config.out_dir / "blocked").write_text("not a folder")
+    peer = OscPeer(debug_daemon.osc_port)
+    try:
+        peer.send("/riffd/generate", "x", 0.5, "job", "blocked")
+        address, args = peer.receive_until("/riffd/error", "blocked")[-1]
+        assert args[1] == "output_error" and "blocked" in args[2]
+        peer.send("/riffd/generate", "x", 0.5, "job", "unblocked")
+        assert peer.receive_until("/riffd/done", "unblocked")[-1][0] == "/riffd/done"
+    finally:
+        peer.close()
