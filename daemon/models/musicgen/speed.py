@@ -21,7 +21,11 @@ FORMATS: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,  # half the bytes per step; fast on AVX-512 BF16 / AMX CPUs and on GPUs
     "float16": torch.float16,  # GPU only: CPUs have no fast fp16 matmul
     "int8": torch.bfloat16,  # weight-only int8 (a scale per output row), bf16 activations
+    "int4": torch.bfloat16,  # weight-only int4 in groups of 64 (scale and offset each), bf16 activations (CPU)
 }
+
+#: int4 weights share a scale and an offset per this many input columns.
+INT4_GROUP = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class EngineOptions:
             raise InvalidArgument(f"unknown engine weight format {self.weights!r}; use one of {', '.join(FORMATS)}")
         if self.weights == "float16" and device.type == "cpu":
             raise InvalidArgument("float16 weights need a GPU; use bfloat16 or int8 on the CPU")
+        if self.weights == "int4" and device.type != "cpu":
+            raise InvalidArgument("int4 weights run on the CPU only; use bfloat16 or float16 on a GPU")
         return self
 
     @classmethod
@@ -104,11 +110,45 @@ class Int8Linear:
         return self.weight.numel() + self.scales.numel() * self.scales.element_size()
 
 
-Linear = DenseLinear | Int8Linear
+class Int4Linear:
+    """Weight-only int4, asymmetric per group of `INT4_GROUP` inputs, bf16 activations (CPU kernel)."""
+
+    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
+        full = torch.cat(list(weights)).float()
+        rows, cols = full.shape
+        self.group = min(INT4_GROUP, cols)
+        groups = full.reshape(rows, cols // self.group, self.group)
+        low, high = groups.amin(dim=-1, keepdim=True), groups.amax(dim=-1, keepdim=True)
+        scales = (high - low).clamp(min=1e-6) / 15
+        codes = torch.round((groups - low) / scales).clamp(0, 15).to(torch.int32).reshape(rows, cols)
+        # The kernel computes (code - 8) * scale + offset, so the offset is the group's minimum plus 8 steps.
+        offsets = low + 8 * scales
+        self.scales_offsets = torch.cat([scales, offsets], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        self.weight = torch._convert_weight_to_int4pack_for_cpu(codes, 2)
+        self.rows = rows
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch._weight_int4pack_mm_for_cpu(flat, self.weight, self.group, self.scales_offsets)
+        return out.view(*x.shape[:-1], -1)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weights `[out, in]` float32 the kernel multiplies by (for tests)."""
+        eye = torch.eye(self.weight.shape[-1] * 2, dtype=torch.bfloat16)
+        return self(eye).float().T
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.numel() * self.weight.element_size() + self.scales_offsets.numel() * 2
+
+
+Linear = DenseLinear | Int8Linear | Int4Linear
 
 
 def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Linear:
     """One projection (several fused when given several matrices) in the options' format."""
     if options.weights == "int8":
         return Int8Linear(weights)
+    if options.weights == "int4":
+        return Int4Linear(weights)
     return DenseLinear(weights, options.dtype)
