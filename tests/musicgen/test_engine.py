@@ -115,9 +115,11 @@ def test_options_are_validated_at_load():
     with pytest.raises(InvalidArgument):
         EngineOptions.parse("float32+turbo")
     with pytest.raises(InvalidArgument):
-        EngineOptions(weights="int4").validate(torch.device("cpu"))
+        EngineOptions(weights="int2").validate(torch.device("cpu"))
     with pytest.raises(InvalidArgument):
         EngineOptions(weights="float16").validate(torch.device("cpu"))
+    with pytest.raises(InvalidArgument):
+        EngineOptions(weights="int4").validate(torch.device("cuda"))
 
 
 def test_seeded_sampling_and_no_cache_left_behind(engines):
