@@ -27,7 +27,7 @@ from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
     TERMINAL_EVENTS, Accepted, Cancel, Continue, Error, Event, Generate, GetStatus, ListModels, LoadModel,
-    Models, Ok, Request, Status, UnloadModel,
+    Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,12 @@ class AsyncClient:
 
     async def unload(self, model: str) -> Ok:
         return await self._call(UnloadModel(model=model, id=_new_id()), Ok)
+
+    async def subscribe(self, port: int, host: str | None = None) -> Ok:
+        return await self._call(Subscribe(host=host, port=port, id=_new_id()), Ok)
+
+    async def unsubscribe(self, port: int, host: str | None = None) -> Ok:
+        return await self._call(Unsubscribe(host=host, port=port, id=_new_id()), Ok)
 
     async def close(self) -> None:
         if self._reader is not None:

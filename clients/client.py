@@ -28,7 +28,7 @@ from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
     TERMINAL_EVENTS, Accepted, Cancel, Chunk, Continue, Done, Error, Event, Generate, GetStatus, ListModels,
-    LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel,
+    LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,11 @@ class Client:
         return self._call(UnloadModel(model=model, id=_new_id()), Ok)
 
     def subscribe(self, port: int, host: str | None = None) -> Ok:
-        """Have the daemon send every job event as OSC to host:port (UDP)."""
+        """Have the daemon send every job event as OSC to host:port (UDP; host 127.0.0.1 by default)."""
         return self._call(Subscribe(host=host, port=port, id=_new_id()), Ok)
+
+    def unsubscribe(self, port: int, host: str | None = None) -> Ok:
+        return self._call(Unsubscribe(host=host, port=port, id=_new_id()), Ok)
 
     def close(self) -> None:
         self._socket.close()

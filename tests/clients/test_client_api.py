@@ -114,3 +114,26 @@ def test_asyncio_stream_left_early_in_a_block_cancels_its_job(fake_daemon: Daemo
 
     status, job = asyncio.run(main())
     assert job == "aleft" and "aleft" not in status.jobs
+
+
+def test_a_script_points_osc_events_at_a_patch(fake_daemon: DaemonThread) -> None:
+    """A ZeroMQ client subscribes an OSC listener (a patch): it hears the script's job, with WAV files."""
+    import shutil
+
+    import soundfile as sf
+    from daemon_harness import OscDump
+
+    if shutil.which("oscdump") is None:
+        pytest.skip("liblo-tools not installed")
+    with OscDump() as dump, Client(fake_daemon.zmq) as client:
+        assert client.subscribe(dump.port).subject == f"osc.udp://127.0.0.1:{dump.port}"
+        events = list(client.generate("x", duration_s=0.5, job="scripted"))
+        assert isinstance(events[-1], Done)
+        chunk = dump.wait_for(lambda line: line.address == "/riffd/chunk" and line.args[0] == "scripted")
+        assert chunk is not None and sf.info(chunk.args[2]).frames == 4000
+        # The ZeroMQ chunk named the same file.
+        assert [e.path for e in events if isinstance(e, Chunk)][0] == chunk.args[2]
+        client.unsubscribe(dump.port)
+        with pytest.raises(RiffdError) as info:
+            client.unsubscribe(dump.port)
+        assert info.value.code == "not_found"
