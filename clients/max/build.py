@@ -4,8 +4,8 @@ Both are generated so that their OSC addresses, ports and argument layouts are r
 code and checked against the protocol schema (tests/clients_max). Max sends a message box
 `/riffd/generate $1 $2 ...` to [udpsend] as an OSC message whose type tags follow the atoms:
 symbols as s, Max ints as i, Max floats (8.) as f. Max's [udpsend] cannot read replies, so
-each request names `reply_port`: the daemon sends that job's events to this host at the port
-where [udpreceive] listens.
+each request names a reply port (`reply_port` option, or the trailing int of cancel and
+status): the daemon answers to this host at the port where [udpreceive] listens.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from daemon.config import DEFAULT_OSC_PORT
 HERE = Path(__file__).resolve().parent
 #: Where the patch listens for the daemon's events (any free UDP port works; change both places).
 REPLY_PORT = 7402
-EVENTS = "/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error"
+EVENTS = "/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status"
 
 
 def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
@@ -76,8 +76,13 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
          presentation=pr(190, 55, 80, 20), **({"text": "cancel", "mode": 0} if device else {}))
     p.comment(510, 350, "cancel the last job", 160)
     p.obj("last", 480, 380, "zl reg")
-    p.msg("cancel", 480, 410, "/riffd/cancel $1", 140)
+    p.msg("cancel", 480, 410, f"/riffd/cancel $1 {REPLY_PORT}", 140)
     p.chain("stop", "last", "cancel", "send")
+    p.ui("ask", "button" if not device else "live.text", 680, 350, 24, io=(1, 2 if device else 1),
+         presentation=pr(190, 80, 80, 20), **({"text": "status", "mode": 0} if device else {}))
+    p.comment(710, 350, "daemon status", 120)
+    p.msg("status", 680, 410, f"/riffd/status {REPLY_PORT}", 140)
+    p.chain("ask", "status", "send")
 
     # Events.
     p.obj("recv", 20, 470, f"udpreceive {REPLY_PORT}", 140)
@@ -121,6 +126,9 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
     p.wire("route:5", "errprint")
     p.obj("started", 720, 535, "unpack s s i i")
     p.wire("route:1", "started")
+    p.obj("replies", 720, 565, "print riffd-reply")
+    p.wire("route:6", "replies")
+    p.wire("route:7", "replies")
     p.obj("gain", 240, 700, "*~ 0.8", 60)
     p.wire("cplay", "gain")
     p.wire("dplay", "gain")

@@ -511,7 +511,7 @@
             140,
             22
           ],
-          "text": "/riffd/cancel $1",
+          "text": "/riffd/cancel $1 7402",
           "outlettype": [
             ""
           ]
@@ -520,6 +520,66 @@
       {
         "box": {
           "id": "obj-24",
+          "maxclass": "live.text",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            680,
+            350,
+            24,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            190,
+            80,
+            80,
+            20
+          ],
+          "text": "status",
+          "mode": 0
+        }
+      },
+      {
+        "box": {
+          "id": "obj-25",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            710,
+            350,
+            120,
+            22
+          ],
+          "text": "daemon status"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-26",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            680,
+            410,
+            140,
+            22
+          ],
+          "text": "/riffd/status 7402",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-27",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -537,18 +597,20 @@
       },
       {
         "box": {
-          "id": "obj-25",
+          "id": "obj-28",
           "maxclass": "newobj",
           "numinlets": 2,
-          "numoutlets": 7,
+          "numoutlets": 9,
           "patching_rect": [
             20,
             500,
             620,
             22
           ],
-          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error",
+          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status",
           "outlettype": [
+            "",
+            "",
             "",
             "",
             "",
@@ -561,7 +623,7 @@
       },
       {
         "box": {
-          "id": "obj-26",
+          "id": "obj-29",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -580,7 +642,7 @@
       },
       {
         "box": {
-          "id": "obj-27",
+          "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -600,7 +662,7 @@
       },
       {
         "box": {
-          "id": "obj-28",
+          "id": "obj-31",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -618,7 +680,7 @@
       },
       {
         "box": {
-          "id": "obj-29",
+          "id": "obj-32",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -636,7 +698,7 @@
       },
       {
         "box": {
-          "id": "obj-30",
+          "id": "obj-33",
           "maxclass": "live.slider",
           "numinlets": 1,
           "numoutlets": 2,
@@ -663,7 +725,7 @@
       },
       {
         "box": {
-          "id": "obj-31",
+          "id": "obj-34",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -683,7 +745,7 @@
       },
       {
         "box": {
-          "id": "obj-32",
+          "id": "obj-35",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -701,7 +763,7 @@
       },
       {
         "box": {
-          "id": "obj-33",
+          "id": "obj-36",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -720,7 +782,7 @@
       },
       {
         "box": {
-          "id": "obj-34",
+          "id": "obj-37",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -738,7 +800,7 @@
       },
       {
         "box": {
-          "id": "obj-35",
+          "id": "obj-38",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -757,7 +819,7 @@
       },
       {
         "box": {
-          "id": "obj-36",
+          "id": "obj-39",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -776,7 +838,7 @@
       },
       {
         "box": {
-          "id": "obj-37",
+          "id": "obj-40",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -794,7 +856,7 @@
       },
       {
         "box": {
-          "id": "obj-38",
+          "id": "obj-41",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -813,7 +875,7 @@
       },
       {
         "box": {
-          "id": "obj-39",
+          "id": "obj-42",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -831,7 +893,7 @@
       },
       {
         "box": {
-          "id": "obj-40",
+          "id": "obj-43",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -850,7 +912,7 @@
       },
       {
         "box": {
-          "id": "obj-41",
+          "id": "obj-44",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -870,7 +932,7 @@
       },
       {
         "box": {
-          "id": "obj-42",
+          "id": "obj-45",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -885,7 +947,7 @@
       },
       {
         "box": {
-          "id": "obj-43",
+          "id": "obj-46",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 4,
@@ -906,7 +968,22 @@
       },
       {
         "box": {
-          "id": "obj-44",
+          "id": "obj-47",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            720,
+            565,
+            140,
+            22
+          ],
+          "text": "print riffd-reply"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-48",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1135,7 +1212,7 @@
             0
           ],
           "destination": [
-            "obj-25",
+            "obj-26",
             0
           ]
         }
@@ -1143,11 +1220,11 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
+            "obj-26",
             0
           ],
           "destination": [
-            "obj-26",
+            "obj-13",
             0
           ]
         }
@@ -1155,7 +1232,31 @@
       {
         "patchline": {
           "source": [
-            "obj-26",
+            "obj-27",
+            0
+          ],
+          "destination": [
+            "obj-28",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            0
+          ],
+          "destination": [
+            "obj-29",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             0
           ],
           "destination": [
@@ -1167,56 +1268,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            2
-          ],
-          "destination": [
-            "obj-27",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-27",
-            1
-          ],
-          "destination": [
             "obj-28",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-27",
             2
-          ],
-          "destination": [
-            "obj-29",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-28",
-            0
-          ],
-          "destination": [
-            "obj-29",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-29",
-            0
           ],
           "destination": [
             "obj-30",
@@ -1227,8 +1280,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            3
+            "obj-30",
+            1
           ],
           "destination": [
             "obj-31",
@@ -1239,11 +1292,23 @@
       {
         "patchline": {
           "source": [
-            "obj-31",
+            "obj-30",
             2
           ],
           "destination": [
             "obj-32",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-31",
+            0
+          ],
+          "destination": [
+            "obj-32",
             0
           ]
         }
@@ -1263,8 +1328,8 @@
       {
         "patchline": {
           "source": [
-            "obj-33",
-            1
+            "obj-28",
+            3
           ],
           "destination": [
             "obj-34",
@@ -1276,7 +1341,7 @@
         "patchline": {
           "source": [
             "obj-34",
-            0
+            2
           ],
           "destination": [
             "obj-35",
@@ -1287,46 +1352,46 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
+            "obj-35",
+            0
+          ],
+          "destination": [
+            "obj-36",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-36",
+            1
+          ],
+          "destination": [
+            "obj-37",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-37",
+            0
+          ],
+          "destination": [
+            "obj-38",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
             4
           ],
           "destination": [
-            "obj-36",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-36",
-            1
-          ],
-          "destination": [
-            "obj-37",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-37",
-            0
-          ],
-          "destination": [
-            "obj-38",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-38",
-            1
-          ],
-          "destination": [
             "obj-39",
             0
           ]
@@ -1336,7 +1401,7 @@
         "patchline": {
           "source": [
             "obj-39",
-            0
+            1
           ],
           "destination": [
             "obj-40",
@@ -1347,8 +1412,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            5
+            "obj-40",
+            0
           ],
           "destination": [
             "obj-41",
@@ -1359,8 +1424,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            5
+            "obj-41",
+            1
           ],
           "destination": [
             "obj-42",
@@ -1371,8 +1436,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            1
+            "obj-42",
+            0
           ],
           "destination": [
             "obj-43",
@@ -1383,8 +1448,8 @@
       {
         "patchline": {
           "source": [
-            "obj-35",
-            0
+            "obj-28",
+            5
           ],
           "destination": [
             "obj-44",
@@ -1395,11 +1460,11 @@
       {
         "patchline": {
           "source": [
-            "obj-40",
-            0
+            "obj-28",
+            5
           ],
           "destination": [
-            "obj-44",
+            "obj-45",
             0
           ]
         }
@@ -1407,7 +1472,67 @@
       {
         "patchline": {
           "source": [
-            "obj-44",
+            "obj-28",
+            1
+          ],
+          "destination": [
+            "obj-46",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            6
+          ],
+          "destination": [
+            "obj-47",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            7
+          ],
+          "destination": [
+            "obj-47",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-38",
+            0
+          ],
+          "destination": [
+            "obj-48",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-43",
+            0
+          ],
+          "destination": [
+            "obj-48",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-48",
             0
           ],
           "destination": [
@@ -1419,7 +1544,7 @@
       {
         "patchline": {
           "source": [
-            "obj-44",
+            "obj-48",
             0
           ],
           "destination": [

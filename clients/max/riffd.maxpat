@@ -410,7 +410,7 @@
             140,
             22
           ],
-          "text": "/riffd/cancel $1",
+          "text": "/riffd/cancel $1 7402",
           "outlettype": [
             ""
           ]
@@ -419,6 +419,56 @@
       {
         "box": {
           "id": "obj-24",
+          "maxclass": "button",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "patching_rect": [
+            680,
+            350,
+            24,
+            22
+          ],
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-25",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            710,
+            350,
+            120,
+            22
+          ],
+          "text": "daemon status"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-26",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            680,
+            410,
+            140,
+            22
+          ],
+          "text": "/riffd/status 7402",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-27",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -436,18 +486,20 @@
       },
       {
         "box": {
-          "id": "obj-25",
+          "id": "obj-28",
           "maxclass": "newobj",
           "numinlets": 2,
-          "numoutlets": 7,
+          "numoutlets": 9,
           "patching_rect": [
             20,
             500,
             620,
             22
           ],
-          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error",
+          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status",
           "outlettype": [
+            "",
+            "",
             "",
             "",
             "",
@@ -460,7 +512,7 @@
       },
       {
         "box": {
-          "id": "obj-26",
+          "id": "obj-29",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -479,7 +531,7 @@
       },
       {
         "box": {
-          "id": "obj-27",
+          "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -499,7 +551,7 @@
       },
       {
         "box": {
-          "id": "obj-28",
+          "id": "obj-31",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -517,7 +569,7 @@
       },
       {
         "box": {
-          "id": "obj-29",
+          "id": "obj-32",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -535,7 +587,7 @@
       },
       {
         "box": {
-          "id": "obj-30",
+          "id": "obj-33",
           "maxclass": "slider",
           "numinlets": 1,
           "numoutlets": 1,
@@ -554,7 +606,7 @@
       },
       {
         "box": {
-          "id": "obj-31",
+          "id": "obj-34",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -574,7 +626,7 @@
       },
       {
         "box": {
-          "id": "obj-32",
+          "id": "obj-35",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -592,7 +644,7 @@
       },
       {
         "box": {
-          "id": "obj-33",
+          "id": "obj-36",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -611,7 +663,7 @@
       },
       {
         "box": {
-          "id": "obj-34",
+          "id": "obj-37",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -629,7 +681,7 @@
       },
       {
         "box": {
-          "id": "obj-35",
+          "id": "obj-38",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -648,7 +700,7 @@
       },
       {
         "box": {
-          "id": "obj-36",
+          "id": "obj-39",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -667,7 +719,7 @@
       },
       {
         "box": {
-          "id": "obj-37",
+          "id": "obj-40",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -685,7 +737,7 @@
       },
       {
         "box": {
-          "id": "obj-38",
+          "id": "obj-41",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -704,7 +756,7 @@
       },
       {
         "box": {
-          "id": "obj-39",
+          "id": "obj-42",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -722,7 +774,7 @@
       },
       {
         "box": {
-          "id": "obj-40",
+          "id": "obj-43",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -741,7 +793,7 @@
       },
       {
         "box": {
-          "id": "obj-41",
+          "id": "obj-44",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -761,7 +813,7 @@
       },
       {
         "box": {
-          "id": "obj-42",
+          "id": "obj-45",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -776,7 +828,7 @@
       },
       {
         "box": {
-          "id": "obj-43",
+          "id": "obj-46",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 4,
@@ -797,7 +849,22 @@
       },
       {
         "box": {
-          "id": "obj-44",
+          "id": "obj-47",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            720,
+            565,
+            140,
+            22
+          ],
+          "text": "print riffd-reply"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-48",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1026,7 +1093,7 @@
             0
           ],
           "destination": [
-            "obj-25",
+            "obj-26",
             0
           ]
         }
@@ -1034,11 +1101,11 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
+            "obj-26",
             0
           ],
           "destination": [
-            "obj-26",
+            "obj-13",
             0
           ]
         }
@@ -1046,7 +1113,31 @@
       {
         "patchline": {
           "source": [
-            "obj-26",
+            "obj-27",
+            0
+          ],
+          "destination": [
+            "obj-28",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            0
+          ],
+          "destination": [
+            "obj-29",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             0
           ],
           "destination": [
@@ -1058,56 +1149,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            2
-          ],
-          "destination": [
-            "obj-27",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-27",
-            1
-          ],
-          "destination": [
             "obj-28",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-27",
             2
-          ],
-          "destination": [
-            "obj-29",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-28",
-            0
-          ],
-          "destination": [
-            "obj-29",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-29",
-            0
           ],
           "destination": [
             "obj-30",
@@ -1118,8 +1161,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            3
+            "obj-30",
+            1
           ],
           "destination": [
             "obj-31",
@@ -1130,11 +1173,23 @@
       {
         "patchline": {
           "source": [
-            "obj-31",
+            "obj-30",
             2
           ],
           "destination": [
             "obj-32",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-31",
+            0
+          ],
+          "destination": [
+            "obj-32",
             0
           ]
         }
@@ -1154,8 +1209,8 @@
       {
         "patchline": {
           "source": [
-            "obj-33",
-            1
+            "obj-28",
+            3
           ],
           "destination": [
             "obj-34",
@@ -1167,7 +1222,7 @@
         "patchline": {
           "source": [
             "obj-34",
-            0
+            2
           ],
           "destination": [
             "obj-35",
@@ -1178,46 +1233,46 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
+            "obj-35",
+            0
+          ],
+          "destination": [
+            "obj-36",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-36",
+            1
+          ],
+          "destination": [
+            "obj-37",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-37",
+            0
+          ],
+          "destination": [
+            "obj-38",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
             4
           ],
           "destination": [
-            "obj-36",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-36",
-            1
-          ],
-          "destination": [
-            "obj-37",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-37",
-            0
-          ],
-          "destination": [
-            "obj-38",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-38",
-            1
-          ],
-          "destination": [
             "obj-39",
             0
           ]
@@ -1227,7 +1282,7 @@
         "patchline": {
           "source": [
             "obj-39",
-            0
+            1
           ],
           "destination": [
             "obj-40",
@@ -1238,8 +1293,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            5
+            "obj-40",
+            0
           ],
           "destination": [
             "obj-41",
@@ -1250,8 +1305,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            5
+            "obj-41",
+            1
           ],
           "destination": [
             "obj-42",
@@ -1262,8 +1317,8 @@
       {
         "patchline": {
           "source": [
-            "obj-25",
-            1
+            "obj-42",
+            0
           ],
           "destination": [
             "obj-43",
@@ -1274,8 +1329,8 @@
       {
         "patchline": {
           "source": [
-            "obj-35",
-            0
+            "obj-28",
+            5
           ],
           "destination": [
             "obj-44",
@@ -1286,11 +1341,11 @@
       {
         "patchline": {
           "source": [
-            "obj-40",
-            0
+            "obj-28",
+            5
           ],
           "destination": [
-            "obj-44",
+            "obj-45",
             0
           ]
         }
@@ -1298,7 +1353,67 @@
       {
         "patchline": {
           "source": [
-            "obj-44",
+            "obj-28",
+            1
+          ],
+          "destination": [
+            "obj-46",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            6
+          ],
+          "destination": [
+            "obj-47",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-28",
+            7
+          ],
+          "destination": [
+            "obj-47",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-38",
+            0
+          ],
+          "destination": [
+            "obj-48",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-43",
+            0
+          ],
+          "destination": [
+            "obj-48",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-48",
             0
           ],
           "destination": [
@@ -1310,7 +1425,7 @@
       {
         "patchline": {
           "source": [
-            "obj-44",
+            "obj-48",
             0
           ],
           "destination": [

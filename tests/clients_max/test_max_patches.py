@@ -75,8 +75,9 @@ def _atom_tag(word: str) -> str:
     return "s"
 
 
-def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> bool:
-    """Whether one OSC form of `cls` accepts these atoms ((tag, literal or None) each)."""
+def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> dict[str, str | None] | None:
+    """The fields (name: literal or None) of the first OSC form of `cls` that accepts these atoms
+    ((tag, literal or None) each), or None."""
     specs = {spec.name: spec for spec in fields_of(cls)}
     for form in cls.OSC_FORMS:
         positional, options = atoms[:len(form)], atoms[len(form):]
@@ -87,8 +88,10 @@ def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> bool:
         pairs = list(zip(options[::2], options[1::2]))
         if all(key_tag == "s" and key in specs and key not in form and tag in ACCEPTS[specs[key].kind]
                for (key_tag, key), (tag, _) in pairs):
-            return True
-    return False
+            found = {name: literal for name, (_, literal) in zip(form, positional)}
+            found.update({key: literal for (_, key), (_, literal) in pairs})
+            return found
+    return None
 
 
 def test_committed_patches_are_what_the_builder_makes() -> None:
@@ -111,6 +114,8 @@ def test_every_request_sent_is_in_the_schema(path: Path) -> None:
     patch = Patch(path)
     [udpsend] = patch.objects("udpsend")
     assert udpsend["text"].split()[1:] == ["127.0.0.1", str(DEFAULT_OSC_PORT)]
+    [receive] = patch.objects("udpreceive")
+    port = receive["text"].split()[1]
     sent = set()
     for box in patch.boxes.values():
         text = box.get("text", "")
@@ -129,22 +134,18 @@ def test_every_request_sent_is_in_the_schema(path: Path) -> None:
                 atoms.append((types.pop()[int(dollar[1]) - 1], None))
             else:
                 atoms.append((_atom_tag(word), word))
-        assert _matches(REQUEST_ADDRESSES[address], atoms), f"{text}: {atoms} fits no OSC form of {address}"
+        fields = _matches(REQUEST_ADDRESSES[address], atoms)
+        assert fields is not None, f"{text}: {atoms} fits no OSC form of {address}"
+        # Max's [udpsend] cannot receive: every request must name where [udpreceive] listens.
+        assert fields.get("reply_port") == port, f"{text}: reply_port is not {port}"
         sent.add(address)
-    assert {"/riffd/generate", "/riffd/continue", "/riffd/cancel"} <= sent
+    assert {"/riffd/generate", "/riffd/continue", "/riffd/cancel", "/riffd/status"} <= sent
 
 
 @pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
 def test_every_event_routed_is_in_the_schema(path: Path) -> None:
     patch = Patch(path)
     [receive] = patch.objects("udpreceive")
-    port = receive["text"].split()[1]
-    # Each job's events come to [udpreceive] because every job request names its port.
-    for box in patch.boxes.values():
-        text = box.get("text", "")
-        if box["maxclass"] == "message" and text.split()[0] in ("/riffd/generate", "/riffd/continue"):
-            words = text.split()
-            assert words[words.index("reply_port") + 1] == port, text
     routed = set()
     for route in patch.objects("route"):
         addresses = route["text"].split()[1:]
