@@ -27,11 +27,15 @@ _FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 def read_audio(path: str | os.PathLike, *, max_duration_s: float = DEFAULT_MAX_INPUT_S) -> Audio:
     """Decode `path` to float32 `[channels, frames]`; BadAudio says what is wrong with it."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir, is_file, readable = path.is_dir(), path.is_file(), os.access(path, os.R_OK)
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte...
+        raise BadAudio(f"audio path {str(path)[:200]!r} is not usable: {_reason(exc)}") from exc
+    if is_dir:
         raise BadAudio(f"{path} is a folder, not an audio file")
-    if not path.is_file():
+    if not is_file:
         raise BadAudio(f"audio file {path} does not exist")
-    if not os.access(path, os.R_OK):
+    if not readable:
         raise BadAudio(f"audio file {path} cannot be read (permission denied)")
     try:
         info = sf.info(str(path))

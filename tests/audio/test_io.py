@@ -63,6 +63,10 @@ def test_stream_resampler_matches_whole_buffer():
 def test_refusals(tmp_path):
     with pytest.raises(BadAudio, match="does not exist"):
         read_audio(tmp_path / "nope.wav")
+    with pytest.raises(BadAudio, match="not usable"):
+        read_audio(tmp_path / ("x" * 300 + ".wav"))
+    with pytest.raises(BadAudio, match="not usable"):
+        read_audio("bad\x00name.wav")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(BadAudio, match="cannot read"):
