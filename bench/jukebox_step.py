@@ -6,7 +6,7 @@ and times single steps there. As a baseline measured in the same run, it times w
 costs without a cache (a full forward over every position so far). Prints per-step
 milliseconds per position, the ratio last/first of each, and a JSON line last.
 
-    /tmp/venv/bin/python bench/jukebox_step.py [--device cuda] [--steps 20]
+    /tmp/venv/bin/python bench/jukebox_step.py [--device cuda] [--steps 20] [--step eager|static|compiled]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from daemon.models.jukebox.config import JukeboxConfig
 from daemon.models.jukebox.presets import DEBUG_CONFIG, init_random
 
 
-def build_prior(n_ctx: int, width: int, layers: int, device: str):
+def build_prior(n_ctx: int, width: int, layers: int, device: str, step: str):
     raw = copy.deepcopy(DEBUG_CONFIG)
     raw["prior_config_list"][2].update(
         n_ctx=n_ctx, blocks=64, hidden_size=width, num_layers=layers, n_heads=2, res_conv_width=32
@@ -36,6 +36,7 @@ def build_prior(n_ctx: int, width: int, layers: int, device: str):
     torch.manual_seed(0)
     model = JukeboxModel(JukeboxConfig.from_dict(raw)).eval()
     init_random(model)
+    model.set_step_mode(step)
     return model.priors[2].to(device)
 
 
@@ -54,7 +55,7 @@ def time_cached_steps(prior, cond, tokens, position: int, steps: int, device: st
         previous = tokens[:, position + i - 1 : position + i]
         sync(device)
         start = time.perf_counter()
-        prior.step_logits(previous, cond, cache)
+        prior.sampling_step(previous, cond, cache)
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
@@ -82,10 +83,11 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--step", choices=["eager", "static", "compiled"], default="eager", help="sampling step mode")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    prior = build_prior(args.n_ctx, args.width, args.layers, args.device)
+    prior = build_prior(args.n_ctx, args.width, args.layers, args.device, args.step)
     n_ctx = prior.n_ctx
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, prior.music_vocab_size, (1, n_ctx), generator=g).to(args.device)
@@ -94,9 +96,9 @@ def main() -> None:
     cond = prior.conditioning(upper.to(args.device), metadata.to(args.device))
 
     positions = [p for p in (64, 512, 2048, 4096, n_ctx - args.steps - 1) if p + args.steps < n_ctx]
-    time_cached_steps(prior, cond, tokens, positions[0], 5, args.device)  # warm-up
+    time_cached_steps(prior, cond, tokens, positions[0], 5, args.device)  # warm-up (and compile)
     cached, uncached = [], []
-    print(f"prior: n_ctx {n_ctx}, width {args.width}, {args.layers} layers, device {args.device}")
+    print(f"prior: n_ctx {n_ctx}, width {args.width}, {args.layers} layers, device {args.device}, step {args.step}")
     print(f"{'position':>9} {'cached ms/step':>15} {'no-cache ms/step':>17}")
     for position in positions:
         cached.append(time_cached_steps(prior, cond, tokens, position, args.steps, args.device))
@@ -106,14 +108,23 @@ def main() -> None:
     uncached_ratio = uncached[-1] / uncached[0]
     print(f"cached step, last/first position: {cached_ratio:.2f}x (flat is ~1)")
     print(f"baseline without cache, last/first: {uncached_ratio:.2f}x")
+    speedup = None
+    if args.step != "eager":
+        # the eager step on the same weights, same run: the baseline a step mode must beat
+        eager = build_prior(args.n_ctx, args.width, args.layers, args.device, "eager")
+        eager_ms = [time_cached_steps(eager, cond, tokens, p, args.steps, args.device) for p in positions]
+        speedup = statistics.median(e / c for e, c in zip(eager_ms, cached))
+        print(f"eager step ms: {', '.join(f'{t:.3f}' for t in eager_ms)}; {args.step} is {speedup:.2f}x faster")
     print(json.dumps({
         "bench": "jukebox_step",
         "device": args.device,
+        "step": args.step,
         "positions": positions,
         "cached_ms": [round(t, 4) for t in cached],
         "uncached_ms": [round(t, 4) for t in uncached],
         "cached_ratio_last_first": round(cached_ratio, 3),
         "uncached_ratio_last_first": round(uncached_ratio, 3),
+        "speedup_vs_eager": None if speedup is None else round(speedup, 3),
     }))
 
 

@@ -50,3 +50,9 @@ def test_static_step_reproduces_reference_tokens(static_model, expected, labels)
 def test_unknown_step_mode(model):
     with pytest.raises(ValueError, match="step mode"):
         model.set_step_mode("turbo")
+
+
+def test_warm_up_leaves_global_rng_alone(model):
+    state = torch.get_rng_state()
+    model.warm_up()
+    assert torch.equal(torch.get_rng_state(), state)

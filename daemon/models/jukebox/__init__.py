@@ -20,6 +20,10 @@ preview; for an audio prime, `model.prime_tokens(audio)` gives the context token
 for exact audio chunks. `should_stop()` is checked before every token; it ends the stream with
 `SamplingCancelled`, which carries the tokens sampled so far. Each call owns its key/value
 caches and (with `seed=`) its random generator, so concurrent jobs do not interfere.
+
+Speed: `from_pretrained(..., step="compiled")` samples with a fixed-shape step through
+`torch.compile` (compiled and warmed up at load; same tokens as the reference), "static" is
+the same step uncompiled, "eager" (default) slices the caches instead.
 """
 
 from .model import JukeboxModel

@@ -32,7 +32,7 @@ from torch import nn
 from . import loader
 from .config import JukeboxConfig
 from .prior import JukeboxPrior
-from .sampler import LevelSampled, SamplingParams, StopCheck, ProgressCallback, WindowSampled, iter_sample
+from .sampler import LevelSampled, SamplingParams, StopCheck, ProgressCallback, WindowSampled, iter_sample, sample_window
 from .vqvae import JukeboxVQVAE
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ class JukeboxModel(nn.Module):
         model.eval()
         model.to(device)
         model.set_step_mode(step)
+        if step == "compiled":
+            model.warm_up()
         log.info("loaded Jukebox from %s (%d priors)", folder, len(model.priors))
         return model
 
@@ -113,6 +115,23 @@ class JukeboxModel(nn.Module):
             if mode == "compiled":
                 step = torch.compile(step, dynamic=False)
             prior.fixed_shape_step = step
+
+    @torch.no_grad()
+    def warm_up(self, batch: int = 1) -> None:
+        """Run a few sampling steps of every prior, so a compiled step is compiled now rather
+        than in the first request. Draws from its own generator: the global RNG is untouched."""
+        generator = torch.Generator(device=self.priors[0].prior.embed_tokens.weight.device).manual_seed(0)
+        for prior in self.priors:
+            config = prior.config
+            device = prior.prior.embed_tokens.weight.device
+            labels = torch.zeros(batch, 4 + config.max_nb_genres + prior.lyric_len, dtype=torch.long, device=device)
+            total = max(prior.sample_length, int(config.min_duration * config.sampling_rate) + 1)
+            metadata = prior.window_metadata(labels, 0, total, 0)
+            upper = None
+            if prior.level:
+                upper = torch.zeros(batch, prior.n_ctx // prior.cond_downsample, dtype=torch.long, device=device)
+            context = torch.zeros(batch, 0, dtype=torch.long, device=device)
+            sample_window(prior, context, upper, metadata, 3, temperature=1.0, generator=generator)
 
     def tied_keys(self) -> list[str]:
         return [
