@@ -20,7 +20,7 @@ from daemon.config import DEFAULT_OSC_PORT
 
 HERE = Path(__file__).resolve().parent
 #: Where the patch listens for the daemon's events (any free UDP port works; change both places).
-REPLY_PORT = 7402
+REPLY_PORT = 7410
 EVENTS = "/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status"
 
 

@@ -302,7 +302,7 @@
             420,
             22
           ],
-          "text": "/riffd/generate $1 $2 seed $3 play $4 reply_port 7402",
+          "text": "/riffd/generate $1 $2 seed $3 play $4 reply_port 7410",
           "outlettype": [
             ""
           ]
@@ -432,7 +432,7 @@
             320,
             22
           ],
-          "text": "/riffd/continue $1 $2 reply_port 7402",
+          "text": "/riffd/continue $1 $2 reply_port 7410",
           "outlettype": [
             ""
           ]
@@ -511,7 +511,7 @@
             140,
             22
           ],
-          "text": "/riffd/cancel $1 7402",
+          "text": "/riffd/cancel $1 7410",
           "outlettype": [
             ""
           ]
@@ -571,7 +571,7 @@
             140,
             22
           ],
-          "text": "/riffd/status 7402",
+          "text": "/riffd/status 7410",
           "outlettype": [
             ""
           ]
@@ -589,7 +589,7 @@
             140,
             22
           ],
-          "text": "udpreceive 7402",
+          "text": "udpreceive 7410",
           "outlettype": [
             ""
           ]

@@ -221,7 +221,7 @@
             420,
             22
           ],
-          "text": "/riffd/generate $1 $2 seed $3 play $4 reply_port 7402",
+          "text": "/riffd/generate $1 $2 seed $3 play $4 reply_port 7410",
           "outlettype": [
             ""
           ]
@@ -341,7 +341,7 @@
             320,
             22
           ],
-          "text": "/riffd/continue $1 $2 reply_port 7402",
+          "text": "/riffd/continue $1 $2 reply_port 7410",
           "outlettype": [
             ""
           ]
@@ -410,7 +410,7 @@
             140,
             22
           ],
-          "text": "/riffd/cancel $1 7402",
+          "text": "/riffd/cancel $1 7410",
           "outlettype": [
             ""
           ]
@@ -460,7 +460,7 @@
             140,
             22
           ],
-          "text": "/riffd/status 7402",
+          "text": "/riffd/status 7410",
           "outlettype": [
             ""
           ]
@@ -478,7 +478,7 @@
             140,
             22
           ],
-          "text": "udpreceive 7402",
+          "text": "udpreceive 7410",
           "outlettype": [
             ""
           ]

@@ -66,3 +66,14 @@ def test_a_bad_set_list_names_its_problem(recipe_daemon: RecipeDaemon, tmp_path:
     setlist.write_text('[[section]]\nprompt = "x"\nduration = 1\n')
     done = run_recipe("setlist", str(setlist), "--endpoint", recipe_daemon.thread.zmq, "--out", str(tmp_path / "o"))
     assert done.returncode == 2 and "unknown key 'duration'" in done.stderr
+
+
+def test_the_documented_example_is_a_valid_set_list(tmp_path: Path) -> None:
+    from clients.examples import setlist
+
+    example = setlist.__doc__.split("# set.toml\n", 1)[1].split("\n\nSections are", 1)[0]
+    path = tmp_path / "set.toml"
+    path.write_text("\n".join(line.removeprefix("    ") for line in example.splitlines()))
+    parsed = setlist.read_setlist(path)
+    assert [s.name for s in parsed.sections] == ["intro", "groove"] and parsed.sections[1].continue_
+    assert parsed.model == "facebook/musicgen-small" and parsed.context_s == 6
