@@ -55,3 +55,13 @@ def test_from_pretrained_reads_vocab_folder(fixture_dir, expected, meta):
     ids = tok(artist=meta["artist"], genres=meta["genre"], lyrics=meta["lyrics"])["input_ids"]
     assert ids[0][0, :5].tolist() == expected["labels_0"][0, :5].tolist()
     assert ids[0][0, 5:9].tolist() == [-1, -1, -1, -1]
+
+
+def test_from_pretrained_vocab_only_folder(fixture_dir, tmp_path, expected, meta):
+    import shutil
+
+    for name in ("artists.json", "genres.json", "lyrics.json"):
+        shutil.copy(fixture_dir / "vocab" / name, tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"n_genres": 1}')
+    ids = JukeboxTokenizer.from_pretrained(tmp_path)(artist=meta["artist"], genres=meta["genre"], lyrics=meta["lyrics"])
+    assert all(torch.equal(ids["input_ids"][i], expected[f"labels_{i}"]) for i in range(3))

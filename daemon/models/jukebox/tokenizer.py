@@ -54,7 +54,8 @@ class JukeboxTokenizer:
         cls, path_or_hub_id: str | os.PathLike, cache_dir: str | os.PathLike | None = None
     ) -> JukeboxTokenizer:
         """Read artists.json, genres.json, lyrics.json (and tokenizer_config.json if present)."""
-        folder = loader.resolve(path_or_hub_id, cache_dir)
+        local = Path(path_or_hub_id).expanduser()
+        folder = local if local.is_dir() else loader.resolve(path_or_hub_id, cache_dir)
         vocab = folder / "vocab" if not (folder / "artists.json").is_file() else folder
         options = {}
         config_file = folder / "tokenizer_config.json"
