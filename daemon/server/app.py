@@ -85,11 +85,13 @@ class Daemon:
     async def start(self) -> Addresses:
         loop = asyncio.get_running_loop()
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
-        if self._playback is not None:
-            await loop.run_in_executor(None, self._playback.start)  # with --play: says now if there is no sound card
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready.
             await loop.run_in_executor(self._load_executor, partial(self._pool.load, model_id, pin=True))
+        if self._playback is not None:
+            # With --play, after the models: loading holds the GIL for long stretches, which would
+            # starve the audio callback (JACK drops a client that misses its deadlines for long).
+            await loop.run_in_executor(None, self._playback.start)
 
         def emit(job: Job, event: Event) -> None:
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,28 +36,34 @@ def playing_daemon(config: DaemonConfig, playback: PlaybackSinkFactory, loader: 
     return thread.start()
 
 
-@pytest.fixture(scope="module")
-def player(jack_server: JackServer) -> Iterator[Player]:
-    player = Player.open(PlaybackConfig(device="system", buffer_s=0.3))
-    yield player
-    player.close()
+@dataclass
+class Playing:
+    daemon: DaemonThread
+    player: Player
+
+
+def start_playing(config: DaemonConfig, loader: Loader | None = None) -> Playing:
+    """The daemon opens the sound card itself once its models are loaded, as with --play."""
+    playback = PlaybackSinkFactory(PlaybackConfig(device="system", buffer_s=0.3), play_by_default=True)
+    daemon = playing_daemon(config, playback, loader)
+    assert playback.player is not None, "playback did not open"
+    return Playing(daemon, playback.player)
 
 
 @pytest.fixture(scope="module")
-def debug_player_daemon(player: Player, riffd_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
+def debug_playing(jack_server: JackServer, riffd_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playing]:
     config = make_config(tmp_path_factory.mktemp("play-out"), models=("debug/musicgen",), cache_dir=riffd_cache)
-    daemon = playing_daemon(config, PlaybackSinkFactory(player.config, play_by_default=True, player=player))
-    yield daemon
-    daemon.stop()
+    playing = start_playing(config)
+    yield playing
+    playing.daemon.stop()
 
 
 @pytest.fixture
-def fake_player_daemon(player: Player, tmp_path: Path) -> Iterator[DaemonThread]:
+def fake_playing(jack_server: JackServer, tmp_path: Path) -> Iterator[Playing]:
     """fake/* models: sines of 0.5 amplitude at 220 + seed % 500 Hz, 16 kHz mono; fake/slow at 5x real time."""
-    config = make_config(tmp_path / "out", models=("fake/fast", "fake/slow"))
-    daemon = playing_daemon(config, PlaybackSinkFactory(player.config, play_by_default=True, player=player), fake_loader)
-    yield daemon
-    daemon.stop()
+    playing = start_playing(make_config(tmp_path / "out", models=("fake/fast", "fake/slow")), fake_loader)
+    yield playing
+    playing.daemon.stop()
 
 
 def played_reference(chunks: list[Chunk]) -> np.ndarray:
@@ -79,13 +86,12 @@ def tone_level(window: np.ndarray, frequency_hz: float) -> float:
     return float(2 * np.abs(np.dot(window, np.exp(-2j * np.pi * frequency_hz * t))) / window.size)
 
 
-def test_a_daemon_job_is_heard_as_it_was_generated(
-    debug_player_daemon: DaemonThread, player: Player, start_capture: Callable[[], JackCapture]
-) -> None:
+def test_a_daemon_job_is_heard_as_it_was_generated(debug_playing: Playing, start_capture: Callable[[], JackCapture]) -> None:
+    player = debug_playing.player
     capture = start_capture()
     capture.wait_following("PortAudio")
     underruns_before = player.status().underruns
-    with Client(debug_player_daemon.zmq, timeout_s=60) as client:
+    with Client(debug_playing.daemon.zmq, timeout_s=60) as client:
         chunks, _ = finished(client.generate("a steady pulse", duration_s=1.5, seed=5))
     assert player.wait_idle(15.0)
     time.sleep(0.1)
@@ -101,11 +107,12 @@ def test_a_daemon_job_is_heard_as_it_was_generated(
 
 
 def test_two_overlapping_jobs_are_both_heard_at_their_gains(
-    fake_player_daemon: DaemonThread, player: Player, start_capture: Callable[[], JackCapture]
+    fake_playing: Playing, start_capture: Callable[[], JackCapture]
 ) -> None:
+    player = fake_playing.player
     capture = start_capture()
     capture.wait_following("PortAudio")
-    with Client(fake_player_daemon.zmq, timeout_s=60) as client:
+    with Client(fake_playing.daemon.zmq, timeout_s=60) as client:
         finished(client.generate("low", duration_s=1.5, seed=100, job="layer-1", gain=0.6))  # 320 Hz
         wait_for(lambda: (v := player.voice("layer-1")) is not None and v.frames_played > RATE // 2, timeout_s=10)
         finished(client.generate("high", duration_s=1.5, seed=300, job="layer-2", gain=0.3))  # 520 Hz
@@ -123,8 +130,9 @@ def test_two_overlapping_jobs_are_both_heard_at_their_gains(
     assert low_only >= 3 and both >= 5 and high_only >= 3, (low_only, both, high_only)
 
 
-def test_a_request_can_opt_out_of_playback(fake_player_daemon: DaemonThread, player: Player) -> None:
-    with Client(fake_player_daemon.zmq, timeout_s=60) as client:
+def test_a_request_can_opt_out_of_playback(fake_playing: Playing) -> None:
+    player = fake_playing.player
+    with Client(fake_playing.daemon.zmq, timeout_s=60) as client:
         finished(client.generate("muted", duration_s=0.5, job="muted", play=False))
         finished(client.generate("heard", duration_s=0.5, job="heard"))
     assert player.voice("muted") is None
@@ -132,11 +140,12 @@ def test_a_request_can_opt_out_of_playback(fake_player_daemon: DaemonThread, pla
 
 
 def test_cancelling_a_playing_daemon_job_fades_it_out(
-    fake_player_daemon: DaemonThread, player: Player, start_capture: Callable[[], JackCapture]
+    fake_playing: Playing, start_capture: Callable[[], JackCapture]
 ) -> None:
+    player = fake_playing.player
     capture = start_capture()
     capture.wait_following("PortAudio")
-    with Client(fake_player_daemon.zmq, timeout_s=60) as client:
+    with Client(fake_playing.daemon.zmq, timeout_s=60) as client:
         stream = client.generate("long", duration_s=20.0, model="fake/slow", job="to-cancel")
         for event in stream:
             if isinstance(event, Chunk) and event.index == 12:

@@ -116,6 +116,7 @@ class Player:
                 raise InvalidArgument(f"job {job!r} is already playing")
             self._by_job[job] = voice
         self._mixer.add(voice)
+        self._wake.set()  # the feeder may be idle
         return voice
 
     def voice(self, job: str) -> Voice | None:
@@ -206,7 +207,8 @@ class Player:
         """Top up every voice's ring when a chunk arrives, and every feed interval as rings drain."""
         interval = self.config.feed_interval_s
         while not self._stop.is_set():
-            self._wake.wait(interval)
+            # Idle (no voice): sleep until a voice is added or the player stops; a push rings too.
+            self._wake.wait(interval if self._mixer.voices else None)
             self._wake.clear()
             for voice in self._mixer.voices:
                 voice.feed()

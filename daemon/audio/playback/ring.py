@@ -3,7 +3,9 @@
 The producer (the player's feeder thread) only advances `_written`; the consumer (the audio
 callback) only advances `_read`. Each side copies its frames first and publishes the new count
 after, so the other side never sees a frame before it is complete. Counts grow without bound
-(Python ints), which keeps "full" and "empty" apart without a spare slot.
+(Python ints), which keeps "full" and "empty" apart without a spare slot. The order of a
+side's copy and its count store is the program order, which CPython's GIL makes the order the
+other thread sees; a free-threaded interpreter would need explicit barriers here.
 """
 
 from __future__ import annotations

@@ -78,6 +78,11 @@ class PlaybackSinkFactory:
             return None
         return PlaybackSink(voice)
 
+    @property
+    def player(self) -> Player | None:
+        """The open player, or None while playback is off (or not yet asked for)."""
+        return self._player
+
     def cancel(self, job_id: str) -> bool:
         """Fade out a job that is still sounding after it finished rendering."""
         return self._player is not None and self._player.cancel(job_id)
