@@ -174,3 +174,30 @@ def test_without_portaudio_playback_is_off_with_one_message() -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["WARNING playback is off: PortAudio is not available (PortAudio library not found); "
                      "install libportaudio2 to play on the sound card"]
+
+
+def test_a_vanishing_jack_server_turns_playback_off_and_the_process_still_exits(jack_server: JackServer) -> None:
+    # Its own server, in its own process: the shared one stays up for the other tests.
+    script = (
+        "import logging, sys, time\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s')\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import os\n"
+        "import numpy as np\n"
+        "from jack_harness import JackServer\n"
+        "from daemon.audio.playback import PlaybackConfig, Player\n"
+        "server = JackServer(); server.start(); os.environ.update(server.env)\n"
+        "player = Player.open(PlaybackConfig(device='system', buffer_s=0.1))\n"
+        "voice = player.add_voice('x', 48000, 1); voice.push(np.zeros((1, 48000 * 5), np.float32))\n"
+        "time.sleep(0.5); server.stop()\n"
+        "deadline = time.monotonic() + 10\n"
+        "while player.status().enabled and time.monotonic() < deadline: time.sleep(0.05)\n"
+        "print('enabled', player.status().enabled, flush=True)\n"
+        "start = time.monotonic(); player.close(); print('closed in', round(time.monotonic() - start, 2), flush=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "enabled False"
+    assert float(lines[1].split()[-1]) < 1.0
+    assert "WARNING playback device system went away; leaving its stream" in result.stderr

@@ -50,6 +50,17 @@ def rescan(sd: ModuleType) -> None:
     sd._initialize()
 
 
+def forget_portaudio(sd: ModuleType) -> None:
+    """Leave PortAudio uninitialised at exit, after its device vanished under an open stream.
+
+    Once a JACK server is gone, PortAudio's JACK host hangs in Pa_StopStream and hangs or fails
+    an assertion in Pa_Terminate, which sounddevice calls at exit: the daemon would never exit.
+    sounddevice has no public switch for this, so its init count is cleared (a private field).
+    """
+    if hasattr(sd, "_initialized"):
+        sd._initialized = 0
+
+
 def output_devices(sd: ModuleType) -> list[OutputDevice]:
     """Every device PortAudio can play to."""
     host_apis = sd.query_hostapis()

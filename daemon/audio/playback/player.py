@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 
 from daemon.audio.playback.config import PlaybackConfig
-from daemon.audio.playback.device import OutputDevice, PlaybackUnavailable, resolve_output_device
+from daemon.audio.playback.device import OutputDevice, PlaybackUnavailable, forget_portaudio, resolve_output_device
 from daemon.audio.playback.mixer import Mixer
 from daemon.audio.playback.voice import Voice
 from protocol.errors import InvalidArgument
@@ -42,6 +42,7 @@ class Player:
     """
 
     def __init__(self, sd: ModuleType, device: OutputDevice, config: PlaybackConfig) -> None:
+        self._sd = sd
         self.config = config
         self.device = device
         self.sample_rate = config.sample_rate or device.default_sample_rate
@@ -92,8 +93,8 @@ class Player:
 
     def add_voice(self, job: str, sample_rate: int, channels: int, *, gain: float = 1.0) -> Voice:
         """A new voice for `job`, mixed in as soon as its jitter buffer fills."""
-        if not self._alive:
-            raise PlaybackUnavailable(f"playback on {self.device.name} has stopped")
+        if not self.alive:
+            raise PlaybackUnavailable(f"playback on {self.device.name} has stopped (device or server gone)")
         if not 0.0 <= gain <= 16.0:
             raise InvalidArgument(f"gain must be within [0, 16], got {gain}")
         rate = self.sample_rate
@@ -150,10 +151,15 @@ class Player:
                 return False
             waiting[0].ended.wait(left_s)
 
+    @property
+    def alive(self) -> bool:
+        """True while the stream runs; False once closed, or once its device or server went away."""
+        return self._alive and not self._stop.is_set() and self._stream.active
+
     def status(self) -> PlaybackStatus:
         voices = self._mixer.voices
         return PlaybackStatus(
-            enabled=self._alive,
+            enabled=self.alive,
             device=self.device.name,
             host_api=self.device.host_api,
             sample_rate=self.sample_rate,
@@ -168,18 +174,24 @@ class Player:
         """Fade out every voice, stop the stream and the feeder."""
         if self._stop.is_set():
             return
+        running = self.alive
         for voice in self._mixer.voices:
             voice.cancel()
-        if self._alive:
+        if running:
             self.wait_idle(fade_timeout_s)
         self._stop.set()
         self._wake.set()
         self._feeder.join(timeout=2.0)
-        try:
-            self._stream.stop()
-            self._stream.close()
-        except Exception as exc:  # noqa: BLE001 - the device may already be gone; closing must not raise
-            log.warning("closing playback stream: %s", exc)
+        if running:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except self._sd.PortAudioError as exc:
+                log.warning("closing playback stream: %s", exc)
+        else:
+            # The device vanished under the stream: stopping it would hang (PortAudio on JACK).
+            log.warning("playback device %s went away; leaving its stream", self.device.name)
+            forget_portaudio(self._sd)
         for voice in self._mixer.voices:
             voice.ended.set()
         self._alive = False
