@@ -152,6 +152,10 @@ def device_patch() -> Patcher:
               "Live's device editor. Takes play through plugout~ into the track.", 820,
               presentation=(10, 80, 400, 40))
     p.obj("dac", 240, 740, "plugout~")
+    # The track's own audio passes through; the takes are mixed on top.
+    p.obj("thru", 20, 740, "plugin~")
+    p.wire("thru", "dac")
+    p.wire("thru:1", "dac:1")
     _core(p, "dac", device=True)
     return p
 

@@ -61,6 +61,25 @@
       {
         "box": {
           "id": "obj-3",
+          "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "patching_rect": [
+            20,
+            740,
+            140,
+            22
+          ],
+          "text": "plugin~",
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-4",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -75,7 +94,7 @@
       },
       {
         "box": {
-          "id": "obj-4",
+          "id": "obj-5",
           "maxclass": "textedit",
           "numinlets": 1,
           "numoutlets": 4,
@@ -102,7 +121,7 @@
       },
       {
         "box": {
-          "id": "obj-5",
+          "id": "obj-6",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -120,7 +139,7 @@
       },
       {
         "box": {
-          "id": "obj-6",
+          "id": "obj-7",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -135,7 +154,7 @@
       },
       {
         "box": {
-          "id": "obj-7",
+          "id": "obj-8",
           "maxclass": "live.dial",
           "numinlets": 1,
           "numoutlets": 2,
@@ -175,7 +194,7 @@
       },
       {
         "box": {
-          "id": "obj-8",
+          "id": "obj-9",
           "maxclass": "live.numbox",
           "numinlets": 1,
           "numoutlets": 2,
@@ -210,7 +229,7 @@
       },
       {
         "box": {
-          "id": "obj-9",
+          "id": "obj-10",
           "maxclass": "live.toggle",
           "numinlets": 1,
           "numoutlets": 1,
@@ -246,7 +265,7 @@
       },
       {
         "box": {
-          "id": "obj-10",
+          "id": "obj-11",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -274,7 +293,7 @@
       },
       {
         "box": {
-          "id": "obj-11",
+          "id": "obj-12",
           "maxclass": "newobj",
           "numinlets": 4,
           "numoutlets": 1,
@@ -292,7 +311,7 @@
       },
       {
         "box": {
-          "id": "obj-12",
+          "id": "obj-13",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -310,7 +329,7 @@
       },
       {
         "box": {
-          "id": "obj-13",
+          "id": "obj-14",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -325,7 +344,7 @@
       },
       {
         "box": {
-          "id": "obj-14",
+          "id": "obj-15",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -340,7 +359,7 @@
       },
       {
         "box": {
-          "id": "obj-15",
+          "id": "obj-16",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -367,7 +386,7 @@
       },
       {
         "box": {
-          "id": "obj-16",
+          "id": "obj-17",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -385,7 +404,7 @@
       },
       {
         "box": {
-          "id": "obj-17",
+          "id": "obj-18",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -404,7 +423,7 @@
       },
       {
         "box": {
-          "id": "obj-18",
+          "id": "obj-19",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -422,7 +441,7 @@
       },
       {
         "box": {
-          "id": "obj-19",
+          "id": "obj-20",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -440,7 +459,7 @@
       },
       {
         "box": {
-          "id": "obj-20",
+          "id": "obj-21",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -467,7 +486,7 @@
       },
       {
         "box": {
-          "id": "obj-21",
+          "id": "obj-22",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -482,7 +501,7 @@
       },
       {
         "box": {
-          "id": "obj-22",
+          "id": "obj-23",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 2,
@@ -501,7 +520,7 @@
       },
       {
         "box": {
-          "id": "obj-23",
+          "id": "obj-24",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -519,7 +538,7 @@
       },
       {
         "box": {
-          "id": "obj-24",
+          "id": "obj-25",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -546,7 +565,7 @@
       },
       {
         "box": {
-          "id": "obj-25",
+          "id": "obj-26",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -561,7 +580,7 @@
       },
       {
         "box": {
-          "id": "obj-26",
+          "id": "obj-27",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -579,7 +598,7 @@
       },
       {
         "box": {
-          "id": "obj-27",
+          "id": "obj-28",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -597,7 +616,7 @@
       },
       {
         "box": {
-          "id": "obj-28",
+          "id": "obj-29",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 9,
@@ -623,7 +642,7 @@
       },
       {
         "box": {
-          "id": "obj-29",
+          "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -642,7 +661,7 @@
       },
       {
         "box": {
-          "id": "obj-30",
+          "id": "obj-31",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -662,7 +681,7 @@
       },
       {
         "box": {
-          "id": "obj-31",
+          "id": "obj-32",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -680,7 +699,7 @@
       },
       {
         "box": {
-          "id": "obj-32",
+          "id": "obj-33",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -698,7 +717,7 @@
       },
       {
         "box": {
-          "id": "obj-33",
+          "id": "obj-34",
           "maxclass": "live.slider",
           "numinlets": 1,
           "numoutlets": 2,
@@ -725,7 +744,7 @@
       },
       {
         "box": {
-          "id": "obj-34",
+          "id": "obj-35",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -745,7 +764,7 @@
       },
       {
         "box": {
-          "id": "obj-35",
+          "id": "obj-36",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -763,7 +782,7 @@
       },
       {
         "box": {
-          "id": "obj-36",
+          "id": "obj-37",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -782,7 +801,7 @@
       },
       {
         "box": {
-          "id": "obj-37",
+          "id": "obj-38",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -800,7 +819,7 @@
       },
       {
         "box": {
-          "id": "obj-38",
+          "id": "obj-39",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -819,7 +838,7 @@
       },
       {
         "box": {
-          "id": "obj-39",
+          "id": "obj-40",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -838,7 +857,7 @@
       },
       {
         "box": {
-          "id": "obj-40",
+          "id": "obj-41",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -856,7 +875,7 @@
       },
       {
         "box": {
-          "id": "obj-41",
+          "id": "obj-42",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -875,7 +894,7 @@
       },
       {
         "box": {
-          "id": "obj-42",
+          "id": "obj-43",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -893,7 +912,7 @@
       },
       {
         "box": {
-          "id": "obj-43",
+          "id": "obj-44",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -912,7 +931,7 @@
       },
       {
         "box": {
-          "id": "obj-44",
+          "id": "obj-45",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -932,7 +951,7 @@
       },
       {
         "box": {
-          "id": "obj-45",
+          "id": "obj-46",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -947,7 +966,7 @@
       },
       {
         "box": {
-          "id": "obj-46",
+          "id": "obj-47",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 4,
@@ -968,7 +987,7 @@
       },
       {
         "box": {
-          "id": "obj-47",
+          "id": "obj-48",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -983,7 +1002,7 @@
       },
       {
         "box": {
-          "id": "obj-48",
+          "id": "obj-49",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1004,12 +1023,24 @@
       {
         "patchline": {
           "source": [
-            "obj-4",
+            "obj-3",
             0
           ],
           "destination": [
-            "obj-5",
+            "obj-2",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-3",
+            1
+          ],
+          "destination": [
+            "obj-2",
+            1
           ]
         }
       },
@@ -1020,7 +1051,7 @@
             0
           ],
           "destination": [
-            "obj-11",
+            "obj-6",
             0
           ]
         }
@@ -1028,7 +1059,7 @@
       {
         "patchline": {
           "source": [
-            "obj-11",
+            "obj-6",
             0
           ],
           "destination": [
@@ -1052,12 +1083,12 @@
       {
         "patchline": {
           "source": [
-            "obj-7",
+            "obj-13",
             0
           ],
           "destination": [
-            "obj-11",
-            1
+            "obj-14",
+            0
           ]
         }
       },
@@ -1068,8 +1099,8 @@
             0
           ],
           "destination": [
-            "obj-11",
-            2
+            "obj-12",
+            1
           ]
         }
       },
@@ -1080,8 +1111,8 @@
             0
           ],
           "destination": [
-            "obj-11",
-            3
+            "obj-12",
+            2
           ]
         }
       },
@@ -1092,19 +1123,19 @@
             0
           ],
           "destination": [
+            "obj-12",
+            3
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-11",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-15",
-            0
           ],
           "destination": [
-            "obj-16",
+            "obj-12",
             0
           ]
         }
@@ -1152,20 +1183,8 @@
             0
           ],
           "destination": [
-            "obj-13",
+            "obj-20",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-7",
-            0
-          ],
-          "destination": [
-            "obj-18",
-            1
           ]
         }
       },
@@ -1176,7 +1195,7 @@
             0
           ],
           "destination": [
-            "obj-22",
+            "obj-14",
             0
           ]
         }
@@ -1184,7 +1203,19 @@
       {
         "patchline": {
           "source": [
-            "obj-22",
+            "obj-8",
+            0
+          ],
+          "destination": [
+            "obj-19",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-21",
             0
           ],
           "destination": [
@@ -1200,7 +1231,7 @@
             0
           ],
           "destination": [
-            "obj-13",
+            "obj-24",
             0
           ]
         }
@@ -1212,7 +1243,7 @@
             0
           ],
           "destination": [
-            "obj-26",
+            "obj-14",
             0
           ]
         }
@@ -1220,11 +1251,11 @@
       {
         "patchline": {
           "source": [
-            "obj-26",
+            "obj-25",
             0
           ],
           "destination": [
-            "obj-13",
+            "obj-27",
             0
           ]
         }
@@ -1236,7 +1267,7 @@
             0
           ],
           "destination": [
-            "obj-28",
+            "obj-14",
             0
           ]
         }
@@ -1260,18 +1291,6 @@
             0
           ],
           "destination": [
-            "obj-22",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-28",
-            2
-          ],
-          "destination": [
             "obj-30",
             0
           ]
@@ -1281,7 +1300,19 @@
         "patchline": {
           "source": [
             "obj-30",
+            0
+          ],
+          "destination": [
+            "obj-23",
             1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
+            2
           ],
           "destination": [
             "obj-31",
@@ -1292,12 +1323,12 @@
       {
         "patchline": {
           "source": [
-            "obj-30",
-            2
+            "obj-31",
+            1
           ],
           "destination": [
             "obj-32",
-            1
+            0
           ]
         }
       },
@@ -1305,11 +1336,11 @@
         "patchline": {
           "source": [
             "obj-31",
-            0
+            2
           ],
           "destination": [
-            "obj-32",
-            0
+            "obj-33",
+            1
           ]
         }
       },
@@ -1328,11 +1359,23 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-33",
+            0
+          ],
+          "destination": [
+            "obj-34",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             3
           ],
           "destination": [
-            "obj-34",
+            "obj-35",
             0
           ]
         }
@@ -1340,11 +1383,11 @@
       {
         "patchline": {
           "source": [
-            "obj-34",
+            "obj-35",
             2
           ],
           "destination": [
-            "obj-35",
+            "obj-36",
             0
           ]
         }
@@ -1352,11 +1395,11 @@
       {
         "patchline": {
           "source": [
-            "obj-35",
+            "obj-36",
             0
           ],
           "destination": [
-            "obj-36",
+            "obj-37",
             0
           ]
         }
@@ -1364,20 +1407,8 @@
       {
         "patchline": {
           "source": [
-            "obj-36",
+            "obj-37",
             1
-          ],
-          "destination": [
-            "obj-37",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-37",
-            0
           ],
           "destination": [
             "obj-38",
@@ -1388,11 +1419,23 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-38",
+            0
+          ],
+          "destination": [
+            "obj-39",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             4
           ],
           "destination": [
-            "obj-39",
+            "obj-40",
             0
           ]
         }
@@ -1400,20 +1443,8 @@
       {
         "patchline": {
           "source": [
-            "obj-39",
+            "obj-40",
             1
-          ],
-          "destination": [
-            "obj-40",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-40",
-            0
           ],
           "destination": [
             "obj-41",
@@ -1425,7 +1456,7 @@
         "patchline": {
           "source": [
             "obj-41",
-            1
+            0
           ],
           "destination": [
             "obj-42",
@@ -1437,7 +1468,7 @@
         "patchline": {
           "source": [
             "obj-42",
-            0
+            1
           ],
           "destination": [
             "obj-43",
@@ -1448,8 +1479,8 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
-            5
+            "obj-43",
+            0
           ],
           "destination": [
             "obj-44",
@@ -1460,7 +1491,7 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-29",
             5
           ],
           "destination": [
@@ -1472,8 +1503,8 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
-            1
+            "obj-29",
+            5
           ],
           "destination": [
             "obj-46",
@@ -1484,11 +1515,23 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-29",
+            1
+          ],
+          "destination": [
+            "obj-47",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             6
           ],
           "destination": [
-            "obj-47",
+            "obj-48",
             0
           ]
         }
@@ -1496,11 +1539,11 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-29",
             7
           ],
           "destination": [
-            "obj-47",
+            "obj-48",
             0
           ]
         }
@@ -1508,11 +1551,11 @@
       {
         "patchline": {
           "source": [
-            "obj-38",
+            "obj-39",
             0
           ],
           "destination": [
-            "obj-48",
+            "obj-49",
             0
           ]
         }
@@ -1520,11 +1563,11 @@
       {
         "patchline": {
           "source": [
-            "obj-43",
+            "obj-44",
             0
           ],
           "destination": [
-            "obj-48",
+            "obj-49",
             0
           ]
         }
@@ -1532,7 +1575,7 @@
       {
         "patchline": {
           "source": [
-            "obj-48",
+            "obj-49",
             0
           ],
           "destination": [
@@ -1544,7 +1587,7 @@
       {
         "patchline": {
           "source": [
-            "obj-48",
+            "obj-49",
             0
           ],
           "destination": [
