@@ -75,7 +75,8 @@ def read_setlist(path: Path) -> SetList:
     for number, table in enumerate(data.get("section", []), start=1):
         extra = sorted(set(table) - known)
         if extra:
-            raise InvalidArgument(f"{path}: section {number}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
+            raise InvalidArgument(f"{path}: section {number}: unknown key {extra[0]!r} "
+                                  f"(known: {', '.join(sorted(known))})")
         missing = [key for key in ("prompt", "duration_s") if key not in table]
         if missing:
             raise InvalidArgument(f"{path}: section {number}: missing {missing[0]!r}")

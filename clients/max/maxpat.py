@@ -9,7 +9,8 @@ from typing import Any
 #: instantiated the boxes (it recomputes them on load).
 _IO: dict[str, tuple[int, int]] = {
     "udpsend": (1, 0), "udpreceive": (1, 1), "prepend": (1, 1), "tosymbol": (1, 1), "print": (1, 0),
-    "buffer~": (1, 2), "plugin~": (2, 2), "play~": (1, 2), "dac~": (2, 0), "plugout~": (2, 0), "t": (1, 2), "zl": (2, 2),
+    "buffer~": (1, 2), "plugin~": (2, 2), "play~": (1, 2), "dac~": (2, 0), "plugout~": (2, 0), "t": (1, 2),
+    "zl": (2, 2),
     "loadbang": (1, 1), "live.thisdevice": (1, 3), "opendialog": (1, 1), "conformpath": (1, 2),
     "*~": (2, 1), "*": (2, 1), "/": (2, 1), "deferlow": (1, 1),
 }

@@ -161,7 +161,8 @@ def render() -> str:
         "- A request's audio field (`audio_prompt`, `melody`, `audio`) holds a path the daemon reads, or inline "
         "audio: `{\"buffer\": N, \"sample_rate\": SR, \"channels\": C, \"frames\": F, \"dtype\": \"float32\"}` "
         "naming frame N+1 of the message, which holds the samples "
-        f"(1-{MAX_INLINE_CHANNELS} channels, {INLINE_RATE_RANGE[0]}-{INLINE_RATE_RANGE[1]} Hz). OSC carries paths only.",
+        f"(1-{MAX_INLINE_CHANNELS} channels, {INLINE_RATE_RANGE[0]}-{INLINE_RATE_RANGE[1]} Hz). "
+        "OSC carries paths only.",
         "",
         "Every job (generate, continue, Jukebox) is answered by `accepted`, `started`, `progress` and `chunk` "
         "events and ends with exactly one `done` or `error`. Control requests are answered by one event "

@@ -1,7 +1,7 @@
 """Pure Data for real: `pd -nogui` runs clients/pd/riffd.pd against a Python peer and a real daemon.
 
 The patches the tests open are in this folder (generated with the abstraction by
-`python -m clients.pd.build`); Pd reports back through files it writes (its event log, its
+`python -m clients.pd.patchgen`); Pd reports back through files it writes (its event log, its
 arrays as float WAVs, what its outlet~ played).
 """
 
@@ -18,7 +18,7 @@ import soundfile as sf
 from daemon_harness import DaemonThread
 
 from clients import Client
-from clients.pd.build.__main__ import main as build_patches
+from clients.pd.patchgen.__main__ import main as build_patches
 from protocol import osc
 from protocol.messages import Cancel, Continue, Generate, GetStatus, Subscribe, Unsubscribe
 

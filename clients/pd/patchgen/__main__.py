@@ -1,0 +1,49 @@
+"""Write the Pd patches from their builders: `python -m clients.pd.patchgen [--check]`.
+
+The .pd files are generated so that the protocol's field kinds (which options go as OSC ints,
+which as strings) come from the schema, and so that every box and wire is reviewable as code.
+`--check` exits 1 when a committed patch differs from what the builders make (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from clients.pd.patchgen.abstraction import abstraction
+from clients.pd.patchgen.patches import daemon_test_patch, help_patch, requests_patch
+from clients.pd.patchgen.pdfile import Canvas
+
+ROOT = Path(__file__).resolve().parents[3]
+
+#: Where each patch goes, relative to the repository root.
+PATCHES: dict[str, Callable[[], Canvas]] = {
+    "clients/pd/riffd.pd": abstraction,
+    "clients/pd/riffd-help.pd": help_patch,
+    "tests/clients_pd/riffd-requests.pd": requests_patch,
+    "tests/clients_pd/riffd-daemon-test.pd": daemon_test_patch,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clients.pd.patchgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args(argv)
+    stale = []
+    for relative, build in PATCHES.items():
+        path = ROOT / relative
+        text = build().render()
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(relative)
+        else:
+            path.write_text(text)
+    for relative in stale:
+        print(f"{relative} is out of date: run python -m clients.pd.patchgen", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

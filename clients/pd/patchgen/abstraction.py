@@ -1,0 +1,102 @@
+"""riffd.pd, the abstraction: the top canvas, the network subpatch and the event router."""
+
+from __future__ import annotations
+
+from clients.pd.patchgen.audio import load, playback
+from clients.pd.patchgen.pdfile import Canvas
+from clients.pd.patchgen.requests import options, request_sender, requests
+
+
+def abstraction() -> Canvas:
+    """riffd.pd."""
+    top = Canvas(size=(760, 520))
+    top.text(20, 10, "riffd - ask a riffd daemon for music over OSC \\, load what comes back into an array "
+             "and play it. Usage and messages: see riffd-help.pd. Argument: the array to load audio into "
+             "(default: a local one).", 90)
+    top.obj("in", 20, 70, "inlet")
+    top.obj("rt", 20, 100, "route bang generate continue cancel status subscribe unsubscribe connect disconnect "
+            "array stop clear unset autoplay", 90)
+    names = ["playbang", "generate", "continue", "cancel", "status", "subscribe", "unsubscribe", "connect",
+             "disconnect", "setarray", "stop", "clear", "unset", "autoplay", "option"]
+    as_list = {"generate", "continue", "cancel", "connect", "setarray", "unset", "option"}
+    top.wire("in", "rt")
+    for i, name in enumerate(names):
+        x = 20 + 48 * i
+        y = 150 + (i % 3) * 50
+        if name in as_list:
+            top.obj(f"l{i}", x, y, "list append")
+            top.obj(f"s{i}", x, y + 25, f"s \\$0-{name}")
+            top.chain(f"rt:{i}", f"l{i}", f"s{i}")
+        else:
+            top.obj(f"s{i}", x, y + 25, f"s \\$0-{name}")
+            top.wire(f"rt:{i}", f"s{i}")
+
+    top.obj("ev", 500, 380, "r \\$0-event")
+    top.obj("evout", 500, 440, "outlet")
+    top.wire("ev", "evout")
+
+    requests(top.sub("preq", 20, 320, "requests", (900, 620)))
+    request_sender(top.sub("psend", 20, 345, "send", (800, 560)))
+    options(top.sub("popt", 20, 370, "options", (900, 640)))
+    network(top.sub("pnet", 160, 320, "network", (700, 480)))
+    incoming(top.sub("pinc", 160, 345, "events", (800, 480)))
+    load(top.sub("pload", 160, 370, "load", (900, 700)))
+    play = top.sub("pplay", 300, 320, "play", (700, 480))
+    playback(play)
+    top.obj("aout", 300, 440, "outlet~")
+    top.wire("pplay", "aout")
+    return top
+
+
+def network(c: Canvas) -> None:
+    c.text(20, 10, "One UDP socket: requests go out \\, and the daemon answers to the address they came from \\, "
+           "so events come back through [netsend]'s right outlet (no listening port needed).", 90)
+    c.obj("lb", 20, 60, "loadbang")
+    c.msg("def", 20, 85, "connect 127.0.0.1 7400")
+    c.obj("rc", 220, 60, "r \\$0-connect")
+    c.obj("tc", 220, 85, "t l b")
+    c.msg("cm", 220, 115, "connect \\$1 \\$2")
+    c.obj("rd", 400, 60, "r \\$0-disconnect")
+    c.msg("dm", 330, 115, "disconnect")
+    c.obj("rp", 500, 115, "r \\$0-packet")
+    c.obj("ns", 20, 160, "netsend -u -b")
+    c.msg("conn", 20, 195, "connected \\$1")
+    c.obj("parse", 200, 195, "oscparse")
+    c.obj("trim", 200, 220, "list trim")
+    c.obj("rr", 200, 245, "route riffd")
+    c.obj("inc", 200, 270, "s \\$0-incoming")
+    c.obj("ev", 20, 300, "s \\$0-event")
+    c.chain("lb", "def", "ns")
+    c.chain("rc", "tc", "cm", "ns")
+    c.wire("tc:1", "dm")
+    c.chain("rd", "dm", "ns")
+    c.wire("rp", "ns")
+    c.wire("ns", "conn")
+    c.wire("conn", "ev")
+    c.wire("ns:1", "parse")
+    c.chain("parse", "trim", "rr", "inc")
+
+
+def incoming(c: Canvas) -> None:
+    c.text(20, 10, "Every event goes out of the right outlet as it came (done JOB PATH ...). Before that \\, an "
+           "accepted job becomes the one a bare cancel cancels (so a patch may cancel on accepted); after "
+           "it \\, chunk and done drive the loading (so loaded follows done).", 90)
+    c.obj("r", 20, 60, "r \\$0-incoming")
+    c.obj("t", 20, 85, "t a a a")
+    c.obj("ev", 200, 115, "s \\$0-event")
+    c.obj("ra", 380, 115, "route accepted")
+    c.obj("la", 380, 145, "list append")
+    c.obj("ls", 380, 170, "list split 1")
+    c.obj("sa", 380, 195, "s \\$0-accepted-job")
+    c.obj("rt", 20, 145, "route chunk done")
+    c.obj("lc", 20, 175, "list append")
+    c.obj("sc", 20, 200, "s \\$0-chunk")
+    c.obj("ld", 150, 175, "list append")
+    c.obj("sd", 150, 200, "s \\$0-done")
+    c.chain("r", "t")
+    c.wire("t:2", "ra")
+    c.chain("ra", "la", "ls", "sa")
+    c.wire("t:1", "ev")
+    c.wire("t", "rt")
+    c.chain("rt:0", "lc", "sc")
+    c.chain("rt:1", "ld", "sd")
