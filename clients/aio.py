@@ -22,6 +22,7 @@ import zmq
 import zmq.asyncio
 
 from clients.client import DEFAULT_ENDPOINT, audio_source, raise_for
+from clients.curve import CurveClientKeys
 from protocol import wire
 from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
@@ -81,12 +82,15 @@ class AsyncJobStream:
 
 
 class AsyncClient:
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0) -> None:
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0,
+                 curve: CurveClientKeys | None = None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
         self._socket.connect(endpoint)
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._reader: asyncio.Task[None] | None = None

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from clients.curve import CurveClientKeys
 from protocol import wire
 from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
@@ -123,12 +124,15 @@ class Client:
     TimeoutError.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0) -> None:
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0,
+                 curve: CurveClientKeys | None = None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
         self._socket.connect(endpoint)
         self._pending: dict[str, collections.deque[Event]] = {}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -23,6 +24,8 @@ DEFAULT_ZMQ_PORT = 7401
 #: The model used when neither the request nor `--model` names one.
 FALLBACK_MODEL = "facebook/musicgen-small"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: OSC sources accepted unless --osc-allow says otherwise: this machine only.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,19 @@ class DaemonConfig:
     device: str = "auto"
     # Loopback by default: a stage machine should not be reachable from the venue's network.
     host: str = "127.0.0.1"
+    # Listening anywhere but loopback must be asked for explicitly; it then requires CurveZMQ.
+    allow_remote: bool = False
+    # Require CurveZMQ on the ZeroMQ endpoints even on loopback (always on for other hosts).
+    zmq_curve: bool = False
+    # The daemon's CurveZMQ secret key file and a folder of the public keys of allowed
+    # clients (both made by `riffd keys`); a client whose key is not there is refused.
+    curve_secret_key: Path | None = None
+    curve_clients_dir: Path | None = None
+    # OSC packets are accepted only from these addresses / networks (others are dropped unread).
+    osc_allow: tuple[str, ...] = LOOPBACK_NETWORKS
+    # Folders a request may name audio inputs from (the --out folder always counts); nothing
+    # else on the daemon's disk can be read through a request.
+    audio_dirs: tuple[Path, ...] = ()
     # OSC listens on this port over both UDP and TCP (0: any free port, for tests).
     osc_port: int = DEFAULT_OSC_PORT
     # ZeroMQ ROUTER for requests; the PUB monitor endpoint is on pub_port (default zmq_port + 1).
@@ -46,6 +62,12 @@ class DaemonConfig:
     max_queue: int = 16
     # Longest render a request may ask for.
     max_duration_s: float = DEFAULT_MAX_DURATION_S
+    # Longest audio input (file or inline samples) a request may carry or name.
+    max_audio_s: float = 600.0
+    # Jobs one client (ZeroMQ peer, OSC TCP connection or UDP address) may have queued or running.
+    max_jobs_per_client: int = 8
+    # Chunk files under --out are deleted this long after their job ended (0 keeps them).
+    chunk_keep_s: float = 600.0
     # A model loaded on demand is unloaded after this long unused (models given with --model stay).
     keep_alive_s: float = 300.0
     # Where presets are built and models are looked up (None: the registry's default).
@@ -69,7 +91,33 @@ class DaemonConfig:
             return self.pub_port
         return 0 if self.zmq_port == 0 else self.zmq_port + 1
 
+    @property
+    def remote(self) -> bool:
+        """Whether the endpoints listen beyond this machine."""
+        return not is_loopback_host(self.host)
+
+    @property
+    def curve_required(self) -> bool:
+        return self.zmq_curve or self.remote
+
     def validate(self) -> "DaemonConfig":
+        if self.remote and not self.allow_remote:
+            raise InvalidArgument(f"host {self.host!r} is reachable from other machines: pass --allow-remote "
+                                  "(with --curve-secret-key and --curve-clients-dir) to listen there")
+        if self.curve_required and (self.curve_secret_key is None or self.curve_clients_dir is None):
+            raise InvalidArgument("CurveZMQ needs --curve-secret-key FILE and --curve-clients-dir DIR "
+                                  "(make them with `riffd keys`)")
+        for network in self.osc_allow:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise InvalidArgument(f"osc_allow: {network!r} is not an IP address or network") from None
+        if self.max_jobs_per_client < 1:
+            raise InvalidArgument(f"max_jobs_per_client must be at least 1, got {self.max_jobs_per_client}")
+        if not (math.isfinite(self.max_audio_s) and self.max_audio_s > 0):
+            raise InvalidArgument(f"max_audio_s must be a positive number, got {self.max_audio_s}")
+        if not (math.isfinite(self.chunk_keep_s) and self.chunk_keep_s >= 0):
+            raise InvalidArgument(f"chunk_keep_s must be >= 0, got {self.chunk_keep_s}")
         if self.device not in DEVICES:
             raise InvalidArgument(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         for name in ("osc_port", "zmq_port"):
@@ -94,13 +142,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", dest="models", action="append", metavar="ID",
                         help="model to keep resident (repeatable; the first is the default)")
     parser.add_argument("--device", choices=DEVICES)
-    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1; others need --allow-remote)")
+    parser.add_argument("--allow-remote", action="store_const", const=True,
+                        help="allow --host to be reachable from other machines (requires CurveZMQ keys)")
+    parser.add_argument("--zmq-curve", action="store_const", const=True,
+                        help="require CurveZMQ on ZeroMQ even on loopback")
+    parser.add_argument("--curve-secret-key", type=Path, metavar="FILE",
+                        help="the daemon's CurveZMQ secret key file (from `riffd keys`)")
+    parser.add_argument("--curve-clients-dir", type=Path, metavar="DIR",
+                        help="folder of allowed clients' public key files (from `riffd keys`)")
+    parser.add_argument("--osc-allow", action="append", metavar="ADDR[/BITS]",
+                        help="OSC source address or network to accept (repeatable; default loopback only)")
+    parser.add_argument("--audio-dir", dest="audio_dirs", action="append", type=Path, metavar="DIR",
+                        help="folder requests may read audio inputs from (repeatable; --out always counts)")
     parser.add_argument("--osc-port", type=int, help=f"OSC port, UDP and TCP (default {DEFAULT_OSC_PORT})")
     parser.add_argument("--zmq-port", type=int, help=f"ZeroMQ request port (default {DEFAULT_ZMQ_PORT})")
     parser.add_argument("--pub-port", type=int, help="ZeroMQ PUB monitor port (default: zmq port + 1)")
     parser.add_argument("--out", dest="out_dir", type=Path, help="folder for audio files (default ./riffd-out)")
     parser.add_argument("--max-queue", type=int, help="queued jobs before queue_full (default 16)")
     parser.add_argument("--max-duration-s", type=float, help="longest render a request may ask for")
+    parser.add_argument("--max-audio-s", type=float, help="longest audio input a request may name or carry (default 600)")
+    parser.add_argument("--max-jobs-per-client", type=int, help="jobs one client may have queued or running (default 8)")
+    parser.add_argument("--chunk-keep-s", type=float,
+                        help="delete chunk files this long after their job ended (0: keep; default 600)")
     parser.add_argument("--keep-alive-s", type=float, help="seconds an on-demand model stays loaded unused")
     parser.add_argument("--cache-dir", type=Path, help="where presets are built and models are cached")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -147,7 +211,24 @@ def build_config(settings: dict[str, Any]) -> DaemonConfig:
         values["models"] = (models,) if isinstance(models, str) else tuple(models)
     if values.get("output_device") is not None:
         values["output_device"] = str(values["output_device"])  # a config file may give an index
-    for name in ("out_dir", "cache_dir"):
+    for name in ("out_dir", "cache_dir", "curve_secret_key", "curve_clients_dir"):
         if values.get(name) is not None:
             values[name] = Path(values[name]).expanduser()
+    for name in ("audio_dirs", "osc_allow"):
+        if isinstance(values.get(name), (str, Path)):
+            values[name] = (values[name],)
+    if values.get("audio_dirs") is not None:
+        values["audio_dirs"] = tuple(Path(folder).expanduser() for folder in values["audio_dirs"])
+    if values.get("osc_allow") is not None:
+        values["osc_allow"] = tuple(str(network) for network in values["osc_allow"])
     return DaemonConfig(**values).validate()
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # "*", "0.0.0.0"'s spelled-out cousins, interface names: all reachable from outside

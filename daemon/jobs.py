@@ -51,6 +51,11 @@ class Job:
     _finish_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def client(self) -> object | None:
+        """Who asked (the transport's peer key), for per-client limits; None if unknown."""
+        return getattr(self.reply, "key", None)
+
+    @property
     def priority(self) -> int:
         return self.request.priority
 

@@ -109,7 +109,7 @@ class ModelPool:
             raise NotFound(f"model {model_id!r} is not loaded")
         log.info("unloaded model %s", model_id)
         del entry
-        _release_memory()
+        release_memory()
 
     def expire(self) -> list[str]:
         """Unload on-demand models unused for longer than the keep-alive; return their ids."""
@@ -121,16 +121,16 @@ class ModelPool:
                 del self._entries[model_id]
         if stale:
             log.info("keep-alive expired, unloaded: %s", ", ".join(stale))
-            _release_memory()
+            release_memory()
         return stale
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-        _release_memory()
+        release_memory()
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """Return freed model memory now rather than at some later collection."""
     gc.collect()
     torch = sys.modules.get("torch")  # never import torch just for this

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from daemon.audio.io import read_audio
+from daemon.audio.io import DEFAULT_MAX_INPUT_S, read_audio
 from daemon.audio.types import Audio
 from daemon.backend import MusicBackend
 from daemon.jobs import Emit, Job
-from daemon.residency import ModelPool
+from daemon.paths import PathPolicy
+from daemon.residency import ModelPool, release_memory
 from daemon.sinks.base import JobSink, SinkFactory
 from protocol.audio_ref import AudioSource, InlineAudio
-from protocol.errors import Cancelled, RiffdError, Unsupported
+from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError, Unsupported
 from protocol.messages import Chunk, Continue, Done, Error, Generate, Progress, Started
 
 log = logging.getLogger(__name__)
@@ -32,19 +34,23 @@ PROGRESS_INTERVAL_S = 0.05
 class JobRunner:
     """Turns a job into events; holds no per-job state between calls."""
 
-    def __init__(self, pool: ModelPool, sink_factories: Sequence[SinkFactory] = ()) -> None:
+    def __init__(self, pool: ModelPool, sink_factories: Sequence[SinkFactory] = (), *,
+                 paths: PathPolicy | None = None, max_audio_s: float = DEFAULT_MAX_INPUT_S) -> None:
         self._pool = pool
         self._sink_factories = tuple(sink_factories)
+        self._paths = paths
+        self._max_audio_s = max_audio_s
 
     def run(self, job: Job, emit: Emit) -> None:
         sinks: list[JobSink] = []
+        out_of_memory: OutOfMemory | None = None
         try:
             if job.stop_requested.is_set():
                 raise job.stop_error
             with self._pool.use(job.model) as backend:
                 emit(job, Started(job=job.id, model=job.model, sample_rate=backend.sample_rate,
                                   channels=backend.audio_channels, re=job.re))
-                text, audio_prompt, melody = _inputs(job, backend)
+                text, audio_prompt, melody = self._inputs(job, backend)
                 for factory in self._sink_factories:
                     sink = factory(job, backend.sample_rate, backend.audio_channels)
                     if sink is not None:
@@ -64,9 +70,41 @@ class JobRunner:
             _abort(sinks)
             emit(job, Error(job=job.id, code=exc.code, message=exc.message, re=job.re))
         except Exception as exc:  # noqa: BLE001 - a bug in a backend must not take the daemon down
-            log.exception("job %s failed", job.id)
             _abort(sinks)
-            emit(job, Error(job=job.id, code="internal", message=f"{type(exc).__name__}: {exc}", re=job.re))
+            if is_out_of_memory(exc):
+                # Told after the memory is back (below): the traceback holds the job's tensors.
+                log.error("job %s: out of memory: %s", job.id, exc)
+                out_of_memory = OutOfMemory(f"out of memory on {self._pool.device}: {_first_line(exc)}")
+            else:
+                log.exception("job %s failed", job.id)
+                emit(job, Error(job=job.id, code="internal", message=f"{type(exc).__name__}: {exc}", re=job.re))
+        if out_of_memory is not None:
+            release_memory()
+            emit(job, Error(job=job.id, code=out_of_memory.code, message=out_of_memory.message, re=job.re))
+
+    def _inputs(self, job: Job, backend: MusicBackend) -> tuple[str | None, Audio | None, Audio | None]:
+        """(text, audio prompt, melody) of a MusicGen request, audio read from the daemon's disk."""
+        request = job.request
+        if isinstance(request, Generate):
+            text, prompt_source, melody_source = request.prompt or None, request.audio_prompt, request.melody
+        elif isinstance(request, Continue):
+            text, prompt_source, melody_source = request.prompt or None, request.audio, None
+        else:
+            raise Unsupported(f"{request.TYPE} requests are not served by this daemon yet")
+        if melody_source is not None and not backend.supports_melody:
+            raise Unsupported(f"model {job.model} does not take a melody (use a melody checkpoint)")
+        return text, self._audio(prompt_source), self._audio(melody_source)
+
+    def _audio(self, source: AudioSource | None) -> Audio | None:
+        """A request's audio: read from an allowed folder on the daemon's disk, or the samples it carried."""
+        if source is None:
+            return None
+        if isinstance(source, InlineAudio):
+            check_inline_audio(source, self._max_audio_s)
+            return Audio(source.samples, source.sample_rate)
+        # Resolved again here, not only when the request came in: a link may have changed since.
+        path = self._paths.input(source) if self._paths is not None else source
+        return read_audio(path, max_duration_s=self._max_audio_s)
 
     def _stream(self, job: Job, backend: MusicBackend, text: str | None, audio_prompt: Audio | None,
                 melody: Audio | None, sinks: list[JobSink], emit: Emit) -> int:
@@ -105,27 +143,25 @@ class JobRunner:
         return frames
 
 
-def _inputs(job: Job, backend: MusicBackend) -> tuple[str | None, Audio | None, Audio | None]:
-    """(text, audio prompt, melody) of a MusicGen request, audio read from the daemon's disk."""
-    request = job.request
-    if isinstance(request, Generate):
-        text, prompt_source, melody_source = request.prompt or None, request.audio_prompt, request.melody
-    elif isinstance(request, Continue):
-        text, prompt_source, melody_source = request.prompt or None, request.audio, None
-    else:
-        raise Unsupported(f"{request.TYPE} requests are not served by this daemon yet")
-    if melody_source is not None and not backend.supports_melody:
-        raise Unsupported(f"model {job.model} does not take a melody (use a melody checkpoint)")
-    return text, _audio(prompt_source), _audio(melody_source)
+def check_inline_audio(audio: InlineAudio, max_audio_s: float) -> None:
+    """AudioTooLarge if inline samples are longer than the daemon's limit."""
+    if audio.frames / audio.sample_rate > max_audio_s:
+        raise AudioTooLarge(f"inline audio is {audio.frames / audio.sample_rate:.1f} s long, over the "
+                            f"{max_audio_s:g} s limit")
 
 
-def _audio(source: AudioSource | None) -> Audio | None:
-    """A request's audio: read from the daemon's disk, or the samples it carried."""
-    if source is None:
-        return None
-    if isinstance(source, InlineAudio):
-        return Audio(source.samples, source.sample_rate)
-    return read_audio(source)
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (any device) or Python's MemoryError, without importing torch."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return oom is not None and isinstance(exc, oom)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def _abort(sinks: list[JobSink]) -> None:

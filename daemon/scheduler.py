@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from daemon.jobs import Emit, Job, JobState
 from daemon.residency import ModelPool
 from daemon.runner import JobRunner
-from protocol.errors import Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown
+from protocol.errors import Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown, TooManyJobs
 from protocol.messages import TERMINAL_EVENTS, Accepted, Error, Event
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ class Scheduler:
     """Queue and workers for one device's model pool."""
 
     def __init__(self, pool: ModelPool, runner: JobRunner, emit: Emit, *, max_queue: int = 16,
-                 workers: int = 1, idle_tick_s: float = 1.0) -> None:
+                 max_per_client: int | None = None, workers: int = 1, idle_tick_s: float = 1.0) -> None:
         self._pool = pool
+        self._max_per_client = max_per_client
         self._runner = runner
         self._emit = emit
         self._max_queue = max_queue
@@ -70,6 +71,13 @@ class Scheduler:
                 raise DuplicateJob(f"job {job.id} is already queued or running; pick another id")
             if len(self._heap) >= self._max_queue:
                 raise QueueFull(f"the queue is full ({self._max_queue} jobs waiting); try again later")
+            client = job.client
+            if self._max_per_client is not None and client is not None:
+                # One client must not fill the queue for everyone else.
+                mine = sum(1 for other in self._jobs.values() if other.client == client)
+                if mine >= self._max_per_client:
+                    raise TooManyJobs(f"this client already has {mine} jobs queued or running (at most "
+                                      f"{self._max_per_client}); wait for one to end")
             job.seq = next(self._seq)
             job.state = JobState.QUEUED
             ahead = sum(1 for key, _ in self._heap if key < job.sort_key())

@@ -103,3 +103,44 @@ class ShuttingDown(RiffdError):
     """The daemon is stopping: queued and running jobs end with this error."""
 
     code = "shutting_down"
+
+
+# Hardening (issue 7): each limit and refusal has its own code, so a program can tell a prompt
+# that is too long from a queue that is full without parsing the message.
+
+
+class PathNotAllowed(RiffdError):
+    """A path in a request is outside the folders the daemon may read (or write): `..`,
+    a symlink that leads out, or an absolute path elsewhere."""
+
+    code = "path_not_allowed"
+
+
+class DurationTooLong(InvalidArgument):
+    """The request asks for more seconds than the daemon's --max-duration-s."""
+
+    code = "duration_too_long"
+
+
+class PromptTooLong(InvalidArgument):
+    """The text prompt is longer than the protocol's limit."""
+
+    code = "prompt_too_long"
+
+
+class AudioTooLarge(BadAudio):
+    """An audio input (file or inline samples) is longer than the daemon's --max-audio-s."""
+
+    code = "audio_too_large"
+
+
+class TooManyJobs(RiffdError):
+    """This client already has --max-jobs-per-client jobs queued or running."""
+
+    code = "too_many_jobs"
+
+
+class OutOfMemory(RiffdError):
+    """The model ran out of memory on this job; the memory was released and the daemon serves on."""
+
+    code = "out_of_memory"

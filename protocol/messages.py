@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from protocol.audio_ref import AudioSource
-from protocol.errors import InvalidArgument
+from protocol.errors import InvalidArgument, PromptTooLong
 from protocol.events import Accepted, Chunk, Done, Error, Event, Models, Ok, Progress, Started, Status
 from protocol.params import GenerationParams
 from protocol.schema import Message
@@ -46,13 +46,14 @@ def check_job_id(job: str, *, what: str = "job") -> str:
     return job
 
 
-def _check_text(name: str, value: str | None, max_chars: int, *, empty_ok: bool = False) -> None:
+def _check_text(name: str, value: str | None, max_chars: int, *, empty_ok: bool = False,
+                too_long: type[InvalidArgument] = InvalidArgument) -> None:
     if value is None:
         return
     if not value and not empty_ok:
         raise InvalidArgument(f"{name} must not be empty")
     if len(value) > max_chars:
-        raise InvalidArgument(f"{name} is {len(value)} characters long, over the limit of {max_chars}")
+        raise too_long(f"{name} is {len(value)} characters long, over the limit of {max_chars}")
     if "\x00" in value:
         raise InvalidArgument(f"{name} must not contain NUL characters")
 
@@ -171,7 +172,7 @@ class Generate(MusicGenRequest):
 
     def validate(self) -> None:
         super().validate()
-        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True)
+        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True, too_long=PromptTooLong)
         _check_source("audio_prompt", self.audio_prompt)
         _check_source("melody", self.melody)
         if self.audio_prompt is not None and self.melody is not None:
@@ -194,7 +195,7 @@ class Continue(MusicGenRequest):
     def validate(self) -> None:
         super().validate()
         _check_source("audio", self.audio)
-        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True)
+        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True, too_long=PromptTooLong)
 
 
 @dataclass(frozen=True, kw_only=True)

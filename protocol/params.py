@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from protocol.errors import InvalidArgument
+from protocol.errors import DurationTooLong, InvalidArgument
 
 #: The longest render a request may ask for unless the daemon is configured otherwise.
 DEFAULT_MAX_DURATION_S = 300.0
@@ -40,7 +40,7 @@ class GenerationParams:
         if self.duration_s <= 0:
             raise InvalidArgument(f"duration_s must be positive, got {self.duration_s}")
         if self.duration_s > max_duration_s:
-            raise InvalidArgument(f"duration_s {self.duration_s} is over the maximum of {max_duration_s} s")
+            raise DurationTooLong(f"duration_s {self.duration_s} is over the maximum of {max_duration_s} s")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise InvalidArgument(f"top_k must be an integer >= 0, got {self.top_k!r}")
         _finite("top_p", self.top_p)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -161,8 +162,9 @@ class DaemonThread:
 
 def make_config(out_dir: Path, **settings: object) -> DaemonConfig:
     """A test config: loopback, free ports (UDP+TCP for OSC), files under `out_dir`."""
+    # Tests keep their input files under the system's temporary folder: allow reading from there.
     base: dict[str, object] = dict(host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0, out_dir=out_dir,
-                                   device="cpu", log_level="DEBUG")
+                                   device="cpu", log_level="DEBUG", audio_dirs=(tempfile.gettempdir(),))
     base.update(settings)
     return build_config(base)
 

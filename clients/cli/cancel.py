@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clients.cli.common import add_connection_arguments
-from clients.client import Client
+from clients.cli.common import add_connection_arguments, connect
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with connect(args) as client:
         client.cancel(args.job)
     print(f"cancelled {args.job}")
     return 0

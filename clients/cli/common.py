@@ -22,6 +22,21 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the daemon's ZeroMQ request endpoint (default {DEFAULT_ENDPOINT})")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
                         help="give up when the daemon is silent this long (default 120 s)")
+    parser.add_argument("--curve-secret-key", type=Path, metavar="FILE",
+                        help="this client's CurveZMQ .key_secret file (for a daemon that requires CurveZMQ)")
+    parser.add_argument("--curve-server-key", type=Path, metavar="FILE", help="the daemon's public .key file")
+
+
+def connect(args: argparse.Namespace) -> Client:
+    """A Client for the connection flags (with CurveZMQ keys when given)."""
+    from clients.curve import CurveClientKeys
+
+    curve = None
+    if args.curve_secret_key or args.curve_server_key:
+        if not (args.curve_secret_key and args.curve_server_key):
+            raise RiffdError("CurveZMQ needs both --curve-secret-key and --curve-server-key", code="invalid_argument")
+        curve = CurveClientKeys.load(args.curve_secret_key, args.curve_server_key)
+    return Client(args.endpoint, timeout_s=args.timeout, curve=curve)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clients.cli.common import add_job_arguments, job_options, run_job
-from clients.client import Client
+from clients.cli.common import add_job_arguments, connect, job_options, run_job
 from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 
@@ -45,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path} ({what}, {region.sample_rate} Hz, {region.channels} ch, {region.subtype}, job {job})")
         return 0
 
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with connect(args) as client:
         stream = client.continue_(source, duration_s=args.duration, prompt=args.prompt, **job_options(args))
         return run_job(client, stream, args.output, write=write)

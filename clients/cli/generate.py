@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clients.cli.common import add_job_arguments, job_options, run_job
-from clients.client import Client
+from clients.cli.common import add_job_arguments, connect, job_options, run_job
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("melody", "audio_prompt"):
         if getattr(args, name):
             options[name] = _absolute(getattr(args, name))
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with connect(args) as client:
         return run_job(client, client.generate(args.prompt, duration_s=args.duration, **options), args.output)
 
 

@@ -22,6 +22,7 @@ _SUBCOMMAND_MODULES = (
     "clients.cli.status",
     "clients.cli.cancel",
     "clients.cli.models",
+    "clients.cli.keys",
 )
 
 

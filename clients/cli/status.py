@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from clients.cli.common import add_connection_arguments
-from clients.client import Client
+from clients.cli.common import add_connection_arguments, connect
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with connect(args) as client:
         status = client.status()
     if args.json:
         print(json.dumps({"type": status.TYPE, **status.to_fields()}, indent=2))

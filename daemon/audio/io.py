@@ -12,7 +12,7 @@ import soundfile as sf
 
 from daemon.audio.resample import resample
 from daemon.audio.types import Audio
-from protocol.errors import BadAudio, InvalidArgument
+from protocol.errors import AudioTooLarge, BadAudio, InvalidArgument
 
 #: Inputs longer than this are refused before they are decoded into memory.
 DEFAULT_MAX_INPUT_S = 600.0
@@ -48,7 +48,7 @@ def read_audio(path: str | os.PathLike, *, max_duration_s: float = DEFAULT_MAX_I
     if info.frames <= 0:
         raise BadAudio(f"audio file {path} is empty")
     if info.frames / info.samplerate > max_duration_s:
-        raise BadAudio(f"audio file {path} is {info.frames / info.samplerate:.1f} s long, over the {max_duration_s:g} s limit")
+        raise AudioTooLarge(f"audio file {path} is {info.frames / info.samplerate:.1f} s long, over the {max_duration_s:g} s limit")
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:

@@ -9,24 +9,30 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Hashable, Sequence
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
 from daemon.config import DaemonConfig
 from daemon.jobs import Job
+from daemon.paths import PathPolicy
 from daemon.residency import Loader, ModelPool
 from daemon.runner import JobRunner
 from daemon.scheduler import Scheduler
+from daemon.server.access import CurveServerKeys, SourceFilter
 from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint
 from daemon.sinks import FileSinkFactory, SinkFactory
+from daemon.sinks.retention import remove_partials, sweep_chunks
 from protocol.errors import InvalidArgument, NotFound
 from protocol.messages import Event
 
@@ -34,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: How long shutdown waits for a running job to notice it should stop.
 SHUTDOWN_GRACE_S = 10.0
+#: Longest pause between two sweeps of expired chunk files.
+MAX_SWEEP_INTERVAL_S = 30.0
+
+T = TypeVar("T")
 
 
 def default_loader(config: DaemonConfig) -> Loader:
@@ -73,7 +83,10 @@ class Daemon:
             sink_factories = [FileSinkFactory(out_dir), playback]
         sinks = list(sink_factories)
         self._playback = next((s for s in sinks if isinstance(s, PlaybackSinkFactory)), None)
-        self._runner = JobRunner(self._pool, sinks)
+        self.paths = PathPolicy(out_dir, config.audio_dirs)
+        self._runner = JobRunner(self._pool, sinks, paths=self.paths, max_audio_s=config.max_audio_s)
+        self._source_filter = SourceFilter(config.osc_allow)
+        self._sweeper: asyncio.Task[None] | None = None
         self._router = EventRouter()
         self._load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="riffd-load")
         self._scheduler: Scheduler | None = None
@@ -85,9 +98,13 @@ class Daemon:
     async def start(self) -> Addresses:
         loop = asyncio.get_running_loop()
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        remove_partials(self.config.out_dir)  # a killed run's half-written files (never under final names)
+        curve = (CurveServerKeys.load(self.config.curve_secret_key, self.config.curve_clients_dir)
+                 if self.config.curve_required else None)
         for model_id in self.config.models:
-            # Loaded (and warmed by the backend's load step) before anyone is told we are ready.
-            await loop.run_in_executor(self._load_executor, partial(self._pool.load, model_id, pin=True))
+            # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
+            # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.
+            await _on_daemon_thread(partial(self._pool.load, model_id, pin=True))
         if self._playback is not None:
             # With --play, after the models: loading holds the GIL for long stretches, which would
             # starve the audio callback (JACK drops a client that misses its deadlines for long).
@@ -100,16 +117,20 @@ class Daemon:
                 # The loop is closed: a job that outlived shutdown's grace period has nobody to tell.
                 log.debug("job %s: %s event after shutdown dropped", job.id, event.TYPE)
 
-        self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue)
+        self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
+                                    max_per_client=self.config.max_jobs_per_client)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
-                                 self._subscriber_for)
-        self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed)
+                                 self._subscriber_for, self.paths)
+        self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
+                                source_filter=self._source_filter)
         await self._osc.start()
         self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port, handler,
-                                self._peer_gone)
+                                self._peer_gone, curve=curve)
         self._router.add_monitor(self._zmq)
         self._scheduler.start()
         self._zmq.start()
+        if self.config.chunk_keep_s > 0:
+            self._sweeper = loop.create_task(self._sweep_chunks(), name="riffd-chunk-sweeper")
         self.addresses = Addresses(self.config.host, self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint)
         log.info("listening: OSC udp+tcp %s:%d, ZeroMQ requests %s, events %s", self.config.host,
                  self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint)
@@ -128,6 +149,8 @@ class Daemon:
         """End queued and running jobs with an error event, deliver it, close the sockets."""
         loop = asyncio.get_running_loop()
         log.info("stopping")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._scheduler is not None:
             self._scheduler.close()
             if not await loop.run_in_executor(None, self._scheduler.join, SHUTDOWN_GRACE_S):
@@ -159,7 +182,21 @@ class Daemon:
             ipaddress.ip_address(host)
         except ValueError:
             raise InvalidArgument(f"host must be an IP address, got {host!r}") from None
+        if not self._source_filter.allows(host):
+            # Events only go where requests may come from: no pointing the daemon at a stranger.
+            raise InvalidArgument(f"host {host} is not on the OSC allow-list (--osc-allow)")
         return OscReply(self._osc, (host, port))
+
+    async def _sweep_chunks(self) -> None:
+        """Delete chunk files of ended jobs once they are `chunk_keep_s` old, every so often."""
+        loop = asyncio.get_running_loop()
+        keep_s = self.config.chunk_keep_s
+        interval_s = min(MAX_SWEEP_INTERVAL_S, max(keep_s / 2, 0.1))
+        while True:
+            await asyncio.sleep(interval_s)
+            assert self._scheduler is not None
+            active = set(self._scheduler.jobs_of(lambda job: True))
+            await loop.run_in_executor(None, sweep_chunks, self.config.out_dir, keep_s, active, time.time)
 
     def _osc_connection_closed(self, reply: OscReply) -> None:
         # Jobs sent over a closed connection keep running (oscsend hangs up at once); only
@@ -179,18 +216,55 @@ class Daemon:
 
 
 async def serve(config: DaemonConfig, *, loader: Loader | None = None) -> None:
-    """Run a daemon until SIGINT or SIGTERM, then stop it cleanly."""
+    """Run a daemon until SIGINT or SIGTERM, then stop it cleanly.
+
+    A signal during start-up (models still loading) ends it at once: the load runs on a daemon
+    thread, which the interpreter does not wait for.
+    """
     import signal
 
     daemon = Daemon(config, loader=loader)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.request_stop)
+    starting = loop.create_task(daemon.start(), name="riffd-start")
+    stopping = loop.create_task(daemon.wait(), name="riffd-wait")
     try:
-        await daemon.start()
-        await daemon.wait()
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("stop requested during start-up")
+            starting.cancel()
+        else:
+            starting.result()  # start-up errors propagate
+            await stopping
     finally:
+        stopping.cancel()
         await daemon.stop()
+
+
+def _on_daemon_thread(work: Callable[[], T]) -> "asyncio.Future[T]":
+    """Run `work` on a new daemon thread; its result or exception comes back on the loop."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = partial(future.set_exception, exc)
+        else:
+            outcome = partial(future.set_result, result)
+        try:
+            loop.call_soon_threadsafe(settle, outcome)
+        except RuntimeError:
+            pass  # the loop is gone: the daemon stopped while this was loading
+
+    threading.Thread(target=run, name="riffd-startup-load", daemon=True).start()
+    return future
 
 
 __all__ = ["Addresses", "Daemon", "default_loader", "serve"]

@@ -12,9 +12,12 @@ from typing import Any
 
 from daemon.config import DaemonConfig
 from daemon.jobs import Job, new_job_id
+from daemon.paths import PathPolicy
 from daemon.residency import ModelPool
+from daemon.runner import check_inline_audio
 from daemon.scheduler import Scheduler
 from daemon.server.router import EventRouter, Reply
+from protocol.audio_ref import InlineAudio
 from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
 from protocol.messages import (
     PROTOCOL_VERSION, Cancel, Continue, Error, Generate, GetStatus, JobRequest, ListModels, LoadModel, Models,
@@ -29,8 +32,9 @@ SubscriberFactory = Callable[[Reply, "str | None", "int | None"], Reply]
 
 class RequestHandler:
     def __init__(self, config: DaemonConfig, scheduler: Scheduler, pool: ModelPool, router: EventRouter,
-                 load_executor: Executor, subscriber_for: SubscriberFactory) -> None:
+                 load_executor: Executor, subscriber_for: SubscriberFactory, paths: PathPolicy | None = None) -> None:
         self._config = config
+        self._paths = paths or PathPolicy(config.out_dir, config.audio_dirs)
         self._scheduler = scheduler
         self._pool = pool
         self._router = router
@@ -95,6 +99,13 @@ class RequestHandler:
 
     def _submit(self, request: MusicGenRequest, reply: Reply) -> None:
         params = request.generation_params().validate(max_duration_s=self._config.max_duration_s)
+        # Refused now rather than when a worker reaches it: paths outside the allowed folders,
+        # inline audio over the limit (the runner checks paths again when it reads them).
+        for source in _audio_sources(request):
+            if isinstance(source, InlineAudio):
+                check_inline_audio(source, self._config.max_audio_s)
+            else:
+                self._paths.input(source)
         osc_requester = reply.transport == "osc"
         job = Job(
             id=request.job or new_job_id(),
@@ -135,6 +146,16 @@ class RequestHandler:
             jobs=snapshot.running + snapshot.queued, max_queue=self._scheduler.max_queue,
             uptime_s=round(time.monotonic() - self._started_at, 3), re=request_id,
         )
+
+
+def _audio_sources(request: MusicGenRequest) -> list[object]:
+    if isinstance(request, Generate):
+        sources = [request.audio_prompt, request.melody]
+    elif isinstance(request, Continue):
+        sources = [request.audio]
+    else:
+        sources = []
+    return [source for source in sources if source is not None]
 
 
 def _describe(key: object) -> str:

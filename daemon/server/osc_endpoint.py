@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from daemon.server.access import SourceFilter
 from protocol import osc
 from protocol.errors import MessageTooLarge, RiffdError
 from protocol.messages import Chunk, Error, Event, Models, Request, Status
@@ -75,6 +76,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._endpoint = endpoint
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self._endpoint.allows(addr[0]):
+            return  # unread and unanswered: no reflection at a forged source address
         self._endpoint.handle_packet(data, OscReply(self._endpoint, (addr[0], addr[1])))
 
     def error_received(self, exc: Exception) -> None:
@@ -84,7 +87,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 class OscEndpoint:
     def __init__(self, host: str, port: int, handler: Handler,
-                 on_connection_closed: Callable[[OscReply], None]) -> None:
+                 on_connection_closed: Callable[[OscReply], None], *,
+                 source_filter: SourceFilter | None = None) -> None:
+        self._source_filter = source_filter
+        self.refused_packets = 0
         self._host = host
         self._requested_port = port
         self._handler = handler
@@ -109,6 +115,15 @@ class OscEndpoint:
                 self._udp.close()
                 if self._requested_port or attempt == 19:
                     raise
+
+    def allows(self, host: str) -> bool:
+        """Whether packets from `host` are read (counted when not)."""
+        if self._source_filter is None or self._source_filter.allows(host):
+            return True
+        self.refused_packets += 1
+        if self.refused_packets in (1, 10, 100, 1000) or self.refused_packets % 10000 == 0:
+            log.warning("osc: dropped packets from %s, not on --osc-allow (%d so far)", host, self.refused_packets)
+        return False
 
     def send_udp(self, packet: bytes, address: tuple[str, int]) -> None:
         if self._udp is not None and not self._udp.is_closing():
@@ -139,6 +154,10 @@ class OscEndpoint:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        if not self.allows(peer[0]):
+            self._connections.discard(task)
+            writer.transport.abort()
+            return
         reply = OscReply(self, (peer[0], peer[1]), writer)
         deframer = osc.TcpDeframer()
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 
+from daemon.server.access import CurveGuard, CurveServerKeys
 from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import Error, Event, Request
@@ -49,10 +50,12 @@ class ZmqReply:
 
 class ZmqEndpoint:
     def __init__(self, host: str, port: int, pub_port: int, handler: Handler,
-                 on_peer_gone: Callable[[tuple[str, bytes]], None]) -> None:
+                 on_peer_gone: Callable[[tuple[str, bytes]], None], *, curve: CurveServerKeys | None = None) -> None:
         self._context = zmq.asyncio.Context()
         self._handler = handler
         self._on_peer_gone = on_peer_gone
+        # With keys, both sockets are Curve servers: unknown clients fail the handshake.
+        self._guard = CurveGuard(self._context, curve) if curve is not None else None
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer raises, so its jobs can be cancelled
         self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -60,6 +63,9 @@ class ZmqEndpoint:
         self._router.setsockopt(zmq.LINGER, 500)
         self._pub = self._context.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)
+        if self._guard is not None:
+            self._guard.secure(self._router)
+            self._guard.secure(self._pub)
         self.endpoint = _bind(self._router, host, port)
         self.pub_endpoint = _bind(self._pub, host, pub_port)
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +119,8 @@ class ZmqEndpoint:
                 pass
         self._router.close()
         self._pub.close()
+        if self._guard is not None:
+            self._guard.stop()
         self._context.term()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from daemon.audio.io import parse_subtype, write_audio
 from daemon.audio.types import AudioChunk
 from daemon.jobs import Job
+from daemon.paths import PathPolicy
 from protocol.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class FileSink:
         request = job.request
         self._job = job
         self._out_dir = out_dir
+        self._paths = PathPolicy(out_dir)
         self._sample_rate = sample_rate
         self._channels = channels
         self._save_path = out_dir / f"{job.id}.{request.format}" if job.save else None
@@ -41,7 +43,7 @@ class FileSink:
             self._blocks.append(chunk.audio)
         if not (self._job.request.chunks and self._job.wants_chunk_files()):
             return None
-        path = self._out_dir / self._job.id / f"chunk-{chunk.index:05d}.wav"
+        path = self._paths.output(self._out_dir / self._job.id / f"chunk-{chunk.index:05d}.wav")
         _write(path, chunk.audio, chunk.sample_rate)
         return str(path)
 
@@ -50,7 +52,7 @@ class FileSink:
             return None
         audio = np.concatenate(self._blocks, axis=1) if self._blocks else np.zeros((self._channels, 0), np.float32)
         self._blocks = []
-        _write(self._save_path, audio, self._sample_rate, target_sample_rate=self._job.request.out_sample_rate,
+        _write(self._paths.output(self._save_path), audio, self._sample_rate, target_sample_rate=self._job.request.out_sample_rate,
                subtype=self._subtype)
         return str(self._save_path)
 

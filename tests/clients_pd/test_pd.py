@@ -98,7 +98,9 @@ def _log(path: Path) -> list[list[str]]:
 
 def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThread, tmp_path: Path) -> None:
     duration_s, rate = 1.0, 32000
-    log, from_file, from_chunks, played = (tmp_path / name for name in ("log.txt", "w1.wav", "w2.wav", "played.wav"))
+    log, from_chunks, played = (tmp_path / name for name in ("log.txt", "w2.wav", "played.wav"))
+    # Job 3 continues this file: it goes where the daemon may read request audio (its --out folder).
+    from_file = debug_daemon.config.out_dir.resolve() / "pd-array-w1.wav"
     console = run_pd("riffd-daemon-test.pd",
                      f"riffd-test {debug_daemon.osc_port} {log} {from_file} {from_chunks} {played} {duration_s}")
     events = _log(log)

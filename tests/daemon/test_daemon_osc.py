@@ -110,7 +110,7 @@ def test_replies_go_to_the_request_source_and_pd_style_floats_are_accepted(debug
         (lambda p: p.send("/riffd/generate", "a", -1.0), "invalid_argument"),
         (lambda p: p.send("/riffd/cancel", "nobody"), "not_found"),
         (lambda p: p.send("/riffd/cancel"), "invalid_argument"),
-        (lambda p: p.send("/riffd/continue", "/no/such/file.wav", 1.0, "job", "nofile"), "bad_audio"),
+        (lambda p: p.send("/riffd/continue", "/tmp/riffd-no-such-file.wav", 1.0, "job", "nofile"), "bad_audio"),
         (lambda p: p.send("/riffd/generate", "a", 0.5, "model", "debug/none", "job", "badmodel"), "unknown_model"),
         (lambda p: p.send("/riffd/jukebox/sample", 1.0), "unsupported"),
         (lambda p: p.send_raw(b"x" * 20000), "message_too_large"),
@@ -203,7 +203,7 @@ def test_long_error_texts_are_cut_to_fit_osc(debug_daemon: DaemonThread) -> None
     peer = OscPeer(debug_daemon.osc_port)
     try:
         # The message names the 3600-character path; the OSC error carries its start.
-        peer.send("/riffd/continue", "/" + "/".join(["abcdefgh"] * 400), 1.0, "job", "longpath")
+        peer.send("/riffd/continue", "/tmp/" + "/".join(["abcdefgh"] * 400), 1.0, "job", "longpath")
         address, args = peer.receive_until("/riffd/error", "longpath")[-1]
         assert args[1] == "bad_audio" and len(args[2]) == 1000 and args[2].endswith("...")
     finally:

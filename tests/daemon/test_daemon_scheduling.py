@@ -127,7 +127,7 @@ def test_duplicate_job_id_and_duration_limit(tmp_path) -> None:
             dup = list(client.generate("b", duration_s=1.0, job="same"))
             assert [type(e) for e in dup] == [Error] and dup[0].code == "duplicate_job"
             too_long = list(client.generate("c", duration_s=11.0))
-            assert too_long[0].code == "invalid_argument" and "10" in too_long[0].message
+            assert too_long[0].code == "duration_too_long" and "10" in too_long[0].message
             client.cancel("same")
             assert list(first)[-1].code == "cancelled"
     finally:

@@ -103,7 +103,7 @@ def test_unknown_model_is_an_error_event_and_the_daemon_serves_on(debug_daemon: 
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": 5, "duration_s": 1.0}'], "invalid_argument"),
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": "long"}'], "invalid_argument"),
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": NaN}'], "invalid_argument"),
-        ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1e9}'], "invalid_argument"),
+        ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1e9}'], "duration_too_long"),
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1, "colour": "red"}'], "invalid_argument"),
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1, "job": "../etc"}'], "invalid_argument"),
         ([b'{"v": 1, "type": "cancel", "id": "r1", "job": "nobody"}'], "not_found"),

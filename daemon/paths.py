@@ -1,0 +1,52 @@
+"""Path confinement: what a request may make the daemon read or write on its disk.
+
+Inputs only from allowed folders (the --out folder and each --audio-dir), outputs only under
+--out. A path is refused if it is relative, has a `..` part, or resolves (symlinks followed)
+outside those folders, so a link planted inside an allowed folder cannot lead out of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path, PurePath
+
+from protocol.errors import PathNotAllowed
+
+
+class PathPolicy:
+    """The daemon's allowed input folders and its output folder, resolved once at start."""
+
+    def __init__(self, out_dir: Path, audio_dirs: Iterable[Path] = ()) -> None:
+        self.out_dir = out_dir.resolve()
+        self.read_dirs = tuple(dict.fromkeys([self.out_dir, *(Path(d).resolve() for d in audio_dirs)]))
+
+    def input(self, path: str) -> Path:
+        """The real path of an audio input a request names; PathNotAllowed if it is outside."""
+        shown = path if len(path) <= 200 else path[:197] + "..."
+        pure = PurePath(path)
+        if not pure.is_absolute():
+            raise PathNotAllowed(f"audio path {shown!r} must be absolute (the daemon does not share your folder)")
+        if ".." in pure.parts:
+            raise PathNotAllowed(f"audio path {shown!r} must not contain '..'")
+        try:
+            real = Path(os.path.realpath(path))
+        except (OSError, ValueError) as exc:
+            raise PathNotAllowed(f"audio path {shown!r} cannot be resolved: {exc}") from None
+        if not any(real.is_relative_to(folder) for folder in self.read_dirs):
+            allowed = ", ".join(str(folder) for folder in self.read_dirs)
+            raise PathNotAllowed(f"audio path {shown!r} is outside the folders this daemon reads from ({allowed}); "
+                                 "start it with --audio-dir, or send the samples inline")
+        return real
+
+    def output(self, path: Path) -> Path:
+        """`path` if writing it stays under --out once symlinks are followed; else PathNotAllowed."""
+        if ".." in path.parts:
+            raise PathNotAllowed(f"output path {path} must not contain '..'")
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(self.out_dir):
+            raise PathNotAllowed(f"output path {path} leads outside the output folder {self.out_dir}")
+        return path
+
+
+__all__ = ["PathPolicy"]
