@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.delay import delays, initial_columns
 from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.sampling import apply_guidance
 from protocol.params import GenerationParams
 
 
@@ -30,9 +32,6 @@ class Agreement:
 def forced_scores(engine: MusicgenEngine, cond: Conditioning, columns: torch.Tensor,
                   guidance_scale: float) -> torch.Tensor:
     """Guided scores `[steps, B * K, V]` before each of `columns` `[B, K, steps]`, fed in turn (no prompt)."""
-    from daemon.models.musicgen.delay import delays, initial_columns
-    from daemon.models.musicgen.sampling import apply_guidance
-
     bundle = engine.bundle
     batch, steps = columns.shape[0], columns.shape[-1]
     inputs = initial_columns(None, batch, bundle.num_codebooks, delays(bundle.num_codebooks, bundle.audio_channels),
