@@ -44,8 +44,9 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, engine: str | None = "float32") -> MusicBackend:
     """Load `model_id` onto `device` and return it ready to serve.
 
-    `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'int8', '+compile',
-    '+nowarmup'; see musicgen.speed.EngineOptions); None keeps transformers' reference loop.
+    `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'float16', 'int8',
+    'int4', with '+compile' or '+nowarmup'; see musicgen.speed.EngineOptions); None keeps
+    transformers' reference loop.
     """
     from daemon.models.musicgen.generator import MusicGen
     from daemon.models.musicgen.loader import load_folder, pick_device

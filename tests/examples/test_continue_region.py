@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from conftest import RecipeDaemon, run_recipe
+from recipe_harness import RecipeDaemon, run_recipe
 
 from protocol.messages import Continue
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, RecipeDaemon
+from recipe_harness import ROOT, RecipeDaemon
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from clients.examples.live_pads import LIVE_PRIORITY

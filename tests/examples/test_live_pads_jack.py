@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from recipe_harness import ROOT
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 sys.path.insert(0, str(ROOT / "tests" / "playback"))
