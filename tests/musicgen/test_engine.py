@@ -119,7 +119,7 @@ def test_options_are_validated_at_load():
     with pytest.raises(InvalidArgument):
         EngineOptions(weights="float16").validate(torch.device("cpu"))
     with pytest.raises(InvalidArgument):
-        EngineOptions(weights="int4").validate(torch.device("cuda"))
+        EngineOptions(weights="int8").validate(torch.device("cuda"))
 
 
 def test_seeded_sampling_and_no_cache_left_behind(engines):

@@ -20,7 +20,7 @@ FORMATS: dict[str, torch.dtype] = {
     "float32": torch.float32,  # the checkpoint's own tensors, no copy: exact parity with transformers
     "bfloat16": torch.bfloat16,  # half the bytes per step; fast on AVX-512 BF16 / AMX CPUs and on GPUs
     "float16": torch.float16,  # GPU only: CPUs have no fast fp16 matmul
-    "int8": torch.bfloat16,  # weight-only int8 (a scale per output row), bf16 activations
+    "int8": torch.bfloat16,  # weight-only int8 (a scale per output row), bf16 activations (CPU)
     "int4": torch.bfloat16,  # weight-only int4 in groups of 64 (scale and offset each), bf16 activations (CPU)
 }
 
@@ -53,8 +53,8 @@ class EngineOptions:
             raise InvalidArgument(f"unknown engine weight format {self.weights!r}; use one of {', '.join(FORMATS)}")
         if self.weights == "float16" and device.type == "cpu":
             raise InvalidArgument("float16 weights need a GPU; use bfloat16 or int8 on the CPU")
-        if self.weights == "int4" and device.type != "cpu":
-            raise InvalidArgument("int4 weights run on the CPU only; use bfloat16 or float16 on a GPU")
+        if self.weights in ("int8", "int4") and device.type != "cpu":
+            raise InvalidArgument(f"{self.weights} weights run on the CPU only; use bfloat16 or float16 on a GPU")
         return self
 
     @classmethod
