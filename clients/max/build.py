@@ -30,7 +30,9 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
     # Requests.
     p.comment(20, 60, "prompt (press return to generate)", 240)
     p.ui("prompt", "textedit", 20, 85, 300, presentation=pr(10, 10, 260, 40), io=(1, 4))
-    p.obj("tosym", 20, 120, "tosymbol")
+    # textedit's output may start with the word "text" (its default output mode): strip it if so.
+    p.obj("untext", 20, 120, "route text")
+    p.obj("tosym", 20, 145, "tosymbol")
     p.comment(340, 60, "seconds / seed / play on the daemon's sound card", 320)
     if device:
         p.ui("dur", "live.dial", 340, 85, 50, presentation=pr(280, 5, 44, 48), io=(1, 2),
@@ -53,10 +55,11 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
         p.ui("seed", "number", 400, 85, 50, io=(1, 2), minimum=0)
         p.ui("play", "toggle", 460, 85, 20, io=(1, 1))
         p.ui("go", "button", 500, 85, 24, io=(1, 1))
-    p.obj("pack", 20, 160, "pack s 8. 0 0", 160)
+    p.obj("pack", 20, 170, "pack s 8. 0 0", 160)
     p.msg("gen", 20, 195, f"/riffd/generate $1 $2 seed $3 play $4 reply_port {REPLY_PORT}", 420)
     p.obj("send", 20, 420, f"udpsend 127.0.0.1 {DEFAULT_OSC_PORT}", 180)
-    p.chain("prompt", "tosym", "pack", "gen", "send")
+    p.chain("prompt", "untext", "tosym", "pack", "gen", "send")
+    p.wire("untext:1", "tosym")
     p.wire("dur", "pack:1")
     p.wire("seed", "pack:2")
     p.wire("play", "pack:3")

@@ -123,11 +123,30 @@
         "box": {
           "id": "obj-6",
           "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "patching_rect": [
+            20,
+            120,
+            140,
+            22
+          ],
+          "text": "route text",
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-7",
+          "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
           "patching_rect": [
             20,
-            120,
+            145,
             140,
             22
           ],
@@ -139,7 +158,7 @@
       },
       {
         "box": {
-          "id": "obj-7",
+          "id": "obj-8",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -154,7 +173,7 @@
       },
       {
         "box": {
-          "id": "obj-8",
+          "id": "obj-9",
           "maxclass": "live.dial",
           "numinlets": 1,
           "numoutlets": 2,
@@ -194,7 +213,7 @@
       },
       {
         "box": {
-          "id": "obj-9",
+          "id": "obj-10",
           "maxclass": "live.numbox",
           "numinlets": 1,
           "numoutlets": 2,
@@ -229,7 +248,7 @@
       },
       {
         "box": {
-          "id": "obj-10",
+          "id": "obj-11",
           "maxclass": "live.toggle",
           "numinlets": 1,
           "numoutlets": 1,
@@ -265,7 +284,7 @@
       },
       {
         "box": {
-          "id": "obj-11",
+          "id": "obj-12",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -293,13 +312,13 @@
       },
       {
         "box": {
-          "id": "obj-12",
+          "id": "obj-13",
           "maxclass": "newobj",
           "numinlets": 4,
           "numoutlets": 1,
           "patching_rect": [
             20,
-            160,
+            170,
             160,
             22
           ],
@@ -311,7 +330,7 @@
       },
       {
         "box": {
-          "id": "obj-13",
+          "id": "obj-14",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -329,7 +348,7 @@
       },
       {
         "box": {
-          "id": "obj-14",
+          "id": "obj-15",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -344,7 +363,7 @@
       },
       {
         "box": {
-          "id": "obj-15",
+          "id": "obj-16",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -359,7 +378,7 @@
       },
       {
         "box": {
-          "id": "obj-16",
+          "id": "obj-17",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -386,7 +405,7 @@
       },
       {
         "box": {
-          "id": "obj-17",
+          "id": "obj-18",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -404,7 +423,7 @@
       },
       {
         "box": {
-          "id": "obj-18",
+          "id": "obj-19",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -423,7 +442,7 @@
       },
       {
         "box": {
-          "id": "obj-19",
+          "id": "obj-20",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -441,7 +460,7 @@
       },
       {
         "box": {
-          "id": "obj-20",
+          "id": "obj-21",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -459,7 +478,7 @@
       },
       {
         "box": {
-          "id": "obj-21",
+          "id": "obj-22",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -486,7 +505,7 @@
       },
       {
         "box": {
-          "id": "obj-22",
+          "id": "obj-23",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -501,7 +520,7 @@
       },
       {
         "box": {
-          "id": "obj-23",
+          "id": "obj-24",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 2,
@@ -520,7 +539,7 @@
       },
       {
         "box": {
-          "id": "obj-24",
+          "id": "obj-25",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -538,7 +557,7 @@
       },
       {
         "box": {
-          "id": "obj-25",
+          "id": "obj-26",
           "maxclass": "live.text",
           "numinlets": 1,
           "numoutlets": 2,
@@ -565,7 +584,7 @@
       },
       {
         "box": {
-          "id": "obj-26",
+          "id": "obj-27",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -580,7 +599,7 @@
       },
       {
         "box": {
-          "id": "obj-27",
+          "id": "obj-28",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -598,7 +617,7 @@
       },
       {
         "box": {
-          "id": "obj-28",
+          "id": "obj-29",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -616,7 +635,7 @@
       },
       {
         "box": {
-          "id": "obj-29",
+          "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 9,
@@ -642,7 +661,7 @@
       },
       {
         "box": {
-          "id": "obj-30",
+          "id": "obj-31",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -661,7 +680,7 @@
       },
       {
         "box": {
-          "id": "obj-31",
+          "id": "obj-32",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -681,7 +700,7 @@
       },
       {
         "box": {
-          "id": "obj-32",
+          "id": "obj-33",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -699,7 +718,7 @@
       },
       {
         "box": {
-          "id": "obj-33",
+          "id": "obj-34",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -717,7 +736,7 @@
       },
       {
         "box": {
-          "id": "obj-34",
+          "id": "obj-35",
           "maxclass": "live.slider",
           "numinlets": 1,
           "numoutlets": 2,
@@ -744,7 +763,7 @@
       },
       {
         "box": {
-          "id": "obj-35",
+          "id": "obj-36",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -764,7 +783,7 @@
       },
       {
         "box": {
-          "id": "obj-36",
+          "id": "obj-37",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -782,7 +801,7 @@
       },
       {
         "box": {
-          "id": "obj-37",
+          "id": "obj-38",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -801,7 +820,7 @@
       },
       {
         "box": {
-          "id": "obj-38",
+          "id": "obj-39",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -819,7 +838,7 @@
       },
       {
         "box": {
-          "id": "obj-39",
+          "id": "obj-40",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -838,7 +857,7 @@
       },
       {
         "box": {
-          "id": "obj-40",
+          "id": "obj-41",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -857,7 +876,7 @@
       },
       {
         "box": {
-          "id": "obj-41",
+          "id": "obj-42",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -875,7 +894,7 @@
       },
       {
         "box": {
-          "id": "obj-42",
+          "id": "obj-43",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -894,7 +913,7 @@
       },
       {
         "box": {
-          "id": "obj-43",
+          "id": "obj-44",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -912,7 +931,7 @@
       },
       {
         "box": {
-          "id": "obj-44",
+          "id": "obj-45",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -931,7 +950,7 @@
       },
       {
         "box": {
-          "id": "obj-45",
+          "id": "obj-46",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -951,7 +970,7 @@
       },
       {
         "box": {
-          "id": "obj-46",
+          "id": "obj-47",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -966,7 +985,7 @@
       },
       {
         "box": {
-          "id": "obj-47",
+          "id": "obj-48",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 4,
@@ -987,7 +1006,7 @@
       },
       {
         "box": {
-          "id": "obj-48",
+          "id": "obj-49",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -1002,7 +1021,7 @@
       },
       {
         "box": {
-          "id": "obj-49",
+          "id": "obj-50",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1063,7 +1082,7 @@
             0
           ],
           "destination": [
-            "obj-12",
+            "obj-7",
             0
           ]
         }
@@ -1071,7 +1090,7 @@
       {
         "patchline": {
           "source": [
-            "obj-12",
+            "obj-7",
             0
           ],
           "destination": [
@@ -1095,12 +1114,24 @@
       {
         "patchline": {
           "source": [
-            "obj-8",
+            "obj-14",
             0
           ],
           "destination": [
-            "obj-12",
+            "obj-15",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-6",
             1
+          ],
+          "destination": [
+            "obj-7",
+            0
           ]
         }
       },
@@ -1111,8 +1142,8 @@
             0
           ],
           "destination": [
-            "obj-12",
-            2
+            "obj-13",
+            1
           ]
         }
       },
@@ -1123,8 +1154,8 @@
             0
           ],
           "destination": [
-            "obj-12",
-            3
+            "obj-13",
+            2
           ]
         }
       },
@@ -1135,19 +1166,19 @@
             0
           ],
           "destination": [
+            "obj-13",
+            3
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-12",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-16",
-            0
           ],
           "destination": [
-            "obj-17",
+            "obj-13",
             0
           ]
         }
@@ -1195,20 +1226,8 @@
             0
           ],
           "destination": [
-            "obj-14",
+            "obj-21",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-8",
-            0
-          ],
-          "destination": [
-            "obj-19",
-            1
           ]
         }
       },
@@ -1219,7 +1238,7 @@
             0
           ],
           "destination": [
-            "obj-23",
+            "obj-15",
             0
           ]
         }
@@ -1227,7 +1246,19 @@
       {
         "patchline": {
           "source": [
-            "obj-23",
+            "obj-9",
+            0
+          ],
+          "destination": [
+            "obj-20",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-22",
             0
           ],
           "destination": [
@@ -1243,7 +1274,7 @@
             0
           ],
           "destination": [
-            "obj-14",
+            "obj-25",
             0
           ]
         }
@@ -1255,7 +1286,7 @@
             0
           ],
           "destination": [
-            "obj-27",
+            "obj-15",
             0
           ]
         }
@@ -1263,11 +1294,11 @@
       {
         "patchline": {
           "source": [
-            "obj-27",
+            "obj-26",
             0
           ],
           "destination": [
-            "obj-14",
+            "obj-28",
             0
           ]
         }
@@ -1279,7 +1310,7 @@
             0
           ],
           "destination": [
-            "obj-29",
+            "obj-15",
             0
           ]
         }
@@ -1303,18 +1334,6 @@
             0
           ],
           "destination": [
-            "obj-23",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-29",
-            2
-          ],
-          "destination": [
             "obj-31",
             0
           ]
@@ -1324,7 +1343,19 @@
         "patchline": {
           "source": [
             "obj-31",
+            0
+          ],
+          "destination": [
+            "obj-24",
             1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
+            2
           ],
           "destination": [
             "obj-32",
@@ -1335,12 +1366,12 @@
       {
         "patchline": {
           "source": [
-            "obj-31",
-            2
+            "obj-32",
+            1
           ],
           "destination": [
             "obj-33",
-            1
+            0
           ]
         }
       },
@@ -1348,11 +1379,11 @@
         "patchline": {
           "source": [
             "obj-32",
-            0
+            2
           ],
           "destination": [
-            "obj-33",
-            0
+            "obj-34",
+            1
           ]
         }
       },
@@ -1371,11 +1402,23 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
+            "obj-34",
+            0
+          ],
+          "destination": [
+            "obj-35",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
             3
           ],
           "destination": [
-            "obj-35",
+            "obj-36",
             0
           ]
         }
@@ -1383,11 +1426,11 @@
       {
         "patchline": {
           "source": [
-            "obj-35",
+            "obj-36",
             2
           ],
           "destination": [
-            "obj-36",
+            "obj-37",
             0
           ]
         }
@@ -1395,11 +1438,11 @@
       {
         "patchline": {
           "source": [
-            "obj-36",
+            "obj-37",
             0
           ],
           "destination": [
-            "obj-37",
+            "obj-38",
             0
           ]
         }
@@ -1407,20 +1450,8 @@
       {
         "patchline": {
           "source": [
-            "obj-37",
+            "obj-38",
             1
-          ],
-          "destination": [
-            "obj-38",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-38",
-            0
           ],
           "destination": [
             "obj-39",
@@ -1431,11 +1462,23 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
+            "obj-39",
+            0
+          ],
+          "destination": [
+            "obj-40",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
             4
           ],
           "destination": [
-            "obj-40",
+            "obj-41",
             0
           ]
         }
@@ -1443,20 +1486,8 @@
       {
         "patchline": {
           "source": [
-            "obj-40",
+            "obj-41",
             1
-          ],
-          "destination": [
-            "obj-41",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-41",
-            0
           ],
           "destination": [
             "obj-42",
@@ -1468,7 +1499,7 @@
         "patchline": {
           "source": [
             "obj-42",
-            1
+            0
           ],
           "destination": [
             "obj-43",
@@ -1480,7 +1511,7 @@
         "patchline": {
           "source": [
             "obj-43",
-            0
+            1
           ],
           "destination": [
             "obj-44",
@@ -1491,8 +1522,8 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
-            5
+            "obj-44",
+            0
           ],
           "destination": [
             "obj-45",
@@ -1503,7 +1534,7 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
+            "obj-30",
             5
           ],
           "destination": [
@@ -1515,8 +1546,8 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
-            1
+            "obj-30",
+            5
           ],
           "destination": [
             "obj-47",
@@ -1527,11 +1558,23 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
+            "obj-30",
+            1
+          ],
+          "destination": [
+            "obj-48",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
             6
           ],
           "destination": [
-            "obj-48",
+            "obj-49",
             0
           ]
         }
@@ -1539,11 +1582,11 @@
       {
         "patchline": {
           "source": [
-            "obj-29",
+            "obj-30",
             7
           ],
           "destination": [
-            "obj-48",
+            "obj-49",
             0
           ]
         }
@@ -1551,11 +1594,11 @@
       {
         "patchline": {
           "source": [
-            "obj-39",
+            "obj-40",
             0
           ],
           "destination": [
-            "obj-49",
+            "obj-50",
             0
           ]
         }
@@ -1563,11 +1606,11 @@
       {
         "patchline": {
           "source": [
-            "obj-44",
+            "obj-45",
             0
           ],
           "destination": [
-            "obj-49",
+            "obj-50",
             0
           ]
         }
@@ -1575,7 +1618,7 @@
       {
         "patchline": {
           "source": [
-            "obj-49",
+            "obj-50",
             0
           ],
           "destination": [
@@ -1587,7 +1630,7 @@
       {
         "patchline": {
           "source": [
-            "obj-49",
+            "obj-50",
             0
           ],
           "destination": [

@@ -90,11 +90,30 @@
         "box": {
           "id": "obj-5",
           "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "patching_rect": [
+            20,
+            120,
+            140,
+            22
+          ],
+          "text": "route text",
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-6",
+          "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
           "patching_rect": [
             20,
-            120,
+            145,
             140,
             22
           ],
@@ -106,7 +125,7 @@
       },
       {
         "box": {
-          "id": "obj-6",
+          "id": "obj-7",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -121,7 +140,7 @@
       },
       {
         "box": {
-          "id": "obj-7",
+          "id": "obj-8",
           "maxclass": "flonum",
           "numinlets": 1,
           "numoutlets": 2,
@@ -140,7 +159,7 @@
       },
       {
         "box": {
-          "id": "obj-8",
+          "id": "obj-9",
           "maxclass": "number",
           "numinlets": 1,
           "numoutlets": 2,
@@ -159,7 +178,7 @@
       },
       {
         "box": {
-          "id": "obj-9",
+          "id": "obj-10",
           "maxclass": "toggle",
           "numinlets": 1,
           "numoutlets": 1,
@@ -176,7 +195,7 @@
       },
       {
         "box": {
-          "id": "obj-10",
+          "id": "obj-11",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -193,13 +212,13 @@
       },
       {
         "box": {
-          "id": "obj-11",
+          "id": "obj-12",
           "maxclass": "newobj",
           "numinlets": 4,
           "numoutlets": 1,
           "patching_rect": [
             20,
-            160,
+            170,
             160,
             22
           ],
@@ -211,7 +230,7 @@
       },
       {
         "box": {
-          "id": "obj-12",
+          "id": "obj-13",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -229,7 +248,7 @@
       },
       {
         "box": {
-          "id": "obj-13",
+          "id": "obj-14",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -244,7 +263,7 @@
       },
       {
         "box": {
-          "id": "obj-14",
+          "id": "obj-15",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -259,7 +278,7 @@
       },
       {
         "box": {
-          "id": "obj-15",
+          "id": "obj-16",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -276,7 +295,7 @@
       },
       {
         "box": {
-          "id": "obj-16",
+          "id": "obj-17",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -294,7 +313,7 @@
       },
       {
         "box": {
-          "id": "obj-17",
+          "id": "obj-18",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -313,7 +332,7 @@
       },
       {
         "box": {
-          "id": "obj-18",
+          "id": "obj-19",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -331,7 +350,7 @@
       },
       {
         "box": {
-          "id": "obj-19",
+          "id": "obj-20",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -349,7 +368,7 @@
       },
       {
         "box": {
-          "id": "obj-20",
+          "id": "obj-21",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -366,7 +385,7 @@
       },
       {
         "box": {
-          "id": "obj-21",
+          "id": "obj-22",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -381,7 +400,7 @@
       },
       {
         "box": {
-          "id": "obj-22",
+          "id": "obj-23",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 2,
@@ -400,7 +419,7 @@
       },
       {
         "box": {
-          "id": "obj-23",
+          "id": "obj-24",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -418,7 +437,7 @@
       },
       {
         "box": {
-          "id": "obj-24",
+          "id": "obj-25",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -435,7 +454,7 @@
       },
       {
         "box": {
-          "id": "obj-25",
+          "id": "obj-26",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -450,7 +469,7 @@
       },
       {
         "box": {
-          "id": "obj-26",
+          "id": "obj-27",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -468,7 +487,7 @@
       },
       {
         "box": {
-          "id": "obj-27",
+          "id": "obj-28",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -486,7 +505,7 @@
       },
       {
         "box": {
-          "id": "obj-28",
+          "id": "obj-29",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 9,
@@ -512,7 +531,7 @@
       },
       {
         "box": {
-          "id": "obj-29",
+          "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -531,7 +550,7 @@
       },
       {
         "box": {
-          "id": "obj-30",
+          "id": "obj-31",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -551,7 +570,7 @@
       },
       {
         "box": {
-          "id": "obj-31",
+          "id": "obj-32",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -569,7 +588,7 @@
       },
       {
         "box": {
-          "id": "obj-32",
+          "id": "obj-33",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -587,7 +606,7 @@
       },
       {
         "box": {
-          "id": "obj-33",
+          "id": "obj-34",
           "maxclass": "slider",
           "numinlets": 1,
           "numoutlets": 1,
@@ -606,7 +625,7 @@
       },
       {
         "box": {
-          "id": "obj-34",
+          "id": "obj-35",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -626,7 +645,7 @@
       },
       {
         "box": {
-          "id": "obj-35",
+          "id": "obj-36",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -644,7 +663,7 @@
       },
       {
         "box": {
-          "id": "obj-36",
+          "id": "obj-37",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -663,7 +682,7 @@
       },
       {
         "box": {
-          "id": "obj-37",
+          "id": "obj-38",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -681,7 +700,7 @@
       },
       {
         "box": {
-          "id": "obj-38",
+          "id": "obj-39",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -700,7 +719,7 @@
       },
       {
         "box": {
-          "id": "obj-39",
+          "id": "obj-40",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -719,7 +738,7 @@
       },
       {
         "box": {
-          "id": "obj-40",
+          "id": "obj-41",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -737,7 +756,7 @@
       },
       {
         "box": {
-          "id": "obj-41",
+          "id": "obj-42",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -756,7 +775,7 @@
       },
       {
         "box": {
-          "id": "obj-42",
+          "id": "obj-43",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -774,7 +793,7 @@
       },
       {
         "box": {
-          "id": "obj-43",
+          "id": "obj-44",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -793,7 +812,7 @@
       },
       {
         "box": {
-          "id": "obj-44",
+          "id": "obj-45",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 3,
@@ -813,7 +832,7 @@
       },
       {
         "box": {
-          "id": "obj-45",
+          "id": "obj-46",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -828,7 +847,7 @@
       },
       {
         "box": {
-          "id": "obj-46",
+          "id": "obj-47",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 4,
@@ -849,7 +868,7 @@
       },
       {
         "box": {
-          "id": "obj-47",
+          "id": "obj-48",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 0,
@@ -864,7 +883,7 @@
       },
       {
         "box": {
-          "id": "obj-48",
+          "id": "obj-49",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -901,7 +920,7 @@
             0
           ],
           "destination": [
-            "obj-11",
+            "obj-6",
             0
           ]
         }
@@ -909,7 +928,7 @@
       {
         "patchline": {
           "source": [
-            "obj-11",
+            "obj-6",
             0
           ],
           "destination": [
@@ -933,12 +952,24 @@
       {
         "patchline": {
           "source": [
-            "obj-7",
+            "obj-13",
             0
           ],
           "destination": [
-            "obj-11",
+            "obj-14",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-5",
             1
+          ],
+          "destination": [
+            "obj-6",
+            0
           ]
         }
       },
@@ -949,8 +980,8 @@
             0
           ],
           "destination": [
-            "obj-11",
-            2
+            "obj-12",
+            1
           ]
         }
       },
@@ -961,8 +992,8 @@
             0
           ],
           "destination": [
-            "obj-11",
-            3
+            "obj-12",
+            2
           ]
         }
       },
@@ -973,19 +1004,19 @@
             0
           ],
           "destination": [
+            "obj-12",
+            3
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-11",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-15",
-            0
           ],
           "destination": [
-            "obj-16",
+            "obj-12",
             0
           ]
         }
@@ -1033,20 +1064,8 @@
             0
           ],
           "destination": [
-            "obj-13",
+            "obj-20",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-7",
-            0
-          ],
-          "destination": [
-            "obj-18",
-            1
           ]
         }
       },
@@ -1057,7 +1076,7 @@
             0
           ],
           "destination": [
-            "obj-22",
+            "obj-14",
             0
           ]
         }
@@ -1065,7 +1084,19 @@
       {
         "patchline": {
           "source": [
-            "obj-22",
+            "obj-8",
+            0
+          ],
+          "destination": [
+            "obj-19",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-21",
             0
           ],
           "destination": [
@@ -1081,7 +1112,7 @@
             0
           ],
           "destination": [
-            "obj-13",
+            "obj-24",
             0
           ]
         }
@@ -1093,7 +1124,7 @@
             0
           ],
           "destination": [
-            "obj-26",
+            "obj-14",
             0
           ]
         }
@@ -1101,11 +1132,11 @@
       {
         "patchline": {
           "source": [
-            "obj-26",
+            "obj-25",
             0
           ],
           "destination": [
-            "obj-13",
+            "obj-27",
             0
           ]
         }
@@ -1117,7 +1148,7 @@
             0
           ],
           "destination": [
-            "obj-28",
+            "obj-14",
             0
           ]
         }
@@ -1141,18 +1172,6 @@
             0
           ],
           "destination": [
-            "obj-22",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-28",
-            2
-          ],
-          "destination": [
             "obj-30",
             0
           ]
@@ -1162,7 +1181,19 @@
         "patchline": {
           "source": [
             "obj-30",
+            0
+          ],
+          "destination": [
+            "obj-23",
             1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
+            2
           ],
           "destination": [
             "obj-31",
@@ -1173,12 +1204,12 @@
       {
         "patchline": {
           "source": [
-            "obj-30",
-            2
+            "obj-31",
+            1
           ],
           "destination": [
             "obj-32",
-            1
+            0
           ]
         }
       },
@@ -1186,11 +1217,11 @@
         "patchline": {
           "source": [
             "obj-31",
-            0
+            2
           ],
           "destination": [
-            "obj-32",
-            0
+            "obj-33",
+            1
           ]
         }
       },
@@ -1209,11 +1240,23 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-33",
+            0
+          ],
+          "destination": [
+            "obj-34",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             3
           ],
           "destination": [
-            "obj-34",
+            "obj-35",
             0
           ]
         }
@@ -1221,11 +1264,11 @@
       {
         "patchline": {
           "source": [
-            "obj-34",
+            "obj-35",
             2
           ],
           "destination": [
-            "obj-35",
+            "obj-36",
             0
           ]
         }
@@ -1233,11 +1276,11 @@
       {
         "patchline": {
           "source": [
-            "obj-35",
+            "obj-36",
             0
           ],
           "destination": [
-            "obj-36",
+            "obj-37",
             0
           ]
         }
@@ -1245,20 +1288,8 @@
       {
         "patchline": {
           "source": [
-            "obj-36",
+            "obj-37",
             1
-          ],
-          "destination": [
-            "obj-37",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-37",
-            0
           ],
           "destination": [
             "obj-38",
@@ -1269,11 +1300,23 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-38",
+            0
+          ],
+          "destination": [
+            "obj-39",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             4
           ],
           "destination": [
-            "obj-39",
+            "obj-40",
             0
           ]
         }
@@ -1281,20 +1324,8 @@
       {
         "patchline": {
           "source": [
-            "obj-39",
+            "obj-40",
             1
-          ],
-          "destination": [
-            "obj-40",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-40",
-            0
           ],
           "destination": [
             "obj-41",
@@ -1306,7 +1337,7 @@
         "patchline": {
           "source": [
             "obj-41",
-            1
+            0
           ],
           "destination": [
             "obj-42",
@@ -1318,7 +1349,7 @@
         "patchline": {
           "source": [
             "obj-42",
-            0
+            1
           ],
           "destination": [
             "obj-43",
@@ -1329,8 +1360,8 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
-            5
+            "obj-43",
+            0
           ],
           "destination": [
             "obj-44",
@@ -1341,7 +1372,7 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-29",
             5
           ],
           "destination": [
@@ -1353,8 +1384,8 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
-            1
+            "obj-29",
+            5
           ],
           "destination": [
             "obj-46",
@@ -1365,11 +1396,23 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-29",
+            1
+          ],
+          "destination": [
+            "obj-47",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
             6
           ],
           "destination": [
-            "obj-47",
+            "obj-48",
             0
           ]
         }
@@ -1377,11 +1420,11 @@
       {
         "patchline": {
           "source": [
-            "obj-28",
+            "obj-29",
             7
           ],
           "destination": [
-            "obj-47",
+            "obj-48",
             0
           ]
         }
@@ -1389,11 +1432,11 @@
       {
         "patchline": {
           "source": [
-            "obj-38",
+            "obj-39",
             0
           ],
           "destination": [
-            "obj-48",
+            "obj-49",
             0
           ]
         }
@@ -1401,11 +1444,11 @@
       {
         "patchline": {
           "source": [
-            "obj-43",
+            "obj-44",
             0
           ],
           "destination": [
-            "obj-48",
+            "obj-49",
             0
           ]
         }
@@ -1413,7 +1456,7 @@
       {
         "patchline": {
           "source": [
-            "obj-48",
+            "obj-49",
             0
           ],
           "destination": [
@@ -1425,7 +1468,7 @@
       {
         "patchline": {
           "source": [
-            "obj-48",
+            "obj-49",
             0
           ],
           "destination": [
