@@ -1,0 +1,66 @@
+"""docs/user-guide.md names flags, modules and files: each must exist, so the guide cannot rot silently."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from clients.cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = (ROOT / "docs" / "user-guide.md").read_text()
+RECIPES = ("live_pads", "continue_region", "setlist")
+
+
+def _cli_flags() -> set[str]:
+    """Every option string of `riffd` and its subcommands."""
+    flags: set[str] = set()
+    parsers = [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            flags.update(option for option in action.option_strings if option.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return flags
+
+
+def _recipe_flags(name: str) -> set[str]:
+    module = importlib.import_module(f"clients.examples.{name}")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        module.main(["--help"])
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out.getvalue()))
+
+
+def test_every_flag_the_guide_names_exists() -> None:
+    known = _cli_flags().union(*(_recipe_flags(name) for name in RECIPES))
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", GUIDE))
+    assert named - known == set(), f"the guide names flags nothing accepts: {sorted(named - known)}"
+
+
+def test_every_module_and_file_the_guide_names_exists() -> None:
+    for module in re.findall(r"python -m ([\w.]+)", GUIDE):
+        importlib.import_module(module)
+    for path in re.findall(r"`((?:clients|docs)/[\w./-]+)`", GUIDE):
+        assert (ROOT / path).exists(), path
+    for link in re.findall(r"\]\(([\w-]+\.md)(?:#[\w-]+)?\)", GUIDE):
+        assert (ROOT / "docs" / link).exists(), link
+
+
+def test_every_error_code_the_guide_names_exists() -> None:
+    """Backticked snake_case words are schema fields or error codes; the codes must be real."""
+    from protocol import errors
+    from protocol.messages import EVENTS, REQUESTS
+    from protocol.schema import fields_of
+
+    codes = {cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.RiffdError)}
+    fields = {spec.name for cls in [*REQUESTS.values(), *EVENTS.values()] for spec in fields_of(cls)}
+    named = set(re.findall(r"`([a-z]+(?:_[a-z]+)+)[`:]", GUIDE)) - fields - {"save_pretrained"}
+    assert "model_unavailable" in named and named <= codes, sorted(named - codes)
