@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,6 +45,7 @@ class JobRunner:
     def run(self, job: Job, emit: Emit) -> None:
         sinks: list[JobSink] = []
         out_of_memory: OutOfMemory | None = None
+        failure: Error | None = None
         try:
             if job.stop_requested.is_set():
                 raise job.stop_error
@@ -72,15 +74,20 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - a bug in a backend must not take the daemon down
             _abort(sinks)
             if is_out_of_memory(exc):
-                # Told after the memory is back (below): the traceback holds the job's tensors.
-                log.error("job %s: out of memory: %s", job.id, exc)
+                # Told after the memory is back (below): the traceback holds the job's tensors, so
+                # nothing may keep it (a log record given `exc` would, in any handler that keeps records).
                 out_of_memory = OutOfMemory(f"out of memory on {self._pool.device}: {_first_line(exc)}")
+                log.error("job %s: %s", job.id, out_of_memory.message)
             else:
-                log.exception("job %s failed", job.id)
-                emit(job, Error(job=job.id, code="internal", message=f"{type(exc).__name__}: {exc}", re=job.re))
+                # The traceback as text: a record holding exc_info would keep the job's tensors alive.
+                log.error("job %s failed:\n%s", job.id, "".join(traceback.format_exception(exc)).rstrip())
+                failure = Error(job=job.id, code="internal", message=f"{type(exc).__name__}: {exc}", re=job.re)
         if out_of_memory is not None:
             release_memory()
             emit(job, Error(job=job.id, code=out_of_memory.code, message=out_of_memory.message, re=job.re))
+        elif failure is not None:
+            release_memory()  # whatever the failed step had allocated goes back before the next job
+            emit(job, failure)
 
     def _inputs(self, job: Job, backend: MusicBackend) -> tuple[str | None, Audio | None, Audio | None]:
         """(text, audio prompt, melody) of a MusicGen request, audio read from the daemon's disk."""
