@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -88,15 +89,48 @@ def write_audio(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, np.ascontiguousarray(samples.T), sample_rate, subtype=sf_subtype, format=fmt)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with os.fdopen(fd, "wb", buffering=0) as raw:
+            handle = _KeepsWriteErrors(raw)
+            try:
+                sf.write(handle, np.ascontiguousarray(samples.T), sample_rate, subtype=sf_subtype, format=fmt)
+            except (AssertionError, RuntimeError):
+                if handle.error is not None:
+                    raise handle.error from None  # a full disk is an OSError, not a soundfile assertion
+                raise
+            os.fsync(raw.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+class _KeepsWriteErrors:
+    """An unbuffered file for soundfile's virtual IO that keeps the first OSError of a write.
+
+    soundfile's callbacks cannot raise into libsndfile: a write failing with ENOSPC comes out as
+    a short write and an AssertionError. Kept here, the caller raises the real error instead.
+    """
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        self._raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._raw.write(data) or 0
+        except OSError as exc:
+            self.error = self.error or exc
+            return 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size) or b""
 
 
 def parse_subtype(subtype: str | None, fmt: str) -> str:
