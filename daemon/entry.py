@@ -16,13 +16,25 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     level = "DEBUG" if getattr(args, "verbose", False) else config.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # python-osc warns on the root logger for every argument of an unknown type tag: a stranger
-    # could fill the log with one packet a millisecond. The packet is still answered.
-    logging.getLogger().addFilter(lambda record: not record.getMessage().startswith("Unhandled parameter type"))
+    quiet_python_osc()
     from daemon.server.app import serve
 
     asyncio.run(serve(config))
     return 0
+
+
+def quiet_python_osc(logger: logging.Logger | None = None) -> logging.Filter:
+    """Drop python-osc's per-argument warning for unknown type tags (it logs on the root logger:
+    a stranger could fill the log with one packet a millisecond). The packet is still answered.
+    Returns the filter installed, so it can be removed."""
+
+    class _DropUnknownTypeTags(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not (isinstance(record.msg, str) and record.msg.startswith("Unhandled parameter type"))
+
+    log_filter = _DropUnknownTypeTags()
+    (logger or logging.getLogger()).addFilter(log_filter)
+    return log_filter
 
 
 def main(argv: list[str] | None = None) -> int:
