@@ -20,7 +20,7 @@ from daemon.config import DaemonConfig
 from daemon.residency import Loader
 from daemon.server.app import Daemon
 from daemon.sinks import FileSinkFactory
-from daemon_harness import DaemonThread, fake_loader, make_config, wait_for
+from daemon_harness import DaemonThread, fake_loader, make_config, oscsend, wait_for
 from jack_harness import JackCapture, JackServer
 from protocol.messages import Chunk, Done, Error
 from signals import correlation, find_lag, ser_db
@@ -128,6 +128,21 @@ def test_two_overlapping_jobs_are_both_heard_at_their_gains(
     both = sum(abs(lo - 0.3) < 0.01 and abs(hi - 0.15) < 0.005 for lo, hi in levels)
     high_only = sum(lo < 0.003 and abs(hi - 0.15) < 0.005 for lo, hi in levels)
     assert low_only >= 3 and both >= 5 and high_only >= 3, (low_only, both, high_only)
+
+
+def test_an_osc_request_plays_at_its_gain(fake_playing: Playing, start_capture: Callable[[], JackCapture]) -> None:
+    # What a Pure Data or TouchOSC patch sends: liblo's oscsend, options as key/value pairs.
+    capture = start_capture()
+    capture.wait_following("PortAudio")
+    oscsend("/riffd/generate", "sfsisfss", "from a patch", 1.0, "seed", 100, "gain", 0.4, "job", "from-osc",
+            url=f"osc.udp://127.0.0.1:{fake_playing.daemon.osc_port}")
+    wait_for(lambda: fake_playing.player.voice("from-osc") is not None, timeout_s=10)
+    assert fake_playing.player.wait_idle(15.0)
+    time.sleep(0.1)
+    captured = capture.stop()[0]
+    window = RATE // 10
+    levels = [tone_level(captured[i : i + window], 320.0) for i in range(0, captured.size - window, window)]
+    assert sum(abs(level - 0.2) < 0.005 for level in levels) >= 7, levels  # 0.5 x gain 0.4, for ~1 s
 
 
 def test_a_request_can_opt_out_of_playback(fake_playing: Playing) -> None:
