@@ -105,9 +105,9 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
                      f"riffd-test {debug_daemon.osc_port} {log} {from_file} {from_chunks} {played} {duration_s}")
     events = _log(log)
     assert ["timeout"] not in events, (events, console)
-    # The only error is job 4's: `cancel` (no argument) cancelled the last job accepted.
+    # The only error is job 6's: `cancel` (no argument) cancelled the last job accepted.
     errors = [event for event in events if event[0] == "error"]
-    assert [e[:3] for e in errors] == [["error", "pdtest-4", "cancelled"]], (events, console)
+    assert [e[:3] for e in errors] == [["error", "pdtest-6", "cancelled"]], (events, console)
 
     jobs = {}
     for job in ("pdtest-1", "pdtest-2", "pdtest-3"):
@@ -144,8 +144,15 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
     # Job 3 continued the file Pd wrote: the daemon saved 0.5 s of new audio, now in the array.
     continued, _ = sf.read(jobs["pdtest-3"][-2][2], dtype="float32")
     assert len(continued) == round(0.5 * rate) and np.abs(continued).max() > 0
-    job4 = [event[0] for event in events if len(event) > 1 and event[1] == "pdtest-4"]
-    assert job4[0] == "accepted" and job4[-1] == "error" and "done" not in job4
+    # Jobs 4 and 5 were sent back to back: job 4 ran first, but the array follows the newest job,
+    # so only job 5 filled and loaded it.
+    kinds = {job: [e[0] for e in events if len(e) > 1 and e[1] == job] for job in ("pdtest-4", "pdtest-5", "pdtest-6")}
+    assert "chunk" in kinds["pdtest-4"] and "done" in kinds["pdtest-4"]
+    assert "filled" not in kinds["pdtest-4"] and "loaded" not in kinds["pdtest-4"]
+    assert kinds["pdtest-5"][-2:] == ["done", "loaded"] and "filled" in kinds["pdtest-5"]
+    assert events.index(["loaded", "pdtest-5", "16000", "32000"]) > max(
+        i for i, e in enumerate(events) if len(e) > 1 and e[1] == "pdtest-4")
+    assert kinds["pdtest-6"][0] == "accepted" and kinds["pdtest-6"][-1] == "error" and "done" not in kinds["pdtest-6"]
 
     # Pd played job 1 through the abstraction's outlet~ at the file's rate, resampled to Pd's.
     out, out_rate = sf.read(played, dtype="float32")

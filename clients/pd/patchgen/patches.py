@@ -99,12 +99,13 @@ def requests_patch() -> Canvas:
 
 def daemon_test_patch() -> Canvas:
     """Four jobs against a real daemon: one loaded from its saved file and played, one from its
-    chunks, a continuation of the first file, and a long one cancelled once accepted."""
+    chunks, a continuation of the first file, two back to back (the array follows the newer), and a
+    long one cancelled once accepted."""
     c = Canvas(size=(900, 700))
     c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-test PORT LOG WAV1 WAV2 "
            "PLAYED DURATION_S\". Job 1 is saved by the daemon and loaded from its file \\, then played into "
-           "PLAYED; job 2 (save 0) is assembled from its chunk files; job 3 continues WAV1; job 4 is "
-           "cancelled once accepted. Every event goes to LOG.", 120)
+           "PLAYED; job 2 (save 0) is assembled from its chunk files; job 3 continues WAV1; jobs 4 and 5 go "
+           "back to back (only 5 loads); job 6 is cancelled once accepted. Every event goes to LOG.", 120)
     c.obj("arr", 600, 60, "array define riffd-test-audio")
     c.obj("log", 600, 85, "text define riffd-test-log")
     c.obj("r", 20, 80, "r riffd-test")
@@ -129,7 +130,7 @@ def daemon_test_patch() -> Canvas:
     c.obj("rt", 200, 390, "route loaded error accepted")
     c.obj("cnt", 200, 420, "f")
     c.obj("inc", 250, 420, "+ 1")
-    c.obj("sel", 200, 445, "sel 0 1 2")
+    c.obj("sel", 200, 445, "sel 0 1 2 3")
     # After job 1: write the array, play it into a file, then start job 2.
     c.obj("w1t", 20, 480, "t b b b b")
     c.msg("w1m", 20, 560, "write -bytes 4 \\$1 riffd-test-audio")
@@ -210,15 +211,15 @@ def daemon_test_patch() -> Canvas:
     c.wire("o3", "riffd")
     c.wire("tj3", "sw1b")
     c.chain("sw1b", "g3", "riffd")
-    c.obj("tj4", 500, 680, "t b b")
-    c.msg("o4", 600, 705, "job pdtest-4")
-    c.msg("g4", 500, 730, "generate 30 a long one")
-    c.wire("sel:2", "tj4")
-    c.wire("tj4:1", "o4")
-    c.wire("o4", "riffd")
-    c.wire("tj4", "g4")
-    c.wire("g4", "riffd")
-    c.obj("acc", 320, 680, "route pdtest-4")
+    # Jobs 4 and 5 back to back: the array follows the newest, so job 4 (which runs first) loads nothing.
+    c.msg("g45", 500, 680, "job pdtest-4 \\, generate 1 older take \\, job pdtest-5 \\, generate 0.5 newer take")
+    c.wire("sel:2", "g45")
+    c.wire("g45", "riffd")
+    # Job 6 is cancelled as soon as it is accepted (a bare cancel: the newest job).
+    c.msg("g6", 500, 730, "job pdtest-6 \\, generate 30 a long one")
+    c.wire("sel:3", "g6")
+    c.wire("g6", "riffd")
+    c.obj("acc", 320, 680, "route pdtest-6")
     c.obj("accb", 320, 705, "t b")
     c.msg("cancel", 320, 730, "cancel")
     c.wire("rt:2", "acc")
