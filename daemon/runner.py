@@ -11,20 +11,22 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from daemon.audio.io import DEFAULT_MAX_INPUT_S, read_audio
-from daemon.audio.types import Audio
-from daemon.backend import MusicBackend
+from daemon.audio.types import Audio, AudioChunk
+from daemon.backend import MusicBackend, ProgressFn
 from daemon.jobs import Emit, Job
+from daemon.jukebox_jobs import jukebox_chunks
 from daemon.paths import PathPolicy
 from daemon.residency import ModelPool, release_memory
 from daemon.sinks.base import JobSink, SinkFactory
 from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError, Unsupported
-from protocol.messages import Chunk, Continue, Done, Error, Generate, Progress, Started
+from protocol.messages import Chunk, Continue, Done, Error, Generate, JukeboxRequest, Progress, Started
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,11 @@ class JobRunner:
             with self._pool.use(job.model) as backend:
                 emit(job, Started(job=job.id, model=job.model, sample_rate=backend.sample_rate,
                                   channels=backend.audio_channels, re=job.re))
-                text, audio_prompt, melody = self._inputs(job, backend)
                 for factory in self._sink_factories:
                     sink = factory(job, backend.sample_rate, backend.audio_channels)
                     if sink is not None:
                         sinks.append(sink)
-                frames = self._stream(job, backend, text, audio_prompt, melody, sinks, emit)
+                frames = self._stream(job, backend, sinks, emit)
                 path = None
                 for sink in sinks:
                     path = sink.finish() or path
@@ -113,9 +114,23 @@ class JobRunner:
         path = self._paths.input(source) if self._paths is not None else source
         return read_audio(path, max_duration_s=self._max_audio_s)
 
-    def _stream(self, job: Job, backend: MusicBackend, text: str | None, audio_prompt: Audio | None,
-                melody: Audio | None, sinks: list[JobSink], emit: Emit) -> int:
-        """Feed the backend's chunks to the sinks and the event stream; return frames produced."""
+    def _chunks(self, job: Job, backend: MusicBackend, progress: ProgressFn) -> Iterator[AudioChunk]:
+        """The backend's stream for the job's request: MusicGen's, or Jukebox's two stages."""
+        stop = job.stop_requested.is_set
+        if isinstance(job.request, JukeboxRequest):
+            return jukebox_chunks(job, backend, read_audio=self._audio, resolve_input=self._input_path,
+                                  progress=progress, should_stop=stop)
+        text, audio_prompt, melody = self._inputs(job, backend)
+        return backend.stream(text, job.params, audio_prompt=audio_prompt, melody=melody, progress=progress,
+                              should_stop=stop)
+
+    def _input_path(self, path: str) -> Path:
+        """A file a request names on the daemon's disk, confined like audio inputs."""
+        return self._paths.input(path) if self._paths is not None else Path(path)
+
+    def _stream(self, job: Job, backend: MusicBackend, sinks: list[JobSink], emit: Emit) -> int:
+        """Feed the backend's chunks to the sinks and the event stream; return the job's frames
+        (its final stage: a Jukebox preview is not part of the job's audio)."""
         last_percent, last_sent_s = -1, -math.inf
 
         def progress(done: int, total: int) -> None:
@@ -130,21 +145,21 @@ class JobRunner:
                 emit(job, Progress(job=job.id, done=done, total=total, re=job.re))
 
         frames = 0
-        for chunk in backend.stream(text, job.params, audio_prompt=audio_prompt, melody=melody,
-                                    progress=progress, should_stop=job.stop_requested.is_set):
+        for chunk in self._chunks(job, backend, progress):
             if job.stop_requested.is_set():
                 raise job.stop_error
             path = None
             for sink in sinks:
                 path = sink.write(chunk) or path
-            frames += chunk.frames
+            if chunk.stage == "final":
+                frames += chunk.frames
             if job.request.chunks:
                 # A copy: the event is sent later from the loop thread, and a backend may reuse
                 # its buffer for the next chunk.
                 audio = np.array(chunk.audio, dtype=np.float32, copy=True)
                 emit(job, Chunk(job=job.id, index=chunk.index, offset_samples=chunk.offset_samples,
                                 sample_rate=chunk.sample_rate, channels=audio.shape[0], frames=chunk.frames,
-                                path=path, audio=audio, re=job.re))
+                                path=path, stage=chunk.stage, audio=audio, re=job.re))
         if job.stop_requested.is_set():
             raise job.stop_error
         return frames

@@ -57,6 +57,11 @@ class Chunk(Event):
 
     On ZeroMQ the PCM travels as its own frame and arrives as `audio`; over OSC the block is a
     complete WAV file at `path`.
+
+    `stage` tells a job's streams apart: "final" is the job's audio (all MusicGen has); a
+    Jukebox job first sends a "preview" decoded from its top-level codes. Each stage counts
+    `index` and `offset_samples` from 0, and over OSC its files are named after it
+    (`JOB/preview-00000.wav`, `JOB/chunk-00000.wav`).
     """
 
     TYPE: ClassVar[str] = "chunk"
@@ -70,6 +75,8 @@ class Chunk(Event):
     frames: int
     dtype: str = "float32"
     path: str | None = None
+    # "final", or "preview" (a Jukebox job's quick decode of its top-level codes, sent first).
+    stage: str = "final"
     # numpy float32 [channels, frames]; not a header field (it is the PCM frame).
     audio: Any = field(default=None, compare=False, repr=False, metadata={"wire": False})
 

@@ -26,6 +26,9 @@ from protocol.schema import Message
 PROTOCOL_VERSION = 1
 
 MAX_PROMPT_CHARS = 2000
+#: Jukebox labels: an artist or genre name, and the lyrics of a whole song.
+MAX_LABEL_CHARS = 200
+MAX_LYRICS_CHARS = 8000
 MAX_PATH_CHARS = 4096
 MAX_MODEL_ID_CHARS = 512
 PRIORITY_RANGE = (-1000, 1000)
@@ -199,40 +202,87 @@ class Continue(MusicGenRequest):
 
 
 @dataclass(frozen=True, kw_only=True)
-class JukeboxSample(JobRequest):
-    """Reserved for Jukebox (issue 6): sample from artist, genres and lyrics, optionally primed."""
+class JukeboxRequest(JobRequest):
+    """Labels and sampling controls of both Jukebox requests (issue 6).
+
+    A Jukebox job streams in two stages: `preview` chunks decoded straight from the top-level
+    codes first, then `final` chunks as each bottom-level window is upsampled (see `Chunk.stage`).
+    """
+
+    # Artist and genres as the model's vocabulary spells them (empty: "unknown"); the daemon
+    # refuses names the model does not know. Several genres are joined with "_".
+    artist: str = ""
+    genres: str = ""
+    # Lyrics the top level sings (only lyric models use them).
+    lyrics: str = ""
+    # Same seed, labels and model give the same tokens; the daemon draws one when absent.
+    seed: int | None = None
+    # Sampling temperature of the levels above the bottom (the bottom keeps Jukebox's 0.99).
+    temperature: float | None = None
+    # Sample among the k most likely codes (0: off) / within nucleus mass top_p (0: off).
+    top_k: int = 0
+    top_p: float = 0.0
+    # Jukebox renders take hours at full scale: they yield to live MusicGen requests.
+    priority: int = -10
+
+    def validate(self) -> None:
+        super().validate()
+        _check_text("artist", self.artist, MAX_LABEL_CHARS, empty_ok=True)
+        _check_text("genres", self.genres, MAX_LABEL_CHARS, empty_ok=True)
+        _check_text("lyrics", self.lyrics, MAX_LYRICS_CHARS, empty_ok=True, too_long=PromptTooLong)
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise InvalidArgument(f"seed must be an integer in [0, 2^63), got {self.seed}")
+        if self.temperature is not None and not self.temperature > 0:
+            raise InvalidArgument(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise InvalidArgument(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise InvalidArgument(f"top_p must be within [0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JukeboxSample(JukeboxRequest):
+    """Sample a new piece from artist, genres and lyrics; with `prime`, continue that audio."""
 
     TYPE: ClassVar[str] = "jukebox_sample"
     OSC_ADDRESS: ClassVar[str] = "/riffd/jukebox/sample"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("duration_s",),)
     OSC_OPTIONS: ClassVar[bool] = True
 
+    # Length of the whole piece (prime included), rounded down to whole top-level tokens.
     duration_s: float
-    artist: str = ""
-    genres: str = ""
-    lyrics: str = ""
-    prime: str | None = None
-    seed: int | None = None
-    temperature: float | None = None
-    # Jukebox renders take hours at full scale: they yield to live MusicGen requests.
-    priority: int = -10
+    # Audio to continue: a path the daemon reads, or (ZeroMQ only) the samples themselves.
+    prime: AudioSource | None = None
+    # False: sample the top level only (a fast sketch; its codes can be upsampled later).
+    upsample: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if not math.isfinite(self.duration_s) or self.duration_s <= 0:
+            raise InvalidArgument(f"duration_s must be positive, got {self.duration_s}")
+        _check_source("prime", self.prime)
 
 
 @dataclass(frozen=True, kw_only=True)
-class JukeboxUpsample(JobRequest):
-    """Reserved for Jukebox (issue 6): upsample the top-level codes of an earlier sample job."""
+class JukeboxUpsample(JukeboxRequest):
+    """Upsample top-level codes to full-rate audio (the levels below the top).
+
+    `source`: the id of an earlier saved jukebox_sample job (its `JOB.codes.npz` under the
+    daemon's --out), a `.npz` codes file, a `.npy` array of top-level codes, or audio (a path,
+    or samples over ZeroMQ) whose top-level codes the VQ-VAE computes. Labels left empty come
+    from a codes file that has them.
+    """
 
     TYPE: ClassVar[str] = "jukebox_upsample"
     OSC_ADDRESS: ClassVar[str] = "/riffd/jukebox/upsample"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("source",),)
     OSC_OPTIONS: ClassVar[bool] = True
 
-    source: str
-    artist: str = ""
-    genres: str = ""
-    lyrics: str = ""
-    seed: int | None = None
-    priority: int = -10
+    source: AudioSource
+
+    def validate(self) -> None:
+        super().validate()
+        _check_source("source", self.source)
 
 
 @dataclass(frozen=True)
@@ -329,7 +379,8 @@ TERMINAL_EVENTS = (Done, Error)
 
 __all__ = [
     "EVENTS", "PROTOCOL_VERSION", "REQUESTS", "SAMPLING_FIELDS", "TERMINAL_EVENTS", "Accepted", "Cancel", "Chunk",
-    "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxSample", "JukeboxUpsample",
+    "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxRequest", "JukeboxSample",
+    "JukeboxUpsample",
     "ListModels", "LoadModel", "Models", "MusicGenRequest", "Ok", "Progress", "Request", "Started", "Status",
     "Subscribe", "UnloadModel", "Unsubscribe", "check_job_id",
 ]

@@ -32,13 +32,16 @@ class AudioChunk:
     """One streamed piece of a job's audio.
 
     `audio` is float32 `[channels, frames]`; `offset_samples` is where its first frame sits in
-    the job's output, so chunks joined in `index` order are contiguous.
+    the job's output, so chunks joined in `index` order are contiguous. `stage` is "final"
+    (the job's audio) or "preview" (a Jukebox job's early decode of its top-level codes, sent
+    first; its own index and offsets from 0; not the job's audio, so not saved or played).
     """
 
     index: int
     offset_samples: int
     audio: np.ndarray
     sample_rate: int
+    stage: str = "final"
 
     @property
     def frames(self) -> int:

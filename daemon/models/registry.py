@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from protocol.params import DEFAULT_MAX_DURATION_S
 
 log = logging.getLogger(__name__)
 
+#: Jukebox presets (built by daemon.models.jukebox.presets, which has the same tuple).
+JUKEBOX_PRESETS = ("debug/jukebox",)
+#: A Jukebox hub checkpoint: config, (sharded) weights as safetensors or pytorch_model*.bin,
+#: their index, and the tokenizer's vocabularies (artists, genres, lyrics; *.json covers them).
+JUKEBOX_HUB_PATTERNS = ("*.json", "*.safetensors", "pytorch_model*.bin")
+
 
 def default_cache_dir() -> Path:
     """Where presets are built; the daemon's config may point elsewhere."""
@@ -20,7 +27,40 @@ def default_cache_dir() -> Path:
 
 
 def known_presets() -> list[str]:
-    return sorted(musicgen_presets.PRESETS)
+    return sorted((*musicgen_presets.PRESETS, *JUKEBOX_PRESETS))
+
+
+def is_local_or_preset(model_id: str) -> bool:
+    """True for ids that never touch the hub: presets and folders on disk."""
+    return musicgen_presets.is_preset(model_id) or model_id.startswith(("debug/", "random/")) or hub.looks_like_path(model_id)
+
+
+def hub_patterns(model_id: str) -> tuple[str, ...]:
+    """The files of a hub checkpoint riffd needs, by model family."""
+    from daemon.models.musicgen.loader import HUB_PATTERNS
+
+    if is_jukebox(model_id):
+        return JUKEBOX_HUB_PATTERNS
+
+    return HUB_PATTERNS
+
+
+def is_jukebox(model_id: str) -> bool:
+    """True for Jukebox ids: its presets, folders whose config.json says model_type "jukebox",
+    and hub ids named like OpenAI's (openai/jukebox-1b-lyrics, openai/jukebox-5b-lyrics)."""
+    if model_id in JUKEBOX_PRESETS:
+        return True
+    if hub.looks_like_path(model_id):
+        return _model_type(Path(model_id).expanduser()) == "jukebox"
+    return "jukebox" in model_id.rsplit("/", 1)[-1].lower()
+
+
+def _model_type(folder: Path) -> str | None:
+    """config.json's model_type, or None when there is no readable one."""
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def resolve_folder(model_id: str, *, cache_dir: Path | None = None) -> Path:
@@ -30,14 +70,16 @@ def resolve_folder(model_id: str, *, cache_dir: Path | None = None) -> Path:
     cache_dir = cache_dir or default_cache_dir()
     if musicgen_presets.is_preset(model_id):
         return musicgen_presets.ensure_preset(model_id, cache_dir)
+    if model_id in JUKEBOX_PRESETS:
+        from daemon.models.jukebox import presets as jukebox_presets
+
+        return jukebox_presets.ensure_preset(model_id, cache_dir)
     if model_id.startswith(("debug/", "random/")):
         raise UnknownModel(f"unknown preset {model_id!r}; presets are: {', '.join(known_presets())}")
     folder = hub.local_folder(model_id)
     if folder is not None:
         return folder
-    from daemon.models.musicgen.loader import HUB_PATTERNS
-
-    return hub.resolve_hub(model_id, HUB_PATTERNS)
+    return hub.resolve_hub(model_id, hub_patterns(model_id))
 
 
 def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None = None,
@@ -54,5 +96,9 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
 
     options = EngineOptions.parse(engine) if engine is not None else None
     folder = resolve_folder(model_id, cache_dir=cache_dir)
+    if _model_type(folder) == "jukebox":
+        from daemon.models.jukebox import backend as jukebox_backend
+
+        return jukebox_backend.load(folder, model_id, device=pick_device(device), max_duration_s=max_duration_s)
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))
     return MusicGen(bundle, max_duration_s=max_duration_s, engine=options)

@@ -12,16 +12,18 @@ from typing import Any
 
 from daemon.config import DaemonConfig
 from daemon.jobs import Job, new_job_id
+from daemon.jukebox_jobs import default_jukebox_model, new_jukebox_job
 from daemon.paths import PathPolicy
 from daemon.residency import ModelPool
 from daemon.runner import check_inline_audio
 from daemon.scheduler import Scheduler
 from daemon.server.router import EventRouter, Reply
-from protocol.audio_ref import InlineAudio
+from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
 from protocol.messages import (
-    PROTOCOL_VERSION, Cancel, Continue, Error, Generate, GetStatus, JobRequest, ListModels, LoadModel, Models,
-    MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+    PROTOCOL_VERSION, Cancel, Continue, Error, Generate, GetStatus, JobRequest, JukeboxRequest, JukeboxSample,
+    JukeboxUpsample, ListModels, LoadModel, Models, MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel,
+    Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,12 @@ class RequestHandler:
         self._load_executor = load_executor
         self._subscriber_for = subscriber_for
         self._started_at = time.monotonic()
-        # One handler per request type, like an OSC dispatcher's address map. Jukebox requests
-        # (issue 6) have none yet and are answered `unsupported`.
+        # One handler per request type, like an OSC dispatcher's address map.
         self._routes: dict[type, Callable[[Any, Reply], None]] = {
             Generate: self._submit, Continue: self._submit, Cancel: self._cancel, GetStatus: self._status_request,
             ListModels: self._models, LoadModel: self._load, UnloadModel: self._unload,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe,
+            JukeboxSample: self._submit_jukebox, JukeboxUpsample: self._submit_jukebox,
         }
 
     def __call__(self, request: Request, reply: Reply) -> None:
@@ -120,6 +122,30 @@ class RequestHandler:
         self._scheduler.submit(job)
         log.info("job %s: accepted from %s (%s, %.1f s, priority %d)", job.id, reply.transport, job.model,
                  params.duration_s, request.priority)
+
+    def _submit_jukebox(self, request: JukeboxRequest, reply: Reply) -> None:
+        """Jukebox jobs (issue 6); low priority unless asked, so live MusicGen requests go first."""
+        osc_requester = reply.transport == "osc"
+        job = new_jukebox_job(
+            request, out_dir=self._paths.out_dir, max_duration_s=self._config.max_duration_s,
+            check_source=self._check_source,
+            id=request.job or new_job_id(),
+            model=request.model or default_jukebox_model(self._config.default_model, self._pool.loaded()),
+            reply=reply,
+            re=request.id,
+            save=request.save if request.save is not None else osc_requester,
+            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
+        )
+        self._scheduler.submit(job)
+        log.info("job %s: %s accepted from %s (%s, priority %d)", job.id, request.TYPE, reply.transport, job.model,
+                 request.priority)
+
+    def _check_source(self, source: AudioSource) -> None:
+        """Refuse now an input path outside the allowed folders or inline audio over the limit."""
+        if isinstance(source, InlineAudio):
+            check_inline_audio(source, self._config.max_audio_s)
+        else:
+            self._paths.input(source)
 
     def _load(self, request: LoadModel, reply: Reply) -> None:
         loop = asyncio.get_running_loop()

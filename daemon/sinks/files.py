@@ -39,11 +39,13 @@ class FileSink:
         self._blocks: list[np.ndarray] = []
 
     def write(self, chunk: AudioChunk) -> str | None:
-        if self._save_path is not None:
+        final = chunk.stage == "final"
+        if self._save_path is not None and final:  # a Jukebox preview is sent, not saved
             self._blocks.append(chunk.audio)
         if not (self._job.request.chunks and self._job.wants_chunk_files()):
             return None
-        path = self._paths.output(self._out_dir / self._job.id / f"chunk-{chunk.index:05d}.wav")
+        name = "chunk" if final else chunk.stage  # each stage counts its own index from 0
+        path = self._paths.output(self._out_dir / self._job.id / f"{name}-{chunk.index:05d}.wav")
         _write(path, chunk.audio, chunk.sample_rate)
         return str(path)
 

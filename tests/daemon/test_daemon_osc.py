@@ -112,7 +112,7 @@ def test_replies_go_to_the_request_source_and_pd_style_floats_are_accepted(debug
         (lambda p: p.send("/riffd/cancel"), "invalid_argument"),
         (lambda p: p.send("/riffd/continue", "/tmp/riffd-no-such-file.wav", 1.0, "job", "nofile"), "bad_audio"),
         (lambda p: p.send("/riffd/generate", "a", 0.5, "model", "debug/none", "job", "badmodel"), "unknown_model"),
-        (lambda p: p.send("/riffd/jukebox/sample", 1.0), "unsupported"),
+        (lambda p: p.send("/riffd/jukebox/sample", -1.0), "invalid_argument"),
         (lambda p: p.send_raw(b"x" * 20000), "message_too_large"),
     ],
 )

@@ -109,7 +109,7 @@ def test_unknown_model_is_an_error_event_and_the_daemon_serves_on(debug_daemon: 
         ([b'{"v": 1, "type": "cancel", "id": "r1", "job": "nobody"}'], "not_found"),
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1, "reply_port": 9000}'],
          "invalid_argument"),
-        ([b'{"v": 1, "type": "jukebox_sample", "id": "r1", "duration_s": 1}'], "unsupported"),
+        ([b'{"v": 1, "type": "jukebox_sample", "id": "r1", "duration_s": -1}'], "invalid_argument"),
         ([b'{"v": 1, "type": "status", "id": "r1"}', b"extra"], "bad_message"),
         ([b'{"v": 1, "type": "status", "id": "r1", "pad": "' + b"x" * (wire.MAX_HEADER_BYTES + 10) + b'"}'],
          "message_too_large"),

@@ -29,6 +29,8 @@ class PlaybackSink:
         self._voice = voice
 
     def write(self, chunk: AudioChunk) -> str | None:
+        if chunk.stage != "final":
+            return None  # a Jukebox preview: the voice plays the job's one audio stream
         self._voice.push(chunk.audio)
         return None
 

@@ -1,0 +1,122 @@
+"""Jukebox requests as jobs: the inputs a request names are resolved, then the backend streams.
+
+The handler builds a `JukeboxJob` (it knows the output folder: where a saved sample keeps its
+top-level codes, and which codes file an upsample's job id names); the runner calls
+`jukebox_chunks` on the worker thread with its own audio reader and path check, so Jukebox
+inputs obey the same limits and folders as MusicGen's. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.audio.types import Audio, AudioChunk
+from daemon.backend import MusicBackend, ProgressFn, StopFn
+from daemon.jobs import Job
+from protocol.audio_ref import AudioSource, InlineAudio
+from protocol.errors import DurationTooLong, NotFound, Unsupported
+from protocol.messages import JukeboxRequest, JukeboxSample, JukeboxUpsample, check_job_id
+from protocol.params import GenerationParams
+
+#: The model a Jukebox request without `model` gets when no Jukebox model is the default or resident.
+DEFAULT_JUKEBOX_MODEL = "openai/jukebox-1b-lyrics"
+#: Suffixes of files holding top-level codes rather than audio.
+CODES_SUFFIXES = (".npz", ".npy")
+
+
+@dataclass(eq=False)
+class JukeboxJob(Job):
+    """A Jukebox job and the files under --out the handler resolved for it."""
+
+    # A saved jukebox_sample keeps its top-level codes here (for a later jukebox_upsample).
+    codes_path: Path | None = None
+    # jukebox_upsample whose source named an earlier job: that job's codes file.
+    source_codes: Path | None = None
+
+
+def codes_path_for(out_dir: Path, job_id: str) -> Path:
+    """Where a saved jukebox_sample job keeps its top-level codes (`daemon.models.jukebox.codes_file`)."""
+    return out_dir / f"{job_id}.codes.npz"
+
+
+def default_jukebox_model(default_model: str, loaded: Iterable[str]) -> str:
+    """The model of a Jukebox request that names none: the daemon's default if it is a Jukebox,
+    else the first resident Jukebox, else OpenAI's 1b lyrics model."""
+    from daemon.models.registry import is_jukebox
+
+    for model_id in (default_model, *loaded):
+        if is_jukebox(model_id):
+            return model_id
+    return DEFAULT_JUKEBOX_MODEL
+
+
+def new_jukebox_job(request: JukeboxRequest, *, out_dir: Path, max_duration_s: float,
+                    check_source: Callable[[AudioSource], None], **job_fields: Any) -> JukeboxJob:
+    """A job for `request`, its inputs checked now (paths, limits, an earlier job's codes) so a bad
+    request is refused before it waits in the queue behind hours of rendering."""
+    codes_path = source_codes = None
+    duration_s = 0.0  # an upsample's length is its codes'; the backend checks it
+    if isinstance(request, JukeboxSample):
+        duration_s = request.duration_s
+        if duration_s > max_duration_s:
+            raise DurationTooLong(f"duration_s {duration_s} is over the maximum of {max_duration_s} s")
+        if request.prime is not None:
+            check_source(request.prime)
+        if job_fields.get("save"):
+            codes_path = codes_path_for(out_dir, job_fields["id"])
+    elif isinstance(request, JukeboxUpsample):
+        if is_job_reference(request.source):
+            job_id = check_job_id(str(request.source), what="source job")
+            source_codes = codes_path_for(out_dir, job_id)
+            if not source_codes.is_file():
+                raise NotFound(f"no codes of a job {job_id!r} under the output folder (a jukebox_sample job "
+                               f"keeps them as {source_codes.name} when it is saved)")
+        else:
+            check_source(request.source)
+    return JukeboxJob(request=request, params=GenerationParams(duration_s=duration_s), codes_path=codes_path,
+                      source_codes=source_codes, **job_fields)
+
+
+def is_job_reference(source: AudioSource) -> bool:
+    """An upsample source naming an earlier job by id rather than a file (no folder in it)."""
+    return isinstance(source, str) and "/" not in source and "\\" not in source and not source.endswith(CODES_SUFFIXES)
+
+
+def jukebox_chunks(job: Job, backend: MusicBackend, *, read_audio: Callable[[AudioSource | None], Audio | None],
+                   resolve_input: Callable[[str], Path], progress: ProgressFn | None,
+                   should_stop: StopFn | None) -> Iterator[AudioChunk]:
+    """The backend's stream for a Jukebox job (preview chunks, then final ones)."""
+    from daemon.models.jukebox.backend import JukeboxBackend, JukeboxControls
+    from daemon.models.jukebox.codes_file import read_codes
+
+    request = job.request
+    assert isinstance(request, JukeboxRequest)
+    if not isinstance(backend, JukeboxBackend):
+        raise Unsupported(f"{request.TYPE} needs a Jukebox model (e.g. debug/jukebox or {DEFAULT_JUKEBOX_MODEL}); "
+                          f"{job.model} is not one")
+    controls = JukeboxControls(artist=request.artist, genres=request.genres, lyrics=request.lyrics,
+                               seed=request.seed, temperature=request.temperature, top_k=request.top_k,
+                               top_p=request.top_p)
+    codes_path = job.codes_path if isinstance(job, JukeboxJob) else None
+    if isinstance(request, JukeboxSample):
+        return backend.sample(controls, request.duration_s, prime=read_audio(request.prime), upsample=request.upsample,
+                              codes_path=codes_path, progress=progress, should_stop=should_stop)
+    assert isinstance(request, JukeboxUpsample)
+    source = request.source
+    source_codes = job.source_codes if isinstance(job, JukeboxJob) else None
+    if source_codes is not None or (isinstance(source, str) and source.endswith(CODES_SUFFIXES)):
+        stored = read_codes(source_codes or resolve_input(str(source)))
+        controls = JukeboxControls(artist=request.artist or stored.artist, genres=request.genres or stored.genres,
+                                   lyrics=request.lyrics or stored.lyrics, seed=request.seed,
+                                   temperature=request.temperature, top_k=request.top_k, top_p=request.top_p)
+        top: np.ndarray = stored.codes
+    else:
+        audio = read_audio(source if isinstance(source, (str, InlineAudio)) else None)
+        assert audio is not None
+        top = backend.top_codes(audio)
+    return backend.upsample(controls, top, progress=progress, should_stop=should_stop)

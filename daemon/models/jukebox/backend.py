@@ -1,0 +1,248 @@
+"""Jukebox as a resident daemon backend: labels checked, a prime or codes in, audio streamed out.
+
+A job streams in two stages (`AudioChunk.stage`):
+  "preview"  the top-level codes decoded straight to audio, as soon as the top level is
+             sampled (or at once, when upsampling given codes), one chunk per top-level hop;
+  "final"    the upsampled audio, one chunk as each bottom-level window completes, each chunk
+             final (`StreamingDecoder`), so the chunks joined are the whole piece.
+A top-level-only sketch (`upsample=False`) has just the "final" stage: its top-level decode.
+Sampling is cancellable before every token (`should_stop`), so within windows too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daemon.audio.resample import conform
+from daemon.audio.types import Audio, AudioChunk
+from daemon.backend import ProgressFn, StopFn
+from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, Unsupported
+from protocol.params import GenerationParams
+
+from .codes_file import TopCodes, write_codes
+from .model import JukeboxModel
+from .sampler import LevelSampled, SamplingCancelled, WindowSampled
+from .streaming import StreamingDecoder
+from .tokenizer import JukeboxTokenizer
+
+log = logging.getLogger(__name__)
+
+PREVIEW = "preview"
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class JukeboxControls:
+    """What a Jukebox request asks for, validated by the protocol (ranges) and here (vocabulary)."""
+
+    artist: str = ""
+    genres: str = ""
+    lyrics: str = ""
+    seed: int | None = None  # None: the backend draws one (never torch's global generator)
+    temperature: float | None = None  # levels above the bottom; None: the model's 0.98
+    top_k: int = 0
+    top_p: float = 0.0
+
+
+class JukeboxBackend:
+    """A loaded Jukebox (VQ-VAE, priors, tokenizer) serving jukebox_sample and jukebox_upsample."""
+
+    supports_melody = False
+
+    def __init__(self, model: JukeboxModel, tokenizer: JukeboxTokenizer, model_id: str, *,
+                 max_duration_s: float = float("inf")) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.max_duration_s = max_duration_s
+        self.sample_rate = model.config.sampling_rate
+        self.audio_channels = model.vqvae.config.conv_input_shape
+        self._top_hop = model.priors[0].raw_to_tokens  # samples per top-level token
+        self._n_levels = len(model.priors)
+        top = model.config.priors[0]
+        # One preview chunk per top-level window hop: the granularity the top level is made at.
+        self.preview_chunk_frames = max(1, int(top.n_ctx * model.config.hop_fraction[0])) * self._top_hop
+        self._device = model.priors[0].prior.embed_tokens.weight.device
+
+    # -- MusicGen's entry point -----------------------------------------------------------
+
+    def stream(self, text: str | None, params: GenerationParams, **_: object) -> Iterator[AudioChunk]:
+        raise Unsupported(f"{self.model_id} is a Jukebox model: send jukebox_sample or jukebox_upsample "
+                          "(generate and continue need a MusicGen model)")
+
+    # -- Jukebox jobs ---------------------------------------------------------------------
+
+    def sample(self, controls: JukeboxControls, duration_s: float, *, prime: Audio | None = None,
+               upsample: bool = True, codes_path: Path | None = None, progress: ProgressFn | None = None,
+               should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+        """Sample a piece of `duration_s` (continuing `prime`), preview first, then upsampled.
+
+        `codes_path`: where to keep the top-level codes (written as soon as they exist, so a
+        render cancelled while upsampling still leaves its sketch to upsample later).
+        """
+        labels = self.labels(controls)
+        sample_length = self._sample_length(duration_s)
+        tokens = self._empty_tokens()
+        if prime is not None:
+            tokens = self._prime_tokens(prime, sample_length)
+        levels = range(self._n_levels) if upsample else range(1)
+
+        def top_done(top: torch.Tensor) -> Iterator[AudioChunk]:
+            if codes_path is not None:
+                write_codes(codes_path, TopCodes(top[0].cpu().numpy(), controls.artist, controls.genres,
+                                                 controls.lyrics, self.model_id))
+            return self._decoded_top(top, PREVIEW if upsample else FINAL)
+
+        yield from self._run(tokens, labels, levels, sample_length, controls, top_done, progress, should_stop)
+
+    def upsample(self, controls: JukeboxControls, top_codes: np.ndarray, *, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+        """Upsample top-level codes `[T]`: their preview at once, then the levels below the top."""
+        top = torch.as_tensor(np.asarray(top_codes), dtype=torch.long, device=self._device).reshape(1, -1)
+        vocab = self.model.priors[0].music_vocab_size
+        if top.numel() == 0 or top.min() < 0 or top.max() >= vocab:
+            raise InvalidArgument(f"top-level codes must be integers in [0, {vocab}) for {self.model_id}")
+        sample_length = top.shape[1] * self._top_hop
+        self._check_duration(sample_length / self.sample_rate)
+        labels = self.labels(controls)
+        yield from self._decoded_top(top, PREVIEW)
+        tokens = [top, *self._empty_tokens()[1:]]
+        yield from self._run(tokens, labels, range(1, self._n_levels), sample_length, controls, None,
+                             progress, should_stop)
+
+    def top_codes(self, audio: Audio) -> np.ndarray:
+        """The top-level codes `[T]` of audio (resampled and mixed to the model's format)."""
+        samples = self._model_audio(audio)
+        if samples.shape[1] < self._top_hop:
+            raise InvalidArgument(f"audio to upsample needs at least {self._top_hop} samples at {self.sample_rate} Hz")
+        return self.model.prime_tokens(samples)[0][0].cpu().numpy()
+
+    def labels(self, controls: JukeboxControls) -> list[torch.Tensor]:
+        """Tokenizer ids per prior; InvalidArgument for an artist or genre the model does not know."""
+        artist = controls.artist.strip() or "unknown"
+        genres = controls.genres.strip() or "unknown"
+        for version in dict.fromkeys(self.tokenizer.version):
+            if self.tokenizer.artist_id(artist, version) == 0 and artist.lower() != "unknown":
+                raise InvalidArgument(f"unknown artist {artist!r} for {self.model_id}{self._suggest(artist, 'artists')}")
+            try:
+                genre_ids = self.tokenizer.genre_ids(genres, version)
+            except ValueError as exc:
+                raise InvalidArgument(f"genres {genres!r}: {exc}") from None
+            if 0 in genre_ids and genres.lower() != "unknown":
+                raise InvalidArgument(f"unknown genre {genres!r} for {self.model_id}{self._suggest(genres, 'genres')}")
+        return self.tokenizer(artist=artist, genres=genres, lyrics=controls.lyrics)["input_ids"]
+
+    # -- the stream -----------------------------------------------------------------------
+
+    def _run(self, tokens: list[torch.Tensor], labels: list[torch.Tensor], levels: Sequence[int], sample_length: int,
+             controls: JukeboxControls, top_done, progress: ProgressFn | None,
+             should_stop: StopFn | None) -> Iterator[AudioChunk]:
+        """Sample `levels` in one call (one seeded generator: the tokens of the batch API), streaming
+        the top level's decode when it is done and the bottom level window by window."""
+        seed = controls.seed if controls.seed is not None else secrets.randbits(63)
+        if controls.seed is None:
+            log.info("%s: drew seed %d", self.model_id, seed)
+        kwargs: dict[str, object] = dict(sample_length=sample_length, seed=seed, top_k=controls.top_k,
+                                         top_p=controls.top_p)
+        if controls.temperature is not None:
+            kwargs["sampling_temperature"] = controls.temperature
+        bottom = self._n_levels - 1
+        decoder = StreamingDecoder(self.model.vqvae, vqvae_level=0)
+        index, offset = 0, 0
+        events = self.model.sample_windows(tokens, labels, sample_levels=list(levels), should_stop=should_stop,
+                                           progress=progress, **kwargs)
+        started = False
+        try:
+            for event in events:
+                started, audio = True, None
+                if isinstance(event, LevelSampled) and event.level == 0 and top_done is not None:
+                    yield from top_done(event.music_tokens[0])
+                elif isinstance(event, WindowSampled) and event.level == bottom:
+                    audio = _decode(decoder.push, event.music_tokens[bottom])
+                elif isinstance(event, LevelSampled) and event.level == bottom:
+                    audio = _decode(decoder.finish, event.music_tokens[bottom])
+                if audio is not None and audio.shape[1]:
+                    yield AudioChunk(index, offset, audio, self.sample_rate, stage=FINAL)
+                    index, offset = index + 1, offset + audio.shape[1]
+        except SamplingCancelled:
+            raise Cancelled(f"Jukebox sampling on {self.model_id} was cancelled") from None
+        except ValueError as exc:
+            if started:
+                raise
+            # the sampler's checks of lengths, codes and labels, made before its first token
+            raise InvalidArgument(str(exc)) from None
+
+    def _decoded_top(self, top: torch.Tensor, stage: str) -> Iterator[AudioChunk]:
+        """Top-level codes [1, T] decoded to audio, cut into preview-sized chunks."""
+        audio = _decode(lambda t: self.model.decode_level([t], 0), top)
+        for index, start in enumerate(range(0, audio.shape[1], self.preview_chunk_frames)):
+            block = np.ascontiguousarray(audio[:, start:start + self.preview_chunk_frames])
+            yield AudioChunk(index, start, block, self.sample_rate, stage=stage)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _sample_length(self, duration_s: float) -> int:
+        """Samples of a `duration_s` piece, whole top-level tokens; InvalidArgument outside the model's range."""
+        self._check_duration(duration_s)
+        sample_length = int(duration_s * self.sample_rate) // self._top_hop * self._top_hop
+        if sample_length < self._top_hop:
+            raise InvalidArgument(f"duration_s {duration_s} is shorter than one top-level token of {self.model_id} "
+                                  f"({self._top_hop / self.sample_rate:.4f} s)")
+        top = self.model.config.priors[0]
+        if top.metadata_conditioning and not top.min_duration <= sample_length / self.sample_rate < top.max_duration:
+            raise InvalidArgument(f"duration_s {duration_s} is outside {self.model_id}'s trained range "
+                                  f"[{top.min_duration:g}, {top.max_duration:g}) s")
+        return sample_length
+
+    def _check_duration(self, duration_s: float) -> None:
+        if duration_s > self.max_duration_s:
+            raise DurationTooLong(f"a {duration_s:.1f} s Jukebox piece is over the daemon's maximum of "
+                                  f"{self.max_duration_s:g} s")
+
+    def _prime_tokens(self, prime: Audio, sample_length: int) -> list[torch.Tensor]:
+        samples = self._model_audio(prime)
+        usable = samples.shape[1] // self._top_hop * self._top_hop
+        if usable == 0:
+            raise InvalidArgument(f"the prime needs at least {self._top_hop} samples at {self.sample_rate} Hz")
+        if usable >= sample_length:
+            raise InvalidArgument(f"the prime ({usable / self.sample_rate:.2f} s) must be shorter than the piece "
+                                  f"({sample_length / self.sample_rate:.2f} s): duration_s counts the prime too")
+        with torch.no_grad():
+            return self.model.prime_tokens(samples)
+
+    def _model_audio(self, audio: Audio) -> torch.Tensor:
+        """Audio as the VQ-VAE takes it: [1, T, C] float32 at the model's rate and width."""
+        conformed = conform(audio, self.sample_rate, self.audio_channels)
+        return torch.from_numpy(conformed.samples.T.copy()).unsqueeze(0).to(self._device)
+
+    def _empty_tokens(self) -> list[torch.Tensor]:
+        return [torch.zeros(1, 0, dtype=torch.long, device=self._device) for _ in range(self._n_levels)]
+
+    def _suggest(self, name: str, vocabulary: str) -> str:
+        encoder = self.tokenizer.artists_encoder if vocabulary == "artists" else self.tokenizer.genres_encoder
+        known = [key for key in encoder if not key.endswith(".v2")]
+        close = difflib.get_close_matches(name.lower(), known, n=3)
+        return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+@torch.no_grad()
+def _decode(decode, tokens: torch.Tensor) -> np.ndarray:
+    """Run a VQ-VAE decode without autograd; audio [B, T, C] -> float32 [C, T] of the first row."""
+    audio = decode(tokens)
+    return np.ascontiguousarray(audio[0].T.float().cpu().numpy(), dtype=np.float32)
+
+
+def load(folder: Path, model_id: str, *, device: torch.device | str = "cpu",
+         max_duration_s: float = float("inf")) -> JukeboxBackend:
+    """A Jukebox backend from a Hugging Face folder (config, weights and vocabularies)."""
+    model = JukeboxModel.from_pretrained(folder, device=device)
+    tokenizer = JukeboxTokenizer.from_pretrained(folder)
+    return JukeboxBackend(model, tokenizer, model_id, max_duration_s=max_duration_s)

@@ -1,0 +1,225 @@
+"""Jukebox served by the daemon over ZeroMQ: the real debug/jukebox preset through the registry.
+
+Pieces are a fraction of a second (16384 samples = one top-level window) so each job takes
+about a second on the CPU; the final audio is checked against the batch API on the same seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from daemon_harness import DaemonThread, Monitor, make_config
+
+from clients import Client
+from daemon.models.jukebox import JukeboxModel, JukeboxTokenizer
+from daemon.models.registry import resolve_folder
+from protocol.messages import (
+    Accepted, Chunk, Done, Error, Generate, JukeboxSample, JukeboxUpsample, Progress, Started,
+)
+
+SAMPLE_RATE = 44100
+PIECE_SAMPLES = 16384  # one top-level window of debug/jukebox: 128 tokens of 128 samples
+PIECE_S = PIECE_SAMPLES / SAMPLE_RATE
+LABELS = dict(artist="Zac Brown Band", genres="Country", lyrics="Chicken fried, cold beer on a Friday night")
+
+
+@pytest.fixture(scope="module")
+def jukebox_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[DaemonThread]:
+    out = tmp_path_factory.mktemp("jukebox-out")
+    config = make_config(out, models=("debug/musicgen", "debug/jukebox"), cache_dir=riffd_cache, max_queue=8)
+    daemon = DaemonThread(config).start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(riffd_cache: Path) -> tuple[JukeboxModel, JukeboxTokenizer]:
+    """The same preset loaded beside the daemon, for the batch API's answer."""
+    folder = resolve_folder("debug/jukebox", cache_dir=riffd_cache)
+    return JukeboxModel.from_pretrained(folder), JukeboxTokenizer.from_pretrained(folder)
+
+
+def _submit(client: Client, request):
+    """The client's job stream for a request it has no method for yet (`Client._stream`)."""
+    return client._stream(dataclasses.replace(request, id=uuid.uuid4().hex))
+
+
+def _run(client: Client, request) -> list:
+    return list(_submit(client, request))
+
+
+def _stages(events: list) -> tuple[list[Chunk], list[Chunk]]:
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    return [c for c in chunks if c.stage == "preview"], [c for c in chunks if c.stage == "final"]
+
+
+def _joined(chunks: list[Chunk]) -> np.ndarray:
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    offsets = np.cumsum([0] + [c.frames for c in chunks[:-1]])
+    assert [c.offset_samples for c in chunks] == offsets.tolist()
+    return np.concatenate([c.audio for c in chunks], axis=1)
+
+
+def test_sample_streams_a_preview_then_the_upsampled_audio_of_the_batch_api(
+        jukebox_daemon: DaemonThread, reference) -> None:
+    model, tokenizer = reference
+    with Client(jukebox_daemon.zmq) as client:
+        events = _run(client, JukeboxSample(duration_s=PIECE_S, seed=7, model="debug/jukebox", job="jb-zmq", **LABELS))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Accepted and kinds[1] is Started and kinds[-1] is Done, kinds
+    assert events[1].sample_rate == SAMPLE_RATE and events[1].channels == 1
+    preview, final = _stages(events)
+    chunk_positions = [i for i, e in enumerate(events) if isinstance(e, Chunk)]
+    # Every preview chunk comes before the first final one, and both stages stream in pieces.
+    assert len(preview) > 1 and len(final) > 1
+    assert max(chunk_positions[: len(preview)]) < min(chunk_positions[len(preview):])
+    assert all(e.stage == "preview" for e in events[chunk_positions[0]: chunk_positions[len(preview) - 1] + 1])
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress and progress[-1].done == progress[-1].total > 0
+    # Progress keeps coming while upsampling: some of it arrives between final chunks.
+    first_final = events.index(final[0])
+    assert any(isinstance(e, Progress) for e in events[first_final:])
+
+    labels = tokenizer(artist=LABELS["artist"], genres=LABELS["genres"], lyrics=LABELS["lyrics"])["input_ids"]
+    tokens = model.ancestral_sample(labels, sample_length=PIECE_SAMPLES, seed=7)
+    with torch.no_grad():
+        want_preview = model.decode_level(tokens, 0)[0].T.numpy()
+        want_final = model.decode_level(tokens, 2)[0].T.numpy()
+    np.testing.assert_allclose(_joined(preview), want_preview, atol=1e-5)
+    np.testing.assert_allclose(_joined(final), want_final, atol=1e-5)
+    assert events[-1].frames == PIECE_SAMPLES and events[-1].path is None
+
+
+def test_saved_sample_keeps_its_codes_and_upsample_by_job_id_reuses_them(
+        jukebox_daemon: DaemonThread, reference) -> None:
+    model, _ = reference
+    out = jukebox_daemon.config.out_dir.resolve()
+    with Client(jukebox_daemon.zmq) as client:
+        sketch = _run(client, JukeboxSample(duration_s=PIECE_S, seed=3, upsample=False, save=True,
+                                            model="debug/jukebox", job="jb-sketch", **LABELS))
+        assert isinstance(sketch[-1], Done), sketch[-1]
+        # A top-level-only sketch: its decode is the job's audio, no preview stage.
+        preview, final = _stages(sketch)
+        assert not preview and final
+        saved, rate = sf.read(sketch[-1].path, dtype="float32", always_2d=True)
+        assert rate == SAMPLE_RATE and saved.shape == (PIECE_SAMPLES, 1)
+        np.testing.assert_allclose(saved[:, 0], _joined(final)[0], atol=1e-4)  # float WAV: exact up to subtype
+        codes = np.load(out / "jb-sketch.codes.npz")
+        assert codes["top"].shape == (PIECE_SAMPLES // 128,) and str(codes["artist"]) == LABELS["artist"]
+
+        upsampled = _run(client, JukeboxUpsample(source="jb-sketch", seed=5, model="debug/jukebox", job="jb-up"))
+    assert isinstance(upsampled[-1], Done), upsampled[-1]
+    preview, final = _stages(upsampled)
+    # The preview of an upsample is the sketch's audio again: the same top-level codes.
+    np.testing.assert_allclose(_joined(preview), _joined(_stages(sketch)[1]), atol=1e-6)
+    # Labels come from the codes file: the upsample equals the batch API's on the same codes and seed.
+    _, tokenizer = reference
+    labels = tokenizer(artist=LABELS["artist"], genres=LABELS["genres"], lyrics=LABELS["lyrics"])["input_ids"]
+    top = torch.from_numpy(codes["top"]).long()[None]
+    empty = torch.zeros(1, 0, dtype=torch.long)
+    tokens = model.upsample([top, empty, empty], labels, sample_length=PIECE_SAMPLES, seed=5)
+    with torch.no_grad():
+        want = model.decode_level(tokens, 2)[0].T.numpy()
+    np.testing.assert_allclose(_joined(final), want, atol=1e-5)
+    assert upsampled[-1].frames == PIECE_SAMPLES
+
+
+def test_a_musicgen_request_sent_while_a_jukebox_job_waits_runs_first(jukebox_daemon: DaemonThread) -> None:
+    with Client(jukebox_daemon.zmq) as client, Monitor(jukebox_daemon.pub) as monitor:
+        monitor.sync(client)
+        blocker = _submit(client, JukeboxSample(duration_s=4 * PIECE_S, seed=1, model="debug/jukebox", job="jb-block"))
+        blocker_events = iter(blocker)
+        assert isinstance(next(blocker_events), Accepted)
+        assert isinstance(next(blocker_events), Started)
+        waiting = _submit(client, JukeboxSample(duration_s=PIECE_S, seed=2, model="debug/jukebox", job="jb-wait"))
+        assert isinstance(next(iter(waiting)), Accepted)
+        live = _submit(client, Generate("live pad", 0.5, model="debug/musicgen", job="mg-live"))
+        accepted = next(iter(live))
+        assert isinstance(accepted, Accepted) and accepted.queue_position == 0  # ahead of the Jukebox job
+        client.cancel("jb-block")
+        assert isinstance(list(live)[-1], Done)
+        assert isinstance(list(waiting)[-1], Done)
+        started = monitor.events_until(lambda e: isinstance(e, Done) and e.job == "jb-wait", timeout_s=60)
+    order = [e.job for e in started if isinstance(e, Started)]
+    assert order.index("mg-live") < order.index("jb-wait"), order
+    list(blocker_events)
+
+
+def test_cancel_mid_window_ends_the_job_at_once(jukebox_daemon: DaemonThread) -> None:
+    with Client(jukebox_daemon.zmq) as client, Client(jukebox_daemon.zmq) as control:
+        stream = _submit(client, JukeboxSample(duration_s=30 * PIECE_S, seed=4, model="debug/jukebox", job="jb-cancel"))
+        events = iter(stream)
+        for event in events:
+            if isinstance(event, Progress):
+                break
+        time.sleep(0.05)  # into the next window of the top level
+        cancelled_at = time.monotonic()
+        control.cancel("jb-cancel")
+        rest = list(events)
+        elapsed_s = time.monotonic() - cancelled_at
+    assert isinstance(rest[-1], Error) and rest[-1].code == "cancelled", rest[-1]
+    assert not any(isinstance(e, Done) for e in rest)
+    assert elapsed_s < 2.0
+
+
+@pytest.mark.parametrize(("request_fields", "words"), [
+    (dict(artist="Nobody We Know"), "unknown artist"),
+    (dict(genres="polka-step"), "unknown genre"),
+    (dict(model="debug/musicgen"), "needs a Jukebox model"),
+])
+def test_labels_the_model_does_not_know_end_the_job_with_an_error_event(
+        jukebox_daemon: DaemonThread, request_fields: dict, words: str) -> None:
+    fields = dict(duration_s=PIECE_S, model="debug/jukebox", seed=1)
+    fields.update(request_fields)
+    with Client(jukebox_daemon.zmq) as client:
+        events = _run(client, JukeboxSample(**fields))
+        assert isinstance(events[0], Accepted) and isinstance(events[-1], Error), events
+        code = "unsupported" if "model" in request_fields else "invalid_argument"
+        assert events[-1].code == code and words in events[-1].message, events[-1]
+        assert client.status().running == 0
+
+
+@pytest.mark.parametrize(("header", "code"), [
+    ({"duration_s": -1.0}, "invalid_argument"),
+    ({"duration_s": 0.1, "lyrics": "la " * 3000}, "prompt_too_long"),
+    ({"duration_s": 1e6}, "duration_too_long"),
+    ({"duration_s": 0.1, "top_p": 2.0}, "invalid_argument"),
+    ({"duration_s": 0.1, "prime": "relative/prime.wav"}, "path_not_allowed"),
+    ({"type": "jukebox_upsample", "source": "no-such-job"}, "not_found"),
+])
+def test_bad_jukebox_requests_are_refused_at_the_boundary(jukebox_daemon: DaemonThread, header: dict,
+                                                          code: str) -> None:
+    import json
+
+    import zmq
+
+    from protocol import wire
+
+    message = {"v": 1, "type": "jukebox_sample", "id": "bad", "model": "debug/jukebox", **header}
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10000)
+    sock.connect(jukebox_daemon.zmq)
+    try:
+        sock.send_multipart([json.dumps(message).encode()])
+        reply = wire.decode_event(sock.recv_multipart())
+        assert isinstance(reply, Error) and reply.code == code and reply.re == "bad", reply
+        # The daemon serves on: the next request is answered.
+        sock.send_multipart(wire.encode(JukeboxSample(duration_s=PIECE_S, model="debug/jukebox", upsample=False,
+                                                      seed=1, id="next", chunks=False)))
+        kinds = []
+        while not kinds or kinds[-1] not in ("done", "error"):
+            kinds.append(wire.decode_event(sock.recv_multipart()).TYPE)
+        assert kinds[0] == "accepted" and kinds[-1] == "done", kinds
+    finally:
+        sock.close()
+        context.term()
