@@ -39,7 +39,8 @@ def help_patch() -> Canvas:
     c.msg("unsub", 370, y + 85, "unsubscribe")
     c.text(480, y + 85, "cancel: the last job accepted; subscribe: also get other clients' events", 70)
     y = 460
-    c.text(20, y, "4. the audio: chunks fill the array as they come \\, done replaces them with the saved file.", 90)
+    c.text(20, y, "4. the audio: chunks fill the array as they come \\, done replaces them with the saved file "
+           "(the array follows the newest job: use one [riffd] per slot to keep several).", 90)
     c.msg("play", 20, y + 25, "bang")
     c.msg("stop", 70, y + 25, "stop")
     c.msg("auto", 120, y + 25, "autoplay 1")
