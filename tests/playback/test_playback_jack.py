@@ -193,11 +193,13 @@ def test_a_vanishing_jack_server_turns_playback_off_and_the_process_still_exits(
         "deadline = time.monotonic() + 10\n"
         "while player.status().enabled and time.monotonic() < deadline: time.sleep(0.05)\n"
         "print('enabled', player.status().enabled, flush=True)\n"
+        "print('voice ended', voice.ended.wait(5), flush=True)\n"
         "start = time.monotonic(); player.close(); print('closed in', round(time.monotonic() - start, 2), flush=True)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "enabled False"
-    assert float(lines[1].split()[-1]) < 1.0
+    assert lines[:2] == ["enabled False", "voice ended True"]
+    assert float(lines[2].split()[-1]) < 1.0
+    assert "ERROR playback stream on system stopped (device or server gone); playback is off" in result.stderr
     assert "WARNING playback device system went away; leaving its stream" in result.stderr

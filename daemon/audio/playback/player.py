@@ -76,13 +76,13 @@ class Player:
         config.validate()
         sd, device = resolve_output_device(config.device)
         player = cls(sd, device, config)
-        player._feeder.start()
         try:
             player._stream.start()
         except sd.PortAudioError as exc:
             player._stop.set()
             player._stream.close()
             raise PlaybackUnavailable(f"cannot start {device.name}: {exc}") from exc
+        player._feeder.start()  # after the stream: the feeder takes an inactive stream for a lost device
         log.info(
             "playback on %s (%s) at %d Hz x %d ch, jitter buffer %.3f s",
             device.name, device.host_api, player.sample_rate, player.channels, config.buffer_s,
@@ -222,10 +222,19 @@ class Player:
             # Idle (no voice): sleep until a voice is added or the player stops; a push rings too.
             self._wake.wait(interval if self._mixer.voices else None)
             self._wake.clear()
+            if self._alive and not self._stop.is_set() and not self._stream.active:
+                self._device_lost()
             for voice in self._mixer.voices:
                 voice.feed()
                 if voice.ended.is_set():
                     self._retire(voice)
+
+    def _device_lost(self) -> None:
+        """The stream stopped under us (device unplugged, JACK server gone): end every voice."""
+        log.error("playback stream on %s stopped (device or server gone); playback is off", self.device.name)
+        self._alive = False
+        for voice in self._mixer.voices:
+            voice.ended.set()
 
     def _retire(self, voice: Voice) -> None:
         self._mixer.remove(voice)
