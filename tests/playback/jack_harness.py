@@ -6,6 +6,7 @@ so that parallel test runs on one machine do not meet. Every wait has a timeout.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -31,6 +32,14 @@ def _env(server: str) -> dict[str, str]:
     env["JACK_DEFAULT_SERVER"] = server
     env["JACK_NO_AUDIO_RESERVATION"] = "1"  # no D-Bus device reservation on a headless box
     return env
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM it when the test process dies, even by a crash."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _stop(proc: subprocess.Popen, sig: int, timeout_s: float) -> None:
@@ -70,6 +79,7 @@ class JackServer:
                 ["jackd", "--no-realtime", "--sync", "-t", str(self.client_timeout_ms), "-n", self.name, "-d", "dummy",
                  "-r", str(self.sample_rate), "-p", str(self.period_frames)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                preexec_fn=_die_with_parent,
             )
         waited = subprocess.run(
             ["jack_wait", "-s", self.name, "-w", "-t", str(int(timeout_s))],
@@ -118,6 +128,7 @@ class JackCapture:
         self.proc = subprocess.Popen(
             ["jack_capture", "--daemon", "-b", "FLOAT", "-c", str(self.channels), *ports, str(self.path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.server.env,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while f"jack_capture:input{self.channels}" not in self.server.ports():
