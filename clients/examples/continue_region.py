@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients import DEFAULT_ENDPOINT, Client
+from clients.cli.common import add_connection_arguments, connect
 from daemon.audio.roundtrip import read_region, write_round_trip
 from daemon.audio.types import Audio
 from protocol.audio_ref import InlineAudio
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     stem = args.region.stem
     print(f"{args.region}: {region.frames / region.sample_rate:.2f} s at {region.sample_rate} Hz, "
           f"{region.channels} ch; {args.takes} takes of {args.bars:g} bars ({duration_s:.3f} s)", flush=True)
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with connect(args) as client:
         # Queue every take first: the daemon works through them while we read the first.
         streams = [client.continue_(context, duration_s=duration_s, prompt=args.prompt, model=args.model,
                                     seed=args.seed + take, priority=args.priority)
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, help="where the takes go (default: next to the region)")
     parser.add_argument("--model", "-m", help="model id (default: the daemon's)")
     parser.add_argument("--priority", type=int, default=0, help="queue priority (live pads use 100)")
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"daemon (default {DEFAULT_ENDPOINT})")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up on a silent daemon after S seconds")
+    add_connection_arguments(parser)  # --endpoint, --timeout, CurveZMQ keys for a remote daemon
     args = parser.parse_args(argv)
     if args.takes < 1:
         parser.error("--takes must be at least 1")
@@ -84,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except RiffdError as exc:
         print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
         return 2
 
 

@@ -33,7 +33,10 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import AsyncIOOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from clients import DEFAULT_ENDPOINT, AsyncClient
+from clients import AsyncClient
+from clients.cli.common import add_connection_arguments
+from clients.curve import CurveClientKeys
+from protocol.errors import RiffdError
 from protocol.messages import Accepted, Done, Error, Progress, Started
 
 #: Live takes jump ahead of queued renders (which use the default priority 0).
@@ -167,7 +170,7 @@ async def run(args: argparse.Namespace) -> int:
     pads = load_pads(args.pads)
     surface = Surface(args.min_duration, args.max_duration, duration_s=args.min_duration)
     host, _, port = args.feedback.rpartition(":") if args.feedback else (None, "", str(args.feedback_port))
-    async with AsyncClient(args.endpoint, timeout_s=args.timeout) as client:
+    async with AsyncClient(args.endpoint, timeout_s=args.timeout, curve=_curve(args)) as client:
         live = LivePads(client, pads, surface, model=args.model, feedback_port=int(port), feedback_host=host or None,
                         max_jobs=args.max_jobs)
         dispatcher = Dispatcher()
@@ -184,6 +187,15 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _curve(args: argparse.Namespace) -> CurveClientKeys | None:
+    """CurveZMQ keys for a daemon that requires them (both files, or neither)."""
+    if not (args.curve_secret_key or args.curve_server_key):
+        return None
+    if not (args.curve_secret_key and args.curve_server_key):
+        raise SystemExit("CurveZMQ needs both --curve-secret-key and --curve-server-key")
+    return CurveClientKeys.load(args.curve_secret_key, args.curve_server_key)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clients.examples.live_pads", description=__doc__.splitlines()[0])
     parser.add_argument("--pads", type=Path, help="TOML file of [[pad]] tables (prompt, duration_s, seed)")
@@ -191,15 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", action="store_true", help="listen on 127.0.0.1 only")
     parser.add_argument("--feedback", metavar="HOST:PORT", help="where feedback goes (default: the controller)")
     parser.add_argument("--feedback-port", type=int, default=9000, help="controller's port for feedback (9000)")
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"daemon (default {DEFAULT_ENDPOINT})")
     parser.add_argument("--model", help="model id (default: the daemon's)")
     parser.add_argument("--min-duration", type=float, default=4.0, help="fader1 at 0 (seconds, default 4)")
     parser.add_argument("--max-duration", type=float, default=30.0, help="fader1 at 1 (seconds, default 30)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up on a silent daemon after S seconds")
+    add_connection_arguments(parser)  # --endpoint, --timeout, CurveZMQ keys for a remote daemon
     parser.add_argument("--max-jobs", type=int, help="exit after this many takes ended (for scripts and tests)")
     args = parser.parse_args(argv)
     try:
         return asyncio.run(run(args))
+    except RiffdError as exc:
+        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients import DEFAULT_ENDPOINT, Client
+from clients.cli.common import add_connection_arguments, connect
 from daemon.audio.io import write_audio
 from protocol.audio_ref import InlineAudio
 from protocol.errors import InvalidArgument, RiffdError
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     setlist = read_setlist(args.setlist)
     args.out.mkdir(parents=True, exist_ok=True)
     rendered: list[tuple[np.ndarray, int]] = []
-    with Client(args.endpoint, timeout_s=args.timeout) as client:
+    with connect(args) as client:
         for number, section in enumerate(setlist.sections, start=1):
             options = dict(model=setlist.model, seed=section.seed, temperature=section.temperature,
                            play=True if args.play else None, job=f"{args.setlist.stem}-{number:02d}-{section.name}")
@@ -132,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("set"), help="folder for the sections (default ./set)")
     parser.add_argument("--join", action="store_true", help="also write set.wav, every section back to back")
     parser.add_argument("--play", action="store_true", help="play each section on the daemon's sound card")
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"daemon (default {DEFAULT_ENDPOINT})")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up on a silent daemon after S seconds")
+    add_connection_arguments(parser)  # --endpoint, --timeout, CurveZMQ keys for a remote daemon
     args = parser.parse_args(argv)
     try:
         return run(args)
     except RiffdError as exc:
         print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
         return 2
 
 
