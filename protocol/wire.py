@@ -116,7 +116,7 @@ def reply_ids(frames: Sequence[Frame]) -> tuple[str | None, str]:
     """Best effort (request id, job id) of a message that failed to decode, for its error event."""
     try:
         header = json.loads(bytes(frames[0])) if frames and len(frames[0]) <= MAX_HEADER_BYTES else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the message already failed to decode
         return None, ""
     if not isinstance(header, dict):
         return None, ""

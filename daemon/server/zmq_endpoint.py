@@ -79,17 +79,23 @@ class ZmqEndpoint:
             envelope, body = _split_envelope(frames)
             reply = ZmqReply(self, envelope)
             try:
-                request = wire.decode_request(body)
-            except RiffdError as exc:
-                request_id, job = wire.reply_ids(body)
-                log.info("zmq: refused a message: %s", exc.message)
-                reply.send(Error(job=job, code=exc.code, message=exc.message, re=request_id))
-                continue
-            except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the endpoint's loop
-                log.exception("zmq: decoding a message failed")
-                reply.send(Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"))
-                continue
-            self._handler(request, reply)
+                self._handle(body, reply)
+            except Exception as exc:  # noqa: BLE001 - one message must never end the endpoint's loop
+                log.exception("zmq: handling a message failed")
+                try:
+                    reply.send(Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"[:1000]))
+                except Exception:  # noqa: BLE001 - the peer may be gone too; the loop goes on regardless
+                    log.exception("zmq: could not report the failure")
+
+    def _handle(self, body: list[bytes], reply: ZmqReply) -> None:
+        try:
+            request = wire.decode_request(body)
+        except RiffdError as exc:
+            request_id, job = wire.reply_ids(body)
+            log.info("zmq: refused a message: %s", exc.message)
+            reply.send(Error(job=job, code=exc.code, message=exc.message, re=request_id))
+            return
+        self._handler(request, reply)
 
     def send(self, envelope: tuple[bytes, ...], event: Event) -> None:
         frames = [*envelope, *wire.encode(event)]
