@@ -30,3 +30,13 @@ def debug_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) ->
     daemon = DaemonThread(make_config(out, models=("debug/musicgen",), cache_dir=riffd_cache)).start()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def jukebox_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[DaemonThread]:
+    """The real `debug/jukebox` preset beside `debug/musicgen` (Jukebox jobs yield to MusicGen ones)."""
+    out = tmp_path_factory.mktemp("jukebox-out")
+    config = make_config(out, models=("debug/musicgen", "debug/jukebox"), cache_dir=riffd_cache, max_queue=8)
+    daemon = DaemonThread(config).start()
+    yield daemon
+    daemon.stop()

@@ -1,4 +1,4 @@
-"""Jukebox served by the daemon over ZeroMQ: the real debug/jukebox preset through the registry.
+"""Jukebox served by the daemon over ZeroMQ and OSC: the real debug/jukebox preset through the registry.
 
 Pieces are a fraction of a second (16384 samples = one top-level window) so each job takes
 about a second on the CPU; the final audio is checked against the batch API on the same seed.
@@ -7,16 +7,16 @@ about a second on the CPU; the final audio is checked against the batch API on t
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from daemon_harness import DaemonThread, Monitor, make_config
+from daemon_harness import DaemonThread, Monitor, OscDump, oscsend
 
 from clients import Client
 from daemon.models.jukebox import JukeboxModel, JukeboxTokenizer
@@ -29,15 +29,6 @@ SAMPLE_RATE = 44100
 PIECE_SAMPLES = 16384  # one top-level window of debug/jukebox: 128 tokens of 128 samples
 PIECE_S = PIECE_SAMPLES / SAMPLE_RATE
 LABELS = dict(artist="Zac Brown Band", genres="Country", lyrics="Chicken fried, cold beer on a Friday night")
-
-
-@pytest.fixture(scope="module")
-def jukebox_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[DaemonThread]:
-    out = tmp_path_factory.mktemp("jukebox-out")
-    config = make_config(out, models=("debug/musicgen", "debug/jukebox"), cache_dir=riffd_cache, max_queue=8)
-    daemon = DaemonThread(config).start()
-    yield daemon
-    daemon.stop()
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +214,63 @@ def test_bad_jukebox_requests_are_refused_at_the_boundary(jukebox_daemon: Daemon
     finally:
         sock.close()
         context.term()
+
+
+# --------------------------------------------------------------------------------------------
+# OSC: liblo's oscsend asks, oscdump listens; chunks are WAV files named after their stage.
+
+needs_liblo = pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which("oscdump") is None,
+                                 reason="liblo-tools (oscsend, oscdump) not installed")
+
+
+def _osc_job(dump: OscDump, job: str) -> list:
+    end = dump.wait_for(lambda line: line.address in ("/riffd/done", "/riffd/error") and line.args[0] == job,
+                        timeout_s=60)
+    assert end is not None and end.address == "/riffd/done", dump.messages()
+    return [line for line in dump.messages() if line.args and line.args[0] == job]
+
+
+def _read_wavs(lines: list) -> np.ndarray:
+    blocks = []
+    for line in lines:
+        data, rate = sf.read(line.args[2], dtype="float32", always_2d=True)
+        assert rate == SAMPLE_RATE
+        blocks.append(data[:, 0])
+    return np.concatenate(blocks)
+
+
+@needs_liblo
+def test_osc_sample_sends_preview_files_then_final_ones_and_upsample_takes_its_job_id(
+        jukebox_daemon: DaemonThread) -> None:
+    url = f"osc.udp://127.0.0.1:{jukebox_daemon.osc_port}"
+    with OscDump() as dump:
+        oscsend("/riffd/subscribe", "i", dump.port, url=url)
+        oscsend("/riffd/jukebox/sample", "fsssssissss", PIECE_S, "artist", LABELS["artist"], "genres",
+                LABELS["genres"], "seed", 11, "job", "jb-osc", "model", "debug/jukebox", url=url)
+        lines = _osc_job(dump, "jb-osc")
+        kinds = [line.address.rsplit("/", 1)[1] for line in lines]
+        assert kinds[:2] == ["accepted", "started"] and kinds[-1] == "done" and "progress" in kinds, kinds
+        chunks = [line for line in lines if line.address == "/riffd/chunk"]
+        assert all(line.types == "sis" for line in chunks)
+        stages = ["preview" if "/preview-" in line.args[2] else "final" for line in chunks]
+        n_preview = stages.count("preview")
+        # The preview files all come first; each stage counts its chunks from 0.
+        assert 1 < n_preview < len(stages) and stages == ["preview"] * n_preview + ["final"] * (len(stages) - n_preview)
+        assert [line.args[1] for line in chunks] == [*range(n_preview), *range(len(stages) - n_preview)]
+        preview, final = _read_wavs(chunks[:n_preview]), _read_wavs(chunks[n_preview:])
+        assert preview.shape == final.shape == (PIECE_SAMPLES,)
+        saved, rate = sf.read(lines[-1].args[1], dtype="float32")
+        assert rate == SAMPLE_RATE
+        np.testing.assert_array_equal(saved, final)  # the saved file is the final stage, not the preview
+        assert not np.array_equal(preview, final)
+
+        oscsend("/riffd/jukebox/upsample", "ssssssi", "jb-osc", "job", "jb-osc-up", "model", "debug/jukebox",
+                "seed", 11, url=url)
+        lines = _osc_job(dump, "jb-osc-up")
+        chunks = [line for line in lines if line.address == "/riffd/chunk"]
+        n_preview = sum("/preview-" in line.args[2] for line in chunks)
+        # Its preview decodes the sampled job's top-level codes, so it is that job's preview again.
+        np.testing.assert_allclose(_read_wavs(chunks[:n_preview]), preview, atol=1e-6)
+        upsampled, _ = sf.read(lines[-1].args[1], dtype="float32")
+        np.testing.assert_array_equal(upsampled, _read_wavs(chunks[n_preview:]))
+        oscsend("/riffd/unsubscribe", "i", dump.port, url=url)

@@ -192,7 +192,8 @@ class JukeboxBackend:
     def _sample_length(self, duration_s: float) -> int:
         """Samples of a `duration_s` piece, whole top-level tokens; InvalidArgument outside the model's range."""
         self._check_duration(duration_s)
-        sample_length = int(duration_s * self.sample_rate) // self._top_hop * self._top_hop
+        # Rounded to the nearest sample first: OSC carries float32, 0.3715 s must stay 16384 samples.
+        sample_length = round(duration_s * self.sample_rate) // self._top_hop * self._top_hop
         if sample_length < self._top_hop:
             raise InvalidArgument(f"duration_s {duration_s} is shorter than one top-level token of {self.model_id} "
                                   f"({self._top_hop / self.sample_rate:.4f} s)")
