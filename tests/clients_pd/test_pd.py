@@ -98,11 +98,12 @@ def _log(path: Path) -> list[list[str]]:
 
 def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThread, tmp_path: Path) -> None:
     duration_s, rate = 1.0, 32000
-    log, from_chunks, played = (tmp_path / name for name in ("log.txt", "w2.wav", "played.wav"))
+    names = ("log.txt", "w2.wav", "played.wav", "st.wav")
+    log, from_chunks, played, stereo = (tmp_path / name for name in names)
     # Job 3 continues this file: it goes where the daemon may read request audio (its --out folder).
     from_file = debug_daemon.config.out_dir.resolve() / "pd-array-w1.wav"
     console = run_pd("riffd-daemon-test.pd",
-                     f"riffd-test {debug_daemon.osc_port} {log} {from_file} {from_chunks} {played} {duration_s}")
+                     f"riffd-test {debug_daemon.osc_port} {log} {from_file} {from_chunks} {played} {stereo} {duration_s}")
     events = _log(log)
     assert ["timeout"] not in events, (events, console)
     # The only error is job 6's: `cancel` (no argument) cancelled the last job accepted.
@@ -110,15 +111,16 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
     assert [e[:3] for e in errors] == [["error", "pdtest-6", "cancelled"]], (events, console)
 
     jobs = {}
-    for job in ("pdtest-1", "pdtest-2", "pdtest-3"):
+    for job in ("pdtest-1", "pdtest-2", "pdtest-3", "pdtest-st"):
         mine = [event for event in events if len(event) > 1 and event[1] == job]
         kinds = [event[0] for event in mine]
         assert kinds[:2] == ["accepted", "started"] and kinds[-2:] == ["done", "loaded"], kinds
         assert "progress" in kinds and "chunk" in kinds and "filled" in kinds
         started = mine[1]
-        assert started[2:] == ["debug/musicgen", str(rate), "1"]
+        assert started[2:] == (["debug/musicgen-stereo", str(rate), "2"] if job == "pdtest-st"
+                               else ["debug/musicgen", str(rate), "1"])
         jobs[job] = mine
-    for job, seconds in (("pdtest-1", duration_s), ("pdtest-2", duration_s), ("pdtest-3", 0.5)):
+    for job, seconds in (("pdtest-1", duration_s), ("pdtest-2", duration_s), ("pdtest-3", 0.5), ("pdtest-st", 0.5)):
         assert jobs[job][-1][2:] == [str(round(seconds * rate)), str(rate)]  # loaded JOB FRAMES SAMPLE_RATE
 
     # Job 1 was saved: Pd loaded the daemon's file, sample for sample.
@@ -154,9 +156,18 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
         i for i, e in enumerate(events) if len(e) > 1 and e[1] == "pdtest-4")
     assert kinds["pdtest-6"][0] == "accepted" and kinds["pdtest-6"][-1] == "error" and "done" not in kinds["pdtest-6"]
 
+    # The stereo job: the left and right arrays hold the saved file's two channels.
+    saved_stereo, _ = sf.read(jobs["pdtest-st"][-2][2], dtype="float32")
+    pd_stereo, _ = sf.read(stereo, dtype="float32")
+    assert saved_stereo.shape == (round(0.5 * rate), 2)
+    np.testing.assert_array_equal(pd_stereo, saved_stereo)
+    assert not np.array_equal(saved_stereo[:, 0], saved_stereo[:, 1])
+
     # Pd played job 1 through the abstraction's outlet~ at the file's rate, resampled to Pd's.
-    out, out_rate = sf.read(played, dtype="float32")
-    assert out_rate == PD_RATE
+    both, out_rate = sf.read(played, dtype="float32")
+    assert out_rate == PD_RATE and both.shape[1] == 2
+    np.testing.assert_array_equal(both[:, 1], both[:, 0])  # a mono take plays on both outlets
+    out = both[:, 0]
     sounding = np.flatnonzero(np.abs(out) > 1e-6)
     expected_frames = round(duration_s * PD_RATE)
     assert abs((sounding[-1] - sounding[0]) - expected_frames) < 0.02 * expected_frames

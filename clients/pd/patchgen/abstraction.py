@@ -11,14 +11,14 @@ def abstraction() -> Canvas:
     """riffd.pd."""
     top = Canvas(size=(760, 520))
     top.text(20, 10, "riffd - ask a riffd daemon for music over OSC \\, load what comes back into an array "
-             "and play it. Usage and messages: see riffd-help.pd. Argument: the array to load audio into "
-             "(default: a local one).", 90)
+             "and play it. Usage and messages: see riffd-help.pd. Arguments: the arrays to load the left "
+             "and right channels into (default: local ones).", 90)
     top.obj("in", 20, 70, "inlet")
     top.obj("rt", 20, 100, "route bang generate continue cancel status subscribe unsubscribe connect disconnect "
             "array stop clear unset autoplay", 90)
     names = ["playbang", "generate", "continue", "cancel", "status", "subscribe", "unsubscribe", "connect",
-             "disconnect", "setarray", "stop", "clear", "unset", "autoplay", "option"]
-    as_list = {"generate", "continue", "cancel", "connect", "setarray", "unset", "option"}
+             "disconnect", "setarrays", "stop", "clear", "unset", "autoplay", "option"]
+    as_list = {"generate", "continue", "cancel", "connect", "setarrays", "unset", "option"}
     top.wire("in", "rt")
     for i, name in enumerate(names):
         x = 20 + 48 * i
@@ -32,7 +32,7 @@ def abstraction() -> Canvas:
             top.wire(f"rt:{i}", f"s{i}")
 
     top.obj("ev", 500, 380, "r \\$0-event")
-    top.obj("evout", 500, 440, "outlet")
+    top.obj("evout", 520, 440, "outlet")
     top.wire("ev", "evout")
 
     requests(top.sub("preq", 20, 320, "requests", (900, 620)))
@@ -44,7 +44,9 @@ def abstraction() -> Canvas:
     play = top.sub("pplay", 300, 320, "play", (700, 480))
     playback(play)
     top.obj("aout", 300, 440, "outlet~")
+    top.obj("aoutr", 400, 440, "outlet~")
     top.wire("pplay", "aout")
+    top.wire("pplay:1", "aoutr")
     return top
 
 

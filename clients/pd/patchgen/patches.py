@@ -11,7 +11,8 @@ def help_patch() -> Canvas:
     c.text(80, 15, "- music from a riffd daemon \\, in Pd", 60)
     c.text(20, 45, "Start the daemon first (riffd serve --model facebook/musicgen-small). [riffd] talks to it over "
            "OSC/UDP (default 127.0.0.1 port 7400) \\, writes no files itself \\, and loads what the daemon "
-           "generates into the array named by its argument. Each request carries every stored option \\, so "
+           "generates into the arrays named by its arguments (left \\, right). Each request carries "
+           "every stored option \\, so "
            "the daemon never depends on an earlier request.", 130)
     y = 120
     c.text(20, y, "1. where the daemon is (needed only when it is not 127.0.0.1:7400):", 80)
@@ -44,24 +45,27 @@ def help_patch() -> Canvas:
     c.msg("play", 20, y + 25, "bang")
     c.msg("stop", 70, y + 25, "stop")
     c.msg("auto", 120, y + 25, "autoplay 1")
-    c.msg("arr", 220, y + 25, "array riffd-help-audio")
+    c.msg("arr", 220, y + 25, "array riffd-help-audio riffd-help-audio-r")
     c.text(420, y + 25, "bang: play the array once; autoplay 1: play each job when loaded", 60)
-    c.obj("r", 20, y + 80, "riffd riffd-help-audio")
+    c.obj("r", 20, y + 80, "riffd riffd-help-audio riffd-help-audio-r")
     c.obj("vol", 20, y + 115, "*~ 0.5")
+    c.obj("volr", 90, y + 115, "*~ 0.5")
     c.obj("dac", 20, y + 145, "dac~")
     c.obj("pr", 250, y + 115, "print riffd-event")
     c.obj("rt", 250, y + 145, "route progress loaded error")
     c.text(250, y + 175, "events: accepted JOB QUEUE_POSITION \\, started JOB MODEL SAMPLE_RATE CHANNELS \\, "
            "progress JOB DONE TOTAL \\, chunk JOB INDEX PATH \\, filled JOB FRAMES \\, done JOB PATH \\, "
            "loaded JOB FRAMES SAMPLE_RATE \\, error JOB CODE MESSAGE \\, connected 0/1", 90)
-    c.array("graph", 640, 520, "riffd-help-audio", 100, 300, 120)
+    c.array("graph", 640, 500, "riffd-help-audio", 100, 300, 90)
+    c.array("graphr", 640, 610, "riffd-help-audio-r", 100, 300, 90)
     for key in ["conn", *[f"o{i}" for i in range(len(opts))], "g", "g2", "c", "c2", "x", "x2", "st", "sub",
                 "unsub", "play", "stop", "auto", "arr"]:
         c.wire(key, "r")
     c.chain("r", "vol", "dac")
-    c.wire("vol", "dac:1")
-    c.wire("r:1", "pr")
-    c.wire("r:1", "rt")
+    c.wire("r:1", "volr")
+    c.wire("volr", "dac:1")
+    c.wire("r:2", "pr")
+    c.wire("r:2", "rt")
     return c
 
 
@@ -99,19 +103,22 @@ def requests_patch() -> Canvas:
 
 
 def daemon_test_patch() -> Canvas:
-    """Four jobs against a real daemon: one loaded from its saved file and played, one from its
-    chunks, a continuation of the first file, two back to back (the array follows the newer), and a
-    long one cancelled once accepted."""
+    """Jobs against a real daemon: one loaded from its saved file and played, one from its chunks, a
+    continuation of the first file, two back to back (the arrays follow the newer), a stereo one,
+    and a long one cancelled once accepted."""
     c = Canvas(size=(900, 700))
     c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-test PORT LOG WAV1 WAV2 "
-           "PLAYED DURATION_S\". Job 1 is saved by the daemon and loaded from its file \\, then played into "
+           "PLAYED STEREO DURATION_S\". Job 1 is saved by the daemon and loaded from its file \\, then played into "
            "PLAYED; job 2 (save 0) is assembled from its chunk files; job 3 continues WAV1; jobs 4 and 5 go "
-           "back to back (only 5 loads); job 6 is cancelled once accepted. Every event goes to LOG.", 120)
+           "back to back (only 5 loads); a stereo job fills both arrays (written to STEREO); job 6 is cancelled "
+           "once accepted. Every event goes to LOG.", 120)
     c.obj("arr", 600, 60, "array define riffd-test-audio")
+    c.obj("arrr", 600, 35, "array define riffd-test-audio-r")
     c.obj("log", 600, 85, "text define riffd-test-log")
     c.obj("r", 20, 80, "r riffd-test")
     c.obj("t", 20, 105, "t l l")
-    c.obj("up", 120, 130, "unpack f s s s s f")
+    c.obj("up", 120, 130, "unpack f s s s s s f")
+    c.obj("sst", 470, 160, "symbol")
     c.obj("slog", 120, 160, "symbol")
     c.obj("sw1", 190, 160, "symbol")
     c.obj("sw2", 260, 160, "symbol")
@@ -124,21 +131,21 @@ def daemon_test_patch() -> Canvas:
     c.obj("tj1", 20, 220, "t b b")
     c.msg("o1", 120, 245, "seed 7 \\, job pdtest-1")
     c.msg("g1", 20, 275, "generate \\$1 warm pad from pd")
-    c.obj("riffd", 20, 330, "riffd riffd-test-audio")
+    c.obj("riffd", 20, 330, "riffd riffd-test-audio riffd-test-audio-r")
     c.obj("ev", 200, 360, "t a a")
     c.obj("evl", 320, 385, "list")
     c.obj("evset", 320, 410, "text set riffd-test-log 1e+06")
     c.obj("rt", 200, 390, "route loaded error accepted")
     c.obj("cnt", 200, 420, "f")
     c.obj("inc", 250, 420, "+ 1")
-    c.obj("sel", 200, 445, "sel 0 1 2 3")
+    c.obj("sel", 200, 445, "sel 0 1 2 3 4")
     # After job 1: write the array, play it into a file, then start job 2.
     c.obj("w1t", 20, 480, "t b b b b")
     c.msg("w1m", 20, 560, "write -bytes 4 \\$1 riffd-test-audio")
     c.obj("sf", 20, 590, "soundfiler")
     c.msg("dsp", 300, 480, "\\; pd dsp 1")
     c.msg("wopen", 160, 505, "open -bytes 4 \\$1 \\, start")
-    c.obj("wsf", 160, 560, "writesf~ 1")
+    c.obj("wsf", 160, 560, "writesf~ 2")
     c.obj("pdel", 400, 505, "expr \\$f1 * 1000 + 300")
     c.obj("del", 400, 530, "delay")
     c.msg("wstop", 400, 555, "stop")
@@ -160,9 +167,10 @@ def daemon_test_patch() -> Canvas:
     c.wire("up:2", "sw1:1")
     c.wire("up:3", "sw2:1")
     c.wire("up:4", "sw3:1")
-    c.wire("up:5", "dur:1")
-    c.wire("up:5", "dur2:1")
-    c.wire("up:5", "dur3:1")
+    c.wire("up:5", "sst:1")
+    c.wire("up:6", "dur:1")
+    c.wire("up:6", "dur2:1")
+    c.wire("up:6", "dur3:1")
     c.chain("t", "port", "conn", "riffd")
     c.wire("conn", "tj1")
     c.wire("tj1:1", "o1")
@@ -170,7 +178,7 @@ def daemon_test_patch() -> Canvas:
     c.wire("tj1", "dur")
     c.wire("dur", "g1")
     c.wire("g1", "riffd")
-    c.wire("riffd:1", "ev")
+    c.wire("riffd:2", "ev")
     c.wire("ev:1", "evl")
     c.wire("evl", "evset")
     c.wire("ev", "rt")
@@ -188,6 +196,7 @@ def daemon_test_patch() -> Canvas:
     c.wire("w1t:1", "play")
     c.wire("play", "riffd")
     c.wire("riffd", "wsf")
+    c.wire("riffd:1", "wsf:1")
     c.wire("w1t", "dur2")
     c.wire("dur2", "pdel")
     c.chain("pdel", "del", "wstop", "wsf")
@@ -217,8 +226,17 @@ def daemon_test_patch() -> Canvas:
     c.wire("sel:2", "g45")
     c.wire("g45", "riffd")
     # Job 6 is cancelled as soon as it is accepted (a bare cancel: the newest job).
-    c.msg("g6", 500, 730, "job pdtest-6 \\, generate 30 a long one")
-    c.wire("sel:3", "g6")
+    # A stereo model fills both arrays; write them as one stereo file.
+    c.msg("gst", 700, 680, "model debug/musicgen-stereo \\, job pdtest-st \\, generate 0.5 stereo take")
+    c.wire("sel:3", "gst")
+    c.wire("gst", "riffd")
+    c.obj("tst", 700, 710, "t b b")
+    c.msg("wst", 780, 735, "write -bytes 4 \\$1 riffd-test-audio riffd-test-audio-r")
+    c.wire("sel:4", "tst")
+    c.wire("tst:1", "sst")
+    c.chain("sst", "wst", "sf")
+    c.msg("g6", 500, 730, "unset model \\, job pdtest-6 \\, generate 30 a long one")
+    c.wire("tst", "g6")
     c.wire("g6", "riffd")
     c.obj("acc", 320, 680, "route pdtest-6")
     c.obj("accb", 320, 705, "t b")
