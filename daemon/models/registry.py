@@ -99,6 +99,8 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     if _model_type(folder) == "jukebox":
         from daemon.models.jukebox import backend as jukebox_backend
 
-        return jukebox_backend.load(folder, model_id, device=pick_device(device), max_duration_s=max_duration_s)
+        weights, compile = (options.weights, options.compile) if options is not None else ("float32", False)
+        return jukebox_backend.load(folder, model_id, device=pick_device(device), max_duration_s=max_duration_s,
+                                    weights=weights, compile=compile)
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))
     return MusicGen(bundle, max_duration_s=max_duration_s, engine=options)

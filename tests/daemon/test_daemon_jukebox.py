@@ -21,6 +21,9 @@ from daemon_harness import DaemonThread, Monitor, OscDump, oscsend
 from clients import Client
 from daemon.models.jukebox import JukeboxModel, JukeboxTokenizer
 from daemon.models.registry import resolve_folder
+from daemon.audio.resample import conform
+from daemon.audio.types import Audio
+from protocol.audio_ref import InlineAudio
 from protocol.messages import (
     Accepted, Chunk, Done, Error, Generate, JukeboxSample, JukeboxUpsample, Progress, Started,
 )
@@ -121,6 +124,33 @@ def test_saved_sample_keeps_its_codes_and_upsample_by_job_id_reuses_them(
         want = model.decode_level(tokens, 2)[0].T.numpy()
     np.testing.assert_allclose(_joined(final), want, atol=1e-5)
     assert upsampled[-1].frames == PIECE_SAMPLES
+
+
+def test_inline_prime_and_inline_audio_to_upsample_over_zeromq(jukebox_daemon: DaemonThread, reference) -> None:
+    model, tokenizer = reference
+    rng = np.random.default_rng(1)
+    prime = (0.1 * rng.standard_normal((2, 2048))).astype(np.float32)  # stereo at 22.05 kHz: mixed and resampled
+    with Client(jukebox_daemon.zmq) as client:
+        primed = _run(client, JukeboxSample(duration_s=PIECE_S, seed=9, model="debug/jukebox", job="jb-primed",
+                                            prime=InlineAudio(prime, 22050), **LABELS))
+        assert isinstance(primed[-1], Done) and primed[-1].frames == PIECE_SAMPLES, primed[-1]
+        final = _joined(_stages(primed)[1])
+        # The prime is continued: its codes are the first codes of every level, so the batch
+        # API's primed_sample on the same (conformed) prime and seed gives the same audio.
+        conformed = conform(Audio(prime, 22050), SAMPLE_RATE, 1).samples
+        labels = tokenizer(artist=LABELS["artist"], genres=LABELS["genres"], lyrics=LABELS["lyrics"])["input_ids"]
+        tokens = model.primed_sample(torch.from_numpy(conformed.T.copy())[None], labels, sample_length=PIECE_SAMPLES,
+                                     seed=9)
+        with torch.no_grad():
+            np.testing.assert_allclose(final, model.decode_level(tokens, 2)[0].T.numpy(), atol=1e-5)
+
+        upsampled = _run(client, JukeboxUpsample(source=InlineAudio(final, SAMPLE_RATE), seed=2, model="debug/jukebox",
+                                                 job="jb-up-inline", **LABELS))
+    assert isinstance(upsampled[-1], Done) and upsampled[-1].frames == PIECE_SAMPLES, upsampled[-1]
+    preview, _ = _stages(upsampled)
+    top = model.prime_tokens(torch.from_numpy(final.T.copy())[None])
+    with torch.no_grad():
+        np.testing.assert_allclose(_joined(preview), model.decode_level(top, 0)[0].T.numpy(), atol=1e-5)
 
 
 def test_a_musicgen_request_sent_while_a_jukebox_job_waits_runs_first(jukebox_daemon: DaemonThread) -> None:

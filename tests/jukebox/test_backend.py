@@ -118,7 +118,8 @@ def test_codes_files_round_trip_and_bad_ones_are_refused(tmp_path: Path) -> None
     path = tmp_path / "job.codes.npz"
     write_codes(path, TopCodes(np.arange(10), artist="a", genres="g", lyrics="l", model="debug/jukebox"))
     back = read_codes(path)
-    assert back.codes.tolist() == list(range(10)) and (back.artist, back.lyrics, back.model) == ("a", "l", "debug/jukebox")
+    assert back.codes.tolist() == list(range(10))
+    assert (back.artist, back.genres, back.lyrics, back.model) == ("a", "g", "l", "debug/jukebox")
     np.save(tmp_path / "top.npy", np.arange(5)[None])
     assert read_codes(tmp_path / "top.npy").codes.tolist() == list(range(5))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")

@@ -131,7 +131,8 @@ class JukeboxBackend:
         genres = controls.genres.strip() or "unknown"
         for version in dict.fromkeys(self.tokenizer.version):
             if self.tokenizer.artist_id(artist, version) == 0 and artist.lower() != "unknown":
-                raise InvalidArgument(f"unknown artist {artist!r} for {self.model_id}{self._suggest(artist, 'artists')}")
+                hint = self._suggest(artist, "artists")
+                raise InvalidArgument(f"unknown artist {artist!r} for {self.model_id}{hint}")
             try:
                 genre_ids = self.tokenizer.genre_ids(genres, version)
             except ValueError as exc:
@@ -241,9 +242,20 @@ def _decode(decode, tokens: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(audio[0].T.float().cpu().numpy(), dtype=np.float32)
 
 
-def load(folder: Path, model_id: str, *, device: torch.device | str = "cpu",
-         max_duration_s: float = float("inf")) -> JukeboxBackend:
-    """A Jukebox backend from a Hugging Face folder (config, weights and vocabularies)."""
-    model = JukeboxModel.from_pretrained(folder, device=device)
+#: Engine weight formats a Jukebox's priors can take (the VQ-VAE stays float32 regardless).
+PRIOR_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load(folder: Path, model_id: str, *, device: torch.device | str = "cpu", max_duration_s: float = float("inf"),
+         weights: str = "float32", compile: bool = False) -> JukeboxBackend:
+    """A Jukebox backend from a Hugging Face folder (config, weights and vocabularies).
+
+    `weights`: the priors' dtype (float32 reproduces the reference's tokens); `compile`: sample
+    with the fixed-shape step through torch.compile, compiled and warmed up here (for GPUs).
+    """
+    if weights not in PRIOR_DTYPES:
+        raise InvalidArgument(f"Jukebox priors run in {', '.join(PRIOR_DTYPES)}, not {weights!r}")
+    model = JukeboxModel.from_pretrained(folder, device=device, dtype=PRIOR_DTYPES[weights],
+                                         step="compiled" if compile else "eager")
     tokenizer = JukeboxTokenizer.from_pretrained(folder)
     return JukeboxBackend(model, tokenizer, model_id, max_duration_s=max_duration_s)
