@@ -61,7 +61,7 @@ def test_audio_prompt_and_melody_files(riffd_cache, tmp_path):
     (["x", "--duration", "0"], "invalid_argument"),
     (["x", "--duration", "-2"], "invalid_argument"),
     (["x", "--duration", "nan"], "invalid_argument"),
-    (["x", "--duration", "100000"], "invalid_argument"),
+    (["x", "--duration", "100000"], "duration_too_long"),
     (["x", "--top-k", "-1"], "invalid_argument"),
     (["x", "--top-p", "1.5"], "invalid_argument"),
     (["x", "--top-p", "-0.1"], "invalid_argument"),

@@ -95,6 +95,13 @@ class MusicGen:
         """Follow the chroma of `melody` (melody checkpoints only)."""
         return self._generate(list(texts), params, melody=melody, **hooks)
 
+    def render(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
+               melody: Audio | None = None, **hooks) -> Render:
+        """One prompt (None: unconditional) with any mix of audio prompt and melody."""
+        if text is not None:
+            _check_text(text)
+        return self._generate([text], params, audio_prompt=audio_prompt, melody=melody, **hooks)
+
     def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
                melody: Audio | None = None, progress: ProgressFn | None = None,
                should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
