@@ -174,20 +174,31 @@ def test_a_musicgen_request_sent_while_a_jukebox_job_waits_runs_first(jukebox_da
     list(blocker_events)
 
 
-def test_cancel_mid_window_ends_the_job_at_once(jukebox_daemon: DaemonThread) -> None:
+@pytest.mark.parametrize("stage", ["top level", "upsampling"])
+def test_cancel_ends_the_job_at_once_while_sampling_or_upsampling(jukebox_daemon: DaemonThread, stage: str) -> None:
+    """A window of either level is many tokens; the job stops at the next token, not the window's end."""
+    job = f"jb-cancel-{stage.replace(' ', '-')}"
     with Client(jukebox_daemon.zmq) as client, Client(jukebox_daemon.zmq) as control:
-        stream = _submit(client, JukeboxSample(duration_s=30 * PIECE_S, seed=4, model="debug/jukebox", job="jb-cancel"))
-        events = iter(stream)
+        events = iter(_submit(client, JukeboxSample(duration_s=8 * PIECE_S, seed=4, model="debug/jukebox", job=job)))
+        seen = []
         for event in events:
-            if isinstance(event, Progress):
-                break
-        time.sleep(0.05)  # into the next window of the top level
+            seen.append(event)
+            if stage == "top level" and isinstance(event, Progress):
+                break  # the top level's first window is done; the next is being sampled
+            if stage == "upsampling" and isinstance(event, Chunk) and event.stage == "final":
+                break  # the preview is out and the bottom level is streaming
         cancelled_at = time.monotonic()
-        control.cancel("jb-cancel")
+        control.cancel(job)
         rest = list(events)
         elapsed_s = time.monotonic() - cancelled_at
     assert isinstance(rest[-1], Error) and rest[-1].code == "cancelled", rest[-1]
     assert not any(isinstance(e, Done) for e in rest)
+    chunks = [e for e in seen + rest if isinstance(e, Chunk)]
+    if stage == "top level":
+        assert not chunks  # cancelled before the top level was complete: no preview yet
+    else:
+        assert chunks[0].stage == "preview"
+        assert sum(c.frames for c in chunks if c.stage == "final") < 8 * PIECE_SAMPLES
     assert elapsed_s < 2.0
 
 
