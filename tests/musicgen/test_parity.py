@@ -13,6 +13,7 @@ from daemon.models.musicgen.chroma import chromagram
 from daemon.models.musicgen.codec import encode_prompt
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.delay import delay_steps
+from protocol.errors import InvalidArgument
 from protocol.params import GenerationParams
 
 GREEDY = GenerationParams(duration_s=1.0, greedy=True, guidance_scale=3.0)
@@ -128,7 +129,6 @@ def test_melody(load_preset):
 
 
 def test_prompt_longer_than_the_window_is_refused(musicgen):
-    from protocol.errors import InvalidArgument
 
     too_long = _tone(31.0, 16000)
     with pytest.raises(InvalidArgument, match="trim the prompt"):
@@ -148,3 +148,22 @@ def test_any_checkpoint(model_id):
     assert torch.equal(render.codes, codes)
     samples = render.audio.shape[-1]
     np.testing.assert_array_equal(render.audio, audio.numpy()[..., :samples])
+
+
+def test_continuation_starts_at_the_prompts_exact_end(musicgen):
+    """A prompt that is not a whole number of codec frames: only whole frames are encoded and the
+    new audio starts at the prompt's last sample, in one-shot renders and in streams alike."""
+    hop = musicgen.bundle.hop_length
+    prompt = _tone(0.51, 32000)  # 16320 samples = 25 frames + 320 samples
+    params = GenerationParams(duration_s=0.5, greedy=True)
+    render = musicgen.generate_continuation(prompt, ["x"], params)
+    assert render.prompt_frames == 25
+    assert torch.equal(render.codes[..., :25], encode_prompt(musicgen.bundle, Audio(prompt.samples[:, :25 * hop], 32000)))
+    whole = musicgen.decode(render.codes)[0]
+    np.testing.assert_array_equal(render.audio[0], whole[:, 16320:16320 + 16000])
+    streamed = np.concatenate([c.audio for c in musicgen.stream("x", params, audio_prompt=prompt)], axis=1)
+    assert streamed.shape == (1, 16000)
+    error = streamed - render.audio[0]
+    assert 10 * np.log10(np.sum(render.audio[0] ** 2) / max(np.sum(error**2), 1e-30)) > 40
+    with pytest.raises(InvalidArgument, match="shorter than one codec frame"):
+        musicgen.generate_continuation(_tone(0.01, 32000), ["x"], params)

@@ -12,6 +12,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from daemon.audio.resample import conform
 from daemon.audio.types import Audio, AudioChunk
 from daemon.backend import ProgressFn, StopFn
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
@@ -49,6 +50,7 @@ class _Job:
     samples: int  # new audio samples, exactly duration_s
     new_frames: int
     prompt: torch.Tensor | None  # [B, K, P] codes of the audio prompt
+    start_sample: int  # where the new audio starts in the decoded timeline (the prompt's length)
     windows: list[Window]
     columns_for: Callable[[Window, torch.Tensor | None], Iterator[torch.Tensor]]
     on_step: Callable[[], None]  # counts decode steps and reports progress
@@ -117,7 +119,7 @@ class MusicGen:
         frames = iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
                              on_step=job.on_step)
         yield from stream_chunks(self.bundle, frames, prompt=job.prompt, new_frames=job.new_frames,
-                                 samples=job.samples, settings=self.stream_settings)
+                                 samples=job.samples, start_sample=job.start_sample, settings=self.stream_settings)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""
@@ -143,9 +145,7 @@ class MusicGen:
             from protocol.errors import Cancelled
             raise Cancelled("generation cancelled")
         # Decode with the prompt as left context, then keep exactly the new audio.
-        audio = self.decode(codes)
-        start = job.prompt_frames * self.bundle.hop_length
-        audio = audio[..., start:start + job.samples]
+        audio = self.decode(codes)[..., job.start_sample:job.start_sample + job.samples]
         return Render(codes=codes, audio=audio, sample_rate=self.bundle.sample_rate, seed=job.seed,
                       prompt_frames=job.prompt_frames, windows=job.windows)
 
@@ -159,15 +159,13 @@ class MusicGen:
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         generator = make_generator(seed, bundle.device)
         samples = int(math.floor(params.duration_s * bundle.sample_rate + 0.5))
-        new_frames = math.ceil(samples / bundle.hop_length)
-        prompt = None
+        prompt, start_sample = None, 0
         if audio_prompt is not None:
-            prompt = encode_prompt(bundle, audio_prompt).expand(len(texts), -1, -1)
-            if prompt.shape[-1] >= bundle.window_frames:
-                raise InvalidArgument(
-                    f"the audio prompt is {audio_prompt.duration_s:.2f} s long; this model continues at most "
-                    f"{(bundle.window_frames - 1) / bundle.frame_rate:.2f} s: trim the prompt")
+            prompt, start_sample = self._prompt_codes(audio_prompt)
+            prompt = prompt.expand(len(texts), -1, -1)
         prompt_frames = 0 if prompt is None else prompt.shape[-1]
+        # New audio starts where the prompt ends, which may fall inside the first generated frame.
+        new_frames = math.ceil((start_sample - prompt_frames * bundle.hop_length + samples) / bundle.hop_length)
         stride_frames = min(int(params.extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
         windows = plan_windows(new_frames, prompt_frames, bundle.window_frames, stride_frames)
         log.info("%s: %d frames in %d window(s), seed %d", self.model_id, new_frames, len(windows), seed)
@@ -189,7 +187,27 @@ class MusicGen:
             if progress is not None:
                 progress(done, total_steps)
 
-        return _Job(seed, samples, new_frames, prompt, windows, columns_for, on_step)
+        return _Job(seed, samples, new_frames, prompt, start_sample, windows, columns_for, on_step)
+
+    def _prompt_codes(self, audio_prompt: Audio) -> tuple[torch.Tensor, int]:
+        """Codes `[1, K, P]` of the prompt's whole codec frames, and its length in model samples.
+
+        Only whole frames are encoded: a padded last frame would put silence where the music
+        goes on. The continuation then starts at the prompt's exact end, so a DAW region and its
+        continuation join on the sample.
+        """
+        bundle = self.bundle
+        prompt = conform(audio_prompt, bundle.sample_rate, bundle.audio_channels)
+        frames = prompt.frames // bundle.hop_length
+        if frames == 0:
+            raise InvalidArgument(f"the audio prompt is {audio_prompt.duration_s * 1000:.1f} ms long, shorter than one "
+                                  f"codec frame ({1000 / bundle.frame_rate:.0f} ms)")
+        if frames >= bundle.window_frames:
+            raise InvalidArgument(
+                f"the audio prompt is {audio_prompt.duration_s:.2f} s long; this model continues at most "
+                f"{(bundle.window_frames - 1) / bundle.frame_rate:.2f} s: trim the prompt")
+        whole = Audio(prompt.samples[:, :frames * bundle.hop_length], bundle.sample_rate)
+        return encode_prompt(bundle, whole), prompt.frames
 
 
 def _check_text(text: str) -> None:

@@ -70,15 +70,16 @@ def stream_chunks(
     prompt: torch.Tensor | None,
     new_frames: int,
     samples: int,
+    start_sample: int,
     settings: StreamSettings,
 ) -> Iterator[AudioChunk]:
-    """Audio chunks of one prompt's new frames `[1, K, n]` as they come; `samples` long in all.
+    """Audio chunks of one prompt's new frames `[1, K, n]` as they come; `samples` long in all,
+    from `start_sample` of the decoded timeline (the audio prompt's end).
 
     The audio prompt's codes are the decoder's first left context, as in a one-shot decode.
     """
     prompt_frames = 0 if prompt is None else prompt.shape[-1]
-    start = prompt_frames * bundle.hop_length
-    decoder = StreamingDecoder(bundle, settings, total_frames=prompt_frames + new_frames, start_sample=start)
+    decoder = StreamingDecoder(bundle, settings, total_frames=prompt_frames + new_frames, start_sample=start_sample)
     if prompt is not None:
         decoder.push(prompt[:1])
     index, offset = 0, 0
