@@ -218,7 +218,7 @@ class JukeboxRequest(JobRequest):
     # Same seed, labels and model give the same tokens; the daemon draws one when absent.
     seed: int | None = None
     # Sampling temperature of the levels above the bottom (the bottom keeps Jukebox's 0.99).
-    temperature: float | None = None
+    temperature: float = 0.98
     # Sample among the k most likely codes (0: off) / within nucleus mass top_p (0: off).
     top_k: int = 0
     top_p: float = 0.0
@@ -232,7 +232,7 @@ class JukeboxRequest(JobRequest):
         _check_text("lyrics", self.lyrics, MAX_LYRICS_CHARS, empty_ok=True, too_long=PromptTooLong)
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise InvalidArgument(f"seed must be an integer in [0, 2^63), got {self.seed}")
-        if self.temperature is not None and not self.temperature > 0:
+        if not self.temperature > 0:
             raise InvalidArgument(f"temperature must be > 0, got {self.temperature}")
         if self.top_k < 0:
             raise InvalidArgument(f"top_k must be >= 0, got {self.top_k}")
@@ -278,6 +278,7 @@ class JukeboxUpsample(JukeboxRequest):
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("source",),)
     OSC_OPTIONS: ClassVar[bool] = True
 
+    # An earlier saved job's id, a codes file (.npz, .npy), or audio (path, or samples over ZeroMQ).
     source: AudioSource
 
     def validate(self) -> None:

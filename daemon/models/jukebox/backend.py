@@ -47,7 +47,7 @@ class JukeboxControls:
     genres: str = ""
     lyrics: str = ""
     seed: int | None = None  # None: the backend draws one (never torch's global generator)
-    temperature: float | None = None  # levels above the bottom; None: the model's 0.98
+    temperature: float = 0.98  # levels above the bottom (the bottom's is Jukebox's fixed 0.99)
     top_k: int = 0
     top_p: float = 0.0
 
@@ -152,9 +152,7 @@ class JukeboxBackend:
         if controls.seed is None:
             log.info("%s: drew seed %d", self.model_id, seed)
         kwargs: dict[str, object] = dict(sample_length=sample_length, seed=seed, top_k=controls.top_k,
-                                         top_p=controls.top_p)
-        if controls.temperature is not None:
-            kwargs["sampling_temperature"] = controls.temperature
+                                         top_p=controls.top_p, sampling_temperature=controls.temperature)
         bottom = self._n_levels - 1
         decoder = StreamingDecoder(self.model.vqvae, vqvae_level=0)
         index, offset = 0, 0
