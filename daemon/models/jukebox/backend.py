@@ -68,7 +68,7 @@ class JukeboxBackend:
         self._top_hop = model.priors[0].raw_to_tokens  # samples per top-level token
         self._n_levels = len(model.priors)
         top = model.config.priors[0]
-        # One preview chunk per top-level window hop: the granularity the top level is made at.
+        # A preview chunk per top-level window hop: the granularity the top level is made at.
         self.preview_chunk_frames = max(1, int(top.n_ctx * model.config.hop_fraction[0])) * self._top_hop
         self._device = model.priors[0].prior.embed_tokens.weight.device
 
@@ -180,11 +180,17 @@ class JukeboxBackend:
             raise InvalidArgument(str(exc)) from None
 
     def _decoded_top(self, top: torch.Tensor, stage: str) -> Iterator[AudioChunk]:
-        """Top-level codes [1, T] decoded to audio, cut into preview-sized chunks."""
-        audio = _decode(lambda t: self.model.decode_level([t], 0), top)
-        for index, start in enumerate(range(0, audio.shape[1], self.preview_chunk_frames)):
-            block = np.ascontiguousarray(audio[:, start:start + self.preview_chunk_frames])
-            yield AudioChunk(index, start, block, self.sample_rate, stage=stage)
+        """Top-level codes [1, T] decoded piece by piece (`StreamingDecoder`: the pieces joined are
+        the whole decode), so the first preview chunk comes early and memory stays bounded: a
+        minute decoded from the top level at once is gigabytes of activations at full scale."""
+        decoder = StreamingDecoder(self.model.vqvae, vqvae_level=self._n_levels - 1)
+        step_tokens = self.preview_chunk_frames // self._top_hop
+        index, offset, total = 0, 0, top.shape[1]
+        for end in range(step_tokens, total + step_tokens, step_tokens):
+            audio = _decode(decoder.push, top[:, :end]) if end < total else _decode(decoder.finish, top)
+            if audio.shape[1]:
+                yield AudioChunk(index, offset, audio, self.sample_rate, stage=stage)
+                index, offset = index + 1, offset + audio.shape[1]
 
     # -- inputs ---------------------------------------------------------------------------
 
