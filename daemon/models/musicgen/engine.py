@@ -101,6 +101,8 @@ class MusicgenEngine:
         qkv = make_linear([attn.q_proj.weight.detach(), attn.k_proj.weight.detach(), attn.v_proj.weight.detach()],
                           options)
         cross = getattr(layer, "encoder_attn", None)
+        # _cross_prepare relies on bias-free projections: zero states give zero keys and values.
+        assert cross is None or (cross.k_proj.bias is None and cross.v_proj.bias is None)
         return LayerWeights(
             self_norm=_norm(layer.self_attn_layer_norm, dtype), qkv=qkv,
             self_out=make_linear([attn.out_proj.weight.detach()], options),
@@ -274,8 +276,10 @@ class MusicgenEngine:
             cache.cross_keys.append(k.to(self.options.dtype).contiguous())
             cache.cross_values.append(v.to(self.options.dtype).contiguous())
         if mask is not None and not bool(mask.all()):
-            # Additive, so a row with nothing visible (the null condition) stays finite: its values are zero.
-            blocked = (mask == 0)[:, None, None, :]
+            blocked = mask == 0
+            # A row with nothing visible (the null condition) has all-zero states, so zero keys and
+            # values (the projections have no bias): leave it unmasked rather than risk -inf rows in half precision.
+            blocked = (blocked & ~blocked.all(dim=-1, keepdim=True))[:, None, None, :]
             cache.cross_mask = torch.zeros(blocked.shape, dtype=self.options.dtype, device=states.device)
             cache.cross_mask.masked_fill_(blocked, torch.finfo(self.options.dtype).min)
 
