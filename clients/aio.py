@@ -21,14 +21,14 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from clients.client import DEFAULT_ENDPOINT, audio_source, raise_for
+from clients.client import DEFAULT_ENDPOINT, audio_source, raise_for, upsample_source
 from clients.curve import CurveClientKeys
 from protocol import wire
 from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Cancel, Continue, Error, Event, Generate, GetStatus, ListModels, LoadModel,
-    Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+    TERMINAL_EVENTS, Accepted, Cancel, Continue, Error, Event, Generate, GetStatus, JukeboxSample, JukeboxUpsample,
+    ListModels, LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,20 @@ class AsyncClient:
         """Continue a path the daemon reads, or samples sent with the request (see Client.continue_)."""
         return self._stream(Continue(audio_source(audio, sample_rate), float(duration_s), prompt=prompt, model=model,
                                      id=_new_id(), **options))
+
+    def jukebox_sample(self, duration_s: float, *, artist: str = "", genres: str = "", lyrics: str = "",
+                       prime: str | Path | np.ndarray | InlineAudio | None = None, sample_rate: int | None = None,
+                       model: str | None = None, **options: Any) -> AsyncJobStream:
+        """Jukebox sampling (see Client.jukebox_sample): a `preview` chunk stage, then `final`."""
+        source = None if prime is None else audio_source(prime, sample_rate)
+        return self._stream(JukeboxSample(duration_s=float(duration_s), artist=artist, genres=genres, lyrics=lyrics,
+                                          prime=source, model=model, id=_new_id(), **options))
+
+    def jukebox_upsample(self, source: str | Path | np.ndarray | InlineAudio, *, sample_rate: int | None = None,
+                         model: str | None = None, **options: Any) -> AsyncJobStream:
+        """Upsample an earlier saved job's codes (its id), a codes file, or audio (see Client.jukebox_upsample)."""
+        return self._stream(JukeboxUpsample(source=upsample_source(source, sample_rate), model=model, id=_new_id(),
+                                            **options))
 
     async def cancel(self, job: str) -> Ok:
         return await self._call(Cancel(job=job, id=_new_id()), Ok)

@@ -28,8 +28,8 @@ from protocol import wire
 from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Cancel, Chunk, Continue, Done, Error, Event, Generate, GetStatus, ListModels,
-    LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+    TERMINAL_EVENTS, Accepted, Cancel, Chunk, Continue, Done, Error, Event, Generate, GetStatus, JukeboxSample,
+    JukeboxUpsample, ListModels, LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,12 @@ class JobStream:
         self._client._forget(self.request.id)
 
     def collect(self) -> Rendered:
-        """Read to the end and join the chunks; raise RiffdError if the job fails."""
+        """Read to the end and join the chunks (the final stage: a Jukebox preview is skipped);
+        raise RiffdError if the job fails."""
         blocks: list[np.ndarray] = []
         sample_rate, next_offset = 0, 0
         for event in self:
-            if isinstance(event, Chunk):
+            if isinstance(event, Chunk) and event.stage == "final":
                 if event.offset_samples != next_offset:
                     raise RiffdError(f"chunk {event.index} starts at {event.offset_samples}, expected {next_offset}",
                                      code="protocol")
@@ -149,6 +150,21 @@ class Client:
         (float32 `[channels, frames]` with `sample_rate`, or InlineAudio) sent with the request."""
         source = audio_source(audio, sample_rate)
         return self._stream(Continue(source, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
+
+    def jukebox_sample(self, duration_s: float, *, artist: str = "", genres: str = "", lyrics: str = "",
+                       prime: str | Path | np.ndarray | InlineAudio | None = None, sample_rate: int | None = None,
+                       model: str | None = None, **options: Any) -> JobStream:
+        """Jukebox from artist, genres and lyrics (continuing `prime` when given); chunks come as a
+        `preview` stage first, then the `final` one. Options are JukeboxSample's fields."""
+        source = None if prime is None else audio_source(prime, sample_rate)
+        return self._stream(JukeboxSample(duration_s=float(duration_s), artist=artist, genres=genres, lyrics=lyrics,
+                                          prime=source, model=model, id=_new_id(), **options))
+
+    def jukebox_upsample(self, source: str | Path | np.ndarray | InlineAudio, *, sample_rate: int | None = None,
+                         model: str | None = None, **options: Any) -> JobStream:
+        """Upsample the top-level codes of an earlier saved job (its id), a codes file, or audio."""
+        return self._stream(JukeboxUpsample(source=upsample_source(source, sample_rate), model=model, id=_new_id(),
+                                            **options))
 
     # Control requests: each returns its one reply, or raises RiffdError.
     def cancel(self, job: str) -> Ok:
@@ -238,6 +254,14 @@ def audio_source(audio: str | Path | np.ndarray | InlineAudio, sample_rate: int 
             raise TypeError("audio given as an array needs sample_rate")
         return InlineAudio(audio, sample_rate)
     return str(Path(audio).expanduser().resolve())
+
+
+def upsample_source(source: str | Path | np.ndarray | InlineAudio, sample_rate: int | None = None) -> str | InlineAudio:
+    """A jukebox_upsample source: an earlier job's id stays as it is (no folder in it and no such
+    file here); a file or samples go as `audio_source` makes them."""
+    if isinstance(source, str) and "/" not in source and not Path(source).exists():
+        return source
+    return audio_source(source, sample_rate)
 
 
 def _new_id() -> str:

@@ -6,10 +6,8 @@ about a second on the CPU; the final audio is checked against the batch API on t
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +21,8 @@ from daemon.models.jukebox import JukeboxModel, JukeboxTokenizer
 from daemon.models.registry import resolve_folder
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio
-from protocol.audio_ref import InlineAudio
 from protocol.messages import (
-    Accepted, Chunk, Done, Error, Generate, JukeboxSample, JukeboxUpsample, Progress, Started,
+    Accepted, Chunk, Done, Error, JukeboxSample, Progress, Started,
 )
 
 SAMPLE_RATE = 44100
@@ -41,13 +38,6 @@ def reference(riffd_cache: Path) -> tuple[JukeboxModel, JukeboxTokenizer]:
     return JukeboxModel.from_pretrained(folder), JukeboxTokenizer.from_pretrained(folder)
 
 
-def _submit(client: Client, request):
-    """The client's job stream for a request it has no method for yet (`Client._stream`)."""
-    return client._stream(dataclasses.replace(request, id=uuid.uuid4().hex))
-
-
-def _run(client: Client, request) -> list:
-    return list(_submit(client, request))
 
 
 def _stages(events: list) -> tuple[list[Chunk], list[Chunk]]:
@@ -66,7 +56,7 @@ def test_sample_streams_a_preview_then_the_upsampled_audio_of_the_batch_api(
         jukebox_daemon: DaemonThread, reference) -> None:
     model, tokenizer = reference
     with Client(jukebox_daemon.zmq) as client:
-        events = _run(client, JukeboxSample(duration_s=PIECE_S, seed=7, model="debug/jukebox", job="jb-zmq", **LABELS))
+        events = list(client.jukebox_sample(PIECE_S, seed=7, model="debug/jukebox", job="jb-zmq", **LABELS))
     kinds = [type(e) for e in events]
     assert kinds[0] is Accepted and kinds[1] is Started and kinds[-1] is Done, kinds
     assert events[1].sample_rate == SAMPLE_RATE and events[1].channels == 1
@@ -97,7 +87,7 @@ def test_saved_sample_keeps_its_codes_and_upsample_by_job_id_reuses_them(
     model, _ = reference
     out = jukebox_daemon.config.out_dir.resolve()
     with Client(jukebox_daemon.zmq) as client:
-        sketch = _run(client, JukeboxSample(duration_s=PIECE_S, seed=3, upsample=False, save=True,
+        sketch = list(client.jukebox_sample(PIECE_S, seed=3, upsample=False, save=True,
                                             model="debug/jukebox", job="jb-sketch", **LABELS))
         assert isinstance(sketch[-1], Done), sketch[-1]
         # A top-level-only sketch: its decode is the job's audio, no preview stage.
@@ -109,7 +99,7 @@ def test_saved_sample_keeps_its_codes_and_upsample_by_job_id_reuses_them(
         codes = np.load(out / "jb-sketch.codes.npz")
         assert codes["top"].shape == (PIECE_SAMPLES // 128,) and str(codes["artist"]) == LABELS["artist"]
 
-        upsampled = _run(client, JukeboxUpsample(source="jb-sketch", seed=5, model="debug/jukebox", job="jb-up"))
+        upsampled = list(client.jukebox_upsample("jb-sketch", seed=5, model="debug/jukebox", job="jb-up"))
     assert isinstance(upsampled[-1], Done), upsampled[-1]
     preview, final = _stages(upsampled)
     # The preview of an upsample is the sketch's audio again: the same top-level codes.
@@ -131,8 +121,8 @@ def test_inline_prime_and_inline_audio_to_upsample_over_zeromq(jukebox_daemon: D
     rng = np.random.default_rng(1)
     prime = (0.1 * rng.standard_normal((2, 2048))).astype(np.float32)  # stereo at 22.05 kHz: mixed and resampled
     with Client(jukebox_daemon.zmq) as client:
-        primed = _run(client, JukeboxSample(duration_s=PIECE_S, seed=9, model="debug/jukebox", job="jb-primed",
-                                            prime=InlineAudio(prime, 22050), **LABELS))
+        primed = list(client.jukebox_sample(PIECE_S, seed=9, model="debug/jukebox", job="jb-primed", prime=prime,
+                                             sample_rate=22050, **LABELS))
         assert isinstance(primed[-1], Done) and primed[-1].frames == PIECE_SAMPLES, primed[-1]
         final = _joined(_stages(primed)[1])
         # The prime is continued: its codes are the first codes of every level, so the batch
@@ -144,8 +134,8 @@ def test_inline_prime_and_inline_audio_to_upsample_over_zeromq(jukebox_daemon: D
         with torch.no_grad():
             np.testing.assert_allclose(final, model.decode_level(tokens, 2)[0].T.numpy(), atol=1e-5)
 
-        upsampled = _run(client, JukeboxUpsample(source=InlineAudio(final, SAMPLE_RATE), seed=2, model="debug/jukebox",
-                                                 job="jb-up-inline", **LABELS))
+        upsampled = list(client.jukebox_upsample(final, sample_rate=SAMPLE_RATE, seed=2, model="debug/jukebox",
+                                                  job="jb-up-inline", **LABELS))
     assert isinstance(upsampled[-1], Done) and upsampled[-1].frames == PIECE_SAMPLES, upsampled[-1]
     preview, _ = _stages(upsampled)
     top = model.prime_tokens(torch.from_numpy(final.T.copy())[None])
@@ -156,18 +146,20 @@ def test_inline_prime_and_inline_audio_to_upsample_over_zeromq(jukebox_daemon: D
 def test_a_musicgen_request_sent_while_a_jukebox_job_waits_runs_first(jukebox_daemon: DaemonThread) -> None:
     with Client(jukebox_daemon.zmq) as client, Monitor(jukebox_daemon.pub) as monitor:
         monitor.sync(client)
-        blocker = _submit(client, JukeboxSample(duration_s=4 * PIECE_S, seed=1, model="debug/jukebox", job="jb-block"))
+        blocker = client.jukebox_sample(4 * PIECE_S, seed=1, model="debug/jukebox", job="jb-block")
         blocker_events = iter(blocker)
         assert isinstance(next(blocker_events), Accepted)
         assert isinstance(next(blocker_events), Started)
-        waiting = _submit(client, JukeboxSample(duration_s=PIECE_S, seed=2, model="debug/jukebox", job="jb-wait"))
+        waiting = client.jukebox_sample(PIECE_S, seed=2, model="debug/jukebox", job="jb-wait")
         assert isinstance(next(iter(waiting)), Accepted)
-        live = _submit(client, Generate("live pad", 0.5, model="debug/musicgen", job="mg-live"))
+        live = client.generate("live pad", 0.5, model="debug/musicgen", job="mg-live")
         accepted = next(iter(live))
         assert isinstance(accepted, Accepted) and accepted.queue_position == 0  # ahead of the Jukebox job
         client.cancel("jb-block")
         assert isinstance(list(live)[-1], Done)
-        assert isinstance(list(waiting)[-1], Done)
+        # collect() joins the final stage (the preview, sent first, is not part of the job's audio).
+        rendered = waiting.collect()
+        assert rendered.audio.shape == (1, PIECE_SAMPLES) and rendered.sample_rate == SAMPLE_RATE
         started = monitor.events_until(lambda e: isinstance(e, Done) and e.job == "jb-wait", timeout_s=60)
     order = [e.job for e in started if isinstance(e, Started)]
     assert order.index("mg-live") < order.index("jb-wait"), order
@@ -179,7 +171,7 @@ def test_cancel_ends_the_job_at_once_while_sampling_or_upsampling(jukebox_daemon
     """A window of either level is many tokens; the job stops at the next token, not the window's end."""
     job = f"jb-cancel-{stage.replace(' ', '-')}"
     with Client(jukebox_daemon.zmq) as client, Client(jukebox_daemon.zmq) as control:
-        events = iter(_submit(client, JukeboxSample(duration_s=8 * PIECE_S, seed=4, model="debug/jukebox", job=job)))
+        events = iter(client.jukebox_sample(8 * PIECE_S, seed=4, model="debug/jukebox", job=job))
         seen = []
         for event in events:
             seen.append(event)
@@ -209,10 +201,10 @@ def test_cancel_ends_the_job_at_once_while_sampling_or_upsampling(jukebox_daemon
 ])
 def test_labels_the_model_does_not_know_end_the_job_with_an_error_event(
         jukebox_daemon: DaemonThread, request_fields: dict, words: str) -> None:
-    fields = dict(duration_s=PIECE_S, model="debug/jukebox", seed=1)
+    fields = dict(model="debug/jukebox", seed=1)
     fields.update(request_fields)
     with Client(jukebox_daemon.zmq) as client:
-        events = _run(client, JukeboxSample(**fields))
+        events = list(client.jukebox_sample(PIECE_S, **fields))
         assert isinstance(events[0], Accepted) and isinstance(events[-1], Error), events
         code = "unsupported" if "model" in request_fields else "invalid_argument"
         assert events[-1].code == code and words in events[-1].message, events[-1]
