@@ -152,3 +152,40 @@ def test_registry_knows_jukebox_presets_folders_and_hub_ids(riffd_cache: Path, t
     for name in needed:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
     assert not any(fnmatch.fnmatch("flax_model.msgpack", pattern) for pattern in patterns)
+
+
+def test_a_hub_id_loads_from_the_local_hugging_face_cache_offline(riffd_cache: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`openai/jukebox-1b-lyrics` as `riffd pull` leaves it: a snapshot in the hub cache (here the
+    debug preset's files under that id), loaded with downloads off."""
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--openai--jukebox-1b-lyrics"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(registry.resolve_folder("debug/jukebox", cache_dir=riffd_cache), repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    backend = registry.load_backend("openai/jukebox-1b-lyrics", device="cpu")
+    assert isinstance(backend, JukeboxBackend) and backend.model_id == "openai/jukebox-1b-lyrics"
+    assert sum(c.frames for c in backend.sample(CONTROLS, 1024 / 44100, upsample=False)) == 1024
+
+
+def test_riffd_pull_fetches_what_a_jukebox_checkpoint_needs(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    import argparse
+
+    from clients.cli import pull
+    from daemon.models import hub
+
+    asked = {}
+
+    def download(model_id: str, patterns) -> Path:
+        asked[model_id] = tuple(patterns)
+        return Path("/cache") / model_id
+
+    monkeypatch.setattr(hub, "download", download)
+    assert pull.run(argparse.Namespace(model="openai/jukebox-5b-lyrics")) == 0
+    assert asked == {"openai/jukebox-5b-lyrics": registry.JUKEBOX_HUB_PATTERNS}
+    assert pull.run(argparse.Namespace(model="debug/jukebox")) == 0 and len(asked) == 1  # a preset: nothing to fetch
