@@ -48,6 +48,9 @@ class DaemonConfig:
     curve_clients_dir: Path | None = None
     # OSC packets are accepted only from these addresses / networks (others are dropped unread).
     osc_allow: tuple[str, ...] = LOOPBACK_NETWORKS
+    # OSC packets a second one source host may send (a burst of as many is allowed); more are
+    # dropped unread, so a flood cannot slow the renders of everyone else (0: no limit).
+    osc_rate_limit: float = 1000.0
     # Folders a request may name audio inputs from (the --out folder always counts); nothing
     # else on the daemon's disk can be read through a request.
     audio_dirs: tuple[Path, ...] = ()
@@ -112,6 +115,8 @@ class DaemonConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise InvalidArgument(f"osc_allow: {network!r} is not an IP address or network") from None
+        if not (math.isfinite(self.osc_rate_limit) and self.osc_rate_limit >= 0):
+            raise InvalidArgument(f"osc_rate_limit must be >= 0 packets/s, got {self.osc_rate_limit}")
         if self.max_jobs_per_client < 1:
             raise InvalidArgument(f"max_jobs_per_client must be at least 1, got {self.max_jobs_per_client}")
         if not (math.isfinite(self.max_audio_s) and self.max_audio_s > 0):
@@ -153,6 +158,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of allowed clients' public key files (from `riffd keys`)")
     parser.add_argument("--osc-allow", action="append", metavar="ADDR[/BITS]",
                         help="OSC source address or network to accept (repeatable; default loopback only)")
+    parser.add_argument("--osc-rate-limit", type=float, metavar="PACKETS_PER_S",
+                        help="OSC packets a second one host may send before the rest are dropped (0: no limit; "
+                             "default 1000)")
     parser.add_argument("--audio-dir", dest="audio_dirs", action="append", type=Path, metavar="DIR",
                         help="folder requests may read audio inputs from (repeatable; --out always counts)")
     parser.add_argument("--osc-port", type=int, help=f"OSC port, UDP and TCP (default {DEFAULT_OSC_PORT})")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,4 +98,34 @@ class SourceFilter:
         return any(address.version == network.version and address in network for network in self._networks)
 
 
-__all__ = ["CurveGuard", "CurveServerKeys", "SourceFilter", "create_key_pair"]
+class RateLimiter:
+    """A token bucket per source host: at most `rate_per_s` packets a second, `burst` at once.
+
+    By host, not (host, port): a flood from one machine may come from many ports. The table is
+    bounded; when it is full the stalest hosts are forgotten (they start with a full bucket).
+    """
+
+    MAX_HOSTS = 4096
+
+    def __init__(self, rate_per_s: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate_per_s = rate_per_s
+        self._burst = burst if burst is not None else max(rate_per_s, 1.0)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, last refill time)
+
+    def allows(self, host: str) -> bool:
+        if self._rate_per_s <= 0:
+            return True
+        now = self._clock()
+        tokens, last = self._buckets.pop(host, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate_per_s)
+        allowed = tokens >= 1.0
+        self._buckets[host] = (tokens - 1.0 if allowed else tokens, now)  # re-inserted: most recent last
+        if len(self._buckets) > self.MAX_HOSTS:
+            for stale in list(self._buckets)[: self.MAX_HOSTS // 4]:
+                del self._buckets[stale]
+        return allowed
+
+
+__all__ = ["CurveGuard", "CurveServerKeys", "RateLimiter", "SourceFilter", "create_key_pair"]

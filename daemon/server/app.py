@@ -26,7 +26,7 @@ from daemon.paths import PathPolicy
 from daemon.residency import Loader, ModelPool
 from daemon.runner import JobRunner
 from daemon.scheduler import Scheduler
-from daemon.server.access import CurveServerKeys, SourceFilter
+from daemon.server.access import CurveServerKeys, RateLimiter, SourceFilter
 from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.router import EventRouter, Reply
@@ -122,7 +122,8 @@ class Daemon:
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
                                  self._subscriber_for, self.paths)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
-                                source_filter=self._source_filter)
+                                source_filter=self._source_filter,
+                                rate_limiter=RateLimiter(self.config.osc_rate_limit))
         await self._osc.start()
         self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port, handler,
                                 self._peer_gone, curve=curve)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from daemon.server.access import SourceFilter
+from daemon.server.access import RateLimiter, SourceFilter
 from protocol import osc
 from protocol.errors import MessageTooLarge, RiffdError
 from protocol.messages import Chunk, Error, Event, Models, Request, Status
@@ -88,9 +88,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class OscEndpoint:
     def __init__(self, host: str, port: int, handler: Handler,
                  on_connection_closed: Callable[[OscReply], None], *,
-                 source_filter: SourceFilter | None = None) -> None:
+                 source_filter: SourceFilter | None = None, rate_limiter: RateLimiter | None = None) -> None:
         self._source_filter = source_filter
+        self._rate_limiter = rate_limiter
         self.refused_packets = 0
+        self.dropped_over_rate = 0
         self._host = host
         self._requested_port = port
         self._handler = handler
@@ -130,6 +132,14 @@ class OscEndpoint:
             self._udp.sendto(packet, address)
 
     def handle_packet(self, data: bytes, reply: OscReply) -> None:
+        if self._rate_limiter is not None and not self._rate_limiter.allows(reply.address[0]):
+            # A flood is dropped unparsed, so it cannot take the loop (and the GIL) from the
+            # ZeroMQ clients and the worker.
+            self.dropped_over_rate += 1
+            if self.dropped_over_rate in (1, 100) or self.dropped_over_rate % 10000 == 0:
+                log.warning("osc: %s is over --osc-rate-limit; dropped %d packets so far", reply.address[0],
+                            self.dropped_over_rate)
+            return
         try:
             messages = osc.parse_packet(data)
         except RiffdError as exc:

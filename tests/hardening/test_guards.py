@@ -25,7 +25,7 @@ def test_an_osc_tcp_peer_that_stops_reading_is_dropped_past_its_backlog(
     # The same guard as in production, with a 64 KiB backlog so the test needs less traffic.
     monkeypatch.setattr(osc_endpoint, "MAX_TCP_BACKLOG_BYTES", 64 * 1024)
     status = frame_tcp(OscMessageBuilder("/riffd/status").build().dgram)
-    with start_fake_daemon(tmp_path / "out") as daemon:
+    with start_fake_daemon(tmp_path / "out", osc_rate_limit=0) as daemon:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, and we never read
         sock.connect(("127.0.0.1", daemon.osc_port))
@@ -44,6 +44,39 @@ def test_an_osc_tcp_peer_that_stops_reading_is_dropped_past_its_backlog(
         # Everyone else is still served.
         with Client(daemon.zmq, timeout_s=10) as client:
             assert isinstance(list(client.generate("x", duration_s=0.5))[-1], Done)
+
+
+def test_an_osc_flood_from_one_host_is_cut_to_its_rate_limit(tmp_path: Path) -> None:
+    status = OscMessageBuilder("/riffd/status").build().dgram
+    with start_fake_daemon(tmp_path / "out", osc_rate_limit=100) as daemon:
+        peer = OscPeer(daemon.osc_port)
+        try:
+            peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            started = time.monotonic()
+            for n in range(2000):  # ~2000 packets a second: paced so the kernel buffer does not drop them
+                peer.send_raw(status)
+                if n % 2:
+                    time.sleep(0.001)
+            peer.sock.settimeout(0.5)
+            answered = 0
+            try:
+                while True:
+                    peer.sock.recv(65536)
+                    answered += 1
+            except socket.timeout:
+                pass
+            elapsed_s = time.monotonic() - started
+            # A burst of 100, then 100 a second: far fewer than the 2000 sent.
+            assert 100 <= answered <= 100 + 100 * elapsed_s + 10, (answered, elapsed_s)
+            assert daemon.daemon._osc.dropped_over_rate >= 1000
+            time.sleep(0.05)  # the bucket refills: the same host is served again
+            peer.sock.settimeout(5)
+            peer.send("/riffd/status")
+            assert peer.receive()[0] == "/riffd/status"
+        finally:
+            peer.close()
+        with Client(daemon.zmq, timeout_s=10) as client:  # ZeroMQ is not rate limited
+            assert client.status().protocol == 1
 
 
 def test_python_osc_unknown_type_tag_warnings_are_silenced(fake_daemon: DaemonThread,
