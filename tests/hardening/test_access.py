@@ -88,6 +88,36 @@ def test_curve_admits_an_allowed_key_and_refuses_others(curve_daemon) -> None:
         assert client.status().queued == 0
 
 
+def test_the_event_monitor_needs_an_allowed_key_too(curve_daemon) -> None:
+    import zmq
+
+    daemon, keys = curve_daemon
+    alice = CurveClientKeys.load(keys / "alice.key_secret", keys / "server.key")
+    context = zmq.Context()
+    monitors = {}
+    try:
+        for name, curve in (("alice", alice), ("nobody", None)):
+            sub = context.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            if curve is not None:
+                curve.apply(sub)
+            sub.connect(daemon.pub)
+            monitors[name] = sub
+        with Client(daemon.zmq, timeout_s=10, curve=alice) as client:
+            for _ in range(100):  # PUB/SUB joins asynchronously: ask until alice's monitor hears
+                client.status()
+                if monitors["alice"].poll(50):
+                    break
+            assert monitors["alice"].poll(0), "an allowed monitor heard nothing"
+            list(client.generate("x", duration_s=0.5))
+        assert not monitors["nobody"].poll(300), "a monitor without a key heard the daemon's events"
+    finally:
+        for sub in monitors.values():
+            sub.close()
+        context.term()
+
+
 def test_the_cli_speaks_curve(curve_daemon, capsys) -> None:
     daemon, keys = curve_daemon
     flags = ["--endpoint", daemon.zmq, "--timeout", "10", "--curve-secret-key", str(keys / "alice.key_secret"),
