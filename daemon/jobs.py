@@ -42,6 +42,10 @@ class Job:
     re: str | None = None
     save: bool = False
     wants_chunk_files: Callable[[], bool] = lambda: False
+    # Set by the scheduler while the job runs: runs the queued jobs that outrank this one on this
+    # worker, then returns. A long render (Jukebox) calls it between tokens, so a live request
+    # sent meanwhile does not wait hours for the worker.
+    yield_to_higher: Callable[[], None] = lambda: None
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.monotonic)
     seq: int = 0

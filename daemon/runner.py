@@ -118,8 +118,13 @@ class JobRunner:
         """The backend's stream for the job's request: MusicGen's, or Jukebox's two stages."""
         stop = job.stop_requested.is_set
         if isinstance(job.request, JukeboxRequest):
+
+            def yield_or_stop() -> bool:
+                job.yield_to_higher()  # a render pauses here (between tokens) for live requests
+                return stop()
+
             return jukebox_chunks(job, backend, read_audio=self._audio, resolve_input=self._input_path,
-                                  progress=progress, should_stop=stop)
+                                  progress=progress, should_stop=yield_or_stop)
         text, audio_prompt, melody = self._inputs(job, backend)
         return backend.stream(text, job.params, audio_prompt=audio_prompt, melody=melody, progress=progress,
                               should_stop=stop)

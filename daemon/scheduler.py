@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from daemon.jobs import Emit, Job, JobState
 from daemon.residency import ModelPool
@@ -166,8 +167,26 @@ class Scheduler:
             if job is None:
                 self._pool.expire()
                 continue
-            log.info("job %s: started (%s, %.1f s)", job.id, job.model, job.params.duration_s)
-            self._runner.run(job, self._emit_for)
-            if not job.finished:  # a runner bug; the client still gets its ending
-                self._finish(job, Error(job=job.id, code="internal", message="job ended without a result", re=job.re))
-            log.info("job %s: finished", job.id)
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        log.info("job %s: started (%s, %.1f s)", job.id, job.model, job.params.duration_s)
+        job.yield_to_higher = partial(self._run_outranking, job)
+        self._runner.run(job, self._emit_for)
+        if not job.finished:  # a runner bug; the client still gets its ending
+            self._finish(job, Error(job=job.id, code="internal", message="job ended without a result", re=job.re))
+        log.info("job %s: finished", job.id)
+
+    def _run_outranking(self, current: Job) -> None:
+        """Run the queued jobs of higher priority than `current` now, on this worker; `current`
+        (paused between two tokens, its state kept) resumes when none is left."""
+        while True:
+            with self._cond:
+                if self._closing or not self._heap or self._heap[0][1].priority <= current.priority:
+                    return
+                _, job = heapq.heappop(self._heap)
+                job.state = JobState.RUNNING
+            log.info("job %s: paused for job %s (priority %d over %d)", current.id, job.id, job.priority,
+                     current.priority)
+            self._run(job)
+            log.info("job %s: resumed", current.id)

@@ -166,6 +166,33 @@ def test_a_musicgen_request_sent_while_a_jukebox_job_waits_runs_first(jukebox_da
     list(blocker_events)
 
 
+def test_a_running_render_pauses_for_a_live_musicgen_request_and_resumes_unchanged(
+        jukebox_daemon: DaemonThread, reference) -> None:
+    model, tokenizer = reference
+    with Client(jukebox_daemon.zmq) as client, Monitor(jukebox_daemon.pub) as monitor:
+        monitor.sync(client)
+        render = iter(client.jukebox_sample(2 * PIECE_S, seed=6, model="debug/jukebox", job="jb-render", **LABELS))
+        seen = []
+        for event in render:
+            seen.append(event)
+            if isinstance(event, Progress):
+                break  # the render is running (its first window is done)
+        live = client.generate("live pad", 0.5, model="debug/musicgen", job="mg-during").collect()
+        seen += list(render)
+        everything = monitor.events_until(lambda e: isinstance(e, Done) and e.job == "jb-render", timeout_s=60)
+    assert isinstance(seen[-1], Done) and live.audio.shape[1] > 0
+    # The MusicGen job started and finished while the render was still running, which then went on.
+    order = [(type(e).__name__, e.job) for e in everything if isinstance(e, (Started, Done, Progress))]
+    live_done = order.index(("Done", "mg-during"))
+    assert ("Progress", "jb-render") in order[live_done:]
+    assert order.index(("Started", "mg-during")) < order.index(("Done", "jb-render"))
+    # Paused between two tokens and resumed: the render is still exactly the batch API's.
+    labels = tokenizer(artist=LABELS["artist"], genres=LABELS["genres"], lyrics=LABELS["lyrics"])["input_ids"]
+    tokens = model.ancestral_sample(labels, sample_length=2 * PIECE_SAMPLES, seed=6)
+    with torch.no_grad():
+        np.testing.assert_allclose(_joined(_stages(seen)[1]), model.decode_level(tokens, 2)[0].T.numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize("stage", ["top level", "upsampling"])
 def test_cancel_ends_the_job_at_once_while_sampling_or_upsampling(jukebox_daemon: DaemonThread, stage: str) -> None:
     """A window of either level is many tokens; the job stops at the next token, not the window's end."""
