@@ -54,6 +54,8 @@ class DaemonConfig:
     # Folders a request may name audio inputs from (the --out folder always counts); nothing
     # else on the daemon's disk can be read through a request.
     audio_dirs: tuple[Path, ...] = ()
+    # Folders a request may name model folders from (models given with --model always load).
+    model_dirs: tuple[Path, ...] = ()
     # OSC listens on this port over both UDP and TCP (0: any free port, for tests).
     osc_port: int = DEFAULT_OSC_PORT
     # ZeroMQ ROUTER for requests; the PUB monitor endpoint is on pub_port (default zmq_port + 1).
@@ -169,6 +171,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", dest="out_dir", type=Path, help="folder for audio files (default ./riffd-out)")
     parser.add_argument("--max-queue", type=int, help="queued jobs before queue_full (default 16)")
     parser.add_argument("--max-duration-s", type=float, help="longest render a request may ask for")
+    parser.add_argument("--model-dir", dest="model_dirs", action="append", type=Path, metavar="DIR",
+                        help="folder whose model folders requests may load (repeatable)")
     parser.add_argument("--max-audio-s", type=float, help="longest audio input a request may name or carry (default 600)")
     parser.add_argument("--max-jobs-per-client", type=int, help="jobs one client may have queued or running (default 8)")
     parser.add_argument("--chunk-keep-s", type=float,
@@ -222,11 +226,12 @@ def build_config(settings: dict[str, Any]) -> DaemonConfig:
     for name in ("out_dir", "cache_dir", "curve_secret_key", "curve_clients_dir"):
         if values.get(name) is not None:
             values[name] = Path(values[name]).expanduser()
-    for name in ("audio_dirs", "osc_allow"):
+    for name in ("audio_dirs", "model_dirs", "osc_allow"):
         if isinstance(values.get(name), (str, Path)):
             values[name] = (values[name],)
-    if values.get("audio_dirs") is not None:
-        values["audio_dirs"] = tuple(Path(folder).expanduser() for folder in values["audio_dirs"])
+    for name in ("audio_dirs", "model_dirs"):
+        if values.get(name) is not None:
+            values[name] = tuple(Path(folder).expanduser() for folder in values[name])
     if values.get("osc_allow") is not None:
         values["osc_allow"] = tuple(str(network) for network in values["osc_allow"])
     return DaemonConfig(**values).validate()

@@ -1,8 +1,9 @@
 """Path confinement: what a request may make the daemon read or write on its disk.
 
 Inputs only from allowed folders (the --out folder and each --audio-dir), outputs only under
---out. A path is refused if it is relative, has a `..` part, or resolves (symlinks followed)
-outside those folders, so a link planted inside an allowed folder cannot lead out of it.
+--out, model folders only from --model-dir (or those the operator named with --model). A path
+is refused if it is relative, has a `..` part, or resolves (symlinks followed) outside those
+folders, so a link planted inside an allowed folder cannot lead out of it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,38 @@ import os
 from collections.abc import Iterable
 from pathlib import Path, PurePath
 
+from daemon.models.hub import looks_like_path
 from protocol.errors import PathNotAllowed
 
 
 class PathPolicy:
     """The daemon's allowed input folders and its output folder, resolved once at start."""
 
-    def __init__(self, out_dir: Path, audio_dirs: Iterable[Path] = ()) -> None:
+    def __init__(self, out_dir: Path, audio_dirs: Iterable[Path] = (), *, model_dirs: Iterable[Path] = (),
+                 configured_models: Iterable[str] = ()) -> None:
         self.out_dir = out_dir.resolve()
         self.read_dirs = tuple(dict.fromkeys([self.out_dir, *(Path(d).resolve() for d in audio_dirs)]))
+        self.model_dirs = tuple(Path(d).expanduser().resolve() for d in model_dirs)
+        self._configured_models = frozenset(configured_models)
+
+    def model(self, model_id: str) -> None:
+        """PathNotAllowed if `model_id` is a folder on disk outside --model-dir.
+
+        Presets and hub ids pass; so do the ids the operator gave with --model. A request must
+        not make the daemon load (or probe for) any folder it can read.
+        """
+        if model_id in self._configured_models or not looks_like_path(model_id):
+            return
+        shown = model_id if len(model_id) <= 200 else model_id[:197] + "..."
+        if ".." in PurePath(model_id).parts:
+            raise PathNotAllowed(f"model folder {shown!r} must not contain '..'")
+        try:
+            real = Path(os.path.realpath(Path(model_id).expanduser()))
+        except (OSError, ValueError) as exc:
+            raise PathNotAllowed(f"model folder {shown!r} cannot be resolved: {exc}") from None
+        if not any(real.is_relative_to(folder) for folder in self.model_dirs):
+            raise PathNotAllowed(f"model folder {shown!r} is outside the folders this daemon loads models from "
+                                 "(start it with --model-dir, or name the model with --model)")
 
     def input(self, path: str) -> Path:
         """The real path of an audio input a request names; PathNotAllowed if it is outside."""

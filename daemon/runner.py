@@ -51,6 +51,8 @@ class JobRunner:
         try:
             if job.stop_requested.is_set():
                 raise job.stop_error
+            if self._paths is not None:
+                self._paths.model(job.model)  # again at run time: a link may have changed since
             with self._pool.use(job.model) as backend:
                 emit(job, Started(job=job.id, model=job.model, sample_rate=backend.sample_rate,
                                   channels=backend.audio_channels, re=job.re))

@@ -36,7 +36,8 @@ class RequestHandler:
     def __init__(self, config: DaemonConfig, scheduler: Scheduler, pool: ModelPool, router: EventRouter,
                  load_executor: Executor, subscriber_for: SubscriberFactory, paths: PathPolicy | None = None) -> None:
         self._config = config
-        self._paths = paths or PathPolicy(config.out_dir, config.audio_dirs)
+        self._paths = paths or PathPolicy(config.out_dir, config.audio_dirs, model_dirs=config.model_dirs,
+                                          configured_models=config.models)
         self._scheduler = scheduler
         self._pool = pool
         self._router = router
@@ -59,6 +60,9 @@ class RequestHandler:
                 if reply.transport != "osc":
                     raise InvalidArgument("reply_port is for OSC requests (ZeroMQ replies come back on the socket)")
                 reply = self._subscriber_for(reply, None, request.reply_port)
+            model = getattr(request, "model", None)
+            if isinstance(model, str) and model:
+                self._paths.model(model)  # a folder on disk only from --model-dir
             self._dispatch(request, reply)
         except RiffdError as exc:
             self._router.reply(reply, Error(job=job, code=exc.code, message=exc.message, re=request.id))

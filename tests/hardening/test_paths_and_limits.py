@@ -15,7 +15,7 @@ from daemon_harness import DaemonThread, OscPeer, fake_loader, make_config
 from clients import Client
 from daemon.paths import PathPolicy
 from protocol import wire
-from protocol.errors import PathNotAllowed
+from protocol.errors import PathNotAllowed, RiffdError
 from protocol.messages import Accepted, Continue, Done, Error, Event, Generate
 
 RATE = 16000
@@ -33,7 +33,9 @@ def confined(tmp_path: Path):
     allowed, outside = tmp_path / "in", tmp_path / "outside"
     allowed.mkdir()
     outside.mkdir()
+    (tmp_path / "models").mkdir()
     config = make_config(tmp_path / "out", models=("fake/fast", "fake/slow"), audio_dirs=(allowed,),
+                         model_dirs=(tmp_path / "models",),
                          max_audio_s=2.0, max_duration_s=30.0, max_jobs_per_client=2, max_queue=16)
     daemon = DaemonThread(config, loader=fake_loader).start()
     yield daemon, allowed, outside
@@ -71,6 +73,27 @@ def test_audio_inputs_only_from_allowed_folders(confined) -> None:
         # The melody and audio-prompt fields are confined the same way.
         events = list(client.generate("x", duration_s=0.5, audio_prompt=str(secret)))
         assert events[0].code == "path_not_allowed"
+
+
+def test_model_folders_only_from_model_dirs(confined, tmp_path: Path) -> None:
+    daemon, _, outside = confined
+    for folder in (tmp_path / "models" / "mine", outside / "theirs"):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    (tmp_path / "models" / "sneaky").symlink_to(outside / "theirs", target_is_directory=True)
+    with Client(daemon.zmq, timeout_s=10) as client:
+        for model in (str(outside / "theirs"), str(tmp_path / "models" / "sneaky"),
+                      str(tmp_path / "models" / ".." / "outside" / "theirs"), "/etc", "~"):
+            events = list(client.generate("x", duration_s=0.5, model=model))
+            assert [type(e) for e in events] == [Error] and events[0].code == "path_not_allowed", (model, events)
+            with pytest.raises(RiffdError) as refused:
+                client.load(model)
+            assert refused.value.code == "path_not_allowed"
+        # Inside --model-dir the folder is tried (the fake loader knows no folders: unknown_model).
+        events = list(client.generate("x", duration_s=0.5, model=str(tmp_path / "models" / "mine")))
+        assert events[-1].code == "unknown_model"
+        # Presets, hub ids and the models named at start are not paths.
+        assert isinstance(list(client.generate("x", duration_s=0.5, model="fake/fast"))[-1], Done)
 
 
 def test_a_link_swapped_in_after_acceptance_is_still_refused(tmp_path: Path) -> None:
