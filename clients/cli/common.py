@@ -79,7 +79,7 @@ def run_job(client: Client, stream: JobStream, output: Path | None, *, write: Wr
                     bar.update(task, description=f"{event.job}: generating on {event.model}")
                 elif isinstance(event, Progress):
                     bar.update(task, total=event.total, completed=event.done)
-                elif isinstance(event, Chunk):
+                elif isinstance(event, Chunk) and event.stage == "final":  # not a Jukebox preview
                     blocks.append(event.audio)
                     sample_rate = event.sample_rate
                 elif isinstance(event, Error):

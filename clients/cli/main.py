@@ -19,6 +19,7 @@ _SUBCOMMAND_MODULES = (
     "clients.cli.serve",
     "clients.cli.generate",
     "clients.cli.continue_",
+    "clients.cli.jukebox",
     "clients.cli.status",
     "clients.cli.cancel",
     "clients.cli.models",
