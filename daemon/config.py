@@ -207,7 +207,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"config file {path} is not valid TOML: {exc}") from None
     # Accept the flag spellings too (out, max-queue) so a file reads like the command line.
-    aliases = {"out": "out_dir", "model": "models"}
+    aliases = {"out": "out_dir", "model": "models", "audio_dir": "audio_dirs", "model_dir": "model_dirs"}
     return {aliases.get(key.replace("-", "_"), key.replace("-", "_")): value for key, value in data.items()}
 
 

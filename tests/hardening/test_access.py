@@ -39,6 +39,22 @@ def test_listening_beyond_loopback_needs_the_flag_and_then_keys(host: str, tmp_p
     assert not build_config({"host": "::1"}).remote
 
 
+def test_a_config_file_sets_access_and_paths_with_the_flags_spellings(tmp_path: Path) -> None:
+    from daemon.config import read_config_file
+
+    path = tmp_path / "riffd.toml"
+    path.write_text(f'host = "0.0.0.0"\nallow-remote = true\ncurve-secret-key = "{tmp_path}/s.key_secret"\n'
+                    f'curve-clients-dir = "{tmp_path}"\nosc-allow = ["192.168.1.0/24", "127.0.0.1"]\n'
+                    f'audio-dir = ["{tmp_path}/takes"]\nmodel-dir = "{tmp_path}/models"\n'
+                    'max-jobs-per-client = 3\nosc-rate-limit = 50\n')
+    config = build_config(read_config_file(path))
+    assert config.remote and config.curve_required and config.osc_allow == ("192.168.1.0/24", "127.0.0.1")
+    assert config.audio_dirs == (tmp_path / "takes",) and config.model_dirs == (tmp_path / "models",)
+    assert config.max_jobs_per_client == 3 and config.osc_rate_limit == 50
+    with pytest.raises(InvalidArgument, match="osc_allow"):
+        build_config({"osc_allow": ["not-an-address"]})
+
+
 def test_the_daemon_refuses_to_start_on_another_interface_without_the_flag() -> None:
     result = subprocess.run([sys.executable, "-m", "daemon", "--host", "0.0.0.0", "--osc-port", "0", "--zmq-port", "0"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
