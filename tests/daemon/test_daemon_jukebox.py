@@ -171,7 +171,7 @@ def test_a_running_render_pauses_for_a_live_musicgen_request_and_resumes_unchang
     model, tokenizer = reference
     with Client(jukebox_daemon.zmq) as client, Monitor(jukebox_daemon.pub) as monitor:
         monitor.sync(client)
-        render = iter(client.jukebox_sample(2 * PIECE_S, seed=6, model="debug/jukebox", job="jb-render", **LABELS))
+        render = iter(client.jukebox_sample(PIECE_S, seed=6, model="debug/jukebox", job="jb-render", **LABELS))
         seen = []
         for event in render:
             seen.append(event)
@@ -188,7 +188,7 @@ def test_a_running_render_pauses_for_a_live_musicgen_request_and_resumes_unchang
     assert order.index(("Started", "mg-during")) < order.index(("Done", "jb-render"))
     # Paused between two tokens and resumed: the render is still exactly the batch API's.
     labels = tokenizer(artist=LABELS["artist"], genres=LABELS["genres"], lyrics=LABELS["lyrics"])["input_ids"]
-    tokens = model.ancestral_sample(labels, sample_length=2 * PIECE_SAMPLES, seed=6)
+    tokens = model.ancestral_sample(labels, sample_length=PIECE_SAMPLES, seed=6)
     with torch.no_grad():
         np.testing.assert_allclose(_joined(_stages(seen)[1]), model.decode_level(tokens, 2)[0].T.numpy(), atol=1e-5)
 
