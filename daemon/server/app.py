@@ -20,7 +20,7 @@ from typing import TypeVar
 from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
-from daemon.config import DaemonConfig
+from daemon.config import LOOPBACK_NETWORKS, DaemonConfig
 from daemon.jobs import Job
 from daemon.paths import PathPolicy
 from daemon.residency import Loader, ModelPool
@@ -136,6 +136,9 @@ class Daemon:
         self.addresses = Addresses(self.config.host, self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint)
         log.info("listening: OSC udp+tcp %s:%d, ZeroMQ requests %s, events %s", self.config.host,
                  self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint)
+        if self.config.remote and set(self.config.osc_allow) <= set(LOOPBACK_NETWORKS):
+            log.warning("listening on %s, but --osc-allow lets only this machine send OSC: add the networks "
+                        "of your controllers (e.g. --osc-allow 192.168.1.0/24)", self.config.host)
         log.info("ready: models %s on %s, audio files in %s", ", ".join(self._pool.loaded()) or "(on demand)",
                  self.config.device, self.config.out_dir.resolve())
         return self.addresses
