@@ -14,7 +14,7 @@ from daemon.audio.types import Audio
 from daemon.models import registry
 from daemon.models.jukebox.backend import FINAL, PREVIEW, JukeboxBackend, JukeboxControls
 from daemon.models.jukebox.codes_file import TopCodes, read_codes, write_codes
-from protocol.errors import BadAudio, Cancelled, InvalidArgument, Unsupported
+from protocol.errors import BadAudio, Cancelled, InvalidArgument, OutputError, Unsupported
 from protocol.params import GenerationParams
 
 PIECE = 16384  # samples: one top-level window (128 tokens) of debug/jukebox
@@ -189,3 +189,9 @@ def test_riffd_pull_fetches_what_a_jukebox_checkpoint_needs(monkeypatch: pytest.
     assert pull.run(argparse.Namespace(model="openai/jukebox-5b-lyrics")) == 0
     assert asked == {"openai/jukebox-5b-lyrics": registry.JUKEBOX_HUB_PATTERNS}
     assert pull.run(argparse.Namespace(model="debug/jukebox")) == 0 and len(asked) == 1  # a preset: nothing to fetch
+
+
+def test_codes_that_cannot_be_written_are_an_output_error(backend: JukeboxBackend, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutputError, match="cannot write"):
+        list(backend.sample(CONTROLS, 1024 / 44100, upsample=False, codes_path=tmp_path / "a-file" / "x.codes.npz"))

@@ -24,7 +24,7 @@ import torch
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio, AudioChunk
 from daemon.backend import ProgressFn, StopFn
-from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, Unsupported
+from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, OutputError, Unsupported
 from protocol.params import GenerationParams
 
 from .codes_file import TopCodes, write_codes
@@ -97,8 +97,11 @@ class JukeboxBackend:
 
         def top_done(top: torch.Tensor) -> Iterator[AudioChunk]:
             if codes_path is not None:
-                write_codes(codes_path, TopCodes(top[0].cpu().numpy(), controls.artist, controls.genres,
-                                                 controls.lyrics, self.model_id))
+                codes = TopCodes(top[0].cpu().numpy(), controls.artist, controls.genres, controls.lyrics, self.model_id)
+                try:
+                    write_codes(codes_path, codes)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {codes_path}: {exc.strerror or exc}") from exc
             return self._decoded_top(top, PREVIEW if upsample else FINAL)
 
         yield from self._run(tokens, labels, levels, sample_length, controls, top_done, progress, should_stop)
@@ -123,7 +126,8 @@ class JukeboxBackend:
         samples = self._model_audio(audio)
         if samples.shape[1] < self._top_hop:
             raise InvalidArgument(f"audio to upsample needs at least {self._top_hop} samples at {self.sample_rate} Hz")
-        return self.model.prime_tokens(samples)[0][0].cpu().numpy()
+        with torch.no_grad():
+            return self.model.prime_tokens(samples)[0][0].cpu().numpy()
 
     def labels(self, controls: JukeboxControls) -> list[torch.Tensor]:
         """Tokenizer ids per prior; InvalidArgument for an artist or genre the model does not know."""
