@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Request, "OscReply"], None]
 #: Unsent bytes queued for one TCP peer before it is dropped.
 MAX_TCP_BACKLOG_BYTES = 4 * 1024 * 1024
+#: Open OSC TCP connections; more are closed at once (each costs a file descriptor and buffers,
+#: and a daemon out of descriptors cannot write its audio files either).
+MAX_TCP_CONNECTIONS = 64
 #: Error texts and model lists are cut to these sizes over OSC (messages stay under 8 KB).
 MAX_OSC_TEXT_CHARS = 1000
 MAX_OSC_LIST_ITEMS = 8
@@ -165,6 +168,11 @@ class OscEndpoint:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         if not self.allows(peer[0]):
+            self._connections.discard(task)
+            writer.transport.abort()
+            return
+        if len(self._connections) > MAX_TCP_CONNECTIONS:
+            log.warning("osc tcp: %d connections open; refusing %s:%d", MAX_TCP_CONNECTIONS, peer[0], peer[1])
             self._connections.discard(task)
             writer.transport.abort()
             return

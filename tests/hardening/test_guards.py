@@ -46,6 +46,33 @@ def test_an_osc_tcp_peer_that_stops_reading_is_dropped_past_its_backlog(
             assert isinstance(list(client.generate("x", duration_s=0.5))[-1], Done)
 
 
+def test_osc_tcp_connections_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(osc_endpoint, "MAX_TCP_CONNECTIONS", 8)
+    status = frame_tcp(OscMessageBuilder("/riffd/status").build().dgram)
+
+    def answered(sock: socket.socket) -> bool:
+        try:
+            sock.sendall(status)
+            return len(sock.recv(65536)) > 0
+        except OSError:
+            return False
+
+    with start_fake_daemon(tmp_path / "out") as daemon:
+        held = [socket.create_connection(("127.0.0.1", daemon.osc_port), timeout=5) for _ in range(8)]
+        try:
+            assert all(answered(sock) for sock in held)
+            with socket.create_connection(("127.0.0.1", daemon.osc_port), timeout=5) as extra:
+                assert not answered(extra)  # the ninth is closed unanswered
+            held.pop().close()
+            wait_for(lambda: len(daemon.daemon._osc._connections) < 8, timeout_s=5)
+            with socket.create_connection(("127.0.0.1", daemon.osc_port), timeout=5) as again:
+                assert answered(again)  # a freed slot is usable
+            assert all(answered(sock) for sock in held)
+        finally:
+            for sock in held:
+                sock.close()
+
+
 def test_an_osc_flood_from_one_host_is_cut_to_its_rate_limit(tmp_path: Path) -> None:
     status = OscMessageBuilder("/riffd/status").build().dgram
     with start_fake_daemon(tmp_path / "out", osc_rate_limit=100) as daemon:
