@@ -190,6 +190,10 @@ class OscEndpoint:
                     self.handle_packet(packet, reply)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # close() cancels open connections; ending quietly keeps asyncio's stream callback
+            # from logging the cancellation as an error.
+            pass
         finally:
             self._connections.discard(task)
             self._on_connection_closed(reply)
