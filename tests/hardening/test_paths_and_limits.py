@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from clients import Client
 from daemon.paths import PathPolicy
 from protocol import wire
 from protocol.errors import PathNotAllowed, RiffdError
-from protocol.messages import Accepted, Continue, Done, Error, Event, Generate
+from protocol.messages import Accepted, Continue, Done, Error, Event
 
 RATE = 16000
 
