@@ -15,7 +15,7 @@ from clients import Client
 from daemon.paths import PathPolicy
 from protocol import wire
 from protocol.errors import PathNotAllowed, RiffdError
-from protocol.messages import Accepted, Continue, Done, Error, Event
+from protocol.messages import Accepted, Continue, Done, Error
 
 RATE = 16000
 
@@ -39,10 +39,6 @@ def confined(tmp_path: Path):
     daemon = DaemonThread(config, loader=fake_loader).start()
     yield daemon, allowed, outside
     daemon.stop()
-
-
-def _first_and_last(events: list[Event]) -> tuple[Event, Event]:
-    return events[0], events[-1]
 
 
 def test_audio_inputs_only_from_allowed_folders(confined) -> None:
