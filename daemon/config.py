@@ -85,6 +85,9 @@ class DaemonConfig:
     output_device: str | None = None
     # Jitter buffer: a job sounds once this much of it is buffered (more: fewer dropouts).
     play_buffer_s: float = 0.5
+    # MusicGen decode format and levers ('float32' keeps exact parity with transformers;
+    # 'bfloat16' suits CPUs with AVX-512 BF16 or AMX, 'float16+compile' GPUs; see musicgen.speed).
+    engine: str = "float32"
 
     @property
     def default_model(self) -> str:
@@ -140,6 +143,10 @@ class DaemonConfig:
             raise InvalidArgument(f"keep_alive_s must be >= 0, got {self.keep_alive_s}")
         if not 0.0 <= self.play_buffer_s <= 30.0:
             raise InvalidArgument(f"play_buffer_s must be within [0, 30] s, got {self.play_buffer_s}")
+        from daemon.models.musicgen.speed import FORMATS, EngineOptions
+
+        if EngineOptions.parse(self.engine).weights not in FORMATS:
+            raise InvalidArgument(f"engine {self.engine!r}: the format is one of {', '.join(FORMATS)}")
         return self
 
 
@@ -185,6 +192,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-device", metavar="NAME|INDEX", help="sound card for playback (default: the system's)")
     parser.add_argument("--play-buffer-s", type=float, metavar="S",
                         help="playback jitter buffer: a job sounds once this much is buffered (default 0.5)")
+    parser.add_argument("--engine", metavar="MODE",
+                        help="MusicGen decode mode: float32 (default, exact), bfloat16, float16, int8, int4, "
+                             "optionally +compile")
 
 
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:

@@ -53,7 +53,7 @@ def default_loader(config: DaemonConfig) -> Loader:
         from daemon.models.registry import load_backend
 
         return load_backend(model_id, device=device, cache_dir=config.cache_dir,
-                            max_duration_s=config.max_duration_s)
+                            max_duration_s=config.max_duration_s, engine=config.engine)
 
     return load
 

@@ -85,3 +85,19 @@ def test_bad_flags_and_bad_config_exit_with_a_message(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "daemon", "--config", str(bad)], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "unknown setting 'colour'" in result.stderr
+
+
+def test_engine_mode_is_a_setting_checked_at_start():
+    """`--engine` reaches the config; a mode that does not exist is refused before anything starts."""
+    import argparse
+
+    from daemon.config import add_arguments, config_from_args
+    from protocol.errors import InvalidArgument
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--engine", "bfloat16+compile"])).engine == "bfloat16+compile"
+    assert config_from_args(parser.parse_args([])).engine == "float32"
+    for bad in ("float64", "int8+turbo"):
+        with pytest.raises(InvalidArgument):
+            config_from_args(parser.parse_args(["--engine", bad]))
