@@ -56,10 +56,16 @@ def default_jukebox_model(default_model: str, loaded: Iterable[str]) -> str:
 
 
 def new_jukebox_job(request: JukeboxRequest, *, out_dir: Path, max_duration_s: float,
-                    check_source: Callable[[AudioSource], None], **job_fields: Any) -> JukeboxJob:
+                    check_source: Callable[[AudioSource], None], default_model: Callable[[], str],
+                    **job_fields: Any) -> JukeboxJob:
     """A job for `request`, its inputs checked now (paths, limits, an earlier job's codes) so a bad
-    request is refused before it waits in the queue behind hours of rendering."""
+    request is refused before it waits in the queue behind hours of rendering.
+
+    The model: the request's, else (upsampling an earlier job) the one that sampled the codes,
+    else `default_model()`.
+    """
     codes_path = source_codes = None
+    model = request.model
     duration_s = 0.0  # an upsample's length is its codes'; the backend checks it
     if isinstance(request, JukeboxSample):
         duration_s = request.duration_s
@@ -76,10 +82,21 @@ def new_jukebox_job(request: JukeboxRequest, *, out_dir: Path, max_duration_s: f
             if not source_codes.is_file():
                 raise NotFound(f"no codes of a job {job_id!r} under the output folder (a jukebox_sample job "
                                f"keeps them as {source_codes.name} when it is saved)")
+            model = model or _sampled_by(source_codes)
         else:
             check_source(request.source)
-    return JukeboxJob(request=request, params=GenerationParams(duration_s=duration_s), codes_path=codes_path,
-                      source_codes=source_codes, **job_fields)
+    return JukeboxJob(request=request, model=model or default_model(), params=GenerationParams(duration_s=duration_s),
+                      codes_path=codes_path, source_codes=source_codes, **job_fields)
+
+
+def _sampled_by(codes_file: Path) -> str | None:
+    """The model a codes file says sampled it (None when it does not say or cannot be read: the
+    worker reports an unreadable file when it reads the codes)."""
+    try:
+        with np.load(codes_file, allow_pickle=False) as data:
+            return (str(data["model"]) or None) if "model" in data else None
+    except (OSError, ValueError):
+        return None
 
 
 def is_job_reference(source: AudioSource) -> bool:

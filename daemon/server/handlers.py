@@ -133,8 +133,8 @@ class RequestHandler:
         job = new_jukebox_job(
             request, out_dir=self._paths.out_dir, max_duration_s=self._config.max_duration_s,
             check_source=self._check_source,
+            default_model=lambda: default_jukebox_model(self._config.default_model, self._pool.loaded()),
             id=request.job or new_job_id(),
-            model=request.model or default_jukebox_model(self._config.default_model, self._pool.loaded()),
             reply=reply,
             re=request.id,
             save=request.save if request.save is not None else osc_requester,
