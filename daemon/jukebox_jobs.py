@@ -3,7 +3,7 @@
 The handler builds a `JukeboxJob` (it knows the output folder: where a saved sample keeps its
 top-level codes, and which codes file an upsample's job id names); the runner calls
 `jukebox_chunks` on the worker thread with its own audio reader and path check, so Jukebox
-inputs obey the same limits and folders as MusicGen's. Nothing here imports torch.
+inputs obey the same limits and folders as MusicGen's. Importing this module does not import torch.
 """
 
 from __future__ import annotations
