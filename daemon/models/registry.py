@@ -100,6 +100,10 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
         from daemon.models.jukebox import backend as jukebox_backend
 
         weights, compile = (options.weights, options.compile) if options is not None else ("float32", False)
+        if weights not in jukebox_backend.PRIOR_DTYPES:
+            # int8/int4 are MusicGen's decode formats; a daemon serving both keeps Jukebox exact.
+            log.info("engine %s has no Jukebox form: %s keeps float32 priors", weights, model_id)
+            weights = "float32"
         return jukebox_backend.load(folder, model_id, device=pick_device(device), max_duration_s=max_duration_s,
                                     weights=weights, compile=compile)
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))

@@ -195,3 +195,12 @@ def test_codes_that_cannot_be_written_are_an_output_error(backend: JukeboxBacken
     (tmp_path / "a-file").write_text("")
     with pytest.raises(OutputError, match="cannot write"):
         list(backend.sample(CONTROLS, 1024 / 44100, upsample=False, codes_path=tmp_path / "a-file" / "x.codes.npz"))
+
+
+def test_musicgen_only_engine_formats_leave_jukebox_priors_in_float32(riffd_cache: Path) -> None:
+    """`riffd serve --engine int8` with a Jukebox beside MusicGen: the Jukebox still loads, exact."""
+    backend = registry.load_backend("debug/jukebox", device="cpu", cache_dir=riffd_cache, engine="int8")
+    assert backend.model.priors[0].prior.embed_tokens.weight.dtype == torch.float32
+    half = registry.load_backend("debug/jukebox", device="cpu", cache_dir=riffd_cache, engine="bfloat16")
+    assert half.model.priors[0].prior.embed_tokens.weight.dtype == torch.bfloat16
+    assert half.model.vqvae.decoders[0].out.weight.dtype == torch.float32  # codes and audio stay exact
