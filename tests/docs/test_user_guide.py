@@ -1,4 +1,4 @@
-"""docs/user-guide.md names flags, modules and files: each must exist, so the guide cannot rot silently."""
+"""The README and the docs name flags, modules and files: each must exist, so they cannot rot silently."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from clients.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-GUIDE = (ROOT / "docs" / "user-guide.md").read_text()
+DOCS = [ROOT / "docs" / "user-guide.md", ROOT / "README.md", ROOT / "docs" / "jukebox.md"]
+GUIDE = DOCS[0].read_text()
 RECIPES = ("live_pads", "continue_region", "setlist")
 
 
@@ -39,19 +40,24 @@ def _recipe_flags(name: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out.getvalue()))
 
 
-def test_every_flag_the_guide_names_exists() -> None:
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_flag_a_doc_names_exists(doc: Path) -> None:
     known = _cli_flags().union(*(_recipe_flags(name) for name in RECIPES))
-    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", GUIDE))
-    assert named - known == set(), f"the guide names flags nothing accepts: {sorted(named - known)}"
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", doc.read_text()))
+    assert named - known == set(), f"{doc.name} names flags nothing accepts: {sorted(named - known)}"
 
 
-def test_every_module_and_file_the_guide_names_exists() -> None:
-    for module in re.findall(r"python -m ([\w.]+)", GUIDE):
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_module_and_file_a_doc_names_exists(doc: Path) -> None:
+    text = doc.read_text()
+    for module in re.findall(r"python -m ([\w.]+)", text):
         importlib.import_module(module)
-    for path in re.findall(r"`((?:clients|docs)/[\w./-]+)`", GUIDE):
+    for module in re.findall(r"`(bench\.[\w]+)`", text):
+        importlib.import_module(module)
+    for path in re.findall(r"`((?:clients|docs|tests|daemon|protocol)/[\w./-]+)`", text):
         assert (ROOT / path).exists(), path
-    for link in re.findall(r"\]\(([\w-]+\.md)(?:#[\w-]+)?\)", GUIDE):
-        assert (ROOT / "docs" / link).exists(), link
+    for link in re.findall(r"\]\(([\w/-]+\.md)(?:#[\w-]+)?\)", text):
+        assert (doc.parent / link).exists(), link
 
 
 def test_every_error_code_the_guide_names_exists() -> None:
