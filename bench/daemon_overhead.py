@@ -13,14 +13,12 @@ the baseline, then one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
 
 from clients import Client  # noqa: E402
-from daemon.config import build_config  # noqa: E402
 from daemon.models.registry import load_backend  # noqa: E402
-from daemon.server.app import Daemon  # noqa: E402
+from daemon.embedded import start_on_loopback  # noqa: E402
 from protocol import osc  # noqa: E402
 from protocol.messages import Chunk, Done  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
@@ -47,30 +44,6 @@ def timed(events, is_audio, is_end) -> tuple[float, float]:
         if is_end(event):
             break
     return time.perf_counter() - started, first or 0.0
-
-
-class DaemonThread:
-    def __init__(self, model: str, out_dir: Path) -> None:
-        config = build_config(dict(models=(model,), device="cpu", osc_port=0, zmq_port=0, pub_port=0,
-                                   out_dir=out_dir, log_level="WARNING"))
-        self.daemon = Daemon(config)
-        self.ready = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self.thread.start()
-        self.ready.wait()
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.daemon.start()
-        self.ready.set()
-        await self.daemon.wait()
-        await self.daemon.stop()
-
-    def stop(self) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.daemon.request_stop)
-        self.thread.join()
 
 
 class OscPeer:
@@ -110,7 +83,7 @@ def main() -> None:
     rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in PATHS}
     zmq_events, zmq_busy_s = 0, 0.0
     with tempfile.TemporaryDirectory() as out:
-        daemon = DaemonThread(args.model, Path(out))
+        daemon = start_on_loopback((args.model,), Path(out))
         addresses = daemon.daemon.addresses
         assert addresses is not None
         client, peer = Client(addresses.zmq_endpoint), OscPeer(addresses.osc_port)

@@ -15,53 +15,24 @@ Prints a table, then one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from clients import Client  # noqa: E402
-from daemon.config import build_config  # noqa: E402
 from daemon.models.registry import load_backend  # noqa: E402
 from daemon.models.jukebox.backend import JukeboxControls  # noqa: E402
-from daemon.server.app import Daemon  # noqa: E402
+from daemon.embedded import start_on_loopback  # noqa: E402
 from protocol.messages import Chunk, Done, Progress  # noqa: E402
 
 PIECE_SAMPLES = 16384  # one top-level window of debug/jukebox
 LABELS = dict(artist="zac brown band", genres="country", lyrics="hello")
-
-
-class DaemonThread:
-    """A daemon on 127.0.0.1 with its own loop on a thread."""
-
-    def __init__(self, models: tuple[str, ...], out_dir: Path) -> None:
-        config = build_config(dict(models=models, device="cpu", osc_port=0, zmq_port=0, pub_port=0,
-                                   out_dir=out_dir, log_level="WARNING"))
-        self.daemon = Daemon(config)
-        self.ready = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self.thread.start()
-        self.ready.wait()
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.daemon.start()
-        self.ready.set()
-        await self.daemon.wait()
-        await self.daemon.stop()
-
-    def stop(self) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.daemon.request_stop)
-        self.thread.join()
 
 
 def stage_times(items, stage_of, is_end) -> tuple[float, float, float]:
@@ -88,7 +59,7 @@ def main() -> None:
     duration_s = args.pieces * PIECE_SAMPLES / 44100
     with tempfile.TemporaryDirectory() as tmp:
         backend = load_backend("debug/jukebox", device="cpu")
-        daemon = DaemonThread(("debug/musicgen", "debug/jukebox"), Path(tmp))
+        daemon = start_on_loopback(("debug/musicgen", "debug/jukebox"), Path(tmp))
         port = daemon.daemon.addresses.zmq_endpoint
         rows: dict[str, list[tuple[float, float, float]]] = {"direct sample()": [], "zeromq (daemon)": []}
         live_alone, live_during, render_left = [], [], []

@@ -7,7 +7,6 @@ tests/daemon and tests/clients (tests/ is on sys.path through tests/conftest.py)
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import tempfile
 import threading
@@ -21,8 +20,7 @@ import numpy as np
 from daemon.audio.types import Audio, AudioChunk
 from daemon.backend import ProgressFn, StopFn
 from daemon.config import DaemonConfig, build_config
-from daemon.residency import Loader
-from daemon.server.app import Addresses, Daemon
+from daemon.embedded import DaemonThread  # noqa: F401 - tests import it from here
 from protocol.errors import Cancelled, ModelUnavailable, UnknownModel
 from protocol.params import GenerationParams
 
@@ -93,71 +91,6 @@ def free_port() -> int:
                     continue
             return port
     raise RuntimeError("no free port")
-
-
-class DaemonThread:
-    """A real Daemon, its own asyncio loop on a thread; real sockets on 127.0.0.1."""
-
-    def __init__(self, config: DaemonConfig, loader: Loader | None = None) -> None:
-        self.config = config
-        self.daemon = Daemon(config, loader=loader)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-daemon", daemon=True)
-
-    def start(self, timeout_s: float = 120.0) -> "DaemonThread":
-        self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise TimeoutError("daemon did not start")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self.daemon.request_stop)
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "daemon did not stop"
-
-    @property
-    def addresses(self) -> Addresses:
-        assert self.daemon.addresses is not None
-        return self.daemon.addresses
-
-    @property
-    def osc_port(self) -> int:
-        return self.addresses.osc_port
-
-    @property
-    def zmq(self) -> str:
-        return self.addresses.zmq_endpoint
-
-    @property
-    def pub(self) -> str:
-        return self.addresses.pub_endpoint
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            try:
-                await self.daemon.start()
-            except BaseException as exc:
-                self._error = exc
-                self._ready.set()
-                await self.daemon.stop()
-                return
-            self._ready.set()
-            await self.daemon.wait()
-            await self.daemon.stop()
-
-        asyncio.run(main())
-
-    def __enter__(self) -> "DaemonThread":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def make_config(out_dir: Path, **settings: object) -> DaemonConfig:
