@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
 
 from clients import Client  # noqa: E402
+from daemon.child import DaemonChild  # noqa: E402
 from protocol.messages import Accepted, Chunk, Done, Error, Event, Progress, Started  # noqa: E402
 
 
@@ -216,38 +215,6 @@ def render_s(endpoint: str, duration_s: float) -> float:
         return time.perf_counter() - started
 
 
-class DaemonProcess:
-    """`python -m daemon` on free ports; its endpoints read from its log."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=Path(__file__).parents[1],
-                                        stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-        ready = threading.Event()
-        self.zmq, self.osc_port = "", 0
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                found = re.search(r"OSC udp\+tcp 127\.0\.0\.1:(\d+), ZeroMQ requests (tcp://\S+),", line)
-                if found:
-                    self.osc_port, self.zmq = int(found.group(1)), found.group(2)
-                if " ready: " in line:
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 180
-        while not ready.wait(0.2) and self.process.poll() is None and time.monotonic() < deadline:
-            pass
-        if not ready.is_set():
-            self.process.kill()
-            raise RuntimeError("the daemon did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="debug/musicgen")
@@ -259,8 +226,9 @@ def main() -> int:
     parser.add_argument("--flood-rate", type=float, default=10000.0, help="packets per second")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="riffd-load-"))
-    daemon = DaemonProcess(["--model", args.model, "--device", "cpu", "--out", str(out), "--osc-port", "0",
-                            "--zmq-port", "0", "--max-queue", str(args.max_queue)])
+    # One thread in the daemon: the load generator shares the machine's cores with it.
+    daemon = DaemonChild(["--model", args.model, "--device", "cpu", "--out", str(out), "--osc-port", "0",
+                          "--zmq-port", "0", "--max-queue", str(args.max_queue)], env={"OMP_NUM_THREADS": "1"})
     try:
         render_s(daemon.zmq, args.duration)  # warm: the first job's one-time costs are not load
         time.sleep(0.5)

@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from clients import Client
+from daemon.child import DaemonChild
 from protocol.messages import Error, Progress
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class DaemonProcess:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=REPO, stderr=subprocess.PIPE,
-                                        text=True, env={**os.environ, **(env or {})})
-        self.log: list[str] = []
-        self._ready = threading.Event()
-        self.zmq = ""
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(120):
-            self.process.kill()
-            raise AssertionError("daemon never said ready:\n" + "".join(self.log))
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-            found = re.search(r"ZeroMQ requests (tcp://\S+),", line)
-            if found:
-                self.zmq = found.group(1)
-            if " ready: " in line:
-                self._ready.set()
-
-    def stop(self, signum: int) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(30)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -54,7 +25,7 @@ def test_signal_mid_job_ends_the_job_with_an_error_and_leaves_no_partial_file(
     # Settings from a config file; flags still override it (osc port).
     config.write_text(f'model = ["debug/musicgen"]\ndevice = "cpu"\nout = "{out}"\nosc-port = 1\n'
                       f'zmq_port = 0\ncache_dir = "{riffd_cache}"\n')
-    daemon = DaemonProcess(["--config", str(config), "--osc-port", "0"])
+    daemon = DaemonChild(["--config", str(config), "--osc-port", "0"])
     try:
         assert any("listening: OSC udp+tcp 127.0.0.1:" in line for line in daemon.log)
         with Client(daemon.zmq, timeout_s=30) as client:
@@ -68,8 +39,7 @@ def test_signal_mid_job_ends_the_job_with_an_error_and_leaves_no_partial_file(
         assert time.monotonic() - started < 10
         assert isinstance(rest[-1], Error) and rest[-1].code == "shutting_down", rest[-1:]
     finally:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
+        daemon.kill()
     assert not (out / "interrupted.wav").exists()
     assert not list(out.rglob("*.part"))
     assert any("stopped" in line for line in daemon.log)
