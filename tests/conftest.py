@@ -21,3 +21,24 @@ def riffd_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path(reuse).mkdir(parents=True, exist_ok=True)
         return Path(reuse)
     return tmp_path_factory.mktemp("riffd-cache")
+
+
+@pytest.fixture
+def fake_daemon(tmp_path: Path):
+    """A daemon with a fake backend (instant, scripted audio), one per test, queue of 4."""
+    from daemon_harness import start_fake_daemon
+
+    daemon = start_fake_daemon(tmp_path / "out", max_queue=4)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def debug_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path):
+    """A daemon with the real `debug/musicgen` preset through the real registry loader, one per module."""
+    from daemon_harness import DaemonThread, make_config
+
+    out = tmp_path_factory.mktemp("debug-out")
+    daemon = DaemonThread(make_config(out, models=("debug/musicgen",), cache_dir=riffd_cache)).start()
+    yield daemon
+    daemon.stop()

@@ -1,4 +1,4 @@
-"""Daemons for the daemon tests: a fake-backend one per test, the real debug preset per module."""
+"""Daemons for the daemon tests beyond the shared ones in tests/conftest.py: a roomy fake, Jukebox."""
 
 from __future__ import annotations
 
@@ -10,24 +10,8 @@ from daemon_harness import DaemonThread, make_config, start_fake_daemon
 
 
 @pytest.fixture
-def fake_daemon(tmp_path: Path) -> Iterator[DaemonThread]:
-    daemon = start_fake_daemon(tmp_path / "out", max_queue=4)
-    yield daemon
-    daemon.stop()
-
-
-@pytest.fixture
 def fake_daemon_roomy(tmp_path: Path) -> Iterator[DaemonThread]:
     daemon = start_fake_daemon(tmp_path / "out", max_queue=64)
-    yield daemon
-    daemon.stop()
-
-
-@pytest.fixture(scope="module")
-def debug_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[DaemonThread]:
-    """The real `debug/musicgen` preset through the real registry loader."""
-    out = tmp_path_factory.mktemp("debug-out")
-    daemon = DaemonThread(make_config(out, models=("debug/musicgen",), cache_dir=riffd_cache)).start()
     yield daemon
     daemon.stop()
 
