@@ -20,10 +20,10 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.decode_loop import iter_columns
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.longform import Window, plan_windows, run_windows, steps_for
+from daemon.models.musicgen.longform import Window, plan_windows, steps_for
 from daemon.models.musicgen.sampling import make_generator
 from daemon.models.musicgen.speed import EngineOptions
-from daemon.models.musicgen.streaming import iter_frames, stream_chunks
+from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import InvalidArgument
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams

@@ -4,12 +4,9 @@ window starts from the last (window - stride) frames of everything so far.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import torch
-
-from daemon.models.musicgen.delay import delay_steps, delays, initial_columns, undo_delay
+from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.loader import MusicgenBundle
 from protocol.errors import InvalidArgument
 
@@ -48,43 +45,3 @@ def steps_for(windows: list[Window], bundle: MusicgenBundle) -> int:
     """Decoder steps a render takes: each window pays its frames plus the delay ramp."""
     extra = delay_steps(bundle.num_codebooks, bundle.audio_channels)
     return sum(w.new_frames + extra for w in windows)
-
-
-#: Produces a window's new columns; see decode_loop.iter_columns for the contract.
-ColumnFn = Callable[..., Iterator[torch.Tensor]]
-
-
-def run_windows(
-    bundle: MusicgenBundle,
-    windows: list[Window],
-    *,
-    prompt: torch.Tensor | None,
-    batch: int,
-    columns_for: Callable[[Window, torch.Tensor | None], Iterator[torch.Tensor]],
-    on_step: Callable[[], None] | None = None,
-    on_window: Callable[[Window, torch.Tensor | None, torch.Tensor], None] | None = None,
-) -> torch.Tensor:
-    """Run every window; returns frame-aligned codes `[B, K, P0 + N]`, the prompt's included.
-
-    `columns_for(window, window_prompt)` yields the window's new columns; `on_window` sees each
-    finished window with its prompt codes and its new codes.
-    """
-    codebook_delays = delays(bundle.num_codebooks, bundle.audio_channels)
-    codes = prompt if prompt is not None else torch.zeros((batch, bundle.num_codebooks, 0), dtype=torch.long,
-                                                           device=bundle.device)
-    for window in windows:
-        window_prompt = codes[..., codes.shape[-1] - window.prompt_frames:] if window.prompt_frames else None
-        head = initial_columns(window_prompt, batch, bundle.num_codebooks, codebook_delays, bundle.pad_token_id,
-                               bundle.device)
-        columns = [head]
-        for column in columns_for(window, window_prompt):
-            columns.append(column[..., None])
-            if on_step is not None:
-                on_step()
-        sequence = torch.cat(columns, dim=-1)
-        aligned = undo_delay(sequence, codebook_delays, window.prompt_frames + window.new_frames)
-        new_codes = aligned[..., window.prompt_frames:]
-        if on_window is not None:
-            on_window(window, window_prompt, new_codes)
-        codes = torch.cat([codes, new_codes], dim=-1)
-    return codes

@@ -24,11 +24,13 @@ def iter_frames(
     batch: int,
     columns_for: Callable[[Window, torch.Tensor | None], Iterator[torch.Tensor]],
     on_step: Callable[[], None] | None = None,
+    on_window: Callable[[Window, torch.Tensor | None, torch.Tensor], None] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield new frame-aligned codes `[B, K, n]` the moment all K codebooks hold them.
 
-    Same windows and prompts as `longform.run_windows`; joined, the yielded codes are its result
-    without the prompt. Stopping the iteration closes the window's column producer at once.
+    Each window after the first continues from the last `window.prompt_frames` frames so far;
+    `columns_for(window, window_prompt)` yields its columns, and `on_window` sees each finished
+    window with its prompt and new codes. Stopping the iteration closes the column producer.
     """
     num_codebooks = bundle.num_codebooks
     codebook_delays = delays(num_codebooks, bundle.audio_channels).tolist()
@@ -60,7 +62,17 @@ def iter_frames(
                     pieces.append(fresh)
                     ready = complete
                     yield fresh
+        if on_window is not None:
+            on_window(window, window_prompt, torch.cat(pieces, dim=-1))
         recent = torch.cat([recent, *pieces], dim=-1)[..., -bundle.window_frames:]
+
+
+def run_windows(bundle: MusicgenBundle, windows: list[Window], *, prompt: torch.Tensor | None, batch: int,
+                **hooks) -> torch.Tensor:
+    """Every window at once: frame-aligned codes `[B, K, P0 + N]`, the prompt's first."""
+    head = prompt if prompt is not None else torch.zeros((batch, bundle.num_codebooks, 0), dtype=torch.long,
+                                                         device=bundle.device)
+    return torch.cat([head, *iter_frames(bundle, windows, prompt=prompt, batch=batch, **hooks)], dim=-1)
 
 
 def stream_chunks(
