@@ -111,7 +111,12 @@ class Error(Event):
 
 @dataclass(frozen=True)
 class Status(Event):
-    """The daemon's state: resident models, and jobs running and queued (ids, running first)."""
+    """The daemon's state: resident models, and jobs running and queued (ids, running first).
+
+    `playback` is the sound card jobs play on ("off" while playback is off) and `underruns`
+    how often a sounding job ran dry since it opened. They travel on ZeroMQ only: the OSC form
+    ends with the variadic model list, so nothing can follow it.
+    """
 
     TYPE: ClassVar[str] = "status"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
@@ -127,6 +132,8 @@ class Status(Event):
     jobs: tuple[str, ...] = ()
     max_queue: int = 0
     uptime_s: float = 0.0
+    playback: str = "off"
+    underruns: int = 0
 
 
 @dataclass(frozen=True)

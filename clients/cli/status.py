@@ -26,4 +26,6 @@ def run(args: argparse.Namespace) -> int:
     running, queued = status.jobs[:status.running], status.jobs[status.running:]
     print(f"running: {', '.join(running) or '-'}")
     print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")
+    underruns = f", {status.underruns} underrun{'' if status.underruns == 1 else 's'}" if status.playback != "off" else ""
+    print(f"playback: {status.playback}{underruns}")
     return 0

@@ -121,7 +121,7 @@ class Daemon:
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
                                     max_per_client=self.config.max_jobs_per_client)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
-                                 self._subscriber_for, self.paths)
+                                 self._subscriber_for, self.paths, playback=self._playback)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
                                 source_filter=self._source_filter,
                                 rate_limiter=RateLimiter(self.config.osc_rate_limit))

@@ -10,6 +10,7 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import Any
 
+from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.config import DaemonConfig
 from daemon.jobs import Job, new_job_id
 from daemon.jukebox_jobs import default_jukebox_model, new_jukebox_job
@@ -34,7 +35,8 @@ SubscriberFactory = Callable[[Reply, "str | None", "int | None"], Reply]
 
 class RequestHandler:
     def __init__(self, config: DaemonConfig, scheduler: Scheduler, pool: ModelPool, router: EventRouter,
-                 load_executor: Executor, subscriber_for: SubscriberFactory, paths: PathPolicy | None = None) -> None:
+                 load_executor: Executor, subscriber_for: SubscriberFactory, paths: PathPolicy | None = None,
+                 playback: PlaybackSinkFactory | None = None) -> None:
         self._config = config
         self._paths = paths or PathPolicy(config.out_dir, config.audio_dirs, model_dirs=config.model_dirs,
                                           configured_models=config.models)
@@ -43,6 +45,7 @@ class RequestHandler:
         self._router = router
         self._load_executor = load_executor
         self._subscriber_for = subscriber_for
+        self._playback = playback
         self._started_at = time.monotonic()
         # One handler per request type, like an OSC dispatcher's address map.
         self._routes: dict[type, Callable[[Any, Reply], None]] = {
@@ -170,11 +173,14 @@ class RequestHandler:
 
     def _status(self, request_id: str | None) -> Status:
         snapshot = self._scheduler.snapshot()
+        playing = self._playback.status() if self._playback is not None else None
         return Status(
             protocol=PROTOCOL_VERSION, device=self._pool.device, default_model=self._config.default_model,
             queued=len(snapshot.queued), running=len(snapshot.running), models=tuple(self._pool.loaded()),
             jobs=snapshot.running + snapshot.queued, max_queue=self._scheduler.max_queue,
-            uptime_s=round(time.monotonic() - self._started_at, 3), re=request_id,
+            uptime_s=round(time.monotonic() - self._started_at, 3),
+            playback=playing.device if playing is not None and playing.enabled else "off",
+            underruns=playing.underruns if playing is not None else 0, re=request_id,
         )
 
 

@@ -55,6 +55,7 @@ def test_status_and_errors(debug_daemon: DaemonThread, capsys) -> None:
     assert main(["status", "--endpoint", debug_daemon.zmq]) == 0
     text = capsys.readouterr().out
     assert "models:  debug/musicgen" in text and "on cpu" in text
+    assert "playback: off\n" in text  # a daemon without --play
     assert main(["status", "--json", "--endpoint", debug_daemon.zmq]) == 0
     assert json.loads(capsys.readouterr().out)["default_model"] == "debug/musicgen"
     assert main(["cancel", "no-such-job", "--endpoint", debug_daemon.zmq]) == 2

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from clients import Client
+from clients.cli.main import main
 from daemon.audio.playback import PlaybackConfig, Player
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.audio.resample import StreamResampler
@@ -153,6 +154,22 @@ def test_a_request_can_opt_out_of_playback(fake_playing: Playing) -> None:
         finished(client.generate("heard", duration_s=0.5, job="heard"))
     assert player.voice("muted") is None
     assert player.voice("heard") is not None
+
+
+def test_status_reports_the_playback_device_and_its_underruns(fake_playing: Playing, capsys) -> None:
+    with Client(fake_playing.daemon.zmq, timeout_s=60) as client:
+        finished(client.generate("heard", duration_s=0.5, job="status-heard"))
+        status = client.status()
+    assert (status.playback, status.underruns) == ("system", 0)
+    assert main(["status", "--endpoint", fake_playing.daemon.zmq]) == 0
+    assert "playback: system, 0 underruns" in capsys.readouterr().out
+    # A sounding job that runs dry counts, as the player counts it.
+    voice = fake_playing.player.add_voice("starved", 16000, 1)
+    voice.push(np.full((1, 16000), 0.1, np.float32))  # 1 s, then nothing more until it is finished
+    wait_for(lambda: voice.underruns > 0, timeout_s=10)
+    with Client(fake_playing.daemon.zmq, timeout_s=60) as client:
+        assert client.status().underruns == voice.underruns
+    voice.cancel()
 
 
 def test_cancelling_a_playing_daemon_job_fades_it_out(
