@@ -81,7 +81,13 @@ class RequestHandler:
         route(request, reply)
 
     def _cancel(self, request: Cancel, reply: Reply) -> None:
-        self._scheduler.cancel(request.job)
+        try:
+            self._scheduler.cancel(request.job)
+        except NotFound:
+            # Rendered already (its done event is sent) but still sounding: fade it out.
+            if self._playback is None or not self._playback.cancel(request.job):
+                raise
+            log.info("job %s: playback cancelled", request.job)
         self._router.reply(reply, Ok(request="cancel", subject=request.job, re=request.id))
 
     def _status_request(self, request: GetStatus, reply: Reply) -> None:

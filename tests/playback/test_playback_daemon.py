@@ -23,6 +23,7 @@ from daemon.server.app import Daemon
 from daemon.sinks import FileSinkFactory
 from daemon_harness import DaemonThread, fake_loader, make_config, oscsend, wait_for
 from jack_harness import JackCapture, JackServer
+from protocol.errors import RiffdError
 from protocol.messages import Chunk, Done, Error
 from signals import correlation, find_lag, ser_db
 
@@ -199,6 +200,22 @@ def test_cancelling_a_playing_daemon_job_fades_it_out(
     assert np.max(np.abs(tail[: -fade_frames - 50])) > 0.45, "full level before the cancel"
     assert np.all(np.abs(tail[-fade_frames:]) <= 0.5 * (np.arange(fade_frames, 0, -1) / fade_frames) + 1e-3)
     assert abs(tail[-1]) < 0.01, "it ends at (nearly) zero, not mid-wave"
+
+
+def test_cancel_fades_out_a_job_that_finished_rendering_but_still_sounds(fake_playing: Playing) -> None:
+    player = fake_playing.player
+    with Client(fake_playing.daemon.zmq, timeout_s=60) as client:
+        finished(client.generate("rendered at once", duration_s=5.0, job="sounding"))  # fake/fast: no wait
+        voice = player.voice("sounding")
+        assert voice is not None and not voice.ended.is_set()
+        assert client.cancel("sounding").subject == "sounding"  # ok: the scheduler is done with it
+        assert voice.ended.wait(2.0)
+        assert voice.frames_played < 2 * RATE, "faded out, not played to its end"
+        # Once it is silent (or for a job nobody knows) cancel is the usual not_found error.
+        for job in ("sounding", "never-was"):
+            with pytest.raises(RiffdError) as failure:
+                client.cancel(job)
+            assert failure.value.code == "not_found" and f"no queued or running job {job!r}" in failure.value.message
 
 
 def test_without_an_output_device_the_daemon_says_so_once_and_serves(

@@ -125,9 +125,9 @@ class Player:
             return self._by_job.get(job)
 
     def cancel(self, job: str) -> bool:
-        """Fade `job` out; False when it has no voice."""
+        """Fade `job` out; False when it has no voice, or its voice has ended (nothing to fade)."""
         voice = self.voice(job)
-        if voice is None:
+        if voice is None or voice.ended.is_set():
             return False
         voice.cancel()
         return True
