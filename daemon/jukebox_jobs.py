@@ -106,8 +106,9 @@ def is_job_reference(source: AudioSource) -> bool:
 
 def jukebox_chunks(job: Job, backend: MusicBackend, *, read_audio: Callable[[AudioSource | None], Audio | None],
                    resolve_input: Callable[[str], Path], progress: ProgressFn | None,
-                   should_stop: StopFn | None) -> Iterator[AudioChunk]:
-    """The backend's stream for a Jukebox job (preview chunks, then final ones)."""
+                   should_stop: StopFn | None, seed: int | None = None) -> Iterator[AudioChunk]:
+    """The backend's stream for a Jukebox job (preview chunks, then final ones); `seed`, when
+    given, replaces the request's (the runner draws one for a request without)."""
     from daemon.models.jukebox.backend import JukeboxBackend, JukeboxControls
     from daemon.models.jukebox.codes_file import read_codes
 
@@ -117,8 +118,8 @@ def jukebox_chunks(job: Job, backend: MusicBackend, *, read_audio: Callable[[Aud
         raise Unsupported(f"{request.TYPE} needs a Jukebox model (e.g. debug/jukebox or {DEFAULT_JUKEBOX_MODEL}); "
                           f"{job.model} is not one")
     controls = JukeboxControls(artist=request.artist, genres=request.genres, lyrics=request.lyrics,
-                               seed=request.seed, temperature=request.temperature, top_k=request.top_k,
-                               top_p=request.top_p)
+                               seed=request.seed if seed is None else seed, temperature=request.temperature,
+                               top_k=request.top_k, top_p=request.top_p)
     codes_path = job.codes_path if isinstance(job, JukeboxJob) else None
     if isinstance(request, JukeboxSample):
         return backend.sample(controls, request.duration_s, prime=read_audio(request.prime), upsample=request.upsample,
@@ -129,7 +130,7 @@ def jukebox_chunks(job: Job, backend: MusicBackend, *, read_audio: Callable[[Aud
     if source_codes is not None or (isinstance(source, str) and source.endswith(CODES_SUFFIXES)):
         stored = read_codes(source_codes or resolve_input(str(source)))
         controls = JukeboxControls(artist=request.artist or stored.artist, genres=request.genres or stored.genres,
-                                   lyrics=request.lyrics or stored.lyrics, seed=request.seed,
+                                   lyrics=request.lyrics or stored.lyrics, seed=controls.seed,
                                    temperature=request.temperature, top_k=request.top_k, top_p=request.top_p)
         top: np.ndarray = stored.codes
     else:

@@ -7,7 +7,9 @@ place a broad `except` turns an unexpected exception into an error event.
 from __future__ import annotations
 
 import logging
+import dataclasses
 import math
+import secrets
 import sys
 import time
 import traceback
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Least time between two progress events of a job (the last step is always reported).
 PROGRESS_INTERVAL_S = 0.05
+#: Seeds the daemon draws are below this: exact in a 32-bit float, so a Pure Data or Max patch
+#: can hold the reported seed and send it back unchanged.
+DRAWN_SEED_LIMIT = 2**24
 
 
 class JobRunner:
@@ -54,13 +59,14 @@ class JobRunner:
             if self._paths is not None:
                 self._paths.model(job.model)  # again at run time: a link may have changed since
             with self._pool.use(job.model) as backend:
+                seed = effective_seed(job)
                 emit(job, Started(job=job.id, model=job.model, sample_rate=backend.sample_rate,
-                                  channels=backend.audio_channels, re=job.re))
+                                  channels=backend.audio_channels, seed=seed, re=job.re))
                 for factory in self._sink_factories:
                     sink = factory(job, backend.sample_rate, backend.audio_channels)
                     if sink is not None:
                         sinks.append(sink)
-                frames = self._stream(job, backend, sinks, emit)
+                frames = self._stream(job, backend, sinks, emit, seed)
                 path = None
                 for sink in sinks:
                     path = sink.finish() or path
@@ -116,8 +122,9 @@ class JobRunner:
         path = self._paths.input(source) if self._paths is not None else source
         return read_audio(path, max_duration_s=self._max_audio_s)
 
-    def _chunks(self, job: Job, backend: MusicBackend, progress: ProgressFn) -> Iterator[AudioChunk]:
-        """The backend's stream for the job's request: MusicGen's, or Jukebox's two stages."""
+    def _chunks(self, job: Job, backend: MusicBackend, progress: ProgressFn, seed: int) -> Iterator[AudioChunk]:
+        """The backend's stream for the job's request (MusicGen's, or Jukebox's two stages), sampled
+        with `seed` whatever the request said: the seed reported in its started event."""
         stop = job.stop_requested.is_set
         if isinstance(job.request, JukeboxRequest):
 
@@ -126,16 +133,17 @@ class JobRunner:
                 return stop()
 
             return jukebox_chunks(job, backend, read_audio=self._audio, resolve_input=self._input_path,
-                                  progress=progress, should_stop=yield_or_stop)
+                                  progress=progress, should_stop=yield_or_stop, seed=seed)
         text, audio_prompt, melody = self._inputs(job, backend)
-        return backend.stream(text, job.params, audio_prompt=audio_prompt, melody=melody, progress=progress,
+        params = dataclasses.replace(job.params, seed=seed)
+        return backend.stream(text, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
                               should_stop=stop)
 
     def _input_path(self, path: str) -> Path:
         """A file a request names on the daemon's disk, confined like audio inputs."""
         return self._paths.input(path) if self._paths is not None else Path(path)
 
-    def _stream(self, job: Job, backend: MusicBackend, sinks: list[JobSink], emit: Emit) -> int:
+    def _stream(self, job: Job, backend: MusicBackend, sinks: list[JobSink], emit: Emit, seed: int) -> int:
         """Feed the backend's chunks to the sinks and the event stream; return the job's frames
         (its final stage: a Jukebox preview is not part of the job's audio)."""
         last_percent, last_sent_s = -1, -math.inf
@@ -152,7 +160,7 @@ class JobRunner:
                 emit(job, Progress(job=job.id, done=done, total=total, re=job.re))
 
         frames = 0
-        for chunk in self._chunks(job, backend, progress):
+        for chunk in self._chunks(job, backend, progress, seed):
             if job.stop_requested.is_set():
                 raise job.stop_error
             path = None
@@ -170,6 +178,13 @@ class JobRunner:
         if job.stop_requested.is_set():
             raise job.stop_error
         return frames
+
+
+def effective_seed(job: Job) -> int:
+    """The job's seed: the request's, else one drawn now (before the backend sees the request,
+    so the seed it samples with is the one reported, by construction)."""
+    given = job.request.seed if isinstance(job.request, JukeboxRequest) else job.params.seed
+    return given if given is not None else secrets.randbelow(DRAWN_SEED_LIMIT)
 
 
 def check_inline_audio(audio: InlineAudio, max_audio_s: float) -> None:

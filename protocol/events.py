@@ -28,15 +28,25 @@ class Accepted(Event):
 
 @dataclass(frozen=True)
 class Started(Event):
-    """The job left the queue and its model is loaded; audio will be at this rate and width."""
+    """The job left the queue and its model is loaded; audio will be at this rate and width.
+
+    `seed` is the seed the job samples with: the request's, or the one the daemon drew for it.
+    The same request with this seed gives the same audio.
+    """
 
     TYPE: ClassVar[str] = "started"
-    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "model", "sample_rate", "channels"),)
+    # The seed comes last, so patches that unpack the first four keep working (the second form
+    # reads a daemon that sends no seed).
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("job", "model", "sample_rate", "channels", "seed"),
+        ("job", "model", "sample_rate", "channels"),
+    )
 
     job: str
     model: str
     sample_rate: int
     channels: int
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

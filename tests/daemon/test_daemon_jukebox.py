@@ -116,6 +116,16 @@ def test_saved_sample_keeps_its_codes_and_upsample_by_job_id_reuses_them(
     assert upsampled[-1].frames == PIECE_SAMPLES
 
 
+def test_a_drawn_seed_is_reported_and_replaying_it_gives_the_same_audio(jukebox_daemon: DaemonThread) -> None:
+    with Client(jukebox_daemon.zmq) as client:
+        drawn = list(client.jukebox_sample(PIECE_S, upsample=False, model="debug/jukebox", **LABELS))
+        seed = drawn[1].seed
+        assert isinstance(drawn[1], Started) and isinstance(seed, int) and 0 <= seed < 2**24
+        again = list(client.jukebox_sample(PIECE_S, seed=seed, upsample=False, model="debug/jukebox", **LABELS))
+    assert isinstance(drawn[-1], Done) and isinstance(again[-1], Done) and again[1].seed == seed
+    np.testing.assert_array_equal(_joined(_stages(drawn)[1]), _joined(_stages(again)[1]))
+
+
 def test_inline_prime_and_inline_audio_to_upsample_over_zeromq(jukebox_daemon: DaemonThread, reference) -> None:
     model, tokenizer = reference
     rng = np.random.default_rng(1)

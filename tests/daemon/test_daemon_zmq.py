@@ -267,3 +267,16 @@ def test_a_real_model_folder_that_fails_to_load(debug_daemon: DaemonThread, tmp_
         assert str(folder) in events[-1].message
         assert isinstance(list(client.generate("y", duration_s=0.5))[-1], Done)
         assert client.models().loaded == ("debug/musicgen",)
+
+
+def test_the_started_event_reports_the_seed_and_replaying_it_gives_the_same_audio(debug_daemon: DaemonThread) -> None:
+    with Client(debug_daemon.zmq) as client:
+        drawn = _events(client, "a seed of its own", duration_s=1.0)
+        started = drawn[1]
+        assert isinstance(started, Started) and isinstance(started.seed, int) and 0 <= started.seed < 2**24
+        again = _events(client, "a seed of its own", duration_s=1.0, seed=started.seed)
+        other = _events(client, "a seed of its own", duration_s=1.0, seed=started.seed + 1)
+    assert again[1].seed == started.seed and other[1].seed == started.seed + 1  # a given seed is reported as is
+    audio = _check_stream(drawn, drawn[0].job, 32000, 1.0)
+    np.testing.assert_array_equal(audio, _check_stream(again, again[0].job, 32000, 1.0))
+    assert not np.array_equal(audio, _check_stream(other, other[0].job, 32000, 1.0))

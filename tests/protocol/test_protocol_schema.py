@@ -17,7 +17,7 @@ from protocol.audio_ref import InlineAudio
 from protocol.errors import BadAudio, BadMessage, InvalidArgument, MessageTooLarge, RiffdError, UnsupportedVersion
 from protocol.messages import (
     EVENTS, PROTOCOL_VERSION, REQUESTS, SAMPLING_FIELDS, Accepted, Chunk, Continue, Done, Error, Generate,
-    MusicGenRequest, Status, Subscribe,
+    MusicGenRequest, Started, Status, Subscribe,
 )
 from protocol.params import GenerationParams
 from protocol.schema import fields_of
@@ -304,3 +304,13 @@ def test_the_osc_reference_lists_every_address_and_option() -> None:
     for address in [*osc.REQUEST_ADDRESSES, *osc.EVENT_ADDRESSES]:
         assert f"  {address} ," in text
     assert "seed (int)" in text and "melody (path)" in text and "/riffd/chunk ,sis JOB INDEX PATH" in text
+
+
+def test_events_grow_at_the_end_of_their_osc_form_and_older_layouts_still_decode() -> None:
+    """Patches unpack events positionally: fields added later come after the ones they know."""
+    started = Started(job="j", model="m", sample_rate=32000, channels=1, seed=1234)
+    ((address, args),) = osc.parse_packet(osc.encode(started))
+    assert (address, args) == ("/riffd/started", ["j", "m", 32000, 1, 1234])
+    assert osc.decode_event(address, args) == started
+    # A daemon from before the seed sends four arguments.
+    assert osc.decode_event(address, args[:4]) == Started(job="j", model="m", sample_rate=32000, channels=1)
