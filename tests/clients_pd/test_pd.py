@@ -117,9 +117,11 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
         assert kinds[:2] == ["accepted", "started"] and kinds[-2:] == ["done", "loaded"], kinds
         assert "progress" in kinds and "chunk" in kinds and "filled" in kinds
         started = mine[1]
-        assert started[2:] == (["debug/musicgen-stereo", str(rate), "2"] if job == "pdtest-st"
-                               else ["debug/musicgen", str(rate), "1"])
+        assert started[2:5] == (["debug/musicgen-stereo", str(rate), "2"] if job == "pdtest-st"
+                                else ["debug/musicgen", str(rate), "1"])
+        assert len(started) == 6 and float(started[5]) >= 0  # the seed, last (drawn unless the patch set one)
         jobs[job] = mine
+    assert jobs["pdtest-1"][1][5] == "7"  # the patch's seed comes back
     for job, seconds in (("pdtest-1", duration_s), ("pdtest-2", duration_s), ("pdtest-3", 0.5), ("pdtest-st", 0.5)):
         assert jobs[job][-1][2:] == [str(round(seconds * rate)), str(rate)]  # loaded JOB FRAMES SAMPLE_RATE
 
