@@ -66,7 +66,7 @@ class Chunk(Event):
     """A block of the job's audio: float32 `[channels, frames]` starting at `offset_samples`.
 
     On ZeroMQ the PCM travels as its own frame and arrives as `audio`; over OSC the block is a
-    complete WAV file at `path`.
+    complete WAV file at `path` (`chunk JOB INDEX PATH OFFSET_SAMPLES FRAMES STAGE`).
 
     `stage` tells a job's streams apart: "final" is the job's audio (all MusicGen has); a
     Jukebox job first sends a "preview" decoded from its top-level codes. Each stage counts
@@ -75,7 +75,12 @@ class Chunk(Event):
     """
 
     TYPE: ClassVar[str] = "chunk"
-    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "index", "path"),)
+    # Fields added after the first three come after them, so patches that unpack `s i s` keep
+    # working (the second form reads a daemon from before them).
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("job", "index", "path", "offset_samples", "frames", "stage"),
+        ("job", "index", "path"),
+    )
 
     job: str
     index: int
@@ -96,7 +101,7 @@ class Done(Event):
     """The job finished: `frames` samples per channel at `sample_rate`; `path` if it was saved."""
 
     TYPE: ClassVar[str] = "done"
-    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "path"),)
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "path", "frames", "sample_rate"), ("job", "path"))
 
     job: str
     path: str | None = None

@@ -131,11 +131,12 @@ def job_hint(args: Sequence[Any]) -> str:
     return ""
 
 
-def usage(cls: type[Message]) -> str:
-    """How a message looks in OSC, e.g. `/riffd/generate ,sf PROMPT DURATION_S [key value]...`."""
+def usage(cls: type[Message], *, first_only: bool = False) -> str:
+    """How a message looks in OSC, e.g. `/riffd/generate ,sf PROMPT DURATION_S [key value]...`;
+    `first_only`: the layout it is sent in (an event's later forms only read older daemons)."""
     specs = {spec.name: spec for spec in fields_of(cls)}
     forms = []
-    for form in cls.OSC_FORMS:
+    for form in cls.OSC_FORMS[:1] if first_only else cls.OSC_FORMS:
         tags = "".join(_TAG_OF_KIND.get(specs[name].kind, "T") for name in form)
         names = " ".join(name.upper() + ("..." if specs[name].kind == "list[str]" else "") for name in form)
         forms.append(f",{tags} {names}".rstrip())
@@ -155,7 +156,7 @@ def reference() -> str:
                        if spec.name not in positional and spec.name != "id" and spec.kind != "list[str]"]
             lines.append(f"      options: {', '.join(options)}")
     lines.append("Events (from the daemon):")
-    lines += [f"  {usage(cls)}" for cls in EVENT_ADDRESSES.values()]
+    lines += [f"  {usage(cls, first_only=True)}" for cls in EVENT_ADDRESSES.values()]
     return "\n".join(lines)
 
 

@@ -136,8 +136,12 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
         again = client.generate("warm pad from pd", duration_s=duration_s, seed=7).collect()
     np.testing.assert_array_equal(again.audio[0], saved)
 
-    # Job 2 (save 0): no file at done; the array is its chunk files joined, in order.
-    assert jobs["pdtest-2"][-2] == ["done", "pdtest-2"]
+    # Job 2 (save 0): no file at done (an empty symbol, which the log leaves out), then its frames
+    # and rate; the array is its chunk files joined, in order, each at the offset its notice gave.
+    assert jobs["pdtest-2"][-2] == ["done", "pdtest-2", str(rate), str(rate)]
+    offsets = [int(event[4]) for event in jobs["pdtest-2"] if event[0] == "chunk"]
+    assert offsets[0] == 0 and offsets == sorted(offsets)
+    assert "error" not in console, console
     chunk_paths = [event[3] for event in jobs["pdtest-2"] if event[0] == "chunk"]
     chunks = np.concatenate([sf.read(path, dtype="float32")[0] for path in chunk_paths])
     pd_array, _ = sf.read(from_chunks, dtype="float32")

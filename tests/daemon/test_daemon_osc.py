@@ -32,16 +32,21 @@ def _check_wav_flow(dump: OscDump, job: str, duration_s: float) -> None:
     kinds = [line.address.rsplit("/", 1)[1] for line in lines]
     assert kinds[0] == "accepted" and kinds[1] == "started" and kinds[-1] == "done", kinds
     assert "progress" in kinds and "chunk" in kinds
-    assert lines[0].types == "si" and lines[-1].types == "ss"
+    # started JOB MODEL SAMPLE_RATE CHANNELS SEED; done JOB PATH FRAMES SAMPLE_RATE
+    assert lines[0].types == "si" and lines[1].types == "ssiii" and lines[-1].types == "ssii"
+    assert list(lines[-1].args[2:]) == [round(duration_s * 32000), 32000]
     chunks = [line for line in lines if line.address == "/riffd/chunk"]
-    assert all(line.types == "sis" for line in chunks)
+    assert all(line.types == "sisiis" and line.args[5] == "final" for line in chunks)
     assert [line.args[1] for line in chunks] == list(range(len(chunks)))
-    # Each chunk file was complete before its notice; together they are the saved file.
-    blocks = []
+    # Each chunk file was complete before its notice; together they are the saved file, each at
+    # the offset its notice says, as long as its notice says.
+    blocks, offset = [], 0
     for line in chunks:
         data, rate = sf.read(line.args[2], dtype="float32", always_2d=True)
         assert rate == 32000 and data.shape[0] > 0
+        assert list(line.args[3:5]) == [offset, data.shape[0]]
         blocks.append(data)
+        offset += data.shape[0]
     whole, rate = sf.read(done.args[1], dtype="float32", always_2d=True)
     assert rate == 32000 and whole.shape == (round(duration_s * 32000), 1)
     np.testing.assert_array_equal(np.concatenate(blocks), whole)

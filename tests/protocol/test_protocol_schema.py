@@ -91,9 +91,12 @@ def test_the_fixed_osc_address_space() -> None:
     for kind, usage in fixed.items():
         # Later forms may add (reply_port), the fixed layout stays the first.
         assert osc.usage(REQUESTS[kind]).startswith(usage), osc.usage(REQUESTS[kind])
-    events = {"accepted": ",si", "progress": ",sii", "chunk": ",sis", "done": ",ss", "error": ",sss"}
+    events = {"accepted": ",si", "progress": ",sii", "chunk": ",sisiis", "done": ",ssii", "error": ",sss"}
     for kind, tags in events.items():
         assert osc.usage(EVENTS[kind]).split()[1] == tags
+    # What patches written for the first layouts unpack (Max's [unpack s i s]) stays in front.
+    for kind, tags in {"chunk": ",sis", "done": ",ss", "started": ",ssii"}.items():
+        assert osc.usage(EVENTS[kind]).split()[1].startswith(tags)
 
 
 def test_every_generation_control_is_a_request_field() -> None:
@@ -303,7 +306,7 @@ def test_the_osc_reference_lists_every_address_and_option() -> None:
     text = osc.reference()
     for address in [*osc.REQUEST_ADDRESSES, *osc.EVENT_ADDRESSES]:
         assert f"  {address} ," in text
-    assert "seed (int)" in text and "melody (path)" in text and "/riffd/chunk ,sis JOB INDEX PATH" in text
+    assert "seed (int)" in text and "melody (path)" in text and "/riffd/chunk ,sisiis JOB INDEX PATH OFFSET_SAMPLES FRAMES STAGE\n" in text
 
 
 def test_events_grow_at_the_end_of_their_osc_form_and_older_layouts_still_decode() -> None:
@@ -314,3 +317,15 @@ def test_events_grow_at_the_end_of_their_osc_form_and_older_layouts_still_decode
     assert osc.decode_event(address, args) == started
     # A daemon from before the seed sends four arguments.
     assert osc.decode_event(address, args[:4]) == Started(job="j", model="m", sample_rate=32000, channels=1)
+    chunk = Chunk(job="j", index=3, offset_samples=48000, sample_rate=32000, channels=1, frames=16000,
+                  path="/out/j/preview-00003.wav", stage="preview")
+    ((address, args),) = osc.parse_packet(osc.encode(chunk))
+    assert args == ["j", 3, "/out/j/preview-00003.wav", 48000, 16000, "preview"]
+    decoded = osc.decode_event(address, args)
+    assert (decoded.offset_samples, decoded.frames, decoded.stage) == (48000, 16000, "preview")
+    assert osc.decode_event(address, args[:3]).offset_samples == 0  # an older daemon's chunk
+    done = Done(job="j", path="", frames=96000, sample_rate=32000)
+    ((address, args),) = osc.parse_packet(osc.encode(done))
+    assert args == ["j", "", 96000, 32000]
+    assert osc.decode_event(address, args) == Done(job="j", path=None, frames=96000, sample_rate=32000)
+    assert osc.decode_event(address, args[:2]) == Done(job="j")

@@ -72,10 +72,12 @@ def load(c: Canvas) -> None:
     c.wire("cmkr", "cpk:1")
     c.wire("lb:1", "cd0")
     c.chain("cd0", "cmk", "cpk")
-    # Chunk JOB INDEX PATH: read it into the chunk arrays, grow the arrays, copy it in at the offset.
+    # Chunk JOB INDEX PATH OFFSET_SAMPLES ...: read it into the chunk arrays, grow the arrays, copy it
+    # in at its offset (the daemon's, so a lost UDP notice leaves a gap rather than shifting the rest;
+    # index 0 resets it too, for a daemon that sends no offset).
     c.obj("cr", 20, 360, "r \\$0-chunk")
     c.obj("ct", 20, 385, "t l l")
-    c.obj("cui", 120, 410, "unpack s f s")
+    c.obj("cui", 120, 410, "unpack s f s f")
     c.obj("c0", 120, 435, "sel 0")
     c.msg("czero", 120, 460, "0")
     c.obj("cup", 20, 435, "unpack s f s")
@@ -104,6 +106,7 @@ def load(c: Canvas) -> None:
     c.obj("sch", 600, 565, "s \\$0-channels")
     c.chain("cr", "ct")
     c.wire("ct:1", "cui")
+    c.wire("cui:3", "soff")
     c.wire("cui:1", "c0")
     c.chain("c0", "czero", "soff")
     c.wire("ct", "cup")

@@ -53,8 +53,9 @@ def help_patch() -> Canvas:
     c.obj("dac", 20, y + 145, "dac~")
     c.obj("pr", 250, y + 115, "print riffd-event")
     c.obj("rt", 250, y + 145, "route progress loaded error")
-    c.text(250, y + 175, "events: accepted JOB QUEUE_POSITION \\, started JOB MODEL SAMPLE_RATE CHANNELS \\, "
-           "progress JOB DONE TOTAL \\, chunk JOB INDEX PATH \\, filled JOB FRAMES \\, done JOB PATH \\, "
+    c.text(250, y + 175, "events: accepted JOB QUEUE_POSITION \\, started JOB MODEL SAMPLE_RATE CHANNELS SEED \\, "
+           "progress JOB DONE TOTAL \\, chunk JOB INDEX PATH OFFSET_SAMPLES FRAMES STAGE \\, filled JOB FRAMES "
+           "\\, done JOB PATH FRAMES SAMPLE_RATE \\, "
            "loaded JOB FRAMES SAMPLE_RATE \\, error JOB CODE MESSAGE \\, connected 0/1", 90)
     c.array("graph", 640, 500, "riffd-help-audio", 100, 300, 90)
     c.array("graphr", 640, 610, "riffd-help-audio-r", 100, 300, 90)
