@@ -323,8 +323,10 @@ def test_osc_sample_sends_preview_files_then_final_ones_and_upsample_takes_its_j
         kinds = [line.address.rsplit("/", 1)[1] for line in lines]
         assert kinds[:2] == ["accepted", "started"] and kinds[-1] == "done" and "progress" in kinds, kinds
         chunks = [line for line in lines if line.address == "/riffd/chunk"]
-        assert all(line.types == "sis" for line in chunks)
+        assert all(line.types == "sisiis" for line in chunks)
         stages = ["preview" if "/preview-" in line.args[2] else "final" for line in chunks]
+        assert [line.args[5] for line in chunks] == stages  # the stage travels too
+        assert lines[1].args[4] == 11  # the seed, after the fields started always had
         n_preview = stages.count("preview")
         # The preview files all come first; each stage counts its chunks from 0.
         assert 1 < n_preview < len(stages) and stages == ["preview"] * n_preview + ["final"] * (len(stages) - n_preview)
