@@ -20,7 +20,9 @@ from daemon_harness import DaemonThread
 from clients import Client
 from clients.pd.patchgen.__main__ import main as build_patches
 from protocol import osc
-from protocol.messages import Cancel, Continue, Generate, GetStatus, Subscribe, Unsubscribe
+from protocol.messages import (
+    Accepted, Cancel, Chunk, Continue, Generate, GetStatus, Started, Subscribe, Unsubscribe,
+)
 
 HERE = Path(__file__).parent
 PD_DIR = HERE.parents[1] / "clients" / "pd"
@@ -183,3 +185,42 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
                / (np.linalg.norm(out[lag:lag + window]) * np.linalg.norm(reference[:window]) + 1e-12)
                for lag in range(0, 1000))
     assert best > 0.98, best
+
+
+def test_pd_places_each_chunk_at_the_offset_the_daemon_gives(tmp_path: Path) -> None:
+    """A UDP socket plays the daemon and leaves chunk 1's notice out (a lost packet): chunk 2 still
+    lands at its own offset, with silence where chunk 1 would be."""
+    rate, frames = 16000, 1000
+    paths = []
+    for index, level in ((0, 0.25), (2, 0.5)):
+        paths.append(tmp_path / f"chunk-{index}.wav")
+        sf.write(paths[-1], np.full(frames, level, np.float32), rate, subtype="FLOAT")
+    out = tmp_path / "array.wav"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+        pd = subprocess.Popen(["pd", "-nogui", "-nosound", "-noprefs", "-path", str(PD_DIR),
+                               "-open", str(HERE / "riffd-gap-test.pd"), "-send",
+                               f"riffd-gap {sock.getsockname()[1]} {out}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            request = None
+            while not isinstance(request, Generate):
+                packet, sender = sock.recvfrom(65536)  # Pd hears answers on the socket it sent from
+                [(address, args)] = osc.parse_packet(packet)
+                request = osc.decode_request(address, args)
+            assert request.job == "gap"
+            events = [Accepted(job="gap", queue_position=0), Started(job="gap", model="m", sample_rate=rate, channels=1),
+                      Chunk(job="gap", index=0, offset_samples=0, sample_rate=rate, channels=1, frames=frames,
+                            path=str(paths[0])),
+                      Chunk(job="gap", index=2, offset_samples=2 * frames, sample_rate=rate, channels=1, frames=frames,
+                            path=str(paths[1]))]
+            for event in events:
+                sock.sendto(osc.encode(event), sender)
+            console = pd.communicate(timeout=20)[0]
+        finally:
+            if pd.poll() is None:
+                pd.kill()
+    assert "error" not in console, console
+    array, _ = sf.read(out, dtype="float32")
+    np.testing.assert_array_equal(array, np.concatenate([np.full(frames, 0.25), np.zeros(frames), np.full(frames, 0.5)]))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clients.pd.patchgen.abstraction import abstraction
-from clients.pd.patchgen.patches import daemon_test_patch, help_patch, requests_patch
+from clients.pd.patchgen.patches import daemon_test_patch, gap_test_patch, help_patch, requests_patch
 from clients.pd.patchgen.pdfile import Canvas
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -24,6 +24,7 @@ PATCHES: dict[str, Callable[[], Canvas]] = {
     "clients/pd/riffd-help.pd": help_patch,
     "tests/clients_pd/riffd-requests.pd": requests_patch,
     "tests/clients_pd/riffd-daemon-test.pd": daemon_test_patch,
+    "tests/clients_pd/riffd-gap-test.pd": gap_test_patch,
 }
 
 

@@ -251,3 +251,46 @@ def daemon_test_patch() -> Canvas:
     c.chain("slog", "wlog", "log")
     c.wire("fin", "quit")
     return c
+
+
+def gap_test_patch() -> Canvas:
+    """Chunks placed at the offsets the daemon gives: a Python peer plays the daemon and leaves one
+    chunk notice out, as a lost UDP packet would."""
+    c = Canvas(size=(700, 450))
+    c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-gap PORT WAV\". Asks "
+           "for one job; after the second filled event it writes the array to WAV and quits.", 100)
+    c.obj("arr", 500, 60, "array define riffd-gap-audio")
+    c.obj("arrr", 500, 85, "array define riffd-gap-audio-r")
+    c.obj("r", 20, 60, "r riffd-gap")
+    c.obj("t", 20, 85, "t l l")
+    c.obj("up", 120, 110, "unpack f s")
+    c.obj("swav", 120, 300, "symbol")
+    c.obj("port", 20, 110, "list split 1")
+    c.msg("conn", 20, 140, "connect 127.0.0.1 \\$1")
+    c.obj("tj", 20, 170, "t b b")
+    c.msg("opts", 120, 195, "save 0 \\, job gap")
+    c.msg("gen", 20, 220, "generate 1 with a gap")
+    c.obj("riffd", 20, 250, "riffd riffd-gap-audio riffd-gap-audio-r")
+    c.obj("rt", 200, 280, "route filled")
+    c.obj("tb", 200, 305, "t b")
+    c.obj("cnt", 200, 330, "f")
+    c.obj("inc", 250, 330, "+ 1")
+    c.obj("sel", 200, 355, "sel 1")
+    c.msg("wm", 120, 385, "write -bytes 4 \\$1 riffd-gap-audio")
+    c.obj("sf", 120, 410, "soundfiler")
+    c.msg("quit", 300, 410, "\\; pd quit")
+    c.obj("lb", 450, 300, "loadbang")
+    c.obj("to", 450, 325, "delay 10000")
+    c.wire("t:1", "up")
+    c.wire("up:1", "swav:1")
+    c.chain("r", "t", "port", "conn", "riffd")
+    c.wire("conn", "tj")
+    c.wire("tj:1", "opts")
+    c.wire("opts", "riffd")
+    c.chain("tj", "gen", "riffd")
+    c.wire("riffd:2", "rt")
+    c.chain("rt", "tb", "cnt", "inc")
+    c.wire("inc", "cnt:1")
+    c.chain("cnt", "sel", "swav", "wm", "sf", "quit")
+    c.chain("lb", "to", "quit")
+    return c
