@@ -61,13 +61,24 @@ def _form_for(message: Message) -> tuple[str, ...]:
     for its samples); a request must not lose any.
     """
     cls = type(message)
-    if cls.OSC_OPTIONS or not isinstance(message, Request):
+    if not isinstance(message, Request):
+        # An event's later forms are older, shorter layouts; one is used when a field of the newer
+        # would need a 64-bit int (`h`), which Pd's [oscparse] refuses (a client's own large seed).
+        for form in cls.OSC_FORMS[:-1]:
+            if not any(_is_int64(getattr(message, name)) for name in form):
+                return form
+        return cls.OSC_FORMS[-1]
+    if cls.OSC_OPTIONS:
         return cls.OSC_FORMS[0]
     given = {name for name, value in message.to_fields().items() if name not in ("id", "re")}
     for form in cls.OSC_FORMS:
         if given <= set(form):
             return form
     raise ValueError(f"{cls.TYPE}: OSC cannot carry {', '.join(sorted(given))} together")
+
+
+def _is_int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31
 
 
 def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:

@@ -317,6 +317,11 @@ def test_events_grow_at_the_end_of_their_osc_form_and_older_layouts_still_decode
     assert osc.decode_event(address, args) == started
     # A daemon from before the seed sends four arguments.
     assert osc.decode_event(address, args[:4]) == Started(job="j", model="m", sample_rate=32000, channels=1)
+    # A seed past 32 bits (a client may choose one) would be an OSC `h`, which Pd cannot parse:
+    # that started goes in the older layout.
+    big = dataclasses.replace(started, seed=2**40)
+    assert osc.parse_packet(osc.encode(big)) == [("/riffd/started", ["j", "m", 32000, 1])]
+    assert osc.parse_packet(osc.encode(dataclasses.replace(started, seed=2**31 - 1)))[0][1][4] == 2**31 - 1
     chunk = Chunk(job="j", index=3, offset_samples=48000, sample_rate=32000, channels=1, frames=16000,
                   path="/out/j/preview-00003.wav", stage="preview")
     ((address, args),) = osc.parse_packet(osc.encode(chunk))
