@@ -17,6 +17,18 @@ from protocol.messages import SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Pro
 Writer = Callable[[str, list, int, Path | None], int]
 
 
+def exit_status(run: Callable[[], int]) -> int:
+    """`run()`'s exit status; a RiffdError or a timeout becomes one line on stderr and status 2."""
+    try:
+        return run()
+    except RiffdError as exc:
+        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
+        return 2
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
                         help=f"the daemon's ZeroMQ request endpoint (default {DEFAULT_ENDPOINT})")

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.cli.common import add_connection_arguments, connect
+from clients.cli.common import add_connection_arguments, connect, exit_status
 from daemon.audio.roundtrip import read_region, write_round_trip
 from daemon.audio.types import Audio
 from protocol.audio_ref import InlineAudio
@@ -79,14 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.takes < 1:
         parser.error("--takes must be at least 1")
-    try:
-        return run(args)
-    except RiffdError as exc:
-        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
-        return 2
-    except TimeoutError as exc:
-        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
-        return 2
+    return exit_status(lambda: run(args))
 
 
 if __name__ == "__main__":

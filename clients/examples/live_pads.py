@@ -34,9 +34,8 @@ from pythonosc.osc_server import AsyncIOOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
 from clients import AsyncClient
-from clients.cli.common import add_connection_arguments
+from clients.cli.common import add_connection_arguments, exit_status
 from clients.curve import CurveClientKeys
-from protocol.errors import RiffdError
 from protocol.messages import Accepted, Done, Error, Progress, Started
 
 #: Live takes jump ahead of queued renders (which use the default priority 0).
@@ -210,13 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-jobs", type=int, help="exit after this many takes ended (for scripts and tests)")
     args = parser.parse_args(argv)
     try:
-        return asyncio.run(run(args))
-    except RiffdError as exc:
-        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
-        return 2
-    except TimeoutError as exc:
-        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
-        return 2
+        return exit_status(lambda: asyncio.run(run(args)))
     except KeyboardInterrupt:
         return 130
 

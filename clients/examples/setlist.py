@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.cli.common import add_connection_arguments, connect
+from clients.cli.common import add_connection_arguments, connect, exit_status
 from daemon.audio.io import write_audio
 from protocol.audio_ref import InlineAudio
-from protocol.errors import InvalidArgument, RiffdError
+from protocol.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -134,14 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--play", action="store_true", help="play each section on the daemon's sound card")
     add_connection_arguments(parser)  # --endpoint, --timeout, CurveZMQ keys for a remote daemon
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except RiffdError as exc:
-        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
-        return 2
-    except TimeoutError as exc:
-        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
-        return 2
+    return exit_status(lambda: run(args))
 
 
 if __name__ == "__main__":

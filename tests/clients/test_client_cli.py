@@ -98,3 +98,18 @@ def test_models_list_load_unload(tmp_path: Path, capsys) -> None:
         assert capsys.readouterr().out.splitlines() == ["fake/stereo", "default fake/fast (not loaded: loads on first use)"]
     finally:
         daemon.stop()
+
+
+def test_exit_status_turns_errors_into_one_line(capsys) -> None:
+    from clients.cli.common import exit_status
+    from protocol.errors import BadAudio
+
+    def fails() -> int:
+        raise BadAudio("audio file x.wav does not exist")
+
+    def times_out() -> int:
+        raise TimeoutError("no answer from tcp://127.0.0.1:1 in 1 s")
+
+    assert exit_status(lambda: 0) == 0
+    assert exit_status(fails) == 2 and capsys.readouterr().err == "error: audio file x.wav does not exist [bad_audio]\n"
+    assert exit_status(times_out) == 2 and "CurveZMQ" in capsys.readouterr().err
