@@ -11,7 +11,7 @@ shared: `--threads 1` gives the steadiest numbers. Prints a table, then one JSON
 last line.
 
     /tmp/venv/bin/python -m bench.musicgen_stream [--model random/musicgen-small] [--device cpu]
-        [--duration 4] [--modes float32,bfloat16,int8] [--threads N]
+        [--duration 4] [--modes float32,bfloat16,int8,int8dyn] [--threads N]
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--guidance-scale", type=float, default=3.0)
     parser.add_argument("--top-k", type=int, default=250)
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
-    parser.add_argument("--modes", default=None, help="comma-separated engine modes (default: float32,bfloat16,int8 "
+    parser.add_argument("--modes", default=None, help="comma-separated engine modes (default: float32,bfloat16,int8,int8dyn "
                         "on the CPU, float32,bfloat16+compile,float16+compile on a GPU; also int4 on the CPU "
                         "and +compile anywhere)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    modes = args.modes or ("float32,bfloat16,int8" if device.type == "cpu"
+    modes = args.modes or ("float32,bfloat16,int8,int8dyn" if device.type == "cpu"
                            else "float32,bfloat16+compile,float16+compile")
     folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
     bundle = load_folder(folder, model_id=args.model, device=device)

@@ -89,6 +89,7 @@ def test_float32_engine_matches_generate_unconditional_and_melody(engines):
 @pytest.mark.parametrize("weights, min_agreement, max_relative_error", [
     ("bfloat16", 0.9, 0.05),
     ("int8", 0.85, 0.08),
+    ("int8dyn", 0.85, 0.08),  # int8 activations too (fbgemm), quantised per step
     ("int4", 0.7, 0.15),  # 4 bits lose more: the bench leaves it out of "best" below 90 % agreement
 ])
 def test_faster_modes_agree_with_float32(load_preset, record_property, weights, min_agreement, max_relative_error):
@@ -120,6 +121,8 @@ def test_options_are_validated_at_load():
         EngineOptions(weights="float16").validate(torch.device("cpu"))
     with pytest.raises(InvalidArgument):
         EngineOptions(weights="int8").validate(torch.device("cuda"))
+    with pytest.raises(InvalidArgument):
+        EngineOptions(weights="int8dyn").validate(torch.device("cuda"))
 
 
 def test_seeded_sampling_and_no_cache_left_behind(engines):

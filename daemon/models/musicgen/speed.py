@@ -7,6 +7,7 @@ is format-agnostic: it only calls `linear(x)`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ FORMATS: dict[str, torch.dtype] = {
     "float16": torch.float16,  # GPU only: CPUs have no fast fp16 matmul
     "int8": torch.bfloat16,  # weight-only int8 (a scale per output row), bf16 activations (CPU)
     "int4": torch.bfloat16,  # weight-only int4 in groups of 64 (scale and offset each), bf16 activations (CPU)
+    # int8 weights (a scale per output row) times int8 activations quantised per step (fbgemm, CPU):
+    # the one int8 kernel that reads its weights near memory bandwidth at batch 2.
+    "int8dyn": torch.float32,
 }
 
 #: int4 weights share a scale and an offset per this many input columns.
@@ -53,7 +57,7 @@ class EngineOptions:
             raise InvalidArgument(f"unknown engine weight format {self.weights!r}; use one of {', '.join(FORMATS)}")
         if self.weights == "float16" and device.type == "cpu":
             raise InvalidArgument("float16 weights need a GPU; use bfloat16 or int8 on the CPU")
-        if self.weights in ("int8", "int4") and device.type != "cpu":
+        if self.weights in ("int8", "int4", "int8dyn") and device.type != "cpu":
             raise InvalidArgument(f"{self.weights} weights run on the CPU only; use bfloat16 or float16 on a GPU")
         return self
 
@@ -142,7 +146,32 @@ class Int4Linear:
         return self.weight.numel() * self.weight.element_size() + self.scales_offsets.numel() * 2
 
 
-Linear = DenseLinear | Int8Linear | Int4Linear
+class DynamicInt8Linear:
+    """fbgemm's dynamic int8 linear: per-row int8 weights prepacked once, float32 in and out."""
+
+    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
+        full = torch.cat(list(weights)).float().contiguous()
+        scales = full.abs().amax(dim=1).clamp(min=1e-12).double() / 127.0
+        # PyTorch marks its quantised tensors deprecated (in favour of torchao); fbgemm's kernel is
+        # still the fastest int8 GEMV at batch 2 on x86, so the warning is silenced here, once, at load.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch.quantize_per_channel(full, scales, torch.zeros(full.shape[0], dtype=torch.long), 0,
+                                                   torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self._nbytes = full.numel() + full.shape[0] * 8
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).float()
+        out = torch.ops.quantized.linear_dynamic(flat, self.packed, False)
+        return out.view(*x.shape[:-1], -1)
+
+    @property
+    def nbytes(self) -> int:
+        return self._nbytes
+
+
+Linear = DenseLinear | Int8Linear | Int4Linear | DynamicInt8Linear
 
 
 def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Linear:
@@ -151,4 +180,6 @@ def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Line
         return Int8Linear(weights)
     if options.weights == "int4":
         return Int4Linear(weights)
+    if options.weights == "int8dyn":
+        return DynamicInt8Linear(weights)
     return DenseLinear(weights, options.dtype)
