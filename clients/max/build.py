@@ -10,12 +10,12 @@ status): the daemon answers to this host at the port where [udpreceive] listens.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from clients.max.maxpat import Patcher
+from clients.tools.generated import generator_main
 from daemon.config import DEFAULT_OSC_PORT
 
 HERE = Path(__file__).resolve().parent
@@ -167,21 +167,8 @@ PATCHES: dict[str, Callable[[], Patcher]] = {"riffd.maxpat": max_patch, "riffd-d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.max.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, build in PATCHES.items():
-        text = build().render()
-        path = HERE / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    for name in stale:
-        print(f"clients/max/{name} is out of date: run python -m clients.max.build", file=sys.stderr)
-    return 1 if stale else 0
+    return generator_main(argv, prog="python -m clients.max.build", description=__doc__.splitlines()[0],
+                          files={HERE / name: (lambda build=build: build().render()) for name, build in PATCHES.items()})
 
 
 if __name__ == "__main__":

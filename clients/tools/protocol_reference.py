@@ -7,19 +7,17 @@ cannot drift from what daemon and clients speak. `--check` exits 1 when docs/pro
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import re
 import sys
-from pathlib import Path
 
+from clients.tools.generated import ROOT, generator_main
 from protocol import errors, messages, osc, wire
 from protocol.audio_ref import INLINE_RATE_RANGE, MAX_INLINE_CHANNELS
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
 from protocol.schema import FieldSpec, Message, fields_of
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "docs" / "protocol.md"
 
 _OSC_TAG = {"str": "s", "int": "i", "float": "f", "bool": "T/F (or i 0/1)", "list[str]": "s...", "audio": "s (path)"}
@@ -200,20 +198,8 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.tools.protocol_reference",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/protocol.md is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run python -m clients.tools.protocol_reference",
-                  file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return generator_main(argv, prog="python -m clients.tools.protocol_reference",
+                          description=__doc__.splitlines()[0], files={OUTPUT: render})
 
 
 if __name__ == "__main__":

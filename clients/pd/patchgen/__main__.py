@@ -7,16 +7,13 @@ which as strings) come from the schema, and so that every box and wire is review
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from clients.pd.patchgen.abstraction import abstraction
 from clients.pd.patchgen.patches import daemon_test_patch, gap_test_patch, help_patch, requests_patch
 from clients.pd.patchgen.pdfile import Canvas
-
-ROOT = Path(__file__).resolve().parents[3]
+from clients.tools.generated import ROOT, generator_main
 
 #: Where each patch goes, relative to the repository root.
 PATCHES: dict[str, Callable[[], Canvas]] = {
@@ -29,21 +26,9 @@ PATCHES: dict[str, Callable[[], Canvas]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.pd.patchgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
-    args = parser.parse_args(argv)
-    stale = []
-    for relative, build in PATCHES.items():
-        path = ROOT / relative
-        text = build().render()
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(relative)
-        else:
-            path.write_text(text)
-    for relative in stale:
-        print(f"{relative} is out of date: run python -m clients.pd.patchgen", file=sys.stderr)
-    return 1 if stale else 0
+    return generator_main(argv, prog="python -m clients.pd.patchgen", description=__doc__.splitlines()[0],
+                          files={ROOT / relative: (lambda build=build: build().render())
+                                 for relative, build in PATCHES.items()})
 
 
 if __name__ == "__main__":
