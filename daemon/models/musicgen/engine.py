@@ -21,6 +21,7 @@ from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.delay import column_values, delay_steps, delays, initial_columns
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.sampling import apply_guidance, sample_next
 from daemon.models.musicgen.speed import EngineOptions, Linear, make_linear
 from protocol.errors import Cancelled
@@ -86,6 +87,10 @@ class MusicgenEngine:
         self.heads_out = make_linear([h.weight.detach() for h in causal_lm.lm_heads], options)  # [K * V, H]
         self.layers = [self._layer(layer, options) for layer in decoder.layers]
         self._live_caches = 0
+        # int8 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
+        # self-attention cache holds float16: half the bytes each step reads back from it.
+        self._native = NativeStep.build(self) if options.weights == "int8" and not options.compile else None
+        self.cache_dtype = NativeStep.CACHE_DTYPE if self._native is not None else options.dtype
         self._step = self._decode_masked
         if options.compile:
             if bundle.device.type == "cpu":
@@ -177,7 +182,7 @@ class MusicgenEngine:
         if self.options.compile:
             positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.positions.shape[0])
         cache = KVCache.allocate(layers=len(self.layers), batch=cond.hidden_states.shape[0], heads=self.heads,
-                                 head_dim=self.head_dim, max_positions=positions, dtype=self.options.dtype,
+                                 head_dim=self.head_dim, max_positions=positions, dtype=self.cache_dtype,
                                  device=self.bundle.device)
         self._live_caches += 1
         try:
@@ -204,6 +209,9 @@ class MusicgenEngine:
     def decode_one_step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
         """Feed one column `[B, K]` at `position`; logits `[N, K, V]` for the next."""
         tokens = column.repeat(2, 1) if cache.keys[0].shape[0] != column.shape[0] else column
+        if self._native is not None:
+            x = self._embed(tokens[..., None]) + self.positions[position]
+            return self._native(x, cache, position).view(tokens.shape[0], -1, self.vocab)
         position_t = torch.tensor([position], device=column.device)
         if self.options.compile:
             return self._step(tokens, position_t, cache.keys, cache.values, cache.cross_keys, cache.cross_values,
@@ -243,6 +251,8 @@ class MusicgenEngine:
         q, k, v = lw.qkv(lw.self_norm(x)).view(n, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         cache.write(index, positions, k, v)
         keys, values = cache.keys[index][:, :, :visible_len], cache.values[index][:, :, :visible_len]
+        if keys.dtype != q.dtype:  # a float16 cache kept for the native step, read here by the prefill
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
         attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, is_causal=causal)
         x = x + lw.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
         if lw.cross_q is not None:

@@ -38,9 +38,10 @@ class KVCache:
         return cls(keys, values, [], [], None, max_positions)
 
     def write(self, layer: int, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Store `keys`/`values` `[N, heads, T, head_dim]` at `positions` `[T]` of `layer`, in place."""
-        self.keys[layer].index_copy_(2, positions, keys)
-        self.values[layer].index_copy_(2, positions, values)
+        """Store `keys`/`values` `[N, heads, T, head_dim]` at `positions` `[T]` of `layer`, in place
+        (converted to the cache's dtype)."""
+        self.keys[layer].index_copy_(2, positions, keys.to(self.keys[layer].dtype))
+        self.values[layer].index_copy_(2, positions, values.to(self.values[layer].dtype))
 
     @property
     def nbytes(self) -> int:

@@ -7,6 +7,7 @@ is format-agnostic: it only calls `linear(x)`.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,17 +15,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from daemon.native import NativeUnavailable, int8_matvec
 from protocol.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
 
 #: Weight formats and the activation dtype each computes in.
 FORMATS: dict[str, torch.dtype] = {
     "float32": torch.float32,  # the checkpoint's own tensors, no copy: exact parity with transformers
     "bfloat16": torch.bfloat16,  # half the bytes per step; fast on AVX-512 BF16 / AMX CPUs and on GPUs
     "float16": torch.float16,  # GPU only: CPUs have no fast fp16 matmul
-    "int8": torch.bfloat16,  # weight-only int8 (a scale per output row), bf16 activations (CPU)
+    # weight-only int8 (a scale per output row), float32 activations: riffd's own kernel (CPU)
+    "int8": torch.float32,
     "int4": torch.bfloat16,  # weight-only int4 in groups of 64 (scale and offset each), bf16 activations (CPU)
     # int8 weights (a scale per output row) times int8 activations quantised per step (fbgemm, CPU):
-    # the one int8 kernel that reads its weights near memory bandwidth at batch 2.
+    # PyTorch's fastest int8 kernel, kept to compare with riffd's own (int8).
     "int8dyn": torch.float32,
 }
 
@@ -96,22 +101,53 @@ class DenseLinear:
 
 
 class Int8Linear:
-    """Weight-only int8: symmetric per-row scales, bf16 activations, `[..., in] -> [..., out]`."""
+    """Weight-only int8: symmetric per-row scales, float32 activations, `[..., in] -> [..., out]`.
+
+    A decode step's few rows run riffd's own kernel (`daemon/native/int8_matvec.c`: AVX-512 VNNI,
+    activations carried at 16-bit precision), which reads the weights near memory bandwidth; a
+    prefill's many rows multiply by the dequantised weights, one matrix at a time. Where the kernel
+    cannot run (no C compiler, no VNNI), PyTorch's weight-only int8 kernel does, slower.
+    """
+
+    #: Up to this many rows go through the matrix-vector kernel (it reads the weights once per 4 rows).
+    KERNEL_ROWS = 8
 
     def __init__(self, weights: Sequence[torch.Tensor]) -> None:
         full = torch.cat(list(weights)).float()
         scales = full.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        self.weight = torch.round(full / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        self.scales = scales.to(torch.bfloat16)
+        codes = torch.round(full / scales[:, None]).clamp(-127, 127).to(torch.int8)
+        self.packed: int8_matvec.PackedInt8 | None = None
+        try:
+            self.packed = int8_matvec.pack(codes, scales)
+        except NativeUnavailable as exc:
+            _warn_fallback(str(exc))
+            self.weight, self.scales = codes.contiguous(), scales
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        out = torch._weight_int8pack_mm(flat, self.weight, self.scales)
+        if self.packed is None:
+            out = torch._weight_int8pack_mm(flat, self.weight, self.scales)
+        elif flat.shape[0] <= self.KERNEL_ROWS:
+            out = int8_matvec.matvec(flat, self.packed)
+        else:
+            out = F.linear(flat, self.packed.dequantized(flat.dtype))
         return out.view(*x.shape[:-1], -1)
 
     @property
     def nbytes(self) -> int:
+        if self.packed is not None:
+            return self.packed.nbytes
         return self.weight.numel() + self.scales.numel() * self.scales.element_size()
+
+
+def _warn_fallback(reason: str) -> None:
+    """Say once per process why int8 runs on PyTorch's slower kernel."""
+    if not _fallback_warned:
+        _fallback_warned.append(reason)
+        log.warning("int8 engine: riffd's kernel is unavailable (%s); using PyTorch's int8 kernel, slower", reason)
+
+
+_fallback_warned: list[str] = []
 
 
 class Int4Linear:

@@ -1,0 +1,97 @@
+"""riffd's own native kernels: the C files beside this one, built into one library on first use.
+
+They are built with the system's C compiler (`$CC`, else `cc`) and `-march=native`, so they use
+exactly the instruction set of the CPU that runs them, and cached by a hash of the source, the
+flags and the compiler's version (`RIFFD_NATIVE_DIR`, else ~/.cache/riffd/native). A machine
+without a compiler, or whose CPU lacks what a kernel needs, gets `NativeUnavailable` with the
+reason, and the caller falls back to PyTorch's kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCE_DIR = Path(__file__).resolve().parent
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
+
+_lock = threading.Lock()
+_loaded: list[ctypes.CDLL] = []  # the one library, once loaded
+
+
+class NativeUnavailable(RuntimeError):
+    """A native kernel cannot be built or loaded here; the message says why."""
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("RIFFD_NATIVE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "riffd" / "native"
+
+
+def _compiler() -> str:
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler) is None:
+        raise NativeUnavailable(f"no C compiler ({compiler!r} not found; install gcc, or set CC)")
+    return compiler
+
+
+def _compiler_version(compiler: str) -> str:
+    done = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.splitlines()[0] if done.stdout else compiler
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return ""
+
+
+def library() -> ctypes.CDLL:
+    """The library built from every `.c` file here, compiling it if this machine has no copy yet."""
+    with _lock:
+        if _loaded:
+            return _loaded[0]
+        sources = sorted(SOURCE_DIR.glob("*.c"))
+        compiler = _compiler()
+        digest = hashlib.sha256()
+        for path in sorted(SOURCE_DIR.glob("*.[ch]")):
+            digest.update(path.name.encode() + path.read_bytes())
+        # -march=native: a library built on one CPU may not run on another that shares this folder.
+        digest.update(" ".join((*FLAGS, _compiler_version(compiler), os.uname().machine, _cpu_flags())).encode())
+        target = cache_dir() / f"libriffd-{digest.hexdigest()[:16]}.so"
+        if not target.exists():
+            _build(compiler, sources, target)
+        try:
+            loaded = ctypes.CDLL(str(target))
+        except OSError as exc:
+            raise NativeUnavailable(f"cannot load {target}: {exc}") from exc
+        _loaded.append(loaded)
+        return loaded
+
+
+def _build(compiler: str, sources: list[Path], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: a second process building at the same time, or one
+    # killed half way, never leaves a truncated library under the final name.
+    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(handle)
+    command = [compiler, *FLAGS, *map(str, sources), "-o", partial]
+    log.info("building riffd's native kernels: %s", " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        os.unlink(partial)
+        raise NativeUnavailable(f"{compiler} could not build riffd's native kernels: {done.stderr.strip()[-500:]}")
+    os.replace(partial, target)

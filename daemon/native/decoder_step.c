@@ -1,0 +1,198 @@
+/* One MusicGen decode step (every decoder layer, the final norm and the lm heads) in one call.
+
+   Run from Python, a step is some 400 small PyTorch calls between the weight products, and the
+   int8 weights streaming through the caches evict the interpreter's and the dispatcher's working
+   set, so each of those calls starts cold: measured, the glue cost more than a third of an int8
+   step. Here the glue is a few hundred lines of plain loops over a handful of buffers, and the
+   weight products are int8_matvec.c's kernel. The math is the engine's (engine.py) step for
+   step: pre-norm layers, scaled dot-product attention over the cache's first position + 1 slots
+   (kept in float16, as the engine's int8 mode allocates it),
+   cross-attention with an additive mask, exact (erf) GELU; the tests compare the two. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "riffd_native.h"
+
+#ifdef RIFFD_VNNI
+
+static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * width;
+        float *o = out + r * width;
+        double sum = 0.0, squares = 0.0;
+        for (int64_t j = 0; j < width; j++) sum += xr[j];
+        float mean = (float)(sum / (double)width);
+        for (int64_t j = 0; j < width; j++) {
+            double centred = (double)xr[j] - mean;
+            squares += centred * centred;
+        }
+        float inv = 1.0f / sqrtf((float)(squares / (double)width) + eps);
+#pragma omp simd
+        for (int64_t j = 0; j < width; j++) o[j] = (xr[j] - mean) * inv * norm->weight[j] + norm->bias[j];
+    }
+}
+
+static void project(const riffd_decoder *d, const float *x, int64_t rows, const riffd_int8 *w, float *out) {
+    riffd_int8_matvec(x, rows, w->cols, w->packed, w->row_sums, w->scales, out, w->rows, d->threads);
+}
+
+/* x += the product, row by row (the residual connection). */
+static void add_into(float *x, const float *delta, int64_t count) {
+#pragma omp simd
+    for (int64_t i = 0; i < count; i++) x[i] += delta[i];
+}
+
+/* e^x, 16 at a time: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor series to r^6
+   (relative error under 2e-7), times 2^n. Below -87 (a masked score) the result is exactly 0. */
+static inline __m512 exp16(__m512 x) {
+    __mmask16 vanishing = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);  /* ln 2 in two parts (Cody-Waite) */
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps(~vanishing, _mm512_scalef_ps(p, n));
+}
+
+/* erf(x), 16 at a time: Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), odd in x. */
+static inline __m512 erf16(__m512 x) {
+    __m512 a = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    __m512 e = _mm512_fnmadd_ps(p, exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
+    /* copy x's sign onto e */
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e),
+                                                _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN))));
+}
+
+/* Exact (erf) GELU in place; count % 16 == 0. Exported for the tests. */
+void riffd_gelu(float *x, int64_t count) {
+    for (int64_t i = 0; i < count; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 half = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
+        _mm512_storeu_ps(x + i, _mm512_fmadd_ps(half, erf16(_mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2))), half));
+    }
+}
+
+/* Key and value rows are float16 in the self-attention cache (half the bytes a step reads from
+   it, which grows with every frame) and float32 in the cross-attention one (short, read-only). */
+static inline __m512 load16(const void *rows, int half, int64_t index) {
+    if (half) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)rows + index)));
+    return _mm512_loadu_ps((const float *)rows + index);
+}
+
+/* softmax(q . K[0..length) / sqrt(head_dim) + mask) . V for one (row, head); rows head_dim apart. */
+static void attend(const float *q, const void *keys, const void *values, int half, const float *mask,
+                   int64_t length, int64_t head_dim, float *scores, float *out) {
+    float scale = 1.0f / sqrtf((float)head_dim), largest = -INFINITY;
+    for (int64_t p = 0; p < length; p++) {
+        __m512 dot = _mm512_setzero_ps();
+        for (int64_t j = 0; j < head_dim; j += 16)
+            dot = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), load16(keys, half, p * head_dim + j), dot);
+        scores[p] = _mm512_reduce_add_ps(dot) * scale + (mask ? mask[p] : 0.0f);
+        if (scores[p] > largest) largest = scores[p];
+    }
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t p = 0; p < length; p += 16) {
+        __mmask16 live = length - p >= 16 ? 0xFFFF : (__mmask16)((1u << (length - p)) - 1);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, scores + p), _mm512_set1_ps(largest)));
+        e = _mm512_maskz_mov_ps(live, e);
+        _mm512_mask_storeu_ps(scores + p, live, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    float total = _mm512_reduce_add_ps(sum);
+    for (int64_t j = 0; j < head_dim; j += 16) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t p = 0; p < length; p++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[p]), load16(values, half, p * head_dim + j), acc);
+        _mm512_storeu_ps(out + j, _mm512_div_ps(acc, _mm512_set1_ps(total)));
+    }
+}
+
+/* Store a float32 row as float16 (round to nearest even). */
+static void store_half(uint16_t *to, const float *from, int64_t count) {
+    for (int64_t j = 0; j < count; j += 16)
+        _mm256_storeu_si256((__m256i *)(to + j), _mm512_cvtps_ph(_mm512_loadu_ps(from + j), _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* Floats of scratch a step needs; the caller allocates them once. */
+int64_t riffd_decoder_scratch_floats(const riffd_decoder *d) {
+    int64_t longest = d->max_positions > d->cross_len ? d->max_positions : d->cross_len;
+    return d->batch * (3 * d->hidden + 2 * d->hidden + d->ffn) + d->batch * d->heads * longest;
+}
+
+/* x [batch][hidden]: the step's embedded input, overwritten; writes each layer's key and value at
+   `position`; logits [batch][lm_heads.rows]. */
+void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits) {
+    const int64_t n = d->batch, hidden = d->hidden, heads = d->heads, hd = d->head_dim;
+    const int64_t longest = d->max_positions > d->cross_len ? d->max_positions : d->cross_len;
+    float *qkv = d->scratch, *normed = qkv + n * 3 * hidden, *attn = normed + n * hidden;
+    float *inner = attn + n * hidden, *scores = inner + n * d->ffn;
+    float *delta = qkv; /* a projection's output, once qkv is no longer needed */
+
+    for (int64_t l = 0; l < d->layers; l++) {
+        const riffd_layer *layer = &d->layer[l];
+
+        layer_norm(x, &layer->self_norm, d->eps, n, hidden, normed);
+        project(d, normed, n, &layer->qkv, qkv);
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t h = 0; h < heads; h++) {
+                size_t slot = (size_t)(((b * heads + h) * d->max_positions + position) * hd);
+                store_half(layer->keys + slot, qkv + b * 3 * hidden + hidden + h * hd, hd);
+                store_half(layer->values + slot, qkv + b * 3 * hidden + 2 * hidden + h * hd, hd);
+            }
+#pragma omp parallel for schedule(static) num_threads(d->threads)
+        for (int64_t task = 0; task < n * heads; task++) {
+            int64_t b = task / heads, h = task % heads;
+            size_t base = (size_t)(task * d->max_positions * hd);
+            attend(qkv + b * 3 * hidden + h * hd, layer->keys + base, layer->values + base, 1, NULL, position + 1, hd,
+                   scores + task * longest, attn + b * hidden + h * hd);
+        }
+        project(d, attn, n, &layer->self_out, delta);
+        add_into(x, delta, n * hidden);
+
+        if (layer->cross_q.packed) {
+            layer_norm(x, &layer->cross_norm, d->eps, n, hidden, normed);
+            project(d, normed, n, &layer->cross_q, qkv);
+#pragma omp parallel for schedule(static) num_threads(d->threads)
+            for (int64_t task = 0; task < n * heads; task++) {
+                int64_t b = task / heads, h = task % heads;
+                size_t base = (size_t)(task * d->cross_len * hd);
+                attend(qkv + b * hidden + h * hd, layer->cross_keys + base, layer->cross_values + base, 0,
+                       d->cross_mask ? d->cross_mask + b * d->cross_len : NULL, d->cross_len, hd,
+                       scores + task * longest, attn + b * hidden + h * hd);
+            }
+            project(d, attn, n, &layer->cross_out, delta);
+            add_into(x, delta, n * hidden);
+        }
+
+        layer_norm(x, &layer->ffn_norm, d->eps, n, hidden, normed);
+        project(d, normed, n, &layer->fc1, inner);
+        riffd_gelu(inner, n * d->ffn);
+        project(d, inner, n, &layer->fc2, delta);
+        add_into(x, delta, n * hidden);
+    }
+    layer_norm(x, &d->final_norm, d->eps, n, hidden, normed);
+    project(d, normed, n, &d->lm_heads, logits);
+}
+#else
+/* Built for a CPU without AVX-512 VNNI: never called (riffd_int8_supported() is 0). */
+int64_t riffd_decoder_scratch_floats(const riffd_decoder *d) { (void)d; return 0; }
+void riffd_gelu(float *x, int64_t count) { (void)x; (void)count; }
+void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits) {
+    (void)d; (void)x; (void)position; (void)logits;
+}
+#endif

@@ -1,0 +1,73 @@
+"""Python side of `int8_matvec.c`: pack int8 weights once, multiply a few activation rows by them."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from daemon.native import NativeUnavailable, library
+
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+@functools.cache  # a failure raises, so it is not cached and the next call says why again
+def _library() -> ctypes.CDLL:
+    loaded = library()
+    if not loaded.riffd_int8_supported():
+        raise NativeUnavailable("this CPU has no AVX-512 VNNI, which riffd's int8 kernel needs")
+    loaded.riffd_int8_matvec.argtypes = [_ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64, ctypes.c_int]
+    loaded.riffd_int8_matvec.restype = None
+    return loaded
+
+
+@dataclass(frozen=True)
+class PackedInt8:
+    """Weights `[n, k]` as int8 codes times a float32 scale per row, in the kernel's block layout."""
+
+    packed: torch.Tensor  # int8 [n / block_rows, k / group, block_rows, group]
+    row_sums: torch.Tensor  # int32 [n]: each row's sum of codes
+    scales: torch.Tensor  # float32 [n]
+    rows: int
+    cols: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.packed.numel() + self.row_sums.numel() * 4 + self.scales.numel() * 4
+
+    def codes(self) -> torch.Tensor:
+        """The int8 codes `[n, k]` back in row-major order."""
+        return self.packed.permute(0, 2, 1, 3).reshape(self.rows, self.cols)
+
+    def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weights `[n, k]` the kernel multiplies by."""
+        return (self.codes().to(dtype) * self.scales[:, None].to(dtype)).contiguous()
+
+
+def pack(codes: torch.Tensor, scales: torch.Tensor) -> PackedInt8:
+    """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel; NativeUnavailable if it cannot run them."""
+    kernels = _library()
+    block_rows, group, max_k = kernels.riffd_int8_block_rows(), kernels.riffd_int8_group(), kernels.riffd_int8_max_k()
+    rows, cols = codes.shape
+    if rows % block_rows or cols % group or cols > max_k:
+        raise NativeUnavailable(f"a [{rows}, {cols}] matrix does not fit the kernel's blocks "
+                                f"(rows % {block_rows}, columns % {group}, columns <= {max_k})")
+    packed = codes.to(torch.int8).reshape(rows // block_rows, block_rows, cols // group, group)
+    return PackedInt8(packed=packed.permute(0, 2, 1, 3).contiguous(),
+                      row_sums=codes.to(torch.int32).sum(dim=1, dtype=torch.int32).contiguous(),
+                      scales=scales.to(torch.float32).contiguous(), rows=rows, cols=cols)
+
+
+def matvec(x: torch.Tensor, weights: PackedInt8) -> torch.Tensor:
+    """`x` `[m, k]` (float32, CPU) times the weights' transpose: `[m, n]` float32."""
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2 or x.shape[1] != weights.cols:
+        raise ValueError(f"int8 matvec needs float32 [m, {weights.cols}] on the CPU, got {x.dtype} {tuple(x.shape)}")
+    x = x.contiguous()
+    out = torch.empty((x.shape[0], weights.rows), dtype=torch.float32)
+    # ctypes releases the GIL for the call, so the daemon's other threads run meanwhile.
+    _library().riffd_int8_matvec(x.data_ptr(), x.shape[0], weights.cols, weights.packed.data_ptr(),
+                                 weights.row_sums.data_ptr(), weights.scales.data_ptr(), out.data_ptr(),
+                                 weights.rows, torch.get_num_threads())
+    return out

@@ -1,0 +1,158 @@
+"""riffd's native int8 kernels: the matrix-vector product against float64 math on the same codes,
+the one-call decode step against the engine's Python step on the same weights, the build cache,
+and the fallback when no compiler is there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from daemon.models.musicgen.agreement import compare
+from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.speed import EngineOptions, Int8Linear
+from daemon.native import NativeUnavailable, cache_dir, library
+from daemon.native import int8_matvec
+from protocol.params import GenerationParams
+
+
+def _kernel_runs_here() -> str | None:
+    try:
+        int8_matvec.pack(torch.zeros((32, 4), dtype=torch.int8), torch.ones(32))
+    except NativeUnavailable as exc:
+        return str(exc)
+    return None
+
+
+# The CI machines have gcc and AVX-512 VNNI; elsewhere these tests say why they cannot run.
+pytestmark = pytest.mark.skipif(_kernel_runs_here() is not None, reason=f"native int8 kernel: {_kernel_runs_here()}")
+
+INT8 = EngineOptions(weights="int8", warmup=False)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("shape", [(64, 32), (96, 1024), (1024, 4096)])
+def test_matvec_equals_float64_math_on_the_same_codes(rows, shape):
+    generator = torch.Generator().manual_seed(rows)
+    codes = torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator)
+    scales = torch.rand(shape[0], generator=generator) * 0.01 + 1e-4
+    x = torch.randn((rows, shape[1]), generator=generator) * torch.logspace(-2, 1, shape[1])  # uneven magnitudes
+    x[0, :7] = 0.0
+    packed = int8_matvec.pack(codes, scales)
+    assert torch.equal(packed.codes(), codes)
+    got = int8_matvec.matvec(x, packed)
+    want = (x.double() @ codes.double().T) * scales.double()
+    # Activations carried at 16 bits: each off by at most half a step of max|x| / 32767, so an
+    # output by at most that times its row's sum of |weights|, plus float32 rounding.
+    step = x.double().abs().amax(dim=1, keepdim=True) / 32767
+    bound = 0.5 * step * (codes.double().abs().sum(dim=1) * scales.double())[None, :] + 1e-5 * want.abs().max()
+    assert bool(((got.double() - want).abs() <= bound).all())
+    zero = int8_matvec.matvec(torch.zeros((rows, shape[1])), packed)
+    assert torch.count_nonzero(zero) == 0
+
+
+def test_pack_refuses_shapes_outside_its_blocks_and_int8_falls_back():
+    with pytest.raises(NativeUnavailable, match="does not fit"):
+        int8_matvec.pack(torch.zeros((33, 64), dtype=torch.int8), torch.ones(33))
+    with pytest.raises(ValueError, match="float32"):
+        int8_matvec.matvec(torch.zeros((2, 64), dtype=torch.bfloat16),
+                           int8_matvec.pack(torch.zeros((32, 64), dtype=torch.int8), torch.ones(32)))
+    weight = torch.randn(40, 64)
+    odd = Int8Linear([weight])  # 40 rows: PyTorch's int8 kernel instead
+    assert odd.packed is None
+    x = torch.randn(2, 64)
+    assert torch.allclose(odd(x), x @ weight.T, atol=0.05 * (x @ weight.T).abs().max())
+
+
+def test_native_gelu_matches_torch():
+    from daemon.native.decoder_step import functions
+
+    x = torch.cat([torch.linspace(-12, 12, 4096), torch.randn(4096) * 3, torch.tensor([0.0, -0.0] * 8)])
+    got = x.clone()
+    functions().riffd_gelu(got.data_ptr(), got.numel())
+    want = torch.nn.functional.gelu(x.double())
+    # erf to 1.5e-7 absolute: GELU within 1e-7 of |x| (and exact zeros stay zero)
+    assert bool(((got.double() - want).abs() <= 1e-7 * x.double().abs() + 1e-7).all())
+    assert torch.equal(got[-16:], torch.zeros(16))
+
+
+def test_library_is_built_once_and_cached_by_content():
+    loaded = library()
+    built = list(cache_dir().glob("libriffd-*.so"))
+    assert loaded is library()
+    assert any(path.name in loaded._name for path in built)
+
+
+@pytest.mark.parametrize("preset, texts", [
+    ("debug/musicgen", ["an upbeat jazz tune with a walking bass", "drums"]),  # 4 rows, masked cross-attention
+    ("debug/musicgen-stereo", ["strings"]),
+    ("debug/musicgen-melody", ["folk guitar"]),  # no cross-attention: the condition is a prefix
+])
+def test_native_step_equals_the_python_int8_step(load_preset, preset, texts):
+    bundle = load_preset(preset).bundle
+    native = MusicgenEngine(bundle, INT8)
+    assert native._native is not None
+    python = MusicgenEngine(bundle, INT8)
+    python._native = None
+    cond = build_conditioning(bundle, texts, guidance_scale=3.0)
+    agreement = compare(python, native, cond, frames=40)
+    print(agreement)
+    assert agreement.token_agreement == 1.0
+    assert 0 < agreement.relative_logit_error < 1e-4
+    params = GenerationParams(duration_s=40 / bundle.frame_rate, greedy=True)
+    first = torch.stack(list(native.columns(cond, None, 40, params, None)), dim=-1)
+    second = torch.stack(list(python.columns(cond, None, 40, params, None)), dim=-1)
+    assert torch.equal(first, second)
+    assert native.live_caches == 0
+
+
+def test_native_int8_agrees_with_float32(load_preset):
+    bundle = load_preset("debug/musicgen").bundle
+    agreement = compare(MusicgenEngine(bundle, EngineOptions(warmup=False)), MusicgenEngine(bundle, INT8),
+                        build_conditioning(bundle, ["an upbeat jazz tune", "drums"], guidance_scale=3.0), frames=60)
+    print(agreement)
+    assert agreement.token_agreement >= 0.95
+    assert agreement.relative_logit_error <= 0.02
+
+
+def test_without_a_compiler_int8_still_runs_on_pytorchs_kernel(tmp_path):
+    script = textwrap.dedent("""
+        import logging, torch
+        logging.basicConfig(level=logging.WARNING)
+        from daemon.models.musicgen.speed import Int8Linear
+        weight = torch.randn(64, 128)
+        linear = Int8Linear([weight])
+        assert linear.packed is None
+        x = torch.randn(2, 128)
+        error = (linear(x) - x @ weight.T).abs().max() / (x @ weight.T).abs().max()
+        assert error < 0.03, error
+        print("fell back")
+    """)
+    env = {**os.environ, "CC": "riffd-no-such-compiler", "RIFFD_NATIVE_DIR": str(tmp_path / "native")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "fell back" in done.stdout
+    assert "riffd-no-such-compiler" in done.stderr and "PyTorch's int8 kernel" in done.stderr
+    assert not (tmp_path / "native").exists() or not list((tmp_path / "native").glob("*.so"))
+
+
+def test_native_step_checks_what_the_c_side_trusts(load_preset):
+    bundle = load_preset("debug/musicgen").bundle
+    engine = MusicgenEngine(bundle, INT8)
+    cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+    hidden = engine.heads * engine.head_dim
+    with torch.inference_mode(), engine.open_cache(cond, 8) as cache:
+        engine.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
+        assert cache.keys[0].dtype == torch.float16
+        with pytest.raises(ValueError, match="position"):
+            engine._native(torch.zeros(2, 1, hidden), cache, 8)
+        with pytest.raises(ValueError, match="does not match"):
+            engine._native(torch.zeros(3, 1, hidden), cache, 1)
+        assert engine._native(torch.zeros(2, 1, hidden), cache, 1).shape == (2, engine.heads_out.packed.rows)
+    with pytest.raises(ValueError, match="does not match"), torch.inference_mode():
+        engine._native(torch.zeros(2, 1, hidden), cache, 1)  # a freed cache
