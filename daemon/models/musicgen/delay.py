@@ -25,6 +25,12 @@ def frame_of_column(column: int, codebook_delays: torch.Tensor) -> torch.Tensor:
     return column - 1 - codebook_delays
 
 
+def forced_codebooks(column: int, prompt_frames: int, total_frames: int, codebook_delays: torch.Tensor) -> torch.Tensor:
+    """`[K]` bool: the codebooks whose code at `column` the pattern fixes (BOS ramp, prompt, pad after the end)."""
+    frames = frame_of_column(column, codebook_delays)
+    return (frames < prompt_frames) | (frames >= total_frames)
+
+
 def column_values(
     column: int,
     proposed: torch.Tensor,

@@ -23,7 +23,8 @@ from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.sampling import apply_guidance, sample_next
-from daemon.models.musicgen.speed import EngineOptions, Linear, make_linear
+from daemon.models.musicgen.speculative import speculative_columns
+from daemon.models.musicgen.speed import SPECULATIVE_LOOKAHEAD, EngineOptions, Linear, make_linear
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
 
@@ -91,6 +92,8 @@ class MusicgenEngine:
         # self-attention cache holds float16: half the bytes each step reads back from it.
         self._native = NativeStep.build(self) if options.weights == "int8" and not options.compile else None
         self.cache_dtype = NativeStep.CACHE_DTYPE if self._native is not None else options.dtype
+        # +draft: a quantised engine over the same checkpoint proposes columns for these weights to check.
+        self.draft = MusicgenEngine(bundle, options.draft_options(bundle.device)) if options.draft else None
         self._step = self._decode_masked
         if options.compile:
             if bundle.device.type == "cpu":
@@ -146,6 +149,10 @@ class MusicgenEngine:
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield each new sequence column `[B, K]` of a window; same contract as `decode_loop.iter_columns`."""
+        if self.draft is not None:
+            yield from speculative_columns(self, self.draft, cond, prompt, new_frames, params, generator, should_stop,
+                                           SPECULATIVE_LOOKAHEAD)
+            return
         bundle = self.bundle
         batch, num_codebooks = cond.batch_size, bundle.num_codebooks
         codebook_delays = delays(num_codebooks, bundle.audio_channels)
@@ -205,6 +212,21 @@ class MusicgenEngine:
         for index, lw in enumerate(self.layers):
             x = self._layer_forward(lw, x, cache, index, positions, length, None, True)
         return self._logits(x[:, -1:])
+
+    def extend(self, cache: KVCache, columns: torch.Tensor, start: int) -> torch.Tensor:
+        """Feed known columns `[B, K, T]` at slots `start`.. in one pass; logits `[N, T, K, V]` after each.
+
+        The weights are read once for all T columns: what makes checking drafted columns cheap.
+        """
+        tokens = columns.repeat(2, 1, 1) if cache.keys[0].shape[0] != columns.shape[0] else columns
+        length = tokens.shape[-1]
+        x = self._embed(tokens) + self.positions[start:start + length]
+        positions = torch.arange(start, start + length, device=x.device)
+        # Row i sees every slot up to its own (start + i): causal, offset by what the cache holds.
+        visible = (torch.arange(start + length, device=x.device)[None, :] <= positions[:, None])[None, None]
+        for index, lw in enumerate(self.layers):
+            x = self._layer_forward(lw, x, cache, index, positions, start + length, visible, False)
+        return self.heads_out(self.final_norm(x)).view(x.shape[0], length, -1, self.vocab).float()
 
     def decode_one_step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
         """Feed one column `[B, K]` at `position`; logits `[N, K, V]` for the next."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from protocol.params import GenerationParams
 
@@ -17,6 +18,13 @@ def sample_next(scores: torch.Tensor, params: GenerationParams, generator: torch
     """One code per row of `scores` `[N, V]` (float32); returns `[N]` int64."""
     if params.greedy:
         return scores.argmax(dim=-1)
+    return torch.multinomial(distribution(scores, params), 1, generator=generator)[:, 0]
+
+
+def distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """The probabilities `[N, V]` that `sample_next` draws from (one-hot on the best code when greedy)."""
+    if params.greedy:
+        return F.one_hot(scores.argmax(dim=-1), scores.shape[-1]).to(scores.dtype)
     scores = scores / params.temperature
     vocab = scores.shape[-1]
     if 0 < params.top_k < vocab:
@@ -24,8 +32,30 @@ def sample_next(scores: torch.Tensor, params: GenerationParams, generator: torch
         scores = scores.masked_fill(scores < kth_best, float("-inf"))
     if 0 < params.top_p < 1:
         scores = _nucleus(scores, params.top_p)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return torch.softmax(scores, dim=-1)
+
+
+def speculative_accept(target: torch.Tensor, draft: torch.Tensor, drafted: torch.Tensor,
+                       generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Speculative sampling (Leviathan et al., 2023; Chen et al., 2023), one code per row.
+
+    `drafted` `[N]` was drawn from `draft` `[N, V]`; keep it with probability
+    min(1, target / draft), otherwise draw from the leftover mass max(0, target - draft).
+    Either way the returned codes are distributed exactly as `target`. Returns the codes `[N]`
+    and which rows kept their draft `[N]` bool.
+    """
+    rows = torch.arange(drafted.shape[0], device=drafted.device)
+    p, q = target[rows, drafted], draft[rows, drafted]
+    uniform = torch.rand(drafted.shape, generator=generator, device=drafted.device, dtype=target.dtype)
+    kept = uniform * q < p  # u < p / q without dividing by a zero q
+    if bool(kept.all()):
+        return drafted, kept
+    leftover = (target - draft).clamp(min=0)
+    # Where the leftover is all zero (target == draft up to rounding), the target itself is exact.
+    empty = leftover.sum(dim=-1, keepdim=True) <= 0
+    leftover = torch.where(empty, target, leftover)
+    redrawn = torch.multinomial(leftover, 1, generator=generator)[:, 0]
+    return torch.where(kept, drafted, redrawn), kept
 
 
 def _nucleus(scores: torch.Tensor, top_p: float) -> torch.Tensor:

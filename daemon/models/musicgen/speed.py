@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from daemon.native import NativeUnavailable, int8_matvec
+from daemon.native import NativeUnavailable, f32_matmul, int8_matvec
 from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ FORMATS: dict[str, torch.dtype] = {
 #: int4 weights share a scale and an offset per this many input columns.
 INT4_GROUP = 64
 
+#: Columns the draft engine proposes per verifying pass (+draft).
+SPECULATIVE_LOOKAHEAD = 4
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -47,6 +50,10 @@ class EngineOptions:
     compile: bool = False
     # Run a short generation at load so the first request does not pay for lazy initialisation.
     warmup: bool = True
+    # Speculative decoding: a quantised copy of the model drafts `SPECULATIVE_LOOKAHEAD` columns,
+    # these weights check them all in one pass. The result is distributed exactly as these
+    # weights' own sampling (greedy: the very same codes); only the speed changes.
+    draft: bool = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -54,7 +61,11 @@ class EngineOptions:
 
     @property
     def name(self) -> str:
-        return self.weights + ("+compile" if self.compile else "")
+        return self.weights + ("+compile" if self.compile else "") + ("+draft" if self.draft else "")
+
+    def draft_options(self, device: torch.device) -> "EngineOptions":
+        """The drafting engine's options: int8 on the CPU (riffd's kernels), float16 on a GPU."""
+        return EngineOptions(weights="int8" if device.type == "cpu" else "float16", warmup=False)
 
     def validate(self, device: torch.device) -> "EngineOptions":
         """Return self, or raise InvalidArgument for a format this device cannot run."""
@@ -64,17 +75,21 @@ class EngineOptions:
             raise InvalidArgument("float16 weights need a GPU; use bfloat16 or int8 on the CPU")
         if self.weights in ("int8", "int4", "int8dyn") and device.type != "cpu":
             raise InvalidArgument(f"{self.weights} weights run on the CPU only; use bfloat16 or float16 on a GPU")
+        if self.draft and (self.weights != "float32" or self.compile):
+            raise InvalidArgument("+draft speeds up float32 (drafts in int8 on the CPU, float16 on a GPU); "
+                                  f"not {self.name}")
         return self
 
     @classmethod
     def parse(cls, spec: str) -> "EngineOptions":
-        """'float32', 'int8+compile', 'bfloat16+nowarmup': the command line's spelling."""
+        """'float32', 'int8+compile', 'bfloat16+nowarmup', 'float32+draft': the command line's spelling."""
         parts = spec.strip().split("+")
         flags = set(parts[1:])
-        unknown = flags - {"compile", "nowarmup"}
+        unknown = flags - {"compile", "nowarmup", "draft"}
         if unknown:
-            raise InvalidArgument(f"unknown engine flag(s) {sorted(unknown)} in {spec!r}; use +compile or +nowarmup")
-        return cls(weights=parts[0], compile="compile" in flags, warmup="nowarmup" not in flags)
+            raise InvalidArgument(f"unknown engine flag(s) {sorted(unknown)} in {spec!r}; "
+                                  "use +compile, +draft or +nowarmup")
+        return cls(weights=parts[0], compile="compile" in flags, warmup="nowarmup" not in flags, draft="draft" in flags)
 
 
 class DenseLinear:
@@ -82,15 +97,25 @@ class DenseLinear:
 
     In float32 the checkpoint's own tensors are used as they are (no copy); otherwise they are
     concatenated once into one matrix of the compute dtype, so a fused projection is one matmul.
+    With `few_rows`, 3 to `f32_matmul.max_rows()` rows go through riffd's float32 kernel, which
+    reads the weights once at memory speed where sgemm slows down (+draft's checking pass);
+    every other call stays on F.linear, so float32's exact parity is untouched.
     """
 
-    def __init__(self, weights: Sequence[torch.Tensor], dtype: torch.dtype) -> None:
+    def __init__(self, weights: Sequence[torch.Tensor], dtype: torch.dtype, few_rows: bool = False) -> None:
         if dtype == torch.float32 and all(w.dtype == torch.float32 for w in weights):
             self.parts = list(weights)
         else:
             self.parts = [torch.cat(list(weights)).to(dtype).contiguous()]
+        fitting = few_rows and all(f32_matmul.fits(w) for w in self.parts)
+        self.few_rows_limit = f32_matmul.max_rows() if fitting else 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if 2 < rows <= self.few_rows_limit:
+            flat = x.reshape(rows, x.shape[-1])
+            out = torch.cat([f32_matmul.matmul(flat, w) for w in self.parts], dim=-1)
+            return out.view(*x.shape[:-1], -1)
         if len(self.parts) == 1:
             return F.linear(x, self.parts[0])
         return torch.cat([F.linear(x, w) for w in self.parts], dim=-1)
@@ -218,4 +243,4 @@ def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Line
         return Int4Linear(weights)
     if options.weights == "int8dyn":
         return DynamicInt8Linear(weights)
-    return DenseLinear(weights, options.dtype)
+    return DenseLinear(weights, options.dtype, few_rows=options.draft)

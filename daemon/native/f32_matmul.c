@@ -1,0 +1,67 @@
+/* float32 weights times a handful of activation rows: y[m][n] = sum_k x[m][k] * w[n][k].
+
+   For speculative decoding's checking pass (speculative.py): the float32 model scores a few
+   drafted columns at once, 4 to 12 rows, reading its 1.4 GB of weights once. MKL's sgemm is
+   near memory bandwidth at 2 rows but falls to a third of it at 4 to 10, so this kernel keeps
+   the weight stream going instead: the checkpoint's own row-major tensors (no copy), two weight
+   rows at a time against every activation row, 16 inputs per instruction, prefetching ahead. */
+
+#include <stdint.h>
+
+#include "riffd_native.h"
+
+#ifdef RIFFD_VNNI
+
+#define F32_MAX_ROWS 12 /* activation rows per pass: 2 weight rows x 12 accumulators stay in registers */
+#define F32_PREFETCH_L2_BYTES 4096
+#define F32_PREFETCH_L1_BYTES 512
+
+static inline __attribute__((always_inline)) void two_rows(const float *x, const int rows, int64_t k, const float *w,
+                                                           float *y, int64_t n, int64_t r) {
+    __m512 acc0[F32_MAX_ROWS], acc1[F32_MAX_ROWS];
+    for (int m = 0; m < F32_MAX_ROWS; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
+    const float *w0 = w + r * k, *w1 = w0 + k;
+    for (int64_t j = 0; j < k; j += 16) {
+        _mm_prefetch((const char *)(w0 + j) + F32_PREFETCH_L2_BYTES, _MM_HINT_T1);
+        _mm_prefetch((const char *)(w1 + j) + F32_PREFETCH_L2_BYTES, _MM_HINT_T1);
+        _mm_prefetch((const char *)(w0 + j) + F32_PREFETCH_L1_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + j) + F32_PREFETCH_L1_BYTES, _MM_HINT_T0);
+        __m512 a = _mm512_loadu_ps(w0 + j), b = _mm512_loadu_ps(w1 + j);
+        for (int m = 0; m < rows; m++) {
+            __m512 xv = _mm512_loadu_ps(x + m * k + j);
+            acc0[m] = _mm512_fmadd_ps(a, xv, acc0[m]);
+            acc1[m] = _mm512_fmadd_ps(b, xv, acc1[m]);
+        }
+    }
+    for (int m = 0; m < rows; m++) {
+        y[m * n + r] = _mm512_reduce_add_ps(acc0[m]);
+        y[m * n + r + 1] = _mm512_reduce_add_ps(acc1[m]);
+    }
+}
+
+#define TWO_ROWS_CASE(R) case R: two_rows(xs, R, k, w, ys, n, 2 * i); break;
+
+int riffd_f32_max_rows(void) { return F32_MAX_ROWS; }
+
+/* x [m][k], w [n][k] (row-major, as a checkpoint holds it), y [m][n]; k % 16 == 0, n % 2 == 0. */
+void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads) {
+    for (int64_t m0 = 0; m0 < m; m0 += F32_MAX_ROWS) {
+        int rows = (int)((m - m0) < F32_MAX_ROWS ? (m - m0) : F32_MAX_ROWS);
+        const float *xs = x + m0 * k;
+        float *ys = y + m0 * n;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t i = 0; i < n / 2; i++) {
+            switch (rows) {
+                TWO_ROWS_CASE(1) TWO_ROWS_CASE(2) TWO_ROWS_CASE(3) TWO_ROWS_CASE(4) TWO_ROWS_CASE(5) TWO_ROWS_CASE(6)
+                TWO_ROWS_CASE(7) TWO_ROWS_CASE(8) TWO_ROWS_CASE(9) TWO_ROWS_CASE(10) TWO_ROWS_CASE(11)
+                default: two_rows(xs, F32_MAX_ROWS, k, w, ys, n, 2 * i); break;
+            }
+        }
+    }
+}
+#else
+int riffd_f32_max_rows(void) { return 0; }
+void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads) {
+    (void)x; (void)m; (void)k; (void)w; (void)y; (void)n; (void)threads;
+}
+#endif
