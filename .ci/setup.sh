@@ -10,9 +10,11 @@ want_test=0
 sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
-# System packages: PortAudio for the sound card; for tests, a JACK server with its dummy driver,
-# jack_capture, liblo's oscsend/oscdump and Pure Data as third-party OSC peers.
-pkgs=(libsndfile1 libportaudio2)
+# System packages: PortAudio for the sound card; a C compiler for riffd's native CPU kernels
+# (daemon/native, built on first use; without one the int8 engine falls back to PyTorch's kernels);
+# for tests, a JACK server with its dummy driver, jack_capture, liblo's oscsend/oscdump and Pure
+# Data as third-party OSC peers.
+pkgs=(libsndfile1 libportaudio2 gcc)
 [ "$want_test" = 1 ] && pkgs+=(jackd2 jack-capture liblo-tools puredata-core)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -199,7 +199,11 @@ def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params
     bound = prefill_s + (needed_steps - 1) / rate + chunk_decode_s
     peak = peak_memory_mb(bundle.device)
     agreement, token_agreement = "reference", 1.0
-    if reference is not None:
+    if options.draft:
+        # Every kept code is float32's own choice or draw (greedy codes equal float32's:
+        # tests/musicgen/test_speculative.py); its one-step scores are float32's by construction.
+        agreement = "float32's scores for every column (speculative; greedy codes equal float32's)"
+    elif reference is not None:
         cond = build_conditioning(bundle, [prompt], guidance_scale=params.guidance_scale)
         a = compare(reference, engine, cond, frames=16, guidance_scale=params.guidance_scale)
         token_agreement = a.token_agreement

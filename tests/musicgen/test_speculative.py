@@ -119,3 +119,24 @@ def test_draft_options_are_validated():
     for bad in ("int8+draft", "float32+draft+compile"):
         with pytest.raises(InvalidArgument, match="draft"):
             EngineOptions.parse(bad).validate(torch.device("cpu"))
+
+
+def test_daemon_serves_float32_draft_with_float32s_audio(tmp_path, riffd_cache, load_preset):
+    """`riffd serve --engine float32+draft`, for real over ZeroMQ: greedy audio equal to float32's."""
+    from clients import Client
+    from daemon.child import DaemonChild
+    from daemon.models.musicgen.generator import MusicGen
+
+    daemon = DaemonChild(["--model", "debug/musicgen", "--device", "cpu", "--engine", "float32+draft",
+                          "--cache-dir", str(riffd_cache), "--out", str(tmp_path), "--osc-port", "0", "--zmq-port", "0"])
+    try:
+        with Client(daemon.zmq, timeout_s=60) as client:
+            rendered = client.generate("a walking bass", 1.5, greedy=True).collect()
+    finally:
+        assert daemon.stop() == 0
+    assert any("engine float32+draft warmed up" in line for line in daemon.log), "".join(daemon.log)
+    model = MusicGen(load_preset("debug/musicgen").bundle, engine=FLOAT32)
+    params = GenerationParams(duration_s=1.5, greedy=True)
+    expected = np.concatenate([chunk.audio for chunk in model.stream("a walking bass", params)], axis=1)
+    assert rendered.audio.shape == expected.shape and rendered.sample_rate == model.bundle.sample_rate
+    np.testing.assert_array_equal(rendered.audio, expected)
