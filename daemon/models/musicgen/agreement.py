@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.delay import delays, initial_columns
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.sampling import apply_guidance
 from protocol.params import GenerationParams
@@ -32,15 +31,11 @@ class Agreement:
 def forced_scores(engine: MusicgenEngine, cond: Conditioning, columns: torch.Tensor,
                   guidance_scale: float) -> torch.Tensor:
     """Guided scores `[steps, B * K, V]` before each of `columns` `[B, K, steps]`, fed in turn (no prompt)."""
-    bundle = engine.bundle
-    batch, steps = columns.shape[0], columns.shape[-1]
-    inputs = initial_columns(None, batch, bundle.num_codebooks, delays(bundle.num_codebooks, bundle.audio_channels),
-                             bundle.pad_token_id, bundle.device)
-    prefix = cond.hidden_states.shape[1] if cond.prefix else 0
-    position = prefix + inputs.shape[-1]
+    steps = columns.shape[-1]
+    pattern, position = engine.plan_window(cond, None, steps)
     scores = []
     with engine.open_cache(cond, position + steps) as cache:
-        logits = engine.prefill(cache, cond, inputs)
+        logits = engine.prefill(cache, cond, pattern.inputs)
         for step in range(steps):
             flat = logits.reshape(-1, engine.vocab)
             scores.append(apply_guidance(flat, guidance_scale) if cond.guided else flat)

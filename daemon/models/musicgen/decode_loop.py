@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.delay import column_values, delay_steps, delays, initial_columns
+from daemon.models.musicgen.delay import WindowPattern
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.sampling import apply_guidance, sample_next
 from protocol.errors import Cancelled
@@ -34,13 +34,12 @@ def iter_columns(
     before the first yielded one are `delay.initial_columns(prompt, ...)`.
     """
     batch, num_codebooks = cond.batch_size, bundle.num_codebooks
-    codebook_delays = delays(num_codebooks, bundle.audio_channels)
-    prompt_frames = 0 if prompt is None else prompt.shape[-1]
-    total_frames = prompt_frames + new_frames
-    inputs = initial_columns(prompt, batch, num_codebooks, codebook_delays, bundle.pad_token_id, bundle.device)
+    pattern = WindowPattern.plan(prompt, batch, num_codebooks, bundle.audio_channels, new_frames, bundle.pad_token_id,
+                                 bundle.device)
+    inputs = pattern.inputs
     decoder = bundle.model.decoder
     cache = None
-    for step in range(new_frames + delay_steps(num_codebooks, bundle.audio_channels)):
+    for step in range(pattern.steps):
         ids = inputs.reshape(batch * num_codebooks, -1)
         if cond.guided:
             ids = ids.repeat(2, 1)
@@ -53,8 +52,7 @@ def iter_columns(
         if cond.guided:
             logits = apply_guidance(logits, params.guidance_scale)
         proposed = sample_next(logits, params, generator).view(batch, num_codebooks)
-        column = column_values(prompt_frames + 1 + step, proposed, prompt, total_frames, codebook_delays,
-                               bundle.pad_token_id)
+        column = pattern.column(step, proposed)
         yield column
         if should_stop is not None and should_stop():
             raise Cancelled("generation cancelled")

@@ -7,6 +7,8 @@ codebooks, and both codebooks of a pair share a delay.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -70,3 +72,41 @@ def initial_columns(prompt: torch.Tensor | None, batch: int, num_codebooks: int,
 def undo_delay(sequence: torch.Tensor, codebook_delays: torch.Tensor, frames: int) -> torch.Tensor:
     """Frame-aligned codes `[B, K, frames]` from a delayed sequence `[B, K, L]` (BOS at column 0)."""
     return torch.stack([sequence[:, k, 1 + d : 1 + d + frames] for k, d in enumerate(codebook_delays.tolist())], dim=1)
+
+
+@dataclass(frozen=True)
+class WindowPattern:
+    """The delay pattern laid over one window of `new_frames` after an optional prompt `[B, K, P]`.
+
+    Step s of the window samples sequence column `P + 1 + s`; `inputs` are the columns known
+    before step 0 (BOS and the prompt's), `steps` how many columns the window samples.
+    """
+
+    prompt: torch.Tensor | None
+    codebook_delays: torch.Tensor
+    prompt_frames: int
+    total_frames: int
+    steps: int
+    inputs: torch.Tensor
+    pad_token_id: int
+
+    @classmethod
+    def plan(cls, prompt: torch.Tensor | None, batch: int, num_codebooks: int, audio_channels: int, new_frames: int,
+             pad_token_id: int, device: torch.device) -> "WindowPattern":
+        codebook_delays = delays(num_codebooks, audio_channels)
+        prompt_frames = 0 if prompt is None else prompt.shape[-1]
+        return cls(prompt=prompt, codebook_delays=codebook_delays, prompt_frames=prompt_frames,
+                   total_frames=prompt_frames + new_frames,
+                   steps=new_frames + delay_steps(num_codebooks, audio_channels),
+                   inputs=initial_columns(prompt, batch, num_codebooks, codebook_delays, pad_token_id, device),
+                   pad_token_id=pad_token_id)
+
+    def column(self, step: int, proposed: torch.Tensor) -> torch.Tensor:
+        """The column step `step` writes, from the sampled codes `proposed` `[B, K]`."""
+        return column_values(self.prompt_frames + 1 + step, proposed, self.prompt, self.total_frames,
+                             self.codebook_delays, self.pad_token_id)
+
+    def forced(self, step: int) -> torch.Tensor:
+        """`[K]` bool: the codebooks whose code at step `step` the pattern fixes, whatever was sampled."""
+        return forced_codebooks(self.prompt_frames + 1 + step, self.prompt_frames, self.total_frames,
+                                self.codebook_delays)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.delay import column_values, delay_steps, delays, initial_columns
+from daemon.models.musicgen.delay import WindowPattern
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.native_step import NativeStep
@@ -153,33 +153,33 @@ class MusicgenEngine:
             yield from speculative_columns(self, self.draft, cond, prompt, new_frames, params, generator, should_stop,
                                            SPECULATIVE_LOOKAHEAD)
             return
-        bundle = self.bundle
-        batch, num_codebooks = cond.batch_size, bundle.num_codebooks
-        codebook_delays = delays(num_codebooks, bundle.audio_channels)
-        prompt_frames = 0 if prompt is None else prompt.shape[-1]
-        total_frames = prompt_frames + new_frames
-        inputs = initial_columns(prompt, batch, num_codebooks, codebook_delays, bundle.pad_token_id, bundle.device)
-        steps = new_frames + delay_steps(num_codebooks, bundle.audio_channels)
-        prefix = cond.hidden_states.shape[1] if cond.prefix else 0
-        position = prefix + inputs.shape[-1]  # where the first sampled column will be written
-        with self.open_cache(cond, position + steps - 1) as cache:
-            logits = self.prefill(cache, cond, inputs)  # [N, K, V]
-            for step in range(steps):
+        pattern, position = self.plan_window(cond, prompt, new_frames)
+        with self.open_cache(cond, position + pattern.steps - 1) as cache:
+            logits = self.prefill(cache, cond, pattern.inputs)  # [N, K, V]
+            for step in range(pattern.steps):
                 # 1. guidance: conditional and null halves of the batch into one set of scores
                 scores = logits.reshape(-1, self.vocab)
                 if cond.guided:
                     scores = apply_guidance(scores, params.guidance_scale)
                 # 2. sample, then 3. force the delay pattern (BOS ramp, prompt, pad after the end)
-                proposed = sample_next(scores, params, generator).view(batch, num_codebooks)
-                column = column_values(prompt_frames + 1 + step, proposed, prompt, total_frames, codebook_delays,
-                                       bundle.pad_token_id)
+                proposed = sample_next(scores, params, generator).view(cond.batch_size, self.bundle.num_codebooks)
+                column = pattern.column(step, proposed)
                 yield column
                 if should_stop is not None and should_stop():
                     raise Cancelled("generation cancelled")
                 # 4. feed the column back, unless it was the window's last
-                if step + 1 < steps:
+                if step + 1 < pattern.steps:
                     logits = self.decode_one_step(cache, column, position)
                     position += 1
+
+    def plan_window(self, cond: Conditioning, prompt: torch.Tensor | None,
+                    new_frames: int) -> tuple[WindowPattern, int]:
+        """The window's delay pattern, and the cache slot of its first sampled column (after any melody prefix)."""
+        bundle = self.bundle
+        pattern = WindowPattern.plan(prompt, cond.batch_size, bundle.num_codebooks, bundle.audio_channels, new_frames,
+                                     bundle.pad_token_id, bundle.device)
+        prefix = cond.hidden_states.shape[1] if cond.prefix else 0
+        return pattern, prefix + pattern.inputs.shape[-1]
 
     @contextmanager
     def open_cache(self, cond: Conditioning, positions: int) -> Iterator[KVCache]:

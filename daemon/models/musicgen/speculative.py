@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.delay import column_values, delay_steps, delays, forced_codebooks, initial_columns
 from daemon.models.musicgen.sampling import apply_guidance, distribution, speculative_accept
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
@@ -40,15 +39,9 @@ def speculative_columns(
     should_stop: Callable[[], bool] | None,
     lookahead: int,
 ) -> Iterator[torch.Tensor]:
-    bundle = verifier.bundle
-    batch, num_codebooks, vocab = cond.batch_size, bundle.num_codebooks, verifier.vocab
-    codebook_delays = delays(num_codebooks, bundle.audio_channels)
-    prompt_frames = 0 if prompt is None else prompt.shape[-1]
-    total_frames = prompt_frames + new_frames
-    inputs = initial_columns(prompt, batch, num_codebooks, codebook_delays, bundle.pad_token_id, bundle.device)
-    steps = new_frames + delay_steps(num_codebooks, bundle.audio_channels)
-    prefix = cond.hidden_states.shape[1] if cond.prefix else 0
-    start = prefix + inputs.shape[-1]  # cache slot of the window's first sampled column
+    batch, num_codebooks, vocab = cond.batch_size, verifier.bundle.num_codebooks, verifier.vocab
+    pattern, start = verifier.plan_window(cond, prompt, new_frames)  # start: the first sampled column's slot
+    steps = pattern.steps
 
     def scores_of(logits: torch.Tensor) -> torch.Tensor:
         """Guided scores `[B * K, V]` from one row of logits `[N, K, V]`."""
@@ -57,8 +50,7 @@ def speculative_columns(
 
     def finish(step: int, codes: torch.Tensor) -> torch.Tensor:
         """Column `step` of the window from codes `[B * K]`: the delay pattern and the prompt forced."""
-        return column_values(prompt_frames + 1 + step, codes.view(batch, num_codebooks), prompt, total_frames,
-                             codebook_delays, bundle.pad_token_id)
+        return pattern.column(step, codes.view(batch, num_codebooks))
 
     def draw(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Codes `[B * K]` and the distribution they came from (None when greedy)."""
@@ -78,14 +70,13 @@ def speculative_columns(
         else:
             codes, kept = speculative_accept(distribution(target_scores, params), draft_probs, flat, generator)
         # Codes the delay pattern or the prompt force are the same whatever was drawn.
-        forced = forced_codebooks(prompt_frames + 1 + step, prompt_frames, total_frames, codebook_delays)
-        kept = kept.view(batch, num_codebooks) | forced.to(kept.device)
+        kept = kept.view(batch, num_codebooks) | pattern.forced(step).to(kept.device)
         return finish(step, codes), bool(kept.all())
 
     # Both caches hold every slot up to the window's last column: a round may feed it.
     with verifier.open_cache(cond, start + steps) as v_cache, draft.open_cache(cond, start + steps) as d_cache:
-        logits = verifier.prefill(v_cache, cond, inputs)
-        draft.prefill(d_cache, cond, inputs)
+        logits = verifier.prefill(v_cache, cond, pattern.inputs)
+        draft.prefill(d_cache, cond, pattern.inputs)
         known = finish(0, draw(scores_of(logits))[0])  # column `step`, fed to neither engine yet
         step = 0
         draft_behind: list[torch.Tensor] = []  # accepted columns before `known` the draft has not seen
