@@ -34,6 +34,8 @@
 
 int riffd_int8_block_rows(void) { return BLOCK_ROWS; }
 int riffd_int8_group(void) { return GROUP; }
+/* Columns (k) must be a multiple of this: the activation quantiser works 16 at a time. */
+int riffd_int8_col_multiple(void) { return LANES; }
 int riffd_int8_max_k(void) { return MAX_K; }
 
 #ifdef RIFFD_VNNI
@@ -100,7 +102,7 @@ static inline __attribute__((always_inline)) void block(const uint8_t *high, con
 }
 
 /* x [m][k] float32; packed int8 as above; row_sums [n] int32 (sum of each weight row); scale [n];
-   y [m][n] float32; `threads` as torch.get_num_threads(). Needs k % GROUP == 0, k <= MAX_K, n % BLOCK_ROWS == 0 (checked by the caller). */
+   y [m][n] float32; `threads` as torch.get_num_threads(). Needs k % LANES == 0, k <= MAX_K, n % BLOCK_ROWS == 0 (checked by the caller). */
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads) {
     uint8_t high[MAX_ROWS * k], low[MAX_ROWS * k];

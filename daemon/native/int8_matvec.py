@@ -50,10 +50,11 @@ def pack(codes: torch.Tensor, scales: torch.Tensor) -> PackedInt8:
     """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel; NativeUnavailable if it cannot run them."""
     kernels = _library()
     block_rows, group, max_k = kernels.riffd_int8_block_rows(), kernels.riffd_int8_group(), kernels.riffd_int8_max_k()
+    col_multiple = kernels.riffd_int8_col_multiple()
     rows, cols = codes.shape
-    if rows % block_rows or cols % group or cols > max_k:
+    if rows % block_rows or cols % col_multiple or cols > max_k:
         raise NativeUnavailable(f"a [{rows}, {cols}] matrix does not fit the kernel's blocks "
-                                f"(rows % {block_rows}, columns % {group}, columns <= {max_k})")
+                                f"(rows % {block_rows}, columns % {col_multiple}, columns <= {max_k})")
     packed = codes.to(torch.int8).reshape(rows // block_rows, block_rows, cols // group, group)
     return PackedInt8(packed=packed.permute(0, 2, 1, 3).contiguous(),
                       row_sums=codes.to(torch.int32).sum(dim=1, dtype=torch.int32).contiguous(),

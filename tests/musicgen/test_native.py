@@ -23,7 +23,7 @@ from protocol.params import GenerationParams
 
 def _kernel_runs_here() -> str | None:
     try:
-        int8_matvec.pack(torch.zeros((32, 4), dtype=torch.int8), torch.ones(32))
+        int8_matvec.pack(torch.zeros((32, 16), dtype=torch.int8), torch.ones(32))
     except NativeUnavailable as exc:
         return str(exc)
     return None
@@ -57,8 +57,9 @@ def test_matvec_equals_float64_math_on_the_same_codes(rows, shape):
 
 
 def test_pack_refuses_shapes_outside_its_blocks_and_int8_falls_back():
-    with pytest.raises(NativeUnavailable, match="does not fit"):
-        int8_matvec.pack(torch.zeros((33, 64), dtype=torch.int8), torch.ones(33))
+    for rows, cols in ((33, 64), (32, 36), (32, 32768)):
+        with pytest.raises(NativeUnavailable, match="does not fit"):
+            int8_matvec.pack(torch.zeros((rows, cols), dtype=torch.int8), torch.ones(rows))
     with pytest.raises(ValueError, match="float32"):
         int8_matvec.matvec(torch.zeros((2, 64), dtype=torch.bfloat16),
                            int8_matvec.pack(torch.zeros((32, 64), dtype=torch.int8), torch.ones(32)))
