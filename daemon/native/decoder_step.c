@@ -6,7 +6,7 @@
    step. Here the glue is a few hundred lines of plain loops over a handful of buffers, and the
    weight products are int8_matvec.c's kernel. The math is the engine's (engine.py) step for
    step: pre-norm layers, scaled dot-product attention over the cache's first position + 1 slots
-   (kept in float16, as the engine's int8 mode allocates it),
+   (kept as int8 vectors with a scale each, as the engine's int8 mode allocates it),
    cross-attention with an additive mask, exact (erf) GELU; the tests compare the two. */
 
 #include <math.h>
@@ -87,22 +87,26 @@ void riffd_gelu(float *x, int64_t count) {
     }
 }
 
-/* Key and value rows are float16 in the self-attention cache (half the bytes a step reads from
-   it, which grows with every frame) and float32 in the cross-attention one (short, read-only). */
-static inline __m512 load16(const void *rows, int half, int64_t index) {
-    if (half) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)rows + index)));
+/* Self-attention rows are int8 with a float scale each (kv_cache.py's layout): a step reads every
+   row written so far, so late in a window they outweigh the weights. Cross-attention rows are
+   float32 (short, read-only). `scales` NULL: float32 rows. */
+static inline __m512 load16(const void *rows, const float *scales, int64_t index) {
+    if (scales)
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)rows + index))));
     return _mm512_loadu_ps((const float *)rows + index);
 }
 
 /* softmax(q . K[0..length) / sqrt(head_dim) + mask) . V for one (row, head); rows head_dim apart. */
-static void attend(const float *q, const void *keys, const void *values, int half, const float *mask,
-                   int64_t length, int64_t head_dim, float *scores, float *out) {
+static void attend(const float *q, const void *keys, const float *key_scales, const void *values,
+                   const float *value_scales, const float *mask, int64_t length, int64_t head_dim, float *scores,
+                   float *out) {
     float scale = 1.0f / sqrtf((float)head_dim), largest = -INFINITY;
     for (int64_t p = 0; p < length; p++) {
         __m512 dot = _mm512_setzero_ps();
         for (int64_t j = 0; j < head_dim; j += 16)
-            dot = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), load16(keys, half, p * head_dim + j), dot);
-        scores[p] = _mm512_reduce_add_ps(dot) * scale + (mask ? mask[p] : 0.0f);
+            dot = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), load16(keys, key_scales, p * head_dim + j), dot);
+        float row_scale = key_scales ? key_scales[p] * scale : scale;
+        scores[p] = _mm512_reduce_add_ps(dot) * row_scale + (mask ? mask[p] : 0.0f);
         if (scores[p] > largest) largest = scores[p];
     }
     __m512 sum = _mm512_setzero_ps();
@@ -114,18 +118,28 @@ static void attend(const float *q, const void *keys, const void *values, int hal
         sum = _mm512_add_ps(sum, e);
     }
     float total = _mm512_reduce_add_ps(sum);
+    if (value_scales)  /* fold each row's scale into its weight */
+        for (int64_t p = 0; p < length; p++) scores[p] *= value_scales[p];
     for (int64_t j = 0; j < head_dim; j += 16) {
         __m512 acc = _mm512_setzero_ps();
         for (int64_t p = 0; p < length; p++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[p]), load16(values, half, p * head_dim + j), acc);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[p]), load16(values, value_scales, p * head_dim + j), acc);
         _mm512_storeu_ps(out + j, _mm512_div_ps(acc, _mm512_set1_ps(total)));
     }
 }
 
-/* Store a float32 row as float16 (round to nearest even). */
-static void store_half(uint16_t *to, const float *from, int64_t count) {
-    for (int64_t j = 0; j < count; j += 16)
-        _mm256_storeu_si256((__m256i *)(to + j), _mm512_cvtps_ph(_mm512_loadu_ps(from + j), _MM_FROUND_TO_NEAREST_INT));
+/* Store a float32 row as int8 codes and its scale, as kv_cache.quantize_vectors does:
+   round(x * (127 / max|x|)), half to even, and max|x| / 127. */
+static void store_int8(int8_t *to, float *scale, const float *from, int64_t count) {
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t j = 0; j < count; j += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(from + j)));
+    float largest = _mm512_reduce_max_ps(amax);
+    __m512 inverse = _mm512_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
+    for (int64_t j = 0; j < count; j += 16) {
+        __m512i codes = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(from + j), inverse));
+        _mm_storeu_si128((__m128i *)(to + j), _mm512_cvtsepi32_epi8(codes));
+    }
+    *scale = largest / 127.0f;
 }
 
 /* Floats of scratch a step needs; the caller allocates them once. */
@@ -150,15 +164,17 @@ void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, floa
         project(d, normed, n, &layer->qkv, qkv);
         for (int64_t b = 0; b < n; b++)
             for (int64_t h = 0; h < heads; h++) {
-                size_t slot = (size_t)(((b * heads + h) * d->max_positions + position) * hd);
-                store_half(layer->keys + slot, qkv + b * 3 * hidden + hidden + h * hd, hd);
-                store_half(layer->values + slot, qkv + b * 3 * hidden + 2 * hidden + h * hd, hd);
+                size_t row = (size_t)((b * heads + h) * d->max_positions + position);
+                store_int8(layer->keys + row * hd, layer->key_scales + row, qkv + b * 3 * hidden + hidden + h * hd, hd);
+                store_int8(layer->values + row * hd, layer->value_scales + row, qkv + b * 3 * hidden + 2 * hidden + h * hd,
+                           hd);
             }
 #pragma omp parallel for schedule(static) num_threads(d->threads)
         for (int64_t task = 0; task < n * heads; task++) {
             int64_t b = task / heads, h = task % heads;
-            size_t base = (size_t)(task * d->max_positions * hd);
-            attend(qkv + b * 3 * hidden + h * hd, layer->keys + base, layer->values + base, 1, NULL, position + 1, hd,
+            size_t rows = (size_t)(task * d->max_positions);
+            attend(qkv + b * 3 * hidden + h * hd, layer->keys + rows * hd, layer->key_scales + rows,
+                   layer->values + rows * hd, layer->value_scales + rows, NULL, position + 1, hd,
                    scores + task * longest, attn + b * hidden + h * hd);
         }
         project(d, attn, n, &layer->self_out, delta);
@@ -171,7 +187,7 @@ void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, floa
             for (int64_t task = 0; task < n * heads; task++) {
                 int64_t b = task / heads, h = task % heads;
                 size_t base = (size_t)(task * d->cross_len * hd);
-                attend(qkv + b * hidden + h * hd, layer->cross_keys + base, layer->cross_values + base, 0,
+                attend(qkv + b * hidden + h * hd, layer->cross_keys + base, NULL, layer->cross_values + base, NULL,
                        d->cross_mask ? d->cross_mask + b * d->cross_len : NULL, d->cross_len, hd,
                        scores + task * longest, attn + b * hidden + h * hd);
             }

@@ -31,7 +31,8 @@ class LayerStruct(ctypes.Structure):
     _fields_ = [("self_norm", NormStruct), ("qkv", Int8Struct), ("self_out", Int8Struct),
                 ("cross_norm", NormStruct), ("cross_q", Int8Struct), ("cross_out", Int8Struct),
                 ("ffn_norm", NormStruct), ("fc1", Int8Struct), ("fc2", Int8Struct),
-                ("keys", _ptr), ("values", _ptr), ("cross_keys", _ptr), ("cross_values", _ptr)]
+                ("keys", _ptr), ("values", _ptr), ("key_scales", _ptr), ("value_scales", _ptr),
+                ("cross_keys", _ptr), ("cross_values", _ptr)]
 
 
 class DecoderStruct(ctypes.Structure):

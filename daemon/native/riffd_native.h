@@ -33,7 +33,8 @@ typedef struct {
     riffd_int8 cross_q, cross_out;
     riffd_norm ffn_norm;
     riffd_int8 fc1, fc2;
-    uint16_t *keys, *values;                 /* float16 [batch][heads][max_positions][head_dim], written in place */
+    int8_t *keys, *values;                   /* [batch][heads][max_positions][head_dim], written in place */
+    float *key_scales, *value_scales;        /* [batch][heads][max_positions]: a slot is codes * scale */
     const float *cross_keys, *cross_values;  /* [batch][heads][cross_len][head_dim] */
 } riffd_layer;
 

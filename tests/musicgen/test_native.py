@@ -149,7 +149,7 @@ def test_native_step_checks_what_the_c_side_trusts(load_preset):
     hidden = engine.heads * engine.head_dim
     with torch.inference_mode(), engine.open_cache(cond, 8) as cache:
         engine.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
-        assert cache.keys[0].dtype == torch.float16
+        assert cache.keys[0].dtype == torch.int8 and cache.quantized
         with pytest.raises(ValueError, match="position"):
             engine._native(torch.zeros(2, 1, hidden), cache, 8)
         with pytest.raises(ValueError, match="does not match"):
@@ -157,3 +157,22 @@ def test_native_step_checks_what_the_c_side_trusts(load_preset):
         assert engine._native(torch.zeros(2, 1, hidden), cache, 1).shape == (2, engine.heads_out.packed.rows)
     with pytest.raises(ValueError, match="does not match"), torch.inference_mode():
         engine._native(torch.zeros(2, 1, hidden), cache, 1)  # a freed cache
+
+
+def test_int8_cache_slots_round_trip_within_half_a_step():
+    from daemon.models.musicgen.kv_cache import KVCache
+
+    cache = KVCache.allocate(layers=1, batch=2, heads=3, head_dim=16, max_positions=8, dtype=torch.int8,
+                             device=torch.device("cpu"))
+    keys = torch.randn(2, 3, 4, 16) * torch.logspace(-3, 2, 4)[None, None, :, None]
+    keys[0, 0, 0] = 0.0  # an all-zero vector keeps scale 0 and codes 0
+    values = -keys
+    cache.write(0, torch.tensor([1, 2, 3, 5]), keys, values)
+    read_keys, read_values = cache.read(0, 6, torch.float32)
+    step = keys.abs().amax(dim=-1, keepdim=True) / 127
+    assert bool(((read_keys[:, :, [1, 2, 3, 5]] - keys).abs() <= step / 2 + 1e-7).all())
+    assert torch.equal(read_values[:, :, [1, 2, 3, 5]], -read_keys[:, :, [1, 2, 3, 5]])
+    assert torch.count_nonzero(read_keys[:, :, [0, 4]]) == 0 and torch.count_nonzero(read_keys[0, 0, 1]) == 0
+    assert cache.nbytes == 2 * (2 * 3 * 8 * 16) + 2 * (2 * 3 * 8 * 4)
+    cache.free()
+    assert cache.nbytes == 0 and not cache.quantized

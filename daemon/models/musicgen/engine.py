@@ -89,7 +89,7 @@ class MusicgenEngine:
         self.layers = [self._layer(layer, options) for layer in decoder.layers]
         self._live_caches = 0
         # int8 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
-        # self-attention cache holds float16: half the bytes each step reads back from it.
+        # self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
         self._native = NativeStep.build(self) if options.weights == "int8" and not options.compile else None
         self.cache_dtype = NativeStep.CACHE_DTYPE if self._native is not None else options.dtype
         # +draft: a quantised engine over the same checkpoint proposes columns for these weights to check.
@@ -272,9 +272,7 @@ class MusicgenEngine:
         n, t, hidden = x.shape
         q, k, v = lw.qkv(lw.self_norm(x)).view(n, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         cache.write(index, positions, k, v)
-        keys, values = cache.keys[index][:, :, :visible_len], cache.values[index][:, :, :visible_len]
-        if keys.dtype != q.dtype:  # a float16 cache kept for the native step, read here by the prefill
-            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        keys, values = cache.read(index, visible_len, q.dtype)
         attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, is_causal=causal)
         x = x + lw.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
         if lw.cross_q is not None:

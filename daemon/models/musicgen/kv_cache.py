@@ -3,13 +3,20 @@
 Self-attention keys and values get one slot per position, allocated once for the whole
 window, so a step never reallocates or concatenates. Cross-attention keys and values depend
 only on the conditioning and are computed once, at prefill.
+
+Slots are stored in the engine's dtype, or as int8 with a scale per (row, head, position)
+vector: a step reads every slot written so far, so late in a long window the cache, not the
+weights, is most of what a step reads, and int8 halves float16's share again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+#: int8 slots hold round(x * 127 / max|x|) of each head_dim vector, and max|x| / 127 beside it.
+INT8_LEVELS = 127.0
 
 
 @dataclass
@@ -17,7 +24,8 @@ class KVCache:
     """Per-layer tensors of one window.
 
     `keys[l]` / `values[l]` are `[N, heads, max_positions, head_dim]` (N = batch, doubled under
-    guidance); `cross_keys[l]` / `cross_values[l]` are `[N, heads, S, head_dim]`, and
+    guidance); with int8 slots, `key_scales[l]` / `value_scales[l]` `[N, heads, max_positions]`
+    float32 scale them. `cross_keys[l]` / `cross_values[l]` are `[N, heads, S, head_dim]`, and
     `cross_mask` `[N, 1, 1, S]` is additive (0 or a large negative), or None when nothing is masked.
     """
 
@@ -27,6 +35,8 @@ class KVCache:
     cross_values: list[torch.Tensor]
     cross_mask: torch.Tensor | None
     max_positions: int
+    key_scales: list[torch.Tensor] = field(default_factory=list)
+    value_scales: list[torch.Tensor] = field(default_factory=list)
 
     @classmethod
     def allocate(cls, *, layers: int, batch: int, heads: int, head_dim: int, max_positions: int,
@@ -35,23 +45,58 @@ class KVCache:
         # Zeros, not empty: the compiled step reads the whole buffer (masked), and garbage could be NaN.
         keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        return cls(keys, values, [], [], None, max_positions)
+        cache = cls(keys, values, [], [], None, max_positions)
+        if dtype == torch.int8:
+            cache.key_scales = [torch.zeros(shape[:3], device=device) for _ in range(layers)]
+            cache.value_scales = [torch.zeros(shape[:3], device=device) for _ in range(layers)]
+        return cache
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.key_scales)
 
     def write(self, layer: int, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store `keys`/`values` `[N, heads, T, head_dim]` at `positions` `[T]` of `layer`, in place
         (converted to the cache's dtype)."""
+        if self.quantized:
+            for slots, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
+                codes, scale = quantize_vectors(new)
+                slots[layer].index_copy_(2, positions, codes)
+                scales[layer].index_copy_(2, positions, scale)
+            return
         self.keys[layer].index_copy_(2, positions, keys.to(self.keys[layer].dtype))
         self.values[layer].index_copy_(2, positions, values.to(self.values[layer].dtype))
 
+    def read(self, layer: int, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the first `length` slots of `layer`, `[N, heads, length, head_dim]` in `dtype`."""
+        keys, values = self.keys[layer][:, :, :length], self.values[layer][:, :, :length]
+        if self.quantized:
+            return (keys.to(dtype) * self.key_scales[layer][:, :, :length, None].to(dtype),
+                    values.to(dtype) * self.value_scales[layer][:, :, :length, None].to(dtype))
+        if keys.dtype != dtype:
+            return keys.to(dtype), values.to(dtype)
+        return keys, values
+
     @property
     def nbytes(self) -> int:
-        tensors = self.keys + self.values + self.cross_keys + self.cross_values
+        tensors = self.keys + self.values + self.cross_keys + self.cross_values + self.key_scales + self.value_scales
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def free(self) -> None:
         """Drop every buffer now, so a stopped job gives its memory back at once."""
-        self.keys.clear()
-        self.values.clear()
-        self.cross_keys.clear()
-        self.cross_values.clear()
+        for buffers in (self.keys, self.values, self.cross_keys, self.cross_values, self.key_scales, self.value_scales):
+            buffers.clear()
         self.cross_mask = None
+
+
+def quantize_vectors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes of `x` `[..., D]` and a float32 scale per vector `[...]`: x ~ codes * scale.
+
+    The same arithmetic as decoder_step.c's store (x * (127 / max|x|), rounded half to even),
+    so the Python and the native step fill a cache alike.
+    """
+    x = x.float()
+    largest = x.abs().amax(dim=-1)
+    inverse = torch.where(largest > 0, INT8_LEVELS / largest, torch.zeros_like(largest))
+    codes = torch.round(x * inverse[..., None]).clamp(-INT8_LEVELS, INT8_LEVELS).to(torch.int8)
+    return codes, largest / INT8_LEVELS

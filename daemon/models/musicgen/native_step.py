@@ -35,8 +35,8 @@ def _packed(linear: object) -> Int8Struct:
 class NativeStep:
     """Call with the step's embedded input `[N, 1, H]`, the window's cache and the position: logits `[N, K * V]`."""
 
-    #: The self-attention cache's dtype the native step reads and writes.
-    CACHE_DTYPE = torch.float16
+    #: The self-attention cache's dtype the native step reads and writes (int8 with a scale per vector).
+    CACHE_DTYPE = torch.int8
 
     def __init__(self, engine: "MusicgenEngine") -> None:
         self.engine = engine
@@ -73,9 +73,11 @@ class NativeStep:
         """Point the structs at this window's cache (once a window) and size the scratch."""
         engine, d = self.engine, self._decoder
         if cache.keys[0].dtype != self.CACHE_DTYPE or (cache.cross_keys and cache.cross_keys[0].dtype != torch.float32):
-            raise ValueError("the native step needs a float16 self-attention cache and float32 cross-attention")
-        for struct, keys, values in zip(self._layers, cache.keys, cache.values):
+            raise ValueError("the native step needs an int8 self-attention cache and float32 cross-attention")
+        for struct, keys, values, key_scales, value_scales in zip(self._layers, cache.keys, cache.values,
+                                                                   cache.key_scales, cache.value_scales):
             struct.keys, struct.values = keys.data_ptr(), values.data_ptr()
+            struct.key_scales, struct.value_scales = key_scales.data_ptr(), value_scales.data_ptr()
         cross_len = cache.cross_keys[0].shape[2] if cache.cross_keys else 0
         for index, struct in enumerate(self._layers):
             struct.cross_keys = cache.cross_keys[index].data_ptr() if cache.cross_keys else None
