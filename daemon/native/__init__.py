@@ -82,15 +82,27 @@ def library() -> ctypes.CDLL:
         return loaded
 
 
+#: A build takes a second or two; one that hangs must not hold the engine's load forever.
+BUILD_TIMEOUT_S = 300
+
+
 def _build(compiler: str, sources: list[Path], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: a second process building at the same time, or one
-    # killed half way, never leaves a truncated library under the final name.
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(handle)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Build beside the target and rename: a second process building at the same time, or one
+        # killed half way, never leaves a truncated library under the final name.
+        handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(handle)
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot write riffd's native kernels to {target.parent}: {exc} "
+                                "(set RIFFD_NATIVE_DIR to a writable folder)") from exc
     command = [compiler, *FLAGS, *map(str, sources), "-o", partial]
     log.info("building riffd's native kernels: %s", " ".join(command))
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        os.unlink(partial)
+        raise NativeUnavailable(f"{compiler} took over {BUILD_TIMEOUT_S} s to build riffd's native kernels") from exc
     if done.returncode != 0:
         os.unlink(partial)
         raise NativeUnavailable(f"{compiler} could not build riffd's native kernels: {done.stderr.strip()[-500:]}")

@@ -121,7 +121,7 @@ def test_native_int8_agrees_with_float32(load_preset):
     assert agreement.relative_logit_error <= 0.02
 
 
-def test_without_a_compiler_int8_still_runs_on_pytorchs_kernel(tmp_path):
+def test_without_a_compiler_or_a_writable_cache_int8_runs_on_pytorchs_kernel(tmp_path):
     script = textwrap.dedent("""
         import logging, torch
         logging.basicConfig(level=logging.WARNING)
@@ -140,6 +140,13 @@ def test_without_a_compiler_int8_still_runs_on_pytorchs_kernel(tmp_path):
     assert "fell back" in done.stdout
     assert "riffd-no-such-compiler" in done.stderr and "PyTorch's int8 kernel" in done.stderr
     assert not (tmp_path / "native").exists() or not list((tmp_path / "native").glob("*.so"))
+    # A cache folder that cannot be written: the same fallback, with the reason.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {**os.environ, "RIFFD_NATIVE_DIR": str(blocker / "native")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "cannot write riffd's native kernels" in done.stderr
 
 
 def test_native_step_checks_what_the_c_side_trusts(load_preset):
