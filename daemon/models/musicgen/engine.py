@@ -92,6 +92,9 @@ class MusicgenEngine:
         # self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
         self._native = NativeStep.build(self) if options.weights == "int8" and not options.compile else None
         self.cache_dtype = NativeStep.CACHE_DTYPE if self._native is not None else options.dtype
+        if options.weights == "int8":
+            log.info("%s int8 engine: %s", bundle.model_id, "riffd's native decode step" if self._native is not None
+                     else "PyTorch's kernels (riffd's native step cannot run these weights here)")
         # +draft: a quantised engine over the same checkpoint proposes columns for these weights to check.
         self.draft = MusicgenEngine(bundle, options.draft_options(bundle.device)) if options.draft else None
         self._step = self._decode_masked
