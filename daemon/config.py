@@ -194,7 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="playback jitter buffer: a job sounds once this much is buffered (default 0.5)")
     parser.add_argument("--engine", metavar="MODE",
                         help="MusicGen decode mode: float32 (default, exact), float32+draft (float32's output, "
-                             "speculative), bfloat16, float16 (GPU), int8 (fastest on CPUs with AVX-512 VNNI), int8dyn, "
+                             "speculative), bfloat16, float16 (GPU), int8 (fastest on CPUs with VNNI), int8dyn, "
                              "int4; +compile compiles the step")
 
 

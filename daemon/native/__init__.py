@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 SOURCE_DIR = Path(__file__).resolve().parent
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 
+
+def flags() -> tuple[str, ...]:
+    """FLAGS, then `RIFFD_NATIVE_CFLAGS` (split on spaces): e.g. `-mno-avx512f` builds the AVX2 kernels
+    on an AVX-512 machine, which is how the tests check both."""
+    return FLAGS + tuple(os.environ.get("RIFFD_NATIVE_CFLAGS", "").split())
+
 _lock = threading.Lock()
 _loaded: list[ctypes.CDLL] = []  # the one library, once loaded
 
@@ -70,7 +76,7 @@ def library() -> ctypes.CDLL:
         for path in sorted(SOURCE_DIR.glob("*.[ch]")):
             digest.update(path.name.encode() + path.read_bytes())
         # -march=native: a library built on one CPU may not run on another that shares this folder.
-        digest.update(" ".join((*FLAGS, _compiler_version(compiler), os.uname().machine, _cpu_flags())).encode())
+        digest.update(" ".join((*flags(), _compiler_version(compiler), os.uname().machine, _cpu_flags())).encode())
         target = cache_dir() / f"libriffd-{digest.hexdigest()[:16]}.so"
         if not target.exists():
             _build(compiler, sources, target)
@@ -86,6 +92,14 @@ def library() -> ctypes.CDLL:
 BUILD_TIMEOUT_S = 300
 
 
+def kernels() -> ctypes.CDLL:
+    """The library, where this CPU can run its kernels (AVX-512 VNNI, or AVX2 with AVX-VNNI)."""
+    loaded = library()
+    if not loaded.riffd_int8_supported():
+        raise NativeUnavailable("this CPU has neither AVX-512 VNNI nor AVX-VNNI, which riffd's kernels need")
+    return loaded
+
+
 def _build(compiler: str, sources: list[Path], target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +110,7 @@ def _build(compiler: str, sources: list[Path], target: Path) -> None:
     except OSError as exc:
         raise NativeUnavailable(f"cannot write riffd's native kernels to {target.parent}: {exc} "
                                 "(set RIFFD_NATIVE_DIR to a writable folder)") from exc
-    command = [compiler, *FLAGS, *map(str, sources), "-o", partial]
+    command = [compiler, *flags(), *map(str, sources), "-o", partial]
     log.info("building riffd's native kernels: %s", " ".join(command))
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=BUILD_TIMEOUT_S)

@@ -44,100 +44,101 @@ static void add_into(float *x, const float *delta, int64_t count) {
     for (int64_t i = 0; i < count; i++) x[i] += delta[i];
 }
 
-/* e^x, 16 at a time: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor series to r^6
-   (relative error under 2e-7), times 2^n. Below -87 (a masked score) the result is exactly 0. */
-static inline __m512 exp16(__m512 x) {
-    __mmask16 vanishing = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);  /* ln 2 in two parts (Cody-Waite) */
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps(~vanishing, _mm512_scalef_ps(p, n));
+/* e^x, a vector at a time: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor series to r^6
+   (relative error under 2e-7), times 2^n built in the exponent bits. Below -87 (a masked score)
+   the result is exactly 0. */
+static inline vf exp_v(vf x) {
+    vf clamped = vf_min(vf_max(x, vf_set1(-87.0f)), vf_set1(88.0f));
+    vf n = vf_round(vf_mul(clamped, vf_set1(1.44269504f)));
+    vf r = vf_fnmadd(n, vf_set1(0.693145752f), clamped); /* ln 2 in two parts (Cody-Waite) */
+    r = vf_fnmadd(n, vf_set1(1.42860677e-6f), r);
+    vf p = vf_set1(1.0f / 720);
+    p = vf_fmadd(p, r, vf_set1(1.0f / 120));
+    p = vf_fmadd(p, r, vf_set1(1.0f / 24));
+    p = vf_fmadd(p, r, vf_set1(1.0f / 6));
+    p = vf_fmadd(p, r, vf_set1(0.5f));
+    p = vf_fmadd(p, r, vf_set1(1.0f));
+    p = vf_fmadd(p, r, vf_set1(1.0f));
+    vf two_to_n = vf_as_float(vi_shift_left(vi_add(vf_to_int(n), vi_set1(127)), 23)); /* n in [-126, 127] */
+    return vf_zero_below(vf_mul(p, two_to_n), x, -87.0f);
 }
 
-/* erf(x), 16 at a time: Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), odd in x. */
-static inline __m512 erf16(__m512 x) {
-    __m512 a = _mm512_abs_ps(x);
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_set1_ps(1.061405429f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    p = _mm512_mul_ps(p, t);
-    __m512 e = _mm512_fnmadd_ps(p, exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
-    /* copy x's sign onto e */
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e),
-                                                _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN))));
+/* erf(x), a vector at a time: Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), odd in x. */
+static inline vf erf_v(vf x) {
+    vf a = vf_abs(x);
+    vf t = vf_div(vf_set1(1.0f), vf_fmadd(a, vf_set1(0.3275911f), vf_set1(1.0f)));
+    vf p = vf_set1(1.061405429f);
+    p = vf_fmadd(p, t, vf_set1(-1.453152027f));
+    p = vf_fmadd(p, t, vf_set1(1.421413741f));
+    p = vf_fmadd(p, t, vf_set1(-0.284496736f));
+    p = vf_fmadd(p, t, vf_set1(0.254829592f));
+    p = vf_mul(p, t);
+    vf e = vf_fnmadd(p, exp_v(vf_mul(vf_sub(vf_zero(), a), a)), vf_set1(1.0f));
+    return vf_copysign(e, x);
 }
 
-/* Exact (erf) GELU in place; count % 16 == 0. Exported for the tests. */
+/* Exact (erf) GELU in place; count % VL == 0. Exported for the tests. */
 void riffd_gelu(float *x, int64_t count) {
-    for (int64_t i = 0; i < count; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __m512 half = _mm512_mul_ps(v, _mm512_set1_ps(0.5f));
-        _mm512_storeu_ps(x + i, _mm512_fmadd_ps(half, erf16(_mm512_mul_ps(v, _mm512_set1_ps((float)M_SQRT1_2))), half));
+    for (int64_t i = 0; i < count; i += VL) {
+        vf v = vf_load(x + i);
+        vf half = vf_mul(v, vf_set1(0.5f));
+        vf_store(x + i, vf_fmadd(half, erf_v(vf_mul(v, vf_set1((float)M_SQRT1_2))), half));
     }
 }
 
 /* Self-attention rows are int8 with a float scale each (kv_cache.py's layout): a step reads every
    row written so far, so late in a window they outweigh the weights. Cross-attention rows are
    float32 (short, read-only). `scales` NULL: float32 rows. */
-static inline __m512 load16(const void *rows, const float *scales, int64_t index) {
-    if (scales)
-        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)rows + index))));
-    return _mm512_loadu_ps((const float *)rows + index);
+static inline vf load_row(const void *rows, const float *scales, int64_t index) {
+    return scales ? vf_load_i8((const int8_t *)rows + index) : vf_load((const float *)rows + index);
 }
 
-/* softmax(q . K[0..length) / sqrt(head_dim) + mask) . V for one (row, head); rows head_dim apart. */
+/* softmax(q . K[0..length) / sqrt(head_dim) + mask) . V for one (row, head); rows head_dim apart,
+   head_dim % VL == 0. */
 static void attend(const float *q, const void *keys, const float *key_scales, const void *values,
                    const float *value_scales, const float *mask, int64_t length, int64_t head_dim, float *scores,
                    float *out) {
     float scale = 1.0f / sqrtf((float)head_dim), largest = -INFINITY;
     for (int64_t p = 0; p < length; p++) {
-        __m512 dot = _mm512_setzero_ps();
-        for (int64_t j = 0; j < head_dim; j += 16)
-            dot = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), load16(keys, key_scales, p * head_dim + j), dot);
+        vf dot = vf_zero();
+        for (int64_t j = 0; j < head_dim; j += VL)
+            dot = vf_fmadd(vf_load(q + j), load_row(keys, key_scales, p * head_dim + j), dot);
         float row_scale = key_scales ? key_scales[p] * scale : scale;
-        scores[p] = _mm512_reduce_add_ps(dot) * row_scale + (mask ? mask[p] : 0.0f);
+        scores[p] = vf_sum(dot) * row_scale + (mask ? mask[p] : 0.0f);
         if (scores[p] > largest) largest = scores[p];
     }
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t p = 0; p < length; p += 16) {
-        __mmask16 live = length - p >= 16 ? 0xFFFF : (__mmask16)((1u << (length - p)) - 1);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, scores + p), _mm512_set1_ps(largest)));
-        e = _mm512_maskz_mov_ps(live, e);
-        _mm512_mask_storeu_ps(scores + p, live, e);
-        sum = _mm512_add_ps(sum, e);
+    vf sum = vf_zero();
+    int64_t whole = length - length % VL;
+    for (int64_t p = 0; p < whole; p += VL) {
+        vf e = exp_v(vf_sub(vf_load(scores + p), vf_set1(largest)));
+        vf_store(scores + p, e);
+        sum = vf_add(sum, e);
     }
-    float total = _mm512_reduce_add_ps(sum);
+    float total = vf_sum(sum);
+    for (int64_t p = whole; p < length; p++) {  /* the last few, one at a time */
+        scores[p] = scores[p] - largest < -87.0f ? 0.0f : expf(scores[p] - largest);
+        total += scores[p];
+    }
     if (value_scales)  /* fold each row's scale into its weight */
         for (int64_t p = 0; p < length; p++) scores[p] *= value_scales[p];
-    for (int64_t j = 0; j < head_dim; j += 16) {
-        __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < head_dim; j += VL) {
+        vf acc = vf_zero();
         for (int64_t p = 0; p < length; p++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(scores[p]), load16(values, value_scales, p * head_dim + j), acc);
-        _mm512_storeu_ps(out + j, _mm512_div_ps(acc, _mm512_set1_ps(total)));
+            acc = vf_fmadd(vf_set1(scores[p]), load_row(values, value_scales, p * head_dim + j), acc);
+        vf_store(out + j, vf_div(acc, vf_set1(total)));
     }
 }
 
 /* Store a float32 row as int8 codes and its scale, as kv_cache.quantize_vectors does:
-   round(x * (127 / max|x|)), half to even, and max|x| / 127. */
+   round(x * (127 / max|x|)), half to even, and max|x| / 127. count % VL == 0. */
 static void store_int8(int8_t *to, float *scale, const float *from, int64_t count) {
-    __m512 amax = _mm512_setzero_ps();
-    for (int64_t j = 0; j < count; j += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(from + j)));
-    float largest = _mm512_reduce_max_ps(amax);
-    __m512 inverse = _mm512_set1_ps(largest > 0.0f ? 127.0f / largest : 0.0f);
-    for (int64_t j = 0; j < count; j += 16) {
-        __m512i codes = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(from + j), inverse));
-        _mm_storeu_si128((__m128i *)(to + j), _mm512_cvtsepi32_epi8(codes));
+    vf amax = vf_zero();
+    for (int64_t j = 0; j < count; j += VL) amax = vf_max(amax, vf_abs(vf_load(from + j)));
+    float largest = vf_largest(amax);
+    vf inverse = vf_set1(largest > 0.0f ? 127.0f / largest : 0.0f);
+    for (int64_t j = 0; j < count; j += VL) {
+        vi codes = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + j), inverse)), vi_set1(-127)), vi_set1(127));
+        vi_store_bytes(to + j, codes);
     }
     *scale = largest / 127.0f;
 }

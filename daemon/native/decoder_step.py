@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-from daemon.native import NativeUnavailable, library
+from daemon.native import kernels
 from daemon.native.int8_matvec import PackedInt8
 
 _ptr = ctypes.c_void_p
@@ -46,9 +46,7 @@ class DecoderStruct(ctypes.Structure):
 @functools.cache  # a failure raises, so it is not cached
 def functions() -> ctypes.CDLL:
     """The library with the decoder step's signatures set; NativeUnavailable where it cannot run."""
-    loaded = library()
-    if not loaded.riffd_int8_supported():
-        raise NativeUnavailable("this CPU has no AVX-512 VNNI, which riffd's int8 kernel needs")
+    loaded = kernels()
     loaded.riffd_decoder_scratch_floats.argtypes = [ctypes.POINTER(DecoderStruct)]
     loaded.riffd_decoder_scratch_floats.restype = ctypes.c_int64
     loaded.riffd_decoder_step.argtypes = [ctypes.POINTER(DecoderStruct), _ptr, ctypes.c_int64, _ptr]

@@ -4,7 +4,7 @@
    drafted columns at once, 4 to 12 rows, reading its 1.4 GB of weights once. MKL's sgemm is
    near memory bandwidth at 2 rows but falls to a third of it at 4 to 10, so this kernel keeps
    the weight stream going instead: the checkpoint's own row-major tensors (no copy), two weight
-   rows at a time against every activation row, 16 inputs per instruction, prefetching ahead. */
+   rows at a time against every activation row, a vector of inputs per instruction, prefetching ahead. */
 
 #include <stdint.h>
 
@@ -12,30 +12,32 @@
 
 #ifdef RIFFD_VNNI
 
-#define F32_MAX_ROWS 12 /* activation rows per pass: 2 weight rows x 12 accumulators stay in registers */
+/* Activation rows per pass: 2 weight rows x 12 accumulators stay in AVX-512's 32 registers (AVX2
+   has 16: it spills some at the top of the range, still one read of the weights). */
+#define F32_MAX_ROWS 12
 #define F32_PREFETCH_L2_BYTES 4096
 #define F32_PREFETCH_L1_BYTES 512
 
 static inline __attribute__((always_inline)) void two_rows(const float *x, const int rows, int64_t k, const float *w,
                                                            float *y, int64_t n, int64_t r) {
-    __m512 acc0[F32_MAX_ROWS], acc1[F32_MAX_ROWS];
-    for (int m = 0; m < F32_MAX_ROWS; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
+    vf acc0[F32_MAX_ROWS], acc1[F32_MAX_ROWS];
+    for (int m = 0; m < F32_MAX_ROWS; m++) acc0[m] = acc1[m] = vf_zero();
     const float *w0 = w + r * k, *w1 = w0 + k;
-    for (int64_t j = 0; j < k; j += 16) {
+    for (int64_t j = 0; j < k; j += VL) {
         _mm_prefetch((const char *)(w0 + j) + F32_PREFETCH_L2_BYTES, _MM_HINT_T1);
         _mm_prefetch((const char *)(w1 + j) + F32_PREFETCH_L2_BYTES, _MM_HINT_T1);
         _mm_prefetch((const char *)(w0 + j) + F32_PREFETCH_L1_BYTES, _MM_HINT_T0);
         _mm_prefetch((const char *)(w1 + j) + F32_PREFETCH_L1_BYTES, _MM_HINT_T0);
-        __m512 a = _mm512_loadu_ps(w0 + j), b = _mm512_loadu_ps(w1 + j);
+        vf a = vf_load(w0 + j), b = vf_load(w1 + j);
         for (int m = 0; m < rows; m++) {
-            __m512 xv = _mm512_loadu_ps(x + m * k + j);
-            acc0[m] = _mm512_fmadd_ps(a, xv, acc0[m]);
-            acc1[m] = _mm512_fmadd_ps(b, xv, acc1[m]);
+            vf xv = vf_load(x + m * k + j);
+            acc0[m] = vf_fmadd(a, xv, acc0[m]);
+            acc1[m] = vf_fmadd(b, xv, acc1[m]);
         }
     }
     for (int m = 0; m < rows; m++) {
-        y[m * n + r] = _mm512_reduce_add_ps(acc0[m]);
-        y[m * n + r + 1] = _mm512_reduce_add_ps(acc1[m]);
+        y[m * n + r] = vf_sum(acc0[m]);
+        y[m * n + r + 1] = vf_sum(acc1[m]);
     }
 }
 

@@ -7,16 +7,14 @@ import functools
 
 import torch
 
-from daemon.native import NativeUnavailable, library
+from daemon.native import NativeUnavailable, kernels
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
 
 @functools.cache  # a failure raises, so it is not cached
 def _library() -> ctypes.CDLL:
-    loaded = library()
-    if not loaded.riffd_int8_supported():  # built for AVX-512 (with VNNI) or not at all
-        raise NativeUnavailable("this CPU has no AVX-512 VNNI, which riffd's kernels need")
+    loaded = kernels()
     loaded.riffd_f32_matmul.argtypes = [_ptr, _i64, _i64, _ptr, _ptr, _i64, ctypes.c_int]
     loaded.riffd_f32_matmul.restype = None
     return loaded

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 
 import torch
 
-from daemon.native import NativeUnavailable, library
+from daemon.native import NativeUnavailable, kernels
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
 
 @functools.cache  # a failure raises, so it is not cached and the next call says why again
 def _library() -> ctypes.CDLL:
-    loaded = library()
-    if not loaded.riffd_int8_supported():
-        raise NativeUnavailable("this CPU has no AVX-512 VNNI, which riffd's int8 kernel needs")
+    loaded = kernels()
     loaded.riffd_int8_matvec.argtypes = [_ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64, ctypes.c_int]
     loaded.riffd_int8_matvec.restype = None
     return loaded
@@ -48,9 +46,9 @@ class PackedInt8:
 
 def pack(codes: torch.Tensor, scales: torch.Tensor) -> PackedInt8:
     """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel; NativeUnavailable if it cannot run them."""
-    kernels = _library()
-    block_rows, group, max_k = kernels.riffd_int8_block_rows(), kernels.riffd_int8_group(), kernels.riffd_int8_max_k()
-    col_multiple = kernels.riffd_int8_col_multiple()
+    loaded = _library()
+    block_rows, group, max_k = loaded.riffd_int8_block_rows(), loaded.riffd_int8_group(), loaded.riffd_int8_max_k()
+    col_multiple = loaded.riffd_int8_col_multiple()
     rows, cols = codes.shape
     if rows % block_rows or cols % col_multiple or cols > max_k:
         raise NativeUnavailable(f"a [{rows}, {cols}] matrix does not fit the kernel's blocks "

@@ -6,12 +6,7 @@
 
 #include <stdint.h>
 
-/* The kernels need AVX-512 with VNNI; built for another CPU they compile to stubs and
-   riffd_int8_supported() says 0, so the Python side uses PyTorch instead. */
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#define RIFFD_VNNI 1
-#include <immintrin.h>
-#endif
+#include "simd.h" /* RIFFD_VNNI where the CPU has what the kernels need */
 
 /* int8 weights [rows][cols] in int8_matvec.c's packed block layout. */
 typedef struct {

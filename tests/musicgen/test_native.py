@@ -29,7 +29,7 @@ def _kernel_runs_here() -> str | None:
     return None
 
 
-# The CI machines have gcc and AVX-512 VNNI; elsewhere these tests say why they cannot run.
+# The CI machines have gcc and AVX-512 VNNI (and AVX-VNNI); elsewhere these tests say why they cannot run.
 pytestmark = pytest.mark.skipif(_kernel_runs_here() is not None, reason=f"native int8 kernel: {_kernel_runs_here()}")
 
 INT8 = EngineOptions(weights="int8", warmup=False)
@@ -183,3 +183,32 @@ def test_int8_cache_slots_round_trip_within_half_a_step():
     assert cache.nbytes == 2 * (2 * 3 * 8 * 16) + 2 * (2 * 3 * 8 * 4)
     cache.free()
     assert cache.nbytes == 0 and not cache.quantized
+
+
+def test_the_library_says_which_vectors_it_was_built_for():
+    bits = library().riffd_simd_bits()
+    assert bits in (256, 512)
+    expected = os.environ.get("RIFFD_EXPECT_SIMD_BITS")
+    if expected:
+        assert bits == int(expected)
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        return any(flag in line.split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(os.environ.get("RIFFD_EXPECT_SIMD_BITS") is not None, reason="already the AVX2 run")
+@pytest.mark.skipif(not _cpu_has("avx_vnni"), reason="this CPU has no AVX-VNNI to run the AVX2 kernels")
+def test_avx2_kernels_pass_the_same_tests(tmp_path, riffd_cache):
+    """The 256-bit build (CPUs with AVX-VNNI but no AVX-512) runs this file and the speculative tests."""
+    env = {**os.environ, "RIFFD_NATIVE_CFLAGS": "-mno-avx512f", "RIFFD_NATIVE_DIR": str(tmp_path / "native"),
+           "RIFFD_EXPECT_SIMD_BITS": "256", "RIFFD_TEST_CACHE": str(riffd_cache)}
+    here = os.path.dirname(__file__)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not daemon",
+                           os.path.join(here, "test_native.py"), os.path.join(here, "test_speculative.py")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout

@@ -128,7 +128,7 @@ class DenseLinear:
 class Int8Linear:
     """Weight-only int8: symmetric per-row scales, float32 activations, `[..., in] -> [..., out]`.
 
-    A decode step's few rows run riffd's own kernel (`daemon/native/int8_matvec.c`: AVX-512 VNNI,
+    A decode step's few rows run riffd's own kernel (`daemon/native/int8_matvec.c`: VNNI,
     activations carried at 16-bit precision), which reads the weights near memory bandwidth; a
     prefill's many rows multiply by the dequantised weights, one matrix at a time. Where the kernel
     cannot run (no C compiler, no VNNI), PyTorch's weight-only int8 kernel does, slower.
