@@ -59,16 +59,15 @@ def speculative_columns(
         probs = distribution(scores, params)
         return torch.multinomial(probs, 1, generator=generator)[:, 0], probs
 
-    def check(step: int, target_scores: torch.Tensor, drafted: torch.Tensor,
+    def check(step: int, target_scores: torch.Tensor, drawn: torch.Tensor,
               draft_probs: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
-        """The float32 verdict on the codes drawn for column `step` `[B * K]` (before the pattern's forcing):
-        the column to keep and whether all of it was the draft's."""
-        flat = drafted
+        """The float32 verdict on the codes `[B * K]` the draft drew for column `step` (before the
+        pattern's forcing): the column to keep and whether all of it was the draft's."""
         if params.greedy:
             codes = target_scores.argmax(dim=-1)
-            kept = codes == flat
+            kept = codes == drawn
         else:
-            codes, kept = speculative_accept(distribution(target_scores, params), draft_probs, flat, generator)
+            codes, kept = speculative_accept(distribution(target_scores, params), draft_probs, drawn, generator)
         # Codes the delay pattern or the prompt force are the same whatever was drawn.
         kept = kept.view(batch, num_codebooks) | pattern.forced(step).to(kept.device)
         return finish(step, codes), bool(kept.all())
