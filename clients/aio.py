@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zmq
 import zmq.asyncio
 
-from clients.client import DEFAULT_ENDPOINT, audio_source, raise_for, upsample_source
+from clients.client import DEFAULT_ENDPOINT, raise_for
 from clients.curve import CurveClientKeys
+from clients.job_requests import JobRequests, new_id
 from protocol import wire
-from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Cancel, Continue, Error, Event, Generate, GetStatus, JukeboxSample, JukeboxUpsample,
-    ListModels, LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+    TERMINAL_EVENTS, Accepted, Cancel, Error, Event, GetStatus, ListModels, LoadModel, Models, Ok, Request, Status,
+    Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -68,7 +65,7 @@ class AsyncJobStream:
 
     async def cancel(self) -> None:
         if self.job is not None and not self.finished:
-            await self._client._send(Cancel(job=self.job, id=_new_id()))
+            await self._client._send(Cancel(job=self.job, id=new_id()))
 
     async def __aenter__(self) -> "AsyncJobStream":
         return self
@@ -81,7 +78,9 @@ class AsyncJobStream:
         self._client._forget(self.request.id)
 
 
-class AsyncClient:
+class AsyncClient(JobRequests[AsyncJobStream]):
+    """The asyncio client: job requests (from JobRequests) return AsyncJobStreams; control requests are awaited."""
+
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float | None = 60.0,
                  curve: CurveClientKeys | None = None) -> None:
         self.endpoint = endpoint
@@ -95,52 +94,26 @@ class AsyncClient:
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    def generate(self, prompt: str, duration_s: float = 8.0, *, model: str | None = None,
-                 **options: Any) -> AsyncJobStream:
-        """Text to music: `async for event in client.generate(...)`."""
-        return self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
-
-    def continue_(self, audio: str | Path | np.ndarray | InlineAudio, duration_s: float = 8.0, *,
-                  prompt: str | None = None, model: str | None = None, sample_rate: int | None = None,
-                  **options: Any) -> AsyncJobStream:
-        """Continue a path the daemon reads, or samples sent with the request (see Client.continue_)."""
-        return self._stream(Continue(audio_source(audio, sample_rate), float(duration_s), prompt=prompt, model=model,
-                                     id=_new_id(), **options))
-
-    def jukebox_sample(self, duration_s: float, *, artist: str = "", genres: str = "", lyrics: str = "",
-                       prime: str | Path | np.ndarray | InlineAudio | None = None, sample_rate: int | None = None,
-                       model: str | None = None, **options: Any) -> AsyncJobStream:
-        """Jukebox sampling (see Client.jukebox_sample): a `preview` chunk stage, then `final`."""
-        source = None if prime is None else audio_source(prime, sample_rate)
-        return self._stream(JukeboxSample(duration_s=float(duration_s), artist=artist, genres=genres, lyrics=lyrics,
-                                          prime=source, model=model, id=_new_id(), **options))
-
-    def jukebox_upsample(self, source: str | Path | np.ndarray | InlineAudio, *, sample_rate: int | None = None,
-                         model: str | None = None, **options: Any) -> AsyncJobStream:
-        """Upsample an earlier saved job's codes (its id), a codes file, or audio (see Client.jukebox_upsample)."""
-        return self._stream(JukeboxUpsample(source=upsample_source(source, sample_rate), model=model, id=_new_id(),
-                                            **options))
-
     async def cancel(self, job: str) -> Ok:
-        return await self._call(Cancel(job=job, id=_new_id()), Ok)
+        return await self._call(Cancel(job=job, id=new_id()), Ok)
 
     async def status(self) -> Status:
-        return await self._call(GetStatus(id=_new_id()), Status)
+        return await self._call(GetStatus(id=new_id()), Status)
 
     async def models(self) -> Models:
-        return await self._call(ListModels(id=_new_id()), Models)
+        return await self._call(ListModels(id=new_id()), Models)
 
     async def load(self, model: str) -> Ok:
-        return await self._call(LoadModel(model=model, id=_new_id()), Ok)
+        return await self._call(LoadModel(model=model, id=new_id()), Ok)
 
     async def unload(self, model: str) -> Ok:
-        return await self._call(UnloadModel(model=model, id=_new_id()), Ok)
+        return await self._call(UnloadModel(model=model, id=new_id()), Ok)
 
     async def subscribe(self, port: int, host: str | None = None) -> Ok:
-        return await self._call(Subscribe(host=host, port=port, id=_new_id()), Ok)
+        return await self._call(Subscribe(host=host, port=port, id=new_id()), Ok)
 
     async def unsubscribe(self, port: int, host: str | None = None) -> Ok:
-        return await self._call(Unsubscribe(host=host, port=port, id=_new_id()), Ok)
+        return await self._call(Unsubscribe(host=host, port=port, id=new_id()), Ok)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -207,7 +180,3 @@ class AsyncClient:
             queue = self._queues.get(event.re or "")
             if queue is not None:
                 queue.put_nowait(event)
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex

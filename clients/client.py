@@ -15,21 +15,19 @@ from __future__ import annotations
 import collections
 import logging
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 
 from clients.curve import CurveClientKeys
+from clients.job_requests import JobRequests, new_id
 from protocol import wire
-from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Cancel, Chunk, Continue, Done, Error, Event, Generate, GetStatus, JukeboxSample,
-    JukeboxUpsample, ListModels, LoadModel, Models, Ok, Request, Status, Subscribe, UnloadModel, Unsubscribe,
+    TERMINAL_EVENTS, Accepted, Cancel, Chunk, Done, Error, Event, GetStatus, ListModels, LoadModel, Models, Ok, Request,
+    Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +87,7 @@ class JobStream:
     def cancel(self) -> None:
         """Ask the daemon to cancel this job (the stream then ends with an error `cancelled`)."""
         if self.job is not None and not self.finished:
-            self._client._send(Cancel(job=self.job, id=_new_id()), expect_reply=False)
+            self._client._send(Cancel(job=self.job, id=new_id()), expect_reply=False)
 
     def close(self) -> None:
         """Stop listening; the job is cancelled if it has not ended."""
@@ -118,8 +116,9 @@ class JobStream:
         raise RiffdError("the job stream ended without a result", code="protocol")
 
 
-class Client:
-    """A connection to a riffd daemon's ZeroMQ endpoint.
+class Client(JobRequests[JobStream]):
+    """A connection to a riffd daemon's ZeroMQ endpoint; job requests (generate, continue_,
+    jukebox_sample, jukebox_upsample) come from JobRequests and return JobStreams.
 
     `timeout_s` bounds the wait for each event (None: wait forever); a silent daemon raises
     TimeoutError.
@@ -137,57 +136,28 @@ class Client:
         self._socket.connect(endpoint)
         self._pending: dict[str, collections.deque[Event]] = {}
 
-    # Job requests.
-    def generate(self, prompt: str, duration_s: float = 8.0, *, model: str | None = None,
-                 **options: Any) -> JobStream:
-        """Text to music; options are Generate's fields (seed, top_k, job, priority, melody...)."""
-        return self._stream(Generate(prompt, float(duration_s), model=model, id=_new_id(), **options))
-
-    def continue_(self, audio: str | Path | np.ndarray | InlineAudio, duration_s: float = 8.0, *,
-                  prompt: str | None = None, model: str | None = None, sample_rate: int | None = None,
-                  **options: Any) -> JobStream:
-        """Continue audio by `duration_s` seconds: a path the daemon can read, or samples
-        (float32 `[channels, frames]` with `sample_rate`, or InlineAudio) sent with the request."""
-        source = audio_source(audio, sample_rate)
-        return self._stream(Continue(source, float(duration_s), prompt=prompt, model=model, id=_new_id(), **options))
-
-    def jukebox_sample(self, duration_s: float, *, artist: str = "", genres: str = "", lyrics: str = "",
-                       prime: str | Path | np.ndarray | InlineAudio | None = None, sample_rate: int | None = None,
-                       model: str | None = None, **options: Any) -> JobStream:
-        """Jukebox from artist, genres and lyrics (continuing `prime` when given); chunks come as a
-        `preview` stage first, then the `final` one. Options are JukeboxSample's fields."""
-        source = None if prime is None else audio_source(prime, sample_rate)
-        return self._stream(JukeboxSample(duration_s=float(duration_s), artist=artist, genres=genres, lyrics=lyrics,
-                                          prime=source, model=model, id=_new_id(), **options))
-
-    def jukebox_upsample(self, source: str | Path | np.ndarray | InlineAudio, *, sample_rate: int | None = None,
-                         model: str | None = None, **options: Any) -> JobStream:
-        """Upsample the top-level codes of an earlier saved job (its id), a codes file, or audio."""
-        return self._stream(JukeboxUpsample(source=upsample_source(source, sample_rate), model=model, id=_new_id(),
-                                            **options))
-
     # Control requests: each returns its one reply, or raises RiffdError.
     def cancel(self, job: str) -> Ok:
-        return self._call(Cancel(job=job, id=_new_id()), Ok)
+        return self._call(Cancel(job=job, id=new_id()), Ok)
 
     def status(self) -> Status:
-        return self._call(GetStatus(id=_new_id()), Status)
+        return self._call(GetStatus(id=new_id()), Status)
 
     def models(self) -> Models:
-        return self._call(ListModels(id=_new_id()), Models)
+        return self._call(ListModels(id=new_id()), Models)
 
     def load(self, model: str) -> Ok:
-        return self._call(LoadModel(model=model, id=_new_id()), Ok)
+        return self._call(LoadModel(model=model, id=new_id()), Ok)
 
     def unload(self, model: str) -> Ok:
-        return self._call(UnloadModel(model=model, id=_new_id()), Ok)
+        return self._call(UnloadModel(model=model, id=new_id()), Ok)
 
     def subscribe(self, port: int, host: str | None = None) -> Ok:
         """Have the daemon send every job event as OSC to host:port (UDP; host 127.0.0.1 by default)."""
-        return self._call(Subscribe(host=host, port=port, id=_new_id()), Ok)
+        return self._call(Subscribe(host=host, port=port, id=new_id()), Ok)
 
     def unsubscribe(self, port: int, host: str | None = None) -> Ok:
-        return self._call(Unsubscribe(host=host, port=port, id=_new_id()), Ok)
+        return self._call(Unsubscribe(host=host, port=port, id=new_id()), Ok)
 
     def close(self) -> None:
         self._socket.close()
@@ -242,27 +212,3 @@ class Client:
             else:
                 log.debug("dropped a %s event for request %s nobody waits for", event.TYPE, event.re)
         return queue.popleft()
-
-
-def audio_source(audio: str | Path | np.ndarray | InlineAudio, sample_rate: int | None = None) -> str | InlineAudio:
-    """What a request's audio field holds: an absolute path (the daemon resolves paths from its
-    own folder, not ours), or inline samples."""
-    if isinstance(audio, InlineAudio):
-        return audio
-    if isinstance(audio, np.ndarray):
-        if sample_rate is None:
-            raise TypeError("audio given as an array needs sample_rate")
-        return InlineAudio(audio, sample_rate)
-    return str(Path(audio).expanduser().resolve())
-
-
-def upsample_source(source: str | Path | np.ndarray | InlineAudio, sample_rate: int | None = None) -> str | InlineAudio:
-    """A jukebox_upsample source: an earlier job's id stays as it is (no folder in it and no such
-    file here); a file or samples go as `audio_source` makes them."""
-    if isinstance(source, str) and "/" not in source and not Path(source).exists():
-        return source
-    return audio_source(source, sample_rate)
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
