@@ -7,6 +7,7 @@ is format-agnostic: it only calls `linear(x)`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -165,14 +166,10 @@ class Int8Linear:
         return self.weight.numel() + self.scales.numel() * self.scales.element_size()
 
 
+@functools.cache  # once per reason, not once per projection
 def _warn_fallback(reason: str) -> None:
-    """Say once per process why int8 runs on PyTorch's slower kernel."""
-    if not _fallback_warned:
-        _fallback_warned.append(reason)
-        log.warning("int8 engine: riffd's kernel is unavailable (%s); using PyTorch's int8 kernel, slower", reason)
-
-
-_fallback_warned: list[str] = []
+    """Say why int8 runs on PyTorch's slower kernel."""
+    log.warning("int8 engine: riffd's kernel is unavailable (%s); using PyTorch's int8 kernel, slower", reason)
 
 
 class Int4Linear:
