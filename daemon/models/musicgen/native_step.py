@@ -74,14 +74,13 @@ class NativeStep:
         engine, d = self.engine, self._decoder
         if cache.keys[0].dtype != self.CACHE_DTYPE or (cache.cross_keys and cache.cross_keys[0].dtype != torch.float32):
             raise ValueError("the native step needs an int8 self-attention cache and float32 cross-attention")
-        for struct, keys, values, key_scales, value_scales in zip(self._layers, cache.keys, cache.values,
-                                                                   cache.key_scales, cache.value_scales):
-            struct.keys, struct.values = keys.data_ptr(), values.data_ptr()
-            struct.key_scales, struct.value_scales = key_scales.data_ptr(), value_scales.data_ptr()
-        cross_len = cache.cross_keys[0].shape[2] if cache.cross_keys else 0
         for index, struct in enumerate(self._layers):
+            struct.keys, struct.values = cache.keys[index].data_ptr(), cache.values[index].data_ptr()
+            struct.key_scales, struct.value_scales = cache.key_scales[index].data_ptr(), cache.value_scales[index].data_ptr()
+            # Melody checkpoints have no cross-attention: no cross keys, and the layers' cross_q is NULL.
             struct.cross_keys = cache.cross_keys[index].data_ptr() if cache.cross_keys else None
             struct.cross_values = cache.cross_values[index].data_ptr() if cache.cross_values else None
+        cross_len = cache.cross_keys[0].shape[2] if cache.cross_keys else 0
         first = engine.layers[0]
         d.batch, d.hidden, d.heads, d.head_dim = batch, engine.heads * engine.head_dim, engine.heads, engine.head_dim
         d.ffn, d.max_positions, d.cross_len, d.layers = first.fc1.packed.rows, cache.max_positions, cross_len, len(self._layers)
