@@ -229,7 +229,7 @@ class MusicgenEngine:
         visible = (torch.arange(start + length, device=x.device)[None, :] <= positions[:, None])[None, None]
         for index, lw in enumerate(self.layers):
             x = self._layer_forward(lw, x, cache, index, positions, start + length, visible, False)
-        return self.heads_out(self.final_norm(x)).view(x.shape[0], length, -1, self.vocab).float()
+        return self._row_logits(x)
 
     def decode_one_step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
         """Feed one column `[B, K]` at `position`; logits `[N, K, V]` for the next."""
@@ -286,9 +286,12 @@ class MusicgenEngine:
         return x + lw.fc2(self.activation(lw.fc1(lw.ffn_norm(x))))
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores `[N, K, V]` (float32) of the last row of `x` `[N, 1, H]`."""
-        logits = self.heads_out(self.final_norm(x[:, -1]))
-        return logits.view(x.shape[0], -1, self.vocab).float()
+        """Scores `[N, K, V]` (float32) of the last row of `x` `[N, T, H]`."""
+        return self._row_logits(x[:, -1:])[:, 0]
+
+    def _row_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores `[N, T, K, V]` (float32) of every row of `x` `[N, T, H]`."""
+        return self.heads_out(self.final_norm(x)).view(x.shape[0], x.shape[1], -1, self.vocab).float()
 
     def _cross_prepare(self, cache: KVCache, cond: Conditioning) -> None:
         """Cross-attention keys and values of the conditioning, once a window, with the checkpoint's own k/v."""
