@@ -256,12 +256,12 @@ def main() -> int:
         quiet_render_s = render_s(daemon.zmq, args.duration)
         flood_result: dict = {}
 
-        def flood() -> None:
+        def send_flood() -> None:
             sent, seconds = osc_flood(daemon.osc_port, packets=args.flood_packets, rate_per_s=args.flood_rate,
                                       max_s=max(5.0, 2 * args.flood_packets / args.flood_rate))
             flood_result.update(sent=sent, seconds=seconds)
 
-        flooder = threading.Thread(target=flood)
+        flooder = threading.Thread(target=send_flood)
         flooder.start()
         time.sleep(0.2)
         flooded = status_round_trips(daemon.zmq, count=50)

@@ -22,17 +22,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from clients import Client  # noqa: E402
 from daemon.models.registry import load_backend  # noqa: E402
-from daemon.models.jukebox.backend import JukeboxControls  # noqa: E402
+from daemon.models.jukebox.backend import JukeboxBackend, JukeboxControls  # noqa: E402
 from daemon.embedded import start_on_loopback  # noqa: E402
 from protocol.messages import Chunk, Done, Progress  # noqa: E402
 
 PIECE_SAMPLES = 16384  # one top-level window of debug/jukebox
-LABELS = dict(artist="zac brown band", genres="country", lyrics="hello")
+LABELS: dict[str, Any] = dict(artist="zac brown band", genres="country", lyrics="hello")
 
 
 def stage_times(items, stage_of, is_end) -> tuple[float, float, float]:
@@ -59,8 +60,9 @@ def main() -> None:
     duration_s = args.pieces * PIECE_SAMPLES / 44100
     with tempfile.TemporaryDirectory() as tmp:
         backend = load_backend("debug/jukebox", device="cpu")
+        assert isinstance(backend, JukeboxBackend)
         daemon = start_on_loopback(("debug/musicgen", "debug/jukebox"), Path(tmp))
-        port = daemon.daemon.addresses.zmq_endpoint
+        port = daemon.zmq
         rows: dict[str, list[tuple[float, float, float]]] = {"direct sample()": [], "zeromq (daemon)": []}
         live_alone, live_during, render_left = [], [], []
         with Client(port, timeout_s=600) as client:

@@ -42,7 +42,7 @@ from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.generator import MusicGen
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.sampling import make_generator
-from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
 from protocol.params import GenerationParams
@@ -183,6 +183,7 @@ def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params
         audio_samples += chunk.frames
     wall = time.perf_counter() - start
     engine = model.engine
+    assert engine is not None and ttfa is not None
     rate = loop_steps_per_s(engine, bundle, prompt, params)
     # What the first chunk cannot avoid: prefill, its own frames' steps, and one chunk decode.
     bundle_delay = delay_steps(bundle.num_codebooks, bundle.audio_channels)

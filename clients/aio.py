@@ -135,7 +135,7 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         request.validate()
         return AsyncJobStream(self, request)
 
-    async def _call(self, request: Request, expected: type) -> Any:
+    async def _call(self, request: Request, expected: type[Event]) -> Any:
         request.validate()
         queue = self._register(request)
         try:
@@ -166,7 +166,7 @@ class AsyncClient(JobRequests[AsyncJobStream]):
     async def _next(self, queue: asyncio.Queue[Event]) -> Event:
         try:
             return await asyncio.wait_for(queue.get(), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no event from {self.endpoint} within {self.timeout_s} s") from None
 
     async def _read(self) -> None:

@@ -175,7 +175,7 @@ class Client(JobRequests[JobStream]):
         self._send(request)
         return JobStream(self, request)
 
-    def _call(self, request: Request, expected: type) -> Any:
+    def _call(self, request: Request, expected: type[Event]) -> Any:
         request.validate()
         self._send(request)
         try:

@@ -30,7 +30,7 @@ REQUEST_ADDRESSES: dict[str, type[Request]] = {cls.osc_address(): cls for cls in
 EVENT_ADDRESSES: dict[str, type[Event]] = {cls.osc_address(): cls for cls in EVENTS.values()}
 
 _TAG_OF_KIND = {"str": "s", "int": "i", "float": "f", "list[str]": "s", "audio": "s"}
-_PLACEHOLDER_OF_KIND = {"str": "", "int": 0, "float": 0.0}
+_PLACEHOLDER_OF_KIND: dict[str, str | int | float] = {"str": "", "int": 0, "float": 0.0}
 
 
 def encode(message: Message) -> bytes:
@@ -41,7 +41,8 @@ def encode(message: Message) -> bytes:
     for name in form:
         _add(builder, specs[name], getattr(message, name))
     if type(message).OSC_OPTIONS:
-        defaults = {f.name: f.default for f in dataclasses.fields(message)}
+        message_class: type = type(message)
+        defaults = {f.name: f.default for f in dataclasses.fields(message_class)}
         for name, spec in specs.items():
             value = getattr(message, name)
             if name in form or value is None or value == defaults.get(name):

@@ -90,9 +90,14 @@ class Message:
         return message
 
 
-@functools.cache
 def fields_of(cls: type) -> tuple[FieldSpec, ...]:
     """The wire fields of a message class (those without `metadata={"wire": False}`)."""
+    # Through a plain function: mypy cannot see a message class as Hashable for the cache.
+    return _fields_of(cls)
+
+
+@functools.cache
+def _fields_of(cls: type) -> tuple[FieldSpec, ...]:
     hints = typing.get_type_hints(cls)
     specs = []
     for field in dataclasses.fields(cls):

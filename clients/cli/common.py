@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 from pathlib import Path
 
-from clients.client import DEFAULT_ENDPOINT, Client, JobStream, raise_for
+from clients.client import DEFAULT_ENDPOINT, Client, raise_for
 from protocol.errors import RiffdError
 from clients.cli.options import add_generation_options, generation_params
-from protocol.messages import SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Progress, Started
+from protocol.messages import SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Event, Progress, Started
 
 
 #: (job, chunk blocks `[channels, frames]`, sample rate, -o path) -> exit status; writes and reports the file.
@@ -74,7 +75,18 @@ def job_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def run_job(client: Client, stream: JobStream, output: Path | None, *, write: Writer | None = None) -> int:
+class EventStream(Protocol):
+    """A job's events as they come (a JobStream, or something passing one's events on)."""
+
+    @property
+    def job(self) -> str | None: ...
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def cancel(self) -> None: ...
+
+
+def run_job(client: Client, stream: EventStream, output: Path | None, *, write: Writer | None = None) -> int:
     """Show progress, write the audio (with `write` when given), print where it went; raise RiffdError if the job fails."""
     from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 

@@ -10,11 +10,12 @@ The daemon streams a preview first; `--preview FILE` writes it as soon as it is 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
-from clients.cli.common import add_connection_arguments, connect, run_job
+from clients.cli.common import EventStream, add_connection_arguments, connect, run_job
 from clients.client import JobStream
-from protocol.messages import Chunk
+from protocol.messages import Chunk, Event
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     with connect(args) as client:
+        stream: EventStream
         if args.action == "sample":
             prime = None
             if args.prime is not None:
@@ -86,7 +88,7 @@ class _PreviewWriter:
         self._sample_rate = 0
         self.job = stream.job
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Event]:
         for event in self._stream:
             self.job = self._stream.job
             if isinstance(event, Chunk) and event.stage == "preview":

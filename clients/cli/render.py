@@ -48,9 +48,14 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"output {args.output} must end in .wav or .flac")
     audio_prompt = read_audio(args.audio_prompt) if args.audio_prompt else None
     melody = read_audio(args.melody) if args.melody else None
+    from daemon.models.musicgen.generator import MusicGen
+    from protocol.errors import Unsupported
+
     model = load_backend(args.model, device=args.device, cache_dir=args.cache_dir)
+    if not isinstance(model, MusicGen):
+        raise Unsupported(f"riffd render takes MusicGen models; {args.model} is not one (serve it and use "
+                          "`riffd jukebox`)")
     if melody is not None and not model.supports_melody:
-        from protocol.errors import Unsupported
         raise Unsupported(f"model {args.model} has no melody conditioning; use a melody checkpoint such as facebook/musicgen-melody")
 
     with _progress(enabled=not args.no_progress and sys.stderr.isatty()) as progress:

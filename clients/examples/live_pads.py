@@ -28,6 +28,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import AsyncIOOSCUDPServer
@@ -160,7 +161,7 @@ class LivePads:
             if self._max_jobs is not None and self._ended >= self._max_jobs:
                 self.finished.set()
 
-    def _send(self, address: str, value: object) -> None:
+    def _send(self, address: str, value: str | float) -> None:
         if self._feedback is not None:
             self._feedback.send_message(address, value)
 
@@ -175,7 +176,7 @@ async def run(args: argparse.Namespace) -> int:
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(live.on_message, needs_reply_address=True)
         server = AsyncIOOSCUDPServer(("127.0.0.1" if args.local else "0.0.0.0", args.listen), dispatcher,
-                                     asyncio.get_running_loop())
+                                     cast(asyncio.BaseEventLoop, asyncio.get_running_loop()))
         transport, _ = await server.create_serve_endpoint()
         print(f"listening for the controller on port {transport.get_extra_info('sockname')[1]}, "
               f"{len(pads)} pads", flush=True)

@@ -31,6 +31,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def read_setlist(path: Path) -> SetList:
     if unknown:
         raise InvalidArgument(f"{path}: unknown setting {unknown[0]!r} (known: model, context_s, [[section]])")
     known = {f.name.rstrip("_") for f in fields(Section)}
-    sections = []
+    sections: list[Section] = []
     for number, table in enumerate(data.get("section", []), start=1):
         extra = sorted(set(table) - known)
         if extra:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     rendered: list[tuple[np.ndarray, int]] = []
     with connect(args) as client:
         for number, section in enumerate(setlist.sections, start=1):
-            options = dict(model=setlist.model, seed=section.seed, temperature=section.temperature,
+            options: dict[str, Any] = dict(model=setlist.model, seed=section.seed, temperature=section.temperature,
                            play=True if args.play else None, job=f"{args.setlist.stem}-{number:02d}-{section.name}")
             options = {key: value for key, value in options.items() if value is not None}
             if section.continue_:

@@ -168,7 +168,11 @@ PATCHES: dict[str, Callable[[], Patcher]] = {"riffd.maxpat": max_patch, "riffd-d
 
 def main(argv: list[str] | None = None) -> int:
     return generator_main(argv, prog="python -m clients.max.build", description=__doc__.splitlines()[0],
-                          files={HERE / name: (lambda build=build: build().render()) for name, build in PATCHES.items()})
+                          files={HERE / name: _renderer(build) for name, build in PATCHES.items()})
+
+
+def _renderer(build: Callable[[], Patcher]) -> Callable[[], str]:
+    return lambda: build().render()
 
 
 if __name__ == "__main__":

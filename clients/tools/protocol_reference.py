@@ -60,7 +60,7 @@ def _default(cls: type, spec: FieldSpec) -> str:
     if spec.required:
         return "required"
     field = next(f for f in dataclasses.fields(cls) if f.name == spec.name)
-    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[operator]
     default = getattr(GenerationParams(), spec.name, None)
     if value is None and spec.name in messages.SAMPLING_FIELDS and default is not None:
         return f"`{_json(default)}`"
@@ -172,8 +172,8 @@ def render() -> str:
     for cls in messages.REQUESTS.values():
         out += _message_section(cls, request=True)
     out += ["## Events", ""]
-    for cls in messages.EVENTS.values():
-        out += _message_section(cls, request=False)
+    for event_cls in messages.EVENTS.values():
+        out += _message_section(event_cls, request=False)
     out += [
         "## Limits",
         "",

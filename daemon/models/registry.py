@@ -87,12 +87,12 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     """Load `model_id` onto `device` and return it ready to serve.
 
     `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'float16', 'int8',
-    'int4', with '+compile' or '+nowarmup'; see musicgen.speed.EngineOptions); None keeps
+    'int4', with '+compile' or '+nowarmup'; see musicgen.options.EngineOptions); None keeps
     transformers' reference loop.
     """
     from daemon.models.musicgen.generator import MusicGen
     from daemon.models.musicgen.loader import load_folder, pick_device
-    from daemon.models.musicgen.speed import EngineOptions
+    from daemon.models.musicgen.options import EngineOptions
 
     options = EngineOptions.parse(engine) if engine is not None else None
     folder = resolve_folder(model_id, cache_dir=cache_dir)

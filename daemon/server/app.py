@@ -100,8 +100,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.config.out_dir)  # a killed run's half-written files (never under final names)
-        curve = (CurveServerKeys.load(self.config.curve_secret_key, self.config.curve_clients_dir)
-                 if self.config.curve_required else None)
+        curve = None
+        if self.config.curve_required:
+            secret_key, clients_dir = self.config.curve_secret_key, self.config.curve_clients_dir
+            assert secret_key is not None and clients_dir is not None  # DaemonConfig.validate checked
+            curve = CurveServerKeys.load(secret_key, clients_dir)
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.

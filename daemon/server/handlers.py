@@ -22,7 +22,7 @@ from daemon.server.router import EventRouter, Reply
 from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
 from protocol.messages import (
-    PROTOCOL_VERSION, Cancel, Continue, Error, Generate, GetStatus, JobRequest, JukeboxRequest, JukeboxSample,
+    PROTOCOL_VERSION, Cancel, Continue, Error, Event, Generate, GetStatus, JobRequest, JukeboxRequest, JukeboxSample,
     JukeboxUpsample, ListModels, LoadModel, Models, MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel,
     Unsubscribe,
 )
@@ -166,6 +166,7 @@ class RequestHandler:
 
         def answer(done: asyncio.Future) -> None:
             exc = done.exception()
+            event: Event
             if exc is None:
                 event = Ok(request="load", subject=request.model, re=request.id)
             elif isinstance(exc, RiffdError):
@@ -190,7 +191,8 @@ class RequestHandler:
         )
 
 
-def _audio_sources(request: MusicGenRequest) -> list[object]:
+def _audio_sources(request: MusicGenRequest) -> list[AudioSource]:
+    sources: list[AudioSource | None]
     if isinstance(request, Generate):
         sources = [request.audio_prompt, request.melody]
     elif isinstance(request, Continue):

@@ -18,8 +18,13 @@ MAX_SUBSCRIBERS = 64
 class Reply(Protocol):
     """A way back to one peer. `key` identifies the peer (for de-duplication and clean-up)."""
 
-    transport: str  # "zmq" or "osc"
-    key: Hashable
+    @property
+    def transport(self) -> str:
+        """"zmq" or "osc"."""
+        ...
+
+    @property
+    def key(self) -> Hashable: ...
 
     def send(self, event: Event) -> None: ...
 

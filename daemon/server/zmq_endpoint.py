@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import zmq
 import zmq.asyncio
@@ -132,7 +133,8 @@ class ZmqEndpoint:
 
 def _send_now(socket: zmq.asyncio.Socket, frames: list[bytes]) -> None:
     """Send without waiting; raise zmq.Again / ZMQError here rather than into a future."""
-    future = socket.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
+    # zmq.asyncio returns an asyncio Future, typed only as an Awaitable.
+    future = cast("asyncio.Future[object]", socket.send_multipart(frames, flags=zmq.DONTWAIT, copy=False))
     exc = future.exception() if future.done() else None
     if exc is not None:
         raise exc

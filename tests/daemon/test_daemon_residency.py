@@ -8,7 +8,7 @@ import pytest
 from daemon_harness import fake_loader
 
 from daemon.residency import ModelPool
-from protocol.errors import ModelUnavailable, NotFound
+from protocol.errors import ModelUnavailable, NotFound, UnknownModel
 
 
 class Clock:
@@ -82,6 +82,6 @@ def test_unload_and_failures() -> None:
 def test_failed_loads_leave_nothing_behind() -> None:
     pool = ModelPool(fake_loader, "cpu")
     for n in range(50):
-        with pytest.raises(Exception):
+        with pytest.raises(UnknownModel):
             pool.load(f"nope/{n}")
     assert pool.loaded() == [] and pool._load_locks == {}

@@ -52,7 +52,8 @@ def test_cancel_while_upsampling_keeps_what_was_streamed(backend: JukeboxBackend
     stages: list[str] = []
     stop_now = False
     with pytest.raises(Cancelled):
-        for chunk in backend.sample(CONTROLS, PIECE / 44100, should_stop=lambda: stop_now):
+        # The lambda reads stop_now as the loop updates it: that late binding is the point.
+        for chunk in backend.sample(CONTROLS, PIECE / 44100, should_stop=lambda: stop_now):  # noqa: B023
             stages.append(chunk.stage)
             stop_now = stages.count(FINAL) == 3
     assert stages[0] == PREVIEW and stages.count(FINAL) == 3 and stages[-1] == FINAL

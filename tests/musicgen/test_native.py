@@ -15,7 +15,8 @@ import torch
 from daemon.models.musicgen.agreement import compare
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.speed import EngineOptions, Int8Linear
+from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.speed import Int8Linear
 from daemon.native import NativeUnavailable, cache_dir, library
 from daemon.native import int8_matvec
 from protocol.params import GenerationParams

@@ -12,7 +12,7 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.delay import initial_columns, delays
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.sampling import speculative_accept
-from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.options import EngineOptions
 from daemon.audio.types import Audio
 from protocol.errors import Cancelled, InvalidArgument
 from protocol.params import GenerationParams

@@ -27,8 +27,11 @@ PATCHES: dict[str, Callable[[], Canvas]] = {
 
 def main(argv: list[str] | None = None) -> int:
     return generator_main(argv, prog="python -m clients.pd.patchgen", description=__doc__.splitlines()[0],
-                          files={ROOT / relative: (lambda build=build: build().render())
-                                 for relative, build in PATCHES.items()})
+                          files={ROOT / relative: _renderer(build) for relative, build in PATCHES.items()})
+
+
+def _renderer(build: Callable[[], Canvas]) -> Callable[[], str]:
+    return lambda: build().render()
 
 
 if __name__ == "__main__":

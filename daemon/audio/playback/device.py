@@ -58,7 +58,7 @@ def forget_portaudio(sd: ModuleType) -> None:
     sounddevice has no public switch for this, so its init count is cleared (a private field).
     """
     if hasattr(sd, "_initialized"):
-        sd._initialized = 0
+        vars(sd)["_initialized"] = 0
 
 
 def output_devices(sd: ModuleType) -> list[OutputDevice]:

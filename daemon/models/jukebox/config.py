@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 # Attention kinds a layer can have. The names are the ones of the Hugging Face config.
 BLOCK = "block_attn"  # attend within the current block of `block_ctx` positions

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

@@ -14,7 +14,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

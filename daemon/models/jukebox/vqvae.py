@@ -7,7 +7,7 @@ Module and parameter names follow the Hugging Face checkpoints so state dicts lo
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -24,7 +24,8 @@ from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.sampling import apply_guidance, sample_next
 from daemon.models.musicgen.speculative import speculative_columns
-from daemon.models.musicgen.speed import SPECULATIVE_LOOKAHEAD, EngineOptions, Linear, make_linear
+from daemon.models.musicgen.options import SPECULATIVE_LOOKAHEAD, EngineOptions
+from daemon.models.musicgen.speed import Linear, compute_dtype, make_linear
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
 
@@ -73,7 +74,8 @@ class MusicgenEngine:
     def __init__(self, bundle: MusicgenBundle, options: EngineOptions = EngineOptions()) -> None:
         self.bundle = bundle
         self.options = options.validate(bundle.device)
-        dtype = options.dtype
+        self.dtype = compute_dtype(options)
+        dtype = self.dtype
         causal_lm = bundle.model.decoder
         decoder = causal_lm.model.decoder
         config = causal_lm.config
@@ -91,7 +93,7 @@ class MusicgenEngine:
         # int8 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
         # self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
         self._native = NativeStep.build(self) if options.weights == "int8" and not options.compile else None
-        self.cache_dtype = NativeStep.CACHE_DTYPE if self._native is not None else options.dtype
+        self.cache_dtype = NativeStep.CACHE_DTYPE if self._native is not None else dtype
         if options.weights == "int8":
             log.info("%s int8 engine: %s", bundle.model_id, "riffd's native decode step" if self._native is not None
                      else "PyTorch's kernels (riffd's native step cannot run these weights here)")
@@ -108,7 +110,7 @@ class MusicgenEngine:
 
     @staticmethod
     def _layer(layer: torch.nn.Module, options: EngineOptions) -> LayerWeights:
-        attn, dtype = layer.self_attn, options.dtype
+        attn, dtype = layer.self_attn, compute_dtype(options)
         qkv = make_linear([attn.q_proj.weight.detach(), attn.k_proj.weight.detach(), attn.v_proj.weight.detach()],
                           options)
         cross = getattr(layer, "encoder_attn", None)
@@ -309,15 +311,15 @@ class MusicgenEngine:
         for lw in self.layers:
             k = lw.cross_kv.k_proj(states).view(n, s, self.heads, self.head_dim).transpose(1, 2)
             v = lw.cross_kv.v_proj(states).view(n, s, self.heads, self.head_dim).transpose(1, 2)
-            cache.cross_keys.append(k.to(self.options.dtype).contiguous())
-            cache.cross_values.append(v.to(self.options.dtype).contiguous())
+            cache.cross_keys.append(k.to(self.dtype).contiguous())
+            cache.cross_values.append(v.to(self.dtype).contiguous())
         if mask is not None and not bool(mask.all()):
             blocked = mask == 0
             # A row with nothing visible (the null condition) has all-zero states, so zero keys and
             # values (the projections have no bias): leave it unmasked rather than risk -inf rows in half precision.
             blocked = (blocked & ~blocked.all(dim=-1, keepdim=True))[:, None, None, :]
-            cache.cross_mask = torch.zeros(blocked.shape, dtype=self.options.dtype, device=states.device)
-            cache.cross_mask.masked_fill_(blocked, torch.finfo(self.options.dtype).min)
+            cache.cross_mask = torch.zeros(blocked.shape, dtype=self.dtype, device=states.device)
+            cache.cross_mask.masked_fill_(blocked, torch.finfo(self.dtype).min)
 
     def warm_up(self, frames: int = 8) -> float:
         """A short unconditional generation, so the first request pays no lazy set-up; returns seconds."""

@@ -22,7 +22,7 @@ from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window, plan_windows, steps_for
 from daemon.models.musicgen.sampling import make_generator
-from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import InvalidArgument

@@ -7,6 +7,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,8 +28,10 @@ class MusicgenBundle:
 
     model_id: str
     folder: Path
-    model: torch.nn.Module  # MusicgenForConditionalGeneration or MusicgenMelodyForConditionalGeneration
-    tokenizer: object
+    # MusicgenForConditionalGeneration or MusicgenMelodyForConditionalGeneration: reached by
+    # attribute (text encoder, decoder, codec), which torch's Module typing cannot follow.
+    model: Any
+    tokenizer: Any  # transformers' tokenizer of the text encoder
     chroma: ChromaSettings | None  # set for melody checkpoints
     device: torch.device
     sample_rate: int
@@ -70,7 +73,7 @@ def load_folder(folder: Path, *, model_id: str, device: torch.device) -> Musicge
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
 
     model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    classes = {"musicgen": MusicgenForConditionalGeneration, "musicgen_melody": MusicgenMelodyForConditionalGeneration}
+    classes: dict[str, Any] = {"musicgen": MusicgenForConditionalGeneration, "musicgen_melody": MusicgenMelodyForConditionalGeneration}
     if model_type not in classes:
         raise UnknownModel(f"{model_id} is a {model_type!r} checkpoint, not MusicGen")
     log.info("loading %s (%s) from %s on %s", model_id, model_type, folder, device)

@@ -28,7 +28,7 @@ def _norm(norm: "Norm | None") -> NormStruct:
     return NormStruct(norm.weight.data_ptr(), norm.bias.data_ptr())
 
 
-def _packed(linear: object) -> Int8Struct:
+def _packed(linear: Int8Linear | None) -> Int8Struct:
     return Int8Struct.of(None if linear is None else linear.packed)
 
 

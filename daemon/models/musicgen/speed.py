@@ -1,8 +1,7 @@
-"""Speed levers of the decode engine, chosen once in the backend's load step.
+"""Weight formats of the decode engine in tensors, chosen once in the backend's load step.
 
-`EngineOptions` names the weight format and whether the per-frame step is compiled; the
-`Linear` classes hold one projection's weights in that format. Everything else in the engine
-is format-agnostic: it only calls `linear(x)`.
+`options.EngineOptions` names the format; the `Linear` classes hold one projection's weights
+in it. Everything else in the engine is format-agnostic: it only calls `linear(x)`.
 """
 
 from __future__ import annotations
@@ -11,86 +10,32 @@ import functools
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from daemon.models.musicgen.options import EngineOptions
 from daemon.native import NativeUnavailable, f32_matmul, int8_matvec
-from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-#: Weight formats and the activation dtype each computes in.
-FORMATS: dict[str, torch.dtype] = {
-    "float32": torch.float32,  # the checkpoint's own tensors, no copy: exact parity with transformers
-    "bfloat16": torch.bfloat16,  # half the bytes per step; fast on AVX-512 BF16 / AMX CPUs and on GPUs
-    "float16": torch.float16,  # GPU only: CPUs have no fast fp16 matmul
-    # weight-only int8 (a scale per output row), float32 activations: riffd's own kernel (CPU)
+#: The activation dtype each weight format (`options.WEIGHT_FORMATS`) computes in.
+COMPUTE_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
     "int8": torch.float32,
-    "int4": torch.bfloat16,  # weight-only int4 in groups of 64 (scale and offset each), bf16 activations (CPU)
-    # int8 weights (a scale per output row) times int8 activations quantised per step (fbgemm, CPU):
-    # PyTorch's fastest int8 kernel, kept to compare with riffd's own (int8).
+    "int4": torch.bfloat16,
     "int8dyn": torch.float32,
 }
 
 #: int4 weights share a scale and an offset per this many input columns.
 INT4_GROUP = 64
 
-#: Columns the draft engine proposes per verifying pass (+draft).
-SPECULATIVE_LOOKAHEAD = 4
 
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How the streaming engine runs; chosen at load, never per request."""
-
-    # Weight format of the decoder's projections; see FORMATS.
-    weights: str = "float32"
-    # torch.compile the one-frame step (with CUDA graphs on a GPU): pays a compile at warm-up.
-    compile: bool = False
-    # Run a short generation at load so the first request does not pay for lazy initialisation.
-    warmup: bool = True
-    # Speculative decoding: a quantised copy of the model drafts `SPECULATIVE_LOOKAHEAD` columns,
-    # these weights check them all in one pass. The result is distributed exactly as these
-    # weights' own sampling (greedy: the very same codes); only the speed changes.
-    draft: bool = False
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return FORMATS[self.weights]
-
-    @property
-    def name(self) -> str:
-        return self.weights + ("+compile" if self.compile else "") + ("+draft" if self.draft else "")
-
-    def draft_options(self, device: torch.device) -> "EngineOptions":
-        """The drafting engine's options: int8 on the CPU (riffd's kernels), float16 on a GPU."""
-        return EngineOptions(weights="int8" if device.type == "cpu" else "float16", warmup=False)
-
-    def validate(self, device: torch.device) -> "EngineOptions":
-        """Return self, or raise InvalidArgument for a format this device cannot run."""
-        if self.weights not in FORMATS:
-            raise InvalidArgument(f"unknown engine weight format {self.weights!r}; use one of {', '.join(FORMATS)}")
-        if self.weights == "float16" and device.type == "cpu":
-            raise InvalidArgument("float16 weights need a GPU; use bfloat16 or int8 on the CPU")
-        if self.weights in ("int8", "int4", "int8dyn") and device.type != "cpu":
-            raise InvalidArgument(f"{self.weights} weights run on the CPU only; use bfloat16 or float16 on a GPU")
-        if self.draft and (self.weights != "float32" or self.compile):
-            raise InvalidArgument("+draft speeds up float32 (drafts in int8 on the CPU, float16 on a GPU); "
-                                  f"not {self.name}")
-        return self
-
-    @classmethod
-    def parse(cls, spec: str) -> "EngineOptions":
-        """'float32', 'int8+compile', 'bfloat16+nowarmup', 'float32+draft': the command line's spelling."""
-        parts = spec.strip().split("+")
-        flags = set(parts[1:])
-        unknown = flags - {"compile", "nowarmup", "draft"}
-        if unknown:
-            raise InvalidArgument(f"unknown engine flag(s) {sorted(unknown)} in {spec!r}; "
-                                  "use +compile, +draft or +nowarmup")
-        return cls(weights=parts[0], compile="compile" in flags, warmup="nowarmup" not in flags, draft="draft" in flags)
+def compute_dtype(options: EngineOptions) -> torch.dtype:
+    """The dtype activations (and float caches) take under `options`."""
+    return COMPUTE_DTYPES[options.weights]
 
 
 class DenseLinear:
@@ -240,4 +185,4 @@ def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Line
         return Int4Linear(weights)
     if options.weights == "int8dyn":
         return DynamicInt8Linear(weights)
-    return DenseLinear(weights, options.dtype, few_rows=options.draft)
+    return DenseLinear(weights, compute_dtype(options), few_rows=options.draft)
