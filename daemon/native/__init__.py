@@ -1,10 +1,10 @@
 """riffd's own native kernels: the C files beside this one, built into one library on first use.
 
 They are built with the system's C compiler (`$CC`, else `cc`) and `-march=native`, so they use
-exactly the instruction set of the CPU that runs them, and cached by a hash of the source, the
-flags and the compiler's version (`RIFFD_NATIVE_DIR`, else ~/.cache/riffd/native). A machine
-without a compiler, or whose CPU lacks what a kernel needs, gets `NativeUnavailable` with the
-reason, and the caller falls back to PyTorch's kernel.
+exactly the instruction set of the CPU that runs them (simd.h: AVX-512 VNNI, AVX-VNNI or AVX2),
+and cached by a hash of the source, the flags and the compiler's version (`RIFFD_NATIVE_DIR`,
+else ~/.cache/riffd/native). A machine without a compiler, or whose CPU lacks what a kernel needs,
+gets `NativeUnavailable` with the reason, and the caller falls back to PyTorch's kernel.
 """
 
 from __future__ import annotations
@@ -93,11 +93,23 @@ BUILD_TIMEOUT_S = 300
 
 
 def kernels() -> ctypes.CDLL:
-    """The library, where this CPU can run its kernels (AVX-512 VNNI, or AVX2 with AVX-VNNI)."""
+    """The library, where this CPU can run its kernels (AVX2 and FMA at least; VNNI where there)."""
     loaded = library()
     if not loaded.riffd_int8_supported():
-        raise NativeUnavailable("this CPU has neither AVX-512 VNNI nor AVX-VNNI, which riffd's kernels need")
+        machine = os.uname().machine
+        needs = "AVX2 and FMA" if machine in ("x86_64", "i686", "AMD64") else f"a simd.h branch for {machine}"
+        raise NativeUnavailable(f"this CPU lacks what riffd's kernels need ({needs}; built with {' '.join(flags())})")
     return loaded
+
+
+def isa() -> str:
+    """The instruction set the kernels were built for ('avx512vnni', 'avxvnni', 'avx2'), or 'none'."""
+    try:
+        loaded = library()
+    except NativeUnavailable:
+        return "none"
+    loaded.riffd_isa.restype = ctypes.c_char_p
+    return str(loaded.riffd_isa().decode())
 
 
 def _build(compiler: str, sources: list[Path], target: Path) -> None:

@@ -1,4 +1,6 @@
-/* One MusicGen decode step (every decoder layer, the final norm and the lm heads) in one call.
+/* One MusicGen decode step (every decoder layer, the final norm and the lm heads) in one call, for
+   a batch of rows that each carry their own caches and position (continuous batching: streams at
+   different points of different windows share the weight reads).
 
    Run from Python, a step is some 400 small PyTorch calls between the weight products, and the
    int8 weights streaming through the caches evict the interpreter's and the dispatcher's working
@@ -7,15 +9,19 @@
    weight products are int8_matvec.c's kernel. The math is the engine's (engine.py) step for
    step: pre-norm layers, scaled dot-product attention over the cache's first position + 1 slots
    (kept as int8 vectors with a scale each, as the engine's int8 mode allocates it),
-   cross-attention with an additive mask, exact (erf) GELU; the tests compare the two. */
+   cross-attention with an additive mask, exact (erf) GELU; the tests compare the two.
+
+   Every operation is per row (layer norm, attention) or row-independent (the int8 kernel), so a
+   row's logits are the same bits whatever else is in the batch. */
 
 #include <math.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "riffd_native.h"
+#include "vmath.h"
 
-#ifdef RIFFD_VNNI
+#ifdef RIFFD_KERNELS
 
 static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out) {
     for (int64_t r = 0; r < rows; r++) {
@@ -34,47 +40,14 @@ static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_
     }
 }
 
-static void project(const riffd_decoder *d, const float *x, int64_t rows, const riffd_int8 *w, float *out) {
-    riffd_int8_matvec(x, rows, w->cols, w->packed, w->row_sums, w->scales, out, w->rows, d->threads);
+static void project(const float *x, int64_t rows, const riffd_int8 *w, float *out, int threads) {
+    riffd_int8_matvec(x, rows, w->cols, w->packed, w->row_sums, w->scales, out, w->rows, threads);
 }
 
 /* x += the product, row by row (the residual connection). */
 static void add_into(float *x, const float *delta, int64_t count) {
 #pragma omp simd
     for (int64_t i = 0; i < count; i++) x[i] += delta[i];
-}
-
-/* e^x, a vector at a time: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor series to r^6
-   (relative error under 2e-7), times 2^n built in the exponent bits. Below -87 (a masked score)
-   the result is exactly 0. */
-static inline vf exp_v(vf x) {
-    vf clamped = vf_min(vf_max(x, vf_set1(-87.0f)), vf_set1(88.0f));
-    vf n = vf_round(vf_mul(clamped, vf_set1(1.44269504f)));
-    vf r = vf_fnmadd(n, vf_set1(0.693145752f), clamped); /* ln 2 in two parts (Cody-Waite) */
-    r = vf_fnmadd(n, vf_set1(1.42860677e-6f), r);
-    vf p = vf_set1(1.0f / 720);
-    p = vf_fmadd(p, r, vf_set1(1.0f / 120));
-    p = vf_fmadd(p, r, vf_set1(1.0f / 24));
-    p = vf_fmadd(p, r, vf_set1(1.0f / 6));
-    p = vf_fmadd(p, r, vf_set1(0.5f));
-    p = vf_fmadd(p, r, vf_set1(1.0f));
-    p = vf_fmadd(p, r, vf_set1(1.0f));
-    vf two_to_n = vf_as_float(vi_shift_left(vi_add(vf_to_int(n), vi_set1(127)), 23)); /* n in [-126, 127] */
-    return vf_zero_below(vf_mul(p, two_to_n), x, -87.0f);
-}
-
-/* erf(x), a vector at a time: Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), odd in x. */
-static inline vf erf_v(vf x) {
-    vf a = vf_abs(x);
-    vf t = vf_div(vf_set1(1.0f), vf_fmadd(a, vf_set1(0.3275911f), vf_set1(1.0f)));
-    vf p = vf_set1(1.061405429f);
-    p = vf_fmadd(p, t, vf_set1(-1.453152027f));
-    p = vf_fmadd(p, t, vf_set1(1.421413741f));
-    p = vf_fmadd(p, t, vf_set1(-0.284496736f));
-    p = vf_fmadd(p, t, vf_set1(0.254829592f));
-    p = vf_mul(p, t);
-    vf e = vf_fnmadd(p, exp_v(vf_mul(vf_sub(vf_zero(), a), a)), vf_set1(1.0f));
-    return vf_copysign(e, x);
 }
 
 /* Exact (erf) GELU in place; count % VL == 0. Exported for the tests. */
@@ -86,127 +59,136 @@ void riffd_gelu(float *x, int64_t count) {
     }
 }
 
-/* Self-attention rows are int8 with a float scale each (kv_cache.py's layout): a step reads every
-   row written so far, so late in a window they outweigh the weights. Cross-attention rows are
-   float32 (short, read-only). `scales` NULL: float32 rows. */
-static inline vf load_row(const void *rows, const float *scales, int64_t index) {
-    return scales ? vf_load_i8((const int8_t *)rows + index) : vf_load((const float *)rows + index);
+/* The longest attention of any row: its scores' scratch. */
+static int64_t longest_attention(const riffd_row *rows, int64_t n) {
+    int64_t longest = 1;
+    for (int64_t r = 0; r < n; r++) {
+        if (rows[r].max_positions > longest) longest = rows[r].max_positions;
+        if (rows[r].cross_len > longest) longest = rows[r].cross_len;
+    }
+    return longest;
 }
 
-/* softmax(q . K[0..length) / sqrt(head_dim) + mask) . V for one (row, head); rows head_dim apart,
-   head_dim % VL == 0. */
-static void attend(const float *q, const void *keys, const float *key_scales, const void *values,
-                   const float *value_scales, const float *mask, int64_t length, int64_t head_dim, float *scores,
-                   float *out) {
-    float scale = 1.0f / sqrtf((float)head_dim), largest = -INFINITY;
-    for (int64_t p = 0; p < length; p++) {
-        vf dot = vf_zero();
-        for (int64_t j = 0; j < head_dim; j += VL)
-            dot = vf_fmadd(vf_load(q + j), load_row(keys, key_scales, p * head_dim + j), dot);
-        float row_scale = key_scales ? key_scales[p] * scale : scale;
-        scores[p] = vf_sum(dot) * row_scale + (mask ? mask[p] : 0.0f);
-        if (scores[p] > largest) largest = scores[p];
-    }
-    vf sum = vf_zero();
-    int64_t whole = length - length % VL;
-    for (int64_t p = 0; p < whole; p += VL) {
-        vf e = exp_v(vf_sub(vf_load(scores + p), vf_set1(largest)));
-        vf_store(scores + p, e);
-        sum = vf_add(sum, e);
-    }
-    float total = vf_sum(sum);
-    for (int64_t p = whole; p < length; p++) {  /* the last few, one at a time */
-        scores[p] = scores[p] - largest < -87.0f ? 0.0f : expf(scores[p] - largest);
-        total += scores[p];
-    }
-    if (value_scales)  /* fold each row's scale into its weight */
-        for (int64_t p = 0; p < length; p++) scores[p] *= value_scales[p];
-    for (int64_t j = 0; j < head_dim; j += VL) {
-        vf acc = vf_zero();
-        for (int64_t p = 0; p < length; p++)
-            acc = vf_fmadd(vf_set1(scores[p]), load_row(values, value_scales, p * head_dim + j), acc);
-        vf_store(out + j, vf_div(acc, vf_set1(total)));
-    }
+static int64_t scores_floats(const riffd_model *m, int64_t longest) {
+    int64_t each = riffd_attention_scratch_floats(longest, m->head_dim);
+    return (each + 15) / 16 * 16; /* each task's scores on their own cache lines */
 }
 
-/* Store a float32 row as int8 codes and its scale, as kv_cache.quantize_vectors does:
-   round(x * (127 / max|x|)), half to even, and max|x| / 127. count % VL == 0. */
-static void store_int8(int8_t *to, float *scale, const float *from, int64_t count) {
-    vf amax = vf_zero();
-    for (int64_t j = 0; j < count; j += VL) amax = vf_max(amax, vf_abs(vf_load(from + j)));
-    float largest = vf_largest(amax);
-    vf inverse = vf_set1(largest > 0.0f ? 127.0f / largest : 0.0f);
-    for (int64_t j = 0; j < count; j += VL) {
-        vi codes = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + j), inverse)), vi_set1(-127)), vi_set1(127));
-        vi_store_bytes(to + j, codes);
-    }
-    *scale = largest / 127.0f;
+static int64_t scratch_floats(const riffd_model *m, int64_t n, int64_t longest) {
+    return n * (5 * m->hidden + m->ffn) + n * m->heads * scores_floats(m, longest);
 }
 
-/* Floats of scratch a step needs; the caller allocates them once. */
+/* Floats of scratch riffd_step_rows needs for these rows (their windows, not their positions, count:
+   the same scratch serves every step of the same rows). */
+int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n) {
+    return scratch_floats(m, n, longest_attention(rows, n));
+}
+
+/* x [n][hidden]: each row's embedded input (position included), overwritten; writes each layer's
+   key and value at each row's position; logits [n][lm_heads.rows]. */
+void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
+                     int threads) {
+    const int64_t hidden = m->hidden, heads = m->heads, hd = m->head_dim;
+    const int64_t each = scores_floats(m, longest_attention(rows, n));
+    float *qkv = scratch, *normed = qkv + n * 3 * hidden, *attn = normed + n * hidden;
+    float *inner = attn + n * hidden, *scores = inner + n * m->ffn;
+    float *delta = qkv; /* a projection's output, once qkv is no longer needed */
+
+    for (int64_t l = 0; l < m->layers; l++) {
+        const riffd_layer_weights *layer = &m->layer[l];
+
+        layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed);
+        project(normed, n, &layer->qkv, qkv, threads);
+        for (int64_t r = 0; r < n; r++) {
+            const riffd_row_cache *cache = &rows[r].layer[l];
+            for (int64_t h = 0; h < heads; h++) {
+                size_t slot = (size_t)(h * rows[r].max_positions + rows[r].position);
+                riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, qkv + r * 3 * hidden + hidden + h * hd,
+                                 hd);
+                riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot,
+                                 qkv + r * 3 * hidden + 2 * hidden + h * hd, hd);
+            }
+        }
+        /* Rows at different positions attend over different lengths: hand tasks out one at a time. */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int64_t task = 0; task < n * heads; task++) {
+            int64_t r = task / heads, h = task % heads;
+            const riffd_row_cache *cache = &rows[r].layer[l];
+            size_t first = (size_t)(h * rows[r].max_positions);
+            riffd_attend_int8(qkv + r * 3 * hidden + h * hd, cache->keys + first * hd, cache->key_scales + first,
+                              cache->values + first * hd, cache->value_scales + first, rows[r].position + 1, hd,
+                              scores + task * each, attn + r * hidden + h * hd);
+        }
+        project(attn, n, &layer->self_out, delta, threads);
+        add_into(x, delta, n * hidden);
+
+        if (layer->cross_q.packed) {
+            layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed);
+            project(normed, n, &layer->cross_q, qkv, threads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+            for (int64_t task = 0; task < n * heads; task++) {
+                int64_t r = task / heads, h = task % heads;
+                const riffd_row_cache *cache = &rows[r].layer[l];
+                size_t first = (size_t)(h * rows[r].cross_len * hd);
+                riffd_attend_f32(qkv + r * hidden + h * hd, cache->cross_keys + first, cache->cross_values + first,
+                                 rows[r].cross_mask, rows[r].cross_len, hd, scores + task * each, attn + r * hidden + h * hd);
+            }
+            project(attn, n, &layer->cross_out, delta, threads);
+            add_into(x, delta, n * hidden);
+        }
+
+        layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed);
+        project(normed, n, &layer->fc1, inner, threads);
+        riffd_gelu(inner, n * m->ffn);
+        project(inner, n, &layer->fc2, delta, threads);
+        add_into(x, delta, n * hidden);
+    }
+    layer_norm(x, &m->final_norm, m->eps, n, hidden, normed);
+    project(normed, n, &m->lm_heads, logits, threads);
+}
+
+/* The single-window step: the batch's rows share one cache tensor per layer and one position. */
+
 int64_t riffd_decoder_scratch_floats(const riffd_decoder *d) {
+    riffd_model model = {.hidden = d->hidden, .heads = d->heads, .head_dim = d->head_dim, .ffn = d->ffn};
     int64_t longest = d->max_positions > d->cross_len ? d->max_positions : d->cross_len;
-    return d->batch * (3 * d->hidden + 2 * d->hidden + d->ffn) + d->batch * d->heads * longest;
+    return scratch_floats(&model, d->batch, longest > 1 ? longest : 1);
 }
 
 /* x [batch][hidden]: the step's embedded input, overwritten; writes each layer's key and value at
    `position`; logits [batch][lm_heads.rows]. */
 void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits) {
-    const int64_t n = d->batch, hidden = d->hidden, heads = d->heads, hd = d->head_dim;
-    const int64_t longest = d->max_positions > d->cross_len ? d->max_positions : d->cross_len;
-    float *qkv = d->scratch, *normed = qkv + n * 3 * hidden, *attn = normed + n * hidden;
-    float *inner = attn + n * hidden, *scores = inner + n * d->ffn;
-    float *delta = qkv; /* a projection's output, once qkv is no longer needed */
-
-    for (int64_t l = 0; l < d->layers; l++) {
+    const int64_t n = d->batch, layers = d->layers, heads = d->heads, hd = d->head_dim;
+    riffd_layer_weights weights[layers];
+    riffd_row_cache caches[n * layers];
+    riffd_row rows[n];
+    for (int64_t l = 0; l < layers; l++) {
         const riffd_layer *layer = &d->layer[l];
-
-        layer_norm(x, &layer->self_norm, d->eps, n, hidden, normed);
-        project(d, normed, n, &layer->qkv, qkv);
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t h = 0; h < heads; h++) {
-                size_t row = (size_t)((b * heads + h) * d->max_positions + position);
-                store_int8(layer->keys + row * hd, layer->key_scales + row, qkv + b * 3 * hidden + hidden + h * hd, hd);
-                store_int8(layer->values + row * hd, layer->value_scales + row, qkv + b * 3 * hidden + 2 * hidden + h * hd,
-                           hd);
-            }
-#pragma omp parallel for schedule(static) num_threads(d->threads)
-        for (int64_t task = 0; task < n * heads; task++) {
-            int64_t b = task / heads, h = task % heads;
-            size_t rows = (size_t)(task * d->max_positions);
-            attend(qkv + b * 3 * hidden + h * hd, layer->keys + rows * hd, layer->key_scales + rows,
-                   layer->values + rows * hd, layer->value_scales + rows, NULL, position + 1, hd,
-                   scores + task * longest, attn + b * hidden + h * hd);
+        weights[l] = (riffd_layer_weights){layer->self_norm, layer->qkv, layer->self_out, layer->cross_norm,
+                                           layer->cross_q, layer->cross_out, layer->ffn_norm, layer->fc1, layer->fc2};
+        for (int64_t b = 0; b < n; b++) {
+            size_t slots = (size_t)(b * heads * d->max_positions), cross = (size_t)(b * heads * d->cross_len * hd);
+            caches[b * layers + l] = (riffd_row_cache){
+                layer->keys + slots * hd, layer->values + slots * hd, layer->key_scales + slots,
+                layer->value_scales + slots, layer->cross_keys ? layer->cross_keys + cross : NULL,
+                layer->cross_values ? layer->cross_values + cross : NULL};
         }
-        project(d, attn, n, &layer->self_out, delta);
-        add_into(x, delta, n * hidden);
-
-        if (layer->cross_q.packed) {
-            layer_norm(x, &layer->cross_norm, d->eps, n, hidden, normed);
-            project(d, normed, n, &layer->cross_q, qkv);
-#pragma omp parallel for schedule(static) num_threads(d->threads)
-            for (int64_t task = 0; task < n * heads; task++) {
-                int64_t b = task / heads, h = task % heads;
-                size_t base = (size_t)(task * d->cross_len * hd);
-                attend(qkv + b * hidden + h * hd, layer->cross_keys + base, NULL, layer->cross_values + base, NULL,
-                       d->cross_mask ? d->cross_mask + b * d->cross_len : NULL, d->cross_len, hd,
-                       scores + task * longest, attn + b * hidden + h * hd);
-            }
-            project(d, attn, n, &layer->cross_out, delta);
-            add_into(x, delta, n * hidden);
-        }
-
-        layer_norm(x, &layer->ffn_norm, d->eps, n, hidden, normed);
-        project(d, normed, n, &layer->fc1, inner);
-        riffd_gelu(inner, n * d->ffn);
-        project(d, inner, n, &layer->fc2, delta);
-        add_into(x, delta, n * hidden);
     }
-    layer_norm(x, &d->final_norm, d->eps, n, hidden, normed);
-    project(d, normed, n, &d->lm_heads, logits);
+    for (int64_t b = 0; b < n; b++)
+        rows[b] = (riffd_row){&caches[b * layers], d->cross_mask ? d->cross_mask + b * d->cross_len : NULL, position,
+                              d->max_positions, d->cross_len};
+    riffd_model model = {d->hidden, d->heads, hd, d->ffn, layers, d->eps, weights, d->final_norm, d->lm_heads};
+    riffd_step_rows(&model, rows, n, x, logits, d->scratch, d->threads);
 }
 #else
-/* Built for a CPU without AVX-512 VNNI: never called (riffd_int8_supported() is 0). */
+/* Built for a CPU without AVX2: never called (riffd_int8_supported() is 0). */
+int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n) {
+    (void)m; (void)rows; (void)n; return 0;
+}
+void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
+                     int threads) {
+    (void)m; (void)rows; (void)n; (void)x; (void)logits; (void)scratch; (void)threads;
+}
 int64_t riffd_decoder_scratch_floats(const riffd_decoder *d) { (void)d; return 0; }
 void riffd_gelu(float *x, int64_t count) { (void)x; (void)count; }
 void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits) {

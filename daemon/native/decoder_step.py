@@ -1,19 +1,38 @@
-"""ctypes mirror of `riffd_native.h`'s decoder structs, and the call into `decoder_step.c`."""
+"""ctypes mirror of `riffd_native.h`'s decoder structs, and the calls into `decoder_step.c`.
+
+Two entry points: `riffd_step_rows`, a batch of rows each with its own caches and position
+(continuous batching), and `riffd_decoder_step`, one window's cache and one position for the
+whole batch (today's native_step.py). Every mirrored struct's size and field offsets are checked
+against the library's own at load.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import threading
+from collections.abc import Sequence
+from typing import ClassVar
+from dataclasses import dataclass
 
-from daemon.native import kernels
+import torch
+
+from daemon.native import NativeUnavailable, kernels
 from daemon.native.int8_matvec import PackedInt8
 
 _ptr = ctypes.c_void_p
+_i64 = ctypes.c_int64
 
 
-class Int8Struct(ctypes.Structure):
-    _fields_ = [("packed", _ptr), ("row_sums", _ptr), ("scales", _ptr), ("rows", ctypes.c_int64),
-                ("cols", ctypes.c_int64)]
+class Mirrored(ctypes.Structure):
+    """A ctypes mirror of the C struct named `_c_name` (checked by `check_layout`)."""
+
+    _c_name: ClassVar[str] = ""
+
+
+class Int8Struct(Mirrored):
+    _c_name = "riffd_int8"
+    _fields_ = [("packed", _ptr), ("row_sums", _ptr), ("scales", _ptr), ("rows", _i64), ("cols", _i64)]
 
     @classmethod
     def of(cls, weights: PackedInt8 | None) -> "Int8Struct":
@@ -23,11 +42,52 @@ class Int8Struct(ctypes.Structure):
                    weights.cols)
 
 
-class NormStruct(ctypes.Structure):
+class NormStruct(Mirrored):
+    _c_name = "riffd_norm"
     _fields_ = [("weight", _ptr), ("bias", _ptr)]
 
+    @classmethod
+    def of(cls, weight: torch.Tensor, bias: torch.Tensor) -> "NormStruct":
+        if weight.dtype != torch.float32 or bias.dtype != torch.float32 or not weight.is_contiguous() \
+                or not bias.is_contiguous():
+            raise ValueError("layer norm weights must be contiguous float32")
+        return cls(weight.data_ptr(), bias.data_ptr())
 
-class LayerStruct(ctypes.Structure):
+
+class LayerWeightsStruct(Mirrored):
+    """One layer's weights (no caches): the batched step's model."""
+
+    _c_name = "riffd_layer_weights"
+    _fields_ = [("self_norm", NormStruct), ("qkv", Int8Struct), ("self_out", Int8Struct),
+                ("cross_norm", NormStruct), ("cross_q", Int8Struct), ("cross_out", Int8Struct),
+                ("ffn_norm", NormStruct), ("fc1", Int8Struct), ("fc2", Int8Struct)]
+
+
+class ModelStruct(Mirrored):
+    _c_name = "riffd_model"
+    _fields_ = [("hidden", _i64), ("heads", _i64), ("head_dim", _i64), ("ffn", _i64), ("layers", _i64),
+                ("eps", ctypes.c_float), ("layer", ctypes.POINTER(LayerWeightsStruct)), ("final_norm", NormStruct),
+                ("lm_heads", Int8Struct)]
+
+
+class RowCacheStruct(Mirrored):
+    """One activation row's caches in one layer."""
+
+    _c_name = "riffd_row_cache"
+    _fields_ = [("keys", _ptr), ("values", _ptr), ("key_scales", _ptr), ("value_scales", _ptr),
+                ("cross_keys", _ptr), ("cross_values", _ptr)]
+
+
+class RowStruct(Mirrored):
+    """One activation row of a batched step: its caches (one per layer), cross mask and position."""
+
+    _c_name = "riffd_row"
+    _fields_ = [("layer", ctypes.POINTER(RowCacheStruct)), ("cross_mask", _ptr), ("position", _i64),
+                ("max_positions", _i64), ("cross_len", _i64)]
+
+
+class LayerStruct(Mirrored):
+    _c_name = "riffd_layer"
     _fields_ = [("self_norm", NormStruct), ("qkv", Int8Struct), ("self_out", Int8Struct),
                 ("cross_norm", NormStruct), ("cross_q", Int8Struct), ("cross_out", Int8Struct),
                 ("ffn_norm", NormStruct), ("fc1", Int8Struct), ("fc2", Int8Struct),
@@ -35,22 +95,200 @@ class LayerStruct(ctypes.Structure):
                 ("cross_keys", _ptr), ("cross_values", _ptr)]
 
 
-class DecoderStruct(ctypes.Structure):
-    _fields_ = [("batch", ctypes.c_int64), ("hidden", ctypes.c_int64), ("heads", ctypes.c_int64),
-                ("head_dim", ctypes.c_int64), ("ffn", ctypes.c_int64), ("max_positions", ctypes.c_int64),
-                ("cross_len", ctypes.c_int64), ("layers", ctypes.c_int64), ("eps", ctypes.c_float),
+class DecoderStruct(Mirrored):
+    _c_name = "riffd_decoder"
+    _fields_ = [("batch", _i64), ("hidden", _i64), ("heads", _i64),
+                ("head_dim", _i64), ("ffn", _i64), ("max_positions", _i64),
+                ("cross_len", _i64), ("layers", _i64), ("eps", ctypes.c_float),
                 ("cross_mask", _ptr), ("layer", ctypes.POINTER(LayerStruct)), ("final_norm", NormStruct),
                 ("lm_heads", Int8Struct), ("scratch", _ptr), ("threads", ctypes.c_int)]
 
 
+MIRRORED: tuple[type[Mirrored], ...] = (Int8Struct, NormStruct, LayerWeightsStruct, ModelStruct,
+                                                RowCacheStruct, RowStruct, LayerStruct, DecoderStruct)
+
+
+def check_layout(loaded: ctypes.CDLL, structs: Sequence[type[Mirrored]] = MIRRORED) -> None:
+    """Raise NativeUnavailable naming the first struct whose ctypes mirror differs from the C layout."""
+    for struct in structs:
+        name = struct._c_name
+        size = loaded.riffd_struct_size(name.encode())
+        if size != ctypes.sizeof(struct):
+            raise NativeUnavailable(f"{name} is {size} bytes in C, {ctypes.sizeof(struct)} in its ctypes mirror "
+                                    "(daemon/native/decoder_step.py): keep the two in step")
+        for field, *_ in struct._fields_:
+            offset, mirrored = loaded.riffd_field_offset(name.encode(), field.encode()), getattr(struct, field).offset
+            if offset != mirrored:
+                raise NativeUnavailable(f"{name}.{field} is at byte {offset} in C, {mirrored} in its ctypes mirror")
+
+
 @functools.cache  # a failure raises, so it is not cached
 def functions() -> ctypes.CDLL:
-    """The library with the decoder step's signatures set; NativeUnavailable where it cannot run."""
+    """The library with the decoder steps' signatures set, its struct layout checked; NativeUnavailable
+    where it cannot run."""
     loaded = kernels()
+    loaded.riffd_struct_size.argtypes = [ctypes.c_char_p]
+    loaded.riffd_struct_size.restype = _i64
+    loaded.riffd_field_offset.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    loaded.riffd_field_offset.restype = _i64
+    check_layout(loaded)
     loaded.riffd_decoder_scratch_floats.argtypes = [ctypes.POINTER(DecoderStruct)]
-    loaded.riffd_decoder_scratch_floats.restype = ctypes.c_int64
-    loaded.riffd_decoder_step.argtypes = [ctypes.POINTER(DecoderStruct), _ptr, ctypes.c_int64, _ptr]
+    loaded.riffd_decoder_scratch_floats.restype = _i64
+    loaded.riffd_decoder_step.argtypes = [ctypes.POINTER(DecoderStruct), _ptr, _i64, _ptr]
     loaded.riffd_decoder_step.restype = None
+    loaded.riffd_step_scratch_floats.argtypes = [ctypes.POINTER(ModelStruct), ctypes.POINTER(RowStruct), _i64]
+    loaded.riffd_step_scratch_floats.restype = _i64
+    loaded.riffd_step_rows.argtypes = [ctypes.POINTER(ModelStruct), ctypes.POINTER(RowStruct), _i64, _ptr, _ptr, _ptr,
+                                       ctypes.c_int]
+    loaded.riffd_step_rows.restype = None
     loaded.riffd_gelu.argtypes = [_ptr, ctypes.c_int64]
     loaded.riffd_gelu.restype = None
     return loaded
+
+
+def _address(tensor: torch.Tensor | None, offset_elements: int = 0) -> int | None:
+    if tensor is None:
+        return None
+    return tensor.data_ptr() + offset_elements * tensor.element_size()
+
+
+def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],
+               value_scales: Sequence[torch.Tensor], cross_keys: Sequence[torch.Tensor],
+               cross_values: Sequence[torch.Tensor], row: int) -> ctypes.Array[RowCacheStruct]:
+    """Row `row`'s caches in every layer, as the array a `RowStruct.layer` points at.
+
+    Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]`, `key_scales`/`value_scales` float32
+    `[N, heads, P]`, `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
+    no cross-attention), all contiguous. The array points into the tensors: keep them alive while it
+    is used.
+    """
+    layers = len(keys)
+    if not (len(values) == len(key_scales) == len(value_scales) == layers
+            and len(cross_keys) == len(cross_values) and len(cross_keys) in (0, layers)):
+        raise ValueError("one key, value and scale tensor per layer (and cross keys/values for all or none)")
+    out = (RowCacheStruct * layers)()
+    for index in range(layers):
+        k, v, ks, vs = keys[index], values[index], key_scales[index], value_scales[index]
+        if k.dtype != torch.int8 or v.dtype != torch.int8 or ks.dtype != torch.float32 or vs.dtype != torch.float32:
+            raise ValueError("the native step needs int8 self-attention slots with float32 scales")
+        if not all(t.is_contiguous() and t.device.type == "cpu" for t in (k, v, ks, vs)):
+            raise ValueError("cache tensors must be contiguous and on the CPU")
+        if not 0 <= row < k.shape[0] or v.shape != k.shape or ks.shape != k.shape[:3] or vs.shape != k.shape[:3]:
+            raise ValueError(f"row {row} of caches shaped {tuple(k.shape)} / {tuple(ks.shape)}")
+        slots = k.shape[1] * k.shape[2]
+        cross_k = cross_keys[index] if cross_keys else None
+        cross_v = cross_values[index] if cross_values else None
+        cross_slots = 0
+        if cross_k is not None and cross_v is not None:
+            if cross_k.dtype != torch.float32 or cross_v.shape != cross_k.shape or not cross_k.is_contiguous() \
+                    or not cross_v.is_contiguous() or cross_k.shape[0] != k.shape[0]:
+                raise ValueError("cross keys and values must be contiguous float32 [N, heads, S, head_dim]")
+            cross_slots = cross_k.shape[1] * cross_k.shape[2] * cross_k.shape[3]
+        out[index] = RowCacheStruct(_address(k, row * slots * k.shape[3]), _address(v, row * slots * k.shape[3]),
+                                    _address(ks, row * slots), _address(vs, row * slots),
+                                    _address(cross_k, row * cross_slots), _address(cross_v, row * cross_slots))
+    return out
+
+
+@dataclass
+class BoundRow:
+    """One activation row's caches, bound once a window: `RowStruct`s are made from it each step."""
+
+    caches: ctypes.Array[RowCacheStruct]
+    max_positions: int
+    cross_len: int
+    cross_mask: int | None  # address of its [cross_len] additive mask, or None
+    keep: tuple[torch.Tensor, ...]  # the tensors the addresses point into
+
+
+def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],
+             value_scales: Sequence[torch.Tensor], cross_keys: Sequence[torch.Tensor],
+             cross_values: Sequence[torch.Tensor], cross_mask: torch.Tensor | None, row: int) -> BoundRow:
+    """Row `row` of a window's caches (tensors as `row_caches` takes them; `cross_mask` float32, any
+    shape `[N, ..., S]` contiguous, or None) for `NativeModel.step`."""
+    cross_len = cross_keys[0].shape[2] if cross_keys else 0
+    mask_address = None
+    if cross_mask is not None:
+        if cross_mask.dtype != torch.float32 or not cross_mask.is_contiguous() or cross_mask.shape[-1] != cross_len \
+                or cross_mask.numel() != cross_mask.shape[0] * cross_len:
+            raise ValueError(f"the cross mask must be contiguous float32 [N, ..., {cross_len}]")
+        mask_address = _address(cross_mask, row * cross_len)
+    keep = tuple(keys) + tuple(values) + tuple(key_scales) + tuple(value_scales) + tuple(cross_keys) \
+        + tuple(cross_values) + ((cross_mask,) if cross_mask is not None else ())
+    return BoundRow(row_caches(keys, values, key_scales, value_scales, cross_keys, cross_values, row),
+                    max_positions=keys[0].shape[2], cross_len=cross_len, cross_mask=mask_address, keep=keep)
+
+
+class RowBatch:
+    """The rows of a batched step, bound once per batch composition; `set_positions` each step.
+
+    Holds the `RowStruct` array the C side reads (positions patched in place) and the rows it
+    points into, so nothing is rebuilt between steps.
+    """
+
+    def __init__(self, rows: Sequence[BoundRow]) -> None:
+        if not rows:
+            raise ValueError("a batch needs at least one row")
+        self.rows = tuple(rows)
+        self.structs = (RowStruct * len(rows))(*(RowStruct(row.caches, row.cross_mask, 0, row.max_positions,
+                                                           row.cross_len) for row in rows))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_positions(self, positions: Sequence[int]) -> None:
+        """The slot each row writes this step (attending to slots 0..position), checked against its window."""
+        if len(positions) != len(self.rows):
+            raise ValueError(f"{len(self.rows)} rows need {len(self.rows)} positions, got {len(positions)}")
+        for index, (row, position) in enumerate(zip(self.rows, positions)):
+            # The C side trusts these: check them here, where a mistake is an exception, not a stray write.
+            if not 0 <= position < row.max_positions:
+                raise ValueError(f"position {position} outside row {index}'s cache of {row.max_positions}")
+        for struct, position in zip(self.structs, positions):
+            struct.position = position
+
+
+class NativeModel:
+    """The batched native step over one model's int8 weights: `step(x, batch)`.
+
+    `layers`: each layer's `LayerWeightsStruct` (`Int8Struct.of(packed)`, `NormStruct.of(...)`;
+    cross_q empty where the model has no cross-attention). The tensors they point into must
+    outlive this object. One step at a time (the scratch is this object's).
+    """
+
+    def __init__(self, layers: Sequence[LayerWeightsStruct], *, heads: int, head_dim: int, eps: float,
+                 final_norm: NormStruct, lm_heads: Int8Struct) -> None:
+        self._functions = functions()
+        if head_dim % 16 or not layers:
+            raise NativeUnavailable(f"the native step needs layers and head_dim % 16 == 0 (head_dim {head_dim})")
+        self._layers = (LayerWeightsStruct * len(layers))(*layers)
+        self.hidden, self.vocab = heads * head_dim, lm_heads.rows
+        self.cross_attention = bool(layers[0].cross_q.packed)
+        self._model = ModelStruct(self.hidden, heads, head_dim, layers[0].fc1.rows, len(layers), eps,
+                                  ctypes.cast(self._layers, ctypes.POINTER(LayerWeightsStruct)), final_norm, lm_heads)
+        self._scratch = torch.empty(0)
+        self._lock = threading.Lock()
+
+    def batch(self, rows: Sequence[BoundRow]) -> RowBatch:
+        """A `RowBatch` of these rows, checked against this model's layers."""
+        for index, row in enumerate(rows):
+            if len(row.caches) != self._model.layers or bool(row.caches[0].cross_keys) != self.cross_attention:
+                raise ValueError(f"row {index}'s caches do not match the model's layers")
+        return RowBatch(rows)
+
+    def step(self, x: torch.Tensor, batch: RowBatch, threads: int | None = None) -> torch.Tensor:
+        """`x` `[n, hidden]` float32 (embedded inputs, positions added; overwritten), each row's caches
+        written at its position (`batch.set_positions`): logits `[n, vocab]` float32. A row's logits
+        do not depend on the other rows of the batch."""
+        n = len(batch)
+        if x.shape != (n, self.hidden) or x.dtype != torch.float32 or not x.is_contiguous():
+            raise ValueError(f"{n} rows need x contiguous float32 [{n}, {self.hidden}], got {x.dtype} {tuple(x.shape)}")
+        logits = torch.empty((n, self.vocab), dtype=torch.float32)
+        with self._lock:
+            needed = self._functions.riffd_step_scratch_floats(ctypes.byref(self._model), batch.structs, n)
+            if self._scratch.numel() < needed:
+                self._scratch = torch.empty(needed, dtype=torch.float32)
+            # ctypes releases the GIL for the call: the daemon's other threads run meanwhile.
+            self._functions.riffd_step_rows(ctypes.byref(self._model), batch.structs, n, x.data_ptr(), logits.data_ptr(),
+                                            self._scratch.data_ptr(), threads or torch.get_num_threads())
+        return logits

@@ -10,7 +10,7 @@
 
 #include "riffd_native.h"
 
-#ifdef RIFFD_VNNI
+#ifdef RIFFD_KERNELS
 
 /* Activation rows per pass: 2 weight rows x 12 accumulators stay in AVX-512's 32 registers (AVX2
    has 16: it spills some at the top of the range, still one read of the weights). */
@@ -24,10 +24,10 @@ static inline __attribute__((always_inline)) void two_rows(const float *x, const
     for (int m = 0; m < F32_MAX_ROWS; m++) acc0[m] = acc1[m] = vf_zero();
     const float *w0 = w + r * k, *w1 = w0 + k;
     for (int64_t j = 0; j < k; j += VL) {
-        _mm_prefetch((const char *)(w0 + j) + F32_PREFETCH_L2_BYTES, _MM_HINT_T1);
-        _mm_prefetch((const char *)(w1 + j) + F32_PREFETCH_L2_BYTES, _MM_HINT_T1);
-        _mm_prefetch((const char *)(w0 + j) + F32_PREFETCH_L1_BYTES, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w1 + j) + F32_PREFETCH_L1_BYTES, _MM_HINT_T0);
+        __builtin_prefetch((const char *)(w0 + j) + F32_PREFETCH_L2_BYTES, 0, 2);
+        __builtin_prefetch((const char *)(w1 + j) + F32_PREFETCH_L2_BYTES, 0, 2);
+        __builtin_prefetch((const char *)(w0 + j) + F32_PREFETCH_L1_BYTES, 0, 3);
+        __builtin_prefetch((const char *)(w1 + j) + F32_PREFETCH_L1_BYTES, 0, 3);
         vf a = vf_load(w0 + j), b = vf_load(w1 + j);
         for (int m = 0; m < rows; m++) {
             vf xv = vf_load(x + m * k + j);

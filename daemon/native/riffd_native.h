@@ -1,12 +1,13 @@
 /* Declarations shared by riffd's native kernels (one library built from every .c file here).
-   The structs are mirrored by ctypes in daemon/native/decoder_step.py: keep the two in step. */
+   The structs are mirrored by ctypes in daemon/native/decoder_step.py, which checks every size and
+   field offset against riffd_struct_size / riffd_field_offset at load: keep the two in step. */
 
 #ifndef RIFFD_NATIVE_H
 #define RIFFD_NATIVE_H
 
 #include <stdint.h>
 
-#include "simd.h" /* RIFFD_VNNI where the CPU has what the kernels need */
+#include "simd.h" /* RIFFD_KERNELS where the CPU has what the kernels need */
 
 /* int8 weights [rows][cols] in int8_matvec.c's packed block layout. */
 typedef struct {
@@ -20,7 +21,10 @@ typedef struct {
     const float *weight, *bias;
 } riffd_norm;
 
-/* One pre-norm decoder layer: self-attention, cross-attention (cross_q.packed NULL: none), MLP. */
+/* ---- The batched step: a model (weights only) and a batch of rows, each with its own caches. */
+
+/* One pre-norm decoder layer's weights: self-attention, cross-attention (cross_q.packed NULL: none,
+   as in melody checkpoints), MLP. */
 typedef struct {
     riffd_norm self_norm;
     riffd_int8 qkv, self_out;
@@ -28,9 +32,45 @@ typedef struct {
     riffd_int8 cross_q, cross_out;
     riffd_norm ffn_norm;
     riffd_int8 fc1, fc2;
-    int8_t *keys, *values;                   /* [batch][heads][max_positions][head_dim], written in place */
-    float *key_scales, *value_scales;        /* [batch][heads][max_positions]: a slot is codes * scale */
-    const float *cross_keys, *cross_values;  /* [batch][heads][cross_len][head_dim] */
+} riffd_layer_weights;
+
+typedef struct {
+    int64_t hidden, heads, head_dim, ffn, layers; /* head_dim % 16 == 0 */
+    float eps;
+    const riffd_layer_weights *layer; /* [layers] */
+    riffd_norm final_norm;
+    riffd_int8 lm_heads;
+} riffd_model;
+
+/* One activation row's caches in one layer (a guided stream has two rows: conditional and null). */
+typedef struct {
+    int8_t *keys, *values;                  /* [heads][max_positions][head_dim], written in place */
+    float *key_scales, *value_scales;       /* [heads][max_positions]: a slot is codes * scale */
+    const float *cross_keys, *cross_values; /* [heads][cross_len][head_dim]; NULL without cross-attention */
+} riffd_row_cache;
+
+/* One activation row of a batched step. Rows are independent: positions, windows and cross lengths
+   may all differ, and a row's logits are the same bits whatever else is in the batch. */
+typedef struct {
+    const riffd_row_cache *layer; /* [layers] */
+    const float *cross_mask;      /* [cross_len], added to the cross-attention scores; NULL: none */
+    int64_t position;             /* the slot this step writes; the row attends to slots 0..position */
+    int64_t max_positions, cross_len;
+} riffd_row;
+
+/* ---- The single-window step (one cache for the whole batch, one position), kept for
+   native_step.py until it moves to riffd_step_rows; implemented on top of it. */
+
+typedef struct {
+    riffd_norm self_norm;
+    riffd_int8 qkv, self_out;
+    riffd_norm cross_norm;
+    riffd_int8 cross_q, cross_out;
+    riffd_norm ffn_norm;
+    riffd_int8 fc1, fc2;
+    int8_t *keys, *values;                  /* [batch][heads][max_positions][head_dim], written in place */
+    float *key_scales, *value_scales;       /* [batch][heads][max_positions]: a slot is codes * scale */
+    const float *cross_keys, *cross_values; /* [batch][heads][cross_len][head_dim] */
 } riffd_layer;
 
 typedef struct {
@@ -46,5 +86,15 @@ typedef struct {
 
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads);
+
+#ifdef RIFFD_KERNELS
+/* attention.c */
+int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
+void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count);
+void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scales, const int8_t *values,
+                       const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
+void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
+                      int64_t head_dim, float *scratch, float *out);
+#endif
 
 #endif

@@ -1,17 +1,31 @@
-/* The vector operations riffd's kernels use, for the two instruction sets they are built for:
-   AVX-512 with VNNI (16 floats a vector: Xeons since Cascade Lake, AMD Zen 4 and later) and
-   AVX2 with AVX-VNNI (8 floats: Intel's 12th-generation and later desktops and laptops). The
-   kernels are written once against these; `-march=native` picks one at build time, and a CPU
-   with neither gets stubs (riffd_int8_supported() says 0, Python uses PyTorch instead). */
+/* The vector operations riffd's kernels use, one set per instruction set. The kernels are written
+   once against these; `-march=native` picks one at build time:
+
+   - AVX-512 with VNNI (16 floats a vector: Xeons since Cascade Lake, AMD Zen 4 and later);
+   - AVX2 with AVX-VNNI (8 floats: Intel's 12th-generation and later desktops and laptops, Zen 5);
+   - AVX2 without VNNI (8 floats: AMD Zen 2/3, Intel Haswell to 11th generation), whose int8 products
+     widen the weights to 16 bits and use vpmaddwd (see the int8 dot product below);
+
+   a CPU with none of these gets stubs (riffd_int8_supported() says 0, Python uses PyTorch instead).
+   RIFFD_ISA names the branch built. For the tests, two switches build a branch on a CPU that would
+   pick another: RIFFD_SIMD_256 takes the 256-bit branch where AVX-512 is there (its VNNI products
+   then use AVX-512 VL's encoding of the same instruction), RIFFD_EMULATE_VNNI emulates VNNI's
+   product exactly with AVX2, so the AVX-VNNI branch's code runs on any AVX2 CPU.
+
+   Every branch also defines the int8 dot product the matrix kernels use (dot_*): int8 weights
+   times activations carried at 16 bits, summed exactly in integers. */
 
 #ifndef RIFFD_SIMD_H
 #define RIFFD_SIMD_H
 
 #include <stdint.h>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+/* ---------------------------------------------------------------- x86: AVX-512 with VNNI */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && !defined(RIFFD_SIMD_256)
 #include <immintrin.h>
 #define RIFFD_SIMD_BITS 512
+#define RIFFD_ISA "avx512vnni"
+#define RIFFD_VNNI 1
 #define VL 16 /* floats (or int32) per vector */
 typedef __m512 vf;
 typedef __m512i vi;
@@ -60,8 +74,11 @@ static inline vf vf_load_i8(const int8_t *p) {
 }
 /* the low byte of each int32 lane, VL bytes */
 static inline void vi_store_bytes(void *p, vi a) { _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(a)); }
+/* the low 16 bits of each int32 lane, VL int16 values */
+static inline void vi_store_int16(void *p, vi a) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(a)); }
 
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__AVXVNNI__)
+/* ---------------------------------------------------------------- x86: AVX2 (with or without VNNI) */
+#elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define RIFFD_SIMD_BITS 256
 #define VL 8
@@ -109,7 +126,6 @@ static inline vi vi_min(vi a, vi b) { return _mm256_min_epi32(a, b); }
 static inline vi vi_max(vi a, vi b) { return _mm256_max_epi32(a, b); }
 static inline vi vi_shift_right(vi a, int bits) { return _mm256_srai_epi32(a, bits); }
 static inline vi vi_shift_left(vi a, int bits) { return _mm256_slli_epi32(a, bits); }
-static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { return _mm256_dpbusd_avx_epi32(acc, u8, s8); }
 static inline vf vi_to_float(vi a) { return _mm256_cvtepi32_ps(a); }
 static inline vi vf_to_int(vf a) { return _mm256_cvtps_epi32(a); }
 static inline vf vf_load_i8(const int8_t *p) {
@@ -122,10 +138,147 @@ static inline void vi_store_bytes(void *p, vi a) {
     __m256i packed = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a, low_bytes), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
     _mm_storel_epi64((__m128i *)p, _mm256_castsi256_si128(packed));
 }
+/* the low 16 bits of each lane (values within int16), VL int16 values */
+static inline void vi_store_int16(void *p, vi a) {
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, a), 0x08); /* 64-bit parts 0 and 2 */
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+}
+
+#if defined(__AVXVNNI__)
+#define RIFFD_ISA "avxvnni"
+#define RIFFD_VNNI 1
+static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { return _mm256_dpbusd_avx_epi32(acc, u8, s8); }
+#elif defined(__AVX512VNNI__) && defined(__AVX512VL__) /* RIFFD_SIMD_256 on an AVX-512 VNNI CPU */
+#define RIFFD_ISA "avxvnni(avx512vl)"
+#define RIFFD_VNNI 1
+static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { return _mm256_dpbusd_epi32(acc, u8, s8); }
+#elif defined(RIFFD_EMULATE_VNNI)
+#define RIFFD_ISA "avxvnni(emulated)"
+#define RIFFD_VNNI 1
+/* vpdpbusd's exact result from AVX2: bytes widened to 16 bits, pairs multiplied and summed into 32
+   bits (no saturation: 255 * 127 * 2 fits), then each lane's two pairs added. Tests only. */
+static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) {
+    __m256i u_even = _mm256_and_si256(u8, _mm256_set1_epi16(0x00ff)), u_odd = _mm256_srli_epi16(u8, 8);
+    __m256i s_even = _mm256_srai_epi16(_mm256_slli_epi16(s8, 8), 8), s_odd = _mm256_srai_epi16(s8, 8);
+    __m256i products = _mm256_add_epi32(_mm256_madd_epi16(u_even, s_even), _mm256_madd_epi16(u_odd, s_odd));
+    return _mm256_add_epi32(acc, products);
+}
+#else
+#define RIFFD_ISA "avx2"
+#define RIFFD_AVX2_MADD 1
+#endif
 #endif
 
-#ifdef RIFFD_SIMD_BITS
-#define RIFFD_VNNI 1
+/* ---------------------------------------------------------------- the int8 dot product
+
+   dot_*: VL weight rows times one activation row, DOT_GROUP inputs a step, summed exactly.
+   Activations are 16-bit integers q (|q| <= 32767, a scale per row, see int8_matvec.c), stored
+   per row by act_store in the layout the branch's products want (2 bytes per input in all).
+     dot_act  one activation row's DOT_GROUP inputs, ready for dot_step
+     dot_w    VL weight rows x DOT_GROUP inputs (the packed block's layout)
+     dot_acc  int32 sums since the last flush; exact for DOT_FLUSH_GROUPS steps
+     dot_sum  exact sums of the flushed accumulators
+   dot_finish gives the VL rows' sums as floats (one rounding), given each row's sum of codes. */
+#define DOT_GROUP 4
+
+#if defined(RIFFD_VNNI)
+/* q = 256 * (high - 128) + low with both bytes unsigned: vpdpbusd multiplies each by four weights.
+   Per int32 lane and step: at most 4 * 255 * 128, so 2^31 holds 16384 inputs (int8_matvec's MAX_K)
+   and accumulators never need a flush before the end. */
+#define DOT_FLUSH_GROUPS (1 << 30)
+/* Sums in registers: 2 vectors x (high, low) per activation row; AVX-512 has 32 registers. */
+#if RIFFD_SIMD_BITS == 512
+#define DOT_PASS_VECS 2
+#define DOT_ROW_TILE 4
+#else
+#define DOT_PASS_VECS 2
+#define DOT_ROW_TILE 2
+#endif
+typedef struct { vi high, low; } dot_act;
+typedef vi dot_w;
+typedef struct { vi high, low; } dot_acc;
+typedef dot_acc dot_sum;
+
+static inline void act_store(uint8_t *row, int64_t k, int64_t j, vi q) {
+    vi_store_bytes(row + j, vi_add(vi_shift_right(q, 8), vi_set1(128)));
+    vi_store_bytes(row + k + j, vi_and(q, vi_set1(255)));
+}
+static inline dot_act dot_load_act(const uint8_t *row, int64_t k, int64_t j) {
+    int32_t high, low;
+    __builtin_memcpy(&high, row + j, 4);
+    __builtin_memcpy(&low, row + k + j, 4);
+    return (dot_act){vi_set1(high), vi_set1(low)};
+}
+static inline dot_w dot_load_w(const int8_t *p) { return vi_load(p); }
+static inline dot_acc dot_acc_zero(void) { return (dot_acc){vi_zero(), vi_zero()}; }
+static inline dot_acc dot_step(dot_acc acc, dot_act x, dot_w w) {
+    return (dot_acc){vi_dot_u8s8(acc.high, x.high, w), vi_dot_u8s8(acc.low, x.low, w)};
+}
+static inline dot_sum dot_sum_zero(void) { return dot_acc_zero(); }
+static inline dot_sum dot_flush(dot_sum sum, dot_acc acc) {
+    return (dot_sum){vi_add(sum.high, acc.high), vi_add(sum.low, acc.low)};
+}
+static inline vf dot_finish(dot_sum sum, const int32_t *row_sums) {
+    /* sum((high - 128) * w) = high's sum - 128 * sum(w); both fit int32 for MAX_K inputs */
+    vf high = vi_to_float(vi_sub(sum.high, vi_shift_left(vi_load(row_sums), 7)));
+    return vf_fmadd(high, vf_set1(256.0f), vi_to_float(sum.low));
+}
+
+#elif defined(RIFFD_AVX2_MADD)
+/* Without VNNI, AVX2's byte product (vpmaddubsw) saturates at 16 bits, which is what costs PyTorch's
+   int8 accuracy on these CPUs. Here the weights are widened to 16 bits once per load and multiplied
+   by q with vpmaddwd, pairs summed into int32: exact. A step adds at most 2 * 128 * 32767 to a lane,
+   so after 256 steps (1024 inputs) the int32 sums are moved into float64, exact far beyond any k.
+   A 16-byte weight load is 4 rows x 4 inputs, widened; a lane holds one row's pair of inputs, so a
+   vector of lanes covers 4 rows, and dot_finish adds each row's two lanes. */
+#define DOT_FLUSH_GROUPS 256
+#define DOT_PASS_VECS 1
+#define DOT_ROW_TILE 4
+typedef vi dot_act;                          /* q[j..j+3] as int16, repeated 4 times */
+typedef struct { vi rows03, rows47; } dot_w; /* int16: rows 0-3 and 4-7, 4 inputs each */
+typedef struct { vi rows03, rows47; } dot_acc;
+typedef struct { __m256d lanes[4]; } dot_sum; /* rows 0,0,1,1 / 2,2,3,3 / 4,4,5,5 / 6,6,7,7 */
+
+static inline void act_store(uint8_t *row, int64_t k, int64_t j, vi q) {
+    (void)k;
+    vi_store_int16(row + 2 * j, q);
+}
+static inline dot_act dot_load_act(const uint8_t *row, int64_t k, int64_t j) {
+    (void)k;
+    int64_t four;
+    __builtin_memcpy(&four, row + 2 * j, 8);
+    return _mm256_set1_epi64x(four);
+}
+static inline dot_w dot_load_w(const int8_t *p) {
+    return (dot_w){_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p)),
+                   _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + 16)))};
+}
+static inline dot_acc dot_acc_zero(void) { return (dot_acc){vi_zero(), vi_zero()}; }
+static inline dot_acc dot_step(dot_acc acc, dot_act x, dot_w w) {
+    return (dot_acc){_mm256_add_epi32(acc.rows03, _mm256_madd_epi16(w.rows03, x)),
+                     _mm256_add_epi32(acc.rows47, _mm256_madd_epi16(w.rows47, x))};
+}
+static inline dot_sum dot_sum_zero(void) {
+    return (dot_sum){{_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()}};
+}
+static inline dot_sum dot_flush(dot_sum sum, dot_acc acc) {
+    sum.lanes[0] = _mm256_add_pd(sum.lanes[0], _mm256_cvtepi32_pd(_mm256_castsi256_si128(acc.rows03)));
+    sum.lanes[1] = _mm256_add_pd(sum.lanes[1], _mm256_cvtepi32_pd(_mm256_extracti128_si256(acc.rows03, 1)));
+    sum.lanes[2] = _mm256_add_pd(sum.lanes[2], _mm256_cvtepi32_pd(_mm256_castsi256_si128(acc.rows47)));
+    sum.lanes[3] = _mm256_add_pd(sum.lanes[3], _mm256_cvtepi32_pd(_mm256_extracti128_si256(acc.rows47, 1)));
+    return sum;
+}
+static inline vf dot_finish(dot_sum sum, const int32_t *row_sums) {
+    (void)row_sums;
+    /* hadd: [r0, r2, r1, r3]; the permute puts the rows in order */
+    __m256d low = _mm256_permute4x64_pd(_mm256_hadd_pd(sum.lanes[0], sum.lanes[1]), 0xd8);
+    __m256d high = _mm256_permute4x64_pd(_mm256_hadd_pd(sum.lanes[2], sum.lanes[3]), 0xd8);
+    return _mm256_set_m128(_mm256_cvtpd_ps(high), _mm256_cvtpd_ps(low));
+}
+#endif
+
+#if defined(RIFFD_VNNI) || defined(RIFFD_AVX2_MADD)
+#define RIFFD_KERNELS 1 /* this build has the kernels (else: stubs that say so) */
 /* a with b's sign */
 static inline vf vf_copysign(vf a, vf b) {
     vi sign = vi_set1(INT32_MIN);

@@ -17,8 +17,8 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.speed import Int8Linear
-from daemon.native import NativeUnavailable, cache_dir, library
-from daemon.native import int8_matvec
+from daemon.native import NativeUnavailable, cache_dir, int8_matvec, isa, library
+from daemon.native.branches import Branch, runnable_here
 from protocol.params import GenerationParams
 
 
@@ -30,13 +30,13 @@ def _kernel_runs_here() -> str | None:
     return None
 
 
-# The CI machines have gcc and AVX-512 VNNI (and AVX-VNNI); elsewhere these tests say why they cannot run.
+# Any x86 CPU with AVX2 and a C compiler runs these; elsewhere they say why they cannot run.
 pytestmark = pytest.mark.skipif(_kernel_runs_here() is not None, reason=f"native int8 kernel: {_kernel_runs_here()}")
 
 INT8 = EngineOptions(weights="int8", warmup=False)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9, 16])
 @pytest.mark.parametrize("shape", [(64, 32), (96, 1024), (1024, 4096)])
 def test_matvec_equals_float64_math_on_the_same_codes(rows, shape):
     generator = torch.Generator().manual_seed(rows)
@@ -55,6 +55,38 @@ def test_matvec_equals_float64_math_on_the_same_codes(rows, shape):
     assert bool(((got.double() - want).abs() <= bound).all())
     zero = int8_matvec.matvec(torch.zeros((rows, shape[1])), packed)
     assert torch.count_nonzero(zero) == 0
+
+
+def test_matvec_is_exact_at_the_extremes_no_saturation_no_overflow():
+    """The largest codes times the largest activations over the most columns: where a 16-bit product
+    sum would saturate (AVX2's maddubs) or an int32 sum overflow, the result would be far off."""
+    k = int8_matvec._library().riffd_int8_max_k()
+    codes = torch.full((64, k), 127, dtype=torch.int8)
+    codes[1::4] = -128
+    codes[2::4, ::2] = -128  # alternating signs: large partial sums that cancel
+    codes[3::4, : k // 2] = -128
+    scales = torch.full((64,), 1e-3)
+    x = torch.full((3, k), 2.5)
+    x[1, ::3] = -2.5
+    x[2] = torch.linspace(-1, 1, k)
+    got = int8_matvec.matvec(x, int8_matvec.pack(codes, scales)).double()
+    want = (x.double() @ codes.double().T) * 1e-3
+    step = x.double().abs().amax(dim=1, keepdim=True) / 32767
+    bound = 0.5 * step * codes.double().abs().sum(dim=1)[None, :] * 1e-3 + 1e-6 * want.abs().amax()
+    assert bool(((got - want).abs() <= bound).all())
+
+
+def test_matvec_rows_are_independent_bit_for_bit():
+    """A row's outputs do not depend on which other rows share the call (continuous batching)."""
+    generator = torch.Generator().manual_seed(5)
+    codes = torch.randint(-127, 128, (96, 2048), dtype=torch.int8, generator=generator)
+    packed = int8_matvec.pack(codes, torch.rand(96, generator=generator) * 0.01)
+    x = torch.randn((17, 2048), generator=generator) * torch.logspace(-1, 1, 17)[:, None]
+    together = int8_matvec.matvec(x, packed)
+    for row in (0, 5, 16):
+        assert torch.equal(int8_matvec.matvec(x[row:row + 1], packed)[0], together[row])
+    assert torch.equal(int8_matvec.matvec(x[3:9], packed), together[3:9])
+    assert torch.equal(int8_matvec.matvec(x.flip(0), packed), together.flip(0))
 
 
 def test_pack_refuses_shapes_outside_its_blocks_and_int8_falls_back():
@@ -186,30 +218,32 @@ def test_int8_cache_slots_round_trip_within_half_a_step():
     assert cache.nbytes == 0 and not cache.quantized
 
 
-def test_the_library_says_which_vectors_it_was_built_for():
-    bits = library().riffd_simd_bits()
-    assert bits in (256, 512)
-    expected = os.environ.get("RIFFD_EXPECT_SIMD_BITS")
+def test_the_library_says_which_instruction_set_it_was_built_for():
+    assert isa() in ("avx512vnni", "avxvnni", "avxvnni(avx512vl)", "avxvnni(emulated)", "avx2")
+    assert library().riffd_simd_bits() == (512 if isa() == "avx512vnni" else 256)
+    expected = os.environ.get("RIFFD_EXPECT_ISA")
     if expected:
-        assert bits == int(expected)
+        assert isa() == expected
 
 
-def _cpu_has(flag: str) -> bool:
-    try:
-        return any(flag in line.split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
-    except OSError:
-        return False
+def _other_branches() -> list[Branch]:
+    if os.environ.get("RIFFD_EXPECT_ISA") or _kernel_runs_here() is not None:
+        return []  # already a run of another branch, or no kernels at all here
+    return [branch for branch in runnable_here() if branch.isa != isa()]
 
 
-@pytest.mark.skipif(os.environ.get("RIFFD_EXPECT_SIMD_BITS") is not None, reason="already the AVX2 run")
-@pytest.mark.skipif(not _cpu_has("avx_vnni"), reason="this CPU has no AVX-VNNI to run the AVX2 kernels")
-def test_avx2_kernels_pass_the_same_tests(tmp_path, riffd_cache):
-    """The 256-bit build (CPUs with AVX-VNNI but no AVX-512) runs this file and the speculative tests."""
-    env = {**os.environ, "RIFFD_NATIVE_CFLAGS": "-mno-avx512f", "RIFFD_NATIVE_DIR": str(tmp_path / "native"),
-           "RIFFD_EXPECT_SIMD_BITS": "256", "RIFFD_TEST_CACHE": str(riffd_cache)}
+@pytest.mark.parametrize("branch", _other_branches(), ids=lambda branch: branch.isa)
+def test_every_x86_branch_this_cpu_runs_passes_the_same_tests(tmp_path, riffd_cache, branch):
+    """Each other simd.h branch, built here with RIFFD_NATIVE_CFLAGS, runs this file's kernel and step
+    tests and the speculative tests (the int8 draft's native step: same greedy codes as float32)."""
+    env = {**os.environ, "RIFFD_NATIVE_CFLAGS": branch.cflags, "RIFFD_NATIVE_DIR": str(tmp_path / "native"),
+           "RIFFD_EXPECT_ISA": branch.isa, "RIFFD_TEST_CACHE": str(riffd_cache)}
     here = os.path.dirname(__file__)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not daemon",
-                           os.path.join(here, "test_native.py"), os.path.join(here, "test_speculative.py")],
+    # The build-cache and no-compiler tests do not depend on the branch; the daemon test is slow.
+    skip = "not daemon and not without_a_compiler and not cached_by_content and not every_x86_branch"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", skip,
+                           *(os.path.join(here, name) for name in ("test_native.py", "test_native_batch.py",
+                                                                   "test_speculative.py"))],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and " failed" not in done.stdout
+    assert " passed" in done.stdout and " failed" not in done.stdout and " skipped" not in done.stdout

@@ -1,0 +1,129 @@
+/* C harness for riffd's int8 matvec (daemon/native/int8_matvec.c): GB/s of the kernel over
+   musicgen-small's decoder matrices (24 layers of qkv, out, cross q, cross out, fc1, fc2, and the lm
+   heads: 344 MB of int8, far past any cache), against a plain read of the same packed buffers split
+   the same way across the same threads. Built by bench/native_int8.py with the library's own flags
+   and sources; timed in C, so no Python call sits between two matrices.
+
+   usage: native_int8_harness REPEATS ROWS... ; prints one JSON object per line */
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "riffd_native.h"
+
+const char *riffd_isa(void);
+
+typedef struct {
+    int8_t *packed;
+    int32_t *row_sums;
+    float *scales;
+    int64_t rows, cols;
+} matrix;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static matrix make(int64_t rows, int64_t cols, unsigned seed) {
+    matrix m = {aligned_alloc(64, (size_t)(rows * cols)), aligned_alloc(64, (size_t)rows * 4),
+                aligned_alloc(64, (size_t)rows * 4), rows, cols};
+    srand(seed);
+    for (int64_t i = 0; i < rows * cols; i++) m.packed[i] = (int8_t)(rand() % 255 - 127);
+    for (int64_t r = 0; r < rows; r++) m.row_sums[r] = 0, m.scales[r] = 1e-3f;
+    return m; /* the codes' order does not matter for speed; row sums only shift the result */
+}
+
+/* Every byte of the packed matrices, vector loads split by the kernel's 32-row blocks across the
+   same threads; `prefetch` with the kernel's software prefetch distances. */
+static long long plain_read(const matrix *ms, int count, int threads, int prefetch) {
+    long long check = 0;
+    for (int i = 0; i < count; i++) {
+        const int64_t block = 32 * ms[i].cols, blocks = ms[i].rows / 32;
+        const int8_t *base = ms[i].packed;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : check)
+        for (int64_t b = 0; b < blocks; b++) {
+            const int8_t *p = base + b * block;
+            vi acc0 = vi_zero(), acc1 = vi_zero();
+            for (int64_t j = 0; j < block; j += 2 * (int64_t)sizeof(vi)) {
+                if (prefetch && j % 128 == 0) {
+                    __builtin_prefetch(p + j + 4096, 0, 2);
+                    __builtin_prefetch(p + j + 4096 + 64, 0, 2);
+                    __builtin_prefetch(p + j + 512, 0, 3);
+                    __builtin_prefetch(p + j + 512 + 64, 0, 3);
+                }
+                acc0 = vi_add(acc0, vi_load(p + j));
+                acc1 = vi_add(acc1, vi_load(p + j + sizeof(vi)));
+            }
+            int32_t lanes[VL];
+            memcpy(lanes, &acc0, sizeof lanes);
+            check += lanes[0] + lanes[VL - 1];
+            memcpy(lanes, &acc1, sizeof lanes);
+            check += lanes[1];
+        }
+    }
+    return check;
+}
+
+static void sweep(const matrix *ms, int count, int rows, const float *x, float *y, int threads) {
+    for (int i = 0; i < count; i++)
+        riffd_int8_matvec(x, rows, ms[i].cols, ms[i].packed, ms[i].row_sums, ms[i].scales, y, ms[i].rows, threads);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s REPEATS ROWS...\n", argv[0]);
+        return 2;
+    }
+    int repeats = atoi(argv[1]), threads = omp_get_max_threads();
+    enum { LAYERS = 24, HIDDEN = 1024, FFN = 4096, HEADS_OUT = 8192 };
+    static matrix ms[LAYERS * 6 + 1];
+    int count = 0;
+    double bytes = 0;
+    for (int l = 0; l < LAYERS; l++) {
+        int64_t shapes[6][2] = {{3 * HIDDEN, HIDDEN}, {HIDDEN, HIDDEN}, {HIDDEN, HIDDEN},
+                                {HIDDEN, HIDDEN},     {FFN, HIDDEN},    {HIDDEN, FFN}};
+        for (int s = 0; s < 6; s++) ms[count] = make(shapes[s][0], shapes[s][1], (unsigned)count), count++;
+    }
+    ms[count] = make(HEADS_OUT, HIDDEN, 999), count++;
+    for (int i = 0; i < count; i++) bytes += (double)(ms[i].rows * ms[i].cols);
+
+    float *x = malloc(sizeof(float) * 16 * FFN), *y = malloc(sizeof(float) * 16 * HEADS_OUT);
+    for (int i = 0; i < 16 * FFN; i++) x[i] = (float)((i * 37) % 101 - 50) * 0.01f;
+
+    double read_s = 1e9, read_prefetch_s = 1e9;
+    long long check = 0;
+    for (int r = 0; r < repeats + 1; r++) { /* the first run of each warms up */
+        double t0 = now_s();
+        check += plain_read(ms, count, threads, 0);
+        double t1 = now_s();
+        check += plain_read(ms, count, threads, 1);
+        double t2 = now_s();
+        if (r) {
+            if (t1 - t0 < read_s) read_s = t1 - t0;
+            if (t2 - t1 < read_prefetch_s) read_prefetch_s = t2 - t1;
+        }
+    }
+    double floor_s = read_s < read_prefetch_s ? read_s : read_prefetch_s;
+    printf("{\"isa\": \"%s\", \"threads\": %d, \"mb\": %.1f, \"read_gb_s\": %.2f, \"read_prefetch_gb_s\": %.2f, "
+           "\"check\": %lld}\n", riffd_isa(), threads, bytes / 1e6, bytes / read_s / 1e9, bytes / read_prefetch_s / 1e9,
+           check % 7);
+    for (int a = 2; a < argc; a++) {
+        int rows = atoi(argv[a]);
+        if (rows < 1 || rows > 16) continue;
+        double best = 1e9;
+        for (int r = 0; r < repeats + 1; r++) {
+            double t0 = now_s();
+            sweep(ms, count, rows, x, y, threads);
+            double took = now_s() - t0;
+            if (r && took < best) best = took;
+        }
+        printf("{\"isa\": \"%s\", \"rows\": %d, \"kernel_ms\": %.2f, \"kernel_gb_s\": %.2f, \"share_of_read\": %.3f}\n",
+               riffd_isa(), rows, best * 1e3, bytes / best / 1e9, floor_s / best);
+    }
+    return 0;
+}

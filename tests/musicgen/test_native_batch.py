@@ -1,0 +1,135 @@
+"""The batched native step (`riffd_step_rows`): streams at different positions of different windows,
+each with its own caches, share one call; each row's logits and cache writes are the same bits as
+when its stream runs alone, and the ctypes mirror checks the C structs' layout at load."""
+
+from __future__ import annotations
+
+import ctypes
+from contextlib import ExitStack
+
+import pytest
+import torch
+
+from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.speed import EngineOptions
+from daemon.native import NativeUnavailable
+from daemon.native.decoder_step import (Int8Struct, LayerWeightsStruct, Mirrored, NativeModel, NormStruct, RowStruct,
+                                        bind_row, check_layout, functions)
+from tests.musicgen.test_native import _kernel_runs_here
+
+pytestmark = pytest.mark.skipif(_kernel_runs_here() is not None, reason=f"native int8 kernel: {_kernel_runs_here()}")
+
+INT8 = EngineOptions(weights="int8", warmup=False)
+
+
+def native_model(engine: MusicgenEngine) -> NativeModel:
+    def norm(n):
+        return NormStruct() if n is None else NormStruct.of(n.weight, n.bias)
+
+    def packed(linear):
+        return Int8Struct.of(None if linear is None else linear.packed)
+
+    layers = [LayerWeightsStruct(norm(lw.self_norm), packed(lw.qkv), packed(lw.self_out), norm(lw.cross_norm),
+                                 packed(lw.cross_q), packed(lw.cross_out), norm(lw.ffn_norm), packed(lw.fc1),
+                                 packed(lw.fc2)) for lw in engine.layers]
+    return NativeModel(layers, heads=engine.heads, head_dim=engine.head_dim, eps=engine.final_norm.eps,
+                       final_norm=norm(engine.final_norm), lm_heads=packed(engine.heads_out))
+
+
+def clone_cache(cache):
+    copy = type(cache)([t.clone() for t in cache.keys], [t.clone() for t in cache.values], list(cache.cross_keys),
+                       list(cache.cross_values), cache.cross_mask, cache.max_positions)
+    copy.key_scales, copy.value_scales = [t.clone() for t in cache.key_scales], [t.clone() for t in cache.value_scales]
+    return copy
+
+
+def bound_rows(cache):
+    return [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
+                     cache.cross_values, cache.cross_mask, row) for row in range(cache.keys[0].shape[0])]
+
+
+@pytest.mark.parametrize("preset", ["debug/musicgen", "debug/musicgen-melody"])
+def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
+    bundle = load_preset(preset).bundle
+    engine = MusicgenEngine(bundle, INT8)
+    assert engine._native is not None
+    model = native_model(engine)
+    generator = torch.Generator().manual_seed(0)
+    streams = []  # (cache, rows, position): three windows of different lengths, conditions, positions
+    with torch.inference_mode(), ExitStack() as windows:
+        for texts, prompt_frames, spare in ((["drums"], 3, 17), (["an upbeat jazz tune with a walking bass", "bass"], 9, 22),
+                                            (["strings"], 1, 4)):
+            cond = build_conditioning(bundle, texts, guidance_scale=3.0)
+            prefix = cond.hidden_states.shape[1] if cond.prefix else 0
+            inputs = torch.randint(0, bundle.pad_token_id, (len(texts), bundle.num_codebooks, prompt_frames),
+                                   generator=generator)
+            cache = windows.enter_context(engine.open_cache(cond, prefix + prompt_frames + spare))
+            engine.prefill(cache, cond, inputs)
+            streams.append((cache, 2 * len(texts), prefix + prompt_frames))
+        alone = [clone_cache(cache) for cache, _, _ in streams]
+        batch = model.batch([row for cache, _, _ in streams for row in bound_rows(cache)])
+        positions = [position for _, rows, position in streams]
+        for step in range(4):
+            tokens = [torch.randint(0, bundle.pad_token_id, (rows, bundle.num_codebooks, 1), generator=generator)
+                      for _, rows, _ in streams]
+            xs = [engine._embed(t)[:, 0] + engine.positions[p] for t, p in zip(tokens, positions)]
+            batch.set_positions([p for (_, rows, _), p in zip(streams, positions) for _ in range(rows)])
+            together = model.step(torch.cat(xs), batch)
+            start = 0
+            for (_, rows, _), own, x, position in zip(streams, alone, xs, positions):
+                by_itself = engine._native(x[:, None], own, position)  # the single-window entry, on its own copy
+                assert torch.equal(together[start:start + rows], by_itself), f"step {step}"
+                start += rows
+            positions = [p + 1 for p in positions]
+        for (cache, _, _), own in zip(streams, alone):
+            for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
+                                    own.keys + own.values + own.key_scales + own.value_scales):
+                assert torch.equal(mine, theirs)
+
+
+def test_batched_step_checks_what_the_c_side_trusts(load_preset):
+    bundle = load_preset("debug/musicgen").bundle
+    engine = MusicgenEngine(bundle, INT8)
+    model = native_model(engine)
+    cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+    hidden = engine.heads * engine.head_dim
+    with torch.inference_mode(), engine.open_cache(cond, 8) as cache:
+        engine.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
+        batch = model.batch(bound_rows(cache))
+        with pytest.raises(ValueError, match="position 8 outside"):
+            batch.set_positions([1, 8])
+        with pytest.raises(ValueError, match="rows need"):
+            batch.set_positions([1])
+        batch.set_positions([1, 2])
+        with pytest.raises(ValueError, match="rows need"):
+            model.step(torch.zeros(3, hidden), batch)
+        assert model.step(torch.zeros(2, hidden), batch).shape == (2, model.vocab)
+        melody = native_model(MusicgenEngine(load_preset("debug/musicgen-melody").bundle, INT8))
+        with pytest.raises(ValueError, match="do not match"):
+            melody.batch(bound_rows(cache))  # cross-attention caches for a model without it
+        with pytest.raises(ValueError, match="row 2"):
+            bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
+                     cache.cross_values, cache.cross_mask, 2)
+        with pytest.raises(ValueError, match="int8"):
+            bind_row(cache.values[:1] * 0 + [torch.zeros(2, 4, 8, 16)], cache.values[:1], cache.key_scales[:1],
+                     cache.value_scales[:1], [], [], None, 0)
+
+
+def test_the_ctypes_mirror_is_checked_against_the_c_layout():
+    loaded = functions()
+    check_layout(loaded)  # the real mirror passes
+
+    class Shorter(Mirrored):
+        _c_name = "riffd_row"
+        _fields_ = [f for f in RowStruct._fields_ if f[0] != "cross_len"]
+
+    class Swapped(Mirrored):
+        _c_name = "riffd_row_cache"
+        _fields_ = [("values", ctypes.c_void_p), ("keys", ctypes.c_void_p), ("key_scales", ctypes.c_void_p),
+                    ("value_scales", ctypes.c_void_p), ("cross_keys", ctypes.c_void_p), ("cross_values", ctypes.c_void_p)]
+
+    with pytest.raises(NativeUnavailable, match="riffd_row is 40 bytes in C, 32"):
+        check_layout(loaded, [Shorter])
+    with pytest.raises(NativeUnavailable, match="riffd_row_cache.values is at byte 8 in C, 0"):
+        check_layout(loaded, [Swapped])
