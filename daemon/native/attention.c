@@ -1,9 +1,15 @@
 /* Attention for one (row, head) of a decode step: softmax(q . K / sqrt(head_dim) + mask) . V.
 
    Self-attention keys and values are int8 with a float scale per vector (kv_cache.py's layout): a
-   step reads every slot written so far, so late in a window they outweigh the weights.
-   Cross-attention keys and values are float32 (short, read-only). Rows are head_dim apart;
-   head_dim % VL == 0. */
+   step reads every slot written so far, so late in a window they outweigh the weights, and this
+   code must keep up with memory. Cross-attention keys and values are float32 (short, read-only).
+   Rows are head_dim apart; head_dim % VL == 0.
+
+   Scores: VL positions at a time, each a vector of partial products (one fused multiply-add per
+   VL dimensions), summed across lanes for all VL positions at once (vf_reduce_vl) instead of one
+   horizontal sum per position. Weighted values: one pass over the positions, every dimension's
+   accumulator live at once, two positions in flight so the multiply-adds do not wait on each
+   other. The common head sizes are compiled with head_dim a constant (all in registers). */
 
 #include <math.h>
 #include <stdint.h>
@@ -13,9 +19,11 @@
 
 #ifdef RIFFD_KERNELS
 
+#define MAX_CHUNKS (256 / VL) /* head_dim up to 256 in the specialised paths */
+
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim) {
     (void)head_dim;
-    return length;
+    return length + VL; /* scores, and room for a whole last vector */
 }
 
 /* Store a float32 vector as int8 codes and its scale, as kv_cache.quantize_vectors does:
@@ -32,56 +40,118 @@ void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count
     *scale = largest / 127.0f;
 }
 
-/* scores[0..length) = e^(score - largest); returns their sum. */
-static float softmax_weights(float *scores, int64_t length, float largest) {
+static inline __attribute__((always_inline)) vf load_slot(const void *rows, const int int8, int64_t index) {
+    return int8 ? vf_load_i8((const int8_t *)rows + index) : vf_load((const float *)rows + index);
+}
+
+/* scores[p] = (q . K[p]) * key_scales[p] * scale + mask[p] for p < length (key_scales, mask: NULL
+   for none); returns the largest. `int8` and `hd` are constants where inlined. */
+static inline __attribute__((always_inline)) float score(const float *q, const void *keys, const int int8,
+                                                         const float *key_scales, float scale, const float *mask,
+                                                         int64_t length, const int64_t hd, float *scores) {
+    const int64_t chunks = hd / VL;
+    vf query[MAX_CHUNKS];
+    for (int64_t c = 0; c < chunks; c++) query[c] = vf_load(q + c * VL);
+    vf largest = vf_set1(-INFINITY);
+    for (int64_t p0 = 0; p0 < length; p0 += VL) {
+        const int64_t count = length - p0 < VL ? length - p0 : VL;
+        vf part[VL];
+        for (int i = 0; i < VL; i++) {
+            vf acc = vf_zero();
+            if (i < count)
+                for (int64_t c = 0; c < chunks; c++) acc = vf_fmadd(query[c], load_slot(keys, int8, (p0 + i) * hd + c * VL), acc);
+            part[i] = acc;
+        }
+        vf dots = vf_reduce_vl(part);
+        if (count == VL) {
+            vf factor = key_scales ? vf_mul(vf_load(key_scales + p0), vf_set1(scale)) : vf_set1(scale);
+            vf s = vf_mul(dots, factor);
+            if (mask) s = vf_add(s, vf_load(mask + p0));
+            vf_store(scores + p0, s);
+            largest = vf_max(largest, s);
+        } else { /* the last few: no loads past the end of the scales or the mask */
+            float lanes[VL];
+            vf_store(lanes, dots);
+            for (int64_t i = 0; i < count; i++) {
+                float s = lanes[i] * (key_scales ? key_scales[p0 + i] * scale : scale) + (mask ? mask[p0 + i] : 0.0f);
+                scores[p0 + i] = s;
+                largest = vf_max(largest, vf_set1(s));
+            }
+        }
+    }
+    return vf_largest(largest);
+}
+
+/* scores[0..length) = e^(score - largest), times value_scales (NULL: none); returns the sum before
+   the value scales. */
+static float weights(float *scores, int64_t length, float largest, const float *value_scales) {
     vf sum = vf_zero();
     int64_t whole = length - length % VL;
     for (int64_t p = 0; p < whole; p += VL) {
         vf e = exp_v(vf_sub(vf_load(scores + p), vf_set1(largest)));
-        vf_store(scores + p, e);
         sum = vf_add(sum, e);
+        vf_store(scores + p, value_scales ? vf_mul(e, vf_load(value_scales + p)) : e);
     }
     float total = vf_sum(sum);
     for (int64_t p = whole; p < length; p++) { /* the last few, one at a time */
-        scores[p] = scores[p] - largest < -87.0f ? 0.0f : expf(scores[p] - largest);
-        total += scores[p];
+        float e = scores[p] - largest < -87.0f ? 0.0f : expf(scores[p] - largest);
+        total += e;
+        scores[p] = value_scales ? e * value_scales[p] : e;
     }
     return total;
 }
 
+/* out = sum_p scores[p] V[p] / total: every chunk's accumulator live, two positions in flight. */
+static inline __attribute__((always_inline)) void weigh(const float *scores, const void *values, const int int8,
+                                                        int64_t length, const int64_t hd, float total, float *out) {
+    const int64_t chunks = hd / VL;
+    vf even[MAX_CHUNKS], odd[MAX_CHUNKS];
+    for (int64_t c = 0; c < chunks; c++) even[c] = odd[c] = vf_zero();
+    int64_t p = 0;
+    for (; p + 1 < length; p += 2) {
+        vf w0 = vf_set1(scores[p]), w1 = vf_set1(scores[p + 1]);
+        for (int64_t c = 0; c < chunks; c++) {
+            even[c] = vf_fmadd(w0, load_slot(values, int8, p * hd + c * VL), even[c]);
+            odd[c] = vf_fmadd(w1, load_slot(values, int8, (p + 1) * hd + c * VL), odd[c]);
+        }
+    }
+    if (p < length) {
+        vf w = vf_set1(scores[p]);
+        for (int64_t c = 0; c < chunks; c++) even[c] = vf_fmadd(w, load_slot(values, int8, p * hd + c * VL), even[c]);
+    }
+    vf inverse = vf_div(vf_set1(1.0f), vf_set1(total));
+    for (int64_t c = 0; c < chunks; c++) vf_store(out + c * VL, vf_mul(vf_add(even[c], odd[c]), inverse));
+}
+
+static inline __attribute__((always_inline)) void attend(const float *q, const void *keys, const float *key_scales,
+                                                         const void *values, const float *value_scales, const int int8,
+                                                         const float *mask, int64_t length, const int64_t hd,
+                                                         float *scores, float *out) {
+    float largest = score(q, keys, int8, key_scales, 1.0f / sqrtf((float)hd), mask, length, hd, scores);
+    float total = weights(scores, length, largest, value_scales);
+    weigh(scores, values, int8, length, hd, total, out);
+}
+
+/* Head sizes compiled as constants (MusicGen's is 64; the debug presets' 16); others take the
+   general path, with the same arithmetic. */
+#define BY_HEAD_DIM(call_with)                                                                                     \
+    switch (head_dim) {                                                                                            \
+    case 16: call_with(16); break;                                                                                 \
+    case 32: call_with(32); break;                                                                                 \
+    case 64: call_with(64); break;                                                                                 \
+    case 128: call_with(128); break;                                                                               \
+    default: call_with(head_dim); break;                                                                           \
+    }
+
 void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scales, const int8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
-    float scale = 1.0f / sqrtf((float)head_dim), largest = -INFINITY;
-    for (int64_t p = 0; p < length; p++) {
-        vf dot = vf_zero();
-        for (int64_t j = 0; j < head_dim; j += VL) dot = vf_fmadd(vf_load(q + j), vf_load_i8(keys + p * head_dim + j), dot);
-        scores[p] = vf_sum(dot) * (key_scales[p] * scale);
-        if (scores[p] > largest) largest = scores[p];
-    }
-    float total = softmax_weights(scores, length, largest);
-    for (int64_t p = 0; p < length; p++) scores[p] *= value_scales[p]; /* fold each slot's scale into its weight */
-    for (int64_t j = 0; j < head_dim; j += VL) {
-        vf acc = vf_zero();
-        for (int64_t p = 0; p < length; p++)
-            acc = vf_fmadd(vf_set1(scores[p]), vf_load_i8(values + p * head_dim + j), acc);
-        vf_store(out + j, vf_div(acc, vf_set1(total)));
-    }
+#define INT8_ATTEND(HD) attend(q, keys, key_scales, values, value_scales, 1, NULL, length, HD, scores, out)
+    BY_HEAD_DIM(INT8_ATTEND)
 }
 
 void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
                       int64_t head_dim, float *scores, float *out) {
-    float scale = 1.0f / sqrtf((float)head_dim), largest = -INFINITY;
-    for (int64_t p = 0; p < length; p++) {
-        vf dot = vf_zero();
-        for (int64_t j = 0; j < head_dim; j += VL) dot = vf_fmadd(vf_load(q + j), vf_load(keys + p * head_dim + j), dot);
-        scores[p] = vf_sum(dot) * scale + (mask ? mask[p] : 0.0f);
-        if (scores[p] > largest) largest = scores[p];
-    }
-    float total = softmax_weights(scores, length, largest);
-    for (int64_t j = 0; j < head_dim; j += VL) {
-        vf acc = vf_zero();
-        for (int64_t p = 0; p < length; p++) acc = vf_fmadd(vf_set1(scores[p]), vf_load(values + p * head_dim + j), acc);
-        vf_store(out + j, vf_div(acc, vf_set1(total)));
-    }
+#define F32_ATTEND(HD) attend(q, keys, NULL, values, NULL, 0, mask, length, HD, scores, out)
+    BY_HEAD_DIM(F32_ATTEND)
 }
 #endif

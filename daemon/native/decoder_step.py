@@ -23,6 +23,9 @@ from daemon.native.int8_matvec import PackedInt8
 _ptr = ctypes.c_void_p
 _i64 = ctypes.c_int64
 
+#: attention.c keeps a query and an output row in registers up to this size (MusicGen's heads: 64).
+MAX_HEAD_DIM = 256
+
 
 class Mirrored(ctypes.Structure):
     """A ctypes mirror of the C struct named `_c_name` (checked by `check_layout`)."""
@@ -259,8 +262,9 @@ class NativeModel:
     def __init__(self, layers: Sequence[LayerWeightsStruct], *, heads: int, head_dim: int, eps: float,
                  final_norm: NormStruct, lm_heads: Int8Struct) -> None:
         self._functions = functions()
-        if head_dim % 16 or not layers:
-            raise NativeUnavailable(f"the native step needs layers and head_dim % 16 == 0 (head_dim {head_dim})")
+        if head_dim % 16 or not 16 <= head_dim <= MAX_HEAD_DIM or not layers:
+            raise NativeUnavailable(f"the native step needs layers and head_dim % 16 == 0, at most {MAX_HEAD_DIM} "
+                                    f"(head_dim {head_dim})")
         self._layers = (LayerWeightsStruct * len(layers))(*layers)
         self.hidden, self.vocab = heads * head_dim, lm_heads.rows
         self.cross_attention = bool(layers[0].cross_q.packed)

@@ -64,8 +64,12 @@ static inline vi vi_min(vi a, vi b) { return _mm512_min_epi32(a, b); }
 static inline vi vi_max(vi a, vi b) { return _mm512_max_epi32(a, b); }
 static inline vi vi_shift_right(vi a, int bits) { return _mm512_srai_epi32(a, bits); }
 static inline vi vi_shift_left(vi a, int bits) { return _mm512_slli_epi32(a, bits); }
-/* acc + sum of four u8 x s8 products per int32 lane */
-static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { return _mm512_dpbusd_epi32(acc, u8, s8); }
+/* acc + sum of four u8 x s8 products per int32 lane. Written as asm: GCC 12 copies the accumulator
+   around the intrinsic's tied operand (4 register moves per 8 products in the kernel's loop). */
+static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+    return acc;
+}
 static inline vf vi_to_float(vi a) { return _mm512_cvtepi32_ps(a); }
 static inline vi vf_to_int(vf a) { return _mm512_cvtps_epi32(a); } /* nearest, ties to even */
 /* VL int8 values widened to float */
@@ -76,6 +80,18 @@ static inline vf vf_load_i8(const int8_t *p) {
 static inline void vi_store_bytes(void *p, vi a) { _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(a)); }
 /* the low 16 bits of each int32 lane, VL int16 values */
 static inline void vi_store_int16(void *p, vi a) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(a)); }
+/* lane i = the sum of v[i]'s lanes: sums within 128-bit blocks pairwise (two levels), then across blocks */
+static inline vf vf_reduce_vl(const vf v[VL]) {
+    vf pairs[8], quads[4];
+    for (int i = 0; i < 8; i++)
+        pairs[i] = _mm512_add_ps(_mm512_shuffle_ps(v[2 * i], v[2 * i + 1], 0x88), _mm512_shuffle_ps(v[2 * i], v[2 * i + 1], 0xdd));
+    for (int i = 0; i < 4; i++) /* block k, lane j: block k's sum of v[4i + j] */
+        quads[i] = _mm512_add_ps(_mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0x88),
+                                 _mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0xdd));
+    vf low = _mm512_add_ps(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88), _mm512_shuffle_f32x4(quads[0], quads[1], 0xdd));
+    vf high = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88), _mm512_shuffle_f32x4(quads[2], quads[3], 0xdd));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(low, high, 0x88), _mm512_shuffle_f32x4(low, high, 0xdd));
+}
 
 /* ---------------------------------------------------------------- x86: AVX2 (with or without VNNI) */
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -138,6 +154,16 @@ static inline void vi_store_bytes(void *p, vi a) {
     __m256i packed = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a, low_bytes), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
     _mm_storel_epi64((__m128i *)p, _mm256_castsi256_si128(packed));
 }
+/* lane i = the sum of v[i]'s lanes: pairwise within 128-bit halves (two levels), then the halves */
+static inline vf vf_reduce_vl(const vf v[VL]) {
+    vf pairs[4], quads[2];
+    for (int i = 0; i < 4; i++)
+        pairs[i] = _mm256_add_ps(_mm256_shuffle_ps(v[2 * i], v[2 * i + 1], 0x88), _mm256_shuffle_ps(v[2 * i], v[2 * i + 1], 0xdd));
+    for (int i = 0; i < 2; i++) /* half k, lane j: half k's sum of v[4i + j] */
+        quads[i] = _mm256_add_ps(_mm256_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0x88),
+                                 _mm256_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0xdd));
+    return _mm256_add_ps(_mm256_permute2f128_ps(quads[0], quads[1], 0x20), _mm256_permute2f128_ps(quads[0], quads[1], 0x31));
+}
 /* the low 16 bits of each lane (values within int16), VL int16 values */
 static inline void vi_store_int16(void *p, vi a) {
     __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, a), 0x08); /* 64-bit parts 0 and 2 */
@@ -147,11 +173,17 @@ static inline void vi_store_int16(void *p, vi a) {
 #if defined(__AVXVNNI__)
 #define RIFFD_ISA "avxvnni"
 #define RIFFD_VNNI 1
-static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { return _mm256_dpbusd_avx_epi32(acc, u8, s8); }
+static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { /* asm: see the AVX-512 branch; {vex}: not AVX-512's encoding */
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u8), "x"(s8));
+    return acc;
+}
 #elif defined(__AVX512VNNI__) && defined(__AVX512VL__) /* RIFFD_SIMD_256 on an AVX-512 VNNI CPU */
 #define RIFFD_ISA "avxvnni(avx512vl)"
 #define RIFFD_VNNI 1
-static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { return _mm256_dpbusd_epi32(acc, u8, s8); }
+static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) { /* asm: see the AVX-512 branch */
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+    return acc;
+}
 #elif defined(RIFFD_EMULATE_VNNI)
 #define RIFFD_ISA "avxvnni(emulated)"
 #define RIFFD_VNNI 1
@@ -274,6 +306,18 @@ static inline vf dot_finish(dot_sum sum, const int32_t *row_sums) {
     __m256d low = _mm256_permute4x64_pd(_mm256_hadd_pd(sum.lanes[0], sum.lanes[1]), 0xd8);
     __m256d high = _mm256_permute4x64_pd(_mm256_hadd_pd(sum.lanes[2], sum.lanes[3]), 0xd8);
     return _mm256_set_m128(_mm256_cvtpd_ps(high), _mm256_cvtpd_ps(low));
+}
+#endif
+
+#if defined(RIFFD_VNNI)
+/* acc + sum of four u8 x s8 products per int32 lane, where the first operand's bytes are at most
+   127 (int4 codes, say): the contract every branch can keep exactly */
+static inline vi vi_dot_u7s8(vi acc, vi u7, vi s8) { return vi_dot_u8s8(acc, u7, s8); }
+#elif defined(RIFFD_AVX2_MADD)
+/* maddubs sums two u8 x s8 products into 16 bits with saturation: 2 * 127 * 128 < 32767, so for
+   first operands up to 127 it never saturates; madd by ones then sums the pairs into 32 bits. */
+static inline vi vi_dot_u7s8(vi acc, vi u7, vi s8) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u7, s8), _mm256_set1_epi16(1)));
 }
 #endif
 

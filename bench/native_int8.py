@@ -1,0 +1,86 @@
+"""Benchmark: riffd's int8 matvec against a plain read of the same buffers, for every x86 branch here.
+
+For each simd.h branch this CPU runs (daemon/native/branches.py: AVX-512 VNNI, AVX-VNNI or its
+stand-in, AVX2 without VNNI), builds bench/native_int8_harness.c with the library's sources and
+that branch's flags, and runs it: musicgen-small's decoder matrices (344 MB of int8, one decode
+step's weights) multiplied by 1 to 16 activation rows, against the same packed buffers read with
+no arithmetic, split the same way over the same threads, interleaved and best of `--repeats`.
+A branch built with another's flags on this CPU (the AVX2 build on an AVX-512 machine) is only
+indicative of the CPUs that branch is for. Prints a table, then one JSON object as the last line.
+
+    python -m bench.native_int8 [--threads 2] [--repeats 5] [--rows 1,2,4,8,16] [--branches avx2,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from daemon.native import FLAGS  # noqa: E402
+from daemon.native.branches import runnable_here  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_branch(isa: str, cflags: str, rows: list[int], repeats: int, threads: int, folder: Path) -> list[dict]:
+    binary = folder / f"harness-{isa.replace('(', '-').replace(')', '')}"
+    sources = sorted(str(path) for path in (ROOT / "daemon" / "native").glob("*.c"))
+    flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC")] + cflags.split()
+    subprocess.run([os.environ.get("CC", "cc"), *flags, "-I", str(ROOT / "daemon" / "native"),
+                    str(ROOT / "bench" / "native_int8_harness.c"), *sources, "-o", str(binary), "-lm"], check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([str(binary), str(repeats), *map(str, rows)], env=env, capture_output=True, text=True,
+                          check=True, timeout=1800)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rows", default="1,2,4,8,16")
+    parser.add_argument("--branches", default="", help="isa names to run (default: every one this CPU runs)")
+    args = parser.parse_args(argv)
+    rows = [int(r) for r in args.rows.split(",")]
+    wanted = set(filter(None, args.branches.split(",")))
+    branches = [b for b in runnable_here() if "emulated" not in b.isa and (not wanted or b.isa in wanted)]
+    print(f"CPU: {cpu_name()}, {args.threads} threads")
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for branch in branches:
+            lines = run_branch(branch.isa, branch.cflags, rows, args.repeats, args.threads, Path(folder))
+            read = lines[0]
+            results[branch.isa] = {"cflags": branch.cflags, "read_gb_s": read["read_gb_s"],
+                                   "read_prefetch_gb_s": read["read_prefetch_gb_s"],
+                                   "rows": {line["rows"]: {"gb_s": line["kernel_gb_s"], "ms": line["kernel_ms"],
+                                                           "share_of_read": line["share_of_read"]} for line in lines[1:]}}
+            print(f"\n{branch.isa} (RIFFD_NATIVE_CFLAGS={branch.cflags!r}): plain read {read['read_gb_s']:.1f} GB/s, "
+                  f"with prefetch {read['read_prefetch_gb_s']:.1f} GB/s, {read['mb']:.0f} MB")
+            print(f"  {'rows':>4} {'ms':>8} {'GB/s':>7} {'of read':>8}")
+            for line in lines[1:]:
+                print(f"  {line['rows']:>4} {line['kernel_ms']:>8.1f} {line['kernel_gb_s']:>7.1f} "
+                      f"{100 * line['share_of_read']:>7.0f}%")
+    summary = {"cpu": cpu_name(), "threads": args.threads, "branches": results}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

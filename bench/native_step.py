@@ -1,0 +1,170 @@
+"""Benchmark: riffd's batched native int8 decode step (daemon/native/decoder_step.c) on musicgen-small's shapes.
+
+Two questions, one run, random int8 weights and caches of musicgen-small's shapes (24 layers of
+1024, 16 heads of 64, ffn 4096, 4 x 2048 logits; the step's time does not depend on the values):
+
+- late in the window: one guided stream (2 rows) stepped at each of `--positions`; its step time
+  against the first position's (late/early), beside what the bytes alone allow: a step reads the
+  int8 weights once plus every cached key and value so far (int8 + a scale per vector), at the
+  memory-read bandwidth measured in the same run;
+- batching: `--streams` guided streams (2 rows each, at different positions of their own windows)
+  sharing each step, their aggregate stream-steps per second against one stream alone.
+
+Medians of `--steps` steps. Prints a table, then one JSON object as the last line.
+
+    python -m bench.native_step [--threads 2] [--positions 16,500,1000,1500] [--streams 1,2,4,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bench.native_int8 import cpu_name  # noqa: E402
+from daemon.native import isa  # noqa: E402
+from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row  # noqa: E402
+from daemon.native.int8_matvec import PackedInt8, pack  # noqa: E402
+
+LAYERS, HIDDEN, HEADS, FFN, LOGITS, TEXT_TOKENS = 24, 1024, 16, 4096, 4 * 2048, 12
+HEAD_DIM = HIDDEN // HEADS
+
+
+def random_int8(rows: int, cols: int, generator: torch.Generator) -> PackedInt8:
+    codes = torch.randint(-127, 128, (rows, cols), dtype=torch.int8, generator=generator)
+    return pack(codes, torch.full((rows,), 0.5 / math.sqrt(cols) / 64))
+
+
+class Weights:
+    """musicgen-small-shaped int8 weights and the NativeModel over them (the tensors live here)."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.ones, self.zeros = torch.ones(HIDDEN), torch.zeros(HIDDEN)
+        norm = NormStruct.of(self.ones, self.zeros)
+        self.packed: list[PackedInt8] = []
+        layers = []
+        for _ in range(LAYERS):
+            parts = [random_int8(rows, cols, generator) for rows, cols in
+                     ((3 * HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (FFN, HIDDEN),
+                      (HIDDEN, FFN))]
+            self.packed += parts
+            qkv, out, cross_q, cross_out, fc1, fc2 = map(Int8Struct.of, parts)
+            layers.append(LayerWeightsStruct(norm, qkv, out, norm, cross_q, cross_out, norm, fc1, fc2))
+        self.packed.append(random_int8(LOGITS, HIDDEN, generator))
+        self.model = NativeModel(layers, heads=HEADS, head_dim=HEAD_DIM, eps=1e-5, final_norm=norm,
+                                 lm_heads=Int8Struct.of(self.packed[-1]))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.packed)
+
+
+class Window:
+    """One guided stream's caches (2 rows), filled with random slots."""
+
+    def __init__(self, max_positions: int, generator: torch.Generator) -> None:
+        shape = (2, HEADS, max_positions, HEAD_DIM)
+        self.keys = [torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator) for _ in range(LAYERS)]
+        self.values = [torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator) for _ in range(LAYERS)]
+        self.key_scales = [torch.rand(shape[:3], generator=generator) * 0.02 for _ in range(LAYERS)]
+        self.value_scales = [torch.rand(shape[:3], generator=generator) * 0.02 for _ in range(LAYERS)]
+        cross = (2, HEADS, TEXT_TOKENS, HEAD_DIM)
+        self.cross_keys = [torch.randn(cross, generator=generator) for _ in range(LAYERS)]
+        self.cross_values = [torch.randn(cross, generator=generator) for _ in range(LAYERS)]
+        self.rows = [bind_row(self.keys, self.values, self.key_scales, self.value_scales, self.cross_keys,
+                              self.cross_values, None, row) for row in range(2)]
+
+
+def step_ms(weights: Weights, windows: list[Window], positions: list[int], steps: int) -> float:
+    batch = weights.model.batch([row for window in windows for row in window.rows])
+    batch.set_positions([p for p in positions for _ in range(2)])
+    x = torch.randn(len(batch), HIDDEN)
+    times = []
+    for _ in range(steps + 1):
+        hidden = x.clone()
+        start = time.perf_counter()
+        weights.model.step(hidden, batch)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times[1:])
+
+
+def read_bandwidth_gb_s(size_mb: int = 512, repeats: int = 5) -> float:
+    buffer = torch.ones(size_mb * 2**20 // 4)
+    buffer.sum()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        buffer.sum()
+        best = min(best, time.perf_counter() - start)
+    return size_mb * 2**20 / best / 1e9
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--positions", default="16,500,1000,1500")
+    parser.add_argument("--streams", default="1,2,4,8")
+    parser.add_argument("--stream-position", type=int, default=250, help="where the batched streams are (spread out)")
+    parser.add_argument("--steps", type=int, default=15)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    positions = [int(p) for p in args.positions.split(",")]
+    counts = [int(n) for n in args.streams.split(",")]
+    generator = torch.Generator().manual_seed(1)
+    weights = Weights()
+    bandwidth = read_bandwidth_gb_s()
+    print(f"CPU: {cpu_name()}, kernels {isa()}, {torch.get_num_threads()} threads; int8 weights "
+          f"{weights.nbytes / 1e6:.0f} MB a step; read bandwidth {bandwidth:.1f} GB/s")
+
+    late = Window(max(positions) + 1, generator)
+    print(f"\none stream (2 rows): {'position':>8} {'ms':>7} {'vs first':>8} {'cache MB':>8} {'bytes allow':>11}")
+    by_position = {}
+    for position in positions:
+        ms = step_ms(weights, [late], [position], args.steps)
+        cache_bytes = LAYERS * 2 * 2 * HEADS * (position + 1) * (HEAD_DIM + 4)  # K and V, 2 rows, codes + scale
+        floor_ms = (weights.nbytes + cache_bytes) / bandwidth / 1e6
+        by_position[position] = {"ms": round(ms, 2), "cache_mb": round(cache_bytes / 1e6, 1),
+                                  "floor_ms": round(floor_ms, 2)}
+        first = by_position[positions[0]]
+        print(f"{'':21}{position:>8} {ms:>7.2f} {ms / first['ms']:>7.2f}x {cache_bytes / 1e6:>8.1f} "
+              f"{floor_ms:>8.2f} ms ({floor_ms / first['floor_ms']:.2f}x)")
+    bandwidth = max(bandwidth, read_bandwidth_gb_s())
+    del late
+
+    print(f"\nbatched streams (2 rows each, around position {args.stream_position}):")
+    print(f"  {'streams':>7} {'step ms':>8} {'stream-steps/s':>14} {'speedup':>8}")
+    windows = [Window(args.stream_position + 64 * max(counts) + 1, generator) for _ in range(max(counts))]
+    by_streams = {}
+    for count in counts:
+        spread = [args.stream_position + 37 * i for i in range(count)]
+        ms = step_ms(weights, windows[:count], spread, args.steps)
+        rate = count * 1e3 / ms
+        by_streams[count] = {"ms": round(ms, 2), "stream_steps_per_s": round(rate, 2)}
+        base = by_streams[counts[0]]["stream_steps_per_s"] / counts[0]
+        print(f"  {count:>7} {ms:>8.2f} {rate:>14.2f} {rate / base:>7.2f}x")
+    base = by_streams[counts[0]]["stream_steps_per_s"] / counts[0]
+    first, last = by_position[positions[0]], by_position[positions[-1]]
+    summary = {
+        "cpu": cpu_name(), "isa": isa(), "threads": torch.get_num_threads(), "bandwidth_gb_s": round(bandwidth, 2),
+        "weight_mb": round(weights.nbytes / 1e6, 1), "positions": by_position,
+        "late_over_early": round(last["ms"] / first["ms"], 3),
+        "late_over_early_bytes": round(last["floor_ms"] / first["floor_ms"], 3),
+        "streams": by_streams,
+        **{f"speedup_{count}": round(by_streams[count]["stream_steps_per_s"] / base, 2) for count in counts},
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
