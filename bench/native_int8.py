@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from daemon.native import FLAGS  # noqa: E402
-from daemon.native.branches import runnable_here  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from daemon.native.branches import cpu_name, runnable_here  # noqa: E402
 
 
 def run_branch(isa: str, cflags: str, rows: list[int], repeats: int, threads: int, folder: Path) -> list[dict]:

@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.native_int8 import cpu_name  # noqa: E402
 from daemon.native import isa  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
 from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row  # noqa: E402
 from daemon.native.int8_matvec import PackedInt8, pack  # noqa: E402
 

@@ -9,6 +9,7 @@ AVX-512 itself cannot be emulated: it is tested on CPUs that have it.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,17 @@ from pathlib import Path
 class Branch:
     isa: str  # what riffd_isa() reports for this build
     cflags: str  # RIFFD_NATIVE_CFLAGS that build it on this CPU
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as benchmarks report it beside their figures."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def cpu_flags() -> frozenset[str]:
