@@ -12,7 +12,7 @@ import torch
 
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.options import EngineOptions
 from daemon.native import NativeUnavailable
 from daemon.native.decoder_step import (Int8Struct, LayerWeightsStruct, Mirrored, NativeModel, NormStruct, RowStruct,
                                         bind_row, check_layout, functions)
