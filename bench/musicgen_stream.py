@@ -35,7 +35,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from daemon.models.musicgen.agreement import compare
-from daemon.models.musicgen.codec import decode_codes
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.engine import MusicgenEngine
@@ -43,7 +42,7 @@ from daemon.models.musicgen.generator import MusicGen
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.sampling import make_generator
 from daemon.models.musicgen.options import EngineOptions
-from daemon.models.musicgen.streaming_codec import StreamSettings
+from daemon.models.musicgen.streaming_codec import StreamingDecoder, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
 from protocol.params import GenerationParams
 
@@ -187,14 +186,13 @@ def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params
     rate = loop_steps_per_s(engine, bundle, prompt, params)
     # What the first chunk cannot avoid: prefill, its own frames' steps, and one chunk decode.
     bundle_delay = delay_steps(bundle.num_codebooks, bundle.audio_channels)
-    needed_steps = (settings.first_chunk_frames + settings.lookahead_frames
-                    + math.ceil(settings.crossfade_samples / bundle.hop_length) + bundle_delay)
+    first_chunk_codes = model.codec.frames_for(settings.first_chunk_frames * bundle.hop_length)  # + the lookahead
+    needed_steps = first_chunk_codes + bundle_delay
     prefill_s = step_times[0] - start
-    codes = torch.zeros((1, bundle.num_codebooks, needed_steps - bundle_delay),
-                        dtype=torch.long, device=bundle.device)
+    codes = torch.zeros((1, bundle.num_codebooks, first_chunk_codes), dtype=torch.long, device=bundle.device)
     sync(bundle.device)
     decode_start = time.perf_counter()
-    decode_codes(bundle, codes)
+    StreamingDecoder(model.codec, settings).push(codes)
     sync(bundle.device)
     chunk_decode_s = time.perf_counter() - decode_start
     bound = prefill_s + (needed_steps - 1) / rate + chunk_decode_s

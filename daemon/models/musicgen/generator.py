@@ -24,7 +24,7 @@ from daemon.models.musicgen.longform import Window, plan_windows, steps_for
 from daemon.models.musicgen.sampling import make_generator
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
-from daemon.models.musicgen.streaming_codec import StreamSettings
+from daemon.models.musicgen.streaming_codec import StreamCodec, StreamSettings
 from protocol.errors import InvalidArgument
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
 
@@ -68,7 +68,8 @@ class MusicGen:
         """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks)."""
         self.bundle = bundle
         self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
-        self.stream_settings = stream_settings.validate(bundle.hop_length)
+        self.stream_settings = stream_settings.validate()
+        self.codec = StreamCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         if self.engine is not None and engine.warmup:
             self.engine.warm_up()
         self.max_duration_s = max_duration_s
@@ -118,7 +119,7 @@ class MusicGen:
                          should_stop=should_stop)
         frames = iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
                              on_step=job.on_step)
-        yield from stream_chunks(self.bundle, frames, prompt=job.prompt, new_frames=job.new_frames,
+        yield from stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
                                  samples=job.samples, start_sample=job.start_sample, settings=self.stream_settings)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:

@@ -13,7 +13,7 @@ from daemon.audio.types import AudioChunk
 from daemon.models.musicgen.delay import delay_steps, delays, initial_columns
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window
-from daemon.models.musicgen.streaming_codec import StreamingDecoder, StreamSettings
+from daemon.models.musicgen.streaming_codec import StreamCodec, StreamingDecoder, StreamSettings
 
 
 def iter_frames(
@@ -76,7 +76,7 @@ def run_windows(bundle: MusicgenBundle, windows: list[Window], *, prompt: torch.
 
 
 def stream_chunks(
-    bundle: MusicgenBundle,
+    codec: StreamCodec,
     frames: Iterator[torch.Tensor],
     *,
     prompt: torch.Tensor | None,
@@ -88,22 +88,23 @@ def stream_chunks(
     """Audio chunks of one prompt's new frames `[1, K, n]` as they come; `samples` long in all,
     from `start_sample` of the decoded timeline (the audio prompt's end).
 
-    The audio prompt's codes are the decoder's first left context, as in a one-shot decode.
+    The audio prompt's codes are the decoder's left context, as in a one-shot decode.
     """
     prompt_frames = 0 if prompt is None else prompt.shape[-1]
-    decoder = StreamingDecoder(bundle, settings, total_frames=prompt_frames + new_frames, start_sample=start_sample)
-    if prompt is not None:
-        decoder.push(prompt[:1])
+    decoder = StreamingDecoder(codec, settings, total_frames=prompt_frames + new_frames, start_sample=start_sample)
     index, offset = 0, 0
+
+    def chunks(blocks: list) -> Iterator[AudioChunk]:
+        nonlocal index, offset
+        for block in blocks:
+            block = block[:, :samples - offset]
+            if block.shape[1]:
+                yield AudioChunk(index, offset, block, codec.sample_rate)
+                index, offset = index + 1, offset + block.shape[1]
+
+    if prompt is not None:
+        yield from chunks(decoder.push(prompt[:1]))
     with closing(frames):
         for fresh in frames:
-            for block in decoder.push(fresh[:1]):
-                block = block[:, :samples - offset]
-                if block.shape[1]:
-                    yield AudioChunk(index, offset, block, bundle.sample_rate)
-                    index, offset = index + 1, offset + block.shape[1]
-    for block in decoder.finish():
-        block = block[:, :samples - offset]
-        if block.shape[1]:
-            yield AudioChunk(index, offset, block, bundle.sample_rate)
-            index, offset = index + 1, offset + block.shape[1]
+            yield from chunks(decoder.push(fresh[:1]))
+    yield from chunks(decoder.finish())

@@ -1,0 +1,421 @@
+"""EnCodec's SEANet decoder layers as streaming stages: each fed its input piece by piece.
+
+A stage keeps exactly the input it still needs (a convolution's last `span` samples, the input
+a transposed convolution's next outputs overlap, the LSTM's hidden and cell state) and returns
+from each `push` only the outputs no later input can change. `flush`, at the end of the stream,
+pads the right edge as the one-shot forward does and returns the rest. Chained, the stages
+compute the one-shot decode of the whole sequence, each output once.
+
+Tensors are `[B, channels, time]` throughout, as in transformers' EnCodec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+State = dict[str, torch.Tensor]
+
+
+def pad1d(x: torch.Tensor, left: int, right: int, mode: str) -> torch.Tensor:
+    """Pad the time axis as transformers' `EncodecConv1d._pad1d` does: where `x` is too short to
+    reflect, it is first extended with zeros (which the reflection then sees) and cut back after."""
+    if not left and not right:
+        return x
+    if mode != "reflect":
+        return F.pad(x, (left, right), mode)
+    extra = max(0, max(left, right) - x.shape[-1] + 1)
+    padded = F.pad(F.pad(x, (0, extra)), (left, right), "reflect")
+    return padded[..., :padded.shape[-1] - extra]
+
+
+# -- Specs: one layer's weights and geometry, shared by every stream of a model ------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ConvSpec:
+    """A stride-1 `EncodecConv1d`: `weight` `[out, in, kernel]` (weight norm applied once)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    dilation: int
+    pad_left: int
+    pad_right: int
+    pad_mode: str
+
+    @property
+    def span(self) -> int:
+        """Inputs an output reads beyond its first: (kernel - 1) * dilation."""
+        return (self.weight.shape[-1] - 1) * self.dilation
+
+
+@dataclass(frozen=True, eq=False)
+class ConvTransposeSpec:
+    """An `EncodecConvTranspose1d` as one matrix product and an overlap-add: `matrix`
+    `[out * taps, in]` holds the kernel zero-padded to `taps = blocks * stride`, so input i adds
+    its block q of `stride` outputs at output block i + q."""
+
+    matrix: torch.Tensor
+    bias: torch.Tensor | None
+    out_channels: int
+    stride: int
+    blocks: int  # ceil(kernel / stride): input blocks each output block sums
+    tail: int  # kernel - stride: outputs past the last input's block, before trimming
+    pad_left: int
+    pad_right: int
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
+                    pad_right: int) -> ConvTransposeSpec:
+        """`weight` `[in, out, kernel]` as nn.ConvTranspose1d holds it."""
+        kernel = weight.shape[-1]
+        blocks = math.ceil(kernel / stride)
+        padded = F.pad(weight, (0, blocks * stride - kernel))
+        matrix = padded.permute(1, 2, 0).reshape(-1, weight.shape[0]).contiguous()
+        return cls(matrix, bias, weight.shape[1], stride, blocks, kernel - stride, pad_left, pad_right)
+
+
+@dataclass(frozen=True, eq=False)
+class EluSpec:
+    alpha: float
+
+
+@dataclass(frozen=True, eq=False)
+class LstmSpec:
+    """`EncodecLSTM`'s weights per layer (PyTorch's gate order i, f, g, o); its output is the
+    LSTM's plus its input."""
+
+    weight_ih: tuple[torch.Tensor, ...]  # [4H, in]
+    weight_hh_t: tuple[torch.Tensor, ...]  # [H, 4H], transposed once for the per-step product
+    bias: tuple[torch.Tensor, ...]  # [4H]: b_ih + b_hh
+    hidden_size: int
+
+    @classmethod
+    def from_lstm(cls, lstm: torch.nn.LSTM) -> LstmSpec:
+        layers = range(lstm.num_layers)
+        zeros = lstm.weight_ih_l0.new_zeros(4 * lstm.hidden_size)
+        return cls(
+            weight_ih=tuple(getattr(lstm, f"weight_ih_l{i}").detach() for i in layers),
+            weight_hh_t=tuple(getattr(lstm, f"weight_hh_l{i}").detach().t().contiguous() for i in layers),
+            bias=tuple((getattr(lstm, f"bias_ih_l{i}").detach() + getattr(lstm, f"bias_hh_l{i}").detach())
+                       if lstm.bias else zeros for i in layers),
+            hidden_size=lstm.hidden_size,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualSpec:
+    """`EncodecResnetBlock`: shortcut(x) + main(x); an empty shortcut is the identity."""
+
+    main: tuple
+    shortcut: tuple
+
+
+# -- Stages: one stream's state for one layer ------------------------------------------------------
+
+
+class Stage:
+    """One layer of one stream. `push`: new inputs in, final outputs out; `flush`: the tail.
+
+    Outputs are `[batch, out_channels, n]`, n possibly 0 (so a chain never special-cases).
+    """
+
+    def __init__(self, like: torch.Tensor, batch: int, out_channels: int) -> None:
+        self.batch, self.out_channels = batch, out_channels
+        self._like = like  # dtype and device of what the stage makes
+
+    def empty(self) -> torch.Tensor:
+        return self._like.new_zeros((self.batch, self.out_channels, 0))
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def flush(self) -> torch.Tensor:
+        return self.empty()
+
+    def final_outputs(self, inputs: int) -> int:
+        """Outputs `push` has returned once `inputs` inputs have been pushed (before the flush)."""
+        return inputs
+
+    def state(self) -> State:
+        return {}
+
+    def load_state(self, state: State) -> None:
+        pass
+
+
+def _count(value: int) -> torch.Tensor:
+    return torch.tensor(int(value), dtype=torch.int64)
+
+
+def _tail(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The last `n` samples as their own small tensor (a view would keep the whole input alive)."""
+    return x[..., x.shape[-1] - n:].clone()
+
+
+def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if not a.shape[-1]:
+        return b
+    return torch.cat([a, b], dim=-1) if b.shape[-1] else a
+
+
+class Conv(Stage):
+    """Keeps the last `span` inputs; applies the left edge padding once there is enough input to
+    reflect, and the right edge padding at the flush."""
+
+    def __init__(self, spec: ConvSpec, batch: int) -> None:
+        super().__init__(spec.weight, batch, spec.weight.shape[0])
+        self.spec = spec
+        self.buffer = spec.weight.new_zeros((batch, spec.weight.shape[1], 0))
+        self.started = False  # the left padding is in the buffer
+
+    def _run(self, padded: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        if padded.shape[-1] <= spec.span:
+            self.buffer = padded
+            return self.empty()
+        y = F.conv1d(padded, spec.weight, spec.bias, dilation=spec.dilation)
+        self.buffer = _tail(padded, spec.span)
+        return y
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.shape[-1]:
+            return self.empty()
+        spec = self.spec
+        held = _cat(self.buffer, x)
+        if not self.started:
+            # The one-shot forward reflects the first samples: wait until there are enough of them.
+            if held.shape[-1] <= max(spec.pad_left, spec.pad_right):
+                self.buffer = held
+                return self.empty()
+            held = pad1d(held, spec.pad_left, 0, spec.pad_mode)
+            self.started = True
+        return self._run(held)
+
+    def flush(self) -> torch.Tensor:
+        spec = self.spec
+        if not self.started:
+            if not self.buffer.shape[-1]:
+                return self.empty()
+            # The whole stream was shorter than the padding: pad it exactly as the one-shot does.
+            self.started = True
+            return self._run(pad1d(self.buffer, spec.pad_left, spec.pad_right, spec.pad_mode))
+        return self._run(pad1d(self.buffer, 0, spec.pad_right, spec.pad_mode))
+
+    def final_outputs(self, inputs: int) -> int:
+        spec = self.spec
+        return inputs - spec.pad_right if inputs > max(spec.pad_left, spec.pad_right) else 0
+
+    def state(self) -> State:
+        return {"buffer": self.buffer, "started": _count(self.started)}
+
+    def load_state(self, state: State) -> None:
+        self.buffer, self.started = state["buffer"], bool(state["started"])
+
+
+class ConvTranspose(Stage):
+    """Carries the partial sums of the output blocks later inputs still add to, and how much of
+    the left trim is still to drop; the right trim falls on the flushed tail.
+
+    PyTorch's own transposed convolution takes a slow path for a few samples on the CPU (its
+    oneDNN kernel only for large inputs), so the product and the overlap-add are written out.
+    """
+
+    def __init__(self, spec: ConvTransposeSpec, batch: int) -> None:
+        super().__init__(spec.matrix, batch, spec.out_channels)
+        self.spec = spec
+        self.overlap = spec.matrix.new_zeros((batch, spec.out_channels, (spec.blocks - 1) * spec.stride))
+        self.skip = spec.pad_left  # left-trim outputs not yet dropped
+        self.started = False
+
+    def _drop_left(self, y: torch.Tensor) -> torch.Tensor:
+        drop = min(self.skip, y.shape[-1])
+        self.skip -= drop
+        return y[..., drop:]
+
+    def _biased(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.spec.bias is None else y + self.spec.bias[:, None]
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.shape[-1]:
+            return self.empty()
+        spec, batch, n = self.spec, x.shape[0], x.shape[-1]
+        # Block q of every input: [B, out, blocks, n, stride].
+        cols = torch.matmul(spec.matrix, x).view(batch, spec.out_channels, spec.blocks, spec.stride, n)
+        cols = cols.transpose(-1, -2)
+        sums = x.new_zeros((batch, spec.out_channels, n + spec.blocks - 1, spec.stride))
+        for q in range(spec.blocks):
+            sums[:, :, q:q + n] += cols[:, :, q]
+        carried = self.overlap.shape[-1] // spec.stride
+        sums[:, :, :carried] += self.overlap.view(batch, spec.out_channels, carried, spec.stride)
+        self.overlap = sums[:, :, n:].reshape(batch, spec.out_channels, -1).clone()
+        self.started = True
+        return self._drop_left(self._biased(sums[:, :, :n].reshape(batch, spec.out_channels, n * spec.stride)))
+
+    def flush(self) -> torch.Tensor:
+        spec = self.spec
+        if not self.started:
+            return self.empty()
+        self.started = False
+        tail = self._biased(self.overlap[..., :spec.tail - spec.pad_right])
+        return self._drop_left(tail)
+
+    def final_outputs(self, inputs: int) -> int:
+        return max(0, inputs * self.spec.stride - self.spec.pad_left)
+
+    def state(self) -> State:
+        return {"overlap": self.overlap, "skip": _count(self.skip), "started": _count(self.started)}
+
+    def load_state(self, state: State) -> None:
+        self.overlap, self.skip, self.started = state["overlap"], int(state["skip"]), bool(state["started"])
+
+
+class Elu(Stage):
+    def __init__(self, spec: EluSpec, like: torch.Tensor, batch: int, channels: int) -> None:
+        super().__init__(like, batch, channels)
+        self.alpha = spec.alpha
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x, self.alpha)
+
+
+class Lstm(Stage):
+    """Carries each layer's hidden and cell state from piece to piece.
+
+    Written out rather than nn.LSTM: PyTorch's oneDNN LSTM re-lays its weights out on every call,
+    a fixed ~60 ms per layer for musicgen's codec, whatever the piece's length. Each layer's input
+    product runs over the whole piece at once; only the recurrent product goes step by step.
+    """
+
+    def __init__(self, spec: LstmSpec, batch: int) -> None:
+        like = spec.weight_hh_t[0]
+        super().__init__(like, batch, spec.hidden_size)
+        self.spec = spec
+        self.h = like.new_zeros((len(spec.weight_ih), batch, spec.hidden_size))
+        self.c = like.new_zeros((len(spec.weight_ih), batch, spec.hidden_size))
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.shape[-1]:
+            return self.empty()
+        spec, size = self.spec, self.spec.hidden_size
+        steps = x.permute(2, 0, 1)  # [T, B, C], the layout EncodecLSTM feeds its LSTM
+        layer_in = steps
+        hs, cs = [], []
+        for layer, (w_ih, w_hh_t, bias) in enumerate(zip(spec.weight_ih, spec.weight_hh_t, spec.bias)):
+            gates_in = F.linear(layer_in, w_ih, bias)  # [T, B, 4H]
+            h, c = self.h[layer], self.c[layer]
+            outs = []
+            for t in range(gates_in.shape[0]):
+                gates = torch.addmm(gates_in[t], h, w_hh_t)
+                sig = torch.sigmoid(gates)
+                c = torch.addcmul(sig[:, size:2 * size] * c, sig[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
+                h = sig[:, 3 * size:] * torch.tanh(c)
+                outs.append(h)
+            hs.append(h)
+            cs.append(c)
+            layer_in = torch.stack(outs)
+        self.h, self.c = torch.stack(hs), torch.stack(cs)
+        return (layer_in + steps).permute(1, 2, 0)
+
+    def state(self) -> State:
+        return {"h": self.h, "c": self.c}
+
+    def load_state(self, state: State) -> None:
+        self.h, self.c = state["h"], state["c"]
+
+
+class Chain(Stage):
+    """Stages one after another (none: the identity)."""
+
+    def __init__(self, specs: tuple, like: torch.Tensor, batch: int, channels: int) -> None:
+        self.stages: list[Stage] = []
+        for spec in specs:
+            self.stages.append(make_stage(spec, like, batch, channels))
+            channels = self.stages[-1].out_channels
+        super().__init__(like, batch, channels)
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage.push(x)
+        return x
+
+    def flush(self) -> torch.Tensor:
+        carry = None  # what the stages so far still had, for the next one
+        for stage in self.stages:
+            carry = _cat(stage.push(carry) if carry is not None else stage.empty(), stage.flush())
+        return carry if carry is not None else self.empty()
+
+    def final_outputs(self, inputs: int) -> int:
+        for stage in self.stages:
+            inputs = stage.final_outputs(inputs)
+        return inputs
+
+    def state(self) -> State:
+        return {f"{i}.{name}": value for i, stage in enumerate(self.stages) for name, value in stage.state().items()}
+
+    def load_state(self, state: State) -> None:
+        for i, stage in enumerate(self.stages):
+            stage.load_state(_under(state, f"{i}."))
+
+
+class Residual(Stage):
+    """shortcut(x) + main(x), each side's outputs held until the other side has the same ones
+    (the main branch's convolutions wait for right context; the identity does not)."""
+
+    def __init__(self, spec: ResidualSpec, like: torch.Tensor, batch: int, channels: int) -> None:
+        super().__init__(like, batch, channels)
+        self.main = Chain(spec.main, like, batch, channels)
+        self.shortcut = Chain(spec.shortcut, like, batch, channels)
+        self.pending_main = self.empty()
+        self.pending_shortcut = self.empty()
+
+    def _join(self, main: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        main, shortcut = _cat(self.pending_main, main), _cat(self.pending_shortcut, shortcut)
+        n = min(main.shape[-1], shortcut.shape[-1])
+        self.pending_main, self.pending_shortcut = _tail(main, main.shape[-1] - n), _tail(shortcut, shortcut.shape[-1] - n)
+        # transformers adds shortcut(residual) + hidden_states.
+        return shortcut[..., :n] + main[..., :n]
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.shape[-1]:
+            return self.empty()
+        return self._join(self.main.push(x), self.shortcut.push(x))
+
+    def flush(self) -> torch.Tensor:
+        return self._join(self.main.flush(), self.shortcut.flush())
+
+    def final_outputs(self, inputs: int) -> int:
+        return min(self.main.final_outputs(inputs), self.shortcut.final_outputs(inputs))
+
+    def state(self) -> State:
+        state = {f"main.{k}": v for k, v in self.main.state().items()}
+        state.update({f"shortcut.{k}": v for k, v in self.shortcut.state().items()})
+        state.update(pending_main=self.pending_main, pending_shortcut=self.pending_shortcut)
+        return state
+
+    def load_state(self, state: State) -> None:
+        self.main.load_state(_under(state, "main."))
+        self.shortcut.load_state(_under(state, "shortcut."))
+        self.pending_main, self.pending_shortcut = state["pending_main"], state["pending_shortcut"]
+
+
+def _under(state: State, prefix: str) -> State:
+    return {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+
+
+def make_stage(spec: object, like: torch.Tensor, batch: int, channels: int) -> Stage:
+    """A fresh stage for `spec`, taking `channels` inputs."""
+    if isinstance(spec, ConvSpec):
+        return Conv(spec, batch)
+    if isinstance(spec, ConvTransposeSpec):
+        return ConvTranspose(spec, batch)
+    if isinstance(spec, EluSpec):
+        return Elu(spec, like, batch, channels)
+    if isinstance(spec, LstmSpec):
+        return Lstm(spec, batch)
+    if isinstance(spec, ResidualSpec):
+        return Residual(spec, like, batch, channels)
+    raise TypeError(f"no streaming stage for {type(spec).__name__}")
