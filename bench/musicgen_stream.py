@@ -42,7 +42,7 @@ from daemon.models.musicgen.generator import MusicGen
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.sampling import make_generator
 from daemon.models.musicgen.options import EngineOptions
-from daemon.models.musicgen.streaming_codec import StreamingDecoder, StreamSettings
+from daemon.models.musicgen.streaming_codec import CodecStream, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
 from protocol.params import GenerationParams
 
@@ -192,7 +192,7 @@ def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params
     codes = torch.zeros((1, bundle.num_codebooks, first_chunk_codes), dtype=torch.long, device=bundle.device)
     sync(bundle.device)
     decode_start = time.perf_counter()
-    StreamingDecoder(model.codec, settings).push(codes)
+    CodecStream(model.codec, settings).push(codes)
     sync(bundle.device)
     chunk_decode_s = time.perf_counter() - decode_start
     bound = prefill_s + (needed_steps - 1) / rate + chunk_decode_s

@@ -16,7 +16,7 @@ from daemon.audio.types import Audio
 from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.generator import MusicGen
 from daemon.models.musicgen.options import EngineOptions
-from daemon.models.musicgen.streaming_codec import StreamingDecoder, StreamSettings
+from daemon.models.musicgen.streaming_codec import CodecStream, StreamSettings
 from protocol.errors import Cancelled, InvalidArgument
 from protocol.params import GenerationParams
 
@@ -141,6 +141,6 @@ def test_streaming_decoder_settings_are_checked(load_preset):
         StreamSettings(chunk_frames=0).validate()
     with pytest.raises(InvalidArgument):
         MusicGen(bundle, stream_settings=StreamSettings(first_chunk_frames=0))
-    decoder = StreamingDecoder(bundle, StreamSettings(), total_frames=3)
+    decoder = CodecStream(bundle, StreamSettings(), total_frames=3)
     with pytest.raises(ValueError):
         decoder.push(torch.zeros((1, bundle.num_codebooks, 4), dtype=torch.long))

@@ -16,7 +16,7 @@ from safetensors.torch import save as save_tensors
 
 from daemon.models.musicgen.codec import decode_codes, to_numpy
 from daemon.models.musicgen.encodec_stream import DecoderPlan, EncodecStream
-from daemon.models.musicgen.streaming_codec import StreamCodec, StreamingDecoder, StreamSettings
+from daemon.models.musicgen.streaming_codec import MusicgenCodec, CodecStream, StreamSettings
 from protocol.errors import InvalidArgument
 
 HOP = 640
@@ -45,7 +45,7 @@ def _snr_db(reference: np.ndarray, streamed: np.ndarray) -> float:
     return 10 * math.log10(float((reference ** 2).sum()) / max(error, 1e-30))
 
 
-def _stream(decoder: StreamingDecoder, codes: torch.Tensor, sizes: list[int]) -> list[np.ndarray]:
+def _stream(decoder: CodecStream, codes: torch.Tensor, sizes: list[int]) -> list[np.ndarray]:
     blocks = []
     for piece in _pieces(codes, sizes):
         blocks += decoder.push(piece)
@@ -66,17 +66,17 @@ def _schedule(first: int, largest: int, total: int) -> list[int]:
 @pytest.mark.parametrize("preset", ["debug/musicgen", "debug/musicgen-stereo"])
 def test_stream_equals_one_shot_decode_however_pushed(load_preset, preset, pattern):
     bundle = load_preset(preset).bundle
-    codec = StreamCodec.for_bundle(bundle)
+    codec = MusicgenCodec.for_bundle(bundle)
     codes = _codes(bundle.num_codebooks, 150)
     reference = to_numpy(decode_codes(bundle, codes)[0])
     settings = StreamSettings(first_chunk_frames=2, chunk_frames=25)
-    blocks = _stream(StreamingDecoder(codec, settings, total_frames=150), codes, PATTERNS[pattern])
+    blocks = _stream(CodecStream(codec, settings, total_frames=150), codes, PATTERNS[pattern])
     streamed = np.concatenate(blocks, axis=1)
     assert streamed.dtype == np.float32 and streamed.shape == (bundle.audio_channels, 150 * HOP)
     assert _snr_db(reference, streamed) >= MIN_SNR_DB
     assert [b.shape[1] for b in blocks] == [f * HOP for f in _schedule(2, 25, 150)]
     # The decode boundaries follow the chunk schedule, not the pushes: the very same samples.
-    again = _stream(StreamingDecoder(codec, settings, total_frames=150), codes, [150])
+    again = _stream(CodecStream(codec, settings, total_frames=150), codes, [150])
     np.testing.assert_array_equal(np.concatenate(again, axis=1), streamed)
 
 
@@ -86,17 +86,17 @@ def test_short_streams_end_as_the_one_shot_decode_ends(musicgen, frames):
     bundle = musicgen.bundle
     codes = _codes(bundle.num_codebooks, frames, seed=frames)
     reference = to_numpy(decode_codes(bundle, codes)[0])
-    streamed = np.concatenate(_stream(StreamingDecoder(bundle, total_frames=frames), codes, [1]), axis=1)
+    streamed = np.concatenate(_stream(CodecStream(bundle, total_frames=frames), codes, [1]), axis=1)
     assert _snr_db(reference, streamed) >= MIN_SNR_DB
 
 
 @pytest.mark.parametrize("first_chunk_frames", [1, 3])
 def test_first_chunk_waits_for_its_frames_and_the_lookahead_only(musicgen, first_chunk_frames):
     bundle = musicgen.bundle
-    codec = StreamCodec.for_bundle(bundle)
+    codec = MusicgenCodec.for_bundle(bundle)
     assert codec.lookahead_samples == 2402  # EnCodec 32 kHz: 3 frames of the first conv, 482 samples after
     codes = _codes(bundle.num_codebooks, 40)
-    decoder = StreamingDecoder(codec, StreamSettings(first_chunk_frames, 25), total_frames=40)
+    decoder = CodecStream(codec, StreamSettings(first_chunk_frames, 25), total_frames=40)
     for frame in range(40):
         blocks = decoder.push(codes[..., frame:frame + 1])
         if blocks:
@@ -111,9 +111,9 @@ def test_continuation_starts_at_the_prompt_end_with_the_prompt_as_context(load_p
     bundle = load_preset("debug/musicgen-stereo").bundle
     codes = _codes(bundle.num_codebooks, 90, seed=4)
     prompt_frames, start = 31, 31 * HOP + 123  # a prompt ending inside its last frame
-    decoder = StreamingDecoder(bundle, StreamSettings(2, 10), total_frames=90, start_sample=start)
+    decoder = CodecStream(bundle, StreamSettings(2, 10), total_frames=90, start_sample=start)
     assert decoder.push(codes[..., :prompt_frames]) == []
-    needed = StreamCodec.for_bundle(bundle).frames_for(start + 2 * HOP)
+    needed = MusicgenCodec.for_bundle(bundle).frames_for(start + 2 * HOP)
     assert decoder.push(codes[..., prompt_frames:needed - 1]) == []
     first = decoder.push(codes[..., needed - 1:needed])
     assert [b.shape[1] for b in first] == [2 * HOP]
@@ -125,7 +125,7 @@ def test_continuation_starts_at_the_prompt_end_with_the_prompt_as_context(load_p
 def test_endless_stream_ends_when_finished(musicgen):
     bundle = musicgen.bundle
     codes = _codes(bundle.num_codebooks, 77, seed=2)
-    decoder = StreamingDecoder(bundle, StreamSettings(1, 16))
+    decoder = CodecStream(bundle, StreamSettings(1, 16))
     blocks = []
     for piece in _pieces(codes, [5, 1, 11]):
         blocks += decoder.push(piece)
@@ -142,15 +142,15 @@ def test_endless_stream_ends_when_finished(musicgen):
 @pytest.mark.parametrize("preset", ["debug/musicgen", "debug/musicgen-stereo"])
 def test_snapshot_then_restore_decodes_the_very_same_samples(load_preset, preset):
     bundle = load_preset(preset).bundle
-    codec = StreamCodec.for_bundle(bundle)
+    codec = MusicgenCodec.for_bundle(bundle)
     codes = _codes(bundle.num_codebooks, 140, seed=5)
-    original = StreamingDecoder(codec, StreamSettings(2, 20))  # endless, like a jam
+    original = CodecStream(codec, StreamSettings(2, 20))  # endless, like a jam
     for piece in _pieces(codes[..., :47], [3, 8]):  # 47: mid-chunk, with frames pending
         original.push(piece)
     # Written and read back as a file would be (safetensors), then resumed in a fresh decoder.
     snapshot = load_tensors(save_tensors(original.snapshot()))
     assert sum(t.numel() * t.element_size() for t in snapshot.values()) < 64 * 1024
-    resumed = StreamingDecoder.restore(codec, snapshot)
+    resumed = CodecStream.restore(codec, snapshot)
     assert resumed.frames == 47 and resumed.emitted_samples == original.emitted_samples
     rest = codes[..., 47:]
     uninterrupted = _stream(original, rest, [1])
@@ -162,26 +162,26 @@ def test_snapshot_then_restore_decodes_the_very_same_samples(load_preset, preset
 
 def test_snapshots_of_other_models_or_layouts_are_refused(load_preset):
     mono = load_preset("debug/musicgen").bundle
-    stereo = StreamingDecoder(load_preset("debug/musicgen-stereo").bundle)
+    stereo = CodecStream(load_preset("debug/musicgen-stereo").bundle)
     stereo.push(_codes(8, 12))
     snapshot = stereo.snapshot()
     with pytest.raises(InvalidArgument, match="another model"):
-        StreamingDecoder.restore(mono, snapshot)
+        CodecStream.restore(mono, snapshot)
     with pytest.raises(InvalidArgument, match="no pending"):
-        StreamingDecoder.restore(mono, {k: v for k, v in snapshot.items() if k != "pending"})
+        CodecStream.restore(mono, {k: v for k, v in snapshot.items() if k != "pending"})
     with pytest.raises(InvalidArgument, match="version"):
-        StreamingDecoder.restore(mono, {**snapshot, "version": torch.tensor(99)})
-    mono_snapshot = StreamingDecoder(mono).snapshot()
+        CodecStream.restore(mono, {**snapshot, "version": torch.tensor(99)})
+    mono_snapshot = CodecStream(mono).snapshot()
     broken = {k: (v[..., :1] if k.endswith(".h") else v) for k, v in mono_snapshot.items()}
     with pytest.raises(InvalidArgument, match="another codec"):
-        StreamingDecoder.restore(mono, broken)
+        CodecStream.restore(mono, broken)
 
 
 def test_bad_pushes_and_settings_are_refused(musicgen):
     bundle = musicgen.bundle
     with pytest.raises(InvalidArgument):
         StreamSettings(chunk_frames=0).validate()
-    decoder = StreamingDecoder(bundle, total_frames=3)
+    decoder = CodecStream(bundle, total_frames=3)
     with pytest.raises(ValueError, match="more than the 3"):
         decoder.push(_codes(bundle.num_codebooks, 4))
     with pytest.raises(ValueError, match="codes must be"):
@@ -194,16 +194,26 @@ def test_bad_pushes_and_settings_are_refused(musicgen):
 
 
 def _encodec(**overrides) -> torch.nn.Module:
+    """An EnCodec of `_ENCODEC_32KHZ` (with `overrides`) with seeded random weights, built without
+    transformers' initialisation (seconds for the 32 kHz codec's encoder, which is not used here)."""
     from transformers import EncodecConfig, EncodecModel
+    from transformers.initialization import no_init_weights
 
     from daemon.models.musicgen.presets import _ENCODEC_32KHZ
 
-    config = dict(_ENCODEC_32KHZ, **overrides)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = EncodecModel(EncodecConfig(**config)).eval()
+    with no_init_weights():
+        model = EncodecModel(EncodecConfig(**dict(_ENCODEC_32KHZ, **overrides))).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.decoder.named_parameters():
+            if name.endswith("original0"):  # weight norm's per-channel gain
+                param.uniform_(0.5, 1.5, generator=generator)
+            elif param.ndim == 1:  # biases
+                param.uniform_(-0.1, 0.1, generator=generator)
+            else:  # as PyTorch initialises its layers: scaled by the fan-in
+                param.uniform_(-1.0, 1.0, generator=generator).mul_(param[0].numel() ** -0.5)
         for layer in model.quantizer.layers:
-            layer.codebook.embed.normal_()
+            layer.codebook.embed.normal_(generator=generator)
     return model
 
 
@@ -217,11 +227,20 @@ def _codec_parity(model: torch.nn.Module, frames: int, sizes: list[int]) -> floa
 
 
 def test_musicgen_small_codec_streams_exactly():
-    """EnCodec 32 kHz as in facebook/musicgen-small (random weights): 1024 channels, two LSTM layers."""
+    """EnCodec 32 kHz as in facebook/musicgen-small (random weights): 1024 channels, two LSTM layers;
+    and a continuation's context, pushed without its audio, leaves the state a full decode leaves."""
     model = _encodec()
-    codec = StreamCodec.for_codec(model, num_codebooks=4, audio_channels=1)
+    codec = MusicgenCodec.for_codec(model, num_codebooks=4, audio_channels=1)
     assert codec.lookahead_samples == 2402 and codec.hop_length == HOP
     assert _codec_parity(model, 40, [1, 6, 2]) >= MIN_SNR_DB
+    codes = _codes(4, 40, seed=1, codebook_size=2048)
+    full, context = EncodecStream(codec.plan, 1), EncodecStream(codec.plan, 1)
+    full.push(codes[..., :30])
+    context.push_context(codes[..., :30])
+    assert (context.frames, context.samples) == (full.frames, full.samples)
+    after_full = torch.cat([full.push(codes[..., 30:]), full.flush()], dim=-1)
+    after_context = torch.cat([context.push(codes[..., 30:]), context.flush()], dim=-1)
+    assert _snr_db(after_full.numpy(), after_context.numpy()) >= MIN_SNR_DB
 
 
 TINY = dict(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=1, target_bandwidths=[20.0])

@@ -243,12 +243,12 @@ class ConvTranspose(Stage):
         if not x.shape[-1]:
             return self.empty()
         spec, batch, n = self.spec, x.shape[0], x.shape[-1]
-        # Block q of every input: [B, out, blocks, n, stride].
-        cols = torch.matmul(spec.matrix, x).view(batch, spec.out_channels, spec.blocks, spec.stride, n)
-        cols = cols.transpose(-1, -2)
+        # Block q of every input, [B, n, out, blocks, stride]: time-major, the layout in which BLAS
+        # streams the weights once for a few inputs (weights-major packs all 32 MB on each call).
+        cols = F.linear(x.transpose(1, 2), spec.matrix).view(batch, n, spec.out_channels, spec.blocks, spec.stride)
         sums = x.new_zeros((batch, spec.out_channels, n + spec.blocks - 1, spec.stride))
         for q in range(spec.blocks):
-            sums[:, :, q:q + n] += cols[:, :, q]
+            sums[:, :, q:q + n] += cols[:, :, :, q].transpose(1, 2)
         carried = self.overlap.shape[-1] // spec.stride
         sums[:, :, :carried] += self.overlap.view(batch, spec.out_channels, carried, spec.stride)
         self.overlap = sums[:, :, n:].reshape(batch, spec.out_channels, -1).clone()

@@ -19,11 +19,16 @@ from daemon.models.musicgen.encodec_stages import (
     ConvSpec,
     ConvTransposeSpec,
     EluSpec,
+    Lstm,
     LstmSpec,
     ResidualSpec,
     State,
 )
 from protocol.errors import Unsupported
+
+#: Frames of LSTM output the layers after it re-run at the end of a context (`push_context`):
+#: well past their receptive field (one frame of transposed-convolution overlap, then a few samples).
+CONTEXT_TAIL_FRAMES = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +132,31 @@ class EncodecStream:
         self.frames += codes.shape[-1]
         self.samples += audio.shape[-1]
         return audio
+
+    @torch.inference_mode()
+    def push_context(self, codes: torch.Tensor) -> None:
+        """Start a fresh stream with frames whose audio nobody wants (a continuation's prompt).
+
+        The state after them is what `push` would leave, at a fraction of the cost: the layers up
+        to the LSTM, whose state remembers everything, run over every frame; the layers after it,
+        whose memory is about a frame (the first transposed convolution's overlap, then a few
+        samples each), run over the last `CONTEXT_TAIL_FRAMES` only. Their first outputs there lack
+        the left context and are dropped with the rest, so the next `push` goes on exactly.
+        """
+        if self.frames or self.finished:
+            raise ValueError("context goes first, into a fresh stream")
+        if codes.shape[-1] == 0:
+            return
+        stages = self.chain.stages
+        head_end = 1 + max((i for i, stage in enumerate(stages) if isinstance(stage, Lstm)), default=-1)
+        x = self.plan.quantizer.decode(codes.transpose(0, 1))
+        for stage in stages[:head_end]:
+            x = stage.push(x)
+        x = x[..., max(0, x.shape[-1] - CONTEXT_TAIL_FRAMES):]
+        for stage in stages[head_end:]:
+            x = stage.push(x)
+        self.frames = codes.shape[-1]
+        self.samples = self.final_samples(self.frames)
 
     @torch.inference_mode()
     def flush(self) -> torch.Tensor:

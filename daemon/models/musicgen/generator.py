@@ -24,7 +24,7 @@ from daemon.models.musicgen.longform import Window, plan_windows, steps_for
 from daemon.models.musicgen.sampling import make_generator
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
-from daemon.models.musicgen.streaming_codec import StreamCodec, StreamSettings
+from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings
 from protocol.errors import InvalidArgument
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
 
@@ -69,7 +69,7 @@ class MusicGen:
         self.bundle = bundle
         self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
         self.stream_settings = stream_settings.validate()
-        self.codec = StreamCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
+        self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         if self.engine is not None and engine.warmup:
             self.engine.warm_up()
         self.max_duration_s = max_duration_s

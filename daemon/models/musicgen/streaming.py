@@ -13,7 +13,7 @@ from daemon.audio.types import AudioChunk
 from daemon.models.musicgen.delay import delay_steps, delays, initial_columns
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window
-from daemon.models.musicgen.streaming_codec import StreamCodec, StreamingDecoder, StreamSettings
+from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
 
 
 def iter_frames(
@@ -76,7 +76,7 @@ def run_windows(bundle: MusicgenBundle, windows: list[Window], *, prompt: torch.
 
 
 def stream_chunks(
-    codec: StreamCodec,
+    codec: MusicgenCodec,
     frames: Iterator[torch.Tensor],
     *,
     prompt: torch.Tensor | None,
@@ -91,7 +91,7 @@ def stream_chunks(
     The audio prompt's codes are the decoder's left context, as in a one-shot decode.
     """
     prompt_frames = 0 if prompt is None else prompt.shape[-1]
-    decoder = StreamingDecoder(codec, settings, total_frames=prompt_frames + new_frames, start_sample=start_sample)
+    decoder = CodecStream(codec, settings, total_frames=prompt_frames + new_frames, start_sample=start_sample)
     index, offset = 0, 0
 
     def chunks(blocks: list) -> Iterator[AudioChunk]:

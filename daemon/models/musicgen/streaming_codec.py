@@ -46,7 +46,7 @@ class StreamSettings:
 
 
 @dataclass(frozen=True, eq=False)
-class StreamCodec:
+class MusicgenCodec:
     """A checkpoint's codec as streams need it: read once per loaded model, shared by its streams."""
 
     plan: DecoderPlan
@@ -57,12 +57,12 @@ class StreamCodec:
     lookahead_samples: int  # audio a stream holds back until later frames (or the end) exist
 
     @classmethod
-    def for_bundle(cls, bundle: MusicgenBundle) -> StreamCodec:
+    def for_bundle(cls, bundle: MusicgenBundle) -> MusicgenCodec:
         return cls.for_codec(bundle.model.audio_encoder, num_codebooks=bundle.num_codebooks,
                              audio_channels=bundle.audio_channels)
 
     @classmethod
-    def for_codec(cls, codec: torch.nn.Module, *, num_codebooks: int, audio_channels: int) -> StreamCodec:
+    def for_codec(cls, codec: torch.nn.Module, *, num_codebooks: int, audio_channels: int) -> MusicgenCodec:
         """`codec` a transformers EncodecModel; MusicGen codes of `num_codebooks` for `audio_channels`."""
         plan = DecoderPlan.from_model(codec)
         probe = EncodecStream(plan, 1)
@@ -76,7 +76,7 @@ class StreamCodec:
         return max(0, frames)
 
 
-class StreamingDecoder:
+class CodecStream:
     """Frame-aligned codes `[1, K, n]` in, as they come; contiguous audio blocks `[C, samples]` out.
 
     Positions are in samples from the first code pushed (the prompt's, when continuing audio);
@@ -84,9 +84,9 @@ class StreamingDecoder:
     out. `total_frames` None is an endless stream (a jam): `finish` ends it.
     """
 
-    def __init__(self, codec: StreamCodec | MusicgenBundle, settings: StreamSettings = StreamSettings(), *,
+    def __init__(self, codec: MusicgenCodec | MusicgenBundle, settings: StreamSettings = StreamSettings(), *,
                  total_frames: int | None = None, start_sample: int = 0) -> None:
-        self.codec = codec if isinstance(codec, StreamCodec) else StreamCodec.for_bundle(codec)
+        self.codec = codec if isinstance(codec, MusicgenCodec) else MusicgenCodec.for_bundle(codec)
         self.settings = settings.validate()
         if total_frames is not None and total_frames < 0 or start_sample < 0:
             raise ValueError(f"total_frames {total_frames} and start_sample {start_sample} must be >= 0")
@@ -148,6 +148,11 @@ class StreamingDecoder:
         """Feed the pending frames up to `up_to_frame` to the codec; hold the audio that comes out."""
         n = up_to_frame - self._stream.frames
         codes, self._pending = self._pending[..., :n], self._pending[..., n:]
+        if self._stream.frames == 0 and self.start_sample:
+            # The frames whose audio all lies before start_sample are only context: skip their audio.
+            silent = min(n, (self.start_sample + self.codec.lookahead_samples) // self.codec.hop_length)
+            self._stream.push_context(self._per_channel(codes[..., :silent]))
+            codes = codes[..., silent:]
         self._keep(self._stream.push(self._per_channel(codes)))
 
     def _per_channel(self, codes: torch.Tensor) -> torch.Tensor:
@@ -203,9 +208,9 @@ class StreamingDecoder:
         return state
 
     @classmethod
-    def restore(cls, codec: StreamCodec | MusicgenBundle, snapshot: dict[str, torch.Tensor]) -> StreamingDecoder:
+    def restore(cls, codec: MusicgenCodec | MusicgenBundle, snapshot: dict[str, torch.Tensor]) -> CodecStream:
         """A decoder that goes on exactly where the one that took `snapshot` was (its settings too)."""
-        codec = codec if isinstance(codec, StreamCodec) else StreamCodec.for_bundle(codec)
+        codec = codec if isinstance(codec, MusicgenCodec) else MusicgenCodec.for_bundle(codec)
         _check_snapshot(codec, snapshot)
         first, chunk = (int(v) for v in snapshot["settings"])
         total = int(snapshot["total_frames"])
@@ -226,7 +231,7 @@ def _scalar(value: int) -> torch.Tensor:
 _FIELDS = ("version", "shape", "settings", "pending", "held", "total_frames", "start_sample", "emitted", "chunk_end")
 
 
-def _check_snapshot(codec: StreamCodec, snapshot: dict[str, torch.Tensor]) -> None:
+def _check_snapshot(codec: MusicgenCodec, snapshot: dict[str, torch.Tensor]) -> None:
     """Refuse a snapshot of another layout, codec or model, naming what does not fit."""
     if not isinstance(snapshot, dict) or any(not isinstance(v, torch.Tensor) for v in snapshot.values()):
         raise InvalidArgument("a codec stream snapshot is a dict of tensors")

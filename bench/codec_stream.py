@@ -1,0 +1,169 @@
+"""Benchmark: the stateful streaming EnCodec decode against the windowed one it replaced, same
+codec, same codes, same run.
+
+Decodes `--duration` seconds of random codes with the codec of `--model` (default
+random/musicgen-small: EnCodec 32 kHz as in facebook/musicgen-small, random weights), fed one
+frame at a time as the engine makes them, and reports wall seconds of decoding per second of
+audio for:
+- stateful: `CodecStream` with the default chunking (the daemon's path);
+- windowed: the decode riffd used before, each 25-frame chunk (10 for the first) decoded again
+  with 10 frames of left context and 4 of lookahead by transformers' `EncodecModel.decode`,
+  with a 256-sample crossfade at each seam;
+- one-shot: transformers' decode of the whole sequence at once (not a stream: the floor).
+Each is run `--repeats` times, interleaved, keeping the best (this machine is shared). Also: the
+first chunk's decode (its part of the time to first audio), the stateful audio against the
+one-shot decode in dB, and the snapshot size. Prints a table, then one JSON object last.
+
+    python -m bench.codec_stream [--model random/musicgen-small] [--duration 10] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from daemon.models.musicgen.codec import decode_codes, to_numpy
+from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
+from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
+from daemon.models.registry import default_cache_dir, resolve_folder
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU's model name and the vector instruction sets that matter here."""
+    name, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "unknown CPU":
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "asimd", "asimddp")
+    return name, [flag for flag in wanted if flag in flags]
+
+
+def stateful(codec: MusicgenCodec, codes: torch.Tensor) -> np.ndarray:
+    stream = CodecStream(codec, StreamSettings(), total_frames=codes.shape[-1])
+    blocks = []
+    for frame in range(codes.shape[-1]):
+        blocks += stream.push(codes[..., frame:frame + 1])
+    return np.concatenate(blocks, axis=1)
+
+
+def windowed(bundle: MusicgenBundle, codes: torch.Tensor, *, first: int = 10, chunk: int = 25, context: int = 10,
+             lookahead: int = 4, fade: int = 256) -> np.ndarray:
+    """The replaced decode: every chunk decoded again with context and lookahead, seams crossfaded."""
+    hop, total = bundle.hop_length, codes.shape[-1]
+    ramp = (np.arange(1, fade + 1, dtype=np.float32) / (fade + 1))[None]
+    out, tail, emitted, size = [], None, 0, first
+    while emitted < total * hop:
+        end = min(emitted + size * hop + fade, total * hop)
+        last = min(total, -(-end // hop) + lookahead)
+        begin = max(0, emitted // hop - context)
+        audio = to_numpy(decode_codes(bundle, codes[..., begin:last])[0])
+        block = audio[:, emitted - begin * hop:end - begin * hop].copy()
+        if tail is not None:
+            block[:, :fade] = tail * (1 - ramp) + block[:, :fade] * ramp
+        keep = block.shape[1] - fade if end < total * hop else block.shape[1]
+        out.append(block[:, :keep])
+        tail = block[:, keep:] if keep < block.shape[1] else None
+        emitted += keep
+        size = chunk
+    return np.concatenate(out, axis=1)
+
+
+def timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    error = float(((other - reference) ** 2).sum())
+    return 10 * math.log10(float((reference ** 2).sum()) / max(error, 1e-30))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="random/musicgen-small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio decoded per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
+    bundle = load_folder(folder, model_id=args.model, device=device)
+    codec = MusicgenCodec.for_bundle(bundle)
+    frames = math.ceil(args.duration * bundle.frame_rate)
+    audio_s = frames * bundle.hop_length / bundle.sample_rate
+    codebook_size = bundle.model.audio_encoder.config.codebook_size
+    codes = torch.randint(0, codebook_size, (1, bundle.num_codebooks, frames),
+                          generator=torch.Generator().manual_seed(0)).to(device)
+    cpu, isa = cpu_description()
+    print(f"{args.model} codec on {device} ({cpu}; {', '.join(isa) or 'no listed vector extensions'}; "
+          f"{torch.get_num_threads()} threads), {audio_s:g} s = {frames} frames, best of {args.repeats}")
+
+    # Warm up each path once (first calls pick kernels), then interleave the timed runs.
+    reference = to_numpy(decode_codes(bundle, codes)[0])
+    streamed, old = stateful(codec, codes), windowed(bundle, codes)
+    runs: dict[str, list[float]] = {"stateful": [], "windowed": [], "one_shot": []}
+    for _ in range(args.repeats):
+        runs["stateful"].append(timed(lambda: stateful(codec, codes)))
+        runs["windowed"].append(timed(lambda: windowed(bundle, codes)))
+        runs["one_shot"].append(timed(lambda: decode_codes(bundle, codes)))
+    cost = {name: min(times) / audio_s for name, times in runs.items()}
+
+    first_frames = codec.frames_for(StreamSettings().first_chunk_frames * bundle.hop_length)
+    first_chunk_s = min(timed(lambda: CodecStream(codec).push(codes[..., :first_frames]))
+                        for _ in range(args.repeats))
+    stream = CodecStream(codec)
+    stream.push(codes[..., :frames // 2])
+    snapshot_bytes = sum(t.numel() * t.element_size() for t in stream.snapshot().values())
+
+    for name, value in cost.items():
+        print(f"{name:>9}: {value * 1000:7.1f} ms per second of audio "
+              f"({cost['windowed'] / value:.2f}x the windowed decode's speed)")
+    print(f"first chunk: {first_frames} frames decoded in {first_chunk_s * 1000:.1f} ms; stateful vs one-shot "
+          f"{snr_db(reference, streamed):.1f} dB, windowed vs one-shot {snr_db(reference, old):.1f} dB; "
+          f"snapshot {snapshot_bytes / 1024:.1f} KiB")
+    summary = {
+        "model": args.model,
+        "device": str(device),
+        "cpu": cpu,
+        "isa": isa,
+        "threads": torch.get_num_threads(),
+        "audio_s": round(audio_s, 3),
+        "stateful_s_per_audio_s": round(cost["stateful"], 4),
+        "windowed_s_per_audio_s": round(cost["windowed"], 4),
+        "one_shot_s_per_audio_s": round(cost["one_shot"], 4),
+        "speedup_vs_windowed": round(cost["windowed"] / cost["stateful"], 3),
+        "first_chunk_frames": first_frames,
+        "first_chunk_decode_s": round(first_chunk_s, 4),
+        "stateful_snr_db": round(snr_db(reference, streamed), 1),
+        "windowed_snr_db": round(snr_db(reference, old), 1),
+        "snapshot_bytes": snapshot_bytes,
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
