@@ -41,7 +41,7 @@ from daemon.models.registry import default_cache_dir, resolve_folder
 
 def cpu_description() -> tuple[str, list[str]]:
     """The CPU's model name and the vector instruction sets that matter here."""
-    name, flags = "unknown CPU", set()
+    name, flags = "unknown CPU", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
