@@ -233,13 +233,15 @@ def test_musicgen_small_codec_streams_exactly():
     codec = MusicgenCodec.for_codec(model, num_codebooks=4, audio_channels=1)
     assert codec.lookahead_samples == 2402 and codec.hop_length == HOP
     assert _codec_parity(model, 40, [1, 6, 2]) >= MIN_SNR_DB
-    codes = _codes(4, 40, seed=1, codebook_size=2048)
+    # The context runs the LSTM over 67 steps at once (nn.LSTM), the full decode step by step.
+    codes = _codes(4, 80, seed=1, codebook_size=2048)
     full, context = EncodecStream(codec.plan, 1), EncodecStream(codec.plan, 1)
-    full.push(codes[..., :30])
-    context.push_context(codes[..., :30])
+    for piece in _pieces(codes[..., :70], [5, 20]):
+        full.push(piece)
+    context.push_context(codes[..., :70])
     assert (context.frames, context.samples) == (full.frames, full.samples)
-    after_full = torch.cat([full.push(codes[..., 30:]), full.flush()], dim=-1)
-    after_context = torch.cat([context.push(codes[..., 30:]), context.flush()], dim=-1)
+    after_full = torch.cat([full.push(codes[..., 70:]), full.flush()], dim=-1)
+    after_context = torch.cat([context.push(codes[..., 70:]), context.flush()], dim=-1)
     assert _snr_db(after_full.numpy(), after_context.numpy()) >= MIN_SNR_DB
 
 

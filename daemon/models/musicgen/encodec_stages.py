@@ -88,6 +88,7 @@ class LstmSpec:
     """`EncodecLSTM`'s weights per layer (PyTorch's gate order i, f, g, o); its output is the
     LSTM's plus its input."""
 
+    lstm: torch.nn.LSTM  # the checkpoint's own, for long pieces
     weight_ih: tuple[torch.Tensor, ...]  # [4H, in]
     weight_hh_t: tuple[torch.Tensor, ...]  # [H, 4H], transposed once for the per-step product
     bias: tuple[torch.Tensor, ...]  # [4H]: b_ih + b_hh
@@ -98,6 +99,7 @@ class LstmSpec:
         layers = range(lstm.num_layers)
         zeros = lstm.weight_ih_l0.new_zeros(4 * lstm.hidden_size)
         return cls(
+            lstm=lstm,
             weight_ih=tuple(getattr(lstm, f"weight_ih_l{i}").detach() for i in layers),
             weight_hh_t=tuple(getattr(lstm, f"weight_hh_l{i}").detach().t().contiguous() for i in layers),
             bias=tuple((getattr(lstm, f"bias_ih_l{i}").detach() + getattr(lstm, f"bias_hh_l{i}").detach())
@@ -237,7 +239,10 @@ class ConvTranspose(Stage):
         return y[..., drop:]
 
     def _biased(self, y: torch.Tensor) -> torch.Tensor:
-        return y if self.spec.bias is None else y + self.spec.bias[:, None]
+        """`y` plus the bias, `y` `[B, out, time]` or `[B, out, blocks, stride]`."""
+        if self.spec.bias is None:
+            return y
+        return y + self.spec.bias.view(-1, *([1] * (y.ndim - 2)))
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if not x.shape[-1]:
@@ -253,7 +258,8 @@ class ConvTranspose(Stage):
         sums[:, :, :carried] += self.overlap.view(batch, spec.out_channels, carried, spec.stride)
         self.overlap = sums[:, :, n:].reshape(batch, spec.out_channels, -1).clone()
         self.started = True
-        return self._drop_left(self._biased(sums[:, :, :n].reshape(batch, spec.out_channels, n * spec.stride)))
+        # The bias add writes the finished blocks out contiguously, so the reshape is free.
+        return self._drop_left(self._biased(sums[:, :, :n]).reshape(batch, spec.out_channels, n * spec.stride))
 
     def flush(self) -> torch.Tensor:
         spec = self.spec
@@ -285,10 +291,14 @@ class Elu(Stage):
 class Lstm(Stage):
     """Carries each layer's hidden and cell state from piece to piece.
 
-    Written out rather than nn.LSTM: PyTorch's oneDNN LSTM re-lays its weights out on every call,
-    a fixed ~60 ms per layer for musicgen's codec, whatever the piece's length. Each layer's input
-    product runs over the whole piece at once; only the recurrent product goes step by step.
+    Long pieces (a continuation's prompt) go through the checkpoint's nn.LSTM: on the CPU its oneDNN
+    kernel runs the whole sequence in one call. Short pieces, a stream's chunks, go step by step
+    here: that kernel lays the weights out anew on every call, a cost that does not shrink with
+    the piece (each layer's input product still runs over the whole piece at once).
     """
+
+    #: Steps up to which the step-by-step loop runs (measured on the CPU: see bench/codec_stream).
+    LOOP_MAX_STEPS = 32
 
     def __init__(self, spec: LstmSpec, batch: int) -> None:
         like = spec.weight_hh_t[0]
@@ -300,25 +310,31 @@ class Lstm(Stage):
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if not x.shape[-1]:
             return self.empty()
-        spec, size = self.spec, self.spec.hidden_size
         steps = x.permute(2, 0, 1)  # [T, B, C], the layout EncodecLSTM feeds its LSTM
+        if steps.shape[0] > self.LOOP_MAX_STEPS:
+            out, (self.h, self.c) = self.spec.lstm(steps, (self.h, self.c))
+        else:
+            out = self._loop(steps)
+        return (out + steps).permute(1, 2, 0)
+
+    def _loop(self, steps: torch.Tensor) -> torch.Tensor:
+        spec, size = self.spec, self.spec.hidden_size
         layer_in = steps
         hs, cs = [], []
         for layer, (w_ih, w_hh_t, bias) in enumerate(zip(spec.weight_ih, spec.weight_hh_t, spec.bias)):
             gates_in = F.linear(layer_in, w_ih, bias)  # [T, B, 4H]
             h, c = self.h[layer], self.c[layer]
-            outs = []
+            outs = gates_in.new_empty((gates_in.shape[0], gates_in.shape[1], size))
             for t in range(gates_in.shape[0]):
                 gates = torch.addmm(gates_in[t], h, w_hh_t)
                 sig = torch.sigmoid(gates)
                 c = torch.addcmul(sig[:, size:2 * size] * c, sig[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
-                h = sig[:, 3 * size:] * torch.tanh(c)
-                outs.append(h)
+                h = torch.mul(sig[:, 3 * size:], torch.tanh(c), out=outs[t])
             hs.append(h)
             cs.append(c)
-            layer_in = torch.stack(outs)
+            layer_in = outs
         self.h, self.c = torch.stack(hs), torch.stack(cs)
-        return (layer_in + steps).permute(1, 2, 0)
+        return layer_in
 
     def state(self) -> State:
         return {"h": self.h, "c": self.c}
