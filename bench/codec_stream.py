@@ -37,22 +37,14 @@ from daemon.models.musicgen.codec import decode_codes, to_numpy
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
+from daemon.native.branches import cpu_flags, cpu_name
 
 
 def cpu_description() -> tuple[str, list[str]]:
     """The CPU's model name and the vector instruction sets that matter here."""
-    name, flags = "unknown CPU", set[str]()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == "unknown CPU":
-                name = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "asimd", "asimddp")
-    return name, [flag for flag in wanted if flag in flags]
+    flags = cpu_flags()
+    return cpu_name(), [flag for flag in wanted if flag in flags]
 
 
 def stateful(codec: MusicgenCodec, codes: torch.Tensor) -> np.ndarray:
