@@ -89,6 +89,14 @@ class DaemonConfig:
     # MusicGen decode format and levers ('float32' keeps exact parity with transformers;
     # 'bfloat16' suits CPUs with AVX-512 BF16 or AMX, 'float16+compile' GPUs; see musicgen.options).
     engine: str = "float32"
+    # Playing in time (issue 15): join the Ableton Link session on this machine's networks (its
+    # tempo and beat become the daemon's timeline; riffd changes the tempo only when asked).
+    link: bool = False
+    # Without Link: the daemon's own timeline starts at this tempo (None: at a request's bpm).
+    bpm: float | None = None
+    # Appended to the text prompt of a job in time ("{bpm}" becomes its tempo; empty: nothing),
+    # since MusicGen was trained on captions that name the tempo this way.
+    tempo_prompt: str = "{bpm} bpm"
 
     @property
     def default_model(self) -> str:
@@ -144,6 +152,14 @@ class DaemonConfig:
             raise InvalidArgument(f"keep_alive_s must be >= 0, got {self.keep_alive_s}")
         if not 0.0 <= self.play_buffer_s <= 30.0:
             raise InvalidArgument(f"play_buffer_s must be within [0, 30] s, got {self.play_buffer_s}")
+        if self.bpm is not None:
+            from protocol.tempo import check_bpm
+
+            check_bpm(self.bpm)
+        try:
+            self.tempo_prompt.format(bpm=120)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InvalidArgument(f"tempo_prompt {self.tempo_prompt!r} may only use {{bpm}} ({exc})") from None
         EngineOptions.parse(self.engine)
         return self
 
@@ -194,6 +210,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MusicGen decode mode: float32 (default, exact), float32+draft (float32's output, "
                              "speculative), bfloat16, float16 (GPU), int8 (fastest on CPUs with VNNI), int8dyn, "
                              "int4; +compile compiles the step")
+
+
+    parser.add_argument("--link", action="store_const", const=True,
+                        help="join the Ableton Link session on this network: jobs in time follow its tempo and "
+                             "beat (riffd changes the session tempo only when a tempo request asks)")
+    parser.add_argument("--bpm", type=float, help="without --link: the tempo of the daemon's own timeline")
+    parser.add_argument("--tempo-prompt", metavar="TEMPLATE",
+                        help="appended to the prompt of a job in time (default '{bpm} bpm'; '' for nothing)")
 
 
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:

@@ -46,6 +46,8 @@ class Job:
     # worker, then returns. A long render (Jukebox) calls it between tokens, so a live request
     # sent meanwhile does not wait hours for the worker.
     yield_to_higher: Callable[[], None] = lambda: None
+    # A job in time (daemon.tempo.take.TakeState): set by the runner when the job starts.
+    take: Any = None
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.monotonic)
     seq: int = 0

@@ -26,9 +26,11 @@ from daemon.jukebox_jobs import jukebox_chunks
 from daemon.paths import PathPolicy
 from daemon.residency import ModelPool, release_memory
 from daemon.sinks.base import JobSink, SinkFactory
+from daemon.tempo.service import TempoService
+from daemon.tempo.take import TakeState
 from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError, Unsupported
-from protocol.messages import Chunk, Continue, Done, Error, Generate, JukeboxRequest, Progress, Started
+from protocol.messages import Chunk, Continue, Done, Error, Generate, JukeboxRequest, MusicGenRequest, Progress, Started
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,10 @@ class JobRunner:
     """Turns a job into events; holds no per-job state between calls."""
 
     def __init__(self, pool: ModelPool, sink_factories: Sequence[SinkFactory] = (), *,
-                 paths: PathPolicy | None = None, max_audio_s: float = DEFAULT_MAX_INPUT_S) -> None:
+                 paths: PathPolicy | None = None, max_audio_s: float = DEFAULT_MAX_INPUT_S,
+                 tempo: TempoService | None = None) -> None:
         self._pool = pool
+        self._tempo = tempo
         self._sink_factories = tuple(sink_factories)
         self._paths = paths
         self._max_audio_s = max_audio_s
@@ -71,7 +75,9 @@ class JobRunner:
                 for sink in sinks:
                     path = sink.finish() or path
                 sinks = []
-                emit(job, Done(job=job.id, path=path, frames=frames, sample_rate=backend.sample_rate, re=job.re))
+                in_time = job.take.done_fields() if job.take is not None else {}
+                emit(job, Done(job=job.id, path=path, frames=frames, sample_rate=backend.sample_rate, re=job.re,
+                               **in_time))
         except Cancelled as exc:
             # The backend raises Cancelled when asked to stop; say why it was asked.
             error = job.stop_error if job.stop_requested.is_set() else exc
@@ -136,8 +142,15 @@ class JobRunner:
                                   progress=progress, should_stop=yield_or_stop, seed=seed)
         text, audio_prompt, melody = self._inputs(job, backend)
         params = dataclasses.replace(job.params, seed=seed)
-        return backend.stream(text, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                              should_stop=stop)
+        plan = self._tempo.plan(job.request) if self._tempo and isinstance(job.request, MusicGenRequest) else None
+        if plan is not None:
+            # In time (issue 15): the tempo in force now sets the length; the prompt names it.
+            job.take = TakeState(plan)
+            text = plan.prompt(text, self._tempo.prompt_template)  # type: ignore[union-attr]
+            params = dataclasses.replace(params, duration_s=plan.generate_s(job.params.duration_s))
+        stream = backend.stream(text, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
+                                should_stop=stop)
+        return stream if plan is None else self._tempo.shape(stream, job.take)  # type: ignore[union-attr]
 
     def _input_path(self, path: str) -> Path:
         """A file a request names on the daemon's disk, confined like audio inputs."""
@@ -174,7 +187,7 @@ class JobRunner:
                 audio = np.array(chunk.audio, dtype=np.float32, copy=True)
                 emit(job, Chunk(job=job.id, index=chunk.index, offset_samples=chunk.offset_samples,
                                 sample_rate=chunk.sample_rate, channels=audio.shape[0], frames=chunk.frames,
-                                path=path, stage=chunk.stage, audio=audio, re=job.re))
+                                path=path, stage=chunk.stage, beat=chunk.beat, audio=audio, re=job.re))
         if job.stop_requested.is_set():
             raise job.stop_error
         return frames

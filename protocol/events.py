@@ -78,6 +78,7 @@ class Chunk(Event):
     # Fields added after the first three come after them, so patches that unpack `s i s` keep
     # working (the second form reads a daemon from before them).
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("job", "index", "path", "offset_samples", "frames", "stage", "beat"),
         ("job", "index", "path", "offset_samples", "frames", "stage"),
         ("job", "index", "path"),
     )
@@ -92,21 +93,36 @@ class Chunk(Event):
     path: str | None = None
     # "final", or "preview" (a Jukebox job's quick decode of its top-level codes, sent first).
     stage: str = "final"
+    # A job in time (issue 15): the timeline's beat (Link's, with --link) at the chunk's first
+    # sample as the daemon plays it, so a DAW or patch can place it; absent otherwise.
+    beat: float | None = None
     # numpy float32 [channels, frames]; not a header field (it is the PCM frame).
     audio: Any = field(default=None, compare=False, repr=False, metadata={"wire": False})
 
 
 @dataclass(frozen=True)
 class Done(Event):
-    """The job finished: `frames` samples per channel at `sample_rate`; `path` if it was saved."""
+    """The job finished: `frames` samples per channel at `sample_rate`; `path` if it was saved.
+
+    A job in time also says its length in `beats` and `bars` at its tempo `bpm`, and the beat it
+    was launched on (`beat`).
+    """
 
     TYPE: ClassVar[str] = "done"
-    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "path", "frames", "sample_rate"), ("job", "path"))
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("job", "path", "frames", "sample_rate", "beats", "bars", "bpm", "beat"),
+        ("job", "path", "frames", "sample_rate"),
+        ("job", "path"),
+    )
 
     job: str
     path: str | None = None
     frames: int = 0
     sample_rate: int = 0
+    beats: float | None = None
+    bars: float | None = None
+    bpm: float | None = None
+    beat: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,13 @@ class Status(Event):
     uptime_s: float = 0.0
     playback: str = "off"
     underruns: int = 0
+    # The timeline (issue 15): "link", "own" or "none", its tempo (0: none yet), beat, phase within
+    # the bar, and the other Link peers. OSC clients ask with /riffd/clock instead.
+    clock: str = "none"
+    tempo: float = 0.0
+    beat: float = 0.0
+    phase: float = 0.0
+    peers: int = 0
 
 
 @dataclass(frozen=True)

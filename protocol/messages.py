@@ -21,6 +21,7 @@ from protocol.errors import InvalidArgument, PromptTooLong
 from protocol.events import Accepted, Chunk, Done, Error, Event, Models, Ok, Progress, Started, Status
 from protocol.params import GenerationParams
 from protocol.schema import Message
+from protocol.tempo import Clock, InTime, check_bpm
 
 #: Bumped on any incompatible change; a message with another version is refused.
 PROTOCOL_VERSION = 1
@@ -131,8 +132,11 @@ class JobRequest(Request):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MusicGenRequest(JobRequest):
-    """Sampling controls of the MusicGen core; absent means GenerationParams' default."""
+class MusicGenRequest(JobRequest, InTime):
+    """Sampling controls of the MusicGen core; absent means GenerationParams' default.
+
+    The tempo fields (bars, quantum, bpm, launch, loop, conform) are protocol.tempo.InTime's.
+    """
 
     top_k: int | None = None
     top_p: float | None = None
@@ -142,15 +146,19 @@ class MusicGenRequest(JobRequest):
     greedy: bool | None = None
     extend_stride_s: float | None = None
 
-    def generation_params(self) -> GenerationParams:
-        """The request's controls as GenerationParams (unvalidated against daemon limits)."""
+    def generation_params(self, duration_s: float | None = None) -> GenerationParams:
+        """The request's controls as GenerationParams (unvalidated against daemon limits); a job in
+        bars gives the `duration_s` its tempo makes."""
         # duration_s is each subclass's own positional field.
         given = {name: getattr(self, name) for name in SAMPLING_FIELDS if getattr(self, name) is not None}
-        return GenerationParams(duration_s=self.duration_s, **given)  # type: ignore[attr-defined]
+        own = self.duration_s  # type: ignore[attr-defined]
+        return GenerationParams(duration_s=own if duration_s is None else duration_s, **given)
 
     def validate(self) -> None:
         super().validate()
-        self.generation_params().validate(max_duration_s=math.inf)
+        self.validate_tempo(self.duration_s)  # type: ignore[attr-defined]
+        # With bars the length is known only once the tempo is: check the other controls.
+        self.generation_params(None if self.bars is None else 1.0).validate(max_duration_s=math.inf)
 
 
 #: Fields of GenerationParams a request sets by name (duration_s is positional).
@@ -365,21 +373,47 @@ class Unsubscribe(Subscribe):
     TYPE: ClassVar[str] = "unsubscribe"
 
 
+@dataclass(frozen=True)
+class GetClock(Request):
+    """Ask for the daemon's timeline (tempo, beat, phase, Link peers); answered by a `clock` event."""
+
+    TYPE: ClassVar[str] = "clock"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = ((), ("reply_port",))
+
+
+@dataclass(frozen=True)
+class SetTempo(Request):
+    """Set the tempo of the Link session (every peer follows) or of the daemon's own timeline.
+
+    The one request that changes a Link session's tempo; answered by a `clock` event.
+    """
+
+    TYPE: ClassVar[str] = "tempo"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("bpm",), ("bpm", "reply_port"))
+
+    bpm: float
+
+    def validate(self) -> None:
+        super().validate()
+        check_bpm(self.bpm)
+
+
 REQUESTS: dict[str, type[Request]] = {
     cls.TYPE: cls
     for cls in (
         Generate, Continue, JukeboxSample, JukeboxUpsample, Cancel, GetStatus, ListModels,
-        LoadModel, UnloadModel, Subscribe, Unsubscribe,
+        LoadModel, UnloadModel, Subscribe, Unsubscribe, GetClock, SetTempo,
     )
 }
 EVENTS: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (Accepted, Started, Progress, Chunk, Done, Error, Status, Models, Ok)
+    cls.TYPE: cls for cls in (Accepted, Started, Progress, Chunk, Done, Error, Status, Models, Ok, Clock)
 }
 #: Events that end a job; every job gets exactly one.
 TERMINAL_EVENTS = (Done, Error)
 
 __all__ = [
     "EVENTS", "PROTOCOL_VERSION", "REQUESTS", "SAMPLING_FIELDS", "TERMINAL_EVENTS", "Accepted", "Cancel", "Chunk",
+    "Clock", "GetClock", "InTime", "SetTempo",
     "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxRequest", "JukeboxSample",
     "JukeboxUpsample",
     "ListModels", "LoadModel", "Models", "MusicGenRequest", "Ok", "Progress", "Request", "Started", "Status",

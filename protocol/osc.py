@@ -64,9 +64,11 @@ def _form_for(message: Message) -> tuple[str, ...]:
     cls = type(message)
     if not isinstance(message, Request):
         # An event's later forms are older, shorter layouts; one is used when a field of the newer
-        # would need a 64-bit int (`h`), which Pd's [oscparse] refuses (a client's own large seed).
+        # would need a 64-bit int (`h`), which Pd's [oscparse] refuses (a client's own large seed),
+        # or when a number it adds is absent (a chunk's beat for a job not in time): OSC has no null.
         for form in cls.OSC_FORMS[:-1]:
-            if not any(_is_int64(getattr(message, name)) for name in form):
+            if not any(_is_int64(getattr(message, name)) or _absent_number(cls, name, getattr(message, name))
+                       for name in form):
                 return form
         return cls.OSC_FORMS[-1]
     if cls.OSC_OPTIONS:
@@ -76,6 +78,10 @@ def _form_for(message: Message) -> tuple[str, ...]:
         if given <= set(form):
             return form
     raise ValueError(f"{cls.TYPE}: OSC cannot carry {', '.join(sorted(given))} together")
+
+
+def _absent_number(cls: type[Message], name: str, value: Any) -> bool:
+    return value is None and any(spec.name == name and spec.kind in ("int", "float") for spec in fields_of(cls))
 
 
 def _is_int64(value: Any) -> bool:

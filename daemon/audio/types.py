@@ -42,6 +42,8 @@ class AudioChunk:
     audio: np.ndarray
     sample_rate: int
     stage: str = "final"
+    # A take in time: the timeline beat its first sample plays on (see daemon.tempo.take).
+    beat: float | None = None
 
     @property
     def frames(self) -> int:

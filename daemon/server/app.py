@@ -33,6 +33,8 @@ from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint
 from daemon.sinks import FileSinkFactory, SinkFactory
 from daemon.sinks.retention import remove_partials, sweep_chunks
+from daemon.tempo.service import TempoService
+from daemon.tempo.timeline import OwnTimeline
 from protocol.errors import InvalidArgument, NotFound
 from protocol.messages import Event
 
@@ -75,17 +77,26 @@ class Daemon:
                  sink_factories: Sequence[SinkFactory] | None = None) -> None:
         self.config = config
         out_dir = config.out_dir.resolve()
+        # The timeline (issue 15): a Link session (opened in start, on the loop) or the daemon's own.
+        timeline = self._link = None
+        if config.link:
+            from daemon.tempo.link import LinkTimeline
+
+            timeline = self._link = LinkTimeline()
+        self.tempo = TempoService(timeline or OwnTimeline(config.bpm), prompt_template=config.tempo_prompt,
+                                  play_buffer_s=config.play_buffer_s)
         self._pool = ModelPool(loader or default_loader(config), config.device, keep_alive_s=config.keep_alive_s)
         if sink_factories is None:
             # Sound-card playback (issue 5): opened at start with --play, else on the first play=true request.
             playback = PlaybackSinkFactory(PlaybackConfig(device=config.output_device, buffer_s=config.play_buffer_s),
-                                           play_by_default=config.play)
+                                           play_by_default=config.play, timeline=self.tempo.timeline)
             sink_factories = [FileSinkFactory(out_dir), playback]
         sinks = list(sink_factories)
         self._playback = next((s for s in sinks if isinstance(s, PlaybackSinkFactory)), None)
         self.paths = PathPolicy(out_dir, config.audio_dirs, model_dirs=config.model_dirs,
                                 configured_models=config.models)
-        self._runner = JobRunner(self._pool, sinks, paths=self.paths, max_audio_s=config.max_audio_s)
+        self._runner = JobRunner(self._pool, sinks, paths=self.paths, max_audio_s=config.max_audio_s,
+                                 tempo=self.tempo)
         self._source_filter = SourceFilter(config.osc_allow)
         self._sweeper: asyncio.Task[None] | None = None
         self._router = EventRouter()
@@ -109,6 +120,8 @@ class Daemon:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.
             await _on_daemon_thread(partial(self._pool.load, model_id, pin=True))
+        if self._link is not None:
+            await self._link.open()
         if self._playback is not None:
             # With --play, after the models: loading holds the GIL for long stretches, which would
             # starve the audio callback (JACK drops a client that misses its deadlines for long).
@@ -124,7 +137,7 @@ class Daemon:
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
                                     max_per_client=self.config.max_jobs_per_client)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
-                                 self._subscriber_for, self.paths, playback=self._playback)
+                                 self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
                                 source_filter=self._source_filter,
                                 rate_limiter=RateLimiter(self.config.osc_rate_limit))
@@ -174,6 +187,8 @@ class Daemon:
         if self._playback is not None:
             await loop.run_in_executor(None, self._playback.close)  # fades out what still sounds
         self._pool.clear()
+        if self._link is not None:
+            self._link.close()
         log.info("stopped")
 
     def _subscriber_for(self, reply: Reply, host: str | None, port: int | None) -> Reply:

@@ -19,12 +19,13 @@ from daemon.residency import ModelPool
 from daemon.runner import check_inline_audio
 from daemon.scheduler import Scheduler
 from daemon.server.router import EventRouter, Reply
+from daemon.tempo.service import TempoService
 from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
 from protocol.messages import (
-    PROTOCOL_VERSION, Cancel, Continue, Error, Event, Generate, GetStatus, JobRequest, JukeboxRequest, JukeboxSample,
-    JukeboxUpsample, ListModels, LoadModel, Models, MusicGenRequest, Ok, Request, Status, Subscribe, UnloadModel,
-    Unsubscribe,
+    PROTOCOL_VERSION, Cancel, Continue, Error, Event, Generate, GetClock, GetStatus, JobRequest, JukeboxRequest,
+    JukeboxSample, JukeboxUpsample, ListModels, LoadModel, Models, MusicGenRequest, Ok, Request, SetTempo, Status,
+    Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ SubscriberFactory = Callable[[Reply, "str | None", "int | None"], Reply]
 class RequestHandler:
     def __init__(self, config: DaemonConfig, scheduler: Scheduler, pool: ModelPool, router: EventRouter,
                  load_executor: Executor, subscriber_for: SubscriberFactory, paths: PathPolicy | None = None,
-                 playback: PlaybackSinkFactory | None = None) -> None:
+                 playback: PlaybackSinkFactory | None = None, tempo: TempoService | None = None) -> None:
         self._config = config
+        self._tempo = tempo or TempoService(prompt_template=config.tempo_prompt)
         self._paths = paths or PathPolicy(config.out_dir, config.audio_dirs, model_dirs=config.model_dirs,
                                           configured_models=config.models)
         self._scheduler = scheduler
@@ -53,6 +55,7 @@ class RequestHandler:
             ListModels: self._models, LoadModel: self._load, UnloadModel: self._unload,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe,
             JukeboxSample: self._submit_jukebox, JukeboxUpsample: self._submit_jukebox,
+            GetClock: self._clock, SetTempo: self._set_tempo,
         }
 
     def __call__(self, request: Request, reply: Reply) -> None:
@@ -112,8 +115,19 @@ class RequestHandler:
             raise NotFound(f"{_describe(subscriber.key)} was not subscribed")
         self._router.reply(reply, Ok(request="unsubscribe", subject=_describe(subscriber.key), re=request.id))
 
+    def _clock(self, request: GetClock, reply: Reply) -> None:
+        self._router.reply(reply, self._tempo.clock(request_id=request.id))
+
+    def _set_tempo(self, request: SetTempo, reply: Reply) -> None:
+        self._tempo.set_tempo(request.bpm)
+        self._router.reply(reply, self._tempo.clock(request_id=request.id))
+
     def _submit(self, request: MusicGenRequest, reply: Reply) -> None:
-        params = request.generation_params().validate(max_duration_s=self._config.max_duration_s)
+        # In time (issue 15): a tempo must be known; a take in bars is checked at the length it has now.
+        self._tempo.check_request(request)
+        plan = self._tempo.plan(request)
+        duration_s = None if plan is None or plan.bars is None else plan.generate_s(0.0)
+        params = request.generation_params(duration_s).validate(max_duration_s=self._config.max_duration_s)
         # Refused now rather than when a worker reaches it: paths outside the allowed folders,
         # inline audio over the limit (the runner checks paths again when it reads them).
         for source in _audio_sources(request):
@@ -188,7 +202,12 @@ class RequestHandler:
             uptime_s=round(time.monotonic() - self._started_at, 3),
             playback=playing.device if playing is not None and playing.enabled else "off",
             underruns=playing.underruns if playing is not None else 0, re=request_id,
+            **self._clock_fields(),
         )
+
+    def _clock_fields(self) -> dict[str, Any]:
+        clock = self._tempo.clock()
+        return dict(clock=clock.source, tempo=clock.tempo, beat=clock.beat, phase=clock.phase, peers=clock.peers)
 
 
 def _audio_sources(request: MusicGenRequest) -> list[AudioSource]:

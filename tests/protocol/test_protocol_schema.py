@@ -29,10 +29,13 @@ def _example(cls: type) -> object:
     """An instance with every field set to a valid, non-default value."""
     values = {spec.name: _SAMPLE_VALUES[spec.kind] for spec in fields_of(cls)}
     overrides = dict(job="job-1", model="debug/musicgen", format="flac", out_sample_rate=44100, bit_depth=24,
-                     top_p=0.5, port=9000, host="127.0.0.1", dtype="float32", audio_prompt=None, priority=2)
+                     top_p=0.5, port=9000, host="127.0.0.1", dtype="float32", audio_prompt=None, priority=2,
+                     bpm=97.0, launch="bar", loop=False, source="link", tempo=97.0, clock="link")
     for name, value in overrides.items():
         if name in values:
             values[name] = value
+    if "duration_s" in values and "bars" in values:
+        values["bars"] = None  # a request gives one or the other (bars are tested on their own)
     if cls is Chunk:
         values["audio"] = np.linspace(-1, 1, 9, dtype=np.float32).reshape(3, 3)
     if "reply_port" in values and not cls.OSC_OPTIONS and not any("reply_port" in f for f in cls.OSC_FORMS):
@@ -91,7 +94,8 @@ def test_the_fixed_osc_address_space() -> None:
     for kind, usage in fixed.items():
         # Later forms may add (reply_port), the fixed layout stays the first.
         assert osc.usage(REQUESTS[kind]).startswith(usage), osc.usage(REQUESTS[kind])
-    events = {"accepted": ",si", "progress": ",sii", "chunk": ",sisiis", "done": ",ssii", "error": ",sss"}
+    # Fields added later go after these (a chunk's and done's tempo fields, issue 15).
+    events = {"accepted": ",si", "progress": ",sii", "chunk": ",sisiisf", "done": ",ssiiffff", "error": ",sss"}
     for kind, tags in events.items():
         assert osc.usage(EVENTS[kind]).split()[1] == tags
     # What patches written for the first layouts unpack (Max's [unpack s i s]) stays in front.
@@ -306,7 +310,7 @@ def test_the_osc_reference_lists_every_address_and_option() -> None:
     text = osc.reference()
     for address in [*osc.REQUEST_ADDRESSES, *osc.EVENT_ADDRESSES]:
         assert f"  {address} ," in text
-    assert "seed (int)" in text and "melody (path)" in text and "/riffd/chunk ,sisiis JOB INDEX PATH OFFSET_SAMPLES FRAMES STAGE\n" in text
+    assert "seed (int)" in text and "melody (path)" in text and "/riffd/chunk ,sisiisf JOB INDEX PATH OFFSET_SAMPLES FRAMES STAGE BEAT\n" in text
 
 
 def test_events_grow_at_the_end_of_their_osc_form_and_older_layouts_still_decode() -> None:

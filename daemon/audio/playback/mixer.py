@@ -43,8 +43,9 @@ class Mixer:
         with self._edit_lock:
             self._voices = tuple(v for v in self._voices if v is not voice)
 
-    def render(self, out: np.ndarray) -> None:
-        """Fill `out` `[frames, channels]` with the mix (callback thread only)."""
+    def render(self, out: np.ndarray, at_s: float | None = None, rate: int = 0) -> None:
+        """Fill `out` `[frames, channels]` with the mix (callback thread only); `out[0]` reaches the
+        speakers at `at_s` on the timeline clock (None: unknown), `rate` frames a second later on."""
         out.fill(0.0)
         if self._lead_in_left > 0:
             # PortAudio's JACK host drops the first block of a stream: make it silence.
@@ -56,7 +57,8 @@ class Mixer:
         frames = out.shape[0]
         for start in range(0, frames, MAX_BLOCK_FRAMES):
             piece = out[start : start + MAX_BLOCK_FRAMES]
+            piece_at = None if at_s is None or not rate else at_s + start / rate
             for voice in voices:
-                voice.render(piece, self._scratch, self._ramp, self._envelope)
+                voice.render(piece, self._scratch, self._ramp, self._envelope, piece_at)
         # Layered jobs can sum past full scale; clip here as a sound card would, but predictably.
         np.clip(out, -1.0, 1.0, out=out)

@@ -14,6 +14,7 @@ from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.device import OutputDevice, PlaybackUnavailable, forget_portaudio, resolve_output_device
 from daemon.audio.playback.mixer import Mixer
 from daemon.audio.playback.voice import Voice
+from daemon.tempo.timeline import Timeline, now_s
 from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,10 @@ class Player:
     then `finish` (play out) or `cancel` (fade out). `close` fades everything and stops.
     """
 
-    def __init__(self, sd: ModuleType, device: OutputDevice, config: PlaybackConfig) -> None:
+    def __init__(self, sd: ModuleType, device: OutputDevice, config: PlaybackConfig,
+                 timeline: Timeline | None = None) -> None:
         self._sd = sd
+        self._timeline = timeline
         self.config = config
         self.device = device
         self.sample_rate = config.sample_rate or device.default_sample_rate
@@ -69,13 +72,16 @@ class Player:
         except (sd.PortAudioError, ValueError) as exc:
             raise PlaybackUnavailable(f"cannot open {device.name} at {self.sample_rate} Hz x {self.channels} ch: {exc}") from exc
         self._feeder = threading.Thread(target=self._feed_loop, name="riffd-playback-feeder", daemon=True)
+        latency = self._stream.latency
+        self._nominal_latency_s = float(latency[1] if isinstance(latency, (tuple, list)) else latency)
 
     @classmethod
-    def open(cls, config: PlaybackConfig = PlaybackConfig()) -> Player:
-        """Open and start the output stream; PlaybackUnavailable says why it cannot."""
+    def open(cls, config: PlaybackConfig = PlaybackConfig(), timeline: Timeline | None = None) -> Player:
+        """Open and start the output stream; PlaybackUnavailable says why it cannot. With a
+        `timeline`, voices can be launched on its beats."""
         config.validate()
         sd, device = resolve_output_device(config.device)
-        player = cls(sd, device, config)
+        player = cls(sd, device, config, timeline)
         try:
             player._stream.start()
         except sd.PortAudioError as exc:
@@ -110,6 +116,7 @@ class Player:
             gain_ramp_frames=round(self.config.gain_ramp_ms * 1e-3 * rate),
             gain=gain,
             wake=self._wake,
+            timeline=self._timeline.state if self._timeline is not None else None,
         )
         with self._jobs_lock:
             old = self._by_job.get(job)
@@ -208,7 +215,15 @@ class Player:
         """PortAudio's callback: the mix, or silence. No locks, no I/O, no allocation of audio."""
         if status.output_underflow:  # type: ignore[attr-defined]
             self._xruns += 1
-        self._mixer.render(outdata)
+        at_s = None
+        if self._timeline is not None:
+            # When this block reaches the speakers, on the timeline clock: PortAudio's own estimate
+            # of the output latency for this very buffer, else the stream's nominal one.
+            latency_s = time_info.outputBufferDacTime - time_info.currentTime  # type: ignore[attr-defined]
+            if not 0.0 < latency_s < 2.0:
+                latency_s = self._nominal_latency_s
+            at_s = now_s() + latency_s
+        self._mixer.render(outdata, at_s, self.sample_rate)
 
     def _stream_finished(self) -> None:
         if not self._stop.is_set():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+
+import numpy as np
 from typing import TYPE_CHECKING
 
 from daemon.audio.playback.config import PlaybackConfig
@@ -15,6 +17,7 @@ from daemon.audio.playback.device import PlaybackUnavailable
 from daemon.audio.playback.player import PlaybackStatus, Player
 from daemon.audio.playback.voice import Voice
 from daemon.audio.types import AudioChunk
+from daemon.tempo.timeline import Timeline
 
 if TYPE_CHECKING:
     from daemon.jobs import Job
@@ -25,16 +28,26 @@ log = logging.getLogger(__name__)
 class PlaybackSink:
     """Hands one job's chunks to its voice; runs on the worker thread and never waits on the sound card."""
 
-    def __init__(self, voice: Voice) -> None:
+    def __init__(self, voice: Voice, *, loop: bool = False) -> None:
         self._voice = voice
+        # A loop (issue 15) is handed over whole when the job finishes, to repeat until cancelled.
+        self._loop_blocks: list[np.ndarray] | None = [] if loop else None
 
     def write(self, chunk: AudioChunk) -> str | None:
         if chunk.stage != "final":
             return None  # a Jukebox preview: the voice plays the job's one audio stream
-        self._voice.push(chunk.audio)
+        if chunk.beat is not None and self._voice.launch_beat is None and chunk.offset_samples == 0:
+            self._voice.launch_at(chunk.beat)  # before its audio: the voice must not start on its own
+        if self._loop_blocks is not None:
+            self._loop_blocks.append(np.array(chunk.audio, dtype=np.float32, copy=True))
+        else:
+            self._voice.push(chunk.audio)
         return None
 
     def finish(self) -> str | None:
+        if self._loop_blocks:
+            self._voice.loop(np.concatenate(self._loop_blocks, axis=1))
+            return None
         self._voice.finish()  # what is buffered plays out after the job's done event
         return None
 
@@ -51,8 +64,10 @@ class PlaybackSinkFactory:
     one message says why, playback stays off and jobs render as usual.
     """
 
-    def __init__(self, config: PlaybackConfig, *, play_by_default: bool = False, player: Player | None = None) -> None:
+    def __init__(self, config: PlaybackConfig, *, play_by_default: bool = False, player: Player | None = None,
+                 timeline: Timeline | None = None) -> None:
         config.validate()
+        self._timeline = timeline
         self.config = config
         self.play_by_default = play_by_default
         self._player = player
@@ -78,7 +93,7 @@ class PlaybackSinkFactory:
             # The sound card went away: the job still renders, it just is not heard.
             log.warning("job %s not played: %s", job.id, exc)
             return None
-        return PlaybackSink(voice)
+        return PlaybackSink(voice, loop=bool(getattr(request, "loop", False)))
 
     @property
     def player(self) -> Player | None:
@@ -103,7 +118,7 @@ class PlaybackSinkFactory:
             if not self._tried:
                 self._tried = True
                 try:
-                    self._player = Player.open(self.config)
+                    self._player = Player.open(self.config, self._timeline)
                 except PlaybackUnavailable as exc:
                     log.warning("playback is off: %s", exc)
             return self._player

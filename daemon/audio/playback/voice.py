@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
 from daemon.audio.playback.ring import FrameRing
-from daemon.audio.resample import StreamResampler, convert_channels
+from daemon.audio.resample import StreamResampler, convert_channels, resample
+from daemon.tempo.timeline import TimelineState
+
+#: Samples of the loop's own other end put before and after it when resampling it, so its seam
+#: is filtered as if the loop went on (a resampler started on silence would soften its edges).
+LOOP_WRAP_FRAMES = 2048
 
 
 class Voice:
@@ -36,6 +42,7 @@ class Voice:
         gain_ramp_frames: int,
         gain: float = 1.0,
         wake: threading.Event | None = None,
+        timeline: Callable[[], TimelineState | None] | None = None,
     ) -> None:
         if sample_rate <= 0 or channels <= 0:
             raise ValueError(f"voice {job!r} needs a positive rate and channel count, got {sample_rate} Hz x {channels}")
@@ -43,6 +50,7 @@ class Voice:
         self.sample_rate = sample_rate
         self.channels = channels
         self.device_channels = device_channels
+        self.device_rate = device_rate
         self.ring = FrameRing(max(capacity_frames, start_frames + 1), device_channels)
         self._start_frames = start_frames
         self._fade_frames = max(1, fade_frames)
@@ -70,6 +78,16 @@ class Voice:
         # Callback -> feeder: nothing more will sound; the feeder then sets `ended`.
         self._finished = False
         self.ended = threading.Event()
+        # In time (issue 15). Job thread -> callback: the timeline beat the first frame sounds on;
+        # the voice then keeps to the timeline (an underrun skips ahead instead of re-buffering).
+        self._timeline = timeline
+        self.launch_beat: float | None = None
+        self._owed = 0  # callback only: frames due already that are skipped when they arrive
+        # Job thread -> feeder: a whole take to repeat until cancelled; feeder only: it at the
+        # device rate and where the next write starts in it.
+        self._loop_source: np.ndarray | None = None
+        self._loop: np.ndarray | None = None
+        self._loop_at = 0
 
     # -- job thread ------------------------------------------------------------------------
 
@@ -82,6 +100,19 @@ class Voice:
         if samples.shape[1]:
             self._pending.append(np.asarray(samples, dtype=np.float32))
             self._ring_doorbell()
+
+    def launch_at(self, beat: float) -> None:
+        """Sound the first frame exactly on timeline `beat` (the device's output latency compensated)."""
+        if self._timeline is None:
+            raise RuntimeError(f"voice {self.job!r} has no timeline to launch on")
+        self.launch_beat = float(beat)
+
+    def loop(self, samples: np.ndarray) -> None:
+        """Play `[channels, frames]` (the whole take) over and over until cancelled, seam to seam."""
+        if samples.ndim != 2 or samples.shape[0] != self.channels or samples.shape[1] == 0:
+            raise ValueError(f"voice {self.job!r} loops [{self.channels}, frames>0] audio, got shape {samples.shape}")
+        self._loop_source = np.asarray(samples, dtype=np.float32)
+        self._ring_doorbell()
 
     def finish(self) -> None:
         """The job has no more audio: play out what is buffered, then end."""
@@ -123,6 +154,8 @@ class Voice:
             return False
         if self._cancel_requested:
             return False  # what is left will not be heard
+        if self._loop_source is not None:
+            return self._feed_loop()
         moved = False
         while True:
             if self._staged is None:
@@ -138,6 +171,26 @@ class Voice:
             self._staged = None
         if self._flushed and self._staged is None and not self._input_done:
             self._input_done = True
+        return moved
+
+    def _feed_loop(self) -> bool:
+        """Top up the ring from the loop, wrapping from its end to its start."""
+        if self._loop is None:
+            source = self._loop_source
+            assert source is not None
+            wrap = min(LOOP_WRAP_FRAMES, source.shape[1])
+            circular = np.concatenate([source[:, -wrap:], source, source[:, :wrap]], axis=1)
+            ratio = self.device_rate / self.sample_rate
+            resampled = resample(circular, self.sample_rate, self.device_rate)
+            start, frames = int(round(wrap * ratio)), int(round(source.shape[1] * ratio))
+            self._loop = self._to_device_layout(resampled[:, start : start + frames])
+        moved = False
+        while self.ring.writable_frames > 0:
+            count = self.ring.write(self._loop[self._loop_at :])
+            if count == 0:
+                break
+            moved = True
+            self._loop_at = (self._loop_at + count) % self._loop.shape[0]
         return moved
 
     def _next_block(self) -> np.ndarray | None:
@@ -166,13 +219,18 @@ class Voice:
 
     # -- audio callback --------------------------------------------------------------------
 
-    def render(self, out: np.ndarray, scratch: np.ndarray, ramp: np.ndarray, envelope: np.ndarray) -> None:
+    def render(self, out: np.ndarray, scratch: np.ndarray, ramp: np.ndarray, envelope: np.ndarray,
+               at_s: float | None = None) -> None:
         """Add this voice's next `len(out)` frames to `out` `[n, device_channels]`.
 
         `scratch` `[>=n, device_channels]`, `ramp` (1, 2, 3, ... as float32, `[>=n]`) and `envelope`
         `[>=n]` are the mixer's preallocated buffers; nothing here allocates audio-sized arrays.
+        `at_s` is when `out[0]` reaches the speakers, on the timeline clock (for a launch in time).
         """
         if self._finished:
+            return
+        if self.launch_beat is not None and at_s is not None and not self._fading:
+            self._render_in_time(out, scratch, ramp, envelope, at_s)
             return
         n = out.shape[0]
         if self._cancel_requested and not self._fading:
@@ -202,6 +260,48 @@ class Voice:
                 self._playing = False  # re-buffer before sounding again
         self._apply_envelope(block, ramp[:n], envelope[:n])
         out += block
+
+    def _render_in_time(self, out: np.ndarray, scratch: np.ndarray, ramp: np.ndarray, envelope: np.ndarray,
+                        at_s: float) -> None:
+        """Like `render`, for a voice launched on a beat: silent until the beat reaches the speakers,
+        then on the timeline: audio that arrives late is skipped, so what sounds stays in time."""
+        n = out.shape[0]
+        if self._cancel_requested:
+            if not self._playing:
+                self._finished = True
+                return
+            self._fading = True
+            self._fade_step = max(self._gain_now, 1e-6) / self._fade_frames
+            self.render(out, scratch, ramp, envelope)
+            return
+        offset = 0
+        if not self._playing:
+            state = self._timeline() if self._timeline is not None else None
+            if state is None:
+                return
+            offset = int(round((state.time_at(self.launch_beat) - at_s) * self.device_rate))  # type: ignore[arg-type]
+            if offset >= n:
+                return
+            self._playing = True
+            if offset < 0:
+                self._owed += -offset  # the beat has passed: start where the take is by now
+                offset = 0
+        input_done = self._input_done
+        while self._owed > 0 and self.ring.readable_frames > 0:
+            self._owed -= self.ring.read_into(scratch[: min(self._owed, scratch.shape[0])])
+        want = n - offset
+        block = scratch[:want]
+        got = self.ring.read_into(block) if self._owed == 0 else 0
+        self.frames_played += got
+        if got < want:
+            block[got:] = 0.0
+            if input_done and self._loop_source is None:
+                self._finished = True
+            else:
+                self.underruns += 1
+                self._owed += want - got
+        self._apply_envelope(block, ramp[:want], envelope[:want])
+        out[offset:] += block
 
     def _apply_envelope(self, block: np.ndarray, ramp: np.ndarray, envelope: np.ndarray) -> None:
         """Scale `block` by the gain, gliding toward the target (0 while fading) a step per frame."""
