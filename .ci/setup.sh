@@ -13,9 +13,9 @@ sudo_cmd=""
 # System packages: PortAudio for the sound card; a C compiler for riffd's native CPU kernels
 # (daemon/native, built on first use; without one the int8 engine falls back to PyTorch's kernels);
 # for tests, a JACK server with its dummy driver, jack_capture, liblo's oscsend/oscdump and Pure
-# Data as third-party OSC peers.
+# Data as third-party OSC peers; iproute2 for the network namespace the Link tests make.
 pkgs=(libsndfile1 libportaudio2 gcc)
-[ "$want_test" = 1 ] && pkgs+=(jackd2 jack-capture liblo-tools puredata-core)
+[ "$want_test" = 1 ] && pkgs+=(jackd2 jack-capture liblo-tools puredata-core iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -25,7 +25,7 @@ from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import (
     TERMINAL_EVENTS, Accepted, Cancel, Error, Event, GetStatus, ListModels, LoadModel, Models, Ok, Request, Status,
-    Subscribe, UnloadModel, Unsubscribe,
+    Subscribe, UnloadModel, Unsubscribe, Clock, GetClock, SetTempo,
 )
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,14 @@ class AsyncClient(JobRequests[AsyncJobStream]):
 
     async def status(self) -> Status:
         return await self._call(GetStatus(id=new_id()), Status)
+
+    async def clock(self) -> Clock:
+        """The daemon's timeline: tempo, beat, phase, Link peers (issue 15)."""
+        return await self._call(GetClock(id=new_id()), Clock)
+
+    async def tempo(self, bpm: float) -> Clock:
+        """Set the tempo of the Link session (every peer follows) or of the daemon's own timeline."""
+        return await self._call(SetTempo(float(bpm), id=new_id()), Clock)
 
     async def models(self) -> Models:
         return await self._call(ListModels(id=new_id()), Models)

@@ -27,7 +27,7 @@ from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import (
     TERMINAL_EVENTS, Accepted, Cancel, Chunk, Done, Error, Event, GetStatus, ListModels, LoadModel, Models, Ok, Request,
-    Status, Subscribe, UnloadModel, Unsubscribe,
+    Status, Subscribe, UnloadModel, Unsubscribe, Clock, GetClock, SetTempo,
 )
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,14 @@ class Client(JobRequests[JobStream]):
 
     def status(self) -> Status:
         return self._call(GetStatus(id=new_id()), Status)
+
+    def clock(self) -> Clock:
+        """The daemon's timeline: tempo, beat, phase, Link peers (issue 15)."""
+        return self._call(GetClock(id=new_id()), Clock)
+
+    def tempo(self, bpm: float) -> Clock:
+        """Set the tempo of the Link session (every peer follows) or of the daemon's own timeline."""
+        return self._call(SetTempo(float(bpm), id=new_id()), Clock)
 
     def models(self) -> Models:
         return self._call(ListModels(id=new_id()), Models)

@@ -22,8 +22,10 @@ _REPO = Path(__file__).resolve().parents[1]
 class DaemonChild:
     """The child process; `log` collects its stderr lines as they come."""
 
-    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, ready_timeout_s: float = 180.0) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "daemon", *args], cwd=_REPO,
+    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, ready_timeout_s: float = 180.0,
+                 prefix: Sequence[str] = ()) -> None:
+        # `prefix`: a command the daemon runs under (`ip netns exec NAME` for the Link tests).
+        self.process = subprocess.Popen([*prefix, sys.executable, "-m", "daemon", *args], cwd=_REPO,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from daemon.tempo.timeline import TimelineState, now_s
 from protocol.errors import RiffdError
-from protocol.tempo import check_bpm
+from protocol.tempo import DEFAULT_QUANTUM, check_bpm
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,10 @@ class LinkTimeline:
 
     source = "link"
 
-    def __init__(self, *, founding_bpm: float = FOUNDING_BPM, enable_delay_s: float = ENABLE_DELAY_S) -> None:
+    def __init__(self, *, founding_bpm: float = FOUNDING_BPM, enable_delay_s: float = ENABLE_DELAY_S,
+                 quantum: int = DEFAULT_QUANTUM) -> None:
         self._founding_bpm = founding_bpm
+        self._quantum = quantum
         self._enable_delay_s = enable_delay_s
         self._link = None
         self._listeners: list[Callable[[float], None]] = []
@@ -54,6 +55,9 @@ class LinkTimeline:
         except ImportError as exc:
             raise LinkUnavailable(f"Ableton Link needs the aalink package ({exc}); pip install aalink") from None
         self._link = Link(self._founding_bpm, asyncio.get_running_loop())
+        # Link aligns peers' phase modulo the quantum each asks with: bars of 4 beats, as Live's
+        # and Bitwig's default, so that a bar here is a bar there.
+        self._link.quantum = self._quantum
         _check_clock(self._link)
         await asyncio.sleep(self._enable_delay_s)
         self._link.set_tempo_callback(self._tempo_changed)
@@ -116,4 +120,4 @@ def _check_clock(link: object) -> None:
                     link_s - (before + after) / 2)
 
 
-__all__ = ["LinkTimeline", "LinkUnavailable", "time"]
+__all__ = ["LinkTimeline", "LinkUnavailable"]

@@ -1,0 +1,153 @@
+"""`riffd serve --link` with a real second Link peer (the "DAW"), in a network namespace of the
+test's own, playing on a JACK dummy server recorded by jack_capture.
+
+One daemon and one DAW for the module (each costs seconds to start): the tests run in order.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients import Client
+from daemon.child import DaemonChild
+from jack_harness import JackCapture, JackServer, missing_tools
+from netns import Namespace, unavailable
+from protocol.messages import Chunk, Clock, Done
+
+pytest.importorskip("aalink")
+pytest.importorskip("jack")
+
+HERE = Path(__file__).resolve().parent
+RATE = 48000  # the JACK server's
+MODEL_RATE = 32000  # debug/musicgen's
+
+
+@dataclass
+class Session:
+    ns: Namespace
+    jack: JackServer
+    daemon: DaemonChild
+    daw: subprocess.Popen
+    client: Client
+    tmp: Path
+
+    def daw_say(self, command: str) -> dict:
+        assert self.daw.stdin is not None and self.daw.stdout is not None
+        self.daw.stdin.write(command + "\n")
+        self.daw.stdin.flush()
+        return json.loads(self.daw.stdout.readline())
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[Session]:
+    why = unavailable() or (f"JACK tools missing: {missing_tools()}" if missing_tools() else None)
+    if why:
+        pytest.skip(why)
+    tmp = tmp_path_factory.mktemp("link")
+    jack = JackServer()
+    jack.start()
+    try:
+        with Namespace() as ns:
+            daw = ns.popen([sys.executable, str(HERE / "daw_peer.py"), "97", "--jack", "system:playback_2"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=jack.env)
+            assert daw.stdout is not None and json.loads(daw.stdout.readline()) == {"ready": True}
+            daemon = DaemonChild(["--link", "--play", "--output-device", "system", "--play-buffer-s", "0.3",
+                                  "--model", "debug/musicgen", "--device", "cpu", "--osc-port", "0", "--zmq-port",
+                                  "0", "--out", str(tmp / "out"), "--cache-dir", str(riffd_cache)],
+                                 env=jack.env, prefix=ns.command([]))
+            client = ns.call(lambda: Client(daemon.zmq, timeout_s=60))
+            try:
+                yield Session(ns, jack, daemon, daw, client, tmp)
+            finally:
+                client.close()
+                daemon.stop()
+                daw.stdin.close()  # type: ignore[union-attr]
+                daw.wait(10)
+    finally:
+        jack.stop()
+
+
+def _clock_until(client: Client, predicate, timeout_s: float) -> tuple[Clock, float]:
+    """Poll the daemon's clock until `predicate(clock)`; (that clock, when it was seen)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        clock = client.clock()
+        seen = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+        if predicate(clock):
+            return clock, seen
+        assert time.monotonic() < deadline, f"never happened; last clock {clock}"
+        time.sleep(0.01)
+
+
+def test_the_daemon_adopts_the_session_tempo_and_follows_a_change_within_a_bar(session: Session) -> None:
+    clock, _ = _clock_until(session.client, lambda c: c.peers >= 1 and abs(c.tempo - 97.0) < 0.01, 10.0)
+    assert clock.source == "link"
+    status = session.client.status()
+    assert (status.clock, status.peers) == ("link", 1) and abs(status.tempo - 97.0) < 0.01
+    # The daemon joined without touching the session's tempo.
+    assert session.daw_say("state")["tempo_changes"] == []
+    # The daemon's beat is the DAW's: read one after the other, a few ms apart.
+    daw = session.daw_say("state")
+    ours = session.client.clock()
+    now = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+    daw_beat_now = daw["beat"] + (now - daw["time_s"]) * 97.0 / 60.0
+    # Link aligns phase within the bar (quantum 4): the beat counts may differ by whole bars.
+    offset = (ours.beat - daw_beat_now) % 4
+    assert min(offset, 4 - offset) < 0.05  # 30 ms at 97 BPM: a query's round trip
+    assert abs(ours.phase - (daw_beat_now % 4)) % 4 < 0.05 or abs(ours.phase - (daw_beat_now % 4)) > 3.95
+
+    changed = session.daw_say("tempo 133")
+    clock, seen = _clock_until(session.client, lambda c: abs(c.tempo - 133.0) < 0.01, 5.0)
+    followed_s = seen - changed["set_at_s"]
+    assert followed_s < 4 * 60.0 / 133.0, f"followed after {followed_s:.3f} s"
+    print(f"\nLink: followed 97 -> 133 BPM in {followed_s * 1000:.1f} ms")
+    session.daw_say("tempo 97")
+    _clock_until(session.client, lambda c: abs(c.tempo - 97.0) < 0.01, 5.0)
+
+
+def test_bars_at_the_session_tempo_are_exactly_that_many_bars(session: Session) -> None:
+    events = list(session.client.generate("bars", 0.0, bars=4, conform=False, play=False, seed=3))
+    done = events[-1]
+    assert isinstance(done, Done), done
+    expected = round(4 * 4 * 60.0 / 97.0 * MODEL_RATE)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert done.frames == expected == sum(c.frames for c in chunks)
+    assert abs(done.bars - 4.0) < 1e-4 and abs(done.beats - 16.0) < 1e-4 and done.bpm == pytest.approx(97.0)
+    # Each chunk carries the beat of its first sample, contiguous from the launch beat.
+    for chunk in chunks:
+        assert chunk.beat == pytest.approx(done.beat + chunk.offset_samples / MODEL_RATE * 97.0 / 60.0, abs=1e-4)
+
+
+def test_a_take_launched_on_the_bar_starts_on_the_daws_bar(session: Session, tmp_path: Path) -> None:
+    capture = JackCapture(session.jack, tmp_path / "launch.wav").start()
+    capture.wait_following("PortAudio")
+    deadline = time.monotonic() + 10
+    while "daw-peer:click" not in session.jack.connections_of("jack_capture:input2"):
+        assert time.monotonic() < deadline, "jack_capture never followed the DAW's click"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    events = list(session.client.generate("on the one", 0.0, bars=1, launch="bar", conform=False, seed=5))
+    done = events[-1]
+    assert isinstance(done, Done) and done.beat is not None and done.beat % 4 == 0
+    clock = session.client.clock()
+    time.sleep(max(0.0, (done.beat - clock.beat) * 60 / 97.0) + 2.5 + 1.0)
+    audio = capture.stop()
+    take, clicks = audio[0], audio[1] - audio[0]
+    onset = int(np.flatnonzero(np.abs(take) > 0.05 * np.abs(take).max())[0])
+    edges = np.flatnonzero((clicks[1:] > 0.45) & (clicks[:-1] <= 0.45)) + 1
+    assert edges.size >= 2, "the DAW's clicks are not in the capture"
+    nearest = edges[np.argmin(np.abs(edges - onset))]
+    error_ms = (onset - nearest) / RATE * 1000
+    bar_frames = 4 * 60 / 97 * RATE
+    assert np.median(np.abs(np.diff(edges) - bar_frames)) < 2, "the DAW's clicks are not a bar apart"
+    print(f"\nlaunch bar: riffd's first sample {error_ms:+.2f} ms from the DAW's bar")
+    assert abs(error_ms) <= 2.0
