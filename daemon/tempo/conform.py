@@ -63,6 +63,8 @@ def track_beats(samples: np.ndarray, sample_rate: int, target_bpm: float, quantu
     # A backtracked onset is the last quiet energy frame: the attack starts where that frame ends.
     attacks = np.asarray(onsets) + 2 * FINE_HOP / sample_rate
     beats = _snap(coarse, attacks, SNAP_S)
+    # How far the beats stand out of the onset curve (a drone's "beats" are its noise floor).
+    salience = float(np.mean(envelope[np.asarray(beat_frames)]) / (np.median(envelope) + 1e-9))
     index = np.arange(len(beats))
     line = np.polyfit(index, beats, 1)
     residual = beats - np.polyval(line, index)
@@ -71,7 +73,8 @@ def track_beats(samples: np.ndarray, sample_rate: int, target_bpm: float, quantu
         line = np.polyfit(index[keep], beats[keep], 1)
         beats = np.where(keep, beats, np.polyval(line, index))
     tempo_bpm = _fold_octave(60.0 / line[0], target_bpm)
-    confident = bool(keep.mean() > 0.6)
+    # Trusted when the beats stand out and most lie on one straight line (a drone has neither).
+    confident = bool(keep.mean() > 0.6 and salience > 6.0)
     return BeatGrid(beats, tempo_bpm, _downbeat(mono, sample_rate, beats, line[0], quantum), confident)
 
 
