@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from clients.cli.common import add_job_arguments, connect, job_options, run_job
+from clients.cli.tempo_options import add_tempo_arguments, tempo_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,11 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--melody", help="audio file whose melody to follow (melody models)")
     parser.add_argument("--audio-prompt", help="audio file to continue from")
     add_job_arguments(parser)
+    add_tempo_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = job_options(args)
+    options = job_options(args) | tempo_options(args)
     for name in ("melody", "audio_prompt"):
         if getattr(args, name):
             options[name] = _absolute(getattr(args, name))

@@ -28,4 +28,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")
     underruns = f", {status.underruns} underrun{'' if status.underruns == 1 else 's'}" if status.playback != "off" else ""
     print(f"playback: {status.playback}{underruns}")
+    if status.clock != "none":
+        peers = f", {status.peers} Link peer{'' if status.peers == 1 else 's'}" if status.clock == "link" else ""
+        print(f"tempo:   {status.tempo:.2f} BPM ({status.clock}{peers}), beat {status.beat:.2f}, phase {status.phase:.2f}")
     return 0

@@ -1,0 +1,93 @@
+"""Benchmark: what conforming a take to the tempo costs, per second of audio, against a baseline.
+
+Conform = librosa's beat tracking (onsets, beats, attacks, downbeat) + Rubber Band's offline
+stretch (pylibrb, R3 engine). Timed on a synthetic drum pattern (117 BPM, swung eighths, bass on
+the one) at MusicGen's 32 kHz, conformed to 120 BPM. The baseline, timed interleaved in the same
+run so the shared machine's load falls on both, is soxr resampling the same audio 32 -> 48 kHz
+(what playback does to every take anyway). Prints per-stage medians and one JSON object last:
+`conform_s_per_audio_s` (wall seconds per second of audio: below 1 is faster than real time),
+its ratio to the baseline, and the conform's measured error.
+
+    python -m bench.conform [--seconds 16] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "tests" / "tempo"))
+
+from daemon.audio.resample import resample  # noqa: E402
+from daemon.tempo.conform import conform, stretch, track_beats  # noqa: E402
+from drums import attacks, pattern  # noqa: E402
+
+RATE = 32000
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=16.0, help="length of the drum take (default 16)")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    bars = max(1, int(round(args.seconds / (4 * 60 / 117))))
+    audio, _ = pattern(117.0, bars, RATE, swing=0.33, lead_in_s=0.137)
+    seconds = audio.shape[1] / RATE
+    conform(audio, RATE, 120.0, 4)  # warm-up: librosa's numba kernels compile on first use
+    timings: dict[str, list[float]] = {"conform": [], "track": [], "stretch": [], "baseline_resample": []}
+    out = None
+    for _ in range(args.repeats):
+        for name in timings:
+            start = time.perf_counter()
+            if name == "conform":
+                out = conform(audio, RATE, 120.0, 4)
+            elif name == "track":
+                track_beats(audio, RATE, 120.0, 4)
+            elif name == "stretch":
+                stretch(audio, RATE, 117.0 / 120.0)
+            else:
+                resample(audio, RATE, 48000)
+            timings[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    for name, value in medians.items():
+        print(f"{name:>18}: {value * 1000:8.1f} ms for {seconds:.1f} s of audio ({value / seconds:.4f} s/s)")
+    assert out is not None
+    found = attacks(out.samples[0], RATE, threshold=0.3, hold_s=0.05)
+    grid = np.arange(0.0, out.samples.shape[1] / RATE - 0.1, 0.5)
+    errors = [abs(found[np.abs(found - at) < 0.04][0] - at) * 1000 for at in grid if np.any(np.abs(found - at) < 0.04)]
+    result = {
+        "bench": "conform",
+        "cpu": cpu_name(),
+        "audio_s": round(seconds, 3),
+        "conform_s_per_audio_s": round(medians["conform"] / seconds, 5),
+        "track_s_per_audio_s": round(medians["track"] / seconds, 5),
+        "stretch_s_per_audio_s": round(medians["stretch"] / seconds, 5),
+        "baseline_resample_s_per_audio_s": round(medians["baseline_resample"] / seconds, 5),
+        "conform_vs_resample": round(medians["conform"] / medians["baseline_resample"], 2),
+        "grid_error_ms_median": round(float(np.median(errors)), 3),
+        "repeats": args.repeats,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
