@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests" / "tempo"))
 
 from daemon.audio.resample import resample  # noqa: E402
 from daemon.tempo.conform import conform, stretch, track_beats  # noqa: E402
-from drums import attacks, pattern  # noqa: E402
+from drums import attacks, pattern  # type: ignore[import-not-found]  # noqa: E402 (tests/tempo, on the path above)
 
 RATE = 32000
 

@@ -128,10 +128,8 @@ def conform(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: i
         log.info("conform: no steady beat found (%d beats); the audio is left at its own time", len(grid.beat_times_s))
         return Conformed(np.ascontiguousarray(samples, dtype=np.float32), target_bpm, 1.0, False)
     start = int(round(grid.downbeat_s * sample_rate))
-    beats = grid.beat_times_s[grid.downbeat_index:] - grid.downbeat_s
     body = samples[:, start:]
-    out_beat_s = 60.0 / target_bpm
-    ratio = (grid.tempo_bpm / target_bpm)
+    ratio = grid.tempo_bpm / target_bpm
     stretched = stretch(body, sample_rate, ratio)
     log.info("conform: %.2f BPM found, stretched x%.4f to %.2f BPM, downbeat at %.3f s", grid.tempo_bpm, ratio,
              target_bpm, grid.downbeat_s)

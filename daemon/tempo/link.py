@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from daemon.tempo.timeline import TimelineState, now_s
 from protocol.errors import RiffdError
@@ -46,7 +47,7 @@ class LinkTimeline:
         self._founding_bpm = founding_bpm
         self._quantum = quantum
         self._enable_delay_s = enable_delay_s
-        self._link = None
+        self._link: Any = None  # aalink.Link once open (aalink ships no types)
         self._listeners: list[Callable[[float], None]] = []
 
     async def open(self) -> None:
