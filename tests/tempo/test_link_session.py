@@ -128,7 +128,25 @@ def test_bars_at_the_session_tempo_are_exactly_that_many_bars(session: Session) 
 
 
 def test_a_take_launched_on_the_bar_starts_on_the_daws_bar(session: Session, tmp_path: Path) -> None:
-    capture = JackCapture(session.jack, tmp_path / "launch.wav").start()
+    # JACK's dummy driver keeps time with sleeps: on an overloaded machine its frames fall behind
+    # the wall clock that Link and PortAudio keep, and the DAW's clicks (placed by Link's clock)
+    # stop being a bar of frames apart. Such a capture measures the harness, not riffd: it is
+    # taken again, at most twice more, and the measurement is skipped if JACK never kept time.
+    for attempt in range(3):
+        error_ms = _launch_error_ms(session, tmp_path / f"launch-{attempt}.wav")
+        if error_ms is not None:
+            break
+        print(f"\nlaunch bar: the DAW's clicks were not a bar apart (attempt {attempt + 1})")
+    if error_ms is None:
+        pytest.skip("JACK's dummy driver did not keep time with the wall clock (an overloaded machine)")
+    print(f"\nlaunch bar: riffd's first sample {error_ms:+.2f} ms from the DAW's bar")
+    assert abs(error_ms) <= 2.0
+
+
+def _launch_error_ms(session: Session, path: Path) -> float | None:
+    """One take launched on the bar, captured with the DAW's clicks: its first sample's distance
+    from the nearest click (None when the clicks themselves are not a bar apart)."""
+    capture = JackCapture(session.jack, path).start()
     capture.wait_following("PortAudio")
     deadline = time.monotonic() + 10
     while "daw-peer:click" not in session.jack.connections_of("jack_capture:input2"):
@@ -145,9 +163,10 @@ def test_a_take_launched_on_the_bar_starts_on_the_daws_bar(session: Session, tmp
     onset = int(np.flatnonzero(np.abs(take) > 0.05 * np.abs(take).max())[0])
     edges = np.flatnonzero((clicks[1:] > 0.45) & (clicks[:-1] <= 0.45)) + 1
     assert edges.size >= 2, "the DAW's clicks are not in the capture"
-    nearest = edges[np.argmin(np.abs(edges - onset))]
-    error_ms = (onset - nearest) / RATE * 1000
     bar_frames = 4 * 60 / 97 * RATE
-    assert np.median(np.abs(np.diff(edges) - bar_frames)) < 2, "the DAW's clicks are not a bar apart"
-    print(f"\nlaunch bar: riffd's first sample {error_ms:+.2f} ms from the DAW's bar")
-    assert abs(error_ms) <= 2.0
+    # A bar apart to the frame (each click is rounded to a frame): else JACK's dummy driver fell
+    # behind the wall clock Link and PortAudio keep, as it does on an overloaded machine.
+    if np.max(np.abs(np.diff(edges) - bar_frames)) > 3:
+        return None
+    nearest = edges[np.argmin(np.abs(edges - onset))]
+    return float((onset - nearest) / RATE * 1000)
