@@ -6,15 +6,21 @@ in each mode and the ratio to the baseline; time to the first audio chunk, real-
 peak memory of each mode; the machine's memory-read bandwidth, the steps per second it allows
 when every step reads all decoder weights once (the floor), and each mode's fraction of it.
 The baseline runs before and after the engine and keeps its better run (the median interval of
-generate()'s steps); an engine mode's rate is its decode loop's steps over that loop's whole
-time, a second run beside the streamed one (the median step interval inside stream(), codec
-decodes interleaved, is printed beside it). float32+draft is speculative: it reads the float32
-weights once per several columns, so its rate can pass the one-read-per-step floor. This machine
-is shared: `--threads 1` gives the steadiest numbers. Prints a table, then one JSON object as
-the last line.
+generate()'s steps); an engine mode's rate is its decode steps over their own time inside the
+streamed run (codec decodes and prefills left out, speculative bursts counted whole, as
+stream()'s report measures them). float32+draft is speculative: it reads the float32 weights
+once per several columns, so its rate can pass the one-read-per-step floor. The best mode is the
+one `--engine auto` would pick from these figures. This machine is shared: `--threads 1` gives
+the steadiest numbers. Prints a table, then one JSON object as the last line.
 
-    /tmp/venv/bin/python -m bench.musicgen_stream [--model random/musicgen-small] [--device cpu]
-        [--duration 4] [--modes float32,float32+draft,bfloat16,int8,int8dyn] [--threads N]
+The default modes are those `--engine auto` considers on this machine (int4 left out: it does
+not keep 90 % agreement on random weights); `--modes all` measures every format, and a mode
+that needs riffd's int8 kernels where they cannot run is measured as what the daemon runs
+instead (int8 as int8dyn, +draft as float32), as the log says.
+
+    python -m bench.musicgen_stream [--model random/musicgen-small] [--device cpu]
+        [--duration 4] [--modes float32,float32+draft,bfloat16,int8,int8dyn | all] [--threads N]
+        [--emulate avx2]
 """
 
 from __future__ import annotations
@@ -34,21 +40,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.isa import EMULATIONS, isa_label, reexec_emulating
+from daemon.backend import StreamReport
+from daemon.cpu import this_cpu
 from daemon.models.musicgen.agreement import compare
+from daemon.models.musicgen.engine_choice import MIN_AGREEMENT, Calibration, ModeMeasurement, choose
+from daemon.models.musicgen.engine_modes import offered_modes, runnable
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.generator import MusicGen
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
-from daemon.models.musicgen.sampling import make_generator
-from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.options import WEIGHT_FORMATS, EngineOptions
 from daemon.models.musicgen.streaming_codec import CodecStream, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
 from protocol.params import GenerationParams
 
 
-#: Greedy-codes agreement with float32 a mode needs to count as the best (int4 on random weights falls short).
-MIN_AGREEMENT = 0.9
 
 
 @dataclass
@@ -148,22 +156,6 @@ def baseline(bundle: MusicgenBundle, prompt: str, params: GenerationParams, fram
     return steps_per_s(clock.times), mean_steps_per_s(clock.times)
 
 
-def loop_steps_per_s(engine: MusicgenEngine, bundle: MusicgenBundle, prompt: str, params: GenerationParams) -> float:
-    """The engine's own decode loop (no codec decode), steps over the wall time of the whole loop.
-
-    Over the whole loop rather than a median interval: speculative modes deliver columns in
-    bursts, one burst per checking pass, so only the total says how fast they go.
-    """
-    cond = build_conditioning(bundle, [prompt], guidance_scale=params.guidance_scale)
-    frames = math.ceil(params.duration_s * bundle.frame_rate)
-    generator = make_generator(params.seed or 0, bundle.device)
-    stamps = []
-    for _ in engine.columns(cond, None, frames, params, generator):
-        sync(bundle.device)
-        stamps.append(time.perf_counter())
-    return mean_steps_per_s(stamps)
-
-
 def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params: GenerationParams,
              reference: MusicgenEngine | None) -> ModeResult:
     settings = StreamSettings()
@@ -176,14 +168,21 @@ def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params
     start = time.perf_counter()
     ttfa = None
     audio_samples = 0
-    for chunk in model.stream(prompt, params, progress=lambda done, total: step_times.append(time.perf_counter())):
+    stream = model.stream(prompt, params, progress=lambda done, total: step_times.append(time.perf_counter()))
+    while True:
+        try:
+            chunk = next(stream)
+        except StopIteration as stop:
+            report: StreamReport = stop.value
+            break
         if ttfa is None:
             ttfa = time.perf_counter() - start
         audio_samples += chunk.frames
     wall = time.perf_counter() - start
     engine = model.engine
     assert engine is not None and ttfa is not None
-    rate = loop_steps_per_s(engine, bundle, prompt, params)
+    # Steps over their own time: no codec decodes, no prefill; a speculative mode's bursts whole.
+    rate = report.steps / report.step_s
     # What the first chunk cannot avoid: prefill, its own frames' steps, and one chunk decode.
     bundle_delay = delay_steps(bundle.num_codebooks, bundle.audio_channels)
     first_chunk_codes = model.codec.frames_for(settings.first_chunk_frames * bundle.hop_length)  # + the lookahead
@@ -228,26 +227,39 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--guidance-scale", type=float, default=3.0)
     parser.add_argument("--top-k", type=int, default=250)
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
-    parser.add_argument("--modes", default=None, help="comma-separated engine modes (default: float32,float32+draft,"
-                        "bfloat16,int8,int8dyn "
-                        "on the CPU, float32,bfloat16+compile,float16+compile on a GPU; also int4 on the CPU "
-                        "and +compile anywhere)")
+    parser.add_argument("--modes", default=None, help="comma-separated engine modes, or all (default: those "
+                        "--engine auto considers here, int4 aside: float32,bfloat16,int8,int8dyn,float32+draft "
+                        "on a CPU with riffd's int8 kernels; float32,bfloat16+compile,float16+compile on a GPU; "
+                        "+compile anywhere)")
+    parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
+                        help="run as this CPU class would (PyTorch's libraries and riffd's kernels capped to it; "
+                             "labelled as an emulation)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--skip-baseline", action="store_true", help="engine modes only (ratio reported as null)")
     args = parser.parse_args(argv)
+    reexec_emulating(args.emulate, "bench.musicgen_stream")
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    modes = args.modes or ("float32,float32+draft,bfloat16,int8,int8dyn" if device.type == "cpu"
-                           else "float32,bfloat16+compile,float16+compile")
+    if args.modes == "all":
+        modes = ",".join([f for f in WEIGHT_FORMATS if f != "float16"] if device.type == "cpu"
+                         else ["float32", "bfloat16+compile", "float16+compile"])
+        modes += ",float32+draft"
+    elif args.modes:
+        modes = args.modes
+    elif device.type == "cpu":
+        modes = ",".join(mode for mode in offered_modes(device) if mode != "int4")
+    else:
+        modes = "float32,bfloat16+compile,float16+compile"
     folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
     bundle = load_folder(folder, model_id=args.model, device=device)
     params = GenerationParams(duration_s=args.duration, top_k=args.top_k, guidance_scale=args.guidance_scale, seed=0)
     frames = math.ceil(args.duration * bundle.frame_rate)
-    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), {args.duration:g} s = {frames} frames, "
-          f"guidance {args.guidance_scale:g}, top-k {args.top_k}")
+    print(f"{args.model} on {device} ({torch.get_num_threads()} threads; {this_cpu().model}, "
+          f"{isa_label(args.emulate)}), {args.duration:g} s = {frames} frames, guidance {args.guidance_scale:g}, "
+          f"top-k {args.top_k}")
 
     bandwidth = read_bandwidth_gb_s(device)
     # The baseline runs before and after the engine modes and keeps its better run: on a shared
@@ -255,11 +267,15 @@ def main(argv: list[str] | None = None) -> dict:
     base_runs = [] if args.skip_baseline else [baseline(bundle, args.prompt, params, frames)]
 
     reference = MusicgenEngine(bundle, EngineOptions(warmup=False))
-    results = []
+    results: list[ModeResult] = []
     for spec in modes.split(","):
-        options = EngineOptions.parse(spec.strip())
+        options, mapped = runnable(EngineOptions.parse(spec.strip()), device)
+        if mapped:
+            print(f"{spec}: {mapped}")
+        if options.name in (r.mode for r in results):
+            continue
         bandwidth = max(bandwidth, read_bandwidth_gb_s(device))
-        result = run_mode(bundle, options, args.prompt, params, None if spec == "float32" else reference)
+        result = run_mode(bundle, options, args.prompt, params, None if options.name == "float32" else reference)
         results.append(result)
     bandwidth = max(bandwidth, read_bandwidth_gb_s(device))
     base = None
@@ -281,9 +297,16 @@ def main(argv: list[str] | None = None) -> dict:
               f"weights a step), TTFA {result.ttfa_s:.2f} s (bound {result.ttfa_bound_s:.2f} s; its steps took {result.ttfa_steps_s:.2f} s, "
               f"a chunk decode {result.chunk_decode_s:.2f} s), RTF {result.rtf:.2f}, "
               f"peak {result.peak_memory_mb:.0f} MB, load+warm-up {result.load_s:.1f} s; {result.agreement}")
-    # A mode that changes the music is no speed-up: the best is the fastest that keeps to float32.
-    faithful = [r for r in results if r.token_agreement >= MIN_AGREEMENT] or results
-    best = max(faithful, key=lambda r: r.steps_per_s)
+    # A mode that changes the music is no speed-up: the best is the one --engine auto would pick.
+    if any(r.mode == "float32" for r in results):
+        calibration = Calibration(key="bench", model_id=args.model, machine=isa_label(args.emulate),
+                                  measurements=tuple(ModeMeasurement(r.mode, r.steps_per_s, r.token_agreement)
+                                                     for r in results), seconds=0.0)
+        choice = choose(calibration)
+        best = next(r for r in results if r.mode == choice.mode)
+        print(f"--engine auto would pick {choice.reason}")
+    else:
+        best = max([r for r in results if r.token_agreement >= MIN_AGREEMENT] or results, key=lambda r: r.steps_per_s)
     summary = {
         "baseline_steps_per_s": round(base, 3) if base else None,
         "best_mode": best.mode,
@@ -300,6 +323,11 @@ def main(argv: list[str] | None = None) -> dict:
                                     None) if base else None,
         "bandwidth_gb_s": round(bandwidth, 2),
         "device": str(device),
+        "cpu": this_cpu().model,
+        "isa": isa_label(args.emulate),
+        "threads": torch.get_num_threads(),
+        "modes": {r.mode: {"steps_per_s": round(r.steps_per_s, 3), "agreement": round(r.token_agreement, 4),
+                           "ttfa_s": round(r.ttfa_s, 3), "rtf": round(r.rtf, 3)} for r in results},
     }
     print(json.dumps(summary))
     return summary

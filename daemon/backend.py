@@ -7,6 +7,7 @@ it, so tests can inject a fake one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.audio.types import Audio, AudioChunk
@@ -16,6 +17,24 @@ from protocol.params import GenerationParams
 ProgressFn = Callable[[int, int], None]
 #: Polled between decode steps; True makes the stream raise protocol.errors.Cancelled.
 StopFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """What a finished stream spent where (the return value of a backend's `stream` generator).
+
+    Sent to clients in the job's `done` event: the parts of its real-time factor, measured on
+    the worker thread that did the work.
+    """
+
+    engine: str  # the decode mode that ran ("int8", "float32+draft")
+    decode_s: float  # inside the decode loop: every step and its sampling, prefills included
+    codec_s: float  # turning codes into audio
+    steps: int  # decode steps (prefills not counted)
+    step_s: float  # the steps' own time (decode_s less the prefills and the delay pattern's bookkeeping)
+    prefill_s: float  # the windows' prefills
+    early_step_ms: float | None  # mean step in the first tenth of a window's positions
+    late_step_ms: float | None  # mean step in the last tenth (None: the job never got there)
 
 
 class MusicBackend(Protocol):
@@ -36,5 +55,8 @@ class MusicBackend(Protocol):
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
     ) -> Iterator[AudioChunk]:
-        """Yield the job's audio in order; raise a protocol.errors.RiffdError on bad input."""
+        """Yield the job's audio in order; raise a protocol.errors.RiffdError on bad input.
+
+        A generator may return a `StreamReport` (what the stream spent where) as its value.
+        """
         ...

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daemon.models.musicgen.engine_choice import AUTO
 from daemon.models.musicgen.options import EngineOptions
 from protocol.errors import InvalidArgument
 from protocol.params import DEFAULT_MAX_DURATION_S
@@ -27,6 +28,11 @@ FALLBACK_MODEL = "facebook/musicgen-small"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: OSC sources accepted unless --osc-allow says otherwise: this machine only.
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+#: Environment variables that make PyTorch's libraries (ATen, MKL, oneDNN, fbgemm) and riffd's kernel
+#: build use less of the CPU than it has: how an AVX2-only CPU is emulated on a newer one
+#: (`python -m bench.isa`). Engine calibrations are keyed by them, and the bench reports them.
+LIBRARY_ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                         "FBGEMM_ENABLE_INSTRUCTIONS", "RIFFD_NATIVE_CFLAGS")
 
 
 @dataclass(frozen=True)
@@ -86,9 +92,10 @@ class DaemonConfig:
     output_device: str | None = None
     # Jitter buffer: a job sounds once this much of it is buffered (more: fewer dropouts).
     play_buffer_s: float = 0.5
-    # MusicGen decode format and levers ('float32' keeps exact parity with transformers;
-    # 'bfloat16' suits CPUs with AVX-512 BF16 or AMX, 'float16+compile' GPUs; see musicgen.options).
-    engine: str = "float32"
+    # MusicGen decode mode: 'auto' measures the modes once per model and machine (cached) and runs
+    # the fastest whose greedy codes agree with float32's at least 90 % of the time; 'float32'
+    # keeps exact parity with transformers; others: see musicgen.speed and the README.
+    engine: str = "auto"
     # Playing in time (issue 15): join the Ableton Link session on this machine's networks (its
     # tempo and beat become the daemon's timeline; riffd changes the tempo only when asked).
     link: bool = False
@@ -160,7 +167,8 @@ class DaemonConfig:
             self.tempo_prompt.format(bpm=120)
         except (KeyError, IndexError, ValueError) as exc:
             raise InvalidArgument(f"tempo_prompt {self.tempo_prompt!r} may only use {{bpm}} ({exc})") from None
-        EngineOptions.parse(self.engine)
+        if self.engine.strip() != AUTO:  # auto: measured and chosen at load
+            EngineOptions.parse(self.engine)
         return self
 
 
@@ -206,18 +214,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-device", metavar="NAME|INDEX", help="sound card for playback (default: the system's)")
     parser.add_argument("--play-buffer-s", type=float, metavar="S",
                         help="playback jitter buffer: a job sounds once this much is buffered (default 0.5)")
-    parser.add_argument("--engine", metavar="MODE",
-                        help="MusicGen decode mode: float32 (default, exact), float32+draft (float32's output, "
-                             "speculative), bfloat16, float16 (GPU), int8 (fastest on CPUs with VNNI), int8dyn, "
-                             "int4; +compile compiles the step")
-
-
+    parser.add_argument("--engine", metavar="MODE", help=ENGINE_HELP)
     parser.add_argument("--link", action="store_const", const=True,
                         help="join the Ableton Link session on this network: jobs in time follow its tempo and "
                              "beat (riffd changes the session tempo only when a tempo request asks)")
     parser.add_argument("--bpm", type=float, help="without --link: the tempo of the daemon's own timeline")
     parser.add_argument("--tempo-prompt", metavar="TEMPLATE",
                         help="appended to the prompt of a job in time (default '{bpm} bpm'; '' for nothing)")
+
+
+#: `--engine`'s help, shared by `riffd serve` and `riffd render`.
+ENGINE_HELP = ("MusicGen decode mode: auto (default: measured once per model and CPU, the fastest mode with at "
+               "least 90 %% greedy agreement with float32), float32 (exact parity with transformers), "
+               "float32+draft (float32's output, speculative), bfloat16, float16 (GPU), int8, int8dyn, int4; "
+               "+compile compiles the step")
 
 
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
@@ -268,6 +278,11 @@ def build_config(settings: dict[str, Any]) -> DaemonConfig:
     if values.get("osc_allow") is not None:
         values["osc_allow"] = tuple(str(network) for network in values["osc_allow"])
     return DaemonConfig(**values).validate()
+
+
+def library_isa_overrides() -> dict[str, str]:
+    """The LIBRARY_ISA_VARIABLES set in this process's environment."""
+    return {name: os.environ[name] for name in LIBRARY_ISA_VARIABLES if os.environ.get(name)}
 
 
 def is_loopback_host(host: str) -> bool:

@@ -56,6 +56,11 @@ class ModelPool:
         with self._lock:
             return list(self._entries)
 
+    def engines(self) -> dict[str, str]:
+        """The decode mode each resident model runs ("" for backends without modes)."""
+        with self._lock:
+            return {model_id: str(getattr(entry.backend, "engine_name", "")) for model_id, entry in self._entries.items()}
+
     def load(self, model_id: str, *, pin: bool = False) -> MusicBackend:
         """The backend for `model_id`, loading it if needed (the caller's thread does the work)."""
         with self._lock:

@@ -20,7 +20,7 @@ import numpy as np
 
 from daemon.audio.io import DEFAULT_MAX_INPUT_S, read_audio
 from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import MusicBackend, ProgressFn
+from daemon.backend import MusicBackend, ProgressFn, StreamReport
 from daemon.jobs import Emit, Job
 from daemon.jukebox_jobs import jukebox_chunks
 from daemon.paths import PathPolicy
@@ -70,14 +70,15 @@ class JobRunner:
                     sink = factory(job, backend.sample_rate, backend.audio_channels)
                     if sink is not None:
                         sinks.append(sink)
-                frames = self._stream(job, backend, sinks, emit, seed)
+                frames, report = self._stream(job, backend, sinks, emit, seed)
                 path = None
                 for sink in sinks:
                     path = sink.finish() or path
                 sinks = []
                 in_time = job.take.done_fields() if job.take is not None else {}
-                emit(job, Done(job=job.id, path=path, frames=frames, sample_rate=backend.sample_rate, re=job.re,
-                               **in_time))
+                done = Done(job=job.id, path=path, frames=frames, sample_rate=backend.sample_rate, re=job.re,
+                            **in_time)
+                emit(job, _with_report(done, report))
         except Cancelled as exc:
             # The backend raises Cancelled when asked to stop; say why it was asked.
             error = job.stop_error if job.stop_requested.is_set() else exc
@@ -156,9 +157,10 @@ class JobRunner:
         """A file a request names on the daemon's disk, confined like audio inputs."""
         return self._paths.input(path) if self._paths is not None else Path(path)
 
-    def _stream(self, job: Job, backend: MusicBackend, sinks: list[JobSink], emit: Emit, seed: int) -> int:
+    def _stream(self, job: Job, backend: MusicBackend, sinks: list[JobSink], emit: Emit,
+                seed: int) -> tuple[int, StreamReport | None]:
         """Feed the backend's chunks to the sinks and the event stream; return the job's frames
-        (its final stage: a Jukebox preview is not part of the job's audio)."""
+        (its final stage: a Jukebox preview is not part of the job's audio) and the stream's report."""
         last_percent, last_sent_s = -1, -math.inf
 
         def progress(done: int, total: int) -> None:
@@ -173,7 +175,8 @@ class JobRunner:
                 emit(job, Progress(job=job.id, done=done, total=total, re=job.re))
 
         frames = 0
-        for chunk in self._chunks(job, backend, progress, seed):
+        reports: list[object] = []
+        for chunk in _returning(self._chunks(job, backend, progress, seed), reports):
             if job.stop_requested.is_set():
                 raise job.stop_error
             path = None
@@ -190,7 +193,37 @@ class JobRunner:
                                 path=path, stage=chunk.stage, beat=chunk.beat, audio=audio, re=job.re))
         if job.stop_requested.is_set():
             raise job.stop_error
-        return frames
+        report = reports[0] if reports else None
+        return frames, report if isinstance(report, StreamReport) else None
+
+
+def _returning(chunks: Iterator[AudioChunk], into: list[object]) -> Iterator[AudioChunk]:
+    """Yield `chunks`; once they end, append the generator's return value (its report) to `into`."""
+    try:
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration as stop:
+                into.append(stop.value)
+                return
+            yield chunk
+    finally:  # stopped early: the backend's stream frees its caches now
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _with_report(done: Done, report: StreamReport | None) -> Done:
+    """The done event, with where the job's time went when the backend measured it."""
+    if report is None:
+        return done
+    return dataclasses.replace(done, engine=report.engine, decode_s=round(report.decode_s, 4),
+                               codec_s=round(report.codec_s, 4), early_step_ms=_rounded(report.early_step_ms),
+                               late_step_ms=_rounded(report.late_step_ms))
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def effective_seed(job: Job) -> int:

@@ -106,6 +106,11 @@ class Done(Event):
 
     A job in time also says its length in `beats` and `bars` at its tempo `bpm`, and the beat it
     was launched on (`beat`).
+
+    Where the backend measured it, what the job's time went to, on the daemon's worker thread:
+    `engine` (the decode mode that ran), `decode_s` (decode steps and sampling), `codec_s`
+    (codes to audio), and the mean decode step early and late in the model's window, in ms.
+    They travel on ZeroMQ only (the OSC form is fixed).
     """
 
     TYPE: ClassVar[str] = "done"
@@ -123,6 +128,11 @@ class Done(Event):
     bars: float | None = None
     bpm: float | None = None
     beat: float | None = None
+    engine: str | None = None
+    decode_s: float | None = None
+    codec_s: float | None = None
+    early_step_ms: float | None = None
+    late_step_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,13 +154,17 @@ class Error(Event):
 class Status(Event):
     """The daemon's state: resident models, and jobs running and queued (ids, running first).
 
-    `playback` is the sound card jobs play on ("off" while playback is off) and `underruns`
-    how often a sounding job ran dry since it opened. They travel on ZeroMQ only: the OSC form
-    ends with the variadic model list, so nothing can follow it.
+    `engine` is the decode mode the default model runs ("int8", "float32+draft"; empty while it
+    is not loaded, or for a backend without modes), `engines` the mode of each of `models`, in
+    their order. `playback` is the sound card jobs play on ("off" while playback is off) and
+    `underruns` how often a sounding job ran dry since it opened. Those after `models` travel on
+    ZeroMQ only: the OSC form ends with the variadic model list, so nothing can follow it.
     """
 
     TYPE: ClassVar[str] = "status"
+    # The second form reads a daemon from before `engine`.
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("protocol", "device", "default_model", "queued", "running", "engine", "models"),
         ("protocol", "device", "default_model", "queued", "running", "models"),
     )
 
@@ -159,7 +173,9 @@ class Status(Event):
     default_model: str
     queued: int
     running: int
+    engine: str = ""
     models: tuple[str, ...] = ()
+    engines: tuple[str, ...] = ()
     jobs: tuple[str, ...] = ()
     max_queue: int = 0
     uptime_s: float = 0.0

@@ -98,7 +98,10 @@ def make_config(out_dir: Path, **settings: object) -> DaemonConfig:
     # Tests keep their input files and model folders under the system's temporary folder.
     base: dict[str, object] = dict(host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0, out_dir=out_dir,
                                    device="cpu", log_level="DEBUG", audio_dirs=(tempfile.gettempdir(),),
-                                   model_dirs=(tempfile.gettempdir(),))
+                                   model_dirs=(tempfile.gettempdir(),),
+                                   # float32: tests compare a daemon's audio with in-process renders;
+                                   # `auto` is tested on its own (tests/musicgen/test_engine_choice.py).
+                                   engine="float32")
     base.update(settings)
     return build_config(base)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from clients.cli.options import add_generation_options, generation_params
+from daemon.config import ENGINE_HELP
 
 DEFAULT_MODEL = "facebook/musicgen-small"
 
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sample-rate", type=int, help="output sample rate (default: the model's)")
     parser.add_argument("--bit-depth", default=None, help="16, 24, 32 or float (default: float for WAV, 24 for FLAC)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--engine", default="auto", metavar="MODE", help=ENGINE_HELP)
     parser.add_argument("--cache-dir", type=Path, default=None, help="where presets are built (default ~/.cache/riffd)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from daemon.models.musicgen.generator import MusicGen
     from protocol.errors import Unsupported
 
-    model = load_backend(args.model, device=args.device, cache_dir=args.cache_dir)
+    model = load_backend(args.model, device=args.device, cache_dir=args.cache_dir, engine=args.engine)
     if not isinstance(model, MusicGen):
         raise Unsupported(f"riffd render takes MusicGen models; {args.model} is not one (serve it and use "
                           "`riffd jukebox`)")

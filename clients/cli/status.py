@@ -22,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"type": status.TYPE, **status.to_fields()}, indent=2))
         return 0
     print(f"riffd (protocol {status.protocol}) on {status.device}, up {status.uptime_s:.0f} s")
-    print(f"models:  {', '.join(status.models) or '(none loaded)'}; default {status.default_model}")
+    models = [f"{model} [{engine}]" if engine else model
+              for model, engine in zip(status.models, status.engines or ("",) * len(status.models))]
+    print(f"models:  {', '.join(models) or '(none loaded)'}; default {status.default_model}")
     running, queued = status.jobs[:status.running], status.jobs[status.running:]
     print(f"running: {', '.join(running) or '-'}")
     print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")

@@ -87,18 +87,23 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     """Load `model_id` onto `device` and return it ready to serve.
 
     `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'float16', 'int8',
-    'int4', with '+compile' or '+nowarmup'; see musicgen.options.EngineOptions); None keeps
+    'int4', with '+compile' or '+nowarmup'; see musicgen.options.EngineOptions), or 'auto': the
+    fastest mode that keeps to float32 on this machine (musicgen.engine_modes); None keeps
     transformers' reference loop.
     """
+    from daemon.models.musicgen.engine_choice import AUTO
+    from daemon.models.musicgen.engine_modes import resolve
     from daemon.models.musicgen.generator import MusicGen
     from daemon.models.musicgen.loader import load_folder, pick_device
     from daemon.models.musicgen.options import EngineOptions
 
-    options = EngineOptions.parse(engine) if engine is not None else None
+    auto = engine is not None and engine.strip() == AUTO
+    options = EngineOptions.parse(engine) if engine is not None and not auto else None
     folder = resolve_folder(model_id, cache_dir=cache_dir)
     if _model_type(folder) == "jukebox":
         from daemon.models.jukebox import backend as jukebox_backend
 
+        # auto: Jukebox's priors have no faster mode measured here; they stay exact.
         weights, compile = (options.weights, options.compile) if options is not None else ("float32", False)
         if weights not in jukebox_backend.PRIOR_DTYPES:
             # int8/int4 are MusicGen's decode formats; a daemon serving both keeps Jukebox exact.
@@ -107,4 +112,5 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
         return jukebox_backend.load(folder, model_id, device=pick_device(device), max_duration_s=max_duration_s,
                                     weights=weights, compile=compile)
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))
-    return MusicGen(bundle, max_duration_s=max_duration_s, engine=options)
+    setup = resolve(engine, bundle, cache_dir or default_cache_dir()) if engine is not None else None
+    return MusicGen(bundle, max_duration_s=max_duration_s, engine=setup.options if setup else None)

@@ -195,9 +195,11 @@ class RequestHandler:
     def _status(self, request_id: str | None) -> Status:
         snapshot = self._scheduler.snapshot()
         playing = self._playback.status() if self._playback is not None else None
+        engines = self._pool.engines()
         return Status(
             protocol=PROTOCOL_VERSION, device=self._pool.device, default_model=self._config.default_model,
-            queued=len(snapshot.queued), running=len(snapshot.running), models=tuple(self._pool.loaded()),
+            queued=len(snapshot.queued), running=len(snapshot.running), models=tuple(engines),
+            engine=engines.get(self._config.default_model, ""), engines=tuple(engines.values()),
             jobs=snapshot.running + snapshot.queued, max_queue=self._scheduler.max_queue,
             uptime_s=round(time.monotonic() - self._started_at, 3),
             playback=playing.device if playing is not None and playing.enabled else "off",

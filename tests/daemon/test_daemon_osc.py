@@ -95,7 +95,8 @@ def test_replies_go_to_the_request_source_and_pd_style_floats_are_accepted(debug
         assert messages[0] == ("/riffd/accepted", ["pd-floats", 0])
         peer.send("/riffd/status")
         address, args = peer.receive()
-        assert address == "/riffd/status" and args[:3] == [1, "cpu", "debug/musicgen"] and "debug/musicgen" in args[5:]
+        assert address == "/riffd/status" and args[:3] == [1, "cpu", "debug/musicgen"] and "debug/musicgen" in args[6:]
+        assert args[5] == "float32"  # the engine the default model runs
     finally:
         peer.close()
 

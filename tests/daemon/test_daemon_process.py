@@ -67,7 +67,8 @@ def test_engine_mode_is_a_setting_checked_at_start():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert config_from_args(parser.parse_args(["--engine", "bfloat16+compile"])).engine == "bfloat16+compile"
-    assert config_from_args(parser.parse_args([])).engine == "float32"
+    assert config_from_args(parser.parse_args([])).engine == "auto"
+    assert config_from_args(parser.parse_args(["--engine", "float32"])).engine == "float32"
     for bad in ("float64", "int8+turbo"):
         with pytest.raises(InvalidArgument):
             config_from_args(parser.parse_args(["--engine", bad]))

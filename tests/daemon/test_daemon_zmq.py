@@ -82,6 +82,11 @@ def test_continue_and_status_over_zmq(debug_daemon: DaemonThread, tmp_path) -> N
         status = client.status()
     assert status.models == ("debug/musicgen",) and status.default_model == "debug/musicgen"
     assert status.running == 0 and status.queued == 0 and status.device == "cpu"
+    assert status.engine == "float32" and status.engines == ("float32",)  # the engine in use
+    # The done event says where the job's time went (measured on the daemon's worker thread).
+    done = events[-1]
+    assert done.engine == "float32" and done.decode_s > 0 and done.codec_s > 0 and done.early_step_ms > 0
+    assert done.late_step_ms is None  # 1 s never reaches the last tenth of a 30 s window
 
 
 def test_unknown_model_is_an_error_event_and_the_daemon_serves_on(debug_daemon: DaemonThread) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,9 +42,24 @@ def _recipe_flags(name: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out.getvalue()))
 
 
+def _bench_flags(name: str) -> set[str]:
+    """The flags of `python -m bench.NAME` (its --help)."""
+    module = importlib.import_module(f"bench.{name}")
+    out = io.StringIO()
+    argv = sys.argv
+    try:
+        sys.argv = [name, "--help"]
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            module.main(["--help"]) if inspect.signature(module.main).parameters else module.main()
+    finally:
+        sys.argv = argv
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out.getvalue()))
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_flag_a_doc_names_exists(doc: Path) -> None:
-    known = _cli_flags().union(*(_recipe_flags(name) for name in RECIPES))
+    benches = set(re.findall(r"python -m bench\.(\w+)", doc.read_text()))
+    known = _cli_flags().union(*(_recipe_flags(name) for name in RECIPES), *(_bench_flags(b) for b in benches))
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", doc.read_text()))
     assert named - known == set(), f"{doc.name} names flags nothing accepts: {sorted(named - known)}"
 

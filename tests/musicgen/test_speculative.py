@@ -127,15 +127,21 @@ def test_daemon_serves_float32_draft_with_float32s_audio(tmp_path, riffd_cache, 
     from daemon.child import DaemonChild
     from daemon.models.musicgen.generator import MusicGen
 
+    # The session's presets without its engine calibrations: one that measured +draft slower than
+    # float32 on this machine would (rightly) serve float32 instead.
+    bundle = load_preset("debug/musicgen").bundle  # built in the session's cache
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "presets").symlink_to(riffd_cache / "presets")
     daemon = DaemonChild(["--model", "debug/musicgen", "--device", "cpu", "--engine", "float32+draft",
-                          "--cache-dir", str(riffd_cache), "--out", str(tmp_path), "--osc-port", "0", "--zmq-port", "0"])
+                          "--cache-dir", str(cache), "--out", str(tmp_path), "--osc-port", "0", "--zmq-port", "0"])
     try:
         with Client(daemon.zmq, timeout_s=60) as client:
             rendered = client.generate("a walking bass", 1.5, greedy=True).collect()
     finally:
         assert daemon.stop() == 0
     assert any("engine float32+draft warmed up" in line for line in daemon.log), "".join(daemon.log)
-    model = MusicGen(load_preset("debug/musicgen").bundle, engine=FLOAT32)
+    model = MusicGen(bundle, engine=FLOAT32)
     params = GenerationParams(duration_s=1.5, greedy=True)
     expected = np.concatenate([chunk.audio for chunk in model.stream("a walking bass", params)], axis=1)
     assert rendered.audio.shape == expected.shape and rendered.sample_rate == model.bundle.sample_rate

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -14,7 +15,7 @@ import torch
 
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import ProgressFn, StopFn
+from daemon.backend import ProgressFn, StopFn, StreamReport
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.decode_loop import iter_columns
@@ -23,6 +24,7 @@ from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window, plan_windows, steps_for
 from daemon.models.musicgen.sampling import make_generator
 from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.stream_timing import StepTiming, TimedIterator
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
 from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings
 from protocol.errors import InvalidArgument
@@ -70,13 +72,30 @@ class MusicGen:
         self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
         self.stream_settings = stream_settings.validate()
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
-        if self.engine is not None and engine.warmup:
-            self.engine.warm_up()
         self.max_duration_s = max_duration_s
         self.model_id = bundle.model_id
         self.sample_rate = bundle.sample_rate
         self.audio_channels = bundle.audio_channels
         self.supports_melody = bundle.is_melody
+        if self.engine is not None and engine is not None and engine.warmup:
+            self.engine.warm_up()
+            self._warm_stream()
+
+    def _warm_stream(self) -> None:
+        """Stream two chunks once, so the first request's first chunk pays no lazy set-up in the
+        codec (oneDNN builds its convolution kernels on first use) or the streaming path."""
+        frames = self.stream_settings.first_chunk_frames + self.stream_settings.chunk_frames
+        params = GenerationParams(duration_s=frames / self.bundle.frame_rate, greedy=True, seed=0)
+        started = time.perf_counter()
+        for _ in self.stream("warm-up", params):
+            pass
+        log.info("%s: stream path (text encoder, engine, codec) warmed up in %.2f s", self.model_id,
+                 time.perf_counter() - started)
+
+    @property
+    def engine_name(self) -> str:
+        """The decode mode in use ('int8', 'float32+draft'; 'reference' for transformers' own loop)."""
+        return self.engine.options.name if self.engine is not None else "reference"
 
     # Public entry points, audiocraft's names.
     def generate(self, texts: Sequence[str], params: GenerationParams, **hooks) -> Render:
@@ -107,20 +126,25 @@ class MusicGen:
 
     def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
                melody: Audio | None = None, progress: ProgressFn | None = None,
-               should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+               should_stop: StopFn | None = None) -> Generator[AudioChunk, None, StreamReport]:
         """The MusicBackend entry point: one prompt, its audio in chunks while it is generated.
 
         Chunks are contiguous from offset 0 and `duration_s` long in all; closing the iterator
-        stops generation within one step and frees its cache.
+        stops generation within one step and frees its cache. Returns where the time went.
         """
         if text is not None:
             _check_text(text)
+        steps = StepTiming(self.bundle.window_frames)
         job = self._plan([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                         should_stop=should_stop)
-        frames = iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
-                             on_step=job.on_step)
-        yield from stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
-                                 samples=job.samples, start_sample=job.start_sample, settings=self.stream_settings)
+                         should_stop=should_stop, timing=steps)
+        frames = TimedIterator(iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1,
+                                           columns_for=job.columns_for, on_step=job.on_step))
+        chunks = TimedIterator(stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
+                                             samples=job.samples, start_sample=job.start_sample,
+                                             settings=self.stream_settings))
+        yield from chunks
+        # The chunk iterator's own time, less what it waited on decoded frames, is the codec's.
+        return steps.report(self.engine_name, decode_s=frames.busy_s, codec_s=chunks.busy_s - frames.busy_s)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""
@@ -151,7 +175,8 @@ class MusicGen:
                       prompt_frames=job.prompt_frames, windows=job.windows)
 
     def _plan(self, texts: list[str | None], params: GenerationParams, *, audio_prompt: Audio | None,
-              melody: Audio | None, progress: ProgressFn | None, should_stop: StopFn | None) -> _Job:
+              melody: Audio | None, progress: ProgressFn | None, should_stop: StopFn | None,
+              timing: StepTiming | None = None) -> _Job:
         """Validate a request and plan it: what every mode shares before decoding starts."""
         params.validate(max_duration_s=self.max_duration_s)
         if not texts:
@@ -180,7 +205,8 @@ class MusicGen:
                 bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
                 melody_offset_s=max(0, window.start_frame) / bundle.frame_rate)
             columns = self.engine.columns if self.engine is not None else partial(iter_columns, bundle)
-            return columns(cond, window_prompt, window.new_frames, params, generator, should_stop)
+            produced = columns(cond, window_prompt, window.new_frames, params, generator, should_stop)
+            return produced if timing is None else timing.columns(produced, window.prompt_frames)
 
         def on_step() -> None:
             nonlocal done

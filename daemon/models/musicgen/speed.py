@@ -150,7 +150,13 @@ class Int4Linear:
 
 
 class DynamicInt8Linear:
-    """fbgemm's dynamic int8 linear: per-row int8 weights prepacked once, float32 in and out."""
+    """fbgemm's dynamic int8 linear: per-row int8 weights prepacked once, float32 in and out.
+
+    Where the kernel sums pairs of u8 x s8 products in int16 (fbgemm without AVX-512 VNNI:
+    AVX2's maddubs), a pair of large products saturates and the result is wrong (greedy agreement
+    0.71 on an AVX2-only EPYC). There the activations are quantised to 7 bits (`reduce_range`):
+    two products then fit in int16 exactly, and the mode keeps its accuracy on every CPU.
+    """
 
     def __init__(self, weights: Sequence[torch.Tensor]) -> None:
         full = torch.cat(list(weights)).float().contiguous()
@@ -163,15 +169,39 @@ class DynamicInt8Linear:
                                                    torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(quantized, None)
         self._nbytes = full.numel() + full.shape[0] * 8
+        self.reduce_range = dynamic_int8_saturates()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).float()
-        out = torch.ops.quantized.linear_dynamic(flat, self.packed, False)
+        out = torch.ops.quantized.linear_dynamic(flat, self.packed, self.reduce_range)
         return out.view(*x.shape[:-1], -1)
 
     @property
     def nbytes(self) -> int:
         return self._nbytes
+
+
+@functools.cache
+def dynamic_int8_saturates() -> bool:
+    """Whether PyTorch's dynamic int8 kernel saturates sums of two u8 x s8 products (int16).
+
+    Probed rather than read from the CPU flags: fbgemm's own dispatch (and its
+    FBGEMM_ENABLE_INSTRUCTIONS override) decides which kernel runs. Activations of 1.0 quantise to
+    255 and weights of 1.0 to 127: a pair sums to 64770, past int16's 32767, so a saturating
+    kernel returns about half of the exact 64.
+    """
+    ones = torch.ones(16, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        weights = torch.quantize_per_channel(ones, torch.full((16,), 1 / 127, dtype=torch.float64),
+                                             torch.zeros(16, dtype=torch.long), 0, torch.qint8)
+        out = torch.ops.quantized.linear_dynamic(torch.ones(2, 64), torch.ops.quantized.linear_prepack(weights, None),
+                                                 False)
+    saturates = not torch.allclose(out, torch.full_like(out, 64.0), rtol=0.01)
+    if saturates:
+        log.info("int8dyn: PyTorch's dynamic int8 kernel sums products in int16 on this CPU (no AVX-512 VNNI): "
+                 "activations are quantised to 7 bits so that no sum saturates")
+    return saturates
 
 
 Linear = DenseLinear | Int8Linear | Int4Linear | DynamicInt8Linear

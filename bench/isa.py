@@ -1,0 +1,62 @@
+"""Running riffd as an older CPU would, on a newer one: an AVX2-only x86 emulated on an AVX-512 machine.
+
+Each library PyTorch uses picks its kernels from the CPU's instruction sets once, at start; an
+environment variable per library caps that choice (ATen's vectorised ops, MKL's BLAS, oneDNN's
+bfloat16 and float32 products, fbgemm's int8), and riffd's own kernels are built without
+AVX-512 and AVX-VNNI. What stays the host's: its caches, clock and memory bandwidth, so figures
+measured this way are labelled as an emulation, never as an AVX2 CPU's.
+
+    python -m bench.realtime --emulate avx2       (or avx_vnni)
+    python -m bench.musicgen_stream --emulate avx2
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from daemon.cpu import this_cpu
+
+#: The variables per emulated class (names as daemon.config.LIBRARY_ISA_VARIABLES).
+EMULATIONS: dict[str, dict[str, str]] = {
+    "avx2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "DNNL_MAX_CPU_ISA": "AVX2",
+        "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+        "RIFFD_NATIVE_CFLAGS": "-mno-avx512f -mno-avxvnni",
+    },
+    # Intel 12th generation and later: AVX2 with VNNI on 256-bit vectors. riffd's kernels run that
+    # branch through AVX-512 VL's encoding of the same instruction (daemon/native/branches.py).
+    "avx_vnni": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2_VNNI",
+        "DNNL_MAX_CPU_ISA": "AVX2_VNNI",
+        "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+        "RIFFD_NATIVE_CFLAGS": "-DRIFFD_SIMD_256",
+    },
+}
+#: Set in a re-executed benchmark, so it does not re-execute again.
+MARKER = "RIFFD_BENCH_EMULATING"
+
+
+def isa_label(emulate: str | None) -> str:
+    """The instruction-set class a figure was measured with: the CPU's, or '<class> (emulated on <host class>)'."""
+    host = this_cpu().isa
+    return host if emulate is None else f"{emulate} (emulated on {host})"
+
+
+def environment(emulate: str | None) -> dict[str, str]:
+    """The variables to add to a child process's environment (none without emulation)."""
+    return {} if emulate is None else dict(EMULATIONS[emulate])
+
+
+def reexec_emulating(emulate: str | None, module: str) -> None:
+    """Run `python -m module` again with the emulation's variables (a library reads them once, at
+    import); returns at once when there is nothing to emulate or this is the re-executed run."""
+    if emulate is None or os.environ.get(MARKER) == emulate:
+        return
+    env = {**os.environ, **environment(emulate), MARKER: emulate}
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)

@@ -1,0 +1,174 @@
+"""`--engine auto`: the fastest engine mode that keeps to float32, picked from a calibration.
+
+A calibration measures, on this machine and this model, each offered mode's decode rate and its
+greedy agreement with float32 (`calibration.py` does the measuring). The rule here picks among
+modes that agree with float32 on at least `MIN_AGREEMENT` of their greedy codes and are
+measurably faster than float32; float32 itself when none is. Calibrations are cached as JSON,
+keyed by the model's files and the machine (CPU, cores, threads, libraries, kernel builds), so a
+daemon measures once per model and CPU.
+
+torch-free: the rule and the cache can be tested, and read by the CLI, without loading a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: The engine spelling that asks for this module's choice.
+AUTO = "auto"
+#: Greedy-codes agreement with float32 a mode needs to be chosen (the issue's bar: 90 %).
+MIN_AGREEMENT = 0.9
+#: How much faster than float32 a mode must measure to be chosen over it: closer than this is
+#: within a shared machine's noise, and then float32's exact parity wins.
+MIN_SPEEDUP = 1.05
+#: Bumped when what a calibration measures changes, so older cache files are measured again.
+CALIBRATION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModeMeasurement:
+    """One engine mode on this machine: its decode rate and how closely it follows float32."""
+
+    mode: str  # the --engine spelling: "int8", "float32+draft"
+    steps_per_s: float  # decode loop rate (sampling included), whole loop over its wall time
+    token_agreement: float  # greedy codes equal to float32's (1.0 for float32, and for +draft by construction)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Every offered mode measured on one model and one machine."""
+
+    key: str  # calibration_key(...) of the model and the machine
+    model_id: str
+    machine: str  # a description for people: CPU, ISA class, threads
+    measurements: tuple[ModeMeasurement, ...]
+    seconds: float  # how long the measuring took
+    version: int = CALIBRATION_VERSION
+
+    def measured(self, mode: str) -> ModeMeasurement | None:
+        return next((m for m in self.measurements if m.mode == mode), None)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibration:
+        data = json.loads(text)
+        measurements = tuple(ModeMeasurement(str(m["mode"]), float(m["steps_per_s"]), float(m["token_agreement"]))
+                             for m in data["measurements"])
+        return cls(key=str(data["key"]), model_id=str(data["model_id"]), machine=str(data["machine"]),
+                   measurements=measurements, seconds=float(data["seconds"]), version=int(data["version"]))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The mode `auto` picked, and why (one line for the log and the status)."""
+
+    mode: str
+    reason: str
+    calibration: Calibration
+    cached: bool = False  # the calibration came from the cache, not measured now
+
+
+def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
+           min_speedup: float = MIN_SPEEDUP) -> Choice:
+    """The fastest mode with at least `min_agreement` greedy agreement and `min_speedup` times
+    float32's rate; float32 when no mode is both. Never a mode slower than float32."""
+    reference = calibration.measured("float32")
+    if reference is None or reference.steps_per_s <= 0:
+        raise ValueError("a calibration must measure float32, the reference every mode is compared with")
+    eligible, refused = [], []
+    for m in calibration.measurements:
+        if m.mode == "float32":
+            continue
+        speedup = m.steps_per_s / reference.steps_per_s
+        if m.token_agreement < min_agreement:
+            refused.append(f"{m.mode} agrees {m.token_agreement:.0%} < {min_agreement:.0%}")
+        elif speedup < min_speedup:
+            refused.append(f"{m.mode} only {speedup:.2f}x float32")
+        else:
+            eligible.append(m)
+    best = max(eligible, key=lambda m: m.steps_per_s, default=reference)
+    if best is reference:
+        head = f"float32 ({reference.steps_per_s:.1f} steps/s): no faster mode keeps {min_agreement:.0%} agreement"
+    else:
+        head = (f"{best.mode}: {best.steps_per_s / reference.steps_per_s:.2f}x float32 "
+                f"({best.steps_per_s:.1f} vs {reference.steps_per_s:.1f} steps/s), "
+                f"{best.token_agreement:.1%} greedy agreement with float32")
+    others = [f"{m.mode} {m.steps_per_s / reference.steps_per_s:.2f}x" for m in eligible if m is not best]
+    details = "; ".join(filter(None, [", ".join(others) and "also eligible: " + ", ".join(others),
+                                      ", ".join(refused) and "left out: " + ", ".join(refused)]))
+    return Choice(best.mode, head + (f" ({details})" if details else ""), calibration)
+
+
+def calibration_key(model: Mapping[str, Any], machine: Mapping[str, Any]) -> str:
+    """A file-name-safe key of everything a calibration's result depends on.
+
+    `model`: the model id and its files (names, sizes, modification times); `machine`: the CPU,
+    the cores and threads, the device, the libraries and riffd's kernel build. Any change in
+    either means a new calibration.
+    """
+    blob = json.dumps({"version": CALIBRATION_VERSION, "model": model, "machine": machine}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def model_fingerprint(model_id: str, folder: Path) -> dict[str, Any]:
+    """The model's identity for the key: its id, and every file of its folder by name, size and mtime.
+
+    Sizes and times rather than contents: hashing gigabytes of weights would cost more than the
+    calibration it saves; a rewritten checkpoint gets a new modification time.
+    """
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        files.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+    return {"model_id": model_id, "folder": str(folder.resolve()), "files": files}
+
+
+class CalibrationCache:
+    """Calibrations as `<key>.json` files in one folder; unreadable or stale files count as absent."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def get(self, key: str) -> Calibration | None:
+        path = self.path(key)
+        try:
+            calibration = Calibration.from_json(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the unreadable engine calibration %s (%s); measuring again", path, exc)
+            return None
+        if calibration.version != CALIBRATION_VERSION or calibration.key != key:
+            return None
+        return calibration
+
+    def put(self, calibration: Calibration) -> Path | None:
+        """Store a calibration (atomically); None, with a warning, where the folder is not writable."""
+        path = self.path(calibration.key)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(suffix=".json", dir=self.folder)
+            with os.fdopen(handle, "w") as out:
+                out.write(calibration.to_json())
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("cannot cache the engine calibration in %s (%s): the next load measures again",
+                        self.folder, exc)
+            return None
+        return path

@@ -1,0 +1,96 @@
+"""Where one streamed job's time went: decode steps (early and late in the window) and codec decodes.
+
+Measured where the work happens, on the worker thread: the time spent inside the engine's column
+iterator is decoding (each column's step and sampling), the time inside the chunk iterator
+beyond that is the codec's. The report travels to clients in the job's `done` event, so a
+client (`bench.realtime`) can see what the real-time factor is made of through a running daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from daemon.backend import StreamReport
+
+T = TypeVar("T")
+
+#: The first and the last tenth of a window's positions are its "early" and "late" steps.
+EDGE_FRACTION = 0.1
+
+
+class TimedIterator(Generic[T]):
+    """An iterator that adds up the time spent producing its items; closing it closes the one it wraps."""
+
+    def __init__(self, inner: Iterator[T]) -> None:
+        self._inner = inner
+        self.busy_s = 0.0
+
+    def __iter__(self) -> "TimedIterator[T]":
+        return self
+
+    def __next__(self) -> T:
+        start = time.perf_counter()
+        try:
+            return next(self._inner)
+        finally:
+            self.busy_s += time.perf_counter() - start
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+class StepTiming:
+    """Decode steps timed by their position in the window; mean step time early and late.
+
+    Means, not medians: a speculative engine delivers columns in bursts (one checking pass, then
+    several columns for free), so only a mean says what a step costs.
+    """
+
+    def __init__(self, window_frames: int) -> None:
+        self.edge = max(1, int(window_frames * EDGE_FRACTION))
+        self.late_from = window_frames - self.edge
+        self._early: list[float] = []
+        self._late: list[float] = []
+        self.steps = 0
+        self.step_s = 0.0
+        self.prefill_s = 0.0
+
+    def columns(self, columns: Iterator[T], first_position: int) -> Iterator[T]:
+        """Yield `columns` (a window's, its first at cache position `first_position`), timing each step.
+
+        The first column comes with the window's prefill: not a step, so not timed.
+        """
+        position = first_position
+        try:
+            start = time.perf_counter()
+            for index, column in enumerate(columns):
+                took = time.perf_counter() - start
+                if not index:
+                    self.prefill_s += took
+                else:
+                    self.steps += 1
+                    self.step_s += took
+                    if position < self.edge:
+                        self._early.append(took)
+                    elif position >= self.late_from:
+                        self._late.append(took)
+                yield column
+                position += 1
+                start = time.perf_counter()
+        finally:  # a stopped job frees its window's cache now, not at garbage collection
+            close = getattr(columns, "close", None)
+            if close is not None:
+                close()
+
+    def report(self, engine: str, decode_s: float, codec_s: float) -> StreamReport:
+        return StreamReport(engine=engine, decode_s=decode_s, codec_s=codec_s, steps=self.steps, step_s=self.step_s,
+                            prefill_s=self.prefill_s, early_step_ms=_mean_ms(self._early),
+                            late_step_ms=_mean_ms(self._late))
+
+
+def _mean_ms(durations: list[float]) -> float | None:
+    return 1000 * sum(durations) / len(durations) if durations else None

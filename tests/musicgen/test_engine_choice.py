@@ -1,0 +1,176 @@
+"""`--engine auto`: the rule over an injected calibration, the cache and its key, and a real auto load."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from daemon.cpu import isa_class, parse_cpuinfo
+from daemon.models.musicgen import engine_modes
+from daemon.models.musicgen.engine_choice import (
+    MIN_AGREEMENT, Calibration, CalibrationCache, ModeMeasurement, calibration_key, choose, model_fingerprint,
+)
+
+
+def _calibration(*measurements: tuple[str, float, float], key: str = "k") -> Calibration:
+    return Calibration(key=key, model_id="m", machine="test CPU",
+                       measurements=tuple(ModeMeasurement(*m) for m in measurements), seconds=1.0)
+
+
+def test_auto_picks_the_fastest_mode_that_agrees_with_float32():
+    calibration = _calibration(("float32", 10.0, 1.0), ("bfloat16", 18.0, 0.96), ("int8", 40.0, 0.97),
+                               ("int8dyn", 55.0, 0.88), ("int4", 70.0, 0.71), ("float32+draft", 19.0, 1.0))
+    choice = choose(calibration)
+    # int8dyn and int4 are faster, but change the music: below the agreement bar.
+    assert choice.mode == "int8"
+    assert "4.00x float32" in choice.reason and "int8dyn agrees 88%" in choice.reason
+
+
+def test_auto_never_picks_a_mode_slower_than_float32_or_below_the_threshold():
+    rng = random.Random(12)
+    modes = ("bfloat16", "int8", "int8dyn", "int4", "float32+draft")
+    for _ in range(500):
+        float32 = rng.uniform(1, 50)
+        measured = [("float32", float32, 1.0)] + [(mode, rng.uniform(0.2, 5) * float32, rng.uniform(0.6, 1.0))
+                                                  for mode in rng.sample(modes, rng.randint(0, len(modes)))]
+        choice = choose(_calibration(*measured))
+        picked = choice.calibration.measured(choice.mode)
+        assert picked is not None
+        assert picked.steps_per_s >= float32 and picked.token_agreement >= MIN_AGREEMENT
+        # ...and nothing eligible was faster.
+        assert all(m.steps_per_s <= picked.steps_per_s for m in choice.calibration.measurements
+                   if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= 1.05 * float32)
+
+
+def test_float32_when_no_mode_is_both_faster_and_faithful():
+    # Slower (PyTorch's int8 on a CPU without riffd's kernels), within noise, or unfaithful.
+    choice = choose(_calibration(("float32", 10.0, 1.0), ("int8", 5.0, 0.98), ("bfloat16", 10.2, 0.97),
+                                 ("int4", 30.0, 0.5)))
+    assert choice.mode == "float32"
+    assert "int8 only 0.50x" in choice.reason and "int4 agrees 50%" in choice.reason
+    with pytest.raises(ValueError):
+        choose(_calibration(("int8", 5.0, 0.98)))  # no reference: nothing to compare with
+
+
+def test_the_cache_round_trips_and_ignores_damaged_or_stale_files(tmp_path: Path):
+    cache = CalibrationCache(tmp_path / "choices")
+    calibration = _calibration(("float32", 10.0, 1.0), ("int8", 40.0, 0.97), key="abc")
+    assert cache.get("abc") is None
+    path = cache.put(calibration)
+    assert path == tmp_path / "choices" / "abc.json" and cache.get("abc") == calibration
+    assert not [p for p in path.parent.iterdir() if p != path]  # written beside and renamed: no leftovers
+    path.write_text("{not json")
+    assert cache.get("abc") is None
+    path.write_text(dataclasses.replace(calibration, version=0).to_json())
+    assert cache.get("abc") is None  # measured by an older riffd: measure again
+    unwritable = CalibrationCache(path / "below-a-file")
+    assert unwritable.put(calibration) is None  # a warning, not a failed load
+
+
+def test_the_key_follows_the_model_files_and_the_machine(tmp_path: Path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    machine = {"cpu": "AMD EPYC", "flags": ["avx2", "avx512_vnni"], "cores": 2, "threads": 2, "native": "libriffd-1.so"}
+    key = calibration_key(model_fingerprint("m", folder), machine)
+    assert key == calibration_key(model_fingerprint("m", folder), dict(machine))
+    assert key != calibration_key(model_fingerprint("other", folder), machine)
+    for change in ({"flags": ["avx2"]}, {"cpu": "Intel Xeon"}, {"threads": 1}, {"native": "libriffd-2.so"},
+                   {"library_overrides": {"ATEN_CPU_CAPABILITY": "avx2"}}):
+        assert key != calibration_key(model_fingerprint("m", folder), {**machine, **change}), change
+    stat = (folder / "model.safetensors").stat()
+    os.utime(folder / "model.safetensors", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert key != calibration_key(model_fingerprint("m", folder), machine)  # new weights, new measurement
+    # The real machine fingerprint sees this process's threads and the AVX2 emulation's variables.
+    import torch
+
+    threads = torch.get_num_threads()
+    real = engine_modes.machine_fingerprint(torch.device("cpu"))
+    try:
+        torch.set_num_threads(threads + 1)
+        assert engine_modes.machine_fingerprint(torch.device("cpu"))["threads"] != real["threads"]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cpu_classes_from_cpuinfo():
+    def cls(flags: str, machine: str = "x86_64") -> str:
+        return parse_cpuinfo(f"model name\t: X\nflags\t\t: {flags}\n", machine, 2).isa
+
+    zen4 = "fpu sse avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16"
+    assert cls(zen4) == "avx512_vnni"
+    assert cls("avx avx2 fma avx_vnni") == "avx_vnni"  # Intel 12th gen and later
+    assert cls("avx avx2 fma") == "avx2"  # Zen 2/3, Intel before Alder Lake
+    assert cls("sse4_2") == "generic"
+    assert isa_class(frozenset({"fp", "asimd", "asimddp"}), "aarch64") == "neon_dotprod"
+    assert isa_class(frozenset({"fp", "asimd"}), "aarch64") == "neon"
+    assert parse_cpuinfo(f"model name\t: AMD EPYC\nflags\t\t: {zen4}\n", "x86_64", 2).describe() == \
+        "AMD EPYC (avx512_vnni, 2 cores)"
+
+
+def test_auto_loads_the_calibrated_choice_once_and_a_slower_draft_runs_as_float32(
+        riffd_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Through the registry, as `riffd serve` loads: an injected calibration, measured once, then cached."""
+    import logging
+
+    from daemon.models.musicgen import calibration
+    from daemon.models.registry import load_backend
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    load_backend("debug/musicgen", device="cpu", cache_dir=riffd_cache, engine=None)  # the preset, built once
+    (cache / "presets").symlink_to(riffd_cache / "presets")  # the preset, not its calibrations
+    measured: list[list[str]] = []
+
+    def injected(bundle, modes, *, key, machine, **_):
+        measured.append(list(modes))
+        return _calibration(("float32", 10.0, 1.0), ("int8", 50.0, 0.8), ("bfloat16", 20.0, 0.95),
+                            ("int4", 5.0, 0.99), ("float32+draft", 8.0, 1.0), key=key)
+
+    monkeypatch.setattr(calibration, "calibrate", injected)
+    caplog.set_level(logging.INFO, logger="daemon.models.musicgen.engine_modes")
+    assert load_backend("debug/musicgen", device="cpu", cache_dir=cache, engine="auto").engine_name == "bfloat16"
+    assert measured and {"float32", "bfloat16", "int4"} <= set(measured[0])
+    assert "engine auto for debug/musicgen" in caplog.text and "bfloat16: 2.00x float32" in caplog.text
+    assert load_backend("debug/musicgen", device="cpu", cache_dir=cache, engine="auto").engine_name == "bfloat16"
+    assert len(measured) == 1  # the second load read the cache
+    # +draft measured slower than float32 here serves float32 (whose output it gives anyway) and says so;
+    # another explicit mode measured slower runs as asked, with a warning.
+    caplog.clear()
+    draft = load_backend("debug/musicgen", device="cpu", cache_dir=cache, engine="float32+draft+nowarmup")
+    assert draft.engine_name == "float32"
+    assert "float32+draft runs as float32: measured slower than float32" in caplog.text
+    assert load_backend("debug/musicgen", device="cpu", cache_dir=cache, engine="int4").engine_name == "int4"
+    assert "int4 is measured slower than float32" in caplog.text
+    assert load_backend("debug/musicgen", device="cpu", cache_dir=cache, engine="int8").engine_name == "int8"
+
+
+def test_without_riffd_kernels_int8_runs_as_int8dyn_and_draft_as_float32(load_preset, monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path):
+    bundle = load_preset("debug/musicgen").bundle
+    monkeypatch.setattr(engine_modes, "native_int8_problem", lambda: "this CPU has no VNNI (test)")
+    setup = engine_modes.resolve("int8", bundle, tmp_path)
+    assert setup.options.name == "int8dyn" and "no VNNI (test)" in setup.reason
+    assert engine_modes.resolve("float32+draft", bundle, tmp_path).options.name == "float32"
+    assert engine_modes.resolve("bfloat16", bundle, tmp_path).reason == ""
+    # ...and auto does not even measure them there.
+    offered = engine_modes.offered_modes(bundle.device)
+    assert "int8" not in offered and "float32+draft" not in offered and "float32" in offered
+
+
+def test_a_real_calibration_measures_rates_and_agreement(load_preset):
+    from daemon.models.musicgen.calibration import calibrate
+
+    bundle = load_preset("debug/musicgen").bundle
+    result = calibrate(bundle, ["float32", "int8", "int4", "float32+draft"], key="k", machine="here", speed_frames=8,
+                       agreement_frames=8)
+    assert [m.mode for m in result.measurements] == ["float32", "int8", "int4", "float32+draft"]
+    assert all(m.steps_per_s > 0 for m in result.measurements)
+    int8, int4 = result.measured("int8"), result.measured("int4")
+    assert int8.token_agreement >= 0.85 and int4.token_agreement < 1.0  # int4 loses some codes on random weights
+    assert result.measured("float32+draft").token_agreement == 1.0
