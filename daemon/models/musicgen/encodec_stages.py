@@ -11,7 +11,6 @@ Tensors are `[B, channels, time]` throughout, as in transformers' EnCodec.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -54,15 +53,15 @@ class ConvSpec:
 
 @dataclass(frozen=True, eq=False)
 class ConvTransposeSpec:
-    """An `EncodecConvTranspose1d` as one matrix product and an overlap-add: `matrix`
-    `[out * taps, in]` holds the kernel zero-padded to `taps = blocks * stride`, so input i adds
-    its block q of `stride` outputs at output block i + q."""
+    """An `EncodecConvTranspose1d` as one matrix product and an overlap-add. EnCodec's kernels are
+    twice the stride, so an input's outputs are two blocks of `stride`: its own block and the next
+    one. `matrix` `[2 * out * stride, in]` holds the kernel (zero-padded to twice the stride),
+    rows ordered (block, out channel, tap)."""
 
     matrix: torch.Tensor
     bias: torch.Tensor | None
     out_channels: int
     stride: int
-    blocks: int  # ceil(kernel / stride): input blocks each output block sums
     tail: int  # kernel - stride: outputs past the last input's block, before trimming
     pad_left: int
     pad_right: int
@@ -70,12 +69,13 @@ class ConvTransposeSpec:
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
                     pad_right: int) -> ConvTransposeSpec:
-        """`weight` `[in, out, kernel]` as nn.ConvTranspose1d holds it."""
+        """`weight` `[in, out, kernel]` as nn.ConvTranspose1d holds it; kernel <= 2 * stride."""
         kernel = weight.shape[-1]
-        blocks = math.ceil(kernel / stride)
-        padded = F.pad(weight, (0, blocks * stride - kernel))
-        matrix = padded.permute(1, 2, 0).reshape(-1, weight.shape[0]).contiguous()
-        return cls(matrix, bias, weight.shape[1], stride, blocks, kernel - stride, pad_left, pad_right)
+        if kernel > 2 * stride:
+            raise ValueError(f"transposed convolution kernel {kernel} longer than twice its stride {stride}")
+        padded = F.pad(weight, (0, 2 * stride - kernel)).view(weight.shape[0], weight.shape[1], 2, stride)
+        matrix = padded.permute(2, 1, 3, 0).reshape(-1, weight.shape[0]).contiguous()
+        return cls(matrix, bias, weight.shape[1], stride, kernel - stride, pad_left, pad_right)
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,8 +219,8 @@ class Conv(Stage):
 
 
 class ConvTranspose(Stage):
-    """Carries the partial sums of the output blocks later inputs still add to, and how much of
-    the left trim is still to drop; the right trim falls on the flushed tail.
+    """Carries the partial sums of the block after the last input (`overlap`, without the bias)
+    and how much of the left trim is still to drop; the right trim falls on the flushed tail.
 
     PyTorch's own transposed convolution takes a slow path for a few samples on the CPU (its
     oneDNN kernel only for large inputs), so the product and the overlap-add are written out.
@@ -229,7 +229,7 @@ class ConvTranspose(Stage):
     def __init__(self, spec: ConvTransposeSpec, batch: int) -> None:
         super().__init__(spec.matrix, batch, spec.out_channels)
         self.spec = spec
-        self.overlap = spec.matrix.new_zeros((batch, spec.out_channels, (spec.blocks - 1) * spec.stride))
+        self.overlap = spec.matrix.new_zeros((batch, spec.out_channels, spec.stride))
         self.skip = spec.pad_left  # left-trim outputs not yet dropped
         self.started = False
 
@@ -238,36 +238,34 @@ class ConvTranspose(Stage):
         self.skip -= drop
         return y[..., drop:]
 
-    def _biased(self, y: torch.Tensor) -> torch.Tensor:
-        """`y` plus the bias, `y` `[B, out, time]` or `[B, out, blocks, stride]`."""
-        if self.spec.bias is None:
-            return y
-        return y + self.spec.bias.view(-1, *([1] * (y.ndim - 2)))
+    def _out(self, blocks: torch.Tensor) -> torch.Tensor:
+        """`[B, n, out, stride]` blocks plus the bias as audio-layout `[B, out, n * stride]`, in one pass."""
+        batch, n = blocks.shape[:2]
+        blocks = blocks.permute(0, 2, 1, 3)
+        blocks = blocks + self.spec.bias[:, None, None] if self.spec.bias is not None else blocks.contiguous()
+        return blocks.reshape(batch, self.spec.out_channels, n * self.spec.stride)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if not x.shape[-1]:
             return self.empty()
         spec, batch, n = self.spec, x.shape[0], x.shape[-1]
-        # Block q of every input, [B, n, out, blocks, stride]: time-major, the layout in which BLAS
-        # streams the weights once for a few inputs (weights-major packs all 32 MB on each call).
-        cols = F.linear(x.transpose(1, 2), spec.matrix).view(batch, n, spec.out_channels, spec.blocks, spec.stride)
-        sums = x.new_zeros((batch, spec.out_channels, n + spec.blocks - 1, spec.stride))
-        for q in range(spec.blocks):
-            sums[:, :, q:q + n] += cols[:, :, :, q].transpose(1, 2)
-        carried = self.overlap.shape[-1] // spec.stride
-        sums[:, :, :carried] += self.overlap.view(batch, spec.out_channels, carried, spec.stride)
-        self.overlap = sums[:, :, n:].reshape(batch, spec.out_channels, -1).clone()
+        # Time-major, the layout in which BLAS streams the weights once for a few inputs (weights-
+        # major, it packs all 32 MB of the first layer's on every call): [B, n, 2, out, stride].
+        cols = F.linear(x.transpose(1, 2), spec.matrix).view(batch, n, 2, spec.out_channels, spec.stride)
+        own, spill = cols[:, :, 0], cols[:, :, 1]  # an input's own block, and what it adds to the next
+        blocks = torch.empty_like(own)
+        torch.add(own[:, 1:], spill[:, :-1], out=blocks[:, 1:])
+        torch.add(own[:, 0], self.overlap, out=blocks[:, 0])
+        self.overlap = spill[:, -1].clone()
         self.started = True
-        # The bias add writes the finished blocks out contiguously, so the reshape is free.
-        return self._drop_left(self._biased(sums[:, :, :n]).reshape(batch, spec.out_channels, n * spec.stride))
+        return self._drop_left(self._out(blocks))
 
     def flush(self) -> torch.Tensor:
         spec = self.spec
         if not self.started:
             return self.empty()
         self.started = False
-        tail = self._biased(self.overlap[..., :spec.tail - spec.pad_right])
-        return self._drop_left(tail)
+        return self._drop_left(self._out(self.overlap[:, None])[..., :spec.tail - spec.pad_right])
 
     def final_outputs(self, inputs: int) -> int:
         return max(0, inputs * self.spec.stride - self.spec.pad_left)
