@@ -1,6 +1,7 @@
 """riffd clients: the Python client (sync and asyncio) and the `riffd` command line."""
 
-from clients.aio import AsyncClient, AsyncJobStream
-from clients.client import DEFAULT_ENDPOINT, Client, JobStream, Rendered
+from clients.aio import AsyncClient, AsyncJamHandle, AsyncJobStream
+from clients.client import DEFAULT_ENDPOINT, Client, JamHandle, JobStream, Rendered
 
-__all__ = ["DEFAULT_ENDPOINT", "AsyncClient", "AsyncJobStream", "Client", "JobStream", "Rendered"]
+__all__ = ["DEFAULT_ENDPOINT", "AsyncClient", "AsyncJamHandle", "AsyncJobStream", "Client", "JamHandle", "JobStream",
+           "Rendered"]

@@ -20,12 +20,13 @@ import zmq.asyncio
 
 from clients.client import DEFAULT_ENDPOINT, raise_for
 from clients.curve import CurveClientKeys
-from clients.job_requests import JobRequests, new_id
+from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
 from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Cancel, Error, Event, GetStatus, ListModels, LoadModel, Models, Ok, Request, Status,
-    Subscribe, UnloadModel, Unsubscribe, Clock, GetClock, SetTempo,
+    TERMINAL_EVENTS, Accepted, Applied, Cancel, Clock, Error, Event, GetClock, GetStatus, JamSet, JamSnapshot,
+    JamStart, JamStop, ListModels, LoadModel, Models, Ok, Request, SetTempo, Snapshot, Status, Subscribe,
+    UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,28 @@ class AsyncJobStream:
         self._client._forget(self.request.id)
 
 
+class AsyncJamHandle(AsyncJobStream):
+    """A running jam: `async for` its events; steer it from any task meanwhile (`await jam.set(...)`)."""
+
+    request: JamStart
+
+    def __init__(self, client: "AsyncClient", request: JamStart) -> None:
+        super().__init__(client, request)
+        self.jam = request.job or ""
+
+    async def set(self, **changes: Any) -> Applied:
+        return await self._client.jam_set(self.jam, **changes)
+
+    async def prompts(self, prompts: PromptWeights) -> Applied:
+        return await self._client.jam_prompts(self.jam, prompts)
+
+    async def snapshot(self, name: str | None = None) -> Snapshot:
+        return await self._client.jam_snapshot(self.jam, name)
+
+    async def stop(self) -> Ok:
+        return await self._client.jam_stop(self.jam)
+
+
 class AsyncClient(JobRequests[AsyncJobStream]):
     """The asyncio client: job requests (from JobRequests) return AsyncJobStreams; control requests are awaited."""
 
@@ -93,6 +116,28 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         self._socket.connect(endpoint)
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._reader: asyncio.Task[None] | None = None
+
+    def jam(self, prompt: str = "", *, model: str | None = None, **options: Any) -> AsyncJamHandle:
+        """A jam (sent when iteration starts); options are JamStart's fields."""
+        request = jam_request(prompt, model=model, **options)
+        request.validate()
+        return AsyncJamHandle(self, request)
+
+    async def jam_set(self, jam: str, *, prompt: str | None = None, temperature: float | None = None,
+                      top_k: int | None = None, top_p: float | None = None, guidance_scale: float | None = None,
+                      gain: float | None = None, at_samples: int | None = None) -> Applied:
+        return await self._call(JamSet(jam=jam, prompt=prompt, temperature=temperature, top_k=top_k, top_p=top_p,
+                                       guidance_scale=guidance_scale, gain=gain, at_samples=at_samples, id=new_id()),
+                                Applied)
+
+    async def jam_prompts(self, jam: str, prompts: PromptWeights) -> Applied:
+        return await self._call(prompts_request(jam, prompts), Applied)
+
+    async def jam_snapshot(self, jam: str, name: str | None = None) -> Snapshot:
+        return await self._call(JamSnapshot(jam=jam, name=name, id=new_id()), Snapshot)
+
+    async def jam_stop(self, jam: str) -> Ok:
+        return await self._call(JamStop(jam=jam, id=new_id()), Ok)
 
     async def cancel(self, job: str) -> Ok:
         return await self._call(Cancel(job=job, id=new_id()), Ok)

@@ -22,12 +22,13 @@ import numpy as np
 import zmq
 
 from clients.curve import CurveClientKeys
-from clients.job_requests import JobRequests, new_id
+from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
 from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Cancel, Chunk, Done, Error, Event, GetStatus, ListModels, LoadModel, Models, Ok, Request,
-    Status, Subscribe, UnloadModel, Unsubscribe, Clock, GetClock, SetTempo,
+    TERMINAL_EVENTS, Accepted, Applied, Cancel, Chunk, Clock, Done, Error, Event, GetClock, GetStatus, JamSet,
+    JamSnapshot, JamStart, JamStop, ListModels, LoadModel, Models, Ok, Request, SetTempo, Snapshot, Status, Subscribe,
+    UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,41 @@ class JobStream:
         raise RiffdError("the job stream ended without a result", code="protocol")
 
 
+class JamHandle(JobStream):
+    """A running jam: iterate it for its events (chunks forever, until `stop()` or an error), and
+    steer it while it plays. `set` and `prompts` return the `applied` event (its `offset_samples` is
+    where the change is heard from); the chunks that arrive meanwhile wait in the stream, in order.
+
+        with client.jam("dub techno", seed=7) as jam:
+            for event in jam:
+                ...  # Chunk events: play event.audio
+                jam.set(temperature=1.2)
+                jam.prompts({"dub techno": 0.7, "tabla": 0.3})
+    """
+
+    request: JamStart
+
+    def __init__(self, client: "Client", request: JamStart) -> None:
+        super().__init__(client, request)
+        self.jam = request.job or ""
+
+    def set(self, **changes: Any) -> Applied:
+        """Change the prompt, sampling controls or gain (see `Client.jam_set`)."""
+        return self._client.jam_set(self.jam, **changes)
+
+    def prompts(self, prompts: PromptWeights) -> Applied:
+        """Blend weighted prompts: `{"dub techno": 0.7, "tabla": 0.3}` (weights are relative)."""
+        return self._client.jam_prompts(self.jam, prompts)
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """Save the jam's state under the daemon's --out/jams; `client.jam(resume=name)` continues it."""
+        return self._client.jam_snapshot(self.jam, name)
+
+    def stop(self) -> Ok:
+        """Fade out and end: the stream then yields the last chunks and `done`."""
+        return self._client.jam_stop(self.jam)
+
+
 class Client(JobRequests[JobStream]):
     """A connection to a riffd daemon's ZeroMQ endpoint; job requests (generate, continue_,
     jukebox_sample, jukebox_upsample) come from JobRequests and return JobStreams.
@@ -135,6 +171,32 @@ class Client(JobRequests[JobStream]):
             curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
         self._socket.connect(endpoint)
         self._pending: dict[str, collections.deque[Event]] = {}
+
+    def jam(self, prompt: str = "", *, model: str | None = None, **options: Any) -> JamHandle:
+        """Start a jam (options: JamStart's fields: seed, lead_s, play, gain, job, resume...)."""
+        request = jam_request(prompt, model=model, **options)
+        request.validate()
+        self._send(request)
+        return JamHandle(self, request)
+
+    # Any running jam, by id (its own handle's methods call these).
+    def jam_set(self, jam: str, *, prompt: str | None = None, temperature: float | None = None,
+                top_k: int | None = None, top_p: float | None = None, guidance_scale: float | None = None,
+                gain: float | None = None, at_samples: int | None = None) -> Applied:
+        """Change a jam's prompt, sampling controls or gain (None: unchanged); the `applied` event says
+        from which sample of the jam's audio (`at_samples`: from that one, for scripted changes)."""
+        return self._call(JamSet(jam=jam, prompt=prompt, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 guidance_scale=guidance_scale, gain=gain, at_samples=at_samples, id=new_id()),
+                          Applied)
+
+    def jam_prompts(self, jam: str, prompts: PromptWeights) -> Applied:
+        return self._call(prompts_request(jam, prompts), Applied)
+
+    def jam_snapshot(self, jam: str, name: str | None = None) -> Snapshot:
+        return self._call(JamSnapshot(jam=jam, name=name, id=new_id()), Snapshot)
+
+    def jam_stop(self, jam: str) -> Ok:
+        return self._call(JamStop(jam=jam, id=new_id()), Ok)
 
     # Control requests: each returns its one reply, or raises RiffdError.
     def cancel(self, job: str) -> Ok:

@@ -10,8 +10,10 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from collections.abc import Mapping, Sequence
+
 from protocol.audio_ref import InlineAudio
-from protocol.messages import Continue, Generate, JukeboxSample, JukeboxUpsample, Request
+from protocol.messages import Continue, Generate, JamPrompts, JamStart, JukeboxSample, JukeboxUpsample, Request
 
 StreamT = TypeVar("StreamT")
 
@@ -74,3 +76,24 @@ def upsample_source(source: str | Path | np.ndarray | InlineAudio, sample_rate: 
 def new_id() -> str:
     """A request id, unique per request."""
     return uuid.uuid4().hex
+
+
+def jam_request(prompt: str, *, model: str | None = None, **options: Any) -> JamStart:
+    """A jam start with a job id chosen here, so the handle can steer it before `accepted` arrives."""
+    options.setdefault("job", f"jam-{uuid.uuid4().hex[:10]}")
+    return JamStart(prompt, model=model, id=new_id(), **options)
+
+
+#: Weighted prompts as the clients take them: {"dub techno": 0.7, "tabla": 0.3}, [("dub techno", 0.7), ...],
+#: or plain texts (weight 1 each).
+PromptWeights = Mapping[str, float] | Sequence[str | tuple[str, float]]
+
+
+def prompts_request(jam: str, prompts: PromptWeights) -> JamPrompts:
+    if isinstance(prompts, str):
+        raise TypeError("prompts() takes several prompts: a mapping of text to weight, or a list")
+    pairs: list[tuple[str, float]] = list(prompts.items()) if isinstance(prompts, Mapping) else [
+        (item, 1.0) if isinstance(item, str) else (item[0], item[1]) for item in prompts]
+    texts = tuple(text for text, _ in pairs)
+    weights = tuple(float(weight) for _, weight in pairs)
+    return JamPrompts(jam=jam, prompts=texts, weights=weights if any(w != 1.0 for w in weights) else (), id=new_id())

@@ -104,6 +104,16 @@ class DaemonConfig:
     # Appended to the text prompt of a job in time ("{bpm}" becomes its tempo; empty: nothing),
     # since MusicGen was trained on captions that name the tempo this way.
     tempo_prompt: str = "{bpm} bpm"
+    # Jams (issue 14): how far a jam may run ahead of its listener (what a change waits to be
+    # heard), the seconds of its own music each new window starts from (a slide's cost grows with
+    # it), the window it runs before sliding (None: the model's), how long a jam whose client is
+    # gone (and that does not play here) goes on, the longest jam, and how many may run at once.
+    jam_lead_s: float = 1.0
+    jam_context_s: float = 4.0
+    jam_window_s: float | None = None
+    jam_grace_s: float = 10.0
+    max_jam_s: float = 4 * 3600.0
+    max_jams: int = 4
 
     @property
     def default_model(self) -> str:
@@ -167,6 +177,15 @@ class DaemonConfig:
             self.tempo_prompt.format(bpm=120)
         except (KeyError, IndexError, ValueError) as exc:
             raise InvalidArgument(f"tempo_prompt {self.tempo_prompt!r} may only use {{bpm}} ({exc})") from None
+        for name in ("jam_lead_s", "jam_context_s", "jam_grace_s", "max_jam_s"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise InvalidArgument(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.jam_window_s is not None and not (math.isfinite(self.jam_window_s)
+                                                  and self.jam_window_s > self.jam_context_s):
+            raise InvalidArgument(f"jam_window_s must be longer than jam_context_s ({self.jam_context_s} s), "
+                                  f"got {self.jam_window_s}")
+        if self.max_jams < 0:
+            raise InvalidArgument(f"max_jams must be >= 0, got {self.max_jams}")
         if self.engine.strip() != AUTO:  # auto: measured and chosen at load
             EngineOptions.parse(self.engine)
         return self
@@ -214,6 +233,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-device", metavar="NAME|INDEX", help="sound card for playback (default: the system's)")
     parser.add_argument("--play-buffer-s", type=float, metavar="S",
                         help="playback jitter buffer: a job sounds once this much is buffered (default 0.5)")
+    parser.add_argument("--jam-lead-s", type=float, metavar="S",
+                        help="how far a jam may run ahead of what its listener played: what a change waits to be "
+                             "heard (default 1.0)")
+    parser.add_argument("--jam-context-s", type=float, metavar="S",
+                        help="seconds of its own music a jam's next window starts from (default 4)")
+    parser.add_argument("--jam-window-s", type=float, metavar="S",
+                        help="seconds a jam's window runs before it slides on (default: the model's, 30)")
+    parser.add_argument("--jam-grace-s", type=float, metavar="S",
+                        help="a jam whose client is gone, not playing here, stops after this long (default 10)")
+    parser.add_argument("--max-jam-s", type=float, metavar="S", help="the longest a jam runs (default 14400: 4 hours)")
+    parser.add_argument("--max-jams", type=int, metavar="N", help="jams running at once (default 4; 0: none)")
     parser.add_argument("--engine", metavar="MODE", help=ENGINE_HELP)
     parser.add_argument("--link", action="store_const", const=True,
                         help="join the Ableton Link session on this network: jobs in time follow its tempo and "

@@ -48,6 +48,8 @@ class Job:
     yield_to_higher: Callable[[], None] = lambda: None
     # A job in time (daemon.tempo.take.TakeState): set by the runner when the job starts.
     take: Any = None
+    # A jam's inbox (daemon.jam.control.JamControl): a jam runs on its own thread until stopped.
+    jam: Any = None
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.monotonic)
     seq: int = 0

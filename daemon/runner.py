@@ -21,6 +21,8 @@ import numpy as np
 from daemon.audio.io import DEFAULT_MAX_INPUT_S, read_audio
 from daemon.audio.types import Audio, AudioChunk
 from daemon.backend import MusicBackend, ProgressFn, StreamReport
+from daemon.jam.gate import LiveGate
+from daemon.jam.job import JamRun, JamSettings, snapshot_path
 from daemon.jobs import Emit, Job
 from daemon.jukebox_jobs import jukebox_chunks
 from daemon.paths import PathPolicy
@@ -30,7 +32,9 @@ from daemon.tempo.service import TempoService
 from daemon.tempo.take import TakeState
 from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError, Unsupported
-from protocol.messages import Chunk, Continue, Done, Error, Generate, JukeboxRequest, MusicGenRequest, Progress, Started
+from protocol.messages import (
+    Chunk, Continue, Done, Error, Generate, JamStart, JukeboxRequest, MusicGenRequest, Progress, Started,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +50,16 @@ class JobRunner:
 
     def __init__(self, pool: ModelPool, sink_factories: Sequence[SinkFactory] = (), *,
                  paths: PathPolicy | None = None, max_audio_s: float = DEFAULT_MAX_INPUT_S,
-                 tempo: TempoService | None = None) -> None:
+                 tempo: TempoService | None = None, jam: JamSettings | None = None,
+                 gate: LiveGate | None = None) -> None:
         self._pool = pool
         self._tempo = tempo
         self._sink_factories = tuple(sink_factories)
         self._paths = paths
         self._max_audio_s = max_audio_s
+        self._jam = jam or JamSettings()
+        # Jams and renders share the CPU: a render yields between its steps while a jam is short of audio.
+        self._gate = gate or LiveGate()
 
     def run(self, job: Job, emit: Emit) -> None:
         sinks: list[JobSink] = []
@@ -129,10 +137,19 @@ class JobRunner:
         path = self._paths.input(source) if self._paths is not None else source
         return read_audio(path, max_duration_s=self._max_audio_s)
 
-    def _chunks(self, job: Job, backend: MusicBackend, progress: ProgressFn, seed: int) -> Iterator[AudioChunk]:
-        """The backend's stream for the job's request (MusicGen's, or Jukebox's two stages), sampled
+    def _chunks(self, job: Job, backend: MusicBackend, progress: ProgressFn, seed: int, emit: Emit,
+                sinks: Sequence[JobSink]) -> Iterator[AudioChunk]:
+        """The backend's stream for the job's request (MusicGen's, Jukebox's two stages, a jam's), sampled
         with `seed` whatever the request said: the seed reported in its started event."""
-        stop = job.stop_requested.is_set
+        if isinstance(job.request, JamStart):
+            out_dir = self._paths.out_dir if self._paths is not None else Path(".")
+            return JamRun(job, backend, emit=emit, sinks=sinks, seed=seed, settings=self._jam, out_dir=out_dir,
+                          resume_path=self._resume_path, gate=self._gate).chunks()
+
+        def stop() -> bool:
+            self._gate.wait_while_hungry()
+            return job.stop_requested.is_set()
+
         if isinstance(job.request, JukeboxRequest):
 
             def yield_or_stop() -> bool:
@@ -152,6 +169,12 @@ class JobRunner:
         stream = backend.stream(text, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
                                 should_stop=stop)
         return stream if plan is None else self._tempo.shape(stream, job.take)  # type: ignore[union-attr]
+
+    def _resume_path(self, name: str) -> Path:
+        """A jam snapshot: a bare name is one under --out/jams; a path must be in a folder inputs may come from."""
+        if "/" not in name and self._paths is not None:
+            return snapshot_path(self._paths.out_dir, name)
+        return self._input_path(name)
 
     def _input_path(self, path: str) -> Path:
         """A file a request names on the daemon's disk, confined like audio inputs."""
@@ -176,7 +199,7 @@ class JobRunner:
 
         frames = 0
         reports: list[object] = []
-        for chunk in _returning(self._chunks(job, backend, progress, seed), reports):
+        for chunk in _returning(self._chunks(job, backend, progress, seed, emit, sinks), reports):
             if job.stop_requested.is_set():
                 raise job.stop_error
             path = None

@@ -20,7 +20,9 @@ from functools import partial
 from daemon.jobs import Emit, Job, JobState
 from daemon.residency import ModelPool
 from daemon.runner import JobRunner
-from protocol.errors import Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown, TooManyJobs
+from protocol.errors import (
+    Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown, TooManyJobs, Unsupported,
+)
 from protocol.messages import TERMINAL_EVENTS, Accepted, Error, Event
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,10 @@ class Scheduler:
     """Queue and workers for one device's model pool."""
 
     def __init__(self, pool: ModelPool, runner: JobRunner, emit: Emit, *, max_queue: int = 16,
-                 max_per_client: int | None = None, workers: int = 1, idle_tick_s: float = 1.0) -> None:
+                 max_per_client: int | None = None, workers: int = 1, idle_tick_s: float = 1.0,
+                 max_jams: int = 4) -> None:
+        self._max_jams = max_jams
+        self._jam_threads: list[threading.Thread] = []
         self._pool = pool
         self._max_per_client = max_per_client
         self._runner = runner
@@ -70,8 +75,15 @@ class Scheduler:
                 raise ShuttingDown("the daemon is shutting down")
             if job.id in self._jobs:
                 raise DuplicateJob(f"job {job.id} is already queued or running; pick another id")
-            if len(self._heap) >= self._max_queue:
+            if job.jam is None and len(self._heap) >= self._max_queue:
                 raise QueueFull(f"the queue is full ({self._max_queue} jobs waiting); try again later")
+            if job.jam is not None:
+                jams = sum(1 for other in self._jobs.values() if other.jam is not None)
+                if self._max_jams == 0:
+                    raise Unsupported("this daemon runs no jams (--max-jams 0)")
+                if jams >= self._max_jams:
+                    raise TooManyJobs(f"{jams} jams are running, the most this daemon runs at once (--max-jams); "
+                                      "stop one first")
             client = job.client
             if self._max_per_client is not None and client is not None:
                 # One client must not fill the queue for everyone else.
@@ -80,6 +92,16 @@ class Scheduler:
                     raise TooManyJobs(f"this client already has {mine} jobs queued or running (at most "
                                       f"{self._max_per_client}); wait for one to end")
             job.seq = next(self._seq)
+            if job.jam is not None:
+                # A jam is live and endless: it starts now on a thread of its own, queued behind nothing
+                # and holding no worker (several jams and the queue's renders run side by side).
+                job.state = JobState.RUNNING
+                self._jobs[job.id] = job
+                self._emit(job, Accepted(job=job.id, queue_position=0, re=job.re))
+                thread = threading.Thread(target=self._run, args=(job,), name=f"riffd-jam-{job.id}", daemon=True)
+                self._jam_threads = [t for t in self._jam_threads if t.is_alive()] + [thread]
+                thread.start()
+                return
             job.state = JobState.QUEUED
             ahead = sum(1 for key, _ in self._heap if key < job.sort_key())
             heapq.heappush(self._heap, (job.sort_key(), job))
@@ -110,6 +132,15 @@ class Scheduler:
             queued = tuple(job.id for _, job in sorted(self._heap, key=lambda item: item[0]))
         return QueueSnapshot(running, queued)
 
+    def running_jams(self) -> tuple[str, ...]:
+        with self._cond:
+            return tuple(job.id for job in self._jobs.values() if job.jam is not None and job.state is JobState.RUNNING)
+
+    def find(self, job_id: str) -> Job | None:
+        """The queued or running job `job_id`, if any."""
+        with self._cond:
+            return self._jobs.get(job_id)
+
     def jobs_of(self, predicate: Callable[[Job], bool]) -> list[str]:
         """Ids of queued and running jobs matching `predicate` (e.g. a vanished client's)."""
         with self._cond:
@@ -129,9 +160,11 @@ class Scheduler:
 
     def join(self, timeout_s: float | None = None) -> bool:
         """Wait for the workers to exit (after close); True if they all did."""
-        for thread in self._threads:
+        with self._cond:
+            threads = self._threads + self._jam_threads
+        for thread in threads:
             thread.join(timeout_s)
-        return not any(thread.is_alive() for thread in self._threads)
+        return not any(thread.is_alive() for thread in threads)
 
     def _finish(self, job: Job, event: Event) -> None:
         if job.claim_terminal():

@@ -144,3 +144,12 @@ class OutOfMemory(RiffdError):
     """The model ran out of memory on this job; the memory was released and the daemon serves on."""
 
     code = "out_of_memory"
+
+
+# Jams (issue 14).
+
+
+class BadSnapshot(RiffdError):
+    """A jam snapshot file is unreadable, corrupt, from another program or version, or for another model."""
+
+    code = "bad_snapshot"

@@ -188,6 +188,8 @@ class Status(Event):
     beat: float = 0.0
     phase: float = 0.0
     peers: int = 0
+    # Running jams (their job ids), which are among `jobs` too.
+    jams: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,3 +212,29 @@ class Ok(Event):
 
     request: str
     subject: str
+
+
+@dataclass(frozen=True)
+class Applied(Event):
+    """A jam change is in the music: from `offset_samples` of the jam's audio on, every code was
+    generated under it (a gain change: from the sample then playing). `request` is the change's type
+    (`jam_set`, `jam_prompts`); over ZeroMQ `re` is its request id."""
+
+    TYPE: ClassVar[str] = "applied"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "offset_samples"),)
+
+    job: str
+    offset_samples: int
+    request: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot(Event):
+    """A jam's state was written to `path`; resuming it continues the jam's audio from `offset_samples`."""
+
+    TYPE: ClassVar[str] = "snapshot"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "path", "offset_samples"),)
+
+    job: str
+    path: str
+    offset_samples: int

@@ -18,7 +18,9 @@ from typing import ClassVar
 
 from protocol.audio_ref import AudioSource
 from protocol.errors import InvalidArgument, PromptTooLong
-from protocol.events import Accepted, Chunk, Done, Error, Event, Models, Ok, Progress, Started, Status
+from protocol.events import (
+    Accepted, Applied, Chunk, Done, Error, Event, Models, Ok, Progress, Snapshot, Started, Status,
+)
 from protocol.params import GenerationParams
 from protocol.schema import Message
 from protocol.tempo import Clock, InTime, check_bpm
@@ -37,6 +39,10 @@ OUTPUT_FORMATS = ("wav", "flac")
 BIT_DEPTHS = (16, 24, 32)
 OUTPUT_SAMPLE_RATE_RANGE = (8000, 384000)
 MAX_GAIN = 8.0
+#: Weighted prompts a jam blends at once.
+MAX_JAM_PROMPTS = 8
+#: How far ahead of what is played (or delivered) a jam may run, in seconds.
+JAM_LEAD_RANGE_S = (0.1, 30.0)
 
 # Job ids end up in file names, so they are kept to a portable, traversal-free alphabet.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -398,22 +404,241 @@ class SetTempo(Request):
         check_bpm(self.bpm)
 
 
+# --------------------------------------------------------------------------------------------
+# Jams (issue 14): an endless stream, steered while it plays. Its id is its job id; its audio
+# comes as the usual chunk events, `offset_samples` contiguous from 0, until it is stopped.
+
+
+def _check_sampling(top_k: int | None, top_p: float | None, temperature: float | None,
+                    guidance_scale: float | None) -> None:
+    """The ranges GenerationParams checks, for the controls a jam request sets (absent: unchanged)."""
+    defaults = GenerationParams()
+    # Greedy would accept any temperature; a jam's temperature must stay valid for sampling.
+    GenerationParams(duration_s=1.0, top_k=defaults.top_k if top_k is None else top_k,
+                     top_p=defaults.top_p if top_p is None else top_p,
+                     temperature=defaults.temperature if temperature is None else temperature,
+                     guidance_scale=defaults.guidance_scale if guidance_scale is None else guidance_scale,
+                     ).validate(max_duration_s=math.inf)
+
+
+def check_weights(prompts: tuple[str, ...], weights: tuple[float, ...], *, what: str = "prompts") -> None:
+    """Weighted prompts: 1 to MAX_JAM_PROMPTS non-empty texts; weights (one per text, or none for all 1)
+    finite, >= 0 and not all zero."""
+    if not prompts:
+        raise InvalidArgument(f"{what}: give at least one prompt")
+    if len(prompts) > MAX_JAM_PROMPTS:
+        raise InvalidArgument(f"{what}: {len(prompts)} prompts, more than the {MAX_JAM_PROMPTS} a jam blends")
+    for text in prompts:
+        _check_text("prompt", text, MAX_PROMPT_CHARS, too_long=PromptTooLong)
+        if not text.strip():
+            raise InvalidArgument(f"{what}: a prompt is empty (say what the music should be)")
+    if weights:
+        if len(weights) != len(prompts):
+            raise InvalidArgument(f"{what}: {len(weights)} weights for {len(prompts)} prompts (give one each)")
+        if any(not math.isfinite(w) or w < 0 for w in weights):
+            raise InvalidArgument(f"{what}: weights must be finite and >= 0, got {list(weights)}")
+        if not any(w > 0 for w in weights):
+            raise InvalidArgument(f"{what}: the weights are all zero; at least one prompt must count")
+
+
+@dataclass(frozen=True)
+class JamStart(JobRequest):
+    """Start a jam: endless music from `prompt`, steered while it plays (`jam_set`, `jam_prompts`).
+
+    Answered by `accepted` and `started`, then chunks (contiguous from offset 0) for as long as it
+    runs; `jam_stop` fades it out and ends it with `done`. With `resume`, the jam continues a
+    snapshot exactly where it was taken (prompt and sampling controls come from the snapshot).
+    """
+
+    TYPE: ClassVar[str] = "jam"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jam/start"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("prompt",),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    # What the music should be (empty only with resume).
+    prompt: str
+    top_k: int | None = field(default=None, kw_only=True)
+    top_p: float | None = field(default=None, kw_only=True)
+    temperature: float | None = field(default=None, kw_only=True)
+    guidance_scale: float | None = field(default=None, kw_only=True)
+    seed: int | None = field(default=None, kw_only=True)
+    # Seconds the jam may run ahead of what has been played (or, not playing, delivered in real
+    # time): small, so a change is heard soon (the daemon's --jam-lead-s when absent).
+    lead_s: float | None = field(default=None, kw_only=True)
+    # Seconds of the jam's own music each new model window starts from (the daemon's --jam-context-s).
+    context_s: float | None = field(default=None, kw_only=True)
+    # Seconds one model window runs before the jam slides on to the next (at most the model's; absent: the model's).
+    window_s: float | None = field(default=None, kw_only=True)
+    # End by itself after this many seconds of audio (absent: run until stopped, at most --max-jam-s).
+    duration_s: float | None = field(default=None, kw_only=True)
+    # A snapshot file (from jam_snapshot) to continue, sample for sample.
+    resume: str | None = field(default=None, kw_only=True)
+
+    def generation_params(self) -> GenerationParams:
+        """The jam's sampling controls (duration_s stands for one window; jams have no length)."""
+        given = {name: getattr(self, name) for name in ("top_k", "top_p", "temperature", "guidance_scale", "seed")
+                 if getattr(self, name) is not None}
+        return GenerationParams(duration_s=self.duration_s or 1.0, **given)
+
+    def validate(self) -> None:
+        super().validate()
+        _check_text("prompt", self.prompt, MAX_PROMPT_CHARS, empty_ok=True, too_long=PromptTooLong)
+        _check_text("resume", self.resume, MAX_PATH_CHARS)
+        if self.resume is None and not self.prompt.strip():
+            raise InvalidArgument("jam: the prompt is empty (say what the music should be)")
+        if self.resume is not None:
+            # The snapshot holds what shapes the music; only how it is played and kept may differ.
+            shaping = [name for name in ("top_k", "top_p", "temperature", "guidance_scale", "seed", "context_s",
+                                         "window_s") if getattr(self, name) is not None]
+            if self.prompt or shaping:
+                raise InvalidArgument(f"jam: resume continues the snapshot's own prompt and settings; leave out "
+                                      f"{', '.join((['prompt'] if self.prompt else []) + shaping)} (change them "
+                                      "with jam_set once it plays)")
+        _check_sampling(self.top_k, self.top_p, self.temperature, self.guidance_scale)
+        self.generation_params().validate(max_duration_s=math.inf)
+        lo, hi = JAM_LEAD_RANGE_S
+        if self.lead_s is not None and not lo <= self.lead_s <= hi:
+            raise InvalidArgument(f"lead_s must be within [{lo:g}, {hi:g}] s, got {self.lead_s}")
+        for name in ("context_s", "window_s", "duration_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InvalidArgument(f"{name} must be positive, got {value}")
+        if self.context_s is not None and self.window_s is not None and self.context_s >= self.window_s:
+            raise InvalidArgument(f"context_s ({self.context_s}) must be shorter than window_s ({self.window_s})")
+
+
+@dataclass(frozen=True)
+class JamSet(Request):
+    """Change a running jam's prompt, sampling controls or gain; answered by `applied` once the
+    change is in the music (from the next generated frame), or `error` (`not_found` for no such jam)."""
+
+    TYPE: ClassVar[str] = "jam_set"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jam/set"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("jam",),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    # The jam's job id.
+    jam: str
+    # A new prompt (one prompt of weight 1, replacing any weighted ones).
+    prompt: str | None = field(default=None, kw_only=True)
+    top_k: int | None = field(default=None, kw_only=True)
+    top_p: float | None = field(default=None, kw_only=True)
+    temperature: float | None = field(default=None, kw_only=True)
+    guidance_scale: float | None = field(default=None, kw_only=True)
+    # Linear gain on the daemon's sound card (playback only).
+    gain: float | None = field(default=None, kw_only=True)
+    # Apply from this sample of the jam's audio, not from the next frame (for scripted changes;
+    # a sample generated already means the next frame). A gain applies at once.
+    at_samples: int | None = field(default=None, kw_only=True)
+
+    def changes(self) -> dict[str, object]:
+        """The fields this request changes, by name."""
+        return {name: getattr(self, name) for name in JAM_SET_FIELDS if getattr(self, name) is not None}
+
+    def validate(self) -> None:
+        super().validate()
+        check_job_id(self.jam, what="jam")
+        if not self.changes():
+            raise InvalidArgument(f"jam_set: nothing to change (give one of {', '.join(JAM_SET_FIELDS)})")
+        if self.prompt is not None:
+            check_weights((self.prompt,), (), what="jam_set")
+        _check_sampling(self.top_k, self.top_p, self.temperature, self.guidance_scale)
+        if self.gain is not None and not 0.0 <= self.gain <= MAX_GAIN:
+            raise InvalidArgument(f"gain must be within [0, {MAX_GAIN:g}] (linear), got {self.gain}")
+        _check_at(self.at_samples)
+
+
+def _check_at(at_samples: int | None) -> None:
+    if at_samples is not None and not 0 <= at_samples < 2**62:
+        raise InvalidArgument(f"at_samples must be a sample position >= 0, got {at_samples}")
+
+
+#: What jam_set can change.
+JAM_SET_FIELDS = ("prompt", "top_k", "top_p", "temperature", "guidance_scale", "gain")
+
+
+@dataclass(frozen=True)
+class JamPrompts(Request):
+    """Blend weighted prompts in a running jam, e.g. `"dub techno" 0.7 "tabla" 0.3` (weights are
+    relative; a prompt without a weight counts 1). Answered by `applied`, or `error`."""
+
+    TYPE: ClassVar[str] = "jam_prompts"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jam/prompts"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("jam", "prompts"),)
+    OSC_PAIRS: ClassVar[tuple[str, str] | None] = ("prompts", "weights")
+
+    # The jam's job id.
+    jam: str
+    # 1 to 8 prompts.
+    prompts: tuple[str, ...]
+    # One weight per prompt (>= 0, not all 0), or none for all 1.
+    weights: tuple[float, ...] = ()
+
+    def validate(self) -> None:
+        super().validate()
+        check_job_id(self.jam, what="jam")
+        check_weights(self.prompts, self.weights, what="jam_prompts")
+
+
+@dataclass(frozen=True)
+class JamStop(Request):
+    """Stop a jam: it fades out and ends with `done` (its saved file, if any, holds everything played).
+    Answered by `ok` at once."""
+
+    TYPE: ClassVar[str] = "jam_stop"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jam/stop"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("jam",), ("jam", "reply_port"))
+
+    # The jam's job id.
+    jam: str
+
+    def validate(self) -> None:
+        super().validate()
+        check_job_id(self.jam, what="jam")
+
+
+@dataclass(frozen=True)
+class JamSnapshot(Request):
+    """Write a running jam's state (context codes, settings, random generator, position) to a file
+    under the daemon's --out; answered by a `snapshot` event naming the file and the sample the
+    state continues from. `resume FILE` on jam start continues it, sample for sample."""
+
+    TYPE: ClassVar[str] = "jam_snapshot"
+    OSC_ADDRESS: ClassVar[str] = "/riffd/jam/snapshot"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("jam",),)
+    OSC_OPTIONS: ClassVar[bool] = True
+
+    # The jam's job id.
+    jam: str
+    # File name under --out/jams (absent: JAM-OFFSET.riffdjam).
+    name: str | None = field(default=None, kw_only=True)
+
+    def validate(self) -> None:
+        super().validate()
+        check_job_id(self.jam, what="jam")
+        if self.name is not None:
+            check_job_id(self.name, what="snapshot name")
+
+
 REQUESTS: dict[str, type[Request]] = {
     cls.TYPE: cls
     for cls in (
         Generate, Continue, JukeboxSample, JukeboxUpsample, Cancel, GetStatus, ListModels,
-        LoadModel, UnloadModel, Subscribe, Unsubscribe, GetClock, SetTempo,
+        LoadModel, UnloadModel, Subscribe, Unsubscribe, GetClock, SetTempo, JamStart, JamSet, JamPrompts, JamStop,
+        JamSnapshot,
     )
 }
 EVENTS: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (Accepted, Started, Progress, Chunk, Done, Error, Status, Models, Ok, Clock)
+    cls.TYPE: cls for cls in (Accepted, Started, Progress, Chunk, Done, Error, Status, Models, Ok, Clock, Applied,
+                              Snapshot)
 }
 #: Events that end a job; every job gets exactly one.
 TERMINAL_EVENTS = (Done, Error)
 
 __all__ = [
-    "EVENTS", "PROTOCOL_VERSION", "REQUESTS", "SAMPLING_FIELDS", "TERMINAL_EVENTS", "Accepted", "Cancel", "Chunk",
-    "Clock", "GetClock", "InTime", "SetTempo",
+    "EVENTS", "JAM_SET_FIELDS", "MAX_JAM_PROMPTS", "PROTOCOL_VERSION", "REQUESTS", "SAMPLING_FIELDS", "TERMINAL_EVENTS",
+    "Accepted", "Applied", "Cancel", "Chunk", "Clock", "GetClock", "InTime", "JamPrompts", "JamSet", "JamSnapshot",
+    "JamStart", "JamStop", "SetTempo", "Snapshot", "check_weights",
     "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxRequest", "JukeboxSample",
     "JukeboxUpsample",
     "ListModels", "LoadModel", "Models", "MusicGenRequest", "Ok", "Progress", "Request", "Started", "Status",

@@ -29,7 +29,7 @@ MAX_OSC_PACKET_BYTES = 16 * 1024
 REQUEST_ADDRESSES: dict[str, type[Request]] = {cls.osc_address(): cls for cls in REQUESTS.values()}
 EVENT_ADDRESSES: dict[str, type[Event]] = {cls.osc_address(): cls for cls in EVENTS.values()}
 
-_TAG_OF_KIND = {"str": "s", "int": "i", "float": "f", "list[str]": "s", "audio": "s"}
+_TAG_OF_KIND = {"str": "s", "int": "i", "float": "f", "list[str]": "s", "list[float]": "f", "audio": "s"}
 _PLACEHOLDER_OF_KIND: dict[str, str | int | float] = {"str": "", "int": 0, "float": 0.0}
 
 
@@ -38,8 +38,12 @@ def encode(message: Message) -> bytes:
     specs = {spec.name: spec for spec in fields_of(type(message))}
     form = _form_for(message)
     builder = OscMessageBuilder(type(message).osc_address())
+    pairs = type(message).OSC_PAIRS
     for name in form:
-        _add(builder, specs[name], getattr(message, name))
+        if pairs is not None and name == pairs[0]:
+            _add_pairs(builder, getattr(message, pairs[0]), getattr(message, pairs[1]))
+        else:
+            _add(builder, specs[name], getattr(message, name))
     if type(message).OSC_OPTIONS:
         message_class: type = type(message)
         defaults = {f.name: f.default for f in dataclasses.fields(message_class)}
@@ -75,7 +79,7 @@ def _form_for(message: Message) -> tuple[str, ...]:
         return cls.OSC_FORMS[0]
     given = {name for name, value in message.to_fields().items() if name not in ("id", "re")}
     for form in cls.OSC_FORMS:
-        if given <= set(form):
+        if given <= set(form) | ({cls.OSC_PAIRS[1]} if cls.OSC_PAIRS and cls.OSC_PAIRS[0] in form else set()):
             return form
     raise ValueError(f"{cls.TYPE}: OSC cannot carry {', '.join(sorted(given))} together")
 
@@ -86,6 +90,14 @@ def _absent_number(cls: type[Message], name: str, value: Any) -> bool:
 
 def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31
+
+
+def _add_pairs(builder: OscMessageBuilder, texts: Sequence[str], numbers: Sequence[float]) -> None:
+    """`TEXT NUMBER TEXT NUMBER...`, or the texts alone when there are no numbers."""
+    for index, text in enumerate(texts):
+        builder.add_arg(text, "s")
+        if numbers:
+            builder.add_arg(float(numbers[index]), "f")
 
 
 def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:
@@ -153,13 +165,25 @@ def usage(cls: type[Message], *, first_only: bool = False) -> str:
     """How a message looks in OSC, e.g. `/riffd/generate ,sf PROMPT DURATION_S [key value]...`;
     `first_only`: the layout it is sent in (an event's later forms only read older daemons)."""
     specs = {spec.name: spec for spec in fields_of(cls)}
+    pairs = cls.OSC_PAIRS
     forms = []
     for form in cls.OSC_FORMS[:1] if first_only else cls.OSC_FORMS:
+        if pairs is not None and pairs[0] in form:
+            # The interleaved tail is shown as the issue's patches write it: ,s JAM [TEXT WEIGHT]...
+            fixed = form[:form.index(pairs[0])]
+            tags = "".join(_TAG_OF_KIND.get(specs[name].kind, "T") for name in fixed)
+            names = " ".join(name.upper() for name in fixed)
+            forms.append(f",{tags} {names} [{_singular(pairs[0]).upper()} {_singular(pairs[1]).upper()}]...")
+            continue
         tags = "".join(_TAG_OF_KIND.get(specs[name].kind, "T") for name in form)
         names = " ".join(name.upper() + ("..." if specs[name].kind == "list[str]" else "") for name in form)
         forms.append(f",{tags} {names}".rstrip())
     text = f"{cls.osc_address()} " + " | ".join(forms)
     return text + (" [key value]..." if cls.OSC_OPTIONS else "")
+
+
+def _singular(name: str) -> str:
+    return name[:-1] if name.endswith("s") else name
 
 
 def reference() -> str:
@@ -171,7 +195,7 @@ def reference() -> str:
         if cls.OSC_OPTIONS:
             positional = set(cls.OSC_FORMS[0])
             options = [f"{spec.name} ({'path' if spec.kind == 'audio' else spec.kind})" for spec in fields_of(cls)
-                       if spec.name not in positional and spec.name != "id" and spec.kind != "list[str]"]
+                       if spec.name not in positional and spec.name != "id" and spec.kind not in ("list[str]", "list[float]")]
             lines.append(f"      options: {', '.join(options)}")
     lines.append("Events (from the daemon):")
     lines += [f"  {usage(cls, first_only=True)}" for cls in EVENT_ADDRESSES.values()]
@@ -184,6 +208,9 @@ def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for position, name in enumerate(form):
         spec = specs[name]
+        if cls.OSC_PAIRS is not None and name == cls.OSC_PAIRS[0]:
+            data.update(_pairs(cls, args[position:]))
+            return data
         if spec.kind == "list[str]":
             data[name] = list(args[position:])
             return data
@@ -200,9 +227,33 @@ def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
     return data
 
 
+def _pairs(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
+    """`TEXT [NUMBER]...` as the two fields OSC_PAIRS names; a missing number is 1 when others are given."""
+    assert cls.OSC_PAIRS is not None
+    texts: list[Any] = []
+    numbers: list[Any] = []
+    given = False
+    for value in args:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if is_number and len(numbers) < len(texts):
+            numbers.append(value)
+            given = True
+        elif is_number:
+            raise InvalidArgument(f"{cls.osc_address()}: a number must follow a text, got {value!r} after "
+                                  f"{len(texts)} text(s); expected {usage(cls)}")
+        else:
+            if len(numbers) < len(texts):
+                numbers.append(1.0)
+            texts.append(value)
+    if len(numbers) < len(texts):
+        numbers.append(1.0)
+    texts_name, numbers_name = cls.OSC_PAIRS
+    return {texts_name: texts, numbers_name: numbers if given else []}
+
+
 def _pick_form(cls: type[Message], specs: dict[str, FieldSpec], args: Sequence[Any]) -> tuple[str, ...]:
     for form in cls.OSC_FORMS:
-        variadic = bool(form) and specs[form[-1]].kind == "list[str]"
+        variadic = bool(form) and specs[form[-1]].kind in ("list[str]", "list[float]")
         fixed = len(form) - 1 if variadic else len(form)
         extra = len(args) - fixed
         if extra < 0:

@@ -20,10 +20,13 @@ from protocol.audio_ref import InlineAudio
 from protocol.errors import InvalidArgument
 
 #: Field kinds that travel on the wire.
-WireKind = typing.Literal["str", "int", "float", "bool", "list[str]", "audio"]
+WireKind = typing.Literal["str", "int", "float", "bool", "list[str]", "list[float]", "audio"]
 
 _KIND_OF_TYPE: dict[object, str] = {str: "str", int: "int", float: "float", bool: "bool"}
-_ZERO_OF_KIND: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list[str]": (), "audio": ""}
+_ZERO_OF_KIND: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list[str]": (), "list[float]": (),
+                                  "audio": ""}
+#: Kinds that are sequences (JSON arrays; the variadic tail of an OSC form).
+LIST_KINDS = ("list[str]", "list[float]")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class Message:
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = ((),)
     #: Whether fields outside the positional form may follow as OSC key/value pairs.
     OSC_OPTIONS: ClassVar[bool] = False
+    #: (texts, numbers): two list fields whose items travel interleaved as the variadic tail of the
+    #: OSC form that ends with `texts`, `TEXT [NUMBER] TEXT [NUMBER]...` (weighted jam prompts). A
+    #: text without a number after it has none: the numbers field is empty when no text has one.
+    OSC_PAIRS: ClassVar[tuple[str, str] | None] = None
 
     @classmethod
     def osc_address(cls) -> str:
@@ -60,7 +67,7 @@ class Message:
         for spec in fields_of(type(self)):
             value = getattr(self, spec.name)
             if value is not None:
-                out[spec.name] = list(value) if spec.kind == "list[str]" else value
+                out[spec.name] = list(value) if spec.kind in LIST_KINDS else value
         return out
 
     @classmethod
@@ -123,6 +130,8 @@ def _kind_of(annotation: object, where: str) -> tuple[str, bool]:
         return _KIND_OF_TYPE[annotation], optional
     if typing.get_origin(annotation) is tuple and typing.get_args(annotation) == (str, ...):
         return "list[str]", optional
+    if typing.get_origin(annotation) is tuple and typing.get_args(annotation) == (float, ...):
+        return "list[float]", optional
     raise TypeError(f"{where}: {annotation!r} is not a wire type")
 
 
@@ -154,11 +163,17 @@ def coerce(spec: FieldSpec, value: Any, *, where: str, lenient: bool = False) ->
     elif spec.kind == "list[str]":
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
+    elif spec.kind == "list[float]":
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in value):
+            if not all(math.isfinite(v) for v in value):
+                raise InvalidArgument(f"{label} must hold finite numbers, got {_short(value)}")
+            return tuple(float(v) for v in value)
     elif spec.kind == "audio":
         # A path, or samples the transport attached (protocol.wire resolves buffer references).
         if isinstance(value, (str, InlineAudio)):
             return value
-    kind = "path or inline audio" if spec.kind == "audio" else spec.kind
+    kind = {"audio": "path or inline audio", "list[float]": "list of numbers"}.get(spec.kind, spec.kind)
     article = "an" if kind[0] in "aeiou" else "a"
     raise InvalidArgument(f"{label} must be {article} {kind}, got {type(value).__name__} {_short(value)}")
 

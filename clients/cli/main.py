@@ -20,6 +20,7 @@ _SUBCOMMAND_MODULES = (
     "clients.cli.generate",
     "clients.cli.continue_",
     "clients.cli.jukebox",
+    "clients.cli.jam",
     "clients.cli.status",
     "clients.cli.cancel",
     "clients.cli.models",

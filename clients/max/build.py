@@ -21,7 +21,12 @@ from daemon.config import DEFAULT_OSC_PORT
 HERE = Path(__file__).resolve().parent
 #: Where the patch listens for the daemon's events (any free UDP port works; change both places).
 REPLY_PORT = 7410
-EVENTS = "/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status"
+EVENTS = ("/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok "
+          "/riffd/status /riffd/applied /riffd/snapshot")
+#: The jam this patch starts and steers (one at a time; a fixed id, so no reply needs parsing first).
+JAM = "maxjam"
+#: Weighted prompt slots, each a text and a slider.
+JAM_SLOTS = (("dub techno, deep chords", 1.0), ("tabla and hand percussion", 0.0), ("bright bells, shimmer", 0.0))
 
 
 def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
@@ -132,6 +137,14 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
     p.obj("replies", 720, 565, "print riffd-reply")
     p.wire("route:6", "replies")
     p.wire("route:7", "replies")
+    p.obj("applied", 840, 535, "unpack s i")
+    p.wire("route:8", "applied")
+    p.ui("appliedat", "number", 840, 565, 80, io=(1, 2))
+    p.wire("applied:1", "appliedat")
+    p.comment(930, 565, "applied at (samples)", 140)
+    p.obj("saved", 840, 600, "unpack s s i")
+    p.wire("route:9", "saved")
+    p.wire("route:9", "replies")
     p.obj("gain", 240, 700, "*~ 0.8", 60)
     p.wire("cplay", "gain")
     p.wire("dplay", "gain")
@@ -139,13 +152,75 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
     p.wire("gain", f"{audio_out}:1")
 
 
+def _jam(p: Patcher, x: int, y: int) -> None:
+    """A jam played on the daemon's sound card: start, prompt sliders for weights, temperature, save,
+    recall, stop. Its applied and snapshot events come back through [udpreceive] (the jam's events
+    go to the reply_port its start named)."""
+    port = f"reply_port {REPLY_PORT}"
+    p.comment(x, y, "jam: an endless stream you steer while it plays (heard on the daemon's sound card, play 1). "
+              "Type a text per slot, move its slider: the slots' weights blend the prompts (relative).", 520)
+    p.ui("jstart", "button", x, y + 50, 24, io=(1, 1))
+    p.comment(x + 30, y + 50, "start (seed)", 90)
+    p.ui("jseed", "number", x + 120, y + 50, 50, io=(1, 2), minimum=0)
+    p.obj("jpack", x, y + 80, "pack s 0", 90)
+    p.msg("jgo", x, y + 110, f"/riffd/jam/start $1 seed $2 job {JAM} play 1 {port}", 460)
+    p.wire("jseed", "jpack:1")
+    p.ui("jstop", "button", x + 200, y + 50, 24, io=(1, 1))
+    p.comment(x + 230, y + 50, "stop", 40)
+    p.msg("jstopm", x + 200, y + 140, f"/riffd/jam/stop {JAM} {REPLY_PORT}", 200)
+    p.ui("jsave", "button", x + 280, y + 50, 24, io=(1, 1))
+    p.comment(x + 310, y + 50, "save", 40)
+    p.msg("jsavem", x + 280, y + 170, f"/riffd/jam/snapshot {JAM} name {JAM}-saved {port}", 320)
+    p.ui("jrecall", "button", x + 360, y + 50, 24, io=(1, 1))
+    p.comment(x + 390, y + 50, "recall", 50)
+    p.msg("jrecallm", x + 360, y + 200, f'/riffd/jam/start "" resume {JAM}-saved job {JAM} play 1 {port}', 420)
+    p.chain("jstop", "jstopm", "send")
+    p.chain("jsave", "jsavem", "send")
+    p.chain("jrecall", "jrecallm", "send")
+    p.chain("jpack", "jgo", "send")
+    # Prompt slots: a text and a weight slider each; any change sends every slot's text and weight.
+    values = " ".join(f"s {weight}" for _, weight in JAM_SLOTS)
+    p.obj("jblend", x, y + 330, f"pack {values}", 300)
+    p.msg("jprompts", x, y + 360, f"/riffd/jam/prompts {JAM} " + " ".join(f"${2 * n + 1} ${2 * n + 2}"
+                                                                          for n in range(len(JAM_SLOTS))), 460)
+    p.chain("jblend", "jprompts", "send")
+    p.obj("jlb", x + 480, y + 230, "loadbang")
+    for n, (text, weight) in enumerate(JAM_SLOTS):
+        sx = x + 170 * n
+        p.ui(f"jtext{n}", "textedit", sx, y + 240, 160, io=(1, 4))
+        p.obj(f"juntext{n}", sx, y + 270, "route text", 80)
+        p.obj(f"jsym{n}", sx, y + 295, "tosymbol", 80)
+        p.ui(f"jw{n}", "slider", sx + 90, y + 270, 70, io=(1, 1), floatoutput=1, size=1.0)
+        p.obj(f"jwt{n}", sx + 90, y + 300, "t b f", 50)
+        p.msg(f"jinit{n}", x + 480 + 0, y + 255 + 25 * n, f"set {text}", 200)
+        p.chain("jlb", f"jinit{n}", f"jtext{n}")
+        p.msg(f"jwinit{n}", x + 700, y + 255 + 25 * n, f"set {weight}", 60)
+        p.chain("jlb", f"jwinit{n}", f"jw{n}")
+        p.chain(f"jtext{n}", f"juntext{n}", f"jsym{n}")
+        p.wire(f"juntext{n}:1", f"jsym{n}")
+        # The first slot's text is the start's prompt too.
+        if n == 0:
+            p.wire(f"jsym{n}", "jpack")
+            p.wire("jstart", f"jtext{n}")
+        p.wire(f"jsym{n}", f"jblend:{2 * n}")
+        p.chain(f"jw{n}", f"jwt{n}")
+        p.wire(f"jwt{n}:1", f"jblend:{2 * n + 1}")
+        p.wire(f"jwt{n}", "jblend")
+    p.comment(x, y + 420, "temperature", 90)
+    p.ui("jtemp", "flonum", x + 90, y + 420, 50, io=(1, 2), minimum=0.1, maximum=2.0)
+    p.obj("jtpack", x + 150, y + 420, "pack 1.", 60)
+    p.msg("jtempm", x, y + 450, f"/riffd/jam/set {JAM} temperature $1 {port}", 360)
+    p.chain("jtemp", "jtpack", "jtempm", "send")
+
+
 def max_patch() -> Patcher:
-    p = Patcher()
+    p = Patcher((80, 80, 1400, 800))
     p.comment(20, 15, "riffd for Max: chunks play as they arrive (buffer~ riffd-chunk), the finished take "
               "replaces buffer~ riffd-take. Start the daemon first: riffd serve --model facebook/musicgen-small",
               820)
     p.obj("dac", 240, 740, "dac~")
     _core(p, "dac", device=False)
+    _jam(p, 900, 60)
     return p
 
 

@@ -638,15 +638,17 @@
           "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 2,
-          "numoutlets": 9,
+          "numoutlets": 11,
           "patching_rect": [
             20,
             500,
             620,
             22
           ],
-          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status",
+          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status /riffd/applied /riffd/snapshot",
           "outlettype": [
+            "",
+            "",
             "",
             "",
             "",
@@ -1022,6 +1024,78 @@
       {
         "box": {
           "id": "obj-50",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            840,
+            535,
+            140,
+            22
+          ],
+          "text": "unpack s i",
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-51",
+          "maxclass": "number",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            840,
+            565,
+            80,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-52",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            930,
+            565,
+            140,
+            22
+          ],
+          "text": "applied at (samples)"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-53",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 3,
+          "patching_rect": [
+            840,
+            600,
+            140,
+            22
+          ],
+          "text": "unpack s s i",
+          "outlettype": [
+            "",
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-54",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1594,11 +1668,59 @@
       {
         "patchline": {
           "source": [
+            "obj-30",
+            8
+          ],
+          "destination": [
+            "obj-50",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-50",
+            1
+          ],
+          "destination": [
+            "obj-51",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
+            9
+          ],
+          "destination": [
+            "obj-53",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
+            9
+          ],
+          "destination": [
+            "obj-49",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-40",
             0
           ],
           "destination": [
-            "obj-50",
+            "obj-54",
             0
           ]
         }
@@ -1610,7 +1732,7 @@
             0
           ],
           "destination": [
-            "obj-50",
+            "obj-54",
             0
           ]
         }
@@ -1618,7 +1740,7 @@
       {
         "patchline": {
           "source": [
-            "obj-50",
+            "obj-54",
             0
           ],
           "destination": [
@@ -1630,7 +1752,7 @@
       {
         "patchline": {
           "source": [
-            "obj-50",
+            "obj-54",
             0
           ],
           "destination": [

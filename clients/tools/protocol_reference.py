@@ -20,9 +20,10 @@ from protocol.schema import FieldSpec, Message, fields_of
 
 OUTPUT = ROOT / "docs" / "protocol.md"
 
-_OSC_TAG = {"str": "s", "int": "i", "float": "f", "bool": "T/F (or i 0/1)", "list[str]": "s...", "audio": "s (path)"}
+_OSC_TAG = {"str": "s", "int": "i", "float": "f", "bool": "T/F (or i 0/1)", "list[str]": "s...", "list[float]": "f...",
+            "audio": "s (path)"}
 _JSON_TYPE = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list[str]": "array of strings",
-              "audio": "string (path) or inline buffer"}
+              "list[float]": "array of numbers", "audio": "string (path) or inline buffer"}
 _FIELD = re.compile(r"^\s+(\w+): [^=]+(=.*)?$")
 
 

@@ -21,6 +21,7 @@ from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
 from daemon.config import LOOPBACK_NETWORKS, DaemonConfig
+from daemon.jam.job import JamSettings
 from daemon.jobs import Job
 from daemon.paths import PathPolicy
 from daemon.residency import Loader, ModelPool
@@ -96,7 +97,10 @@ class Daemon:
         self.paths = PathPolicy(out_dir, config.audio_dirs, model_dirs=config.model_dirs,
                                 configured_models=config.models)
         self._runner = JobRunner(self._pool, sinks, paths=self.paths, max_audio_s=config.max_audio_s,
-                                 tempo=self.tempo)
+                                 tempo=self.tempo,
+                                 jam=JamSettings(lead_s=config.jam_lead_s, context_s=config.jam_context_s,
+                                                 window_s=config.jam_window_s, grace_s=config.jam_grace_s,
+                                                 max_s=config.max_jam_s))
         self._source_filter = SourceFilter(config.osc_allow)
         self._sweeper: asyncio.Task[None] | None = None
         self._router = EventRouter()
@@ -135,7 +139,7 @@ class Daemon:
                 log.debug("job %s: %s event after shutdown dropped", job.id, event.TYPE)
 
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
-                                    max_per_client=self.config.max_jobs_per_client)
+                                    max_per_client=self.config.max_jobs_per_client, max_jams=self.config.max_jams)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
                                  self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
@@ -223,14 +227,31 @@ class Daemon:
 
     def _osc_connection_closed(self, reply: OscReply) -> None:
         # Jobs sent over a closed connection keep running (oscsend hangs up at once); only
-        # its subscription ends.
+        # its subscription ends, and its jams start their grace period (they end unless they play here).
         self._router.unsubscribe(reply.key)
+        self._jams_lose_listener(reply.key)
+
+    def _jams_lose_listener(self, key: Hashable) -> bool:
+        """Tell the jams `key` started that it is gone; True if it had any."""
+        if self._scheduler is None:
+            return False
+        found = False
+        for job_id in self._scheduler.jobs_of(lambda job: job.jam is not None and job.reply is not None
+                                              and job.reply.key == key):
+            job = self._scheduler.find(job_id)
+            found = found or job is not None
+            if job is not None and job.jam.listener_gone():
+                log.info("jam %s: its client is gone; it stops in %.0f s unless it plays here", job_id,
+                         self.config.jam_grace_s)
+        return found
 
     def _peer_gone(self, key: Hashable) -> None:
-        """A ZeroMQ client vanished: nobody will read its jobs' audio, so stop them."""
+        """A ZeroMQ client vanished: nobody will read its jobs' audio, so stop them (its jams after a grace period)."""
         if self._scheduler is None:
             return
-        for job_id in self._scheduler.jobs_of(lambda job: job.reply is not None and job.reply.key == key):
+        self._jams_lose_listener(key)
+        for job_id in self._scheduler.jobs_of(lambda job: job.jam is None and job.reply is not None
+                                              and job.reply.key == key):
             log.info("job %s: its client is gone; cancelling", job_id)
             try:
                 self._scheduler.cancel(job_id)

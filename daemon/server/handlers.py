@@ -12,6 +12,8 @@ from typing import Any
 
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.config import DaemonConfig
+from daemon.jam.control import ControlMessage, JamControl
+from daemon.jam.job import snapshot_path
 from daemon.jobs import Job, new_job_id
 from daemon.jukebox_jobs import default_jukebox_model, new_jukebox_job
 from daemon.paths import PathPolicy
@@ -21,11 +23,11 @@ from daemon.scheduler import Scheduler
 from daemon.server.router import EventRouter, Reply
 from daemon.tempo.service import TempoService
 from protocol.audio_ref import AudioSource, InlineAudio
-from protocol.errors import InvalidArgument, NotFound, RiffdError, Unsupported
+from protocol.errors import DurationTooLong, InvalidArgument, NotFound, RiffdError, Unsupported
 from protocol.messages import (
-    PROTOCOL_VERSION, Cancel, Continue, Error, Event, Generate, GetClock, GetStatus, JobRequest, JukeboxRequest,
-    JukeboxSample, JukeboxUpsample, ListModels, LoadModel, Models, MusicGenRequest, Ok, Request, SetTempo, Status,
-    Subscribe, UnloadModel, Unsubscribe,
+    PROTOCOL_VERSION, Cancel, Continue, Error, Event, Generate, GetClock, GetStatus, JamPrompts, JamSet, JamSnapshot,
+    JamStart, JamStop, JobRequest, JukeboxRequest, JukeboxSample, JukeboxUpsample, ListModels, LoadModel, Models,
+    MusicGenRequest, Ok, Request, SetTempo, Status, Subscribe, UnloadModel, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -56,11 +58,15 @@ class RequestHandler:
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe,
             JukeboxSample: self._submit_jukebox, JukeboxUpsample: self._submit_jukebox,
             GetClock: self._clock, SetTempo: self._set_tempo,
+            JamStart: self._submit_jam, JamSet: self._jam_control, JamPrompts: self._jam_control,
+            JamSnapshot: self._jam_control, JamStop: self._jam_stop,
         }
 
     def __call__(self, request: Request, reply: Reply) -> None:
         """Handle one decoded request; every failure becomes an error event to its sender."""
         job = request.job if isinstance(request, (JobRequest, Cancel)) and request.job else ""
+        if isinstance(request, (JamSet, JamPrompts, JamSnapshot, JamStop)):
+            job = request.jam
         try:
             if request.reply_port is not None:
                 if reply.transport != "osc":
@@ -167,6 +173,59 @@ class RequestHandler:
         log.info("job %s: %s accepted from %s (%s, priority %d)", job.id, request.TYPE, reply.transport, job.model,
                  request.priority)
 
+    def _submit_jam(self, request: JamStart, reply: Reply) -> None:
+        """A jam (issue 14): a job that runs until stopped, steered by jam_set / jam_prompts."""
+        params = request.generation_params()
+        if request.duration_s is not None and request.duration_s > self._config.max_jam_s:
+            raise DurationTooLong(f"duration_s {request.duration_s} is over the longest jam, {self._config.max_jam_s} s "
+                                  "(--max-jam-s)")
+        if request.resume is not None:
+            # Refused now if it names a file outside the folders inputs may come from.
+            if "/" in request.resume:
+                self._paths.input(request.resume)
+            elif not snapshot_path(self._paths.out_dir, request.resume).is_file():
+                raise NotFound(f"no snapshot {request.resume!r} in {self._paths.out_dir / 'jams'}")
+        osc_requester = reply.transport == "osc"
+        job = Job(
+            id=request.job or new_job_id(),
+            request=request,
+            model=request.model or self._config.default_model,
+            params=params,
+            reply=reply,
+            re=request.id,
+            # A jam is endless: saved only when asked (its file then holds everything played).
+            save=bool(request.save),
+            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
+            jam=JamControl(),
+        )
+        self._scheduler.submit(job)
+        log.info("jam %s: accepted from %s (%s, %r)", job.id, reply.transport, job.model,
+                 request.prompt or f"resume {request.resume}")
+
+    def _running_jam(self, jam: str) -> Job:
+        job = self._scheduler.find(jam)
+        if job is None or job.jam is None or job.finished:
+            raise NotFound(f"no running jam {jam!r}")
+        return job
+
+    def _jam_control(self, request: JamSet | JamPrompts | JamSnapshot, reply: Reply) -> None:
+        """Hand a change or a snapshot to the running jam; it answers with applied / snapshot (or error)."""
+        job = self._running_jam(request.jam)
+        loop = asyncio.get_running_loop()
+        requester = job.reply
+
+        def answer(event: Event) -> None:
+            # The requester (and subscribers) hear a jam's applied and snapshot events already.
+            loop.call_soon_threadsafe(self._router.answer_once, reply, requester, event)
+
+        job.jam.post(ControlMessage(request, answer))
+
+    def _jam_stop(self, request: JamStop, reply: Reply) -> None:
+        job = self._running_jam(request.jam)
+        job.jam.stop()
+        log.info("jam %s: stop asked from %s", job.id, reply.transport)
+        self._router.reply(reply, Ok(request="jam_stop", subject=job.id, re=request.id))
+
     def _check_source(self, source: AudioSource) -> None:
         """Refuse now an input path outside the allowed folders or inline audio over the limit."""
         if isinstance(source, InlineAudio):
@@ -203,8 +262,8 @@ class RequestHandler:
             jobs=snapshot.running + snapshot.queued, max_queue=self._scheduler.max_queue,
             uptime_s=round(time.monotonic() - self._started_at, 3),
             playback=playing.device if playing is not None and playing.enabled else "off",
-            underruns=playing.underruns if playing is not None else 0, re=request_id,
-            **self._clock_fields(),
+            underruns=playing.underruns if playing is not None else 0, jams=self._scheduler.running_jams(),
+            re=request_id, **self._clock_fields(),
         )
 
     def _clock_fields(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from typing import Protocol
 
 from protocol.errors import InvalidArgument
-from protocol.messages import Event
+from protocol.messages import Error, Event
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,13 @@ class EventRouter:
             reply.send(event)
         for monitor in self._monitors:
             monitor.publish(event)
+
+    def answer_once(self, reply: Reply, requester: Reply | None, event: Event) -> None:
+        """`event` to `reply`, unless a job's broadcast reaches it already (it is the job's requester or a
+        subscriber), or it is an error (those only ever go to the request's sender)."""
+        covered = (requester is not None and reply.key == requester.key) or reply.key in self._subscribers
+        if isinstance(event, Error) or not covered:
+            reply.send(event)
 
     def broadcast(self, reply: Reply | None, event: Event) -> None:
         """A job's event: to its requester, the monitors and every subscriber (each peer once)."""

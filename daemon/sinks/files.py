@@ -16,6 +16,7 @@ from daemon.audio.io import parse_subtype, write_audio
 from daemon.audio.types import AudioChunk
 from daemon.jobs import Job
 from daemon.paths import PathPolicy
+from daemon.sinks.streaming_file import StreamingFileWriter
 from protocol.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,18 @@ class FileSink:
             # Refuse an impossible format now, not after minutes of generation.
             parse_subtype(self._subtype, request.format.upper())
         self._blocks: list[np.ndarray] = []
+        # A jam has no end: its saved file is written as it plays, not held in memory.
+        self._streaming = (StreamingFileWriter(self._paths.output(self._save_path), sample_rate, channels,
+                                               target_sample_rate=request.out_sample_rate, subtype=self._subtype)
+                           if self._save_path is not None and job.jam is not None else None)
 
     def write(self, chunk: AudioChunk) -> str | None:
         final = chunk.stage == "final"
         if self._save_path is not None and final:  # a Jukebox preview is sent, not saved
-            self._blocks.append(chunk.audio)
+            if self._streaming is not None:
+                self._streaming.write(chunk.audio)
+            else:
+                self._blocks.append(chunk.audio)
         if not (self._job.request.chunks and self._job.wants_chunk_files()):
             return None
         name = "chunk" if final else chunk.stage  # each stage counts its own index from 0
@@ -52,6 +60,8 @@ class FileSink:
     def finish(self) -> str | None:
         if self._save_path is None:
             return None
+        if self._streaming is not None:
+            return str(self._streaming.finish())
         audio = np.concatenate(self._blocks, axis=1) if self._blocks else np.zeros((self._channels, 0), np.float32)
         self._blocks = []
         _write(self._paths.output(self._save_path), audio, self._sample_rate, target_sample_rate=self._job.request.out_sample_rate,
@@ -61,6 +71,8 @@ class FileSink:
     def abort(self) -> None:
         # The saved file is only ever written whole by finish(); chunk files already sent stay.
         self._blocks = []
+        if self._streaming is not None:
+            self._streaming.abort()
 
 
 def _write(path: Path, audio: np.ndarray, sample_rate: int, **options: object) -> None:

@@ -83,6 +83,15 @@ def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> dict[st
     """The fields (name: literal or None) of the first OSC form of `cls` that accepts these atoms
     ((tag, literal or None) each), or None."""
     specs = {spec.name: spec for spec in fields_of(cls)}
+    if cls.OSC_PAIRS is not None:
+        # Weighted prompts: the fixed fields, then TEXT WEIGHT pairs (a weight may be a Max int).
+        fixed = cls.OSC_FORMS[0][:-1]
+        head, tail = atoms[:len(fixed)], atoms[len(fixed):]
+        if (len(head) == len(fixed) and tail and len(tail) % 2 == 0
+                and all(tag in ACCEPTS[specs[name].kind] for name, (tag, _) in zip(fixed, head))
+                and all(text == "s" and weight in ("f", "i") for (text, _), (weight, _) in zip(tail[::2], tail[1::2]))):
+            return {name: literal for name, (_, literal) in zip(fixed, head)}
+        return None
     for form in cls.OSC_FORMS:
         positional, options = atoms[:len(form)], atoms[len(form):]
         if len(positional) < len(form) or (options and not cls.OSC_OPTIONS) or len(options) % 2:
@@ -140,8 +149,11 @@ def test_every_request_sent_is_in_the_schema(path: Path) -> None:
                 atoms.append((_atom_tag(word), word))
         fields = _matches(REQUEST_ADDRESSES[address], atoms)
         assert fields is not None, f"{text}: {atoms} fits no OSC form of {address}"
-        # Max's [udpsend] cannot receive: every request must name where [udpreceive] listens.
-        assert fields.get("reply_port") == port, f"{text}: reply_port is not {port}"
+        # Max's [udpsend] cannot receive: every request must name where [udpreceive] listens, but
+        # jam_prompts, whose pairs leave no room for it: its applied event goes to the jam's requester,
+        # the reply_port the jam's start named.
+        if REQUEST_ADDRESSES[address].OSC_PAIRS is None:
+            assert fields.get("reply_port") == port, f"{text}: reply_port is not {port}"
         sent.add(address)
     assert {"/riffd/generate", "/riffd/continue", "/riffd/cancel", "/riffd/status"} <= sent
 
@@ -184,3 +196,29 @@ def test_buffers_are_replaced_with_the_files_of_chunk_and_done(path: Path) -> No
         assert buffer["text"] == f"buffer~ {buffer_name}"
         players = [box for box in patch.objects("play~") if box["text"].split()[1] == buffer_name]
         assert players, f"nothing plays {buffer_name}"
+
+
+def test_the_jam_section_steers_one_jam_with_prompt_sliders() -> None:
+    """riffd.maxpat's jam: started from slot 1's text, a slider per slot feeding TEXT WEIGHT pairs."""
+    from clients.max.build import JAM, JAM_SLOTS
+
+    patch = Patch(MAX_DIR / "riffd.maxpat")
+    texts = {box["text"].split()[0]: box for box in patch.boxes.values()
+             if box["maxclass"] == "message" and box.get("text", "").startswith("/riffd/jam/")}
+    assert set(texts) == {"/riffd/jam/start", "/riffd/jam/prompts", "/riffd/jam/set", "/riffd/jam/stop",
+                          "/riffd/jam/snapshot"}
+    starts = [box for box in patch.boxes.values() if box.get("text", "").startswith("/riffd/jam/start")]
+    assert {"play 1" in box["text"] and f"job {JAM}" in box["text"] for box in starts} == {True}
+    assert any("resume" in box["text"] for box in starts), "a recall button resumes the saved state"
+    # The prompts message is fed by one [pack s W s W s W]: a text and a slider per slot.
+    [(pack, _)] = patch.sources(texts["/riffd/jam/prompts"]["id"], 0)
+    assert patch.outlet_types(pack, 0) == ["s", "f"] * len(JAM_SLOTS)
+    sliders = [box for box in patch.boxes.values() if box["maxclass"] == "slider" and patch.sinks(box["id"], 0)]
+    assert len(sliders) == len(JAM_SLOTS)  # (the progress bar is a slider too, with nothing behind it)
+    for slider in sliders:
+        [(trigger, _)] = patch.sinks(slider["id"], 0)
+        assert trigger["text"] == "t b f"
+        assert (pack, 0) in patch.sinks(trigger["id"], 0), "a slider move sends the blend"
+        assert any(sink is pack and inlet % 2 == 1 for sink, inlet in patch.sinks(trigger["id"], 1))
+    routed = patch.event_routes()[0]["text"].split()[1:]
+    assert "/riffd/applied" in routed and "/riffd/snapshot" in routed

@@ -18,7 +18,7 @@ from clients.cli.main import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docs" / "user-guide.md", ROOT / "README.md", ROOT / "docs" / "jukebox.md"]
 GUIDE = DOCS[0].read_text()
-RECIPES = ("live_pads", "continue_region", "setlist")
+RECIPES = ("live_pads", "continue_region", "setlist", "jam_controller")
 
 
 def _cli_flags() -> set[str]:
@@ -78,12 +78,12 @@ def test_every_module_and_file_a_doc_names_exists(doc: Path) -> None:
 
 
 def test_every_error_code_the_guide_names_exists() -> None:
-    """Backticked snake_case words are schema fields or error codes; the codes must be real."""
+    """Backticked snake_case words are schema fields, request types or error codes; the codes must be real."""
     from protocol import errors
     from protocol.messages import EVENTS, REQUESTS
     from protocol.schema import fields_of
 
     codes = {cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.RiffdError)}
     fields = {spec.name for cls in [*REQUESTS.values(), *EVENTS.values()] for spec in fields_of(cls)}
-    named = set(re.findall(r"`([a-z]+(?:_[a-z]+)+)[`:]", GUIDE)) - fields - {"save_pretrained"}
+    named = set(re.findall(r"`([a-z]+(?:_[a-z]+)+)[`:]", GUIDE)) - fields - set(REQUESTS) - {"save_pretrained"}
     assert "model_unavailable" in named and named <= codes, sorted(named - codes)

@@ -29,7 +29,8 @@ from protocol.errors import RiffdError
 from protocol.messages import EVENTS, REQUESTS, Cancel, Chunk, Continue, Error, Generate, Status, Subscribe
 from protocol.schema import Message, fields_of
 
-_SAMPLE = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2"), "audio": "/tmp/a.wav"}
+_SAMPLE = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2"), "list[float]": (0.5, 2.0),
+           "audio": "/tmp/a.wav"}
 _INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFF, 0x22, 0x5C, 0x2C, 0x2F, 0x7B, 0x7D, 0x5B)
 _INTERESTING_JSON: tuple[Any, ...] = (
     None, True, False, 0, -1, 1, 2**31, -(2**31) - 1, 2**63, 2**64, 1e308, -1e308, 1e-320, 0.5, "", "a" * 300,

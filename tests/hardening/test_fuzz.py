@@ -114,6 +114,7 @@ def _value_for(spec: FieldSpec) -> st.SearchStrategy:
         "float": st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1e-9, 1e9, 300.0]),
         "bool": st.booleans() | st.sampled_from([0, 1, 2]),
         "list[str]": st.lists(st.text(max_size=8), max_size=4),
+        "list[float]": st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=10),
         "audio": st.text(max_size=40) | st.sampled_from(["", "/tmp/a.wav", "relative.wav"]),
     }[spec.kind]
     return near | st.none() | _JSON

@@ -22,7 +22,8 @@ from protocol.messages import (
 from protocol.params import GenerationParams
 from protocol.schema import fields_of
 
-_SAMPLE_VALUES = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2"), "audio": "/tmp/a.wav"}
+_SAMPLE_VALUES = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2"), "list[float]": (0.5, 2.0),
+                  "audio": "/tmp/a.wav"}
 
 
 def _example(cls: type) -> object:
@@ -30,7 +31,8 @@ def _example(cls: type) -> object:
     values = {spec.name: _SAMPLE_VALUES[spec.kind] for spec in fields_of(cls)}
     overrides = dict(job="job-1", model="debug/musicgen", format="flac", out_sample_rate=44100, bit_depth=24,
                      top_p=0.5, port=9000, host="127.0.0.1", dtype="float32", audio_prompt=None, priority=2,
-                     bpm=97.0, launch="bar", loop=False, source="link", tempo=97.0, clock="link")
+                     bpm=97.0, launch="bar", loop=False, source="link", tempo=97.0, clock="link",
+                     jam="jam-1", name="snap-1", context_s=2.0, window_s=8.0, resume=None)
     for name, value in overrides.items():
         if name in values:
             values[name] = value

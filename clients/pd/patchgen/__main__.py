@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from clients.pd.patchgen.abstraction import abstraction
+from clients.pd.patchgen.jam import jam_abstraction, jam_help_patch, jam_test_patch
 from clients.pd.patchgen.patches import daemon_test_patch, gap_test_patch, help_patch, requests_patch
 from clients.pd.patchgen.pdfile import Canvas
 from clients.tools.generated import ROOT, generator_main
@@ -22,6 +23,9 @@ PATCHES: dict[str, Callable[[], Canvas]] = {
     "tests/clients_pd/riffd-requests.pd": requests_patch,
     "tests/clients_pd/riffd-daemon-test.pd": daemon_test_patch,
     "tests/clients_pd/riffd-gap-test.pd": gap_test_patch,
+    "clients/pd/riffd-jam.pd": jam_abstraction,
+    "clients/pd/riffd-jam-help.pd": jam_help_patch,
+    "tests/clients_pd/riffd-jam-test.pd": jam_test_patch,
 }
 
 

@@ -33,6 +33,10 @@ class PlaybackSink:
         # A loop (issue 15) is handed over whole when the job finishes, to repeat until cancelled.
         self._loop_blocks: list[np.ndarray] | None = [] if loop else None
 
+    @property
+    def voice(self) -> Voice:
+        return self._voice
+
     def write(self, chunk: AudioChunk) -> str | None:
         if chunk.stage != "final":
             return None  # a Jukebox preview: the voice plays the job's one audio stream

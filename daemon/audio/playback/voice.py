@@ -49,6 +49,7 @@ class Voice:
         self.job = job
         self.sample_rate = sample_rate
         self.channels = channels
+        self.device_rate = device_rate
         self.device_channels = device_channels
         self.device_rate = device_rate
         self.ring = FrameRing(max(capacity_frames, start_frames + 1), device_channels)
@@ -137,6 +138,11 @@ class Voice:
     @property
     def gain(self) -> float:
         return self._gain_target
+
+    @property
+    def played_samples(self) -> int:
+        """The job's samples played so far, at the job's rate (a jam paces itself on it)."""
+        return round(self.frames_played * self.sample_rate / self.device_rate)
 
     @property
     def playing(self) -> bool:

@@ -23,12 +23,16 @@ class Conditioning:
     `hidden_states` is `[B, S, H]`, or `[2B, S, H]` with the null condition as the second half
     when `guided`. For melody checkpoints `prefix` is set: the states are prepended to the
     decoder's input instead of being attended to by cross-attention.
+
+    `attention_bias` `[B or 2B, S]` (float, cross-attention only) is added to the attention scores
+    of each state: a jam's weighted prompts scale each prompt's share of the attention this way.
     """
 
     hidden_states: torch.Tensor
     attention_mask: torch.Tensor | None  # [B or 2B, S], cross-attention only
     guided: bool
     prefix: bool
+    attention_bias: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:

@@ -295,9 +295,10 @@ class MusicgenEngine:
         """Scores `[N, T, K, V]` (float32) of every row of `x` `[N, T, H]`."""
         return self.heads_out(self.final_norm(x)).view(x.shape[0], x.shape[1], -1, self.vocab).float()
 
-    def _cross_prepare(self, cache: KVCache, cond: Conditioning) -> None:
-        """Cross-attention keys and values of the conditioning, once a window, with the checkpoint's own k/v."""
-        states, mask = cond.hidden_states, cond.attention_mask
+    def _cross_prepare(self, cache: KVCache, cond: Conditioning, *, keys: bool = True) -> None:
+        """Cross-attention keys and values of the conditioning, once a window, with the checkpoint's own k/v
+        (with `keys` False, only the mask: the states are those whose keys the cache holds)."""
+        states, mask, bias = cond.hidden_states, cond.attention_mask, cond.attention_bias
         if self.options.compile:
             # Pad to a bucket (masked) so prompts of other lengths reuse the compiled step.
             padded = -(-states.shape[1] // CROSS_BUCKET) * CROSS_BUCKET
@@ -307,19 +308,40 @@ class MusicgenEngine:
                     mask = torch.ones(states.shape[:2], dtype=torch.long, device=states.device)
                 states = F.pad(states, (0, 0, 0, extra))
                 mask = F.pad(mask, (0, extra))
+                bias = F.pad(bias, (0, extra)) if bias is not None else None
         n, s, _ = states.shape
-        for lw in self.layers:
+        for lw in self.layers if keys else ():
             k = lw.cross_kv.k_proj(states).view(n, s, self.heads, self.head_dim).transpose(1, 2)
             v = lw.cross_kv.v_proj(states).view(n, s, self.heads, self.head_dim).transpose(1, 2)
             cache.cross_keys.append(k.to(self.dtype).contiguous())
             cache.cross_values.append(v.to(self.dtype).contiguous())
-        if mask is not None and not bool(mask.all()):
-            blocked = mask == 0
+        if (mask is not None and not bool(mask.all())) or bias is not None:
+            blocked = mask == 0 if mask is not None else torch.zeros(states.shape[:2], dtype=torch.bool,
+                                                                      device=states.device)
             # A row with nothing visible (the null condition) has all-zero states, so zero keys and
             # values (the projections have no bias): leave it unmasked rather than risk -inf rows in half precision.
             blocked = (blocked & ~blocked.all(dim=-1, keepdim=True))[:, None, None, :]
             cache.cross_mask = torch.zeros(blocked.shape, dtype=self.dtype, device=states.device)
+            if bias is not None:
+                cache.cross_mask += bias[:, None, None, :].to(self.dtype)
             cache.cross_mask.masked_fill_(blocked, torch.finfo(self.dtype).min)
+
+    def swap_conditioning(self, cache: KVCache, cond: Conditioning, *, same_states: bool = False) -> None:
+        """Attend to `cond` from the next step on: the cache's cross-attention keys and values are
+        replaced between two steps (a jam's prompt change), its self-attention slots kept.
+
+        `same_states`: `cond` has the hidden states the cache's keys came from and differs only in its
+        mask or attention bias (a jam's prompt weights), so only the mask is rebuilt.
+        """
+        if cond.prefix:
+            raise ValueError("prefix conditioning (melody checkpoints) is part of the cache; it cannot be swapped")
+        if not same_states:
+            cache.cross_keys.clear()
+            cache.cross_values.clear()
+        cache.cross_mask = None
+        self._cross_prepare(cache, cond, keys=not same_states)
+        if self._native is not None:
+            self._native.forget()  # its structs point at the old tensors
 
     def warm_up(self, frames: int = 8) -> float:
         """A short unconditional generation, so the first request pays no lazy set-up; returns seconds."""

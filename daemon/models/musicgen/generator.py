@@ -73,6 +73,7 @@ class MusicGen:
         self.stream_settings = stream_settings.validate()
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         self.max_duration_s = max_duration_s
+        self._jam_host: object | None = None  # daemon.models.musicgen.jam.session.JamHost, made on the first jam
         self.model_id = bundle.model_id
         self.sample_rate = bundle.sample_rate
         self.audio_channels = bundle.audio_channels
@@ -145,6 +146,14 @@ class MusicGen:
         yield from chunks
         # The chunk iterator's own time, less what it waited on decoded frames, is the codec's.
         return steps.report(self.engine_name, decode_s=frames.busy_s, codec_s=chunks.busy_s - frames.busy_s)
+
+    def jam_host(self):  # -> daemon.models.musicgen.jam.session.JamHost
+        """What this model's jams share (issue 14): made on the first jam, refused where jams cannot run."""
+        if self._jam_host is None:
+            from daemon.models.musicgen.jam.session import JamHost
+
+            self._jam_host = JamHost(self)
+        return self._jam_host
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""

@@ -96,6 +96,11 @@ class NativeStep:
         d.scratch = self._scratch.data_ptr()
         self._window = (cache, batch)
 
+    def forget(self) -> None:
+        """Rebind at the next step: a cache's tensors were replaced (its cross-attention, say)."""
+        with self._lock:
+            self._window = None
+
     def __call__(self, x: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
         batch = x.shape[0]
         # The C side trusts these: check them here, where a mistake is an exception, not a stray write.

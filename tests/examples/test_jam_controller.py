@@ -1,0 +1,66 @@
+"""The jam controller recipe, driven like a TouchOSC controller: crossfader, temperature, save and recall."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from recipe_harness import ROOT, RecipeDaemon
+from test_live_pads import Controller
+
+from protocol.messages import JamStart
+
+
+def _read_until(process: subprocess.Popen, fragment: str, seen: list[str], timeout_s: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip())
+        if fragment in line:
+            return line
+    raise AssertionError(f"no {fragment!r} in {seen}")
+
+
+def test_a_jam_steered_saved_and_recalled_from_a_controller(recipe_daemon: RecipeDaemon) -> None:
+    controller = Controller()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clients.examples.jam_controller", "--a", "dub", "--b", "tabla", "--seed", "5",
+         "--listen", "0", "--local", "--no-play", "--endpoint", recipe_daemon.thread.zmq,
+         "--feedback", f"127.0.0.1:{controller.port}", "--timeout", "30"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    seen: list[str] = []
+    try:
+        first = _read_until(process, "listening", seen)
+        jam = first.rsplit("jam ", 1)[1].strip()
+        controller.target = ("127.0.0.1", int(first.split("port ")[1].split(";")[0]))
+        controller.wait_for("/1/offset", lambda args: args[0] > 0.2)
+        controller.send("/1/fader1", 0.3)  # dub 0.7, tabla 0.3
+        _read_until(process, "applied blend 0.30", seen)
+        controller.send("/1/fader2", 0.5)  # temperature 1.1
+        _read_until(process, "applied temperature 1.10", seen)
+        controller.send("/1/save1", 1.0)
+        saved = _read_until(process, "saved slot 1", seen)
+        controller.send("/1/recall1", 1.0)
+        recalled = _read_until(process, "recalled slot 1", seen)
+        controller.wait_for("/1/label", lambda args: args == ["recalled 1"])
+        controller.send("/1/stop", 1.0)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "jams/slot-1.riffdjam" in saved
+    resumed = recalled.split("as jam ")[1].strip()
+    lines = seen + out.splitlines()
+    assert any(line.startswith(f"jam {jam}: done") for line in lines), lines
+    assert any(line.startswith(f"jam {resumed}: done") for line in lines), lines
+    # What the daemon received: the jam, then a resume of slot 1.
+    assert recipe_daemon.log.requests[jam] == JamStart("dub", seed=5, play=False, job=jam,
+                                                       id=recipe_daemon.log.requests[jam].id)
+    assert recipe_daemon.log.requests[resumed].resume == "slot-1"

@@ -1,0 +1,157 @@
+"""The jam's engine (issue 14): endless windows that slide without a gap, changes from the next frame,
+weighted prompts, and a state that resumes bit-exactly. On debug/musicgen with a 1 s window so
+slides come every 0.7 s; int8 runs riffd's native step where this CPU has it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.jam.decoding import EngineDecoder
+from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
+from daemon.models.musicgen.jam.state import load_state, save_state
+from daemon.models.musicgen.jam.stream import Change, JamSampling, JamShape, JamStream
+from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.speed import EngineOptions
+from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings
+from protocol.errors import BadSnapshot
+
+SHAPE = JamShape(window_frames=50, context_frames=15)
+SETTINGS = StreamSettings(first_chunk_frames=5, chunk_frames=10)
+
+
+@pytest.fixture(scope="module", params=["float32", "int8"])
+def engine(request, musicgen) -> MusicgenEngine:
+    return MusicgenEngine(musicgen.bundle, EngineOptions(weights=request.param, warmup=False))
+
+
+def _jam(engine: MusicgenEngine, encoder: PromptEncoder | None = None, seed: int = 7) -> JamStream:
+    return JamStream(EngineDecoder(engine), engine.bundle, _codec(engine), encoder or PromptEncoder(engine.bundle),
+                     SHAPE, prompts=WeightedPrompts.of(("dub",)), sampling=JamSampling(), seed=seed,
+                     stream_settings=SETTINGS)
+
+
+def _codec(engine: MusicgenEngine) -> MusicgenCodec:
+    return MusicgenCodec.for_bundle(engine.bundle)
+
+
+def _run(stream: JamStream, steps: int, changes: dict[int, Change] | None = None, *, idle_every: int = 3,
+         snapshot_at: int | None = None) -> tuple[np.ndarray, list, object]:
+    """Step `stream`; its audio joined (checking the blocks are contiguous), the changes applied, a state."""
+    blocks, applied, state = [], [], None
+    for step in range(steps):
+        if changes and step in changes:
+            stream.submit(changes[step])
+        if step == snapshot_at:
+            state = stream.state()
+        if idle_every and step % idle_every == 0:
+            stream.background_work()  # how the daemon spends the jam's idle time; no effect on the audio
+        new, done = stream.step()
+        blocks += new
+        applied += done
+    expected = blocks[0].offset_samples if blocks else 0
+    for block in blocks:
+        assert block.offset_samples == expected, "blocks are contiguous"
+        expected += block.frames
+    audio = np.concatenate([b.audio for b in blocks], axis=1) if blocks else np.zeros((1, 0), np.float32)
+    return audio, applied, state
+
+
+def test_slides_are_seamless_and_a_seeded_jam_repeats_itself(engine) -> None:
+    stream = _jam(engine)
+    audio, _, _ = _run(stream, 200)
+    assert stream.slides >= 3, "the 50-frame window slid on several times"
+    # One frame a step, but for each window's delay ramp (3 steps): no frame is lost at a slide.
+    assert stream.frames == 200 - 3 * (1 + stream.slides)
+    assert audio.shape[1] >= (stream.frames - 10) * engine.bundle.hop_length
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    again, _, _ = _run(_jam(engine), 200, idle_every=0)  # no idle-time work at all: the same samples
+    np.testing.assert_array_equal(again, audio)
+    other, _, _ = _run(_jam(engine, seed=8), 200)
+    assert not np.array_equal(other, audio)
+    stream.close()
+    assert engine.live_caches == 0
+
+
+def test_changes_apply_at_their_frame_and_change_what_follows(engine) -> None:
+    hop = engine.bundle.hop_length
+    base, _, _ = _run(_jam(engine), 120)
+    change = Change(prompts=WeightedPrompts.of(("tabla", "dub"), (0.3, 0.7)), at_frame=60, token="p")
+    changed, applied, _ = _run(_jam(engine), 120, {10: change})
+    assert applied == [("p", 60)]
+    # Until shortly before the frame nothing moved: the finer codebooks of the 3 frames before it are
+    # sampled with it (the delay pattern), and the codec holds audio until 2402 samples after it exist.
+    same = (60 - 3) * hop - _codec(engine).lookahead_samples - hop
+    np.testing.assert_array_equal(changed[:, :same], base[:, :same])
+    assert not np.array_equal(changed[:, 60 * hop:], base[:, 60 * hop:120 * hop])
+    # Without a frame, a change applies at the next one.
+    _, applied, _ = _run(_jam(engine), 40, {20: Change(sampling=(("temperature", 1.5),), token="t")})
+    assert applied == [("t", 20 - 1 + 1)]  # step 20 samples the column of frame 20
+
+
+def test_one_prompt_of_any_weight_is_plain_text_conditioning(musicgen) -> None:
+    encoder = PromptEncoder(musicgen.bundle)
+    plain = build_conditioning(musicgen.bundle, ["dub"], guidance_scale=3.0)
+    for weights in ((1.0,), (0.25,)):
+        cond = encoder.conditioning(WeightedPrompts.of(("dub",), weights))
+        assert torch.equal(cond.hidden_states, plain.hidden_states) and cond.attention_bias is None
+    blended = encoder.conditioning(WeightedPrompts.of(("dub", "tabla", "x"), (2.0, 1.0, 0.0)))
+    dub = plain.hidden_states.shape[1]
+    tabla = build_conditioning(musicgen.bundle, ["tabla"], guidance_scale=3.0).hidden_states.shape[1]
+    # A zero weight drops its prompt; the others attend side by side, the weaker one's scores lowered by log(1/2).
+    assert blended.hidden_states.shape[1] == dub + tabla
+    assert torch.allclose(blended.attention_bias[0, :dub], torch.zeros(dub))
+    assert torch.allclose(blended.attention_bias[0, dub:], torch.full((tabla,), float(np.log(0.5))))
+    assert torch.equal(blended.attention_bias[1], torch.zeros(dub + tabla)), "the null row is not biased"
+
+
+@pytest.mark.parametrize("snapshot_step", [30, 44])
+def test_a_restored_state_goes_on_sample_for_sample(engine, tmp_path, snapshot_step: int) -> None:
+    """Snapshot mid-window (step 30) and while the next window's cache is half built (44), then a
+    prompt change and a temperature change after the snapshot: the resumed jam's audio equals the
+    original's after the snapshot point, across the slides that follow."""
+    encoder = PromptEncoder(engine.bundle)
+    later = {60: Change(prompts=WeightedPrompts.of(("tabla", "dub"), (0.6, 0.4)), at_frame=80, token="p"),
+             61: Change(sampling=(("temperature", 1.3), ("top_k", 50)), at_frame=95, token="t")}
+    original = _jam(engine, encoder)
+    audio, _, state = _run(original, 220, later, snapshot_at=snapshot_step)
+    assert (state.shadow is not None) == (snapshot_step == 44)
+    path = tmp_path / "jam.riffdjam"
+    identity = {"model": "debug/musicgen", "engine": engine.options.name}
+    save_state(path, state, identity=identity, offset_samples=int(state.codec["emitted"]))
+    loaded, offset = load_state(path, identity=identity)
+    resumed = JamStream.restore(EngineDecoder(engine), engine.bundle, _codec(engine), PromptEncoder(engine.bundle),
+                                loaded)
+    rest, _, _ = _run(resumed, 220 - snapshot_step, {step - snapshot_step: change for step, change in later.items()},
+                      idle_every=5)
+    assert resumed.slides >= 2
+    np.testing.assert_array_equal(rest, audio[:, offset:offset + rest.shape[1]])
+    assert rest.shape[1] > audio.shape[1] - offset - 20 * engine.bundle.hop_length
+
+
+def test_bad_snapshots_are_refused_with_a_reason(engine, tmp_path) -> None:
+    stream = _jam(engine)
+    _run(stream, 10)
+    path = tmp_path / "jam.riffdjam"
+    state = stream.state()
+    save_state(path, state, identity={"model": "debug/musicgen", "engine": "float32"},
+               offset_samples=int(state.codec["emitted"]))
+    with pytest.raises(BadSnapshot, match="model 'debug/musicgen'; this jam runs 'random/musicgen-small'"):
+        load_state(path, identity={"model": "random/musicgen-small"})
+    with pytest.raises(BadSnapshot, match="engine mode 'float32'; this jam runs 'int8'"):
+        load_state(path, identity={"model": "debug/musicgen", "engine": "int8"})
+    corrupt = tmp_path / "corrupt.riffdjam"
+    corrupt.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(BadSnapshot, match="not a riffd jam snapshot"):
+        load_state(corrupt, identity={})
+    foreign = tmp_path / "foreign.riffdjam"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(foreign), metadata={"format": "other"})
+    with pytest.raises(BadSnapshot, match="no riffd-jam header"):
+        load_state(foreign, identity={})
+    with pytest.raises(BadSnapshot, match="no snapshot file"):
+        load_state(tmp_path / "missing.riffdjam", identity={})
+    stream.close()
