@@ -12,8 +12,9 @@ real time (a virtual player that starts `--buffer-s` after the first chunk) and 
   its applied sample (`applied` event);
 - rss_growth_mb: the process's memory at the end minus after the first slide (a jam must not grow);
 - rtf: seconds of jam audio generated per wall second when the jam is not held back (a second,
-  unpaced jam: lead 30 s, 40 s of audio), and rtf_vs_take, its ratio to a plain take of the same
+  unpaced jam: lead 30 s, 20 s of audio), and rtf_vs_take, its ratio to a plain take of the same
   length on the same engine (the baseline, same run): what the jam's slides and changes cost.
+  SIGTERM (a `timeout` around it) prints what was measured so far ("complete": false).
 
 Prints a table, then one JSON object as the last line. The daemon runs in this process (its
 memory is this process's).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import statistics
 import sys
 import tempfile
@@ -116,10 +118,9 @@ def _reached(audio_s: list[float], due: float) -> bool:
     return audio_s[0] >= due or audio_s[0] < 0
 
 
-def paced_jam(endpoint: str, seconds: float, every_s: float, buffer_s: float, slide_s: float) -> Listener:
-    """The jam read on this thread as its chunks come; changes sent from another thread with its own
-    socket (so a change's round trip never delays reading a chunk)."""
-    listener = Listener(buffer_s)
+def paced_jam(endpoint: str, seconds: float, every_s: float, slide_s: float, listener: Listener) -> None:
+    """The jam read on this thread as its chunks come (into `listener`); changes sent from another
+    thread with its own socket (so a change's round trip never delays reading a chunk)."""
     audio_s = [0.0]
     progressed = threading.Condition()
 
@@ -164,7 +165,6 @@ def paced_jam(endpoint: str, seconds: float, every_s: float, buffer_s: float, sl
                 progressed.notify_all()
             steering.join()
     listener.rss_end = rss_mb()
-    return listener
 
 
 def unpaced_rtf(endpoint: str, seconds: float) -> tuple[float, float]:
@@ -188,6 +188,14 @@ def unpaced_rtf(endpoint: str, seconds: float) -> tuple[float, float]:
     return results[0], results[1]
 
 
+class Stopped(Exception):
+    """SIGTERM (a `timeout` around the run): report what was measured so far."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random/musicgen-small")
@@ -198,38 +206,49 @@ def main() -> None:
     parser.add_argument("--context-s", type=float, default=4.0, help="the daemon's --jam-context-s")
     parser.add_argument("--window-s", type=float, default=None, help="the daemon's --jam-window-s (the model's)")
     parser.add_argument("--buffer-s", type=float, default=0.5, help="the virtual player's jitter buffer")
-    parser.add_argument("--rtf-seconds", type=float, default=40.0, help="audio of the unpaced rtf runs")
+    parser.add_argument("--rtf-seconds", type=float, default=20.0, help="audio of the unpaced rtf runs (default 20)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _stop)
     settings = dict(engine=args.engine, jam_lead_s=args.lead_s, jam_context_s=args.context_s, max_duration_s=600.0)
     if args.window_s:
         settings["jam_window_s"] = args.window_s
+    window_s = args.window_s or 30.0
+    listener = Listener(args.buffer_s)
+    rtf = take_rtf = None
+    stopped = False
     with tempfile.TemporaryDirectory(prefix="riffd-bench-jam-") as out:
         started = time.perf_counter()
         daemon = start_on_loopback((args.model,), Path(out), **settings)
         load_s = time.perf_counter() - started
         try:
-            window_s = args.window_s or 30.0
-            listener = paced_jam(daemon.zmq, args.seconds, args.change_every_s, args.buffer_s, window_s)
+            # The paced jam first: it is what a performer hears; the unpaced rates after it.
+            paced_jam(daemon.zmq, args.seconds, args.change_every_s, window_s, listener)
             rtf, take_rtf = unpaced_rtf(daemon.zmq, args.rtf_seconds)
+        except Stopped:
+            stopped = True
+            print("stopped (SIGTERM): reporting what was measured", file=sys.stderr)
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             daemon.stop()
-    rate = listener.rate
+    rate = listener.rate or 1
     audio_s = sum(frames for _, _, frames in listener.arrivals) / rate
     slides = max(0, int((audio_s - window_s) // (window_s - args.context_s)) + 1) if audio_s >= window_s else 0
-    chunk_s = statistics.median(frames for _, _, frames in listener.arrivals[1:]) / rate
+    chunk_s = statistics.median(frames for _, _, frames in listener.arrivals[1:]) / rate if listener.arrivals else 0
     latencies = listener.latencies()
     result = {
         "model": args.model, "engine": args.engine, "cpu": cpu_description(), "seconds": round(audio_s, 2),
         "lead_s": args.lead_s, "context_s": args.context_s, "window_s": window_s, "slides": slides,
         "changes": len(listener.changes),
-        "rtf": round(rtf, 3), "take_rtf": round(take_rtf, 3), "rtf_vs_take": round(rtf / take_rtf, 3),
+        "rtf": None if rtf is None else round(rtf, 3), "take_rtf": None if take_rtf is None else round(take_rtf, 3),
+        "rtf_vs_take": None if rtf is None or take_rtf is None else round(rtf / take_rtf, 3),
         "worst_gap_s": round(listener.worst_gap_s(), 3), "chunk_s": round(chunk_s, 3),
         "change_latency_s_median": round(statistics.median(latencies), 3) if latencies else None,
         "change_latency_s_max": round(max(latencies), 3) if latencies else None,
         "underruns": listener.underruns(),
-        "rss_growth_mb": round(listener.rss_end - (listener.rss_after_slide or listener.rss_end), 1),
-        "load_s": round(load_s, 1),
+        "rss_growth_mb": (round(listener.rss_end - listener.rss_after_slide, 1)
+                          if listener.rss_after_slide is not None and listener.rss_end else None),
+        "load_s": round(load_s, 1), "complete": not stopped,
     }
     width = max(len(key) for key in result)
     for key, value in result.items():
