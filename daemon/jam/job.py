@@ -85,7 +85,7 @@ class JamRun:
         if request.resume is not None:
             self.stream, self.base = self.host.resume(resume_path(request.resume))
         else:
-            from daemon.models.musicgen.jam.stream import JamSampling
+            from daemon.models.musicgen.jam.types import JamSampling
 
             defaults = GenerationParams()
             sampling = JamSampling(
@@ -189,7 +189,7 @@ class JamRun:
 
     def _handle(self, message: ControlMessage) -> None:
         from daemon.models.musicgen.jam.prompts import WeightedPrompts
-        from daemon.models.musicgen.jam.stream import Change
+        from daemon.models.musicgen.jam.types import Change
 
         request = message.request
         if isinstance(request, JamSnapshot):

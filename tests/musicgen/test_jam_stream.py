@@ -12,7 +12,8 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.jam.decoding import EngineDecoder
 from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
 from daemon.models.musicgen.jam.state import load_state, save_state
-from daemon.models.musicgen.jam.stream import Change, JamSampling, JamShape, JamStream
+from daemon.models.musicgen.jam.stream import JamStream
+from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.speed import EngineOptions
 from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings

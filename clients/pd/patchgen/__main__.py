@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 
 from clients.pd.patchgen.abstraction import abstraction
-from clients.pd.patchgen.jam import jam_abstraction, jam_help_patch, jam_test_patch
+from clients.pd.patchgen.jam import jam_abstraction
+from clients.pd.patchgen.jam_patches import jam_help_patch, jam_test_patch
 from clients.pd.patchgen.patches import daemon_test_patch, gap_test_patch, help_patch, requests_patch
 from clients.pd.patchgen.pdfile import Canvas
 from clients.tools.generated import ROOT, generator_main

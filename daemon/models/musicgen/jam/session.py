@@ -11,7 +11,8 @@ import torch
 from daemon.models.musicgen.jam.decoding import EngineDecoder
 from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
 from daemon.models.musicgen.jam.state import load_state, model_fingerprint
-from daemon.models.musicgen.jam.stream import JamSampling, JamShape, JamState, JamStream
+from daemon.models.musicgen.jam.stream import JamStream
+from daemon.models.musicgen.jam.types import JamSampling, JamShape, JamState
 from protocol.errors import BadSnapshot, InvalidArgument, Unsupported
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from daemon.models.musicgen.jam.prompts import WeightedPrompts
-from daemon.models.musicgen.jam.stream import JamSampling, JamShape, JamState, WindowState
+from daemon.models.musicgen.jam.types import JamSampling, JamShape, JamState, WindowState
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import BadSnapshot, InvalidArgument

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,67 +33,16 @@ from daemon.audio.types import AudioChunk
 from daemon.models.musicgen.delay import WindowPattern, delay_steps, delays, initial_columns
 from daemon.models.musicgen.jam.decoding import JamDecoder
 from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
+from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape, JamState, WindowState
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.sampling import apply_guidance, make_generator, sample_next
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
-from protocol.errors import InvalidArgument
-from protocol.params import GenerationParams
 
 log = logging.getLogger(__name__)
 
 #: A jam window's delay pattern has no end: frames this far out are never reached.
 _NO_END_FRAMES = 1 << 40
-
-
-@dataclass(frozen=True)
-class JamShape:
-    """A jam's windows, in codec frames."""
-
-    # Frames one window holds, its context included, before the jam slides on to the next.
-    window_frames: int
-    # Frames of the jam's own music each later window starts from.
-    context_frames: int
-    # Context columns the next window's cache is fed in at a time: up to 8 rows (4 columns under
-    # guidance) go through riffd's int8 matrix-vector kernel, which reads the weights once per 4 rows.
-    group_columns: int = 4
-
-    def validate(self, window_limit_frames: int) -> "JamShape":
-        if not 0 < self.window_frames <= window_limit_frames:
-            raise InvalidArgument(f"a jam window is 1 to {window_limit_frames} frames for this model, "
-                                  f"got {self.window_frames}")
-        if not 0 < self.context_frames < self.window_frames - self.group_columns:
-            raise InvalidArgument(f"a jam's context ({self.context_frames} frames) must be shorter than its window "
-                                  f"({self.window_frames} frames) by more than {self.group_columns}")
-        if self.group_columns < 1:
-            raise InvalidArgument(f"group_columns must be at least 1, got {self.group_columns}")
-        return self
-
-
-@dataclass(frozen=True)
-class JamSampling:
-    """The sampling controls a jam can change while it plays."""
-
-    temperature: float = 1.0
-    top_k: int = 250
-    top_p: float = 0.0
-    guidance_scale: float = 3.0
-
-    def params(self) -> GenerationParams:
-        return GenerationParams(duration_s=1.0, top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
-                                guidance_scale=self.guidance_scale)
-
-
-@dataclass(frozen=True)
-class Change:
-    """A change to a running jam; None and empty fields stay as they are."""
-
-    prompts: WeightedPrompts | None = None
-    sampling: tuple[tuple[str, float], ...] = ()
-    # Apply when the loop reaches this frame (a frame generated already: at the next one).
-    at_frame: int | None = None
-    # Handed back with the frame the change applied at.
-    token: object = field(default=None, compare=False)
 
 
 @dataclass
@@ -111,38 +60,6 @@ class _Window:
     logits: torch.Tensor | None = None  # [N, K, V] scores for the column after the last fed one
     logits_prompts: WeightedPrompts | None = None  # the prompts those scores were computed under
     pattern: WindowPattern | None = None  # set once the window samples
-
-
-@dataclass
-class WindowState:
-    """A window as saved: its geometry, columns, cache slots and scores."""
-
-    start_frame: int
-    context_frames: int
-    columns: int
-    fed: int
-    sequence: torch.Tensor  # [1, K, columns]
-    prompts: WeightedPrompts
-    logits_prompts: WeightedPrompts | None
-    logits: torch.Tensor | None
-    slots: dict[str, torch.Tensor]  # keys.L, values.L (and key_scales.L, value_scales.L) [N, H, fed, ...]
-
-
-@dataclass
-class JamState:
-    """Everything the jam's next samples depend on (`daemon.models.musicgen.jam.state` saves it)."""
-
-    shape: JamShape
-    stream: StreamSettings
-    sampling: JamSampling
-    prompts: WeightedPrompts
-    history: list[tuple[int, WeightedPrompts]]
-    frames: int
-    recent: torch.Tensor  # [1, K, n] frames frames - n .. frames
-    rng: torch.Tensor  # the sampling generator's state
-    codec: dict[str, torch.Tensor]  # the codec stream's snapshot (CodecStream.snapshot)
-    window: WindowState
-    shadow: WindowState | None
 
 
 class JamStream:

@@ -1,0 +1,146 @@
+"""riffd-jam-help.pd, the patch users open, and riffd-jam-test.pd, the one tests/clients_pd runs."""
+
+from __future__ import annotations
+
+from clients.pd.patchgen.pdfile import Canvas
+
+
+def jam_help_patch() -> Canvas:
+    c = Canvas(size=(1000, 720))
+    c.obj(None, 20, 15, "riffd-jam")
+    c.text(110, 15, "- an endless jam from a riffd daemon \\, steered while it plays", 70)
+    c.text(20, 45, "Start the daemon first (riffd serve --model facebook/musicgen-small --engine int8). [riffd-jam] "
+           "talks to it over OSC/UDP (default 127.0.0.1 port 7400) and plays the jam's audio from its outlets "
+           "as the chunks come (a ring buffer \\, played at the jam's own rate). Add play 1 to hear it on the "
+           "daemon's sound card instead. Every change answers with applied JAM OFFSET_SAMPLES: from there on "
+           "the music has it (a lead of about a second).", 130)
+    y = 140
+    c.text(20, y, "1. options for start (kept until changed): seed \\, lead_s \\, context_s \\, play \\, gain "
+           "\\, temperature \\, top_k \\, guidance_scale \\, model \\, job ...", 120)
+    for i, text in enumerate(["option seed 7", "option lead_s 1", "option play 1", "unset play", "clear"]):
+        c.msg(f"o{i}", 20 + i * 150, y + 30, text)
+    y = 210
+    c.text(20, y, "2. start \\, stop \\, save and recall:", 60)
+    c.msg("start", 20, y + 25, "start dub techno \\, deep chords \\, 120 bpm")
+    c.msg("stop", 360, y + 25, "stop")
+    c.msg("snap", 420, y + 25, "snapshot verse-2")
+    c.msg("resume", 560, y + 25, "resume verse-2")
+    c.text(700, y + 25, "resume: go on exactly where the snapshot was taken", 40)
+    y = 290
+    c.text(20, y, "3. steer it while it plays:", 60)
+    c.msg("t1", 20, y + 25, "set temperature 1.2")
+    c.msg("t2", 180, y + 25, "set top_k 100")
+    c.msg("t3", 310, y + 25, "set guidance_scale 4")
+    c.msg("t4", 480, y + 25, "set prompt ambient pads \\, no drums")
+    c.msg("t5", 760, y + 25, "set gain 0.5")
+    y = 360
+    c.text(20, y, "4. weighted prompts: a text per slot \\, a slider per weight (relative: 0.7 and 0.3 is 70/30):", 100)
+    c.msg("p1", 20, y + 25, "prompt 1 dub techno")
+    c.msg("p2", 200, y + 25, "prompt 2 tabla groove")
+    c.msg("p3", 400, y + 25, "prompt 3 bright bells")
+    for n in range(1, 4):
+        x = 20 + (n - 1) * 190
+        c.obj(f"hsl{n}", x, y + 60, "hsl 150 15 0 1 0 0 empty empty empty -2 -8 0 10 #fcfcfc #000000 #000000 0 1")
+        c.msg(f"w{n}", x, y + 85, f"weight {n} \\$1")
+        c.wire(f"hsl{n}", f"w{n}")
+    y = 480
+    c.obj("jam", 20, y, "riffd-jam")
+    c.obj("vol", 20, y + 40, "*~ 0.5")
+    c.obj("volr", 120, y + 40, "*~ 0.5")
+    c.obj("dac", 20, y + 70, "dac~")
+    c.obj("pr", 250, y + 40, "print riffd-jam")
+    c.text(250, y + 70, "events: accepted JAM 0 \\, started JAM MODEL SAMPLE_RATE CHANNELS SEED \\, chunk JAM INDEX "
+           "PATH OFFSET_SAMPLES FRAMES STAGE \\, applied JAM OFFSET_SAMPLES \\, snapshot JAM PATH OFFSET_SAMPLES "
+           "\\, ok jam_stop JAM \\, done JAM PATH FRAMES SAMPLE_RATE \\, ended JAM (the last sample played) \\, "
+           "error JAM CODE MESSAGE", 90)
+    c.msg("lat", 20, y + 110, "latency 800")
+    c.text(120, y + 110, "ms buffered after the first chunk before playing (default 600)", 60)
+    for key in ["o0", "o1", "o2", "o3", "o4", "start", "stop", "snap", "resume", "t1", "t2", "t3", "t4", "t5",
+                "p1", "p2", "p3", "w1", "w2", "w3", "lat"]:
+        c.wire(key, "jam")
+    c.chain("jam:1", "vol", "dac")
+    c.wire("jam:2", "volr")
+    c.wire("volr", "dac:1")
+    c.wire("jam", "pr")
+    return c
+
+
+def jam_test_patch() -> Canvas:
+    """A jam from Pd against a real daemon: start, a set, weighted prompts, a snapshot, stop; every event
+    to LOG, the outlets recorded into PLAYED until the player says the jam ended."""
+    c = Canvas(size=(900, 600))
+    c.text(20, 10, "Test patch for tests/clients_pd: -send \"riffd-jam-test PORT LOG PLAYED\".", 100)
+    c.obj("log", 600, 40, "text define riffd-jam-test-log")
+    c.obj("r", 20, 60, "r riffd-jam-test")
+    c.obj("t", 20, 85, "t l l l")
+    c.obj("up", 200, 110, "unpack f s s")
+    c.obj("slog", 200, 140, "symbol")
+    c.obj("splayed", 300, 140, "symbol")
+    c.obj("port", 20, 110, "list split 1")
+    c.msg("conn", 20, 140, "connect 127.0.0.1 \\$1")
+    c.msg("go", 20, 170, "option seed 5 \\, option job pdjam \\, start pd jam")
+    c.obj("jam", 20, 230, "riffd-jam")
+    c.msg("dsp", 420, 110, "\\; pd dsp 1")
+    c.msg("wopen", 300, 170, "open -bytes 4 \\$1 \\, start")
+    c.obj("wsf", 300, 260, "writesf~ 2")
+    c.chain("r", "t")
+    c.wire("t:2", "up")
+    c.wire("up:1", "slog:1")
+    c.wire("up:2", "splayed:1")
+    c.wire("t:1", "dsp")
+    c.obj("tb", 300, 110, "t b")
+    c.wire("t:1", "tb")
+    c.chain("tb", "splayed", "wopen", "wsf")
+    c.chain("t", "port", "conn", "jam")
+    c.obj("gt", 20, 200, "t b")
+    c.wire("conn", "gt")
+    c.chain("gt", "go", "jam")
+    c.wire("jam:1", "wsf")
+    c.wire("jam:2", "wsf:1")
+    # Every event into the log; on started, the script of changes; on ended, finish.
+    c.obj("ev", 150, 290, "t a a")
+    c.obj("evl", 250, 320, "list")
+    c.obj("evset", 250, 345, "text set riffd-jam-test-log 1e+06")
+    c.obj("rt", 150, 320, "route started ended")
+    c.wire("jam", "ev")
+    c.wire("ev:1", "evl")
+    c.wire("evl", "evset")
+    c.wire("ev", "rt")
+    c.obj("d1", 20, 360, "delay 1200")
+    c.msg("m1", 20, 385, "set temperature 1.2")
+    c.obj("d2", 20, 410, "delay 400")
+    c.msg("m2", 20, 435, "prompt 1 dub techno \\, prompt 2 tabla groove \\, weight 2 0.3")
+    c.obj("d3", 20, 460, "delay 600")
+    c.msg("m3", 20, 485, "snapshot pdsnap")
+    c.obj("d4", 20, 510, "delay 800")
+    c.msg("m4", 20, 535, "stop")
+    c.obj("sb", 150, 345, "t b")
+    c.wire("rt", "sb")
+    c.wire("sb", "d1")
+    c.chain("d1", "m1", "jam")
+    c.wire("d1", "d2")
+    c.chain("d2", "m2", "jam")
+    c.wire("d2", "d3")
+    c.chain("d3", "m3", "jam")
+    c.wire("d3", "d4")
+    c.chain("d4", "m4", "jam")
+    # Ended (or a timeout): stop recording, write the log, quit.
+    c.obj("eb", 400, 380, "t b")
+    c.obj("ed", 400, 405, "delay 300")
+    c.obj("fin", 400, 430, "t b b b")
+    c.msg("wstop", 520, 455, "stop")
+    c.msg("wlog", 460, 480, "write \\$1")
+    c.msg("quit", 400, 520, "\\; pd quit")
+    c.obj("lb", 650, 380, "loadbang")
+    c.obj("to", 650, 405, "delay 40000")
+    c.msg("tomsg", 650, 430, "list timeout")
+    c.wire("rt:1", "eb")
+    c.chain("eb", "ed", "fin")
+    c.wire("fin:2", "wstop")
+    c.wire("wstop", "wsf")
+    c.wire("fin:1", "slog")
+    c.chain("slog", "wlog", "log")
+    c.wire("fin", "quit")
+    c.chain("lb", "to", "tomsg", "evset")
+    c.wire("to", "fin")
+    return c
