@@ -29,6 +29,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
 from clients import Client  # noqa: E402
 from daemon.models.registry import load_backend  # noqa: E402
 from daemon.embedded import start_on_loopback  # noqa: E402
+from daemon.models.musicgen.backend import MusicGen  # noqa: E402
 from protocol import osc  # noqa: E402
 from protocol.messages import Chunk, Done  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
@@ -80,6 +81,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     backend = load_backend(args.model, device="cpu")
+    assert isinstance(backend, MusicGen), f"{args.model} is not a MusicGen model"
     rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in PATHS}
     zmq_events, zmq_busy_s = 0, 0.0
     with tempfile.TemporaryDirectory() as out:

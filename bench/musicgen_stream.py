@@ -49,7 +49,7 @@ from daemon.models.musicgen.engine_modes import offered_modes, runnable
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.generator import MusicGen
+from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.options import WEIGHT_FORMATS, EngineOptions
 from daemon.models.musicgen.streaming_codec import CodecStream, StreamSettings

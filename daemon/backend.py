@@ -1,17 +1,22 @@
-"""What the scheduler needs from a resident model: one streaming entry point.
+"""What the scheduler needs from a resident model: one entry point that runs a job.
 
-Every backend (MusicGen, Jukebox) implements `MusicBackend`; the scheduler never reaches past
-it, so tests can inject a fake one.
+Every backend (MusicGen, Jukebox) implements `MusicBackend` and takes the requests it serves
+itself; the runner never looks at request types, so tests can inject a fake backend and new
+kinds of job (a jam) are the backend's business.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from daemon.audio.types import Audio, AudioChunk
-from protocol.params import GenerationParams
+from protocol.audio_ref import AudioSource
+
+if TYPE_CHECKING:
+    from daemon.jobs import Job
 
 #: Called with (done, total) in the backend's own units (decode steps for MusicGen).
 ProgressFn = Callable[[int, int], None]
@@ -21,10 +26,12 @@ StopFn = Callable[[], bool]
 
 @dataclass(frozen=True)
 class StreamReport:
-    """What a finished stream spent where (the return value of a backend's `stream` generator).
+    """What a finished stream spent where (the return value of a backend's `run_job` generator,
+    and of MusicGen.stream).
 
-    Sent to clients in the job's `done` event: the parts of its real-time factor, measured on
-    the worker thread that did the work.
+    Sent to clients in the job's `done` event: the parts of its real-time factor, measured where
+    the job consumes its columns and chunks (a batched job's steps are shared with other streams:
+    each step counts whole for every stream in it).
     """
 
     engine: str  # the decode mode that ran ("int8", "float32+draft")
@@ -37,26 +44,34 @@ class StreamReport:
     late_step_ms: float | None  # mean step in the last tenth (None: the job never got there)
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What the daemon hands a backend with a job: the seed to sample with (the one its
+    `started` event reported), its inputs read under the daemon's rules, progress and stop."""
+
+    seed: int
+    # A request's audio (a file under an allowed folder, or inline samples), limits checked.
+    read_audio: Callable[[AudioSource | None], Audio | None]
+    # Another input file a request names (e.g. a codes file), confined like audio inputs.
+    resolve_input: Callable[[str], Path]
+    progress: ProgressFn
+    should_stop: StopFn
+    # Runs queued jobs that outrank this one, then returns: a long render calls it between steps.
+    yield_to_higher: Callable[[], None]
+
+
 class MusicBackend(Protocol):
-    """A loaded model that turns a request into a stream of audio chunks."""
+    """A loaded model that turns the jobs it serves into a stream of audio chunks."""
 
     model_id: str
     sample_rate: int
     audio_channels: int
     supports_melody: bool
 
-    def stream(
-        self,
-        text: str | None,
-        params: GenerationParams,
-        *,
-        audio_prompt: Audio | None = None,
-        melody: Audio | None = None,
-        progress: ProgressFn | None = None,
-        should_stop: StopFn | None = None,
-    ) -> Iterator[AudioChunk]:
-        """Yield the job's audio in order; raise a protocol.errors.RiffdError on bad input.
+    def run_job(self, job: Job, context: JobContext) -> Iterator[AudioChunk]:
+        """Yield the job's audio in order; raise a protocol.errors.RiffdError on bad input
+        (Unsupported for a request this model does not serve).
 
-        A generator may return a `StreamReport` (what the stream spent where) as its value.
+        A generator may return a `StreamReport` (what the job spent where) as its value.
         """
         ...

@@ -1,7 +1,7 @@
 """The daemon's settings: defaults, then a TOML config file, then command-line flags.
 
-This is the only module that reads environment variables (`RIFFD_CONFIG`: a config file used
-when `--config` is not given).
+This is the only module that reads environment variables; each is read by one function below,
+at the moment it is needed (`environment_*`), so tests can set them per process.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ ENGINE_HELP = ("MusicGen decode mode: auto (default: measured once per model and
 
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     """Defaults, then the config file (--config or $RIFFD_CONFIG), then the flags given."""
-    config_path = args.config or (Path(os.environ["RIFFD_CONFIG"]) if os.environ.get("RIFFD_CONFIG") else None)
+    config_path = args.config or environment_config_file()
     settings: dict[str, Any] = read_config_file(config_path) if config_path else {}
     for field in dataclasses.fields(DaemonConfig):
         value = getattr(args, field.name, None)
@@ -323,3 +323,31 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # "*", "0.0.0.0"'s spelled-out cousins, interface names: all reachable from outside
+
+
+# Environment variables: every one riffd reads, here.
+def environment_config_file() -> Path | None:
+    """`RIFFD_CONFIG`: a config file used when `--config` is not given."""
+    value = os.environ.get("RIFFD_CONFIG")
+    return Path(value) if value else None
+
+
+def environment_native_cflags() -> tuple[str, ...]:
+    """`RIFFD_NATIVE_CFLAGS`: extra C compiler flags for riffd's native kernels (e.g. `-mno-avx512f`)."""
+    return tuple(os.environ.get("RIFFD_NATIVE_CFLAGS", "").split())
+
+
+def environment_native_dir() -> Path | None:
+    """`RIFFD_NATIVE_DIR`: where built native kernels are cached (default ~/.cache/riffd/native)."""
+    value = os.environ.get("RIFFD_NATIVE_DIR")
+    return Path(value) if value else None
+
+
+def environment_c_compiler() -> str:
+    """`CC`: the C compiler that builds the native kernels."""
+    return os.environ.get("CC", "cc")
+
+
+def environment_hub_offline() -> bool:
+    """`HF_HUB_OFFLINE`: Hugging Face downloads are off."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -1,25 +1,24 @@
-"""Jukebox requests as jobs: the inputs a request names are resolved, then the backend streams.
+"""Jukebox requests as jobs, on the handler's side: the inputs a request names are checked and
+resolved before it queues.
 
 The handler builds a `JukeboxJob` (it knows the output folder: where a saved sample keeps its
-top-level codes, and which codes file an upsample's job id names); the runner calls
-`jukebox_chunks` on the worker thread with its own audio reader and path check, so Jukebox
-inputs obey the same limits and folders as MusicGen's. Importing this module does not import torch.
+top-level codes, and which codes file an upsample's job id names); the Jukebox backend runs it
+(`daemon.models.jukebox.jobs`) with the runner's audio reader and path check, so Jukebox inputs
+obey the same limits and folders as MusicGen's. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import MusicBackend, ProgressFn, StopFn
 from daemon.jobs import Job
-from protocol.audio_ref import AudioSource, InlineAudio
-from protocol.errors import DurationTooLong, NotFound, Unsupported
+from protocol.audio_ref import AudioSource
+from protocol.errors import DurationTooLong, NotFound
 from protocol.messages import JukeboxRequest, JukeboxSample, JukeboxUpsample, check_job_id
 from protocol.params import GenerationParams
 
@@ -85,7 +84,9 @@ def new_jukebox_job(request: JukeboxRequest, *, out_dir: Path, max_duration_s: f
             model = model or _sampled_by(source_codes)
         else:
             check_source(request.source)
-    return JukeboxJob(request=request, model=model or default_model(), params=GenerationParams(duration_s=duration_s),
+    # The seed travels in the job's params, as a MusicGen job's does (the runner draws one when None).
+    params = GenerationParams(duration_s=duration_s, seed=request.seed)
+    return JukeboxJob(request=request, model=model or default_model(), params=params,
                       codes_path=codes_path, source_codes=source_codes, **job_fields)
 
 
@@ -102,39 +103,3 @@ def _sampled_by(codes_file: Path) -> str | None:
 def is_job_reference(source: AudioSource) -> bool:
     """An upsample source naming an earlier job by id rather than a file (no folder in it)."""
     return isinstance(source, str) and "/" not in source and "\\" not in source and not source.endswith(CODES_SUFFIXES)
-
-
-def jukebox_chunks(job: Job, backend: MusicBackend, *, read_audio: Callable[[AudioSource | None], Audio | None],
-                   resolve_input: Callable[[str], Path], progress: ProgressFn | None,
-                   should_stop: StopFn | None, seed: int | None = None) -> Iterator[AudioChunk]:
-    """The backend's stream for a Jukebox job (preview chunks, then final ones); `seed`, when
-    given, replaces the request's (the runner draws one for a request without)."""
-    from daemon.models.jukebox.backend import JukeboxBackend, JukeboxControls
-    from daemon.models.jukebox.codes_file import read_codes
-
-    request = job.request
-    assert isinstance(request, JukeboxRequest)
-    if not isinstance(backend, JukeboxBackend):
-        raise Unsupported(f"{request.TYPE} needs a Jukebox model (e.g. debug/jukebox or {DEFAULT_JUKEBOX_MODEL}); "
-                          f"{job.model} is not one")
-    controls = JukeboxControls(artist=request.artist, genres=request.genres, lyrics=request.lyrics,
-                               seed=request.seed if seed is None else seed, temperature=request.temperature,
-                               top_k=request.top_k, top_p=request.top_p)
-    codes_path = job.codes_path if isinstance(job, JukeboxJob) else None
-    if isinstance(request, JukeboxSample):
-        return backend.sample(controls, request.duration_s, prime=read_audio(request.prime), upsample=request.upsample,
-                              codes_path=codes_path, progress=progress, should_stop=should_stop)
-    assert isinstance(request, JukeboxUpsample)
-    source = request.source
-    source_codes = job.source_codes if isinstance(job, JukeboxJob) else None
-    if source_codes is not None or (isinstance(source, str) and source.endswith(CODES_SUFFIXES)):
-        stored = read_codes(source_codes or resolve_input(str(source)))
-        controls = JukeboxControls(artist=request.artist or stored.artist, genres=request.genres or stored.genres,
-                                   lyrics=request.lyrics or stored.lyrics, seed=controls.seed,
-                                   temperature=request.temperature, top_k=request.top_k, top_p=request.top_p)
-        top: np.ndarray = stored.codes
-    else:
-        audio = read_audio(source if isinstance(source, (str, InlineAudio)) else None)
-        assert audio is not None
-        top = backend.top_codes(audio)
-    return backend.upsample(controls, top, progress=progress, should_stop=should_stop)

@@ -7,9 +7,7 @@ place a broad `except` turns an unexpected exception into an error event.
 from __future__ import annotations
 
 import logging
-import dataclasses
 import math
-import secrets
 import sys
 import time
 import traceback
@@ -20,29 +18,24 @@ import numpy as np
 
 from daemon.audio.io import DEFAULT_MAX_INPUT_S, read_audio
 from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import MusicBackend, ProgressFn, StreamReport
+from daemon.backend import JobContext, MusicBackend, ProgressFn, StreamReport
 from daemon.jam.gate import LiveGate
 from daemon.jam.job import JamRun, JamSettings, snapshot_path
 from daemon.jobs import Emit, Job
-from daemon.jukebox_jobs import jukebox_chunks
 from daemon.paths import PathPolicy
 from daemon.residency import ModelPool, release_memory
+from daemon.seeds import draw_seed
 from daemon.sinks.base import JobSink, SinkFactory
 from daemon.tempo.service import TempoService
 from daemon.tempo.take import TakeState
 from protocol.audio_ref import AudioSource, InlineAudio
-from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError, Unsupported
-from protocol.messages import (
-    Chunk, Continue, Done, Error, Generate, JamStart, JukeboxRequest, MusicGenRequest, Progress, Started,
-)
+from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError
+from protocol.messages import Chunk, Done, Error, JamStart, MusicGenRequest, Progress, Started
 
 log = logging.getLogger(__name__)
 
 #: Least time between two progress events of a job (the last step is always reported).
 PROGRESS_INTERVAL_S = 0.05
-#: Seeds the daemon draws are below this: exact in a 32-bit float, so a Pure Data or Max patch
-#: can hold the reported seed and send it back unchanged.
-DRAWN_SEED_LIMIT = 2**24
 
 
 class JobRunner:
@@ -113,19 +106,6 @@ class JobRunner:
             release_memory()  # whatever the failed step had allocated goes back before the next job
             emit(job, failure)
 
-    def _inputs(self, job: Job, backend: MusicBackend) -> tuple[str | None, Audio | None, Audio | None]:
-        """(text, audio prompt, melody) of a MusicGen request, audio read from the daemon's disk."""
-        request = job.request
-        if isinstance(request, Generate):
-            text, prompt_source, melody_source = request.prompt or None, request.audio_prompt, request.melody
-        elif isinstance(request, Continue):
-            text, prompt_source, melody_source = request.prompt or None, request.audio, None
-        else:
-            raise Unsupported(f"{request.TYPE} requests are not served by this daemon yet")
-        if melody_source is not None and not backend.supports_melody:
-            raise Unsupported(f"model {job.model} does not take a melody (use a melody checkpoint)")
-        return text, self._audio(prompt_source), self._audio(melody_source)
-
     def _audio(self, source: AudioSource | None) -> Audio | None:
         """A request's audio: read from an allowed folder on the daemon's disk, or the samples it carried."""
         if source is None:
@@ -139,36 +119,31 @@ class JobRunner:
 
     def _chunks(self, job: Job, backend: MusicBackend, progress: ProgressFn, seed: int, emit: Emit,
                 sinks: Sequence[JobSink]) -> Iterator[AudioChunk]:
-        """The backend's stream for the job's request (MusicGen's, Jukebox's two stages, a jam's), sampled
-        with `seed` whatever the request said: the seed reported in its started event."""
+        """The backend's stream for the job (or a jam's, daemon/jam), sampled with `seed` whatever the
+        request said: the seed reported in its started event."""
         if isinstance(job.request, JamStart):
             out_dir = self._paths.out_dir if self._paths is not None else Path(".")
             return JamRun(job, backend, emit=emit, sinks=sinks, seed=seed, settings=self._jam, out_dir=out_dir,
                           resume_path=self._resume_path, gate=self._gate).chunks()
 
         def stop() -> bool:
-            self._gate.wait_while_hungry()
+            self._gate.wait_while_hungry()  # a render waits here (between steps) while a jam is short of audio
             return job.stop_requested.is_set()
 
-        if isinstance(job.request, JukeboxRequest):
-
-            def yield_or_stop() -> bool:
-                job.yield_to_higher()  # a render pauses here (between tokens) for live requests
-                return stop()
-
-            return jukebox_chunks(job, backend, read_audio=self._audio, resolve_input=self._input_path,
-                                  progress=progress, should_stop=yield_or_stop, seed=seed)
-        text, audio_prompt, melody = self._inputs(job, backend)
-        params = dataclasses.replace(job.params, seed=seed)
-        plan = self._tempo.plan(job.request) if self._tempo and isinstance(job.request, MusicGenRequest) else None
-        if plan is not None:
-            # In time (issue 15): the tempo in force now sets the length; the prompt names it.
-            job.take = TakeState(plan)
-            text = plan.prompt(text, self._tempo.prompt_template)  # type: ignore[union-attr]
-            params = dataclasses.replace(params, duration_s=plan.generate_s(job.params.duration_s))
-        stream = backend.stream(text, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                                should_stop=stop)
-        return stream if plan is None else self._tempo.shape(stream, job.take)  # type: ignore[union-attr]
+        context = JobContext(seed=seed, read_audio=self._audio, resolve_input=self._input_path, progress=progress,
+                             should_stop=stop, yield_to_higher=job.yield_to_higher)
+        request = job.request
+        plan = self._tempo.plan(request) if self._tempo and isinstance(request, MusicGenRequest) else None
+        if plan is None:
+            return backend.run_job(job, context)
+        # In time (issue 15): the tempo in force now sets the length; the prompt names it. The
+        # backend gets the job with that prompt and length.
+        assert self._tempo is not None and isinstance(request, MusicGenRequest)
+        job.take = TakeState(plan)
+        prompt = plan.prompt(request.prompt or None, self._tempo.prompt_template)
+        timed = dataclasses.replace(job, request=dataclasses.replace(request, prompt=prompt or ""),
+                                    params=dataclasses.replace(job.params, duration_s=plan.generate_s(job.params.duration_s)))
+        return self._tempo.shape(backend.run_job(timed, context), job.take)
 
     def _resume_path(self, name: str) -> Path:
         """A jam snapshot: a bare name is one under --out/jams; a path must be in a folder inputs may come from."""
@@ -252,8 +227,7 @@ def _rounded(value: float | None) -> float | None:
 def effective_seed(job: Job) -> int:
     """The job's seed: the request's, else one drawn now (before the backend sees the request,
     so the seed it samples with is the one reported, by construction)."""
-    given = job.request.seed if isinstance(job.request, JukeboxRequest) else job.params.seed
-    return given if given is not None else secrets.randbelow(DRAWN_SEED_LIMIT)
+    return job.params.seed if job.params.seed is not None else draw_seed()
 
 
 def check_inline_audio(audio: InlineAudio, max_audio_s: float) -> None:

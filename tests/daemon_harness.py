@@ -11,17 +11,20 @@ import socket
 import tempfile
 import threading
 import time
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import ProgressFn, StopFn
+from daemon.audio.types import AudioChunk
+from daemon.backend import JobContext, ProgressFn, StopFn
 from daemon.config import DaemonConfig, build_config
 from daemon.embedded import DaemonThread  # noqa: F401 - tests import it from here
-from protocol.errors import Cancelled, ModelUnavailable, UnknownModel
+from daemon.jobs import Job
+from protocol.errors import Cancelled, ModelUnavailable, UnknownModel, Unsupported
+from protocol.messages import Continue, Generate
 from protocol.params import GenerationParams
 
 
@@ -41,8 +44,17 @@ class FakeBackend:
     step_s: float = 0.0
     crash_after_chunks: int | None = None
 
-    def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
-               melody: Audio | None = None, progress: ProgressFn | None = None,
+    def run_job(self, job: Job, context: JobContext) -> Iterator[AudioChunk]:
+        if not isinstance(job.request, (Generate, Continue)):
+            raise Unsupported(f"{job.request.TYPE} needs a Jukebox model; {self.model_id} is a fake MusicGen")
+        # Read the inputs as a real backend does, so their errors (missing, too long) reach the client.
+        request = job.request
+        for source in ([request.audio_prompt, request.melody] if isinstance(request, Generate) else [request.audio]):
+            context.read_audio(source)
+        return self.stream(dataclasses.replace(job.params, seed=context.seed), progress=context.progress,
+                           should_stop=context.should_stop)
+
+    def stream(self, params: GenerationParams, *, progress: ProgressFn | None = None,
                should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
         total_frames = int(round(params.duration_s * self.sample_rate))
         chunk_frames = int(self.chunk_s * self.sample_rate)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"output {args.output} must end in .wav or .flac")
     audio_prompt = read_audio(args.audio_prompt) if args.audio_prompt else None
     melody = read_audio(args.melody) if args.melody else None
-    from daemon.models.musicgen.generator import MusicGen
+    from daemon.models.musicgen.backend import MusicGen
     from protocol.errors import Unsupported
 
     model = load_backend(args.model, device=args.device, cache_dir=args.cache_dir, engine=args.engine)

@@ -93,7 +93,7 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     """
     from daemon.models.musicgen.engine_choice import AUTO
     from daemon.models.musicgen.engine_modes import resolve
-    from daemon.models.musicgen.generator import MusicGen
+    from daemon.models.musicgen.backend import MusicGen
     from daemon.models.musicgen.loader import load_folder, pick_device
     from daemon.models.musicgen.options import EngineOptions
 

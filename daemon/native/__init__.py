@@ -19,6 +19,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from daemon.config import environment_c_compiler, environment_native_cflags, environment_native_dir
+
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -28,7 +30,7 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 def flags() -> tuple[str, ...]:
     """FLAGS, then `RIFFD_NATIVE_CFLAGS` (split on spaces): e.g. `-mno-avx512f` builds the AVX2 kernels
     on an AVX-512 machine, which is how the tests check both."""
-    return FLAGS + tuple(os.environ.get("RIFFD_NATIVE_CFLAGS", "").split())
+    return FLAGS + environment_native_cflags()
 
 _lock = threading.Lock()
 _loaded: list[ctypes.CDLL] = []  # the one library, once loaded
@@ -39,12 +41,11 @@ class NativeUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    configured = os.environ.get("RIFFD_NATIVE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "riffd" / "native"
+    return environment_native_dir() or Path.home() / ".cache" / "riffd" / "native"
 
 
 def _compiler() -> str:
-    compiler = os.environ.get("CC", "cc")
+    compiler = environment_c_compiler()
     if shutil.which(compiler) is None:
         raise NativeUnavailable(f"no C compiler ({compiler!r} not found; install gcc, or set CC)")
     return compiler

@@ -29,9 +29,9 @@ def _backend(daemon: DaemonThread):
 ])
 def test_a_fault_inside_the_engine_ends_the_job_releases_memory_and_the_next_job_runs(
         debug_daemon: DaemonThread, fault, code: str) -> None:
-    engine = _backend(debug_daemon).engine
+    engine = _backend(debug_daemon).engine.decoder
     held: list[weakref.ref] = []
-    real_step = engine.decode_one_step
+    real_step = engine.step
 
     def failing_step(cache, column, position):
         # What a real OOM leaves behind: a big tensor alive in a frame of the traceback.
@@ -39,13 +39,13 @@ def test_a_fault_inside_the_engine_ends_the_job_releases_memory_and_the_next_job
         held.append(weakref.ref(scratch))
         raise fault()
 
-    engine.decode_one_step = failing_step
+    engine.step = failing_step
     try:
         with Client(debug_daemon.zmq, timeout_s=30) as client:
             events = list(client.generate("x", duration_s=1.0, seed=1))
     finally:
-        del engine.decode_one_step  # back to the class's method
-    assert engine.decode_one_step == real_step
+        del engine.step  # back to the class's method
+    assert engine.step == real_step
     assert isinstance(events[-1], Error) and events[-1].code == code, events[-1]
     assert sum(isinstance(e, (Done, Error)) for e in events) == 1
     gc.collect()

@@ -132,8 +132,16 @@ def test_codes_files_round_trip_and_bad_ones_are_refused(tmp_path: Path) -> None
 
 
 def test_musicgen_requests_are_refused_by_a_jukebox_model(backend: JukeboxBackend) -> None:
+    from daemon.backend import JobContext
+    from daemon.jobs import Job
+    from protocol.messages import Generate
+
+    job = Job(id="j", request=Generate(prompt="a prompt", duration_s=1.0), model=backend.model_id,
+              params=GenerationParams(duration_s=1.0))
+    context = JobContext(seed=1, read_audio=lambda source: None, resolve_input=Path, progress=lambda done, total: None,
+                         should_stop=lambda: False, yield_to_higher=lambda: None)
     with pytest.raises(Unsupported, match="jukebox_sample"):
-        backend.stream("a prompt", GenerationParams(duration_s=1.0))
+        backend.run_job(job, context)
 
 
 def test_registry_knows_jukebox_presets_folders_and_hub_ids(riffd_cache: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from daemon.models.musicgen.codec import encode_prompt
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.generator import MusicGen
+from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.options import EngineOptions
 from protocol.errors import InvalidArgument
 from protocol.params import GenerationParams

@@ -130,9 +130,9 @@ def test_library_is_built_once_and_cached_by_content():
 def test_native_step_equals_the_python_int8_step(load_preset, preset, texts):
     bundle = load_preset(preset).bundle
     native = MusicgenEngine(bundle, INT8)
-    assert native._native is not None
+    assert native.decoder.native is not None
     python = MusicgenEngine(bundle, INT8)
-    python._native = None
+    python.decoder.native = None
     cond = build_conditioning(bundle, texts, guidance_scale=3.0)
     agreement = compare(python, native, cond, frames=40)
     print(agreement)
@@ -184,19 +184,19 @@ def test_without_a_compiler_or_a_writable_cache_int8_runs_on_pytorchs_kernel(tmp
 
 def test_native_step_checks_what_the_c_side_trusts(load_preset):
     bundle = load_preset("debug/musicgen").bundle
-    engine = MusicgenEngine(bundle, INT8)
+    engine = MusicgenEngine(bundle, INT8).decoder
     cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
-    hidden = engine.heads * engine.head_dim
-    with torch.inference_mode(), engine.open_cache(cond, 8) as cache:
+    hidden = engine.weights.hidden
+    with torch.inference_mode(), engine.open_cache(2, 8) as cache:
         engine.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
         assert cache.keys[0].dtype == torch.int8 and cache.quantized
         with pytest.raises(ValueError, match="position"):
-            engine._native(torch.zeros(2, 1, hidden), cache, 8)
+            engine.native(torch.zeros(2, 1, hidden), cache, 8)
         with pytest.raises(ValueError, match="does not match"):
-            engine._native(torch.zeros(3, 1, hidden), cache, 1)
-        assert engine._native(torch.zeros(2, 1, hidden), cache, 1).shape == (2, engine.heads_out.packed.rows)
+            engine.native(torch.zeros(3, 1, hidden), cache, 1)
+        assert engine.native(torch.zeros(2, 1, hidden), cache, 1).shape == (2, engine.weights.lm_heads.packed.rows)
     with pytest.raises(ValueError, match="does not match"), torch.inference_mode():
-        engine._native(torch.zeros(2, 1, hidden), cache, 1)  # a freed cache
+        engine.native(torch.zeros(2, 1, hidden), cache, 1)  # a freed cache
 
 
 def test_int8_cache_slots_round_trip_within_half_a_step():

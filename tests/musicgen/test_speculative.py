@@ -41,18 +41,18 @@ def test_accepted_codes_follow_the_target_not_the_draft():
 
 def test_checking_pass_equals_one_step_at_a_time(load_preset):
     bundle = load_preset("debug/musicgen").bundle
-    engine = MusicgenEngine(bundle, DRAFT)
+    engine = MusicgenEngine(bundle, DRAFT).decoder
     cond = build_conditioning(bundle, ["an upbeat jazz tune", "drums"], guidance_scale=3.0)
     inputs = initial_columns(None, 2, bundle.num_codebooks, delays(bundle.num_codebooks, 1), bundle.pad_token_id,
                              bundle.device)
     columns = torch.randint(0, engine.vocab, (2, bundle.num_codebooks, 5), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        with engine.open_cache(cond, 8) as cache:
+        with engine.open_cache(4, 8) as cache:
             engine.prefill(cache, cond, inputs)
             together = engine.extend(cache, columns, 1)  # [N, T, K, V]
-        with engine.open_cache(cond, 8) as cache:
+        with engine.open_cache(4, 8) as cache:
             engine.prefill(cache, cond, inputs)
-            one_by_one = torch.stack([engine.decode_one_step(cache, columns[..., t], 1 + t) for t in range(5)], dim=1)
+            one_by_one = torch.stack([engine.step(cache, columns[..., t], 1 + t) for t in range(5)], dim=1)
     assert together.shape == one_by_one.shape == (4, 5, bundle.num_codebooks, engine.vocab)
     assert (together - one_by_one).abs().max() <= 1e-4 * one_by_one.abs().max()
 
@@ -125,7 +125,7 @@ def test_daemon_serves_float32_draft_with_float32s_audio(tmp_path, riffd_cache, 
     """`riffd serve --engine float32+draft`, for real over ZeroMQ: greedy audio equal to float32's."""
     from clients import Client
     from daemon.child import DaemonChild
-    from daemon.models.musicgen.generator import MusicGen
+    from daemon.models.musicgen.backend import MusicGen
 
     # The session's presets without its engine calibrations: one that measured +draft slower than
     # float32 on this machine would (rightly) serve float32 instead.

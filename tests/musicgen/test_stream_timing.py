@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from daemon.models.musicgen.generator import MusicGen
+from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.params import GenerationParams
@@ -28,26 +28,27 @@ def test_the_report_splits_the_time_and_sees_slow_late_steps(load_preset):
     model = MusicGen(dataclasses.replace(load_preset("debug/musicgen").bundle, window_frames=60),
                      engine=EngineOptions(warmup=False), stream_settings=StreamSettings(first_chunk_frames=5))
     engine = model.engine
-    real_step = engine.decode_one_step
+    decoder = engine.decoder
+    real_step = decoder.step
 
     def slow_late(cache, column, position):
         if position >= 50:  # cache slots: every step the report counts as late (the last tenth, 54 on) and more
             time.sleep(0.02)
         return real_step(cache, column, position)
 
-    engine.decode_one_step = slow_late
+    decoder.step = slow_late
     steps: list[int] = []
     try:
         started = time.perf_counter()
         chunks, report = _drain(model.stream("a drone", PARAMS, progress=lambda done, total: steps.append(total)))
         wall_s = time.perf_counter() - started
     finally:
-        del engine.decode_one_step
+        del decoder.step
     assert sum(c.frames for c in chunks) == 64000
     windows = len(model._plan([None], PARAMS, audio_prompt=None, melody=None, progress=None, should_stop=None).windows)
     assert report.engine == "float32"
     assert report.steps == steps[-1] - windows  # every step but each window's prefill
     assert report.late_step_ms >= 18 and 0 < report.early_step_ms < report.late_step_ms - 15
     assert report.decode_s > 0 and report.codec_s > 0 and report.decode_s + report.codec_s <= wall_s
-    assert engine.live_caches == 0
+    assert decoder.live_caches == 0
     assert 0 < report.prefill_s and 0 < report.step_s and report.prefill_s + report.step_s <= report.decode_s

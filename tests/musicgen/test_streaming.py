@@ -14,7 +14,7 @@ import torch
 
 from daemon.audio.types import Audio
 from daemon.models.musicgen.delay import delay_steps
-from daemon.models.musicgen.generator import MusicGen
+from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming_codec import CodecStream, StreamSettings
 from protocol.errors import Cancelled, InvalidArgument

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,13 @@ import torch
 
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import ProgressFn, StopFn
-from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, OutputError, Unsupported
-from protocol.params import GenerationParams
+from daemon.seeds import draw_seed
+from daemon.backend import JobContext, ProgressFn, StopFn
+from daemon.jobs import Job
+from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, OutputError
 
 from .codes_file import TopCodes, write_codes
+from .jobs import run_jukebox_job
 from .model import JukeboxModel
 from .sampler import LevelSampled, SamplingCancelled, WindowSampled
 from .streaming import StreamingDecoder
@@ -72,11 +73,11 @@ class JukeboxBackend:
         self.preview_chunk_frames = max(1, int(top.n_ctx * model.config.hop_fraction[0])) * self._top_hop
         self._device = model.priors[0].prior.embed_tokens.weight.device
 
-    # -- MusicGen's entry point -----------------------------------------------------------
+    # -- The daemon's entry point ---------------------------------------------------------
 
-    def stream(self, text: str | None, params: GenerationParams, **_: object) -> Iterator[AudioChunk]:
-        raise Unsupported(f"{self.model_id} is a Jukebox model: send jukebox_sample or jukebox_upsample "
-                          "(generate and continue need a MusicGen model)")
+    def run_job(self, job: Job, context: JobContext) -> Iterator[AudioChunk]:
+        """The daemon's entry point: a jukebox_sample or jukebox_upsample job's chunks."""
+        return run_jukebox_job(self, job, context)
 
     # -- Jukebox jobs ---------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class JukeboxBackend:
              should_stop: StopFn | None) -> Iterator[AudioChunk]:
         """Sample `levels` in one call (one seeded generator: the tokens of the batch API), streaming
         the top level's decode when it is done and the bottom level window by window."""
-        seed = controls.seed if controls.seed is not None else secrets.randbits(63)
+        seed = controls.seed if controls.seed is not None else draw_seed()
         if controls.seed is None:
             log.info("%s: drew seed %d", self.model_id, seed)
         kwargs: dict[str, object] = dict(sample_length=sample_length, seed=seed, top_k=controls.top_k,

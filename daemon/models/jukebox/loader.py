@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import torch
 
+from daemon.config import environment_hub_offline
+
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
@@ -50,19 +52,16 @@ def resolve(path_or_hub_id: str | os.PathLike, cache_dir: str | os.PathLike | No
                 "pytorch_model.bin.index.json", "tokenizer_config.json", *VOCAB_FILES]
     try:
         return Path(
-            snapshot_download(name, allow_patterns=patterns, cache_dir=cache_dir, local_files_only=hub_offline())
+            snapshot_download(name, allow_patterns=patterns, cache_dir=cache_dir, local_files_only=environment_hub_offline())
         )
     except LocalEntryNotFoundError as error:
-        why = "downloads are off (HF_HUB_OFFLINE)" if hub_offline() else "the hub cannot be reached"
+        why = "downloads are off (HF_HUB_OFFLINE)" if environment_hub_offline() else "the hub cannot be reached"
         raise CheckpointNotFound(
             f"model {name} is not in the local Hugging Face cache and {why}; `riffd pull {name}` fetches it"
         ) from error
     except HfHubHTTPError as error:  # repository not found, gated, hub errors
         raise CheckpointNotFound(f"could not get model {name} from the hub: {error}") from error
 
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_config(folder: Path) -> dict:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from daemon.seeds import seeded_rng
+
 if TYPE_CHECKING:
     from .prior import JukeboxPrior
 
@@ -177,7 +179,7 @@ def iter_sample(
     tokens = list(music_tokens)
     generator = None
     if params.seed is not None:
-        generator = torch.Generator(device=tokens[0].device).manual_seed(params.seed)
+        generator = seeded_rng(params.seed, tokens[0].device)
     plan = _plan(priors, tokens, sample_levels, params)
     total = sum(n for _, windows in plan for *_, n in windows)
     done = 0

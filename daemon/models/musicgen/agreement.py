@@ -1,6 +1,6 @@
 """How closely a faster engine mode follows the float32 engine on the same weights.
 
-Both engines are fed the same columns (the float32 engine's greedy ones), so one early
+Both decoders are fed the same columns (the float32 engine's greedy ones), so one early
 disagreement does not snowball into a different piece: each step is compared on equal footing.
 """
 
@@ -12,7 +12,7 @@ import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.sampling import apply_guidance
+from daemon.models.musicgen.loop import iter_window, plan_window, window_sampler
 from protocol.params import GenerationParams
 
 
@@ -32,14 +32,17 @@ def forced_scores(engine: MusicgenEngine, cond: Conditioning, columns: torch.Ten
                   guidance_scale: float) -> torch.Tensor:
     """Guided scores `[steps, B * K, V]` before each of `columns` `[B, K, steps]`, fed in turn (no prompt)."""
     steps = columns.shape[-1]
-    pattern, position = engine.plan_window(cond, None, steps)
-    scores = []
-    with engine.open_cache(cond, position + steps) as cache:
-        logits = engine.prefill(cache, cond, pattern.inputs)
-        for step in range(steps):
-            flat = logits.reshape(-1, engine.vocab)
-            scores.append(apply_guidance(flat, guidance_scale) if cond.guided else flat)
-            logits = engine.decode_one_step(cache, columns[..., step], position + step)
+    decoder, bundle = engine.decoder, engine.bundle
+    pattern, first_slot = plan_window(bundle, cond, None, steps - bundle.num_codebooks // bundle.audio_channels + 1)
+    params = GenerationParams(duration_s=1.0, greedy=True, guidance_scale=guidance_scale)
+    sampler = window_sampler(bundle, cond, pattern, params, None, decoder.vocab, forced=columns)
+    assert sampler.steps == steps
+    scores: list[torch.Tensor] = []
+    with decoder.open_cache(cond.hidden_states.shape[0], first_slot + steps) as cache:
+        logits = decoder.prefill(cache, cond, pattern.inputs)
+        for _ in iter_window(sampler, logits, lambda step, column: decoder.step(cache, column, first_slot + step),
+                             None, on_logits=lambda logits: scores.append(sampler.scores(logits))):
+            pass
     return torch.stack(scores)
 
 

@@ -24,7 +24,7 @@ from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.engine_choice import Calibration, ModeMeasurement
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.sampling import make_generator
+from daemon.seeds import seeded_rng
 from daemon.models.musicgen.options import EngineOptions
 from protocol.params import GenerationParams
 
@@ -81,12 +81,12 @@ def _rate(engine: MusicgenEngine, cond: Conditioning, frames: int) -> float:
     """Decode steps per second of a sampled window of `frames`, the better of two (after a short
     window that pays lazy set-up): on a shared machine, a neighbour's burst only slows one run."""
     params = GenerationParams(duration_s=frames / engine.bundle.frame_rate, seed=0, guidance_scale=GUIDANCE_SCALE)
-    for _ in engine.columns(cond, None, 4, params, make_generator(0, engine.bundle.device)):
+    for _ in engine.columns(cond, None, 4, params, seeded_rng(0, engine.bundle.device)):
         pass
     rates = []
     for _ in range(2):
         stamps = []
-        for _ in engine.columns(cond, None, frames, params, make_generator(0, engine.bundle.device)):
+        for _ in engine.columns(cond, None, frames, params, seeded_rng(0, engine.bundle.device)):
             if engine.bundle.device.type == "cuda":
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())

@@ -37,6 +37,9 @@ class KVCache:
     max_positions: int
     key_scales: list[torch.Tensor] = field(default_factory=list)
     value_scales: list[torch.Tensor] = field(default_factory=list)
+    # Bumped whenever the cross-attention tensors are replaced (a new condition), so a step that
+    # keeps pointers into them (the native one) knows to take them again.
+    condition_version: int = 0
 
     @classmethod
     def allocate(cls, *, layers: int, batch: int, heads: int, head_dim: int, max_positions: int,

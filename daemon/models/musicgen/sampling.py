@@ -14,11 +14,11 @@ def apply_guidance(logits: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     return uncond + (cond - uncond) * guidance_scale
 
 
-def sample_next(scores: torch.Tensor, params: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
+def sample_next(scores: torch.Tensor, params: GenerationParams, rng: torch.Generator | None) -> torch.Tensor:
     """One code per row of `scores` `[N, V]` (float32); returns `[N]` int64."""
     if params.greedy:
         return scores.argmax(dim=-1)
-    return torch.multinomial(distribution(scores, params), 1, generator=generator)[:, 0]
+    return torch.multinomial(distribution(scores, params), 1, generator=rng)[:, 0]
 
 
 def distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
@@ -36,7 +36,7 @@ def distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor
 
 
 def speculative_accept(target: torch.Tensor, draft: torch.Tensor, drafted: torch.Tensor,
-                       generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                       rng: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Speculative sampling (Leviathan et al., 2023; Chen et al., 2023), one code per row.
 
     `drafted` `[N]` was drawn from `draft` `[N, V]`; keep it with probability
@@ -46,7 +46,7 @@ def speculative_accept(target: torch.Tensor, draft: torch.Tensor, drafted: torch
     """
     rows = torch.arange(drafted.shape[0], device=drafted.device)
     p, q = target[rows, drafted], draft[rows, drafted]
-    uniform = torch.rand(drafted.shape, generator=generator, device=drafted.device, dtype=target.dtype)
+    uniform = torch.rand(drafted.shape, generator=rng, device=drafted.device, dtype=target.dtype)
     kept = uniform * q < p  # u < p / q without dividing by a zero q
     if bool(kept.all()):
         return drafted, kept
@@ -54,7 +54,7 @@ def speculative_accept(target: torch.Tensor, draft: torch.Tensor, drafted: torch
     # Where the leftover is all zero (target == draft up to rounding), the target itself is exact.
     empty = leftover.sum(dim=-1, keepdim=True) <= 0
     leftover = torch.where(empty, target, leftover)
-    redrawn = torch.multinomial(leftover, 1, generator=generator)[:, 0]
+    redrawn = torch.multinomial(leftover, 1, generator=rng)[:, 0]
     return torch.where(kept, drafted, redrawn), kept
 
 
@@ -67,9 +67,3 @@ def _nucleus(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return scores.masked_fill(drop, float("-inf"))
 
-
-def make_generator(seed: int, device: torch.device) -> torch.Generator:
-    """A generator private to one request, so concurrent jobs cannot disturb each other's draws."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator

@@ -9,55 +9,40 @@ out is distributed exactly as the float32 model's own sampling; with greedy deco
 the float32 engine's very codes. Codebooks of one column are drawn independently given the
 past, so each is accepted on its own; the first column with a redrawn code ends the round.
 
-Same contract as `MusicgenEngine.columns`: yields each column `[B, K]` of the window in order.
+Same contract as `loop.decoder_columns`: yields each column `[B, K]` of the window in order. The
+verifier and the draft are two independent decoders; the caller (`engine.MusicgenEngine`) pairs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.sampling import apply_guidance, distribution, speculative_accept
-from protocol.errors import Cancelled
+from daemon.models.musicgen.decoder import MusicgenDecoder
+from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, plan_window, window_sampler
+from daemon.models.musicgen.sampling import distribution, speculative_accept
 from protocol.params import GenerationParams
-
-if TYPE_CHECKING:
-    from daemon.models.musicgen.engine import MusicgenEngine
 
 
 def speculative_columns(
-    verifier: "MusicgenEngine",
-    draft: "MusicgenEngine",
+    verifier: MusicgenDecoder,
+    draft: MusicgenDecoder,
+    bundle: MusicgenBundle,
     cond: Conditioning,
     prompt: torch.Tensor | None,
     new_frames: int,
     params: GenerationParams,
-    generator: torch.Generator | None,
-    should_stop: Callable[[], bool] | None,
+    rng: torch.Generator | None,
+    should_stop: StopFn | None,
     lookahead: int,
 ) -> Iterator[torch.Tensor]:
-    batch, num_codebooks, vocab = cond.batch_size, verifier.bundle.num_codebooks, verifier.vocab
-    pattern, start = verifier.plan_window(cond, prompt, new_frames)  # start: the first sampled column's slot
+    pattern, start = plan_window(bundle, cond, prompt, new_frames)  # start: the first sampled column's slot
+    sampler = window_sampler(bundle, cond, pattern, params, rng, verifier.vocab)
     steps = pattern.steps
-
-    def scores_of(logits: torch.Tensor) -> torch.Tensor:
-        """Guided scores `[B * K, V]` from one row of logits `[N, K, V]`."""
-        flat = logits.reshape(-1, vocab)
-        return apply_guidance(flat, params.guidance_scale) if cond.guided else flat
-
-    def finish(step: int, codes: torch.Tensor) -> torch.Tensor:
-        """Column `step` of the window from codes `[B * K]`: the delay pattern and the prompt forced."""
-        return pattern.column(step, codes.view(batch, num_codebooks))
-
-    def draw(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Codes `[B * K]` and the distribution they came from (None when greedy)."""
-        if params.greedy:
-            return scores.argmax(dim=-1), None
-        probs = distribution(scores, params)
-        return torch.multinomial(probs, 1, generator=generator)[:, 0], probs
+    rows = cond.hidden_states.shape[0]
 
     def check(step: int, target_scores: torch.Tensor, drawn: torch.Tensor,
               draft_probs: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
@@ -67,58 +52,60 @@ def speculative_columns(
             codes = target_scores.argmax(dim=-1)
             kept = codes == drawn
         else:
-            codes, kept = speculative_accept(distribution(target_scores, params), draft_probs, drawn, generator)
+            assert draft_probs is not None
+            codes, kept = speculative_accept(distribution(target_scores, params), draft_probs, drawn, rng)
         # Codes the delay pattern or the prompt force are the same whatever was drawn.
-        kept = kept.view(batch, num_codebooks) | pattern.forced(step).to(kept.device)
-        return finish(step, codes), bool(kept.all())
+        kept = kept.view(sampler.batch, sampler.num_codebooks) | pattern.forced(step).to(kept.device)
+        return sampler.column(step, codes), bool(kept.all())
 
     # Both caches hold every slot up to the window's last column: a round may feed it.
-    with verifier.open_cache(cond, start + steps) as v_cache, draft.open_cache(cond, start + steps) as d_cache:
+    with verifier.open_cache(rows, start + steps) as v_cache, draft.open_cache(rows, start + steps) as d_cache:
         logits = verifier.prefill(v_cache, cond, pattern.inputs)
         draft.prefill(d_cache, cond, pattern.inputs)
-        known = finish(0, draw(scores_of(logits))[0])  # column `step`, fed to neither engine yet
+        known = _first(sampler, logits)  # column `step`, fed to neither decoder yet
         step = 0
         draft_behind: list[torch.Tensor] = []  # accepted columns before `known` the draft has not seen
         while True:
             yield known
-            if should_stop is not None and should_stop():
-                raise Cancelled("generation cancelled")
+            check_stop(should_stop)
             if step + 1 >= steps:
                 return
             slot = start + step
             for offset, column in enumerate(draft_behind, start=-len(draft_behind)):
-                draft.decode_one_step(d_cache, column, slot + offset)
+                draft.step(d_cache, column, slot + offset)
             draft_behind = []
 
-            # Draft: the draft engine's own steps, from `known` on.
+            # Draft: the draft decoder's own steps, from `known` on.
             count = min(lookahead, steps - 1 - step)
             drafted: list[torch.Tensor] = []  # columns, as fed
             drawn: list[torch.Tensor] = []  # the codes the draft drew for them, before the pattern's forcing
             draft_probs: list[torch.Tensor | None] = []
             column = known
             for i in range(count):
-                d_logits = draft.decode_one_step(d_cache, column, slot + i)
-                codes, probs = draw(scores_of(d_logits))
-                column = finish(step + 1 + i, codes)
+                codes, probs = sampler.draw(sampler.scores(draft.step(d_cache, column, slot + i)))
+                column = sampler.column(step + 1 + i, codes)
                 drafted.append(column)
                 drawn.append(codes)
                 draft_probs.append(probs)
-                if should_stop is not None and should_stop():
-                    raise Cancelled("generation cancelled")
+                check_stop(should_stop)
 
-            # Verify: `known` and every draft through the float32 model in one pass.
+            # Verify: `known` and every draft through the float32 decoder in one pass.
             v_logits = verifier.extend(v_cache, torch.stack([known, *drafted], dim=-1), slot)  # [N, T, K, V]
             for i in range(count):
-                column, all_kept = check(step + 1 + i, scores_of(v_logits[:, i]), drawn[i], draft_probs[i])
+                column, all_kept = check(step + 1 + i, sampler.scores(v_logits[:, i]), drawn[i], draft_probs[i])
                 if not all_kept:
-                    known, step = column, step + 1 + i  # redrawn: fed to neither engine yet
+                    known, step = column, step + 1 + i  # redrawn: fed to neither decoder yet
                     break
                 yield column
-                if should_stop is not None and should_stop():
-                    raise Cancelled("generation cancelled")
+                check_stop(should_stop)
             else:
                 if step + count + 1 >= steps:
                     return
                 # Every draft kept: the float32 pass already scored the next column, a free one.
                 draft_behind = [drafted[-1]] if count else []
-                known, step = finish(step + count + 1, draw(scores_of(v_logits[:, count]))[0]), step + count + 1
+                next_step = step + count + 1
+                known, step = sampler.column(next_step, sampler.draw(sampler.scores(v_logits[:, count]))[0]), next_step
+
+
+def _first(sampler: WindowSampler, logits: torch.Tensor) -> torch.Tensor:
+    return sampler.column(0, sampler.draw(sampler.scores(logits))[0])

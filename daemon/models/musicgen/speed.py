@@ -104,6 +104,15 @@ class Int8Linear:
             out = F.linear(flat, self.packed.dequantized(flat.dtype))
         return out.view(*x.shape[:-1], -1)
 
+    def independent_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """`self(x)` with every row through riffd's kernel, whatever their number: each row's
+        result is the one it gets alone (the kernel quantises each activation row on its own and
+        sums in integers), so streams batched together decode exactly as they do alone."""
+        assert self.packed is not None
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.cat([int8_matvec.matvec(part, self.packed) for part in flat.split(self.KERNEL_ROWS)])
+        return out.view(*x.shape[:-1], -1)
+
     @property
     def nbytes(self) -> int:
         if self.packed is not None:

@@ -1,14 +1,13 @@
 """The decoder calls a jam makes, in one place: open a window cache, prefill, extend (teacher-force known
 columns in one pass), step, and swap a cache's cross-attention condition between two steps.
 
-The jam's loop is written against `JamDecoder` only, so it follows the decode core wherever that
-keeps these five calls; `EngineDecoder` maps them onto today's `MusicgenEngine`.
+The jam's loop is written against `JamDecoder` only; `EngineDecoder` maps it onto the engine's
+`MusicgenDecoder` (decoder.py), which has these calls under the same names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import torch
@@ -48,14 +47,15 @@ class JamDecoder(Protocol):
 
 
 class EngineDecoder:
-    """`JamDecoder` over today's `MusicgenEngine`."""
+    """`JamDecoder` over a `MusicgenEngine`'s decoder."""
 
     def __init__(self, engine: MusicgenEngine) -> None:
         self.engine = engine
+        self.decoder = engine.decoder
 
     @property
     def vocab(self) -> int:
-        return self.engine.vocab
+        return self.decoder.vocab
 
     @property
     def mode(self) -> str:
@@ -63,27 +63,19 @@ class EngineDecoder:
 
     @property
     def cache_format(self) -> str:
-        return str(self.engine.cache_dtype).removeprefix("torch.")
+        return str(self.decoder.cache_dtype).removeprefix("torch.")
 
-    @contextmanager
-    def open_cache(self, rows: int, positions: int) -> Iterator[KVCache]:
-        # Today's engine sizes a cache from a condition's rows; only their number matters.
-        shape_only = Conditioning(torch.zeros((rows, 1, 1)), None, guided=False, prefix=False)
-        with self.engine.open_cache(shape_only, positions) as cache:
-            yield cache
+    def open_cache(self, rows: int, positions: int) -> AbstractContextManager[KVCache]:
+        return self.decoder.open_cache(rows, positions)
 
     def prefill(self, cache: KVCache, cond: Conditioning, inputs: torch.Tensor) -> torch.Tensor:
-        # Today's prefill adds the condition's keys to the cache: start from none, as a swap would.
-        cache.cross_keys.clear()
-        cache.cross_values.clear()
-        cache.cross_mask = None
-        return self.engine.prefill(cache, cond, inputs)
+        return self.decoder.prefill(cache, cond, inputs)
 
     def extend(self, cache: KVCache, columns: torch.Tensor, start: int) -> torch.Tensor:
-        return self.engine.extend(cache, columns, start)
+        return self.decoder.extend(cache, columns, start)
 
     def step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
-        return self.engine.decode_one_step(cache, column, position)
+        return self.decoder.step(cache, column, position)
 
     def set_condition(self, cache: KVCache, cond: Conditioning, *, same_states: bool = False) -> None:
-        self.engine.swap_conditioning(cache, cond, same_states=same_states)
+        self.decoder.set_condition(cache, cond, same_states=same_states)

@@ -16,7 +16,7 @@ from daemon.models.musicgen.jam.types import JamSampling, JamShape, JamState
 from protocol.errors import BadSnapshot, InvalidArgument, Unsupported
 
 if TYPE_CHECKING:
-    from daemon.models.musicgen.generator import MusicGen
+    from daemon.models.musicgen.backend import MusicGen
 
 
 class JamHost:

@@ -36,8 +36,9 @@ from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
 from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape, JamState, WindowState
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.sampling import apply_guidance, make_generator, sample_next
+from daemon.models.musicgen.sampling import apply_guidance, sample_next
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
+from daemon.seeds import seeded_rng
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class JamStream:
         self.sampling = sampling
         self.prompts = prompts
         self._params = sampling.params()
-        self._generator = make_generator(seed, bundle.device)
+        self._rng = seeded_rng(seed, bundle.device)
         # An endless codec stream: a slide is invisible to it, it only ever sees the next frames.
         self._codec = CodecStream(codec, stream_settings, total_frames=None)
         self._delays = delays(bundle.num_codebooks, bundle.audio_channels)
@@ -136,7 +137,7 @@ class JamStream:
             window.logits_prompts = self.prompts
         assert window.logits is not None and window.pattern is not None
         scores = apply_guidance(window.logits.reshape(-1, self.decoder.vocab), self.sampling.guidance_scale)
-        proposed = sample_next(scores, self._params, self._generator).view(1, self.bundle.num_codebooks)
+        proposed = sample_next(scores, self._params, self._rng).view(1, self.bundle.num_codebooks)
         column_index = window.columns
         window.sequence[..., column_index] = window.pattern.column(column_index - window.context_frames - 1, proposed)
         window.columns += 1
@@ -340,7 +341,7 @@ class JamStream:
         return JamState(
             shape=self.shape, stream=self.stream_settings, sampling=self.sampling, prompts=self.prompts,
             history=list(self._history), frames=self.frames, recent=self._recent.clone(),
-            rng=self._generator.get_state(), codec=self._codec.snapshot(), window=_window_state(self._window),
+            rng=self._rng.get_state(), codec=self._codec.snapshot(), window=_window_state(self._window),
             shadow=None if self._shadow is None else _window_state(self._shadow),
         )
 
@@ -354,8 +355,8 @@ class JamStream:
         stream.stream_settings = state.stream
         stream.sampling, stream.prompts = state.sampling, state.prompts
         stream._params = state.sampling.params()
-        stream._generator = make_generator(0, bundle.device)
-        stream._generator.set_state(state.rng)
+        stream._rng = seeded_rng(0, bundle.device)
+        stream._rng.set_state(state.rng)
         stream._codec = CodecStream.restore(codec, state.codec)
         stream._delays = delays(bundle.num_codebooks, bundle.audio_channels)
         stream._max_delay = delay_steps(bundle.num_codebooks, bundle.audio_channels)

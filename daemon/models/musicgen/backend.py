@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-import secrets
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import torch
 
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio, AudioChunk
-from daemon.backend import ProgressFn, StopFn, StreamReport
+from daemon.backend import JobContext, ProgressFn, StopFn, StreamReport
+from daemon.jobs import Job
+from daemon.seeds import draw_seed, seeded_rng
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import build_conditioning
-from daemon.models.musicgen.decode_loop import iter_columns
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window, plan_windows, steps_for
-from daemon.models.musicgen.sampling import make_generator
+from daemon.models.musicgen.loop import reference_columns
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.stream_timing import StepTiming, TimedIterator
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
 from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings
-from protocol.errors import InvalidArgument
+from protocol.errors import InvalidArgument, Unsupported
+from protocol.messages import Continue, Generate
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Render:
 
 
 @dataclass
-class _Job:
+class _Plan:
     """One request, planned: its seed, sizes, windows, and how each window's columns are made."""
 
     seed: int
@@ -128,7 +129,7 @@ class MusicGen:
     def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
                melody: Audio | None = None, progress: ProgressFn | None = None,
                should_stop: StopFn | None = None) -> Generator[AudioChunk, None, StreamReport]:
-        """The MusicBackend entry point: one prompt, its audio in chunks while it is generated.
+        """One prompt, its audio in chunks while it is generated.
 
         Chunks are contiguous from offset 0 and `duration_s` long in all; closing the iterator
         stops generation within one step and frees its cache. Returns where the time went.
@@ -154,6 +155,26 @@ class MusicGen:
 
             self._jam_host = JamHost(self)
         return self._jam_host
+
+    def run_job(self, job: Job, context: JobContext) -> Generator[AudioChunk, None, StreamReport]:
+        """The daemon's entry point: a generate or continue job, its audio read through `context`
+        (the stream's report is the generator's return value, as `stream`'s)."""
+        request = job.request
+        if isinstance(request, Generate):
+            text, prompt_source, melody_source = request.prompt or None, request.audio_prompt, request.melody
+        elif isinstance(request, Continue):
+            text, prompt_source, melody_source = request.prompt or None, request.audio, None
+        elif request.TYPE.startswith("jukebox"):
+            raise Unsupported(f"{request.TYPE} needs a Jukebox model (e.g. debug/jukebox or openai/jukebox-1b-lyrics); "
+                              f"{job.model} is not one")
+        else:
+            raise Unsupported(f"{job.model} does not serve {request.TYPE} requests")
+        if melody_source is not None and not self.supports_melody:
+            raise Unsupported(f"model {job.model} does not take a melody (use a melody checkpoint)")
+        params = dataclasses.replace(job.params, seed=context.seed)
+        return self.stream(text, params, audio_prompt=context.read_audio(prompt_source),
+                           melody=context.read_audio(melody_source), progress=context.progress,
+                           should_stop=context.should_stop)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""
@@ -185,14 +206,14 @@ class MusicGen:
 
     def _plan(self, texts: list[str | None], params: GenerationParams, *, audio_prompt: Audio | None,
               melody: Audio | None, progress: ProgressFn | None, should_stop: StopFn | None,
-              timing: StepTiming | None = None) -> _Job:
+              timing: StepTiming | None = None) -> _Plan:
         """Validate a request and plan it: what every mode shares before decoding starts."""
         params.validate(max_duration_s=self.max_duration_s)
         if not texts:
             raise InvalidArgument("nothing to generate: no prompts given")
         bundle = self.bundle
-        seed = params.seed if params.seed is not None else secrets.randbits(63)
-        generator = make_generator(seed, bundle.device)
+        seed = params.seed if params.seed is not None else draw_seed()
+        rng = seeded_rng(seed, bundle.device)
         samples = int(math.floor(params.duration_s * bundle.sample_rate + 0.5))
         prompt, start_sample = None, 0
         if audio_prompt is not None:
@@ -213,8 +234,10 @@ class MusicGen:
             cond = static_cond or build_conditioning(
                 bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
                 melody_offset_s=max(0, window.start_frame) / bundle.frame_rate)
-            columns = self.engine.columns if self.engine is not None else partial(iter_columns, bundle)
-            produced = columns(cond, window_prompt, window.new_frames, params, generator, should_stop)
+            if self.engine is not None:
+                produced = self.engine.columns(cond, window_prompt, window.new_frames, params, rng, should_stop)
+            else:
+                produced = reference_columns(bundle, cond, window_prompt, window.new_frames, params, rng, should_stop)
             return produced if timing is None else timing.columns(produced, window.prompt_frames)
 
         def on_step() -> None:
@@ -223,7 +246,7 @@ class MusicGen:
             if progress is not None:
                 progress(done, total_steps)
 
-        return _Job(seed, samples, new_frames, prompt, start_sample, windows, columns_for, on_step)
+        return _Plan(seed, samples, new_frames, prompt, start_sample, windows, columns_for, on_step)
 
     def _prompt_codes(self, audio_prompt: Audio) -> tuple[torch.Tensor, int]:
         """Codes `[1, K, P]` of the prompt's whole codec frames, and its length in model samples.

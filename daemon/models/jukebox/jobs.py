@@ -1,0 +1,59 @@
+"""Running a Jukebox job on the worker thread: its inputs read (a prime, a codes file, audio to
+upsample), then the backend's two-stage stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from daemon.audio.types import AudioChunk
+from daemon.backend import JobContext
+from daemon.jobs import Job
+from daemon.jukebox_jobs import CODES_SUFFIXES, JukeboxJob
+from protocol.audio_ref import InlineAudio
+from protocol.errors import Unsupported
+from protocol.messages import JukeboxRequest, JukeboxSample, JukeboxUpsample
+
+from .codes_file import read_codes
+
+if TYPE_CHECKING:
+    from .backend import JukeboxBackend
+
+
+def run_jukebox_job(backend: JukeboxBackend, job: Job, context: JobContext) -> Iterator[AudioChunk]:
+    """Preview chunks, then final ones, for a jukebox_sample or jukebox_upsample job."""
+    from .backend import JukeboxControls
+
+    request = job.request
+    if not isinstance(request, JukeboxRequest):
+        raise Unsupported(f"{backend.model_id} is a Jukebox model: send jukebox_sample or jukebox_upsample "
+                          "(generate and continue need a MusicGen model)")
+
+    def yield_or_stop() -> bool:
+        context.yield_to_higher()  # a render pauses here (between tokens) for live requests
+        return context.should_stop()
+
+    controls = JukeboxControls(artist=request.artist, genres=request.genres, lyrics=request.lyrics,
+                               seed=context.seed, temperature=request.temperature, top_k=request.top_k,
+                               top_p=request.top_p)
+    codes_path = job.codes_path if isinstance(job, JukeboxJob) else None
+    if isinstance(request, JukeboxSample):
+        return backend.sample(controls, request.duration_s, prime=context.read_audio(request.prime),
+                              upsample=request.upsample, codes_path=codes_path, progress=context.progress,
+                              should_stop=yield_or_stop)
+    assert isinstance(request, JukeboxUpsample)
+    source = request.source
+    source_codes = job.source_codes if isinstance(job, JukeboxJob) else None
+    if source_codes is not None or (isinstance(source, str) and source.endswith(CODES_SUFFIXES)):
+        stored = read_codes(source_codes or context.resolve_input(str(source)))
+        controls = JukeboxControls(artist=request.artist or stored.artist, genres=request.genres or stored.genres,
+                                   lyrics=request.lyrics or stored.lyrics, seed=controls.seed,
+                                   temperature=request.temperature, top_k=request.top_k, top_p=request.top_p)
+        top: np.ndarray = stored.codes
+    else:
+        audio = context.read_audio(source if isinstance(source, (str, InlineAudio)) else None)
+        assert audio is not None
+        top = backend.top_codes(audio)
+    return backend.upsample(controls, top, progress=context.progress, should_stop=yield_or_stop)

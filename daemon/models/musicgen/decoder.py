@@ -1,0 +1,303 @@
+"""riffd's MusicGen decoder: prefill, extend and step over window caches. No sampling here.
+
+Rows are batch-first: a window of B prompts has N = B rows, or 2B under guidance (conditional
+rows first, then null). The step runs the weights of `DecoderWeights` against a fixed-shape
+key/value cache written in place, in one of three ways chosen at load: riffd's native int8 step
+(one C call), a compiled fixed-shape step (GPUs), or the eager Python step.
+
+`step_streams` advances several windows (streams) in one step: what continuous batching
+shares. Each stream's logits are exactly those of `step` on that stream alone (see `_project`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.kv_cache import KVCache
+from daemon.models.musicgen.native_step import NativeStep
+from daemon.models.musicgen.speed import Int8Linear, Linear
+from daemon.models.musicgen.weights import DecoderWeights, LayerWeights
+
+log = logging.getLogger(__name__)
+
+#: With a compiled step, cache lengths and cross-attention lengths are rounded up to these, so a
+#: new prompt or duration reuses a compiled graph instead of compiling another (a compile costs
+#: tens of seconds; masked padding costs next to nothing). Text prompts rarely pass 128 tokens.
+POSITION_BUCKET = 256
+CROSS_BUCKET = 128
+
+
+class MusicgenDecoder:
+    """The decoder of one checkpoint in one engine mode; thread-compatible (one step at a time)."""
+
+    def __init__(self, weights: DecoderWeights, device: torch.device, *, model_id: str = "") -> None:
+        self.weights = weights
+        self.device = device
+        self.compiled = weights.options.compile
+        self._live_caches = 0
+        # int8 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
+        # self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
+        self.native = (NativeStep.build(weights, device)
+                       if weights.options.weights == "int8" and not self.compiled else None)
+        self.cache_dtype = NativeStep.CACHE_DTYPE if self.native is not None else weights.dtype
+        if weights.options.weights == "int8":
+            log.info("%s int8 engine: %s", model_id, "riffd's native decode step" if self.native is not None
+                     else "PyTorch's kernels (riffd's native step cannot run these weights here)")
+        self._masked_step = self._step_masked
+        if self.compiled:
+            if device.type == "cpu":
+                log.warning("compiling the decode step on the CPU: measured slower than eager there "
+                            "(bench.musicgen_stream); it pays off on GPUs")
+            # CUDA graphs remove the launch overhead that dominates a one-frame step on a GPU.
+            mode = "reduce-overhead" if device.type == "cuda" else "default"
+            self._masked_step = torch.compile(self._step_masked, fullgraph=True, dynamic=False, mode=mode)
+
+    @property
+    def vocab(self) -> int:
+        return self.weights.vocab
+
+    @property
+    def live_caches(self) -> int:
+        """Windows whose cache is allocated right now (0 once every stream ended or was stopped)."""
+        return self._live_caches
+
+    def cache_bytes(self, rows: int, positions: int, cross_len: int) -> int:
+        """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control)."""
+        w = self.weights
+        slot = w.head_dim * torch.tensor([], dtype=self.cache_dtype).element_size()
+        if self.cache_dtype == torch.int8:
+            slot += 4  # the float32 scale of each vector
+        cross = 2 * cross_len * w.head_dim * torch.tensor([], dtype=w.dtype).element_size()
+        return len(w.layers) * rows * w.heads * (2 * positions * slot + cross)
+
+    # Caches and conditions.
+    @contextmanager
+    def open_cache(self, rows: int, positions: int) -> Iterator[KVCache]:
+        """A window's cache of `rows` rows and `positions` slots, freed when the block (or the
+        generator holding it) ends."""
+        if positions > self.weights.max_positions:
+            raise ValueError(f"window needs {positions} positions, the model has {self.weights.max_positions}")
+        if self.compiled:
+            positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
+        w = self.weights
+        cache = KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads, head_dim=w.head_dim,
+                                 max_positions=positions, dtype=self.cache_dtype, device=self.device)
+        self._live_caches += 1
+        try:
+            yield cache
+        finally:
+            cache.free()
+            self._live_caches -= 1
+
+    @torch.inference_mode()
+    def set_condition(self, cache: KVCache, cond: Conditioning, *, same_states: bool = False) -> None:
+        """Cross-attention keys and values of `cond` into `cache`, replacing what it held.
+
+        Called by `prefill`; call it between two steps to change what a running window attends
+        to (a jam's new prompt). `cond` must have the cache's rows; its text length may differ.
+        `same_states`: `cond` has the hidden states the cache's keys came from and differs only in
+        its mask or attention bias (a jam's prompt weights), so only the mask is made again.
+        """
+        if cond.prefix:
+            raise ValueError("a melody condition is a prefix of the input: it is set by prefill, not swapped")
+        states, mask, bias = cond.hidden_states, cond.attention_mask, cond.attention_bias
+        if cache.keys and states.shape[0] != cache.keys[0].shape[0]:
+            raise ValueError(f"condition has {states.shape[0]} rows, the cache {cache.keys[0].shape[0]}")
+        if self.compiled:
+            # Pad to a bucket (masked) so prompts of other lengths reuse the compiled step.
+            padded = -(-states.shape[1] // CROSS_BUCKET) * CROSS_BUCKET
+            extra = padded - states.shape[1]
+            if extra:
+                if mask is None:
+                    mask = torch.ones(states.shape[:2], dtype=torch.long, device=states.device)
+                states = F.pad(states, (0, 0, 0, extra))
+                mask = F.pad(mask, (0, extra))
+                bias = F.pad(bias, (0, extra)) if bias is not None else None
+        n, s, _ = states.shape
+        w = self.weights
+        if same_states:
+            if not cache.cross_keys or cache.cross_keys[0].shape[2] != s:
+                raise ValueError("same_states: the cache holds no keys of states this long")
+        else:
+            keys, values = [], []
+            for layer in w.layers:
+                assert layer.cross_k is not None and layer.cross_v is not None
+                keys.append(F.linear(states, layer.cross_k).view(n, s, w.heads, w.head_dim).transpose(1, 2)
+                            .to(w.dtype).contiguous())
+                values.append(F.linear(states, layer.cross_v).view(n, s, w.heads, w.head_dim).transpose(1, 2)
+                              .to(w.dtype).contiguous())
+            cache.cross_keys, cache.cross_values = keys, values
+        cross_mask = None
+        if (mask is not None and not bool(mask.all())) or bias is not None:
+            blocked = mask == 0 if mask is not None else torch.zeros(states.shape[:2], dtype=torch.bool,
+                                                                      device=states.device)
+            # A row with nothing visible (the null condition) has all-zero states, so zero keys and
+            # values (the projections have no bias): leave it unmasked rather than risk -inf rows in half precision.
+            blocked = (blocked & ~blocked.all(dim=-1, keepdim=True))[:, None, None, :]
+            cross_mask = torch.zeros(blocked.shape, dtype=w.dtype, device=states.device)
+            if bias is not None:  # a jam's prompt weights: each prompt's share of the attention
+                cross_mask += bias[:, None, None, :].to(w.dtype)
+            cross_mask.masked_fill_(blocked, torch.finfo(w.dtype).min)
+        cache.cross_mask = cross_mask
+        cache.condition_version += 1
+
+    # The three entry points.
+    @torch.inference_mode()
+    def prefill(self, cache: KVCache, cond: Conditioning, inputs: torch.Tensor) -> torch.Tensor:
+        """Run the known columns `[B, K, T]` (and a melody prefix); fill the cache; logits `[N, K, V]` of the last."""
+        tokens = inputs.repeat(2, 1, 1) if cond.guided else inputs  # [N, K, T]
+        x = self._embed(tokens)  # [N, T, H]
+        if cond.prefix:
+            x = torch.cat([cond.hidden_states.to(x.dtype), x], dim=1)
+        else:
+            self.set_condition(cache, cond)
+        length = x.shape[1]
+        x = x + self.weights.positions[:length]
+        positions = torch.arange(length, device=x.device)
+        for index, layer in enumerate(self.weights.layers):
+            x = self._layer(layer, x, cache, index, positions, length, None, True)
+        return self._logits(x[:, -1:])[:, 0]
+
+    @torch.inference_mode()
+    def extend(self, cache: KVCache, columns: torch.Tensor, start: int) -> torch.Tensor:
+        """Teacher-force known columns `[B, K, T]` at slots `start`.. in one pass; logits `[N, T, K, V]` after each.
+
+        The weights are read once for all T columns: what makes checking drafted columns cheap.
+        """
+        tokens = self._rows(cache, columns)
+        length = tokens.shape[-1]
+        x = self._embed(tokens) + self.weights.positions[start:start + length]
+        positions = torch.arange(start, start + length, device=x.device)
+        # Row i sees every slot up to its own (start + i): causal, offset by what the cache holds.
+        visible = (torch.arange(start + length, device=x.device)[None, :] <= positions[:, None])[None, None]
+        for index, layer in enumerate(self.weights.layers):
+            x = self._layer(layer, x, cache, index, positions, start + length, visible, False)
+        return self._logits(x)
+
+    @torch.inference_mode()
+    def step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
+        """Feed one column `[B, K]` at slot `position`; logits `[N, K, V]` for the next."""
+        tokens = self._rows(cache, column)
+        if self.native is not None:
+            x = self._embed(tokens[..., None]) + self.weights.positions[position]
+            return self.native(x, cache, position).view(tokens.shape[0], -1, self.vocab)
+        position_t = torch.tensor([position], device=column.device)
+        if self.compiled:
+            return self._masked_step(tokens, position_t, cache.keys, cache.values, cache.cross_keys,
+                                     cache.cross_values, cache.cross_mask)
+        x = self._embed(tokens[..., None]) + self.weights.positions[position]
+        for index, layer in enumerate(self.weights.layers):
+            x = self._layer(layer, x, cache, index, position_t, position + 1, None, False)
+        return self._logits(x)[:, 0]
+
+    @torch.inference_mode()
+    def step_streams(self, caches: Sequence[KVCache], columns: Sequence[torch.Tensor],
+                     positions: Sequence[int]) -> list[torch.Tensor]:
+        """One step of several windows at once: stream i feeds `columns[i]` `[B_i, K]` at
+        `positions[i]` of `caches[i]`; its logits `[N_i, K, V]`, equal to `step` on it alone.
+
+        The eager Python step shares each weight read across streams where the product is
+        row-independent (riffd's int8 kernel); elsewhere each stream's rows are multiplied on
+        their own, because a BLAS sgemm's result for a row depends on the rows beside it (MKL:
+        F.linear(x[:4], W)[:2] differs from F.linear(x[:2], W) by ~5e-5), which would make a
+        seeded job's audio depend on who else is playing. The native and compiled steps run
+        stream by stream until the batched native step exists.
+        """
+        if len(caches) == 1 or self.native is not None or self.compiled:
+            return [self.step(c, col, p) for c, col, p in zip(caches, columns, positions, strict=True)]
+        tokens = [self._rows(c, col) for c, col in zip(caches, columns, strict=True)]
+        splits = [t.shape[0] for t in tokens]
+        w = self.weights
+        x = torch.cat([self._embed(t[..., None]) + w.positions[p] for t, p in zip(tokens, positions, strict=True)])
+        position_ts = [torch.tensor([p], device=x.device) for p in positions]
+        for index, layer in enumerate(w.layers):
+            x = self._layer_streams(layer, x, splits, caches, index, positions, position_ts)
+        logits = _project(w.lm_heads, w.final_norm(x), splits).view(x.shape[0], -1, self.vocab).float()
+        return list(logits.split(splits))
+
+    # The model, one function each.
+    def _rows(self, cache: KVCache, columns: torch.Tensor) -> torch.Tensor:
+        """Codes `[B, K, ...]` repeated for the null rows when the cache holds twice as many rows."""
+        return columns.repeat(2, *([1] * (columns.dim() - 1))) if cache.keys[0].shape[0] != columns.shape[0] else columns
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sum of the codebooks' embeddings: `[N, K, T]` codes to `[N, T, H]`."""
+        books = torch.arange(tokens.shape[1], device=tokens.device)[:, None]
+        return self.weights.embeddings[books, tokens].sum(dim=1)
+
+    def _layer(self, layer: LayerWeights, x: torch.Tensor, cache: KVCache, index: int, positions: torch.Tensor,
+               visible_len: int, visible: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        """One pre-norm decoder layer on `x` `[N, T, H]` whose rows sit at `positions` `[T]`."""
+        w = self.weights
+        n, t, hidden = x.shape
+        q, k, v = layer.qkv(layer.self_norm(x)).view(n, t, 3, w.heads, w.head_dim).permute(2, 0, 3, 1, 4)
+        cache.write(index, positions, k, v)
+        keys, values = cache.read(index, visible_len, q.dtype)
+        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, is_causal=causal)
+        x = x + layer.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
+        if layer.cross_q is not None and layer.cross_out is not None and layer.cross_norm is not None:
+            q = layer.cross_q(layer.cross_norm(x)).view(n, t, w.heads, w.head_dim).transpose(1, 2)
+            attn = F.scaled_dot_product_attention(q, cache.cross_keys[index], cache.cross_values[index],
+                                                  attn_mask=cache.cross_mask)
+            x = x + layer.cross_out(attn.transpose(1, 2).reshape(n, t, hidden))
+        return x + layer.fc2(w.activation(layer.fc1(layer.ffn_norm(x))))
+
+    def _layer_streams(self, layer: LayerWeights, x: torch.Tensor, splits: list[int], caches: Sequence[KVCache],
+                       index: int, positions: Sequence[int], position_ts: list[torch.Tensor]) -> torch.Tensor:
+        """`_layer` for one step of several streams: `x` `[sum N_i, 1, H]`, stream i's rows in `splits[i]`."""
+        w = self.weights
+        hidden = x.shape[-1]
+        qkv = _project(layer.qkv, layer.self_norm(x), splits)
+        attn = []
+        for rows, cache, position, position_t in zip(qkv.split(splits), caches, positions, position_ts, strict=True):
+            q, k, v = rows.view(rows.shape[0], 1, 3, w.heads, w.head_dim).permute(2, 0, 3, 1, 4)
+            cache.write(index, position_t, k, v)
+            keys, values = cache.read(index, position + 1, q.dtype)
+            attn.append(F.scaled_dot_product_attention(q, keys, values).transpose(1, 2).reshape(-1, 1, hidden))
+        x = x + _project(layer.self_out, torch.cat(attn), splits)
+        if layer.cross_q is not None and layer.cross_out is not None and layer.cross_norm is not None:
+            q_all = _project(layer.cross_q, layer.cross_norm(x), splits)
+            attn = []
+            for q, cache in zip(q_all.split(splits), caches, strict=True):
+                q = q.view(q.shape[0], 1, w.heads, w.head_dim).transpose(1, 2)
+                out = F.scaled_dot_product_attention(q, cache.cross_keys[index], cache.cross_values[index],
+                                                     attn_mask=cache.cross_mask)
+                attn.append(out.transpose(1, 2).reshape(-1, 1, hidden))
+            x = x + _project(layer.cross_out, torch.cat(attn), splits)
+        inner = w.activation(_project(layer.fc1, layer.ffn_norm(x), splits))
+        return x + _project(layer.fc2, inner, splits)
+
+    def _step_masked(self, tokens: torch.Tensor, position_t: torch.Tensor, keys: list[torch.Tensor],
+                     values: list[torch.Tensor], cross_keys: list[torch.Tensor], cross_values: list[torch.Tensor],
+                     cross_mask: torch.Tensor | None) -> torch.Tensor:
+        """Fixed-shape step for torch.compile: the whole cache, slots past `position` masked out."""
+        cache = KVCache(keys, values, cross_keys, cross_values, cross_mask, keys[0].shape[2])
+        x = self._embed(tokens[..., None]) + self.weights.positions.index_select(0, position_t)
+        visible = (torch.arange(cache.max_positions, device=tokens.device) <= position_t)[None, None, None]
+        for index, layer in enumerate(self.weights.layers):
+            x = self._layer(layer, x, cache, index, position_t, cache.max_positions, visible, False)
+        return self._logits(x)[:, 0]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores `[N, T, K, V]` (float32) of every row of `x` `[N, T, H]`."""
+        w = self.weights
+        return w.lm_heads(w.final_norm(x)).view(x.shape[0], x.shape[1], -1, self.vocab).float()
+
+
+def _project(linear: Linear, x: torch.Tensor, splits: list[int]) -> torch.Tensor:
+    """`linear(x)` for the rows of several streams, each row's result as if its stream ran alone.
+
+    riffd's int8 kernel computes every row on its own (each activation row quantised alone,
+    integer sums), so all streams go through it together and the weights are read once. Other
+    formats multiply each stream's rows separately: the same call, and so the same result, as
+    the stream alone.
+    """
+    if isinstance(linear, Int8Linear) and linear.packed is not None:
+        return linear.independent_rows(x)
+    return torch.cat([linear(part) for part in x.split(splits)])

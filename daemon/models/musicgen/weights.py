@@ -1,0 +1,153 @@
+"""A transformers MusicGen checkpoint mapped to riffd's decoder weights: the one place that
+reads transformers' module tree for decoding.
+
+`DecoderWeights` is plain data (tensors, and each projection in the format `EngineOptions` picks),
+so the Python, compiled and native steps all read the same thing and nothing reaches back
+into transformers while decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.speed import Linear, compute_dtype, make_linear
+
+#: Activations MusicGen configs name, as the functions transformers' ACT2FN runs for them.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
+
+
+@dataclass(frozen=True)
+class NormWeights:
+    """A LayerNorm's parameters; calling it normalises the last dimension."""
+
+    weight: torch.Tensor  # [H]
+    bias: torch.Tensor  # [H]
+    eps: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One pre-norm decoder layer. The cross-attention parts are None on melody checkpoints
+    (their condition is a prefix of the input instead)."""
+
+    self_norm: NormWeights
+    qkv: Linear  # [3H, H]: query, key and value projections fused
+    self_out: Linear  # [H, H]
+    cross_norm: NormWeights | None
+    cross_q: Linear | None  # [H, H]
+    cross_out: Linear | None  # [H, H]
+    # The checkpoint's float32 key and value projections of the condition, run once a window
+    # (bias-free: a zero state gives a zero key, which the null condition relies on).
+    cross_k: torch.Tensor | None  # [H, H_cond]
+    cross_v: torch.Tensor | None  # [H, H_cond]
+    ffn_norm: NormWeights
+    fc1: Linear  # [F, H]
+    fc2: Linear  # [H, F]
+
+    @property
+    def projections(self) -> list[Linear]:
+        """The projections one step multiplies by, in order (absent cross parts left out)."""
+        parts = [self.qkv, self.self_out, self.cross_q, self.cross_out, self.fc1, self.fc2]
+        return [p for p in parts if p is not None]
+
+
+@dataclass(frozen=True)
+class DecoderWeights:
+    """Everything a decode step reads, in one engine mode's formats."""
+
+    options: EngineOptions
+    dtype: torch.dtype  # activations and float caches
+    heads: int
+    head_dim: int
+    vocab: int  # codes per codebook (the pad/BOS code is one more row of each embedding table)
+    num_codebooks: int
+    activation: Callable[[torch.Tensor], torch.Tensor]
+    embeddings: torch.Tensor  # [K, V + 1, H]: one table per codebook
+    positions: torch.Tensor  # [max_positions, H] sinusoidal
+    layers: list[LayerWeights]
+    final_norm: NormWeights
+    lm_heads: Linear  # [K * V, H]: the codebooks' heads fused
+
+    @property
+    def hidden(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def bytes_per_step(self) -> int:
+        """Bytes of weights one decode step reads: every projection once, plus the lm heads."""
+        return self.lm_heads.nbytes + sum(p.nbytes for layer in self.layers for p in layer.projections)
+
+    @property
+    def norms(self) -> list[NormWeights]:
+        found = [self.final_norm]
+        for layer in self.layers:
+            found += [n for n in (layer.self_norm, layer.cross_norm, layer.ffn_norm) if n is not None]
+        return found
+
+
+def decoder_weights(model: Any, options: EngineOptions) -> DecoderWeights:
+    """Map a loaded Musicgen(Melody)ForConditionalGeneration to riffd's decoder weights.
+
+    float32 keeps the checkpoint's own tensors (no copy), so float32 decodes exactly as
+    transformers does; other formats convert once, here.
+    """
+    causal_lm = model.decoder
+    decoder = causal_lm.model.decoder
+    config = causal_lm.config
+    dtype = compute_dtype(options)
+    activation_name = str(getattr(config, "activation_function", "gelu"))
+    if activation_name not in ACTIVATIONS:
+        raise ValueError(f"MusicGen decoder activation {activation_name!r} is not one riffd runs ({', '.join(ACTIVATIONS)})")
+    heads = int(config.num_attention_heads)
+    return DecoderWeights(
+        options=options,
+        dtype=dtype,
+        heads=heads,
+        head_dim=int(config.hidden_size) // heads,
+        vocab=int(config.vocab_size),
+        num_codebooks=int(config.num_codebooks),
+        activation=ACTIVATIONS[activation_name],
+        embeddings=torch.stack([e.weight.detach() for e in decoder.embed_tokens]).to(dtype),
+        positions=decoder.embed_positions.weights.detach().to(dtype),
+        layers=[_layer_weights(layer, options, dtype) for layer in decoder.layers],
+        final_norm=_norm(decoder.layer_norm, dtype),
+        lm_heads=make_linear([head.weight.detach() for head in causal_lm.lm_heads], options),
+    )
+
+
+def _norm(module: Any, dtype: torch.dtype) -> NormWeights:
+    return NormWeights(module.weight.detach().to(dtype), module.bias.detach().to(dtype), float(module.eps))
+
+
+def _layer_weights(layer: Any, options: EngineOptions, dtype: torch.dtype) -> LayerWeights:
+    attn = layer.self_attn
+    cross = getattr(layer, "encoder_attn", None)
+    if cross is not None and (cross.k_proj.bias is not None or cross.v_proj.bias is not None):
+        raise ValueError("cross-attention key/value projections with a bias are not MusicGen's")
+    return LayerWeights(
+        self_norm=_norm(layer.self_attn_layer_norm, dtype),
+        qkv=make_linear([attn.q_proj.weight.detach(), attn.k_proj.weight.detach(), attn.v_proj.weight.detach()],
+                        options),
+        self_out=make_linear([attn.out_proj.weight.detach()], options),
+        cross_norm=_norm(layer.encoder_attn_layer_norm, dtype) if cross is not None else None,
+        cross_q=make_linear([cross.q_proj.weight.detach()], options) if cross is not None else None,
+        cross_out=make_linear([cross.out_proj.weight.detach()], options) if cross is not None else None,
+        cross_k=cross.k_proj.weight.detach() if cross is not None else None,
+        cross_v=cross.v_proj.weight.detach() if cross is not None else None,
+        ffn_norm=_norm(layer.final_layer_norm, dtype),
+        fc1=make_linear([layer.fc1.weight.detach()], options),
+        fc2=make_linear([layer.fc2.weight.detach()], options),
+    )
