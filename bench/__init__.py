@@ -1,1 +1,1 @@
-"""Benchmarks: each prints ratios against a baseline measured in the same run (`python -m bench.NAME`)."""
+"""Benchmark scripts: each prints ratios against a baseline measured in the same run, JSON last."""

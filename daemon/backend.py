@@ -75,3 +75,12 @@ class MusicBackend(Protocol):
         A generator may return a `StreamReport` (what the job spent where) as its value.
         """
         ...
+
+    def concurrent_jobs(self, job: Job) -> int:
+        """How many jobs like `job` may run on this model at once (1: one at a time). The
+        scheduler starts `job` beside running jobs of this model only while fewer run."""
+        ...
+
+    def batched_jobs(self) -> tuple[str, ...]:
+        """Ids of the jobs sharing this model's decode steps now (for status)."""
+        ...

@@ -114,6 +114,11 @@ class DaemonConfig:
     jam_grace_s: float = 10.0
     max_jam_s: float = 4 * 3600.0
     max_jams: int = 4
+    # Concurrent MusicGen jobs on one resident model share each decode step (continuous
+    # batching): at most this many at once (1: one job at a time), their KV caches within
+    # batch_memory_mb (a musicgen-small window's cache: ~0.6 GB in float32, ~0.16 GB in int8).
+    max_batch: int = 4
+    batch_memory_mb: float = 4096.0
 
     @property
     def default_model(self) -> str:
@@ -188,6 +193,10 @@ class DaemonConfig:
             raise InvalidArgument(f"max_jams must be >= 0, got {self.max_jams}")
         if self.engine.strip() != AUTO:  # auto: measured and chosen at load
             EngineOptions.parse(self.engine)
+        if not 1 <= self.max_batch <= 64:
+            raise InvalidArgument(f"max_batch must be within [1, 64], got {self.max_batch}")
+        if not (math.isfinite(self.batch_memory_mb) and self.batch_memory_mb > 0):
+            raise InvalidArgument(f"batch_memory_mb must be a positive number, got {self.batch_memory_mb}")
         return self
 
 
@@ -245,6 +254,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jam-s", type=float, metavar="S", help="the longest a jam runs (default 14400: 4 hours)")
     parser.add_argument("--max-jams", type=int, metavar="N", help="jams running at once (default 4; 0: none)")
     parser.add_argument("--engine", metavar="MODE", help=ENGINE_HELP)
+    parser.add_argument("--max-batch", type=int, metavar="N",
+                        help="concurrent MusicGen jobs sharing each decode step (continuous batching; default 4, "
+                             "1: one at a time)")
+    parser.add_argument("--batch-memory-mb", type=float, metavar="MB",
+                        help="KV-cache memory the jobs of a batch may hold together (default 4096)")
     parser.add_argument("--link", action="store_const", const=True,
                         help="join the Ableton Link session on this network: jobs in time follow its tempo and "
                              "beat (riffd changes the session tempo only when a tempo request asks)")

@@ -61,6 +61,12 @@ class ModelPool:
         with self._lock:
             return {model_id: str(getattr(entry.backend, "engine_name", "")) for model_id, entry in self._entries.items()}
 
+    def resident(self, model_id: str) -> MusicBackend | None:
+        """The loaded backend of `model_id`, or None; loads nothing and does not count as a use."""
+        with self._lock:
+            entry = self._entries.get(model_id)
+            return entry.backend if entry is not None else None
+
     def load(self, model_id: str, *, pin: bool = False) -> MusicBackend:
         """The backend for `model_id`, loading it if needed (the caller's thread does the work)."""
         with self._lock:

@@ -1,10 +1,16 @@
-"""The scheduler: a bounded priority queue, cancel, and one worker thread per device.
+"""The scheduler: a bounded priority queue, cancel, and the worker threads of one device.
 
 `submit`, `cancel` and `close` are called from the server's event loop and never block on
 generation; workers take jobs highest priority first (first come, first served within a
 priority) and run them through the JobRunner. Events go out through `emit`, which must be
 safe to call from any thread; the scheduler makes sure a job's one terminal event is its
 last.
+
+Jobs run one at a time, except where the resident model says jobs like the next one share its
+decode steps (`MusicBackend.concurrent_jobs`, continuous batching): then the next job in line
+starts beside running jobs of the same model while fewer than that many run. Only the job at
+the head of the queue ever starts, so a queued render is never overtaken by later live jobs and
+a live job is never overtaken by queued renders.
 """
 
 from __future__ import annotations
@@ -108,7 +114,7 @@ class Scheduler:
             self._jobs[job.id] = job
             # Emitted under the lock so no worker event of this job can overtake it.
             self._emit(job, Accepted(job=job.id, queue_position=ahead, re=job.re))
-            self._cond.notify()
+            self._cond.notify_all()
 
     def cancel(self, job_id: str, error: RiffdError | None = None) -> None:
         """Cancel a queued job (it ends now) or a running one (it ends within a decode step)."""
@@ -173,6 +179,7 @@ class Scheduler:
             with self._cond:
                 job.state = JobState.FINISHED
                 self._jobs.pop(job.id, None)
+                self._cond.notify_all()  # a place may have freed for the next job in line
             self._emit(job, event)
         else:
             log.error("job %s: dropped a second terminal event %s", job.id, event.TYPE)
@@ -187,20 +194,38 @@ class Scheduler:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._heap and not self._closing:
+                job = self._startable()
+                while job is None and not (self._closing and not self._heap):
                     if not self._cond.wait(self._idle_tick_s):
                         break
+                    job = self._startable()
                 if self._closing and not self._heap:
                     return
-                if not self._heap:
-                    job = None
-                else:
-                    _, job = heapq.heappop(self._heap)
+                if job is not None:
+                    heapq.heappop(self._heap)
                     job.state = JobState.RUNNING
             if job is None:
                 self._pool.expire()
                 continue
             self._run(job)
+
+    def _startable(self) -> Job | None:
+        """The head of the queue if it may start now (called under the lock)."""
+        if not self._heap:
+            return None
+        head = self._heap[0][1]
+        running = [job for job in self._jobs.values() if job.state is JobState.RUNNING]
+        if not running:
+            return head
+        together = len(running) + 1
+        if all(job.model == head.model and self._concurrent(job) >= together for job in [*running, head]):
+            return head
+        return None
+
+    def _concurrent(self, job: Job) -> int:
+        """How many jobs like `job` its model runs at once (1 until the model is resident)."""
+        backend = self._pool.resident(job.model)
+        return backend.concurrent_jobs(job) if backend is not None else 1
 
     def _run(self, job: Job) -> None:
         log.info("job %s: started (%s, %.1f s)", job.id, job.model, job.params.duration_s)

@@ -190,6 +190,8 @@ class Status(Event):
     peers: int = 0
     # Running jams (their job ids), which are among `jobs` too.
     jams: tuple[str, ...] = ()
+    # Running jobs that share each decode step of their model (continuous batching).
+    batched: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

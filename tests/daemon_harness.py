@@ -43,6 +43,14 @@ class FakeBackend:
     chunk_s: float = 0.25
     step_s: float = 0.0
     crash_after_chunks: int | None = None
+    concurrent: int = 1  # jobs that may run at once (a batching model's streams)
+    running: list[str] = dataclasses.field(default_factory=list)
+
+    def concurrent_jobs(self, job: Job) -> int:
+        return self.concurrent
+
+    def batched_jobs(self) -> tuple[str, ...]:
+        return tuple(self.running) if self.concurrent > 1 else ()
 
     def run_job(self, job: Job, context: JobContext) -> Iterator[AudioChunk]:
         if not isinstance(job.request, (Generate, Continue)):
@@ -51,8 +59,15 @@ class FakeBackend:
         request = job.request
         for source in ([request.audio_prompt, request.melody] if isinstance(request, Generate) else [request.audio]):
             context.read_audio(source)
-        return self.stream(dataclasses.replace(job.params, seed=context.seed), progress=context.progress,
-                           should_stop=context.should_stop)
+        return self._tracked(job.id, self.stream(dataclasses.replace(job.params, seed=context.seed),
+                                                 progress=context.progress, should_stop=context.should_stop))
+
+    def _tracked(self, job_id: str, chunks: Iterator[AudioChunk]) -> Iterator[AudioChunk]:
+        self.running.append(job_id)
+        try:
+            yield from chunks
+        finally:
+            self.running.remove(job_id)
 
     def stream(self, params: GenerationParams, *, progress: ProgressFn | None = None,
                should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
@@ -83,6 +98,8 @@ def fake_loader(model_id: str, device: str) -> FakeBackend:
         return FakeBackend(model_id, audio_channels=2)
     if model_id == "fake/slow":
         return FakeBackend(model_id, step_s=0.05)
+    if model_id == "fake/batch":  # up to 2 jobs at once, as a batching model runs them
+        return FakeBackend(model_id, step_s=0.05, concurrent=2)
     if model_id == "fake/crash":
         return FakeBackend(model_id, crash_after_chunks=1)
     if model_id == "fake/broken":

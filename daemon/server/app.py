@@ -56,7 +56,8 @@ def default_loader(config: DaemonConfig) -> Loader:
         from daemon.models.registry import load_backend
 
         return load_backend(model_id, device=device, cache_dir=config.cache_dir,
-                            max_duration_s=config.max_duration_s, engine=config.engine)
+                            max_duration_s=config.max_duration_s, engine=config.engine, max_batch=config.max_batch,
+                            batch_memory_mb=config.batch_memory_mb)
 
     return load
 
@@ -138,8 +139,10 @@ class Daemon:
                 # The loop is closed: a job that outlived shutdown's grace period has nobody to tell.
                 log.debug("job %s: %s event after shutdown dropped", job.id, event.TYPE)
 
+        # A worker per job that may run at once: continuous batching runs up to max_batch jobs.
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
-                                    max_per_client=self.config.max_jobs_per_client, max_jams=self.config.max_jams)
+                                    max_per_client=self.config.max_jobs_per_client, workers=self.config.max_batch,
+                                    max_jams=self.config.max_jams)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
                                  self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,

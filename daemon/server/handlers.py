@@ -263,12 +263,21 @@ class RequestHandler:
             uptime_s=round(time.monotonic() - self._started_at, 3),
             playback=playing.device if playing is not None and playing.enabled else "off",
             underruns=playing.underruns if playing is not None else 0, jams=self._scheduler.running_jams(),
-            re=request_id, **self._clock_fields(),
+            batched=self._batched(), re=request_id, **self._clock_fields(),
         )
 
     def _clock_fields(self) -> dict[str, Any]:
         clock = self._tempo.clock()
         return dict(clock=clock.source, tempo=clock.tempo, beat=clock.beat, phase=clock.phase, peers=clock.peers)
+
+    def _batched(self) -> tuple[str, ...]:
+        """Jobs sharing decode steps, over every resident model."""
+        found: list[str] = []
+        for model_id in self._pool.loaded():
+            backend = self._pool.resident(model_id)
+            if backend is not None:
+                found += backend.batched_jobs()
+        return tuple(found)
 
 
 def _audio_sources(request: MusicGenRequest) -> list[AudioSource]:

@@ -79,6 +79,12 @@ class JukeboxBackend:
         """The daemon's entry point: a jukebox_sample or jukebox_upsample job's chunks."""
         return run_jukebox_job(self, job, context)
 
+    def concurrent_jobs(self, job: Job) -> int:
+        return 1  # a render holds the device; live requests get in through yield_to_higher
+
+    def batched_jobs(self) -> tuple[str, ...]:
+        return ()
+
     # -- Jukebox jobs ---------------------------------------------------------------------
 
     def sample(self, controls: JukeboxControls, duration_s: float, *, prime: Audio | None = None,

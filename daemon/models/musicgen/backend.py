@@ -17,6 +17,7 @@ from daemon.audio.types import Audio, AudioChunk
 from daemon.backend import JobContext, ProgressFn, StopFn, StreamReport
 from daemon.jobs import Job
 from daemon.seeds import draw_seed, seeded_rng
+from daemon.models.musicgen.batch import StepBatch
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
@@ -32,6 +33,10 @@ from protocol.messages import Continue, Generate
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
 
 log = logging.getLogger(__name__)
+
+#: Daemon jobs sharing each decode step at most (continuous batching), and their KV caches' budget.
+DEFAULT_MAX_BATCH = 4
+DEFAULT_BATCH_MEMORY_MB = 4096.0
 
 @dataclass
 class Render:
@@ -67,10 +72,18 @@ class MusicGen:
     """A resident MusicGen checkpoint (any size, melody, stereo) serving requests."""
 
     def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S,
-                 engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings()) -> None:
-        """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks)."""
+                 engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings(),
+                 max_batch: int = DEFAULT_MAX_BATCH, batch_memory_mb: float = DEFAULT_BATCH_MEMORY_MB) -> None:
+        """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks).
+
+        `max_batch` daemon jobs at most share each decode step (continuous batching), their KV
+        caches within `batch_memory_mb`; +draft jobs run one at a time (their steps are rounds).
+        """
         self.bundle = bundle
         self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
+        self.batch = (StepBatch(self.engine.decoder, max_streams=max_batch,
+                                max_cache_bytes=int(batch_memory_mb * 2**20))
+                      if self.engine is not None and self.engine.draft is None else None)
         self.stream_settings = stream_settings.validate()
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         self.max_duration_s = max_duration_s
@@ -128,25 +141,31 @@ class MusicGen:
 
     def stream(self, text: str | None, params: GenerationParams, *, audio_prompt: Audio | None = None,
                melody: Audio | None = None, progress: ProgressFn | None = None,
-               should_stop: StopFn | None = None) -> Generator[AudioChunk, None, StreamReport]:
+               should_stop: StopFn | None = None, batched: bool = False, label: str = "",
+               priority: int = 0) -> Generator[AudioChunk, None, StreamReport]:
         """One prompt, its audio in chunks while it is generated.
 
         Chunks are contiguous from offset 0 and `duration_s` long in all; closing the iterator
-        stops generation within one step and frees its cache. Returns where the time went.
+        stops generation within one step and frees its cache. `batched`: its windows step in the
+        shared batch (as `label`, admitted by `priority`), with the very same audio as alone.
+        Returns where the time went (a `StreamReport`).
         """
         if text is not None:
             _check_text(text)
         steps = StepTiming(self.bundle.window_frames)
         job = self._plan([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                         should_stop=should_stop, timing=steps)
+                         should_stop=should_stop, timing=steps, batch=(label, priority) if batched else None)
         frames = TimedIterator(iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1,
                                            columns_for=job.columns_for, on_step=job.on_step))
         chunks = TimedIterator(stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
                                              samples=job.samples, start_sample=job.start_sample,
                                              settings=self.stream_settings))
         yield from chunks
-        # The chunk iterator's own time, less what it waited on decoded frames, is the codec's.
-        return steps.report(self.engine_name, decode_s=frames.busy_s, codec_s=chunks.busy_s - frames.busy_s)
+        # The chunk iterator's own time, less what it waited on decoded frames, is the codec's. A
+        # batched job's steps run on the batch thread beside its codec: its decode time is its
+        # prefills and the shared steps that made its columns, as the batch timed them.
+        decode_s = steps.prefill_s + steps.step_s if batched else frames.busy_s
+        return steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - frames.busy_s)
 
     def jam_host(self):  # -> daemon.models.musicgen.jam.session.JamHost
         """What this model's jams share (issue 14): made on the first jam, refused where jams cannot run."""
@@ -174,7 +193,19 @@ class MusicGen:
         params = dataclasses.replace(job.params, seed=context.seed)
         return self.stream(text, params, audio_prompt=context.read_audio(prompt_source),
                            melody=context.read_audio(melody_source), progress=context.progress,
-                           should_stop=context.should_stop)
+                           should_stop=context.should_stop, batched=self.batch is not None, label=job.id,
+                           priority=job.priority)
+
+    def concurrent_jobs(self, job: Job) -> int:
+        """How many jobs like `job` may run at once here: the batch's streams for generate and
+        continue, else one."""
+        if self.batch is not None and isinstance(job.request, (Generate, Continue)):
+            return self.batch.max_streams
+        return 1
+
+    def batched_jobs(self) -> tuple[str, ...]:
+        """Ids of the jobs stepping in the shared batch now."""
+        return self.batch.snapshot().streams if self.batch is not None else ()
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Audio `[B, channels, frames * hop]` of frame-aligned codes `[B, K, frames]`."""
@@ -206,7 +237,7 @@ class MusicGen:
 
     def _plan(self, texts: list[str | None], params: GenerationParams, *, audio_prompt: Audio | None,
               melody: Audio | None, progress: ProgressFn | None, should_stop: StopFn | None,
-              timing: StepTiming | None = None) -> _Plan:
+              timing: StepTiming | None = None, batch: tuple[str, int] | None = None) -> _Plan:
         """Validate a request and plan it: what every mode shares before decoding starts."""
         params.validate(max_duration_s=self.max_duration_s)
         if not texts:
@@ -234,6 +265,11 @@ class MusicGen:
             cond = static_cond or build_conditioning(
                 bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
                 melody_offset_s=max(0, window.start_frame) / bundle.frame_rate)
+            if batch is not None and self.batch is not None:
+                label, priority = batch
+                return self.batch.columns(bundle, cond, window_prompt, window.new_frames, params, rng, should_stop,
+                                          label=label, priority=priority,
+                                          timed=None if timing is None else timing.recorder(window.prompt_frames))
             if self.engine is not None:
                 produced = self.engine.columns(cond, window_prompt, window.new_frames, params, rng, should_stop)
             else:

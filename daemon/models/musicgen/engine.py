@@ -44,7 +44,6 @@ class MusicgenEngine:
     def weight_bytes_per_step(self) -> int:
         return self.decoder.weights.bytes_per_step
 
-    @torch.inference_mode()
     def columns(self, cond: Conditioning, prompt: torch.Tensor | None, new_frames: int, params: GenerationParams,
                 rng: torch.Generator | None, should_stop: StopFn | None = None) -> Iterator[torch.Tensor]:
         """Yield each new sequence column `[B, K]` of a window; the same contract as `loop.reference_columns`."""

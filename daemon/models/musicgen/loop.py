@@ -140,7 +140,8 @@ def reference_columns(bundle: MusicgenBundle, cond: Conditioning, prompt: torch.
         out = decoder(input_ids=flat, encoder_hidden_states=states, encoder_attention_mask=cond.attention_mask,
                       past_key_values=past, use_cache=True)
         past = out.past_key_values
-        return out.logits[:, -1, :].float().view(-1, num_codebooks, out.logits.shape[-1])  # [N, K, V]
+        logits: torch.Tensor = out.logits[:, -1, :].float()  # [N * K, V]
+        return logits.view(-1, num_codebooks, logits.shape[-1])  # [N, K, V]
 
     vocab = int(decoder.config.vocab_size)
     sampler = window_sampler(bundle, cond, pattern, params, rng, vocab)

@@ -1,15 +1,17 @@
 """Where one streamed job's time went: decode steps (early and late in the window) and codec decodes.
 
-Measured where the work happens, on the worker thread: the time spent inside the engine's column
+Measured where the work happens: on the worker thread, the time spent inside the engine's column
 iterator is decoding (each column's step and sampling), the time inside the chunk iterator
-beyond that is the codec's. The report travels to clients in the job's `done` event, so a
-client (`bench.realtime`) can see what the real-time factor is made of through a running daemon.
+beyond that is the codec's; a batched job's steps are timed by the batch thread that runs them
+(each shared step counts whole for every stream in it). The report travels to clients in the
+job's `done` event, so a client (`bench.realtime`) can see what the real-time factor is made of
+through a running daemon.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from daemon.backend import StreamReport
@@ -62,29 +64,38 @@ class StepTiming:
     def columns(self, columns: Iterator[T], first_position: int) -> Iterator[T]:
         """Yield `columns` (a window's, its first at cache position `first_position`), timing each step.
 
-        The first column comes with the window's prefill: not a step, so not timed.
+        The first column comes with the window's prefill: not a step, so not timed as one.
         """
-        position = first_position
+        record = self.recorder(first_position)
         try:
             start = time.perf_counter()
             for index, column in enumerate(columns):
-                took = time.perf_counter() - start
-                if not index:
-                    self.prefill_s += took
-                else:
-                    self.steps += 1
-                    self.step_s += took
-                    if position < self.edge:
-                        self._early.append(took)
-                    elif position >= self.late_from:
-                        self._late.append(took)
+                record(index, time.perf_counter() - start)
                 yield column
-                position += 1
                 start = time.perf_counter()
         finally:  # a stopped job frees its window's cache now, not at garbage collection
             close = getattr(columns, "close", None)
             if close is not None:
                 close()
+
+    def recorder(self, first_position: int) -> Callable[[int, float], None]:
+        """`record(index, seconds)` for the window whose column 0 (made by its prefill) sits at
+        cache position `first_position`: where the columns are made elsewhere (the shared batch
+        step times each column it makes on its own thread)."""
+
+        def record(index: int, took_s: float) -> None:
+            if not index:
+                self.prefill_s += took_s
+                return
+            self.steps += 1
+            self.step_s += took_s
+            position = first_position + index
+            if position < self.edge:
+                self._early.append(took_s)
+            elif position >= self.late_from:
+                self._late.append(took_s)
+
+        return record
 
     def report(self, engine: str, decode_s: float, codec_s: float) -> StreamReport:
         return StreamReport(engine=engine, decode_s=decode_s, codec_s=codec_s, steps=self.steps, step_s=self.step_s,

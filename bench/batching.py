@@ -1,0 +1,189 @@
+"""Benchmark: continuous batching, N concurrent MusicGen jobs sharing each decode step, against the
+same jobs one after another, in the same run.
+
+For N in 1, 2, 4, 8 (defaults: random/musicgen-small, int8, guidance 3, top-k 250, 2 s each) it
+decodes N seeded windows one after another, then the same N at once in the shared batch, and
+prints aggregate decode steps per second of both and their ratio (`speedup_N`); then the time to
+first audio of a stream joining a busy batch (3 streams running) against the same stream on an
+idle model; and peak memory. Decode rates count decode steps only (the codec runs in the TTFA
+part). Every batched window is checked to give exactly its codes decoded alone. Prints a table,
+then one JSON object as the last line.
+
+    .venv/bin/python -m bench.batching [--model random/musicgen-small] [--engine int8] [--duration 2]
+        [--streams 1,2,4,8] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bench.musicgen_stream import peak_memory_mb, reset_peak_memory  # noqa: E402
+from daemon.models.musicgen.backend import MusicGen  # noqa: E402
+from daemon.models.musicgen.batch import StepBatch  # noqa: E402
+from daemon.models.musicgen.conditioning import build_conditioning  # noqa: E402
+from daemon.models.musicgen.loader import load_folder, pick_device  # noqa: E402
+from daemon.models.musicgen.loop import decoder_columns  # noqa: E402
+from daemon.models.musicgen.options import EngineOptions  # noqa: E402
+from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
+from daemon.seeds import seeded_rng  # noqa: E402
+from protocol.errors import Cancelled  # noqa: E402
+from protocol.params import GenerationParams  # noqa: E402
+
+PROMPTS = ("lofi hip hop beat", "ambient pads", "funk bass groove", "jazz piano trio", "techno kick and hats",
+           "string quartet", "dub reggae", "acoustic folk guitar")
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def isa() -> str:
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    have = set(flags.split())
+    if "avx512_vnni" in have:
+        return "avx512_vnni"
+    if "avx_vnni" in have:
+        return "avx_vnni"
+    return "avx2" if "avx2" in have else "other"
+
+
+def run_alone(model: MusicGen, seeds: list[int], params: GenerationParams, frames: int) -> tuple[float, int, list]:
+    """Decode each seeded window in turn, alone: (seconds, steps, columns per window)."""
+    assert model.engine is not None
+    steps, made = 0, []
+    start = time.perf_counter()
+    for seed in seeds:
+        cond = build_conditioning(model.bundle, [PROMPTS[seed % len(PROMPTS)]], guidance_scale=params.guidance_scale)
+        columns = list(decoder_columns(model.engine.decoder, model.bundle, cond, None, frames, params,
+                                       seeded_rng(seed)))
+        steps += len(columns)
+        made.append(torch.stack(columns, dim=-1))
+    return time.perf_counter() - start, steps, made
+
+
+def run_together(model: MusicGen, batch: StepBatch, seeds: list[int], params: GenerationParams,
+                 frames: int) -> tuple[float, int, list]:
+    """The same windows at once in the shared batch: (seconds, steps, columns per window)."""
+    conds = [build_conditioning(model.bundle, [PROMPTS[s % len(PROMPTS)]], guidance_scale=params.guidance_scale)
+             for s in seeds]
+    made: list = [None] * len(seeds)
+
+    def run(index: int) -> None:
+        made[index] = torch.stack(list(batch.columns(model.bundle, conds[index], None, frames, params,
+                                                     seeded_rng(seeds[index]), label=f"s{index}")), dim=-1)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(seeds))]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, sum(m.shape[-1] for m in made), made
+
+
+def ttfa(model: MusicGen, seed: int, params: GenerationParams, busy: int) -> float:
+    """Seconds to the first audio chunk of a batched job while `busy` long jobs step in the batch."""
+    assert model.batch is not None
+    stop = threading.Event()
+    long_params = GenerationParams(duration_s=20.0, seed=0, top_k=params.top_k, guidance_scale=params.guidance_scale)
+
+    def keep_busy(index: int) -> None:
+        try:
+            for _ in model.stream(PROMPTS[index], long_params, should_stop=stop.is_set, batched=True,
+                                  label=f"busy{index}"):
+                pass
+        except Cancelled:
+            pass  # how the busy jobs end
+
+    runners = [threading.Thread(target=keep_busy, args=(i,)) for i in range(busy)]
+    for thread in runners:
+        thread.start()
+    while len(model.batch.snapshot().streams) < busy:
+        time.sleep(0.01)
+    time.sleep(0.5)  # the batch settled into its stride
+    start = time.perf_counter()
+    chunks = model.stream(PROMPTS[seed % len(PROMPTS)], params, batched=True, label="joining")
+    next(chunks)
+    took = time.perf_counter() - start
+    chunks.close()
+    stop.set()
+    for thread in runners:
+        thread.join()
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="random/musicgen-small")
+    parser.add_argument("--engine", default="int8", help="engine mode (default int8: the fastest on VNNI CPUs)")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per job")
+    parser.add_argument("--streams", default="1,2,4,8")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--python-step", action="store_true",
+                        help="int8: the Python step (weights shared across streams) instead of the native one")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    counts = [int(n) for n in args.streams.split(",")]
+    device = pick_device("cpu")
+    bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
+    options = EngineOptions.parse(args.engine)
+    model = MusicGen(bundle, engine=options, max_batch=max(counts))
+    assert model.engine is not None and model.batch is not None, "+draft modes do not batch"
+    if args.python_step:
+        model.engine.decoder.native = None
+    params = GenerationParams(duration_s=args.duration, top_k=250, guidance_scale=3.0)
+    frames = math.ceil(args.duration * bundle.frame_rate)
+    reset_peak_memory(device)
+
+    rows: list[tuple[int, float, float, float, bool]] = []
+    summary: dict[str, object] = {}
+    for n in counts:
+        seeds = list(range(1, n + 1))
+        alone_s, alone_steps, alone_codes = run_alone(model, seeds, params, frames)
+        together_s, together_steps, together_codes = run_together(model, model.batch, seeds, params, frames)
+        same = all(torch.equal(a, b) for a, b in zip(alone_codes, together_codes, strict=True))
+        alone_rate, together_rate = alone_steps / alone_s, together_steps / together_s
+        rows.append((n, alone_rate, together_rate, together_rate / alone_rate, same))
+        summary[f"steps_per_s_{n}"] = round(together_rate, 2)
+        summary[f"sequential_steps_per_s_{n}"] = round(alone_rate, 2)
+        if n > 1:
+            summary[f"speedup_{n}"] = round(together_rate / alone_rate, 3)
+        print(f"{n} stream(s): one after another {alone_rate:.2f} steps/s, together {together_rate:.2f} steps/s "
+              f"({together_rate / alone_rate:.2f}x), codes equal alone: {same}", flush=True)
+
+    ttfa_params = GenerationParams(duration_s=2.0, seed=5, top_k=250, guidance_scale=3.0)
+    idle = min(ttfa(model, 5, ttfa_params, busy=0) for _ in range(2))
+    joining = min(ttfa(model, 5, ttfa_params, busy=3) for _ in range(2))
+    peak = peak_memory_mb(device)
+    print(f"TTFA idle {idle:.3f} s, joining a batch of 3: {joining:.3f} s ({joining / idle:.2f}x); "
+          f"peak RSS {peak:.0f} MB")
+    summary.update({
+        "model": args.model, "engine": options.name + ("(python step)" if args.python_step else ""),
+        "step": "native" if model.engine.decoder.native is not None else "python",
+        "cpu": cpu_name(), "isa": isa(), "threads": torch.get_num_threads(), "duration_s": args.duration,
+        "ttfa_idle_s": round(idle, 3), "ttfa_joining_s": round(joining, 3),
+        "ttfa_joining_ratio": round(joining / idle, 3), "peak_rss_mb": round(peak),
+        "codes_equal_alone": all(row[4] for row in rows),
+    })
+    print(json.dumps(summary))
+    return 0 if summary["codes_equal_alone"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

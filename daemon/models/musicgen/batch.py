@@ -1,0 +1,270 @@
+"""Continuous batching: the windows of concurrent jobs share each decode step of one decoder.
+
+A decode step is bound by reading the weights, so stepping N streams together costs little
+more than one. Each stream keeps its own cache, sampling settings, guidance scale, window plan
+and random generator (its `WindowSampler`): it joins at any step, its prefill done on its own
+thread beside the running batch, and leaves when its window ends, its job is cancelled or its
+consumer stops reading. One thread steps every stream that has a column to feed; each stream's
+consumer (the job's worker thread) reads its columns from a queue, so codec decoding and sinks
+run beside the next step.
+
+A stream's columns are exactly those of the same window decoded alone: `MusicgenDecoder.step_streams`
+gives each stream the logits `step` gives it alone, and the stream samples them with its own
+generator. Admission is bounded by a number of streams and by the bytes of their KV caches;
+waiting streams are admitted highest priority first, first come first served within a priority.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.decoder import MusicgenDecoder
+from daemon.models.musicgen.kv_cache import KVCache
+from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, plan_window, window_sampler
+from protocol.errors import OutOfMemory
+from protocol.params import GenerationParams
+
+log = logging.getLogger(__name__)
+
+#: How often a stream waiting for admission looks at its stop flag.
+ADMISSION_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """Who is stepping together now, and who waits for a place."""
+
+    streams: tuple[str, ...]  # labels (job ids) of admitted streams, in join order
+    waiting: tuple[str, ...]  # labels waiting for admission, in admission order
+    cache_bytes: int  # KV-cache bytes the admitted streams hold
+    steps: int  # shared steps taken since the batch was made
+
+
+@dataclass(eq=False)
+class BatchStream:
+    """One window in the batch: a source of columns with its own cache, sampler (settings, guidance,
+    pattern, random generator) and position. Fields past `out` are the batch thread's, under its lock.
+
+    `between_steps(action)` runs `action` on the batch thread before this stream's next step, when
+    no step uses its cache: the place to swap its condition (`MusicgenDecoder.set_condition`) or
+    change its sampler's settings mid-stream (a jam's live changes).
+    """
+
+    label: str
+    sampler: WindowSampler
+    cache: KVCache
+    first_slot: int  # cache slot of the window's first sampled column
+    should_stop: StopFn | None
+    timed: Callable[[int, float], None] | None = None  # (step, seconds) of each shared step it is in
+    out: queue.SimpleQueue[torch.Tensor | BaseException] = field(default_factory=queue.SimpleQueue)
+    step: int = 1  # the step whose column the next shared step makes
+    pending: torch.Tensor | None = None  # the column to feed next, at slot first_slot + step - 1
+    leaving: bool = False
+    stepping: bool = False  # inside the shared step running now
+    left: threading.Event = field(default_factory=threading.Event)
+    actions: queue.SimpleQueue[Callable[[], None]] = field(default_factory=queue.SimpleQueue)
+
+    def between_steps(self, action: Callable[[], None]) -> None:
+        self.actions.put(action)
+
+
+@dataclass(order=True)
+class _Ticket:
+    """A stream's place in the admission queue: highest priority first, then arrival."""
+
+    sort_key: tuple[int, int]
+    label: str = field(compare=False)
+    cache_bytes: int = field(compare=False)
+    admitted: bool = field(default=False, compare=False)
+
+
+class StepBatch:
+    """Streams of one `MusicgenDecoder` sharing its decode steps."""
+
+    def __init__(self, decoder: MusicgenDecoder, *, max_streams: int, max_cache_bytes: int,
+                 idle_exit_s: float = 2.0) -> None:
+        if max_streams < 1:
+            raise ValueError(f"a batch holds at least one stream, got {max_streams}")
+        self.decoder = decoder
+        self.max_streams = max_streams
+        self.max_cache_bytes = max_cache_bytes
+        self._idle_exit_s = idle_exit_s
+        self._lock = threading.Condition()
+        self._streams: list[BatchStream] = []
+        self._waiting: list[_Ticket] = []
+        self._cache_bytes = 0
+        self._admitted = 0
+        self._arrivals = itertools.count()
+        self._steps = 0
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> BatchSnapshot:
+        with self._lock:
+            return BatchSnapshot(tuple(s.label for s in self._streams),
+                                 tuple(t.label for t in sorted(self._waiting)), self._cache_bytes, self._steps)
+
+    def columns(self, bundle: MusicgenBundle, cond: Conditioning, prompt: torch.Tensor | None, new_frames: int,
+                params: GenerationParams, rng: torch.Generator | None, should_stop: StopFn | None = None, *,
+                label: str = "", priority: int = 0, on_join: Callable[[BatchStream], None] | None = None,
+                timed: Callable[[int, float], None] | None = None) -> Iterator[torch.Tensor]:
+        """Each new column `[B, K]` of a window, stepped with the batch; `loop.decoder_columns`'s contract.
+
+        Blocks until the window is admitted (raising Cancelled if stopped meanwhile). Closing
+        the iterator leaves the batch within one step and frees the cache. `on_join` gets the
+        stream's handle once its prefill is done (see `BatchStream.between_steps`). `timed(step,
+        seconds)` learns what made each column: the prefill (step 0, on this thread), then each
+        shared step it was in (on the batch thread, before the column is handed over).
+        """
+        decoder = self.decoder
+        pattern, first_slot = plan_window(bundle, cond, prompt, new_frames)
+        sampler = window_sampler(bundle, cond, pattern, params, rng, decoder.vocab)
+        rows, positions = cond.hidden_states.shape[0], first_slot + pattern.steps - 1
+        cross_len = 0 if cond.prefix else cond.hidden_states.shape[1]
+        ticket = self._admit(label, priority, decoder.cache_bytes(rows, positions, cross_len), should_stop)
+        try:
+            with decoder.open_cache(rows, positions) as cache:
+                # The prefill runs here, on the joining job's thread, while the batch steps on.
+                started = time.perf_counter()
+                column = sampler.next_column(0, decoder.prefill(cache, cond, pattern.inputs))
+                if timed is not None:
+                    timed(0, time.perf_counter() - started)
+                stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed)
+                if on_join is not None:
+                    on_join(stream)
+                if sampler.steps > 1:
+                    self._join(stream, column)
+                try:
+                    yield column
+                    check_stop(should_stop)
+                    for _ in range(1, sampler.steps):
+                        item = stream.out.get()
+                        if isinstance(item, BaseException):
+                            raise item
+                        yield item
+                        check_stop(should_stop)
+                finally:
+                    self._leave(stream)
+        finally:
+            self._release(ticket)
+
+    # Admission.
+    def _admit(self, label: str, priority: int, cache_bytes: int, should_stop: StopFn | None) -> _Ticket:
+        if cache_bytes > self.max_cache_bytes:
+            raise OutOfMemory(f"this window's KV cache needs {cache_bytes / 2**20:.0f} MiB, over the batch's "
+                              f"{self.max_cache_bytes / 2**20:.0f} MiB (--batch-memory-mb)")
+        ticket = _Ticket((-priority, next(self._arrivals)), label, cache_bytes)
+        with self._lock:
+            self._waiting.append(ticket)
+            try:
+                while not self._fits_first(ticket):
+                    self._lock.wait(ADMISSION_POLL_S)
+                    check_stop(should_stop)
+            except BaseException:
+                self._waiting.remove(ticket)
+                self._lock.notify_all()
+                raise
+            self._waiting.remove(ticket)
+            ticket.admitted = True
+            self._admitted += 1
+            self._cache_bytes += cache_bytes
+            self._lock.notify_all()
+        return ticket
+
+    def _fits_first(self, ticket: _Ticket) -> bool:
+        """Whether `ticket` is first in line and there is room for it (called under the lock)."""
+        return (min(self._waiting) is ticket and self._admitted < self.max_streams
+                and self._cache_bytes + ticket.cache_bytes <= self.max_cache_bytes)
+
+    def _release(self, ticket: _Ticket) -> None:
+        with self._lock:
+            if ticket.admitted:
+                self._admitted -= 1
+                self._cache_bytes -= ticket.cache_bytes
+                ticket.admitted = False
+            self._lock.notify_all()
+
+    # Joining and leaving the shared step.
+    def _join(self, stream: BatchStream, column: torch.Tensor) -> None:
+        with self._lock:
+            stream.pending = column
+            self._streams.append(stream)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="riffd-batch", daemon=True)
+                self._thread.start()
+            self._lock.notify_all()
+
+    def _leave(self, stream: BatchStream) -> None:
+        """Take `stream` out of the batch; returns once no step is using its cache."""
+        with self._lock:
+            if stream not in self._streams:
+                return
+            stream.leaving = True
+            if not stream.stepping:
+                self._streams.remove(stream)
+                self._lock.notify_all()
+                return
+        stream.left.wait()
+
+    # The batch thread.
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                ready = self._ready()
+                while not ready:
+                    if not self._lock.wait(self._idle_exit_s) and not self._streams:
+                        self._thread = None  # gone idle: a later join starts another
+                        return
+                    ready = self._ready()
+                for stream in ready:
+                    stream.stepping = True
+            self._step(ready)
+            with self._lock:
+                self._steps += 1
+                for stream in ready:
+                    stream.stepping = False
+                    if stream.leaving:
+                        self._streams.remove(stream)
+                        stream.left.set()
+                self._lock.notify_all()
+
+    def _ready(self) -> list[BatchStream]:
+        return [s for s in self._streams if s.pending is not None and not s.leaving]
+
+    def _step(self, streams: list[BatchStream]) -> None:
+        """One shared step: feed each stream's pending column, sample its next one."""
+        columns = [s.pending for s in streams]
+        assert all(c is not None for c in columns)
+        started = time.perf_counter()
+        try:
+            for stream in streams:
+                while not stream.actions.empty():
+                    stream.actions.get()()
+            with torch.inference_mode():
+                logits = self.decoder.step_streams([s.cache for s in streams], columns,  # type: ignore[arg-type]
+                                                   [s.first_slot + s.step - 1 for s in streams])
+                made = [s.sampler.next_column(s.step, out) for s, out in zip(streams, logits, strict=True)]
+        except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
+            log.error("a shared decode step failed: %s: %s", type(exc).__name__, exc)
+            for stream in streams:
+                stream.pending = None
+                stream.out.put(exc)
+            return
+        took_s = time.perf_counter() - started
+        for stream, column in zip(streams, made, strict=True):
+            if stream.timed is not None:
+                stream.timed(stream.step, took_s)
+            stream.out.put(column)
+            stream.step += 1
+            stopped = stream.should_stop is not None and stream.should_stop()
+            stream.pending = None if stream.step >= stream.sampler.steps or stopped else column
+

@@ -1,0 +1,78 @@
+"""Continuous batching through the daemon: jobs of a batching model run together, in priority
+order once the batch is full, and a seeded job sounds the same batched or alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from daemon_harness import DaemonThread, Monitor, make_config, start_fake_daemon
+
+from clients import Client
+from protocol.messages import Accepted, Chunk, Done, Started
+
+
+def _until(stream, kind):
+    for event in stream:
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"stream ended before a {kind.TYPE}")
+
+
+def test_a_full_batch_admits_live_work_first_then_renders_in_order(tmp_path: Path) -> None:
+    # fake/batch runs two jobs at once, 50 ms a step.
+    daemon = start_fake_daemon(tmp_path / "out", models=("fake/batch",), max_queue=8, max_batch=4)
+    try:
+        with Client(daemon.zmq) as client, Monitor(daemon.pub) as monitor:
+            monitor.sync(client)
+            running = [client.generate("r", duration_s=1.5, model="fake/batch", job=f"running{n}") for n in range(2)]
+            for stream in running:
+                _until(iter(stream), Started)
+            status = client.status()
+            assert status.running == 2 and set(status.batched) == {"running0", "running1"}
+            queued = [client.generate("r", duration_s=0.5, model="fake/batch", job=f"render{n}") for n in range(2)]
+            assert [_until(iter(s), Accepted).queue_position for s in queued] == [0, 1]
+            live = client.generate("live", duration_s=0.5, model="fake/batch", job="live", priority=10)
+            assert _until(iter(live), Accepted).queue_position == 0
+            assert client.status().running == 2  # full: the third waits
+            for stream in [*running, *queued, live]:
+                assert isinstance(list(stream)[-1], Done)
+            events = monitor.events_until(lambda e: isinstance(e, Done) and e.job == "render1")
+    finally:
+        daemon.stop()
+    started = [e.job for e in events if isinstance(e, Started)]
+    assert started == ["running0", "running1", "live", "render0", "render1"]
+    # Never more than the model's two at once.
+    at_once, most = 0, 0
+    for event in events:
+        if isinstance(event, Started):
+            at_once += 1
+            most = max(most, at_once)
+        elif isinstance(event, Done):
+            at_once -= 1
+    assert most == 2
+
+
+def test_seeded_jobs_sound_the_same_batched_over_zeromq(tmp_path: Path, riffd_cache: Path) -> None:
+    config = make_config(tmp_path / "out", models=("debug/musicgen",), cache_dir=riffd_cache, engine="int8")
+    daemon = DaemonThread(config).start()
+    try:
+        with Client(daemon.zmq, timeout_s=60) as client, Client(daemon.zmq, timeout_s=60) as other:
+
+            def audio(events) -> np.ndarray:
+                return np.concatenate([e.audio for e in events if isinstance(e, Chunk)], axis=1)
+
+            long_job = iter(client.generate("a long take", duration_s=3.0, seed=1, job="long"))
+            _until(long_job, Chunk)
+            short = iter(other.generate("a short one", duration_s=1.0, seed=2, job="short"))
+            joining = [_until(short, Chunk)]
+            with Client(daemon.zmq) as watcher:
+                status = watcher.status()
+            assert set(status.batched) == {"long", "short"} and status.running == 2  # stepping together
+            joining += list(short)
+            assert isinstance(joining[-1], Done)
+            assert isinstance(list(long_job)[-1], Done)
+            alone = list(other.generate("a short one", duration_s=1.0, seed=2, job="short-alone"))
+            np.testing.assert_array_equal(audio(joining), audio(alone))
+    finally:
+        daemon.stop()

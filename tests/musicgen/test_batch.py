@@ -1,0 +1,253 @@
+"""Continuous batching: seeded jobs give the same audio alone or batched, whoever joins or leaves."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from daemon.audio.types import Audio
+from daemon.models.musicgen.backend import MusicGen
+from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.streaming_codec import StreamSettings
+from protocol.errors import Cancelled
+from protocol.params import GenerationParams
+
+SETTINGS = StreamSettings(first_chunk_frames=10, chunk_frames=25, lookahead_frames=4, crossfade_samples=64)
+
+
+def _tone(seconds: float, rate: int) -> Audio:
+    t = np.arange(int(seconds * rate)) / rate
+    return Audio((0.4 * np.sin(2 * np.pi * 220.0 * t))[None].astype(np.float32), rate)
+
+
+@dataclasses.dataclass
+class Take:
+    """One job: what it asks for, and when it joins or stops (counted in its own decode steps)."""
+
+    name: str
+    text: str
+    params: GenerationParams
+    audio_prompt: Audio | None = None
+    start_after: tuple[str, int] | None = None  # join once that take has made this many steps
+    stop_at_step: int | None = None  # cancelled at this step of its own
+
+
+def _model(load_preset, preset: str, mode: str, *, python_step: bool = False) -> MusicGen:
+    bundle = load_preset(preset).bundle
+    # Short windows, so the longer takes are long-form: their later windows join the batch again.
+    bundle = dataclasses.replace(bundle, window_frames=40)
+    model = MusicGen(bundle, engine=EngineOptions.parse(mode + "+nowarmup"), stream_settings=SETTINGS, max_batch=4)
+    if python_step:
+        model.engine.decoder.native = None  # the Python int8 step, where the weights are shared across streams
+    return model
+
+
+def _alone(model: MusicGen, take: Take) -> np.ndarray:
+    return np.concatenate([c.audio for c in model.stream(take.text, take.params, audio_prompt=take.audio_prompt)],
+                          axis=1)
+
+
+def _together(model: MusicGen, takes: list[Take]) -> tuple[dict[str, np.ndarray | Exception], int]:
+    """Run the takes as concurrent batched jobs; their audio (or error), and the most streams seen stepping at once."""
+    steps = {take.name: 0 for take in takes}
+    reached = {(take.start_after or ("", 0)): threading.Event() for take in takes}
+    lock = threading.Lock()
+    results: dict[str, np.ndarray | Exception] = {}
+    most = 0
+
+    def progress_of(name: str):
+        def progress(done: int, total: int) -> None:
+            nonlocal most
+            with lock:
+                steps[name] = done
+                most = max(most, len(model.batch.snapshot().streams))
+                for (other, at), event in reached.items():
+                    if other == name and done >= at:
+                        event.set()
+        return progress
+
+    def run(take: Take) -> None:
+        if take.start_after is not None:
+            assert reached[take.start_after].wait(60)
+        stop = (lambda: steps[take.name] >= take.stop_at_step) if take.stop_at_step is not None else None
+        try:
+            chunks = model.stream(take.text, take.params, audio_prompt=take.audio_prompt,
+                                  progress=progress_of(take.name), should_stop=stop, batched=True, label=take.name)
+            results[take.name] = np.concatenate([c.audio for c in chunks], axis=1)
+        except Cancelled as exc:
+            results[take.name] = exc
+        finally:
+            for (other, _), event in reached.items():
+                if other == take.name:
+                    event.set()  # never leave a follower waiting
+
+    threads = [threading.Thread(target=run, args=(take,)) for take in takes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads)
+    return results, most
+
+
+def _takes(rate: int) -> list[Take]:
+    sampled = GenerationParams(duration_s=1.6, seed=3, top_k=50, temperature=0.9)  # long-form: 3 windows
+    return [
+        Take("first", "an upbeat jazz tune", sampled),
+        Take("greedy", "drums", GenerationParams(duration_s=0.9, greedy=True, guidance_scale=5.0),
+             start_after=("first", 7)),
+        Take("continued", "strings", GenerationParams(duration_s=0.7, seed=11, top_p=0.9), audio_prompt=_tone(0.3, rate),
+             start_after=("greedy", 13)),
+        Take("cancelled", "noise", GenerationParams(duration_s=1.2, seed=5, top_k=20), start_after=("first", 3),
+             stop_at_step=17),
+        Take("unguided", "bass", GenerationParams(duration_s=0.5, seed=8, guidance_scale=1.0),
+             start_after=("cancelled", 17)),  # takes the cancelled job's place
+    ]
+
+
+@pytest.mark.parametrize("mode, python_step", [("float32", False), ("int8", False), ("int8", True)],
+                         ids=["float32", "int8-native", "int8-python"])
+def test_batched_jobs_give_their_audio_alone(load_preset, mode, python_step):
+    model = _model(load_preset, "debug/musicgen", mode, python_step=python_step)
+    takes = _takes(model.sample_rate)
+    alone = {take.name: _alone(model, take) for take in takes if take.stop_at_step is None}
+    together, most = _together(model, takes)
+    assert most >= 3, "the takes never stepped together: nothing was batched"
+    for name, audio in alone.items():
+        got = together[name]
+        assert isinstance(got, np.ndarray), got
+        np.testing.assert_array_equal(got, audio, err_msg=name)
+    assert isinstance(together["cancelled"], Cancelled)
+    # Everyone left: no stream, no admission and no cache held.
+    snapshot = model.batch.snapshot()
+    assert snapshot.streams == () and snapshot.cache_bytes == 0 and model.engine.live_caches == 0
+
+
+def test_stereo_and_melody_jobs_batch_too(load_preset):
+    for preset in ("debug/musicgen-stereo", "debug/musicgen-melody"):
+        model = _model(load_preset, preset, "float32")
+        takes = [Take("a", "strings", GenerationParams(duration_s=0.8, seed=1, top_k=50)),
+                 Take("b", "drums", GenerationParams(duration_s=0.6, seed=2, top_k=50), start_after=("a", 5))]
+        alone = {take.name: _alone(model, take) for take in takes}
+        together, most = _together(model, takes)
+        assert most == 2, preset
+        for name in alone:
+            np.testing.assert_array_equal(together[name], alone[name], err_msg=f"{preset} {name}")
+
+
+def test_admission_waits_for_room_highest_priority_first(load_preset):
+    model = _model(load_preset, "debug/musicgen", "int8")
+    batch = model.batch
+    batch.max_streams = 1
+    order: list[str] = []
+    gate = threading.Event()
+    params = GenerationParams(duration_s=0.3, seed=1, greedy=True)
+
+    def run(label: str, priority: int) -> None:
+        def progress(done: int, total: int) -> None:
+            if done == 1:
+                order.append(label)
+            if label == "holder":
+                gate.wait(30)
+        for _ in model.stream("x", params, progress=progress, batched=True, label=label, priority=priority):
+            pass
+
+    holder = threading.Thread(target=run, args=("holder", 0))
+    holder.start()
+    while batch.snapshot().streams != ("holder",):
+        threading.Event().wait(0.01)
+    waiting = [threading.Thread(target=run, args=(label, priority))
+               for label, priority in (("render-1", 0), ("render-2", 0), ("live", 10))]
+    for arrived, thread in enumerate(waiting, start=1):
+        thread.start()
+        while len(batch.snapshot().waiting) < arrived:  # one at a time, so their arrival order is known
+            threading.Event().wait(0.01)
+    assert batch.snapshot().waiting == ("live", "render-1", "render-2")
+    gate.set()
+    for thread in [holder, *waiting]:
+        thread.join(60)
+    assert order == ["holder", "live", "render-1", "render-2"]
+
+
+def test_a_window_over_the_memory_budget_is_refused(load_preset):
+    from protocol.errors import OutOfMemory
+
+    model = _model(load_preset, "debug/musicgen", "float32")
+    model.batch.max_cache_bytes = 1024
+    with pytest.raises(OutOfMemory, match="batch-memory-mb"):
+        list(model.stream("x", GenerationParams(duration_s=0.3, seed=1), batched=True))
+    assert torch.is_grad_enabled()  # no inference mode left behind on this thread
+
+
+@pytest.mark.parametrize("mode, python_step", [("float32", False), ("bfloat16", False), ("int8", False),
+                                               ("int8", True)], ids=["float32", "bfloat16", "int8-native", "int8-python"])
+def test_a_shared_step_gives_each_stream_its_logits_alone(load_preset, mode, python_step):
+    """Bit for bit, at different positions, guided and not: the property the audio equality rests on
+    (a BLAS sgemm over all rows would differ in the last bits, which sampling mostly hides)."""
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.models.musicgen.delay import delays, initial_columns
+
+    model = _model(load_preset, "debug/musicgen", mode, python_step=python_step)
+    bundle, decoder = model.bundle, model.engine.decoder
+    conds = [build_conditioning(bundle, [text], guidance_scale=scale)
+             for text, scale in (("an upbeat jazz tune", 3.0), ("drums", 1.0), ("a walking bass line", 3.0))]
+    lengths = (1, 4, 9)  # known columns before the shared steps: each stream at its own position
+    rng = torch.Generator().manual_seed(0)
+
+    def known(length: int) -> torch.Tensor:
+        head = initial_columns(None, 1, bundle.num_codebooks, delays(bundle.num_codebooks, 1), bundle.pad_token_id,
+                               bundle.device)
+        more = torch.randint(0, decoder.vocab, (1, bundle.num_codebooks, length - 1), generator=rng)
+        return torch.cat([head, more], dim=-1)
+
+    inputs = [known(length) for length in lengths]
+    feeds = [torch.randint(0, decoder.vocab, (3, 1, bundle.num_codebooks), generator=rng) for _ in conds]
+    with (decoder.open_cache(2, 16) as a0, decoder.open_cache(1, 16) as a1, decoder.open_cache(2, 16) as a2,
+          decoder.open_cache(2, 16) as b0, decoder.open_cache(1, 16) as b1, decoder.open_cache(2, 16) as b2):
+        alone_caches, shared_caches = [a0, a1, a2], [b0, b1, b2]
+        for caches in (alone_caches, shared_caches):
+            for cache, cond, columns in zip(caches, conds, inputs):
+                decoder.prefill(cache, cond, columns)
+        for step in range(3):
+            positions = [length + step for length in lengths]
+            columns = [feed[step] for feed in feeds]
+            alone = [decoder.step(c, col, p) for c, col, p in zip(alone_caches, columns, positions)]
+            shared = decoder.step_streams(shared_caches, columns, positions)
+            for one, together in zip(alone, shared):
+                assert torch.equal(one, together), (mode, step)
+
+
+def test_a_condition_swapped_between_steps_is_heard_from_the_next_step(load_preset):
+    """What a jam's live prompt change rests on: the native step follows the new condition too."""
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.models.musicgen.delay import delays, initial_columns
+
+    model = _model(load_preset, "debug/musicgen", "int8")
+    bundle, decoder = model.bundle, model.engine.decoder
+    assert decoder.native is not None
+    first = build_conditioning(bundle, ["an upbeat jazz tune"], guidance_scale=3.0)
+    second = build_conditioning(bundle, ["slow dark ambient drones with a long text prompt"], guidance_scale=3.0)
+    head = initial_columns(None, 1, bundle.num_codebooks, delays(bundle.num_codebooks, 1), bundle.pad_token_id,
+                           bundle.device)
+    column = torch.zeros((1, bundle.num_codebooks), dtype=torch.long)
+
+    def after_swap(swap_to, native: bool) -> torch.Tensor:
+        saved, decoder.native = decoder.native, (decoder.native if native else None)
+        try:
+            with decoder.open_cache(2, 8) as cache:
+                decoder.prefill(cache, first, head)
+                decoder.step(cache, column, 1)
+                if swap_to is not None:
+                    decoder.set_condition(cache, swap_to)
+                return decoder.step(cache, column, 2)
+        finally:
+            decoder.native = saved
+
+    kept, swapped, python_swapped = after_swap(None, True), after_swap(second, True), after_swap(second, False)
+    assert not torch.allclose(kept, swapped, atol=1e-3)
+    assert (swapped - python_swapped).abs().max() <= 1e-3 * python_swapped.abs().max()
+    assert torch.equal(after_swap(first, True), kept)  # swapping to the same condition changes nothing
