@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"models:  {', '.join(models) or '(none loaded)'}; default {status.default_model}")
     running, queued = status.jobs[:status.running], status.jobs[status.running:]
     print(f"running: {', '.join(running) or '-'}")
+    if status.batched:
+        print(f"batched: {', '.join(status.batched)} (sharing each decode step)")
     print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")
     underruns = f", {status.underruns} underrun{'' if status.underruns == 1 else 's'}" if status.playback != "off" else ""
     print(f"playback: {status.playback}{underruns}")
