@@ -30,11 +30,12 @@ def native_model(engine: MusicgenEngine) -> NativeModel:
     def packed(linear):
         return Int8Struct.of(None if linear is None else linear.packed)
 
+    w = engine.decoder.weights
     layers = [LayerWeightsStruct(norm(lw.self_norm), packed(lw.qkv), packed(lw.self_out), norm(lw.cross_norm),
                                  packed(lw.cross_q), packed(lw.cross_out), norm(lw.ffn_norm), packed(lw.fc1),
-                                 packed(lw.fc2)) for lw in engine.layers]
-    return NativeModel(layers, heads=engine.heads, head_dim=engine.head_dim, eps=engine.final_norm.eps,
-                       final_norm=norm(engine.final_norm), lm_heads=packed(engine.heads_out))
+                                 packed(lw.fc2)) for lw in w.layers]
+    return NativeModel(layers, heads=w.heads, head_dim=w.head_dim, eps=w.final_norm.eps,
+                       final_norm=norm(w.final_norm), lm_heads=packed(w.lm_heads))
 
 
 def clone_cache(cache):
@@ -53,7 +54,7 @@ def bound_rows(cache):
 def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
     bundle = load_preset(preset).bundle
     engine = MusicgenEngine(bundle, INT8)
-    assert engine._native is not None
+    assert engine.decoder.native is not None
     model = native_model(engine)
     generator = torch.Generator().manual_seed(0)
     streams = []  # (cache, rows, position): three windows of different lengths, conditions, positions
@@ -64,8 +65,9 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
             prefix = cond.hidden_states.shape[1] if cond.prefix else 0
             inputs = torch.randint(0, bundle.pad_token_id, (len(texts), bundle.num_codebooks, prompt_frames),
                                    generator=generator)
-            cache = windows.enter_context(engine.open_cache(cond, prefix + prompt_frames + spare))
-            engine.prefill(cache, cond, inputs)
+            cache = windows.enter_context(engine.decoder.open_cache(cond.hidden_states.shape[0],
+                                                                    prefix + prompt_frames + spare))
+            engine.decoder.prefill(cache, cond, inputs)
             streams.append((cache, 2 * len(texts), prefix + prompt_frames))
         alone = [clone_cache(cache) for cache, _, _ in streams]
         batch = model.batch([row for cache, _, _ in streams for row in bound_rows(cache)])
@@ -73,12 +75,12 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
         for step in range(4):
             tokens = [torch.randint(0, bundle.pad_token_id, (rows, bundle.num_codebooks, 1), generator=generator)
                       for _, rows, _ in streams]
-            xs = [engine._embed(t)[:, 0] + engine.positions[p] for t, p in zip(tokens, positions)]
+            xs = [engine.decoder._embed(t)[:, 0] + engine.decoder.weights.positions[p] for t, p in zip(tokens, positions)]
             batch.set_positions([p for (_, rows, _), p in zip(streams, positions) for _ in range(rows)])
             together = model.step(torch.cat(xs), batch)
             start = 0
             for (_, rows, _), own, x, position in zip(streams, alone, xs, positions):
-                by_itself = engine._native(x[:, None], own, position)  # the single-window entry, on its own copy
+                by_itself = engine.decoder.native(x[:, None], own, position)  # the single-window entry, on its own copy
                 assert torch.equal(together[start:start + rows], by_itself), f"step {step}"
                 start += rows
             positions = [p + 1 for p in positions]
@@ -93,9 +95,9 @@ def test_batched_step_checks_what_the_c_side_trusts(load_preset):
     engine = MusicgenEngine(bundle, INT8)
     model = native_model(engine)
     cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
-    hidden = engine.heads * engine.head_dim
-    with torch.inference_mode(), engine.open_cache(cond, 8) as cache:
-        engine.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
+    hidden = engine.decoder.weights.hidden
+    with torch.inference_mode(), engine.decoder.open_cache(2, 8) as cache:
+        engine.decoder.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
         batch = model.batch(bound_rows(cache))
         with pytest.raises(ValueError, match="position 8 outside"):
             batch.set_positions([1, 8])

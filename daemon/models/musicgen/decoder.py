@@ -206,10 +206,15 @@ class MusicgenDecoder:
         row-independent (riffd's int8 kernel); elsewhere each stream's rows are multiplied on
         their own, because a BLAS sgemm's result for a row depends on the rows beside it (MKL:
         F.linear(x[:4], W)[:2] differs from F.linear(x[:2], W) by ~5e-5), which would make a
-        seeded job's audio depend on who else is playing. The native and compiled steps run
-        stream by stream until the batched native step exists.
+        seeded job's audio depend on who else is playing. The native int8 step takes every
+        stream's rows in one call (row-independent in C); the compiled step runs stream by stream.
         """
-        if len(caches) == 1 or self.native is not None or self.compiled:
+        if self.native is not None:
+            tokens = [self._rows(c, col) for c, col in zip(caches, columns, strict=True)]
+            xs = [self._embed(t[..., None]) + self.weights.positions[p] for t, p in zip(tokens, positions, strict=True)]
+            outs = self.native.step_streams(xs, caches, positions)
+            return [out.view(t.shape[0], -1, self.vocab) for out, t in zip(outs, tokens, strict=True)]
+        if len(caches) == 1 or self.compiled:
             return [self.step(c, col, p) for c, col, p in zip(caches, columns, positions, strict=True)]
         tokens = [self._rows(c, col) for c, col in zip(caches, columns, strict=True)]
         splits = [t.shape[0] for t in tokens]

@@ -12,6 +12,7 @@ weights, is most of what a step reads, and int8 halves float16's share again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -40,6 +41,8 @@ class KVCache:
     # Bumped whenever the cross-attention tensors are replaced (a new condition), so a step that
     # keeps pointers into them (the native one) knows to take them again.
     condition_version: int = 0
+    # What a step keeps about this window between calls (the native step's bound rows), by step kind.
+    bindings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def allocate(cls, *, layers: int, batch: int, heads: int, head_dim: int, max_positions: int,
@@ -90,6 +93,7 @@ class KVCache:
         for buffers in (self.keys, self.values, self.cross_keys, self.cross_values, self.key_scales, self.value_scales):
             buffers.clear()
         self.cross_mask = None
+        self.bindings.clear()
 
 
 def quantize_vectors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

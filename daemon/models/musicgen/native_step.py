@@ -1,14 +1,16 @@
-"""The int8 decode step as one native call (`daemon/native/decoder_step.c`), over `DecoderWeights`.
+"""The int8 decode step as one native call (`daemon/native/decoder_step.c`, `riffd_step_rows`), over
+`DecoderWeights`.
 
-Same weights, same cache, same math as `Decoder.step`'s Python path with int8 projections;
-only the glue between the weight products moves out of Python. Built at load when every
-projection went to riffd's int8 kernel; otherwise the decoder keeps its Python step.
+Same weights, same cache, same math as `MusicgenDecoder.step`'s Python path with int8 projections;
+only the glue between the weight products moves out of Python. Every row of a call has its own
+caches and position, so one call steps several windows (continuous batching), and a row's logits
+are bit-identical whatever else is in the call: alone and batched decode alike. Built at load
+when every projection went to riffd's int8 kernel; otherwise the decoder keeps its Python step.
 """
 
 from __future__ import annotations
 
-import ctypes
-import threading
+from collections.abc import Sequence
 
 import torch
 
@@ -16,13 +18,11 @@ from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.speed import Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, NormWeights
 from daemon.native import NativeUnavailable
-from daemon.native.decoder_step import DecoderStruct, Int8Struct, LayerStruct, NormStruct, functions
+from daemon.native.decoder_step import BoundRow, Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row
 
 
 def _norm(norm: NormWeights | None) -> NormStruct:
-    if norm is None:
-        return NormStruct()
-    return NormStruct(norm.weight.data_ptr(), norm.bias.data_ptr())
+    return NormStruct() if norm is None else NormStruct.of(norm.weight, norm.bias)
 
 
 def _packed(linear: Linear | None) -> Int8Struct:
@@ -33,27 +33,18 @@ def _packed(linear: Linear | None) -> Int8Struct:
 
 
 class NativeStep:
-    """Call with the step's embedded input `[N, 1, H]`, the window's cache and the position: logits `[N, K * V]`."""
+    """`step_streams(xs, caches, positions)`: one native call for the rows of several windows."""
 
     #: The self-attention cache's dtype the native step reads and writes (int8 with a scale per vector).
     CACHE_DTYPE = torch.int8
 
     def __init__(self, weights: DecoderWeights) -> None:
         self.weights = weights
-        self._functions = functions()
-        # The cache, its condition version and the batch the structs below point into.
-        self._window: tuple[KVCache, int, int] | None = None
-        self._decoder = DecoderStruct()
-        self._layers = (LayerStruct * len(weights.layers))()
-        self.logit_columns = _packed(weights.lm_heads).rows  # K * V
-        self._scratch = torch.empty(0)
-        # The structs and the scratch are this object's: one step at a time, whichever thread calls.
-        self._lock = threading.Lock()
-        for struct, lw in zip(self._layers, weights.layers, strict=True):
-            struct.self_norm, struct.cross_norm, struct.ffn_norm = _norm(lw.self_norm), _norm(lw.cross_norm), _norm(lw.ffn_norm)
-            struct.qkv, struct.self_out = _packed(lw.qkv), _packed(lw.self_out)
-            struct.cross_q, struct.cross_out = _packed(lw.cross_q), _packed(lw.cross_out)
-            struct.fc1, struct.fc2 = _packed(lw.fc1), _packed(lw.fc2)
+        layers = [LayerWeightsStruct(_norm(lw.self_norm), _packed(lw.qkv), _packed(lw.self_out), _norm(lw.cross_norm),
+                                     _packed(lw.cross_q), _packed(lw.cross_out), _norm(lw.ffn_norm), _packed(lw.fc1),
+                                     _packed(lw.fc2)) for lw in weights.layers]
+        self.model = NativeModel(layers, heads=weights.heads, head_dim=weights.head_dim, eps=weights.final_norm.eps,
+                                 final_norm=_norm(weights.final_norm), lm_heads=_packed(weights.lm_heads))
 
     @classmethod
     def build(cls, weights: DecoderWeights, device: torch.device) -> NativeStep | None:
@@ -68,54 +59,37 @@ class NativeStep:
         except NativeUnavailable:
             return None
 
-    def _bind(self, cache: KVCache, batch: int) -> None:
-        """Point the structs at this window's cache (once a window) and size the scratch."""
-        w, d = self.weights, self._decoder
+    def __call__(self, x: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
+        """One window: embedded input `[N, 1, H]` at `position`; logits `[N, K * V]`."""
+        return self.step_streams([x], [cache], [position])[0]
+
+    def step_streams(self, xs: Sequence[torch.Tensor], caches: Sequence[KVCache],
+                     positions: Sequence[int]) -> list[torch.Tensor]:
+        """Window i's embedded input `xs[i]` `[N_i, 1, H]` at `positions[i]` of `caches[i]`; its logits `[N_i, K * V]`."""
+        rows: list[BoundRow] = []
+        row_positions: list[int] = []
+        for x, cache, position in zip(xs, caches, positions, strict=True):
+            # The C side trusts these: check them here, where a mistake is an exception, not a stray write.
+            if not cache.keys or cache.keys[0].shape[0] != x.shape[0] or x.shape[-1] != self.weights.hidden:
+                raise ValueError(f"input {tuple(x.shape)} does not match the window's cache")
+            bound = self._rows(cache)
+            rows += bound
+            row_positions += [position] * len(bound)
+        batch = self.model.batch(rows)
+        batch.set_positions(row_positions)
+        hidden = torch.cat([x.reshape(x.shape[0], -1) for x in xs]).to(torch.float32).contiguous()
+        logits = self.model.step(hidden, batch)  # hidden is overwritten in place
+        return list(logits.split([x.shape[0] for x in xs]))
+
+    def _rows(self, cache: KVCache) -> list[BoundRow]:
+        """The window's rows bound for the native step: once a window, again after a condition swap."""
+        bound = cache.bindings.get("native")
+        if bound is not None and bound[0] == cache.condition_version:
+            return bound[1]
         if cache.keys[0].dtype != self.CACHE_DTYPE or (cache.cross_keys and cache.cross_keys[0].dtype != torch.float32):
             raise ValueError("the native step needs an int8 self-attention cache and float32 cross-attention")
-        for index, struct in enumerate(self._layers):
-            struct.keys, struct.values = cache.keys[index].data_ptr(), cache.values[index].data_ptr()
-            struct.key_scales, struct.value_scales = cache.key_scales[index].data_ptr(), cache.value_scales[index].data_ptr()
-            # Melody checkpoints have no cross-attention: no cross keys, and the layers' cross_q is NULL.
-            struct.cross_keys = cache.cross_keys[index].data_ptr() if cache.cross_keys else None
-            struct.cross_values = cache.cross_values[index].data_ptr() if cache.cross_values else None
-        cross_len = cache.cross_keys[0].shape[2] if cache.cross_keys else 0
-        fc1 = w.layers[0].fc1
-        assert isinstance(fc1, Int8Linear) and fc1.packed is not None
-        d.batch, d.hidden, d.heads, d.head_dim = batch, w.hidden, w.heads, w.head_dim
-        d.ffn, d.max_positions, d.cross_len, d.layers = fc1.packed.rows, cache.max_positions, cross_len, len(self._layers)
-        d.eps = w.final_norm.eps
-        if cache.cross_mask is not None and not cache.cross_mask.is_contiguous():
-            raise ValueError("the cross-attention mask must be contiguous")
-        d.cross_mask = cache.cross_mask.data_ptr() if cache.cross_mask is not None else None
-        d.layer = ctypes.cast(self._layers, ctypes.POINTER(LayerStruct))
-        d.final_norm, d.lm_heads = _norm(w.final_norm), _packed(w.lm_heads)
-        needed = self._functions.riffd_decoder_scratch_floats(ctypes.byref(d))
-        if self._scratch.numel() < needed:
-            self._scratch = torch.empty(needed, dtype=torch.float32)
-        d.scratch = self._scratch.data_ptr()
-        self._window = (cache, cache.condition_version, batch)
-
-    def forget(self) -> None:
-        """Rebind at the next step: a cache's tensors were replaced (its cross-attention, say)."""
-        with self._lock:
-            self._window = None
-
-    def __call__(self, x: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
-        batch = x.shape[0]
-        # The C side trusts these: check them here, where a mistake is an exception, not a stray write.
-        if not 0 <= position < cache.max_positions:
-            raise ValueError(f"position {position} outside the window's cache of {cache.max_positions}")
-        if not cache.keys or cache.keys[0].shape[0] != batch or x.shape[-1] != self.weights.hidden:
-            raise ValueError(f"input {tuple(x.shape)} does not match the window's cache")
-        hidden = x.reshape(batch, -1).to(torch.float32).contiguous()  # overwritten in place by the step
-        logits = torch.empty((batch, self.logit_columns), dtype=torch.float32)
-        with self._lock:
-            window = self._window
-            if window is None or window[0] is not cache or window[1:] != (cache.condition_version, batch):
-                self._bind(cache, batch)
-            self._decoder.threads = torch.get_num_threads()
-            # ctypes releases the GIL for the call: the daemon's other threads run meanwhile.
-            self._functions.riffd_decoder_step(ctypes.byref(self._decoder), hidden.data_ptr(), position,
-                                               logits.data_ptr())
-        return logits
+        mask = cache.cross_mask
+        rows = [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
+                         cache.cross_values, mask, row) for row in range(cache.keys[0].shape[0])]
+        cache.bindings["native"] = (cache.condition_version, rows)
+        return rows
