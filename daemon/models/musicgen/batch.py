@@ -254,7 +254,8 @@ class StepBatch:
                                                    [s.first_slot + s.step - 1 for s in streams])
                 made = [s.sampler.next_column(s.step, out) for s, out in zip(streams, logits, strict=True)]
         except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
-            log.error("a shared decode step failed: %s: %s", type(exc).__name__, exc)
+            # As text: a log record holding `exc` would keep the step's tensors alive (see runner.py).
+            log.error("a shared decode step failed: %s", f"{type(exc).__name__}: {exc}")
             for stream in streams:
                 stream.pending = None
                 stream.out.put(exc)
