@@ -170,7 +170,7 @@ class MusicgenDecoder:
 
         The weights are read once for all T columns: what makes checking drafted columns cheap.
         """
-        tokens = self._rows(cache, columns)
+        tokens = self._tokens(cache, columns)
         length = tokens.shape[-1]
         x = self._embed(tokens) + self.weights.positions[start:start + length]
         positions = torch.arange(start, start + length, device=x.device)
@@ -183,7 +183,7 @@ class MusicgenDecoder:
     @torch.inference_mode()
     def step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
         """Feed one column `[B, K]` at slot `position`; logits `[N, K, V]` for the next."""
-        tokens = self._rows(cache, column)
+        tokens = self._tokens(cache, column)
         if self.native is not None:
             x = self._embed(tokens[..., None]) + self.weights.positions[position]
             return self.native(x, cache, position).view(tokens.shape[0], -1, self.vocab)
@@ -210,13 +210,13 @@ class MusicgenDecoder:
         stream's rows in one call (row-independent in C); the compiled step runs stream by stream.
         """
         if self.native is not None:
-            tokens = [self._rows(c, col) for c, col in zip(caches, columns, strict=True)]
+            tokens = [self._tokens(c, col) for c, col in zip(caches, columns, strict=True)]
             xs = [self._embed(t[..., None]) + self.weights.positions[p] for t, p in zip(tokens, positions, strict=True)]
             outs = self.native.step_streams(xs, caches, positions)
             return [out.view(t.shape[0], -1, self.vocab) for out, t in zip(outs, tokens, strict=True)]
         if len(caches) == 1 or self.compiled:
             return [self.step(c, col, p) for c, col, p in zip(caches, columns, positions, strict=True)]
-        tokens = [self._rows(c, col) for c, col in zip(caches, columns, strict=True)]
+        tokens = [self._tokens(c, col) for c, col in zip(caches, columns, strict=True)]
         splits = [t.shape[0] for t in tokens]
         w = self.weights
         x = torch.cat([self._embed(t[..., None]) + w.positions[p] for t, p in zip(tokens, positions, strict=True)])
@@ -227,7 +227,7 @@ class MusicgenDecoder:
         return list(logits.split(splits))
 
     # The model, one function each.
-    def _rows(self, cache: KVCache, columns: torch.Tensor) -> torch.Tensor:
+    def _tokens(self, cache: KVCache, columns: torch.Tensor) -> torch.Tensor:
         """Codes `[B, K, ...]` repeated for the null rows when the cache holds twice as many rows."""
         return columns.repeat(2, *([1] * (columns.dim() - 1))) if cache.keys[0].shape[0] != columns.shape[0] else columns
 
@@ -303,6 +303,7 @@ def _project(linear: Linear, x: torch.Tensor, splits: list[int]) -> torch.Tensor
     formats multiply each stream's rows separately: the same call, and so the same result, as
     the stream alone.
     """
-    if isinstance(linear, Int8Linear) and linear.packed is not None:
+    # A window of more rows than the kernel takes goes through dequantised weights alone; so too here.
+    if isinstance(linear, Int8Linear) and linear.packed is not None and max(splits) <= Int8Linear.KERNEL_ROWS:
         return linear.independent_rows(x)
     return torch.cat([linear(part) for part in x.split(splits)])
