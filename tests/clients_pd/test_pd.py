@@ -154,14 +154,13 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
     # Job 3 continued the file Pd wrote: the daemon saved 0.5 s of new audio, now in the array.
     continued, _ = sf.read(jobs["pdtest-3"][-2][2], dtype="float32")
     assert len(continued) == round(0.5 * rate) and np.abs(continued).max() > 0
-    # Jobs 4 and 5 were sent back to back: job 4 ran first, but the array follows the newest job,
-    # so only job 5 filled and loaded it.
+    # Jobs 4 and 5 were sent back to back (the daemon runs them together, in one batch, so job 4
+    # may end before or after job 5), but the array follows the newest job: only job 5 filled and
+    # loaded it, whenever job 4 ended.
     kinds = {job: [e[0] for e in events if len(e) > 1 and e[1] == job] for job in ("pdtest-4", "pdtest-5", "pdtest-6")}
     assert "chunk" in kinds["pdtest-4"] and "done" in kinds["pdtest-4"]
     assert "filled" not in kinds["pdtest-4"] and "loaded" not in kinds["pdtest-4"]
     assert kinds["pdtest-5"][-2:] == ["done", "loaded"] and "filled" in kinds["pdtest-5"]
-    assert events.index(["loaded", "pdtest-5", "16000", "32000"]) > max(
-        i for i, e in enumerate(events) if len(e) > 1 and e[1] == "pdtest-4")
     assert kinds["pdtest-6"][0] == "accepted" and kinds["pdtest-6"][-1] == "error" and "done" not in kinds["pdtest-6"]
 
     # The stereo job: the left and right arrays hold the saved file's two channels.
