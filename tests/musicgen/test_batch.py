@@ -16,7 +16,7 @@ from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
 
-SETTINGS = StreamSettings(first_chunk_frames=10, chunk_frames=25, lookahead_frames=4, crossfade_samples=64)
+SETTINGS = StreamSettings(first_chunk_frames=10, chunk_frames=25)
 
 
 def _tone(seconds: float, rate: int) -> Audio:
