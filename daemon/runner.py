@@ -6,6 +6,7 @@ place a broad `except` turns an unexpected exception into an error event.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -30,7 +31,7 @@ from daemon.tempo.service import TempoService
 from daemon.tempo.take import TakeState
 from protocol.audio_ref import AudioSource, InlineAudio
 from protocol.errors import AudioTooLarge, Cancelled, OutOfMemory, RiffdError
-from protocol.messages import Chunk, Done, Error, JamStart, MusicGenRequest, Progress, Started
+from protocol.messages import Chunk, Continue, Done, Error, Generate, JamStart, MusicGenRequest, Progress, Started
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class JobRunner:
             return backend.run_job(job, context)
         # In time (issue 15): the tempo in force now sets the length; the prompt names it. The
         # backend gets the job with that prompt and length.
-        assert self._tempo is not None and isinstance(request, MusicGenRequest)
+        assert self._tempo is not None and isinstance(request, (Generate, Continue))
         job.take = TakeState(plan)
         prompt = plan.prompt(request.prompt or None, self._tempo.prompt_template)
         timed = dataclasses.replace(job, request=dataclasses.replace(request, prompt=prompt or ""),
