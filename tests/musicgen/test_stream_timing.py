@@ -52,3 +52,19 @@ def test_the_report_splits_the_time_and_sees_slow_late_steps(load_preset):
     assert report.decode_s > 0 and report.codec_s > 0 and report.decode_s + report.codec_s <= wall_s
     assert decoder.live_caches == 0
     assert 0 < report.prefill_s and 0 < report.step_s and report.prefill_s + report.step_s <= report.decode_s
+
+
+def test_a_batched_jobs_report_counts_the_shared_steps_that_made_its_columns(load_preset):
+    """The steps run on the batch thread, beside the job's codec: the batch times them."""
+    model = MusicGen(dataclasses.replace(load_preset("debug/musicgen").bundle, window_frames=60),
+                     engine=EngineOptions(warmup=False), stream_settings=StreamSettings(first_chunk_frames=5))
+    steps: list[int] = []
+    chunks, report = _drain(model.stream("a drone", PARAMS, batched=True, label="job",
+                                         progress=lambda done, total: steps.append(total)))
+    assert sum(c.frames for c in chunks) == 64000
+    windows = len(model._plan([None], PARAMS, audio_prompt=None, melody=None, progress=None, should_stop=None).windows)
+    assert windows > 1 and report.steps == steps[-1] - windows
+    assert 0 < report.prefill_s and 0 < report.step_s
+    assert report.decode_s == report.prefill_s + report.step_s and report.codec_s > 0
+    assert report.early_step_ms is not None and report.late_step_ms is not None
+    assert model.batch is not None and model.batch.snapshot().steps >= report.steps
