@@ -58,6 +58,11 @@ class DaemonConfig:
     # OSC packets a second one source host may send (a burst of as many is allowed); more are
     # dropped unread, so a flood cannot slow the renders of everyone else (0: no limit).
     osc_rate_limit: float = 1000.0
+    # ZeroMQ connections served at once (issue 18): a peer beyond them is answered too_many_peers
+    # until one hangs up; and requests a second one peer may send (a burst of as many), more are
+    # answered rate_limited unread (0: no limit). Each connection costs buffers and a descriptor.
+    zmq_max_peers: int = 64
+    zmq_rate_limit: float = 200.0
     # Folders a request may name audio inputs from (the --out folder always counts); nothing
     # else on the daemon's disk can be read through a request.
     audio_dirs: tuple[Path, ...] = ()
@@ -153,6 +158,10 @@ class DaemonConfig:
                 raise InvalidArgument(f"osc_allow: {network!r} is not an IP address or network") from None
         if not (math.isfinite(self.osc_rate_limit) and self.osc_rate_limit >= 0):
             raise InvalidArgument(f"osc_rate_limit must be >= 0 packets/s, got {self.osc_rate_limit}")
+        if self.zmq_max_peers < 1:
+            raise InvalidArgument(f"zmq_max_peers must be at least 1, got {self.zmq_max_peers}")
+        if not (math.isfinite(self.zmq_rate_limit) and self.zmq_rate_limit >= 0):
+            raise InvalidArgument(f"zmq_rate_limit must be >= 0 requests/s, got {self.zmq_rate_limit}")
         if self.max_jobs_per_client < 1:
             raise InvalidArgument(f"max_jobs_per_client must be at least 1, got {self.max_jobs_per_client}")
         if not (math.isfinite(self.max_audio_s) and self.max_audio_s > 0):
@@ -220,6 +229,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--osc-rate-limit", type=float, metavar="PACKETS_PER_S",
                         help="OSC packets a second one host may send before the rest are dropped (0: no limit; "
                              "default 1000)")
+    parser.add_argument("--zmq-max-peers", type=int, metavar="N",
+                        help="ZeroMQ connections served at once; more are answered too_many_peers (default 64)")
+    parser.add_argument("--zmq-rate-limit", type=float, metavar="REQUESTS_PER_S",
+                        help="requests a second one ZeroMQ peer may send; more are answered rate_limited (0: no "
+                             "limit; default 200)")
     parser.add_argument("--audio-dir", dest="audio_dirs", action="append", type=Path, metavar="DIR",
                         help="folder requests may read audio inputs from (repeatable; --out always counts)")
     parser.add_argument("--osc-port", type=int, help=f"OSC port, UDP and TCP (default {DEFAULT_OSC_PORT})")

@@ -153,3 +153,18 @@ class BadSnapshot(RiffdError):
     """A jam snapshot file is unreadable, corrupt, from another program or version, or for another model."""
 
     code = "bad_snapshot"
+
+
+# Transport limits on ZeroMQ (issue 18), as OSC has its own: each with its own code.
+
+
+class TooManyPeers(RiffdError):
+    """The ZeroMQ endpoint already serves --zmq-max-peers connections; this one waits for a free slot."""
+
+    code = "too_many_peers"
+
+
+class RateLimited(RiffdError):
+    """This ZeroMQ peer sent more requests a second than --zmq-rate-limit; the request was not read."""
+
+    code = "rate_limited"

@@ -30,6 +30,7 @@ from daemon.scheduler import Scheduler
 from daemon.server.access import CurveServerKeys, RateLimiter, SourceFilter
 from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
+from daemon.server.peers import PeerGate
 from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint
 from daemon.sinks import FileSinkFactory, SinkFactory
@@ -147,10 +148,12 @@ class Daemon:
                                  self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
                                 source_filter=self._source_filter,
-                                rate_limiter=RateLimiter(self.config.osc_rate_limit))
+                                rate_limiter=RateLimiter(self.config.osc_rate_limit), on_refused=self._router.refuse)
         await self._osc.start()
         self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port, handler,
-                                self._peer_gone, curve=curve)
+                                self._peer_gone, curve=curve,
+                                peers=PeerGate(self.config.zmq_max_peers, self.config.zmq_rate_limit),
+                                on_refused=self._router.refuse)
         self._router.add_monitor(self._zmq)
         self._scheduler.start()
         self._zmq.start()

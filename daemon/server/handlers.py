@@ -77,10 +77,10 @@ class RequestHandler:
                 self._paths.model(model)  # a folder on disk only from --model-dir
             self._dispatch(request, reply)
         except RiffdError as exc:
-            self._router.reply(reply, Error(job=job, code=exc.code, message=exc.message, re=request.id))
+            self._router.refuse(reply, Error(job=job, code=exc.code, message=exc.message, re=request.id))
         except Exception as exc:  # noqa: BLE001 - a bug in one request must not stop the endpoint serving
             log.exception("%s request failed", request.TYPE)
-            self._router.reply(reply, Error(job=job, code="internal", message=f"{type(exc).__name__}: {exc}",
+            self._router.refuse(reply, Error(job=job, code="internal", message=f"{type(exc).__name__}: {exc}",
                                             re=request.id))
 
     def _dispatch(self, request: Request, reply: Reply) -> None:
@@ -247,7 +247,10 @@ class RequestHandler:
             else:
                 log.error("loading %s failed", request.model, exc_info=exc)
                 event = Error(job="", code="model_unavailable", message=f"{type(exc).__name__}: {exc}", re=request.id)
-            self._router.reply(reply, event)
+            if isinstance(event, Error):
+                self._router.refuse(reply, event)
+            else:
+                self._router.reply(reply, event)
 
         future.add_done_callback(answer)
 

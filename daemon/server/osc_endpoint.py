@@ -20,6 +20,8 @@ from protocol.messages import Chunk, Error, Event, Models, Request, Status
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request, "OscReply"], None]
+#: Called with a packet or message refused before the handler saw it (undecodable, unknown address).
+Refused = Callable[["OscReply", Error], None]
 #: Unsent bytes queued for one TCP peer before it is dropped.
 MAX_TCP_BACKLOG_BYTES = 4 * 1024 * 1024
 #: Open OSC TCP connections; more are closed at once (each costs a file descriptor and buffers,
@@ -42,6 +44,10 @@ class OscReply:
     @property
     def key(self) -> tuple[str, str, int]:
         return ("osc.tcp" if self.connection is not None else "osc.udp", *self.address)
+
+    @property
+    def host(self) -> str:
+        return self.address[0]
 
     def send(self, event: Event) -> None:
         if isinstance(event, Chunk) and event.path is None:
@@ -91,7 +97,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class OscEndpoint:
     def __init__(self, host: str, port: int, handler: Handler,
                  on_connection_closed: Callable[[OscReply], None], *,
-                 source_filter: SourceFilter | None = None, rate_limiter: RateLimiter | None = None) -> None:
+                 source_filter: SourceFilter | None = None, rate_limiter: RateLimiter | None = None,
+                 on_refused: Refused | None = None) -> None:
+        self._on_refused: Refused = on_refused or (lambda reply, error: reply.send(error))
         self._source_filter = source_filter
         self._rate_limiter = rate_limiter
         self.refused_packets = 0
@@ -147,18 +155,18 @@ class OscEndpoint:
             messages = osc.parse_packet(data)
         except RiffdError as exc:
             log.info("osc: refused a packet from %s: %s", reply.address, exc.message)
-            reply.send(Error(job="", code=exc.code, message=exc.message))
+            self._on_refused(reply, Error(job="", code=exc.code, message=exc.message))
             return
         for address, args in messages:
             try:
                 request = osc.decode_request(address, args)
             except RiffdError as exc:
                 log.info("osc: refused %s from %s: %s", address, reply.address, exc.message)
-                reply.send(Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
+                self._on_refused(reply, Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the endpoint down
                 log.exception("osc: decoding %s failed", address)
-                reply.send(Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"))
+                self._on_refused(reply, Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"))
                 continue
             self._handler(request, reply)
 
@@ -184,7 +192,7 @@ class OscEndpoint:
                     packets = deframer.feed(data)
                 except MessageTooLarge as exc:
                     # The stream cannot be re-synchronised after a bad length: say why and hang up.
-                    reply.send(Error(job="", code=exc.code, message=exc.message))
+                    self._on_refused(reply, Error(job="", code=exc.code, message=exc.message))
                     break
                 for packet in packets:
                     self.handle_packet(packet, reply)

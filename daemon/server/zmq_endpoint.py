@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from daemon.server.access import CurveGuard, CurveServerKeys
+from daemon.server.peers import PeerGate
 from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import Error, Event, Request
@@ -31,6 +33,8 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SEND_HWM = 1000
 
 Handler = Callable[[Request, "ZmqReply"], None]
+#: Called with a request refused before the handler saw it (undecodable, over a limit).
+Refused = Callable[["ZmqReply", Error], None]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class ZmqReply:
     endpoint: "ZmqEndpoint"
     envelope: tuple[bytes, ...]  # routing id, plus the empty delimiter of REQ-style peers
     transport: str = "zmq"
+    host: str | None = field(default=None, compare=False)  # the peer's IP address, when libzmq says it
 
     @property
     def key(self) -> tuple[str, bytes]:
@@ -51,9 +56,12 @@ class ZmqReply:
 
 class ZmqEndpoint:
     def __init__(self, host: str, port: int, pub_port: int, handler: Handler,
-                 on_peer_gone: Callable[[tuple[str, bytes]], None], *, curve: CurveServerKeys | None = None) -> None:
+                 on_peer_gone: Callable[[tuple[str, bytes]], None], *, curve: CurveServerKeys | None = None,
+                 peers: PeerGate | None = None, on_refused: Refused | None = None) -> None:
         self._context = zmq.asyncio.Context()
         self._handler = handler
+        self._peers = peers
+        self._on_refused: Refused = on_refused or (lambda reply, error: reply.send(error))
         self._on_peer_gone = on_peer_gone
         # With keys, both sockets are Curve servers: unknown clients fail the handshake.
         self._guard = CurveGuard(self._context, curve) if curve is not None else None
@@ -67,19 +75,42 @@ class ZmqEndpoint:
         if self._guard is not None:
             self._guard.secure(self._router)
             self._guard.secure(self._pub)
+        # Connections come and go without a message: the socket monitor tells the peer gate.
+        self._monitor = (self._router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+                         if peers is not None else None)
         self.endpoint = _bind(self._router, host, port)
         self.pub_endpoint = _bind(self._pub, host, pub_port)
         self._task: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._serve(), name="riffd-zmq")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._serve(), name="riffd-zmq")
+        if self._monitor is not None:
+            self._monitor_task = loop.create_task(self._watch_connections(), name="riffd-zmq-monitor")
+
+    async def _watch_connections(self) -> None:
+        assert self._monitor is not None and self._peers is not None
+        while True:
+            message = parse_monitor_message(await self._monitor.recv_multipart())
+            if message["event"] == zmq.EVENT_ACCEPTED:
+                self._peers.connected(int(message["value"]))
+            elif message["event"] == zmq.EVENT_DISCONNECTED:
+                self._peers.disconnected(int(message["value"]))
 
     async def _serve(self) -> None:
         while True:
-            frames = await self._router.recv_multipart()
+            # Frames (not bytes) carry the connection's descriptor and address.
+            parts = await self._router.recv_multipart(copy=False)
+            frames = [part.bytes for part in parts]
             envelope, body = _split_envelope(frames)
-            reply = ZmqReply(self, envelope)
+            reply = ZmqReply(self, envelope, host=_peer_address(parts[-1]))
             try:
+                refusal = self._peers.check(_source_fd(parts[-1]), envelope[0]) if self._peers is not None else None
+                if refusal is not None:
+                    request_id, job = wire.reply_ids(body)
+                    self._on_refused(reply, Error(job=job, code=refusal.code, message=refusal.message, re=request_id))
+                    continue
                 self._handle(body, reply)
             except Exception as exc:  # noqa: BLE001 - one message must never end the endpoint's loop
                 log.exception("zmq: handling a message failed")
@@ -94,7 +125,7 @@ class ZmqEndpoint:
         except RiffdError as exc:
             request_id, job = wire.reply_ids(body)
             log.info("zmq: refused a message: %s", exc.message)
-            reply.send(Error(job=job, code=exc.code, message=exc.message, re=request_id))
+            self._on_refused(reply, Error(job=job, code=exc.code, message=exc.message, re=request_id))
             return
         self._handler(request, reply)
 
@@ -118,12 +149,16 @@ class ZmqEndpoint:
             pass  # a slow monitor loses events; it must never stall the daemon
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._monitor_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if self._monitor is not None:
+            self._router.disable_monitor()
+            self._monitor.close()
         self._router.close()
         self._pub.close()
         if self._guard is not None:
@@ -143,6 +178,23 @@ def _send_now(socket: zmq.asyncio.Socket, frames: list[bytes]) -> None:
 def _bind(socket: zmq.asyncio.Socket, host: str, port: int) -> str:
     socket.bind(f"tcp://{host}:{port if port else '*'}")
     return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def _source_fd(frame: zmq.Frame) -> int | None:
+    """The descriptor of the connection a message came by (None if libzmq does not say)."""
+    try:
+        fd = frame.get(zmq.SRCFD)
+    except (zmq.ZMQError, AttributeError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+def _peer_address(frame: zmq.Frame) -> str | None:
+    try:
+        address = frame.get("Peer-Address")
+    except zmq.ZMQError:
+        return None
+    return address if isinstance(address, str) and address else None
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[tuple[bytes, ...], list[bytes]]:
