@@ -214,7 +214,8 @@ class Scheduler:
         if not self._heap:
             return None
         head = self._heap[0][1]
-        running = [job for job in self._jobs.values() if job.state is JobState.RUNNING]
+        # Jams run on threads of their own and hold no worker: they never keep a queued job waiting.
+        running = [job for job in self._jobs.values() if job.state is JobState.RUNNING and job.jam is None]
         if not running:
             return head
         together = len(running) + 1
