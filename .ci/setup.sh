@@ -13,9 +13,11 @@ sudo_cmd=""
 # System packages: PortAudio for the sound card; a C compiler for riffd's native CPU kernels
 # (daemon/native, built on first use; without one the int8 engine falls back to PyTorch's kernels);
 # for tests, a JACK server with its dummy driver, jack_capture, liblo's oscsend/oscdump and Pure
-# Data as third-party OSC peers; iproute2 for the network namespace the Link tests make.
+# Data as third-party OSC peers; iproute2 for the network namespace the Link tests make; an aarch64
+# cross compiler (with its C library) and qemu-user to build and run the ARM NEON kernels' tests.
 pkgs=(libsndfile1 libportaudio2 gcc)
 [ "$want_test" = 1 ] && pkgs+=(jackd2 jack-capture liblo-tools puredata-core iproute2)
+[ "$want_test" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

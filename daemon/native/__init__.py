@@ -1,10 +1,12 @@
 """riffd's own native kernels: the C files beside this one, built into one library on first use.
 
-They are built with the system's C compiler (`$CC`, else `cc`) and `-march=native`, so they use
-exactly the instruction set of the CPU that runs them (simd.h: AVX-512 VNNI, AVX-VNNI or AVX2),
-and cached by a hash of the source, the flags and the compiler's version (`RIFFD_NATIVE_DIR`,
-else ~/.cache/riffd/native). A machine without a compiler, or whose CPU lacks what a kernel needs,
-gets `NativeUnavailable` with the reason, and the caller falls back to PyTorch's kernel.
+They are built with the system's C compiler (`$CC`, else `cc`) and `-march=native` (64-bit ARM:
+ARMv8.2-A with the dot-product instructions, where the CPU has them), so they use exactly the
+instruction set of the CPU that runs them (simd.h: AVX-512 VNNI, AVX-VNNI, AVX2 or NEON with dot
+products), and cached by a hash of the source, the flags and the compiler's version
+(`RIFFD_NATIVE_DIR`, else ~/.cache/riffd/native). A machine without a compiler, or whose CPU
+lacks what a kernel needs, gets `NativeUnavailable` with the reason, and the caller falls back to
+PyTorch's kernel.
 """
 
 from __future__ import annotations
@@ -28,9 +30,34 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 
 
 def flags() -> tuple[str, ...]:
-    """FLAGS, then `RIFFD_NATIVE_CFLAGS` (split on spaces): e.g. `-mno-avx512f` builds the AVX2 kernels
-    on an AVX-512 machine, which is how the tests check both."""
-    return FLAGS + environment_native_cflags()
+    """`build_flags` for this machine, then `RIFFD_NATIVE_CFLAGS` (split on spaces): e.g. `-mno-avx512f`
+    builds the AVX2 kernels on an AVX-512 machine, which is how the tests check both."""
+    return build_flags(os.uname().machine, _cpu_flags()) + environment_native_cflags()
+
+
+def build_flags(machine: str, cpu_flags: str) -> tuple[str, ...]:
+    """FLAGS with `-march=native` replaced by `arch_flags` for that CPU."""
+    arch = arch_flags(machine, cpu_flags)
+    return tuple(part for flag in FLAGS for part in (arch if flag == "-march=native" else (flag,)))
+
+
+#: 64-bit ARM CPUs with the dot-product instructions (/proc/cpuinfo's Features: asimddp) get this
+#: target, the one tests/native/test_kernel_harness.py builds and checks under qemu.
+ARM_DOTPROD_FLAGS = ("-march=armv8.2-a+dotprod",)
+
+
+def arch_flags(machine: str, cpu_flags: str) -> tuple[str, ...]:
+    """The `-march` for a CPU (`os.uname().machine`, its /proc/cpuinfo flags or Features line).
+
+    x86: `-march=native`. 64-bit ARM: ARMv8.2-A with dot products where the Features say `asimddp`
+    (Apple M1 and later, Graviton 2 and later, Raspberry Pi 5), named rather than left to the
+    compiler's detection so that the build is the one the tests check; without them `-march=native`
+    builds the stubs, and `kernels()` says why.
+    """
+    if machine in ("aarch64", "arm64") and "asimddp" in cpu_flags.split():
+        return ARM_DOTPROD_FLAGS
+    return ("-march=native",)
+
 
 _lock = threading.Lock()
 _loaded: list[ctypes.CDLL] = []  # the one library, once loaded
@@ -94,10 +121,14 @@ BUILD_TIMEOUT_S = 300
 
 
 def kernels() -> ctypes.CDLL:
-    """The library, where this CPU can run its kernels (AVX2 and FMA at least; VNNI where there)."""
+    """The library, where this CPU can run its kernels (AVX2 and FMA at least, VNNI where there; 64-bit
+    ARM with the dot-product instructions)."""
     loaded = library()
     if not loaded.riffd_int8_supported():
         machine = os.uname().machine
+        if machine in ("aarch64", "arm64"):
+            raise NativeUnavailable("this ARM CPU has no dot-product instructions (asimddp), which riffd's kernels "
+                                    "need (ARMv8.2-A+dotprod: Apple M1 and later, Graviton 2 and later, Raspberry Pi 5)")
         needs = "AVX2 and FMA" if machine in ("x86_64", "i686", "AMD64") else f"a simd.h branch for {machine}"
         raise NativeUnavailable(f"this CPU lacks what riffd's kernels need ({needs}; built with {' '.join(flags())})")
     return loaded

@@ -12,6 +12,7 @@
    other. The common head sizes are compiled with head_dim a constant (all in registers). */
 
 #include <math.h>
+#include <stddef.h> /* NULL: x86's intrinsics headers bring it, arm_neon.h does not */
 #include <stdint.h>
 
 #include "riffd_native.h"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from daemon.native import NativeUnavailable, kernels
+from daemon.native.int4_matvec import PackedInt4
 from daemon.native.int8_matvec import PackedInt8
 
 _ptr = ctypes.c_void_p
@@ -34,15 +35,20 @@ class Mirrored(ctypes.Structure):
 
 
 class Int8Struct(Mirrored):
+    """`riffd_int8`: one projection's packed weights, int8 or (int4_group > 0) int4."""
+
     _c_name = "riffd_int8"
-    _fields_ = [("packed", _ptr), ("row_sums", _ptr), ("scales", _ptr), ("rows", _i64), ("cols", _i64)]
+    _fields_ = [("packed", _ptr), ("row_sums", _ptr), ("scales", _ptr), ("rows", _i64), ("cols", _i64),
+                ("int4_group", _i64)]
 
     @classmethod
-    def of(cls, weights: PackedInt8 | None) -> "Int8Struct":
+    def of(cls, weights: PackedInt8 | PackedInt4 | None) -> "Int8Struct":
         if weights is None:
             return cls()  # packed NULL: the layer has no such projection
+        if isinstance(weights, PackedInt4):
+            return cls(weights.packed.data_ptr(), None, None, weights.rows, weights.cols, weights.group)
         return cls(weights.packed.data_ptr(), weights.row_sums.data_ptr(), weights.scales.data_ptr(), weights.rows,
-                   weights.cols)
+                   weights.cols, 0)
 
 
 class NormStruct(Mirrored):

@@ -9,12 +9,14 @@
 
 #include "simd.h" /* RIFFD_KERNELS where the CPU has what the kernels need */
 
-/* int8 weights [rows][cols] in int8_matvec.c's packed block layout. */
+/* A projection's weights [rows][cols]: int8 in int8_matvec.c's packed block layout (int4_group 0),
+   or int4 in int4_matvec.c's (int4_group: inputs per scale; row_sums and scales unused, NULL). */
 typedef struct {
     const int8_t *packed;
     const int32_t *row_sums;
     const float *scales;
     int64_t rows, cols;
+    int64_t int4_group;
 } riffd_int8;
 
 typedef struct {
@@ -86,6 +88,8 @@ typedef struct {
 
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads);
+void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, const uint8_t *packed, float *y, int64_t n,
+                       int threads);
 
 #ifdef RIFFD_KERNELS
 /* attention.c */

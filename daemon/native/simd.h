@@ -5,6 +5,8 @@
    - AVX2 with AVX-VNNI (8 floats: Intel's 12th-generation and later desktops and laptops, Zen 5);
    - AVX2 without VNNI (8 floats: AMD Zen 2/3, Intel Haswell to 11th generation), whose int8 products
      widen the weights to 16 bits and use vpmaddwd (see the int8 dot product below);
+   - 64-bit ARM with the dot-product instructions, ARMv8.2-A+dotprod (4 floats: Apple M1 and later,
+     AWS Graviton 2 and later, Raspberry Pi 5), whose sdot multiplies signed bytes by signed bytes;
 
    a CPU with none of these gets stubs (riffd_int8_supported() says 0, Python uses PyTorch instead).
    RIFFD_ISA names the branch built. For the tests, two switches build a branch on a CPU that would
@@ -80,6 +82,10 @@ static inline vf vf_load_i8(const int8_t *p) {
 static inline void vi_store_bytes(void *p, vi a) { _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(a)); }
 /* the low 16 bits of each int32 lane, VL int16 values */
 static inline void vi_store_int16(void *p, vi a) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(a)); }
+/* VL bfloat16 values to float (a bfloat16 is a float's top half) */
+static inline vf vf_load_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
 /* lane i = the sum of v[i]'s lanes: sums within 128-bit blocks pairwise (two levels), then across blocks */
 static inline vf vf_reduce_vl(const vf v[VL]) {
     vf pairs[8], quads[4];
@@ -169,6 +175,9 @@ static inline void vi_store_int16(void *p, vi a) {
     __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, a), 0x08); /* 64-bit parts 0 and 2 */
     _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
 }
+static inline vf vf_load_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
 
 #if defined(__AVXVNNI__)
 #define RIFFD_ISA "avxvnni"
@@ -199,6 +208,71 @@ static inline vi vi_dot_u8s8(vi acc, vi u8, vi s8) {
 #define RIFFD_ISA "avx2"
 #define RIFFD_AVX2_MADD 1
 #endif
+
+/* ---------------------------------------------------------------- ARM: NEON with dot products */
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+#define RIFFD_SIMD_BITS 128
+#define RIFFD_ISA "neon-dotprod"
+#define RIFFD_NEON_DOT 1
+#define VL 4
+typedef float32x4_t vf;
+typedef int32x4_t vi;
+
+static inline vf vf_load(const float *p) { return vld1q_f32(p); }
+static inline void vf_store(float *p, vf v) { vst1q_f32(p, v); }
+static inline vf vf_set1(float x) { return vdupq_n_f32(x); }
+static inline vf vf_zero(void) { return vdupq_n_f32(0.0f); }
+static inline vf vf_add(vf a, vf b) { return vaddq_f32(a, b); }
+static inline vf vf_sub(vf a, vf b) { return vsubq_f32(a, b); }
+static inline vf vf_mul(vf a, vf b) { return vmulq_f32(a, b); }
+static inline vf vf_div(vf a, vf b) { return vdivq_f32(a, b); }
+static inline vf vf_max(vf a, vf b) { return vmaxq_f32(a, b); }
+static inline vf vf_min(vf a, vf b) { return vminq_f32(a, b); }
+static inline vf vf_fmadd(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
+static inline vf vf_fnmadd(vf a, vf b, vf c) { return vfmsq_f32(c, a, b); }
+static inline vf vf_abs(vf a) { return vabsq_f32(a); }
+static inline vf vf_round(vf a) { return vrndnq_f32(a); } /* nearest, ties to even */
+static inline float vf_sum(vf a) { return vaddvq_f32(a); }
+static inline float vf_largest(vf a) { return vmaxvq_f32(a); }
+static inline vf vf_zero_below(vf a, vf test, float limit) {
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(a), vcgeq_f32(test, vdupq_n_f32(limit))));
+}
+static inline vf vf_as_float(vi a) { return vreinterpretq_f32_s32(a); }
+static inline vi vf_as_int(vf a) { return vreinterpretq_s32_f32(a); }
+
+static inline vi vi_zero(void) { return vdupq_n_s32(0); }
+static inline vi vi_set1(int32_t x) { return vdupq_n_s32(x); }
+static inline vi vi_load(const void *p) { return vld1q_s32((const int32_t *)p); }
+static inline vi vi_add(vi a, vi b) { return vaddq_s32(a, b); }
+static inline vi vi_sub(vi a, vi b) { return vsubq_s32(a, b); }
+static inline vi vi_and(vi a, vi b) { return vandq_s32(a, b); }
+static inline vi vi_or(vi a, vi b) { return vorrq_s32(a, b); }
+static inline vi vi_min(vi a, vi b) { return vminq_s32(a, b); }
+static inline vi vi_max(vi a, vi b) { return vmaxq_s32(a, b); }
+/* Shifts by a register (vshlq: a negative count shifts right, arithmetically for signed lanes), so
+   the count need not be a compile-time constant as vshrq_n's must be. */
+static inline vi vi_shift_right(vi a, int bits) { return vshlq_s32(a, vdupq_n_s32(-bits)); }
+static inline vi vi_shift_left(vi a, int bits) { return vshlq_s32(a, vdupq_n_s32(bits)); }
+/* acc + sum of four s8 x s8 products per int32 lane (sdot) */
+static inline vi vi_dot_s8s8(vi acc, vi a, vi b) { return vdotq_s32(acc, vreinterpretq_s8_s32(a), vreinterpretq_s8_s32(b)); }
+static inline vf vi_to_float(vi a) { return vcvtq_f32_s32(a); }
+static inline vi vf_to_int(vf a) { return vcvtnq_s32_f32(a); } /* nearest, ties to even */
+static inline vf vf_load_i8(const int8_t *p) {
+    int32_t four;
+    __builtin_memcpy(&four, p, 4);
+    int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));
+}
+static inline void vi_store_bytes(void *p, vi a) {
+    int8x8_t bytes = vmovn_s16(vcombine_s16(vmovn_s32(a), vdup_n_s16(0)));
+    int32_t four = vget_lane_s32(vreinterpret_s32_s8(bytes), 0);
+    __builtin_memcpy(p, &four, 4);
+}
+static inline void vi_store_int16(void *p, vi a) { vst1_s16((int16_t *)p, vmovn_s32(a)); }
+static inline vf vf_load_bf16(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+/* lane i = the sum of v[i]'s lanes: two levels of pairwise adds */
+static inline vf vf_reduce_vl(const vf v[VL]) { return vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3])); }
 #endif
 
 /* ---------------------------------------------------------------- the int8 dot product
@@ -307,6 +381,46 @@ static inline vf dot_finish(dot_sum sum, const int32_t *row_sums) {
     __m256d high = _mm256_permute4x64_pd(_mm256_hadd_pd(sum.lanes[2], sum.lanes[3]), 0xd8);
     return _mm256_set_m128(_mm256_cvtpd_ps(high), _mm256_cvtpd_ps(low));
 }
+
+#elif defined(RIFFD_NEON_DOT)
+/* sdot multiplies signed bytes, so q = 256 * high + (low + 128) with high = q >> 8 and
+   low = (q & 255) - 128, both in [-128, 127]: exact, as VNNI's split is. Per int32 lane and step
+   at most 4 * 128 * 127, so 2^31 holds MAX_K inputs and nothing is flushed before the end.
+   Sums in registers (32 NEON registers): 4 vectors (16 output rows) x (high, low) x 2 activation
+   rows is 16, beside 4 weight vectors and 4 activation broadcasts. (Chosen by register count:
+   ARM speed cannot be measured on the machines that built this.) */
+#define DOT_FLUSH_GROUPS (1 << 30)
+#define DOT_PASS_VECS 4
+#define DOT_ROW_TILE 2
+typedef struct { vi high, low; } dot_act;
+typedef vi dot_w;
+typedef struct { vi high, low; } dot_acc;
+typedef dot_acc dot_sum;
+
+static inline void act_store(uint8_t *row, int64_t k, int64_t j, vi q) {
+    vi_store_bytes(row + j, vi_shift_right(q, 8));
+    vi_store_bytes(row + k + j, vi_sub(vi_and(q, vi_set1(255)), vi_set1(128)));
+}
+static inline dot_act dot_load_act(const uint8_t *row, int64_t k, int64_t j) {
+    int32_t high, low;
+    __builtin_memcpy(&high, row + j, 4);
+    __builtin_memcpy(&low, row + k + j, 4);
+    return (dot_act){vi_set1(high), vi_set1(low)};
+}
+static inline dot_w dot_load_w(const int8_t *p) { return vi_load(p); }
+static inline dot_acc dot_acc_zero(void) { return (dot_acc){vi_zero(), vi_zero()}; }
+static inline dot_acc dot_step(dot_acc acc, dot_act x, dot_w w) {
+    return (dot_acc){vi_dot_s8s8(acc.high, x.high, w), vi_dot_s8s8(acc.low, x.low, w)};
+}
+static inline dot_sum dot_sum_zero(void) { return dot_acc_zero(); }
+static inline dot_sum dot_flush(dot_sum sum, dot_acc acc) {
+    return (dot_sum){vi_add(sum.high, acc.high), vi_add(sum.low, acc.low)};
+}
+static inline vf dot_finish(dot_sum sum, const int32_t *row_sums) {
+    /* sum((low + 128) * w) = low's sum + 128 * sum(w); fits int32 for MAX_K inputs */
+    vf low = vi_to_float(vi_add(sum.low, vi_shift_left(vi_load(row_sums), 7)));
+    return vf_fmadd(vi_to_float(sum.high), vf_set1(256.0f), low);
+}
 #endif
 
 #if defined(RIFFD_VNNI)
@@ -319,9 +433,12 @@ static inline vi vi_dot_u7s8(vi acc, vi u7, vi s8) { return vi_dot_u8s8(acc, u7,
 static inline vi vi_dot_u7s8(vi acc, vi u7, vi s8) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u7, s8), _mm256_set1_epi16(1)));
 }
+#elif defined(RIFFD_NEON_DOT)
+/* bytes up to 127 read the same signed */
+static inline vi vi_dot_u7s8(vi acc, vi u7, vi s8) { return vi_dot_s8s8(acc, u7, s8); }
 #endif
 
-#if defined(RIFFD_VNNI) || defined(RIFFD_AVX2_MADD)
+#if defined(RIFFD_VNNI) || defined(RIFFD_AVX2_MADD) || defined(RIFFD_NEON_DOT)
 #define RIFFD_KERNELS 1 /* this build has the kernels (else: stubs that say so) */
 /* a with b's sign */
 static inline vf vf_copysign(vf a, vf b) {

@@ -1,0 +1,503 @@
+/* Every entry point of riffd's native kernels against plain double-precision C, on random inputs.
+
+   Built with the C files of daemon/native for another instruction set (the ARM NEON dot-product build, run
+   under qemu-user: tests/native/test_arm_qemu.py) or for this machine's. Prints one line per check
+   and "harness: N checks, M failed" last; exits 1 if any failed, 2 if the kernels were built as
+   stubs (a CPU without what they need), so the caller can tell the two apart.
+
+   Bounds (each check prints its worst error as a share of its bound):
+   - int8 matvec: activations are carried as 16-bit fixed point, each off by at most half a step
+     of max|x| / 32767, so an output is off by at most that times its row's sum of |weights|; the
+     integer sums are exact; float32 rounding adds under 1e-5 of the largest output.
+   - int4 matvec: activations are rounded to bytes per group of inputs, each off by at most half a
+     step of the group's max|x| / 127, so an output by at most the sum over groups of that times
+     the group's sum of |weights|; float32 rounding adds under 1e-5 of sum |x| |w|.
+   - float32 matmul: float32 sums of k products, under 1e-5 of the sum of |products| (k <= 4096).
+   - GELU: erf to 1.5e-7, so within 1e-7 |x| + 1e-7 of the exact function.
+   - The whole decoder step: a reference step in double doing what the kernels specify (each
+     product's activations rounded as the kernels round them, exact sums, exact erf
+     GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
+     are checked against the reference's keys and values (a code may be one off only where the
+     value is within 0.01 of a code of a tie). What is left is float32 arithmetic: the logits stay
+     within 3e-4 of their largest magnitude (1e-4 seen), and the greedy code of every codebook is the same
+     wherever the reference's top two differ by more than that. */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "riffd_native.h"
+
+int riffd_int8_supported(void);
+int riffd_simd_bits(void);
+const char *riffd_isa(void);
+int64_t riffd_int4_group_bytes(int64_t group);
+void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t group, float *out, int threads);
+void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads);
+void riffd_gelu(float *x, int64_t count);
+int64_t riffd_decoder_scratch_floats(const riffd_decoder *d);
+void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits);
+
+#define THREADS 2
+#define BLOCK 32
+
+static int checks, failures;
+
+static void report(const char *what, double worst_share) {
+    checks++;
+    int ok = worst_share <= 1.0;
+    if (!ok) failures++;
+    printf("%s %s: worst error %.3g of its bound\n", ok ? "ok  " : "FAIL", what, worst_share);
+}
+
+/* splitmix64: the same numbers on every machine */
+static uint64_t rng_state = 12345;
+static uint64_t next_u64(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double uniform(void) { return (double)(next_u64() >> 11) / 9007199254740992.0; }
+static double gauss(void) { return sqrt(-2.0 * log(1.0 - uniform())) * cos(6.283185307179586 * uniform()); }
+static int rand_int(int low, int high) { return low + (int)(uniform() * (high - low + 1)); } /* inclusive */
+
+static void *must_alloc(size_t bytes) {
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(3); }
+    return p;
+}
+
+static uint16_t to_bf16(float f) { /* nearest, ties to even (finite values) */
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    return (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+static double from_bf16(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Activation rows with magnitudes spread over three decades, and a few exact zeros. */
+static float *activations(int64_t m, int64_t k) {
+    float *x = must_alloc(sizeof(float) * m * k);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < k; j++) x[r * k + j] = (float)(gauss() * pow(10.0, -2.0 + 3.0 * j / k));
+    for (int64_t j = 0; j < 7 && j < k; j++) x[j] = 0.0f;
+    return x;
+}
+
+/* ---- weights in the kernels' layouts, and the same weights as doubles ---- */
+
+typedef struct {
+    riffd_int8 view; /* what the kernels take */
+    double *dense;   /* [rows][cols]: exactly the weights the kernel multiplies by */
+    void *owned[3];
+} matrix;
+
+static matrix int8_matrix(int64_t n, int64_t k, double spread) {
+    matrix w = {0};
+    int8_t *codes = must_alloc(n * k), *packed = must_alloc(n * k);
+    int32_t *sums = must_alloc(sizeof(int32_t) * n);
+    float *scales = must_alloc(sizeof(float) * n);
+    w.dense = must_alloc(sizeof(double) * n * k);
+    for (int64_t r = 0; r < n; r++) {
+        scales[r] = (float)(spread * (0.5 + uniform()) / 127.0);
+        for (int64_t j = 0; j < k; j++) {
+            int c = rand_int(-127, 127);
+            codes[r * k + j] = (int8_t)c;
+            sums[r] += c;
+            w.dense[r * k + j] = c * (double)scales[r];
+        }
+    }
+    /* packed[n / 32][k / 4][32][4] */
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t j = 0; j < k; j++)
+            packed[(r / BLOCK) * BLOCK * k + (j / 4) * BLOCK * 4 + (r % BLOCK) * 4 + j % 4] = codes[r * k + j];
+    free(codes);
+    w.view = (riffd_int8){packed, sums, scales, n, k, 0};
+    w.owned[0] = packed, w.owned[1] = sums, w.owned[2] = scales;
+    return w;
+}
+
+static matrix int4_matrix(int64_t n, int64_t k, int64_t group, double spread) {
+    matrix w = {0};
+    const int64_t groups = k / group, group_bytes = riffd_int4_group_bytes(group);
+    uint8_t *packed = must_alloc(n / BLOCK * groups * group_bytes);
+    w.dense = must_alloc(sizeof(double) * n * k);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t g = 0; g < groups; g++) {
+            uint16_t scale = to_bf16((float)(spread * (uniform() - 0.3) / 8.0)); /* some negative */
+            uint8_t *block = packed + ((r / BLOCK) * groups + g) * group_bytes;
+            memcpy(block + 16 * group + 2 * (r % BLOCK), &scale, 2);
+            for (int64_t i = 0; i < group; i++) {
+                int c = rand_int(0, 15);
+                w.dense[r * k + g * group + i] = (c - 8) * from_bf16(scale);
+                /* input i of the group: chunk i / 8, byte i % 4, low nibble for i % 8 < 4 */
+                uint8_t *byte = block + (i / 8) * 4 * BLOCK + (r % BLOCK) * 4 + i % 4;
+                *byte |= (uint8_t)(i % 8 < 4 ? c : c << 4);
+            }
+        }
+    w.view = (riffd_int8){(const int8_t *)packed, NULL, NULL, n, k, group};
+    w.owned[0] = packed;
+    return w;
+}
+
+static void free_matrix(matrix *w) {
+    for (int i = 0; i < 3; i++) free(w->owned[i]);
+    free(w->dense);
+}
+
+static void project_ref(const double *x, int64_t m, const matrix *w, double *y) {
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t o = 0; o < w->view.rows; o++) {
+            double sum = 0.0;
+            for (int64_t j = 0; j < w->view.cols; j++) sum += x[r * w->view.cols + j] * w->dense[o * w->view.cols + j];
+            y[r * w->view.rows + o] = sum;
+        }
+}
+
+/* The kernels' product as specified: activations rounded as they round them (in float: s = max|x|
+   / levels, code = round(x * (1 / s))) over each row (int8: 16 bits, levels 32767) or each group of
+   inputs (int4: bytes, levels 127), then exact arithmetic. */
+static void project_rounded_ref(const double *x, int64_t m, const matrix *w, double *y) {
+    const int64_t k = w->view.cols, span = w->view.int4_group ? w->view.int4_group : k;
+    const float levels = w->view.int4_group ? 127.0f : 32767.0f;
+    double *rounded = must_alloc(sizeof(double) * m * k);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t g0 = 0; g0 < k; g0 += span) {
+            float largest = 0.0f;
+            for (int64_t j = g0; j < g0 + span; j++) largest = fmaxf(largest, fabsf((float)x[r * k + j]));
+            float s = largest > 0.0f ? largest / levels : 1.0f, inverse = 1.0f / s;
+            for (int64_t j = g0; j < g0 + span; j++)
+                rounded[r * k + j] = fmin(fmax(nearbyintf((float)x[r * k + j] * inverse), -levels), levels) * (double)s;
+        }
+    project_ref(rounded, m, w, y);
+    free(rounded);
+}
+
+/* ---- kernels one at a time ---- */
+
+static void check_matvec(int64_t n, int64_t k, int64_t group) {
+    static const int64_t row_counts[] = {1, 2, 3, 4, 5, 9};
+    matrix w = group ? int4_matrix(n, k, group, 0.05) : int8_matrix(n, k, 0.05);
+    for (size_t t = 0; t < sizeof row_counts / sizeof *row_counts; t++) {
+        int64_t m = row_counts[t];
+        float *x = activations(m, k), *y = must_alloc(sizeof(float) * m * n);
+        if (group)
+            riffd_int4_matvec(x, m, k, group, (const uint8_t *)w.view.packed, y, n, THREADS);
+        else
+            riffd_int8_matvec(x, m, k, w.view.packed, w.view.row_sums, w.view.scales, y, n, THREADS);
+        double worst = 0.0, largest = 0.0;
+        double *want = must_alloc(sizeof(double) * m * n), *xd = must_alloc(sizeof(double) * m * k);
+        for (int64_t i = 0; i < m * k; i++) xd[i] = x[i];
+        project_ref(xd, m, &w, want);
+        for (int64_t i = 0; i < m * n; i++) largest = fmax(largest, fabs(want[i]));
+        const int64_t span = group ? group : k; /* inputs sharing an activation scale */
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t o = 0; o < n; o++) {
+                double bound = group ? 0.0 : 1e-5 * largest;
+                for (int64_t g0 = 0; g0 < k; g0 += span) {
+                    double amax = 0.0, weight_sum = 0.0, magnitude = 0.0;
+                    for (int64_t j = g0; j < g0 + span; j++) {
+                        amax = fmax(amax, fabs(xd[r * k + j]));
+                        weight_sum += fabs(w.dense[o * k + j]);
+                        magnitude += fabs(xd[r * k + j] * w.dense[o * k + j]);
+                    }
+                    bound += 0.5 * amax / (group ? 127.0 : 32767.0) * weight_sum + (group ? 1e-5 * magnitude : 0.0);
+                }
+                worst = fmax(worst, fabs(y[r * n + o] - want[r * n + o]) / bound);
+            }
+        char what[96];
+        snprintf(what, sizeof what, "%s matvec [%lld x %lld], %lld rows", group ? "int4" : "int8", (long long)n,
+                 (long long)k, (long long)m);
+        if (group) snprintf(what + strlen(what), sizeof what - strlen(what), ", groups of %lld", (long long)group);
+        report(what, worst);
+        /* zero activations give exact zeros */
+        memset(x, 0, sizeof(float) * m * k);
+        if (group)
+            riffd_int4_matvec(x, m, k, group, (const uint8_t *)w.view.packed, y, n, THREADS);
+        else
+            riffd_int8_matvec(x, m, k, w.view.packed, w.view.row_sums, w.view.scales, y, n, THREADS);
+        double nonzero = 0.0;
+        for (int64_t i = 0; i < m * n; i++) nonzero += y[i] != 0.0f;
+        report("  zero rows give zeros", nonzero);
+        free(x), free(y), free(want), free(xd);
+    }
+    if (group) { /* the weights in float32 for prefills: exactly (code - 8) * scale */
+        float *dense = must_alloc(sizeof(float) * n * k);
+        riffd_int4_dequantize((const uint8_t *)w.view.packed, n, k, group, dense, THREADS);
+        double differ = 0.0;
+        for (int64_t i = 0; i < n * k; i++) differ += dense[i] != w.dense[i];
+        char what[64];
+        snprintf(what, sizeof what, "int4 dequantize [%lld x %lld]: exact", (long long)n, (long long)k);
+        report(what, differ);
+        free(dense);
+    }
+    free_matrix(&w);
+}
+
+static void check_f32_matmul(int64_t n, int64_t k) {
+    float *w = must_alloc(sizeof(float) * n * k);
+    for (int64_t i = 0; i < n * k; i++) w[i] = (float)gauss();
+    for (int64_t m = 1; m <= 13; m += 4) {
+        float *x = activations(m, k), *y = must_alloc(sizeof(float) * m * n);
+        riffd_f32_matmul(x, m, k, w, y, n, THREADS);
+        double worst = 0.0;
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t o = 0; o < n; o++) {
+                double sum = 0.0, magnitude = 0.0;
+                for (int64_t j = 0; j < k; j++) {
+                    sum += (double)x[r * k + j] * w[o * k + j];
+                    magnitude += fabs((double)x[r * k + j] * w[o * k + j]);
+                }
+                worst = fmax(worst, fabs(y[r * n + o] - sum) / (1e-5 * magnitude + 1e-30));
+            }
+        char what[64];
+        snprintf(what, sizeof what, "f32 matmul [%lld x %lld], %lld rows", (long long)n, (long long)k, (long long)m);
+        report(what, worst);
+        free(x), free(y);
+    }
+    free(w);
+}
+
+static void check_gelu(void) {
+    const int64_t count = 4096 + 16;
+    float *x = must_alloc(sizeof(float) * count), *y = must_alloc(sizeof(float) * count);
+    for (int64_t i = 0; i < 4096; i++) x[i] = (float)(i < 2048 ? -12.0 + 24.0 * i / 2047 : 3.0 * gauss());
+    for (int64_t i = 4096; i < count; i++) x[i] = i % 2 ? -0.0f : 0.0f;
+    memcpy(y, x, sizeof(float) * count);
+    riffd_gelu(y, count);
+    double worst = 0.0;
+    for (int64_t i = 0; i < count; i++) {
+        double want = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+        worst = fmax(worst, fabs(y[i] - want) / (1e-7 * fabs(x[i]) + 1e-7));
+        if (i >= 4096 && y[i] != 0.0f) worst = INFINITY;
+    }
+    report("GELU against erf in double", worst);
+    free(x), free(y);
+}
+
+/* ---- the whole decoder step against a reference step in double ---- */
+
+enum { BATCH = 4, HIDDEN = 64, HEADS = 4, HEAD_DIM = 16, FFN = 256, LAYERS = 2, CROSS = 7, VOCAB_ROWS = 256 };
+#define POSITIONS 12
+
+typedef struct {
+    float *weight, *bias;
+} norm;
+
+typedef struct {
+    norm self_norm, cross_norm, ffn_norm;
+    matrix qkv, self_out, cross_q, cross_out, fc1, fc2;
+    float *cross_keys, *cross_values; /* [batch][heads][cross][head_dim] */
+} test_layer;
+
+static norm random_norm(void) {
+    norm n = {must_alloc(sizeof(float) * HIDDEN), must_alloc(sizeof(float) * HIDDEN)};
+    for (int j = 0; j < HIDDEN; j++) n.weight[j] = (float)(1.0 + 0.2 * gauss()), n.bias[j] = (float)(0.1 * gauss());
+    return n;
+}
+
+static matrix projection(int64_t n, int64_t k, int64_t group) {
+    double spread = 2.0 / sqrt((double)k); /* keeps activations O(1) from layer to layer */
+    return group ? int4_matrix(n, k, group, spread) : int8_matrix(n, k, spread);
+}
+
+static void layer_norm_ref(const double *x, const norm *n, double *out) {
+    for (int b = 0; b < BATCH; b++) {
+        double mean = 0.0, var = 0.0;
+        for (int j = 0; j < HIDDEN; j++) mean += x[b * HIDDEN + j];
+        mean /= HIDDEN;
+        for (int j = 0; j < HIDDEN; j++) var += (x[b * HIDDEN + j] - mean) * (x[b * HIDDEN + j] - mean);
+        var /= HIDDEN;
+        for (int j = 0; j < HIDDEN; j++)
+            out[b * HIDDEN + j] = (x[b * HIDDEN + j] - mean) / sqrt(var + 1e-5) * n->weight[j] + n->bias[j];
+    }
+}
+
+/* How far the kernel's int8 cache vector (codes, scale) is from rounding `v` (store_int8's rule:
+   round(v * 127 / max|v|), ties to even; scale max|v| / 127), in codes: 0 when equal; a code one
+   off counts only where v sits within 0.01 of a code of the halfway point (its input differs from
+   the reference's by float rounding); anything else is a large number. */
+static double cache_code_error(const double *v, const int8_t *codes, float scale) {
+    double largest = 0.0, worst = 0.0;
+    for (int j = 0; j < HEAD_DIM; j++) largest = fmax(largest, fabs(v[j]));
+    if (fabs(scale - largest / 127.0) > 1e-5 * largest) return 1e9;
+    for (int j = 0; j < HEAD_DIM; j++) {
+        double exact = largest > 0.0 ? v[j] * 127.0 / largest : 0.0, off = fabs(codes[j] - nearbyint(exact));
+        double from_half = fabs(fabs(exact - floor(exact)) - 0.5);
+        worst = fmax(worst, off == 0.0 ? 0.0 : off == 1.0 && from_half < 1e-2 ? 0.0 : 1e9);
+    }
+    return worst;
+}
+
+static void attend_ref(const double *q, const int8_t *keys, const float *key_scales, const float *fkeys,
+                       const int8_t *values, const float *value_scales, const float *fvalues, const float *mask,
+                       int64_t length, double *out) {
+    double scores[POSITIONS > CROSS ? POSITIONS : CROSS], largest = -INFINITY, total = 0.0;
+    for (int64_t p = 0; p < length; p++) {
+        double dot = 0.0;
+        for (int j = 0; j < HEAD_DIM; j++)
+            dot += q[j] * (keys ? keys[p * HEAD_DIM + j] * key_scales[p] : fkeys[p * HEAD_DIM + j]);
+        scores[p] = dot / sqrt((double)HEAD_DIM) + (mask ? mask[p] : 0.0);
+        largest = fmax(largest, scores[p]);
+    }
+    for (int64_t p = 0; p < length; p++) total += scores[p] = exp(scores[p] - largest);
+    for (int j = 0; j < HEAD_DIM; j++) {
+        double acc = 0.0;
+        for (int64_t p = 0; p < length; p++)
+            acc += scores[p] * (values ? values[p * HEAD_DIM + j] * value_scales[p] : fvalues[p * HEAD_DIM + j]);
+        out[j] = acc / total;
+    }
+}
+
+/* One step in double with rounded activations, attending over the kernel's own int8 cache (whose
+   newest vectors are checked against this step's keys and values, into *cache_error). */
+static void step_ref(test_layer *layers, const riffd_layer *structs, const norm *final_norm, const matrix *heads,
+                     const float *mask, double *x, int64_t position, double *logits, double *cache_error) {
+    double normed[BATCH * HIDDEN], qkv[BATCH * 3 * HIDDEN], attn[BATCH * HIDDEN], delta[BATCH * HIDDEN];
+    static double inner[BATCH * FFN];
+    for (int l = 0; l < LAYERS; l++) {
+        test_layer *t = &layers[l];
+        const riffd_layer *cache = &structs[l];
+        layer_norm_ref(x, &t->self_norm, normed);
+        project_rounded_ref(normed, BATCH, &t->qkv, qkv);
+        for (int b = 0; b < BATCH; b++)
+            for (int h = 0; h < HEADS; h++) {
+                int64_t row = (b * HEADS + h) * POSITIONS, slot = row + position;
+                *cache_error = fmax(*cache_error, cache_code_error(qkv + b * 3 * HIDDEN + HIDDEN + h * HEAD_DIM,
+                                                                   cache->keys + slot * HEAD_DIM, cache->key_scales[slot]));
+                *cache_error = fmax(*cache_error, cache_code_error(qkv + b * 3 * HIDDEN + 2 * HIDDEN + h * HEAD_DIM,
+                                                                   cache->values + slot * HEAD_DIM,
+                                                                   cache->value_scales[slot]));
+                attend_ref(qkv + b * 3 * HIDDEN + h * HEAD_DIM, cache->keys + row * HEAD_DIM, cache->key_scales + row,
+                           NULL, cache->values + row * HEAD_DIM, cache->value_scales + row, NULL, NULL, position + 1,
+                           attn + b * HIDDEN + h * HEAD_DIM);
+            }
+        project_rounded_ref(attn, BATCH, &t->self_out, delta);
+        for (int i = 0; i < BATCH * HIDDEN; i++) x[i] += delta[i];
+
+        layer_norm_ref(x, &t->cross_norm, normed);
+        project_rounded_ref(normed, BATCH, &t->cross_q, qkv);
+        for (int b = 0; b < BATCH; b++)
+            for (int h = 0; h < HEADS; h++) {
+                int64_t base = (int64_t)(b * HEADS + h) * CROSS * HEAD_DIM;
+                attend_ref(qkv + b * HIDDEN + h * HEAD_DIM, NULL, NULL, t->cross_keys + base, NULL, NULL,
+                           t->cross_values + base, mask + b * CROSS, CROSS, attn + b * HIDDEN + h * HEAD_DIM);
+            }
+        project_rounded_ref(attn, BATCH, &t->cross_out, delta);
+        for (int i = 0; i < BATCH * HIDDEN; i++) x[i] += delta[i];
+
+        layer_norm_ref(x, &t->ffn_norm, normed);
+        project_rounded_ref(normed, BATCH, &t->fc1, inner);
+        for (int i = 0; i < BATCH * FFN; i++) inner[i] = 0.5 * inner[i] * (1.0 + erf(inner[i] / sqrt(2.0)));
+        project_rounded_ref(inner, BATCH, &t->fc2, delta);
+        for (int i = 0; i < BATCH * HIDDEN; i++) x[i] += delta[i];
+    }
+    layer_norm_ref(x, final_norm, normed);
+    project_rounded_ref(normed, BATCH, heads, logits);
+}
+
+/* `group` 0: int8 projections; else int4 in groups of `group` (the lm heads stay int8 when heads_int8). */
+static void check_decoder_step(int64_t group, int heads_int8) {
+    test_layer layers[LAYERS];
+    riffd_layer structs[LAYERS];
+    const size_t cache_slots = (size_t)BATCH * HEADS * POSITIONS;
+    for (int l = 0; l < LAYERS; l++) {
+        test_layer *t = &layers[l];
+        t->self_norm = random_norm(), t->cross_norm = random_norm(), t->ffn_norm = random_norm();
+        t->qkv = projection(3 * HIDDEN, HIDDEN, group), t->self_out = projection(HIDDEN, HIDDEN, group);
+        t->cross_q = projection(HIDDEN, HIDDEN, group), t->cross_out = projection(HIDDEN, HIDDEN, group);
+        t->fc1 = projection(FFN, HIDDEN, group), t->fc2 = projection(HIDDEN, FFN, group);
+        t->cross_keys = must_alloc(sizeof(float) * BATCH * HEADS * CROSS * HEAD_DIM);
+        t->cross_values = must_alloc(sizeof(float) * BATCH * HEADS * CROSS * HEAD_DIM);
+        for (int i = 0; i < BATCH * HEADS * CROSS * HEAD_DIM; i++)
+            t->cross_keys[i] = (float)(2.0 * gauss()), t->cross_values[i] = (float)gauss();
+        structs[l] = (riffd_layer){
+            .self_norm = {t->self_norm.weight, t->self_norm.bias}, .qkv = t->qkv.view, .self_out = t->self_out.view,
+            .cross_norm = {t->cross_norm.weight, t->cross_norm.bias}, .cross_q = t->cross_q.view,
+            .cross_out = t->cross_out.view, .ffn_norm = {t->ffn_norm.weight, t->ffn_norm.bias}, .fc1 = t->fc1.view,
+            .fc2 = t->fc2.view, .keys = must_alloc(cache_slots * HEAD_DIM), .values = must_alloc(cache_slots * HEAD_DIM),
+            .key_scales = must_alloc(sizeof(float) * cache_slots), .value_scales = must_alloc(sizeof(float) * cache_slots),
+            .cross_keys = t->cross_keys, .cross_values = t->cross_values};
+    }
+    norm final_norm = random_norm();
+    matrix heads = projection(VOCAB_ROWS, HIDDEN, heads_int8 ? 0 : group);
+    float mask[BATCH * CROSS];
+    for (int i = 0; i < BATCH * CROSS; i++) mask[i] = (i % CROSS) >= CROSS - 2 * (i / CROSS % 2) ? -3.4028235e38f : 0.0f;
+
+    riffd_decoder d = {.batch = BATCH, .hidden = HIDDEN, .heads = HEADS, .head_dim = HEAD_DIM, .ffn = FFN,
+                       .max_positions = POSITIONS, .cross_len = CROSS, .layers = LAYERS, .eps = 1e-5f,
+                       .cross_mask = mask, .layer = structs, .final_norm = {final_norm.weight, final_norm.bias},
+                       .lm_heads = heads.view, .threads = THREADS};
+    d.scratch = must_alloc(sizeof(float) * riffd_decoder_scratch_floats(&d));
+
+    double worst = 0.0, cache_error = 0.0;
+    int greedy_checked = 0, greedy_differ = 0;
+    for (int64_t position = 0; position < POSITIONS; position++) {
+        float x[BATCH * HIDDEN], logits[BATCH * VOCAB_ROWS];
+        double xd[BATCH * HIDDEN], want[BATCH * VOCAB_ROWS];
+        for (int i = 0; i < BATCH * HIDDEN; i++) xd[i] = x[i] = (float)gauss();
+        riffd_decoder_step(&d, x, position, logits);
+        step_ref(layers, structs, &final_norm, &heads, mask, xd, position, want, &cache_error);
+        double largest = 0.0;
+        for (int i = 0; i < BATCH * VOCAB_ROWS; i++) largest = fmax(largest, fabs(want[i]));
+        const double tolerance = 3e-4 * largest;
+        for (int i = 0; i < BATCH * VOCAB_ROWS; i++) worst = fmax(worst, fabs(logits[i] - want[i]) / tolerance);
+        /* greedy codes per (row, codebook of 64) */
+        for (int row = 0; row < BATCH * VOCAB_ROWS / 64; row++) {
+            int best = 0, best_got = 0;
+            double first = -INFINITY, second = -INFINITY;
+            for (int v = 0; v < 64; v++) {
+                double s = want[row * 64 + v];
+                if (s > first) second = first, first = s, best = v;
+                else if (s > second) second = s;
+                if (logits[row * 64 + v] > logits[row * 64 + best_got]) best_got = v;
+            }
+            if (first - second > tolerance) greedy_checked++, greedy_differ += best != best_got;
+        }
+    }
+    char what[96];
+    snprintf(what, sizeof what, "decoder step, %s projections%s, %d positions: logits", group ? "int4" : "int8",
+             group && heads_int8 ? " (int8 lm heads)" : "", POSITIONS);
+    report(what, worst);
+    report("  its int8 cache vectors, rounded as specified", cache_error);
+    snprintf(what, sizeof what, "  same greedy codes (%d of %d compared)", greedy_checked - greedy_differ, greedy_checked);
+    report(what, greedy_differ + (greedy_checked < BATCH * VOCAB_ROWS / 64 * POSITIONS / 2));
+
+    for (int l = 0; l < LAYERS; l++) {
+        test_layer *t = &layers[l];
+        matrix *ms[] = {&t->qkv, &t->self_out, &t->cross_q, &t->cross_out, &t->fc1, &t->fc2};
+        for (int i = 0; i < 6; i++) free_matrix(ms[i]);
+        free(t->self_norm.weight), free(t->self_norm.bias), free(t->cross_norm.weight), free(t->cross_norm.bias);
+        free(t->ffn_norm.weight), free(t->ffn_norm.bias), free(t->cross_keys), free(t->cross_values);
+        free(structs[l].keys), free(structs[l].values), free(structs[l].key_scales), free(structs[l].value_scales);
+    }
+    free_matrix(&heads);
+    free(final_norm.weight), free(final_norm.bias), free(d.scratch);
+}
+
+int main(void) {
+    if (!riffd_int8_supported()) {
+        printf("harness: the kernels were built as stubs (no instruction set they need)\n");
+        return 2;
+    }
+    printf("harness: kernels built for %d-bit vectors (%s)\n", riffd_simd_bits(), riffd_isa());
+    check_matvec(64, 32, 0);
+    check_matvec(96, 1024, 0);
+    check_matvec(256, 4096, 0);
+    check_matvec(64, 64, 16);
+    check_matvec(96, 1024, 32);
+    check_matvec(256, 4096, 64);
+    check_f32_matmul(64, 1024);
+    check_gelu();
+    check_decoder_step(0, 0);
+    check_decoder_step(32, 0);
+    check_decoder_step(32, 1);
+    printf("harness: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}

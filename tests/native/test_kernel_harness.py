@@ -1,0 +1,119 @@
+"""riffd's native kernels through `kernel_harness.c` (every entry point against double-precision C;
+the file states each bound): built for 64-bit ARM with dot products, as `daemon.native` builds them
+on a Graviton, an Apple M-series machine under Linux or a Raspberry Pi 5, and run under qemu-user;
+and built for the other x86 branches this CPU can run. qemu proves correctness only: it says
+nothing about ARM's speed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import daemon.native
+from daemon.native import NativeUnavailable, arch_flags, branches, build_flags
+
+HERE = Path(__file__).resolve().parent
+SOURCES = sorted(daemon.native.SOURCE_DIR.glob("*.c"))
+CROSS_CC = "aarch64-linux-gnu-gcc"
+QEMU = next((name for name in ("qemu-aarch64-static", "qemu-aarch64") if shutil.which(name)), None)
+# /proc/cpuinfo's Features line on a Graviton 2 (Neoverse N1) and on a Raspberry Pi 4 (Cortex-A72, no dot products).
+GRAVITON2_FEATURES = "Features : fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs"
+PI4_FEATURES = "Features : fp asimd evtstrm crc32 cpuid"
+
+
+def _arm_tools_missing() -> str | None:
+    missing = [tool for tool in (CROSS_CC,) if shutil.which(tool) is None] + ([] if QEMU else ["qemu-aarch64(-static)"])
+    if missing:
+        return (f"{' and '.join(missing)} not installed (Debian: apt-get install gcc-aarch64-linux-gnu "
+                "qemu-user-static; `bash .ci/setup.sh --test` installs them)")
+    return None
+
+
+needs_arm_tools = pytest.mark.skipif(_arm_tools_missing() is not None, reason=str(_arm_tools_missing()))
+
+
+def _build(compiler: str, kernel_flags: tuple[str, ...], folder: Path, link: tuple[str, ...] = ()) -> Path:
+    """The kernels with `kernel_flags` (as daemon.native compiles them) and the harness, linked into one program."""
+    folder.mkdir(parents=True, exist_ok=True)
+    compile_flags = [flag for flag in kernel_flags if flag != "-shared"]
+    march = [flag for flag in compile_flags if flag.startswith("-m")]
+    # The harness's own loops at -O1: gcc 12's aarch64 vectoriser crashes on one of them at -O3.
+    commands = [[compiler, *compile_flags, "-c", *map(str, SOURCES)],
+                [compiler, "-O1", *march, "-fopenmp", "-std=gnu11", f"-I{daemon.native.SOURCE_DIR}", "-c",
+                 str(HERE / "kernel_harness.c")],
+                [compiler, "-fopenmp", *link, *[path.stem + ".o" for path in SOURCES], "kernel_harness.o", "-lm", "-o",
+                 "harness"]]
+    for command in commands:
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr[-3000:]}"
+    return folder / "harness"
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def arm_harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Statically linked, so qemu needs no ARM libraries at run time.
+    return _build(CROSS_CC, build_flags("aarch64", GRAVITON2_FEATURES), tmp_path_factory.mktemp("arm"), ("-static",))
+
+
+@needs_arm_tools
+def test_arm_dotprod_kernels_match_double_math_under_qemu(arm_harness):
+    # A Graviton 2's core (a Raspberry Pi 5's, cortex-a76, runs the same instructions: qemu -cpu cortex-a76).
+    done = _run([QEMU, "-cpu", "neoverse-n1", str(arm_harness)])
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "kernels built for 128-bit vectors (neon-dotprod)" in done.stdout
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("harness: ") and summary.endswith(" 0 failed") and int(summary.split()[1]) >= 80
+
+
+@needs_arm_tools
+def test_arm_build_needs_the_dot_product_instructions(arm_harness, tmp_path):
+    # A core without them (a Raspberry Pi 4's Cortex-A72) cannot run the dotprod build at all...
+    done = _run([QEMU, "-cpu", "cortex-a72", str(arm_harness)])
+    assert done.returncode != 0 and "0 failed" not in done.stdout
+    # ...so the loader never builds it there: it compiles for the CPU (which gives the stubs) and refuses.
+    assert arch_flags("aarch64", PI4_FEATURES) == ("-march=native",)
+    pi4 = tuple("-march=armv8-a+crc" if flag == "-march=native" else flag for flag in build_flags("aarch64", PI4_FEATURES))
+    stubs = _build(CROSS_CC, pi4, tmp_path, ("-static",))
+    done = _run([QEMU, "-cpu", "cortex-a72", str(stubs)])
+    assert done.returncode == 2 and "stubs" in done.stdout
+
+
+def test_the_loader_builds_for_dot_products_where_the_cpu_has_them(monkeypatch):
+    assert arch_flags("aarch64", GRAVITON2_FEATURES) == ("-march=armv8.2-a+dotprod",)
+    assert arch_flags("x86_64", "flags : fpu avx2 avx512f avx512_vnni") == ("-march=native",)
+    assert "-march=armv8.2-a+dotprod" in build_flags("aarch64", GRAVITON2_FEATURES)
+
+    class Stubs:  # a library built for an ARM CPU without dot products
+        @staticmethod
+        def riffd_int8_supported() -> int:
+            return 0
+
+    monkeypatch.setattr(daemon.native, "library", lambda: Stubs())
+    monkeypatch.setattr(daemon.native.os, "uname", lambda: os.uname_result(("Linux", "pi", "6.6", "#1", "aarch64")))
+    with pytest.raises(NativeUnavailable, match="asimddp"):
+        daemon.native.kernels()
+
+
+# The other x86 branches this CPU can run (its own build runs through tests/musicgen's native tests).
+X86_BRANCHES = [branch for branch in (branches.runnable_here() if os.uname().machine in ("x86_64", "AMD64") else [])
+                if branch.cflags]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+@pytest.mark.skipif(not X86_BRANCHES, reason="not an x86 CPU with AVX2")
+@pytest.mark.parametrize("branch", X86_BRANCHES, ids=[branch.isa for branch in X86_BRANCHES])
+def test_the_other_x86_branches_pass_the_harness(tmp_path, branch):
+    flags = daemon.native.build_flags(os.uname().machine, daemon.native._cpu_flags()) + tuple(branch.cflags.split())
+    done = _run([str(_build("cc", flags, tmp_path))])
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"({branch.isa})" in done.stdout and done.stdout.strip().endswith(" 0 failed")
