@@ -90,7 +90,7 @@ def test_float32_engine_matches_generate_unconditional_and_melody(engines):
     ("bfloat16", 0.9, 0.05),
     ("int8", 0.85, 0.08),
     ("int8dyn", 0.85, 0.08),  # int8 activations too (fbgemm), quantised per step
-    ("int4", 0.7, 0.15),  # 4 bits lose more: the bench leaves it out of "best" below 90 % agreement
+    ("int4", 0.95, 0.02),  # int4 layers in groups of 32, int8 lm heads: 98 % measured
 ])
 def test_faster_modes_agree_with_float32(load_preset, record_property, weights, min_agreement, max_relative_error):
     bundle = load_preset("debug/musicgen").bundle

@@ -2,7 +2,7 @@
 
 Rows are batch-first: a window of B prompts has N = B rows, or 2B under guidance (conditional
 rows first, then null). The step runs the weights of `DecoderWeights` against a fixed-shape
-key/value cache written in place, in one of three ways chosen at load: riffd's native int8 step
+key/value cache written in place, in one of three ways chosen at load: riffd's native int8/int4 step
 (one C call), a compiled fixed-shape step (GPUs), or the eager Python step.
 
 `step_streams` advances several windows (streams) in one step: what continuous batching
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.native_step import NativeStep
-from daemon.models.musicgen.speed import Int8Linear, Linear
+from daemon.models.musicgen.speed import Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, LayerWeights
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,14 @@ class MusicgenDecoder:
         self.device = device
         self.compiled = weights.options.compile
         self._live_caches = 0
-        # int8 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
+        # int8 and int4 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
         # self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
-        self.native = (NativeStep.build(weights, device)
-                       if weights.options.weights == "int8" and not self.compiled else None)
+        native = weights.options.weights in ("int8", "int4") and not self.compiled
+        self.native = NativeStep.build(weights, device) if native else None
         self.cache_dtype = NativeStep.CACHE_DTYPE if self.native is not None else weights.dtype
-        if weights.options.weights == "int8":
-            log.info("%s int8 engine: %s", model_id, "riffd's native decode step" if self.native is not None
-                     else "PyTorch's kernels (riffd's native step cannot run these weights here)")
+        if native:
+            log.info("%s %s engine: %s", model_id, weights.options.weights, "riffd's native decode step"
+                     if self.native is not None else "PyTorch's kernels (riffd's native step cannot run these weights here)")
         self._masked_step = self._step_masked
         if self.compiled:
             if device.type == "cpu":
@@ -203,10 +203,10 @@ class MusicgenDecoder:
         `positions[i]` of `caches[i]`; its logits `[N_i, K, V]`, equal to `step` on it alone.
 
         The eager Python step shares each weight read across streams where the product is
-        row-independent (riffd's int8 kernel); elsewhere each stream's rows are multiplied on
+        row-independent (riffd's int8 and int4 kernels); elsewhere each stream's rows are multiplied on
         their own, because a BLAS sgemm's result for a row depends on the rows beside it (MKL:
         F.linear(x[:4], W)[:2] differs from F.linear(x[:2], W) by ~5e-5), which would make a
-        seeded job's audio depend on who else is playing. The native int8 step takes every
+        seeded job's audio depend on who else is playing. The native step takes every
         stream's rows in one call (row-independent in C); the compiled step runs stream by stream.
         """
         if self.native is not None:
@@ -298,12 +298,14 @@ class MusicgenDecoder:
 def _project(linear: Linear, x: torch.Tensor, splits: list[int]) -> torch.Tensor:
     """`linear(x)` for the rows of several streams, each row's result as if its stream ran alone.
 
-    riffd's int8 kernel computes every row on its own (each activation row quantised alone,
-    integer sums), so all streams go through it together and the weights are read once. Other
+    riffd's int8 and int4 kernels compute every row on its own (each activation row quantised alone,
+    integer sums, the same float steps whatever the other rows), so all streams go through them
+    together and the weights are read once. Other
     formats multiply each stream's rows separately: the same call, and so the same result, as
     the stream alone.
     """
     # A window of more rows than the kernel takes goes through dequantised weights alone; so too here.
-    if isinstance(linear, Int8Linear) and linear.packed is not None and max(splits) <= Int8Linear.KERNEL_ROWS:
+    if (isinstance(linear, (Int8Linear, Int4Linear)) and linear.packed is not None
+            and max(splits) <= linear.KERNEL_ROWS):
         return linear.independent_rows(x)
     return torch.cat([linear(part) for part in x.split(splits)])

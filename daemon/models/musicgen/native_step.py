@@ -1,11 +1,11 @@
-"""The int8 decode step as one native call (`daemon/native/decoder_step.c`, `riffd_step_rows`), over
+"""The int8 (and int4) decode step as one native call (`daemon/native/decoder_step.c`, `riffd_step_rows`), over
 `DecoderWeights`.
 
-Same weights, same cache, same math as `MusicgenDecoder.step`'s Python path with int8 projections;
+Same weights, same cache, same math as `MusicgenDecoder.step`'s Python path with int8 or int4 projections;
 only the glue between the weight products moves out of Python. Every row of a call has its own
 caches and position, so one call steps several windows (continuous batching), and a row's logits
 are bit-identical whatever else is in the call: alone and batched decode alike. Built at load
-when every projection went to riffd's int8 kernel; otherwise the decoder keeps its Python step.
+when every projection went to riffd's int8 or int4 kernel; otherwise the decoder keeps its Python step.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from daemon.models.musicgen.kv_cache import KVCache
-from daemon.models.musicgen.speed import Int8Linear, Linear
+from daemon.models.musicgen.speed import Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, NormWeights
 from daemon.native import NativeUnavailable
 from daemon.native.decoder_step import BoundRow, Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row
@@ -28,7 +28,7 @@ def _norm(norm: NormWeights | None) -> NormStruct:
 def _packed(linear: Linear | None) -> Int8Struct:
     if linear is None:
         return Int8Struct.of(None)
-    assert isinstance(linear, Int8Linear)
+    assert isinstance(linear, (Int8Linear, Int4Linear))
     return Int8Struct.of(linear.packed)
 
 
@@ -48,9 +48,9 @@ class NativeStep:
 
     @classmethod
     def build(cls, weights: DecoderWeights, device: torch.device) -> NativeStep | None:
-        """A native step over `weights`, or None where they are not all in riffd's int8 kernel's layout."""
+        """A native step over `weights`, or None where they are not all in riffd's int8 or int4 kernels' layouts."""
         linears = [weights.lm_heads] + [p for layer in weights.layers for p in layer.projections]
-        if not all(isinstance(p, Int8Linear) and p.packed is not None for p in linears):
+        if not all(isinstance(p, (Int8Linear, Int4Linear)) and p.packed is not None for p in linears):
             return None
         if len({n.eps for n in weights.norms}) != 1 or device.type != "cpu" or weights.head_dim % 16:
             return None

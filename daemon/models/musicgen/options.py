@@ -18,7 +18,7 @@ WEIGHT_FORMATS: tuple[str, ...] = (
     "bfloat16",  # half the bytes per step; fast on AVX-512 BF16 / AMX CPUs and on GPUs
     "float16",  # GPU only: CPUs have no fast fp16 matmul
     "int8",  # weight-only int8 (a scale per output row), float32 activations: riffd's own kernel (CPU)
-    "int4",  # weight-only int4 in groups of 64 (scale and offset each), bf16 activations (CPU)
+    "int4",  # weight-only int4, a bfloat16 scale per group of 32 inputs, int8 lm heads: riffd's own kernel (CPU)
     "int8dyn",  # int8 weights times int8 activations quantised per step (fbgemm, CPU)
 )
 #: Formats that run on the CPU only.
@@ -55,6 +55,12 @@ class EngineOptions:
     @property
     def name(self) -> str:
         return self.weights + ("+compile" if self.compile else "") + ("+draft" if self.draft else "")
+
+    def heads_options(self) -> EngineOptions:
+        """The lm heads' options: int8 in the int4 mode (the heads turn the hidden state straight into
+        logits, and are a few percent of the bytes; int4 there cost most of int4's disagreement with
+        float32 on the debug preset), the engine's own otherwise."""
+        return EngineOptions(weights="int8", warmup=False) if self.weights == "int4" else self
 
     def draft_options(self, device: HasDeviceType | str) -> EngineOptions:
         """The drafting engine's options: int8 on the CPU (riffd's kernels), float16 on a GPU."""

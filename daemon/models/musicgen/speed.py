@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from daemon.models.musicgen.options import EngineOptions
-from daemon.native import NativeUnavailable, f32_matmul, int8_matvec
+from daemon.native import NativeUnavailable, f32_matmul, int4_matvec, int8_matvec
+from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,12 @@ COMPUTE_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
     "int8": torch.float32,
-    "int4": torch.bfloat16,
+    "int4": torch.float32,  # riffd's int4 kernel takes float32 activations (speed.Int4Linear)
     "int8dyn": torch.float32,
 }
 
-#: int4 weights share a scale and an offset per this many input columns.
-INT4_GROUP = 64
+#: int4 weights share a scale per this many input columns (fewer where a matrix is narrower).
+INT4_GROUP = 32
 
 
 def compute_dtype(options: EngineOptions) -> torch.dtype:
@@ -127,35 +128,71 @@ def _warn_fallback(reason: str) -> None:
 
 
 class Int4Linear:
-    """Weight-only int4, asymmetric per group of `INT4_GROUP` inputs, bf16 activations (CPU kernel)."""
+    """Weight-only int4: codes 0..15 for (code - 8) * scale, a bfloat16 scale per group of `INT4_GROUP`
+    inputs (`int4_matvec.quantize`), float32 activations, `[..., in] -> [..., out]`.
+
+    A decode step's few rows run riffd's own kernel (`daemon/native/int4_matvec.c`), which reads
+    half of int8's bytes; a prefill's many rows multiply by the dequantised weights. Where the
+    kernel cannot run, PyTorch's int4 kernel multiplies by the same weights (in bfloat16).
+    """
+
+    KERNEL_ROWS = 8
 
     def __init__(self, weights: Sequence[torch.Tensor]) -> None:
         full = torch.cat(list(weights)).float()
         rows, cols = full.shape
-        self.group = min(INT4_GROUP, cols)
-        groups = full.reshape(rows, cols // self.group, self.group)
-        low, high = groups.amin(dim=-1, keepdim=True), groups.amax(dim=-1, keepdim=True)
-        scales = (high - low).clamp(min=1e-6) / 15
-        codes = torch.round((groups - low) / scales).clamp(0, 15).to(torch.int32).reshape(rows, cols)
-        # The kernel computes (code - 8) * scale + offset, so the offset is the group's minimum plus 8 steps.
-        offsets = low + 8 * scales
-        self.scales_offsets = torch.cat([scales, offsets], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.weight = torch._convert_weight_to_int4pack_for_cpu(codes, 2)
-        self.rows = rows
+        group = next((g for g in (INT4_GROUP, 32, 16) if cols % g == 0), None)
+        if group is None:
+            raise InvalidArgument(f"int4 needs a multiple of 16 input columns; this model has a projection of {cols}")
+        self.group = group
+        self.weights: int4_matvec.Int4Weights | None = int4_matvec.quantize(full, group)
+        self.packed: int4_matvec.PackedInt4 | None = None
+        try:
+            self.packed = int4_matvec.pack(self.weights)
+        except NativeUnavailable as exc:
+            _warn_int4_fallback(str(exc))
+            codes = self.weights.codes.to(torch.int32)
+            zeros = torch.zeros_like(self.weights.scales)
+            # PyTorch's kernel computes (code - 8) * scale + zero: the same weights with zero 0.
+            self.scales_and_zeros = torch.stack([self.weights.scales, zeros], dim=-1).transpose(0, 1).contiguous()
+            self.weight = torch._convert_weight_to_int4pack_for_cpu(codes, 2)
+        else:
+            self.weights = None  # the packed copy is the one kept; unpacked() gives the codes back
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        out = torch._weight_int4pack_mm_for_cpu(flat, self.weight, self.group, self.scales_offsets)
+        if self.packed is None:
+            out = torch._weight_int4pack_mm_for_cpu(flat.bfloat16(), self.weight, self.group,
+                                                    self.scales_and_zeros).float()
+        elif flat.shape[0] <= self.KERNEL_ROWS:
+            out = int4_matvec.matvec(flat.float(), self.packed)
+        else:
+            out = F.linear(flat, self.packed.dequantized(flat.dtype))
+        return out.view(*x.shape[:-1], -1)
+
+    def independent_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """`self(x)` with every row through riffd's kernel, whatever their number: each row's result
+        is the one it gets alone (each activation row is quantised on its own, a group's sum is exact
+        and the groups are added in one order), so batched streams decode exactly as alone."""
+        assert self.packed is not None
+        flat = x.reshape(-1, x.shape[-1]).float()
+        out = torch.cat([int4_matvec.matvec(part, self.packed) for part in flat.split(self.KERNEL_ROWS)])
         return out.view(*x.shape[:-1], -1)
 
     def dequantized(self) -> torch.Tensor:
-        """The weights `[out, in]` float32 the kernel multiplies by (for tests)."""
-        eye = torch.eye(self.weight.shape[-1] * 2, dtype=torch.bfloat16)
-        return self(eye).float().T
+        """The weights `[out, in]` float32 the kernel multiplies by."""
+        return self.packed.dequantized() if self.packed is not None else self.weights.dequantized()
 
     @property
     def nbytes(self) -> int:
-        return self.weight.numel() * self.weight.element_size() + self.scales_offsets.numel() * 2
+        if self.packed is not None:
+            return self.packed.nbytes
+        return self.weight.numel() * self.weight.element_size() + self.scales_and_zeros.numel() * 2
+
+
+@functools.cache  # once per reason
+def _warn_int4_fallback(reason: str) -> None:
+    log.warning("int4 engine: riffd's kernel is unavailable (%s); using PyTorch's int4 kernel, slower", reason)
 
 
 class DynamicInt8Linear:

@@ -124,7 +124,7 @@ def decoder_weights(model: Any, options: EngineOptions) -> DecoderWeights:
         positions=decoder.embed_positions.weights.detach().to(dtype),
         layers=[_layer_weights(layer, options, dtype) for layer in decoder.layers],
         final_norm=_norm(decoder.layer_norm, dtype),
-        lm_heads=make_linear([head.weight.detach() for head in causal_lm.lm_heads], options),
+        lm_heads=make_linear([head.weight.detach() for head in causal_lm.lm_heads], options.heads_options()),
     )
 
 
