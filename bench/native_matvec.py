@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,17 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from daemon.native import int4_matvec, int8_matvec, library  # noqa: E402
+from daemon.native import int4_matvec, int8_matvec, isa, library  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
 
 HIDDEN, FFN, HEAD_ROWS = 1024, 4096, 4 * 2048  # musicgen-small
 LAYER_SHAPES = [(3 * HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (FFN, HIDDEN), (HIDDEN, FFN)]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith(("model name", "Model")):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def read_gb_s(total_bytes: int, repeats: int) -> float:
@@ -84,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         int4.append(int4_matvec.pack(int4_matvec.Int4Weights(nibbles, scales, args.group)))
     int8_bytes, int4_bytes = sum(m.nbytes for m in int8), sum(m.nbytes for m in int4)
     bandwidth = read_gb_s(int8_bytes, args.repeats)
-    print(f"{cpu_name()}, {library().riffd_simd_bits()}-bit kernels, {args.threads} threads; "
+    print(f"{cpu_name()}, {isa()} kernels, {args.threads} threads; "
           f"int8 {int8_bytes / 2**20:.0f} MB, int4 {int4_bytes / 2**20:.0f} MB a pass")
     print(f"plain read: {bandwidth:.1f} GB/s")
     print(f"{'rows':>4} | {'int8 ms':>8} {'GB/s':>6} {'of read':>7} | {'int4 ms':>8} {'GB/s':>6} {'of read':>7} | int4 speed-up")
@@ -101,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     for result in results:
         result["int8_of_read"] = round(result["int8_gb_s"] / bandwidth, 3)
         result["int4_of_read"] = round(result["int4_gb_s"] / bandwidth, 3)
-    summary = {"cpu": cpu_name(), "simd_bits": library().riffd_simd_bits(), "threads": args.threads,
+    summary = {"cpu": cpu_name(), "isa": isa(), "threads": args.threads,
                "read_gb_s": round(bandwidth, 2), "int4_group": args.group, "int8_mb": round(int8_bytes / 2**20, 1),
                "int4_mb": round(int4_bytes / 2**20, 1), "results": results}
     print(json.dumps(summary))
