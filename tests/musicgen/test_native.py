@@ -226,6 +226,12 @@ def test_the_library_says_which_instruction_set_it_was_built_for():
         assert isa() == expected
 
 
+#: What each other branch reruns: the kernels, the native step (same greedy codes as the Python
+#: step), the batched step, the int8 draft's speculative decoding, int4's kernel.
+BRANCH_TEST_FILES = ("test_native.py", "test_native_attention.py", "test_native_batch.py", "test_speculative.py",
+                     "test_int4.py")
+
+
 def _other_branches() -> list[Branch]:
     if os.environ.get("RIFFD_EXPECT_ISA") or _kernel_runs_here() is not None:
         return []  # already a run of another branch, or no kernels at all here
@@ -242,8 +248,8 @@ def test_every_x86_branch_this_cpu_runs_passes_the_same_tests(tmp_path, riffd_ca
     # The build-cache and no-compiler tests do not depend on the branch; the daemon test is slow.
     skip = "not daemon and not without_a_compiler and not cached_by_content and not every_x86_branch"
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", skip,
-                           *(os.path.join(here, name) for name in ("test_native.py", "test_native_batch.py",
-                                                                   "test_speculative.py"))],
+                           *(os.path.join(here, name) for name in BRANCH_TEST_FILES
+                             if os.path.exists(os.path.join(here, name)))],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and " failed" not in done.stdout and " skipped" not in done.stdout
