@@ -42,7 +42,7 @@ def _model(load_preset, preset: str, mode: str, *, python_step: bool = False) ->
     bundle = dataclasses.replace(bundle, window_frames=40)
     model = MusicGen(bundle, engine=EngineOptions.parse(mode + "+nowarmup"), stream_settings=SETTINGS, max_batch=4)
     if python_step:
-        model.engine.decoder.native = None  # the Python int8 step, where the weights are shared across streams
+        model.engine.decoder.native = None  # the Python int8/int4 step, where the weights are shared across streams
     return model
 
 
@@ -109,8 +109,8 @@ def _takes(rate: int) -> list[Take]:
     ]
 
 
-@pytest.mark.parametrize("mode, python_step", [("float32", False), ("int8", False), ("int8", True)],
-                         ids=["float32", "int8-native", "int8-python"])
+@pytest.mark.parametrize("mode, python_step", [("float32", False), ("int8", False), ("int8", True), ("int4", False)],
+                         ids=["float32", "int8-native", "int8-python", "int4-native"])
 def test_batched_jobs_give_their_audio_alone(load_preset, mode, python_step):
     model = _model(load_preset, "debug/musicgen", mode, python_step=python_step)
     takes = _takes(model.sample_rate)
@@ -184,7 +184,8 @@ def test_a_window_over_the_memory_budget_is_refused(load_preset):
 
 
 @pytest.mark.parametrize("mode, python_step", [("float32", False), ("bfloat16", False), ("int8", False),
-                                               ("int8", True)], ids=["float32", "bfloat16", "int8-native", "int8-python"])
+                                               ("int8", True), ("int4", False), ("int4", True)],
+                         ids=["float32", "bfloat16", "int8-native", "int8-python", "int4-native", "int4-python"])
 def test_a_shared_step_gives_each_stream_its_logits_alone(load_preset, mode, python_step):
     """Bit for bit, at different positions, guided and not: the property the audio equality rests on
     (a BLAS sgemm over all rows would differ in the last bits, which sampling mostly hides)."""

@@ -1,7 +1,7 @@
 /* Every entry point of riffd's native kernels against plain double-precision C, on random inputs.
 
    Built with the C files of daemon/native for another instruction set (the ARM NEON dot-product build, run
-   under qemu-user: tests/native/test_arm_qemu.py) or for this machine's. Prints one line per check
+   under qemu-user: tests/native/test_kernel_harness.py) or for this machine's. Prints one line per check
    and "harness: N checks, M failed" last; exits 1 if any failed, 2 if the kernels were built as
    stubs (a CPU without what they need), so the caller can tell the two apart.
 
