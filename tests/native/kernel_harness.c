@@ -14,7 +14,7 @@
      the group's sum of |weights|; float32 rounding adds under 1e-5 of sum |x| |w|.
    - float32 matmul: float32 sums of k products, under 1e-5 of the sum of |products| (k <= 4096).
    - GELU: erf to 1.5e-7, so within 1e-7 |x| + 1e-7 of the exact function.
-   - The whole decoder step: a reference step in double doing what the kernels specify (each
+   - The whole decoder step (riffd_step_rows, the rows of a batch): a reference step in double doing what the kernels specify (each
      product's activations rounded as the kernels round them, exact sums, exact erf
      GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
      are checked against the reference's keys and values (a code may be one off only where the
@@ -36,8 +36,9 @@ int64_t riffd_int4_group_bytes(int64_t group);
 void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t group, float *out, int threads);
 void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads);
 void riffd_gelu(float *x, int64_t count);
-int64_t riffd_decoder_scratch_floats(const riffd_decoder *d);
-void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits);
+int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
+void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
+                     int threads);
 
 #define THREADS 2
 #define BLOCK 32
@@ -357,13 +358,20 @@ static void attend_ref(const double *q, const int8_t *keys, const float *key_sca
 
 /* One step in double with rounded activations, attending over the kernel's own int8 cache (whose
    newest vectors are checked against this step's keys and values, into *cache_error). */
-static void step_ref(test_layer *layers, const riffd_layer *structs, const norm *final_norm, const matrix *heads,
+/* One layer's self-attention caches for all BATCH rows: [BATCH][HEADS][POSITIONS] vectors (and scales);
+   row b's riffd_row_cache points into them. */
+typedef struct {
+    int8_t *keys, *values;
+    float *key_scales, *value_scales;
+} layer_cache;
+
+static void step_ref(test_layer *layers, const layer_cache *caches, const norm *final_norm, const matrix *heads,
                      const float *mask, double *x, int64_t position, double *logits, double *cache_error) {
     double normed[BATCH * HIDDEN], qkv[BATCH * 3 * HIDDEN], attn[BATCH * HIDDEN], delta[BATCH * HIDDEN];
     static double inner[BATCH * FFN];
     for (int l = 0; l < LAYERS; l++) {
         test_layer *t = &layers[l];
-        const riffd_layer *cache = &structs[l];
+        const layer_cache *cache = &caches[l];
         layer_norm_ref(x, &t->self_norm, normed);
         project_rounded_ref(normed, BATCH, &t->qkv, qkv);
         for (int b = 0; b < BATCH; b++)
@@ -405,7 +413,9 @@ static void step_ref(test_layer *layers, const riffd_layer *structs, const norm 
 /* `group` 0: int8 projections; else int4 in groups of `group` (the lm heads stay int8 when heads_int8). */
 static void check_decoder_step(int64_t group, int heads_int8) {
     test_layer layers[LAYERS];
-    riffd_layer structs[LAYERS];
+    riffd_layer_weights weights[LAYERS];
+    layer_cache caches[LAYERS];
+    riffd_row_cache row_caches[BATCH][LAYERS];
     const size_t cache_slots = (size_t)BATCH * HEADS * POSITIONS;
     for (int l = 0; l < LAYERS; l++) {
         test_layer *t = &layers[l];
@@ -417,24 +427,35 @@ static void check_decoder_step(int64_t group, int heads_int8) {
         t->cross_values = must_alloc(sizeof(float) * BATCH * HEADS * CROSS * HEAD_DIM);
         for (int i = 0; i < BATCH * HEADS * CROSS * HEAD_DIM; i++)
             t->cross_keys[i] = (float)(2.0 * gauss()), t->cross_values[i] = (float)gauss();
-        structs[l] = (riffd_layer){
+        weights[l] = (riffd_layer_weights){
             .self_norm = {t->self_norm.weight, t->self_norm.bias}, .qkv = t->qkv.view, .self_out = t->self_out.view,
             .cross_norm = {t->cross_norm.weight, t->cross_norm.bias}, .cross_q = t->cross_q.view,
             .cross_out = t->cross_out.view, .ffn_norm = {t->ffn_norm.weight, t->ffn_norm.bias}, .fc1 = t->fc1.view,
-            .fc2 = t->fc2.view, .keys = must_alloc(cache_slots * HEAD_DIM), .values = must_alloc(cache_slots * HEAD_DIM),
-            .key_scales = must_alloc(sizeof(float) * cache_slots), .value_scales = must_alloc(sizeof(float) * cache_slots),
-            .cross_keys = t->cross_keys, .cross_values = t->cross_values};
+            .fc2 = t->fc2.view};
+        caches[l] = (layer_cache){.keys = must_alloc(cache_slots * HEAD_DIM), .values = must_alloc(cache_slots * HEAD_DIM),
+                                  .key_scales = must_alloc(sizeof(float) * cache_slots),
+                                  .value_scales = must_alloc(sizeof(float) * cache_slots)};
+        for (int b = 0; b < BATCH; b++) {
+            const size_t slots = (size_t)b * HEADS * POSITIONS, cross = (size_t)b * HEADS * CROSS * HEAD_DIM;
+            row_caches[b][l] = (riffd_row_cache){caches[l].keys + slots * HEAD_DIM, caches[l].values + slots * HEAD_DIM,
+                                                 caches[l].key_scales + slots, caches[l].value_scales + slots,
+                                                 t->cross_keys + cross, t->cross_values + cross};
+        }
     }
     norm final_norm = random_norm();
     matrix heads = projection(VOCAB_ROWS, HIDDEN, heads_int8 ? 0 : group);
     float mask[BATCH * CROSS];
     for (int i = 0; i < BATCH * CROSS; i++) mask[i] = (i % CROSS) >= CROSS - 2 * (i / CROSS % 2) ? -3.4028235e38f : 0.0f;
 
-    riffd_decoder d = {.batch = BATCH, .hidden = HIDDEN, .heads = HEADS, .head_dim = HEAD_DIM, .ffn = FFN,
-                       .max_positions = POSITIONS, .cross_len = CROSS, .layers = LAYERS, .eps = 1e-5f,
-                       .cross_mask = mask, .layer = structs, .final_norm = {final_norm.weight, final_norm.bias},
-                       .lm_heads = heads.view, .threads = THREADS};
-    d.scratch = must_alloc(sizeof(float) * riffd_decoder_scratch_floats(&d));
+    /* The batched step the daemon calls (native_step.py), one row per batch row, all at one position. */
+    riffd_model model = {.hidden = HIDDEN, .heads = HEADS, .head_dim = HEAD_DIM, .ffn = FFN, .layers = LAYERS,
+                         .eps = 1e-5f, .layer = weights, .final_norm = {final_norm.weight, final_norm.bias},
+                         .lm_heads = heads.view};
+    riffd_row rows[BATCH];
+    for (int b = 0; b < BATCH; b++)
+        rows[b] = (riffd_row){.layer = row_caches[b], .cross_mask = mask + b * CROSS, .position = 0,
+                              .max_positions = POSITIONS, .cross_len = CROSS};
+    float *scratch = must_alloc(sizeof(float) * riffd_step_scratch_floats(&model, rows, BATCH));
 
     double worst = 0.0, cache_error = 0.0;
     int greedy_checked = 0, greedy_differ = 0;
@@ -442,8 +463,9 @@ static void check_decoder_step(int64_t group, int heads_int8) {
         float x[BATCH * HIDDEN], logits[BATCH * VOCAB_ROWS];
         double xd[BATCH * HIDDEN], want[BATCH * VOCAB_ROWS];
         for (int i = 0; i < BATCH * HIDDEN; i++) xd[i] = x[i] = (float)gauss();
-        riffd_decoder_step(&d, x, position, logits);
-        step_ref(layers, structs, &final_norm, &heads, mask, xd, position, want, &cache_error);
+        for (int b = 0; b < BATCH; b++) rows[b].position = position;
+        riffd_step_rows(&model, rows, BATCH, x, logits, scratch, THREADS);
+        step_ref(layers, caches, &final_norm, &heads, mask, xd, position, want, &cache_error);
         double largest = 0.0;
         for (int i = 0; i < BATCH * VOCAB_ROWS; i++) largest = fmax(largest, fabs(want[i]));
         const double tolerance = 3e-4 * largest;
@@ -475,10 +497,10 @@ static void check_decoder_step(int64_t group, int heads_int8) {
         for (int i = 0; i < 6; i++) free_matrix(ms[i]);
         free(t->self_norm.weight), free(t->self_norm.bias), free(t->cross_norm.weight), free(t->cross_norm.bias);
         free(t->ffn_norm.weight), free(t->ffn_norm.bias), free(t->cross_keys), free(t->cross_values);
-        free(structs[l].keys), free(structs[l].values), free(structs[l].key_scales), free(structs[l].value_scales);
+        free(caches[l].keys), free(caches[l].values), free(caches[l].key_scales), free(caches[l].value_scales);
     }
     free_matrix(&heads);
-    free(final_norm.weight), free(final_norm.bias), free(d.scratch);
+    free(final_norm.weight), free(final_norm.bias), free(scratch);
 }
 
 int main(void) {
