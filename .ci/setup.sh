@@ -44,9 +44,11 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     "${pip[@]}" "torch==${RIFFD_CPU_TORCH_VERSION:-2.13.0}" ${RIFFD_TORCH_INDEX:+--index-url "$RIFFD_TORCH_INDEX"}
   fi
 fi
+# The `tempo` extra (Ableton Link, beat tracking, Rubber Band: GPL-licensed, see the README) is
+# part of both the daemon's and the tests' set-up.
 if [ "$want_test" = 1 ]; then
-  "${pip[@]}" -e ".[test]"
+  "${pip[@]}" -e ".[tempo,test]"
 else
-  "${pip[@]}" -e .
+  "${pip[@]}" -e ".[tempo]"
 fi
 echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
 #: Longest pause between two sweeps of expired chunk files.
 MAX_SWEEP_INTERVAL_S = 30.0
+#: Longest wait for conform's warm-up before the daemon says it is ready (seconds are usual).
+WARMUP_WAIT_S = 120.0
 
 T = TypeVar("T")
 
@@ -122,12 +124,17 @@ class Daemon:
             secret_key, clients_dir = self.config.curve_secret_key, self.config.curve_clients_dir
             assert secret_key is not None and clients_dir is not None  # DaemonConfig.validate checked
             curve = CurveServerKeys.load(secret_key, clients_dir)
+        # With a tempo source (--link, --bpm), conform's numba kernels compile now, beside the
+        # model loads, so that no take pays for it (issue 15); ready waits for it below.
+        warming = (self.config.link or self.config.bpm is not None) and self.tempo.warm_conform()
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.
             await _on_daemon_thread(partial(self._pool.load, model_id, pin=True))
         if self._link is not None:
             await self._link.open()
+        if warming and not await loop.run_in_executor(None, self.tempo.warmup.wait, WARMUP_WAIT_S):
+            log.warning("conform's warm-up is still running after %.0f s: serving anyway", WARMUP_WAIT_S)
         if self._playback is not None:
             # With --play, after the models: loading holds the GIL for long stretches, which would
             # starve the audio callback (JACK drops a client that misses its deadlines for long).

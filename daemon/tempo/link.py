@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from daemon.tempo.extra import LINK_MODULES, missing, needs_extra
 from daemon.tempo.timeline import TimelineState, now_s
 from protocol.errors import RiffdError
 from protocol.tempo import DEFAULT_QUANTUM, check_bpm
@@ -32,7 +33,7 @@ FOUNDING_BPM = 120.0
 
 
 class LinkUnavailable(RiffdError):
-    """aalink is not installed (or cannot load): `riffd serve --link` cannot join a session."""
+    """aalink (riffd's tempo extra) is not installed or cannot load: `riffd serve --link` cannot join a session."""
 
     code = "link_unavailable"
 
@@ -44,6 +45,10 @@ class LinkTimeline:
 
     def __init__(self, *, founding_bpm: float = FOUNDING_BPM, enable_delay_s: float = ENABLE_DELAY_S,
                  quantum: int = DEFAULT_QUANTUM) -> None:
+        # Refused here, before the models load (minutes, for big ones), rather than when Link opens.
+        absent = missing(LINK_MODULES)
+        if absent:
+            raise LinkUnavailable(needs_extra("--link (Ableton Link)", absent))
         self._founding_bpm = founding_bpm
         self._quantum = quantum
         self._enable_delay_s = enable_delay_s
@@ -54,7 +59,7 @@ class LinkTimeline:
         try:
             from aalink import Link
         except ImportError as exc:
-            raise LinkUnavailable(f"Ableton Link needs the aalink package ({exc}); pip install aalink") from None
+            raise LinkUnavailable(f"{needs_extra('--link (Ableton Link)', LINK_MODULES)} ({exc})") from None
         self._link = Link(self._founding_bpm, asyncio.get_running_loop())
         # Link aligns peers' phase modulo the quantum each asks with: bars of 4 beats, as Live's
         # and Bitwig's default, so that a bar here is a bar there.

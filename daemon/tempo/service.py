@@ -10,9 +10,11 @@ import logging
 from collections.abc import Iterator
 
 from daemon.audio.types import AudioChunk
+from daemon.tempo.extra import conform_missing, needs_extra
 from daemon.tempo.take import TakePlan, TakeState, shape
 from daemon.tempo.timeline import OwnTimeline, Timeline, now_s
-from protocol.errors import InvalidArgument
+from daemon.tempo.warmup import WARMUP, ConformWarmup
+from protocol.errors import InvalidArgument, Unsupported
 from protocol.messages import MusicGenRequest
 from protocol.tempo import DEFAULT_QUANTUM, Clock
 
@@ -27,8 +29,9 @@ class TempoService:
     """The timeline plus the daemon's tempo settings; safe to use from the loop and the workers."""
 
     def __init__(self, timeline: Timeline | None = None, *, prompt_template: str = "{bpm} bpm",
-                 play_buffer_s: float = 0.5) -> None:
+                 play_buffer_s: float = 0.5, warmup: ConformWarmup = WARMUP) -> None:
         self.timeline: Timeline = timeline if timeline is not None else OwnTimeline()
+        self.warmup = warmup
         self.prompt_template = prompt_template
         self.lead_s = play_buffer_s + LAUNCH_MARGIN_S
 
@@ -38,6 +41,13 @@ class TempoService:
         """At submit: a request in time needs a tempo, its own or the timeline's; own timelines take it."""
         if not request.in_time:
             return
+        if request.conform is not False:
+            absent = conform_missing()
+            if absent:
+                raise Unsupported(f"{needs_extra('conform', absent)}; or send conform 0 to keep the take at "
+                                  "its own tempo")
+            # A daemon that had no tempo at start warms up now, while this take is generated.
+            self.warmup.start()
         if request.bpm is not None:
             if self.timeline.source == "own":
                 self.timeline.set_tempo(request.bpm)
@@ -50,6 +60,13 @@ class TempoService:
             what = "launch " + request.launch if request.launch in ("beat", "bar") else "a job in time"
             raise InvalidArgument(f"{what} needs a tempo: give bpm, send /riffd/tempo first, or join a Link "
                                   "session (riffd serve --link)")
+
+    def warm_conform(self) -> bool:
+        """Start conform's warm-up (once per process); False when conform is not installed."""
+        if conform_missing():
+            return False
+        self.warmup.start()
+        return True
 
     def clock(self, quantum: int = DEFAULT_QUANTUM, request_id: str | None = None) -> Clock:
         state = self.timeline.state()

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.audio.types import AudioChunk
+from daemon.tempo.extra import CONFORM_MODULES, needs_extra
 from daemon.tempo.timeline import TimelineState, launch_beat
+from protocol.errors import Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +117,12 @@ def shape(chunks: Iterator[AudioChunk], take: TakeState, *, state: Callable[[], 
         return
     audio = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
     if plan.conform:
-        from daemon.tempo.conform import conform
+        try:
+            from daemon.tempo.conform import conform
 
-        conformed = conform(audio, sample_rate, plan.bpm, plan.quantum)
+            conformed = conform(audio, sample_rate, plan.bpm, plan.quantum)
+        except ImportError as exc:  # checked at submit; a library that is there but cannot load
+            raise Unsupported(f"{needs_extra('conform', CONFORM_MODULES)} ({exc})") from None
         audio, take.source_bpm = conformed.samples, conformed.source_bpm
     frames = plan.frames(sample_rate)
     if plan.loop:
