@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 #: Where the patch listens for the daemon's events (any free UDP port works; change both places).
 REPLY_PORT = 7410
 EVENTS = ("/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok "
-          "/riffd/status /riffd/applied /riffd/snapshot")
+          "/riffd/status /riffd/applied /riffd/snapshot /riffd/clock")
 #: The jam this patch starts and steers (one at a time; a fixed id, so no reply needs parsing first).
 JAM = "maxjam"
 #: Weighted prompt slots, each a text and a slider.
@@ -145,6 +145,7 @@ def _core(p: Patcher, audio_out: str, *, device: bool) -> None:
     p.obj("saved", 840, 600, "unpack s s i")
     p.wire("route:9", "saved")
     p.wire("route:9", "replies")
+    _in_time(p, pr, device=device)
     p.obj("gain", 240, 700, "*~ 0.8", 60)
     p.wire("cplay", "gain")
     p.wire("dplay", "gain")
@@ -211,6 +212,42 @@ def _jam(p: Patcher, x: int, y: int) -> None:
     p.obj("jtpack", x + 150, y + 420, "pack 1.", 60)
     p.msg("jtempm", x, y + 450, f"/riffd/jam/set {JAM} temperature $1 {port}", 360)
     p.chain("jtemp", "jtpack", "jtempm", "send")
+
+
+def _in_time(p: Patcher, pr: Callable[[int, int, int, int], tuple[int, int, int, int] | None], *,
+             device: bool, x: int = 1450, y: int = 60) -> None:
+    """Issue 15: a take of N bars launched on the next bar, and the Link tempo and beat shown (the
+    clock polled every 100 ms while the toggle is on; `riffd serve --link` makes it the session's)."""
+    p.comment(x, y, "bars, launched on the next bar (Ableton Link with riffd serve --link)", 300)
+    p.ui("bars", "number", x, y + 25, 40, presentation=pr(100, 80, 40, 20), io=(1, 2), minimum=1, maximum=1024)
+    p.ui("onbar", "live.text" if device else "button", x + 50, y + 25, 60 if device else 24,
+         io=(1, 2 if device else 1), presentation=pr(145, 80, 40, 20), **({"text": "on bar", "mode": 0} if device else {}))
+    # The prompt is kept here (the textedit's return generates a take in seconds).
+    p.obj("lastprompt", x + 120, y + 25, "zl reg")
+    p.wire("tosym", "lastprompt:1")
+    p.obj("barpack", x, y + 60, "pack s 4 0 0", 160)
+    p.msg("bargen", x, y + 85, f"/riffd/generate $1 0. bars $2 launch bar seed $3 play $4 reply_port {REPLY_PORT}",
+          420)
+    p.chain("onbar", "lastprompt", "barpack", "bargen", "send")
+    p.wire("bars", "barpack:1")
+    p.wire("seed", "barpack:2")
+    p.wire("play", "barpack:3")
+
+    p.comment(x, y + 140, "the Link tempo and beat (clock polled while on)", 300)
+    p.ui("follow", "live.toggle" if device else "toggle", x, y + 165, 20, presentation=pr(280, 80, 15, 15),
+         io=(1, 1), **({"parameter_enable": 0} if device else {}))
+    p.obj("metro", x + 30, y + 165, "metro 100", 80)
+    p.msg("clock", x + 30, y + 195, f"/riffd/clock {REPLY_PORT}", 140)
+    p.chain("follow", "metro", "clock", "send")
+    p.obj("clk", x, 535, "unpack s f f f i i", 160)
+    p.wire(f"route:{EVENTS.split().index('/riffd/clock')}", "clk")
+    p.ui("tempo", "flonum", x, 565, 60, presentation=pr(300, 80, 50, 20), io=(1, 2))
+    p.ui("beat", "flonum", x + 70, 565, 70, presentation=pr(355, 80, 55, 20), io=(1, 2))
+    p.ui("peers", "number", x + 150, 565, 40, io=(1, 2))
+    p.comment(x, 595, "BPM / beat / Link peers", 200)
+    p.wire("clk:1", "tempo")
+    p.wire("clk:2", "beat")
+    p.wire("clk:4", "peers")
 
 
 def max_patch() -> Patcher:

@@ -12,7 +12,7 @@ _IO: dict[str, tuple[int, int]] = {
     "buffer~": (1, 2), "plugin~": (2, 2), "play~": (1, 2), "dac~": (2, 0), "plugout~": (2, 0), "t": (1, 2),
     "zl": (2, 2),
     "loadbang": (1, 1), "live.thisdevice": (1, 3), "opendialog": (1, 1), "conformpath": (1, 2),
-    "*~": (2, 1), "*": (2, 1), "/": (2, 1), "deferlow": (1, 1),
+    "*~": (2, 1), "*": (2, 1), "/": (2, 1), "deferlow": (1, 1), "metro": (2, 1),
 }
 
 

@@ -638,15 +638,16 @@
           "id": "obj-30",
           "maxclass": "newobj",
           "numinlets": 2,
-          "numoutlets": 11,
+          "numoutlets": 12,
           "patching_rect": [
             20,
             500,
             620,
             22
           ],
-          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status /riffd/applied /riffd/snapshot",
+          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status /riffd/applied /riffd/snapshot /riffd/clock",
           "outlettype": [
+            "",
             "",
             "",
             "",
@@ -1096,6 +1097,312 @@
       {
         "box": {
           "id": "obj-54",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1450,
+            60,
+            300,
+            22
+          ],
+          "text": "bars, launched on the next bar (Ableton Link with riffd serve --link)"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-55",
+          "maxclass": "number",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1450,
+            85,
+            40,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            100,
+            80,
+            40,
+            20
+          ],
+          "minimum": 1,
+          "maximum": 1024
+        }
+      },
+      {
+        "box": {
+          "id": "obj-56",
+          "maxclass": "live.text",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1500,
+            85,
+            60,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            145,
+            80,
+            40,
+            20
+          ],
+          "text": "on bar",
+          "mode": 0
+        }
+      },
+      {
+        "box": {
+          "id": "obj-57",
+          "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "patching_rect": [
+            1570,
+            85,
+            140,
+            22
+          ],
+          "text": "zl reg",
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-58",
+          "maxclass": "newobj",
+          "numinlets": 4,
+          "numoutlets": 1,
+          "patching_rect": [
+            1450,
+            120,
+            160,
+            22
+          ],
+          "text": "pack s 4 0 0",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-59",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            1450,
+            145,
+            420,
+            22
+          ],
+          "text": "/riffd/generate $1 0. bars $2 launch bar seed $3 play $4 reply_port 7410",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-60",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1450,
+            200,
+            300,
+            22
+          ],
+          "text": "the Link tempo and beat (clock polled while on)"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-61",
+          "maxclass": "live.toggle",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "patching_rect": [
+            1450,
+            225,
+            20,
+            22
+          ],
+          "outlettype": [
+            ""
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            280,
+            80,
+            15,
+            15
+          ],
+          "parameter_enable": 0
+        }
+      },
+      {
+        "box": {
+          "id": "obj-62",
+          "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            1480,
+            225,
+            80,
+            22
+          ],
+          "text": "metro 100",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-63",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            1480,
+            255,
+            140,
+            22
+          ],
+          "text": "/riffd/clock 7410",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-64",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 6,
+          "patching_rect": [
+            1450,
+            535,
+            160,
+            22
+          ],
+          "text": "unpack s f f f i i",
+          "outlettype": [
+            "",
+            "",
+            "",
+            "",
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-65",
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1450,
+            565,
+            60,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            300,
+            80,
+            50,
+            20
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-66",
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1520,
+            565,
+            70,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            355,
+            80,
+            55,
+            20
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-67",
+          "maxclass": "number",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1600,
+            565,
+            40,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-68",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1450,
+            595,
+            200,
+            22
+          ],
+          "text": "BPM / beat / Link peers"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-69",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1716,11 +2023,191 @@
       {
         "patchline": {
           "source": [
+            "obj-7",
+            0
+          ],
+          "destination": [
+            "obj-57",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-56",
+            0
+          ],
+          "destination": [
+            "obj-57",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-57",
+            0
+          ],
+          "destination": [
+            "obj-58",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-58",
+            0
+          ],
+          "destination": [
+            "obj-59",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-59",
+            0
+          ],
+          "destination": [
+            "obj-15",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-55",
+            0
+          ],
+          "destination": [
+            "obj-58",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-10",
+            0
+          ],
+          "destination": [
+            "obj-58",
+            2
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-11",
+            0
+          ],
+          "destination": [
+            "obj-58",
+            3
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-61",
+            0
+          ],
+          "destination": [
+            "obj-62",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-62",
+            0
+          ],
+          "destination": [
+            "obj-63",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-63",
+            0
+          ],
+          "destination": [
+            "obj-15",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-30",
+            10
+          ],
+          "destination": [
+            "obj-64",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            1
+          ],
+          "destination": [
+            "obj-65",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            2
+          ],
+          "destination": [
+            "obj-66",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-64",
+            4
+          ],
+          "destination": [
+            "obj-67",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-40",
             0
           ],
           "destination": [
-            "obj-54",
+            "obj-69",
             0
           ]
         }
@@ -1732,7 +2219,7 @@
             0
           ],
           "destination": [
-            "obj-54",
+            "obj-69",
             0
           ]
         }
@@ -1740,7 +2227,7 @@
       {
         "patchline": {
           "source": [
-            "obj-54",
+            "obj-69",
             0
           ],
           "destination": [
@@ -1752,7 +2239,7 @@
       {
         "patchline": {
           "source": [
-            "obj-54",
+            "obj-69",
             0
           ],
           "destination": [

@@ -508,15 +508,16 @@
           "id": "obj-29",
           "maxclass": "newobj",
           "numinlets": 2,
-          "numoutlets": 11,
+          "numoutlets": 12,
           "patching_rect": [
             20,
             500,
             620,
             22
           ],
-          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status /riffd/applied /riffd/snapshot",
+          "text": "route /riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/done /riffd/error /riffd/ok /riffd/status /riffd/applied /riffd/snapshot /riffd/clock",
           "outlettype": [
+            "",
             "",
             "",
             "",
@@ -958,6 +959,273 @@
       {
         "box": {
           "id": "obj-53",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1450,
+            60,
+            300,
+            22
+          ],
+          "text": "bars, launched on the next bar (Ableton Link with riffd serve --link)"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-54",
+          "maxclass": "number",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1450,
+            85,
+            40,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ],
+          "minimum": 1,
+          "maximum": 1024
+        }
+      },
+      {
+        "box": {
+          "id": "obj-55",
+          "maxclass": "button",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "patching_rect": [
+            1500,
+            85,
+            24,
+            22
+          ],
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-56",
+          "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 2,
+          "patching_rect": [
+            1570,
+            85,
+            140,
+            22
+          ],
+          "text": "zl reg",
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-57",
+          "maxclass": "newobj",
+          "numinlets": 4,
+          "numoutlets": 1,
+          "patching_rect": [
+            1450,
+            120,
+            160,
+            22
+          ],
+          "text": "pack s 4 0 0",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-58",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            1450,
+            145,
+            420,
+            22
+          ],
+          "text": "/riffd/generate $1 0. bars $2 launch bar seed $3 play $4 reply_port 7410",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-59",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1450,
+            200,
+            300,
+            22
+          ],
+          "text": "the Link tempo and beat (clock polled while on)"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-60",
+          "maxclass": "toggle",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "patching_rect": [
+            1450,
+            225,
+            20,
+            22
+          ],
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-61",
+          "maxclass": "newobj",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            1480,
+            225,
+            80,
+            22
+          ],
+          "text": "metro 100",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-62",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "patching_rect": [
+            1480,
+            255,
+            140,
+            22
+          ],
+          "text": "/riffd/clock 7410",
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-63",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 6,
+          "patching_rect": [
+            1450,
+            535,
+            160,
+            22
+          ],
+          "text": "unpack s f f f i i",
+          "outlettype": [
+            "",
+            "",
+            "",
+            "",
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-64",
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1450,
+            565,
+            60,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-65",
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1520,
+            565,
+            70,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-66",
+          "maxclass": "number",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "patching_rect": [
+            1600,
+            565,
+            40,
+            22
+          ],
+          "outlettype": [
+            "",
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-67",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            1450,
+            595,
+            200,
+            22
+          ],
+          "text": "BPM / beat / Link peers"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-68",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -975,7 +1243,7 @@
       },
       {
         "box": {
-          "id": "obj-54",
+          "id": "obj-69",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -990,7 +1258,7 @@
       },
       {
         "box": {
-          "id": "obj-55",
+          "id": "obj-70",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1007,7 +1275,7 @@
       },
       {
         "box": {
-          "id": "obj-56",
+          "id": "obj-71",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -1022,7 +1290,7 @@
       },
       {
         "box": {
-          "id": "obj-57",
+          "id": "obj-72",
           "maxclass": "number",
           "numinlets": 1,
           "numoutlets": 2,
@@ -1041,7 +1309,7 @@
       },
       {
         "box": {
-          "id": "obj-58",
+          "id": "obj-73",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1059,7 +1327,7 @@
       },
       {
         "box": {
-          "id": "obj-59",
+          "id": "obj-74",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1077,7 +1345,7 @@
       },
       {
         "box": {
-          "id": "obj-60",
+          "id": "obj-75",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1094,7 +1362,7 @@
       },
       {
         "box": {
-          "id": "obj-61",
+          "id": "obj-76",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -1109,7 +1377,7 @@
       },
       {
         "box": {
-          "id": "obj-62",
+          "id": "obj-77",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1127,7 +1395,7 @@
       },
       {
         "box": {
-          "id": "obj-63",
+          "id": "obj-78",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1144,7 +1412,7 @@
       },
       {
         "box": {
-          "id": "obj-64",
+          "id": "obj-79",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -1159,7 +1427,7 @@
       },
       {
         "box": {
-          "id": "obj-65",
+          "id": "obj-80",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1177,7 +1445,7 @@
       },
       {
         "box": {
-          "id": "obj-66",
+          "id": "obj-81",
           "maxclass": "button",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1194,7 +1462,7 @@
       },
       {
         "box": {
-          "id": "obj-67",
+          "id": "obj-82",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -1209,7 +1477,7 @@
       },
       {
         "box": {
-          "id": "obj-68",
+          "id": "obj-83",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1227,7 +1495,7 @@
       },
       {
         "box": {
-          "id": "obj-69",
+          "id": "obj-84",
           "maxclass": "newobj",
           "numinlets": 6,
           "numoutlets": 1,
@@ -1245,7 +1513,7 @@
       },
       {
         "box": {
-          "id": "obj-70",
+          "id": "obj-85",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1263,7 +1531,7 @@
       },
       {
         "box": {
-          "id": "obj-71",
+          "id": "obj-86",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1281,7 +1549,7 @@
       },
       {
         "box": {
-          "id": "obj-72",
+          "id": "obj-87",
           "maxclass": "textedit",
           "numinlets": 1,
           "numoutlets": 4,
@@ -1301,7 +1569,7 @@
       },
       {
         "box": {
-          "id": "obj-73",
+          "id": "obj-88",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 2,
@@ -1320,7 +1588,7 @@
       },
       {
         "box": {
-          "id": "obj-74",
+          "id": "obj-89",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1338,7 +1606,7 @@
       },
       {
         "box": {
-          "id": "obj-75",
+          "id": "obj-90",
           "maxclass": "slider",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1357,7 +1625,7 @@
       },
       {
         "box": {
-          "id": "obj-76",
+          "id": "obj-91",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -1376,7 +1644,7 @@
       },
       {
         "box": {
-          "id": "obj-77",
+          "id": "obj-92",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1394,7 +1662,7 @@
       },
       {
         "box": {
-          "id": "obj-78",
+          "id": "obj-93",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1412,7 +1680,7 @@
       },
       {
         "box": {
-          "id": "obj-79",
+          "id": "obj-94",
           "maxclass": "textedit",
           "numinlets": 1,
           "numoutlets": 4,
@@ -1432,7 +1700,7 @@
       },
       {
         "box": {
-          "id": "obj-80",
+          "id": "obj-95",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 2,
@@ -1451,7 +1719,7 @@
       },
       {
         "box": {
-          "id": "obj-81",
+          "id": "obj-96",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1469,7 +1737,7 @@
       },
       {
         "box": {
-          "id": "obj-82",
+          "id": "obj-97",
           "maxclass": "slider",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1488,7 +1756,7 @@
       },
       {
         "box": {
-          "id": "obj-83",
+          "id": "obj-98",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -1507,7 +1775,7 @@
       },
       {
         "box": {
-          "id": "obj-84",
+          "id": "obj-99",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1525,7 +1793,7 @@
       },
       {
         "box": {
-          "id": "obj-85",
+          "id": "obj-100",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1543,7 +1811,7 @@
       },
       {
         "box": {
-          "id": "obj-86",
+          "id": "obj-101",
           "maxclass": "textedit",
           "numinlets": 1,
           "numoutlets": 4,
@@ -1563,7 +1831,7 @@
       },
       {
         "box": {
-          "id": "obj-87",
+          "id": "obj-102",
           "maxclass": "newobj",
           "numinlets": 2,
           "numoutlets": 2,
@@ -1582,7 +1850,7 @@
       },
       {
         "box": {
-          "id": "obj-88",
+          "id": "obj-103",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1600,7 +1868,7 @@
       },
       {
         "box": {
-          "id": "obj-89",
+          "id": "obj-104",
           "maxclass": "slider",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1619,7 +1887,7 @@
       },
       {
         "box": {
-          "id": "obj-90",
+          "id": "obj-105",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 2,
@@ -1638,7 +1906,7 @@
       },
       {
         "box": {
-          "id": "obj-91",
+          "id": "obj-106",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1656,7 +1924,7 @@
       },
       {
         "box": {
-          "id": "obj-92",
+          "id": "obj-107",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -1674,7 +1942,7 @@
       },
       {
         "box": {
-          "id": "obj-93",
+          "id": "obj-108",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
@@ -1689,7 +1957,7 @@
       },
       {
         "box": {
-          "id": "obj-94",
+          "id": "obj-109",
           "maxclass": "flonum",
           "numinlets": 1,
           "numoutlets": 2,
@@ -1709,7 +1977,7 @@
       },
       {
         "box": {
-          "id": "obj-95",
+          "id": "obj-110",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -1727,7 +1995,7 @@
       },
       {
         "box": {
-          "id": "obj-96",
+          "id": "obj-111",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -2324,48 +2592,36 @@
       {
         "patchline": {
           "source": [
-            "obj-39",
+            "obj-6",
             0
           ],
           "destination": [
-            "obj-53",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-44",
-            0
-          ],
-          "destination": [
-            "obj-53",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-53",
-            0
-          ],
-          "destination": [
-            "obj-2",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-53",
-            0
-          ],
-          "destination": [
-            "obj-2",
+            "obj-56",
             1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-55",
+            0
+          ],
+          "destination": [
+            "obj-56",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-56",
+            0
+          ],
+          "destination": [
+            "obj-57",
+            0
           ]
         }
       },
@@ -2377,7 +2633,55 @@
           ],
           "destination": [
             "obj-58",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-58",
+            0
+          ],
+          "destination": [
+            "obj-14",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-54",
+            0
+          ],
+          "destination": [
+            "obj-57",
             1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-9",
+            0
+          ],
+          "destination": [
+            "obj-57",
+            2
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-10",
+            0
+          ],
+          "destination": [
+            "obj-57",
+            3
           ]
         }
       },
@@ -2388,6 +2692,18 @@
             0
           ],
           "destination": [
+            "obj-61",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-61",
+            0
+          ],
+          "destination": [
             "obj-62",
             0
           ]
@@ -2401,6 +2717,18 @@
           ],
           "destination": [
             "obj-14",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-29",
+            10
+          ],
+          "destination": [
+            "obj-63",
             0
           ]
         }
@@ -2409,7 +2737,19 @@
         "patchline": {
           "source": [
             "obj-63",
+            1
+          ],
+          "destination": [
+            "obj-64",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-63",
+            2
           ],
           "destination": [
             "obj-65",
@@ -2420,20 +2760,32 @@
       {
         "patchline": {
           "source": [
-            "obj-65",
-            0
+            "obj-63",
+            4
           ],
           "destination": [
-            "obj-14",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
             "obj-66",
             0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-39",
+            0
+          ],
+          "destination": [
+            "obj-68",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-44",
+            0
           ],
           "destination": [
             "obj-68",
@@ -2448,7 +2800,7 @@
             0
           ],
           "destination": [
-            "obj-14",
+            "obj-2",
             0
           ]
         }
@@ -2456,55 +2808,31 @@
       {
         "patchline": {
           "source": [
-            "obj-58",
+            "obj-68",
             0
           ],
           "destination": [
-            "obj-59",
-            0
+            "obj-2",
+            1
           ]
         }
       },
       {
         "patchline": {
           "source": [
-            "obj-59",
+            "obj-72",
             0
           ],
           "destination": [
-            "obj-14",
-            0
+            "obj-73",
+            1
           ]
         }
       },
       {
         "patchline": {
           "source": [
-            "obj-69",
-            0
-          ],
-          "destination": [
-            "obj-70",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-70",
-            0
-          ],
-          "destination": [
-            "obj-14",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-71",
+            "obj-75",
             0
           ],
           "destination": [
@@ -2520,19 +2848,7 @@
             0
           ],
           "destination": [
-            "obj-72",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-71",
-            0
-          ],
-          "destination": [
-            "obj-78",
+            "obj-14",
             0
           ]
         }
@@ -2544,7 +2860,7 @@
             0
           ],
           "destination": [
-            "obj-75",
+            "obj-80",
             0
           ]
         }
@@ -2552,32 +2868,44 @@
       {
         "patchline": {
           "source": [
-            "obj-72",
+            "obj-80",
             0
           ],
           "destination": [
+            "obj-14",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-81",
+            0
+          ],
+          "destination": [
+            "obj-83",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-83",
+            0
+          ],
+          "destination": [
+            "obj-14",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
             "obj-73",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-73",
-            0
-          ],
-          "destination": [
-            "obj-74",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-73",
-            1
           ],
           "destination": [
             "obj-74",
@@ -2592,79 +2920,7 @@
             0
           ],
           "destination": [
-            "obj-58",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-55",
-            0
-          ],
-          "destination": [
-            "obj-72",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-74",
-            0
-          ],
-          "destination": [
-            "obj-69",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-75",
-            0
-          ],
-          "destination": [
-            "obj-76",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-76",
-            1
-          ],
-          "destination": [
-            "obj-69",
-            1
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-76",
-            0
-          ],
-          "destination": [
-            "obj-69",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-71",
-            0
-          ],
-          "destination": [
-            "obj-84",
+            "obj-14",
             0
           ]
         }
@@ -2673,18 +2929,6 @@
         "patchline": {
           "source": [
             "obj-84",
-            0
-          ],
-          "destination": [
-            "obj-79",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-71",
             0
           ],
           "destination": [
@@ -2700,7 +2944,7 @@
             0
           ],
           "destination": [
-            "obj-82",
+            "obj-14",
             0
           ]
         }
@@ -2708,115 +2952,7 @@
       {
         "patchline": {
           "source": [
-            "obj-79",
-            0
-          ],
-          "destination": [
-            "obj-80",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-80",
-            0
-          ],
-          "destination": [
-            "obj-81",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-80",
-            1
-          ],
-          "destination": [
-            "obj-81",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-81",
-            0
-          ],
-          "destination": [
-            "obj-69",
-            2
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-82",
-            0
-          ],
-          "destination": [
-            "obj-83",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-83",
-            1
-          ],
-          "destination": [
-            "obj-69",
-            3
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-83",
-            0
-          ],
-          "destination": [
-            "obj-69",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-71",
-            0
-          ],
-          "destination": [
-            "obj-91",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-91",
-            0
-          ],
-          "destination": [
             "obj-86",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-71",
             0
           ],
           "destination": [
@@ -2832,7 +2968,7 @@
             0
           ],
           "destination": [
-            "obj-89",
+            "obj-87",
             0
           ]
         }
@@ -2844,7 +2980,19 @@
             0
           ],
           "destination": [
-            "obj-87",
+            "obj-93",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-93",
+            0
+          ],
+          "destination": [
+            "obj-90",
             0
           ]
         }
@@ -2864,24 +3012,24 @@
       {
         "patchline": {
           "source": [
-            "obj-87",
+            "obj-88",
+            0
+          ],
+          "destination": [
+            "obj-89",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-88",
             1
           ],
           "destination": [
-            "obj-88",
+            "obj-89",
             0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "source": [
-            "obj-88",
-            0
-          ],
-          "destination": [
-            "obj-69",
-            4
           ]
         }
       },
@@ -2892,7 +3040,31 @@
             0
           ],
           "destination": [
-            "obj-90",
+            "obj-73",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-70",
+            0
+          ],
+          "destination": [
+            "obj-87",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-89",
+            0
+          ],
+          "destination": [
+            "obj-84",
             0
           ]
         }
@@ -2901,22 +3073,82 @@
         "patchline": {
           "source": [
             "obj-90",
+            0
+          ],
+          "destination": [
+            "obj-91",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-91",
             1
           ],
           "destination": [
-            "obj-69",
-            5
+            "obj-84",
+            1
           ]
         }
       },
       {
         "patchline": {
           "source": [
-            "obj-90",
+            "obj-91",
             0
           ],
           "destination": [
-            "obj-69",
+            "obj-84",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-86",
+            0
+          ],
+          "destination": [
+            "obj-99",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-99",
+            0
+          ],
+          "destination": [
+            "obj-94",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-86",
+            0
+          ],
+          "destination": [
+            "obj-100",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-100",
+            0
+          ],
+          "destination": [
+            "obj-97",
             0
           ]
         }
@@ -2948,7 +3180,223 @@
       {
         "patchline": {
           "source": [
+            "obj-95",
+            1
+          ],
+          "destination": [
             "obj-96",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-96",
+            0
+          ],
+          "destination": [
+            "obj-84",
+            2
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-97",
+            0
+          ],
+          "destination": [
+            "obj-98",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-98",
+            1
+          ],
+          "destination": [
+            "obj-84",
+            3
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-98",
+            0
+          ],
+          "destination": [
+            "obj-84",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-86",
+            0
+          ],
+          "destination": [
+            "obj-106",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-106",
+            0
+          ],
+          "destination": [
+            "obj-101",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-86",
+            0
+          ],
+          "destination": [
+            "obj-107",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-107",
+            0
+          ],
+          "destination": [
+            "obj-104",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-101",
+            0
+          ],
+          "destination": [
+            "obj-102",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-102",
+            0
+          ],
+          "destination": [
+            "obj-103",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-102",
+            1
+          ],
+          "destination": [
+            "obj-103",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-103",
+            0
+          ],
+          "destination": [
+            "obj-84",
+            4
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-104",
+            0
+          ],
+          "destination": [
+            "obj-105",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-105",
+            1
+          ],
+          "destination": [
+            "obj-84",
+            5
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-105",
+            0
+          ],
+          "destination": [
+            "obj-84",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-109",
+            0
+          ],
+          "destination": [
+            "obj-110",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-110",
+            0
+          ],
+          "destination": [
+            "obj-111",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "obj-111",
             0
           ],
           "destination": [

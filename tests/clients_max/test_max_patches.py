@@ -222,3 +222,30 @@ def test_the_jam_section_steers_one_jam_with_prompt_sliders() -> None:
         assert any(sink is pack and inlet % 2 == 1 for sink, inlet in patch.sinks(trigger["id"], 1))
     routed = patch.event_routes()[0]["text"].split()[1:]
     assert "/riffd/applied" in routed and "/riffd/snapshot" in routed
+
+
+@pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
+def test_a_take_in_bars_launches_on_the_bar_and_the_clock_is_shown(path: Path) -> None:
+    """Issue 15: a generate of N bars (the number box) with launch bar, and the Link tempo and beat
+    in number boxes fed by the clock event, asked for while a toggle runs a metro."""
+    patch = Patch(path)
+    [bargen] = [box for box in patch.boxes.values() if box["maxclass"] == "message"
+                and box["text"].startswith("/riffd/generate") and "launch bar" in box["text"]]
+    words = bargen["text"].split()
+    assert words[2] == "0." and words[words.index("bars") + 1] == "$2"  # duration 0 with bars
+    [(pack, _)] = patch.sources(bargen["id"], 0)
+    [(bars, _)] = patch.sources(pack["id"], 1)
+    assert bars["maxclass"] == "number"
+    [clock] = [box for box in patch.boxes.values() if box["maxclass"] == "message"
+               and box["text"].startswith("/riffd/clock")]
+    [(metro, _)] = patch.sources(clock["id"], 0)
+    assert metro["text"].startswith("metro")
+    [(toggle, _)] = patch.sources(metro["id"], 0)
+    assert toggle["maxclass"] in ("toggle", "live.toggle")
+    [route] = patch.event_routes()
+    addresses = route["text"].split()[1:]
+    [(unpack, _)] = patch.sinks(route["id"], addresses.index("/riffd/clock"))
+    form = EVENT_ADDRESSES["/riffd/clock"].OSC_FORMS[0]
+    for name in ("tempo", "beat"):
+        shown = [box["maxclass"] for box, _ in patch.sinks(unpack["id"], form.index(name))]
+        assert shown == ["flonum"], (name, shown)

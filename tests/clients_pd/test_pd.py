@@ -21,7 +21,7 @@ from clients import Client
 from clients.pd.patchgen.__main__ import main as build_patches
 from protocol import osc
 from protocol.messages import (
-    Accepted, Cancel, Chunk, Continue, Generate, GetStatus, Started, Subscribe, Unsubscribe,
+    Accepted, Cancel, Chunk, Continue, Generate, GetClock, GetStatus, SetTempo, Started, Subscribe, Unsubscribe,
 )
 
 HERE = Path(__file__).parent
@@ -59,7 +59,7 @@ def test_requests_from_pd_have_the_schema_types() -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         received = []
         try:
-            while len(received) < 9:
+            while len(received) < 13:
                 received.append(sock.recv(65536))
         except TimeoutError:
             pass
@@ -71,7 +71,8 @@ def test_requests_from_pd_have_the_schema_types() -> None:
         decoded.append((address, _type_tags(packet), osc.decode_request(address, args)))
     addresses = [address for address, _, _ in decoded]
     assert addresses == ["/riffd/generate"] * 3 + ["/riffd/continue"] * 2 + [
-        "/riffd/cancel", "/riffd/status", "/riffd/subscribe", "/riffd/unsubscribe"], addresses
+        "/riffd/cancel", "/riffd/status", "/riffd/subscribe", "/riffd/unsubscribe", "/riffd/tempo", "/riffd/clock",
+        "/riffd/generate", "/riffd/generate"], addresses
 
     # seed 7, temperature 0.5, job pd-a, play 1: ints as i, floats as f, words joined into one prompt.
     _, tags, first = decoded[0]
@@ -90,7 +91,13 @@ def test_requests_from_pd_have_the_schema_types() -> None:
     assert decoded[3][1:] == (",sf", Continue("/tmp/in.wav", 2.0))
     assert decoded[4][1:] == (",sfss", Continue("/tmp/in.wav", 2.5, prompt="more drums"))
     assert decoded[5][1:] == (",s", Cancel("pd-a"))
-    assert [d[1:] for d in decoded[6:]] == [(",", GetStatus()), (",", Subscribe()), (",", Unsubscribe())]
+    assert [d[1:] for d in decoded[6:9]] == [(",", GetStatus()), (",", Subscribe()), (",", Unsubscribe())]
+    # In time: the tempo as a float, the clock, and onbar: BARS bars of duration 0 launched on the bar,
+    # followed by the stored options.
+    assert decoded[9][1:] == (",f", SetTempo(97.0))
+    assert decoded[10][1:] == (",", GetClock())
+    assert decoded[11][1:] == (",sfsiss", Generate("on the one", 0.0, bars=2, launch="bar"))
+    assert decoded[12][1:] == (",sfsisssi", Generate("", 0.0, bars=1, launch="bar", seed=3))
 
 
 def _log(path: Path) -> list[list[str]]:
@@ -223,3 +230,25 @@ def test_pd_places_each_chunk_at_the_offset_the_daemon_gives(tmp_path: Path) -> 
     assert "error" not in console, console
     array, _ = sf.read(out, dtype="float32")
     np.testing.assert_array_equal(array, np.concatenate([np.full(frames, 0.25), np.zeros(frames), np.full(frames, 0.5)]))
+
+
+def test_pd_sets_the_tempo_shows_the_clock_and_launches_on_the_bar(fake_daemon, tmp_path: Path) -> None:
+    """riffd-clock-test.pd: `tempo 97`, `clock 50` (polled), `onbar 1 on the one` against a daemon's own timeline."""
+    log = tmp_path / "clock-log.txt"
+    console = run_pd("riffd-clock-test.pd", f"riffd-clock {fake_daemon.osc_port} {log}")
+    events = _log(log)
+    assert ["timeout"] not in events and not [e for e in events if e[0] == "error"], (events, console)
+    clocks = [e for e in events if e[0] == "clock"]
+    # The tempo request's answer, then the polls: each clock SOURCE TEMPO BEAT PHASE PEERS QUANTUM.
+    assert len(clocks) >= 8, (events, console)
+    assert all(c[1] == "own" and float(c[2]) == 97.0 and c[6] == "4" for c in clocks), clocks
+    beats = [float(c[3]) for c in clocks]
+    assert beats == sorted(beats) and beats[-1] > beats[0]
+    assert all(0.0 <= float(c[4]) < 4.0 and abs(float(c[4]) - float(c[3]) % 4) < 1e-3 for c in clocks)
+    # onbar: one bar at 97 BPM (the fake model's 16 kHz), launched on a bar of the timeline.
+    [done] = [e for e in events if e[0] == "done"]
+    frames, rate, beats_, bars, bpm, launch = int(done[3]), int(done[4]), *map(float, done[5:9])
+    assert done[1] == "pd-onbar" and rate == 16000 and frames == round(4 * 60 / 97 * rate)
+    assert (bars, beats_, bpm) == (pytest.approx(1.0, abs=1e-4), pytest.approx(4.0, abs=1e-4), 97.0)
+    assert launch % 4 == 0
+    assert "error" not in console, console

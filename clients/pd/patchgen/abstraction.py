@@ -15,13 +15,13 @@ def abstraction() -> Canvas:
              "and right channels into (default: local ones).", 90)
     top.obj("in", 20, 70, "inlet")
     top.obj("rt", 20, 100, "route bang generate continue cancel status subscribe unsubscribe connect disconnect "
-            "array stop clear unset autoplay", 90)
+            "array stop clear unset autoplay clock tempo onbar", 90)
     names = ["playbang", "generate", "continue", "cancel", "status", "subscribe", "unsubscribe", "connect",
-             "disconnect", "setarrays", "stop", "clear", "unset", "autoplay", "option"]
-    as_list = {"generate", "continue", "cancel", "connect", "setarrays", "unset", "option"}
+             "disconnect", "setarrays", "stop", "clear", "unset", "autoplay", "clock", "tempo", "onbar", "option"]
+    as_list = {"generate", "continue", "cancel", "connect", "setarrays", "unset", "tempo", "onbar", "option"}
     top.wire("in", "rt")
     for i, name in enumerate(names):
-        x = 20 + 48 * i
+        x = 20 + 40 * i
         y = 150 + (i % 3) * 50
         if name in as_list:
             top.obj(f"l{i}", x, y, "list append")
@@ -35,7 +35,7 @@ def abstraction() -> Canvas:
     top.obj("evout", 520, 440, "outlet")
     top.wire("ev", "evout")
 
-    requests(top.sub("preq", 20, 320, "requests", (900, 620)))
+    requests(top.sub("preq", 20, 320, "requests", (1300, 700)))
     request_sender(top.sub("psend", 20, 345, "send", (800, 560)))
     options(top.sub("popt", 20, 370, "options", (900, 640)))
     network(top.sub("pnet", 160, 320, "network", (700, 480)))

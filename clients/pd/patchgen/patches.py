@@ -6,7 +6,7 @@ from clients.pd.patchgen.pdfile import Canvas
 
 
 def help_patch() -> Canvas:
-    c = Canvas(size=(1000, 760))
+    c = Canvas(size=(1000, 900))
     c.obj(None, 20, 15, "riffd")
     c.text(80, 15, "- music from a riffd daemon \\, in Pd", 60)
     c.text(20, 45, "Start the daemon first (riffd serve --model facebook/musicgen-small). [riffd] talks to it over "
@@ -59,8 +59,29 @@ def help_patch() -> Canvas:
            "loaded JOB FRAMES SAMPLE_RATE \\, error JOB CODE MESSAGE \\, connected 0/1", 90)
     c.array("graph", 640, 500, "riffd-help-audio", 100, 300, 90)
     c.array("graphr", 640, 610, "riffd-help-audio-r", 100, 300, 90)
+    y = 720
+    c.text(20, y, "5. in time with Live \\, Bitwig or any Link app (riffd serve --link; without Link \\, tempo BPM "
+           "sets riffd's own tempo): onbar BARS PROMPT generates BARS bars launched on the next bar; tempo BPM "
+           "changes the session's tempo for every peer; clock 100 shows the timeline below \\, asked every 100 ms.",
+           130)
+    timed = ["clock 100", "clock 0", "tempo 120", "onbar 4 dub techno with deep chords", "loop 1", "unset loop"]
+    for i, text in enumerate(timed):
+        c.msg(f"t{i}", 20 + [0, 80, 145, 230, 500, 560][i], y + 50, text)
+    c.obj("rc", 20, y + 90, "route clock")
+    c.obj("clk", 20, y + 115, "unpack s f f f f f")
+    c.symbolatom("csrc", 20, y + 145, 5, "clock")
+    c.floatatom("ctempo", 120, y + 145, 7, "BPM")
+    c.floatatom("cbeat", 220, y + 145, 9, "beat")
+    c.floatatom("cphase", 340, y + 145, 6, "phase")
+    c.floatatom("cpeers", 450, y + 145, 3, "peers")
+    c.text(560, y + 90, "clock SOURCE TEMPO BEAT PHASE PEERS QUANTUM: SOURCE is link \\, own or none; PHASE "
+           "counts the beats into the bar (0 is the one); PEERS are the other Link apps.", 60)
+    c.wire("r:2", "rc")
+    c.chain("rc", "clk", "csrc")
+    for outlet, box in enumerate(("ctempo", "cbeat", "cphase", "cpeers"), start=1):
+        c.wire(f"clk:{outlet}", box)
     for key in ["conn", *[f"o{i}" for i in range(len(opts))], "g", "g2", "c", "c2", "x", "x2", "st", "sub",
-                "unsub", "play", "stop", "auto", "arr"]:
+                "unsub", "play", "stop", "auto", "arr", *[f"t{i}" for i in range(len(timed))]]:
         c.wire(key, "r")
     c.chain("r", "vol", "dac")
     c.wire("r:1", "volr")
@@ -82,6 +103,7 @@ def requests_patch() -> Canvas:
         "clear \\, continue 2 /tmp/in.wav",
         "continue 2.5 /tmp/in.wav more drums",
         "cancel pd-a \\, status \\, subscribe \\, unsubscribe",
+        "tempo 97 \\, clock \\, onbar 2 on the one \\, seed 3 \\, onbar 1",
     ]
     c.obj("r", 20, 60, "r riffd-requests")
     c.obj("t", 20, 85, "t b f")
@@ -293,4 +315,63 @@ def gap_test_patch() -> Canvas:
     c.wire("inc", "cnt:1")
     c.chain("cnt", "sel", "swav", "wm", "sf", "quit")
     c.chain("lb", "to", "quit")
+    return c
+
+
+def clock_test_patch() -> Canvas:
+    """In time against a real daemon: tempo, the clock polled, a take launched on the bar."""
+    c = Canvas(size=(800, 500))
+    c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-clock PORT LOG\". Sets the "
+           "tempo to 97 \\, polls the clock every 50 ms \\, launches one bar on the bar (onbar); once it is done "
+           "\\, polls a little longer \\, stops \\, writes every event to LOG and quits.", 110)
+    c.obj("log", 560, 60, "text define riffd-clock-log")
+    c.obj("r", 20, 60, "r riffd-clock")
+    c.obj("t", 20, 85, "t l l")
+    c.obj("up", 120, 110, "unpack f s")
+    c.obj("slog", 120, 400, "symbol")
+    c.obj("port", 20, 110, "list split 1")
+    c.msg("conn", 20, 135, "connect 127.0.0.1 \\$1")
+    c.obj("go", 20, 160, "t b b b")
+    c.msg("setup", 260, 185, "conform 0 \\, job pd-onbar \\, tempo 97")
+    c.msg("poll", 200, 210, "clock 50")
+    c.obj("wait", 20, 185, "delay 300")
+    c.msg("onbar", 20, 210, "onbar 1 on the one")
+    c.obj("riffd", 20, 250, "riffd riffd-clock-audio riffd-clock-audio-r")
+    c.obj("arr", 560, 85, "array define riffd-clock-audio")
+    c.obj("arrr", 560, 110, "array define riffd-clock-audio-r")
+    c.obj("ev", 200, 280, "t a a")
+    c.obj("evl", 320, 305, "list")
+    c.obj("evset", 320, 330, "text set riffd-clock-log 1e+06")
+    c.obj("rt", 200, 305, "route done error")
+    c.obj("rtb", 200, 330, "t b")
+    c.obj("more", 260, 330, "delay 500")
+    c.msg("stop", 200, 355, "clock 0")
+    c.obj("fin", 20, 380, "t b b")
+    c.msg("wlog", 120, 425, "write \\$1")
+    c.msg("quit", 20, 425, "\\; pd quit")
+    c.obj("lb", 560, 300, "loadbang")
+    c.obj("to", 560, 325, "delay 20000")
+    c.msg("tomsg", 560, 350, "list timeout")
+    c.chain("r", "t")
+    c.wire("t:1", "up")
+    c.wire("up:1", "slog:1")
+    c.chain("t", "port", "conn", "riffd")
+    c.wire("conn", "go")
+    c.wire("go:2", "setup")
+    c.wire("setup", "riffd")
+    c.wire("go:1", "poll")
+    c.wire("poll", "riffd")
+    c.chain("go", "wait", "onbar", "riffd")
+    c.wire("riffd:2", "ev")
+    c.wire("ev:1", "evl")
+    c.wire("evl", "evset")
+    c.chain("ev", "rt")
+    c.chain("rt", "rtb", "more", "stop", "riffd")
+    c.wire("stop", "fin")
+    c.wire("rt:1", "fin")
+    c.chain("lb", "to", "tomsg", "evset")
+    c.wire("to", "fin")
+    c.wire("fin:1", "slog")
+    c.chain("slog", "wlog", "log")
+    c.wire("fin", "quit")
     return c

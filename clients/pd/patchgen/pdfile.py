@@ -30,6 +30,13 @@ class Canvas:
         tail = f", f {width}" if width else ""
         return self._add(key, f"#X msg {x} {y} {text}{tail};")
 
+    def floatatom(self, key: str | None, x: int, y: int, width: int = 8, label: str = "-") -> str:
+        """A number box (`label` shown on its right; one word)."""
+        return self._add(key, f"#X floatatom {x} {y} {width} 0 0 1 {label} - - 0;")
+
+    def symbolatom(self, key: str | None, x: int, y: int, width: int = 8, label: str = "-") -> str:
+        return self._add(key, f"#X symbolatom {x} {y} {width} 0 0 1 {label} - - 0;")
+
     def text(self, x: int, y: int, text: str, width: int | None = 60) -> str:
         tail = f", f {width}" if width else ""
         text = text.replace(";", " \\;")

@@ -117,6 +117,53 @@ def requests(c: Canvas) -> None:
         c.obj(f"ns{i}", 260 + 130 * i, 610, "s \\$0-osc")
         c.chain(f"n{i}", f"nm{i}", f"ns{i}")
 
+    in_time(c)
+
+
+def in_time(c: Canvas) -> None:
+    """onbar, tempo and clock: playing in time with the daemon's timeline (Ableton Link with --link)."""
+    c.text(880, 10, "In time (issue 15): onbar BARS words... generates BARS bars (duration 0) launched on the next "
+           "bar \\, with the stored options (which must not hold bars or launch); tempo BPM sets the Link "
+           "session's tempo; clock asks for the timeline once \\, clock MS every MS ms (0 stops).", 60)
+    # onbar BARS words...
+    c.obj("br", 880, 110, "r \\$0-onbar")
+    c.obj("bt", 880, 135, "t l b")
+    c.msg("bclr", 980, 160, "symbol")
+    c.obj("bs", 880, 185, "list split 1")
+    c.obj("bb", 960, 215, "route bang")
+    first, last = join_words(c, "bj", 1020, 240)
+    c.obj("bp", 880, 370, "list append")
+    c.msg("bm", 880, 400, "list generate sfsiss 1 \\$2 0 bars \\$1 launch bar")
+    c.msg("bu", 1040, 370, "onbar needs BARS and then the prompt")
+    c.obj("bpr", 1040, 400, "print riffd")
+    c.obj("bsend", 880, 430, "s \\$0-request")
+    c.chain("br", "bt", "bs")
+    c.wire("bt:1", "bclr")
+    c.wire("bclr", "bp:1")
+    c.wire("bs:1", "bb")
+    c.wire("bb:1", first)
+    c.wire(last, "bp:1")
+    c.chain("bs", "bp", "bm", "bsend")
+    c.wire("bs:2", "bu")
+    c.wire("bu", "bpr")
+    # tempo BPM
+    c.obj("tr", 880, 480, "r \\$0-tempo")
+    c.msg("tm", 880, 505, "list tempo f 0 \\$1")
+    c.obj("tsend", 880, 530, "s \\$0-request")
+    c.chain("tr", "tm", "tsend")
+    # clock, or clock MS: once, or polled (a Link timeline moves on its own: a display asks again and again).
+    c.obj("kr", 1040, 480, "r \\$0-clock")
+    c.obj("kb", 1040, 505, "route bang")
+    c.obj("kt", 1120, 530, "t f f")
+    c.obj("kon", 1120, 555, "!= 0")
+    c.obj("kmet", 1120, 580, "metro 100")
+    c.msg("km", 1040, 610, "set riffd clock \\, format \\, bang")
+    c.obj("kos", 1040, 640, "s \\$0-osc")
+    c.chain("kr", "kb", "km", "kos")
+    c.wire("kb:1", "kt")
+    c.wire("kt:1", "kmet:1")
+    c.chain("kt", "kon", "kmet", "km")
+
 
 def request_sender(c: Canvas) -> None:
     c.text(20, 10, "ADDRESS TYPES OPTIONS ARGS... -> one OSC packet: the arguments \\, then (OPTIONS 1) every stored "
