@@ -8,7 +8,11 @@ run so the shared machine's load falls on both, is soxr resampling the same audi
 `conform_s_per_audio_s` (wall seconds per second of audio: below 1 is faster than real time),
 its ratio to the baseline, and the conform's measured error.
 
-    python -m bench.conform [--seconds 16] [--repeats 5]
+It also times the first conform of a fresh process, cold (librosa's numba kernels compile
+inside it) and after riffd's warm-up (daemon.tempo.warmup, what the daemon runs at start when it
+has a tempo): `first_conform_cold_s`, `first_conform_warm_s`, `warmup_s`.
+
+    python -m bench.conform [--seconds 16] [--repeats 5] [--no-first]
 """
 
 from __future__ import annotations
@@ -44,11 +48,48 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+#: Run in a fresh interpreter: the first conform there, after riffd's warm-up if argv[1] is "warm".
+_FIRST = """
+import sys, time
+sys.path[:0] = [{root!r}, {drums!r}]
+from drums import pattern
+warm_s = 0.0
+if sys.argv[1] == "warm":
+    from daemon.tempo.warmup import ConformWarmup
+    w = ConformWarmup(); w.start(); w.wait(); warm_s = w.seconds
+from daemon.tempo.conform import conform
+bars = max(1, round({seconds} / (4 * 60 / 123)))
+audio, _ = pattern(123.0, bars, 32000, swing=0.2, lead_in_s=0.3)
+start = time.perf_counter()
+conform(audio, 32000, 120.0, 4)
+print(warm_s, time.perf_counter() - start)
+"""
+
+
+def first_conform(seconds: float) -> dict[str, float]:
+    """The first conform in a fresh process, without and with the warm-up (wall seconds)."""
+    import subprocess
+
+    code = _FIRST.format(root=str(ROOT), drums=str(ROOT / "tests" / "tempo"), seconds=seconds)
+    out: dict[str, float] = {}
+    for mode in ("cold", "warm"):
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+        warm_s, first_s = map(float, done.stdout.split())
+        out[f"first_conform_{mode}_s"] = round(first_s, 3)
+        if mode == "warm":
+            out["warmup_s"] = round(warm_s, 3)
+        print(f"{'first conform, ' + mode:>24}: {first_s:6.2f} s" + (f" (warm-up {warm_s:.2f} s)" if warm_s else ""))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=16.0, help="length of the drum take (default 16)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-first", dest="first", action="store_false",
+                        help="skip the first-conform timings (two fresh processes)")
     args = parser.parse_args()
+    first = first_conform(args.seconds) if args.first else {}
     bars = max(1, int(round(args.seconds / (4 * 60 / 117))))
     audio, _ = pattern(117.0, bars, RATE, swing=0.33, lead_in_s=0.137)
     seconds = audio.shape[1] / RATE
@@ -85,6 +126,7 @@ def main() -> None:
         "conform_vs_resample": round(medians["conform"] / medians["baseline_resample"], 2),
         "grid_error_ms_median": round(float(np.median(errors)), 3),
         "repeats": args.repeats,
+        **first,
     }
     print(json.dumps(result))
 
