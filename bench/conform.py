@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -32,20 +31,12 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tests" / "tempo"))
 
 from daemon.audio.resample import resample  # noqa: E402
+from daemon.native.branches import cpu_flags, cpu_name  # noqa: E402
 from daemon.tempo.conform import conform, stretch, track_beats  # noqa: E402
 from drums import attacks, pattern  # type: ignore[import-not-found]  # noqa: E402 (tests/tempo, on the path above)
 
 RATE = 32000
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 #: Run in a fresh interpreter: the first conform there, after riffd's warm-up if argv[1] is "warm".
@@ -118,6 +109,7 @@ def main() -> None:
     result = {
         "bench": "conform",
         "cpu": cpu_name(),
+        "isa": " ".join(sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"})),
         "audio_s": round(seconds, 3),
         "conform_s_per_audio_s": round(medians["conform"] / seconds, 5),
         "track_s_per_audio_s": round(medians["track"] / seconds, 5),
