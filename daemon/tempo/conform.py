@@ -43,14 +43,17 @@ class BeatGrid:
         return float(self.beat_times_s[self.downbeat_index])
 
 
-def track_beats(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: int) -> BeatGrid:
-    """Beats of `samples` (float32 `[channels, frames]`), expected near `target_bpm`."""
+def track_beats(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: int, *,
+                known_bpm: float | None = None) -> BeatGrid:
+    """Beats of `samples` (float32 `[channels, frames]`), expected near `target_bpm`; `known_bpm`
+    (a stream's tempo read before) skips librosa's tempo estimate, whose error over a few seconds
+    makes its beats wander off the attacks."""
     import librosa
 
     mono = np.ascontiguousarray(samples.mean(axis=0), dtype=np.float32)
     envelope = librosa.onset.onset_strength(y=mono, sr=sample_rate, hop_length=HOP)
     _, beat_frames = librosa.beat.beat_track(onset_envelope=envelope, sr=sample_rate, hop_length=HOP,
-                                             start_bpm=target_bpm, units="frames", trim=False)
+                                             start_bpm=target_bpm, bpm=known_bpm, units="frames", trim=False)
     if len(beat_frames) < MIN_BEATS:
         return BeatGrid(librosa.frames_to_time(beat_frames, sr=sample_rate, hop_length=HOP), target_bpm, 0, False)
     # Each beat moved to the start of its attack: onsets on 1 ms frames (a short FFT keeps this
