@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocol.errors import InvalidArgument
 from protocol.tempo import DEFAULT_QUANTUM, check_bpm
 
 
@@ -89,7 +89,7 @@ class OwnTimeline:
 
     source = "own"
 
-    def __init__(self, bpm: float | None = None, *, clock=now_s) -> None:
+    def __init__(self, bpm: float | None = None, *, clock: Callable[[], float] = now_s) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._state: TimelineState | None = None
@@ -100,10 +100,7 @@ class OwnTimeline:
         return self._state
 
     def set_tempo(self, bpm: float) -> None:
-        try:
-            check_bpm(bpm)
-        except InvalidArgument:
-            raise
+        check_bpm(bpm)
         with self._lock:
             now = self._clock()
             old = self._state

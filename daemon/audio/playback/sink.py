@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
-from typing import TYPE_CHECKING
 
 from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.device import PlaybackUnavailable
