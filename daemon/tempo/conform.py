@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +127,7 @@ class Conformed:
 
 def conform(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: int) -> Conformed:
     """Stretch `samples` so its beats fall on a `target_bpm` grid starting at its first downbeat."""
+    started = time.perf_counter()
     grid = track_beats(samples, sample_rate, target_bpm, quantum)
     if not grid.confident:
         log.info("conform: no steady beat found (%d beats); the audio is left at its own time", len(grid.beat_times_s))
@@ -134,8 +136,9 @@ def conform(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: i
     body = samples[:, start:]
     ratio = grid.tempo_bpm / target_bpm
     stretched = stretch(body, sample_rate, ratio)
-    log.info("conform: %.2f BPM found, stretched x%.4f to %.2f BPM, downbeat at %.3f s", grid.tempo_bpm, ratio,
-             target_bpm, grid.downbeat_s)
+    log.info("conform: %.2f BPM found, stretched x%.4f to %.2f BPM, downbeat at %.3f s (%.2f s for %.1f s of audio)",
+             grid.tempo_bpm, ratio, target_bpm, grid.downbeat_s, time.perf_counter() - started,
+             samples.shape[1] / sample_rate)
     return Conformed(stretched, grid.tempo_bpm, ratio, True)
 
 
