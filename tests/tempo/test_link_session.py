@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from clients import Client
+from daemon.audio.resample import StreamResampler
 from daemon.child import DaemonChild
 from jack_harness import JackCapture, JackServer, missing_tools
 from netns import Namespace, unavailable
+from signals import correlation, find_lag
 from protocol.messages import Chunk, Clock, Done
 
 pytest.importorskip("aalink")
@@ -70,8 +72,9 @@ def session(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iter
             finally:
                 client.close()
                 daemon.stop()
-                daw.stdin.close()  # type: ignore[union-attr]
-                daw.wait(10)
+                if daw.poll() is None:
+                    daw.stdin.close()  # type: ignore[union-attr]
+                    daw.wait(10)
     finally:
         jack.stop()
 
@@ -170,3 +173,44 @@ def _launch_error_ms(session: Session, path: Path) -> float | None:
         return None
     nearest = edges[np.argmin(np.abs(edges - onset))]
     return float((onset - nearest) / RATE * 1000)
+
+
+def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Session, tmp_path: Path) -> None:
+    """Last in the module: the DAW changes the tempo and then quits while a take plays."""
+    capture = JackCapture(session.jack, tmp_path / "through.wav").start()
+    capture.wait_following("PortAudio")
+    events = list(session.client.generate("through", 0.0, bars=2, launch="bar", conform=False, seed=9))
+    done = events[-1]
+    assert isinstance(done, Done) and done.bpm == pytest.approx(97.0)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    clock = session.client.clock()
+    time.sleep(max(0.0, (done.beat - clock.beat) * 60 / 97.0) + 1.5)  # a bar into the take
+    session.daw_say("tempo 133")
+    assert session.daw.stdin is not None
+    session.daw.stdin.write("quit\n")
+    session.daw.stdin.flush()
+    session.daw.wait(10)
+    clock, _ = _clock_until(session.client, lambda c: c.peers == 0, 10.0)
+    assert clock.tempo == pytest.approx(133.0)  # a session alone keeps its tempo
+    time.sleep(2 * 4 * 60 / 97.0)
+    audio = capture.stop()[0]
+    # Heard whole and unbroken: every 50 ms of the take is the take (no gap, no skip).
+    expected = played_reference(chunks)[0]
+    lag = find_lag(audio, expected)
+    window = RATE // 20
+    worst = min(correlation(audio[lag + s : lag + s + window], expected[s : s + window])
+                for s in range(0, expected.size - window, window))
+    print(f"\nthrough a tempo change and the peer leaving: worst 50 ms correlation {worst:.5f}")
+    assert worst > 0.999
+    # The next take follows the tempo now in force.
+    done = list(session.client.generate("after", 0.0, bars=1, conform=False, play=False, seed=2))[-1]
+    assert isinstance(done, Done) and done.bpm == pytest.approx(133.0)
+    assert done.frames == round(4 * 60.0 / 133.0 * MODEL_RATE)
+
+
+def played_reference(chunks: list[Chunk]) -> np.ndarray:
+    """What the voice plays for these chunks: one resampling stream to the device rate, `[C, T]`."""
+    stream = StreamResampler(MODEL_RATE, RATE, chunks[0].channels)
+    pieces = [stream.push(chunk.audio) for chunk in chunks]
+    pieces.append(stream.push(np.zeros((chunks[0].channels, 0), np.float32), last=True))
+    return np.concatenate(pieces, axis=1)

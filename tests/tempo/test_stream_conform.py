@@ -15,7 +15,7 @@ RATE = 32000
 CHUNK = RATE // 2
 
 
-@pytest.mark.parametrize("bpm,lead_in_s", [(123.0, 0.61), (117.0, 0.137)])
+@pytest.mark.parametrize("bpm,lead_in_s", [(123.0, 0.61)])
 def test_a_stream_is_pulled_onto_the_grid_without_gaps_and_stays(bpm: float, lead_in_s: float) -> None:
     audio, _ = pattern(bpm, 20, RATE, swing=0.25, lead_in_s=lead_in_s)
     # The timeline: 120 BPM, the stream's first output sample launched on beat 8 (a bar) at t=100 s.
