@@ -109,6 +109,11 @@ class DaemonConfig:
     # Appended to the text prompt of a job in time ("{bpm}" becomes its tempo; empty: nothing),
     # since MusicGen was trained on captions that name the tempo this way.
     tempo_prompt: str = "{bpm} bpm"
+    # Conform's one-off warm-up (librosa's numba kernels: seconds of CPU, once per process) at start,
+    # so that no take or jam pays for it. None: with a tempo source (link, bpm) always, and ready
+    # waits for it; without, on a thread beside serving (unless $RIFFD_WARM_CONFORM is 0). False:
+    # not at start (the first request in time starts it). Only when the tempo extra is installed.
+    warm_conform: bool | None = None
     # Jams (issue 14): how far a jam may run ahead of its listener (what a change waits to be
     # heard), the seconds of its own music each new window starts from (a slide's cost grows with
     # it), the window it runs before sliding (None: the model's), how long a jam whose client is
@@ -279,6 +284,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bpm", type=float, help="without --link: the tempo of the daemon's own timeline")
     parser.add_argument("--tempo-prompt", metavar="TEMPLATE",
                         help="appended to the prompt of a job in time (default '{bpm} bpm'; '' for nothing)")
+    parser.add_argument("--warm-conform", action=argparse.BooleanOptionalAction, default=None,
+                        help="compile conform's kernels at start (default: yes when riffd's tempo extra is "
+                             "installed), so the first take or jam in time does not wait seconds for them")
 
 
 #: `--engine`'s help, shared by `riffd serve` and `riffd render`.
@@ -374,6 +382,12 @@ def environment_native_dir() -> Path | None:
 def environment_c_compiler() -> str:
     """`CC`: the C compiler that builds the native kernels."""
     return os.environ.get("CC", "cc")
+
+
+def environment_warm_conform() -> bool:
+    """`RIFFD_WARM_CONFORM`: 0 leaves conform's warm-up at start to daemons with a tempo source (tests
+    starting many daemons set it; the warm-up costs seconds of CPU each)."""
+    return os.environ.get("RIFFD_WARM_CONFORM", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def environment_hub_offline() -> bool:

@@ -27,6 +27,7 @@ from daemon.paths import PathPolicy
 from daemon.residency import ModelPool, release_memory
 from daemon.seeds import draw_seed
 from daemon.sinks.base import JobSink, SinkFactory
+from daemon.tempo.positions import PositionMap
 from daemon.tempo.service import TempoService
 from daemon.tempo.take import TakeState
 from protocol.audio_ref import AudioSource, InlineAudio
@@ -123,9 +124,7 @@ class JobRunner:
         """The backend's stream for the job (or a jam's, daemon/jam), sampled with `seed` whatever the
         request said: the seed reported in its started event."""
         if isinstance(job.request, JamStart):
-            out_dir = self._paths.out_dir if self._paths is not None else Path(".")
-            return JamRun(job, backend, emit=emit, sinks=sinks, seed=seed, settings=self._jam, out_dir=out_dir,
-                          resume_path=self._resume_path, gate=self._gate).chunks()
+            return self._jam_chunks(job, job.request, backend, seed, emit, sinks)
 
         def stop() -> bool:
             self._gate.wait_while_hungry()  # a render waits here (between steps) while a jam is short of audio
@@ -145,6 +144,26 @@ class JobRunner:
         timed = dataclasses.replace(job, request=dataclasses.replace(request, prompt=prompt or ""),
                                     params=dataclasses.replace(job.params, duration_s=plan.generate_s(job.params.duration_s)))
         return self._tempo.shape(backend.run_job(timed, context), job.take)
+
+    def _jam_chunks(self, job: Job, request: JamStart, backend: MusicBackend, seed: int, emit: Emit,
+                    sinks: Sequence[JobSink]) -> Iterator[AudioChunk]:
+        """A jam's chunks (daemon/jam); in time, launched on the timeline and conformed as it plays
+        (daemon/tempo/jam.py), its prompts naming the tempo."""
+        out_dir = self._paths.out_dir if self._paths is not None else Path(".")
+        plan = self._tempo.plan(request) if self._tempo is not None else None
+        positions = PositionMap()
+        template = self._tempo.prompt_template if self._tempo is not None else ""
+
+        def prompt_text(text: str) -> str:
+            return (plan.prompt(text, template) if plan is not None else None) or text
+
+        run = JamRun(job, backend, emit=emit, sinks=sinks, seed=seed, settings=self._jam, out_dir=out_dir,
+                     resume_path=self._resume_path, gate=self._gate, positions=positions, prompt_text=prompt_text)
+        if plan is None:
+            return run.chunks()
+        assert self._tempo is not None
+        job.take = TakeState(plan)
+        return self._tempo.shape_jam(run.chunks(), job.take, positions)
 
     def _resume_path(self, name: str) -> Path:
         """A jam snapshot: a bare name is one under --out/jams; a path must be in a folder inputs may come from."""

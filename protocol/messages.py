@@ -442,12 +442,14 @@ def check_weights(prompts: tuple[str, ...], weights: tuple[float, ...], *, what:
 
 
 @dataclass(frozen=True)
-class JamStart(JobRequest):
+class JamStart(JobRequest, InTime):
     """Start a jam: endless music from `prompt`, steered while it plays (`jam_set`, `jam_prompts`).
 
     Answered by `accepted` and `started`, then chunks (contiguous from offset 0) for as long as it
     runs; `jam_stop` fades it out and ends it with `done`. With `resume`, the jam continues a
     snapshot exactly where it was taken (prompt and sampling controls come from the snapshot).
+    In time (`bpm`, `launch`, `conform`; protocol.tempo.InTime) it is conformed to the timeline as
+    it plays, its chunks carrying their beats; `bars` and `loop` are for takes.
     """
 
     TYPE: ClassVar[str] = "jam"
@@ -505,6 +507,10 @@ class JamStart(JobRequest):
                 raise InvalidArgument(f"{name} must be positive, got {value}")
         if self.context_s is not None and self.window_s is not None and self.context_s >= self.window_s:
             raise InvalidArgument(f"context_s ({self.context_s}) must be shorter than window_s ({self.window_s})")
+        if self.bars is not None or self.loop:
+            raise InvalidArgument("jam: bars and loop are for takes (a jam runs until stopped; give duration_s "
+                                  "to end it)")
+        self.validate_tempo(None)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ import pytest
 # 2-core machine shared by the test process and the daemons it starts (which inherit this).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# Conform's warm-up (seconds of CPU) at the start of every daemon without a tempo source would cost
+# the suite minutes; daemons with --link / --bpm still warm up, tests of the warm-up ask for it.
+os.environ.setdefault("RIFFD_WARM_CONFORM", "0")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from clients.cli.common import add_connection_arguments, connect, exit_status
+from clients.cli.tempo_options import add_tempo_arguments, tempo_options
 from protocol.errors import RiffdError
 from protocol.messages import Applied, Chunk, Done, Error, Snapshot, Started
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--window-s", type=float, metavar="S", help="seconds a window runs before sliding on")
     start.add_argument("--model", "-m", help="model id (default: the daemon's)")
     start.add_argument("--job", help="the jam's id (default: picked here)")
+    add_tempo_arguments(start, take=False)
     add_connection_arguments(start)
     start.set_defaults(run=lambda args: exit_status(lambda: _start(args)))
 
@@ -117,7 +119,7 @@ def _start(args: argparse.Namespace) -> int:
     options: dict = dict(_sampling(args), play=args.play or None, gain=args.gain, seed=args.seed,
                          lead_s=args.lead_s, context_s=args.context_s, window_s=args.window_s,
                          duration_s=args.duration, resume=args.resume, job=args.job)
-    options = {name: value for name, value in options.items() if value is not None}
+    options = {name: value for name, value in options.items() if value is not None} | tempo_options(args)
     with connect(args) as client:
         client.timeout_s = max(client.timeout_s or 0.0, 60.0)
         jam = client.jam(args.prompt, model=args.model, **options)

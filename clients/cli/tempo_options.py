@@ -7,13 +7,16 @@ import argparse
 from protocol.tempo import LAUNCH_MODES
 
 
-def add_tempo_arguments(parser: argparse.ArgumentParser) -> None:
+def add_tempo_arguments(parser: argparse.ArgumentParser, *, take: bool = True) -> None:
+    """The flags; a jam (`take` False) has no --bars or --loop (it runs until stopped)."""
     group = parser.add_argument_group("in time (Ableton Link with `riffd serve --link`, else the daemon's own tempo)")
-    group.add_argument("--bars", type=int, help="length in bars instead of --duration (at the tempo in force)")
+    if take:
+        group.add_argument("--bars", type=int, help="length in bars instead of --duration (at the tempo in force)")
     group.add_argument("--quantum", type=int, help="beats per bar (default 4)")
     group.add_argument("--bpm", type=float, help="the tempo (a daemon without Link keeps it; with Link the session's rules)")
     group.add_argument("--launch", choices=LAUNCH_MODES, help="start playback now, on the next beat or the next bar")
-    group.add_argument("--loop", action="store_const", const=True, help="exactly --bars bars, looping seamlessly")
+    if take:
+        group.add_argument("--loop", action="store_const", const=True, help="exactly --bars bars, looping seamlessly")
     group.add_argument("--no-conform", dest="conform", action="store_const", const=False,
                        help="leave the generated audio at its own tempo (default: stretched onto the grid)")
 

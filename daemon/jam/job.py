@@ -8,7 +8,9 @@ clock from its first chunk (a client plays what it is sent in real time). Ahead,
 wait feeding the next window's cache, so a slide costs nothing when it comes.
 
 Offsets given to and reported to clients are the job's own (from 0); a resumed jam's stream
-counts from the snapshot's position in the original jam, so `base_samples` is subtracted.
+counts from the snapshot's position in the original jam, so `base_samples` is subtracted. A jam
+in time (daemon/tempo/jam.py) is conformed after this loop, so its output runs at another rate
+than its stream: `positions` maps between the two (the identity for a jam not conformed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from daemon.jam.control import ControlMessage, JamControl
 from daemon.jam.gate import LiveGate
 from daemon.jobs import Emit, Job
 from daemon.sinks.base import JobSink
+from daemon.tempo.positions import PositionMap
 from protocol.errors import Cancelled, OutputError, RiffdError, Unsupported
 from protocol.messages import (
     Applied, Error, JamPrompts, JamSet, JamSnapshot, JamStart, Snapshot,
@@ -71,7 +74,8 @@ class JamRun:
 
     def __init__(self, job: Job, backend: object, *, emit: Emit, sinks: Sequence[JobSink], seed: int,
                  settings: JamSettings, out_dir: Path, resume_path: Callable[[str], Path],
-                 gate: LiveGate | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 gate: LiveGate | None = None, clock: Callable[[], float] = time.monotonic,
+                 positions: PositionMap | None = None, prompt_text: Callable[[str], str] = str) -> None:
         request = job.request
         assert isinstance(request, JamStart) and isinstance(job.jam, JamControl)
         jam_host = getattr(backend, "jam_host", None)
@@ -80,6 +84,9 @@ class JamRun:
         self.job, self.request, self.control = job, request, job.jam
         self.host = jam_host()
         self.emit, self.settings, self.out_dir, self.clock = emit, settings, out_dir, clock
+        # Job samples as the stream counts them <-> as the listener hears them (conformed to a tempo).
+        self.positions = positions if positions is not None else PositionMap()
+        self.prompt_text = prompt_text  # a jam in time names its tempo in every prompt
         self.gate = gate or LiveGate()
         self.voice = next((sink.voice for sink in sinks if isinstance(sink, PlaybackSink)), None)
         if request.resume is not None:
@@ -93,7 +100,7 @@ class JamRun:
                 top_k=request.top_k if request.top_k is not None else defaults.top_k,
                 top_p=request.top_p if request.top_p is not None else defaults.top_p,
                 guidance_scale=request.guidance_scale if request.guidance_scale is not None else defaults.guidance_scale)
-            self.stream = self.host.start(request.prompt, sampling, seed=seed,
+            self.stream = self.host.start(prompt_text(request.prompt), sampling, seed=seed,
                                           context_s=request.context_s or settings.context_s,
                                           window_s=request.window_s or settings.window_s)
             self.base = 0
@@ -152,15 +159,15 @@ class JamRun:
         return self.control.stop_requested
 
     def _ahead_samples(self) -> float:
-        """Samples handed out that the listener has not consumed yet."""
+        """Stream samples handed out that the listener has not consumed yet."""
         emitted = self.stream.emitted_samples
         if self.voice is not None and not self.voice.ended.is_set():
             if not self.voice.playing and self.voice.frames_played == 0:
                 return 0.0  # the sound card waits for its jitter buffer: fill it
-            return emitted - (self.base + self.voice.played_samples)
+            return emitted - (self.base + self.positions.input_of(self.voice.played_samples))
         if self.started_at is None:
             return 0.0
-        return emitted - (self.base + (self.clock() - self.started_at) * self.rate)
+        return emitted - (self.base + self.positions.input_of((self.clock() - self.started_at) * self.rate))
 
     def _shaped(self, chunk: AudioChunk) -> AudioChunk:
         """The chunk in the job's timeline, faded over the last `fade_samples` before the end."""
@@ -199,10 +206,10 @@ class JamRun:
         sampling: tuple[tuple[str, float], ...] = ()
         at = request.at_samples if isinstance(request, JamSet) else None
         if isinstance(request, JamPrompts):
-            prompts = WeightedPrompts.of(request.prompts, request.weights)
+            prompts = WeightedPrompts.of(tuple(map(self.prompt_text, request.prompts)), request.weights)
         else:
             if request.prompt is not None:
-                prompts = WeightedPrompts.of((request.prompt,))
+                prompts = WeightedPrompts.of((self.prompt_text(request.prompt),))
             sampling = tuple((name, getattr(request, name)) for name in ("temperature", "top_k", "top_p",
                                                                           "guidance_scale")
                              if getattr(request, name) is not None)
@@ -210,17 +217,17 @@ class JamRun:
                 self.voice.set_gain(request.gain)
             if prompts is None and not sampling:
                 # A gain alone: heard from the sample the sound card plays now.
-                played = self.voice.played_samples if self.voice is not None else \
+                played = self.positions.input_of(self.voice.played_samples) if self.voice is not None else \
                     self.stream.emitted_samples - self.base
                 self._applied(message, self.base + played)
                 return
-        at_frame = None if at is None else -(-(self.base + at) // self.hop)
+        at_frame = None if at is None else -(-(self.base + self.positions.input_of(at)) // self.hop)
         self.stream.submit(Change(prompts=prompts, sampling=sampling, at_frame=at_frame, token=message))
 
     def _applied(self, token: object, stream_sample: int) -> None:
         assert isinstance(token, ControlMessage)
-        event = Applied(job=self.job.id, offset_samples=max(0, stream_sample - self.base), request=token.request.TYPE,
-                        re=token.request.id)
+        offset = self.positions.output_of(stream_sample - self.base)
+        event = Applied(job=self.job.id, offset_samples=max(0, offset), request=token.request.TYPE, re=token.request.id)
         log.info("jam %s: %s applied at %.2f s", self.job.id, token.request.TYPE, event.offset_samples / self.rate)
         self.emit(self.job, event)
         token.answer(event)
@@ -237,7 +244,7 @@ class JamRun:
         request = message.request
         assert isinstance(request, JamSnapshot)
         state, offset = self.host.capture(self.stream)
-        job_offset = offset - self.base
+        job_offset = self.positions.output_of(offset - self.base)
         path = snapshot_path(self.out_dir, request.name or f"{self.job.id}-{job_offset}")
         identity = self.host.identity()
 

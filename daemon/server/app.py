@@ -20,7 +20,7 @@ from typing import TypeVar
 from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
-from daemon.config import LOOPBACK_NETWORKS, DaemonConfig
+from daemon.config import LOOPBACK_NETWORKS, DaemonConfig, environment_warm_conform
 from daemon.jam.job import JamSettings
 from daemon.jobs import Job
 from daemon.paths import PathPolicy
@@ -124,9 +124,13 @@ class Daemon:
             secret_key, clients_dir = self.config.curve_secret_key, self.config.curve_clients_dir
             assert secret_key is not None and clients_dir is not None  # DaemonConfig.validate checked
             curve = CurveServerKeys.load(secret_key, clients_dir)
-        # With a tempo source (--link, --bpm), conform's numba kernels compile now, beside the
-        # model loads, so that no take pays for it (issue 15); ready waits for it below.
-        warming = (self.config.link or self.config.bpm is not None) and self.tempo.warm_conform()
+        # Conform's numba kernels compile now, beside the model loads, so that no take or jam pays
+        # for them (issue 15). With a tempo source (--link, --bpm) ready waits for it below.
+        has_tempo = self.config.link or self.config.bpm is not None
+        warm = self.config.warm_conform
+        if warm is None:
+            warm = has_tempo or environment_warm_conform()
+        warming = warm and self.tempo.warm_conform() and has_tempo
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.

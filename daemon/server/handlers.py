@@ -175,6 +175,7 @@ class RequestHandler:
 
     def _submit_jam(self, request: JamStart, reply: Reply) -> None:
         """A jam (issue 14): a job that runs until stopped, steered by jam_set / jam_prompts."""
+        self._tempo.check_request(request)  # in time (issue 15): a tempo must be known, conform installed
         params = request.generation_params()
         if request.duration_s is not None and request.duration_s > self._config.max_jam_s:
             raise DurationTooLong(f"duration_s {request.duration_s} is over the longest jam, {self._config.max_jam_s} s "

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 
 from daemon.audio.types import AudioChunk
 from daemon.tempo.extra import conform_missing, needs_extra
+from daemon.tempo.jam import jam_in_time
+from daemon.tempo.positions import PositionMap
 from daemon.tempo.take import TakePlan, TakeState, shape
 from daemon.tempo.timeline import OwnTimeline, Timeline, now_s
 from daemon.tempo.warmup import WARMUP, ConformWarmup
 from protocol.errors import InvalidArgument, Unsupported
-from protocol.messages import MusicGenRequest
-from protocol.tempo import DEFAULT_QUANTUM, Clock
+from protocol.tempo import DEFAULT_QUANTUM, Clock, InTime
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class TempoService:
 
     # -- the event loop -------------------------------------------------------------------------
 
-    def check_request(self, request: MusicGenRequest) -> None:
+    def check_request(self, request: InTime) -> None:
         """At submit: a request in time needs a tempo, its own or the timeline's; own timelines take it."""
         if not request.in_time:
             return
@@ -82,7 +83,7 @@ class TempoService:
 
     # -- the worker -----------------------------------------------------------------------------
 
-    def plan(self, request: MusicGenRequest) -> TakePlan | None:
+    def plan(self, request: InTime) -> TakePlan | None:
         """The take's plan at the tempo in force now (the job is starting), or None if not in time."""
         if not request.in_time:
             return None
@@ -95,3 +96,12 @@ class TempoService:
 
     def shape(self, chunks: Iterator[AudioChunk], take: TakeState) -> Iterator[AudioChunk]:
         return shape(chunks, take, state=self.timeline.state, now_s=now_s, lead_s=self.lead_s)
+
+    def shape_jam(self, chunks: Iterator[AudioChunk], take: TakeState, positions: PositionMap) -> Iterator[AudioChunk]:
+        """A jam's chunks in time (daemon/tempo/jam.py). Its beat tracking waits for conform's warm-up
+        (started here if it was not), so the jam plays on at its own tempo instead of stalling; a
+        failed warm-up (logged) leaves it at its own tempo."""
+        if take.plan.conform:
+            self.warmup.start()
+        return jam_in_time(chunks, take, state=self.timeline.state, now_s=now_s, lead_s=self.lead_s,
+                           positions=positions, ready=lambda: self.warmup.wait(0) and self.warmup.error is None)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.audio.types import AudioChunk
+from daemon.tempo.positions import PositionMap
 from daemon.tempo.timeline import TimelineState
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,19 @@ class InputGrid:
 
 
 class StreamConformer:
-    """One stream's conform: `push(chunk)` gives the conformed audio that is ready (maybe none)."""
+    """One stream's conform: `push(chunk)` gives the conformed audio that is ready (maybe none).
+
+    `ready()` false (conform's one-off warm-up still compiling) defers the beat tracking, so that
+    the stream never waits for it: until then it plays on at its own tempo.
+    """
 
     def __init__(self, sample_rate: int, channels: int, *, state: Callable[[], TimelineState | None],
-                 launch_s: float, quantum: int, prompt_bpm: float) -> None:
+                 launch_s: float, quantum: int, prompt_bpm: float, positions: PositionMap | None = None,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         import pylibrb
 
+        self.positions = positions if positions is not None else PositionMap()
+        self._ready = ready
         self.rate = sample_rate
         self.channels = channels
         self._state = state
@@ -101,9 +109,22 @@ class StreamConformer:
             self._rb.process(block)
             self.in_pos += block.shape[1]
             self._mapped_out += block.shape[1] * self.ratio
+            self.positions.add(self.in_pos, self._mapped_out, self.ratio)
             out.append(self._retrieve())
         self._correct_drift()
         return np.concatenate(out, axis=1) if out else np.zeros((self.channels, 0), np.float32)
+
+    def finish(self) -> np.ndarray:
+        """The end of the stream: what the stretcher still holds, up to where the input's end maps."""
+        self._rb.process(np.zeros((self.channels, 0), np.float32), final=True)
+        out = []
+        while self._rb.available() > 0:
+            out.append(self._retrieve())
+        tail = np.concatenate(out, axis=1) if out else np.zeros((self.channels, 0), np.float32)
+        # Rubber Band pads its last hop: keep what the input maps to, no more.
+        keep = max(0, round(self._mapped_out) - (self.out_pos - tail.shape[1]))
+        self.out_pos -= max(0, tail.shape[1] - keep)
+        return tail[:, :keep]
 
     def _correct_drift(self) -> None:
         """Keep `_mapped_out` to what Rubber Band really gives: in real-time mode its output falls
@@ -137,7 +158,8 @@ class StreamConformer:
             cut = self._history.shape[1] - keep
             self._history, self._history_start = self._history[:, cut:], self._history_start + cut
         end = self._history_start + self._history.shape[1]
-        if self._history.shape[1] >= MIN_HISTORY_S * self.rate and end - self._tracked_at >= TRACK_EVERY_S * self.rate:
+        due = self._history.shape[1] >= MIN_HISTORY_S * self.rate and end - self._tracked_at >= TRACK_EVERY_S * self.rate
+        if due and self._ready():
             self._tracked_at = end
             self._track()
 
@@ -216,8 +238,9 @@ def _agree(a: InputGrid, b: InputGrid, at: float, rate: int) -> bool:
 
 
 def conform_stream(chunks: Iterator[AudioChunk], conformer: StreamConformer) -> Iterator[AudioChunk]:
-    """The stream's chunks conformed, renumbered from 0 on the output's own count, each with its beat."""
-    index = 0
+    """The stream's chunks conformed, renumbered from 0 on the output's own count, each with its beat;
+    when the stream ends, the stretcher's last samples too."""
+    index, sample_rate = 0, conformer.rate
     for chunk in chunks:
         if chunk.stage != "final":
             continue
@@ -226,3 +249,7 @@ def conform_stream(chunks: Iterator[AudioChunk], conformer: StreamConformer) -> 
         if audio.shape[1]:
             yield AudioChunk(index, start, audio, chunk.sample_rate, beat=conformer.beat_of_output(start))
             index += 1
+    start = conformer.out_pos
+    tail = conformer.finish()
+    if tail.shape[1]:
+        yield AudioChunk(index, start, tail, sample_rate, beat=conformer.beat_of_output(start))

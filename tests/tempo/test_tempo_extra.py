@@ -35,6 +35,10 @@ def test_conform_without_the_extra_is_refused_naming_the_install(tmp_path: Path,
             assert client.clock().source == "none"
             done = list(client.generate("drums", 0.0, bars=1, bpm=97.0, conform=False))[-1]
             assert isinstance(done, Done) and done.bars == pytest.approx(1.0, abs=1e-4)
+            # A jam in time too (it would conform as it plays).
+            refused = list(client.jam("drums", bpm=97.0))[-1]
+            assert isinstance(refused, Error) and refused.code == "unsupported", refused
+            assert "pip install 'riffd[tempo]'" in refused.message
     finally:
         daemon.stop()
 
@@ -95,14 +99,19 @@ def test_the_warm_up_runs_once() -> None:
     assert warmup.wait(0) and warmup.seconds == first
 
 
-@pytest.mark.parametrize("bpm", [120.0, None])
+@pytest.mark.parametrize("bpm,warm", [(120.0, None), (None, None), (None, True)])
 def test_a_daemon_with_a_tempo_warms_conform_before_it_is_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 bpm: float | None) -> None:
+                                                                 bpm: float | None, warm: bool | None) -> None:
     warmup = ConformWarmup()
     monkeypatch.setattr(app, "TempoService", functools.partial(service.TempoService, warmup=warmup))
-    daemon = start_fake_daemon(tmp_path / "out", bpm=bpm)
+    daemon = start_fake_daemon(tmp_path / "out", bpm=bpm, warm_conform=warm)
     try:
-        if bpm is None:
+        if warm:
+            # `riffd serve` with the extra (and no RIFFD_WARM_CONFORM=0, which the suite sets): warmed
+            # from the start, beside serving, so the first request in time finds it done.
+            assert warmup.started
+            assert warmup.wait(300) and warmup.error is None
+        elif bpm is None:
             # No tempo at start: no warm-up until a request in time comes, which starts it.
             assert not warmup.started
             with Client(daemon.zmq, timeout_s=60) as client:
