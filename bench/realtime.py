@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.threads:
             env["OMP_NUM_THREADS"] = str(args.threads)
         daemon_args = ["--model", args.model, "--engine", args.engine, "--device", "cpu", "--osc-port", "0",
-                       "--zmq-port", "0", "--out", tempfile.mkdtemp(prefix="riffd-bench-"), "--log-level", "INFO"]
+                       "--zmq-port", "0", "--out", tempfile.mkdtemp(prefix="riffd-bench-"), "--log-level", "INFO",
+                       "--no-warm-conform"]  # conform's warm-up (seconds of CPU) would run beside the job timed
         if args.cache_dir is not None:
             daemon_args += ["--cache-dir", str(args.cache_dir)]
         started = time.perf_counter()
