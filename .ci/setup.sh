@@ -18,6 +18,8 @@ sudo_cmd=""
 pkgs=(libsndfile1 libportaudio2 gcc)
 [ "$want_test" = 1 ] && pkgs+=(jackd2 jack-capture liblo-tools puredata-core iproute2)
 [ "$want_test" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
+# The web studio's browser tests: Debian's Chromium and its matching ChromeDriver (never a download).
+[ "$want_test" = 1 ] && pkgs+=(chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -23,6 +23,8 @@ from protocol.params import DEFAULT_MAX_DURATION_S
 
 DEFAULT_OSC_PORT = 7400
 DEFAULT_ZMQ_PORT = 7401
+#: The web studio (daemon/web): http://127.0.0.1:7403/
+DEFAULT_WEB_PORT = 7403
 #: The model used when neither the request nor `--model` names one.
 FALLBACK_MODEL = "facebook/musicgen-small"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -129,6 +131,10 @@ class DaemonConfig:
     # batch_memory_mb (a musicgen-small window's cache: ~0.6 GB in float32, ~0.16 GB in int8).
     max_batch: int = 4
     batch_memory_mb: float = 4096.0
+    # The web studio (daemon/web) on the daemon's --host at this port (0: any free port); it
+    # idles until a browser connects. Off with --no-web.
+    web: bool = True
+    web_port: int = DEFAULT_WEB_PORT
 
     @property
     def default_model(self) -> str:
@@ -175,7 +181,7 @@ class DaemonConfig:
             raise InvalidArgument(f"chunk_keep_s must be >= 0, got {self.chunk_keep_s}")
         if self.device not in DEVICES:
             raise InvalidArgument(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name in ("osc_port", "zmq_port"):
+        for name in ("osc_port", "zmq_port", "web_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise InvalidArgument(f"{name} must be within [0, 65535], got {getattr(self, name)}")
         if self.pub_port is not None and not 0 <= self.pub_port <= 65535:
@@ -287,6 +293,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-conform", action=argparse.BooleanOptionalAction, default=None,
                         help="compile conform's kernels at start (default: yes when riffd's tempo extra is "
                              "installed), so the first take or jam in time does not wait seconds for them")
+    parser.add_argument("--web-port", type=int, help=f"web studio port (default {DEFAULT_WEB_PORT}; 0: any free port)")
+    parser.add_argument("--no-web", dest="web", action="store_const", const=False,
+                        help="do not serve the web studio")
 
 
 #: `--engine`'s help, shared by `riffd serve` and `riffd render`.

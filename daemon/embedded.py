@@ -83,6 +83,6 @@ class DaemonThread:
 
 def start_on_loopback(models: tuple[str, ...], out_dir: Path, **settings: object) -> DaemonThread:
     """A started daemon serving `models` on 127.0.0.1, on free ports, files under `out_dir`."""
-    config = build_config(dict(models=models, host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0,
+    config = build_config(dict(models=models, host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0, web_port=0,
                                out_dir=out_dir, log_level="WARNING", **settings))
     return DaemonThread(config).start()

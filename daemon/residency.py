@@ -67,6 +67,11 @@ class ModelPool:
             entry = self._entries.get(model_id)
             return entry.backend if entry is not None else None
 
+    def residents(self) -> dict[str, MusicBackend]:
+        """The loaded backends by model id (a copy; for monitors that show their formats)."""
+        with self._lock:
+            return {model_id: entry.backend for model_id, entry in self._entries.items()}
+
     def load(self, model_id: str, *, pin: bool = False) -> MusicBackend:
         """The backend for `model_id`, loading it if needed (the caller's thread does the work)."""
         with self._lock:

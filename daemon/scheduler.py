@@ -35,6 +35,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class JobView:
+    """What a monitor (the web studio) shows of one queued or running job."""
+
+    id: str
+    kind: str  # the request's type: generate, continue, jukebox_sample, ...
+    model: str
+    priority: int
+    client: str  # the transport it came by: osc, zmq, web
+    state: str  # "running" or "queued"
+    position: int  # place in the queue (0: next); -1 while running
+    prompt: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class QueueSnapshot:
     """Job ids running (in start order) and queued (in run order)."""
 
@@ -146,6 +161,13 @@ class Scheduler:
         """The queued or running job `job_id`, if any."""
         with self._cond:
             return self._jobs.get(job_id)
+    def describe(self) -> list[JobView]:
+        """Running jobs (in start order), then queued ones in run order, for a monitor's view."""
+        with self._cond:
+            running = [job for job in self._jobs.values() if job.state is JobState.RUNNING]
+            queued = [job for _, job in sorted(self._heap, key=lambda item: item[0])]
+        return [_view(job, "running", -1) for job in running] + \
+            [_view(job, "queued", position) for position, job in enumerate(queued)]
 
     def jobs_of(self, predicate: Callable[[Job], bool]) -> list[str]:
         """Ids of queued and running jobs matching `predicate` (e.g. a vanished client's)."""
@@ -249,3 +271,10 @@ class Scheduler:
                      current.priority)
             self._run(job)
             log.info("job %s: resumed", current.id)
+
+
+def _view(job: Job, state: str, position: int) -> JobView:
+    prompt = getattr(job.request, "prompt", None) or getattr(job.request, "genres", None) or ""
+    return JobView(id=job.id, kind=job.request.TYPE, model=job.model, priority=job.priority,
+                   client=str(getattr(job.reply, "transport", "")), state=state, position=position,
+                   prompt=prompt[:200], duration_s=float(getattr(job.request, "duration_s", None) or 0.0))

@@ -125,7 +125,7 @@ def free_port() -> int:
 def make_config(out_dir: Path, **settings: object) -> DaemonConfig:
     """A test config: loopback, free ports (UDP+TCP for OSC), files under `out_dir`."""
     # Tests keep their input files and model folders under the system's temporary folder.
-    base: dict[str, object] = dict(host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0, out_dir=out_dir,
+    base: dict[str, object] = dict(host="127.0.0.1", osc_port=0, zmq_port=0, pub_port=0, web_port=0, out_dir=out_dir,
                                    device="cpu", log_level="DEBUG", audio_dirs=(tempfile.gettempdir(),),
                                    model_dirs=(tempfile.gettempdir(),),
                                    # float32: tests compare a daemon's audio with in-process renders;

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
@@ -39,6 +39,9 @@ from daemon.tempo.service import TempoService
 from daemon.tempo.timeline import OwnTimeline
 from protocol.errors import InvalidArgument, NotFound
 from protocol.messages import Event
+
+if TYPE_CHECKING:
+    from daemon.web.endpoint import WebEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class Addresses:
     osc_port: int
     zmq_endpoint: str
     pub_endpoint: str
+    # The web studio's URL with its token (None with --no-web or when its port was taken).
+    web_url: str | None = None
 
 
 class Daemon:
@@ -112,6 +117,7 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._osc: OscEndpoint | None = None
         self._zmq: ZmqEndpoint | None = None
+        self._web: WebEndpoint | None = None
         self._stop_requested = asyncio.Event()
         self.addresses: Addresses | None = None
 
@@ -166,13 +172,23 @@ class Daemon:
                                 peers=PeerGate(self.config.zmq_max_peers, self.config.zmq_rate_limit),
                                 on_refused=self._router.refuse)
         self._router.add_monitor(self._zmq)
+        if self.config.web:
+            from daemon.web.endpoint import WebEndpoint  # aiohttp is imported only when the studio is on
+
+            web = WebEndpoint(self.config, handler, self._scheduler, self._pool)
+            if await web.start():
+                self._web = web
+                self._router.add_monitor(web)
         self._scheduler.start()
         self._zmq.start()
         if self.config.chunk_keep_s > 0:
             self._sweeper = loop.create_task(self._sweep_chunks(), name="riffd-chunk-sweeper")
-        self.addresses = Addresses(self.config.host, self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint)
+        self.addresses = Addresses(self.config.host, self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint,
+                                   web_url=self._web.url if self._web is not None else None)
         log.info("listening: OSC udp+tcp %s:%d, ZeroMQ requests %s, events %s", self.config.host,
                  self._osc.port, self._zmq.endpoint, self._zmq.pub_endpoint)
+        if self._web is not None:
+            log.info("studio: %s", self._web.url)
         if self.config.remote and set(self.config.osc_allow) <= set(LOOPBACK_NETWORKS):
             log.warning("listening on %s, but --osc-allow lets only this machine send OSC: add the networks "
                         "of your controllers (e.g. --osc-allow 192.168.1.0/24)", self.config.host)
@@ -200,6 +216,8 @@ class Daemon:
         # Let the events the workers posted last (their error events) reach the sockets.
         for _ in range(3):
             await asyncio.sleep(0)
+        if self._web is not None:
+            await self._web.close()
         if self._osc is not None:
             await self._osc.close()
         if self._zmq is not None:

@@ -255,6 +255,10 @@ class RequestHandler:
 
         future.add_done_callback(answer)
 
+    def status(self) -> Status:
+        """The daemon's state as a `status` request would get it (for monitors: the web studio)."""
+        return self._status(None)
+
     def _status(self, request_id: str | None) -> Status:
         snapshot = self._scheduler.snapshot()
         playing = self._playback.status() if self._playback is not None else None
