@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.web import frames
 from daemon.web.guard import WebGuard
@@ -49,6 +50,18 @@ def load_static(folder: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
     return files
 
 
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs each malformed request with a traceback at ERROR: a stranger could fill the log
+    with them. They are answered 400 all the same; this keeps one line at DEBUG instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and not isinstance(exc, ConnectionError):
+            log.debug("web: malformed request refused: %s", exc)
+            return False
+        return True
+
+
 class WebServer:
     """The aiohttp application around a Studio."""
 
@@ -68,6 +81,8 @@ class WebServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen; return the port (resolved when 0 was asked for). OSError if it is taken."""
+        if not any(isinstance(f, _QuietBadRequests) for f in logging.getLogger("aiohttp.server").filters):
+            logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         bind_host = None if host in ("*", "") else host
@@ -102,7 +117,9 @@ class WebServer:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            response = exc
+            # Answered here rather than re-raised, so it gets the headers below too.
+            response = web.Response(status=exc.status, reason=exc.reason, text=exc.text,
+                                    content_type=exc.content_type)
         if not response.prepared:
             # A WebSocket is prepared (its headers sent) by the handler itself.
             response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

@@ -163,7 +163,8 @@ function onWorkletStats(stats) {
   now.dataset.underruns = String(stats.underruns);
   $("#listen-stats").textContent =
     `heard ${formatSeconds(stats.played / (player.context?.sampleRate || 1))}, buffered ` +
-    `${formatSeconds(stats.buffered / (player.context?.sampleRate || 1))}, underruns ${stats.underruns}`;
+    `${formatSeconds(stats.buffered / (player.context?.sampleRate || 1))}, underruns ${stats.underruns}, ` +
+    `peak ${Number.isFinite(waveform.peakDb) ? waveform.peakDb.toFixed(1) : "-inf"} dBFS`;
   waveform.setPlayed(stats.played);
 }
 

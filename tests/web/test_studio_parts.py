@@ -1,0 +1,120 @@
+"""The studio's parts without a browser: its checks, exports, flags, and a daemon without it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_harness import DaemonThread, fake_loader, make_config
+
+from clients import Client
+from daemon.config import add_arguments, build_config, config_from_args
+from daemon.web import frames
+from daemon.web.guard import WebGuard, split_host
+from daemon.web.takes import ExportFormat, Take, Takes, export
+from protocol.errors import BadMessage, InvalidArgument, NotFound
+from protocol.messages import Status
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("127.0.0.1:7403", ("127.0.0.1", 7403)), ("[::1]:7403", ("::1", 7403)), ("localhost", ("localhost", None)),
+    ("::1", ("", None)), ("[::1]x", ("", None)), ("a:b", ("a", None)), ("h:999999", ("h", None)),
+])
+def test_split_host(host: str, expected: tuple) -> None:
+    assert split_host(host) == expected
+
+
+def test_the_guard_admits_this_machine_at_this_port_only() -> None:
+    guard = WebGuard(token="t0ken", port=7403)
+    for host in ("127.0.0.1:7403", "localhost:7403", "LOCALHOST:7403", "[::1]:7403", "127.0.0.2:7403"):
+        assert guard.host_allowed(host), host
+    for host in ("127.0.0.1", "127.0.0.1:7404", "evil.test:7403", "10.0.0.5:7403", "", None, "[::1]"):
+        assert not guard.host_allowed(host), host
+    remote = WebGuard.for_daemon(token="x", remote=True, names=("studio.lan",))
+    remote.port = 7403
+    assert remote.host_allowed("10.0.0.5:7403") and remote.host_allowed("studio.lan:7403")
+    assert remote.host_allowed(f"{socket.gethostname()}:7403")
+    assert not remote.host_allowed("evil.test:7403")  # a name could be rebound; only known ones pass
+    assert guard.origin_allowed(None, "127.0.0.1:7403")
+    assert guard.origin_allowed("http://127.0.0.1:7403", "127.0.0.1:7403")
+    for origin in ("http://127.0.0.1:7403/x", "https://127.0.0.1:7403", "null", "http://evil.test",
+                   "http://u@127.0.0.1:7403", "http://localhost:7403"):
+        assert not guard.origin_allowed(origin, "127.0.0.1:7403"), origin
+    assert guard.token_ok("t0ken") and not guard.token_ok("t0ke") and not guard.token_ok(None)
+    assert WebGuard.for_daemon().token != WebGuard.for_daemon().token and len(WebGuard.for_daemon().token) >= 32
+
+
+def test_frames_round_trip_and_refuse_what_does_not_add_up() -> None:
+    parts = [b'{"v":1}', b"\x00" * 12, b""]
+    assert [bytes(p) for p in frames.unpack(frames.pack(parts))] == parts
+    for bad in (b"", b"\x01\x00", b"\x05\x00\x00\x00abc", frames.pack([b"x"] * (frames.MAX_FRAMES + 1))):
+        with pytest.raises(BadMessage):
+            frames.unpack(bad)
+
+
+def test_a_take_exports_at_the_chosen_rate_and_depth(tmp_path: Path) -> None:
+    t = np.arange(32000) / 32000
+    audio = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    path = tmp_path / "job.wav"
+    sf.write(path, audio, 32000, subtype="FLOAT")
+    takes = Takes(tmp_path)
+    takes.add(Take(job="job", path=path, request={"type": "generate"}, seed=1, frames=32000, sample_rate=32000))
+    take = takes.get("job")
+    flac = export(take, ExportFormat.parse({"format": "flac", "sample_rate": "48000", "bit_depth": "16"}))
+    info = sf.info(io.BytesIO(flac))
+    assert (info.format, info.samplerate, info.subtype, info.frames) == ("FLAC", 48000, "PCM_16", 48000)
+    data, _ = sf.read(io.BytesIO(flac), dtype="float32")
+    spectrum = np.abs(np.fft.rfft(data))
+    assert abs(np.argmax(spectrum) * 48000 / len(data) - 440) < 2  # the same tone, resampled
+    same = export(take, ExportFormat.parse({}))
+    assert sf.info(io.BytesIO(same)).subtype == "FLOAT"
+    np.testing.assert_array_equal(sf.read(io.BytesIO(same), dtype="float32")[0], audio)
+    for query in ({"format": "mp3"}, {"sample_rate": "7"}, {"sample_rate": "48k"}, {"bit_depth": "12"},
+                  {"format": "flac", "bit_depth": "32"}):
+        with pytest.raises(InvalidArgument):
+            ExportFormat.parse(query)
+    with pytest.raises(NotFound):
+        takes.get("other")
+    outside = tmp_path.parent / "outside.wav"
+    with pytest.raises(InvalidArgument):
+        takes.add(Take(job="x", path=outside, request={}, seed=None, frames=0, sample_rate=1))
+    path.unlink()
+    with pytest.raises(NotFound, match="gone"):
+        takes.get("job")
+
+
+def test_flags_choose_the_port_or_turn_the_studio_off() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args([])).web and config_from_args(parser.parse_args([])).web_port == 7403
+    assert config_from_args(parser.parse_args(["--web-port", "8000"])).web_port == 8000
+    assert not config_from_args(parser.parse_args(["--no-web"])).web
+    with pytest.raises(InvalidArgument, match="web_port"):
+        build_config({"web_port": 70000})
+    with pytest.raises(InvalidArgument, match="--allow-remote"):
+        build_config({"host": "0.0.0.0"})  # the studio follows --host: loopback unless allowed, with keys
+
+
+def test_no_web_and_a_taken_port_leave_the_daemon_serving(tmp_path: Path, caplog) -> None:
+    with DaemonThread(make_config(tmp_path / "a", models=("fake/fast",), web=False), loader=fake_loader).start() as d:
+        assert d.addresses.web_url is None and d.daemon._web is None
+        with Client(d.zmq, timeout_s=10) as client:
+            assert isinstance(client.status(), Status)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="daemon.web.endpoint"):
+            config = make_config(tmp_path / "b", models=("fake/fast",), web_port=port)
+            with DaemonThread(config, loader=fake_loader).start() as d:
+                assert d.addresses.web_url is None
+                with Client(d.zmq, timeout_s=10) as client:
+                    assert list(client.generate("x", duration_s=0.25))[-1].TYPE == "done"
+        assert any("web studio not started" in record.message for record in caplog.records)

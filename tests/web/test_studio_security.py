@@ -1,0 +1,245 @@
+"""The studio's safety over real sockets: Host and Origin checks, the token, no files but its own,
+bounded uploads; after each refusal the daemon serves on (the page, ZeroMQ, a job from the web)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+import numpy as np
+import pytest
+from daemon_harness import DaemonThread, fake_loader, make_config, wait_for
+
+from clients import Client
+from daemon.web import frames
+from protocol import wire
+from protocol.audio_ref import InlineAudio
+from protocol.messages import Continue, Done, Status
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
+    out = tmp_path_factory.mktemp("studio-security")
+    daemon = DaemonThread(make_config(out, models=("fake/fast",), max_audio_s=1.0), loader=fake_loader).start()
+    yield daemon
+    daemon.stop()
+
+
+def _url(daemon: DaemonThread) -> tuple[int, str]:
+    url = daemon.addresses.web_url
+    assert url is not None
+    parts = urlsplit(url)
+    return int(parts.port or 0), parts.query.removeprefix("token=")
+
+
+def get(daemon: DaemonThread, path: str, headers: dict[str, str] | None = None, *, host: str | None = None) -> tuple[int, bytes]:
+    """A raw GET: the path is sent exactly as given (no client-side normalisation of `..`)."""
+    port, _ = _url(daemon)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        if host != "":
+            connection.putheader("Host", host or f"127.0.0.1:{port}")
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+async def _ws(daemon: DaemonThread, *, token: str | None, origin: str | None = None) -> aiohttp.ClientWebSocketResponse:
+    port, real = _url(daemon)
+    query = "" if token is None else f"?token={token}"
+    session = aiohttp.ClientSession()
+    headers = {"Origin": origin} if origin else {}
+    try:
+        socket = await session.ws_connect(f"ws://127.0.0.1:{port}/ws{query}", headers=headers, max_msg_size=0)
+    except BaseException:
+        await session.close()
+        raise
+    socket._riffd_session = session  # type: ignore[attr-defined]
+    return socket
+
+
+async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:
+    await socket.close()
+    await socket._riffd_session.close()  # type: ignore[attr-defined]
+
+
+async def _events_until_done(socket: aiohttp.ClientWebSocketResponse, request_id: str) -> list[dict]:
+    events = []
+    while True:
+        message = await socket.receive(timeout=30)
+        if message.type is aiohttp.WSMsgType.TEXT:
+            header = json.loads(message.data)
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            header = json.loads(bytes(frames.unpack(message.data)[0]))
+        else:
+            raise AssertionError(f"socket ended: {message}")
+        if header.get("re") == request_id:
+            events.append(header)
+            if header["type"] in ("done", "error"):
+                return events
+
+
+def serves_on(daemon: DaemonThread) -> None:
+    """The page, ZeroMQ and a job from the web all still work."""
+    assert get(daemon, "/")[0] == 200
+    with Client(daemon.zmq, timeout_s=10) as client:
+        assert isinstance(client.status(), Status)
+
+    async def web_job() -> list[dict]:
+        _, token = _url(daemon)
+        socket = await _ws(daemon, token=token)
+        try:
+            await socket.send_str(json.dumps({"v": 1, "type": "generate", "prompt": "x", "duration_s": 0.5,
+                                              "save": True, "id": "still-here"}))
+            return await _events_until_done(socket, "still-here")
+        finally:
+            await _close(socket)
+
+    events = asyncio.run(web_job())
+    assert [e["type"] for e in events][0] == "accepted" and events[-1]["type"] == "done"
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "rebound.attacker.test:{port}", "127.0.0.1:1",
+                                  "localhost.attacker.test:{port}", "192.168.1.20:{port}", "", "[::1]:99"])
+def test_a_wrong_host_is_refused(studio: DaemonThread, host: str) -> None:
+    port, token = _url(studio)
+    status, body = get(studio, f"/takes/x?token={token}", host=host.format(port=port))
+    # No Host at all is malformed HTTP/1.1: aiohttp answers 400 before any route.
+    assert status == (403 if host else 400) and b"Host" in body
+    assert get(studio, "/", host=host.format(port=port))[0] in ((403,) if host else (400, 403))
+    assert get(studio, "/", host=f"localhost:{port}")[0] == 200
+    assert get(studio, "/", host=f"[::1]:{port}")[0] == 200
+
+
+def test_a_foreign_origin_is_refused_on_http_and_on_the_websocket(studio: DaemonThread) -> None:
+    port, token = _url(studio)
+    for origin in ("http://evil.example", f"http://evil.example:{port}", "null", f"https://127.0.0.1:{port}",
+                   f"http://127.0.0.1:{port + 1}"):
+        assert get(studio, "/static/studio.js", {"Origin": origin})[0] == 403
+
+        async def handshake(origin: str = origin) -> None:
+            await _ws(studio, token=token, origin=origin)
+
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            asyncio.run(handshake())
+        assert refused.value.status == 403
+    assert get(studio, "/static/studio.js", {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
+    serves_on(studio)
+
+
+def test_acting_needs_the_token(studio: DaemonThread) -> None:
+    for token in (None, "", "wrong", _url(studio)[1][:-1]):
+        async def handshake(token: str | None = token) -> None:
+            await _ws(studio, token=token)
+
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            asyncio.run(handshake())
+        assert refused.value.status == 401
+    # Takes: a studio job's file is there, but not without the token.
+    serves_on(studio)
+    [take] = studio.daemon._web.studio.takes.all()[-1:]
+    assert get(studio, f"/takes/{take.job}")[0] == 401
+    assert get(studio, f"/takes/{take.job}?token=nope")[0] == 401
+    status, body = get(studio, f"/takes/{take.job}?token={_url(studio)[1]}")
+    assert status == 200 and body == take.path.read_bytes()
+    # The page itself is no secret (it asks for the token in its URL).
+    assert get(studio, "/")[0] == 200
+
+
+def test_no_file_outside_the_static_folder_and_the_studios_own_takes(studio: DaemonThread) -> None:
+    _, token = _url(studio)
+    out = Path(studio.config.out_dir)
+    # A file under --out the studio did not make (a ZeroMQ client's saved job).
+    with Client(studio.zmq, timeout_s=10) as client:
+        done = list(client.generate("zmq take", duration_s=0.5, job="zmq-take", save=True))[-1]
+    assert isinstance(done, Done) and Path(done.path).is_file()
+    (out / "secret.txt").write_text("not for the web")
+    for path in ("/static/../daemon/config.py", "/static/%2e%2e%2fserver.py", "/static/..%2F..%2Fconfig.py",
+                 "/static/%2e%2e/%2e%2e/pyproject.toml", "/../../etc/passwd", "/etc/passwd", "/static/",
+                 "/static/.", "/takes/zmq-take", "/takes/..%2Fsecret.txt", "/takes/..%2F..%2Fetc%2Fpasswd",
+                 "/takes/%2e%2e", "/takes/zmq-take/export", f"/takes/{'a' * 65}", "/static/index.html%00.js"):
+        status, body = get(studio, f"{path}{'&' if '?' in path else '?'}token={token}")
+        assert status in (400, 403, 404), (path, status)
+        assert b"not for the web" not in body and b"[project]" not in body and b"root:" not in body
+    serves_on(studio)
+
+
+def test_uploads_are_bounded_and_validated_like_inline_audio(studio: DaemonThread) -> None:
+    _, token = _url(studio)
+
+    async def send(message: bytes | str) -> int | None | list[dict]:
+        socket = await _ws(studio, token=token)
+        try:
+            try:
+                if isinstance(message, str):
+                    await socket.send_str(message)
+                else:
+                    await socket.send_bytes(message)
+            except ConnectionError:
+                pass  # the daemon hung up mid-message (too big): its close code says why
+            while True:
+                reply = await socket.receive(timeout=30)
+                if reply.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    return socket.close_code
+                header = json.loads(reply.data) if reply.type is aiohttp.WSMsgType.TEXT else {}
+                if header.get("type") == "error":
+                    return [header]
+        finally:
+            await _close(socket)
+
+    # Bigger than a message may be (as on ZeroMQ): the socket is closed with 1009, nothing is decoded.
+    limit = studio.daemon._web.studio.max_upload_bytes
+    # (The client may see only the connection drop: the daemon hangs up while it is still sending.)
+    assert asyncio.run(send(b"\0" * (limit + 1))) in (aiohttp.WSCloseCode.MESSAGE_TOO_BIG,
+                                                      aiohttp.WSCloseCode.ABNORMAL_CLOSURE)
+    wait_for(lambda: studio.daemon._web.studio.tabs == 0)
+    serves_on(studio)
+    # Inline audio longer than --max-audio-s (1 s here): refused with the same code as over ZeroMQ.
+    long_audio = InlineAudio(np.zeros((1, 16000 * 3), np.float32), 16000)
+    request = Continue(audio=long_audio, duration_s=0.5, id="too-long")
+    [error] = asyncio.run(send(frames.pack(wire.encode(request))))
+    assert (error["code"], error["re"]) == ("audio_too_large", "too-long")
+    # A buffer whose length disagrees with its header, frames that do not add up, garbage.
+    header, pcm = wire.encode(Continue(audio=InlineAudio(np.zeros((1, 800), np.float32), 16000), duration_s=0.5))
+    [error] = asyncio.run(send(frames.pack([header, pcm[:-4]])))
+    assert error["code"] == "bad_message"
+    [error] = asyncio.run(send(frames.pack([header, pcm])[:-10]))
+    assert error["code"] == "bad_message"
+    [error] = asyncio.run(send(b"\xff" * 64))
+    assert error["code"] == "bad_message"
+    # NaN samples are bad audio, as anywhere.
+    nan = np.full(800, np.nan, np.float32).tobytes()
+    [error] = asyncio.run(send(frames.pack([header, nan])))
+    assert error["code"] == "bad_audio"
+    serves_on(studio)
+
+
+def test_web_requests_pass_the_same_schema_as_zeromq(studio: DaemonThread) -> None:
+    _, token = _url(studio)
+
+    async def ask(fields: dict) -> dict:
+        socket = await _ws(studio, token=token)
+        try:
+            await socket.send_str(json.dumps({"v": 1, "id": "q", **fields}))
+            return (await _events_until_done(socket, "q"))[-1]
+        finally:
+            await _close(socket)
+
+    error = asyncio.run(ask({"type": "generate", "prompt": "x", "duration_s": 1, "volume": 11}))
+    assert error["code"] == "invalid_argument" and "unknown field 'volume'" in error["message"]
+    error = asyncio.run(ask({"type": "generate", "prompt": "x", "duration_s": 1, "audio_prompt": "/etc/passwd"}))
+    assert error["code"] == "path_not_allowed"
+    error = asyncio.run(ask({"type": "subscribe", "port": 9000}))
+    assert error["code"] == "unsupported"
+    assert asyncio.run(ask({"type": "generate", "prompt": "x", "duration_s": 0.25}))["type"] == "done"
+    serves_on(studio)
