@@ -8,7 +8,7 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     from daemon.config import add_arguments
 
-    parser = subparsers.add_parser("serve", help="run the daemon: models resident, OSC, ZeroMQ and the web studio served",
+    parser = subparsers.add_parser("serve", help="run the daemon: models resident; OSC, ZeroMQ and the web studio",
                                    description="Run the riffd daemon until SIGINT or SIGTERM.")
     add_arguments(parser)
     parser.set_defaults(run=run)

@@ -87,8 +87,8 @@ def wait_for_download(folder: Path, name: str) -> bytes:
 def test_the_page_loads_with_no_console_errors(browser, studio_daemon: DaemonThread) -> None:
     browser.get(studio_daemon.addresses.web_url)
     wait_until(lambda: attribute(browser, "#connection", "class") == "pill ok", what="the WebSocket")
-    wait_until(lambda: "debug/musicgen" in browser.execute_script("return document.querySelector('#models').textContent"),
-               what="the resident model")
+    models = "return document.querySelector('#models').textContent"
+    wait_until(lambda: "debug/musicgen" in browser.execute_script(models), what="the resident model")
     assert browser.execute_script("return document.querySelector('#device').textContent") == "cpu"
     assert browser.title == "riffd studio"
     assert console_errors(browser) == []
@@ -137,8 +137,8 @@ def test_a_continuation_from_a_dropped_file(browser, studio_daemon: DaemonThread
     previous = attribute(browser, "#take", "data-job")
     click(browser, '[data-mode="continue"]')
     browser.find_element(By.ID, "file").send_keys(str(region))
-    wait_until(lambda: "region.wav" in browser.execute_script("return document.querySelector('#drop-file').textContent"),
-               what="the file to be decoded")
+    chosen = "return document.querySelector('#drop-file').textContent"
+    wait_until(lambda: "region.wav" in browser.execute_script(chosen), what="the file to be decoded")
     fill(browser, "duration", "0.5")
     click(browser, "#go")
     job = wait_for_take(browser, previous=previous)

@@ -37,7 +37,8 @@ def _url(daemon: DaemonThread) -> tuple[int, str]:
     return int(parts.port or 0), parts.query.removeprefix("token=")
 
 
-def get(daemon: DaemonThread, path: str, headers: dict[str, str] | None = None, *, host: str | None = None) -> tuple[int, bytes]:
+def get(daemon: DaemonThread, path: str, headers: dict[str, str] | None = None, *,
+        host: str | None = None) -> tuple[int, bytes]:
     """A raw GET: the path is sent exactly as given (no client-side normalisation of `..`)."""
     port, _ = _url(daemon)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
