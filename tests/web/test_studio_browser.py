@@ -172,7 +172,7 @@ def test_a_python_client_job_shows_with_progress_and_cancel_works(browser, studi
         assert cells[1] == "zmq" and cells[2] == "generate" and cells[5] == "3" and cells[6] == "running"
         browser.execute_script("window.scrollTo(0, 0)")
         assert browser.save_screenshot(str(artifacts / "studio.png"))
-        click(browser, f'button[data-cancel="py-job"]')
+        click(browser, 'button[data-cancel="py-job"]')
         thread.join(60)
         assert not thread.is_alive()
     finally:

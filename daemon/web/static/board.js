@@ -19,27 +19,33 @@ export function renderBoard(root, state, { onCancel }) {
   underruns.classList.toggle("warn", state.underruns > 0);
   root.querySelector("#queue-count").textContent = `${state.running} running, ${state.queued} queued of ${state.max_queue}`;
 
+  // Rows are kept per job and updated in place: a row rebuilt under the pointer would swallow
+  // the click on its cancel button.
   const body = root.querySelector("#jobs");
-  clear(body);
+  const rows = new Map([...body.querySelectorAll("tr[data-job]")].map((row) => [row.dataset.job, row]));
+  body.querySelector("tr.idle")?.remove();
   for (const job of state.jobs) {
+    let row = rows.get(job.id);
+    rows.delete(job.id);
+    if (!row) row = newRow(job.id, onCancel);
     const percent = job.total ? Math.round((100 * job.done) / job.total) : 0;
     const where = job.state === "running" ? "running" : `queued #${job.position + 1}`;
-    const bar = element("progress", { max: "100", value: String(percent), title: `${job.done ?? 0} of ${job.total ?? "?"}` });
-    const cancel = element("button", { type: "button", class: "small", "data-cancel": job.id }, "cancel");
-    cancel.addEventListener("click", () => onCancel(job.id));
-    body.append(element("tr", { "data-job": job.id, "data-state": job.state },
-      element("td", {}, element("code", {}, job.id)),
-      element("td", {}, job.client || "?"),
-      element("td", {}, job.kind),
-      element("td", { class: "prompt", title: job.prompt }, job.prompt || ""),
-      element("td", {}, job.model),
-      element("td", { class: "num" }, String(job.priority)),
-      element("td", {}, where),
-      element("td", {}, bar, element("span", { class: "percent" }, ` ${percent}%`)),
-      element("td", {}, job.stage || ""),
-      element("td", {}, cancel)));
+    const cells = row.children;
+    const texts = [job.id, job.client || "?", job.kind, job.prompt || "", job.model, String(job.priority), where];
+    texts.forEach((text, i) => {
+      if (cells[i].textContent !== text) cells[i].textContent = text;
+    });
+    cells[3].title = job.prompt || "";
+    row.dataset.state = job.state;
+    const bar = cells[7].querySelector("progress");
+    bar.value = percent;
+    bar.title = `${job.done ?? 0} of ${job.total ?? "?"}`;
+    cells[7].querySelector(".percent").textContent = ` ${percent}%`;
+    cells[8].textContent = job.stage || "";
+    body.append(row); // in the daemon's order: running first, then the queue
   }
-  if (state.jobs.length === 0) body.append(element("tr", {}, element("td", { colspan: "10", class: "muted" }, "idle")));
+  for (const row of rows.values()) row.remove();
+  if (state.jobs.length === 0) body.append(element("tr", { class: "idle" }, element("td", { colspan: "10", class: "muted" }, "idle")));
 
   const ended = root.querySelector("#ended");
   clear(ended);
@@ -48,4 +54,14 @@ export function renderBoard(root, state, { onCancel }) {
     ended.append(element("li", { class: ok ? "" : "warn", "data-job": item.job },
       element("code", {}, item.job), ` ${ok ? "done" : item.outcome}${item.message ? `: ${item.message}` : ""}`));
   }
+}
+
+function newRow(job, onCancel) {
+  const cancel = element("button", { type: "button", class: "small", "data-cancel": job }, "cancel");
+  cancel.addEventListener("click", () => onCancel(job));
+  const progress = element("td", {}, element("progress", { max: "100", value: "0" }), element("span", { class: "percent" }, ""));
+  return element("tr", { "data-job": job },
+    element("td", { class: "code" }), element("td", {}), element("td", {}), element("td", { class: "prompt" }),
+    element("td", {}), element("td", { class: "num" }), element("td", {}), progress, element("td", {}),
+    element("td", {}, cancel));
 }

@@ -7,6 +7,9 @@ import { Waveform } from "./waveform.js";
 import { renderBoard } from "./board.js";
 import { renderHistory, takeUrl } from "./history.js";
 import { formatSeconds } from "./dom.js";
+import { JamPanel } from "./jam.js";
+
+const JAM_PAGE_S = 30; // an endless jam's waveform shows this much, then turns the page
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -28,6 +31,7 @@ const studio = {
 };
 
 const player = new Player(onWorkletStats);
+const jamPanel = new JamPanel(document.querySelector("#jam"), (fields) => send(fields));
 const waveform = new Waveform($("#wave"));
 
 // -- connection -------------------------------------------------------------------------------
@@ -79,6 +83,7 @@ function receive({ header, planar }) {
   switch (header.type) {
     case "web.hello":
       studio.limits = header.limits;
+      $("#jam-tab").hidden = !header.requests.includes("jam");
       return;
     case "web.studio":
       studio.board = header;
@@ -116,7 +121,8 @@ function onEvent(event, planar) {
       current.sampleRate = event.sample_rate;
       current.channels = event.channels;
       current.seed = event.seed;
-      current.expectedFrames = Math.round(current.durationS * event.sample_rate);
+      current.expectedFrames = Math.round((current.jam ? JAM_PAGE_S : current.durationS) * event.sample_rate);
+      if (current.jam) jamPanel.open(event.job, current.fields);
       $("#seed-reported").textContent = event.seed ?? "";
       setNow(`${event.job}: playing as it streams (seed ${event.seed})`);
       waveform.reset(current.expectedFrames, event.sample_rate);
@@ -129,11 +135,17 @@ function onEvent(event, planar) {
       break;
     case "chunk":
       if (event.stage !== "final" || !planar) break;
-      current.blocks.push(planar);
+      if (!current.jam) current.blocks.push(planar); // a jam is endless: its take is the saved file
       current.chunks += 1;
       waveform.add(planar, event.offset_samples);
       $("#now").dataset.chunks = String(current.chunks);
       current.ready.then(() => player.push(planar));
+      break;
+    case "applied":
+      jamPanel.onApplied(event, current.sampleRate);
+      break;
+    case "snapshot":
+      jamPanel.onSnapshot(event, resumeJam);
       break;
     case "done":
       current.path = event.path;
@@ -152,6 +164,7 @@ function finishStream(ok) {
   $("#cancel").disabled = true;
   $("#go").disabled = false;
   if (!current) return;
+  if (current.jam) jamPanel.close();
   if (current.ready) current.ready.then(() => player.end());
   if (ok && current.path) showTake(current);
 }
@@ -211,10 +224,12 @@ function numberOrText(text) {
 
 /** The form's fields as the schema names them; blanks are left out (the daemon's defaults). */
 function formFields() {
-  const fields = { type: studio.mode === "continue" ? "continue" : "generate", save: true, chunks: true };
+  const type = { continue: "continue", jam: "jam" }[studio.mode] || "generate";
+  const fields = { type, save: true, chunks: true };
   const prompt = $("#prompt").value;
   if (studio.mode !== "continue" || prompt) fields.prompt = prompt;
-  fields.duration_s = numberOrText($("#duration").value); // the daemon says what is wrong with it
+  // A jam runs until stopped; anything else, as long as asked (the daemon says what is wrong with it).
+  if (type !== "jam") fields.duration_s = numberOrText($("#duration").value);
   const optional = { model: "#model", seed: "#seed", temperature: "#temperature", top_k: "#top-k", top_p: "#top-p",
                      guidance_scale: "#guidance", priority: "#priority", out_sample_rate: "#out-rate",
                      bit_depth: "#out-depth" };
@@ -257,7 +272,8 @@ async function start(fields, buffers) {
   if (id === null) return;
   studio.pending.set(id, { fields, buffers });
   const duration = typeof fields.duration_s === "number" ? fields.duration_s : 0;
-  studio.current = { id, job: null, durationS: duration, blocks: [], chunks: 0, ready: Promise.resolve() };
+  studio.current = { id, job: null, durationS: duration, blocks: [], chunks: 0, ready: Promise.resolve(),
+                     jam: fields.type === "jam", fields };
   $("#take").hidden = true;
   $("#take").dataset.job = "";
   $("#now").dataset.chunks = "0";
@@ -265,6 +281,11 @@ async function start(fields, buffers) {
   $("#progress").value = 0;
   $("#go").disabled = true;
   setNow("sent");
+}
+
+function resumeJam(path) {
+  const fields = { type: "jam", prompt: "", resume: path, save: true, chunks: true, format: $("#out-format").value };
+  start(fields, []);
 }
 
 function cancel(job) {
@@ -313,10 +334,11 @@ function updateModels() {
 function setMode(mode) {
   studio.mode = mode;
   for (const tab of document.querySelectorAll("[data-mode]")) tab.setAttribute("aria-selected", String(tab.dataset.mode === mode));
-  $("#drop").hidden = mode === "generate";
+  $("#drop").hidden = mode === "generate" || mode === "jam";
+  $("#duration-label").hidden = mode === "jam";
   $("#drop-label").textContent = mode === "continue" ? "Drop the audio to continue (or click to choose)"
                                                       : "Drop a melody to follow (or click to choose)";
-  $("#go").textContent = mode === "continue" ? "Continue" : "Generate";
+  $("#go").textContent = { continue: "Continue", jam: "Start jam" }[mode] || "Generate";
   if (studio.board) updateModels();
 }
 

@@ -16,6 +16,7 @@ export class Waveform {
     this.totalFrames = Math.max(1, totalFrames);
     this.sampleRate = sampleRate;
     this.frames = 0;
+    this.origin = 0; // the first frame of the page shown (an endless jam turns pages)
     this.playedFrames = 0;
     this.min = new Float32Array(this.canvas.width).fill(Infinity);
     this.max = new Float32Array(this.canvas.width).fill(-Infinity);
@@ -30,12 +31,13 @@ export class Waveform {
   add(planar, offset) {
     const width = this.canvas.width;
     const frames = planar[0].length;
+    if (offset + frames - this.origin > this.totalFrames && offset > this.origin) this.turnPage(offset);
     const scale = width / this.totalFrames;
     let first = width;
     let last = -1;
     let peak = 0;
     for (let i = 0; i < frames; i++) {
-      const column = Math.min(width - 1, Math.floor((offset + i) * scale));
+      const column = Math.min(width - 1, Math.floor((offset - this.origin + i) * scale));
       let value = 0;
       for (const channel of planar) value += channel[i];
       value /= planar.length;
@@ -53,6 +55,13 @@ export class Waveform {
     this.canvas.dataset.columns = String(this.columns);
     if (rescale) this.draw();
     else this.draw(first, last);
+  }
+
+  turnPage(origin) {
+    this.origin = origin;
+    this.min.fill(Infinity);
+    this.max.fill(-Infinity);
+    this.draw();
   }
 
   /** The loudest sample so far, in dBFS. */
@@ -74,7 +83,7 @@ export class Waveform {
       context.fillStyle = style.getPropertyValue("--wave-bg") || "#111";
       context.fillRect(0, 0, width, height);
     }
-    const playedColumn = Math.floor(this.playedFrames * width / this.totalFrames);
+    const playedColumn = Math.floor((this.playedFrames - this.origin) * width / this.totalFrames);
     const zoom = this.peak > 0 ? Math.min(32, 0.9 / this.peak) : 1;
     for (let x = from; x <= to; x++) {
       if (!(this.max[x] > -Infinity)) continue;
