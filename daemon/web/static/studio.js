@@ -246,7 +246,7 @@ async function submit(event) {
   hideError();
   const fields = formFields();
   const buffers = [];
-  if (studio.mode !== "generate") {
+  if (studio.mode === "continue" || studio.mode === "melody") {
     if (!studio.upload) {
       showError(studio.mode === "continue" ? "Drop the audio to continue first." : "Drop a melody first.");
       return;
