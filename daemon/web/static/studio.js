@@ -212,7 +212,8 @@ function updateExport() {
   if ($("#export-rate").value) params.set("sample_rate", $("#export-rate").value);
   const link = $("#export");
   link.href = takeUrl(job, token, `/export?${params}`);
-  link.download = `${job}.${format}`;
+  const rate = $("#export-rate").value ? `-${$("#export-rate").value}hz` : "";
+  link.download = `${job}${rate}-${depth.value}bit.${format}`; // as the daemon names it
 }
 
 // -- requests ---------------------------------------------------------------------------------
