@@ -57,7 +57,7 @@ class Watcher:
                 try:
                     await socket.receive(timeout=0.2)
                     self.messages += 1
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def stop(self) -> None:
@@ -83,7 +83,7 @@ def main() -> None:
         watcher = Watcher(url)
         times: dict[str, list[float]] = {name: [] for name in daemons}
         try:
-            for name, daemon in daemons.items():
+            for daemon in daemons.values():
                 job_seconds(daemon, args.duration, seed=99)  # warm each path once
             for seed in range(args.jobs):
                 for name, daemon in daemons.items():

@@ -27,8 +27,8 @@ from daemon.web.takes import Take, Takes
 from protocol import wire
 from protocol.errors import RiffdError, Unsupported
 from protocol.messages import (
-    BIT_DEPTHS, OUTPUT_FORMATS, PROTOCOL_VERSION, REQUESTS, Accepted, Done, Error, Event, JobRequest, Request, Started, Status,
-    Subscribe, Unsubscribe,
+    BIT_DEPTHS, OUTPUT_FORMATS, PROTOCOL_VERSION, REQUESTS, Accepted, Done, Error, Event, JobRequest, Request, Started,
+    Status, Subscribe, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)

@@ -119,7 +119,8 @@ def test_a_prompt_streams_into_the_worklet_and_ends_with_the_saved_take(browser,
     assert (info.samplerate, info.frames, info.subtype) == (SAMPLE_RATE, frames, "PCM_24")  # the form's 24-bit default
     # Export at another rate and depth: converted from the saved take by the daemon.
     browser.execute_script("""
-        const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change')); };
+        const set = (id, v) => {
+            const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change')); };
         set('export-format', 'flac'); set('export-rate', '48000'); set('export-depth', '16');""")
     click(browser, "#export")
     exported = wait_for_download(browser.download_dir, f"{job}-48000hz-16bit.flac")
@@ -131,7 +132,8 @@ def test_a_prompt_streams_into_the_worklet_and_ends_with_the_saved_take(browser,
         document.getElementById('drag').dispatchEvent(new DragEvent('dragstart', {dataTransfer: data, bubbles: true}));
         return data.getData('DownloadURL');""")
     kind, name, url = drag.split(":", 2)
-    assert (kind, name) == ("audio/wav", f"{job}.wav") and url.startswith(f"http://127.0.0.1:") and f"/takes/{job}?" in url
+    assert (kind, name) == ("audio/wav", f"{job}.wav")
+    assert url.startswith("http://127.0.0.1:") and f"/takes/{job}?" in url
     seed = browser.execute_script("return document.querySelector('#seed-reported').textContent")
     assert seed.isdigit()
     # History: "same again with seed N" renders the same audio.
