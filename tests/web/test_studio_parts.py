@@ -118,3 +118,71 @@ def test_no_web_and_a_taken_port_leave_the_daemon_serving(tmp_path: Path, caplog
                 with Client(d.zmq, timeout_s=10) as client:
                     assert list(client.generate("x", duration_s=0.25))[-1].TYPE == "done"
         assert any("web studio not started" in record.message for record in caplog.records)
+
+
+def test_the_board_follows_every_job_from_its_events() -> None:
+    from daemon.scheduler import JobView
+    from daemon.web.board import Board
+    from protocol.messages import Accepted, Chunk, Done, Error, Progress, Started
+
+    board = Board()
+    view = [JobView(id="j", kind="jukebox_sample", model="debug/jukebox", priority=-10, client="osc", state="running",
+                    position=-1, prompt="jazz", duration_s=4.0)]
+    assert board.see(Accepted(job="j", queue_position=0))
+    assert board.see(Started(job="j", model="debug/jukebox", sample_rate=44100, channels=1, seed=5))
+    assert board.see(Progress(job="j", done=3, total=10))
+    assert board.see(Chunk(job="j", index=0, offset_samples=0, sample_rate=44100, channels=1, frames=10,
+                           stage="preview"))
+    assert not board.see(Chunk(job="j", index=1, offset_samples=10, sample_rate=44100, channels=1, frames=10,
+                               stage="preview"))  # nothing a person would see changed
+    [row] = board.view(view)["jobs"]
+    assert (row["done"], row["total"], row["stage"], row["seed"], row["client"]) == (3, 10, "preview", 5, "osc")
+    assert board.see(Chunk(job="j", index=0, offset_samples=0, sample_rate=44100, channels=1, frames=10,
+                           stage="final"))  # upsampling has begun
+    assert board.view(view)["jobs"][0]["stage"] == "final"
+    assert board.see(Done(job="j", frames=20, sample_rate=44100))
+    assert board.view([])["ended"][0]["outcome"] == "done"
+    # A request refused before it was a job is not on the board; a cancelled one is, with its code.
+    assert not board.see(Error(job="never", code="invalid_argument", message="bad"))
+    board.see(Accepted(job="k", queue_position=0))
+    assert board.see(Error(job="k", code="cancelled", message="job k was cancelled"))
+    assert [e["job"] for e in board.view([])["ended"]] == ["k", "j"]
+
+
+def test_a_tab_sees_an_osc_clients_job_with_its_progress(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    import aiohttp
+    from daemon_harness import OscPeer
+
+    config = make_config(tmp_path / "out", models=("fake/slow",))
+    with DaemonThread(config, loader=fake_loader).start() as daemon:
+        url = daemon.addresses.web_url
+        assert url is not None
+        peer = OscPeer(daemon.osc_port)
+
+        async def watch() -> tuple[dict, dict]:
+            async with aiohttp.ClientSession() as session:
+                socket_url = url.replace("http://", "ws://").replace("/?token=", "/ws?token=")
+                async with session.ws_connect(socket_url) as tab:
+                    peer.send("/riffd/generate", "from pd", 2.0, "job", "pd-job")
+                    running = ended = None
+                    while ended is None:
+                        message = json.loads((await tab.receive(timeout=30)).data)
+                        if message["type"] != "web.studio":
+                            continue
+                        rows = [row for row in message["jobs"] if row["id"] == "pd-job"]
+                        if rows and rows[0].get("done", 0) > 0 and running is None:
+                            running = rows[0]
+                        ended = next((e for e in message["ended"] if e["job"] == "pd-job"), None)
+                    assert running is not None
+                    return running, ended
+
+        try:
+            running, ended = asyncio.run(watch())
+        finally:
+            peer.close()
+    assert (running["client"], running["kind"], running["state"], running["prompt"]) == ("osc", "generate", "running",
+                                                                                         "from pd")
+    assert 0 < running["done"] <= running["total"] and ended["outcome"] == "done"
