@@ -41,7 +41,8 @@ export function renderBoard(root, state, { onCancel }) {
     bar.value = percent;
     bar.title = `${job.done ?? 0} of ${job.total ?? "?"}`;
     cells[7].querySelector(".percent").textContent = ` ${percent}%`;
-    cells[8].textContent = job.stage || "";
+    // A Jukebox render sends a preview from its top-level codes, then its final audio as it upsamples.
+    cells[8].textContent = job.kind.startsWith("jukebox") && job.stage === "final" ? "upsampling" : job.stage || "";
     body.append(row); // in the daemon's order: running first, then the queue
   }
   for (const row of rows.values()) row.remove();

@@ -15,6 +15,8 @@ const $ = (selector) => document.querySelector(selector);
 
 const token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("riffd-token") || "";
 if (token) sessionStorage.setItem("riffd-token", token);
+// Out of the address bar (a shared screen, a screenshot): the tab keeps it for reloads.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
 
 const studio = {
   socket: null,
