@@ -29,9 +29,10 @@ MAX_OUTBOX = 2000
 class WebPeer:
     """A connected tab: the jobs it asked for and the messages on their way to it."""
 
-    def __init__(self, socket: web.WebSocketResponse, peer_id: int) -> None:
+    def __init__(self, socket: web.WebSocketResponse, peer_id: int, *, host: str | None = None) -> None:
         self.id = peer_id
         self.socket = socket
+        self.host = host  # the tab's IP address (refusals also go to OSC listeners on its machine)
         # Jobs this tab asked for: it gets their own events (chunks included), not board copies.
         self.jobs: set[str] = set()
         self._outbox: deque[str | bytes] = deque()
@@ -90,6 +91,10 @@ class WebReply:
     @property
     def key(self) -> tuple[str, int]:
         return ("web", self.peer.id)
+
+    @property
+    def host(self) -> str | None:
+        return self.peer.host
 
     def send(self, event: Event) -> None:
         self.deliver(self.peer, event)

@@ -156,7 +156,7 @@ class WebServer:
         socket = web.WebSocketResponse(max_msg_size=self.studio.max_upload_bytes, heartbeat=30.0, compress=False)
         await socket.prepare(request)
         self._sockets.add(socket)
-        peer = self.studio.open(partial(WebPeer, socket))
+        peer = self.studio.open(partial(WebPeer, socket, host=request.remote))
         writer = asyncio.get_running_loop().create_task(peer.write_loop(), name=f"riffd-web-tab-{peer.id}")
         try:
             async for message in socket:
