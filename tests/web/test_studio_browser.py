@@ -216,3 +216,28 @@ def test_a_bad_duration_shows_the_daemons_error(browser, duration: str, message:
     assert browser.execute_script("return document.querySelector('#error').textContent") == message
     assert browser.execute_script("return document.querySelector('#go').disabled") is False
     assert console_errors(browser) == []
+
+
+def test_a_take_in_bars_at_a_tempo_from_the_in_time_box(browser, studio_daemon: DaemonThread) -> None:
+    """Issue 15's fields from the page: 1 bar at 97 BPM is exactly 4 beats of samples, launched on the bar."""
+    previous = attribute(browser, "#take", "data-job")
+    click(browser, "#in-time summary")
+    fill(browser, "prompt", "a bar of drums")
+    fill(browser, "bars", "1")
+    fill(browser, "bpm", "97")
+    browser.execute_script("""
+        const launch = document.getElementById('launch'); launch.value = 'bar';
+        document.getElementById('conform').checked = false;""")
+    click(browser, "#go")
+    job = wait_for_take(browser, previous=previous)
+    take = studio_daemon.daemon._web.studio.takes.get(job)
+    sent = {name: take.request.get(name) for name in ("bars", "bpm", "launch", "conform", "duration_s")}
+    assert sent == {"bars": 1, "bpm": 97.0, "launch": "bar", "conform": False, "duration_s": 0.0}, sent
+    info = sf.info(str(Path(studio_daemon.config.out_dir) / f"{job}.wav"))
+    assert info.frames == round(4 * 60 / 97 * SAMPLE_RATE)
+    assert console_errors(browser) == []
+    # Back to takes in seconds for whatever runs next.
+    fill(browser, "bars", "")
+    fill(browser, "bpm", "")
+    browser.execute_script("""
+        document.getElementById('launch').value = ''; document.getElementById('conform').checked = true;""")

@@ -241,7 +241,24 @@ function formFields() {
     if (value !== "") fields[name] = name === "model" ? value : numberOrText(value);
   }
   fields.format = $("#out-format").value;
+  Object.assign(fields, inTimeFields(type));
   return fields;
+}
+
+// The tempo fields (issue 15), sent only when something in the "In time" box is set; a take in
+// bars sends duration 0, and a jam has no bars or loop (it runs until stopped).
+function inTimeFields(type) {
+  const out = {};
+  const text = { bars: "#bars", quantum: "#quantum", bpm: "#bpm" };
+  for (const [name, selector] of Object.entries(text)) {
+    const value = $(selector).value.trim();
+    if (value !== "" && !(type === "jam" && name === "bars")) out[name] = numberOrText(value);
+  }
+  if ($("#launch").value) out.launch = $("#launch").value;
+  if ($("#loop").checked && type !== "jam") out.loop = true;
+  if (Object.keys(out).length > 0 && !$("#conform").checked) out.conform = false;
+  if (out.bars !== undefined) out.duration_s = 0;
+  return out;
 }
 
 async function submit(event) {
@@ -274,7 +291,9 @@ async function start(fields, buffers) {
   const id = send(fields, buffers);
   if (id === null) return;
   studio.pending.set(id, { fields, buffers });
-  const duration = typeof fields.duration_s === "number" ? fields.duration_s : 0;
+  // A take in bars: its length at the tempo given (else 120 BPM) spans the waveform; more turns a page.
+  const bars = typeof fields.bars === "number" ? fields.bars * (fields.quantum || 4) * 60 / (fields.bpm || 120) : 0;
+  const duration = typeof fields.duration_s === "number" && fields.duration_s > 0 ? fields.duration_s : bars;
   studio.current = { id, job: null, durationS: duration, blocks: [], chunks: 0, ready: Promise.resolve(),
                      jam: fields.type === "jam", fields };
   $("#take").hidden = true;
@@ -339,6 +358,8 @@ function setMode(mode) {
   for (const tab of document.querySelectorAll("[data-mode]")) tab.setAttribute("aria-selected", String(tab.dataset.mode === mode));
   $("#drop").hidden = mode === "generate" || mode === "jam";
   $("#duration-label").hidden = mode === "jam";
+  $("#bars-label").hidden = mode === "jam";
+  $("#loop-label").hidden = mode === "jam";
   $("#drop-label").textContent = mode === "continue" ? "Drop the audio to continue (or click to choose)"
                                                       : "Drop a melody to follow (or click to choose)";
   $("#go").textContent = { continue: "Continue", jam: "Start jam" }[mode] || "Generate";
