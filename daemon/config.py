@@ -135,6 +135,21 @@ class DaemonConfig:
     # idles until a browser connects. Off with --no-web.
     web: bool = True
     web_port: int = DEFAULT_WEB_PORT
+    # Model workers on a Ray cluster (issue 19; needs the riffd[ray] extra): None runs models in
+    # this process; "" starts a local Ray instance; "auto" joins the cluster this machine is part
+    # of; "HOST:PORT" joins that one. The endpoints, queue and files stay in this process.
+    ray: str | None = None
+    # Ray actors holding models (None: one per GPU of the cluster, at least one), and what each
+    # reserves of the cluster (GPUs None: one where the cluster has any, else none).
+    ray_workers: int | None = None
+    ray_worker_cpus: float = 1.0
+    ray_worker_gpus: float | None = None
+    # Longest wait for a worker: a control call (ping, stop, unload), a model load, and the gap
+    # between two items of a job's stream. Past it the worker counts as lost: the daemon never
+    # hangs on a dead or wedged worker.
+    ray_call_timeout_s: float = 30.0
+    ray_load_timeout_s: float = 900.0
+    ray_stream_timeout_s: float = 300.0
 
     @property
     def default_model(self) -> str:
@@ -217,6 +232,15 @@ class DaemonConfig:
             raise InvalidArgument(f"max_batch must be within [1, 64], got {self.max_batch}")
         if not (math.isfinite(self.batch_memory_mb) and self.batch_memory_mb > 0):
             raise InvalidArgument(f"batch_memory_mb must be a positive number, got {self.batch_memory_mb}")
+        if self.ray_workers is not None and not 1 <= self.ray_workers <= 1024:
+            raise InvalidArgument(f"ray_workers must be within [1, 1024], got {self.ray_workers}")
+        for name in ("ray_worker_cpus", "ray_worker_gpus"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise InvalidArgument(f"{name} must be >= 0, got {value}")
+        for name in ("ray_call_timeout_s", "ray_load_timeout_s", "ray_stream_timeout_s"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise InvalidArgument(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
         return self
 
 
@@ -284,6 +308,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1: one at a time)")
     parser.add_argument("--batch-memory-mb", type=float, metavar="MB",
                         help="KV-cache memory the jobs of a batch may hold together (default 4096)")
+    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="run models in workers on a Ray cluster (pip install riffd[ray]): no ADDRESS starts a "
+                             "local one, 'auto' joins the cluster this machine is in, HOST:PORT joins that one")
+    parser.add_argument("--ray-workers", type=int, metavar="N",
+                        help="Ray actors holding models (default: one per GPU of the cluster, at least one)")
+    parser.add_argument("--ray-worker-cpus", type=float, metavar="N", help="CPUs each Ray worker reserves (default 1)")
+    parser.add_argument("--ray-worker-gpus", type=float, metavar="N",
+                        help="GPUs each Ray worker reserves (default: 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--ray-call-timeout-s", type=float, metavar="S",
+                        help="longest wait for a Ray worker's control call (default 30)")
+    parser.add_argument("--ray-load-timeout-s", type=float, metavar="S",
+                        help="longest wait for a Ray worker to load a model (default 900)")
+    parser.add_argument("--ray-stream-timeout-s", type=float, metavar="S",
+                        help="longest gap between two pieces of a job streamed by a Ray worker (default 300)")
     parser.add_argument("--link", action="store_const", const=True,
                         help="join the Ableton Link session on this network: jobs in time follow its tempo and "
                              "beat (riffd changes the session tempo only when a tempo request asks)")

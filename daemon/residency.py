@@ -124,6 +124,7 @@ class ModelPool:
         if entry is None:
             raise NotFound(f"model {model_id!r} is not loaded")
         log.info("unloaded model %s", model_id)
+        _released(entry.backend)
         del entry
         release_memory()
 
@@ -133,8 +134,10 @@ class ModelPool:
         with self._lock:
             stale = [model_id for model_id, entry in self._entries.items()
                      if not entry.pinned and entry.users == 0 and now - entry.last_used >= self._keep_alive_s]
-            for model_id in stale:
-                del self._entries[model_id]
+            dropped = [self._entries.pop(model_id).backend for model_id in stale]
+        for backend in dropped:
+            _released(backend)
+        del dropped
         if stale:
             log.info("keep-alive expired, unloaded: %s", ", ".join(stale))
             release_memory()
@@ -142,8 +145,19 @@ class ModelPool:
 
     def clear(self) -> None:
         with self._lock:
+            dropped = [entry.backend for entry in self._entries.values()]
             self._entries.clear()
+        for backend in dropped:
+            _released(backend)
+        del dropped
         release_memory()
+
+
+def _released(backend: MusicBackend) -> None:
+    """Tell a backend that holds its model elsewhere (a cluster worker) that the pool dropped it."""
+    release = getattr(backend, "release", None)
+    if release is not None:
+        release()
 
 
 def release_memory() -> None:

@@ -168,3 +168,13 @@ class RateLimited(RiffdError):
     """This ZeroMQ peer sent more requests a second than --zmq-rate-limit; the request was not read."""
 
     code = "rate_limited"
+
+
+# Model workers on a Ray cluster (issue 19).
+
+
+class WorkerLost(RiffdError):
+    """The cluster worker running the job died or stopped answering after the job's audio had begun
+    (the message names the worker and its node); the daemon serves on with the other workers."""
+
+    code = "worker_lost"

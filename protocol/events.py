@@ -192,6 +192,9 @@ class Status(Event):
     jams: tuple[str, ...] = ()
     # Running jobs that share each decode step of their model (continuous batching).
     batched: tuple[str, ...] = ()
+    # With --ray (issue 19): one line per cluster worker, "NAME node=ID host=HOST pid=PID
+    # health=ok|lost|starting load=JOBS models=ID,ID" (empty when models run in the daemon).
+    workers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,20 @@ def default_loader(config: DaemonConfig) -> Loader:
     return load
 
 
+def cluster_for(config: DaemonConfig):  # -> daemon.cluster.cluster.RayCluster
+    """The Ray cluster a --ray daemon runs its models on (not joined yet); Ray is imported only here."""
+    from daemon.cluster.cluster import ClusterSettings, RayCluster
+    from daemon.cluster.items import LoadSettings
+
+    assert config.ray is not None
+    settings = ClusterSettings(address=config.ray, workers=config.ray_workers, worker_cpus=config.ray_worker_cpus,
+                               worker_gpus=config.ray_worker_gpus, call_timeout_s=config.ray_call_timeout_s,
+                               load_timeout_s=config.ray_load_timeout_s, stream_timeout_s=config.ray_stream_timeout_s)
+    load = LoadSettings(device=config.device, cache_dir=config.cache_dir, max_duration_s=config.max_duration_s,
+                        engine=config.engine, max_batch=config.max_batch, batch_memory_mb=config.batch_memory_mb)
+    return RayCluster(settings, load)
+
+
 @dataclass(frozen=True)
 class Addresses:
     """Where a started daemon listens (ports resolved when 0 was asked for)."""
@@ -95,7 +109,12 @@ class Daemon:
             timeline = self._link = LinkTimeline()
         self.tempo = TempoService(timeline or OwnTimeline(config.bpm), prompt_template=config.tempo_prompt,
                                   play_buffer_s=config.play_buffer_s)
-        self._pool = ModelPool(loader or default_loader(config), config.device, keep_alive_s=config.keep_alive_s)
+        # With --ray (issue 19) models live in workers on a Ray cluster; the pool holds stand-ins for them.
+        self._cluster = cluster_for(config) if config.ray is not None and loader is None else None
+        if self._cluster is not None:
+            loader = self._cluster_loader
+        self._pool = ModelPool(loader or default_loader(config), "ray" if self._cluster is not None else config.device,
+                               keep_alive_s=config.keep_alive_s)
         if sink_factories is None:
             # Sound-card playback (issue 5): opened at start with --play, else on the first play=true request.
             playback = PlaybackSinkFactory(PlaybackConfig(device=config.output_device, buffer_s=config.play_buffer_s),
@@ -137,6 +156,8 @@ class Daemon:
         if warm is None:
             warm = has_tempo or environment_warm_conform()
         warming = warm and self.tempo.warm_conform() and has_tempo
+        if self._cluster is not None:
+            await _on_daemon_thread(self._cluster.start)
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.
@@ -157,12 +178,15 @@ class Daemon:
                 # The loop is closed: a job that outlived shutdown's grace period has nobody to tell.
                 log.debug("job %s: %s event after shutdown dropped", job.id, event.TYPE)
 
-        # A worker per job that may run at once: continuous batching runs up to max_batch jobs.
+        # A worker per job that may run at once: continuous batching runs up to max_batch jobs (on each
+        # cluster worker with --ray).
+        threads = self.config.max_batch * (self._cluster.worker_count if self._cluster is not None else 1)
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
-                                    max_per_client=self.config.max_jobs_per_client, workers=self.config.max_batch,
+                                    max_per_client=self.config.max_jobs_per_client, workers=threads,
                                     max_jams=self.config.max_jams)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
-                                 self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo)
+                                 self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo,
+                                 workers=self._cluster.describe if self._cluster is not None else tuple)
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
                                 source_filter=self._source_filter,
                                 rate_limiter=RateLimiter(self.config.osc_rate_limit), on_refused=self._router.refuse)
@@ -226,9 +250,18 @@ class Daemon:
         if self._playback is not None:
             await loop.run_in_executor(None, self._playback.close)  # fades out what still sounds
         self._pool.clear()
+        if self._cluster is not None:
+            await loop.run_in_executor(None, self._cluster.close)
         if self._link is not None:
             self._link.close()
         log.info("stopped")
+
+    def _cluster_loader(self, model_id: str, device: str) -> MusicBackend:
+        """With --ray: `model_id` resident on a cluster worker, as the pool's stand-in for it."""
+        from daemon.cluster.backend import RayBackend
+
+        assert self._cluster is not None
+        return RayBackend(self._cluster, self._cluster.ensure_loaded(model_id))
 
     def _subscriber_for(self, reply: Reply, host: str | None, port: int | None) -> Reply:
         assert self._osc is not None

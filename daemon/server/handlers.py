@@ -39,8 +39,10 @@ SubscriberFactory = Callable[[Reply, "str | None", "int | None"], Reply]
 class RequestHandler:
     def __init__(self, config: DaemonConfig, scheduler: Scheduler, pool: ModelPool, router: EventRouter,
                  load_executor: Executor, subscriber_for: SubscriberFactory, paths: PathPolicy | None = None,
-                 playback: PlaybackSinkFactory | None = None, tempo: TempoService | None = None) -> None:
+                 playback: PlaybackSinkFactory | None = None, tempo: TempoService | None = None,
+                 workers: Callable[[], tuple[str, ...]] = tuple) -> None:
         self._config = config
+        self._workers = workers  # the cluster's worker lines for status (--ray)
         self._tempo = tempo or TempoService(prompt_template=config.tempo_prompt)
         self._paths = paths or PathPolicy(config.out_dir, config.audio_dirs, model_dirs=config.model_dirs,
                                           configured_models=config.models)
@@ -271,7 +273,7 @@ class RequestHandler:
             uptime_s=round(time.monotonic() - self._started_at, 3),
             playback=playing.device if playing is not None and playing.enabled else "off",
             underruns=playing.underruns if playing is not None else 0, jams=self._scheduler.running_jams(),
-            batched=self._batched(), re=request_id, **self._clock_fields(),
+            batched=self._batched(), workers=self._workers(), re=request_id, **self._clock_fields(),
         )
 
     def _clock_fields(self) -> dict[str, Any]:

@@ -1,0 +1,104 @@
+"""A model resident on the cluster, as the front daemon's scheduler sees it: a `MusicBackend` whose
+jobs run on a worker and whose chunks come back as the worker decodes them."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Generator
+from typing import Any
+
+from daemon.audio.types import AudioChunk
+from daemon.backend import JobContext, StreamReport
+from daemon.cluster.cluster import RayCluster, WorkerGone
+from daemon.cluster.items import ChunkItem, EndItem, ErrorItem, InputAudio, JobSpec, ModelInfo, ProgressItem
+from daemon.jobs import Job
+from protocol.audio_ref import AudioSource
+from protocol.errors import Cancelled, RiffdError, Unsupported, WorkerLost
+from protocol.messages import Continue, Generate
+
+log = logging.getLogger(__name__)
+
+#: The request fields that name audio inputs; the front reads them and sends the samples.
+_AUDIO_FIELDS = {Generate: ("audio_prompt", "melody"), Continue: ("audio",)}
+
+
+class RayBackend:
+    """`model_id` on the cluster: placement, the job's stream, and retry or `worker_lost` on a loss."""
+
+    def __init__(self, cluster: RayCluster, info: ModelInfo) -> None:
+        self._cluster = cluster
+        self.model_id = info.model_id
+        self.sample_rate = info.sample_rate
+        self.audio_channels = info.audio_channels
+        self.supports_melody = info.supports_melody
+        self.engine_name = info.engine
+
+    def run_job(self, job: Job, context: JobContext) -> Generator[AudioChunk, None, StreamReport | None]:
+        request = job.request
+        if not isinstance(request, (Generate, Continue)):
+            raise Unsupported(f"{request.TYPE} jobs run in the front daemon's process only; with --ray, riffd serves "
+                              "generate and continue")
+        spec = self._spec(job, context)
+        tried: set[str] = set()
+        while True:
+            worker, _ = self._cluster.acquire(self.model_id, job.id, tried)
+            streamed_frames = 0
+            try:
+                # Closed at once when this job's stream is (a stop): the worker is told to stop.
+                with contextlib.closing(self._cluster.stream(worker, spec, context.should_stop)) as items:
+                    for item in items:
+                        if isinstance(item, ChunkItem):
+                            streamed_frames += int(item.audio.shape[-1])
+                            yield AudioChunk(item.index, item.offset_samples, item.audio, item.sample_rate, item.stage,
+                                             item.beat)
+                        elif isinstance(item, ProgressItem):
+                            context.progress(item.done, item.total)
+                        elif isinstance(item, ErrorItem):
+                            raise (Cancelled(item.message) if item.code == Cancelled.code
+                                   else RiffdError(item.message, code=item.code))
+                        elif isinstance(item, EndItem):
+                            return StreamReport(**item.report) if item.report is not None else None  # type: ignore[arg-type]
+                raise WorkerLost(f"{worker}'s stream of job {job.id} ended without a result")
+            except WorkerGone as gone:
+                self._cluster.mark_lost(gone)
+                tried.add(worker)
+                if streamed_frames > 0 or context.should_stop():
+                    raise WorkerLost(f"cluster worker {gone.worker} on node {gone.node[:12] or '?'} was lost after "
+                                     f"{streamed_frames / self.sample_rate:.2f} s of this job's audio "
+                                     f"({gone.reason})") from None
+                log.warning("job %s: worker %s lost before any audio (%s); running it on another worker", job.id,
+                            gone.worker, gone.reason)
+            finally:
+                self._cluster.release(worker, job.id)
+
+    def concurrent_jobs(self, job: Job) -> int:
+        """Generate and continue jobs: the model's slots on every worker that is up; else one."""
+        if isinstance(job.request, (Generate, Continue)):
+            return self._cluster.slots(self.model_id)
+        return 1
+
+    def batched_jobs(self) -> tuple[str, ...]:
+        return self._cluster.shared_jobs(self.model_id)
+
+    def release(self) -> None:
+        """The front's pool dropped this model (unload, keep-alive): the workers drop it too."""
+        self._cluster.unload(self.model_id)
+
+    def _spec(self, job: Job, context: JobContext) -> JobSpec:
+        """The job for a worker: audio inputs read here (the worker cannot read this machine's files)
+        and sent as samples, under keys that replace them in the request."""
+        request = job.request
+        inputs: dict[str, InputAudio] = {}
+        replaced: dict[str, Any] = {}
+        for name in _AUDIO_FIELDS.get(type(request), ()):
+            source: AudioSource | None = getattr(request, name)
+            audio = context.read_audio(source)
+            if audio is not None:
+                key = f"input:{name}"
+                inputs[key] = InputAudio(audio.samples, audio.sample_rate)
+                replaced[name] = key
+        return JobSpec(job_id=job.id, model_id=self.model_id, request=dataclasses.replace(request, **replaced),
+                       params=dataclasses.replace(job.params, seed=context.seed), seed=context.seed,
+                       priority=job.priority, inputs=inputs)
