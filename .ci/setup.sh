@@ -49,7 +49,8 @@ fi
 # The `tempo` extra (Ableton Link, beat tracking, Rubber Band: GPL-licensed, see the README) is
 # part of both the daemon's and the tests' set-up.
 if [ "$want_test" = 1 ]; then
-  "${pip[@]}" -e ".[tempo,test]"
+  # The tests also start a local Ray cluster for `riffd serve --ray` (the riffd[ray] extra).
+  "${pip[@]}" -e ".[tempo,test,ray]"
 else
   "${pip[@]}" -e ".[tempo]"
 fi

@@ -193,7 +193,8 @@ class Status(Event):
     # Running jobs that share each decode step of their model (continuous batching).
     batched: tuple[str, ...] = ()
     # With --ray (issue 19): one line per cluster worker, "NAME node=ID host=HOST pid=PID
-    # health=ok|lost|starting load=JOBS models=ID,ID" (empty when models run in the daemon).
+    # health=HEALTH load=N models=ID,ID jobs=ID,ID"; HEALTH is ok, lost or starting (no lines when models
+    # run in the daemon).
     workers: tuple[str, ...] = ()
 
 

@@ -64,8 +64,9 @@ class _Worker:
 
     def describe(self) -> str:
         models = ",".join(self.models) or "-"
+        jobs = ",".join(sorted(self.jobs)) or "-"
         return (f"{self.name} node={self.node_id[:12] or '?'} host={self.host or '?'} pid={self.pid or '?'} "
-                f"health={self.health} load={len(self.jobs)} models={models}")
+                f"health={self.health} load={len(self.jobs)} models={models} jobs={jobs}")
 
 
 class RayCluster:
@@ -140,7 +141,7 @@ class RayCluster:
 
     # What status shows.
     def describe(self) -> tuple[str, ...]:
-        """One line per worker: name, node, host, pid, health, jobs placed on it, resident models."""
+        """One line per worker: name, node, host, pid, health, load (jobs placed on it), resident models, job ids."""
         with self._lock:
             return tuple(worker.describe() for worker in self._workers)
 

@@ -1,0 +1,152 @@
+"""`riffd serve --ray` on a local Ray cluster the tests start: jobs over ZeroMQ and OSC served by
+two workers, audio equal to the in-process daemon's, a worker killed mid-job, a failed load."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_harness import DaemonThread, OscDump, oscsend, wait_for
+
+from clients import Client
+from protocol.messages import Chunk, Done, Error, Started
+from protocol.params import GenerationParams
+
+
+def _worker_lines(client: Client) -> dict[str, dict[str, str]]:
+    """Status's worker lines as {name: {field: value}}."""
+    lines = {}
+    for line in client.status().workers:
+        name, *fields = line.split()
+        lines[name] = dict(field.split("=", 1) for field in fields)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def reference(riffd_cache: Path):
+    """The in-process daemon's audio for a prompt and seed: the same backend, loaded here."""
+    from daemon.models.registry import load_backend
+
+    backend = load_backend("debug/musicgen", device="cpu", cache_dir=riffd_cache, engine="float32", max_batch=1)
+
+    def render(prompt: str, duration_s: float, seed: int) -> np.ndarray:
+        chunks = list(backend.stream(prompt, GenerationParams(duration_s=duration_s, seed=seed), batched=True,
+                                     label="reference"))
+        return np.concatenate([chunk.audio for chunk in chunks], axis=1)
+
+    return render
+
+
+def _collect(endpoint: str, prompt: str, duration_s: float, seed: int, into: dict, first_chunk: threading.Event | None = None,
+             job: str | None = None) -> None:
+    """Run one job over its own ZeroMQ client; keep its events."""
+    with Client(endpoint, timeout_s=120) as client:
+        events = []
+        for event in client.generate(prompt, duration_s=duration_s, seed=seed, chunks=True, job=job):
+            events.append(event)
+            if isinstance(event, Chunk) and first_chunk is not None:
+                first_chunk.set()
+        into[seed] = events
+
+
+def _chunks_audio(events: list) -> np.ndarray:
+    """The job's chunks joined, checking they are contiguous from sample 0."""
+    chunks = [event for event in events if isinstance(event, Chunk)]
+    offset = 0
+    for index, chunk in enumerate(chunks):
+        assert chunk.index == index and chunk.offset_samples == offset, (index, chunk.index, chunk.offset_samples)
+        offset += chunk.frames
+    return np.concatenate([chunk.audio for chunk in chunks], axis=1)
+
+
+def test_zmq_and_osc_jobs_run_on_both_workers_with_the_in_process_audio(ray_daemon: DaemonThread, reference) -> None:
+    with Client(ray_daemon.zmq) as client:
+        workers = _worker_lines(client)
+        assert set(workers) == {"w0", "w1"} and all(w["health"] == "ok" for w in workers.values())
+        assert all(re.fullmatch(r"\d+", w["pid"]) and w["node"] != "?" for w in workers.values())
+    results: dict[int, list] = {}
+    # Two jobs at once, one slot per worker: the second loads the model on the other worker.
+    threads = [threading.Thread(target=_collect, args=(ray_daemon.zmq, "ray pad", 3.0, seed, results))
+               for seed in (11, 12)]
+    for thread in threads:
+        thread.start()
+    url = f"osc.udp://127.0.0.1:{ray_daemon.osc_port}"
+    with OscDump() as dump:
+        oscsend("/riffd/subscribe", "i", dump.port, url=url)
+        oscsend("/riffd/generate", "sfsiss", "ray osc", 2.0, "seed", 13, "job", "ray-osc", url=url)
+        done = dump.wait_for(lambda line: line.address in ("/riffd/done", "/riffd/error") and line.args[0] == "ray-osc",
+                             timeout_s=120)
+    for thread in threads:
+        thread.join(120)
+    assert done is not None and done.address == "/riffd/done", done
+    # The front daemon wrote the file under --out, from the chunks the worker streamed.
+    saved, rate = sf.read(done.args[1], dtype="float32", always_2d=True)
+    assert rate == 32000 and saved.shape == (64000, 1)
+    np.testing.assert_allclose(saved.T, reference("ray osc", 2.0, 13), atol=1e-4)  # through a 16-bit file
+    for seed in (11, 12):
+        events = results[seed]
+        assert isinstance(events[-1], Done), events[-1]
+        assert any(isinstance(event, Started) and event.seed == seed for event in events)
+        audio = _chunks_audio(events)
+        assert audio.shape == (1, 96000)
+        # Same weights, seed and engine: the cluster's audio is the in-process daemon's.
+        np.testing.assert_array_equal(audio, reference("ray pad", 3.0, seed))
+    with Client(ray_daemon.zmq) as client:
+        workers = _worker_lines(client)
+    assert all(w["models"] == "debug/musicgen" for w in workers.values()), workers
+
+
+def test_a_worker_killed_mid_job_gives_worker_lost_and_the_daemon_serves_on(ray_daemon: DaemonThread) -> None:
+    results: dict[int, list] = {}
+    first_chunk = threading.Event()
+    # Two long jobs take both workers; a third waits in the front's queue.
+    victim = threading.Thread(target=_collect, args=(ray_daemon.zmq, "long", 40.0, 21, results, first_chunk, "victim"))
+    victim.start()
+    assert first_chunk.wait(60)
+    others = [threading.Thread(target=_collect, args=(ray_daemon.zmq, "other", duration_s, seed, results))
+              for seed, duration_s in ((22, 8.0), (23, 2.0))]
+    for thread in others:
+        thread.start()
+    with Client(ray_daemon.zmq) as client:
+        wait_for(lambda: any(w["jobs"] == "victim" for w in _worker_lines(client).values()), timeout_s=30)
+        name, line = next((n, w) for n, w in _worker_lines(client).items() if w["jobs"] == "victim")
+        os.kill(int(line["pid"]), signal.SIGKILL)
+        victim.join(60)
+        for thread in others:
+            thread.join(120)
+        ended = results[21][-1]
+        assert isinstance(ended, Error) and ended.code == "worker_lost", ended
+        assert name in ended.message, ended.message
+        # Nothing queued was lost: both other jobs ran to the end on the worker left (or the restarted one).
+        for seed, frames in ((22, 8 * 32000), (23, 2 * 32000)):
+            assert isinstance(results[seed][-1], Done), results[seed][-1]
+            assert _chunks_audio(results[seed]).shape == (1, frames)
+        # Ray restarts the worker's process: it rejoins (a new pid), and serves again.
+        wait_for(lambda: _worker_lines(client)[name]["health"] == "ok"
+                 and _worker_lines(client)[name]["pid"] != line["pid"], timeout_s=60, interval_s=0.5)
+        rendered = client.generate("after", duration_s=1.0, seed=24).collect()
+        assert rendered.audio.shape == (1, 32000)
+
+
+def test_a_model_that_fails_to_load_on_a_worker_is_an_error_event(ray_daemon: DaemonThread, tmp_path: Path) -> None:
+    broken = Path(os.environ.get("TMPDIR", "/tmp")) / f"riffd-broken-{os.getpid()}"
+    broken.mkdir(exist_ok=True)
+    try:
+        (broken / "config.json").write_text('{"model_type": "musicgen", "broken": ')
+        with Client(ray_daemon.zmq) as client:
+            for model, code in ((str(broken), "model_unavailable"), ("debug/no-such-preset", "unknown_model")):
+                events = list(client.generate("x", duration_s=1.0, model=model))
+                assert isinstance(events[-1], Error) and events[-1].code == code, events[-1]
+                if code == "model_unavailable":  # the worker's own failure, named
+                    assert "could not load" in events[-1].message and re.search(r"\bw[01]\b", events[-1].message)
+            # The daemon serves on.
+            assert client.generate("fine", duration_s=0.5, seed=3).collect().audio.shape == (1, 16000)
+    finally:
+        shutil.rmtree(broken, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""The cluster pieces without a cluster: a worker's stream items, stop and load errors, and the
+front's retry (nothing streamed yet) or worker_lost (audio already out) on a lost worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from daemon_harness import fake_loader
+
+from daemon.backend import JobContext
+from daemon.cluster.backend import RayBackend
+from daemon.cluster.cluster import WorkerGone
+from daemon.cluster.items import ChunkItem, EndItem, ErrorItem, InputAudio, JobSpec, LoadSettings, ModelInfo, ProgressItem
+from daemon.cluster.worker import ModelWorker
+from daemon.jobs import Job
+from protocol.errors import WorkerLost
+from protocol.messages import Continue, Generate
+from protocol.params import GenerationParams
+
+
+def _worker() -> ModelWorker:
+    return ModelWorker("w7", LoadSettings(), loader=lambda model_id, settings: fake_loader(model_id, "cpu"),
+                       node_id=lambda: "node-a")
+
+
+def _spec(model: str = "fake/fast", duration_s: float = 1.0, **inputs: InputAudio) -> JobSpec:
+    request = Generate(prompt="x", duration_s=duration_s)
+    return JobSpec("job-1", model, request, GenerationParams(duration_s=duration_s, seed=5), seed=5, inputs=inputs)
+
+
+def test_a_worker_streams_progress_and_contiguous_chunks_then_its_report() -> None:
+    worker = _worker()
+    assert isinstance(worker.load("fake/fast"), ModelInfo)
+    items = list(worker.run(_spec(duration_s=1.0)))
+    chunks = [item for item in items if isinstance(item, ChunkItem)]
+    assert [chunk.offset_samples for chunk in chunks] == [0, 4000, 8000, 12000]
+    assert isinstance(items[0], ProgressItem) and items[0] == ProgressItem(1, 4)
+    assert isinstance(items[-1], EndItem) and ProgressItem(4, 4) in items
+    assert worker.ping().models == ("fake/fast",) and worker.ping().running == ()
+
+
+def test_a_stop_ends_the_job_with_cancelled_and_load_failures_are_items() -> None:
+    worker = _worker()
+    stream = worker.run(_spec("fake/slow", duration_s=5.0))
+    assert isinstance(next(stream), ProgressItem)
+    assert worker.ping().running == ("job-1",)
+    assert worker.stop("job-1") and not worker.stop("no-such-job")
+    rest = list(stream)
+    assert isinstance(rest[-1], ErrorItem) and rest[-1].code == "cancelled"
+    assert worker.load("fake/broken") == ErrorItem("model_unavailable", "fake/broken cannot be loaded: simulated out of memory")
+    failed = list(worker.run(_spec("fake/crash", duration_s=2.0)))
+    assert isinstance(failed[-1], ErrorItem) and failed[-1].code == "internal" and "w7" in failed[-1].message
+
+
+def test_a_worker_reads_only_the_audio_sent_with_the_job() -> None:
+    worker = _worker()
+    sent = InputAudio(np.zeros((1, 16000), np.float32), 16000)
+    request = Continue(audio="input:audio", duration_s=0.5)
+    spec = JobSpec("job-2", "fake/fast", request, GenerationParams(duration_s=0.5, seed=1), seed=1,
+                   inputs={"input:audio": sent})
+    assert isinstance(list(worker.run(spec))[-1], EndItem)
+    unknown = JobSpec("job-3", "fake/fast", Continue(audio="/etc/passwd", duration_s=0.5),
+                      GenerationParams(duration_s=0.5, seed=1), seed=1)
+    ended = list(worker.run(unknown))[-1]
+    assert isinstance(ended, ErrorItem) and ended.code == "bad_audio"
+
+
+class _FlakyCluster:
+    """Two workers; the first loses its stream after `chunks_before_loss` chunks."""
+
+    def __init__(self, chunks_before_loss: int) -> None:
+        self.chunks_before_loss = chunks_before_loss
+        self.lost: list[str] = []
+        self.placed: list[str] = []
+        self.released: list[str] = []
+
+    def acquire(self, model_id: str, job_id: str, exclude: set[str]) -> tuple[str, ModelInfo]:
+        worker = next(name for name in ("w0", "w1") if name not in exclude)
+        self.placed.append(worker)
+        return worker, INFO
+
+    def release(self, worker: str, job_id: str) -> None:
+        self.released.append(worker)
+
+    def mark_lost(self, gone: WorkerGone) -> None:
+        self.lost.append(gone.worker)
+
+    def stream(self, worker: str, spec: JobSpec, should_stop) -> Iterator[object]:
+        for index in range(3):
+            if worker == "w0" and index == self.chunks_before_loss:
+                raise WorkerGone("w0", "node-a", "the actor died")
+            yield ChunkItem(index, index * 100, np.zeros((1, 100), np.float32), 32000, "final", None)
+        yield EndItem(None)
+
+
+INFO = ModelInfo("fake/fast", 32000, 1, False, "float32", 1)
+
+
+def _context() -> JobContext:
+    return JobContext(seed=1, read_audio=lambda source: None, resolve_input=lambda path: path,  # type: ignore[arg-type,return-value]
+                      progress=lambda done, total: None, should_stop=lambda: False, yield_to_higher=lambda: None)
+
+
+def _job() -> Job:
+    request = Generate(prompt="x", duration_s=1.0)
+    return Job(id="job-9", request=request, model="fake/fast", params=request.generation_params())
+
+
+def test_a_worker_lost_before_any_audio_is_retried_on_another_worker() -> None:
+    cluster = _FlakyCluster(chunks_before_loss=0)
+    chunks = list(RayBackend(cluster, INFO).run_job(_job(), _context()))  # type: ignore[arg-type]
+    assert [chunk.offset_samples for chunk in chunks] == [0, 100, 200]
+    assert cluster.placed == ["w0", "w1"] and cluster.lost == ["w0"] and cluster.released == ["w0", "w1"]
+
+
+def test_a_worker_lost_after_audio_went_out_ends_the_job_with_worker_lost_naming_it() -> None:
+    cluster = _FlakyCluster(chunks_before_loss=2)
+    stream = RayBackend(cluster, INFO).run_job(_job(), _context())  # type: ignore[arg-type]
+    assert [chunk.index for chunk in (next(stream), next(stream))] == [0, 1]
+    with pytest.raises(WorkerLost, match=r"worker w0 on node node-a was lost after 0\.01 s"):
+        next(stream)
+    assert cluster.placed == ["w0"] and cluster.released == ["w0"]
+
+
+def test_without_ray_the_daemon_never_imports_it(tmp_path) -> None:
+    """Ray is an optional extra: a daemon without --ray (made, and its cluster pieces' config read) loads none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from daemon.config import build_config\n"
+            "from daemon.server.app import Daemon\n"
+            f"Daemon(build_config(dict(out_dir={str(tmp_path)!r})))\n"
+            "assert 'ray' not in sys.modules, 'ray imported'\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
