@@ -79,7 +79,27 @@ class RayCluster:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._prober: threading.Thread | None = None
+        self._owner: threading.Thread | None = None
+        self._leave = threading.Event()  # the owner thread leaves the cluster once set
         self._ray: Any = None
+
+    def _own(self, joined: threading.Event, failed: list[BaseException]) -> None:
+        """Join the cluster (or start a local one), then stay until `close`: the Ray processes a local
+        start makes die with the thread that started them (Linux's parent-death signal is per thread)."""
+        ray = self._ray
+        options: dict[str, Any] = dict(namespace="riffd", logging_level=logging.WARNING, log_to_driver=True)
+        try:
+            if self.settings.address:
+                ray.init(address=self.settings.address, **options)
+            else:
+                ray.init(include_dashboard=False, **options)
+        except BaseException as exc:  # noqa: BLE001 - handed to start(), which raises it
+            failed.append(exc)
+            joined.set()
+            return
+        joined.set()
+        self._leave.wait()
+        ray.shutdown()
 
     # Life cycle.
     def start(self) -> None:
@@ -88,11 +108,13 @@ class RayCluster:
 
         self._ray = ray
         started = time.perf_counter()
-        options: dict[str, Any] = dict(namespace="riffd", logging_level=logging.WARNING, log_to_driver=True)
-        if self.settings.address:
-            ray.init(address=self.settings.address, **options)
-        else:
-            ray.init(include_dashboard=False, **options)
+        joined = threading.Event()
+        failed: list[BaseException] = []
+        self._owner = threading.Thread(target=self._own, args=(joined, failed), name="riffd-ray", daemon=True)
+        self._owner.start()
+        joined.wait()
+        if failed:
+            raise failed[0]
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0.0))
         count = self.settings.workers or max(1, int(gpus))
@@ -132,7 +154,9 @@ class RayCluster:
                 ray.kill(worker.handle, no_restart=True)
             except Exception as exc:  # noqa: BLE001 - it may be gone already; the rest still go
                 log.debug("killing %s: %s", worker.name, exc)
-        ray.shutdown()
+        self._leave.set()
+        if self._owner is not None:
+            self._owner.join(self.settings.call_timeout_s)  # it leaves the cluster (a local one stops)
         self._ray = None
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +14,19 @@ from local_ray import LocalRay
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[LocalRay]:
-    pytest.importorskip("ray", reason="the riffd[ray] extra is not installed")
+    if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its auth settings at import
+        pytest.skip("the riffd[ray] extra is not installed")
     cluster = LocalRay(num_cpus=2).wait_ready()
+    saved = {name: os.environ.get(name) for name in cluster.auth_env}
+    os.environ.update(cluster.auth_env)  # the daemon joins with the cluster's token (Ray reads its own variables)
     try:
         yield cluster
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         cluster.stop()
     assert not cluster.leftover_pids()
 

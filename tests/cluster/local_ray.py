@@ -4,6 +4,7 @@ folder, ended by its process group, and any process of it left behind killed by 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -41,9 +42,15 @@ class LocalRay:
                    f"--object-manager-port={object_manager}", f"--dashboard-agent-listen-port={agent}",
                    f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
                    f"--dashboard-port={dashboard}", "--object-store-memory=200000000"]
+        # Ray's token authentication stays on, with this cluster's own token: the head and every
+        # process joining it (the daemon under test) read it from RAY_AUTH_TOKEN_PATH.
+        token = self.temp_dir / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
         self._log = open(self.temp_dir / "ray-start.log", "w")
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, "RAY_ADDRESS": ""})
+                                         env={**os.environ, "RAY_ADDRESS": "", **self.auth_env})
 
     def wait_ready(self, timeout_s: float = 90.0) -> "LocalRay":
         """Until the head node has registered (its raylet's socket exists)."""
