@@ -1,7 +1,8 @@
 """Benchmark: what conforming a take to the tempo costs, per second of audio, against a baseline.
 
 Conform = librosa's beat tracking (onsets, beats, attacks, downbeat) + Rubber Band's offline
-stretch (pylibrb, R3 engine). Timed on a synthetic drum pattern (117 BPM, swung eighths, bass on
+stretch (pylibrb, R3 engine); a jam's conform as it plays (daemon/tempo/stream_conform.py: Rubber
+Band in real-time mode, a beat reading every 4 s) is timed on the same audio. Timed on a synthetic drum pattern (117 BPM, swung eighths, bass on
 the one) at MusicGen's 32 kHz, conformed to 120 BPM. The baseline, timed interleaved in the same
 run so the shared machine's load falls on both, is soxr resampling the same audio 32 -> 48 kHz
 (what playback does to every take anyway). Prints per-stage medians and one JSON object last:
@@ -32,7 +33,10 @@ sys.path.insert(0, str(ROOT / "tests" / "tempo"))
 
 from daemon.audio.resample import resample  # noqa: E402
 from daemon.native.branches import cpu_flags, cpu_name  # noqa: E402
+from daemon.audio.types import AudioChunk  # noqa: E402
 from daemon.tempo.conform import conform, stretch, track_beats  # noqa: E402
+from daemon.tempo.stream_conform import StreamConformer, conform_stream  # noqa: E402
+from daemon.tempo.timeline import TimelineState  # noqa: E402
 from drums import attacks, pattern  # type: ignore[import-not-found]  # noqa: E402 (tests/tempo, on the path above)
 
 RATE = 32000
@@ -73,6 +77,16 @@ def first_conform(seconds: float) -> dict[str, float]:
     return out
 
 
+def stream_conform(audio: np.ndarray) -> None:
+    """The audio conformed as a jam's stream is: in the jam's 0.16 s chunks, to a 120 BPM timeline."""
+    line = TimelineState(120.0, 0.0, 0.0)
+    conformer = StreamConformer(RATE, audio.shape[0], state=lambda: line, launch_s=0.0, quantum=4, prompt_bpm=120.0)
+    block = 8 * 640  # eight MusicGen frames
+    chunks = (AudioChunk(i, s, audio[:, s : s + block], RATE) for i, s in enumerate(range(0, audio.shape[1], block)))
+    for _ in conform_stream(chunks, conformer):
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=16.0, help="length of the drum take (default 16)")
@@ -85,7 +99,8 @@ def main() -> None:
     audio, _ = pattern(117.0, bars, RATE, swing=0.33, lead_in_s=0.137)
     seconds = audio.shape[1] / RATE
     conform(audio, RATE, 120.0, 4)  # warm-up: librosa's numba kernels compile on first use
-    timings: dict[str, list[float]] = {"conform": [], "track": [], "stretch": [], "baseline_resample": []}
+    timings: dict[str, list[float]] = {"conform": [], "track": [], "stretch": [], "stream_conform": [],
+                                       "baseline_resample": []}
     out = None
     for _ in range(args.repeats):
         for name in timings:
@@ -96,6 +111,8 @@ def main() -> None:
                 track_beats(audio, RATE, 120.0, 4)
             elif name == "stretch":
                 stretch(audio, RATE, 117.0 / 120.0)
+            elif name == "stream_conform":
+                stream_conform(audio)
             else:
                 resample(audio, RATE, 48000)
             timings[name].append(time.perf_counter() - start)
@@ -114,6 +131,8 @@ def main() -> None:
         "conform_s_per_audio_s": round(medians["conform"] / seconds, 5),
         "track_s_per_audio_s": round(medians["track"] / seconds, 5),
         "stretch_s_per_audio_s": round(medians["stretch"] / seconds, 5),
+        # A jam's conform as it plays (Rubber Band real-time + a beat reading every 4 s): below 1 keeps up.
+        "stream_conform_s_per_audio_s": round(medians["stream_conform"] / seconds, 5),
         "baseline_resample_s_per_audio_s": round(medians["baseline_resample"] / seconds, 5),
         "conform_vs_resample": round(medians["conform"] / medians["baseline_resample"], 2),
         "grid_error_ms_median": round(float(np.median(errors)), 3),
