@@ -51,3 +51,33 @@ def test_a_stream_is_pulled_onto_the_grid_without_gaps_and_stays(bpm: float, lea
     first = int(np.flatnonzero(beats_s >= 20.0)[0])  # beats_s[k] is timeline beat 8 + k
     by_phase = [float(np.mean(energy[(p - first) % 4 :: 4])) for p in range(4)]
     assert int(np.argmax(by_phase)) == 2 and by_phase[2] > 5 * max(by_phase[0], by_phase[1], by_phase[3]), by_phase
+
+
+def test_a_tempo_change_on_the_timeline_is_followed_without_a_gap() -> None:
+    """The DAW moves the session from 120 to 126 BPM 16 s into a jam: the stream plays on, gapless, and
+    its beats land on the new grid a few bars later."""
+    audio, _ = pattern(123.0, 18, RATE, swing=0.25, lead_in_s=0.61)
+    before = TimelineState(120.0, 8.0, 100.0)
+    change_s = 16.0
+    after = TimelineState(126.0, before.beat_at(100.0 + change_s), 100.0 + change_s)
+    conformer: StreamConformer
+
+    def state() -> TimelineState:
+        return before if conformer.out_pos < change_s * RATE else after
+
+    conformer = StreamConformer(RATE, 1, state=state, launch_s=100.0, quantum=4, prompt_bpm=120.0)
+    chunks = [AudioChunk(i, s, audio[:, s : s + CHUNK], RATE) for i, s in enumerate(range(0, audio.shape[1], CHUNK))]
+    out = list(conform_stream(iter(chunks), conformer))
+    assert [c.offset_samples for c in out] == list(np.cumsum([0] + [c.frames for c in out[:-1]]))
+    samples = np.concatenate([c.audio for c in out], axis=1)[0]
+    found = attacks(samples, RATE, threshold=0.3, hold_s=0.05)
+    # The new grid's beats, as output seconds (output sample n plays at 100 s + n / RATE).
+    first = np.ceil(after.beat_at(100.0 + change_s + 10.0))
+    grid_s = np.array([after.time_at(b) - 100.0 for b in np.arange(first, after.beat_at(100.0 + samples.size / RATE - 0.3))])
+    errors_ms = np.array([(hit[0] - at) * 1000 for at in grid_s if (hit := found[np.abs(found - at) < 0.04]).size])
+    print(f"\nstream conform 123 -> 120 -> 126 BPM: from 10 s after the change median |error| "
+          f"{np.median(np.abs(errors_ms)):.1f} ms over {errors_ms.size} beats")
+    # Measured here: 8-15 ms late over these beats. The steering leaves a slow sawtooth (the error
+    # grows ~0.4 ms/s and falls back every ~25 s, bounded near 13 ms over a minute); not yet found why.
+    assert errors_ms.size >= 0.9 * grid_s.size
+    assert np.median(np.abs(errors_ms)) <= 15.0 and np.abs(errors_ms).max() <= 30.0
