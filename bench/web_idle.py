@@ -28,6 +28,7 @@ import aiohttp  # noqa: E402
 
 from clients import Client  # noqa: E402
 from daemon.embedded import DaemonThread, start_on_loopback  # noqa: E402
+from daemon.native.branches import cpu_flags, cpu_name  # noqa: E402
 from protocol.messages import Done  # noqa: E402
 
 
@@ -74,9 +75,10 @@ def main() -> None:
     logging.basicConfig(level="WARNING")
     with tempfile.TemporaryDirectory() as out:
         daemons = {
-            "off": start_on_loopback((args.model,), Path(out) / "off", web=False),
-            "idle": start_on_loopback((args.model,), Path(out) / "idle"),
-            "watched": start_on_loopback((args.model,), Path(out) / "watched"),
+            # No conform warm-up (seconds of CPU on a thread) beside the jobs timed.
+            "off": start_on_loopback((args.model,), Path(out) / "off", web=False, warm_conform=False),
+            "idle": start_on_loopback((args.model,), Path(out) / "idle", warm_conform=False),
+            "watched": start_on_loopback((args.model,), Path(out) / "watched", warm_conform=False),
         }
         url = daemons["watched"].addresses.web_url
         assert url is not None and daemons["idle"].addresses.web_url is not None
@@ -97,7 +99,9 @@ def main() -> None:
         print(f"{name:8s} median {median[name] * 1000:8.1f} ms per {args.duration:g} s job, "
               f"ratio to --no-web {median[name] / median['off']:.3f}")
     print(f"the watching tab read {watcher.messages} messages")
-    print(json.dumps({"model": args.model, "jobs": args.jobs, "duration_s": args.duration,
+    isa = " ".join(sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}))
+    print(json.dumps({"bench": "web_idle", "cpu": cpu_name(), "isa": isa, "model": args.model, "jobs": args.jobs,
+                      "duration_s": args.duration,
                       "median_s": {k: round(v, 4) for k, v in median.items()},
                       "ratio_idle": round(median["idle"] / median["off"], 3),
                       "ratio_watched": round(median["watched"] / median["off"], 3),

@@ -183,6 +183,8 @@ class Studio:
             "models": models, "playback": status.playback, "underruns": status.underruns,
             "uptime_s": status.uptime_s, "queued": status.queued, "running": status.running,
             "max_queue": status.max_queue, "jams": list(getattr(status, "jams", ())), "time": time.time(),
+            # The daemon's timeline (issue 15): Link's, its own at a request's tempo, or none yet.
+            "clock": {"source": status.clock, "tempo": status.tempo, "beat": status.beat, "peers": status.peers},
             **self._board.view(self._scheduler.describe()),
         }
 

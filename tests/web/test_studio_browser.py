@@ -235,6 +235,9 @@ def test_a_take_in_bars_at_a_tempo_from_the_in_time_box(browser, studio_daemon: 
     assert sent == {"bars": 1, "bpm": 97.0, "launch": "bar", "conform": False, "duration_s": 0.0}, sent
     info = sf.info(str(Path(studio_daemon.config.out_dir) / f"{job}.wav"))
     assert info.frames == round(4 * 60 / 97 * SAMPLE_RATE)
+    # The board shows the daemon's timeline, now at the take's tempo.
+    tempo = "return document.querySelector('#tempo').textContent"
+    wait_until(lambda: browser.execute_script(tempo).startswith("97.00 BPM (own timeline), beat "), what="the tempo")
     assert console_errors(browser) == []
     # Back to takes in seconds for whatever runs next.
     fill(browser, "bars", "")

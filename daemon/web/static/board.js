@@ -17,6 +17,10 @@ export function renderBoard(root, state, { onCancel }) {
   const underruns = root.querySelector("#underruns");
   underruns.textContent = String(state.underruns);
   underruns.classList.toggle("warn", state.underruns > 0);
+  const clock = state.clock;
+  root.querySelector("#tempo").textContent = !clock || clock.source === "none" ? "none (a request's bpm, or serve --link)"
+    : `${clock.tempo.toFixed(2)} BPM (${clock.source === "link" ? `Link, ${clock.peers} peer${clock.peers === 1 ? "" : "s"}`
+                                       : "own timeline"}), beat ${Math.floor(clock.beat)}`;
   root.querySelector("#queue-count").textContent = `${state.running} running, ${state.queued} queued of ${state.max_queue}`;
 
   // Rows are kept per job and updated in place: a row rebuilt under the pointer would swallow
