@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -111,6 +112,9 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        # A routing id of our own, kept across reconnects: a daemon restarted on the same folder
+        # sends this client the events of the jobs it resumes for it.
+        self._socket.setsockopt(zmq.IDENTITY, b"riffd-" + secrets.token_hex(8).encode())
         if curve is not None:
             curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
         self._socket.connect(endpoint)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 import zmq
 
 from clients.curve import CurveClientKeys
@@ -167,6 +169,9 @@ class Client(JobRequests[JobStream]):
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        # A routing id of our own, kept across reconnects: a daemon restarted on the same folder
+        # sends this client the events of the jobs it resumes for it.
+        self._socket.setsockopt(zmq.IDENTITY, b"riffd-" + secrets.token_hex(8).encode())
         if curve is not None:
             curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
         self._socket.connect(endpoint)

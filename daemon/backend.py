@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from daemon.audio.types import Audio, AudioChunk
 from protocol.audio_ref import AudioSource
 
@@ -44,6 +46,18 @@ class StreamReport:
     late_step_ms: float | None  # mean step in the last tenth (None: the job never got there)
 
 
+class Checkpoint(Protocol):
+    """Where a long job keeps its progress so a restarted daemon resumes it (daemon.journal)."""
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        """The arrays saved last (None: none, or unreadable)."""
+        ...
+
+    def save(self, arrays: dict[str, np.ndarray], done: int, total: int) -> None:
+        """Replace the checkpoint, atomically, with `arrays` (progress `done` of `total`)."""
+        ...
+
+
 @dataclass(frozen=True)
 class JobContext:
     """What the daemon hands a backend with a job: the seed to sample with (the one its
@@ -58,6 +72,8 @@ class JobContext:
     should_stop: StopFn
     # Runs queued jobs that outrank this one, then returns: a long render calls it between steps.
     yield_to_higher: Callable[[], None]
+    # A journaled job's checkpoint (None: not journaled); a backend that can resume mid-job uses it.
+    checkpoint: Checkpoint | None = None
 
 
 class MusicBackend(Protocol):

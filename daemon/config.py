@@ -77,6 +77,9 @@ class DaemonConfig:
     pub_port: int | None = None
     # Audio files for OSC clients and saved jobs go here.
     out_dir: Path = Path("riffd-out")
+    # The journal of accepted jobs that write files (issue 18), which a daemon started on the same
+    # folder resumes; None: `.riffd-state` under out_dir.
+    state_dir: Path | None = None
     # Jobs waiting beyond the running ones; one more is refused at once with queue_full.
     max_queue: int = 16
     # Longest render a request may ask for.
@@ -154,6 +157,10 @@ class DaemonConfig:
     @property
     def default_model(self) -> str:
         return self.models[0] if self.models else FALLBACK_MODEL
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.out_dir / ".riffd-state"
 
     @property
     def resolved_pub_port(self) -> int:
@@ -275,6 +282,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zmq-port", type=int, help=f"ZeroMQ request port (default {DEFAULT_ZMQ_PORT})")
     parser.add_argument("--pub-port", type=int, help="ZeroMQ PUB monitor port (default: zmq port + 1)")
     parser.add_argument("--out", dest="out_dir", type=Path, help="folder for audio files (default ./riffd-out)")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="journal of accepted file-writing jobs, resumed by a daemon started on it "
+                             "(default OUT/.riffd-state)")
     parser.add_argument("--max-queue", type=int, help="queued jobs before queue_full (default 16)")
     parser.add_argument("--max-duration-s", type=float, help="longest render a request may ask for")
     parser.add_argument("--model-dir", dest="model_dirs", action="append", type=Path, metavar="DIR",
@@ -379,7 +389,7 @@ def build_config(settings: dict[str, Any]) -> DaemonConfig:
         values["models"] = (models,) if isinstance(models, str) else tuple(models)
     if values.get("output_device") is not None:
         values["output_device"] = str(values["output_device"])  # a config file may give an index
-    for name in ("out_dir", "cache_dir", "curve_secret_key", "curve_clients_dir"):
+    for name in ("out_dir", "state_dir", "cache_dir", "curve_secret_key", "curve_clients_dir"):
         if values.get(name) is not None:
             values[name] = Path(values[name]).expanduser()
     for name in ("audio_dirs", "model_dirs", "osc_allow"):

@@ -50,6 +50,10 @@ class Job:
     take: Any = None
     # A jam's inbox (daemon.jam.control.JamControl): a jam runs on its own thread until stopped.
     jam: Any = None
+    # Durable work (issue 18): the job's journal checkpoint (daemon.journal.JobCheckpoint) when it is
+    # journaled, and whether it was resumed from the journal of an earlier daemon.
+    checkpoint: Any = None
+    resumed: bool = False
     state: JobState = JobState.QUEUED
     created_at: float = field(default_factory=time.monotonic)
     seq: int = 0

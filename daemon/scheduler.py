@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from daemon.jobs import Emit, Job, JobState
 from daemon.residency import ModelPool
@@ -30,6 +31,10 @@ from protocol.errors import (
     Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown, TooManyJobs, Unsupported,
 )
 from protocol.messages import TERMINAL_EVENTS, Accepted, Error, Event
+
+if TYPE_CHECKING:
+    from daemon.durable import DurableJobs
+    from daemon.journal import JournalEntry
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,9 @@ class Scheduler:
 
     def __init__(self, pool: ModelPool, runner: JobRunner, emit: Emit, *, max_queue: int = 16,
                  max_per_client: int | None = None, workers: int = 1, idle_tick_s: float = 1.0,
-                 max_jams: int = 4) -> None:
+                 max_jams: int = 4, durable: DurableJobs | None = None) -> None:
         self._max_jams = max_jams
+        self._durable = durable
         self._jam_threads: list[threading.Thread] = []
         self._pool = pool
         self._max_per_client = max_per_client
@@ -89,14 +95,18 @@ class Scheduler:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Queue `job` and emit `accepted`; raise QueueFull / DuplicateJob / ShuttingDown at once."""
+    def submit(self, job: Job, resumed: JournalEntry | None = None) -> None:
+        """Queue `job` and emit `accepted`; raise QueueFull / DuplicateJob / ShuttingDown at once.
+
+        `resumed`: the journal entry of a job an earlier daemon accepted; it is not held to the
+        queue's limits (it was within them when it came) and keeps its journal entry.
+        """
         with self._cond:
             if self._closing:
                 raise ShuttingDown("the daemon is shutting down")
             if job.id in self._jobs:
                 raise DuplicateJob(f"job {job.id} is already queued or running; pick another id")
-            if job.jam is None and len(self._heap) >= self._max_queue:
+            if resumed is None and job.jam is None and len(self._heap) >= self._max_queue:
                 raise QueueFull(f"the queue is full ({self._max_queue} jobs waiting); try again later")
             if job.jam is not None:
                 jams = sum(1 for other in self._jobs.values() if other.jam is not None)
@@ -106,7 +116,7 @@ class Scheduler:
                     raise TooManyJobs(f"{jams} jams are running, the most this daemon runs at once (--max-jams); "
                                       "stop one first")
             client = job.client
-            if self._max_per_client is not None and client is not None:
+            if resumed is None and self._max_per_client is not None and client is not None:
                 # One client must not fill the queue for everyone else.
                 mine = sum(1 for other in self._jobs.values() if other.client == client)
                 if mine >= self._max_per_client:
@@ -124,6 +134,9 @@ class Scheduler:
                 thread.start()
                 return
             job.state = JobState.QUEUED
+            job.resumed = resumed is not None
+            if self._durable is not None:
+                self._durable.accepted(job, resumed)  # on disk before anyone is told it was accepted
             ahead = sum(1 for key, _ in self._heap if key < job.sort_key())
             heapq.heappush(self._heap, (job.sort_key(), job))
             self._jobs[job.id] = job
@@ -196,6 +209,8 @@ class Scheduler:
 
     def _finish(self, job: Job, event: Event) -> None:
         if job.claim_terminal():
+            if self._durable is not None:
+                self._durable.finished(job, event)
             # Forget the job before anyone hears it ended, so a status asked right after
             # `done` no longer lists it.
             with self._cond:
@@ -253,6 +268,8 @@ class Scheduler:
     def _run(self, job: Job) -> None:
         log.info("job %s: started (%s, %.1f s)", job.id, job.model, job.params.duration_s)
         job.yield_to_higher = partial(self._run_outranking, job)
+        if self._durable is not None:
+            self._durable.started(job)
         self._runner.run(job, self._emit_for)
         if not job.finished:  # a runner bug; the client still gets its ending
             self._finish(job, Error(job=job.id, code="internal", message="job ended without a result", re=job.re))

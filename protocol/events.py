@@ -196,6 +196,9 @@ class Status(Event):
     # health=HEALTH load=N models=ID,ID jobs=ID,ID"; HEALTH is ok, lost or starting (no lines when models
     # run in the daemon).
     workers: tuple[str, ...] = ()
+    # Jobs resumed from the journal of an earlier daemon on the same folder (issue 18), still
+    # queued or running (they are among `jobs` too).
+    resumed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if status.batched:
         print(f"batched: {', '.join(status.batched)} (sharing each decode step)")
     print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")
+    if status.resumed:
+        print(f"resumed: {', '.join(status.resumed)} (accepted by an earlier daemon on this folder)")
     underruns = f", {status.underruns} underrun{'' if status.underruns == 1 else 's'}" if status.playback != "off" else ""
     print(f"playback: {status.playback}{underruns}")
     if status.clock != "none":

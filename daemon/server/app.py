@@ -21,8 +21,10 @@ from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
 from daemon.config import LOOPBACK_NETWORKS, DaemonConfig, environment_warm_conform
+from daemon.durable import DurableJobs, Reconnections, Unreachable
 from daemon.jam.job import JamSettings
 from daemon.jobs import Job
+from daemon.journal import Journal, JournalEntry
 from daemon.paths import PathPolicy
 from daemon.residency import Loader, ModelPool
 from daemon.runner import JobRunner
@@ -32,13 +34,14 @@ from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.peers import PeerGate
 from daemon.server.router import EventRouter, Reply
-from daemon.server.zmq_endpoint import ZmqEndpoint
+from daemon.server.zmq_endpoint import ZmqEndpoint, ZmqReply
 from daemon.sinks import FileSinkFactory, SinkFactory
 from daemon.sinks.retention import remove_partials, sweep_chunks
 from daemon.tempo.service import TempoService
 from daemon.tempo.timeline import OwnTimeline
-from protocol.errors import InvalidArgument, NotFound
-from protocol.messages import Event
+from protocol import wire
+from protocol.errors import InvalidArgument, NotFound, RiffdError
+from protocol.messages import Event, Request
 
 if TYPE_CHECKING:
     from daemon.web.endpoint import WebEndpoint
@@ -139,11 +142,14 @@ class Daemon:
         self._web: WebEndpoint | None = None
         self._stop_requested = asyncio.Event()
         self.addresses: Addresses | None = None
+        self._durable: DurableJobs | None = None
+        self._reconnections = Reconnections()
 
     async def start(self) -> Addresses:
         loop = asyncio.get_running_loop()
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.config.out_dir)  # a killed run's half-written files (never under final names)
+        self._durable = DurableJobs(Journal(self.config.resolved_state_dir / "journal"))
         curve = None
         if self.config.curve_required:
             secret_key, clients_dir = self.config.curve_secret_key, self.config.curve_clients_dir
@@ -172,6 +178,7 @@ class Daemon:
             await loop.run_in_executor(None, self._playback.start)
 
         def emit(job: Job, event: Event) -> None:
+            self._reconnections.saw(job, event)
             try:
                 loop.call_soon_threadsafe(self._router.broadcast, job.reply, event)
             except RuntimeError:
@@ -183,7 +190,7 @@ class Daemon:
         threads = self.config.max_batch * (self._cluster.worker_count if self._cluster is not None else 1)
         self._scheduler = Scheduler(self._pool, self._runner, emit, max_queue=self.config.max_queue,
                                     max_per_client=self.config.max_jobs_per_client, workers=threads,
-                                    max_jams=self.config.max_jams)
+                                    max_jams=self.config.max_jams, durable=self._durable)
         handler = RequestHandler(self.config, self._scheduler, self._pool, self._router, self._load_executor,
                                  self._subscriber_for, self.paths, playback=self._playback, tempo=self.tempo,
                                  workers=self._cluster.describe if self._cluster is not None else tuple)
@@ -191,11 +198,16 @@ class Daemon:
                                 source_filter=self._source_filter,
                                 rate_limiter=RateLimiter(self.config.osc_rate_limit), on_refused=self._router.refuse)
         await self._osc.start()
-        self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port, handler,
+        def handle_zmq(request: Request, reply: ZmqReply) -> None:
+            self._reconnections.heard_from(reply)  # a resumed job's client is back: tell it of the job
+            handler(request, reply)
+
+        self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port, handle_zmq,
                                 self._peer_gone, curve=curve,
                                 peers=PeerGate(self.config.zmq_max_peers, self.config.zmq_rate_limit),
                                 on_refused=self._router.refuse)
         self._router.add_monitor(self._zmq)
+        self._resume(handler)  # before the workers start, so resumed jobs run first and in their order
         if self.config.web:
             from daemon.web.endpoint import WebEndpoint  # aiohttp is imported only when the studio is on
 
@@ -219,6 +231,46 @@ class Daemon:
         log.info("ready: models %s on %s, audio files in %s", ", ".join(self._pool.loaded()) or "(on demand)",
                  self.config.device, self.config.out_dir.resolve())
         return self.addresses
+
+    def _resume(self, handler: RequestHandler) -> None:
+        """Queue again the journaled jobs of an earlier daemon on this folder (issue 18)."""
+        assert self._durable is not None
+        journal = self._durable.journal
+        entries = journal.read()
+        resumed = []
+        for entry in entries:
+            try:
+                request = wire.decode_request(list(entry.frames))
+                handler.resume(request, self._reply_for(entry), entry)
+            except RiffdError as exc:
+                log.error("journal: job %s cannot be resumed (%s: %s); dropped", entry.job_id, exc.code, exc.message)
+                journal.forget(entry.job_id)
+                continue
+            how = "queued, from the start"
+            if entry.running:
+                how = (f"running, from its checkpoint at {entry.done} of {entry.total}" if entry.done
+                       else "running, from the start")
+            log.info("journal: resumed job %s (%s, %s)", entry.job_id, entry.model, how)
+            resumed.append(entry.job_id)
+            job = self._scheduler.find(entry.job_id) if self._scheduler is not None else None
+            if job is not None:
+                self._reconnections.expect(job)
+        if resumed:
+            log.info("journal: resumed %d job(s) accepted by an earlier daemon on %s", len(resumed), journal.folder)
+
+    def _reply_for(self, entry: JournalEntry) -> Reply:
+        """The way back to a resumed job's requester, where one still exists."""
+        address = entry.reply or {}
+        transport = address.get("transport")
+        try:
+            if transport == "osc.udp" and self._osc is not None and self._source_filter.allows(str(address["host"])):
+                return OscReply(self._osc, (str(address["host"]), int(address["port"])))
+            if transport == "zmq" and self._zmq is not None:
+                envelope = (bytes.fromhex(str(address["identity"])),) + ((b"",) if address.get("delimiter") else ())
+                return ZmqReply(self._zmq, envelope, quiet=True)
+        except (KeyError, ValueError, TypeError):
+            log.warning("journal: job %s: its requester's address is unusable", entry.job_id)
+        return Unreachable(transport="osc" if transport == "osc.tcp" else "journal")
 
     def request_stop(self) -> None:
         """Ask `wait()` to return (safe from a signal handler on the loop)."""
@@ -318,8 +370,8 @@ class Daemon:
         if self._scheduler is None:
             return
         self._jams_lose_listener(key)
-        for job_id in self._scheduler.jobs_of(lambda job: job.jam is None and job.reply is not None
-                                              and job.reply.key == key):
+        for job_id in self._scheduler.jobs_of(lambda job: job.jam is None and not job.resumed
+                                              and job.reply is not None and job.reply.key == key):
             log.info("job %s: its client is gone; cancelling", job_id)
             try:
                 self._scheduler.cancel(job_id)

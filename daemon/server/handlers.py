@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from daemon.config import DaemonConfig
 from daemon.jam.control import ControlMessage, JamControl
 from daemon.jam.job import snapshot_path
 from daemon.jobs import Job, new_job_id
-from daemon.jukebox_jobs import default_jukebox_model, new_jukebox_job
+from daemon.journal import JournalEntry
+from daemon.jukebox_jobs import JukeboxJob, codes_path_for, default_jukebox_model, new_jukebox_job
 from daemon.paths import PathPolicy
 from daemon.residency import ModelPool
 from daemon.runner import check_inline_audio
@@ -53,6 +55,7 @@ class RequestHandler:
         self._subscriber_for = subscriber_for
         self._playback = playback
         self._started_at = time.monotonic()
+        self._resuming: JournalEntry | None = None  # set while a journaled job is submitted again
         # One handler per request type, like an OSC dispatcher's address map.
         self._routes: dict[type, Callable[[Any, Reply], None]] = {
             Generate: self._submit, Continue: self._submit, Cancel: self._cancel, GetStatus: self._status_request,
@@ -84,6 +87,35 @@ class RequestHandler:
             log.exception("%s request failed", request.TYPE)
             self._router.refuse(reply, Error(job=job, code="internal", message=f"{type(exc).__name__}: {exc}",
                                             re=request.id))
+
+    def resume(self, request: Request, reply: Reply, entry: JournalEntry) -> None:
+        """Submit again a job an earlier daemon on this folder accepted (issue 18), checked as a new
+        request would be (folders and limits may have changed since); RiffdError if it cannot be."""
+        routes: dict[type, Callable[[Any, Reply], None]] = {
+            Generate: self._submit, Continue: self._submit, JukeboxSample: self._submit_jukebox,
+            JukeboxUpsample: self._submit_jukebox}
+        route = routes.get(type(request))
+        if route is None:
+            raise Unsupported(f"a journaled {request.TYPE} request cannot be resumed")
+        model = getattr(request, "model", None)
+        if isinstance(model, str) and model:
+            self._paths.model(model)
+        self._resuming = entry
+        try:
+            route(request, reply)
+        finally:
+            self._resuming = None
+
+    def _queue(self, job: Job) -> None:
+        """Submit `job`; a resumed one keeps the save flag and the seed it was journaled with."""
+        entry = self._resuming
+        if entry is not None:
+            job.save = entry.save
+            if isinstance(job, JukeboxJob) and isinstance(job.request, JukeboxSample) and job.save:
+                job.codes_path = codes_path_for(self._paths.out_dir, job.id)
+            if entry.seed is not None and job.params.seed is None:
+                job.params = dataclasses.replace(job.params, seed=entry.seed)
+        self._scheduler.submit(job, resumed=entry)
 
     def _dispatch(self, request: Request, reply: Reply) -> None:
         route = self._routes.get(type(request))
@@ -154,7 +186,7 @@ class RequestHandler:
             save=request.save if request.save is not None else osc_requester,
             wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
         )
-        self._scheduler.submit(job)
+        self._queue(job)
         log.info("job %s: accepted from %s (%s, %.1f s, priority %d)", job.id, reply.transport, job.model,
                  params.duration_s, request.priority)
 
@@ -171,7 +203,7 @@ class RequestHandler:
             save=request.save if request.save is not None else osc_requester,
             wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
         )
-        self._scheduler.submit(job)
+        self._queue(job)
         log.info("job %s: %s accepted from %s (%s, priority %d)", job.id, request.TYPE, reply.transport, job.model,
                  request.priority)
 
@@ -273,7 +305,8 @@ class RequestHandler:
             uptime_s=round(time.monotonic() - self._started_at, 3),
             playback=playing.device if playing is not None and playing.enabled else "off",
             underruns=playing.underruns if playing is not None else 0, jams=self._scheduler.running_jams(),
-            batched=self._batched(), workers=self._workers(), re=request_id, **self._clock_fields(),
+            batched=self._batched(), workers=self._workers(),
+            resumed=tuple(self._scheduler.jobs_of(lambda job: job.resumed)), re=request_id, **self._clock_fields(),
         )
 
     def _clock_fields(self) -> dict[str, Any]:

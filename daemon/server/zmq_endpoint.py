@@ -45,13 +45,16 @@ class ZmqReply:
     envelope: tuple[bytes, ...]  # routing id, plus the empty delimiter of REQ-style peers
     transport: str = "zmq"
     host: str | None = field(default=None, compare=False)  # the peer's IP address, when libzmq says it
+    # A resumed job's requester, who may never reconnect: events to it are dropped quietly while it
+    # is away, and its absence cancels nothing.
+    quiet: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> tuple[str, bytes]:
         return ("zmq", self.envelope[0])
 
     def send(self, event: Event) -> None:
-        self.endpoint.send(self.envelope, event)
+        self.endpoint.send(self.envelope, event, quiet=self.quiet)
 
 
 class ZmqEndpoint:
@@ -129,18 +132,20 @@ class ZmqEndpoint:
             return
         self._handler(request, reply)
 
-    def send(self, envelope: tuple[bytes, ...], event: Event) -> None:
+    def send(self, envelope: tuple[bytes, ...], event: Event, *, quiet: bool = False) -> None:
         frames = [*envelope, *wire.encode(event)]
         try:
             _send_now(self._router, frames)
         except zmq.Again:
-            log.warning("zmq: peer %s is not reading; dropping it", envelope[0].hex())
-            self._on_peer_gone(("zmq", envelope[0]))
+            if not quiet:
+                log.warning("zmq: peer %s is not reading; dropping it", envelope[0].hex())
+                self._on_peer_gone(("zmq", envelope[0]))
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
-            log.info("zmq: peer %s is gone", envelope[0].hex())
-            self._on_peer_gone(("zmq", envelope[0]))
+            if not quiet:
+                log.info("zmq: peer %s is gone", envelope[0].hex())
+                self._on_peer_gone(("zmq", envelope[0]))
 
     def publish(self, event: Event) -> None:
         try:

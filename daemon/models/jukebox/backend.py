@@ -23,7 +23,7 @@ import torch
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio, AudioChunk
 from daemon.seeds import draw_seed
-from daemon.backend import JobContext, ProgressFn, StopFn
+from daemon.backend import Checkpoint, JobContext, ProgressFn, StopFn
 from daemon.jobs import Job
 from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, OutputError
 
@@ -89,11 +89,12 @@ class JukeboxBackend:
 
     def sample(self, controls: JukeboxControls, duration_s: float, *, prime: Audio | None = None,
                upsample: bool = True, codes_path: Path | None = None, progress: ProgressFn | None = None,
-               should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+               should_stop: StopFn | None = None, checkpoint: Checkpoint | None = None) -> Iterator[AudioChunk]:
         """Sample a piece of `duration_s` (continuing `prime`), preview first, then upsampled.
 
         `codes_path`: where to keep the top-level codes (written as soon as they exist, so a
         render cancelled while upsampling still leaves its sketch to upsample later).
+        `checkpoint`: saved after every window; a render that finds one resumes from it.
         """
         labels = self.labels(controls)
         sample_length = self._sample_length(duration_s)
@@ -111,10 +112,11 @@ class JukeboxBackend:
                     raise OutputError(f"cannot write {codes_path}: {exc.strerror or exc}") from exc
             return self._decoded_top(top, PREVIEW if upsample else FINAL)
 
-        yield from self._run(tokens, labels, levels, sample_length, controls, top_done, progress, should_stop)
+        yield from self._run(tokens, labels, levels, sample_length, controls, top_done, progress, should_stop,
+                             checkpoint)
 
     def upsample(self, controls: JukeboxControls, top_codes: np.ndarray, *, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None) -> Iterator[AudioChunk]:
+                 should_stop: StopFn | None = None, checkpoint: Checkpoint | None = None) -> Iterator[AudioChunk]:
         """Upsample top-level codes `[T]`: their preview at once, then the levels below the top."""
         top = torch.as_tensor(np.asarray(top_codes), dtype=torch.long, device=self._device).reshape(1, -1)
         vocab = self.model.priors[0].music_vocab_size
@@ -126,7 +128,7 @@ class JukeboxBackend:
         yield from self._decoded_top(top, PREVIEW)
         tokens = [top, *self._empty_tokens()[1:]]
         yield from self._run(tokens, labels, range(1, self._n_levels), sample_length, controls, None,
-                             progress, should_stop)
+                             progress, should_stop, checkpoint)
 
     def top_codes(self, audio: Audio) -> np.ndarray:
         """The top-level codes `[T]` of audio (resampled and mixed to the model's format)."""
@@ -156,9 +158,15 @@ class JukeboxBackend:
 
     def _run(self, tokens: list[torch.Tensor], labels: list[torch.Tensor], levels: Sequence[int], sample_length: int,
              controls: JukeboxControls, top_done, progress: ProgressFn | None,
-             should_stop: StopFn | None) -> Iterator[AudioChunk]:
+             should_stop: StopFn | None, checkpoint: Checkpoint | None = None) -> Iterator[AudioChunk]:
         """Sample `levels` in one call (one seeded generator: the tokens of the batch API), streaming
-        the top level's decode when it is done and the bottom level window by window."""
+        the top level's decode when it is done and the bottom level window by window.
+
+        With a `checkpoint`, the tokens of every level and the generator's state are saved after
+        each window; a checkpoint found at the start (a killed render) is resumed: its windows are
+        not sampled again, the generator goes on from its state, and the bottom level's audio is
+        decoded again in the same pushes, so the render equals an uninterrupted one.
+        """
         seed = controls.seed if controls.seed is not None else draw_seed()
         if controls.seed is None:
             log.info("%s: drew seed %d", self.model_id, seed)
@@ -167,18 +175,39 @@ class JukeboxBackend:
         bottom = self._n_levels - 1
         decoder = StreamingDecoder(self.model.vqvae, vqvae_level=0)
         index, offset = 0, 0
+        resumed = _restored(checkpoint.load() if checkpoint is not None else None, seed, sample_length, tokens)
+        rng_state, pushes = None, []  # pushes: bottom-level token counts decoded so far (streaming)
+        if resumed is not None:
+            tokens, rng_state, replay = resumed
+            log.info("%s: resuming a render from its checkpoint (%s tokens per level)", self.model_id,
+                     "/".join(str(t.shape[1]) for t in tokens))
+        else:
+            replay = []
         events = self.model.sample_windows(tokens, labels, sample_levels=list(levels), should_stop=should_stop,
-                                           progress=progress, **kwargs)
+                                           progress=progress, rng_state=rng_state, **kwargs)
         started = False
         try:
             for event in events:
                 started, audio = True, None
+                if replay and not (isinstance(event, LevelSampled) and event.level == 0):
+                    # The audio the killed render had streamed, decoded again in its pushes.
+                    for end in replay:
+                        pushed = _decode(decoder.push, tokens[bottom][:, :end])
+                        pushes.append(end)
+                        if pushed.shape[1]:
+                            yield AudioChunk(index, offset, pushed, self.sample_rate, stage=FINAL)
+                            index, offset = index + 1, offset + pushed.shape[1]
+                    replay = []
                 if isinstance(event, LevelSampled) and event.level == 0 and top_done is not None:
                     yield from top_done(event.music_tokens[0])
                 elif isinstance(event, WindowSampled) and event.level == bottom:
                     audio = _decode(decoder.push, event.music_tokens[bottom])
+                    pushes.append(event.music_tokens[bottom].shape[1])
                 elif isinstance(event, LevelSampled) and event.level == bottom:
                     audio = _decode(decoder.finish, event.music_tokens[bottom])
+                if isinstance(event, WindowSampled) and checkpoint is not None:
+                    checkpoint.save(_checkpoint_arrays(event, seed, sample_length, pushes), event.done_tokens,
+                                    event.total_tokens)
                 if audio is not None and audio.shape[1]:
                     yield AudioChunk(index, offset, audio, self.sample_rate, stage=FINAL)
                     index, offset = index + 1, offset + audio.shape[1]
@@ -248,6 +277,39 @@ class JukeboxBackend:
         known = [key for key in encoder if not key.endswith(".v2")]
         close = difflib.get_close_matches(name.lower(), known, n=3)
         return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _checkpoint_arrays(event: WindowSampled, seed: int, sample_length: int, pushes: list[int]) -> dict[str, np.ndarray]:
+    """What a render needs to go on after `event`'s window: every level's tokens, the generator."""
+    arrays = {f"tokens_{level}": t.cpu().numpy().astype(np.int32) for level, t in enumerate(event.music_tokens)}
+    arrays.update(seed=np.array(seed, dtype=np.int64), sample_length=np.array(sample_length, dtype=np.int64),
+                  pushes=np.array(pushes, dtype=np.int64))
+    if event.rng_state is not None:
+        arrays["rng_state"] = event.rng_state.cpu().numpy()
+    return arrays
+
+
+def _restored(saved: dict[str, np.ndarray] | None, seed: int, sample_length: int,
+              tokens: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, list[int]] | None:
+    """The tokens, generator state and bottom-level pushes of a checkpoint of this very render
+    (same seed, length and levels, extending the tokens it starts from); None otherwise."""
+    if saved is None:
+        return None
+    try:
+        same = (int(saved["seed"]) == seed and int(saved["sample_length"]) == sample_length
+                and all(f"tokens_{level}" in saved for level in range(len(tokens))) and "rng_state" in saved)
+        restored = [torch.as_tensor(saved[f"tokens_{level}"].astype(np.int64), device=t.device)
+                    for level, t in enumerate(tokens)] if same else []
+        same = same and all(r.shape[0] == t.shape[0] and r.shape[1] >= t.shape[1] and torch.equal(r[:, :t.shape[1]], t)
+                            for r, t in zip(restored, tokens, strict=True))
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("a checkpoint that cannot be used (%s): the render starts over", exc)
+        return None
+    if not same:
+        log.warning("a checkpoint of another render (seed, length or codes differ): the render starts over")
+        return None
+    rng_state = torch.from_numpy(np.ascontiguousarray(saved["rng_state"], dtype=np.uint8))
+    return restored, rng_state, [int(end) for end in saved["pushes"]]
 
 
 @torch.no_grad()

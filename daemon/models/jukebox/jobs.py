@@ -42,7 +42,7 @@ def run_jukebox_job(backend: JukeboxBackend, job: Job, context: JobContext) -> I
     if isinstance(request, JukeboxSample):
         return backend.sample(controls, request.duration_s, prime=context.read_audio(request.prime),
                               upsample=request.upsample, codes_path=codes_path, progress=context.progress,
-                              should_stop=yield_or_stop)
+                              should_stop=yield_or_stop, checkpoint=context.checkpoint)
     assert isinstance(request, JukeboxUpsample)
     source = request.source
     source_codes = job.source_codes if isinstance(job, JukeboxJob) else None
@@ -56,4 +56,5 @@ def run_jukebox_job(backend: JukeboxBackend, job: Job, context: JobContext) -> I
         audio = context.read_audio(source if isinstance(source, (str, InlineAudio)) else None)
         assert audio is not None
         top = backend.top_codes(audio)
-    return backend.upsample(controls, top, progress=context.progress, should_stop=yield_or_stop)
+    return backend.upsample(controls, top, progress=context.progress, should_stop=yield_or_stop,
+                            checkpoint=context.checkpoint)

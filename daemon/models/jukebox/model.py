@@ -211,6 +211,7 @@ class JukeboxModel(nn.Module):
         sample_levels: Sequence[int] | None = None,
         should_stop: StopCheck | None = None,
         progress: ProgressCallback | None = None,
+        rng_state: torch.Tensor | None = None,
         **sampling_kwargs: Any,
     ) -> Iterator[WindowSampled | LevelSampled]:
         """Streaming form of `continue_sample`: yields `WindowSampled` after every window and
@@ -222,7 +223,8 @@ class JukeboxModel(nn.Module):
         levels = range(len(self.priors)) if sample_levels is None else sample_levels
         tokens, label_tensors, params = self._prepare(music_tokens, labels, sampling_kwargs)
         # no `with torch.no_grad()` around the yield: it would leak into the caller between events
-        yield from iter_sample(self.priors, tokens, label_tensors, list(levels), params, should_stop, progress)
+        yield from iter_sample(self.priors, tokens, label_tensors, list(levels), params, should_stop, progress,
+                               rng_state=rng_state)
 
     def _sample(self, music_tokens, labels, sample_levels, sampling_kwargs: dict) -> list[torch.Tensor]:
         result = [t for t in music_tokens]

@@ -79,6 +79,9 @@ class WindowSampled:
     music_tokens: list[torch.Tensor] = field(repr=False)  # all levels so far, prior order
     done_tokens: int = 0
     total_tokens: int = 0
+    # The seeded generator's state right after this window (None without a seed): saved with the
+    # tokens, it lets a killed render resume here and draw what an uninterrupted one would.
+    rng_state: torch.Tensor | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -170,16 +173,21 @@ def iter_sample(
     params: SamplingParams,
     should_stop: StopCheck | None = None,
     progress: ProgressCallback | None = None,
+    rng_state: torch.Tensor | None = None,
 ) -> Iterator[WindowSampled | LevelSampled]:
     """Sample `sample_levels` (prior order) in turn, yielding after each window and level.
 
-    music_tokens: per prior, [B, T_level] tokens that exist already (context). Raises
-    SamplingCancelled (carrying the tokens so far) when `should_stop()` turns True.
+    music_tokens: per prior, [B, T_level] tokens that exist already (context; windows they cover
+    are skipped). rng_state: resume the seeded generator from a window's `rng_state` rather than
+    the seed's start (a checkpointed render). Raises SamplingCancelled (carrying the tokens so
+    far) when `should_stop()` turns True.
     """
     tokens = list(music_tokens)
     generator = None
     if params.seed is not None:
         generator = seeded_rng(params.seed, tokens[0].device)
+        if rng_state is not None:
+            generator.set_state(rng_state)
     plan = _plan(priors, tokens, sample_levels, params)
     total = sum(n for _, windows in plan for *_, n in windows)
     done = 0
@@ -218,7 +226,8 @@ def iter_sample(
             done += new.shape[1]
             if progress is not None:
                 progress(done, total)
-            yield WindowSampled(level, start, end, new, list(tokens), done, total)
+            state = generator.get_state() if generator is not None else None
+            yield WindowSampled(level, start, end, new, list(tokens), done, total, state)
         yield LevelSampled(level, list(tokens))
 
 

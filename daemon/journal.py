@@ -1,0 +1,275 @@
+"""The job journal on disk: what a restarted daemon needs to finish the work it had accepted.
+
+One folder, three files per job, each written whole (temporary file, fsync, rename, fsync of
+the folder), so a kill at any moment leaves either the old or the new version, never half:
+
+  JOB.job         the request as it came (wire frames), the model, where its events went, when it
+                  was accepted; a checksum at the end, so a truncated or damaged entry is found
+  JOB.state.json  running since when, with which seed; how far (done, total)
+  JOB.ckpt.npz    a backend's checkpoint (a Jukebox render's codes and random generator state)
+
+An entry that cannot be read is reported, moved to `corrupt/` (kept for a person to look at) and
+skipped; it never stops the daemon. Torch-free: backends hand checkpoints over as numpy arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import struct
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"riffd-journal 1\n"
+JOB_SUFFIX = ".job"
+STATE_SUFFIX = ".state.json"
+CHECKPOINT_SUFFIX = ".ckpt.npz"
+#: A request's frames are at most a header and its inline audio; anything claiming more is damage.
+MAX_ENTRY_BYTES = 1 << 31
+
+
+class JournalError(Exception):
+    """An entry that cannot be used (truncated, damaged, another format)."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One accepted job as the journal holds it."""
+
+    job_id: str
+    accepted_ns: int  # wall clock at acceptance: resumed jobs keep their order
+    model: str
+    save: bool
+    reply: dict[str, Any] | None  # where its events went (a transport's address), if it can be reached again
+    frames: tuple[bytes, ...]  # the request, as protocol.wire encodes it
+    running: bool = False  # it had started when the daemon stopped
+    seed: int | None = None  # the seed it started with (a resumed render must draw the same)
+    done: int = 0  # progress saved with its last checkpoint, in the backend's units
+    total: int = 0
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """`data` at `path` whole or not at all, and on disk (not only in the page cache) when this returns."""
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (the folder's entry list is what a crash could lose)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def encode_entry(meta: dict[str, Any], frames: tuple[bytes, ...] | list[bytes]) -> bytes:
+    """MAGIC, meta JSON and frames, each length-prefixed (8 bytes, big-endian), then a CRC-32."""
+    parts = [MAGIC]
+    for blob in (json.dumps(meta, sort_keys=True).encode(), *frames):
+        parts += [struct.pack(">Q", len(blob)), blob]
+    body = b"".join(parts)
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def decode_entry(data: bytes) -> tuple[dict[str, Any], tuple[bytes, ...]]:
+    """The meta and frames of an entry; JournalError if it is not a whole, intact entry."""
+    if not data.startswith(MAGIC):
+        raise JournalError("not a riffd journal entry (or from another version)")
+    if len(data) < len(MAGIC) + 4:
+        raise JournalError("truncated")
+    body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
+    if zlib.crc32(body) != crc:
+        raise JournalError("checksum mismatch: truncated or damaged")
+    blobs, at = [], len(MAGIC)
+    while at < len(body):
+        if at + 8 > len(body):
+            raise JournalError("truncated frame length")
+        (size,) = struct.unpack(">Q", body[at:at + 8])
+        if at + 8 + size > len(body):
+            raise JournalError("truncated frame")
+        blobs.append(body[at + 8:at + 8 + size])
+        at += 8 + size
+    if not blobs:
+        raise JournalError("no metadata")
+    try:
+        meta = json.loads(blobs[0])
+    except ValueError as exc:
+        raise JournalError(f"metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("job"), str) or not isinstance(meta.get("model"), str):
+        raise JournalError("metadata lacks the job id or model")
+    return meta, tuple(blobs[1:])
+
+
+class JobCheckpoint:
+    """A backend's checkpoint of one job: named arrays, replaced whole at every save."""
+
+    def __init__(self, journal: "Journal", job_id: str) -> None:
+        self._journal = journal
+        self.job_id = job_id
+        self.path = journal.folder / f"{job_id}{CHECKPOINT_SUFFIX}"
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        """The last checkpoint saved, or None (none yet, or unreadable: reported, and the job starts over)."""
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, zlib.error) as exc:
+            log.warning("journal: checkpoint %s is unreadable (%s); job %s starts over", self.path.name, exc,
+                        self.job_id)
+            return None
+
+    def save(self, arrays: dict[str, np.ndarray], done: int, total: int) -> None:
+        buffer = io.BytesIO()
+        savez: Any = np.savez  # numpy's stubs take the keyword arrays for its own options
+        savez(buffer, **arrays)
+        write_atomic(self.path, buffer.getvalue())
+        self._journal.record_progress(self.job_id, done, total)
+
+
+class Journal:
+    """The journal folder of one daemon (under --out, or --state-dir)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".*.tmp"):  # a write a kill interrupted: the old version stands
+            stale.unlink(missing_ok=True)
+        self._states: dict[str, dict[str, Any]] = {}
+
+    def _path(self, job_id: str, suffix: str) -> Path:
+        return self.folder / f"{job_id}{suffix}"
+
+    def record_accepted(self, job_id: str, *, model: str, save: bool, reply: dict[str, Any] | None,
+                        frames: list[bytes] | tuple[bytes, ...], accepted_ns: int | None = None,
+                        fresh: bool = True) -> int:
+        """Journal a job as it is accepted; return its accepted_ns. `fresh`: a new job (any state or
+        checkpoint an earlier job of the same id left is dropped); else a resumed one keeps them."""
+        if fresh:
+            for suffix in (STATE_SUFFIX, CHECKPOINT_SUFFIX):
+                self._path(job_id, suffix).unlink(missing_ok=True)
+            self._states.pop(job_id, None)
+        accepted_ns = accepted_ns or time.time_ns()
+        meta = dict(job=job_id, model=model, save=save, reply=reply, accepted_ns=accepted_ns)
+        write_atomic(self._path(job_id, JOB_SUFFIX), encode_entry(meta, frames))
+        return accepted_ns
+
+    def record_started(self, job_id: str, seed: int) -> None:
+        state = self._states.setdefault(job_id, {})
+        if state.get("seed") not in (None, seed):
+            state.pop("done", None)  # another seed: what was saved belongs to a different render
+        state.update(state="running", seed=seed, started_at=time.time())
+        self._write_state(job_id)
+
+    def record_progress(self, job_id: str, done: int, total: int) -> None:
+        state = self._states.setdefault(job_id, {"state": "running"})
+        state.update(done=done, total=total, saved_at=time.time())
+        self._write_state(job_id)
+
+    def _write_state(self, job_id: str) -> None:
+        write_atomic(self._path(job_id, STATE_SUFFIX), json.dumps(self._states[job_id]).encode())
+
+    def checkpoint(self, job_id: str) -> JobCheckpoint:
+        return JobCheckpoint(self, job_id)
+
+    def forget(self, job_id: str) -> None:
+        """The job ended: its entry goes (first, so a kill meanwhile leaves nothing to resume)."""
+        for suffix in (JOB_SUFFIX, STATE_SUFFIX, CHECKPOINT_SUFFIX):
+            try:
+                self._path(job_id, suffix).unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("journal: cannot remove %s: %s", self._path(job_id, suffix), exc)
+        self._states.pop(job_id, None)
+
+    def read(self) -> list[JournalEntry]:
+        """Every intact entry, those that were running first, then in the order they were accepted.
+
+        A damaged entry is reported (log), moved to `corrupt/` and skipped; a damaged state file
+        makes its job start over (its state is reported lost); leftovers of ended jobs are removed.
+        """
+        entries = []
+        for path in sorted(self.folder.glob(f"*{JOB_SUFFIX}")):
+            try:
+                if path.stat().st_size > MAX_ENTRY_BYTES:
+                    raise JournalError(f"{path.stat().st_size} bytes, more than any request")
+                meta, frames = decode_entry(path.read_bytes())
+                if meta["job"] != path.name[: -len(JOB_SUFFIX)]:
+                    raise JournalError(f"names job {meta['job']!r}, not the one of its file name")
+            except (OSError, JournalError) as exc:
+                self._set_aside(path, str(exc))
+                continue
+            state = self._read_state(meta["job"])
+            self._states[meta["job"]] = state
+            reply = meta.get("reply")
+            entries.append(JournalEntry(
+                job_id=meta["job"], accepted_ns=int(meta.get("accepted_ns") or 0), model=meta["model"],
+                save=bool(meta.get("save")), reply=reply if isinstance(reply, dict) else None, frames=frames,
+                running=state.get("state") == "running", seed=_int_or_none(state.get("seed")),
+                done=_int_or_none(state.get("done")) or 0, total=_int_or_none(state.get("total")) or 0))
+        known = {entry.job_id for entry in entries}
+        for suffix in (STATE_SUFFIX, CHECKPOINT_SUFFIX):
+            for orphan in self.folder.glob(f"*{suffix}"):
+                if orphan.name[: -len(suffix)] not in known:
+                    orphan.unlink(missing_ok=True)  # its job ended (or its entry was set aside)
+        entries.sort(key=lambda entry: (not entry.running, entry.accepted_ns, entry.job_id))
+        return entries
+
+    def _read_state(self, job_id: str) -> dict[str, Any]:
+        path = self._path(job_id, STATE_SUFFIX)
+        if not path.is_file():
+            return {}
+        try:
+            state = json.loads(path.read_bytes())
+            if not isinstance(state, dict):
+                raise ValueError("not an object")
+            return state
+        except (OSError, ValueError) as exc:
+            log.warning("journal: state of job %s is unreadable (%s): it starts over", job_id, exc)
+            path.unlink(missing_ok=True)
+            self._path(job_id, CHECKPOINT_SUFFIX).unlink(missing_ok=True)
+            return {}
+
+    def _set_aside(self, path: Path, reason: str) -> None:
+        job_id = path.name[: -len(JOB_SUFFIX)]
+        corrupt = self.folder / "corrupt"
+        log.error("journal: entry %s is unusable (%s); skipped, moved to %s", path.name, reason, corrupt)
+        try:
+            corrupt.mkdir(exist_ok=True)
+            os.replace(path, corrupt / path.name)
+        except OSError as exc:
+            log.error("journal: cannot move %s aside: %s", path, exc)
+        for suffix in (STATE_SUFFIX, CHECKPOINT_SUFFIX):
+            self._path(job_id, suffix).unlink(missing_ok=True)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+__all__ = ["JobCheckpoint", "Journal", "JournalEntry", "JournalError", "write_atomic"]

@@ -1,0 +1,144 @@
+"""Durable work (issue 18): a daemon killed mid-render, or stopped with jobs queued, and started
+again on the same folder finishes them; a damaged journal entry is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_harness import free_port, start_fake_daemon, wait_for
+
+from clients import Client
+from daemon.child import DaemonChild
+from daemon.journal import Journal
+from protocol import wire
+from protocol.messages import Accepted, Done, Generate, Progress, Started
+
+LABELS = dict(artist="Zac Brown Band", genres="Country", lyrics="Chicken fried")
+PIECE_S = 8192 / 44100  # debug/jukebox: 1 top-level window (64 tokens), then 7 middle and 31 bottom ones
+TOTAL_TOKENS = 64 + 256 + 1024  # progress units: tokens over the three levels
+BOTTOM_FROM = 64 + 256  # the bottom level's windows add 32 tokens each from here
+
+
+def _journal(out: Path) -> Path:
+    return out / ".riffd-state" / "journal"
+
+
+def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninterrupted_one(
+        tmp_path: Path, riffd_cache: Path) -> None:
+    out = tmp_path / "out"
+    ports = [free_port() for _ in range(3)]
+    args = ["--model", "debug/jukebox", "--device", "cpu", "--out", str(out), "--cache-dir", str(riffd_cache),
+            "--osc-port", str(ports[0]), "--zmq-port", str(ports[1]), "--pub-port", str(ports[2]),
+            "--log-level", "INFO"]
+    daemon = DaemonChild(args)
+    try:
+        with Client(daemon.zmq, timeout_s=120) as client:
+            stream = client.jukebox_sample(PIECE_S, seed=11, model="debug/jukebox", job="night", save=True, **LABELS)
+            seen = 0
+            for event in stream:
+                if isinstance(event, Progress):
+                    seen = event.done
+                    if seen >= BOTTOM_FROM + 6 * 32:  # six windows into the bottom level
+                        break
+            os.kill(daemon.process.pid, signal.SIGKILL)
+            daemon.process.wait(10)
+            state = json.loads((_journal(out) / "night.state.json").read_text())
+            # At most one window lost: the checkpoint is the last window finished, or the one before if
+            # the kill fell between a window's progress event and its checkpoint.
+            assert state["state"] == "running" and state["seed"] == 11
+            assert seen - 32 <= state["done"] <= TOTAL_TOKENS and state["total"] == TOTAL_TOKENS, (seen, state)
+            assert not (out / "night.wav").exists()
+
+            # The same folder and ports: the client's socket reconnects with its own routing id and hears the
+            # resumed job's events on the stream it was reading (its accepted and started once it is heard
+            # from again: they were sent before it was back).
+            daemon = DaemonChild(args)
+            resumed_line = next(line for line in daemon.log if "resumed job night" in line)
+            assert f"from its checkpoint at {state['done']} of {TOTAL_TOKENS}" in resumed_line, resumed_line
+            status = client.status()
+            assert "night" in status.resumed or not _journal_has(out, "night"), status
+            rest = list(stream)
+            kinds = [type(e) for e in rest]
+            assert Accepted in kinds and Started in kinds and kinds[-1] is Done, [e.TYPE for e in rest]
+            started = next(e for e in rest if isinstance(e, Started))
+            assert started.seed == 11
+            # It sampled only what the checkpoint lacked.
+            progress = [e for e in rest if isinstance(e, Progress)]
+            assert progress[-1].total == TOTAL_TOKENS - state["done"]
+            assert not _journal_has(out, "night")  # forgotten once done
+
+            # The uninterrupted render of the same request, on the same daemon.
+            reference = list(client.jukebox_sample(PIECE_S, seed=11, model="debug/jukebox", job="ref", save=True,
+                                                   **LABELS))
+            assert isinstance(reference[-1], Done)
+        resumed_audio, rate = sf.read(out / "night.wav", dtype="float32")
+        reference_audio, _ = sf.read(out / "ref.wav", dtype="float32")
+        assert rate == 44100 and resumed_audio.shape == reference_audio.shape == (8192,)
+        np.testing.assert_array_equal(resumed_audio, reference_audio)
+        with np.load(out / "night.codes.npz") as night, np.load(out / "ref.codes.npz") as ref:
+            np.testing.assert_array_equal(night["top"], ref["top"])
+    finally:
+        daemon.kill()
+
+
+def _journal_has(out: Path, job: str) -> bool:
+    return (_journal(out) / f"{job}.job").exists()
+
+
+def test_queued_jobs_survive_a_stop_and_a_damaged_entry_is_skipped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    with start_fake_daemon(out, models=("fake/slow",)) as daemon, Client(daemon.zmq, timeout_s=30) as client:
+        streams = [client.generate("x", duration_s=8.0, job=f"take{n}", seed=n, save=True) for n in range(3)]
+        live = client.generate("not saved", duration_s=8.0, job="live")  # not journaled: nobody could hear it
+        first = streams[0]
+        assert isinstance(next(iter(first)), Accepted)
+        wait_for(lambda: all((_journal(out) / f"take{n}.job").exists() for n in range(3)))
+        assert not (_journal(out) / "live.job").exists()
+        del live
+    # Stopped (SIGTERM's path): the three takes end with shutting_down but stay journaled.
+    assert sorted(path.name for path in _journal(out).glob("*.job")) == ["take0.job", "take1.job", "take2.job"]
+    # Damage: one entry truncated, one garbage, one state file unreadable (that job starts over).
+    (_journal(out) / "take2.job").write_bytes((_journal(out) / "take2.job").read_bytes()[:-7])
+    (_journal(out) / "junk.job").write_bytes(b"\x00garbage")
+    (_journal(out) / "take1.state.json").write_text("{not json")
+    caplog.set_level(logging.INFO)
+    with start_fake_daemon(out, models=("fake/slow",)) as daemon, Client(daemon.zmq, timeout_s=30) as client:
+        assert "take2.job is unusable" in caplog.text and "junk.job is unusable" in caplog.text
+        assert "resumed job take0" in caplog.text and "resumed job take1" in caplog.text
+        status = client.status()
+        assert set(status.resumed) == {"take0", "take1"} and set(status.jobs) >= {"take0", "take1"}
+        wait_for(lambda: (out / "take0.wav").exists() and (out / "take1.wav").exists(), timeout_s=30)
+        assert not (out / "take2.wav").exists()
+        assert sorted(p.name for p in (_journal(out) / "corrupt").iterdir()) == ["junk.job", "take2.job"]
+        wait_for(lambda: not list(_journal(out).glob("*.job")), timeout_s=10)  # forgotten once done
+        assert client.status().resumed == ()
+        assert isinstance(list(client.generate("after", duration_s=0.5))[-1], Done)  # and it serves on
+    audio, rate = sf.read(out / "take0.wav", dtype="float32")
+    assert audio.shape[0] == 8 * rate
+
+
+def test_journal_entries_round_trip_and_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    frames = wire.encode(Generate(prompt="a", duration_s=1.0, job="b", id="r1"))
+    journal.record_accepted("b", model="m", save=True, reply={"transport": "osc.udp", "host": "127.0.0.1",
+                                                              "port": 9000}, frames=frames)
+    time.sleep(0.001)
+    journal.record_accepted("a", model="m", save=True, reply=None, frames=frames)
+    journal.record_started("a", 5)
+    entries = Journal(tmp_path).read()
+    assert [e.job_id for e in entries] == ["a", "b"]  # the running one first, then by acceptance
+    assert entries[0].running and entries[0].seed == 5 and not entries[1].running
+    assert entries[1].reply == {"transport": "osc.udp", "host": "127.0.0.1", "port": 9000}
+    assert wire.decode_request(list(entries[1].frames)) == Generate(prompt="a", duration_s=1.0, job="b", id="r1")
+    journal.forget("a")
+    assert [e.job_id for e in Journal(tmp_path).read()] == ["b"]
