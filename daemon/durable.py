@@ -10,19 +10,22 @@ nobody could hear them again.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from daemon.jobs import Job
-from daemon.journal import Journal, JournalEntry
+from daemon.journal import Journal, JournalEntry, write_atomic
 from daemon.seeds import draw_seed
 from protocol import wire
 from protocol.errors import ShuttingDown
 from protocol.messages import Accepted, Error, Event, Started
 
 log = logging.getLogger(__name__)
+
+SUBSCRIBERS_FILE = "subscribers.json"
 
 
 class DurableJobs:
@@ -118,6 +121,31 @@ class Reconnections:
                 reply.send(started)
 
 
+def save_subscribers(journal: Journal, keys: list[Hashable]) -> None:
+    """Keep the OSC UDP subscribers (a Max or Pd listener's port) for the next daemon on this folder:
+    a listener that subscribed once hears the jobs resumed after a restart without subscribing again.
+    TCP subscriptions end with their connection and are not kept."""
+    udp = [[str(key[1]), int(key[2])] for key in keys
+           if isinstance(key, tuple) and len(key) == 3 and key[0] == "osc.udp"]
+    try:
+        write_atomic(journal.folder / SUBSCRIBERS_FILE, json.dumps(udp).encode())
+    except OSError as exc:
+        log.error("journal: subscribers not kept: %s", exc)
+
+
+def load_subscribers(journal: Journal) -> list[tuple[str, int]]:
+    """The OSC UDP subscribers an earlier daemon kept (unreadable: reported, none)."""
+    path = journal.folder / SUBSCRIBERS_FILE
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_bytes())
+        return [(str(host), int(port)) for host, port in data if 0 < int(port) < 65536]
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("journal: %s is unreadable (%s); no subscribers restored", path.name, exc)
+        return []
+
+
 @dataclass(frozen=True)
 class Unreachable:
     """The requester of a resumed job when it cannot be reached again (an OSC TCP connection, or
@@ -131,4 +159,4 @@ class Unreachable:
         pass
 
 
-__all__ = ["DurableJobs", "Reconnections", "Unreachable", "reply_address"]
+__all__ = ["DurableJobs", "Reconnections", "Unreachable", "load_subscribers", "reply_address", "save_subscribers"]

@@ -5,8 +5,9 @@ the folder), so a kill at any moment leaves either the old or the new version, n
 
   JOB.job         the request as it came (wire frames), the model, where its events went, when it
                   was accepted; a checksum at the end, so a truncated or damaged entry is found
-  JOB.state.json  running since when, with which seed; how far (done, total)
-  JOB.ckpt.npz    a backend's checkpoint (a Jukebox render's codes and random generator state)
+  JOB.state.json  running since when, with which seed
+  JOB.ckpt.npz    a backend's checkpoint (a Jukebox render's codes and random generator state) and
+                  how far the job had got (`progress`: done, total); one file, so one fsync a window
 
 An entry that cannot be read is reported, moved to `corrupt/` (kept for a person to look at) and
 skipped; it never stops the daemon. Torch-free: backends hand checkpoints over as numpy arrays.
@@ -139,18 +140,22 @@ class JobCheckpoint:
             return None
         try:
             with np.load(self.path, allow_pickle=False) as data:
-                return {name: data[name] for name in data.files}
+                return {name: data[name] for name in data.files if name != "progress"}
         except (OSError, ValueError, EOFError, zlib.error) as exc:
             log.warning("journal: checkpoint %s is unreadable (%s); job %s starts over", self.path.name, exc,
                         self.job_id)
             return None
 
     def save(self, arrays: dict[str, np.ndarray], done: int, total: int) -> None:
+        """Replace the checkpoint whole. A failed write (a full disk) is logged and the job goes on:
+        only its resumability suffers, and the last checkpoint written stands."""
         buffer = io.BytesIO()
         savez: Any = np.savez  # numpy's stubs take the keyword arrays for its own options
-        savez(buffer, **arrays)
-        write_atomic(self.path, buffer.getvalue())
-        self._journal.record_progress(self.job_id, done, total)
+        savez(buffer, **arrays, progress=np.array([done, total], dtype=np.int64))
+        try:
+            write_atomic(self.path, buffer.getvalue())
+        except OSError as exc:
+            log.error("journal: checkpoint of job %s not saved: %s", self.job_id, exc)
 
 
 class Journal:
@@ -182,14 +187,7 @@ class Journal:
 
     def record_started(self, job_id: str, seed: int) -> None:
         state = self._states.setdefault(job_id, {})
-        if state.get("seed") not in (None, seed):
-            state.pop("done", None)  # another seed: what was saved belongs to a different render
         state.update(state="running", seed=seed, started_at=time.time())
-        self._write_state(job_id)
-
-    def record_progress(self, job_id: str, done: int, total: int) -> None:
-        state = self._states.setdefault(job_id, {"state": "running"})
-        state.update(done=done, total=total, saved_at=time.time())
         self._write_state(job_id)
 
     def _write_state(self, job_id: str) -> None:
@@ -226,12 +224,13 @@ class Journal:
                 continue
             state = self._read_state(meta["job"])
             self._states[meta["job"]] = state
+            done, total = self._progress(meta["job"])
             reply = meta.get("reply")
             entries.append(JournalEntry(
                 job_id=meta["job"], accepted_ns=int(meta.get("accepted_ns") or 0), model=meta["model"],
                 save=bool(meta.get("save")), reply=reply if isinstance(reply, dict) else None, frames=frames,
-                running=state.get("state") == "running", seed=_int_or_none(state.get("seed")),
-                done=_int_or_none(state.get("done")) or 0, total=_int_or_none(state.get("total")) or 0))
+                running=state.get("state") == "running", seed=_int_or_none(state.get("seed")), done=done,
+                total=total))
         known = {entry.job_id for entry in entries}
         for suffix in (STATE_SUFFIX, CHECKPOINT_SUFFIX):
             for orphan in self.folder.glob(f"*{suffix}"):
@@ -239,6 +238,18 @@ class Journal:
                     orphan.unlink(missing_ok=True)  # its job ended (or its entry was set aside)
         entries.sort(key=lambda entry: (not entry.running, entry.accepted_ns, entry.job_id))
         return entries
+
+    def _progress(self, job_id: str) -> tuple[int, int]:
+        """(done, total) saved with the job's checkpoint; (0, 0) without a usable one."""
+        path = self._path(job_id, CHECKPOINT_SUFFIX)
+        if not path.is_file():
+            return 0, 0
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                done, total = (int(value) for value in data["progress"])
+            return done, total
+        except (OSError, ValueError, KeyError, EOFError, zlib.error):
+            return 0, 0  # reported when the backend loads it
 
     def _read_state(self, job_id: str) -> dict[str, Any]:
         path = self._path(job_id, STATE_SUFFIX)

@@ -209,14 +209,14 @@ class Scheduler:
 
     def _finish(self, job: Job, event: Event) -> None:
         if job.claim_terminal():
-            if self._durable is not None:
-                self._durable.finished(job, event)
             # Forget the job before anyone hears it ended, so a status asked right after
             # `done` no longer lists it.
             with self._cond:
                 job.state = JobState.FINISHED
                 self._jobs.pop(job.id, None)
                 self._cond.notify_all()  # a place may have freed for the next job in line
+            if self._durable is not None:
+                self._durable.finished(job, event)  # out of the journal before anyone hears it ended
             self._emit(job, event)
         else:
             log.error("job %s: dropped a second terminal event %s", job.id, event.TYPE)

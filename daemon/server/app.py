@@ -21,10 +21,10 @@ from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
 from daemon.config import LOOPBACK_NETWORKS, DaemonConfig, environment_warm_conform
-from daemon.durable import DurableJobs, Reconnections, Unreachable
+from daemon.durable import DurableJobs, Reconnections
 from daemon.jam.job import JamSettings
 from daemon.jobs import Job
-from daemon.journal import Journal, JournalEntry
+from daemon.journal import Journal
 from daemon.paths import PathPolicy
 from daemon.residency import Loader, ModelPool
 from daemon.runner import JobRunner
@@ -33,14 +33,14 @@ from daemon.server.access import CurveServerKeys, RateLimiter, SourceFilter
 from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.peers import PeerGate
+from daemon.server.resume import reply_for, restore_subscribers, resume_jobs
 from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint, ZmqReply
 from daemon.sinks import FileSinkFactory, SinkFactory
 from daemon.sinks.retention import remove_partials, sweep_chunks
 from daemon.tempo.service import TempoService
 from daemon.tempo.timeline import OwnTimeline
-from protocol import wire
-from protocol.errors import InvalidArgument, NotFound, RiffdError
+from protocol.errors import InvalidArgument, NotFound
 from protocol.messages import Event, Request
 
 if TYPE_CHECKING:
@@ -207,7 +207,11 @@ class Daemon:
                                 peers=PeerGate(self.config.zmq_max_peers, self.config.zmq_rate_limit),
                                 on_refused=self._router.refuse)
         self._router.add_monitor(self._zmq)
-        self._resume(handler)  # before the workers start, so resumed jobs run first and in their order
+        # Issue 18: what an earlier daemon on this folder left: its OSC subscribers, then its jobs (before
+        # the workers start, so resumed jobs run first and in their order).
+        restore_subscribers(self._durable.journal, self._router, self._osc, self._source_filter)
+        resume_jobs(self._durable.journal, handler, self._scheduler, self._reconnections,
+                    lambda entry: reply_for(entry, self._osc, self._zmq, self._source_filter))
         if self.config.web:
             from daemon.web.endpoint import WebEndpoint  # aiohttp is imported only when the studio is on
 
@@ -231,46 +235,6 @@ class Daemon:
         log.info("ready: models %s on %s, audio files in %s", ", ".join(self._pool.loaded()) or "(on demand)",
                  self.config.device, self.config.out_dir.resolve())
         return self.addresses
-
-    def _resume(self, handler: RequestHandler) -> None:
-        """Queue again the journaled jobs of an earlier daemon on this folder (issue 18)."""
-        assert self._durable is not None
-        journal = self._durable.journal
-        entries = journal.read()
-        resumed = []
-        for entry in entries:
-            try:
-                request = wire.decode_request(list(entry.frames))
-                handler.resume(request, self._reply_for(entry), entry)
-            except RiffdError as exc:
-                log.error("journal: job %s cannot be resumed (%s: %s); dropped", entry.job_id, exc.code, exc.message)
-                journal.forget(entry.job_id)
-                continue
-            how = "queued, from the start"
-            if entry.running:
-                how = (f"running, from its checkpoint at {entry.done} of {entry.total}" if entry.done
-                       else "running, from the start")
-            log.info("journal: resumed job %s (%s, %s)", entry.job_id, entry.model, how)
-            resumed.append(entry.job_id)
-            job = self._scheduler.find(entry.job_id) if self._scheduler is not None else None
-            if job is not None:
-                self._reconnections.expect(job)
-        if resumed:
-            log.info("journal: resumed %d job(s) accepted by an earlier daemon on %s", len(resumed), journal.folder)
-
-    def _reply_for(self, entry: JournalEntry) -> Reply:
-        """The way back to a resumed job's requester, where one still exists."""
-        address = entry.reply or {}
-        transport = address.get("transport")
-        try:
-            if transport == "osc.udp" and self._osc is not None and self._source_filter.allows(str(address["host"])):
-                return OscReply(self._osc, (str(address["host"]), int(address["port"])))
-            if transport == "zmq" and self._zmq is not None:
-                envelope = (bytes.fromhex(str(address["identity"])),) + ((b"",) if address.get("delimiter") else ())
-                return ZmqReply(self._zmq, envelope, quiet=True)
-        except (KeyError, ValueError, TypeError):
-            log.warning("journal: job %s: its requester's address is unusable", entry.job_id)
-        return Unreachable(transport="osc" if transport == "osc.tcp" else "journal")
 
     def request_stop(self) -> None:
         """Ask `wait()` to return (safe from a signal handler on the loop)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from daemon.server.access import RateLimiter
@@ -53,6 +53,8 @@ class EventRouter:
         self._subscribers: dict[Hashable, Reply] = {}
         self._relay_limiter = RateLimiter(RELAY_ERRORS_PER_S, burst=RELAY_BURST)
         self.relays_dropped = 0
+        # Called after every change of the subscribers (the daemon keeps them across restarts).
+        self.on_subscribers_changed: Callable[[], None] | None = None
 
     def add_monitor(self, monitor: Monitor) -> None:
         self._monitors.append(monitor)
@@ -62,12 +64,19 @@ class EventRouter:
             raise InvalidArgument(f"too many subscribers (at most {MAX_SUBSCRIBERS})")
         self._subscribers[reply.key] = reply
         log.info("subscribed %s", reply.key)
+        if self.on_subscribers_changed is not None:
+            self.on_subscribers_changed()
 
     def unsubscribe(self, key: Hashable) -> bool:
         found = self._subscribers.pop(key, None) is not None
         if found:
             log.info("unsubscribed %s", key)
+            if self.on_subscribers_changed is not None:
+                self.on_subscribers_changed()
         return found
+
+    def subscriber_keys(self) -> list[Hashable]:
+        return list(self._subscribers)
 
     def has_osc_subscribers(self) -> bool:
         return any(reply.transport == "osc" for reply in self._subscribers.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from daemon_harness import free_port, start_fake_daemon, wait_for
+from daemon_harness import OscPeer, free_port, start_fake_daemon, wait_for
 
 from clients import Client
 from daemon.child import DaemonChild
@@ -52,10 +52,12 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
             os.kill(daemon.process.pid, signal.SIGKILL)
             daemon.process.wait(10)
             state = json.loads((_journal(out) / "night.state.json").read_text())
+            assert state["state"] == "running" and state["seed"] == 11
+            with np.load(_journal(out) / "night.ckpt.npz") as checkpoint:
+                done, total = (int(value) for value in checkpoint["progress"])
             # At most one window lost: the checkpoint is the last window finished, or the one before if
             # the kill fell between a window's progress event and its checkpoint.
-            assert state["state"] == "running" and state["seed"] == 11
-            assert seen - 32 <= state["done"] <= TOTAL_TOKENS and state["total"] == TOTAL_TOKENS, (seen, state)
+            assert seen - 32 <= done <= TOTAL_TOKENS and total == TOTAL_TOKENS, (seen, done, total)
             assert not (out / "night.wav").exists()
 
             # The same folder and ports: the client's socket reconnects with its own routing id and hears the
@@ -63,7 +65,7 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
             # from again: they were sent before it was back).
             daemon = DaemonChild(args)
             resumed_line = next(line for line in daemon.log if "resumed job night" in line)
-            assert f"from its checkpoint at {state['done']} of {TOTAL_TOKENS}" in resumed_line, resumed_line
+            assert f"from its checkpoint at {done} of {TOTAL_TOKENS}" in resumed_line, resumed_line
             status = client.status()
             assert "night" in status.resumed or not _journal_has(out, "night"), status
             rest = list(stream)
@@ -73,7 +75,7 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
             assert started.seed == 11
             # It sampled only what the checkpoint lacked.
             progress = [e for e in rest if isinstance(e, Progress)]
-            assert progress[-1].total == TOTAL_TOKENS - state["done"]
+            assert progress[-1].total == TOTAL_TOKENS - done
             assert not _journal_has(out, "night")  # forgotten once done
 
             # The uninterrupted render of the same request, on the same daemon.
@@ -97,7 +99,11 @@ def _journal_has(out: Path, job: str) -> bool:
 def test_queued_jobs_survive_a_stop_and_a_damaged_entry_is_skipped(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
+    listener = None
     with start_fake_daemon(out, models=("fake/slow",)) as daemon, Client(daemon.zmq, timeout_s=30) as client:
+        listener = OscPeer(daemon.osc_port)  # a Max/Pd listener that subscribed once, before the restart
+        listener.send("/riffd/subscribe")
+        assert listener.receive()[0] == "/riffd/ok"
         streams = [client.generate("x", duration_s=8.0, job=f"take{n}", seed=n, save=True) for n in range(3)]
         live = client.generate("not saved", duration_s=8.0, job="live")  # not journaled: nobody could hear it
         first = streams[0]
@@ -105,6 +111,7 @@ def test_queued_jobs_survive_a_stop_and_a_damaged_entry_is_skipped(
         wait_for(lambda: all((_journal(out) / f"take{n}.job").exists() for n in range(3)))
         assert not (_journal(out) / "live.job").exists()
         del live
+        daemon.stop()  # while the client is connected (a client that vanishes has its jobs cancelled)
     # Stopped (SIGTERM's path): the three takes end with shutting_down but stay journaled.
     assert sorted(path.name for path in _journal(out).glob("*.job")) == ["take0.job", "take1.job", "take2.job"]
     # Damage: one entry truncated, one garbage, one state file unreadable (that job starts over).
@@ -120,9 +127,13 @@ def test_queued_jobs_survive_a_stop_and_a_damaged_entry_is_skipped(
         wait_for(lambda: (out / "take0.wav").exists() and (out / "take1.wav").exists(), timeout_s=30)
         assert not (out / "take2.wav").exists()
         assert sorted(p.name for p in (_journal(out) / "corrupt").iterdir()) == ["junk.job", "take2.job"]
-        wait_for(lambda: not list(_journal(out).glob("*.job")), timeout_s=10)  # forgotten once done
-        assert client.status().resumed == ()
+        wait_for(lambda: client.status().resumed == (), timeout_s=10)
+        assert not list(_journal(out).glob("*.job"))  # forgotten once done
         assert isinstance(list(client.generate("after", duration_s=0.5))[-1], Done)  # and it serves on
+        # The subscription was kept: the listener heard the resumed takes end, without subscribing again.
+        heard = listener.receive_until("/riffd/done", "take1")
+        assert ("/riffd/done", "take0") in [(address, args[0]) for address, args in heard]
+    listener.close()
     audio, rate = sf.read(out / "take0.wav", dtype="float32")
     assert audio.shape[0] == 8 * rate
 
