@@ -117,11 +117,18 @@ class _KeepsWriteErrors:
         self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
+        # A nearly full disk first takes part of a write (a short write, no error); writing the rest
+        # is what raises ENOSPC, which is the error to report.
+        view, written = memoryview(data), 0
         try:
-            return self._raw.write(data) or 0
+            while written < len(view):
+                count = self._raw.write(view[written:])
+                if not count:
+                    break
+                written += count
         except OSError as exc:
             self.error = self.error or exc
-            return 0
+        return written
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return self._raw.seek(offset, whence)
