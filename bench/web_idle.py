@@ -73,12 +73,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=2.0)
     args = parser.parse_args()
     logging.basicConfig(level="WARNING")
+    same: dict[str, object] = {"engine": "float32", "warm_conform": False}
     with tempfile.TemporaryDirectory() as out:
         daemons = {
-            # No conform warm-up (seconds of CPU on a thread) beside the jobs timed.
-            "off": start_on_loopback((args.model,), Path(out) / "off", web=False, warm_conform=False),
-            "idle": start_on_loopback((args.model,), Path(out) / "idle", warm_conform=False),
-            "watched": start_on_loopback((args.model,), Path(out) / "watched", warm_conform=False),
+            # One engine for all three (auto could pick differently per daemon), and no conform
+            # warm-up (seconds of CPU on a thread) beside the jobs timed.
+            "off": start_on_loopback((args.model,), Path(out) / "off", web=False, **same),
+            "idle": start_on_loopback((args.model,), Path(out) / "idle", **same),
+            "watched": start_on_loopback((args.model,), Path(out) / "watched", **same),
         }
         url = daemons["watched"].addresses.web_url
         assert url is not None and daemons["idle"].addresses.web_url is not None
