@@ -16,6 +16,7 @@ import numpy as np
 
 from daemon.audio.types import Audio, AudioChunk
 from protocol.audio_ref import AudioSource
+from protocol.events import Event
 
 if TYPE_CHECKING:
     from daemon.jobs import Job
@@ -74,6 +75,8 @@ class JobContext:
     yield_to_higher: Callable[[], None]
     # A journaled job's checkpoint (None: not journaled); a backend that can resume mid-job uses it.
     checkpoint: Checkpoint | None = None
+    # Sends an event of the job that is not audio (a Jukebox job's lyric timing) to its listeners.
+    emit: Callable[[Event], None] | None = None
 
 
 class MusicBackend(Protocol):

@@ -131,7 +131,8 @@ class JobRunner:
             return job.stop_requested.is_set()
 
         context = JobContext(seed=seed, read_audio=self._audio, resolve_input=self._input_path, progress=progress,
-                             should_stop=stop, yield_to_higher=job.yield_to_higher, checkpoint=job.checkpoint)
+                             should_stop=stop, yield_to_higher=job.yield_to_higher, checkpoint=job.checkpoint,
+                             emit=lambda event: emit(job, dataclasses.replace(event, re=job.re)))
         request = job.request
         plan = self._tempo.plan(request) if self._tempo and isinstance(request, MusicGenRequest) else None
         if plan is None:

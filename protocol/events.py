@@ -247,3 +247,23 @@ class Snapshot(Event):
     job: str
     path: str
     offset_samples: int
+
+
+@dataclass(frozen=True)
+class Lyric(Event):
+    """A word of a Jukebox job's lyrics is sung from `start_s` to `end_s` (seconds from the piece's
+    start, prime included): sent while the top level is sampled, for a jukebox_sample with
+    `lyric_timing`, in the order of the words. `index` counts the lyrics' words from 0 (words not
+    reached in this piece get none; a word the singing skips has start_s == end_s).
+
+    Timing comes from the top prior's lyric alignment (Jukebox's alignment layer and head).
+    """
+
+    TYPE: ClassVar[str] = "lyric"
+    OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("job", "index", "text", "start_s", "end_s"),)
+
+    job: str
+    index: int
+    text: str
+    start_s: float
+    end_s: float

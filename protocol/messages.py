@@ -19,7 +19,7 @@ from typing import ClassVar
 from protocol.audio_ref import AudioSource
 from protocol.errors import InvalidArgument, PromptTooLong
 from protocol.events import (
-    Accepted, Applied, Chunk, Done, Error, Event, Models, Ok, Progress, Snapshot, Started, Status,
+    Accepted, Applied, Chunk, Done, Error, Event, Lyric, Models, Ok, Progress, Snapshot, Started, Status,
 )
 from protocol.params import GenerationParams
 from protocol.schema import Message
@@ -269,12 +269,17 @@ class JukeboxSample(JukeboxRequest):
     prime: AudioSource | None = None
     # False: sample the top level only (a fast sketch; its codes can be upsampled later).
     upsample: bool = True
+    # Send `lyric` events (when each word is sung) as the top level is sampled; needs lyrics and a
+    # model conditioned on them.
+    lyric_timing: bool = False
 
     def validate(self) -> None:
         super().validate()
         if not math.isfinite(self.duration_s) or self.duration_s <= 0:
             raise InvalidArgument(f"duration_s must be positive, got {self.duration_s}")
         _check_source("prime", self.prime)
+        if self.lyric_timing and not self.lyrics.strip():
+            raise InvalidArgument("lyric_timing needs lyrics to time")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -636,7 +641,7 @@ REQUESTS: dict[str, type[Request]] = {
 }
 EVENTS: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (Accepted, Started, Progress, Chunk, Done, Error, Status, Models, Ok, Clock, Applied,
-                              Snapshot)
+                              Snapshot, Lyric)
 }
 #: Events that end a job; every job gets exactly one.
 TERMINAL_EVENTS = (Done, Error)
@@ -647,6 +652,6 @@ __all__ = [
     "JamStart", "JamStop", "SetTempo", "Snapshot", "check_weights",
     "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxRequest", "JukeboxSample",
     "JukeboxUpsample",
-    "ListModels", "LoadModel", "Models", "MusicGenRequest", "Ok", "Progress", "Request", "Started", "Status",
+    "ListModels", "LoadModel", "Lyric", "Models", "MusicGenRequest", "Ok", "Progress", "Request", "Started", "Status",
     "Subscribe", "UnloadModel", "Unsubscribe", "check_job_id",
 ]

@@ -3,8 +3,11 @@
     riffd jukebox sample --duration 20 --artist "Alan Jackson" --genres Country --lyrics-file song.txt -o take.wav
     riffd jukebox sample --duration 20 --sketch --save --job sketch1      # top level only, codes kept
     riffd jukebox upsample sketch1 -o full.wav                              # an earlier saved job's codes
+    riffd jukebox sample --duration 20 --lyrics-file song.txt --lyric-labels words.txt   # when each word is sung
 
 The daemon streams a preview first; `--preview FILE` writes it as soon as it is complete.
+`--lyric-labels FILE` writes each word's timing as it comes, as an Audacity label track
+(`START_S<tab>END_S<tab>WORD` per line; Audacity's File > Import > Labels, or a DAW that reads them).
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from clients.cli.common import EventStream, add_connection_arguments, connect, run_job
-from clients.client import JobStream
-from protocol.messages import Chunk, Event
+from protocol.messages import Chunk, Event, Lyric
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--prime", type=Path, help="audio file to continue (its samples are sent)")
     sample.add_argument("--sketch", action="store_true",
                         help="top level only: quick, coarse; its codes can be upsampled later (with --save)")
+    sample.add_argument("--lyric-labels", type=Path, metavar="FILE",
+                        help="write when each word of the lyrics is sung (an Audacity label track), as it comes")
     _add_common(sample)
     upsample = actions.add_parser("upsample", help="full-rate audio from top-level codes")
     upsample.add_argument("source", help="an earlier saved job's id, a .npz/.npy codes file, or an audio file")
@@ -68,9 +72,13 @@ def run(args: argparse.Namespace) -> int:
                 from daemon.audio.io import read_audio
 
                 prime = read_audio(args.prime)  # sent with the request: the daemon need not see our disk
+            if args.lyric_labels is not None:
+                options["lyric_timing"] = True
             stream = client.jukebox_sample(args.duration, prime=None if prime is None else prime.samples,
                                            sample_rate=None if prime is None else prime.sample_rate,
                                            upsample=not args.sketch, **options)
+            if args.lyric_labels is not None:
+                stream = _LyricLabels(stream, args.lyric_labels)
         else:
             stream = client.jukebox_upsample(args.source, **options)
         if args.preview is not None:
@@ -78,10 +86,31 @@ def run(args: argparse.Namespace) -> int:
         return run_job(client, stream, args.output)
 
 
+class _LyricLabels:
+    """Passes a job's events on, writing each `lyric` event as a label line the moment it comes."""
+
+    def __init__(self, stream: EventStream, path: Path) -> None:
+        self._stream = stream
+        self._path = path
+        self.job = stream.job
+
+    def __iter__(self) -> Iterator[Event]:
+        with self._path.open("w", encoding="utf-8") as labels:
+            for event in self._stream:
+                self.job = self._stream.job
+                if isinstance(event, Lyric):
+                    labels.write(f"{event.start_s:.6f}\t{event.end_s:.6f}\t{event.text}\n")
+                    labels.flush()
+                yield event
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+
 class _PreviewWriter:
     """Passes a job's events on, and writes the preview stage to a file once it is complete."""
 
-    def __init__(self, stream: JobStream, path: Path) -> None:
+    def __init__(self, stream: EventStream, path: Path) -> None:
         self._stream = stream
         self._path = path
         self._blocks: list = []

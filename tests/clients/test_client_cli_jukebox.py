@@ -43,8 +43,15 @@ def test_sample_writes_the_upsampled_audio_and_the_preview(jukebox_daemon: Daemo
 
 
 def test_sketch_then_upsample_by_job_id(jukebox_daemon: DaemonThread, tmp_path: Path, capsys) -> None:
+    labels = tmp_path / "words.txt"
     assert main(["jukebox", "sample", "--duration", str(PIECE_S), "--sketch", "--save", "--job", "cli-sketch",
-                 "--seed", "1", "-o", str(tmp_path / "sketch.wav"), "--endpoint", jukebox_daemon.zmq]) == 0
+                 "--seed", "1", "-o", str(tmp_path / "sketch.wav"), "--lyrics", "la di da", "--lyric-labels",
+                 str(labels), "--endpoint", jukebox_daemon.zmq]) == 0
+    # An Audacity label track of the words sung, in order, within the piece.
+    rows = [line.split("\t") for line in labels.read_text(encoding="utf-8").splitlines()]
+    assert rows and [row[2] for row in rows] == ["la", "di", "da"][: len(rows)]
+    times = [float(t) for row in rows for t in row[:2]]
+    assert times == sorted(times) and 0.0 <= times[0] and times[-1] <= PIECE_S + 1e-6
     assert main(["jukebox", "upsample", "cli-sketch", "--seed", "2", "-o", str(tmp_path / "full.wav"),
                  "--endpoint", jukebox_daemon.zmq]) == 0
     assert sf.info(tmp_path / "full.wav").frames == 16384

@@ -22,7 +22,7 @@ from daemon.models.registry import resolve_folder
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio
 from protocol.messages import (
-    Accepted, Chunk, Done, Error, JukeboxSample, Progress, Started,
+    Accepted, Chunk, Done, Error, JukeboxSample, Lyric, Progress, Started,
 )
 
 SAMPLE_RATE = 44100
@@ -255,6 +255,7 @@ def test_labels_the_model_does_not_know_end_the_job_with_an_error_event(
     ({"duration_s": 0.1, "lyrics": "la " * 3000}, "prompt_too_long"),
     ({"duration_s": 1e6}, "duration_too_long"),
     ({"duration_s": 0.1, "top_p": 2.0}, "invalid_argument"),
+    ({"duration_s": 0.1, "lyric_timing": True, "lyrics": " "}, "invalid_argument"),  # no lyrics to time
     ({"duration_s": 0.1, "prime": "relative/prime.wav"}, "path_not_allowed"),
     ({"type": "jukebox_upsample", "source": "no-such-job"}, "not_found"),
 ])
@@ -348,3 +349,58 @@ def test_osc_sample_sends_preview_files_then_final_ones_and_upsample_takes_its_j
         upsampled, _ = sf.read(lines[-1].args[1], dtype="float32")
         np.testing.assert_array_equal(upsampled, _read_wavs(chunks[n_preview:]))
         oscsend("/riffd/unsubscribe", "i", dump.port, url=url)
+
+
+# --------------------------------------------------------------------------------------------
+# Lyric timing (issue 18): words streamed while the top level is sampled, on both transports.
+
+TIMED_LYRICS = "I met a traveller from an antique land who said two vast and trunkless legs of stone"
+TIMED_SAMPLES = 256 * 128  # 256 top-level tokens: 9 windows of debug/jukebox
+
+
+@needs_liblo
+def test_lyric_timing_streams_each_word_in_order_as_the_batch_alignment_times_it(
+        jukebox_daemon: DaemonThread, reference) -> None:
+    from daemon.models.jukebox.alignment import AlignedRows
+    from daemon.models.jukebox.lyric_timing import LyricTimer
+
+    url = f"osc.udp://127.0.0.1:{jukebox_daemon.osc_port}"
+    labels = dict(LABELS, lyrics=TIMED_LYRICS)
+    with OscDump() as dump, Client(jukebox_daemon.zmq) as client:
+        oscsend("/riffd/subscribe", "i", dump.port, url=url)
+        events = list(client.jukebox_sample(TIMED_SAMPLES / SAMPLE_RATE, seed=4, model="debug/jukebox",
+                                            job="jb-lyrics", upsample=False, lyric_timing=True, **labels))
+        osc = _osc_job(dump, "jb-lyrics")
+        oscsend("/riffd/unsubscribe", "i", dump.port, url=url)
+    assert isinstance(events[-1], Done), events[-1]
+    duration_s = events[-1].frames / SAMPLE_RATE
+    words = [e for e in events if isinstance(e, Lyric)]
+    at = [i for i, e in enumerate(events) if isinstance(e, Lyric)]
+    assert len(words) > 3 and [w.index for w in words] == sorted({w.index for w in words})
+    # Streamed while the top level is sampled: progress comes between them, the audio after them.
+    assert any(isinstance(e, Progress) for e in events[at[0]:at[-1]])
+    assert at[-1] < min(i for i, e in enumerate(events) if isinstance(e, Chunk))
+    for word, after in zip(words, words[1:] + [None]):
+        assert word.text == TIMED_LYRICS.split()[word.index] and word.job == "jb-lyrics"
+        assert 0.0 <= word.start_s <= word.end_s <= duration_s
+        assert after is None or word.end_s <= after.start_s
+    # The same words over OSC (float32 seconds).
+    lines = [line for line in osc if line.address == "/riffd/lyric"]
+    assert [line.types for line in lines] == ["sisff"] * len(words)
+    assert [(line.args[1], line.args[2]) for line in lines] == [(w.index, w.text) for w in words]
+    np.testing.assert_allclose([line.args[3:] for line in lines], [(w.start_s, w.end_s) for w in words], atol=1e-5)
+
+    # What the batch API's alignment of the same tokens gives, timed by hand from the whole matrix.
+    model, tokenizer = reference
+    ids = tokenizer(**labels)["input_ids"]
+    tokens = model.ancestral_sample(ids, sample_levels=[0], sample_length=TIMED_SAMPLES, seed=4,
+                                    compute_alignments=True)
+    alignment = tokens.alignments[0]
+    timer = LyricTimer(tokenizer.lyric_text(TIMED_LYRICS), alignment.shape[0])
+    whole = AlignedRows(0, alignment.shape[0], np.arange(alignment.shape[1]), alignment[None])
+    want = timer.rows(whole) + timer.finish()
+    row_s = 128 / SAMPLE_RATE
+    assert [(w.index, w.text) for w in words] == [(t.index, t.text) for t in want]
+    np.testing.assert_allclose([(w.start_s, w.end_s) for w in words],
+                               [(t.start_row * row_s, t.end_row * row_s) for t in want], rtol=0, atol=1e-9)
+

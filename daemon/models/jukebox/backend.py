@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +27,10 @@ from daemon.backend import Checkpoint, JobContext, ProgressFn, StopFn
 from daemon.jobs import Job
 from protocol.errors import Cancelled, DurationTooLong, InvalidArgument, OutputError
 
+from .alignment import AlignedRows, alignment_layer_head
 from .codes_file import TopCodes, write_codes
 from .jobs import run_jukebox_job
+from .lyric_timing import LyricTimer, WordTiming
 from .model import JukeboxModel
 from .sampler import LevelSampled, SamplingCancelled, WindowSampled
 from .streaming import StreamingDecoder
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 
 PREVIEW = "preview"
 FINAL = "final"
+#: Called with (word index, text, start_s, end_s) as each word's timing becomes known.
+WordFn = Callable[[int, str, float, float], None]
+#: Longest word text sent (an OSC message must stay small).
+MAX_WORD_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -89,15 +95,18 @@ class JukeboxBackend:
 
     def sample(self, controls: JukeboxControls, duration_s: float, *, prime: Audio | None = None,
                upsample: bool = True, codes_path: Path | None = None, progress: ProgressFn | None = None,
-               should_stop: StopFn | None = None, checkpoint: Checkpoint | None = None) -> Iterator[AudioChunk]:
+               should_stop: StopFn | None = None, checkpoint: Checkpoint | None = None,
+               words: WordFn | None = None) -> Iterator[AudioChunk]:
         """Sample a piece of `duration_s` (continuing `prime`), preview first, then upsampled.
 
         `codes_path`: where to keep the top-level codes (written as soon as they exist, so a
         render cancelled while upsampling still leaves its sketch to upsample later).
         `checkpoint`: saved after every window; a render that finds one resumes from it.
+        `words`: lyric timing wanted; called for each word as the top level is sampled.
         """
         labels = self.labels(controls)
         sample_length = self._sample_length(duration_s)
+        timer = None if words is None else self._lyric_timer(controls, sample_length)
         tokens = self._empty_tokens()
         if prime is not None:
             tokens = self._prime_tokens(prime, sample_length)
@@ -113,7 +122,7 @@ class JukeboxBackend:
             return self._decoded_top(top, PREVIEW if upsample else FINAL)
 
         yield from self._run(tokens, labels, levels, sample_length, controls, top_done, progress, should_stop,
-                             checkpoint)
+                             checkpoint, None if timer is None or words is None else (timer, words))
 
     def upsample(self, controls: JukeboxControls, top_codes: np.ndarray, *, progress: ProgressFn | None = None,
                  should_stop: StopFn | None = None, checkpoint: Checkpoint | None = None) -> Iterator[AudioChunk]:
@@ -158,20 +167,24 @@ class JukeboxBackend:
 
     def _run(self, tokens: list[torch.Tensor], labels: list[torch.Tensor], levels: Sequence[int], sample_length: int,
              controls: JukeboxControls, top_done, progress: ProgressFn | None,
-             should_stop: StopFn | None, checkpoint: Checkpoint | None = None) -> Iterator[AudioChunk]:
+             should_stop: StopFn | None, checkpoint: Checkpoint | None = None,
+             lyric_timing: tuple[LyricTimer, WordFn] | None = None) -> Iterator[AudioChunk]:
         """Sample `levels` in one call (one seeded generator: the tokens of the batch API), streaming
-        the top level's decode when it is done and the bottom level window by window.
+        the top level's decode when it is done and the bottom level window by window (and the words'
+        timing as the top level's alignment rows come).
 
         With a `checkpoint`, the tokens of every level and the generator's state are saved after
         each window; a checkpoint found at the start (a killed render) is resumed: its windows are
         not sampled again, the generator goes on from its state, and the bottom level's audio is
-        decoded again in the same pushes, so the render equals an uninterrupted one.
+        decoded again in the same pushes, so the render equals an uninterrupted one. A resumed
+        render's lyric timing is sent again from the start (the alignment of the tokens it has).
         """
         seed = controls.seed if controls.seed is not None else draw_seed()
         if controls.seed is None:
             log.info("%s: drew seed %d", self.model_id, seed)
         kwargs: dict[str, object] = dict(sample_length=sample_length, seed=seed, top_k=controls.top_k,
-                                         top_p=controls.top_p, sampling_temperature=controls.temperature)
+                                         top_p=controls.top_p, sampling_temperature=controls.temperature,
+                                         compute_alignments=lyric_timing is not None)
         bottom = self._n_levels - 1
         decoder = StreamingDecoder(self.model.vqvae, vqvae_level=0)
         index, offset = 0, 0
@@ -188,6 +201,11 @@ class JukeboxBackend:
         started = False
         try:
             for event in events:
+                if isinstance(event, AlignedRows):
+                    # lyric timing (the rows of a prime's or resumed top-level tokens come first)
+                    if lyric_timing is not None:
+                        self._send_words(lyric_timing[0].rows(event), lyric_timing[1])
+                    continue
                 started, audio = True, None
                 if replay and not (isinstance(event, LevelSampled) and event.level == 0):
                     # The audio the killed render had streamed, decoded again in its pushes.
@@ -199,6 +217,8 @@ class JukeboxBackend:
                             index, offset = index + 1, offset + pushed.shape[1]
                     replay = []
                 if isinstance(event, LevelSampled) and event.level == 0 and top_done is not None:
+                    if lyric_timing is not None:
+                        self._send_words(lyric_timing[0].finish(), lyric_timing[1])
                     yield from top_done(event.music_tokens[0])
                 elif isinstance(event, WindowSampled) and event.level == bottom:
                     audio = _decode(decoder.push, event.music_tokens[bottom])
@@ -231,6 +251,22 @@ class JukeboxBackend:
             if audio.shape[1]:
                 yield AudioChunk(index, offset, audio, self.sample_rate, stage=stage)
                 index, offset = index + 1, offset + audio.shape[1]
+
+    def _lyric_timer(self, controls: JukeboxControls, sample_length: int) -> LyricTimer:
+        """A timer for the words of the lyrics; InvalidArgument when this model cannot align them."""
+        try:
+            alignment_layer_head(self.model.priors[0])
+        except ValueError as exc:
+            raise InvalidArgument(f"lyric_timing on {self.model_id}: {exc}") from None
+        text = self.tokenizer.lyric_text(controls.lyrics)
+        if not text.strip():
+            raise InvalidArgument(f"lyric_timing: the lyrics have no characters {self.model_id} reads")
+        return LyricTimer(text, sample_length // self._top_hop)
+
+    def _send_words(self, timings: list[WordTiming], words: WordFn) -> None:
+        seconds_per_row = self._top_hop / self.sample_rate
+        for word in timings:
+            words(word.index, word.text[:MAX_WORD_CHARS], word.start_row * seconds_per_row, word.end_row * seconds_per_row)
 
     # -- inputs ---------------------------------------------------------------------------
 

@@ -113,6 +113,10 @@ class PriorConfig:
     res_downs_t: tuple[int, ...] = (3, 2, 2)
     res_strides_t: tuple[int, ...] = (2, 2, 2)
     init_scale: float = 0.2  # std scale of random initialisation (debug presets only)
+    # the layer and head whose attention over the lyrics is the lyric alignment (top prior; the
+    # defaults are transformers', the 5b's; OpenAI's 1b-lyrics uses layer 63, head 0)
+    alignment_layer: int = 68
+    alignment_head: int = 2
 
     @property
     def attention_width(self) -> int:

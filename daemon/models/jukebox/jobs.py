@@ -14,6 +14,7 @@ from daemon.jobs import Job
 from daemon.jukebox_jobs import CODES_SUFFIXES, JukeboxJob
 from protocol.audio_ref import InlineAudio
 from protocol.errors import Unsupported
+from protocol.events import Lyric
 from protocol.messages import JukeboxRequest, JukeboxSample, JukeboxUpsample
 
 from .codes_file import read_codes
@@ -40,9 +41,16 @@ def run_jukebox_job(backend: JukeboxBackend, job: Job, context: JobContext) -> I
                                top_p=request.top_p)
     codes_path = job.codes_path if isinstance(job, JukeboxJob) else None
     if isinstance(request, JukeboxSample):
+        emit = context.emit
+
+        def word(index: int, text: str, start_s: float, end_s: float) -> None:
+            if emit is not None:
+                emit(Lyric(job=job.id, index=index, text=text, start_s=start_s, end_s=end_s))
+
         return backend.sample(controls, request.duration_s, prime=context.read_audio(request.prime),
                               upsample=request.upsample, codes_path=codes_path, progress=context.progress,
-                              should_stop=yield_or_stop, checkpoint=context.checkpoint)
+                              should_stop=yield_or_stop, checkpoint=context.checkpoint,
+                              words=word if request.lyric_timing else None)
     assert isinstance(request, JukeboxUpsample)
     source = request.source
     source_codes = job.source_codes if isinstance(job, JukeboxJob) else None

@@ -18,6 +18,11 @@ Sampling keyword arguments (every entry point):
   max_batch_size, lower_batch_size   samples per forward pass, top / lower levels
   chunk_size                accepted and ignored (riffd prefills a window in one pass)
   save_results              only False: nothing is written to disk
+  compute_alignments        True: also compute the lyric alignment (the top prior's alignment layer
+                            and head over the lyric tokens, as Jukebox's get_alignment); the result
+                            is then an `AlignedTokens`, whose `.alignments` holds per sample a float32
+                            array [T_top, n_lyric_tokens] (transformers wrote it to disk instead)
+  alignment_layer, alignment_head   override the config's (`alignment_layer`, `alignment_head`)
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import os
 from typing import Any
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import loader
+from .alignment import AlignedRows, LyricAligner, alignment_layer_head, full_alignment
 from .config import JukeboxConfig
 from .prior import JukeboxPrior
 from .sampler import LevelSampled, SamplingParams, StopCheck, ProgressCallback, WindowSampled, iter_sample, sample_window
@@ -43,6 +50,15 @@ Labels = Sequence[torch.Tensor]  # tokenizer input_ids per prior, each [1 or B, 
 
 _IGNORED_KWARGS = {"chunk_size"}  # the reference's prefill chunking; riffd prefills in one pass
 _META_INIT_BYTES = 256 * 2**20  # checkpoints above this are built on the meta device first
+
+
+class AlignedTokens(list):
+    """Music tokens per prior (a list, as without alignment) and `alignments`: per sample, the lyric
+    alignment float32 [T_top, n_lyric_tokens] (see `alignment.py`)."""
+
+    def __init__(self, music_tokens: Sequence[torch.Tensor], alignments: list[np.ndarray]):
+        super().__init__(music_tokens)
+        self.alignments = alignments
 
 
 class JukeboxModel(nn.Module):
@@ -212,25 +228,63 @@ class JukeboxModel(nn.Module):
         should_stop: StopCheck | None = None,
         progress: ProgressCallback | None = None,
         rng_state: torch.Tensor | None = None,
+        compute_alignments: bool = False,
+        alignment_layer: int | None = None,
+        alignment_head: int | None = None,
         **sampling_kwargs: Any,
-    ) -> Iterator[WindowSampled | LevelSampled]:
+    ) -> Iterator[WindowSampled | LevelSampled | AlignedRows]:
         """Streaming form of `continue_sample`: yields `WindowSampled` after every window and
         `LevelSampled` after every level (decode `LevelSampled(level=0)` with `decode_level` for
         a preview, then each bottom `WindowSampled`). `should_stop` is checked before every
         token; when it returns True, `SamplingCancelled` carries the tokens so far.
         `progress(done, total)` counts tokens over all levels.
+
+        `compute_alignments`: `AlignedRows` of the lyric alignment follow each top-level window, as
+        rows become final (the rows a prime holds come first); all of them by the top level's end.
         """
-        levels = range(len(self.priors)) if sample_levels is None else sample_levels
+        levels = list(range(len(self.priors)) if sample_levels is None else sample_levels)
         tokens, label_tensors, params = self._prepare(music_tokens, labels, sampling_kwargs)
+        events = iter_sample(self.priors, tokens, label_tensors, levels, params, should_stop, progress,
+                             rng_state=rng_state)
         # no `with torch.no_grad()` around the yield: it would leak into the caller between events
-        yield from iter_sample(self.priors, tokens, label_tensors, list(levels), params, should_stop, progress,
-                               rng_state=rng_state)
+        if not compute_alignments:
+            yield from events
+            return
+        aligner = self.lyric_aligner(label_tensors[0], params, alignment_layer, alignment_head)
+        if 0 not in levels and tokens[0].shape[1] < aligner.total_tokens:
+            raise ValueError(f"lyric alignment needs the whole top level ({aligner.total_tokens} tokens): sample it, "
+                             f"or give all of it (got {tokens[0].shape[1]})")
+        rows = aligner.advance(tokens[0])
+        if rows is not None:
+            yield rows
+        for event in events:
+            yield event
+            if isinstance(event, WindowSampled) and event.level == 0:
+                rows = aligner.advance(event.music_tokens[0])
+                if rows is not None:
+                    yield rows
+
+    def lyric_aligner(self, top_labels: torch.Tensor, params: SamplingParams, layer: int | None = None,
+                      head: int | None = None) -> LyricAligner:
+        """The lyric aligner of a piece sampled with `params` (ValueError: the model cannot align lyrics)."""
+        top = self.priors[0]
+        layer, head = alignment_layer_head(top, layer, head)
+        return LyricAligner(top, top_labels, total_tokens=params.total_length // top.raw_to_tokens,
+                            total_length=params.total_length, offset=params.offset,
+                            hop_fraction=params.hop_fraction[0], layer=layer, head=head)
 
     def _sample(self, music_tokens, labels, sample_levels, sampling_kwargs: dict) -> list[torch.Tensor]:
         result = [t for t in music_tokens]
+        rows = []
         for event in self.sample_windows(music_tokens, labels, sample_levels=list(sample_levels), **sampling_kwargs):
-            result = event.music_tokens
-        return result
+            if isinstance(event, AlignedRows):
+                rows.append(event)
+            else:
+                result = event.music_tokens
+        if not sampling_kwargs.get("compute_alignments"):
+            return result
+        n_lyrics = torch.as_tensor(labels[0]).shape[-1] - 4 - self.config.priors[0].max_nb_genres
+        return AlignedTokens(result, full_alignment(rows, rows[-1].end, n_lyrics, result[0].shape[0]))
 
     def _prepare(self, music_tokens, labels, kwargs: dict):
         kwargs = dict(kwargs)
@@ -238,8 +292,6 @@ class JukeboxModel(nn.Module):
             kwargs.pop(name, None)
         if kwargs.pop("save_results", False):
             raise ValueError("riffd writes nothing to disk while sampling; decode the returned tokens and save them")
-        if kwargs.pop("compute_alignments", False):
-            raise ValueError("lyric alignment is not supported")
         top_hop = self.priors[0].raw_to_tokens
         sample_length = kwargs.pop("sample_length", None)
         seconds = kwargs.pop("sample_length_in_seconds", 24)

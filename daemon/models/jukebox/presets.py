@@ -25,6 +25,7 @@ from .conditioner import RangeEmbedding
 from .transformer import Conv1D
 
 PRESETS = ("debug/jukebox",)
+_REVISION = 2
 
 # v3 lyric vocabulary: 78 characters, id 0 for unknown
 _LYRIC_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-'\"()[] \t\n"
@@ -60,6 +61,7 @@ DEBUG_CONFIG: dict[str, Any] = {
             attention_pattern="enc_dec_with_lyrics", is_encoder_decoder=True, merged_decoder=False,
             nb_relevant_lyric_tokens=16, lyric_vocab_size=79, music_vocab_size=64,
             metadata_dims=[10, 20], mask=True, init_scale=0.2,
+            alignment_layer=15, alignment_head=1,  # the prime-attention layer (lyric alignment)
         ),
         _upsampler(1),
         _upsampler(2),
@@ -79,7 +81,8 @@ def ensure_preset(name: str, cache_dir: Path, seed: int = 0) -> Path:
     `JukeboxModel.from_pretrained(folder)` and `JukeboxTokenizer.from_pretrained(folder)`."""
     if name not in PRESETS:
         raise ValueError(f"unknown Jukebox preset {name!r}; known: {', '.join(PRESETS)}")
-    folder = Path(cache_dir) / name.replace("/", "--") / f"seed-{seed}"
+    # the revision changes with the preset's files (2: alignment layer in the config), so old caches are not reused
+    folder = Path(cache_dir) / name.replace("/", "--") / f"r{_REVISION}-seed-{seed}"
     if (folder / "model.safetensors").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

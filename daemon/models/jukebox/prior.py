@@ -169,6 +169,16 @@ class JukeboxPrior(nn.Module):
         ]
         return torch.cat([metadata[:, :n_head], torch.stack(rows)], dim=1)
 
+    def window_lyric_indices(self, labels: torch.Tensor, start: int, total_length: int, offset: int) -> list[list[int]]:
+        """Per row of labels, the index in the full lyrics of each lyric token `window_metadata` gives
+        the window (-1: left padding of lyrics shorter than `nb_relevant_lyric_tokens`)."""
+        timing = labels[:, :3].clone()
+        timing[:, 0] = total_length
+        timing[:, 1] = offset + start * self.raw_to_tokens
+        timing[:, 2] = self.sample_length
+        n_lyrics = labels.shape[1] - 4 - self.config.max_nb_genres
+        return [_lyric_indices(n_lyrics, self.lyric_len, *timing[i]) for i in range(labels.shape[0])]
+
     def upper_window(self, upper_tokens: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """The level-above tokens under window [start, end) of this level, zero-padded to n_ctx / cond_downsample.
 
@@ -237,6 +247,24 @@ class JukeboxPrior(nn.Module):
         hidden = net.inputs(tokens, net.start_embedding(batch, cond.start), cond.audio, 0, tokens.shape[1])
         hidden = net.transformer(hidden, cond.encoder_states)
         return net.head(hidden, cond.audio, 0)
+
+    @torch.no_grad()
+    def lyric_attention(self, music_tokens: torch.Tensor, metadata: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+        """Attention [B, n_ctx, nb_relevant_lyric_tokens] of a full window's music positions over the
+        window's lyric tokens, in top-prior layer `layer` and head `head` (a prime or cross-attention
+        layer): what Jukebox's lyric alignment reads (transformers' `forward_tokens(get_attn_weights=)`).
+
+        music_tokens [B, n_ctx]; metadata from `window_metadata`. Rows need not sum to 1: a prime layer's
+        softmax also covers the block of music positions its lyric prefix is rounded up with.
+        """
+        cond = self.conditioning(None, metadata)
+        tokens = self.sequence(music_tokens.long(), cond)
+        net = self.prior
+        hidden = net.inputs(tokens, net.start_embedding(tokens.shape[0], cond.start), cond.audio, 0, tokens.shape[1])
+        probs = net.transformer.lyric_probs(hidden, layer, cond.encoder_states)[:, head]
+        if self.is_encoder_decoder:  # the music positions' queries over the lyric positions' keys
+            return probs[:, self.lyric_len :, : self.lyric_len].float()
+        return probs.float()
 
     # -- sampling primitives (the loop lives in sampler.py) --------------------------------
 
@@ -311,6 +339,16 @@ def _lyric_window(
     """
     if len(lyrics) < n:
         return torch.cat([lyrics.new_zeros(n - len(lyrics)), lyrics])
-    midpoint = int(len(lyrics) * (offset + duration / 2.0) / total_length)
-    midpoint = min(max(midpoint, n // 2), len(lyrics) - n // 2)
-    return lyrics[midpoint - n // 2 : midpoint + n // 2]
+    first = _lyric_indices(len(lyrics), n, total_length, offset, duration)[0]
+    return lyrics[first : first + 2 * (n // 2)]
+
+
+def _lyric_indices(
+    n_lyrics: int, n: int, total_length: torch.Tensor, offset: torch.Tensor, duration: torch.Tensor
+) -> list[int]:
+    """Where `_lyric_window`'s tokens come from in the full lyrics (-1 for the left padding)."""
+    if n_lyrics < n:
+        return [-1] * (n - n_lyrics) + list(range(n_lyrics))
+    midpoint = int(n_lyrics * (offset + duration / 2.0) / total_length)
+    midpoint = min(max(midpoint, n // 2), n_lyrics - n // 2)
+    return list(range(midpoint - n // 2, midpoint + n // 2))

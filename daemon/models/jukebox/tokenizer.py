@@ -90,15 +90,15 @@ class JukeboxTokenizer:
         return ids + [-1] * (self.n_genres - len(ids))
 
     def lyric_ids(self, lyrics: str) -> list[int]:
-        if self.version[0] == "v2":
-            encoder = {c: i + 1 for i, c in enumerate(_V2_LYRIC_CHARS)}
-            out_of_vocab = _V2_OUT_OF_VOCAB
-        else:
-            encoder = self.lyrics_encoder
-            out_of_vocab = _V3_OUT_OF_VOCAB
+        encoder = {c: i + 1 for i, c in enumerate(_V2_LYRIC_CHARS)} if self.version[0] == "v2" else self.lyrics_encoder
+        return [encoder.get(c, 0) for c in self.lyric_text(lyrics)]
+
+    def lyric_text(self, lyrics: str) -> str:
+        """The lyrics as the top prior reads them, one character per lyric id (accents stripped,
+        characters outside the vocabulary dropped)."""
+        out_of_vocab = _V2_OUT_OF_VOCAB if self.version[0] == "v2" else _V3_OUT_OF_VOCAB
         text = "".join(c for c in unicodedata.normalize("NFD", lyrics) if unicodedata.category(c) != "Mn")
-        text = out_of_vocab.sub("", text.replace("\\", "\n"))
-        return [encoder.get(c, 0) for c in text]
+        return out_of_vocab.sub("", text.replace("\\", "\n"))
 
 
 def _normalize(name: str) -> str:

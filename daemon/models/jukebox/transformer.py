@@ -55,8 +55,9 @@ class MLP(nn.Module):
         return self.c_proj(self.act(self.c_fc(x)))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, causal: bool) -> torch.Tensor:
-    """Multi-head attention of q [N, Tq, D] over k, v [N, Tk, D] -> [N, Tq, D].
+def attention_probs(q: torch.Tensor, k: torch.Tensor, n_heads: int, causal: bool) -> torch.Tensor:
+    """Attention probabilities [N, heads, Tq, Tk] of q [N, Tq, D] over k [N, Tk, D], float32 for
+    half-precision inputs.
 
     `causal` lets query i see keys j <= i + (Tk - Tq) (all windows here start at position 0).
     """
@@ -65,7 +66,6 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, caus
     head = width // n_heads
     q = q.view(n, tq, n_heads, head).transpose(1, 2)
     k = k.view(n, tk, n_heads, head).permute(0, 2, 3, 1)
-    v = v.view(n, tk, n_heads, head).transpose(1, 2)
     scale = head**-0.25  # the reference scales q and k by this each; kept for identical rounding
     weights = torch.matmul(q, k).mul_(scale * scale)
     if weights.dtype in (torch.float16, torch.bfloat16):
@@ -73,7 +73,14 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, caus
     if causal and tq > 1:
         allowed = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(max(tk - tq, 0))
         weights = weights.masked_fill(~allowed, MASKED)
-    probs = torch.softmax(weights, dim=-1).type_as(v)
+    return torch.softmax(weights, dim=-1)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int, causal: bool) -> torch.Tensor:
+    """Multi-head attention of q [N, Tq, D] over k, v [N, Tk, D] -> [N, Tq, D] (see `attention_probs`)."""
+    n, tq, width = q.shape
+    v = v.view(n, v.shape[1], n_heads, width // n_heads).transpose(1, 2)
+    probs = attention_probs(q, k, n_heads, causal).type_as(v)
     return torch.matmul(probs, v).transpose(1, 2).reshape(n, tq, width)
 
 
@@ -162,6 +169,17 @@ class Attention(nn.Module):
             return out.view(batch, length, width)
         raise ValueError(f"unsupported attention kind {self.kind!r}")
 
+    def lyric_probs(self, x: torch.Tensor, encoder_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention probabilities [B, heads, T, Tk] of a whole window's positions x [B, T, W] over the
+        keys a lyric layer reads: the lyric prefix (prime) or the lyric encoder's states (cross), as
+        `forward` computes them. What Jukebox's lyric alignment reads."""
+        if self.kind not in (PRIME, CROSS):
+            raise ValueError(f"a {self.kind} layer does not attend to the lyrics")
+        q, k, _ = self._qkv(x, encoder_states)
+        if self.kind == PRIME:
+            return attention_probs(q, k[:, : self.prefix_len], self.n_heads, self.mask)
+        return attention_probs(q, k, self.n_heads, causal=False)
+
     def step(self, x: torch.Tensor, position: int, cache: LayerCache, encoder_states=None) -> torch.Tensor:
         """x [B, 1, W] at `position` -> [B, 1, W], reading and extending `cache`."""
         if self.kind == CROSS:
@@ -238,6 +256,18 @@ class LayerStack(nn.Module):
         if cache is not None:
             cache.position = length
         return x[:, :length]
+
+    def lyric_probs(self, x: torch.Tensor, layer: int, encoder_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer `layer`'s attention probabilities [B, heads, T, Tk] over the lyrics, for a whole
+        window x [B, T, W] from position 0 (the layers after it are not run)."""
+        length = x.shape[1]
+        padded = -(-length // self.block_ctx) * self.block_ctx
+        if padded != length:
+            x = F.pad(x, (0, 0, 0, padded - length))
+        for block in self._attn_mods[:layer]:
+            x = block(x, encoder_states, None, length)
+        target = self._attn_mods[layer]
+        return target.attn.lyric_probs(target.layer_norm_0(x), encoder_states)[:, :, :length]
 
     def step(self, x: torch.Tensor, cache: WindowCache, encoder_states=None) -> torch.Tensor:
         """x [B, 1, W] at `cache.position` -> [B, 1, W]; advances the cache by one position."""
