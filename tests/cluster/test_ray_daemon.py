@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import soundfile as sf
 from daemon_harness import DaemonThread, OscDump, oscsend, wait_for
 
 from clients import Client
+from daemon.audio.types import Audio
 from protocol.messages import Chunk, Done, Error, Started
 from protocol.params import GenerationParams
 
@@ -36,9 +38,9 @@ def reference(riffd_cache: Path):
 
     backend = load_backend("debug/musicgen", device="cpu", cache_dir=riffd_cache, engine="float32", max_batch=1)
 
-    def render(prompt: str, duration_s: float, seed: int) -> np.ndarray:
+    def render(prompt: str | None, duration_s: float, seed: int, audio_prompt: Audio | None = None) -> np.ndarray:
         chunks = list(backend.stream(prompt, GenerationParams(duration_s=duration_s, seed=seed), batched=True,
-                                     label="reference"))
+                                     label="reference", audio_prompt=audio_prompt))
         return np.concatenate([chunk.audio for chunk in chunks], axis=1)
 
     return render
@@ -150,3 +152,23 @@ def test_a_model_that_fails_to_load_on_a_worker_is_an_error_event(ray_daemon: Da
             assert client.generate("fine", duration_s=0.5, seed=3).collect().audio.shape == (1, 16000)
     finally:
         shutil.rmtree(broken, ignore_errors=True)
+
+
+def test_a_continuation_reads_its_file_at_the_front_and_load_unload_act_on_the_cluster(
+        ray_daemon: DaemonThread, reference) -> None:
+    rng = np.random.default_rng(3)
+    region = (0.1 * rng.standard_normal((1, 16000))).astype(np.float32)
+    path = Path(tempfile.gettempdir()) / f"riffd-ray-region-{os.getpid()}.wav"
+    sf.write(path, region.T, 16000, subtype="FLOAT")
+    try:
+        with Client(ray_daemon.zmq) as client:
+            # The path is the front's: the worker gets the samples (it could not read this file elsewhere).
+            rendered = client.continue_(str(path), duration_s=1.0, seed=7).collect()
+            expected = reference(None, 1.0, 7, audio_prompt=Audio(region, 16000))
+            np.testing.assert_array_equal(rendered.audio, expected)
+            client.unload("debug/musicgen")
+            assert all(w["models"] == "-" for w in _worker_lines(client).values())
+            client.load("debug/musicgen")
+            assert sorted(w["models"] for w in _worker_lines(client).values()) == ["-", "debug/musicgen"]
+    finally:
+        path.unlink(missing_ok=True)
