@@ -48,6 +48,10 @@ class Phase:
     first_chunk_s: float  # median of LATENCY_RUNS lone jobs
     wall_s: float  # N jobs sent at once
     audio_per_wall: float  # seconds of audio made per second of wall time
+    # CPU seconds this process spent per second of audio in the N jobs: with --ray that is the front
+    # daemon and the bench's clients (the models run in the workers' processes), an upper bound on
+    # what the front costs per stream.
+    front_cpu_per_audio_s: float
     workers: tuple[str, ...]
     audio: list[np.ndarray]
 
@@ -86,12 +90,13 @@ def run_phase(label: str, settings: dict[str, object], jobs: int, duration_s: fl
                 results[index] = _job(daemon.zmq, f"bench job {index}", duration_s, index + 1)
 
             threads = [threading.Thread(target=one, args=(index,)) for index in range(jobs)]
-            began = time.perf_counter()
+            began, cpu_began = time.perf_counter(), time.process_time()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             wall_s = time.perf_counter() - began
+            cpu_s = time.process_time() - cpu_began
             with Client(daemon.zmq) as client:
                 workers = client.status().workers
         finally:
@@ -100,7 +105,7 @@ def run_phase(label: str, settings: dict[str, object], jobs: int, duration_s: fl
     assert len(done) == jobs, "a job did not finish"
     audio_s = jobs * duration_s
     phase = Phase(label, round(start_s, 2), round(statistics.median(firsts), 4), round(wall_s, 3),
-                  round(audio_s / wall_s, 3), workers, [result[2] for result in done])
+                  round(audio_s / wall_s, 3), round(cpu_s / audio_s, 4), workers, [result[2] for result in done])
     print(f"{label}: started in {start_s:.1f} s; first chunk {phase.first_chunk_s} s (median of {LATENCY_RUNS}); "
           f"{jobs} x {duration_s:g} s jobs in {wall_s:.2f} s ({audio_s / wall_s:.2f} s of audio per s)", flush=True)
     return phase
@@ -134,6 +139,7 @@ def main() -> int:
         "audio_per_wall_2workers": two.audio_per_wall,
         "first_chunk_s_in_process": base.first_chunk_s, "first_chunk_s_ray": one.first_chunk_s,
         "added_first_chunk_s": round(one.first_chunk_s - base.first_chunk_s, 4),
+        "front_cpu_s_per_audio_s": two.front_cpu_per_audio_s,
         "workers_2": list(two.workers), "audio_equal": equal,
     }
     print(json.dumps(summary))

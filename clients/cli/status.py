@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"queued:  {', '.join(queued) or '-'} ({status.queued} of {status.max_queue})")
     if status.resumed:
         print(f"resumed: {', '.join(status.resumed)} (accepted by an earlier daemon on this folder)")
+    for line in status.workers:  # --ray: one per cluster worker
+        print(f"worker:  {line}")
     underruns = f", {status.underruns} underrun{'' if status.underruns == 1 else 's'}" if status.playback != "off" else ""
     print(f"playback: {status.playback}{underruns}")
     if status.clock != "none":

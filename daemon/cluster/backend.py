@@ -82,6 +82,11 @@ class RayBackend:
     def batched_jobs(self) -> tuple[str, ...]:
         return self._cluster.shared_jobs(self.model_id)
 
+    def jam_host(self) -> None:
+        """Jams keep their model's state between windows in one process: not on cluster workers yet."""
+        raise Unsupported("jams run on a daemon without --ray (a jam keeps its model's state in one process; "
+                          "cluster workers serve generate and continue)")
+
     def release(self) -> None:
         """The front's pool dropped this model (unload, keep-alive): the workers drop it too."""
         self._cluster.unload(self.model_id)

@@ -233,7 +233,7 @@ class Daemon:
             log.warning("listening on %s, but --osc-allow lets only this machine send OSC: add the networks "
                         "of your controllers (e.g. --osc-allow 192.168.1.0/24)", self.config.host)
         log.info("ready: models %s on %s, audio files in %s", ", ".join(self._pool.loaded()) or "(on demand)",
-                 self.config.device, self.config.out_dir.resolve())
+                 self._pool.device, self.config.out_dir.resolve())
         return self.addresses
 
     def request_stop(self) -> None:

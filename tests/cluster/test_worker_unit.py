@@ -15,8 +15,8 @@ from daemon.cluster.cluster import WorkerGone
 from daemon.cluster.items import ChunkItem, EndItem, ErrorItem, InputAudio, JobSpec, LoadSettings, ModelInfo, ProgressItem
 from daemon.cluster.worker import ModelWorker
 from daemon.jobs import Job
-from protocol.errors import WorkerLost
-from protocol.messages import Continue, Generate
+from protocol.errors import Unsupported, WorkerLost
+from protocol.messages import Continue, Generate, JukeboxSample
 from protocol.params import GenerationParams
 
 
@@ -122,6 +122,11 @@ def test_a_worker_lost_after_audio_went_out_ends_the_job_with_worker_lost_naming
     with pytest.raises(WorkerLost, match=r"worker w0 on node node-a was lost after 0\.01 s"):
         next(stream)
     assert cluster.placed == ["w0"] and cluster.released == ["w0"]
+    with pytest.raises(Unsupported, match="without --ray"):  # jams and Jukebox jobs stay in-process for now
+        RayBackend(cluster, INFO).jam_host()  # type: ignore[arg-type]
+    jukebox = Job(id="jb", request=JukeboxSample(duration_s=1.0), model="fake/fast", params=_job().params)
+    with pytest.raises(Unsupported, match="generate and continue"):
+        next(RayBackend(cluster, INFO).run_job(jukebox, _context()))  # type: ignore[arg-type]
 
 
 def test_without_ray_the_daemon_never_imports_it(tmp_path) -> None:
