@@ -8,6 +8,7 @@ import importlib
 import inspect
 import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,10 +57,26 @@ def _bench_flags(name: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out.getvalue()))
 
 
+def _ray_flags(text: str) -> set[str]:
+    """Flags of the `ray SUBCOMMAND` commands a doc shows (Ray's own CLI, from the riffd[ray] extra),
+    as that command's --help lists them; without Ray installed, the flags those lines name."""
+    found: set[str] = set()
+    for command, rest in set(re.findall(r"(?:^|`)ray ([a-z][\w-]*)([^`\n]*)", text, flags=re.M)):
+        ray_cli = Path(sys.executable).with_name("ray")
+        if not ray_cli.exists():
+            found |= set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest))
+            continue
+        help_text = subprocess.run([str(ray_cli), command, "--help"], capture_output=True, text=True,
+                                   timeout=120).stdout
+        found |= set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", help_text))
+    return found
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_flag_a_doc_names_exists(doc: Path) -> None:
     benches = set(re.findall(r"python -m bench\.(\w+)", doc.read_text()))
-    known = _cli_flags().union(*(_recipe_flags(name) for name in RECIPES), *(_bench_flags(b) for b in benches))
+    known = _cli_flags().union(*(_recipe_flags(name) for name in RECIPES), *(_bench_flags(b) for b in benches),
+                               _ray_flags(doc.read_text()))
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", doc.read_text()))
     assert named - known == set(), f"{doc.name} names flags nothing accepts: {sorted(named - known)}"
 
