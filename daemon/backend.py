@@ -51,7 +51,7 @@ class Checkpoint(Protocol):
     """Where a long job keeps its progress so a restarted daemon resumes it (daemon.journal)."""
 
     def load(self) -> dict[str, np.ndarray] | None:
-        """The arrays saved last (None: none, or unreadable)."""
+        """The arrays saved last, with `progress` ([done, total]) beside them (None: none, or unreadable)."""
         ...
 
     def save(self, arrays: dict[str, np.ndarray], done: int, total: int) -> None:

@@ -135,12 +135,13 @@ class JobCheckpoint:
         self.path = journal.folder / f"{job_id}{CHECKPOINT_SUFFIX}"
 
     def load(self) -> dict[str, np.ndarray] | None:
-        """The last checkpoint saved, or None (none yet, or unreadable: reported, and the job starts over)."""
+        """The last checkpoint saved (its arrays, and `progress`: [done, total]), or None (none yet, or
+        unreadable: reported, and the job starts over)."""
         if not self.path.is_file():
             return None
         try:
             with np.load(self.path, allow_pickle=False) as data:
-                return {name: data[name] for name in data.files if name != "progress"}
+                return {name: data[name] for name in data.files}
         except (OSError, ValueError, EOFError, zlib.error) as exc:
             log.warning("journal: checkpoint %s is unreadable (%s); job %s starts over", self.path.name, exc,
                         self.job_id)

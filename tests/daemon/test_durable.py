@@ -73,9 +73,11 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
             assert Accepted in kinds and Started in kinds and kinds[-1] is Done, [e.TYPE for e in rest]
             started = next(e for e in rest if isinstance(e, Started))
             assert started.seed == 11
-            # It sampled only what the checkpoint lacked.
+            # It sampled only what the checkpoint lacked: its progress goes on from the checkpoint's (the
+            # first events may have gone before the client was back; tests/jukebox/test_resume.py pins the
+            # first window after the checkpoint exactly).
             progress = [e for e in rest if isinstance(e, Progress)]
-            assert progress[-1].total == TOTAL_TOKENS - done
+            assert done < progress[0].done and progress[-1].done == progress[-1].total == TOTAL_TOKENS
             assert not _journal_has(out, "night")  # forgotten once done
 
             # The uninterrupted render of the same request, on the same daemon.

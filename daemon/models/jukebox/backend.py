@@ -190,12 +190,16 @@ class JukeboxBackend:
         index, offset = 0, 0
         resumed = _restored(checkpoint.load() if checkpoint is not None else None, seed, sample_length, tokens)
         rng_state, pushes = None, []  # pushes: bottom-level token counts decoded so far (streaming)
+        done_before = 0  # tokens the checkpoint holds: progress goes on from there, not from zero
         if resumed is not None:
-            tokens, rng_state, replay = resumed
+            tokens, rng_state, replay, done_before = resumed
             log.info("%s: resuming a render from its checkpoint (%s tokens per level)", self.model_id,
                      "/".join(str(t.shape[1]) for t in tokens))
         else:
             replay = []
+        if progress is not None and done_before:
+            report = progress
+            progress = lambda done, total: report(done + done_before, total + done_before)  # noqa: E731
         events = self.model.sample_windows(tokens, labels, sample_levels=list(levels), should_stop=should_stop,
                                            progress=progress, rng_state=rng_state, **kwargs)
         started = False
@@ -226,8 +230,8 @@ class JukeboxBackend:
                 elif isinstance(event, LevelSampled) and event.level == bottom:
                     audio = _decode(decoder.finish, event.music_tokens[bottom])
                 if isinstance(event, WindowSampled) and checkpoint is not None:
-                    checkpoint.save(_checkpoint_arrays(event, seed, sample_length, pushes), event.done_tokens,
-                                    event.total_tokens)
+                    checkpoint.save(_checkpoint_arrays(event, seed, sample_length, pushes),
+                                    done_before + event.done_tokens, done_before + event.total_tokens)
                 if audio is not None and audio.shape[1]:
                     yield AudioChunk(index, offset, audio, self.sample_rate, stage=FINAL)
                     index, offset = index + 1, offset + audio.shape[1]
@@ -326,9 +330,10 @@ def _checkpoint_arrays(event: WindowSampled, seed: int, sample_length: int, push
 
 
 def _restored(saved: dict[str, np.ndarray] | None, seed: int, sample_length: int,
-              tokens: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, list[int]] | None:
-    """The tokens, generator state and bottom-level pushes of a checkpoint of this very render
-    (same seed, length and levels, extending the tokens it starts from); None otherwise."""
+              tokens: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, list[int], int] | None:
+    """The tokens, generator state, bottom-level pushes and progress (tokens sampled) of a checkpoint
+    of this very render (same seed, length and levels, extending the tokens it starts from); None
+    otherwise."""
     if saved is None:
         return None
     try:
@@ -345,7 +350,8 @@ def _restored(saved: dict[str, np.ndarray] | None, seed: int, sample_length: int
         log.warning("a checkpoint of another render (seed, length or codes differ): the render starts over")
         return None
     rng_state = torch.from_numpy(np.ascontiguousarray(saved["rng_state"], dtype=np.uint8))
-    return restored, rng_state, [int(end) for end in saved["pushes"]]
+    done = int(saved["progress"][0]) if "progress" in saved else 0
+    return restored, rng_state, [int(end) for end in saved["pushes"]], done
 
 
 @torch.no_grad()
