@@ -1,24 +1,26 @@
 """Benchmark: what the daemon adds on top of the model, against the model alone, in the same run.
 
 For the same requests (defaults: debug/musicgen, 8 jobs of 2 s, seeds 0..7) it times the
-backend's `stream()` called directly in this process (the baseline), the same job through a
-daemon on 127.0.0.1 over ZeroMQ (Python client), and over OSC/UDP (WAV file per chunk, replies
-to the sender). The three paths take turns on each seed so the shared machine's load falls on
+backend's `stream()` called directly in this process, on a worker thread as the daemon runs its
+jobs (the baseline), the same job through a daemon on 127.0.0.1 over ZeroMQ (Python client), and
+over OSC/UDP (WAV file per chunk, replies to the sender). The three paths take turns on each seed so the shared machine's load falls on
 all alike. Prints median wall time per job, time to the first audio and each path's ratio to
 the baseline, then one JSON object as the last line.
 
-    /tmp/venv/bin/python -m bench.daemon_overhead [--model debug/musicgen] [--jobs 8] [--duration 2]
+    .venv/bin/python -m bench.daemon_overhead [--model debug/musicgen] [--engine float32] [--jobs 8] [--duration 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
 
+from bench.batching import cpu_name  # noqa: E402
 from clients import Client  # noqa: E402
 from daemon.models.registry import load_backend  # noqa: E402
 from daemon.embedded import start_on_loopback  # noqa: E402
@@ -33,6 +36,15 @@ from daemon.models.musicgen.backend import MusicGen  # noqa: E402
 from protocol import osc  # noqa: E402
 from protocol.messages import Chunk, Done  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
+
+
+def on_a_thread(fn, *args):
+    """`fn(*args)` on a worker thread, as the daemon runs jobs, so both paths run the same way."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args)))
+    thread.start()
+    thread.join()
+    return result[0]
 
 
 def timed(events, is_audio, is_end) -> tuple[float, float]:
@@ -77,15 +89,18 @@ def main() -> None:
     parser.add_argument("--model", default="debug/musicgen")
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--engine", default="float32",
+                        help="engine mode of both the backend alone and the daemon's (the same, or the ratio "
+                             "compares two engines: the daemon's own default is auto)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    backend = load_backend(args.model, device="cpu")
+    backend = load_backend(args.model, device="cpu", engine=args.engine)
     assert isinstance(backend, MusicGen), f"{args.model} is not a MusicGen model"
     rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in PATHS}
     zmq_events, zmq_busy_s = 0, 0.0
     with tempfile.TemporaryDirectory() as out:
-        daemon = start_on_loopback((args.model,), Path(out))
+        daemon = start_on_loopback((args.model,), Path(out), engine=args.engine, device="cpu")
         addresses = daemon.daemon.addresses
         assert addresses is not None
         client, peer = Client(addresses.zmq_endpoint), OscPeer(addresses.osc_port)
@@ -95,7 +110,7 @@ def main() -> None:
             for seed in range(-1, args.jobs):
                 prompt, params = f"job {seed}", GenerationParams(duration_s=args.duration, seed=abs(seed))
                 results = {
-                    PATHS[0]: timed(backend.stream(prompt, params), lambda c: True, lambda c: False),
+                    PATHS[0]: on_a_thread(timed, backend.stream(prompt, params), lambda c: True, lambda c: False),
                     PATHS[1]: timed(client.generate(prompt, duration_s=args.duration, seed=abs(seed)),
                                     lambda e: isinstance(e, Chunk), lambda e: isinstance(e, Done)),
                     PATHS[2]: timed(peer.generate(prompt, args.duration, abs(seed), f"osc{seed}"),
@@ -117,7 +132,8 @@ def main() -> None:
     print(f"{args.jobs} jobs of {args.duration:g} s on {args.model} (medians)")
     print(f"{'path':<26}{'job s':>9}{'first audio s':>15}{'ratio':>8}")
     base = med(rows[PATHS[0]][0])
-    summary: dict[str, object] = {"model": args.model, "jobs": args.jobs, "duration_s": args.duration}
+    summary: dict[str, object] = {"model": args.model, "engine": args.engine, "jobs": args.jobs,
+                                  "duration_s": args.duration, "cpu": cpu_name(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     for name, (totals, firsts) in rows.items():
         print(f"{name:<26}{med(totals):>9.3f}{med(firsts):>15.3f}{med(totals) / base:>8.2f}")
         key = name.split()[0].strip(",").lower()

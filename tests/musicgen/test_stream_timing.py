@@ -55,7 +55,7 @@ def test_the_report_splits_the_time_and_sees_slow_late_steps(load_preset):
 
 
 def test_a_batched_jobs_report_counts_the_shared_steps_that_made_its_columns(load_preset):
-    """The steps run on the batch thread, beside the job's codec: the batch times them."""
+    """The shared steps (run by whichever job's thread is free) are timed by the batch."""
     model = MusicGen(dataclasses.replace(load_preset("debug/musicgen").bundle, window_frames=60),
                      engine=EngineOptions(warmup=False), stream_settings=StreamSettings(first_chunk_frames=5))
     steps: list[int] = []

@@ -162,8 +162,8 @@ class MusicGen:
                                              settings=self.stream_settings))
         yield from chunks
         # The chunk iterator's own time, less what it waited on decoded frames, is the codec's. A
-        # batched job's steps run on the batch thread beside its codec: its decode time is its
-        # prefills and the shared steps that made its columns, as the batch timed them.
+        # batched job's columns may come from shared steps other jobs' threads ran: its decode time
+        # is its prefills and the shared steps that made its columns, as the batch timed them.
         decode_s = steps.prefill_s + steps.step_s if batched else frames.busy_s
         return steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - frames.busy_s)
 

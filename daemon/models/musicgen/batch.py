@@ -4,9 +4,14 @@ A decode step is bound by reading the weights, so stepping N streams together co
 more than one. Each stream keeps its own cache, sampling settings, guidance scale, window plan
 and random generator (its `WindowSampler`): it joins at any step, its prefill done on its own
 thread beside the running batch, and leaves when its window ends, its job is cancelled or its
-consumer stops reading. One thread steps every stream that has a column to feed; each stream's
-consumer (the job's worker thread) reads its columns from a queue, so codec decoding and sinks
-run beside the next step.
+consumer stops reading.
+
+There is no batch thread: a stream's consumer (the job's worker thread) that needs its next
+column while no step is running runs the next shared step itself, for every stream with a column
+to feed, and the others find their columns queued when they come to read. Alone in the batch, a
+job thus steps on its own thread exactly as unbatched decoding does (no hand-over between
+threads per step, no second thread contending for the cores and the GIL); together, whichever
+consumer is free steps for all while the others decode audio.
 
 A stream's columns are exactly those of the same window decoded alone: `MusicgenDecoder.step_streams`
 gives each stream the logits `step` gives it alone, and the stream samples them with its own
@@ -21,6 +26,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -31,7 +37,7 @@ from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, plan_window, window_sampler
-from protocol.errors import OutOfMemory
+from protocol.errors import Cancelled, OutOfMemory
 from protocol.params import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -53,9 +59,10 @@ class BatchSnapshot:
 @dataclass(eq=False)
 class BatchStream:
     """One window in the batch: a source of columns with its own cache, sampler (settings, guidance,
-    pattern, random generator) and position. Fields past `out` are the batch thread's, under its lock.
+    pattern, random generator) and position. Fields past `out` belong to the thread running a
+    shared step (under the batch's lock between steps).
 
-    `between_steps(action)` runs `action` on the batch thread before this stream's next step, when
+    `between_steps(action)` runs `action` on the stepping thread before this stream's next step, when
     no step uses its cache: the place to swap its condition (`MusicgenDecoder.set_condition`) or
     change its sampler's settings mid-stream (a jam's live changes).
     """
@@ -66,7 +73,7 @@ class BatchStream:
     first_slot: int  # cache slot of the window's first sampled column
     should_stop: StopFn | None
     timed: Callable[[int, float], None] | None = None  # (step, seconds) of each shared step it is in
-    out: queue.SimpleQueue[torch.Tensor | BaseException] = field(default_factory=queue.SimpleQueue)
+    out: deque[torch.Tensor | BaseException] = field(default_factory=deque)  # made, not yet read
     step: int = 1  # the step whose column the next shared step makes
     pending: torch.Tensor | None = None  # the column to feed next, at slot first_slot + step - 1
     leaving: bool = False
@@ -91,14 +98,12 @@ class _Ticket:
 class StepBatch:
     """Streams of one `MusicgenDecoder` sharing its decode steps."""
 
-    def __init__(self, decoder: MusicgenDecoder, *, max_streams: int, max_cache_bytes: int,
-                 idle_exit_s: float = 2.0) -> None:
+    def __init__(self, decoder: MusicgenDecoder, *, max_streams: int, max_cache_bytes: int) -> None:
         if max_streams < 1:
             raise ValueError(f"a batch holds at least one stream, got {max_streams}")
         self.decoder = decoder
         self.max_streams = max_streams
         self.max_cache_bytes = max_cache_bytes
-        self._idle_exit_s = idle_exit_s
         self._lock = threading.Condition()
         self._streams: list[BatchStream] = []
         self._waiting: list[_Ticket] = []
@@ -106,7 +111,7 @@ class StepBatch:
         self._admitted = 0
         self._arrivals = itertools.count()
         self._steps = 0
-        self._thread: threading.Thread | None = None
+        self._stepping = False  # a consumer is running a shared step now
 
     def snapshot(self) -> BatchSnapshot:
         with self._lock:
@@ -123,7 +128,7 @@ class StepBatch:
         the iterator leaves the batch within one step and frees the cache. `on_join` gets the
         stream's handle once its prefill is done (see `BatchStream.between_steps`). `timed(step,
         seconds)` learns what made each column: the prefill (step 0, on this thread), then each
-        shared step it was in (on the batch thread, before the column is handed over).
+        shared step it was in (on the thread that ran it, before the column is handed over).
         """
         decoder = self.decoder
         pattern, first_slot = plan_window(bundle, cond, prompt, new_frames)
@@ -147,7 +152,7 @@ class StepBatch:
                     yield column
                     check_stop(should_stop)
                     for _ in range(1, sampler.steps):
-                        item = stream.out.get()
+                        item = self._next(stream)
                         if isinstance(item, BaseException):
                             raise item
                         yield item
@@ -198,9 +203,6 @@ class StepBatch:
         with self._lock:
             stream.pending = column
             self._streams.append(stream)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="riffd-batch", daemon=True)
-                self._thread.start()
             self._lock.notify_all()
 
     def _leave(self, stream: BatchStream) -> None:
@@ -215,27 +217,33 @@ class StepBatch:
                 return
         stream.left.wait()
 
-    # The batch thread.
-    def _run(self) -> None:
+    def _next(self, stream: BatchStream) -> torch.Tensor | BaseException:
+        """`stream`'s next column (or the error of the step that was to make it): made already, made
+        by the step running now, or by the shared step this thread runs."""
         while True:
             with self._lock:
+                while not stream.out and self._stepping:
+                    self._lock.wait()
+                if stream.out:
+                    return stream.out.popleft()
                 ready = self._ready()
-                while not ready:
-                    if not self._lock.wait(self._idle_exit_s) and not self._streams:
-                        self._thread = None  # gone idle: a later join starts another
-                        return
-                    ready = self._ready()
-                for stream in ready:
-                    stream.stepping = True
-            self._step(ready)
-            with self._lock:
-                self._steps += 1
-                for stream in ready:
-                    stream.stepping = False
-                    if stream.leaving:
-                        self._streams.remove(stream)
-                        stream.left.set()
-                self._lock.notify_all()
+                if stream not in ready:  # its last step saw its job stopped: no step makes another column
+                    return Cancelled("generation cancelled")
+                self._stepping = True
+                for other in ready:
+                    other.stepping = True
+            try:
+                self._step(ready)
+            finally:
+                with self._lock:
+                    self._stepping = False
+                    self._steps += 1
+                    for other in ready:
+                        other.stepping = False
+                        if other.leaving:
+                            self._streams.remove(other)
+                            other.left.set()
+                    self._lock.notify_all()
 
     def _ready(self) -> list[BatchStream]:
         return [s for s in self._streams if s.pending is not None and not s.leaving]
@@ -258,13 +266,13 @@ class StepBatch:
             log.error("a shared decode step failed: %s", f"{type(exc).__name__}: {exc}")
             for stream in streams:
                 stream.pending = None
-                stream.out.put(exc)
+                stream.out.append(exc)
             return
         took_s = time.perf_counter() - started
         for stream, column in zip(streams, made, strict=True):
             if stream.timed is not None:
                 stream.timed(stream.step, took_s)
-            stream.out.put(column)
+            stream.out.append(column)
             stream.step += 1
             stopped = stream.should_stop is not None and stream.should_stop()
             stream.pending = None if stream.step >= stream.sampler.steps or stopped else column

@@ -2,8 +2,8 @@
 
 Measured where the work happens: on the worker thread, the time spent inside the engine's column
 iterator is decoding (each column's step and sampling), the time inside the chunk iterator
-beyond that is the codec's; a batched job's steps are timed by the batch thread that runs them
-(each shared step counts whole for every stream in it). The report travels to clients in the
+beyond that is the codec's; a batched job's steps are timed by whichever thread runs them (each
+shared step counts whole for every stream in it). The report travels to clients in the
 job's `done` event, so a client (`bench.realtime`) can see what the real-time factor is made of
 through a running daemon.
 """
