@@ -99,3 +99,18 @@ def test_a_checkpoint_of_another_render_is_not_used(backend: JukeboxBackend, tmp
     chunks = list(backend.sample(other_seed, SKETCH_S, upsample=False, checkpoint=counting))
     assert counting.progress[0][0] == 128 and counting.progress[-1] == (256, 256)  # every window, from zero
     assert _stage(chunks, FINAL).shape[1] == round(SKETCH_S * 44100)
+
+
+def test_an_upsample_killed_in_the_bottom_level_resumes_to_the_same_audio(backend: JukeboxBackend,
+                                                                          tmp_path: Path) -> None:
+    top = np.random.default_rng(3).integers(0, 64, size=64)  # 8192 samples: 7 middle, 31 bottom windows
+    whole = list(backend.upsample(CONTROLS, top))
+    journal = Journal(tmp_path)
+    first = KillingCheckpoint(journal.checkpoint("up"), 20)  # 7 middle windows, then 13 bottom ones
+    with pytest.raises(Killed):
+        for _ in backend.upsample(CONTROLS, top, checkpoint=first):
+            pass
+    again = KillingCheckpoint(journal.checkpoint("up"), 10_000)
+    resumed = list(backend.upsample(CONTROLS, top, checkpoint=again))
+    # The preview of the given codes, the 13 bottom windows' audio decoded again in their pushes, the rest.
+    _check_resumed(resumed, whole, first, again, window_tokens=32)
