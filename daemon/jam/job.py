@@ -163,6 +163,8 @@ class JamRun:
         emitted = self.stream.emitted_samples
         if self.voice is not None and not self.voice.ended.is_set():
             if not self.voice.playing and self.voice.frames_played == 0:
+                if self.voice.launch_beat is not None:
+                    return emitted - self.base  # launched on a beat (in time): nothing is consumed before it
                 return 0.0  # the sound card waits for its jitter buffer: fill it
             return emitted - (self.base + self.positions.input_of(self.voice.played_samples))
         if self.started_at is None:

@@ -125,6 +125,8 @@ class Daemon:
             sink_factories = [FileSinkFactory(out_dir), playback]
         sinks = list(sink_factories)
         self._playback = next((s for s in sinks if isinstance(s, PlaybackSinkFactory)), None)
+        if self._playback is not None:
+            self._playback.follow(self.tempo.timeline)  # one handed in plays jobs in time on the daemon's beat
         self.paths = PathPolicy(out_dir, config.audio_dirs, model_dirs=config.model_dirs,
                                 configured_models=config.models)
         self._runner = JobRunner(self._pool, sinks, paths=self.paths, max_audio_s=config.max_audio_s,

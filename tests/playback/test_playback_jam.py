@@ -28,8 +28,12 @@ def jam_playing(jack_server: JackServer, riffd_cache: Path, tmp_path_factory: py
     playing.daemon.stop()
 
 
+@pytest.mark.parametrize("in_time", [{}, {"bpm": 120.0, "launch": "bar"}], ids=["free", "in-time"])
 def test_a_jam_plays_without_underruns_across_slides_and_changes(jam_playing: Playing,
-                                                                 start_capture: Callable[[], JackCapture]) -> None:
+                                                                 start_capture: Callable[[], JackCapture],
+                                                                 in_time: dict) -> None:
+    """Free, and in time (issue 15: launched on the bar, conformed as it plays through Rubber Band's
+    real-time stretcher, paced in the samples heard)."""
     player = jam_playing.player
     capture = start_capture()
     capture.wait_following("PortAudio")
@@ -37,7 +41,7 @@ def test_a_jam_plays_without_underruns_across_slides_and_changes(jam_playing: Pl
     chunks: list[Chunk] = []
     leads: list[float] = []
     client = Client(jam_playing.daemon.zmq, timeout_s=60)
-    jam = client.jam("steady groove", seed=3)
+    jam = client.jam("steady groove", seed=3, **in_time)
     for event in jam:
         if isinstance(event, Chunk):
             chunks.append(event)
@@ -64,6 +68,8 @@ def test_a_jam_plays_without_underruns_across_slides_and_changes(jam_playing: Pl
     assert player.status().underruns == underruns_before, "no underrun across the slides and the changes"
     assert all(0 <= lead <= 1.0 + 0.5 + 0.25 for lead in leads), leads
 
+    if in_time:
+        assert chunks[0].beat is not None and chunks[0].beat % 4 == pytest.approx(0.0, abs=1e-6)
     expected = played_reference(chunks)[0]
     lag = find_lag(captured[0], expected)
     heard = captured[0, lag:lag + expected.size]

@@ -79,6 +79,11 @@ class PlaybackSinkFactory:
         self._owns_player = player is None  # a player handed in is closed by whoever opened it
         self._open_lock = threading.Lock()  # jobs of several workers may ask at once
 
+    def follow(self, timeline: Timeline) -> None:
+        """Launch voices on `timeline` (the daemon's), unless this factory was given one; before `start`."""
+        if self._timeline is None and self._player is None:
+            self._timeline = timeline
+
     def start(self) -> None:
         """Open the sound card now when every job is to be played, so the message comes at startup."""
         if self.play_by_default:
