@@ -151,7 +151,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.config.out_dir)  # a killed run's half-written files (never under final names)
-        self._durable = DurableJobs(Journal(self.config.resolved_state_dir / "journal"))
+        try:
+            self._durable = DurableJobs(Journal(self.config.resolved_state_dir / "journal"))
+        except OSError as exc:
+            raise InvalidArgument(f"cannot use the journal folder under {self.config.resolved_state_dir} "
+                                  f"(--state-dir): {exc.strerror or exc}") from None
         curve = None
         if self.config.curve_required:
             secret_key, clients_dir = self.config.curve_secret_key, self.config.curve_clients_dir

@@ -54,9 +54,16 @@ def resume_jobs(journal: Journal, handler: RequestHandler, scheduler: Scheduler,
 def restore_subscribers(journal: Journal, router: EventRouter, osc: OscEndpoint, source_filter: SourceFilter) -> None:
     """The OSC UDP subscribers an earlier daemon kept, still on the allow-list; from now on every
     change is kept for the next daemon."""
-    restored = [(host, port) for host, port in load_subscribers(journal) if source_filter.allows(host)]
-    for host, port in restored:
-        router.subscribe(OscReply(osc, (host, port)))
+    restored = []
+    for host, port in load_subscribers(journal):
+        if not source_filter.allows(host):
+            continue
+        try:
+            router.subscribe(OscReply(osc, (host, port)))
+        except RiffdError as exc:  # more than the router takes (an edited file): the rest are dropped
+            log.warning("journal: OSC subscriber %s:%d not restored: %s", host, port, exc.message)
+            break
+        restored.append((host, port))
     if restored:
         log.info("journal: OSC subscribers kept from an earlier daemon: %s",
                  ", ".join(f"{host}:{port}" for host, port in restored))

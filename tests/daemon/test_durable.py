@@ -20,6 +20,7 @@ from clients import Client
 from daemon.child import DaemonChild
 from daemon.journal import Journal
 from protocol import wire
+from protocol.errors import InvalidArgument
 from protocol.messages import Accepted, Done, Generate, Progress, Started
 
 LABELS = dict(artist="Zac Brown Band", genres="Country", lyrics="Chicken fried")
@@ -155,3 +156,17 @@ def test_journal_entries_round_trip_and_order(tmp_path: Path) -> None:
     assert wire.decode_request(list(entries[1].frames)) == Generate(prompt="a", duration_s=1.0, job="b", id="r1")
     journal.forget("a")
     assert [e.job_id for e in Journal(tmp_path).read()] == ["b"]
+
+
+def test_the_state_dir_holds_the_journal_and_an_unusable_one_is_a_clear_error(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with start_fake_daemon(tmp_path / "out", models=("fake/slow",), state_dir=state) as daemon, \
+            Client(daemon.zmq, timeout_s=30) as client:
+        client.generate("x", duration_s=8.0, job="kept", save=True)
+        wait_for(lambda: (state / "journal" / "kept.job").exists())
+        assert not (tmp_path / "out" / ".riffd-state").exists()
+        daemon.stop()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InvalidArgument, match="--state-dir"):
+        start_fake_daemon(tmp_path / "out", state_dir=blocker)
