@@ -150,17 +150,19 @@ def test_auto_loads_the_calibrated_choice_once_and_a_slower_draft_runs_as_float3
     assert load_backend("debug/musicgen", device="cpu", cache_dir=cache, engine="int8").engine_name == "int8"
 
 
-def test_without_riffd_kernels_int8_runs_as_int8dyn_and_draft_as_float32(load_preset, monkeypatch: pytest.MonkeyPatch,
-                                                                          tmp_path: Path):
+def test_without_riffd_kernels_int8_and_int4_run_as_int8dyn_and_draft_as_float32(
+        load_preset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     bundle = load_preset("debug/musicgen").bundle
     monkeypatch.setattr(engine_modes, "native_int8_problem", lambda: "this CPU has no VNNI (test)")
     setup = engine_modes.resolve("int8", bundle, tmp_path)
     assert setup.options.name == "int8dyn" and "no VNNI (test)" in setup.reason
+    setup = engine_modes.resolve("int4", bundle, tmp_path)
+    assert setup.options.name == "int8dyn" and setup.reason.startswith("int4 runs as int8dyn")
     assert engine_modes.resolve("float32+draft", bundle, tmp_path).options.name == "float32"
     assert engine_modes.resolve("bfloat16", bundle, tmp_path).reason == ""
     # ...and auto does not even measure them there.
     offered = engine_modes.offered_modes(bundle.device)
-    assert "int8" not in offered and "float32+draft" not in offered and "float32" in offered
+    assert not {"int8", "int4", "float32+draft"} & set(offered) and "float32" in offered
 
 
 def test_a_real_calibration_measures_rates_and_agreement(load_preset):

@@ -2,8 +2,8 @@
 
 - `auto`: the calibration of this model on this machine (cached, else measured now) and
   `engine_choice.choose`'s rule; the choice and why are logged.
-- An explicit mode is honoured, except where it is known to be slower than float32 here: int8
-  without riffd's kernels runs as int8dyn (fbgemm's dynamic int8, the fastest int8 PyTorch has);
+- An explicit mode is honoured, except where it is known to be slower than float32 here: int8 and
+  int4 without riffd's kernels run as int8dyn (fbgemm's dynamic int8, the fastest int8 PyTorch has);
   `+draft` without them is float32 (its output is float32's anyway, and an int8 draft on PyTorch's
   kernels is slower than the float32 it should speed up), and so is a `+draft` a cached
   calibration measured slower than float32. Each mapping is one warning that says why; another
@@ -69,8 +69,10 @@ def offered_modes(device: torch.device) -> list[str]:
         modes.append("int8")
     if dynamic_int8_available():
         modes.append("int8dyn")
-    modes.append("int4")
     if native:
+        # int4 on PyTorch's kernel (bfloat16 activations, int8 heads on PyTorch's int8) is not worth
+        # measuring: where riffd's kernels cannot run, int4 runs as int8dyn (`runnable`).
+        modes.append("int4")
         # The int8 draft is riffd's kernel or nothing: on PyTorch's int8 a drafted column costs
         # more than the float32 step it saves (0.42x float32 measured on an AVX2-only EPYC).
         modes.append("float32+draft")
@@ -136,9 +138,9 @@ def choose_auto(bundle: MusicgenBundle, cache_dir: Path) -> Choice:
 
 
 def runnable(options: EngineOptions, device: torch.device) -> tuple[EngineOptions, str]:
-    """`options`, or what runs instead where they need riffd's int8 kernels and those cannot run
-    here, with the reason ("" when nothing changed)."""
-    if device.type != "cpu" or not (options.weights == "int8" or options.draft):
+    """`options`, or what runs instead where they need riffd's kernels and those cannot run here,
+    with the reason ("" when nothing changed)."""
+    if device.type != "cpu" or not (options.weights in ("int8", "int4") or options.draft):
         return options, ""
     problem = native_int8_problem()
     if problem is None:
@@ -149,8 +151,8 @@ def runnable(options: EngineOptions, device: torch.device) -> tuple[EngineOption
                 "on PyTorch's kernels is slower than float32 (whose output +draft gives anyway)")
     if dynamic_int8_available():
         return (EngineOptions(weights="int8dyn", compile=options.compile, warmup=options.warmup),
-                f"int8 runs as int8dyn (fbgemm's dynamic int8, PyTorch's fastest int8 here): riffd's int8 kernels "
-                f"cannot run ({problem})")
+                f"{options.weights} runs as int8dyn (fbgemm's dynamic int8, PyTorch's fastest int8 here): riffd's "
+                f"kernels cannot run ({problem})")
     return options, ""
 
 
