@@ -64,7 +64,7 @@ def test_alignment_equals_the_reference_streamed_window_by_window(name: str, mod
 
 def test_sampling_with_alignments_keeps_the_tokens_and_aligns_them(models) -> None:
     model = models["."]
-    case = dict(CASES["tiny_long"], sample_length=160 * 128)
+    case = dict(CASES["tiny_long"], sample_length=144 * 128)
     labels = load_file(str(FIXTURE / "alignment.safetensors"))["tiny_long_labels"]
     kwargs = dict(sample_levels=[0], sample_length=case["sample_length"], seed=5)
     plain = model.ancestral_sample([labels, labels[:, :5], labels[:, :5]], **kwargs)
@@ -72,9 +72,27 @@ def test_sampling_with_alignments_keeps_the_tokens_and_aligns_them(models) -> No
                                      alignment_layer=case["layer"], alignment_head=case["head"], **kwargs)
     assert torch.equal(aligned[0], plain[0])  # alignment draws no random numbers
     one_shot = _aligner(model, labels, case)
-    want = full_alignment([one_shot.advance(plain[0])], 160, labels.shape[1] - 5, 1)[0]
+    want = full_alignment([one_shot.advance(plain[0])], 144, labels.shape[1] - 5, 1)[0]
     assert len(aligned.alignments) == 1
     np.testing.assert_array_equal(aligned.alignments[0], want)
+
+
+def test_a_prime_s_rows_come_first_and_the_continuation_aligns_like_the_whole(models, expected) -> None:
+    """A continuation: the windows the prime fills are aligned before the first token is sampled."""
+    model, case = models["."], dict(CASES["tiny_long"], sample_length=176 * 128)
+    labels, prime = expected["tiny_long_labels"], expected["tiny_long_tokens"][:, :150]
+    stream = model.sample_windows([prime, prime[:, :0], prime[:, :0]], [labels, labels[:, :5], labels[:, :5]],
+                                  sample_levels=[0], sample_length=case["sample_length"], seed=2,
+                                  compute_alignments=True, alignment_layer=case["layer"], alignment_head=case["head"])
+    events = list(stream)
+    first = events[0]
+    # windows at 0 and 16 lie in the prime (150 tokens): rows before the next window (32) are final at once
+    assert isinstance(first, AlignedRows) and (first.start, first.end) == (0, 32)
+    rows = [e for e in events if isinstance(e, AlignedRows)]
+    top = events[-1].music_tokens[0]
+    assert top.shape[1] == 176 and torch.equal(top[:, :150], prime) and rows[-1].end == 176
+    whole = _aligner(model, labels, case).advance(top)
+    np.testing.assert_array_equal(full_alignment(rows, 176, 38, 1)[0], full_alignment([whole], 176, 38, 1)[0])
 
 
 def test_models_that_cannot_align_lyrics_say_why(models) -> None:
