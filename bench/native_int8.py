@@ -34,7 +34,7 @@ def run_branch(isa: str, cflags: str, rows: list[int], repeats: int, threads: in
     flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC")] + cflags.split()
     subprocess.run([os.environ.get("CC", "cc"), *flags, "-I", str(ROOT / "daemon" / "native"),
                     str(ROOT / "bench" / "native_int8_harness.c"), *sources, "-o", str(binary), "-lm"], check=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "RIFFD_THREADS": str(threads)}
     done = subprocess.run([str(binary), str(repeats), *map(str, rows)], env=env, capture_output=True, text=True,
                           check=True, timeout=1800)
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

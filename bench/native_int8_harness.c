@@ -6,11 +6,12 @@
 
    usage: native_int8_harness REPEATS ROWS... ; prints one JSON object per line */
 
-#include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "riffd_native.h"
 
@@ -38,33 +39,47 @@ static matrix make(int64_t rows, int64_t cols, unsigned seed) {
     return m; /* the codes' order does not matter for speed; row sums only shift the result */
 }
 
+typedef struct {
+    const int8_t *base;
+    int64_t block;
+    int prefetch;
+    _Atomic long long check;
+} read_job;
+
+/* Blocks [begin, end) of one matrix read with vector loads, on one thread. */
+static void read_blocks(void *ctx, int64_t begin, int64_t end) {
+    read_job *job = ctx;
+    long long check = 0;
+    for (int64_t b = begin; b < end; b++) {
+        const int8_t *p = job->base + b * job->block;
+        vi acc0 = vi_zero(), acc1 = vi_zero();
+        for (int64_t j = 0; j < job->block; j += 2 * (int64_t)sizeof(vi)) {
+            if (job->prefetch && j % 128 == 0) {
+                __builtin_prefetch(p + j + 4096, 0, 2);
+                __builtin_prefetch(p + j + 4096 + 64, 0, 2);
+                __builtin_prefetch(p + j + 512, 0, 3);
+                __builtin_prefetch(p + j + 512 + 64, 0, 3);
+            }
+            acc0 = vi_add(acc0, vi_load(p + j));
+            acc1 = vi_add(acc1, vi_load(p + j + sizeof(vi)));
+        }
+        int32_t lanes[VL];
+        memcpy(lanes, &acc0, sizeof lanes);
+        check += lanes[0] + lanes[VL - 1];
+        memcpy(lanes, &acc1, sizeof lanes);
+        check += lanes[1];
+    }
+    atomic_fetch_add(&job->check, check);
+}
+
 /* Every byte of the packed matrices, vector loads split by the kernel's 32-row blocks across the
-   same threads; `prefetch` with the kernel's software prefetch distances. */
+   same threads (the same pool); `prefetch` with the kernel's software prefetch distances. */
 static long long plain_read(const matrix *ms, int count, int threads, int prefetch) {
     long long check = 0;
     for (int i = 0; i < count; i++) {
-        const int64_t block = 32 * ms[i].cols, blocks = ms[i].rows / 32;
-        const int8_t *base = ms[i].packed;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : check)
-        for (int64_t b = 0; b < blocks; b++) {
-            const int8_t *p = base + b * block;
-            vi acc0 = vi_zero(), acc1 = vi_zero();
-            for (int64_t j = 0; j < block; j += 2 * (int64_t)sizeof(vi)) {
-                if (prefetch && j % 128 == 0) {
-                    __builtin_prefetch(p + j + 4096, 0, 2);
-                    __builtin_prefetch(p + j + 4096 + 64, 0, 2);
-                    __builtin_prefetch(p + j + 512, 0, 3);
-                    __builtin_prefetch(p + j + 512 + 64, 0, 3);
-                }
-                acc0 = vi_add(acc0, vi_load(p + j));
-                acc1 = vi_add(acc1, vi_load(p + j + sizeof(vi)));
-            }
-            int32_t lanes[VL];
-            memcpy(lanes, &acc0, sizeof lanes);
-            check += lanes[0] + lanes[VL - 1];
-            memcpy(lanes, &acc1, sizeof lanes);
-            check += lanes[1];
-        }
+        read_job job = {ms[i].packed, 32 * ms[i].cols, prefetch, 0};
+        riffd_parallel(ms[i].rows / 32, 0, threads, read_blocks, &job);
+        check += atomic_load(&job.check);
     }
     return check;
 }
@@ -79,7 +94,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s REPEATS ROWS...\n", argv[0]);
         return 2;
     }
-    int repeats = atoi(argv[1]), threads = omp_get_max_threads();
+    const char *wanted = getenv("RIFFD_THREADS");
+    int repeats = atoi(argv[1]), threads = wanted ? atoi(wanted) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     enum { LAYERS = 24, HIDDEN = 1024, FFN = 4096, HEADS_OUT = 8192 };
     static matrix ms[LAYERS * 6 + 1];
     int count = 0;

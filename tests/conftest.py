@@ -14,6 +14,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 # Conform's warm-up (seconds of CPU) at the start of every daemon without a tempo source would cost
 # the suite minutes; daemons with --link / --bpm still warm up, tests of the warm-up ask for it.
 os.environ.setdefault("RIFFD_WARM_CONFORM", "0")
+import daemon as _riffd_daemon  # noqa: E402,F401  (its OpenMP wait policy, before any test module imports torch)
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,44 @@ int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, i
     return scratch_floats(m, n, longest_attention(rows, n));
 }
 
+/* One layer's attention tasks (a row's head each) for riffd_parallel. */
+typedef struct {
+    const riffd_model *m;
+    const riffd_row *rows;
+    int64_t layer;
+    const float *q; /* self: the qkv projection [n][3 * hidden]; cross: the query projection [n][hidden] */
+    float *scores;
+    int64_t each;   /* floats of scores per task */
+    float *out;     /* [n][hidden] */
+} attention_job;
+
+static void self_attention(void *ctx, int64_t begin, int64_t end) {
+    const attention_job *j = ctx;
+    const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
+    for (int64_t task = begin; task < end; task++) {
+        int64_t r = task / heads, h = task % heads;
+        const riffd_row *row = &j->rows[r];
+        const riffd_row_cache *cache = &row->layer[j->layer];
+        size_t first = (size_t)(h * row->max_positions);
+        riffd_attend_int8(j->q + r * 3 * hidden + h * hd, cache->keys + first * hd, cache->key_scales + first,
+                          cache->values + first * hd, cache->value_scales + first, row->position + 1, hd,
+                          j->scores + task * j->each, j->out + r * hidden + h * hd);
+    }
+}
+
+static void cross_attention(void *ctx, int64_t begin, int64_t end) {
+    const attention_job *j = ctx;
+    const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
+    for (int64_t task = begin; task < end; task++) {
+        int64_t r = task / heads, h = task % heads;
+        const riffd_row *row = &j->rows[r];
+        const riffd_row_cache *cache = &row->layer[j->layer];
+        size_t first = (size_t)(h * row->cross_len * hd);
+        riffd_attend_f32(j->q + r * hidden + h * hd, cache->cross_keys + first, cache->cross_values + first,
+                         row->cross_mask, row->cross_len, hd, j->scores + task * j->each, j->out + r * hidden + h * hd);
+    }
+}
+
 /* x [n][hidden]: each row's embedded input (position included), overwritten; writes each layer's
    key and value at each row's position; logits [n][lm_heads.rows]. */
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
@@ -114,29 +152,15 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
             }
         }
         /* Rows at different positions attend over different lengths: hand tasks out one at a time. */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int64_t task = 0; task < n * heads; task++) {
-            int64_t r = task / heads, h = task % heads;
-            const riffd_row_cache *cache = &rows[r].layer[l];
-            size_t first = (size_t)(h * rows[r].max_positions);
-            riffd_attend_int8(qkv + r * 3 * hidden + h * hd, cache->keys + first * hd, cache->key_scales + first,
-                              cache->values + first * hd, cache->value_scales + first, rows[r].position + 1, hd,
-                              scores + task * each, attn + r * hidden + h * hd);
-        }
+        attention_job job = {m, rows, l, qkv, scores, each, attn};
+        riffd_parallel(n * heads, 1, threads, self_attention, &job);
         project(attn, n, &layer->self_out, delta, threads);
         add_into(x, delta, n * hidden);
 
         if (layer->cross_q.packed) {
             layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed);
             project(normed, n, &layer->cross_q, qkv, threads);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-            for (int64_t task = 0; task < n * heads; task++) {
-                int64_t r = task / heads, h = task % heads;
-                const riffd_row_cache *cache = &rows[r].layer[l];
-                size_t first = (size_t)(h * rows[r].cross_len * hd);
-                riffd_attend_f32(qkv + r * hidden + h * hd, cache->cross_keys + first, cache->cross_values + first,
-                                 rows[r].cross_mask, rows[r].cross_len, hd, scores + task * each, attn + r * hidden + h * hd);
-            }
+            riffd_parallel(n * heads, 1, threads, cross_attention, &job);
             project(attn, n, &layer->cross_out, delta, threads);
             add_into(x, delta, n * hidden);
         }

@@ -45,20 +45,38 @@ static inline __attribute__((always_inline)) void two_rows(const float *x, const
 
 int riffd_f32_max_rows(void) { return F32_MAX_ROWS; }
 
+typedef struct {
+    const float *x;
+    int rows;
+    int64_t k;
+    const float *w;
+    float *y;
+    int64_t n;
+} pairs_job;
+
+/* Weight row pairs [begin, end) against up to F32_MAX_ROWS activation rows, on one thread. */
+static void pairs(void *ctx, int64_t begin, int64_t end) {
+    const pairs_job *j = ctx;
+    const float *xs = j->x, *w = j->w;
+    float *ys = j->y;
+    const int64_t k = j->k, n = j->n;
+    for (int64_t i = begin; i < end; i++) {
+        switch (j->rows) {
+            TWO_ROWS_CASE(1) TWO_ROWS_CASE(2) TWO_ROWS_CASE(3) TWO_ROWS_CASE(4) TWO_ROWS_CASE(5) TWO_ROWS_CASE(6)
+            TWO_ROWS_CASE(7) TWO_ROWS_CASE(8) TWO_ROWS_CASE(9) TWO_ROWS_CASE(10) TWO_ROWS_CASE(11)
+            default: two_rows(xs, F32_MAX_ROWS, k, w, ys, n, 2 * i); break;
+        }
+    }
+}
+
 /* x [m][k], w [n][k] (row-major, as a checkpoint holds it), y [m][n]; k % 16 == 0, n % 2 == 0. */
 void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads) {
     for (int64_t m0 = 0; m0 < m; m0 += F32_MAX_ROWS) {
         int rows = (int)((m - m0) < F32_MAX_ROWS ? (m - m0) : F32_MAX_ROWS);
         const float *xs = x + m0 * k;
         float *ys = y + m0 * n;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int64_t i = 0; i < n / 2; i++) {
-            switch (rows) {
-                TWO_ROWS_CASE(1) TWO_ROWS_CASE(2) TWO_ROWS_CASE(3) TWO_ROWS_CASE(4) TWO_ROWS_CASE(5) TWO_ROWS_CASE(6)
-                TWO_ROWS_CASE(7) TWO_ROWS_CASE(8) TWO_ROWS_CASE(9) TWO_ROWS_CASE(10) TWO_ROWS_CASE(11)
-                default: two_rows(xs, F32_MAX_ROWS, k, w, ys, n, 2 * i); break;
-            }
-        }
+        pairs_job job = {xs, rows, k, w, ys, n};
+        riffd_parallel(n / 2, 0, threads, pairs, &job);
     }
 }
 #else

@@ -15,9 +15,7 @@
    packed[n / 32][k / 4][32][4], so a block is one sequential stream and each vector load feeds
    as many output rows directly (no horizontal sums). A block is read from memory once for up to
    ROWS_PER_READ activation rows: the first sub-pass streams it (prefetching ahead), the others
-   find it in L2. Blocks are split across OpenMP threads; the library links libgomp by its soname,
-   so inside a process that has loaded torch it shares torch's thread pool instead of starting a
-   second one.
+   find it in L2. Blocks are handed out to pool.c's threads a few at a time.
 
    Rows are independent: a row's outputs are the same bits whichever rows share the call (each is
    quantised on its own, its integer sums are exact, its float steps the same). */
@@ -140,6 +138,24 @@ static void one_block(const uint8_t *act, int rows, int64_t k, const int8_t *pac
         }
 }
 
+typedef struct {
+    const uint8_t *act;
+    int rows;
+    int64_t k;
+    const int8_t *packed;
+    const int32_t *row_sums;
+    const float *scale, *x_scale;
+    float *y;
+    int64_t n;
+} blocks_job;
+
+/* Blocks [begin, end) of one call, on one thread. */
+static void blocks(void *ctx, int64_t begin, int64_t end) {
+    const blocks_job *j = ctx;
+    for (int64_t b = begin; b < end; b++)
+        one_block(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
+}
+
 /* x [m][k] float32; packed int8 as above; row_sums [n] int32 (sum of each weight row); scale [n];
    y [m][n] float32; `threads` as torch.get_num_threads(). Needs k % COL_MULTIPLE == 0, k <= MAX_K,
    n % BLOCK_ROWS == 0 (checked by the caller). */
@@ -152,9 +168,8 @@ void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packe
         int rows = (int)((m - m0) < ROWS_PER_READ ? (m - m0) : ROWS_PER_READ);
         for (int r = 0; r < rows; r++) x_scale[r] = quantize_row(x + (m0 + r) * k, k, act + r * 2 * k);
         float *out = y + m0 * n;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int64_t b = 0; b < n / BLOCK_ROWS; b++)
-            one_block(act, rows, k, packed, row_sums, scale, x_scale, out, n, b * BLOCK_ROWS);
+        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, out, n};
+        riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
     }
 }
 #else

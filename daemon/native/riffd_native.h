@@ -86,6 +86,11 @@ typedef struct {
     int threads;
 } riffd_decoder;
 
+/* pool.c: run fn over [begin, end) slices of 0..count (at most `grain` items each; 0: a few per thread)
+   on up to `threads` threads, the caller's one of them; returns when every slice is done. */
+typedef void (*riffd_range_fn)(void *ctx, int64_t begin, int64_t end);
+void riffd_parallel(int64_t count, int64_t grain, int threads, riffd_range_fn fn, void *ctx);
+
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads);
 void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, const uint8_t *packed, float *y, int64_t n,
