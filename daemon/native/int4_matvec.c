@@ -43,10 +43,19 @@ static float bf16_to_float(uint16_t bits) {
 /* The weights as float32, out [n][k]: (code - 8) * scale, exactly (a 4-bit integer times a
    bfloat16 is a float). For products of many rows (a prefill), which are faster as one matrix
    product over these than as passes of the kernel. Plain C: any CPU. */
-void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t group, float *out, int threads) {
-    const int64_t groups = k / group, group_bytes = riffd_int4_group_bytes(group);
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < n / INT4_BLOCK_ROWS; b++)
+typedef struct {
+    const uint8_t *packed;
+    int64_t k, group;
+    float *out;
+} dequantize_job;
+
+/* Blocks [begin, end) of riffd_int4_dequantize, on one thread. */
+static void dequantize_blocks(void *ctx, int64_t begin, int64_t end) {
+    const dequantize_job *j = ctx;
+    const uint8_t *packed = j->packed;
+    const int64_t k = j->k, group = j->group, groups = k / group, group_bytes = riffd_int4_group_bytes(group);
+    float *out = j->out;
+    for (int64_t b = begin; b < end; b++)
         for (int64_t g = 0; g < groups; g++) {
             const uint8_t *chunk = packed + (b * groups + g) * group_bytes;
             const uint16_t *scales = (const uint16_t *)(chunk + 16 * group);
@@ -60,6 +69,11 @@ void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t 
                     }
             }
         }
+}
+
+void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t group, float *out, int threads) {
+    dequantize_job job = {packed, k, group, out};
+    riffd_parallel(n / INT4_BLOCK_ROWS, 0, threads, dequantize_blocks, &job);
 }
 
 #ifdef RIFFD_KERNELS
@@ -136,6 +150,31 @@ static inline __attribute__((always_inline)) void int4_block(const int8_t *act, 
         for (int u = 0; u < 2; u++) vf_store(y + m * n + r0 + u * VL, acc[m][u]);
 }
 
+typedef struct {
+    const int8_t *act;
+    const float *act_scales;
+    const int32_t *act_sums;
+    int rows;
+    int64_t k, group;
+    const uint8_t *packed;
+    float *out;
+    int64_t n;
+} passes_job;
+
+/* Passes [begin, end) of one riffd_int4_matvec call (INT4_PASS_ROWS outputs each), on one thread. */
+static void int4_passes(void *ctx, int64_t begin, int64_t end) {
+    const passes_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t r0 = i * INT4_PASS_ROWS, n0 = r0 - r0 % INT4_BLOCK_ROWS;
+        switch (j->rows) {
+        case 1: int4_block(j->act, j->act_scales, j->act_sums, 1, j->k, j->group, j->packed, j->out, j->n, n0, r0); break;
+        case 2: int4_block(j->act, j->act_scales, j->act_sums, 2, j->k, j->group, j->packed, j->out, j->n, n0, r0); break;
+        case 3: int4_block(j->act, j->act_scales, j->act_sums, 3, j->k, j->group, j->packed, j->out, j->n, n0, r0); break;
+        default: int4_block(j->act, j->act_scales, j->act_sums, 4, j->k, j->group, j->packed, j->out, j->n, n0, r0); break;
+        }
+    }
+}
+
 /* x [m][k] float32; packed as above; y [m][n] float32. Needs n % 32 == 0, k % group == 0,
    riffd_int4_group_ok(group), k <= INT4_MAX_K (checked by the caller). */
 void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, const uint8_t *packed, float *y, int64_t n,
@@ -149,17 +188,8 @@ void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, cons
         int rows = (int)((m - m0) < INT4_MAX_ROWS ? (m - m0) : INT4_MAX_ROWS);
         for (int r = 0; r < rows; r++)
             quantize_row_groups(x + (m0 + r) * k, k, group, act + r * k, act_scales + r * groups, act_sums + r * groups);
-        float *out = y + m0 * n;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int64_t i = 0; i < passes; i++) {
-            int64_t r0 = i * INT4_PASS_ROWS, n0 = r0 - r0 % INT4_BLOCK_ROWS;
-            switch (rows) {
-            case 1: int4_block(act, act_scales, act_sums, 1, k, group, packed, out, n, n0, r0); break;
-            case 2: int4_block(act, act_scales, act_sums, 2, k, group, packed, out, n, n0, r0); break;
-            case 3: int4_block(act, act_scales, act_sums, 3, k, group, packed, out, n, n0, r0); break;
-            default: int4_block(act, act_scales, act_sums, 4, k, group, packed, out, n, n0, r0); break;
-            }
-        }
+        passes_job job = {act, act_scales, act_sums, rows, k, group, packed, y + m0 * n, n};
+        riffd_parallel(passes, 0, threads, int4_passes, &job);
     }
 }
 #else

@@ -83,51 +83,48 @@ def test_native_decode_on_the_main_thread_is_as_fast_as_on_a_worker_thread(riffd
     assert timing["main_s"] <= 2.0 * timing["thread_s"], timing
 
 
-def _int8_on(x, packed, threads: int):
-    from daemon.native import int8_matvec
+def _products(threads: int, int8, int4, weight, inputs, f32_input) -> list:
+    """Every threaded kernel's result on `threads` threads (the wrappers ask torch how many)."""
+    from daemon.native import f32_matmul, int4_matvec, int8_matvec
 
-    out = torch.empty((x.shape[0], packed.rows))
-    int8_matvec._library().riffd_int8_matvec(x.data_ptr(), x.shape[0], packed.cols, packed.packed.data_ptr(),
-                                             packed.row_sums.data_ptr(), packed.scales.data_ptr(), out.data_ptr(),
-                                             packed.rows, threads)
-    return out
-
-
-def _f32_on(x, weight, threads: int):
-    from daemon.native import f32_matmul
-
-    out = torch.empty((x.shape[0], weight.shape[0]))
-    f32_matmul._library().riffd_f32_matmul(x.data_ptr(), x.shape[0], x.shape[1], weight.data_ptr(), out.data_ptr(),
-                                           weight.shape[0], threads)
-    return out
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return ([int8_matvec.matvec(x, int8) for x in inputs] + [int4_matvec.matvec(x, int4) for x in inputs]
+                + [f32_matmul.matmul(f32_input, weight), int4.dequantized()])
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(_kernels_missing() is not None, reason=f"native kernels: {_kernels_missing()}")
 def test_kernels_on_many_threads_equal_one_thread_bit_for_bit_even_from_several_callers_at_once():
     """The suite runs on one thread (tests/conftest.py), so the pool's own paths are exercised here:
     any thread count, back-to-back regions, and callers racing for the pool (the loser runs alone)."""
-    from daemon.native import int8_matvec
+    from daemon.native import int4_matvec, int8_matvec
 
     generator = torch.Generator().manual_seed(3)
-    packed = int8_matvec.pack(torch.randint(-127, 128, (1024, 512), dtype=torch.int8, generator=generator),
-                              torch.rand(1024, generator=generator) * 0.01)
+    int8 = int8_matvec.pack(torch.randint(-127, 128, (1024, 512), dtype=torch.int8, generator=generator),
+                            torch.rand(1024, generator=generator) * 0.01)
+    int4 = int4_matvec.pack(int4_matvec.quantize(torch.randn((512, 512), generator=generator), 32))
     weight = torch.randn((258, 256), generator=generator)
     inputs = [torch.randn((rows, 512), generator=generator) for rows in (1, 2, 5, 16)]
     f32_input = torch.randn((3, 256), generator=generator)
-    int8_want = [_int8_on(x, packed, 1) for x in inputs]
-    f32_want = _f32_on(f32_input, weight, 1)
+    want = _products(1, int8, int4, weight, inputs, f32_input)
     for threads in (2, 3, 8):
-        for _ in range(20):
-            for x, want in zip(inputs, int8_want, strict=True):
-                assert torch.equal(_int8_on(x, packed, threads), want)
-            assert torch.equal(_f32_on(f32_input, weight, threads), f32_want)
+        for _ in range(10):
+            got = _products(threads, int8, int4, weight, inputs, f32_input)
+            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)), threads
 
     failures: list[str] = []
+    lib = int8_matvec._library()
 
     def caller(index: int) -> None:
         for repeat in range(200):
-            x, want = inputs[(index + repeat) % len(inputs)], int8_want[(index + repeat) % len(inputs)]
-            if not torch.equal(_int8_on(x, packed, 2 + index % 2), want):
+            x = inputs[(index + repeat) % len(inputs)]
+            out = torch.empty((x.shape[0], int8.rows))
+            lib.riffd_int8_matvec(x.data_ptr(), x.shape[0], int8.cols, int8.packed.data_ptr(), int8.row_sums.data_ptr(),
+                                  int8.scales.data_ptr(), out.data_ptr(), int8.rows, 2 + index % 2)
+            if not torch.equal(out, want[(index + repeat) % len(inputs)]):
                 failures.append(f"caller {index}, repeat {repeat}")
 
     callers = [threading.Thread(target=caller, args=(index,)) for index in range(4)]

@@ -44,9 +44,9 @@ def _build(compiler: str, kernel_flags: tuple[str, ...], folder: Path, link: tup
     march = [flag for flag in compile_flags if flag.startswith("-m")]
     # The harness's own loops at -O1: gcc 12's aarch64 vectoriser crashes on one of them at -O3.
     commands = [[compiler, *compile_flags, "-c", *map(str, SOURCES)],
-                [compiler, "-O1", *march, "-fopenmp", "-std=gnu11", f"-I{daemon.native.SOURCE_DIR}", "-c",
+                [compiler, "-O1", *march, "-pthread", "-std=gnu11", f"-I{daemon.native.SOURCE_DIR}", "-c",
                  str(HERE / "kernel_harness.c")],
-                [compiler, "-fopenmp", *link, *[path.stem + ".o" for path in SOURCES], "kernel_harness.o", "-lm", "-o",
+                [compiler, "-pthread", *link, *[path.stem + ".o" for path in SOURCES], "kernel_harness.o", "-lm", "-o",
                  "harness"]]
     for command in commands:
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=180)
