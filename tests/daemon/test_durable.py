@@ -156,6 +156,11 @@ def test_journal_entries_round_trip_and_order(tmp_path: Path) -> None:
     assert wire.decode_request(list(entries[1].frames)) == Generate(prompt="a", duration_s=1.0, job="b", id="r1")
     journal.forget("a")
     assert [e.job_id for e in Journal(tmp_path).read()] == ["b"]
+    # A checkpoint (synced) says how far a job got and with which seed, even when its state file (not
+    # synced: written where a live take waits) was lost, as a power cut may do.
+    journal.checkpoint("b").save({"seed": np.array(9), "tokens_0": np.zeros((1, 3), np.int32)}, 3, 10)
+    [entry] = Journal(tmp_path).read()
+    assert entry.running and entry.seed == 9 and (entry.done, entry.total) == (3, 10)
 
 
 def test_the_state_dir_holds_the_journal_and_an_unusable_one_is_a_clear_error(tmp_path: Path) -> None:
