@@ -43,7 +43,12 @@ class RayBackend:
         spec = self._spec(job, context)
         tried: set[str] = set()
         while True:
-            worker, _ = self._cluster.acquire(self.model_id, job.id, tried)
+            try:
+                worker, _ = self._cluster.acquire(self.model_id, job.id, tried)
+            except WorkerGone as gone:  # lost while loading the model for this job: try another
+                self._cluster.mark_lost(gone)
+                tried.add(gone.worker)
+                continue
             streamed_frames = 0
             try:
                 # Closed at once when this job's stream is (a stop): the worker is told to stop.

@@ -70,8 +70,9 @@ def test_a_worker_reads_only_the_audio_sent_with_the_job() -> None:
 class _FlakyCluster:
     """Two workers; the first loses its stream after `chunks_before_loss` chunks."""
 
-    def __init__(self, chunks_before_loss: int) -> None:
+    def __init__(self, chunks_before_loss: int, lose_loading: bool = False) -> None:
         self.chunks_before_loss = chunks_before_loss
+        self.lose_loading = lose_loading
         self.lost: list[str] = []
         self.placed: list[str] = []
         self.released: list[str] = []
@@ -79,6 +80,8 @@ class _FlakyCluster:
     def acquire(self, model_id: str, job_id: str, exclude: set[str]) -> tuple[str, ModelInfo]:
         worker = next(name for name in ("w0", "w1") if name not in exclude)
         self.placed.append(worker)
+        if self.lose_loading and worker == "w0":
+            raise WorkerGone("w0", "node-a", "died while loading")
         return worker, INFO
 
     def release(self, worker: str, job_id: str) -> None:
@@ -113,6 +116,12 @@ def test_a_worker_lost_before_any_audio_is_retried_on_another_worker() -> None:
     chunks = list(RayBackend(cluster, INFO).run_job(_job(), _context()))  # type: ignore[arg-type]
     assert [chunk.offset_samples for chunk in chunks] == [0, 100, 200]
     assert cluster.placed == ["w0", "w1"] and cluster.lost == ["w0"] and cluster.released == ["w0", "w1"]
+
+
+def test_a_worker_lost_while_loading_the_model_sends_the_job_to_another() -> None:
+    cluster = _FlakyCluster(chunks_before_loss=3, lose_loading=True)
+    chunks = list(RayBackend(cluster, INFO).run_job(_job(), _context()))  # type: ignore[arg-type]
+    assert len(chunks) == 3 and cluster.placed == ["w0", "w1"] and cluster.lost == ["w0"]
 
 
 def test_a_worker_lost_after_audio_went_out_ends_the_job_with_worker_lost_naming_it() -> None:
