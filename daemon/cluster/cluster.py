@@ -203,6 +203,24 @@ class RayCluster:
                 self.mark_lost(gone)
                 tried.add(worker.name)
 
+    def preload(self, model_id: str) -> None:
+        """`model_id` on every worker up, loading in parallel: for the models named at start, so no
+        job waits for a load on a worker that has not served that model yet."""
+        with self._lock:
+            targets = [w for w in self._workers if w.health == "ok" and model_id not in w.models]
+        loads = [(worker, worker.handle.load.remote(model_id)) for worker in targets]
+        for worker, ref in loads:
+            try:
+                answer = self._call(worker, ref, self.settings.load_timeout_s)
+            except WorkerGone as gone:
+                self.mark_lost(gone)
+                continue
+            if isinstance(answer, ErrorItem):
+                raise RiffdError(answer.message, code=answer.code)
+            with self._lock:
+                worker.models[model_id] = answer
+        log.info("Ray: %s resident on %s", model_id, ", ".join(w.name for w in self._workers if model_id in w.models))
+
     def unload(self, model_id: str) -> None:
         """Drop `model_id` from every worker holding it (a running job keeps its reference there)."""
         with self._lock:

@@ -174,6 +174,8 @@ class Daemon:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.
             await _on_daemon_thread(partial(self._pool.load, model_id, pin=True))
+            if self._cluster is not None:  # on every worker: no job waits for a load
+                await _on_daemon_thread(partial(self._cluster.preload, model_id))
         if self._link is not None:
             await self._link.open()
         if warming and not await loop.run_in_executor(None, self.tempo.warmup.wait, WARMUP_WAIT_S):

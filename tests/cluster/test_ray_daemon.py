@@ -9,6 +9,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +74,22 @@ def test_zmq_and_osc_jobs_run_on_both_workers_with_the_in_process_audio(ray_daem
         workers = _worker_lines(client)
         assert set(workers) == {"w0", "w1"} and all(w["health"] == "ok" for w in workers.values())
         assert all(re.fullmatch(r"\d+", w["pid"]) and w["node"] != "?" for w in workers.values())
+        # --model models are loaded on every worker at start.
+        assert all(w["models"] == "debug/musicgen" for w in workers.values()), workers
     results: dict[int, list] = {}
-    # Two jobs at once, one slot per worker: the second loads the model on the other worker.
-    threads = [threading.Thread(target=_collect, args=(ray_daemon.zmq, "ray pad", 3.0, seed, results))
+    seen: set[tuple[str, str]] = set()  # (worker, job) pairs status showed while the jobs ran
+    watching = threading.Event()
+
+    def watch() -> None:
+        with Client(ray_daemon.zmq) as client:
+            while not watching.is_set():
+                seen.update((name, w["jobs"]) for name, w in _worker_lines(client).items() if w["jobs"] != "-")
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    # Two jobs at once, one slot per worker: one on each.
+    threads = [threading.Thread(target=_collect, args=(ray_daemon.zmq, "ray pad", 4.0, seed, results, None, f"z{seed}"))
                for seed in (11, 12)]
     for thread in threads:
         thread.start()
@@ -87,6 +101,8 @@ def test_zmq_and_osc_jobs_run_on_both_workers_with_the_in_process_audio(ray_daem
                              timeout_s=120)
     for thread in threads:
         thread.join(120)
+    watching.set()
+    watcher.join()
     assert done is not None and done.address == "/riffd/done", done
     # The front daemon wrote the file under --out, from the chunks the worker streamed.
     saved, rate = sf.read(done.args[1], dtype="float32", always_2d=True)
@@ -97,12 +113,11 @@ def test_zmq_and_osc_jobs_run_on_both_workers_with_the_in_process_audio(ray_daem
         assert isinstance(events[-1], Done), events[-1]
         assert any(isinstance(event, Started) and event.seed == seed for event in events)
         audio = _chunks_audio(events)
-        assert audio.shape == (1, 96000)
+        assert audio.shape == (1, 128000)
         # Same weights, seed and engine: the cluster's audio is the in-process daemon's.
-        np.testing.assert_array_equal(audio, reference("ray pad", 3.0, seed))
-    with Client(ray_daemon.zmq) as client:
-        workers = _worker_lines(client)
-    assert all(w["models"] == "debug/musicgen" for w in workers.values()), workers
+        np.testing.assert_array_equal(audio, reference("ray pad", 4.0, seed))
+    # Both workers served: each showed one of the two ZeroMQ jobs while they ran together.
+    assert {name for name, job in seen if job in ("z11", "z12")} == {"w0", "w1"}, seen
 
 
 def test_a_worker_killed_mid_job_gives_worker_lost_and_the_daemon_serves_on(ray_daemon: DaemonThread) -> None:
