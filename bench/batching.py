@@ -40,6 +40,7 @@ from daemon.models.musicgen.loader import load_folder, pick_device  # noqa: E402
 from daemon.models.musicgen.loop import decoder_columns  # noqa: E402
 from daemon.models.musicgen.options import EngineOptions  # noqa: E402
 from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
 from daemon.seeds import seeded_rng  # noqa: E402
 from protocol.errors import Cancelled  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
@@ -48,13 +49,6 @@ T = TypeVar("T")
 
 PROMPTS = ("lofi hip hop beat", "ambient pads", "funk bass groove", "jazz piano trio", "techno kick and hats",
            "string quartet", "dub reggae", "acoustic folk guitar")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def isa() -> str:

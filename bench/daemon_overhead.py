@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: E402
 
-from bench.batching import cpu_name  # noqa: E402
 from clients import Client  # noqa: E402
 from daemon.models.registry import load_backend  # noqa: E402
 from daemon.embedded import start_on_loopback  # noqa: E402
 from daemon.models.musicgen.backend import MusicGen  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
 from protocol import osc  # noqa: E402
 from protocol.messages import Chunk, Done  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
