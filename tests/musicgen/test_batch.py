@@ -252,3 +252,30 @@ def test_a_condition_swapped_between_steps_is_heard_from_the_next_step(load_pres
     assert not torch.allclose(kept, swapped, atol=1e-3)
     assert (swapped - python_swapped).abs().max() <= 1e-3 * python_swapped.abs().max()
     assert torch.equal(after_swap(first, True), kept)  # swapping to the same condition changes nothing
+
+
+def test_a_job_alone_in_the_batch_steps_on_its_own_thread_and_two_jobs_take_turns(load_preset):
+    """No thread of its own for the batch: a lone job runs its shared steps on the thread reading its
+    columns (no hand-over per step, as unbatched decoding); jobs together run them on their own threads."""
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.seeds import seeded_rng
+
+    model = _model(load_preset, "debug/musicgen", "float32")
+    assert model.batch is not None
+    cond = build_conditioning(model.bundle, ["a drone"], guidance_scale=3.0)
+    params = GenerationParams(duration_s=1.0, seed=1)
+
+    def run(seed: int, seen: set[int]) -> int:
+        columns = model.batch.columns(model.bundle, cond, None, 30, params, seeded_rng(seed),
+                                      timed=lambda step, seconds: seen.add(threading.get_ident()), label=str(seed))
+        return sum(1 for _ in columns)
+
+    alone: set[int] = set()
+    assert run(1, alone) == 33 and alone == {threading.get_ident()}
+    steppers: list[set[int]] = [set(), set()]
+    readers = [threading.Thread(target=run, args=(seed, seen)) for seed, seen in zip((2, 3), steppers)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert steppers[0] | steppers[1] <= {reader.ident for reader in readers} and steppers[0] and steppers[1]
