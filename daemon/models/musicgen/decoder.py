@@ -151,6 +151,12 @@ class MusicgenDecoder:
     @torch.inference_mode()
     def prefill(self, cache: KVCache, cond: Conditioning, inputs: torch.Tensor) -> torch.Tensor:
         """Run the known columns `[B, K, T]` (and a melody prefix); fill the cache; logits `[N, K, V]` of the last."""
+        if self.native is not None and not cond.prefix and inputs.shape[-1] == 1:
+            # A text prompt's window knows only its first column: its prefill is the step at slot 0,
+            # one native call instead of the Python layers' hundreds of small ops (each of which
+            # waits for the GIL again when other jobs' threads are busy: a job joining a busy batch).
+            self.set_condition(cache, cond)
+            return self.step(cache, inputs[..., 0], 0)
         tokens = inputs.repeat(2, 1, 1) if cond.guided else inputs  # [N, K, T]
         x = self._embed(tokens)  # [N, T, H]
         if cond.prefix:
