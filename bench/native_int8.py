@@ -59,12 +59,13 @@ def main(argv: list[str] | None = None) -> dict:
             results[branch.isa] = {"cflags": branch.cflags, "read_gb_s": read["read_gb_s"],
                                    "read_prefetch_gb_s": read["read_prefetch_gb_s"],
                                    "rows": {line["rows"]: {"gb_s": line["kernel_gb_s"], "ms": line["kernel_ms"],
+                                                           "cpu_ms": line["kernel_cpu_ms"],
                                                            "share_of_read": line["share_of_read"]} for line in lines[1:]}}
             print(f"\n{branch.isa} (RIFFD_NATIVE_CFLAGS={branch.cflags!r}): plain read {read['read_gb_s']:.1f} GB/s, "
                   f"with prefetch {read['read_prefetch_gb_s']:.1f} GB/s, {read['mb']:.0f} MB")
-            print(f"  {'rows':>4} {'ms':>8} {'GB/s':>7} {'of read':>8}")
+            print(f"  {'rows':>4} {'ms':>8} {'cpu ms':>8} {'GB/s':>7} {'of read':>8}")
             for line in lines[1:]:
-                print(f"  {line['rows']:>4} {line['kernel_ms']:>8.1f} {line['kernel_gb_s']:>7.1f} "
+                print(f"  {line['rows']:>4} {line['kernel_ms']:>8.1f} {line['kernel_cpu_ms']:>8.1f} {line['kernel_gb_s']:>7.1f} "
                       f"{100 * line['share_of_read']:>7.0f}%")
     summary = {"cpu": cpu_name(), "threads": args.threads, "branches": results}
     print(json.dumps(summary))

@@ -11,11 +11,13 @@
    multiplies it by four weights per row at a time, summing exactly (VNNI's vpdpbusd on its high
    and low bytes; on AVX2 without VNNI, vpmaddwd on weights widened to 16 bits).
 
-   Weights are packed once at load into blocks of 32 output rows, four inputs deep:
-   packed[n / 32][k / 4][32][4], so a block is one sequential stream and each vector load feeds
-   as many output rows directly (no horizontal sums). A block is read from memory once for up to
-   ROWS_PER_READ activation rows: the first sub-pass streams it (prefetching ahead), the others
-   find it in L2. Blocks are handed out to pool.c's threads a few at a time.
+   Weights are packed once at load into blocks of BLOCK_ROWS output rows (as many as the branch's
+   sums keep in registers: 32 with AVX-512, 16 with AVX-VNNI and NEON, 8 with AVX2), four inputs
+   deep: packed[n / B][k / 4][B][4], so a block is one sequential stream that one pass reads whole,
+   and each vector load feeds as many output rows directly (no horizontal sums). A block is read
+   from memory once for up to ROWS_PER_READ activation rows: the first tile of rows streams it
+   (prefetching ahead), the others find it in L1 or L2. Blocks are handed out to pool.c's threads
+   a few at a time.
 
    Rows are independent: a row's outputs are the same bits whichever rows share the call (each is
    quantised on its own, its integer sums are exact, its float steps the same). */
@@ -24,7 +26,11 @@
 
 #include "riffd_native.h"
 
-#define BLOCK_ROWS 32 /* output rows per packed block */
+#ifdef RIFFD_KERNELS
+#define BLOCK_ROWS (DOT_PASS_VECS * VL) /* output rows per packed block: one pass's */
+#else
+#define BLOCK_ROWS 32
+#endif
 #define MAX_K 16384
 #define COL_MULTIPLE 16 /* the quantiser works a vector at a time (16 floats at most) */
 #define ROWS_PER_READ 16 /* activation rows served by one read of the weights from memory */
@@ -45,9 +51,10 @@ int riffd_int8_supported(void) { return 1; }
 int riffd_simd_bits(void) { return RIFFD_SIMD_BITS; }
 const char *riffd_isa(void) { return RIFFD_ISA; }
 
-/* Output rows one sub-pass accumulates, and activation rows at a time, so that the sums stay in
-   registers (simd.h's DOT_PASS_VECS and DOT_ROW_TILE, chosen per instruction set). */
-#define PASS_ROWS (DOT_PASS_VECS * VL)
+/* Bytes of a block per step (DOT_GROUP inputs of every row), and steps per 64-byte line: the
+   prefetches go once a line. */
+#define STEP_BYTES (BLOCK_ROWS * DOT_GROUP)
+#define STEPS_PER_LINE (STEP_BYTES >= 64 ? 1 : 64 / STEP_BYTES)
 
 /* Quantise one activation row to 16-bit fixed point, q = round(x / s) with s = max|x| / 32767,
    into `act` (2k bytes, simd.h's layout). Returns s. */
@@ -63,38 +70,44 @@ static float quantize_row(const float *x, int64_t k, uint8_t *act) {
     return s;
 }
 
-/* PASS_ROWS outputs from r0 (inside the packed block starting at n0) against `rows` quantised
-   activation rows. `rows` and `prefetch` are compile-time constants at each call site, so the sums
-   stay in registers; `prefetch` on the block's first sub-pass, the one that reads it from memory. */
-static inline __attribute__((always_inline)) void sub_pass(const uint8_t *act, const int rows, const int prefetch,
-                                                           int64_t k, const int8_t *packed, const int32_t *row_sums,
-                                                           const float *scale, const float *x_scale, float *y,
-                                                           int64_t n, int64_t n0, int64_t r0) {
+/* The block starting at output row n0 against `rows` quantised activation rows. `rows` and
+   `prefetch` are compile-time constants at each call site, so the sums stay in registers;
+   `prefetch` on the block's first tile of rows, the one that reads it from memory. */
+static inline __attribute__((always_inline)) void tile(const uint8_t *act, const int rows, const int prefetch,
+                                                       int64_t k, const int8_t *packed, const int32_t *row_sums,
+                                                       const float *scale, const float *x_scale, float *y, int64_t n,
+                                                       int64_t n0) {
     dot_sum sum[DOT_ROW_TILE][DOT_PASS_VECS];
     for (int m = 0; m < rows; m++)
         for (int u = 0; u < DOT_PASS_VECS; u++) sum[m][u] = dot_sum_zero();
-    const int8_t *block = packed + n0 * k, *w = block + (r0 - n0) * DOT_GROUP;
-    for (int64_t j0 = 0; j0 < k; j0 += (int64_t)DOT_FLUSH_GROUPS * DOT_GROUP) {
-        int64_t end = k - j0 < (int64_t)DOT_FLUSH_GROUPS * DOT_GROUP ? k : j0 + (int64_t)DOT_FLUSH_GROUPS * DOT_GROUP;
+    const int8_t *w = packed + n0 * k;
+    const int64_t flush = (int64_t)DOT_FLUSH_GROUPS * DOT_GROUP;
+    for (int64_t j0 = 0; j0 < k; j0 += flush) {
+        const int64_t end = k - j0 < flush ? k : j0 + flush;
         dot_acc acc[DOT_ROW_TILE][DOT_PASS_VECS];
         for (int m = 0; m < rows; m++)
             for (int u = 0; u < DOT_PASS_VECS; u++) acc[m][u] = dot_acc_zero();
-        for (int64_t j = j0; j < end; j += DOT_GROUP) {
+        for (int64_t j = j0; j < end; j += STEPS_PER_LINE * DOT_GROUP) {
             if (prefetch) {
-                /* The hardware prefetchers stop at page boundaries; a block is one long stream, so ask
-                   ahead. A step of the block is BLOCK_ROWS * DOT_GROUP = 128 bytes: two lines. */
-                const char *line = (const char *)(block + j * BLOCK_ROWS);
-                __builtin_prefetch(line + PREFETCH_L2_BYTES, 0, 2);
-                __builtin_prefetch(line + PREFETCH_L2_BYTES + 64, 0, 2);
-                __builtin_prefetch(line + PREFETCH_L1_BYTES, 0, 3);
-                __builtin_prefetch(line + PREFETCH_L1_BYTES + 64, 0, 3);
+                /* The hardware prefetchers stop at page boundaries; a block is one long stream, so
+                   ask ahead, a line at a time. */
+                for (int line = 0; line < STEP_BYTES / 64; line++) {
+                    __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES + 64 * line, 0, 2);
+                    __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES + 64 * line, 0, 3);
+                }
+                if (STEP_BYTES < 64) {
+                    __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES, 0, 2);
+                    __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES, 0, 3);
+                }
             }
-            dot_w wv[DOT_PASS_VECS];
-            for (int u = 0; u < DOT_PASS_VECS; u++) wv[u] = dot_load_w(w + u * VL * DOT_GROUP);
-            w += BLOCK_ROWS * DOT_GROUP;
-            for (int m = 0; m < rows; m++) {
-                dot_act a = dot_load_act(act + m * 2 * k, k, j);
-                for (int u = 0; u < DOT_PASS_VECS; u++) acc[m][u] = dot_step(acc[m][u], a, wv[u]);
+            for (int s = 0; s < STEPS_PER_LINE; s++) { /* k % 16 == 0: whole lines */
+                dot_w wv[DOT_PASS_VECS];
+                for (int u = 0; u < DOT_PASS_VECS; u++) wv[u] = dot_load_w(w + u * VL * DOT_GROUP);
+                w += STEP_BYTES;
+                for (int m = 0; m < rows; m++) {
+                    dot_act a = dot_load_act(act + m * 2 * k, k, j + s * DOT_GROUP);
+                    for (int u = 0; u < DOT_PASS_VECS; u++) acc[m][u] = dot_step(acc[m][u], a, wv[u]);
+                }
             }
         }
         for (int m = 0; m < rows; m++)
@@ -103,39 +116,38 @@ static inline __attribute__((always_inline)) void sub_pass(const uint8_t *act, c
     for (int m = 0; m < rows; m++) {
         vf xs = vf_set1(x_scale[m]);
         for (int u = 0; u < DOT_PASS_VECS; u++) {
-            int64_t r = r0 + u * VL;
+            int64_t r = n0 + u * VL;
             vf_store(y + m * n + r, vf_mul(dot_finish(sum[m][u], row_sums + r), vf_mul(vf_load(scale + r), xs)));
         }
     }
 }
 
-#define SUB_PASS_CASE(R)                                                                                           \
+#define TILE_CASE(R)                                                                                               \
     case R:                                                                                                        \
-        if (first) sub_pass(a, R, 1, k, packed, row_sums, scale, xs, out, n, n0, r0);                              \
-        else sub_pass(a, R, 0, k, packed, row_sums, scale, xs, out, n, n0, r0);                                    \
+        if (m0 == 0) tile(a, R, 1, k, packed, row_sums, scale, xs, out, n, n0);                                    \
+        else tile(a, R, 0, k, packed, row_sums, scale, xs, out, n, n0);                                            \
         break;
 
-/* One packed block (BLOCK_ROWS outputs) against `rows` activation rows: read from memory by the
-   first sub-pass, from the cache by the rest. */
+/* One packed block (BLOCK_ROWS outputs) against `rows` activation rows, DOT_ROW_TILE at a time: read
+   from memory by the first tile, from the cache by the rest. */
 static void one_block(const uint8_t *act, int rows, int64_t k, const int8_t *packed, const int32_t *row_sums,
                       const float *scale, const float *x_scale, float *y, int64_t n, int64_t n0) {
-    for (int64_t r0 = n0; r0 < n0 + BLOCK_ROWS; r0 += PASS_ROWS)
-        for (int m0 = 0; m0 < rows; m0 += DOT_ROW_TILE) {
-            int tile = rows - m0 < DOT_ROW_TILE ? rows - m0 : DOT_ROW_TILE, first = r0 == n0 && m0 == 0;
-            const uint8_t *a = act + (int64_t)m0 * 2 * k;
-            const float *xs = x_scale + m0;
-            float *out = y + m0 * n;
-            switch (tile) {
+    for (int m0 = 0; m0 < rows; m0 += DOT_ROW_TILE) {
+        const int count = rows - m0 < DOT_ROW_TILE ? rows - m0 : DOT_ROW_TILE;
+        const uint8_t *a = act + (int64_t)m0 * 2 * k;
+        const float *xs = x_scale + m0;
+        float *out = y + m0 * n;
+        switch (count) {
 #if DOT_ROW_TILE > 8
-#error "sub_pass cases go up to 8 rows"
+#error "tile cases go up to 8 rows"
 #endif
-                SUB_PASS_CASE(1) SUB_PASS_CASE(2) SUB_PASS_CASE(3) SUB_PASS_CASE(4)
+            TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
 #if DOT_ROW_TILE > 4
-                SUB_PASS_CASE(5) SUB_PASS_CASE(6) SUB_PASS_CASE(7) SUB_PASS_CASE(8)
+            TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
 #endif
-            default: break;
-            }
+        default: break;
         }
+    }
 }
 
 typedef struct {

@@ -40,8 +40,10 @@ int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, i
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads);
 
+int riffd_int8_block_rows(void);
+
 #define THREADS 2
-#define BLOCK 32
+#define BLOCK 32 /* int4's block rows */
 
 static int checks, failures;
 
@@ -114,10 +116,11 @@ static matrix int8_matrix(int64_t n, int64_t k, double spread) {
             w.dense[r * k + j] = c * (double)scales[r];
         }
     }
-    /* packed[n / 32][k / 4][32][4] */
+    /* packed[n / B][k / 4][B][4], B the build's block rows (32, 16 or 8) */
+    const int64_t b = riffd_int8_block_rows();
     for (int64_t r = 0; r < n; r++)
         for (int64_t j = 0; j < k; j++)
-            packed[(r / BLOCK) * BLOCK * k + (j / 4) * BLOCK * 4 + (r % BLOCK) * 4 + j % 4] = codes[r * k + j];
+            packed[(r / b) * b * k + (j / 4) * b * 4 + (r % b) * 4 + j % 4] = codes[r * k + j];
     free(codes);
     w.view = (riffd_int8){packed, sums, scales, n, k, 0};
     w.owned[0] = packed, w.owned[1] = sums, w.owned[2] = scales;
