@@ -81,6 +81,7 @@ class RayCluster:
         self._prober: threading.Thread | None = None
         self._owner: threading.Thread | None = None
         self._leave = threading.Event()  # the owner thread leaves the cluster once set
+        self._pinned: list[str] = []  # models named at start: on every worker, again after a restart
         self._ray: Any = None
 
     def _own(self, joined: threading.Event, failed: list[BaseException]) -> None:
@@ -207,6 +208,8 @@ class RayCluster:
         """`model_id` on every worker up, loading in parallel: for the models named at start, so no
         job waits for a load on a worker that has not served that model yet."""
         with self._lock:
+            if model_id not in self._pinned:
+                self._pinned.append(model_id)
             targets = [w for w in self._workers if w.health == "ok" and model_id not in w.models]
         loads = [(worker, worker.handle.load.remote(model_id)) for worker in targets]
         for worker, ref in loads:
@@ -330,8 +333,22 @@ class RayCluster:
                                  if model_id in info.models and not restarted}
             was = worker.health
             worker.pid, worker.node_id, worker.host, worker.health = info.pid, info.node_id, info.host, "ok"
-        if was == "lost":
+        if was == "lost" or restarted:
             log.info("Ray %s rejoined (pid %d on node %s)", worker.name, info.pid, info.node_id[:12])
+            if self._pinned:  # loaded on a thread of its own: the prober goes on pinging the others
+                threading.Thread(target=self._reload, args=(worker,), name=f"riffd-ray-reload-{worker.name}",
+                                 daemon=True).start()
+
+    def _reload(self, worker: _Worker) -> None:
+        """A restarted worker gets the models named at start back, as at start."""
+        for model_id in list(self._pinned):
+            try:
+                self._load_on(worker, model_id)
+            except WorkerGone as gone:
+                self.mark_lost(gone)
+                return
+            except RiffdError as exc:
+                log.warning("Ray %s: reloading %s failed: %s", worker.name, model_id, exc.message)
 
     # Helpers.
     def _worker(self, name: str) -> _Worker:

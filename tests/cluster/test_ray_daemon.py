@@ -145,9 +145,10 @@ def test_a_worker_killed_mid_job_gives_worker_lost_and_the_daemon_serves_on(ray_
         for seed, frames in ((22, 8 * 32000), (23, 2 * 32000)):
             assert isinstance(results[seed][-1], Done), results[seed][-1]
             assert _chunks_audio(results[seed]).shape == (1, frames)
-        # Ray restarts the worker's process: it rejoins (a new pid), and serves again.
+        # Ray restarts the worker's process: it rejoins (a new pid) with the --model model loaded again.
         wait_for(lambda: _worker_lines(client)[name]["health"] == "ok"
-                 and _worker_lines(client)[name]["pid"] != line["pid"], timeout_s=60, interval_s=0.5)
+                 and _worker_lines(client)[name]["pid"] != line["pid"]
+                 and _worker_lines(client)[name]["models"] == "debug/musicgen", timeout_s=60, interval_s=0.5)
         rendered = client.generate("after", duration_s=1.0, seed=24).collect()
         assert rendered.audio.shape == (1, 32000)
 
