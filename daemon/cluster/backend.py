@@ -69,7 +69,9 @@ class RayBackend:
             except WorkerGone as gone:
                 self._cluster.mark_lost(gone)
                 tried.add(worker)
-                if streamed_frames > 0 or context.should_stop():
+                if context.should_stop():  # it was being stopped anyway: the stop's reason is the job's end
+                    raise Cancelled(f"job {job.id} stopped ({gone.worker} did not confirm: {gone.reason})") from None
+                if streamed_frames > 0:
                     raise WorkerLost(f"cluster worker {gone.worker} on node {gone.node[:12] or '?'} was lost after "
                                      f"{streamed_frames / self.sample_rate:.2f} s of this job's audio "
                                      f"({gone.reason})") from None
