@@ -15,7 +15,7 @@ from daemon.cluster.cluster import WorkerGone
 from daemon.cluster.items import ChunkItem, EndItem, ErrorItem, InputAudio, JobSpec, LoadSettings, ModelInfo, ProgressItem
 from daemon.cluster.worker import ModelWorker
 from daemon.jobs import Job
-from protocol.errors import Unsupported, WorkerLost
+from protocol.errors import Cancelled, Unsupported, WorkerLost
 from protocol.messages import Continue, Generate, JukeboxSample
 from protocol.params import GenerationParams
 
@@ -151,3 +151,14 @@ def test_without_ray_the_daemon_never_imports_it(tmp_path) -> None:
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_a_stopped_job_whose_worker_never_confirms_ends_as_cancelled() -> None:
+    cluster = _FlakyCluster(chunks_before_loss=1)
+    context = _context()
+    stopping = JobContext(seed=1, read_audio=context.read_audio, resolve_input=context.resolve_input,
+                          progress=context.progress, should_stop=lambda: True, yield_to_higher=context.yield_to_higher)
+    stream = RayBackend(cluster, INFO).run_job(_job(), stopping)  # type: ignore[arg-type]
+    next(stream)
+    with pytest.raises(Cancelled, match="did not confirm"):
+        next(stream)
