@@ -186,6 +186,9 @@ def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Se
     clock = session.client.clock()
     time.sleep(max(0.0, (done.beat - clock.beat) * 60 / 97.0) + 1.5)  # a bar into the take
     session.daw_say("tempo 133")
+    # The DAW quits once the change has reached the daemon (else, on a loaded machine, it may leave
+    # before Link has carried its new timeline, and 97 is then rightly the tempo in force).
+    _clock_until(session.client, lambda c: c.tempo == pytest.approx(133.0), 10.0)
     assert session.daw.stdin is not None
     session.daw.stdin.write("quit\n")
     session.daw.stdin.flush()
