@@ -36,7 +36,7 @@ from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, plan_window, window_sampler
+from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, next_columns, plan_window, window_sampler
 from protocol.errors import Cancelled, OutOfMemory
 from protocol.params import GenerationParams
 
@@ -260,7 +260,7 @@ class StepBatch:
             with torch.inference_mode():
                 logits = self.decoder.step_streams([s.cache for s in streams], columns,  # type: ignore[arg-type]
                                                    [s.first_slot + s.step - 1 for s in streams])
-                made = [s.sampler.next_column(s.step, out) for s, out in zip(streams, logits, strict=True)]
+                made = next_columns([s.sampler for s in streams], [s.step for s in streams], logits)
         except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
             # As text: a log record holding `exc` would keep the step's tensors alive (see runner.py).
             log.error("a shared decode step failed: %s", f"{type(exc).__name__}: {exc}")

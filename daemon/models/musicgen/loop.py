@@ -10,7 +10,7 @@ does each stream of a batch (`batch.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,30 @@ class WindowSampler:
             return self.forced[..., step]
         codes = sample_next(self.scores(logits), self.params, self.rng)
         return self.column(step, codes)
+
+
+def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
+                 logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """`samplers[i].next_column(steps[i], logits[i])` for the streams of one shared step: the very
+    same columns, but the distributions of streams that sample alike (temperature, top-k, top-p)
+    made in one pass over all their rows (each row's arithmetic is its own: the same bits), and
+    only the draws, each from its stream's own generator, made one stream at a time."""
+    made: list[torch.Tensor | None] = [None] * len(samplers)
+    alike: dict[tuple[float, int, float, int, torch.dtype], list[int]] = {}
+    for index, (sampler, step, out) in enumerate(zip(samplers, steps, logits, strict=True)):
+        if sampler.forced is not None or sampler.params.greedy:
+            made[index] = sampler.next_column(step, out)
+        else:
+            params = sampler.params
+            alike.setdefault((params.temperature, params.top_k, params.top_p, sampler.vocab, out.dtype),
+                             []).append(index)
+    for members in alike.values():
+        scores = [samplers[i].scores(logits[i]) for i in members]
+        probs = distribution(torch.cat(scores) if len(scores) > 1 else scores[0], samplers[members[0]].params)
+        for index, rows in zip(members, probs.split([part.shape[0] for part in scores]), strict=True):
+            codes = torch.multinomial(rows, 1, generator=samplers[index].rng)[:, 0]
+            made[index] = samplers[index].column(steps[index], codes)
+    return [column for column in made if column is not None]
 
 
 def iter_window(sampler: WindowSampler, logits: torch.Tensor, feed: FeedFn, should_stop: StopFn | None,
