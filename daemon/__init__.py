@@ -1,6 +1,7 @@
 """The riffd daemon: resident models, scheduler, OSC and ZeroMQ endpoints, audio sinks."""
 
 import os
+import sys
 
 # PyTorch's OpenMP runtime (libgomp) makes a thread that finished its part of a parallel region
 # spin for the next one, some 300 000 iterations (milliseconds), when it manages no more threads
@@ -14,3 +15,5 @@ import os
 # (the runtime reads it once, when it loads): riffd's entry points import `daemon` first, and
 # whoever sets it themselves keeps their value.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+#: Whether torch was loaded too early for that (daemon.native warns once when its kernels load).
+TORCH_LOADED_FIRST = "torch" in sys.modules

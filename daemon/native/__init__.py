@@ -114,6 +114,12 @@ def library() -> ctypes.CDLL:
         except OSError as exc:
             raise NativeUnavailable(f"cannot load {target}: {exc}") from exc
         _loaded.append(loaded)
+        import daemon
+
+        if daemon.TORCH_LOADED_FIRST:
+            log.warning("torch was imported before riffd, so its OpenMP threads spin-wait and the native decode "
+                        "may run several times slower on this process's main thread: import riffd's `daemon` "
+                        "before torch, or set OMP_WAIT_POLICY=PASSIVE")
         return loaded
 
 
