@@ -6,13 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from daemon.models.musicgen.agreement import compare
-from daemon.models.musicgen.conditioning import build_conditioning
-from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.speed import Int4Linear, Int8Linear
 from daemon.native import NativeUnavailable, int4_matvec
-from protocol.params import GenerationParams
+from tests.musicgen.test_native import assert_native_step_equals_python
 
 
 def _kernel_runs_here() -> str | None:
@@ -95,22 +92,10 @@ def test_pack_refuses_what_the_kernel_cannot_take():
     ("debug/musicgen-melody", ["folk guitar"]),  # no cross-attention
 ])
 def test_native_int4_step_equals_the_python_int4_step(load_preset, preset, texts):
-    bundle = load_preset(preset).bundle
-    native = MusicgenEngine(bundle, INT4)
+    native = assert_native_step_equals_python(load_preset(preset).bundle, INT4, texts, frames=30)
     weights = native.decoder.weights
-    assert native.decoder.native is not None and isinstance(weights.layers[0].fc1, Int4Linear)
+    assert isinstance(weights.layers[0].fc1, Int4Linear)
     assert isinstance(weights.lm_heads, Int8Linear)  # int4 layers, int8 lm heads
-    python = MusicgenEngine(bundle, INT4)
-    python.decoder.native = None
-    cond = build_conditioning(bundle, texts, guidance_scale=3.0)
-    agreement = compare(python, native, cond, frames=30)
-    print(agreement)
-    assert agreement.token_agreement == 1.0
-    assert 0 < agreement.relative_logit_error < 1e-4
-    params = GenerationParams(duration_s=30 / bundle.frame_rate, greedy=True)
-    first = torch.stack(list(native.columns(cond, None, 30, params, None)), dim=-1)
-    second = torch.stack(list(python.columns(cond, None, 30, params, None)), dim=-1)
-    assert torch.equal(first, second)
 
 
 def test_without_the_kernel_int4_multiplies_by_the_same_weights_on_pytorchs_kernel(monkeypatch):

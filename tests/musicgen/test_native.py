@@ -122,26 +122,32 @@ def test_library_is_built_once_and_cached_by_content():
     assert any(path.name in loaded._name for path in built)
 
 
+def assert_native_step_equals_python(bundle, options: EngineOptions, texts: list[str], frames: int) -> MusicgenEngine:
+    """The native step against the Python step of the same weight format: the same greedy codes and
+    logits within float rounding; returns the native engine."""
+    native = MusicgenEngine(bundle, options)
+    assert native.decoder.native is not None
+    python = MusicgenEngine(bundle, options)
+    python.decoder.native = None
+    cond = build_conditioning(bundle, texts, guidance_scale=3.0)
+    agreement = compare(python, native, cond, frames=frames)
+    print(agreement)
+    assert agreement.token_agreement == 1.0
+    assert 0 < agreement.relative_logit_error < 1e-4
+    params = GenerationParams(duration_s=frames / bundle.frame_rate, greedy=True)
+    first = torch.stack(list(native.columns(cond, None, frames, params, None)), dim=-1)
+    second = torch.stack(list(python.columns(cond, None, frames, params, None)), dim=-1)
+    assert torch.equal(first, second)
+    return native
+
+
 @pytest.mark.parametrize("preset, texts", [
     ("debug/musicgen", ["an upbeat jazz tune with a walking bass", "drums"]),  # 4 rows, masked cross-attention
     ("debug/musicgen-stereo", ["strings"]),
     ("debug/musicgen-melody", ["folk guitar"]),  # no cross-attention: the condition is a prefix
 ])
 def test_native_step_equals_the_python_int8_step(load_preset, preset, texts):
-    bundle = load_preset(preset).bundle
-    native = MusicgenEngine(bundle, INT8)
-    assert native.decoder.native is not None
-    python = MusicgenEngine(bundle, INT8)
-    python.decoder.native = None
-    cond = build_conditioning(bundle, texts, guidance_scale=3.0)
-    agreement = compare(python, native, cond, frames=40)
-    print(agreement)
-    assert agreement.token_agreement == 1.0
-    assert 0 < agreement.relative_logit_error < 1e-4
-    params = GenerationParams(duration_s=40 / bundle.frame_rate, greedy=True)
-    first = torch.stack(list(native.columns(cond, None, 40, params, None)), dim=-1)
-    second = torch.stack(list(python.columns(cond, None, 40, params, None)), dim=-1)
-    assert torch.equal(first, second)
+    native = assert_native_step_equals_python(load_preset(preset).bundle, INT8, texts, frames=40)
     assert native.live_caches == 0
 
 
