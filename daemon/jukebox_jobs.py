@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from protocol.audio_ref import AudioSource
 from protocol.errors import DurationTooLong, NotFound
 from protocol.messages import JukeboxRequest, JukeboxSample, JukeboxUpsample, check_job_id
 from protocol.params import GenerationParams
+
+if TYPE_CHECKING:
+    from daemon.models.jukebox.codes_file import TopCodes
 
 #: The model a Jukebox request without `model` gets when no Jukebox model is the default or resident.
 DEFAULT_JUKEBOX_MODEL = "openai/jukebox-1b-lyrics"
@@ -36,6 +39,10 @@ class JukeboxJob(Job):
     codes_path: Path | None = None
     # jukebox_upsample whose source named an earlier job: that job's codes file.
     source_codes: Path | None = None
+    # On a cluster worker (issue 19), which cannot read or write the front's files: the codes to
+    # upsample, read by the front, and where a sampled job's codes go (sent back to the front).
+    source_top: TopCodes | None = None
+    codes_sink: Callable[[TopCodes], None] | None = None
 
 
 def codes_path_for(out_dir: Path, job_id: str) -> Path:

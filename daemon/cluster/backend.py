@@ -7,21 +7,28 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.audio.types import AudioChunk
 from daemon.backend import JobContext, StreamReport
 from daemon.cluster.cluster import RayCluster, WorkerGone
-from daemon.cluster.items import ChunkItem, EndItem, ErrorItem, InputAudio, JobSpec, ModelInfo, ProgressItem
+from daemon.cluster.items import (
+    CheckpointItem, ChunkItem, CodesItem, EndItem, ErrorItem, EventItem, InputAudio, JobSpec, ModelInfo, ProgressItem,
+)
 from daemon.jobs import Job
+from daemon.jukebox_jobs import CODES_SUFFIXES, JukeboxJob
 from protocol.audio_ref import AudioSource
-from protocol.errors import Cancelled, RiffdError, Unsupported, WorkerLost
-from protocol.messages import Continue, Generate
+from protocol.errors import Cancelled, OutputError, RiffdError, Unsupported, WorkerLost
+from protocol.messages import Continue, Generate, JukeboxRequest, JukeboxSample, JukeboxUpsample
+
+if TYPE_CHECKING:
+    from daemon.models.jukebox.codes_file import TopCodes
 
 log = logging.getLogger(__name__)
 
 #: The request fields that name audio inputs; the front reads them and sends the samples.
-_AUDIO_FIELDS = {Generate: ("audio_prompt", "melody"), Continue: ("audio",)}
+_AUDIO_FIELDS: dict[type, tuple[str, ...]] = {Generate: ("audio_prompt", "melody"), Continue: ("audio",),
+                                               JukeboxSample: ("prime",)}
 
 
 class RayBackend:
@@ -37,12 +44,14 @@ class RayBackend:
 
     def run_job(self, job: Job, context: JobContext) -> Generator[AudioChunk, None, StreamReport | None]:
         request = job.request
-        if not isinstance(request, (Generate, Continue)):
+        if not isinstance(request, (Generate, Continue, JukeboxRequest)):
             raise Unsupported(f"{request.TYPE} jobs run in the front daemon's process only; with --ray, riffd serves "
-                              "generate and continue")
+                              "generate, continue and Jukebox jobs")
         spec = self._spec(job, context)
         tried: set[str] = set()
         while True:
+            if context.checkpoint is not None:  # a retry resumes from what the lost worker checkpointed
+                spec = dataclasses.replace(spec, resume=context.checkpoint.load())
             try:
                 worker, _ = self._cluster.acquire(self.model_id, job.id, tried)
             except WorkerGone as gone:  # lost while loading the model for this job: try another
@@ -60,6 +69,14 @@ class RayBackend:
                                              item.beat)
                         elif isinstance(item, ProgressItem):
                             context.progress(item.done, item.total)
+                        elif isinstance(item, CodesItem):
+                            _keep_codes(job, item)
+                        elif isinstance(item, CheckpointItem):
+                            if context.checkpoint is not None:
+                                context.checkpoint.save(item.arrays, item.done, item.total)
+                        elif isinstance(item, EventItem):
+                            if context.emit is not None:
+                                context.emit(item.event)
                         elif isinstance(item, ErrorItem):
                             raise (Cancelled(item.message) if item.code == Cancelled.code
                                    else RiffdError(item.message, code=item.code))
@@ -81,8 +98,8 @@ class RayBackend:
                 self._cluster.release(worker, job.id)
 
     def concurrent_jobs(self, job: Job) -> int:
-        """Generate and continue jobs: the model's slots on every worker that is up; else one."""
-        if isinstance(job.request, (Generate, Continue)):
+        """The model's slots on every worker that is up (a Jukebox has one per worker); a jam: one."""
+        if isinstance(job.request, (Generate, Continue, JukeboxRequest)):
             return self._cluster.slots(self.model_id)
         return 1
 
@@ -99,18 +116,53 @@ class RayBackend:
         self._cluster.unload(self.model_id)
 
     def _spec(self, job: Job, context: JobContext) -> JobSpec:
-        """The job for a worker: audio inputs read here (the worker cannot read this machine's files)
-        and sent as samples, under keys that replace them in the request."""
+        """The job for a worker: its inputs read here (the worker cannot read this machine's files)
+        and sent as samples or codes, audio under keys that replace it in the request."""
         request = job.request
         inputs: dict[str, InputAudio] = {}
         replaced: dict[str, Any] = {}
-        for name in _AUDIO_FIELDS.get(type(request), ()):
+        codes = None
+        names = _AUDIO_FIELDS.get(type(request), ())
+        if isinstance(request, JukeboxUpsample):
+            codes = _upsample_codes(job, context)
+            names = () if codes is not None else ("source",)
+        for name in names:
             source: AudioSource | None = getattr(request, name)
             audio = context.read_audio(source)
             if audio is not None:
                 key = f"input:{name}"
                 inputs[key] = InputAudio(audio.samples, audio.sample_rate)
                 replaced[name] = key
+        send_codes = isinstance(job, JukeboxJob) and job.codes_path is not None
         return JobSpec(job_id=job.id, model_id=self.model_id, request=dataclasses.replace(request, **replaced),
                        params=dataclasses.replace(job.params, seed=context.seed), seed=context.seed,
-                       priority=job.priority, inputs=inputs)
+                       priority=job.priority, inputs=inputs, codes=codes, send_codes=send_codes,
+                       journaled=context.checkpoint is not None)
+
+
+def _upsample_codes(job: Job, context: JobContext) -> TopCodes | None:
+    """An upsample's top-level codes when its source is codes (an earlier job's, or a codes file under
+    an allowed folder), read at the front; None when its source is audio."""
+    from daemon.models.jukebox.codes_file import read_codes
+
+    request = job.request
+    assert isinstance(request, JukeboxUpsample)
+    source_codes = job.source_codes if isinstance(job, JukeboxJob) else None
+    if source_codes is not None:
+        return read_codes(source_codes)
+    if isinstance(request.source, str) and request.source.endswith(CODES_SUFFIXES):
+        return read_codes(context.resolve_input(request.source))
+    return None
+
+
+def _keep_codes(job: Job, item: CodesItem) -> None:
+    """A sampled Jukebox job's codes, written under --out where the in-process daemon writes them."""
+    from daemon.models.jukebox.codes_file import write_codes
+
+    path = job.codes_path if isinstance(job, JukeboxJob) else None
+    if path is None:
+        return
+    try:
+        write_codes(path, item.codes)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from protocol.events import Event
 from protocol.messages import JobRequest
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
+
+if TYPE_CHECKING:
+    from daemon.models.jukebox.codes_file import TopCodes
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,14 @@ class JobSpec:
     seed: int
     priority: int = 0
     inputs: dict[str, InputAudio] = field(default_factory=dict)
+    # Jukebox: the top-level codes to upsample (read by the front from a codes file or an earlier
+    # job's), and whether the sampled codes come back (`CodesItem`: the front keeps them under --out).
+    codes: TopCodes | None = None
+    send_codes: bool = False
+    # A journaled job (issue 18): its checkpoint lives at the front; the worker resumes from the
+    # arrays the front loaded (None: from the start) and sends each new one back (`CheckpointItem`).
+    journaled: bool = False
+    resume: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,4 +116,27 @@ class ErrorItem:
     message: str
 
 
-StreamItem = ProgressItem | ChunkItem | EndItem | ErrorItem
+@dataclass(frozen=True)
+class CodesItem:
+    """A Jukebox job's top-level codes, as soon as they are sampled (the front writes them)."""
+
+    codes: TopCodes
+
+
+@dataclass(frozen=True)
+class CheckpointItem:
+    """A journaled job's new checkpoint (the front saves it in its journal)."""
+
+    arrays: dict[str, np.ndarray]
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class EventItem:
+    """An event of the job that is not audio (a Jukebox word's timing), for its listeners."""
+
+    event: Event
+
+
+StreamItem = ProgressItem | ChunkItem | EndItem | ErrorItem | CodesItem | CheckpointItem | EventItem

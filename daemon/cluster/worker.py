@@ -13,23 +13,30 @@ import os
 import socket
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from daemon.audio.types import Audio
 from daemon.backend import JobContext, MusicBackend, StreamReport
 from daemon.cluster.items import (
-    ChunkItem, EndItem, ErrorItem, JobSpec, LoadSettings, ModelInfo, ProgressItem, StreamItem, WorkerInfo,
+    CheckpointItem, ChunkItem, CodesItem, EndItem, ErrorItem, EventItem, JobSpec, LoadSettings, ModelInfo, ProgressItem,
+    StreamItem, WorkerInfo,
 )
 from daemon.jobs import Job
+from daemon.jukebox_jobs import JukeboxJob
 from daemon.residency import release_memory
 from daemon.runner import is_out_of_memory
 from protocol.audio_ref import AudioSource
 from protocol.errors import BadAudio, ModelUnavailable, RiffdError, Unsupported
-from protocol.messages import Generate
+from protocol.messages import Generate, JukeboxRequest
 
 log = logging.getLogger(__name__)
 
+#: Items a job's decoding thread may get ahead of its Ray stream (which adds Ray's own back-pressure).
+OUTBOX_ITEMS = 2
 #: Loads a model on this worker: (model_id, settings) -> backend.
 WorkerLoader = Callable[[str, LoadSettings], MusicBackend]
 
@@ -89,37 +96,56 @@ class ModelWorker:
         return flag is not None
 
     def run(self, spec: JobSpec) -> Iterator[StreamItem]:
-        """The job's stream: progress and chunks as they are decoded, then one end or error item.
+        """The job's stream: progress and chunks as they are decoded (with a Jukebox job's codes,
+        checkpoints and word timings as they come), then one end or error item.
 
         Called by Ray as a streaming generator: each yield goes back to the front before the job
         ends, and Ray pauses this generator while the front has not taken enough of what it sent.
+        The job decodes on a thread of its own into a small outbox, so what a backend reports
+        between chunks (progress, a checkpoint after a window) leaves at once, not with the next chunk.
         """
         flag = threading.Event()
         with self._lock:
             self._stops[spec.job_id] = flag
+        outbox = _Outbox(OUTBOX_ITEMS)
+        pump = threading.Thread(target=self._pump, args=(spec, flag, outbox), name=f"riffd-job-{spec.job_id}",
+                                daemon=True)
+        pump.start()
         try:
-            yield from self._stream(spec, flag)
-        except RiffdError as exc:  # cancelled included: the front says why it asked
-            yield ErrorItem(exc.code, exc.message)
-        except Exception as exc:  # noqa: BLE001 - the front turns this into the job's error event
-            if is_out_of_memory(exc):
-                message = f"out of memory on {self._name}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''}"
-                yield ErrorItem("out_of_memory", message)
-            else:
-                log.error("%s: job %s failed:\n%s", self._name, spec.job_id,
-                          "".join(traceback.format_exception(exc)).rstrip())
-                yield ErrorItem("internal", f"{type(exc).__name__}: {exc} (on {self._name})")
-            release_memory()
+            while True:
+                item = outbox.take()
+                yield item
+                if isinstance(item, (EndItem, ErrorItem)):
+                    return
         finally:
+            flag.set()  # left early (the front closed the stream): the job stops within a step
+            outbox.close()
+            pump.join()
             with self._lock:
                 self._stops.pop(spec.job_id, None)
 
-    def _stream(self, spec: JobSpec, flag: threading.Event) -> Iterator[StreamItem]:
-        backend = self._backend(spec.model_id)  # loaded already, unless this worker restarted since
-        progress: list[ProgressItem] = []
+    def _pump(self, spec: JobSpec, flag: threading.Event, outbox: _Outbox) -> None:
+        """Run the job into `outbox`, ending it with exactly one end or error item."""
+        ended: EndItem | ErrorItem | None
+        try:
+            ended = self._stream(spec, flag, outbox)
+        except RiffdError as exc:  # cancelled included: the front says why it asked
+            ended = ErrorItem(exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the front turns this into the job's error event
+            if is_out_of_memory(exc):
+                message = f"out of memory on {self._name}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''}"
+                ended = ErrorItem("out_of_memory", message)
+            else:
+                log.error("%s: job %s failed:\n%s", self._name, spec.job_id,
+                          "".join(traceback.format_exception(exc)).rstrip())
+                ended = ErrorItem("internal", f"{type(exc).__name__}: {exc} (on {self._name})")
+            release_memory()
+        if ended is not None:
+            outbox.put(ended)
 
-        def on_progress(done: int, total: int) -> None:
-            progress[:] = [ProgressItem(done, total)]  # only the newest is worth sending
+    def _stream(self, spec: JobSpec, flag: threading.Event, outbox: _Outbox) -> EndItem | None:
+        """The job's chunks into `outbox`; its end item (None: the front left, nothing more to send)."""
+        backend = self._backend(spec.model_id)  # loaded already, unless this worker restarted since
 
         def read_audio(source: AudioSource | None) -> Audio | None:
             if source is None:
@@ -133,11 +159,13 @@ class ModelWorker:
             raise Unsupported("files named by a request are read by the front daemon; this input cannot "
                               "travel to a cluster worker yet")
 
-        job = Job(id=spec.job_id, request=spec.request, model=spec.model_id, params=spec.params)
+        job = _worker_job(spec, outbox)
         context = JobContext(seed=spec.seed, read_audio=read_audio, resolve_input=resolve_input,
-                             progress=on_progress, should_stop=flag.is_set, yield_to_higher=lambda: None)
+                             progress=lambda done, total: outbox.progress(ProgressItem(done, total)),
+                             should_stop=flag.is_set, yield_to_higher=lambda: None,
+                             checkpoint=_RelayedCheckpoint(spec.resume, outbox) if spec.journaled else None,
+                             emit=lambda event: outbox.send(EventItem(event)))
         stream = backend.run_job(job, context)
-        sent: ProgressItem | None = None
         try:
             while True:
                 try:
@@ -145,18 +173,16 @@ class ModelWorker:
                 except StopIteration as stop:
                     report = stop.value
                     break
-                if progress and progress[0] != sent:
-                    sent = progress[0]
-                    yield sent
-                yield ChunkItem(chunk.index, chunk.offset_samples, chunk.audio, chunk.sample_rate, chunk.stage,
-                                chunk.beat)
+                # A copy: the item may leave after the backend reused its buffer for the next chunk.
+                audio = np.array(chunk.audio, dtype=np.float32, copy=True)
+                if not outbox.put(ChunkItem(chunk.index, chunk.offset_samples, audio, chunk.sample_rate, chunk.stage,
+                                            chunk.beat)):
+                    return None
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # stopped early: the backend frees the job's caches now
-        if progress and progress[0] != sent:
-            yield progress[0]
-        yield EndItem(dataclasses.asdict(report) if isinstance(report, StreamReport) else None)
+        return EndItem(dataclasses.asdict(report) if isinstance(report, StreamReport) else None)
 
     def _backend(self, model_id: str) -> MusicBackend:
         with self._lock:
@@ -178,6 +204,80 @@ class ModelWorker:
                     params=Generate(prompt="slots", duration_s=1.0).generation_params())
         return ModelInfo(backend.model_id, backend.sample_rate, backend.audio_channels, backend.supports_melody,
                          str(getattr(backend, "engine_name", "")), max(1, backend.concurrent_jobs(probe)))
+
+
+class _Outbox:
+    """A job's items between its decoding thread and its Ray stream: at most `limit` waiting (the
+    decoder waits beyond that, so Ray's back-pressure reaches it), progress kept newest-only."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._items: deque[StreamItem] = deque()
+        self._progress: ProgressItem | None = None
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def put(self, item: StreamItem) -> bool:
+        """Queue `item`, waiting for room; False (dropped) once the stream was closed."""
+        with self._changed:
+            while len(self._items) >= self._limit and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._changed.notify_all()
+            return True
+
+    def send(self, item: StreamItem) -> None:
+        """`put` for a backend's callbacks: an item the closed stream drops needs no answer (the job stops)."""
+        self.put(item)
+
+    def progress(self, item: ProgressItem) -> None:
+        with self._changed:
+            self._progress = item
+            self._changed.notify_all()
+
+    def take(self) -> StreamItem:
+        """The next item: the newest progress first when there is one (it never waits behind audio)."""
+        with self._changed:
+            while self._progress is None and not self._items:
+                self._changed.wait()
+            item: StreamItem
+            if self._progress is not None:
+                item, self._progress = self._progress, None
+            else:
+                item = self._items.popleft()
+                self._changed.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+class _RelayedCheckpoint:
+    """A journaled job's checkpoint on a worker: the front's last one to resume from, new ones sent back."""
+
+    def __init__(self, resume: dict[str, np.ndarray] | None, outbox: _Outbox) -> None:
+        self._resume = resume
+        self._outbox = outbox
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        return self._resume
+
+    def save(self, arrays: dict[str, np.ndarray], done: int, total: int) -> None:
+        copies = {name: np.array(array, copy=True) for name, array in arrays.items()}
+        self._outbox.send(CheckpointItem(copies, done, total))
+
+
+def _worker_job(spec: JobSpec, outbox: _Outbox) -> Job:
+    """The job as the backend takes it; a Jukebox job's codes come from the spec and go back as items."""
+    if isinstance(spec.request, JukeboxRequest):
+        sink = (lambda codes: outbox.send(CodesItem(codes))) if spec.send_codes else None
+        return JukeboxJob(id=spec.job_id, request=spec.request, model=spec.model_id, params=spec.params,
+                          source_top=spec.codes, codes_sink=sink)
+    return Job(id=spec.job_id, request=spec.request, model=spec.model_id, params=spec.params)
 
 
 def _ray_node_id() -> str:

@@ -1,4 +1,5 @@
-"""A local Ray cluster (two CPUs: one per worker) and a --ray daemon on it, once per module."""
+"""A local Ray cluster (two CPUs: one per worker) and a --ray daemon on it, once for tests/cluster
+(starting them takes half a minute)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from local_ray import LocalRay
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def local_ray() -> Iterator[LocalRay]:
     if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its auth settings at import
         pytest.skip("the riffd[ray] extra is not installed")
@@ -31,7 +32,7 @@ def local_ray() -> Iterator[LocalRay]:
     assert not cluster.leftover_pids()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def ray_daemon(local_ray: LocalRay, tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path):
     """The front daemon: debug/musicgen on two workers of one slot each (so two jobs take both)."""
     from daemon_harness import DaemonThread, make_config

@@ -12,10 +12,16 @@ from daemon_harness import fake_loader
 from daemon.backend import JobContext
 from daemon.cluster.backend import RayBackend
 from daemon.cluster.cluster import WorkerGone
-from daemon.cluster.items import ChunkItem, EndItem, ErrorItem, InputAudio, JobSpec, LoadSettings, ModelInfo, ProgressItem
+from daemon.cluster.items import (
+    CheckpointItem, ChunkItem, CodesItem, EndItem, ErrorItem, EventItem, InputAudio, JobSpec, LoadSettings, ModelInfo,
+    ProgressItem,
+)
 from daemon.cluster.worker import ModelWorker
 from daemon.jobs import Job
+from daemon.jukebox_jobs import JukeboxJob
+from daemon.models.jukebox.codes_file import TopCodes, read_codes
 from protocol.errors import Cancelled, Unsupported, WorkerLost
+from protocol.events import Lyric
 from protocol.messages import Continue, Generate, JukeboxSample
 from protocol.params import GenerationParams
 
@@ -131,11 +137,8 @@ def test_a_worker_lost_after_audio_went_out_ends_the_job_with_worker_lost_naming
     with pytest.raises(WorkerLost, match=r"worker w0 on node node-a was lost after 0\.01 s"):
         next(stream)
     assert cluster.placed == ["w0"] and cluster.released == ["w0"]
-    with pytest.raises(Unsupported, match="without --ray"):  # jams and Jukebox jobs stay in-process for now
+    with pytest.raises(Unsupported, match="without --ray"):  # jams stay in-process for now
         RayBackend(cluster, INFO).jam_host()  # type: ignore[arg-type]
-    jukebox = Job(id="jb", request=JukeboxSample(duration_s=1.0), model="fake/fast", params=_job().params)
-    with pytest.raises(Unsupported, match="generate and continue"):
-        next(RayBackend(cluster, INFO).run_job(jukebox, _context()))  # type: ignore[arg-type]
 
 
 def test_without_ray_the_daemon_never_imports_it(tmp_path) -> None:
@@ -162,3 +165,54 @@ def test_a_stopped_job_whose_worker_never_confirms_ends_as_cancelled() -> None:
     next(stream)
     with pytest.raises(Cancelled, match="did not confirm"):
         next(stream)
+
+
+class _Checkpoint:
+    def __init__(self) -> None:
+        self.saved: dict[str, np.ndarray] | None = None
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        return self.saved
+
+    def save(self, arrays: dict[str, np.ndarray], done: int, total: int) -> None:
+        self.saved = {**arrays, "progress": np.array([done, total])}
+
+
+class _JukeboxCluster(_FlakyCluster):
+    """w0 checkpoints a window, then dies before any audio; w1 sends codes, a word, a chunk."""
+
+    def __init__(self) -> None:
+        super().__init__(chunks_before_loss=0)
+        self.specs: dict[str, JobSpec] = {}
+
+    def stream(self, worker: str, spec: JobSpec, should_stop) -> Iterator[object]:
+        self.specs[worker] = spec
+        if worker == "w0":
+            yield CheckpointItem({"tokens": np.arange(4)}, 1, 3)
+            raise WorkerGone("w0", "node-a", "the actor died")
+        yield CodesItem(TopCodes(np.array([3, 1, 2]), artist="a", model="debug/jukebox"))
+        yield EventItem(Lyric(job=spec.job_id, index=0, text="hey", start_s=0.0, end_s=0.1))
+        yield ChunkItem(0, 0, np.zeros((1, 100), np.float32), 44100, "preview", None)
+        yield EndItem(None)
+
+
+def test_a_jukebox_job_on_a_worker_keeps_its_codes_and_checkpoints_at_the_front(tmp_path) -> None:
+    """Codes and checkpoints come back as items: the front writes the codes under --out and keeps the
+    journal's checkpoint, and a retry after a loss resumes from the lost worker's last checkpoint."""
+    cluster = _JukeboxCluster()
+    checkpoint, events = _Checkpoint(), []
+    context = _context()
+    context = JobContext(seed=1, read_audio=context.read_audio, resolve_input=context.resolve_input,
+                         progress=context.progress, should_stop=context.should_stop,
+                         yield_to_higher=context.yield_to_higher, checkpoint=checkpoint, emit=events.append)
+    request = JukeboxSample(duration_s=1.0, seed=1)
+    job = JukeboxJob(id="jb", request=request, model="debug/jukebox", params=GenerationParams(duration_s=1.0, seed=1),
+                     codes_path=tmp_path / "jb.codes.npz")
+    chunks = list(RayBackend(cluster, INFO).run_job(job, context))  # type: ignore[arg-type]
+    assert [chunk.stage for chunk in chunks] == ["preview"] and cluster.lost == ["w0"]
+    assert cluster.specs["w0"].journaled and cluster.specs["w0"].resume is None and cluster.specs["w0"].send_codes
+    resumed = cluster.specs["w1"].resume
+    assert resumed is not None and resumed["tokens"].tolist() == [0, 1, 2, 3] and resumed["progress"].tolist() == [1, 3]
+    kept = read_codes(tmp_path / "jb.codes.npz")
+    assert kept.codes.tolist() == [3, 1, 2] and kept.artist == "a" and kept.model == "debug/jukebox"
+    assert [event.text for event in events] == ["hey"]

@@ -94,13 +94,15 @@ class JukeboxBackend:
     # -- Jukebox jobs ---------------------------------------------------------------------
 
     def sample(self, controls: JukeboxControls, duration_s: float, *, prime: Audio | None = None,
-               upsample: bool = True, codes_path: Path | None = None, progress: ProgressFn | None = None,
+               upsample: bool = True, codes_path: Path | None = None,
+               keep_codes: Callable[[TopCodes], None] | None = None, progress: ProgressFn | None = None,
                should_stop: StopFn | None = None, checkpoint: Checkpoint | None = None,
                words: WordFn | None = None) -> Iterator[AudioChunk]:
         """Sample a piece of `duration_s` (continuing `prime`), preview first, then upsampled.
 
         `codes_path`: where to keep the top-level codes (written as soon as they exist, so a
         render cancelled while upsampling still leaves its sketch to upsample later).
+        `keep_codes`: called with them at the same moment (a cluster worker sends them to the front).
         `checkpoint`: saved after every window; a render that finds one resumes from it.
         `words`: lyric timing wanted; called for each word as the top level is sampled.
         """
@@ -113,8 +115,10 @@ class JukeboxBackend:
         levels = range(self._n_levels) if upsample else range(1)
 
         def top_done(top: torch.Tensor) -> Iterator[AudioChunk]:
+            codes = TopCodes(top[0].cpu().numpy(), controls.artist, controls.genres, controls.lyrics, self.model_id)
+            if keep_codes is not None:
+                keep_codes(codes)
             if codes_path is not None:
-                codes = TopCodes(top[0].cpu().numpy(), controls.artist, controls.genres, controls.lyrics, self.model_id)
                 try:
                     write_codes(codes_path, codes)
                 except OSError as exc:

@@ -48,14 +48,18 @@ def run_jukebox_job(backend: JukeboxBackend, job: Job, context: JobContext) -> I
                 emit(Lyric(job=job.id, index=index, text=text, start_s=start_s, end_s=end_s))
 
         return backend.sample(controls, request.duration_s, prime=context.read_audio(request.prime),
-                              upsample=request.upsample, codes_path=codes_path, progress=context.progress,
+                              upsample=request.upsample, codes_path=codes_path,
+                              keep_codes=job.codes_sink if isinstance(job, JukeboxJob) else None,
+                              progress=context.progress,
                               should_stop=yield_or_stop, checkpoint=context.checkpoint,
                               words=word if request.lyric_timing else None)
     assert isinstance(request, JukeboxUpsample)
     source = request.source
     source_codes = job.source_codes if isinstance(job, JukeboxJob) else None
-    if source_codes is not None or (isinstance(source, str) and source.endswith(CODES_SUFFIXES)):
-        stored = read_codes(source_codes or context.resolve_input(str(source)))
+    source_top = job.source_top if isinstance(job, JukeboxJob) else None
+    if source_top is not None or source_codes is not None or \
+            (isinstance(source, str) and source.endswith(CODES_SUFFIXES)):
+        stored = source_top or read_codes(source_codes or context.resolve_input(str(source)))
         controls = JukeboxControls(artist=request.artist or stored.artist, genres=request.genres or stored.genres,
                                    lyrics=request.lyrics or stored.lyrics, seed=controls.seed,
                                    temperature=request.temperature, top_k=request.top_k, top_p=request.top_p)
