@@ -1,0 +1,78 @@
+"""A worker that hangs rather than dies (its process stopped with SIGSTOP): the front's timeouts end
+the job with `worker_lost` naming the worker, the front answers meanwhile, and the worker serves
+again once it wakes up. A daemon of its own with short timeouts, one worker beside ray_daemon's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from daemon_harness import DaemonThread, make_config, wait_for
+from local_ray import LocalRay
+
+from clients import Client
+from protocol.messages import Chunk, Done, Error
+
+CALL_TIMEOUT_S = 3.0  # a ping on a loaded 2-core machine must still answer in time
+STREAM_TIMEOUT_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def short_daemon(local_ray: LocalRay, tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path):
+    """One worker (reserving no CPU, so it fits beside ray_daemon's two) and timeouts of seconds."""
+    config = make_config(tmp_path_factory.mktemp("ray-short"), models=("debug/musicgen",), cache_dir=riffd_cache,
+                         ray=local_ray.address, ray_workers=1, ray_worker_cpus=0.0, max_batch=1, max_duration_s=60.0,
+                         ray_call_timeout_s=CALL_TIMEOUT_S, ray_stream_timeout_s=STREAM_TIMEOUT_S)
+    daemon = DaemonThread(config).start(timeout_s=180.0)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _worker(client: Client) -> dict[str, str]:
+    name, *fields = client.status().workers[0].split()
+    return {"name": name, **dict(field.split("=", 1) for field in fields)}
+
+
+def test_a_hung_worker_ends_its_job_with_worker_lost_and_serves_again_once_awake(short_daemon: DaemonThread) -> None:
+    with Client(short_daemon.zmq, timeout_s=60) as client:
+        worker = _worker(client)
+        pid = int(worker["pid"])
+        events: list = []
+        first_chunk = threading.Event()
+
+        def long_job() -> None:
+            with Client(short_daemon.zmq, timeout_s=60) as own:
+                for event in own.generate("hang", duration_s=60.0, seed=4, chunks=True, job="hung"):
+                    events.append(event)
+                    if isinstance(event, Chunk):
+                        first_chunk.set()
+
+        job = threading.Thread(target=long_job)
+        job.start()
+        try:
+            assert first_chunk.wait(60)
+            os.kill(pid, signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            # The front answers while its worker hangs, and marks it lost once a ping times out.
+            wait_for(lambda: _worker(client)["health"] == "lost", timeout_s=30, interval_s=0.2)
+            job.join(60)
+            ended_after_s = time.monotonic() - stopped_at
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        ended = events[-1]
+        assert isinstance(ended, Error) and ended.code == "worker_lost", ended
+        assert worker["name"] in ended.message and "sent nothing" in ended.message, ended.message
+        # Ended by the stream's timeout (plus the wait for the stop's answer), not by the job's end.
+        assert ended_after_s < STREAM_TIMEOUT_S + CALL_TIMEOUT_S + 20, ended_after_s
+        assert sum(event.frames for event in events if isinstance(event, Chunk)) < 60 * 32000
+        # Awake again: the same process answers pings, keeps its model and serves.
+        wait_for(lambda: _worker(client)["health"] == "ok", timeout_s=30, interval_s=0.2)
+        assert _worker(client)["pid"] == str(pid)
+        done = list(client.generate("after", duration_s=1.0, seed=5))
+        assert isinstance(done[-1], Done) and done[-1].frames == 32000, done[-1]
