@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -218,7 +219,21 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         self._queues.pop(request_id or "", None)
 
     async def _send(self, request: Request) -> None:
-        await self._socket.send_multipart(wire.encode(request))
+        # Bounded like the wait for events: a DEALER without a peer (e.g. a handshake a CurveZMQ
+        # daemon refused) would otherwise wait in send for good. No wait_for here: a job stream's
+        # cancel is sent from inside a task being cancelled, and must not be a task of its own.
+        frames = wire.encode(request)
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        while True:
+            try:
+                await self._socket.send_multipart(frames, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            # pyzmq's stub for the asyncio socket's poll lacks the `flags` it takes (pyzmq 27).
+            if not await self._socket.poll(wait_ms, zmq.POLLOUT):  # type: ignore[call-arg]
+                raise TimeoutError(f"could not send to {self.endpoint} within {self.timeout_s} s")
 
     async def _next(self, queue: asyncio.Queue[Event]) -> Event:
         try:

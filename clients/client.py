@@ -267,7 +267,21 @@ class Client(JobRequests[JobStream]):
         assert request.id is not None
         if expect_reply:
             self._pending[request.id] = collections.deque()
-        self._socket.send_multipart(wire.encode(request))
+        # A DEALER with no connected peer blocks in send, and one whose handshake the daemon refused
+        # (a CurveZMQ daemon and a client without keys) may stay without a peer for good: the send
+        # is bounded by the same timeout as the wait for events.
+        # A peer can also go between the poll and the send: then the send says Again and we wait on.
+        frames = wire.encode(request)
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        while True:
+            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._socket.poll(wait_ms, zmq.POLLOUT):
+                raise TimeoutError(f"could not send to {self.endpoint} within {self.timeout_s} s")
+            try:
+                self._socket.send_multipart(frames, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                continue
 
     def _forget(self, request_id: str | None) -> None:
         self._pending.pop(request_id or "", None)
