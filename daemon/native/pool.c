@@ -18,9 +18,16 @@
    One region at a time: a second thread that calls while the pool is busy runs its loop alone
    (correct, never blocked, and on a 2-core machine as fast as sharing). The ticket packs the
    region's generation with the next chunk's index, so a late worker can never take a chunk of a
-   region it did not see start: its compare-and-swap fails once the generation moved on. Every
-   atomic here is sequentially consistent (the few per region cost nothing next to the work), which
-   is what makes a worker's read of the region's fields and its claim one consistent view. */
+   region it did not see start: its compare-and-swap fails once the generation moved on. A caller
+   closes the last region's ticket (index CLOSED, same generation) before it writes its own region's
+   fields: without that, a worker that read the last ticket and then lost its CPU could read the new
+   fields while that ticket still stood, claim a chunk of the new region under the old generation
+   and run it twice, and its count of it let the caller return while another chunk still ran (seen
+   once in a benchmark as a batched job's codes differing from alone; tests/native/pool_stress.c
+   reproduces it within seconds). Every atomic here is sequentially consistent (the few per region
+   cost nothing next to the work), which is what makes a worker's read of the region's fields and its
+   claim one consistent view: a claim that succeeds came before the close, so before the fields
+   changed. */
 
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -32,7 +39,16 @@
 
 #include "riffd_native.h"
 
+#ifdef RIFFD_POOL_TEST
+/* tests/native/pool_stress.c: stalls a thread where the scheduler may take its CPU away. */
+void riffd_pool_test_pause(int id, int where);
+#define PAUSE(id, where) riffd_pool_test_pause(id, where)
+#else
+#define PAUSE(id, where) ((void)0)
+#endif
+
 #define MAX_WORKERS 63
+#define CLOSED UINT32_MAX /* a ticket's chunk index while its caller writes the next region's fields */
 #define SPIN_NS 50000 /* a layer's regions follow each other within microseconds: stay awake that long */
 
 static struct {
@@ -71,16 +87,19 @@ static inline uint32_t generation(uint64_t ticket) { return (uint32_t)(ticket >>
 static void work(uint32_t gen, int id) {
     for (;;) {
         uint64_t ticket = atomic_load(&pool.ticket);
-        if (generation(ticket) != gen) return;
+        if (generation(ticket) != gen || (uint32_t)ticket == CLOSED) return;
+        PAUSE(id, 0);
         riffd_range_fn fn = atomic_load(&pool.fn);
         void *ctx = atomic_load(&pool.ctx);
         int64_t count = atomic_load(&pool.count), grain = atomic_load(&pool.grain);
         if (id >= atomic_load(&pool.threads)) return;
         int64_t begin = (int64_t)(uint32_t)ticket * grain;
         if (begin >= count) return;
+        PAUSE(id, 1);
         if (!atomic_compare_exchange_strong(&pool.ticket, &ticket, ticket + 1)) continue;
         int64_t end = begin + grain < count ? begin + grain : count;
         fn(ctx, begin, end);
+        PAUSE(id, 2);
         atomic_fetch_add(&pool.done, end - begin);
     }
 }
@@ -146,12 +165,14 @@ void riffd_parallel(int64_t count, int64_t grain, int threads, riffd_range_fn fn
         grain = count / ((int64_t)(threads > 1 ? threads : 1) * 8);
         if (grain < 1) grain = 1;
     }
-    if (threads <= 1 || count <= grain || (count + grain - 1) / grain > UINT32_MAX ||
+    if (threads <= 1 || count <= grain || (count + grain - 1) / grain >= CLOSED ||
         atomic_flag_test_and_set(&pool.busy)) {
         fn(ctx, 0, count);
         return;
     }
-    uint32_t gen = generation(atomic_load(&pool.ticket)) + 1;
+    uint64_t last = atomic_load(&pool.ticket);
+    atomic_store(&pool.ticket, last | CLOSED); /* no late claim on the last region from here on */
+    uint32_t gen = generation(last) + 1;
     start_workers(threads - 1, gen - 1);
     atomic_store(&pool.fn, fn);
     atomic_store(&pool.ctx, ctx);
@@ -159,6 +180,7 @@ void riffd_parallel(int64_t count, int64_t grain, int threads, riffd_range_fn fn
     atomic_store(&pool.grain, grain);
     atomic_store(&pool.threads, threads);
     atomic_store(&pool.done, 0);
+    PAUSE(0, 3);
     atomic_store(&pool.ticket, (uint64_t)gen << 32);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
