@@ -1,5 +1,5 @@
-"""A local Ray cluster (two CPUs: one per worker) and a --ray daemon on it, once for tests/cluster
-(starting them takes half a minute)."""
+"""A local Ray cluster (two CPUs: one per worker), once for tests/cluster (starting it takes seconds),
+and a --ray daemon on it per module (one Ray driver per process: modules' daemons take turns)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def local_ray() -> Iterator[LocalRay]:
     assert not cluster.leftover_pids()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def ray_daemon(local_ray: LocalRay, tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path):
     """The front daemon: debug/musicgen on two workers of one slot each (so two jobs take both)."""
     from daemon_harness import DaemonThread, make_config
