@@ -52,6 +52,11 @@ class LocalRay:
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
                                          env={**os.environ, "RAY_ADDRESS": "", **self.auth_env})
 
+    def add_node(self, num_cpus: int) -> "LocalRayNode":
+        """A second node of this cluster on this machine (`ray start --address`), with its own
+        folder, ports and CPUs: a node the tests can kill whole."""
+        return LocalRayNode(self, num_cpus)
+
     def wait_ready(self, timeout_s: float = 90.0) -> "LocalRay":
         """Until the head node has registered (its raylet's socket exists)."""
         deadline = time.monotonic() + timeout_s
@@ -82,18 +87,49 @@ class LocalRay:
 
     def leftover_pids(self) -> list[int]:
         """Processes of this cluster still alive: in the session of `ray start` or naming its folder."""
-        marker = str(self.temp_dir).encode()
-        session = self._process.pid
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
+        return _pids_of(self._process.pid, self.temp_dir)
+
+
+class LocalRayNode(LocalRay):
+    """A worker node joining `head`: `ray start --address --block` with its own ports and folder."""
+
+    def __init__(self, head: LocalRay, num_cpus: int) -> None:  # not LocalRay.__init__: that starts a head
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rn-", dir="/tmp"))
+        self.address = head.address
+        self.auth_env = head.auth_env
+        node_manager, object_manager, agent, metrics, runtime_env = _free_ports(5)
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        command = [ray_cli, "start", f"--address={head.address}", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",
+                   f"--temp-dir={self.temp_dir}", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+                   f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
+                   f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={metrics}",
+                   f"--runtime-env-agent-port={runtime_env}", "--object-store-memory=100000000"]
+        self._log = open(self.temp_dir / "ray-start.log", "w")
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env={**os.environ, "RAY_ADDRESS": "", **self.auth_env})
+
+    def kill(self) -> None:
+        """The node dies at once, every process of it (raylet, object store, workers) by SIGKILL."""
+        for pid in self.leftover_pids():
             try:
-                stat = (entry / "stat").read_text()
-                fields = stat[stat.rindex(")") + 2:].split()
-                state, sid = fields[0], int(fields[3])
-                if state != "Z" and (sid == session or marker in (entry / "cmdline").read_bytes()):
-                    found.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-        return found
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _pids_of(session: int, folder: Path) -> list[int]:
+    """Live processes in `session` or naming `folder` on their command line (not this one)."""
+    marker = str(folder).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            state, sid = fields[0], int(fields[3])
+            if state != "Z" and (sid == session or marker in (entry / "cmdline").read_bytes()):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
