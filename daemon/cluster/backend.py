@@ -22,6 +22,7 @@ from protocol.errors import Cancelled, OutputError, RiffdError, Unsupported, Wor
 from protocol.messages import Continue, Generate, JukeboxRequest, JukeboxSample, JukeboxUpsample
 
 if TYPE_CHECKING:
+    from daemon.cluster.jam import RemoteJamHost
     from daemon.models.jukebox.codes_file import TopCodes
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,11 @@ class RayBackend:
     def batched_jobs(self) -> tuple[str, ...]:
         return self._cluster.shared_jobs(self.model_id)
 
-    def jam_host(self) -> None:
-        """Jams keep their model's state between windows in one process: not on cluster workers yet."""
-        raise Unsupported("jams run on a daemon without --ray (a jam keeps its model's state in one process; "
-                          "cluster workers serve generate and continue)")
+    def jam_host(self) -> RemoteJamHost:
+        """A jam's model side on a worker; the front keeps its job (pacing, changes, files)."""
+        from daemon.cluster.jam import RemoteJamHost
+
+        return RemoteJamHost(self._cluster, self.model_id)
 
     def release(self) -> None:
         """The front's pool dropped this model (unload, keep-alive): the workers drop it too."""

@@ -284,6 +284,11 @@ class RayCluster:
             if not ended:
                 self._abandon(worker, spec.job_id, generator)
 
+    def call(self, worker_name: str, method: str, *args: Any) -> Any:
+        """`method(*args)` on a worker, answered within ray_call_timeout_s (a jam's step); WorkerGone if not."""
+        worker = self._worker(worker_name)
+        return self._call(worker, getattr(worker.handle, method).remote(*args), self.settings.call_timeout_s)
+
     # Health.
     def mark_lost(self, gone: WorkerGone) -> None:
         """`gone.worker` is dead or wedged: nothing more is placed there until a ping answers again

@@ -16,6 +16,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from daemon.cluster.items import (
     CheckpointItem, ChunkItem, CodesItem, EndItem, ErrorItem, EventItem, JobSpec, LoadSettings, ModelInfo, ProgressItem,
     StreamItem, WorkerInfo,
 )
+from daemon.cluster.worker_jams import WorkerJams
 from daemon.jobs import Job
 from daemon.jukebox_jobs import JukeboxJob
 from daemon.residency import release_memory
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Items a job's decoding thread may get ahead of its Ray stream (which adds Ray's own back-pressure).
 OUTBOX_ITEMS = 2
+#: What the front may call on a jam living here (`ModelWorker.jam`).
+JAM_OPS = frozenset({"start", "resume", "step", "background", "finish", "cancel_pending", "snapshot", "close"})
 #: Loads a model on this worker: (model_id, settings) -> backend.
 WorkerLoader = Callable[[str, LoadSettings], MusicBackend]
 
@@ -63,11 +67,13 @@ class ModelWorker:
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()  # one load at a time: two would compete for the device's memory
+        self._jams = WorkerJams(self._backend)
 
     def ping(self) -> WorkerInfo:
         with self._lock:
-            return WorkerInfo(self._name, os.getpid(), self._node_id(), socket.gethostname(),
-                              tuple(self._backends), tuple(self._stops))
+            models, running = tuple(self._backends), tuple(self._stops)
+        return WorkerInfo(self._name, os.getpid(), self._node_id(), socket.gethostname(), models,
+                          running + self._jams.running())
 
     def load(self, model_id: str) -> ModelInfo | ErrorItem:
         """Load `model_id` (once); a failure comes back as an error item with its protocol code."""
@@ -86,6 +92,22 @@ class ModelWorker:
         del backend
         release_memory()
         return True
+
+    def jam(self, jam_id: str, op: str, *args: Any) -> Any:
+        """One call (`op`: a `WorkerJams` method) on jam `jam_id`, whose stream lives here while the
+        front runs its job; a failure comes back as an error item with its protocol code."""
+        if op not in JAM_OPS:
+            return ErrorItem("internal", f"{self._name}: no jam operation {op!r}")
+        try:
+            return getattr(self._jams, op)(jam_id, *args)
+        except RiffdError as exc:
+            return ErrorItem(exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the front turns this into the jam's error event
+            if is_out_of_memory(exc):
+                return ErrorItem("out_of_memory", f"out of memory on {self._name} in jam {jam_id}")
+            log.error("%s: jam %s (%s) failed:\n%s", self._name, jam_id, op,
+                      "".join(traceback.format_exception(exc)).rstrip())
+            return ErrorItem("internal", f"{type(exc).__name__}: {exc} (on {self._name})")
 
     def stop(self, job_id: str) -> bool:
         """Ask job `job_id` to stop within a decode step; False if it is not running here."""
@@ -207,13 +229,13 @@ class ModelWorker:
 
 
 class _Outbox:
-    """A job's items between its decoding thread and its Ray stream: at most `limit` waiting (the
-    decoder waits beyond that, so Ray's back-pressure reaches it), progress kept newest-only."""
+    """A job's items between its decoding thread and its Ray stream, in order: at most `limit` waiting
+    (the decoder waits beyond that, so Ray's back-pressure reaches it); a progress item never waits,
+    and replaces one that nothing has followed yet (only the newest is worth sending)."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._items: deque[StreamItem] = deque()
-        self._progress: ProgressItem | None = None
         self._closed = False
         self._changed = threading.Condition()
 
@@ -234,20 +256,18 @@ class _Outbox:
 
     def progress(self, item: ProgressItem) -> None:
         with self._changed:
-            self._progress = item
+            if self._items and isinstance(self._items[-1], ProgressItem):
+                self._items[-1] = item
+            else:
+                self._items.append(item)
             self._changed.notify_all()
 
     def take(self) -> StreamItem:
-        """The next item: the newest progress first when there is one (it never waits behind audio)."""
         with self._changed:
-            while self._progress is None and not self._items:
+            while not self._items:
                 self._changed.wait()
-            item: StreamItem
-            if self._progress is not None:
-                item, self._progress = self._progress, None
-            else:
-                item = self._items.popleft()
-                self._changed.notify_all()
+            item = self._items.popleft()
+            self._changed.notify_all()
             return item
 
     def close(self) -> None:

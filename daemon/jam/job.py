@@ -240,9 +240,8 @@ class JamRun:
                                re=token.request.id))
 
     def _snapshot(self, message: ControlMessage) -> None:
-        """Capture now (between two steps); write on a helper thread, then tell."""
-        from daemon.models.musicgen.jam.state import save_state
-
+        """Capture now (between two steps); write on a helper thread (the host's way: a cluster
+        worker's jam comes back as a file's bytes), then tell."""
         request = message.request
         assert isinstance(request, JamSnapshot)
         state, offset = self.host.capture(self.stream)
@@ -252,7 +251,7 @@ class JamRun:
 
         def write() -> None:
             try:
-                save_state(path, state, identity=identity, offset_samples=offset)
+                self.host.save(path, state, identity=identity, offset_samples=offset)
             except OSError as exc:
                 error = OutputError(f"cannot write snapshot {path}: {exc.strerror or exc}")
                 message.answer(Error(job=self.job.id, code=error.code, message=error.message, re=request.id))

@@ -246,3 +246,60 @@ def test_a_primed_jukebox_sample_and_its_upsample_run_on_a_worker_with_the_in_pr
     again = list(in_process.upsample(JukeboxControls(seed=5, **JUKEBOX_LABELS), codes))
     np.testing.assert_allclose(_stage(upsampled, "preview"), _stage(sampled, "preview"), atol=1e-6)
     np.testing.assert_allclose(_stage(upsampled, "final"), _joined(again, "final"), atol=1e-5)
+
+
+def _jam_audio(jam, into: list[np.ndarray], until_samples: int | None = None):
+    """Read a jam's chunks (contiguous from 0) until `until_samples` are in, or to its end (its done event)."""
+    for event in jam:
+        if isinstance(event, Chunk):
+            assert event.offset_samples == sum(block.shape[1] for block in into), "chunks are contiguous"
+            into.append(event.audio)
+            if until_samples is not None and sum(block.shape[1] for block in into) >= until_samples:
+                return None
+        elif isinstance(event, (Done, Error)):
+            return event
+    raise AssertionError("the jam's stream ended without done")
+
+
+def test_a_jam_runs_on_a_worker_with_the_in_process_stream_its_changes_and_snapshots(
+        ray_daemon: DaemonThread, riffd_cache: Path) -> None:
+    from daemon.models.musicgen.jam.state import read_identity
+    from daemon.models.musicgen.jam.types import JamSampling
+    from daemon.models.registry import load_backend
+    from protocol.messages import Applied, Snapshot
+
+    rate, hop = 32000, 640
+    with Client(ray_daemon.zmq, timeout_s=60) as client:
+        # 1 s windows: the jam slides on the worker (every 0.7 s) while the front paces it.
+        jam = client.jam("ray jam", seed=7, context_s=0.3, window_s=1.0, duration_s=2.5)
+        blocks: list[np.ndarray] = []
+        assert _jam_audio(jam, blocks, until_samples=rate // 2) is None
+        assert any(w["jobs"].startswith("jam-") for w in _worker_lines(client).values())  # placed like a job
+        snapshot = jam.snapshot("ray-jam")
+        assert isinstance(snapshot, Snapshot) and Path(snapshot.path).is_file()
+        applied = jam.set(temperature=1.4)
+        assert isinstance(applied, Applied) and applied.request == "jam_set"
+        done = _jam_audio(jam, blocks)
+        assert isinstance(done, Done) and done.frames == round(2.5 * rate), done
+        # The snapshot the worker captured was written by the front, under --out/jams, and resumes on a worker.
+        assert read_identity(Path(snapshot.path))["model"] == "debug/musicgen"
+        resumed: list[np.ndarray] = []
+        assert isinstance(_jam_audio(client.jam("", resume="ray-jam", duration_s=0.3), resumed), Done)
+        assert sum(block.shape[1] for block in resumed) == round(0.3 * rate)
+        assert all(w["jobs"] == "-" for w in _worker_lines(client).values())  # the jams' places are freed
+    audio = np.concatenate(blocks, axis=1)
+    # The same jam in this process, stepped without pacing: the same samples until shortly before
+    # the change's frame (the delay pattern samples the 3 frames before it with it, and the codec's
+    # lookahead holds 2402 samples back).
+    musicgen = load_backend("debug/musicgen", device="cpu", cache_dir=riffd_cache, engine="float32", max_batch=1)
+    defaults = GenerationParams()
+    stream = musicgen.jam_host().start("ray jam", JamSampling(defaults.temperature, defaults.top_k, defaults.top_p,
+                                                              defaults.guidance_scale), seed=7, context_s=0.3,
+                                       window_s=1.0)
+    same = applied.offset_samples - 4 * hop - 2402
+    expected = []
+    while sum(block.frames for block in expected) < same:
+        expected += stream.step()[0]
+    stream.close()
+    assert same > rate // 2
+    np.testing.assert_array_equal(audio[:, :same], np.concatenate([b.audio for b in expected], axis=1)[:, :same])

@@ -17,10 +17,11 @@ from daemon.cluster.items import (
     ProgressItem,
 )
 from daemon.cluster.worker import ModelWorker
+from daemon.cluster.worker_jams import JamMeta, JamStep
 from daemon.jobs import Job
 from daemon.jukebox_jobs import JukeboxJob
 from daemon.models.jukebox.codes_file import TopCodes, read_codes
-from protocol.errors import Cancelled, Unsupported, WorkerLost
+from protocol.errors import Cancelled, WorkerLost
 from protocol.events import Lyric
 from protocol.messages import Continue, Generate, JukeboxSample
 from protocol.params import GenerationParams
@@ -137,8 +138,6 @@ def test_a_worker_lost_after_audio_went_out_ends_the_job_with_worker_lost_naming
     with pytest.raises(WorkerLost, match=r"worker w0 on node node-a was lost after 0\.01 s"):
         next(stream)
     assert cluster.placed == ["w0"] and cluster.released == ["w0"]
-    with pytest.raises(Unsupported, match="without --ray"):  # jams stay in-process for now
-        RayBackend(cluster, INFO).jam_host()  # type: ignore[arg-type]
 
 
 def test_without_ray_the_daemon_never_imports_it(tmp_path) -> None:
@@ -216,3 +215,57 @@ def test_a_jukebox_job_on_a_worker_keeps_its_codes_and_checkpoints_at_the_front(
     kept = read_codes(tmp_path / "jb.codes.npz")
     assert kept.codes.tolist() == [3, 1, 2] and kept.artist == "a" and kept.model == "debug/jukebox"
     assert [event.text for event in events] == ["hey"]
+
+
+class _JamCluster(_FlakyCluster):
+    """One worker, w1, holding a jam whose steps apply the changes they carry at frame 5."""
+
+    def __init__(self) -> None:
+        super().__init__(chunks_before_loss=0)
+        self.sent: list[object] = []
+        self.dies_at: str | None = None
+
+    def acquire(self, model_id: str, job_id: str, exclude: set[str]) -> tuple[str, ModelInfo]:
+        return "w1", INFO
+
+    def call(self, worker: str, method: str, jam_id: str, op: str, *args: object) -> object:
+        assert worker == "w1" and method == "jam"
+        if op == self.dies_at:
+            raise WorkerGone("w1", "node-b", "the actor died")
+        if op == "start":
+            return JamMeta(32000, 640, 10, {"model": "fake/fast"}, 0, 0)
+        if op == "step":
+            changes = args[0]
+            assert isinstance(changes, list)
+            self.sent += [change.token for change in changes]
+            block = ChunkItem(0, 0, np.ones((1, 640), np.float32), 32000, "final", None)
+            return JamStep([block], [(change.token, 5) for change in changes], 640, 1280)
+        return [] if op == "cancel_pending" else True
+
+
+def test_a_jam_on_a_worker_keeps_its_change_tokens_at_the_front_and_a_lost_worker_is_worker_lost() -> None:
+    from daemon.models.musicgen.jam.types import Change, JamSampling
+
+    cluster = _JamCluster()
+    stream = RayBackend(cluster, INFO).jam_host().start("x", JamSampling(), seed=1, context_s=1.0,  # type: ignore[arg-type]
+                                                        window_s=None)
+    assert stream.sample_rate == 32000 and stream.bundle.hop_length == 640 and stream.stream_settings.chunk_frames == 10
+    token = object()  # the front's inbox message: never sent, answered here when its change applies
+    stream.submit(Change(sampling=(("temperature", 1.2),), token=token))
+    blocks, applied = stream.step()
+    assert applied == [(token, 5)] and cluster.sent == [1] and len(blocks) == 1 and blocks[0].frames == 640
+    assert (stream.emitted_samples, stream.generated_samples) == (640, 1280)
+    cluster.dies_at = "step"
+    with pytest.raises(WorkerLost, match="w1 on node node-b was lost during the jam"):
+        stream.step()
+    assert cluster.lost == ["w1"]
+    stream.close()
+    stream.close()
+    assert cluster.released == ["w1"]
+
+
+def test_a_worker_answers_jam_calls_it_cannot_serve_with_error_items() -> None:
+    worker = _worker()
+    assert worker.jam("j1", "start", "fake/fast", "x", None, 1, 1.0, None).code == "unsupported"
+    assert worker.jam("j1", "step", []).code == "not_found"
+    assert worker.jam("j1", "__init__").code == "internal"  # only the jam operations are callable

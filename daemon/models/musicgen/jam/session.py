@@ -10,7 +10,7 @@ import torch
 
 from daemon.models.musicgen.jam.decoding import EngineDecoder
 from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
-from daemon.models.musicgen.jam.state import load_state, model_fingerprint
+from daemon.models.musicgen.jam.state import load_state, model_fingerprint, save_state
 from daemon.models.musicgen.jam.stream import JamStream
 from daemon.models.musicgen.jam.types import JamSampling, JamShape, JamState
 from protocol.errors import BadSnapshot, InvalidArgument, Unsupported
@@ -69,3 +69,8 @@ class JamHost:
     def capture(stream: JamStream) -> tuple[JamState, int]:
         """The stream's state now (a copy) and the offset it continues from."""
         return stream.state(), stream.emitted_samples
+
+    @staticmethod
+    def save(path: Path, state: JamState, *, identity: dict[str, str], offset_samples: int) -> None:
+        """Write a captured state as a snapshot file (atomically)."""
+        save_state(path, state, identity=identity, offset_samples=offset_samples)
