@@ -6,6 +6,9 @@ and the better rate counts (`calibration._rate`). Ratios are against float32 mea
 run. Use it to compare the quantised modes (int8 against int4) on a machine; `bench.musicgen_stream`
 gives the full picture (time to first audio, bandwidth floor, agreement). Prints one JSON object last.
 
+`--modes bfloat16,bfloat16/pytorch` measures the bfloat16 mode with riffd's kernel (its default on x86)
+and with PyTorch's matmul (oneDNN) in its decode steps, one after the other in the same run.
+
     python -m bench.engine_rates [--model random/musicgen-small] [--modes int4,float32,int8] [--threads 1]
 """
 
@@ -25,6 +28,7 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.engine_modes import runnable
 from daemon.models.musicgen.loader import load_folder
+from daemon.models.musicgen import speed
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.registry import default_cache_dir, resolve_folder
 from daemon.native import isa
@@ -49,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     kernels = isa()  # "none" where riffd's kernels cannot run (int8 and int4 then run as int8dyn)
     print(f"{args.model} on {this_cpu().describe()}, {torch.get_num_threads()} threads, riffd kernels {kernels}")
     rates: dict[str, float] = {}
+    riffd_bf16 = speed.native_bf16_measured_faster
     for mode in modes:
-        options, reason = runnable(EngineOptions.parse(mode + "+nowarmup"), bundle.device)
+        spec, _, variant = mode.partition("/")  # "bfloat16/pytorch": without riffd's bfloat16 kernel
+        options, reason = runnable(EngineOptions.parse(spec + "+nowarmup"), bundle.device)
         if reason:
             print(f"{mode}: {reason}")
+        speed.native_bf16_measured_faster = (lambda: False) if variant == "pytorch" else riffd_bf16
         engine = MusicgenEngine(bundle, options)
+        speed.native_bf16_measured_faster = riffd_bf16
         rates[mode] = _rate(engine, cond, args.frames)
         print(f"{mode:>14}: {rates[mode]:7.2f} steps/s", flush=True)
         del engine

@@ -103,6 +103,32 @@ def test_pack_refuses_shapes_outside_its_blocks_and_int8_falls_back():
     assert torch.allclose(odd(x), x @ weight.T, atol=0.05 * (x @ weight.T).abs().max())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dense_kernel_equals_float64_math_and_the_bfloat16_mode_uses_it(dtype):
+    """riffd's float32/bfloat16 kernel (f32_matmul.c) on this build's branch, against float64 maths on
+    the same weights; the bfloat16 mode's projections take it for a decode step's rows (x86)."""
+    from daemon.models.musicgen.speed import DenseLinear
+    from daemon.native import f32_matmul
+
+    generator = torch.Generator().manual_seed(3)
+    weight = (torch.randn(96, 1024, generator=generator) * 0.05).to(dtype)
+    for rows in (1, 2, 5, 12, 13):
+        x = torch.randn((rows, 1024), generator=generator) * torch.logspace(-2, 1, 1024)
+        got = f32_matmul.matmul(x, weight)
+        want = x.double() @ weight.double().T
+        # float32 sums of exact products (bfloat16 weights widen exactly): within 1e-5 of sum |x w|.
+        assert bool(((got.double() - want).abs() <= 1e-5 * (x.double().abs() @ weight.double().abs().T)).all())
+    bf16 = DenseLinear([weight[:64].bfloat16(), weight[64:].bfloat16()], torch.bfloat16, native_bf16=True)
+    x = torch.randn((1, 2, 1024), generator=generator).bfloat16()
+    assert bf16(x).dtype == torch.bfloat16 and bf16(x).shape == (1, 2, 96)
+    # The kernel's float32 sums rounded once to bfloat16: at most half a bfloat16 step from exact.
+    exact = x.double() @ weight.bfloat16().double().T
+    assert bool(((bf16(x).double() - exact).abs() <= exact.abs() * 2.0**-8 + 1e-6).all())
+    assert torch.equal(bf16(x)[0], f32_matmul.matmul(x[0], bf16.parts[0]).bfloat16())  # the kernel ran
+    with pytest.raises(ValueError, match="f32 matmul"):
+        f32_matmul.matmul(x[0], weight[:, :1000])
+
+
 def test_native_gelu_matches_torch():
     from daemon.native.decoder_step import functions
 

@@ -35,6 +35,7 @@ const char *riffd_isa(void);
 int64_t riffd_int4_group_bytes(int64_t group);
 void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t group, float *out, int threads);
 void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads);
+void riffd_bf16_matmul(const float *x, int64_t m, int64_t k, const uint16_t *w, float *y, int64_t n, int threads);
 void riffd_gelu(float *x, int64_t count);
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
@@ -244,12 +245,26 @@ static void check_matvec(int64_t n, int64_t k, int64_t group) {
     free_matrix(&w);
 }
 
-static void check_f32_matmul(int64_t n, int64_t k) {
+/* bf16: the float32 weights' top halves (truncated: any bfloat16 values will do), the same double check */
+static void check_f32_matmul(int64_t n, int64_t k, int bf16) {
     float *w = must_alloc(sizeof(float) * n * k);
-    for (int64_t i = 0; i < n * k; i++) w[i] = (float)gauss();
+    uint16_t *halves = must_alloc(sizeof(uint16_t) * n * k);
+    for (int64_t i = 0; i < n * k; i++) {
+        w[i] = (float)gauss();
+        if (bf16) {
+            uint32_t bits;
+            memcpy(&bits, &w[i], 4);
+            halves[i] = (uint16_t)(bits >> 16);
+            bits &= 0xffff0000u;
+            memcpy(&w[i], &bits, 4);
+        }
+    }
     for (int64_t m = 1; m <= 13; m += 4) {
         float *x = activations(m, k), *y = must_alloc(sizeof(float) * m * n);
-        riffd_f32_matmul(x, m, k, w, y, n, THREADS);
+        if (bf16)
+            riffd_bf16_matmul(x, m, k, halves, y, n, THREADS);
+        else
+            riffd_f32_matmul(x, m, k, w, y, n, THREADS);
         double worst = 0.0;
         for (int64_t r = 0; r < m; r++)
             for (int64_t o = 0; o < n; o++) {
@@ -261,11 +276,12 @@ static void check_f32_matmul(int64_t n, int64_t k) {
                 worst = fmax(worst, fabs(y[r * n + o] - sum) / (1e-5 * magnitude + 1e-30));
             }
         char what[64];
-        snprintf(what, sizeof what, "f32 matmul [%lld x %lld], %lld rows", (long long)n, (long long)k, (long long)m);
+        snprintf(what, sizeof what, "%s matmul [%lld x %lld], %lld rows", bf16 ? "bf16" : "f32", (long long)n,
+                 (long long)k, (long long)m);
         report(what, worst);
         free(x), free(y);
     }
-    free(w);
+    free(w), free(halves);
 }
 
 static void check_gelu(void) {
@@ -518,7 +534,8 @@ int main(void) {
     check_matvec(64, 64, 16);
     check_matvec(96, 1024, 32);
     check_matvec(256, 4096, 64);
-    check_f32_matmul(64, 1024);
+    check_f32_matmul(64, 1024, 0);
+    check_f32_matmul(64, 1024, 1);
     check_gelu();
     check_decoder_step(0, 0);
     check_decoder_step(32, 0);

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import platform
 import warnings
 from collections.abc import Sequence
 
@@ -44,24 +45,30 @@ class DenseLinear:
 
     In float32 the checkpoint's own tensors are used as they are (no copy); otherwise they are
     concatenated once into one matrix of the compute dtype, so a fused projection is one matmul.
-    With `few_rows`, 3 to `f32_matmul.max_rows()` rows go through riffd's float32 kernel, which
-    reads the weights once at memory speed where sgemm slows down (+draft's checking pass);
-    every other call stays on F.linear, so float32's exact parity is untouched.
+    riffd's kernel (`f32_matmul.c`, weights read once at near memory speed, where PyTorch's library
+    calls reach a quarter to a half of it at a decode step's few rows) multiplies:
+    - with `few_rows` (float32+draft's checking pass), 3 to `f32_matmul.max_rows()` rows of float32;
+    - with `native_bf16` (the bfloat16 mode on x86), 1 to `f32_matmul.max_rows()` rows of bfloat16.
+    Every other call stays on F.linear: float32's 1 or 2 rows in particular, so that float32 is
+    bit for bit what transformers computes (a kernel summing in another order is not).
     """
 
-    def __init__(self, weights: Sequence[torch.Tensor], dtype: torch.dtype, few_rows: bool = False) -> None:
+    def __init__(self, weights: Sequence[torch.Tensor], dtype: torch.dtype, few_rows: bool = False,
+                 native_bf16: bool = False) -> None:
         if dtype == torch.float32 and all(w.dtype == torch.float32 for w in weights):
             self.parts = list(weights)
         else:
             self.parts = [torch.cat(list(weights)).to(dtype).contiguous()]
-        fitting = few_rows and all(f32_matmul.fits(w) for w in self.parts)
-        self.few_rows_limit = f32_matmul.max_rows() if fitting else 0
+        self.dtype = dtype
+        native = (few_rows and dtype == torch.float32) or (native_bf16 and dtype == torch.bfloat16)
+        fitting = native and all(f32_matmul.fits(w) for w in self.parts)
+        self.native_rows = range(3 if dtype == torch.float32 else 1, (f32_matmul.max_rows() if fitting else 0) + 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if 2 < rows <= self.few_rows_limit:
+        if rows in self.native_rows:
             flat = x.reshape(rows, x.shape[-1])
-            out = torch.cat([f32_matmul.matmul(flat, w) for w in self.parts], dim=-1)
+            out = torch.cat([f32_matmul.matmul(flat, w) for w in self.parts], dim=-1).to(self.dtype)
             return out.view(*x.shape[:-1], -1)
         if len(self.parts) == 1:
             return F.linear(x, self.parts[0])
@@ -261,4 +268,13 @@ def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Line
         return Int4Linear(weights)
     if options.weights == "int8dyn":
         return DynamicInt8Linear(weights)
-    return DenseLinear(weights, compute_dtype(options), few_rows=options.draft)
+    return DenseLinear(weights, compute_dtype(options), few_rows=options.draft,
+                       native_bf16=not options.compile and native_bf16_measured_faster())
+
+
+def native_bf16_measured_faster() -> bool:
+    """Whether the bfloat16 mode's decode steps use riffd's kernel: on x86, where it was measured
+    faster than oneDNN's bfloat16 matmul (bench/dense_matvec.py: AMD EPYC Zen 4 with AVX-512 BF16, and
+    its AVX2 and AVX-VNNI builds with oneDNN capped to match). Not on ARM, where no speed can be
+    measured here; nor under torch.compile, which cannot trace a foreign call."""
+    return platform.machine() in ("x86_64", "AMD64", "i686")
