@@ -303,3 +303,32 @@ def test_a_jam_runs_on_a_worker_with_the_in_process_stream_its_changes_and_snaps
     stream.close()
     assert same > rate // 2
     np.testing.assert_array_equal(audio[:, :same], np.concatenate([b.audio for b in expected], axis=1)[:, :same])
+
+
+def test_a_worker_killed_before_any_audio_of_a_jukebox_sketch_is_rerun_on_the_other_without_the_client_noticing(
+        ray_daemon: DaemonThread, in_process) -> None:
+    """A sketch streams no audio while its top level is sampled: its worker killed then, the job runs
+    again on the other worker (resuming from the checkpoint it sent, when one came) and ends well."""
+    from daemon.models.jukebox.backend import JukeboxControls
+
+    duration_s = 4 * 16384 / 44100  # 512 top-level tokens: about a second of sampling before any audio
+    events: list = []
+    killed_at = 0  # events seen when the worker was killed
+    with Client(ray_daemon.zmq, timeout_s=120) as client:
+        # Saved: journaled, so the lost worker's checkpoints are at the front for the re-run to resume from.
+        for event in client.jukebox_sample(duration_s, seed=13, upsample=False, save=True, model="debug/jukebox", job="rerun",
+                                           **JUKEBOX_LABELS):
+            events.append(event)
+            # Past the first window (128 tokens, then 16 a window): a checkpoint came back before it.
+            if isinstance(event, Progress) and not killed_at and event.done >= 160:
+                assert not any(isinstance(seen, Chunk) for seen in events)
+                line = next(w for w in _worker_lines(client).values() if w["jobs"] == "rerun")
+                os.kill(int(line["pid"]), signal.SIGKILL)
+                killed_at = len(events)
+    assert killed_at and isinstance(events[-1], Done), events[-1]
+    # Resumed from a checkpoint on the other worker: its progress goes on (a window at most is sampled again).
+    before = [event.done for event in events[:killed_at] if isinstance(event, Progress)]
+    after = [event.done for event in events[killed_at:] if isinstance(event, Progress)]
+    assert after and min(after) >= before[-1] - 16, (before, after)
+    want = list(in_process.sample(JukeboxControls(seed=13, **JUKEBOX_LABELS), duration_s, upsample=False))
+    np.testing.assert_allclose(_stage(events, "final"), _joined(want, "final"), atol=1e-5)
