@@ -88,6 +88,10 @@ class RemoteJamHost:
             stream = RemoteJamStream(self._cluster, worker, jam_id)
             try:
                 answer = stream.call(op, self._model_id, *args)
+            except WorkerLost:  # lost before the jam made a sound: start it on another worker
+                self._cluster.release(worker, jam_id)
+                tried.add(worker)
+                continue
             except BaseException:
                 self._cluster.release(worker, jam_id)
                 raise

@@ -226,12 +226,14 @@ class _JamCluster(_FlakyCluster):
         self.dies_at: str | None = None
 
     def acquire(self, model_id: str, job_id: str, exclude: set[str]) -> tuple[str, ModelInfo]:
-        return "w1", INFO
+        worker = next(name for name in ("w0", "w1") if name not in exclude)
+        self.placed.append(worker)
+        return worker, INFO
 
     def call(self, worker: str, method: str, jam_id: str, op: str, *args: object) -> object:
-        assert worker == "w1" and method == "jam"
-        if op == self.dies_at:
-            raise WorkerGone("w1", "node-b", "the actor died")
+        assert method == "jam"
+        if worker == "w0" or op == self.dies_at:  # w0 dies as the jam starts there
+            raise WorkerGone(worker, "node-b", "the actor died")
         if op == "start":
             return JamMeta(32000, 640, 10, {"model": "fake/fast"}, 0, 0)
         if op == "step":
@@ -249,6 +251,8 @@ def test_a_jam_on_a_worker_keeps_its_change_tokens_at_the_front_and_a_lost_worke
     cluster = _JamCluster()
     stream = RayBackend(cluster, INFO).jam_host().start("x", JamSampling(), seed=1, context_s=1.0,  # type: ignore[arg-type]
                                                         window_s=None)
+    # w0 was lost as the jam started there (nothing heard yet): it started on w1.
+    assert cluster.placed == ["w0", "w1"] and cluster.released == ["w0"] and cluster.lost == ["w0"]
     assert stream.sample_rate == 32000 and stream.bundle.hop_length == 640 and stream.stream_settings.chunk_frames == 10
     token = object()  # the front's inbox message: never sent, answered here when its change applies
     stream.submit(Change(sampling=(("temperature", 1.2),), token=token))
@@ -258,10 +262,10 @@ def test_a_jam_on_a_worker_keeps_its_change_tokens_at_the_front_and_a_lost_worke
     cluster.dies_at = "step"
     with pytest.raises(WorkerLost, match="w1 on node node-b was lost during the jam"):
         stream.step()
-    assert cluster.lost == ["w1"]
+    assert cluster.lost == ["w0", "w1"]
     stream.close()
     stream.close()
-    assert cluster.released == ["w1"]
+    assert cluster.released == ["w0", "w1"]
 
 
 def test_a_worker_answers_jam_calls_it_cannot_serve_with_error_items() -> None:
