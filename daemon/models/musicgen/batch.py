@@ -3,8 +3,9 @@
 A decode step is bound by reading the weights, so stepping N streams together costs little
 more than one. Each stream keeps its own cache, sampling settings, guidance scale, window plan
 and random generator (its `WindowSampler`): it joins at any step, its prefill done on its own
-thread beside the running batch, and leaves when its window ends, its job is cancelled or its
-consumer stops reading.
+thread beside the running batch (where the prefill is a single step at slot 0, a text prompt's
+with the native step, that step rides the next shared step instead), and leaves when its window
+ends, its job is cancelled or its consumer stops reading.
 
 There is no batch thread: a stream's consumer (the job's worker thread) that needs its next
 column while no step is running runs the next shared step itself, for every stream with a column
@@ -74,7 +75,7 @@ class BatchStream:
     should_stop: StopFn | None
     timed: Callable[[int, float], None] | None = None  # (step, seconds) of each shared step it is in
     out: deque[torch.Tensor | BaseException] = field(default_factory=deque)  # made, not yet read
-    step: int = 1  # the step whose column the next shared step makes
+    step: int = 1  # the step whose column the next shared step makes (0: its prefill is that step)
     pending: torch.Tensor | None = None  # the column to feed next, at slot first_slot + step - 1
     leaving: bool = False
     stepping: bool = False  # inside the shared step running now
@@ -138,20 +139,30 @@ class StepBatch:
         ticket = self._admit(label, priority, decoder.cache_bytes(rows, positions, cross_len), should_stop)
         try:
             with decoder.open_cache(rows, positions) as cache:
+                stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed)
                 # The prefill runs here, on the joining job's thread, while the batch steps on.
                 started = time.perf_counter()
-                column = sampler.next_column(0, decoder.prefill(cache, cond, pattern.inputs))
+                column: torch.Tensor | None = None
+                if decoder.prefill_is_step(cond, pattern.inputs):
+                    # Its prefill is the step at slot 0: the window joins with its first input and
+                    # the next shared step makes column 0 (the same logits, row-independent). A
+                    # native call of its own would wait for the running step, then slow the next.
+                    decoder.set_condition(cache, cond)
+                    stream.step, feed = 0, pattern.inputs[..., 0]
+                else:
+                    column = feed = sampler.next_column(0, decoder.prefill(cache, cond, pattern.inputs))
                 if timed is not None:
                     timed(0, time.perf_counter() - started)
-                stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed)
                 if on_join is not None:
                     on_join(stream)
-                if sampler.steps > 1:
-                    self._join(stream, column)
+                first_step = stream.step
+                if first_step < sampler.steps:
+                    self._join(stream, feed)
                 try:
-                    yield column
-                    check_stop(should_stop)
-                    for _ in range(1, sampler.steps):
+                    if column is not None:
+                        yield column
+                        check_stop(should_stop)
+                    for _ in range(first_step, sampler.steps):
                         item = self._next(stream)
                         if isinstance(item, BaseException):
                             raise item

@@ -125,13 +125,22 @@ class MusicgenDecoder:
             if not cache.cross_keys or cache.cross_keys[0].shape[2] != s:
                 raise ValueError("same_states: the cache holds no keys of states this long")
         else:
-            keys, values = [], []
+            # The null condition's rows (guidance's second half) are all zeros, and so are their keys
+            # and values (the projections have no bias): only the other rows are multiplied, half
+            # the work of a guided window's prefill, which a job joining a busy batch waits for.
+            live = states.flatten(1).ne(0).any(dim=1)
+            some = None if bool(live.all()) else live.nonzero()[:, 0]
+            keys: list[torch.Tensor] = []
+            values: list[torch.Tensor] = []
             for layer in w.layers:
                 assert layer.cross_k is not None and layer.cross_v is not None
-                keys.append(F.linear(states, layer.cross_k).view(n, s, w.heads, w.head_dim).transpose(1, 2)
-                            .to(w.dtype).contiguous())
-                values.append(F.linear(states, layer.cross_v).view(n, s, w.heads, w.head_dim).transpose(1, 2)
-                              .to(w.dtype).contiguous())
+                for out, weight in ((keys, layer.cross_k), (values, layer.cross_v)):
+                    if some is None:
+                        projected = F.linear(states, weight)
+                    else:
+                        projected = states.new_zeros((n, s, weight.shape[0]))
+                        projected[some] = F.linear(states[some], weight)
+                    out.append(projected.view(n, s, w.heads, w.head_dim).transpose(1, 2).to(w.dtype).contiguous())
             cache.cross_keys, cache.cross_values = keys, values
         cross_mask = None
         if (mask is not None and not bool(mask.all())) or bias is not None:
@@ -147,14 +156,20 @@ class MusicgenDecoder:
         cache.cross_mask = cross_mask
         cache.condition_version += 1
 
+    def prefill_is_step(self, cond: Conditioning, inputs: torch.Tensor) -> bool:
+        """Whether `prefill(cache, cond, inputs)` is `set_condition` then `step(cache, inputs[..., 0], 0)`.
+
+        So it is with the native step for a text prompt's window, which knows only its first column:
+        one native call instead of the Python layers' hundreds of small ops (each of which waits for
+        the GIL again when other jobs' threads are busy). A batch then makes that step part of its
+        shared step (`batch.StepBatch.columns`)."""
+        return self.native is not None and not cond.prefix and inputs.shape[-1] == 1
+
     # The three entry points.
     @torch.inference_mode()
     def prefill(self, cache: KVCache, cond: Conditioning, inputs: torch.Tensor) -> torch.Tensor:
         """Run the known columns `[B, K, T]` (and a melody prefix); fill the cache; logits `[N, K, V]` of the last."""
-        if self.native is not None and not cond.prefix and inputs.shape[-1] == 1:
-            # A text prompt's window knows only its first column: its prefill is the step at slot 0,
-            # one native call instead of the Python layers' hundreds of small ops (each of which
-            # waits for the GIL again when other jobs' threads are busy: a job joining a busy batch).
+        if self.prefill_is_step(cond, inputs):
             self.set_condition(cache, cond)
             return self.step(cache, inputs[..., 0], 0)
         tokens = inputs.repeat(2, 1, 1) if cond.guided else inputs  # [N, K, T]
