@@ -116,6 +116,7 @@ class RemoteJamStream:
         self._tokens: dict[int, object] = {}  # what the front's loop gets back when a change applies
         self._next_token = 0
         self._closed = False
+        self._lost = False  # its worker was lost: nothing more to ask it (each call would wait out its timeout)
 
     def opened(self, meta: JamMeta) -> None:
         self.sample_rate = meta.sample_rate
@@ -144,10 +145,11 @@ class RemoteJamStream:
         worker's are dropped with it."""
         ids = [change.token for change in self._unsent]
         self._unsent = []
-        try:
-            ids += self.call("cancel_pending")
-        except RiffdError:
-            pass
+        if not self._lost:
+            try:
+                ids += self.call("cancel_pending")
+            except RiffdError:
+                pass
         return [self._tokens.pop(int(token)) for token in ids if int(token) in self._tokens]  # type: ignore[call-overload]
 
     def snapshot(self) -> tuple[bytes, int]:
@@ -160,7 +162,8 @@ class RemoteJamStream:
             return
         self._closed = True
         try:
-            self.call("close")
+            if not self._lost:
+                self.call("close")
         except RiffdError:
             pass
         finally:
@@ -171,6 +174,7 @@ class RemoteJamStream:
         try:
             answer = self._cluster.call(self.worker, "jam", self.jam_id, op, *args)
         except WorkerGone as gone:
+            self._lost = True
             self._cluster.mark_lost(gone)
             raise WorkerLost(f"cluster worker {gone.worker} on node {gone.node[:12] or '?'} was lost during the jam "
                              f"({gone.reason})") from None

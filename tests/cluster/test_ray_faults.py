@@ -100,16 +100,22 @@ def test_a_hung_worker_ends_its_job_with_worker_lost_and_serves_again_once_awake
         assert isinstance(done[-1], Done) and done[-1].frames == 32000, done[-1]
 
 
-def test_a_node_that_dies_mid_job_ends_it_with_worker_lost_and_the_front_serves_on(
+def test_a_node_that_dies_mid_job_and_mid_jam_ends_both_with_worker_lost_and_the_front_serves_on(
         short_daemon: DaemonThread, edge_node: LocalRayNode) -> None:
     with Client(short_daemon.zmq, timeout_s=60) as client:
         assert _worker(client)["health"] == "ok"
         job, first_chunk, events = _long_job(short_daemon, "orphan")
         assert first_chunk.wait(60)
-        edge_node.kill()
-        job.join(60)
+        # A jam beside it, on the same worker (jams never queue): its stream lives on the node too.
+        with Client(short_daemon.zmq, timeout_s=60) as jamming:
+            jam = jamming.jam("orphan jam", seed=3)
+            assert any(isinstance(event, Chunk) for event in jam)  # it plays
+            edge_node.kill()
+            job.join(60)
+            jam_ended = next(event for event in jam if isinstance(event, (Error, Done)))
         ended = events[-1]
         assert isinstance(ended, Error) and ended.code == "worker_lost" and "w0" in ended.message, ended
+        assert isinstance(jam_ended, Error) and jam_ended.code == "worker_lost" and "during the jam" in jam_ended.message
         wait_for(lambda: _worker(client)["health"] == "lost", timeout_s=30, interval_s=0.2)
         # Ray restarts the worker only where its CPUs are (nowhere now): a new job is told so at once.
         refused = list(client.generate("nowhere", duration_s=1.0, seed=6))[-1]

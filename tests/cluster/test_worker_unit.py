@@ -224,6 +224,7 @@ class _JamCluster(_FlakyCluster):
         super().__init__(chunks_before_loss=0)
         self.sent: list[object] = []
         self.dies_at: str | None = None
+        self.calls = 0
 
     def acquire(self, model_id: str, job_id: str, exclude: set[str]) -> tuple[str, ModelInfo]:
         worker = next(name for name in ("w0", "w1") if name not in exclude)
@@ -232,6 +233,7 @@ class _JamCluster(_FlakyCluster):
 
     def call(self, worker: str, method: str, jam_id: str, op: str, *args: object) -> object:
         assert method == "jam"
+        self.calls += 1
         if worker == "w0" or op == self.dies_at:  # w0 dies as the jam starts there
             raise WorkerGone(worker, "node-b", "the actor died")
         if op == "start":
@@ -263,9 +265,11 @@ def test_a_jam_on_a_worker_keeps_its_change_tokens_at_the_front_and_a_lost_worke
     with pytest.raises(WorkerLost, match="w1 on node node-b was lost during the jam"):
         stream.step()
     assert cluster.lost == ["w0", "w1"]
+    calls = cluster.calls
+    assert stream.cancel_pending() == []  # nothing more is asked of a lost worker (each call would time out)
     stream.close()
     stream.close()
-    assert cluster.released == ["w0", "w1"]
+    assert cluster.released == ["w0", "w1"] and cluster.calls == calls
 
 
 def test_a_worker_answers_jam_calls_it_cannot_serve_with_error_items() -> None:
