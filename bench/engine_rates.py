@@ -10,6 +10,7 @@ gives the full picture (time to first audio, bandwidth floor, agreement). Prints
 and with PyTorch's matmul (oneDNN) in its decode steps, one after the other in the same run.
 
     python -m bench.engine_rates [--model random/musicgen-small] [--modes int4,float32,int8] [--threads 1]
+        [--emulate avx2]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from bench.isa import EMULATIONS, isa_label, reexec_emulating
 from daemon.cpu import this_cpu
 from daemon.models.musicgen.calibration import GUIDANCE_SCALE, PROMPTS, _rate
 from daemon.models.musicgen.conditioning import build_conditioning
@@ -41,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=16, help="columns per timed window")
     parser.add_argument("--threads", type=int, default=None, help="torch and riffd threads (default: torch's choice)")
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
+                        help="run as this CPU class would (bench/isa.py; labelled as an emulation)")
     args = parser.parse_args(argv)
+    reexec_emulating(args.emulate, "bench.engine_rates")
     if args.threads:
         torch.set_num_threads(args.threads)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
@@ -51,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_folder(folder, model_id=args.model, device=torch.device("cpu"))
     cond = build_conditioning(bundle, list(PROMPTS[:1]), guidance_scale=GUIDANCE_SCALE)
     kernels = isa()  # "none" where riffd's kernels cannot run (int8 and int4 then run as int8dyn)
-    print(f"{args.model} on {this_cpu().describe()}, {torch.get_num_threads()} threads, riffd kernels {kernels}")
+    print(f"{args.model} on {this_cpu().describe()} as {isa_label(args.emulate)}, {torch.get_num_threads()} threads, "
+          f"riffd kernels {kernels}")
     rates: dict[str, float] = {}
     riffd_bf16 = speed.native_bf16_measured_faster
     for mode in modes:
@@ -67,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         del engine
         gc.collect()
     reference = rates["float32"]
-    print(json.dumps({"model": args.model, "cpu": this_cpu().describe(), "isa": kernels,
+    print(json.dumps({"model": args.model, "cpu": this_cpu().describe(), "emulated": isa_label(args.emulate),
+                      "isa": kernels,
                       "threads": torch.get_num_threads(), "frames": args.frames,
                       "steps_per_s": {mode: round(rate, 2) for mode, rate in rates.items()},
                       "vs_float32": {mode: round(rate / reference, 2) for mode, rate in rates.items()}}))

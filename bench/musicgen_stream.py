@@ -13,13 +13,15 @@ once per several columns, so its rate can pass the one-read-per-step floor. The 
 one `--engine auto` would pick from these figures. This machine is shared: `--threads 1` gives
 the steadiest numbers. Prints a table, then one JSON object as the last line.
 
-The default modes are those `--engine auto` considers on this machine (int4 left out: it does
+The default run is short (under 5 minutes on a 2-core machine): 2 s of audio, float32, bfloat16
+and int8 (as int8dyn where riffd's kernels cannot run, as the daemon does). `--full` is the
+whole sweep: 4 s, every mode `--engine auto` considers on this machine (int4 left out: it does
 not keep 90 % agreement on random weights); `--modes all` measures every format, and a mode
 that needs riffd's int8 kernels where they cannot run is measured as what the daemon runs
 instead (int8 as int8dyn, +draft as float32), as the log says.
 
     python -m bench.musicgen_stream [--model random/musicgen-small] [--device cpu]
-        [--duration 4] [--modes float32,float32+draft,bfloat16,int8,int8dyn | all] [--threads N]
+        [--duration 2] [--modes float32,float32+draft,bfloat16,int8,int8dyn | all] [--full] [--threads N]
         [--emulate avx2]
 """
 
@@ -223,14 +225,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random/musicgen-small")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds of audio per run")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of audio per run (default 2; 4 with --full)")
     parser.add_argument("--guidance-scale", type=float, default=3.0)
     parser.add_argument("--top-k", type=int, default=250)
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
-    parser.add_argument("--modes", default=None, help="comma-separated engine modes, or all (default: those "
-                        "--engine auto considers here, int4 aside: float32,bfloat16,int8,int8dyn,float32+draft "
-                        "on a CPU with riffd's int8 kernels; float32,bfloat16+compile,float16+compile on a GPU; "
-                        "+compile anywhere)")
+    parser.add_argument("--modes", default=None, help="comma-separated engine modes, or all (default on a CPU: "
+                        "float32,bfloat16,int8; with --full, those --engine auto considers here, int4 aside: "
+                        "float32,bfloat16,int8,int8dyn,float32+draft with riffd's int8 kernels; on a GPU "
+                        "float32,bfloat16+compile,float16+compile; +compile anywhere)")
+    parser.add_argument("--full", action="store_true", help="the whole sweep: every mode auto considers, 4 s each")
     parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
                         help="run as this CPU class would (PyTorch's libraries and riffd's kernels capped to it; "
                              "labelled as an emulation)")
@@ -238,7 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--skip-baseline", action="store_true", help="engine modes only (ratio reported as null)")
     args = parser.parse_args(argv)
+    if args.duration is None:
+        args.duration = 4.0 if args.full else 2.0
     reexec_emulating(args.emulate, "bench.musicgen_stream")
+    started = time.perf_counter()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -249,8 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
         modes += ",float32+draft"
     elif args.modes:
         modes = args.modes
-    elif device.type == "cpu":
+    elif device.type == "cpu" and args.full:
         modes = ",".join(mode for mode in offered_modes(device) if mode != "int4")
+    elif device.type == "cpu":
+        modes = "float32,bfloat16,int8"  # int8 runs as int8dyn where riffd's kernels cannot (runnable)
     else:
         modes = "float32,bfloat16+compile,float16+compile"
     folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
@@ -326,6 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu": this_cpu().model,
         "isa": isa_label(args.emulate),
         "threads": torch.get_num_threads(),
+        "duration_s": args.duration,
+        "wall_s": round(time.perf_counter() - started, 1),
         "modes": {r.mode: {"steps_per_s": round(r.steps_per_s, 3), "agreement": round(r.token_agreement, 4),
                            "ttfa_s": round(r.ttfa_s, 3), "rtf": round(r.rtf, 3)} for r in results},
     }
