@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.native_step import NativeStep
-from daemon.models.musicgen.speed import Int4Linear, Int8Linear, Linear
+from daemon.models.musicgen.speed import DenseLinear, Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, LayerWeights
 
 log = logging.getLogger(__name__)
@@ -320,13 +320,17 @@ def _project(linear: Linear, x: torch.Tensor, splits: list[int]) -> torch.Tensor
     """`linear(x)` for the rows of several streams, each row's result as if its stream ran alone.
 
     riffd's int8 and int4 kernels compute every row on its own (each activation row quantised alone,
-    integer sums, the same float steps whatever the other rows), so all streams go through them
-    together and the weights are read once. Other
+    integer sums, the same float steps whatever the other rows), and so does its dense kernel for
+    bfloat16 (each row's float32 sums in one order), so all streams go through them together and the
+    weights are read once. Other
     formats multiply each stream's rows separately: the same call, and so the same result, as
     the stream alone.
     """
     # A window of more rows than the kernel takes goes through dequantised weights alone; so too here.
     if (isinstance(linear, (Int8Linear, Int4Linear)) and linear.packed is not None
             and max(splits) <= linear.KERNEL_ROWS):
+        return linear.independent_rows(x)
+    # bfloat16 on riffd's dense kernel: each row summed on its own too.
+    if isinstance(linear, DenseLinear) and linear.rows_independent and max(splits) in linear.native_rows:
         return linear.independent_rows(x)
     return torch.cat([linear(part) for part in x.split(splits)])
