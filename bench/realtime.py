@@ -12,7 +12,7 @@ Prints a summary, then one JSON object as the last line, with the issue's target
 AVX-512 VNNI or AVX-VNNI CPUs, >= 1.0 on AVX2-only ones; ttfa_s <= 0.25; late/early <= 1.3.
 
     python -m bench.realtime [--model random/musicgen-small] [--engine auto] [--duration 60]
-        [--threads N] [--emulate avx2] [--endpoint tcp://HOST:PORT (a daemon already running)]
+        [--threads N] [--[no-]codec-thread] [--emulate avx2] [--endpoint tcp://HOST:PORT (a daemon already running)]
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
                         help="run the daemon as this CPU class would (PyTorch's libraries and riffd's kernels "
                              "capped to it); figures are labelled as an emulation")
+    parser.add_argument("--codec-thread", action=argparse.BooleanOptionalAction, default=None,
+                        help="the daemon's --codec-thread (decode on its own thread, ahead of the codec; default: "
+                             "the daemon's)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="the daemon's --cache-dir")
     parser.add_argument("--endpoint", default=None,
                         help="a daemon already running (its engine, threads and CPU flags are its own)")
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "--no-warm-conform"]  # conform's warm-up (seconds of CPU) would run beside the job timed
         if args.cache_dir is not None:
             daemon_args += ["--cache-dir", str(args.cache_dir)]
+        if args.codec_thread is not None:
+            daemon_args += ["--codec-thread" if args.codec_thread else "--no-codec-thread"]
         started = time.perf_counter()
         daemon = DaemonChild(daemon_args, env=env, ready_timeout_s=1800)
         load_s = time.perf_counter() - started
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpu": cpu.model,
         "cores": cpu.cores,
         "threads": args.threads,
+        "codec_thread": args.codec_thread,
         "model": args.model,
         "engine_setting": args.engine,
         "targets": {"rtf": target, "ttfa_s": TTFA_TARGET_S, "late_early_ratio": LATE_EARLY_TARGET},

@@ -134,6 +134,9 @@ class DaemonConfig:
     # batch_memory_mb (a musicgen-small window's cache: ~0.6 GB in float32, ~0.16 GB in int8).
     max_batch: int = 4
     batch_memory_mb: float = 4096.0
+    # A streamed MusicGen job decodes on a thread of its own, ahead of its codec (which turns codes
+    # into audio on the job's thread), so the two overlap instead of adding up.
+    codec_thread: bool = False
     # The web studio (daemon/web) on the daemon's --host at this port (0: any free port); it
     # idles until a browser connects. Off with --no-web.
     web: bool = True
@@ -318,6 +321,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1: one at a time)")
     parser.add_argument("--batch-memory-mb", type=float, metavar="MB",
                         help="KV-cache memory the jobs of a batch may hold together (default 4096)")
+    parser.add_argument("--codec-thread", action=argparse.BooleanOptionalAction, default=None,
+                        help="a streamed MusicGen job decodes on a thread of its own while its codec turns the codes "
+                             "into audio on the job's (default: off; the same audio either way)")
     parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                         help="run models in workers on a Ray cluster (pip install riffd[ray]): no ADDRESS starts a "
                              "local one, 'auto' joins the cluster this machine is in, HOST:PORT joins that one")

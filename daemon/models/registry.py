@@ -84,13 +84,14 @@ def resolve_folder(model_id: str, *, cache_dir: Path | None = None) -> Path:
 
 def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None = None,
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, engine: str | None = "float32",
-                 max_batch: int = 4, batch_memory_mb: float = 4096.0) -> MusicBackend:
+                 max_batch: int = 4, batch_memory_mb: float = 4096.0, codec_thread: bool = False) -> MusicBackend:
     """Load `model_id` onto `device` and return it ready to serve.
 
     `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'float16', 'int8',
     'int4', with '+compile' or '+nowarmup'; see musicgen.options.EngineOptions), or 'auto': the
     fastest mode that keeps to float32 on this machine (musicgen.engine_modes); None keeps
-    transformers' reference loop.
+    transformers' reference loop. `codec_thread`: a MusicGen stream decodes ahead of its codec
+    on a thread of its own.
     """
     from daemon.models.musicgen.engine_choice import AUTO
     from daemon.models.musicgen.engine_modes import resolve
@@ -115,4 +116,4 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))
     setup = resolve(engine, bundle, cache_dir or default_cache_dir()) if engine is not None else None
     return MusicGen(bundle, max_duration_s=max_duration_s, engine=setup.options if setup else None,
-                    max_batch=max_batch, batch_memory_mb=batch_memory_mb)
+                    max_batch=max_batch, batch_memory_mb=batch_memory_mb, codec_thread=codec_thread)

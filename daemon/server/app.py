@@ -66,7 +66,7 @@ def default_loader(config: DaemonConfig) -> Loader:
 
         return load_backend(model_id, device=device, cache_dir=config.cache_dir,
                             max_duration_s=config.max_duration_s, engine=config.engine, max_batch=config.max_batch,
-                            batch_memory_mb=config.batch_memory_mb)
+                            batch_memory_mb=config.batch_memory_mb, codec_thread=config.codec_thread)
 
     return load
 

@@ -17,6 +17,7 @@ from daemon.audio.types import Audio, AudioChunk
 from daemon.backend import JobContext, ProgressFn, StopFn, StreamReport
 from daemon.jobs import Job
 from daemon.seeds import draw_seed, seeded_rng
+from daemon.models.musicgen.ahead import Ahead
 from daemon.models.musicgen.batch import StepBatch
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import build_conditioning
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Daemon jobs sharing each decode step at most (continuous batching), and their KV caches' budget.
 DEFAULT_MAX_BATCH = 4
 DEFAULT_BATCH_MEMORY_MB = 4096.0
+#: Frame pieces (one per decode step, mostly) a decode running ahead of its codec may hold: 2 s of
+#: codes at 50 Hz, more than the largest chunk, so a chunk's codec decode never holds the steps up.
+AHEAD_ITEMS = 100
 
 @dataclass
 class Render:
@@ -73,7 +77,8 @@ class MusicGen:
 
     def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S,
                  engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings(),
-                 max_batch: int = DEFAULT_MAX_BATCH, batch_memory_mb: float = DEFAULT_BATCH_MEMORY_MB) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, batch_memory_mb: float = DEFAULT_BATCH_MEMORY_MB,
+                 codec_thread: bool = False) -> None:
         """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks).
 
         `max_batch` daemon jobs at most share each decode step (continuous batching), their KV
@@ -85,6 +90,7 @@ class MusicGen:
                                 max_cache_bytes=int(batch_memory_mb * 2**20))
                       if self.engine is not None and self.engine.draft is None else None)
         self.stream_settings = stream_settings.validate()
+        self.codec_thread = codec_thread  # streams decode on a thread of their own, ahead of the codec
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         self.max_duration_s = max_duration_s
         self._jam_host: object | None = None  # daemon.models.musicgen.jam.session.JamHost, made on the first jam
@@ -153,10 +159,25 @@ class MusicGen:
         if text is not None:
             _check_text(text)
         steps = StepTiming(self.bundle.window_frames)
+        ahead: Ahead[torch.Tensor] | None = None
+
+        def stop() -> bool:
+            # A decode running ahead also stops once its reader is gone (it may wait for admission).
+            return (ahead is not None and ahead.stopped()) or (should_stop is not None and should_stop())
+
         job = self._plan([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                         should_stop=should_stop, timing=steps, batch=(label, priority) if batched else None)
-        frames = TimedIterator(iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1,
-                                           columns_for=job.columns_for, on_step=job.on_step))
+                         should_stop=stop, timing=steps, batch=(label, priority) if batched else None)
+
+        def decoded() -> Iterator[torch.Tensor]:
+            return iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
+                               on_step=job.on_step)
+
+        if self.codec_thread:
+            # The decode steps on a thread of its own while this one turns codes into audio.
+            ahead = Ahead(decoded, depth=AHEAD_ITEMS, name=f"decode {label}".strip())
+            frames: Ahead[torch.Tensor] | TimedIterator[torch.Tensor] = ahead
+        else:
+            frames = TimedIterator(decoded())
         chunks = TimedIterator(stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
                                              samples=job.samples, start_sample=job.start_sample,
                                              settings=self.stream_settings))
@@ -164,8 +185,9 @@ class MusicGen:
         # The chunk iterator's own time, less what it waited on decoded frames, is the codec's. A
         # batched job's columns may come from shared steps other jobs' threads ran: its decode time
         # is its prefills and the shared steps that made its columns, as the batch timed them.
+        waited_s = frames.wait_s if isinstance(frames, Ahead) else frames.busy_s
         decode_s = steps.prefill_s + steps.step_s if batched else frames.busy_s
-        return steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - frames.busy_s)
+        return steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - waited_s)
 
     def jam_host(self):  # -> daemon.models.musicgen.jam.session.JamHost
         """What this model's jams share (issue 14): made on the first jam, refused where jams cannot run."""
