@@ -139,3 +139,18 @@ def test_closing_ahead_stops_and_closes_the_producer():
     ahead.close()
     assert ahead.stopped() and closed.is_set()
     assert not _decode_threads()
+
+
+def test_codec_thread_flag_reaches_the_loaded_model(riffd_cache):
+    import argparse
+
+    from daemon.config import add_arguments, config_from_args
+    from daemon.models.registry import load_backend
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--codec-thread"])).codec_thread is True
+    assert config_from_args(parser.parse_args([])).codec_thread is False
+    backend = load_backend("debug/musicgen", device="cpu", cache_dir=riffd_cache, engine="int8+nowarmup",
+                           codec_thread=True)
+    assert isinstance(backend, MusicGen) and backend.codec_thread
