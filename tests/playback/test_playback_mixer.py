@@ -7,6 +7,7 @@ import pytest
 
 from daemon.audio.playback.mixer import Mixer
 from daemon.audio.playback.voice import Voice
+from daemon.tempo.timeline import TimelineState
 from signals import chirp, noise, ser_db, stream_reference
 
 DEVICE_RATE = 48000
@@ -136,3 +137,67 @@ def test_voice_refuses_audio_of_the_wrong_shape() -> None:
     voice = make_voice(channels=2)
     with pytest.raises(ValueError, match=r"\[2, frames\]"):
         voice.push(np.zeros((1, 10), np.float32))
+
+
+def _launched_voice(launch_s: float) -> tuple[Voice, np.ndarray]:
+    """A voice launched on the beat that sounds at `launch_s` (120 BPM from beat 0 at 0 s), its take pushed."""
+    line = TimelineState(120.0, 0.0, 0.0)
+    voice = Voice("t", DEVICE_RATE, 1, device_rate=DEVICE_RATE, device_channels=2, start_frames=2400,
+                  capacity_frames=48000, fade_frames=240, gain_ramp_frames=480, timeline=lambda: line)
+    voice.launch_at(line.beat_at(launch_s))
+    take = noise(0.5, DEVICE_RATE, seed=11)[None]
+    voice.push(take)
+    voice.finish()
+    voice.feed()
+    return voice, take[0]
+
+
+def test_a_voice_whose_first_callback_comes_late_skips_what_is_due_and_says_why(caplog) -> None:
+    launch_s, late_s = 0.1, 0.03
+    mixer = Mixer(2, lead_in_blocks=1)
+    voice, take = _launched_voice(launch_s)
+    mixer.add(voice)
+    block_s = BLOCK / DEVICE_RATE
+    at_s, out, late_at_s = 0.0, [], None
+    for _ in range(40):
+        if at_s <= launch_s < at_s + block_s:
+            at_s += late_s  # the callback for the launch's block comes late: the sound card stalled
+            late_at_s = at_s
+        block = np.zeros((BLOCK, 2), np.float32)
+        mixer.render(block, at_s, DEVICE_RATE)
+        out.append(block[:, 0])
+        at_s += block_s
+    assert late_at_s is not None
+    skipped = voice.late_start_frames
+    assert skipped == round((late_at_s - launch_s) * DEVICE_RATE) > 0
+    assert voice.late_callback_s == pytest.approx(late_s, abs=1e-9)
+    # That late block sounds where the take is by its time, from its first frame, and the take goes on.
+    first = next(i for i, b in enumerate(out) if b.any())
+    played = np.concatenate(out[first:])
+    np.testing.assert_array_equal(played[:4096], take[skipped : skipped + 4096])
+    assert voice.underruns == 0
+    with caplog.at_level("WARNING", logger="daemon.audio.playback.voice"):
+        voice.feed()
+        voice.feed()
+    [record] = [r for r in caplog.records if "after its launch beat" in r.getMessage()]
+    assert f"first {skipped} frames were skipped" in record.getMessage() and "came 30.0 ms late" in record.getMessage()
+
+
+def test_a_voice_whose_callbacks_come_on_time_starts_on_its_launch_frame(caplog) -> None:
+    launch_s = 0.1
+    mixer = Mixer(2, lead_in_blocks=1)
+    voice, take = _launched_voice(launch_s)
+    mixer.add(voice)
+    block_s = BLOCK / DEVICE_RATE
+    with caplog.at_level("WARNING", logger="daemon.audio.playback.voice"):
+        out = []
+        for k in range(40):
+            block = np.zeros((BLOCK, 2), np.float32)
+            mixer.render(block, k * block_s, DEVICE_RATE)
+            out.append(block[:, 0])
+            voice.feed()
+    played = np.concatenate(out)
+    launch_frame = round(launch_s * DEVICE_RATE)
+    assert not played[:launch_frame].any()
+    np.testing.assert_array_equal(played[launch_frame : launch_frame + 4096], take[:4096])
+    assert voice.late_start_frames == 0 and not caplog.records

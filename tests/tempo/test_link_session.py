@@ -7,6 +7,7 @@ One daemon and one DAW for the module (each costs seconds to start): the tests r
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -177,6 +178,7 @@ def _launch_error_ms(session: Session, path: Path) -> float | None:
 
 def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Session, tmp_path: Path) -> None:
     """Last in the module: the DAW changes the tempo and then quits while a take plays."""
+    underruns = session.client.status().underruns
     capture = JackCapture(session.jack, tmp_path / "through.wav").start()
     capture.wait_following("PortAudio")
     events = list(session.client.generate("through", 0.0, bars=2, launch="bar", conform=False, seed=9))
@@ -197,8 +199,21 @@ def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Se
     assert clock.tempo == pytest.approx(133.0)  # a session alone keeps its tempo
     time.sleep(2 * 4 * 60 / 97.0)
     audio = capture.stop()[0]
-    # Heard whole and unbroken: every 50 ms of the take is the take (no gap, no skip).
+    # The take was all generated before it played: its voice never ran dry.
+    assert session.client.status().underruns == underruns
     expected = played_reference(chunks)[0]
+    # On an overloaded machine JACK's dummy driver can stall the daemon's callbacks past the
+    # launch (0.9 s seen at load ~11); the voice then starts where the take is by the beat's clock,
+    # as it must on a sound card that went on playing, and says so. That opening is the harness's
+    # stall: the rest must still be heard whole, and the skip no more than the callback's delay.
+    skipped, late_ms = _late_start(session, done.job)
+    if skipped:
+        print(f"\nthe launch's callback came {late_ms:.1f} ms late: the take's first {skipped} frames were skipped")
+        assert skipped <= round(late_ms / 1000 * RATE) + 3, "skipped more than the callback was late"  # log: 0.1 ms
+        if skipped > 1.5 * RATE:
+            pytest.skip(f"JACK's dummy driver stalled the launch by {late_ms:.0f} ms (an overloaded machine)")
+        expected = expected[skipped:]
+    # Heard whole and unbroken: every 50 ms of the take is the take (no gap, no skip).
     lag = find_lag(audio, expected)
     window = RATE // 20
     worst = min(correlation(audio[lag + s : lag + s + window], expected[s : s + window])
@@ -209,6 +224,15 @@ def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Se
     done = list(session.client.generate("after", 0.0, bars=1, conform=False, play=False, seed=2))[-1]
     assert isinstance(done, Done) and done.bpm == pytest.approx(133.0)
     assert done.frames == round(4 * 60.0 / 133.0 * MODEL_RATE)
+
+
+def _late_start(session: Session, job: str) -> tuple[int, float]:
+    """The frames of `job`'s opening its voice skipped because the callback for its launch came
+    late, and that delay in ms, from the daemon's log; (0, 0.0) when it started on time."""
+    # Asked seconds after the voice started: the feeder logs a late start within its feed interval.
+    pattern = re.compile(rf"job {re.escape(job)} started .* callback came ([0-9.]+) ms late\): its first (\d+) frames")
+    found = [m for line in list(session.daemon.log) if (m := pattern.search(line))]
+    return (int(found[0].group(2)), float(found[0].group(1))) if found else (0, 0.0)
 
 
 def played_reference(chunks: list[Chunk]) -> np.ndarray:

@@ -11,6 +11,7 @@ Three threads touch a voice, each through its own fields, and none of them waits
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ import numpy as np
 from daemon.audio.playback.ring import FrameRing
 from daemon.audio.resample import StreamResampler, convert_channels, resample
 from daemon.tempo.timeline import TimelineState
+
+log = logging.getLogger(__name__)
 
 #: Samples of the loop's own other end put before and after it when resampling it, so its seam
 #: is filtered as if the loop went on (a resampler started on silence would soften its edges).
@@ -84,6 +87,15 @@ class Voice:
         self._timeline = timeline
         self.launch_beat: float | None = None
         self._owed = 0  # callback only: frames due already that are skipped when they arrive
+        # Callback only: when the block after the last one rendered while waiting for the launch
+        # reaches the speakers (so a late callback can be told from a launch planned too late).
+        self._next_block_s: float | None = None
+        # Callback -> feeder (which logs it once): the launch beat had passed when the first block
+        # was rendered, so this many device frames of the take's opening were skipped, and the
+        # callback that rendered it came this long after its block was due (0 when not known).
+        self.late_start_frames = 0
+        self.late_callback_s = 0.0
+        self._late_start_logged = False  # feeder only
         # Job thread -> feeder: a whole take to repeat until cancelled; feeder only: it at the
         # device rate and where the next write starts in it.
         self._loop_source: np.ndarray | None = None
@@ -153,6 +165,12 @@ class Voice:
 
     def feed(self) -> bool:
         """Move pushed audio into the ring, resampled and mapped to the device; True if anything moved."""
+        if self.late_start_frames and not self._late_start_logged:
+            self._late_start_logged = True
+            log.warning("job %s started %.1f ms after its launch beat (the sound card's callback came %.1f ms late): "
+                        "its first %d frames were skipped to keep it on the beat", self.job,
+                        self.late_start_frames / self.device_rate * 1000, self.late_callback_s * 1000,
+                        self.late_start_frames)
         if self._finished:
             if not self.ended.is_set():
                 self._pending.clear()
@@ -286,11 +304,14 @@ class Voice:
             if state is None:
                 return
             offset = int(round((state.time_at(self.launch_beat) - at_s) * self.device_rate))  # type: ignore[arg-type]
+            due_s, self._next_block_s = self._next_block_s, at_s + n / self.device_rate
             if offset >= n:
                 return
             self._playing = True
             if offset < 0:
                 self._owed += -offset  # the beat has passed: start where the take is by now
+                self.late_callback_s = max(0.0, at_s - due_s) if due_s is not None else 0.0
+                self.late_start_frames = -offset  # after its companion: the feeder reads this one first
                 offset = 0
         input_done = self._input_done
         while self._owed > 0 and self.ring.readable_frames > 0:
