@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from daemon.seeds import draw_seed, seeded_rng
 from daemon.models.musicgen.ahead import Ahead
 from daemon.models.musicgen.batch import StepBatch
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
-from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window, plan_windows, steps_for
@@ -41,6 +42,8 @@ DEFAULT_BATCH_MEMORY_MB = 4096.0
 #: Frame pieces (one per decode step, mostly) a decode running ahead of its codec may hold: 2 s of
 #: codes at 50 Hz, more than the largest chunk, so a chunk's codec decode never holds the steps up.
 AHEAD_ITEMS = 100
+#: Text conditionings a model keeps for prompts asked again (each a few hundred KiB at most).
+KEPT_CONDITIONINGS = 16
 
 @dataclass
 class Render:
@@ -91,6 +94,8 @@ class MusicGen:
                       if self.engine is not None and self.engine.draft is None else None)
         self.stream_settings = stream_settings.validate()
         self.codec_thread = codec_thread  # streams decode on a thread of their own, ahead of the codec
+        self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first
+        self._conditioning_lock = threading.Lock()  # jobs plan on their own threads
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         self.max_duration_s = max_duration_s
         self._jam_host: object | None = None  # daemon.models.musicgen.jam.session.JamHost, made on the first jam
@@ -279,8 +284,7 @@ class MusicGen:
         windows = plan_windows(new_frames, prompt_frames, bundle.window_frames, stride_frames)
         log.info("%s: %d frames in %d window(s), seed %d", self.model_id, new_frames, len(windows), seed)
 
-        static_cond = None if melody is not None else build_conditioning(
-            bundle, texts, guidance_scale=params.guidance_scale)
+        static_cond = None if melody is not None else self._text_conditioning(texts, params.guidance_scale)
         total_steps, done = steps_for(windows, bundle), 0
 
         def columns_for(window: Window, window_prompt: torch.Tensor | None) -> Iterator[torch.Tensor]:
@@ -305,6 +309,22 @@ class MusicGen:
                 progress(done, total_steps)
 
         return _Plan(seed, samples, new_frames, prompt, start_sample, windows, columns_for, on_step)
+
+    def _text_conditioning(self, texts: list[str | None], guidance_scale: float) -> Conditioning:
+        """The text encoder's conditioning for `texts`, from the last few kept: a performer who
+        triggers the same prompt again starts decoding without encoding it again (the same tensors
+        the encoder gives, so the same music; each job gets its own copy)."""
+        key = (tuple(texts), float(guidance_scale))
+        with self._conditioning_lock:
+            kept = self._conditionings.pop(key, None)
+        if kept is None:
+            kept = build_conditioning(self.bundle, texts, guidance_scale=guidance_scale)
+        with self._conditioning_lock:
+            self._conditionings[key] = kept  # the most recent last
+            while len(self._conditionings) > KEPT_CONDITIONINGS:
+                self._conditionings.pop(next(iter(self._conditionings)))
+        return dataclasses.replace(kept, hidden_states=kept.hidden_states.clone(),
+                                   attention_mask=None if kept.attention_mask is None else kept.attention_mask.clone())
 
     def _prompt_codes(self, audio_prompt: Audio) -> tuple[torch.Tensor, int]:
         """Codes `[1, K, P]` of the prompt's whole codec frames, and its length in model samples.
