@@ -292,3 +292,39 @@ def test_a_job_alone_in_the_batch_steps_on_its_own_thread_and_two_jobs_take_turn
     for reader in readers:
         reader.join()
     assert steppers[0] | steppers[1] <= {reader.ident for reader in readers} and steppers[0] and steppers[1]
+
+
+def test_a_text_prompt_joining_the_batch_makes_its_first_column_in_the_next_shared_step(load_preset):
+    """Its prefill is the native step at slot 0: it rides the batch's next step (one native call for
+    every stream's rows) instead of a call of its own beside it, and its columns are those alone."""
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.models.musicgen.loop import decoder_columns
+    from daemon.seeds import seeded_rng
+
+    model = _model(load_preset, "debug/musicgen", "int8")
+    decoder = model.engine.decoder
+    assert model.batch is not None and decoder.native is not None
+    rows: list[int] = []
+    native_step = decoder.native.model.step
+
+    def counted(x, batch, threads=None):
+        rows.append(len(batch))
+        return native_step(x, batch, threads)
+
+    conds = [build_conditioning(model.bundle, [text], guidance_scale=3.0) for text in ("a drone", "a jig")]
+    params = GenerationParams(duration_s=1.0, top_k=50)
+    alone = [torch.stack(list(decoder_columns(decoder, model.bundle, cond, None, 12, params, seeded_rng(seed))))
+             for cond, seed in zip(conds, (1, 2))]
+    decoder.native.model.step = counted
+    try:
+        # Both generators on this thread: the first steps alone, then the second joins it.
+        first = model.batch.columns(model.bundle, conds[0], None, 12, params, seeded_rng(1), label="first")
+        made = [[next(first), next(first)], []]
+        second = model.batch.columns(model.bundle, conds[1], None, 12, params, seeded_rng(2), label="second")
+        made[1].append(next(second))
+        assert rows == [2, 2, 4]  # first's prefill and step alone; then second's prefill with first's step
+        for stream, columns in ((first, made[0]), (second, made[1])):
+            columns.extend(stream)
+    finally:
+        decoder.native.model.step = native_step
+    assert all(torch.equal(torch.stack(columns), expected) for columns, expected in zip(made, alone, strict=True))
