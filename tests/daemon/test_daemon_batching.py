@@ -3,6 +3,8 @@ order once the batch is full, and a seeded job sounds the same batched or alone.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +75,29 @@ def test_seeded_jobs_sound_the_same_batched_over_zeromq(tmp_path: Path, riffd_ca
 
             long_job = iter(client.generate("a long take", duration_s=3.0, seed=1, job="long"))
             _until(long_job, Chunk)
-            short = iter(other.generate("a short one", duration_s=1.0, seed=2, job="short"))
-            joining = [_until(short, Chunk)]
-            with Client(daemon.zmq) as watcher:
-                status = watcher.status()
-            assert set(status.batched) == {"long", "short"} and status.running == 2  # stepping together
-            joining += list(short)
+            # Status is watched the whole time the short job runs: asked once after its first
+            # chunk, it could come after a tiny model had decoded all of it (seen under load).
+            seen: list[tuple[frozenset[str], int]] = []
+            watching = threading.Event()
+            watching.set()
+
+            def watch() -> None:
+                with Client(daemon.zmq, timeout_s=60) as watcher:
+                    while watching.is_set():
+                        status = watcher.status()
+                        seen.append((frozenset(status.batched), status.running))
+                        time.sleep(0.01)
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                short = iter(other.generate("a short one", duration_s=1.0, seed=2, job="short"))
+                joining = list(short)
+            finally:
+                watching.clear()
+                watcher.join()
             assert isinstance(joining[-1], Done)
+            assert (frozenset({"long", "short"}), 2) in seen  # stepping together
             assert isinstance(list(long_job)[-1], Done)
             alone = list(other.generate("a short one", duration_s=1.0, seed=2, job="short-alone"))
             np.testing.assert_array_equal(audio(joining), audio(alone))
