@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,3 +163,19 @@ class JackCapture:
         if self.proc is None or self.proc.stderr is None or self.proc.poll() is None:
             return ""
         return self.proc.stderr.read().decode(errors="replace")
+
+
+def late_start(log_lines: Iterable[str], job: str) -> tuple[int, float]:
+    """What the daemon logged of `job` launched in time starting late: the device frames of its
+    opening its voice skipped, and how late the callback for its launch came, in ms; (0, 0.0)
+    when it started on its beat.
+
+    On an overloaded machine the dummy driver (which keeps time with sleeps) can stall the
+    daemon's callbacks past a launch; the voice then starts where the take is by the beat's clock,
+    as it must on a sound card that went on playing. A capture then lacks the take's opening: a
+    test compares what follows it, and checks the skip is no more than the callback's delay (a
+    larger one would be a launch riffd planned too late).
+    """
+    pattern = re.compile(rf"job {re.escape(job)} started .* callback came ([0-9.]+) ms late\): its first (\d+) frames")
+    found = [m for line in log_lines if (m := pattern.search(line))]
+    return (int(found[0].group(2)), float(found[0].group(1))) if found else (0, 0.0)

@@ -55,6 +55,8 @@ def test_a_jam_plays_without_underruns_across_slides_and_changes(jam_playing: Pl
                 leads.append((applied.offset_samples - voice.played_samples) / JAM_RATE)
             if end >= 3.2 * JAM_RATE:  # three windows: at least three slides
                 break
+    heard_voice = player.voice(jam.jam)
+    assert heard_voice is not None
     # Its client goes away, but the jam plays here: it keeps going past the grace period.
     client.close()
     time.sleep(1.0)
@@ -71,6 +73,10 @@ def test_a_jam_plays_without_underruns_across_slides_and_changes(jam_playing: Pl
     if in_time:
         assert chunks[0].beat is not None and chunks[0].beat % 4 == pytest.approx(0.0, abs=1e-6)
     expected = played_reference(chunks)[0]
+    # A launch the dummy driver stalled on a loaded machine starts the jam part-way in (jack_harness.late_start).
+    skipped = heard_voice.late_start_frames
+    assert skipped <= round(heard_voice.late_callback_s * heard_voice.device_rate) + 1, "skipped more than the callback was late"
+    expected = expected[skipped:]
     lag = find_lag(captured[0], expected)
     heard = captured[0, lag:lag + expected.size]
     assert correlation(heard, expected) > 0.999, "heard as generated, seams and all"

@@ -7,7 +7,6 @@ One daemon and one DAW for the module (each costs seconds to start): the tests r
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pytest
 from clients import Client
 from daemon.audio.resample import StreamResampler
 from daemon.child import DaemonChild
-from jack_harness import JackCapture, JackServer, missing_tools
+from jack_harness import JackCapture, JackServer, late_start, missing_tools
 from netns import Namespace, unavailable
 from signals import correlation, find_lag
 from protocol.messages import Chunk, Clock, Done
@@ -203,10 +202,10 @@ def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Se
     assert session.client.status().underruns == underruns
     expected = played_reference(chunks)[0]
     # On an overloaded machine JACK's dummy driver can stall the daemon's callbacks past the
-    # launch (0.9 s seen at load ~11); the voice then starts where the take is by the beat's clock,
-    # as it must on a sound card that went on playing, and says so. That opening is the harness's
-    # stall: the rest must still be heard whole, and the skip no more than the callback's delay.
-    skipped, late_ms = _late_start(session, done.job)
+    # launch (0.9 s seen at load ~11): the take's opening is then skipped (jack_harness.late_start),
+    # and the rest must still be heard whole. Asked seconds after the voice started (the feeder
+    # logs a late start within its feed interval).
+    skipped, late_ms = late_start(list(session.daemon.log), done.job)
     if skipped:
         print(f"\nthe launch's callback came {late_ms:.1f} ms late: the take's first {skipped} frames were skipped")
         assert skipped <= round(late_ms / 1000 * RATE) + 3, "skipped more than the callback was late"  # log: 0.1 ms
@@ -224,15 +223,6 @@ def test_a_take_plays_on_through_a_tempo_change_and_the_peer_leaving(session: Se
     done = list(session.client.generate("after", 0.0, bars=1, conform=False, play=False, seed=2))[-1]
     assert isinstance(done, Done) and done.bpm == pytest.approx(133.0)
     assert done.frames == round(4 * 60.0 / 133.0 * MODEL_RATE)
-
-
-def _late_start(session: Session, job: str) -> tuple[int, float]:
-    """The frames of `job`'s opening its voice skipped because the callback for its launch came
-    late, and that delay in ms, from the daemon's log; (0, 0.0) when it started on time."""
-    # Asked seconds after the voice started: the feeder logs a late start within its feed interval.
-    pattern = re.compile(rf"job {re.escape(job)} started .* callback came ([0-9.]+) ms late\): its first (\d+) frames")
-    found = [m for line in list(session.daemon.log) if (m := pattern.search(line))]
-    return (int(found[0].group(2)), float(found[0].group(1))) if found else (0, 0.0)
 
 
 def played_reference(chunks: list[Chunk]) -> np.ndarray:
