@@ -166,7 +166,9 @@ class JamRun:
                 if self.voice.launch_beat is not None:
                     return emitted - self.base  # launched on a beat (in time): nothing is consumed before it
                 return 0.0  # the sound card waits for its jitter buffer: fill it
-            return emitted - (self.base + self.positions.input_of(self.voice.played_samples))
+            # Elapsed, not played: what an in-time voice skipped or owes is consumed too (else one that
+            # ran dry would never be fed again).
+            return emitted - (self.base + self.positions.input_of(self.voice.elapsed_samples))
         if self.started_at is None:
             return 0.0
         return emitted - (self.base + self.positions.input_of((self.clock() - self.started_at) * self.rate))
@@ -219,7 +221,7 @@ class JamRun:
                 self.voice.set_gain(request.gain)
             if prompts is None and not sampling:
                 # A gain alone: heard from the sample the sound card plays now.
-                played = self.positions.input_of(self.voice.played_samples) if self.voice is not None else \
+                played = self.positions.input_of(self.voice.elapsed_samples) if self.voice is not None else \
                     self.stream.emitted_samples - self.base
                 self._applied(message, self.base + played)
                 return

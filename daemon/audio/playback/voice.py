@@ -78,6 +78,11 @@ class Voice:
         self._fade_step = 0.0
         self._gain_now = float(gain)
         self.frames_played = 0
+        # Device frames the voice has moved through since it started sounding: those played, and for a
+        # voice in time also those it skipped or still owes (due, but not there when due). A producer
+        # paced to its listener (a jam) counts on this one: counting only the played frames, an in-time
+        # voice that ran dry would look ahead for good, its producer would wait, and it never sounds again.
+        self.frames_elapsed = 0
         self.underruns = 0
         # Callback -> feeder: nothing more will sound; the feeder then sets `ended`.
         self._finished = False
@@ -153,8 +158,14 @@ class Voice:
 
     @property
     def played_samples(self) -> int:
-        """The job's samples played so far, at the job's rate (a jam paces itself on it)."""
+        """The job's samples played so far, at the job's rate."""
         return round(self.frames_played * self.sample_rate / self.device_rate)
+
+    @property
+    def elapsed_samples(self) -> int:
+        """The job's samples the voice has moved through (played, skipped or owed), at the job's rate:
+        what a producer paced to this voice has had consumed (see `frames_elapsed`)."""
+        return round(self.frames_elapsed * self.sample_rate / self.device_rate)
 
     @property
     def playing(self) -> bool:
@@ -275,6 +286,7 @@ class Voice:
         block = scratch[:n]
         got = self.ring.read_into(block)
         self.frames_played += got
+        self.frames_elapsed += got  # a free voice re-buffers after an underrun: it skips nothing
         if got < n:
             block[got:] = 0.0
             if input_done:
@@ -310,6 +322,7 @@ class Voice:
             self._playing = True
             if offset < 0:
                 self._owed += -offset  # the beat has passed: start where the take is by now
+                self.frames_elapsed += -offset
                 self.late_callback_s = max(0.0, at_s - due_s) if due_s is not None else 0.0
                 self.late_start_frames = -offset  # after its companion: the feeder reads this one first
                 offset = 0
@@ -317,6 +330,7 @@ class Voice:
         while self._owed > 0 and self.ring.readable_frames > 0:
             self._owed -= self.ring.read_into(scratch[: min(self._owed, scratch.shape[0])])
         want = n - offset
+        self.frames_elapsed += want  # on the timeline, sounded or not
         block = scratch[:want]
         got = self.ring.read_into(block) if self._owed == 0 else 0
         self.frames_played += got
