@@ -165,7 +165,11 @@ def _launch_error_ms(session: Session, path: Path) -> float | None:
     take, clicks = audio[0], audio[1] - audio[0]
     onset = int(np.flatnonzero(np.abs(take) > 0.05 * np.abs(take).max())[0])
     edges = np.flatnonzero((clicks[1:] > 0.45) & (clicks[:-1] <= 0.45)) + 1
-    assert edges.size >= 2, "the DAW's clicks are not in the capture"
+    assert edges.size >= 1, "the DAW's clicks are not in the capture"
+    if edges.size < 2:
+        # The DAW clicks a bar only in the JACK cycle whose frames span it on Link's clock: a stall of
+        # the dummy driver across a bar leaves that bar without a click (seen at load ~7).
+        return None
     bar_frames = 4 * 60 / 97 * RATE
     # A bar apart to the frame (each click is rounded to a frame): else JACK's dummy driver fell
     # behind the wall clock Link and PortAudio keep, as it does on an overloaded machine.
