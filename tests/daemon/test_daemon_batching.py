@@ -30,9 +30,11 @@ def test_a_full_batch_admits_live_work_first_then_renders_in_order(tmp_path: Pat
             # Long enough to outlast the submissions below however loaded the machine; cancelled
             # once the queue holds both renders and the live job. (Two jobs of one length ended
             # together and let live and render0 in at once, whose Started events then raced.)
-            running = [client.generate("r", duration_s=60.0, model="fake/batch", job=f"running{n}") for n in range(2)]
-            for stream in running:
-                _until(iter(stream), Started)
+            # Each started before the next is asked for: two admitted at once tell their Started in either order.
+            running = []
+            for n in range(2):
+                running.append(client.generate("r", duration_s=60.0, model="fake/batch", job=f"running{n}"))
+                _until(iter(running[-1]), Started)
             status = client.status()
             assert status.running == 2 and set(status.batched) == {"running0", "running1"}
             queued = [client.generate("r", duration_s=0.5, model="fake/batch", job=f"render{n}") for n in range(2)]
