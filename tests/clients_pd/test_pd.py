@@ -21,7 +21,8 @@ from clients import Client
 from clients.pd.patchgen.__main__ import main as build_patches
 from protocol import osc
 from protocol.messages import (
-    Accepted, Cancel, Chunk, Continue, Generate, GetClock, GetStatus, SetTempo, Started, Subscribe, Unsubscribe,
+    Accepted, Cancel, Chunk, Continue, Error, Event, Generate, GetClock, GetStatus, Ok, SetTempo, Started, Subscribe,
+    Unsubscribe,
 )
 
 HERE = Path(__file__).parent
@@ -162,8 +163,8 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
     continued, _ = sf.read(jobs["pdtest-3"][-2][2], dtype="float32")
     assert len(continued) == round(0.5 * rate) and np.abs(continued).max() > 0
     # Jobs 4 and 5 were sent back to back (the daemon runs them together, in one batch, so job 4
-    # may end before or after job 5), but the array follows the newest job: only job 5 filled and
-    # loaded it, whenever job 4 ended.
+    # may end before or after job 5, and its chunks may come before job 5's accepted), but the array
+    # follows the newest request sent: only job 5 filled and loaded it, whenever job 4 ended.
     kinds = {job: [e[0] for e in events if len(e) > 1 and e[1] == job] for job in ("pdtest-4", "pdtest-5", "pdtest-6")}
     assert "chunk" in kinds["pdtest-4"] and "done" in kinds["pdtest-4"]
     assert "filled" not in kinds["pdtest-4"] and "loaded" not in kinds["pdtest-4"]
@@ -230,6 +231,66 @@ def test_pd_places_each_chunk_at_the_offset_the_daemon_gives(tmp_path: Path) -> 
     assert "error" not in console, console
     array, _ = sf.read(out, dtype="float32")
     np.testing.assert_array_equal(array, np.concatenate([np.full(frames, 0.25), np.zeros(frames), np.full(frames, 0.5)]))
+
+
+def _requests(sock: socket.socket, count: int) -> tuple[list[Generate], tuple[str, int]]:
+    """The next `count` generate requests Pd sent to `sock`, and the address it sent them from."""
+    requests: list[Generate] = []
+    while len(requests) < count:
+        packet, sender = sock.recvfrom(65536)
+        [(address, args)] = osc.parse_packet(packet)
+        request = osc.decode_request(address, args)
+        assert isinstance(request, Generate), request
+        requests.append(request)
+    return requests, sender
+
+
+def test_pd_follows_the_newest_request_sent_not_the_newest_accepted(tmp_path: Path) -> None:
+    """A UDP socket plays the daemon, answering in request order but only once Pd has sent every
+    request of a message: pd-a's accepted and first chunk come after pd-b went out (as a loaded
+    daemon's may); then a refusal of pd-e, two jobs without a name (the daemon names them) with a
+    refused one between them. Only pd-b's and anon-4's chunks may fill the array: following the
+    newest *accepted* job, the abstraction loaded pd-a's and anon-3's."""
+    rate, frames = 16000, 800
+    level = {"pd-a": 0.1, "pd-b": 0.2, "anon-3": 0.3, "anon-4": 0.4}
+    chunk = {}
+    for job, value in level.items():
+        chunk[job] = Chunk(job=job, index=0, offset_samples=0, sample_rate=rate, channels=1, frames=frames,
+                           path=str(tmp_path / f"{job}.wav"))
+        sf.write(chunk[job].path, np.full(frames, value, np.float32), rate, subtype="FLOAT")
+    log, out = tmp_path / "log.txt", tmp_path / "array.wav"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+        pd = subprocess.Popen(["pd", "-nogui", "-nosound", "-noprefs", "-path", str(PD_DIR),
+                               "-open", str(HERE / "riffd-follow-test.pd"), "-send",
+                               f"riffd-follow {sock.getsockname()[1]} {log} {out}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            first, sender = _requests(sock, 2)
+            assert [r.job for r in first] == ["pd-a", "pd-b"]
+            answers: list[Event] = [Accepted(job="pd-a", queue_position=0), chunk["pd-a"],
+                                    Accepted(job="pd-b", queue_position=1), chunk["pd-b"],
+                                    Ok(request="test", subject="phase 1")]
+            for event in answers:
+                sock.sendto(osc.encode(event), sender)
+            second, sender = _requests(sock, 4)
+            assert [r.job for r in second] == ["pd-e", None, None, None]
+            answers = [Error(job="pd-e", code="duplicate_job", message="pd-e is running"),
+                       Accepted(job="anon-3", queue_position=0), chunk["anon-3"],
+                       Error(job="", code="invalid_argument", message="refused without a job id"),
+                       Accepted(job="anon-4", queue_position=1), chunk["anon-4"], Ok(request="test", subject="phase 2")]
+            for event in answers:
+                sock.sendto(osc.encode(event), sender)
+            console = pd.communicate(timeout=20)[0]
+        finally:
+            if pd.poll() is None:
+                pd.kill()
+    events = _log(log)
+    assert ["timeout"] not in events and "error" not in console, (events, console)
+    assert [e[1] for e in events if e[0] == "filled"] == ["pd-b", "anon-4"], events
+    array, _ = sf.read(out, dtype="float32")
+    np.testing.assert_array_equal(array, np.full(frames, level["anon-4"], np.float32))
 
 
 def test_pd_sets_the_tempo_shows_the_clock_and_launches_on_the_bar(fake_daemon, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from clients.pd.patchgen.abstraction import abstraction
+from clients.pd.patchgen.follow import follow_test_patch
 from clients.pd.patchgen.jam import jam_abstraction
 from clients.pd.patchgen.jam_patches import jam_help_patch, jam_test_patch
 from clients.pd.patchgen.patches import (
@@ -26,6 +27,7 @@ PATCHES: dict[str, Callable[[], Canvas]] = {
     "tests/clients_pd/riffd-requests.pd": requests_patch,
     "tests/clients_pd/riffd-daemon-test.pd": daemon_test_patch,
     "tests/clients_pd/riffd-gap-test.pd": gap_test_patch,
+    "tests/clients_pd/riffd-follow-test.pd": follow_test_patch,
     "clients/pd/riffd-jam.pd": jam_abstraction,
     "clients/pd/riffd-jam-help.pd": jam_help_patch,
     "tests/clients_pd/riffd-jam-test.pd": jam_test_patch,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clients.pd.patchgen.audio import load, playback
+from clients.pd.patchgen.follow import follow
 from clients.pd.patchgen.pdfile import Canvas
 from clients.pd.patchgen.requests import options, request_sender, requests
 
@@ -40,6 +41,7 @@ def abstraction() -> Canvas:
     options(top.sub("popt", 20, 370, "options", (900, 640)))
     network(top.sub("pnet", 160, 320, "network", (700, 480)))
     incoming(top.sub("pinc", 160, 345, "events", (800, 480)))
+    follow(top.sub("pfol", 160, 395, "follow", (1000, 820)))
     load(top.sub("pload", 160, 370, "load", (900, 700)))
     play = top.sub("pplay", 300, 320, "play", (700, 480))
     playback(play)
@@ -81,9 +83,9 @@ def network(c: Canvas) -> None:
 
 def incoming(c: Canvas) -> None:
     c.text(20, 10, "Every event goes out of the right outlet as it came (done JOB PATH ...). Before that \\, an "
-           "accepted job becomes the newest: the one a bare cancel cancels (so a patch may cancel on "
-           "accepted) and the only one whose chunk and done load the array (it follows the newest "
-           "request). After the event \\, chunk and done drive the loading (so loaded follows done).", 90)
+           "accepted job becomes the one a bare cancel cancels (so a patch may cancel on accepted). Only the "
+           "newest request's job (see the follow subpatch) has its chunk and done load the array. After the "
+           "event \\, chunk and done drive the loading (so loaded follows done).", 90)
     c.obj("r", 20, 60, "r \\$0-incoming")
     c.obj("t", 20, 85, "t a a a")
     c.obj("ev", 200, 115, "s \\$0-event")
@@ -96,7 +98,7 @@ def incoming(c: Canvas) -> None:
     c.obj("rj", 120, 195, "list split 1")
     c.obj("rj2", 120, 220, "list split 1")
     c.obj("newest", 120, 245, "sel none")
-    c.obj("racc", 220, 220, "r \\$0-accepted-job")
+    c.obj("racc", 220, 220, "r \\$0-newest-job")
     c.msg("open", 120, 270, "1")
     c.msg("shut", 180, 270, "0")
     c.obj("gate", 20, 300, "spigot")

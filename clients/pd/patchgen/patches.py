@@ -41,7 +41,7 @@ def help_patch() -> Canvas:
     c.text(480, y + 85, "cancel: the last job accepted; subscribe: also get other clients' events", 70)
     y = 460
     c.text(20, y, "4. the audio: chunks fill the array as they come \\, done replaces them with the saved file "
-           "(the array follows the newest job: use one [riffd] per slot to keep several).", 90)
+           "(the array follows the newest request sent: use one [riffd] per slot to keep several).", 90)
     c.msg("play", 20, y + 25, "bang")
     c.msg("stop", 70, y + 25, "stop")
     c.msg("auto", 120, y + 25, "autoplay 1")
@@ -244,7 +244,7 @@ def daemon_test_patch() -> Canvas:
     c.wire("o3", "riffd")
     c.wire("tj3", "sw1b")
     c.chain("sw1b", "g3", "riffd")
-    # Jobs 4 and 5 back to back: the array follows the newest, so job 4 (which runs first) loads nothing.
+    # Jobs 4 and 5 back to back: the array follows the newest sent, so job 4 loads nothing, whenever it is accepted.
     c.msg("g45", 500, 680, "job pdtest-4 \\, generate 1 older take \\, job pdtest-5 \\, generate 0.5 newer take")
     c.wire("sel:2", "g45")
     c.wire("g45", "riffd")
