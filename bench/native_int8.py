@@ -1,14 +1,18 @@
-"""Benchmark: riffd's int8 matvec against a plain read of the same buffers, for every x86 branch here.
+"""Benchmark: riffd's int8 matvecs (int8: 16-bit activations; int8a8: 8-bit) against a plain read of the same buffers, for every x86 branch here.
 
 For each simd.h branch this CPU runs (daemon/native/branches.py: AVX-512 VNNI, AVX-VNNI or its
 stand-in, AVX2 without VNNI), builds bench/native_int8_harness.c with the library's sources and
 that branch's flags, and runs it: musicgen-small's decoder matrices (344 MB of int8, one decode
-step's weights) multiplied by 1 to 16 activation rows, against the same packed buffers read with
+step's weights) multiplied by 1 to 16 activation rows by each kernel (`--kernels`), against the same packed buffers read with
 no arithmetic, split the same way over the same threads, interleaved and best of `--repeats`.
 A branch built with another's flags on this CPU (the AVX2 build on an AVX-512 machine) is only
 indicative of the CPUs that branch is for. Prints a table, then one JSON object as the last line.
 
     python -m bench.native_int8 [--threads 2] [--repeats 5] [--rows 1,2,4,8,16] [--branches avx2,...]
+        [--kernels int8,int8a8]
+
+"of read" is the kernel's share of its bandwidth floor: the plain read's time (the faster of with and
+without prefetch) over the kernel's.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from daemon.native import FLAGS  # noqa: E402
 from daemon.native.branches import cpu_name, runnable_here  # noqa: E402
 
 
-def run_branch(isa: str, cflags: str, rows: list[int], repeats: int, threads: int, folder: Path) -> list[dict]:
+def run_branch(isa: str, cflags: str, rows: list[int], repeats: int, threads: int, folder: Path,
+               kernels: str = "int8,int8a8") -> list[dict]:
     binary = folder / f"harness-{isa.replace('(', '-').replace(')', '')}"
     sources = sorted(str(path) for path in (ROOT / "daemon" / "native").glob("*.c"))
     flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC")] + cflags.split()
     subprocess.run([os.environ.get("CC", "cc"), *flags, "-I", str(ROOT / "daemon" / "native"),
                     str(ROOT / "bench" / "native_int8_harness.c"), *sources, "-o", str(binary), "-lm"], check=True)
-    env = {**os.environ, "RIFFD_THREADS": str(threads)}
+    env = {**os.environ, "RIFFD_THREADS": str(threads), "RIFFD_KERNELS": kernels}
     done = subprocess.run([str(binary), str(repeats), *map(str, rows)], env=env, capture_output=True, text=True,
                           check=True, timeout=1800)
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rows", default="1,2,4,8,16")
     parser.add_argument("--branches", default="", help="isa names to run (default: every one this CPU runs)")
+    parser.add_argument("--kernels", default="int8,int8a8", help="int8 (16-bit activations), int8a8 (8-bit)")
     args = parser.parse_args(argv)
     rows = [int(r) for r in args.rows.split(",")]
     wanted = set(filter(None, args.branches.split(",")))
@@ -54,19 +60,20 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         for branch in branches:
-            lines = run_branch(branch.isa, branch.cflags, rows, args.repeats, args.threads, Path(folder))
+            lines = run_branch(branch.isa, branch.cflags, rows, args.repeats, args.threads, Path(folder), args.kernels)
             read = lines[0]
             results[branch.isa] = {"cflags": branch.cflags, "read_gb_s": read["read_gb_s"],
-                                   "read_prefetch_gb_s": read["read_prefetch_gb_s"],
-                                   "rows": {line["rows"]: {"gb_s": line["kernel_gb_s"], "ms": line["kernel_ms"],
-                                                           "cpu_ms": line["kernel_cpu_ms"],
-                                                           "share_of_read": line["share_of_read"]} for line in lines[1:]}}
+                                   "read_prefetch_gb_s": read["read_prefetch_gb_s"]}
+            for line in lines[1:]:
+                results[branch.isa].setdefault(line["kernel"], {})[line["rows"]] = {
+                    "gb_s": line["kernel_gb_s"], "ms": line["kernel_ms"], "cpu_ms": line["kernel_cpu_ms"],
+                    "share_of_read": line["share_of_read"]}
             print(f"\n{branch.isa} (RIFFD_NATIVE_CFLAGS={branch.cflags!r}): plain read {read['read_gb_s']:.1f} GB/s, "
                   f"with prefetch {read['read_prefetch_gb_s']:.1f} GB/s, {read['mb']:.0f} MB")
-            print(f"  {'rows':>4} {'ms':>8} {'cpu ms':>8} {'GB/s':>7} {'of read':>8}")
+            print(f"  {'kernel':>7} {'rows':>4} {'ms':>8} {'cpu ms':>8} {'GB/s':>7} {'of read':>8}")
             for line in lines[1:]:
-                print(f"  {line['rows']:>4} {line['kernel_ms']:>8.1f} {line['kernel_cpu_ms']:>8.1f} {line['kernel_gb_s']:>7.1f} "
-                      f"{100 * line['share_of_read']:>7.0f}%")
+                print(f"  {line['kernel']:>7} {line['rows']:>4} {line['kernel_ms']:>8.1f} {line['kernel_cpu_ms']:>8.1f} "
+                      f"{line['kernel_gb_s']:>7.1f} {100 * line['share_of_read']:>7.0f}%")
     summary = {"cpu": cpu_name(), "threads": args.threads, "branches": results}
     print(json.dumps(summary))
     return summary

@@ -1,10 +1,12 @@
-/* C harness for riffd's int8 matvec (daemon/native/int8_matvec.c): GB/s of the kernel over
+/* C harness for riffd's int8 matvecs (daemon/native/int8_matvec.c: 16-bit activations, int8, and
+   8-bit ones, int8a8): GB/s of each kernel over
    musicgen-small's decoder matrices (24 layers of qkv, out, cross q, cross out, fc1, fc2, and the lm
    heads: 344 MB of int8, far past any cache), against a plain read of the same packed buffers split
    the same way across the same threads. Built by bench/native_int8.py with the library's own flags
    and sources; timed in C, so no Python call sits between two matrices.
 
-   usage: native_int8_harness REPEATS ROWS... ; prints one JSON object per line */
+   usage: native_int8_harness REPEATS ROWS... ; prints one JSON object per line (RIFFD_KERNELS=int8,int8a8
+   picks the kernels; default both) */
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -92,9 +94,12 @@ static long long plain_read(const matrix *ms, int count, int threads, int prefet
     return check;
 }
 
-static void sweep(const matrix *ms, int count, int rows, const float *x, float *y, int threads) {
+typedef void (*matvec_fn)(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                          const float *scale, float *y, int64_t n, int threads);
+
+static void sweep(matvec_fn kernel, const matrix *ms, int count, int rows, const float *x, float *y, int threads) {
     for (int i = 0; i < count; i++)
-        riffd_int8_matvec(x, rows, ms[i].cols, ms[i].packed, ms[i].row_sums, ms[i].scales, y, ms[i].rows, threads);
+        kernel(x, rows, ms[i].cols, ms[i].packed, ms[i].row_sums, ms[i].scales, y, ms[i].rows, threads);
 }
 
 int main(int argc, char **argv) {
@@ -121,10 +126,20 @@ int main(int argc, char **argv) {
 
     /* Interleaved: every repeat reads the buffers plainly and runs every row count once, so a busy
        moment on a shared machine hits all of them alike; the best of the repeats is kept for each. */
-    int counts[32], configs = 0;
-    for (int a = 2; a < argc && configs < 32; a++) {
+    const char *kernels = getenv("RIFFD_KERNELS") ? getenv("RIFFD_KERNELS") : "int8,int8a8";
+    static const struct { const char *name; matvec_fn fn; } known[] = {{"int8", riffd_int8_matvec},
+                                                                       {"int8a8", riffd_int8a8_matvec}};
+    int counts[32], which[32], configs = 0;
+    for (int a = 2; a < argc; a++) {
         int rows = atoi(argv[a]);
-        if (rows >= 1 && rows <= 16) counts[configs++] = rows;
+        for (int kind = 0; kind < 2; kind++) {
+            char comma_name[16];
+            snprintf(comma_name, sizeof comma_name, ",%s,", known[kind].name);
+            char padded[64];
+            snprintf(padded, sizeof padded, ",%s,", kernels);
+            if (rows >= 1 && rows <= 16 && configs < 32 && strstr(padded, comma_name))
+                counts[configs] = rows, which[configs++] = kind;
+        }
     }
     double read_s = 1e9, read_prefetch_s = 1e9, best[32], best_cpu[32];
     for (int c = 0; c < configs; c++) best[c] = best_cpu[c] = 1e9;
@@ -139,7 +154,7 @@ int main(int argc, char **argv) {
         if (r && t2 - t1 < read_prefetch_s) read_prefetch_s = t2 - t1;
         for (int c = 0; c < configs; c++) {
             double start = now_s(), start_cpu = cpu_s();
-            sweep(ms, count, counts[c], x, y, threads);
+            sweep(known[which[c]].fn, ms, count, counts[c], x, y, threads);
             double took = now_s() - start, took_cpu = cpu_s() - start_cpu;
             if (r && took < best[c]) best[c] = took;
             if (r && took_cpu < best_cpu[c]) best_cpu[c] = took_cpu;
@@ -150,8 +165,8 @@ int main(int argc, char **argv) {
            "\"check\": %lld}\n", riffd_isa(), threads, bytes / 1e6, bytes / read_s / 1e9, bytes / read_prefetch_s / 1e9,
            check % 7);
     for (int c = 0; c < configs; c++)
-        printf("{\"isa\": \"%s\", \"rows\": %d, \"kernel_ms\": %.2f, \"kernel_cpu_ms\": %.2f, \"kernel_gb_s\": %.2f, "
-               "\"share_of_read\": %.3f}\n", riffd_isa(), counts[c], best[c] * 1e3, best_cpu[c] * 1e3, bytes / best[c] / 1e9,
-               floor_s / best[c]);
+        printf("{\"isa\": \"%s\", \"kernel\": \"%s\", \"rows\": %d, \"kernel_ms\": %.2f, \"kernel_cpu_ms\": %.2f, "
+               "\"kernel_gb_s\": %.2f, \"share_of_read\": %.3f}\n", riffd_isa(), known[which[c]].name, counts[c], best[c] * 1e3,
+               best_cpu[c] * 1e3, bytes / best[c] / 1e9, floor_s / best[c]);
     return 0;
 }

@@ -355,7 +355,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: `--engine`'s help, shared by `riffd serve` and `riffd render`.
 ENGINE_HELP = ("MusicGen decode mode: auto (default: measured once per model and CPU, the fastest mode with at "
                "least 90 %% greedy agreement with float32), float32 (exact parity with transformers), "
-               "float32+draft (float32's output, speculative), bfloat16, float16 (GPU), int8, int8dyn, int4; "
+               "float32+draft (float32's output, speculative), bfloat16, float16 (GPU), int8, int8a8 (int8 with 8-bit "
+               "activations: faster when streams are batched), int8dyn, int4; "
                "+compile compiles the step")
 
 

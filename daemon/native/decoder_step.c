@@ -6,7 +6,8 @@
    int8 weights streaming through the caches evict the interpreter's and the dispatcher's working
    set, so each of those calls starts cold: measured, the glue cost more than a third of an int8
    step. Here the glue is a few hundred lines of plain loops over a handful of buffers, and the
-   weight products are int8_matvec.c's kernel (or int4_matvec.c's, projection by projection). The
+   weight products are int8_matvec.c's kernels (16- or 8-bit activations) or int4_matvec.c's,
+   projection by projection. The
    math is the engine's (engine.py) step for step: pre-norm layers, scaled dot-product attention
    over the cache's first position + 1 slots (kept as int8 vectors with a scale each, as the
    engine's int8 mode allocates it),
@@ -44,6 +45,8 @@ static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_
 static void project(const float *x, int64_t rows, const riffd_int8 *w, float *out, int threads) {
     if (w->int4_group)
         riffd_int4_matvec(x, rows, w->cols, w->int4_group, (const uint8_t *)w->packed, out, w->rows, threads);
+    else if (w->act8)
+        riffd_int8a8_matvec(x, rows, w->cols, w->packed, w->row_sums, w->scales, out, w->rows, threads);
     else
         riffd_int8_matvec(x, rows, w->cols, w->packed, w->row_sums, w->scales, out, w->rows, threads);
 }

@@ -35,11 +35,12 @@ class Mirrored(ctypes.Structure):
 
 
 class Int8Struct(Mirrored):
-    """`riffd_int8`: one projection's packed weights, int8 or (int4_group > 0) int4."""
+    """`riffd_int8`: one projection's packed weights, int8 (act8: with 8-bit activations) or
+    (int4_group > 0) int4."""
 
     _c_name = "riffd_int8"
     _fields_ = [("packed", _ptr), ("row_sums", _ptr), ("scales", _ptr), ("rows", _i64), ("cols", _i64),
-                ("int4_group", _i64)]
+                ("int4_group", _i64), ("act8", _i64)]
 
     @classmethod
     def of(cls, weights: PackedInt8 | PackedInt4 | None) -> "Int8Struct":
@@ -48,7 +49,7 @@ class Int8Struct(Mirrored):
         if isinstance(weights, PackedInt4):
             return cls(weights.packed.data_ptr(), None, None, weights.rows, weights.cols, weights.group)
         return cls(weights.packed.data_ptr(), weights.row_sums.data_ptr(), weights.scales.data_ptr(), weights.rows,
-                   weights.cols, 0)
+                   weights.cols, 0, int(weights.activation_bits == 8))
 
 
 class NormStruct(Mirrored):

@@ -20,7 +20,13 @@
    a few at a time.
 
    Rows are independent: a row's outputs are the same bits whichever rows share the call (each is
-   quantised on its own, its integer sums are exact, its float steps the same). */
+   quantised on its own, its integer sums are exact, its float steps the same).
+
+   riffd_int8a8_matvec (the int8a8 mode) takes the same packed weights but quantises each activation
+   row to signed 8 bits (scale max|x| / 127): one product instruction per four weights and row
+   instead of two, so at 8-16 rows, where the 16-bit path runs out of multiplier throughput before
+   memory bandwidth, it stays near the weights' read time. Its int32 sums are exact on every branch
+   and the float steps after them the same, so every branch gives the same bits. */
 
 #include <stdint.h>
 
@@ -70,6 +76,33 @@ static float quantize_row(const float *x, int64_t k, uint8_t *act) {
     return s;
 }
 
+/* Quantise one activation row to signed 8 bits, q = round(x / s) with s = max|x| / 127, into `act`
+   (k bytes, simd.h's dot8 layout). Returns s. The same float steps on every branch. */
+static float quantize_row8(const float *x, int64_t k, uint8_t *act) {
+    vf amax = vf_zero();
+    for (int64_t j = 0; j < k; j += VL) amax = vf_max(amax, vf_abs(vf_load(x + j)));
+    float largest = vf_largest(amax);
+    float s = largest > 0.0f ? largest / 127.0f : 1.0f;
+    vf inv = vf_set1(1.0f / s);
+    vi lo_limit = vi_set1(-127), hi_limit = vi_set1(127);
+    for (int64_t j = 0; j < k; j += VL)
+        act8_store(act, j, vi_min(vi_max(vf_to_int(vf_mul(vf_load(x + j), inv)), lo_limit), hi_limit));
+    return s;
+}
+
+/* The hardware prefetchers stop at page boundaries; a block is one long stream, so ask ahead, a
+   line at a time (w: the next step's weights). */
+static inline __attribute__((always_inline)) void prefetch_ahead(const int8_t *w) {
+    for (int line = 0; line < STEP_BYTES / 64; line++) {
+        __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES + 64 * line, 0, 2);
+        __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES + 64 * line, 0, 3);
+    }
+    if (STEP_BYTES < 64) {
+        __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES, 0, 2);
+        __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES, 0, 3);
+    }
+}
+
 /* The block starting at output row n0 against `rows` quantised activation rows. `rows` and
    `prefetch` are compile-time constants at each call site, so the sums stay in registers;
    `prefetch` on the block's first tile of rows, the one that reads it from memory. */
@@ -88,18 +121,7 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *act, const
         for (int m = 0; m < rows; m++)
             for (int u = 0; u < DOT_PASS_VECS; u++) acc[m][u] = dot_acc_zero();
         for (int64_t j = j0; j < end; j += STEPS_PER_LINE * DOT_GROUP) {
-            if (prefetch) {
-                /* The hardware prefetchers stop at page boundaries; a block is one long stream, so
-                   ask ahead, a line at a time. */
-                for (int line = 0; line < STEP_BYTES / 64; line++) {
-                    __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES + 64 * line, 0, 2);
-                    __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES + 64 * line, 0, 3);
-                }
-                if (STEP_BYTES < 64) {
-                    __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES, 0, 2);
-                    __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES, 0, 3);
-                }
-            }
+            if (prefetch) prefetch_ahead(w);
             for (int s = 0; s < STEPS_PER_LINE; s++) { /* k % 16 == 0: whole lines */
                 dot_w wv[DOT_PASS_VECS];
                 for (int u = 0; u < DOT_PASS_VECS; u++) wv[u] = dot_load_w(w + u * VL * DOT_GROUP);
@@ -122,10 +144,43 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *act, const
     }
 }
 
-#define TILE_CASE(R)                                                                                               \
+/* tile() for 8-bit activation rows (`act`: k bytes a row): simd.h's dot8 products, exact in int32
+   to the end. */
+#define DOT8_PASS_VECS (BLOCK_ROWS / VL)
+static inline __attribute__((always_inline)) void tile8(const uint8_t *act, const int rows, const int prefetch,
+                                                        int64_t k, const int8_t *packed, const int32_t *row_sums,
+                                                        const float *scale, const float *x_scale, float *y, int64_t n,
+                                                        int64_t n0) {
+    vi acc[DOT8_ROW_TILE][DOT8_PASS_VECS];
+    for (int m = 0; m < rows; m++)
+        for (int u = 0; u < DOT8_PASS_VECS; u++) acc[m][u] = vi_zero();
+    const int8_t *w = packed + n0 * k;
+    for (int64_t j = 0; j < k; j += STEPS_PER_LINE * DOT_GROUP) {
+        if (prefetch) prefetch_ahead(w);
+        for (int s = 0; s < STEPS_PER_LINE; s++) { /* k % 16 == 0: whole lines */
+            dot8_w wv[DOT8_PASS_VECS];
+            for (int u = 0; u < DOT8_PASS_VECS; u++) wv[u] = dot8_load_w(w + u * VL * DOT_GROUP);
+            w += STEP_BYTES;
+            for (int m = 0; m < rows; m++) {
+                vi a = dot8_load_act(act + m * k, j + s * DOT_GROUP);
+                for (int u = 0; u < DOT8_PASS_VECS; u++) acc[m][u] = dot8_step(acc[m][u], a, wv[u]);
+            }
+        }
+    }
+    for (int m = 0; m < rows; m++) {
+        vf xs = vf_set1(x_scale[m]);
+        for (int u = 0; u < DOT8_PASS_VECS; u++) {
+            int64_t r = n0 + u * VL;
+            vf sums = vi_to_float(dot8_finish(acc[m][u], row_sums + r));
+            vf_store(y + m * n + r, vf_mul(sums, vf_mul(vf_load(scale + r), xs)));
+        }
+    }
+}
+
+#define TILE_CASE(FN, R)                                                                                           \
     case R:                                                                                                        \
-        if (m0 == 0) tile(a, R, 1, k, packed, row_sums, scale, xs, out, n, n0);                                    \
-        else tile(a, R, 0, k, packed, row_sums, scale, xs, out, n, n0);                                            \
+        if (m0 == 0) FN(a, R, 1, k, packed, row_sums, scale, xs, out, n, n0);                                      \
+        else FN(a, R, 0, k, packed, row_sums, scale, xs, out, n, n0);                                              \
         break;
 
 /* One packed block (BLOCK_ROWS outputs) against `rows` activation rows, DOT_ROW_TILE at a time: read
@@ -141,9 +196,30 @@ static void one_block(const uint8_t *act, int rows, int64_t k, const int8_t *pac
 #if DOT_ROW_TILE > 8
 #error "tile cases go up to 8 rows"
 #endif
-            TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+            TILE_CASE(tile, 1) TILE_CASE(tile, 2) TILE_CASE(tile, 3) TILE_CASE(tile, 4)
 #if DOT_ROW_TILE > 4
-            TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+            TILE_CASE(tile, 5) TILE_CASE(tile, 6) TILE_CASE(tile, 7) TILE_CASE(tile, 8)
+#endif
+        default: break;
+        }
+    }
+}
+
+/* one_block() for 8-bit activation rows, DOT8_ROW_TILE at a time. */
+static void one_block8(const uint8_t *act, int rows, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                       const float *scale, const float *x_scale, float *y, int64_t n, int64_t n0) {
+    for (int m0 = 0; m0 < rows; m0 += DOT8_ROW_TILE) {
+        const int count = rows - m0 < DOT8_ROW_TILE ? rows - m0 : DOT8_ROW_TILE;
+        const uint8_t *a = act + (int64_t)m0 * k;
+        const float *xs = x_scale + m0;
+        float *out = y + m0 * n;
+        switch (count) {
+#if DOT8_ROW_TILE > 8
+#error "tile cases go up to 8 rows"
+#endif
+            TILE_CASE(tile8, 1) TILE_CASE(tile8, 2) TILE_CASE(tile8, 3) TILE_CASE(tile8, 4)
+#if DOT8_ROW_TILE > 4
+            TILE_CASE(tile8, 5) TILE_CASE(tile8, 6) TILE_CASE(tile8, 7) TILE_CASE(tile8, 8)
 #endif
         default: break;
         }
@@ -159,13 +235,18 @@ typedef struct {
     const float *scale, *x_scale;
     float *y;
     int64_t n;
+    int act8; /* rows of 8-bit activations (one_block8), else 16-bit (one_block) */
 } blocks_job;
 
 /* Blocks [begin, end) of one call, on one thread. */
 static void blocks(void *ctx, int64_t begin, int64_t end) {
     const blocks_job *j = ctx;
-    for (int64_t b = begin; b < end; b++)
-        one_block(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
+    for (int64_t b = begin; b < end; b++) {
+        if (j->act8)
+            one_block8(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
+        else
+            one_block(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
+    }
 }
 
 /* x [m][k] float32; packed int8 as above; row_sums [n] int32 (sum of each weight row); scale [n];
@@ -180,7 +261,22 @@ void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packe
         int rows = (int)((m - m0) < ROWS_PER_READ ? (m - m0) : ROWS_PER_READ);
         for (int r = 0; r < rows; r++) x_scale[r] = quantize_row(x + (m0 + r) * k, k, act + r * 2 * k);
         float *out = y + m0 * n;
-        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, out, n};
+        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, out, n, 0};
+        riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
+    }
+}
+
+/* riffd_int8_matvec with each activation row quantised to signed 8 bits (the int8a8 mode): the
+   same arguments and packed weights. */
+void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                         const float *scale, float *y, int64_t n, int threads) {
+    int64_t chunk = m < ROWS_PER_READ ? m : ROWS_PER_READ;
+    uint8_t act[chunk * k];
+    float x_scale[ROWS_PER_READ];
+    for (int64_t m0 = 0; m0 < m; m0 += ROWS_PER_READ) {
+        int rows = (int)((m - m0) < ROWS_PER_READ ? (m - m0) : ROWS_PER_READ);
+        for (int r = 0; r < rows; r++) x_scale[r] = quantize_row8(x + (m0 + r) * k, k, act + r * k);
+        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, 1};
         riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
     }
 }
@@ -192,5 +288,9 @@ const char *riffd_isa(void) { return "none"; }
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads) {
     (void)threads; (void)x; (void)m; (void)k; (void)packed; (void)row_sums; (void)scale; (void)y; (void)n;
+}
+void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                         const float *scale, float *y, int64_t n, int threads) {
+    riffd_int8_matvec(x, m, k, packed, row_sums, scale, y, n, threads);
 }
 #endif

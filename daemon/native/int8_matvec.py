@@ -1,4 +1,5 @@
-"""Python side of `int8_matvec.c`: pack int8 weights once, multiply a few activation rows by them."""
+"""Python side of `int8_matvec.c`: pack int8 weights once, multiply a few activation rows by them
+(activations carried at 16 bits, or at 8 bits for the int8a8 mode)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def _library() -> ctypes.CDLL:
     loaded = kernels()
     loaded.riffd_int8_matvec.argtypes = [_ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64, ctypes.c_int]
     loaded.riffd_int8_matvec.restype = None
+    loaded.riffd_int8a8_matvec.argtypes = loaded.riffd_int8_matvec.argtypes
+    loaded.riffd_int8a8_matvec.restype = None
     return loaded
 
 
@@ -30,6 +33,8 @@ class PackedInt8:
     scales: torch.Tensor  # float32 [n]
     rows: int
     cols: int
+    #: How the kernel quantises each activation row: 16 bits (int8) or 8 (int8a8, `matvec`).
+    activation_bits: int = 16
 
     @property
     def nbytes(self) -> int:
@@ -44,8 +49,15 @@ class PackedInt8:
         return (self.codes().to(dtype) * self.scales[:, None].to(dtype)).contiguous()
 
 
-def pack(codes: torch.Tensor, scales: torch.Tensor) -> PackedInt8:
-    """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel; NativeUnavailable if it cannot run them."""
+#: Activation precisions the kernels have (`PackedInt8.activation_bits`).
+ACTIVATION_BITS = (16, 8)
+
+
+def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16) -> PackedInt8:
+    """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel that quantises activations to
+    `activation_bits`; NativeUnavailable if it cannot run them."""
+    if activation_bits not in ACTIVATION_BITS:
+        raise ValueError(f"the int8 kernels carry activations at {ACTIVATION_BITS} bits, not {activation_bits}")
     loaded = _library()
     block_rows, group, max_k = loaded.riffd_int8_block_rows(), loaded.riffd_int8_group(), loaded.riffd_int8_max_k()
     col_multiple = loaded.riffd_int8_col_multiple()
@@ -56,17 +68,19 @@ def pack(codes: torch.Tensor, scales: torch.Tensor) -> PackedInt8:
     packed = codes.to(torch.int8).reshape(rows // block_rows, block_rows, cols // group, group)
     return PackedInt8(packed=packed.permute(0, 2, 1, 3).contiguous(),
                       row_sums=codes.to(torch.int32).sum(dim=1, dtype=torch.int32).contiguous(),
-                      scales=scales.to(torch.float32).contiguous(), rows=rows, cols=cols)
+                      scales=scales.to(torch.float32).contiguous(), rows=rows, cols=cols,
+                      activation_bits=activation_bits)
 
 
 def matvec(x: torch.Tensor, weights: PackedInt8) -> torch.Tensor:
-    """`x` `[m, k]` (float32, CPU) times the weights' transpose: `[m, n]` float32."""
+    """`x` `[m, k]` (float32, CPU) times the weights' transpose: `[m, n]` float32, each row of `x`
+    quantised on its own to `weights.activation_bits`."""
     if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2 or x.shape[1] != weights.cols:
         raise ValueError(f"int8 matvec needs float32 [m, {weights.cols}] on the CPU, got {x.dtype} {tuple(x.shape)}")
     x = x.contiguous()
     out = torch.empty((x.shape[0], weights.rows), dtype=torch.float32)
     # ctypes releases the GIL for the call, so the daemon's other threads run meanwhile.
-    _library().riffd_int8_matvec(x.data_ptr(), x.shape[0], weights.cols, weights.packed.data_ptr(),
-                                 weights.row_sums.data_ptr(), weights.scales.data_ptr(), out.data_ptr(),
-                                 weights.rows, torch.get_num_threads())
+    kernel = _library().riffd_int8a8_matvec if weights.activation_bits == 8 else _library().riffd_int8_matvec
+    kernel(x.data_ptr(), x.shape[0], weights.cols, weights.packed.data_ptr(), weights.row_sums.data_ptr(),
+           weights.scales.data_ptr(), out.data_ptr(), weights.rows, torch.get_num_threads())
     return out

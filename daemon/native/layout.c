@@ -16,7 +16,7 @@ static const struct {
     int64_t value;
 } layout[] = {
     SIZE(riffd_int8), FIELD(riffd_int8, packed), FIELD(riffd_int8, row_sums), FIELD(riffd_int8, scales),
-    FIELD(riffd_int8, rows), FIELD(riffd_int8, cols), FIELD(riffd_int8, int4_group),
+    FIELD(riffd_int8, rows), FIELD(riffd_int8, cols), FIELD(riffd_int8, int4_group), FIELD(riffd_int8, act8),
     SIZE(riffd_norm), FIELD(riffd_norm, weight), FIELD(riffd_norm, bias),
     SIZE(riffd_layer_weights), FIELD(riffd_layer_weights, self_norm), FIELD(riffd_layer_weights, qkv),
     FIELD(riffd_layer_weights, self_out), FIELD(riffd_layer_weights, cross_norm), FIELD(riffd_layer_weights, cross_q),

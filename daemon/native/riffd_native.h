@@ -10,13 +10,15 @@
 #include "simd.h" /* RIFFD_KERNELS where the CPU has what the kernels need */
 
 /* A projection's weights [rows][cols]: int8 in int8_matvec.c's packed block layout (int4_group 0),
-   or int4 in int4_matvec.c's (int4_group: inputs per scale; row_sums and scales unused, NULL). */
+   or int4 in int4_matvec.c's (int4_group: inputs per scale; row_sums and scales unused, NULL).
+   act8 (int8 only): its activations are quantised to 8 bits (riffd_int8a8_matvec), else 16. */
 typedef struct {
     const int8_t *packed;
     const int32_t *row_sums;
     const float *scales;
     int64_t rows, cols;
     int64_t int4_group;
+    int64_t act8;
 } riffd_int8;
 
 typedef struct {
@@ -93,6 +95,8 @@ void riffd_parallel(int64_t count, int64_t grain, int threads, riffd_range_fn fn
 
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads);
+void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                         const float *scale, float *y, int64_t n, int threads);
 void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, const uint8_t *packed, float *y, int64_t n,
                        int threads);
 

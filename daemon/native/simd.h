@@ -14,8 +14,9 @@
    then use AVX-512 VL's encoding of the same instruction), RIFFD_EMULATE_VNNI emulates VNNI's
    product exactly with AVX2, so the AVX-VNNI branch's code runs on any AVX2 CPU.
 
-   Every branch also defines the int8 dot product the matrix kernels use (dot_*): int8 weights
-   times activations carried at 16 bits, summed exactly in integers. */
+   Every branch also defines the int8 dot products the matrix kernels use: int8 weights times
+   activations carried at 16 bits (dot_*) or at 8 bits (dot8_*, the int8a8 mode), summed exactly
+   in integers. */
 
 #ifndef RIFFD_SIMD_H
 #define RIFFD_SIMD_H
@@ -420,6 +421,63 @@ static inline vf dot_finish(dot_sum sum, const int32_t *row_sums) {
     /* sum((low + 128) * w) = low's sum + 128 * sum(w); fits int32 for MAX_K inputs */
     vf low = vi_to_float(vi_add(sum.low, vi_shift_left(vi_load(row_sums), 7)));
     return vf_fmadd(vi_to_float(sum.high), vf_set1(256.0f), low);
+}
+#endif
+
+/* ---------------------------------------------------------------- the 8-bit-activation dot product
+
+   dot8_*: the same weight blocks as dot_* (VL rows x DOT_GROUP inputs a vector) times one activation
+   row of signed bytes q in [-127, 127] (a scale per row: the int8a8 mode), one product instruction
+   per DOT_GROUP weights and row where the CPU has one, summed exactly in int32 on every branch:
+   |sum| <= 128 * 127 * MAX_K < 2^31, offsets included, so nothing is flushed and every branch
+   gives the same integers (and so, with the same float steps after them, the same bits).
+     act8_store    one quantised row's VL inputs, in the branch's layout (1 byte per input)
+     dot8_load_act one row's DOT_GROUP inputs, broadcast to every lane
+     dot8_step     acc + the VL rows' products with those inputs
+     dot8_finish   the exact int32 sums of the rows, given each weight row's sum of codes */
+#if defined(RIFFD_VNNI)
+/* vpdpbusd multiplies unsigned bytes by signed ones: the activations are stored as q + 128 (1..255)
+   and 128 * (the weight row's sum) comes off at the end. */
+#define DOT8_ROW_TILE (RIFFD_SIMD_BITS == 512 ? 8 : 4) /* sums in registers: rows x BLOCK_ROWS / VL */
+typedef vi dot8_w;
+static inline void act8_store(uint8_t *row, int64_t j, vi q) { vi_store_bytes(row + j, vi_add(q, vi_set1(128))); }
+static inline dot8_w dot8_load_w(const int8_t *p) { return vi_load(p); }
+static inline vi dot8_step(vi acc, vi x, dot8_w w) { return vi_dot_u8s8(acc, x, w); }
+static inline vi dot8_finish(vi acc, const int32_t *row_sums) { return vi_sub(acc, vi_shift_left(vi_load(row_sums), 7)); }
+
+#elif defined(RIFFD_AVX2_MADD)
+/* vpmaddubsw multiplies unsigned bytes by signed ones and adds pairs into int16 with saturation.
+   With |w| (at most 128) as the unsigned operand and x carrying w's sign (vpsignb: x, -x or 0),
+   a pair sums to at most 2 * 128 * 127 = 32512 < 32767: never saturates. vpmaddwd by ones then
+   adds the pairs into int32. */
+#define DOT8_ROW_TILE 4
+typedef struct { vi magnitude, sign; } dot8_w;
+static inline void act8_store(uint8_t *row, int64_t j, vi q) { vi_store_bytes(row + j, q); }
+static inline dot8_w dot8_load_w(const int8_t *p) {
+    vi w = vi_load(p);
+    return (dot8_w){_mm256_abs_epi8(w), w};
+}
+static inline vi dot8_step(vi acc, vi x, dot8_w w) {
+    __m256i pairs = _mm256_maddubs_epi16(w.magnitude, _mm256_sign_epi8(x, w.sign));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+static inline vi dot8_finish(vi acc, const int32_t *row_sums) { (void)row_sums; return acc; }
+
+#elif defined(RIFFD_NEON_DOT)
+/* sdot multiplies signed bytes by signed bytes: q as it is. */
+#define DOT8_ROW_TILE 4
+typedef vi dot8_w;
+static inline void act8_store(uint8_t *row, int64_t j, vi q) { vi_store_bytes(row + j, q); }
+static inline dot8_w dot8_load_w(const int8_t *p) { return vi_load(p); }
+static inline vi dot8_step(vi acc, vi x, dot8_w w) { return vi_dot_s8s8(acc, x, w); }
+static inline vi dot8_finish(vi acc, const int32_t *row_sums) { (void)row_sums; return acc; }
+#endif
+
+#if defined(RIFFD_VNNI) || defined(RIFFD_AVX2_MADD) || defined(RIFFD_NEON_DOT)
+static inline vi dot8_load_act(const uint8_t *row, int64_t j) {
+    int32_t four;
+    __builtin_memcpy(&four, row + j, 4);
+    return vi_set1(four);
 }
 #endif
 

@@ -32,7 +32,7 @@ def test_auto_picks_the_fastest_mode_that_agrees_with_float32():
 
 def test_auto_never_picks_a_mode_slower_than_float32_or_below_the_threshold():
     rng = random.Random(12)
-    modes = ("bfloat16", "int8", "int8dyn", "int4", "float32+draft")
+    modes = ("bfloat16", "int8", "int8a8", "int8dyn", "int4", "float32+draft")
     for _ in range(500):
         float32 = rng.uniform(1, 50)
         measured = [("float32", float32, 1.0)] + [(mode, rng.uniform(0.2, 5) * float32, rng.uniform(0.6, 1.0))
@@ -158,21 +158,24 @@ def test_without_riffd_kernels_int8_and_int4_run_as_int8dyn_and_draft_as_float32
     assert setup.options.name == "int8dyn" and "no VNNI (test)" in setup.reason
     setup = engine_modes.resolve("int4", bundle, tmp_path)
     assert setup.options.name == "int8dyn" and setup.reason.startswith("int4 runs as int8dyn")
+    setup = engine_modes.resolve("int8a8", bundle, tmp_path)
+    assert setup.options.name == "int8dyn" and setup.reason.startswith("int8a8 runs as int8dyn")
     assert engine_modes.resolve("float32+draft", bundle, tmp_path).options.name == "float32"
     assert engine_modes.resolve("bfloat16", bundle, tmp_path).reason == ""
     # ...and auto does not even measure them there.
     offered = engine_modes.offered_modes(bundle.device)
-    assert not {"int8", "int4", "float32+draft"} & set(offered) and "float32" in offered
+    assert not {"int8", "int8a8", "int4", "float32+draft"} & set(offered) and "float32" in offered
 
 
 def test_a_real_calibration_measures_rates_and_agreement(load_preset):
     from daemon.models.musicgen.calibration import calibrate
 
     bundle = load_preset("debug/musicgen").bundle
-    result = calibrate(bundle, ["float32", "int8", "int4", "float32+draft"], key="k", machine="here", speed_frames=8,
-                       agreement_frames=8)
-    assert [m.mode for m in result.measurements] == ["float32", "int8", "int4", "float32+draft"]
+    result = calibrate(bundle, ["float32", "int8", "int8a8", "int4", "float32+draft"], key="k", machine="here",
+                       speed_frames=8, agreement_frames=8)
+    assert [m.mode for m in result.measurements] == ["float32", "int8", "int8a8", "int4", "float32+draft"]
     assert all(m.steps_per_s > 0 for m in result.measurements)
-    int8, int4 = result.measured("int8"), result.measured("int4")
-    assert int8.token_agreement >= 0.85 and int4.token_agreement < 1.0  # int4 loses some codes on random weights
+    int8, int8a8, int4 = result.measured("int8"), result.measured("int8a8"), result.measured("int4")
+    assert int8.token_agreement >= 0.85 and int8a8.token_agreement >= 0.85
+    assert int4.token_agreement < 1.0  # int4 loses some codes on random weights
     assert result.measured("float32+draft").token_agreement == 1.0

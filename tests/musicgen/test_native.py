@@ -76,11 +76,66 @@ def test_matvec_is_exact_at_the_extremes_no_saturation_no_overflow():
     assert bool(((got - want).abs() <= bound).all())
 
 
-def test_matvec_rows_are_independent_bit_for_bit():
+def int8a8_specified(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """What the int8a8 kernel must give, bit for bit, on every branch: each row quantised on its own
+    (s = max|x| / 127 and q = round(x * (1 / s)) in float32, ties to even), exact integer sums
+    (float64 holds them exactly: |sum| < 2^53), then float(sum) * (scale * s) in float32."""
+    largest = x.abs().amax(dim=1, keepdim=True)
+    s = torch.where(largest > 0, largest / 127.0, torch.ones_like(largest))
+    q = torch.round(x * (1.0 / s)).clamp(-127, 127)
+    sums = q.double() @ codes.double().T
+    return sums.float() * (scales[None, :] * s)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 9, 16, 17])
+@pytest.mark.parametrize("shape", [(64, 32), (96, 1024), (1024, 4096)])
+def test_int8a8_matvec_gives_its_specified_bits_within_its_bound_of_float64_math(rows, shape):
+    """The 8-bit-activation kernel: exactly the bits its specification gives (so every branch gives
+    the same bits, and a row's result does not depend on the rows beside it), and within half a
+    step of max|x| / 127 times the row's sum of |weights| (plus float32 rounding) of float64 math."""
+    generator = torch.Generator().manual_seed(rows)
+    codes = torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator)
+    scales = torch.rand(shape[0], generator=generator) * 0.01 + 1e-4
+    x = torch.randn((rows, shape[1]), generator=generator) * torch.logspace(-2, 1, shape[1])
+    x[0, :7] = 0.0
+    packed = int8_matvec.pack(codes, scales, activation_bits=8)
+    got = int8_matvec.matvec(x, packed)
+    assert torch.equal(got, int8a8_specified(x, codes, scales))
+    want = (x.double() @ codes.double().T) * scales.double()
+    step = x.double().abs().amax(dim=1, keepdim=True) / 127
+    bound = 0.5 * step * (codes.double().abs().sum(dim=1) * scales.double())[None, :] + 1e-5 * want.abs().max()
+    assert bool(((got.double() - want).abs() <= bound).all())
+    # 8 bits really are coarser than int8's 16: the two kernels differ on the same weights
+    assert not torch.equal(got, int8_matvec.matvec(x, int8_matvec.pack(codes, scales)))
+    assert torch.count_nonzero(int8_matvec.matvec(torch.zeros((rows, shape[1])), packed)) == 0
+
+
+def test_int8a8_matvec_is_exact_at_the_extremes_no_saturation_no_overflow():
+    """Codes of -128 and 127 times activations of +-127 over the most columns: AVX2's byte products
+    (|w| x sign-carrying x, pairs in int16) would saturate past 32767, VNNI's offset sums overflow
+    int32, if the bounds were wrong; either would change the bits."""
+    k = int8_matvec._library().riffd_int8_max_k()
+    codes = torch.full((64, k), 127, dtype=torch.int8)
+    codes[1::4] = -128
+    codes[2::4, ::2] = -128
+    codes[3::4, : k // 2] = -128
+    scales = torch.full((64,), 1e-3)
+    x = torch.full((4, k), 2.5)
+    x[1, ::3] = -2.5
+    x[2] = torch.linspace(-1, 1, k)
+    x[3, 1::2] = -2.5
+    got = int8_matvec.matvec(x, int8_matvec.pack(codes, scales, activation_bits=8))
+    assert torch.equal(got, int8a8_specified(x, codes, scales))
+    with pytest.raises(ValueError, match="bits"):
+        int8_matvec.pack(codes, scales, activation_bits=4)
+
+
+@pytest.mark.parametrize("activation_bits", [16, 8])
+def test_matvec_rows_are_independent_bit_for_bit(activation_bits):
     """A row's outputs do not depend on which other rows share the call (continuous batching)."""
     generator = torch.Generator().manual_seed(5)
     codes = torch.randint(-127, 128, (96, 2048), dtype=torch.int8, generator=generator)
-    packed = int8_matvec.pack(codes, torch.rand(96, generator=generator) * 0.01)
+    packed = int8_matvec.pack(codes, torch.rand(96, generator=generator) * 0.01, activation_bits)
     x = torch.randn((17, 2048), generator=generator) * torch.logspace(-1, 1, 17)[:, None]
     together = int8_matvec.matvec(x, packed)
     for row in (0, 5, 16):
@@ -167,14 +222,19 @@ def assert_native_step_equals_python(bundle, options: EngineOptions, texts: list
     return native
 
 
-@pytest.mark.parametrize("preset, texts", [
-    ("debug/musicgen", ["an upbeat jazz tune with a walking bass", "drums"]),  # 4 rows, masked cross-attention
-    ("debug/musicgen-stereo", ["strings"]),
-    ("debug/musicgen-melody", ["folk guitar"]),  # no cross-attention: the condition is a prefix
+@pytest.mark.parametrize("preset, texts, mode", [
+    ("debug/musicgen", ["an upbeat jazz tune with a walking bass", "drums"], "int8"),  # 4 rows, masked cross-attention
+    ("debug/musicgen-stereo", ["strings"], "int8"),
+    ("debug/musicgen-melody", ["folk guitar"], "int8"),  # no cross-attention: the condition is a prefix
+    ("debug/musicgen", ["an upbeat jazz tune with a walking bass", "drums"], "int8a8"),  # 8-bit activations
 ])
-def test_native_step_equals_the_python_int8_step(load_preset, preset, texts):
-    native = assert_native_step_equals_python(load_preset(preset).bundle, INT8, texts, frames=40)
+def test_native_step_equals_the_python_int8_step(load_preset, preset, texts, mode):
+    options = EngineOptions(weights=mode, warmup=False)
+    native = assert_native_step_equals_python(load_preset(preset).bundle, options, texts, frames=40)
     assert native.live_caches == 0
+    # every layer's projections run the mode's kernel in the native step (int8 lm heads in both)
+    layer = native.decoder.native.model._layers[0]
+    assert layer.qkv.act8 == layer.fc2.act8 == (mode == "int8a8") and native.decoder.native.model._model.lm_heads.act8 == 0
 
 
 def test_native_int8_agrees_with_float32(load_preset):

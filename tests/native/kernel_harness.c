@@ -9,6 +9,9 @@
    - int8 matvec: activations are carried as 16-bit fixed point, each off by at most half a step
      of max|x| / 32767, so an output is off by at most that times its row's sum of |weights|; the
      integer sums are exact; float32 rounding adds under 1e-5 of the largest output.
+   - int8a8 matvec: exactly the bits its specification gives (activations rounded to bytes per row,
+     exact integer sums, then two float32 products), and within half a step of max|x| / 127 times
+     the row's sum of |weights| (plus float32 rounding) of double maths.
    - int4 matvec: activations are rounded to bytes per group of inputs, each off by at most half a
      step of the group's max|x| / 127, so an output by at most the sum over groups of that times
      the group's sum of |weights|; float32 rounding adds under 1e-5 of sum |x| |w|.
@@ -241,6 +244,53 @@ static void check_matvec(int64_t n, int64_t k, int64_t group) {
         snprintf(what, sizeof what, "int4 dequantize [%lld x %lld]: exact", (long long)n, (long long)k);
         report(what, differ);
         free(dense);
+    }
+    free_matrix(&w);
+}
+
+/* The 8-bit-activation kernel (int8a8): every branch must give exactly the specified bits, each row
+   quantised on its own (s = max|x| / 127, q = round(x * (1 / s)) in float), exact integer sums,
+   then float(sum) * (scale * s); also within its bound of double maths (half a step of max|x| / 127
+   times the row's sum of |weights|, plus float32 rounding). */
+static void check_matvec8(int64_t n, int64_t k) {
+    static const int64_t row_counts[] = {1, 2, 3, 4, 5, 9, 16, 17};
+    matrix w = int8_matrix(n, k, 0.05);
+    const int8_t *codes_packed = w.view.packed;
+    const int64_t b = riffd_int8_block_rows();
+    for (size_t t = 0; t < sizeof row_counts / sizeof *row_counts; t++) {
+        int64_t m = row_counts[t];
+        float *x = activations(m, k), *y = must_alloc(sizeof(float) * m * n);
+        riffd_int8a8_matvec(x, m, k, w.view.packed, w.view.row_sums, w.view.scales, y, n, THREADS);
+        double differ = 0.0, worst = 0.0, largest = 0.0;
+        double *want = must_alloc(sizeof(double) * m * n), *xd = must_alloc(sizeof(double) * m * k);
+        for (int64_t i = 0; i < m * k; i++) xd[i] = x[i];
+        project_ref(xd, m, &w, want);
+        for (int64_t i = 0; i < m * n; i++) largest = fmax(largest, fabs(want[i]));
+        for (int64_t r = 0; r < m; r++) {
+            float amax = 0.0f;
+            for (int64_t j = 0; j < k; j++) amax = fmaxf(amax, fabsf(x[r * k + j]));
+            float s = amax > 0.0f ? amax / 127.0f : 1.0f, inverse = 1.0f / s;
+            for (int64_t o = 0; o < n; o++) {
+                int64_t sum = 0;
+                double weight_sum = 0.0;
+                for (int64_t j = 0; j < k; j++) {
+                    float q = fminf(fmaxf(nearbyintf(x[r * k + j] * inverse), -127.0f), 127.0f);
+                    int8_t c = codes_packed[(o / b) * b * k + (j / 4) * b * 4 + (o % b) * 4 + j % 4];
+                    sum += (int64_t)q * c;
+                    weight_sum += fabs(w.dense[o * k + j]);
+                }
+                float exact = (float)sum * (w.view.scales[o] * s);
+                differ += memcmp(&exact, &y[r * n + o], sizeof exact) != 0;
+                double bound = 0.5 * amax / 127.0 * weight_sum + 1e-5 * largest;
+                worst = fmax(worst, fabs(y[r * n + o] - want[r * n + o]) / bound);
+            }
+        }
+        char what[96];
+        snprintf(what, sizeof what, "int8a8 matvec [%lld x %lld], %lld rows: the specified bits", (long long)n,
+                 (long long)k, (long long)m);
+        report(what, differ);
+        report("  within its bound of double maths", worst);
+        free(x), free(y), free(want), free(xd);
     }
     free_matrix(&w);
 }
@@ -531,6 +581,9 @@ int main(void) {
     check_matvec(64, 32, 0);
     check_matvec(96, 1024, 0);
     check_matvec(256, 4096, 0);
+    check_matvec8(64, 32);
+    check_matvec8(96, 1024);
+    check_matvec8(256, 4096);
     check_matvec(64, 64, 16);
     check_matvec(96, 1024, 32);
     check_matvec(256, 4096, 64);

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.native_step import NativeStep
+from daemon.models.musicgen.options import NATIVE_FORMATS
 from daemon.models.musicgen.speed import DenseLinear, Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, LayerWeights
 
@@ -41,9 +42,9 @@ class MusicgenDecoder:
         self.device = device
         self.compiled = weights.options.compile
         self._live_caches = 0
-        # int8 and int4 on the CPU: the whole step in one native call, when riffd's kernels run here. Its
-        # self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
-        native = weights.options.weights in ("int8", "int4") and not self.compiled
+        # int8, int8a8 and int4 on the CPU: the whole step in one native call, when riffd's kernels run
+        # here. Its self-attention cache holds int8 vectors with a scale each: a quarter of float32's bytes.
+        native = weights.options.weights in NATIVE_FORMATS and not self.compiled
         self.native = NativeStep.build(weights, device) if native else None
         self.cache_dtype = NativeStep.CACHE_DTYPE if self.native is not None else weights.dtype
         if native:

@@ -2,8 +2,8 @@
 
 - `auto`: the calibration of this model on this machine (cached, else measured now) and
   `engine_choice.choose`'s rule; the choice and why are logged.
-- An explicit mode is honoured, except where it is known to be slower than float32 here: int8 and
-  int4 without riffd's kernels run as int8dyn (fbgemm's dynamic int8, the fastest int8 PyTorch has);
+- An explicit mode is honoured, except where it is known to be slower than float32 here: int8,
+  int8a8 and int4 without riffd's kernels run as int8dyn (fbgemm's dynamic int8, the fastest int8 PyTorch has);
   `+draft` without them is float32 (its output is float32's anyway, and an int8 draft on PyTorch's
   kernels is slower than the float32 it should speed up), and so is a `+draft` a cached
   calibration measured slower than float32. Each mapping is one warning that says why; another
@@ -24,7 +24,7 @@ from daemon.models.musicgen.engine_choice import (
     AUTO, Calibration, CalibrationCache, Choice, calibration_key, choose, model_fingerprint,
 )
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.options import NATIVE_FORMATS, EngineOptions
 from daemon.native import NativeUnavailable
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def offered_modes(device: torch.device) -> list[str]:
     native = native_int8_problem() is None
     modes = ["float32", "bfloat16"]
     if native:
-        modes.append("int8")
+        # int8a8: int8's weights with 8-bit activations, the cheaper product at several rows
+        modes += ["int8", "int8a8"]
     if dynamic_int8_available():
         modes.append("int8dyn")
     if native:
@@ -140,7 +141,7 @@ def choose_auto(bundle: MusicgenBundle, cache_dir: Path) -> Choice:
 def runnable(options: EngineOptions, device: torch.device) -> tuple[EngineOptions, str]:
     """`options`, or what runs instead where they need riffd's kernels and those cannot run here,
     with the reason ("" when nothing changed)."""
-    if device.type != "cpu" or not (options.weights in ("int8", "int4") or options.draft):
+    if device.type != "cpu" or not (options.weights in NATIVE_FORMATS or options.draft):
         return options, ""
     problem = native_int8_problem()
     if problem is None:

@@ -27,6 +27,7 @@ COMPUTE_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
     "int8": torch.float32,
+    "int8a8": torch.float32,  # float32 between the projections; the kernel quantises each row to 8 bits
     "int4": torch.float32,  # riffd's int4 kernel takes float32 activations (speed.Int4Linear)
     "int8dyn": torch.float32,
 }
@@ -105,13 +106,15 @@ class Int8Linear:
     #: Up to this many rows go through the matrix-vector kernel (it reads the weights once per 4 rows).
     KERNEL_ROWS = 8
 
-    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
+    def __init__(self, weights: Sequence[torch.Tensor], activation_bits: int = 16) -> None:
+        """`activation_bits` 8: the int8a8 mode's kernel, each activation row quantised to 8 bits
+        (where the kernel cannot run, PyTorch's weight-only int8 runs as for int8)."""
         full = torch.cat(list(weights)).float()
         scales = full.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         codes = torch.round(full / scales[:, None]).clamp(-127, 127).to(torch.int8)
         self.packed: int8_matvec.PackedInt8 | None = None
         try:
-            self.packed = int8_matvec.pack(codes, scales)
+            self.packed = int8_matvec.pack(codes, scales, activation_bits)
         except NativeUnavailable as exc:
             _warn_fallback(str(exc))
             self.weight, self.scales = codes.contiguous(), scales
@@ -278,6 +281,8 @@ def make_linear(weights: Sequence[torch.Tensor], options: EngineOptions) -> Line
     """One projection (several fused when given several matrices) in the options' format."""
     if options.weights == "int8":
         return Int8Linear(weights)
+    if options.weights == "int8a8":
+        return Int8Linear(weights, activation_bits=8)
     if options.weights == "int4":
         return Int4Linear(weights)
     if options.weights == "int8dyn":
