@@ -331,3 +331,63 @@ def test_a_text_prompt_joining_the_batch_makes_its_first_column_in_the_next_shar
     finally:
         decoder.native.model.step = native_step
     assert all(torch.equal(torch.stack(columns), expected) for columns, expected in zip(made, alone, strict=True))
+
+
+def test_a_job_waiting_for_its_first_audio_goes_before_the_codec_work_of_jobs_at_its_priority_or_below(load_preset):
+    """While a joining job waits for its first audio, the codec work of jobs at its priority or below
+    waits (bounded), their columns queueing with the very bits alone; a lower-priority joiner holds
+    nobody up, nor does one that gave up before its first audio."""
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.models.musicgen.loop import decoder_columns
+    from daemon.seeds import seeded_rng
+
+    model = _model(load_preset, "debug/musicgen", "float32")
+    batch = model.batch
+    assert batch is not None
+    batch.codec_yield_s = 2.0
+    cond = build_conditioning(model.bundle, ["a drone"], guidance_scale=3.0)
+    params = GenerationParams(duration_s=1.0, seed=1, top_k=50)
+
+    def columns(seed: int, listener, label: str):
+        return batch.columns(model.bundle, cond, None, 20, params, seeded_rng(seed), label=label, listener=listener)
+
+    def turn_s(listener) -> float:
+        started = time.monotonic()
+        batch.codec_turn(listener)
+        return time.monotonic() - started
+
+    running = batch.listener(0)
+    first = columns(1, running, "running")
+    made = [next(first)]
+    batch.first_audio(running)
+    assert turn_s(running) < 0.4  # nobody waits for audio
+
+    live = batch.listener(1)
+    joining = columns(2, live, "joining")
+    next(joining)  # admitted and stepping: its first audio is now what everyone waits for
+    assert turn_s(live) < 0.4  # never for its own
+    turned = threading.Event()
+    waiter = threading.Thread(target=lambda: (batch.codec_turn(running), turned.set()))
+    waiter.start()
+    for _ in range(3):
+        next(joining)  # this thread steps for both meanwhile
+    assert not turned.is_set()
+    batch.first_audio(live)
+    assert turned.wait(5)
+    waiter.join()
+
+    render = batch.listener(-10)
+    late = columns(3, render, "render")
+    next(late)
+    assert turn_s(running) < 0.4  # a render's first audio holds live work up for nothing
+    held = batch.listener(-10)
+    held.first_pending = False
+    batch.codec_yield_s = 0.8
+    assert 0.75 <= turn_s(held) < 4  # another render waits for it, but not for ever
+    late.close()  # gave up before its first audio
+    assert turn_s(held) < 0.4
+
+    made += list(first)
+    joining.close()
+    alone = list(decoder_columns(model.engine.decoder, model.bundle, cond, None, 20, params, seeded_rng(1)))
+    assert torch.equal(torch.stack(made), torch.stack(alone))

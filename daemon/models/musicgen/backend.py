@@ -19,7 +19,7 @@ from daemon.backend import JobContext, ProgressFn, StopFn, StreamReport
 from daemon.jobs import Job
 from daemon.seeds import draw_seed, seeded_rng
 from daemon.models.musicgen.ahead import Ahead
-from daemon.models.musicgen.batch import StepBatch
+from daemon.models.musicgen.batch import Listener, StepBatch
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
@@ -165,13 +165,17 @@ class MusicGen:
             _check_text(text)
         steps = StepTiming(self.bundle.window_frames)
         ahead: Ahead[torch.Tensor] | None = None
+        # Batched, the job's first audio goes before others' codec work, and then takes its turn.
+        batch = self.batch if batched else None
+        listener = batch.listener(priority) if batch is not None else None
 
         def stop() -> bool:
             # A decode running ahead also stops once its reader is gone (it may wait for admission).
             return (ahead is not None and ahead.stopped()) or (should_stop is not None and should_stop())
 
         job = self._plan([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
-                         should_stop=stop, timing=steps, batch=(label, priority) if batched else None)
+                         should_stop=stop, timing=steps, batch=(label, priority) if batched else None,
+                         listener=listener)
 
         def decoded() -> Iterator[torch.Tensor]:
             return iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
@@ -183,14 +187,32 @@ class MusicGen:
             frames: Ahead[torch.Tensor] | TimedIterator[torch.Tensor] = ahead
         else:
             frames = TimedIterator(decoded())
+        yielded_s = 0.0  # waiting for another job's first audio (StepBatch.codec_turn)
+
+        def codec_turn() -> None:
+            nonlocal yielded_s
+            if batch is not None and listener is not None:
+                started = time.perf_counter()
+                batch.codec_turn(listener)
+                yielded_s += time.perf_counter() - started
+
         chunks = TimedIterator(stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
                                              samples=job.samples, start_sample=job.start_sample,
-                                             settings=self.stream_settings))
-        yield from chunks
-        # The chunk iterator's own time, less what it waited on decoded frames, is the codec's. A
-        # batched job's columns may come from shared steps other jobs' threads ran: its decode time
-        # is its prefills and the shared steps that made its columns, as the batch timed them.
-        waited_s = frames.wait_s if isinstance(frames, Ahead) else frames.busy_s
+                                             settings=self.stream_settings,
+                                             before_codec=codec_turn if listener is not None else None))
+        try:
+            for chunk in chunks:
+                if batch is not None and listener is not None and listener.first_pending:
+                    batch.first_audio(listener)
+                yield chunk
+        finally:
+            if batch is not None:
+                batch.first_audio(listener)
+        # The chunk iterator's own time, less what it waited on decoded frames (and on another job's
+        # first audio), is the codec's. A batched job's columns may come from shared steps other
+        # jobs' threads ran: its decode time is its prefills and the shared steps that made its
+        # columns, as the batch timed them.
+        waited_s = (frames.wait_s if isinstance(frames, Ahead) else frames.busy_s) + yielded_s
         decode_s = steps.prefill_s + steps.step_s if batched else frames.busy_s
         return steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - waited_s)
 
@@ -264,7 +286,8 @@ class MusicGen:
 
     def _plan(self, texts: list[str | None], params: GenerationParams, *, audio_prompt: Audio | None,
               melody: Audio | None, progress: ProgressFn | None, should_stop: StopFn | None,
-              timing: StepTiming | None = None, batch: tuple[str, int] | None = None) -> _Plan:
+              timing: StepTiming | None = None, batch: tuple[str, int] | None = None,
+              listener: Listener | None = None) -> _Plan:
         """Validate a request and plan it: what every mode shares before decoding starts."""
         params.validate(max_duration_s=self.max_duration_s)
         if not texts:
@@ -294,7 +317,7 @@ class MusicGen:
             if batch is not None and self.batch is not None:
                 label, priority = batch
                 return self.batch.columns(bundle, cond, window_prompt, window.new_frames, params, rng, should_stop,
-                                          label=label, priority=priority,
+                                          label=label, priority=priority, listener=listener,
                                           timed=None if timing is None else timing.recorder(window.prompt_frames))
             if self.engine is not None:
                 produced = self.engine.columns(cond, window_prompt, window.new_frames, params, rng, should_stop)

@@ -84,11 +84,13 @@ def stream_chunks(
     samples: int,
     start_sample: int,
     settings: StreamSettings,
+    before_codec: Callable[[], None] | None = None,
 ) -> Iterator[AudioChunk]:
     """Audio chunks of one prompt's new frames `[1, K, n]` as they come; `samples` long in all,
     from `start_sample` of the decoded timeline (the audio prompt's end).
 
     The audio prompt's codes are the decoder's left context, as in a one-shot decode.
+    `before_codec()` runs before each push that decodes (where a batched job waits its turn).
     """
     prompt_frames = 0 if prompt is None else prompt.shape[-1]
     decoder = CodecStream(codec, settings, total_frames=prompt_frames + new_frames, start_sample=start_sample)
@@ -106,5 +108,9 @@ def stream_chunks(
         yield from chunks(decoder.push(prompt[:1]))
     with closing(frames):
         for fresh in frames:
+            if before_codec is not None and decoder.decodes(fresh.shape[-1]):
+                before_codec()
             yield from chunks(decoder.push(fresh[:1]))
+    if before_codec is not None and not decoder.finished:
+        before_codec()
     yield from chunks(decoder.finish())

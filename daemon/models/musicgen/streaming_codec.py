@@ -132,6 +132,11 @@ class CodecStream:
             blocks += self._flush()
         return blocks
 
+    def decodes(self, frames: int) -> bool:
+        """Whether pushing `frames` more frames runs the codec (some audio becomes final)."""
+        pushed = self.frames + frames
+        return pushed >= self.codec.frames_for(self._chunk_end) or pushed == self.total_frames
+
     def finish(self) -> list[np.ndarray]:
         """End the stream (an endless one whenever asked; a counted one once every frame is in):
         the audio still held back, in chunks."""
