@@ -11,7 +11,7 @@ part). Every batched window is checked to give exactly its codes decoded alone. 
 then one JSON object as the last line.
 
     .venv/bin/python -m bench.batching [--model random/musicgen-small] [--engine int8] [--duration 2]
-        [--streams 1,2,4,8] [--threads N] [--rounds 2]
+        [--streams 1,2,4,8] [--threads N] [--emulate avx2] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label  # noqa: E402
 from bench.musicgen_stream import peak_memory_mb, reset_peak_memory  # noqa: E402
 from daemon.models.musicgen.backend import MusicGen  # noqa: E402
 from daemon.models.musicgen.batch import StepBatch  # noqa: E402
@@ -49,16 +50,6 @@ T = TypeVar("T")
 
 PROMPTS = ("lofi hip hop beat", "ambient pads", "funk bass groove", "jazz piano trio", "techno kick and hats",
            "string quartet", "dub reggae", "acoustic folk guitar")
-
-
-def isa() -> str:
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    have = set(flags.split())
-    if "avx512_vnni" in have:
-        return "avx512_vnni"
-    if "avx_vnni" in have:
-        return "avx_vnni"
-    return "avx2" if "avx2" in have else "other"
 
 
 def run_alone(model: MusicGen, seeds: list[int], params: GenerationParams, frames: int) -> tuple[float, int, list]:
@@ -147,7 +138,7 @@ def main() -> int:
     parser.add_argument("--engine", default="int8", help="engine mode (default int8: the fastest on VNNI CPUs)")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per job")
     parser.add_argument("--streams", default="1,2,4,8")
-    parser.add_argument("--threads", type=int, default=None)
+    add_cpu_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2,
                         help="alone and together take turns this many times; the best rate of each counts "
                              "(the machine is shared: the best is the least disturbed)")
@@ -155,8 +146,7 @@ def main() -> int:
                         help="int8: the Python step (weights shared across streams) instead of the native one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_cpu_arguments(args, "bench.batching")
     counts = [int(n) for n in args.streams.split(",")]
     device = pick_device("cpu")
     bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
@@ -198,7 +188,7 @@ def main() -> int:
     summary.update({
         "model": args.model, "engine": options.name + ("(python step)" if args.python_step else ""),
         "step": "native" if model.engine.decoder.native is not None else "python",
-        "cpu": cpu_name(), "isa": isa(), "threads": torch.get_num_threads(), "duration_s": args.duration,
+        "cpu": cpu_name(), "isa": isa_label(args.emulate), "threads": torch.get_num_threads(), "duration_s": args.duration,
         "rounds": args.rounds, "load_avg_1m": round(os.getloadavg()[0], 2),
         "ttfa_idle_s": round(idle, 3), "ttfa_joining_s": round(joining, 3),
         "ttfa_joining_ratio": round(joining / idle, 3), "peak_rss_mb": round(peak),

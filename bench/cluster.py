@@ -36,11 +36,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.batching import cpu_name, isa  # noqa: E402
 from clients import Client  # noqa: E402
 from daemon.config import build_config  # noqa: E402
+from daemon.cpu import this_cpu  # noqa: E402
 from daemon.embedded import DaemonThread  # noqa: E402
 from daemon.models.registry import default_cache_dir  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
 from protocol.messages import Chunk, Done, Error  # noqa: E402
 
 LATENCY_RUNS = 3
@@ -164,7 +165,7 @@ def main() -> int:
     jam_steps = args.jam_duration * FRAMES_PER_S
     summary = {
         "model": args.model, "engine": args.engine, "jobs": args.jobs, "duration_s": args.duration,
-        "cpu": cpu_name(), "isa": isa(), "cores": len(os.sched_getaffinity(0)),
+        "cpu": cpu_name(), "isa": this_cpu().isa, "cores": len(os.sched_getaffinity(0)),
         "wall_s_in_process": base.wall_s, "wall_s_1worker": one.wall_s, "wall_s_2workers": two.wall_s,
         "speedup_2workers": round(one.wall_s / two.wall_s, 3),
         "audio_per_wall_in_process": base.audio_per_wall, "audio_per_wall_1worker": one.audio_per_wall,

@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.isa import add_cpu_arguments, apply_cpu_arguments
 from daemon.models.musicgen.codec import decode_codes, to_numpy
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
@@ -94,12 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio decoded per run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_cpu_arguments(parser, emulate=False)
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_cpu_arguments(args, "bench.codec_stream")
     device = pick_device(args.device)
     folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
     bundle = load_folder(folder, model_id=args.model, device=device)

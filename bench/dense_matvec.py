@@ -32,7 +32,7 @@ import daemon  # noqa: E402,F401  (before torch: riffd's OpenMP setting, as in t
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench.isa import EMULATIONS, isa_label, reexec_emulating  # noqa: E402
+from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label  # noqa: E402
 from bench.native_matvec import HEAD_ROWS, HIDDEN, LAYER_SHAPES, _timed, read_gb_s  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
 from daemon.native import f32_matmul, isa  # noqa: E402
@@ -71,13 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--layers", type=int, default=8, help="musicgen-small has 24; 8 (480 MB of float32) are "
                         "15x the L3 cache already, and keep the five copies this bench holds small")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch and riffd threads (default: torch's)")
-    parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
-                        help="run as this CPU class would (labelled as an emulation)")
+    add_cpu_arguments(parser)
     args = parser.parse_args(argv)
-    reexec_emulating(args.emulate, "bench.dense_matvec")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_cpu_arguments(args, "bench.dense_matvec")
     if f32_matmul.max_rows() == 0:
         raise SystemExit("riffd's kernels cannot run here (python -c 'import daemon.native as n; n.kernels()' says why)")
     generator = torch.Generator().manual_seed(0)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bench.isa import EMULATIONS, isa_label, reexec_emulating
+from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label
 from daemon.cpu import this_cpu
 from daemon.models.musicgen.calibration import GUIDANCE_SCALE, PROMPTS, _rate
 from daemon.models.musicgen.conditioning import build_conditioning
@@ -41,14 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="random/musicgen-small")
     parser.add_argument("--modes", default="int4,float32,int8", help="comma-separated engine modes (float32 added)")
     parser.add_argument("--frames", type=int, default=16, help="columns per timed window")
-    parser.add_argument("--threads", type=int, default=None, help="torch and riffd threads (default: torch's choice)")
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
-                        help="run as this CPU class would (bench/isa.py; labelled as an emulation)")
+    add_cpu_arguments(parser)
     args = parser.parse_args(argv)
-    reexec_emulating(args.emulate, "bench.engine_rates")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_cpu_arguments(args, "bench.engine_rates")
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     if "float32" not in modes:
         modes.append("float32")

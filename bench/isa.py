@@ -12,6 +12,7 @@ measured this way are labelled as an emulation, never as an AVX2 CPU's.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -60,3 +61,24 @@ def reexec_emulating(emulate: str | None, module: str) -> None:
         return
     env = {**os.environ, **environment(emulate), MARKER: emulate}
     os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+
+
+def add_cpu_arguments(parser: argparse.ArgumentParser, *, emulate: bool = True,
+                      threads_help: str = "torch's and riffd's kernels' threads (default: torch's choice)") -> None:
+    """The CPU options benchmarks share, spelt alike: --threads N and (with `emulate`) --emulate CLASS."""
+    parser.add_argument("--threads", type=int, default=None, help=threads_help)
+    if emulate:
+        parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
+                            help="run as this CPU class would (PyTorch's libraries and riffd's kernels capped to it, "
+                                 "bench/isa.py); figures are labelled as an emulation")
+
+
+def apply_cpu_arguments(args: argparse.Namespace, module: str) -> None:
+    """Act on add_cpu_arguments' options in this process: run `python -m module` again under the
+    emulation, if any (the libraries read it once, at start), then set torch's threads."""
+    reexec_emulating(getattr(args, "emulate", None), module)
+    if args.threads:
+        # Imported here: bench.realtime uses this module and keeps torch out of its own process.
+        import torch
+
+        torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.isa import EMULATIONS, isa_label, reexec_emulating
+from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label
 from daemon.backend import StreamReport
 from daemon.cpu import this_cpu
 from daemon.models.musicgen.agreement import compare
@@ -234,20 +234,15 @@ def main(argv: list[str] | None = None) -> dict:
                         "float32,bfloat16,int8,int8dyn,float32+draft with riffd's int8 kernels; on a GPU "
                         "float32,bfloat16+compile,float16+compile; +compile anywhere)")
     parser.add_argument("--full", action="store_true", help="the whole sweep: every mode auto considers, 4 s each")
-    parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
-                        help="run as this CPU class would (PyTorch's libraries and riffd's kernels capped to it; "
-                             "labelled as an emulation)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_cpu_arguments(parser)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--skip-baseline", action="store_true", help="engine modes only (ratio reported as null)")
     args = parser.parse_args(argv)
     if args.duration is None:
         args.duration = 4.0 if args.full else 2.0
-    reexec_emulating(args.emulate, "bench.musicgen_stream")
+    apply_cpu_arguments(args, "bench.musicgen_stream")
     started = time.perf_counter()
     logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     if args.modes == "all":
         modes = ",".join([f for f in WEIGHT_FORMATS if f != "float16"] if device.type == "cpu"

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
 from daemon.native import isa  # noqa: E402
 from daemon.native.branches import cpu_name  # noqa: E402
 from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row  # noqa: E402
@@ -110,14 +111,13 @@ def read_bandwidth_gb_s(size_mb: int = 512, repeats: int = 5) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None)
+    add_cpu_arguments(parser, emulate=False)
     parser.add_argument("--positions", default="16,500,1000,1500")
     parser.add_argument("--streams", default="1,2,4,8")
     parser.add_argument("--stream-position", type=int, default=250, help="where the batched streams are (spread out)")
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_cpu_arguments(args, "bench.native_step")
     positions = [int(p) for p in args.positions.split(",")]
     counts = [int(n) for n in args.streams.split(",")]
     generator = torch.Generator().manual_seed(1)

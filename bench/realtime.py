@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.isa import EMULATIONS, environment, isa_label  # noqa: E402
+from bench.isa import add_cpu_arguments, environment, isa_label  # noqa: E402
 from clients import Client  # noqa: E402
 from daemon.child import DaemonChild  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
@@ -69,10 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of audio in the job")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
-    parser.add_argument("--threads", type=int, default=None, help="the daemon's torch threads (default: its own)")
-    parser.add_argument("--emulate", choices=sorted(EMULATIONS), default=None,
-                        help="run the daemon as this CPU class would (PyTorch's libraries and riffd's kernels "
-                             "capped to it); figures are labelled as an emulation")
+    # Both go to the daemon's process (its environment), not this one's.
+    add_cpu_arguments(parser, threads_help="the daemon's torch threads (default: its own)")
     parser.add_argument("--codec-thread", action=argparse.BooleanOptionalAction, default=None,
                         help="the daemon's --codec-thread (decode on its own thread, ahead of the codec; default: "
                              "the daemon's)")
