@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict
 
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.config import DaemonConfig
@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 
 #: (sender, host, port) -> the Reply a subscribe request names (the transports know how).
 SubscriberFactory = Callable[[Reply, "str | None", "int | None"], Reply]
+
+
+class RequesterFields(TypedDict):
+    """The Job fields every kind of job takes from its request and who sent it."""
+
+    id: str
+    reply: Reply
+    re: str | None
+    save: bool
+    wants_chunk_files: Callable[[], bool]
 
 
 class RequestHandler:
@@ -175,33 +185,19 @@ class RequestHandler:
                 check_inline_audio(source, self._config.max_audio_s)
             else:
                 self._paths.input(source)
-        osc_requester = reply.transport == "osc"
-        job = Job(
-            id=request.job or new_job_id(),
-            request=request,
-            model=request.model or self._config.default_model,
-            params=params,
-            reply=reply,
-            re=request.id,
-            save=request.save if request.save is not None else osc_requester,
-            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
-        )
+        job = Job(request=request, model=request.model or self._config.default_model, params=params,
+                  **self._requester_fields(request, reply))
         self._queue(job)
         log.info("job %s: accepted from %s (%s, %.1f s, priority %d)", job.id, reply.transport, job.model,
                  params.duration_s, request.priority)
 
     def _submit_jukebox(self, request: JukeboxRequest, reply: Reply) -> None:
         """Jukebox jobs (issue 6); low priority unless asked, so live MusicGen requests go first."""
-        osc_requester = reply.transport == "osc"
         job = new_jukebox_job(
             request, out_dir=self._paths.out_dir, max_duration_s=self._config.max_duration_s,
             check_source=self._check_source,
             default_model=lambda: default_jukebox_model(self._config.default_model, self._pool.loaded()),
-            id=request.job or new_job_id(),
-            reply=reply,
-            re=request.id,
-            save=request.save if request.save is not None else osc_requester,
-            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
+            **self._requester_fields(request, reply),
         )
         self._queue(job)
         log.info("job %s: %s accepted from %s (%s, priority %d)", job.id, request.TYPE, reply.transport, job.model,
@@ -220,22 +216,25 @@ class RequestHandler:
                 self._paths.input(request.resume)
             elif not snapshot_path(self._paths.out_dir, request.resume).is_file():
                 raise NotFound(f"no snapshot {request.resume!r} in {self._paths.out_dir / 'jams'}")
-        osc_requester = reply.transport == "osc"
-        job = Job(
-            id=request.job or new_job_id(),
-            request=request,
-            model=request.model or self._config.default_model,
-            params=params,
-            reply=reply,
-            re=request.id,
-            # A jam is endless: saved only when asked (its file then holds everything played).
-            save=bool(request.save),
-            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers(),
-            jam=JamControl(),
-        )
+        # A jam is endless: saved only when asked (its file then holds everything played).
+        job = Job(request=request, model=request.model or self._config.default_model, params=params,
+                  jam=JamControl(), **self._requester_fields(request, reply, save_by_default=False))
         self._scheduler.submit(job)
         log.info("jam %s: accepted from %s (%s, %r)", job.id, reply.transport, job.model,
                  request.prompt or f"resume {request.resume}")
+
+    def _requester_fields(self, request: JobRequest, reply: Reply, *,
+                          save_by_default: bool | None = None) -> RequesterFields:
+        """The job's id (the request's, else a new one), where its events go, whether it is saved (the
+        request says; else `save_by_default`, by default yes for an OSC requester, which reads files),
+        and whether a chunk needs writing as a file (an OSC requester or subscriber reads it)."""
+        osc_requester = reply.transport == "osc"
+        if save_by_default is None:
+            save_by_default = osc_requester
+        return RequesterFields(
+            id=request.job or new_job_id(), reply=reply, re=request.id,
+            save=request.save if request.save is not None else save_by_default,
+            wants_chunk_files=lambda: osc_requester or self._router.has_osc_subscribers())
 
     def _running_jam(self, jam: str) -> Job:
         job = self._scheduler.find(jam)
