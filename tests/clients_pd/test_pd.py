@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,41 @@ PD_RATE = 48000
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
 
 
+def pd_command(patch: str, send: str) -> list[str]:
+    """Pd headless on a test patch of this folder, the abstraction on its path, `send` sent at start."""
+    return ["pd", "-nogui", "-nosound", "-noprefs", "-r", str(PD_RATE), "-path", str(PD_DIR),
+            "-open", str(HERE / patch), "-send", send]
+
+
 def run_pd(patch: str, send: str, timeout_s: float = 40.0) -> str:
     """Run a test patch headless until it quits; its console output."""
-    command = ["pd", "-nogui", "-nosound", "-noprefs", "-r", str(PD_RATE), "-path", str(PD_DIR),
-               "-open", str(HERE / patch), "-send", send]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    done = subprocess.run(pd_command(patch, send), capture_output=True, text=True, timeout=timeout_s)
     return done.stdout + done.stderr
+
+
+@contextmanager
+def pd_beside(patch: str, send: str) -> Iterator[subprocess.Popen[str]]:
+    """Pd running a test patch while the test plays its peer (console on stdout); killed if still running."""
+    pd = subprocess.Popen(pd_command(patch, send), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield pd
+    finally:
+        if pd.poll() is None:
+            pd.kill()
+            pd.wait()
+
+
+def _requests(sock: socket.socket, count: int) -> tuple[list[Generate], tuple[str, int]]:
+    """The next `count` generate requests Pd sent to `sock`, and the address it sent them from (Pd
+    hears answers on the socket it sent from)."""
+    requests: list[Generate] = []
+    while len(requests) < count:
+        packet, sender = sock.recvfrom(65536)
+        [(address, args)] = osc.parse_packet(packet)
+        request = osc.decode_request(address, args)
+        assert isinstance(request, Generate), request
+        requests.append(request)
+    return requests, sender
 
 
 def test_committed_patches_are_what_the_builders_make() -> None:
@@ -54,17 +85,14 @@ def test_requests_from_pd_have_the_schema_types() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(0.5)
-        pd = subprocess.Popen(["pd", "-nogui", "-nosound", "-noprefs", "-path", str(PD_DIR),
-                               "-open", str(HERE / "riffd-requests.pd"), "-send",
-                               f"riffd-requests {sock.getsockname()[1]}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         received = []
-        try:
-            while len(received) < 13:
-                received.append(sock.recv(65536))
-        except TimeoutError:
-            pass
-        console = pd.communicate(timeout=20)[0]
+        with pd_beside("riffd-requests.pd", f"riffd-requests {sock.getsockname()[1]}") as pd:
+            try:
+                while len(received) < 13:
+                    received.append(sock.recv(65536))
+            except TimeoutError:
+                pass
+            console = pd.communicate(timeout=20)[0]
     assert "error" not in console, console
     decoded = []
     for packet in received:
@@ -206,16 +234,8 @@ def test_pd_places_each_chunk_at_the_offset_the_daemon_gives(tmp_path: Path) -> 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(15)
-        pd = subprocess.Popen(["pd", "-nogui", "-nosound", "-noprefs", "-path", str(PD_DIR),
-                               "-open", str(HERE / "riffd-gap-test.pd"), "-send",
-                               f"riffd-gap {sock.getsockname()[1]} {out}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            request = None
-            while not isinstance(request, Generate):
-                packet, sender = sock.recvfrom(65536)  # Pd hears answers on the socket it sent from
-                [(address, args)] = osc.parse_packet(packet)
-                request = osc.decode_request(address, args)
+        with pd_beside("riffd-gap-test.pd", f"riffd-gap {sock.getsockname()[1]} {out}") as pd:
+            [request], sender = _requests(sock, 1)
             assert request.job == "gap"
             events = [Accepted(job="gap", queue_position=0), Started(job="gap", model="m", sample_rate=rate, channels=1),
                       Chunk(job="gap", index=0, offset_samples=0, sample_rate=rate, channels=1, frames=frames,
@@ -225,24 +245,9 @@ def test_pd_places_each_chunk_at_the_offset_the_daemon_gives(tmp_path: Path) -> 
             for event in events:
                 sock.sendto(osc.encode(event), sender)
             console = pd.communicate(timeout=20)[0]
-        finally:
-            if pd.poll() is None:
-                pd.kill()
     assert "error" not in console, console
     array, _ = sf.read(out, dtype="float32")
     np.testing.assert_array_equal(array, np.concatenate([np.full(frames, 0.25), np.zeros(frames), np.full(frames, 0.5)]))
-
-
-def _requests(sock: socket.socket, count: int) -> tuple[list[Generate], tuple[str, int]]:
-    """The next `count` generate requests Pd sent to `sock`, and the address it sent them from."""
-    requests: list[Generate] = []
-    while len(requests) < count:
-        packet, sender = sock.recvfrom(65536)
-        [(address, args)] = osc.parse_packet(packet)
-        request = osc.decode_request(address, args)
-        assert isinstance(request, Generate), request
-        requests.append(request)
-    return requests, sender
 
 
 def test_pd_follows_the_newest_request_sent_not_the_newest_accepted(tmp_path: Path) -> None:
@@ -262,11 +267,7 @@ def test_pd_follows_the_newest_request_sent_not_the_newest_accepted(tmp_path: Pa
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(15)
-        pd = subprocess.Popen(["pd", "-nogui", "-nosound", "-noprefs", "-path", str(PD_DIR),
-                               "-open", str(HERE / "riffd-follow-test.pd"), "-send",
-                               f"riffd-follow {sock.getsockname()[1]} {log} {out}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
+        with pd_beside("riffd-follow-test.pd", f"riffd-follow {sock.getsockname()[1]} {log} {out}") as pd:
             first, sender = _requests(sock, 2)
             assert [r.job for r in first] == ["pd-a", "pd-b"]
             answers: list[Event] = [Accepted(job="pd-a", queue_position=0), chunk["pd-a"],
@@ -283,9 +284,6 @@ def test_pd_follows_the_newest_request_sent_not_the_newest_accepted(tmp_path: Pa
             for event in answers:
                 sock.sendto(osc.encode(event), sender)
             console = pd.communicate(timeout=20)[0]
-        finally:
-            if pd.poll() is None:
-                pd.kill()
     events = _log(log)
     assert ["timeout"] not in events and "error" not in console, (events, console)
     assert [e[1] for e in events if e[0] == "filled"] == ["pd-b", "anon-4"], events

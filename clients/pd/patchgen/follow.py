@@ -11,6 +11,7 @@ answers still owed are a queue: the answer that empties it is the newest request
 
 from __future__ import annotations
 
+from clients.pd.patchgen.patches import event_log
 from clients.pd.patchgen.pdfile import Canvas
 
 #: An answer owed for longer than this was lost (UDP): it no longer holds the queue up.
@@ -177,25 +178,21 @@ def follow_test_patch() -> Canvas:
     """A Python peer plays the daemon and answers late and out of turn: the arrays must follow the
     newest request sent, named or not, through refusals."""
     c = Canvas(size=(800, 450))
+    event_log(c, "riffd-follow-log", 15000, 560, 250)
     c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-follow PORT LOG WAV\". "
            "Asks for jobs pd-a then pd-b; on the first ok event for pd-e (refused by the peer) then two jobs "
            "without a name; on the second ok writes the array to WAV and every event to LOG \\, and quits.", 110)
     c.obj("arr", 560, 60, "array define riffd-follow-audio")
     c.obj("arrr", 560, 85, "array define riffd-follow-audio-r")
-    c.obj("log", 560, 110, "text define riffd-follow-log")
     c.obj("r", 20, 60, "r riffd-follow")
     c.obj("t", 20, 85, "t l l")
     c.obj("up", 120, 110, "unpack f s s")
-    c.obj("slog", 120, 380, "symbol")
     c.obj("swav", 220, 380, "symbol")
     c.obj("port", 20, 110, "list split 1")
     c.msg("conn", 20, 135, "connect 127.0.0.1 \\$1")
     c.obj("go", 20, 160, "t b")
     c.msg("ab", 20, 185, "save 0 \\, job pd-a \\, generate 1 older \\, job pd-b \\, generate 1 newer")
     c.obj("riffd", 20, 230, "riffd riffd-follow-audio riffd-follow-audio-r")
-    c.obj("ev", 200, 260, "t a a")
-    c.obj("evl", 320, 285, "list")
-    c.obj("evset", 320, 310, "text set riffd-follow-log 1e+06")
     c.obj("rt", 200, 285, "route ok")
     c.obj("rtb", 200, 310, "t b")
     c.obj("cnt", 200, 335, "f")
@@ -206,11 +203,7 @@ def follow_test_patch() -> Canvas:
     c.obj("fin", 20, 380, "t b b b")
     c.msg("wwav", 220, 405, "write -bytes 4 \\$1 riffd-follow-audio")
     c.obj("sf", 220, 430, "soundfiler")
-    c.msg("wlog", 120, 405, "write \\$1")
     c.msg("quit", 20, 430, "\\; pd quit")
-    c.obj("lb", 560, 300, "loadbang")
-    c.obj("to", 560, 325, "delay 15000")
-    c.msg("tomsg", 560, 350, "list timeout")
     c.chain("r", "t")
     c.wire("t:1", "up")
     c.wire("up:1", "slog:1")
@@ -219,18 +212,14 @@ def follow_test_patch() -> Canvas:
     c.wire("conn", "go")
     c.chain("go", "ab", "riffd")
     c.wire("riffd:2", "ev")
-    c.wire("ev:1", "evl")
-    c.wire("evl", "evset")
     c.chain("ev", "rt", "rtb", "cnt", "inc")
     c.wire("inc", "cnt:1")
     c.wire("cnt", "sel")
     c.chain("sel", "more", "riffd")
     c.wire("sel:1", "fin")
-    c.chain("lb", "to", "tomsg", "evset")
     c.wire("to", "fin")
     c.wire("fin:2", "swav")
     c.chain("swav", "wwav", "sf")
     c.wire("fin:1", "slog")
-    c.chain("slog", "wlog", "log")
     c.wire("fin", "quit")
     return c

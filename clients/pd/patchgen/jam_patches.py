@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clients.pd.patchgen.patches import event_log
 from clients.pd.patchgen.pdfile import Canvas
 
 
@@ -69,12 +70,11 @@ def jam_test_patch() -> Canvas:
     """A jam from Pd against a real daemon: start, a set, weighted prompts, a snapshot, stop; every event
     to LOG, the outlets recorded into PLAYED until the player says the jam ended."""
     c = Canvas(size=(900, 600))
+    event_log(c, "riffd-jam-test-log", 40000, 650, 300)
     c.text(20, 10, "Test patch for tests/clients_pd: -send \"riffd-jam-test PORT LOG PLAYED\".", 100)
-    c.obj("log", 600, 40, "text define riffd-jam-test-log")
     c.obj("r", 20, 60, "r riffd-jam-test")
     c.obj("t", 20, 85, "t l l l")
     c.obj("up", 200, 110, "unpack f s s")
-    c.obj("slog", 200, 140, "symbol")
     c.obj("splayed", 300, 140, "symbol")
     c.obj("port", 20, 110, "list split 1")
     c.msg("conn", 20, 140, "connect 127.0.0.1 \\$1")
@@ -98,13 +98,8 @@ def jam_test_patch() -> Canvas:
     c.wire("jam:1", "wsf")
     c.wire("jam:2", "wsf:1")
     # Every event into the log; on started, the script of changes; on ended, finish.
-    c.obj("ev", 150, 290, "t a a")
-    c.obj("evl", 250, 320, "list")
-    c.obj("evset", 250, 345, "text set riffd-jam-test-log 1e+06")
     c.obj("rt", 150, 320, "route started ended")
     c.wire("jam", "ev")
-    c.wire("ev:1", "evl")
-    c.wire("evl", "evset")
     c.wire("ev", "rt")
     c.obj("d1", 20, 360, "delay 1200")
     c.msg("m1", 20, 385, "set temperature 1.2")
@@ -129,18 +124,12 @@ def jam_test_patch() -> Canvas:
     c.obj("ed", 400, 405, "delay 300")
     c.obj("fin", 400, 430, "t b b b")
     c.msg("wstop", 520, 455, "stop")
-    c.msg("wlog", 460, 480, "write \\$1")
     c.msg("quit", 400, 520, "\\; pd quit")
-    c.obj("lb", 650, 380, "loadbang")
-    c.obj("to", 650, 405, "delay 40000")
-    c.msg("tomsg", 650, 430, "list timeout")
     c.wire("rt:1", "eb")
     c.chain("eb", "ed", "fin")
     c.wire("fin:2", "wstop")
     c.wire("wstop", "wsf")
     c.wire("fin:1", "slog")
-    c.chain("slog", "wlog", "log")
     c.wire("fin", "quit")
-    c.chain("lb", "to", "tomsg", "evset")
     c.wire("to", "fin")
     return c

@@ -5,6 +5,25 @@ from __future__ import annotations
 from clients.pd.patchgen.pdfile import Canvas
 
 
+def event_log(c: Canvas, text: str, timeout_ms: int, x: int, y: int) -> None:
+    """A test patch's log of events: wire events into "ev" ([t a a]; its left outlet passes them on),
+    each becomes a line of [text define TEXT] ("log"); "to" bangs after `timeout_ms`, a line
+    `timeout` logged (wire it to the patch's finish); banging "slog" (its right inlet: the file)
+    writes the log."""
+    c.obj("log", x, y, f"text define {text}")
+    c.obj("ev", x, y + 30, "t a a")
+    c.obj("evl", x + 100, y + 55, "list")
+    c.obj("evset", x + 100, y + 80, f"text set {text} 1e+06")
+    c.obj("lb", x + 300, y + 30, "loadbang")
+    c.obj("to", x + 300, y + 55, f"delay {timeout_ms}")
+    c.msg("tomsg", x + 300, y + 80, "list timeout")
+    c.obj("slog", x, y + 110, "symbol")
+    c.msg("wlog", x, y + 135, "write \\$1")
+    c.chain("ev:1", "evl", "evset")
+    c.chain("lb", "to", "tomsg", "evset")
+    c.chain("slog", "wlog", "log")
+
+
 def help_patch() -> Canvas:
     c = Canvas(size=(1000, 900))
     c.obj(None, 20, 15, "riffd")
@@ -130,6 +149,7 @@ def daemon_test_patch() -> Canvas:
     continuation of the first file, two back to back (the arrays follow the newer), a stereo one,
     and a long one cancelled once accepted."""
     c = Canvas(size=(900, 700))
+    event_log(c, "riffd-test-log", 30000, 600, 110)
     c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-test PORT LOG WAV1 WAV2 "
            "PLAYED STEREO DURATION_S\". Job 1 is saved by the daemon and loaded from its file \\, then played into "
            "PLAYED; job 2 (save 0) is assembled from its chunk files; job 3 continues WAV1; jobs 4 and 5 go "
@@ -137,12 +157,10 @@ def daemon_test_patch() -> Canvas:
            "once accepted. Every event goes to LOG.", 120)
     c.obj("arr", 600, 60, "array define riffd-test-audio")
     c.obj("arrr", 600, 35, "array define riffd-test-audio-r")
-    c.obj("log", 600, 85, "text define riffd-test-log")
     c.obj("r", 20, 80, "r riffd-test")
     c.obj("t", 20, 105, "t l l")
     c.obj("up", 120, 130, "unpack f s s s s s f")
     c.obj("sst", 470, 160, "symbol")
-    c.obj("slog", 120, 160, "symbol")
     c.obj("sw1", 190, 160, "symbol")
     c.obj("sw2", 260, 160, "symbol")
     c.obj("sw3", 330, 160, "symbol")
@@ -155,9 +173,6 @@ def daemon_test_patch() -> Canvas:
     c.msg("o1", 120, 245, "seed 7 \\, job pdtest-1")
     c.msg("g1", 20, 275, "generate \\$1 warm pad from pd")
     c.obj("riffd", 20, 330, "riffd riffd-test-audio riffd-test-audio-r")
-    c.obj("ev", 200, 360, "t a a")
-    c.obj("evl", 320, 385, "list")
-    c.obj("evset", 320, 410, "text set riffd-test-log 1e+06")
     c.obj("rt", 200, 390, "route loaded error accepted")
     c.obj("cnt", 200, 420, "f")
     c.obj("inc", 250, 420, "+ 1")
@@ -179,11 +194,7 @@ def daemon_test_patch() -> Canvas:
     c.obj("w2t", 700, 480, "t b b")
     c.msg("w2m", 700, 505, "write -bytes 4 \\$1 riffd-test-audio")
     c.obj("fin", 700, 560, "t b b")
-    c.msg("wlog", 700, 585, "write \\$1")
     c.msg("quit", 620, 640, "\\; pd quit")
-    c.obj("lb", 820, 400, "loadbang")
-    c.obj("to", 820, 425, "delay 30000")
-    c.msg("tomsg", 820, 450, "list timeout")
     c.chain("r", "t")
     c.wire("t:1", "up")
     c.wire("up:1", "slog:1")
@@ -202,8 +213,6 @@ def daemon_test_patch() -> Canvas:
     c.wire("dur", "g1")
     c.wire("g1", "riffd")
     c.wire("riffd:2", "ev")
-    c.wire("ev:1", "evl")
-    c.wire("evl", "evset")
     c.wire("ev", "rt")
     c.obj("rtb", 200, 405, "t b")
     c.chain("rt", "rtb", "cnt", "inc")
@@ -267,10 +276,8 @@ def daemon_test_patch() -> Canvas:
     c.wire("rt:2", "acc")
     c.chain("acc", "accb", "cancel", "riffd")
     c.wire("rt:1", "fin")
-    c.chain("lb", "to", "tomsg", "evset")
     c.wire("to", "fin")
     c.wire("fin:1", "slog")
-    c.chain("slog", "wlog", "log")
     c.wire("fin", "quit")
     return c
 
@@ -321,14 +328,13 @@ def gap_test_patch() -> Canvas:
 def clock_test_patch() -> Canvas:
     """In time against a real daemon: tempo, the clock polled, a take launched on the bar."""
     c = Canvas(size=(800, 500))
+    event_log(c, "riffd-clock-log", 20000, 560, 300)
     c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-clock PORT LOG\". Sets the "
            "tempo to 97 \\, polls the clock every 50 ms \\, launches one bar on the bar (onbar); once it is done "
            "\\, polls a little longer \\, stops \\, writes every event to LOG and quits.", 110)
-    c.obj("log", 560, 60, "text define riffd-clock-log")
     c.obj("r", 20, 60, "r riffd-clock")
     c.obj("t", 20, 85, "t l l")
     c.obj("up", 120, 110, "unpack f s")
-    c.obj("slog", 120, 400, "symbol")
     c.obj("port", 20, 110, "list split 1")
     c.msg("conn", 20, 135, "connect 127.0.0.1 \\$1")
     c.obj("go", 20, 160, "t b b b")
@@ -339,19 +345,12 @@ def clock_test_patch() -> Canvas:
     c.obj("riffd", 20, 250, "riffd riffd-clock-audio riffd-clock-audio-r")
     c.obj("arr", 560, 85, "array define riffd-clock-audio")
     c.obj("arrr", 560, 110, "array define riffd-clock-audio-r")
-    c.obj("ev", 200, 280, "t a a")
-    c.obj("evl", 320, 305, "list")
-    c.obj("evset", 320, 330, "text set riffd-clock-log 1e+06")
     c.obj("rt", 200, 305, "route done error")
     c.obj("rtb", 200, 330, "t b")
     c.obj("more", 260, 330, "delay 500")
     c.msg("stop", 200, 355, "clock 0")
     c.obj("fin", 20, 380, "t b b")
-    c.msg("wlog", 120, 425, "write \\$1")
     c.msg("quit", 20, 425, "\\; pd quit")
-    c.obj("lb", 560, 300, "loadbang")
-    c.obj("to", 560, 325, "delay 20000")
-    c.msg("tomsg", 560, 350, "list timeout")
     c.chain("r", "t")
     c.wire("t:1", "up")
     c.wire("up:1", "slog:1")
@@ -363,15 +362,11 @@ def clock_test_patch() -> Canvas:
     c.wire("poll", "riffd")
     c.chain("go", "wait", "onbar", "riffd")
     c.wire("riffd:2", "ev")
-    c.wire("ev:1", "evl")
-    c.wire("evl", "evset")
     c.chain("ev", "rt")
     c.chain("rt", "rtb", "more", "stop", "riffd")
     c.wire("stop", "fin")
     c.wire("rt:1", "fin")
-    c.chain("lb", "to", "tomsg", "evset")
     c.wire("to", "fin")
     c.wire("fin:1", "slog")
-    c.chain("slog", "wlog", "log")
     c.wire("fin", "quit")
     return c
