@@ -175,13 +175,14 @@ def _prune(c: Canvas) -> None:
 
 
 def follow_test_patch() -> Canvas:
-    """A Python peer plays the daemon and answers late and out of turn: the arrays must follow the
-    newest request sent, named or not, through refusals."""
+    """A Python peer plays the daemon and answers only once a message's requests have all gone out:
+    the arrays must follow the newest request sent, named or not, through refusals."""
     c = Canvas(size=(800, 450))
     event_log(c, "riffd-follow-log", 15000, 560, 250)
     c.text(20, 10, "Test patch for tests/clients_pd: started by pytest with -send \"riffd-follow PORT LOG WAV\". "
-           "Asks for jobs pd-a then pd-b; on the first ok event for pd-e (refused by the peer) then two jobs "
-           "without a name; on the second ok writes the array to WAV and every event to LOG \\, and quits.", 110)
+           "Asks for jobs pd-a then pd-b; on the first ok event for pd-e and three jobs without a name (the "
+           "peer refuses pd-e and the second); on the second ok writes the array to WAV and every event to "
+           "LOG \\, and quits.", 110)
     c.obj("arr", 560, 60, "array define riffd-follow-audio")
     c.obj("arrr", 560, 85, "array define riffd-follow-audio-r")
     c.obj("r", 20, 60, "r riffd-follow")
