@@ -32,31 +32,37 @@ def join_words(c: Canvas, prefix: str, x: int, y: int) -> tuple[str, str]:
     return f"{prefix}p", f"{prefix}y"
 
 
+def number_then_words(c: Canvas, prefix: str, name: str, request: str, usage: str, x: int, y: int) -> None:
+    """`NAME NUMBER words...` (from [r \\$0-NAME]) to [s \\$0-request] as `request`, whose \\$1 is the
+    words joined into one symbol (empty when none) and \\$2 the number; without a number, `usage` is
+    printed. Box names start with `prefix`."""
+    c.obj(f"{prefix}r", x, y, f"r \\$0-{name}")
+    c.obj(f"{prefix}t", x, y + 25, "t l b")
+    c.msg(f"{prefix}clr", x + 100, y + 50, "symbol")
+    c.obj(f"{prefix}s", x, y + 75, "list split 1")
+    c.obj(f"{prefix}b", x + 80, y + 105, "route bang")
+    first, last = join_words(c, f"{prefix}j", x + 140, y + 130)
+    c.obj(f"{prefix}p", x, y + 260, "list append")
+    c.msg(f"{prefix}m", x, y + 290, request)
+    c.msg(f"{prefix}u", x + 160, y + 260, usage)
+    c.obj(f"{prefix}pr", x + 160, y + 290, "print riffd")
+    c.obj(f"{prefix}send", x, y + 320, "s \\$0-request")
+    c.chain(f"{prefix}r", f"{prefix}t", f"{prefix}s")
+    c.wire(f"{prefix}t:1", f"{prefix}clr")  # first: a request without words gets an empty prompt, not the last one
+    c.wire(f"{prefix}clr", f"{prefix}p:1")
+    c.wire(f"{prefix}s:1", f"{prefix}b")
+    c.wire(f"{prefix}b:1", first)
+    c.wire(last, f"{prefix}p:1")
+    c.chain(f"{prefix}s", f"{prefix}p", f"{prefix}m", f"{prefix}send")
+    c.wire(f"{prefix}s:2", f"{prefix}u")
+    c.wire(f"{prefix}u", f"{prefix}pr")
+
+
 def requests(c: Canvas) -> None:
     c.text(20, 10, "Each request becomes a list ADDRESS TYPES OPTIONS? ARGS... for [pd send]: the OSC address under "
            "/riffd/ \\, the OSC type tags of the positional arguments \\, whether the stored options follow.", 100)
-    # generate DURATION_S words...
-    c.obj("gr", 20, 70, "r \\$0-generate")
-    c.obj("gt", 20, 95, "t l b")
-    c.msg("gclr", 120, 120, "symbol")
-    c.obj("gs", 20, 145, "list split 1")
-    c.obj("gb", 100, 175, "route bang")
-    first, last = join_words(c, "gj", 160, 200)
-    c.obj("gp", 20, 330, "list append")
-    c.msg("gm", 20, 360, "list generate sf 1 \\$2 \\$1")
-    c.msg("gu", 180, 330, "generate needs DURATION_S and then the prompt")
-    c.obj("gpr", 180, 360, "print riffd")
-    c.chain("gr", "gt", "gs")
-    c.wire("gt:1", "gclr")
-    c.wire("gclr", "gp:1")
-    c.wire("gs:1", "gb")
-    c.wire("gb:1", first)
-    c.wire(last, "gp:1")
-    c.chain("gs", "gp", "gm")
-    c.wire("gs:2", "gu")
-    c.wire("gu", "gpr")
-    c.obj("gsend", 20, 400, "s \\$0-request")
-    c.wire("gm", "gsend")
+    number_then_words(c, "g", "generate", "list generate sf 1 \\$2 \\$1",
+                      "generate needs DURATION_S and then the prompt", 20, 70)
 
     # continue DURATION_S PATH words...
     c.obj("cr", 420, 70, "r \\$0-continue")
@@ -125,27 +131,8 @@ def in_time(c: Canvas) -> None:
     c.text(880, 10, "In time (issue 15): onbar BARS words... generates BARS bars (duration 0) launched on the next "
            "bar \\, with the stored options (which must not hold bars or launch); tempo BPM sets the Link "
            "session's tempo; clock asks for the timeline once \\, clock MS every MS ms (0 stops).", 60)
-    # onbar BARS words...
-    c.obj("br", 880, 110, "r \\$0-onbar")
-    c.obj("bt", 880, 135, "t l b")
-    c.msg("bclr", 980, 160, "symbol")
-    c.obj("bs", 880, 185, "list split 1")
-    c.obj("bb", 960, 215, "route bang")
-    first, last = join_words(c, "bj", 1020, 240)
-    c.obj("bp", 880, 370, "list append")
-    c.msg("bm", 880, 400, "list generate sfsiss 1 \\$2 0 bars \\$1 launch bar")
-    c.msg("bu", 1040, 370, "onbar needs BARS and then the prompt")
-    c.obj("bpr", 1040, 400, "print riffd")
-    c.obj("bsend", 880, 430, "s \\$0-request")
-    c.chain("br", "bt", "bs")
-    c.wire("bt:1", "bclr")
-    c.wire("bclr", "bp:1")
-    c.wire("bs:1", "bb")
-    c.wire("bb:1", first)
-    c.wire(last, "bp:1")
-    c.chain("bs", "bp", "bm", "bsend")
-    c.wire("bs:2", "bu")
-    c.wire("bu", "bpr")
+    number_then_words(c, "b", "onbar", "list generate sfsiss 1 \\$2 0 bars \\$1 launch bar",
+                      "onbar needs BARS and then the prompt", 880, 110)
     # tempo BPM
     c.obj("tr", 880, 480, "r \\$0-tempo")
     c.msg("tm", 880, 505, "list tempo f 0 \\$1")
