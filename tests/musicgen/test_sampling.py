@@ -46,3 +46,17 @@ def test_cutoffs_restrict_the_draw():
     assert set(everything.tolist()) == {0, 1, 2, 3, 4}
     cold = sample_next(scores, GenerationParams(top_k=0, temperature=0.05), generator)
     assert (cold == 0).float().mean() > 0.99
+
+
+def test_the_draw_is_torch_multinomials_to_the_bit_and_leaves_the_generator_where_it_leaves_it():
+    """`draw` races the probabilities with exponentials (so a batch draws each stream's from its own
+    generator, then races all rows at once): the very codes of `torch.multinomial(probs, 1)`, which
+    seeded jobs gave before and transformers' sampling gives."""
+    from daemon.models.musicgen.sampling import draw
+
+    for seed in range(12):
+        probs = torch.softmax(3 * torch.randn(8, 2048, generator=torch.Generator().manual_seed(seed)), dim=-1)
+        probs[:, seed::7] = 0  # top-k and top-p cut codes out: exact zeros
+        expected, drawn = torch.Generator().manual_seed(100 + seed), torch.Generator().manual_seed(100 + seed)
+        assert torch.equal(draw(probs, drawn), torch.multinomial(probs, 1, generator=expected)[:, 0])
+        assert torch.equal(drawn.get_state(), expected.get_state())

@@ -20,7 +20,7 @@ from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import WindowPattern
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.sampling import apply_guidance, distribution, sample_next
+from daemon.models.musicgen.sampling import apply_guidance, distribution, draw, exponentials, race, sample_next
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
 
@@ -57,7 +57,7 @@ class WindowSampler:
         if self.params.greedy:
             return scores.argmax(dim=-1), None
         probs = distribution(scores, self.params)
-        return torch.multinomial(probs, 1, generator=self.rng)[:, 0], probs
+        return draw(probs, self.rng), probs
 
     def column(self, step: int, codes: torch.Tensor) -> torch.Tensor:
         """Column `step` of the window from codes `[B * K]`: the delay pattern and the prompt forced."""
@@ -75,8 +75,8 @@ def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
                  logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """`samplers[i].next_column(steps[i], logits[i])` for the streams of one shared step: the very
     same columns, but the distributions of streams that sample alike (temperature, top-k, top-p)
-    made in one pass over all their rows (each row's arithmetic is its own: the same bits), and
-    only the draws, each from its stream's own generator, made one stream at a time."""
+    made in one pass over all their rows and raced in one (each row's arithmetic is its own: the
+    same bits); only the random draws, each from its stream's own generator, go stream by stream."""
     made: list[torch.Tensor | None] = [None] * len(samplers)
     alike: dict[tuple[float, int, float, int, torch.dtype], list[int]] = {}
     for index, (sampler, step, out) in enumerate(zip(samplers, steps, logits, strict=True)):
@@ -88,9 +88,12 @@ def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
                              []).append(index)
     for members in alike.values():
         scores = [samplers[i].scores(logits[i]) for i in members]
+        sizes = [part.shape[0] for part in scores]
         probs = distribution(torch.cat(scores) if len(scores) > 1 else scores[0], samplers[members[0]].params)
-        for index, rows in zip(members, probs.split([part.shape[0] for part in scores]), strict=True):
-            codes = torch.multinomial(rows, 1, generator=samplers[index].rng)[:, 0]
+        noise = torch.empty_like(probs)
+        for index, rows, out in zip(members, probs.split(sizes), noise.split(sizes), strict=True):
+            exponentials(rows, samplers[index].rng, out)
+        for index, codes in zip(members, race(probs, noise).split(sizes), strict=True):
             made[index] = samplers[index].column(steps[index], codes)
     return [column for column in made if column is not None]
 

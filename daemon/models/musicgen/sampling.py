@@ -18,7 +18,26 @@ def sample_next(scores: torch.Tensor, params: GenerationParams, rng: torch.Gener
     """One code per row of `scores` `[N, V]` (float32); returns `[N]` int64."""
     if params.greedy:
         return scores.argmax(dim=-1)
-    return torch.multinomial(distribution(scores, params), 1, generator=rng)[:, 0]
+    return draw(distribution(scores, params), rng)
+
+
+def draw(probs: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
+    """One code per row of `probs` `[N, V]`, as `torch.multinomial(probs, 1)` draws it: the row's
+    argmax of p / E, E ~ Exp(1) from `rng` (the exponential race; tests check the two agree)."""
+    return race(probs, exponentials(probs, rng))
+
+
+def exponentials(probs: torch.Tensor, rng: torch.Generator | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The Exp(1) draws `draw` races `probs` with, from `rng` (into `out`, shaped as `probs`, if given).
+
+    Apart from `race`, so that the streams of a batch each draw from their own generator into one
+    tensor and race all their rows in one pass."""
+    return (torch.empty_like(probs) if out is None else out).exponential_(1, generator=rng)
+
+
+def race(probs: torch.Tensor, exponential: torch.Tensor) -> torch.Tensor:
+    """Each row's code of `draw`: argmax of `probs / exponential` (a row's result is its own)."""
+    return (probs / exponential).argmax(dim=-1)
 
 
 def distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
