@@ -8,16 +8,22 @@ Two questions, one run, random int8 weights and caches of musicgen-small's shape
   int8 weights once plus every cached key and value so far (int8 + a scale per vector), at the
   memory-read bandwidth measured in the same run;
 - batching: `--streams` guided streams (2 rows each, at different positions of their own windows)
-  sharing each step, their aggregate stream-steps per second against one stream alone.
+  sharing each step, their aggregate stream-steps per second against one stream alone, for each of
+  `--kernels` over the same weights (int8: activations at 16 bits; int8a8: at 8 bits, int8 lm heads
+  as that mode has them), taking turns at each batch size so a busy moment hits both alike. Beside
+  the wall time, the process's CPU time per step (all threads): the kernels' compute cost, which
+  descheduling on a shared machine does not inflate.
 
 Medians of `--steps` steps. Prints a table, then one JSON object as the last line.
 
     python -m bench.native_step [--threads 2] [--positions 16,500,1000,1500] [--streams 1,2,4,8]
+        [--kernels int8,int8a8]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -63,6 +69,18 @@ class Weights:
         self.packed.append(random_int8(LOGITS, HIDDEN, generator))
         self.model = NativeModel(layers, heads=HEADS, head_dim=HEAD_DIM, eps=1e-5, final_norm=norm,
                                  lm_heads=Int8Struct.of(self.packed[-1]))
+        self.norm = norm
+
+    def with_activation_bits(self, bits: int) -> NativeModel:
+        """A model over the same weights whose layers quantise activations to `bits` (the lm heads stay
+        at 16, as in the int8a8 mode)."""
+        if bits == 16:
+            return self.model
+        parts = [Int8Struct.of(dataclasses.replace(p, activation_bits=bits)) for p in self.packed[:-1]]
+        layers = [LayerWeightsStruct(self.norm, *parts[6 * i:6 * i + 2], self.norm, *parts[6 * i + 2:6 * i + 4],
+                                     self.norm, *parts[6 * i + 4:6 * i + 6]) for i in range(LAYERS)]
+        return NativeModel(layers, heads=HEADS, head_dim=HEAD_DIM, eps=1e-5, final_norm=self.norm,
+                           lm_heads=Int8Struct.of(self.packed[-1]))
 
     @property
     def nbytes(self) -> int:
@@ -85,17 +103,19 @@ class Window:
                               self.cross_values, None, row) for row in range(2)]
 
 
-def step_ms(weights: Weights, windows: list[Window], positions: list[int], steps: int) -> float:
-    batch = weights.model.batch([row for window in windows for row in window.rows])
+def step_ms(model: NativeModel, windows: list[Window], positions: list[int], steps: int) -> tuple[float, float]:
+    """Median wall and CPU (all threads) milliseconds of one step of these windows."""
+    batch = model.batch([row for window in windows for row in window.rows])
     batch.set_positions([p for p in positions for _ in range(2)])
     x = torch.randn(len(batch), HIDDEN)
-    times = []
+    times, cpu = [], []
     for _ in range(steps + 1):
         hidden = x.clone()
-        start = time.perf_counter()
-        weights.model.step(hidden, batch)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        model.step(hidden, batch)
         times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times[1:])
+        cpu.append(time.process_time() - start_cpu)
+    return 1e3 * statistics.median(times[1:]), 1e3 * statistics.median(cpu[1:])
 
 
 def read_bandwidth_gb_s(size_mb: int = 512, repeats: int = 5) -> float:
@@ -116,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--streams", default="1,2,4,8")
     parser.add_argument("--stream-position", type=int, default=250, help="where the batched streams are (spread out)")
     parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--kernels", default="int8,int8a8", help="batched part: int8 (16-bit activations), int8a8 (8-bit)")
     args = parser.parse_args(argv)
     apply_cpu_arguments(args, "bench.native_step")
     positions = [int(p) for p in args.positions.split(",")]
@@ -130,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\none stream (2 rows): {'position':>8} {'ms':>7} {'vs first':>8} {'cache MB':>8} {'bytes allow':>11}")
     by_position = {}
     for position in positions:
-        ms = step_ms(weights, [late], [position], args.steps)
+        ms, _ = step_ms(weights.model, [late], [position], args.steps)
         cache_bytes = LAYERS * 2 * 2 * HEADS * (position + 1) * (HEAD_DIM + 4)  # K and V, 2 rows, codes + scale
         floor_ms = (weights.nbytes + cache_bytes) / bandwidth / 1e6
         by_position[position] = {"ms": round(ms, 2), "cache_mb": round(cache_bytes / 1e6, 1),
@@ -141,17 +162,22 @@ def main(argv: list[str] | None = None) -> dict:
     bandwidth = max(bandwidth, read_bandwidth_gb_s())
     del late
 
+    kernels = {"int8": 16, "int8a8": 8}
+    chosen = [name for name in args.kernels.split(",") if name]
+    models = {name: weights.with_activation_bits(kernels[name]) for name in chosen}
     print(f"\nbatched streams (2 rows each, around position {args.stream_position}):")
-    print(f"  {'streams':>7} {'step ms':>8} {'stream-steps/s':>14} {'speedup':>8}")
+    print(f"  {'kernel':>7} {'streams':>7} {'step ms':>8} {'cpu ms':>8} {'stream-steps/s':>14} {'speedup':>8}")
     windows = [Window(args.stream_position + 64 * max(counts) + 1, generator) for _ in range(max(counts))]
-    by_streams = {}
+    by_kernel: dict[str, dict[int, dict[str, float]]] = {name: {} for name in chosen}
     for count in counts:
         spread = [args.stream_position + 37 * i for i in range(count)]
-        ms = step_ms(weights, windows[:count], spread, args.steps)
-        rate = count * 1e3 / ms
-        by_streams[count] = {"ms": round(ms, 2), "stream_steps_per_s": round(rate, 2)}
-        base = by_streams[counts[0]]["stream_steps_per_s"] / counts[0]
-        print(f"  {count:>7} {ms:>8.2f} {rate:>14.2f} {rate / base:>7.2f}x")
+        for name in chosen:
+            ms, cpu_ms = step_ms(models[name], windows[:count], spread, args.steps)
+            rate = count * 1e3 / ms
+            by_kernel[name][count] = {"ms": round(ms, 2), "cpu_ms": round(cpu_ms, 2), "stream_steps_per_s": round(rate, 2)}
+            base = by_kernel[name][counts[0]]["stream_steps_per_s"] / counts[0]
+            print(f"  {name:>7} {count:>7} {ms:>8.2f} {cpu_ms:>8.2f} {rate:>14.2f} {rate / base:>7.2f}x")
+    by_streams = by_kernel[chosen[0]]
     base = by_streams[counts[0]]["stream_steps_per_s"] / counts[0]
     first, last = by_position[positions[0]], by_position[positions[-1]]
     summary = {
@@ -161,6 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
         "late_over_early_bytes": round(last["floor_ms"] / first["floor_ms"], 3),
         "streams": by_streams,
         **{f"speedup_{count}": round(by_streams[count]["stream_steps_per_s"] / base, 2) for count in counts},
+        "kernels": {name: {"streams": by_kernel[name],
+                           **{f"speedup_{count}": round(by_kernel[name][count]["stream_steps_per_s"]
+                                                        / (by_kernel[name][counts[0]]["stream_steps_per_s"] / counts[0]), 2)
+                              for count in counts}} for name in chosen},
     }
     print(json.dumps(summary))
     return summary
