@@ -1,7 +1,7 @@
 """Benchmark: continuous batching, N concurrent MusicGen jobs sharing each decode step, against the
 same jobs one after another, in the same run.
 
-For N in 1, 2, 4, 8 (defaults: random/musicgen-small, int8, guidance 3, top-k 250, 2 s each) it
+For N in 1, 2, 4, 8 (defaults: random/musicgen-small, int8a8, guidance 3, top-k 250, 2 s each) it
 decodes N seeded windows one after another, then the same N at once in the shared batch (taking
 turns `--rounds` times, the best rate of each counting), and prints aggregate decode steps per
 second of both and their ratio (`speedup_N`); then the time to
@@ -10,7 +10,7 @@ idle model; and peak memory. Decode rates count decode steps only (the codec run
 part). Every batched window is checked to give exactly its codes decoded alone. Prints a table,
 then one JSON object as the last line.
 
-    .venv/bin/python -m bench.batching [--model random/musicgen-small] [--engine int8] [--duration 2]
+    .venv/bin/python -m bench.batching [--model random/musicgen-small] [--engine int8a8] [--duration 2]
         [--streams 1,2,4,8] [--threads N] [--emulate avx2] [--rounds 2]
 """
 
@@ -135,7 +135,9 @@ def ttfa(model: MusicGen, seed: int, params: GenerationParams, busy: int) -> flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random/musicgen-small")
-    parser.add_argument("--engine", default="int8", help="engine mode (default int8: the fastest on VNNI CPUs)")
+    parser.add_argument("--engine", default="int8a8",
+                        help="engine mode (default int8a8: the fastest batched CPU mode measured, on an AMD EPYC "
+                             "Zen 4 with AVX-512 VNNI, at 94 %% greedy agreement with float32; int8: 97 %%)")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per job")
     parser.add_argument("--streams", default="1,2,4,8")
     add_cpu_arguments(parser)
@@ -143,7 +145,7 @@ def main() -> int:
                         help="alone and together take turns this many times; the best rate of each counts "
                              "(the machine is shared: the best is the least disturbed)")
     parser.add_argument("--python-step", action="store_true",
-                        help="int8: the Python step (weights shared across streams) instead of the native one")
+                        help="int8/int8a8: the Python step (weights shared across streams) instead of the native one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     apply_cpu_arguments(args, "bench.batching")
