@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if daemon is not None:
             daemon.stop()
     choice = [line.split(": ", 1)[-1].strip() for line in (daemon.log if daemon else []) if "engine auto for" in line]
+    # The daemon's own account of the first chunk (its log): request to first chunk on its side, and
+    # where the stream spent it (the text encoder, prefill, steps, codec); the warm-up's is not the job's.
+    first_chunk = [line.split(": ", 1)[-1].strip() for line in (daemon.log if daemon else [])
+                   if "first chunk" in line and "warm-up" not in line]
     done: Done = result["done"]
     status = result["status"]
     isa = isa_label(args.emulate)
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"daemon ready after {load_s:.1f} s (load, calibration when not cached, warm-up)")
     print(f"{result['audio_s']:.1f} s of audio in {result['wall_s']:.1f} s: RTF {rtf:.3f} (target {target}), "
           f"first chunk after {result['ttfa_s']:.3f} s (target {TTFA_TARGET_S})")
+    for line in first_chunk:
+        print(f"daemon: {line}")
     print(f"worker: decode {done.decode_s:.1f} s, codec {done.codec_s:.1f} s "
           f"({codec_per_audio:.3f} s per audio s); mean step early {done.early_step_ms} ms, late "
           f"{done.late_step_ms} ms (late/early {ratio:.2f}, target {LATE_EARLY_TARGET})" if ratio else
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_s": round(result["wall_s"], 3),
         "audio_s": round(result["audio_s"], 3),
         "load_s": None if load_s is None else round(load_s, 1),
+        "daemon_first_chunk": first_chunk,
         "cpu": cpu.model,
         "cores": cpu.cores,
         "threads": args.threads,

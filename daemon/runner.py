@@ -202,6 +202,9 @@ class JobRunner:
             for sink in sinks:
                 path = sink.write(chunk) or path
             if chunk.stage == "final":
+                if not frames:  # the wait a performer hears, from the request's arrival (the backend says where it went)
+                    log.info("job %s: first chunk %.1f ms after the request came in", job.id,
+                             1000 * (time.monotonic() - job.created_at))
                 frames += chunk.frames
             if job.request.chunks:
                 # A copy: the event is sent later from the loop thread, and a backend may reuse

@@ -87,7 +87,8 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
         for (cache, _, _), own in zip(streams, alone):
             for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
                                     own.keys + own.values + own.key_scales + own.value_scales):
-                assert torch.equal(mine, theirs)
+                # Bit for bit, slots not yet written too (unzeroed: the same garbage, NaN where it is NaN).
+                torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
 
 
 def test_batched_step_checks_what_the_c_side_trusts(load_preset):

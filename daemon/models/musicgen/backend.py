@@ -30,6 +30,8 @@ from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.stream_timing import StepTiming, TimedIterator
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
 from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings
+from daemon.models.musicgen.condition_precision import condition_dtype
+from daemon.models.musicgen.text_encoder import TextEncoder
 from protocol.errors import InvalidArgument, Unsupported
 from protocol.messages import Continue, Generate
 from protocol.params import DEFAULT_MAX_DURATION_S, GenerationParams
@@ -97,6 +99,9 @@ class MusicGen:
         self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first
         self._conditioning_lock = threading.Lock()  # jobs plan on their own threads
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
+        # A fresh prompt's encoding is on the way to its first sound: approximate engines encode in
+        # bfloat16 where that is fast (condition_precision.py; within 2 % of float32's hidden states).
+        self.text_encoder = TextEncoder(bundle, condition_dtype(engine, bundle.device))
         self.max_duration_s = max_duration_s
         self._jam_host: object | None = None  # daemon.models.musicgen.jam.session.JamHost, made on the first jam
         self.model_id = bundle.model_id
@@ -113,7 +118,7 @@ class MusicGen:
         frames = self.stream_settings.first_chunk_frames + self.stream_settings.chunk_frames
         params = GenerationParams(duration_s=frames / self.bundle.frame_rate, greedy=True, seed=0)
         started = time.perf_counter()
-        for _ in self.stream("warm-up", params):
+        for _ in self.stream("warm-up", params, label="warm-up"):
             pass
         log.info("%s: stream path (text encoder, engine, codec) warmed up in %.2f s", self.model_id,
                  time.perf_counter() - started)
@@ -163,6 +168,7 @@ class MusicGen:
         """
         if text is not None:
             _check_text(text)
+        started = time.perf_counter()
         steps = StepTiming(self.bundle.window_frames)
         ahead: Ahead[torch.Tensor] | None = None
         # Batched, the job's first audio goes before others' codec work, and then takes its turn.
@@ -176,6 +182,7 @@ class MusicGen:
         job = self._plan([text], params, audio_prompt=audio_prompt, melody=melody, progress=progress,
                          should_stop=stop, timing=steps, batch=(label, priority) if batched else None,
                          listener=listener)
+        planned_s = time.perf_counter() - started
 
         def decoded() -> Iterator[torch.Tensor]:
             return iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
@@ -204,6 +211,10 @@ class MusicGen:
             for chunk in chunks:
                 if batch is not None and listener is not None and listener.first_pending:
                     batch.first_audio(listener)
+                if not chunk.index:
+                    waited_s = (frames.wait_s if isinstance(frames, Ahead) else frames.busy_s) + yielded_s
+                    _log_first_chunk(label or self.model_id, time.perf_counter() - started, planned_s, steps,
+                                     codec_s=chunks.busy_s - waited_s)
                 yield chunk
         finally:
             if batch is not None:
@@ -313,7 +324,7 @@ class MusicGen:
         def columns_for(window: Window, window_prompt: torch.Tensor | None) -> Iterator[torch.Tensor]:
             cond = static_cond or build_conditioning(
                 bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
-                melody_offset_s=max(0, window.start_frame) / bundle.frame_rate)
+                melody_offset_s=max(0, window.start_frame) / bundle.frame_rate, encoder=self.text_encoder)
             if batch is not None and self.batch is not None:
                 label, priority = batch
                 return self.batch.columns(bundle, cond, window_prompt, window.new_frames, params, rng, should_stop,
@@ -341,7 +352,7 @@ class MusicGen:
         with self._conditioning_lock:
             kept = self._conditionings.pop(key, None)
         if kept is None:
-            kept = build_conditioning(self.bundle, texts, guidance_scale=guidance_scale)
+            kept = build_conditioning(self.bundle, texts, guidance_scale=guidance_scale, encoder=self.text_encoder)
         with self._conditioning_lock:
             self._conditionings[key] = kept  # the most recent last
             while len(self._conditionings) > KEPT_CONDITIONINGS:
@@ -368,6 +379,17 @@ class MusicGen:
                 f"{(bundle.window_frames - 1) / bundle.frame_rate:.2f} s: trim the prompt")
         whole = Audio(prompt.samples[:, :frames * bundle.hop_length], bundle.sample_rate)
         return encode_prompt(bundle, whole), prompt.frames
+
+
+def _log_first_chunk(label: str, took_s: float, planned_s: float, steps: StepTiming, codec_s: float) -> None:
+    """Where a stream's first chunk went (time to first audio is what a performer waits for):
+    planning (the text encoder, the audio prompt's encoding), the window's prefill, the decode steps
+    its frames need (the codec's lookahead and the delay pattern's ramp), their codec decode, and
+    the rest (cache, admission, hand-overs between threads)."""
+    other_s = took_s - planned_s - steps.prefill_s - steps.step_s - codec_s
+    log.info("%s: first chunk after %.1f ms: plan (text encoder) %.1f ms, prefill %.1f ms, %d steps %.1f ms, "
+             "codec %.1f ms, other %.1f ms", label, 1000 * took_s, 1000 * planned_s, 1000 * steps.prefill_s,
+             steps.steps, 1000 * steps.step_s, 1000 * codec_s, 1000 * other_s)
 
 
 def _check_text(text: str) -> None:

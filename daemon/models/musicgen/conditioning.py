@@ -5,7 +5,7 @@ condition appended as a second batch half when classifier-free guidance is on.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +14,9 @@ from daemon.audio.types import Audio
 from daemon.models.musicgen.chroma import chromagram
 from daemon.models.musicgen.loader import MusicgenBundle
 from protocol.errors import Unsupported
+
+#: `(input_ids, attention_mask) -> hidden states [B, S, H_text]` float32: a prompt's text encoder.
+TextEncoderFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,19 @@ def build_conditioning(
     guidance_scale: float,
     melody: Audio | None = None,
     melody_offset_s: float = 0.0,
+    encoder: TextEncoderFn | None = None,
 ) -> Conditioning:
     """Encode `texts` (None: unconditional) and, on melody checkpoints, `melody`.
 
     `melody_offset_s` shifts the melody for later windows of a long render, so each window is
-    conditioned on the part of the melody it plays over.
+    conditioned on the part of the melody it plays over. `encoder` replaces the checkpoint's text
+    encoder (`text_encoder.TextEncoder`: a bfloat16 copy for approximate engines).
     """
     if melody is not None and not bundle.is_melody:
         raise Unsupported(f"model {bundle.model_id} has no melody conditioning; use a melody checkpoint such as facebook/musicgen-melody")
     guided = uses_guidance(texts, melody, guidance_scale)
     model = bundle.model
-    text_states, text_mask = _encode_texts(bundle, texts)
+    text_states, text_mask = _encode_texts(bundle, texts, encoder)
     if guided:
         text_states = torch.cat([text_states, torch.zeros_like(text_states)])
         text_mask = torch.cat([text_mask, torch.zeros_like(text_mask)])
@@ -93,7 +98,8 @@ def build_conditioning(
     return Conditioning(states, None, guided=guided, prefix=True)
 
 
-def _encode_texts(bundle: MusicgenBundle, texts: Sequence[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode_texts(bundle: MusicgenBundle, texts: Sequence[str | None],
+                  encoder: TextEncoderFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Text encoder states `[B, S, H_dec]` and mask `[B, S]`; None texts get the null condition."""
     model = bundle.model
     hidden = model.decoder.config.hidden_size
@@ -103,7 +109,10 @@ def _encode_texts(bundle: MusicgenBundle, texts: Sequence[str | None]) -> tuple[
         mask = torch.zeros((len(texts), 1), dtype=torch.long, device=bundle.device)
     else:
         tokens = bundle.tokenizer([t or "" for t in texts], padding=True, return_tensors="pt").to(bundle.device)
-        states = model.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
+        if encoder is not None:
+            states = encoder(tokens.input_ids, tokens.attention_mask)
+        else:
+            states = model.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
         mask = tokens.attention_mask
         for row, text in enumerate(texts):
             if text is None:  # a null prompt inside a batch of texts

@@ -88,7 +88,8 @@ class MusicgenDecoder:
             positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
         w = self.weights
         cache = KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads, head_dim=w.head_dim,
-                                 max_positions=positions, dtype=self.cache_dtype, device=self.device)
+                                 max_positions=positions, dtype=self.cache_dtype, device=self.device,
+                                 zeroed=self.compiled)
         self._live_caches += 1
         try:
             yield cache
@@ -136,11 +137,12 @@ class MusicgenDecoder:
             for layer in w.layers:
                 assert layer.cross_k is not None and layer.cross_v is not None
                 for out, weight in ((keys, layer.cross_k), (values, layer.cross_v)):
+                    # In the weights' precision (bfloat16 for approximate engines where it is fast).
                     if some is None:
-                        projected = F.linear(states, weight)
+                        projected = F.linear(states.to(weight.dtype), weight)
                     else:
-                        projected = states.new_zeros((n, s, weight.shape[0]))
-                        projected[some] = F.linear(states[some], weight)
+                        projected = states.new_zeros((n, s, weight.shape[0]), dtype=weight.dtype)
+                        projected[some] = F.linear(states[some].to(weight.dtype), weight)
                     out.append(projected.view(n, s, w.heads, w.head_dim).transpose(1, 2).to(w.dtype).contiguous())
             cache.cross_keys, cache.cross_values = keys, values
         cross_mask = None

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.condition_precision import condition_dtype
 from daemon.models.musicgen.speed import Linear, compute_dtype, make_linear
 
 #: Activations MusicGen configs name, as the functions transformers' ACT2FN runs for them.
@@ -145,9 +146,15 @@ def _layer_weights(layer: Any, options: EngineOptions, dtype: torch.dtype) -> La
         cross_norm=_norm(layer.encoder_attn_layer_norm, dtype) if cross is not None else None,
         cross_q=make_linear([cross.q_proj.weight.detach()], options) if cross is not None else None,
         cross_out=make_linear([cross.out_proj.weight.detach()], options) if cross is not None else None,
-        cross_k=cross.k_proj.weight.detach() if cross is not None else None,
-        cross_v=cross.v_proj.weight.detach() if cross is not None else None,
+        cross_k=_cross(cross.k_proj.weight, options) if cross is not None else None,
+        cross_v=_cross(cross.v_proj.weight, options) if cross is not None else None,
         ffn_norm=_norm(layer.final_layer_norm, dtype),
         fc1=make_linear([layer.fc1.weight.detach()], options),
         fc2=make_linear([layer.fc2.weight.detach()], options),
     )
+
+
+def _cross(weight: torch.Tensor, options: EngineOptions) -> torch.Tensor:
+    """A cross-attention key/value projection, in the precision the condition is made in
+    (`condition_precision`: float32's own tensor for exact engines, a bfloat16 copy where fast)."""
+    return weight.detach().to(condition_dtype(options, weight.device))
