@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # where the stream spent it (the text encoder, prefill, steps, codec); the warm-up's is not the job's.
     first_chunk = [line.split(": ", 1)[-1].strip() for line in (daemon.log if daemon else [])
                    if "first chunk" in line and "warm-up" not in line]
+    # ... and where the whole job's decode went (windows' prefills against steps).
+    windows = [line.split(": ", 1)[-1].strip() for line in (daemon.log if daemon else [])
+               if " window(s), prefills " in line and "warm-up" not in line]
     done: Done = result["done"]
     status = result["status"]
     isa = isa_label(args.emulate)
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"daemon ready after {load_s:.1f} s (load, calibration when not cached, warm-up)")
     print(f"{result['audio_s']:.1f} s of audio in {result['wall_s']:.1f} s: RTF {rtf:.3f} (target {target}), "
           f"first chunk after {result['ttfa_s']:.3f} s (target {TTFA_TARGET_S})")
-    for line in first_chunk:
+    for line in first_chunk + windows:
         print(f"daemon: {line}")
     print(f"worker: decode {done.decode_s:.1f} s, codec {done.codec_s:.1f} s "
           f"({codec_per_audio:.3f} s per audio s); mean step early {done.early_step_ms} ms, late "
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "audio_s": round(result["audio_s"], 3),
         "load_s": None if load_s is None else round(load_s, 1),
         "daemon_first_chunk": first_chunk,
+        "daemon_windows": windows,
         "cpu": cpu.model,
         "cores": cpu.cores,
         "threads": args.threads,

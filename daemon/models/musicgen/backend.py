@@ -225,7 +225,13 @@ class MusicGen:
         # columns, as the batch timed them.
         waited_s = (frames.wait_s if isinstance(frames, Ahead) else frames.busy_s) + yielded_s
         decode_s = steps.prefill_s + steps.step_s if batched else frames.busy_s
-        return steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - waited_s)
+        report = steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - waited_s)
+        # Where a long job's time went: its windows' prefills (each later window re-reads its
+        # context) against its steps, and the codec.
+        log.info("%s: %d window(s), prefills %.2f s, %d steps %.2f s (mean %.2f ms), codec %.2f s",
+                 label or self.model_id, len(job.windows), report.prefill_s, report.steps, report.step_s,
+                 1000 * report.step_s / max(report.steps, 1), report.codec_s)
+        return report
 
     def jam_host(self):  # -> daemon.models.musicgen.jam.session.JamHost
         """What this model's jams share (issue 14): made on the first jam, refused where jams cannot run."""
