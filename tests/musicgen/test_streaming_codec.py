@@ -245,6 +245,36 @@ def test_musicgen_small_codec_streams_exactly():
     assert _snr_db(after_full.numpy(), after_context.numpy()) >= MIN_SNR_DB
 
 
+#: The issue's bar for a codec stream that is not exact: approximate engines' bfloat16 LSTM recurrence.
+BF16_LSTM_MIN_SNR_DB = 60
+
+
+def test_bfloat16_lstm_recurrence_keeps_the_issues_bar_and_only_approximate_engines_take_it(load_preset, monkeypatch):
+    from daemon.models.musicgen import condition_precision
+    from daemon.models.musicgen.backend import MusicGen
+    from daemon.models.musicgen.encodec_stages import LstmSpec
+    from daemon.models.musicgen.options import EngineOptions
+    from daemon.native import f32_matmul
+
+    if not f32_matmul.max_rows():
+        pytest.skip("riffd's matmul kernel does not run here: the codec keeps float32's LSTM")
+    model = _encodec()
+    exact = MusicgenCodec.for_codec(model, num_codebooks=4, audio_channels=1)
+    fast = exact.with_bfloat16_lstm()
+    assert all(layer.weight_hh_bf16 for layer in fast.plan.layers if isinstance(layer, LstmSpec))
+    codes = _codes(4, 120, seed=2, codebook_size=2048)
+    streams = [np.concatenate(_stream(CodecStream(codec, StreamSettings(), total_frames=120), codes, [1, 6, 25]),
+                              axis=1) for codec in (exact, fast)]
+    # Within the bar, and not float32's own samples (the bfloat16 path ran).
+    assert BF16_LSTM_MIN_SNR_DB <= _snr_db(*streams) < MIN_SNR_DB
+    # A MusicGen takes it with an approximate engine where bfloat16 is native, never with float32.
+    monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device: True)
+    bundle = load_preset("debug/musicgen").bundle
+    for options, expected in ((EngineOptions(weights="int8", warmup=False), True), (EngineOptions(warmup=False), False)):
+        lstms = [layer for layer in MusicGen(bundle, engine=options).codec.plan.layers if isinstance(layer, LstmSpec)]
+        assert lstms and all(bool(layer.weight_hh_bf16) == expected for layer in lstms)
+
+
 TINY = dict(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=1, target_bandwidths=[20.0])
 
 

@@ -98,10 +98,14 @@ class MusicGen:
         self.codec_thread = codec_thread  # streams decode on a thread of their own, ahead of the codec
         self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first
         self._conditioning_lock = threading.Lock()  # jobs plan on their own threads
+        # A fresh prompt's encoding is on the way to its first sound, and the codec's LSTM reads
+        # its weights once per frame: approximate engines run both in bfloat16 where that is fast
+        # (condition_precision.py; hidden states within 2 % of float32's, audio >= 60 dB).
+        fast_dtype = condition_dtype(engine, bundle.device)
+        self.text_encoder = TextEncoder(bundle, fast_dtype)
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
-        # A fresh prompt's encoding is on the way to its first sound: approximate engines encode in
-        # bfloat16 where that is fast (condition_precision.py; within 2 % of float32's hidden states).
-        self.text_encoder = TextEncoder(bundle, condition_dtype(engine, bundle.device))
+        if fast_dtype == torch.bfloat16:
+            self.codec = self.codec.with_bfloat16_lstm()
         self.max_duration_s = max_duration_s
         self._jam_host: object | None = None  # daemon.models.musicgen.jam.session.JamHost, made on the first jam
         self.model_id = bundle.model_id

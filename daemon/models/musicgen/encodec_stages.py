@@ -11,6 +11,7 @@ Tensors are `[B, channels, time]` throughout, as in transformers' EnCodec.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +94,9 @@ class LstmSpec:
     weight_hh_t: tuple[torch.Tensor, ...]  # [H, 4H], transposed once for the per-step product
     bias: tuple[torch.Tensor, ...]  # [4H]: b_ih + b_hh
     hidden_size: int
+    # [4H, H] bfloat16 copies of the recurrent weights for riffd's matmul kernel (`with_bfloat16_recurrence`);
+    # empty: float32's own product.
+    weight_hh_bf16: tuple[torch.Tensor, ...] = ()
 
     @classmethod
     def from_lstm(cls, lstm: torch.nn.LSTM) -> LstmSpec:
@@ -106,6 +110,19 @@ class LstmSpec:
                        if lstm.bias else zeros for i in layers),
             hidden_size=lstm.hidden_size,
         )
+
+    def with_bfloat16_recurrence(self) -> LstmSpec:
+        """This LSTM with its step-by-step recurrent products on bfloat16 weights through riffd's
+        matmul kernel (float32 sums), where the kernel runs: a stream's per-frame product reads
+        the recurrent weights (16 MB a layer for EnCodec 32 kHz) once per frame, so half the bytes
+        is most of the saving. random/musicgen-small's codec: 90 dB against float32's audio; a 16 MB
+        product 0.76 against 1.04 ms with the weights out of cache (AMD EPYC Zen 4, 2 threads)."""
+        from daemon.native import f32_matmul
+
+        weights = tuple(w.t().to(torch.bfloat16).contiguous() for w in self.weight_hh_t)
+        if not f32_matmul.max_rows() or not all(f32_matmul.fits(w) for w in weights):
+            return self
+        return dataclasses.replace(self, weight_hh_bf16=weights)
 
 
 @dataclass(frozen=True, eq=False)
@@ -316,6 +333,8 @@ class Lstm(Stage):
         return (out + steps).permute(1, 2, 0)
 
     def _loop(self, steps: torch.Tensor) -> torch.Tensor:
+        from daemon.native.f32_matmul import matmul
+
         spec, size = self.spec, self.spec.hidden_size
         layer_in = steps
         hs, cs = [], []
@@ -323,8 +342,9 @@ class Lstm(Stage):
             gates_in = F.linear(layer_in, w_ih, bias)  # [T, B, 4H]
             h, c = self.h[layer], self.c[layer]
             outs = gates_in.new_empty((gates_in.shape[0], gates_in.shape[1], size))
+            fast = spec.weight_hh_bf16[layer] if spec.weight_hh_bf16 else None
             for t in range(gates_in.shape[0]):
-                gates = torch.addmm(gates_in[t], h, w_hh_t)
+                gates = torch.addmm(gates_in[t], h, w_hh_t) if fast is None else matmul(h, fast).add_(gates_in[t])
                 sig = torch.sigmoid(gates)
                 c = torch.addcmul(sig[:, size:2 * size] * c, sig[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
                 h = torch.mul(sig[:, 3 * size:], torch.tanh(c), out=outs[t])
