@@ -173,7 +173,7 @@ static void project_ref(const double *x, int64_t m, const matrix *w, double *y) 
    inputs (int4: bytes, levels 127), then exact arithmetic. */
 static void project_rounded_ref(const double *x, int64_t m, const matrix *w, double *y) {
     const int64_t k = w->view.cols, span = w->view.int4_group ? w->view.int4_group : k;
-    const float levels = w->view.int4_group ? 127.0f : 32767.0f;
+    const float levels = w->view.int4_group || w->view.act8 ? 127.0f : 32767.0f;
     double *rounded = must_alloc(sizeof(double) * m * k);
     for (int64_t r = 0; r < m; r++)
         for (int64_t g0 = 0; g0 < k; g0 += span) {
@@ -372,9 +372,13 @@ static norm random_norm(void) {
     return n;
 }
 
+/* group > 0: int4 in groups of `group`; 0: int8; -1: int8 with 8-bit activations (int8a8) */
 static matrix projection(int64_t n, int64_t k, int64_t group) {
     double spread = 2.0 / sqrt((double)k); /* keeps activations O(1) from layer to layer */
-    return group ? int4_matrix(n, k, group, spread) : int8_matrix(n, k, spread);
+    if (group > 0) return int4_matrix(n, k, group, spread);
+    matrix w = int8_matrix(n, k, spread);
+    w.view.act8 = group < 0;
+    return w;
 }
 
 static void layer_norm_ref(const double *x, const norm *n, double *out) {
@@ -479,7 +483,8 @@ static void step_ref(test_layer *layers, const layer_cache *caches, const norm *
     project_rounded_ref(normed, BATCH, heads, logits);
 }
 
-/* `group` 0: int8 projections; else int4 in groups of `group` (the lm heads stay int8 when heads_int8). */
+/* `group` 0: int8 projections; -1: int8a8; else int4 in groups of `group` (the lm heads stay int8 when
+   heads_int8). */
 static void check_decoder_step(int64_t group, int heads_int8) {
     test_layer layers[LAYERS];
     riffd_layer_weights weights[LAYERS];
@@ -553,8 +558,8 @@ static void check_decoder_step(int64_t group, int heads_int8) {
         }
     }
     char what[96];
-    snprintf(what, sizeof what, "decoder step, %s projections%s, %d positions: logits", group ? "int4" : "int8",
-             group && heads_int8 ? " (int8 lm heads)" : "", POSITIONS);
+    snprintf(what, sizeof what, "decoder step, %s projections%s, %d positions: logits",
+             group > 0 ? "int4" : group < 0 ? "int8a8" : "int8", group && heads_int8 ? " (int8 lm heads)" : "", POSITIONS);
     report(what, worst);
     report("  its int8 cache vectors, rounded as specified", cache_error);
     snprintf(what, sizeof what, "  same greedy codes (%d of %d compared)", greedy_checked - greedy_differ, greedy_checked);
@@ -593,6 +598,7 @@ int main(void) {
     check_decoder_step(0, 0);
     check_decoder_step(32, 0);
     check_decoder_step(32, 1);
+    check_decoder_step(-1, 1);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
