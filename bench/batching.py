@@ -153,7 +153,7 @@ def main() -> int:
     device = pick_device("cpu")
     bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
     options = EngineOptions.parse(args.engine)
-    model = MusicGen(bundle, engine=options, max_batch=max(counts))
+    model = MusicGen(bundle, engine=options, max_batch=max(*counts, 4))  # the TTFA part runs 4 at once
     assert model.engine is not None and model.batch is not None, "+draft modes do not batch"
     if args.python_step:
         model.engine.decoder.native = None
