@@ -25,21 +25,94 @@
 
 #ifdef RIFFD_KERNELS
 
-static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * width;
-        float *o = out + r * width;
-        double sum = 0.0, squares = 0.0;
-        for (int64_t j = 0; j < width; j++) sum += xr[j];
-        float mean = (float)(sum / (double)width);
-        for (int64_t j = 0; j < width; j++) {
-            double centred = (double)xr[j] - mean;
-            squares += centred * centred;
+/* Where a step's time goes: built with -DRIFFD_STEP_PROFILE (e.g. RIFFD_NATIVE_CFLAGS, with its
+   own RIFFD_NATIVE_DIR), riffd_step_rows adds each phase's wall time (nanoseconds, in the enum's
+   order: norms, projections, self-attention, cross-attention, GELU, residuals) and
+   riffd_step_profile(ns, count) copies and clears them, returning how many phases there are.
+   Without the flag there are no clock calls and it returns 0. */
+#ifdef RIFFD_STEP_PROFILE
+#include <time.h>
+enum { PHASE_NORM, PHASE_PROJECT, PHASE_SELF, PHASE_CROSS, PHASE_GELU, PHASE_RESIDUAL, PHASES };
+static double phase_ns[PHASES];
+static int64_t profile_clock(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+#define PHASE(which, statement)                                                                                    \
+    do {                                                                                                           \
+        int64_t phase_start = profile_clock();                                                                     \
+        statement;                                                                                                 \
+        phase_ns[which] += (double)(profile_clock() - phase_start);                                               \
+    } while (0)
+int64_t riffd_step_profile(double *ns, int64_t count) {
+    for (int64_t i = 0; i < count && i < PHASES; i++) ns[i] = phase_ns[i], phase_ns[i] = 0.0;
+    return PHASES;
+}
+#else
+#define PHASE(which, statement) statement
+int64_t riffd_step_profile(double *ns, int64_t count) {
+    (void)ns; (void)count;
+    return 0;
+}
+#endif
+
+/* Layer norm of up to NORM_ROWS rows at once. A row's mean and variance are double sums taken in
+   input order, a chain of dependent additions (some 2 us a row of 1024, latency-bound): interleaving
+   the rows' chains keeps each row's order, so its bits, and overlaps their latencies. */
+#define NORM_ROWS 4
+
+static inline __attribute__((always_inline)) void layer_norm_rows(const float *x, const riffd_norm *norm, float eps,
+                                                                  int64_t rows, int64_t width, float *out) {
+    double sum[NORM_ROWS] = {0.0}, squares[NORM_ROWS] = {0.0};
+    float mean[NORM_ROWS], inv[NORM_ROWS];
+    for (int64_t j = 0; j < width; j++)
+        for (int64_t r = 0; r < rows; r++) sum[r] += x[r * width + j];
+    for (int64_t r = 0; r < rows; r++) mean[r] = (float)(sum[r] / (double)width);
+    for (int64_t j = 0; j < width; j++)
+        for (int64_t r = 0; r < rows; r++) {
+            double centred = (double)x[r * width + j] - mean[r];
+            squares[r] += centred * centred;
         }
-        float inv = 1.0f / sqrtf((float)(squares / (double)width) + eps);
+    for (int64_t r = 0; r < rows; r++) inv[r] = 1.0f / sqrtf((float)(squares[r] / (double)width) + eps);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * width, m = mean[r], i = inv[r];
+        float *o = out + r * width;
 #pragma omp simd
-        for (int64_t j = 0; j < width; j++) o[j] = (xr[j] - mean) * inv * norm->weight[j] + norm->bias[j];
+        for (int64_t j = 0; j < width; j++) o[j] = (xr[j] - m) * i * norm->weight[j] + norm->bias[j];
     }
+}
+
+/* The norm's rows in groups, on the pool's threads (a step's norms ran serially: 1.1 ms of a
+   step of 8 rows on one Zen 4 core). */
+typedef struct {
+    const float *x;
+    const riffd_norm *norm;
+    float eps;
+    int64_t rows, width;
+    float *out;
+} norm_job;
+
+static void norm_groups(void *ctx, int64_t begin, int64_t end) {
+    const norm_job *j = ctx;
+    for (int64_t g = begin; g < end; g++) {
+        int64_t first = g * NORM_ROWS, rows = j->rows - first < NORM_ROWS ? j->rows - first : NORM_ROWS;
+        const float *x = j->x + first * j->width;
+        float *out = j->out + first * j->width;
+        /* the common counts (a guided stream is 2 rows) as constants: the chains stay in registers */
+        if (rows == NORM_ROWS)
+            layer_norm_rows(x, j->norm, j->eps, NORM_ROWS, j->width, out);
+        else if (rows == 2)
+            layer_norm_rows(x, j->norm, j->eps, 2, j->width, out);
+        else
+            layer_norm_rows(x, j->norm, j->eps, rows, j->width, out);
+    }
+}
+
+static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out,
+                       int threads) {
+    norm_job job = {x, norm, eps, rows, width, out};
+    riffd_parallel((rows + NORM_ROWS - 1) / NORM_ROWS, 1, threads, norm_groups, &job);
 }
 
 static void project(const float *x, int64_t rows, const riffd_int8 *w, float *out, int threads) {
@@ -64,6 +137,26 @@ void riffd_gelu(float *x, int64_t count) {
         vf half = vf_mul(v, vf_set1(0.5f));
         vf_store(x + i, vf_fmadd(half, erf_v(vf_mul(v, vf_set1((float)M_SQRT1_2))), half));
     }
+}
+
+/* GELU over a step's [n][ffn] in slices of GELU_FLOATS on the pool's threads (it ran serially
+   before: 0.4 ms of a step of 8 rows): elementwise, so the same bits however it is split. */
+#define GELU_FLOATS 1024 /* a multiple of every VL */
+
+typedef struct {
+    float *x;
+    int64_t count; /* % VL == 0 */
+} gelu_job;
+
+static void gelu_slices(void *ctx, int64_t begin, int64_t end) {
+    const gelu_job *j = ctx;
+    int64_t last = end * GELU_FLOATS < j->count ? end * GELU_FLOATS : j->count;
+    riffd_gelu(j->x + begin * GELU_FLOATS, last - begin * GELU_FLOATS);
+}
+
+static void gelu(float *x, int64_t count, int threads) {
+    gelu_job job = {x, count};
+    riffd_parallel((count + GELU_FLOATS - 1) / GELU_FLOATS, 1, threads, gelu_slices, &job);
 }
 
 /* The longest attention of any row: its scores' scratch. */
@@ -109,7 +202,11 @@ static void self_attention(void *ctx, int64_t begin, int64_t end) {
         int64_t r = task / heads, h = task % heads;
         const riffd_row *row = &j->rows[r];
         const riffd_row_cache *cache = &row->layer[j->layer];
-        size_t first = (size_t)(h * row->max_positions);
+        size_t first = (size_t)(h * row->max_positions), slot = first + (size_t)row->position;
+        /* This head's key and value at the row's position first: only this task reads them. */
+        riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, j->q + r * 3 * hidden + hidden + h * hd, hd);
+        riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, j->q + r * 3 * hidden + 2 * hidden + h * hd,
+                         hd);
         riffd_attend_int8(j->q + r * 3 * hidden + h * hd, cache->keys + first * hd, cache->key_scales + first,
                           cache->values + first * hd, cache->value_scales + first, row->position + 1, hd,
                           j->scores + task * j->each, j->out + r * hidden + h * hd);
@@ -133,7 +230,7 @@ static void cross_attention(void *ctx, int64_t begin, int64_t end) {
    key and value at each row's position; logits [n][lm_heads.rows]. */
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads) {
-    const int64_t hidden = m->hidden, heads = m->heads, hd = m->head_dim;
+    const int64_t hidden = m->hidden, heads = m->heads;
     const int64_t each = scores_floats(m, longest_attention(rows, n));
     float *qkv = scratch, *normed = qkv + n * 3 * hidden, *attn = normed + n * hidden;
     float *inner = attn + n * hidden, *scores = inner + n * m->ffn;
@@ -142,40 +239,32 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
 
-        layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed);
-        project(normed, n, &layer->qkv, qkv, threads);
-        for (int64_t r = 0; r < n; r++) {
-            const riffd_row_cache *cache = &rows[r].layer[l];
-            for (int64_t h = 0; h < heads; h++) {
-                size_t slot = (size_t)(h * rows[r].max_positions + rows[r].position);
-                riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, qkv + r * 3 * hidden + hidden + h * hd,
-                                 hd);
-                riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot,
-                                 qkv + r * 3 * hidden + 2 * hidden + h * hd, hd);
-            }
-        }
-        /* Rows at different positions attend over different lengths: hand tasks out one at a time. */
+        PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed, threads));
+        PHASE(PHASE_PROJECT, project(normed, n, &layer->qkv, qkv, threads));
+        /* Rows at different positions attend over different lengths: hand tasks out one at a time.
+           Each task stores its head's new key and value first (they ran serially before: 0.5 ms of
+           a step of 8 rows). */
         attention_job job = {m, rows, l, qkv, scores, each, attn};
-        riffd_parallel(n * heads, 1, threads, self_attention, &job);
-        project(attn, n, &layer->self_out, delta, threads);
-        add_into(x, delta, n * hidden);
+        PHASE(PHASE_SELF, riffd_parallel(n * heads, 1, threads, self_attention, &job));
+        PHASE(PHASE_PROJECT, project(attn, n, &layer->self_out, delta, threads));
+        PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
 
         if (layer->cross_q.packed) {
-            layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed);
-            project(normed, n, &layer->cross_q, qkv, threads);
-            riffd_parallel(n * heads, 1, threads, cross_attention, &job);
-            project(attn, n, &layer->cross_out, delta, threads);
-            add_into(x, delta, n * hidden);
+            PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed, threads));
+            PHASE(PHASE_PROJECT, project(normed, n, &layer->cross_q, qkv, threads));
+            PHASE(PHASE_CROSS, riffd_parallel(n * heads, 1, threads, cross_attention, &job));
+            PHASE(PHASE_PROJECT, project(attn, n, &layer->cross_out, delta, threads));
+            PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
         }
 
-        layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed);
-        project(normed, n, &layer->fc1, inner, threads);
-        riffd_gelu(inner, n * m->ffn);
-        project(inner, n, &layer->fc2, delta, threads);
-        add_into(x, delta, n * hidden);
+        PHASE(PHASE_NORM, layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed, threads));
+        PHASE(PHASE_PROJECT, project(normed, n, &layer->fc1, inner, threads));
+        PHASE(PHASE_GELU, gelu(inner, n * m->ffn, threads));
+        PHASE(PHASE_PROJECT, project(inner, n, &layer->fc2, delta, threads));
+        PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
     }
-    layer_norm(x, &m->final_norm, m->eps, n, hidden, normed);
-    project(normed, n, &m->lm_heads, logits, threads);
+    PHASE(PHASE_NORM, layer_norm(x, &m->final_norm, m->eps, n, hidden, normed, threads));
+    PHASE(PHASE_PROJECT, project(normed, n, &m->lm_heads, logits, threads));
 }
 
 /* The single-window step: the batch's rows share one cache tensor per layer and one position. */
@@ -222,6 +311,7 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
 }
 int64_t riffd_decoder_scratch_floats(const riffd_decoder *d) { (void)d; return 0; }
 void riffd_gelu(float *x, int64_t count) { (void)x; (void)count; }
+int64_t riffd_step_profile(double *ns, int64_t count) { (void)ns; (void)count; return 0; }
 void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits) {
     (void)d; (void)x; (void)position; (void)logits;
 }
