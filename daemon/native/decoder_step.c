@@ -59,7 +59,8 @@ int64_t riffd_step_profile(double *ns, int64_t count) {
 
 /* Layer norm of up to NORM_ROWS rows at once. A row's mean and variance are double sums taken in
    input order, a chain of dependent additions (some 2 us a row of 1024, latency-bound): interleaving
-   the rows' chains keeps each row's order, so its bits, and overlaps their latencies. */
+   the rows' chains keeps each row's order, so its bits, and overlaps their latencies (Zen 4, one
+   core: 1.8 us a row alone, 1.1 two at a time, 0.5 four at a time). */
 #define NORM_ROWS 4
 
 static inline __attribute__((always_inline)) void layer_norm_rows(const float *x, const riffd_norm *norm, float eps,
@@ -83,36 +84,19 @@ static inline __attribute__((always_inline)) void layer_norm_rows(const float *x
     }
 }
 
-/* The norm's rows in groups, on the pool's threads (a step's norms ran serially: 1.1 ms of a
-   step of 8 rows on one Zen 4 core). */
-typedef struct {
-    const float *x;
-    const riffd_norm *norm;
-    float eps;
-    int64_t rows, width;
-    float *out;
-} norm_job;
-
-static void norm_groups(void *ctx, int64_t begin, int64_t end) {
-    const norm_job *j = ctx;
-    for (int64_t g = begin; g < end; g++) {
-        int64_t first = g * NORM_ROWS, rows = j->rows - first < NORM_ROWS ? j->rows - first : NORM_ROWS;
-        const float *x = j->x + first * j->width;
-        float *out = j->out + first * j->width;
-        /* the common counts (a guided stream is 2 rows) as constants: the chains stay in registers */
-        if (rows == NORM_ROWS)
-            layer_norm_rows(x, j->norm, j->eps, NORM_ROWS, j->width, out);
-        else if (rows == 2)
-            layer_norm_rows(x, j->norm, j->eps, 2, j->width, out);
+/* A step's norms (serial: a parallel region per norm cost more than it saved on the shared 2-core
+   Zen 4, see riffd_step_rows), NORM_ROWS rows at a time, the common counts (a guided stream is 2
+   rows) with the count a constant so the chains stay in registers. */
+static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out) {
+    for (int64_t first = 0; first < rows; first += NORM_ROWS) {
+        int64_t count = rows - first < NORM_ROWS ? rows - first : NORM_ROWS;
+        if (count == NORM_ROWS)
+            layer_norm_rows(x + first * width, norm, eps, NORM_ROWS, width, out + first * width);
+        else if (count == 2)
+            layer_norm_rows(x + first * width, norm, eps, 2, width, out + first * width);
         else
-            layer_norm_rows(x, j->norm, j->eps, rows, j->width, out);
+            layer_norm_rows(x + first * width, norm, eps, count, width, out + first * width);
     }
-}
-
-static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out,
-                       int threads) {
-    norm_job job = {x, norm, eps, rows, width, out};
-    riffd_parallel((rows + NORM_ROWS - 1) / NORM_ROWS, 1, threads, norm_groups, &job);
 }
 
 static void project(const float *x, int64_t rows, const riffd_int8 *w, float *out, int threads) {
@@ -137,26 +121,6 @@ void riffd_gelu(float *x, int64_t count) {
         vf half = vf_mul(v, vf_set1(0.5f));
         vf_store(x + i, vf_fmadd(half, erf_v(vf_mul(v, vf_set1((float)M_SQRT1_2))), half));
     }
-}
-
-/* GELU over a step's [n][ffn] in slices of GELU_FLOATS on the pool's threads (it ran serially
-   before: 0.4 ms of a step of 8 rows): elementwise, so the same bits however it is split. */
-#define GELU_FLOATS 1024 /* a multiple of every VL */
-
-typedef struct {
-    float *x;
-    int64_t count; /* % VL == 0 */
-} gelu_job;
-
-static void gelu_slices(void *ctx, int64_t begin, int64_t end) {
-    const gelu_job *j = ctx;
-    int64_t last = end * GELU_FLOATS < j->count ? end * GELU_FLOATS : j->count;
-    riffd_gelu(j->x + begin * GELU_FLOATS, last - begin * GELU_FLOATS);
-}
-
-static void gelu(float *x, int64_t count, int threads) {
-    gelu_job job = {x, count};
-    riffd_parallel((count + GELU_FLOATS - 1) / GELU_FLOATS, 1, threads, gelu_slices, &job);
 }
 
 /* The longest attention of any row: its scores' scratch. */
@@ -239,31 +203,33 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
 
-        PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed, threads));
+        PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed));
         PHASE(PHASE_PROJECT, project(normed, n, &layer->qkv, qkv, threads));
         /* Rows at different positions attend over different lengths: hand tasks out one at a time.
-           Each task stores its head's new key and value first (they ran serially before: 0.5 ms of
-           a step of 8 rows). */
+           Each task stores its head's new key and value first (a serial loop before: 0.5 ms of a
+           step of 8 rows). The norms and GELU stay serial: as regions of their own on the pool
+           (0.1-0.4 ms of work a step) they measured slower on the shared 2-core Zen 4 (GELU 0.6 ms
+           against 0.1 at 2 rows), each region a chance to wait on a descheduled worker. */
         attention_job job = {m, rows, l, qkv, scores, each, attn};
         PHASE(PHASE_SELF, riffd_parallel(n * heads, 1, threads, self_attention, &job));
         PHASE(PHASE_PROJECT, project(attn, n, &layer->self_out, delta, threads));
         PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
 
         if (layer->cross_q.packed) {
-            PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed, threads));
+            PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed));
             PHASE(PHASE_PROJECT, project(normed, n, &layer->cross_q, qkv, threads));
             PHASE(PHASE_CROSS, riffd_parallel(n * heads, 1, threads, cross_attention, &job));
             PHASE(PHASE_PROJECT, project(attn, n, &layer->cross_out, delta, threads));
             PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
         }
 
-        PHASE(PHASE_NORM, layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed, threads));
+        PHASE(PHASE_NORM, layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed));
         PHASE(PHASE_PROJECT, project(normed, n, &layer->fc1, inner, threads));
-        PHASE(PHASE_GELU, gelu(inner, n * m->ffn, threads));
+        PHASE(PHASE_GELU, riffd_gelu(inner, n * m->ffn));
         PHASE(PHASE_PROJECT, project(inner, n, &layer->fc2, delta, threads));
         PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
     }
-    PHASE(PHASE_NORM, layer_norm(x, &m->final_norm, m->eps, n, hidden, normed, threads));
+    PHASE(PHASE_NORM, layer_norm(x, &m->final_norm, m->eps, n, hidden, normed));
     PHASE(PHASE_PROJECT, project(normed, n, &m->lm_heads, logits, threads));
 }
 
