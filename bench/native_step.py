@@ -14,18 +14,24 @@ Two questions, one run, random int8 weights and caches of musicgen-small's shape
   the wall time, the process's CPU time per step (all threads): the kernels' compute cost, which
   descheduling on a shared machine does not inflate.
 
-Medians of `--steps` steps. Prints a table, then one JSON object as the last line.
+Medians of `--steps` steps. Prints a table, then one JSON object as the last line. `--profile`
+builds the kernels with -DRIFFD_STEP_PROFILE and adds where each batched step's time went inside
+riffd_step_rows (mean ms a step: norms, projections, self-attention with the cache writes,
+cross-attention, GELU, residuals); the clock calls cost a little, so compare profiled runs only with
+each other.
 
     python -m bench.native_step [--threads 2] [--positions 16,500,1000,1500] [--streams 1,2,4,8]
-        [--kernels int8,int8a8]
+        [--kernels int8,int8a8] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -36,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
-from daemon.native import isa  # noqa: E402
+from daemon.native import isa, kernels  # noqa: E402
 from daemon.native.branches import cpu_name  # noqa: E402
 from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row  # noqa: E402
 from daemon.native.int8_matvec import PackedInt8, pack  # noqa: E402
@@ -103,6 +109,19 @@ class Window:
                               self.cross_values, None, row) for row in range(2)]
 
 
+PHASES = ("norm", "project", "self_attention", "cross_attention", "gelu", "residual")  # decoder_step.c's order
+
+
+def phase_ms(steps: int) -> dict[str, float]:
+    """Mean ms a step in each phase since the last call (riffd_step_profile); {} unless profiled."""
+    read = kernels().riffd_step_profile
+    read.argtypes, read.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_int64
+    ns = (ctypes.c_double * len(PHASES))()
+    if read(ns, len(PHASES)) != len(PHASES):
+        return {}
+    return {name: round(ns[i] / max(steps, 1) / 1e6, 3) for i, name in enumerate(PHASES)}
+
+
 def step_ms(model: NativeModel, windows: list[Window], positions: list[int], steps: int) -> tuple[float, float]:
     """Median wall and CPU (all threads) milliseconds of one step of these windows."""
     batch = model.batch([row for window in windows for row in window.rows])
@@ -137,7 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stream-position", type=int, default=250, help="where the batched streams are (spread out)")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--kernels", default="int8,int8a8", help="batched part: int8 (16-bit activations), int8a8 (8-bit)")
+    parser.add_argument("--profile", action="store_true", help="time the batched steps' phases (a separate build)")
     args = parser.parse_args(argv)
+    if args.profile:  # read when the kernels are first built, below
+        os.environ["RIFFD_NATIVE_CFLAGS"] = f"{os.environ.get('RIFFD_NATIVE_CFLAGS', '')} -DRIFFD_STEP_PROFILE".strip()
     apply_cpu_arguments(args, "bench.native_step")
     positions = [int(p) for p in args.positions.split(",")]
     counts = [int(n) for n in args.streams.split(",")]
@@ -168,15 +190,20 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nbatched streams (2 rows each, around position {args.stream_position}):")
     print(f"  {'kernel':>7} {'streams':>7} {'step ms':>8} {'cpu ms':>8} {'stream-steps/s':>14} {'speedup':>8}")
     windows = [Window(args.stream_position + 64 * max(counts) + 1, generator) for _ in range(max(counts))]
-    by_kernel: dict[str, dict[int, dict[str, float]]] = {name: {} for name in chosen}
+    by_kernel: dict[str, dict[int, dict]] = {name: {} for name in chosen}
     for count in counts:
         spread = [args.stream_position + 37 * i for i in range(count)]
         for name in chosen:
+            phase_ms(0)  # clear
             ms, cpu_ms = step_ms(models[name], windows[:count], spread, args.steps)
+            phases = phase_ms(args.steps + 1)
             rate = count * 1e3 / ms
             by_kernel[name][count] = {"ms": round(ms, 2), "cpu_ms": round(cpu_ms, 2), "stream_steps_per_s": round(rate, 2)}
+            if phases:
+                by_kernel[name][count]["phases_ms"] = phases
             base = by_kernel[name][counts[0]]["stream_steps_per_s"] / counts[0]
-            print(f"  {name:>7} {count:>7} {ms:>8.2f} {cpu_ms:>8.2f} {rate:>14.2f} {rate / base:>7.2f}x")
+            print(f"  {name:>7} {count:>7} {ms:>8.2f} {cpu_ms:>8.2f} {rate:>14.2f} {rate / base:>7.2f}x"
+                  + ("  " + " ".join(f"{k} {v:.2f}" for k, v in phases.items()) if phases else ""))
     by_streams = by_kernel[chosen[0]]
     base = by_streams[counts[0]]["stream_steps_per_s"] / counts[0]
     first, last = by_position[positions[0]], by_position[positions[-1]]
