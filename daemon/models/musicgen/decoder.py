@@ -329,9 +329,10 @@ def _project(linear: Linear, x: torch.Tensor, splits: list[int]) -> torch.Tensor
     formats multiply each stream's rows separately: the same call, and so the same result, as
     the stream alone.
     """
-    # A window of more rows than the kernel takes goes through dequantised weights alone; so too here.
-    if (isinstance(linear, (Int8Linear, Int4Linear)) and linear.packed is not None
-            and max(splits) <= linear.KERNEL_ROWS):
+    if isinstance(linear, Int8Linear) and linear.packed is not None:
+        return linear.independent_rows(x)
+    # int4: a window of more rows than its kernel takes goes through dequantised weights alone; so too here.
+    if isinstance(linear, Int4Linear) and linear.packed is not None and max(splits) <= linear.KERNEL_ROWS:
         return linear.independent_rows(x)
     # bfloat16 on riffd's dense kernel: each row summed on its own too.
     if isinstance(linear, DenseLinear) and linear.rows_independent and max(splits) in linear.native_rows:

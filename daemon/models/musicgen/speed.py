@@ -97,14 +97,14 @@ class DenseLinear:
 class Int8Linear:
     """Weight-only int8: symmetric per-row scales, float32 activations, `[..., in] -> [..., out]`.
 
-    A decode step's few rows run riffd's own kernel (`daemon/native/int8_matvec.c`: VNNI,
-    activations carried at 16-bit precision), which reads the weights near memory bandwidth; a
-    prefill's many rows multiply by the dequantised weights, one matrix at a time. Where the kernel
-    cannot run (no C compiler, no VNNI), PyTorch's weight-only int8 kernel does, slower.
+    Every row runs riffd's own kernel (`daemon/native/int8_matvec.c`: VNNI, activations carried at
+    16-bit precision, or 8 in int8a8), which reads the weights near memory bandwidth for a decode
+    step's few rows, and for a prefill's hundreds still multiplies in integers: a later long-form
+    window's 1202-row context prefill took 5.6 s on float32 dequantised weights (MKL) on the 2-core
+    Zen 4, the kernel a fraction of that (README). Every row is its own, whatever its neighbours, so
+    a prefill, a drafted batch and a stream in a shared step all get the bits the row gets alone.
+    Where the kernel cannot run (no C compiler, no VNNI), PyTorch's weight-only int8 kernel does.
     """
-
-    #: Up to this many rows go through the matrix-vector kernel (it reads the weights once per 4 rows).
-    KERNEL_ROWS = 8
 
     def __init__(self, weights: Sequence[torch.Tensor], activation_bits: int = 16) -> None:
         """`activation_bits` 8: the int8a8 mode's kernel, each activation row quantised to 8 bits
@@ -123,20 +123,16 @@ class Int8Linear:
         flat = x.reshape(-1, x.shape[-1])
         if self.packed is None:
             out = torch._weight_int8pack_mm(flat, self.weight, self.scales)
-        elif flat.shape[0] <= self.KERNEL_ROWS:
-            out = int8_matvec.matvec(flat, self.packed)
         else:
-            out = F.linear(flat, self.packed.dequantized(flat.dtype))
+            out = int8_matvec.matvec(flat, self.packed)
         return out.view(*x.shape[:-1], -1)
 
     def independent_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """`self(x)` with every row through riffd's kernel, whatever their number: each row's
-        result is the one it gets alone (the kernel quantises each activation row on its own and
-        sums in integers), so streams batched together decode exactly as they do alone."""
+        """`self(x)` through riffd's kernel: each row's result is the one it gets alone (the kernel
+        quantises each activation row on its own and sums in integers), so streams batched
+        together decode exactly as they do alone."""
         assert self.packed is not None
-        flat = x.reshape(-1, x.shape[-1])
-        out = torch.cat([int8_matvec.matvec(part, self.packed) for part in flat.split(self.KERNEL_ROWS)])
-        return out.view(*x.shape[:-1], -1)
+        return self(x)
 
     @property
     def nbytes(self) -> int:
