@@ -41,9 +41,21 @@ def test_auto_never_picks_a_mode_slower_than_float32_or_below_the_threshold():
         picked = choice.calibration.measured(choice.mode)
         assert picked is not None
         assert picked.steps_per_s >= float32 and picked.token_agreement >= MIN_AGREEMENT
-        # ...and nothing eligible was faster.
-        assert all(m.steps_per_s <= picked.steps_per_s for m in choice.calibration.measurements
-                   if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= 1.05 * float32)
+        # ...within the noise of the fastest eligible mode, and none as fast was closer to float32.
+        eligible = [m for m in choice.calibration.measurements
+                    if m.mode != "float32" and m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= 1.05 * float32]
+        if eligible:
+            fastest = max(m.steps_per_s for m in eligible)
+            assert picked.steps_per_s * 1.05 >= fastest
+            assert all(m.token_agreement <= picked.token_agreement for m in eligible if m.steps_per_s * 1.05 >= fastest)
+
+
+def test_of_two_modes_as_fast_within_the_noise_the_one_closer_to_float32_wins():
+    # int8a8 1 % faster than int8 (a calibration cannot tell) but further from float32: int8.
+    choice = choose(_calibration(("float32", 5.0, 1.0), ("int8", 69.9, 0.968), ("int8a8", 70.6, 0.921)))
+    assert choice.mode == "int8"
+    # 10 % faster is a measured difference: the faster one, still above the bar.
+    assert choose(_calibration(("float32", 5.0, 1.0), ("int8", 64.0, 0.968), ("int8a8", 70.6, 0.921))).mode == "int8a8"
 
 
 def test_float32_when_no_mode_is_both_faster_and_faithful():
