@@ -38,6 +38,13 @@ def test_only_approximate_engines_on_native_bfloat16_cpus_condition_in_bfloat16(
     for exact in (EngineOptions(), EngineOptions(draft=True), None):
         assert condition_precision.condition_dtype(exact, CPU) == torch.float32
     assert condition_precision.condition_dtype(EngineOptions(weights="int8"), torch.device("meta")) == torch.float32
+    # oneDNN capped below AVX-512 BF16 (as `--emulate avx2` does) emulates bfloat16: float32 then.
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.setenv(variable, "AVX2")
+        assert condition_precision.condition_dtype(EngineOptions(weights="int8"), CPU) == torch.float32
+        monkeypatch.setenv(variable, "AVX512_CORE_AMX")
+        assert condition_precision.condition_dtype(EngineOptions(weights="int8"), CPU) == expected
+        monkeypatch.delenv(variable)
 
 
 def test_bfloat16_condition_keeps_its_bound_and_float32_keeps_the_checkpoints_tensors(load_preset, monkeypatch):

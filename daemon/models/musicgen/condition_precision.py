@@ -14,19 +14,27 @@ import platform
 
 import torch
 
+from daemon.config import library_isa_overrides
 from daemon.cpu import this_cpu
 from daemon.models.musicgen.options import EngineOptions
 
 #: CPU flags with native bfloat16 dot products (oneDNN's bfloat16 matmul runs on them; without,
 #: it emulates bfloat16 and is slower than float32).
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below AVX-512 BF16: under them oneDNN
+#: emulates bfloat16 even on a CPU that has it (the bench's `--emulate avx2` sets one: t5-base then
+#: took 190 ms in bfloat16 against ~85 ms in float32 on the Zen 4).
+ONEDNN_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                      "AVX512_CORE_VNNI"})
 
 
 def fast_bfloat16(device: torch.device) -> bool:
     """Whether bfloat16 matmuls beat float32 ones here: an x86 CPU with native bfloat16 dot
     products (on GPUs the condition stays in the loaded precision)."""
+    overrides = library_isa_overrides()
+    cap = overrides.get("ONEDNN_MAX_CPU_ISA") or overrides.get("DNNL_MAX_CPU_ISA") or ""
     return (device.type == "cpu" and platform.machine() in ("x86_64", "AMD64")
-            and bool(BF16_FLAGS & this_cpu().flags))
+            and bool(BF16_FLAGS & this_cpu().flags) and cap.upper() not in ONEDNN_CAPS_WITHOUT_BF16)
 
 
 def condition_dtype(options: EngineOptions | None, device: torch.device) -> torch.dtype:
