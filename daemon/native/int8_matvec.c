@@ -62,31 +62,35 @@ const char *riffd_isa(void) { return RIFFD_ISA; }
 #define STEP_BYTES (BLOCK_ROWS * DOT_GROUP)
 #define STEPS_PER_LINE (STEP_BYTES >= 64 ? 1 : 64 / STEP_BYTES)
 
-/* Quantise one activation row to 16-bit fixed point, q = round(x / s) with s = max|x| / 32767,
-   into `act` (2k bytes, simd.h's layout). Returns s. */
-static float quantize_row(const float *x, int64_t k, uint8_t *act) {
+/* A row's quantisation scale for `levels` steps either side of zero: max|x| / levels (1 for a row
+   of zeros). */
+static float row_scale(const float *x, int64_t k, float levels) {
     vf amax = vf_zero();
     for (int64_t j = 0; j < k; j += VL) amax = vf_max(amax, vf_abs(vf_load(x + j)));
     float largest = vf_largest(amax);
-    float s = largest > 0.0f ? largest / 32767.0f : 1.0f;
+    return largest > 0.0f ? largest / levels : 1.0f;
+}
+
+/* x[j .. j + VL) times `inv` (1 / the row's scale), rounded and clamped to [-levels, levels]. */
+static inline vi quantized(const float *x, int64_t j, vf inv, int levels) {
+    return vi_min(vi_max(vf_to_int(vf_mul(vf_load(x + j), inv)), vi_set1(-levels)), vi_set1(levels));
+}
+
+/* Quantise one activation row to 16-bit fixed point, q = round(x / s) with s = max|x| / 32767,
+   into `act` (2k bytes, simd.h's layout). Returns s. */
+static float quantize_row(const float *x, int64_t k, uint8_t *act) {
+    float s = row_scale(x, k, 32767.0f);
     vf inv = vf_set1(1.0f / s);
-    vi lo_limit = vi_set1(-32767), hi_limit = vi_set1(32767);
-    for (int64_t j = 0; j < k; j += VL)
-        act_store(act, k, j, vi_min(vi_max(vf_to_int(vf_mul(vf_load(x + j), inv)), lo_limit), hi_limit));
+    for (int64_t j = 0; j < k; j += VL) act_store(act, k, j, quantized(x, j, inv, 32767));
     return s;
 }
 
 /* Quantise one activation row to signed 8 bits, q = round(x / s) with s = max|x| / 127, into `act`
    (k bytes, simd.h's dot8 layout). Returns s. The same float steps on every branch. */
 static float quantize_row8(const float *x, int64_t k, uint8_t *act) {
-    vf amax = vf_zero();
-    for (int64_t j = 0; j < k; j += VL) amax = vf_max(amax, vf_abs(vf_load(x + j)));
-    float largest = vf_largest(amax);
-    float s = largest > 0.0f ? largest / 127.0f : 1.0f;
+    float s = row_scale(x, k, 127.0f);
     vf inv = vf_set1(1.0f / s);
-    vi lo_limit = vi_set1(-127), hi_limit = vi_set1(127);
-    for (int64_t j = 0; j < k; j += VL)
-        act8_store(act, j, vi_min(vi_max(vf_to_int(vf_mul(vf_load(x + j), inv)), lo_limit), hi_limit));
+    for (int64_t j = 0; j < k; j += VL) act8_store(act, j, quantized(x, j, inv, 127));
     return s;
 }
 
@@ -249,36 +253,38 @@ static void blocks(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+/* The rows of x, ROWS_PER_READ at a time: each quantised on its own (to 16 bits, or to 8 with
+   `act8`), then every block against them on the pool. Shared by both entry points below. */
+static void matvec_rows(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                        const float *scale, float *y, int64_t n, int threads, int act8) {
+    const int64_t row_bytes = act8 ? k : 2 * k;
+    int64_t chunk = m < ROWS_PER_READ ? m : ROWS_PER_READ;
+    uint8_t act[chunk * row_bytes];
+    float x_scale[ROWS_PER_READ];
+    for (int64_t m0 = 0; m0 < m; m0 += ROWS_PER_READ) {
+        int rows = (int)((m - m0) < ROWS_PER_READ ? (m - m0) : ROWS_PER_READ);
+        for (int r = 0; r < rows; r++) {
+            const float *row = x + (m0 + r) * k;
+            x_scale[r] = act8 ? quantize_row8(row, k, act + r * row_bytes) : quantize_row(row, k, act + r * row_bytes);
+        }
+        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, act8};
+        riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
+    }
+}
+
 /* x [m][k] float32; packed int8 as above; row_sums [n] int32 (sum of each weight row); scale [n];
    y [m][n] float32; `threads` as torch.get_num_threads(). Needs k % COL_MULTIPLE == 0, k <= MAX_K,
    n % BLOCK_ROWS == 0 (checked by the caller). */
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads) {
-    int64_t chunk = m < ROWS_PER_READ ? m : ROWS_PER_READ;
-    uint8_t act[chunk * 2 * k];
-    float x_scale[ROWS_PER_READ];
-    for (int64_t m0 = 0; m0 < m; m0 += ROWS_PER_READ) {
-        int rows = (int)((m - m0) < ROWS_PER_READ ? (m - m0) : ROWS_PER_READ);
-        for (int r = 0; r < rows; r++) x_scale[r] = quantize_row(x + (m0 + r) * k, k, act + r * 2 * k);
-        float *out = y + m0 * n;
-        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, out, n, 0};
-        riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
-    }
+    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 0);
 }
 
 /* riffd_int8_matvec with each activation row quantised to signed 8 bits (the int8a8 mode): the
    same arguments and packed weights. */
 void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                          const float *scale, float *y, int64_t n, int threads) {
-    int64_t chunk = m < ROWS_PER_READ ? m : ROWS_PER_READ;
-    uint8_t act[chunk * k];
-    float x_scale[ROWS_PER_READ];
-    for (int64_t m0 = 0; m0 < m; m0 += ROWS_PER_READ) {
-        int rows = (int)((m - m0) < ROWS_PER_READ ? (m - m0) : ROWS_PER_READ);
-        for (int r = 0; r < rows; r++) x_scale[r] = quantize_row8(x + (m0 + r) * k, k, act + r * k);
-        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, 1};
-        riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
-    }
+    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 1);
 }
 #else
 /* Built for a CPU without AVX2: the caller uses PyTorch's int8 kernel instead. */
