@@ -207,6 +207,12 @@ class MusicGen:
                 batch.codec_turn(listener)
                 yielded_s += time.perf_counter() - started
 
+        def codec_s() -> float:
+            # The chunk iterator's own time so far, less what it waited on decoded frames (and on
+            # another job's first audio), is the codec's.
+            waited_s = (frames.wait_s if isinstance(frames, Ahead) else frames.busy_s) + yielded_s
+            return chunks.busy_s - waited_s
+
         chunks = TimedIterator(stream_chunks(self.codec, frames, prompt=job.prompt, new_frames=job.new_frames,
                                              samples=job.samples, start_sample=job.start_sample,
                                              settings=self.stream_settings,
@@ -216,20 +222,16 @@ class MusicGen:
                 if batch is not None and listener is not None and listener.first_pending:
                     batch.first_audio(listener)
                 if not chunk.index:
-                    waited_s = (frames.wait_s if isinstance(frames, Ahead) else frames.busy_s) + yielded_s
                     _log_first_chunk(label or self.model_id, time.perf_counter() - started, planned_s, steps,
-                                     codec_s=chunks.busy_s - waited_s)
+                                     codec_s=codec_s())
                 yield chunk
         finally:
             if batch is not None:
                 batch.first_audio(listener)
-        # The chunk iterator's own time, less what it waited on decoded frames (and on another job's
-        # first audio), is the codec's. A batched job's columns may come from shared steps other
-        # jobs' threads ran: its decode time is its prefills and the shared steps that made its
-        # columns, as the batch timed them.
-        waited_s = (frames.wait_s if isinstance(frames, Ahead) else frames.busy_s) + yielded_s
+        # A batched job's columns may come from shared steps other jobs' threads ran: its decode
+        # time is its prefills and the shared steps that made its columns, as the batch timed them.
         decode_s = steps.prefill_s + steps.step_s if batched else frames.busy_s
-        report = steps.report(self.engine_name, decode_s=decode_s, codec_s=chunks.busy_s - waited_s)
+        report = steps.report(self.engine_name, decode_s=decode_s, codec_s=codec_s())
         # Where a long job's time went: its windows' prefills (each later window re-reads its
         # context) against its steps, and the codec.
         log.info("%s: %d window(s), prefills %.2f s, %d steps %.2f s (mean %.2f ms), codec %.2f s",
