@@ -47,13 +47,14 @@ def forced_scores(engine: MusicgenEngine, cond: Conditioning, columns: torch.Ten
 
 
 def compare(reference: MusicgenEngine, fast: MusicgenEngine, cond: Conditioning, frames: int,
-            guidance_scale: float = 3.0) -> Agreement:
-    """Agreement of `fast` with `reference` (float32) over `frames` greedy frames of `cond`."""
+            guidance_scale: float = 3.0, fast_cond: Conditioning | None = None) -> Agreement:
+    """Agreement of `fast` with `reference` (float32) over `frames` greedy frames of `cond`
+    (`fast_cond`: the same prompts as `fast` conditions them, e.g. from a faster text encoder)."""
     params = GenerationParams(duration_s=frames / reference.bundle.frame_rate, greedy=True,
                               guidance_scale=guidance_scale)
     columns = torch.stack(list(reference.columns(cond, None, frames, params, None)), dim=-1)
     want = forced_scores(reference, cond, columns, guidance_scale)
-    got = forced_scores(fast, cond, columns, guidance_scale)
+    got = forced_scores(fast, fast_cond or cond, columns, guidance_scale)
     diff = got - want
     return Agreement(
         mode=fast.options.name, steps=columns.shape[-1],

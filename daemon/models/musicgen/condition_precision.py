@@ -2,21 +2,38 @@
 cross-attention key/value projections, both on the path from a fresh prompt to its first sound.
 
 float32 engines keep float32 (their audio equals transformers' own). The approximate ones (int8,
-int4, int8dyn, bfloat16) run both in bfloat16 where bfloat16 matmuls are native (x86 with
+int8a8, int4, int8dyn, bfloat16) run both in bfloat16 where bfloat16 matmuls are native (x86 with
 AVX-512 BF16 or AMX): on the 2-core AMD EPYC Zen 4 that took a 27-token prompt's t5-base from
 85 to 40 ms and its 48 cross projections from 44-59 to 24 ms (`/tmp`-free figures: see the
 README's first-chunk table), for hidden states within 1 % and keys within 0.3 % of float32's.
+
+On other x86 CPUs (AVX2, AVX-VNNI: oneDNN emulates bfloat16 there, slower than float32) they run
+both through riffd's int8 kernel instead (`int8_matvec.c`, int8 weights with a scale per row,
+activations at 16 bits), which multiplies a prompt's few dozen rows in integers: with AVX2 caps on
+the same Zen 4 (`--emulate avx2`), the bench prompt's 41-token t5-base took 36 ms against float32's
+81, its 48 cross projections 17 ms against 43, for hidden states within 2 % of float32's (bound 3 %,
+`text_encoder.INT8_MAX_RELATIVE_ERROR`) and keys within 1 %.
 """
 
 from __future__ import annotations
 
 import platform
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from daemon.config import library_isa_overrides
 from daemon.cpu import this_cpu
 from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.speed import Int8Linear
+from daemon.native import NativeUnavailable, kernels
+
+#: How the condition is made: the checkpoint's float32, a bfloat16 copy, or riffd's int8 kernel.
+ConditionPrecision = Literal["float32", "bfloat16", "int8"]
+#: A cross-attention key or value projection in its condition precision: a float weight `[H, H_cond]`
+#: (float32 or bfloat16), or int8 weights run by riffd's kernel.
+CrossProjection = torch.Tensor | Int8Linear
 
 #: CPU flags with native bfloat16 dot products (oneDNN's bfloat16 matmul runs on them; without,
 #: it emulates bfloat16 and is slower than float32).
@@ -37,8 +54,41 @@ def fast_bfloat16(device: torch.device) -> bool:
             and bool(BF16_FLAGS & this_cpu().flags) and cap.upper() not in ONEDNN_CAPS_WITHOUT_BF16)
 
 
-def condition_dtype(options: EngineOptions | None, device: torch.device) -> torch.dtype:
-    """float32 for exact engines (float32, float32+draft, transformers' reference loop: None),
-    else bfloat16 where it is fast."""
-    exact = options is None or options.weights == "float32"
-    return torch.bfloat16 if not exact and fast_bfloat16(device) else torch.float32
+def int8_kernel_runs(device: torch.device) -> bool:
+    """Whether riffd's int8 kernel multiplies the condition here: an x86 CPU it runs on (where its
+    speed against float32 was measured; on ARM it was not)."""
+    if device.type != "cpu" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        kernels()
+    except NativeUnavailable:
+        return False
+    return True
+
+
+def condition_precision(options: EngineOptions | None, device: torch.device) -> ConditionPrecision:
+    """float32 for exact engines (float32, float32+draft, transformers' reference loop: None); for
+    the approximate ones bfloat16 where it is fast, else int8 where riffd's kernel runs, else float32."""
+    if options is None or options.weights == "float32":
+        return "float32"
+    if fast_bfloat16(device):
+        return "bfloat16"
+    return "int8" if int8_kernel_runs(device) else "float32"
+
+
+def cross_projection(weight: torch.Tensor, precision: ConditionPrecision) -> CrossProjection:
+    """A cross-attention key/value projection `[H, H_cond]` in `precision`: float32's own tensor (no
+    copy), a bfloat16 copy, or int8 for riffd's kernel (float32 where the kernel cannot take its shape)."""
+    weight = weight.detach()
+    if precision == "int8":
+        linear = Int8Linear([weight])
+        return linear if linear.packed is not None else weight
+    return weight.to(torch.bfloat16 if precision == "bfloat16" else torch.float32)
+
+
+def project(states: torch.Tensor, projection: CrossProjection) -> torch.Tensor:
+    """`states` `[..., H_cond]` times a cross projection: `[..., H]`, in the projection's float dtype
+    (float32 for int8)."""
+    if isinstance(projection, torch.Tensor):
+        return F.linear(states.to(projection.dtype), projection)
+    return projection(states.float())

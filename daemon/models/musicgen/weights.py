@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from daemon.models.musicgen.options import EngineOptions
-from daemon.models.musicgen.condition_precision import condition_dtype
+from daemon.models.musicgen.condition_precision import CrossProjection, condition_precision, cross_projection
 from daemon.models.musicgen.speed import Linear, compute_dtype, make_linear
 
 #: Activations MusicGen configs name, as the functions transformers' ACT2FN runs for them.
@@ -46,10 +46,11 @@ class LayerWeights:
     cross_norm: NormWeights | None
     cross_q: Linear | None  # [H, H]
     cross_out: Linear | None  # [H, H]
-    # The checkpoint's float32 key and value projections of the condition, run once a window
-    # (bias-free: a zero state gives a zero key, which the null condition relies on).
-    cross_k: torch.Tensor | None  # [H, H_cond]
-    cross_v: torch.Tensor | None  # [H, H_cond]
+    # The key and value projections of the condition, run once a window (bias-free: a zero state
+    # gives a zero key, which the null condition relies on): the checkpoint's float32 tensors, or
+    # for approximate engines a bfloat16 or int8 copy (`condition_precision`).
+    cross_k: CrossProjection | None  # [H, H_cond]
+    cross_v: CrossProjection | None  # [H, H_cond]
     ffn_norm: NormWeights
     fc1: Linear  # [F, H]
     fc2: Linear  # [H, F]
@@ -154,7 +155,7 @@ def _layer_weights(layer: Any, options: EngineOptions, dtype: torch.dtype) -> La
     )
 
 
-def _cross(weight: torch.Tensor, options: EngineOptions) -> torch.Tensor:
+def _cross(weight: torch.Tensor, options: EngineOptions) -> CrossProjection:
     """A cross-attention key/value projection, in the precision the condition is made in
-    (`condition_precision`: float32's own tensor for exact engines, a bfloat16 copy where fast)."""
-    return weight.detach().to(condition_dtype(options, weight.device))
+    (`condition_precision`: float32's own tensor for exact engines, a bfloat16 or int8 copy where fast)."""
+    return cross_projection(weight, condition_precision(options, weight.device))
