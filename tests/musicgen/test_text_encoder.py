@@ -56,6 +56,8 @@ def test_approximate_engines_condition_in_bfloat16_where_native_else_on_the_int8
     monkeypatch.setattr(condition_precision, "this_cpu", lambda: _cpu_with(flags))
     monkeypatch.setattr(condition_precision.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(condition_precision, "int8_kernel_runs", lambda device: kernel and device.type == "cpu")
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # as on a CPU run without `--emulate`
+        monkeypatch.delenv(variable, raising=False)
     for weights in APPROXIMATE:
         assert condition_precision.condition_precision(EngineOptions(weights=weights), CPU) == expected
     for exact in (EngineOptions(), EngineOptions(draft=True), None):
