@@ -184,6 +184,35 @@ def test_dense_kernel_equals_float64_math_and_the_bfloat16_mode_uses_it(dtype):
         f32_matmul.matmul(x[0], weight[:, :1000])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lstm_kernel_equals_float64_math(dtype):
+    """lstm.c's recurrence (the streaming codec's LSTM) on this build's branch against float64 maths on
+    the same weights: mono and stereo rows, the state carried across calls."""
+    from daemon.native import lstm
+
+    generator = torch.Generator().manual_seed(5)
+    hidden = 8 * lstm.unit_multiple()
+    weight = (torch.randn(4 * hidden, hidden, generator=generator) * hidden ** -0.5).to(dtype)
+    for batch in (1, 2):
+        gates = torch.randn((9, batch, 4 * hidden), generator=generator) * 2
+        h, c = torch.randn((batch, hidden), generator=generator), torch.randn((batch, hidden), generator=generator)
+        want_h, want_c, wants = h.double(), c.double(), []
+        for step in gates.double():
+            i, f, g, o = (step + want_h @ weight.double().T).chunk(4, dim=-1)
+            want_c = torch.sigmoid(f) * want_c + torch.sigmoid(i) * torch.tanh(g)
+            want_h = torch.sigmoid(o) * torch.tanh(want_c)
+            wants.append(want_h)
+        first, mid_c = lstm.lstm_steps(gates[:4], weight, h, c)  # two calls: the state carries over
+        rest, got_c = lstm.lstm_steps(gates[4:], weight, first[-1], mid_c)
+        got = torch.cat([first, rest])
+        # float32 sums of exact products, e^x to 2e-7: within 2e-6 after nine steps.
+        assert (got.double() - torch.stack(wants)).abs().max() <= 2e-6
+        assert (got_c.double() - want_c).abs().max() <= 2e-6
+    assert not lstm.fits(weight[:, :-1].contiguous())
+    with pytest.raises(ValueError, match="lstm_steps"):
+        lstm.lstm_steps(gates, weight, h[:, :-1], c)
+
+
 def test_native_gelu_matches_torch():
     from daemon.native.decoder_step import functions
 

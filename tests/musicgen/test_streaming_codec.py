@@ -245,6 +245,21 @@ def test_musicgen_small_codec_streams_exactly():
     assert _snr_db(after_full.numpy(), after_context.numpy()) >= MIN_SNR_DB
 
 
+def test_stream_lstm_runs_as_one_native_call_per_layer_and_piece(monkeypatch):
+    """Where riffd's LSTM kernel runs, a chunk's recurrence is one call per layer (lstm.c), not
+    PyTorch's calls step by step; the audio stays the one-shot decode's."""
+    from daemon.native import lstm
+
+    if not lstm.unit_multiple():
+        pytest.skip("riffd's LSTM kernel does not run here: the codec steps through PyTorch's calls")
+    calls = []
+    real = lstm.lstm_steps
+    monkeypatch.setattr(lstm, "lstm_steps", lambda gates, *rest: calls.append(gates.shape[0]) or real(gates, *rest))
+    model = _encodec(**{**TINY, "num_lstm_layers": 2})
+    assert _codec_parity(model, 23, [1, 4]) >= MIN_SNR_DB
+    assert len(calls) > 2 and sum(calls) == 2 * 23  # each frame once through each layer
+
+
 #: The issue's bar for a codec stream that is not exact: approximate engines' bfloat16 LSTM recurrence.
 BF16_LSTM_MIN_SNR_DB = 60
 

@@ -91,7 +91,8 @@ class LstmSpec:
 
     lstm: torch.nn.LSTM  # the checkpoint's own, for long pieces
     weight_ih: tuple[torch.Tensor, ...]  # [4H, in]
-    weight_hh_t: tuple[torch.Tensor, ...]  # [H, 4H], transposed once for the per-step product
+    weight_hh: tuple[torch.Tensor, ...]  # [4H, H], the checkpoint's own, for riffd's LSTM kernel
+    weight_hh_t: tuple[torch.Tensor, ...]  # [H, 4H], transposed once for PyTorch's per-step product
     bias: tuple[torch.Tensor, ...]  # [4H]: b_ih + b_hh
     hidden_size: int
     # [4H, H] bfloat16 copies of the recurrent weights for riffd's matmul kernel (`with_bfloat16_recurrence`);
@@ -105,6 +106,7 @@ class LstmSpec:
         return cls(
             lstm=lstm,
             weight_ih=tuple(getattr(lstm, f"weight_ih_l{i}").detach() for i in layers),
+            weight_hh=tuple(getattr(lstm, f"weight_hh_l{i}").detach().contiguous() for i in layers),
             weight_hh_t=tuple(getattr(lstm, f"weight_hh_l{i}").detach().t().contiguous() for i in layers),
             bias=tuple((getattr(lstm, f"bias_ih_l{i}").detach() + getattr(lstm, f"bias_hh_l{i}").detach())
                        if lstm.bias else zeros for i in layers),
@@ -113,16 +115,20 @@ class LstmSpec:
 
     def with_bfloat16_recurrence(self) -> LstmSpec:
         """This LSTM with its step-by-step recurrent products on bfloat16 weights through riffd's
-        matmul kernel (float32 sums), where the kernel runs: a stream's per-frame product reads
+        LSTM kernel (float32 sums), where the kernel runs: a stream's per-frame product reads
         the recurrent weights (16 MB a layer for EnCodec 32 kHz) once per frame, so half the bytes
         is most of the saving. random/musicgen-small's codec: 90 dB against float32's audio; a 16 MB
         product 0.76 against 1.04 ms with the weights out of cache (AMD EPYC Zen 4, 2 threads)."""
         from daemon.native import f32_matmul
 
-        weights = tuple(w.t().to(torch.bfloat16).contiguous() for w in self.weight_hh_t)
+        weights = tuple(w.to(torch.bfloat16).contiguous() for w in self.weight_hh)
         if not f32_matmul.max_rows() or not all(f32_matmul.fits(w) for w in weights):
             return self
         return dataclasses.replace(self, weight_hh_bf16=weights)
+
+    def recurrent_weights(self, layer: int) -> torch.Tensor:
+        """The `[4H, H]` weights a layer's per-step products read: bfloat16 where they were made, else float32."""
+        return self.weight_hh_bf16[layer] if self.weight_hh_bf16 else self.weight_hh[layer]
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,7 +315,9 @@ class Lstm(Stage):
     Long pieces (a continuation's prompt) go through the checkpoint's nn.LSTM: on the CPU its oneDNN
     kernel runs the whole sequence in one call. Short pieces, a stream's chunks, go step by step
     here: that kernel lays the weights out anew on every call, a cost that does not shrink with
-    the piece (each layer's input product still runs over the whole piece at once).
+    the piece. Each layer's input product runs over the whole piece at once, then the recurrence
+    runs in one call of riffd's LSTM kernel (daemon/native/lstm.c), or PyTorch's calls step by step
+    where that kernel does not run.
     """
 
     #: Steps up to which the step-by-step loop runs (measured on the CPU: see bench/codec_stream).
@@ -325,7 +333,10 @@ class Lstm(Stage):
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if not x.shape[-1]:
             return self.empty()
-        steps = x.permute(2, 0, 1)  # [T, B, C], the layout EncodecLSTM feeds its LSTM
+        # [T, B, C], the layout EncodecLSTM feeds its LSTM, as its own tensor: PyTorch multiplies a
+        # permuted view by the input weights through a batched product 4 times slower (11 against
+        # 2.8 ms a 25-frame chunk on 2 cores of an AMD EPYC Zen 4).
+        steps = x.permute(2, 0, 1).contiguous()
         if steps.shape[0] > self.LOOP_MAX_STEPS:
             out, (self.h, self.c) = self.spec.lstm(steps, (self.h, self.c))
         else:
@@ -333,26 +344,42 @@ class Lstm(Stage):
         return (out + steps).permute(1, 2, 0)
 
     def _loop(self, steps: torch.Tensor) -> torch.Tensor:
-        from daemon.native.f32_matmul import matmul
+        from daemon.native import lstm as lstm_kernel
 
-        spec, size = self.spec, self.spec.hidden_size
+        spec = self.spec
         layer_in = steps
         hs, cs = [], []
-        for layer, (w_ih, w_hh_t, bias) in enumerate(zip(spec.weight_ih, spec.weight_hh_t, spec.bias)):
+        for layer, (w_ih, bias) in enumerate(zip(spec.weight_ih, spec.bias)):
             gates_in = F.linear(layer_in, w_ih, bias)  # [T, B, 4H]
-            h, c = self.h[layer], self.c[layer]
-            outs = gates_in.new_empty((gates_in.shape[0], gates_in.shape[1], size))
-            fast = spec.weight_hh_bf16[layer] if spec.weight_hh_bf16 else None
-            for t in range(gates_in.shape[0]):
-                gates = torch.addmm(gates_in[t], h, w_hh_t) if fast is None else matmul(h, fast).add_(gates_in[t])
-                sig = torch.sigmoid(gates)
-                c = torch.addcmul(sig[:, size:2 * size] * c, sig[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
-                h = torch.mul(sig[:, 3 * size:], torch.tanh(c), out=outs[t])
+            weights = spec.recurrent_weights(layer)
+            if lstm_kernel.fits(weights):
+                # One native call for the whole piece (lstm.c): PyTorch's per-step calls cost more
+                # in dispatch than the product itself.
+                outs, c = lstm_kernel.lstm_steps(gates_in, weights, self.h[layer], self.c[layer])
+                h = outs[-1]
+            else:
+                outs, h, c = self._torch_steps(layer, gates_in)
             hs.append(h)
             cs.append(c)
             layer_in = outs
         self.h, self.c = torch.stack(hs), torch.stack(cs)
         return layer_in
+
+    def _torch_steps(self, layer: int, gates_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The recurrence step by step in PyTorch's calls, where riffd's kernel does not run:
+        hidden states `[T, B, H]`, the last hidden and cell states."""
+        from daemon.native.f32_matmul import matmul
+
+        spec, size = self.spec, self.spec.hidden_size
+        h, c = self.h[layer], self.c[layer]
+        outs = gates_in.new_empty((gates_in.shape[0], gates_in.shape[1], size))
+        fast = spec.weight_hh_bf16[layer] if spec.weight_hh_bf16 else None
+        for t in range(gates_in.shape[0]):
+            gates = torch.addmm(gates_in[t], h, spec.weight_hh_t[layer]) if fast is None else matmul(h, fast).add_(gates_in[t])
+            sig = torch.sigmoid(gates)
+            c = torch.addcmul(sig[:, size:2 * size] * c, sig[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
+            h = torch.mul(sig[:, 3 * size:], torch.tanh(c), out=outs[t])
+        return outs, h, c
 
     def state(self) -> State:
         return {"h": self.h, "c": self.c}
