@@ -3,7 +3,8 @@
 For each simd.h branch this CPU runs (daemon/native/branches.py: AVX-512 VNNI, AVX-VNNI or its
 stand-in, AVX2 without VNNI), builds bench/native_int8_harness.c with the library's sources and
 that branch's flags, and runs it: musicgen-small's decoder matrices (344 MB of int8, one decode
-step's weights) multiplied by 1 to 16 activation rows by each kernel (`--kernels`), against the same packed buffers read with
+step's weights) multiplied by 1 to 16 activation rows (a decode step's) or hundreds (`--rows 1202`: a long-form
+window's prefill) by each kernel (`--kernels`), against the same packed buffers read with
 no arithmetic, split the same way over the same threads, interleaved and best of `--repeats`.
 A branch built with another's flags on this CPU (the AVX2 build on an AVX-512 machine) is only
 indicative of the CPUs that branch is for. Prints a table, then one JSON object as the last line.
@@ -13,6 +14,9 @@ indicative of the CPUs that branch is for. Prints a table, then one JSON object 
 
 "of read" is the kernel's share of its bandwidth floor: the plain read's time (the faster of with and
 without prefetch) over the kernel's.
+"GMAC/s" is int8 products a second (rows x weights / time): at many rows the
+kernels are bound by their product instructions, not the read (AVX-512 VNNI's vpdpbusd makes 64 a cycle
+per core, AVX2's vpmaddwd 16 per instruction).
 """
 
 from __future__ import annotations
@@ -67,13 +71,15 @@ def main(argv: list[str] | None = None) -> dict:
             for line in lines[1:]:
                 results[branch.isa].setdefault(line["kernel"], {})[line["rows"]] = {
                     "gb_s": line["kernel_gb_s"], "ms": line["kernel_ms"], "cpu_ms": line["kernel_cpu_ms"],
+                    "gmac_s": round(line["rows"] * read["mb"] / line["kernel_ms"], 1),
                     "share_of_read": line["share_of_read"]}
             print(f"\n{branch.isa} (RIFFD_NATIVE_CFLAGS={branch.cflags!r}): plain read {read['read_gb_s']:.1f} GB/s, "
                   f"with prefetch {read['read_prefetch_gb_s']:.1f} GB/s, {read['mb']:.0f} MB")
-            print(f"  {'kernel':>7} {'rows':>4} {'ms':>8} {'cpu ms':>8} {'GB/s':>7} {'of read':>8}")
+            print(f"  {'kernel':>7} {'rows':>4} {'ms':>8} {'cpu ms':>8} {'GB/s':>7} {'of read':>8} {'GMAC/s':>7}")
             for line in lines[1:]:
                 print(f"  {line['kernel']:>7} {line['rows']:>4} {line['kernel_ms']:>8.1f} {line['kernel_cpu_ms']:>8.1f} "
-                      f"{line['kernel_gb_s']:>7.1f} {100 * line['share_of_read']:>7.0f}%")
+                      f"{line['kernel_gb_s']:>7.1f} {100 * line['share_of_read']:>7.0f}% "
+                      f"{line['rows'] * read['mb'] / line['kernel_ms']:>7.1f}")
     summary = {"cpu": cpu_name(), "threads": args.threads, "branches": results}
     print(json.dumps(summary))
     return summary

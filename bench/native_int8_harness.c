@@ -5,7 +5,7 @@
    the same way across the same threads. Built by bench/native_int8.py with the library's own flags
    and sources; timed in C, so no Python call sits between two matrices.
 
-   usage: native_int8_harness REPEATS ROWS... ; prints one JSON object per line (RIFFD_KERNELS=int8,int8a8
+   usage: native_int8_harness REPEATS ROWS... (1 to MAX_ROWS); prints one JSON object per line (RIFFD_KERNELS=int8,int8a8
    picks the kernels; default both) */
 
 #include <stdatomic.h>
@@ -102,6 +102,8 @@ static void sweep(matvec_fn kernel, const matrix *ms, int count, int rows, const
         kernel(x, rows, ms[i].cols, ms[i].packed, ms[i].row_sums, ms[i].scales, y, ms[i].rows, threads);
 }
 
+#define MAX_ROWS 4096
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s REPEATS ROWS...\n", argv[0]);
@@ -121,8 +123,11 @@ int main(int argc, char **argv) {
     ms[count] = make(HEADS_OUT, HIDDEN, 999), count++;
     for (int i = 0; i < count; i++) bytes += (double)(ms[i].rows * ms[i].cols);
 
-    float *x = malloc(sizeof(float) * 16 * FFN), *y = malloc(sizeof(float) * 16 * HEADS_OUT);
-    for (int i = 0; i < 16 * FFN; i++) x[i] = (float)((i * 37) % 101 - 50) * 0.01f;
+    int max_rows = 16; /* a decode step's few rows, or a prefill's hundreds (a long-form window's 1202) */
+    for (int a = 2; a < argc; a++)
+        if (atoi(argv[a]) > max_rows) max_rows = atoi(argv[a]);
+    float *x = malloc(sizeof(float) * (size_t)max_rows * FFN), *y = malloc(sizeof(float) * (size_t)max_rows * HEADS_OUT);
+    for (int64_t i = 0; i < (int64_t)max_rows * FFN; i++) x[i] = (float)((i * 37) % 101 - 50) * 0.01f;
 
     /* Interleaved: every repeat reads the buffers plainly and runs every row count once, so a busy
        moment on a shared machine hits all of them alike; the best of the repeats is kept for each. */
@@ -137,7 +142,7 @@ int main(int argc, char **argv) {
             snprintf(comma_name, sizeof comma_name, ",%s,", known[kind].name);
             char padded[64];
             snprintf(padded, sizeof padded, ",%s,", kernels);
-            if (rows >= 1 && rows <= 16 && configs < 32 && strstr(padded, comma_name))
+            if (rows >= 1 && rows <= MAX_ROWS && configs < 32 && strstr(padded, comma_name))
                 counts[configs] = rows, which[configs++] = kind;
         }
     }

@@ -144,6 +144,23 @@ def test_matvec_rows_are_independent_bit_for_bit(activation_bits):
     assert torch.equal(int8_matvec.matvec(x.flip(0), packed), together.flip(0))
 
 
+@pytest.mark.parametrize("activation_bits", [16, 8])
+@pytest.mark.parametrize("cols", [1024, 4096])
+def test_a_prefills_many_rows_get_the_bits_each_row_gets_in_a_step(activation_bits, cols):
+    """Hundreds of rows (a long-form window's prefill) go through the kernel in cache-sized chunks
+    (int8_matvec.c's rows_per_read: 32 to 256 rows by the row's bytes, several chunks here and a
+    ragged last one); every row's outputs are the bits a decode step's few rows get."""
+    generator = torch.Generator().manual_seed(cols + activation_bits)
+    codes = torch.randint(-127, 128, (64, cols), dtype=torch.int8, generator=generator)
+    packed = int8_matvec.pack(codes, torch.rand(64, generator=generator) * 0.01, activation_bits)
+    x = torch.randn((301, cols), generator=generator) * torch.logspace(-2, 1, 301)[:, None]
+    x[7] = 0.0
+    many = int8_matvec.matvec(x, packed)
+    few = torch.cat([int8_matvec.matvec(part, packed) for part in x.split(2)])
+    assert torch.equal(many, few)
+    assert torch.count_nonzero(many[7]) == 0
+
+
 def test_pack_refuses_shapes_outside_its_blocks_and_int8_falls_back():
     for rows, cols in ((36, 64), (32, 36), (32, 32768)):
         with pytest.raises(NativeUnavailable, match="does not fit"):
