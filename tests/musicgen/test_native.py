@@ -230,6 +230,23 @@ def test_lstm_kernel_equals_float64_math(dtype):
         lstm.lstm_steps(gates, weight, h[:, :-1], c)
 
 
+def test_native_elu_matches_float64_math_and_the_codec_takes_it(monkeypatch):
+    """elu.c on this build's branch (the streaming codec's ELUs) against float64 maths: within 2e-7 of
+    alpha, x itself where x >= 0, a tail shorter than a vector; and the codec's ELU stage runs it."""
+    from daemon.models.musicgen.encodec_stages import Elu, EluSpec
+    from daemon.native import elu
+
+    x = torch.cat([torch.linspace(-90, 20, 40_000), torch.randn(40_000) * 3, torch.tensor([0.0, -0.0, -1e-9, 3.0, -2.0])])
+    for alpha in (1.0, 0.5):
+        got = elu.elu(x, alpha)
+        assert (got.double() - torch.nn.functional.elu(x.double(), alpha)).abs().max() <= 2e-7 * alpha
+        assert torch.equal(got[x >= 0], x[x >= 0])
+    ran = []
+    monkeypatch.setattr(elu, "elu", lambda x, alpha: ran.append(x.numel()) or x)
+    Elu(EluSpec(1.0), x, 1, 1).push(x[None, None])
+    assert ran == [x.numel()]
+
+
 def test_native_gelu_matches_torch():
     from daemon.native.decoder_step import functions
 
