@@ -10,7 +10,7 @@ object last. `--emulate avx2` shows what a CPU without native bfloat16 gets (the
 oneDNN's emulation: `--precisions float32,int8`).
 
     python -m bench.condition [--model random/musicgen-small] [--precisions float32,bfloat16,int8]
-        [--prompts 7] [--emulate avx2] [--threads N]
+        [--prompts 7] [--agreement-frames 48] [--emulate avx2] [--threads N]
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="float32,bfloat16,int8")
     parser.add_argument("--prompts", type=int, default=7)
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
+    parser.add_argument("--agreement-frames", type=int, default=0,
+                        help="also the int8 engine's greedy agreement with float32 (engine and condition) over "
+                             "this many forced frames of calibration's two prompts, per precision (0: skip; slow)")
     add_cpu_arguments(parser)
     args = parser.parse_args(argv)
     apply_cpu_arguments(args, "bench.condition")
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from daemon.models.musicgen import weights as weights_module
-    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
     from daemon.models.musicgen.engine import MusicgenEngine
     from daemon.models.musicgen.loader import load_folder
     from daemon.models.musicgen.options import EngineOptions
@@ -114,6 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{precision:>9}: text conditioning {figures['text_conditioning_ms']} ms (x{figures['speedup_text']}), "
               f"set_condition {figures['set_condition_ms']} ms (x{figures['speedup_keys']}), hidden states within "
               f"{100 * figures['max_relative_error']:.2f} % of float32's")
+    if args.agreement_frames:
+        from daemon.models.musicgen.agreement import compare
+        from daemon.models.musicgen.calibration import GUIDANCE_SCALE, PROMPTS
+
+        def prompts_cond(precision: ConditionPrecision) -> Conditioning:
+            return build_conditioning(bundle, list(PROMPTS), guidance_scale=GUIDANCE_SCALE, encoder=encoders[precision])
+
+        reference = MusicgenEngine(bundle, EngineOptions(warmup=False))
+        exact = prompts_cond("float32")
+        for precision in precisions:
+            agreement = compare(reference, engines[precision], exact, args.agreement_frames, GUIDANCE_SCALE,
+                                fast_cond=prompts_cond(precision))
+            result["precisions"][precision]["int8_token_agreement"] = round(agreement.token_agreement, 4)
+            print(f"{precision:>9}: the int8 engine with this condition agrees with float32 on "
+                  f"{100 * agreement.token_agreement:.1f} % of greedy codes ({agreement.steps} steps)")
     print(json.dumps(result))
     return 0
 
