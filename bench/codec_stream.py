@@ -14,7 +14,12 @@ Each is run `--repeats` times, interleaved, keeping the best (this machine is sh
 first chunk's decode (its part of the time to first audio), the stateful audio against the
 one-shot decode in dB, and the snapshot size. Prints a table, then one JSON object last.
 
+`--stages`: the stateful decode's time per decoder layer (best of the repeats), each layer's
+floating-point work and its rate against a large float32 matrix product's in the same run (the
+practical floor of these cores); `--bfloat16-lstm` as approximate engines run it.
+
     python -m bench.codec_stream [--model random/musicgen-small] [--duration 10] [--threads N]
+        [--stages] [--bfloat16-lstm]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments
 from daemon.models.musicgen.codec import decode_codes, to_numpy
+from daemon.models.musicgen.encodec_stages import Conv, ConvTranspose, Lstm, Residual, Stage
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
@@ -78,6 +85,61 @@ def windowed(bundle: MusicgenBundle, codes: torch.Tensor, *, first: int = 10, ch
     return np.concatenate(out, axis=1)
 
 
+def _flops(stage: Stage, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Multiply-adds times two a stage's push did, from its spec and the lengths in and out."""
+    if isinstance(stage, Conv):
+        return 2 * stage.spec.weight.numel() * y.shape[-1] * y.shape[0]
+    if isinstance(stage, ConvTranspose):
+        return 2 * stage.spec.matrix.numel() * x.shape[-1] * x.shape[0]
+    if isinstance(stage, Lstm):
+        spec = stage.spec
+        per_step = sum(w.numel() for w in spec.weight_ih) + sum(w.numel() for w in spec.weight_hh)
+        return 2 * per_step * x.shape[-1] * x.shape[0]
+    if isinstance(stage, Residual):
+        convs = [s for chain in (stage.main, stage.shortcut) for s in chain.stages if isinstance(s, Conv)]
+        return sum(2 * conv.spec.weight.numel() * x.shape[-1] * x.shape[0] for conv in convs)
+    return 0
+
+
+def _time_pushes(stage: Stage, name: str, seconds: dict[str, float], flops: dict[str, int]) -> None:
+    """Add up the seconds and FLOPs of `stage`'s pushes under `name`."""
+    push = stage.push
+
+    def timed_push(x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        y = push(x)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        flops[name] = flops.get(name, 0) + _flops(stage, x, y)
+        return y
+
+    stage.push = timed_push  # type: ignore[method-assign]
+
+
+def stage_profile(codec: MusicgenCodec, codes: torch.Tensor, repeats: int) -> list[dict[str, Any]]:
+    """Per decoder layer of a stateful stream fed as the daemon feeds it: best seconds over `repeats`
+    and floating-point operations (the same each run)."""
+    best: dict[str, float] = {}
+    flops: dict[str, int] = {}
+    for _ in range(repeats + 1):  # the first run warms up
+        stream = CodecStream(codec, StreamSettings(), total_frames=codes.shape[-1])
+        seconds: dict[str, float] = {}
+        flops.clear()
+        for i, stage in enumerate(stream._stream.chain.stages):
+            _time_pushes(stage, f"{i:2d} {type(stage).__name__}", seconds, flops)
+        for frame in range(codes.shape[-1]):
+            stream.push(codes[..., frame:frame + 1])
+        for name, value in seconds.items():
+            best[name] = min(value, best.get(name, math.inf))
+    return [{"stage": name, "s": best[name], "flop": flops.get(name, 0)} for name in best]
+
+
+def matmul_rate() -> float:
+    """float32 FLOP/s of a large matrix product on torch's threads: what these cores reach at best."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    torch.mm(a, b)
+    return 2 * 1024**3 / min(timed(lambda: torch.mm(a, b)) for _ in range(10))
+
+
 def timed(run: Callable[[], object]) -> float:
     start = time.perf_counter()
     run()
@@ -97,6 +159,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     add_cpu_arguments(parser, emulate=False)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--stages", action="store_true", help="time each decoder layer against its FLOP floor")
+    parser.add_argument("--bfloat16-lstm", action="store_true",
+                        help="the LSTM's recurrence on bfloat16 weights, as approximate engines run it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     apply_cpu_arguments(args, "bench.codec_stream")
@@ -104,6 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     folder = resolve_folder(args.model, cache_dir=args.cache_dir or default_cache_dir())
     bundle = load_folder(folder, model_id=args.model, device=device)
     codec = MusicgenCodec.for_bundle(bundle)
+    if args.bfloat16_lstm:
+        codec = codec.with_bfloat16_lstm()
     frames = math.ceil(args.duration * bundle.frame_rate)
     audio_s = frames * bundle.hop_length / bundle.sample_rate
     codebook_size = bundle.model.audio_encoder.config.codebook_size
@@ -153,6 +220,19 @@ def main(argv: list[str] | None = None) -> dict:
         "windowed_snr_db": round(snr_db(reference, old), 1),
         "snapshot_bytes": snapshot_bytes,
     }
+    if args.stages:
+        rate = matmul_rate()
+        stages = stage_profile(codec, codes, args.repeats)
+        print(f"per layer (best of {args.repeats}; floor: a 1024^3 float32 product's {rate / 1e9:.0f} GFLOP/s here):")
+        for entry in stages:
+            floor_s = entry["flop"] / rate
+            print(f"  {entry['stage']:<16} {entry['s'] / audio_s * 1000:6.1f} ms per s of audio, "
+                  f"{entry['flop'] / audio_s / 1e9:5.2f} GFLOP, floor {floor_s / audio_s * 1000:5.1f} ms"
+                  + (f" ({floor_s / entry['s']:.0%} of it)" if entry["flop"] else ""))
+        summary["matmul_gflops"] = round(rate / 1e9, 1)
+        summary["stages_ms_per_audio_s"] = {e["stage"].strip(): round(e["s"] / audio_s * 1000, 2) for e in stages}
+        summary["stages_floor_ms_per_audio_s"] = {e["stage"].strip(): round(e["flop"] / rate / audio_s * 1000, 2)
+                                                  for e in stages}
     print(json.dumps(summary))
     return summary
 
