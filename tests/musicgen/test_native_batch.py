@@ -136,3 +136,44 @@ def test_the_ctypes_mirror_is_checked_against_the_c_layout():
         check_layout(loaded, [Shorter])
     with pytest.raises(NativeUnavailable, match="riffd_row_cache.values is at byte 8 in C, 0"):
         check_layout(loaded, [Swapped])
+
+
+@pytest.mark.parametrize("guidance_scale", [3.0, 1.0])
+def test_the_decoders_native_inputs_and_steps_are_the_reference_glues_bits(load_preset, guidance_scale):
+    """`step_streams`' native glue (one gather from the flattened tables, a guided window's null rows
+    copied, the window's row batch kept between steps) against the plain one it replaced: each window's
+    `_embed(_tokens(...)) + positions[p]` through `NativeStep.step_streams` on a copy of its cache."""
+    bundle = load_preset("debug/musicgen").bundle
+    engine = MusicgenEngine(bundle, INT8)
+    decoder = engine.decoder
+    generator = torch.Generator().manual_seed(1)
+    with torch.inference_mode(), ExitStack() as windows:
+        streams = []
+        for texts, frames in ((["drums", "an upbeat jazz tune with a walking bass"], 5), (["strings"], 2)):
+            cond = build_conditioning(bundle, texts, guidance_scale=guidance_scale)
+            cache = windows.enter_context(decoder.open_cache(cond.hidden_states.shape[0], frames + 12))
+            inputs = torch.randint(0, bundle.pad_token_id, (len(texts), bundle.num_codebooks, frames), generator=generator)
+            decoder.prefill(cache, cond, inputs)
+            streams.append((cache, clone_cache(cache), frames))
+        for step in range(3):
+            columns = [torch.randint(0, bundle.pad_token_id + 1, (cache.keys[0].shape[0] // (2 if guidance_scale != 1 else 1),
+                                                                 bundle.num_codebooks), generator=generator)
+                       for cache, _, _ in streams]
+            positions = [frames + step for _, _, frames in streams]
+            caches = [cache for cache, _, _ in streams]
+            hidden = decoder._native_inputs(caches, columns, positions)
+            reference = [decoder._embed(decoder._tokens(cache, column)[..., None])[:, 0] + decoder.weights.positions[p]
+                         for cache, column, p in zip(caches, columns, positions)]
+            assert torch.equal(hidden, torch.cat(reference))
+            together = decoder.step_streams(caches, columns, positions)
+            for (_, own, _), x, position, got in zip(streams, reference, positions, together):
+                want = decoder.native.step_streams([x[:, None]], [own], [position])[0]
+                assert torch.equal(got, want.view(got.shape)), f"step {step}"
+        (cache, own, frames), rows = streams[0], streams[0][0].keys[0].shape[0]
+        for position in range(frames + 3, frames + 6):  # alone: its row batch made once, then kept
+            column = torch.randint(0, bundle.pad_token_id, (rows // (2 if guidance_scale != 1 else 1),
+                                                            bundle.num_codebooks), generator=generator)
+            x = decoder._embed(decoder._tokens(cache, column)[..., None])[:, 0] + decoder.weights.positions[position]
+            want = decoder.native.step_streams([x[:, None]], [own], [position])[0]
+            assert torch.equal(decoder.step(cache, column, position), want.view(rows, -1, decoder.vocab))
+        assert "native_batch" in cache.bindings

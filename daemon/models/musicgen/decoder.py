@@ -52,6 +52,8 @@ class MusicgenDecoder:
             log.info("%s %s engine: %s", model_id, weights.options.weights, "riffd's native decode step"
                      if self.native is not None else "PyTorch's kernels (riffd's native step cannot run these weights here)")
         self._masked_step = self._step_masked
+        self._flat_embeddings: torch.Tensor | None = None  # `_native_inputs`' view of the tables, made once
+        self._book_offsets = torch.zeros(0, dtype=torch.long)
         if self.compiled:
             if device.type == "cpu":
                 log.warning("compiling the decode step on the CPU: measured slower than eager there "
@@ -224,10 +226,9 @@ class MusicgenDecoder:
     @torch.inference_mode()
     def step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
         """Feed one column `[B, K]` at slot `position`; logits `[N, K, V]` for the next."""
-        tokens = self._tokens(cache, column)
         if self.native is not None:
-            x = self._embed(tokens[..., None]) + self.weights.positions[position]
-            return self.native(x, cache, position).view(tokens.shape[0], -1, self.vocab)
+            return self.step_streams([cache], [column], [position])[0]
+        tokens = self._tokens(cache, column)
         position_t = torch.tensor([position], device=column.device)
         if self.compiled:
             return self._masked_step(tokens, position_t, cache.keys, cache.values, cache.cross_keys,
@@ -251,10 +252,9 @@ class MusicgenDecoder:
         stream's rows in one call (row-independent in C); the compiled step runs stream by stream.
         """
         if self.native is not None:
-            tokens = [self._tokens(c, col) for c, col in zip(caches, columns, strict=True)]
-            xs = [self._embed(t[..., None]) + self.weights.positions[p] for t, p in zip(tokens, positions, strict=True)]
-            outs = self.native.step_streams(xs, caches, positions)
-            return [out.view(t.shape[0], -1, self.vocab) for out, t in zip(outs, tokens, strict=True)]
+            hidden = self._native_inputs(caches, columns, positions)
+            outs = self.native.step_hidden(hidden, caches, positions)
+            return [out.view(out.shape[0], -1, self.vocab) for out in outs]
         if len(caches) == 1 or self.compiled:
             return [self.step(c, col, p) for c, col, p in zip(caches, columns, positions, strict=True)]
         tokens = [self._tokens(c, col) for c, col in zip(caches, columns, strict=True)]
@@ -271,6 +271,37 @@ class MusicgenDecoder:
     def _tokens(self, cache: KVCache, columns: torch.Tensor) -> torch.Tensor:
         """Codes `[B, K, ...]` repeated for the null rows when the cache holds twice as many rows."""
         return columns.repeat(2, *([1] * (columns.dim() - 1))) if cache.keys[0].shape[0] != columns.shape[0] else columns
+
+    def _native_inputs(self, caches: Sequence[KVCache], columns: Sequence[torch.Tensor],
+                       positions: Sequence[int]) -> torch.Tensor:
+        """The native step's input `[sum N_i, H]` float32: each window's columns embedded at its position,
+        as `_embed(_tokens(...)) + positions[p]` makes them (the same gathers, sums and additions, so the
+        same bits), with fewer calls a step: a guided window's null rows copy its conditional rows (they
+        feed the same codes) instead of gathering them again, and the tables are read as one
+        `[K * (V + 1), H]` table by `index_select`."""
+        w = self.weights
+        books, codes, hidden = w.embeddings.shape
+        if self._flat_embeddings is None:
+            self._flat_embeddings = w.embeddings.reshape(books * codes, hidden)
+            self._book_offsets = torch.arange(books, device=w.embeddings.device) * codes
+        rows = [int(cache.keys[0].shape[0]) if cache.keys else column.shape[0]
+                for cache, column in zip(caches, columns, strict=True)]
+        out = torch.empty((sum(rows), hidden), dtype=torch.float32, device=w.embeddings.device)
+        start = 0
+        for column, position, count in zip(columns, positions, rows, strict=True):
+            prompts = column.shape[0]
+            if count not in (prompts, 2 * prompts) or column.shape[1] != books:
+                raise ValueError(f"columns {tuple(column.shape)} do not match a window of {count} rows")
+            index = (column + self._book_offsets).reshape(-1)
+            summed = self._flat_embeddings.index_select(0, index).view(prompts, books, hidden).sum(dim=1)
+            if w.embeddings.dtype == torch.float32:
+                torch.add(summed, w.positions[position], out=out[start:start + prompts])
+            else:
+                out[start:start + prompts] = summed + w.positions[position]
+            if count != prompts:
+                out[start + prompts:start + count] = out[start:start + prompts]
+            start += count
+        return out
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Sum of the codebooks' embeddings: `[N, K, T]` codes to `[N, T, H]`."""

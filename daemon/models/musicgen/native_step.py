@@ -18,7 +18,8 @@ from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.speed import Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, NormWeights
 from daemon.native import NativeUnavailable
-from daemon.native.decoder_step import BoundRow, Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row
+from daemon.native.decoder_step import (BoundRow, Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, RowBatch,
+                                         bind_row)
 
 
 def _norm(norm: NormWeights | None) -> NormStruct:
@@ -66,20 +67,41 @@ class NativeStep:
     def step_streams(self, xs: Sequence[torch.Tensor], caches: Sequence[KVCache],
                      positions: Sequence[int]) -> list[torch.Tensor]:
         """Window i's embedded input `xs[i]` `[N_i, 1, H]` at `positions[i]` of `caches[i]`; its logits `[N_i, K * V]`."""
-        rows: list[BoundRow] = []
-        row_positions: list[int] = []
-        for x, cache, position in zip(xs, caches, positions, strict=True):
-            # The C side trusts these: check them here, where a mistake is an exception, not a stray write.
-            if not cache.keys or cache.keys[0].shape[0] != x.shape[0] or x.shape[-1] != self.weights.hidden:
-                raise ValueError(f"input {tuple(x.shape)} does not match the window's cache")
-            bound = self._rows(cache)
-            rows += bound
-            row_positions += [position] * len(bound)
-        batch = self.model.batch(rows)
-        batch.set_positions(row_positions)
+        for x, cache in zip(xs, caches, strict=True):
+            self._check(cache, x.shape[0], x.shape[-1])
         hidden = torch.cat([x.reshape(x.shape[0], -1) for x in xs]).to(torch.float32).contiguous()
+        return self.step_hidden(hidden, caches, positions)
+
+    def step_hidden(self, hidden: torch.Tensor, caches: Sequence[KVCache], positions: Sequence[int]) -> list[torch.Tensor]:
+        """`step_streams` on the windows' inputs already side by side: `hidden` `[sum N_i, H]` float32,
+        contiguous, overwritten (the decoder's own buffer: no copy). Logits `[N_i, K * V]` per window."""
+        sizes = [self._check(cache, None, hidden.shape[-1]) for cache in caches]
+        if hidden.shape[0] != sum(sizes):
+            raise ValueError(f"{hidden.shape[0]} input rows for windows of {sum(sizes)}")
+        batch = self._batch(caches)
+        batch.set_positions([position for position, size in zip(positions, sizes, strict=True) for _ in range(size)])
         logits = self.model.step(hidden, batch)  # hidden is overwritten in place
-        return list(logits.split([x.shape[0] for x in xs]))
+        return list(logits.split(sizes)) if len(sizes) > 1 else [logits]
+
+    def _check(self, cache: KVCache, rows: int | None, hidden: int) -> int:
+        """The window's rows, after checking `rows` inputs of width `hidden` fit its cache (the C side
+        trusts them: a mistake here is an exception, not a stray write)."""
+        if not cache.keys or (rows is not None and cache.keys[0].shape[0] != rows) or hidden != self.weights.hidden:
+            raise ValueError(f"input of {rows} rows of {hidden} does not match the window's cache")
+        return int(cache.keys[0].shape[0])
+
+    def _batch(self, caches: Sequence[KVCache]) -> RowBatch:
+        """The `RowBatch` of these windows' rows. A window stepping alone (the common case) keeps its
+        own between steps, until its condition changes: building it costs more than the positions' patch."""
+        if len(caches) == 1:
+            cache = caches[0]
+            kept = cache.bindings.get("native_batch")
+            if kept is not None and kept[0] == cache.condition_version:
+                return kept[1]
+            batch = self.model.batch(self._rows(cache))
+            cache.bindings["native_batch"] = (cache.condition_version, batch)
+            return batch
+        return self.model.batch([row for cache in caches for row in self._rows(cache)])
 
     def _rows(self, cache: KVCache) -> list[BoundRow]:
         """The window's rows bound for the native step: once a window, again after a condition swap."""
