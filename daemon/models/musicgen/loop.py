@@ -20,7 +20,8 @@ from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import WindowPattern
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.sampling import apply_guidance, distribution, draw, exponentials, race, sample_next
+from daemon.models.musicgen.sampling import (apply_guidance, distribution, draw, exponentials, guided_distribution, race,
+                                             sample_next)
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
 
@@ -67,8 +68,14 @@ class WindowSampler:
         """The column `[B, K]` step `step` writes, given the logits before it."""
         if self.forced is not None:
             return self.forced[..., step]
-        codes = sample_next(self.scores(logits), self.params, self.rng)
-        return self.column(step, codes)
+        if self.params.greedy:
+            return self.column(step, sample_next(self.scores(logits), self.params, self.rng))
+        return self.column(step, draw(guided_distribution([self.guided_logits(logits)], self.params), self.rng))
+
+    def guided_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """One step's logits `[N, K, V]` as `guided_distribution` takes a window's: `[N * K, V]` and the
+        guidance scale (None when unguided)."""
+        return logits.reshape(-1, self.vocab), self.params.guidance_scale if self.guided else None
 
 
 def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
@@ -87,9 +94,9 @@ def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
             alike.setdefault((params.temperature, params.top_k, params.top_p, sampler.vocab, out.dtype),
                              []).append(index)
     for members in alike.values():
-        scores = [samplers[i].scores(logits[i]) for i in members]
-        sizes = [part.shape[0] for part in scores]
-        probs = distribution(torch.cat(scores) if len(scores) > 1 else scores[0], samplers[members[0]].params)
+        windows = [samplers[i].guided_logits(logits[i]) for i in members]
+        sizes = [part.shape[0] // 2 if scale is not None else part.shape[0] for part, scale in windows]
+        probs = guided_distribution(windows, samplers[members[0]].params)
         noise = torch.empty_like(probs)
         for index, rows, out in zip(members, probs.split(sizes), noise.split(sizes), strict=True):
             exponentials(rows, samplers[index].rng, out)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
+from daemon.native import sampling as native_sampling
 from protocol.params import GenerationParams
 
 
@@ -44,6 +47,33 @@ def distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor
     """The probabilities `[N, V]` that `sample_next` draws from (one-hot on the best code when greedy)."""
     if params.greedy:
         return F.one_hot(scores.argmax(dim=-1), scores.shape[-1]).to(scores.dtype)
+    return torch.softmax(_cut(scores, params), dim=-1)
+
+
+def guided_distribution(windows: Sequence[tuple[torch.Tensor, float | None]], params: GenerationParams) -> torch.Tensor:
+    """`distribution` (sampling, not greedy) of several windows' scores side by side: window i's logits
+    `[N_i * K, V]` and its guidance scale (None: unguided), guided as `apply_guidance` does, rows
+    `[sum R_i, V]` in window order. The same bits as `torch.cat` of the guided scores into
+    `distribution`, with guidance, temperature and top-k in one native pass per window where riffd's
+    library runs (`daemon/native/sampling.c`); PyTorch's calls elsewhere."""
+    vocab = windows[0][0].shape[-1]
+    rows = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
+    scores = torch.empty((sum(rows), vocab), dtype=windows[0][0].dtype, device=windows[0][0].device)
+    start = 0
+    for (logits, scale), count in zip(windows, rows, strict=True):
+        if not native_sampling.scores_into(scores[start:start + count], logits, guided=scale is not None,
+                                           guidance_scale=scale if scale is not None else 1.0,
+                                           temperature=params.temperature, top_k=params.top_k):
+            guided = [apply_guidance(logits, scale) if scale is not None else logits for logits, scale in windows]
+            return distribution(torch.cat(guided) if len(guided) > 1 else guided[0], params)
+        start += count
+    if 0 < params.top_p < 1:
+        scores = _nucleus(scores, params.top_p)
+    return torch.softmax(scores, dim=-1)
+
+
+def _cut(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """`scores` tempered, with the codes outside top-k and top-p at -inf: what the softmax takes."""
     scores = scores / params.temperature
     vocab = scores.shape[-1]
     if 0 < params.top_k < vocab:
@@ -51,7 +81,7 @@ def distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor
         scores = scores.masked_fill(scores < kth_best, float("-inf"))
     if 0 < params.top_p < 1:
         scores = _nucleus(scores, params.top_p)
-    return torch.softmax(scores, dim=-1)
+    return scores
 
 
 def speculative_accept(target: torch.Tensor, draft: torch.Tensor, drafted: torch.Tensor,
