@@ -7,6 +7,7 @@ codebooks, and both codebooks of a pair share a delay.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -103,8 +104,19 @@ class WindowPattern:
 
     def column(self, step: int, proposed: torch.Tensor) -> torch.Tensor:
         """The column step `step` writes, from the sampled codes `proposed` `[B, K]`."""
+        column = self.prompt_frames + 1 + step
+        shortest, longest = self._delay_range
+        if column - 1 - longest >= self.prompt_frames and column - 1 - shortest < self.total_frames:
+            # Every codebook's frame is a new one (past the ramp and the prompt, before the end): the
+            # sampled codes stand as they are, as column_values would leave them, without its ten calls.
+            return proposed.clone()
         return column_values(self.prompt_frames + 1 + step, proposed, self.prompt, self.total_frames,
                              self.codebook_delays, self.pad_token_id)
+
+    @functools.cached_property
+    def _delay_range(self) -> tuple[int, int]:
+        """The smallest and the largest codebook delay, as ints."""
+        return int(self.codebook_delays.min()), int(self.codebook_delays.max())
 
     def forced(self, step: int) -> torch.Tensor:
         """`[K]` bool: the codebooks whose code at step `step` the pattern fixes, whatever was sampled."""
