@@ -184,6 +184,10 @@ static void cross_attention(void *ctx, int64_t begin, int64_t end) {
         int64_t r = task / heads, h = task % heads;
         const riffd_row *row = &j->rows[r];
         const riffd_row_cache *cache = &row->layer[j->layer];
+        if (!cache->cross_keys) { /* all-zero keys and values (guidance's null rows): the output is +0 exactly */
+            for (int64_t i = 0; i < hd; i++) j->out[r * hidden + h * hd + i] = 0.0f;
+            continue;
+        }
         size_t first = (size_t)(h * row->cross_len * hd);
         riffd_attend_f32(j->q + r * hidden + h * hd, cache->cross_keys + first, cache->cross_values + first,
                          row->cross_mask, row->cross_len, hd, j->scores + task * j->each, j->out + r * hidden + h * hd);

@@ -164,13 +164,16 @@ def _address(tensor: torch.Tensor | None, offset_elements: int = 0) -> int | Non
 
 def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],
                value_scales: Sequence[torch.Tensor], cross_keys: Sequence[torch.Tensor],
-               cross_values: Sequence[torch.Tensor], row: int) -> ctypes.Array[RowCacheStruct]:
+               cross_values: Sequence[torch.Tensor], row: int, *,
+               skip_zero_cross: bool = True) -> ctypes.Array[RowCacheStruct]:
     """Row `row`'s caches in every layer, as the array a `RowStruct.layer` points at.
 
     Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]`, `key_scales`/`value_scales` float32
     `[N, heads, P]`, `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
     no cross-attention), all contiguous. The array points into the tensors: keep them alive while it
-    is used.
+    is used. A row whose cross values are all zero (guidance's null condition) is bound without
+    them (`skip_zero_cross`): its cross-attention output is +0 exactly whatever the query, so the C
+    step writes that instead of reading them (half a guided step's cross-attention, same bits).
     """
     layers = len(keys)
     if not (len(values) == len(key_scales) == len(value_scales) == layers
@@ -194,6 +197,8 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
                     or not cross_v.is_contiguous() or cross_k.shape[0] != k.shape[0]:
                 raise ValueError("cross keys and values must be contiguous float32 [N, heads, S, head_dim]")
             cross_slots = cross_k.shape[1] * cross_k.shape[2] * cross_k.shape[3]
+            if skip_zero_cross and not bool(cross_v[row].any()):
+                cross_k = cross_v = None
         out[index] = RowCacheStruct(_address(k, row * slots * k.shape[3]), _address(v, row * slots * k.shape[3]),
                                     _address(ks, row * slots), _address(vs, row * slots),
                                     _address(cross_k, row * cross_slots), _address(cross_v, row * cross_slots))
@@ -213,7 +218,8 @@ class BoundRow:
 
 def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],
              value_scales: Sequence[torch.Tensor], cross_keys: Sequence[torch.Tensor],
-             cross_values: Sequence[torch.Tensor], cross_mask: torch.Tensor | None, row: int) -> BoundRow:
+             cross_values: Sequence[torch.Tensor], cross_mask: torch.Tensor | None, row: int, *,
+             skip_zero_cross: bool = True) -> BoundRow:
     """Row `row` of a window's caches (tensors as `row_caches` takes them; `cross_mask` float32, any
     shape `[N, ..., S]` contiguous, or None) for `NativeModel.step`."""
     cross_len = cross_keys[0].shape[2] if cross_keys else 0
@@ -225,7 +231,8 @@ def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_s
         mask_address = _address(cross_mask, row * cross_len)
     keep = tuple(keys) + tuple(values) + tuple(key_scales) + tuple(value_scales) + tuple(cross_keys) \
         + tuple(cross_values) + ((cross_mask,) if cross_mask is not None else ())
-    return BoundRow(row_caches(keys, values, key_scales, value_scales, cross_keys, cross_values, row),
+    return BoundRow(row_caches(keys, values, key_scales, value_scales, cross_keys, cross_values, row,
+                               skip_zero_cross=skip_zero_cross),
                     max_positions=keys[0].shape[2], cross_len=cross_len, cross_mask=mask_address, keep=keep)
 
 
@@ -283,7 +290,7 @@ class NativeModel:
     def batch(self, rows: Sequence[BoundRow]) -> RowBatch:
         """A `RowBatch` of these rows, checked against this model's layers."""
         for index, row in enumerate(rows):
-            if len(row.caches) != self._model.layers or bool(row.caches[0].cross_keys) != self.cross_attention:
+            if len(row.caches) != self._model.layers or (row.cross_len > 0) != self.cross_attention:
                 raise ValueError(f"row {index}'s caches do not match the model's layers")
         return RowBatch(rows)
 

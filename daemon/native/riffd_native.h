@@ -50,7 +50,9 @@ typedef struct {
 typedef struct {
     int8_t *keys, *values;                  /* [heads][max_positions][head_dim], written in place */
     float *key_scales, *value_scales;       /* [heads][max_positions]: a slot is codes * scale */
-    const float *cross_keys, *cross_values; /* [heads][cross_len][head_dim]; NULL without cross-attention */
+    /* [heads][cross_len][head_dim]; NULL without cross-attention, or where every key and value is zero
+       (guidance's null rows: the attention's output is then +0 exactly, and is written without reading them) */
+    const float *cross_keys, *cross_values;
 } riffd_row_cache;
 
 /* One activation row of a batched step. Rows are independent: positions, windows and cross lengths

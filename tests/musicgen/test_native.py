@@ -19,6 +19,7 @@ from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.speed import Int8Linear
 from daemon.native import NativeUnavailable, cache_dir, int8_matvec, isa, library
 from daemon.native.branches import Branch, runnable_here
+from daemon.native.decoder_step import bind_row
 from protocol.params import GenerationParams
 
 
@@ -298,6 +299,28 @@ def test_native_step_equals_the_python_int8_step(load_preset, preset, texts, mod
     # every layer's projections run the mode's kernel in the native step (int8 lm heads in both)
     layer = native.decoder.native.model._layers[0]
     assert layer.qkv.act8 == layer.fc2.act8 == (mode == "int8a8") and native.decoder.native.model._model.lm_heads.act8 == 0
+
+
+def test_guidances_null_rows_skip_cross_attention_with_the_same_bits(load_preset):
+    """A guided window's null rows (all-zero cross keys and values) are bound without them, and the C
+    step writes their cross-attention's +0 instead of computing it: the logits are the bits of the
+    step that reads them."""
+    bundle = load_preset("debug/musicgen").bundle
+    decoder = MusicgenEngine(bundle, INT8).decoder
+    assert decoder.native is not None
+    cond = build_conditioning(bundle, ["an upbeat jazz tune with a walking bass", "drums"], guidance_scale=3.0)
+    columns = torch.randint(0, decoder.vocab, (4, 2, bundle.num_codebooks), generator=torch.Generator().manual_seed(0))
+    logits = []
+    for skip in (True, False):
+        with decoder.open_cache(4, 8) as cache:
+            decoder.set_condition(cache, cond)
+            rows = [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
+                             cache.cross_values, cache.cross_mask, row, skip_zero_cross=skip) for row in range(4)]
+            # conditional rows keep their keys; the null ones (the second half) are bound without them only when skipping
+            assert [rows[r].caches[0].cross_keys is None for r in range(4)] == [False, False, skip, skip]
+            cache.bindings["native"] = (cache.condition_version, rows)
+            logits.append(torch.stack([decoder.step(cache, columns[step], step) for step in range(4)]))
+    assert torch.equal(logits[0], logits[1])
 
 
 def test_native_int8_agrees_with_float32(load_preset):
