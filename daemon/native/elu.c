@@ -1,4 +1,5 @@
-/* ELU, x for x > 0 else alpha (e^x - 1), a vector at a time on the pool's threads.
+/* ELU, x for x > 0 else alpha (e^x - 1), a vector at a time (on the pool's threads if asked: the
+   codec asks for one, see elu.py).
 
    For EnCodec's streaming decode (daemon/models/musicgen/encodec_stages.py): some 9.5 million
    activations a second of audio pass an ELU, and PyTorch's runs one scalar expm1 per element on one
