@@ -17,6 +17,14 @@
      the group's sum of |weights|; float32 rounding adds under 1e-5 of sum |x| |w|.
    - float32 matmul: float32 sums of k products, under 1e-5 of the sum of |products| (k <= 4096).
    - GELU: erf to 1.5e-7, so within 1e-7 |x| + 1e-7 of the exact function.
+   - ELU (the streaming codec's): e^x to 2e-7 relative, so within 2e-7 alpha of alpha (e^x - 1), and
+     exactly x where x >= 0.
+   - LSTM recurrence (the streaming codec's): float32 sums of exact products (bfloat16 weights widened
+     exactly) and e^x to 2e-7, so each hidden and cell value within 2e-6 of double maths after nine
+     steps carried across two calls.
+   - Sampling scores (guidance, temperature, top-k): the same float32 operations in the same order as
+     the PyTorch expressions they replace, so exactly the bits of this file's plain float32 reference
+     (the k-th largest found by sorting), -inf where below it.
    - The whole decoder step (riffd_step_rows, the rows of a batch): a reference step in double doing what the kernels specify (each
      product's activations rounded as the kernels round them, exact sums, exact erf
      GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
@@ -40,6 +48,12 @@ void riffd_int4_dequantize(const uint8_t *packed, int64_t n, int64_t k, int64_t 
 void riffd_f32_matmul(const float *x, int64_t m, int64_t k, const float *w, float *y, int64_t n, int threads);
 void riffd_bf16_matmul(const float *x, int64_t m, int64_t k, const uint16_t *w, float *y, int64_t n, int threads);
 void riffd_gelu(float *x, int64_t count);
+void riffd_elu(const float *x, float *y, int64_t n, float alpha, int threads);
+int64_t riffd_lstm_unit_multiple(void);
+void riffd_lstm_steps(const float *gates_in, int64_t steps, int64_t batch, int64_t hidden, const void *w, int bf16,
+                      const float *h0, float *c, float *out, int threads);
+int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
+                              float temperature, int64_t top_k, float *scores, float *work);
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads);
@@ -351,6 +365,121 @@ static void check_gelu(void) {
     free(x), free(y);
 }
 
+/* ---- the streaming codec's ELU and LSTM, and the decode step's sampling scores ---- */
+
+static void check_elu(float alpha) {
+    const int64_t count = 4096 + 13; /* a tail shorter than a vector */
+    float *x = must_alloc(sizeof(float) * count), *y = must_alloc(sizeof(float) * count);
+    for (int64_t i = 0; i < count; i++) x[i] = (float)(i < 2048 ? -90.0 + 110.0 * i / 2047 : 3.0 * gauss());
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = -1e-9f;
+    riffd_elu(x, y, count, alpha, THREADS);
+    double worst = 0.0;
+    for (int64_t i = 0; i < count; i++) {
+        double want = x[i] > 0.0f ? (double)x[i] : alpha * expm1((double)x[i]);
+        worst = fmax(worst, fabs(y[i] - want) / (2e-7 * alpha));
+        if (x[i] >= 0.0f && y[i] != x[i]) worst = INFINITY;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "ELU (alpha %.1f) against expm1 in double", alpha);
+    report(what, worst);
+    free(x), free(y);
+}
+
+static double sigmoid_ref(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static void check_lstm(int64_t batch, int bf16) {
+    enum { STEPS = 9, FIRST = 4 };
+    const int64_t hidden = 8 * riffd_lstm_unit_multiple(), gates = 4 * hidden;
+    float *w = must_alloc(sizeof(float) * gates * hidden), *in = must_alloc(sizeof(float) * STEPS * batch * gates);
+    uint16_t *w16 = must_alloc(sizeof(uint16_t) * gates * hidden);
+    double *wd = must_alloc(sizeof(double) * gates * hidden);
+    for (int64_t i = 0; i < gates * hidden; i++) {
+        w[i] = (float)(gauss() / sqrt((double)hidden));
+        w16[i] = to_bf16(w[i]);
+        wd[i] = bf16 ? from_bf16(w16[i]) : w[i];
+    }
+    for (int64_t i = 0; i < STEPS * batch * gates; i++) in[i] = (float)(2.0 * gauss());
+    float *h0 = must_alloc(sizeof(float) * batch * hidden), *c = must_alloc(sizeof(float) * batch * hidden);
+    double *h_ref = must_alloc(sizeof(double) * batch * hidden), *c_ref = must_alloc(sizeof(double) * batch * hidden);
+    double *g = must_alloc(sizeof(double) * gates), *h_next = must_alloc(sizeof(double) * batch * hidden);
+    for (int64_t i = 0; i < batch * hidden; i++) h0[i] = (float)gauss(), c[i] = (float)gauss(), h_ref[i] = h0[i], c_ref[i] = c[i];
+    float *out = must_alloc(sizeof(float) * STEPS * batch * hidden);
+    const void *weights = bf16 ? (const void *)w16 : (const void *)w;
+    /* Two calls: the state carries over from the first FIRST steps to the rest. */
+    riffd_lstm_steps(in, FIRST, batch, hidden, weights, bf16, h0, c, out, THREADS);
+    riffd_lstm_steps(in + FIRST * batch * gates, STEPS - FIRST, batch, hidden, weights, bf16,
+                     out + (FIRST - 1) * batch * hidden, c, out + FIRST * batch * hidden, THREADS);
+    double worst = 0.0;
+    for (int t = 0; t < STEPS; t++) {
+        for (int64_t b = 0; b < batch; b++) {
+            for (int64_t r = 0; r < gates; r++) {
+                double sum = in[(t * batch + b) * gates + r];
+                for (int64_t j = 0; j < hidden; j++) sum += wd[r * hidden + j] * h_ref[b * hidden + j];
+                g[r] = sum;
+            }
+            for (int64_t u = 0; u < hidden; u++) { /* gate order i, f, g, o */
+                double *cell = &c_ref[b * hidden + u];
+                *cell = sigmoid_ref(g[hidden + u]) * *cell + sigmoid_ref(g[u]) * tanh(g[2 * hidden + u]);
+                h_next[b * hidden + u] = sigmoid_ref(g[3 * hidden + u]) * tanh(*cell);
+            }
+        }
+        memcpy(h_ref, h_next, sizeof(double) * batch * hidden);
+        for (int64_t i = 0; i < batch * hidden; i++) worst = fmax(worst, fabs(out[t * batch * hidden + i] - h_ref[i]) / 2e-6);
+    }
+    for (int64_t i = 0; i < batch * hidden; i++) worst = fmax(worst, fabs(c[i] - c_ref[i]) / 2e-6);
+    char what[96];
+    snprintf(what, sizeof what, "LSTM %s weights, %lld row(s), 9 steps in two calls, against double maths",
+             bf16 ? "bfloat16" : "float32", (long long)batch);
+    report(what, worst);
+    free(w), free(in), free(w16), free(wd), free(h0), free(c), free(h_ref), free(c_ref), free(g), free(h_next), free(out);
+}
+
+static int descending(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* The scores as the PyTorch expressions make them, each float32 operation rounded on its own: every
+   intermediate goes through a volatile float, since -std=gnu11 lets the compiler contract a multiply
+   and an add into one fused instruction (aarch64 would). */
+static void check_sampling(int guided, float guidance, float temperature, int64_t top_k) {
+    enum { ROWS = 3, VOCAB = 2048 };
+    const int64_t logit_rows = guided ? 2 * ROWS : ROWS;
+    float *logits = must_alloc(sizeof(float) * logit_rows * VOCAB), *scores = must_alloc(sizeof(float) * ROWS * VOCAB);
+    float *work = must_alloc(sizeof(float) * VOCAB), *want = must_alloc(sizeof(float) * ROWS * VOCAB);
+    for (int64_t i = 0; i < logit_rows * VOCAB; i++) logits[i] = (float)(4.0 * gauss());
+    for (int64_t v = 0; v < 40; v++) logits[v] = logits[40]; /* ties at the top of row 0 */
+    logits[VOCAB + 7] = -INFINITY;
+    int64_t nans = riffd_sampling_scores(logits, ROWS, VOCAB, guided, guidance, temperature, top_k, scores, work);
+    int64_t wrong = nans ? ROWS * VOCAB : 0;
+    for (int64_t r = 0; r < ROWS; r++) {
+        for (int64_t v = 0; v < VOCAB; v++) {
+            volatile float value = logits[r * VOCAB + v];
+            if (guided) {
+                volatile float uncond = logits[(ROWS + r) * VOCAB + v];
+                volatile float delta = value - uncond;
+                volatile float scaled = delta * guidance;
+                value = uncond + scaled;
+            }
+            volatile float scaled = value / temperature;
+            want[r * VOCAB + v] = scaled;
+        }
+        if (top_k > 0 && top_k < VOCAB) {
+            memcpy(work, want + r * VOCAB, sizeof(float) * VOCAB);
+            qsort(work, VOCAB, sizeof(float), descending);
+            const float kth = work[top_k - 1];
+            for (int64_t v = 0; v < VOCAB; v++)
+                if (want[r * VOCAB + v] < kth) want[r * VOCAB + v] = -INFINITY;
+        }
+        for (int64_t v = 0; v < VOCAB; v++) wrong += memcmp(&want[r * VOCAB + v], &scores[r * VOCAB + v], sizeof(float)) != 0;
+    }
+    char what[128];
+    snprintf(what, sizeof what, "sampling scores (%s, guidance %.1f, temperature %.2f, top-k %lld): bits equal the reference",
+             guided ? "guided" : "unguided", guidance, temperature, (long long)top_k);
+    report(what, wrong ? INFINITY : 0.0);
+    free(logits), free(scores), free(work), free(want);
+}
+
 /* ---- the whole decoder step against a reference step in double ---- */
 
 enum { BATCH = 4, HIDDEN = 64, HEADS = 4, HEAD_DIM = 16, FFN = 256, LAYERS = 2, CROSS = 7, VOCAB_ROWS = 256 };
@@ -599,6 +728,17 @@ int main(void) {
     check_decoder_step(32, 0);
     check_decoder_step(32, 1);
     check_decoder_step(-1, 1);
+    /* Last, so the checks above keep the random inputs they were tuned on. */
+    check_elu(1.0f);
+    check_elu(0.5f);
+    check_lstm(1, 0);
+    check_lstm(2, 0);
+    check_lstm(1, 1);
+    check_lstm(2, 1);
+    check_sampling(1, 3.0f, 1.0f, 250);
+    check_sampling(1, 2.5f, 0.7f, 1);
+    check_sampling(0, 1.0f, 1.0f, 2047);
+    check_sampling(0, 1.0f, 0.9f, 0);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
