@@ -93,7 +93,7 @@ def _flops(stage: Stage, x: torch.Tensor, y: torch.Tensor) -> int:
         return 2 * stage.spec.matrix.numel() * x.shape[-1] * x.shape[0]
     if isinstance(stage, Lstm):
         spec = stage.spec
-        per_step = sum(w.numel() for w in spec.weight_ih) + sum(w.numel() for w in spec.weight_hh_t)
+        per_step = sum(w.numel() for w in spec.weight_ih) + sum(w.numel() for w in spec.weight_hh)
         return 2 * per_step * x.shape[-1] * x.shape[0]
     if isinstance(stage, Residual):
         convs = [s for chain in (stage.main, stage.shortcut) for s in chain.stages if isinstance(s, Conv)]

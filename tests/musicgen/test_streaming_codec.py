@@ -260,6 +260,22 @@ def test_stream_lstm_runs_as_one_native_call_per_layer_and_piece(monkeypatch):
     assert len(calls) > 2 and sum(calls) == 2 * 23  # each frame once through each layer
 
 
+
+def test_stream_lstm_steps_through_pytorch_where_the_kernel_does_not_run(monkeypatch):
+    """Without riffd's LSTM kernel a chunk's recurrence goes step by step through PyTorch's calls, on
+    the transposed weights made then (not before: the kernel reads the checkpoint's own); the audio
+    stays the one-shot decode's."""
+    from daemon.models.musicgen.encodec_stages import LstmSpec
+    from daemon.native import lstm
+
+    monkeypatch.setattr(lstm, "fits", lambda weights: False)
+    made = []
+    real = LstmSpec.weight_hh_t.func
+    monkeypatch.setattr(LstmSpec, "weight_hh_t", property(lambda spec: made.append(1) or real(spec)))
+    model = _encodec(**{**TINY, "num_lstm_layers": 2})
+    assert _codec_parity(model, 23, [1, 4]) >= MIN_SNR_DB
+    assert made  # the PyTorch loop ran, on the transposed weights
+
 #: The issue's bar for a codec stream that is not exact: approximate engines' bfloat16 LSTM recurrence.
 BF16_LSTM_MIN_SNR_DB = 60
 

@@ -106,7 +106,6 @@ class LstmSpec:
     lstm: torch.nn.LSTM  # the checkpoint's own, for long pieces
     weight_ih: tuple[torch.Tensor, ...]  # [4H, in]
     weight_hh: tuple[torch.Tensor, ...]  # [4H, H], the checkpoint's own, for riffd's LSTM kernel
-    weight_hh_t: tuple[torch.Tensor, ...]  # [H, 4H], transposed once for PyTorch's per-step product
     bias: tuple[torch.Tensor, ...]  # [4H]: b_ih + b_hh
     hidden_size: int
     # [4H, H] bfloat16 copies of the recurrent weights for riffd's matmul kernel (`with_bfloat16_recurrence`);
@@ -121,7 +120,6 @@ class LstmSpec:
             lstm=lstm,
             weight_ih=tuple(getattr(lstm, f"weight_ih_l{i}").detach() for i in layers),
             weight_hh=tuple(getattr(lstm, f"weight_hh_l{i}").detach().contiguous() for i in layers),
-            weight_hh_t=tuple(getattr(lstm, f"weight_hh_l{i}").detach().t().contiguous() for i in layers),
             bias=tuple((getattr(lstm, f"bias_ih_l{i}").detach() + getattr(lstm, f"bias_hh_l{i}").detach())
                        if lstm.bias else zeros for i in layers),
             hidden_size=lstm.hidden_size,
@@ -139,6 +137,13 @@ class LstmSpec:
         if not f32_matmul.max_rows() or not all(f32_matmul.fits(w) for w in weights):
             return self
         return dataclasses.replace(self, weight_hh_bf16=weights)
+
+    @functools.cached_property
+    def weight_hh_t(self) -> tuple[torch.Tensor, ...]:
+        """`[H, 4H]` per layer, transposed once for PyTorch's per-step product: made on first use, as
+        only `Lstm._torch_steps` reads it (where riffd's LSTM kernel does not run), so a codec on the
+        kernel holds no second float32 copy of its recurrent weights (32 MB for EnCodec 32 kHz)."""
+        return tuple(w.t().contiguous() for w in self.weight_hh)
 
     def recurrent_weights(self, layer: int) -> torch.Tensor:
         """The `[4H, H]` weights a layer's per-step products read: bfloat16 where they were made, else float32."""
@@ -357,7 +362,7 @@ class Lstm(Stage):
     LOOP_MAX_STEPS = 32
 
     def __init__(self, spec: LstmSpec, batch: int) -> None:
-        like = spec.weight_hh_t[0]
+        like = spec.weight_hh[0]
         super().__init__(like, batch, spec.hidden_size)
         self.spec = spec
         self.h = like.new_zeros((len(spec.weight_ih), batch, spec.hidden_size))
