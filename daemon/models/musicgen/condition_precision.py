@@ -27,7 +27,6 @@ from daemon.config import library_isa_overrides
 from daemon.cpu import this_cpu
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.speed import Int8Linear
-from daemon.native import NativeUnavailable, kernels
 
 #: How the condition is made: the checkpoint's float32, a bfloat16 copy, or riffd's int8 kernel.
 ConditionPrecision = Literal["float32", "bfloat16", "int8"]
@@ -57,13 +56,9 @@ def fast_bfloat16(device: torch.device) -> bool:
 def int8_kernel_runs(device: torch.device) -> bool:
     """Whether riffd's int8 kernel multiplies the condition here: an x86 CPU it runs on (where its
     speed against float32 was measured; on ARM it was not)."""
-    if device.type != "cpu" or platform.machine() not in ("x86_64", "AMD64"):
-        return False
-    try:
-        kernels()
-    except NativeUnavailable:
-        return False
-    return True
+    from daemon.models.musicgen.engine_modes import native_int8_problem  # the engine's own check of the kernels
+
+    return device.type == "cpu" and platform.machine() in ("x86_64", "AMD64") and native_int8_problem() is None
 
 
 def condition_precision(options: EngineOptions | None, device: torch.device) -> ConditionPrecision:
