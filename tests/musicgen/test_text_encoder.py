@@ -154,3 +154,37 @@ def test_the_null_condition_is_not_multiplied_and_its_keys_are_what_multiplying_
                 want = want.view(4, -1, w.heads, w.head_dim).transpose(1, 2).to(w.dtype)
                 assert torch.equal(got, want)
                 assert not bool(got[2:].any())
+
+
+def test_bfloat16_keys_come_from_one_stacked_product_with_each_layers_bits(load_preset, monkeypatch):
+    """Where the condition is bfloat16, every layer's cross keys and values come from one product
+    by the stacked projections (`DecoderWeights.cross_kv`, which each layer's are views of), with the
+    bits each layer's own product gives; the null rows are not multiplied and are zero."""
+    monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device: True)
+    bundle = load_preset("debug/musicgen").bundle
+    decoder = MusicgenEngine(bundle, EngineOptions(weights="int8", warmup=False)).decoder
+    w = decoder.weights
+    assert w.cross_kv is not None and w.cross_kv.dtype == torch.bfloat16
+    assert w.cross_kv.shape == (2 * len(w.layers) * w.hidden, w.cross_kv.shape[1])
+    assert all(layer.cross_k is not None and layer.cross_k.untyped_storage().data_ptr()
+               == w.cross_kv.untyped_storage().data_ptr() for layer in w.layers)
+    assert decoder_weights(bundle.model, EngineOptions()).cross_kv is None  # float32: the checkpoint's tensors
+    cond = build_conditioning(bundle, PROMPTS, guidance_scale=3.0)  # [4, S, H]: two prompts, two null rows
+    products: list[tuple[int, ...]] = []
+    real_project = condition_precision.project
+
+    def counting(states: torch.Tensor, projection: condition_precision.CrossProjection) -> torch.Tensor:
+        products.append(tuple(states.shape))
+        return real_project(states, projection)
+
+    monkeypatch.setattr(decoder_module, "project", counting)
+    with decoder.open_cache(4, 8) as cache:
+        decoder.set_condition(cache, cond)
+        assert products == [(2, *cond.hidden_states.shape[1:])]
+        for layer, keys, values in zip(w.layers, cache.cross_keys, cache.cross_values, strict=True):
+            for got, projection in ((keys, layer.cross_k), (values, layer.cross_v)):
+                assert projection is not None and got.is_contiguous()
+                want = real_project(cond.hidden_states[:2], projection)
+                want = want.view(2, -1, w.heads, w.head_dim).transpose(1, 2).to(w.dtype)
+                assert torch.equal(got[:2], want)
+                assert not bool(got[2:].any())

@@ -142,10 +142,13 @@ class MusicgenDecoder:
             nulls = None if rows is None else (~live).nonzero()[:, 0]
             keys: list[torch.Tensor] = []
             values: list[torch.Tensor] = []
-            for layer in w.layers:
-                assert layer.cross_k is not None and layer.cross_v is not None
-                for out, weight in ((keys, layer.cross_k), (values, layer.cross_v)):
-                    out.append(self._cross_heads(conditioned, weight, rows, nulls, n))
+            if w.cross_kv is not None:
+                keys, values = self._stacked_cross_heads(conditioned, w.cross_kv, rows, nulls, n)
+            else:
+                for layer in w.layers:
+                    assert layer.cross_k is not None and layer.cross_v is not None
+                    for out, weight in ((keys, layer.cross_k), (values, layer.cross_v)):
+                        out.append(self._cross_heads(conditioned, weight, rows, nulls, n))
             cache.cross_keys, cache.cross_values = keys, values
         cross_mask = None
         if (mask is not None and not bool(mask.all())) or bias is not None:
@@ -177,6 +180,28 @@ class MusicgenDecoder:
             full.index_copy_(0, rows, heads)
         assert nulls is not None
         return full.index_fill_(0, nulls, 0)
+
+    def _stacked_cross_heads(self, conditioned: torch.Tensor, stacked: torch.Tensor, rows: torch.Tensor | None,
+                             nulls: torch.Tensor | None, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer's keys and values (as `_cross_heads` makes each) from one product by the
+        stacked projections (`DecoderWeights.cross_kv`), and one copy into a block the cache's
+        tensors are views of: the same bits, without 48 products' and copies' overheads."""
+        w = self.weights
+        r, s = conditioned.shape[0], conditioned.shape[1]
+        count = stacked.shape[0] // w.hidden
+        full = torch.empty((count, n, w.heads, s, w.head_dim), dtype=w.dtype, device=conditioned.device)
+        if r:
+            heads = project(conditioned, stacked).view(r, s, count, w.heads, w.head_dim).permute(2, 0, 3, 1, 4)
+            if rows is None:
+                full.copy_(heads)
+            elif bool((rows == torch.arange(r, device=rows.device)).all()):  # the usual: prompts first, nulls after
+                full[:, :r].copy_(heads)
+            else:
+                full.index_copy_(1, rows, heads.to(w.dtype))
+        if nulls is not None:
+            full.index_fill_(1, nulls, 0)
+        parts = full.unbind(0)
+        return list(parts[0::2]), list(parts[1::2])
 
     def prefill_is_step(self, cond: Conditioning, inputs: torch.Tensor) -> bool:
         """Whether `prefill(cache, cond, inputs)` is `set_condition` then `step(cache, inputs[..., 0], 0)`.
