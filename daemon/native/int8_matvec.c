@@ -17,7 +17,8 @@
    and each vector load feeds as many output rows directly (no horizontal sums). A block is read
    from memory once for all of a decode step's rows (up to ROWS_PER_READ), or for a chunk of a
    prefill's (rows_per_read): the first tile of rows streams it (prefetching ahead), the others find
-   it in L1 or L2. Blocks are handed out to pool.c's threads a few at a time.
+   it in L1 or L2 (AVX2 without VNNI widens it once per chunk instead: one_block_wide). Blocks are
+   handed out to pool.c's threads a few at a time.
 
    Rows are independent: a row's outputs are the same bits whichever rows share the call (each is
    quantised on its own, its integer sums are exact, its float steps the same).
@@ -41,6 +42,7 @@
 #define MAX_K 16384
 #define COL_MULTIPLE 16 /* the quantiser works a vector at a time (16 floats at most) */
 #define ROWS_PER_READ 16 /* activation rows served by one read of the weights from memory */
+#define MAX_ROWS_PER_READ 256 /* a prefill's chunk of rows, at most (rows_per_read) */
 /* Software prefetch distances: far into L2, near into L1. Measured on a 2-core Xeon (Sapphire
    Rapids class) against the same buffers read with no arithmetic: L1 prefetch alone reached 74 %
    of that read rate, this pair 86 %, none at all 62 %. */
@@ -231,6 +233,120 @@ static void one_block8(const uint8_t *act, int rows, int64_t k, const int8_t *pa
     }
 }
 
+#if defined(RIFFD_AVX2_MADD)
+/* AVX2 without VNNI, a prefill's chunk of rows: the products themselves (one vpmaddwd and one vpaddd
+   per 16 multiplies) are all that is left in the inner loop. tile() runs well below them there, for
+   two reasons measured on Zen 4 (AVX2 build, one core, L1-resident data, 4 rows x 8 weight rows a
+   step; vpmaddwd + vpaddd alone: 4.8 cycles a step, 83 % of two vpmaddwd a cycle):
+   - each row's activations sit 2k bytes from the next row's, so a tile's four broadcasts hit the
+     same L1 bank: 6.6 cycles a step at k = 1024 (2 KB apart), 11.2 at k = 4096 (8 KB apart);
+   - the weights are widened again (vpmovsxbw) by every tile of rows that passes over the block.
+   Here the chunk's rows are quantised into tiles of WIDE_ROWS rows interleaved step by step (one
+   tile's broadcasts read 32 consecutive bytes: 5.8 cycles a step), and each block is widened to
+   16 bits once per chunk, a slice of WIDE_STEPS steps at a time (16 KB: it stays in L1 while every
+   tile passes over it; 5.3 cycles a step). The integer sums are those of tile(): exact in int32 over
+   a slice (DOT_FLUSH_GROUPS steps), moved into float64 after each, so the bits are the same. */
+#define WIDE_ROWS 4                 /* a tile's sums: 4 rows x 2 vectors, + 2 weight vectors + a broadcast + products: 16 ymm */
+#define WIDE_STEPS DOT_FLUSH_GROUPS /* steps per widened slice: 256 steps of 8 rows x 4 inputs, 16 KB of int16 */
+
+/* Quantise one row as quantize_row() does (the same q) into slot `slot` of a tile's interleaved
+   layout: tile[s][slot] is the row's inputs 4s .. 4s + 3 as int16 (8 bytes, one broadcast). */
+static float quantize_row_tiled(const float *x, int64_t k, int64_t *tile, int slot, uint8_t *row_scratch) {
+    float s = quantize_row(x, k, row_scratch);
+    for (int64_t step = 0; step < k / DOT_GROUP; step++)
+        __builtin_memcpy(tile + step * WIDE_ROWS + slot, row_scratch + 8 * step, 8);
+    return s;
+}
+
+typedef struct {
+    const float *x;
+    int64_t k;
+    int rows;
+    int64_t *tiles; /* [rows / WIDE_ROWS rounded up][k / DOT_GROUP][WIDE_ROWS] */
+    float *x_scale;
+} quantize_tiled_job;
+
+/* Rows [begin, end) of x into their tiles (a padding row of a last, partial tile: zeros). */
+static void quantize_rows_tiled(void *ctx, int64_t begin, int64_t end) {
+    const quantize_tiled_job *j = ctx;
+    const int64_t steps = j->k / DOT_GROUP;
+    uint8_t row_scratch[2 * j->k];
+    for (int64_t r = begin; r < end; r++) {
+        int64_t *tile = j->tiles + (r / WIDE_ROWS) * steps * WIDE_ROWS;
+        if (r < j->rows) {
+            j->x_scale[r] = quantize_row_tiled(j->x + r * j->k, j->k, tile, (int)(r % WIDE_ROWS), row_scratch);
+        } else {
+            for (int64_t step = 0; step < steps; step++) tile[step * WIDE_ROWS + r % WIDE_ROWS] = 0;
+        }
+    }
+}
+
+/* `count` steps of a block (packed int8, 32 bytes a step) sign-extended into `wide` (int16, 64 bytes
+   a step: the two halves dot_load_w makes), asking ahead for the bytes after them from memory. */
+static void widen(const int8_t *w, int64_t count, int16_t *wide) {
+    for (int64_t s = 0; s < count; s++, w += STEP_BYTES) {
+        if (s % STEPS_PER_LINE == 0) prefetch_ahead(w);
+        dot_w wv = dot_load_w(w);
+        _mm256_store_si256((__m256i *)(wide + 32 * s), wv.rows03);
+        _mm256_store_si256((__m256i *)(wide + 32 * s + 16), wv.rows47);
+    }
+}
+
+/* One tile's WIDE_ROWS rows against `count` widened steps, their exact int32 sums added to `sums`
+   (float64; `first`: set them instead). `a`: the tile at the slice's first step. The step is written
+   in asm: from intrinsics GCC folds each weight load into its vpmaddwd (8 loads a step instead of 2)
+   and copies every sum between registers once a step, and the loop ran slower than tile()'s. */
+static inline void wide_tile(const int64_t *a, int64_t count, const int16_t *wide, dot_sum *sums, int first) {
+    __m256i s0l = vi_zero(), s0h = vi_zero(), s1l = vi_zero(), s1h = vi_zero(), s2l = vi_zero(), s2h = vi_zero(),
+            s3l = vi_zero(), s3h = vi_zero(); /* row m's sums for weight rows 0-3 (l) and 4-7 (h) */
+    if (count > 0) {
+        const int16_t *w = wide;
+        int64_t left = count;
+        /* per row: its four inputs broadcast, times both weight vectors, added to its two sums */
+#define WIDE_ROW(OFFSET, LOW, HIGH)                                                                               \
+    "vpbroadcastq " #OFFSET "(%[a]), %%ymm2\n\t"                                                                    \
+    "vpmaddwd %%ymm2, %%ymm0, %%ymm3\n\t"                                                                           \
+    "vpmaddwd %%ymm2, %%ymm1, %%ymm4\n\t"                                                                           \
+    "vpaddd %%ymm3, %[" #LOW "], %[" #LOW "]\n\t"                                                                   \
+    "vpaddd %%ymm4, %[" #HIGH "], %[" #HIGH "]\n\t"
+        __asm__("1:\n\t"
+                "vmovdqa (%[w]), %%ymm0\n\t"
+                "vmovdqa 32(%[w]), %%ymm1\n\t"
+                WIDE_ROW(0, s0l, s0h) WIDE_ROW(8, s1l, s1h) WIDE_ROW(16, s2l, s2h) WIDE_ROW(24, s3l, s3h)
+                "add $64, %[w]\n\t"
+                "add $32, %[a]\n\t"
+                "dec %[left]\n\t"
+                "jnz 1b"
+                : [w] "+r"(w), [a] "+r"(a), [left] "+r"(left), [s0l] "+x"(s0l), [s0h] "+x"(s0h), [s1l] "+x"(s1l),
+                  [s1h] "+x"(s1h), [s2l] "+x"(s2l), [s2h] "+x"(s2h), [s3l] "+x"(s3l), [s3h] "+x"(s3h)
+                :
+                : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "memory", "cc");
+#undef WIDE_ROW
+    }
+    const dot_acc acc[WIDE_ROWS] = {{s0l, s0h}, {s1l, s1h}, {s2l, s2h}, {s3l, s3h}};
+    for (int m = 0; m < WIDE_ROWS; m++) sums[m] = dot_flush(first ? dot_sum_zero() : sums[m], acc[m]);
+}
+
+/* The block at output row n0 against every tile of the chunk, a widened slice at a time; `wide` and
+   `sums` (one per tile row) are the calling thread's scratch. */
+static void one_block_wide(const int64_t *tiles, int rows, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                           const float *scale, const float *x_scale, float *y, int64_t n, int64_t n0, int16_t *wide,
+                           dot_sum *sums) {
+    const int64_t steps = k / DOT_GROUP;
+    const int tile_count = (rows + WIDE_ROWS - 1) / WIDE_ROWS;
+    const int8_t *w = packed + n0 * k;
+    for (int64_t s0 = 0; s0 < steps; s0 += WIDE_STEPS) {
+        const int64_t count = steps - s0 < WIDE_STEPS ? steps - s0 : WIDE_STEPS;
+        widen(w + s0 * STEP_BYTES, count, wide);
+        for (int t = 0; t < tile_count; t++)
+            wide_tile(tiles + (t * steps + s0) * WIDE_ROWS, count, wide, sums + t * WIDE_ROWS, s0 == 0);
+    }
+    vf block_scale = vf_load(scale + n0);
+    for (int m = 0; m < rows; m++)
+        vf_store(y + m * n + n0, vf_mul(dot_finish(sums[m], row_sums + n0), vf_mul(block_scale, vf_set1(x_scale[m]))));
+}
+#endif
+
 typedef struct {
     const uint8_t *act;
     int rows;
@@ -240,12 +356,23 @@ typedef struct {
     const float *scale, *x_scale;
     float *y;
     int64_t n;
-    int act8; /* rows of 8-bit activations (one_block8), else 16-bit (one_block) */
+    int act8;  /* rows of 8-bit activations (one_block8), else 16-bit (one_block) */
+    int tiled; /* act holds WIDE_ROWS-row tiles (one_block_wide) */
 } blocks_job;
 
 /* Blocks [begin, end) of one call, on one thread. */
 static void blocks(void *ctx, int64_t begin, int64_t end) {
     const blocks_job *j = ctx;
+#if defined(RIFFD_AVX2_MADD)
+    if (j->tiled) {
+        int16_t wide[WIDE_STEPS * 32] __attribute__((aligned(32)));
+        dot_sum sums[MAX_ROWS_PER_READ + WIDE_ROWS];
+        for (int64_t b = begin; b < end; b++)
+            one_block_wide((const int64_t *)j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y,
+                           j->n, b * BLOCK_ROWS, wide, sums);
+        return;
+    }
+#endif
     for (int64_t b = begin; b < end; b++) {
         if (j->act8)
             one_block8(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
@@ -273,22 +400,51 @@ static void quantize_rows(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-/* matvec_rows' loop: `chunk` rows at a time quantised into `work` (chunk rows of activations, then
-   their scales), then every block against them on the pool. */
+/* Whether a chunk of `rows` goes through one_block_wide (AVX2 without VNNI, 16-bit activations, a
+   prefill's chunk: more rows than a decode step's). */
+static int tiled_rows(int rows, int act8) {
+#if defined(RIFFD_AVX2_MADD)
+    return !act8 && rows > ROWS_PER_READ;
+#else
+    (void)rows, (void)act8;
+    return 0;
+#endif
+}
+
+/* Rows of activations a chunk of `rows` takes room for: whole tiles where it may go tiled. */
+static int64_t padded_rows(int64_t rows) {
+#if defined(RIFFD_AVX2_MADD)
+    if (rows > ROWS_PER_READ) return (rows + WIDE_ROWS - 1) / WIDE_ROWS * WIDE_ROWS;
+#endif
+    return rows;
+}
+
+/* matvec_rows' loop: `chunk` rows at a time quantised into `work` (chunk rows of activations, rounded
+   up to whole tiles where they go tiled, then their scales), then every block against them on the
+   pool. */
 static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                            const float *scale, float *y, int64_t n, int threads, int act8, int64_t chunk,
                            uint8_t *work) {
     const int64_t row_bytes = act8 ? k : 2 * k;
     uint8_t *act = work;
-    float *x_scale = (float *)(work + chunk * row_bytes);
+    float *x_scale = (float *)(work + padded_rows(chunk) * row_bytes);
     for (int64_t m0 = 0; m0 < m; m0 += chunk) {
         int rows = (int)((m - m0) < chunk ? (m - m0) : chunk);
-        quantize_job quantize = {x + m0 * k, k, act, x_scale, act8};
-        if (rows > ROWS_PER_READ) /* a prefill's chunk: on every thread */
-            riffd_parallel(rows, 0, threads, quantize_rows, &quantize);
-        else
-            quantize_rows(&quantize, 0, rows);
-        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, act8};
+        const int tiled = tiled_rows(rows, act8);
+#if defined(RIFFD_AVX2_MADD)
+        if (tiled) { /* a prefill's chunk: on every thread */
+            quantize_tiled_job quantize = {x + m0 * k, k, rows, (int64_t *)act, x_scale};
+            riffd_parallel(padded_rows(rows), 0, threads, quantize_rows_tiled, &quantize);
+        } else
+#endif
+        {
+            quantize_job quantize = {x + m0 * k, k, act, x_scale, act8};
+            if (rows > ROWS_PER_READ) /* a prefill's chunk: on every thread */
+                riffd_parallel(rows, 0, threads, quantize_rows, &quantize);
+            else
+                quantize_rows(&quantize, 0, rows);
+        }
+        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, act8, tiled};
         riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
     }
 }
@@ -301,11 +457,11 @@ static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *p
    read 40 GB/s, a tile of VNNI products consumes weights faster), and that wait came back every
    16 rows. Measured on AMD EPYC Zen 4 (2 cores, bench.native_int8 --rows 256): int8a8 276 -> 217 ms,
    int8 on AVX-512 VNNI 521 -> 428 ms (91-92 % of vpdpbusd's one a cycle); AVX2's vpmaddwd kernel is
-   bound by its products either way. Which rows share a chunk changes no bits: rows are independent. */
+   bound by its products either way (see one_block_wide). Which rows share a chunk changes no bits:
+   rows are independent. */
 #ifndef PREFILL_ACT_BYTES
 #define PREFILL_ACT_BYTES (256 * 1024)
 #endif
-#define MAX_ROWS_PER_READ 256
 
 static int64_t rows_per_read(int64_t m, int64_t row_bytes) {
     if (m <= ROWS_PER_READ) return m;
@@ -323,7 +479,8 @@ static void matvec_rows(const float *x, int64_t m, int64_t k, const int8_t *pack
     const int64_t row_bytes = act8 ? k : 2 * k;
     const int64_t chunk = rows_per_read(m, row_bytes);
     /* a decode step's rows on the stack (no allocation per matrix); a prefill's chunk on the heap */
-    uint8_t *work = chunk > ROWS_PER_READ ? malloc((size_t)(chunk * row_bytes) + sizeof(float) * (size_t)chunk) : NULL;
+    uint8_t *work = chunk > ROWS_PER_READ ? malloc((size_t)(padded_rows(chunk) * row_bytes) + sizeof(float) * (size_t)chunk)
+                                          : NULL;
     if (work) {
         rows_in_chunks(x, m, k, packed, row_sums, scale, y, n, threads, act8, chunk, work);
         free(work);

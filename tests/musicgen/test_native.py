@@ -58,10 +58,14 @@ def test_matvec_equals_float64_math_on_the_same_codes(rows, shape):
     assert torch.count_nonzero(zero) == 0
 
 
-def test_matvec_is_exact_at_the_extremes_no_saturation_no_overflow():
+@pytest.mark.parametrize("copies", [1, 13])
+def test_matvec_is_exact_at_the_extremes_no_saturation_no_overflow(copies):
     """The largest codes times the largest activations over the most columns: where a 16-bit product
-    sum would saturate (AVX2's maddubs) or an int32 sum overflow, the result would be far off."""
-    k = int8_matvec._library().riffd_int8_max_k()
+    sum would saturate (AVX2's maddubs) or an int32 sum overflow, the result would be far off. 13
+    copies of the rows over 4096 columns (39 rows: a chunk of 32, past a decode step's 16, then 7) take
+    the prefill's path (on AVX2: tiles of interleaved rows against widened weights, a slice of 1024
+    inputs at a time), with the bits those rows get alone."""
+    k = int8_matvec._library().riffd_int8_max_k() if copies == 1 else 4096
     codes = torch.full((64, k), 127, dtype=torch.int8)
     codes[1::4] = -128
     codes[2::4, ::2] = -128  # alternating signs: large partial sums that cancel
@@ -70,7 +74,10 @@ def test_matvec_is_exact_at_the_extremes_no_saturation_no_overflow():
     x = torch.full((3, k), 2.5)
     x[1, ::3] = -2.5
     x[2] = torch.linspace(-1, 1, k)
-    got = int8_matvec.matvec(x, int8_matvec.pack(codes, scales)).double()
+    packed = int8_matvec.pack(codes, scales)
+    got = int8_matvec.matvec(x.repeat(copies, 1), packed)
+    assert torch.equal(got, int8_matvec.matvec(x, packed).repeat(copies, 1))
+    got = got[:3].double()
     want = (x.double() @ codes.double().T) * 1e-3
     step = x.double().abs().amax(dim=1, keepdim=True) / 32767
     bound = 0.5 * step * codes.double().abs().sum(dim=1)[None, :] * 1e-3 + 1e-6 * want.abs().amax()
