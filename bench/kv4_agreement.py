@@ -1,0 +1,174 @@
+"""Benchmark: does a 4-bit self-attention cache keep int8a8's greedy agreement with float32 late in a window?
+
+The cache's error grows with its length (a step attends over every slot written so far), so the
+calibration's 24 frames say little about frame 1500. This run takes float32's own greedy window of
+`--frames` frames for one prompt (its columns and guided scores, cached under `--cache-dir`: float32
+decodes ~5 steps/s on 2 cores, so it is made once), then feeds those columns to int8a8 engines whose
+cache keeps each key and value vector in one of several formats, and counts, per range of positions,
+the share of greedy codes that are float32's (`agreement.forced_scores`' comparison).
+
+Formats are simulated in the Python step: each vector is quantised and dequantised as it is written
+(the cache itself stays float32), so every format runs through the same code and only the rounding
+differs:
+
+- `float32`: no rounding (the int8a8 weights' own disagreement);
+- `int8`: today's cache (round(x * 127 / max|x|), a scale per head_dim vector);
+- `s7v64`: 4-bit symmetric codes -7..7, one scale per 64-vector;
+- `s7g32`: the same per group of 32 (two scales per vector);
+- `a15v64`: 4-bit codes 0..15 over [min, max] of the vector (a scale and an offset);
+- `a15g32`: the same per group of 32.
+
+Prints a table, then one JSON object as the last line.
+
+    python -m bench.kv4_agreement [--model random/musicgen-small] [--frames 1500]
+        [--formats int8,s7v64,s7g32,a15v64,a15g32] [--ranges 0:24,0:500,500:1000,1000:1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from daemon.models.musicgen import kv_cache  # noqa: E402
+from daemon.models.musicgen.agreement import forced_scores  # noqa: E402
+from daemon.models.musicgen.conditioning import Conditioning, build_conditioning  # noqa: E402
+from daemon.models.musicgen.engine import MusicgenEngine  # noqa: E402
+from daemon.models.musicgen.loader import load_folder, pick_device  # noqa: E402
+from daemon.models.musicgen.loop import iter_window, plan_window, window_sampler  # noqa: E402
+from daemon.models.musicgen.options import EngineOptions  # noqa: E402
+from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
+from protocol.params import GenerationParams  # noqa: E402
+
+PROMPT = "80s pop track with bassy drums and synth"
+GUIDANCE_SCALE = 3.0
+
+
+def symmetric(levels: float, group: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """round(x * levels / max|x|) per `group` values, and back."""
+    def fake(x: torch.Tensor) -> torch.Tensor:
+        g = x.float().unflatten(-1, (-1, min(group, x.shape[-1])))
+        largest = g.abs().amax(dim=-1, keepdim=True)
+        inverse = torch.where(largest > 0, levels / largest, torch.zeros_like(largest))
+        codes = torch.round(g * inverse).clamp(-levels, levels)
+        return (codes * (largest / levels)).flatten(-2)
+    return fake
+
+
+def offset(levels: float, group: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """round((x - min) * levels / (max - min)) per `group` values, and back."""
+    def fake(x: torch.Tensor) -> torch.Tensor:
+        g = x.float().unflatten(-1, (-1, min(group, x.shape[-1])))
+        low, high = g.amin(dim=-1, keepdim=True), g.amax(dim=-1, keepdim=True)
+        step = (high - low) / levels
+        inverse = torch.where(step > 0, 1.0 / step, torch.zeros_like(step))
+        codes = torch.round((g - low) * inverse).clamp(0, levels)
+        return (codes * step + low).flatten(-2)
+    return fake
+
+
+FORMATS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "float32": lambda x: x,  # no cache rounding: what the weights alone cost
+    "int8": symmetric(kv_cache.INT8_LEVELS, 64),
+    "s7v64": symmetric(7.0, 64),
+    "s7g32": symmetric(7.0, 32),
+    "a15v64": offset(15.0, 64),
+    "a15g32": offset(15.0, 32),
+}
+
+
+@torch.inference_mode()
+def float32_window(engine: MusicgenEngine, cond: Conditioning, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32's greedy columns `[B, K, steps]` of one window and its guided scores `[steps, B * K, V]` before each."""
+    decoder, bundle = engine.decoder, engine.bundle
+    pattern, first_slot = plan_window(bundle, cond, None, frames)
+    params = GenerationParams(duration_s=frames / bundle.frame_rate, greedy=True, guidance_scale=GUIDANCE_SCALE)
+    sampler = window_sampler(bundle, cond, pattern, params, None, decoder.vocab)
+    scores: list[torch.Tensor] = []
+    columns: list[torch.Tensor] = []
+    started = time.perf_counter()
+    with decoder.open_cache(cond.hidden_states.shape[0], first_slot + pattern.steps - 1) as cache:
+        logits = decoder.prefill(cache, cond, pattern.inputs)
+        for column in iter_window(sampler, logits, lambda step, column: decoder.step(cache, column, first_slot + step),
+                                  None, on_logits=lambda logits: scores.append(sampler.scores(logits))):
+            columns.append(column)
+            if len(columns) % 250 == 0:
+                print(f"float32: {len(columns)} steps, {time.perf_counter() - started:.0f} s", flush=True)
+    return torch.stack(columns, dim=-1), torch.stack(scores)
+
+
+def with_format(engine: MusicgenEngine, fake: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Make `engine` step in Python over a float32 cache whose every written vector went through `fake`."""
+    decoder = engine.decoder
+    decoder.native = None
+    decoder.cache_dtype = torch.float32
+    original = kv_cache.KVCache.write
+
+    def write(self: kv_cache.KVCache, layer: int, positions: torch.Tensor, keys: torch.Tensor,
+              values: torch.Tensor) -> None:
+        original(self, layer, positions, fake(keys), fake(values))
+
+    kv_cache.KVCache.write = write  # type: ignore[method-assign]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="random/musicgen-small")
+    parser.add_argument("--engine", default="int8a8")
+    parser.add_argument("--frames", type=int, default=1500)
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--ranges", default="0:24,0:500,500:1000,1000:1500",
+                        help="step ranges (start:end) to report agreement over")
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/riffd-kv4"),
+                        help="where float32's window is kept between runs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    device = pick_device("cpu")
+    bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
+    cond = build_conditioning(bundle, [PROMPT], guidance_scale=GUIDANCE_SCALE)
+    reference_path = args.cache_dir / f"{args.model.replace('/', '_')}-{args.frames}.pt"
+    if reference_path.exists():
+        saved = torch.load(reference_path)
+        columns, want = saved["columns"], saved["scores"]
+    else:
+        columns, want = float32_window(MusicgenEngine(bundle, EngineOptions(warmup=False)), cond, args.frames)
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"columns": columns, "scores": want}, reference_path)
+    ranges = [tuple(int(v) for v in r.split(":")) for r in args.ranges.split(",")]
+    want_codes = want.argmax(-1)
+    results: dict[str, dict[str, float]] = {}
+    original_write = kv_cache.KVCache.write
+    for name in args.formats.split(","):
+        engine = MusicgenEngine(bundle, EngineOptions(weights=EngineOptions.parse(args.engine).weights, warmup=False))
+        with_format(engine, FORMATS[name])
+        started = time.perf_counter()
+        try:
+            got = forced_scores(engine, cond, columns, GUIDANCE_SCALE)
+        finally:
+            kv_cache.KVCache.write = original_write  # type: ignore[method-assign]
+        same = got.argmax(-1) == want_codes
+        row = {f"{a}:{b}": round(float(same[a:b].float().mean()), 4) for a, b in ranges}
+        diff = got - want
+        row["all"] = round(float(same.float().mean()), 4)
+        row["relative_logit_error"] = round(float(diff.pow(2).mean().sqrt() / want.pow(2).mean().sqrt()), 4)
+        row["seconds"] = round(time.perf_counter() - started, 1)
+        results[name] = row
+        print(name, json.dumps(row), flush=True)
+    print(json.dumps({"model": args.model, "engine": args.engine, "prompt": PROMPT, "frames": args.frames,
+                      "steps": int(columns.shape[-1]), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+                      "load_avg_1m": round(os.getloadavg()[0], 2), "agreement": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
