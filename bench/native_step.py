@@ -3,10 +3,11 @@
 Two questions, one run, random int8 weights and caches of musicgen-small's shapes (24 layers of
 1024, 16 heads of 64, ffn 4096, 4 x 2048 logits; the step's time does not depend on the values):
 
-- late in the window: one guided stream (2 rows) stepped at each of `--positions`; its step time
-  against the first position's (late/early), beside what the bytes alone allow: a step reads the
-  int8 weights once plus every cached key and value so far (int8 + a scale per vector), at the
-  memory-read bandwidth measured in the same run;
+- late in the window: one guided stream (2 rows) stepped at each of `--positions` with the first of
+  `--kernels`; its step time against the first position's (late/early), beside what the bytes alone
+  allow: a step reads the int8 weights once plus every cached key and value so far (int8, or 4-bit
+  codes two a byte for the +kv4 engines, + a scale per vector), at the memory-read bandwidth measured
+  in the same run; for each of `--kv-bits` (8, 4), taking turns at each position;
 - batching: `--streams` guided streams (2 rows each, at different positions of their own windows)
   sharing each step, their aggregate stream-steps per second against one stream alone, for each of
   `--kernels` over the same weights (int8: activations at 16 bits; int8a8: at 8 bits, int8 lm heads
@@ -21,7 +22,7 @@ cross-attention, GELU, residuals); the clock calls cost a little, so compare pro
 each other.
 
     python -m bench.native_step [--threads 2] [--positions 16,500,1000,1500] [--streams 1,2,4,8]
-        [--kernels int8,int8a8] [--profile]
+        [--kernels int8,int8a8] [--kv-bits 8,4] [--profile]
 """
 
 from __future__ import annotations
@@ -94,12 +95,14 @@ class Weights:
 
 
 class Window:
-    """One guided stream's caches (2 rows), filled with random slots."""
+    """One guided stream's caches (2 rows), filled with random slots: int8 (`kv_bits` 8) or the packed
+    4-bit layout of the +kv4 engines (4: two codes a byte)."""
 
-    def __init__(self, max_positions: int, generator: torch.Generator) -> None:
-        shape = (2, HEADS, max_positions, HEAD_DIM)
-        self.keys = [torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator) for _ in range(LAYERS)]
-        self.values = [torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator) for _ in range(LAYERS)]
+    def __init__(self, max_positions: int, generator: torch.Generator, kv_bits: int = 8) -> None:
+        shape = (2, HEADS, max_positions, HEAD_DIM * kv_bits // 8)
+        low, high, dtype = (-127, 128, torch.int8) if kv_bits == 8 else (0, 256, torch.uint8)
+        self.keys = [torch.randint(low, high, shape, dtype=dtype, generator=generator) for _ in range(LAYERS)]
+        self.values = [torch.randint(low, high, shape, dtype=dtype, generator=generator) for _ in range(LAYERS)]
         self.key_scales = [torch.rand(shape[:3], generator=generator) * 0.02 for _ in range(LAYERS)]
         self.value_scales = [torch.rand(shape[:3], generator=generator) * 0.02 for _ in range(LAYERS)]
         cross = (2, HEADS, TEXT_TOKENS, HEAD_DIM)
@@ -156,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stream-position", type=int, default=250, help="where the batched streams are (spread out)")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--kernels", default="int8,int8a8", help="batched part: int8 (16-bit activations), int8a8 (8-bit)")
+    parser.add_argument("--kv-bits", default="8,4",
+                        help="late part: the self-attention cache's bits, int8 (8) and the +kv4 engines' 4-bit layout (4)")
     parser.add_argument("--profile", action="store_true", help="time the batched steps' phases (a separate build)")
     args = parser.parse_args(argv)
     if args.profile:  # read when the kernels are first built, below
@@ -169,24 +174,29 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"CPU: {cpu_name()}, kernels {isa()}, {torch.get_num_threads()} threads; int8 weights "
           f"{weights.nbytes / 1e6:.0f} MB a step; read bandwidth {bandwidth:.1f} GB/s")
 
-    late = Window(max(positions) + 1, generator)
-    print(f"\none stream (2 rows): {'position':>8} {'ms':>7} {'vs first':>8} {'cache MB':>8} {'bytes allow':>11}")
-    by_position = {}
-    for position in positions:
-        ms, _ = step_ms(weights.model, [late], [position], args.steps)
-        cache_bytes = LAYERS * 2 * 2 * HEADS * (position + 1) * (HEAD_DIM + 4)  # K and V, 2 rows, codes + scale
-        floor_ms = (weights.nbytes + cache_bytes) / bandwidth / 1e6
-        by_position[position] = {"ms": round(ms, 2), "cache_mb": round(cache_bytes / 1e6, 1),
-                                  "floor_ms": round(floor_ms, 2)}
-        first = by_position[positions[0]]
-        print(f"{'':21}{position:>8} {ms:>7.2f} {ms / first['ms']:>7.2f}x {cache_bytes / 1e6:>8.1f} "
-              f"{floor_ms:>8.2f} ms ({floor_ms / first['floor_ms']:.2f}x)")
-    bandwidth = max(bandwidth, read_bandwidth_gb_s())
-    del late
-
     kernels = {"int8": 16, "int8a8": 8}
     chosen = [name for name in args.kernels.split(",") if name]
     models = {name: weights.with_activation_bits(kernels[name]) for name in chosen}
+    kv_bits = [int(b) for b in args.kv_bits.split(",")]
+    lates = {bits: Window(max(positions) + 1, generator, bits) for bits in kv_bits}
+    print(f"\none stream (2 rows), {chosen[0]}: {'kv bits':>7} {'position':>8} {'ms':>7} {'vs first':>8} "
+          f"{'cache MB':>8} {'bytes allow':>11}")
+    by_bits: dict[int, dict[int, dict]] = {bits: {} for bits in kv_bits}
+    for position in positions:
+        for bits in kv_bits:  # taking turns at each position: a busy moment hits both alike
+            ms, _ = step_ms(models[chosen[0]], [lates[bits]], [position], args.steps)
+            # K and V, 2 rows, codes + a float32 scale per vector
+            cache_bytes = LAYERS * 2 * 2 * HEADS * (position + 1) * (HEAD_DIM * bits // 8 + 4)
+            floor_ms = (weights.nbytes + cache_bytes) / bandwidth / 1e6
+            by_bits[bits][position] = {"ms": round(ms, 2), "cache_mb": round(cache_bytes / 1e6, 1),
+                                       "floor_ms": round(floor_ms, 2)}
+            first = by_bits[bits][positions[0]]
+            print(f"{'':28}{bits:>7} {position:>8} {ms:>7.2f} {ms / first['ms']:>7.2f}x {cache_bytes / 1e6:>8.1f} "
+                  f"{floor_ms:>8.2f} ms ({floor_ms / first['floor_ms']:.2f}x)")
+    by_position = by_bits[kv_bits[0]]
+    bandwidth = max(bandwidth, read_bandwidth_gb_s())
+    del lates
+
     print(f"\nbatched streams (2 rows each, around position {args.stream_position}):")
     print(f"  {'kernel':>7} {'streams':>7} {'step ms':>8} {'cpu ms':>8} {'stream-steps/s':>14} {'speedup':>8}")
     windows = [Window(args.stream_position + 64 * max(counts) + 1, generator) for _ in range(max(counts))]
@@ -212,6 +222,14 @@ def main(argv: list[str] | None = None) -> dict:
         "weight_mb": round(weights.nbytes / 1e6, 1), "positions": by_position,
         "late_over_early": round(last["ms"] / first["ms"], 3),
         "late_over_early_bytes": round(last["floor_ms"] / first["floor_ms"], 3),
+        "late_kernel": chosen[0],
+        "kv_bits": {str(bits): {"positions": by_bits[bits],
+                                "late_over_early": round(by_bits[bits][positions[-1]]["ms"] / by_bits[bits][positions[0]]["ms"], 3),
+                                "late_over_early_bytes": round(by_bits[bits][positions[-1]]["floor_ms"]
+                                                               / by_bits[bits][positions[0]]["floor_ms"], 3),
+                                "ms_vs_first_bits": {str(p): round(by_bits[bits][p]["ms"] / by_position[p]["ms"], 3)
+                                                     for p in positions}}
+                    for bits in kv_bits},
         "streams": by_streams,
         **{f"speedup_{count}": round(by_streams[count]["stream_steps_per_s"] / base, 2) for count in counts},
         "kernels": {name: {"streams": by_kernel[name],

@@ -1,8 +1,8 @@
 /* Attention for one (row, head) of a decode step: softmax(q . K / sqrt(head_dim) + mask) . V.
 
-   Self-attention keys and values are int8 with a float scale per vector (kv_cache.py's layout): a
-   step reads every slot written so far, so late in a window they outweigh the weights, and this
-   code must keep up with memory. Cross-attention keys and values are float32 (short, read-only).
+   Self-attention keys and values are int8, or 4-bit codes two to a byte, with a float scale per
+   vector (kv_cache.py's layouts): a step reads every slot written so far, so late in a window they
+   outweigh the weights, and this code must keep up with memory. Cross-attention keys and values are float32 (short, read-only).
    Rows are head_dim apart; head_dim % VL == 0.
 
    Scores: VL positions at a time, each a vector of partial products (one fused multiply-add per
@@ -41,14 +41,82 @@ void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count
     *scale = largest / 127.0f;
 }
 
+/* 4-bit slots (kv_cache.py's packed layout): a vector of hd values is hd/2 bytes, byte i holding
+   value i in its low nibble and value i + hd/2 in its high one, each a two's-complement code in
+   -7..7; the vector's scale is max|x| / 7. Read VL bytes at a time widened to int32 lanes, a lane's
+   low nibble shifted to the top (<< 28), and its high nibble masked there (<< 24, & 0xF0000000), are
+   each code * 2^28 exactly: as floats they enter the products at once, and the 2^-28 (a power of
+   two: no rounding) is folded into the score's and the output's factors. Three integer operations
+   per two vectors of VL values, against the half a read that int8 slots take. */
+#define NIBBLE_UNIT 268435456.0f   /* 2^28 */
+#define NIBBLE_INVERSE 0x1p-28f
+
+/* Store a float32 vector as 4-bit codes and its scale, as kv_cache.quantize_vectors4 does:
+   round(x * (7 / max|x|)), half to even, and max|x| / 7. count % VL == 0, count <= 256. */
+void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count) {
+    vf amax = vf_zero();
+    for (int64_t j = 0; j < count; j += VL) amax = vf_max(amax, vf_abs(vf_load(from + j)));
+    float largest = vf_largest(amax);
+    vf inverse = vf_set1(largest > 0.0f ? 7.0f / largest : 0.0f);
+    float codes[256]; /* int32 codes, stored through the float view of their lanes */
+    for (int64_t j = 0; j < count; j += VL) {
+        vi c = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + j), inverse)), vi_set1(-7)), vi_set1(7));
+        vf_store(codes + j, vf_as_float(c));
+    }
+    const int64_t half = count / 2;
+    for (int64_t i = 0; i < half; i++) {
+        int32_t low, high;
+        __builtin_memcpy(&low, codes + i, 4);
+        __builtin_memcpy(&high, codes + i + half, 4);
+        to[i] = (uint8_t)((low & 15) | ((high & 15) << 4));
+    }
+    *scale = largest / 7.0f;
+}
+
+/* One 4-bit vector's values times 2^28 as floats, for head sizes whose VL-value chunks are odd in
+   number (the two halves of a vector then do not split into whole vector loads). */
+static void unpack4(const uint8_t *slot, int64_t hd, float *out) {
+    const int64_t half = hd / 2;
+    for (int64_t i = 0; i < half; i++) {
+        out[i] = (float)((int8_t)(uint8_t)(slot[i] << 4) >> 4) * NIBBLE_UNIT;
+        out[i + half] = (float)((int8_t)slot[i] >> 4) * NIBBLE_UNIT;
+    }
+}
+
+static inline __attribute__((always_inline)) vf low_nibbles(vi bytes) { return vi_to_float(vi_shift_left(bytes, 28)); }
+static inline __attribute__((always_inline)) vf high_nibbles(vi bytes) {
+    return vi_to_float(vi_and(vi_shift_left(bytes, 24), vi_set1((int32_t)0xF0000000u)));
+}
+
+/* q . slot * 2^28 for one 4-bit vector (query: hd / VL chunks). */
+static inline __attribute__((always_inline)) vf dot4(const vf *query, const uint8_t *slot, const int64_t hd) {
+    const int64_t chunks = hd / VL;
+    vf acc = vf_zero();
+    if (chunks % 2 == 0) {
+        const int64_t half = chunks / 2;
+        for (int64_t c = 0; c < half; c++) {
+            vi bytes = vi_load_i8((const int8_t *)slot + c * VL);
+            acc = vf_fmadd(query[c], low_nibbles(bytes), acc);
+            acc = vf_fmadd(query[c + half], high_nibbles(bytes), acc);
+        }
+    } else {
+        float unpacked[256];
+        unpack4(slot, hd, unpacked);
+        for (int64_t c = 0; c < chunks; c++) acc = vf_fmadd(query[c], vf_load(unpacked + c * VL), acc);
+    }
+    return acc;
+}
+
 static inline __attribute__((always_inline)) vf load_slot(const void *rows, const int int8, int64_t index) {
     return int8 ? vf_load_i8((const int8_t *)rows + index) : vf_load((const float *)rows + index);
 }
 
 /* scores[p] = (q . K[p]) * key_scales[p] * scale + mask[p] for p < length (key_scales, mask: NULL
-   for none); returns the largest. `int8` and `hd` are constants where inlined. */
+   for none); returns the largest. `int8`, `int4` (4-bit slots: scale includes 2^-28) and `hd` are
+   constants where inlined. */
 static inline __attribute__((always_inline)) float score(const float *q, const void *keys, const int int8,
-                                                         const float *key_scales, float scale, const float *mask,
+                                                         const int int4, const float *key_scales, float scale,
+                                                         const float *mask,
                                                          int64_t length, const int64_t hd, float *scores) {
     const int64_t chunks = hd / VL;
     vf query[MAX_CHUNKS];
@@ -59,7 +127,9 @@ static inline __attribute__((always_inline)) float score(const float *q, const v
         vf part[VL];
         for (int i = 0; i < VL; i++) {
             vf acc = vf_zero();
-            if (i < count)
+            if (i < count && int4)
+                acc = dot4(query, (const uint8_t *)keys + (p0 + i) * (hd / 2), hd);
+            else if (i < count)
                 for (int64_t c = 0; c < chunks; c++) acc = vf_fmadd(query[c], load_slot(keys, int8, (p0 + i) * hd + c * VL), acc);
             part[i] = acc;
         }
@@ -124,13 +194,58 @@ static inline __attribute__((always_inline)) void weigh(const float *scores, con
     for (int64_t c = 0; c < chunks; c++) vf_store(out + c * VL, vf_mul(vf_add(even[c], odd[c]), inverse));
 }
 
+/* weigh for 4-bit values: each VL bytes read feed two chunks' accumulators, two positions in flight. */
+static inline __attribute__((always_inline)) void weigh4(const float *scores, const uint8_t *values, int64_t length,
+                                                         const int64_t hd, float total, float *out) {
+    const int64_t chunks = hd / VL, bytes = hd / 2;
+    vf even[MAX_CHUNKS], odd[MAX_CHUNKS];
+    for (int64_t c = 0; c < chunks; c++) even[c] = odd[c] = vf_zero();
+    if (chunks % 2 == 0) {
+        const int64_t half = chunks / 2;
+        int64_t p = 0;
+        for (; p + 1 < length; p += 2) {
+            vf w0 = vf_set1(scores[p]), w1 = vf_set1(scores[p + 1]);
+            for (int64_t c = 0; c < half; c++) {
+                vi b0 = vi_load_i8((const int8_t *)values + p * bytes + c * VL);
+                vi b1 = vi_load_i8((const int8_t *)values + (p + 1) * bytes + c * VL);
+                even[c] = vf_fmadd(w0, low_nibbles(b0), even[c]);
+                even[c + half] = vf_fmadd(w0, high_nibbles(b0), even[c + half]);
+                odd[c] = vf_fmadd(w1, low_nibbles(b1), odd[c]);
+                odd[c + half] = vf_fmadd(w1, high_nibbles(b1), odd[c + half]);
+            }
+        }
+        if (p < length) {
+            vf w = vf_set1(scores[p]);
+            for (int64_t c = 0; c < half; c++) {
+                vi b = vi_load_i8((const int8_t *)values + p * bytes + c * VL);
+                even[c] = vf_fmadd(w, low_nibbles(b), even[c]);
+                even[c + half] = vf_fmadd(w, high_nibbles(b), even[c + half]);
+            }
+        }
+    } else {
+        float unpacked[256];
+        for (int64_t p = 0; p < length; p++) {
+            unpack4(values + p * bytes, hd, unpacked);
+            vf w = vf_set1(scores[p]);
+            for (int64_t c = 0; c < chunks; c++) even[c] = vf_fmadd(w, vf_load(unpacked + c * VL), even[c]);
+        }
+    }
+    vf inverse = vf_set1(NIBBLE_INVERSE / total);
+    for (int64_t c = 0; c < chunks; c++) vf_store(out + c * VL, vf_mul(vf_add(even[c], odd[c]), inverse));
+}
+
 static inline __attribute__((always_inline)) void attend(const float *q, const void *keys, const float *key_scales,
                                                          const void *values, const float *value_scales, const int int8,
-                                                         const float *mask, int64_t length, const int64_t hd,
-                                                         float *scores, float *out) {
-    float largest = score(q, keys, int8, key_scales, 1.0f / sqrtf((float)hd), mask, length, hd, scores);
+                                                         const int int4, const float *mask, int64_t length,
+                                                         const int64_t hd, float *scores, float *out) {
+    float scale = 1.0f / sqrtf((float)hd);
+    float largest = score(q, keys, int8, int4, key_scales, int4 ? scale * NIBBLE_INVERSE : scale, mask, length, hd,
+                          scores);
     float total = weights(scores, length, largest, value_scales);
-    weigh(scores, values, int8, length, hd, total, out);
+    if (int4)
+        weigh4(scores, values, length, hd, total, out);
+    else
+        weigh(scores, values, int8, length, hd, total, out);
 }
 
 /* Head sizes compiled as constants (MusicGen's is 64; the debug presets' 16); others take the
@@ -146,13 +261,31 @@ static inline __attribute__((always_inline)) void attend(const float *q, const v
 
 void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scales, const int8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
-#define INT8_ATTEND(HD) attend(q, keys, key_scales, values, value_scales, 1, NULL, length, HD, scores, out)
+#define INT8_ATTEND(HD) attend(q, keys, key_scales, values, value_scales, 1, 0, NULL, length, HD, scores, out)
     BY_HEAD_DIM(INT8_ATTEND)
+}
+
+void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                       const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
+#define INT4_ATTEND(HD) attend(q, keys, key_scales, values, value_scales, 0, 1, NULL, length, HD, scores, out)
+    BY_HEAD_DIM(INT4_ATTEND)
 }
 
 void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
                       int64_t head_dim, float *scores, float *out) {
-#define F32_ATTEND(HD) attend(q, keys, NULL, values, NULL, 0, mask, length, HD, scores, out)
+#define F32_ATTEND(HD) attend(q, keys, NULL, values, NULL, 0, 0, mask, length, HD, scores, out)
     BY_HEAD_DIM(F32_ATTEND)
+}
+#else
+/* Built for a CPU without the kernels: never called (riffd_int8_supported() is 0); here so that
+   programs linking every entry point (tests/native/kernel_harness.c) link. */
+int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim) { (void)head_dim; return length; }
+void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count) {
+    (void)to; (void)scale; (void)from; (void)count;
+}
+void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                       const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
+    (void)q; (void)keys; (void)key_scales; (void)values; (void)value_scales; (void)length; (void)head_dim;
+    (void)scores; (void)out;
 }
 #endif

@@ -167,13 +167,22 @@ static void self_attention(void *ctx, int64_t begin, int64_t end) {
         const riffd_row *row = &j->rows[r];
         const riffd_row_cache *cache = &row->layer[j->layer];
         size_t first = (size_t)(h * row->max_positions), slot = first + (size_t)row->position;
+        const float *q = j->q + r * 3 * hidden + h * hd, *k = q + hidden, *v = q + 2 * hidden;
+        float *scores = j->scores + task * j->each, *out = j->out + r * hidden + h * hd;
         /* This head's key and value at the row's position first: only this task reads them. */
-        riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, j->q + r * 3 * hidden + hidden + h * hd, hd);
-        riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, j->q + r * 3 * hidden + 2 * hidden + h * hd,
-                         hd);
-        riffd_attend_int8(j->q + r * 3 * hidden + h * hd, cache->keys + first * hd, cache->key_scales + first,
-                          cache->values + first * hd, cache->value_scales + first, row->position + 1, hd,
-                          j->scores + task * j->each, j->out + r * hidden + h * hd);
+        if (row->kv_bits == 4) {
+            uint8_t *keys = (uint8_t *)cache->keys, *values = (uint8_t *)cache->values;
+            const size_t bytes = (size_t)hd / 2;
+            riffd_store_int4(keys + slot * bytes, cache->key_scales + slot, k, hd);
+            riffd_store_int4(values + slot * bytes, cache->value_scales + slot, v, hd);
+            riffd_attend_int4(q, keys + first * bytes, cache->key_scales + first, values + first * bytes,
+                              cache->value_scales + first, row->position + 1, hd, scores, out);
+            continue;
+        }
+        riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);
+        riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, v, hd);
+        riffd_attend_int8(q, cache->keys + first * hd, cache->key_scales + first, cache->values + first * hd,
+                          cache->value_scales + first, row->position + 1, hd, scores, out);
     }
 }
 
@@ -266,7 +275,7 @@ void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, floa
     }
     for (int64_t b = 0; b < n; b++)
         rows[b] = (riffd_row){&caches[b * layers], d->cross_mask ? d->cross_mask + b * d->cross_len : NULL, position,
-                              d->max_positions, d->cross_len};
+                              d->max_positions, d->cross_len, 8};
     riffd_model model = {d->hidden, d->heads, hd, d->ffn, layers, d->eps, weights, d->final_norm, d->lm_heads};
     riffd_step_rows(&model, rows, n, x, logits, d->scratch, d->threads);
 }

@@ -27,6 +27,10 @@ _i64 = ctypes.c_int64
 #: attention.c keeps a query and an output row in registers up to this size (MusicGen's heads: 64).
 MAX_HEAD_DIM = 256
 
+#: Bits per cached key/value code by the slot tensors' dtype: int8 codes, or 4-bit codes packed two a
+#: byte in uint8 (kv_cache.py); the C step's `riffd_row.kv_bits`.
+CACHE_BITS: dict[torch.dtype, int] = {torch.int8: 8, torch.uint8: 4}
+
 
 class Mirrored(ctypes.Structure):
     """A ctypes mirror of the C struct named `_c_name` (checked by `check_layout`)."""
@@ -93,7 +97,7 @@ class RowStruct(Mirrored):
 
     _c_name = "riffd_row"
     _fields_ = [("layer", ctypes.POINTER(RowCacheStruct)), ("cross_mask", _ptr), ("position", _i64),
-                ("max_positions", _i64), ("cross_len", _i64)]
+                ("max_positions", _i64), ("cross_len", _i64), ("kv_bits", _i64)]
 
 
 class LayerStruct(Mirrored):
@@ -168,7 +172,8 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
                skip_zero_cross: bool = True) -> ctypes.Array[RowCacheStruct]:
     """Row `row`'s caches in every layer, as the array a `RowStruct.layer` points at.
 
-    Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]`, `key_scales`/`value_scales` float32
+    Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]` (or uint8 `[N, heads, P, head_dim / 2]`:
+    4-bit codes two a byte, kv_cache.py's packed layout), `key_scales`/`value_scales` float32
     `[N, heads, P]`, `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
     no cross-attention), all contiguous. The array points into the tensors: keep them alive while it
     is used. A row whose cross values are all zero (guidance's null condition) is bound without
@@ -182,11 +187,13 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
     out = (RowCacheStruct * layers)()
     for index in range(layers):
         k, v, ks, vs = keys[index], values[index], key_scales[index], value_scales[index]
-        if k.dtype != torch.int8 or v.dtype != torch.int8 or ks.dtype != torch.float32 or vs.dtype != torch.float32:
-            raise ValueError("the native step needs int8 self-attention slots with float32 scales")
+        if k.dtype not in CACHE_BITS or v.dtype != k.dtype or ks.dtype != torch.float32 or vs.dtype != torch.float32:
+            raise ValueError("the native step needs int8 (or packed 4-bit uint8) self-attention slots with float32 scales")
         if not all(t.is_contiguous() and t.device.type == "cpu" for t in (k, v, ks, vs)):
             raise ValueError("cache tensors must be contiguous and on the CPU")
-        if not 0 <= row < k.shape[0] or v.shape != k.shape or ks.shape != k.shape[:3] or vs.shape != k.shape[:3]:
+        if not 0 <= row < k.shape[0] or v.shape != k.shape or ks.shape != k.shape[:3] or vs.shape != k.shape[:3] \
+                or k.dtype != keys[0].dtype or k.shape[1:3] != keys[0].shape[1:3] \
+                or (cross_keys and cross_keys[index].shape[3] != k.shape[3] * 8 // CACHE_BITS[k.dtype]):
             raise ValueError(f"row {row} of caches shaped {tuple(k.shape)} / {tuple(ks.shape)}")
         slots = k.shape[1] * k.shape[2]
         cross_k = cross_keys[index] if cross_keys else None
@@ -212,6 +219,7 @@ class BoundRow:
     caches: ctypes.Array[RowCacheStruct]
     max_positions: int
     cross_len: int
+    kv_bits: int  # 8: int8 slots; 4: packed 4-bit codes
     cross_mask: int | None  # address of its [cross_len] additive mask, or None
     keep: tuple[torch.Tensor, ...]  # the tensors the addresses point into
 
@@ -233,7 +241,8 @@ def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_s
         + tuple(cross_values) + ((cross_mask,) if cross_mask is not None else ())
     return BoundRow(row_caches(keys, values, key_scales, value_scales, cross_keys, cross_values, row,
                                skip_zero_cross=skip_zero_cross),
-                    max_positions=keys[0].shape[2], cross_len=cross_len, cross_mask=mask_address, keep=keep)
+                    max_positions=keys[0].shape[2], cross_len=cross_len, kv_bits=CACHE_BITS[keys[0].dtype],
+                    cross_mask=mask_address, keep=keep)
 
 
 class RowBatch:
@@ -248,7 +257,7 @@ class RowBatch:
             raise ValueError("a batch needs at least one row")
         self.rows = tuple(rows)
         self.structs = (RowStruct * len(rows))(*(RowStruct(row.caches, row.cross_mask, 0, row.max_positions,
-                                                           row.cross_len) for row in rows))
+                                                           row.cross_len, row.kv_bits) for row in rows))
 
     def __len__(self) -> int:
         return len(self.rows)

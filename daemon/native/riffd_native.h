@@ -48,7 +48,7 @@ typedef struct {
 
 /* One activation row's caches in one layer (a guided stream has two rows: conditional and null). */
 typedef struct {
-    int8_t *keys, *values;                  /* [heads][max_positions][head_dim], written in place */
+    int8_t *keys, *values;                  /* [heads][max_positions][head_dim (kv_bits 4: / 2)], written in place */
     float *key_scales, *value_scales;       /* [heads][max_positions]: a slot is codes * scale */
     /* [heads][cross_len][head_dim]; NULL without cross-attention, or where every key and value is zero
        (guidance's null rows: the attention's output is then +0 exactly, and is written without reading them) */
@@ -62,6 +62,7 @@ typedef struct {
     const float *cross_mask;      /* [cross_len], added to the cross-attention scores; NULL: none */
     int64_t position;             /* the slot this step writes; the row attends to slots 0..position */
     int64_t max_positions, cross_len;
+    int64_t kv_bits; /* 8: int8 slots [..][head_dim]; 4: 4-bit codes two a byte [..][head_dim / 2] (attention.c) */
 } riffd_row;
 
 /* ---- The single-window step (one cache for the whole batch, one position), kept for
@@ -107,6 +108,9 @@ void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, cons
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
 void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count);
 void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scales, const int8_t *values,
+                       const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
+void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
+void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
 void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
                       int64_t head_dim, float *scratch, float *out);

@@ -79,6 +79,8 @@ static inline vi vf_to_int(vf a) { return _mm512_cvtps_epi32(a); } /* nearest, t
 static inline vf vf_load_i8(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
+/* VL int8 values widened to int32 lanes */
+static inline vi vi_load_i8(const int8_t *p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)); }
 /* the low byte of each int32 lane, VL bytes */
 static inline void vi_store_bytes(void *p, vi a) { _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(a)); }
 /* the low 16 bits of each int32 lane, VL int16 values */
@@ -154,6 +156,7 @@ static inline vi vf_to_int(vf a) { return _mm256_cvtps_epi32(a); }
 static inline vf vf_load_i8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
+static inline vi vi_load_i8(const int8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 static inline void vi_store_bytes(void *p, vi a) {
     /* the low byte of each lane to the bottom of each 128-bit half, then the halves side by side */
     const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -264,6 +267,11 @@ static inline vf vf_load_i8(const int8_t *p) {
     __builtin_memcpy(&four, p, 4);
     int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
     return vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)));
+}
+static inline vi vi_load_i8(const int8_t *p) {
+    int32_t four;
+    __builtin_memcpy(&four, p, 4);
+    return vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)))));
 }
 static inline void vi_store_bytes(void *p, vi a) {
     int8x8_t bytes = vmovn_s16(vcombine_s16(vmovn_s32(a), vdup_n_s16(0)));

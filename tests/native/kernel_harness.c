@@ -25,6 +25,9 @@
    - Sampling scores (guidance, temperature, top-k): the same float32 operations in the same order as
      the PyTorch expressions they replace, so exactly the bits of this file's plain float32 reference
      (the k-th largest found by sorting), -inf where below it.
+   - The 4-bit cache (+kv4): riffd_store_int4's codes are round(x * 7 / max|x|) of double maths (one off
+     only within 1e-5 of a tie) and its scale max|x| / 7 to float32 rounding; riffd_attend_int4 over
+     random codes and scales within 1e-5 of the values' largest magnitude of softmax attention in double.
    - The whole decoder step (riffd_step_rows, the rows of a batch): a reference step in double doing what the kernels specify (each
      product's activations rounded as the kernels round them, exact sums, exact erf
      GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
@@ -54,6 +57,10 @@ void riffd_lstm_steps(const float *gates_in, int64_t steps, int64_t batch, int64
                       const float *h0, float *c, float *out, int threads);
 int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
                               float temperature, int64_t top_k, float *scores, float *work);
+int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
+void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
+void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                       const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads);
@@ -706,6 +713,71 @@ static void check_decoder_step(int64_t group, int heads_int8) {
     free(final_norm.weight), free(final_norm.bias), free(scratch);
 }
 
+/* The packed 4-bit cache: byte i of a vector holds code i (low nibble) and code i + hd/2 (high). */
+static int nibble(const uint8_t *slot, int64_t hd, int64_t i) {
+    int64_t half = hd / 2;
+    int byte = slot[i % half];
+    int code = i < half ? byte & 15 : byte >> 4;
+    return code >= 8 ? code - 16 : code;
+}
+
+static void check_int4_cache(int64_t hd, int64_t length) {
+    char what[96];
+    const int64_t half = hd / 2;
+    float *x = must_alloc(sizeof(float) * (size_t)hd), scale;
+    uint8_t *codes = must_alloc((size_t)half);
+    double store_worst = 0.0;
+    for (int trial = 0; trial < 64; trial++) {
+        double spread = pow(10.0, rand_int(-4, 3));
+        for (int64_t i = 0; i < hd; i++) x[i] = (float)(gauss() * spread);
+        riffd_store_int4(codes, &scale, x, hd);
+        double largest = 0.0;
+        for (int64_t i = 0; i < hd; i++) largest = fmax(largest, fabs((double)x[i]));
+        if (fabs(scale - largest / 7.0) > 1e-6 * largest) store_worst = INFINITY;
+        for (int64_t i = 0; i < hd; i++) {
+            double scaled = x[i] * 7.0 / largest, off = fabs(nibble(codes, hd, i) - scaled);
+            double tie = fabs(fabs(scaled - floor(scaled)) - 0.5);
+            store_worst = fmax(store_worst, tie < 1e-5 ? off / 1.5 : off / 0.5); /* half a step, or one near a tie */
+        }
+    }
+    snprintf(what, sizeof what, "4-bit cache store, head_dim %lld", (long long)hd);
+    report(what, store_worst);
+
+    uint8_t *keys = must_alloc((size_t)(length * half)), *values = must_alloc((size_t)(length * half));
+    float *key_scales = must_alloc(sizeof(float) * (size_t)length), *value_scales = must_alloc(sizeof(float) * (size_t)length);
+    float *q = must_alloc(sizeof(float) * (size_t)hd), *out = must_alloc(sizeof(float) * (size_t)hd);
+    float *scratch = must_alloc(sizeof(float) * (size_t)riffd_attention_scratch_floats(length, hd));
+    double *scores = must_alloc(sizeof(double) * (size_t)length), *want = must_alloc(sizeof(double) * (size_t)hd);
+    for (int64_t i = 0; i < length * half; i++) keys[i] = (uint8_t)rand_int(0, 255), values[i] = (uint8_t)rand_int(0, 255);
+    double largest_value = 0.0;
+    for (int64_t p = 0; p < length; p++) {
+        key_scales[p] = (float)(0.01 + 0.3 * uniform());
+        value_scales[p] = (float)(0.01 + 0.3 * uniform());
+        largest_value = fmax(largest_value, 8.0 * value_scales[p]);
+    }
+    for (int64_t i = 0; i < hd; i++) q[i] = (float)(2.0 * gauss());
+    riffd_attend_int4(q, keys, key_scales, values, value_scales, length, hd, scratch, out);
+    double top = -INFINITY, total = 0.0;
+    for (int64_t p = 0; p < length; p++) {
+        double dot = 0.0;
+        for (int64_t i = 0; i < hd; i++) dot += (double)q[i] * nibble(keys + p * half, hd, i) * key_scales[p];
+        scores[p] = dot / sqrt((double)hd);
+        top = fmax(top, scores[p]);
+    }
+    for (int64_t i = 0; i < hd; i++) want[i] = 0.0;
+    for (int64_t p = 0; p < length; p++) {
+        double e = exp(scores[p] - top);
+        total += e;
+        for (int64_t i = 0; i < hd; i++) want[i] += e * nibble(values + p * half, hd, i) * value_scales[p];
+    }
+    double worst = 0.0;
+    for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / (1e-5 * largest_value));
+    snprintf(what, sizeof what, "4-bit cache attention, head_dim %lld, %lld positions", (long long)hd, (long long)length);
+    report(what, worst);
+    free(x), free(codes), free(keys), free(values), free(key_scales), free(value_scales), free(q), free(out);
+    free(scratch), free(scores), free(want);
+}
+
 int main(void) {
     if (!riffd_int8_supported()) {
         printf("harness: the kernels were built as stubs (no instruction set they need)\n");
@@ -739,6 +811,9 @@ int main(void) {
     check_sampling(1, 2.5f, 0.7f, 1);
     check_sampling(0, 1.0f, 1.0f, 2047);
     check_sampling(0, 1.0f, 0.9f, 0);
+    check_int4_cache(16, 37);
+    check_int4_cache(64, 1501);
+    check_int4_cache(48, 9);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

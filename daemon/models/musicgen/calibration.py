@@ -11,6 +11,7 @@ another mode look faster than it is.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import math
@@ -53,8 +54,7 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
         if mode == "float32":
             continue
         options = EngineOptions.parse(mode)
-        engine = MusicgenEngine(bundle, EngineOptions(weights=options.weights, compile=options.compile,
-                                                      draft=options.draft, warmup=False))
+        engine = MusicgenEngine(bundle, dataclasses.replace(options, warmup=False))
         rate = _rate(engine, single, speed_frames)
         if options.draft:
             # Speculative decoding keeps float32's distribution, and greedy its very codes

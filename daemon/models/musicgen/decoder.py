@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from daemon.models.musicgen.condition_precision import CrossProjection, project
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.kv_cache import KVCache
+from daemon.models.musicgen.kv_cache import PACKED4, KVCache
 from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.options import NATIVE_FORMATS
 from daemon.models.musicgen.speed import DenseLinear, Int4Linear, Int8Linear, Linear
@@ -48,6 +48,8 @@ class MusicgenDecoder:
         native = weights.options.weights in NATIVE_FORMATS and not self.compiled
         self.native = NativeStep.build(weights, device) if native else None
         self.cache_dtype = NativeStep.CACHE_DTYPE if self.native is not None else weights.dtype
+        if weights.options.kv4:  # both steps read and write the packed 4-bit layout
+            self.cache_dtype = PACKED4
         if native:
             log.info("%s %s engine: %s", model_id, weights.options.weights, "riffd's native decode step"
                      if self.native is not None else "PyTorch's kernels (riffd's native step cannot run these weights here)")
@@ -75,7 +77,9 @@ class MusicgenDecoder:
         """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control)."""
         w = self.weights
         slot = w.head_dim * torch.tensor([], dtype=self.cache_dtype).element_size()
-        if self.cache_dtype == torch.int8:
+        if self.cache_dtype == PACKED4:
+            slot = w.head_dim // 2 + 4  # two codes a byte, a float32 scale
+        elif self.cache_dtype == torch.int8:
             slot += 4  # the float32 scale of each vector
         cross = 2 * cross_len * w.head_dim * torch.tensor([], dtype=w.dtype).element_size()
         return len(w.layers) * rows * w.heads * (2 * positions * slot + cross)

@@ -6,7 +6,9 @@ only on the conditioning and are computed once, at prefill.
 
 Slots are stored in the engine's dtype, or as int8 with a scale per (row, head, position)
 vector: a step reads every slot written so far, so late in a long window the cache, not the
-weights, is most of what a step reads, and int8 halves float16's share again.
+weights, is most of what a step reads, and int8 halves float16's share again. The `+kv4` engines
+halve it once more: 4-bit codes (-7..7) packed two a byte (dtype uint8), with the same scale per
+vector (bench/kv4_agreement.py measured the greedy agreement this keeps, by position).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ import torch
 
 #: int8 slots hold round(x * 127 / max|x|) of each head_dim vector, and max|x| / 127 beside it.
 INT8_LEVELS = 127.0
+#: 4-bit slots hold round(x * 7 / max|x|), and max|x| / 7: byte i of a vector's head_dim / 2 holds
+#: value i in its low nibble and value i + head_dim / 2 in its high one (two's complement), so a
+#: vector read of the bytes feeds two vectors of values (attention.c).
+INT4_LEVELS = 7.0
+#: The dtype of the 4-bit layout's slots (int8 is the 8-bit one's).
+PACKED4 = torch.uint8
 
 
 @dataclass
@@ -25,7 +33,7 @@ class KVCache:
     """Per-layer tensors of one window.
 
     `keys[l]` / `values[l]` are `[N, heads, max_positions, head_dim]` (N = batch, doubled under
-    guidance); with int8 slots, `key_scales[l]` / `value_scales[l]` `[N, heads, max_positions]`
+    guidance), or `[N, heads, max_positions, head_dim / 2]` uint8 in the 4-bit layout; with int8 or 4-bit slots, `key_scales[l]` / `value_scales[l]` `[N, heads, max_positions]`
     float32 scale them. `cross_keys[l]` / `cross_values[l]` are `[N, heads, S, head_dim]`, and
     `cross_mask` `[N, 1, 1, S]` is additive (0 or a large negative), or None when nothing is masked.
     """
@@ -47,17 +55,19 @@ class KVCache:
     @classmethod
     def allocate(cls, *, layers: int, batch: int, heads: int, head_dim: int, max_positions: int,
                  dtype: torch.dtype, device: torch.device, zeroed: bool = True) -> "KVCache":
-        """Buffers for `max_positions` slots. `zeroed` False leaves them unwritten: for steps that
+        """Buffers for `max_positions` slots (`dtype` uint8: the packed 4-bit layout). `zeroed` False leaves them unwritten: for steps that
         read only the slots written so far (the eager and native ones). Zeroing a window's cache
         touches every page of it at once (150 MB for musicgen-small's int8 window, ~40 ms on a
         2-core Zen 4) before the first column can be made; unzeroed, the pages come as slots fill."""
-        shape = (batch, heads, max_positions, head_dim)
+        if dtype == PACKED4 and head_dim % 2:
+            raise ValueError(f"the 4-bit cache packs pairs of values: head_dim {head_dim} is odd")
+        shape = (batch, heads, max_positions, head_dim // 2 if dtype == PACKED4 else head_dim)
         # The compiled step reads the whole buffer (masked), and garbage could be NaN: zeros there.
         make = torch.zeros if zeroed else torch.empty
         keys = [make(shape, dtype=dtype, device=device) for _ in range(layers)]
         values = [make(shape, dtype=dtype, device=device) for _ in range(layers)]
         cache = cls(keys, values, [], [], None, max_positions)
-        if dtype == torch.int8:
+        if dtype in (torch.int8, PACKED4):
             cache.key_scales = [make(shape[:3], device=device) for _ in range(layers)]
             cache.value_scales = [make(shape[:3], device=device) for _ in range(layers)]
         return cache
@@ -66,12 +76,18 @@ class KVCache:
     def quantized(self) -> bool:
         return bool(self.key_scales)
 
+    @property
+    def packed4(self) -> bool:
+        """Slots in the 4-bit layout (two codes a byte)."""
+        return bool(self.keys) and self.keys[0].dtype == PACKED4
+
     def write(self, layer: int, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store `keys`/`values` `[N, heads, T, head_dim]` at `positions` `[T]` of `layer`, in place
         (converted to the cache's dtype)."""
         if self.quantized:
+            quantize = quantize_vectors4 if self.packed4 else quantize_vectors
             for slots, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
-                codes, scale = quantize_vectors(new)
+                codes, scale = quantize(new)
                 slots[layer].index_copy_(2, positions, codes)
                 scales[layer].index_copy_(2, positions, scale)
             return
@@ -81,6 +97,8 @@ class KVCache:
     def read(self, layer: int, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the first `length` slots of `layer`, `[N, heads, length, head_dim]` in `dtype`."""
         keys, values = self.keys[layer][:, :, :length], self.values[layer][:, :, :length]
+        if self.packed4:
+            keys, values = unpack4(keys), unpack4(values)
         if self.quantized:
             return (keys.to(dtype) * self.key_scales[layer][:, :, :length, None].to(dtype),
                     values.to(dtype) * self.value_scales[layer][:, :, :length, None].to(dtype))
@@ -112,3 +130,23 @@ def quantize_vectors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     inverse = torch.where(largest > 0, INT8_LEVELS / largest, torch.zeros_like(largest))
     codes = torch.round(x * inverse[..., None]).clamp(-INT8_LEVELS, INT8_LEVELS).to(torch.int8)
     return codes, largest / INT8_LEVELS
+
+
+def quantize_vectors4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """4-bit codes of `x` `[..., D]` packed two a byte `[..., D / 2]` uint8, and a float32 scale per
+    vector `[...]`: x ~ unpack4(codes) * scale. The same arithmetic as attention.c's riffd_store_int4
+    (x * (7 / max|x|), rounded half to even), so the Python and the native step fill a cache alike."""
+    x = x.float()
+    largest = x.abs().amax(dim=-1)
+    inverse = torch.where(largest > 0, INT4_LEVELS / largest, torch.zeros_like(largest))
+    codes = torch.round(x * inverse[..., None]).clamp(-INT4_LEVELS, INT4_LEVELS).to(torch.int32)
+    half = x.shape[-1] // 2
+    packed = (codes[..., :half] & 15) | ((codes[..., half:] & 15) << 4)
+    return packed.to(PACKED4), largest / INT4_LEVELS
+
+
+def unpack4(packed: torch.Tensor) -> torch.Tensor:
+    """The int8 codes `[..., D]` (-8..7) of packed 4-bit slots `[..., D / 2]` uint8."""
+    wide = packed.to(torch.int16)
+    low, high = ((wide & 15) ^ 8) - 8, ((wide >> 4) ^ 8) - 8
+    return torch.cat((low, high), dim=-1).to(torch.int8)

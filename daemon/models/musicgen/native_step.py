@@ -18,7 +18,7 @@ from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.speed import Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, NormWeights
 from daemon.native import NativeUnavailable
-from daemon.native.decoder_step import (BoundRow, Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, RowBatch,
+from daemon.native.decoder_step import (CACHE_BITS, BoundRow, Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, RowBatch,
                                          bind_row)
 
 
@@ -36,7 +36,8 @@ def _packed(linear: Linear | None) -> Int8Struct:
 class NativeStep:
     """`step_streams(xs, caches, positions)`: one native call for the rows of several windows."""
 
-    #: The self-attention cache's dtype the native step reads and writes (int8 with a scale per vector).
+    #: The self-attention cache's dtype the native step reads and writes (int8 with a scale per vector;
+    #: +kv4 engines: kv_cache.PACKED4, 4-bit codes two a byte).
     CACHE_DTYPE = torch.int8
 
     def __init__(self, weights: DecoderWeights) -> None:
@@ -108,8 +109,12 @@ class NativeStep:
         bound = cache.bindings.get("native")
         if bound is not None and bound[0] == cache.condition_version:
             return bound[1]
-        if cache.keys[0].dtype != self.CACHE_DTYPE or (cache.cross_keys and cache.cross_keys[0].dtype != torch.float32):
-            raise ValueError("the native step needs an int8 self-attention cache and float32 cross-attention")
+        bits = CACHE_BITS.get(cache.keys[0].dtype)
+        if bits is None or (cache.cross_keys and cache.cross_keys[0].dtype != torch.float32):
+            raise ValueError("the native step needs an int8 (or packed 4-bit) self-attention cache and float32 "
+                             "cross-attention")
+        if cache.keys[0].shape[1] != self.weights.heads or cache.keys[0].shape[3] * 8 // bits != self.weights.head_dim:
+            raise ValueError(f"a cache of {tuple(cache.keys[0].shape)} slots does not match the model's heads")
         mask = cache.cross_mask
         rows = [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
                          cache.cross_values, mask, row) for row in range(cache.keys[0].shape[0])]

@@ -29,7 +29,7 @@ CPU_ONLY_FORMATS: frozenset[str] = frozenset({"int8", "int8a8", "int4", "int8dyn
 #: Formats whose decode step is riffd's native one where its kernels run (CPU).
 NATIVE_FORMATS: frozenset[str] = frozenset({"int8", "int8a8", "int4"})
 #: Flags after the format, `+`-separated.
-FLAGS: tuple[str, ...] = ("compile", "nowarmup", "draft")
+FLAGS: tuple[str, ...] = ("compile", "nowarmup", "draft", "kv4")
 
 #: Columns the draft engine proposes per verifying pass (+draft).
 SPECULATIVE_LOOKAHEAD = 4
@@ -56,10 +56,17 @@ class EngineOptions:
     # these weights check them all in one pass. The result is distributed exactly as these
     # weights' own sampling (greedy: the very same codes); only the speed changes.
     draft: bool = False
+    # The self-attention cache in 4-bit codes with a scale per vector instead of int8 (kv_cache.py):
+    # late in a window the cache is a third of a step's read at int8, half that at 4 bits. Measured
+    # (bench/kv4_agreement.py, random musicgen-small, int8a8): greedy agreement with float32 at frames
+    # 1000-1500 the same as int8's (93 %), lower in a window's first frames (few slots to average
+    # a rounding over: 86 % over the first 24 against int8's 97 %).
+    kv4: bool = False
 
     @property
     def name(self) -> str:
-        return self.weights + ("+compile" if self.compile else "") + ("+draft" if self.draft else "")
+        return (self.weights + ("+compile" if self.compile else "") + ("+draft" if self.draft else "")
+                + ("+kv4" if self.kv4 else ""))
 
     def heads_options(self) -> EngineOptions:
         """The lm heads' options: int8 in the int4 and int8a8 modes (the heads turn the hidden state
@@ -83,11 +90,14 @@ class EngineOptions:
         if self.draft and (self.weights != "float32" or self.compile):
             raise InvalidArgument("+draft speeds up float32 (drafts in int8 on the CPU, float16 on a GPU); "
                                   f"not {self.name}")
+        if self.kv4 and (self.weights not in NATIVE_FORMATS or self.compile):
+            raise InvalidArgument(f"+kv4 (a 4-bit self-attention cache) goes with {', '.join(sorted(NATIVE_FORMATS))} "
+                                  f"without +compile; not {self.name}")
         return self
 
     @classmethod
     def parse(cls, spec: str) -> EngineOptions:
-        """'float32', 'int8+compile', 'bfloat16+nowarmup', 'float32+draft': the command line's spelling.
+        """'float32', 'int8+compile', 'bfloat16+nowarmup', 'float32+draft', 'int8a8+kv4': the command line's spelling.
 
         Checks the spelling only; `validate` checks the combination against a device.
         """
@@ -96,10 +106,11 @@ class EngineOptions:
         unknown = flags - set(FLAGS)
         if unknown:
             raise InvalidArgument(f"unknown engine flag(s) {sorted(unknown)} in {spec!r}; "
-                                  "use +compile, +draft or +nowarmup")
+                                  "use +compile, +draft, +kv4 or +nowarmup")
         if parts[0] not in WEIGHT_FORMATS:
             raise InvalidArgument(f"engine {spec!r}: the format is one of {', '.join(WEIGHT_FORMATS)}")
-        return cls(weights=parts[0], compile="compile" in flags, warmup="nowarmup" not in flags, draft="draft" in flags)
+        return cls(weights=parts[0], compile="compile" in flags, warmup="nowarmup" not in flags, draft="draft" in flags,
+                   kv4="kv4" in flags)
 
 
 def _device_type(device: HasDeviceType | str) -> str:

@@ -382,7 +382,8 @@ class JamStream:
             layers = getattr(cache, name)
             for index, tensor in enumerate(layers):
                 slots = saved.slots.get(f"{name}.{index}")
-                if slots is None or slots.shape[:2] != tensor.shape[:2] or slots.shape[2] != saved.fed:
+                if slots is None or slots.shape[:2] != tensor.shape[:2] or slots.shape[3:] != tensor.shape[3:] \
+                        or slots.shape[2] != saved.fed:
                     raise ValueError(f"the saved cache has no {name} for layer {index} of this decoder's shape")
                 tensor[:, :, :saved.fed] = slots.to(tensor.device, tensor.dtype)
         if sampling:

@@ -1,0 +1,136 @@
+"""The 4-bit self-attention cache (`+kv4`): the packed layout, the native store against the Python
+one bit for bit, the native attention over 4-bit slots against float64 math, and the native step
+against the Python step reading the same layout."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+from daemon.models.musicgen.kv_cache import INT4_LEVELS, PACKED4, KVCache, quantize_vectors4, unpack4
+from daemon.models.musicgen.options import EngineOptions
+from daemon.native.decoder_step import functions
+from protocol.errors import InvalidArgument
+from tests.musicgen.test_native import _kernel_runs_here, assert_native_step_equals_python
+
+_p, _i64 = ctypes.c_void_p, ctypes.c_int64
+native = pytest.mark.skipif(_kernel_runs_here() is not None, reason=f"native int8 kernel: {_kernel_runs_here()}")
+
+
+def _library() -> ctypes.CDLL:
+    loaded = functions()
+    loaded.riffd_store_int4.argtypes = [_p, _p, _p, _i64]
+    loaded.riffd_attend_int4.argtypes = [_p, _p, _p, _p, _p, _i64, _i64, _p, _p]
+    loaded.riffd_attention_scratch_floats.argtypes = [_i64, _i64]
+    loaded.riffd_attention_scratch_floats.restype = _i64
+    return loaded
+
+
+def _vectors(count: int, head_dim: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(count, head_dim, generator=generator) * torch.logspace(-4, 3, count)[:, None]
+    x[0] = 0.0  # all zero: scale 0, codes 0
+    x[1, :] = 3.5 / 7  # every value on a rounding tie once scaled (x * 7 / max|x| = 3.5): half to even
+    x[1, 0] = 1.0
+    x[2, : head_dim // 2] = -x[2, head_dim // 2:]  # the two nibbles of each byte opposite
+    return x
+
+
+def test_the_packed_layout_round_trips_within_half_a_step():
+    x = _vectors(40, 64, 0)
+    packed, scale = quantize_vectors4(x)
+    assert packed.dtype == PACKED4 and packed.shape == (40, 32) and scale.shape == (40,)
+    codes = unpack4(packed)
+    assert int(codes.abs().max()) == INT4_LEVELS and int(codes.min()) >= -7
+    # byte i: value i low, value i + 32 high, two's complement
+    assert torch.equal(packed[:, 5].to(torch.int16), (codes[:, 5].to(torch.int16) & 15) | ((codes[:, 37].to(torch.int16) & 15) << 4))
+    step = x.abs().amax(dim=-1, keepdim=True) / INT4_LEVELS
+    assert bool(((codes.float() * scale[:, None] - x).abs() <= step / 2 * (1 + 1e-6)).all())
+    assert torch.count_nonzero(codes[0]) == 0 and float(scale[0]) == 0.0
+    assert codes[1, 1:].eq(4).all()  # 3.5 rounds to 4 (even)
+
+
+def test_a_4bit_cache_writes_reads_and_counts_its_bytes():
+    cache = KVCache.allocate(layers=2, batch=2, heads=3, head_dim=16, max_positions=8, dtype=PACKED4,
+                             device=torch.device("cpu"))
+    assert cache.packed4 and cache.quantized and cache.keys[0].shape == (2, 3, 8, 8)
+    keys = torch.randn(2, 3, 4, 16)
+    cache.write(1, torch.tensor([0, 2, 3, 6]), keys, -keys)
+    read_keys, read_values = cache.read(1, 7, torch.float32)
+    assert read_keys.shape == (2, 3, 7, 16)
+    step = keys.abs().amax(dim=-1, keepdim=True) / INT4_LEVELS
+    assert bool(((read_keys[:, :, [0, 2, 3, 6]] - keys).abs() <= step / 2 + 1e-7).all())
+    assert torch.equal(read_values[:, :, [0, 2, 3, 6]], -read_keys[:, :, [0, 2, 3, 6]])
+    # codes: half a byte a value; scales: a float32 per vector (int8's 16 + 4 bytes a vector -> 8 + 4)
+    assert cache.nbytes == 2 * 2 * (2 * 3 * 8 * 8) + 2 * 2 * (2 * 3 * 8 * 4)
+    with pytest.raises(ValueError, match="odd"):
+        KVCache.allocate(layers=1, batch=1, heads=1, head_dim=15, max_positions=2, dtype=PACKED4,
+                         device=torch.device("cpu"))
+
+
+def test_kv4_is_an_engine_flag_of_the_native_formats():
+    options = EngineOptions.parse("int8a8+kv4+nowarmup")
+    assert options.kv4 and options.weights == "int8a8" and options.name == "int8a8+kv4"
+    assert EngineOptions.parse(options.name) == EngineOptions(weights="int8a8", kv4=True)
+    assert options.validate("cpu") is options
+    for bad in ("float32+kv4", "bfloat16+kv4", "int8+compile+kv4"):
+        with pytest.raises(InvalidArgument, match="kv4"):
+            EngineOptions.parse(bad).validate("cpu")
+
+
+@native
+@pytest.mark.parametrize("head_dim", [16, 64])
+def test_native_store_equals_the_python_store_bit_for_bit(head_dim):
+    loaded = _library()
+    x = _vectors(64, head_dim, head_dim)
+    want_codes, want_scales = quantize_vectors4(x)
+    got_codes = torch.empty(64, head_dim // 2, dtype=PACKED4)
+    got_scales = torch.empty(64)
+    for row in range(64):
+        loaded.riffd_store_int4(got_codes[row].data_ptr(), got_scales[row:].data_ptr(), x[row].data_ptr(), head_dim)
+    assert torch.equal(got_codes, want_codes)
+    assert torch.equal(got_scales, want_scales)
+
+
+def _reference(q, keys, values):
+    scores = (keys.double() @ q.double()) / q.shape[0] ** 0.5
+    return torch.softmax(scores, dim=0) @ values.double()
+
+
+@native
+@pytest.mark.parametrize("head_dim", [16, 48, 64, 128])
+@pytest.mark.parametrize("length", [1, 2, 7, 16, 17, 33, 1501])
+def test_4bit_attention_equals_float64_math_on_the_same_slots(head_dim, length):
+    loaded = _library()
+    generator = torch.Generator().manual_seed(length * 1000 + head_dim)
+    keys, values = (torch.randint(-7, 8, (length, head_dim), dtype=torch.int8, generator=generator) for _ in range(2))
+    key_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
+    value_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
+    packed_keys, packed_values = (((c[:, :head_dim // 2].to(torch.int16) & 15)
+                                   | ((c[:, head_dim // 2:].to(torch.int16) & 15) << 4)).to(PACKED4)
+                                  for c in (keys, values))
+    assert torch.equal(unpack4(packed_keys), keys)
+    q = torch.randn(head_dim, generator=generator) * 2
+    scratch = torch.empty(loaded.riffd_attention_scratch_floats(length, head_dim))
+    out = torch.empty(head_dim)
+    loaded.riffd_attend_int4(q.data_ptr(), packed_keys.data_ptr(), key_scales.data_ptr(), packed_values.data_ptr(),
+                             value_scales.data_ptr(), length, head_dim, scratch.data_ptr(), out.data_ptr())
+    want = _reference(q, keys.double() * key_scales.double()[:, None], values.double() * value_scales.double()[:, None])
+    # float32 arithmetic throughout (exp to 2e-7): within 1e-5 of the values' largest magnitude
+    bound = 1e-5 * (values.double().abs() * value_scales.double()[:, None]).max()
+    assert float((out.double() - want).abs().max()) <= bound
+
+
+@native
+@pytest.mark.parametrize("mode", ["int8a8", "int8"])
+def test_native_kv4_step_equals_the_python_step_on_the_same_layout(load_preset, mode):
+    bundle = load_preset("debug/musicgen").bundle
+    options = EngineOptions(weights=mode, warmup=False, kv4=True)
+    engine = assert_native_step_equals_python(bundle, options, ["an upbeat jazz tune with a walking bass", "drums"],
+                                              frames=40)
+    assert engine.decoder.cache_dtype == PACKED4
+    with engine.decoder.open_cache(4, 8) as cache:
+        assert cache.packed4 and cache.keys[0].shape[-1] == engine.decoder.weights.head_dim // 2
+        assert cache.nbytes == engine.decoder.cache_bytes(4, 8, 0)
