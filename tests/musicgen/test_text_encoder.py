@@ -49,7 +49,8 @@ def int8_condition(monkeypatch):
 
 
 @pytest.mark.parametrize(("flags", "kernel", "expected"), [
-    ({"avx512_bf16"}, True, "bfloat16"), ({"amx_bf16"}, False, "bfloat16"),
+    ({"avx512_bf16"}, True, "bfloat16"), ({"avx512_bf16"}, False, "bfloat16"),
+    ({"amx_bf16"}, False, "bfloat16"), ({"amx_bf16", "avx512_bf16"}, True, "bfloat16"),
     (set(), True, "int8"), (set(), False, "float32")])
 def test_approximate_engines_condition_in_bfloat16_where_native_else_on_the_int8_kernel(monkeypatch, flags, kernel,
                                                                                        expected):
@@ -58,10 +59,14 @@ def test_approximate_engines_condition_in_bfloat16_where_native_else_on_the_int8
     monkeypatch.setattr(condition_precision, "int8_kernel_runs", lambda device: kernel and device.type == "cpu")
     for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # as on a CPU run without `--emulate`
         monkeypatch.delenv(variable, raising=False)
+    # The text encoder: the int8 kernel wherever it runs, unless bfloat16 is on AMX tiles.
+    encoder = "int8" if kernel and "amx_bf16" not in flags else expected
     for weights in APPROXIMATE:
         assert condition_precision.condition_precision(EngineOptions(weights=weights), CPU) == expected
+        assert condition_precision.encoder_precision(EngineOptions(weights=weights), CPU) == encoder
     for exact in (EngineOptions(), EngineOptions(draft=True), None):
         assert condition_precision.condition_precision(exact, CPU) == "float32"
+        assert condition_precision.encoder_precision(exact, CPU) == "float32"
     assert condition_precision.condition_precision(EngineOptions(weights="int8"), torch.device("meta")) == "float32"
     # oneDNN capped below AVX-512 BF16 (as `--emulate avx2` does) emulates bfloat16: int8 (or float32) then.
     for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
@@ -188,3 +193,19 @@ def test_bfloat16_keys_come_from_one_stacked_product_with_each_layers_bits(load_
                 want = want.view(2, -1, w.heads, w.head_dim).transpose(1, 2).to(w.dtype)
                 assert torch.equal(got[:2], want)
                 assert not bool(got[2:].any())
+
+
+def test_where_bfloat16_is_native_without_amx_the_encoder_runs_on_the_int8_kernel_and_the_keys_in_bfloat16(
+        load_preset, monkeypatch):
+    """A served approximate engine on an AVX-512 BF16 CPU (Zen 4): the text encoder on riffd's int8
+    kernel (faster there than bfloat16), the cross keys from the stacked bfloat16 product."""
+    _needs_int8_kernel()
+    monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device: True)
+    monkeypatch.setattr(condition_precision, "this_cpu", lambda: _cpu_with({"avx512_bf16"}))
+    bundle = load_preset("debug/musicgen").bundle
+    model = MusicGen(dataclasses.replace(bundle), engine=EngineOptions(weights="int8", warmup=False))
+    assert model.text_encoder.precision == "int8"
+    assert model.engine is not None and model.engine.decoder.weights.cross_kv is not None
+    exact = build_conditioning(bundle, PROMPTS[:1], guidance_scale=3.0).hidden_states
+    error = _relative_error(model._text_conditioning(PROMPTS[:1], 3.0).hidden_states, exact)
+    assert 0 < error <= MAX_RELATIVE_ERROR["int8"]

@@ -30,7 +30,7 @@ from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.stream_timing import StepTiming, TimedIterator
 from daemon.models.musicgen.streaming import iter_frames, run_windows, stream_chunks
 from daemon.models.musicgen.streaming_codec import MusicgenCodec, StreamSettings
-from daemon.models.musicgen.condition_precision import condition_precision
+from daemon.models.musicgen.condition_precision import condition_precision, encoder_precision
 from daemon.models.musicgen.text_encoder import TextEncoder
 from protocol.errors import InvalidArgument, Unsupported
 from protocol.messages import Continue, Generate
@@ -99,11 +99,11 @@ class MusicGen:
         self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first
         self._conditioning_lock = threading.Lock()  # jobs plan on their own threads
         # A fresh prompt's encoding is on the way to its first sound, and the codec's LSTM reads
-        # its weights once per frame: approximate engines run both in bfloat16 where that is fast
-        # (condition_precision.py; hidden states within 2 % of float32's, audio >= 60 dB), the
-        # encoder's linear layers on riffd's int8 kernel on other x86 CPUs (within 3 %).
+        # its weights once per frame: approximate engines run the LSTM in bfloat16 where that is
+        # fast (condition_precision.py; audio >= 60 dB), the encoder's linear layers on riffd's
+        # int8 kernel wherever it runs and bfloat16 is not on AMX (within 3 % of float32's).
         precision = condition_precision(engine, bundle.device)
-        self.text_encoder = TextEncoder(bundle, precision)
+        self.text_encoder = TextEncoder(bundle, encoder_precision(engine, bundle.device))
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         if precision == "bfloat16":
             self.codec = self.codec.with_bfloat16_lstm()

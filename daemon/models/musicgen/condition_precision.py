@@ -6,6 +6,8 @@ int8a8, int4, int8dyn, bfloat16) run both in bfloat16 where bfloat16 matmuls are
 AVX-512 BF16 or AMX): on the 2-core AMD EPYC Zen 4 that took a 27-token prompt's t5-base from
 85 to 40 ms and its 48 cross projections from 44-59 to 24 ms (`/tmp`-free figures: see the
 README's first-chunk table), for hidden states within 1 % and keys within 0.3 % of float32's.
+The text encoder itself is faster still on riffd's int8 kernel there (`encoder_precision`), except
+where bfloat16 runs on AMX tiles.
 
 On other x86 CPUs (AVX2, AVX-VNNI: oneDNN emulates bfloat16 there, slower than float32) they run
 both through riffd's int8 kernel instead (`int8_matvec.c`, int8 weights with a scale per row,
@@ -69,6 +71,26 @@ def condition_precision(options: EngineOptions | None, device: torch.device) -> 
     if fast_bfloat16(device):
         return "bfloat16"
     return "int8" if int8_kernel_runs(device) else "float32"
+
+
+def encoder_precision(options: EngineOptions | None, device: torch.device) -> ConditionPrecision:
+    """The text encoder's precision: float32 for exact engines; for the approximate ones riffd's int8
+    kernel wherever it runs, unless bfloat16 runs on AMX tiles, else `condition_precision`'s.
+
+    Where bfloat16 is native through AVX-512 BF16 only (AMD Zen 4), the int8 kernel (16-bit
+    activations) still multiplies t5-base's 72 linear layers faster: the 44-token bench prompt took
+    35 ms against bfloat16's 51 (2-core EPYC Zen 4), hidden states within 1.9 % of float32's (bound
+    3 %), and the int8a8 engine's greedy agreement with float32 was 92.9 / 91.4 % with this condition
+    against 93.6 / 92.2 % with float32's own and 94.4 / 91.9 % with bfloat16's (calibration's two
+    prompts and two others, 48 frames, random/musicgen-small). The keys stay bfloat16 there: their
+    one stacked product (`weights.DecoderWeights.cross_kv`) beat the kernel's 48. AMX multiplies
+    bfloat16 several times faster than AVX-512 (not measured here): bfloat16 there."""
+    if options is None or options.weights == "float32":
+        return "float32"
+    amx = fast_bfloat16(device) and "amx_bf16" in this_cpu().flags
+    if not amx and int8_kernel_runs(device):
+        return "int8"
+    return condition_precision(options, device)
 
 
 def cross_projection(weight: torch.Tensor, precision: ConditionPrecision) -> CrossProjection:
