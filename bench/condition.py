@@ -5,8 +5,9 @@ can make it (float32, bfloat16, int8), in turn in the same process, for `--promp
 (the bench's prompt with a number appended): the text conditioning (tokenizer, text encoder,
 projection to the decoder's width: `build_conditioning`) and the cross-attention keys and values
 of a guided window (`set_condition`, null rows included). Medians, and ratios against float32
-measured in the same run; the hidden states' relative error against float32's. Prints one JSON
-object last. `--emulate avx2` shows what a CPU without native bfloat16 gets (there bfloat16 is
+measured in the same run; the hidden states' relative error against float32's; and what a served
+approximate engine makes here (its encoder's and its keys' precisions, each `condition_precision.py`'s
+choice for this CPU: `served`). Prints one JSON object last. `--emulate avx2` shows what a CPU without native bfloat16 gets (there bfloat16 is
 oneDNN's emulation: `--precisions float32,int8`).
 
     python -m bench.condition [--model random/musicgen-small] [--precisions float32,bfloat16,int8]
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
-from daemon.models.musicgen.condition_precision import ConditionPrecision  # noqa: E402
+from daemon.models.musicgen.condition_precision import ConditionPrecision, encoder_precision  # noqa: E402
 
 
 def _always(precision: ConditionPrecision) -> Callable[..., ConditionPrecision]:
@@ -117,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{precision:>9}: text conditioning {figures['text_conditioning_ms']} ms (x{figures['speedup_text']}), "
               f"set_condition {figures['set_condition_ms']} ms (x{figures['speedup_keys']}), hidden states within "
               f"{100 * figures['max_relative_error']:.2f} % of float32's")
+    # What a served approximate engine makes here: the encoder and the keys each in their own
+    # precision (condition_precision.encoder_precision / condition_precision), where measured above.
+    text_as, keys_as = encoder_precision(EngineOptions(weights="int8"), torch.device("cpu")), chosen(
+        EngineOptions(weights="int8"), torch.device("cpu"))
+    if text_as in encode_s and keys_as in keys_s:
+        served_ms = ms(encode_s[text_as]) + ms(keys_s[keys_as])
+        result["served"] = {"text": text_as, "keys": keys_as, "condition_ms": round(served_ms, 1),
+                            "speedup": round(1000 * (statistics.median(encode_s["float32"])
+                                                     + statistics.median(keys_s["float32"])) / served_ms, 2)}
+        print(f"   served: text in {text_as}, keys in {keys_as}: {served_ms:.1f} ms (x{result['served']['speedup']})")
     if args.agreement_frames:
         from daemon.models.musicgen.agreement import compare
         from daemon.models.musicgen.calibration import GUIDANCE_SCALE, PROMPTS
