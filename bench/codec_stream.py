@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments
 from daemon.models.musicgen.codec import decode_codes, to_numpy
-from daemon.models.musicgen.encodec_stages import Conv, ConvTranspose, Lstm, Residual, Stage
+from daemon.models.musicgen.encodec_stages import Conv, ConvTranspose, Lstm, Residual, ResidualUnit, Stage
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
@@ -98,6 +98,8 @@ def _flops(stage: Stage, x: torch.Tensor, y: torch.Tensor) -> int:
     if isinstance(stage, Residual):
         convs = [s for chain in (stage.main, stage.shortcut) for s in chain.stages if isinstance(s, Conv)]
         return sum(2 * conv.spec.weight.numel() * x.shape[-1] * x.shape[0] for conv in convs)
+    if isinstance(stage, ResidualUnit):
+        return sum(2 * conv.weight.numel() * x.shape[-1] * x.shape[0] for conv in (stage.conv, stage.pointwise))
     return 0
 
 

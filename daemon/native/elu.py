@@ -33,11 +33,13 @@ def fits(x: torch.Tensor) -> bool:
     return x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous() and available()
 
 
-def elu(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    """`F.elu(x, alpha)` within 2e-7 * alpha (exactly x where x >= 0), as a new tensor; `x` must fit."""
-    if not fits(x):
+def elu(x: torch.Tensor, alpha: float, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.elu(x, alpha)` within 2e-7 * alpha (exactly x where x >= 0), into `out` (a new tensor if None;
+    `x` itself for in place); `x` and `out` must fit and have one shape."""
+    if not fits(x) or (out is not None and (not fits(out) or out.shape != x.shape)):
         raise ValueError(f"native elu takes contiguous float32 on the CPU, got {x.dtype} on {x.device}")
-    out = torch.empty_like(x)
+    if out is None:
+        out = torch.empty_like(x)
     # One thread: on two, the output lands split between the cores' caches and the next layer's
     # product (MKL's) ran slower by more than the ELU saved; on one, a streamed decode's ELUs took
     # 1.2 against PyTorch's 4.1 ms per second of audio, the whole decode 161 against 170 (A/B in

@@ -249,6 +249,8 @@ def test_native_elu_matches_float64_math_and_the_codec_takes_it(monkeypatch):
         got = elu.elu(x, alpha)
         assert (got.double() - torch.nn.functional.elu(x.double(), alpha)).abs().max() <= 2e-7 * alpha
         assert torch.equal(got[x >= 0], x[x >= 0])
+        in_place = x.clone()
+        assert elu.elu(in_place, alpha, out=in_place) is in_place and torch.equal(in_place, got)
     ran = []
     monkeypatch.setattr(elu, "elu", lambda x, alpha: ran.append(x.numel()) or x)
     Elu(EluSpec(1.0), x, 1, 1).push(x[None, None])

@@ -15,6 +15,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from daemon.models.musicgen.codec import decode_codes, to_numpy
+from daemon.models.musicgen.encodec_stages import Residual, ResidualUnit
 from daemon.models.musicgen.encodec_stream import DecoderPlan, EncodecStream
 from daemon.models.musicgen.streaming_codec import MusicgenCodec, CodecStream, StreamSettings
 from protocol.errors import InvalidArgument
@@ -313,8 +314,15 @@ TINY = dict(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=1, 
     dict(use_causal_conv=True),
     dict(use_causal_conv=True, trim_right_ratio=0.5, pad_mode="constant"),
     dict(pad_mode="replicate", use_conv_shortcut=True, num_residual_layers=2, num_lstm_layers=2),
+    dict(num_residual_layers=2, dilation_growth_rate=3),
     dict(upsampling_ratios=[3, 5], kernel_size=4, last_kernel_size=5, residual_kernel_size=4),
-], ids=["causal", "causal-trim-half-zero-pad", "replicate-shortcut-dilated", "odd-ratios-even-kernels"])
+], ids=["causal", "causal-trim-half-zero-pad", "replicate-shortcut-dilated", "dilated", "odd-ratios-even-kernels"])
 def test_other_encodec_geometries_stream_exactly(variant):
     model = _encodec(**{**TINY, **variant})
     assert _codec_parity(model, 23, [1, 4]) >= MIN_SNR_DB
+    # Residual units with an identity shortcut stream as one fused stage; those with a 1x1
+    # convolution shortcut through the general one (each checked exactly above).
+    units = [stage for stage in EncodecStream(DecoderPlan.from_model(model), 1).chain.stages
+             if isinstance(stage, Residual | ResidualUnit)]
+    assert units and all(isinstance(unit, Residual if variant.get("use_conv_shortcut") else ResidualUnit)
+                         for unit in units)

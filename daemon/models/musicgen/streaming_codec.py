@@ -23,8 +23,9 @@ from daemon.models.musicgen.encodec_stream import DecoderPlan, EncodecStream
 from daemon.models.musicgen.loader import MusicgenBundle
 from protocol.errors import InvalidArgument
 
-#: Snapshot layout version: a snapshot says which one it is, and others are refused.
-SNAPSHOT_VERSION = 1
+#: Snapshot layout version: a snapshot says which one it is, and others are refused. 2: SEANet's
+#: residual units carry one buffer of raw inputs (encodec_stages.ResidualUnit), not four stages' state.
+SNAPSHOT_VERSION = 2
 
 
 @dataclass(frozen=True)
