@@ -88,7 +88,7 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     """Load `model_id` onto `device` and return it ready to serve.
 
     `engine` picks MusicGen's decode speed levers ('float32', 'bfloat16', 'float16', 'int8',
-    'int4', with '+compile' or '+nowarmup'; see musicgen.options.EngineOptions), or 'auto': the
+    'int4', with '+compile', '+kv4' or '+nowarmup'; see musicgen.options.EngineOptions), or 'auto': the
     fastest mode that keeps to float32 on this machine (musicgen.engine_modes); None keeps
     transformers' reference loop. `codec_thread`: a MusicGen stream decodes ahead of its codec
     on a thread of its own.

@@ -123,8 +123,9 @@ def _takes(rate: int) -> list[Take]:
 
 
 @pytest.mark.parametrize("mode, python_step", [("float32", False), ("int8", False), ("int8", True), ("int4", False),
-                                               ("int8a8", False)],
-                         ids=["float32", "int8-native", "int8-python", "int4-native", "int8a8-native"])
+                                               ("int8a8", False), ("int8a8+kv4", False)],
+                         ids=["float32", "int8-native", "int8-python", "int4-native", "int8a8-native",
+                              "int8a8-kv4-native"])
 def test_batched_jobs_give_their_audio_alone(load_preset, mode, python_step):
     model = _model(load_preset, "debug/musicgen", mode, python_step=python_step)
     takes = _takes(model.sample_rate)
@@ -199,9 +200,9 @@ def test_a_window_over_the_memory_budget_is_refused(load_preset):
 
 @pytest.mark.parametrize("mode, python_step", [("float32", False), ("bfloat16", False), ("int8", False),
                                                ("int8", True), ("int4", False), ("int4", True), ("int8a8", False),
-                                               ("int8a8", True)],
+                                               ("int8a8", True), ("int8a8+kv4", False), ("int8a8+kv4", True)],
                          ids=["float32", "bfloat16", "int8-native", "int8-python", "int4-native", "int4-python",
-                              "int8a8-native", "int8a8-python"])
+                              "int8a8-native", "int8a8-python", "int8a8-kv4-native", "int8a8-kv4-python"])
 def test_a_shared_step_gives_each_stream_its_logits_alone(load_preset, mode, python_step):
     """Bit for bit, at different positions, guided and not: the property the audio equality rests on
     (a BLAS sgemm over all rows would differ in the last bits, which sampling mostly hides)."""

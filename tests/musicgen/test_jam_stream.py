@@ -23,9 +23,10 @@ SHAPE = JamShape(window_frames=50, context_frames=15)
 SETTINGS = StreamSettings(first_chunk_frames=5, chunk_frames=10)
 
 
-@pytest.fixture(scope="module", params=["float32", "int8"])
+@pytest.fixture(scope="module", params=["float32", "int8", "int8a8+kv4"])
 def engine(request, musicgen) -> MusicgenEngine:
-    return MusicgenEngine(musicgen.bundle, EngineOptions(weights=request.param, warmup=False))
+    # int8a8+kv4: the snapshot carries the packed 4-bit cache (uint8 slots) and its scales
+    return MusicgenEngine(musicgen.bundle, EngineOptions.parse(request.param + "+nowarmup"))
 
 
 def _jam(engine: MusicgenEngine, encoder: PromptEncoder | None = None, seed: int = 7) -> JamStream:
