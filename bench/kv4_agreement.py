@@ -16,7 +16,9 @@ differs:
 - `s7v64`: 4-bit symmetric codes -7..7, one scale per 64-vector;
 - `s7g32`: the same per group of 32 (two scales per vector);
 - `a15v64`: 4-bit codes 0..15 over [min, max] of the vector (a scale and an offset);
-- `a15g32`: the same per group of 32.
+- `a15g32`: the same per group of 32;
+- `engine`, `engine+kv4`: the engine as the daemon runs it (`--engine` with and without +kv4: the
+  native step and its own cache where riffd's kernels run), nothing simulated.
 
 Prints a table, then one JSON object as the last line.
 
@@ -86,6 +88,9 @@ FORMATS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "a15g32": offset(15.0, 32),
 }
 
+#: The real engines (native step where riffd's kernels run): today's int8 cache, and +kv4's.
+NATIVE: dict[str, bool] = {"engine": False, "engine+kv4": True}
+
 
 @torch.inference_mode()
 def float32_window(engine: MusicgenEngine, cond: Conditioning, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,9 +153,13 @@ def main() -> int:
     want_codes = want.argmax(-1)
     results: dict[str, dict[str, float]] = {}
     original_write = kv_cache.KVCache.write
+    weights = EngineOptions.parse(args.engine).weights
     for name in args.formats.split(","):
-        engine = MusicgenEngine(bundle, EngineOptions(weights=EngineOptions.parse(args.engine).weights, warmup=False))
-        with_format(engine, FORMATS[name])
+        if name in NATIVE:  # the engine as the daemon runs it: its own cache and step, nothing simulated
+            engine = MusicgenEngine(bundle, EngineOptions(weights=weights, kv4=NATIVE[name], warmup=False))
+        else:
+            engine = MusicgenEngine(bundle, EngineOptions(weights=weights, warmup=False))
+            with_format(engine, FORMATS[name])
         started = time.perf_counter()
         try:
             got = forced_scores(engine, cond, columns, GUIDANCE_SCALE)

@@ -59,8 +59,8 @@ class EngineOptions:
     # The self-attention cache in 4-bit codes with a scale per vector instead of int8 (kv_cache.py):
     # late in a window the cache is a third of a step's read at int8, half that at 4 bits. Measured
     # (bench/kv4_agreement.py, random musicgen-small, int8a8): greedy agreement with float32 at frames
-    # 1000-1500 the same as int8's (93 %), lower in a window's first frames (few slots to average
-    # a rounding over: 86 % over the first 24 against int8's 97 %).
+    # 1000-1500 about int8's (92.7 against 92.9 %), lower in a window's first frames (few slots to
+    # average a rounding over: 86 % over the first 24 against int8's 97 %), so auto does not offer it.
     kv4: bool = False
 
     @property
