@@ -249,12 +249,25 @@ static void one_block8(const uint8_t *act, int rows, int64_t k, const int8_t *pa
 #define WIDE_ROWS 4                 /* a tile's sums: 4 rows x 2 vectors, + 2 weight vectors + a broadcast + products: 16 ymm */
 #define WIDE_STEPS DOT_FLUSH_GROUPS /* steps per widened slice: 256 steps of 8 rows x 4 inputs, 16 KB of int16 */
 
-/* Quantise one row as quantize_row() does (the same q) into slot `slot` of a tile's interleaved
-   layout: tile[s][slot] is the row's inputs 4s .. 4s + 3 as int16 (8 bytes, one broadcast). */
-static float quantize_row_tiled(const float *x, int64_t k, int64_t *tile, int slot, uint8_t *row_scratch) {
-    float s = quantize_row(x, k, row_scratch);
-    for (int64_t step = 0; step < k / DOT_GROUP; step++)
-        __builtin_memcpy(tile + step * WIDE_ROWS + slot, row_scratch + 8 * step, 8);
+/* Quantise one row as quantize_row() does (the same q; with act8, as quantize_row8() does) into slot
+   `slot` of a tile's interleaved layout: tile[s][slot] is the row's inputs 4s .. 4s + 3 as int16
+   (8 bytes, one broadcast). 8-bit codes widened to int16 give the same exact integer sums through
+   vpmaddwd as tile8's vpmaddubsw path, and dot_finish rounds the same exact integer to float once,
+   as tile8 does: the same bits, at the 16-bit path's speed (tile8 spends a vpsignb, a vpmaddubsw, a
+   vpmaddwd and a vpaddd per 32 products and row, and at many rows runs no faster). */
+static float quantize_row_tiled(const float *x, int64_t k, int64_t *tile, int slot, uint8_t *row_scratch, int act8) {
+    if (!act8) {
+        float s = quantize_row(x, k, row_scratch);
+        for (int64_t step = 0; step < k / DOT_GROUP; step++)
+            __builtin_memcpy(tile + step * WIDE_ROWS + slot, row_scratch + 8 * step, 8);
+        return s;
+    }
+    float s = quantize_row8(x, k, row_scratch);
+    for (int64_t step = 0; step < k / DOT_GROUP; step++) {
+        int16_t four[DOT_GROUP];
+        for (int i = 0; i < DOT_GROUP; i++) four[i] = (int8_t)row_scratch[DOT_GROUP * step + i];
+        __builtin_memcpy(tile + step * WIDE_ROWS + slot, four, 8);
+    }
     return s;
 }
 
@@ -264,6 +277,7 @@ typedef struct {
     int rows;
     int64_t *tiles; /* [rows / WIDE_ROWS rounded up][k / DOT_GROUP][WIDE_ROWS] */
     float *x_scale;
+    int act8; /* 8-bit codes (int8a8), widened */
 } quantize_tiled_job;
 
 /* Rows [begin, end) of x into their tiles (a padding row of a last, partial tile: zeros). */
@@ -274,7 +288,7 @@ static void quantize_rows_tiled(void *ctx, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
         int64_t *tile = j->tiles + (r / WIDE_ROWS) * steps * WIDE_ROWS;
         if (r < j->rows) {
-            j->x_scale[r] = quantize_row_tiled(j->x + r * j->k, j->k, tile, (int)(r % WIDE_ROWS), row_scratch);
+            j->x_scale[r] = quantize_row_tiled(j->x + r * j->k, j->k, tile, (int)(r % WIDE_ROWS), row_scratch, j->act8);
         } else {
             for (int64_t step = 0; step < steps; step++) tile[step * WIDE_ROWS + r % WIDE_ROWS] = 0;
         }
@@ -400,14 +414,26 @@ static void quantize_rows(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-/* Whether a chunk of `rows` goes through one_block_wide (AVX2 without VNNI, 16-bit activations, a
-   prefill's chunk: more rows than a decode step's). */
+/* Whether a chunk of `rows` goes through one_block_wide (AVX2 without VNNI, a prefill's chunk: more
+   rows than a decode step's; 8-bit activations too, widened). */
 static int tiled_rows(int rows, int act8) {
 #if defined(RIFFD_AVX2_MADD)
-    return !act8 && rows > ROWS_PER_READ;
+    (void)act8;
+    return rows > ROWS_PER_READ;
 #else
     (void)rows, (void)act8;
     return 0;
+#endif
+}
+
+/* Bytes a quantised row takes in the chunk's buffer: 2 per input (8-bit codes too where tiles widen
+   them to 16 bits), else 1 for 8-bit codes. */
+static int64_t buffer_row_bytes(int64_t k, int act8) {
+#if defined(RIFFD_AVX2_MADD)
+    (void)act8;
+    return 2 * k;
+#else
+    return act8 ? k : 2 * k;
 #endif
 }
 
@@ -425,7 +451,7 @@ static int64_t padded_rows(int64_t rows) {
 static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                            const float *scale, float *y, int64_t n, int threads, int act8, int64_t chunk,
                            uint8_t *work) {
-    const int64_t row_bytes = act8 ? k : 2 * k;
+    const int64_t row_bytes = buffer_row_bytes(k, act8);
     uint8_t *act = work;
     float *x_scale = (float *)(work + padded_rows(chunk) * row_bytes);
     for (int64_t m0 = 0; m0 < m; m0 += chunk) {
@@ -433,7 +459,7 @@ static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *p
         const int tiled = tiled_rows(rows, act8);
 #if defined(RIFFD_AVX2_MADD)
         if (tiled) { /* a prefill's chunk: on every thread */
-            quantize_tiled_job quantize = {x + m0 * k, k, rows, (int64_t *)act, x_scale};
+            quantize_tiled_job quantize = {x + m0 * k, k, rows, (int64_t *)act, x_scale, act8};
             riffd_parallel(padded_rows(rows), 0, threads, quantize_rows_tiled, &quantize);
         } else
 #endif
@@ -476,7 +502,7 @@ static int64_t rows_per_read(int64_t m, int64_t row_bytes) {
    with `act8`), then every block against them on the pool. Shared by both entry points below. */
 static void matvec_rows(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                         const float *scale, float *y, int64_t n, int threads, int act8) {
-    const int64_t row_bytes = act8 ? k : 2 * k;
+    const int64_t row_bytes = buffer_row_bytes(k, act8);
     const int64_t chunk = rows_per_read(m, row_bytes);
     /* a decode step's rows on the stack (no allocation per matrix); a prefill's chunk on the heap */
     uint8_t *work = chunk > ROWS_PER_READ ? malloc((size_t)(padded_rows(chunk) * row_bytes) + sizeof(float) * (size_t)chunk)
