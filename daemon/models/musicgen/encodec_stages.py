@@ -206,15 +206,62 @@ def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, b], dim=-1) if b.shape[-1] else a
 
 
-class Conv(Stage):
-    """Keeps the last `span` inputs; applies the left edge padding once there is enough input to
-    reflect, and the right edge padding at the flush."""
+class PaddedInput(Stage):
+    """A stage whose inputs a convolution (`padding`) reads: keeps the inputs `_run` leaves in
+    `buffer`, applies the left edge padding once there is enough input to reflect, and the right
+    edge padding at the flush. Subclasses give `_run(padded)`: outputs from padded inputs, and the
+    buffer to keep."""
+
+    def __init__(self, padding: ConvSpec, like: torch.Tensor, batch: int, out_channels: int) -> None:
+        super().__init__(like, batch, out_channels)
+        self.padding = padding
+        self.buffer = like.new_zeros((batch, padding.weight.shape[1], 0))
+        self.started = False  # the left padding is in the buffer
+
+    def _run(self, padded: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.shape[-1]:
+            return self.empty()
+        pad = self.padding
+        held = _cat(self.buffer, x)
+        if not self.started:
+            # The one-shot forward reflects the first samples: wait until there are enough of them.
+            if held.shape[-1] <= max(pad.pad_left, pad.pad_right):
+                self.buffer = held
+                return self.empty()
+            held = pad1d(held, pad.pad_left, 0, pad.pad_mode)
+            self.started = True
+        return self._run(held)
+
+    def flush(self) -> torch.Tensor:
+        pad = self.padding
+        if not self.started:
+            if not self.buffer.shape[-1]:
+                return self.empty()
+            # The whole stream was shorter than the padding: pad it exactly as the one-shot does.
+            self.started = True
+            return self._run(pad1d(self.buffer, pad.pad_left, pad.pad_right, pad.pad_mode))
+        return self._run(pad1d(self.buffer, 0, pad.pad_right, pad.pad_mode))
+
+    def final_outputs(self, inputs: int) -> int:
+        pad = self.padding
+        return inputs - pad.pad_right if inputs > max(pad.pad_left, pad.pad_right) else 0
+
+    def state(self) -> State:
+        return {"buffer": self.buffer, "started": _count(self.started)}
+
+    def load_state(self, state: State) -> None:
+        self.buffer, self.started = state["buffer"], bool(state["started"])
+
+
+class Conv(PaddedInput):
+    """A convolution: keeps the last `span` inputs (`PaddedInput` pads them)."""
 
     def __init__(self, spec: ConvSpec, batch: int) -> None:
-        super().__init__(spec.weight, batch, spec.weight.shape[0])
+        super().__init__(spec, spec.weight, batch, spec.weight.shape[0])
         self.spec = spec
-        self.buffer = spec.weight.new_zeros((batch, spec.weight.shape[1], 0))
-        self.started = False  # the left padding is in the buffer
 
     def _run(self, padded: torch.Tensor) -> torch.Tensor:
         spec = self.spec
@@ -237,41 +284,6 @@ class Conv(Stage):
             shift = tap * spec.dilation
             y += products[:, tap * out:(tap + 1) * out, shift:shift + n]
         return y
-
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.shape[-1]:
-            return self.empty()
-        spec = self.spec
-        held = _cat(self.buffer, x)
-        if not self.started:
-            # The one-shot forward reflects the first samples: wait until there are enough of them.
-            if held.shape[-1] <= max(spec.pad_left, spec.pad_right):
-                self.buffer = held
-                return self.empty()
-            held = pad1d(held, spec.pad_left, 0, spec.pad_mode)
-            self.started = True
-        return self._run(held)
-
-    def flush(self) -> torch.Tensor:
-        spec = self.spec
-        if not self.started:
-            if not self.buffer.shape[-1]:
-                return self.empty()
-            # The whole stream was shorter than the padding: pad it exactly as the one-shot does.
-            self.started = True
-            return self._run(pad1d(self.buffer, spec.pad_left, spec.pad_right, spec.pad_mode))
-        return self._run(pad1d(self.buffer, 0, spec.pad_right, spec.pad_mode))
-
-    def final_outputs(self, inputs: int) -> int:
-        spec = self.spec
-        return inputs - spec.pad_right if inputs > max(spec.pad_left, spec.pad_right) else 0
-
-    def state(self) -> State:
-        return {"buffer": self.buffer, "started": _count(self.started)}
-
-    def load_state(self, state: State) -> None:
-        self.buffer, self.started = state["buffer"], bool(state["started"])
-
 
 class ConvTranspose(Stage):
     """Carries the partial sums of the block after the last input (`overlap`, without the bias)
@@ -501,7 +513,7 @@ class Residual(Stage):
         self.pending_main, self.pending_shortcut = state["pending_main"], state["pending_shortcut"]
 
 
-class ResidualUnit(Stage):
+class ResidualUnit(PaddedInput):
     """SEANet's residual unit with an identity shortcut, `x + conv_1x1(elu(conv_k(elu(x))))`, as one
     stage: one buffer of raw inputs (the wide convolution's left context) serves the ELU, the
     convolution and the shortcut, the second ELU runs in place and the 1x1 convolution is one matrix
@@ -513,13 +525,11 @@ class ResidualUnit(Stage):
     """
 
     def __init__(self, spec: ResidualSpec, like: torch.Tensor, batch: int, channels: int) -> None:
-        super().__init__(like, batch, channels)
         first_elu, conv, second_elu, pointwise = spec.main
+        super().__init__(conv, like, batch, channels)  # the wide convolution pads the unit's inputs
         self.conv, self.pointwise = conv, pointwise
         self.alphas = (first_elu.alpha, second_elu.alpha)
         self.pointwise_weight = pointwise.weight[:, :, 0]  # [out, in]: a 1x1 convolution is a product
-        self.buffer = like.new_zeros((batch, channels, 0))
-        self.started = False  # the left padding is in the buffer
 
     @staticmethod
     def fits(spec: ResidualSpec) -> bool:
@@ -558,40 +568,6 @@ class ResidualUnit(Stage):
             y += self.pointwise.bias[:, None]
         self.buffer = _tail(padded, conv.span)
         return y
-
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.shape[-1]:
-            return self.empty()
-        conv = self.conv
-        held = _cat(self.buffer, x)
-        if not self.started:
-            # The one-shot forward reflects the first samples: wait until there are enough of them.
-            if held.shape[-1] <= max(conv.pad_left, conv.pad_right):
-                self.buffer = held
-                return self.empty()
-            held = pad1d(held, conv.pad_left, 0, conv.pad_mode)
-            self.started = True
-        return self._run(held)
-
-    def flush(self) -> torch.Tensor:
-        conv = self.conv
-        if not self.started:
-            if not self.buffer.shape[-1]:
-                return self.empty()
-            # The whole stream was shorter than the padding: pad it exactly as the one-shot does.
-            self.started = True
-            return self._run(pad1d(self.buffer, conv.pad_left, conv.pad_right, conv.pad_mode))
-        return self._run(pad1d(self.buffer, 0, conv.pad_right, conv.pad_mode))
-
-    def final_outputs(self, inputs: int) -> int:
-        conv = self.conv
-        return inputs - conv.pad_right if inputs > max(conv.pad_left, conv.pad_right) else 0
-
-    def state(self) -> State:
-        return {"buffer": self.buffer, "started": _count(self.started)}
-
-    def load_state(self, state: State) -> None:
-        self.buffer, self.started = state["buffer"], bool(state["started"])
 
 
 def _under(state: State, prefix: str) -> State:
