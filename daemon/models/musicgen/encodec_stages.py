@@ -200,6 +200,16 @@ def _tail(x: torch.Tensor, n: int) -> torch.Tensor:
     return x[..., x.shape[-1] - n:].clone()
 
 
+def _elu(x: torch.Tensor, alpha: float, *, in_place: bool = False) -> torch.Tensor:
+    """ELU of `x` (into `x` itself if `in_place`): riffd's vector ELU where it runs, else PyTorch's
+    (a scalar expm1 an element, on one thread)."""
+    from daemon.native import elu
+
+    if elu.fits(x):
+        return elu.elu(x, alpha, out=x) if in_place else elu.elu(x, alpha)
+    return F.elu(x, alpha, inplace=in_place)
+
+
 def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if not a.shape[-1]:
         return b
@@ -353,10 +363,7 @@ class Elu(Stage):
         self.alpha = spec.alpha
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        from daemon.native import elu
-
-        # riffd's vector ELU where it runs (PyTorch's: a scalar expm1 an element, on one thread).
-        return elu.elu(x, self.alpha) if elu.fits(x) else F.elu(x, self.alpha)
+        return _elu(x, self.alpha)
 
 
 class Lstm(Stage):
@@ -542,22 +549,15 @@ class ResidualUnit(PaddedInput):
                 and not pointwise.pad_right and conv.pad_mode in ("reflect", "replicate", "constant")
                 and pointwise.weight.shape[0] == conv.weight.shape[1])
 
-    def _elu(self, x: torch.Tensor, alpha: float, *, in_place: bool) -> torch.Tensor:
-        from daemon.native import elu
-
-        if elu.fits(x):
-            return elu.elu(x, alpha, out=x if in_place else None)
-        return F.elu(x, alpha, inplace=in_place)
-
     def _run(self, padded: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         n = padded.shape[-1] - conv.span
         if n <= 0:
             self.buffer = padded
             return self.empty()
-        hidden = F.conv1d(self._elu(padded, self.alphas[0], in_place=False), conv.weight, conv.bias,
+        hidden = F.conv1d(_elu(padded, self.alphas[0], in_place=False), conv.weight, conv.bias,
                           dilation=conv.dilation)
-        hidden = self._elu(hidden, self.alphas[1], in_place=True)
+        hidden = _elu(hidden, self.alphas[1], in_place=True)
         # An output's own input sits `pad_left` after the first sample its window reads.
         shortcut = padded[..., conv.pad_left:conv.pad_left + n]
         if padded.shape[0] == 1:
