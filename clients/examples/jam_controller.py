@@ -43,7 +43,8 @@ class JamController:
     def __init__(self, client: AsyncClient, args: argparse.Namespace) -> None:
         self.client, self.args = client, args
         self.jam: AsyncJamHandle | None = None
-        self._listener: asyncio.Task[None] | None = None
+        # Every jam's listener, the recalled-from ones too: quitting waits for each jam's end.
+        self._listeners: list[asyncio.Task[None]] = []
         self._wanted: dict[str, float] = {}  # the faders' latest positions, not sent yet
         self._wake = asyncio.Event()
         self._feedback: SimpleUDPClient | None = (
@@ -70,7 +71,7 @@ class JamController:
 
     async def start(self, **options: Any) -> None:
         self.jam = self.client.jam(model=self.args.model, play=not self.args.no_play, **options)
-        self._listener = asyncio.get_running_loop().create_task(self._listen(self.jam))
+        self._listeners.append(asyncio.get_running_loop().create_task(self._listen(self.jam)))
 
     async def _listen(self, jam: AsyncJamHandle) -> None:
         """Read the jam's events (chunks when not playing on the daemon; its end)."""
@@ -116,20 +117,19 @@ class JamController:
 
     async def _recall(self, slot: int) -> None:
         """Go on from a saved state: the old jam fades out, the resumed one takes over."""
-        old, old_listener = self.jam, self._listener
+        old = self.jam
         if old is not None:
             await old.stop()
         await self.start(resume=f"slot-{slot}")
         print(f"recalled slot {slot} as jam {self.jam.jam if self.jam else '?'}", flush=True)
         self._send("/1/label", f"recalled {slot}")
-        if old_listener is not None:
-            await old_listener
 
     async def _stop(self) -> None:
         if self.jam is not None:
             await self.jam.stop()
-        if self._listener is not None:
-            await self._listener
+        # A recalled-from jam may still be fading out when stop comes: its end is waited for too,
+        # or the program would quit before that jam's `done`.
+        await asyncio.gather(*self._listeners)
         self.finished.set()
         self._wake.set()
 
