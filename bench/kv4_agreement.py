@@ -17,6 +17,8 @@ differs:
 - `s7g32`: the same per group of 32 (two scales per vector);
 - `a15v64`: 4-bit codes 0..15 over [min, max] of the vector (a scale and an offset);
 - `a15g32`: the same per group of 32;
+- `s7v64h24`, `s7v64h64`, `s7v64h128`: int8 for the window's first 24 / 64 / 128 positions, s7v64 after
+  (the head of the window in int8, where few slots average nothing out);
 - `engine`, `engine+kv4`: the engine as the daemon runs it (`--engine` with and without +kv4: the
   native step and its own cache where riffd's kernels run), nothing simulated.
 
@@ -88,6 +90,9 @@ FORMATS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "a15g32": offset(15.0, 32),
 }
 
+#: Int8 for the first positions of a window, 4-bit (s7v64) after: name -> positions kept in int8.
+HEADS: dict[str, int] = {"s7v64h24": 24, "s7v64h64": 64, "s7v64h128": 128}
+
 #: The real engines (native step where riffd's kernels run): today's int8 cache, and +kv4's.
 NATIVE: dict[str, bool] = {"engine": False, "engine+kv4": True}
 
@@ -112,8 +117,10 @@ def float32_window(engine: MusicgenEngine, cond: Conditioning, frames: int) -> t
     return torch.stack(columns, dim=-1), torch.stack(scores)
 
 
-def with_format(engine: MusicgenEngine, fake: Callable[[torch.Tensor], torch.Tensor]) -> None:
-    """Make `engine` step in Python over a float32 cache whose every written vector went through `fake`."""
+def with_format(engine: MusicgenEngine, fake: Callable[[torch.Tensor], torch.Tensor],
+                head: Callable[[torch.Tensor], torch.Tensor] | None = None, head_positions: int = 0) -> None:
+    """Make `engine` step in Python over a float32 cache whose every written vector went through
+    `fake`, or through `head` at positions below `head_positions`."""
     decoder = engine.decoder
     decoder.native = None
     decoder.cache_dtype = torch.float32
@@ -121,7 +128,12 @@ def with_format(engine: MusicgenEngine, fake: Callable[[torch.Tensor], torch.Ten
 
     def write(self: kv_cache.KVCache, layer: int, positions: torch.Tensor, keys: torch.Tensor,
               values: torch.Tensor) -> None:
-        original(self, layer, positions, fake(keys), fake(values))
+        if head is None:
+            original(self, layer, positions, fake(keys), fake(values))
+            return
+        early = (positions < head_positions).view(1, 1, -1, 1)
+        original(self, layer, positions, torch.where(early, head(keys), fake(keys)),
+                 torch.where(early, head(values), fake(values)))
 
     kv_cache.KVCache.write = write  # type: ignore[method-assign]
 
@@ -157,6 +169,9 @@ def main() -> int:
     for name in args.formats.split(","):
         if name in NATIVE:  # the engine as the daemon runs it: its own cache and step, nothing simulated
             engine = MusicgenEngine(bundle, EngineOptions(weights=weights, kv4=NATIVE[name], warmup=False))
+        elif name in HEADS:
+            engine = MusicgenEngine(bundle, EngineOptions(weights=weights, warmup=False))
+            with_format(engine, FORMATS["s7v64"], FORMATS["int8"], HEADS[name])
         else:
             engine = MusicgenEngine(bundle, EngineOptions(weights=weights, warmup=False))
             with_format(engine, FORMATS[name])

@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
+from daemon.models.musicgen import kv_cache  # noqa: E402
 from daemon.native import isa, kernels  # noqa: E402
 from daemon.native.branches import cpu_name  # noqa: E402
 from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row  # noqa: E402
@@ -99,12 +100,15 @@ class Window:
     4-bit layout of the +kv4 engines (4: two codes a byte)."""
 
     def __init__(self, max_positions: int, generator: torch.Generator, kv_bits: int = 8) -> None:
-        shape = (2, HEADS, max_positions, HEAD_DIM * kv_bits // 8)
+        # kv_bits 4: kv_cache.py's layout, an int8 head of the first positions and 4-bit slots after
+        rows = max_positions + (kv_cache.int8_head(max_positions) if kv_bits == 4 else 0)
+        shape = (2, HEADS, rows, HEAD_DIM * kv_bits // 8)
         low, high, dtype = (-127, 128, torch.int8) if kv_bits == 8 else (0, 256, torch.uint8)
         self.keys = [torch.randint(low, high, shape, dtype=dtype, generator=generator) for _ in range(LAYERS)]
         self.values = [torch.randint(low, high, shape, dtype=dtype, generator=generator) for _ in range(LAYERS)]
-        self.key_scales = [torch.rand(shape[:3], generator=generator) * 0.02 for _ in range(LAYERS)]
-        self.value_scales = [torch.rand(shape[:3], generator=generator) * 0.02 for _ in range(LAYERS)]
+        scales = (2, HEADS, max_positions)
+        self.key_scales = [torch.rand(scales, generator=generator) * 0.02 for _ in range(LAYERS)]
+        self.value_scales = [torch.rand(scales, generator=generator) * 0.02 for _ in range(LAYERS)]
         cross = (2, HEADS, TEXT_TOKENS, HEAD_DIM)
         self.cross_keys = [torch.randn(cross, generator=generator) for _ in range(LAYERS)]
         self.cross_values = [torch.randn(cross, generator=generator) for _ in range(LAYERS)]

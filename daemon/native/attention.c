@@ -266,6 +266,33 @@ static inline __attribute__((always_inline)) void attend(const float *q, const v
         weigh(scores, values, int8, length, hd, total, out);
 }
 
+/* The +kv4 layout: positions below head8 in int8 slots (hd bytes each), the rest 4-bit right after
+   them (hd / 2 bytes each; key_scales and value_scales run over both). Two score passes into one
+   scores buffer, one softmax, two weighted sums added. Up to head8 positions this is attend()'s
+   int8 path exactly: the same bits as riffd_attend_int8. */
+static inline __attribute__((always_inline)) void attend_kv4(const float *q, const uint8_t *keys, const float *key_scales,
+                                                             const uint8_t *values, const float *value_scales,
+                                                             int64_t length, int64_t head8, const int64_t hd,
+                                                             float *scores, float *out) {
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t early = length < head8 ? length : head8, late = length - early;
+    const int8_t *keys8 = (const int8_t *)keys, *values8 = (const int8_t *)values;
+    float largest = score(q, keys8, 1, 0, key_scales, scale, NULL, early, hd, scores);
+    if (late > 0) {
+        float high = score(q, keys + head8 * hd, 0, 1, key_scales + head8, scale * NIBBLE_INVERSE, NULL, late, hd,
+                           scores + head8);
+        largest = high > largest ? high : largest;
+    }
+    float total = weights(scores, length, largest, value_scales);
+    if (early > 0) weigh(scores, values8, 1, early, hd, total, out);
+    if (late > 0) {
+        float tail[256];
+        weigh4(scores + head8, values + head8 * hd, late, hd, total, early > 0 ? tail : out);
+        if (early > 0)
+            for (int64_t c = 0; c < hd; c += VL) vf_store(out + c, vf_add(vf_load(out + c), vf_load(tail + c)));
+    }
+}
+
 /* Head sizes compiled as constants (MusicGen's is 64; the debug presets' 16); others take the
    general path, with the same arithmetic. */
 #define BY_HEAD_DIM(call_with)                                                                                     \
@@ -289,6 +316,13 @@ void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_sca
     BY_HEAD_DIM(INT4_ATTEND)
 }
 
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+                      float *scores, float *out) {
+#define KV4_ATTEND(HD) attend_kv4(q, keys, key_scales, values, value_scales, length, int8_positions, HD, scores, out)
+    BY_HEAD_DIM(KV4_ATTEND)
+}
+
 void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
                       int64_t head_dim, float *scores, float *out) {
 #define F32_ATTEND(HD) attend(q, keys, NULL, values, NULL, 0, 0, mask, length, HD, scores, out)
@@ -300,6 +334,12 @@ void riffd_attend_f32(const float *q, const float *keys, const float *values, co
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim) { (void)head_dim; return length; }
 void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count) {
     (void)to; (void)scale; (void)from; (void)count;
+}
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+                      float *scores, float *out) {
+    (void)q; (void)keys; (void)key_scales; (void)values; (void)value_scales; (void)length; (void)int8_positions;
+    (void)head_dim; (void)scores; (void)out;
 }
 void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {

@@ -170,13 +170,19 @@ static void self_attention(void *ctx, int64_t begin, int64_t end) {
         const float *q = j->q + r * 3 * hidden + h * hd, *k = q + hidden, *v = q + 2 * hidden;
         float *scores = j->scores + task * j->each, *out = j->out + r * hidden + h * hd;
         /* This head's key and value at the row's position first: only this task reads them. */
-        if (row->kv_bits == 4) {
-            uint8_t *keys = (uint8_t *)cache->keys, *values = (uint8_t *)cache->values;
-            const size_t bytes = (size_t)hd / 2;
-            riffd_store_int4(keys + slot * bytes, cache->key_scales + slot, k, hd);
-            riffd_store_int4(values + slot * bytes, cache->value_scales + slot, v, hd);
-            riffd_attend_int4(q, keys + first * bytes, cache->key_scales + first, values + first * bytes,
-                              cache->value_scales + first, row->position + 1, hd, scores, out);
+        if (row->kv_bits == 4) { /* an int8 head of P positions, then 4-bit slots (kv_cache.py) */
+            const int64_t head8 = row->kv_int8_positions, p = row->position;
+            const size_t half = (size_t)hd / 2, stride = (size_t)(row->max_positions + head8) * half;
+            uint8_t *keys = (uint8_t *)cache->keys + (size_t)h * stride, *values = (uint8_t *)cache->values + (size_t)h * stride;
+            if (p < head8) {
+                riffd_store_int8((int8_t *)keys + p * hd, cache->key_scales + slot, k, hd);
+                riffd_store_int8((int8_t *)values + p * hd, cache->value_scales + slot, v, hd);
+            } else {
+                riffd_store_int4(keys + (size_t)(p + head8) * half, cache->key_scales + slot, k, hd);
+                riffd_store_int4(values + (size_t)(p + head8) * half, cache->value_scales + slot, v, hd);
+            }
+            riffd_attend_kv4(q, keys, cache->key_scales + first, values, cache->value_scales + first, p + 1, head8, hd,
+                             scores, out);
             continue;
         }
         riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);

@@ -97,7 +97,7 @@ class RowStruct(Mirrored):
 
     _c_name = "riffd_row"
     _fields_ = [("layer", ctypes.POINTER(RowCacheStruct)), ("cross_mask", _ptr), ("position", _i64),
-                ("max_positions", _i64), ("cross_len", _i64), ("kv_bits", _i64)]
+                ("max_positions", _i64), ("cross_len", _i64), ("kv_bits", _i64), ("kv_int8_positions", _i64)]
 
 
 class LayerStruct(Mirrored):
@@ -172,9 +172,9 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
                skip_zero_cross: bool = True) -> ctypes.Array[RowCacheStruct]:
     """Row `row`'s caches in every layer, as the array a `RowStruct.layer` points at.
 
-    Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]` (or uint8 `[N, heads, P, head_dim / 2]`:
-    4-bit codes two a byte, kv_cache.py's packed layout), `key_scales`/`value_scales` float32
-    `[N, heads, P]`, `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
+    Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]` (or uint8 `[N, heads, P + H, head_dim / 2]`:
+    an int8 head of H positions, then 4-bit codes two a byte, kv_cache.py's packed layout),
+    `key_scales`/`value_scales` float32 `[N, heads, P]`, `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
     no cross-attention), all contiguous. The array points into the tensors: keep them alive while it
     is used. A row whose cross values are all zero (guidance's null condition) is bound without
     them (`skip_zero_cross`): its cross-attention output is +0 exactly whatever the query, so the C
@@ -191,8 +191,9 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
             raise ValueError("the native step needs int8 (or packed 4-bit uint8) self-attention slots with float32 scales")
         if not all(t.is_contiguous() and t.device.type == "cpu" for t in (k, v, ks, vs)):
             raise ValueError("cache tensors must be contiguous and on the CPU")
-        if not 0 <= row < k.shape[0] or v.shape != k.shape or ks.shape != k.shape[:3] or vs.shape != k.shape[:3] \
-                or k.dtype != keys[0].dtype or k.shape[1:3] != keys[0].shape[1:3] \
+        head = int8_head_positions(k, ks)
+        if not 0 <= row < k.shape[0] or v.shape != k.shape or ks.shape[:2] != k.shape[:2] or vs.shape != ks.shape \
+                or not 0 <= head <= ks.shape[2] or k.dtype != keys[0].dtype or k.shape[1:3] != keys[0].shape[1:3] \
                 or (cross_keys and cross_keys[index].shape[3] != k.shape[3] * 8 // CACHE_BITS[k.dtype]):
             raise ValueError(f"row {row} of caches shaped {tuple(k.shape)} / {tuple(ks.shape)}")
         slots = k.shape[1] * k.shape[2]
@@ -208,10 +209,17 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
             # ~1.3 ms for musicgen-small's 48 (more on a busy machine) against ~0.4, on the first step.
             if skip_zero_cross and not bool(cross_v[row].numpy().any()):
                 cross_k = cross_v = None
+        scale_slots = ks.shape[1] * ks.shape[2]
         out[index] = RowCacheStruct(_address(k, row * slots * k.shape[3]), _address(v, row * slots * k.shape[3]),
-                                    _address(ks, row * slots), _address(vs, row * slots),
+                                    _address(ks, row * scale_slots), _address(vs, row * scale_slots),
                                     _address(cross_k, row * cross_slots), _address(cross_v, row * cross_slots))
     return out
+
+
+def int8_head_positions(keys: torch.Tensor, key_scales: torch.Tensor) -> int:
+    """Positions of a layer's 4-bit slots `[N, heads, P + H, head_dim / 2]` kept as an int8 head (H:
+    the rows beyond the scales' P; kv_cache.py's layout); 0 for int8 slots, whose rows are the scales'."""
+    return int(keys.shape[2] - key_scales.shape[2]) if CACHE_BITS.get(keys.dtype) == 4 else 0
 
 
 @dataclass
@@ -222,6 +230,7 @@ class BoundRow:
     max_positions: int
     cross_len: int
     kv_bits: int  # 8: int8 slots; 4: packed 4-bit codes
+    kv_int8_positions: int  # kv_bits 4: the window's first positions, kept in int8
     cross_mask: int | None  # address of its [cross_len] additive mask, or None
     keep: tuple[torch.Tensor, ...]  # the tensors the addresses point into
 
@@ -243,7 +252,8 @@ def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_s
         + tuple(cross_values) + ((cross_mask,) if cross_mask is not None else ())
     return BoundRow(row_caches(keys, values, key_scales, value_scales, cross_keys, cross_values, row,
                                skip_zero_cross=skip_zero_cross),
-                    max_positions=keys[0].shape[2], cross_len=cross_len, kv_bits=CACHE_BITS[keys[0].dtype],
+                    max_positions=key_scales[0].shape[2], cross_len=cross_len, kv_bits=CACHE_BITS[keys[0].dtype],
+                    kv_int8_positions=int8_head_positions(keys[0], key_scales[0]),
                     cross_mask=mask_address, keep=keep)
 
 
@@ -259,7 +269,8 @@ class RowBatch:
             raise ValueError("a batch needs at least one row")
         self.rows = tuple(rows)
         self.structs = (RowStruct * len(rows))(*(RowStruct(row.caches, row.cross_mask, 0, row.max_positions,
-                                                           row.cross_len, row.kv_bits) for row in rows))
+                                                           row.cross_len, row.kv_bits, row.kv_int8_positions)
+                                                 for row in rows))
 
     def __len__(self) -> int:
         return len(self.rows)

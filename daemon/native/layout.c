@@ -29,7 +29,7 @@ static const struct {
     FIELD(riffd_row_cache, key_scales), FIELD(riffd_row_cache, value_scales), FIELD(riffd_row_cache, cross_keys),
     FIELD(riffd_row_cache, cross_values),
     SIZE(riffd_row), FIELD(riffd_row, layer), FIELD(riffd_row, cross_mask), FIELD(riffd_row, position),
-    FIELD(riffd_row, max_positions), FIELD(riffd_row, cross_len), FIELD(riffd_row, kv_bits),
+    FIELD(riffd_row, max_positions), FIELD(riffd_row, cross_len), FIELD(riffd_row, kv_bits), FIELD(riffd_row, kv_int8_positions),
     SIZE(riffd_layer), FIELD(riffd_layer, self_norm), FIELD(riffd_layer, qkv), FIELD(riffd_layer, self_out),
     FIELD(riffd_layer, cross_norm), FIELD(riffd_layer, cross_q), FIELD(riffd_layer, cross_out),
     FIELD(riffd_layer, ffn_norm), FIELD(riffd_layer, fc1), FIELD(riffd_layer, fc2), FIELD(riffd_layer, keys),

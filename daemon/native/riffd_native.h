@@ -63,6 +63,9 @@ typedef struct {
     int64_t position;             /* the slot this step writes; the row attends to slots 0..position */
     int64_t max_positions, cross_len;
     int64_t kv_bits; /* 8: int8 slots [..][head_dim]; 4: 4-bit codes two a byte [..][head_dim / 2] (attention.c) */
+    /* kv_bits 4: a head's first kv_int8_positions positions are int8 slots, the 4-bit ones follow them
+       (a head's keys: P * head_dim + (max_positions - P) * head_dim / 2 bytes; kv_cache.py's layout) */
+    int64_t kv_int8_positions;
 } riffd_row;
 
 /* ---- The single-window step (one cache for the whole batch, one position), kept for
@@ -112,6 +115,11 @@ void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scal
 void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
 void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
+/* The +kv4 layout: positions below int8_positions are int8 slots (keys, values: head_dim bytes each),
+   the rest 4-bit slots right after them; one softmax over both. */
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+                      float *scores, float *out);
 void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
                       int64_t head_dim, float *scratch, float *out);
 #endif

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from daemon.audio.types import Audio
+from daemon.models.musicgen import kv_cache
 from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.streaming_codec import StreamSettings
@@ -126,7 +127,8 @@ def _takes(rate: int) -> list[Take]:
                                                ("int8a8", False), ("int8a8+kv4", False)],
                          ids=["float32", "int8-native", "int8-python", "int4-native", "int8a8-native",
                               "int8a8-kv4-native"])
-def test_batched_jobs_give_their_audio_alone(load_preset, mode, python_step):
+def test_batched_jobs_give_their_audio_alone(load_preset, monkeypatch, mode, python_step):
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 5)  # +kv4: int8 slots, then 4-bit ones, in every window
     model = _model(load_preset, "debug/musicgen", mode, python_step=python_step)
     takes = _takes(model.sample_rate)
     alone = {take.name: _alone(model, take) for take in takes if take.stop_at_step is None}
@@ -203,9 +205,10 @@ def test_a_window_over_the_memory_budget_is_refused(load_preset):
                                                ("int8a8", True), ("int8a8+kv4", False), ("int8a8+kv4", True)],
                          ids=["float32", "bfloat16", "int8-native", "int8-python", "int4-native", "int4-python",
                               "int8a8-native", "int8a8-python", "int8a8-kv4-native", "int8a8-kv4-python"])
-def test_a_shared_step_gives_each_stream_its_logits_alone(load_preset, mode, python_step):
+def test_a_shared_step_gives_each_stream_its_logits_alone(load_preset, monkeypatch, mode, python_step):
     """Bit for bit, at different positions, guided and not: the property the audio equality rests on
     (a BLAS sgemm over all rows would differ in the last bits, which sampling mostly hides)."""
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 5)  # +kv4: streams on either side of the int8 head
     from daemon.models.musicgen.conditioning import build_conditioning
     from daemon.models.musicgen.delay import delays, initial_columns
 

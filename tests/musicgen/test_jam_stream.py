@@ -4,10 +4,13 @@ slides come every 0.7 s; int8 runs riffd's native step where this CPU has it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
 
+from daemon.models.musicgen import kv_cache
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.jam.decoding import EngineDecoder
 from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
@@ -24,9 +27,12 @@ SETTINGS = StreamSettings(first_chunk_frames=5, chunk_frames=10)
 
 
 @pytest.fixture(scope="module", params=["float32", "int8", "int8a8+kv4"])
-def engine(request, musicgen) -> MusicgenEngine:
-    # int8a8+kv4: the snapshot carries the packed 4-bit cache (uint8 slots) and its scales
-    return MusicgenEngine(musicgen.bundle, EngineOptions.parse(request.param + "+nowarmup"))
+def engine(request, musicgen) -> Iterator[MusicgenEngine]:
+    # int8a8+kv4: the snapshot carries the packed 4-bit cache (uint8 slots) and its scales, with an
+    # int8 head shorter than a window (the default 64 would cover these 50-frame windows whole)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 7)
+        yield MusicgenEngine(musicgen.bundle, EngineOptions.parse(request.param + "+nowarmup"))
 
 
 def _jam(engine: MusicgenEngine, encoder: PromptEncoder | None = None, seed: int = 7) -> JamStream:

@@ -9,7 +9,10 @@ import ctypes
 import pytest
 import torch
 
-from daemon.models.musicgen.kv_cache import INT4_LEVELS, PACKED4, KVCache, quantize_vectors4, unpack4
+from daemon.models.musicgen import kv_cache
+from daemon.models.musicgen.kv_cache import (
+    INT4_LEVELS, INT8_LEVELS, PACKED4, KVCache, quantize_vectors, quantize_vectors4, unpack4,
+)
 from daemon.models.musicgen.options import EngineOptions
 from daemon.native.decoder_step import functions
 from protocol.errors import InvalidArgument
@@ -23,6 +26,8 @@ def _library() -> ctypes.CDLL:
     loaded = functions()
     loaded.riffd_store_int4.argtypes = [_p, _p, _p, _i64]
     loaded.riffd_attend_int4.argtypes = [_p, _p, _p, _p, _p, _i64, _i64, _p, _p]
+    loaded.riffd_attend_kv4.argtypes = [_p, _p, _p, _p, _p, _i64, _i64, _i64, _p, _p]
+    loaded.riffd_attend_int8.argtypes = [_p, _p, _p, _p, _p, _i64, _i64, _p, _p]
     loaded.riffd_attention_scratch_floats.argtypes = [_i64, _i64]
     loaded.riffd_attention_scratch_floats.restype = _i64
     return loaded
@@ -52,19 +57,29 @@ def test_the_packed_layout_round_trips_within_half_a_step():
     assert codes[1, 1:].eq(4).all()  # 3.5 rounds to 4 (even)
 
 
-def test_a_4bit_cache_writes_reads_and_counts_its_bytes():
+def test_a_4bit_cache_writes_reads_and_counts_its_bytes(monkeypatch):
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 3)
     cache = KVCache.allocate(layers=2, batch=2, heads=3, head_dim=16, max_positions=8, dtype=PACKED4,
                              device=torch.device("cpu"))
-    assert cache.packed4 and cache.quantized and cache.keys[0].shape == (2, 3, 8, 8)
+    # an int8 head of 3 positions (2 rows of 8 bytes each), then 5 4-bit positions
+    assert cache.packed4 and cache.quantized and cache.keys[0].shape == (2, 3, 11, 8) and cache.int8_positions == 3
+    assert [cache.slot_rows(n) for n in (0, 2, 3, 8)] == [0, 4, 6, 11]
     keys = torch.randn(2, 3, 4, 16)
-    cache.write(1, torch.tensor([0, 2, 3, 6]), keys, -keys)
+    cache.write(1, torch.tensor([0, 2, 3, 6]), keys, -keys)  # one prefill: two int8 positions, two 4-bit
     read_keys, read_values = cache.read(1, 7, torch.float32)
     assert read_keys.shape == (2, 3, 7, 16)
-    step = keys.abs().amax(dim=-1, keepdim=True) / INT4_LEVELS
+    largest = keys.abs().amax(dim=-1, keepdim=True)
+    step = torch.cat((largest[:, :, :2] / INT8_LEVELS, largest[:, :, 2:] / INT4_LEVELS), dim=2)
     assert bool(((read_keys[:, :, [0, 2, 3, 6]] - keys).abs() <= step / 2 + 1e-7).all())
     assert torch.equal(read_values[:, :, [0, 2, 3, 6]], -read_keys[:, :, [0, 2, 3, 6]])
-    # codes: half a byte a value; scales: a float32 per vector (int8's 16 + 4 bytes a vector -> 8 + 4)
-    assert cache.nbytes == 2 * 2 * (2 * 3 * 8 * 8) + 2 * 2 * (2 * 3 * 8 * 4)
+    # the head's slots are the int8 cache's, the rest the 4-bit codes
+    codes8, _ = quantize_vectors(keys[:, :, :2])
+    codes4, _ = quantize_vectors4(keys[:, :, 2:])
+    assert torch.equal(cache.keys[1][:, :, [0, 1, 4, 5]].view(torch.int8).reshape(2, 3, 2, 16), codes8)
+    assert torch.equal(cache.keys[1][:, :, [6, 9]], codes4)
+    # codes: half a byte a value after the head, a byte in it; scales: a float32 per vector
+    assert cache.nbytes == 2 * 2 * (2 * 3 * 11 * 8) + 2 * 2 * (2 * 3 * 8 * 4)
+    assert cache.read(1, 2, torch.float32)[0].shape == (2, 3, 2, 16)
     with pytest.raises(ValueError, match="odd"):
         KVCache.allocate(layers=1, batch=1, heads=1, head_dim=15, max_positions=2, dtype=PACKED4,
                          device=torch.device("cpu"))
@@ -124,8 +139,50 @@ def test_4bit_attention_equals_float64_math_on_the_same_slots(head_dim, length):
 
 
 @native
-@pytest.mark.parametrize("mode", ["int8a8", "int8"])
-def test_native_kv4_step_equals_the_python_step_on_the_same_layout(load_preset, mode):
+@pytest.mark.parametrize("head_dim", [16, 64])
+@pytest.mark.parametrize("length, head", [(1, 4), (7, 7), (17, 16), (33, 16), (33, 0), (1501, 64), (200, 1)])
+def test_kv4_attention_over_an_int8_head_and_4bit_slots_equals_float64_math(head_dim, length, head):
+    """riffd_attend_kv4: the first `head` positions int8 slots, the rest 4-bit right after them, one
+    softmax over both; within float32 rounding of float64 math on the same dequantised slots, and the
+    very bits of the int8 attention while the window is no longer than its head."""
+    loaded = _library()
+    generator = torch.Generator().manual_seed(length * 1000 + head_dim + head)
+    early = min(head, length)
+    codes8 = [torch.randint(-127, 128, (early, head_dim), dtype=torch.int8, generator=generator) for _ in range(2)]
+    codes4 = [torch.randint(-7, 8, (length - early, head_dim), dtype=torch.int8, generator=generator) for _ in range(2)]
+    key_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
+    value_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
+    key_scales[:early] /= 18  # int8 codes are ~18x 4-bit ones: keep the two regions' vectors alike in size
+    value_scales[:early] /= 18
+    half = head_dim // 2
+    slots = []
+    for c8, c4 in zip(codes8, codes4):
+        packed = ((c4[:, :half].to(torch.int16) & 15) | ((c4[:, half:].to(torch.int16) & 15) << 4)).to(PACKED4)
+        region = torch.zeros(head, head_dim, dtype=torch.int8)  # the head's room, used or not
+        region[:early] = c8
+        slots.append(torch.cat((region.view(PACKED4).flatten(), packed.flatten())))
+    q = torch.randn(head_dim, generator=generator) * 2
+    scratch = torch.empty(loaded.riffd_attention_scratch_floats(length, head_dim))
+    out = torch.empty(head_dim)
+    loaded.riffd_attend_kv4(q.data_ptr(), slots[0].data_ptr(), key_scales.data_ptr(), slots[1].data_ptr(),
+                            value_scales.data_ptr(), length, head, head_dim, scratch.data_ptr(), out.data_ptr())
+    keys, values = (torch.cat((c8, c4)).double() for c8, c4 in zip(codes8, codes4))
+    keys, values = keys * key_scales.double()[:, None], values * value_scales.double()[:, None]
+    want = _reference(q, keys, values)
+    bound = 1e-5 * values.abs().max()
+    assert float((out.double() - want).abs().max()) <= bound
+    if length <= head:
+        int8_out = torch.empty(head_dim)
+        loaded.riffd_attend_int8(q.data_ptr(), codes8[0].data_ptr(), key_scales.data_ptr(), codes8[1].data_ptr(),
+                                 value_scales.data_ptr(), length, head_dim, scratch.data_ptr(), int8_out.data_ptr())
+        assert torch.equal(out, int8_out)
+
+
+@native
+@pytest.mark.parametrize("mode, head", [("int8a8", 9), ("int8", 9), ("int8a8", 0)])
+def test_native_kv4_step_equals_the_python_step_on_the_same_layout(load_preset, monkeypatch, mode, head):
+    # an int8 head shorter than the 40 frames: both regions and the step across them are compared
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", head)
     bundle = load_preset("debug/musicgen").bundle
     options = EngineOptions(weights=mode, warmup=False, kv4=True)
     engine = assert_native_step_equals_python(bundle, options, ["an upbeat jazz tune with a walking bass", "drums"],

@@ -68,6 +68,9 @@ int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
 void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
 void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
+                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+                      float *scores, float *out);
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads);
@@ -835,7 +838,14 @@ static int nibble(const uint8_t *slot, int64_t hd, int64_t i) {
     return code >= 8 ? code - 16 : code;
 }
 
-static void check_int4_cache(int64_t hd, int64_t length) {
+/* Code i of position p of the +kv4 layout: int8 slots for the first head8 positions, 4-bit after. */
+static int kv4_code(const uint8_t *slots, int64_t hd, int64_t head8, int64_t p, int64_t i) {
+    if (p < head8) return (int8_t)slots[p * hd + i];
+    return nibble(slots + head8 * hd + (p - head8) * (hd / 2), hd, i);
+}
+
+/* head8 > 0: riffd_attend_kv4 over an int8 head of head8 positions and 4-bit slots after them. */
+static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
     char what[96];
     const int64_t half = hd / 2;
     float *x = must_alloc(sizeof(float) * (size_t)hd), scale;
@@ -857,24 +867,33 @@ static void check_int4_cache(int64_t hd, int64_t length) {
     snprintf(what, sizeof what, "4-bit cache store, head_dim %lld", (long long)hd);
     report(what, store_worst);
 
-    uint8_t *keys = must_alloc((size_t)(length * half)), *values = must_alloc((size_t)(length * half));
+    const int64_t early = head8 < length ? head8 : length, bytes = head8 * hd + (length - early) * half;
+    uint8_t *keys = must_alloc((size_t)bytes), *values = must_alloc((size_t)bytes);
     float *key_scales = must_alloc(sizeof(float) * (size_t)length), *value_scales = must_alloc(sizeof(float) * (size_t)length);
     float *q = must_alloc(sizeof(float) * (size_t)hd), *out = must_alloc(sizeof(float) * (size_t)hd);
     float *scratch = must_alloc(sizeof(float) * (size_t)riffd_attention_scratch_floats(length, hd));
     double *scores = must_alloc(sizeof(double) * (size_t)length), *want = must_alloc(sizeof(double) * (size_t)hd);
-    for (int64_t i = 0; i < length * half; i++) keys[i] = (uint8_t)rand_int(0, 255), values[i] = (uint8_t)rand_int(0, 255);
+    for (int64_t i = 0; i < bytes; i++) keys[i] = (uint8_t)rand_int(0, 255), values[i] = (uint8_t)rand_int(0, 255);
+    for (int64_t i = 0; i < head8 * hd; i++) { /* int8 codes are -127..127 */
+        if (keys[i] == 128) keys[i] = 129;
+        if (values[i] == 128) values[i] = 129;
+    }
     double largest_value = 0.0;
     for (int64_t p = 0; p < length; p++) {
-        key_scales[p] = (float)(0.01 + 0.3 * uniform());
-        value_scales[p] = (float)(0.01 + 0.3 * uniform());
-        largest_value = fmax(largest_value, 8.0 * value_scales[p]);
+        double size = p < head8 ? 1.0 / 18 : 1.0; /* int8 codes ~18x 4-bit ones: vectors of one size */
+        key_scales[p] = (float)((0.01 + 0.3 * uniform()) * size);
+        value_scales[p] = (float)((0.01 + 0.3 * uniform()) * size);
+        largest_value = fmax(largest_value, (p < head8 ? 127.0 : 8.0) * value_scales[p]);
     }
     for (int64_t i = 0; i < hd; i++) q[i] = (float)(2.0 * gauss());
-    riffd_attend_int4(q, keys, key_scales, values, value_scales, length, hd, scratch, out);
+    if (head8)
+        riffd_attend_kv4(q, keys, key_scales, values, value_scales, length, head8, hd, scratch, out);
+    else
+        riffd_attend_int4(q, keys, key_scales, values, value_scales, length, hd, scratch, out);
     double top = -INFINITY, total = 0.0;
     for (int64_t p = 0; p < length; p++) {
         double dot = 0.0;
-        for (int64_t i = 0; i < hd; i++) dot += (double)q[i] * nibble(keys + p * half, hd, i) * key_scales[p];
+        for (int64_t i = 0; i < hd; i++) dot += (double)q[i] * kv4_code(keys, hd, head8, p, i) * key_scales[p];
         scores[p] = dot / sqrt((double)hd);
         top = fmax(top, scores[p]);
     }
@@ -882,11 +901,12 @@ static void check_int4_cache(int64_t hd, int64_t length) {
     for (int64_t p = 0; p < length; p++) {
         double e = exp(scores[p] - top);
         total += e;
-        for (int64_t i = 0; i < hd; i++) want[i] += e * nibble(values + p * half, hd, i) * value_scales[p];
+        for (int64_t i = 0; i < hd; i++) want[i] += e * kv4_code(values, hd, head8, p, i) * value_scales[p];
     }
     double worst = 0.0;
     for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / (1e-5 * largest_value));
-    snprintf(what, sizeof what, "4-bit cache attention, head_dim %lld, %lld positions", (long long)hd, (long long)length);
+    snprintf(what, sizeof what, "4-bit cache attention, head_dim %lld, %lld positions, %lld in int8", (long long)hd,
+             (long long)length, (long long)head8);
     report(what, worst);
     free(x), free(codes), free(keys), free(values), free(key_scales), free(value_scales), free(q), free(out);
     free(scratch), free(scores), free(want);
@@ -926,9 +946,12 @@ int main(int argc, char **argv) {
     check_sampling(1, 2.5f, 0.7f, 1);
     check_sampling(0, 1.0f, 1.0f, 2047);
     check_sampling(0, 1.0f, 0.9f, 0);
-    check_int4_cache(16, 37);
-    check_int4_cache(64, 1501);
-    check_int4_cache(48, 9);
+    check_int4_cache(16, 37, 0);
+    check_int4_cache(64, 1501, 0);
+    check_int4_cache(48, 9, 0);
+    check_int4_cache(64, 1501, 64);
+    check_int4_cache(16, 37, 5);
+    check_int4_cache(48, 9, 16);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from daemon.models.musicgen.condition_precision import CrossProjection, project
 from daemon.models.musicgen.conditioning import Conditioning
-from daemon.models.musicgen.kv_cache import PACKED4, KVCache
+from daemon.models.musicgen.kv_cache import PACKED4, KVCache, int8_head
 from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.options import NATIVE_FORMATS
 from daemon.models.musicgen.speed import DenseLinear, Int4Linear, Int8Linear, Linear
@@ -78,8 +78,12 @@ class MusicgenDecoder:
         w = self.weights
         slot = w.head_dim * torch.tensor([], dtype=self.cache_dtype).element_size()
         if self.cache_dtype == PACKED4:
-            slot = w.head_dim // 2 + 4  # two codes a byte, a float32 scale
-        elif self.cache_dtype == torch.int8:
+            # two codes a byte and a float32 scale; the window's int8 head takes another head_dim / 2 a position
+            head = int8_head(positions)
+            return len(w.layers) * rows * w.heads * (2 * (positions * (w.head_dim // 2 + 4) + head * w.head_dim // 2)
+                                                     + 2 * cross_len * w.head_dim
+                                                     * torch.tensor([], dtype=w.dtype).element_size())
+        if self.cache_dtype == torch.int8:
             slot += 4  # the float32 scale of each vector
         cross = 2 * cross_len * w.head_dim * torch.tensor([], dtype=w.dtype).element_size()
         return len(w.layers) * rows * w.heads * (2 * positions * slot + cross)

@@ -8,7 +8,14 @@ Slots are stored in the engine's dtype, or as int8 with a scale per (row, head, 
 vector: a step reads every slot written so far, so late in a long window the cache, not the
 weights, is most of what a step reads, and int8 halves float16's share again. The `+kv4` engines
 halve it once more: 4-bit codes (-7..7) packed two a byte (dtype uint8), with the same scale per
-vector (bench/kv4_agreement.py measured the greedy agreement this keeps, by position).
+vector, after a head of the window's first `INT8_HEAD_POSITIONS` positions kept in int8
+(bench/kv4_agreement.py measured the greedy agreement this keeps, by position: 4-bit slots from
+position 0 cost 10 points over a window's first 24 frames, where few slots average nothing out).
+
+The 4-bit layout, per (row, head): the head's P int8 vectors (P * head_dim bytes), then 4-bit
+vectors of head_dim / 2 bytes for positions P.. . That is `(max_positions + P) * head_dim / 2`
+bytes, so the tensor is `[N, heads, max_positions + P, head_dim / 2]` uint8: position p < P fills
+rows 2p and 2p + 1, position p >= P row p + P (`slot_rows`). Scales stay one per position.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ INT8_LEVELS = 127.0
 INT4_LEVELS = 7.0
 #: The dtype of the 4-bit layout's slots (int8 is the 8-bit one's).
 PACKED4 = torch.uint8
+#: Positions at the start of a window the 4-bit layout keeps in int8 (bench/kv4_agreement.py, random
+#: musicgen-small, int8a8, greedy agreement with float32 by frames; README "4-bit keys and values").
+INT8_HEAD_POSITIONS = 64
+
+
+def int8_head(max_positions: int) -> int:
+    """Positions of a `max_positions` window the 4-bit layout keeps in int8."""
+    return min(INT8_HEAD_POSITIONS, max_positions)
 
 
 @dataclass
@@ -33,7 +48,8 @@ class KVCache:
     """Per-layer tensors of one window.
 
     `keys[l]` / `values[l]` are `[N, heads, max_positions, head_dim]` (N = batch, doubled under
-    guidance), or `[N, heads, max_positions, head_dim / 2]` uint8 in the 4-bit layout; with int8 or 4-bit slots, `key_scales[l]` / `value_scales[l]` `[N, heads, max_positions]`
+    guidance), or `[N, heads, max_positions + P, head_dim / 2]` uint8 in the 4-bit layout (an int8
+    head of P positions, then 4-bit: the module's doc); with int8 or 4-bit slots, `key_scales[l]` / `value_scales[l]` `[N, heads, max_positions]`
     float32 scale them. `cross_keys[l]` / `cross_values[l]` are `[N, heads, S, head_dim]`, and
     `cross_mask` `[N, 1, 1, S]` is additive (0 or a large negative), or None when nothing is masked.
     """
@@ -61,15 +77,17 @@ class KVCache:
         2-core Zen 4) before the first column can be made; unzeroed, the pages come as slots fill."""
         if dtype == PACKED4 and head_dim % 2:
             raise ValueError(f"the 4-bit cache packs pairs of values: head_dim {head_dim} is odd")
-        shape = (batch, heads, max_positions, head_dim // 2 if dtype == PACKED4 else head_dim)
+        shape = (batch, heads, max_positions, head_dim)
+        if dtype == PACKED4:
+            shape = (batch, heads, max_positions + int8_head(max_positions), head_dim // 2)
         # The compiled step reads the whole buffer (masked), and garbage could be NaN: zeros there.
         make = torch.zeros if zeroed else torch.empty
         keys = [make(shape, dtype=dtype, device=device) for _ in range(layers)]
         values = [make(shape, dtype=dtype, device=device) for _ in range(layers)]
         cache = cls(keys, values, [], [], None, max_positions)
         if dtype in (torch.int8, PACKED4):
-            cache.key_scales = [make(shape[:3], device=device) for _ in range(layers)]
-            cache.value_scales = [make(shape[:3], device=device) for _ in range(layers)]
+            cache.key_scales = [make((batch, heads, max_positions), device=device) for _ in range(layers)]
+            cache.value_scales = [make((batch, heads, max_positions), device=device) for _ in range(layers)]
         return cache
 
     @property
@@ -81,9 +99,38 @@ class KVCache:
         """Slots in the 4-bit layout (two codes a byte)."""
         return bool(self.keys) and self.keys[0].dtype == PACKED4
 
+    @property
+    def int8_positions(self) -> int:
+        """Positions the 4-bit layout keeps in int8 (0 for the other layouts)."""
+        return self.keys[0].shape[2] - self.max_positions if self.packed4 else 0
+
+    def slot_rows(self, positions: int) -> int:
+        """Rows of `keys[l]` / `values[l]` (dim 2) that hold the window's first `positions` positions."""
+        return positions + min(positions, self.int8_positions)
+
+    def _head_codes(self, slots: torch.Tensor) -> torch.Tensor:
+        """The int8 head of 4-bit layout slots `[N, heads, max_positions + P, head_dim / 2]`, as a view
+        `[N, heads, P, head_dim]` int8."""
+        n, heads, _, half = slots.shape
+        return slots[:, :, :2 * self.int8_positions].view(torch.int8).view(n, heads, self.int8_positions, 2 * half)
+
     def write(self, layer: int, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store `keys`/`values` `[N, heads, T, head_dim]` at `positions` `[T]` of `layer`, in place
         (converted to the cache's dtype)."""
+        if self.packed4:
+            head = self.int8_positions
+            early = positions < head
+            for slots, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
+                if bool(early.any()):
+                    codes, scale = quantize_vectors(new[:, :, early])
+                    self._head_codes(slots[layer]).index_copy_(2, positions[early], codes)
+                    scales[layer].index_copy_(2, positions[early], scale)
+                if not bool(early.all()):
+                    late = ~early
+                    codes, scale = quantize_vectors4(new[:, :, late])
+                    slots[layer].index_copy_(2, positions[late] + head, codes)
+                    scales[layer].index_copy_(2, positions[late], scale)
+            return
         if self.quantized:
             quantize = quantize_vectors4 if self.packed4 else quantize_vectors
             for slots, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
@@ -98,7 +145,10 @@ class KVCache:
         """Keys and values of the first `length` slots of `layer`, `[N, heads, length, head_dim]` in `dtype`."""
         keys, values = self.keys[layer][:, :, :length], self.values[layer][:, :, :length]
         if self.packed4:
-            keys, values = unpack4(keys), unpack4(values)
+            head = self.int8_positions
+            keys, values = (torch.cat((self._head_codes(slots[layer])[:, :, :length],
+                                       unpack4(slots[layer][:, :, 2 * head:length + head])), dim=2)
+                            for slots in (self.keys, self.values))
         if self.quantized:
             return (keys.to(dtype) * self.key_scales[layer][:, :, :length, None].to(dtype),
                     values.to(dtype) * self.value_scales[layer][:, :, :length, None].to(dtype))

@@ -380,16 +380,23 @@ class JamStream:
         cache = window.cache
         for name in ("keys", "values", "key_scales", "value_scales"):
             layers = getattr(cache, name)
+            rows = _slot_rows(cache, name, saved.fed)
             for index, tensor in enumerate(layers):
                 slots = saved.slots.get(f"{name}.{index}")
                 if slots is None or slots.shape[:2] != tensor.shape[:2] or slots.shape[3:] != tensor.shape[3:] \
-                        or slots.shape[2] != saved.fed:
+                        or slots.shape[2] != rows:
                     raise ValueError(f"the saved cache has no {name} for layer {index} of this decoder's shape")
-                tensor[:, :, :saved.fed] = slots.to(tensor.device, tensor.dtype)
+                tensor[:, :, :rows] = slots.to(tensor.device, tensor.dtype)
         if sampling:
             context = self._frames_from(saved.start_frame, saved.context_frames) if saved.context_frames else None
             self._plan(window, context)
         return window
+
+
+def _slot_rows(cache: KVCache, name: str, fed: int) -> int:
+    """Rows of `cache`'s `name` tensors that hold its first `fed` positions (the 4-bit layout's int8
+    head takes two rows a position: kv_cache.py)."""
+    return cache.slot_rows(fed) if name in ("keys", "values") else fed
 
 
 def _window_state(window: _Window) -> WindowState:
@@ -397,7 +404,7 @@ def _window_state(window: _Window) -> WindowState:
     slots = {}
     for name in ("keys", "values", "key_scales", "value_scales"):
         for index, tensor in enumerate(getattr(cache, name)):
-            slots[f"{name}.{index}"] = tensor[:, :, :window.fed].clone()
+            slots[f"{name}.{index}"] = tensor[:, :, :_slot_rows(cache, name, window.fed)].clone()
     return WindowState(
         start_frame=window.start_frame, context_frames=window.context_frames, columns=window.columns, fed=window.fed,
         sequence=window.sequence[..., :window.columns].clone(), prompts=window.prompts,

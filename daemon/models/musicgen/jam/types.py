@@ -75,7 +75,8 @@ class WindowState:
     prompts: WeightedPrompts
     logits_prompts: WeightedPrompts | None
     logits: torch.Tensor | None
-    slots: dict[str, torch.Tensor]  # keys.L, values.L (and key_scales.L, value_scales.L) [N, H, fed, ...]
+    # keys.L, values.L (and key_scales.L, value_scales.L) [N, H, fed, ...] (+kv4 keys/values: KVCache.slot_rows(fed))
+    slots: dict[str, torch.Tensor]
 
 
 @dataclass
