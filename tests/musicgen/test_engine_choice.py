@@ -58,6 +58,24 @@ def test_of_two_modes_as_fast_within_the_noise_the_one_closer_to_float32_wins():
     assert choose(_calibration(("float32", 5.0, 1.0), ("int8", 64.0, 0.968), ("int8a8", 70.6, 0.921))).mode == "int8a8"
 
 
+def test_auto_adds_the_4bit_cache_where_its_late_steps_measure_faster():
+    def calibration(late4: float | None, agreement4: float | None = 0.95) -> Calibration:
+        return Calibration(key="k", model_id="m", machine="test CPU", seconds=1.0, measurements=(
+            ModeMeasurement("float32", 5.0, 1.0), ModeMeasurement("bfloat16", 9.0, 0.97),
+            ModeMeasurement("int8", 70.0, 0.97, 50.0, late4, agreement4)))
+
+    choice = choose(calibration(56.0))  # 12 % faster late, the bar kept: int8+kv4
+    assert choice.mode == "int8+kv4" and "+kv4: late steps 1.12x the int8 cache's (56.0 vs 50.0" in choice.reason
+    assert choose(calibration(50.5)).mode == "int8"  # within the noise: the int8 cache
+    assert "no +kv4: late steps only 1.01x" in choose(calibration(50.5)).reason
+    low = choose(calibration(60.0, 0.85))
+    assert low.mode == "int8" and "no +kv4: it agrees 85%" in low.reason
+    assert choose(calibration(None, None)).mode == "int8"  # not measured (an older calibration): nothing added
+    # the late figures survive the cache's JSON
+    again = Calibration.from_json(calibration(56.0).to_json())
+    assert again == calibration(56.0) and choose(again).mode == "int8+kv4"
+
+
 def test_float32_when_no_mode_is_both_faster_and_faithful():
     # Slower (PyTorch's int8 on a CPU without riffd's kernels), within noise, or unfaithful.
     choice = choose(_calibration(("float32", 10.0, 1.0), ("int8", 5.0, 0.98), ("bfloat16", 10.2, 0.97),
@@ -191,3 +209,9 @@ def test_a_real_calibration_measures_rates_and_agreement(load_preset):
     assert int8.token_agreement >= 0.85 and int8a8.token_agreement >= 0.85
     assert int4.token_agreement < 1.0  # int4 loses some codes on random weights
     assert result.measured("float32+draft").token_agreement == 1.0
+    # native modes are also timed late in a window, with the int8 cache and +kv4's 4-bit one; +kv4's
+    # agreement over these 8 frames is the int8 cache's exactly (its int8 head covers them)
+    for native in (int8, int8a8, int4):
+        assert native.late_steps_per_s > 0 and native.kv4_late_steps_per_s > 0
+        assert native.kv4_token_agreement == native.token_agreement
+    assert result.measured("float32").late_steps_per_s is None

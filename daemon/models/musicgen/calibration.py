@@ -7,6 +7,13 @@ is fed float32's greedy columns of a two-prompt batch and scored on how many of 
 are float32's (`agreement.forced_scores`, the same comparison the bench and the tests make).
 float32 is timed first and last and keeps its better run, so a noisy moment cannot make
 another mode look faster than it is.
+
+Modes on riffd's native step are also timed late in a window (`LATE_POSITION`), with the int8 cache
+and with the 4-bit one (`+kv4`), taking turns: +kv4 differs from the int8 cache only there (its
+window's first `kv_cache.INT8_HEAD_POSITIONS` positions are int8, so its first frames are the int8
+cache's very steps, and its agreement over them the int8 cache's). The late steps run over slots
+filled with random codes: a step's time does not depend on their values, and decoding 1500 frames
+to get there would cost ~30 s a mode.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 
@@ -25,11 +33,18 @@ from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.engine_choice import Calibration, ModeMeasurement
 from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.loop import plan_window
 from daemon.seeds import seeded_rng
 from daemon.models.musicgen.options import EngineOptions
 from protocol.params import GenerationParams
 
 log = logging.getLogger(__name__)
+
+#: The cache position late steps are timed at: a 30 s window's last frames, where the cache is a
+#: third of an int8 step's read (README "Real time").
+LATE_POSITION = 1500
+#: Late steps timed per run, and runs (the best counts; the int8 and 4-bit caches take turns).
+LATE_STEPS, LATE_RUNS = 12, 3
 
 #: Prompts of the agreement batch: two, so one prompt's quirks do not decide.
 PROMPTS = ("80s pop track with bassy drums and synth", "calm piano over soft strings")
@@ -61,11 +76,20 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
             # (tests/musicgen/test_speculative.py): its agreement is float32's own.
             agreement = 1.0
         else:
-            agreement = float((forced_scores(engine, batch, columns, GUIDANCE_SCALE).argmax(-1) == want)
-                              .float().mean())
+            agreement = _agreement(engine, batch, columns, want)
         log.info("engine calibration, %s: %s %.1f steps/s, %.1f %% greedy agreement with float32",
                  bundle.model_id, mode, rate, 100 * agreement)
-        measurements.append(ModeMeasurement(mode, rate, agreement))
+        measured = ModeMeasurement(mode, rate, agreement)
+        if engine.decoder.native is not None and not options.kv4 and not options.draft:
+            kv4 = MusicgenEngine(bundle, dataclasses.replace(options, kv4=True, warmup=False))
+            late, late4 = _late_rates([engine, kv4], single)
+            agreement4 = _agreement(kv4, batch, columns, want)
+            log.info("engine calibration, %s: %s late (position %d) %.1f steps/s, +kv4 %.1f steps/s and %.1f %% "
+                     "greedy agreement", bundle.model_id, mode, LATE_POSITION, late, late4, 100 * agreement4)
+            measured = dataclasses.replace(measured, late_steps_per_s=late, kv4_late_steps_per_s=late4,
+                                           kv4_token_agreement=agreement4)
+            del kv4
+        measurements.append(measured)
         del engine
         gc.collect()
     float32_rates.append(_rate(reference, single, speed_frames))
@@ -74,6 +98,42 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     return Calibration(key=key, model_id=bundle.model_id, machine=machine,
                        measurements=(ModeMeasurement("float32", max(float32_rates), 1.0), *measurements),
                        seconds=time.perf_counter() - started)
+
+
+def _agreement(engine: MusicgenEngine, batch: Conditioning, columns: torch.Tensor, want: torch.Tensor) -> float:
+    """The share of `engine`'s greedy codes, fed float32's `columns`, that are float32's (`want`)."""
+    return float((forced_scores(engine, batch, columns, GUIDANCE_SCALE).argmax(-1) == want).float().mean())
+
+
+@torch.inference_mode()
+def _late_rates(engines: Sequence[MusicgenEngine], cond: Conditioning) -> list[float]:
+    """Each engine's decode steps per second at `LATE_POSITION` (or its model's last positions), the
+    best of `LATE_RUNS` runs of `LATE_STEPS`, the engines taking turns; their caches' earlier slots
+    hold random codes with scales of a real cache's size."""
+    bundle = engines[0].bundle
+    pattern, _ = plan_window(bundle, cond, None, 1)
+    column = pattern.inputs[..., 0]
+    position = max(0, min(LATE_POSITION, engines[0].decoder.weights.max_positions - LATE_STEPS))
+    generator = torch.Generator().manual_seed(0)
+    rates: list[list[float]] = [[] for _ in engines]
+    with ExitStack() as stack:
+        caches = []
+        for engine in engines:
+            cache = stack.enter_context(engine.decoder.open_cache(cond.hidden_states.shape[0], position + LATE_STEPS))
+            engine.decoder.prefill(cache, cond, pattern.inputs)  # the condition's cross-attention
+            for slots in (*cache.keys, *cache.values):
+                low, high = (0, 256) if slots.dtype == torch.uint8 else (-127, 128)
+                slots.copy_(torch.randint(low, high, slots.shape, dtype=slots.dtype, generator=generator))
+            for scales in (*cache.key_scales, *cache.value_scales):
+                scales.copy_(torch.rand(scales.shape, generator=generator) * 0.02)
+            caches.append(cache)
+        for _ in range(LATE_RUNS):
+            for engine, cache, got in zip(engines, caches, rates, strict=True):
+                started = time.perf_counter()
+                for step in range(LATE_STEPS):
+                    engine.decoder.step(cache, column, position + step)
+                got.append(LATE_STEPS / (time.perf_counter() - started))
+    return [max(got) for got in rates]
 
 
 @torch.inference_mode()

@@ -31,8 +31,12 @@ MIN_AGREEMENT = 0.9
 #: How much faster than float32 a mode must measure to be chosen over it: closer than this is
 #: within a shared machine's noise, and then float32's exact parity wins.
 MIN_SPEEDUP = 1.05
+#: How much faster late in a window (`calibration.LATE_POSITION`) a mode's 4-bit cache (`+kv4`) must
+#: step than its int8 cache for auto to add it. Its early steps are the int8 cache's very code (the
+#: window's first `kv_cache.INT8_HEAD_POSITIONS` positions stay int8), so only the late rate can tell.
+MIN_KV4_SPEEDUP = 1.03
 #: Bumped when what a calibration measures changes, so older cache files are measured again.
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class ModeMeasurement:
     mode: str  # the --engine spelling: "int8", "float32+draft"
     steps_per_s: float  # decode loop rate (sampling included), whole loop over its wall time
     token_agreement: float  # greedy codes equal to float32's (1.0 for float32, and for +draft by construction)
+    # Modes on riffd's native step (int8, int8a8, int4), else None: steps per second late in a window
+    # (calibration.LATE_POSITION) with the int8 cache and with the 4-bit one (+kv4), and +kv4's greedy
+    # agreement over the same frames as `token_agreement`.
+    late_steps_per_s: float | None = None
+    kv4_late_steps_per_s: float | None = None
+    kv4_token_agreement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,13 @@ class Calibration:
     @classmethod
     def from_json(cls, text: str) -> Calibration:
         data = json.loads(text)
-        measurements = tuple(ModeMeasurement(str(m["mode"]), float(m["steps_per_s"]), float(m["token_agreement"]))
+        def optional(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        measurements = tuple(ModeMeasurement(str(m["mode"]), float(m["steps_per_s"]), float(m["token_agreement"]),
+                                             optional(m.get("late_steps_per_s")),
+                                             optional(m.get("kv4_late_steps_per_s")),
+                                             optional(m.get("kv4_token_agreement")))
                              for m in data["measurements"])
         return cls(key=str(data["key"]), model_id=str(data["model_id"]), machine=str(data["machine"]),
                    measurements=measurements, seconds=float(data["seconds"]), version=int(data["version"]))
@@ -112,7 +128,30 @@ def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
     others = [f"{m.mode} {m.steps_per_s / reference.steps_per_s:.2f}x" for m in eligible if m is not best]
     details = "; ".join(filter(None, [", ".join(others) and "also eligible: " + ", ".join(others),
                                       ", ".join(refused) and "left out: " + ", ".join(refused)]))
-    return Choice(best.mode, head + (f" ({details})" if details else ""), calibration)
+    mode, kv4 = best.mode, _kv4_verdict(best, min_agreement)
+    if kv4.startswith("+kv4:"):
+        mode += "+kv4"
+    return Choice(mode, head + (f" ({details})" if details else "") + (f"; {kv4}" if kv4 else ""), calibration)
+
+
+def _kv4_verdict(best: ModeMeasurement, min_agreement: float) -> str:
+    """Whether `best` runs with the 4-bit cache, and why: '+kv4: ...' when it does, '' when not measured.
+
+    +kv4 steps exactly as the int8 cache through the window's int8 head, then reads half the bytes a
+    position: it is added when its late steps measure `MIN_KV4_SPEEDUP` faster and its agreement keeps
+    the bar. Its agreement over the calibration's first frames is the int8 cache's by construction
+    (those positions are int8); late in a window it was measured offline (bench/kv4_agreement.py).
+    """
+    late, late4, agreement4 = best.late_steps_per_s, best.kv4_late_steps_per_s, best.kv4_token_agreement
+    if late is None or late4 is None or agreement4 is None or late <= 0:
+        return ""
+    speedup = late4 / late
+    if agreement4 < min_agreement:
+        return f"no +kv4: it agrees {agreement4:.0%} < {min_agreement:.0%}"
+    if speedup < MIN_KV4_SPEEDUP:
+        return f"no +kv4: late steps only {speedup:.2f}x the int8 cache's ({late4:.1f} vs {late:.1f} steps/s)"
+    return (f"+kv4: late steps {speedup:.2f}x the int8 cache's ({late4:.1f} vs {late:.1f} steps/s), "
+            f"{agreement4:.1%} greedy agreement")
 
 
 def calibration_key(model: Mapping[str, Any], machine: Mapping[str, Any]) -> str:
