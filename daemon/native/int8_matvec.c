@@ -416,12 +416,11 @@ static void quantize_rows(void *ctx, int64_t begin, int64_t end) {
 
 /* Whether a chunk of `rows` goes through one_block_wide (AVX2 without VNNI, a prefill's chunk: more
    rows than a decode step's; 8-bit activations too, widened). */
-static int tiled_rows(int rows, int act8) {
+static int tiled_rows(int rows) {
 #if defined(RIFFD_AVX2_MADD)
-    (void)act8;
     return rows > ROWS_PER_READ;
 #else
-    (void)rows, (void)act8;
+    (void)rows;
     return 0;
 #endif
 }
@@ -456,7 +455,7 @@ static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *p
     float *x_scale = (float *)(work + padded_rows(chunk) * row_bytes);
     for (int64_t m0 = 0; m0 < m; m0 += chunk) {
         int rows = (int)((m - m0) < chunk ? (m - m0) : chunk);
-        const int tiled = tiled_rows(rows, act8);
+        const int tiled = tiled_rows(rows);
 #if defined(RIFFD_AVX2_MADD)
         if (tiled) { /* a prefill's chunk: on every thread */
             quantize_tiled_job quantize = {x + m0 * k, k, rows, (int64_t *)act, x_scale, act8};
