@@ -416,7 +416,7 @@ def test_the_library_says_which_instruction_set_it_was_built_for():
 #: What each other branch reruns: the kernels, the native step (same greedy codes as the Python
 #: step), the batched step, the int8 draft's speculative decoding, int4's kernel, the 4-bit cache.
 BRANCH_TEST_FILES = ("test_native.py", "test_native_attention.py", "test_native_batch.py", "test_speculative.py",
-                     "test_int4.py", "test_kv4.py")
+                     "test_int4.py", "test_kv4.py", "test_prefill_attention.py")
 
 
 def _other_branches() -> list[Branch]:

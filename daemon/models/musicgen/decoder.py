@@ -25,6 +25,7 @@ from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.options import NATIVE_FORMATS
 from daemon.models.musicgen.speed import DenseLinear, Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, LayerWeights
+from daemon.native import gelu, prefill_attention
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +350,23 @@ class MusicgenDecoder:
         q, k, v = layer.qkv(layer.self_norm(x)).view(n, t, 3, w.heads, w.head_dim).permute(2, 0, 3, 1, 4)
         cache.write(index, positions, k, v)
         keys, values = cache.read(index, visible_len, q.dtype)
-        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, is_causal=causal)
-        x = x + layer.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
+        if causal and self.native is not None and prefill_attention.fits(q, keys, values):
+            # A window's prefill on an approximate engine: riffd's causal attention (float32 sums in
+            # another order than PyTorch's, within its rounding; bench.window_prefill).
+            x = x + layer.self_out(prefill_attention.causal_attention(q, keys, values))
+        else:
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, is_causal=causal)
+            x = x + layer.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
         if layer.cross_q is not None and layer.cross_out is not None and layer.cross_norm is not None:
             q = layer.cross_q(layer.cross_norm(x)).view(n, t, w.heads, w.head_dim).transpose(1, 2)
             attn = F.scaled_dot_product_attention(q, cache.cross_keys[index], cache.cross_values[index],
                                                   attn_mask=cache.cross_mask)
             x = x + layer.cross_out(attn.transpose(1, 2).reshape(n, t, hidden))
-        return x + layer.fc2(w.activation(layer.fc1(layer.ffn_norm(x))))
+        inner = layer.fc1(layer.ffn_norm(x))
+        if causal and self.native is not None and w.activation is F.gelu and gelu.fits(inner):
+            # the prefill's GELU as the native step computes its own (erf within 1.5e-7)
+            return x + layer.fc2(gelu.gelu_(inner))
+        return x + layer.fc2(w.activation(inner))
 
     def _layer_streams(self, layer: LayerWeights, x: torch.Tensor, splits: list[int], caches: Sequence[KVCache],
                        index: int, positions: Sequence[int], position_ts: list[torch.Tensor]) -> torch.Tensor:
