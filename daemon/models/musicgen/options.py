@@ -56,11 +56,13 @@ class EngineOptions:
     # these weights check them all in one pass. The result is distributed exactly as these
     # weights' own sampling (greedy: the very same codes); only the speed changes.
     draft: bool = False
-    # The self-attention cache in 4-bit codes with a scale per vector instead of int8 (kv_cache.py):
-    # late in a window the cache is a third of a step's read at int8, half that at 4 bits. Measured
-    # (bench/kv4_agreement.py, random musicgen-small, int8a8): greedy agreement with float32 at frames
-    # 1000-1500 about int8's (92.7 against 92.9 %), lower in a window's first frames (few slots to
-    # average a rounding over: 86 % over the first 24 against int8's 97 %), so auto does not offer it.
+    # The self-attention cache in 4-bit codes with a scale per vector instead of int8 (kv_cache.py),
+    # after an int8 head of the window's first 64 positions: late in a window the cache is a third of
+    # a step's read at int8, half that at 4 bits. 4-bit from the first position cost agreement there
+    # (few slots to average a rounding over: 86.5 % of float32's greedy codes over the first 24 frames
+    # against int8's 96.9 %); with the int8 head those frames are the int8 cache's very steps, and
+    # late ones agree as int8's do (bench/kv4_agreement.py, random musicgen-small, int8a8). auto adds
+    # it to a native mode where its late steps measure faster (engine_choice.MIN_KV4_SPEEDUP).
     kv4: bool = False
 
     @property
