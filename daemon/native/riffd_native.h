@@ -113,6 +113,10 @@ void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count
 void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scales, const int8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
 void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
+/* A prefill's vectors into int8 or +kv4 slots, one call a layer (attention.c); 0: not taken. */
+int riffd_store_vectors(void *slots, float *scales, const float *from, const int64_t *positions, int64_t groups,
+                        int64_t count, int64_t head_dim, int64_t slot_rows, int64_t max_positions, int64_t bits,
+                        int64_t int8_positions);
 void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
 /* The +kv4 layout: positions below int8_positions are int8 slots (keys, values: head_dim bytes each),

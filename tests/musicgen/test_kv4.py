@@ -109,6 +109,33 @@ def test_native_store_equals_the_python_store_bit_for_bit(head_dim):
     assert torch.equal(got_scales, want_scales)
 
 
+@native
+@pytest.mark.parametrize("head", [0, 5, 64])
+@pytest.mark.parametrize("dtype", [torch.int8, PACKED4])
+def test_a_prefill_stores_natively_the_bits_torch_quantises(monkeypatch, dtype, head):
+    """KVCache.write's one native call a layer (kv_store) against the same write in torch ops: the
+    very codes and scales, int8 and +kv4 (with its int8 head before, across and after the positions)."""
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", head)
+    caches = [KVCache.allocate(layers=1, batch=2, heads=3, head_dim=64, max_positions=40, dtype=dtype,
+                               device=torch.device("cpu")) for _ in range(2)]
+    generator = torch.Generator().manual_seed(head)
+    keys = torch.randn(2, 3, 30, 64, generator=generator) * torch.logspace(-3, 2, 30)[:, None]
+    keys[0, 0, 3] = 0.0  # all zero: scale 0
+    values = torch.randn(2, 3, 30, 64, generator=generator).transpose(2, 3).contiguous().transpose(2, 3)  # strided
+    positions = torch.arange(3, 33)
+    bits = 4 if dtype == PACKED4 else 8
+    native_calls = []
+    store = kv_cache.kv_store.store
+    monkeypatch.setattr(kv_cache.kv_store, "store", lambda *a, **k: native_calls.append(store(*a, **k)) or native_calls[-1])
+    caches[0].write(0, positions, keys, values)
+    assert native_calls == [True, True]  # keys and values, each in one native call
+    caches[1].write_with_torch(0, positions, keys, values)
+    for name in ("keys", "values", "key_scales", "value_scales"):
+        assert torch.equal(getattr(caches[0], name)[0], getattr(caches[1], name)[0]), name
+    assert store(caches[0].keys[0], caches[0].key_scales[0], keys, positions + 10, bits=bits,
+                 int8_positions=caches[0].int8_positions) is False  # past the window: not taken
+
+
 def _reference(q, keys, values):
     scores = (keys.double() @ q.double()) / q.shape[0] ** 0.5
     return torch.softmax(scores, dim=0) @ values.double()
