@@ -2,10 +2,10 @@
 
 A 60 s job has three windows; each later one re-runs its ~601 context frames through the decoder
 (x 2 rows with guidance) before its first step: `MusicgenDecoder.prefill`, with the projections on
-riffd's int8 kernels (int8: activations at 16 bits, int8a8: at 8) and the self-attention on riffd's
-causal kernel (`daemon/native/prefill_attention.c`) or PyTorch's. This loads `--model`, builds one
+riffd's int8 kernels (int8: activations at 16 bits, int8a8: at 8), the self- and cross-attention on
+riffd's kernel (`daemon/native/prefill_attention.c`) or PyTorch's, the GELU on riffd's or PyTorch's. This loads `--model`, builds one
 such window (random context codes: the arithmetic does not depend on them) and times its prefill
-with a timer around each part, rounds alternating riffd's self-attention and GELU and PyTorch's
+with a timer around each part, rounds alternating riffd's attention and GELU and PyTorch's
 (`--kernels`), so the two compare within the same minutes of a shared machine.
 
 Per part it prints wall and CPU ms (CPU: this process's threads together, which a busy machine
@@ -99,8 +99,8 @@ def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def instrumented(engine: MusicgenEngine, parts: PartTimes, kernels: str) -> Iterator[None]:
-    """Timers around each part of `engine`'s prefill; `kernels` 'torch': PyTorch's self-attention and
-    GELU instead of riffd's."""
+    """Timers around each part of `engine`'s prefill; `kernels` 'torch': PyTorch's attention and GELU
+    instead of riffd's."""
     decoder = engine.decoder
     weights = decoder.weights
     sdpa = F.scaled_dot_product_attention
@@ -127,8 +127,10 @@ def instrumented(engine: MusicgenEngine, parts: PartTimes, kernels: str) -> Iter
         stack.enter_context(patched(kv_cache.KVCache, "read", parts.wrap("cache read", kv_cache.KVCache.read)))
         native = prefill_attention.causal_attention
         stack.enter_context(patched(prefill_attention, "causal_attention", parts.wrap("self-attention", native)))
+        masked = prefill_attention.masked_attention
+        stack.enter_context(patched(prefill_attention, "masked_attention", parts.wrap("cross-attention", masked)))
         if kernels == "torch":
-            stack.enter_context(patched(prefill_attention, "fits", lambda *_: False))
+            stack.enter_context(patched(prefill_attention, "fits", lambda *_, **__: False))
             stack.enter_context(patched(gelu, "fits", lambda *_: False))
         stack.enter_context(patched(weights, "activation", timed_gelu))
         stack.enter_context(patched(gelu, "gelu_", parts.wrap("activation", gelu.gelu_)))
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--context", type=int, default=601, help="context frames re-run by the window (601: a 60 s job's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kernels", default="riffd,torch",
-                        help="whose self-attention and GELU to alternate: riffd's (what the engines run), PyTorch's")
+                        help="whose attention and GELU to alternate: riffd's (what the engines run), PyTorch's")
     add_cpu_arguments(parser, emulate=False)
     args = parser.parse_args(argv)
     apply_cpu_arguments(args, "bench.window_prefill")

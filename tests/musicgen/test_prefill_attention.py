@@ -1,5 +1,5 @@
-"""The native engines' window prefill: riffd's causal self-attention (`prefill_attention.c`) against
-float64 math, and the engines' prefill running it and riffd's GELU (float32 engines never do)."""
+"""The native engines' window prefill: riffd's self- and cross-attention (`prefill_attention.c`) against
+float64 math, and the engines' prefill running them and riffd's GELU (float32 engines never do)."""
 
 from __future__ import annotations
 
@@ -87,13 +87,14 @@ def test_native_engines_prefill_through_riffd_attention_and_gelu(load_preset, mo
     assert engine.decoder.native is not None
     layers = len(engine.decoder.weights.layers)
     calls: list[str] = []
-    attention, gelu_ = prefill_attention.causal_attention, gelu.gelu_
+    attention, masked, gelu_ = prefill_attention.causal_attention, prefill_attention.masked_attention, gelu.gelu_
     monkeypatch.setattr(prefill_attention, "causal_attention", lambda *a: calls.append("attention") or attention(*a))
+    monkeypatch.setattr(prefill_attention, "masked_attention", lambda *a: calls.append("cross") or masked(*a))
     monkeypatch.setattr(gelu, "gelu_", lambda x: calls.append("gelu") or gelu_(x))
     riffd = _prefill_logits(engine, bundle, 23)
-    assert calls.count("attention") == layers and calls.count("gelu") == layers
+    assert calls.count("attention") == calls.count("cross") == calls.count("gelu") == layers
     # PyTorch's attention and GELU on the same window: the same scores within float32 rounding
-    monkeypatch.setattr(prefill_attention, "fits", lambda *_: False)
+    monkeypatch.setattr(prefill_attention, "fits", lambda *_, **__: False)
     monkeypatch.setattr(gelu, "fits", lambda *_: False)
     torch_scores = _prefill_logits(engine, bundle, 23)
     assert calls.count("attention") == layers
@@ -107,5 +108,29 @@ def test_float32_prefill_stays_pytorchs(load_preset, monkeypatch):
     bundle = load_preset("debug/musicgen").bundle
     engine = MusicgenEngine(bundle, EngineOptions(warmup=False))
     monkeypatch.setattr(prefill_attention, "causal_attention", lambda *a: pytest.fail("riffd attention in float32"))
+    monkeypatch.setattr(prefill_attention, "masked_attention", lambda *a: pytest.fail("riffd attention in float32"))
     monkeypatch.setattr(gelu, "gelu_", lambda x: pytest.fail("riffd GELU in float32"))
     _prefill_logits(engine, bundle, 9)
+
+
+@pytest.mark.parametrize("dim", [16, 64])
+@pytest.mark.parametrize("frames,length", [(1, 1), (37, 5), (70, 12), (9, 90)])
+def test_masked_attention_equals_float64_math(dim, frames, length):
+    """The cross-attention: every query sees every key, an additive mask per row (blocked keys at the
+    dtype's minimum, a jam's prompt weights as a bias)."""
+    q, keys, values = _qkv(3, 2, frames, length, dim, seed=frames * 100 + length + dim)
+    mask = torch.randn(3, 1, 1, length, generator=torch.Generator().manual_seed(length))
+    mask[0, ..., length // 2:] = torch.finfo(torch.float32).min  # a shorter prompt's padding
+    mask[2] = 0.0  # the null condition: nothing masked
+    for m in (mask, None):
+        got = prefill_attention.masked_attention(q, keys, values, m)
+        scores = (q.double() @ keys.double().transpose(-1, -2)) / dim ** 0.5
+        if m is not None:
+            scores = scores + m.double()
+        want = (torch.softmax(scores, dim=-1) @ values.double()).transpose(1, 2).reshape(3, frames, -1)
+        assert (got.double() - want).abs().max().item() <= 4e-6
+    assert not prefill_attention.fits(q, keys, values, causal=False, mask=mask.double())
+    assert not prefill_attention.fits(q, keys, values, causal=False, mask=mask[:, :, :, :-1])
+    assert not prefill_attention.fits(q, keys, values, causal=True, mask=mask)
+    with pytest.raises(ValueError, match="cannot take"):
+        prefill_attention.masked_attention(q, keys, values, mask[:2])

@@ -359,9 +359,14 @@ class MusicgenDecoder:
             x = x + layer.self_out(attn.transpose(1, 2).reshape(n, t, hidden))
         if layer.cross_q is not None and layer.cross_out is not None and layer.cross_norm is not None:
             q = layer.cross_q(layer.cross_norm(x)).view(n, t, w.heads, w.head_dim).transpose(1, 2)
-            attn = F.scaled_dot_product_attention(q, cache.cross_keys[index], cache.cross_values[index],
-                                                  attn_mask=cache.cross_mask)
-            x = x + layer.cross_out(attn.transpose(1, 2).reshape(n, t, hidden))
+            cross_keys, cross_values, mask = cache.cross_keys[index], cache.cross_values[index], cache.cross_mask
+            if causal and self.native is not None and prefill_attention.fits(q, cross_keys, cross_values, causal=False,
+                                                                             mask=mask):
+                # the prefill's cross-attention likewise (PyTorch's took ~6 ms a layer for a few text tokens)
+                x = x + layer.cross_out(prefill_attention.masked_attention(q, cross_keys, cross_values, mask))
+            else:
+                attn = F.scaled_dot_product_attention(q, cross_keys, cross_values, attn_mask=mask)
+                x = x + layer.cross_out(attn.transpose(1, 2).reshape(n, t, hidden))
         inner = layer.fc1(layer.ffn_norm(x))
         if causal and self.native is not None and w.activation is F.gelu and gelu.fits(inner):
             # the prefill's GELU as the native step computes its own (erf within 1.5e-7)
