@@ -31,7 +31,7 @@ import torch
 from daemon.models.musicgen.agreement import forced_scores
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.engine_choice import Calibration, ModeMeasurement
+from daemon.models.musicgen.engine_choice import MIN_AGREEMENT, Calibration, ModeMeasurement
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import plan_window
 from daemon.seeds import seeded_rng
@@ -80,12 +80,13 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
         log.info("engine calibration, %s: %s %.1f steps/s, %.1f %% greedy agreement with float32",
                  bundle.model_id, mode, rate, 100 * agreement)
         measured = ModeMeasurement(mode, rate, agreement)
-        if engine.decoder.native is not None and not options.kv4 and not options.draft:
+        # (not for a mode below auto's bar: it is never picked, with or without +kv4; ~6 s saved)
+        if engine.decoder.native is not None and not options.kv4 and not options.draft and agreement >= MIN_AGREEMENT:
             kv4 = MusicgenEngine(bundle, dataclasses.replace(options, kv4=True, warmup=False))
             late, late4 = _late_rates([engine, kv4], single)
             agreement4 = _agreement(kv4, batch, columns, want)
             log.info("engine calibration, %s: %s late (position %d) %.1f steps/s, +kv4 %.1f steps/s and %.1f %% "
-                     "greedy agreement", bundle.model_id, mode, LATE_POSITION, late, late4, 100 * agreement4)
+                     "greedy agreement", bundle.model_id, mode, late_position(engine), late, late4, 100 * agreement4)
             measured = dataclasses.replace(measured, late_steps_per_s=late, kv4_late_steps_per_s=late4,
                                            kv4_token_agreement=agreement4)
             del kv4
@@ -98,6 +99,11 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     return Calibration(key=key, model_id=bundle.model_id, machine=machine,
                        measurements=(ModeMeasurement("float32", max(float32_rates), 1.0), *measurements),
                        seconds=time.perf_counter() - started)
+
+
+def late_position(engine: MusicgenEngine) -> int:
+    """Where late steps are timed: `LATE_POSITION`, or the model's last positions if it has fewer."""
+    return max(0, min(LATE_POSITION, engine.decoder.weights.max_positions - LATE_STEPS))
 
 
 def _agreement(engine: MusicgenEngine, batch: Conditioning, columns: torch.Tensor, want: torch.Tensor) -> float:
@@ -113,7 +119,7 @@ def _late_rates(engines: Sequence[MusicgenEngine], cond: Conditioning) -> list[f
     bundle = engines[0].bundle
     pattern, _ = plan_window(bundle, cond, None, 1)
     column = pattern.inputs[..., 0]
-    position = max(0, min(LATE_POSITION, engines[0].decoder.weights.max_positions - LATE_STEPS))
+    position = late_position(engines[0])
     generator = torch.Generator().manual_seed(0)
     rates: list[list[float]] = [[] for _ in engines]
     with ExitStack() as stack:
