@@ -116,17 +116,21 @@ class Window:
                               self.cross_values, None, row) for row in range(2)]
 
 
-PHASES = ("norm", "project", "self_attention", "cross_attention", "gelu", "residual")  # decoder_step.c's order
+# decoder_step.c's order: the phases, then each projection kind (added up here as "project")
+PHASES = ("norm", "self_attention", "cross_attention", "gelu", "residual")
+PROJECTIONS = ("qkv", "self_out", "cross_q", "cross_out", "fc1", "fc2", "lm_heads")
 
 
 def phase_ms(steps: int) -> dict[str, float]:
     """Mean ms a step in each phase since the last call (riffd_step_profile); {} unless profiled."""
     read = kernels().riffd_step_profile
     read.argtypes, read.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_int64
-    ns = (ctypes.c_double * len(PHASES))()
-    if read(ns, len(PHASES)) != len(PHASES):
+    count = len(PHASES) + len(PROJECTIONS)
+    ns = (ctypes.c_double * count)()
+    if read(ns, count) != count:
         return {}
-    return {name: round(ns[i] / max(steps, 1) / 1e6, 3) for i, name in enumerate(PHASES)}
+    ms = [ns[i] / max(steps, 1) / 1e6 for i in range(count)]
+    return {"project": round(sum(ms[len(PHASES):]), 3), **{name: round(ms[i], 3) for i, name in enumerate(PHASES)}}
 
 
 def step_ms(model: NativeModel, windows: list[Window], positions: list[int], steps: int) -> tuple[float, float]:

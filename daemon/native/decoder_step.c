@@ -27,12 +27,16 @@
 
 /* Where a step's time goes: built with -DRIFFD_STEP_PROFILE (e.g. RIFFD_NATIVE_CFLAGS, with its
    own RIFFD_NATIVE_DIR), riffd_step_rows adds each phase's wall time (nanoseconds, in the enum's
-   order: norms, projections, self-attention, cross-attention, GELU, residuals) and
-   riffd_step_profile(ns, count) copies and clears them, returning how many phases there are.
-   Without the flag there are no clock calls and it returns 0. */
+   order: norms, self-attention, cross-attention, GELU, residuals, then each projection by kind:
+   qkv, self out, cross query, cross out, fc1, fc2, lm heads) and riffd_step_profile(ns, count)
+   copies and clears them, returning how many phases there are (bench.step_account and
+   bench.native_step name them). Without the flag there are no clock calls and it returns 0. */
 #ifdef RIFFD_STEP_PROFILE
 #include <time.h>
-enum { PHASE_NORM, PHASE_PROJECT, PHASE_SELF, PHASE_CROSS, PHASE_GELU, PHASE_RESIDUAL, PHASES };
+enum {
+    PHASE_NORM, PHASE_SELF, PHASE_CROSS, PHASE_GELU, PHASE_RESIDUAL,
+    PHASE_QKV, PHASE_SELF_OUT, PHASE_CROSS_Q, PHASE_CROSS_OUT, PHASE_FC1, PHASE_FC2, PHASE_HEADS, PHASES
+};
 static double phase_ns[PHASES];
 static int64_t profile_clock(void) {
     struct timespec t;
@@ -223,7 +227,7 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
         const riffd_layer_weights *layer = &m->layer[l];
 
         PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed));
-        PHASE(PHASE_PROJECT, project(normed, n, &layer->qkv, qkv, threads));
+        PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
         /* Rows at different positions attend over different lengths: hand tasks out one at a time.
            Each task stores its head's new key and value first (a serial loop before: 0.5 ms of a
            step of 8 rows). The norms and GELU stay serial: as regions of their own on the pool
@@ -231,25 +235,25 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
            against 0.1 at 2 rows), each region a chance to wait on a descheduled worker. */
         attention_job job = {m, rows, l, qkv, scores, each, attn};
         PHASE(PHASE_SELF, riffd_parallel(n * heads, 1, threads, self_attention, &job));
-        PHASE(PHASE_PROJECT, project(attn, n, &layer->self_out, delta, threads));
+        PHASE(PHASE_SELF_OUT, project(attn, n, &layer->self_out, delta, threads));
         PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
 
         if (layer->cross_q.packed) {
             PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed));
-            PHASE(PHASE_PROJECT, project(normed, n, &layer->cross_q, qkv, threads));
+            PHASE(PHASE_CROSS_Q, project(normed, n, &layer->cross_q, qkv, threads));
             PHASE(PHASE_CROSS, riffd_parallel(n * heads, 1, threads, cross_attention, &job));
-            PHASE(PHASE_PROJECT, project(attn, n, &layer->cross_out, delta, threads));
+            PHASE(PHASE_CROSS_OUT, project(attn, n, &layer->cross_out, delta, threads));
             PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
         }
 
         PHASE(PHASE_NORM, layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed));
-        PHASE(PHASE_PROJECT, project(normed, n, &layer->fc1, inner, threads));
+        PHASE(PHASE_FC1, project(normed, n, &layer->fc1, inner, threads));
         PHASE(PHASE_GELU, riffd_gelu(inner, n * m->ffn));
-        PHASE(PHASE_PROJECT, project(inner, n, &layer->fc2, delta, threads));
+        PHASE(PHASE_FC2, project(inner, n, &layer->fc2, delta, threads));
         PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
     }
     PHASE(PHASE_NORM, layer_norm(x, &m->final_norm, m->eps, n, hidden, normed));
-    PHASE(PHASE_PROJECT, project(normed, n, &m->lm_heads, logits, threads));
+    PHASE(PHASE_HEADS, project(normed, n, &m->lm_heads, logits, threads));
 }
 
 /* The single-window step: the batch's rows share one cache tensor per layer and one position. */

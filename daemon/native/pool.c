@@ -47,6 +47,26 @@ void riffd_pool_test_pause(int id, int where);
 #define PAUSE(id, where) ((void)0)
 #endif
 
+/* With -DRIFFD_STEP_PROFILE (bench.step_account): how many regions went to the pool, the caller's
+   nanoseconds waiting at their ends for chunks still running on workers, and the items the caller
+   and the workers each ran (a worker that was not running when a region began leaves its share to
+   the caller); riffd_pool_profile(out, count) copies them as doubles and clears them. */
+#ifdef RIFFD_STEP_PROFILE
+enum { POOL_REGIONS, POOL_WAIT_NS, POOL_CALLER_ITEMS, POOL_WORKER_ITEMS, POOL_COUNTERS };
+static _Atomic int64_t pool_counters[POOL_COUNTERS];
+#define COUNT(which, amount) atomic_fetch_add(&pool_counters[which], (amount))
+int64_t riffd_pool_profile(double *out, int64_t count) {
+    for (int64_t i = 0; i < count && i < POOL_COUNTERS; i++) out[i] = (double)atomic_exchange(&pool_counters[i], 0);
+    return POOL_COUNTERS;
+}
+#else
+#define COUNT(which, amount) ((void)0)
+int64_t riffd_pool_profile(double *out, int64_t count) {
+    (void)out, (void)count;
+    return 0;
+}
+#endif
+
 #define MAX_WORKERS 63
 #define CLOSED UINT32_MAX /* a ticket's chunk index while its caller writes the next region's fields */
 #define SPIN_NS 50000 /* a layer's regions follow each other within microseconds: stay awake that long */
@@ -99,6 +119,7 @@ static void work(uint32_t gen, int id) {
         if (!atomic_compare_exchange_strong(&pool.ticket, &ticket, ticket + 1)) continue;
         int64_t end = begin + grain < count ? begin + grain : count;
         fn(ctx, begin, end);
+        COUNT(id ? POOL_WORKER_ITEMS : POOL_CALLER_ITEMS, end - begin);
         PAUSE(id, 2);
         atomic_fetch_add(&pool.done, end - begin);
     }
@@ -189,9 +210,14 @@ void riffd_parallel(int64_t count, int64_t grain, int threads, riffd_range_fn fn
     }
     work(gen, 0);
     /* Every chunk is handed out; wait for those still running on workers. */
+    COUNT(POOL_REGIONS, 1);
+#ifdef RIFFD_STEP_PROFILE
+    const int64_t waiting_since = now_ns();
+#endif
     for (int spins = 1; atomic_load(&pool.done) < count; spins++) {
         cpu_relax();
         if (spins % 1024 == 0) sched_yield(); /* the worker may be waiting for this very CPU */
     }
+    COUNT(POOL_WAIT_NS, now_ns() - waiting_since);
     atomic_flag_clear(&pool.busy);
 }

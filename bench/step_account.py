@@ -1,0 +1,291 @@
+"""Benchmark: where an early decode step's time goes in the daemon's own path, part by part, against each part's floor.
+
+In this process, the way the daemon runs a job: the backend as `riffd serve` loads it (`--engine`,
+continuous batching on, so a job's steps go through `StepBatch._step` as in the daemon), one
+streamed job (`stream()` on a worker thread, the codec on the same thread between steps), and
+every step at a window position below the daemon's "early" edge (the first tenth of a window,
+`stream_timing.EDGE_FRACTION`) split into:
+
+- the native step (`riffd_step_rows`), built with -DRIFFD_STEP_PROFILE (its own build folder):
+  each projection kind (its bytes, achieved GB/s and floor at the read bandwidth measured in the
+  same run), self- and cross-attention (floor: the cache bytes read), norms, GELU, residuals, and
+  the pool's regions (how many a step, the caller's wait at their ends, the share of items the
+  second thread ran);
+- the Python around it: the inputs' embedding (`_native_inputs`), the binding and checks
+  (`step_hidden`, `NativeModel.step`), sampling (native guidance + top-k, the softmax, the
+  exponential race), the delay pattern, and what is left of the batch's step (its bookkeeping);
+- the time between two steps (the codec and the chunk hand-off on the same thread: not a step's
+  time, shown apart).
+
+The profile's clock calls cost a little (compare profiled runs with each other). Prints the table
+(part, ms a step, floor ms), then one JSON object as the last line.
+
+    python -m bench.step_account [--engine int8] [--duration 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+STEP_PHASES = ("norms", "self_attention", "cross_attention", "gelu", "residuals", "qkv", "self_out", "cross_q",
+               "cross_out", "fc1", "fc2", "lm_heads")  # decoder_step.c's enum order
+PROJECTIONS = STEP_PHASES[5:]
+POOL_COUNTERS = ("regions", "wait_ns", "caller_items", "worker_items")  # pool.c's enum order
+
+
+class Account:
+    """Seconds per named part of the step running now, one dict per step (its window position with it)."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, float]] = []
+        self.current: dict[str, float] | None = None
+
+    def add(self, part: str, seconds: float) -> None:
+        if self.current is not None:
+            self.current[part] = self.current.get(part, 0.0) + seconds
+
+    def timed(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(part, time.perf_counter() - start)
+        return wrapper
+
+
+class TimedLibrary:
+    """The kernels' library with `riffd_step_rows` timed and its profile read after each call."""
+
+    def __init__(self, library: ctypes.CDLL, account: Account) -> None:
+        self._library, self._account = library, account
+        self._phases = (ctypes.c_double * len(STEP_PHASES))()
+        self._pool = (ctypes.c_double * len(POOL_COUNTERS))()
+        library.riffd_step_profile.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+        library.riffd_step_profile.restype = ctypes.c_int64
+        library.riffd_pool_profile.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+        library.riffd_pool_profile.restype = ctypes.c_int64
+        self.clear()
+
+    def clear(self) -> None:
+        self._library.riffd_step_profile(self._phases, len(STEP_PHASES))
+        self._library.riffd_pool_profile(self._pool, len(POOL_COUNTERS))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._library, name)
+
+    def riffd_step_rows(self, *args: Any) -> None:
+        self.clear()
+        start = time.perf_counter()
+        self._library.riffd_step_rows(*args)
+        self._account.add("native_call", time.perf_counter() - start)
+        if self._library.riffd_step_profile(self._phases, len(STEP_PHASES)) != len(STEP_PHASES):
+            raise SystemExit("the kernels were not built with -DRIFFD_STEP_PROFILE (a stale RIFFD_NATIVE_DIR?)")
+        self._library.riffd_pool_profile(self._pool, len(POOL_COUNTERS))
+        for name, ns in zip(STEP_PHASES, self._phases):
+            self._account.add(f"c.{name}", ns / 1e9)
+        for name, value in zip(POOL_COUNTERS, self._pool):
+            self._account.add(f"pool.{name}", value)
+
+
+def projection_bytes(model: Any) -> dict[str, int]:
+    """Bytes a step reads for each projection kind (codes, row sums and scales) over every layer."""
+    def nbytes(weights: Any) -> int:
+        if not weights.packed:
+            return 0
+        return weights.rows * weights.cols * (1 if not weights.int4_group else 0.5) + (
+            8 * weights.rows if not weights.int4_group else 4 * weights.rows * weights.cols // weights.int4_group)
+    layers = [model._layers[i] for i in range(model._model.layers)]
+    out = {name: int(sum(nbytes(getattr(layer, name)) for layer in layers)) for name in PROJECTIONS[:-1]}
+    out["lm_heads"] = int(nbytes(model._model.lm_heads))
+    return out
+
+
+def instrument(backend: Any, account: Account) -> Any:
+    """Wrap the daemon's step path of `backend` with `account`'s timers; returns the native model."""
+    import daemon.models.musicgen.batch as batch_module
+    import daemon.models.musicgen.loop as loop_module
+    import daemon.native.sampling as native_sampling
+
+    batch = backend.batch
+    decoder = batch.decoder
+    native = decoder.native
+    if native is None:
+        raise SystemExit(f"engine {backend.engine_name} has no native step here")
+    step = batch._step
+
+    def timed_step(streams: list[Any]) -> None:
+        account.current = {"position": float(min(s.first_slot + s.step - 1 for s in streams))}
+        start = time.perf_counter()
+        try:
+            step(streams)
+        finally:
+            account.current["step"] = time.perf_counter() - start
+            account.current["ended"] = time.perf_counter()
+            account.steps.append(account.current)
+            account.current = None
+
+    batch._step = timed_step
+    decoder.step_streams = account.timed("step_streams", decoder.step_streams)
+    decoder._native_inputs = account.timed("inputs", decoder._native_inputs)
+    native.step_hidden = account.timed("step_hidden", native.step_hidden)
+    native.model.step = account.timed("model_step", native.model.step)
+    native.model._functions = TimedLibrary(native.model._functions, account)
+    batch_module.next_columns = account.timed("sampling", batch_module.next_columns)
+    loop_module.guided_distribution = account.timed("distribution", loop_module.guided_distribution)
+    # sampling.guided_distribution calls it through the module
+    native_sampling.scores_into = account.timed("scores_native", native_sampling.scores_into)
+    loop_module.exponentials = account.timed("exponentials", loop_module.exponentials)
+    loop_module.race = account.timed("race", loop_module.race)
+    loop_module.WindowSampler.column = account.timed("pattern", loop_module.WindowSampler.column)  # type: ignore[method-assign]
+    return native.model
+
+
+def run_job(backend: Any, prompt: str, duration_s: float, seed: int) -> float:
+    """One streamed job on a worker thread (as the daemon's runner does); its wall seconds."""
+    from protocol.params import GenerationParams
+
+    took: list[float] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        started = time.perf_counter()
+        try:
+            for _ in backend.stream(prompt, GenerationParams(duration_s=duration_s, seed=seed), batched=True,
+                                    label=f"job{seed}"):
+                pass
+        except BaseException as error:  # noqa: BLE001 - re-raised on the main thread
+            failed.append(error)
+        took.append(time.perf_counter() - started)
+
+    worker = threading.Thread(target=work, name="job")
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return took[0]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="random/musicgen-small")
+    parser.add_argument("--engine", default="int8")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio in each job")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs in a row (the first one's steps are warm-up)")
+    parser.add_argument("--threads", type=int, default=None, help="torch's and the kernels' threads")
+    parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
+    args = parser.parse_args(argv)
+    os.environ["RIFFD_NATIVE_CFLAGS"] = f"{os.environ.get('RIFFD_NATIVE_CFLAGS', '')} -DRIFFD_STEP_PROFILE".strip()
+    os.environ.setdefault("RIFFD_NATIVE_DIR", str(Path.home() / ".cache" / "riffd" / "native-profile"))
+
+    import torch
+
+    from bench.native_step import read_bandwidth_gb_s
+    from daemon.models.musicgen.stream_timing import EDGE_FRACTION
+    from daemon.models.musicgen.backend import MusicGen
+    from daemon.models.registry import load_backend
+    from daemon.native import isa
+    from daemon.native.branches import cpu_name
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend = load_backend(args.model, device="cpu", engine=args.engine)
+    if not isinstance(backend, MusicGen):
+        raise SystemExit(f"{args.model} is not a MusicGen model")
+    account = Account()
+    model = instrument(backend, account)
+    edge = max(1, int(backend.bundle.window_frames * EDGE_FRACTION))
+    bandwidth = read_bandwidth_gb_s()
+    walls = []
+    for job in range(args.jobs):
+        if job == args.jobs - 1:
+            account.steps.clear()
+        walls.append(run_job(backend, args.prompt, args.duration, seed=job))
+    bandwidth = max(bandwidth, read_bandwidth_gb_s())
+    steps = account.steps
+    early = [s for s in steps if s["position"] < edge]
+    gaps = [b["ended"] - b["step"] - a["ended"] for a, b in zip(steps, steps[1:])]
+
+    def mean_ms(part: str, among: list[dict[str, float]] = early) -> float:
+        return 1e3 * statistics.fmean(s.get(part, 0.0) for s in among)
+
+    def mean(part: str) -> float:
+        return statistics.fmean(s.get(part, 0.0) for s in early)
+
+    sizes = projection_bytes(model)
+    rows = 2  # one guided stream
+    heads, head_dim = model._model.heads, model._model.head_dim
+    layers = model._model.layers
+    mean_position = statistics.fmean(s["position"] for s in early)
+    kv_bytes = layers * rows * 2 * heads * (mean_position + 1) * (head_dim + 4)  # int8 K and V + a scale each
+    table: list[tuple[str, float, float | None, str]] = []
+    for name in PROJECTIONS:
+        ms = mean_ms(f"c.{name}")
+        floor = sizes[name] / bandwidth / 1e6
+        table.append((f"product {name}", ms, floor, f"{sizes[name] / 1e6:.1f} MB, {sizes[name] / ms / 1e6:.1f} GB/s"))
+    products = sum(row[1] for row in table)
+    table.append(("products, all", products, sum(row[2] or 0 for row in table),
+                  f"{sum(sizes.values()) / 1e6:.0f} MB at {sum(sizes.values()) / products / 1e6:.1f} GB/s"))
+    table.append(("self-attention (+ cache write)", mean_ms("c.self_attention"), kv_bytes / bandwidth / 1e6,
+                  f"mean position {mean_position:.0f}, {kv_bytes / 1e6:.1f} MB of int8 K/V"))
+    table.append(("cross-attention", mean_ms("c.cross_attention"), None, "conditional row only (null rows are +0)"))
+    table.append(("norms", mean_ms("c.norms"), None, f"{3 * layers + 1} a step, serial"))
+    table.append(("GELU", mean_ms("c.gelu"), None, "serial"))
+    table.append(("residuals", mean_ms("c.residuals"), None, ""))
+    phases = sum(mean_ms(f"c.{name}") for name in STEP_PHASES)
+    table.append(("native: outside the phases", mean_ms("native_call") - phases, 0.0, "loop, profile clocks"))
+    regions = mean("pool.regions")
+    items = mean("pool.caller_items") + mean("pool.worker_items")
+    table.append(("  of which: pool end-waits", 1e-6 * mean("pool.wait_ns"), 0.0,
+                  f"{regions:.0f} regions a step; the second thread ran "
+                  f"{100 * mean('pool.worker_items') / max(items, 1):.0f} % of the items"))
+    table.append(("native call (riffd_step_rows)", mean_ms("native_call"), None, ""))
+    table.append(("NativeModel.step around it", mean_ms("model_step") - mean_ms("native_call"), 0.0,
+                  "logits tensor, lock, scratch size"))
+    table.append(("step_hidden around it", mean_ms("step_hidden") - mean_ms("model_step"), 0.0,
+                  "checks, row batch, positions"))
+    table.append(("inputs (embedding)", mean_ms("inputs"), None, "4 codebook rows gathered and summed"))
+    table.append(("step_streams around it", mean_ms("step_streams") - mean_ms("step_hidden") - mean_ms("inputs"), 0.0,
+                  "logits views"))
+    table.append(("sampling: guidance + top-k (native)", mean_ms("scores_native"), None, "4 x 2048 scores"))
+    table.append(("sampling: softmax + glue", mean_ms("distribution") - mean_ms("scores_native"), None, ""))
+    table.append(("sampling: exponentials", mean_ms("exponentials"), None, "torch generator"))
+    table.append(("sampling: race", mean_ms("race"), None, "p / E, argmax"))
+    table.append(("delay pattern", mean_ms("pattern"), None, ""))
+    sampled = sum(mean_ms(p) for p in ("distribution", "exponentials", "race", "pattern"))
+    table.append(("sampling: the rest of next_columns", mean_ms("sampling") - sampled, 0.0, ""))
+    table.append(("batch step's bookkeeping", mean_ms("step") - mean_ms("step_streams") - mean_ms("sampling"), 0.0,
+                  "actions, timing"))
+    table.append(("STEP (as the daemon times it)", mean_ms("step"), sum(sizes.values()) / bandwidth / 1e6 +
+                  kv_bytes / bandwidth / 1e6, f"{len(early)} early steps, median {1e3 * statistics.median(s['step'] for s in early):.2f} ms"))
+    table.append(("between steps (codec, hand-off)", 1e3 * statistics.fmean(gaps), None,
+                  f"median {1e3 * statistics.median(gaps):.2f} ms; not a step's time"))
+
+    print(f"CPU: {cpu_name()}, kernels {isa()}, {torch.get_num_threads()} threads, engine {backend.engine_name}; "
+          f"read bandwidth {bandwidth:.1f} GB/s; load {os.getloadavg()[0]:.1f}; jobs {walls}")
+    print(f"{'part':40} {'ms':>7} {'floor':>7}  note")
+    for part, ms, limit, note in table:
+        print(f"{part:40} {ms:7.3f} {'' if limit is None else f'{limit:7.3f}':>7}  {note}")
+    summary = {"cpu": cpu_name(), "isa": isa(), "threads": torch.get_num_threads(), "engine": backend.engine_name,
+               "bandwidth_gb_s": round(bandwidth, 2), "load": round(os.getloadavg()[0], 2), "early_steps": len(early),
+               "parts_ms": {part: round(ms, 3) for part, ms, _, _ in table},
+               "floors_ms": {part: round(limit, 3) for part, _, limit, _ in table if limit is not None},
+               "regions_per_step": round(regions, 1), "steps": len(steps)}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
