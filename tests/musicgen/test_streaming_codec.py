@@ -299,12 +299,16 @@ def test_bfloat16_lstm_recurrence_keeps_the_issues_bar_and_only_approximate_engi
                               axis=1) for codec in (exact, fast)]
     # Within the bar, and not float32's own samples (the bfloat16 path ran).
     assert BF16_LSTM_MIN_SNR_DB <= _snr_db(*streams) < MIN_SNR_DB
-    # A MusicGen takes it with an approximate engine where bfloat16 is native, never with float32.
-    monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device: True)
+    # A MusicGen takes it with an approximate engine whether or not bfloat16 arithmetic is native
+    # (the kernel widens the weights as it reads them), never with float32.
     bundle = load_preset("debug/musicgen").bundle
-    for options, expected in ((EngineOptions(weights="int8", warmup=False), True), (EngineOptions(warmup=False), False)):
-        lstms = [layer for layer in MusicGen(bundle, engine=options).codec.plan.layers if isinstance(layer, LstmSpec)]
-        assert lstms and all(bool(layer.weight_hh_bf16) == expected for layer in lstms)
+    for native_bf16 in (True, False):
+        monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device, native=native_bf16: native)
+        for options, expected in ((EngineOptions(weights="int8", warmup=False), True),
+                                  (EngineOptions(warmup=False), False)):
+            lstms = [layer for layer in MusicGen(bundle, engine=options).codec.plan.layers
+                     if isinstance(layer, LstmSpec)]
+            assert lstms and all(bool(layer.weight_hh_bf16) == expected for layer in lstms)
 
 
 TINY = dict(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=1, target_bandwidths=[20.0])
