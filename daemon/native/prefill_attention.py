@@ -60,18 +60,17 @@ def masked_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     """`F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)` (every query sees every key;
     `mask` None or float32 `[N, 1, 1, L]`, added to the scores: the cross-attention's) as `[N, T, heads * D]`,
     within float32 rounding of it in another order. `fits(q, keys, values, causal=False)` must hold."""
-    if not fits(q, keys, values, causal=False, mask=mask):
-        raise ValueError(f"native attention cannot take q {tuple(q.shape)} {q.dtype}, keys {tuple(keys.shape)} "
-                         f"{keys.dtype}, mask {None if mask is None else (tuple(mask.shape), mask.dtype)}")
-    flat = None if mask is None else mask.reshape(keys.shape[0], keys.shape[2]).contiguous()
-    return _attention(q, keys, values, flat, causal=False)
+    return _attention(q, keys, values, mask, causal=False)
 
 
 def _attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, *,
                causal: bool) -> torch.Tensor:
-    if not fits(q, keys, values, causal=causal):
-        raise ValueError(f"native prefill attention cannot take q {tuple(q.shape)} {q.dtype}, "
-                         f"keys {tuple(keys.shape)} {keys.dtype}")
+    """`mask`: None or float32 `[N, 1, 1, L]` (not with `causal`)."""
+    if not fits(q, keys, values, causal=causal, mask=mask):
+        raise ValueError(f"native prefill attention cannot take q {tuple(q.shape)} {q.dtype}, keys {tuple(keys.shape)} "
+                         f"{keys.dtype}, mask {None if mask is None else (tuple(mask.shape), mask.dtype)}")
+    if mask is not None:
+        mask = mask.reshape(keys.shape[0], keys.shape[2]).contiguous()
     n, heads, t, dim = q.shape
     out = torch.empty((n, t, heads * dim), dtype=torch.float32)
     _library().riffd_prefill_attention(q.data_ptr(), q.stride(0), q.stride(1), q.stride(2), keys.data_ptr(),

@@ -77,17 +77,16 @@ class MusicgenDecoder:
     def cache_bytes(self, rows: int, positions: int, cross_len: int) -> int:
         """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control)."""
         w = self.weights
-        slot = w.head_dim * torch.tensor([], dtype=self.cache_dtype).element_size()
         if self.cache_dtype == PACKED4:
             # two codes a byte and a float32 scale; the window's int8 head takes another head_dim / 2 a position
-            head = int8_head(positions)
-            return len(w.layers) * rows * w.heads * (2 * (positions * (w.head_dim // 2 + 4) + head * w.head_dim // 2)
-                                                     + 2 * cross_len * w.head_dim
-                                                     * torch.tensor([], dtype=w.dtype).element_size())
-        if self.cache_dtype == torch.int8:
-            slot += 4  # the float32 scale of each vector
-        cross = 2 * cross_len * w.head_dim * torch.tensor([], dtype=w.dtype).element_size()
-        return len(w.layers) * rows * w.heads * (2 * positions * slot + cross)
+            self_attention = positions * (w.head_dim // 2 + 4) + int8_head(positions) * w.head_dim // 2
+        else:
+            slot = w.head_dim * torch.tensor([], dtype=self.cache_dtype).element_size()
+            if self.cache_dtype == torch.int8:
+                slot += 4  # the float32 scale of each vector
+            self_attention = positions * slot
+        cross = cross_len * w.head_dim * torch.tensor([], dtype=w.dtype).element_size()
+        return len(w.layers) * rows * w.heads * 2 * (self_attention + cross)  # keys and values alike
 
     # Caches and conditions.
     @contextmanager

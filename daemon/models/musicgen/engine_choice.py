@@ -128,14 +128,13 @@ def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
     others = [f"{m.mode} {m.steps_per_s / reference.steps_per_s:.2f}x" for m in eligible if m is not best]
     details = "; ".join(filter(None, [", ".join(others) and "also eligible: " + ", ".join(others),
                                       ", ".join(refused) and "left out: " + ", ".join(refused)]))
-    mode, kv4 = best.mode, _kv4_verdict(best, min_agreement)
-    if kv4.startswith("+kv4:"):
-        mode += "+kv4"
-    return Choice(mode, head + (f" ({details})" if details else "") + (f"; {kv4}" if kv4 else ""), calibration)
+    kv4, why = _kv4_verdict(best, min_agreement)
+    return Choice(best.mode + ("+kv4" if kv4 else ""),
+                  head + (f" ({details})" if details else "") + (f"; {why}" if why else ""), calibration)
 
 
-def _kv4_verdict(best: ModeMeasurement, min_agreement: float) -> str:
-    """Whether `best` runs with the 4-bit cache, and why: '+kv4: ...' when it does, '' when not measured.
+def _kv4_verdict(best: ModeMeasurement, min_agreement: float) -> tuple[bool, str]:
+    """Whether `best` runs with the 4-bit cache, and why ('' when it was not measured).
 
     +kv4 steps exactly as the int8 cache through the window's int8 head, then reads half the bytes a
     position: it is added when its late steps measure `MIN_KV4_SPEEDUP` faster and its agreement keeps
@@ -144,14 +143,14 @@ def _kv4_verdict(best: ModeMeasurement, min_agreement: float) -> str:
     """
     late, late4, agreement4 = best.late_steps_per_s, best.kv4_late_steps_per_s, best.kv4_token_agreement
     if late is None or late4 is None or agreement4 is None or late <= 0:
-        return ""
+        return False, ""
     speedup = late4 / late
     if agreement4 < min_agreement:
-        return f"no +kv4: it agrees {agreement4:.0%} < {min_agreement:.0%}"
+        return False, f"no +kv4: it agrees {agreement4:.0%} < {min_agreement:.0%}"
     if speedup < MIN_KV4_SPEEDUP:
-        return f"no +kv4: late steps only {speedup:.2f}x the int8 cache's ({late4:.1f} vs {late:.1f} steps/s)"
-    return (f"+kv4: late steps {speedup:.2f}x the int8 cache's ({late4:.1f} vs {late:.1f} steps/s), "
-            f"{agreement4:.1%} greedy agreement")
+        return False, f"no +kv4: late steps only {speedup:.2f}x the int8 cache's ({late4:.1f} vs {late:.1f} steps/s)"
+    return True, (f"+kv4: late steps {speedup:.2f}x the int8 cache's ({late4:.1f} vs {late:.1f} steps/s), "
+                  f"{agreement4:.1%} greedy agreement")
 
 
 def calibration_key(model: Mapping[str, Any], machine: Mapping[str, Any]) -> str:
