@@ -12,8 +12,8 @@ every step at a window position below the daemon's "early" edge (the first tenth
   the pool's regions (how many a step, the caller's wait at their ends, the share of items the
   second thread ran);
 - the Python around it: the inputs' embedding (`_native_inputs`), the binding and checks
-  (`step_hidden`, `NativeModel.step`), sampling (native guidance + top-k, the softmax, the
-  exponential race), the delay pattern, and what is left of the batch's step (its bookkeeping);
+  (`step_hidden`, `NativeModel.step`), sampling (native guidance + top-k, then the exponentials,
+  softmax and race in one native pass), the delay pattern, and what is left of the batch's step (its bookkeeping);
 - the time between two steps (the codec and the chunk hand-off on the same thread: not a step's
   time, shown apart).
 
@@ -117,6 +117,7 @@ def instrument(backend: Any, account: Account) -> Any:
     """Wrap the daemon's step path of `backend` with `account`'s timers; returns the native model."""
     import daemon.models.musicgen.batch as batch_module
     import daemon.models.musicgen.loop as loop_module
+    import daemon.models.musicgen.sampling as sampling_module
     import daemon.native.sampling as native_sampling
 
     batch = backend.batch
@@ -144,11 +145,12 @@ def instrument(backend: Any, account: Account) -> Any:
     native.model.step = account.timed("model_step", native.model.step)
     native.model._functions = TimedLibrary(native.model._functions, account)
     batch_module.next_columns = account.timed("sampling", batch_module.next_columns)
-    loop_module.guided_distribution = account.timed("distribution", loop_module.guided_distribution)
-    # sampling.guided_distribution calls it through the module
+    loop_module.guided_codes = account.timed("distribution", loop_module.guided_codes)
+    # sampling.guided_codes calls these through their modules
     native_sampling.scores_into = account.timed("scores_native", native_sampling.scores_into)
-    loop_module.exponentials = account.timed("exponentials", loop_module.exponentials)
-    loop_module.race = account.timed("race", loop_module.race)
+    native_sampling.race = account.timed("race_native", native_sampling.race)
+    sampling_module.exponentials = account.timed("exponentials", sampling_module.exponentials)
+    sampling_module.race = account.timed("race", sampling_module.race)
     loop_module.WindowSampler.column = account.timed("pattern", loop_module.WindowSampler.column)  # type: ignore[method-assign]
     return native.model
 
@@ -260,11 +262,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table.append(("step_streams around it", mean_ms("step_streams") - mean_ms("step_hidden") - mean_ms("inputs"), 0.0,
                   "logits views"))
     table.append(("sampling: guidance + top-k (native)", mean_ms("scores_native"), None, "4 x 2048 scores"))
-    table.append(("sampling: softmax + glue", mean_ms("distribution") - mean_ms("scores_native"), None, ""))
-    table.append(("sampling: exponentials", mean_ms("exponentials"), None, "torch generator"))
-    table.append(("sampling: race", mean_ms("race"), None, "p / E, argmax"))
+    table.append(("sampling: the draw (native)", mean_ms("race_native"), None,
+                  "exponentials from the torch generators' states, softmax and race"))
+    table.append(("sampling: glue", mean_ms("distribution") - mean_ms("scores_native") - mean_ms("race_native")
+                  - mean_ms("exponentials") - mean_ms("race"), None, "top-p, softmax where PyTorch races"))
+    table.append(("sampling: exponentials (PyTorch's path)", mean_ms("exponentials"), None, "torch generator"))
+    table.append(("sampling: race (PyTorch's path)", mean_ms("race"), None, "p / E, argmax"))
     table.append(("delay pattern", mean_ms("pattern"), None, ""))
-    sampled = sum(mean_ms(p) for p in ("distribution", "exponentials", "race", "pattern"))
+    sampled = sum(mean_ms(p) for p in ("distribution", "pattern"))
     table.append(("sampling: the rest of next_columns", mean_ms("sampling") - sampled, 0.0, ""))
     table.append(("batch step's bookkeeping", mean_ms("step") - mean_ms("step_streams") - mean_ms("sampling"), 0.0,
                   "actions, timing"))

@@ -84,3 +84,181 @@ int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, 
     }
     return nans;
 }
+
+/* ---- The draw: PyTorch's exponential race, with its generator's very numbers ----
+
+   `loop.next_columns` draws a row's code as torch.multinomial does: argmax over v of p[v] / E[v],
+   p = softmax(scores), E[v] ~ Exp(1) from the stream's torch.Generator (`exponential_`). Here the
+   same E come from the generator's own state (read with get_state, written back with set_state):
+   PyTorch's CPU `exponential_` takes, for each element in order, one 64-bit draw of its Mersenne
+   twister (two 32-bit outputs, the first the high half), u = (draw & (2^53 - 1)) * 2^-53, and
+   E = (float)(-log1p(-u)) in double. sampling.py checks that recipe against torch at load (the
+   bits of E and the state after) and keeps PyTorch's path where it differs.
+
+   Every E is made (the generator moves exactly as torch's call moves it), but the logarithm only
+   where the score is finite: top-k leaves 250 of 2048. The softmax is not computed as PyTorch's
+   vector kernels compute it (their exp's bits are theirs): each candidate's p / E is computed in
+   double, and the row's winner taken only when it beats every other code by more than PyTorch's
+   float rounding can move either (`slack`, a relative bound, plus the subnormal floor); otherwise
+   the row is left to PyTorch (its noise row written out exactly), so the codes are PyTorch's in
+   every case. */
+
+enum { MT_N = 624, MT_M = 397 };
+
+/* torch.Generator.get_state()'s bytes (CPUGeneratorImplState): left (int32) at 8, next (uint64)
+   at 16, the 624 state words (uint64 each, 32 bits used) from 24; 5056 bytes in all. */
+enum { STATE_LEFT = 8, STATE_NEXT = 16, STATE_WORDS = 24, STATE_BYTES = 5056 };
+
+typedef struct {
+    uint32_t word[MT_N];
+    int64_t left, next;
+} twister;
+
+static void twister_load(twister *t, const uint8_t *state) {
+    int32_t left;
+    uint64_t next, word;
+    memcpy(&left, state + STATE_LEFT, sizeof left);
+    memcpy(&next, state + STATE_NEXT, sizeof next);
+    for (int i = 0; i < MT_N; i++) {
+        memcpy(&word, state + STATE_WORDS + 8 * i, sizeof word);
+        t->word[i] = (uint32_t)word;
+    }
+    t->left = left, t->next = (int64_t)next;
+}
+
+static void twister_store(const twister *t, uint8_t *state) {
+    int32_t left = (int32_t)t->left;
+    uint64_t next = (uint64_t)t->next;
+    memcpy(state + STATE_LEFT, &left, sizeof left);
+    memcpy(state + STATE_NEXT, &next, sizeof next);
+    for (int i = 0; i < MT_N; i++) {
+        uint64_t word = t->word[i];
+        memcpy(state + STATE_WORDS + 8 * i, &word, sizeof word);
+    }
+}
+
+/* MT19937's regeneration of the whole state (Matsumoto and Nishimura, 1998). */
+static inline uint32_t twist(uint32_t upper, uint32_t lower, uint32_t far) {
+    uint32_t y = (upper & 0x80000000u) | (lower & 0x7fffffffu);
+    return far ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+}
+
+static void twister_refill(twister *t) {
+    uint32_t *w = t->word;
+    int i = 0;
+    for (; i < MT_N - MT_M; i++) w[i] = twist(w[i], w[i + 1], w[i + MT_M]);
+    for (; i < MT_N - 1; i++) w[i] = twist(w[i], w[i + 1], w[i + MT_M - MT_N]);
+    w[MT_N - 1] = twist(w[MT_N - 1], w[0], w[MT_M - 1]);
+}
+
+/* The next n 32-bit outputs, as PyTorch's mt19937 gives them one by one: each call counts `left`
+   down and takes word[next++]; the call that brings `left` to 0 refills first, sets left = 624 and
+   next = 0 and takes word[0] without counting (so here: left = 625, then counted like the rest). */
+static void twister_fill(twister *t, uint32_t *out, int64_t n) {
+    while (n > 0) {
+        if (t->left <= 1) {
+            twister_refill(t);
+            t->left = MT_N + 1, t->next = 0;
+        }
+        int64_t take = t->left - 1 < n ? t->left - 1 : n;
+        const uint32_t *w = t->word + t->next;
+        for (int64_t i = 0; i < take; i++) {
+            uint32_t y = w[i];
+            y ^= y >> 11;
+            y ^= (y << 7) & 0x9d2c5680u;
+            y ^= (y << 15) & 0xefc60000u;
+            out[i] = y ^ (y >> 18);
+        }
+        t->next += take, t->left -= take, out += take, n -= take;
+    }
+}
+
+/* n elements' uniforms as 53-bit integers (u = bits * 2^-53): a 64-bit draw each, two outputs with
+   the first as the high half, cut to 53 bits. 0 is u == 0: E == 0, which PyTorch races as p / 0. */
+static void twister_bits53(twister *t, uint64_t *bits, uint32_t *outputs, int64_t n) {
+    twister_fill(t, outputs, 2 * n);
+    for (int64_t i = 0; i < n; i++)
+        bits[i] = (((uint64_t)outputs[2 * i] << 32) | outputs[2 * i + 1]) & ((1ull << 53) - 1);
+}
+
+static inline float exponential_of(uint64_t bits53) {
+    double u = (double)bits53 * (1.0 / 9007199254740992.0);
+    return (float)(-1.0 * log1p(-u));
+}
+
+/* n exponentials into out from the generator state `state` (advanced in place): torch's
+   `out.exponential_(1, generator=g)` on a float32 tensor. sampling.py's load check uses it. */
+void riffd_sampling_exponentials(uint8_t *state, int64_t n, float *out) {
+    twister t;
+    twister_load(&t, state);
+    uint64_t bits[256];
+    uint32_t outputs[512];
+    for (int64_t done = 0; done < n; done += 256) {
+        int64_t count = n - done < 256 ? n - done : 256;
+        twister_bits53(&t, bits, outputs, count);
+        for (int64_t i = 0; i < count; i++) out[done + i] = exponential_of(bits[i]);
+    }
+    twister_store(&t, state);
+}
+
+int64_t riffd_sampling_state_bytes(void) { return STATE_BYTES; }
+
+/* Each row r of scores [rows][vocab] (guided, tempered and cut: -inf outside the cut; no NaN) draws
+   its code with the generator state states[r] (rows of one stream share one; advanced in place, in
+   row order). codes[r]: the code, or -1 where the margin does not decide it; then noise[r] holds
+   the row's E, exactly, for PyTorch's race. Scratch: bits [vocab], work [3 * vocab]. Returns the
+   rows left undecided. */
+int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, uint8_t *const *states, double slack,
+                            int64_t *codes, float *noise, uint64_t *bits, double *work) {
+    int64_t undecided = 0;
+    twister t;
+    const uint8_t *loaded = NULL;
+    double *ceiling = work, *inverse = work + vocab;
+    uint32_t *outputs = (uint32_t *)(work + 2 * vocab);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = scores + r * vocab;
+        if (states[r] != loaded) {
+            if (loaded != NULL) twister_store(&t, (uint8_t *)loaded);
+            twister_load(&t, states[r]);
+            loaded = states[r];
+        }
+        twister_bits53(&t, bits, outputs, vocab);
+        int zero = 0;
+        for (int64_t v = 0; v < vocab; v++) zero |= bits[v] == 0;
+        float top = -INFINITY;
+        for (int64_t v = 0; v < vocab; v++) top = s[v] > top ? s[v] : top;
+        /* The winner in double: p[v] / E[v] up to the softmax's common 1 / sum. PyTorch's p[v] / E[v]
+           is that ratio / sum times (1 + d), |d| <= slack * (|x| + 1) with x = s[v] - top (its float
+           subtraction scales exp's error by |x|), plus 2^-149 / E[v] at most where p underflows to a
+           subnormal. The winner must beat every other code by both. */
+        int64_t best = -1;
+        double best_ratio = -1.0, best_floor = 0.0, total = 0.0;
+        if (!zero && isfinite(top)) {
+            for (int64_t v = 0; v < vocab; v++) {
+                if (s[v] == -INFINITY) {
+                    ceiling[v] = 0.0, inverse[v] = 0.0; /* p == 0 exactly: 0 / E */
+                    continue;
+                }
+                double x = (double)s[v] - (double)top, weight = exp(x);
+                total += weight;
+                inverse[v] = 1.0 / (double)exponential_of(bits[v]);
+                double ratio = weight * inverse[v], bound = slack * (fabs(x) + 1.0);
+                ceiling[v] = ratio * (1.0 + bound);
+                if (ratio > best_ratio) best_ratio = ratio, best = v, best_floor = ratio * (1.0 - bound);
+            }
+        }
+        int decided = best >= 0 && best_ratio / total > 1e-30;
+        const double tiny = ldexp(1.0, -148) * total;
+        for (int64_t v = 0; v < vocab && decided; v++)
+            if (v != best && ceiling[v] + tiny * inverse[v] >= best_floor) decided = 0;
+        if (decided) {
+            codes[r] = best;
+        } else {
+            codes[r] = -1;
+            undecided++;
+            for (int64_t v = 0; v < vocab; v++) noise[r * vocab + v] = exponential_of(bits[v]);
+        }
+    }
+    if (loaded != NULL) twister_store(&t, (uint8_t *)loaded);
+    return undecided;
+}

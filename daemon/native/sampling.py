@@ -1,15 +1,26 @@
-"""Python side of `sampling.c`: a step's guided, tempered, top-k-cut scores in one native pass."""
+"""Python side of `sampling.c`: a step's guided, tempered, top-k-cut scores in one native pass, and the
+exponential race drawn from the streams' own torch generators in another."""
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import logging
+from collections.abc import Sequence
 
 import torch
 
 from daemon.native import NativeUnavailable, library
 
+log = logging.getLogger(__name__)
+
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+#: `race`'s bound on PyTorch's float rounding of one p / E, relative, per unit of |score - best score|
+#: + 1 (sampling.c): 2^-17 covers the subtraction's 2^-24 per unit, an exp 32 ulp off, the softmax's
+#: scaling and the division. A row whose winner is not ahead by that much goes to PyTorch's race
+#: (about one row in 10^4 on MusicGen's scores).
+RACE_SLACK = 2.0**-17
 
 
 @functools.cache
@@ -41,3 +52,87 @@ def scores_into(out: torch.Tensor, logits: torch.Tensor, *, guided: bool, guidan
     nans = function(logits.data_ptr(), rows, vocab, int(guided), guidance_scale, temperature, top_k, out.data_ptr(),
                     work.data_ptr())
     return nans == 0
+
+
+@functools.cache
+def _race_functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:  # type: ignore[name-defined]
+    """`riffd_sampling_race` and `riffd_sampling_exponentials`, where the library runs and its reading
+    of a torch generator's state gives this torch's `exponential_` to the bit (checked here once:
+    another PyTorch may draw otherwise, and then its own race runs); else None."""
+    try:
+        loaded = library()
+    except NativeUnavailable:
+        return None
+    race_function, exponentials = loaded.riffd_sampling_race, loaded.riffd_sampling_exponentials
+    race_function.argtypes = [_ptr, _i64, _i64, _ptr, ctypes.c_double, _ptr, _ptr, _ptr, _ptr]
+    race_function.restype = _i64
+    exponentials.argtypes = [_ptr, _i64, _ptr]
+    exponentials.restype = None
+    loaded.riffd_sampling_state_bytes.restype = _i64
+    reason = _exponentials_differ(exponentials, int(loaded.riffd_sampling_state_bytes()))
+    if reason:
+        log.info("sampling: PyTorch's exponential race (%s)", reason)
+        return None
+    return race_function, exponentials
+
+
+def _exponentials_differ(exponentials: ctypes._CFuncPtr, state_bytes: int) -> str:  # type: ignore[name-defined]
+    """Why sampling.c's exponentials are not this torch's (empty when they are, bits and state alike):
+    several seeds, past the twister's refills, and a generator state saved part way."""
+    for seed, count in ((0, 1), (1, 5000), (2**40 + 7, 3 * 2048 + 5)):
+        expected_rng, native_rng = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        torch.empty(seed % 311, dtype=torch.float32).exponential_(1, generator=expected_rng)
+        torch.empty(seed % 311, dtype=torch.float32).exponential_(1, generator=native_rng)
+        expected = torch.empty(count, dtype=torch.float32).exponential_(1, generator=expected_rng)
+        state = native_rng.get_state()
+        if state.dtype != torch.uint8 or state.numel() != state_bytes or not state.is_contiguous():
+            return f"its generator state is {state.numel()} {state.dtype}, not {state_bytes} bytes"
+        drawn = torch.empty(count, dtype=torch.float32)
+        exponentials(state.data_ptr(), count, drawn.data_ptr())
+        try:
+            native_rng.set_state(state)
+        except RuntimeError as exc:
+            return f"its generator takes no state written here: {exc}"
+        if not torch.equal(drawn, expected) or not torch.equal(native_rng.get_state(), expected_rng.get_state()):
+            return f"its exponential_ draws other numbers than sampling.c's (seed {seed})"
+    return ""
+
+
+def race(scores: torch.Tensor, generators: Sequence[tuple[torch.Generator | None, int]], *,
+         slack: float = RACE_SLACK) -> torch.Tensor | None:
+    """Each row's code of `(softmax(scores) / E).argmax(-1)`, E drawn as `torch.empty_like(rows).exponential_(1,
+    generator=g)` for each `(g, rows)` of `generators` in order (None: torch's default generator), which
+    moves to where those calls leave it: `loop.next_columns`' codes to the bit. `scores` `[R, V]` float32
+    (guided, tempered, cut; no NaN). None where it cannot here (then nothing was drawn)."""
+    functions = _race_functions()
+    rows, vocab = scores.shape
+    if (functions is None or scores.dtype != torch.float32 or scores.device.type != "cpu"
+            or not scores.is_contiguous() or sum(count for _, count in generators) != rows):
+        return None
+    race_function, _ = functions
+    states: dict[int, tuple[torch.Generator, torch.Tensor]] = {}
+    pointers = (ctypes.c_void_p * rows)()
+    start = 0
+    for generator, count in generators:
+        generator = torch.default_generator if generator is None else generator
+        if generator.device.type != "cpu":
+            return None
+        if id(generator) not in states:
+            states[id(generator)] = (generator, generator.get_state())
+        address = states[id(generator)][1].data_ptr()
+        for row in range(start, start + count):
+            pointers[row] = address
+        start += count
+    codes = torch.empty(rows, dtype=torch.int64)
+    noise = torch.empty((rows, vocab), dtype=torch.float32)
+    bits = torch.empty(vocab, dtype=torch.int64)
+    work = torch.empty(3 * vocab, dtype=torch.float64)
+    undecided = race_function(scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise.data_ptr(),
+                              bits.data_ptr(), work.data_ptr())
+    for generator, state in states.values():
+        generator.set_state(state)
+    if undecided:
+        # PyTorch's race on those rows, with their very E: a row's softmax is its own in PyTorch's kernel.
+        for row in (codes < 0).nonzero()[:, 0].tolist():
+            codes[row] = (torch.softmax(scores[row:row + 1], dim=-1) / noise[row:row + 1]).argmax(dim=-1)[0]
+    return codes

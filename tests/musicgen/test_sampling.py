@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import torch
 
@@ -114,3 +116,125 @@ def test_a_pattern_column_with_nothing_forced_is_column_values_without_its_calls
             assert torch.equal(got, want) and got.data_ptr() != proposed.data_ptr()
             shortcut += int(not bool(pattern.forced(step).any()))
         assert shortcut == 9 - (3 if channels == 1 else 1)  # the steps with every codebook's frame a new one
+
+
+def _torch_codes(windows, params, generators):
+    """The draw as PyTorch made it before sampling.c raced it: guided scores, `distribution`, each window's
+    exponentials from its own generator, `race`."""
+    from daemon.models.musicgen.sampling import apply_guidance, distribution, exponentials, race
+
+    probs = distribution(torch.cat([apply_guidance(x, s) if s is not None else x for x, s in windows]), params)
+    sizes = [x.shape[0] // 2 if s is not None else x.shape[0] for x, s in windows]
+    noise = torch.empty_like(probs)
+    for generator, rows, out in zip(generators, probs.split(sizes), noise.split(sizes), strict=True):
+        exponentials(rows, generator, out)
+    return race(probs, noise)
+
+
+def test_the_native_race_draws_pytorchs_codes_from_each_streams_generator():
+    """`guided_codes` (sampling.c: each stream's exponentials from its torch generator's own state, the
+    race in double with a rounding margin) against PyTorch's softmax, `exponential_` and race: the same
+    codes and every generator left where PyTorch leaves it, for top-k (250, none, 1), top-p, temperatures,
+    guidance 1.0 and none, windows sharing a generator and the default one; with no margin at all
+    (every row PyTorch's race on the native draw) too."""
+    from daemon.models.musicgen.sampling import guided_codes
+    from daemon.native import sampling as native_sampling
+
+    source = torch.Generator().manual_seed(11)
+    vocab = 2048
+    settings = [GenerationParams(), GenerationParams(top_k=0, top_p=0.9), GenerationParams(top_k=250, top_p=0.5),
+                GenerationParams(temperature=0.7), GenerationParams(top_k=0, temperature=2.9), GenerationParams(top_k=1),
+                GenerationParams(top_k=2, temperature=1 / 3)]
+    for case in range(21):
+        params = settings[case % len(settings)]
+        windows = []
+        for rows, scale in ((4, [3.0, 1.0, 7.77][case % 3]), (8, None), (2, 1.0)):
+            logits = torch.randn((2 * rows if scale is not None else rows, vocab), generator=source) * 4
+            logits[:, ::5] = torch.round(logits[:, ::5])
+            windows.append((logits, scale))
+        shared = torch.Generator().manual_seed(case)
+        mine = [shared, torch.Generator().manual_seed(100 + case), shared if case % 2 else None]
+        theirs = [torch.Generator().manual_seed(case), torch.Generator().manual_seed(100 + case)]
+        theirs.append(theirs[0] if case % 2 else None)
+        default = torch.default_generator.get_state()
+        want = _torch_codes(windows, params, theirs)
+        after = torch.default_generator.get_state()
+        torch.default_generator.set_state(default)
+        got = guided_codes(windows, params, mine)
+        assert torch.equal(got, want), case
+        assert torch.equal(torch.default_generator.get_state(), after)
+        assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(mine[:2], theirs[:2], strict=True))
+        # no margin: every row goes to PyTorch's race, on the E sampling.c drew (the fallback's own check)
+        scores = torch.log_softmax(windows[1][0], dim=-1).contiguous()
+        once, again = torch.Generator().manual_seed(case), torch.Generator().manual_seed(case)
+        fallback = native_sampling.race(scores, [(once, 8)], slack=1.0)
+        assert fallback is not None, "sampling.c's race did not run"  # the feature, not PyTorch's path
+        assert torch.equal(fallback, native_sampling.race(scores, [(again, 8)]))
+
+
+def test_the_native_race_leaves_a_zero_exponential_to_pytorch():
+    """u == 0 draws E == 0 (p / 0: inf, or NaN on a cut code, which argmax takes): the row goes to
+    PyTorch's race, whatever it makes of it. The generator state is written to draw it at code 7."""
+    from daemon.native import sampling as native_sampling
+
+    scores = torch.randn((2, 2048), generator=torch.Generator().manual_seed(4))
+    scores[:, 1::2] = float("-inf")
+    state = torch.Generator().manual_seed(5).get_state()
+    state[8:12] = torch.tensor([615], dtype=torch.int32).view(torch.uint8)  # left: 614 outputs before a refill
+    state[16:24] = torch.tensor([10], dtype=torch.int64).view(torch.uint8)  # next: word 10
+    for word in (10 + 2 * 7, 11 + 2 * 7):  # code 7's 64-bit draw: two zero words temper to zero
+        state[24 + 8 * word:32 + 8 * word] = 0
+    theirs, mine = torch.Generator(), torch.Generator()
+    theirs.set_state(state.clone())
+    mine.set_state(state.clone())
+    probs = torch.softmax(scores, dim=-1)
+    noise = torch.empty_like(probs).exponential_(1, generator=theirs)
+    assert noise[0, 7] == 0
+    want = (probs / noise).argmax(dim=-1)
+    assert torch.equal(native_sampling.race(scores.contiguous(), [(mine, 2)]), want)
+    assert torch.equal(mine.get_state(), theirs.get_state())
+
+
+def test_the_race_checks_its_recipe_against_this_torch():
+    """A recipe that draws other numbers than this torch's `exponential_` is refused (PyTorch's race runs)."""
+    from daemon.native import sampling as native_sampling
+
+    assert native_sampling._race_functions() is not None
+    _, exponentials = native_sampling._race_functions()
+    assert native_sampling._exponentials_differ(exponentials, 5056) == ""
+
+    def off_by_one(state, count, out):
+        exponentials(state, count, out)
+        torch.frombuffer((ctypes.c_float * count).from_address(out), dtype=torch.float32)[count // 2] += 1
+
+    assert "other numbers" in native_sampling._exponentials_differ(off_by_one, 5056)
+    assert "not 17 bytes" in native_sampling._exponentials_differ(exponentials, 17)
+
+
+def test_a_seeded_native_job_draws_the_codes_pytorchs_race_draws(load_preset, monkeypatch):
+    """A seeded int8a8+kv4 job (alone, and two streamed through the batch's shared steps) with sampling.c's race
+    gives the codes and audio it gave with PyTorch's, for each sampling setting (default top-k, top-p,
+    temperature, greedy, guidance 1.0)."""
+    from daemon.models.musicgen.backend import MusicGen
+    from daemon.models.musicgen.options import EngineOptions
+    from daemon.native import sampling as native_sampling
+
+    model = MusicGen(load_preset("debug/musicgen").bundle, engine=EngineOptions.parse("int8a8+kv4+nowarmup"))
+    assert model.engine.decoder.native is not None
+    settings = [dict(), dict(top_k=0, top_p=0.9), dict(temperature=0.7), dict(greedy=True), dict(guidance_scale=1.0)]
+
+    def jobs() -> list:
+        made = []
+        for extra in settings:
+            params = GenerationParams(duration_s=0.4, seed=77, **extra)
+            made.append(model.generate(["synthwave"], params).codes)
+            streams = [model.stream(text, params, batched=True, label=text) for text in ("techno", "ambient")]
+            # interleaved: each stream's steps are the batch's shared ones (both stepping at once)
+            chunks = [list(pair) for pair in zip(*streams, strict=False)]
+            made.append(np.concatenate([c.audio for pair in chunks for c in pair], axis=1))
+        return made
+
+    native = jobs()
+    monkeypatch.setattr(native_sampling, "race", lambda *args, **kwargs: None)
+    for got, want in zip(jobs(), native, strict=True):
+        assert torch.equal(got, want) if isinstance(got, torch.Tensor) else np.array_equal(got, want)

@@ -20,8 +20,7 @@ from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import WindowPattern
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.sampling import (apply_guidance, distribution, draw, exponentials, guided_distribution, race,
-                                             sample_next)
+from daemon.models.musicgen.sampling import apply_guidance, distribution, draw, guided_codes, sample_next
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
 
@@ -70,7 +69,7 @@ class WindowSampler:
             return self.forced[..., step]
         if self.params.greedy:
             return self.column(step, sample_next(self.scores(logits), self.params, self.rng))
-        return self.column(step, draw(guided_distribution([self.guided_logits(logits)], self.params), self.rng))
+        return self.column(step, guided_codes([self.guided_logits(logits)], self.params, [self.rng]))
 
     def guided_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, float | None]:
         """One step's logits `[N, K, V]` as `guided_distribution` takes a window's: `[N * K, V]` and the
@@ -94,14 +93,11 @@ def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
             alike.setdefault((params.temperature, params.top_k, params.top_p, sampler.vocab, out.dtype),
                              []).append(index)
     for members in alike.values():
-        windows = [samplers[i].guided_logits(logits[i]) for i in members]
-        sizes = [part.shape[0] // 2 if scale is not None else part.shape[0] for part, scale in windows]
-        probs = guided_distribution(windows, samplers[members[0]].params)
-        noise = torch.empty_like(probs)
-        for index, rows, out in zip(members, probs.split(sizes), noise.split(sizes), strict=True):
-            exponentials(rows, samplers[index].rng, out)
-        for index, codes in zip(members, race(probs, noise).split(sizes), strict=True):
-            made[index] = samplers[index].column(steps[index], codes)
+        codes = guided_codes([samplers[i].guided_logits(logits[i]) for i in members], samplers[members[0]].params,
+                             [samplers[i].rng for i in members])
+        sizes = [samplers[i].batch * samplers[i].num_codebooks for i in members]
+        for index, rows in zip(members, codes.split(sizes), strict=True):
+            made[index] = samplers[index].column(steps[index], rows)
     return [column for column in made if column is not None]
 
 

@@ -56,6 +56,37 @@ def guided_distribution(windows: Sequence[tuple[torch.Tensor, float | None]], pa
     `[sum R_i, V]` in window order. The same bits as `torch.cat` of the guided scores into
     `distribution`, with guidance, temperature and top-k in one native pass per window where riffd's
     library runs (`daemon/native/sampling.c`); PyTorch's calls elsewhere."""
+    scores = _native_scores(windows, params)
+    if scores is None:
+        guided = [apply_guidance(logits, scale) if scale is not None else logits for logits, scale in windows]
+        return distribution(torch.cat(guided) if len(guided) > 1 else guided[0], params)
+    return torch.softmax(scores, dim=-1)
+
+
+def guided_codes(windows: Sequence[tuple[torch.Tensor, float | None]], params: GenerationParams,
+                 generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """One code per row of `guided_distribution(windows, params)` `[sum R_i]`, window i's exponentials
+    drawn from `generators[i]` in window order: `race(probs, noise)` with `noise` each window's
+    `exponentials` (and each generator left where those leave it), to the bit. Where riffd's library
+    runs, the draw, the softmax and the race are one native pass over the rows (`native_sampling.race`)."""
+    sizes = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
+    scores = _native_scores(windows, params)
+    if scores is not None:
+        codes = native_sampling.race(scores, list(zip(generators, sizes, strict=True)))
+        if codes is not None:
+            return codes
+        probs = torch.softmax(scores, dim=-1)
+    else:
+        probs = guided_distribution(windows, params)
+    noise = torch.empty_like(probs)
+    for generator, rows, out in zip(generators, probs.split(sizes), noise.split(sizes), strict=True):
+        exponentials(rows, generator, out)
+    return race(probs, noise)
+
+
+def _native_scores(windows: Sequence[tuple[torch.Tensor, float | None]], params: GenerationParams) -> torch.Tensor | None:
+    """The windows' guided, tempered, top-k and top-p cut scores `[sum R_i, V]` (`_cut` of the guided rows,
+    to the bit), guidance, temperature and top-k in sampling.c's pass; None where it cannot run."""
     vocab = windows[0][0].shape[-1]
     rows = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
     scores = torch.empty((sum(rows), vocab), dtype=windows[0][0].dtype, device=windows[0][0].device)
@@ -64,12 +95,11 @@ def guided_distribution(windows: Sequence[tuple[torch.Tensor, float | None]], pa
         if not native_sampling.scores_into(scores[start:start + count], logits, guided=scale is not None,
                                            guidance_scale=scale if scale is not None else 1.0,
                                            temperature=params.temperature, top_k=params.top_k):
-            guided = [apply_guidance(logits, scale) if scale is not None else logits for logits, scale in windows]
-            return distribution(torch.cat(guided) if len(guided) > 1 else guided[0], params)
+            return None
         start += count
     if 0 < params.top_p < 1:
         scores = _nucleus(scores, params.top_p)
-    return torch.softmax(scores, dim=-1)
+    return scores
 
 
 def _cut(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
