@@ -262,3 +262,16 @@ int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, ui
     if (loaded != NULL) twister_store(&t, (uint8_t *)loaded);
     return undecided;
 }
+
+/* riffd_sampling_scores then riffd_sampling_race in one call (a window's whole draw when no top-p cut
+   follows the top-k one): scores [rows][vocab] out, the rest as riffd_sampling_race. Returns -1, with
+   no generator moved, where a row's scores hold a NaN (then the caller takes PyTorch's path), else the
+   rows left undecided. */
+int64_t riffd_sampling_draw(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
+                            float temperature, int64_t top_k, uint8_t *const *states, double slack, float *scores,
+                            int64_t *codes, float *noise, uint64_t *bits, double *work) {
+    /* the scores' selection scratch [vocab] floats lies in work's first vocab doubles, free until the race */
+    if (riffd_sampling_scores(logits, rows, vocab, guided, guidance, temperature, top_k, scores, (float *)work))
+        return -1;
+    return riffd_sampling_race(scores, rows, vocab, states, slack, codes, noise, bits, work);
+}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -55,7 +56,7 @@ def scores_into(out: torch.Tensor, logits: torch.Tensor, *, guided: bool, guidan
 
 
 @functools.cache
-def _race_functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:  # type: ignore[name-defined]
+def _race_functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr, ctypes._CFuncPtr] | None:  # type: ignore[name-defined]
     """`riffd_sampling_race` and `riffd_sampling_exponentials`, where the library runs and its reading
     of a torch generator's state gives this torch's `exponential_` to the bit (checked here once:
     another PyTorch may draw otherwise, and then its own race runs); else None."""
@@ -66,6 +67,10 @@ def _race_functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:  # ty
     race_function, exponentials = loaded.riffd_sampling_race, loaded.riffd_sampling_exponentials
     race_function.argtypes = [_ptr, _i64, _i64, _ptr, ctypes.c_double, _ptr, _ptr, _ptr, _ptr]
     race_function.restype = _i64
+    draw_function = loaded.riffd_sampling_draw
+    draw_function.argtypes = [_ptr, _i64, _i64, ctypes.c_int, ctypes.c_float, ctypes.c_float, _i64, _ptr,
+                              ctypes.c_double, _ptr, _ptr, _ptr, _ptr, _ptr]
+    draw_function.restype = _i64
     exponentials.argtypes = [_ptr, _i64, _ptr]
     exponentials.restype = None
     loaded.riffd_sampling_state_bytes.restype = _i64
@@ -73,7 +78,7 @@ def _race_functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:  # ty
     if reason:
         log.info("sampling: PyTorch's exponential race (%s)", reason)
         return None
-    return race_function, exponentials
+    return race_function, exponentials, draw_function
 
 
 def _exponentials_differ(exponentials: ctypes._CFuncPtr, state_bytes: int) -> str:  # type: ignore[name-defined]
@@ -98,6 +103,59 @@ def _exponentials_differ(exponentials: ctypes._CFuncPtr, state_bytes: int) -> st
     return ""
 
 
+class _Buffers(threading.local):
+    """A thread's scratch for the draw by `[rows, vocab]`, kept between steps: scores and noise, the race's
+    bits and work (a step allocates only the codes it returns)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, rows: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        buffers = self.kept.get((rows, vocab))
+        if buffers is None:
+            if len(self.kept) > 8:  # a few window shapes step on a thread; more is a change of model
+                self.kept.clear()
+            buffers = (torch.empty((rows, vocab), dtype=torch.float32), torch.empty((rows, vocab), dtype=torch.float32),
+                       torch.empty(vocab, dtype=torch.int64), torch.empty(3 * vocab, dtype=torch.float64))
+            self.kept[(rows, vocab)] = buffers
+        return buffers
+
+
+_buffers = _Buffers()
+
+
+def _states(generators: Sequence[tuple[torch.Generator | None, int]], rows: int,
+            ) -> tuple[ctypes.Array[ctypes.c_void_p], list[tuple[torch.Generator, torch.Tensor]]] | None:
+    """Each row's generator state address (rows of one generator share its one state) and the states to
+    write back; None where a generator is not a CPU one or the rows do not add up."""
+    states: dict[int, tuple[torch.Generator, torch.Tensor]] = {}
+    pointers = (ctypes.c_void_p * rows)()
+    start = 0
+    for generator, count in generators:
+        generator = torch.default_generator if generator is None else generator
+        if generator.device.type != "cpu" or start + count > rows:
+            return None
+        if id(generator) not in states:
+            states[id(generator)] = (generator, generator.get_state())
+        address = states[id(generator)][1].data_ptr()
+        for row in range(start, start + count):
+            pointers[row] = address
+        start += count
+    return (pointers, list(states.values())) if start == rows else None
+
+
+def _finish(codes: torch.Tensor, undecided: int, scores: torch.Tensor, noise: torch.Tensor,
+            states: list[tuple[torch.Generator, torch.Tensor]]) -> torch.Tensor:
+    """The generators moved to where the draw left them; the undecided rows raced by PyTorch on their very E
+    (a row's softmax is its own in PyTorch's kernel)."""
+    for generator, state in states:
+        generator.set_state(state)
+    if undecided:
+        for row in (codes < 0).nonzero()[:, 0].tolist():
+            codes[row] = (torch.softmax(scores[row:row + 1], dim=-1) / noise[row:row + 1]).argmax(dim=-1)[0]
+    return codes
+
+
 def race(scores: torch.Tensor, generators: Sequence[tuple[torch.Generator | None, int]], *,
          slack: float = RACE_SLACK) -> torch.Tensor | None:
     """Each row's code of `(softmax(scores) / E).argmax(-1)`, E drawn as `torch.empty_like(rows).exponential_(1,
@@ -107,32 +165,39 @@ def race(scores: torch.Tensor, generators: Sequence[tuple[torch.Generator | None
     functions = _race_functions()
     rows, vocab = scores.shape
     if (functions is None or scores.dtype != torch.float32 or scores.device.type != "cpu"
-            or not scores.is_contiguous() or sum(count for _, count in generators) != rows):
+            or not scores.is_contiguous()):
         return None
-    race_function, _ = functions
-    states: dict[int, tuple[torch.Generator, torch.Tensor]] = {}
-    pointers = (ctypes.c_void_p * rows)()
-    start = 0
-    for generator, count in generators:
-        generator = torch.default_generator if generator is None else generator
-        if generator.device.type != "cpu":
-            return None
-        if id(generator) not in states:
-            states[id(generator)] = (generator, generator.get_state())
-        address = states[id(generator)][1].data_ptr()
-        for row in range(start, start + count):
-            pointers[row] = address
-        start += count
+    bound = _states(generators, rows)
+    if bound is None:
+        return None
+    pointers, states = bound
+    _, noise, bits, work = _buffers.get(rows, vocab)
     codes = torch.empty(rows, dtype=torch.int64)
-    noise = torch.empty((rows, vocab), dtype=torch.float32)
-    bits = torch.empty(vocab, dtype=torch.int64)
-    work = torch.empty(3 * vocab, dtype=torch.float64)
-    undecided = race_function(scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise.data_ptr(),
-                              bits.data_ptr(), work.data_ptr())
-    for generator, state in states.values():
-        generator.set_state(state)
-    if undecided:
-        # PyTorch's race on those rows, with their very E: a row's softmax is its own in PyTorch's kernel.
-        for row in (codes < 0).nonzero()[:, 0].tolist():
-            codes[row] = (torch.softmax(scores[row:row + 1], dim=-1) / noise[row:row + 1]).argmax(dim=-1)[0]
-    return codes
+    undecided = functions[0](scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise.data_ptr(),
+                             bits.data_ptr(), work.data_ptr())
+    return _finish(codes, undecided, scores, noise, states)
+
+
+def draw(logits: torch.Tensor, generators: Sequence[tuple[torch.Generator | None, int]], *, guided: bool,
+         guidance_scale: float, temperature: float, top_k: int, slack: float = RACE_SLACK) -> torch.Tensor | None:
+    """`race` of `scores_into`'s scores of `logits` (`[2R, V]` guided, conditional rows first; else `[R, V]`)
+    in one native call: a window's whole draw where no top-p cut follows. None where it cannot here
+    (no library, other tensors, a NaN in the scores): then no generator moved."""
+    functions = _race_functions()
+    vocab = logits.shape[-1]
+    rows = logits.shape[0] // 2 if guided else logits.shape[0]
+    if (functions is None or logits.dtype != torch.float32 or logits.device.type != "cpu"
+            or not logits.is_contiguous() or logits.dim() != 2 or (guided and logits.shape[0] % 2)):
+        return None
+    bound = _states(generators, rows)
+    if bound is None:
+        return None
+    pointers, states = bound
+    scores, noise, bits, work = _buffers.get(rows, vocab)
+    codes = torch.empty(rows, dtype=torch.int64)
+    undecided = functions[2](logits.data_ptr(), rows, vocab, int(guided), guidance_scale, temperature, top_k, pointers,
+                             slack, scores.data_ptr(), codes.data_ptr(), noise.data_ptr(), bits.data_ptr(),
+                             work.data_ptr())
+    if undecided < 0:
+        return None
+    return _finish(codes, undecided, scores, noise, states)

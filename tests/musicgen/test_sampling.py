@@ -135,8 +135,8 @@ def test_the_native_race_draws_pytorchs_codes_from_each_streams_generator():
     """`guided_codes` (sampling.c: each stream's exponentials from its torch generator's own state, the
     race in double with a rounding margin) against PyTorch's softmax, `exponential_` and race: the same
     codes and every generator left where PyTorch leaves it, for top-k (250, none, 1), top-p, temperatures,
-    guidance 1.0 and none, windows sharing a generator and the default one; with no margin at all
-    (every row PyTorch's race on the native draw) too."""
+    guidance 1.0 and none, windows sharing a generator and the default one, a window with a NaN (PyTorch's
+    path for it alone); with no margin at all (every row PyTorch's race on the native draw) too."""
     from daemon.models.musicgen.sampling import guided_codes
     from daemon.native import sampling as native_sampling
 
@@ -152,6 +152,8 @@ def test_the_native_race_draws_pytorchs_codes_from_each_streams_generator():
             logits = torch.randn((2 * rows if scale is not None else rows, vocab), generator=source) * 4
             logits[:, ::5] = torch.round(logits[:, ::5])
             windows.append((logits, scale))
+        if case % 7 == 3:
+            windows[1][0][2, 9] = float("nan")  # that window takes PyTorch's path alone; the others stay native
         shared = torch.Generator().manual_seed(case)
         mine = [shared, torch.Generator().manual_seed(100 + case), shared if case % 2 else None]
         theirs = [torch.Generator().manual_seed(case), torch.Generator().manual_seed(100 + case)]
@@ -164,6 +166,10 @@ def test_the_native_race_draws_pytorchs_codes_from_each_streams_generator():
         assert torch.equal(got, want), case
         assert torch.equal(torch.default_generator.get_state(), after)
         assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(mine[:2], theirs[:2], strict=True))
+        if not 0 < params.top_p < 1:  # each window's whole draw is one native call
+            assert native_sampling.draw(windows[0][0], [(torch.Generator(), 4)], guided=True,
+                                        guidance_scale=windows[0][1], temperature=params.temperature,
+                                        top_k=params.top_k) is not None
         # no margin: every row goes to PyTorch's race, on the E sampling.c drew (the fallback's own check)
         scores = torch.log_softmax(windows[1][0], dim=-1).contiguous()
         once, again = torch.Generator().manual_seed(case), torch.Generator().manual_seed(case)
@@ -200,7 +206,7 @@ def test_the_race_checks_its_recipe_against_this_torch():
     from daemon.native import sampling as native_sampling
 
     assert native_sampling._race_functions() is not None
-    _, exponentials = native_sampling._race_functions()
+    _, exponentials, _ = native_sampling._race_functions()
     assert native_sampling._exponentials_differ(exponentials, 5056) == ""
 
     def off_by_one(state, count, out):

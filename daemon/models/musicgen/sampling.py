@@ -68,16 +68,33 @@ def guided_codes(windows: Sequence[tuple[torch.Tensor, float | None]], params: G
     """One code per row of `guided_distribution(windows, params)` `[sum R_i]`, window i's exponentials
     drawn from `generators[i]` in window order: `race(probs, noise)` with `noise` each window's
     `exponentials` (and each generator left where those leave it), to the bit. Where riffd's library
-    runs, the draw, the softmax and the race are one native pass over the rows (`native_sampling.race`)."""
+    runs, a window's guidance, cut, exponentials, softmax and race are one native call
+    (`native_sampling.draw`; after a top-p cut, the scores' then `native_sampling.race` over all rows)."""
     sizes = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
+    if not 0 < params.top_p < 1:
+        # No top-p: each window's whole draw is one native call (its rows are its own, so a window
+        # that cannot, a NaN in its scores, takes PyTorch's path alone: the same codes).
+        parts = []
+        for window, generator, rows in zip(windows, generators, sizes, strict=True):
+            logits, scale = window
+            codes = native_sampling.draw(logits, [(generator, rows)], guided=scale is not None,
+                                         guidance_scale=scale if scale is not None else 1.0,
+                                         temperature=params.temperature, top_k=params.top_k)
+            parts.append(codes if codes is not None else _torch_codes([window], params, [generator]))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
     scores = _native_scores(windows, params)
     if scores is not None:
         codes = native_sampling.race(scores, list(zip(generators, sizes, strict=True)))
         if codes is not None:
             return codes
-        probs = torch.softmax(scores, dim=-1)
-    else:
-        probs = guided_distribution(windows, params)
+    return _torch_codes(windows, params, generators, scores)
+
+
+def _torch_codes(windows: Sequence[tuple[torch.Tensor, float | None]], params: GenerationParams,
+                 generators: Sequence[torch.Generator | None], scores: torch.Tensor | None = None) -> torch.Tensor:
+    """`guided_codes` in PyTorch's calls (from the windows' cut `scores` where they are made already)."""
+    sizes = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
+    probs = guided_distribution(windows, params) if scores is None else torch.softmax(scores, dim=-1)
     noise = torch.empty_like(probs)
     for generator, rows, out in zip(generators, probs.split(sizes), noise.split(sizes), strict=True):
         exponentials(rows, generator, out)
