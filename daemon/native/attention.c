@@ -153,6 +153,122 @@ static inline __attribute__((always_inline)) vf dot4(const vf *query, const uint
     return acc;
 }
 
+/* Integer q . K over 4-bit keys. The query is rounded to bytes once per call, q8 = round(q * 127 / max|q|)
+   (riffd_store_int8's rounding, scale max|q| / 127), and each key's codes meet it in the branch's byte
+   product (vi_dot_u7s8: vpdpbusd, AVX2's maddubs, sdot), summed exactly in int32: a position's 32 bytes
+   (head_dim 64) take two products and four logic operations instead of widening 64 codes to floats
+   and 64 multiply-adds. The product wants its first operand's bytes in 0..127: a byte xor 0x88
+   turns both its two's-complement nibbles c into c + 8 (0..15), and 8 * sum(q8) comes off after.
+   |dot| <= 15 * 127 * 256 < 2^24, so the sums convert to float exactly.
+   The cost is q's rounding: each score moves by at most max|q| / 254 * sum|k| * key_scale / sqrt(hd)
+   (kernel_harness.c checks both the exact specification and that bound; the greedy agreement of
+   +kv4 with float32 is bench/kv4_agreement.py's engine+kv4). The int8 head keeps the float product:
+   its bits stay riffd_attend_int8's. */
+#if RIFFD_SIMD_BITS == 512
+static inline __attribute__((always_inline)) vi vi_xor(vi a, vi b) { return _mm512_xor_si512(a, b); }
+#elif RIFFD_SIMD_BITS == 256
+static inline __attribute__((always_inline)) vi vi_xor(vi a, vi b) { return _mm256_xor_si256(a, b); }
+#else
+static inline __attribute__((always_inline)) vi vi_xor(vi a, vi b) { return veorq_s32(a, b); }
+#endif
+
+#define QK_BYTES (4 * VL) /* bytes a vector holds */
+
+/* Whether q . K over 4-bit keys of this head size takes the integer product: a position's hd / 2
+   bytes are whole vectors, or a vector holds two of them (AVX-512, head_dim 64). */
+static inline __attribute__((always_inline)) int integer_qk(const int64_t hd) {
+    return (hd / 2) % QK_BYTES == 0 || (RIFFD_SIMD_BITS == 512 && hd / 2 * 2 == QK_BYTES);
+}
+
+/* One 4-bit vector's q8 products over `vectors` vectors of its bytes (qlow, qhigh: q8's halves). */
+static inline __attribute__((always_inline)) vi dot4_int(const uint8_t *slot, const vi *qlow, const vi *qhigh,
+                                                        const int64_t vectors) {
+    const vi flip = vi_set1((int32_t)0x88888888u), nibbles = vi_set1(0x0F0F0F0F);
+    vi acc = vi_zero();
+    for (int64_t c = 0; c < vectors; c++) {
+        vi x = vi_xor(vi_load(slot + c * QK_BYTES), flip);
+        acc = vi_dot_u7s8(acc, vi_and(x, nibbles), qlow[c]);
+        acc = vi_dot_u7s8(acc, vi_and(vi_shift_right(x, 4), nibbles), qhigh[c]);
+    }
+    return acc;
+}
+
+#if RIFFD_SIMD_BITS == 512
+/* Lane i = the sum of the 8-lane half i % 2 of v[i / 2]: two positions a vector (head_dim 64).
+   Pairwise within 128-bit blocks twice (block k, lane j of quads[i]: block k's sum of v[4i + j]),
+   then the blocks of each half added; the lanes then hold positions 0,2,4,6 | 1,3,5,7 | 8,10.. |
+   9,11.., which one permutation puts in order. */
+static inline __attribute__((always_inline)) vf reduce_halves(const vf v[8]) {
+    vf pairs[4], quads[2];
+    for (int i = 0; i < 4; i++)
+        pairs[i] = _mm512_add_ps(_mm512_shuffle_ps(v[2 * i], v[2 * i + 1], 0x88), _mm512_shuffle_ps(v[2 * i], v[2 * i + 1], 0xdd));
+    for (int i = 0; i < 2; i++)
+        quads[i] = _mm512_add_ps(_mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0x88),
+                                 _mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0xdd));
+    vf sums = _mm512_add_ps(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88), _mm512_shuffle_f32x4(quads[0], quads[1], 0xdd));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), sums);
+}
+#endif
+
+/* VL positions' exact integer products q8 . codes (offset included) as floats, from `block`: their
+   slots one after another, hd / 2 bytes each. */
+static inline __attribute__((always_inline)) vf dots4_int(const uint8_t *block, const vi *qlow, const vi *qhigh,
+                                                         const int64_t hd) {
+    const int64_t bytes = hd / 2;
+#if RIFFD_SIMD_BITS == 512
+    if (bytes * 2 == QK_BYTES) {
+        vf part[8];
+        for (int m = 0; m < 8; m++) part[m] = vi_to_float(dot4_int(block + m * QK_BYTES, qlow, qhigh, 1));
+        return reduce_halves(part);
+    }
+#endif
+    vf part[VL];
+    for (int i = 0; i < VL; i++) part[i] = vi_to_float(dot4_int(block + i * bytes, qlow, qhigh, bytes / QK_BYTES));
+    return vf_reduce_vl(part);
+}
+
+/* score() for 4-bit keys through the integer product (integer_qk(hd)); scale without 2^-28. */
+static inline __attribute__((always_inline)) float score4_int(const float *q, const uint8_t *keys,
+                                                             const float *key_scales, float scale, int64_t length,
+                                                             const int64_t hd, float *scores) {
+    const int64_t bytes = hd / 2, vectors = bytes < QK_BYTES ? 1 : bytes / QK_BYTES;
+    int8_t q8[256];
+    float q_scale;
+    riffd_store_int8(q8, &q_scale, q, hd);
+    int32_t q_sum = 0;
+    for (int64_t i = 0; i < hd; i++) q_sum += q8[i];
+    /* q8's halves in the bytes' order: byte j of a slot holds dims j (low nibble) and j + hd/2 (high);
+       where a vector holds two slots, each half twice */
+    int8_t low[256], high[256];
+    for (int64_t j = 0; j < vectors * QK_BYTES; j++) low[j] = q8[j % bytes], high[j] = q8[bytes + j % bytes];
+    vi qlow[MAX_CHUNKS], qhigh[MAX_CHUNKS];
+    for (int64_t c = 0; c < vectors; c++) qlow[c] = vi_load(low + c * QK_BYTES), qhigh[c] = vi_load(high + c * QK_BYTES);
+    const vf offset = vf_set1(8.0f * (float)q_sum), factor = vf_set1(q_scale * scale);
+    vf largest = vf_set1(-INFINITY);
+    int64_t p0 = 0;
+    for (; p0 + VL <= length; p0 += VL) {
+        vf dots = vf_sub(dots4_int(keys + p0 * bytes, qlow, qhigh, hd), offset);
+        vf s = vf_mul(dots, vf_mul(vf_load(key_scales + p0), factor));
+        vf_store(scores + p0, s);
+        largest = vf_max(largest, s);
+    }
+    if (p0 < length) { /* the last few, from a copy: no reads past the slots or the scales */
+        uint8_t tail[VL * 128];
+        float tail_scales[VL] = {0}, lanes[VL];
+        const int64_t count = length - p0;
+        __builtin_memcpy(tail, keys + p0 * bytes, (size_t)(count * bytes));
+        __builtin_memset(tail + count * bytes, 0, (size_t)((VL - count) * bytes));
+        __builtin_memcpy(tail_scales, key_scales + p0, sizeof(float) * (size_t)count);
+        vf dots = vf_sub(dots4_int(tail, qlow, qhigh, hd), offset);
+        vf_store(lanes, vf_mul(dots, vf_mul(vf_load(tail_scales), factor)));
+        for (int64_t i = 0; i < count; i++) {
+            scores[p0 + i] = lanes[i];
+            largest = vf_max(largest, vf_set1(lanes[i]));
+        }
+    }
+    return vf_largest(largest);
+}
+
 static inline __attribute__((always_inline)) vf load_slot(const void *rows, const int int8, int64_t index) {
     return int8 ? vf_load_i8((const int8_t *)rows + index) : vf_load((const float *)rows + index);
 }
@@ -285,8 +401,10 @@ static inline __attribute__((always_inline)) void attend(const float *q, const v
                                                          const int int4, const float *mask, int64_t length,
                                                          const int64_t hd, float *scores, float *out) {
     float scale = 1.0f / sqrtf((float)hd);
-    float largest = score(q, keys, int8, int4, key_scales, int4 ? scale * NIBBLE_INVERSE : scale, mask, length, hd,
-                          scores);
+    float largest = int4 && integer_qk(hd)
+                        ? score4_int(q, (const uint8_t *)keys, key_scales, scale, length, hd, scores)
+                        : score(q, keys, int8, int4, key_scales, int4 ? scale * NIBBLE_INVERSE : scale, mask, length,
+                                hd, scores);
     float total = weights(scores, length, largest, value_scales);
     if (int4)
         weigh4(scores, values, length, hd, total, out);
@@ -307,8 +425,10 @@ static inline __attribute__((always_inline)) void attend_kv4(const float *q, con
     const int8_t *keys8 = (const int8_t *)keys, *values8 = (const int8_t *)values;
     float largest = score(q, keys8, 1, 0, key_scales, scale, NULL, early, hd, scores);
     if (late > 0) {
-        float high = score(q, keys + head8 * hd, 0, 1, key_scales + head8, scale * NIBBLE_INVERSE, NULL, late, hd,
-                           scores + head8);
+        float high = integer_qk(hd)
+                         ? score4_int(q, keys + head8 * hd, key_scales + head8, scale, late, hd, scores + head8)
+                         : score(q, keys + head8 * hd, 0, 1, key_scales + head8, scale * NIBBLE_INVERSE, NULL, late,
+                                 hd, scores + head8);
         largest = high > largest ? high : largest;
     }
     float total = weights(scores, length, largest, value_scales);
@@ -344,6 +464,10 @@ void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_sca
     BY_HEAD_DIM(INT4_ATTEND)
 }
 
+/* 1 where riffd_attend_int4 and riffd_attend_kv4's 4-bit slots score through the integer product
+   (q rounded to bytes) for this head size on this build, 0 where they widen the codes to floats. */
+int riffd_attend_int4_integer(int64_t head_dim) { return head_dim % VL == 0 && head_dim <= 256 && integer_qk(head_dim); }
+
 void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                       const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out) {
@@ -376,6 +500,7 @@ void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scal
     (void)q; (void)keys; (void)key_scales; (void)values; (void)value_scales; (void)length; (void)int8_positions;
     (void)head_dim; (void)scores; (void)out;
 }
+int riffd_attend_int4_integer(int64_t head_dim) { (void)head_dim; return 0; }
 void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
     (void)q; (void)keys; (void)key_scales; (void)values; (void)value_scales; (void)length; (void)head_dim;

@@ -71,6 +71,7 @@ void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_sca
 void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
                       const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out);
+int riffd_attend_int4_integer(int64_t head_dim);
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads);
@@ -886,29 +887,49 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
         largest_value = fmax(largest_value, (p < head8 ? 127.0 : 8.0) * value_scales[p]);
     }
     for (int64_t i = 0; i < hd; i++) q[i] = (float)(2.0 * gauss());
+    /* Where the 4-bit slots score through the integer product, the query those slots meet is q8 * q_scale:
+       q8 = round(q * (127 / max|q|)) in float32, as riffd_store_int8 rounds, q_scale = max|q| / 127. */
+    const int integer = riffd_attend_int4_integer(hd);
+    float q_largest = 0.0f;
+    for (int64_t i = 0; i < hd; i++) q_largest = fmaxf(q_largest, fabsf(q[i]));
+    const float q_inverse = 127.0f / q_largest, q_scale = q_largest / 127.0f;
+    double *q_late = must_alloc(sizeof(double) * (size_t)hd);
+    for (int64_t i = 0; i < hd; i++) q_late[i] = integer ? rintf(q[i] * q_inverse) * (double)q_scale : q[i];
     if (head8)
         riffd_attend_kv4(q, keys, key_scales, values, value_scales, length, head8, hd, scratch, out);
     else
         riffd_attend_int4(q, keys, key_scales, values, value_scales, length, hd, scratch, out);
-    double top = -INFINITY, total = 0.0;
-    for (int64_t p = 0; p < length; p++) {
-        double dot = 0.0;
-        for (int64_t i = 0; i < hd; i++) dot += (double)q[i] * kv4_code(keys, hd, head8, p, i) * key_scales[p];
-        scores[p] = dot / sqrt((double)hd);
-        top = fmax(top, scores[p]);
+    /* The specification (query) and plain maths with q itself (exact, only where integer: the bound below). */
+    for (int exact = 0; exact <= integer; exact++) {
+        double top = -INFINITY, total = 0.0, moved = 0.0; /* moved: the most q's rounding can move a score */
+        for (int64_t p = 0; p < length; p++) {
+            double dot = 0.0, codes = 0.0;
+            const double *query = p < head8 || exact ? NULL : q_late;
+            for (int64_t i = 0; i < hd; i++) {
+                dot += (query ? query[i] : (double)q[i]) * kv4_code(keys, hd, head8, p, i) * key_scales[p];
+                codes += abs(kv4_code(keys, hd, head8, p, i));
+            }
+            scores[p] = dot / sqrt((double)hd);
+            top = fmax(top, scores[p]);
+            if (p >= head8) moved = fmax(moved, q_scale / 2.0 * codes * key_scales[p] / sqrt((double)hd));
+        }
+        for (int64_t i = 0; i < hd; i++) want[i] = 0.0;
+        for (int64_t p = 0; p < length; p++) {
+            double e = exp(scores[p] - top);
+            total += e;
+            for (int64_t i = 0; i < hd; i++) want[i] += e * kv4_code(values, hd, head8, p, i) * value_scales[p];
+        }
+        /* Scores each moved by at most `moved` move every softmax weight by a factor within e^(+-2 moved),
+           so the output by at most (e^(2 moved) - 1) times the largest value (plus float32's 1e-5). */
+        const double bound = exact ? (expm1(2.0 * moved) + 1e-5) * largest_value : 1e-5 * largest_value;
+        double worst = 0.0;
+        for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / bound);
+        snprintf(what, sizeof what, "4-bit cache attention%s, head_dim %lld, %lld positions, %lld in int8",
+                 !integer ? "" : exact ? " (integer q.K) vs q's own maths" : " (integer q.K) vs its rounding",
+                 (long long)hd, (long long)length, (long long)head8);
+        report(what, worst);
     }
-    for (int64_t i = 0; i < hd; i++) want[i] = 0.0;
-    for (int64_t p = 0; p < length; p++) {
-        double e = exp(scores[p] - top);
-        total += e;
-        for (int64_t i = 0; i < hd; i++) want[i] += e * kv4_code(values, hd, head8, p, i) * value_scales[p];
-    }
-    double worst = 0.0;
-    for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / (1e-5 * largest_value));
-    snprintf(what, sizeof what, "4-bit cache attention, head_dim %lld, %lld positions, %lld in int8", (long long)hd,
-             (long long)length, (long long)head8);
-    report(what, worst);
-    free(x), free(codes), free(keys), free(values), free(key_scales), free(value_scales), free(q), free(out);
+    free(q_late), free(x), free(codes), free(keys), free(values), free(key_scales), free(value_scales), free(q), free(out);
     free(scratch), free(scores), free(want);
 }
 
@@ -952,6 +973,9 @@ int main(int argc, char **argv) {
     check_int4_cache(64, 1501, 64);
     check_int4_cache(16, 37, 5);
     check_int4_cache(48, 9, 16);
+    check_int4_cache(128, 301, 64);
+    check_int4_cache(64, 70, 64);
+    check_int4_cache(64, 16, 0);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
