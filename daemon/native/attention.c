@@ -7,7 +7,8 @@
 
    Scores: VL positions at a time, each a vector of partial products (one fused multiply-add per
    VL dimensions), summed across lanes for all VL positions at once (vf_reduce_vl) instead of one
-   horizontal sum per position. Weighted values: one pass over the positions, every dimension's
+   horizontal sum per position. 4-bit keys meet the query rounded to bytes in the CPU's byte product
+   instead (score4_int), which costs a late window's scores ~half their time. Weighted values: one pass over the positions, every dimension's
    accumulator live at once, two positions in flight so the multiply-adds do not wait on each
    other. The common head sizes are compiled with head_dim a constant (all in registers). */
 

@@ -1,6 +1,10 @@
 """The 4-bit self-attention cache (`+kv4`): the packed layout, the native store against the Python
 one bit for bit, the native attention over 4-bit slots against float64 math, and the native step
-against the Python step reading the same layout."""
+against the Python step reading the same layout.
+
+Where the 4-bit slots score through the integer product (attention.c: the query rounded to bytes
+per head, head sizes whose slot bytes fill the branch's vectors), float64 math meets them with that
+rounded query (`_late_query`), and the softmax still within float32 rounding of it."""
 
 from __future__ import annotations
 
@@ -30,7 +34,17 @@ def _library() -> ctypes.CDLL:
     loaded.riffd_attend_int8.argtypes = [_p, _p, _p, _p, _p, _i64, _i64, _p, _p]
     loaded.riffd_attention_scratch_floats.argtypes = [_i64, _i64]
     loaded.riffd_attention_scratch_floats.restype = _i64
+    loaded.riffd_attend_int4_integer.argtypes = [_i64]
     return loaded
+
+
+def _late_query(loaded: ctypes.CDLL, q: torch.Tensor) -> torch.Tensor:
+    """The query the 4-bit slots meet: q itself, or where the kernel scores them through the integer
+    product, round(q * (127 / max|q|)) in float32 (half to even) times max|q| / 127."""
+    if not loaded.riffd_attend_int4_integer(q.shape[0]):
+        return q.double()
+    largest = q.abs().max()
+    return torch.round(q * (torch.tensor(127.0) / largest)).double() * float(largest / 127.0)
 
 
 def _vectors(count: int, head_dim: int, seed: int) -> torch.Tensor:
@@ -136,9 +150,20 @@ def test_a_prefill_stores_natively_the_bits_torch_quantises(monkeypatch, dtype, 
                  int8_positions=caches[0].int8_positions) is False  # past the window: not taken
 
 
-def _reference(q, keys, values):
+def _reference(q, keys, values, late_q=None, early=0):
+    """Softmax attention in float64; positions from `early` on scored with `late_q` where given."""
     scores = (keys.double() @ q.double()) / q.shape[0] ** 0.5
+    if late_q is not None:
+        scores[early:] = (keys[early:].double() @ late_q) / q.shape[0] ** 0.5
     return torch.softmax(scores, dim=0) @ values.double()
+
+
+@native
+def test_musicgens_head_size_scores_4bit_slots_through_the_integer_product():
+    # head_dim 64 (musicgen-small's): 32 bytes a slot, whole vectors or two to a vector on every branch
+    loaded = _library()
+    assert loaded.riffd_attend_int4_integer(64) == 1 and loaded.riffd_attend_int4_integer(128) == 1
+    assert loaded.riffd_attend_int4_integer(48) == 0  # 24 bytes a slot: the float product
 
 
 @native
@@ -159,7 +184,8 @@ def test_4bit_attention_equals_float64_math_on_the_same_slots(head_dim, length):
     out = torch.empty(head_dim)
     loaded.riffd_attend_int4(q.data_ptr(), packed_keys.data_ptr(), key_scales.data_ptr(), packed_values.data_ptr(),
                              value_scales.data_ptr(), length, head_dim, scratch.data_ptr(), out.data_ptr())
-    want = _reference(q, keys.double() * key_scales.double()[:, None], values.double() * value_scales.double()[:, None])
+    want = _reference(q, keys.double() * key_scales.double()[:, None], values.double() * value_scales.double()[:, None],
+                      _late_query(loaded, q))
     # float32 arithmetic throughout (exp to 2e-7): within 1e-5 of the values' largest magnitude
     bound = 1e-5 * (values.double().abs() * value_scales.double()[:, None]).max()
     assert float((out.double() - want).abs().max()) <= bound
@@ -195,7 +221,7 @@ def test_kv4_attention_over_an_int8_head_and_4bit_slots_equals_float64_math(head
                             value_scales.data_ptr(), length, head, head_dim, scratch.data_ptr(), out.data_ptr())
     keys, values = (torch.cat((c8, c4)).double() for c8, c4 in zip(codes8, codes4))
     keys, values = keys * key_scales.double()[:, None], values * value_scales.double()[:, None]
-    want = _reference(q, keys, values)
+    want = _reference(q, keys, values, _late_query(loaded, q), early)
     bound = 1e-5 * values.abs().max()
     assert float((out.double() - want).abs().max()) <= bound
     if length <= head:

@@ -28,6 +28,12 @@
    - The 4-bit cache (+kv4): riffd_store_int4's codes are round(x * 7 / max|x|) of double maths (one off
      only within 1e-5 of a tie) and its scale max|x| / 7 to float32 rounding; riffd_attend_int4 over
      random codes and scales within 1e-5 of the values' largest magnitude of softmax attention in double.
+     Where the 4-bit slots score through the integer product (riffd_attend_int4_integer: head_dim 64
+     and 128 on every branch), that double maths meets them with the query as specified, rounded to
+     bytes (round(q * 127 / max|q|) in float32, times max|q| / 127); and against the double maths
+     with q itself, within what that rounding allows: each score moves by at most
+     m = max|q| / 254 * sum|k| * key_scale / sqrt(hd), so the output by (e^(2 m) - 1) times the
+     largest value (plus the 1e-5).
    - The whole decoder step (riffd_step_rows, the rows of a batch): a reference step in double doing what the kernels specify (each
      product's activations rounded as the kernels round them, exact sums, exact erf
      GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
