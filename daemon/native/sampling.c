@@ -140,7 +140,7 @@ static void twister_store(const twister *t, uint8_t *state) {
 /* MT19937's regeneration of the whole state (Matsumoto and Nishimura, 1998). */
 static inline uint32_t twist(uint32_t upper, uint32_t lower, uint32_t far) {
     uint32_t y = (upper & 0x80000000u) | (lower & 0x7fffffffu);
-    return far ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    return far ^ (y >> 1) ^ ((0u - (y & 1u)) & 0x9908b0dfu); /* branch-free: the low bit is a coin toss */
 }
 
 static void twister_refill(twister *t) {
@@ -162,6 +162,7 @@ static void twister_fill(twister *t, uint32_t *out, int64_t n) {
         }
         int64_t take = t->left - 1 < n ? t->left - 1 : n;
         const uint32_t *w = t->word + t->next;
+#pragma omp simd
         for (int64_t i = 0; i < take; i++) {
             uint32_t y = w[i];
             y ^= y >> 11;
@@ -177,6 +178,7 @@ static void twister_fill(twister *t, uint32_t *out, int64_t n) {
    the first as the high half, cut to 53 bits. 0 is u == 0: E == 0, which PyTorch races as p / 0. */
 static void twister_bits53(twister *t, uint64_t *bits, uint32_t *outputs, int64_t n) {
     twister_fill(t, outputs, 2 * n);
+#pragma omp simd
     for (int64_t i = 0; i < n; i++)
         bits[i] = (((uint64_t)outputs[2 * i] << 32) | outputs[2 * i + 1]) & ((1ull << 53) - 1);
 }
@@ -224,35 +226,42 @@ int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, ui
         }
         twister_bits53(&t, bits, outputs, vocab);
         int zero = 0;
+#pragma omp simd reduction(| : zero)
         for (int64_t v = 0; v < vocab; v++) zero |= bits[v] == 0;
-        float top = -INFINITY;
+        float top = -INFINITY; /* no NaN in s: a max in any order is the max */
+#pragma omp simd reduction(max : top)
         for (int64_t v = 0; v < vocab; v++) top = s[v] > top ? s[v] : top;
+        /* The codes the cut kept, in order (branch-free: they lie scattered among the cut ones); the
+           twister's outputs are spent, so their room holds the list. */
+        uint32_t *kept = outputs;
+        int64_t count = 0;
+        for (int64_t v = 0; v < vocab; v++) {
+            kept[count] = (uint32_t)v;
+            count += s[v] != -INFINITY;
+        }
         /* The winner in double: p[v] / E[v] up to the softmax's common 1 / sum. PyTorch's p[v] / E[v]
            is that ratio / sum times (1 + d), |d| <= slack * (|x| + 1) with x = s[v] - top (its float
            subtraction scales exp's error by |x|), plus 2^-149 / E[v] at most where p underflows to a
-           subnormal. The winner must beat every other code by both. */
+           subnormal. The winner must beat every other code by both (a cut code's p is 0 exactly). */
         int64_t best = -1;
         double best_ratio = -1.0, best_floor = 0.0, total = 0.0;
         if (!zero && isfinite(top)) {
-            for (int64_t v = 0; v < vocab; v++) {
-                if (s[v] == -INFINITY) {
-                    ceiling[v] = 0.0, inverse[v] = 0.0; /* p == 0 exactly: 0 / E */
-                    continue;
-                }
+            for (int64_t k = 0; k < count; k++) {
+                const uint32_t v = kept[k];
                 double x = (double)s[v] - (double)top, weight = exp(x);
                 total += weight;
-                inverse[v] = 1.0 / (double)exponential_of(bits[v]);
-                double ratio = weight * inverse[v], bound = slack * (fabs(x) + 1.0);
-                ceiling[v] = ratio * (1.0 + bound);
-                if (ratio > best_ratio) best_ratio = ratio, best = v, best_floor = ratio * (1.0 - bound);
+                inverse[k] = 1.0 / (double)exponential_of(bits[v]);
+                double ratio = weight * inverse[k], bound = slack * (fabs(x) + 1.0);
+                ceiling[k] = ratio * (1.0 + bound);
+                if (ratio > best_ratio) best_ratio = ratio, best = k, best_floor = ratio * (1.0 - bound);
             }
         }
-        int decided = best >= 0 && best_ratio / total > 1e-30;
+        int decided = best >= 0 && best_ratio / total > 1e-30 && best_floor > 0.0;
         const double tiny = ldexp(1.0, -148) * total;
-        for (int64_t v = 0; v < vocab && decided; v++)
-            if (v != best && ceiling[v] + tiny * inverse[v] >= best_floor) decided = 0;
+        for (int64_t k = 0; k < count && decided; k++)
+            decided &= k == best || ceiling[k] + tiny * inverse[k] < best_floor;
         if (decided) {
-            codes[r] = best;
+            codes[r] = kept[best];
         } else {
             codes[r] = -1;
             undecided++;
