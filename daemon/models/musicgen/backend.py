@@ -23,6 +23,7 @@ from daemon.models.musicgen.batch import Listener, StepBatch
 from daemon.models.musicgen.codec import decode_codes, encode_prompt, to_numpy
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.handoff import Handoff, NextWindow, hands_off, seam_shift
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window, plan_windows, steps_for
 from daemon.models.musicgen.loop import reference_columns
@@ -46,6 +47,8 @@ DEFAULT_BATCH_MEMORY_MB = 4096.0
 AHEAD_ITEMS = 100
 #: Text conditionings a model keeps for prompts asked again (each a few hundred KiB at most).
 KEPT_CONDITIONINGS = 16
+#: A job's own step batch (its windows hand off, unbatched) admits whatever its windows take, as a prefill would.
+UNBOUNDED_CACHE_BYTES = 2**62
 
 @dataclass
 class Render:
@@ -71,6 +74,11 @@ class _Plan:
     windows: list[Window]
     columns_for: Callable[[Window, torch.Tensor | None], Iterator[torch.Tensor]]
     on_step: Callable[[], None]  # counts decode steps and reports progress
+    handoff: Handoff | None = None  # the windows hand off (handoff.py): close() when the job ends
+
+    def close(self) -> None:
+        if self.handoff is not None:
+            self.handoff.close()
 
     @property
     def prompt_frames(self) -> int:
@@ -190,8 +198,11 @@ class MusicGen:
         planned_s = time.perf_counter() - started
 
         def decoded() -> Iterator[torch.Tensor]:
-            return iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1, columns_for=job.columns_for,
-                               on_step=job.on_step)
+            try:
+                yield from iter_frames(self.bundle, job.windows, prompt=job.prompt, batch=1,
+                                       columns_for=job.columns_for, on_step=job.on_step)
+            finally:
+                job.close()
 
         if self.codec_thread:
             # The decode steps on a thread of its own while this one turns codes into audio.
@@ -298,8 +309,11 @@ class MusicGen:
     ) -> Render:
         job = self._plan(texts, params, audio_prompt=audio_prompt, melody=melody, progress=progress,
                          should_stop=should_stop)
-        codes = run_windows(self.bundle, job.windows, prompt=job.prompt, batch=len(texts),
-                            columns_for=job.columns_for, on_step=job.on_step, on_window=on_window)
+        try:
+            codes = run_windows(self.bundle, job.windows, prompt=job.prompt, batch=len(texts),
+                                columns_for=job.columns_for, on_step=job.on_step, on_window=on_window)
+        finally:
+            job.close()
         if should_stop is not None and should_stop():
             from protocol.errors import Cancelled
             raise Cancelled("generation cancelled")
@@ -333,16 +347,29 @@ class MusicGen:
 
         static_cond = None if melody is not None else self._text_conditioning(texts, params.guidance_scale)
         total_steps, done = steps_for(windows, bundle), 0
+        step_batch = self.batch if batch is not None else None
+        handoff = None
+        if (self.engine is not None and self.engine.draft is None and len(windows) > 1
+                and hands_off(self.engine.decoder, static_cond)):
+            # Each window after the first is warmed by the one before (handoff.py). Batched or not, the
+            # windows go through a step batch, so a seeded job's codes are the same either way.
+            handoff = Handoff()
+            if step_batch is None:
+                step_batch = StepBatch(self.engine.decoder, max_streams=1, max_cache_bytes=UNBOUNDED_CACHE_BYTES)
 
         def columns_for(window: Window, window_prompt: torch.Tensor | None) -> Iterator[torch.Tensor]:
             cond = static_cond or build_conditioning(
                 bundle, texts, guidance_scale=params.guidance_scale, melody=melody,
                 melody_offset_s=max(0, window.start_frame) / bundle.frame_rate, encoder=self.text_encoder)
-            if batch is not None and self.batch is not None:
-                label, priority = batch
-                return self.batch.columns(bundle, cond, window_prompt, window.new_frames, params, rng, should_stop,
+            if step_batch is not None:
+                label, priority = batch if batch is not None else ("", 0)
+                following = windows[window.index + 1] if window.index + 1 < len(windows) else None
+                shift = seam_shift(window, following) if handoff is not None and following is not None else None
+                next_window = NextWindow(following, shift, cond) if following is not None and shift is not None else None
+                return step_batch.columns(bundle, cond, window_prompt, window.new_frames, params, rng, should_stop,
                                           label=label, priority=priority, listener=listener,
-                                          timed=None if timing is None else timing.recorder(window.prompt_frames))
+                                          timed=None if timing is None else timing.recorder(window.prompt_frames),
+                                          handoff=handoff, next_window=next_window)
             if self.engine is not None:
                 produced = self.engine.columns(cond, window_prompt, window.new_frames, params, rng, should_stop)
             else:
@@ -355,7 +382,7 @@ class MusicGen:
             if progress is not None:
                 progress(done, total_steps)
 
-        return _Plan(seed, samples, new_frames, prompt, start_sample, windows, columns_for, on_step)
+        return _Plan(seed, samples, new_frames, prompt, start_sample, windows, columns_for, on_step, handoff)
 
     def _text_conditioning(self, texts: list[str | None], guidance_scale: float) -> Conditioning:
         """The text encoder's conditioning for `texts`, from the last few kept: a performer who

@@ -35,12 +35,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
+from daemon.models.musicgen.delay import delays
+from daemon.models.musicgen.handoff import Handoff, NextWindow, Warming, cache_positions
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, next_columns, plan_window, window_sampler
@@ -98,6 +101,7 @@ class BatchStream:
     stepping: bool = False  # inside the shared step running now
     left: threading.Event = field(default_factory=threading.Event)
     actions: queue.SimpleQueue[Callable[[], None]] = field(default_factory=queue.SimpleQueue)
+    successor: Warming | None = None  # the job's next window, its context riding this one's steps
 
     def between_steps(self, action: Callable[[], None]) -> None:
         self.actions.put(action)
@@ -143,7 +147,8 @@ class StepBatch:
                 params: GenerationParams, rng: torch.Generator | None, should_stop: StopFn | None = None, *,
                 label: str = "", priority: int = 0, on_join: Callable[[BatchStream], None] | None = None,
                 timed: Callable[[int, float], None] | None = None,
-                listener: Listener | None = None) -> Iterator[torch.Tensor]:
+                listener: Listener | None = None, handoff: Handoff | None = None,
+                next_window: NextWindow | None = None) -> Iterator[torch.Tensor]:
         """Each new column `[B, K]` of a window, stepped with the batch; `loop.decoder_columns`'s contract.
 
         Blocks until the window is admitted (raising Cancelled if stopped meanwhile). Closing
@@ -153,21 +158,49 @@ class StepBatch:
         shared step it was in (on the thread that ran it, before the column is handed over).
         `listener`: the job's audio side (see `codec_turn`); from admission until `first_audio`,
         others' codec work waits for this window's job.
+
+        `handoff`: the job's hand-off (handoff.py). A window the one before warmed starts from
+        the cache it left there, without a prefill; with `next_window`, this window warms that one
+        (its context columns ride this window's steps, its cache bytes admitted with this one's).
         """
         decoder = self.decoder
         pattern, first_slot = plan_window(bundle, cond, prompt, new_frames)
         sampler = window_sampler(bundle, cond, pattern, params, rng, decoder.vocab)
         rows, positions = cond.hidden_states.shape[0], first_slot + pattern.steps - 1
         cross_len = 0 if cond.prefix else cond.hidden_states.shape[1]
-        ticket = self._admit(label, priority, decoder.cache_bytes(rows, positions, cross_len), should_stop)
+        warmed = handoff.take() if handoff is not None else None
+        if warmed is not None and not warmed.ready_for(pattern.inputs, cond):
+            log.error("%s: the warmed window does not hold this window's context; prefilling it", label or "window")
+            warmed.stack.close()
+            warmed = None
+        if handoff is None:
+            next_window = None
+        cache_bytes = decoder.cache_bytes(rows, positions, cross_len)
+        if next_window is not None:
+            cache_bytes += decoder.cache_bytes(rows, cache_positions(next_window.window, bundle), cross_len)
+        try:
+            ticket = self._admit(label, priority, cache_bytes, should_stop)
+        except BaseException:
+            if warmed is not None:
+                warmed.stack.close()
+            raise
         first_pending = self._await_audio(listener)
         try:
-            with decoder.open_cache(rows, positions) as cache:
+            with ExitStack() as owned:
+                if warmed is not None:
+                    cache = warmed.cache
+                    owned.enter_context(warmed.stack)
+                else:
+                    cache = owned.enter_context(decoder.open_cache(rows, positions))
                 stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed)
                 # The prefill runs here, on the joining job's thread, while the batch steps on.
                 started = time.perf_counter()
                 column: torch.Tensor | None = None
-                if decoder.prefill_is_step(cond, pattern.inputs):
+                if warmed is not None:
+                    # The context is in the cache already: its last column rides the next shared
+                    # step, which makes column 0 (as a text prompt's window joins, below).
+                    stream.step, feed = 0, pattern.inputs[..., -1]
+                elif decoder.prefill_is_step(cond, pattern.inputs):
                     # Its prefill is the step at slot 0: the window joins with its first input and
                     # the next shared step makes column 0 (the same logits, row-independent). A
                     # native call of its own would wait for the running step, then slow the next.
@@ -177,6 +210,8 @@ class StepBatch:
                     column = feed = sampler.next_column(0, decoder.prefill(cache, cond, pattern.inputs))
                 if timed is not None:
                     timed(0, time.perf_counter() - started)
+                if next_window is not None and handoff is not None:
+                    stream.successor = handoff.warming = self._warm(bundle, next_window, rows)
                 if on_join is not None:
                     on_join(stream)
                 first_step = stream.step
@@ -198,6 +233,20 @@ class StepBatch:
             if first_pending:
                 self.first_audio(listener)
             self._release(ticket)
+
+    def _warm(self, bundle: MusicgenBundle, next_window: NextWindow, rows: int) -> Warming:
+        """The next window's cache, its condition set and its BOS column to feed with the next shared step."""
+        stack = ExitStack()
+        try:
+            cache = stack.enter_context(self.decoder.open_cache(rows, cache_positions(next_window.window, bundle)))
+            self.decoder.set_condition(cache, next_window.cond)
+        except BaseException:
+            stack.close()
+            raise
+        prompts = next_window.cond.batch_size
+        bos = torch.full((prompts, bundle.num_codebooks), bundle.pad_token_id, dtype=torch.long, device=bundle.device)
+        return Warming(next_window, cache, stack, delays(bundle.num_codebooks, bundle.audio_channels).to(bundle.device),
+                       bundle.pad_token_id, pending=bos)
 
     # Who goes first on the cores.
     def listener(self, priority: int) -> Listener:
@@ -323,18 +372,22 @@ class StepBatch:
         return [s for s in self._streams if s.pending is not None and not s.leaving]
 
     def _step(self, streams: list[BatchStream]) -> None:
-        """One shared step: feed each stream's pending column, sample its next one."""
+        """One shared step: feed each stream's pending column, sample its next one; the next windows
+        its streams warm feed their context columns in the same step (their logits unused)."""
         columns = [s.pending for s in streams]
         assert all(c is not None for c in columns)
+        warming = [s.successor for s in streams if s.successor is not None and s.successor.pending is not None]
         started = time.perf_counter()
         try:
             for stream in streams:
                 while not stream.actions.empty():
                     stream.actions.get()()
             with torch.inference_mode():
-                logits = self.decoder.step_streams([s.cache for s in streams], columns,  # type: ignore[arg-type]
-                                                   [s.first_slot + s.step - 1 for s in streams])
-                made = next_columns([s.sampler for s in streams], [s.step for s in streams], logits)
+                logits = self.decoder.step_streams(
+                    [s.cache for s in streams] + [w.cache for w in warming],
+                    columns + [w.pending for w in warming],  # type: ignore[arg-type]
+                    [s.first_slot + s.step - 1 for s in streams] + [w.slot for w in warming])
+                made = next_columns([s.sampler for s in streams], [s.step for s in streams], logits[:len(streams)])
         except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
             # As text: a log record holding `exc` would keep the step's tensors alive (see runner.py).
             log.error("a shared decode step failed: %s", f"{type(exc).__name__}: {exc}")
@@ -343,11 +396,14 @@ class StepBatch:
                 stream.out.append(exc)
             return
         took_s = time.perf_counter() - started
+        for warm in warming:
+            warm.fed_one()
         for stream, column in zip(streams, made, strict=True):
             if stream.timed is not None:
                 stream.timed(stream.step, took_s)
             stream.out.append(column)
+            if stream.successor is not None:
+                stream.successor.offer(stream.sampler.pattern.prompt_frames + 1 + stream.step, column)
             stream.step += 1
             stopped = stream.should_stop is not None and stream.should_stop()
             stream.pending = None if stream.step >= stream.sampler.steps or stopped else column
-
