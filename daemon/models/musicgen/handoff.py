@@ -59,6 +59,13 @@ def cache_positions(window: Window, bundle: MusicgenBundle) -> int:
     return window.prompt_frames + window.new_frames + delay_steps(bundle.num_codebooks, bundle.audio_channels)
 
 
+def share_condition(source: KVCache, cache: KVCache) -> None:
+    """`cache` attends to what `source` does (the same cross-attention tensors, never written by a step)."""
+    cache.cross_keys, cache.cross_values = list(source.cross_keys), list(source.cross_values)
+    cache.cross_mask = source.cross_mask
+    cache.condition_version += 1
+
+
 def hands_off(decoder: MusicgenDecoder, cond: Conditioning | None) -> bool:
     """Whether a job's windows hand off on this decoder: the native step (approximate engines; its
     rows are independent, so the next window's rows leave the current's bits alone) and a text or
