@@ -20,7 +20,7 @@ every step at a window position below the daemon's "early" edge (the first tenth
 The profile's clock calls cost a little (compare profiled runs with each other). Prints the table
 (part, ms a step, floor ms), then one JSON object as the last line.
 
-    python -m bench.step_account [--engine int8] [--duration 8] [--threads 2]
+    python -m bench.step_account [--engine int8] [--duration 8] [--threads 2] [--emulate avx2]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label  # noqa: E402
 
 STEP_PHASES = ("norms", "self_attention", "cross_attention", "gelu", "residuals", "qkv", "self_out", "cross_q",
                "cross_out", "fc1", "fc2", "lm_heads")  # decoder_step.c's enum order
@@ -186,9 +188,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--engine", default="int8")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio in each job")
     parser.add_argument("--jobs", type=int, default=2, help="jobs in a row (the first one's steps are warm-up)")
-    parser.add_argument("--threads", type=int, default=None, help="torch's and the kernels' threads")
+    add_cpu_arguments(parser, threads_help="torch's and the kernels' threads")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
     args = parser.parse_args(argv)
+    # First: the emulation's variables replace RIFFD_NATIVE_CFLAGS in the re-executed process, and the
+    # profile's flag joins them there.
+    apply_cpu_arguments(args, "bench.step_account")
     os.environ["RIFFD_NATIVE_CFLAGS"] = f"{os.environ.get('RIFFD_NATIVE_CFLAGS', '')} -DRIFFD_STEP_PROFILE".strip()
     os.environ.setdefault("RIFFD_NATIVE_DIR", str(Path.home() / ".cache" / "riffd" / "native-profile"))
 
@@ -201,8 +206,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from daemon.native import isa
     from daemon.native.branches import cpu_name
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     backend = load_backend(args.model, device="cpu", engine=args.engine)
     if not isinstance(backend, MusicGen):
         raise SystemExit(f"{args.model} is not a MusicGen model")
@@ -278,12 +281,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table.append(("between steps (codec, hand-off)", 1e3 * statistics.fmean(gaps), None,
                   f"median {1e3 * statistics.median(gaps):.2f} ms; not a step's time"))
 
-    print(f"CPU: {cpu_name()}, kernels {isa()}, {torch.get_num_threads()} threads, engine {backend.engine_name}; "
+    print(f"CPU: {cpu_name()} ({isa_label(args.emulate)}), kernels {isa()}, {torch.get_num_threads()} threads, engine {backend.engine_name}; "
           f"read bandwidth {bandwidth:.1f} GB/s; load {os.getloadavg()[0]:.1f}; jobs {walls}")
     print(f"{'part':40} {'ms':>7} {'floor':>7}  note")
     for part, ms, limit, note in table:
         print(f"{part:40} {ms:7.3f} {'' if limit is None else f'{limit:7.3f}':>7}  {note}")
-    summary = {"cpu": cpu_name(), "isa": isa(), "threads": torch.get_num_threads(), "engine": backend.engine_name,
+    summary = {"cpu": cpu_name(), "isa": isa(), "emulated": args.emulate, "isa_class": isa_label(args.emulate),
+               "threads": torch.get_num_threads(), "engine": backend.engine_name,
                "bandwidth_gb_s": round(bandwidth, 2), "load": round(os.getloadavg()[0], 2), "early_steps": len(early),
                "parts_ms": {part: round(ms, 3) for part, ms, _, _ in table},
                "floors_ms": {part: round(limit, 3) for part, _, limit, _ in table if limit is not None},

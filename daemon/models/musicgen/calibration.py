@@ -8,7 +8,12 @@ are float32's (`agreement.forced_scores`, the same comparison the bench and the 
 float32 is timed first and last and keeps its better run, so a noisy moment cannot make
 another mode look faster than it is.
 
-Modes on riffd's native step are also timed late in a window (`LATE_POSITION`), with the int8 cache
+Each mode that could be picked also times one long-form window's prefill (a 60 s job's later
+windows re-run their 600 context frames before stepping): `engine_choice` counts it in the mode's
+cost per frame, once per the 900 new frames such a window makes, so a mode whose steps tie another's
+but whose prefills are cheaper (int8a8's 8-bit activations at many rows) wins a long job.
+
+The mode picked, where it runs on riffd's native step, is also timed late in a window (`LATE_POSITION`), with the int8 cache
 and with the 4-bit one (`+kv4`), taking turns: +kv4 differs from the int8 cache only there (its
 window's first `kv_cache.INT8_HEAD_POSITIONS` positions are int8, so its first frames are the int8
 cache's very steps, and its agreement over them the int8 cache's). The late steps run over slots
@@ -31,8 +36,11 @@ import torch
 from daemon.models.musicgen.agreement import forced_scores
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
-from daemon.models.musicgen.engine_choice import MIN_AGREEMENT, Calibration, ModeMeasurement
+from daemon.models.musicgen.engine_choice import (
+    MIN_AGREEMENT, MIN_SPEEDUP, Calibration, ModeMeasurement, choose, prefill_could_matter,
+)
 from daemon.models.musicgen.loader import MusicgenBundle
+from daemon.models.musicgen.longform import plan_windows
 from daemon.models.musicgen.loop import plan_window
 from daemon.seeds import seeded_rng
 from daemon.models.musicgen.options import EngineOptions
@@ -53,7 +61,14 @@ GUIDANCE_SCALE = 3.0
 
 def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine: str, speed_frames: int = 32,
               agreement_frames: int = 24) -> Calibration:
-    """Measure each of `modes` (float32 always, first and last) on `bundle`'s device."""
+    """Measure each of `modes` (float32 always, first and last) on `bundle`'s device.
+
+    Three passes: each mode's step rate and agreement; then, fastest first, the long-form window
+    prefill of each mode that could still be picked with it (`engine_choice.prefill_could_matter`);
+    then, for the mode `choose` picks from those, its late steps with the int8 and the 4-bit cache.
+    Modes on riffd's kernels that keep the bar are kept built between the passes (~0.4 GB each);
+    others are built again if their prefill is wanted.
+    """
     started = time.perf_counter()
     reference = MusicgenEngine(bundle, EngineOptions(warmup=False))
     batch = build_conditioning(bundle, list(PROMPTS), guidance_scale=GUIDANCE_SCALE)
@@ -64,40 +79,70 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
         columns = torch.stack(list(reference.columns(batch, None, agreement_frames, greedy, None)), dim=-1)
     want = forced_scores(reference, batch, columns, GUIDANCE_SCALE).argmax(-1)
     float32_rates = [_rate(reference, single, speed_frames)]
-    measurements = []
+    measurements: dict[str, ModeMeasurement] = {}
+    kept: dict[str, MusicgenEngine] = {}  # native modes that keep the bar: wanted again below
     for mode in modes:
         if mode == "float32":
             continue
         options = EngineOptions.parse(mode)
         engine = MusicgenEngine(bundle, dataclasses.replace(options, warmup=False))
         rate = _rate(engine, single, speed_frames)
-        if options.draft:
-            # Speculative decoding keeps float32's distribution, and greedy its very codes
-            # (tests/musicgen/test_speculative.py): its agreement is float32's own.
-            agreement = 1.0
-        else:
-            agreement = _agreement(engine, batch, columns, want)
+        # Speculative decoding keeps float32's distribution, and greedy its very codes
+        # (tests/musicgen/test_speculative.py): its agreement is float32's own.
+        agreement = 1.0 if options.draft else _agreement(engine, batch, columns, want)
         log.info("engine calibration, %s: %s %.1f steps/s, %.1f %% greedy agreement with float32",
                  bundle.model_id, mode, rate, 100 * agreement)
-        measured = ModeMeasurement(mode, rate, agreement)
-        # (not for a mode below auto's bar: it is never picked, with or without +kv4; ~6 s saved)
+        measurements[mode] = ModeMeasurement(mode, rate, agreement)
         if engine.decoder.native is not None and not options.kv4 and not options.draft and agreement >= MIN_AGREEMENT:
-            kv4 = MusicgenEngine(bundle, dataclasses.replace(options, kv4=True, warmup=False))
-            late, late4 = _late_rates([engine, kv4], single)
-            agreement4 = _agreement(kv4, batch, columns, want)
-            log.info("engine calibration, %s: %s late (position %d) %.1f steps/s, +kv4 %.1f steps/s and %.1f %% "
-                     "greedy agreement", bundle.model_id, mode, late_position(engine), late, late4, 100 * agreement4)
-            measured = dataclasses.replace(measured, late_steps_per_s=late, kv4_late_steps_per_s=late4,
-                                           kv4_token_agreement=agreement4)
-            del kv4
-        measurements.append(measured)
+            kept[mode] = engine
         del engine
         gc.collect()
     float32_rates.append(_rate(reference, single, speed_frames))
-    log.info("engine calibration, %s: float32 %.1f steps/s (best of %s)", bundle.model_id, max(float32_rates),
+    float32_rate = max(float32_rates)
+    log.info("engine calibration, %s: float32 %.1f steps/s (best of %s)", bundle.model_id, float32_rate,
              ", ".join(f"{r:.1f}" for r in float32_rates))
+    del reference
+    gc.collect()
+
+    # The prefills, fastest steps first: once one is timed, a mode whose steps alone are slower than
+    # that frame (within MIN_SPEEDUP) cannot be picked, and its prefill (seconds) is not timed.
+    candidates = sorted((m for m in measurements.values()
+                         if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= MIN_SPEEDUP * float32_rate),
+                        key=lambda m: m.steps_per_s, reverse=True)
+    best_frame_s: float | None = None
+    for measured in candidates:
+        if not prefill_could_matter(1.0 / measured.steps_per_s, best_frame_s):
+            continue
+        engine = kept.get(measured.mode) or MusicgenEngine(
+            bundle, dataclasses.replace(EngineOptions.parse(measured.mode), warmup=False))
+        prefill_s, new_frames = _prefill_s(engine, single)
+        measured = dataclasses.replace(measured, prefill_s=prefill_s, prefill_new_frames=new_frames)
+        log.info("engine calibration, %s: %s window prefill %.2f s per %d new frames: %s", bundle.model_id,
+                 measured.mode, prefill_s, new_frames, measured.describe_rate())
+        measurements[measured.mode] = measured
+        best_frame_s = min(measured.frame_s, best_frame_s or math.inf)
+        del engine
+        gc.collect()
+
+    float32 = ModeMeasurement("float32", float32_rate, 1.0)
+    ordered = [measurements[mode] for mode in modes if mode in measurements]
+    # +kv4 differs from the int8 cache only late in a window, and only for the mode picked.
+    picked = choose(Calibration(key=key, model_id=bundle.model_id, machine=machine,
+                                measurements=(float32, *ordered), seconds=0.0)).mode
+    engine = kept.get(picked)
+    kept.clear()
+    if engine is not None:
+        kv4 = MusicgenEngine(bundle, dataclasses.replace(engine.options, kv4=True, warmup=False))
+        late, late4 = _late_rates([engine, kv4], single)
+        agreement4 = _agreement(kv4, batch, columns, want)
+        log.info("engine calibration, %s: %s late (position %d) %.1f steps/s, +kv4 %.1f steps/s and %.1f %% "
+                 "greedy agreement", bundle.model_id, picked, late_position(engine), late, late4, 100 * agreement4)
+        measurements[picked] = dataclasses.replace(measurements[picked], late_steps_per_s=late,
+                                                   kv4_late_steps_per_s=late4, kv4_token_agreement=agreement4)
+        del kv4, engine
+        gc.collect()
     return Calibration(key=key, model_id=bundle.model_id, machine=machine,
-                       measurements=(ModeMeasurement("float32", max(float32_rates), 1.0), *measurements),
+                       measurements=(float32, *(measurements[mode] for mode in modes if mode in measurements)),
                        seconds=time.perf_counter() - started)
 
 
@@ -159,3 +204,23 @@ def _rate(engine: MusicgenEngine, cond: Conditioning, frames: int) -> float:
         # From the first column on: the prefill is not a decode step.
         rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else math.nan)
     return max(rates)
+
+
+@torch.inference_mode()
+def _prefill_s(engine: MusicgenEngine, cond: Conditioning) -> tuple[float, int]:
+    """Seconds of one long-form window's prefill at the default stride (a 60 s job's second and third
+    windows: its context of window - stride frames run through the decoder before the first step),
+    and the new frames that window makes. Random context codes: the arithmetic does not depend on
+    them. One run: a prefill takes seconds, so a lazy set-up is a small share of it."""
+    bundle = engine.bundle
+    stride = min(int(GenerationParams(duration_s=1.0).extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
+    window = plan_windows(2 * bundle.window_frames, 0, bundle.window_frames, stride)[1]
+    codes = torch.randint(0, engine.decoder.vocab, (cond.batch_size, bundle.num_codebooks, window.prompt_frames),
+                          generator=torch.Generator().manual_seed(0)).to(bundle.device)
+    pattern, first_slot = plan_window(bundle, cond, codes, window.new_frames)
+    with engine.decoder.open_cache(cond.hidden_states.shape[0], first_slot + pattern.steps - 1) as cache:
+        started = time.perf_counter()
+        engine.decoder.prefill(cache, cond, pattern.inputs)
+        if bundle.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started, window.new_frames

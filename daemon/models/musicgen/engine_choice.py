@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -36,7 +37,8 @@ MIN_SPEEDUP = 1.05
 #: window's first `kv_cache.INT8_HEAD_POSITIONS` positions stay int8), so only the late rate can tell.
 MIN_KV4_SPEEDUP = 1.03
 #: Bumped when what a calibration measures changes, so older cache files are measured again.
-CALIBRATION_VERSION = 2
+#: 3: long-form window prefills timed and counted in each mode's cost per frame.
+CALIBRATION_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,32 @@ class ModeMeasurement:
     late_steps_per_s: float | None = None
     kv4_late_steps_per_s: float | None = None
     kv4_token_agreement: float | None = None
+    # A long-form window's prefill (its context re-run before its first step: window - stride frames,
+    # 600 of musicgen's 1500 at the default 18 s stride) in seconds, and the new frames such a window
+    # makes (the stride: 900). None where not timed: float32 (its speed is then its steps' alone, an
+    # upper bound, so no mode is ever picked for being faster than a float32 that is not), and modes
+    # whose steps alone are too slow to be picked (calibration.py).
+    prefill_s: float | None = None
+    prefill_new_frames: int | None = None
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds a frame of long-form audio costs this mode: a step, plus its share of a window's prefill."""
+        step_s = 1.0 / self.steps_per_s if self.steps_per_s > 0 else math.inf
+        if self.prefill_s is None or not self.prefill_new_frames:
+            return step_s
+        return step_s + self.prefill_s / self.prefill_new_frames
+
+    @property
+    def frames_per_s(self) -> float:
+        """Frames a second with the prefills counted (`steps_per_s` where they were not timed)."""
+        return 1.0 / self.frame_s
+
+    def describe_rate(self) -> str:
+        if self.prefill_s is None or not self.prefill_new_frames:
+            return f"{self.steps_per_s:.1f} steps/s"
+        return (f"{self.frames_per_s:.1f} frames/s: {self.steps_per_s:.1f} steps/s and a {self.prefill_s:.2f} s "
+                f"prefill per {self.prefill_new_frames} frames")
 
 
 @dataclass(frozen=True)
@@ -80,7 +108,10 @@ class Calibration:
         measurements = tuple(ModeMeasurement(str(m["mode"]), float(m["steps_per_s"]), float(m["token_agreement"]),
                                              optional(m.get("late_steps_per_s")),
                                              optional(m.get("kv4_late_steps_per_s")),
-                                             optional(m.get("kv4_token_agreement")))
+                                             optional(m.get("kv4_token_agreement")),
+                                             optional(m.get("prefill_s")),
+                                             None if m.get("prefill_new_frames") is None
+                                             else int(m["prefill_new_frames"]))
                              for m in data["measurements"])
         return cls(key=str(data["key"]), model_id=str(data["model_id"]), machine=str(data["machine"]),
                    measurements=measurements, seconds=float(data["seconds"]), version=int(data["version"]))
@@ -101,7 +132,11 @@ def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
     """The fastest mode with at least `min_agreement` greedy agreement and `min_speedup` times
     float32's rate; float32 when no mode is both. Never a mode slower than float32. Modes within
     `min_speedup` of the fastest are as fast as it for all a calibration can tell (int8 and int8a8
-    measure 1-7 % apart on one stream), and then the one closer to float32 wins."""
+    measure 1-7 % apart on one stream), and then the one closer to float32 wins.
+
+    A mode's rate is its frames a second with its long-form window prefills counted where they were
+    timed (`ModeMeasurement.frames_per_s`): a mode with cheaper prefills (int8a8's 8-bit activations
+    at many rows) can be measurably faster over a long job while its steps alone tie."""
     reference = calibration.measured("float32")
     if reference is None or reference.steps_per_s <= 0:
         raise ValueError("a calibration must measure float32, the reference every mode is compared with")
@@ -109,28 +144,43 @@ def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
     for m in calibration.measurements:
         if m.mode == "float32":
             continue
-        speedup = m.steps_per_s / reference.steps_per_s
+        speedup = m.frames_per_s / reference.frames_per_s
         if m.token_agreement < min_agreement:
             refused.append(f"{m.mode} agrees {m.token_agreement:.0%} < {min_agreement:.0%}")
         elif speedup < min_speedup:
             refused.append(f"{m.mode} only {speedup:.2f}x float32")
         else:
             eligible.append(m)
-    fastest = max(eligible, key=lambda m: m.steps_per_s, default=reference)
-    as_fast = [m for m in eligible if m.steps_per_s * min_speedup >= fastest.steps_per_s]
-    best = max(as_fast, key=lambda m: (m.token_agreement, m.steps_per_s), default=reference)
+    best = _best(eligible, min_speedup) or reference
     if best is reference:
-        head = f"float32 ({reference.steps_per_s:.1f} steps/s): no faster mode keeps {min_agreement:.0%} agreement"
+        head = (f"float32 ({reference.describe_rate()}): no faster mode keeps {min_agreement:.0%} agreement")
     else:
-        head = (f"{best.mode}: {best.steps_per_s / reference.steps_per_s:.2f}x float32 "
-                f"({best.steps_per_s:.1f} vs {reference.steps_per_s:.1f} steps/s), "
+        head = (f"{best.mode}: {best.frames_per_s / reference.frames_per_s:.2f}x float32 "
+                f"({best.describe_rate()} vs {reference.describe_rate()}), "
                 f"{best.token_agreement:.1%} greedy agreement with float32")
-    others = [f"{m.mode} {m.steps_per_s / reference.steps_per_s:.2f}x" for m in eligible if m is not best]
+    others = [f"{m.mode} {m.frames_per_s / reference.frames_per_s:.2f}x" for m in eligible if m is not best]
     details = "; ".join(filter(None, [", ".join(others) and "also eligible: " + ", ".join(others),
                                       ", ".join(refused) and "left out: " + ", ".join(refused)]))
     kv4, why = _kv4_verdict(best, min_agreement)
     return Choice(best.mode + ("+kv4" if kv4 else ""),
                   head + (f" ({details})" if details else "") + (f"; {why}" if why else ""), calibration)
+
+
+def _best(eligible: list[ModeMeasurement], min_speedup: float) -> ModeMeasurement | None:
+    """Of `eligible` modes, the one closest to float32 among those within `min_speedup` of the fastest."""
+    if not eligible:
+        return None
+    fastest = max(m.frames_per_s for m in eligible)
+    as_fast = [m for m in eligible if m.frames_per_s * min_speedup >= fastest]
+    return max(as_fast, key=lambda m: (m.token_agreement, m.frames_per_s))
+
+
+def prefill_could_matter(step_s: float, best_frame_s: float | None, *, min_speedup: float = MIN_SPEEDUP) -> bool:
+    """Whether a mode whose steps alone take `step_s` a frame could still be picked once its prefill
+    is counted, against the cheapest frame (`best_frame_s`, prefill included) measured so far: a
+    prefill only adds, so a mode whose steps alone are not within `min_speedup` of that frame can
+    be neither the fastest nor as fast as it, and its prefill need not be timed."""
+    return best_frame_s is None or step_s <= best_frame_s * min_speedup
 
 
 def _kv4_verdict(best: ModeMeasurement, min_agreement: float) -> tuple[bool, str]:
