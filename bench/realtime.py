@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ... and where the whole job's decode went (windows' prefills against steps).
     windows = [line.split(": ", 1)[-1].strip() for line in (daemon.log if daemon else [])
                if " window(s), prefills " in line and "warm-up" not in line]
+    # The kernels' branch the daemon loaded (daemon.native's log line): an emulation's, or the CPU's own.
+    kernels = [line.split("native kernels: ", 1)[-1].strip() for line in (daemon.log if daemon else [])
+               if "riffd's native kernels: " in line]
     done: Done = result["done"]
     status = result["status"]
     isa = isa_label(args.emulate)
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     target = RTF_TARGET.get(args.emulate or cpu.isa)
     print(f"{args.model} through a daemon on {cpu.model} ({isa}, {cpu.cores} cores), engine {done.engine} "
           f"(--engine {args.engine}{'; ' + choice[0] if choice else ''})")
+    if kernels:
+        print(f"daemon: riffd's native kernels: {kernels[0]}")
     if load_s is not None:
         print(f"daemon ready after {load_s:.1f} s (load, calibration when not cached, warm-up)")
     print(f"{result['audio_s']:.1f} s of audio in {result['wall_s']:.1f} s: RTF {rtf:.3f} (target {target}), "
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_gap_s": round(median_gap_s, 3),
         "engine": done.engine or status.engine,
         "isa": isa,
+        "kernels": kernels[0] if kernels else None,
         "codec_s_per_audio_s": None if codec_per_audio is None else round(codec_per_audio, 4),
         "late_step_ms": done.late_step_ms,
         "early_step_ms": done.early_step_ms,

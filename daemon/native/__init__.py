@@ -114,6 +114,10 @@ def library() -> ctypes.CDLL:
         except OSError as exc:
             raise NativeUnavailable(f"cannot load {target}: {exc}") from exc
         _loaded.append(loaded)
+        # Which branch a process runs (an emulated CPU class's RIFFD_NATIVE_CFLAGS reach a daemon
+        # child through its environment): the benchmarks read this line from the daemon's log.
+        loaded.riffd_isa.restype = ctypes.c_char_p
+        log.info("riffd's native kernels: %s branch (%s)", loaded.riffd_isa().decode(), target.name)
         import daemon
 
         if daemon.TORCH_LOADED_FIRST:

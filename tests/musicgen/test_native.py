@@ -413,6 +413,16 @@ def test_the_library_says_which_instruction_set_it_was_built_for():
         assert isa() == expected
 
 
+def test_a_process_logs_the_branch_it_loads():
+    # A daemon child's log says which branch its environment built (bench.realtime reports it beside
+    # an emulated class's figures); in a branch run (RIFFD_NATIVE_CFLAGS set), that branch's.
+    script = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+              "from daemon.native import library; library()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"riffd's native kernels: {isa()} branch (libriffd-" in done.stdout, done.stdout
+
+
 #: What each other branch reruns: the kernels, the native step (same greedy codes as the Python
 #: step), the batched step, the int8 draft's speculative decoding, int4's kernel, the 4-bit cache.
 BRANCH_TEST_FILES = ("test_native.py", "test_native_attention.py", "test_native_batch.py", "test_speculative.py",

@@ -101,8 +101,14 @@ def machine_fingerprint(device: torch.device) -> dict[str, object]:
 
 
 def machine_description(device: torch.device) -> str:
+    """For people: the CPU, its threads, the branch of riffd's kernels and any capped library ISA
+    (an emulated class: bench/isa.py), which the CPU's own name would not say."""
     if device.type == "cpu":
-        return f"{this_cpu().describe()}, {torch.get_num_threads()} threads"
+        from daemon.native import isa
+
+        capped = daemon_config.library_isa_overrides().get("ATEN_CPU_CAPABILITY")
+        return (f"{this_cpu().describe()}, {torch.get_num_threads()} threads, riffd kernels {isa()}"
+                + (f", PyTorch capped to {capped}" if capped else ""))
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
