@@ -13,7 +13,7 @@ from daemon.cpu import isa_class, parse_cpuinfo
 from daemon.models.musicgen import engine_modes
 from daemon.models.musicgen.engine_choice import (
     MIN_AGREEMENT, Calibration, CalibrationCache, ModeMeasurement, calibration_key, choose, model_fingerprint,
-    prefill_could_matter,
+    context_could_matter,
 )
 
 
@@ -59,48 +59,49 @@ def test_of_two_modes_as_fast_within_the_noise_the_one_closer_to_float32_wins():
     assert choose(_calibration(("float32", 5.0, 1.0), ("int8", 64.0, 0.968), ("int8a8", 70.6, 0.921))).mode == "int8a8"
 
 
-def test_a_mode_with_cheaper_window_prefills_wins_a_tie_of_steps():
-    # Steps 2.6 % apart (a tie: int8, closer to float32, wins by steps alone), but int8a8's prefill of
-    # a 600-frame context is 35 % cheaper: per frame of a long job (a prefill per 900 new frames)
-    # 15.2 + 4.1 = 19.3 ms against 14.8 + 2.7 = 17.4 ms, 1.11x: int8a8.
-    def measured(int8_prefill_s: float | None, int8a8_prefill_s: float | None) -> Calibration:
+def test_a_mode_whose_long_form_windows_cost_less_wins_a_tie_of_steps():
+    # Steps 2.6 % apart (a tie: int8, closer to float32, wins by steps alone), but what a window's
+    # 600-frame context costs (its rows riding the steps before it, or its prefill) is 35 % less for
+    # int8a8: per frame of a long job (a context per 900 new frames) 15.2 + 4.1 = 19.3 ms against
+    # 14.8 + 2.7 = 17.4 ms, 1.10x: int8a8.
+    def measured(int8_context_s: float | None, int8a8_context_s: float | None) -> Calibration:
         return Calibration(key="k", model_id="m", machine="test CPU", seconds=1.0, measurements=(
             ModeMeasurement("float32", 4.4, 1.0),
-            ModeMeasurement("int8", 65.9, 0.972, prefill_s=int8_prefill_s, prefill_new_frames=900),
-            ModeMeasurement("int8a8", 67.7, 0.907, prefill_s=int8a8_prefill_s, prefill_new_frames=900)))
+            ModeMeasurement("int8", 65.9, 0.972, context_s=int8_context_s, context_new_frames=900),
+            ModeMeasurement("int8a8", 67.7, 0.907, context_s=int8a8_context_s, context_new_frames=900)))
 
     assert choose(measured(None, None)).mode == "int8"
     choice = choose(measured(3.7, 2.4))
     assert choice.mode == "int8a8"
-    assert "int8a8: 13.03x float32 (57.3 frames/s: 67.7 steps/s and a 2.40 s prefill per 900 frames vs 4.4 steps/s)" \
-        in choice.reason and "also eligible: int8 11.78x" in choice.reason
-    # Prefills alike: the tie stands, and the one closer to float32 wins again.
+    assert ("int8a8: 13.03x float32 (57.3 frames/s: 67.7 steps/s and 2.40 s of a window's context per 900 frames "
+            "vs 4.4 steps/s)") in choice.reason and "also eligible: int8 11.78x" in choice.reason
+    # Contexts alike: the tie stands, and the one closer to float32 wins again.
     assert choose(measured(3.0, 2.9)).mode == "int8"
-    # A prefill so dear that the mode falls below float32's speed leaves it out altogether.
+    # A context so dear that the mode falls below float32's speed leaves it out altogether.
     costly = Calibration(key="k", model_id="m", machine="test CPU", seconds=1.0, measurements=(
-        ModeMeasurement("float32", 10.0, 1.0), ModeMeasurement("int8", 20.0, 0.97, prefill_s=90.0, prefill_new_frames=900)))
+        ModeMeasurement("float32", 10.0, 1.0), ModeMeasurement("int8", 20.0, 0.97, context_s=90.0, context_new_frames=900)))
     assert choose(costly).mode == "float32" and "int8 only 0.67x" in choose(costly).reason
-    # ...and the prefill survives the cache's JSON.
+    # ...and the context survives the cache's JSON.
     again = Calibration.from_json(measured(3.7, 2.4).to_json())
     assert again == measured(3.7, 2.4) and choose(again).mode == "int8a8"
 
 
-def test_a_prefill_is_timed_only_where_it_could_change_the_choice():
-    # The cheapest frame so far costs 17.4 ms with its prefill; steps alone of 18.0 ms are within 5 %
-    # of it (could tie once counted), 18.5 ms are not (a prefill only adds: never as fast).
-    assert prefill_could_matter(0.0180, None) and prefill_could_matter(0.0180, 0.0174)
-    assert not prefill_could_matter(0.0185, 0.0174)
+def test_a_context_is_timed_only_where_it_could_change_the_choice():
+    # The cheapest frame so far costs 17.4 ms with its context; steps alone of 18.0 ms are within 5 %
+    # of it (could tie once counted), 18.5 ms are not (a context only adds: never as fast).
+    assert context_could_matter(0.0180, None) and context_could_matter(0.0180, 0.0174)
+    assert not context_could_matter(0.0185, 0.0174)
     rng = random.Random(3)
     for _ in range(300):
         float32 = ("float32", rng.uniform(2, 10), 1.0)
         modes = [(f"m{i}", rng.uniform(10, 80), rng.uniform(0.85, 1.0), rng.uniform(0.5, 6.0)) for i in range(4)]
-        full = [ModeMeasurement(name, rate, agreement, prefill_s=prefill, prefill_new_frames=900)
-                for name, rate, agreement, prefill in modes]
+        full = [ModeMeasurement(name, rate, agreement, context_s=context, context_new_frames=900)
+                for name, rate, agreement, context in modes]
         # As calibrate does: fastest steps first, skipping those that cannot matter; the choice is the same.
-        pruned, best_frame_s = {m.mode: dataclasses.replace(m, prefill_s=None) for m in full}, None
+        pruned, best_frame_s = {m.mode: dataclasses.replace(m, context_s=None) for m in full}, None
         for m in sorted(full, key=lambda m: m.steps_per_s, reverse=True):
             if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= 1.05 * float32[1] and \
-                    prefill_could_matter(1 / m.steps_per_s, best_frame_s):
+                    context_could_matter(1 / m.steps_per_s, best_frame_s):
                 pruned[m.mode] = m
                 best_frame_s = min(m.frame_s, best_frame_s or 1.0)
         everything = Calibration(key="k", model_id="m", machine="t", seconds=1.0,
@@ -260,18 +261,19 @@ def test_a_real_calibration_measures_rates_and_agreement(load_preset):
     assert int8.token_agreement >= 0.85 and int8a8.token_agreement >= 0.85
     assert int4.token_agreement < 1.0  # int4 loses some codes on random weights
     assert result.measured("float32+draft").token_agreement == 1.0
-    # The fastest mode that keeps the bar has its long-form window prefill timed (the debug model's
-    # window at the default 18 s stride); float32's never is (its steps alone bound its speed).
+    # The fastest mode that keeps the bar has its long-form window's context timed (the debug model's
+    # window at the default 18 s stride: riding rows on riffd's step, else a prefill); float32's never
+    # is (its steps alone bound its speed).
     float32 = result.measured("float32")
-    assert float32.prefill_s is None and float32.frames_per_s == pytest.approx(float32.steps_per_s)
-    timed = [m for m in result.measurements if m.prefill_s is not None]
+    assert float32.context_s is None and float32.frames_per_s == pytest.approx(float32.steps_per_s)
+    timed = [m for m in result.measurements if m.context_s is not None]
     eligible = [m for m in result.measurements[1:] if m.token_agreement >= MIN_AGREEMENT
                 and m.steps_per_s >= 1.05 * float32.steps_per_s]
     assert (max(eligible, key=lambda m: m.steps_per_s) in timed) if eligible else not timed
     stride = min(int(18.0 * bundle.frame_rate), bundle.window_frames - 1)
     for m in timed:
-        assert m.prefill_s > 0 and m.prefill_new_frames == stride
-        assert m.frame_s == pytest.approx(1 / m.steps_per_s + m.prefill_s / stride)
+        assert m.context_s >= 0 and m.context_new_frames == stride
+        assert m.frame_s == pytest.approx(1 / m.steps_per_s + m.context_s / stride)
     # Only the mode picked is timed late in a window, with the int8 cache and +kv4's 4-bit one (where it
     # runs on riffd's step); +kv4's agreement over these 8 frames is the int8 cache's exactly (its int8
     # head covers them).

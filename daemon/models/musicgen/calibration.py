@@ -8,10 +8,12 @@ are float32's (`agreement.forced_scores`, the same comparison the bench and the 
 float32 is timed first and last and keeps its better run, so a noisy moment cannot make
 another mode look faster than it is.
 
-Each mode that could be picked also times one long-form window's prefill (a 60 s job's later
-windows re-run their 600 context frames before stepping): `engine_choice` counts it in the mode's
-cost per frame, once per the 900 new frames such a window makes, so a mode whose steps tie another's
-but whose prefills are cheaper (int8a8's 8-bit activations at many rows) wins a long job.
+Each mode that could be picked also times what a long-form window's context costs it (a 60 s job's
+later windows start from their last 600 frames): on riffd's native step, the next window rides the
+600 steps before it as two more rows (handoff.py), timed as a step of four rows against one of two
+at `RIDING_POSITION`; elsewhere, the window's prefill of those frames. `engine_choice` counts it in
+the mode's cost per frame, once per the 900 new frames such a window makes, so a mode whose steps
+tie another's but whose extra rows are cheaper (int8a8's 8-bit activations) wins a long job.
 
 The mode picked, where it runs on riffd's native step, is also timed late in a window (`LATE_POSITION`), with the int8 cache
 and with the 4-bit one (`+kv4`), taking turns: +kv4 differs from the int8 cache only there (its
@@ -37,10 +39,11 @@ from daemon.models.musicgen.agreement import forced_scores
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.engine_choice import (
-    MIN_AGREEMENT, MIN_SPEEDUP, Calibration, ModeMeasurement, choose, prefill_could_matter,
+    MIN_AGREEMENT, MIN_SPEEDUP, Calibration, ModeMeasurement, choose, context_could_matter,
 )
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.longform import plan_windows
+from daemon.models.musicgen.handoff import hands_off
+from daemon.models.musicgen.longform import Window, plan_windows
 from daemon.models.musicgen.loop import plan_window
 from daemon.seeds import seeded_rng
 from daemon.models.musicgen.options import EngineOptions
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 LATE_POSITION = 1500
 #: Late steps timed per run, and runs (the best counts; the int8 and 4-bit caches take turns).
 LATE_STEPS, LATE_RUNS = 12, 3
+#: Where a riding window's rows are timed (`_context_s`): the middle of the 600 context positions
+#: they fill while the current window plays its last 600 frames.
+RIDING_POSITION = 300
 
 #: Prompts of the agreement batch: two, so one prompt's quirks do not decide.
 PROMPTS = ("80s pop track with bassy drums and synth", "calm piano over soft strings")
@@ -64,7 +70,7 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     """Measure each of `modes` (float32 always, first and last) on `bundle`'s device.
 
     Three passes: each mode's step rate and agreement; then, fastest first, the long-form window
-    prefill of each mode that could still be picked with it (`engine_choice.prefill_could_matter`);
+    context of each mode that could still be picked with it (`engine_choice.context_could_matter`);
     then, for the mode `choose` picks from those, its late steps with the int8 and the 4-bit cache.
     Modes on riffd's kernels that keep the bar are kept built between the passes (~0.4 GB each);
     others are built again if their prefill is wanted.
@@ -104,21 +110,21 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     del reference
     gc.collect()
 
-    # The prefills, fastest steps first: once one is timed, a mode whose steps alone are slower than
-    # that frame (within MIN_SPEEDUP) cannot be picked, and its prefill (seconds) is not timed.
+    # The windows' contexts, fastest steps first: once one is timed, a mode whose steps alone are
+    # slower than that frame (within MIN_SPEEDUP) cannot be picked, and its context is not timed.
     candidates = sorted((m for m in measurements.values()
                          if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= MIN_SPEEDUP * float32_rate),
                         key=lambda m: m.steps_per_s, reverse=True)
     best_frame_s: float | None = None
     for measured in candidates:
-        if not prefill_could_matter(1.0 / measured.steps_per_s, best_frame_s):
+        if not context_could_matter(1.0 / measured.steps_per_s, best_frame_s):
             continue
         engine = kept.get(measured.mode) or MusicgenEngine(
             bundle, dataclasses.replace(EngineOptions.parse(measured.mode), warmup=False))
-        prefill_s, new_frames = _prefill_s(engine, single)
-        measured = dataclasses.replace(measured, prefill_s=prefill_s, prefill_new_frames=new_frames)
-        log.info("engine calibration, %s: %s window prefill %.2f s per %d new frames: %s", bundle.model_id,
-                 measured.mode, prefill_s, new_frames, measured.describe_rate())
+        context_s, new_frames, how = _context_s(engine, single, batch)
+        measured = dataclasses.replace(measured, context_s=context_s, context_new_frames=new_frames)
+        log.info("engine calibration, %s: %s a window's context %.2f s (%s) per %d new frames: %s", bundle.model_id,
+                 measured.mode, context_s, how, new_frames, measured.describe_rate())
         measurements[measured.mode] = measured
         best_frame_s = min(measured.frame_s, best_frame_s or math.inf)
         del engine
@@ -156,20 +162,22 @@ def _agreement(engine: MusicgenEngine, batch: Conditioning, columns: torch.Tenso
     return float((forced_scores(engine, batch, columns, GUIDANCE_SCALE).argmax(-1) == want).float().mean())
 
 
-@torch.inference_mode()
 def _late_rates(engines: Sequence[MusicgenEngine], cond: Conditioning) -> list[float]:
-    """Each engine's decode steps per second at `LATE_POSITION` (or its model's last positions), the
-    best of `LATE_RUNS` runs of `LATE_STEPS`, the engines taking turns; their caches' earlier slots
-    hold random codes with scales of a real cache's size."""
-    bundle = engines[0].bundle
-    pattern, _ = plan_window(bundle, cond, None, 1)
-    column = pattern.inputs[..., 0]
-    position = late_position(engines[0])
+    """Each engine's decode steps per second at `LATE_POSITION` (or its model's last positions)."""
+    return _step_rates([(engine, cond) for engine in engines], late_position(engines[0]))
+
+
+@torch.inference_mode()
+def _step_rates(runs: Sequence[tuple[MusicgenEngine, Conditioning]], position: int) -> list[float]:
+    """Each (engine, condition)'s decode steps per second at cache `position`, the best of `LATE_RUNS`
+    runs of `LATE_STEPS`, taking turns; their caches' earlier slots hold random codes with scales of a
+    real cache's size (a step's time does not depend on their values)."""
     generator = torch.Generator().manual_seed(0)
-    rates: list[list[float]] = [[] for _ in engines]
+    rates: list[list[float]] = [[] for _ in runs]
     with ExitStack() as stack:
-        caches = []
-        for engine in engines:
+        steps = []
+        for engine, cond in runs:
+            pattern, _ = plan_window(engine.bundle, cond, None, 1)
             cache = stack.enter_context(engine.decoder.open_cache(cond.hidden_states.shape[0], position + LATE_STEPS))
             engine.decoder.prefill(cache, cond, pattern.inputs)  # the condition's cross-attention
             for slots in (*cache.keys, *cache.values):
@@ -177,12 +185,12 @@ def _late_rates(engines: Sequence[MusicgenEngine], cond: Conditioning) -> list[f
                 slots.copy_(torch.randint(low, high, slots.shape, dtype=slots.dtype, generator=generator))
             for scales in (*cache.key_scales, *cache.value_scales):
                 scales.copy_(torch.rand(scales.shape, generator=generator) * 0.02)
-            caches.append(cache)
+            steps.append((engine.decoder, cache, pattern.inputs[..., 0]))
         for _ in range(LATE_RUNS):
-            for engine, cache, got in zip(engines, caches, rates, strict=True):
+            for (decoder, cache, column), got in zip(steps, rates, strict=True):
                 started = time.perf_counter()
                 for step in range(LATE_STEPS):
-                    engine.decoder.step(cache, column, position + step)
+                    decoder.step(cache, column, position + step)
                 got.append(LATE_STEPS / (time.perf_counter() - started))
     return [max(got) for got in rates]
 
@@ -206,15 +214,30 @@ def _rate(engine: MusicgenEngine, cond: Conditioning, frames: int) -> float:
     return max(rates)
 
 
-@torch.inference_mode()
-def _prefill_s(engine: MusicgenEngine, cond: Conditioning) -> tuple[float, int]:
-    """Seconds of one long-form window's prefill at the default stride (a 60 s job's second and third
-    windows: its context of window - stride frames run through the decoder before the first step),
-    and the new frames that window makes. Random context codes: the arithmetic does not depend on
-    them. One run: a prefill takes seconds, so a lazy set-up is a small share of it."""
+def _context_s(engine: MusicgenEngine, single: Conditioning, pair: Conditioning) -> tuple[float, int, str]:
+    """What one long-form window's context costs `engine` at the default stride (a 60 s job's second
+    and third windows start from the last window - stride frames), in seconds; the new frames that
+    window makes; and how it was timed. Where windows hand off (`handoff.hands_off`: riffd's native
+    step), the next window's context rides that many steps of the current one as its own rows: the
+    difference between a step of `pair`'s rows (two guided prompts) and one of `single`'s, at
+    `RIDING_POSITION`, times the context's frames. Elsewhere, the window's prefill."""
     bundle = engine.bundle
     stride = min(int(GenerationParams(duration_s=1.0).extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
     window = plan_windows(2 * bundle.window_frames, 0, bundle.window_frames, stride)[1]
+    if hands_off(engine.decoder, single):
+        position = min(RIDING_POSITION, engine.decoder.weights.max_positions - LATE_STEPS)
+        alone, riding = _step_rates([(engine, single), (engine, pair)], max(0, position))
+        extra_s = max(0.0, 1.0 / riding - 1.0 / alone)
+        return extra_s * window.prompt_frames, window.new_frames, f"{window.prompt_frames} steps x {1e3 * extra_s:.2f} ms of riding rows"
+    return _prefill_s(engine, single, window), window.new_frames, f"a {window.prompt_frames}-frame prefill"
+
+
+@torch.inference_mode()
+def _prefill_s(engine: MusicgenEngine, cond: Conditioning, window: Window) -> float:
+    """Seconds of `window`'s prefill (its context run through the decoder before its first step), over
+    random context codes (the arithmetic does not depend on them). One run: it takes seconds, so a
+    lazy set-up is a small share of it."""
+    bundle = engine.bundle
     codes = torch.randint(0, engine.decoder.vocab, (cond.batch_size, bundle.num_codebooks, window.prompt_frames),
                           generator=torch.Generator().manual_seed(0)).to(bundle.device)
     pattern, first_slot = plan_window(bundle, cond, codes, window.new_frames)
@@ -223,4 +246,4 @@ def _prefill_s(engine: MusicgenEngine, cond: Conditioning) -> tuple[float, int]:
         engine.decoder.prefill(cache, cond, pattern.inputs)
         if bundle.device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - started, window.new_frames
+        return time.perf_counter() - started

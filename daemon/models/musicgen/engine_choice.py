@@ -37,7 +37,7 @@ MIN_SPEEDUP = 1.05
 #: window's first `kv_cache.INT8_HEAD_POSITIONS` positions stay int8), so only the late rate can tell.
 MIN_KV4_SPEEDUP = 1.03
 #: Bumped when what a calibration measures changes, so older cache files are measured again.
-#: 3: long-form window prefills timed and counted in each mode's cost per frame.
+#: 3: a long-form window's context (its prefill, or its rows riding the steps before it) counted per frame.
 CALIBRATION_VERSION = 3
 
 
@@ -54,32 +54,33 @@ class ModeMeasurement:
     late_steps_per_s: float | None = None
     kv4_late_steps_per_s: float | None = None
     kv4_token_agreement: float | None = None
-    # A long-form window's prefill (its context re-run before its first step: window - stride frames,
-    # 600 of musicgen's 1500 at the default 18 s stride) in seconds, and the new frames such a window
-    # makes (the stride: 900). None where not timed: float32 (its speed is then its steps' alone, an
-    # upper bound, so no mode is ever picked for being faster than a float32 that is not), and modes
-    # whose steps alone are too slow to be picked (calibration.py).
-    prefill_s: float | None = None
-    prefill_new_frames: int | None = None
+    # What a long-form window's context costs (window - stride frames, 600 of musicgen's 1500 at the
+    # default 18 s stride), in seconds, and the new frames such a window makes (the stride: 900): on
+    # riffd's native step the extra rows it adds to the 600 steps before it (handoff.py: the next
+    # window rides the current one's steps), elsewhere its prefill. None where not timed: float32
+    # (its speed is then its steps' alone, an upper bound, so no mode is ever picked for being faster
+    # than a float32 that is not), and modes whose steps alone are too slow to be picked (calibration.py).
+    context_s: float | None = None
+    context_new_frames: int | None = None
 
     @property
     def frame_s(self) -> float:
-        """Seconds a frame of long-form audio costs this mode: a step, plus its share of a window's prefill."""
+        """Seconds a frame of long-form audio costs this mode: a step, plus its share of a window's context."""
         step_s = 1.0 / self.steps_per_s if self.steps_per_s > 0 else math.inf
-        if self.prefill_s is None or not self.prefill_new_frames:
+        if self.context_s is None or not self.context_new_frames:
             return step_s
-        return step_s + self.prefill_s / self.prefill_new_frames
+        return step_s + self.context_s / self.context_new_frames
 
     @property
     def frames_per_s(self) -> float:
-        """Frames a second with the prefills counted (`steps_per_s` where they were not timed)."""
+        """Frames a second with the windows' contexts counted (`steps_per_s` where they were not timed)."""
         return 1.0 / self.frame_s
 
     def describe_rate(self) -> str:
-        if self.prefill_s is None or not self.prefill_new_frames:
+        if self.context_s is None or not self.context_new_frames:
             return f"{self.steps_per_s:.1f} steps/s"
-        return (f"{self.frames_per_s:.1f} frames/s: {self.steps_per_s:.1f} steps/s and a {self.prefill_s:.2f} s "
-                f"prefill per {self.prefill_new_frames} frames")
+        return (f"{self.frames_per_s:.1f} frames/s: {self.steps_per_s:.1f} steps/s and {self.context_s:.2f} s "
+                f"of a window's context per {self.context_new_frames} frames")
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,9 @@ class Calibration:
                                              optional(m.get("late_steps_per_s")),
                                              optional(m.get("kv4_late_steps_per_s")),
                                              optional(m.get("kv4_token_agreement")),
-                                             optional(m.get("prefill_s")),
-                                             None if m.get("prefill_new_frames") is None
-                                             else int(m["prefill_new_frames"]))
+                                             optional(m.get("context_s")),
+                                             None if m.get("context_new_frames") is None
+                                             else int(m["context_new_frames"]))
                              for m in data["measurements"])
         return cls(key=str(data["key"]), model_id=str(data["model_id"]), machine=str(data["machine"]),
                    measurements=measurements, seconds=float(data["seconds"]), version=int(data["version"]))
@@ -134,9 +135,9 @@ def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
     `min_speedup` of the fastest are as fast as it for all a calibration can tell (int8 and int8a8
     measure 1-7 % apart on one stream), and then the one closer to float32 wins.
 
-    A mode's rate is its frames a second with its long-form window prefills counted where they were
-    timed (`ModeMeasurement.frames_per_s`): a mode with cheaper prefills (int8a8's 8-bit activations
-    at many rows) can be measurably faster over a long job while its steps alone tie."""
+    A mode's rate is its frames a second with a long-form window's context counted where it was timed
+    (`ModeMeasurement.frames_per_s`): a mode whose extra rows (or prefill) cost less (int8a8's 8-bit
+    activations at several rows) can be measurably faster over a long job while its steps alone tie."""
     reference = calibration.measured("float32")
     if reference is None or reference.steps_per_s <= 0:
         raise ValueError("a calibration must measure float32, the reference every mode is compared with")
@@ -175,11 +176,11 @@ def _best(eligible: list[ModeMeasurement], min_speedup: float) -> ModeMeasuremen
     return max(as_fast, key=lambda m: (m.token_agreement, m.frames_per_s))
 
 
-def prefill_could_matter(step_s: float, best_frame_s: float | None, *, min_speedup: float = MIN_SPEEDUP) -> bool:
-    """Whether a mode whose steps alone take `step_s` a frame could still be picked once its prefill
-    is counted, against the cheapest frame (`best_frame_s`, prefill included) measured so far: a
-    prefill only adds, so a mode whose steps alone are not within `min_speedup` of that frame can
-    be neither the fastest nor as fast as it, and its prefill need not be timed."""
+def context_could_matter(step_s: float, best_frame_s: float | None, *, min_speedup: float = MIN_SPEEDUP) -> bool:
+    """Whether a mode whose steps alone take `step_s` a frame could still be picked once its windows'
+    context is counted, against the cheapest frame (`best_frame_s`, context included) measured so
+    far: the context only adds, so a mode whose steps alone are not within `min_speedup` of that frame
+    can be neither the fastest nor as fast as it, and its context need not be timed."""
     return best_frame_s is None or step_s <= best_frame_s * min_speedup
 
 
