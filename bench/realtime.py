@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                if " window(s), prefills " in line and "warm-up" not in line]
     # The kernels' branch the daemon loaded (daemon.native's log line): an emulation's, or the CPU's own.
     kernels = [line.split("native kernels: ", 1)[-1].strip() for line in (daemon.log if daemon else [])
-               if "riffd's native kernels: " in line]
+               if "riffd's native kernels: " in line and " branch (" in line]
     done: Done = result["done"]
     status = result["status"]
     isa = isa_label(args.emulate)
