@@ -151,6 +151,7 @@ def instrument(backend: Any, account: Account) -> Any:
     # sampling.guided_codes calls these through their modules
     native_sampling.scores_into = account.timed("scores_native", native_sampling.scores_into)
     native_sampling.race = account.timed("race_native", native_sampling.race)
+    native_sampling.draw = account.timed("draw_native", native_sampling.draw)
     sampling_module.exponentials = account.timed("exponentials", sampling_module.exponentials)
     sampling_module.race = account.timed("race", sampling_module.race)
     loop_module.WindowSampler.column = account.timed("pattern", loop_module.WindowSampler.column)  # type: ignore[method-assign]
@@ -264,11 +265,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table.append(("inputs (embedding)", mean_ms("inputs"), None, "4 codebook rows gathered and summed"))
     table.append(("step_streams around it", mean_ms("step_streams") - mean_ms("step_hidden") - mean_ms("inputs"), 0.0,
                   "logits views"))
-    table.append(("sampling: guidance + top-k (native)", mean_ms("scores_native"), None, "4 x 2048 scores"))
-    table.append(("sampling: the draw (native)", mean_ms("race_native"), None,
-                  "exponentials from the torch generators' states, softmax and race"))
+    table.append(("sampling: guidance + top-k (native, top-p)", mean_ms("scores_native"), None, "4 x 2048 scores"))
+    table.append(("sampling: a window's whole draw (native)", mean_ms("draw_native"), None,
+                  "no top-p: guidance, top-k, exponentials from the torch generator's state, softmax, race"))
+    table.append(("sampling: the race after top-p (native)", mean_ms("race_native"), None,
+                  "exponentials, softmax and race"))
     table.append(("sampling: glue", mean_ms("distribution") - mean_ms("scores_native") - mean_ms("race_native")
-                  - mean_ms("exponentials") - mean_ms("race"), None, "top-p, softmax where PyTorch races"))
+                  - mean_ms("draw_native") - mean_ms("exponentials") - mean_ms("race"), None,
+                  "top-p, softmax where PyTorch races"))
     table.append(("sampling: exponentials (PyTorch's path)", mean_ms("exponentials"), None, "torch generator"))
     table.append(("sampling: race (PyTorch's path)", mean_ms("race"), None, "p / E, argmax"))
     table.append(("delay pattern", mean_ms("pattern"), None, ""))
