@@ -7,7 +7,7 @@ import ctypes
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -167,15 +167,9 @@ def race(scores: torch.Tensor, generators: Sequence[tuple[torch.Generator | None
     if (functions is None or scores.dtype != torch.float32 or scores.device.type != "cpu"
             or not scores.is_contiguous()):
         return None
-    bound = _states(generators, rows)
-    if bound is None:
-        return None
-    pointers, states = bound
-    _, noise, bits, work = _buffers.get(rows, vocab)
-    codes = torch.empty(rows, dtype=torch.int64)
-    undecided = functions[0](scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise.data_ptr(),
-                             bits.data_ptr(), work.data_ptr())
-    return _finish(codes, undecided, scores, noise, states)
+    return _raced(generators, rows, vocab, scores, lambda pointers, _, noise, codes, bits, work: functions[0](
+        scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise.data_ptr(), bits.data_ptr(),
+        work.data_ptr()))
 
 
 def draw(logits: torch.Tensor, generators: Sequence[tuple[torch.Generator | None, int]], *, guided: bool,
@@ -189,15 +183,25 @@ def draw(logits: torch.Tensor, generators: Sequence[tuple[torch.Generator | None
     if (functions is None or logits.dtype != torch.float32 or logits.device.type != "cpu"
             or not logits.is_contiguous() or logits.dim() != 2 or (guided and logits.shape[0] % 2)):
         return None
+    return _raced(generators, rows, vocab, None, lambda pointers, scores, noise, codes, bits, work: functions[2](
+        logits.data_ptr(), rows, vocab, int(guided), guidance_scale, temperature, top_k, pointers, slack,
+        scores.data_ptr(), codes.data_ptr(), noise.data_ptr(), bits.data_ptr(), work.data_ptr()))
+
+
+def _raced(generators: Sequence[tuple[torch.Generator | None, int]], rows: int, vocab: int, scores: torch.Tensor | None,
+           native: Callable[[ctypes.Array[ctypes.c_void_p], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                             torch.Tensor], int]) -> torch.Tensor | None:
+    """`race`'s and `draw`'s common part: the rows' generator states bound, the thread's scratch, `native(pointers,
+    scores, noise, codes, bits, work)` (the rows left undecided, or < 0 where it drew nothing: NaN scores), then
+    the generators moved on and the undecided rows raced by PyTorch on `scores` (the scratch's where None)."""
     bound = _states(generators, rows)
     if bound is None:
         return None
     pointers, states = bound
-    scores, noise, bits, work = _buffers.get(rows, vocab)
+    scratch, noise, bits, work = _buffers.get(rows, vocab)
+    scores = scratch if scores is None else scores
     codes = torch.empty(rows, dtype=torch.int64)
-    undecided = functions[2](logits.data_ptr(), rows, vocab, int(guided), guidance_scale, temperature, top_k, pointers,
-                             slack, scores.data_ptr(), codes.data_ptr(), noise.data_ptr(), bits.data_ptr(),
-                             work.data_ptr())
+    undecided = native(pointers, scores, noise, codes, bits, work)
     if undecided < 0:
         return None
     return _finish(codes, undecided, scores, noise, states)
