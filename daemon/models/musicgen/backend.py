@@ -25,7 +25,7 @@ from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.handoff import Handoff, NextWindow, hands_off, seam_shift
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.longform import Window, plan_windows, steps_for
+from daemon.models.musicgen.longform import Window, plan_windows, steps_for, stride_frames
 from daemon.models.musicgen.loop import reference_columns
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.stream_timing import StepTiming, TimedIterator
@@ -341,8 +341,8 @@ class MusicGen:
         prompt_frames = 0 if prompt is None else prompt.shape[-1]
         # New audio starts where the prompt ends, which may fall inside the first generated frame.
         new_frames = math.ceil((start_sample - prompt_frames * bundle.hop_length + samples) / bundle.hop_length)
-        stride_frames = min(int(params.extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
-        windows = plan_windows(new_frames, prompt_frames, bundle.window_frames, stride_frames)
+        windows = plan_windows(new_frames, prompt_frames, bundle.window_frames,
+                               stride_frames(params.extend_stride_s, bundle))
         log.info("%s: %d frames in %d window(s), seed %d", self.model_id, new_frames, len(windows), seed)
 
         static_cond = None if melody is not None else self._text_conditioning(texts, params.guidance_scale)

@@ -43,7 +43,7 @@ from daemon.models.musicgen.engine_choice import (
 )
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.handoff import hands_off
-from daemon.models.musicgen.longform import Window, plan_windows
+from daemon.models.musicgen.longform import Window, plan_windows, stride_frames
 from daemon.models.musicgen.loop import plan_window
 from daemon.seeds import seeded_rng
 from daemon.models.musicgen.options import EngineOptions
@@ -154,7 +154,12 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
 
 def late_position(engine: MusicgenEngine) -> int:
     """Where late steps are timed: `LATE_POSITION`, or the model's last positions if it has fewer."""
-    return max(0, min(LATE_POSITION, engine.decoder.weights.max_positions - LATE_STEPS))
+    return _timed_position(engine, LATE_POSITION)
+
+
+def _timed_position(engine: MusicgenEngine, wanted: int) -> int:
+    """`wanted`, or the last position from which `LATE_STEPS` steps still fit the model's positions."""
+    return max(0, min(wanted, engine.decoder.weights.max_positions - LATE_STEPS))
 
 
 def _agreement(engine: MusicgenEngine, batch: Conditioning, columns: torch.Tensor, want: torch.Tensor) -> float:
@@ -222,11 +227,10 @@ def _context_s(engine: MusicgenEngine, single: Conditioning, pair: Conditioning)
     difference between a step of `pair`'s rows (two guided prompts) and one of `single`'s, at
     `RIDING_POSITION`, times the context's frames. Elsewhere, the window's prefill."""
     bundle = engine.bundle
-    stride = min(int(GenerationParams(duration_s=1.0).extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
+    stride = stride_frames(GenerationParams(duration_s=1.0).extend_stride_s, bundle)
     window = plan_windows(2 * bundle.window_frames, 0, bundle.window_frames, stride)[1]
     if hands_off(engine.decoder, single):
-        position = min(RIDING_POSITION, engine.decoder.weights.max_positions - LATE_STEPS)
-        alone, riding = _step_rates([(engine, single), (engine, pair)], max(0, position))
+        alone, riding = _step_rates([(engine, single), (engine, pair)], _timed_position(engine, RIDING_POSITION))
         extra_s = max(0.0, 1.0 / riding - 1.0 / alone)
         return extra_s * window.prompt_frames, window.new_frames, f"{window.prompt_frames} steps x {1e3 * extra_s:.2f} ms of riding rows"
     return _prefill_s(engine, single, window), window.new_frames, f"a {window.prompt_frames}-frame prefill"

@@ -41,6 +41,11 @@ def plan_windows(new_frames: int, prompt_frames: int, window_frames: int, stride
     return windows
 
 
+def stride_frames(extend_stride_s: float, bundle: MusicgenBundle) -> int:
+    """The frames a later window advances by for `extend_stride_s`, at most the window less one."""
+    return min(int(extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
+
+
 def steps_for(windows: list[Window], bundle: MusicgenBundle) -> int:
     """Decoder steps a render takes: each window pays its frames plus the delay ramp."""
     extra = delay_steps(bundle.num_codebooks, bundle.audio_channels)
