@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -34,15 +33,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.kv4_agreement import GUIDANCE_SCALE, PROMPT, float32_window  # noqa: E402
-from daemon.models.musicgen.conditioning import Conditioning, build_conditioning  # noqa: E402
+from bench.kv4_agreement import GUIDANCE_SCALE, PROMPT, float32_window, kept, setup  # noqa: E402
+from daemon.models.musicgen.conditioning import Conditioning  # noqa: E402
 from daemon.models.musicgen.delay import WindowPattern, delays, undo_delay  # noqa: E402
 from daemon.models.musicgen.engine import MusicgenEngine  # noqa: E402
-from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device  # noqa: E402
+from daemon.models.musicgen.loader import MusicgenBundle  # noqa: E402
 from daemon.models.musicgen.loop import iter_window, window_sampler  # noqa: E402
 from daemon.models.musicgen.options import EngineOptions  # noqa: E402
 from daemon.models.musicgen.sampling import apply_guidance  # noqa: E402
-from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
 from daemon.native.branches import cpu_name  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
 
@@ -102,34 +100,18 @@ def main() -> int:
     parser.add_argument("--engines", default="int8a8+kv4,int8+kv4")
     parser.add_argument("--context", type=int, default=600, help="the next window's context frames")
     parser.add_argument("--frames", type=int, default=150, help="steps compared after the seam")
-    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/riffd-kv4"),
-                        help="where float32's windows are kept between runs")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    device = pick_device("cpu")
-    bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
-    cond = build_conditioning(bundle, [PROMPT], guidance_scale=GUIDANCE_SCALE)
+    args, bundle, cond = setup(parser)
     reference = MusicgenEngine(bundle, EngineOptions(warmup=False))
-    first_path = args.cache_dir / f"{args.model.replace('/', '_')}-{WINDOW_FRAMES}.pt"
-    if first_path.exists():
-        first = torch.load(first_path)["columns"]
-    else:
-        first, first_scores = float32_window(reference, cond, WINDOW_FRAMES)
-        args.cache_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"columns": first, "scores": first_scores}, first_path)
+    first, _ = kept(args.cache_dir / f"{args.model.replace('/', '_')}-{WINDOW_FRAMES}.pt",
+                    lambda: float32_window(reference, cond, WINDOW_FRAMES))
     # The window's columns after its BOS column (all padding), as the delay pattern lays them.
     bos = torch.full_like(first[..., :1], bundle.pad_token_id)
     frames = undo_delay(torch.cat([bos, first], dim=-1), delays(bundle.num_codebooks, bundle.audio_channels),
                         WINDOW_FRAMES)
     context = frames[..., -args.context:]
     pattern = next_pattern(bundle, context, args.frames)
-    second_path = args.cache_dir / f"{args.model.replace('/', '_')}-seam-{args.context}-{args.frames}.pt"
-    if second_path.exists():
-        saved = torch.load(second_path)
-        columns, want = saved["columns"], saved["scores"]
-    else:
-        columns, want = float32_continuation(reference, cond, pattern, args.frames)
-        torch.save({"columns": columns, "scores": want}, second_path)
+    columns, want = kept(args.cache_dir / f"{args.model.replace('/', '_')}-seam-{args.context}-{args.frames}.pt",
+                         lambda: float32_continuation(reference, cond, pattern, args.frames))
     want_codes = want.argmax(-1)
     # Codebooks the pattern forces (the context's, in the delay ramp) say nothing: only sampled ones count.
     sampled = torch.stack([~pattern.forced(step) for step in range(columns.shape[-1])])  # [steps, K]

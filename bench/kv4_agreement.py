@@ -47,7 +47,7 @@ from daemon.models.musicgen import kv_cache  # noqa: E402
 from daemon.models.musicgen.agreement import forced_scores  # noqa: E402
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning  # noqa: E402
 from daemon.models.musicgen.engine import MusicgenEngine  # noqa: E402
-from daemon.models.musicgen.loader import load_folder, pick_device  # noqa: E402
+from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device  # noqa: E402
 from daemon.models.musicgen.loop import iter_window, plan_window, window_sampler  # noqa: E402
 from daemon.models.musicgen.options import EngineOptions  # noqa: E402
 from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
@@ -117,6 +117,30 @@ def float32_window(engine: MusicgenEngine, cond: Conditioning, frames: int) -> t
     return torch.stack(columns, dim=-1), torch.stack(scores)
 
 
+def setup(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, MusicgenBundle, Conditioning]:
+    """The agreement benchmarks' common start: `--cache-dir` added, the arguments parsed, `--model`
+    loaded on the CPU and the guided conditioning of `PROMPT` built."""
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/riffd-kv4"),
+                        help="where float32's windows are kept between runs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model,
+                         device=pick_device("cpu"))
+    return args, bundle, build_conditioning(bundle, [PROMPT], guidance_scale=GUIDANCE_SCALE)
+
+
+def kept(path: Path, compute: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32's columns and scores saved at `path` by an earlier run, else `compute()`d and saved there
+    (a 1500-frame float32 window takes minutes on a CPU)."""
+    if path.exists():
+        saved = torch.load(path)
+        return saved["columns"], saved["scores"]
+    columns, scores = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"columns": columns, "scores": scores}, path)
+    return columns, scores
+
+
 def with_format(engine: MusicgenEngine, fake: Callable[[torch.Tensor], torch.Tensor],
                 head: Callable[[torch.Tensor], torch.Tensor] | None = None, head_positions: int = 0) -> None:
     """Make `engine` step in Python over a float32 cache whose every written vector went through
@@ -146,21 +170,9 @@ def main() -> int:
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--ranges", default="0:24,0:500,500:1000,1000:1500",
                         help="step ranges (start:end) to report agreement over")
-    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/riffd-kv4"),
-                        help="where float32's window is kept between runs")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    device = pick_device("cpu")
-    bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
-    cond = build_conditioning(bundle, [PROMPT], guidance_scale=GUIDANCE_SCALE)
-    reference_path = args.cache_dir / f"{args.model.replace('/', '_')}-{args.frames}.pt"
-    if reference_path.exists():
-        saved = torch.load(reference_path)
-        columns, want = saved["columns"], saved["scores"]
-    else:
-        columns, want = float32_window(MusicgenEngine(bundle, EngineOptions(warmup=False)), cond, args.frames)
-        args.cache_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"columns": columns, "scores": want}, reference_path)
+    args, bundle, cond = setup(parser)
+    columns, want = kept(args.cache_dir / f"{args.model.replace('/', '_')}-{args.frames}.pt",
+                         lambda: float32_window(MusicgenEngine(bundle, EngineOptions(warmup=False)), cond, args.frames))
     ranges = [tuple(int(v) for v in r.split(":")) for r in args.ranges.split(",")]
     want_codes = want.argmax(-1)
     results: dict[str, dict[str, float]] = {}
