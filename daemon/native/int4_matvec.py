@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from daemon.native import NativeUnavailable, kernels
+from daemon.native.huge_pages import huge_copy
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
@@ -110,7 +111,7 @@ def pack(weights: Int4Weights) -> PackedInt4:
     code_bytes = (codes[..., 0] | (codes[..., 1] << 4)).reshape(blocks, groups, 16 * group)
     scales = weights.scales.reshape(blocks, block_rows, groups).permute(0, 2, 1).contiguous()
     scale_bytes = scales.view(torch.uint8).reshape(blocks, groups, 2 * block_rows)
-    packed = torch.cat([code_bytes, scale_bytes], dim=-1).contiguous()
+    packed = huge_copy(torch.cat([code_bytes, scale_bytes], dim=-1).contiguous())  # streamed every step: huge_pages.py
     assert packed.shape[-1] == loaded.riffd_int4_group_bytes(group)
     return PackedInt4(packed=packed, rows=rows, cols=cols, group=group)
 

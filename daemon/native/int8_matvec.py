@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from daemon.native import NativeUnavailable, kernels
+from daemon.native.huge_pages import huge_copy
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
@@ -66,7 +67,8 @@ def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16) -
         raise NativeUnavailable(f"a [{rows}, {cols}] matrix does not fit the kernel's blocks "
                                 f"(rows % {block_rows}, columns % {col_multiple}, columns <= {max_k})")
     packed = codes.to(torch.int8).reshape(rows // block_rows, block_rows, cols // group, group)
-    return PackedInt8(packed=packed.permute(0, 2, 1, 3).contiguous(),
+    # Every step streams these bytes: from huge pages, not 4 KiB ones (huge_pages.py).
+    return PackedInt8(packed=huge_copy(packed.permute(0, 2, 1, 3).contiguous()),
                       row_sums=codes.to(torch.int32).sum(dim=1, dtype=torch.int32).contiguous(),
                       scales=scales.to(torch.float32).contiguous(), rows=rows, cols=cols,
                       activation_bits=activation_bits)

@@ -1,0 +1,78 @@
+"""Packed weights live in memory asked for transparent huge pages (daemon/native/huge_pages.py).
+
+On a machine whose kernel offers them (THP `always` or `madvise`), the mapping a packed tensor lies
+in must be one the kernel may back with huge pages (`THPeligible: 1` in /proc/self/smaps: with THP
+`madvise`, only mappings that asked say so), with the same values; elsewhere the tensor stays where
+it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from daemon.native import NativeUnavailable, huge_pages, int8_matvec
+
+
+def _mapping_flags(address: int) -> dict[str, str]:
+    """/proc/self/smaps' fields of the mapping that holds `address`."""
+    fields: dict[str, str] = {}
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:  # a mapping's first line: start-end perms ...
+            start, end = (int(part, 16) for part in head.split("-"))
+            inside = start <= address < end
+            continue
+        if inside and ":" in head:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+needs_thp = pytest.mark.skipif(not huge_pages.available() or not Path("/proc/self/smaps").exists(),
+                               reason="no transparent huge pages on this machine")
+
+
+def test_thp_mode_reads_the_bracketed_mode(tmp_path: Path) -> None:
+    mode = tmp_path / "enabled"
+    mode.write_text("always [madvise] never\n")
+    assert huge_pages.thp_mode(mode) == "madvise"
+    mode.write_text("[never]\n")
+    assert huge_pages.thp_mode(mode) == "never"
+    assert huge_pages.thp_mode(tmp_path / "missing") == ""
+
+
+@needs_thp
+def test_a_copy_is_equal_and_lies_in_a_huge_page_mapping() -> None:
+    generator = torch.Generator().manual_seed(3)
+    tensors = [torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator)
+               for shape in ((96, 256, 32, 4), (5, 7), (3 << 20,))]  # the last one larger than a huge page
+    tensors.append(torch.randn(64, 33, generator=generator))
+    copies = [huge_pages.huge_copy(tensor) for tensor in tensors]
+    for tensor, copy in zip(tensors, copies, strict=True):
+        assert copy.dtype == tensor.dtype and copy.shape == tensor.shape and copy.is_contiguous()
+        assert torch.equal(copy, tensor)
+        assert copy.data_ptr() != tensor.data_ptr() and copy.data_ptr() % huge_pages.ALIGN_BYTES == 0
+        assert _mapping_flags(copy.data_ptr()).get("THPeligible") == "1"
+    big = huge_pages.huge_copy(torch.zeros(huge_pages.ARENA_BYTES, dtype=torch.uint8))  # an arena of its own
+    assert big.data_ptr() % huge_pages.HUGE_PAGE_BYTES == 0
+    assert _mapping_flags(big.data_ptr()).get("THPeligible") == "1"
+
+
+@needs_thp
+def test_packed_weights_are_in_huge_page_mappings() -> None:
+    codes = torch.randint(-127, 128, (256, 1024), dtype=torch.int8, generator=torch.Generator().manual_seed(4))
+    try:
+        packed = int8_matvec.pack(codes, torch.full((256,), 0.01))
+    except NativeUnavailable as exc:
+        pytest.skip(str(exc))
+    assert _mapping_flags(packed.packed.data_ptr()).get("THPeligible") == "1"
+    assert torch.equal(packed.codes(), codes)
+
+
+def test_without_huge_pages_the_tensor_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huge_pages, "thp_mode", lambda path=huge_pages.THP_MODE_FILE: "never")
+    tensor = torch.arange(10)
+    assert huge_pages.huge_copy(tensor) is tensor
