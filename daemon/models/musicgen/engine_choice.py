@@ -38,7 +38,9 @@ MIN_SPEEDUP = 1.05
 MIN_KV4_SPEEDUP = 1.03
 #: Bumped when what a calibration measures changes, so older cache files are measured again.
 #: 3: a long-form window's context (its prefill, or its rows riding the steps before it) counted per frame.
-CALIBRATION_VERSION = 3
+#: 4: packed int8/int4 weights in huge pages (daemon/native/huge_pages.py): the native modes' rates moved
+#: against float32's without a kernel change, so the build's hash alone would keep the old choice.
+CALIBRATION_VERSION = 4
 
 
 @dataclass(frozen=True)
