@@ -61,46 +61,46 @@ int64_t riffd_step_profile(double *ns, int64_t count) {
 }
 #endif
 
-/* Layer norm of up to NORM_ROWS rows at once. A row's mean and variance are double sums taken in
-   input order, a chain of dependent additions (some 2 us a row of 1024, latency-bound): interleaving
-   the rows' chains keeps each row's order, so its bits, and overlaps their latencies (Zen 4, one
-   core: 1.8 us a row alone, 1.1 two at a time, 0.5 four at a time). */
-#define NORM_ROWS 4
+/* Layer norm of one row. The mean's and the variance's sums are doubles taken in NORM_LANES partial
+   sums (lane l adds the elements j = l mod NORM_LANES in order), then the lanes in order: one order
+   on every instruction set (the same bits everywhere), and independent chains the compiler puts in
+   vectors. One chain of dependent double additions in input order was latency-bound: ~1 ns a float,
+   0.26-0.28 ms of a step's 73 norms of 2 rows on Zen 4. The double sums keep the mean and variance
+   within the Python step's float32 rounding (tests/musicgen/test_native.py's bound). */
+#define NORM_LANES 16
 
-static inline __attribute__((always_inline)) void layer_norm_rows(const float *x, const riffd_norm *norm, float eps,
-                                                                  int64_t rows, int64_t width, float *out) {
-    double sum[NORM_ROWS] = {0.0}, squares[NORM_ROWS] = {0.0};
-    float mean[NORM_ROWS], inv[NORM_ROWS];
-    for (int64_t j = 0; j < width; j++)
-        for (int64_t r = 0; r < rows; r++) sum[r] += x[r * width + j];
-    for (int64_t r = 0; r < rows; r++) mean[r] = (float)(sum[r] / (double)width);
-    for (int64_t j = 0; j < width; j++)
-        for (int64_t r = 0; r < rows; r++) {
-            double centred = (double)x[r * width + j] - mean[r];
-            squares[r] += centred * centred;
-        }
-    for (int64_t r = 0; r < rows; r++) inv[r] = 1.0f / sqrtf((float)(squares[r] / (double)width) + eps);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * width, m = mean[r], i = inv[r];
-        float *o = out + r * width;
-#pragma omp simd
-        for (int64_t j = 0; j < width; j++) o[j] = (xr[j] - m) * i * norm->weight[j] + norm->bias[j];
-    }
+static double lane_total(const double *lanes) {
+    double total = 0.0;
+    for (int l = 0; l < NORM_LANES; l++) total += lanes[l];
+    return total;
 }
 
-/* A step's norms (serial: a parallel region per norm cost more than it saved on the shared 2-core
-   Zen 4, see riffd_step_rows), NORM_ROWS rows at a time, the common counts (a guided stream is 2
-   rows) with the count a constant so the chains stay in registers. */
-static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out) {
-    for (int64_t first = 0; first < rows; first += NORM_ROWS) {
-        int64_t count = rows - first < NORM_ROWS ? rows - first : NORM_ROWS;
-        if (count == NORM_ROWS)
-            layer_norm_rows(x + first * width, norm, eps, NORM_ROWS, width, out + first * width);
-        else if (count == 2)
-            layer_norm_rows(x + first * width, norm, eps, 2, width, out + first * width);
-        else
-            layer_norm_rows(x + first * width, norm, eps, count, width, out + first * width);
+static void layer_norm_row(const float *x, const riffd_norm *norm, float eps, int64_t width, float *out) {
+    const int64_t body = width - width % NORM_LANES;
+    double lanes[NORM_LANES] = {0.0};
+    for (int64_t j = 0; j < body; j += NORM_LANES)
+        for (int l = 0; l < NORM_LANES; l++) lanes[l] += x[j + l];
+    for (int64_t j = body; j < width; j++) lanes[j - body] += x[j];
+    const float mean = (float)(lane_total(lanes) / (double)width);
+    double squares[NORM_LANES] = {0.0};
+    for (int64_t j = 0; j < body; j += NORM_LANES)
+        for (int l = 0; l < NORM_LANES; l++) {
+            double centred = (double)x[j + l] - mean;
+            squares[l] += centred * centred;
+        }
+    for (int64_t j = body; j < width; j++) {
+        double centred = (double)x[j] - mean;
+        squares[j - body] += centred * centred;
     }
+    const float inv = 1.0f / sqrtf((float)(lane_total(squares) / (double)width) + eps);
+#pragma omp simd
+    for (int64_t j = 0; j < width; j++) out[j] = (x[j] - mean) * inv * norm->weight[j] + norm->bias[j];
+}
+
+/* A step's norms, row by row (serial: a parallel region per norm cost more than it saved on the
+   shared 2-core Zen 4, see riffd_step_rows). */
+static void layer_norm(const float *x, const riffd_norm *norm, float eps, int64_t rows, int64_t width, float *out) {
+    for (int64_t r = 0; r < rows; r++) layer_norm_row(x + r * width, norm, eps, width, out + r * width);
 }
 
 static void project(const float *x, int64_t rows, const riffd_int8 *w, float *out, int threads) {
