@@ -15,12 +15,16 @@ every step at a window position below the daemon's "early" edge (the first tenth
   (`step_hidden`, `NativeModel.step`), sampling (native guidance + top-k, then the exponentials,
   softmax and race in one native pass), the delay pattern, and what is left of the batch's step (its bookkeeping);
 - the time between two steps (the codec and the chunk hand-off on the same thread: not a step's
-  time, shown apart).
+  time, shown apart), and the part of it outside the codec's pushes.
+
+With `--riding` the job is long enough for a long-form seam (one window and 2 s), so the window's last
+steps (from `longform`'s context start) carry the next window's context columns as rows of their own
+(handoff.py): those "riding" steps get a column of their own beside the early ones.
 
 The profile's clock calls cost a little (compare profiled runs with each other). Prints the table
 (part, ms a step, floor ms), then one JSON object as the last line.
 
-    python -m bench.step_account [--engine int8] [--duration 8] [--threads 2] [--emulate avx2]
+    python -m bench.step_account [--engine int8] [--duration 8 | --riding] [--threads 2] [--emulate avx2]
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Account:
     def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
         self.current: dict[str, float] | None = None
+        self.codec_s = 0.0  # the codec's pushes since the last step ended (they run between steps)
 
     def add(self, part: str, seconds: float) -> None:
         if self.current is not None:
@@ -120,6 +125,7 @@ def instrument(backend: Any, account: Account) -> Any:
     import daemon.models.musicgen.batch as batch_module
     import daemon.models.musicgen.loop as loop_module
     import daemon.models.musicgen.sampling as sampling_module
+    import daemon.models.musicgen.streaming as streaming_module
     import daemon.native.sampling as native_sampling
 
     batch = backend.batch
@@ -130,7 +136,10 @@ def instrument(backend: Any, account: Account) -> Any:
     step = batch._step
 
     def timed_step(streams: list[Any]) -> None:
-        account.current = {"position": float(min(s.first_slot + s.step - 1 for s in streams))}
+        riding = sum(1 for s in streams if s.successor is not None and s.successor.pending is not None)
+        account.current = {"position": float(min(s.first_slot + s.step - 1 for s in streams)),
+                           "riding": float(riding), "gap_codec": account.codec_s}
+        account.codec_s = 0.0
         start = time.perf_counter()
         try:
             step(streams)
@@ -155,7 +164,21 @@ def instrument(backend: Any, account: Account) -> Any:
     sampling_module.exponentials = account.timed("exponentials", sampling_module.exponentials)
     sampling_module.race = account.timed("race", sampling_module.race)
     loop_module.WindowSampler.column = account.timed("pattern", loop_module.WindowSampler.column)  # type: ignore[method-assign]
+    codec_stream = streaming_module.CodecStream
+    for name in ("push", "finish"):
+        setattr(codec_stream, name, codec_timed(account, getattr(codec_stream, name)))
     return native.model
+
+
+def codec_timed(account: Account, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` (a codec push) with its seconds added to the codec's time since the last step."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            account.codec_s += time.perf_counter() - start
+    return wrapper
 
 
 def run_job(backend: Any, prompt: str, duration_s: float, seed: int) -> float:
@@ -183,11 +206,80 @@ def run_job(backend: Any, prompt: str, duration_s: float, seed: int) -> float:
     return took[0]
 
 
+def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
+                  floor_position: float) -> list[tuple[str, float, float | None, str]]:
+    """(part, ms a step, floor ms or None, note) over the steps `among`; the floors for one guided
+    stream at `floor_position` (the early steps' mean)."""
+    def mean_ms(part: str) -> float:
+        return 1e3 * statistics.fmean(s.get(part, 0.0) for s in among)
+
+    def mean(part: str) -> float:
+        return statistics.fmean(s.get(part, 0.0) for s in among)
+
+    sizes = projection_bytes(model)
+    rows = 2  # one guided stream
+    heads, head_dim = model._model.heads, model._model.head_dim
+    layers = model._model.layers
+    mean_position = statistics.fmean(s["position"] for s in among)
+    kv_bytes = layers * rows * 2 * heads * (floor_position + 1) * (head_dim + 4)  # int8 K and V + a scale each
+    table: list[tuple[str, float, float | None, str]] = []
+    for name in PROJECTIONS:
+        ms = mean_ms(f"c.{name}")
+        floor = sizes[name] / bandwidth / 1e6
+        table.append((f"product {name}", ms, floor, f"{sizes[name] / 1e6:.1f} MB, {sizes[name] / ms / 1e6:.1f} GB/s"))
+    products = sum(row[1] for row in table)
+    table.append(("products, all", products, sum(row[2] or 0 for row in table),
+                  f"{sum(sizes.values()) / 1e6:.0f} MB at {sum(sizes.values()) / products / 1e6:.1f} GB/s"))
+    table.append(("self-attention (+ cache write)", mean_ms("c.self_attention"), kv_bytes / bandwidth / 1e6,
+                  f"mean position {mean_position:.0f}, {kv_bytes / 1e6:.1f} MB of int8 K/V at {floor_position:.0f}"))
+    table.append(("cross-attention", mean_ms("c.cross_attention"), None, "conditional row only (null rows are +0)"))
+    table.append(("norms", mean_ms("c.norms"), None, f"{3 * layers + 1} a step, serial"))
+    table.append(("GELU", mean_ms("c.gelu"), None, "serial"))
+    table.append(("residuals", mean_ms("c.residuals"), None, ""))
+    phases = sum(mean_ms(f"c.{name}") for name in STEP_PHASES)
+    table.append(("native: outside the phases", mean_ms("native_call") - phases, 0.0, "loop, profile clocks"))
+    regions = mean("pool.regions")
+    items = mean("pool.caller_items") + mean("pool.worker_items")
+    table.append(("  of which: pool end-waits", 1e-6 * mean("pool.wait_ns"), 0.0,
+                  f"{regions:.0f} regions a step; the second thread ran "
+                  f"{100 * mean('pool.worker_items') / max(items, 1):.0f} % of the items"))
+    table.append(("native call (riffd_step_rows)", mean_ms("native_call"), None, ""))
+    table.append(("NativeModel.step around it", mean_ms("model_step") - mean_ms("native_call"), 0.0,
+                  "logits tensor, lock, scratch size (and the profile's reading)"))
+    table.append(("step_hidden around it", mean_ms("step_hidden") - mean_ms("model_step"), 0.0,
+                  "checks, row batch, positions"))
+    table.append(("inputs (embedding)", mean_ms("inputs"), None, "4 codebook rows gathered and summed"))
+    table.append(("step_streams around it", mean_ms("step_streams") - mean_ms("step_hidden") - mean_ms("inputs"), 0.0,
+                  "logits views"))
+    table.append(("sampling: guidance + top-k (native, top-p)", mean_ms("scores_native"), None, "4 x 2048 scores"))
+    table.append(("sampling: a window's whole draw (native)", mean_ms("draw_native"), None,
+                  "no top-p: guidance, top-k, exponentials from the torch generator's state, softmax, race"))
+    table.append(("sampling: the race after top-p (native)", mean_ms("race_native"), None,
+                  "exponentials, softmax and race"))
+    table.append(("sampling: glue", mean_ms("distribution") - mean_ms("scores_native") - mean_ms("race_native")
+                  - mean_ms("draw_native") - mean_ms("exponentials") - mean_ms("race"), None,
+                  "top-p, softmax where PyTorch races"))
+    table.append(("sampling: exponentials (PyTorch's path)", mean_ms("exponentials"), None, "torch generator"))
+    table.append(("sampling: race (PyTorch's path)", mean_ms("race"), None, "p / E, argmax"))
+    table.append(("delay pattern", mean_ms("pattern"), None, ""))
+    sampled = sum(mean_ms(p) for p in ("distribution", "pattern"))
+    table.append(("sampling: the rest of next_columns", mean_ms("sampling") - sampled, 0.0, ""))
+    table.append(("batch step's bookkeeping", mean_ms("step") - mean_ms("step_streams") - mean_ms("sampling"), 0.0,
+                  "actions, timing, the hand-off's columns"))
+    table.append(("Python around the native call", mean_ms("step") - mean_ms("native_call"), 0.0,
+                  "all of the above outside riffd_step_rows"))
+    table.append(("STEP (as the daemon times it)", mean_ms("step"), sum(sizes.values()) / bandwidth / 1e6 +
+                  kv_bytes / bandwidth / 1e6, f"{len(among)} steps, median {1e3 * statistics.median(s['step'] for s in among):.2f} ms"))
+    return table
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random/musicgen-small")
     parser.add_argument("--engine", default="int8")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio in each job")
+    parser.add_argument("--riding", action="store_true",
+                        help="jobs of one window and 2 s: the window's last steps carry the next window's rows")
     parser.add_argument("--jobs", type=int, default=2, help="jobs in a row (the first one's steps are warm-up)")
     add_cpu_arguments(parser, threads_help="torch's and the kernels' threads")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
@@ -213,87 +305,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     account = Account()
     model = instrument(backend, account)
     edge = max(1, int(backend.bundle.window_frames * EDGE_FRACTION))
+    duration_s = backend.bundle.window_frames / backend.bundle.frame_rate + 2.0 if args.riding else args.duration
     bandwidth = read_bandwidth_gb_s()
     walls = []
     for job in range(args.jobs):
         if job == args.jobs - 1:
             account.steps.clear()
-        walls.append(run_job(backend, args.prompt, args.duration, seed=job))
+        walls.append(run_job(backend, args.prompt, duration_s, seed=job))
     bandwidth = max(bandwidth, read_bandwidth_gb_s())
     steps = account.steps
-    early = [s for s in steps if s["position"] < edge]
-    gaps = [b["ended"] - b["step"] - a["ended"] for a, b in zip(steps, steps[1:])]
-
-    def mean_ms(part: str, among: list[dict[str, float]] = early) -> float:
-        return 1e3 * statistics.fmean(s.get(part, 0.0) for s in among)
-
-    def mean(part: str) -> float:
-        return statistics.fmean(s.get(part, 0.0) for s in early)
-
-    sizes = projection_bytes(model)
-    rows = 2  # one guided stream
-    heads, head_dim = model._model.heads, model._model.head_dim
-    layers = model._model.layers
+    early = [s for s in steps if s["position"] < edge and not s["riding"]]
+    riding = [s for s in steps if s["riding"]]
+    pairs = list(zip(steps, steps[1:]))
+    gaps = [b["ended"] - b["step"] - a["ended"] for a, b in pairs]
+    outside_codec = [gap - b["gap_codec"] for gap, (_, b) in zip(gaps, pairs)]
+    into_riding = [(gap, gap - b["gap_codec"]) for gap, (_, b) in zip(gaps, pairs) if b["riding"]]
     mean_position = statistics.fmean(s["position"] for s in early)
-    kv_bytes = layers * rows * 2 * heads * (mean_position + 1) * (head_dim + 4)  # int8 K and V + a scale each
-    table: list[tuple[str, float, float | None, str]] = []
-    for name in PROJECTIONS:
-        ms = mean_ms(f"c.{name}")
-        floor = sizes[name] / bandwidth / 1e6
-        table.append((f"product {name}", ms, floor, f"{sizes[name] / 1e6:.1f} MB, {sizes[name] / ms / 1e6:.1f} GB/s"))
-    products = sum(row[1] for row in table)
-    table.append(("products, all", products, sum(row[2] or 0 for row in table),
-                  f"{sum(sizes.values()) / 1e6:.0f} MB at {sum(sizes.values()) / products / 1e6:.1f} GB/s"))
-    table.append(("self-attention (+ cache write)", mean_ms("c.self_attention"), kv_bytes / bandwidth / 1e6,
-                  f"mean position {mean_position:.0f}, {kv_bytes / 1e6:.1f} MB of int8 K/V"))
-    table.append(("cross-attention", mean_ms("c.cross_attention"), None, "conditional row only (null rows are +0)"))
-    table.append(("norms", mean_ms("c.norms"), None, f"{3 * layers + 1} a step, serial"))
-    table.append(("GELU", mean_ms("c.gelu"), None, "serial"))
-    table.append(("residuals", mean_ms("c.residuals"), None, ""))
-    phases = sum(mean_ms(f"c.{name}") for name in STEP_PHASES)
-    table.append(("native: outside the phases", mean_ms("native_call") - phases, 0.0, "loop, profile clocks"))
-    regions = mean("pool.regions")
-    items = mean("pool.caller_items") + mean("pool.worker_items")
-    table.append(("  of which: pool end-waits", 1e-6 * mean("pool.wait_ns"), 0.0,
-                  f"{regions:.0f} regions a step; the second thread ran "
-                  f"{100 * mean('pool.worker_items') / max(items, 1):.0f} % of the items"))
-    table.append(("native call (riffd_step_rows)", mean_ms("native_call"), None, ""))
-    table.append(("NativeModel.step around it", mean_ms("model_step") - mean_ms("native_call"), 0.0,
-                  "logits tensor, lock, scratch size"))
-    table.append(("step_hidden around it", mean_ms("step_hidden") - mean_ms("model_step"), 0.0,
-                  "checks, row batch, positions"))
-    table.append(("inputs (embedding)", mean_ms("inputs"), None, "4 codebook rows gathered and summed"))
-    table.append(("step_streams around it", mean_ms("step_streams") - mean_ms("step_hidden") - mean_ms("inputs"), 0.0,
-                  "logits views"))
-    table.append(("sampling: guidance + top-k (native, top-p)", mean_ms("scores_native"), None, "4 x 2048 scores"))
-    table.append(("sampling: a window's whole draw (native)", mean_ms("draw_native"), None,
-                  "no top-p: guidance, top-k, exponentials from the torch generator's state, softmax, race"))
-    table.append(("sampling: the race after top-p (native)", mean_ms("race_native"), None,
-                  "exponentials, softmax and race"))
-    table.append(("sampling: glue", mean_ms("distribution") - mean_ms("scores_native") - mean_ms("race_native")
-                  - mean_ms("draw_native") - mean_ms("exponentials") - mean_ms("race"), None,
-                  "top-p, softmax where PyTorch races"))
-    table.append(("sampling: exponentials (PyTorch's path)", mean_ms("exponentials"), None, "torch generator"))
-    table.append(("sampling: race (PyTorch's path)", mean_ms("race"), None, "p / E, argmax"))
-    table.append(("delay pattern", mean_ms("pattern"), None, ""))
-    sampled = sum(mean_ms(p) for p in ("distribution", "pattern"))
-    table.append(("sampling: the rest of next_columns", mean_ms("sampling") - sampled, 0.0, ""))
-    table.append(("batch step's bookkeeping", mean_ms("step") - mean_ms("step_streams") - mean_ms("sampling"), 0.0,
-                  "actions, timing"))
-    table.append(("STEP (as the daemon times it)", mean_ms("step"), sum(sizes.values()) / bandwidth / 1e6 +
-                  kv_bytes / bandwidth / 1e6, f"{len(early)} early steps, median {1e3 * statistics.median(s['step'] for s in early):.2f} ms"))
+    table = account_table(early, model, bandwidth, mean_position)
     table.append(("between steps (codec, hand-off)", 1e3 * statistics.fmean(gaps), None,
                   f"median {1e3 * statistics.median(gaps):.2f} ms; not a step's time"))
+    table.append(("  of which outside the codec's pushes", 1e3 * statistics.fmean(outside_codec), None,
+                  f"median {1e3 * statistics.median(outside_codec):.3f} ms; chunks handed on, frames, next()"))
+    riding_table = account_table(riding, model, bandwidth, mean_position) if riding else []
+    if into_riding:
+        riding_table.append(("between steps (codec, hand-off)", 1e3 * statistics.fmean(g for g, _ in into_riding),
+                             None, ""))
+        riding_table.append(("  of which outside the codec's pushes",
+                             1e3 * statistics.fmean(o for _, o in into_riding), None, ""))
+    riding_ms = {part: ms for part, ms, _, _ in riding_table if ms is not None}
+    regions = statistics.fmean(s.get("pool.regions", 0.0) for s in early)
 
     print(f"CPU: {cpu_name()} ({isa_label(args.emulate)}), kernels {isa()}, {torch.get_num_threads()} threads, engine {backend.engine_name}; "
-          f"read bandwidth {bandwidth:.1f} GB/s; load {os.getloadavg()[0]:.1f}; jobs {walls}")
-    print(f"{'part':40} {'ms':>7} {'floor':>7}  note")
+          f"read bandwidth {bandwidth:.1f} GB/s; load {os.getloadavg()[0]:.1f}; jobs {walls}; "
+          f"{len(early)} early steps, {len(riding)} riding (the next window's rows in them)")
+    print(f"{'part':40} {'ms':>7} {'floor':>7} {'riding':>7}  note")
     for part, ms, limit, note in table:
-        print(f"{part:40} {ms:7.3f} {'' if limit is None else f'{limit:7.3f}':>7}  {note}")
+        ride = riding_ms.get(part)
+        print(f"{part:40} {ms:7.3f} {'' if limit is None else f'{limit:7.3f}':>7} "
+              f"{'' if ride is None else f'{ride:7.3f}':>7}  {note}")
     summary = {"cpu": cpu_name(), "isa": isa(), "emulated": args.emulate, "isa_class": isa_label(args.emulate),
                "threads": torch.get_num_threads(), "engine": backend.engine_name,
                "bandwidth_gb_s": round(bandwidth, 2), "load": round(os.getloadavg()[0], 2), "early_steps": len(early),
+               "riding_steps": len(riding),
                "parts_ms": {part: round(ms, 3) for part, ms, _, _ in table},
+               "riding_parts_ms": {part: round(ms, 3) for part, ms in riding_ms.items()},
                "floors_ms": {part: round(limit, 3) for part, _, limit, _ in table if limit is not None},
                "regions_per_step": round(regions, 1), "steps": len(steps)}
     print(json.dumps(summary))
