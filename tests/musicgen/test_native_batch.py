@@ -141,7 +141,7 @@ def test_the_ctypes_mirror_is_checked_against_the_c_layout():
 @pytest.mark.parametrize("guidance_scale", [3.0, 1.0])
 def test_the_decoders_native_inputs_and_steps_are_the_reference_glues_bits(load_preset, guidance_scale):
     """`step_streams`' native glue (one gather from the flattened tables, a guided window's null rows
-    copied, the window's row batch kept between steps) against the plain one it replaced: each window's
+    copied, the windows' row batch kept between steps, alone and together) against the plain one it replaced: each window's
     `_embed(_tokens(...)) + positions[p]` through `NativeStep.step_streams` on a copy of its cache."""
     bundle = load_preset("debug/musicgen").bundle
     engine = MusicgenEngine(bundle, INT8)
@@ -155,6 +155,7 @@ def test_the_decoders_native_inputs_and_steps_are_the_reference_glues_bits(load_
             inputs = torch.randint(0, bundle.pad_token_id, (len(texts), bundle.num_codebooks, frames), generator=generator)
             decoder.prefill(cache, cond, inputs)
             streams.append((cache, clone_cache(cache), frames))
+        kept = []
         for step in range(3):
             columns = [torch.randint(0, bundle.pad_token_id + 1, (cache.keys[0].shape[0] // (2 if guidance_scale != 1 else 1),
                                                                  bundle.num_codebooks), generator=generator)
@@ -166,6 +167,8 @@ def test_the_decoders_native_inputs_and_steps_are_the_reference_glues_bits(load_
                          for cache, column, p in zip(caches, columns, positions)]
             assert torch.equal(hidden, torch.cat(reference))
             together = decoder.step_streams(caches, columns, positions)
+            kept.append(caches[0].bindings["native_together"][2])  # the windows' row batch, made at the first step
+            assert kept[-1] is kept[0]
             for (_, own, _), x, position, got in zip(streams, reference, positions, together):
                 want = decoder.native.step_streams([x[:, None]], [own], [position])[0]
                 assert torch.equal(got, want.view(got.shape)), f"step {step}"
@@ -177,3 +180,4 @@ def test_the_decoders_native_inputs_and_steps_are_the_reference_glues_bits(load_
             want = decoder.native.step_streams([x[:, None]], [own], [position])[0]
             assert torch.equal(decoder.step(cache, column, position), want.view(rows, -1, decoder.vocab))
         assert "native_batch" in cache.bindings
+        assert "native_together" not in cache.bindings  # alone, it holds the other window's rows no more

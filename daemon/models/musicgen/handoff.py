@@ -20,6 +20,7 @@ prefixes keep the prefill (`hands_off`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ class Warming:
     broken: bool = False
     fed: list[torch.Tensor] = field(default_factory=list)
 
+    @functools.cached_property
+    def _longest_delay(self) -> int:
+        """The largest codebook delay: columns past it hold no BOS ramp (as an int, read every step)."""
+        return int(self.delays.max())
+
     @property
     def context_frames(self) -> int:
         return self.next.window.prompt_frames
@@ -104,8 +110,9 @@ class Warming:
             self.broken, self.pending = True, None
             return
         context = column.clone()
-        # Codebook k of column c holds frame c - 1 - delay_k: the BOS ramp's are padding.
-        context[:, (index - 1 - self.delays) < 0] = self.pad_token_id
+        if index <= self._longest_delay:
+            # Codebook k of column c holds frame c - 1 - delay_k: the BOS ramp's are padding.
+            context[:, (index - 1 - self.delays) < 0] = self.pad_token_id
         self.pending = context
 
     def fed_one(self) -> None:

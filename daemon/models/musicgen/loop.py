@@ -95,6 +95,9 @@ def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
     for members in alike.values():
         codes = guided_codes([samplers[i].guided_logits(logits[i]) for i in members], samplers[members[0]].params,
                              [samplers[i].rng for i in members])
+        if len(members) == 1:  # a stream alone (the common case): no split
+            made[members[0]] = samplers[members[0]].column(steps[members[0]], codes)
+            continue
         sizes = [samplers[i].batch * samplers[i].num_codebooks for i in members]
         for index, rows in zip(members, codes.split(sizes), strict=True):
             made[index] = samplers[index].column(steps[index], rows)
