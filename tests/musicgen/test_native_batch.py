@@ -14,6 +14,7 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.options import EngineOptions
 from daemon.native import NativeUnavailable
+from daemon.native.embed import InputEmbedder
 from daemon.native.decoder_step import (Int8Struct, LayerWeightsStruct, Mirrored, NativeModel, NormStruct, RowStruct,
                                         bind_row, check_layout, functions)
 from tests.musicgen.test_native import _kernel_runs_here
@@ -181,3 +182,26 @@ def test_the_decoders_native_inputs_and_steps_are_the_reference_glues_bits(load_
             assert torch.equal(decoder.step(cache, column, position), want.view(rows, -1, decoder.vocab))
         assert "native_batch" in cache.bindings
         assert "native_together" not in cache.bindings  # alone, it holds the other window's rows no more
+
+
+def test_native_inputs_are_pytorchs_sums_and_refuse_codes_outside_the_tables():
+    """embed.c's rows against `tables[k, codes].sum(1) + positions[p]` in PyTorch, to the bit: 8 codebooks
+    (stereo) of magnitudes 1e-4..1e4 (where another order of the additions rounds otherwise), strided codes,
+    a guided window's null rows copied; a code or position outside the tables is an error, nothing written."""
+    generator = torch.Generator().manual_seed(3)
+    books, codes_per_book, hidden = 8, 33, 64
+    tables = torch.randn(books, codes_per_book, hidden, generator=generator) * torch.logspace(-4, 4, books)[:, None, None]
+    positions = torch.randn(10, hidden, generator=generator)
+    embedder = InputEmbedder(tables, positions)
+    codes = torch.randint(0, codes_per_book, (3, books, 2), generator=generator)[..., 1]  # not contiguous
+    want = tables[torch.arange(books)[None, :], codes].sum(dim=1) + positions[7]
+    assert not torch.equal(want, tables[torch.arange(books)[None, :], codes].flip(1).sum(dim=1) + positions[7])
+    out = torch.empty(6, hidden)
+    embedder.into(out, codes, 7)
+    assert torch.equal(out[:3], want) and torch.equal(out[3:], want)
+    out = torch.zeros(3, hidden)
+    with pytest.raises(IndexError):
+        embedder.into(out, torch.where(codes == codes[1, 2], codes_per_book, codes), 7)
+    with pytest.raises(ValueError):
+        embedder.into(out, codes, 10)
+    assert not out.any()

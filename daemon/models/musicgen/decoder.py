@@ -28,6 +28,7 @@ from daemon.models.musicgen.options import NATIVE_FORMATS
 from daemon.models.musicgen.speed import DenseLinear, Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, LayerWeights
 from daemon.native import gelu, prefill_attention
+from daemon.native.embed import InputEmbedder
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -75,6 +76,7 @@ class MusicgenDecoder:
         self._masked_step = self._step_masked
         self._flat_embeddings: torch.Tensor | None = None  # `_native_inputs`' view of the tables, made once
         self._book_offsets = torch.zeros(0, dtype=torch.long)
+        self._embedder: InputEmbedder | None = None  # `_native_inputs`' native call, where it runs
         if self.compiled:
             if device.type == "cpu":
                 log.warning("compiling the decode step on the CPU: measured slower than eager there "
@@ -328,13 +330,15 @@ class MusicgenDecoder:
         """The native step's input `[sum N_i, H]` float32: each window's columns embedded at its position,
         as `_embed(_tokens(...)) + positions[p]` makes them (the same gathers, sums and additions, so the
         same bits), with fewer calls a step: a guided window's null rows copy its conditional rows (they
-        feed the same codes) instead of gathering them again, and the tables are read as one
-        `[K * (V + 1), H]` table by `index_select`."""
+        feed the same codes) instead of gathering them again; one native call a window where riffd's
+        library runs (`embed.c`), else the tables read as one `[K * (V + 1), H]` table by `index_select`."""
         w = self.weights
         books, codes, hidden = w.embeddings.shape
         if self._flat_embeddings is None:
             self._flat_embeddings = w.embeddings.reshape(books * codes, hidden)
             self._book_offsets = torch.arange(books, device=w.embeddings.device) * codes
+            if InputEmbedder.fits(w.embeddings, w.positions):
+                self._embedder = InputEmbedder(w.embeddings, w.positions)
         rows = [int(cache.keys[0].shape[0]) if cache.keys else column.shape[0]
                 for cache, column in zip(caches, columns, strict=True)]
         out = torch.empty((sum(rows), hidden), dtype=torch.float32, device=w.embeddings.device)
@@ -343,6 +347,10 @@ class MusicgenDecoder:
             prompts = column.shape[0]
             if count not in (prompts, 2 * prompts) or column.shape[1] != books:
                 raise ValueError(f"columns {tuple(column.shape)} do not match a window of {count} rows")
+            if self._embedder is not None:
+                self._embedder.into(out[start:start + count], column, position)
+                start += count
+                continue
             index = (column + self._book_offsets).reshape(-1)
             summed = self._flat_embeddings.index_select(0, index).view(prompts, books, hidden).sum(dim=1)
             if w.embeddings.dtype == torch.float32:
