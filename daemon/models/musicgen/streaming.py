@@ -47,6 +47,11 @@ def iter_frames(
                                dtype=torch.long, device=bundle.device)
         sequence[..., :head.shape[-1]] = head
         filled, ready = head.shape[-1], window.prompt_frames
+        # Frame f of codebook k sits at column 1 + f + delay_k, flat index k * T + 1 + f + delay_k of a
+        # row: one frame is one index_select (a step's one new frame; the slices and stack cost ~5 calls).
+        diagonal = (torch.arange(num_codebooks, device=bundle.device) * sequence.shape[-1] + 1
+                    + torch.tensor(codebook_delays, device=bundle.device))
+        flat = sequence.view(batch, -1)
         pieces = []
         with closing(columns_for(window, window_prompt)) as columns:
             for column in columns:
@@ -54,11 +59,14 @@ def iter_frames(
                 filled += 1
                 if on_step is not None:
                     on_step()
-                # Frame f of codebook k sits at column 1 + f + delay_k: complete once the largest delay has it.
+                # Complete once the largest delay has it.
                 complete = min(filled - 1 - max_delay, last_frame)
                 if complete > ready:
-                    fresh = torch.stack([sequence[:, k, 1 + ready + d:1 + complete + d]
-                                         for k, d in enumerate(codebook_delays)], dim=1)
+                    if complete == ready + 1:
+                        fresh = flat.index_select(1, diagonal + ready).unsqueeze(-1)
+                    else:
+                        fresh = torch.stack([sequence[:, k, 1 + ready + d:1 + complete + d]
+                                             for k, d in enumerate(codebook_delays)], dim=1)
                     pieces.append(fresh)
                     ready = complete
                     yield fresh
