@@ -59,12 +59,21 @@ void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t coun
     for (int64_t j = 0; j < count; j += VL) amax = vf_max(amax, vf_abs(vf_load(from + j)));
     float largest = vf_largest(amax);
     vf inverse = vf_set1(largest > 0.0f ? 7.0f / largest : 0.0f);
+    const int64_t half = count / 2;
+    if (half % VL == 0) { /* value i and value i + half side by side in lanes: one byte each, no round trip */
+        for (int64_t j = 0; j < half; j += VL) {
+            vi low = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + j), inverse)), vi_set1(-7)), vi_set1(7));
+            vi high = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + half + j), inverse)), vi_set1(-7)), vi_set1(7));
+            vi_store_bytes(to + j, vi_or(vi_and(low, vi_set1(15)), vi_shift_left(vi_and(high, vi_set1(15)), 4)));
+        }
+        *scale = largest / 7.0f;
+        return;
+    }
     float codes[256]; /* int32 codes, stored through the float view of their lanes */
     for (int64_t j = 0; j < count; j += VL) {
         vi c = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + j), inverse)), vi_set1(-7)), vi_set1(7));
         vf_store(codes + j, vf_as_float(c));
     }
-    const int64_t half = count / 2;
     for (int64_t i = 0; i < half; i++) {
         int32_t low, high;
         __builtin_memcpy(&low, codes + i, 4);
@@ -241,7 +250,10 @@ static inline __attribute__((always_inline)) float score4_int(const float *q, co
     /* q8's halves in the bytes' order: byte j of a slot holds dims j (low nibble) and j + hd/2 (high);
        where a vector holds two slots, each half twice */
     int8_t low[256], high[256];
-    for (int64_t j = 0; j < vectors * QK_BYTES; j++) low[j] = q8[j % bytes], high[j] = q8[bytes + j % bytes];
+    for (int64_t j = 0; j < vectors * QK_BYTES; j += bytes) { /* whole copies: bytes divides vectors * QK_BYTES */
+        __builtin_memcpy(low + j, q8, (size_t)bytes);
+        __builtin_memcpy(high + j, q8 + bytes, (size_t)bytes);
+    }
     vi qlow[MAX_CHUNKS], qhigh[MAX_CHUNKS];
     for (int64_t c = 0; c < vectors; c++) qlow[c] = vi_load(low + c * QK_BYTES), qhigh[c] = vi_load(high + c * QK_BYTES);
     const vf offset = vf_set1(8.0f * (float)q_sum), factor = vf_set1(q_scale * scale);

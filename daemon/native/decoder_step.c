@@ -152,7 +152,7 @@ int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, i
     return scratch_floats(m, n, longest_attention(rows, n));
 }
 
-/* One layer's attention tasks (a row's head each) for riffd_parallel. */
+/* One layer's attention tasks (a row's head each). */
 typedef struct {
     const riffd_model *m;
     const riffd_row *rows;
@@ -161,40 +161,84 @@ typedef struct {
     float *scores;
     int64_t each;   /* floats of scores per task */
     float *out;     /* [n][hidden] */
+    const int64_t *chunk_first; /* self: chunk c is tasks chunk_first[c] .. chunk_first[c + 1] - 1 */
 } attention_job;
 
+static void self_task(const attention_job *j, int64_t task) {
+    const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
+    int64_t r = task / heads, h = task % heads;
+    const riffd_row *row = &j->rows[r];
+    const riffd_row_cache *cache = &row->layer[j->layer];
+    size_t first = (size_t)(h * row->max_positions), slot = first + (size_t)row->position;
+    const float *q = j->q + r * 3 * hidden + h * hd, *k = q + hidden, *v = q + 2 * hidden;
+    float *scores = j->scores + task * j->each, *out = j->out + r * hidden + h * hd;
+    /* This head's key and value at the row's position first: only this task reads them. */
+    if (row->kv_bits == 4) { /* an int8 head of P positions, then 4-bit slots (kv_cache.py) */
+        const int64_t head8 = row->kv_int8_positions, p = row->position;
+        const size_t half = (size_t)hd / 2, stride = (size_t)(row->max_positions + head8) * half;
+        uint8_t *keys = (uint8_t *)cache->keys + (size_t)h * stride, *values = (uint8_t *)cache->values + (size_t)h * stride;
+        if (p < head8) {
+            riffd_store_int8((int8_t *)keys + p * hd, cache->key_scales + slot, k, hd);
+            riffd_store_int8((int8_t *)values + p * hd, cache->value_scales + slot, v, hd);
+        } else {
+            riffd_store_int4(keys + (size_t)(p + head8) * half, cache->key_scales + slot, k, hd);
+            riffd_store_int4(values + (size_t)(p + head8) * half, cache->value_scales + slot, v, hd);
+        }
+        riffd_attend_kv4(q, keys, cache->key_scales + first, values, cache->value_scales + first, p + 1, head8, hd,
+                         scores, out);
+        return;
+    }
+    riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);
+    riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, v, hd);
+    riffd_attend_int8(q, cache->keys + first * hd, cache->key_scales + first, cache->values + first * hd,
+                      cache->value_scales + first, row->position + 1, hd, scores, out);
+}
+
+/* riffd_parallel's items are chunks of tasks (self_chunks). */
 static void self_attention(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
-    const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
-    for (int64_t task = begin; task < end; task++) {
-        int64_t r = task / heads, h = task % heads;
-        const riffd_row *row = &j->rows[r];
-        const riffd_row_cache *cache = &row->layer[j->layer];
-        size_t first = (size_t)(h * row->max_positions), slot = first + (size_t)row->position;
-        const float *q = j->q + r * 3 * hidden + h * hd, *k = q + hidden, *v = q + 2 * hidden;
-        float *scores = j->scores + task * j->each, *out = j->out + r * hidden + h * hd;
-        /* This head's key and value at the row's position first: only this task reads them. */
-        if (row->kv_bits == 4) { /* an int8 head of P positions, then 4-bit slots (kv_cache.py) */
-            const int64_t head8 = row->kv_int8_positions, p = row->position;
-            const size_t half = (size_t)hd / 2, stride = (size_t)(row->max_positions + head8) * half;
-            uint8_t *keys = (uint8_t *)cache->keys + (size_t)h * stride, *values = (uint8_t *)cache->values + (size_t)h * stride;
-            if (p < head8) {
-                riffd_store_int8((int8_t *)keys + p * hd, cache->key_scales + slot, k, hd);
-                riffd_store_int8((int8_t *)values + p * hd, cache->value_scales + slot, v, hd);
-            } else {
-                riffd_store_int4(keys + (size_t)(p + head8) * half, cache->key_scales + slot, k, hd);
-                riffd_store_int4(values + (size_t)(p + head8) * half, cache->value_scales + slot, v, hd);
-            }
-            riffd_attend_kv4(q, keys, cache->key_scales + first, values, cache->value_scales + first, p + 1, head8, hd,
-                             scores, out);
-            continue;
-        }
-        riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);
-        riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, v, hd);
-        riffd_attend_int8(q, cache->keys + first * hd, cache->key_scales + first, cache->values + first * hd,
-                          cache->value_scales + first, row->position + 1, hd, scores, out);
-    }
+    for (int64_t c = begin; c < end; c++)
+        for (int64_t task = j->chunk_first[c]; task < j->chunk_first[c + 1]; task++) self_task(j, task);
 }
+
+/* Self-attention's tasks in chunks of about equal cost, SELF_CHUNKS_PER_THREAD a thread, instead of one
+   task a hand-out (a compare-and-swap on the pool's shared counter each: 32 a layer for one guided
+   stream, 64 with a riding one): rows at different positions attend over different lengths (a riding
+   stream's rows over 0-600 slots, the main stream's over up to 1500), so chunks of equal task counts
+   would not balance. A task costs about SELF_TASK_FIXED positions' worth (its stores, the query's
+   rounding, the softmax's ends: ~0.15 us against 4-5 ns a position on the Zen 4, in cache) plus its
+   length. Several chunks a thread still let the caller take over a descheduled worker's share.
+   Returns the count; first[0..count] are their first tasks and the end. */
+#define SELF_CHUNKS_PER_THREAD 4
+#define SELF_TASK_FIXED 32
+#define MAX_SELF_CHUNKS 64
+
+static int64_t self_chunks(const riffd_row *rows, int64_t n, int64_t heads, int threads, int64_t *first) {
+    const int64_t tasks = n * heads;
+    int64_t total = 0, wanted = (int64_t)(threads > 1 ? threads : 1) * SELF_CHUNKS_PER_THREAD;
+    for (int64_t r = 0; r < n; r++) total += heads * (SELF_TASK_FIXED + rows[r].position + 1);
+    if (wanted > tasks) wanted = tasks;
+    if (wanted > MAX_SELF_CHUNKS - 2) wanted = MAX_SELF_CHUNKS - 2;
+    if (wanted < 1) wanted = 1;
+    const int64_t target = (total + wanted - 1) / wanted;
+    int64_t count = 0, cost = 0;
+    first[0] = 0;
+    for (int64_t task = 0; task + 1 < tasks; task++) {
+        cost += SELF_TASK_FIXED + rows[task / heads].position + 1;
+        if (cost >= target * (count + 1)) first[++count] = task + 1; /* at most wanted - 1 cuts: cost < total */
+    }
+    first[++count] = tasks;
+    return count;
+}
+
+/* Cross-attention over a text of ~10-20 tokens is ~0.13 us a real head in cache and ~0.45 us in the
+   step (its 6 KB of keys and values come from memory; guidance's null rows read nothing): 16-64 such
+   tasks a layer gain nothing from a pool region (Zen 4, 2 threads, idle: 0.35 ms a step for two
+   real rows either way), and a region waits for a descheduled worker's head (under load: 1.3-1.4 ms
+   a step for four real rows against 0.72 on the calling thread). Up to CROSS_SERIAL_POSITIONS
+   head-positions it runs on the calling thread; longer conditions take the pool, a row's heads a
+   chunk. */
+#define CROSS_SERIAL_POSITIONS 2048
 
 static void cross_attention(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
@@ -213,6 +257,17 @@ static void cross_attention(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+static void cross_attention_layer(attention_job *job, int64_t n, int threads) {
+    const int64_t heads = job->m->heads;
+    int64_t positions = 0;
+    for (int64_t r = 0; r < n; r++)
+        if (job->rows[r].layer[job->layer].cross_keys) positions += heads * job->rows[r].cross_len;
+    if (positions <= CROSS_SERIAL_POSITIONS)
+        cross_attention(job, 0, n * heads);
+    else
+        riffd_parallel(n * heads, heads, threads, cross_attention, job);
+}
+
 /* x [n][hidden]: each row's embedded input (position included), overwritten; writes each layer's
    key and value at each row's position; logits [n][lm_heads.rows]. */
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
@@ -222,26 +277,27 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
     float *qkv = scratch, *normed = qkv + n * 3 * hidden, *attn = normed + n * hidden;
     float *inner = attn + n * hidden, *scores = inner + n * m->ffn;
     float *delta = qkv; /* a projection's output, once qkv is no longer needed */
+    int64_t chunk_first[MAX_SELF_CHUNKS];
+    const int64_t chunks = self_chunks(rows, n, heads, threads, chunk_first);
 
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
 
         PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed));
         PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
-        /* Rows at different positions attend over different lengths: hand tasks out one at a time.
-           Each task stores its head's new key and value first (a serial loop before: 0.5 ms of a
-           step of 8 rows). The norms and GELU stay serial: as regions of their own on the pool
+        /* Each task stores its head's new key and value first (a serial loop before: 0.5 ms of a
+           step of 8 rows); tasks go out in cost-balanced chunks (self_chunks). The norms and GELU stay serial: as regions of their own on the pool
            (0.1-0.4 ms of work a step) they measured slower on the shared 2-core Zen 4 (GELU 0.6 ms
            against 0.1 at 2 rows), each region a chance to wait on a descheduled worker. */
-        attention_job job = {m, rows, l, qkv, scores, each, attn};
-        PHASE(PHASE_SELF, riffd_parallel(n * heads, 1, threads, self_attention, &job));
+        attention_job job = {m, rows, l, qkv, scores, each, attn, chunk_first};
+        PHASE(PHASE_SELF, riffd_parallel(chunks, 1, threads, self_attention, &job));
         PHASE(PHASE_SELF_OUT, project(attn, n, &layer->self_out, delta, threads));
         PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
 
         if (layer->cross_q.packed) {
             PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed));
             PHASE(PHASE_CROSS_Q, project(normed, n, &layer->cross_q, qkv, threads));
-            PHASE(PHASE_CROSS, riffd_parallel(n * heads, 1, threads, cross_attention, &job));
+            PHASE(PHASE_CROSS, cross_attention_layer(&job, n, threads));
             PHASE(PHASE_CROSS_OUT, project(attn, n, &layer->cross_out, delta, threads));
             PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
         }

@@ -60,8 +60,11 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
     generator = torch.Generator().manual_seed(0)
     streams = []  # (cache, rows, position): three windows of different lengths, conditions, positions
     with torch.inference_mode(), ExitStack() as windows:
+        # The last two texts' cross-attention is under decoder_step.c's CROSS_SERIAL_POSITIONS (2048 head-positions)
+        # alone and past it together: the pool's cross path against the calling thread's, bit for bit.
+        long_text = "a loud and very slow drum solo, " * 30
         for texts, prompt_frames, spare in ((["drums"], 3, 17), (["an upbeat jazz tune with a walking bass", "bass"], 9, 22),
-                                            (["strings"], 1, 4)):
+                                            (["strings"], 1, 4), ([long_text], 2, 5), ([long_text + "with bells"], 4, 6)):
             cond = build_conditioning(bundle, texts, guidance_scale=3.0)
             prefix = cond.hidden_states.shape[1] if cond.prefix else 0
             inputs = torch.randint(0, bundle.pad_token_id, (len(texts), bundle.num_codebooks, prompt_frames),
@@ -70,6 +73,10 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
                                                                     prefix + prompt_frames + spare))
             engine.decoder.prefill(cache, cond, inputs)
             streams.append((cache, 2 * len(texts), prefix + prompt_frames))
+        if streams[3][0].cross_keys:  # (melody checkpoints have no cross-attention)
+            heads = engine.decoder.weights.heads
+            long_positions = [heads * cache.cross_keys[0].shape[2] for cache, _, _ in streams[3:]]
+            assert all(p <= 2048 for p in long_positions) and sum(long_positions) > 2048, long_positions
         alone = [clone_cache(cache) for cache, _, _ in streams]
         batch = model.batch([row for cache, _, _ in streams for row in bound_rows(cache)])
         positions = [position for _, rows, position in streams]
