@@ -10,7 +10,7 @@ results.
 
 Linux backs an anonymous mapping with huge pages where its transparent huge page mode is `always`,
 or `madvise` (the common default) and the mapping asked with MADV_HUGEPAGE; a huge page covers an
-aligned 2 MiB of the mapping, so tensors are carved out of shared arenas of whole huge pages rather
+aligned 2 MiB of the mapping (x86-64), so tensors are carved out of shared arenas of whole huge pages rather
 than mapped one by one (a 1 MiB projection alone would get none). Where there is no such thing
 (another OS, THP `never`), `huge_copy` returns the tensor it was given. Pages the kernel cannot find
 a huge page for stay small: slower, never wrong.
@@ -27,12 +27,14 @@ import torch
 
 log = logging.getLogger(__name__)
 
+#: The huge page size on x86-64 and on ARM64 with 4 KiB pages; huge_page_bytes() reads the kernel's.
 HUGE_PAGE_BYTES = 2 << 20
 #: A fresh arena's size; a tensor larger than this gets an arena of its own.
 ARENA_BYTES = 64 << 20
 #: Each tensor starts on a page of its own (and so on a cache line).
 ALIGN_BYTES = 4096
 THP_MODE_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+THP_SIZE_FILE = Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
 
 
 def thp_mode(path: Path = THP_MODE_FILE) -> str:
@@ -45,9 +47,19 @@ def thp_mode(path: Path = THP_MODE_FILE) -> str:
     return text[start + 1:end] if 0 <= start < end else ""
 
 
+def huge_page_bytes(path: Path = THP_SIZE_FILE) -> int:
+    """The kernel's transparent huge page size (HUGE_PAGE_BYTES where it does not say)."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return HUGE_PAGE_BYTES
+
+
 def available() -> bool:
-    """Whether huge_copy can ask for huge pages here."""
-    return hasattr(mmap, "MADV_HUGEPAGE") and thp_mode() in ("always", "madvise")
+    """Whether huge_copy can ask for huge pages here: the kernel has them, and they are small enough
+    for an arena to hold a few (ARM64 kernels with 64 KiB pages have 512 MiB ones)."""
+    return hasattr(mmap, "MADV_HUGEPAGE") and thp_mode() in ("always", "madvise") \
+        and huge_page_bytes() <= ARENA_BYTES // 4
 
 
 class _Arena:
@@ -59,11 +71,12 @@ class _Arena:
         # One huge page more than asked: mmap aligns to 4 KiB pages only (newer kernels align large
         # anonymous mappings to 2 MiB, older ones do not), and the tensors start at the first 2 MiB
         # boundary inside.
-        self.size = -(-size // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES + HUGE_PAGE_BYTES
+        page = huge_page_bytes()
+        self.size = -(-size // page) * page + page
         self.mapping = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.mapping.madvise(mmap.MADV_HUGEPAGE)
         address = torch.frombuffer(self.mapping, dtype=torch.uint8, count=1).data_ptr()
-        self.used = -address % HUGE_PAGE_BYTES
+        self.used = -address % page
 
     def take(self, nbytes: int) -> torch.Tensor | None:
         start = -(-self.used // ALIGN_BYTES) * ALIGN_BYTES

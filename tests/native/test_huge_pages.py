@@ -42,6 +42,10 @@ def test_thp_mode_reads_the_bracketed_mode(tmp_path: Path) -> None:
     mode.write_text("[never]\n")
     assert huge_pages.thp_mode(mode) == "never"
     assert huge_pages.thp_mode(tmp_path / "missing") == ""
+    size = tmp_path / "hpage_pmd_size"
+    size.write_text("536870912\n")
+    assert huge_pages.huge_page_bytes(size) == 512 << 20
+    assert huge_pages.huge_page_bytes(tmp_path / "missing") == huge_pages.HUGE_PAGE_BYTES
 
 
 @needs_thp
@@ -57,7 +61,7 @@ def test_a_copy_is_equal_and_lies_in_a_huge_page_mapping() -> None:
         assert copy.data_ptr() != tensor.data_ptr() and copy.data_ptr() % huge_pages.ALIGN_BYTES == 0
         assert _mapping_flags(copy.data_ptr()).get("THPeligible") == "1"
     big = huge_pages.huge_copy(torch.zeros(huge_pages.ARENA_BYTES, dtype=torch.uint8))  # an arena of its own
-    assert big.data_ptr() % huge_pages.HUGE_PAGE_BYTES == 0
+    assert big.data_ptr() % huge_pages.huge_page_bytes() == 0
     assert _mapping_flags(big.data_ptr()).get("THPeligible") == "1"
 
 
