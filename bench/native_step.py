@@ -54,28 +54,29 @@ LAYERS, HIDDEN, HEADS, FFN, LOGITS, TEXT_TOKENS = 24, 1024, 16, 4096, 4 * 2048, 
 HEAD_DIM = HIDDEN // HEADS
 
 
-def random_int8(rows: int, cols: int, generator: torch.Generator) -> PackedInt8:
+def random_int8(rows: int, cols: int, generator: torch.Generator, huge_pages: bool = True) -> PackedInt8:
     codes = torch.randint(-127, 128, (rows, cols), dtype=torch.int8, generator=generator)
-    return pack(codes, torch.full((rows,), 0.5 / math.sqrt(cols) / 64))
+    return pack(codes, torch.full((rows,), 0.5 / math.sqrt(cols) / 64), huge_pages=huge_pages)
 
 
 class Weights:
     """musicgen-small-shaped int8 weights and the NativeModel over them (the tensors live here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, huge_pages: bool = True) -> None:
+        """`huge_pages` False: the packed bytes in ordinary pages (int8_matvec.pack)."""
         generator = torch.Generator().manual_seed(0)
         self.ones, self.zeros = torch.ones(HIDDEN), torch.zeros(HIDDEN)
         norm = NormStruct.of(self.ones, self.zeros)
         self.packed: list[PackedInt8] = []
         layers = []
         for _ in range(LAYERS):
-            parts = [random_int8(rows, cols, generator) for rows, cols in
+            parts = [random_int8(rows, cols, generator, huge_pages) for rows, cols in
                      ((3 * HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (FFN, HIDDEN),
                       (HIDDEN, FFN))]
             self.packed += parts
             qkv, out, cross_q, cross_out, fc1, fc2 = map(Int8Struct.of, parts)
             layers.append(LayerWeightsStruct(norm, qkv, out, norm, cross_q, cross_out, norm, fc1, fc2))
-        self.packed.append(random_int8(LOGITS, HIDDEN, generator))
+        self.packed.append(random_int8(LOGITS, HIDDEN, generator, huge_pages))
         self.model = NativeModel(layers, heads=HEADS, head_dim=HEAD_DIM, eps=1e-5, final_norm=norm,
                                  lm_heads=Int8Struct.of(self.packed[-1]))
         self.norm = norm

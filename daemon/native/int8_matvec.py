@@ -54,9 +54,11 @@ class PackedInt8:
 ACTIVATION_BITS = (16, 8)
 
 
-def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16) -> PackedInt8:
+def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16, *,
+         huge_pages: bool = True) -> PackedInt8:
     """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel that quantises activations to
-    `activation_bits`; NativeUnavailable if it cannot run them."""
+    `activation_bits`; NativeUnavailable if it cannot run them. `huge_pages` False keeps the
+    packed bytes in ordinary pages (bench.huge_pages compares the two)."""
     if activation_bits not in ACTIVATION_BITS:
         raise ValueError(f"the int8 kernels carry activations at {ACTIVATION_BITS} bits, not {activation_bits}")
     loaded = _library()
@@ -68,7 +70,8 @@ def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16) -
                                 f"(rows % {block_rows}, columns % {col_multiple}, columns <= {max_k})")
     packed = codes.to(torch.int8).reshape(rows // block_rows, block_rows, cols // group, group)
     # Every step streams these bytes: from huge pages, not 4 KiB ones (huge_pages.py).
-    return PackedInt8(packed=huge_copy(packed.permute(0, 2, 1, 3).contiguous()),
+    packed = packed.permute(0, 2, 1, 3).contiguous()
+    return PackedInt8(packed=huge_copy(packed) if huge_pages else packed,
                       row_sums=codes.to(torch.int32).sum(dim=1, dtype=torch.int32).contiguous(),
                       scales=scales.to(torch.float32).contiguous(), rows=rows, cols=cols,
                       activation_bits=activation_bits)
