@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments
 from daemon.models.musicgen.codec import decode_codes, to_numpy
-from daemon.models.musicgen.encodec_stages import Conv, ConvTranspose, Lstm, Residual, ResidualUnit, Stage
+from daemon.models.musicgen.encodec_stages import Conv, ConvTranspose, Lstm, Residual, ResidualUnit, Stage, time_dim
 from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_device
 from daemon.models.musicgen.streaming_codec import CodecStream, MusicgenCodec, StreamSettings
 from daemon.models.registry import default_cache_dir, resolve_folder
@@ -87,19 +87,20 @@ def windowed(bundle: MusicgenBundle, codes: torch.Tensor, *, first: int = 10, ch
 
 def _flops(stage: Stage, x: torch.Tensor, y: torch.Tensor) -> int:
     """Multiply-adds times two a stage's push did, from its spec and the lengths in and out."""
+    inputs = x.shape[time_dim(stage.takes)] * x.shape[0]  # an ANY stage's FLOPs are 0: its layout does not matter
     if isinstance(stage, Conv):
-        return 2 * stage.spec.weight.numel() * y.shape[-1] * y.shape[0]
+        return 2 * stage.spec.weight.numel() * y.shape[time_dim(stage.gives)] * y.shape[0]
     if isinstance(stage, ConvTranspose):
-        return 2 * stage.spec.matrix.numel() * x.shape[-1] * x.shape[0]
+        return 2 * stage.spec.matrix.numel() * inputs
     if isinstance(stage, Lstm):
         spec = stage.spec
         per_step = sum(w.numel() for w in spec.weight_ih) + sum(w.numel() for w in spec.weight_hh)
-        return 2 * per_step * x.shape[-1] * x.shape[0]
+        return 2 * per_step * inputs
     if isinstance(stage, Residual):
         convs = [s for chain in (stage.main, stage.shortcut) for s in chain.stages if isinstance(s, Conv)]
-        return sum(2 * conv.spec.weight.numel() * x.shape[-1] * x.shape[0] for conv in convs)
+        return sum(2 * conv.spec.weight.numel() * inputs for conv in convs)
     if isinstance(stage, ResidualUnit):
-        return sum(2 * conv.weight.numel() * x.shape[-1] * x.shape[0] for conv in (stage.conv, stage.pointwise))
+        return sum(2 * conv.weight.numel() * inputs for conv in (stage.conv, stage.pointwise))
     return 0
 
 

@@ -6,7 +6,12 @@ from each `push` only the outputs no later input can change. `flush`, at the end
 pads the right edge as the one-shot forward does and returns the rest. Chained, the stages
 compute the one-shot decode of the whole sequence, each output once.
 
-Tensors are `[B, channels, time]` throughout, as in transformers' EnCodec.
+A stage takes and gives `[B, channels, time]` (CHANNELS, transformers' layout) or `[B, time,
+channels]` (TIME): after the LSTM the chain runs time-major, where a transposed convolution's
+product comes out in audio order, a convolution is a product per tap on contiguous rows, and
+joining a piece to the samples kept from the last one is a contiguous copy. `Chain` converts
+between stages that differ, and takes and gives CHANNELS itself. A stage's `state()` is always
+channel-major, whatever it holds.
 """
 
 from __future__ import annotations
@@ -21,6 +26,33 @@ import torch.nn.functional as F
 from daemon.models.musicgen.packed_linear import PackedLinear
 
 State = dict[str, torch.Tensor]
+
+#: Layouts of a stage's inputs and outputs: `[B, channels, time]`, `[B, time, channels]`, or whichever
+#: it is given (element-wise stages).
+CHANNELS, TIME, ANY = "channels", "time", "any"
+
+
+def to_layout(x: torch.Tensor, have: str, want: str) -> torch.Tensor:
+    """`x` (in layout `have`) in layout `want`, contiguous where it was converted."""
+    if have == want or want == ANY:
+        return x
+    return x.transpose(1, 2).contiguous()
+
+
+def time_dim(layout: str) -> int:
+    return 1 if layout == TIME else -1
+
+
+def cat_time(a: torch.Tensor, b: torch.Tensor, layout: str) -> torch.Tensor:
+    """`a` then `b` along time (either may be empty)."""
+    dim = time_dim(layout)
+    if not a.shape[dim]:
+        return b
+    return torch.cat([a, b], dim=dim) if b.shape[dim] else a
+
+
+def _empty(like: torch.Tensor, batch: int, channels: int, layout: str) -> torch.Tensor:
+    return like.new_zeros((batch, 0, channels) if layout == TIME else (batch, channels, 0))
 
 
 def pad1d(x: torch.Tensor, left: int, right: int, mode: str) -> torch.Tensor:
@@ -60,6 +92,11 @@ class ConvSpec:
     TAPS_MAX_OUT_CHANNELS = 4
 
     @functools.cached_property
+    def tap_weights(self) -> tuple[torch.Tensor, ...]:
+        """Per tap `[in, out]`: time-major rows times one tap's weights."""
+        return tuple(self.weight[:, :, j].t().contiguous() for j in range(self.weight.shape[-1]))
+
+    @functools.cached_property
     def taps(self) -> torch.Tensor | None:
         """`[kernel * out, in]`, tap-major, for convolutions of few outputs; else None."""
         out, inputs, kernel = self.weight.shape
@@ -72,8 +109,9 @@ class ConvSpec:
 class ConvTransposeSpec:
     """An `EncodecConvTranspose1d` as one matrix product and an overlap-add. EnCodec's kernels are
     twice the stride, so an input's outputs are two blocks of `stride`: its own block and the next
-    one. `matrix` `[2 * out * stride, in]` holds the kernel (zero-padded to twice the stride),
-    rows ordered (block, out channel, tap)."""
+    one. `matrix` `[2 * stride * out, in]` holds the kernel (zero-padded to twice the stride),
+    rows ordered (block, tap, out channel): a time-major input's product rows are then time-major
+    audio, two blocks of it."""
 
     matrix: torch.Tensor
     bias: torch.Tensor | None
@@ -91,14 +129,18 @@ class ConvTransposeSpec:
         if kernel > 2 * stride:
             raise ValueError(f"transposed convolution kernel {kernel} longer than twice its stride {stride}")
         padded = F.pad(weight, (0, 2 * stride - kernel)).view(weight.shape[0], weight.shape[1], 2, stride)
-        matrix = padded.permute(2, 1, 3, 0).reshape(-1, weight.shape[0]).contiguous()
+        matrix = padded.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
         return cls(matrix, bias, weight.shape[1], stride, kernel - stride, pad_left, pad_right)
 
     @functools.cached_property
     def product(self) -> PackedLinear:
         """`matrix` for a chunk's time-major inputs, packed once (packed_linear.py: the first layer's
-        25 rows by 32 MB of weights ran at 35-45 % of a large product's rate through F.linear)."""
-        return PackedLinear(self.matrix)
+        25 rows by 32 MB of weights ran at 35-45 % of a large product's rate through F.linear), with
+        the bias on each input's own block (the next block's share is added to a block that has it)."""
+        if self.bias is None:
+            return PackedLinear(self.matrix)
+        own = self.bias.repeat(self.stride)  # (tap, out) order
+        return PackedLinear(self.matrix, torch.cat([own, torch.zeros_like(own)]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,15 +220,21 @@ class ResidualSpec:
 class Stage:
     """One layer of one stream. `push`: new inputs in, final outputs out; `flush`: the tail.
 
-    Outputs are `[batch, out_channels, n]`, n possibly 0 (so a chain never special-cases).
+    Inputs in layout `takes`, outputs in layout `gives` (ANY: the inputs'), n possibly 0 (so a
+    chain never special-cases).
     """
+
+    takes = CHANNELS
+    gives = CHANNELS
 
     def __init__(self, like: torch.Tensor, batch: int, out_channels: int) -> None:
         self.batch, self.out_channels = batch, out_channels
         self._like = like  # dtype and device of what the stage makes
 
-    def empty(self) -> torch.Tensor:
-        return self._like.new_zeros((self.batch, self.out_channels, 0))
+    def empty(self, layout: str | None = None) -> torch.Tensor:
+        """No outputs, in `layout` (default: the one the stage gives)."""
+        layout = layout or (self.gives if self.gives != ANY else CHANNELS)
+        return _empty(self._like, self.batch, self.out_channels, layout)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -214,14 +262,17 @@ def _tail(x: torch.Tensor, n: int) -> torch.Tensor:
     return x[..., x.shape[-1] - n:].clone()
 
 
-def _elu(x: torch.Tensor, alpha: float, *, in_place: bool = False) -> torch.Tensor:
-    """ELU of `x` (into `x` itself if `in_place`): riffd's vector ELU where it runs, else PyTorch's
-    (a scalar expm1 an element, on one thread)."""
+def _elu(x: torch.Tensor, alpha: float, *, in_place: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+    """ELU of `x` (into `x` itself if `in_place`, into `out` if given): riffd's vector ELU where it
+    runs, else PyTorch's (a scalar expm1 an element, on one thread)."""
     from daemon.native import elu
 
-    if elu.fits(x):
-        return elu.elu(x, alpha, out=x) if in_place else elu.elu(x, alpha)
-    return F.elu(x, alpha, inplace=in_place)
+    out = x if in_place else out
+    if elu.fits(x) and (out is None or elu.fits(out)):
+        return elu.elu(x, alpha) if out is None else elu.elu(x, alpha, out=out)
+    if out is None:
+        return F.elu(x, alpha)
+    return out.copy_(F.elu(x, alpha)) if out is not x else F.elu(x, alpha, inplace=True)
 
 
 def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -234,144 +285,186 @@ class PaddedInput(Stage):
     """A stage whose inputs a convolution (`padding`) reads: keeps the inputs `_run` leaves in
     `buffer`, applies the left edge padding once there is enough input to reflect, and the right
     edge padding at the flush. Subclasses give `_run(padded)`: outputs from padded inputs, and the
-    buffer to keep."""
+    buffer to keep. `layout` is the one it takes and gives (and holds `buffer` in)."""
 
-    def __init__(self, padding: ConvSpec, like: torch.Tensor, batch: int, out_channels: int) -> None:
+    def __init__(self, padding: ConvSpec, like: torch.Tensor, batch: int, out_channels: int,
+                 layout: str = CHANNELS) -> None:
         super().__init__(like, batch, out_channels)
         self.padding = padding
-        self.buffer = like.new_zeros((batch, padding.weight.shape[1], 0))
+        self.takes = self.gives = layout
+        self.buffer = _empty(like, batch, padding.weight.shape[1], layout)
         self.started = False  # the left padding is in the buffer
 
     def _run(self, padded: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _pad(self, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+        if self.takes != TIME:
+            return pad1d(x, left, right, self.padding.pad_mode)
+        # Only at a stream's two ends: through the channel-major padding.
+        return pad1d(x.transpose(1, 2), left, right, self.padding.pad_mode).transpose(1, 2).contiguous()
+
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.shape[-1]:
+        dim = time_dim(self.takes)
+        if not x.shape[dim]:
             return self.empty()
         pad = self.padding
-        held = _cat(self.buffer, x)
+        held = cat_time(self.buffer, x, self.takes)
         if not self.started:
             # The one-shot forward reflects the first samples: wait until there are enough of them.
-            if held.shape[-1] <= max(pad.pad_left, pad.pad_right):
+            if held.shape[dim] <= max(pad.pad_left, pad.pad_right):
                 self.buffer = held
                 return self.empty()
-            held = pad1d(held, pad.pad_left, 0, pad.pad_mode)
+            held = self._pad(held, pad.pad_left, 0)
             self.started = True
         return self._run(held)
 
     def flush(self) -> torch.Tensor:
         pad = self.padding
         if not self.started:
-            if not self.buffer.shape[-1]:
+            if not self.buffer.shape[time_dim(self.takes)]:
                 return self.empty()
             # The whole stream was shorter than the padding: pad it exactly as the one-shot does.
             self.started = True
-            return self._run(pad1d(self.buffer, pad.pad_left, pad.pad_right, pad.pad_mode))
-        return self._run(pad1d(self.buffer, 0, pad.pad_right, pad.pad_mode))
+            return self._run(self._pad(self.buffer, pad.pad_left, pad.pad_right))
+        return self._run(self._pad(self.buffer, 0, pad.pad_right))
 
     def final_outputs(self, inputs: int) -> int:
         pad = self.padding
         return inputs - pad.pad_right if inputs > max(pad.pad_left, pad.pad_right) else 0
 
     def state(self) -> State:
-        return {"buffer": self.buffer, "started": _count(self.started)}
+        return {"buffer": to_layout(self.buffer, self.takes, CHANNELS), "started": _count(self.started)}
 
     def load_state(self, state: State) -> None:
-        self.buffer, self.started = state["buffer"], bool(state["started"])
+        self.buffer = to_layout(state["buffer"], CHANNELS, self.takes)
+        self.started = bool(state["started"])
 
 
 class Conv(PaddedInput):
-    """A convolution: keeps the last `span` inputs (`PaddedInput` pads them)."""
+    """A convolution: keeps the last `span` inputs (`PaddedInput` pads them). One of few outputs
+    (`ConvSpec.taps`) runs time-major as one product of every tap; the others channel-major
+    through PyTorch's convolution."""
 
     def __init__(self, spec: ConvSpec, batch: int) -> None:
-        super().__init__(spec, spec.weight, batch, spec.weight.shape[0])
+        super().__init__(spec, spec.weight, batch, spec.weight.shape[0],
+                         CHANNELS if spec.taps is None else TIME)
         self.spec = spec
 
     def _run(self, padded: torch.Tensor) -> torch.Tensor:
         spec = self.spec
-        if padded.shape[-1] <= spec.span:
+        if padded.shape[time_dim(self.takes)] <= spec.span:
             self.buffer = padded
             return self.empty()
-        y = F.conv1d(padded, spec.weight, spec.bias, dilation=spec.dilation) if spec.taps is None \
-            else self._by_taps(padded)
-        self.buffer = _tail(padded, spec.span)
+        if spec.taps is None:
+            y = F.conv1d(padded, spec.weight, spec.bias, dilation=spec.dilation)
+            self.buffer = _tail(padded, spec.span)
+            return y
+        y = self._by_taps(torch.matmul(padded, spec.taps.t()), padded.shape[1] - spec.span)
+        self.buffer = _own(padded[:, padded.shape[1] - spec.span:])
         return y
 
-    def _by_taps(self, padded: torch.Tensor) -> torch.Tensor:
-        """The convolution as one product of every tap with the input, then each tap's outputs added
-        in at its shift."""
+    def push(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec
-        out, n = self.out_channels, padded.shape[-1] - spec.span
-        products = torch.matmul(spec.taps, padded)  # [B, kernel * out, length]
-        y = products[:, :out, :n].clone() if spec.bias is None else products[:, :out, :n] + spec.bias[:, None]
-        for tap in range(1, spec.weight.shape[-1]):
-            shift = tap * spec.dilation
-            y += products[:, tap * out:(tap + 1) * out, shift:shift + n]
+        if spec.taps is None or not self.started or self.buffer.shape[1] != spec.span or not x.shape[1]:
+            return super().push(x)
+        # Steady state, time-major: the products of the kept inputs and of the new ones, joined
+        # (kernel * out values a sample), not the inputs (in values a sample, 64 for EnCodec's last layer).
+        taps = spec.taps.t()
+        products = torch.cat([torch.matmul(self.buffer, taps), torch.matmul(x, taps)], dim=1)
+        y = self._by_taps(products, x.shape[1])
+        self.buffer = _tail_rows(x, self.buffer, spec.span)
         return y
+
+    def _by_taps(self, products: torch.Tensor, n: int) -> torch.Tensor:
+        """Outputs `[B, n, out]` from every tap's products with the padded inputs `[B, n + span,
+        kernel * out]`: output t adds tap j's product at input t + j * dilation."""
+        spec = self.spec
+        out, kernel = self.out_channels, spec.weight.shape[-1]
+        products = products.contiguous()
+        # Tap j of output t sits at row t + j * dilation, columns j * out on: one strided view.
+        shifted = products.as_strided((products.shape[0], n, kernel, out),
+                                      (products.stride(0), kernel * out, (spec.dilation * kernel + 1) * out, 1))
+        y = shifted.sum(dim=2)
+        return y if spec.bias is None else y.add_(spec.bias)
+
+
+def _tail_rows(x: torch.Tensor, before: torch.Tensor, n: int) -> torch.Tensor:
+    """The last `n` time-major samples of `before` then `x`, as their own tensor."""
+    return _own(x[:, x.shape[1] - n:] if x.shape[1] >= n else torch.cat([before, x], dim=1)[:, -n:])
+
+
+def _own(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of `x` with the strides a fresh tensor has: a kept piece must be the same
+    tensor to BLAS whether it was cut from a chunk or restored from a snapshot (MKL's product of a
+    [1, 6, 4] piece with batch stride 25600 and of the same values with batch stride 24 differ in
+    the last bit)."""
+    return x.clone(memory_format=torch.contiguous_format)
+
 
 class ConvTranspose(Stage):
     """Carries the partial sums of the block after the last input (`overlap`, without the bias)
     and how much of the left trim is still to drop; the right trim falls on the flushed tail.
 
-    PyTorch's own transposed convolution takes a slow path for a few samples on the CPU (its
-    oneDNN kernel only for large inputs), so the product and the overlap-add are written out.
+    Time-major: the product's rows are audio in order, so the overlap-add is the one pass that
+    writes the outputs. PyTorch's own transposed convolution takes a slow path for a few samples on
+    the CPU (its oneDNN kernel only for large inputs), so the product and the overlap-add are
+    written out.
     """
+
+    takes = gives = TIME
 
     def __init__(self, spec: ConvTransposeSpec, batch: int) -> None:
         super().__init__(spec.matrix, batch, spec.out_channels)
         self.spec = spec
-        self.overlap = spec.matrix.new_zeros((batch, spec.out_channels, spec.stride))
+        self.overlap = spec.matrix.new_zeros((batch, spec.stride, spec.out_channels))  # time-major
         self.skip = spec.pad_left  # left-trim outputs not yet dropped
         self.started = False
 
     def _drop_left(self, y: torch.Tensor) -> torch.Tensor:
-        drop = min(self.skip, y.shape[-1])
+        drop = min(self.skip, y.shape[1])
         self.skip -= drop
-        return y[..., drop:]
-
-    def _out(self, blocks: torch.Tensor) -> torch.Tensor:
-        """`[B, n, out, stride]` blocks plus the bias as audio-layout `[B, out, n * stride]`, in one pass."""
-        batch, n = blocks.shape[:2]
-        blocks = blocks.permute(0, 2, 1, 3)
-        blocks = blocks + self.spec.bias[:, None, None] if self.spec.bias is not None else blocks.contiguous()
-        return blocks.reshape(batch, self.spec.out_channels, n * self.spec.stride)
+        return y[:, drop:]
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.shape[-1]:
+        if not x.shape[1]:
             return self.empty()
-        spec, batch, n = self.spec, x.shape[0], x.shape[-1]
+        spec, batch, n = self.spec, x.shape[0], x.shape[1]
         # Time-major, the layout in which BLAS streams the weights once for a few inputs (weights-
-        # major, it packs all 32 MB of the first layer's on every call): [B, n, 2, out, stride].
-        # The inputs time-major as their own tensor: PyTorch multiplies a transposed view through a
-        # batched product, up to 1.6 times slower here.
-        rows = x.transpose(1, 2).reshape(batch * n, x.shape[1])
-        cols = spec.product(rows).view(batch, n, 2, spec.out_channels, spec.stride)
+        # major, it packs all 32 MB of the first layer's on every call): [B, n, 2, stride, out],
+        # the bias already on each input's own block.
+        cols = spec.product(x).view(batch, n, 2, spec.stride, spec.out_channels)
         own, spill = cols[:, :, 0], cols[:, :, 1]  # an input's own block, and what it adds to the next
-        blocks = torch.empty_like(own)
-        torch.add(own[:, 1:], spill[:, :-1], out=blocks[:, 1:])
-        torch.add(own[:, 0], self.overlap, out=blocks[:, 0])
-        self.overlap = spill[:, -1].clone()
+        audio = cols.new_empty((batch, n, spec.stride, spec.out_channels))
+        torch.add(own[:, 1:], spill[:, :-1], out=audio[:, 1:])
+        torch.add(own[:, 0], self.overlap, out=audio[:, 0])
+        self.overlap = _own(spill[:, -1])
         self.started = True
-        return self._drop_left(self._out(blocks))
+        return self._drop_left(audio.view(batch, n * spec.stride, spec.out_channels))
 
     def flush(self) -> torch.Tensor:
         spec = self.spec
         if not self.started:
             return self.empty()
         self.started = False
-        return self._drop_left(self._out(self.overlap[:, None])[..., :spec.tail - spec.pad_right])
+        tail = self.overlap if spec.bias is None else self.overlap + spec.bias
+        return self._drop_left(tail[:, :spec.tail - spec.pad_right])
 
     def final_outputs(self, inputs: int) -> int:
         return max(0, inputs * self.spec.stride - self.spec.pad_left)
 
     def state(self) -> State:
-        return {"overlap": self.overlap, "skip": _count(self.skip), "started": _count(self.started)}
+        return {"overlap": to_layout(self.overlap, TIME, CHANNELS), "skip": _count(self.skip),
+                "started": _count(self.started)}
 
     def load_state(self, state: State) -> None:
-        self.overlap, self.skip, self.started = state["overlap"], int(state["skip"]), bool(state["started"])
+        self.overlap = to_layout(state["overlap"], CHANNELS, TIME)
+        self.skip, self.started = int(state["skip"]), bool(state["started"])
 
 
 class Elu(Stage):
+    takes = gives = ANY
+
     def __init__(self, spec: EluSpec, like: torch.Tensor, batch: int, channels: int) -> None:
         super().__init__(like, batch, channels)
         self.alpha = spec.alpha
@@ -394,6 +487,8 @@ class Lstm(Stage):
     #: Steps up to which the step-by-step loop runs (measured on the CPU: see bench/codec_stream).
     LOOP_MAX_STEPS = 32
 
+    gives = TIME  # [T, B, C] is the LSTM's own layout
+
     def __init__(self, spec: LstmSpec, batch: int) -> None:
         like = spec.weight_hh[0]
         super().__init__(like, batch, spec.hidden_size)
@@ -412,7 +507,7 @@ class Lstm(Stage):
             out, (self.h, self.c) = self.spec.lstm(steps, (self.h, self.c))
         else:
             out = self._loop(steps)
-        return (out + steps).permute(1, 2, 0)
+        return (out + steps).transpose(0, 1).contiguous()
 
     def _loop(self, steps: torch.Tensor) -> torch.Tensor:
         from daemon.native import lstm as lstm_kernel
@@ -470,15 +565,23 @@ class Chain(Stage):
         super().__init__(like, batch, channels)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = stage.push(x)
-        return x
+        x, layout = self.push_stages(x, CHANNELS, 0, len(self.stages))
+        return to_layout(x, layout, CHANNELS)
+
+    def push_stages(self, x: torch.Tensor, layout: str, start: int, end: int) -> tuple[torch.Tensor, str]:
+        """`x` in `layout` through stages `start` to `end`: the outputs and their layout."""
+        for stage in self.stages[start:end]:
+            x, layout = stage.push(to_layout(x, layout, stage.takes)), _gives(stage, layout)
+        return x, layout
 
     def flush(self) -> torch.Tensor:
-        carry = None  # what the stages so far still had, for the next one
+        carry, layout = None, CHANNELS  # what the stages so far still had, for the next one
         for stage in self.stages:
-            carry = _cat(stage.push(carry) if carry is not None else stage.empty(), stage.flush())
-        return carry if carry is not None else self.empty()
+            gives = _gives(stage, layout)
+            pushed = stage.push(to_layout(carry, layout, stage.takes)) if carry is not None else stage.empty(gives)
+            tail = stage.flush()
+            carry, layout = (cat_time(pushed, tail, gives) if tail.numel() else pushed), gives
+        return to_layout(carry, layout, CHANNELS) if carry is not None else self.empty()
 
     def final_outputs(self, inputs: int) -> int:
         for stage in self.stages:
@@ -536,21 +639,21 @@ class Residual(Stage):
 
 class ResidualUnit(PaddedInput):
     """SEANet's residual unit with an identity shortcut, `x + conv_1x1(elu(conv_k(elu(x))))`, as one
-    stage: one buffer of raw inputs (the wide convolution's left context) serves the ELU, the
-    convolution and the shortcut, the second ELU runs in place and the 1x1 convolution is one matrix
-    product that adds onto the shortcut. `Residual` over a chain of four stages made ten tensor
-    passes of a chunk's activations (4 MB at the last unit for a 25-frame chunk of EnCodec 32 kHz),
-    this six. Padding `x` and then taking the ELU equals padding the ELU's output: the ELU is
+    time-major stage: one buffer of raw inputs (the wide convolution's left context) serves the ELU,
+    the convolution and the shortcut. The wide convolution is one product per tap over contiguous
+    rows of the ELU's outputs, summed in place; the second ELU runs in place; the 1x1 convolution is
+    one product added onto the shortcut (its bias added as the shortcut is copied in). In the steady
+    state the ELU writes the kept inputs and the new ones side by side, so the inputs are never
+    joined first. Padding `x` and then taking the ELU equals padding the ELU's output: the ELU is
     applied element by element, and EnCodec pads by reflecting, replicating or with zeros
     (ELU(0) = 0).
     """
 
     def __init__(self, spec: ResidualSpec, like: torch.Tensor, batch: int, channels: int) -> None:
         first_elu, conv, second_elu, pointwise = spec.main
-        super().__init__(conv, like, batch, channels)  # the wide convolution pads the unit's inputs
+        super().__init__(conv, like, batch, channels, TIME)  # the wide convolution pads the unit's inputs
         self.conv, self.pointwise = conv, pointwise
         self.alphas = (first_elu.alpha, second_elu.alpha)
-        self.pointwise_weight = pointwise.weight[:, :, 0]  # [out, in]: a 1x1 convolution is a product
 
     @staticmethod
     def fits(spec: ResidualSpec) -> bool:
@@ -563,25 +666,60 @@ class ResidualUnit(PaddedInput):
                 and not pointwise.pad_right and conv.pad_mode in ("reflect", "replicate", "constant")
                 and pointwise.weight.shape[0] == conv.weight.shape[1])
 
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        span, n = conv.span, x.shape[1]
+        if not self.started or self.buffer.shape[1] != span or n < span or not n or not x.is_contiguous():
+            return super().push(x)
+        # Steady state: the ELU of the kept inputs and of the new ones, side by side.
+        act = x.new_empty((x.shape[0], span + n, x.shape[2]))
+        for b in range(x.shape[0]):
+            _elu(self.buffer[b], self.alphas[0], out=act[b, :span])
+            _elu(x[b], self.alphas[0], out=act[b, span:])
+        kept = span - conv.pad_left  # the first outputs' own inputs are the last kept ones
+        y = self._unit(act, (self.buffer[:, conv.pad_left:], x[:, :n - kept]))
+        self.buffer = _own(x[:, n - span:])
+        return y
+
     def _run(self, padded: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        n = padded.shape[-1] - conv.span
+        n = padded.shape[1] - conv.span
         if n <= 0:
             self.buffer = padded
             return self.empty()
-        hidden = F.conv1d(_elu(padded, self.alphas[0], in_place=False), conv.weight, conv.bias,
-                          dilation=conv.dilation)
-        hidden = _elu(hidden, self.alphas[1], in_place=True)
+        padded = padded.contiguous()
         # An output's own input sits `pad_left` after the first sample its window reads.
-        shortcut = padded[..., conv.pad_left:conv.pad_left + n]
-        if padded.shape[0] == 1:
-            y = torch.addmm(shortcut[0], self.pointwise_weight, hidden[0])[None]
-        else:
-            y = torch.matmul(self.pointwise_weight, hidden).add_(shortcut)
-        if self.pointwise.bias is not None:
-            y += self.pointwise.bias[:, None]
-        self.buffer = _tail(padded, conv.span)
+        y = self._unit(_elu(padded, self.alphas[0]), (padded[:, conv.pad_left:conv.pad_left + n],))
+        self.buffer = _own(padded[:, n:])
         return y
+
+    def _unit(self, act: torch.Tensor, shortcut: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Outputs `[B, n, C]` from the first ELU's outputs `[B, span + n, C]` and the shortcut's
+        inputs, in pieces of rows."""
+        conv, pointwise = self.conv, self.pointwise
+        batch, n = act.shape[0], act.shape[1] - conv.span
+        y = act.new_empty((batch, n, self.out_channels))
+        row = 0
+        for piece in shortcut:
+            rows = y[:, row:row + piece.shape[1]]
+            if pointwise.bias is None:
+                rows.copy_(piece)
+            else:
+                torch.add(piece, pointwise.bias, out=rows)
+            row += piece.shape[1]
+        taps, (project,) = conv.tap_weights, pointwise.tap_weights
+        for b in range(batch):
+            hidden = torch.mm(act[b, :n], taps[0]) if conv.bias is None else torch.addmm(conv.bias, act[b, :n], taps[0])
+            for j in range(1, len(taps)):
+                shift = j * conv.dilation
+                hidden.addmm_(act[b, shift:shift + n], taps[j])
+            y[b].addmm_(_elu(hidden, self.alphas[1], in_place=True), project)
+        return y
+
+
+def _gives(stage: Stage, given: str) -> str:
+    """The layout of `stage`'s outputs when its inputs come in `given`."""
+    return given if stage.gives == ANY else stage.gives
 
 
 def _under(state: State, prefix: str) -> State:

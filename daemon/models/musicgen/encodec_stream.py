@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from daemon.models.musicgen.encodec_stages import (
+    CHANNELS,
     Chain,
     ConvSpec,
     ConvTransposeSpec,
@@ -23,6 +24,7 @@ from daemon.models.musicgen.encodec_stages import (
     LstmSpec,
     ResidualSpec,
     State,
+    to_layout,
 )
 from protocol.errors import Unsupported
 
@@ -147,14 +149,12 @@ class EncodecStream:
             raise ValueError("context goes first, into a fresh stream")
         if codes.shape[-1] == 0:
             return
-        stages = self.chain.stages
-        head_end = 1 + max((i for i, stage in enumerate(stages) if isinstance(stage, Lstm)), default=-1)
-        x = self.plan.quantizer.decode(codes.transpose(0, 1))
-        for stage in stages[:head_end]:
-            x = stage.push(x)
+        chain = self.chain
+        head_end = 1 + max((i for i, stage in enumerate(chain.stages) if isinstance(stage, Lstm)), default=-1)
+        x, layout = chain.push_stages(self.plan.quantizer.decode(codes.transpose(0, 1)), CHANNELS, 0, head_end)
+        x = to_layout(x, layout, CHANNELS)
         x = x[..., max(0, x.shape[-1] - CONTEXT_TAIL_FRAMES):]
-        for stage in stages[head_end:]:
-            x = stage.push(x)
+        chain.push_stages(x, CHANNELS, head_end, len(chain.stages))
         self.frames = codes.shape[-1]
         self.samples = self.final_samples(self.frames)
 
