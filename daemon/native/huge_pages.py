@@ -19,8 +19,10 @@ a huge page for stay small: slower, never wrong.
 from __future__ import annotations
 
 import logging
+import math
 import mmap
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -103,6 +105,37 @@ def _take(nbytes: int) -> torch.Tensor:
             taken = _arena.take(nbytes)
             assert taken is not None
         return taken
+
+
+def huge_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor of `shape` and `dtype` in a mapping of its own asked for huge pages, zero-filled (a
+    fresh mapping is) and unmapped once the tensor and its views are gone: for a window's buffers,
+    which come and go (the shared arenas live as long as any weight in them); `torch.zeros` where
+    huge pages are not available."""
+    return huge_empties([(shape, dtype)])[0]
+
+
+def huge_empties(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+    """Zero-filled CPU tensors of these (shape, dtype) in one mapping asked for huge pages, each on a
+    page of its own, unmapped once all of them and their views are gone: a window's many buffers
+    (a KV cache's 96 for musicgen-small) share whole huge pages instead of each rounding up to its own
+    (a 192 KB scale tensor would take 2 MiB). `torch.zeros` each where huge pages are not available."""
+    sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
+    starts, offset = [], 0
+    for size in sizes:
+        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES
+        starts.append(offset)
+        offset += size
+    if offset == 0 or not available():
+        return [torch.zeros(shape, dtype=dtype) for shape, dtype in specs]
+    try:
+        raw = _Arena(offset).take(offset)
+    except (OSError, ValueError) as exc:
+        log.debug("huge pages: no mapping (%s); an ordinary allocation instead", exc)
+        return [torch.zeros(shape, dtype=dtype) for shape, dtype in specs]
+    assert raw is not None
+    return [raw[start:start + size].view(dtype).view(shape)
+            for (shape, dtype), start, size in zip(specs, starts, sizes, strict=True)]
 
 
 def huge_copy(tensor: torch.Tensor) -> torch.Tensor:

@@ -80,3 +80,35 @@ def test_without_huge_pages_the_tensor_stays(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(huge_pages, "thp_mode", lambda path=huge_pages.THP_MODE_FILE: "never")
     tensor = torch.arange(10)
     assert huge_pages.huge_copy(tensor) is tensor
+
+
+@needs_thp
+def test_an_empty_buffer_is_zeros_in_a_huge_page_mapping_of_its_own_freed_with_it() -> None:
+    buffer = huge_pages.huge_empty((48, 2, 16, 13, 64), torch.float32)
+    assert buffer.shape == (48, 2, 16, 13, 64) and buffer.dtype == torch.float32 and buffer.is_contiguous()
+    assert not buffer.any()
+    assert buffer.data_ptr() % huge_pages.HUGE_PAGE_BYTES == 0
+    assert _mapping_flags(buffer.data_ptr()).get("THPeligible") == "1"
+    address, view = buffer.data_ptr(), buffer[3, 1]
+    del buffer
+    assert _mapping_flags(address)  # a view keeps the mapping
+    del view
+    assert not _mapping_flags(address)  # unmapped with the last of them (no shared arena holds it)
+
+
+def test_without_huge_pages_an_empty_buffer_is_ordinary_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huge_pages, "thp_mode", lambda path=huge_pages.THP_MODE_FILE: "never")
+    buffer = huge_pages.huge_empty((3, 5), torch.int8)
+    assert buffer.shape == (3, 5) and buffer.dtype == torch.int8 and not buffer.any()
+
+
+@needs_thp
+def test_empty_buffers_share_one_mapping_each_on_a_page_of_its_own() -> None:
+    specs = [((2, 3, 100, 32), torch.uint8), ((2, 3, 100), torch.float32), ((5,), torch.int8)]
+    buffers = huge_pages.huge_empties(specs)
+    assert [(tuple(b.shape), b.dtype) for b in buffers] == specs
+    assert all(not b.any() and b.is_contiguous() and b.data_ptr() % huge_pages.ALIGN_BYTES == 0 for b in buffers)
+    mappings = {_mapping_flags(b.data_ptr())["Size"] for b in buffers}
+    assert len(mappings) == 1 and _mapping_flags(buffers[0].data_ptr()).get("THPeligible") == "1"
+    buffers[0].fill_(255)  # no overlap
+    assert not buffers[1].any() and not buffers[2].any()
