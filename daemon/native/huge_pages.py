@@ -22,9 +22,11 @@ import logging
 import math
 import mmap
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy
 import torch
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,12 @@ class _Arena:
         self.mapping = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.mapping.madvise(mmap.MADV_HUGEPAGE)
         address = torch.frombuffer(self.mapping, dtype=torch.uint8, count=1).data_ptr()
-        self.used = -address % page
+        self.used = self.first = -address % page
+
+    @property
+    def capacity(self) -> int:
+        """Bytes from the first huge page boundary to the end."""
+        return self.size - self.first
 
     def take(self, nbytes: int) -> torch.Tensor | None:
         start = -(-self.used // ALIGN_BYTES) * ALIGN_BYTES
@@ -88,7 +95,7 @@ class _Arena:
         return torch.frombuffer(self.mapping, dtype=torch.uint8, count=nbytes, offset=start)
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # a spare mapping comes back from a finalizer, which may run under it
 _arena: _Arena | None = None
 
 
@@ -107,35 +114,103 @@ def _take(nbytes: int) -> torch.Tensor:
         return taken
 
 
-def huge_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A CPU tensor of `shape` and `dtype` in a mapping of its own asked for huge pages, zero-filled (a
-    fresh mapping is) and unmapped once the tensor and its views are gone: for a window's buffers,
-    which come and go (the shared arenas live as long as any weight in them); `torch.zeros` where
-    huge pages are not available."""
-    return huge_empties([(shape, dtype)])[0]
+#: Window buffers' mappings kept for later windows once their tensors are gone, at most this many
+#: bytes in all (two guided musicgen-small +kv4 windows, a long job's current and next, are 176 MB).
+SPARE_BYTES = 512 << 20
+
+_spare: list[_Arena] = []  # mappings of windows gone, their huge pages still faulted in
 
 
-def huge_empties(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
-    """Zero-filled CPU tensors of these (shape, dtype) in one mapping asked for huge pages, each on a
-    page of its own, unmapped once all of them and their views are gone: a window's many buffers
-    (a KV cache's 96 for musicgen-small) share whole huge pages instead of each rounding up to its own
-    (a 192 KB scale tensor would take 2 MiB). `torch.zeros` each where huge pages are not available."""
-    sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
-    starts, offset = [], 0
-    for size in sizes:
-        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES
-        starts.append(offset)
-        offset += size
-    if offset == 0 or not available():
-        return [torch.zeros(shape, dtype=dtype) for shape, dtype in specs]
+def _give_back(arena: _Arena) -> None:
+    """A window's mapping whose tensors are all gone: kept for the next window (its huge pages stay
+    faulted in), or left to be unmapped where the spares would pass SPARE_BYTES."""
+    with _lock:
+        if sum(a.size for a in _spare) + arena.size <= SPARE_BYTES:
+            _spare.append(arena)
+
+
+def _lend(nbytes: int) -> tuple[_Arena, bool]:
+    """The smallest spare mapping with room for `nbytes` (True: it was used before), else a new one."""
+    with _lock:
+        fits = [a for a in _spare if a.capacity >= nbytes]
+        if fits:
+            arena = min(fits, key=lambda a: a.capacity)
+            _spare.remove(arena)
+            return arena, True
+    return _Arena(nbytes), False
+
+
+def spare_bytes() -> int:
+    """Bytes of the mappings kept for later windows."""
+    with _lock:
+        return sum(a.size for a in _spare)
+
+
+def buffers_bytes(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> int:
+    """The room huge_empties takes for these (shape, dtype): each on a page of its own."""
+    offset = 0
+    for shape, dtype in specs:
+        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES + math.prod(shape) * dtype.itemsize
+    return offset
+
+
+def reserve(nbytes: int, count: int) -> None:
+    """Make sure `count` spare mappings of at least `nbytes` wait for windows, their huge pages faulted
+    in now (a write to each): at start-up, not when a job's first window (or a long job's next) is
+    opened. Where free memory is fragmented the kernel compacts it for each new huge page first
+    (THP defrag `madvise`), 230-320 ms for musicgen-small's 86 MB window on the 2-core Zen 4 KVM;
+    a spare is ready at once."""
+    page = huge_page_bytes()
+    if nbytes <= 0 or not available() or count * (-(-nbytes // page) + 1) * page > SPARE_BYTES:
+        return
+    with _lock:
+        ready = sum(1 for a in _spare if a.capacity >= nbytes)
+    for _ in range(count - ready):
+        try:
+            arena = _Arena(nbytes)
+        except (OSError, ValueError) as exc:
+            log.debug("huge pages: no mapping to reserve (%s)", exc)
+            return
+        for offset in range(arena.first, arena.size, page):
+            arena.mapping[offset] = 0
+        _give_back(arena)
+
+
+def huge_empty(shape: tuple[int, ...], dtype: torch.dtype, zeroed: bool = True) -> torch.Tensor:
+    """A CPU tensor of `shape` and `dtype` in a mapping asked for huge pages (huge_empties)."""
+    return huge_empties([(shape, dtype)], zeroed)[0]
+
+
+def huge_empties(specs: Sequence[tuple[tuple[int, ...], torch.dtype]], zeroed: bool = True) -> list[torch.Tensor]:
+    """CPU tensors of these (shape, dtype) in one mapping asked for huge pages, each on a page of its
+    own: a window's many buffers (a KV cache's 96 for musicgen-small) share whole huge pages instead
+    of each rounding up to its own (a 192 KB scale tensor would take 2 MiB). Once all of them and
+    their views are gone the mapping is kept for the next window (`reserve`; up to SPARE_BYTES),
+    its huge pages faulted in already. `zeroed` False: what a window before left there (as
+    torch.empty's) where a spare serves. Ordinary tensors where huge pages are not available."""
+    nbytes = buffers_bytes(specs)
+    make = torch.zeros if zeroed else torch.empty
+    if nbytes == 0 or not available():
+        return [make(shape, dtype=dtype) for shape, dtype in specs]
     try:
-        raw = _Arena(offset).take(offset)
+        arena, used = _lend(nbytes)
     except (OSError, ValueError) as exc:
         log.debug("huge pages: no mapping (%s); an ordinary allocation instead", exc)
-        return [torch.zeros(shape, dtype=dtype) for shape, dtype in specs]
-    assert raw is not None
-    return [raw[start:start + size].view(dtype).view(shape)
-            for (shape, dtype), start, size in zip(specs, starts, sizes, strict=True)]
+        return [make(shape, dtype=dtype) for shape, dtype in specs]
+    # The finalizer hangs on a numpy array over the mapping: torch keeps it alive as long as any
+    # tensor or view made from it (a Python 3.11 class cannot lend its buffer to torch itself).
+    array = numpy.frombuffer(arena.mapping, dtype=numpy.uint8)
+    weakref.finalize(array, _give_back, arena)
+    raw = torch.from_numpy(array)[arena.first:arena.first + nbytes]
+    if used and zeroed:
+        raw.zero_()
+    buffers, offset = [], 0
+    for shape, dtype in specs:
+        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES
+        size = math.prod(shape) * dtype.itemsize
+        buffers.append(raw[offset:offset + size].view(dtype).view(shape))
+        offset += size
+    return buffers
 
 
 def huge_copy(tensor: torch.Tensor) -> torch.Tensor:

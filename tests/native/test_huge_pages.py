@@ -82,18 +82,58 @@ def test_without_huge_pages_the_tensor_stays(monkeypatch: pytest.MonkeyPatch) ->
     assert huge_pages.huge_copy(tensor) is tensor
 
 
+@pytest.fixture
+def no_spares(monkeypatch: pytest.MonkeyPatch) -> list:
+    """An empty list of spare mappings for this test alone."""
+    spares: list = []
+    monkeypatch.setattr(huge_pages, "_spare", spares)
+    return spares
+
+
 @needs_thp
-def test_an_empty_buffer_is_zeros_in_a_huge_page_mapping_of_its_own_freed_with_it() -> None:
+def test_an_empty_buffer_is_zeros_in_a_huge_page_mapping_kept_for_the_next_window(no_spares: list) -> None:
     buffer = huge_pages.huge_empty((48, 2, 16, 13, 64), torch.float32)
     assert buffer.shape == (48, 2, 16, 13, 64) and buffer.dtype == torch.float32 and buffer.is_contiguous()
     assert not buffer.any()
     assert buffer.data_ptr() % huge_pages.HUGE_PAGE_BYTES == 0
     assert _mapping_flags(buffer.data_ptr()).get("THPeligible") == "1"
+    buffer.fill_(7.0)
     address, view = buffer.data_ptr(), buffer[3, 1]
     del buffer
-    assert _mapping_flags(address)  # a view keeps the mapping
+    assert not no_spares  # a view holds the mapping
     del view
-    assert not _mapping_flags(address)  # unmapped with the last of them (no shared arena holds it)
+    assert len(no_spares) == 1 and huge_pages.spare_bytes() == no_spares[0].size  # kept, not unmapped
+    again = huge_pages.huge_empty((48, 2, 16, 13, 64), torch.float32, zeroed=False)
+    assert again.data_ptr() == address and bool((again == 7.0).all())  # the same pages, as left
+    del again
+    zeroed = huge_pages.huge_empty((1000,), torch.int8)  # the smallest spare with room, zeroed
+    assert zeroed.data_ptr() == address and not zeroed.any() and not no_spares
+
+
+@needs_thp
+def test_spares_stop_at_spare_bytes(no_spares: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huge_pages, "SPARE_BYTES", 8 << 20)
+    first, second = huge_pages.huge_empty((3 << 20,), torch.uint8), huge_pages.huge_empty((3 << 20,), torch.uint8)
+    kept, dropped = first.data_ptr(), second.data_ptr()
+    del first
+    del second
+    assert len(no_spares) == 1  # 6 MiB each with the alignment's page: one fits under 8 MiB
+    assert huge_pages.huge_empty((3 << 20,), torch.uint8).data_ptr() == kept
+    assert not _mapping_flags(dropped)  # the other was unmapped
+
+
+@needs_thp
+def test_reserve_faults_in_spares_that_windows_then_take(no_spares: list) -> None:
+    huge_pages.reserve(5 << 20, 2)
+    assert len(no_spares) == 2
+    for arena in no_spares:
+        address = torch.frombuffer(arena.mapping, dtype=torch.uint8, count=1, offset=arena.first).data_ptr()
+        resident = _mapping_flags(address).get("AnonHugePages", "0 kB")
+        assert int(resident.split()[0]) >= 5 << 10  # kB: faulted in as huge pages now
+    huge_pages.reserve(5 << 20, 2)  # enough there already
+    assert len(no_spares) == 2
+    buffers = huge_pages.huge_empties([((2, 1 << 20), torch.uint8), ((1 << 18,), torch.float32)], zeroed=False)
+    assert len(no_spares) == 1 and all(b.data_ptr() % huge_pages.ALIGN_BYTES == 0 for b in buffers)
 
 
 def test_without_huge_pages_an_empty_buffer_is_ordinary_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +143,7 @@ def test_without_huge_pages_an_empty_buffer_is_ordinary_zeros(monkeypatch: pytes
 
 
 @needs_thp
-def test_empty_buffers_share_one_mapping_each_on_a_page_of_its_own() -> None:
+def test_empty_buffers_share_one_mapping_each_on_a_page_of_its_own(no_spares: list) -> None:
     specs = [((2, 3, 100, 32), torch.uint8), ((2, 3, 100), torch.float32), ((5,), torch.int8)]
     buffers = huge_pages.huge_empties(specs)
     assert [(tuple(b.shape), b.dtype) for b in buffers] == specs

@@ -128,6 +128,17 @@ class MusicgenDecoder:
             cache.free()
             self._live_caches -= 1
 
+    def reserve_caches(self, rows: int, positions: int, count: int) -> None:
+        """Have `count` windows' caches of `rows` rows and `positions` slots ready in faulted-in huge
+        pages (huge_pages.reserve), so that opening them later waits for no page faults or the
+        kernel's compaction: for the warm-up, ahead of a job's first window and its next."""
+        w = self.weights
+        if self.device.type != "cpu" or positions > w.max_positions:
+            return
+        specs = KVCache.buffer_specs(layers=len(w.layers), batch=rows, heads=w.heads, head_dim=w.head_dim,
+                                     max_positions=positions, dtype=self.cache_dtype)
+        huge_pages.reserve(huge_pages.buffers_bytes(specs), count)
+
     @torch.inference_mode()
     def set_condition(self, cache: KVCache, cond: Conditioning, *, same_states: bool = False) -> None:
         """Cross-attention keys and values of `cond` into `cache`, replacing what it held.

@@ -61,6 +61,14 @@ class MusicgenEngine:
         params = GenerationParams(duration_s=frames / self.bundle.frame_rate, greedy=True)
         for _ in self.columns(cond, None, frames, params, None):
             pass
+        if self.decoder.native is not None:
+            # A whole window's cache, twice (a long job's current window and the next one it warms),
+            # faulted into huge pages now rather than when a job's first window opens (TTFA).
+            from daemon.models.musicgen.handoff import cache_positions
+            from daemon.models.musicgen.longform import Window
+
+            full = Window(index=0, prompt_frames=0, new_frames=self.bundle.window_frames, start_frame=0)
+            self.decoder.reserve_caches(cond.hidden_states.shape[0], cache_positions(full, self.bundle), 2)
         took = time.perf_counter() - start
         log.info("%s engine %s warmed up in %.2f s", self.bundle.model_id, self.options.name, took)
         return took

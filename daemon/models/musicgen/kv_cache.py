@@ -70,6 +70,20 @@ class KVCache:
     # What a step keeps about this window between calls (the native step's bound rows), by step kind.
     bindings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    @staticmethod
+    def buffer_specs(*, layers: int, batch: int, heads: int, head_dim: int, max_positions: int,
+                     dtype: torch.dtype) -> list[tuple[tuple[int, ...], torch.dtype]]:
+        """(shape, dtype) of each buffer `allocate` makes: keys, values, then the scales where quantised."""
+        if dtype == PACKED4 and head_dim % 2:
+            raise ValueError(f"the 4-bit cache packs pairs of values: head_dim {head_dim} is odd")
+        shape = (batch, heads, max_positions, head_dim)
+        if dtype == PACKED4:
+            shape = (batch, heads, max_positions + int8_head(max_positions), head_dim // 2)
+        specs: list[tuple[tuple[int, ...], torch.dtype]] = [(shape, dtype)] * (2 * layers)
+        if dtype in (torch.int8, PACKED4):
+            specs += [((batch, heads, max_positions), torch.float32)] * (2 * layers)
+        return specs
+
     @classmethod
     def allocate(cls, *, layers: int, batch: int, heads: int, head_dim: int, max_positions: int,
                  dtype: torch.dtype, device: torch.device, zeroed: bool = True) -> "KVCache":
@@ -77,34 +91,21 @@ class KVCache:
         read only the slots written so far (the eager and native ones). Zeroing a window's cache
         touches every page of it at once (150 MB for musicgen-small's int8 window, ~40 ms on a
         2-core Zen 4) before the first column can be made; unzeroed, the pages come as slots fill."""
-        if dtype == PACKED4 and head_dim % 2:
-            raise ValueError(f"the 4-bit cache packs pairs of values: head_dim {head_dim} is odd")
-        shape = (batch, heads, max_positions, head_dim)
-        if dtype == PACKED4:
-            shape = (batch, heads, max_positions + int8_head(max_positions), head_dim // 2)
-        quantized = dtype in (torch.int8, PACKED4)
+        specs = cls.buffer_specs(layers=layers, batch=batch, heads=heads, head_dim=head_dim,
+                                 max_positions=max_positions, dtype=dtype)
         if torch.device(device).type == "cpu":
             # A late step reads every slot so far, a few KB a (row, head) run, 77 MB a step for one
             # guided musicgen-small stream at position 1400 (+kv4): from 4 KiB pages each run's
-            # pages cost TLB misses walked under the hypervisor (huge_pages.py). One mapping for
-            # the window, zero-filled as a fresh mapping is (so `zeroed` either way); its huge pages
-            # are touched by the first step (every run's first slot), not as slots fill.
-            specs: list[tuple[tuple[int, ...], torch.dtype]] = [(shape, dtype)] * (2 * layers)
-            if quantized:
-                specs += [((batch, heads, max_positions), torch.float32)] * (2 * layers)
-            made = huge_pages.huge_empties(specs)
-            cache = cls(made[:layers], made[layers:2 * layers], [], [], None, max_positions)
-            if quantized:
-                cache.key_scales, cache.value_scales = made[2 * layers:3 * layers], made[3 * layers:]
-            return cache
-        # The compiled step reads the whole buffer (masked), and garbage could be NaN: zeros there.
-        make = torch.zeros if zeroed else torch.empty
-        keys = [make(shape, dtype=dtype, device=device) for _ in range(layers)]
-        values = [make(shape, dtype=dtype, device=device) for _ in range(layers)]
-        cache = cls(keys, values, [], [], None, max_positions)
-        if quantized:
-            cache.key_scales = [make((batch, heads, max_positions), device=device) for _ in range(layers)]
-            cache.value_scales = [make((batch, heads, max_positions), device=device) for _ in range(layers)]
+            # pages cost TLB misses walked under the hypervisor (huge_pages.py). One mapping for the
+            # window, a spare one where a window before left it (faulted in: huge_pages.reserve).
+            made = huge_pages.huge_empties(specs, zeroed)
+        else:
+            # The compiled step reads the whole buffer (masked), and garbage could be NaN: zeros there.
+            make = torch.zeros if zeroed else torch.empty
+            made = [make(shape, dtype=kind, device=device) for shape, kind in specs]
+        cache = cls(made[:layers], made[layers:2 * layers], [], [], None, max_positions)
+        if len(made) > 2 * layers:
+            cache.key_scales, cache.value_scales = made[2 * layers:3 * layers], made[3 * layers:]
         return cache
 
     @property
