@@ -1,7 +1,7 @@
 """EnCodec's SEANet decoder layers as streaming stages: each fed its input piece by piece.
 
-A stage keeps exactly the input it still needs (a convolution's last `span` samples, the input
-a transposed convolution's next outputs overlap, the LSTM's hidden and cell state) and returns
+A stage keeps exactly the input it still needs (a convolution's last `span` samples, the last
+input of a transposed convolution, the LSTM's hidden and cell state) and returns
 from each `push` only the outputs no later input can change. `flush`, at the end of the stream,
 pads the right edge as the one-shot forward does and returns the rest. Chained, the stages
 compute the one-shot decode of the whole sequence, each output once.
@@ -107,11 +107,12 @@ class ConvSpec:
 
 @dataclass(frozen=True, eq=False)
 class ConvTransposeSpec:
-    """An `EncodecConvTranspose1d` as one matrix product and an overlap-add. EnCodec's kernels are
-    twice the stride, so an input's outputs are two blocks of `stride`: its own block and the next
-    one. `matrix` `[2 * stride * out, in]` holds the kernel (zero-padded to twice the stride),
-    rows ordered (block, tap, out channel): a time-major input's product rows are then time-major
-    audio, two blocks of it."""
+    """An `EncodecConvTranspose1d` as one matrix product per output block. EnCodec's kernels are
+    twice the stride, so output block i (`stride` samples) is made by inputs i - 1 and i alone:
+    `matrix` `[stride * out, 2 * in]` (the kernel zero-padded to twice the stride) multiplies the
+    two inputs side by side, the earlier one first, its rows ordered (tap, out channel). A
+    time-major pair of inputs' product row is then a block of time-major audio, whole: no partial
+    sums are written and added again."""
 
     matrix: torch.Tensor
     bias: torch.Tensor | None
@@ -125,22 +126,25 @@ class ConvTransposeSpec:
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, pad_left: int,
                     pad_right: int) -> ConvTransposeSpec:
         """`weight` `[in, out, kernel]` as nn.ConvTranspose1d holds it; kernel <= 2 * stride."""
-        kernel = weight.shape[-1]
+        inputs, out, kernel = weight.shape
         if kernel > 2 * stride:
             raise ValueError(f"transposed convolution kernel {kernel} longer than twice its stride {stride}")
-        padded = F.pad(weight, (0, 2 * stride - kernel)).view(weight.shape[0], weight.shape[1], 2, stride)
-        matrix = padded.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
-        return cls(matrix, bias, weight.shape[1], stride, kernel - stride, pad_left, pad_right)
+        # [in, out, block, tap]: block 0 is what an input adds to its own block, block 1 to the next one,
+        # so the earlier input of a pair reads block 1's taps.
+        padded = F.pad(weight, (0, 2 * stride - kernel)).view(inputs, out, 2, stride)
+        matrix = padded.flip(2).permute(3, 1, 2, 0).reshape(stride * out, 2 * inputs).contiguous()
+        return cls(matrix, bias, out, stride, kernel - stride, pad_left, pad_right)
+
+    @property
+    def in_channels(self) -> int:
+        return self.matrix.shape[1] // 2
 
     @functools.cached_property
     def product(self) -> PackedLinear:
-        """`matrix` for a chunk's time-major inputs, packed once (packed_linear.py: the first layer's
-        25 rows by 32 MB of weights ran at 35-45 % of a large product's rate through F.linear), with
-        the bias on each input's own block (the next block's share is added to a block that has it)."""
-        if self.bias is None:
-            return PackedLinear(self.matrix)
-        own = self.bias.repeat(self.stride)  # (tap, out) order
-        return PackedLinear(self.matrix, torch.cat([own, torch.zeros_like(own)]))
+        """`matrix` for a chunk's time-major input pairs, packed once (packed_linear.py: the first
+        layer's 25 rows by 32 MB of weights ran at 35-45 % of a large product's rate through
+        F.linear), the bias on every sample of the block."""
+        return PackedLinear(self.matrix, None if self.bias is None else self.bias.repeat(self.stride))
 
 
 @dataclass(frozen=True, eq=False)
@@ -403,13 +407,13 @@ def _own(x: torch.Tensor) -> torch.Tensor:
 
 
 class ConvTranspose(Stage):
-    """Carries the partial sums of the block after the last input (`overlap`, without the bias)
+    """Carries the last input (`last`: zeros before the first, which adds nothing to the first block)
     and how much of the left trim is still to drop; the right trim falls on the flushed tail.
 
-    Time-major: the product's rows are audio in order, so the overlap-add is the one pass that
-    writes the outputs. PyTorch's own transposed convolution takes a slow path for a few samples on
-    the CPU (its oneDNN kernel only for large inputs), so the product and the overlap-add are
-    written out.
+    Time-major: each new input is paired with the one before it (a copy of the inputs, which are
+    fewer values than the outputs) and one product makes the audio in order. PyTorch's own
+    transposed convolution takes a slow path for a few samples on the CPU (its oneDNN kernel only
+    for large inputs), so the product is written out.
     """
 
     takes = gives = TIME
@@ -417,7 +421,7 @@ class ConvTranspose(Stage):
     def __init__(self, spec: ConvTransposeSpec, batch: int) -> None:
         super().__init__(spec.matrix, batch, spec.out_channels)
         self.spec = spec
-        self.overlap = spec.matrix.new_zeros((batch, spec.stride, spec.out_channels))  # time-major
+        self.last = spec.matrix.new_zeros((batch, 1, spec.in_channels))  # time-major
         self.skip = spec.pad_left  # left-trim outputs not yet dropped
         self.started = False
 
@@ -426,39 +430,43 @@ class ConvTranspose(Stage):
         self.skip -= drop
         return y[:, drop:]
 
+    def _blocks(self, pairs: torch.Tensor) -> torch.Tensor:
+        """Audio `[B, n * stride, out]` from input pairs `[B, n, 2 * in]`."""
+        # Time-major is the layout in which BLAS streams the weights once for a few inputs
+        # (weights-major, it packs all 32 MB of the first layer's on every call).
+        spec = self.spec
+        return spec.product(pairs).view(pairs.shape[0], pairs.shape[1] * spec.stride, spec.out_channels)
+
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if not x.shape[1]:
             return self.empty()
-        spec, batch, n = self.spec, x.shape[0], x.shape[1]
-        # Time-major, the layout in which BLAS streams the weights once for a few inputs (weights-
-        # major, it packs all 32 MB of the first layer's on every call): [B, n, 2, stride, out],
-        # the bias already on each input's own block.
-        cols = spec.product(x).view(batch, n, 2, spec.stride, spec.out_channels)
-        own, spill = cols[:, :, 0], cols[:, :, 1]  # an input's own block, and what it adds to the next
-        audio = cols.new_empty((batch, n, spec.stride, spec.out_channels))
-        torch.add(own[:, 1:], spill[:, :-1], out=audio[:, 1:])
-        torch.add(own[:, 0], self.overlap, out=audio[:, 0])
-        self.overlap = _own(spill[:, -1])
+        batch, n, inputs = x.shape
+        pairs = x.new_empty((batch, n, 2 * inputs))
+        pairs[:, :1, :inputs] = self.last
+        pairs[:, 1:, :inputs] = x[:, :n - 1]
+        pairs[:, :, inputs:] = x
+        self.last = _own(x[:, n - 1:])
         self.started = True
-        return self._drop_left(audio.view(batch, n * spec.stride, spec.out_channels))
+        return self._drop_left(self._blocks(pairs))
 
     def flush(self) -> torch.Tensor:
         spec = self.spec
         if not self.started:
             return self.empty()
         self.started = False
-        tail = self.overlap if spec.bias is None else self.overlap + spec.bias
+        # The block after the last input: its pair is the last input and nothing.
+        tail = self._blocks(torch.cat([self.last, torch.zeros_like(self.last)], dim=2))
         return self._drop_left(tail[:, :spec.tail - spec.pad_right])
 
     def final_outputs(self, inputs: int) -> int:
         return max(0, inputs * self.spec.stride - self.spec.pad_left)
 
     def state(self) -> State:
-        return {"overlap": to_layout(self.overlap, TIME, CHANNELS), "skip": _count(self.skip),
+        return {"last": to_layout(self.last, TIME, CHANNELS), "skip": _count(self.skip),
                 "started": _count(self.started)}
 
     def load_state(self, state: State) -> None:
-        self.overlap = to_layout(state["overlap"], CHANNELS, TIME)
+        self.last = _own(to_layout(state["last"], CHANNELS, TIME))
         self.skip, self.started = int(state["skip"]), bool(state["started"])
 
 

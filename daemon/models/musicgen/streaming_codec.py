@@ -25,7 +25,8 @@ from protocol.errors import InvalidArgument
 
 #: Snapshot layout version: a snapshot says which one it is, and others are refused. 2: SEANet's
 #: residual units carry one buffer of raw inputs (encodec_stages.ResidualUnit), not four stages' state.
-SNAPSHOT_VERSION = 2
+#: 3: transposed convolutions carry their last input (`last`), not the partial sums of the next block.
+SNAPSHOT_VERSION = 3
 
 
 @dataclass(frozen=True)
