@@ -105,10 +105,20 @@ def _exponentials_differ(exponentials: ctypes._CFuncPtr, state_bytes: int) -> st
 
 class _Buffers(threading.local):
     """A thread's scratch for the draw by `[rows, vocab]`, kept between steps: scores and noise, the race's
-    bits and work (a step allocates only the codes it returns)."""
+    bits and work, the rows' state addresses (a step allocates only the codes it returns)."""
 
     def __init__(self) -> None:
         self.kept: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.addresses: dict[int, ctypes.Array[ctypes.c_void_p]] = {}
+
+    def pointers(self, rows: int) -> ctypes.Array[ctypes.c_void_p]:
+        """The thread's array of `rows` state addresses, for `_states` to fill (used by one call at a time)."""
+        array = self.addresses.get(rows)
+        if array is None:
+            if len(self.addresses) > 8:
+                self.addresses.clear()
+            array = self.addresses[rows] = (ctypes.c_void_p * rows)()
+        return array
 
     def get(self, rows: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         buffers = self.kept.get((rows, vocab))
@@ -128,6 +138,19 @@ def _states(generators: Sequence[tuple[torch.Generator | None, int]], rows: int,
             ) -> tuple[ctypes.Array[ctypes.c_void_p], list[tuple[torch.Generator, torch.Tensor]]] | None:
     """Each row's generator state address (rows of one generator share its one state) and the states to
     write back; None where a generator is not a CPU one or the rows do not add up."""
+    if len(generators) == 1:
+        # One window's rows (the daemon's draw, a window at a time): no table of generators, and the
+        # thread's address array for `rows` filled in place (~15 us a step less with the caches cold).
+        generator, count = generators[0]
+        generator = torch.default_generator if generator is None else generator
+        if generator.device.type != "cpu" or count != rows:
+            return None
+        state = generator.get_state()
+        pointers = _buffers.pointers(rows)
+        address = state.data_ptr()
+        for row in range(rows):
+            pointers[row] = address
+        return pointers, [(generator, state)]
     states: dict[int, tuple[torch.Generator, torch.Tensor]] = {}
     pointers = (ctypes.c_void_p * rows)()
     start = 0

@@ -114,7 +114,14 @@ def test_a_pattern_column_with_nothing_forced_is_column_values_without_its_calls
                                  pattern.codebook_delays, 2048)
             got = pattern.column(step, proposed)
             assert torch.equal(got, want) and got.data_ptr() != proposed.data_ptr()
-            shortcut += int(not bool(pattern.forced(step).any()))
+            # Codes the caller gives away stand as the column where nothing is forced; else the
+            # column is made apart and `proposed` left as it was.
+            given = proposed.clone()
+            owned = pattern.column(step, given, owned=True)
+            forced = bool(pattern.forced(step).any())
+            assert torch.equal(owned, want) and (owned is given) == (not forced)
+            assert torch.equal(given, proposed)
+            shortcut += int(not forced)
         assert shortcut == 9 - (3 if channels == 1 else 1)  # the steps with every codebook's frame a new one
 
 

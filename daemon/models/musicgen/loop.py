@@ -59,9 +59,10 @@ class WindowSampler:
         probs = distribution(scores, self.params)
         return draw(probs, self.rng), probs
 
-    def column(self, step: int, codes: torch.Tensor) -> torch.Tensor:
-        """Column `step` of the window from codes `[B * K]`: the delay pattern and the prompt forced."""
-        return self.pattern.column(step, codes.view(self.batch, self.num_codebooks))
+    def column(self, step: int, codes: torch.Tensor, *, owned: bool = False) -> torch.Tensor:
+        """Column `step` of the window from codes `[B * K]`: the delay pattern and the prompt forced
+        (`owned`: the codes are the caller's to give away, `WindowPattern.column`)."""
+        return self.pattern.column(step, codes.view(self.batch, self.num_codebooks), owned=owned)
 
     def next_column(self, step: int, logits: torch.Tensor) -> torch.Tensor:
         """The column `[B, K]` step `step` writes, given the logits before it."""
@@ -95,12 +96,14 @@ def next_columns(samplers: Sequence[WindowSampler], steps: Sequence[int],
     for members in alike.values():
         codes = guided_codes([samplers[i].guided_logits(logits[i]) for i in members], samplers[members[0]].params,
                              [samplers[i].rng for i in members])
+        # The codes are this call's own (guided_codes makes them afresh), so a stream's column may be
+        # its rows of them.
         if len(members) == 1:  # a stream alone (the common case): no split
-            made[members[0]] = samplers[members[0]].column(steps[members[0]], codes)
+            made[members[0]] = samplers[members[0]].column(steps[members[0]], codes, owned=True)
             continue
         sizes = [samplers[i].batch * samplers[i].num_codebooks for i in members]
         for index, rows in zip(members, codes.split(sizes), strict=True):
-            made[index] = samplers[index].column(steps[index], rows)
+            made[index] = samplers[index].column(steps[index], rows, owned=True)
     return [column for column in made if column is not None]
 
 
