@@ -81,16 +81,16 @@ class Weights:
                                  lm_heads=Int8Struct.of(self.packed[-1]))
         self.norm = norm
 
-    def with_activation_bits(self, bits: int) -> NativeModel:
+    def with_activation_bits(self, bits: int, library: ctypes.CDLL | None = None) -> NativeModel:
         """A model over the same weights whose layers quantise activations to `bits` (the lm heads stay
-        at 16, as in the int8a8 mode)."""
-        if bits == 16:
+        at 16, as in the int8a8 mode); `library`: NativeModel's (another build of the kernels)."""
+        if bits == 16 and library is None:
             return self.model
         parts = [Int8Struct.of(dataclasses.replace(p, activation_bits=bits)) for p in self.packed[:-1]]
         layers = [LayerWeightsStruct(self.norm, *parts[6 * i:6 * i + 2], self.norm, *parts[6 * i + 2:6 * i + 4],
                                      self.norm, *parts[6 * i + 4:6 * i + 6]) for i in range(LAYERS)]
         return NativeModel(layers, heads=HEADS, head_dim=HEAD_DIM, eps=1e-5, final_norm=self.norm,
-                           lm_heads=Int8Struct.of(self.packed[-1]))
+                           lm_heads=Int8Struct.of(self.packed[-1]), library=library)
 
     @property
     def nbytes(self) -> int:

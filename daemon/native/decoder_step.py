@@ -140,7 +140,12 @@ def check_layout(loaded: ctypes.CDLL, structs: Sequence[type[Mirrored]] = MIRROR
 def functions() -> ctypes.CDLL:
     """The library with the decoder steps' signatures set, its struct layout checked; NativeUnavailable
     where it cannot run."""
-    loaded = kernels()
+    return bind(kernels())
+
+
+def bind(loaded: ctypes.CDLL) -> ctypes.CDLL:
+    """`loaded` (this library, or another build of its sources: bench.step_ab) with the decoder steps'
+    signatures set, its struct layout checked against the mirrors here."""
     loaded.riffd_struct_size.argtypes = [ctypes.c_char_p]
     loaded.riffd_struct_size.restype = _i64
     loaded.riffd_field_offset.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
@@ -292,12 +297,13 @@ class NativeModel:
 
     `layers`: each layer's `LayerWeightsStruct` (`Int8Struct.of(packed)`, `NormStruct.of(...)`;
     cross_q empty where the model has no cross-attention). The tensors they point into must
-    outlive this object. One step at a time (the scratch is this object's).
+    outlive this object. One step at a time (the scratch is this object's). `library`: another build
+    of the kernels, `bind()`'s (bench.step_ab times two builds in one process); default functions().
     """
 
     def __init__(self, layers: Sequence[LayerWeightsStruct], *, heads: int, head_dim: int, eps: float,
-                 final_norm: NormStruct, lm_heads: Int8Struct) -> None:
-        self._functions = functions()
+                 final_norm: NormStruct, lm_heads: Int8Struct, library: ctypes.CDLL | None = None) -> None:
+        self._functions = library if library is not None else functions()
         if head_dim % 16 or not 16 <= head_dim <= MAX_HEAD_DIM or not layers:
             raise NativeUnavailable(f"the native step needs layers and head_dim % 16 == 0, at most {MAX_HEAD_DIM} "
                                     f"(head_dim {head_dim})")

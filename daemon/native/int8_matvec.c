@@ -45,9 +45,13 @@
 #define MAX_ROWS_PER_READ 256 /* a prefill's chunk of rows, at most (rows_per_read) */
 /* Software prefetch distances: far into L2, near into L1. Measured on a 2-core Xeon (Sapphire
    Rapids class) against the same buffers read with no arithmetic: L1 prefetch alone reached 74 %
-   of that read rate, this pair 86 %, none at all 62 %. */
+   of that read rate, this pair 86 %, none at all 62 %. (-D overrides them: bench.step_ab.) */
+#ifndef PREFETCH_L2_BYTES
 #define PREFETCH_L2_BYTES 4096
+#endif
+#ifndef PREFETCH_L1_BYTES
 #define PREFETCH_L1_BYTES 512
+#endif
 
 int riffd_int8_block_rows(void) { return BLOCK_ROWS; }
 int riffd_int8_group(void) { return DOT_GROUP; }

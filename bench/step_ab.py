@@ -1,0 +1,128 @@
+"""Benchmark: the native decode step as this checkout builds it against another revision's build, one process.
+
+A kernel change's speed on a shared 2-core machine only shows in one process with the two builds
+taking turns step by step (a busy minute then hits both alike; separate runs minutes apart differ
+by more than the change). This builds daemon/native at `--base` (a git revision, default `main`;
+`--base-cflags` adds compiler flags, e.g. `-DPREFETCH_L2_BYTES=8192`) into a temporary folder,
+loads it beside this checkout's library (`--cflags`: RIFFD_NATIVE_CFLAGS for it), and steps one
+guided stream (2 rows, +kv4 caches as the int8a8+kv4 engine has them) of musicgen-small-shaped
+random weights (bench.native_step's, in huge pages, shared by both builds) at each of
+`--positions`, the two builds in turn, which goes first alternating. Per position: the median wall
+and CPU (all threads) ms of each, their ratio, in how many adjacent pairs the checkout's step was
+the faster, and whether the two gave the same logits bits (from the same inputs and caches).
+Prints a table, then one JSON object as the last line.
+
+    python -m bench.step_ab [--base main] [--base-cflags FLAGS] [--cflags FLAGS] [--positions 100,1400]
+        [--steps 60] [--kernel int8a8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import daemon  # noqa: E402, F401  (before torch: see daemon/__init__.py)
+import torch  # noqa: E402
+
+from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
+from bench.native_step import HIDDEN, Weights, Window  # noqa: E402
+from daemon import native  # noqa: E402
+from daemon.config import environment_c_compiler  # noqa: E402
+from daemon.cpu import this_cpu  # noqa: E402
+from daemon.native.decoder_step import NativeModel, bind  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = ("base", "new")
+
+
+def base_library(revision: str, cflags: list[str], folder: Path) -> ctypes.CDLL:
+    """daemon/native as of `revision`, built into `folder` with this machine's flags plus `cflags`."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "daemon/native"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    sources = sorted(str(path) for path in (folder / "daemon" / "native").glob("*.c"))
+    target = folder / "libriffd-base.so"
+    flags = native.build_flags(os.uname().machine, native._cpu_flags())
+    subprocess.run([environment_c_compiler(), *flags, *cflags, *sources, "-o", str(target)], check=True)
+    return bind(ctypes.CDLL(str(target)))
+
+
+def alternate(models: dict[str, NativeModel], window: Window, position: int, steps: int) -> dict[str, object]:
+    """`steps` pairs of steps at `position`, the two builds in turn (which one goes first alternates)."""
+    batches = {kind: model.batch(window.rows) for kind, model in models.items()}
+    for batch in batches.values():
+        batch.set_positions([position, position])
+    x = torch.randn(2, HIDDEN)
+    wall: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    logits: dict[str, torch.Tensor] = {}
+    for i in range(steps + 2):  # the first two pairs warm up
+        for kind in (KINDS if i % 2 else KINDS[::-1]):
+            hidden = x.clone()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            logits[kind] = models[kind].step(hidden, batches[kind])
+            wall[kind].append(1e3 * (time.perf_counter() - start))
+            cpu[kind].append(1e3 * (time.process_time() - start_cpu))
+    faster = sum(new < base for new, base in zip(wall["new"][2:], wall["base"][2:], strict=True))
+    result: dict[str, object] = {kind: {"ms": round(statistics.median(wall[kind][2:]), 3),
+                                        "cpu_ms": round(statistics.median(cpu[kind][2:]), 3)} for kind in KINDS}
+    result["new_over_base"] = round(statistics.median(wall["new"][2:]) / statistics.median(wall["base"][2:]), 3)
+    result["new_faster_pairs"] = f"{faster}/{steps}"
+    # Both wrote this position's keys and values into the same caches: the same bits, if they agree.
+    result["same_bits"] = bool(torch.equal(logits["new"], logits["base"]))
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_cpu_arguments(parser, emulate=False)
+    parser.add_argument("--base", default="main", help="the git revision to build the baseline from")
+    parser.add_argument("--base-cflags", default="", help="extra compiler flags for the baseline's build")
+    parser.add_argument("--cflags", default=None, help="RIFFD_NATIVE_CFLAGS for this checkout's build")
+    parser.add_argument("--positions", default="100,1400")
+    parser.add_argument("--steps", type=int, default=60, help="pairs of steps at each position")
+    parser.add_argument("--kernel", choices=("int8", "int8a8"), default="int8a8")
+    args = parser.parse_args(argv)
+    apply_cpu_arguments(args, "bench.step_ab")
+    if args.cflags is not None:
+        os.environ["RIFFD_NATIVE_CFLAGS"] = args.cflags
+    bits = 8 if args.kernel == "int8a8" else 16
+    weights = Weights()
+    with tempfile.TemporaryDirectory(prefix="riffd-step-ab-") as folder:
+        base = base_library(args.base, shlex.split(args.base_cflags), Path(folder))
+        models = {"base": weights.with_activation_bits(bits, library=base), "new": weights.with_activation_bits(bits)}
+    generator = torch.Generator().manual_seed(1)
+    positions = [int(p) for p in args.positions.split(",")]
+    cpu = this_cpu()
+    print(f"CPU: {cpu.model} ({cpu.isa}), {torch.get_num_threads()} threads, {args.kernel}+kv4, one stream (2 rows); "
+          f"base {args.base} {args.base_cflags!r} against this checkout {os.environ.get('RIFFD_NATIVE_CFLAGS', '')!r}")
+    print("position   base ms (cpu)    new ms (cpu)     new/base  new faster in  same bits")
+    results = {}
+    for position in positions:
+        window = Window(max(positions) + 100, generator, kv_bits=4)
+        result = alternate(models, window, position, args.steps)
+        old, new = result["base"], result["new"]
+        assert isinstance(old, dict) and isinstance(new, dict)
+        print(f"{position:8d}   {old['ms']:6.2f} ({old['cpu_ms']:5.2f})   {new['ms']:6.2f} ({new['cpu_ms']:5.2f})"
+              f"   {result['new_over_base']:6.3f}   {result['new_faster_pairs']:>9} pairs  {result['same_bits']}")
+        results[str(position)] = result
+    summary = {"cpu": cpu.model, "isa": cpu.isa, "threads": torch.get_num_threads(), "kernel": args.kernel,
+               "base": args.base, "base_cflags": args.base_cflags,
+               "cflags": os.environ.get("RIFFD_NATIVE_CFLAGS", ""), "positions": results}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
