@@ -372,7 +372,7 @@ class Conv(PaddedInput):
         if spec.taps is None:
             y = spec.unfolded(_unfold(padded.contiguous(), spec, n))
         else:
-            y = self._by_taps(torch.matmul(padded, spec.taps.t()), n)
+            y = self._by_taps(self._tap_products(padded), n)
         self.buffer = _own(padded[:, n:])
         return y
 
@@ -380,25 +380,35 @@ class Conv(PaddedInput):
         spec = self.spec
         if spec.taps is None or not self.started or self.buffer.shape[1] != spec.span or not x.shape[1]:
             return super().push(x)
-        # Steady state, time-major: the products of the kept inputs and of the new ones, joined
-        # (kernel * out values a sample), not the inputs (in values a sample, 64 for EnCodec's last layer).
-        taps = spec.taps.t()
-        products = torch.cat([torch.matmul(self.buffer, taps), torch.matmul(x, taps)], dim=1)
+        # Steady state: the products of the kept inputs and of the new ones, joined (kernel * out
+        # values a sample), not the inputs (in values a sample, 64 for EnCodec's last layer).
+        products = torch.cat([self._tap_products(self.buffer), self._tap_products(x)], dim=2)
         y = self._by_taps(products, x.shape[1])
         self.buffer = _tail_rows(x, self.buffer, spec.span)
         return y
 
+    def _tap_products(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every tap's products with time-major inputs `[B, m, in]`, weights-major: `[B, kernel * out,
+        m]`. The weights are the product's few rows, the samples its many columns: a product of 7
+        columns per sample ran 0.55 against 0.79 ms with the shifted sums, a 25-frame chunk of EnCodec's
+        last layer (2 cores of an AMD EPYC Zen 4)."""
+        return torch.matmul(self.spec.taps, rows.transpose(1, 2))
+
     def _by_taps(self, products: torch.Tensor, n: int) -> torch.Tensor:
-        """Outputs `[B, n, out]` from every tap's products with the padded inputs `[B, n + span,
-        kernel * out]`: output t adds tap j's product at input t + j * dilation."""
+        """Outputs `[B, n, out]` (a view of `[B, out, n]`) from every tap's products with the padded
+        inputs `[B, kernel * out, n + span]`: output t adds tap j's product at input t + j * dilation."""
         spec = self.spec
         out, kernel = self.out_channels, spec.weight.shape[-1]
         products = products.contiguous()
-        # Tap j of output t sits at row t + j * dilation, columns j * out on: one strided view.
-        shifted = products.as_strided((products.shape[0], n, kernel, out),
-                                      (products.stride(0), kernel * out, (spec.dilation * kernel + 1) * out, 1))
-        y = shifted.sum(dim=2)
-        return y if spec.bias is None else y.add_(spec.bias)
+        length = products.shape[2]
+        # Tap j's row for output channel o is j * out + o; its product for output t sits j * dilation on.
+        shifted = products.as_strided((products.shape[0], out, n, kernel),
+                                      (products.stride(0), length, 1, out * length + spec.dilation),
+                                      products.storage_offset())
+        y = shifted.sum(dim=3)
+        if spec.bias is not None:
+            y.add_(spec.bias[:, None])
+        return y.transpose(1, 2)
 
 
 def _unfold(padded: torch.Tensor, spec: ConvSpec, n: int) -> torch.Tensor:
