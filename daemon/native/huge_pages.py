@@ -176,11 +176,6 @@ def reserve(nbytes: int, count: int) -> None:
         _give_back(arena)
 
 
-def huge_empty(shape: tuple[int, ...], dtype: torch.dtype, zeroed: bool = True) -> torch.Tensor:
-    """A CPU tensor of `shape` and `dtype` in a mapping asked for huge pages (huge_empties)."""
-    return huge_empties([(shape, dtype)], zeroed)[0]
-
-
 def huge_empties(specs: Sequence[tuple[tuple[int, ...], torch.dtype]], zeroed: bool = True) -> list[torch.Tensor]:
     """CPU tensors of these (shape, dtype) in one mapping asked for huge pages, each on a page of its
     own: a window's many buffers (a KV cache's 96 for musicgen-small) share whole huge pages instead

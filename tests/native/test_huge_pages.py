@@ -82,6 +82,10 @@ def test_without_huge_pages_the_tensor_stays(monkeypatch: pytest.MonkeyPatch) ->
     assert huge_pages.huge_copy(tensor) is tensor
 
 
+def _one(shape: tuple[int, ...], dtype: torch.dtype, zeroed: bool = True) -> torch.Tensor:
+    return huge_pages.huge_empties([(shape, dtype)], zeroed)[0]
+
+
 @pytest.fixture
 def no_spares(monkeypatch: pytest.MonkeyPatch) -> list:
     """An empty list of spare mappings for this test alone."""
@@ -92,7 +96,7 @@ def no_spares(monkeypatch: pytest.MonkeyPatch) -> list:
 
 @needs_thp
 def test_an_empty_buffer_is_zeros_in_a_huge_page_mapping_kept_for_the_next_window(no_spares: list) -> None:
-    buffer = huge_pages.huge_empty((48, 2, 16, 13, 64), torch.float32)
+    buffer = _one((48, 2, 16, 13, 64), torch.float32)
     assert buffer.shape == (48, 2, 16, 13, 64) and buffer.dtype == torch.float32 and buffer.is_contiguous()
     assert not buffer.any()
     assert buffer.data_ptr() % huge_pages.HUGE_PAGE_BYTES == 0
@@ -103,22 +107,22 @@ def test_an_empty_buffer_is_zeros_in_a_huge_page_mapping_kept_for_the_next_windo
     assert not no_spares  # a view holds the mapping
     del view
     assert len(no_spares) == 1 and huge_pages.spare_bytes() == no_spares[0].size  # kept, not unmapped
-    again = huge_pages.huge_empty((48, 2, 16, 13, 64), torch.float32, zeroed=False)
+    again = _one((48, 2, 16, 13, 64), torch.float32, zeroed=False)
     assert again.data_ptr() == address and bool((again == 7.0).all())  # the same pages, as left
     del again
-    zeroed = huge_pages.huge_empty((1000,), torch.int8)  # the smallest spare with room, zeroed
+    zeroed = _one((1000,), torch.int8)  # the smallest spare with room, zeroed
     assert zeroed.data_ptr() == address and not zeroed.any() and not no_spares
 
 
 @needs_thp
 def test_spares_stop_at_spare_bytes(no_spares: list, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huge_pages, "SPARE_BYTES", 8 << 20)
-    first, second = huge_pages.huge_empty((3 << 20,), torch.uint8), huge_pages.huge_empty((3 << 20,), torch.uint8)
+    first, second = _one((3 << 20,), torch.uint8), _one((3 << 20,), torch.uint8)
     kept, dropped = first.data_ptr(), second.data_ptr()
     del first
     del second
     assert len(no_spares) == 1  # 6 MiB each with the alignment's page: one fits under 8 MiB
-    assert huge_pages.huge_empty((3 << 20,), torch.uint8).data_ptr() == kept
+    assert _one((3 << 20,), torch.uint8).data_ptr() == kept
     assert not _mapping_flags(dropped)  # the other was unmapped
 
 
@@ -138,7 +142,7 @@ def test_reserve_faults_in_spares_that_windows_then_take(no_spares: list) -> Non
 
 def test_without_huge_pages_an_empty_buffer_is_ordinary_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huge_pages, "thp_mode", lambda path=huge_pages.THP_MODE_FILE: "never")
-    buffer = huge_pages.huge_empty((3, 5), torch.int8)
+    buffer = _one((3, 5), torch.int8)
     assert buffer.shape == (3, 5) and buffer.dtype == torch.int8 and not buffer.any()
 
 
