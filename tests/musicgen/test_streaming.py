@@ -144,3 +144,38 @@ def test_streaming_decoder_settings_are_checked(load_preset):
     decoder = CodecStream(bundle, StreamSettings(), total_frames=3)
     with pytest.raises(ValueError):
         decoder.push(torch.zeros((1, bundle.num_codebooks, 4), dtype=torch.long))
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_iter_frames_gives_each_frame_of_the_delayed_columns(channels):
+    """`iter_frames` against the delay pattern read directly (codebook k's frame f at column 1 + f + delay_k
+    of each window's sequence), across three windows with and without a prompt: mono delays take the
+    strided view of the sequence, stereo ones (pairs sharing a delay) the index_select; every frame's
+    codes stay as they were once later columns are written."""
+    from daemon.models.musicgen.delay import delays, initial_columns
+    from daemon.models.musicgen.longform import Window
+    from daemon.models.musicgen.streaming import iter_frames
+
+    books, pad = 8, 2048
+    bundle = type("Bundle", (), dict(num_codebooks=books, audio_channels=channels, device=torch.device("cpu"),
+                                     pad_token_id=pad, window_frames=12))()
+    generator = torch.Generator().manual_seed(9)
+    codebook_delays = delays(books, channels)
+    for prompt in (None, torch.randint(0, 2048, (2, books, 4), generator=generator)):
+        windows = [Window(0, 0 if prompt is None else 4, 9, 0), Window(1, 5, 7, 4), Window(2, 6, 3, 11)]
+        made: dict[int, torch.Tensor] = {}
+
+        def columns_for(window, window_prompt, made=made):
+            head = initial_columns(window_prompt, 2, books, codebook_delays, pad, torch.device("cpu"))
+            columns = torch.randint(0, 2048, (2, books, window.new_frames + delay_steps(books, channels)),
+                                    generator=generator)
+            made[window.index] = torch.cat([head, columns], dim=-1)
+            yield from columns.unbind(-1)
+
+        got = list(iter_frames(bundle, windows, prompt=prompt, batch=2, columns_for=columns_for))
+        assert all(piece.shape[-1] == 1 for piece in got)
+        frames = torch.cat(got, dim=-1)
+        want = torch.cat([torch.stack([made[w.index][:, k, 1 + w.prompt_frames + int(d):
+                                                      1 + w.prompt_frames + w.new_frames + int(d)]
+                                       for k, d in enumerate(codebook_delays)], dim=1) for w in windows], dim=-1)
+        assert torch.equal(frames, want)
