@@ -126,3 +126,29 @@ def test_two_long_jobs_handing_off_together_keep_their_audio_alone(load_preset, 
     for name, audio in alone.items():
         np.testing.assert_array_equal(together[name], audio, err_msg=name)
     _assert_all_freed(model)
+
+
+def test_an_offered_context_column_is_padded_in_the_ramp_on_a_copy_and_the_column_itself_past_it():
+    """`Warming.offer`: the next window's context column c is the current window's column c + shift, its
+    codebooks still in the BOS ramp (frame c - 1 - delay_k < 0) at the pad code, on a copy that leaves
+    the current window's column as it was; past the ramp the very column (nothing writes a made one)."""
+    from contextlib import ExitStack
+
+    from daemon.models.musicgen.delay import delays
+    from daemon.models.musicgen.handoff import NextWindow, Warming
+    from daemon.models.musicgen.longform import Window
+
+    pad, shift = 2048, 10
+    warming = Warming(NextWindow(Window(1, 8, 20, 10), shift, None), None, ExitStack(), delays(4, 1), pad,  # type: ignore[arg-type]
+                      pending=torch.full((1, 4), pad))
+    warming.fed_one()
+    generator = torch.Generator().manual_seed(4)
+    for index in range(1, 8):
+        column = torch.randint(0, 2048, (1, 4), generator=generator)
+        kept = column.clone()
+        warming.offer(index + shift, column)
+        assert warming.pending is not None and torch.equal(column, kept)
+        ramp = torch.arange(4) > index - 1
+        assert torch.equal(warming.pending, torch.where(ramp, pad, column))
+        assert (warming.pending is column) == (not bool(ramp.any()))
+        warming.fed_one()
