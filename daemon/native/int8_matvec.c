@@ -45,29 +45,33 @@
 #define MAX_ROWS_PER_READ 256 /* a prefill's chunk of rows, at most (rows_per_read) */
 /* Software prefetch distances: far into L2, near into L1. Measured on a 2-core Xeon (Sapphire
    Rapids class) against the same buffers read with no arithmetic: L1 prefetch alone reached 74 %
-   of that read rate, 4096/512 86 %, none at all 62 %. AMD Zen 4 (2-core EPYC VM, whose GCC 12 says
-   znver3) streams faster from half as far ahead on the AVX-512 branch: bench.step_ab, int8a8+kv4 one
-   stream, 4096/512 -> 2048/256 0.91-0.93x the step at position 100, 0.93-0.94x at 1400 (36-40 of 40
-   alternating pairs faster, idle and under load); 2560/256 the same as 2048, 1024-1536 less gain,
-   8192/1024 1.19x. Its AVX2 and emulated AVX-VNNI builds (8 and 16 rows a block: a quarter and half
-   the bytes a step) ran 1.01-1.04x slower with 2048/256, so they keep 4096/512. -D overrides both. */
-#if RIFFD_SIMD_BITS == 512 && (defined(__znver3__) || defined(__znver4__) || defined(__znver5__))
-#define ZEN_AVX512_PREFETCH 1
+   of that read rate, 4096/512 86 %, none at all 62 %. AMD Zen wants other distances, per branch
+   (bench.step_ab, int8a8+kv4 one stream, alternating pairs in one process, on a 2-core EPYC Zen 4
+   VM whose GCC 12 says znver3; the 256-bit branches built there with -mno-avx512f, as a Zen 2/3
+   would run them):
+   - AVX-512 (32 rows a block): half as far, 2048/256: 0.91-0.93x the step at position 100,
+     0.93-0.94x at 1400 (36-40 of 40 pairs faster, idle and under load); 2560/256 the same,
+     1024-1536 less gain, 4096/256 1.11x, 8192/1024 1.19x.
+   - AVX2 and AVX-VNNI (8 and 16 rows a block): twice as far, 8192/1024: 0.78-0.85x at 100 and
+     0.85-0.87x at 1400 with the other helpers' load (the step on about one core); idle 0.88-1.01x
+     at 100 and 0.86-1.01x at 1400 (this machine's noise: +-2 %); 2048/256 was 1.01-1.04x slower.
+   Other CPUs keep 4096/512. -D overrides both. */
+#if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
+#define ZEN_PREFETCH (RIFFD_SIMD_BITS == 512 ? 1 : RIFFD_SIMD_BITS == 256 ? 2 : 0) /* 1: nearer, 2: farther */
+#else
+#define ZEN_PREFETCH 0
 #endif
 #ifndef PREFETCH_L2_BYTES
-#ifdef ZEN_AVX512_PREFETCH
-#define PREFETCH_L2_BYTES 2048
-#else
-#define PREFETCH_L2_BYTES 4096
-#endif
+#define PREFETCH_L2_BYTES (ZEN_PREFETCH == 1 ? 2048 : ZEN_PREFETCH == 2 ? 8192 : 4096)
 #endif
 #ifndef PREFETCH_L1_BYTES
-#ifdef ZEN_AVX512_PREFETCH
-#define PREFETCH_L1_BYTES 256
-#else
-#define PREFETCH_L1_BYTES 512
+#define PREFETCH_L1_BYTES (ZEN_PREFETCH == 1 ? 256 : ZEN_PREFETCH == 2 ? 1024 : 512)
 #endif
-#endif
+/* A prefill's chunk on AVX2 without VNNI (widen: its products, not the stream, bound it) keeps
+   4096/512: with 8192/1024, 256 rows x 8 products of 4096x1024 measured 1.04x on the Zen 4 (one
+   run; this machine's noise is +-2 %), and there is nothing to gain. */
+#define PREFILL_PREFETCH_L2_BYTES 4096
+#define PREFILL_PREFETCH_L1_BYTES 512
 
 int riffd_int8_block_rows(void) { return BLOCK_ROWS; }
 int riffd_int8_group(void) { return DOT_GROUP; }
@@ -118,16 +122,20 @@ static float quantize_row8(const float *x, int64_t k, uint8_t *act) {
 }
 
 /* The hardware prefetchers stop at page boundaries; a block is one long stream, so ask ahead, a
-   line at a time (w: the next step's weights). */
-static inline __attribute__((always_inline)) void prefetch_ahead(const int8_t *w) {
+   line at a time (w: the next step's weights; l2, l1: the distances in bytes, constants). */
+static inline __attribute__((always_inline)) void prefetch_at(const int8_t *w, const int l2, const int l1) {
     for (int line = 0; line < STEP_BYTES / 64; line++) {
-        __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES + 64 * line, 0, 2);
-        __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES + 64 * line, 0, 3);
+        __builtin_prefetch((const char *)w + l2 + 64 * line, 0, 2);
+        __builtin_prefetch((const char *)w + l1 + 64 * line, 0, 3);
     }
     if (STEP_BYTES < 64) {
-        __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES, 0, 2);
-        __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES, 0, 3);
+        __builtin_prefetch((const char *)w + l2, 0, 2);
+        __builtin_prefetch((const char *)w + l1, 0, 3);
     }
+}
+
+static inline __attribute__((always_inline)) void prefetch_ahead(const int8_t *w) {
+    prefetch_at(w, PREFETCH_L2_BYTES, PREFETCH_L1_BYTES);
 }
 
 /* The block starting at output row n0 against `rows` quantised activation rows. `rows` and
@@ -319,7 +327,7 @@ static void quantize_rows_tiled(void *ctx, int64_t begin, int64_t end) {
    a step: the two halves dot_load_w makes), asking ahead for the bytes after them from memory. */
 static void widen(const int8_t *w, int64_t count, int16_t *wide) {
     for (int64_t s = 0; s < count; s++, w += STEP_BYTES) {
-        if (s % STEPS_PER_LINE == 0) prefetch_ahead(w);
+        if (s % STEPS_PER_LINE == 0) prefetch_at(w, PREFILL_PREFETCH_L2_BYTES, PREFILL_PREFETCH_L1_BYTES);
         dot_w wv = dot_load_w(w);
         _mm256_store_si256((__m256i *)(wide + 32 * s), wv.rows03);
         _mm256_store_si256((__m256i *)(wide + 32 * s + 16), wv.rows47);
