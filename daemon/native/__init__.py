@@ -19,6 +19,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from daemon.config import environment_c_compiler, environment_native_cflags, environment_native_dir
@@ -125,6 +127,19 @@ def library() -> ctypes.CDLL:
                         "may run several times slower on this process's main thread: import riffd's `daemon` "
                         "before torch, or set OMP_WAIT_POLICY=PASSIVE")
         return loaded
+
+
+def optional_function(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any] | None:
+    """The library's C function `name` with its signature set, or None where the library cannot be
+    built or loaded here (the caller then takes PyTorch's path)."""
+    try:
+        loaded = library()
+    except NativeUnavailable:
+        return None
+    function = getattr(loaded, name)
+    function.argtypes = argtypes
+    function.restype = restype
+    return function
 
 
 #: A build takes a second or two; one that hangs must not hold the engine's load forever.

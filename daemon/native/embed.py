@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from daemon.native import NativeUnavailable, library
+from daemon.native import NativeUnavailable, optional_function
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
 
 @functools.cache
-def _function() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _function() -> Callable[..., Any] | None:
     """The C function, or None where riffd's library cannot be built or loaded here."""
-    try:
-        loaded = library()
-    except NativeUnavailable:
-        return None
-    function = loaded.riffd_embed_inputs
-    function.argtypes = [_ptr, _i64, _i64, _i64, _ptr, _i64, _ptr, _i64, _ptr]
-    function.restype = _i64
-    return function
+    return optional_function("riffd_embed_inputs", [_ptr, _i64, _i64, _i64, _ptr, _i64, _ptr, _i64, _ptr], _i64)
 
 
 class InputEmbedder:

@@ -8,10 +8,11 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from daemon.native import NativeUnavailable, library
+from daemon.native import NativeUnavailable, library, optional_function
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +26,10 @@ RACE_SLACK = 2.0**-17
 
 
 @functools.cache
-def _function() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _function() -> Callable[..., Any] | None:
     """The C function, or None where riffd's library cannot be built or loaded here (then PyTorch's path)."""
-    try:
-        loaded = library()
-    except NativeUnavailable:
-        return None
-    function = loaded.riffd_sampling_scores
-    function.argtypes = [_ptr, _i64, _i64, ctypes.c_int, ctypes.c_float, ctypes.c_float, _i64, _ptr, _ptr]
-    function.restype = _i64
-    return function
+    return optional_function("riffd_sampling_scores",
+                             [_ptr, _i64, _i64, ctypes.c_int, ctypes.c_float, ctypes.c_float, _i64, _ptr, _ptr], _i64)
 
 
 def scores_into(out: torch.Tensor, logits: torch.Tensor, *, guided: bool, guidance_scale: float, temperature: float,
