@@ -12,8 +12,13 @@ and CPU (all threads) ms of each, their ratio, in how many adjacent pairs the ch
 the faster, and whether the two gave the same logits bits (from the same inputs and caches).
 Prints a table, then one JSON object as the last line.
 
+`--riding P` adds a next window's two rows at position P to every step (a long job's late steps,
+handoff.py): a build with `riffd_step_rows_out` steps them as keys-only rows (logits of the playing
+window's rows only, as the daemon asks), an older build computes every row. The same bits then
+means the playing rows' logits; both builds write the same cache slots.
+
     python -m bench.step_ab [--base main] [--base-cflags FLAGS] [--cflags FLAGS] [--positions 100,1400]
-        [--steps 60] [--kernel int8a8] [--threads 2]
+        [--steps 60] [--kernel int8a8] [--threads 2] [--riding 300]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from daemon import native  # noqa: E402
 from daemon.config import environment_c_compiler  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
 from daemon.native.decoder_step import NativeModel, bind  # noqa: E402
+from daemon.native.decoder_step import functions as decoder_functions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("base", "new")
@@ -58,12 +64,18 @@ def base_library(revision: str, cflags: list[str], folder: Path) -> ctypes.CDLL:
     return bind(ctypes.CDLL(str(target)))
 
 
-def alternate(models: dict[str, NativeModel], window: Window, position: int, steps: int) -> dict[str, object]:
-    """`steps` pairs of steps at `position`, the two builds in turn (which one goes first alternates)."""
-    batches = {kind: model.batch(window.rows) for kind, model in models.items()}
+def alternate(models: dict[str, NativeModel], window: Window, position: int, steps: int,
+              riding: tuple[Window, int] | None = None,
+              keys_only: dict[str, bool] | None = None) -> dict[str, object]:
+    """`steps` pairs of steps at `position`, the two builds in turn (which one goes first alternates);
+    `riding`: a next window's rows at their own position in each step, keys-only for the builds
+    `keys_only` names."""
+    rows = window.rows + (riding[0].rows if riding else [])
+    batches = {kind: model.batch(rows) for kind, model in models.items()}
     for batch in batches.values():
-        batch.set_positions([position, position])
-    x = torch.randn(2, HIDDEN)
+        batch.set_positions([position, position] + ([riding[1]] * 2 if riding else []))
+    logit_rows = {kind: 2 if riding and (keys_only or {}).get(kind) else None for kind in KINDS}
+    x = torch.randn(len(rows), HIDDEN)
     wall: dict[str, list[float]] = {kind: [] for kind in KINDS}
     cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
     logits: dict[str, torch.Tensor] = {}
@@ -71,7 +83,7 @@ def alternate(models: dict[str, NativeModel], window: Window, position: int, ste
         for kind in (KINDS if i % 2 else KINDS[::-1]):
             hidden = x.clone()
             start, start_cpu = time.perf_counter(), time.process_time()
-            logits[kind] = models[kind].step(hidden, batches[kind])
+            logits[kind] = models[kind].step(hidden, batches[kind], logit_rows=logit_rows[kind])[:2]
             wall[kind].append(1e3 * (time.perf_counter() - start))
             cpu[kind].append(1e3 * (time.process_time() - start_cpu))
     faster = sum(new < base for new, base in zip(wall["new"][2:], wall["base"][2:], strict=True))
@@ -93,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--positions", default="100,1400")
     parser.add_argument("--steps", type=int, default=60, help="pairs of steps at each position")
     parser.add_argument("--kernel", choices=("int8", "int8a8"), default="int8a8")
+    parser.add_argument("--riding", type=int, default=None,
+                        help="a next window's 2 rows riding each step at this position (keys-only where a build can)")
     args = parser.parse_args(argv)
     apply_cpu_arguments(args, "bench.step_ab")
     if args.cflags is not None:
@@ -102,16 +116,21 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="riffd-step-ab-") as folder:
         base = base_library(args.base, shlex.split(args.base_cflags), Path(folder))
         models = {"base": weights.with_activation_bits(bits, library=base), "new": weights.with_activation_bits(bits)}
+    keys_only = {"base": hasattr(base, "riffd_step_rows_out"), "new": hasattr(decoder_functions(), "riffd_step_rows_out")}
     generator = torch.Generator().manual_seed(1)
     positions = [int(p) for p in args.positions.split(",")]
     cpu = this_cpu()
     print(f"CPU: {cpu.model} ({cpu.isa}), {torch.get_num_threads()} threads, {args.kernel}+kv4, one stream (2 rows); "
           f"base {args.base} {args.base_cflags!r} against this checkout {os.environ.get('RIFFD_NATIVE_CFLAGS', '')!r}")
+    if args.riding is not None:
+        print(f"riding: a next window's 2 rows at position {args.riding} in every step; keys-only in "
+              f"{', '.join(kind for kind in KINDS if keys_only[kind]) or 'neither build'}")
     print("position   base ms (cpu)    new ms (cpu)     new/base  new faster in  same bits")
     results = {}
     for position in positions:
         window = Window(max(positions) + 100, generator, kv_bits=4)
-        result = alternate(models, window, position, args.steps)
+        riding = None if args.riding is None else (Window(args.riding + 100, generator, kv_bits=4), args.riding)
+        result = alternate(models, window, position, args.steps, riding, keys_only)
         old, new = result["base"], result["new"]
         assert isinstance(old, dict) and isinstance(new, dict)
         print(f"{position:8d}   {old['ms']:6.2f} ({old['cpu_ms']:5.2f})   {new['ms']:6.2f} ({new['cpu_ms']:5.2f})"
@@ -119,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
         results[str(position)] = result
     summary = {"cpu": cpu.model, "isa": cpu.isa, "threads": torch.get_num_threads(), "kernel": args.kernel,
                "base": args.base, "base_cflags": args.base_cflags,
-               "cflags": os.environ.get("RIFFD_NATIVE_CFLAGS", ""), "positions": results}
+               "cflags": os.environ.get("RIFFD_NATIVE_CFLAGS", ""), "riding": args.riding,
+               "keys_only": keys_only if args.riding is not None else None, "positions": results}
     print(json.dumps(summary))
     return summary
 

@@ -74,7 +74,7 @@ class Account:
 
 
 class TimedLibrary:
-    """The kernels' library with `riffd_step_rows` timed and its profile read after each call."""
+    """The kernels' library with `riffd_step_rows` (and `riffd_step_rows_out`) timed and its profile read after each call."""
 
     def __init__(self, library: ctypes.CDLL, account: Account) -> None:
         self._library, self._account = library, account
@@ -94,9 +94,15 @@ class TimedLibrary:
         return getattr(self._library, name)
 
     def riffd_step_rows(self, *args: Any) -> None:
+        self._timed(self._library.riffd_step_rows, args)
+
+    def riffd_step_rows_out(self, *args: Any) -> None:  # a step with keys-only rows (--riding)
+        self._timed(self._library.riffd_step_rows_out, args)
+
+    def _timed(self, step: Any, args: tuple[Any, ...]) -> None:
         self.clear()
         start = time.perf_counter()
-        self._library.riffd_step_rows(*args)
+        step(*args)
         self._account.add("native_call", time.perf_counter() - start)
         if self._library.riffd_step_profile(self._phases, len(STEP_PHASES)) != len(STEP_PHASES):
             raise SystemExit("the kernels were not built with -DRIFFD_STEP_PROFILE (a stale RIFFD_NATIVE_DIR?)")

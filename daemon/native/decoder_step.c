@@ -164,7 +164,9 @@ typedef struct {
     const int64_t *chunk_first; /* self: chunk c is tasks chunk_first[c] .. chunk_first[c + 1] - 1 */
 } attention_job;
 
-static void self_task(const attention_job *j, int64_t task) {
+/* A row's head: its new key and value stored at its position, then (`attend`) its attention over
+   slots 0..position. A keys-only row's last layer stores without attending (riffd_step_rows_out). */
+static void self_task(const attention_job *j, int64_t task, int attend) {
     const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
     int64_t r = task / heads, h = task % heads;
     const riffd_row *row = &j->rows[r];
@@ -184,12 +186,14 @@ static void self_task(const attention_job *j, int64_t task) {
             riffd_store_int4(keys + (size_t)(p + head8) * half, cache->key_scales + slot, k, hd);
             riffd_store_int4(values + (size_t)(p + head8) * half, cache->value_scales + slot, v, hd);
         }
+        if (!attend) return;
         riffd_attend_kv4(q, keys, cache->key_scales + first, values, cache->value_scales + first, p + 1, head8, hd,
                          scores, out);
         return;
     }
     riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);
     riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, v, hd);
+    if (!attend) return;
     riffd_attend_int8(q, cache->keys + first * hd, cache->key_scales + first, cache->values + first * hd,
                       cache->value_scales + first, row->position + 1, hd, scores, out);
 }
@@ -198,7 +202,12 @@ static void self_task(const attention_job *j, int64_t task) {
 static void self_attention(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
     for (int64_t c = begin; c < end; c++)
-        for (int64_t task = j->chunk_first[c]; task < j->chunk_first[c + 1]; task++) self_task(j, task);
+        for (int64_t task = j->chunk_first[c]; task < j->chunk_first[c + 1]; task++) self_task(j, task, 1);
+}
+
+/* Tasks [begin, end) store their keys and values without attending (keys-only rows' last layer). */
+static void store_only(const attention_job *j, int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; task++) self_task(j, task, 0);
 }
 
 /* Self-attention's tasks in chunks of about equal cost, SELF_CHUNKS_PER_THREAD a thread, instead of one
@@ -269,19 +278,31 @@ static void cross_attention_layer(attention_job *job, int64_t n, int threads) {
 }
 
 /* x [n][hidden]: each row's embedded input (position included), overwritten; writes each layer's
-   key and value at each row's position; logits [n][lm_heads.rows]. */
-void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
-                     int threads) {
+   key and value at each row's position; logits [logit_rows][lm_heads.rows] for rows 0..logit_rows - 1.
+
+   Rows logit_rows..n - 1 are keys-only rows (a next window's context riding the current window's
+   steps, handoff.py: what they leave is their caches, their logits are never read). A row's keys and
+   values in layer l depend on its layers before l only, so in the last layer such a row stops once
+   its key and value are stored: no attention of its own, out-projection, cross-attention, MLP, final
+   norm or lm heads. Every row's computation up to there, and every other row's, is the one
+   riffd_step_rows does (the same bits: the kernels' rows are independent). */
+void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n, int64_t logit_rows, float *x,
+                         float *logits, float *scratch, int threads) {
     const int64_t hidden = m->hidden, heads = m->heads;
     const int64_t each = scores_floats(m, longest_attention(rows, n));
     float *qkv = scratch, *normed = qkv + n * 3 * hidden, *attn = normed + n * hidden;
     float *inner = attn + n * hidden, *scores = inner + n * m->ffn;
     float *delta = qkv; /* a projection's output, once qkv is no longer needed */
-    int64_t chunk_first[MAX_SELF_CHUNKS];
+    if (logit_rows > n) logit_rows = n;
+    if (logit_rows < 0) logit_rows = 0;
+    int64_t chunk_first[MAX_SELF_CHUNKS], last_first[MAX_SELF_CHUNKS];
     const int64_t chunks = self_chunks(rows, n, heads, threads, chunk_first);
+    /* the last layer's attention tasks: the rows with logits only, balanced among themselves */
+    const int64_t last_chunks = logit_rows < n ? self_chunks(rows, logit_rows, heads, threads, last_first) : chunks;
 
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
+        const int64_t live = l == m->layers - 1 ? logit_rows : n; /* the rows this layer carries past its keys and values */
 
         PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed));
         PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
@@ -289,27 +310,37 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
            step of 8 rows); tasks go out in cost-balanced chunks (self_chunks). The norms and GELU stay serial: as regions of their own on the pool
            (0.1-0.4 ms of work a step) they measured slower on the shared 2-core Zen 4 (GELU 0.6 ms
            against 0.1 at 2 rows), each region a chance to wait on a descheduled worker. */
-        attention_job job = {m, rows, l, qkv, scores, each, attn, chunk_first};
-        PHASE(PHASE_SELF, riffd_parallel(chunks, 1, threads, self_attention, &job));
-        PHASE(PHASE_SELF_OUT, project(attn, n, &layer->self_out, delta, threads));
-        PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
+        attention_job job = {m, rows, l, qkv, scores, each, attn, live < n ? last_first : chunk_first};
+        if (live < n) /* keys-only rows' last keys and values: a store each head (~0.1 us), on this thread */
+            PHASE(PHASE_SELF, store_only(&job, live * heads, n * heads));
+        if (live == 0) continue;
+        PHASE(PHASE_SELF, riffd_parallel(live < n ? last_chunks : chunks, 1, threads, self_attention, &job));
+        PHASE(PHASE_SELF_OUT, project(attn, live, &layer->self_out, delta, threads));
+        PHASE(PHASE_RESIDUAL, add_into(x, delta, live * hidden));
 
         if (layer->cross_q.packed) {
-            PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, n, hidden, normed));
-            PHASE(PHASE_CROSS_Q, project(normed, n, &layer->cross_q, qkv, threads));
-            PHASE(PHASE_CROSS, cross_attention_layer(&job, n, threads));
-            PHASE(PHASE_CROSS_OUT, project(attn, n, &layer->cross_out, delta, threads));
-            PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
+            PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, live, hidden, normed));
+            PHASE(PHASE_CROSS_Q, project(normed, live, &layer->cross_q, qkv, threads));
+            PHASE(PHASE_CROSS, cross_attention_layer(&job, live, threads));
+            PHASE(PHASE_CROSS_OUT, project(attn, live, &layer->cross_out, delta, threads));
+            PHASE(PHASE_RESIDUAL, add_into(x, delta, live * hidden));
         }
 
-        PHASE(PHASE_NORM, layer_norm(x, &layer->ffn_norm, m->eps, n, hidden, normed));
-        PHASE(PHASE_FC1, project(normed, n, &layer->fc1, inner, threads));
-        PHASE(PHASE_GELU, riffd_gelu(inner, n * m->ffn));
-        PHASE(PHASE_FC2, project(inner, n, &layer->fc2, delta, threads));
-        PHASE(PHASE_RESIDUAL, add_into(x, delta, n * hidden));
+        PHASE(PHASE_NORM, layer_norm(x, &layer->ffn_norm, m->eps, live, hidden, normed));
+        PHASE(PHASE_FC1, project(normed, live, &layer->fc1, inner, threads));
+        PHASE(PHASE_GELU, riffd_gelu(inner, live * m->ffn));
+        PHASE(PHASE_FC2, project(inner, live, &layer->fc2, delta, threads));
+        PHASE(PHASE_RESIDUAL, add_into(x, delta, live * hidden));
     }
-    PHASE(PHASE_NORM, layer_norm(x, &m->final_norm, m->eps, n, hidden, normed));
-    PHASE(PHASE_HEADS, project(normed, n, &m->lm_heads, logits, threads));
+    if (logit_rows == 0) return;
+    PHASE(PHASE_NORM, layer_norm(x, &m->final_norm, m->eps, logit_rows, hidden, normed));
+    PHASE(PHASE_HEADS, project(normed, logit_rows, &m->lm_heads, logits, threads));
+}
+
+/* Every row with logits [n][lm_heads.rows] (riffd_step_rows_out with logit_rows = n). */
+void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
+                     int threads) {
+    riffd_step_rows_out(m, rows, n, n, x, logits, scratch, threads);
 }
 
 /* The single-window step: the batch's rows share one cache tensor per layer and one position. */
@@ -349,6 +380,10 @@ void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, floa
 /* Built for a CPU without AVX2: never called (riffd_int8_supported() is 0). */
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n) {
     (void)m; (void)rows; (void)n; return 0;
+}
+void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n, int64_t logit_rows, float *x,
+                         float *logits, float *scratch, int threads) {
+    (void)m; (void)rows; (void)n; (void)logit_rows; (void)x; (void)logits; (void)scratch; (void)threads;
 }
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads) {

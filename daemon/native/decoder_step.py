@@ -160,6 +160,10 @@ def bind(loaded: ctypes.CDLL) -> ctypes.CDLL:
     loaded.riffd_step_rows.argtypes = [ctypes.POINTER(ModelStruct), ctypes.POINTER(RowStruct), _i64, _ptr, _ptr, _ptr,
                                        ctypes.c_int]
     loaded.riffd_step_rows.restype = None
+    if hasattr(loaded, "riffd_step_rows_out"):  # not in a build of an older revision (bench.step_ab's base)
+        loaded.riffd_step_rows_out.argtypes = [ctypes.POINTER(ModelStruct), ctypes.POINTER(RowStruct), _i64, _i64,
+                                               _ptr, _ptr, _ptr, ctypes.c_int]
+        loaded.riffd_step_rows_out.restype = None
     loaded.riffd_gelu.argtypes = [_ptr, ctypes.c_int64]
     loaded.riffd_gelu.restype = None
     return loaded
@@ -322,19 +326,31 @@ class NativeModel:
                 raise ValueError(f"row {index}'s caches do not match the model's layers")
         return RowBatch(rows)
 
-    def step(self, x: torch.Tensor, batch: RowBatch, threads: int | None = None) -> torch.Tensor:
+    def step(self, x: torch.Tensor, batch: RowBatch, threads: int | None = None, *,
+             logit_rows: int | None = None) -> torch.Tensor:
         """`x` `[n, hidden]` float32 (embedded inputs, positions added; overwritten), each row's caches
-        written at its position (`batch.set_positions`): logits `[n, vocab]` float32. A row's logits
-        do not depend on the other rows of the batch."""
+        written at its position (`batch.set_positions`): logits `[logit_rows, vocab]` float32 of the
+        first `logit_rows` rows (default all). The rows after them are keys-only (a next window's
+        context riding the step, handoff.py): their caches are written, the same bits, and their last
+        layer stops there (riffd_step_rows_out). A row's logits do not depend on the other rows of the batch."""
         n = len(batch)
         if x.shape != (n, self.hidden) or x.dtype != torch.float32 or not x.is_contiguous():
             raise ValueError(f"{n} rows need x contiguous float32 [{n}, {self.hidden}], got {x.dtype} {tuple(x.shape)}")
-        logits = torch.empty((n, self.vocab), dtype=torch.float32)
+        out = n if logit_rows is None else logit_rows
+        if not 0 < out <= n:
+            raise ValueError(f"logits for {out} of {n} rows")
+        logits = torch.empty((out, self.vocab), dtype=torch.float32)
         with self._lock:
             needed = self._functions.riffd_step_scratch_floats(ctypes.byref(self._model), batch.structs, n)
             if self._scratch.numel() < needed:
                 self._scratch = torch.empty(needed, dtype=torch.float32)
             # ctypes releases the GIL for the call: the daemon's other threads run meanwhile.
-            self._functions.riffd_step_rows(ctypes.byref(self._model), batch.structs, n, x.data_ptr(), logits.data_ptr(),
-                                            self._scratch.data_ptr(), threads or torch.get_num_threads())
+            if out == n:
+                self._functions.riffd_step_rows(ctypes.byref(self._model), batch.structs, n, x.data_ptr(),
+                                                logits.data_ptr(), self._scratch.data_ptr(),
+                                                threads or torch.get_num_threads())
+            else:
+                self._functions.riffd_step_rows_out(ctypes.byref(self._model), batch.structs, n, out, x.data_ptr(),
+                                                    logits.data_ptr(), self._scratch.data_ptr(),
+                                                    threads or torch.get_num_threads())
         return logits

@@ -314,9 +314,9 @@ def test_a_text_prompt_joining_the_batch_makes_its_first_column_in_the_next_shar
     rows: list[int] = []
     native_step = decoder.native.model.step
 
-    def counted(x, batch, threads=None):
+    def counted(x, batch, threads=None, **kwargs):
         rows.append(len(batch))
-        return native_step(x, batch, threads)
+        return native_step(x, batch, threads, **kwargs)
 
     conds = [build_conditioning(model.bundle, [text], guidance_scale=3.0) for text in ("a drone", "a jig")]
     params = GenerationParams(duration_s=1.0, top_k=50)

@@ -107,9 +107,9 @@ def test_two_long_jobs_handing_off_together_keep_their_audio_alone(load_preset, 
     rows_seen: list[int] = []
     step_streams = decoder.step_streams
 
-    def spied(caches, columns, positions):
+    def spied(caches, columns, positions, logit_windows=None):
         rows_seen.append(len(caches))
-        return step_streams(caches, columns, positions)
+        return step_streams(caches, columns, positions, logit_windows)
 
     monkeypatch.setattr(decoder, "step_streams", spied)
     takes = [Take("a", "an upbeat jazz tune", GenerationParams(duration_s=2.0, seed=3, top_k=50, temperature=0.9,

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen import kv_cache
 from daemon.models.musicgen.engine import MusicgenEngine
+from daemon.models.musicgen.handoff import share_condition
 from daemon.models.musicgen.options import EngineOptions
 from daemon.native import NativeUnavailable
 from daemon.native.embed import InputEmbedder
@@ -97,6 +99,44 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
                                     own.keys + own.values + own.key_scales + own.value_scales):
                 # Bit for bit, slots not yet written too (unzeroed: the same garbage, NaN where it is NaN).
                 torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8a8+kv4"])
+def test_keys_only_rows_leave_the_caches_and_logits_of_the_step_that_finishes_every_row(load_preset, monkeypatch, mode):
+    """A next window riding a step (`logit_windows`, handoff.py) stops in the last layer once its keys and
+    values are stored (no attention, out-projection, cross-attention, MLP, final norm or lm heads):
+    both windows' every cache slot and the playing window's logits are the bits of the step that takes
+    every row to its logits, over steps into +kv4's 4-bit slots. Work the riding rows' caches need
+    (any earlier layer's, the last layer's key and value) skipped would show here."""
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 3)  # +kv4: most of both windows' slots in 4 bits
+    bundle = load_preset("debug/musicgen").bundle
+    decoder = MusicgenEngine(bundle, EngineOptions.parse(mode + "+nowarmup")).decoder
+    assert decoder.native is not None
+    generator = torch.Generator().manual_seed(5)
+    with torch.inference_mode(), ExitStack() as windows:
+        cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+        playing = windows.enter_context(decoder.open_cache(2, 20))
+        decoder.prefill(playing, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
+                                                     generator=generator))
+        following = windows.enter_context(decoder.open_cache(2, 12))
+        share_condition(playing, following)
+        for scales in following.key_scales + following.value_scales:
+            scales.zero_()  # unwritten: a stored vector's scale is > 0
+        finished = [clone_cache(playing), clone_cache(following)]
+        for step in range(9):
+            columns = [torch.randint(0, bundle.pad_token_id + 1, (1, bundle.num_codebooks), generator=generator)
+                       for _ in range(2)]
+            positions = [6 + step, step]
+            riding = decoder.step_streams([playing, following], columns, positions, logit_windows=1)
+            every_row = decoder.step_streams(finished, columns, positions)
+            assert len(riding) == 1 and torch.equal(riding[0], every_row[0]), f"step {step}"
+        for cache, own in zip((playing, following), finished):
+            for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
+                                    own.keys + own.values + own.key_scales + own.value_scales):
+                torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
+        assert following.key_scales[-1][:, :, :9].all()  # the riding rows' last layer stored every step's key
+        with pytest.raises(ValueError, match="logits of 0 of 2"):
+            decoder.step_streams([playing, following], columns, [15, 9], logit_windows=0)
 
 
 def test_batched_step_checks_what_the_c_side_trusts(load_preset):

@@ -394,7 +394,8 @@ class StepBatch:
                 logits = self.decoder.step_streams(
                     [s.cache for s in streams] + [w.cache for w in warming],
                     columns + [w.pending for w in warming],  # type: ignore[arg-type]
-                    [s.first_slot + s.step - 1 for s in streams] + [w.slot for w in warming])
+                    [s.first_slot + s.step - 1 for s in streams] + [w.slot for w in warming],
+                    logit_windows=len(streams))  # the warming windows' logits are never read
                 made = next_columns([s.sampler for s in streams], [s.step for s in streams], logits[:len(streams)])
         except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
             # As text: a log record holding `exc` would keep the step's tensors alive (see runner.py).

@@ -306,9 +306,11 @@ class MusicgenDecoder:
 
     @_inference
     def step_streams(self, caches: Sequence[KVCache], columns: Sequence[torch.Tensor],
-                     positions: Sequence[int]) -> list[torch.Tensor]:
+                     positions: Sequence[int], logit_windows: int | None = None) -> list[torch.Tensor]:
         """One step of several windows at once: stream i feeds `columns[i]` `[B_i, K]` at
-        `positions[i]` of `caches[i]`; its logits `[N_i, K, V]`, equal to `step` on it alone.
+        `positions[i]` of `caches[i]`; its logits `[N_i, K, V]`, equal to `step` on it alone, for the
+        first `logit_windows` streams (default all). The streams after them only fill their caches
+        (a next window's context, handoff.py): the native step skips the work that has no other use.
 
         The eager Python step shares each weight read across streams where the product is
         row-independent (riffd's int8 and int4 kernels); elsewhere each stream's rows are multiplied on
@@ -320,9 +322,10 @@ class MusicgenDecoder:
         if self.native is not None:
             hidden = self._native_inputs(caches, columns, positions)
             vocab = self.weights.vocab
-            return [out.view(out.shape[0], -1, vocab) for out in self.native.step_hidden(hidden, caches, positions)]
+            return [out.view(out.shape[0], -1, vocab)
+                    for out in self.native.step_hidden(hidden, caches, positions, logit_windows)]
         if len(caches) == 1 or self.compiled:
-            return [self.step(c, col, p) for c, col, p in zip(caches, columns, positions, strict=True)]
+            return [self.step(c, col, p) for c, col, p in zip(caches, columns, positions, strict=True)][:logit_windows]
         tokens = [self._tokens(c, col) for c, col in zip(caches, columns, strict=True)]
         splits = [t.shape[0] for t in tokens]
         w = self.weights
@@ -331,7 +334,7 @@ class MusicgenDecoder:
         for index, layer in enumerate(w.layers):
             x = self._layer_streams(layer, x, splits, caches, index, positions, position_ts)
         logits = _project(w.lm_heads, w.final_norm(x), splits).view(x.shape[0], -1, self.vocab).float()
-        return list(logits.split(splits))
+        return list(logits.split(splits))[:logit_windows]
 
     # The model, one function each.
     def _tokens(self, cache: KVCache, columns: torch.Tensor) -> torch.Tensor:

@@ -74,17 +74,24 @@ class NativeStep:
         hidden = torch.cat([x.reshape(x.shape[0], -1) for x in xs]).to(torch.float32).contiguous()
         return self.step_hidden(hidden, caches, positions)
 
-    def step_hidden(self, hidden: torch.Tensor, caches: Sequence[KVCache], positions: Sequence[int]) -> list[torch.Tensor]:
+    def step_hidden(self, hidden: torch.Tensor, caches: Sequence[KVCache], positions: Sequence[int],
+                    logit_windows: int | None = None) -> list[torch.Tensor]:
         """`step_streams` on the windows' inputs already side by side: `hidden` `[sum N_i, H]` float32,
-        contiguous, overwritten (the decoder's own buffer: no copy). Logits `[N_i, K * V]` per window."""
+        contiguous, overwritten (the decoder's own buffer: no copy). Logits `[N_i, K * V]` per window
+        of the first `logit_windows` (default all); the windows after them only fill their caches
+        (a next window's context riding the step: `NativeModel.step`'s keys-only rows)."""
         sizes = [self._check(cache, None, hidden.shape[-1]) for cache in caches]
         if hidden.shape[0] != sum(sizes):
             raise ValueError(f"{hidden.shape[0]} input rows for windows of {sum(sizes)}")
+        wanted = len(sizes) if logit_windows is None else logit_windows
+        if not 0 < wanted <= len(sizes):
+            raise ValueError(f"logits of {wanted} of {len(sizes)} windows")
         batch = self._batch(caches)
         batch.set_positions([position for position, size in zip(positions, sizes, strict=True) for _ in range(size)])
-        logits = self.model.step(hidden, batch)  # hidden is overwritten in place
-        if len(sizes) == 1:
+        logits = self.model.step(hidden, batch, logit_rows=sum(sizes[:wanted]))  # hidden is overwritten in place
+        if wanted == 1:
             return [logits]
+        sizes = sizes[:wanted]
         # Slices, not Tensor.split (its Python wrapper cost ~20 us a step, a riding step's 2 windows).
         starts = list(itertools.accumulate(sizes, initial=0))
         return [logits[start:end] for start, end in zip(starts, starts[1:])]
