@@ -67,6 +67,21 @@
 #ifndef PREFETCH_L1_BYTES
 #define PREFETCH_L1_BYTES (ZEN_PREFETCH == 1 ? 256 : ZEN_PREFETCH == 2 ? 1024 : 512)
 #endif
+/* The prefetches stay temporal (T1 far, T0 near), although a decode step reads each block once and
+   its ~363 MB stream evicts everything else from L2 and L3 (the step's caches and activations, the
+   Python around it, the codec's weights between steps). Non-temporal hints were tried on the Zen 4
+   (2-core EPYC VM, AVX-512 VNNI; only where one tile of rows is a block's only reader) and keep
+   nothing warm there. After a one-thread C probe streams 256 MB, a 512 KB buffer reads in 21-22 us
+   (5 us warm) and a 4 or 16 MB one 2-3.5x slower than warm, whether the stream prefetches T1+T0,
+   NTA alone (reading at 16.5 GB/s instead of 22), T1 with an NTA near prefetch, or loads with
+   movntdqa (in the probe only: 15 us for the 512 KB buffer, no better at 4-16 MB): the hardware
+   prefetchers, trained by the stream, presumably fill L2 (and so L3) either way. In the step
+   (bench.step_ab, and the builds stepped in turn in one process; int8a8+kv4, one stream, 2
+   threads; 2-4 runs each, idle and under load): NTA far + T0 near 1.009-1.045x at position 100 and
+   1.014-1.040x at 1400, NTA alone 1.004-1.007x / 1.005-1.012x, both NTA 0.998-1.003x /
+   1.011-1.014x, T1 far + NTA near 0.983-1.040x / 0.982-1.006x (noise: +-2 %); the AVX2 branch
+   (-mno-avx512f) with NTA far 1.22-1.28x slower; bench.step_account's Python around the call
+   0.59 -> 0.58 ms a step, the codec between steps 1.52 -> 1.48 ms (noise). */
 /* A prefill's chunk on AVX2 without VNNI (widen: its products, not the stream, bound it) keeps
    4096/512: with 8192/1024, 256 rows x 8 products of 4096x1024 measured 1.04x on the Zen 4 (one
    run; this machine's noise is +-2 %), and there is nothing to gain. */
