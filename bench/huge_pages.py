@@ -5,7 +5,8 @@ shapes): one packed into huge pages (daemon/native/huge_pages.py, what the daemo
 in ordinary pages. One guided stream (2 rows, +kv4 caches as the int8a8+kv4 engine has them) steps
 at each of `--positions`, the two copies taking turns step by step, so a busy or slow minute on a
 shared machine hits both alike. Per position: the median wall and CPU (all threads) ms of each,
-their ratio, and in how many of the adjacent pairs the huge-page step was the faster. Prints a
+their ratio (huge over 4k), in how many of the adjacent pairs the huge-page step was the faster,
+and whether the two gave the same logits bits (bench.step_pairs). Prints a
 table, then one JSON object as the last line.
 
     python -m bench.huge_pages [--threads 2] [--positions 100,1400] [--steps 60] [--kernel int8a8]
@@ -15,45 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+import daemon  # noqa: E402, F401  (before torch: see daemon/__init__.py)
+import torch  # noqa: E402
+
 from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
-from bench.native_step import HIDDEN, Weights, Window  # noqa: E402
+from bench.native_step import Weights, Window  # noqa: E402
+from bench.step_pairs import alternate  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
 from daemon.native import huge_pages  # noqa: E402
-from daemon.native.decoder_step import NativeModel  # noqa: E402
 
 KINDS = ("4k", "huge")
-
-
-def alternate(models: dict[str, NativeModel], window: Window, position: int, steps: int) -> dict[str, object]:
-    """`steps` pairs of steps at `position`, the two models in turn (which one goes first alternates)."""
-    batches = {kind: model.batch(window.rows) for kind, model in models.items()}
-    for batch in batches.values():
-        batch.set_positions([position, position])
-    x = torch.randn(2, HIDDEN)
-    wall: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    for i in range(steps + 2):  # the first two pairs warm up
-        for kind in (KINDS if i % 2 else KINDS[::-1]):
-            hidden = x.clone()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            models[kind].step(hidden, batches[kind])
-            wall[kind].append(1e3 * (time.perf_counter() - start))
-            cpu[kind].append(1e3 * (time.process_time() - start_cpu))
-    faster = sum(h < s for h, s in zip(wall["huge"][2:], wall["4k"][2:], strict=True))
-    result: dict[str, object] = {kind: {"ms": round(statistics.median(wall[kind][2:]), 2),
-                                        "cpu_ms": round(statistics.median(cpu[kind][2:]), 2)} for kind in KINDS}
-    result["huge_over_4k"] = round(statistics.median(wall["huge"][2:]) / statistics.median(wall["4k"][2:]), 3)
-    result["huge_faster_pairs"] = f"{faster}/{steps}"
-    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -83,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
         small, huge = result["4k"], result["huge"]
         assert isinstance(small, dict) and isinstance(huge, dict)
         print(f"{position:8d}   {small['ms']:6.2f} ({small['cpu_ms']:5.2f})   {huge['ms']:6.2f} ({huge['cpu_ms']:5.2f})"
-              f"   {result['huge_over_4k']:6.3f}   {result['huge_faster_pairs']} pairs")
+              f"   {result['ratio']:6.3f}   {result['faster_pairs']} pairs")
         results[str(position)] = result
     summary = {"cpu": cpu.model, "isa": cpu.isa, "threads": torch.get_num_threads(), "kernel": args.kernel,
                "thp_mode": huge_pages.thp_mode(), "positions": results}

@@ -28,11 +28,9 @@ import ctypes
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -41,11 +39,12 @@ import daemon  # noqa: E402, F401  (before torch: see daemon/__init__.py)
 import torch  # noqa: E402
 
 from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
-from bench.native_step import HIDDEN, Weights, Window  # noqa: E402
+from bench.native_step import Weights, Window  # noqa: E402
+from bench.step_pairs import alternate  # noqa: E402
 from daemon import native  # noqa: E402
 from daemon.config import environment_c_compiler  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
-from daemon.native.decoder_step import NativeModel, bind  # noqa: E402
+from daemon.native.decoder_step import bind  # noqa: E402
 from daemon.native.decoder_step import functions as decoder_functions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,38 +61,6 @@ def base_library(revision: str, cflags: list[str], folder: Path) -> ctypes.CDLL:
     flags = native.build_flags(os.uname().machine, native._cpu_flags())
     subprocess.run([environment_c_compiler(), *flags, *cflags, *sources, "-o", str(target)], check=True)
     return bind(ctypes.CDLL(str(target)))
-
-
-def alternate(models: dict[str, NativeModel], window: Window, position: int, steps: int,
-              riding: tuple[Window, int] | None = None,
-              keys_only: dict[str, bool] | None = None) -> dict[str, object]:
-    """`steps` pairs of steps at `position`, the two builds in turn (which one goes first alternates);
-    `riding`: a next window's rows at their own position in each step, keys-only for the builds
-    `keys_only` names."""
-    rows = window.rows + (riding[0].rows if riding else [])
-    batches = {kind: model.batch(rows) for kind, model in models.items()}
-    for batch in batches.values():
-        batch.set_positions([position, position] + ([riding[1]] * 2 if riding else []))
-    logit_rows = {kind: 2 if riding and (keys_only or {}).get(kind) else None for kind in KINDS}
-    x = torch.randn(len(rows), HIDDEN)
-    wall: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    logits: dict[str, torch.Tensor] = {}
-    for i in range(steps + 2):  # the first two pairs warm up
-        for kind in (KINDS if i % 2 else KINDS[::-1]):
-            hidden = x.clone()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            logits[kind] = models[kind].step(hidden, batches[kind], logit_rows=logit_rows[kind])[:2]
-            wall[kind].append(1e3 * (time.perf_counter() - start))
-            cpu[kind].append(1e3 * (time.process_time() - start_cpu))
-    faster = sum(new < base for new, base in zip(wall["new"][2:], wall["base"][2:], strict=True))
-    result: dict[str, object] = {kind: {"ms": round(statistics.median(wall[kind][2:]), 3),
-                                        "cpu_ms": round(statistics.median(cpu[kind][2:]), 3)} for kind in KINDS}
-    result["new_over_base"] = round(statistics.median(wall["new"][2:]) / statistics.median(wall["base"][2:]), 3)
-    result["new_faster_pairs"] = f"{faster}/{steps}"
-    # Both wrote this position's keys and values into the same caches: the same bits, if they agree.
-    result["same_bits"] = bool(torch.equal(logits["new"], logits["base"]))
-    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -134,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         old, new = result["base"], result["new"]
         assert isinstance(old, dict) and isinstance(new, dict)
         print(f"{position:8d}   {old['ms']:6.2f} ({old['cpu_ms']:5.2f})   {new['ms']:6.2f} ({new['cpu_ms']:5.2f})"
-              f"   {result['new_over_base']:6.3f}   {result['new_faster_pairs']:>9} pairs  {result['same_bits']}")
+              f"   {result['ratio']:6.3f}   {result['faster_pairs']:>9} pairs  {result['same_bits']}")
         results[str(position)] = result
     summary = {"cpu": cpu.model, "isa": cpu.isa, "threads": torch.get_num_threads(), "kernel": args.kernel,
                "base": args.base, "base_cflags": args.base_cflags,
