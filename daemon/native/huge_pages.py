@@ -146,12 +146,20 @@ def spare_bytes() -> int:
         return sum(a.size for a in _spare)
 
 
+def _starts(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> tuple[list[int], int]:
+    """Where huge_empties puts each of these (shape, dtype), each on a page of its own, and the room
+    they take in all."""
+    starts, offset = [], 0
+    for shape, dtype in specs:
+        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES
+        starts.append(offset)
+        offset += math.prod(shape) * dtype.itemsize
+    return starts, offset
+
+
 def buffers_bytes(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> int:
     """The room huge_empties takes for these (shape, dtype): each on a page of its own."""
-    offset = 0
-    for shape, dtype in specs:
-        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES + math.prod(shape) * dtype.itemsize
-    return offset
+    return _starts(specs)[1]
 
 
 def reserve(nbytes: int, count: int) -> None:
@@ -183,7 +191,7 @@ def huge_empties(specs: Sequence[tuple[tuple[int, ...], torch.dtype]], zeroed: b
     their views are gone the mapping is kept for the next window (`reserve`; up to SPARE_BYTES),
     its huge pages faulted in already. `zeroed` False: what a window before left there (as
     torch.empty's) where a spare serves. Ordinary tensors where huge pages are not available."""
-    nbytes = buffers_bytes(specs)
+    starts, nbytes = _starts(specs)
     make = torch.zeros if zeroed else torch.empty
     if nbytes == 0 or not available():
         return [make(shape, dtype=dtype) for shape, dtype in specs]
@@ -199,13 +207,8 @@ def huge_empties(specs: Sequence[tuple[tuple[int, ...], torch.dtype]], zeroed: b
     raw = torch.from_numpy(array)[arena.first:arena.first + nbytes]
     if used and zeroed:
         raw.zero_()
-    buffers, offset = [], 0
-    for shape, dtype in specs:
-        offset = -(-offset // ALIGN_BYTES) * ALIGN_BYTES
-        size = math.prod(shape) * dtype.itemsize
-        buffers.append(raw[offset:offset + size].view(dtype).view(shape))
-        offset += size
-    return buffers
+    return [raw[start:start + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
+            for (shape, dtype), start in zip(specs, starts, strict=True)]
 
 
 def huge_copy(tensor: torch.Tensor) -> torch.Tensor:
