@@ -47,15 +47,7 @@ def iter_frames(
                                dtype=torch.long, device=bundle.device)
         sequence[..., :head.shape[-1]] = head
         filled, ready = head.shape[-1], window.prompt_frames
-        # Frame f of codebook k sits at column 1 + f + delay_k, flat index k * T + 1 + f + delay_k of a
-        # row: one frame is one index_select (a step's one new frame; the slices and stack cost ~5 calls),
-        # or, where the delays step evenly from codebook to codebook (mono: delay_k = k), a strided view
-        # of the sequence (no index arithmetic, no copy: one call; written columns are never written
-        # again, so the view's codes stay the frame's).
-        diagonal = (torch.arange(num_codebooks, device=bundle.device) * sequence.shape[-1] + 1
-                    + torch.tensor(codebook_delays, device=bundle.device))
-        flat = sequence.view(batch, -1)
-        frame_view = _frame_view(sequence, codebook_delays)
+        frame_at = _frame_reader(sequence, codebook_delays)
         pieces = []
         with closing(columns_for(window, window_prompt)) as columns:
             for column in columns:
@@ -67,8 +59,7 @@ def iter_frames(
                 complete = min(filled - 1 - max_delay, last_frame)
                 if complete > ready:
                     if complete == ready + 1:
-                        fresh = (frame_view(ready) if frame_view is not None
-                                 else flat.index_select(1, diagonal + ready).unsqueeze(-1))
+                        fresh = frame_at(ready)
                     else:
                         fresh = torch.stack([sequence[:, k, 1 + ready + d:1 + complete + d]
                                              for k, d in enumerate(codebook_delays)], dim=1)
@@ -80,17 +71,23 @@ def iter_frames(
         recent = torch.cat([recent, *pieces], dim=-1)[..., -bundle.window_frames:]
 
 
-def _frame_view(sequence: torch.Tensor, codebook_delays: list[int]) -> Callable[[int], torch.Tensor] | None:
-    """`frame(f)`: frame f `[B, K, 1]` of `sequence` `[B, K, T]` (contiguous; codebook k's frame f at column
-    1 + f + delay_k) as a view, where the delays grow by one step from codebook to codebook (the flat
-    indices are then evenly spaced); else None."""
+def _frame_reader(sequence: torch.Tensor, codebook_delays: list[int]) -> Callable[[int], torch.Tensor]:
+    """`frame(f)`: frame f `[B, K, 1]` of `sequence` `[B, K, T]` (codebook k's frame f at column
+    1 + f + delay_k, flat index k * T + 1 + f + delay_k of a row), one call instead of K slices and a
+    stack (a step's one new frame). Where the delays step evenly from codebook to codebook (mono:
+    delay_k = k) the flat indices are evenly spaced: a strided view (no index arithmetic, no copy;
+    written columns are never written again, so the view's codes stay the frame's); elsewhere one
+    index_select."""
     steps = {b - a for a, b in zip(codebook_delays, codebook_delays[1:])}
-    if len(steps) > 1 or not sequence.is_contiguous():
-        return None
     batch, books, length = sequence.shape
-    stride = length + (steps.pop() if steps else 0)
-    first = sequence.storage_offset() + 1 + codebook_delays[0]
-    return lambda frame: sequence.as_strided((batch, books, 1), (books * length, stride, 1), first + frame)
+    if len(steps) <= 1 and sequence.is_contiguous():
+        stride = length + (steps.pop() if steps else 0)
+        first = sequence.storage_offset() + 1 + codebook_delays[0]
+        return lambda frame: sequence.as_strided((batch, books, 1), (books * length, stride, 1), first + frame)
+    diagonal = (torch.arange(books, device=sequence.device) * length + 1
+                + torch.tensor(codebook_delays, device=sequence.device))
+    flat = sequence.view(batch, -1)  # a view: the frames written later must show through it
+    return lambda frame: flat.index_select(1, diagonal + frame).unsqueeze(-1)
 
 
 def run_windows(bundle: MusicgenBundle, windows: list[Window], *, prompt: torch.Tensor | None, batch: int,
