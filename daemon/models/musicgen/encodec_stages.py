@@ -288,12 +288,6 @@ def _elu(x: torch.Tensor, alpha: float, *, in_place: bool = False, out: torch.Te
     return out.copy_(F.elu(x, alpha)) if out is not x else F.elu(x, alpha, inplace=True)
 
 
-def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if not a.shape[-1]:
-        return b
-    return torch.cat([a, b], dim=-1) if b.shape[-1] else a
-
-
 class PaddedInput(Stage):
     """A stage whose inputs a convolution (`padding`) reads: keeps the inputs `_run` leaves in
     `buffer`, applies the left edge padding once there is enough input to reflect, and the right
@@ -646,7 +640,7 @@ class Residual(Stage):
         self.pending_shortcut = self.empty()
 
     def _join(self, main: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        main, shortcut = _cat(self.pending_main, main), _cat(self.pending_shortcut, shortcut)
+        main, shortcut = cat_time(self.pending_main, main, CHANNELS), cat_time(self.pending_shortcut, shortcut, CHANNELS)
         n = min(main.shape[-1], shortcut.shape[-1])
         self.pending_main, self.pending_shortcut = _tail(main, main.shape[-1] - n), _tail(shortcut, shortcut.shape[-1] - n)
         # transformers adds shortcut(residual) + hidden_states.
