@@ -126,6 +126,8 @@ void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scal
                       float *scores, float *out);
 /* 1 where the 4-bit slots' scores take the integer product (the query rounded to bytes: attention.c). */
 int riffd_attend_int4_integer(int64_t head_dim);
+/* 1 where the 4-bit slots' values are weighed with the weights rounded to 16 bits (attention.c). */
+int riffd_attend_int4_words(int64_t head_dim);
 void riffd_attend_f32(const float *q, const float *keys, const float *values, const float *mask, int64_t length,
                       int64_t head_dim, float *scratch, float *out);
 #endif

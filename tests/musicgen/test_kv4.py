@@ -18,6 +18,7 @@ from daemon.models.musicgen.kv_cache import (
     INT4_LEVELS, INT8_LEVELS, PACKED4, KVCache, quantize_vectors, quantize_vectors4, unpack4,
 )
 from daemon.models.musicgen.options import EngineOptions
+from daemon.native import _cpu_flags
 from daemon.native.decoder_step import functions
 from protocol.errors import InvalidArgument
 from tests.musicgen.test_native import _kernel_runs_here, assert_native_step_equals_python
@@ -35,6 +36,7 @@ def _library() -> ctypes.CDLL:
     loaded.riffd_attention_scratch_floats.argtypes = [_i64, _i64]
     loaded.riffd_attention_scratch_floats.restype = _i64
     loaded.riffd_attend_int4_integer.argtypes = [_i64]
+    loaded.riffd_attend_int4_words.argtypes = [_i64]
     return loaded
 
 
@@ -150,12 +152,29 @@ def test_a_prefill_stores_natively_the_bits_torch_quantises(monkeypatch, dtype, 
                  int8_positions=caches[0].int8_positions) is False  # past the window: not taken
 
 
-def _reference(q, keys, values, late_q=None, early=0):
-    """Softmax attention in float64; positions from `early` on scored with `late_q` where given."""
+def _scores(q, keys, late_q=None, early=0):
+    """Attention scores in float64; positions from `early` on scored with `late_q` where given."""
     scores = (keys.double() @ q.double()) / q.shape[0] ** 0.5
     if late_q is not None:
         scores[early:] = (keys[early:].double() @ late_q) / q.shape[0] ** 0.5
-    return torch.softmax(scores, dim=0) @ values.double()
+    return scores
+
+
+def _reference(q, keys, values, late_q=None, early=0):
+    """Softmax attention in float64 over `_scores`."""
+    return torch.softmax(_scores(q, keys, late_q, early), dim=0) @ values.double()
+
+
+def _weights_rounding(loaded, q, keys, codes, value_scales, late_q=None, early=0) -> float:
+    """The most an output moves where the kernel weighs the 4-bit slots' values with 16-bit weights
+    (riffd_attend_int4_words; 0 where in float32): each weight e^(s - top) * value_scale of a 4-bit
+    position is off by at most the largest of them / 65534, so output d by that times the sum of
+    |code| over those positions, over the softmax's total."""
+    if not loaded.riffd_attend_int4_words(q.shape[0]) or early >= len(codes):
+        return 0.0
+    exps = torch.exp((scores := _scores(q, keys, late_q, early)) - scores.max())
+    largest = (exps[early:] * value_scales.double()[early:]).max()
+    return float(largest / 65534 * codes[early:].double().abs().sum(dim=0).max() / exps.sum())
 
 
 @native
@@ -164,6 +183,14 @@ def test_musicgens_head_size_scores_4bit_slots_through_the_integer_product():
     loaded = _library()
     assert loaded.riffd_attend_int4_integer(64) == 1 and loaded.riffd_attend_int4_integer(128) == 1
     assert loaded.riffd_attend_int4_integer(48) == 0  # 24 bytes a slot: the float product
+
+
+@native
+def test_the_16bit_weights_take_musicgens_head_size_on_avx512_with_vbmi_only():
+    loaded = _library()
+    avx512 = loaded.riffd_simd_bits() == 512 and "avx512vbmi" in _cpu_flags().split()
+    assert loaded.riffd_attend_int4_words(64) == int(avx512)
+    assert loaded.riffd_attend_int4_words(16) == loaded.riffd_attend_int4_words(128) == 0
 
 
 @native
@@ -184,10 +211,12 @@ def test_4bit_attention_equals_float64_math_on_the_same_slots(head_dim, length):
     out = torch.empty(head_dim)
     loaded.riffd_attend_int4(q.data_ptr(), packed_keys.data_ptr(), key_scales.data_ptr(), packed_values.data_ptr(),
                              value_scales.data_ptr(), length, head_dim, scratch.data_ptr(), out.data_ptr())
-    want = _reference(q, keys.double() * key_scales.double()[:, None], values.double() * value_scales.double()[:, None],
-                      _late_query(loaded, q))
-    # float32 arithmetic throughout (exp to 2e-7): within 1e-5 of the values' largest magnitude
-    bound = 1e-5 * (values.double().abs() * value_scales.double()[:, None]).max()
+    scaled_keys = keys.double() * key_scales.double()[:, None]
+    want = _reference(q, scaled_keys, values.double() * value_scales.double()[:, None], _late_query(loaded, q))
+    # float32 arithmetic throughout (exp to 2e-7): within 1e-5 of the values' largest magnitude, plus
+    # what the weights' rounding to 16 bits moves, where the kernel weighs that way
+    bound = 1e-5 * (values.double().abs() * value_scales.double()[:, None]).max() \
+        + _weights_rounding(loaded, q, scaled_keys, values, value_scales, _late_query(loaded, q))
     assert float((out.double() - want).abs().max()) <= bound
 
 
@@ -219,10 +248,11 @@ def test_kv4_attention_over_an_int8_head_and_4bit_slots_equals_float64_math(head
     out = torch.empty(head_dim)
     loaded.riffd_attend_kv4(q.data_ptr(), slots[0].data_ptr(), key_scales.data_ptr(), slots[1].data_ptr(),
                             value_scales.data_ptr(), length, head, head_dim, scratch.data_ptr(), out.data_ptr())
-    keys, values = (torch.cat((c8, c4)).double() for c8, c4 in zip(codes8, codes4))
-    keys, values = keys * key_scales.double()[:, None], values * value_scales.double()[:, None]
+    keys, codes = (torch.cat((c8, c4)).double() for c8, c4 in zip(codes8, codes4))
+    keys, values = keys * key_scales.double()[:, None], codes * value_scales.double()[:, None]
     want = _reference(q, keys, values, _late_query(loaded, q), early)
-    bound = 1e-5 * values.abs().max()
+    bound = 1e-5 * values.abs().max() + _weights_rounding(loaded, q, keys, codes, value_scales, _late_query(loaded, q),
+                                                          early)
     assert float((out.double() - want).abs().max()) <= bound
     if length <= head:
         int8_out = torch.empty(head_dim)

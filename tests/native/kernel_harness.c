@@ -27,7 +27,10 @@
      (the k-th largest found by sorting), -inf where below it.
    - The 4-bit cache (+kv4): riffd_store_int4's codes are round(x * 7 / max|x|) of double maths (one off
      only within 1e-5 of a tie) and its scale max|x| / 7 to float32 rounding; riffd_attend_int4 over
-     random codes and scales within 1e-5 of the values' largest magnitude of softmax attention in double.
+     random codes and scales within 1e-5 of the values' largest magnitude of softmax attention in double,
+     plus, where the 4-bit values are weighed with the weights rounded to 16 bits (riffd_attend_int4_words:
+     head_dim 64 on AVX-512 with VBMI), half a step of the largest 4-bit weight times each output's
+     sum of |code| over those positions, over the softmax's total.
      Where the 4-bit slots score through the integer product (riffd_attend_int4_integer: head_dim 64
      and 128 on every branch), that double maths meets them with the query as specified, rounded to
      bytes (round(q * 127 / max|q|) in float32, times max|q| / 127); and against the double maths
@@ -78,6 +81,7 @@ void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scal
                       const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out);
 int riffd_attend_int4_integer(int64_t head_dim);
+int riffd_attend_int4_words(int64_t head_dim);
 int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, int64_t n);
 void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, float *x, float *logits, float *scratch,
                      int threads);
@@ -880,6 +884,7 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
     float *q = must_alloc(sizeof(float) * (size_t)hd), *out = must_alloc(sizeof(float) * (size_t)hd);
     float *scratch = must_alloc(sizeof(float) * (size_t)riffd_attention_scratch_floats(length, hd));
     double *scores = must_alloc(sizeof(double) * (size_t)length), *want = must_alloc(sizeof(double) * (size_t)hd);
+    double *code_sums = must_alloc(sizeof(double) * (size_t)hd);
     for (int64_t i = 0; i < bytes; i++) keys[i] = (uint8_t)rand_int(0, 255), values[i] = (uint8_t)rand_int(0, 255);
     for (int64_t i = 0; i < head8 * hd; i++) { /* int8 codes are -127..127 */
         if (keys[i] == 128) keys[i] = 129;
@@ -919,15 +924,26 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
             top = fmax(top, scores[p]);
             if (p >= head8) moved = fmax(moved, q_scale / 2.0 * codes * key_scales[p] / sqrt((double)hd));
         }
-        for (int64_t i = 0; i < hd; i++) want[i] = 0.0;
+        for (int64_t i = 0; i < hd; i++) want[i] = 0.0, code_sums[i] = 0.0;
+        double weight_top = 0.0; /* the largest weight e * value scale of a 4-bit position */
         for (int64_t p = 0; p < length; p++) {
             double e = exp(scores[p] - top);
             total += e;
             for (int64_t i = 0; i < hd; i++) want[i] += e * kv4_code(values, hd, head8, p, i) * value_scales[p];
+            if (p < head8) continue;
+            weight_top = fmax(weight_top, e * value_scales[p]);
+            for (int64_t i = 0; i < hd; i++) code_sums[i] += abs(kv4_code(values, hd, head8, p, i));
         }
+        /* Where the 4-bit values are weighed with 16-bit weights (riffd_attend_int4_words), each weight
+           is off by at most the largest / 65534, so output i by that times code_sums[i] / total (the
+           kernel's weights are within e^(2 moved) of these). */
+        double words = 0.0;
+        if (riffd_attend_int4_words(hd))
+            for (int64_t i = 0; i < hd; i++)
+                words = fmax(words, weight_top * exp(2.0 * moved) / 65534.0 * code_sums[i] / total);
         /* Scores each moved by at most `moved` move every softmax weight by a factor within e^(+-2 moved),
            so the output by at most (e^(2 moved) - 1) times the largest value (plus float32's 1e-5). */
-        const double bound = exact ? (expm1(2.0 * moved) + 1e-5) * largest_value : 1e-5 * largest_value;
+        const double bound = (exact ? (expm1(2.0 * moved) + 1e-5) * largest_value : 1e-5 * largest_value) + words;
         double worst = 0.0;
         for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / bound);
         snprintf(what, sizeof what, "4-bit cache attention%s, head_dim %lld, %lld positions, %lld in int8",
@@ -936,7 +952,7 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
         report(what, worst);
     }
     free(q_late), free(x), free(codes), free(keys), free(values), free(key_scales), free(value_scales), free(q), free(out);
-    free(scratch), free(scores), free(want);
+    free(scratch), free(scores), free(want), free(code_sums);
 }
 
 int main(int argc, char **argv) {
@@ -982,6 +998,7 @@ int main(int argc, char **argv) {
     check_int4_cache(128, 301, 64);
     check_int4_cache(64, 70, 64);
     check_int4_cache(64, 16, 0);
+    check_int4_cache(64, 9001, 64); /* 16-bit weights: more than two blocks of WORD_BLOCK positions */
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
