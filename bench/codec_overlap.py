@@ -20,7 +20,7 @@ PyTorch's float products in the codec round differently on another thread count,
 configuration streams other samples than serial). Prints one JSON object last.
 
     python -m bench.codec_overlap [--model random/musicgen-small] [--engine int8a8+kv4] [--duration 8]
-        [--rounds 3] [--configs serial:2,ahead:2,ahead:1,ahead:2@19]
+        [--rounds 3] [--configs serial:2,ahead:2,ahead:1,ahead:2@19] [--threads N] [--emulate avx2]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from daemon.models.musicgen.backend import MusicGen  # noqa: E402
 from daemon.models.musicgen.loader import load_folder  # noqa: E402
 from daemon.models.musicgen.options import EngineOptions  # noqa: E402
 from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
+from bench.isa import add_cpu_arguments, apply_cpu_arguments, isa_label  # noqa: E402
 from protocol.params import GenerationParams  # noqa: E402
 
 
@@ -132,7 +133,7 @@ def _one_job(model: MusicGen, config: Config, params: GenerationParams, prompt: 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random/musicgen-small")
-    parser.add_argument("--engine", default="int8a8+kv4", help="engine mode (auto's pick on AVX-512 VNNI: int8a8+kv4)")
+    parser.add_argument("--engine", default="int8a8+kv4", help="engine mode (auto's pick on AVX-512 VNNI: int8a8+kv4; on AVX2, emulated: int8+kv4)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio per job")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default="serial:2,ahead:2,ahead:1,ahead:2@19",
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "the codec on C (default T) at nice N (ahead only)")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
     parser.add_argument("--cache-dir", type=Path, default=None)
+    add_cpu_arguments(parser)
     args = parser.parse_args(argv)
+    apply_cpu_arguments(args, "bench.codec_overlap")
     configs = [_parse_config(item.strip(), parser) for item in args.configs.split(",")]
     default_threads = torch.get_num_threads()
     baseline = Config("serial", default_threads, default_threads, 0)
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = MusicGen(bundle, engine=EngineOptions.parse(args.engine))
     cpu = this_cpu()
     params = GenerationParams(duration_s=args.duration, seed=0)
-    print(f"{args.model} {args.engine} on {cpu.describe()}, {default_threads} threads by default; "
+    isa = isa_label(args.emulate)
+    print(f"{args.model} {args.engine} on {cpu.describe()} ({isa}), {default_threads} threads by default; "
           f"{args.duration:g} s jobs, {args.rounds} rounds", flush=True)
 
     current_threads = [default_threads]
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return round(statistics.median(r[key] for r in runs[name]), 3)
 
     summary = {
-        "model": args.model, "engine": args.engine, "cpu": cpu.describe(), "default_threads": default_threads,
+        "model": args.model, "engine": args.engine, "cpu": cpu.describe(), "isa": isa,
+        "default_threads": default_threads,
         "duration_s": args.duration, "rounds": args.rounds, "baseline": baseline.name,
         "same_audio": True,
         "speedup_vs_baseline": {name: round(statistics.median(values), 3) for name, values in ratios.items()},
