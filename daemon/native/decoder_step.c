@@ -210,31 +210,54 @@ static void store_only(const attention_job *j, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) self_task(j, task, 0);
 }
 
-/* Self-attention's tasks in chunks of about equal cost, SELF_CHUNKS_PER_THREAD a thread, instead of one
-   task a hand-out (a compare-and-swap on the pool's shared counter each: 32 a layer for one guided
-   stream, 64 with a riding one): rows at different positions attend over different lengths (a riding
-   stream's rows over 0-600 slots, the main stream's over up to 1500), so chunks of equal task counts
-   would not balance. A task costs about SELF_TASK_FIXED positions' worth (its stores, the query's
-   rounding, the softmax's ends: ~0.15 us against 4-5 ns a position on the Zen 4, in cache) plus its
-   length. Several chunks a thread still let the caller take over a descheduled worker's share.
-   Returns the count; first[0..count] are their first tasks and the end. */
+/* Self-attention's tasks in chunks, instead of one task a hand-out (a compare-and-swap on the
+   pool's shared counter each: 32 a layer for one guided stream, 64 with a riding one). Rows at
+   different positions attend over different lengths (a riding stream's rows over 0-600 slots, the
+   main stream's over up to 1500), so chunks are cut by cost, not by task count. A task's cost
+   (task_cost) counts the bytes it reads, as its slots come from memory, in 4-bit slots:
+   SELF_TASK_FIXED for what any task pays (its slots' six streams started cold: keys, values, their
+   scales, int8 and 4-bit; the stores; the softmax's ends), a slot per position, one more per int8
+   slot (twice the bytes). Measured on the Zen 4, one thread, each head's slots from memory: 0.39 us
+   at length 1, 2.2 at 100, 3.8 at 300, 5.6 at 600, 9.4 at 1400. So a task of 300 costs 0.40 of one of
+   1400 (here (300 + 364) / (300 + 1464) = 0.38; length alone with 32 for the fixed part said 0.23),
+   and a riding stream's chunks ran long.
+
+   Each chunk takes 1/SELF_CHUNKS_PER_THREAD of a thread's share of what is left, so the last chunks
+   handed out are the small ones (a riding stream's short tasks come last) and the region's end
+   waits for about one of them, but no fewer than SELF_CHUNK_TASKS tasks: a row's next heads' slots
+   follow its last head's late in a window, one stream for the hardware prefetcher, which chunks of
+   2 tasks broke (a step at 1400 alone 1.02-1.06x slower, caches in ordinary pages). Rows alike
+   (a stream alone) get the equal chunks of 4 tasks they had. Several chunks a thread still let the
+   caller take over a descheduled worker's share. Returns the count; first[0..count] are their first
+   tasks and the end. */
 #define SELF_CHUNKS_PER_THREAD 4
-#define SELF_TASK_FIXED 32
+#ifndef SELF_TASK_FIXED
+#define SELF_TASK_FIXED 300
+#endif
+#ifndef SELF_CHUNK_TASKS
+#define SELF_CHUNK_TASKS 4
+#endif
 #define MAX_SELF_CHUNKS 64
 
+static int64_t task_cost(const riffd_row *row) {
+    const int64_t length = row->position + 1, head8 = row->kv_bits == 4 ? row->kv_int8_positions : length;
+    return SELF_TASK_FIXED + length + (length < head8 ? length : head8);
+}
+
 static int64_t self_chunks(const riffd_row *rows, int64_t n, int64_t heads, int threads, int64_t *first) {
-    const int64_t tasks = n * heads;
-    int64_t total = 0, wanted = (int64_t)(threads > 1 ? threads : 1) * SELF_CHUNKS_PER_THREAD;
-    for (int64_t r = 0; r < n; r++) total += heads * (SELF_TASK_FIXED + rows[r].position + 1);
-    if (wanted > tasks) wanted = tasks;
-    if (wanted > MAX_SELF_CHUNKS - 2) wanted = MAX_SELF_CHUNKS - 2;
-    if (wanted < 1) wanted = 1;
-    const int64_t target = (total + wanted - 1) / wanted;
+    const int64_t tasks = n * heads, wanted = (int64_t)(threads > 1 ? threads : 1) * SELF_CHUNKS_PER_THREAD;
+    int64_t left = 0;
+    for (int64_t r = 0; r < n; r++) left += heads * task_cost(&rows[r]);
     int64_t count = 0, cost = 0;
     first[0] = 0;
     for (int64_t task = 0; task + 1 < tasks; task++) {
-        cost += SELF_TASK_FIXED + rows[task / heads].position + 1;
-        if (cost >= target * (count + 1)) first[++count] = task + 1; /* at most wanted - 1 cuts: cost < total */
+        cost += task_cost(&rows[task / heads]);
+        /* at most MAX_SELF_CHUNKS - 1 chunks: first[] fits */
+        if (cost * wanted >= left && task + 1 - first[count] >= SELF_CHUNK_TASKS && count < MAX_SELF_CHUNKS - 2) {
+            first[++count] = task + 1;
+            left -= cost;
+            cost = 0;
+        }
     }
     first[++count] = tasks;
     return count;
