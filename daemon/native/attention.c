@@ -369,26 +369,32 @@ static inline __attribute__((always_inline)) void weigh(const float *scores, con
     for (int64_t c = 0; c < chunks; c++) vf_store(out + c * VL, vf_mul(vf_add(even[c], odd[c]), inverse));
 }
 
-#if RIFFD_SIMD_BITS == 512 && defined(__AVX512VBMI__)
+#if (RIFFD_SIMD_BITS == 512 && defined(__AVX512VBMI__)) || RIFFD_SIMD_BITS == 256
 #define WEIGH4_WORDS 1
 /* weigh4 for head_dim 64 in integers: the weights (softmax times value scales, all >= 0) rounded to
    16 bits, w16 = round(w * 32767 / max w), and each pair of positions' codes meeting them in one
-   vpdpwssd per 16 dimensions (a lane: w16[p] c[p][d] + w16[p + 1] c[p + 1][d], exact in int32),
-   instead of widening 64 codes a position to floats (a permutation each 16) for 4 multiply-adds.
-   A pair of positions is one 64-byte read; vpermb spreads byte d of each (dimensions d and d + 32)
-   into the two 16-bit halves of lane d, zero-extended, so a mask or a shift leaves the nibbles. A
-   byte xor 0x88 first makes each two's-complement nibble c into c + 8 (0..15), and 8 * sum(w16)
-   comes off after. Per lane |sum| <= 15 * 32767 a position: int32 holds WORD_BLOCK positions, a
-   longer run adds blocks in float. Single core on the Zen 4 (1401 positions in cache): 2.33 -> 1.30
-   ns a position. The cost is the weights' rounding: each is off by at most max w / 65534, so an
-   output by at most max w / 65534 * sum_p |c[p][d]| / total (kernel_harness.c and test_kv4 check
-   that bound); float32 arithmetic elsewhere. Weights overwrite their scores in place (16 bits at
-   byte 2p, read as floats from byte 4p). */
+   16-bit product per lane (w16[p] c[p][d] + w16[p + 1] c[p + 1][d], exact in int32: vpdpwssd, or
+   AVX2's vpmaddwd and an add) instead of widening 64 codes a position to floats for 4 (AVX-512) or 8
+   (256-bit) multiply-adds. weigh_pair spreads a pair's bytes so that each 32-bit lane holds byte d of
+   the first position in its low 16 bits and byte d of the second in its high ones, zero-extended:
+   a mask or a shift then leaves the nibbles (dimensions d and d + 32). A byte xor 0x88 first makes
+   each two's-complement nibble c into c + 8 (0..15), and 8 * sum(w16) comes off after. Per lane
+   |sum| <= 15 * 32767 a position: int32 holds WORD_BLOCK positions, a longer run adds blocks in
+   float. Single core on the Zen 4 (1401 positions in cache): 2.33 -> 1.30 ns a position with
+   AVX-512. The cost is the weights' rounding: each is off by at most max w / 65534, so an output by
+   at most max w / 65534 * sum_p |c[p][d]| / total (kernel_harness.c and test_kv4 check that bound);
+   float32 arithmetic elsewhere. Weights overwrite their scores in place (16 bits at byte 2p, read as
+   floats from byte 4p). */
 #define WORD_BLOCK 4096
 
+#if RIFFD_SIMD_BITS == 512
+#define WORD_ACCS 4
+
 /* Lane d of acc[0..3] (dims d, d + 32, d + 16, d + 48) += w16[p] (c[p] + 8) + w16[p + 1] (c[p + 1] + 8) for a pair
-   of positions' 64 bytes x and their weights (w16[p] the low half). */
-static inline __attribute__((always_inline)) void weigh_pair(vi acc[4], vi x, int32_t weights) {
+   of positions' 64 bytes at `bytes` (the first alone where !both: its second's weight is 0) and their
+   weights (w16[p] the low half). A pair is one read; vpermb spreads byte d of each into lane d. */
+static inline __attribute__((always_inline)) void weigh_pair(vi acc[WORD_ACCS], const uint8_t *bytes, const int both,
+                                                             int32_t weights) {
     /* lane d's 16-bit halves: byte d of the first position (low half) and byte 32 + d of the second */
     const vi first = _mm512_set_epi8(0, 47, 0, 15, 0, 46, 0, 14, 0, 45, 0, 13, 0, 44, 0, 12, 0, 43, 0, 11, 0, 42, 0, 10,
                                      0, 41, 0, 9, 0, 40, 0, 8, 0, 39, 0, 7, 0, 38, 0, 6, 0, 37, 0, 5, 0, 36, 0, 4, 0, 35,
@@ -396,12 +402,21 @@ static inline __attribute__((always_inline)) void weigh_pair(vi acc[4], vi x, in
     const vi second = _mm512_add_epi8(first, _mm512_set1_epi8(16)); /* bytes 16..31 of each */
     const __mmask64 low_bytes = 0x5555555555555555ull;
     const vi nibble = _mm512_set1_epi16(15), w = vi_set1(weights);
+    vi x = both ? vi_load(bytes) : _mm512_maskz_loadu_epi8(0xFFFFFFFFull, bytes);
     x = vi_xor(x, vi_set1((int32_t)0x88888888u));
     const vi lo = _mm512_maskz_permutexvar_epi8(low_bytes, first, x), hi = _mm512_maskz_permutexvar_epi8(low_bytes, second, x);
     acc[0] = _mm512_dpwssd_epi32(acc[0], vi_and(lo, nibble), w);
     acc[1] = _mm512_dpwssd_epi32(acc[1], _mm512_srli_epi16(lo, 4), w);
     acc[2] = _mm512_dpwssd_epi32(acc[2], vi_and(hi, nibble), w);
     acc[3] = _mm512_dpwssd_epi32(acc[3], _mm512_srli_epi16(hi, 4), w);
+}
+
+/* out[0..64) from weigh_pair's lanes (as floats, times back) */
+static inline __attribute__((always_inline)) void words_out(const vf sums[WORD_ACCS], vf back, float *out) {
+    vf_store(out, vf_mul(sums[0], back));
+    vf_store(out + 16, vf_mul(sums[2], back));
+    vf_store(out + 32, vf_mul(sums[1], back));
+    vf_store(out + 48, vf_mul(sums[3], back));
 }
 
 /* The sum of `count` 16-bit weights. */
@@ -415,6 +430,73 @@ static int32_t word_sum(const int16_t *w, int64_t count) {
     return _mm512_reduce_add_epi32(sum);
 }
 
+#else /* 256-bit: AVX-VNNI, or AVX2 without it */
+#define WORD_ACCS 8
+
+/* acc + the sum of each lane's two 16-bit products. asm: see vi_dot_u8s8 in simd.h. */
+static inline __attribute__((always_inline)) vi word_dot(vi acc, vi a, vi b) {
+#if defined(__AVXVNNI__)
+    __asm__("%{vex%} vpdpwssd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+    return acc;
+#elif defined(__AVX512VNNI__) && defined(__AVX512VL__) /* RIFFD_SIMD_256 on an AVX-512 VNNI CPU */
+    __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+#else /* exact: each product and their sum are within 2 * 15 * 32767 */
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+/* Lane k of 128-bit half h in acc[j] (j < 4) += w16[p] (c[p][d] + 8) + w16[p + 1] (c[p + 1][d] + 8) for
+   d = 16h + 4j + k, acc[j + 4] the same for d + 32, for a pair of positions' 64 bytes at `bytes` (the
+   first alone where !both: its second's weight is 0) and their weights (w16[p] the low half). No
+   byte permutation across 128-bit halves without VBMI: the two positions' 8-byte quarters are
+   interleaved (vpunpck*qdq), then vpshufb spreads them within each half. */
+static inline __attribute__((always_inline)) void weigh_pair(vi acc[WORD_ACCS], const uint8_t *bytes, const int both,
+                                                             int32_t weights) {
+    /* within a half holding bytes b..b+7 of the first position, then of the second: lane k's 16-bit
+       halves byte b + k of the first (low) and of the second, zero-extended (-1: zero) */
+    const vi spread_low = _mm256_setr_epi8(0, -1, 8, -1, 1, -1, 9, -1, 2, -1, 10, -1, 3, -1, 11, -1,
+                                           0, -1, 8, -1, 1, -1, 9, -1, 2, -1, 10, -1, 3, -1, 11, -1);
+    const vi spread_high = _mm256_setr_epi8(4, -1, 12, -1, 5, -1, 13, -1, 6, -1, 14, -1, 7, -1, 15, -1,
+                                            4, -1, 12, -1, 5, -1, 13, -1, 6, -1, 14, -1, 7, -1, 15, -1); /* b + 4..7 */
+    const vi nibble = _mm256_set1_epi16(15), w = vi_set1(weights), offset = vi_set1((int32_t)0x88888888u);
+    const vi x0 = vi_xor(vi_load(bytes), offset);
+    const vi x1 = vi_xor(both ? vi_load(bytes + 32) : vi_zero(), offset);
+    const vi quarters[2] = {_mm256_unpacklo_epi64(x0, x1), _mm256_unpackhi_epi64(x0, x1)}; /* bytes 0-7 | 16-23, 8-15 | 24-31 */
+    for (int i = 0; i < 2; i++) {
+        const vi a = _mm256_shuffle_epi8(quarters[i], spread_low), b = _mm256_shuffle_epi8(quarters[i], spread_high);
+        acc[2 * i] = word_dot(acc[2 * i], vi_and(a, nibble), w);
+        acc[2 * i + 1] = word_dot(acc[2 * i + 1], vi_and(b, nibble), w);
+        acc[2 * i + 4] = word_dot(acc[2 * i + 4], _mm256_srli_epi16(a, 4), w);
+        acc[2 * i + 5] = word_dot(acc[2 * i + 5], _mm256_srli_epi16(b, 4), w);
+    }
+}
+
+/* out[0..64) from weigh_pair's lanes (as floats, times back): acc[j]'s halves are dims 4j.. and 16 + 4j.. */
+static inline __attribute__((always_inline)) void words_out(const vf sums[WORD_ACCS], vf back, float *out) {
+    for (int h = 0; h < 2; h++) /* low and high nibbles: dims 0-31, 32-63 */
+        for (int i = 0; i < 2; i++) {
+            const vf a = vf_mul(sums[4 * h + 2 * i], back), b = vf_mul(sums[4 * h + 2 * i + 1], back);
+            vf_store(out + 32 * h + 8 * i, _mm256_permute2f128_ps(a, b, 0x20));
+            vf_store(out + 32 * h + 16 + 8 * i, _mm256_permute2f128_ps(a, b, 0x31));
+        }
+}
+
+/* The sum of `count` 16-bit weights. */
+static int32_t word_sum(const int16_t *w, int64_t count) {
+    const vi ones = _mm256_set1_epi16(1);
+    vi sum = vi_zero();
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16) sum = _mm256_add_epi32(sum, _mm256_madd_epi16(vi_load(w + i), ones));
+    int32_t total = 0;
+    for (; i < count; i++) total += w[i];
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)(void *)lanes, sum);
+    for (int k = 0; k < 8; k++) total += lanes[k];
+    return total;
+}
+#endif
+
 static void weigh4_words(float *scores, const uint8_t *values, int64_t length, float total, float *out) {
     int16_t *w16 = (int16_t *)(void *)scores;
     const int64_t whole = length - length % VL;
@@ -424,34 +506,32 @@ static void weigh4_words(float *scores, const uint8_t *values, int64_t length, f
     for (int64_t p = whole; p < length; p++) largest = scores[p] > largest ? scores[p] : largest;
     const vf factor = vf_set1(largest > 0.0f ? 32767.0f / largest : 0.0f);
     for (int64_t p = 0; p < whole; p += VL) /* only bytes below 2p written before: none of these floats */
-        _mm256_storeu_si256((__m256i *)(void *)(w16 + p), _mm512_cvtepi32_epi16(vf_to_int(vf_mul(vf_load(scores + p), factor))));
+        vi_store_int16(w16 + p, vf_to_int(vf_mul(vf_load(scores + p), factor)));
     for (int64_t p = whole; p < length; p++) { /* the last few, rounded as the vectors are */
-        const int16_t word = (int16_t)_mm_cvtss_si32(_mm_mul_ss(_mm_set_ss(scores[p]), _mm512_castps512_ps128(factor)));
+        const int16_t word = (int16_t)_mm_cvtss_si32(_mm_mul_ss(_mm_set_ss(scores[p]), _mm_set_ss(largest > 0.0f ? 32767.0f / largest : 0.0f)));
         __builtin_memcpy(w16 + p, &word, 2);
     }
     if (length % 2) __builtin_memset(w16 + length, 0, 2); /* the last pair's missing half */
-    vf sums[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()}; /* dims 0-15, 32-47, 16-31, 48-63 */
+    vf sums[WORD_ACCS];
+    for (int k = 0; k < WORD_ACCS; k++) sums[k] = vf_zero();
     for (int64_t start = 0; start < length; start += WORD_BLOCK) {
         const int64_t end = length - start > WORD_BLOCK ? start + WORD_BLOCK : length;
-        vi acc[4] = {vi_zero(), vi_zero(), vi_zero(), vi_zero()};
+        vi acc[WORD_ACCS];
+        for (int k = 0; k < WORD_ACCS; k++) acc[k] = vi_zero();
         int32_t pair;
         int64_t p = start;
         for (; p + 1 < end; p += 2) {
             __builtin_memcpy(&pair, w16 + p, 4);
-            weigh_pair(acc, vi_load(values + p * 32), pair);
+            weigh_pair(acc, values + p * 32, 1, pair);
         }
         if (p < end) { /* the last position alone: its 32 bytes, its weight beside the 0 written above */
             __builtin_memcpy(&pair, w16 + p, 4);
-            weigh_pair(acc, _mm512_maskz_loadu_epi8(0xFFFFFFFFull, values + p * 32), pair);
+            weigh_pair(acc, values + p * 32, 0, pair);
         }
         const vi offset = vi_set1(8 * word_sum(w16 + start, end - start));
-        for (int k = 0; k < 4; k++) sums[k] = vf_add(sums[k], vi_to_float(_mm512_sub_epi32(acc[k], offset)));
+        for (int k = 0; k < WORD_ACCS; k++) sums[k] = vf_add(sums[k], vi_to_float(vi_sub(acc[k], offset)));
     }
-    const vf back = vf_set1(largest / 32767.0f / total);
-    vf_store(out, vf_mul(sums[0], back));
-    vf_store(out + 16, vf_mul(sums[2], back));
-    vf_store(out + 32, vf_mul(sums[1], back));
-    vf_store(out + 48, vf_mul(sums[3], back));
+    words_out(sums, vf_set1(largest / 32767.0f / total), out);
 }
 #else
 #define WEIGH4_WORDS 0

@@ -29,7 +29,7 @@
      only within 1e-5 of a tie) and its scale max|x| / 7 to float32 rounding; riffd_attend_int4 over
      random codes and scales within 1e-5 of the values' largest magnitude of softmax attention in double,
      plus, where the 4-bit values are weighed with the weights rounded to 16 bits (riffd_attend_int4_words:
-     head_dim 64 on AVX-512 with VBMI), half a step of the largest 4-bit weight times each output's
+     head_dim 64 on the 256-bit x86 branches and AVX-512 with VBMI), half a step of the largest 4-bit weight times each output's
      sum of |code| over those positions, over the softmax's total.
      Where the 4-bit slots score through the integer product (riffd_attend_int4_integer: head_dim 64
      and 128 on every branch), that double maths meets them with the query as specified, rounded to
