@@ -225,7 +225,8 @@ def test_4bit_attention_equals_float64_math_on_the_same_slots(head_dim, length):
 
 @native
 @pytest.mark.parametrize("head_dim", [16, 64])
-@pytest.mark.parametrize("length, head", [(1, 4), (7, 7), (17, 16), (33, 16), (33, 0), (1501, 64), (200, 1)])
+# 9001: more than two of the 16-bit weighing's int32 blocks (attention.c's WORD_BLOCK, 4096 positions)
+@pytest.mark.parametrize("length, head", [(1, 4), (7, 7), (17, 16), (33, 16), (33, 0), (1501, 64), (9001, 64), (200, 1)])
 def test_kv4_attention_over_an_int8_head_and_4bit_slots_equals_float64_math(head_dim, length, head):
     """riffd_attend_kv4: the first `head` positions int8 slots, the rest 4-bit right after them, one
     softmax over both; within float32 rounding of float64 math on the same dequantised slots, and the
