@@ -504,11 +504,12 @@ static void weigh4_words(float *scores, const uint8_t *values, int64_t length, f
     for (int64_t p = 0; p < whole; p += VL) amax = vf_max(amax, vf_load(scores + p));
     float largest = vf_largest(amax);
     for (int64_t p = whole; p < length; p++) largest = scores[p] > largest ? scores[p] : largest;
-    const vf factor = vf_set1(largest > 0.0f ? 32767.0f / largest : 0.0f);
+    const float to_word = largest > 0.0f ? 32767.0f / largest : 0.0f;
+    const vf factor = vf_set1(to_word);
     for (int64_t p = 0; p < whole; p += VL) /* only bytes below 2p written before: none of these floats */
         vi_store_int16(w16 + p, vf_to_int(vf_mul(vf_load(scores + p), factor)));
     for (int64_t p = whole; p < length; p++) { /* the last few, rounded as the vectors are */
-        const int16_t word = (int16_t)_mm_cvtss_si32(_mm_mul_ss(_mm_set_ss(scores[p]), _mm_set_ss(largest > 0.0f ? 32767.0f / largest : 0.0f)));
+        const int16_t word = (int16_t)_mm_cvtss_si32(_mm_mul_ss(_mm_set_ss(scores[p]), _mm_set_ss(to_word)));
         __builtin_memcpy(w16 + p, &word, 2);
     }
     if (length % 2) __builtin_memset(w16 + length, 0, 2); /* the last pair's missing half */
