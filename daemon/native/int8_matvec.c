@@ -33,6 +33,7 @@
 #include <stdlib.h>
 
 #include "riffd_native.h"
+#include "vmath.h"
 
 #ifdef RIFFD_KERNELS
 #define BLOCK_ROWS (DOT_PASS_VECS * VL) /* output rows per packed block: one pass's */
@@ -415,7 +416,17 @@ typedef struct {
     int64_t n;
     int act8;  /* rows of 8-bit activations (one_block8), else 16-bit (one_block) */
     int tiled; /* act holds WIDE_ROWS-row tiles (one_block_wide) */
+    int gelu;  /* GELU on the outputs (riffd_int8_matvec_gelu) */
 } blocks_job;
+
+#ifdef RIFFD_KERNELS
+/* GELU on a block's outputs of every row, while the thread that wrote them has them in L1: the same
+   vectors, so the same bits, as riffd_gelu over the whole product after it. */
+static void gelu_block(float *y, int rows, int64_t n, int64_t n0) {
+    for (int m = 0; m < rows; m++)
+        for (int64_t r = n0; r < n0 + BLOCK_ROWS; r += VL) vf_store(y + m * n + r, gelu_v(vf_load(y + m * n + r)));
+}
+#endif
 
 /* Blocks [begin, end) of one call, on one thread. */
 static void blocks(void *ctx, int64_t begin, int64_t end) {
@@ -424,9 +435,11 @@ static void blocks(void *ctx, int64_t begin, int64_t end) {
     if (j->tiled) {
         int16_t wide[WIDE_STEPS * 32] __attribute__((aligned(32)));
         dot_sum sums[MAX_ROWS_PER_READ + WIDE_ROWS];
-        for (int64_t b = begin; b < end; b++)
+        for (int64_t b = begin; b < end; b++) {
             one_block_wide((const int64_t *)j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y,
                            j->n, b * BLOCK_ROWS, wide, sums);
+            if (j->gelu) gelu_block(j->y, j->rows, j->n, b * BLOCK_ROWS);
+        }
         return;
     }
 #endif
@@ -435,6 +448,7 @@ static void blocks(void *ctx, int64_t begin, int64_t end) {
             one_block8(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
         else
             one_block(j->act, j->rows, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n, b * BLOCK_ROWS);
+        if (j->gelu) gelu_block(j->y, j->rows, j->n, b * BLOCK_ROWS);
     }
 }
 
@@ -491,7 +505,7 @@ static int64_t padded_rows(int64_t rows) {
    up to whole tiles where they go tiled, then their scales), then every block against them on the
    pool. */
 static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
-                           const float *scale, float *y, int64_t n, int threads, int act8, int64_t chunk,
+                           const float *scale, float *y, int64_t n, int threads, int act8, int gelu, int64_t chunk,
                            uint8_t *work) {
     const int64_t row_bytes = buffer_row_bytes(k, act8);
     uint8_t *act = work;
@@ -512,7 +526,7 @@ static void rows_in_chunks(const float *x, int64_t m, int64_t k, const int8_t *p
             else
                 quantize_rows(&quantize, 0, rows);
         }
-        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, act8, tiled};
+        blocks_job job = {act, rows, k, packed, row_sums, scale, x_scale, y + m0 * n, n, act8, tiled, gelu};
         riffd_parallel(n / BLOCK_ROWS, 0, threads, blocks, &job);
     }
 }
@@ -543,20 +557,20 @@ static int64_t rows_per_read(int64_t m, int64_t row_bytes) {
 /* The rows of x, a chunk at a time (rows_per_read): each quantised on its own (to 16 bits, or to 8
    with `act8`), then every block against them on the pool. Shared by both entry points below. */
 static void matvec_rows(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
-                        const float *scale, float *y, int64_t n, int threads, int act8) {
+                        const float *scale, float *y, int64_t n, int threads, int act8, int gelu) {
     const int64_t row_bytes = buffer_row_bytes(k, act8);
     const int64_t chunk = rows_per_read(m, row_bytes);
     /* a decode step's rows on the stack (no allocation per matrix); a prefill's chunk on the heap */
     uint8_t *work = chunk > ROWS_PER_READ ? malloc((size_t)(padded_rows(chunk) * row_bytes) + sizeof(float) * (size_t)chunk)
                                           : NULL;
     if (work) {
-        rows_in_chunks(x, m, k, packed, row_sums, scale, y, n, threads, act8, chunk, work);
+        rows_in_chunks(x, m, k, packed, row_sums, scale, y, n, threads, act8, gelu, chunk, work);
         free(work);
         return;
     }
     const int64_t small = m < ROWS_PER_READ ? m : ROWS_PER_READ; /* also where malloc failed */
     uint8_t stack[small * row_bytes + (int64_t)sizeof(float) * small];
-    rows_in_chunks(x, m, k, packed, row_sums, scale, y, n, threads, act8, small, stack);
+    rows_in_chunks(x, m, k, packed, row_sums, scale, y, n, threads, act8, gelu, small, stack);
 }
 
 /* x [m][k] float32; packed int8 as above; row_sums [n] int32 (sum of each weight row); scale [n];
@@ -564,14 +578,26 @@ static void matvec_rows(const float *x, int64_t m, int64_t k, const int8_t *pack
    n % BLOCK_ROWS == 0 (checked by the caller). */
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                        const float *scale, float *y, int64_t n, int threads) {
-    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 0);
+    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 0, 0);
 }
 
 /* riffd_int8_matvec with each activation row quantised to signed 8 bits (the int8a8 mode): the
    same arguments and packed weights. */
 void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                          const float *scale, float *y, int64_t n, int threads) {
-    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 1);
+    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 1, 0);
+}
+
+/* The two above with exact GELU on y (riffd_gelu's bits): the decode step's fc1, whose GELU runs on
+   each block's outputs as they are written, on the pool's threads, instead of a serial pass over
+   the whole product after it. */
+void riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                            const float *scale, float *y, int64_t n, int threads) {
+    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 0, 1);
+}
+void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                              const float *scale, float *y, int64_t n, int threads) {
+    matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 1, 1);
 }
 #else
 /* Built for a CPU without AVX2: the caller uses PyTorch's int8 kernel instead. */
@@ -584,6 +610,14 @@ void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packe
 }
 void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                          const float *scale, float *y, int64_t n, int threads) {
+    riffd_int8_matvec(x, m, k, packed, row_sums, scale, y, n, threads);
+}
+void riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                            const float *scale, float *y, int64_t n, int threads) {
+    riffd_int8_matvec(x, m, k, packed, row_sums, scale, y, n, threads);
+}
+void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                              const float *scale, float *y, int64_t n, int threads) {
     riffd_int8_matvec(x, m, k, packed, row_sums, scale, y, n, threads);
 }
 #endif

@@ -22,6 +22,9 @@ def _library() -> ctypes.CDLL:
     loaded.riffd_int8_matvec.restype = None
     loaded.riffd_int8a8_matvec.argtypes = loaded.riffd_int8_matvec.argtypes
     loaded.riffd_int8a8_matvec.restype = None
+    for name in ("riffd_int8_matvec_gelu", "riffd_int8a8_matvec_gelu"):
+        getattr(loaded, name).argtypes = loaded.riffd_int8_matvec.argtypes
+        getattr(loaded, name).restype = None
     return loaded
 
 
@@ -77,15 +80,17 @@ def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16, *
                       activation_bits=activation_bits)
 
 
-def matvec(x: torch.Tensor, weights: PackedInt8) -> torch.Tensor:
+def matvec(x: torch.Tensor, weights: PackedInt8, *, gelu: bool = False) -> torch.Tensor:
     """`x` `[m, k]` (float32, CPU) times the weights' transpose: `[m, n]` float32, each row of `x`
-    quantised on its own to `weights.activation_bits`."""
+    quantised on its own to `weights.activation_bits`; with `gelu`, exact GELU on the result as the
+    native step's fc1 takes it (each block's outputs as they are written: `riffd_gelu`'s bits)."""
     if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2 or x.shape[1] != weights.cols:
         raise ValueError(f"int8 matvec needs float32 [m, {weights.cols}] on the CPU, got {x.dtype} {tuple(x.shape)}")
     x = x.contiguous()
     out = torch.empty((x.shape[0], weights.rows), dtype=torch.float32)
     # ctypes releases the GIL for the call, so the daemon's other threads run meanwhile.
-    kernel = _library().riffd_int8a8_matvec if weights.activation_bits == 8 else _library().riffd_int8_matvec
+    name = ("riffd_int8a8_matvec" if weights.activation_bits == 8 else "riffd_int8_matvec") + ("_gelu" if gelu else "")
+    kernel = getattr(_library(), name)
     kernel(x.data_ptr(), x.shape[0], weights.cols, weights.packed.data_ptr(), weights.row_sums.data_ptr(),
            weights.scales.data_ptr(), out.data_ptr(), weights.rows, torch.get_num_threads())
     return out

@@ -105,6 +105,11 @@ void riffd_int8a8_matvec(const float *x, int64_t m, int64_t k, const int8_t *pac
                          const float *scale, float *y, int64_t n, int threads);
 void riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t group, const uint8_t *packed, float *y, int64_t n,
                        int threads);
+/* The int8 products with exact GELU on y, each block's outputs as they are written (riffd_gelu's bits). */
+void riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                            const float *scale, float *y, int64_t n, int threads);
+void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                              const float *scale, float *y, int64_t n, int threads);
 
 #ifdef RIFFD_KERNELS
 /* attention.c */

@@ -1,7 +1,10 @@
-/* e^x and erf(x) a vector at a time, over simd.h (softmax in attention.c, GELU in decoder_step.c). */
+/* e^x, erf(x) and GELU a vector at a time, over simd.h (softmax in attention.c, GELU in decoder_step.c
+   and int8_matvec.c). */
 
 #ifndef RIFFD_VMATH_H
 #define RIFFD_VMATH_H
+
+#include <math.h>
 
 #include "simd.h"
 
@@ -36,6 +39,13 @@ static inline vf erf_v(vf x) {
     p = vf_mul(p, t);
     vf e = vf_fnmadd(p, exp_v(vf_mul(vf_sub(vf_zero(), a), a)), vf_set1(1.0f));
     return vf_copysign(e, x);
+}
+
+/* Exact (erf) GELU, x / 2 * (1 + erf(x / sqrt 2)): decoder_step.c's riffd_gelu and the products that
+   apply it to their outputs (int8_matvec.c), one expression so both give the same bits. */
+static inline vf gelu_v(vf x) {
+    vf half = vf_mul(x, vf_set1(0.5f));
+    return vf_fmadd(half, erf_v(vf_mul(x, vf_set1((float)M_SQRT1_2))), half);
 }
 #endif
 

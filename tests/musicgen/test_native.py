@@ -269,6 +269,24 @@ def test_native_gelu_matches_torch():
     assert torch.equal(got[-16:], torch.zeros(16))
 
 
+@pytest.mark.parametrize("activation_bits", [8, 16])
+@pytest.mark.parametrize("rows", [1, 2, 4, 17])
+def test_a_product_with_gelu_gives_the_bits_of_the_product_then_riffd_gelu(activation_bits, rows):
+    """fc1's kernels apply GELU block by block as they write (decode rows; 17: a prefill's chunk,
+    AVX2's widened tiles): the bits of the plain product followed by riffd_gelu, on every row."""
+    from daemon.native.decoder_step import functions
+
+    generator = torch.Generator().manual_seed(rows)
+    codes = torch.randint(-127, 128, (256, 1024), dtype=torch.int8, generator=generator)
+    scales = torch.rand(256, generator=generator) * 0.01 + 1e-4
+    x = torch.randn((rows, 1024), generator=generator)
+    packed = int8_matvec.pack(codes, scales, activation_bits=activation_bits)
+    want = int8_matvec.matvec(x, packed)
+    assert bool((want < 0).any())  # GELU changes these outputs: a kernel without it fails below
+    functions().riffd_gelu(want.data_ptr(), want.numel())
+    assert torch.equal(int8_matvec.matvec(x, packed, gelu=True), want)
+
+
 def test_library_is_built_once_and_cached_by_content():
     loaded = library()
     built = list(cache_dir().glob("libriffd-*.so"))

@@ -212,7 +212,7 @@ static void project_ref(const double *x, int64_t m, const matrix *w, double *y) 
 
 /* ---- the activations the decoder step's products saw ----
 
-   The test build links with --wrap for the three matvec entry points (test_kernel_harness.py), so
+   The test build links with --wrap for the matvec entry points (test_kernel_harness.py), so
    the step's calls to them (from decoder_step.c) come here first: while `recording`, each call's
    activations are copied, in call order, then the kernel runs as usual. The reference step reads
    them back in the same order (replay), only to settle rounding ties (project_rounded_ref). */
@@ -259,6 +259,20 @@ void __wrap_riffd_int4_matvec(const float *x, int64_t m, int64_t k, int64_t grou
                               int64_t n, int threads) {
     record(x, m, k);
     __real_riffd_int4_matvec(x, m, k, group, packed, y, n, threads);
+}
+void __real_riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed,
+                                   const int32_t *row_sums, const float *scale, float *y, int64_t n, int threads);
+void __real_riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed,
+                                     const int32_t *row_sums, const float *scale, float *y, int64_t n, int threads);
+void __wrap_riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
+                                   const float *scale, float *y, int64_t n, int threads) {
+    record(x, m, k);
+    __real_riffd_int8_matvec_gelu(x, m, k, packed, row_sums, scale, y, n, threads);
+}
+void __wrap_riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed,
+                                     const int32_t *row_sums, const float *scale, float *y, int64_t n, int threads) {
+    record(x, m, k);
+    __real_riffd_int8a8_matvec_gelu(x, m, k, packed, row_sums, scale, y, n, threads);
 }
 
 /* The next recorded product's activations while replaying (NULL otherwise); they must have this shape. */
