@@ -19,12 +19,15 @@ every step at a window position below the daemon's "early" edge (the first tenth
 
 With `--riding` the job is long enough for a long-form seam (one window and 2 s), so the window's last
 steps (from `longform`'s context start) carry the next window's context columns as rows of their own
-(handoff.py): those "riding" steps get a column of their own beside the early ones.
+(handoff.py): those "riding" steps get a column of their own beside the early ones, and the riding span's
+mean step (`--ride-columns` k: k columns every k steps, the steps alone between them counted) with the
+riding steps' mean and max.
 
 The profile's clock calls cost a little (compare profiled runs with each other). Prints the table
 (part, ms a step, floor ms), then one JSON object as the last line.
 
-    python -m bench.step_account [--engine int8] [--duration 8 | --riding] [--threads 2] [--emulate avx2]
+    python -m bench.step_account [--engine int8] [--duration 8 | --riding [--ride-columns K]] [--threads 2]
+        [--emulate avx2]
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def instrument(backend: Any, account: Account) -> Any:
     step = batch._step
 
     def timed_step(streams: list[Any]) -> None:
-        riding = sum(1 for s in streams if s.successor is not None and s.successor.pending is not None)
+        riding = sum(len(s.successor.due()) for s in streams if s.successor is not None)
         account.current = {"position": float(min(s.first_slot + s.step - 1 for s in streams)),
                            "riding": float(riding), "gap_codec": account.codec_s}
         account.codec_s = 0.0
@@ -286,6 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of audio in each job")
     parser.add_argument("--riding", action="store_true",
                         help="jobs of one window and 2 s: the window's last steps carry the next window's rows")
+    parser.add_argument("--ride-columns", type=int, default=None,
+                        help="with --riding: context columns a riding step takes (handoff.RIDE_COLUMNS; k every k steps)")
     parser.add_argument("--jobs", type=int, default=2, help="jobs in a row (the first one's steps are warm-up)")
     add_cpu_arguments(parser, threads_help="torch's and the kernels' threads")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
@@ -305,6 +310,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from daemon.native import isa
     from daemon.native.branches import cpu_name
 
+    if args.ride_columns is not None:
+        from daemon.models.musicgen import handoff
+        handoff.RIDE_COLUMNS = args.ride_columns
     backend = load_backend(args.model, device="cpu", engine=args.engine)
     if not isinstance(backend, MusicGen):
         raise SystemExit(f"{args.model} is not a MusicGen model")
@@ -340,10 +348,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              1e3 * statistics.fmean(o for _, o in into_riding), None, ""))
     riding_ms = {part: ms for part, ms, _, _ in riding_table if ms is not None}
     regions = statistics.fmean(s.get("pool.regions", 0.0) for s in early)
+    # The riding span: as many steps as context columns rode, up to the last riding step (with k columns
+    # every k steps its steps alone count too; the BOS column, fed at the window's start, apart).
+    ridden = [i for i, s in enumerate(steps) if s["riding"]]
+    fed = int(sum(s["riding"] for s in steps))
+    span = [1e3 * s["step"] for s in steps[max(0, ridden[-1] + 1 - fed):ridden[-1] + 1]] if ridden else []
+    riding_steps_ms = [1e3 * s["step"] for s in riding]
 
     print(f"CPU: {cpu_name()} ({isa_label(args.emulate)}), kernels {isa()}, {torch.get_num_threads()} threads, engine {backend.engine_name}; "
           f"read bandwidth {bandwidth:.1f} GB/s; load {os.getloadavg()[0]:.1f}; jobs {walls}; "
           f"{len(early)} early steps, {len(riding)} riding (the next window's rows in them)")
+    if span:
+        print(f"riding span: {len(span)} steps, mean {statistics.fmean(span):.3f} ms; its riding steps mean "
+              f"{statistics.fmean(riding_steps_ms):.3f} ms, max {max(riding_steps_ms):.3f} "
+              f"({args.ride_columns or 'default'} columns a riding step)")
     print(f"{'part':40} {'ms':>7} {'floor':>7} {'riding':>7}  note")
     for part, ms, limit, note in table:
         ride = riding_ms.get(part)
@@ -352,7 +370,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {"cpu": cpu_name(), "isa": isa(), "emulated": args.emulate, "isa_class": isa_label(args.emulate),
                "threads": torch.get_num_threads(), "engine": backend.engine_name,
                "bandwidth_gb_s": round(bandwidth, 2), "load": round(os.getloadavg()[0], 2), "early_steps": len(early),
-               "riding_steps": len(riding),
+               "riding_steps": len(riding), "ride_columns": args.ride_columns,
+               "riding_span_step_ms": round(statistics.fmean(span), 3) if span else None,
+               "riding_step_ms": round(statistics.fmean(riding_steps_ms), 3) if span else None,
+               "riding_step_max_ms": round(max(riding_steps_ms), 3) if span else None,
                "parts_ms": {part: round(ms, 3) for part, ms, _, _ in table},
                "riding_parts_ms": {part: round(ms, 3) for part, ms in riding_ms.items()},
                "floors_ms": {part: round(limit, 3) for part, _, limit, _ in table if limit is not None},

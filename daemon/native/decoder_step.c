@@ -163,7 +163,30 @@ int64_t riffd_step_scratch_floats(const riffd_model *m, const riffd_row *rows, i
     return scratch_floats(m, n, longest_attention(rows, n));
 }
 
-/* One layer's attention tasks (a row's head each). */
+/* Rows that share one cache (their `layer` pointer): a next window's context columns riding a step
+   together, each at its own position (handoff.py). A group's rows, in batch order, are
+   order[first[g]] .. order[first[g + 1] - 1]; a row alone is a group of one. */
+typedef struct {
+    int64_t count;
+    int64_t *order; /* [n] */
+    int64_t *first; /* [n + 1] */
+} row_groups;
+
+static void group_rows(const riffd_row *rows, int64_t n, int64_t *order, int64_t *first, row_groups *out) {
+    int64_t placed = 0, count = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t seen = 0;
+        for (int64_t s = 0; s < r && !seen; s++) seen = rows[s].layer == rows[r].layer;
+        if (seen) continue;
+        first[count++] = placed;
+        for (int64_t s = r; s < n; s++)
+            if (rows[s].layer == rows[r].layer) order[placed++] = s;
+    }
+    first[count] = placed;
+    *out = (row_groups){count, order, first};
+}
+
+/* One layer's attention tasks (a group's head each). */
 typedef struct {
     const riffd_model *m;
     const riffd_row *rows;
@@ -173,19 +196,16 @@ typedef struct {
     int64_t each;   /* floats of scores per task */
     float *out;     /* [n][hidden] */
     const int64_t *chunk_first; /* self: chunk c is tasks chunk_first[c] .. chunk_first[c + 1] - 1 */
+    const row_groups *groups;   /* self: task t is head t % heads of group t / heads */
 } attention_job;
 
-/* A row's head: its new key and value stored at its position, then (`attend`) its attention over
-   slots 0..position. A keys-only row's last layer stores without attending (riffd_step_rows_out). */
-static void self_task(const attention_job *j, int64_t task, int attend) {
-    const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
-    int64_t r = task / heads, h = task % heads;
+/* Row r's new key and value for head h, stored at its position. */
+static void self_store(const attention_job *j, int64_t r, int64_t h) {
+    const int64_t hidden = j->m->hidden, hd = j->m->head_dim;
     const riffd_row *row = &j->rows[r];
     const riffd_row_cache *cache = &row->layer[j->layer];
-    size_t first = (size_t)(h * row->max_positions), slot = first + (size_t)row->position;
-    const float *q = j->q + r * 3 * hidden + h * hd, *k = q + hidden, *v = q + 2 * hidden;
-    float *scores = j->scores + task * j->each, *out = j->out + r * hidden + h * hd;
-    /* This head's key and value at the row's position first: only this task reads them. */
+    const size_t slot = (size_t)(h * row->max_positions + row->position);
+    const float *k = j->q + r * 3 * hidden + hidden + h * hd, *v = k + hidden;
     if (row->kv_bits == 4) { /* an int8 head of P positions, then 4-bit slots (kv_cache.py) */
         const int64_t head8 = row->kv_int8_positions, p = row->position;
         const size_t half = (size_t)hd / 2, stride = (size_t)(row->max_positions + head8) * half;
@@ -197,28 +217,55 @@ static void self_task(const attention_job *j, int64_t task, int attend) {
             riffd_store_int4(keys + (size_t)(p + head8) * half, cache->key_scales + slot, k, hd);
             riffd_store_int4(values + (size_t)(p + head8) * half, cache->value_scales + slot, v, hd);
         }
-        if (!attend) return;
-        riffd_attend_kv4(q, keys, cache->key_scales + first, values, cache->value_scales + first, p + 1, head8, hd,
-                         scores, out);
         return;
     }
     riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);
     riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, v, hd);
-    if (!attend) return;
+}
+
+/* Row r's attention for head h over slots 0..position. */
+static void self_attend(const attention_job *j, int64_t r, int64_t h, float *scores) {
+    const int64_t hidden = j->m->hidden, hd = j->m->head_dim;
+    const riffd_row *row = &j->rows[r];
+    const riffd_row_cache *cache = &row->layer[j->layer];
+    const size_t first = (size_t)(h * row->max_positions);
+    const float *q = j->q + r * 3 * hidden + h * hd;
+    float *out = j->out + r * hidden + h * hd;
+    if (row->kv_bits == 4) {
+        const int64_t head8 = row->kv_int8_positions;
+        const size_t stride = (size_t)(row->max_positions + head8) * ((size_t)hd / 2);
+        riffd_attend_kv4(q, (const uint8_t *)cache->keys + (size_t)h * stride, cache->key_scales + first,
+                         (const uint8_t *)cache->values + (size_t)h * stride, cache->value_scales + first,
+                         row->position + 1, head8, hd, scores, out);
+        return;
+    }
     riffd_attend_int8(q, cache->keys + first * hd, cache->key_scales + first, cache->values + first * hd,
                       cache->value_scales + first, row->position + 1, hd, scores, out);
+}
+
+/* A group's head: every row's key and value stored first (only this task reads them: a row of the
+   group may attend over another's new slot), then each row's attention, one after another over the
+   same head's slots, which the first brought into the cache (a riding column's task at 300 positions,
+   one thread: 3.8 us with its slots cold, 1.3 warm). A row's attention reads the slots up to its
+   position only, so the order of the stores leaves every row's output the bits it has alone. */
+static void self_task(const attention_job *j, int64_t task) {
+    const int64_t heads = j->m->heads, g = task / heads, h = task % heads;
+    const int64_t *member = j->groups->order + j->groups->first[g], count = j->groups->first[g + 1] - j->groups->first[g];
+    for (int64_t i = 0; i < count; i++) self_store(j, member[i], h);
+    for (int64_t i = 0; i < count; i++) self_attend(j, member[i], h, j->scores + task * j->each);
 }
 
 /* riffd_parallel's items are chunks of tasks (self_chunks). */
 static void self_attention(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = ctx;
     for (int64_t c = begin; c < end; c++)
-        for (int64_t task = j->chunk_first[c]; task < j->chunk_first[c + 1]; task++) self_task(j, task, 1);
+        for (int64_t task = j->chunk_first[c]; task < j->chunk_first[c + 1]; task++) self_task(j, task);
 }
 
-/* Tasks [begin, end) store their keys and values without attending (keys-only rows' last layer). */
+/* Rows [begin, end) store their keys and values without attending (keys-only rows' last layer). */
 static void store_only(const attention_job *j, int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; task++) self_task(j, task, 0);
+    for (int64_t r = begin; r < end; r++)
+        for (int64_t h = 0; h < j->m->heads; h++) self_store(j, r, h);
 }
 
 /* Self-attention's tasks in chunks, instead of one task a hand-out (a compare-and-swap on the
@@ -231,7 +278,8 @@ static void store_only(const attention_job *j, int64_t begin, int64_t end) {
    slot (twice the bytes). Measured on the Zen 4, one thread, each head's slots from memory: 0.39 us
    at length 1, 2.2 at 100, 3.8 at 300, 5.6 at 600, 9.4 at 1400. So a task of 300 costs 0.40 of one of
    1400 (here (300 + 364) / (300 + 1464) = 0.38; length alone with 32 for the fixed part said 0.23),
-   and a riding stream's chunks ran long.
+   and a riding stream's chunks ran long. A group's later rows read the slots the first brought in:
+   a third of the cold cost each (1.3 us warm at 300).
 
    Each chunk takes 1/SELF_CHUNKS_PER_THREAD of a thread's share of what is left, so the last chunks
    handed out are the small ones (a riding stream's short tasks come last) and the region's end
@@ -255,14 +303,21 @@ static int64_t task_cost(const riffd_row *row) {
     return SELF_TASK_FIXED + length + (length < head8 ? length : head8);
 }
 
-static int64_t self_chunks(const riffd_row *rows, int64_t n, int64_t heads, int threads, int64_t *first) {
-    const int64_t tasks = n * heads, wanted = (int64_t)(threads > 1 ? threads : 1) * SELF_CHUNKS_PER_THREAD;
+static int64_t group_cost(const riffd_row *rows, const row_groups *groups, int64_t g) {
+    int64_t cost = 0;
+    for (int64_t i = groups->first[g]; i < groups->first[g + 1]; i++) cost += task_cost(&rows[groups->order[i]]);
+    const int64_t count = groups->first[g + 1] - groups->first[g];
+    return count == 1 ? cost : (cost + 2 * task_cost(&rows[groups->order[groups->first[g]]])) / 3;
+}
+
+static int64_t self_chunks(const riffd_row *rows, const row_groups *groups, int64_t heads, int threads, int64_t *first) {
+    const int64_t tasks = groups->count * heads, wanted = (int64_t)(threads > 1 ? threads : 1) * SELF_CHUNKS_PER_THREAD;
     int64_t left = 0;
-    for (int64_t r = 0; r < n; r++) left += heads * task_cost(&rows[r]);
+    for (int64_t g = 0; g < groups->count; g++) left += heads * group_cost(rows, groups, g);
     int64_t count = 0, cost = 0;
     first[0] = 0;
     for (int64_t task = 0; task + 1 < tasks; task++) {
-        cost += task_cost(&rows[task / heads]);
+        cost += group_cost(rows, groups, task / heads);
         /* at most MAX_SELF_CHUNKS - 1 chunks: first[] fits */
         if (cost * wanted >= left && task + 1 - first[count] >= SELF_CHUNK_TASKS && count < MAX_SELF_CHUNKS - 2) {
             first[++count] = task + 1;
@@ -330,9 +385,13 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
     if (logit_rows > n) logit_rows = n;
     if (logit_rows < 0) logit_rows = 0;
     int64_t chunk_first[MAX_SELF_CHUNKS], last_first[MAX_SELF_CHUNKS];
-    const int64_t chunks = self_chunks(rows, n, heads, threads, chunk_first);
+    int64_t order[n], first[n + 1], last_order[n], last_group_first[n + 1];
+    row_groups groups, last_groups;
+    group_rows(rows, n, order, first, &groups);
+    const int64_t chunks = self_chunks(rows, &groups, heads, threads, chunk_first);
     /* the last layer's attention tasks: the rows with logits only, balanced among themselves */
-    const int64_t last_chunks = logit_rows < n ? self_chunks(rows, logit_rows, heads, threads, last_first) : chunks;
+    group_rows(rows, logit_rows, last_order, last_group_first, &last_groups);
+    const int64_t last_chunks = logit_rows < n ? self_chunks(rows, &last_groups, heads, threads, last_first) : chunks;
 
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
@@ -340,13 +399,15 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
 
         PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed));
         PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
-        /* Each task stores its head's new key and value first (a serial loop before: 0.5 ms of a
-           step of 8 rows); tasks go out in cost-balanced chunks (self_chunks). The norms and GELU stay serial: as regions of their own on the pool
+        /* Each task stores its head's new keys and values first (a serial loop before: 0.5 ms of a
+           step of 8 rows), a group's rows' (group_rows) all before any of them attends; tasks go out
+           in cost-balanced chunks (self_chunks). The norms and GELU stay serial: as regions of their own on the pool
            (0.1-0.4 ms of work a step) they measured slower on the shared 2-core Zen 4 (GELU 0.6 ms
            against 0.1 at 2 rows), each region a chance to wait on a descheduled worker. */
-        attention_job job = {m, rows, l, qkv, scores, each, attn, live < n ? last_first : chunk_first};
+        attention_job job = {m, rows, l, qkv, scores, each, attn, live < n ? last_first : chunk_first,
+                             live < n ? &last_groups : &groups};
         if (live < n) /* keys-only rows' last keys and values: a store each head (~0.1 us), on this thread */
-            PHASE(PHASE_SELF, store_only(&job, live * heads, n * heads));
+            PHASE(PHASE_SELF, store_only(&job, live, n));
         if (live == 0) continue;
         PHASE(PHASE_SELF, riffd_parallel(live < n ? last_chunks : chunks, 1, threads, self_attention, &job));
         PHASE(PHASE_SELF_OUT, project(attn, live, &layer->self_out, delta, threads));

@@ -267,7 +267,9 @@ def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_s
 
 
 class RowBatch:
-    """The rows of a batched step, bound once per batch composition; `set_positions` each step.
+    """The rows of a batched step, bound once per batch composition; `set_positions` each step. A row
+    may come several times (the same `BoundRow`), each at a position of its own: one window's
+    consecutive columns in one step.
 
     Holds the `RowStruct` array the C side reads (positions patched in place) and the rows it
     points into, so nothing is rebuilt between steps.
@@ -277,6 +279,12 @@ class RowBatch:
         if not rows:
             raise ValueError("a batch needs at least one row")
         self.rows = tuple(rows)
+        # Rows bound to the same caches (a next window's context columns riding a step together,
+        # decoder_step.c's row groups): each must write its own slot.
+        owners: dict[int, list[int]] = {}
+        for index, row in enumerate(rows):
+            owners.setdefault(id(row), []).append(index)
+        self._shared = [indices for indices in owners.values() if len(indices) > 1]
         self.structs = (RowStruct * len(rows))(*(RowStruct(row.caches, row.cross_mask, 0, row.max_positions,
                                                            row.cross_len, row.kv_bits, row.kv_int8_positions)
                                                  for row in rows))
@@ -292,6 +300,10 @@ class RowBatch:
             # The C side trusts these: check them here, where a mistake is an exception, not a stray write.
             if not 0 <= position < row.max_positions:
                 raise ValueError(f"position {position} outside row {index}'s cache of {row.max_positions}")
+        for indices in self._shared:
+            if len({positions[index] for index in indices}) != len(indices):
+                raise ValueError(f"rows {indices} of one cache need positions of their own, got "
+                                 f"{[positions[index] for index in indices]}")
         for struct, position in zip(self.structs, positions):
             struct.position = position
 

@@ -140,15 +140,111 @@ def test_an_offered_context_column_is_padded_in_the_ramp_on_a_copy_and_the_colum
 
     pad, shift = 2048, 10
     warming = Warming(NextWindow(Window(1, 8, 20, 10), shift, None), None, ExitStack(), delays(4, 1), pad,  # type: ignore[arg-type]
-                      pending=torch.full((1, 4), pad))
-    warming.fed_one()
+                      pending=[torch.full((1, 4), pad)], columns=1)
+    warming.fed_queued(1)
     generator = torch.Generator().manual_seed(4)
     for index in range(1, 8):
         column = torch.randint(0, 2048, (1, 4), generator=generator)
         kept = column.clone()
         warming.offer(index + shift, column)
-        assert warming.pending is not None and torch.equal(column, kept)
+        assert len(warming.pending) == 1 and torch.equal(column, kept)
         ramp = torch.arange(4) > index - 1
-        assert torch.equal(warming.pending, torch.where(ramp, pad, column))
-        assert (warming.pending is column) == (not bool(ramp.any()))
-        warming.fed_one()
+        assert torch.equal(warming.pending[0], torch.where(ramp, pad, column))
+        assert (warming.pending[0] is column) == (not bool(ramp.any()))
+        warming.fed_queued(1)
+
+
+@pytest.mark.parametrize("columns", [1, 3, 8])
+def test_a_warming_window_feeds_its_columns_k_at_a_time_and_what_is_left_with_its_last(columns):
+    """`Warming.due`: nothing until `columns` are queued, then all of them; the context's last column
+    flushes what is queued (the window after needs its whole context when the current one ends),
+    and a column out of turn (one offered while the queue is full) breaks the hand-off."""
+    from contextlib import ExitStack
+
+    from daemon.models.musicgen.delay import delays
+    from daemon.models.musicgen.handoff import NextWindow, Warming
+    from daemon.models.musicgen.longform import Window
+
+    pad, shift, context = 2048, 10, 8
+    warming = Warming(NextWindow(Window(1, context, 20, 10), shift, None), None, ExitStack(), delays(4, 1), pad,  # type: ignore[arg-type]
+                      pending=[torch.full((1, 4), pad)], columns=columns)
+    fed_at = []
+    for index in range(1, context + 3):  # columns past the context are not the next window's
+        due = warming.due()
+        if due:
+            fed_at.append((warming.slot, len(due)))
+            warming.fed_queued(len(due))
+        warming.offer(index + shift, torch.full((1, 4), index))
+    if warming.due():
+        fed_at.append((warming.slot, len(warming.due())))
+        warming.fed_queued(len(warming.due()))
+    expected = [(start, min(columns, context - start)) for start in range(0, context, columns)]
+    assert fed_at == expected and warming.slot == context and not warming.pending and not warming.broken
+    assert [int(c[0, 0]) for c in warming.fed] == [pad] + list(range(1, context))  # codebook 0: no ramp
+
+    late = Warming(NextWindow(Window(1, context, 20, 10), shift, None), None, ExitStack(), delays(4, 1), pad,  # type: ignore[arg-type]
+                   pending=[torch.full((1, 4), pad)], columns=2)
+    late.offer(1 + shift, torch.ones((1, 4), dtype=torch.long))
+    late.offer(2 + shift, torch.ones((1, 4), dtype=torch.long))  # two queued and a third: never fed as made
+    assert late.broken and late.pending == [] and late.due() == []
+
+
+def _context_slots(cache, frames: int) -> list[torch.Tensor]:
+    """Copies of the slots a window's first `frames` positions wrote in `cache`, every layer (the rest
+    may be unwritten memory): the int8 head's and the 4-bit positions' past it (+kv4), or int8's."""
+    from daemon.native.decoder_step import int8_head_positions
+
+    out = []
+    for keys, values, key_scales, value_scales in zip(cache.keys, cache.values, cache.key_scales, cache.value_scales,
+                                                      strict=True):
+        rows = frames + int8_head_positions(keys, key_scales)
+        out += [keys[:, :, :rows].clone(), values[:, :, :rows].clone(), key_scales[:, :, :frames].clone(),
+                value_scales[:, :, :frames].clone()]
+    return out
+
+
+@pytest.mark.parametrize("columns", [3, 8, 32])
+@pytest.mark.parametrize("batched", [False, True])
+def test_riding_k_columns_a_step_leaves_the_next_windows_the_cache_and_codes_of_one_a_step(load_preset, monkeypatch,
+                                                                                          columns, batched):
+    """`RIDE_COLUMNS` k: the next window's context rides k columns every k steps (each column a window
+    of its own over the same cache, decoder_step.c's row groups), the last few flushed with the
+    context's last column (20 columns: 3 and 8 leave 2 and 4; 32 is all of them at once). Its cache
+    holds the bits one column a step leaves, and the job's codes are the same, sampled."""
+    from daemon.models.musicgen import handoff
+    from daemon.models.musicgen.handoff import Warming
+
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 5)  # +kv4: the context's later slots in 4 bits
+    model = _model(load_preset, "int8a8+kv4")
+    prefills = _count_prefills(model, monkeypatch)
+    handed: list[list[torch.Tensor]] = []
+    ready_for = Warming.ready_for
+
+    def recorded(self, inputs, cond):
+        handed.append(_context_slots(self.cache, self.context_frames))
+        return ready_for(self, inputs, cond)
+
+    monkeypatch.setattr(Warming, "ready_for", recorded)
+    decoder, caches_seen = model.engine.decoder, []
+    step_streams = decoder.step_streams
+
+    def spied(caches, columns_fed, positions, logit_windows=None):
+        caches_seen.append(len(caches))
+        return step_streams(caches, columns_fed, positions, logit_windows)
+
+    monkeypatch.setattr(decoder, "step_streams", spied)
+    runs = {}
+    for k in (1, columns):
+        monkeypatch.setattr(handoff, "RIDE_COLUMNS", k)
+        handed.clear()
+        caches_seen.clear()
+        audio = np.concatenate([c.audio for c in model.stream("a long drone", SAMPLED, batched=batched, label="job")],
+                               axis=1)
+        runs[k] = (audio, list(handed), max(caches_seen))
+    assert prefills == [] and len(runs[columns][1]) == len(runs[1][1]) == 3  # three seams, each handed off
+    assert runs[1][2] == 2 and runs[columns][2] == 1 + min(columns, 20)  # the playing window and k columns' windows
+    for seam, (one, many) in enumerate(zip(runs[1][1], runs[columns][1], strict=True)):
+        for index, (a, b) in enumerate(zip(one, many, strict=True)):
+            assert torch.equal(a, b), f"seam {seam}, tensor {index}"
+    np.testing.assert_array_equal(runs[columns][0], runs[1][0])
+    _assert_all_freed(model)

@@ -252,3 +252,49 @@ def test_native_inputs_are_pytorchs_sums_and_refuse_codes_outside_the_tables():
     with pytest.raises(ValueError):
         embedder.into(out, codes, 10)
     assert not out.any()
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8a8+kv4"])
+@pytest.mark.parametrize("keys_only", [True, False])
+def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_preset, monkeypatch, mode, keys_only):
+    """A next window's k context columns riding one step (handoff.RIDE_COLUMNS: its cache k times, each
+    at its own slot; decoder_step.c attends a head's k positions in one task, every store first) write
+    the slots, and give the logits, of one column a step: the playing window's, and with logits for
+    every row (`keys_only` False: the last layer attends too) each column's own. A column attending
+    before the one below it stored its key would read an unwritten slot."""
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 3)  # +kv4: the columns cross into 4-bit slots
+    bundle = load_preset("debug/musicgen").bundle
+    decoder = MusicgenEngine(bundle, EngineOptions.parse(mode + "+nowarmup")).decoder
+    assert decoder.native is not None
+    generator = torch.Generator().manual_seed(6)
+    columns = 4
+    with torch.inference_mode(), ExitStack() as windows:
+        cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+        playing = windows.enter_context(decoder.open_cache(2, 20))
+        decoder.prefill(playing, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
+                                                     generator=generator))
+        following = windows.enter_context(decoder.open_cache(2, 3 * columns))
+        share_condition(playing, following)
+        one_a_step = [clone_cache(playing), clone_cache(following)]
+        logit_windows = 1 if keys_only else None
+        for step in range(3):
+            played = torch.randint(0, bundle.pad_token_id + 1, (1, bundle.num_codebooks), generator=generator)
+            context = [torch.randint(0, bundle.pad_token_id + 1, (1, bundle.num_codebooks), generator=generator)
+                       for _ in range(columns)]
+            slots = [step * columns + i for i in range(columns)]
+            together = decoder.step_streams([playing] + [following] * columns, [played] + context, [6 + step] + slots,
+                                            logit_windows=logit_windows)
+            one = decoder.step_streams(one_a_step, [played, context[0]], [6 + step, slots[0]],
+                                       logit_windows=logit_windows)
+            alone = [decoder.step_streams([one_a_step[1]], [column], [slot])[0]
+                     for column, slot in zip(context[1:], slots[1:])]
+            assert torch.equal(together[0], one[0]), f"step {step}"
+            if not keys_only:
+                for i, mine in enumerate(together[1:]):
+                    assert torch.equal(mine, (one[1:] + alone)[i]), f"step {step}, column {i}"
+        for cache, own in zip((playing, following), one_a_step):
+            for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
+                                    own.keys + own.values + own.key_scales + own.value_scales):
+                torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
+        with pytest.raises(ValueError, match="positions of their own"):
+            decoder.step_streams([playing, following, following], [played, context[0], context[1]], [10, 3, 3])

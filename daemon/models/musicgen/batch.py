@@ -254,7 +254,7 @@ class StepBatch:
         prompts = next_window.cond.batch_size
         bos = torch.full((prompts, bundle.num_codebooks), bundle.pad_token_id, dtype=torch.long, device=bundle.device)
         return Warming(next_window, cache, stack, delays(bundle.num_codebooks, bundle.audio_channels).to(bundle.device),
-                       bundle.pad_token_id, pending=bos)
+                       bundle.pad_token_id, pending=[bos])
 
     # Who goes first on the cores.
     def listener(self, priority: int) -> Listener:
@@ -381,10 +381,13 @@ class StepBatch:
 
     def _step(self, streams: list[BatchStream]) -> None:
         """One shared step: feed each stream's pending column, sample its next one; the next windows
-        its streams warm feed their context columns in the same step (their logits unused)."""
+        its streams warm feed their due context columns in the same step (their logits unused), each
+        column as a window of its own over the same cache at its own slot."""
         columns = [s.pending for s in streams]
         assert all(c is not None for c in columns)
-        warming = [s.successor for s in streams if s.successor is not None and s.successor.pending is not None]
+        warming = [(w, due) for w, due in ((s.successor, s.successor.due()) for s in streams if s.successor is not None)
+                   if due]
+        fed = columns + [column for _, due in warming for column in due]
         started = time.perf_counter()
         try:
             for stream in streams:
@@ -392,9 +395,9 @@ class StepBatch:
                     stream.actions.get()()
             with torch.inference_mode():
                 logits = self.decoder.step_streams(
-                    [s.cache for s in streams] + [w.cache for w in warming],
-                    columns + [w.pending for w in warming],  # type: ignore[arg-type]
-                    [s.first_slot + s.step - 1 for s in streams] + [w.slot for w in warming],
+                    [s.cache for s in streams] + [w.cache for w, due in warming for _ in due],
+                    fed,  # type: ignore[arg-type]
+                    [s.first_slot + s.step - 1 for s in streams] + [w.slot + i for w, due in warming for i in range(len(due))],
                     logit_windows=len(streams))  # the warming windows' logits are never read
                 made = next_columns([s.sampler for s in streams], [s.step for s in streams], logits[:len(streams)])
         except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
@@ -405,8 +408,8 @@ class StepBatch:
                 stream.out.append(exc)
             return
         took_s = time.perf_counter() - started
-        for warm in warming:
-            warm.fed_one()
+        for warm, due in warming:
+            warm.fed_queued(len(due))
         for stream, column in zip(streams, made, strict=True):
             if stream.timed is not None:
                 stream.timed(stream.step, took_s)

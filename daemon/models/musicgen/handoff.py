@@ -6,9 +6,9 @@ at every seam (~1.6 s native on a 2-core Zen 4). But the next window's context c
 one by one while the current window still plays: the delay pattern is the same in both windows,
 so the next window's column c is the current window's column c + shift (shift: the frames the
 seam drops), with the BOS ramp's codes padded. A step reads the weights once for all the rows it
-takes, so the next window rides the current window's steps as rows of its own, one context
-column a step (`batch.StepBatch`): when the current window ends, the next one holds its cache and
-samples at once.
+takes, so the next window rides the current window's steps as rows of its own, a few context
+columns every few steps (`RIDE_COLUMNS`, `batch.StepBatch`): when the current window ends, the
+next one holds its cache and samples at once.
 
 Its cache is filled by the step, not the prefill: approximate engines' step and prefill differ in
 their rounding (+kv4 keys are quantised before later positions read them, int8a8 quantises each
@@ -74,20 +74,38 @@ def hands_off(decoder: MusicgenDecoder, cond: Conditioning | None) -> bool:
     return decoder.native is not None and cond is not None and not cond.prefix
 
 
+#: Context columns a riding step takes (`Warming.due`): k columns every k steps, or one a step. k
+#: columns' rows attend over a head's slots in one native task (read from memory once: decoder_step.c's
+#: row groups) and share the step's weight reads, but a step's products of 2 + 2k rows are bound by
+#: the multipliers, not the weights' bytes, on 2 cores: measured in one process on a 2-core Zen 4
+#: (AVX-512 VNNI, bench.ride_columns, stream at 1400 and its next window from 300), the riding
+#: self-attention fell from +1.15 ms a column to +0.62 at k = 4, but the mean step over k steps was
+#: 0.99x one a step's at k = 2 idle (1.05-1.11x with other work beside), 1.02x at k = 4 (1.07-1.09x)
+#: and 1.03x at k = 8, a k = 4 burst step 21.7 ms against 15.3. So one a step here;
+#: bench.ride_columns tells where more pays (more cores for the products).
+RIDE_COLUMNS = 1
+
+
+def _ride_columns() -> int:
+    return RIDE_COLUMNS  # read when a window starts warming (the tests set it)
+
+
 @dataclass(eq=False)
 class Warming:
-    """The next window's cache while the current window fills it: the column it feeds next (at
-    `slot`), the columns fed so far, and the cache's owner (`stack`) until a window takes it."""
+    """The next window's cache while the current window fills it: the context columns queued to feed
+    (the first at `slot`), the columns fed so far, and the cache's owner (`stack`) until a window
+    takes it. `columns`: how many queued columns a riding step takes at once (`due`)."""
 
     next: NextWindow
     cache: KVCache
     stack: ExitStack
     delays: torch.Tensor  # [K] each codebook's delay
     pad_token_id: int
-    pending: torch.Tensor | None  # [B, K] the context column the next shared step feeds
+    pending: list[torch.Tensor]  # [B, K] each: the context columns queued, at slots `slot` onwards
     slot: int = 0
     broken: bool = False
     fed: list[torch.Tensor] = field(default_factory=list)
+    columns: int = field(default_factory=_ride_columns)
 
     @functools.cached_property
     def _longest_delay(self) -> int:
@@ -104,10 +122,13 @@ class Warming:
         index = made_column - self.next.shift
         if self.broken or not 1 <= index < self.context_frames:
             return
-        if self.pending is not None or index != self.slot:
-            # Never expected (one column made and one fed a step): the window after prefills instead.
-            log.error("hand-off out of step: context column %d made with slot %d next", index, self.slot)
-            self.broken, self.pending = True, None
+        if index != self.slot + len(self.pending) or len(self.pending) >= self.columns:
+            # Never expected (one column made a step, the queue fed once it holds `columns`): the
+            # window after prefills instead.
+            log.error("hand-off out of step: context column %d made with slot %d next and %d queued", index,
+                      self.slot, len(self.pending))
+            self.broken = True
+            self.pending = []
             return
         context = column
         if index <= self._longest_delay:
@@ -116,20 +137,29 @@ class Warming:
             # writes a made column (a clone cost each riding step ~10-30 us with the caches cold).
             context = column.clone()
             context[:, (index - 1 - self.delays) < 0] = self.pad_token_id
-        self.pending = context
+        self.pending.append(context)
 
-    def fed_one(self) -> None:
-        assert self.pending is not None
-        self.fed.append(self.pending)
-        self.pending = None
-        self.slot += 1
+    def due(self) -> list[torch.Tensor]:
+        """The queued columns the next shared step feeds (at slots `slot` onwards): none until
+        `columns` are queued, or the window's last context column is (then what is queued: the next
+        window must hold all its context when the current one ends, its last steps few)."""
+        queued = len(self.pending)
+        if queued and (queued >= self.columns or self.slot + queued == self.context_frames):
+            return self.pending
+        return []
+
+    def fed_queued(self, count: int) -> None:
+        """The first `count` queued columns went into the cache (`due`'s, after the step)."""
+        self.fed.extend(self.pending[:count])
+        del self.pending[:count]
+        self.slot += count
 
     def ready_for(self, inputs: torch.Tensor, cond: Conditioning) -> bool:
         """Whether this cache holds exactly the context a prefill of `inputs` `[B, K, P + 1]` under
         `cond` would (all but its last column, which the window's first step feeds)."""
         frames = inputs.shape[-1] - 1
-        return (not self.broken and cond is self.next.cond and self.slot == frames == self.context_frames and self.pending is None
-                and torch.equal(torch.stack(self.fed, dim=-1), inputs[..., :frames]))
+        return (not self.broken and cond is self.next.cond and self.slot == frames == self.context_frames
+                and not self.pending and torch.equal(torch.stack(self.fed, dim=-1), inputs[..., :frames]))
 
 
 class Handoff:
