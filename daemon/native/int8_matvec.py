@@ -44,6 +44,17 @@ class PackedInt8:
     def nbytes(self) -> int:
         return self.packed.numel() + self.row_sums.numel() * 4 + self.scales.numel() * 4
 
+    def row_slice(self, start: int, stop: int) -> PackedInt8:
+        """Output rows `start:stop` as weights of their own: views of these tensors (whole blocks,
+        `start` and `stop` multiples of the block rows), so the same bytes and, row for row, the same
+        results."""
+        block_rows = self.packed.shape[2]
+        if start % block_rows or stop % block_rows or not 0 <= start < stop <= self.rows:
+            raise ValueError(f"rows {start}:{stop} are not whole blocks of {block_rows} within {self.rows}")
+        return PackedInt8(packed=self.packed[start // block_rows:stop // block_rows], row_sums=self.row_sums[start:stop],
+                          scales=self.scales[start:stop], rows=stop - start, cols=self.cols,
+                          activation_bits=self.activation_bits)
+
     def codes(self) -> torch.Tensor:
         """The int8 codes `[n, k]` back in row-major order."""
         return self.packed.permute(0, 2, 1, 3).reshape(self.rows, self.cols)

@@ -149,8 +149,10 @@ def test_the_null_condition_is_not_multiplied_and_its_keys_are_what_multiplying_
     w = decoder.weights
     with decoder.open_cache(4, 8) as cache:
         decoder.set_condition(cache, cond)
-        # Only the two prompts' rows were multiplied, by each layer's key and value projection.
-        assert projected_rows == [2] * (2 * len(w.layers))
+        # Only the two prompts' rows were multiplied: by each layer's key and value projection
+        # (float32), or once by them all stacked (int8: `DecoderWeights.cross_kv`).
+        assert (w.cross_kv is None) == (weights == "float32")
+        assert projected_rows == ([2] if w.cross_kv is not None else [2] * (2 * len(w.layers)))
         for layer, keys, values in zip(w.layers, cache.cross_keys, cache.cross_values, strict=True):
             for got, projection in ((keys, layer.cross_k), (values, layer.cross_v)):
                 # Multiplying every row (the null ones too) gives the same bits.
@@ -161,18 +163,30 @@ def test_the_null_condition_is_not_multiplied_and_its_keys_are_what_multiplying_
                 assert not bool(got[2:].any())
 
 
-def test_bfloat16_keys_come_from_one_stacked_product_with_each_layers_bits(load_preset, monkeypatch):
-    """Where the condition is bfloat16, every layer's cross keys and values come from one product
-    by the stacked projections (`DecoderWeights.cross_kv`, which each layer's are views of), with the
-    bits each layer's own product gives; the null rows are not multiplied and are zero."""
-    monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device: True)
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_keys_come_from_one_stacked_product_with_each_layers_bits(load_preset, monkeypatch, precision):
+    """Where the condition is bfloat16 or int8, every layer's cross keys and values come from one
+    product by the stacked projections (`DecoderWeights.cross_kv`, which each layer's are views of),
+    with the bits each layer's own product gives (int8: a projection made of that layer's weight
+    alone, its own codes and scales); the null rows are not multiplied and are zero."""
+    if precision == "int8":
+        _needs_int8_kernel()
+    monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device: precision == "bfloat16")
     bundle = load_preset("debug/musicgen").bundle
     decoder = MusicgenEngine(bundle, EngineOptions(weights="int8", warmup=False)).decoder
     w = decoder.weights
-    assert w.cross_kv is not None and w.cross_kv.dtype == torch.bfloat16
-    assert w.cross_kv.shape == (2 * len(w.layers) * w.hidden, w.cross_kv.shape[1])
-    assert all(layer.cross_k is not None and layer.cross_k.untyped_storage().data_ptr()
-               == w.cross_kv.untyped_storage().data_ptr() for layer in w.layers)
+    checkpoint = bundle.model.decoder.model.decoder.layers
+    if precision == "bfloat16":
+        assert isinstance(w.cross_kv, torch.Tensor) and w.cross_kv.dtype == torch.bfloat16
+        assert w.cross_kv.shape == (2 * len(w.layers) * w.hidden, w.cross_kv.shape[1])
+        assert all(isinstance(layer.cross_k, torch.Tensor) and layer.cross_k.untyped_storage().data_ptr()
+                   == w.cross_kv.untyped_storage().data_ptr() for layer in w.layers)
+    else:
+        assert isinstance(w.cross_kv, Int8Linear) and w.cross_kv.packed is not None
+        assert w.cross_kv.out_features == 2 * len(w.layers) * w.hidden
+        assert all(isinstance(layer.cross_v, Int8Linear) and layer.cross_v.packed is not None
+                   and layer.cross_v.packed.packed.untyped_storage().data_ptr()
+                   == w.cross_kv.packed.packed.untyped_storage().data_ptr() for layer in w.layers)
     assert decoder_weights(bundle.model, EngineOptions()).cross_kv is None  # float32: the checkpoint's tensors
     cond = build_conditioning(bundle, PROMPTS, guidance_scale=3.0)  # [4, S, H]: two prompts, two null rows
     products: list[tuple[int, ...]] = []
@@ -186,9 +200,14 @@ def test_bfloat16_keys_come_from_one_stacked_product_with_each_layers_bits(load_
     with decoder.open_cache(4, 8) as cache:
         decoder.set_condition(cache, cond)
         assert products == [(2, *cond.hidden_states.shape[1:])]
-        for layer, keys, values in zip(w.layers, cache.cross_keys, cache.cross_values, strict=True):
-            for got, projection in ((keys, layer.cross_k), (values, layer.cross_v)):
+        for index, (layer, keys, values) in enumerate(zip(w.layers, cache.cross_keys, cache.cross_values,
+                                                          strict=True)):
+            attention = checkpoint[index].encoder_attn
+            for got, projection, weight in ((keys, layer.cross_k, attention.k_proj.weight),
+                                            (values, layer.cross_v, attention.v_proj.weight)):
                 assert projection is not None and got.is_contiguous()
+                if precision == "int8":  # the layer's own weight alone, quantised on its own
+                    projection = condition_precision.cross_projection(weight, "int8")
                 want = real_project(cond.hidden_states[:2], projection)
                 want = want.view(2, -1, w.heads, w.head_dim).transpose(1, 2).to(w.dtype)
                 assert torch.equal(got[:2], want)

@@ -220,14 +220,14 @@ class MusicgenDecoder:
         assert nulls is not None
         return full.index_fill_(0, nulls, 0)
 
-    def _stacked_cross_heads(self, conditioned: torch.Tensor, stacked: torch.Tensor, rows: torch.Tensor | None,
+    def _stacked_cross_heads(self, conditioned: torch.Tensor, stacked: CrossProjection, rows: torch.Tensor | None,
                              nulls: torch.Tensor | None, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Every layer's keys and values (as `_cross_heads` makes each) from one product by the
         stacked projections (`DecoderWeights.cross_kv`), and one copy into a block the cache's
         tensors are views of: the same bits, without 48 products' and copies' overheads."""
         w = self.weights
         r, s = conditioned.shape[0], conditioned.shape[1]
-        count = stacked.shape[0] // w.hidden
+        count = (stacked.shape[0] if isinstance(stacked, torch.Tensor) else stacked.out_features) // w.hidden
         # Not in huge pages (as the self-attention slots are): 0.309 -> 0.283 ms a step, and a mapping
         # of its own at window open would compact memory or take a spare meant for a window's slots.
         full = torch.empty((count, n, w.heads, s, w.head_dim), dtype=w.dtype, device=conditioned.device)

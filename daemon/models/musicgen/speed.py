@@ -135,6 +135,20 @@ class Int8Linear:
         return self(x)
 
     @property
+    def out_features(self) -> int:
+        return self.packed.rows if self.packed is not None else int(self.weight.shape[0])
+
+    def row_slice(self, start: int, stop: int) -> Int8Linear:
+        """Output rows `start:stop` (whole kernel blocks) as a projection of their own, a view of
+        these weights: a stacked projection's parts without a second copy. On riffd's kernel its
+        results are the bits these rows get here (each output row's sum is its own, exact)."""
+        part = Int8Linear.__new__(Int8Linear)
+        part.packed = self.packed.row_slice(start, stop) if self.packed is not None else None
+        if self.packed is None:
+            part.weight, part.scales = self.weight[start:stop], self.scales[start:stop]
+        return part
+
+    @property
     def nbytes(self) -> int:
         if self.packed is not None:
             return self.packed.nbytes

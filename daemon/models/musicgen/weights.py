@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.condition_precision import CrossProjection, condition_precision, cross_projection
-from daemon.models.musicgen.speed import Linear, compute_dtype, make_linear
+from daemon.models.musicgen.speed import Int8Linear, Linear, compute_dtype, make_linear
 
 #: Activations MusicGen configs name, as the functions transformers' ACT2FN runs for them.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
@@ -79,13 +79,18 @@ class DecoderWeights:
     final_norm: NormWeights
     lm_heads: Linear  # [K * V, H]: the codebooks' heads fused
     # Every layer's cross-attention key and value projections stacked, layer by layer (k0, v0, k1,
-    # ...: `[2 * L * H, H_cond]`), where the condition is made in bfloat16: they all read the same
-    # states, so one product makes every key and value (each layer's `cross_k`/`cross_v` is a view
-    # of it). On the 2-core Zen 4 the 48 products of musicgen-small took 18 ms alone and 14 ms as
-    # one, with the same bits (oneDNN sums each output over the same inputs in the same order;
-    # tests/musicgen/test_text_encoder.py checks it). None elsewhere: float32 keeps the checkpoint's
-    # own tensors (one product each, as transformers), int8 its per-layer kernels.
-    cross_kv: torch.Tensor | None = None
+    # ...: `[2 * L * H, H_cond]`), where the condition is made in bfloat16 or int8: they all read
+    # the same states, so one product makes every key and value (each layer's `cross_k`/`cross_v`
+    # is a view of it), with the same bits (tests/musicgen/test_text_encoder.py checks both).
+    # bfloat16: oneDNN sums each output over the same inputs in the same order; on the 2-core Zen 4
+    # the 48 products of musicgen-small took 18 ms alone and 14 ms as one. int8 (riffd's kernel,
+    # where bfloat16 is not native: AVX2, AVX-VNNI): each activation row is quantised on its own
+    # and each output's integer sum is exact; 41 rows (the bench's prompt) took 25.9 ms as 48
+    # products and 21.2 as one with AVX2 emulated on the Zen 4 (9.6 and 7.8 ms on its AVX-512
+    # branch): one quantisation of the rows, one pool region, and no Python per projection instead
+    # of 48. None elsewhere: float32 keeps the checkpoint's own tensors (one product each, as
+    # transformers).
+    cross_kv: CrossProjection | None = None
 
     @property
     def hidden(self) -> int:
@@ -124,7 +129,12 @@ def decoder_weights(model: Any, options: EngineOptions) -> DecoderWeights:
     heads = int(config.num_attention_heads)
     cross_kv = _stacked_cross(decoder.layers, options)
     # With a stacked copy, each layer's projections are views of it (no second copy).
-    views = list(cross_kv.chunk(2 * len(decoder.layers))) if cross_kv is not None else None
+    views: list[CrossProjection] | None = None
+    if isinstance(cross_kv, torch.Tensor):
+        views = list(cross_kv.chunk(2 * len(decoder.layers)))
+    elif cross_kv is not None:
+        each = cross_kv.out_features // (2 * len(decoder.layers))
+        views = [cross_kv.row_slice(i * each, (i + 1) * each) for i in range(2 * len(decoder.layers))]
     layers = [_layer_weights(layer, options, dtype, (views[2 * i], views[2 * i + 1]) if views else None)
               for i, layer in enumerate(decoder.layers)]
     return DecoderWeights(
@@ -144,17 +154,24 @@ def decoder_weights(model: Any, options: EngineOptions) -> DecoderWeights:
     )
 
 
-def _stacked_cross(layers: Any, options: EngineOptions) -> torch.Tensor | None:
-    """`DecoderWeights.cross_kv`: the layers' cross key and value projections as one bfloat16 tensor,
-    where the condition is made in bfloat16 (else, and on melody checkpoints, None)."""
+def _stacked_cross(layers: Any, options: EngineOptions) -> CrossProjection | None:
+    """`DecoderWeights.cross_kv`: the layers' cross key and value projections as one bfloat16 tensor
+    or one int8 projection on riffd's kernel, where the condition is made in that precision (else,
+    on melody checkpoints, and where the kernel cannot take the stacked shape, None)."""
     crosses: list[Any] = [getattr(layer, "encoder_attn", None) for layer in layers]
     if not crosses or any(cross is None for cross in crosses):
         return None
-    weight = crosses[0].k_proj.weight
-    if condition_precision(options, weight.device) != "bfloat16":
-        return None
-    return torch.cat([w.detach().to(torch.bfloat16) for cross in crosses for w in (cross.k_proj.weight,
-                                                                                     cross.v_proj.weight)])
+    weights = [w.detach() for cross in crosses for w in (cross.k_proj.weight, cross.v_proj.weight)]
+    precision = condition_precision(options, weights[0].device)
+    if precision == "bfloat16":
+        return torch.cat([w.to(torch.bfloat16) for w in weights])
+    if precision == "int8":
+        stacked = cross_projection(torch.cat(weights), "int8")
+        # whole kernel blocks per projection, so each layer's is a view (row_slice)
+        if isinstance(stacked, Int8Linear) and stacked.packed is not None \
+                and weights[0].shape[0] % stacked.packed.packed.shape[2] == 0:
+            return stacked
+    return None
 
 
 def _norm(module: Any, dtype: torch.dtype) -> NormWeights:
@@ -162,7 +179,7 @@ def _norm(module: Any, dtype: torch.dtype) -> NormWeights:
 
 
 def _layer_weights(layer: Any, options: EngineOptions, dtype: torch.dtype,
-                   cross_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> LayerWeights:
+                   cross_kv: tuple[CrossProjection, CrossProjection] | None = None) -> LayerWeights:
     """One layer's weights; `cross_kv`: its cross key and value projections, made already (views of
     `DecoderWeights.cross_kv`)."""
     attn = layer.self_attn
