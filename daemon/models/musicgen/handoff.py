@@ -81,8 +81,10 @@ def hands_off(decoder: MusicgenDecoder, cond: Conditioning | None) -> bool:
 #: (AVX-512 VNNI, bench.ride_columns, stream at 1400 and its next window from 300), the riding
 #: self-attention fell from +1.15 ms a column to +0.62 at k = 4, but the mean step over k steps was
 #: 0.99x one a step's at k = 2 idle (1.05-1.11x with other work beside), 1.02x at k = 4 (1.07-1.09x)
-#: and 1.03x at k = 8, a k = 4 burst step 21.7 ms against 15.3. So one a step here;
-#: bench.ride_columns tells where more pays (more cores for the products).
+#: and 1.03x at k = 8, a k = 4 burst step 21.7 ms against 15.3; through the daemon's path
+#: (bench.step_account --riding, alternating runs) the window's last 600 steps took 16.2-17.4 ms a
+#: step at k = 2 against 14.7-15.9 at k = 1. So one a step here; bench.ride_columns tells where more
+#: pays (more cores for the products).
 RIDE_COLUMNS = 1
 
 
