@@ -20,7 +20,7 @@ from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.options import EngineOptions
 from daemon.models.musicgen.speed import Int8Linear
-from daemon.models.musicgen.text_encoder import MAX_RELATIVE_ERROR, Int8Projection, TextEncoder
+from daemon.models.musicgen.text_encoder import MAX_RELATIVE_ERROR, Int8Projection, SharedQkvProjection, TextEncoder
 from daemon.models.musicgen.weights import decoder_weights
 
 PROMPTS = ["80s pop track with bassy drums and synth", "a slow cello"]
@@ -116,6 +116,33 @@ def test_a_faster_condition_keeps_its_bound_and_float32_keeps_the_checkpoints_te
     assert model.text_encoder.precision == "float32"
     assert torch.equal(model._text_conditioning(PROMPTS[:1], 3.0).hidden_states,
                        build_conditioning(bundle, PROMPTS[:1], guidance_scale=3.0).hidden_states)
+
+
+def test_the_int8_encoders_query_key_and_value_are_one_product_with_each_ones_bits(load_preset, monkeypatch):
+    """The int8 encoder multiplies each attention layer's states by its query, key and value
+    projections in one product (text_encoder.SharedQkv): 4 products a layer instead of 6, and the
+    hidden states each projection's own product gives, to the bit."""
+    _needs_int8_kernel()
+    bundle = load_preset("debug/musicgen").bundle
+    fused = TextEncoder(bundle, "int8")
+    layers = bundle.model.config.text_encoder.num_layers
+    assert sum(isinstance(m, SharedQkvProjection) for m in fused._encoder.modules()) == 3 * layers
+    separate = TextEncoder(bundle, "int8")
+    for module in separate._encoder.modules():  # each projection on its own
+        for name in ("q", "k", "v"):
+            part = getattr(module, name, None)
+            if isinstance(part, SharedQkvProjection):
+                setattr(module, name, Int8Projection(part.shared.parts[part.index], part.weight.shape))
+    products: list[int] = []
+    real_call = Int8Linear.__call__
+    monkeypatch.setattr(Int8Linear, "__call__", lambda self, x: products.append(1) or real_call(self, x))
+    tokens = bundle.tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    want = separate(tokens["input_ids"], tokens["attention_mask"])
+    assert len(products) == 6 * layers
+    products.clear()
+    got = fused(tokens["input_ids"], tokens["attention_mask"])
+    assert len(products) == 4 * layers
+    assert torch.equal(got, want)
 
 
 def test_the_int8_condition_keeps_the_int8_engines_greedy_agreement(load_preset, int8_condition):

