@@ -46,7 +46,7 @@ from bench.isa import add_cpu_arguments, apply_cpu_arguments  # noqa: E402
 from daemon.models.musicgen import kv_cache  # noqa: E402
 from daemon.native import isa, kernels  # noqa: E402
 from daemon.native.branches import cpu_name  # noqa: E402
-from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, bind_row  # noqa: E402
+from daemon.native.decoder_step import Int8Struct, LayerWeightsStruct, NativeModel, NormStruct, RowCacheStruct, bind_row  # noqa: E402
 from daemon.native.huge_pages import huge_copy  # noqa: E402
 from daemon.native.int8_matvec import PackedInt8, pack  # noqa: E402
 
@@ -103,19 +103,57 @@ class Window:
 
     def __init__(self, max_positions: int, generator: torch.Generator, kv_bits: int = 8) -> None:
         # kv_bits 4: kv_cache.py's layout, an int8 head of the first positions and 4-bit slots after
-        rows = max_positions + (kv_cache.int8_head(max_positions) if kv_bits == 4 else 0)
+        head = kv_cache.int8_head(max_positions) if kv_bits == 4 else 0
+        rows = max_positions + head
         shape = (2, HEADS, rows, HEAD_DIM * kv_bits // 8)
         low, high, dtype = (-127, 128, torch.int8) if kv_bits == 8 else (0, 256, torch.uint8)
         self.keys = [torch.randint(low, high, shape, dtype=dtype, generator=generator) for _ in range(LAYERS)]
         self.values = [torch.randint(low, high, shape, dtype=dtype, generator=generator) for _ in range(LAYERS)]
-        scales = (2, HEADS, max_positions)
-        self.key_scales = [torch.rand(scales, generator=generator) * 0.02 for _ in range(LAYERS)]
-        self.value_scales = [torch.rand(scales, generator=generator) * 0.02 for _ in range(LAYERS)]
+        self.int8_positions = head
+        self.key_scales = [self._scales(max_positions, generator) for _ in range(LAYERS)]
+        self.value_scales = [self._scales(max_positions, generator) for _ in range(LAYERS)]
         cross = (2, HEADS, TEXT_TOKENS, HEAD_DIM)
         self.cross_keys = [torch.randn(cross, generator=generator) for _ in range(LAYERS)]
         self.cross_values = [torch.randn(cross, generator=generator) for _ in range(LAYERS)]
         self.rows = [bind_row(self.keys, self.values, self.key_scales, self.value_scales, self.cross_keys,
-                              self.cross_values, None, row) for row in range(2)]
+                              self.cross_values, None, row, int8_positions=head) for row in range(2)]
+
+    def _scales(self, max_positions: int, generator: torch.Generator) -> torch.Tensor:
+        """Random scales in the layout's format: float32, or the 4-bit layout's (kv_cache.py: the int8
+        head's float32 two float16 entries each, then float16)."""
+        scales = torch.rand((2, HEADS, max_positions), generator=generator) * 0.02
+        if self.keys[0].dtype != torch.uint8:
+            return scales
+        head = self.int8_positions
+        return torch.cat((scales[:, :, :head].contiguous().view(torch.float16), scales[:, :, head:].to(torch.float16)),
+                         dim=2)
+
+    def copied(self, *, float32_scales: bool = False) -> "Window":
+        """A copy of this window with its own slots and scales; `float32_scales`: float32 ones of the
+        same values, for a library from before the +kv4 layout's float16 scales (bench.step_ab's older
+        baselines; both sides then step fresh copies alike). Its rows are bound here: bind_row takes
+        that layout with float16 scales only."""
+        copy = Window.__new__(Window)
+        copy.keys, copy.values = [t.clone() for t in self.keys], [t.clone() for t in self.values]
+        copy.int8_positions = self.int8_positions
+        if float32_scales:  # the layout before: float32 [2, heads, max_positions], the head's and the rest
+            copy.key_scales = [kv_cache.scale_values(t, self.int8_positions).clone() for t in self.key_scales]
+            copy.value_scales = [kv_cache.scale_values(t, self.int8_positions).clone() for t in self.value_scales]
+        else:
+            copy.key_scales = [t.clone() for t in self.key_scales]
+            copy.value_scales = [t.clone() for t in self.value_scales]
+        copy.cross_keys, copy.cross_values = self.cross_keys, self.cross_values
+        copy.rows = []
+        for row, bound in enumerate(self.rows):
+            caches = (RowCacheStruct * len(bound.caches))()
+            for layer, cache in enumerate(bound.caches):
+                slots, scales = copy.keys[layer][row], copy.key_scales[layer][row]
+                caches[layer] = RowCacheStruct(slots.data_ptr(), copy.values[layer][row].data_ptr(), scales.data_ptr(),
+                                               copy.value_scales[layer][row].data_ptr(), cache.cross_keys,
+                                               cache.cross_values)
+            keep = (*bound.keep, *copy.keys, *copy.values, *copy.key_scales, *copy.value_scales)
+            copy.rows.append(dataclasses.replace(bound, caches=caches, keep=keep))
+        return copy
 
 
 # decoder_step.c's order: the phases, then each projection kind (added up here as "project")

@@ -37,7 +37,8 @@ from daemon.native.decoder_step import NativeModel, RowBatch  # noqa: E402
 
 
 def _cache_bytes(window: Window) -> list[torch.Tensor]:
-    return [t.clone() for t in window.keys + window.values + window.key_scales + window.value_scales]
+    # as bytes: +kv4's float16 scales hold the int8 head's float32 ones (kv_cache.py), no NaN compares unequal
+    return [t.clone().view(torch.uint8) for t in window.keys + window.values + window.key_scales + window.value_scales]
 
 
 def _steps(model: NativeModel, plan: list[tuple[RowBatch, torch.Tensor]]) -> tuple[list[float], torch.Tensor]:

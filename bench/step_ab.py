@@ -9,7 +9,10 @@ guided stream (2 rows, +kv4 caches as the int8a8+kv4 engine has them) of musicge
 random weights (bench.native_step's, in huge pages, shared by both builds) at each of
 `--positions`, the two builds in turn, which goes first alternating. Per position: the median wall
 and CPU (all threads) ms of each, their ratio, in how many adjacent pairs the checkout's step was
-the faster, and whether the two gave the same logits bits (from the same inputs and caches).
+the faster, and whether the two gave the same logits bits (from the same inputs and caches). A
+baseline from before the +kv4 cache's float16 scales (no `riffd_kv4_half_scales`) steps its own copy
+of the caches with float32 scales of the same values (and the checkout its own copy too, made
+alike): the bits then differ by the step's own scales' rounding.
 Prints a table, then one JSON object as the last line.
 
 `--riding P` adds a next window's two rows at position P to every step (a long job's late steps,
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         base = base_library(args.base, shlex.split(args.base_cflags), Path(folder))
         models = {"base": weights.with_activation_bits(bits, library=base), "new": weights.with_activation_bits(bits)}
     keys_only = {"base": hasattr(base, "riffd_step_rows_out"), "new": hasattr(decoder_functions(), "riffd_step_rows_out")}
+    float32_scales = not hasattr(base, "riffd_kv4_half_scales")  # a build from before float16 +kv4 scales
     generator = torch.Generator().manual_seed(1)
     positions = [int(p) for p in args.positions.split(",")]
     cpu = this_cpu()
@@ -92,12 +96,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.riding is not None:
         print(f"riding: a next window's 2 rows at position {args.riding} in every step; keys-only in "
               f"{', '.join(kind for kind in KINDS if keys_only[kind]) or 'neither build'}")
+    if float32_scales:
+        print("base: float32 +kv4 scales (its own copy of the caches, the same values)")
     print("position   base ms (cpu)    new ms (cpu)     new/base  new faster in  same bits")
     results = {}
     for position in positions:
         window = Window(max(positions) + 100, generator, kv_bits=4)
         riding = None if args.riding is None else (Window(args.riding + 100, generator, kv_bits=4), args.riding)
-        result = alternate(models, window, position, args.steps, riding, keys_only)
+        own = None
+        if float32_scales:
+            own = {kind: (window.copied(float32_scales=kind == "base"),
+                          riding[0].copied(float32_scales=kind == "base") if riding else None) for kind in KINDS}
+        result = alternate(models, window, position, args.steps, riding, keys_only, own)
         old, new = result["base"], result["new"]
         assert isinstance(old, dict) and isinstance(new, dict)
         print(f"{position:8d}   {old['ms']:6.2f} ({old['cpu_ms']:5.2f})   {new['ms']:6.2f} ({new['cpu_ms']:5.2f})"

@@ -17,23 +17,28 @@ from daemon.native.decoder_step import NativeModel
 
 def alternate(models: dict[str, NativeModel], window: Window, position: int, steps: int,
               riding: tuple[Window, int] | None = None,
-              keys_only: dict[str, bool] | None = None) -> dict[str, object]:
+              keys_only: dict[str, bool] | None = None,
+              own: dict[str, tuple[Window, Window | None]] | None = None) -> dict[str, object]:
     """`steps` pairs of steps at `position` of `window`'s stream, the two `models` (the baseline
     first, the candidate second) in turn, which one goes first alternating; `riding`: a next
     window's rows at their own position in each step, keys-only for the models `keys_only` names.
     Per model the median wall and CPU (all threads) ms; `ratio` the candidate's median over the
     baseline's, `faster_pairs` in how many pairs the candidate was the faster, `same_bits` whether
-    the two gave the same logits for the playing rows (from the same inputs and caches)."""
+    the two gave the same logits for the playing rows (from the same inputs and caches). `own`: a
+    model's own copies of the window and the riding one (a library that reads another cache format)."""
     kinds = tuple(models)
     if len(kinds) != 2:
         raise ValueError(f"two models to compare, not {len(kinds)}")
     baseline, candidate = kinds
-    rows = window.rows + (riding[0].rows if riding else [])
-    batches = {kind: model.batch(rows) for kind, model in models.items()}
+    def rows(kind: str) -> list:
+        playing, next_window = (own or {}).get(kind, (window, riding[0] if riding else None))
+        return playing.rows + (next_window.rows if next_window is not None else [])
+
+    batches = {kind: model.batch(rows(kind)) for kind, model in models.items()}
     for batch in batches.values():
         batch.set_positions([position, position] + ([riding[1]] * 2 if riding else []))
     logit_rows = {kind: 2 if riding and (keys_only or {}).get(kind) else None for kind in kinds}
-    x = torch.randn(len(rows), HIDDEN)
+    x = torch.randn(len(rows(baseline)), HIDDEN)
     wall: dict[str, list[float]] = {kind: [] for kind in kinds}
     cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
     logits: dict[str, torch.Tensor] = {}
@@ -49,6 +54,6 @@ def alternate(models: dict[str, NativeModel], window: Window, position: int, ste
                                         "cpu_ms": round(statistics.median(cpu[kind][2:]), 3)} for kind in kinds}
     result["ratio"] = round(statistics.median(wall[candidate][2:]) / statistics.median(wall[baseline][2:]), 3)
     result["faster_pairs"] = f"{faster}/{steps}"
-    # Both wrote this position's keys and values into the same caches: the same bits, if they agree.
+    # Both wrote this position's keys and values into the same caches (or alike copies): the same bits, if they agree.
     result["same_bits"] = bool(torch.equal(logits[candidate], logits[baseline]))
     return result

@@ -28,9 +28,8 @@ int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim) {
     return length + VL; /* scores, and room for a whole last vector */
 }
 
-/* Store a float32 vector as int8 codes and its scale, as kv_cache.quantize_vectors does:
-   round(x * (127 / max|x|)), half to even, and max|x| / 127. count % VL == 0. */
-void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count) {
+/* A vector's int8 codes, round(x * (127 / max|x|)) half to even; returns max|x|. count % VL == 0. */
+static float quantize_int8(int8_t *to, const float *from, int64_t count) {
     vf amax = vf_zero();
     for (int64_t j = 0; j < count; j += VL) amax = vf_max(amax, vf_abs(vf_load(from + j)));
     float largest = vf_largest(amax);
@@ -39,8 +38,27 @@ void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count
         vi codes = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + j), inverse)), vi_set1(-127)), vi_set1(127));
         vi_store_bytes(to + j, codes);
     }
-    *scale = largest / 127.0f;
+    return largest;
 }
+
+/* The +kv4 cache's 4-bit vectors' scales are float16 (kv_cache.py): a late step reads one a key and
+   one a value beside each 32 bytes of codes (head_dim 64), so float32 ones are 1/9 of what it reads,
+   float16 1/17. A scale is the float32 one rounded to nearest (ties to even), saturated at float16's
+   largest finite value 65504 (vectors up to 7 * 65504 decode as they were; larger ones decode
+   smaller, never infinite): kv_cache.half_scales, the same bits. The int8 head's stay float32. */
+static inline uint16_t kv4_scale(float scale) { return f16_from_float(scale > 65504.0f ? 65504.0f : scale); }
+
+/* Store a float32 vector as int8 codes and its scale, as kv_cache.quantize_vectors does:
+   round(x * (127 / max|x|)), half to even, and max|x| / 127. count % VL == 0. The scale may sit
+   at any 2-byte boundary (the +kv4 layout's int8 head: kv_cache.py). */
+void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count) {
+    const float value = quantize_int8(to, from, count) / 127.0f;
+    __builtin_memcpy(scale, &value, sizeof value);
+}
+
+/* 1: this build's +kv4 layout keeps the 4-bit vectors' scales in float16 and the int8 head's float32
+   in the same buffer (kv_cache.py); builds without it kept float32 throughout (bench.step_ab asks). */
+int riffd_kv4_half_scales(void) { return 1; }
 
 /* 4-bit slots (kv_cache.py's packed layout): a vector of hd values is hd/2 bytes, byte i holding
    value i in its low nibble and value i + hd/2 in its high one, each a two's-complement code in
@@ -52,9 +70,9 @@ void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count
 #define NIBBLE_UNIT 268435456.0f   /* 2^28 */
 #define NIBBLE_INVERSE 0x1p-28f
 
-/* Store a float32 vector as 4-bit codes and its scale, as kv_cache.quantize_vectors4 does:
-   round(x * (7 / max|x|)), half to even, and max|x| / 7. count % VL == 0, count <= 256. */
-void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count) {
+/* Store a float32 vector as 4-bit codes and its float16 scale, as kv_cache.quantize_vectors4 does:
+   round(x * (7 / max|x|)), half to even, and max|x| / 7 (kv4_scale). count % VL == 0, count <= 256. */
+void riffd_store_int4(uint8_t *to, uint16_t *scale, const float *from, int64_t count) {
     vf amax = vf_zero();
     for (int64_t j = 0; j < count; j += VL) amax = vf_max(amax, vf_abs(vf_load(from + j)));
     float largest = vf_largest(amax);
@@ -66,7 +84,7 @@ void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t coun
             vi high = vi_min(vi_max(vf_to_int(vf_mul(vf_load(from + half + j), inverse)), vi_set1(-7)), vi_set1(7));
             vi_store_bytes(to + j, vi_or(vi_and(low, vi_set1(15)), vi_shift_left(vi_and(high, vi_set1(15)), 4)));
         }
-        *scale = largest / 7.0f;
+        *scale = kv4_scale(largest / 7.0f);
         return;
     }
     float codes[256]; /* int32 codes, stored through the float view of their lanes */
@@ -80,17 +98,19 @@ void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t coun
         __builtin_memcpy(&high, codes + i + half, 4);
         to[i] = (uint8_t)((low & 15) | ((high & 15) << 4));
     }
-    *scale = largest / 7.0f;
+    *scale = kv4_scale(largest / 7.0f);
 }
 
 /* A prefill's keys or values into a cache: `groups` (row, head) pairs of `count` vectors each (vector t
    of group g at from + (g * count + t) * hd, float32), vector t to position positions[t] of its
    group's slots, as the one-step stores above write them. Slots: int8 (bits 8: a group is slot_rows
-   rows of hd bytes), or kv_cache.py's 4-bit layout (bits 4: rows of hd / 2 bytes, the first
-   int8_positions positions int8 across two rows each); scales: max_positions a group. 1 where done,
+   rows of hd bytes; scales float32, max_positions a group), or kv_cache.py's 4-bit layout (bits 4:
+   rows of hd / 2 bytes, the first int8_positions positions int8 across two rows each; scales as the
+   rows, slot_rows float16 a group: the head's float32 scales two entries each, then float16 ones).
+   1 where done,
    0 where hd is not a whole number of vectors (the caller quantises instead). One call a layer
    instead of torch's quantising and index copies: 180-210 ms of a 601-frame window's prefill. */
-int riffd_store_vectors(void *slots, float *scales, const float *from, const int64_t *positions, int64_t groups,
+int riffd_store_vectors(void *slots, void *scales, const float *from, const int64_t *positions, int64_t groups,
                         int64_t count, int64_t head_dim, int64_t slot_rows, int64_t max_positions, int64_t bits,
                         int64_t int8_positions) {
     const int64_t hd = head_dim;
@@ -98,14 +118,19 @@ int riffd_store_vectors(void *slots, float *scales, const float *from, const int
     const size_t row_bytes = (size_t)(bits == 8 ? hd : hd / 2);
     for (int64_t g = 0; g < groups; g++) {
         uint8_t *base = (uint8_t *)slots + (size_t)g * (size_t)slot_rows * row_bytes;
-        float *group_scales = scales + g * max_positions;
+        /* bits 8: max_positions float32 scales a group; bits 4: slot_rows float16 entries */
+        float *group_scales = (float *)scales + g * max_positions;
+        uint16_t *group_halves = (uint16_t *)scales + g * slot_rows;
         for (int64_t t = 0; t < count; t++) {
             const int64_t p = positions[t];
             const float *x = from + (g * count + t) * hd;
-            if (bits == 8 || p < int8_positions)
+            if (bits == 8)
                 riffd_store_int8((int8_t *)base + p * hd, group_scales + p, x, hd);
+            else if (p < int8_positions)
+                riffd_store_int8((int8_t *)base + p * hd, (float *)(void *)(group_halves + 2 * p), x, hd);
             else
-                riffd_store_int4(base + (size_t)(p + int8_positions) * row_bytes, group_scales + p, x, hd);
+                riffd_store_int4(base + (size_t)(p + int8_positions) * row_bytes, group_halves + p + int8_positions,
+                                 x, hd);
         }
     }
     return 1;
@@ -239,7 +264,7 @@ static inline __attribute__((always_inline)) vf dots4_int(const uint8_t *block, 
 
 /* score() for 4-bit keys through the integer product (integer_qk(hd)); scale without 2^-28. */
 static inline __attribute__((always_inline)) float score4_int(const float *q, const uint8_t *keys,
-                                                             const float *key_scales, float scale, int64_t length,
+                                                             const uint16_t *key_scales, float scale, int64_t length,
                                                              const int64_t hd, float *scores) {
     const int64_t bytes = hd / 2, vectors = bytes < QK_BYTES ? 1 : bytes / QK_BYTES;
     int8_t q8[256];
@@ -261,19 +286,20 @@ static inline __attribute__((always_inline)) float score4_int(const float *q, co
     int64_t p0 = 0;
     for (; p0 + VL <= length; p0 += VL) {
         vf dots = vf_sub(dots4_int(keys + p0 * bytes, qlow, qhigh, hd), offset);
-        vf s = vf_mul(dots, vf_mul(vf_load(key_scales + p0), factor));
+        vf s = vf_mul(dots, vf_mul(vf_load_f16(key_scales + p0), factor));
         vf_store(scores + p0, s);
         largest = vf_max(largest, s);
     }
     if (p0 < length) { /* the last few, from a copy: no reads past the slots or the scales */
         uint8_t tail[VL * 128];
-        float tail_scales[VL] = {0}, lanes[VL];
+        uint16_t tail_scales[VL] = {0};
+        float lanes[VL];
         const int64_t count = length - p0;
         __builtin_memcpy(tail, keys + p0 * bytes, (size_t)(count * bytes));
         __builtin_memset(tail + count * bytes, 0, (size_t)((VL - count) * bytes));
-        __builtin_memcpy(tail_scales, key_scales + p0, sizeof(float) * (size_t)count);
+        __builtin_memcpy(tail_scales, key_scales + p0, sizeof(uint16_t) * (size_t)count);
         vf dots = vf_sub(dots4_int(tail, qlow, qhigh, hd), offset);
-        vf_store(lanes, vf_mul(dots, vf_mul(vf_load(tail_scales), factor)));
+        vf_store(lanes, vf_mul(dots, vf_mul(vf_load_f16(tail_scales), factor)));
         for (int64_t i = 0; i < count; i++) {
             scores[p0 + i] = lanes[i];
             largest = vf_max(largest, vf_set1(lanes[i]));
@@ -286,11 +312,23 @@ static inline __attribute__((always_inline)) vf load_slot(const void *rows, cons
     return int8 ? vf_load_i8((const int8_t *)rows + index) : vf_load((const float *)rows + index);
 }
 
+/* VL scales from index on, and one: float16 (`half`: the +kv4 layout's) or float32, as float32. */
+static inline __attribute__((always_inline)) vf load_scales(const void *scales, const int half, int64_t index) {
+    return half ? vf_load_f16((const uint16_t *)scales + index) : vf_load((const float *)scales + index);
+}
+static inline __attribute__((always_inline)) float scale_at(const void *scales, const int half, int64_t index) {
+    if (half) return f16_to_float(((const uint16_t *)scales)[index]);
+    float value; /* the +kv4 head's float32 scales sit at 2-byte boundaries */
+    __builtin_memcpy(&value, (const float *)scales + index, sizeof value);
+    return value;
+}
+
 /* scores[p] = (q . K[p]) * key_scales[p] * scale + mask[p] for p < length (key_scales, mask: NULL
-   for none); returns the largest. `int8`, `int4` (4-bit slots: scale includes 2^-28) and `hd` are
-   constants where inlined. */
+   for none; key_scales float16 where `half`); returns the largest. `int8`, `int4` (4-bit slots: scale
+   includes 2^-28), `half` and `hd` are constants where inlined. */
 static inline __attribute__((always_inline)) float score(const float *q, const void *keys, const int int8,
-                                                         const int int4, const float *key_scales, float scale,
+                                                         const int int4, const void *key_scales, const int half,
+                                                         float scale,
                                                          const float *mask,
                                                          int64_t length, const int64_t hd, float *scores) {
     const int64_t chunks = hd / VL;
@@ -310,7 +348,7 @@ static inline __attribute__((always_inline)) float score(const float *q, const v
         }
         vf dots = vf_reduce_vl(part);
         if (count == VL) {
-            vf factor = key_scales ? vf_mul(vf_load(key_scales + p0), vf_set1(scale)) : vf_set1(scale);
+            vf factor = key_scales ? vf_mul(load_scales(key_scales, half, p0), vf_set1(scale)) : vf_set1(scale);
             vf s = vf_mul(dots, factor);
             if (mask) s = vf_add(s, vf_load(mask + p0));
             vf_store(scores + p0, s);
@@ -319,7 +357,8 @@ static inline __attribute__((always_inline)) float score(const float *q, const v
             float lanes[VL];
             vf_store(lanes, dots);
             for (int64_t i = 0; i < count; i++) {
-                float s = lanes[i] * (key_scales ? key_scales[p0 + i] * scale : scale) + (mask ? mask[p0 + i] : 0.0f);
+                float s = lanes[i] * (key_scales ? scale_at(key_scales, half, p0 + i) * scale : scale)
+                          + (mask ? mask[p0 + i] : 0.0f);
                 scores[p0 + i] = s;
                 largest = vf_max(largest, vf_set1(s));
             }
@@ -328,21 +367,21 @@ static inline __attribute__((always_inline)) float score(const float *q, const v
     return vf_largest(largest);
 }
 
-/* scores[0..length) = e^(score - largest), times value_scales (NULL: none); returns the sum before
-   the value scales. */
-static float weights(float *scores, int64_t length, float largest, const float *value_scales) {
+/* scores[0..length) = e^(score - largest), times value_scales (NULL: none; float16 where `half`);
+   returns the sum before the value scales. */
+static float weights(float *scores, int64_t length, float largest, const void *value_scales, const int half) {
     vf sum = vf_zero();
     int64_t whole = length - length % VL;
     for (int64_t p = 0; p < whole; p += VL) {
         vf e = exp_v(vf_sub(vf_load(scores + p), vf_set1(largest)));
         sum = vf_add(sum, e);
-        vf_store(scores + p, value_scales ? vf_mul(e, vf_load(value_scales + p)) : e);
+        vf_store(scores + p, value_scales ? vf_mul(e, load_scales(value_scales, half, p)) : e);
     }
     float total = vf_sum(sum);
     for (int64_t p = whole; p < length; p++) { /* the last few, one at a time */
         float e = scores[p] - largest < -87.0f ? 0.0f : expf(scores[p] - largest);
         total += e;
-        scores[p] = value_scales ? e * value_scales[p] : e;
+        scores[p] = value_scales ? e * scale_at(value_scales, half, p) : e;
     }
     return total;
 }
@@ -585,16 +624,17 @@ static inline __attribute__((always_inline)) void weigh4(float *scores, const ui
     for (int64_t c = 0; c < chunks; c++) vf_store(out + c * VL, vf_mul(vf_add(even[c], odd[c]), inverse));
 }
 
-static inline __attribute__((always_inline)) void attend(const float *q, const void *keys, const float *key_scales,
-                                                         const void *values, const float *value_scales, const int int8,
+/* 4-bit slots (`int4`) come with float16 scales, int8 ones with float32. */
+static inline __attribute__((always_inline)) void attend(const float *q, const void *keys, const void *key_scales,
+                                                         const void *values, const void *value_scales, const int int8,
                                                          const int int4, const float *mask, int64_t length,
                                                          const int64_t hd, float *scores, float *out) {
     float scale = 1.0f / sqrtf((float)hd);
     float largest = int4 && integer_qk(hd)
-                        ? score4_int(q, (const uint8_t *)keys, key_scales, scale, length, hd, scores)
-                        : score(q, keys, int8, int4, key_scales, int4 ? scale * NIBBLE_INVERSE : scale, mask, length,
-                                hd, scores);
-    float total = weights(scores, length, largest, value_scales);
+                        ? score4_int(q, (const uint8_t *)keys, (const uint16_t *)key_scales, scale, length, hd, scores)
+                        : score(q, keys, int8, int4, key_scales, int4, int4 ? scale * NIBBLE_INVERSE : scale, mask,
+                                length, hd, scores);
+    float total = weights(scores, length, largest, value_scales, int4);
     if (int4)
         weigh4(scores, values, length, hd, total, out);
     else
@@ -602,25 +642,29 @@ static inline __attribute__((always_inline)) void attend(const float *q, const v
 }
 
 /* The +kv4 layout: positions below head8 in int8 slots (hd bytes each), the rest 4-bit right after
-   them (hd / 2 bytes each; key_scales and value_scales run over both). Two score passes into one
-   scores buffer, one softmax, two weighted sums added. Up to head8 positions this is attend()'s
-   int8 path exactly: the same bits as riffd_attend_int8. */
-static inline __attribute__((always_inline)) void attend_kv4(const float *q, const uint8_t *keys, const float *key_scales,
-                                                             const uint8_t *values, const float *value_scales,
+   them (hd / 2 bytes each); key_scales and value_scales as kv_cache.py lays them out: the head's
+   float32 scales (two float16 entries each), then the 4-bit positions' float16 ones. Two score
+   passes into one scores buffer, one softmax, two weighted sums added. Up to head8 positions this is
+   attend()'s int8 path exactly: the same bits as riffd_attend_int8. */
+static inline __attribute__((always_inline)) void attend_kv4(const float *q, const uint8_t *keys, const uint16_t *key_scales,
+                                                             const uint8_t *values, const uint16_t *value_scales,
                                                              int64_t length, int64_t head8, const int64_t hd,
                                                              float *scores, float *out) {
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t early = length < head8 ? length : head8, late = length - early;
     const int8_t *keys8 = (const int8_t *)keys, *values8 = (const int8_t *)values;
-    float largest = score(q, keys8, 1, 0, key_scales, scale, NULL, early, hd, scores);
+    const uint16_t *late_keys = key_scales + 2 * head8, *late_values = value_scales + 2 * head8;
+    float largest = score(q, keys8, 1, 0, key_scales, 0, scale, NULL, early, hd, scores);
     if (late > 0) {
         float high = integer_qk(hd)
-                         ? score4_int(q, keys + head8 * hd, key_scales + head8, scale, late, hd, scores + head8)
-                         : score(q, keys + head8 * hd, 0, 1, key_scales + head8, scale * NIBBLE_INVERSE, NULL, late,
-                                 hd, scores + head8);
+                         ? score4_int(q, keys + head8 * hd, late_keys, scale, late, hd, scores + head8)
+                         : score(q, keys + head8 * hd, 0, 1, late_keys, 1, scale * NIBBLE_INVERSE, NULL, late, hd,
+                                 scores + head8);
         largest = high > largest ? high : largest;
     }
-    float total = weights(scores, length, largest, value_scales);
+    /* the two regions' weights (float32 scales, then float16), one total */
+    float total = weights(scores, early, largest, value_scales, 0);
+    if (late > 0) total += weights(scores + head8, late, largest, late_values, 1);
     if (early > 0) weigh(scores, values8, 1, early, hd, total, out);
     if (late > 0) {
         float tail[256];
@@ -647,8 +691,8 @@ void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scal
     BY_HEAD_DIM(INT8_ATTEND)
 }
 
-void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                       const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
+void riffd_attend_int4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                       const uint16_t *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
 #define INT4_ATTEND(HD) attend(q, keys, key_scales, values, value_scales, 0, 1, NULL, length, HD, scores, out)
     BY_HEAD_DIM(INT4_ATTEND)
 }
@@ -661,8 +705,8 @@ int riffd_attend_int4_integer(int64_t head_dim) { return head_dim % VL == 0 && h
    rounded to 16 bits (weigh4_words) for this head size on this build, 0 where in float32. */
 int riffd_attend_int4_words(int64_t head_dim) { return WEIGH4_WORDS && head_dim == 64; }
 
-void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                      const uint16_t *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out) {
 #define KV4_ATTEND(HD) attend_kv4(q, keys, key_scales, values, value_scales, length, int8_positions, HD, scores, out)
     BY_HEAD_DIM(KV4_ATTEND)
@@ -677,26 +721,26 @@ void riffd_attend_f32(const float *q, const float *keys, const float *values, co
 /* Built for a CPU without the kernels: never called (riffd_int8_supported() is 0); here so that
    programs linking every entry point (tests/native/kernel_harness.c) link. */
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim) { (void)head_dim; return length; }
-void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count) {
+void riffd_store_int4(uint8_t *to, uint16_t *scale, const float *from, int64_t count) {
     (void)to; (void)scale; (void)from; (void)count;
 }
-int riffd_store_vectors(void *slots, float *scales, const float *from, const int64_t *positions, int64_t groups,
+int riffd_store_vectors(void *slots, void *scales, const float *from, const int64_t *positions, int64_t groups,
                         int64_t count, int64_t head_dim, int64_t slot_rows, int64_t max_positions, int64_t bits,
                         int64_t int8_positions) {
     (void)slots; (void)scales; (void)from; (void)positions; (void)groups; (void)count; (void)head_dim;
     (void)slot_rows; (void)max_positions; (void)bits; (void)int8_positions;
     return 0;
 }
-void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                      const uint16_t *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out) {
     (void)q; (void)keys; (void)key_scales; (void)values; (void)value_scales; (void)length; (void)int8_positions;
     (void)head_dim; (void)scores; (void)out;
 }
 int riffd_attend_int4_integer(int64_t head_dim) { (void)head_dim; return 0; }
 int riffd_attend_int4_words(int64_t head_dim) { (void)head_dim; return 0; }
-void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                       const float *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
+void riffd_attend_int4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                       const uint16_t *value_scales, int64_t length, int64_t head_dim, float *scores, float *out) {
     (void)q; (void)keys; (void)key_scales; (void)values; (void)value_scales; (void)length; (void)head_dim;
     (void)scores; (void)out;
 }

@@ -210,17 +210,22 @@ static void self_store(const attention_job *j, int64_t r, int64_t h) {
         const int64_t head8 = row->kv_int8_positions, p = row->position;
         const size_t half = (size_t)hd / 2, stride = (size_t)(row->max_positions + head8) * half;
         uint8_t *keys = (uint8_t *)cache->keys + (size_t)h * stride, *values = (uint8_t *)cache->values + (size_t)h * stride;
+        /* the head's scales as the slots: its float32 ones two float16 entries each, then float16 ones */
+        const size_t entries = (size_t)(row->max_positions + head8);
+        uint16_t *key_scales = (uint16_t *)cache->key_scales + (size_t)h * entries;
+        uint16_t *value_scales = (uint16_t *)cache->value_scales + (size_t)h * entries;
         if (p < head8) {
-            riffd_store_int8((int8_t *)keys + p * hd, cache->key_scales + slot, k, hd);
-            riffd_store_int8((int8_t *)values + p * hd, cache->value_scales + slot, v, hd);
+            riffd_store_int8((int8_t *)keys + p * hd, (float *)(void *)(key_scales + 2 * p), k, hd);
+            riffd_store_int8((int8_t *)values + p * hd, (float *)(void *)(value_scales + 2 * p), v, hd);
         } else {
-            riffd_store_int4(keys + (size_t)(p + head8) * half, cache->key_scales + slot, k, hd);
-            riffd_store_int4(values + (size_t)(p + head8) * half, cache->value_scales + slot, v, hd);
+            riffd_store_int4(keys + (size_t)(p + head8) * half, key_scales + p + head8, k, hd);
+            riffd_store_int4(values + (size_t)(p + head8) * half, value_scales + p + head8, v, hd);
         }
         return;
     }
-    riffd_store_int8(cache->keys + slot * hd, cache->key_scales + slot, k, hd);
-    riffd_store_int8(cache->values + slot * hd, cache->value_scales + slot, v, hd);
+    float *key_scales = cache->key_scales, *value_scales = cache->value_scales;
+    riffd_store_int8(cache->keys + slot * hd, key_scales + slot, k, hd);
+    riffd_store_int8(cache->values + slot * hd, value_scales + slot, v, hd);
 }
 
 /* Row r's attention for head h over slots 0..position. */
@@ -231,16 +236,20 @@ static void self_attend(const attention_job *j, int64_t r, int64_t h, float *sco
     const size_t first = (size_t)(h * row->max_positions);
     const float *q = j->q + r * 3 * hidden + h * hd;
     float *out = j->out + r * hidden + h * hd;
-    if (row->kv_bits == 4) {
+    if (row->kv_bits == 4) { /* slots and scales alike: an int8 head, then 4-bit (kv_cache.py) */
         const int64_t head8 = row->kv_int8_positions;
         const size_t stride = (size_t)(row->max_positions + head8) * ((size_t)hd / 2);
-        riffd_attend_kv4(q, (const uint8_t *)cache->keys + (size_t)h * stride, cache->key_scales + first,
-                         (const uint8_t *)cache->values + (size_t)h * stride, cache->value_scales + first,
-                         row->position + 1, head8, hd, scores, out);
+        const size_t entries = (size_t)(row->max_positions + head8);
+        riffd_attend_kv4(q, (const uint8_t *)cache->keys + (size_t)h * stride,
+                         (const uint16_t *)cache->key_scales + (size_t)h * entries,
+                         (const uint8_t *)cache->values + (size_t)h * stride,
+                         (const uint16_t *)cache->value_scales + (size_t)h * entries, row->position + 1, head8, hd,
+                         scores, out);
         return;
     }
-    riffd_attend_int8(q, cache->keys + first * hd, cache->key_scales + first, cache->values + first * hd,
-                      cache->value_scales + first, row->position + 1, hd, scores, out);
+    const float *key_scales = cache->key_scales, *value_scales = cache->value_scales;
+    riffd_attend_int8(q, cache->keys + first * hd, key_scales + first, cache->values + first * hd,
+                      value_scales + first, row->position + 1, hd, scores, out);
 }
 
 /* A group's head: every row's key and value stored first (only this task reads them: a row of the

@@ -177,13 +177,14 @@ def _address(tensor: torch.Tensor | None, offset_elements: int = 0) -> int | Non
 
 def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],
                value_scales: Sequence[torch.Tensor], cross_keys: Sequence[torch.Tensor],
-               cross_values: Sequence[torch.Tensor], row: int, *,
+               cross_values: Sequence[torch.Tensor], row: int, *, int8_positions: int = 0,
                skip_zero_cross: bool = True) -> ctypes.Array[RowCacheStruct]:
     """Row `row`'s caches in every layer, as the array a `RowStruct.layer` points at.
 
     Per layer: `keys`/`values` int8 `[N, heads, P, head_dim]` (or uint8 `[N, heads, P + H, head_dim / 2]`:
-    an int8 head of H positions, then 4-bit codes two a byte, kv_cache.py's packed layout),
-    `key_scales`/`value_scales` float32 `[N, heads, P]`, `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
+    an int8 head of H = `int8_positions` positions, then 4-bit codes two a byte, kv_cache.py's packed
+    layout), `key_scales`/`value_scales` float32 `[N, heads, P]` (with 4-bit slots float16
+    `[N, heads, P + H]`, the head's float32 scales two entries each), `cross_keys`/`cross_values` float32 `[N, heads, S, head_dim]` (empty lists:
     no cross-attention), all contiguous. The array points into the tensors: keep them alive while it
     is used. A row whose cross values are all zero (guidance's null condition) is bound without
     them (`skip_zero_cross`): its cross-attention output is +0 exactly whatever the query, so the C
@@ -196,13 +197,16 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
     out = (RowCacheStruct * layers)()
     for index in range(layers):
         k, v, ks, vs = keys[index], values[index], key_scales[index], value_scales[index]
-        if k.dtype not in CACHE_BITS or v.dtype != k.dtype or ks.dtype != torch.float32 or vs.dtype != torch.float32:
-            raise ValueError("the native step needs int8 (or packed 4-bit uint8) self-attention slots with float32 scales")
+        scale_dtype = torch.float16 if CACHE_BITS.get(k.dtype) == 4 else torch.float32
+        if k.dtype not in CACHE_BITS or v.dtype != k.dtype or ks.dtype != scale_dtype or vs.dtype != scale_dtype:
+            raise ValueError("the native step needs int8 self-attention slots with float32 scales (or packed 4-bit "
+                             "uint8 ones with float16 scales)")
         if not all(t.is_contiguous() and t.device.type == "cpu" for t in (k, v, ks, vs)):
             raise ValueError("cache tensors must be contiguous and on the CPU")
-        head = int8_head_positions(k, ks)
+        head = int8_positions if scale_dtype == torch.float16 else 0
         if not 0 <= row < k.shape[0] or v.shape != k.shape or ks.shape[:2] != k.shape[:2] or vs.shape != ks.shape \
-                or not 0 <= head <= ks.shape[2] or k.dtype != keys[0].dtype or k.shape[1:3] != keys[0].shape[1:3] \
+                or ks.shape[2] != k.shape[2] or not 0 <= 2 * head <= k.shape[2] \
+                or k.dtype != keys[0].dtype or k.shape[1:3] != keys[0].shape[1:3] \
                 or (cross_keys and cross_keys[index].shape[3] != k.shape[3] * 8 // CACHE_BITS[k.dtype]):
             raise ValueError(f"row {row} of caches shaped {tuple(k.shape)} / {tuple(ks.shape)}")
         slots = k.shape[1] * k.shape[2]
@@ -225,12 +229,6 @@ def row_caches(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key
     return out
 
 
-def int8_head_positions(keys: torch.Tensor, key_scales: torch.Tensor) -> int:
-    """Positions of a layer's 4-bit slots `[N, heads, P + H, head_dim / 2]` kept as an int8 head (H:
-    the rows beyond the scales' P; kv_cache.py's layout); 0 for int8 slots, whose rows are the scales'."""
-    return int(keys.shape[2] - key_scales.shape[2]) if CACHE_BITS.get(keys.dtype) == 4 else 0
-
-
 @dataclass
 class BoundRow:
     """One activation row's caches, bound once a window: `RowStruct`s are made from it each step."""
@@ -247,9 +245,10 @@ class BoundRow:
 def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],
              value_scales: Sequence[torch.Tensor], cross_keys: Sequence[torch.Tensor],
              cross_values: Sequence[torch.Tensor], cross_mask: torch.Tensor | None, row: int, *,
-             skip_zero_cross: bool = True) -> BoundRow:
-    """Row `row` of a window's caches (tensors as `row_caches` takes them; `cross_mask` float32, any
-    shape `[N, ..., S]` contiguous, or None) for `NativeModel.step`."""
+             int8_positions: int = 0, skip_zero_cross: bool = True) -> BoundRow:
+    """Row `row` of a window's caches (tensors as `row_caches` takes them, `int8_positions` the 4-bit
+    layout's int8 head: KVCache.int8_positions; `cross_mask` float32, any shape `[N, ..., S]`
+    contiguous, or None) for `NativeModel.step`."""
     cross_len = cross_keys[0].shape[2] if cross_keys else 0
     mask_address = None
     if cross_mask is not None:
@@ -259,10 +258,12 @@ def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_s
         mask_address = _address(cross_mask, row * cross_len)
     keep = tuple(keys) + tuple(values) + tuple(key_scales) + tuple(value_scales) + tuple(cross_keys) \
         + tuple(cross_values) + ((cross_mask,) if cross_mask is not None else ())
+    bits = CACHE_BITS.get(keys[0].dtype, 0)  # another dtype: row_caches refuses it
+    head = int8_positions if bits == 4 else 0
     return BoundRow(row_caches(keys, values, key_scales, value_scales, cross_keys, cross_values, row,
-                               skip_zero_cross=skip_zero_cross),
-                    max_positions=key_scales[0].shape[2], cross_len=cross_len, kv_bits=CACHE_BITS[keys[0].dtype],
-                    kv_int8_positions=int8_head_positions(keys[0], key_scales[0]),
+                               int8_positions=head, skip_zero_cross=skip_zero_cross),
+                    max_positions=key_scales[0].shape[2] - head, cross_len=cross_len, kv_bits=bits,
+                    kv_int8_positions=head,
                     cross_mask=mask_address, keep=keep)
 
 

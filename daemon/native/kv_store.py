@@ -23,14 +23,15 @@ def _library() -> ctypes.CDLL:
 def store(slots: torch.Tensor, scales: torch.Tensor, x: torch.Tensor, positions: torch.Tensor, *, bits: int,
           int8_positions: int = 0) -> bool:
     """Quantise `x` `[N, heads, T, head_dim]` into `slots` (int8 `[N, heads, P, head_dim]`, or the
-    4-bit layout's uint8 `[N, heads, P + int8_positions, head_dim / 2]`) and `scales` float32
-    `[N, heads, P]` at `positions` `[T]`. False, with nothing written, where the kernel cannot take
+    4-bit layout's uint8 `[N, heads, P + int8_positions, head_dim / 2]`) and `scales` (float32
+    `[N, heads, P]`, or the 4-bit layout's float16 `[N, heads, P + int8_positions]`: kv_cache.py) at
+    `positions` `[T]`. False, with nothing written, where the kernel cannot take
     them (another device or dtype, a head size it does not take, no kernels here)."""
     if x.device.type != "cpu" or slots.device.type != "cpu" or not slots.is_contiguous() \
-            or not scales.is_contiguous() or scales.dtype != torch.float32 or x.dim() != 4 \
+            or not scales.is_contiguous() or scales.dtype != (torch.float32 if bits == 8 else torch.float16) or x.dim() != 4 \
             or x.shape[:2] != scales.shape[:2] or x.shape[2] != positions.numel():
         return False
-    max_positions = scales.shape[2]
+    max_positions = scales.shape[2] - (int8_positions if bits == 4 else 0)
     dtype, rows, width = (torch.int8, max_positions, x.shape[3]) if bits == 8 \
         else (torch.uint8, max_positions + int8_positions, x.shape[3] // 2)
     if slots.dtype != dtype or slots.shape != (*x.shape[:2], rows, width) or not 0 <= int8_positions <= max_positions:

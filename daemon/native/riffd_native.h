@@ -49,7 +49,9 @@ typedef struct {
 /* One activation row's caches in one layer (a guided stream has two rows: conditional and null). */
 typedef struct {
     int8_t *keys, *values;                  /* [heads][max_positions][head_dim (kv_bits 4: / 2)], written in place */
-    float *key_scales, *value_scales;       /* [heads][max_positions]: a slot is codes * scale */
+    /* a slot is codes * scale. kv_bits 8: [heads][max_positions] float32; kv_bits 4: as the slots,
+       [heads][max_positions + kv_int8_positions] float16 entries, the head's float32 scales two each */
+    void *key_scales, *value_scales;
     /* [heads][cross_len][head_dim]; NULL without cross-attention, or where every key and value is zero
        (guidance's null rows: the attention's output is then +0 exactly, and is written without reading them) */
     const float *cross_keys, *cross_values;
@@ -117,18 +119,23 @@ int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
 void riffd_store_int8(int8_t *to, float *scale, const float *from, int64_t count);
 void riffd_attend_int8(const float *q, const int8_t *keys, const float *key_scales, const int8_t *values,
                        const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
-void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
-/* A prefill's vectors into int8 or +kv4 slots, one call a layer (attention.c); 0: not taken. */
-int riffd_store_vectors(void *slots, float *scales, const float *from, const int64_t *positions, int64_t groups,
+/* The +kv4 layout's 4-bit store: a float16 scale (attention.c's kv4_scale) */
+void riffd_store_int4(uint8_t *to, uint16_t *scale, const float *from, int64_t count);
+/* A prefill's vectors into int8 or +kv4 slots (kv_cache.py's layouts), one call a layer (attention.c);
+   0: not taken. */
+int riffd_store_vectors(void *slots, void *scales, const float *from, const int64_t *positions, int64_t groups,
                         int64_t count, int64_t head_dim, int64_t slot_rows, int64_t max_positions, int64_t bits,
                         int64_t int8_positions);
-void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                       const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
+void riffd_attend_int4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                       const uint16_t *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
 /* The +kv4 layout: positions below int8_positions are int8 slots (keys, values: head_dim bytes each),
-   the rest 4-bit slots right after them; one softmax over both. */
-void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+   the rest 4-bit slots right after them; the scales alike: the head's float32 (two float16 entries
+   each), then float16 ones. One softmax over both. */
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                      const uint16_t *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out);
+/* 1: the +kv4 layout's scales are float16 after a float32 head (attention.c; bench.step_ab asks). */
+int riffd_kv4_half_scales(void);
 /* 1 where the 4-bit slots' scores take the integer product (the query rounded to bytes: attention.c). */
 int riffd_attend_int4_integer(int64_t head_dim);
 /* 1 where the 4-bit slots' values are weighed with the weights rounded to 16 bits (attention.c). */

@@ -89,6 +89,8 @@ static inline void vi_store_int16(void *p, vi a) { _mm256_storeu_si256((__m256i 
 static inline vf vf_load_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
+/* VL float16 values (IEEE binary16 bits) to float, exactly */
+static inline vf vf_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 /* lane i = the sum of v[i]'s lanes: sums within 128-bit blocks pairwise (two levels), then across blocks */
 static inline vf vf_reduce_vl(const vf v[VL]) {
     vf pairs[8], quads[4];
@@ -182,6 +184,16 @@ static inline void vi_store_int16(void *p, vi a) {
 static inline vf vf_load_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
+#if defined(__F16C__) /* every AVX2 CPU has it; -march=native turns it on */
+static inline vf vf_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+#else
+static inline float f16_to_float(uint16_t bits);
+static inline vf vf_load_f16(const uint16_t *p) {
+    float lanes[VL];
+    for (int i = 0; i < VL; i++) lanes[i] = f16_to_float(p[i]);
+    return _mm256_loadu_ps(lanes);
+}
+#endif
 
 #if defined(__AVXVNNI__)
 #define RIFFD_ISA "avxvnni"
@@ -280,8 +292,32 @@ static inline void vi_store_bytes(void *p, vi a) {
 }
 static inline void vi_store_int16(void *p, vi a) { vst1_s16((int16_t *)p, vmovn_s32(a)); }
 static inline vf vf_load_bf16(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+static inline vf vf_load_f16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 /* lane i = the sum of v[i]'s lanes: two levels of pairwise adds */
 static inline vf vf_reduce_vl(const vf v[VL]) { return vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3])); }
+#endif
+
+/* ---------------------------------------------------------------- float16 scalars
+
+   The +kv4 cache's scales are IEEE float16 (kv_cache.py): f16_from_float rounds to nearest, ties to
+   even, as torch's .to(torch.float16) does (the Python reference's bits); f16_to_float is exact. */
+#if defined(RIFFD_SIMD_BITS)
+#if defined(__F16C__)
+static inline uint16_t f16_from_float(float x) { return (uint16_t)_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT); }
+static inline float f16_to_float(uint16_t bits) { return _cvtsh_ss(bits); }
+#else /* ARM, or x86 built without F16C: the compiler's binary16 type, IEEE conversions */
+static inline uint16_t f16_from_float(float x) {
+    _Float16 h = (_Float16)x;
+    uint16_t bits;
+    __builtin_memcpy(&bits, &h, 2);
+    return bits;
+}
+static inline float f16_to_float(uint16_t bits) {
+    _Float16 h;
+    __builtin_memcpy(&h, &bits, 2);
+    return (float)h;
+}
+#endif
 #endif
 
 /* ---------------------------------------------------------------- the int8 dot product

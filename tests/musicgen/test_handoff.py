@@ -190,17 +190,12 @@ def test_a_warming_window_feeds_its_columns_k_at_a_time_and_what_is_left_with_it
 
 
 def _context_slots(cache, frames: int) -> list[torch.Tensor]:
-    """Copies of the slots a window's first `frames` positions wrote in `cache`, every layer (the rest
-    may be unwritten memory): the int8 head's and the 4-bit positions' past it (+kv4), or int8's."""
-    from daemon.native.decoder_step import int8_head_positions
-
-    out = []
-    for keys, values, key_scales, value_scales in zip(cache.keys, cache.values, cache.key_scales, cache.value_scales,
-                                                      strict=True):
-        rows = frames + int8_head_positions(keys, key_scales)
-        out += [keys[:, :, :rows].clone(), values[:, :, :rows].clone(), key_scales[:, :, :frames].clone(),
-                value_scales[:, :, :frames].clone()]
-    return out
+    """Copies of the slots and scales a window's first `frames` positions wrote in `cache`, every layer
+    (the rest may be unwritten memory): the int8 head's and the 4-bit positions' past it (+kv4), or
+    int8's; as bytes (+kv4's float16 scales hold the head's float32 ones: no NaN compares unequal)."""
+    rows = cache.slot_rows(frames)
+    return [tensor[:, :, :rows].contiguous().view(torch.uint8)
+            for tensor in (*cache.keys, *cache.values, *cache.key_scales, *cache.value_scales)]
 
 
 @pytest.mark.parametrize("columns", [3, 8, 32])

@@ -4,6 +4,7 @@ slides come every 0.7 s; int8 runs riffd's native step where this CPU has it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,6 +15,7 @@ from daemon.models.musicgen import kv_cache
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.jam.decoding import EngineDecoder
 from daemon.models.musicgen.jam.prompts import PromptEncoder, WeightedPrompts
+from daemon.models.musicgen.jam import state as jam_state
 from daemon.models.musicgen.jam.state import load_state, save_state
 from daemon.models.musicgen.jam.stream import JamStream
 from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape
@@ -137,6 +139,30 @@ def test_a_restored_state_goes_on_sample_for_sample(engine, tmp_path, snapshot_s
     assert resumed.slides >= 2
     np.testing.assert_array_equal(rest, audio[:, offset:offset + rest.shape[1]])
     assert rest.shape[1] > audio.shape[1] - offset - 20 * engine.bundle.hop_length
+
+
+def test_a_snapshot_from_before_float16_kv4_scales_is_refused(engine, tmp_path, monkeypatch) -> None:
+    """Version 2 keeps the +kv4 cache's scales in float16 (kv_cache.SCALES4): a version 1 snapshot is
+    refused naming both versions and the change, and saved scales of another dtype are never converted."""
+    stream = _jam(engine)
+    _run(stream, 10)
+    state = stream.state()
+    # what riffd wrote before: float32 scales (the other engines' were float32 already)
+    old = dataclasses.replace(state, window=dataclasses.replace(state.window, slots={
+        name: tensor.float() if "scales" in name else tensor for name, tensor in state.window.slots.items()}))
+    path = tmp_path / "old.riffdjam"
+    identity = {"model": "debug/musicgen", "engine": engine.options.name}
+    with monkeypatch.context() as patch:
+        patch.setattr(jam_state, "VERSION", 1)
+        save_state(path, old, identity=identity, offset_samples=int(state.codec["emitted"]))
+    with pytest.raises(BadSnapshot, match=r"version 1 jam snapshot; this riffd reads version 2 \(changed since: 2: "
+                                          r"the \+kv4 attention cache's scales are float16"):
+        load_state(path, identity=identity)
+    if engine.decoder.cache_dtype == kv_cache.PACKED4:
+        assert all(t.dtype == kv_cache.SCALES4 for name, t in state.window.slots.items() if "scales" in name)
+        with pytest.raises(ValueError, match="key_scales are torch.float32, this decoder's torch.float16"):
+            JamStream.restore(EngineDecoder(engine), engine.bundle, _codec(engine), PromptEncoder(engine.bundle), old)
+    stream.close()
 
 
 def test_bad_snapshots_are_refused_with_a_reason(engine, tmp_path) -> None:

@@ -16,7 +16,8 @@ import torch
 
 from daemon.models.musicgen import kv_cache
 from daemon.models.musicgen.kv_cache import (
-    INT4_LEVELS, INT8_LEVELS, PACKED4, KVCache, quantize_vectors, quantize_vectors4, unpack4,
+    FLOAT16_LARGEST, INT4_LEVELS, INT8_LEVELS, PACKED4, SCALES4, KVCache, quantize_vectors, quantize_vectors4,
+    scale_values, unpack4,
 )
 from daemon.models.musicgen.options import EngineOptions
 from daemon.native import _cpu_flags
@@ -50,6 +51,15 @@ def _late_query(loaded: ctypes.CDLL, q: torch.Tensor) -> torch.Tensor:
     return torch.round(q * (torch.tensor(127.0) / largest)).double() * float(largest / 127.0)
 
 
+#: float16's rounding: half a unit in the last place, 2^-11 of a value (2^-25 below its normal range).
+HALF_ROUNDING, HALF_SUBNORMAL_ROUNDING = 2.0 ** -11, 2.0 ** -25
+
+
+def _scale_rounding(scale: torch.Tensor) -> torch.Tensor:
+    """The most float16 scales are off the float32 `scale` they round."""
+    return torch.maximum(scale.double() * HALF_ROUNDING, torch.tensor(HALF_SUBNORMAL_ROUNDING, dtype=torch.float64))
+
+
 def _vectors(count: int, head_dim: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(count, head_dim, generator=generator) * torch.logspace(-4, 3, count)[:, None]
@@ -63,13 +73,16 @@ def _vectors(count: int, head_dim: int, seed: int) -> torch.Tensor:
 def test_the_packed_layout_round_trips_within_half_a_step():
     x = _vectors(40, 64, 0)
     packed, scale = quantize_vectors4(x)
-    assert packed.dtype == PACKED4 and packed.shape == (40, 32) and scale.shape == (40,)
+    assert packed.dtype == PACKED4 and packed.shape == (40, 32) and scale.shape == (40,) and scale.dtype == SCALES4
     codes = unpack4(packed)
     assert int(codes.abs().max()) == INT4_LEVELS and int(codes.min()) >= -7
     # byte i: value i low, value i + 32 high, two's complement
     assert torch.equal(packed[:, 5].to(torch.int16), (codes[:, 5].to(torch.int16) & 15) | ((codes[:, 37].to(torch.int16) & 15) << 4))
     step = x.abs().amax(dim=-1, keepdim=True) / INT4_LEVELS
-    assert bool(((codes.float() * scale[:, None] - x).abs() <= step / 2 * (1 + 1e-6)).all())
+    # half a step, and the float16 scale's rounding times the code
+    assert bool(((scale.double() - step[:, 0]).abs() <= _scale_rounding(step[:, 0]) * (1 + 1e-6)).all())
+    bound = step.double() / 2 * (1 + 1e-6) + INT4_LEVELS * _scale_rounding(step)
+    assert bool(((codes.double() * scale.double()[:, None] - x).abs() <= bound).all())
     assert torch.count_nonzero(codes[0]) == 0 and float(scale[0]) == 0.0
     assert codes[1, 1:].eq(4).all()  # 3.5 rounds to 4 (even)
 
@@ -87,15 +100,25 @@ def test_a_4bit_cache_writes_reads_and_counts_its_bytes(monkeypatch):
     assert read_keys.shape == (2, 3, 7, 16)
     largest = keys.abs().amax(dim=-1, keepdim=True)
     step = torch.cat((largest[:, :, :2] / INT8_LEVELS, largest[:, :, 2:] / INT4_LEVELS), dim=2)
-    assert bool(((read_keys[:, :, [0, 2, 3, 6]] - keys).abs() <= step / 2 + 1e-7).all())
+    # half a step (the int8 head's float32 scales), and the 4-bit vectors' float16 scales' rounding (2^-11
+    # of each) times the code
+    rounding = torch.cat((torch.zeros_like(largest[:, :, :2]), largest[:, :, 2:] * HALF_ROUNDING), dim=2)
+    assert bool(((read_keys[:, :, [0, 2, 3, 6]] - keys).abs() <= step / 2 + rounding + 1e-7).all())
+    # the scales laid out as the slots: the head's float32 two float16 entries each, then float16
+    assert cache.key_scales[1].dtype == SCALES4 and cache.key_scales[1].shape == (2, 3, 11)
+    head_scales = cache.key_scales[1][:, :, :6].view(torch.int16).contiguous().view(torch.float32)
+    assert torch.equal(head_scales[:, :, [0, 2]], quantize_vectors(keys[:, :, :2])[1])
+    assert torch.equal(cache.key_scales[1][:, :, [6, 9]], quantize_vectors4(keys[:, :, 2:])[1])
+    assert torch.equal(scale_values(cache.key_scales[1], 3)[:, :, [0, 2, 3, 6]],
+                       torch.cat((head_scales[:, :, [0, 2]], cache.key_scales[1][:, :, [6, 9]].float()), dim=2))
     assert torch.equal(read_values[:, :, [0, 2, 3, 6]], -read_keys[:, :, [0, 2, 3, 6]])
     # the head's slots are the int8 cache's, the rest the 4-bit codes
     codes8, _ = quantize_vectors(keys[:, :, :2])
     codes4, _ = quantize_vectors4(keys[:, :, 2:])
     assert torch.equal(cache.keys[1][:, :, [0, 1, 4, 5]].view(torch.int8).reshape(2, 3, 2, 16), codes8)
     assert torch.equal(cache.keys[1][:, :, [6, 9]], codes4)
-    # codes: half a byte a value after the head, a byte in it; scales: a float32 per vector
-    assert cache.nbytes == 2 * 2 * (2 * 3 * 11 * 8) + 2 * 2 * (2 * 3 * 8 * 4)
+    # codes: half a byte a value after the head, a byte in it; scales: a float16 per 4-bit vector, a float32 in it
+    assert cache.nbytes == 2 * 2 * (2 * 3 * 11 * 8) + 2 * 2 * (2 * 3 * 11 * 2)
     assert cache.read(1, 2, torch.float32)[0].shape == (2, 3, 2, 16)
     with pytest.raises(ValueError, match="odd"):
         KVCache.allocate(layers=1, batch=1, heads=1, head_dim=15, max_positions=2, dtype=PACKED4,
@@ -117,13 +140,17 @@ def test_kv4_is_an_engine_flag_of_the_native_formats():
 def test_native_store_equals_the_python_store_bit_for_bit(head_dim):
     loaded = _library()
     x = _vectors(64, head_dim, head_dim)
+    x[3] = x[3] / x[3].abs().max() * 1e6  # a scale past float16's range: saturated at its largest, both sides
+    x[4] = x[4] / x[4].abs().max() * 3e-6  # scales below float16's normal range (2^-14): its subnormals
+    x[5] = x[5] / x[5].abs().max() * 1e-8  # and below its smallest: 0
     want_codes, want_scales = quantize_vectors4(x)
+    assert float(want_scales[3]) == FLOAT16_LARGEST and 0 < float(want_scales[4]) < 2 ** -14 and float(want_scales[5]) == 0
     got_codes = torch.empty(64, head_dim // 2, dtype=PACKED4)
-    got_scales = torch.empty(64)
+    got_scales = torch.empty(64, dtype=SCALES4)
     for row in range(64):
         loaded.riffd_store_int4(got_codes[row].data_ptr(), got_scales[row:].data_ptr(), x[row].data_ptr(), head_dim)
     assert torch.equal(got_codes, want_codes)
-    assert torch.equal(got_scales, want_scales)
+    assert torch.equal(got_scales.view(torch.int16), want_scales.view(torch.int16))
 
 
 @native
@@ -147,8 +174,9 @@ def test_a_prefill_stores_natively_the_bits_torch_quantises(monkeypatch, dtype, 
     caches[0].write(0, positions, keys, values)
     assert native_calls == [True, True]  # keys and values, each in one native call
     caches[1].write_with_torch(0, positions, keys, values)
-    for name in ("keys", "values", "key_scales", "value_scales"):
-        assert torch.equal(getattr(caches[0], name)[0], getattr(caches[1], name)[0]), name
+    for name in ("keys", "values", "key_scales", "value_scales"):  # bits (float32 halves in float16 scales)
+        got, want = getattr(caches[0], name)[0], getattr(caches[1], name)[0]
+        assert torch.equal(got.view(torch.uint8), want.view(torch.uint8)), name
     assert store(caches[0].keys[0], caches[0].key_scales[0], keys, positions + 10, bits=bits,
                  int8_positions=caches[0].int8_positions) is False  # past the window: not taken
 
@@ -203,8 +231,8 @@ def test_4bit_attention_equals_float64_math_on_the_same_slots(head_dim, length):
     loaded = _library()
     generator = torch.Generator().manual_seed(length * 1000 + head_dim)
     keys, values = (torch.randint(-7, 8, (length, head_dim), dtype=torch.int8, generator=generator) for _ in range(2))
-    key_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
-    value_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
+    key_scales = (torch.rand(length, generator=generator) * 0.3 + 1e-2).to(SCALES4)
+    value_scales = (torch.rand(length, generator=generator) * 0.3 + 1e-2).to(SCALES4)
     packed_keys, packed_values = (((c[:, :head_dim // 2].to(torch.int16) & 15)
                                    | ((c[:, head_dim // 2:].to(torch.int16) & 15) << 4)).to(PACKED4)
                                   for c in (keys, values))
@@ -240,6 +268,10 @@ def test_kv4_attention_over_an_int8_head_and_4bit_slots_equals_float64_math(head
     value_scales = torch.rand(length, generator=generator) * 0.3 + 1e-2
     key_scales[:early] /= 18  # int8 codes are ~18x 4-bit ones: keep the two regions' vectors alike in size
     value_scales[:early] /= 18
+    # the layout's: the head's float32 scales two float16 entries each (room for all `head`), then float16
+    key_scales[early:], value_scales[early:] = (s[early:].to(SCALES4).float() for s in (key_scales, value_scales))
+    laid_out = [torch.cat((torch.cat((s[:early], torch.zeros(head - early))).view(SCALES4), s[early:].to(SCALES4)))
+                for s in (key_scales, value_scales)]
     half = head_dim // 2
     slots = []
     for c8, c4 in zip(codes8, codes4):
@@ -250,8 +282,8 @@ def test_kv4_attention_over_an_int8_head_and_4bit_slots_equals_float64_math(head
     q = torch.randn(head_dim, generator=generator) * 2
     scratch = torch.empty(loaded.riffd_attention_scratch_floats(length, head_dim))
     out = torch.empty(head_dim)
-    loaded.riffd_attend_kv4(q.data_ptr(), slots[0].data_ptr(), key_scales.data_ptr(), slots[1].data_ptr(),
-                            value_scales.data_ptr(), length, head, head_dim, scratch.data_ptr(), out.data_ptr())
+    loaded.riffd_attend_kv4(q.data_ptr(), slots[0].data_ptr(), laid_out[0].data_ptr(), slots[1].data_ptr(),
+                            laid_out[1].data_ptr(), length, head, head_dim, scratch.data_ptr(), out.data_ptr())
     keys, codes = (torch.cat((c8, c4)).double() for c8, c4 in zip(codes8, codes4))
     keys, values = keys * key_scales.double()[:, None], codes * value_scales.double()[:, None]
     want = _reference(q, keys, values, _late_query(loaded, q), early)

@@ -50,7 +50,8 @@ def clone_cache(cache):
 
 def bound_rows(cache):
     return [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
-                     cache.cross_values, cache.cross_mask, row) for row in range(cache.keys[0].shape[0])]
+                     cache.cross_values, cache.cross_mask, row, int8_positions=cache.int8_positions)
+            for row in range(cache.keys[0].shape[0])]
 
 
 @pytest.mark.parametrize("preset", ["debug/musicgen", "debug/musicgen-melody"])
@@ -97,8 +98,8 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
         for (cache, _, _), own in zip(streams, alone):
             for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
                                     own.keys + own.values + own.key_scales + own.value_scales):
-                # Bit for bit, slots not yet written too (unzeroed: the same garbage, NaN where it is NaN).
-                torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
+                # Bit for bit, slots not yet written too (unzeroed: the same garbage).
+                assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
 
 
 @pytest.mark.parametrize("mode", ["int8", "int8a8+kv4"])
@@ -133,8 +134,10 @@ def test_keys_only_rows_leave_the_caches_and_logits_of_the_step_that_finishes_ev
         for cache, own in zip((playing, following), finished):
             for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
                                     own.keys + own.values + own.key_scales + own.value_scales):
-                torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
-        assert following.key_scales[-1][:, :, :9].all()  # the riding rows' last layer stored every step's key
+                assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+        # the riding rows' last layer stored every step's key (9 positions: the int8 head's float32 scales
+        # two entries each, then float16)
+        assert kv_cache.scale_values(following.key_scales[-1], following.int8_positions)[:, :, :9].all()
         with pytest.raises(ValueError, match="logits of 0 of 2"):
             decoder.step_streams([playing, following], columns, [15, 9], logit_windows=0)
 
@@ -295,6 +298,6 @@ def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_
         for cache, own in zip((playing, following), one_a_step):
             for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
                                     own.keys + own.values + own.key_scales + own.value_scales):
-                torch.testing.assert_close(mine, theirs, rtol=0, atol=0, equal_nan=True)
+                assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
         with pytest.raises(ValueError, match="positions of their own"):
             decoder.step_streams([playing, following, following], [played, context[0], context[1]], [10, 3, 3])

@@ -26,8 +26,9 @@
      the PyTorch expressions they replace, so exactly the bits of this file's plain float32 reference
      (the k-th largest found by sorting), -inf where below it.
    - The 4-bit cache (+kv4): riffd_store_int4's codes are round(x * 7 / max|x|) of double maths (one off
-     only within 1e-5 of a tie) and its scale max|x| / 7 to float32 rounding; riffd_attend_int4 over
-     random codes and scales within 1e-5 of the values' largest magnitude of softmax attention in double,
+     only within 1e-5 of a tie) and its scale max|x| / 7 as float16, within its rounding (half a unit in
+     the last place: 2^-11 of the scale, 2^-25 below float16's normal range); riffd_attend_int4 over
+     random codes and float16 scales (riffd_attend_kv4: float32 ones for its int8 head) within 1e-5 of the values' largest magnitude of softmax attention in double,
      plus, where the 4-bit values are weighed with the weights rounded to 16 bits (riffd_attend_int4_words:
      head_dim 64 on the 256-bit x86 branches and AVX-512 with VBMI), half a step of the largest 4-bit weight times each output's
      sum of |code| over those positions, over the softmax's total.
@@ -36,7 +37,10 @@
      bytes (round(q * 127 / max|q|) in float32, times max|q| / 127); and against the double maths
      with q itself, within what that rounding allows: each score moves by at most
      m = max|q| / 254 * sum|k| * key_scale / sqrt(hd), so the output by (e^(2 m) - 1) times the
-     largest value (plus the 1e-5).
+     largest value (plus the 1e-5). That comparison takes the 4-bit positions' scales before their
+     rounding to float16 too (float32's, as the store computes them): each moves by at most 2^-11 of itself, a score by
+     |q . k| * key_scale * 2^-11 / sqrt(hd) more (in m), and a value by 2^-11 of itself, so the output by
+     2^-11 of the largest value more.
    - The whole decoder step (riffd_step_rows, the rows of a batch): a reference step in double doing what the kernels specify (each
      product's activations rounded as the kernels round them, exact sums, exact erf
      GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
@@ -74,11 +78,11 @@ void riffd_lstm_steps(const float *gates_in, int64_t steps, int64_t batch, int64
 int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
                               float temperature, int64_t top_k, float *scores, float *work);
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
-void riffd_store_int4(uint8_t *to, float *scale, const float *from, int64_t count);
-void riffd_attend_int4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                       const float *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
-void riffd_attend_kv4(const float *q, const uint8_t *keys, const float *key_scales, const uint8_t *values,
-                      const float *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
+void riffd_store_int4(uint8_t *to, uint16_t *scale, const float *from, int64_t count);
+void riffd_attend_int4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                       const uint16_t *value_scales, int64_t length, int64_t head_dim, float *scratch, float *out);
+void riffd_attend_kv4(const float *q, const uint8_t *keys, const uint16_t *key_scales, const uint8_t *values,
+                      const uint16_t *value_scales, int64_t length, int64_t int8_positions, int64_t head_dim,
                       float *scores, float *out);
 int riffd_attend_int4_integer(int64_t head_dim);
 int riffd_attend_int4_words(int64_t head_dim);
@@ -863,6 +867,22 @@ static int nibble(const uint8_t *slot, int64_t hd, int64_t i) {
     return code >= 8 ? code - 16 : code;
 }
 
+/* The value of float16 bits (the +kv4 scales; positive), in double. */
+static double half_value(uint16_t bits) {
+    const int exponent = (bits >> 10) & 31, fraction = bits & 1023;
+    return exponent ? ldexp(1.0 + fraction / 1024.0, exponent - 15) : ldexp(fraction, -24);
+}
+
+/* Positive x in float16's normal range rounded to float16 (nearest, ties to even: nearbyint's default
+   mode), as its bits: the scales this file hands the 4-bit attention. */
+static uint16_t half_bits(double x) {
+    int exponent;
+    const double mantissa = frexp(x, &exponent) * 2.0; /* 1 <= mantissa < 2, x = mantissa 2^(exponent - 1) */
+    double fraction = nearbyint((mantissa - 1.0) * 1024.0);
+    if (fraction == 1024.0) fraction = 0.0, exponent++;
+    return (uint16_t)(((exponent - 1 + 15) << 10) | (int)fraction);
+}
+
 /* Code i of position p of the +kv4 layout: int8 slots for the first head8 positions, 4-bit after. */
 static int kv4_code(const uint8_t *slots, int64_t hd, int64_t head8, int64_t p, int64_t i) {
     if (p < head8) return (int8_t)slots[p * hd + i];
@@ -871,9 +891,10 @@ static int kv4_code(const uint8_t *slots, int64_t hd, int64_t head8, int64_t p, 
 
 /* head8 > 0: riffd_attend_kv4 over an int8 head of head8 positions and 4-bit slots after them. */
 static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
-    char what[96];
+    char what[160];
     const int64_t half = hd / 2;
-    float *x = must_alloc(sizeof(float) * (size_t)hd), scale;
+    float *x = must_alloc(sizeof(float) * (size_t)hd);
+    uint16_t scale;
     uint8_t *codes = must_alloc((size_t)half);
     double store_worst = 0.0;
     for (int trial = 0; trial < 64; trial++) {
@@ -882,7 +903,9 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
         riffd_store_int4(codes, &scale, x, hd);
         double largest = 0.0;
         for (int64_t i = 0; i < hd; i++) largest = fmax(largest, fabs((double)x[i]));
-        if (fabs(scale - largest / 7.0) > 1e-6 * largest) store_worst = INFINITY;
+        /* float16's rounding of the float32 max|x| / 7 (itself within 2^-24 of it) */
+        const double exact = largest / 7.0, rounding = fmax(ldexp(exact, -11), ldexp(1.0, -25)) + ldexp(exact, -23);
+        store_worst = fmax(store_worst, fabs(half_value(scale) - exact) / rounding);
         for (int64_t i = 0; i < hd; i++) {
             double scaled = x[i] * 7.0 / largest, off = fabs(nibble(codes, hd, i) - scaled);
             double tie = fabs(fabs(scaled - floor(scaled)) - 0.5);
@@ -894,7 +917,12 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
 
     const int64_t early = head8 < length ? head8 : length, bytes = head8 * hd + (length - early) * half;
     uint8_t *keys = must_alloc((size_t)bytes), *values = must_alloc((size_t)bytes);
-    float *key_scales = must_alloc(sizeof(float) * (size_t)length), *value_scales = must_alloc(sizeof(float) * (size_t)length);
+    /* the scales as the attention reads them (kv_cache.py's layout: the int8 head's float32 two float16
+       entries each, then float16), their values, and the float32 ones the 4-bit positions' round */
+    uint16_t *key_scales = must_alloc(sizeof(uint16_t) * (size_t)(length + head8));
+    uint16_t *value_scales = must_alloc(sizeof(uint16_t) * (size_t)(length + head8));
+    double *key_halves = must_alloc(sizeof(double) * (size_t)length), *value_halves = must_alloc(sizeof(double) * (size_t)length);
+    float *key_floats = must_alloc(sizeof(float) * (size_t)length), *value_floats = must_alloc(sizeof(float) * (size_t)length);
     float *q = must_alloc(sizeof(float) * (size_t)hd), *out = must_alloc(sizeof(float) * (size_t)hd);
     float *scratch = must_alloc(sizeof(float) * (size_t)riffd_attention_scratch_floats(length, hd));
     double *scores = must_alloc(sizeof(double) * (size_t)length), *want = must_alloc(sizeof(double) * (size_t)hd);
@@ -907,9 +935,17 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
     double largest_value = 0.0;
     for (int64_t p = 0; p < length; p++) {
         double size = p < head8 ? 1.0 / 18 : 1.0; /* int8 codes ~18x 4-bit ones: vectors of one size */
-        key_scales[p] = (float)((0.01 + 0.3 * uniform()) * size);
-        value_scales[p] = (float)((0.01 + 0.3 * uniform()) * size);
-        largest_value = fmax(largest_value, (p < head8 ? 127.0 : 8.0) * value_scales[p]);
+        key_floats[p] = (float)((0.01 + 0.3 * uniform()) * size);
+        value_floats[p] = (float)((0.01 + 0.3 * uniform()) * size);
+        if (p < head8) {
+            __builtin_memcpy(key_scales + 2 * p, key_floats + p, 4);
+            __builtin_memcpy(value_scales + 2 * p, value_floats + p, 4);
+            key_halves[p] = key_floats[p], value_halves[p] = value_floats[p];
+        } else {
+            key_scales[p + head8] = half_bits(key_floats[p]), value_scales[p + head8] = half_bits(value_floats[p]);
+            key_halves[p] = half_value(key_scales[p + head8]), value_halves[p] = half_value(value_scales[p + head8]);
+        }
+        largest_value = fmax(largest_value, (p < head8 ? 127.0 : 8.0) * fmax(value_halves[p], value_floats[p]));
     }
     for (int64_t i = 0; i < hd; i++) q[i] = (float)(2.0 * gauss());
     /* Where the 4-bit slots score through the integer product, the query those slots meet is q8 * q_scale:
@@ -924,28 +960,36 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
         riffd_attend_kv4(q, keys, key_scales, values, value_scales, length, head8, hd, scratch, out);
     else
         riffd_attend_int4(q, keys, key_scales, values, value_scales, length, hd, scratch, out);
-    /* The specification (query) and plain maths with q itself (exact, only where integer: the bound below). */
-    for (int exact = 0; exact <= integer; exact++) {
-        double top = -INFINITY, total = 0.0, moved = 0.0; /* moved: the most q's rounding can move a score */
+    /* The specification (query, the float16 scales) and plain maths with q itself and the float32 scales
+       (exact: the bound below). */
+    for (int exact = 0; exact <= 1; exact++) {
+        const double *key_scale = exact ? NULL : key_halves, *value_scale = exact ? NULL : value_halves;
+        double top = -INFINITY, total = 0.0, moved = 0.0; /* moved: the most the roundings can move a score */
         for (int64_t p = 0; p < length; p++) {
-            double dot = 0.0, codes = 0.0;
+            double dot = 0.0, codes = 0.0, plain = 0.0;
             const double *query = p < head8 || exact ? NULL : q_late;
+            const double k_scale = key_scale ? key_scale[p] : key_floats[p];
             for (int64_t i = 0; i < hd; i++) {
-                dot += (query ? query[i] : (double)q[i]) * kv4_code(keys, hd, head8, p, i) * key_scales[p];
+                dot += (query ? query[i] : (double)q[i]) * kv4_code(keys, hd, head8, p, i) * k_scale;
+                plain += (double)q[i] * kv4_code(keys, hd, head8, p, i);
                 codes += abs(kv4_code(keys, hd, head8, p, i));
             }
             scores[p] = dot / sqrt((double)hd);
             top = fmax(top, scores[p]);
-            if (p >= head8) moved = fmax(moved, q_scale / 2.0 * codes * key_scales[p] / sqrt((double)hd));
+            /* q's rounding (4-bit positions, integer q.K), then the key scale's to float16 */
+            const double by_query = p >= head8 && integer ? q_scale / 2.0 * codes * k_scale / sqrt((double)hd) : 0.0;
+            const double by_scale = p >= head8 ? fabs(plain) * ldexp(k_scale, -11) * 1.0001 / sqrt((double)hd) : 0.0;
+            moved = fmax(moved, by_query + by_scale);
         }
         for (int64_t i = 0; i < hd; i++) want[i] = 0.0, code_sums[i] = 0.0;
         double weight_top = 0.0; /* the largest weight e * value scale of a 4-bit position */
         for (int64_t p = 0; p < length; p++) {
             double e = exp(scores[p] - top);
             total += e;
-            for (int64_t i = 0; i < hd; i++) want[i] += e * kv4_code(values, hd, head8, p, i) * value_scales[p];
+            const double v_scale = value_scale ? value_scale[p] : value_floats[p];
+            for (int64_t i = 0; i < hd; i++) want[i] += e * kv4_code(values, hd, head8, p, i) * v_scale;
             if (p < head8) continue;
-            weight_top = fmax(weight_top, e * value_scales[p]);
+            weight_top = fmax(weight_top, e * v_scale * (exact ? 1.0 + ldexp(1.0, -11) : 1.0));
             for (int64_t i = 0; i < hd; i++) code_sums[i] += abs(kv4_code(values, hd, head8, p, i));
         }
         /* Where the 4-bit values are weighed with 16-bit weights (riffd_attend_int4_words), each weight
@@ -956,16 +1000,21 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
             for (int64_t i = 0; i < hd; i++)
                 words = fmax(words, weight_top * exp(2.0 * moved) / 65534.0 * code_sums[i] / total);
         /* Scores each moved by at most `moved` move every softmax weight by a factor within e^(+-2 moved),
-           so the output by at most (e^(2 moved) - 1) times the largest value (plus float32's 1e-5). */
-        const double bound = (exact ? (expm1(2.0 * moved) + 1e-5) * largest_value : 1e-5 * largest_value) + words;
+           so the output by at most (e^(2 moved) - 1) times the largest value, and the value scales' rounding
+           by 2^-11 of it (plus float32's 1e-5). */
+        const double bound = (exact ? (expm1(2.0 * moved) + ldexp(1.0001, -11) + 1e-5) * largest_value
+                                    : 1e-5 * largest_value) + words;
         double worst = 0.0;
         for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / bound);
         snprintf(what, sizeof what, "4-bit cache attention%s, head_dim %lld, %lld positions, %lld in int8",
-                 !integer ? "" : exact ? " (integer q.K) vs q's own maths" : " (integer q.K) vs its rounding",
+                 exact ? (integer ? " (integer q.K, float16 scales) vs q's own maths and float32 scales"
+                                  : " (float16 scales) vs float32 scales")
+                       : integer ? " (integer q.K) vs its rounding" : "",
                  (long long)hd, (long long)length, (long long)head8);
         report(what, worst);
     }
     free(q_late), free(x), free(codes), free(keys), free(values), free(key_scales), free(value_scales), free(q), free(out);
+    free(key_halves), free(value_halves), free(key_floats), free(value_floats);
     free(scratch), free(scores), free(want), free(code_sums);
 }
 

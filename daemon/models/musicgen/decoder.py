@@ -98,8 +98,9 @@ class MusicgenDecoder:
         """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control)."""
         w = self.weights
         if self.cache_dtype == PACKED4:
-            # two codes a byte and a float32 scale; the window's int8 head takes another head_dim / 2 a position
-            self_attention = positions * (w.head_dim // 2 + 4) + int8_head(positions) * w.head_dim // 2
+            # two codes a byte and a float16 scale; the window's int8 head takes as much again a position
+            # (a byte a code, a float32 scale)
+            self_attention = (positions + int8_head(positions)) * (w.head_dim // 2 + 2)
         else:
             slot = w.head_dim * torch.tensor([], dtype=self.cache_dtype).element_size()
             if self.cache_dtype == torch.int8:

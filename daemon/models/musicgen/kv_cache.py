@@ -7,15 +7,20 @@ only on the conditioning and are computed once, at prefill.
 Slots are stored in the engine's dtype, or as int8 with a scale per (row, head, position)
 vector: a step reads every slot written so far, so late in a long window the cache, not the
 weights, is most of what a step reads, and int8 halves float16's share again. The `+kv4` engines
-halve it once more: 4-bit codes (-7..7) packed two a byte (dtype uint8), with the same scale per
-vector, after a head of the window's first `INT8_HEAD_POSITIONS` positions kept in int8
+halve it once more: 4-bit codes (-7..7) packed two a byte (dtype uint8), with a float16 scale per
+vector (`half_scales`: 4 bytes of the 68 a late position reads at head_dim 64, against 8 of 72 for
+float32 scales), after a head of the window's first `INT8_HEAD_POSITIONS` positions kept in int8
 (bench/kv4_agreement.py measured the greedy agreement this keeps, by position: 4-bit slots from
 position 0 cost 10 points over a window's first 24 frames, where few slots average nothing out).
 
 The 4-bit layout, per (row, head): the head's P int8 vectors (P * head_dim bytes), then 4-bit
 vectors of head_dim / 2 bytes for positions P.. . That is `(max_positions + P) * head_dim / 2`
 bytes, so the tensor is `[N, heads, max_positions + P, head_dim / 2]` uint8: position p < P fills
-rows 2p and 2p + 1, position p >= P row p + P (`slot_rows`). Scales stay one per position.
+rows 2p and 2p + 1, position p >= P row p + P (`slot_rows`). The scales, one per position, are laid
+out alike, `[N, heads, max_positions + P]` float16: the head's float32 scales in entries 2p and
+2p + 1 (their bytes, little-endian: the int8 head keeps riffd_attend_int8's very bits, and the
+calibration's +kv4 agreement over its first frames is the int8 cache's), then float16 ones at
+p + P (`scale_values` reads both).
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ INT8_LEVELS = 127.0
 INT4_LEVELS = 7.0
 #: The dtype of the 4-bit layout's slots (int8 is the 8-bit one's).
 PACKED4 = torch.uint8
+#: The dtype of the 4-bit layout's scales (the int8 layout's are float32).
+SCALES4 = torch.float16
+#: float16's largest finite value: a 4-bit layout scale saturates there (`half_scales`).
+FLOAT16_LARGEST = 65504.0
 #: Positions at the start of a window the 4-bit layout keeps in int8 (bench/kv4_agreement.py, random
 #: musicgen-small, int8a8, greedy agreement with float32 by frames; README "4-bit keys and values").
 INT8_HEAD_POSITIONS = 64
@@ -51,8 +60,9 @@ class KVCache:
 
     `keys[l]` / `values[l]` are `[N, heads, max_positions, head_dim]` (N = batch, doubled under
     guidance), or `[N, heads, max_positions + P, head_dim / 2]` uint8 in the 4-bit layout (an int8
-    head of P positions, then 4-bit: the module's doc); with int8 or 4-bit slots, `key_scales[l]` / `value_scales[l]` `[N, heads, max_positions]`
-    float32 scale them. `cross_keys[l]` / `cross_values[l]` are `[N, heads, S, head_dim]`, and
+    head of P positions, then 4-bit: the module's doc); with int8 or 4-bit slots, `key_scales[l]` / `value_scales[l]`
+    scale them: `[N, heads, max_positions]` float32, or in the 4-bit layout `[N, heads, max_positions + P]`
+    float16 laid out as its slots (the module's doc). `cross_keys[l]` / `cross_values[l]` are `[N, heads, S, head_dim]`, and
     `cross_mask` `[N, 1, 1, S]` is additive (0 or a large negative), or None when nothing is masked.
     """
 
@@ -81,7 +91,9 @@ class KVCache:
             shape = (batch, heads, max_positions + int8_head(max_positions), head_dim // 2)
         specs: list[tuple[tuple[int, ...], torch.dtype]] = [(shape, dtype)] * (2 * layers)
         if dtype in (torch.int8, PACKED4):
-            specs += [((batch, heads, max_positions), torch.float32)] * (2 * layers)
+            scales = ((shape[:3], SCALES4) if dtype == PACKED4  # as the slots' rows: the module's doc
+                      else ((batch, heads, max_positions), torch.float32))
+            specs += [scales] * (2 * layers)
         return specs
 
     @classmethod
@@ -123,7 +135,8 @@ class KVCache:
         return self.keys[0].shape[2] - self.max_positions if self.packed4 else 0
 
     def slot_rows(self, positions: int) -> int:
-        """Rows of `keys[l]` / `values[l]` (dim 2) that hold the window's first `positions` positions."""
+        """Rows of `keys[l]` / `values[l]` and entries of `key_scales[l]` / `value_scales[l]` (dim 2) that
+        hold the window's first `positions` positions."""
         return positions + min(positions, self.int8_positions)
 
     def _head_codes(self, slots: torch.Tensor) -> torch.Tensor:
@@ -156,17 +169,18 @@ class KVCache:
                 if bool(early.any()):
                     codes, scale = quantize_vectors(new[:, :, early])
                     self._head_codes(slots[layer]).index_copy_(2, positions[early], codes)
-                    scales[layer].index_copy_(2, positions[early], scale)
+                    # each float32 scale's two halves into entries 2p and 2p + 1
+                    halves = torch.stack((2 * positions[early], 2 * positions[early] + 1), dim=-1).flatten()
+                    scales[layer].view(torch.int16).index_copy_(2, halves, scale.contiguous().view(torch.int16))
                 if not bool(early.all()):
                     late = ~early
                     codes, scale = quantize_vectors4(new[:, :, late])
                     slots[layer].index_copy_(2, positions[late] + head, codes)
-                    scales[layer].index_copy_(2, positions[late], scale)
+                    scales[layer].index_copy_(2, positions[late] + head, scale)
             return
         if self.quantized:
-            quantize = quantize_vectors4 if self.packed4 else quantize_vectors
             for slots, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
-                codes, scale = quantize(new)
+                codes, scale = quantize_vectors(new)
                 slots[layer].index_copy_(2, positions, codes)
                 scales[layer].index_copy_(2, positions, scale)
             return
@@ -182,8 +196,9 @@ class KVCache:
                                        unpack4(slots[layer][:, :, 2 * head:length + head])), dim=2)
                             for slots in (self.keys, self.values))
         if self.quantized:
-            return (keys.to(dtype) * self.key_scales[layer][:, :, :length, None].to(dtype),
-                    values.to(dtype) * self.value_scales[layer][:, :, :length, None].to(dtype))
+            head = self.int8_positions
+            return (keys.to(dtype) * scale_values(self.key_scales[layer], head)[:, :, :length, None].to(dtype),
+                    values.to(dtype) * scale_values(self.value_scales[layer], head)[:, :, :length, None].to(dtype))
         if keys.dtype != dtype:
             return keys.to(dtype), values.to(dtype)
         return keys, values
@@ -214,17 +229,36 @@ def quantize_vectors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, largest / INT8_LEVELS
 
 
+def scale_values(scales: torch.Tensor, int8_positions: int) -> torch.Tensor:
+    """A layer's scales `[N, heads, P]` float32 by position: the int8 layout's as they are, the 4-bit
+    layout's (`[N, heads, P + int8_positions]` float16, the head's float32 two entries each) unpacked."""
+    if scales.dtype != SCALES4:
+        return scales
+    if not int8_positions:
+        return scales.float()
+    head = scales[:, :, :2 * int8_positions].view(torch.int16).contiguous().view(torch.float32)
+    return torch.cat((head, scales[:, :, 2 * int8_positions:].float()), dim=2)
+
+
+def half_scales(scales: torch.Tensor) -> torch.Tensor:
+    """float32 `scales` as the 4-bit layout keeps them: float16, rounded to nearest (ties to even) and
+    saturated at its largest finite value (a vector up to 7 * 65504 decodes as it was, a larger one
+    smaller, never infinite): attention.c's kv4_scale, the same bits."""
+    return scales.float().clamp(max=FLOAT16_LARGEST).to(SCALES4)
+
+
 def quantize_vectors4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """4-bit codes of `x` `[..., D]` packed two a byte `[..., D / 2]` uint8, and a float32 scale per
-    vector `[...]`: x ~ unpack4(codes) * scale. The same arithmetic as attention.c's riffd_store_int4
-    (x * (7 / max|x|), rounded half to even), so the Python and the native step fill a cache alike."""
+    """4-bit codes of `x` `[..., D]` packed two a byte `[..., D / 2]` uint8, and a float16 scale per
+    vector `[...]` (`half_scales`): x ~ unpack4(codes) * scale. The same arithmetic as attention.c's
+    riffd_store_int4 (x * (7 / max|x|), rounded half to even; the codes from the float32 scale, the
+    float16 one rounded from it), so the Python and the native step fill a cache alike."""
     x = x.float()
     largest = x.abs().amax(dim=-1)
     inverse = torch.where(largest > 0, INT4_LEVELS / largest, torch.zeros_like(largest))
     codes = torch.round(x * inverse[..., None]).clamp(-INT4_LEVELS, INT4_LEVELS).to(torch.int32)
     half = x.shape[-1] // 2
     packed = (codes[..., :half] & 15) | ((codes[..., half:] & 15) << 4)
-    return packed.to(PACKED4), largest / INT4_LEVELS
+    return packed.to(PACKED4), half_scales(largest / INT4_LEVELS)
 
 
 def unpack4(packed: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,7 @@ class NativeStep:
             raise ValueError(f"a cache of {tuple(cache.keys[0].shape)} slots does not match the model's heads")
         mask = cache.cross_mask
         rows = [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
-                         cache.cross_values, mask, row) for row in range(cache.keys[0].shape[0])]
+                         cache.cross_values, mask, row, int8_positions=cache.int8_positions)
+                for row in range(cache.keys[0].shape[0])]
         cache.bindings["native"] = (cache.condition_version, rows)
         return rows

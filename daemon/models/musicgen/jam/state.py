@@ -27,7 +27,10 @@ from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import BadSnapshot, InvalidArgument
 
 FORMAT = "riffd-jam"
-VERSION = 1
+VERSION = 2
+#: What each version changed, named when an older snapshot is refused (its tensors would not restore
+#: exactly: a resume continues exactly or not at all).
+CHANGES = {2: "the +kv4 attention cache's scales are float16 (version 1: float32)"}
 SUFFIX = ".riffdjam"
 _META_KEY = "riffd"
 #: The codec stream's snapshot tensors are saved under this prefix.
@@ -140,9 +143,12 @@ def _open(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BadSnapshot(f"{path.name} is not a riffd jam snapshot (no {FORMAT} header)")
-    if meta.get("version") != VERSION:
-        raise BadSnapshot(f"{path.name} is a version {meta.get('version')!r} jam snapshot; this riffd reads version "
-                          f"{VERSION}")
+    version = meta.get("version")
+    if version != VERSION:
+        since = "; ".join(f"{number}: {change}" for number, change in sorted(CHANGES.items())
+                          if isinstance(version, int) and number > version)
+        raise BadSnapshot(f"{path.name} is a version {version!r} jam snapshot; this riffd reads version {VERSION}"
+                          + (f" (changed since: {since})" if since else ""))
     return meta, tensors
 
 

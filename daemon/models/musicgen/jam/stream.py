@@ -386,7 +386,9 @@ class JamStream:
                 if slots is None or slots.shape[:2] != tensor.shape[:2] or slots.shape[3:] != tensor.shape[3:] \
                         or slots.shape[2] != rows:
                     raise ValueError(f"the saved cache has no {name} for layer {index} of this decoder's shape")
-                tensor[:, :, :rows] = slots.to(tensor.device, tensor.dtype)
+                if slots.dtype != tensor.dtype:  # converted, they would not be the bits the steps made
+                    raise ValueError(f"the saved cache's {name} are {slots.dtype}, this decoder's {tensor.dtype}")
+                tensor[:, :, :rows] = slots.to(tensor.device)
         if sampling:
             context = self._frames_from(saved.start_frame, saved.context_frames) if saved.context_frames else None
             self._plan(window, context)
@@ -395,8 +397,9 @@ class JamStream:
 
 def _slot_rows(cache: KVCache, name: str, fed: int) -> int:
     """Rows of `cache`'s `name` tensors that hold its first `fed` positions (the 4-bit layout's int8
-    head takes two rows a position: kv_cache.py)."""
-    return cache.slot_rows(fed) if name in ("keys", "values") else fed
+    head takes two rows a position, and two float16 entries of its scales: kv_cache.py)."""
+    del name  # the slots' rows and the scales' entries alike
+    return cache.slot_rows(fed)
 
 
 def _window_state(window: _Window) -> WindowState:

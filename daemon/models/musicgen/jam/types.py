@@ -75,7 +75,7 @@ class WindowState:
     prompts: WeightedPrompts
     logits_prompts: WeightedPrompts | None
     logits: torch.Tensor | None
-    # keys.L, values.L (and key_scales.L, value_scales.L) [N, H, fed, ...] (+kv4 keys/values: KVCache.slot_rows(fed))
+    # keys.L, values.L (and key_scales.L, value_scales.L) [N, H, fed, ...] (+kv4: KVCache.slot_rows(fed), the scales too)
     slots: dict[str, torch.Tensor]
 
 
