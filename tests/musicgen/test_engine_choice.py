@@ -285,3 +285,26 @@ def test_a_real_calibration_measures_rates_and_agreement(load_preset):
         assert native.late_steps_per_s > 0 and native.kv4_late_steps_per_s > 0
         assert native.kv4_token_agreement == native.token_agreement
     assert float32.late_steps_per_s is None
+
+
+def test_native_modes_are_compared_taking_turns_not_one_after_the_other(monkeypatch):
+    # A host whose memory bandwidth drops after the first two timings (as the Zen 4 KVM's moved
+    # between ~34 and ~64 GB/s within seconds): int8, timed first, met the fast moment and measured
+    # 1.5x int8a8, though int8a8 steps 1.1x faster. Timed again taking turns, each round shares one
+    # moment, and the median relative speed gives int8a8 back its lead, at the best round's scale.
+    from daemon.models.musicgen import calibration
+
+    true_steps_per_s = {"int8": 100.0, "int8a8": 110.0}
+    host = iter([1.6, 1.6, 1.0, 1.0, 1.0, 1.0, 0.7, 0.7])
+    monkeypatch.setattr(calibration, "_rate", lambda engine, cond, frames: true_steps_per_s[engine] * next(host))
+    measurements = {"int8": ModeMeasurement("int8", 150.0, 0.97), "int8a8": ModeMeasurement("int8a8", 100.0, 0.93)}
+    engines = {"int8": "int8", "int8a8": "int8a8"}  # `_rate` (replaced) only passes the engine on
+    calibration._rematch(engines, None, 8, measurements)  # type: ignore[arg-type]
+    int8, int8a8 = measurements["int8"].steps_per_s, measurements["int8a8"].steps_per_s
+    assert int8a8 / int8 == pytest.approx(1.1)
+    assert (int8 + int8a8) / 2 == pytest.approx(1.6 * 105.0)  # the best round's mean
+    assert measurements["int8"].token_agreement == 0.97  # only the rate is measured again
+    # One mode has nothing to be compared with: left as it was, no rounds spent.
+    alone = {"int8": ModeMeasurement("int8", 150.0, 0.97)}
+    calibration._rematch({"int8": "int8"}, None, 8, alone)  # type: ignore[arg-type]
+    assert alone["int8"].steps_per_s == 150.0

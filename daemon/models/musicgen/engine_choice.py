@@ -40,7 +40,8 @@ MIN_KV4_SPEEDUP = 1.03
 #: 3: a long-form window's context (its prefill, or its rows riding the steps before it) counted per frame.
 #: 4: packed int8/int4 weights in huge pages (daemon/native/huge_pages.py): the native modes' rates moved
 #: against float32's without a kernel change, so the build's hash alone would keep the old choice.
-CALIBRATION_VERSION = 4
+#: 5: the native modes that keep the bar timed against each other taking turns (calibration._rematch).
+CALIBRATION_VERSION = 5
 
 
 @dataclass(frozen=True)
