@@ -410,9 +410,10 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
         PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
         /* Each task stores its head's new keys and values first (a serial loop before: 0.5 ms of a
            step of 8 rows), a group's rows' (group_rows) all before any of them attends; tasks go out
-           in cost-balanced chunks (self_chunks). The norms and GELU stay serial: as regions of their own on the pool
-           (0.1-0.4 ms of work a step) they measured slower on the shared 2-core Zen 4 (GELU 0.6 ms
-           against 0.1 at 2 rows), each region a chance to wait on a descheduled worker. */
+           in cost-balanced chunks (self_chunks). The norms stay serial, and so does GELU where fc1's
+           product cannot take it (project_gelu): as regions of their own on the pool (0.1-0.4 ms of
+           work a step) they measured slower on the shared 2-core Zen 4 (GELU 0.6 ms against 0.1 at 2
+           rows), each region a chance to wait on a descheduled worker. */
         attention_job job = {m, rows, l, qkv, scores, each, attn, live < n ? last_first : chunk_first,
                              live < n ? &last_groups : &groups};
         if (live < n) /* keys-only rows' last keys and values: a store each head (~0.1 us), on this thread */
