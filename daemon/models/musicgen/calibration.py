@@ -293,9 +293,9 @@ def _context_s(engine: MusicgenEngine, single: Conditioning, pair: Conditioning)
     step), the next window's context rides that many steps of the current one as its own rows: the
     difference between a step of `pair`'s rows (two guided prompts) and one of `single`'s, at
     `RIDING_POSITION`, times the context's frames. Elsewhere, the window's prefill."""
-    window = _context_window(engine.bundle)
     if hands_off(engine.decoder, single):
         return _riding_contexts({"": engine}, single, pair)[""]
+    window = _context_window(engine.bundle)
     return _prefill_s(engine, single, window), window.new_frames, f"a {window.prompt_frames}-frame prefill"
 
 
