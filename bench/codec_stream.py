@@ -16,10 +16,11 @@ one-shot decode in dB, and the snapshot size. Prints a table, then one JSON obje
 
 `--stages`: the stateful decode's time per decoder layer (best of the repeats), each layer's
 floating-point work and its rate against a large float32 matrix product's in the same run (the
-practical floor of these cores); `--bfloat16-lstm` as approximate engines run it.
+practical floor of these cores); `--int8-lstm` as approximate engines run it (where riffd's int8 kernel runs),
+`--bfloat16-lstm` as they ran it before (and where it does not).
 
     python -m bench.codec_stream [--model random/musicgen-small] [--duration 10] [--threads N]
-        [--stages] [--bfloat16-lstm]
+        [--stages] [--int8-lstm | --bfloat16-lstm]
 """
 
 from __future__ import annotations
@@ -163,8 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
     add_cpu_arguments(parser, emulate=False)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--stages", action="store_true", help="time each decoder layer against its FLOP floor")
-    parser.add_argument("--bfloat16-lstm", action="store_true",
-                        help="the LSTM's recurrence on bfloat16 weights, as approximate engines run it")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--int8-lstm", action="store_true",
+                           help="the LSTM's recurrence on int8 weights, as approximate engines run it")
+    precision.add_argument("--bfloat16-lstm", action="store_true",
+                           help="the LSTM's recurrence on bfloat16 weights, as approximate engines run it "
+                                "where riffd's int8 kernel does not")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     apply_cpu_arguments(args, "bench.codec_stream")
@@ -174,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     codec = MusicgenCodec.for_bundle(bundle)
     if args.bfloat16_lstm:
         codec = codec.with_bfloat16_lstm()
+    if args.int8_lstm:
+        codec = codec.with_int8_lstm()
     frames = math.ceil(args.duration * bundle.frame_rate)
     audio_s = frames * bundle.hop_length / bundle.sample_rate
     codebook_size = bundle.model.audio_encoder.config.codebook_size

@@ -8,6 +8,7 @@ import functools
 import torch
 
 from daemon.native import NativeUnavailable, kernels
+from daemon.native.int8_matvec import PackedInt8
 
 _i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 
@@ -20,6 +21,8 @@ def _library() -> ctypes.CDLL:
     loaded = kernels()
     loaded.riffd_lstm_steps.argtypes = [_ptr, _i64, _i64, _i64, _ptr, ctypes.c_int, _ptr, _ptr, _ptr, ctypes.c_int]
     loaded.riffd_lstm_steps.restype = None
+    loaded.riffd_lstm_steps_int8.argtypes = [_ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, ctypes.c_int]
+    loaded.riffd_lstm_steps_int8.restype = None
     loaded.riffd_lstm_unit_multiple.restype = _i64
     return loaded
 
@@ -60,4 +63,32 @@ def lstm_steps(gates_in: torch.Tensor, weight_hh: torch.Tensor, h: torch.Tensor,
     _library().riffd_lstm_steps(gates_in.data_ptr(), steps, batch, hidden, weight_hh.data_ptr(),
                                 int(weight_hh.dtype == torch.bfloat16), h0.data_ptr(), cell.data_ptr(), out.data_ptr(),
                                 torch.get_num_threads())
+    return out, cell
+
+
+def fits_int8(weight_hh: PackedInt8) -> bool:
+    """Whether `lstm_steps_int8` takes `weight_hh` (`[4H, H]` packed for 16-bit activations, H a
+    multiple of `unit_multiple()`)."""
+    multiple = unit_multiple()
+    return (bool(multiple) and weight_hh.activation_bits == 16 and weight_hh.rows == 4 * weight_hh.cols
+            and weight_hh.cols % multiple == 0)
+
+
+def lstm_steps_int8(gates_in: torch.Tensor, weight_hh: PackedInt8, h: torch.Tensor,
+                    c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`lstm_steps` with int8 recurrent weights (a scale per row): each step's product is
+    `int8_matvec.matvec`'s, the hidden state carried at 16 bits."""
+    steps, batch, gates = gates_in.shape
+    hidden = weight_hh.cols
+    if not fits_int8(weight_hh) or gates != 4 * hidden or h.shape != (batch, hidden) or c.shape != (batch, hidden):
+        raise ValueError(f"lstm_steps_int8 takes gates [T, B, {4 * hidden}] and state [B, {hidden}], got "
+                         f"{tuple(gates_in.shape)}, {tuple(h.shape)}, {tuple(c.shape)}, weights [{weight_hh.rows}, {hidden}]")
+    gates_in = gates_in.float().contiguous()
+    h0 = h.float().contiguous()
+    cell = c.float().clone(memory_format=torch.contiguous_format)
+    out = torch.empty((steps, batch, hidden), dtype=torch.float32)
+    # ctypes releases the GIL for the call.
+    _library().riffd_lstm_steps_int8(gates_in.data_ptr(), steps, batch, hidden, weight_hh.packed.data_ptr(),
+                                     weight_hh.row_sums.data_ptr(), weight_hh.scales.data_ptr(), h0.data_ptr(),
+                                     cell.data_ptr(), out.data_ptr(), torch.get_num_threads())
     return out, cell

@@ -238,6 +238,40 @@ def test_lstm_kernel_equals_float64_math(dtype):
         lstm.lstm_steps(gates, weight, h[:, :-1], c)
 
 
+def test_lstm_int8_kernel_equals_float64_math_on_its_codes():
+    """lstm.c's recurrence on int8 weights (approximate engines' codec LSTM) against float64 maths on
+    the dequantised weights: mono and stereo rows, the state carried across calls."""
+    from daemon.native import lstm
+
+    generator = torch.Generator().manual_seed(6)
+    hidden = 8 * lstm.unit_multiple()
+    weight = torch.randn(4 * hidden, hidden, generator=generator) * hidden ** -0.5
+    scales = weight.abs().amax(dim=1) / 127
+    try:
+        packed = int8_matvec.pack(torch.round(weight / scales[:, None]).to(torch.int8), scales)
+    except NativeUnavailable:
+        pytest.skip("riffd's int8 kernel does not run here")
+    exact = packed.dequantized().double()
+    for batch in (1, 2):
+        gates = torch.randn((9, batch, 4 * hidden), generator=generator) * 2
+        h, c = torch.randn((batch, hidden), generator=generator), torch.randn((batch, hidden), generator=generator)
+        want_h, want_c, wants = h.double(), c.double(), []
+        for step in gates.double():
+            i, f, g, o = (step + want_h @ exact.T).chunk(4, dim=-1)
+            want_c = torch.sigmoid(f) * want_c + torch.sigmoid(i) * torch.tanh(g)
+            want_h = torch.sigmoid(o) * torch.tanh(want_c)
+            wants.append(want_h)
+        first, mid_c = lstm.lstm_steps_int8(gates[:4], packed, h, c)  # two calls: the state carries over
+        rest, got_c = lstm.lstm_steps_int8(gates[4:], packed, first[-1], mid_c)
+        got = torch.cat([first, rest])
+        # The hidden state enters each product at 16 bits (a step of max|h| / 32767), the rest is exact
+        # integer sums and float32's: 3.4e-5 at most seen (the float32 weights, not the codes: ~1e-3).
+        assert (got.double() - torch.stack(wants)).abs().max() <= 1e-4
+        assert (got_c.double() - want_c).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match="lstm_steps_int8"):
+        lstm.lstm_steps_int8(gates, packed, h[:, :-1], c)
+
+
 def test_native_elu_matches_float64_math_and_the_codec_takes_it(monkeypatch):
     """elu.c on this build's branch (the streaming codec's ELUs) against float64 maths: within 2e-7 of
     alpha, x itself where x >= 0, a tail shorter than a vector; and the codec's ELU stage runs it."""

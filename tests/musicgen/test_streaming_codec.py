@@ -300,7 +300,14 @@ def test_bfloat16_lstm_recurrence_keeps_the_issues_bar_and_only_approximate_engi
     # Within the bar, and not float32's own samples (the bfloat16 path ran).
     assert BF16_LSTM_MIN_SNR_DB <= _snr_db(*streams) < MIN_SNR_DB
     # A MusicGen takes it with an approximate engine whether or not bfloat16 arithmetic is native
-    # (the kernel widens the weights as it reads them), never with float32.
+    # (the kernel widens the weights as it reads them) where riffd's int8 kernel does not run (there
+    # int8 recurrent weights: the next test), never with float32.
+    from daemon.native import NativeUnavailable, int8_matvec
+
+    def no_int8_kernel(*args: object, **kwargs: object) -> None:
+        raise NativeUnavailable("no int8 kernel in this test")
+
+    monkeypatch.setattr(int8_matvec, "pack", no_int8_kernel)
     bundle = load_preset("debug/musicgen").bundle
     for native_bf16 in (True, False):
         monkeypatch.setattr(condition_precision, "fast_bfloat16", lambda device, native=native_bf16: native)
@@ -308,7 +315,36 @@ def test_bfloat16_lstm_recurrence_keeps_the_issues_bar_and_only_approximate_engi
                                   (EngineOptions(warmup=False), False)):
             lstms = [layer for layer in MusicGen(bundle, engine=options).codec.plan.layers
                      if isinstance(layer, LstmSpec)]
-            assert lstms and all(bool(layer.weight_hh_bf16) == expected for layer in lstms)
+            assert lstms and all(bool(layer.weight_hh_bf16) == expected and not layer.weight_hh_int8 for layer in lstms)
+
+
+def test_int8_lstm_recurrence_keeps_the_issues_bar_and_approximate_engines_take_it(load_preset):
+    from daemon.models.musicgen.backend import MusicGen
+    from daemon.models.musicgen.encodec_stages import LstmSpec
+    from daemon.models.musicgen.options import EngineOptions
+    from daemon.native import lstm
+
+    model = _encodec()
+    exact = MusicgenCodec.for_codec(model, num_codebooks=4, audio_channels=1)
+    fast = exact.with_int8_lstm()
+    lstms = [layer for layer in fast.plan.layers if isinstance(layer, LstmSpec)]
+    if not all(layer.weight_hh_int8 for layer in lstms):
+        pytest.skip("riffd's int8 or LSTM kernel does not run here: the codec keeps bfloat16's or float32's LSTM")
+    # The kernel ran the int8 codes themselves: each layer's are its float32 weights rounded per row.
+    for layer in lstms:
+        for weight, packed in zip(layer.weight_hh, layer.weight_hh_int8):
+            assert lstm.fits_int8(packed)
+            assert (packed.dequantized() - weight).abs().max() <= packed.scales.max() / 2 * 1.001
+    codes = _codes(4, 120, seed=2, codebook_size=2048)
+    streams = [np.concatenate(_stream(CodecStream(codec, StreamSettings(), total_frames=120), codes, [1, 6, 25]),
+                              axis=1) for codec in (exact, fast)]
+    # Within the bar, and not float32's own samples (the int8 path ran).
+    assert BF16_LSTM_MIN_SNR_DB <= _snr_db(*streams) < MIN_SNR_DB
+    # A MusicGen takes it with an approximate engine, never with float32.
+    bundle = load_preset("debug/musicgen").bundle
+    for options, expected in ((EngineOptions(weights="int8", warmup=False), True), (EngineOptions(warmup=False), False)):
+        layers = [layer for layer in MusicGen(bundle, engine=options).codec.plan.layers if isinstance(layer, LstmSpec)]
+        assert layers and all(bool(layer.weight_hh_int8) == expected for layer in layers)
 
 
 TINY = dict(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=1, target_bandwidths=[20.0])

@@ -107,14 +107,15 @@ class MusicGen:
         self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first
         self._conditioning_lock = threading.Lock()  # jobs plan on their own threads
         # A fresh prompt's encoding is on the way to its first sound, and the codec's LSTM reads
-        # its weights once per frame: approximate engines keep the LSTM's recurrent weights in
-        # bfloat16 wherever riffd's LSTM kernel runs (it widens them to float32 as it reads, so no
-        # CPU needs bfloat16 arithmetic; half the bytes; audio >= 60 dB), the encoder's linear
-        # layers on riffd's int8 kernel wherever it runs and bfloat16 is not on AMX (within 3 %).
+        # its weights once per frame: approximate engines keep the LSTM's recurrent weights in int8
+        # wherever riffd's int8 and LSTM kernels run, else in bfloat16 wherever its LSTM kernel runs
+        # (it widens them to float32 as it reads, so no CPU needs bfloat16 arithmetic; a quarter or
+        # half the bytes; audio >= 60 dB), the encoder's linear layers on riffd's int8 kernel
+        # wherever it runs and bfloat16 is not on AMX (within 3 %).
         self.text_encoder = TextEncoder(bundle, encoder_precision(engine, bundle.device))
         self.codec = MusicgenCodec.for_bundle(bundle)  # the streaming decode's view of the codec, read once
         if engine is not None and engine.weights != "float32":  # approximate engines (as condition_precision)
-            self.codec = self.codec.with_bfloat16_lstm()
+            self.codec = self.codec.with_int8_lstm()
         self.max_duration_s = max_duration_s
         self._jam_host: object | None = None  # daemon.models.musicgen.jam.session.JamHost, made on the first jam
         self.model_id = bundle.model_id

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from daemon.models.musicgen.packed_linear import PackedLinear
+from daemon.native.int8_matvec import PackedInt8
 
 State = dict[str, torch.Tensor]
 
@@ -174,6 +175,9 @@ class LstmSpec:
     # [4H, H] bfloat16 copies of the recurrent weights for riffd's matmul kernel (`with_bfloat16_recurrence`);
     # empty: float32's own product.
     weight_hh_bf16: tuple[torch.Tensor, ...] = ()
+    # The recurrent weights as int8 codes times a scale per row for riffd's int8 kernel
+    # (`with_int8_recurrence`); empty: the float32 or bfloat16 weights above.
+    weight_hh_int8: tuple[PackedInt8, ...] = ()
 
     @classmethod
     def from_lstm(cls, lstm: torch.nn.LSTM) -> LstmSpec:
@@ -200,6 +204,30 @@ class LstmSpec:
         if not f32_matmul.max_rows() or not all(f32_matmul.fits(w) for w in weights):
             return self
         return dataclasses.replace(self, weight_hh_bf16=weights)
+
+    def with_int8_recurrence(self) -> LstmSpec:
+        """This LSTM with its step-by-step recurrent products on int8 weights (per-row scales, round to
+        nearest) through riffd's LSTM and int8 kernels, where they run; else `with_bfloat16_recurrence`.
+        A stream's step reads the recurrent weights once (8 MB a layer as bfloat16 for EnCodec 32 kHz,
+        from the L3 cache within a chunk, whose bandwidth bounds it; AVX-512 BF16's dot products did
+        not run it faster): int8 halves the bytes again. The LSTM stage as the daemon runs it, 12.2
+        against 19.1 ms per second of audio (2 threads of an AMD EPYC Zen 4), at 95.8 dB of float32's
+        audio (bfloat16's: 103.2; random/musicgen-small's codec; bar 60 dB,
+        tests/musicgen/test_streaming_codec.py)."""
+        from daemon.native import NativeUnavailable, int8_matvec
+        from daemon.native import lstm as lstm_kernel
+
+        packed = []
+        for weight in self.weight_hh:
+            scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+            codes = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+            try:
+                packed.append(int8_matvec.pack(codes, scales))
+            except NativeUnavailable:
+                return self.with_bfloat16_recurrence()
+        if not all(lstm_kernel.fits_int8(w) for w in packed):
+            return self.with_bfloat16_recurrence()
+        return dataclasses.replace(self, weight_hh_int8=tuple(packed))
 
     @functools.cached_property
     def input_products(self) -> tuple[PackedLinear, ...]:
@@ -550,7 +578,10 @@ class Lstm(Stage):
         for layer, product in enumerate(spec.input_products):
             gates_in = product(layer_in)  # [T, B, 4H]
             weights = spec.recurrent_weights(layer)
-            if lstm_kernel.fits(weights):
+            if spec.weight_hh_int8:
+                outs, c = lstm_kernel.lstm_steps_int8(gates_in, spec.weight_hh_int8[layer], self.h[layer], self.c[layer])
+                h = outs[-1]
+            elif lstm_kernel.fits(weights):
                 # One native call for the whole piece (lstm.c): PyTorch's per-step calls cost more
                 # in dispatch than the product itself.
                 outs, c = lstm_kernel.lstm_steps(gates_in, weights, self.h[layer], self.c[layer])

@@ -82,6 +82,13 @@ class MusicgenCodec:
                        for layer in self.plan.layers)
         return dataclasses.replace(self, plan=dataclasses.replace(self.plan, layers=layers))
 
+    def with_int8_lstm(self) -> MusicgenCodec:
+        """The same codec with its LSTM's per-frame recurrent products on int8 weights
+        (`LstmSpec.with_int8_recurrence`, bfloat16 where riffd's int8 kernel does not run): for
+        approximate engines, at >= 60 dB of the float32 stream (tests/musicgen/test_streaming_codec.py)."""
+        layers = tuple(layer.with_int8_recurrence() if isinstance(layer, LstmSpec) else layer for layer in self.plan.layers)
+        return dataclasses.replace(self, plan=dataclasses.replace(self.plan, layers=layers))
+
     def frames_for(self, samples: int) -> int:
         """Frames a stream needs before its audio up to `samples` is final."""
         frames = -(-(samples + self.lookahead_samples) // self.hop_length)
