@@ -215,8 +215,17 @@ int64_t riffd_sampling_state_bytes(void) { return STATE_BYTES; }
    row order). codes[r]: the code, or -1 where the margin does not decide it; then noise[r] holds
    the row's E, exactly, for PyTorch's race. Scratch: bits [vocab], work [3 * vocab]. Returns the
    rows left undecided. */
+static int64_t race_rows(const float *scores, int64_t rows, int64_t vocab, uint8_t *const *states, uint8_t *state,
+                         double slack, int64_t *codes, float *noise, uint64_t *bits, double *work);
+
 int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, uint8_t *const *states, double slack,
                             int64_t *codes, float *noise, uint64_t *bits, double *work) {
+    return race_rows(scores, rows, vocab, states, NULL, slack, codes, noise, bits, work);
+}
+
+/* riffd_sampling_race's rows, each with the state states[r], or all with `state` where states is NULL. */
+static int64_t race_rows(const float *scores, int64_t rows, int64_t vocab, uint8_t *const *states, uint8_t *state,
+                         double slack, int64_t *codes, float *noise, uint64_t *bits, double *work) {
     int64_t undecided = 0;
     twister t;
     const uint8_t *loaded = NULL;
@@ -224,10 +233,11 @@ int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, ui
     uint32_t *outputs = (uint32_t *)(work + 2 * vocab);
     for (int64_t r = 0; r < rows; r++) {
         const float *s = scores + r * vocab;
-        if (states[r] != loaded) {
+        const uint8_t *row_state = states != NULL ? states[r] : state;
+        if (row_state != loaded) {
             if (loaded != NULL) twister_store(&t, (uint8_t *)loaded);
-            twister_load(&t, states[r]);
-            loaded = states[r];
+            twister_load(&t, row_state);
+            loaded = row_state;
         }
         twister_bits53(&t, bits, outputs, vocab);
         int zero = 0;
@@ -278,14 +288,15 @@ int64_t riffd_sampling_race(const float *scores, int64_t rows, int64_t vocab, ui
 }
 
 /* riffd_sampling_scores then riffd_sampling_race in one call (a window's whole draw when no top-p cut
-   follows the top-k one): scores [rows][vocab] out, the rest as riffd_sampling_race. Returns -1, with
-   no generator moved, where a row's scores hold a NaN (then the caller takes PyTorch's path), else the
-   rows left undecided. */
+   follows the top-k one), every row from the one generator state `state` (a window's stream: the
+   caller passes its address, no array of them): scores [rows][vocab] out, the rest as
+   riffd_sampling_race. Returns -1, with no generator moved, where a row's scores hold a NaN (then the
+   caller takes PyTorch's path), else the rows left undecided. */
 int64_t riffd_sampling_draw(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
-                            float temperature, int64_t top_k, uint8_t *const *states, double slack, float *scores,
+                            float temperature, int64_t top_k, uint8_t *state, double slack, float *scores,
                             int64_t *codes, float *noise, uint64_t *bits, double *work) {
     /* the selection's [vocab] 32-bit keys lie in work's first vocab doubles, free until the race */
     if (riffd_sampling_scores(logits, rows, vocab, guided, guidance, temperature, top_k, scores, (float *)work))
         return -1;
-    return riffd_sampling_race(scores, rows, vocab, states, slack, codes, noise, bits, work);
+    return race_rows(scores, rows, vocab, NULL, state, slack, codes, noise, bits, work);
 }

@@ -7,6 +7,7 @@ import ctypes
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,8 +41,8 @@ def scores_into(out: torch.Tensor, logits: torch.Tensor, *, guided: bool, guidan
     library, not contiguous float32 CPU tensors, a NaN in the scores): then `out` means nothing."""
     function = _function()
     rows, vocab = out.shape
-    if (function is None or out.dtype != torch.float32 or logits.dtype != torch.float32 or out.device.type != "cpu"
-            or logits.device.type != "cpu" or not out.is_contiguous() or not logits.is_contiguous()
+    if (function is None or out.dtype != torch.float32 or logits.dtype != torch.float32 or not out.is_cpu
+            or not logits.is_cpu or not out.is_contiguous() or not logits.is_contiguous()
             or tuple(logits.shape) != ((2 * rows if guided else rows), vocab)):
         return False
     work = torch.empty(vocab, dtype=torch.float32)
@@ -64,7 +65,7 @@ def _race_functions() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr, ctypes._CFunc
     race_function.restype = _i64
     draw_function = loaded.riffd_sampling_draw
     draw_function.argtypes = [_ptr, _i64, _i64, ctypes.c_int, ctypes.c_float, ctypes.c_float, _i64, _ptr,
-                              ctypes.c_double, _ptr, _ptr, _ptr, _ptr, _ptr]
+                              ctypes.c_double, _ptr, _ptr, _ptr, _ptr, _ptr]  # one generator state for every row
     draw_function.restype = _i64
     exponentials.argtypes = [_ptr, _i64, _ptr]
     exponentials.restype = None
@@ -98,12 +99,39 @@ def _exponentials_differ(exponentials: ctypes._CFuncPtr, state_bytes: int) -> st
     return ""
 
 
+#: Codes tensors a thread's scratch makes at once for `draw` (one allocation, then views of its rows):
+#: a fresh torch.empty each step cost ~20 us with the caches cold from the native step's weights.
+CODES_AHEAD = 64
+
+
+class _Scratch:
+    """A thread's scratch for draws of `[rows, vocab]`, kept between steps: scores and noise, the race's
+    bits and work (with their addresses, read once), and codes tensors made ahead, each a row of its own
+    of one allocation (given away: nothing here holds a code tensor once it is handed out)."""
+
+    def __init__(self, rows: int, vocab: int) -> None:
+        self.rows = rows
+        self.scores = torch.empty((rows, vocab), dtype=torch.float32)
+        self.noise = torch.empty((rows, vocab), dtype=torch.float32)
+        self.bits = torch.empty(vocab, dtype=torch.int64)
+        self.work = torch.empty(3 * vocab, dtype=torch.float64)
+        self.addresses = (self.scores.data_ptr(), self.noise.data_ptr(), self.bits.data_ptr(), self.work.data_ptr())
+        self.spare_codes: list[tuple[torch.Tensor, int]] = []
+
+    def codes(self) -> tuple[torch.Tensor, int]:
+        """A fresh int64 tensor of `rows` codes and its address."""
+        if not self.spare_codes:
+            block = torch.empty((CODES_AHEAD, self.rows), dtype=torch.int64)
+            start, row_bytes = block.data_ptr(), self.rows * block.element_size()
+            self.spare_codes = [(row, start + i * row_bytes) for i, row in enumerate(block.unbind(0))][::-1]
+        return self.spare_codes.pop()
+
+
 class _Buffers(threading.local):
-    """A thread's scratch for the draw by `[rows, vocab]`, kept between steps: scores and noise, the race's
-    bits and work, the rows' state addresses (a step allocates only the codes it returns)."""
+    """A thread's `_Scratch` by `[rows, vocab]` and its array of state addresses by rows."""
 
     def __init__(self) -> None:
-        self.kept: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.kept: dict[tuple[int, int], _Scratch] = {}
         self.addresses: dict[int, ctypes.Array[ctypes.c_void_p]] = {}
 
     def pointers(self, rows: int) -> ctypes.Array[ctypes.c_void_p]:
@@ -115,18 +143,29 @@ class _Buffers(threading.local):
             array = self.addresses[rows] = (ctypes.c_void_p * rows)()
         return array
 
-    def get(self, rows: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        buffers = self.kept.get((rows, vocab))
-        if buffers is None:
+    def get(self, rows: int, vocab: int) -> _Scratch:
+        scratch = self.kept.get((rows, vocab))
+        if scratch is None:
             if len(self.kept) > 8:  # a few window shapes step on a thread; more is a change of model
                 self.kept.clear()
-            buffers = (torch.empty((rows, vocab), dtype=torch.float32), torch.empty((rows, vocab), dtype=torch.float32),
-                       torch.empty(vocab, dtype=torch.int64), torch.empty(3 * vocab, dtype=torch.float64))
-            self.kept[(rows, vocab)] = buffers
-        return buffers
+            scratch = self.kept[(rows, vocab)] = _Scratch(rows, vocab)
+        return scratch
 
 
 _buffers = _Buffers()
+
+#: The generators found to be CPU ones (torch.Generator.device makes a torch.device each time: ~20 us
+#: a step with the caches cold), weakly, so that a stream's generator goes when the stream does.
+_cpu_generators: weakref.WeakSet[torch.Generator] = weakref.WeakSet()
+
+
+def _on_cpu(generator: torch.Generator) -> bool:
+    if generator in _cpu_generators:
+        return True
+    if generator.device.type != "cpu":
+        return False
+    _cpu_generators.add(generator)
+    return True
 
 
 def _states(generators: Sequence[tuple[torch.Generator | None, int]], rows: int,
@@ -140,7 +179,7 @@ def _states(generators: Sequence[tuple[torch.Generator | None, int]], rows: int,
     start = 0
     for generator, count in generators:
         generator = torch.default_generator if generator is None else generator
-        if generator.device.type != "cpu" or start + count > rows:
+        if not _on_cpu(generator) or start + count > rows:
             return None
         if id(generator) not in states:
             states[id(generator)] = (generator, generator.get_state())
@@ -171,44 +210,46 @@ def race(scores: torch.Tensor, generators: Sequence[tuple[torch.Generator | None
     (guided, tempered, cut; no NaN). None where it cannot here (then nothing was drawn)."""
     functions = _race_functions()
     rows, vocab = scores.shape
-    if (functions is None or scores.dtype != torch.float32 or scores.device.type != "cpu"
-            or not scores.is_contiguous()):
+    if functions is None or scores.dtype != torch.float32 or not scores.is_cpu or not scores.is_contiguous():
         return None
-    return _raced(generators, rows, vocab, scores, lambda pointers, _, noise, codes, bits, work: functions[0](
-        scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise.data_ptr(), bits.data_ptr(),
-        work.data_ptr()))
-
-
-def draw(logits: torch.Tensor, generators: Sequence[tuple[torch.Generator | None, int]], *, guided: bool,
-         guidance_scale: float, temperature: float, top_k: int, slack: float = RACE_SLACK) -> torch.Tensor | None:
-    """`race` of `scores_into`'s scores of `logits` (`[2R, V]` guided, conditional rows first; else `[R, V]`)
-    in one native call: a window's whole draw where no top-p cut follows. None where it cannot here
-    (no library, other tensors, a NaN in the scores): then no generator moved."""
-    functions = _race_functions()
-    vocab = logits.shape[-1]
-    rows = logits.shape[0] // 2 if guided else logits.shape[0]
-    if (functions is None or logits.dtype != torch.float32 or logits.device.type != "cpu"
-            or not logits.is_contiguous() or logits.dim() != 2 or (guided and logits.shape[0] % 2)):
-        return None
-    return _raced(generators, rows, vocab, None, lambda pointers, scores, noise, codes, bits, work: functions[2](
-        logits.data_ptr(), rows, vocab, int(guided), guidance_scale, temperature, top_k, pointers, slack,
-        scores.data_ptr(), codes.data_ptr(), noise.data_ptr(), bits.data_ptr(), work.data_ptr()))
-
-
-def _raced(generators: Sequence[tuple[torch.Generator | None, int]], rows: int, vocab: int, scores: torch.Tensor | None,
-           native: Callable[[ctypes.Array[ctypes.c_void_p], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                             torch.Tensor], int]) -> torch.Tensor | None:
-    """`race`'s and `draw`'s common part: the rows' generator states bound, the thread's scratch, `native(pointers,
-    scores, noise, codes, bits, work)` (the rows left undecided, or < 0 where it drew nothing: NaN scores), then
-    the generators moved on and the undecided rows raced by PyTorch on `scores` (the scratch's where None)."""
     bound = _states(generators, rows)
     if bound is None:
         return None
     pointers, states = bound
-    scratch, noise, bits, work = _buffers.get(rows, vocab)
-    scores = scratch if scores is None else scores
+    scratch = _buffers.get(rows, vocab)
+    _, noise, bits, work = scratch.addresses
     codes = torch.empty(rows, dtype=torch.int64)
-    undecided = native(pointers, scores, noise, codes, bits, work)
+    undecided = functions[0](scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise, bits, work)
+    return _finish(codes, undecided, scores, scratch.noise, states)
+
+
+def draw(logits: torch.Tensor, generator: torch.Generator | None, *, guided: bool, guidance_scale: float,
+         temperature: float, top_k: int, slack: float = RACE_SLACK) -> torch.Tensor | None:
+    """`race` of `scores_into`'s scores of `logits` (`[2R, V]` guided, conditional rows first; else `[R, V]`)
+    in one native call, every row's exponentials from `generator` (None: torch's default one): a window's
+    whole draw where no top-p cut follows. None where it cannot here (no library, other tensors, a NaN in
+    the scores): then the generator did not move.
+
+    This runs once a step right after the native step has streamed its weights through the caches, where
+    each torch call costs tens of microseconds: it makes only the calls it needs (the scratch's addresses
+    are kept, the codes come from a block made ahead, the generator's device is looked at once)."""
+    functions = _race_functions()
+    if (functions is None or logits.dtype != torch.float32 or not logits.is_cpu or not logits.is_contiguous()
+            or logits.dim() != 2):
+        return None
+    shape = logits.shape
+    if guided and shape[0] % 2:
+        return None
+    rows, vocab = (shape[0] // 2 if guided else shape[0]), shape[1]
+    generator = torch.default_generator if generator is None else generator
+    if not _on_cpu(generator):
+        return None
+    state = generator.get_state()
+    scratch = _buffers.get(rows, vocab)
+    codes, codes_address = scratch.codes()
+    scores, noise, bits, work = scratch.addresses
+    undecided = functions[2](logits.data_ptr(), rows, vocab, int(guided), guidance_scale, temperature, top_k,
+                             state.data_ptr(), slack, scores, codes_address, noise, bits, work)
     if undecided < 0:
         return None
-    return _finish(codes, undecided, scores, noise, states)
+    return _finish(codes, undecided, scratch.scores, scratch.noise, [(generator, state)])

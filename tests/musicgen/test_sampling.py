@@ -205,7 +205,7 @@ def test_the_native_race_draws_pytorchs_codes_from_each_streams_generator():
         assert torch.equal(torch.default_generator.get_state(), after)
         assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(mine[:2], theirs[:2], strict=True))
         if not 0 < params.top_p < 1:  # each window's whole draw is one native call
-            assert native_sampling.draw(windows[0][0], [(torch.Generator(), 4)], guided=True,
+            assert native_sampling.draw(windows[0][0], torch.Generator(), guided=True,
                                         guidance_scale=windows[0][1], temperature=params.temperature,
                                         top_k=params.top_k) is not None
         # no margin: every row goes to PyTorch's race, on the E sampling.c drew (the fallback's own check)
@@ -214,6 +214,31 @@ def test_the_native_race_draws_pytorchs_codes_from_each_streams_generator():
         fallback = native_sampling.race(scores, [(once, 8)], slack=1.0)
         assert fallback is not None, "sampling.c's race did not run"  # the feature, not PyTorch's path
         assert torch.equal(fallback, native_sampling.race(scores, [(again, 8)]))
+
+
+def test_a_windows_native_draw_with_no_margin_and_its_codes_each_their_own():
+    """`native_sampling.draw` with no margin (every row PyTorch's race on the exponentials sampling.c drew)
+    draws PyTorch's codes and moves the generator as PyTorch does; its codes tensors, made ahead in one
+    block, are each a tensor of their own past the block's end (writing one changes no other)."""
+    from daemon.native import sampling as native_sampling
+
+    source = torch.Generator().manual_seed(21)
+    params = GenerationParams()
+    drawn = []
+    for step in range(native_sampling.CODES_AHEAD + 3):
+        logits = torch.randn((8, 2048), generator=source) * 4
+        mine, theirs = torch.Generator().manual_seed(step), torch.Generator().manual_seed(step)
+        codes = native_sampling.draw(logits, mine, guided=True, guidance_scale=3.0, temperature=params.temperature,
+                                     top_k=params.top_k, slack=1.0 if step % 2 else native_sampling.RACE_SLACK)
+        assert codes is not None, "sampling.c's draw did not run"
+        assert torch.equal(codes, _torch_codes([(logits, 3.0)], params, [theirs])), step
+        assert torch.equal(mine.get_state(), theirs.get_state()), step
+        drawn.append((codes, codes.clone()))
+    assert len({codes.data_ptr() for codes, _ in drawn}) == len(drawn)
+    for codes, _ in drawn:
+        codes.fill_(-5)
+        assert all(torch.equal(other, want) for other, want in drawn if other is not codes)
+        codes.copy_(next(want for other, want in drawn if other is codes))
 
 
 def test_the_native_race_leaves_a_zero_exponential_to_pytorch():

@@ -70,18 +70,18 @@ def guided_codes(windows: Sequence[tuple[torch.Tensor, float | None]], params: G
     `exponentials` (and each generator left where those leave it), to the bit. Where riffd's library
     runs, a window's guidance, cut, exponentials, softmax and race are one native call
     (`native_sampling.draw`; after a top-p cut, the scores' then `native_sampling.race` over all rows)."""
-    sizes = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
     if not 0 < params.top_p < 1:
         # No top-p: each window's whole draw is one native call (its rows are its own, so a window
         # that cannot, a NaN in its scores, takes PyTorch's path alone: the same codes).
         parts = []
-        for window, generator, rows in zip(windows, generators, sizes, strict=True):
+        for window, generator in zip(windows, generators, strict=True):
             logits, scale = window
-            codes = native_sampling.draw(logits, [(generator, rows)], guided=scale is not None,
+            codes = native_sampling.draw(logits, generator, guided=scale is not None,
                                          guidance_scale=scale if scale is not None else 1.0,
                                          temperature=params.temperature, top_k=params.top_k)
             parts.append(codes if codes is not None else _torch_codes([window], params, [generator]))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
+    sizes = [logits.shape[0] // 2 if scale is not None else logits.shape[0] for logits, scale in windows]
     scores = _native_scores(windows, params)
     if scores is not None:
         codes = native_sampling.race(scores, list(zip(generators, sizes, strict=True)))
