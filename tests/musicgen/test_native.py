@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from daemon.models.musicgen.agreement import compare
 from daemon.models.musicgen.conditioning import build_conditioning
@@ -270,6 +271,39 @@ def test_lstm_int8_kernel_equals_float64_math_on_its_codes():
         assert (got_c.double() - want_c).abs().max() <= 1e-4
     with pytest.raises(ValueError, match="lstm_steps_int8"):
         lstm.lstm_steps_int8(gates, packed, h[:, :-1], c)
+
+
+def test_conv_taps_kernel_matches_float64_math_and_the_codec_takes_it(monkeypatch):
+    """conv_taps.c on this build's branch (the codec's convolutions of few outputs) against float64
+    maths: one to four outputs, dilation, lengths that are not whole blocks of outputs, a batch; and
+    a codec convolution of one output runs it, pushed whole or in pieces with the same samples."""
+    from daemon.models.musicgen.encodec_stages import Conv, ConvSpec
+    from daemon.native import conv_taps
+
+    if not conv_taps.channel_multiple():
+        pytest.skip("riffd's kernels do not run here")
+    generator = torch.Generator().manual_seed(7)
+    channels = 4 * conv_taps.channel_multiple()
+    for out, kernel, dilation, n in ((1, 7, 1, 1000), (2, 3, 2, 37), (4, 1, 1, 5), (3, 5, 3, 1)):
+        weight, bias = torch.randn(out, channels, kernel, generator=generator), torch.randn(out, generator=generator)
+        x = torch.randn(2, n + (kernel - 1) * dilation, channels, generator=generator)
+        got = conv_taps.conv(x, weight.permute(0, 2, 1).contiguous(), bias, dilation)
+        want = F.conv1d(x.transpose(1, 2).double(), weight.double(), bias.double(), dilation=dilation).transpose(1, 2)
+        # float32 sums of kernel * channels products of ~1: rounding well under 1e-5 of their size
+        assert got.shape == want.shape and (got.double() - want).abs().max() <= 1e-5 * (kernel * channels) ** 0.5
+    spec = ConvSpec(torch.randn(1, channels, 7, generator=generator), torch.randn(1, generator=generator), 1, 3, 3,
+                    "reflect")
+    assert spec.tap_major is not None
+    x = torch.randn(1, 300, channels, generator=generator)
+    ran = []
+    real = conv_taps.conv
+    monkeypatch.setattr(conv_taps, "conv", lambda *args: ran.append(1) or real(*args))
+    whole, pieces = Conv(spec, 1), Conv(spec, 1)
+    one = torch.cat([whole.push(x), whole.flush()], dim=1)
+    parts = [pieces.push(x[:, i:i + size]) for i, size in ((0, 2), (2, 5), (7, 1), (8, 200), (208, 92))]
+    assert ran and torch.equal(one, torch.cat([*parts, pieces.flush()], dim=1))
+    reference = F.conv1d(F.pad(x.transpose(1, 2), (3, 3), "reflect"), spec.weight, spec.bias).transpose(1, 2)
+    assert (one - reference).abs().max() <= 1e-4
 
 
 def test_native_elu_matches_float64_math_and_the_codec_takes_it(monkeypatch):
