@@ -101,7 +101,7 @@ int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, 
    bits of E and the state after) and keeps PyTorch's path where it differs.
 
    Every E is made (the generator moves exactly as torch's call moves it), but the logarithm only
-   where the score is finite: top-k leaves 250 of 2048. The softmax is not computed as PyTorch's
+   where the score is finite (top-k leaves 250 of 2048) and the code could win (race_rows' bounds). The softmax is not computed as PyTorch's
    vector kernels compute it (their exp's bits are theirs): each candidate's p / E is computed in
    double, and the row's winner taken only when it beats every other code by more than PyTorch's
    float rounding can move either (`slack`, a relative bound, plus the subnormal floor); otherwise
@@ -257,23 +257,44 @@ static int64_t race_rows(const float *scores, int64_t rows, int64_t vocab, uint8
         /* The winner in double: p[v] / E[v] up to the softmax's common 1 / sum. PyTorch's p[v] / E[v]
            is that ratio / sum times (1 + d), |d| <= slack * (|x| + 1) with x = s[v] - top (its float
            subtraction scales exp's error by |x|), plus 2^-149 / E[v] at most where p underflows to a
-           subnormal. The winner must beat every other code by both (a cut code's p is 0 exactly). */
-        int64_t best = -1;
+           subnormal. The winner must beat every other code by both (a cut code's p is 0 exactly).
+           The logarithms go only to the codes that might: u <= E <= u / (1 - u) (E = -log(1 - u), and
+           the float E within 2^-24 of it, so both bounds widened by 2^-23) bounds each ratio without
+           one; the best lower bound, less the widest margin, is a threshold the winner's floor
+           reaches, so a code whose ceiling stays under it (with E at its least) neither wins nor
+           comes close, and only the others (a handful of 250) take their exact E. */
+        int64_t best = -1, finalists = 0;
         double best_ratio = -1.0, best_floor = 0.0, total = 0.0;
         if (!zero && isfinite(top)) {
+            double *weight = ceiling, *most_inverse = inverse; /* until a code's exact E replaces them */
+            double low = 0.0, widest = 0.0;
             for (int64_t k = 0; k < count; k++) {
                 const uint32_t v = kept[k];
-                double x = (double)s[v] - (double)top, weight = exp(x);
-                total += weight;
-                inverse[k] = 1.0 / (double)exponential_of(bits[v]);
-                double ratio = weight * inverse[k], bound = slack * (fabs(x) + 1.0);
-                ceiling[k] = ratio * (1.0 + bound);
-                if (ratio > best_ratio) best_ratio = ratio, best = k, best_floor = ratio * (1.0 - bound);
+                const double x = (double)s[v] - (double)top, u = (double)bits[v] * 0x1p-53;
+                weight[k] = exp(x);
+                total += weight[k];
+                most_inverse[k] = (1.0 + 0x1p-23) / u;
+                const double least = weight[k] * ((1.0 - u) / u) * (1.0 - 0x1p-23);
+                low = least > low ? least : low;
+                const double bound = slack * (fabs(x) + 1.0);
+                widest = bound > widest ? bound : widest;
+            }
+            const double threshold = low * (1.0 - widest), tiny = ldexp(1.0, -148) * total;
+            for (int64_t k = 0; k < count; k++) {
+                const uint32_t v = kept[k];
+                const double bound = slack * (fabs((double)s[v] - (double)top) + 1.0);
+                if (weight[k] * most_inverse[k] * (1.0 + bound) + tiny * most_inverse[k] < threshold) continue;
+                /* a finalist: its exact ratio, packed to the front (f <= k: read before written) */
+                const double w = weight[k], exact_inverse = 1.0 / (double)exponential_of(bits[v]);
+                const double ratio = w * exact_inverse;
+                const int64_t f = finalists++;
+                kept[f] = v, inverse[f] = exact_inverse, ceiling[f] = ratio * (1.0 + bound);
+                if (ratio > best_ratio) best_ratio = ratio, best = f, best_floor = ratio * (1.0 - bound);
             }
         }
         int decided = best >= 0 && best_ratio / total > 1e-30 && best_floor > 0.0;
         const double tiny = ldexp(1.0, -148) * total;
-        for (int64_t k = 0; k < count && decided; k++)
+        for (int64_t k = 0; k < finalists && decided; k++)
             decided &= k == best || ceiling[k] + tiny * inverse[k] < best_floor;
         if (decided) {
             codes[r] = kept[best];
