@@ -599,6 +599,30 @@ void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t
                               const float *scale, float *y, int64_t n, int threads) {
     matvec_rows(x, m, k, packed, row_sums, scale, y, n, threads, 1, 1);
 }
+
+/* A decode step's product in pieces, for a pool region that does more than the product
+   (decoder_step.c: a head's query outputs and then its attention, one item of one region): the rows
+   quantised once on the calling thread, as matvec_rows quantises a decode step's rows, then any
+   whole blocks of outputs on any thread, each block as blocks() computes it. The same bits as
+   riffd_int8_matvec / riffd_int8a8_matvec. The prepared rows: their codes, then their scales. */
+int64_t riffd_int8_prepared_bytes(const riffd_int8 *w, int64_t rows) {
+    if (w->int4_group || rows < 1 || rows > ROWS_PER_READ || w->cols % COL_MULTIPLE || w->cols > MAX_K) return 0;
+    return rows * (w->act8 ? w->cols : 2 * w->cols) + (int64_t)sizeof(float) * rows;
+}
+
+void riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared) {
+    const int64_t row_bytes = w->act8 ? w->cols : 2 * w->cols;
+    quantize_job quantize = {x, w->cols, prepared, (float *)(void *)(prepared + rows * row_bytes), (int)w->act8};
+    quantize_rows(&quantize, 0, rows);
+}
+
+void riffd_int8_outputs(const riffd_int8 *w, const uint8_t *prepared, int64_t rows, int64_t first, int64_t count,
+                        float *y) {
+    const int64_t row_bytes = w->act8 ? w->cols : 2 * w->cols;
+    blocks_job job = {prepared, (int)rows, w->cols, w->packed, w->row_sums, w->scales,
+                      (const float *)(const void *)(prepared + rows * row_bytes), y, w->rows, (int)w->act8, 0, 0};
+    blocks(&job, first / BLOCK_ROWS, (first + count) / BLOCK_ROWS);
+}
 #else
 /* Built for a CPU without AVX2: the caller uses PyTorch's int8 kernel instead. */
 int riffd_int8_supported(void) { return 0; }
@@ -619,5 +643,13 @@ void riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *
 void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                               const float *scale, float *y, int64_t n, int threads) {
     riffd_int8_matvec(x, m, k, packed, row_sums, scale, y, n, threads);
+}
+int64_t riffd_int8_prepared_bytes(const riffd_int8 *w, int64_t rows) { (void)w; (void)rows; return 0; }
+void riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared) {
+    (void)w; (void)x; (void)rows; (void)prepared;
+}
+void riffd_int8_outputs(const riffd_int8 *w, const uint8_t *prepared, int64_t rows, int64_t first, int64_t count,
+                        float *y) {
+    (void)w; (void)prepared; (void)rows; (void)first; (void)count; (void)y;
 }
 #endif

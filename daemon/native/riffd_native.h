@@ -112,6 +112,15 @@ void riffd_int8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *
                             const float *scale, float *y, int64_t n, int threads);
 void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,
                               const float *scale, float *y, int64_t n, int threads);
+/* A decode step's int8 product in pieces (int8_matvec.c): prepared_bytes is 0 where w cannot go so (int4
+   weights, too many rows); prepare quantises the rows into that many bytes; outputs computes outputs
+   [first, first + count) of every row into y [rows][w->rows] (multiples of riffd_int8_block_rows()),
+   the same bits as the whole product. */
+int riffd_int8_block_rows(void);
+int64_t riffd_int8_prepared_bytes(const riffd_int8 *w, int64_t rows);
+void riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared);
+void riffd_int8_outputs(const riffd_int8 *w, const uint8_t *prepared, int64_t rows, int64_t first, int64_t count,
+                        float *y);
 
 #ifdef RIFFD_KERNELS
 /* attention.c */

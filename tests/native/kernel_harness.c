@@ -279,6 +279,13 @@ void __wrap_riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const
     __real_riffd_int8a8_matvec_gelu(x, m, k, packed, row_sums, scale, y, n, threads);
 }
 
+/* A product the step runs in pieces (decoder_step.c's fused regions) quantises its rows here first. */
+void __real_riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared);
+void __wrap_riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared) {
+    record(x, rows, w->cols);
+    __real_riffd_int8_prepare(w, x, rows, prepared);
+}
+
 /* The next recorded product's activations while replaying (NULL otherwise); they must have this shape. */
 static const float *next_seen(int64_t m, int64_t k) {
     if (!replaying) return NULL;
@@ -626,7 +633,10 @@ static void check_sampling(int guided, float guidance, float temperature, int64_
 
 /* ---- the whole decoder step against a reference step in double ---- */
 
-enum { BATCH = 4, HIDDEN = 64, HEADS = 4, HEAD_DIM = 16, FFN = 256, LAYERS = 2, CROSS = 7, VOCAB_ROWS = 256 };
+/* HEAD_DIM 32: a whole number of every branch's int8 blocks (8-32 outputs), so that the step runs its
+   cross query product fused with the cross-attention (decoder_step.c's fused regions) on each;
+   the int4 projections take the separate path. */
+enum { BATCH = 4, HIDDEN = 128, HEADS = 4, HEAD_DIM = 32, FFN = 256, LAYERS = 2, CROSS = 7, VOCAB_ROWS = 256 };
 #define POSITIONS 12
 
 typedef struct {
