@@ -378,6 +378,16 @@ static void cross_attention_layer(attention_job *job, int64_t n, int threads) {
         riffd_parallel(n * heads, heads, threads, cross_attention, job);
 }
 
+/* Asks for the lines of [start, start + bytes) to come into the cache (into L2 on Zen 4). */
+static void prefetch_bytes(const void *start, size_t bytes) {
+    const char *line = (const char *)((uintptr_t)start & ~(uintptr_t)63), *end = (const char *)start + bytes;
+    for (; line < end; line += 64) __builtin_prefetch(line, 0, 2);
+}
+
+#ifndef FUSED_PREFETCH
+#define FUSED_PREFETCH 1
+#endif
+
 /* A projection whose outputs feed attention head by head, and that attention, in one pool region:
    item h computes head h's query outputs of every row (int8_matvec.c's product in pieces: the rows
    quantised once before the region) and then that head's attention. Each output block and each
@@ -392,6 +402,7 @@ typedef struct {
     const riffd_int8 *w;
     const uint8_t *prepared;
     int64_t rows;
+    int64_t live; /* self: rows from here on store their keys and values only (the last layer's keys-only rows) */
 } fused_job;
 
 static void cross_fused(void *ctx, int64_t begin, int64_t end) {
@@ -399,6 +410,16 @@ static void cross_fused(void *ctx, int64_t begin, int64_t end) {
     const attention_job *j = f->attention;
     const int64_t hd = j->m->head_dim;
     for (int64_t h = begin; h < end; h++) {
+        if (FUSED_PREFETCH)
+            for (int64_t r = 0; r < f->rows; r++) {
+                const riffd_row *row = &j->rows[r];
+                const riffd_row_cache *cache = &row->layer[j->layer];
+                const size_t bytes = (size_t)(row->cross_len * hd) * sizeof(float);
+                if (cache->cross_keys) {
+                    prefetch_bytes(cache->cross_keys + h * row->cross_len * hd, bytes);
+                    prefetch_bytes(cache->cross_values + h * row->cross_len * hd, bytes);
+                }
+            }
         riffd_int8_outputs(f->w, f->prepared, f->rows, h * hd, hd, (float *)j->q);
         for (int64_t r = 0; r < f->rows; r++) cross_task(j, r, h);
     }
@@ -420,8 +441,75 @@ static void cross_layer(attention_job *job, const riffd_int8 *w, const float *no
         return;
     }
     riffd_int8_prepare(w, normed, rows, prepared);
-    fused_job fused = {job, w, prepared, rows};
+    fused_job fused = {job, w, prepared, rows, rows};
     riffd_parallel(job->m->heads, 1, threads, cross_fused, &fused);
+}
+
+/* Row r's slots of head h before its position, and their scales (what self_attend reads besides the
+   slot this step stores): asked for before the head's product, so that they arrive while it streams
+   its weights. */
+static void prefetch_slots(const attention_job *j, int64_t r, int64_t h) {
+    const int64_t hd = j->m->head_dim;
+    const riffd_row *row = &j->rows[r];
+    const riffd_row_cache *cache = &row->layer[j->layer];
+    const int64_t length = row->position;
+    if (row->kv_bits == 4) { /* kv_cache.py's layout, as self_store and self_attend read it */
+        const int64_t head8 = row->kv_int8_positions, early = length < head8 ? length : head8, late = length - early;
+        const size_t stride = (size_t)(row->max_positions + head8) * ((size_t)hd / 2);
+        const size_t entries = (size_t)(row->max_positions + head8);
+        const uint8_t *slots[2] = {(const uint8_t *)cache->keys + h * stride, (const uint8_t *)cache->values + h * stride};
+        const uint16_t *scales[2] = {(const uint16_t *)cache->key_scales + h * entries,
+                                     (const uint16_t *)cache->value_scales + h * entries};
+        for (int i = 0; i < 2; i++) {
+            prefetch_bytes(slots[i], (size_t)(early * hd));
+            prefetch_bytes(scales[i], (size_t)(2 * early) * sizeof(uint16_t));
+            if (late > 0) {
+                prefetch_bytes(slots[i] + head8 * hd, (size_t)(late * hd / 2));
+                prefetch_bytes(scales[i] + 2 * head8, (size_t)late * sizeof(uint16_t));
+            }
+        }
+        return;
+    }
+    const size_t first = (size_t)(h * row->max_positions);
+    prefetch_bytes(cache->keys + first * hd, (size_t)(length * hd));
+    prefetch_bytes(cache->values + first * hd, (size_t)(length * hd));
+    prefetch_bytes((const float *)cache->key_scales + first, (size_t)length * sizeof(float));
+    prefetch_bytes((const float *)cache->value_scales + first, (size_t)length * sizeof(float));
+}
+
+/* Self-attention likewise with the qkv product: item h computes head h's query, key and value
+   outputs of every row, stores the keys-only rows' key and value, then runs self_task for each of the
+   job's groups at head h. A head's item is then its product (192 KB of weights in musicgen-small)
+   and every group's attention at that head: where the attention is long (a riding step: a window at
+   ~1400 positions and the next one's rows at 300), the items are large and the region's end waits
+   for one of them, where separate regions hand out the attention in chunks cut by cost
+   (self_chunks). So a step fuses only while a head's attention costs (task_cost, summed over the
+   groups) at most FUSE_SELF_COST: a lone guided stream at any position of a 1500-frame window
+   (two groups of ~364 + position), not a riding step (four groups). Zen 4, 2 threads, bench.step_ab
+   against separate regions: a lone stream 0.98x at position 100 and 0.97-0.99x at 1400; a riding step
+   at 1400 + 300 not faster (0.97-1.11x under the other helpers' load). */
+#ifndef FUSE_SELF_COST
+#define FUSE_SELF_COST 4000
+#endif
+
+static int64_t self_cost(const riffd_row *rows, const row_groups *groups) {
+    int64_t cost = 0;
+    for (int64_t g = 0; g < groups->count; g++) cost += group_cost(rows, groups, g);
+    return cost;
+}
+
+static void self_fused(void *ctx, int64_t begin, int64_t end) {
+    const fused_job *f = ctx;
+    const attention_job *j = f->attention;
+    const int64_t hidden = j->m->hidden, heads = j->m->heads, hd = j->m->head_dim;
+    for (int64_t h = begin; h < end; h++) {
+        if (FUSED_PREFETCH)
+            for (int64_t i = 0; i < j->groups->first[j->groups->count]; i++) prefetch_slots(j, j->groups->order[i], h);
+        for (int64_t part = 0; part < 3; part++) /* query, key, value */
+            riffd_int8_outputs(f->w, f->prepared, f->rows, part * hidden + h * hd, hd, (float *)j->q);
+        for (int64_t r = f->live; r < f->rows; r++) self_store(j, r, h);
+        for (int64_t g = 0; g < j->groups->count; g++) self_task(j, g * heads + h);
+    }
 }
 
 /* x [n][hidden]: each row's embedded input (position included), overwritten; writes each layer's
@@ -453,13 +541,13 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
     /* the last layer's attention tasks: the rows with logits only, balanced among themselves */
     group_rows(rows, logit_rows, last_order, last_group_first, &last_groups);
     const int64_t last_chunks = logit_rows < n ? self_chunks(rows, &last_groups, heads, threads, last_first) : chunks;
+    const int fuse_self = self_cost(rows, &groups) <= FUSE_SELF_COST; /* self_fused */
 
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
         const int64_t live = l == m->layers - 1 ? logit_rows : n; /* the rows this layer carries past its keys and values */
 
         PHASE(PHASE_NORM, layer_norm(x, &layer->self_norm, m->eps, n, hidden, normed));
-        PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
         /* Each task stores its head's new keys and values first (a serial loop before: 0.5 ms of a
            step of 8 rows), a group's rows' (group_rows) all before any of them attends; tasks go out
            in cost-balanced chunks (self_chunks). The norms stay serial, and so does GELU where fc1's
@@ -468,10 +556,18 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
            rows), each region a chance to wait on a descheduled worker. */
         attention_job job = {m, rows, l, qkv, scores, each, attn, live < n ? last_first : chunk_first,
                              live < n ? &last_groups : &groups};
-        if (live < n) /* keys-only rows' last keys and values: a store each head (~0.1 us), on this thread */
-            PHASE(PHASE_SELF, store_only(&job, live, n));
+        if (fuse_self && fused_bytes(m, &layer->qkv, n)) { /* the qkv product and the attention in one region */
+            riffd_int8_prepare(&layer->qkv, normed, n, prepared);
+            fused_job fused = {&job, &layer->qkv, prepared, n, live};
+            PHASE(PHASE_QKV, riffd_parallel(heads, 1, threads, self_fused, &fused));
+        } else {
+            PHASE(PHASE_QKV, project(normed, n, &layer->qkv, qkv, threads));
+            if (live < n) /* keys-only rows' last keys and values: a store each head (~0.1 us), on this thread */
+                PHASE(PHASE_SELF, store_only(&job, live, n));
+            if (live > 0)
+                PHASE(PHASE_SELF, riffd_parallel(live < n ? last_chunks : chunks, 1, threads, self_attention, &job));
+        }
         if (live == 0) continue;
-        PHASE(PHASE_SELF, riffd_parallel(live < n ? last_chunks : chunks, 1, threads, self_attention, &job));
         PHASE(PHASE_SELF_OUT, project(attn, live, &layer->self_out, delta, threads));
         PHASE(PHASE_RESIDUAL, add_into(x, delta, live * hidden));
 

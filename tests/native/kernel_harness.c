@@ -634,7 +634,7 @@ static void check_sampling(int guided, float guidance, float temperature, int64_
 /* ---- the whole decoder step against a reference step in double ---- */
 
 /* HEAD_DIM 32: a whole number of every branch's int8 blocks (8-32 outputs), so that the step runs its
-   cross query product fused with the cross-attention (decoder_step.c's fused regions) on each;
+   qkv and cross query products fused with their attention (decoder_step.c's fused regions) on each;
    the int4 projections take the separate path. */
 enum { BATCH = 4, HIDDEN = 128, HEADS = 4, HEAD_DIM = 32, FFN = 256, LAYERS = 2, CROSS = 7, VOCAB_ROWS = 256 };
 #define POSITIONS 12
