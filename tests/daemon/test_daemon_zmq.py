@@ -220,10 +220,13 @@ def test_cancel_stops_the_real_engine_mid_render(debug_daemon: DaemonThread) -> 
         control.cancel("real-cancel")
         rest = list(stream)
         assert isinstance(rest[-1], Error) and rest[-1].code == "cancelled"
-        # It stopped early: far fewer steps than the render has, and nothing was saved.
+        # It stopped early: far fewer steps than the render has, and nothing was saved. Chunks
+        # stream while a render runs, so some may come between the progress and the cancel
+        # taking effect; together they must be far short of the render's audio.
         last = [e for e in rest if isinstance(e, Progress)]
         assert not last or last[-1].done < progress.total // 2
-        assert not any(isinstance(e, Chunk) for e in rest)
+        streamed_s = sum(e.frames / e.sample_rate for e in rest if isinstance(e, Chunk))
+        assert streamed_s < 60.0
         assert client.status().running == 0
     assert not (debug_daemon.config.out_dir / "real-cancel.wav").exists()
 
