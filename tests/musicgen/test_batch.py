@@ -395,3 +395,33 @@ def test_a_job_waiting_for_its_first_audio_goes_before_the_codec_work_of_jobs_at
     joining.close()
     alone = list(decoder_columns(model.engine.decoder, model.bundle, cond, None, 20, params, seeded_rng(1)))
     assert torch.equal(torch.stack(made), torch.stack(alone))
+
+
+def test_a_shared_step_runs_in_inference_mode_and_leaves_it_after(load_preset, monkeypatch):
+    """The shared step holds torch's inference mode (batch.py enters its guard directly) around the
+    decoder's step and the sampling, and leaves it when the step ends."""
+    from daemon.models.musicgen import batch as batch_module
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.seeds import seeded_rng
+
+    model = _model(load_preset, "debug/musicgen", "float32")
+    assert model.batch is not None
+    cond = build_conditioning(model.bundle, ["a drone"], guidance_scale=3.0)
+    seen: list[tuple[str, bool]] = []
+    step_streams, next_columns = model.batch.decoder.step_streams, batch_module.next_columns
+
+    def stepping(*args, **kwargs):
+        seen.append(("step", torch.is_inference_mode_enabled()))
+        return step_streams(*args, **kwargs)
+
+    def sampling(*args, **kwargs):
+        seen.append(("sample", torch.is_inference_mode_enabled()))
+        return next_columns(*args, **kwargs)
+
+    monkeypatch.setattr(model.batch.decoder, "step_streams", stepping)
+    monkeypatch.setattr(batch_module, "next_columns", sampling)
+    columns = model.batch.columns(model.bundle, cond, None, 5, GenerationParams(duration_s=1.0, seed=1),
+                                  seeded_rng(1), label="mode")
+    for _ in columns:
+        assert not torch.is_inference_mode_enabled()  # left again before the column comes out
+    assert seen and all(on for _, on in seen) and {part for part, _ in seen} == {"step", "sample"}
