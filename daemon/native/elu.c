@@ -41,8 +41,53 @@ void riffd_elu(const float *x, float *y, int64_t n, float alpha, int threads) {
     elu_job job = {x, y, alpha};
     riffd_parallel(n, ELU_GRAIN, threads, elu_range, &job);
 }
+
+/* ELU of one row of `cols` values (a multiple of VL) into y: the vector path of elu_range, so the
+   same bits. */
+static inline void elu_row(const float *x, float *y, int64_t cols, float alpha_value) {
+    const vf alpha = vf_set1(alpha_value), one = vf_set1(1.0f), zero = vf_zero();
+    for (int64_t i = 0; i < cols; i += VL) {
+        vf v = vf_load(x + i);
+        vf_store(y + i, vf_fmadd(alpha, vf_sub(exp_v(vf_min(v, zero)), one), vf_max(v, zero)));
+    }
+}
+
+typedef struct {
+    const float *x, *last;
+    float *pairs;
+    int64_t cols;
+    float alpha;
+} elu_pairs_job;
+
+/* Rows [begin, end): row t's right half is elu(x[t]), written once and copied into row t + 1's left
+   half; row begin's left half is elu(x[begin - 1]) (or `last`), made here. */
+static void elu_pairs_range(void *ctx, int64_t begin, int64_t end) {
+    const elu_pairs_job *j = ctx;
+    const int64_t cols = j->cols;
+    float *first_left = j->pairs + begin * 2 * cols;
+    if (begin) elu_row(j->x + (begin - 1) * cols, first_left, cols, j->alpha);
+    else for (int64_t i = 0; i < cols; i++) first_left[i] = j->last[i];
+    for (int64_t t = begin; t < end; t++) {
+        float *right = j->pairs + t * 2 * cols + cols;
+        elu_row(j->x + t * cols, right, cols, j->alpha);
+        if (t + 1 < end) for (int64_t i = 0; i < cols; i += VL) vf_store(right + cols + i, vf_load(right + i));
+    }
+}
+
+/* pairs [n][2 * cols]: row t is elu(x[t - 1]) then elu(x[t]), x [n][cols] (cols % VL == 0), the row
+   before x[0] given as `last` (its ELU already taken). A transposed convolution's input pairs
+   (encodec_stages.ConvTranspose) straight from the ELU before it: one pass, on the pool. */
+void riffd_elu_pairs(const float *x, int64_t n, int64_t cols, const float *last, float alpha, float *pairs,
+                     int threads) {
+    elu_pairs_job job = {x, last, pairs, cols, alpha};
+    riffd_parallel(n, (ELU_GRAIN + 2 * cols - 1) / (2 * cols), threads, elu_pairs_range, &job);
+}
 #else
 void riffd_elu(const float *x, float *y, int64_t n, float alpha, int threads) {
     (void)x; (void)y; (void)n; (void)alpha; (void)threads;
+}
+void riffd_elu_pairs(const float *x, int64_t n, int64_t cols, const float *last, float alpha, float *pairs,
+                     int threads) {
+    (void)x; (void)n; (void)cols; (void)last; (void)alpha; (void)pairs; (void)threads;
 }
 #endif

@@ -15,6 +15,9 @@ def _library() -> ctypes.CDLL:
     loaded = kernels()
     loaded.riffd_elu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int]
     loaded.riffd_elu.restype = None
+    loaded.riffd_elu_pairs.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float,
+                                       ctypes.c_void_p, ctypes.c_int]
+    loaded.riffd_elu_pairs.restype = None
     return loaded
 
 
@@ -47,3 +50,25 @@ def elu(x: torch.Tensor, alpha: float, *, out: torch.Tensor | None = None) -> to
     # ctypes releases the GIL for the call.
     _library().riffd_elu(x.data_ptr(), out.data_ptr(), x.numel(), alpha, 1)
     return out
+
+
+#: Columns `elu_pairs` takes are multiples of this (the kernels' widest vector; any branch's divides it).
+PAIRS_COL_MULTIPLE = 16
+
+
+def elu_pairs(x: torch.Tensor, last: torch.Tensor, alpha: float) -> torch.Tensor:
+    """`[B, n, 2 * C]` from `x` `[B, n, C]` and `last` `[B, 1, C]`: row t is elu(x[t - 1]) then elu(x[t]),
+    the row before x[0] being `last` as it is (an ELU output already); every ELU the bits `elu` gives.
+    `x` must fit, C a multiple of PAIRS_COL_MULTIPLE, n >= 1."""
+    batch, n, cols = x.shape
+    if not fits(x) or cols % PAIRS_COL_MULTIPLE or not n or last.shape != (batch, 1, cols) or last.dtype != torch.float32:
+        raise ValueError(f"elu_pairs takes contiguous float32 [B, n, C % {PAIRS_COL_MULTIPLE}] on the CPU, got "
+                         f"{tuple(x.shape)} {x.dtype} and last {tuple(last.shape)}")
+    last = last.contiguous()
+    pairs = x.new_empty((batch, n, 2 * cols))
+    for b in range(batch):
+        # On the pool (torch's thread count), unlike `elu`: the pairs feed a product at once, and
+        # there is no OpenMP thread to wake for the copies it replaces. ctypes releases the GIL.
+        _library().riffd_elu_pairs(x[b].data_ptr(), n, cols, last[b].data_ptr(), alpha, pairs[b].data_ptr(),
+                                   torch.get_num_threads())
+    return pairs

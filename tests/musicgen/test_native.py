@@ -325,6 +325,37 @@ def test_native_elu_matches_float64_math_and_the_codec_takes_it(monkeypatch):
     assert ran == [x.numel()]
 
 
+def test_native_elu_pairs_are_elu_bits_and_the_codec_takes_them(monkeypatch):
+    """elu.c's pairs (a transposed convolution's inputs, the ELU before it taken on the way): row t
+    is elu(x[t - 1]) then elu(x[t]), the bits `elu` gives, across the pool's row ranges; and a codec
+    chain of an ELU and a transposed convolution makes its pairs so, with the samples it had made."""
+    from daemon.models.musicgen.encodec_stages import Chain, ConvTransposeSpec, EluSpec
+    from daemon.native import elu
+
+    if not elu.available():
+        pytest.skip("riffd's kernels do not run here")
+    generator = torch.Generator().manual_seed(8)
+    for batch, n, cols in ((1, 1, 16), (2, 25, 1024), (1, 4000, 128), (2, 3, 48)):
+        x, last = torch.randn(batch, n, cols, generator=generator) * 3, torch.randn(batch, 1, cols, generator=generator)
+        made = elu.elu(x, 1.0)
+        want = torch.cat([torch.cat([last, made[:, :-1]], dim=1), made], dim=2)
+        assert torch.equal(elu.elu_pairs(x, last, 1.0), want)
+    spec = ConvTransposeSpec.from_weight(torch.randn(32, 16, 8, generator=generator), torch.randn(16, generator=generator),
+                                         4, 2, 2)
+    x = torch.randn(1, 32, 40, generator=generator)  # channel-major, as a chain takes it
+    fused, alone = Chain((EluSpec(1.0), spec), x, 1, 32), Chain((spec,), x, 1, 32)
+    assert fused.stages[0].passes_on and fused.stages[1].elu_alpha == 1.0 and alone.stages[0].elu_alpha is None
+    ran = []
+    real = elu.elu_pairs
+    monkeypatch.setattr(elu, "elu_pairs", lambda *args: ran.append(1) or real(*args))
+    # The same transposed convolution fed riffd's ELU of the same inputs, the ELU as a pass of its own.
+    made = elu.elu(x.transpose(1, 2).contiguous(), 1.0).transpose(1, 2)
+    pieces = ((0, 3), (3, 1), (4, 36))
+    got = [fused.push(x[..., i:i + size]) for i, size in pieces] + [fused.flush()]
+    want = [alone.push(made[..., i:i + size]) for i, size in pieces] + [alone.flush()]
+    assert ran and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 def test_native_gelu_matches_torch():
     from daemon.native.decoder_step import functions
 

@@ -508,6 +508,9 @@ class ConvTranspose(Stage):
         self.last = spec.matrix.new_zeros((batch, 1, spec.in_channels))  # time-major
         self.skip = spec.pad_left  # left-trim outputs not yet dropped
         self.started = False
+        # The ELU before this layer, taken here as the input pairs are made (`Chain` sets it where the
+        # Elu stage before passes its inputs on): `last` is then that ELU's output, as without it.
+        self.elu_alpha: float | None = None
 
     def _drop_left(self, y: torch.Tensor) -> torch.Tensor:
         drop = min(self.skip, y.shape[1])
@@ -525,6 +528,17 @@ class ConvTranspose(Stage):
         if not x.shape[1]:
             return self.empty()
         batch, n, inputs = x.shape
+        if self.elu_alpha is not None:
+            from daemon.native import elu
+
+            if elu.fits(x) and inputs % elu.PAIRS_COL_MULTIPLE == 0:
+                # One pass on riffd's pool: the ELU's outputs written straight into the pairs (the
+                # same bits), not an ELU pass and then three copies on PyTorch's threads.
+                pairs = elu.elu_pairs(x, self.last, self.elu_alpha)
+                self.last = _own(pairs[:, n - 1:, inputs:])
+                self.started = True
+                return self._drop_left(self._blocks(pairs))
+            x = _elu(x, self.elu_alpha)
         pairs = x.new_empty((batch, n, 2 * inputs))
         pairs[:, :1, :inputs] = self.last
         pairs[:, 1:, :inputs] = x[:, :n - 1]
@@ -560,9 +574,10 @@ class Elu(Stage):
     def __init__(self, spec: EluSpec, like: torch.Tensor, batch: int, channels: int) -> None:
         super().__init__(like, batch, channels)
         self.alpha = spec.alpha
+        self.passes_on = False  # the next stage takes this ELU itself (ConvTranspose.elu_alpha)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        return _elu(x, self.alpha)
+        return x if self.passes_on else _elu(x, self.alpha)
 
 
 class Lstm(Stage):
@@ -658,6 +673,12 @@ class Chain(Stage):
         for spec in specs:
             self.stages.append(make_stage(spec, like, batch, channels))
             channels = self.stages[-1].out_channels
+        # An ELU right before a transposed convolution is taken as its input pairs are made: the stages
+        # stay as they are (their indices name the snapshot's tensors; an ELU has none), the ELU's
+        # passing its inputs on. Every range of stages a chain runs (push_stages) holds both or neither.
+        for before, stage in zip(self.stages, self.stages[1:]):
+            if isinstance(before, Elu) and isinstance(stage, ConvTranspose):
+                before.passes_on, stage.elu_alpha = True, before.alpha
         super().__init__(like, batch, channels)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
