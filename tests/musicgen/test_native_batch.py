@@ -301,3 +301,45 @@ def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_
                 assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
         with pytest.raises(ValueError, match="positions of their own"):
             decoder.step_streams([playing, following, following], [played, context[0], context[1]], [10, 3, 3])
+
+
+class _CountedScratch:
+    """The kernels' functions with `riffd_step_scratch_floats`' calls counted."""
+
+    def __init__(self, functions) -> None:
+        self._functions, self.asked = functions, 0
+
+    def __getattr__(self, name):
+        return getattr(self._functions, name)
+
+    def riffd_step_scratch_floats(self, *args):
+        self.asked += 1
+        return self._functions.riffd_step_scratch_floats(*args)
+
+
+def test_a_batch_asks_its_scratch_size_once_and_steps_as_a_fresh_batch_does(load_preset):
+    """The scratch a step needs depends on the rows' windows, not their positions: a `RowBatch` asks it
+    of the model once (a ctypes call a step saved), another model asks again, and each step's logits
+    are a fresh batch's bits at the same positions."""
+    bundle = load_preset("debug/musicgen").bundle
+    engine = MusicgenEngine(bundle, INT8)
+    model, other = native_model(engine), native_model(engine)
+    counted, other_counted = _CountedScratch(model._functions), _CountedScratch(other._functions)
+    model._functions, other._functions = counted, other_counted
+    cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+    hidden = engine.decoder.weights.hidden
+    with torch.inference_mode(), engine.decoder.open_cache(2, 8) as cache:
+        engine.decoder.prefill(cache, cond, torch.full((1, bundle.num_codebooks, 1), bundle.pad_token_id))
+        kept = model.batch(bound_rows(cache))
+        inputs = torch.randn((3, 2, hidden), generator=torch.Generator().manual_seed(2))
+        for step, x in enumerate(inputs, start=1):
+            for_fresh = clone_cache(cache)
+            kept.set_positions([step, step])
+            logits = model.step(x.clone(), kept)
+            fresh = model.batch(bound_rows(for_fresh))
+            fresh.set_positions([step, step])
+            assert torch.equal(logits, model.step(x.clone(), fresh)), step
+        assert counted.asked == 1 + 3  # the kept batch once, each fresh batch once
+        kept.set_positions([4, 4])
+        other.step(inputs[0].clone(), kept)
+        assert other_counted.asked == 1 and kept.scratch_need is not None and kept.scratch_need[0] is other
