@@ -210,6 +210,19 @@ def test_dense_kernel_equals_float64_math_and_the_bfloat16_mode_uses_it(dtype):
         f32_matmul.matmul(x[0], weight[:, :1000])
 
 
+def _lstm_reference(gates: torch.Tensor, weight: torch.Tensor, h: torch.Tensor,
+                    c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM recurrence in float64 over `gates` [steps, batch, 4H] with recurrent `weight` [4H, H]
+    (PyTorch's gate order i, f, g, o): every step's hidden state, and the last cell state."""
+    want_h, want_c, wants = h.double(), c.double(), []
+    for step in gates.double():
+        i, f, g, o = (step + want_h @ weight.double().T).chunk(4, dim=-1)
+        want_c = torch.sigmoid(f) * want_c + torch.sigmoid(i) * torch.tanh(g)
+        want_h = torch.sigmoid(o) * torch.tanh(want_c)
+        wants.append(want_h)
+    return torch.stack(wants), want_c
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_lstm_kernel_equals_float64_math(dtype):
     """lstm.c's recurrence (the streaming codec's LSTM) on this build's branch against float64 maths on
@@ -222,17 +235,12 @@ def test_lstm_kernel_equals_float64_math(dtype):
     for batch in (1, 2):
         gates = torch.randn((9, batch, 4 * hidden), generator=generator) * 2
         h, c = torch.randn((batch, hidden), generator=generator), torch.randn((batch, hidden), generator=generator)
-        want_h, want_c, wants = h.double(), c.double(), []
-        for step in gates.double():
-            i, f, g, o = (step + want_h @ weight.double().T).chunk(4, dim=-1)
-            want_c = torch.sigmoid(f) * want_c + torch.sigmoid(i) * torch.tanh(g)
-            want_h = torch.sigmoid(o) * torch.tanh(want_c)
-            wants.append(want_h)
+        wants, want_c = _lstm_reference(gates, weight, h, c)
         first, mid_c = lstm.lstm_steps(gates[:4], weight, h, c)  # two calls: the state carries over
         rest, got_c = lstm.lstm_steps(gates[4:], weight, first[-1], mid_c)
         got = torch.cat([first, rest])
         # float32 sums of exact products, e^x to 2e-7: within 2e-6 after nine steps.
-        assert (got.double() - torch.stack(wants)).abs().max() <= 2e-6
+        assert (got.double() - wants).abs().max() <= 2e-6
         assert (got_c.double() - want_c).abs().max() <= 2e-6
     assert not lstm.fits(weight[:, :-1].contiguous())
     with pytest.raises(ValueError, match="lstm_steps"):
@@ -256,18 +264,13 @@ def test_lstm_int8_kernel_equals_float64_math_on_its_codes():
     for batch in (1, 2):
         gates = torch.randn((9, batch, 4 * hidden), generator=generator) * 2
         h, c = torch.randn((batch, hidden), generator=generator), torch.randn((batch, hidden), generator=generator)
-        want_h, want_c, wants = h.double(), c.double(), []
-        for step in gates.double():
-            i, f, g, o = (step + want_h @ exact.T).chunk(4, dim=-1)
-            want_c = torch.sigmoid(f) * want_c + torch.sigmoid(i) * torch.tanh(g)
-            want_h = torch.sigmoid(o) * torch.tanh(want_c)
-            wants.append(want_h)
+        wants, want_c = _lstm_reference(gates, exact, h, c)
         first, mid_c = lstm.lstm_steps_int8(gates[:4], packed, h, c)  # two calls: the state carries over
         rest, got_c = lstm.lstm_steps_int8(gates[4:], packed, first[-1], mid_c)
         got = torch.cat([first, rest])
         # The hidden state enters each product at 16 bits (a step of max|h| / 32767), the rest is exact
         # integer sums and float32's: 3.4e-5 at most seen (the float32 weights, not the codes: ~1e-3).
-        assert (got.double() - torch.stack(wants)).abs().max() <= 1e-4
+        assert (got.double() - wants).abs().max() <= 1e-4
         assert (got_c.double() - want_c).abs().max() <= 1e-4
     with pytest.raises(ValueError, match="lstm_steps_int8"):
         lstm.lstm_steps_int8(gates, packed, h[:, :-1], c)

@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 #: mode, without the manager's Python (its construction, checks and two more calls). Entered and left
 #: once a shared step, with the caches cold from the native step's weights and the codec: ~35 us to
 #: enter and ~16 to leave through torch.inference_mode, ~21 and ~15 through this (Zen 4, 2 cores).
-_InferenceMode = torch._C._InferenceMode
+#: A private name, so a PyTorch without it (the requirement is open) takes the manager instead.
+_InferenceMode = getattr(torch._C, "_InferenceMode", None) or torch.inference_mode
 
 #: How often a stream waiting for admission looks at its stop flag.
 ADMISSION_POLL_S = 0.05
