@@ -1,7 +1,7 @@
 /* Every entry point of riffd's native kernels against plain double-precision C, on random inputs.
 
-   Built with the C files of daemon/native for another instruction set (the ARM NEON dot-product build, run
-   under qemu-user: tests/native/test_kernel_harness.py) or for this machine's. Prints one line per check
+   Built with the C files of daemon/native for each branch (tests/native/test_kernel_harness.py: the ARM
+   NEON dot-product build, run under qemu-user, and every x86 branch this machine runs). Prints one line per check
    and "harness: N checks, M failed" last; exits 1 if any failed, 2 if the kernels were built as
    stubs (a CPU without what they need), so the caller can tell the two apart.
 
@@ -21,7 +21,12 @@
      exactly x where x >= 0.
    - LSTM recurrence (the streaming codec's): float32 sums of exact products (bfloat16 weights widened
      exactly) and e^x to 2e-7, so each hidden and cell value within 2e-6 of double maths after nine
-     steps carried across two calls.
+     steps carried across two calls. On int8 codes (riffd_lstm_steps_int8: the products riffd_int8_matvec's,
+     the hidden state carried at 16 bits into each) within 1e-4 of double maths on the codes times their
+     scales.
+   - ELU pairs (a transposed convolution's inputs, the codec's): exactly riffd_elu's bits, so its bound.
+   - Convolution taps (the codec's convolutions of few outputs): float32 sums of exact products, under
+     1e-5 of the sum of |products| and |bias| (kernel * channels <= 4096).
    - Sampling scores (guidance, temperature, top-k): the same float32 operations in the same order as
      the PyTorch expressions they replace, so exactly the bits of this file's plain float32 reference
      (the k-th largest found by sorting), -inf where below it.
@@ -75,6 +80,14 @@ void riffd_elu(const float *x, float *y, int64_t n, float alpha, int threads);
 int64_t riffd_lstm_unit_multiple(void);
 void riffd_lstm_steps(const float *gates_in, int64_t steps, int64_t batch, int64_t hidden, const void *w, int bf16,
                       const float *h0, float *c, float *out, int threads);
+void riffd_lstm_steps_int8(const float *gates_in, int64_t steps, int64_t batch, int64_t hidden, const int8_t *packed,
+                           const int32_t *row_sums, const float *scale, const float *h0, float *c, float *out,
+                           int threads);
+void riffd_elu_pairs(const float *x, int64_t n, int64_t cols, const float *last, float alpha, float *pairs,
+                     int threads);
+int64_t riffd_conv_taps_channel_multiple(void);
+void riffd_conv_taps(const float *x, int64_t n, int64_t channels, int64_t kernel, int64_t dilation, const float *w,
+                     const float *bias, int64_t out, float *y, int threads);
 int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
                               float temperature, int64_t top_k, float *scores, float *work);
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
@@ -538,6 +551,39 @@ static void check_elu(float alpha) {
 
 static double sigmoid_ref(double x) { return 1.0 / (1.0 + exp(-x)); }
 
+/* An LSTM's recurrence in double (gate order i, f, g, o): `steps` steps of the input gates in
+   [steps][batch][4 hidden] plus wd [4 hidden][hidden] times the previous hidden state, from h0 and the
+   cell state c (updated in place); the hidden states into h [steps][batch][hidden]. */
+static void lstm_ref(const double *wd, const float *in, int64_t steps, int64_t batch, int64_t hidden, const float *h0,
+                     double *c, double *h) {
+    const int64_t gates = 4 * hidden;
+    double *g = must_alloc(sizeof(double) * gates);
+    for (int64_t t = 0; t < steps; t++)
+        for (int64_t b = 0; b < batch; b++) {
+            const double *h_prev = t ? h + ((t - 1) * batch + b) * hidden : NULL;
+            for (int64_t r = 0; r < gates; r++) {
+                double sum = in[(t * batch + b) * gates + r];
+                for (int64_t j = 0; j < hidden; j++) sum += wd[r * hidden + j] * (h_prev ? h_prev[j] : h0[b * hidden + j]);
+                g[r] = sum;
+            }
+            for (int64_t u = 0; u < hidden; u++) {
+                double *cell = &c[b * hidden + u];
+                *cell = sigmoid_ref(g[hidden + u]) * *cell + sigmoid_ref(g[u]) * tanh(g[2 * hidden + u]);
+                h[(t * batch + b) * hidden + u] = sigmoid_ref(g[3 * hidden + u]) * tanh(*cell);
+            }
+        }
+    free(g);
+}
+
+/* The worst of the kernel's hidden states (out) and final cell state (c) against lstm_ref's, as a share of bound. */
+static double lstm_worst(const float *out, const float *c, const double *h_ref, const double *c_ref, int64_t states,
+                         int64_t cells, double bound) {
+    double worst = 0.0;
+    for (int64_t i = 0; i < states; i++) worst = fmax(worst, fabs(out[i] - h_ref[i]) / bound);
+    for (int64_t i = 0; i < cells; i++) worst = fmax(worst, fabs(c[i] - c_ref[i]) / bound);
+    return worst;
+}
+
 static void check_lstm(int64_t batch, int bf16) {
     enum { STEPS = 9, FIRST = 4 };
     const int64_t hidden = 8 * riffd_lstm_unit_multiple(), gates = 4 * hidden;
@@ -551,38 +597,122 @@ static void check_lstm(int64_t batch, int bf16) {
     }
     for (int64_t i = 0; i < STEPS * batch * gates; i++) in[i] = (float)(2.0 * gauss());
     float *h0 = must_alloc(sizeof(float) * batch * hidden), *c = must_alloc(sizeof(float) * batch * hidden);
-    double *h_ref = must_alloc(sizeof(double) * batch * hidden), *c_ref = must_alloc(sizeof(double) * batch * hidden);
-    double *g = must_alloc(sizeof(double) * gates), *h_next = must_alloc(sizeof(double) * batch * hidden);
-    for (int64_t i = 0; i < batch * hidden; i++) h0[i] = (float)gauss(), c[i] = (float)gauss(), h_ref[i] = h0[i], c_ref[i] = c[i];
+    double *h_ref = must_alloc(sizeof(double) * STEPS * batch * hidden), *c_ref = must_alloc(sizeof(double) * batch * hidden);
+    for (int64_t i = 0; i < batch * hidden; i++) h0[i] = (float)gauss(), c[i] = (float)gauss(), c_ref[i] = c[i];
     float *out = must_alloc(sizeof(float) * STEPS * batch * hidden);
     const void *weights = bf16 ? (const void *)w16 : (const void *)w;
     /* Two calls: the state carries over from the first FIRST steps to the rest. */
     riffd_lstm_steps(in, FIRST, batch, hidden, weights, bf16, h0, c, out, THREADS);
     riffd_lstm_steps(in + FIRST * batch * gates, STEPS - FIRST, batch, hidden, weights, bf16,
                      out + (FIRST - 1) * batch * hidden, c, out + FIRST * batch * hidden, THREADS);
-    double worst = 0.0;
-    for (int t = 0; t < STEPS; t++) {
-        for (int64_t b = 0; b < batch; b++) {
-            for (int64_t r = 0; r < gates; r++) {
-                double sum = in[(t * batch + b) * gates + r];
-                for (int64_t j = 0; j < hidden; j++) sum += wd[r * hidden + j] * h_ref[b * hidden + j];
-                g[r] = sum;
-            }
-            for (int64_t u = 0; u < hidden; u++) { /* gate order i, f, g, o */
-                double *cell = &c_ref[b * hidden + u];
-                *cell = sigmoid_ref(g[hidden + u]) * *cell + sigmoid_ref(g[u]) * tanh(g[2 * hidden + u]);
-                h_next[b * hidden + u] = sigmoid_ref(g[3 * hidden + u]) * tanh(*cell);
-            }
-        }
-        memcpy(h_ref, h_next, sizeof(double) * batch * hidden);
-        for (int64_t i = 0; i < batch * hidden; i++) worst = fmax(worst, fabs(out[t * batch * hidden + i] - h_ref[i]) / 2e-6);
-    }
-    for (int64_t i = 0; i < batch * hidden; i++) worst = fmax(worst, fabs(c[i] - c_ref[i]) / 2e-6);
+    lstm_ref(wd, in, STEPS, batch, hidden, h0, c_ref, h_ref);
     char what[96];
     snprintf(what, sizeof what, "LSTM %s weights, %lld row(s), 9 steps in two calls, against double maths",
              bf16 ? "bfloat16" : "float32", (long long)batch);
+    report(what, lstm_worst(out, c, h_ref, c_ref, STEPS * batch * hidden, batch * hidden, 2e-6));
+    free(w), free(in), free(w16), free(wd), free(h0), free(c), free(h_ref), free(c_ref), free(out);
+}
+
+/* riffd_lstm_steps_int8 (the approximate engines' codec LSTM): check_lstm's recurrence on int8 codes
+   times a scale per row, each step's product riffd_int8_matvec's, against double maths on those
+   weights (the codes times their scales, exactly). The codes are int8_matrix's uniform ones, scaled to
+   about gauss() / sqrt(hidden) as check_lstm's. The hidden state enters each product at 16 bits (off by
+   up to half a step of max|h| / 32767), the rest is exact integer sums and float32's: within 1e-4
+   (tests/musicgen/test_native.py's bound, 3.4e-5 seen there) after nine steps in two calls. */
+static void check_lstm_int8(int64_t batch) {
+    enum { STEPS = 9, FIRST = 4 };
+    const int64_t hidden = 8 * riffd_lstm_unit_multiple(), gates = 4 * hidden;
+    matrix w = int8_matrix(gates, hidden, 1.7 / sqrt((double)hidden)); /* codes' deviation 127 / sqrt(3) */
+    float *in = must_alloc(sizeof(float) * STEPS * batch * gates);
+    for (int64_t i = 0; i < STEPS * batch * gates; i++) in[i] = (float)(2.0 * gauss());
+    float *h0 = must_alloc(sizeof(float) * batch * hidden), *c = must_alloc(sizeof(float) * batch * hidden);
+    double *h_ref = must_alloc(sizeof(double) * STEPS * batch * hidden), *c_ref = must_alloc(sizeof(double) * batch * hidden);
+    for (int64_t i = 0; i < batch * hidden; i++) h0[i] = (float)gauss(), c[i] = (float)gauss(), c_ref[i] = c[i];
+    float *out = must_alloc(sizeof(float) * STEPS * batch * hidden);
+    riffd_lstm_steps_int8(in, FIRST, batch, hidden, w.view.packed, w.view.row_sums, w.view.scales, h0, c, out, THREADS);
+    riffd_lstm_steps_int8(in + FIRST * batch * gates, STEPS - FIRST, batch, hidden, w.view.packed, w.view.row_sums,
+                          w.view.scales, out + (FIRST - 1) * batch * hidden, c, out + FIRST * batch * hidden, THREADS);
+    lstm_ref(w.dense, in, STEPS, batch, hidden, h0, c_ref, h_ref);
+    char what[96];
+    snprintf(what, sizeof what, "LSTM int8 weights, %lld row(s), 9 steps in two calls, against double maths",
+             (long long)batch);
+    report(what, lstm_worst(out, c, h_ref, c_ref, STEPS * batch * hidden, batch * hidden, 1e-4));
+    free_matrix(&w);
+    free(in), free(h0), free(c), free(h_ref), free(c_ref), free(out);
+}
+
+/* riffd_elu_pairs (a transposed convolution's input pairs, the streaming codec's): row t is elu(x[t - 1])
+   then elu(x[t]), row 0's left half `last` as it is. Every ELU must be exactly riffd_elu's bits (cols
+   being a multiple of every branch's vector, riffd_elu takes its vector path throughout), so within
+   check_elu's bound of double maths and exactly x where x >= 0; nothing is written past the n rows.
+   Rows over several pool chunks (ceil(16384 / (2 cols)) rows each) check the left halves a chunk
+   remakes at its start. */
+static void check_elu_pairs(int64_t n, int64_t cols, float alpha) {
+    enum { GUARD = 64 };
+    const float guard = -7.25f;
+    float *x = must_alloc(sizeof(float) * n * cols), *last = must_alloc(sizeof(float) * cols);
+    float *made = must_alloc(sizeof(float) * n * cols), *pairs = must_alloc(sizeof(float) * (2 * n * cols + GUARD));
+    for (int64_t i = 0; i < n * cols; i++) x[i] = (float)(i % 3 ? 3.0 * gauss() : -90.0 + 110.0 * uniform());
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = -1e-9f;
+    for (int64_t i = 0; i < cols; i++) last[i] = (float)gauss();
+    for (int64_t i = 0; i < 2 * n * cols + GUARD; i++) pairs[i] = guard;
+    riffd_elu(x, made, n * cols, alpha, THREADS);
+    riffd_elu_pairs(x, n, cols, last, alpha, pairs, THREADS);
+    double differ = 0.0, worst = 0.0;
+    for (int64_t t = 0; t < n; t++) {
+        const float *left = pairs + t * 2 * cols, *right = left + cols, *want_left = t ? made + (t - 1) * cols : last;
+        differ += memcmp(left, want_left, sizeof(float) * cols) != 0;
+        differ += memcmp(right, made + t * cols, sizeof(float) * cols) != 0;
+        for (int64_t i = 0; i < cols; i++) {
+            const float xi = x[t * cols + i];
+            const double want = xi > 0.0f ? (double)xi : alpha * expm1((double)xi);
+            worst = fmax(worst, fabs(right[i] - want) / (2e-7 * alpha));
+            if (xi >= 0.0f && right[i] != xi) worst = INFINITY;
+        }
+    }
+    for (int64_t i = 2 * n * cols; i < 2 * n * cols + GUARD; i++) differ += pairs[i] != guard;
+    char what[128];
+    snprintf(what, sizeof what, "ELU pairs (alpha %.1f), %lld rows of %lld: riffd_elu's bits, nothing past them",
+             alpha, (long long)n, (long long)cols);
+    report(what, differ);
+    report("  against expm1 in double", worst);
+    free(x), free(last), free(made), free(pairs);
+}
+
+/* riffd_conv_taps (the codec's convolutions of few outputs over time-major inputs): each output a float32
+   sum of kernel * channels exact products in VL accumulators (the order each branch's vector width
+   gives), plus the bias: under 1e-5 of the sum of |products| and |bias| of double maths, as the
+   float32 matmul (k <= 4096); outputs past n untouched. The n here are not whole blocks of VL outputs
+   on any branch (VL 16, 8 or 4). */
+static void check_conv_taps(int64_t out, int64_t kernel, int64_t dilation, int64_t n, int64_t channels, int bias) {
+    const int64_t length = n + (kernel - 1) * dilation, guard_count = 16 * out;
+    const float guard = -7.25f;
+    float *x = must_alloc(sizeof(float) * length * channels), *w = must_alloc(sizeof(float) * out * kernel * channels);
+    float *b = bias ? must_alloc(sizeof(float) * out) : NULL, *y = must_alloc(sizeof(float) * (n * out + guard_count));
+    for (int64_t i = 0; i < length * channels; i++) x[i] = (float)gauss();
+    for (int64_t i = 0; i < out * kernel * channels; i++) w[i] = (float)(gauss() / sqrt((double)(kernel * channels)));
+    for (int64_t o = 0; bias && o < out; o++) b[o] = (float)gauss();
+    for (int64_t i = 0; i < n * out + guard_count; i++) y[i] = guard;
+    riffd_conv_taps(x, n, channels, kernel, dilation, w, b, out, y, THREADS);
+    double worst = 0.0, stray = 0.0;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < out; o++) {
+            double sum = b ? b[o] : 0.0, magnitude = fabs(sum);
+            for (int64_t tap = 0; tap < kernel; tap++)
+                for (int64_t ch = 0; ch < channels; ch++) {
+                    const double p = (double)x[(t + tap * dilation) * channels + ch] * w[(o * kernel + tap) * channels + ch];
+                    sum += p, magnitude += fabs(p);
+                }
+            worst = fmax(worst, fabs(y[t * out + o] - sum) / (1e-5 * magnitude + 1e-30));
+        }
+    for (int64_t i = n * out; i < n * out + guard_count; i++) stray += y[i] != guard;
+    char what[128];
+    snprintf(what, sizeof what, "conv taps, %lld output(s) x %lld taps (dilation %lld) x %lld channels, %lld steps%s",
+             (long long)out, (long long)kernel, (long long)dilation, (long long)channels, (long long)n,
+             bias ? ", bias" : "");
     report(what, worst);
-    free(w), free(in), free(w16), free(wd), free(h0), free(c), free(h_ref), free(c_ref), free(g), free(h_next), free(out);
+    report("  nothing written past its outputs", stray);
+    free(x), free(w), free(b), free(y);
 }
 
 static int descending(const void *a, const void *b) {
@@ -1072,6 +1202,18 @@ int main(int argc, char **argv) {
     check_int4_cache(64, 70, 64);
     check_int4_cache(64, 16, 0);
     check_int4_cache(64, 9001, 64); /* 16-bit weights: more than two blocks of WORD_BLOCK positions */
+    /* The streaming codec's newer kernels, after the others so that those keep their random inputs. */
+    check_lstm_int8(1);
+    check_lstm_int8(2);
+    check_elu_pairs(1, 16, 1.0f);
+    check_elu_pairs(25, 1024, 1.0f); /* 4 pool chunks */
+    check_elu_pairs(1500, 16, 1.0f); /* 3 pool chunks */
+    check_elu_pairs(3, 48, 0.5f);
+    const int64_t vl = riffd_conv_taps_channel_multiple();
+    check_conv_taps(1, 7, 1, 1001, 64, 1); /* EnCodec's last layer; 4 pool chunks on AVX-512 */
+    check_conv_taps(2, 3, 2, 37, 3 * vl, 0);
+    check_conv_taps(4, 1, 1, 5, 64, 1);
+    check_conv_taps(3, 5, 3, 1, vl, 0);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

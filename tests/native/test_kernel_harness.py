@@ -1,21 +1,23 @@
 """riffd's native kernels through `kernel_harness.c` (every entry point against double-precision C;
 the file states each bound): built for 64-bit ARM with dot products, as `daemon.native` builds them
 on a Graviton, an Apple M-series machine under Linux or a Raspberry Pi 5, and run under qemu-user.
-qemu proves correctness only: it says nothing about ARM's speed. The other x86 branches this CPU
-can run are checked by tests/musicgen/test_native.py's branch matrix (kernel, step and int4 tests
-rebuilt for each)."""
+qemu proves correctness only: it says nothing about ARM's speed. And built for every x86 branch this
+CPU runs (daemon/native/branches.py: AVX-512 VNNI, AVX-VNNI or its stand-in, AVX2), as
+tests/musicgen/test_native.py's branch matrix rebuilds the library for its kernel, step and int4 tests."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import daemon.native
 from daemon.native import NativeUnavailable, arch_flags, build_flags
+from daemon.native.branches import Branch, runnable_here
 
 HERE = Path(__file__).resolve().parent
 SOURCES = sorted(daemon.native.SOURCE_DIR.glob("*.c"))
@@ -32,6 +34,12 @@ QEMU = next((name for name in ("qemu-aarch64-static", "qemu-aarch64") if shutil.
 # /proc/cpuinfo's Features line on a Graviton 2 (Neoverse N1) and on a Raspberry Pi 4 (Cortex-A72, no dot products).
 GRAVITON2_FEATURES = "Features : fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs"
 PI4_FEATURES = "Features : fp asimd evtstrm crc32 cpuid"
+# Checks every build must print (the ones added last: a harness without them would still end "0 failed").
+NEWER_CHECKS = ("LSTM int8 weights, 1 row(s)", "LSTM int8 weights, 2 row(s)", "ELU pairs (alpha 1.0), 1500 rows",
+                "ELU pairs (alpha 0.5), 3 rows", "conv taps, 1 output(s) x 7 taps (dilation 1) x 64 channels, 1001 steps",
+                "conv taps, 3 output(s) x 5 taps (dilation 3)")
+# This CPU's own build: the default flags, no branch flags.
+NATIVE = Branch("native", "")
 
 
 def _arm_tools_missing() -> str | None:
@@ -66,6 +74,29 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=240)
 
 
+def _all_passed(done: subprocess.CompletedProcess, checks: int = 206) -> None:
+    """The harness ran every check (the newest ones among them, at least `checks` in all) and none failed."""
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    missing = [name for name in NEWER_CHECKS if f"ok   {name}" not in done.stdout]
+    assert not missing, f"checks that did not run: {missing}\n{done.stdout[-4000:]}"
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("harness: ") and summary.endswith(" 0 failed") and int(summary.split()[1]) >= checks
+
+
+@pytest.fixture(scope="module")
+def x86_harness(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Branch], Path]:
+    """The harness built for an x86 branch (its RIFFD_NATIVE_CFLAGS after this CPU's flags), once a module."""
+    built: dict[str, Path] = {}
+
+    def build(branch: Branch) -> Path:
+        if branch.cflags not in built:
+            flags = build_flags("x86_64", "") + tuple(branch.cflags.split())
+            built[branch.cflags] = _build("cc", flags, tmp_path_factory.mktemp("x86"))
+        return built[branch.cflags]
+
+    return build
+
+
 @pytest.fixture(scope="module")
 def arm_harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Statically linked, so qemu needs no ARM libraries at run time.
@@ -77,10 +108,8 @@ def test_arm_dotprod_kernels_match_double_math_under_qemu(arm_harness):
     # A Graviton 2's core (a Raspberry Pi 5's, cortex-a76, runs the same instructions: qemu -cpu cortex-a76).
     done = _run([QEMU, "-cpu", "neoverse-n1", str(arm_harness)])
     print(done.stdout)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    _all_passed(done)
     assert "kernels built for 128-bit vectors (neon-dotprod)" in done.stdout
-    summary = done.stdout.strip().splitlines()[-1]
-    assert summary.startswith("harness: ") and summary.endswith(" 0 failed") and int(summary.split()[1]) >= 80
 
 
 @needs_arm_tools
@@ -112,14 +141,23 @@ def test_the_loader_builds_for_dot_products_where_the_cpu_has_them(monkeypatch):
         daemon.native.kernels()
 
 
+@pytest.mark.parametrize("branch", runnable_here() if os.uname().machine == "x86_64" else [], ids=lambda b: b.isa)
+def test_every_x86_branch_this_cpu_runs_matches_double_math(x86_harness, branch):
+    """Each simd.h branch (vector width, product instruction or its stand-in) through every check."""
+    done = _run([str(x86_harness(branch))])
+    print(done.stdout)
+    _all_passed(done)
+    assert f"-bit vectors ({branch.isa})" in done.stdout.splitlines()[0]
+
+
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="builds the harness for this x86 CPU")
-def test_the_decoder_step_reference_holds_at_seeds_that_put_activations_on_rounding_ties(tmp_path):
+def test_the_decoder_step_reference_holds_at_seeds_that_put_activations_on_rounding_ties(x86_harness):
     """The harness built for this machine's branch, with inputs from other seeds. At these, on the
     Zen 4 AVX-512 build, 8-bit activations of the decoder step sat on rounding ties, where the
     kernel's float32 value and the reference's double rounded to neighbouring codes, and the step's
     logits were 3 to 11 times their bound (int4, int8a8) until the reference took the kernel's code at
     ties; every check passes, and each decoder step's codes differ from the reference's at ties only."""
-    harness = _build("cc", build_flags("x86_64", ""), tmp_path)
+    harness = x86_harness(NATIVE)
     for seed in SEEDS_ON_TIES:
         done = _run([str(harness), str(seed)])
         if done.returncode == 2:
