@@ -199,6 +199,23 @@ typedef struct {
     const row_groups *groups;   /* self: task t is head t % heads of group t / heads */
 } attention_job;
 
+/* Head h of a +kv4 layer cache (kv_cache.py's layout): its slots, an int8 head of kv_int8_positions
+   positions then 4-bit slots, and its scales alike, the head's float32 ones two float16 entries each,
+   then float16 ones. self_store, self_attend and prefetch_slots all read the cache through this. */
+typedef struct {
+    uint8_t *keys, *values;
+    uint16_t *key_scales, *value_scales;
+} kv4_head;
+
+static kv4_head kv4_head_of(const riffd_row *row, const riffd_row_cache *cache, int64_t h, int64_t hd) {
+    const size_t entries = (size_t)(row->max_positions + row->kv_int8_positions);
+    const size_t stride = entries * ((size_t)hd / 2);
+    const kv4_head head = {(uint8_t *)cache->keys + (size_t)h * stride, (uint8_t *)cache->values + (size_t)h * stride,
+                           (uint16_t *)cache->key_scales + (size_t)h * entries,
+                           (uint16_t *)cache->value_scales + (size_t)h * entries};
+    return head;
+}
+
 /* Row r's new key and value for head h, stored at its position. */
 static void self_store(const attention_job *j, int64_t r, int64_t h) {
     const int64_t hidden = j->m->hidden, hd = j->m->head_dim;
@@ -206,20 +223,16 @@ static void self_store(const attention_job *j, int64_t r, int64_t h) {
     const riffd_row_cache *cache = &row->layer[j->layer];
     const size_t slot = (size_t)(h * row->max_positions + row->position);
     const float *k = j->q + r * 3 * hidden + hidden + h * hd, *v = k + hidden;
-    if (row->kv_bits == 4) { /* an int8 head of P positions, then 4-bit slots (kv_cache.py) */
+    if (row->kv_bits == 4) {
         const int64_t head8 = row->kv_int8_positions, p = row->position;
-        const size_t half = (size_t)hd / 2, stride = (size_t)(row->max_positions + head8) * half;
-        uint8_t *keys = (uint8_t *)cache->keys + (size_t)h * stride, *values = (uint8_t *)cache->values + (size_t)h * stride;
-        /* the head's scales as the slots: its float32 ones two float16 entries each, then float16 ones */
-        const size_t entries = (size_t)(row->max_positions + head8);
-        uint16_t *key_scales = (uint16_t *)cache->key_scales + (size_t)h * entries;
-        uint16_t *value_scales = (uint16_t *)cache->value_scales + (size_t)h * entries;
+        const size_t half = (size_t)hd / 2;
+        const kv4_head c = kv4_head_of(row, cache, h, hd);
         if (p < head8) {
-            riffd_store_int8((int8_t *)keys + p * hd, (float *)(void *)(key_scales + 2 * p), k, hd);
-            riffd_store_int8((int8_t *)values + p * hd, (float *)(void *)(value_scales + 2 * p), v, hd);
+            riffd_store_int8((int8_t *)c.keys + p * hd, (float *)(void *)(c.key_scales + 2 * p), k, hd);
+            riffd_store_int8((int8_t *)c.values + p * hd, (float *)(void *)(c.value_scales + 2 * p), v, hd);
         } else {
-            riffd_store_int4(keys + (size_t)(p + head8) * half, key_scales + p + head8, k, hd);
-            riffd_store_int4(values + (size_t)(p + head8) * half, value_scales + p + head8, v, hd);
+            riffd_store_int4(c.keys + (size_t)(p + head8) * half, c.key_scales + p + head8, k, hd);
+            riffd_store_int4(c.values + (size_t)(p + head8) * half, c.value_scales + p + head8, v, hd);
         }
         return;
     }
@@ -236,15 +249,10 @@ static void self_attend(const attention_job *j, int64_t r, int64_t h, float *sco
     const size_t first = (size_t)(h * row->max_positions);
     const float *q = j->q + r * 3 * hidden + h * hd;
     float *out = j->out + r * hidden + h * hd;
-    if (row->kv_bits == 4) { /* slots and scales alike: an int8 head, then 4-bit (kv_cache.py) */
-        const int64_t head8 = row->kv_int8_positions;
-        const size_t stride = (size_t)(row->max_positions + head8) * ((size_t)hd / 2);
-        const size_t entries = (size_t)(row->max_positions + head8);
-        riffd_attend_kv4(q, (const uint8_t *)cache->keys + (size_t)h * stride,
-                         (const uint16_t *)cache->key_scales + (size_t)h * entries,
-                         (const uint8_t *)cache->values + (size_t)h * stride,
-                         (const uint16_t *)cache->value_scales + (size_t)h * entries, row->position + 1, head8, hd,
-                         scores, out);
+    if (row->kv_bits == 4) {
+        const kv4_head c = kv4_head_of(row, cache, h, hd);
+        riffd_attend_kv4(q, c.keys, c.key_scales, c.values, c.value_scales, row->position + 1, row->kv_int8_positions,
+                         hd, scores, out);
         return;
     }
     const float *key_scales = cache->key_scales, *value_scales = cache->value_scales;
@@ -453,13 +461,11 @@ static void prefetch_slots(const attention_job *j, int64_t r, int64_t h) {
     const riffd_row *row = &j->rows[r];
     const riffd_row_cache *cache = &row->layer[j->layer];
     const int64_t length = row->position;
-    if (row->kv_bits == 4) { /* kv_cache.py's layout, as self_store and self_attend read it */
+    if (row->kv_bits == 4) {
         const int64_t head8 = row->kv_int8_positions, early = length < head8 ? length : head8, late = length - early;
-        const size_t stride = (size_t)(row->max_positions + head8) * ((size_t)hd / 2);
-        const size_t entries = (size_t)(row->max_positions + head8);
-        const uint8_t *slots[2] = {(const uint8_t *)cache->keys + h * stride, (const uint8_t *)cache->values + h * stride};
-        const uint16_t *scales[2] = {(const uint16_t *)cache->key_scales + h * entries,
-                                     (const uint16_t *)cache->value_scales + h * entries};
+        const kv4_head c = kv4_head_of(row, cache, h, hd);
+        const uint8_t *slots[2] = {c.keys, c.values};
+        const uint16_t *scales[2] = {c.key_scales, c.value_scales};
         for (int i = 0; i < 2; i++) {
             prefetch_bytes(slots[i], (size_t)(early * hd));
             prefetch_bytes(scales[i], (size_t)(2 * early) * sizeof(uint16_t));
