@@ -26,13 +26,9 @@ typedef struct {
 
 static void elu_range(void *ctx, int64_t begin, int64_t end) {
     const elu_job *j = ctx;
-    const vf alpha = vf_set1(j->alpha), one = vf_set1(1.0f), zero = vf_zero();
+    const vf alpha = vf_set1(j->alpha);
     int64_t i = begin;
-    for (; i + VL <= end; i += VL) {
-        vf x = vf_load(j->x + i);
-        vf negative = vf_sub(exp_v(vf_min(x, zero)), one);
-        vf_store(j->y + i, vf_fmadd(alpha, negative, vf_max(x, zero)));
-    }
+    for (; i + VL <= end; i += VL) vf_store(j->y + i, elu_v(vf_load(j->x + i), alpha));
     for (; i < end; i++) j->y[i] = j->x[i] > 0.0f ? j->x[i] : j->alpha * expm1f(j->x[i]);
 }
 
@@ -45,11 +41,8 @@ void riffd_elu(const float *x, float *y, int64_t n, float alpha, int threads) {
 /* ELU of one row of `cols` values (a multiple of VL) into y: the vector path of elu_range, so the
    same bits. */
 static inline void elu_row(const float *x, float *y, int64_t cols, float alpha_value) {
-    const vf alpha = vf_set1(alpha_value), one = vf_set1(1.0f), zero = vf_zero();
-    for (int64_t i = 0; i < cols; i += VL) {
-        vf v = vf_load(x + i);
-        vf_store(y + i, vf_fmadd(alpha, vf_sub(exp_v(vf_min(v, zero)), one), vf_max(v, zero)));
-    }
+    const vf alpha = vf_set1(alpha_value);
+    for (int64_t i = 0; i < cols; i += VL) vf_store(y + i, elu_v(vf_load(x + i), alpha));
 }
 
 typedef struct {

@@ -27,6 +27,13 @@ static inline vf exp_v(vf x) {
     return vf_zero_below(vf_mul(p, two_to_n), x, -87.0f);
 }
 
+/* ELU, x for x > 0 else alpha (e^x - 1): max(x, 0) + alpha (e^min(x, 0) - 1), one formula for every
+   kernel that takes an ELU (elu.c, residual_unit.c), so that they give the same bits. */
+static inline vf elu_v(vf x, vf alpha) {
+    const vf zero = vf_zero();
+    return vf_fmadd(alpha, vf_sub(exp_v(vf_min(x, zero)), vf_set1(1.0f)), vf_max(x, zero));
+}
+
 /* erf(x): Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), odd in x. */
 static inline vf erf_v(vf x) {
     vf a = vf_abs(x);

@@ -309,6 +309,75 @@ def test_conv_taps_kernel_matches_float64_math_and_the_codec_takes_it(monkeypatc
     assert (one - reference).abs().max() <= 1e-4
 
 
+def _unit_reference(act: torch.Tensor, conv: torch.Tensor, bias: torch.Tensor | None, dilation: int, alpha: float,
+                    pointwise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A residual unit's convolutions in float64 (`[B, n, C]` from the first ELU's time-major outputs)
+    and the bound on float32 sums of their terms: 1e-5 of the sums of |terms|, the hidden values'
+    bound carried through the ELU (1-Lipschitz for alpha <= 1) and the 1x1 weights, the ELU's 2e-7."""
+    x = act.transpose(1, 2).double()
+    hidden = F.conv1d(x, conv.double(), None if bias is None else bias.double(), dilation=dilation)
+    magnitude = F.conv1d(x.abs(), conv.double().abs(), None if bias is None else bias.double().abs(), dilation=dilation)
+    elu = F.elu(hidden, alpha)
+    out = F.conv1d(elu, pointwise.double())
+    bound = (1e-5 * F.conv1d(elu.abs(), pointwise.double().abs())
+             + F.conv1d(1e-5 * magnitude + 2e-7 * alpha, pointwise.double().abs()))
+    return out.transpose(1, 2), bound.transpose(1, 2)
+
+
+def test_residual_unit_kernel_matches_float64_math_and_the_codec_takes_it(monkeypatch):
+    """residual_unit.c on this build's branch (the codec's residual units' convolutions) against float64
+    maths (F.conv1d) on random weights: dilation, 4 taps, 1 and 203 rows (not whole tiles), a batch;
+    and the codec's residual unit runs it, mono and stereo, pushed whole or in odd pieces, equal to the
+    unit's one-shot maths within the bound."""
+    from daemon.models.musicgen.encodec_stages import ConvSpec, EluSpec, ResidualSpec, ResidualUnit
+    from daemon.native import residual_unit
+
+    panel = residual_unit.panel_columns()
+    if not panel:
+        pytest.skip("riffd's kernels do not run here")
+    generator = torch.Generator().manual_seed(11)
+    for channels, hidden, kernel, dilation, n, alpha, batch in ((2 * panel, panel, 3, 1, 203, 1.0, 1),
+                                                                (panel, 2 * panel, 4, 3, 1, 0.5, 2),
+                                                                (512, 256, 3, 1, 37, 1.0, 1)):
+        conv = torch.randn(hidden, channels, kernel, generator=generator) / (kernel * channels) ** 0.5
+        bias = torch.randn(hidden, generator=generator) if alpha == 1.0 else None
+        pointwise = torch.randn(channels, hidden, 1, generator=generator) / hidden ** 0.5
+        assert residual_unit.fits(conv, pointwise)
+        act = torch.randn(batch, n + (kernel - 1) * dilation, channels, generator=generator)
+        start = torch.randn(batch, n, channels, generator=generator)
+        y = start.clone()
+        residual_unit.add_unit(act, residual_unit.pack(conv), bias, dilation, alpha, residual_unit.pack(pointwise), y)
+        want, bound = _unit_reference(act, conv, bias, dilation, alpha, pointwise)
+        assert ((y.double() - start.double() - want).abs() <= bound + 1e-5 * start.double().abs()).all()
+    assert not residual_unit.fits(torch.randn(panel + 1, 2 * panel, 3), torch.randn(2 * panel, panel + 1, 1))
+    with pytest.raises(ValueError, match="residual_unit"):
+        residual_unit.add_unit(act[:, 1:], residual_unit.pack(conv), bias, dilation, alpha,
+                               residual_unit.pack(pointwise), y)
+
+    channels, hidden = 2 * panel, panel
+    conv = torch.randn(hidden, channels, 3, generator=generator) / (3 * channels) ** 0.5
+    pointwise = torch.randn(channels, hidden, 1, generator=generator) / hidden ** 0.5
+    spec = ResidualSpec(main=(EluSpec(1.0), ConvSpec(conv, torch.randn(hidden, generator=generator), 1, 1, 1, "reflect"),
+                              EluSpec(1.0), ConvSpec(pointwise, torch.randn(channels, generator=generator), 1, 0, 0,
+                                                     "reflect")), shortcut=())
+    ran = []
+    real = residual_unit.add_unit
+    monkeypatch.setattr(residual_unit, "add_unit", lambda *args: ran.append(1) or real(*args))
+    for batch in (1, 2):
+        x = torch.randn(batch, 301, channels, generator=generator)
+        padded = F.pad(x.transpose(1, 2), (1, 1), "reflect").transpose(1, 2)
+        want, bound = _unit_reference(F.elu(padded), conv, spec.main[1].bias, 1, 1.0, pointwise)
+        want = want + x.double() + spec.main[3].bias.double()
+        whole, pieces = ResidualUnit(spec, x, batch, channels), ResidualUnit(spec, x, batch, channels)
+        one = torch.cat([whole.push(x), whole.flush()], dim=1)
+        parts = [pieces.push(x[:, i:i + size]) for i, size in ((0, 1), (1, 2), (3, 7), (10, 13), (23, 250), (273, 28))]
+        streamed = torch.cat([*parts, pieces.flush()], dim=1)
+        for got in (one, streamed):
+            # the shortcut and bias added in float32 too: their rounding on top of the kernel's bound
+            assert got.shape == want.shape and ((got.double() - want).abs() <= bound + 1e-6 * want.abs()).all()
+    assert ran
+
+
 def test_native_elu_matches_float64_math_and_the_codec_takes_it(monkeypatch):
     """elu.c on this build's branch (the streaming codec's ELUs) against float64 maths: within 2e-7 of
     alpha, x itself where x >= 0, a tail shorter than a vector; and the codec's ELU stage runs it."""

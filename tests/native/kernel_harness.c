@@ -88,6 +88,11 @@ void riffd_elu_pairs(const float *x, int64_t n, int64_t cols, const float *last,
 int64_t riffd_conv_taps_channel_multiple(void);
 void riffd_conv_taps(const float *x, int64_t n, int64_t channels, int64_t kernel, int64_t dilation, const float *w,
                      const float *bias, int64_t out, float *y, int threads);
+int64_t riffd_residual_unit_panel(void);
+int64_t riffd_residual_unit_max_hidden(void);
+void riffd_residual_unit(const float *act, int64_t n, int64_t channels, int64_t hidden, int64_t kernel,
+                         int64_t dilation, const float *conv, const float *bias, float alpha, const float *point,
+                         float *y, int threads);
 int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
                               float temperature, int64_t top_k, float *scores, float *work);
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
@@ -715,6 +720,67 @@ static void check_conv_taps(int64_t out, int64_t kernel, int64_t dilation, int64
     free(x), free(w), free(b), free(y);
 }
 
+/* riffd_residual_unit (a SEANet residual unit's convolutions over time-major rows): y += point . elu(conv * act
+   + bias). Each hidden value is a float32 sum of kernel * channels exact products and the bias, each output
+   one of hidden products onto y's value: the bound is 1e-5 of the sums of |terms| in double maths, the
+   hidden values' own bound carried through the ELU (1-Lipschitz for alpha <= 1) and the 1x1 weights, plus
+   the ELU's 2e-7 * alpha; rows past n untouched. The n are not whole tiles on any branch. */
+static void check_residual_unit(int64_t channels, int64_t hidden, int64_t kernel, int64_t dilation, int64_t n,
+                                float alpha, int bias) {
+    const int64_t panel = riffd_residual_unit_panel(), length = n + (kernel - 1) * dilation, guard_rows = 3;
+    const float guard = -7.25f;
+    float *act = must_alloc(sizeof(float) * length * channels);
+    float *w = must_alloc(sizeof(float) * hidden * channels * kernel), *w1 = must_alloc(sizeof(float) * channels * hidden);
+    float *conv = must_alloc(sizeof(float) * hidden * channels * kernel), *point = must_alloc(sizeof(float) * channels * hidden);
+    float *b = bias ? must_alloc(sizeof(float) * hidden) : NULL;
+    float *y = must_alloc(sizeof(float) * (n + guard_rows) * channels), *y0 = must_alloc(sizeof(float) * n * channels);
+    double *h = must_alloc(sizeof(double) * hidden), *h_bound = must_alloc(sizeof(double) * hidden);
+    for (int64_t i = 0; i < length * channels; i++) act[i] = (float)gauss();
+    for (int64_t i = 0; i < hidden * channels * kernel; i++) w[i] = (float)(gauss() / sqrt((double)(kernel * channels)));
+    for (int64_t i = 0; i < channels * hidden; i++) w1[i] = (float)(gauss() / sqrt((double)hidden));
+    for (int64_t o = 0; bias && o < hidden; o++) b[o] = (float)gauss();
+    for (int64_t i = 0; i < n * channels; i++) y[i] = y0[i] = (float)gauss();
+    for (int64_t i = n * channels; i < (n + guard_rows) * channels; i++) y[i] = guard;
+    /* w [hidden][channels][kernel] and w1 [channels][hidden] into panels of `panel` outputs (residual_unit.py's pack). */
+    for (int64_t o = 0; o < hidden; o++)
+        for (int64_t c = 0; c < channels; c++)
+            for (int64_t tap = 0; tap < kernel; tap++)
+                conv[((o / panel) * kernel * channels + tap * channels + c) * panel + o % panel] =
+                    w[(o * channels + c) * kernel + tap];
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t o = 0; o < hidden; o++) point[((c / panel) * hidden + o) * panel + c % panel] = w1[c * hidden + o];
+    riffd_residual_unit(act, n, channels, hidden, kernel, dilation, conv, b, alpha, point, y, THREADS);
+    double worst = 0.0, stray = 0.0;
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t o = 0; o < hidden; o++) {
+            double sum = b ? b[o] : 0.0, magnitude = fabs(sum);
+            for (int64_t c = 0; c < channels; c++)
+                for (int64_t tap = 0; tap < kernel; tap++) {
+                    const double p = (double)act[(t + tap * dilation) * channels + c] * w[(o * channels + c) * kernel + tap];
+                    sum += p, magnitude += fabs(p);
+                }
+            h[o] = sum > 0.0 ? sum : alpha * expm1(sum);
+            h_bound[o] = 1e-5 * magnitude + 2e-7 * alpha;
+        }
+        for (int64_t c = 0; c < channels; c++) {
+            double sum = y0[t * channels + c], magnitude = fabs(sum), carried = 0.0;
+            for (int64_t o = 0; o < hidden; o++) {
+                const double weight = w1[c * hidden + o];
+                sum += weight * h[o], magnitude += fabs(weight * h[o]), carried += fabs(weight) * h_bound[o];
+            }
+            worst = fmax(worst, fabs(y[t * channels + c] - sum) / (1e-5 * magnitude + carried + 1e-30));
+        }
+    }
+    for (int64_t i = n * channels; i < (n + guard_rows) * channels; i++) stray += y[i] != guard;
+    char what[160];
+    snprintf(what, sizeof what, "residual unit, %lld channels, %lld hidden, %lld taps (dilation %lld), %lld steps, "
+             "alpha %.1f%s", (long long)channels, (long long)hidden, (long long)kernel, (long long)dilation,
+             (long long)n, alpha, bias ? ", bias" : "");
+    report(what, worst);
+    report("  nothing written past its outputs", stray);
+    free(act), free(w), free(w1), free(conv), free(point), free(b), free(y), free(y0), free(h), free(h_bound);
+}
+
 static int descending(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);
@@ -1214,6 +1280,12 @@ int main(int argc, char **argv) {
     check_conv_taps(2, 3, 2, 37, 3 * vl, 0);
     check_conv_taps(4, 1, 1, 5, 64, 1);
     check_conv_taps(3, 5, 3, 1, vl, 0);
+    const int64_t panel = riffd_residual_unit_panel();
+    check_residual_unit(64, 32, 3, 1, 1001, 1.0f, 1); /* EnCodec's last unit; many blocks on the pool */
+    check_residual_unit(2 * panel, panel, 3, 3, 37, 0.5f, 0);
+    check_residual_unit(panel, 2 * panel, 4, 2, 5, 1.0f, 1);
+    check_residual_unit(512, 256, 3, 1, 203, 1.0f, 1); /* EnCodec's first unit, a 25-frame chunk and a bit */
+    check_residual_unit(3 * panel, panel, 1, 1, 1, 1.0f, 1);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

@@ -1,0 +1,145 @@
+/* SEANet's residual unit over time-major rows, the convolutions' part: y += conv_1x1(elu(conv_k(act)))
+   where act is the unit's input after its first ELU, y holds the shortcut (and the 1x1 convolution's
+   bias) on the way in. EnCodec 32 kHz's decoder has four (512 to 64 channels, hidden half that, 3 taps),
+   ~1 G multiply-adds a second of audio; as PyTorch's per-tap products (oneDNN) they ran ~25 ms a
+   second of audio on 2 cores of an AMD EPYC Zen 4, ~55 % of a large product's rate.
+
+   Both convolutions are products of a block of time rows by panels of weights (packed once, see
+   residual_unit.py): a panel is PANEL = 2 vectors of outputs, its rows the inputs in order (tap, then
+   channel), so a tile of TILE_ROWS rows by one panel keeps its sums in registers over every tap and
+   channel, each input broadcast once per panel. A block of rows (one pool chunk) makes its hidden rows
+   into a buffer of its own (the wide convolution, its bias, the second ELU in place, while they are
+   in cache), then adds their product with the 1x1 weights onto y. Each panel's weights serve every
+   tile of the block from the L2 cache. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "riffd_native.h"
+#include "vmath.h"
+
+#ifdef RIFFD_KERNELS
+
+#define PANEL (2 * VL)
+/* Rows a tile: 2 * TILE_ROWS accumulators, the panel's 2 vectors and a broadcast stay in registers
+   (AVX-512 and NEON have 32, AVX2 16). */
+#if VL == 8
+#define TILE_ROWS 6
+#else
+#define TILE_ROWS 12
+#endif
+/* Hidden floats a block holds (on its thread's stack): the block's rows are as many tiles as fit. */
+#define BLOCK_HIDDEN_FLOATS 16384
+
+typedef struct {
+    const float *act;      /* [n + (kernel - 1) * dilation][channels] */
+    const float *conv;     /* [hidden / PANEL][kernel * channels][PANEL] */
+    const float *bias;     /* [hidden] or NULL */
+    const float *point;    /* [channels / PANEL][hidden][PANEL] */
+    float *y;              /* [n][channels] */
+    int64_t n, channels, hidden, kernel, dilation;
+    int64_t block; /* tiles a block at most (its hidden rows fill the buffer) */
+    float alpha;
+} unit_job;
+
+/* out[r][0..PANEL) for r < rows (a constant in each instance): the sums over `taps` taps (`tap_step`
+   floats apart in a) of `k` inputs, a[r * lda + c], times the panel's rows; starting from out itself
+   (`accumulate`), the bias, or zero. */
+static inline __attribute__((always_inline)) void tile(const float *a, int64_t lda, int64_t taps, int64_t tap_step,
+                                                       int64_t k, const float *panel, const float *bias, float *out,
+                                                       int64_t ldo, const int accumulate, const int rows) {
+    vf low[TILE_ROWS], high[TILE_ROWS];
+    for (int r = 0; r < rows; r++) {
+        if (accumulate) low[r] = vf_load(out + r * ldo), high[r] = vf_load(out + r * ldo + VL);
+        else if (bias) low[r] = vf_load(bias), high[r] = vf_load(bias + VL);
+        else low[r] = high[r] = vf_zero();
+    }
+    for (int64_t tap = 0; tap < taps; tap++) {
+        const float *at = a + tap * tap_step, *w = panel + tap * k * PANEL;
+        for (int64_t c = 0; c < k; c++) {
+            const vf w0 = vf_load(w + c * PANEL), w1 = vf_load(w + c * PANEL + VL);
+            for (int r = 0; r < rows; r++) {
+                const vf v = vf_set1(at[r * lda + c]);
+                low[r] = vf_fmadd(v, w0, low[r]);
+                high[r] = vf_fmadd(v, w1, high[r]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++) vf_store(out + r * ldo, low[r]), vf_store(out + r * ldo + VL, high[r]);
+}
+
+#define TILE_CASE(R) case R: tile(a, lda, taps, tap_step, k, panel, bias, out, ldo, accumulate, R); break;
+
+/* `tile` for `rows` <= TILE_ROWS, each count its own instance (the sums stay in registers). */
+static void tile_rows(const float *a, int64_t lda, int64_t taps, int64_t tap_step, int64_t k, const float *panel,
+                      const float *bias, float *out, int64_t ldo, const int accumulate, int rows) {
+    switch (rows) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)
+#if TILE_ROWS > 6
+        TILE_CASE(7) TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+#endif
+        default: break;
+    }
+}
+
+/* The products of rows [t0, t0 + rows) by every panel of `weights` ([outputs / PANEL][taps * k][PANEL]):
+   panel by panel, tile by tile, so a panel is read from memory once a block. */
+static void block_product(const float *a, int64_t lda, int64_t taps, int64_t tap_step, int64_t k,
+                          const float *weights, int64_t outputs, const float *bias, float *out, int64_t ldo,
+                          int accumulate, int64_t rows) {
+    for (int64_t p = 0; p < outputs / PANEL; p++) {
+        const float *panel = weights + p * taps * k * PANEL, *panel_bias = bias ? bias + p * PANEL : NULL;
+        for (int64_t r = 0; r < rows; r += TILE_ROWS) {
+            const int count = rows - r < TILE_ROWS ? (int)(rows - r) : TILE_ROWS;
+            tile_rows(a + r * lda, lda, taps, tap_step, k, panel, panel_bias, out + r * ldo + p * PANEL, ldo,
+                      accumulate, count);
+        }
+    }
+}
+
+/* Rows t0 to t0 + rows (hidden * rows <= BLOCK_HIDDEN_FLOATS), one block. */
+static void unit_block(const unit_job *j, int64_t t0, int64_t rows) {
+    const int64_t channels = j->channels, hidden = j->hidden;
+    float h[BLOCK_HIDDEN_FLOATS];
+    block_product(j->act + t0 * channels, channels, j->kernel, j->dilation * channels, channels, j->conv, hidden,
+                  j->bias, h, hidden, 0, rows);
+    const vf alpha = vf_set1(j->alpha);
+    for (int64_t i = 0; i < rows * hidden; i += VL) vf_store(h + i, elu_v(vf_load(h + i), alpha));
+    block_product(h, hidden, 1, 0, hidden, j->point, channels, NULL, j->y + t0 * channels, channels, 1, rows);
+}
+
+/* Tiles [begin, end) of rows, in blocks (the pool runs a whole range in one call on one thread). */
+static void unit_blocks(void *ctx, int64_t begin, int64_t end) {
+    const unit_job *j = ctx;
+    for (int64_t tile0 = begin; tile0 < end; tile0 += j->block) {
+        const int64_t t0 = tile0 * TILE_ROWS, stop = (tile0 + j->block < end ? tile0 + j->block : end) * TILE_ROWS;
+        unit_block(j, t0, (stop < j->n ? stop : j->n) - t0);
+    }
+}
+
+/* y [n][channels] += point . elu(conv * act + bias), act [n + (kernel - 1) * dilation][channels] time-major,
+   the weights packed into panels (riffd_residual_unit_panel columns; channels and hidden multiples of it,
+   hidden at most riffd_residual_unit_max_hidden()); the second ELU elu_v's (riffd_elu's bits). */
+void riffd_residual_unit(const float *act, int64_t n, int64_t channels, int64_t hidden, int64_t kernel,
+                         int64_t dilation, const float *conv, const float *bias, float alpha, const float *point,
+                         float *y, int threads) {
+    if (n <= 0 || hidden <= 0 || hidden > BLOCK_HIDDEN_FLOATS / TILE_ROWS) return;
+    const int64_t tiles = (n + TILE_ROWS - 1) / TILE_ROWS, most = BLOCK_HIDDEN_FLOATS / (hidden * TILE_ROWS);
+    unit_job job = {act, conv, bias, point, y, n, channels, hidden, kernel, dilation, most, alpha};
+    /* Blocks as large as fit, but at least one a thread. */
+    const int64_t share = (tiles + (threads > 1 ? threads : 1) - 1) / (threads > 1 ? threads : 1);
+    riffd_parallel(tiles, share < most ? share : most, threads, unit_blocks, &job);
+}
+
+int64_t riffd_residual_unit_panel(void) { return PANEL; }
+int64_t riffd_residual_unit_max_hidden(void) { return BLOCK_HIDDEN_FLOATS / TILE_ROWS; }
+#else
+void riffd_residual_unit(const float *act, int64_t n, int64_t channels, int64_t hidden, int64_t kernel,
+                         int64_t dilation, const float *conv, const float *bias, float alpha, const float *point,
+                         float *y, int threads) {
+    (void)act; (void)n; (void)channels; (void)hidden; (void)kernel; (void)dilation; (void)conv; (void)bias;
+    (void)alpha; (void)point; (void)y; (void)threads;
+}
+int64_t riffd_residual_unit_panel(void) { return 0; }
+int64_t riffd_residual_unit_max_hidden(void) { return 0; }
+#endif
