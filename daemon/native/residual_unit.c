@@ -1,16 +1,17 @@
-/* SEANet's residual unit over time-major rows, the convolutions' part: y += conv_1x1(elu(conv_k(act)))
-   where act is the unit's input after its first ELU, y holds the shortcut (and the 1x1 convolution's
-   bias) on the way in. EnCodec 32 kHz's decoder has four (512 to 64 channels, hidden half that, 3 taps),
-   ~1 G multiply-adds a second of audio; as PyTorch's per-tap products (oneDNN) they ran ~25 ms a
-   second of audio on 2 cores of an AMD EPYC Zen 4, ~55 % of a large product's rate.
+/* SEANet's residual unit over time-major rows: y = x + point_bias + point . elu(conv * elu(x) + conv_bias),
+   the wide convolution reading each output's window of the padded inputs x, the shortcut its own input.
+   EnCodec 32 kHz's decoder has four (512 to 64 channels, hidden half that, 3 taps), ~1 G multiply-adds
+   a second of audio; as PyTorch's per-tap products (oneDNN) they ran ~25 ms a second of audio on 2 cores
+   of an AMD EPYC Zen 4, ~55 % of a large product's rate.
 
-   Both convolutions are products of a block of time rows by panels of weights (packed once, see
-   residual_unit.py): a panel is PANEL = 2 vectors of outputs, its rows the inputs in order (tap, then
-   channel), so a tile of TILE_ROWS rows by one panel keeps its sums in registers over every tap and
-   channel, each input broadcast once per panel. A block of rows (one pool chunk) makes its hidden rows
-   into a buffer of its own (the wide convolution, its bias, the second ELU in place, while they are
-   in cache), then adds their product with the 1x1 weights onto y. Each panel's weights serve every
-   tile of the block from the L2 cache. */
+   A block of rows (one pool chunk) takes the ELU of its inputs into a buffer of its own, makes its
+   hidden rows into another (the wide convolution, its bias, the second ELU in place, while they are in
+   cache), then writes its outputs: the shortcut and bias, plus the hidden rows' product with the 1x1
+   weights. Both convolutions are products by panels of weights (packed once, see residual_unit.py): a
+   panel is PANEL = 2 vectors of outputs, its rows the inputs in order (tap, then channel), so a tile of
+   TILE_ROWS rows by one panel keeps its sums in registers over every tap and channel, each input
+   broadcast once per panel; each panel serves every tile of the block from the L2 cache. The inputs
+   come in two pieces (a stream's kept rows, then its new ones), so they are never joined first. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,19 +29,27 @@
 #else
 #define TILE_ROWS 12
 #endif
-/* Hidden floats a block holds (on its thread's stack): the block's rows are as many tiles as fit. */
+/* Floats a block holds on its thread's stack: its inputs' ELU and its hidden rows; its rows are as many
+   tiles as fit in both. */
+#define BLOCK_ACT_FLOATS 32768
 #define BLOCK_HIDDEN_FLOATS 16384
 
 typedef struct {
-    const float *act;      /* [n + (kernel - 1) * dilation][channels] */
-    const float *conv;     /* [hidden / PANEL][kernel * channels][PANEL] */
-    const float *bias;     /* [hidden] or NULL */
-    const float *point;    /* [channels / PANEL][hidden][PANEL] */
-    float *y;              /* [n][channels] */
-    int64_t n, channels, hidden, kernel, dilation;
-    int64_t block; /* tiles a block at most (its hidden rows fill the buffer) */
-    float alpha;
+    const float *head, *tail; /* the padded inputs' rows: head_rows of head, then tail's */
+    int64_t head_rows;
+    const float *conv;        /* [hidden / PANEL][kernel * channels][PANEL] */
+    const float *conv_bias;   /* [hidden] or NULL */
+    const float *point;       /* [channels / PANEL][hidden][PANEL] */
+    const float *point_bias;  /* [channels] or NULL */
+    float *y;                 /* [n][channels] */
+    int64_t n, channels, hidden, kernel, dilation, shortcut;
+    int64_t block; /* tiles a block at most */
+    float alpha_in, alpha_hidden;
 } unit_job;
+
+static inline const float *input_row(const unit_job *j, int64_t row) {
+    return row < j->head_rows ? j->head + row * j->channels : j->tail + (row - j->head_rows) * j->channels;
+}
 
 /* out[r][0..PANEL) for r < rows (a constant in each instance): the sums over `taps` taps (`tap_step`
    floats apart in a) of `k` inputs, a[r * lda + c], times the panel's rows; starting from out itself
@@ -97,14 +106,24 @@ static void block_product(const float *a, int64_t lda, int64_t taps, int64_t tap
     }
 }
 
-/* Rows t0 to t0 + rows (hidden * rows <= BLOCK_HIDDEN_FLOATS), one block. */
+/* Rows t0 to t0 + rows, one block (within both buffers). */
 static void unit_block(const unit_job *j, int64_t t0, int64_t rows) {
-    const int64_t channels = j->channels, hidden = j->hidden;
-    float h[BLOCK_HIDDEN_FLOATS];
-    block_product(j->act + t0 * channels, channels, j->kernel, j->dilation * channels, channels, j->conv, hidden,
-                  j->bias, h, hidden, 0, rows);
-    const vf alpha = vf_set1(j->alpha);
-    for (int64_t i = 0; i < rows * hidden; i += VL) vf_store(h + i, elu_v(vf_load(h + i), alpha));
+    const int64_t channels = j->channels, hidden = j->hidden, span = (j->kernel - 1) * j->dilation;
+    float act[BLOCK_ACT_FLOATS], h[BLOCK_HIDDEN_FLOATS];
+    const vf alpha_in = vf_set1(j->alpha_in), alpha_hidden = vf_set1(j->alpha_hidden);
+    for (int64_t r = 0; r < rows + span; r++) {
+        const float *x = input_row(j, t0 + r);
+        for (int64_t c = 0; c < channels; c += VL) vf_store(act + r * channels + c, elu_v(vf_load(x + c), alpha_in));
+    }
+    block_product(act, channels, j->kernel, j->dilation * channels, channels, j->conv, hidden, j->conv_bias, h,
+                  hidden, 0, rows);
+    for (int64_t i = 0; i < rows * hidden; i += VL) vf_store(h + i, elu_v(vf_load(h + i), alpha_hidden));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = input_row(j, t0 + r + j->shortcut);
+        float *y = j->y + (t0 + r) * channels;
+        for (int64_t c = 0; c < channels; c += VL)
+            vf_store(y + c, j->point_bias ? vf_add(vf_load(x + c), vf_load(j->point_bias + c)) : vf_load(x + c));
+    }
     block_product(h, hidden, 1, 0, hidden, j->point, channels, NULL, j->y + t0 * channels, channels, 1, rows);
 }
 
@@ -117,29 +136,49 @@ static void unit_blocks(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-/* y [n][channels] += point . elu(conv * act + bias), act [n + (kernel - 1) * dilation][channels] time-major,
-   the weights packed into panels (riffd_residual_unit_panel columns; channels and hidden multiples of it,
-   hidden at most riffd_residual_unit_max_hidden()); the second ELU elu_v's (riffd_elu's bits). */
-void riffd_residual_unit(const float *act, int64_t n, int64_t channels, int64_t hidden, int64_t kernel,
-                         int64_t dilation, const float *conv, const float *bias, float alpha, const float *point,
-                         float *y, int threads) {
-    if (n <= 0 || hidden <= 0 || hidden > BLOCK_HIDDEN_FLOATS / TILE_ROWS) return;
-    const int64_t tiles = (n + TILE_ROWS - 1) / TILE_ROWS, most = BLOCK_HIDDEN_FLOATS / (hidden * TILE_ROWS);
-    unit_job job = {act, conv, bias, point, y, n, channels, hidden, kernel, dilation, most, alpha};
+/* Tiles a block holds at most for these sizes; 0: not even one. */
+static int64_t block_tiles(int64_t channels, int64_t hidden, int64_t span) {
+    if (channels <= 0 || hidden <= 0 || span < 0) return 0;
+    const int64_t by_hidden = BLOCK_HIDDEN_FLOATS / (hidden * TILE_ROWS);
+    const int64_t by_act = (BLOCK_ACT_FLOATS / channels - span) / TILE_ROWS;
+    return by_hidden < by_act ? by_hidden : by_act;
+}
+
+/* y [n][channels] = x[t + shortcut] + point_bias + point . elu(conv * elu(x) + conv_bias) (NULL biases:
+   none) for the padded inputs x, time-major [n + (kernel - 1) * dilation][channels]: head_rows rows at
+   head, then tail's. The weights packed into panels (riffd_residual_unit_panel columns; channels and
+   hidden multiples of it); both ELUs elu_v's (riffd_elu's bits). Nothing is done unless
+   riffd_residual_unit_fits. */
+void riffd_residual_unit(const float *head, int64_t head_rows, const float *tail, int64_t n, int64_t channels,
+                         int64_t hidden, int64_t kernel, int64_t dilation, int64_t shortcut, const float *conv,
+                         const float *conv_bias, float alpha_in, const float *point, const float *point_bias,
+                         float alpha_hidden, float *y, int threads) {
+    const int64_t most = block_tiles(channels, hidden, (kernel - 1) * dilation);
+    if (n <= 0 || most <= 0 || channels % PANEL || hidden % PANEL) return;
+    unit_job job = {head, tail, head_rows, conv, conv_bias, point, point_bias, y, n, channels, hidden, kernel,
+                    dilation, shortcut, most, alpha_in, alpha_hidden};
+    const int64_t tiles = (n + TILE_ROWS - 1) / TILE_ROWS;
     /* Blocks as large as fit, but at least one a thread. */
     const int64_t share = (tiles + (threads > 1 ? threads : 1) - 1) / (threads > 1 ? threads : 1);
     riffd_parallel(tiles, share < most ? share : most, threads, unit_blocks, &job);
 }
 
 int64_t riffd_residual_unit_panel(void) { return PANEL; }
-int64_t riffd_residual_unit_max_hidden(void) { return BLOCK_HIDDEN_FLOATS / TILE_ROWS; }
+int riffd_residual_unit_fits(int64_t channels, int64_t hidden, int64_t span) {
+    return block_tiles(channels, hidden, span) > 0 && !(channels % PANEL) && !(hidden % PANEL);
+}
 #else
-void riffd_residual_unit(const float *act, int64_t n, int64_t channels, int64_t hidden, int64_t kernel,
-                         int64_t dilation, const float *conv, const float *bias, float alpha, const float *point,
-                         float *y, int threads) {
-    (void)act; (void)n; (void)channels; (void)hidden; (void)kernel; (void)dilation; (void)conv; (void)bias;
-    (void)alpha; (void)point; (void)y; (void)threads;
+void riffd_residual_unit(const float *head, int64_t head_rows, const float *tail, int64_t n, int64_t channels,
+                         int64_t hidden, int64_t kernel, int64_t dilation, int64_t shortcut, const float *conv,
+                         const float *conv_bias, float alpha_in, const float *point, const float *point_bias,
+                         float alpha_hidden, float *y, int threads) {
+    (void)head; (void)head_rows; (void)tail; (void)n; (void)channels; (void)hidden; (void)kernel; (void)dilation;
+    (void)shortcut; (void)conv; (void)conv_bias; (void)alpha_in; (void)point; (void)point_bias; (void)alpha_hidden;
+    (void)y; (void)threads;
 }
 int64_t riffd_residual_unit_panel(void) { return 0; }
-int64_t riffd_residual_unit_max_hidden(void) { return 0; }
+int riffd_residual_unit_fits(int64_t channels, int64_t hidden, int64_t span) {
+    (void)channels; (void)hidden; (void)span;
+    return 0;
+}
 #endif

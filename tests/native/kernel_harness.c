@@ -89,10 +89,11 @@ int64_t riffd_conv_taps_channel_multiple(void);
 void riffd_conv_taps(const float *x, int64_t n, int64_t channels, int64_t kernel, int64_t dilation, const float *w,
                      const float *bias, int64_t out, float *y, int threads);
 int64_t riffd_residual_unit_panel(void);
-int64_t riffd_residual_unit_max_hidden(void);
-void riffd_residual_unit(const float *act, int64_t n, int64_t channels, int64_t hidden, int64_t kernel,
-                         int64_t dilation, const float *conv, const float *bias, float alpha, const float *point,
-                         float *y, int threads);
+int riffd_residual_unit_fits(int64_t channels, int64_t hidden, int64_t span);
+void riffd_residual_unit(const float *head, int64_t head_rows, const float *tail, int64_t n, int64_t channels,
+                         int64_t hidden, int64_t kernel, int64_t dilation, int64_t shortcut, const float *conv,
+                         const float *conv_bias, float alpha_in, const float *point, const float *point_bias,
+                         float alpha_hidden, float *y, int threads);
 int64_t riffd_sampling_scores(const float *logits, int64_t rows, int64_t vocab, int guided, float guidance,
                               float temperature, int64_t top_k, float *scores, float *work);
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim);
@@ -720,27 +721,34 @@ static void check_conv_taps(int64_t out, int64_t kernel, int64_t dilation, int64
     free(x), free(w), free(b), free(y);
 }
 
-/* riffd_residual_unit (a SEANet residual unit's convolutions over time-major rows): y += point . elu(conv * act
-   + bias). Each hidden value is a float32 sum of kernel * channels exact products and the bias, each output
-   one of hidden products onto y's value: the bound is 1e-5 of the sums of |terms| in double maths, the
-   hidden values' own bound carried through the ELU (1-Lipschitz for alpha <= 1) and the 1x1 weights, plus
-   the ELU's 2e-7 * alpha; rows past n untouched. The n are not whole tiles on any branch. */
+/* riffd_residual_unit (a SEANet residual unit over time-major rows): y = x[t + shortcut] + point_bias +
+   point . elu(conv * elu(x) + conv_bias), the inputs in two pieces (head_rows rows, then the rest). Each
+   hidden value is a float32 sum of kernel * channels exact products (of ELU outputs within 2e-7 * alpha)
+   and the bias, each output one of hidden products onto x + point_bias: the bound is 1e-5 of the sums of
+   |terms| in double maths, plus the ELUs' errors carried through the weights (the input's through |conv|,
+   the hidden values' through the second ELU, 1-Lipschitz for alpha <= 1, and |point|); rows past n
+   untouched. The n are not whole tiles on any branch. */
 static void check_residual_unit(int64_t channels, int64_t hidden, int64_t kernel, int64_t dilation, int64_t n,
-                                float alpha, int bias) {
-    const int64_t panel = riffd_residual_unit_panel(), length = n + (kernel - 1) * dilation, guard_rows = 3;
+                                int64_t head_rows, float alpha, int bias) {
+    const int64_t panel = riffd_residual_unit_panel(), span = (kernel - 1) * dilation, length = n + span;
+    const int64_t shortcut = span / 2, guard_rows = 3;
     const float guard = -7.25f;
-    float *act = must_alloc(sizeof(float) * length * channels);
+    float *x = must_alloc(sizeof(float) * length * channels);
     float *w = must_alloc(sizeof(float) * hidden * channels * kernel), *w1 = must_alloc(sizeof(float) * channels * hidden);
     float *conv = must_alloc(sizeof(float) * hidden * channels * kernel), *point = must_alloc(sizeof(float) * channels * hidden);
-    float *b = bias ? must_alloc(sizeof(float) * hidden) : NULL;
-    float *y = must_alloc(sizeof(float) * (n + guard_rows) * channels), *y0 = must_alloc(sizeof(float) * n * channels);
-    double *h = must_alloc(sizeof(double) * hidden), *h_bound = must_alloc(sizeof(double) * hidden);
-    for (int64_t i = 0; i < length * channels; i++) act[i] = (float)gauss();
+    float *b = bias ? must_alloc(sizeof(float) * hidden) : NULL, *b1 = bias ? must_alloc(sizeof(float) * channels) : NULL;
+    float *y = must_alloc(sizeof(float) * (n + guard_rows) * channels);
+    double *act = must_alloc(sizeof(double) * length * channels), *h = must_alloc(sizeof(double) * hidden);
+    double *h_bound = must_alloc(sizeof(double) * hidden);
+    for (int64_t i = 0; i < length * channels; i++) {
+        x[i] = (float)(2.0 * gauss());
+        act[i] = x[i] > 0.0f ? x[i] : alpha * expm1(x[i]);
+    }
     for (int64_t i = 0; i < hidden * channels * kernel; i++) w[i] = (float)(gauss() / sqrt((double)(kernel * channels)));
     for (int64_t i = 0; i < channels * hidden; i++) w1[i] = (float)(gauss() / sqrt((double)hidden));
     for (int64_t o = 0; bias && o < hidden; o++) b[o] = (float)gauss();
-    for (int64_t i = 0; i < n * channels; i++) y[i] = y0[i] = (float)gauss();
-    for (int64_t i = n * channels; i < (n + guard_rows) * channels; i++) y[i] = guard;
+    for (int64_t c = 0; bias && c < channels; c++) b1[c] = (float)gauss();
+    for (int64_t i = 0; i < (n + guard_rows) * channels; i++) y[i] = guard;
     /* w [hidden][channels][kernel] and w1 [channels][hidden] into panels of `panel` outputs (residual_unit.py's pack). */
     for (int64_t o = 0; o < hidden; o++)
         for (int64_t c = 0; c < channels; c++)
@@ -749,21 +757,27 @@ static void check_residual_unit(int64_t channels, int64_t hidden, int64_t kernel
                     w[(o * channels + c) * kernel + tap];
     for (int64_t c = 0; c < channels; c++)
         for (int64_t o = 0; o < hidden; o++) point[((c / panel) * hidden + o) * panel + c % panel] = w1[c * hidden + o];
-    riffd_residual_unit(act, n, channels, hidden, kernel, dilation, conv, b, alpha, point, y, THREADS);
+    /* The tail piece in its own buffer, as a stream's new rows are. */
+    float *tail = must_alloc(sizeof(float) * (length - head_rows) * channels);
+    for (int64_t i = 0; i < (length - head_rows) * channels; i++) tail[i] = x[head_rows * channels + i];
+    riffd_residual_unit(x, head_rows, tail, n, channels, hidden, kernel, dilation, shortcut, conv, b, alpha, point, b1,
+                        alpha, y, THREADS);
     double worst = 0.0, stray = 0.0;
     for (int64_t t = 0; t < n; t++) {
         for (int64_t o = 0; o < hidden; o++) {
-            double sum = b ? b[o] : 0.0, magnitude = fabs(sum);
+            double sum = b ? b[o] : 0.0, magnitude = fabs(sum), carried = 0.0;
             for (int64_t c = 0; c < channels; c++)
                 for (int64_t tap = 0; tap < kernel; tap++) {
-                    const double p = (double)act[(t + tap * dilation) * channels + c] * w[(o * channels + c) * kernel + tap];
-                    sum += p, magnitude += fabs(p);
+                    const double weight = w[(o * channels + c) * kernel + tap];
+                    const double p = act[(t + tap * dilation) * channels + c] * weight;
+                    sum += p, magnitude += fabs(p), carried += fabs(weight) * 2e-7 * alpha;
                 }
             h[o] = sum > 0.0 ? sum : alpha * expm1(sum);
-            h_bound[o] = 1e-5 * magnitude + 2e-7 * alpha;
+            h_bound[o] = 1e-5 * magnitude + carried + 2e-7 * alpha;
         }
         for (int64_t c = 0; c < channels; c++) {
-            double sum = y0[t * channels + c], magnitude = fabs(sum), carried = 0.0;
+            const double own = x[(t + shortcut) * channels + c];
+            double sum = own + (b1 ? b1[c] : 0.0), magnitude = fabs(own) + (b1 ? fabs(b1[c]) : 0.0), carried = 0.0;
             for (int64_t o = 0; o < hidden; o++) {
                 const double weight = w1[c * hidden + o];
                 sum += weight * h[o], magnitude += fabs(weight * h[o]), carried += fabs(weight) * h_bound[o];
@@ -772,13 +786,14 @@ static void check_residual_unit(int64_t channels, int64_t hidden, int64_t kernel
         }
     }
     for (int64_t i = n * channels; i < (n + guard_rows) * channels; i++) stray += y[i] != guard;
-    char what[160];
-    snprintf(what, sizeof what, "residual unit, %lld channels, %lld hidden, %lld taps (dilation %lld), %lld steps, "
-             "alpha %.1f%s", (long long)channels, (long long)hidden, (long long)kernel, (long long)dilation,
-             (long long)n, alpha, bias ? ", bias" : "");
+    char what[192];
+    snprintf(what, sizeof what, "residual unit, %lld channels, %lld hidden, %lld taps (dilation %lld), %lld steps "
+             "(%lld rows kept), alpha %.1f%s", (long long)channels, (long long)hidden, (long long)kernel,
+             (long long)dilation, (long long)n, (long long)head_rows, alpha, bias ? ", biases" : "");
     report(what, worst);
     report("  nothing written past its outputs", stray);
-    free(act), free(w), free(w1), free(conv), free(point), free(b), free(y), free(y0), free(h), free(h_bound);
+    free(x), free(tail), free(w), free(w1), free(conv), free(point), free(b), free(b1), free(y), free(act), free(h);
+    free(h_bound);
 }
 
 static int descending(const void *a, const void *b) {
@@ -1281,11 +1296,13 @@ int main(int argc, char **argv) {
     check_conv_taps(4, 1, 1, 5, 64, 1);
     check_conv_taps(3, 5, 3, 1, vl, 0);
     const int64_t panel = riffd_residual_unit_panel();
-    check_residual_unit(64, 32, 3, 1, 1001, 1.0f, 1); /* EnCodec's last unit; many blocks on the pool */
-    check_residual_unit(2 * panel, panel, 3, 3, 37, 0.5f, 0);
-    check_residual_unit(panel, 2 * panel, 4, 2, 5, 1.0f, 1);
-    check_residual_unit(512, 256, 3, 1, 203, 1.0f, 1); /* EnCodec's first unit, a 25-frame chunk and a bit */
-    check_residual_unit(3 * panel, panel, 1, 1, 1, 1.0f, 1);
+    check_residual_unit(64, 32, 3, 1, 1001, 2, 1.0f, 1); /* EnCodec's last unit, a stream's kept rows; many blocks */
+    check_residual_unit(2 * panel, panel, 3, 3, 37, 0, 0.5f, 0);
+    check_residual_unit(panel, 2 * panel, 4, 2, 5, 11, 1.0f, 1); /* every row in the first piece */
+    check_residual_unit(512, 256, 3, 1, 203, 2, 1.0f, 1); /* EnCodec's first unit, a 25-frame chunk and a bit */
+    check_residual_unit(3 * panel, panel, 1, 1, 1, 1, 1.0f, 1);
+    report("residual unit sizes: EnCodec's first unit fits, 5000 hidden do not",
+           riffd_residual_unit_fits(512, 256, 2) && !riffd_residual_unit_fits(panel, 5000, 2) ? 0.0 : INFINITY);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

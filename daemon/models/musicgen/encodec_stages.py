@@ -765,9 +765,9 @@ class Residual(Stage):
 class ResidualUnit(PaddedInput):
     """SEANet's residual unit with an identity shortcut, `x + conv_1x1(elu(conv_k(elu(x))))`, as one
     time-major stage: one buffer of raw inputs (the wide convolution's left context) serves the ELU,
-    the convolution and the shortcut. Where riffd's kernel takes the unit (residual_unit.c), both
-    convolutions and the ELU between them are one call adding onto the shortcut; otherwise the wide
-    convolution is one product per tap over contiguous
+    the convolution and the shortcut. Where riffd's kernel takes the unit (residual_unit.c), the whole
+    unit is one call on the kept inputs and the new ones; otherwise the wide convolution is one
+    product per tap over contiguous
     rows of the ELU's outputs, summed in place; the second ELU runs in place; the 1x1 convolution is
     one product added onto the shortcut (its bias added as the shortcut is copied in). In the steady
     state the ELU writes the kept inputs and the new ones side by side, so the inputs are never
@@ -781,11 +781,13 @@ class ResidualUnit(PaddedInput):
         super().__init__(conv, like, batch, channels, TIME)  # the wide convolution pads the unit's inputs
         self.conv, self.pointwise = conv, pointwise
         self.alphas = (first_elu.alpha, second_elu.alpha)
-        # Both convolutions and the ELU between them in one call of riffd's kernel (residual_unit.c) where
-        # it runs: EnCodec 32 kHz's four units as the daemon runs them, 15.7 against 22.6 ms per second of
-        # audio through PyTorch's per-tap products (18.4 against 26.1 with both capped to AVX2; 2 threads
-        # of an AMD EPYC Zen 4).
-        self.native = residual_unit.fits(conv.weight, pointwise.weight) and (conv.bias is None or conv.bias.dtype == torch.float32)
+        # The whole unit, both ELUs, both convolutions and the shortcut, in one call of riffd's kernel
+        # (residual_unit.c) where it runs: EnCodec 32 kHz's four units as the daemon runs them took 22.6 ms
+        # per second of audio through PyTorch's per-tap products, 15.7 with the convolutions alone in the
+        # kernel, and (another run) 14.6 against those 16.7 with the whole unit in it (AVX2 capped: 26.1,
+        # 18.4; 14.8 against 17.3; 2 threads of an AMD EPYC Zen 4).
+        self.native = residual_unit.fits(conv.weight, pointwise.weight, conv.dilation) and all(
+            b is None or (b.dtype == torch.float32 and b.is_contiguous()) for b in (conv.bias, pointwise.bias))
 
     @staticmethod
     def fits(spec: ResidualSpec) -> bool:
@@ -801,6 +803,11 @@ class ResidualUnit(PaddedInput):
     def push(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         span, n = conv.span, x.shape[1]
+        if self.native and self.started and self.buffer.shape[1] == span and n and x.is_contiguous():
+            # Steady state: the kept inputs and the new ones as the kernel's two pieces.
+            y = self._native((self.buffer, x))
+            self.buffer = _tail_rows(x, self.buffer, span)
+            return y
         if not self.started or self.buffer.shape[1] != span or n < span or not n or not x.is_contiguous():
             return super().push(x)
         # Steady state: the ELU of the kept inputs and of the new ones, side by side.
@@ -820,10 +827,21 @@ class ResidualUnit(PaddedInput):
             self.buffer = padded
             return self.empty()
         padded = padded.contiguous()
+        if self.native:
+            y = self._native((padded,))
+            self.buffer = _own(padded[:, n:])
+            return y
         # An output's own input sits `pad_left` after the first sample its window reads.
         y = self._unit(_elu(padded, self.alphas[0]), (padded[:, conv.pad_left:conv.pad_left + n],))
         self.buffer = _own(padded[:, n:])
         return y
+
+    def _native(self, pieces: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Outputs `[B, n, C]` from the padded raw inputs (riffd's kernel: residual_unit.unit); an
+        output's own input sits `pad_left` after the first sample its window reads."""
+        conv, pointwise = self.conv, self.pointwise
+        return residual_unit.unit(pieces, conv.panels, conv.bias, conv.dilation, conv.pad_left, self.alphas[0],
+                                  pointwise.panels, pointwise.bias, self.alphas[1])
 
     def _unit(self, act: torch.Tensor, shortcut: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Outputs `[B, n, C]` from the first ELU's outputs `[B, span + n, C]` and the shortcut's
@@ -839,10 +857,6 @@ class ResidualUnit(PaddedInput):
             else:
                 torch.add(piece, pointwise.bias, out=rows)
             row += piece.shape[1]
-        if self.native:
-            residual_unit.add_unit(act.contiguous(), conv.panels, conv.bias, conv.dilation, self.alphas[1],
-                                   pointwise.panels, y)
-            return y
         taps, (project,) = conv.tap_weights, pointwise.tap_weights
         for b in range(batch):
             hidden = torch.mm(act[b, :n], taps[0]) if conv.bias is None else torch.addmm(conv.bias, act[b, :n], taps[0])
