@@ -53,12 +53,28 @@
    - AVX-512 (32 rows a block): half as far, 2048/256: 0.91-0.93x the step at position 100,
      0.93-0.94x at 1400 (36-40 of 40 pairs faster, idle and under load); 2560/256 the same,
      1024-1536 less gain, 4096/256 1.11x, 8192/1024 1.19x.
-   - AVX2 and AVX-VNNI (8 and 16 rows a block): twice as far, 8192/1024: 0.78-0.85x at 100 and
+   - AVX2 (8 rows a block): twice as far, 8192/1024: 0.78-0.85x at 100 and
      0.85-0.87x at 1400 with the other helpers' load (the step on about one core); idle 0.88-1.01x
-     at 100 and 0.86-1.01x at 1400 (this machine's noise: +-2 %); 2048/256 was 1.01-1.04x slower.
+     at 100 and 0.86-1.01x at 1400 (this machine's noise: +-2 %); 2048/256 was 1.01-1.04x slower
+     (again 1.25-1.37x, and 1.15x riding at 1400 + 300, under load).
+   - AVX-VNNI (16 rows a block, built with -DRIFFD_SIMD_256: AVX-512 VL's vpdpbusd on 256-bit
+     vectors), whose products keep up with memory as AVX-512's do: AVX-512's 2048/256. A lone
+     stream's qkv and cross q products go a head's 64 rows at a time (decoder_step.c fuses them with
+     the attention), and a prefetch 8 KB ahead runs past a head's rows into rows its item does not
+     read. 8192/1024 -> 2048/256: 0.95x at 100 and 0.96x at 1400 idle (38 and 33 of 40 pairs
+     faster), 0.88x under load (34 and 39 of 40), riding at 1400 + 300 0.98x (24 of 30); 4096/512
+     1.04-1.05x slower than 2048/256, 1024/256 the same. Against the AVX-512 build in one process the
+     AVX-VNNI one's step then takes 1.01x at 100 and 1.00x at 1400 (1.13-1.22x before), riding
+     1.06x.
    Other CPUs keep 4096/512. -D overrides both. */
 #if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
-#define ZEN_PREFETCH (RIFFD_SIMD_BITS == 512 ? 1 : RIFFD_SIMD_BITS == 256 ? 2 : 0) /* 1: nearer, 2: farther */
+#if RIFFD_SIMD_BITS == 512 || (RIFFD_SIMD_BITS == 256 && defined(RIFFD_VNNI))
+#define ZEN_PREFETCH 1 /* nearer */
+#elif RIFFD_SIMD_BITS == 256
+#define ZEN_PREFETCH 2 /* farther */
+#else
+#define ZEN_PREFETCH 0
+#endif
 #else
 #define ZEN_PREFETCH 0
 #endif
