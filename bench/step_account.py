@@ -14,6 +14,9 @@ every step at a window position below the daemon's "early" edge (the first tenth
 - the Python around it: the inputs' embedding (`_native_inputs`), the binding and checks
   (`step_hidden`, `NativeModel.step`), sampling (native guidance + top-k, then the exponentials,
   softmax and race in one native pass), the delay pattern, and what is left of the batch's step (its bookkeeping);
+  where the shared step is one call with its inputs and draws (step_draw.py), the native call is the step
+  alone and the call's inputs and draws (timed inside it) count with the Python around, as they did as calls
+  of their own;
 - the time between two steps (the codec and the chunk hand-off on the same thread: not a step's
   time, shown apart), and the part of it outside the codec's pushes.
 
@@ -87,6 +90,10 @@ class TimedLibrary:
         library.riffd_step_profile.restype = ctypes.c_int64
         library.riffd_pool_profile.argtypes = [ctypes.c_void_p, ctypes.c_int64]
         library.riffd_pool_profile.restype = ctypes.c_int64
+        self._parts = (ctypes.c_double * 2)()  # riffd_step_draw's inputs and draws
+        if hasattr(library, "riffd_step_draw_profile"):
+            library.riffd_step_draw_profile.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+            library.riffd_step_draw_profile.restype = ctypes.c_int64
         self.clear()
 
     def clear(self) -> None:
@@ -102,10 +109,22 @@ class TimedLibrary:
     def riffd_step_rows_out(self, *args: Any) -> None:  # a step with keys-only rows (--riding)
         self._timed(self._library.riffd_step_rows_out, args)
 
-    def _timed(self, step: Any, args: tuple[Any, ...]) -> None:
+    def riffd_step_draw(self, *args: Any) -> int:
+        """The step with its inputs and draws (step_draw.py): the native call is the step alone, its
+        inputs' and draws' time (riffd_step_draw_profile) counted apart, as when they were calls of their own."""
+        self._library.riffd_step_draw_profile(self._parts, len(self._parts))
+        result = self._timed(self._library.riffd_step_draw, args)
+        if self._library.riffd_step_draw_profile(self._parts, len(self._parts)) == len(self._parts):
+            inputs_s, draws_s = self._parts[0] / 1e9, self._parts[1] / 1e9
+            self._account.add("native_call", -inputs_s - draws_s)
+            self._account.add("c.step_draw_inputs", inputs_s)
+            self._account.add("c.step_draw_draws", draws_s)
+        return int(result)
+
+    def _timed(self, step: Any, args: tuple[Any, ...]) -> Any:
         self.clear()
         start = time.perf_counter()
-        step(*args)
+        result = step(*args)
         self._account.add("native_call", time.perf_counter() - start)
         if self._library.riffd_step_profile(self._phases, len(STEP_PHASES)) != len(STEP_PHASES):
             raise SystemExit("the kernels were not built with -DRIFFD_STEP_PROFILE (a stale RIFFD_NATIVE_DIR?)")
@@ -114,6 +133,7 @@ class TimedLibrary:
             self._account.add(f"c.{name}", ns / 1e9)
         for name, value in zip(POOL_COUNTERS, self._pool):
             self._account.add(f"pool.{name}", value)
+        return result
 
 
 def projection_bytes(model: Any) -> dict[str, int]:
@@ -164,6 +184,8 @@ def instrument(backend: Any, account: Account) -> Any:
     native.step_hidden = account.timed("step_hidden", native.step_hidden)
     native.model.step = account.timed("model_step", native.model.step)
     native.model._functions = TimedLibrary(native.model._functions, account)
+    if getattr(batch, "_step_draw", None) is not None:  # the shared step as one call (step_draw.py)
+        batch._step_draw.columns = account.timed("step_draw", batch._step_draw.columns)
     batch_module.next_columns = account.timed("sampling", batch_module.next_columns)
     loop_module.guided_codes = account.timed("distribution", loop_module.guided_codes)
     # sampling.guided_codes calls these through their modules
@@ -253,7 +275,7 @@ def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
                   f"{regions:.0f} regions a step; the second thread ran "
                   f"{100 * mean('pool.worker_items') / max(items, 1):.0f} % of the items"))
     table.append(("native call (riffd_step_rows)", mean_ms("native_call"), None, ""))
-    table.append(("NativeModel.step around it", mean_ms("model_step") - mean_ms("native_call"), 0.0,
+    table.append(("NativeModel.step around it", mean_ms("model_step") - mean_ms("native_call") if mean_ms("model_step") else 0.0, 0.0,
                   "logits tensor, lock, scratch size (and the profile's reading)"))
     table.append(("step_hidden around it", mean_ms("step_hidden") - mean_ms("model_step"), 0.0,
                   "checks, row batch, positions"))
@@ -268,15 +290,27 @@ def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
     table.append(("sampling: glue", mean_ms("distribution") - mean_ms("scores_native") - mean_ms("race_native")
                   - mean_ms("draw_native") - mean_ms("exponentials") - mean_ms("race"), None,
                   "top-p, softmax where PyTorch races"))
+    table.append(("one call: its inputs (native)", mean_ms("c.step_draw_inputs"), None,
+                  "riffd_step_draw's embedding (step_draw.py)"))
+    table.append(("one call: its draws (native)", mean_ms("c.step_draw_draws"), None,
+                  "riffd_step_draw's guidance, top-k, exponentials, softmax, race"))
+    table.append(("one call: StepDraw.columns around it", mean_ms("step_draw") - mean_ms("native_call")
+                  - mean_ms("c.step_draw_inputs") - mean_ms("c.step_draw_draws") if mean_ms("step_draw") else 0.0, 0.0,
+                  "checks, feeds, generator states, codes"))
     table.append(("sampling: exponentials (PyTorch's path)", mean_ms("exponentials"), None, "torch generator"))
     table.append(("sampling: race (PyTorch's path)", mean_ms("race"), None, "p / E, argmax"))
     table.append(("delay pattern", mean_ms("pattern"), None, ""))
-    sampled = sum(mean_ms(p) for p in ("distribution", "pattern"))
+    # the pattern runs inside next_columns, or after the one call (step_draw.py) outside it
+    sampled = mean_ms("distribution") + (0.0 if mean_ms("step_draw") else mean_ms("pattern"))
     table.append(("sampling: the rest of next_columns", mean_ms("sampling") - sampled, 0.0, ""))
-    table.append(("batch step's bookkeeping", mean_ms("step") - mean_ms("step_streams") - mean_ms("sampling"), 0.0,
+    table.append(("batch step's bookkeeping", mean_ms("step") - mean_ms("step_streams") - mean_ms("sampling")
+                  - mean_ms("step_draw") - mean_ms("pattern") * bool(mean_ms("step_draw")), 0.0,
                   "actions, timing, the hand-off's columns"))
+    around = [(1e3 * (s.get("step", 0.0) - s.get("native_call", 0.0)), s["position"]) for s in among]
+    slowest = max(around)
     table.append(("Python around the native call", mean_ms("step") - mean_ms("native_call"), 0.0,
-                  "all of the above outside riffd_step_rows"))
+                  f"all of the above outside riffd_step_rows; median {statistics.median(a for a, _ in around):.3f} ms, "
+                  f"max {slowest[0]:.2f} at position {slowest[1]:.0f}"))
     table.append(("STEP (as the daemon times it)", mean_ms("step"), sum(sizes.values()) / bandwidth / 1e6 +
                   kv_bytes / bandwidth / 1e6, f"{len(among)} steps, median {1e3 * statistics.median(s['step'] for s in among):.2f} ms"))
     return table

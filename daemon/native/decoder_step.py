@@ -118,8 +118,34 @@ class DecoderStruct(Mirrored):
                 ("lm_heads", Int8Struct), ("scratch", _ptr), ("threads", ctypes.c_int)]
 
 
+class EmbeddingStruct(Mirrored):
+    """`riffd_embedding`: the model's input tables (step_draw.c)."""
+
+    _c_name = "riffd_embedding"
+    _fields_ = [("tables", _ptr), ("positions", _ptr), ("books", _i64), ("codes_per_book", _i64),
+                ("position_count", _i64)]
+
+
+class FeedStruct(Mirrored):
+    """`riffd_feed`: one window's column fed to a step (step_draw.c)."""
+
+    _c_name = "riffd_feed"
+    _fields_ = [("codes", _ptr), ("prompts", _i64), ("rows", _i64), ("position", _i64)]
+
+
+class DrawStruct(Mirrored):
+    """`riffd_draw`: one window's draw after a step (step_draw.c); `undecided` its result."""
+
+    _c_name = "riffd_draw"
+    _fields_ = [("logits", _ptr), ("state", _ptr), ("scores", _ptr), ("noise", _ptr), ("bits", _ptr), ("work", _ptr),
+                ("codes", _ptr), ("rows", _i64), ("guided", _i64), ("top_k", _i64), ("guidance", ctypes.c_float),
+                ("temperature", ctypes.c_float), ("undecided", _i64)]
+
+
 MIRRORED: tuple[type[Mirrored], ...] = (Int8Struct, NormStruct, LayerWeightsStruct, ModelStruct,
                                                 RowCacheStruct, RowStruct, LayerStruct, DecoderStruct)
+#: `riffd_step_draw`'s own structs, checked where the library has it.
+STEP_DRAW_MIRRORED: tuple[type[Mirrored], ...] = (EmbeddingStruct, FeedStruct, DrawStruct)
 
 
 def check_layout(loaded: ctypes.CDLL, structs: Sequence[type[Mirrored]] = MIRRORED) -> None:
@@ -164,6 +190,13 @@ def bind(loaded: ctypes.CDLL) -> ctypes.CDLL:
         loaded.riffd_step_rows_out.argtypes = [ctypes.POINTER(ModelStruct), ctypes.POINTER(RowStruct), _i64, _i64,
                                                _ptr, _ptr, _ptr, ctypes.c_int]
         loaded.riffd_step_rows_out.restype = None
+    if hasattr(loaded, "riffd_step_draw"):  # not in a build of an older revision (bench.step_ab's base)
+        check_layout(loaded, STEP_DRAW_MIRRORED)
+        loaded.riffd_step_draw.argtypes = [ctypes.POINTER(ModelStruct), ctypes.POINTER(EmbeddingStruct),
+                                           ctypes.POINTER(RowStruct), _i64, ctypes.POINTER(FeedStruct), _i64, _i64,
+                                           ctypes.POINTER(DrawStruct), _i64, _ptr, _ptr, _ptr, ctypes.c_int,
+                                           ctypes.c_double]
+        loaded.riffd_step_draw.restype = _i64
     loaded.riffd_gelu.argtypes = [_ptr, ctypes.c_int64]
     loaded.riffd_gelu.restype = None
     return loaded
@@ -292,6 +325,8 @@ class RowBatch:
         # The model that asked and the floats of scratch its step needs for these rows: their windows
         # fix it, not their positions (riffd_step_scratch_floats), so it is asked once a batch.
         self.scratch_need: tuple[NativeModel, int] | None = None
+        # What callers keep for a step of these rows (step_draw.py's buffers), by their own keys.
+        self.kept: dict[object, object] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -357,21 +392,37 @@ class NativeModel:
             raise ValueError(f"logits for {out} of {n} rows")
         logits = torch.empty((out, self.vocab), dtype=torch.float32)
         with self._lock:
-            # Asked once a batch: a ctypes call each step cost ~13 us with the caches cold.
-            kept = batch.scratch_need
-            if kept is None or kept[0] is not self:
-                kept = batch.scratch_need = (self, int(self._functions.riffd_step_scratch_floats(
-                    ctypes.byref(self._model), batch.structs, n)))
-            needed = kept[1]
-            if self._scratch.numel() < needed:
-                self._scratch = torch.empty(needed, dtype=torch.float32)
+            scratch = self._scratch_address(batch)
             # ctypes releases the GIL for the call: the daemon's other threads run meanwhile.
             if out == n:
                 self._functions.riffd_step_rows(ctypes.byref(self._model), batch.structs, n, x.data_ptr(),
-                                                logits.data_ptr(), self._scratch.data_ptr(),
-                                                threads or torch.get_num_threads())
+                                                logits.data_ptr(), scratch, threads or torch.get_num_threads())
             else:
                 self._functions.riffd_step_rows_out(ctypes.byref(self._model), batch.structs, n, out, x.data_ptr(),
-                                                    logits.data_ptr(), self._scratch.data_ptr(),
-                                                    threads or torch.get_num_threads())
+                                                    logits.data_ptr(), scratch, threads or torch.get_num_threads())
         return logits
+
+    def step_draw(self, batch: RowBatch, embedding: EmbeddingStruct, feeds: ctypes.Array[FeedStruct], logit_rows: int,
+                  draws: ctypes.Array[DrawStruct], x: int, logits: int, slack: float, threads: int | None = None) -> int:
+        """`riffd_step_draw`: each feed's column embedded into `x` (the address of `[len(batch), hidden]` float32),
+        the step of `batch`'s rows at their feeds' positions (checked there against their caches, and patched
+        into `batch`) with logits for the first `logit_rows` into `logits` (the address of `[logit_rows, vocab]`
+        float32), then each draw in order (its `undecided` set). The caller checked the feeds' codes and the
+        draws' buffers (the C side trusts them); returns its result (0: every draw decided, 1: not; < 0:
+        refused, nothing stepped)."""
+        with self._lock:
+            scratch = self._scratch_address(batch)
+            return int(self._functions.riffd_step_draw(ctypes.byref(self._model), ctypes.byref(embedding), batch.structs,
+                                                       len(batch), feeds, len(feeds), logit_rows, draws, len(draws), x,
+                                                       logits, scratch, threads or torch.get_num_threads(), slack))
+
+    def _scratch_address(self, batch: RowBatch) -> int:
+        """The address of scratch enough for a step of `batch` (called under the lock)."""
+        # Asked once a batch: a ctypes call each step cost ~13 us with the caches cold.
+        kept = batch.scratch_need
+        if kept is None or kept[0] is not self:
+            kept = batch.scratch_need = (self, int(self._functions.riffd_step_scratch_floats(
+                ctypes.byref(self._model), batch.structs, len(batch))))
+        if self._scratch.numel() < kept[1]:
+            self._scratch = torch.empty(kept[1], dtype=torch.float32)
+        return int(self._scratch.data_ptr())

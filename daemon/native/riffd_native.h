@@ -70,6 +70,39 @@ typedef struct {
     int64_t kv_int8_positions;
 } riffd_row;
 
+/* ---- A decode step with its inputs and its draws in one call (step_draw.c): what a batch's shared
+   step does between two columns, where each call from Python costs tens of microseconds. */
+
+/* The model's input tables: codebook embeddings [books][codes_per_book][hidden] and positions
+   [position_count][hidden], float32 (embed.c). */
+typedef struct {
+    const float *tables, *positions;
+    int64_t books, codes_per_book, position_count;
+} riffd_embedding;
+
+/* One window's column fed at `position`: its rows, consecutive in the step, are `prompts` rows of
+   codes [prompts][books] embedded, then (rows = 2 * prompts: guidance's null rows) copies of them. */
+typedef struct {
+    const int64_t *codes;
+    int64_t prompts, rows, position;
+} riffd_feed;
+
+/* One window's draw (riffd_sampling_draw's arguments): `rows` codes (its prompts times the codebooks)
+   from its logits [rows (2 * rows guided)][vocab]; `undecided` is its result: the rows the race left
+   undecided, -1 where a NaN stopped it (nothing drawn, its state unmoved), -2 where an earlier draw's
+   NaN stopped the call before it. */
+typedef struct {
+    const float *logits;
+    uint8_t *state; /* the window's generator state (riffd_sampling_state_bytes), moved on as torch's would */
+    float *scores, *noise;
+    uint64_t *bits;
+    double *work;
+    int64_t *codes;
+    int64_t rows, guided, top_k;
+    float guidance, temperature;
+    int64_t undecided;
+} riffd_draw;
+
 /* ---- The single-window step (one cache for the whole batch, one position), kept for
    native_step.py until it moves to riffd_step_rows; implemented on top of it. */
 

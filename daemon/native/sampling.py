@@ -104,7 +104,7 @@ def _exponentials_differ(exponentials: ctypes._CFuncPtr, state_bytes: int) -> st
 CODES_AHEAD = 64
 
 
-class _Scratch:
+class DrawScratch:
     """A thread's scratch for draws of `[rows, vocab]`, kept between steps: scores and noise, the race's
     bits and work (with their addresses, read once), and codes tensors made ahead, each a row of its own
     of one allocation (given away: nothing here holds a code tensor once it is handed out)."""
@@ -128,10 +128,10 @@ class _Scratch:
 
 
 class _Buffers(threading.local):
-    """A thread's `_Scratch` by `[rows, vocab]` and its array of state addresses by rows."""
+    """A thread's `DrawScratch` by `[rows, vocab]` and its array of state addresses by rows."""
 
     def __init__(self) -> None:
-        self.kept: dict[tuple[int, int], _Scratch] = {}
+        self.kept: dict[tuple[int, int], DrawScratch] = {}
         self.addresses: dict[int, ctypes.Array[ctypes.c_void_p]] = {}
 
     def pointers(self, rows: int) -> ctypes.Array[ctypes.c_void_p]:
@@ -143,12 +143,12 @@ class _Buffers(threading.local):
             array = self.addresses[rows] = (ctypes.c_void_p * rows)()
         return array
 
-    def get(self, rows: int, vocab: int) -> _Scratch:
+    def get(self, rows: int, vocab: int) -> DrawScratch:
         scratch = self.kept.get((rows, vocab))
         if scratch is None:
             if len(self.kept) > 8:  # a few window shapes step on a thread; more is a change of model
                 self.kept.clear()
-            scratch = self.kept[(rows, vocab)] = _Scratch(rows, vocab)
+            scratch = self.kept[(rows, vocab)] = DrawScratch(rows, vocab)
         return scratch
 
 
@@ -159,7 +159,8 @@ _buffers = _Buffers()
 _cpu_generators: weakref.WeakSet[torch.Generator] = weakref.WeakSet()
 
 
-def _on_cpu(generator: torch.Generator) -> bool:
+def on_cpu(generator: torch.Generator) -> bool:
+    """Whether `generator` is a CPU one (looked at once a generator)."""
     if generator in _cpu_generators:
         return True
     if generator.device.type != "cpu":
@@ -179,7 +180,7 @@ def _states(generators: Sequence[tuple[torch.Generator | None, int]], rows: int,
     start = 0
     for generator, count in generators:
         generator = torch.default_generator if generator is None else generator
-        if not _on_cpu(generator) or start + count > rows:
+        if not on_cpu(generator) or start + count > rows:
             return None
         if id(generator) not in states:
             states[id(generator)] = (generator, generator.get_state())
@@ -190,7 +191,7 @@ def _states(generators: Sequence[tuple[torch.Generator | None, int]], rows: int,
     return (pointers, list(states.values())) if start == rows else None
 
 
-def _finish(codes: torch.Tensor, undecided: int, scores: torch.Tensor, noise: torch.Tensor,
+def finish(codes: torch.Tensor, undecided: int, scores: torch.Tensor, noise: torch.Tensor,
             states: list[tuple[torch.Generator, torch.Tensor]]) -> torch.Tensor:
     """The generators moved to where the draw left them; the undecided rows raced by PyTorch on their very E
     (a row's softmax is its own in PyTorch's kernel)."""
@@ -220,7 +221,7 @@ def race(scores: torch.Tensor, generators: Sequence[tuple[torch.Generator | None
     _, noise, bits, work = scratch.addresses
     codes = torch.empty(rows, dtype=torch.int64)
     undecided = functions[0](scores.data_ptr(), rows, vocab, pointers, slack, codes.data_ptr(), noise, bits, work)
-    return _finish(codes, undecided, scores, scratch.noise, states)
+    return finish(codes, undecided, scores, scratch.noise, states)
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator | None, *, guided: bool, guidance_scale: float,
@@ -242,7 +243,7 @@ def draw(logits: torch.Tensor, generator: torch.Generator | None, *, guided: boo
         return None
     rows, vocab = (shape[0] // 2 if guided else shape[0]), shape[1]
     generator = torch.default_generator if generator is None else generator
-    if not _on_cpu(generator):
+    if not on_cpu(generator):
         return None
     state = generator.get_state()
     scratch = _buffers.get(rows, vocab)
@@ -252,4 +253,9 @@ def draw(logits: torch.Tensor, generator: torch.Generator | None, *, guided: boo
                              state.data_ptr(), slack, scores, codes_address, noise, bits, work)
     if undecided < 0:
         return None
-    return _finish(codes, undecided, scratch.scores, scratch.noise, [(generator, state)])
+    return finish(codes, undecided, scratch.scores, scratch.noise, [(generator, state)])
+
+
+def draw_runs() -> bool:
+    """Whether `draw` runs here (riffd's library, and its exponentials this torch's)."""
+    return _race_functions() is not None

@@ -312,17 +312,21 @@ def test_a_text_prompt_joining_the_batch_makes_its_first_column_in_the_next_shar
     decoder = model.engine.decoder
     assert model.batch is not None and decoder.native is not None
     rows: list[int] = []
-    native_step = decoder.native.model.step
+    native_step, step_draw = decoder.native.model.step, decoder.native.model.step_draw
 
     def counted(x, batch, threads=None, **kwargs):
         rows.append(len(batch))
         return native_step(x, batch, threads, **kwargs)
 
+    def counted_draw(batch, *args, **kwargs):  # the shared step with its inputs and draws in one call
+        rows.append(len(batch))
+        return step_draw(batch, *args, **kwargs)
+
     conds = [build_conditioning(model.bundle, [text], guidance_scale=3.0) for text in ("a drone", "a jig")]
     params = GenerationParams(duration_s=1.0, top_k=50)
     alone = [torch.stack(list(decoder_columns(decoder, model.bundle, cond, None, 12, params, seeded_rng(seed))))
              for cond, seed in zip(conds, (1, 2))]
-    decoder.native.model.step = counted
+    decoder.native.model.step, decoder.native.model.step_draw = counted, counted_draw
     try:
         # Both generators on this thread: the first steps alone, then the second joins it.
         first = model.batch.columns(model.bundle, conds[0], None, 12, params, seeded_rng(1), label="first")
@@ -333,7 +337,7 @@ def test_a_text_prompt_joining_the_batch_makes_its_first_column_in_the_next_shar
         for stream, columns in ((first, made[0]), (second, made[1])):
             columns.extend(stream)
     finally:
-        decoder.native.model.step = native_step
+        decoder.native.model.step, decoder.native.model.step_draw = native_step, step_draw
     assert all(torch.equal(torch.stack(columns), expected) for columns, expected in zip(made, alone, strict=True))
 
 

@@ -105,13 +105,13 @@ def test_two_long_jobs_handing_off_together_keep_their_audio_alone(load_preset, 
     model = _model(load_preset, "int8a8+kv4")
     decoder = model.engine.decoder
     rows_seen: list[int] = []
-    step_streams = decoder.step_streams
+    row_batch = decoder.native._batch  # the windows of each native step (whichever call steps them)
 
-    def spied(caches, columns, positions, logit_windows=None):
+    def spied(caches):
         rows_seen.append(len(caches))
-        return step_streams(caches, columns, positions, logit_windows)
+        return row_batch(caches)
 
-    monkeypatch.setattr(decoder, "step_streams", spied)
+    monkeypatch.setattr(decoder.native, "_batch", spied)
     takes = [Take("a", "an upbeat jazz tune", GenerationParams(duration_s=2.0, seed=3, top_k=50, temperature=0.9,
                                                                          extend_stride_s=0.8)),
              Take("b", "drums", GenerationParams(duration_s=1.8, seed=4, top_p=0.9, extend_stride_s=0.8),
@@ -221,13 +221,13 @@ def test_riding_k_columns_a_step_leaves_the_next_windows_the_cache_and_codes_of_
 
     monkeypatch.setattr(Warming, "ready_for", recorded)
     decoder, caches_seen = model.engine.decoder, []
-    step_streams = decoder.step_streams
+    row_batch = decoder.native._batch  # the windows of each native step (whichever call steps them)
 
-    def spied(caches, columns_fed, positions, logit_windows=None):
+    def spied(caches):
         caches_seen.append(len(caches))
-        return step_streams(caches, columns_fed, positions, logit_windows)
+        return row_batch(caches)
 
-    monkeypatch.setattr(decoder, "step_streams", spied)
+    monkeypatch.setattr(decoder.native, "_batch", spied)
     runs = {}
     for k in (1, columns):
         monkeypatch.setattr(handoff, "RIDE_COLUMNS", k)

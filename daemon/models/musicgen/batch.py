@@ -47,6 +47,7 @@ from daemon.models.musicgen.handoff import Handoff, NextWindow, Warming, cache_p
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, next_columns, plan_window, window_sampler
+from daemon.models.musicgen.step_draw import StepDraw
 from protocol.errors import Cancelled, OutOfMemory
 from protocol.params import GenerationParams
 
@@ -144,6 +145,7 @@ class StepBatch:
         self._stepping = False  # a consumer is running a shared step now
         self.codec_yield_s = codec_yield_s
         self._first_pending: list[Listener] = []  # of admitted windows, whose job's first audio is still to come
+        self._step_draw = StepDraw.build(decoder)  # a shared step's native calls as one, where it runs
 
     def snapshot(self) -> BatchSnapshot:
         with self._lock:
@@ -400,13 +402,20 @@ class StepBatch:
             for stream in streams:
                 while not stream.actions.empty():
                     stream.actions.get()()
-            with _InferenceMode(True):
-                logits = self.decoder.step_streams(
-                    [s.cache for s in streams] + [w.cache for w, due in warming for _ in due],
-                    fed,  # type: ignore[arg-type]
-                    [s.first_slot + s.step - 1 for s in streams] + [w.slot + i for w, due in warming for i in range(len(due))],
-                    logit_windows=len(streams))  # the warming windows' logits are never read
-                made = next_columns([s.sampler for s in streams], [s.step for s in streams], logits[:len(streams)])
+            caches = [s.cache for s in streams] + [w.cache for w, due in warming for _ in due]
+            positions = [s.first_slot + s.step - 1 for s in streams] + [w.slot + i for w, due in warming
+                                                                           for i in range(len(due))]
+            samplers = [s.sampler for s in streams]
+            # The common step in one native call, outside the inference mode (no tensor op there needs it);
+            # else the calls one by one: the same codes.
+            codes = self._step_draw.columns(caches, fed, positions, samplers) if self._step_draw is not None else None  # type: ignore[arg-type]
+            if codes is not None:
+                made = [s.sampler.pattern.column(s.step, c, owned=True) for s, c in zip(streams, codes, strict=True)]
+            else:
+                with _InferenceMode(True):
+                    logits = self.decoder.step_streams(caches, fed, positions,  # type: ignore[arg-type]
+                                                       logit_windows=len(streams))  # the warming windows' logits are never read
+                    made = next_columns(samplers, [s.step for s in streams], logits[:len(streams)])
         except BaseException as exc:  # noqa: BLE001 - handed to every stream's consumer, which raises it
             # As text: a log record holding `exc` would keep the step's tensors alive (see runner.py).
             log.error("a shared decode step failed: %s", f"{type(exc).__name__}: {exc}")
