@@ -23,9 +23,14 @@
 
 #define PANEL (2 * VL)
 /* Rows a tile: 2 * TILE_ROWS accumulators, the panel's 2 vectors and a broadcast stay in registers
-   (AVX-512 and NEON have 32, AVX2 16). */
-#if VL == 8
-#define TILE_ROWS 6
+   (AVX-512 and NEON have 32). 256-bit vectors: 5 rows; with 6, GCC kept one accumulator on the stack
+   when AVX-512 VL's registers were there too (the AVX-VNNI branch built on an AVX-512 CPU, as
+   --emulate avx_vnni does), half the rate: 4 units of a 25-frame chunk 19.7-20.2 against 11.5-11.6 ms
+   (AMD EPYC Zen 4, loaded); the AVX2 build, 6.28 against 5.97. RU_TILE_ROWS overrides, to measure. */
+#ifdef RU_TILE_ROWS
+#define TILE_ROWS RU_TILE_ROWS
+#elif VL == 8
+#define TILE_ROWS 5
 #else
 #define TILE_ROWS 12
 #endif
@@ -83,7 +88,13 @@ static inline __attribute__((always_inline)) void tile(const float *a, int64_t l
 static void tile_rows(const float *a, int64_t lda, int64_t taps, int64_t tap_step, int64_t k, const float *panel,
                       const float *bias, float *out, int64_t ldo, const int accumulate, int rows) {
     switch (rows) {
-        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+#if TILE_ROWS > 4
+        TILE_CASE(5)
+#endif
+#if TILE_ROWS > 5
+        TILE_CASE(6)
+#endif
 #if TILE_ROWS > 6
         TILE_CASE(7) TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
 #endif
