@@ -32,23 +32,12 @@
    copies and clears them, returning how many phases there are (bench.step_account and
    bench.native_step name them). Without the flag there are no clock calls and it returns 0. */
 #ifdef RIFFD_STEP_PROFILE
-#include <time.h>
 enum {
     PHASE_NORM, PHASE_SELF, PHASE_CROSS, PHASE_GELU, PHASE_RESIDUAL,
     PHASE_QKV, PHASE_SELF_OUT, PHASE_CROSS_Q, PHASE_CROSS_OUT, PHASE_FC1, PHASE_FC2, PHASE_HEADS, PHASES
 };
 static double phase_ns[PHASES];
-static int64_t profile_clock(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-#define PHASE(which, statement)                                                                                    \
-    do {                                                                                                           \
-        int64_t phase_start = profile_clock();                                                                     \
-        statement;                                                                                                 \
-        phase_ns[which] += (double)(profile_clock() - phase_start);                                               \
-    } while (0)
+#define PHASE(which, statement) RIFFD_TIMED(phase_ns[which], statement)
 int64_t riffd_step_profile(double *ns, int64_t count) {
     for (int64_t i = 0; i < count && i < PHASES; i++) ns[i] = phase_ns[i], phase_ns[i] = 0.0;
     return PHASES;

@@ -65,7 +65,8 @@
      faster), 0.88x under load (34 and 39 of 40), riding at 1400 + 300 0.98x (24 of 30); 4096/512
      1.04-1.05x slower than 2048/256, 1024/256 the same. Against the AVX-512 build in one process the
      AVX-VNNI one's step then takes 1.01x at 100 and 1.00x at 1400 (1.13-1.22x before), riding
-     1.06x.
+     1.06x. No Zen part has AVX-VNNI without AVX-512, so this case is the emulation on a Zen 4
+     (bench/isa.py); real AVX-VNNI CPUs (Intel) take the 4096/512 below.
    Other CPUs keep 4096/512. -D overrides both. */
 #if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
 #if RIFFD_SIMD_BITS == 512 || (RIFFD_SIMD_BITS == 256 && defined(RIFFD_VNNI))

@@ -186,4 +186,21 @@ void riffd_attend_f32(const float *q, const float *keys, const float *values, co
                       int64_t head_dim, float *scratch, float *out);
 #endif
 
+#ifdef RIFFD_STEP_PROFILE
+#include <time.h>
+/* Profile builds (-DRIFFD_STEP_PROFILE: bench.step_account, bench.native_step): `statement`'s wall
+   time, nanoseconds, added to `total` (a double). Without the flag there are no clock calls. */
+static inline int64_t riffd_profile_clock_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+#define RIFFD_TIMED(total, statement)                                                                              \
+    do {                                                                                                           \
+        int64_t timed_start = riffd_profile_clock_ns();                                                            \
+        statement;                                                                                                 \
+        (total) += (double)(riffd_profile_clock_ns() - timed_start);                                               \
+    } while (0)
+#endif
+
 #endif

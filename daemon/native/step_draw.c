@@ -21,19 +21,8 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
    nanoseconds, read and cleared by riffd_step_draw_profile (bench.step_account), which returns 2;
    without the flag it returns 0. */
 #ifdef RIFFD_STEP_PROFILE
-#include <time.h>
 static double part_ns[2];
-static int64_t clock_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-#define PART(which, statement)                                                                                     \
-    do {                                                                                                           \
-        int64_t part_start = clock_ns();                                                                           \
-        statement;                                                                                                 \
-        part_ns[which] += (double)(clock_ns() - part_start);                                                      \
-    } while (0)
+#define PART(which, statement) RIFFD_TIMED(part_ns[which], statement)
 int64_t riffd_step_draw_profile(double *ns, int64_t count) {
     for (int64_t i = 0; i < count && i < 2; i++) ns[i] = part_ns[i], part_ns[i] = 0.0;
     return 2;
