@@ -120,8 +120,6 @@ class ConvSpec:
     @functools.cached_property
     def panels(self) -> torch.Tensor:
         """The weights as riffd's residual-unit kernel takes them (residual_unit.pack), packed once."""
-        from daemon.native import residual_unit
-
         return residual_unit.pack(self.weight)
 
     @functools.cached_property
@@ -767,13 +765,12 @@ class ResidualUnit(PaddedInput):
     time-major stage: one buffer of raw inputs (the wide convolution's left context) serves the ELU,
     the convolution and the shortcut. Where riffd's kernel takes the unit (residual_unit.c), the whole
     unit is one call on the kept inputs and the new ones; otherwise the wide convolution is one
-    product per tap over contiguous
-    rows of the ELU's outputs, summed in place; the second ELU runs in place; the 1x1 convolution is
-    one product added onto the shortcut (its bias added as the shortcut is copied in). In the steady
-    state the ELU writes the kept inputs and the new ones side by side, so the inputs are never
-    joined first. Padding `x` and then taking the ELU equals padding the ELU's output: the ELU is
-    applied element by element, and EnCodec pads by reflecting, replicating or with zeros
-    (ELU(0) = 0).
+    product per tap over contiguous rows of the ELU's outputs, summed in place; the second ELU runs in
+    place; the 1x1 convolution is one product added onto the shortcut (its bias added as the shortcut
+    is copied in). In the steady state the ELU writes the kept inputs and the new ones side by side,
+    so the inputs are never joined first. Padding `x` and then taking the ELU equals padding the
+    ELU's output: the ELU is applied element by element, and EnCodec pads by reflecting,
+    replicating or with zeros (ELU(0) = 0).
     """
 
     def __init__(self, spec: ResidualSpec, like: torch.Tensor, batch: int, channels: int) -> None:
