@@ -17,6 +17,7 @@ import os
 import sys
 
 from daemon.cpu import this_cpu
+from daemon.native.branches import AVX_VNNI_ON_AVX512_CFLAGS
 
 #: The variables per emulated class (names as daemon.config.LIBRARY_ISA_VARIABLES).
 EMULATIONS: dict[str, dict[str, str]] = {
@@ -29,14 +30,15 @@ EMULATIONS: dict[str, dict[str, str]] = {
         "RIFFD_NATIVE_CFLAGS": "-mno-avx512f -mno-avxvnni",
     },
     # Intel 12th generation and later: AVX2 with VNNI on 256-bit vectors. riffd's kernels run that
-    # branch through AVX-512 VL's encoding of the same instruction (daemon/native/branches.py).
+    # branch through AVX-512 VL's encoding of the same instruction, on 16 vector registers
+    # (daemon/native/branches.py).
     "avx_vnni": {
         "ATEN_CPU_CAPABILITY": "avx2",
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "ONEDNN_MAX_CPU_ISA": "AVX2_VNNI",
         "DNNL_MAX_CPU_ISA": "AVX2_VNNI",
         "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
-        "RIFFD_NATIVE_CFLAGS": "-DRIFFD_SIMD_256",
+        "RIFFD_NATIVE_CFLAGS": AVX_VNNI_ON_AVX512_CFLAGS,
     },
 }
 #: Set in a re-executed benchmark, so it does not re-execute again.

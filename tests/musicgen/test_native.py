@@ -5,6 +5,8 @@ and the fallback when no compiler is there."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -610,6 +612,21 @@ def test_the_library_says_which_instruction_set_it_was_built_for():
     expected = os.environ.get("RIFFD_EXPECT_ISA")
     if expected:
         assert isa() == expected
+
+
+def test_a_256_bit_build_keeps_to_the_16_vector_registers_its_cpu_has():
+    # An AVX-VNNI or AVX2 CPU has vector registers 0-15 only. The AVX-VNNI branch built here through
+    # AVX-512 VL's encoding could use 16-31 too, and would then spill less than the CPU it stands in
+    # for (branches.UPPER_VECTOR_REGISTERS_OFF); the AVX-512 build does use them.
+    objdump = shutil.which("objdump")
+    assert objdump, "objdump (binutils, beside the C compiler) reads the built library"
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", library()._name], capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+    upper = re.findall(r"%[xyz]mm(?:1[6-9]|2[0-9]|3[01])\b", listing)
+    if library().riffd_simd_bits() == 512:
+        assert upper
+    else:
+        assert not upper, f"{len(upper)} uses of vector registers 16-31 in the {isa()} build, e.g. {upper[:5]}"
 
 
 def test_a_process_logs_the_branch_it_loads():
