@@ -226,3 +226,26 @@ def test_stream_chunks_pushes_the_codec_only_the_frames_that_complete_a_chunk(lo
     assert len(pushes) >= 3 and all(pushes), pushes
     assert got_at == want_at[:len(got_at)] and len(got) == len(want)
     np.testing.assert_array_equal(np.concatenate(got, axis=1), np.concatenate(want, axis=1)[:, :samples])
+
+
+def test_views_ahead_makes_a_run_of_views_in_one_call_that_see_later_writes():
+    """`iter_frames` writes each column and reads each frame through views made `VIEWS_AHEAD` at a time (one made
+    a step cost ~20-30 us of torch's indexing): one `make` a run, each view the one indexing gives, still the
+    tensor's own memory (written after the view was made), none past the end."""
+    from daemon.models.musicgen.streaming import VIEWS_AHEAD, ViewsAhead
+
+    tensor = torch.zeros((2, 3, 2 * VIEWS_AHEAD + 5), dtype=torch.long)
+    calls: list[tuple[int, int]] = []
+
+    def make(start: int, count: int):
+        calls.append((start, count))
+        return tensor[..., start:start + count].unbind(-1)
+
+    views = ViewsAhead(make, tensor.shape[-1])
+    for column in range(tensor.shape[-1]):
+        views[column].copy_(torch.full((2, 3), column))
+    assert calls == [(0, VIEWS_AHEAD), (VIEWS_AHEAD, VIEWS_AHEAD), (2 * VIEWS_AHEAD, 5)]
+    assert torch.equal(tensor, torch.arange(tensor.shape[-1]).expand(2, 3, -1))
+    assert views[3].data_ptr() == tensor[..., 3].data_ptr()  # back to an earlier run: made again
+    with pytest.raises(IndexError):
+        views[tensor.shape[-1]]

@@ -4,7 +4,7 @@ codebook has them, window after window, and go straight to the incremental codec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 
 import torch
@@ -48,10 +48,11 @@ def iter_frames(
         sequence[..., :head.shape[-1]] = head
         filled, ready = head.shape[-1], window.prompt_frames
         frame_at = _frame_reader(sequence, codebook_delays)
+        column_at = _column_views(sequence)
         pieces = []
         with closing(columns_for(window, window_prompt)) as columns:
             for column in columns:
-                sequence[..., filled] = column
+                column_at[filled].copy_(column)
                 filled += 1
                 if on_step is not None:
                     on_step()
@@ -71,6 +72,11 @@ def iter_frames(
         recent = torch.cat([recent, *pieces], dim=-1)[..., -bundle.window_frames:]
 
 
+def _column_views(sequence: torch.Tensor) -> ViewsAhead:
+    """Column c's view `[B, K]` of `sequence` `[B, K, T]`, to write it."""
+    return ViewsAhead(lambda start, count: sequence[..., start:start + count].unbind(-1), sequence.shape[-1])
+
+
 def _frame_reader(sequence: torch.Tensor, codebook_delays: list[int]) -> Callable[[int], torch.Tensor]:
     """`frame(f)`: frame f `[B, K, 1]` of `sequence` `[B, K, T]` (codebook k's frame f at column
     1 + f + delay_k, flat index k * T + 1 + f + delay_k of a row), one call instead of K slices and a
@@ -83,11 +89,40 @@ def _frame_reader(sequence: torch.Tensor, codebook_delays: list[int]) -> Callabl
     if len(steps) <= 1 and sequence.is_contiguous():
         stride = length + (steps.pop() if steps else 0)
         first = sequence.storage_offset() + 1 + codebook_delays[0]
-        return lambda frame: sequence.as_strided((batch, books, 1), (books * length, stride, 1), first + frame)
+        # Frame f's view is (batch, books, 1) at first + f; `count` frames' views from one (batch, books, count, 1).
+        frames = ViewsAhead(lambda start, count: sequence.as_strided((batch, books, count, 1),
+                                                                     (books * length, stride, 1, 1), first + start).unbind(2),
+                            length - 1 - codebook_delays[-1])
+        return frames.__getitem__
     diagonal = (torch.arange(books, device=sequence.device) * length + 1
                 + torch.tensor(codebook_delays, device=sequence.device))
     flat = sequence.view(batch, -1)  # a view: the frames written later must show through it
     return lambda frame: flat.index_select(1, diagonal + frame).unsqueeze(-1)
+
+
+#: Views `ViewsAhead` makes at once.
+VIEWS_AHEAD = 64
+
+
+class ViewsAhead:
+    """`views[i]`: view i of a run of views of one tensor (its columns, its frames), made `VIEWS_AHEAD` at a time
+    by `make(start, count)` (views start.. start + count - 1, a torch call or two for all of them) for `i` below
+    `end`. A step asks for the next view: one made on its own cost a step ~20-30 us of torch's indexing, cold
+    after the step's weights streamed through the caches; a view made ahead sees what is written later."""
+
+    def __init__(self, make: Callable[[int, int], Sequence[torch.Tensor]], end: int) -> None:
+        self._make, self._end = make, end
+        self._start = 0
+        self._views: Sequence[torch.Tensor] = ()
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        offset = index - self._start
+        if not 0 <= offset < len(self._views):
+            if not 0 <= index < self._end:
+                raise IndexError(f"view {index} of {self._end}")
+            self._start, offset = index, 0
+            self._views = self._make(index, min(VIEWS_AHEAD, self._end - index))
+        return self._views[offset]
 
 
 def run_windows(bundle: MusicgenBundle, windows: list[Window], *, prompt: torch.Tensor | None, batch: int,
