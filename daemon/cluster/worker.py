@@ -29,7 +29,7 @@ from daemon.cluster.items import (
 from daemon.cluster.worker_jams import WorkerJams
 from daemon.jobs import Job
 from daemon.jukebox_jobs import JukeboxJob
-from daemon.residency import release_memory
+from daemon.residency import freeze_resident, release_memory
 from daemon.runner import is_out_of_memory
 from protocol.audio_ref import AudioSource
 from protocol.errors import BadAudio, ModelUnavailable, RiffdError, Unsupported
@@ -219,6 +219,7 @@ class ModelWorker:
                 backend = self._loader(model_id, self._settings)
                 with self._lock:
                     self._backends[model_id] = backend
+                freeze_resident()
         return backend
 
     def _info(self, backend: MusicBackend) -> ModelInfo:
