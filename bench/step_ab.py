@@ -18,7 +18,11 @@ Prints a table, then one JSON object as the last line.
 `--riding P` adds a next window's two rows at position P to every step (a long job's late steps,
 handoff.py): a build with `riffd_step_rows_out` steps them as keys-only rows (logits of the playing
 window's rows only, as the daemon asks), an older build computes every row. The same bits then
-means the playing rows' logits; both builds write the same cache slots.
+means the playing rows' logits; both builds write the same cache slots. The riding rows' cache is as
+large as the playing window's, as the daemon's next window is (batch.py opens it whole): a head's
+slots then lie a window apart, each riding task's few hundred slots short streams of their own (a
+cache of P + 100 positions, as this bench had it, left them nearly back to back: 0.27-0.37 ms a step
+less at 1400 + 300, Zen 4, 2 threads).
 
     python -m bench.step_ab [--base main] [--base-cflags FLAGS] [--cflags FLAGS] [--positions 100,1400]
         [--steps 60] [--kernel int8a8] [--threads 2] [--riding 300]
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for position in positions:
         window = Window(max(positions) + 100, generator, kv_bits=4)
-        riding = None if args.riding is None else (Window(args.riding + 100, generator, kv_bits=4), args.riding)
+        riding = None if args.riding is None else (Window(max(positions) + 100, generator, kv_bits=4), args.riding)
         own = None
         if float32_scales:
             own = {kind: (window.copied(float32_scales=kind == "base"),
