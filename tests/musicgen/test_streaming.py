@@ -249,3 +249,27 @@ def test_views_ahead_makes_a_run_of_views_in_one_call_that_see_later_writes():
     assert views[3].data_ptr() == tensor[..., 3].data_ptr()  # back to an earlier run: made again
     with pytest.raises(IndexError):
         views[tensor.shape[-1]]
+
+
+def test_a_windows_columns_are_rows_written_whole_and_anything_else_through_indexing():
+    """`iter_frames` keeps a window's delayed sequence column after column, so a step writes its column as one
+    contiguous row (a memmove, where torch's copy_ into a column cost ~50 us a step); a column that is not a
+    contiguous int64 CPU `[B, K]` goes through torch's indexing, as does one past the end (an IndexError, never
+    a write past the memory)."""
+    from daemon.models.musicgen.streaming import _Columns
+
+    columns = _Columns(6, 2, 4, torch.device("cpu"))
+    sequence = columns.sequence
+    assert sequence.shape == (2, 4, 6) and sequence.stride() == (4, 1, 8)  # column c: elements 8c .. 8c + 7
+    want = torch.zeros((2, 4, 6), dtype=torch.long)
+    sequence.zero_()
+    made = [torch.arange(8).view(2, 4) + 10 * c for c in range(6)]
+    made[2] = made[2].t().contiguous().t()  # not contiguous
+    made[3] = made[3].to(torch.int32)
+    made[4] = made[4][:1]  # [1, K]: broadcast by indexing
+    for c, column in enumerate(made):
+        columns.write(c, column)
+        want[..., c] = column
+    assert torch.equal(sequence, want)
+    with pytest.raises(IndexError):
+        columns.write(6, made[0])

@@ -4,6 +4,7 @@ codebook has them, window after window, and go straight to the incremental codec
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 
@@ -43,16 +44,16 @@ def iter_frames(
         head = initial_columns(window_prompt, batch, num_codebooks, torch.tensor(codebook_delays),
                                bundle.pad_token_id, bundle.device)
         last_frame = window.prompt_frames + window.new_frames
-        sequence = torch.empty((batch, num_codebooks, head.shape[-1] + window.new_frames + max_delay),
-                               dtype=torch.long, device=bundle.device)
+        # Laid out column after column ([T, B, K] memory, seen as [B, K, T]): a step's column is one row.
+        columns_in = _Columns(head.shape[-1] + window.new_frames + max_delay, batch, num_codebooks, bundle.device)
+        sequence = columns_in.sequence
         sequence[..., :head.shape[-1]] = head
         filled, ready = head.shape[-1], window.prompt_frames
         frame_at = _frame_reader(sequence, codebook_delays)
-        column_at = _column_views(sequence)
         pieces = []
         with closing(columns_for(window, window_prompt)) as columns:
             for column in columns:
-                column_at[filled].copy_(column)
+                columns_in.write(filled, column)
                 filled += 1
                 if on_step is not None:
                     on_step()
@@ -72,32 +73,53 @@ def iter_frames(
         recent = torch.cat([recent, *pieces], dim=-1)[..., -bundle.window_frames:]
 
 
-def _column_views(sequence: torch.Tensor) -> ViewsAhead:
-    """Column c's view `[B, K]` of `sequence` `[B, K, T]`, to write it."""
-    return ViewsAhead(lambda start, count: sequence[..., start:start + count].unbind(-1), sequence.shape[-1])
+class _Columns:
+    """A window's delayed sequence `[B, K, T]` (`sequence`), its columns rows of `[T, B, K]` memory: `write(c, column)`
+    copies a contiguous int64 CPU column `[B, K]` as one row (a memmove: torch's copy_ into a column, or numpy's
+    assignment, cost a step ~50 us cold after its weights streamed through the caches); any other goes through
+    torch's indexing (which also raises for a column past the end)."""
+
+    def __init__(self, length: int, batch: int, books: int, device: torch.device) -> None:
+        rows = torch.empty((length, batch, books), dtype=torch.long, device=device)
+        self.sequence = rows.permute(1, 2, 0)
+        self._rows = rows  # owns the memory the addresses below point into
+        self._length, self._elements = length, batch * books
+        self._row_bytes = self._elements * rows.element_size()
+        self._address = rows.data_ptr() if rows.is_cpu else None
+
+    def write(self, index: int, column: torch.Tensor) -> None:
+        if (self._address is not None and 0 <= index < self._length and column.dtype is torch.long and column.is_cpu
+                and column.is_contiguous() and column.numel() == self._elements):
+            ctypes.memmove(self._address + index * self._row_bytes, column.data_ptr(), self._row_bytes)
+        else:
+            self.sequence[..., index] = column
 
 
 def _frame_reader(sequence: torch.Tensor, codebook_delays: list[int]) -> Callable[[int], torch.Tensor]:
-    """`frame(f)`: frame f `[B, K, 1]` of `sequence` `[B, K, T]` (codebook k's frame f at column
-    1 + f + delay_k, flat index k * T + 1 + f + delay_k of a row), one call instead of K slices and a
-    stack (a step's one new frame). Where the delays step evenly from codebook to codebook (mono:
-    delay_k = k) the flat indices are evenly spaced: a strided view (no index arithmetic, no copy;
-    written columns are never written again, so the view's codes stay the frame's); elsewhere one
-    index_select."""
+    """`frame(f)`: frame f `[B, K, 1]` of `sequence` `[B, K, T]` (codebook k's frame f at column 1 + f + delay_k),
+    without K slices and a stack (a step's one new frame). Where the delays step evenly from codebook to codebook
+    (mono: delay_k = k), frame f is a strided view of `sequence`'s memory (written columns are never written again,
+    so a view's codes stay the frame's), made with the next frames' (`ViewsAhead`); elsewhere one index_select."""
     steps = {b - a for a, b in zip(codebook_delays, codebook_delays[1:])}
     batch, books, length = sequence.shape
-    if len(steps) <= 1 and sequence.is_contiguous():
-        stride = length + (steps.pop() if steps else 0)
-        first = sequence.storage_offset() + 1 + codebook_delays[0]
-        # Frame f's view is (batch, books, 1) at first + f; `count` frames' views from one (batch, books, count, 1).
-        frames = ViewsAhead(lambda start, count: sequence.as_strided((batch, books, count, 1),
-                                                                     (books * length, stride, 1, 1), first + start).unbind(2),
+    along_batch, along_books, along_time = sequence.stride()
+    if len(steps) <= 1:
+        step = steps.pop() if steps else 0
+        first = sequence.storage_offset() + (1 + codebook_delays[0]) * along_time
+        # Frame f: (batch, books, 1) at first + f steps along time, codebook k's a delay step further each; `count`
+        # frames' views from one (batch, books, count, 1).
+        strides = (along_batch, along_books + step * along_time, along_time, 1)
+        frames = ViewsAhead(lambda start, count: sequence.as_strided((batch, books, count, 1), strides,
+                                                                     first + start * along_time).unbind(2),
                             length - 1 - codebook_delays[-1])
         return frames.__getitem__
-    diagonal = (torch.arange(books, device=sequence.device) * length + 1
-                + torch.tensor(codebook_delays, device=sequence.device))
-    flat = sequence.view(batch, -1)  # a view: the frames written later must show through it
-    return lambda frame: flat.index_select(1, diagonal + frame).unsqueeze(-1)
+    # Element (b, k) of frame f sits at diagonal[b, k] + f steps along time in `sequence`'s memory.
+    diagonal = (torch.arange(batch, device=sequence.device)[:, None] * along_batch
+                + torch.arange(books, device=sequence.device)[None, :] * along_books
+                + (1 + torch.tensor(codebook_delays, device=sequence.device))[None, :] * along_time).view(-1)
+    span = (batch - 1) * along_batch + (books - 1) * along_books + (length - 1) * along_time + 1
+    flat = sequence.as_strided((span,), (1,), sequence.storage_offset())  # frames written later show through it
+    return lambda frame: flat.index_select(0, diagonal + frame * along_time).view(batch, books, 1)
 
 
 #: Views `ViewsAhead` makes at once.
