@@ -38,10 +38,7 @@ enum {
 };
 static double phase_ns[PHASES];
 #define PHASE(which, statement) RIFFD_TIMED(phase_ns[which], statement)
-int64_t riffd_step_profile(double *ns, int64_t count) {
-    for (int64_t i = 0; i < count && i < PHASES; i++) ns[i] = phase_ns[i], phase_ns[i] = 0.0;
-    return PHASES;
-}
+int64_t riffd_step_profile(double *ns, int64_t count) { return riffd_profile_take(ns, count, phase_ns, PHASES); }
 #else
 #define PHASE(which, statement) statement
 int64_t riffd_step_profile(double *ns, int64_t count) {

@@ -201,6 +201,12 @@ static inline int64_t riffd_profile_clock_ns(void) {
         statement;                                                                                                 \
         (total) += (double)(riffd_profile_clock_ns() - timed_start);                                               \
     } while (0)
+/* A profile's reader (riffd_step_profile, riffd_step_draw_profile): the first `count` of its `kept` totals
+   copied to `ns` and cleared; returns `kept`, how many it keeps. */
+static inline int64_t riffd_profile_take(double *ns, int64_t count, double *totals, int64_t kept) {
+    for (int64_t i = 0; i < count && i < kept; i++) ns[i] = totals[i], totals[i] = 0.0;
+    return kept;
+}
 #endif
 
 #endif

@@ -23,10 +23,7 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
 #ifdef RIFFD_STEP_PROFILE
 static double part_ns[2];
 #define PART(which, statement) RIFFD_TIMED(part_ns[which], statement)
-int64_t riffd_step_draw_profile(double *ns, int64_t count) {
-    for (int64_t i = 0; i < count && i < 2; i++) ns[i] = part_ns[i], part_ns[i] = 0.0;
-    return 2;
-}
+int64_t riffd_step_draw_profile(double *ns, int64_t count) { return riffd_profile_take(ns, count, part_ns, 2); }
 #else
 #define PART(which, statement) statement
 int64_t riffd_step_draw_profile(double *ns, int64_t count) {
