@@ -22,8 +22,8 @@ Switches:
 
 A step is all of `StepBatch._step` (a perf_counter around it): early (a window's first tenth of
 positions, nothing riding), riding (the next window's context rows in the step), late (a window's
-last tenth, as the daemon's done event counts them) or other. The collector runs as in the daemon
-(its collections counted per job, the longest pause given). Every job has the same seed: the
+last tenth, as the daemon's done event counts them) or other. The collector runs as in the daemon,
+the loaded model frozen out of its full scans (its collections counted per job, the longest pause given). Every job has the same seed: the
 switch claims the same codes, so every job's audio must hash alike (checked).
 
 Prints a line per job and a summary, then one JSON object as the last line.
@@ -238,16 +238,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from daemon.models.registry import load_backend
     from daemon.native import isa
     from daemon.native.branches import cpu_name
+    from daemon.residency import freeze_resident
 
     backend = load_backend(args.model, device="cpu", engine=args.engine)
     if not isinstance(backend, MusicGen):
         raise SystemExit(f"{args.model} is not a MusicGen model")
+    freeze_resident()  # as the daemon's load does
     switch = SWITCHES[args.switch](backend)
     window = backend.bundle.window_frames
     edge = max(1, int(window * EDGE_FRACTION))
     block_steps = args.block_steps if args.alternate == "block" else None
     clock = StepClock(backend.batch, edge, window - edge, switch, block_steps)
-    # The collector runs as in the daemon (not frozen); its collections are counted per job.
+    # The collector's collections, counted per job.
     collections: list[tuple[int, float]] = []
     started_at: list[float] = []
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gc
 import json
 import os
 import statistics
@@ -344,16 +343,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from daemon.models.registry import load_backend
     from daemon.native import isa
     from daemon.native.branches import cpu_name
+    from daemon.residency import freeze_resident
 
     if args.ride_columns is not None:
         from daemon.models.musicgen import handoff
         handoff.RIDE_COLUMNS = args.ride_columns
     backend = load_backend(args.model, device="cpu", engine=args.engine)
-    # The model's objects out of the collector's reach: this bench keeps every step's parts, and a full
-    # collection over the loaded model (75-190 ms, 4-5 a run) landing in a step made a run's means jump
-    # (the daemon's own path allocates little: 2 collections in 2 jobs, none full, without this bench).
-    gc.collect()
-    gc.freeze()
+    # The model's objects out of the collector's full scans, as the daemon's load does (a full collection
+    # over the loaded model, 75-190 ms, landing in a step made a run's means jump).
+    freeze_resident()
     if not isinstance(backend, MusicGen):
         raise SystemExit(f"{args.model} is not a MusicGen model")
     account = Account()

@@ -127,7 +127,7 @@ VIEWS_AHEAD = 64
 
 
 class ViewsAhead:
-    """`views[i]`: view i of a run of views of one tensor (its columns, its frames), made `VIEWS_AHEAD` at a time
+    """`views[i]`: view i of a run of views of one tensor (a window's frames), made `VIEWS_AHEAD` at a time
     by `make(start, count)` (views start.. start + count - 1, a torch call or two for all of them) for `i` below
     `end`. A step asks for the next view: one made on its own cost a step ~20-30 us of torch's indexing, cold
     after the step's weights streamed through the caches; a view made ahead sees what is written later."""
