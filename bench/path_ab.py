@@ -19,6 +19,9 @@ so the switch takes turns within the process:
 Switches:
 - `one-call`: the shared step as one native call (step_draw.py, `StepBatch._step_draw`) against the
   calls one by one (the embedding, the step, each window's draw).
+- `ride-stages`: the next window's context riding views of its cache laid out for the positions so far
+  (handoff.RIDE_STAGE_POSITIONS) against riding the window-sized cache (a next window riding at a flip
+  moves to the other layout then: that step pays a move, ~2-5 ms for musicgen-small).
 
 A step is all of `StepBatch._step` (a perf_counter around it): early (a window's first tenth of
 positions, nothing riding), riding (the next window's context rows in the step), late (a window's
@@ -28,7 +31,7 @@ switch claims the same codes, so every job's audio must hash alike (checked).
 
 Prints a line per job and a summary, then one JSON object as the last line.
 
-    python -m bench.path_ab [--switch one-call] [--engine int8a8+kv4] [--duration 60] [--pairs 4]
+    python -m bench.path_ab [--switch one-call|ride-stages] [--engine int8a8+kv4] [--duration 60] [--pairs 4]
         [--alternate block|job] [--block-steps 25] [--threads 2] [--emulate avx2]
 """
 
@@ -65,8 +68,39 @@ def one_call_switch(backend: Any) -> Callable[[bool], None]:
     return set_on
 
 
+def ride_stages_switch(backend: Any) -> Callable[[bool], None]:
+    """`set(on)`: a long job's next window's context rides views of its cache laid out for the positions
+    so far (handoff.RIDE_STAGE_POSITIONS, on) or the window-sized cache itself (off). Flipped between
+    steps (on the stepping thread), a next window riding now is moved to the other layout at once."""
+    from daemon.models.musicgen import handoff
+    from daemon.models.musicgen.kv_cache import move_slots
+
+    stage = handoff.RIDE_STAGE_POSITIONS
+    if stage <= 0:
+        raise SystemExit("this checkout rides the window-sized cache (handoff.RIDE_STAGE_POSITIONS 0)")
+    batch = backend.batch
+
+    def set_on(on: bool) -> None:
+        handoff.RIDE_STAGE_POSITIONS = stage if on else 0
+        for stream in list(batch._streams):
+            warming = stream.successor
+            if warming is None or warming.slot >= warming.context_frames:
+                continue
+            if not on and warming.whole is not None:
+                warming.handed()  # its stages' slots moved to the window's layout, riding on there
+                warming.whole = None
+            elif on and warming.whole is None and stage < warming.cache.max_positions:
+                whole, warming.stage = warming.cache, stage
+                narrowed = whole.narrowed(min(max(stage, -(-warming.slot // stage) * stage), whole.max_positions))
+                move_slots(whole, narrowed, warming.slot)
+                warming.whole, warming.cache = whole, narrowed
+
+    return set_on
+
+
 KINDS = ("early", "riding", "late", "other")
-SWITCHES: dict[str, Callable[[Any], Callable[[bool], None]]] = {"one-call": one_call_switch}
+SWITCHES: dict[str, Callable[[Any], Callable[[bool], None]]] = {"one-call": one_call_switch,
+                                                                "ride-stages": ride_stages_switch}
 
 
 class StepClock:

@@ -22,10 +22,12 @@ means the playing rows' logits; both builds write the same cache slots. The ridi
 large as the playing window's, as the daemon's next window is (batch.py opens it whole): a head's
 slots then lie a window apart, each riding task's few hundred slots short streams of their own (a
 cache of P + 100 positions, as this bench had it, left them nearly back to back: 0.27-0.37 ms a step
-less at 1400 + 300, Zen 4, 2 threads).
+less at 1400 + 300, Zen 4, 2 threads). `--riding-positions N` gives this checkout's arm a compact riding
+cache of N positions instead (the daemon's next window while it rides: its context's, handoff.py),
+the baseline keeping the window-sized one: a riding head's slots then lie N + its int8 head apart.
 
     python -m bench.step_ab [--base main] [--base-cflags FLAGS] [--cflags FLAGS] [--positions 100,1400]
-        [--steps 60] [--kernel int8a8] [--threads 2] [--riding 300]
+        [--steps 60] [--kernel int8a8] [--threads 2] [--riding 300 [--riding-positions 600]]
 """
 
 from __future__ import annotations
@@ -81,7 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kernel", choices=("int8", "int8a8"), default="int8a8")
     parser.add_argument("--riding", type=int, default=None,
                         help="a next window's 2 rows riding each step at this position (keys-only where a build can)")
+    parser.add_argument("--riding-positions", type=int, default=None,
+                        help="with --riding: this checkout's riding rows in a cache of this many positions "
+                             "(the baseline's as large as the playing window's)")
     args = parser.parse_args(argv)
+    if args.riding_positions is not None and (args.riding is None or args.riding >= args.riding_positions):
+        parser.error("--riding-positions needs --riding below it")
     apply_cpu_arguments(args, "bench.step_ab")
     if args.cflags is not None:
         os.environ["RIFFD_NATIVE_CFLAGS"] = args.cflags
@@ -99,7 +106,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"base {args.base} {args.base_cflags!r} against this checkout {os.environ.get('RIFFD_NATIVE_CFLAGS', '')!r}")
     if args.riding is not None:
         print(f"riding: a next window's 2 rows at position {args.riding} in every step; keys-only in "
-              f"{', '.join(kind for kind in KINDS if keys_only[kind]) or 'neither build'}")
+              f"{', '.join(kind for kind in KINDS if keys_only[kind]) or 'neither build'}; riding cache "
+              f"{max(positions) + 100} positions" + (f" (this checkout's {args.riding_positions})"
+                                                     if args.riding_positions is not None else ""))
     if float32_scales:
         print("base: float32 +kv4 scales (its own copy of the caches, the same values)")
     print("position   base ms (cpu)    new ms (cpu)     new/base  new faster in  same bits")
@@ -111,6 +120,10 @@ def main(argv: list[str] | None = None) -> dict:
         if float32_scales:
             own = {kind: (window.copied(float32_scales=kind == "base"),
                           riding[0].copied(float32_scales=kind == "base") if riding else None) for kind in KINDS}
+        if riding is not None and args.riding_positions is not None:
+            compact = Window(args.riding_positions, generator, kv_bits=4)
+            own = own or {kind: (window, riding[0]) for kind in KINDS}
+            own["new"] = (own["new"][0], compact)
         result = alternate(models, window, position, args.steps, riding, keys_only, own)
         old, new = result["base"], result["new"]
         assert isinstance(old, dict) and isinstance(new, dict)
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"cpu": cpu.model, "isa": cpu.isa, "threads": torch.get_num_threads(), "kernel": args.kernel,
                "base": args.base, "base_cflags": args.base_cflags,
                "cflags": os.environ.get("RIFFD_NATIVE_CFLAGS", ""), "riding": args.riding,
+               "riding_positions": args.riding_positions,
                "keys_only": keys_only if args.riding is not None else None, "positions": results}
     print(json.dumps(summary))
     return summary

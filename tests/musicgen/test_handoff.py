@@ -243,3 +243,50 @@ def test_riding_k_columns_a_step_leaves_the_next_windows_the_cache_and_codes_of_
             assert torch.equal(a, b), f"seam {seam}, tensor {index}"
     np.testing.assert_array_equal(runs[columns][0], runs[1][0])
     _assert_all_freed(model)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_context_riding_in_narrowed_stages_hands_the_window_the_cache_and_codes_of_the_window_sized_one(
+        load_preset, monkeypatch, batched):
+    """`RIDE_STAGE_POSITIONS`: the next window's context rides views of its cache's first bytes laid out
+    for 7, 14, then 21 positions (each (row, head)'s slots back to back: kv_cache.narrowed), moved on as
+    it fills and to the window's layout at the seam. The window takes a cache holding the bits riding
+    the window-sized cache leaves, every slot where it was (a slot moved wrong changes them), and the
+    job's sampled codes are the same."""
+    from daemon.models.musicgen import handoff
+    from daemon.models.musicgen.handoff import Warming
+
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 5)  # +kv4: the context's later slots in 4 bits
+    model = _model(load_preset, "int8a8+kv4")
+    prefills = _count_prefills(model, monkeypatch)
+    handed: list[list[torch.Tensor]] = []
+    narrow: list[int] = []
+    take = Warming.handed
+    move = handoff.move_slots
+
+    def recorded(self):
+        cache = take(self)
+        handed.append(_context_slots(cache, self.context_frames))
+        return cache
+
+    def moved(source, target, positions):
+        narrow.append(source.max_positions)
+        move(source, target, positions)
+
+    monkeypatch.setattr(Warming, "handed", recorded)
+    monkeypatch.setattr(handoff, "move_slots", moved)
+    runs = {}
+    for stage in (0, 7):
+        monkeypatch.setattr(handoff, "RIDE_STAGE_POSITIONS", stage)
+        handed.clear()
+        narrow.clear()
+        audio = np.concatenate([c.audio for c in model.stream("a long drone", SAMPLED, batched=batched, label="job")],
+                               axis=1)
+        runs[stage] = (audio, list(handed), list(narrow))
+    assert prefills == [] and len(runs[0][1]) == len(runs[7][1]) == 3  # three seams, each handed off
+    assert runs[0][2] == [] and runs[7][2] == [7, 14, 21] * 3  # each seam's stages, moved on as they filled
+    for seam, (whole, staged) in enumerate(zip(runs[0][1], runs[7][1], strict=True)):
+        for index, (a, b) in enumerate(zip(whole, staged, strict=True)):
+            assert torch.equal(a, b), f"seam {seam}, tensor {index}"
+    np.testing.assert_array_equal(runs[7][0], runs[0][0])
+    _assert_all_freed(model)

@@ -125,6 +125,40 @@ def test_a_4bit_cache_writes_reads_and_counts_its_bytes(monkeypatch):
                          device=torch.device("cpu"))
 
 
+@pytest.mark.parametrize("dtype", [PACKED4, torch.int8])
+def test_slots_written_in_narrowed_stages_move_to_the_window_layout_bit_for_bit(monkeypatch, dtype):
+    """`KVCache.narrowed` + `move_slots` (a long job's next window while its context rides: handoff.py):
+    positions written into views of the window cache's first bytes, each (row, head) `capacity` + the
+    int8 head rows apart, moved stage to stage and then to the window's own layout, leave every slot
+    and scale where a cache written directly holds it."""
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 3)
+    shape = dict(layers=2, batch=2, heads=3, head_dim=16, max_positions=20, dtype=dtype, device=torch.device("cpu"))
+    whole, direct = KVCache.allocate(**shape), KVCache.allocate(**shape)
+    generator = torch.Generator().manual_seed(5)
+    written, cache = 0, whole.narrowed(4)
+    head = whole.int8_positions
+    for capacity in (4, 8, 12):
+        grown = whole.narrowed(capacity)
+        assert grown.keys[0].data_ptr() == whole.keys[0].data_ptr() and grown.int8_positions == head
+        assert grown.keys[1].stride(1) == (capacity + head) * grown.keys[1].shape[3]  # heads back to back
+        kv_cache.move_slots(cache, grown, written)
+        cache = grown
+        for position in range(written, capacity):
+            keys, values = torch.randn(2, 3, 1, 16, generator=generator), torch.randn(2, 3, 1, 16, generator=generator)
+            for layer in range(2):
+                for target in (cache, direct):
+                    target.write_with_torch(layer, torch.tensor([position]), keys, values)
+        written = capacity
+    kv_cache.move_slots(cache, whole, written)
+    rows = whole.slot_rows(written)
+    for moved, expected in zip((*whole.keys, *whole.values, *whole.key_scales, *whole.value_scales),
+                               (*direct.keys, *direct.values, *direct.key_scales, *direct.value_scales), strict=True):
+        assert torch.equal(moved[:, :, :rows].contiguous().view(torch.uint8),
+                           expected[:, :, :rows].contiguous().view(torch.uint8))
+    with pytest.raises(ValueError):
+        kv_cache.move_slots(whole, whole.narrowed(4), 8)  # 8 positions do not fit 4
+
+
 def test_kv4_is_an_engine_flag_of_the_native_formats():
     options = EngineOptions.parse("int8a8+kv4+nowarmup")
     assert options.kv4 and options.weights == "int8a8" and options.name == "int8a8+kv4"

@@ -180,7 +180,7 @@ class StepBatch:
         warmed = handoff.take() if handoff is not None else None
         if warmed is not None and not warmed.ready_for(pattern.inputs, cond):
             log.error("%s: the warmed window does not hold this window's context; prefilling it", label or "window")
-            warmed.stack.close()
+            warmed.close()
             warmed = None
         if handoff is None:
             next_window = None
@@ -191,14 +191,14 @@ class StepBatch:
             ticket = self._admit(label, priority, cache_bytes, should_stop)
         except BaseException:
             if warmed is not None:
-                warmed.stack.close()
+                warmed.close()
             raise
         first_pending = self._await_audio(listener)
         try:
             with ExitStack() as owned:
                 if warmed is not None:
-                    cache = warmed.cache
                     owned.enter_context(warmed.stack)
+                    cache = warmed.handed()
                 else:
                     cache = owned.enter_context(decoder.open_cache(rows, positions))
                 stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed)
@@ -262,8 +262,8 @@ class StepBatch:
             raise
         prompts = next_window.cond.batch_size
         bos = torch.full((prompts, bundle.num_codebooks), bundle.pad_token_id, dtype=torch.long, device=bundle.device)
-        return Warming(next_window, cache, stack, delays(bundle.num_codebooks, bundle.audio_channels).to(bundle.device),
-                       bundle.pad_token_id, pending=[bos])
+        return Warming.riding(next_window, cache, stack, delays(bundle.num_codebooks, bundle.audio_channels).to(bundle.device),
+                              bundle.pad_token_id, pending=[bos])
 
     # Who goes first on the cores.
     def listener(self, priority: int) -> Listener:
@@ -402,6 +402,8 @@ class StepBatch:
             for stream in streams:
                 while not stream.actions.empty():
                     stream.actions.get()()
+            for warm, due in warming:
+                warm.make_room(len(due))
             caches = [s.cache for s in streams] + [w.cache for w, due in warming for _ in due]
             positions = [s.first_slot + s.step - 1 for s in streams] + [w.slot + i for w, due in warming
                                                                            for i in range(len(due))]

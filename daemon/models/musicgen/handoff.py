@@ -30,7 +30,7 @@ import torch
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import delay_steps
-from daemon.models.musicgen.kv_cache import KVCache
+from daemon.models.musicgen.kv_cache import KVCache, move_slots
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window
 
@@ -92,6 +92,19 @@ def _ride_columns() -> int:
     return RIDE_COLUMNS  # read when a window starts warming (the tests set it)
 
 
+#: The riding rows' cache grows in stages of this many positions (0: they ride in the window-sized
+#: cache itself). A window-sized cache puts a (row, head)'s slots a whole window apart (kv_cache.py's
+#: layout), so a riding row's task, a few hundred positions of each head, reads four new short streams
+#: per head, cold; its heads' slots back to back read as longer streams. So the context rides in a view
+#: of the window's cache's first bytes laid out for the positions so far (`KVCache.narrowed`), moved to
+#: a wider stage as it fills and to the window's layout when the window takes it (`Warming.handed`).
+RIDE_STAGE_POSITIONS = 150
+
+
+def _ride_stage() -> int:
+    return RIDE_STAGE_POSITIONS  # read when a window starts warming (the tests and bench.path_ab set it)
+
+
 @dataclass(eq=False)
 class Warming:
     """The next window's cache while the current window fills it: the context columns queued to feed
@@ -108,6 +121,18 @@ class Warming:
     broken: bool = False
     fed: list[torch.Tensor] = field(default_factory=list)
     columns: int = field(default_factory=_ride_columns)
+    stage: int = field(default_factory=_ride_stage)
+    whole: KVCache | None = None  # the window-sized cache `cache` is a narrowed view of while riding, if any
+
+    @classmethod
+    def riding(cls, next: NextWindow, whole: KVCache, stack: ExitStack, delays: torch.Tensor, pad_token_id: int,
+               pending: list[torch.Tensor]) -> "Warming":
+        """The next window warming in `whole`, its window-sized cache: its context rides a narrowed view of
+        it in stages (`RIDE_STAGE_POSITIONS`), or `whole` itself where stages are off."""
+        warming = cls(next, whole, stack, delays, pad_token_id, pending)
+        if warming.stage > 0 and warming.stage < whole.max_positions:
+            warming.whole, warming.cache = whole, whole.narrowed(min(warming.stage, whole.max_positions))
+        return warming
 
     @functools.cached_property
     def _longest_delay(self) -> int:
@@ -156,6 +181,32 @@ class Warming:
         del self.pending[:count]
         self.slot += count
 
+    def make_room(self, count: int) -> None:
+        """Before a step feeds `count` columns at `slot`: where they pass the riding cache's end, move what
+        it holds to the next stage that has room (never past the window's size)."""
+        end = self.slot + count
+        if self.whole is None or end <= self.cache.max_positions:
+            return
+        capacity = min(-(-end // self.stage) * self.stage, self.whole.max_positions)
+        grown = self.whole if capacity == self.whole.max_positions else self.whole.narrowed(capacity)
+        move_slots(self.cache, grown, self.slot)
+        self.cache = grown
+
+    def handed(self) -> KVCache:
+        """The window-sized cache holding the context, for the window to take: the riding rows' slots
+        moved from their stage's layout to the window's (once, a few ms for musicgen-small's 600 frames)."""
+        if self.whole is not None and self.cache is not self.whole:
+            move_slots(self.cache, self.whole, self.slot)
+            self.cache = self.whole
+        return self.cache
+
+    def close(self) -> None:
+        """Free the cache (no window takes it), its riding view's references too (the window's memory
+        goes back as soon as the window's cache is freed)."""
+        if self.whole is not None and self.cache is not self.whole:
+            self.cache.free()
+        self.stack.close()
+
     def ready_for(self, inputs: torch.Tensor, cond: Conditioning) -> bool:
         """Whether this cache holds exactly the context a prefill of `inputs` `[B, K, P + 1]` under
         `cond` would (all but its last column, which the window's first step feeds)."""
@@ -179,4 +230,4 @@ class Handoff:
         """Free a warmed cache no window took (the job stopped or failed at a seam)."""
         warming = self.take()
         if warming is not None:
-            warming.stack.close()
+            warming.close()
