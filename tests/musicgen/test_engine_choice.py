@@ -73,7 +73,7 @@ def test_a_mode_whose_long_form_windows_cost_less_wins_a_tie_of_steps():
     assert choose(measured(None, None)).mode == "int8"
     choice = choose(measured(3.7, 2.4))
     assert choice.mode == "int8a8"
-    assert ("int8a8: 13.03x float32 (57.3 frames/s: 67.7 steps/s and 2.40 s of a window's context per 900 frames "
+    assert ("int8a8: 13.03x float32 (57.3 frames/s: 67.7 steps/s and 2.40 s of long-form extras per 900 frames "
             "vs 4.4 steps/s)") in choice.reason and "also eligible: int8 11.78x" in choice.reason
     # Contexts alike: the tie stands, and the one closer to float32 wins again.
     assert choose(measured(3.0, 2.9)).mode == "int8"
@@ -261,9 +261,9 @@ def test_a_real_calibration_measures_rates_and_agreement(load_preset):
     assert int8.token_agreement >= 0.85 and int8a8.token_agreement >= 0.85
     assert int4.token_agreement < 1.0  # int4 loses some codes on random weights
     assert result.measured("float32+draft").token_agreement == 1.0
-    # The fastest mode that keeps the bar has its long-form window's context timed (the debug model's
-    # window at the default 18 s stride: riding rows on riffd's step, else a prefill); float32's never
-    # is (its steps alone bound its speed).
+    # The fastest mode that keeps the bar has its long-form extras timed (on riffd's step a 60 s job's
+    # later and riding steps, per its 3000 frames; else a window's prefill per the 900 new frames of a
+    # window at the default 18 s stride); float32's never are (its steps alone bound its speed).
     float32 = result.measured("float32")
     assert float32.context_s is None and float32.frames_per_s == pytest.approx(float32.steps_per_s)
     timed = [m for m in result.measurements if m.context_s is not None]
@@ -272,8 +272,9 @@ def test_a_real_calibration_measures_rates_and_agreement(load_preset):
     assert (max(eligible, key=lambda m: m.steps_per_s) in timed) if eligible else not timed
     stride = min(int(18.0 * bundle.frame_rate), bundle.window_frames - 1)
     for m in timed:
-        assert m.context_s >= 0 and m.context_new_frames == stride
-        assert m.frame_s == pytest.approx(1 / m.steps_per_s + m.context_s / stride)
+        frames = 60 * bundle.frame_rate if m.mode in ("int8", "int8a8", "int4") else stride
+        assert m.context_s >= 0 and m.context_new_frames == frames
+        assert m.frame_s == pytest.approx(1 / m.steps_per_s + m.context_s / frames)
     # Only the mode picked is timed late in a window, with the int8 cache and +kv4's 4-bit one (where it
     # runs on riffd's step); +kv4's agreement over these 8 frames is the int8 cache's exactly (its int8
     # head covers them).
@@ -308,3 +309,107 @@ def test_native_modes_are_compared_taking_turns_not_one_after_the_other(monkeypa
     alone = {"int8": ModeMeasurement("int8", 150.0, 0.97)}
     calibration._rematch({"int8": "int8"}, None, 8, alone)  # type: ignore[arg-type]
     assert alone["int8"].steps_per_s == 150.0
+
+
+def _daemon_schedule(windows, delay: int) -> list[tuple[int, int | None]]:
+    """Each shared step of a job as the daemon schedules it (batch.StepBatch with handoff.Warming, one context
+    column a step): the window's position, and the slot of the next window's context column riding it, if any."""
+    steps: list[tuple[int, int | None]] = []
+    for window, following in zip(windows, [*windows[1:], None]):
+        context = following.prompt_frames if following is not None else 0
+        rides = {0: 0} if context else {}  # its BOS column rides the window's first step
+        shift = window.prompt_frames + window.new_frames - context
+        for step in range(window.new_frames + delay):
+            made = window.prompt_frames + 1 + step - shift  # the context column this step's column becomes
+            if context and 1 <= made < context:
+                rides[step + 1] = made  # queued after the step, fed with the next one
+        steps += [(window.prompt_frames + step, rides.get(step)) for step in range(window.new_frames + delay)]
+    return steps
+
+
+def test_a_long_jobs_steps_are_counted_by_kind_where_the_daemon_runs_them():
+    from daemon.models.musicgen.job_steps import job_steps
+    from daemon.models.musicgen.longform import plan_windows
+
+    windows = plan_windows(3000, 0, 1500, 900)  # 60 s of musicgen at the default 18 s stride
+    plan = job_steps(windows, 3, hands_off=True)
+    schedule = _daemon_schedule(windows, 3)
+    riding = [(p, c) for p, c in schedule if c is not None]
+    alone = [p for p, c in schedule if c is None]
+    assert (plan.frames, plan.steps, plan.riding_steps, plan.alone_steps) == (3000, len(schedule), len(riding), len(alone))
+    assert plan.riding_steps == 1200 and plan.context_position == pytest.approx(299.5)
+    assert plan.riding_position == pytest.approx(sum(p for p, _ in riding) / len(riding), abs=3)
+    assert plan.alone_position == pytest.approx(sum(alone) / len(alone), abs=3)
+    # Without hand-off (float32, the Python step) nothing rides: every step alone.
+    quiet = job_steps(windows, 3, hands_off=False)
+    assert quiet.riding_steps == 0 and quiet.alone_steps == len(schedule)
+    assert quiet.alone_position == pytest.approx(sum(p for p, _ in schedule) / len(schedule))
+
+
+def test_auto_weighs_a_long_jobs_riding_steps_as_the_daemon_runs_them(load_preset, monkeypatch):
+    """An injected step timing (a fake clock moved by each step call) where int8a8's early steps are 6 % faster
+    than int8's, but its steps with the next window's rows riding cost 3.5 ms more (AVX2: its products of four
+    rows are bound by the multipliers). A step of ONE window of four rows at one position (how calibration once
+    timed riding) is cheap for int8a8 here: timing riding that way again would pick int8a8 and fail."""
+    import types
+
+    from daemon.models.musicgen import calibration
+    from daemon.models.musicgen.conditioning import build_conditioning
+    from daemon.models.musicgen.engine import MusicgenEngine
+    from daemon.models.musicgen.longform import plan_windows
+    from daemon.models.musicgen.options import EngineOptions
+
+    bundle = load_preset("debug/musicgen").bundle
+    single = build_conditioning(bundle, ["a"], guidance_scale=3.0)
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(calibration, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    slope_ms, context_slope_ms = 0.004, 0.002  # a step's time a cache position (the window's; the riding rows')
+
+    def step_ms(cost: dict[str, float], rows: list[int], positions: list[int]) -> float:
+        ms = cost["early"] + slope_ms * positions[0]
+        if len(rows) == 2:  # the daemon's riding step: the window, the next one's rows beside it
+            ms += cost["riding"] + context_slope_ms * positions[1]
+        elif rows[0] == 4:  # one window of two guided prompts: not a riding step
+            ms += cost["four_rows"]
+        return ms
+
+    def estimate(costs: dict[str, dict[str, float]]) -> Calibration:
+        engines = {}
+        for mode, cost in costs.items():
+            engine = MusicgenEngine(bundle, EngineOptions.parse(mode + "+nowarmup"))
+            real = engine.decoder.step_streams
+
+            def timed(caches, columns, positions, logit_windows=None, cost=cost, real=real):
+                clock.now += 1e-3 * step_ms(cost, [c.keys[0].shape[0] for c in caches], list(positions))
+                return real(caches, columns, positions, logit_windows)
+
+            monkeypatch.setattr(engine.decoder, "step_streams", timed)
+            engines[mode] = engine
+        jobs = calibration._job_costs(engines, single)
+        return Calibration(key="k", model_id="m", machine="test CPU", seconds=1.0, measurements=(
+            ModeMeasurement("float32", 4.4, 1.0),
+            *(ModeMeasurement(mode, 1e3 / step_ms(cost, [2], [calibration.EARLY_POSITION]),
+                              0.97 if mode == "int8" else 0.907, context_s=jobs[mode][0],
+                              context_new_frames=jobs[mode][1]) for mode, cost in costs.items())))
+
+    # What each mode's job costs a frame, step by step as the daemon schedules a 60 s job.
+    windows = plan_windows(round(calibration.LONG_JOB_S * bundle.frame_rate), 0, bundle.window_frames,
+                           calibration._stride(bundle))
+    schedule = _daemon_schedule(windows, 3)
+
+    def job_frame_s(cost: dict[str, float]) -> float:
+        return 1e-3 * sum(step_ms(cost, [2] if c is None else [2, 2], [p] if c is None else [p, c])
+                          for p, c in schedule) / sum(w.new_frames for w in windows)
+
+    avx2 = {"int8": dict(early=14.0, riding=3.0, four_rows=3.0), "int8a8": dict(early=13.2, riding=6.5, four_rows=1.0)}
+    measured = estimate(avx2)
+    for mode, cost in avx2.items():
+        assert measured.measured(mode).frame_s == pytest.approx(job_frame_s(cost), rel=0.01)
+    assert choose(measured).mode == "int8"
+    # Its early steps alone would have picked int8a8 (6 % faster, more than the noise bar).
+    steps_only = dataclasses.replace(measured, measurements=tuple(
+        dataclasses.replace(m, context_s=None) for m in measured.measurements))
+    assert choose(steps_only).mode == "int8a8"
+    # Where int8a8's riding rows are no dearer (AVX-512 VNNI), its faster steps win the job.
+    native = {"int8": dict(early=14.0, riding=3.0, four_rows=3.0), "int8a8": dict(early=13.2, riding=2.5, four_rows=2.5)}
+    assert choose(estimate(native)).mode == "int8a8"

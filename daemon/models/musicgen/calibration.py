@@ -11,12 +11,17 @@ weighs against each other, are timed again taking turns (`_rematch`): a shared h
 bandwidth moves within seconds, and modes timed one after the other would be compared at different
 moments.
 
-Each mode that could be picked also times what a long-form window's context costs it (a 60 s job's
-later windows start from their last 600 frames): on riffd's native step, the next window rides the
-600 steps before it as two more rows (handoff.py), timed as a step of four rows against one of two
-at `RIDING_POSITION`; elsewhere, the window's prefill of those frames. `engine_choice` counts it in
-the mode's cost per frame, once per the 900 new frames such a window makes, so a mode whose steps
-tie another's but whose extra rows are cheaper (int8a8's 8-bit activations) wins a long job.
+Each mode that could be picked also times what a long job costs it beyond its early steps. On riffd's
+native step that is a 60 s job (`LONG_JOB_S`) as the daemon runs it (job_steps.py): its windows' steps
+alone, later in their positions than the early ones `_rate` times, and the steps the next window rides
+(handoff.py: its context rows at their own positions from 0, keys only in their last layer, beside the
+window's two rows late in its positions), each kind timed at its mean positions in one `step_streams`
+call as `StepBatch._step` makes it, against an early step, taking turns. A riding step is not a step
+of four rows at one position: on AVX2 int8a8's products of four rows are bound by the multipliers where
+int8's are not, and a calibration that timed riding as one four-row window (at position 300) picked
+int8a8 (15.34x float32 against int8's 14.31x) where the daemon ran int8's 60 s job at rtf 1.125 and
+int8a8's at 0.962. Elsewhere (no hand-off), the window's prefill of its 600 context frames, once per the
+900 new frames such a window makes. `engine_choice` counts it in the mode's cost per frame.
 
 The mode picked, where it runs on riffd's native step, is also timed late in a window (`LATE_POSITION`), with the int8 cache
 and with the 4-bit one (`+kv4`), taking turns: +kv4 differs from the int8 cache only there (its
@@ -29,13 +34,15 @@ to get there would cost ~30 s a mode.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import torch
 
@@ -46,7 +53,11 @@ from daemon.models.musicgen.engine_choice import (
     MIN_AGREEMENT, MIN_SPEEDUP, Calibration, ModeMeasurement, choose, context_could_matter,
 )
 from daemon.models.musicgen.loader import MusicgenBundle
-from daemon.models.musicgen.handoff import hands_off
+from daemon.models.musicgen.decoder import MusicgenDecoder
+from daemon.models.musicgen.delay import delay_steps
+from daemon.models.musicgen.handoff import cache_positions, hands_off, share_condition
+from daemon.models.musicgen.job_steps import job_steps
+from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.longform import Window, plan_windows, stride_frames
 from daemon.models.musicgen.loop import plan_window
 from daemon.seeds import seeded_rng
@@ -60,9 +71,11 @@ log = logging.getLogger(__name__)
 LATE_POSITION = 1500
 #: Late steps timed per run, and runs (the best counts; the int8 and 4-bit caches take turns).
 LATE_STEPS, LATE_RUNS = 12, 3
-#: Where a riding window's rows are timed (`_context_s`): the middle of the 600 context positions
-#: they fill while the current window plays its last 600 frames.
-RIDING_POSITION = 300
+#: The long-form job whose cost a frame auto weighs on riffd's step (`_job_costs`): the issue's 60 s job
+#: (bench.realtime): musicgen's three windows at the default stride, 1200 of its ~3000 steps riding.
+LONG_JOB_S = 60.0
+#: Where the early steps the job's later ones are timed against stand: within `_rate`'s window.
+EARLY_POSITION = 16
 #: Rounds in which the native modes that keep the bar, the ones auto weighs against each other, are
 #: timed again taking turns (`_rematch`).
 REMATCH_ROUNDS = 3
@@ -124,21 +137,21 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     candidates = sorted((m for m in measurements.values()
                          if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= MIN_SPEEDUP * float32_rate),
                         key=lambda m: m.steps_per_s, reverse=True)
-    # The native modes' riding rows are timed together, taking turns (like their steps: `_rematch`).
-    riding = _riding_contexts({m.mode: kept[m.mode] for m in candidates
-                               if m.mode in kept and hands_off(kept[m.mode].decoder, single)}, single, batch)
+    # The native modes' long jobs are timed together, taking turns (like their steps: `_rematch`).
+    jobs = _job_costs({m.mode: kept[m.mode] for m in candidates
+                       if m.mode in kept and hands_off(kept[m.mode].decoder, single)}, single)
     best_frame_s: float | None = None
     for measured in candidates:
-        if measured.mode in riding:
-            context_s, new_frames, how = riding[measured.mode]
+        if measured.mode in jobs:
+            context_s, new_frames, how = jobs[measured.mode]
         elif not context_could_matter(1.0 / measured.steps_per_s, best_frame_s):
             continue
         else:
             engine = MusicgenEngine(bundle, dataclasses.replace(EngineOptions.parse(measured.mode), warmup=False))
-            context_s, new_frames, how = _context_s(engine, single, batch)
+            context_s, new_frames, how = _context_s(engine, single)
             del engine
         measured = dataclasses.replace(measured, context_s=context_s, context_new_frames=new_frames)
-        log.info("engine calibration, %s: %s a window's context %.2f s (%s) per %d new frames: %s", bundle.model_id,
+        log.info("engine calibration, %s: %s long-form extra %.2f s (%s) per %d new frames: %s", bundle.model_id,
                  measured.mode, context_s, how, new_frames, measured.describe_rate())
         measurements[measured.mode] = measured
         best_frame_s = min(measured.frame_s, best_frame_s or math.inf)
@@ -183,37 +196,83 @@ def _agreement(engine: MusicgenEngine, batch: Conditioning, columns: torch.Tenso
 
 def _late_rates(engines: Sequence[MusicgenEngine], cond: Conditioning) -> list[float]:
     """Each engine's decode steps per second at `LATE_POSITION` (or its model's last positions)."""
-    return _step_rates([(engine, cond) for engine in engines], late_position(engines[0]))
+    position = late_position(engines[0])
+    return _step_rates([_Steps(engine, cond, position) for engine in engines], 0)
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """Decode steps to time: `engine`'s window of `cond` stepping from cache `position`; with
+    `context_position`, the next window's context rows riding those steps from that position, as
+    the daemon runs them (handoff.py)."""
+
+    engine: MusicgenEngine
+    cond: Conditioning
+    position: int
+    context_position: int | None = None
 
 
 @torch.inference_mode()
-def _step_rates(runs: Sequence[tuple[MusicgenEngine, Conditioning]], position: int) -> list[float]:
-    """Each (engine, condition)'s decode steps per second at cache `position`, the best of `LATE_RUNS`
-    runs of `LATE_STEPS`, taking turns; their caches' earlier slots hold random codes with scales of a
-    real cache's size (a step's time does not depend on their values)."""
+def _step_rates(runs: Sequence[_Steps], cache_positions: int) -> list[float]:
+    """Each run's decode steps per second, the best of `LATE_RUNS` runs of `LATE_STEPS`, taking turns.
+
+    A step is one `step_streams` call, as `StepBatch._step` makes it: the window's rows, and a riding
+    window's rows after them with their logits skipped (keys only in their last layer). Each engine
+    and condition steps in one cache, a riding run's rows in one of their own that shares its
+    condition (`handoff.share_condition`, as `StepBatch._warm` does); each cache has `cache_positions`
+    slots (the daemon's window's: its heads lie that far apart) or as many as its steps reach. Their
+    slots hold random codes with scales of a real cache's size (a step's time does not depend on their
+    values)."""
     generator = torch.Generator().manual_seed(0)
     rates: list[list[float]] = [[] for _ in runs]
+    slots: dict[tuple[int, int], int] = {}
+    for run in runs:
+        key = (id(run.engine), id(run.cond))
+        slots[key] = max(slots.get(key, cache_positions), run.position + LATE_STEPS)
     with ExitStack() as stack:
-        steps = []
-        for engine, cond in runs:
-            pattern, _ = plan_window(engine.bundle, cond, None, 1)
-            cache = stack.enter_context(engine.decoder.open_cache(cond.hidden_states.shape[0], position + LATE_STEPS))
-            engine.decoder.prefill(cache, cond, pattern.inputs)  # the condition's cross-attention
-            for slots in (*cache.keys, *cache.values):
-                low, high = (0, 256) if slots.dtype == torch.uint8 else (-127, 128)
-                slots.copy_(torch.randint(low, high, slots.shape, dtype=slots.dtype, generator=generator))
-            for scales in (*cache.key_scales, *cache.value_scales):
-                scales.copy_(torch.rand(scales.shape, generator=generator) * 0.02)
-            steps.append((engine.decoder, cache, pattern.inputs[..., 0]))
+        windows: dict[tuple[int, int], KVCache] = {}
+        steps: list[Callable[[int], object]] = []
+        for run in runs:
+            decoder, rows = run.engine.decoder, run.cond.hidden_states.shape[0]
+            pattern, _ = plan_window(run.engine.bundle, run.cond, None, 1)
+            key = (id(run.engine), id(run.cond))
+            window = windows.get(key)
+            if window is None:
+                window = windows[key] = stack.enter_context(decoder.open_cache(rows, slots[key]))
+                decoder.prefill(window, run.cond, pattern.inputs)  # the condition's cross-attention
+                _random_slots(window, generator)
+            column = pattern.inputs[..., 0]
+            if run.context_position is None:
+                steps.append(functools.partial(_step, decoder, [window], [column], [run.position]))
+                continue
+            riding = stack.enter_context(
+                decoder.open_cache(rows, max(cache_positions, run.context_position + LATE_STEPS)))
+            share_condition(window, riding)
+            _random_slots(riding, generator)
+            steps.append(functools.partial(_step, decoder, [window, riding], [column, column],
+                                           [run.position, run.context_position]))
         for _ in range(LATE_RUNS):
-            for (decoder, cache, column), got in zip(steps, rates, strict=True):
+            for step, got in zip(steps, rates, strict=True):
                 started = time.perf_counter()
-                for step in range(LATE_STEPS):
-                    decoder.step(cache, column, position + step)
+                for offset in range(LATE_STEPS):
+                    step(offset)
                 got.append(LATE_STEPS / (time.perf_counter() - started))
     return [max(got) for got in rates]
 
 
+def _step(decoder: MusicgenDecoder, caches: list[KVCache], columns: list[torch.Tensor], positions: list[int],
+          offset: int) -> object:
+    """One step of `caches`' windows at `positions` plus `offset`, the logits of the first only."""
+    return decoder.step_streams(caches, columns, [position + offset for position in positions], logit_windows=1)
+
+
+def _random_slots(cache: KVCache, generator: torch.Generator) -> None:
+    """Random codes in every self-attention slot of `cache`, with scales of a real cache's size."""
+    for slots in (*cache.keys, *cache.values):
+        low, high = (0, 256) if slots.dtype == torch.uint8 else (-127, 128)
+        slots.random_(low, high, generator=generator)
+    for scales in (*cache.key_scales, *cache.value_scales):
+        scales.copy_(torch.rand(scales.shape, generator=generator) * 0.02)
 @torch.inference_mode()
 def _rate(engine: MusicgenEngine, cond: Conditioning, frames: int) -> float:
     """Decode steps per second of a sampled window of `frames`, the better of two (after a short
@@ -259,43 +318,51 @@ def _rematch(engines: dict[str, MusicgenEngine], cond: Conditioning, frames: int
                  measurements[mode].steps_per_s, ", ".join(f"{r[mode]:.1f}" for r in rounds))
 
 
-def _riding_contexts(engines: dict[str, MusicgenEngine], single: Conditioning,
-                     pair: Conditioning) -> dict[str, tuple[float, int, str]]:
-    """`_context_s` of each of `engines` (all handing off: `handoff.hands_off`), their steps with and
-    without riding rows timed in one `_step_rates` call, taking turns, so one moment of the host
-    does not decide between them."""
+def _job_costs(engines: dict[str, MusicgenEngine], single: Conditioning) -> dict[str, tuple[float, int, str]]:
+    """What a `LONG_JOB_S` job costs each of `engines` (all handing off: `handoff.hands_off`) beyond its
+    steps at the early rate `_rate` measures, in seconds; the job's new frames; and how it was timed.
+
+    The job's steps by kind (job_steps.py): those a window takes alone, timed at their mean position,
+    and those the next window rides, timed as the daemon's riding step at their mean positions (the
+    window late in its positions, the riding rows early in theirs); each kind's time over an early
+    step (at `EARLY_POSITION`) times its count. All steps of all engines timed in one `_step_rates`
+    call, taking turns, so one moment of the host does not decide between the engines."""
     if not engines:
         return {}
     first = next(iter(engines.values()))
-    window = _context_window(first.bundle)
-    rates = _step_rates([(engine, cond) for engine in engines.values() for cond in (single, pair)],
-                        _timed_position(first, RIDING_POSITION))
-    return {mode: _riding_context(rates[2 * i], rates[2 * i + 1], window) for i, mode in enumerate(engines)}
+    bundle = first.bundle
+    windows = plan_windows(round(LONG_JOB_S * bundle.frame_rate), 0, bundle.window_frames, _stride(bundle))
+    plan = job_steps(windows, delay_steps(bundle.num_codebooks, bundle.audio_channels), hands_off=True)
+    early, alone, riding = (_timed_position(first, round(p))
+                            for p in (EARLY_POSITION, plan.alone_position, plan.riding_position))
+    context = _timed_position(first, round(plan.context_position))
+    runs = [_Steps(engine, single, position, context_position) for engine in engines.values()
+            for position, context_position in ((early, None), (alone, None), (riding, context))]
+    rates = _step_rates(runs, max(cache_positions(w, bundle) for w in windows))
+    costs = {}
+    for i, mode in enumerate(engines):
+        early_s, alone_s, riding_s = (1.0 / rate for rate in rates[3 * i:3 * i + 3])
+        later_s, ride_s = max(0.0, alone_s - early_s), max(0.0, riding_s - early_s)
+        costs[mode] = (plan.alone_steps * later_s + plan.riding_steps * ride_s, plan.frames,
+                       f"{plan.alone_steps} steps alone +{1e3 * later_s:.2f} ms at position {alone}, "
+                       f"{plan.riding_steps} riding +{1e3 * ride_s:.2f} ms at {riding} with rows at {context}, "
+                       f"over {1e3 * early_s:.2f} ms at {early}")
+    return costs
 
 
-def _context_window(bundle: MusicgenBundle) -> Window:
-    """A 60 s job's second window at the default stride: the window whose context is timed."""
-    stride = stride_frames(GenerationParams(duration_s=1.0).extend_stride_s, bundle)
-    return plan_windows(2 * bundle.window_frames, 0, bundle.window_frames, stride)[1]
+def _stride(bundle: MusicgenBundle) -> int:
+    """The frames a later window advances by at the default extend stride."""
+    return stride_frames(GenerationParams(duration_s=1.0).extend_stride_s, bundle)
 
 
-def _riding_context(alone: float, riding: float, window: Window) -> tuple[float, int, str]:
-    """`window`'s context riding its prompt's frames as steps that run at `riding` steps/s instead of `alone`."""
-    extra_s = max(0.0, 1.0 / riding - 1.0 / alone)
-    return (extra_s * window.prompt_frames, window.new_frames,
-            f"{window.prompt_frames} steps x {1e3 * extra_s:.2f} ms of riding rows")
-
-
-def _context_s(engine: MusicgenEngine, single: Conditioning, pair: Conditioning) -> tuple[float, int, str]:
-    """What one long-form window's context costs `engine` at the default stride (a 60 s job's second
-    and third windows start from the last window - stride frames), in seconds; the new frames that
-    window makes; and how it was timed. Where windows hand off (`handoff.hands_off`: riffd's native
-    step), the next window's context rides that many steps of the current one as its own rows: the
-    difference between a step of `pair`'s rows (two guided prompts) and one of `single`'s, at
-    `RIDING_POSITION`, times the context's frames. Elsewhere, the window's prefill."""
+def _context_s(engine: MusicgenEngine, single: Conditioning) -> tuple[float, int, str]:
+    """What long-form costs `engine` beyond its early steps, in seconds, per how many new frames, and
+    how it was timed: where windows hand off (`handoff.hands_off`: riffd's native step), `_job_costs`;
+    elsewhere the prefill of a window's context (a 60 s job's second and third windows start from the
+    last window - stride frames) per the new frames such a window makes."""
     if hands_off(engine.decoder, single):
-        return _riding_contexts({"": engine}, single, pair)[""]
-    window = _context_window(engine.bundle)
+        return _job_costs({"": engine}, single)[""]
+    window = plan_windows(2 * engine.bundle.window_frames, 0, engine.bundle.window_frames, _stride(engine.bundle))[1]
     return _prefill_s(engine, single, window), window.new_frames, f"a {window.prompt_frames}-frame prefill"
 
 

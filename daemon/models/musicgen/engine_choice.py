@@ -41,7 +41,9 @@ MIN_KV4_SPEEDUP = 1.03
 #: 4: packed int8/int4 weights in huge pages (daemon/native/huge_pages.py): the native modes' rates moved
 #: against float32's without a kernel change, so the build's hash alone would keep the old choice.
 #: 5: the native modes that keep the bar timed against each other taking turns (calibration._rematch).
-CALIBRATION_VERSION = 5
+#: 6: the native modes' long-form cost as a 60 s job's later and riding steps, as the daemon runs them
+#: (calibration._job_costs), not a four-row window at one position: on AVX2 that picked int8a8 by chance.
+CALIBRATION_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,11 @@ class ModeMeasurement:
     late_steps_per_s: float | None = None
     kv4_late_steps_per_s: float | None = None
     kv4_token_agreement: float | None = None
-    # What a long-form window's context costs (window - stride frames, 600 of musicgen's 1500 at the
-    # default 18 s stride), in seconds, and the new frames such a window makes (the stride: 900): on
-    # riffd's native step the extra rows it adds to the 600 steps before it (handoff.py: the next
-    # window rides the current one's steps), elsewhere its prefill. None where not timed: float32
+    # What long-form audio costs beyond the mode's steps at `steps_per_s` (early in a window), in seconds, per
+    # `context_new_frames` new frames. On riffd's native step: a 60 s job's (calibration.LONG_JOB_S: 3000 frames)
+    # later steps and the steps the next window's context rides (handoff.py), timed as the daemon runs them
+    # (job_steps.py). Elsewhere: a later window's prefill of its 600 context frames per the 900 new frames it
+    # makes (its steps' growth with the position is not timed there). None where not timed: float32
     # (its speed is then its steps' alone, an upper bound, so no mode is ever picked for being faster
     # than a float32 that is not), and modes whose steps alone are too slow to be picked (calibration.py).
     context_s: float | None = None
@@ -68,7 +71,7 @@ class ModeMeasurement:
 
     @property
     def frame_s(self) -> float:
-        """Seconds a frame of long-form audio costs this mode: a step, plus its share of a window's context."""
+        """Seconds a frame of long-form audio costs this mode: an early step, plus its share of the extras."""
         step_s = 1.0 / self.steps_per_s if self.steps_per_s > 0 else math.inf
         if self.context_s is None or not self.context_new_frames:
             return step_s
@@ -76,14 +79,14 @@ class ModeMeasurement:
 
     @property
     def frames_per_s(self) -> float:
-        """Frames a second with the windows' contexts counted (`steps_per_s` where they were not timed)."""
+        """Frames a second with the long-form extras counted (`steps_per_s` where they were not timed)."""
         return 1.0 / self.frame_s
 
     def describe_rate(self) -> str:
         if self.context_s is None or not self.context_new_frames:
             return f"{self.steps_per_s:.1f} steps/s"
         return (f"{self.frames_per_s:.1f} frames/s: {self.steps_per_s:.1f} steps/s and {self.context_s:.2f} s "
-                f"of a window's context per {self.context_new_frames} frames")
+                f"of long-form extras per {self.context_new_frames} frames")
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,10 @@ def choose(calibration: Calibration, *, min_agreement: float = MIN_AGREEMENT,
     `min_speedup` of the fastest are as fast as it for all a calibration can tell (int8 and int8a8
     measure 1-7 % apart on one stream), and then the one closer to float32 wins.
 
-    A mode's rate is its frames a second with a long-form window's context counted where it was timed
-    (`ModeMeasurement.frames_per_s`): a mode whose extra rows (or prefill) cost less (int8a8's 8-bit
-    activations at several rows) can be measurably faster over a long job while its steps alone tie."""
+    A mode's rate is its frames a second with the long-form extras counted where they were timed
+    (`ModeMeasurement.frames_per_s`): a mode whose early steps are measurably faster can lose a long job
+    to one whose riding steps cost less (on AVX2, int8a8's products of four rows are bound by the
+    multipliers where int8's are not), and one whose steps alone tie can win it."""
     reference = calibration.measured("float32")
     if reference is None or reference.steps_per_s <= 0:
         raise ValueError("a calibration must measure float32, the reference every mode is compared with")
