@@ -353,7 +353,7 @@ def test_auto_weighs_a_long_jobs_riding_steps_as_the_daemon_runs_them(load_prese
     timed riding) is cheap for int8a8 here: timing riding that way again would pick int8a8 and fail."""
     import types
 
-    from daemon.models.musicgen import calibration
+    from daemon.models.musicgen import calibration, handoff
     from daemon.models.musicgen.conditioning import build_conditioning
     from daemon.models.musicgen.engine import MusicgenEngine
     from daemon.models.musicgen.longform import plan_windows
@@ -380,6 +380,8 @@ def test_auto_weighs_a_long_jobs_riding_steps_as_the_daemon_runs_them(load_prese
             real = engine.decoder.step_streams
 
             def timed(caches, columns, positions, logit_windows=None, cost=cost, real=real):
+                if len(caches) == 2:
+                    riding_layouts.add((caches[1].max_positions, positions[1]))
                 clock.now += 1e-3 * step_ms(cost, [c.keys[0].shape[0] for c in caches], list(positions))
                 return real(caches, columns, positions, logit_windows)
 
@@ -402,7 +404,12 @@ def test_auto_weighs_a_long_jobs_riding_steps_as_the_daemon_runs_them(load_prese
                           for p, c in schedule) / sum(w.new_frames for w in windows)
 
     avx2 = {"int8": dict(early=14.0, riding=3.0, four_rows=3.0), "int8a8": dict(early=13.2, riding=6.5, four_rows=1.0)}
+    riding_layouts: set[tuple[int, int]] = set()
     measured = estimate(avx2)
+    # The riding rows step in the layout the daemon's stages give them there (handoff.Warming.make_room): the
+    # first stage that holds the timed positions, not the window-sized cache.
+    stage = handoff.RIDE_STAGE_POSITIONS
+    assert {size for size, _ in riding_layouts} == {-(-max(p + 1 for _, p in riding_layouts) // stage) * stage}
     for mode, cost in avx2.items():
         assert measured.measured(mode).frame_s == pytest.approx(job_frame_s(cost), rel=0.01)
     assert choose(measured).mode == "int8"
