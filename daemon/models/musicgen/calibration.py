@@ -16,7 +16,8 @@ native step that is a 60 s job (`LONG_JOB_S`) as the daemon runs it (job_steps.p
 alone, later in their positions than the early ones `_rate` times, and the steps the next window rides
 (handoff.py: its context rows at their own positions from 0, keys only in their last layer, beside the
 window's two rows late in its positions), each kind timed at its mean positions in one `step_streams`
-call as `StepBatch._step` makes it, against an early step, taking turns. A riding step is not a step
+call as `StepBatch._step` makes it, the modes taking turns; the modes compare on those steps (what the
+decode loop adds to a step, sampling and Python, is the same in each). A riding step is not a step
 of four rows at one position: on AVX2 int8a8's products of four rows are bound by the multipliers where
 int8's are not, and a calibration that timed riding as one four-row window (at position 300) picked
 int8a8 (15.34x float32 against int8's 14.31x) where the daemon ran int8's 60 s job at rtf 1.125 and
@@ -74,8 +75,13 @@ LATE_STEPS, LATE_RUNS = 12, 3
 #: The long-form job whose cost a frame auto weighs on riffd's step (`_job_costs`): the issue's 60 s job
 #: (bench.realtime): musicgen's three windows at the default stride, 1200 of its ~3000 steps riding.
 LONG_JOB_S = 60.0
-#: Where the early steps the job's later ones are timed against stand: within `_rate`'s window.
+#: Where an early step is timed beside the job's (`_job_costs`: what the decode loop adds to a step): within
+#: `_rate`'s window.
 EARLY_POSITION = 16
+#: Runs of `LATE_STEPS` a step of the job is timed in (the best counts): in one process on the Zen 4 KVM
+#: (AVX2 emulated) the ratio of int8a8's job to int8's estimated this way spread 0.986-1.013 over four
+#: calibrations' worth with 6 runs, 0.91-1.00 with 3; each run costs ~1 s for two modes.
+JOB_RUNS = 5
 #: Rounds in which the native modes that keep the bar, the ones auto weighs against each other, are
 #: timed again taking turns (`_rematch`).
 REMATCH_ROUNDS = 3
@@ -138,8 +144,8 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
                          if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= MIN_SPEEDUP * float32_rate),
                         key=lambda m: m.steps_per_s, reverse=True)
     # The native modes' long jobs are timed together, taking turns (like their steps: `_rematch`).
-    jobs = _job_costs({m.mode: kept[m.mode] for m in candidates
-                       if m.mode in kept and hands_off(kept[m.mode].decoder, single)}, single)
+    riding = [m for m in candidates if m.mode in kept and hands_off(kept[m.mode].decoder, single)]
+    jobs = _job_costs({m.mode: kept[m.mode] for m in riding}, single, {m.mode: m.steps_per_s for m in riding})
     best_frame_s: float | None = None
     for measured in candidates:
         if measured.mode in jobs:
@@ -148,7 +154,7 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
             continue
         else:
             engine = MusicgenEngine(bundle, dataclasses.replace(EngineOptions.parse(measured.mode), warmup=False))
-            context_s, new_frames, how = _context_s(engine, single)
+            context_s, new_frames, how = _context_s(engine, single, measured.steps_per_s)
             del engine
         measured = dataclasses.replace(measured, context_s=context_s, context_new_frames=new_frames)
         log.info("engine calibration, %s: %s long-form extra %.2f s (%s) per %d new frames: %s", bundle.model_id,
@@ -213,8 +219,8 @@ class _Steps:
 
 
 @torch.inference_mode()
-def _step_rates(runs: Sequence[_Steps], cache_positions: int) -> list[float]:
-    """Each run's decode steps per second, the best of `LATE_RUNS` runs of `LATE_STEPS`, taking turns.
+def _step_rates(runs: Sequence[_Steps], cache_positions: int, best_of: int = LATE_RUNS) -> list[float]:
+    """Each run's decode steps per second, the best of `best_of` runs of `LATE_STEPS`, taking turns.
 
     A step is one `step_streams` call, as `StepBatch._step` makes it: the window's rows, and a riding
     window's rows after them with their logits skipped (keys only in their last layer). Each engine
@@ -255,7 +261,7 @@ def _step_rates(runs: Sequence[_Steps], cache_positions: int) -> list[float]:
                 stack.callback(riding.free)
             steps.append(functools.partial(_step, decoder, [window, riding], [column, column],
                                            [run.position, run.context_position]))
-        for _ in range(LATE_RUNS):
+        for _ in range(best_of):
             for step, got in zip(steps, rates, strict=True):
                 started = time.perf_counter()
                 for offset in range(LATE_STEPS):
@@ -333,15 +339,21 @@ def _rematch(engines: dict[str, MusicgenEngine], cond: Conditioning, frames: int
                  measurements[mode].steps_per_s, ", ".join(f"{r[mode]:.1f}" for r in rounds))
 
 
-def _job_costs(engines: dict[str, MusicgenEngine], single: Conditioning) -> dict[str, tuple[float, int, str]]:
+def _job_costs(engines: dict[str, MusicgenEngine], single: Conditioning,
+               steps_per_s: dict[str, float]) -> dict[str, tuple[float, int, str]]:
     """What a `LONG_JOB_S` job costs each of `engines` (all handing off: `handoff.hands_off`) beyond its
-    steps at the early rate `_rate` measures, in seconds; the job's new frames; and how it was timed.
+    steps at its early rate (`steps_per_s`, as `_rate` measured it), in seconds; the job's new frames;
+    and how it was timed.
 
     The job's steps by kind (job_steps.py): those a window takes alone, timed at their mean position,
     and those the next window rides, timed as the daemon's riding step at their mean positions (the
-    window late in its positions, the riding rows early in theirs); each kind's time over an early
-    step (at `EARLY_POSITION`) times its count. All steps of all engines timed in one `_step_rates`
-    call, taking turns, so one moment of the host does not decide between the engines."""
+    window late in its positions, the riding rows early in theirs). All steps of all engines are timed
+    in one `_step_rates` call, taking turns, so one moment of the host does not decide between the
+    engines. What a decode loop adds to its steps (sampling, the Python around them) is the same in
+    every mode on riffd's step: it is the early rate's step over an early step timed alike (at
+    `EARLY_POSITION`), averaged over the engines, so that the engines compare on their steps timed
+    together, not on the early rates measured apart (int8 and int8a8 tie on AVX2 through the step,
+    0.99x, where calibrations' early rates put them 1-7 % apart either way)."""
     if not engines:
         return {}
     first = next(iter(engines.values()))
@@ -353,15 +365,16 @@ def _job_costs(engines: dict[str, MusicgenEngine], single: Conditioning) -> dict
     context = _timed_position(first, round(plan.context_position))
     runs = [_Steps(engine, single, position, context_position) for engine in engines.values()
             for position, context_position in ((early, None), (alone, None), (riding, context))]
-    rates = _step_rates(runs, max(cache_positions(w, bundle) for w in windows))
+    rates = _step_rates(runs, max(cache_positions(w, bundle) for w in windows), JOB_RUNS)
+    timed = {mode: [1.0 / rate for rate in rates[3 * i:3 * i + 3]] for i, mode in enumerate(engines)}
+    loop_s = statistics.fmean(1.0 / steps_per_s[mode] - early_s for mode, (early_s, _, _) in timed.items())
     costs = {}
-    for i, mode in enumerate(engines):
-        early_s, alone_s, riding_s = (1.0 / rate for rate in rates[3 * i:3 * i + 3])
-        later_s, ride_s = max(0.0, alone_s - early_s), max(0.0, riding_s - early_s)
-        costs[mode] = (plan.alone_steps * later_s + plan.riding_steps * ride_s, plan.frames,
-                       f"{plan.alone_steps} steps alone +{1e3 * later_s:.2f} ms at position {alone}, "
-                       f"{plan.riding_steps} riding +{1e3 * ride_s:.2f} ms at {riding} with rows at {context}, "
-                       f"over {1e3 * early_s:.2f} ms at {early}")
+    for mode, (early_s, alone_s, riding_s) in timed.items():
+        job_s = plan.alone_steps * alone_s + plan.riding_steps * riding_s + plan.steps * loop_s
+        costs[mode] = (max(0.0, job_s - plan.steps / steps_per_s[mode]), plan.frames,
+                       f"{plan.alone_steps} steps alone {1e3 * alone_s:.2f} ms at position {alone}, "
+                       f"{plan.riding_steps} riding {1e3 * riding_s:.2f} ms at {riding} with rows at {context}, "
+                       f"{1e3 * early_s:.2f} ms at {early}, the loop {1e3 * loop_s:+.2f} ms a step")
     return costs
 
 
@@ -370,13 +383,13 @@ def _stride(bundle: MusicgenBundle) -> int:
     return stride_frames(GenerationParams(duration_s=1.0).extend_stride_s, bundle)
 
 
-def _context_s(engine: MusicgenEngine, single: Conditioning) -> tuple[float, int, str]:
-    """What long-form costs `engine` beyond its early steps, in seconds, per how many new frames, and
+def _context_s(engine: MusicgenEngine, single: Conditioning, steps_per_s: float) -> tuple[float, int, str]:
+    """What long-form costs `engine` beyond its early steps (at `steps_per_s`), in seconds, per how many new frames, and
     how it was timed: where windows hand off (`handoff.hands_off`: riffd's native step), `_job_costs`;
     elsewhere the prefill of a window's context (a 60 s job's second and third windows start from the
     last window - stride frames) per the new frames such a window makes."""
     if hands_off(engine.decoder, single):
-        return _job_costs({"": engine}, single)[""]
+        return _job_costs({"": engine}, single, {"": steps_per_s})[""]
     window = plan_windows(2 * engine.bundle.window_frames, 0, engine.bundle.window_frames, _stride(engine.bundle))[1]
     return _prefill_s(engine, single, window), window.new_frames, f"a {window.prompt_frames}-frame prefill"
 
