@@ -1110,6 +1110,11 @@ static int kv4_code(const uint8_t *slots, int64_t hd, int64_t head8, int64_t p, 
     return nibble(slots + head8 * hd + (p - head8) * (hd / 2), hd, i);
 }
 
+/* 1: check_int4_cache's 4-bit positions all score 0 (key codes 0) and weigh value codes 7 with one
+   scale: every 16-bit weight 32767 and every byte 0xFF after its xor, the largest sums weigh4_words'
+   int32 lanes take (an overflow there is far outside the bound). */
+static int kv4_largest_sums;
+
 /* head8 > 0: riffd_attend_kv4 over an int8 head of head8 positions and 4-bit slots after them. */
 static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
     char what[160];
@@ -1149,6 +1154,8 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
     double *scores = must_alloc(sizeof(double) * (size_t)length), *want = must_alloc(sizeof(double) * (size_t)hd);
     double *code_sums = must_alloc(sizeof(double) * (size_t)hd);
     for (int64_t i = 0; i < bytes; i++) keys[i] = (uint8_t)rand_int(0, 255), values[i] = (uint8_t)rand_int(0, 255);
+    if (kv4_largest_sums)
+        for (int64_t i = head8 * hd; i < bytes; i++) keys[i] = 0x00, values[i] = 0x77;
     for (int64_t i = 0; i < head8 * hd; i++) { /* int8 codes are -127..127 */
         if (keys[i] == 128) keys[i] = 129;
         if (values[i] == 128) values[i] = 129;
@@ -1158,6 +1165,7 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
         double size = p < head8 ? 1.0 / 18 : 1.0; /* int8 codes ~18x 4-bit ones: vectors of one size */
         key_floats[p] = (float)((0.01 + 0.3 * uniform()) * size);
         value_floats[p] = (float)((0.01 + 0.3 * uniform()) * size);
+        if (kv4_largest_sums && p >= head8) value_floats[p] = 0.2f;
         if (p < head8) {
             __builtin_memcpy(key_scales + 2 * p, key_floats + p, 4);
             __builtin_memcpy(value_scales + 2 * p, value_floats + p, 4);
@@ -1227,8 +1235,8 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
                                     : 1e-5 * largest_value) + words;
         double worst = 0.0;
         for (int64_t i = 0; i < hd; i++) worst = fmax(worst, fabs(out[i] - want[i] / total) / bound);
-        snprintf(what, sizeof what, "4-bit cache attention%s, head_dim %lld, %lld positions, %lld in int8",
-                 exact ? (integer ? " (integer q.K, float16 scales) vs q's own maths and float32 scales"
+        snprintf(what, sizeof what, "4-bit cache attention%s%s, head_dim %lld, %lld positions, %lld in int8",
+                 kv4_largest_sums ? " at its largest sums" : "", exact ? (integer ? " (integer q.K, float16 scales) vs q's own maths and float32 scales"
                                   : " (float16 scales) vs float32 scales")
                        : integer ? " (integer q.K) vs its rounding" : "",
                  (long long)hd, (long long)length, (long long)head8);
@@ -1283,6 +1291,9 @@ int main(int argc, char **argv) {
     check_int4_cache(64, 70, 64);
     check_int4_cache(64, 16, 0);
     check_int4_cache(64, 9001, 64); /* 16-bit weights: more than two blocks of WORD_BLOCK positions */
+    kv4_largest_sums = 1;
+    check_int4_cache(64, 1501, 0);
+    kv4_largest_sums = 0;
     /* The streaming codec's newer kernels, after the others so that those keep their random inputs. */
     check_lstm_int8(1);
     check_lstm_int8(2);

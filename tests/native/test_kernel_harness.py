@@ -37,7 +37,8 @@ PI4_FEATURES = "Features : fp asimd evtstrm crc32 cpuid"
 # Checks every build must print (the ones added last: a harness without them would still end "0 failed").
 NEWER_CHECKS = ("LSTM int8 weights, 1 row(s)", "LSTM int8 weights, 2 row(s)", "ELU pairs (alpha 1.0), 1500 rows",
                 "ELU pairs (alpha 0.5), 3 rows", "conv taps, 1 output(s) x 7 taps (dilation 1) x 64 channels, 1001 steps",
-                "conv taps, 3 output(s) x 5 taps (dilation 3)")
+                "conv taps, 3 output(s) x 5 taps (dilation 3)",
+                "4-bit cache attention at its largest sums")
 # This CPU's own build: the default flags, no branch flags.
 NATIVE = Branch("native", "")
 
