@@ -32,7 +32,7 @@ switch claims the same codes, so every job's audio must hash alike (checked).
 Prints a line per job and a summary, then one JSON object as the last line.
 
     python -m bench.path_ab [--switch one-call|ride-stages] [--engine int8a8+kv4] [--duration 60] [--pairs 4]
-        [--alternate block|job] [--block-steps 25] [--threads 2] [--emulate avx2]
+        [--alternate block|job] [--block-steps 25] [--threads 2] [--emulate avx2] [--ride-stage 150]
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def ride_stages_switch(backend: Any) -> Callable[[bool], None]:
                 warming.whole = None
             elif on and warming.whole is None and stage < warming.cache.max_positions:
                 whole, warming.stage = warming.cache, stage
-                narrowed = whole.narrowed(min(max(stage, -(-warming.slot // stage) * stage), whole.max_positions))
+                narrowed = whole.narrowed(handoff.stage_positions(max(warming.slot, 1), stage, whole.max_positions,
+                                                                  whole.int8_positions))
                 move_slots(whole, narrowed, warming.slot)
                 warming.whole, warming.cache = whole, narrowed
 
@@ -262,6 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="seconds of audio in each warm-up job (default: --duration job by job, 4 block by block)")
     add_cpu_arguments(parser, threads_help="torch's and the kernels' threads")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
+    parser.add_argument("--ride-stage", type=int, default=None,
+                        help="with --switch ride-stages: the stage's positions when on (default handoff.RIDE_STAGE_POSITIONS)")
     args = parser.parse_args(argv)
     apply_cpu_arguments(args, "bench.path_ab")
 
@@ -278,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not isinstance(backend, MusicGen):
         raise SystemExit(f"{args.model} is not a MusicGen model")
     freeze_resident()  # as the daemon's load does
+    if args.ride_stage is not None:
+        from daemon.models.musicgen import handoff
+        handoff.RIDE_STAGE_POSITIONS = args.ride_stage
     switch = SWITCHES[args.switch](backend)
     window = backend.bundle.window_frames
     edge = max(1, int(window * EDGE_FRACTION))
@@ -332,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"same audio in every job: {same_audio}")
     summary: dict[str, Any] = {
         "cpu": cpu_name(), "isa": isa(), "emulated": args.emulate, "isa_class": isa_label(args.emulate),
-        "threads": torch.get_num_threads(), "engine": backend.engine_name, "switch": args.switch,
+        "threads": torch.get_num_threads(), "engine": backend.engine_name, "switch": args.switch, "ride_stage": args.ride_stage,
         "alternate": args.alternate, "block_steps": block_steps, "duration_s": args.duration, "pairs": args.pairs,
         "same_audio": same_audio}
     if block_steps is None:

@@ -18,16 +18,16 @@ Prints a table, then one JSON object as the last line.
 `--riding P` adds a next window's two rows at position P to every step (a long job's late steps,
 handoff.py): a build with `riffd_step_rows_out` steps them as keys-only rows (logits of the playing
 window's rows only, as the daemon asks), an older build computes every row. The same bits then
-means the playing rows' logits; both builds write the same cache slots. The riding rows' cache is as
-large as the playing window's, as the daemon's next window is (batch.py opens it whole): a head's
-slots then lie a window apart, each riding task's few hundred slots short streams of their own (a
-cache of P + 100 positions, as this bench had it, left them nearly back to back: 0.27-0.37 ms a step
-less at 1400 + 300, Zen 4, 2 threads). `--riding-positions N` gives this checkout's arm a compact riding
-cache of N positions instead (the daemon's next window while it rides: its context's, handoff.py),
-the baseline keeping the window-sized one: a riding head's slots then lie N + its int8 head apart.
+means the playing rows' logits; both builds write the same cache slots. The riding rows' cache is laid
+out as the daemon's next window's is while its context rides (handoff.RIDE_STAGE_POSITIONS: the stage
+holding position P, a head's slots that many positions + the int8 head apart); `--riding-positions N`
+lays out this checkout's arm's for N positions, `--base-riding-positions N` the baseline's (the
+window-sized cache, e.g. 1500, as the daemon rode before its stages: each riding task's few hundred
+slots then short streams a window apart, 0.27-0.37 ms a step more than back to back at 1400 + 300,
+Zen 4, 2 threads).
 
     python -m bench.step_ab [--base main] [--base-cflags FLAGS] [--cflags FLAGS] [--positions 100,1400]
-        [--steps 60] [--kernel int8a8] [--threads 2] [--riding 300 [--riding-positions 600]]
+        [--steps 60] [--kernel int8a8] [--threads 2] [--riding 300 [--riding-positions N] [--base-riding-positions N]]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from bench.step_pairs import alternate  # noqa: E402
 from daemon import native  # noqa: E402
 from daemon.config import environment_c_compiler  # noqa: E402
 from daemon.cpu import this_cpu  # noqa: E402
+from daemon.models.musicgen import handoff, kv_cache  # noqa: E402
 from daemon.native.decoder_step import bind  # noqa: E402
 from daemon.native.decoder_step import functions as decoder_functions  # noqa: E402
 
@@ -84,11 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--riding", type=int, default=None,
                         help="a next window's 2 rows riding each step at this position (keys-only where a build can)")
     parser.add_argument("--riding-positions", type=int, default=None,
-                        help="with --riding: this checkout's riding rows in a cache of this many positions "
-                             "(the baseline's as large as the playing window's)")
+                        help="with --riding: this checkout's riding rows in a cache laid out for this many positions "
+                             "(default: the daemon's riding stage, handoff.RIDE_STAGE_POSITIONS)")
+    parser.add_argument("--base-riding-positions", type=int, default=None,
+                        help="with --riding: the baseline's riding cache's positions (default as --riding-positions)")
     args = parser.parse_args(argv)
-    if args.riding_positions is not None and (args.riding is None or args.riding >= args.riding_positions):
-        parser.error("--riding-positions needs --riding below it")
+    for given in (args.riding_positions, args.base_riding_positions):
+        if given is not None and (args.riding is None or args.riding >= given):
+            parser.error("--riding-positions / --base-riding-positions need --riding below them")
     apply_cpu_arguments(args, "bench.step_ab")
     if args.cflags is not None:
         os.environ["RIFFD_NATIVE_CFLAGS"] = args.cflags
@@ -104,26 +108,33 @@ def main(argv: list[str] | None = None) -> dict:
     cpu = this_cpu()
     print(f"CPU: {cpu.model} ({cpu.isa}), {torch.get_num_threads()} threads, {args.kernel}+kv4, one stream (2 rows); "
           f"base {args.base} {args.base_cflags!r} against this checkout {os.environ.get('RIFFD_NATIVE_CFLAGS', '')!r}")
+    riding_positions: dict[str, int] = {}
     if args.riding is not None:
+        window_positions = max(positions) + 100
+        staged = window_positions
+        if handoff.RIDE_STAGE_POSITIONS > 0:
+            staged = handoff.stage_positions(args.riding + 1, handoff.RIDE_STAGE_POSITIONS, window_positions,
+                                             kv_cache.int8_head(window_positions))
+        new_positions = args.riding_positions or staged
+        riding_positions = {"base": args.base_riding_positions or new_positions, "new": new_positions}
         print(f"riding: a next window's 2 rows at position {args.riding} in every step; keys-only in "
-              f"{', '.join(kind for kind in KINDS if keys_only[kind]) or 'neither build'}; riding cache "
-              f"{max(positions) + 100} positions" + (f" (this checkout's {args.riding_positions})"
-                                                     if args.riding_positions is not None else ""))
+              f"{', '.join(kind for kind in KINDS if keys_only[kind]) or 'neither build'}; their cache laid out "
+              f"for {riding_positions['base']} positions (base), {riding_positions['new']} (this checkout)")
     if float32_scales:
         print("base: float32 +kv4 scales (its own copy of the caches, the same values)")
     print("position   base ms (cpu)    new ms (cpu)     new/base  new faster in  same bits")
     results = {}
     for position in positions:
         window = Window(max(positions) + 100, generator, kv_bits=4)
-        riding = None if args.riding is None else (Window(max(positions) + 100, generator, kv_bits=4), args.riding)
+        riding = None if args.riding is None else (Window(riding_positions["base"], generator, kv_bits=4), args.riding)
         own = None
         if float32_scales:
             own = {kind: (window.copied(float32_scales=kind == "base"),
                           riding[0].copied(float32_scales=kind == "base") if riding else None) for kind in KINDS}
-        if riding is not None and args.riding_positions is not None:
-            compact = Window(args.riding_positions, generator, kv_bits=4)
+        if riding is not None and riding_positions["new"] != riding_positions["base"]:
+            # the same slot values would need a move between layouts; random ones of the same shape do
             own = own or {kind: (window, riding[0]) for kind in KINDS}
-            own["new"] = (own["new"][0], compact)
+            own["new"] = (own["new"][0], Window(riding_positions["new"], generator, kv_bits=4))
         result = alternate(models, window, position, args.steps, riding, keys_only, own)
         old, new = result["base"], result["new"]
         assert isinstance(old, dict) and isinstance(new, dict)
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"cpu": cpu.model, "isa": cpu.isa, "threads": torch.get_num_threads(), "kernel": args.kernel,
                "base": args.base, "base_cflags": args.base_cflags,
                "cflags": os.environ.get("RIFFD_NATIVE_CFLAGS", ""), "riding": args.riding,
-               "riding_positions": args.riding_positions,
+               "riding_positions": riding_positions or None,
                "keys_only": keys_only if args.riding is not None else None, "positions": results}
     print(json.dumps(summary))
     return summary

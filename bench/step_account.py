@@ -29,7 +29,7 @@ riding steps' mean and max.
 The profile's clock calls cost a little (compare profiled runs with each other). Prints the table
 (part, ms a step, floor ms), then one JSON object as the last line.
 
-    python -m bench.step_account [--engine int8] [--duration 8 | --riding [--ride-columns K]] [--threads 2]
+    python -m bench.step_account [--engine int8] [--duration 8 | --riding [--ride-columns K] [--ride-stage N]] [--threads 2]
         [--emulate avx2]
 """
 
@@ -325,6 +325,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="jobs of one window and 2 s: the window's last steps carry the next window's rows")
     parser.add_argument("--ride-columns", type=int, default=None,
                         help="with --riding: context columns a riding step takes (handoff.RIDE_COLUMNS; k every k steps)")
+    parser.add_argument("--ride-stage", type=int, default=None,
+                        help="with --riding: handoff.RIDE_STAGE_POSITIONS (0: the context rides the window-sized cache)")
     parser.add_argument("--jobs", type=int, default=2, help="jobs in a row (the first one's steps are warm-up)")
     add_cpu_arguments(parser, threads_help="torch's and the kernels' threads")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
@@ -348,6 +350,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.ride_columns is not None:
         from daemon.models.musicgen import handoff
         handoff.RIDE_COLUMNS = args.ride_columns
+    if args.ride_stage is not None:
+        from daemon.models.musicgen import handoff
+        handoff.RIDE_STAGE_POSITIONS = args.ride_stage
     backend = load_backend(args.model, device="cpu", engine=args.engine)
     # The model's objects out of the collector's full scans, as the daemon's load does (a full collection
     # over the loaded model, 75-190 ms, landing in a step made a run's means jump).

@@ -157,6 +157,9 @@ def test_slots_written_in_narrowed_stages_move_to_the_window_layout_bit_for_bit(
                            expected[:, :, :rows].contiguous().view(torch.uint8))
     with pytest.raises(ValueError):
         kv_cache.move_slots(whole, whole.narrowed(4), 8)  # 8 positions do not fit 4
+    if dtype == PACKED4:
+        with pytest.raises(ValueError, match="int8 head"):
+            whole.narrowed(2)  # the int8 head's 3 positions (6 rows) come first in every layout
 
 
 def test_kv4_is_an_engine_flag_of_the_native_formats():

@@ -101,6 +101,12 @@ def _ride_columns() -> int:
 RIDE_STAGE_POSITIONS = 150
 
 
+def stage_positions(end: int, stage: int, max_positions: int, int8_positions: int) -> int:
+    """The positions of the riding stage that holds a window's first `end` slots: whole stages of
+    `stage`, at least the int8 head (its rows come first in every layout), at most the window's."""
+    return min(max(-(-end // stage) * stage, int8_positions), max_positions)
+
+
 def _ride_stage() -> int:
     return RIDE_STAGE_POSITIONS  # read when a window starts warming (the tests and bench.path_ab set it)
 
@@ -130,9 +136,13 @@ class Warming:
         """The next window warming in `whole`, its window-sized cache: its context rides a narrowed view of
         it in stages (`RIDE_STAGE_POSITIONS`), or `whole` itself where stages are off."""
         warming = cls(next, whole, stack, delays, pad_token_id, pending)
-        if warming.stage > 0 and warming.stage < whole.max_positions:
-            warming.whole, warming.cache = whole, whole.narrowed(min(warming.stage, whole.max_positions))
+        if warming.stage > 0:
+            capacity = stage_positions(1, warming.stage, whole.max_positions, whole.int8_positions)
+            if capacity < whole.max_positions:
+                warming.whole, warming.cache = whole, whole.narrowed(capacity)
         return warming
+
+
 
     @functools.cached_property
     def _longest_delay(self) -> int:
@@ -187,7 +197,7 @@ class Warming:
         end = self.slot + count
         if self.whole is None or end <= self.cache.max_positions:
             return
-        capacity = min(-(-end // self.stage) * self.stage, self.whole.max_positions)
+        capacity = stage_positions(end, self.stage, self.whole.max_positions, self.whole.int8_positions)
         grown = self.whole if capacity == self.whole.max_positions else self.whole.narrowed(capacity)
         move_slots(self.cache, grown, self.slot)
         self.cache = grown

@@ -148,8 +148,10 @@ class KVCache:
         up to a few hundred positions (a long job's next window while its context rides: handoff.py),
         whose heads' slots then lie nearly back to back: `move_slots` carries them to the wide layout.
         Nothing is copied; the cross-attention tensors are this cache's."""
-        if not 0 < max_positions <= self.max_positions:
-            raise ValueError(f"a cache of {self.max_positions} positions has no view of {max_positions}")
+        if not self.int8_positions <= max_positions <= self.max_positions or max_positions <= 0:
+            # (the int8 head's rows must fit: riffd's step checks it, its layout has them first)
+            raise ValueError(f"a cache of {self.max_positions} positions (an int8 head of {self.int8_positions}) has "
+                             f"no view of {max_positions}")
         rows = max_positions + self.int8_positions
 
         def prefix(buffer: torch.Tensor) -> torch.Tensor:
