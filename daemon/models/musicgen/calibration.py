@@ -56,7 +56,9 @@ from daemon.models.musicgen.engine_choice import (
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import delay_steps
-from daemon.models.musicgen.handoff import RIDE_STAGE_POSITIONS, cache_positions, hands_off, share_condition
+from daemon.models.musicgen.handoff import (
+    RIDE_STAGE_POSITIONS, cache_positions, hands_off, share_condition, stage_positions,
+)
 from daemon.models.musicgen.job_steps import job_steps
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.longform import Window, plan_windows, stride_frames
@@ -278,12 +280,11 @@ def _step(decoder: MusicgenDecoder, caches: list[KVCache], columns: list[torch.T
 
 def _riding_view(whole: KVCache, filled: int) -> KVCache:
     """The cache a next window's context rides in once `filled` of its positions are: a view of its
-    window-sized cache `whole` laid out for the stage that holds them (`handoff.RIDE_STAGE_POSITIONS`,
-    as `Warming.make_room` grows it), or `whole` where stages are off."""
-    stage = RIDE_STAGE_POSITIONS
-    if not 0 < stage < whole.max_positions:
+    window-sized cache `whole` laid out for the stage that holds them (`handoff.stage_positions`, as
+    `Warming.make_room` grows it), or `whole` where stages are off."""
+    if RIDE_STAGE_POSITIONS <= 0:
         return whole
-    capacity = min(-(-filled // stage) * stage, whole.max_positions)
+    capacity = stage_positions(filled, RIDE_STAGE_POSITIONS, whole.max_positions, whole.int8_positions)
     return whole if capacity == whole.max_positions else whole.narrowed(capacity)
 
 
