@@ -110,7 +110,7 @@ def test_a_context_is_timed_only_where_it_could_change_the_choice():
                       ).mode == choose(everything).mode
 
 
-def test_auto_adds_the_4bit_cache_where_its_late_steps_measure_faster():
+def test_auto_adds_the_4bit_cache_unless_its_late_steps_measure_slower():
     def calibration(late4: float | None, agreement4: float | None = 0.95) -> Calibration:
         return Calibration(key="k", model_id="m", machine="test CPU", seconds=1.0, measurements=(
             ModeMeasurement("float32", 5.0, 1.0), ModeMeasurement("bfloat16", 9.0, 0.97),
@@ -118,8 +118,10 @@ def test_auto_adds_the_4bit_cache_where_its_late_steps_measure_faster():
 
     choice = choose(calibration(56.0))  # 12 % faster late, the bar kept: int8+kv4
     assert choice.mode == "int8+kv4" and "+kv4: late steps 1.12x the int8 cache's (56.0 vs 50.0" in choice.reason
-    assert choose(calibration(50.5)).mode == "int8"  # within the noise: the int8 cache
-    assert "no +kv4: late steps only 1.01x" in choose(calibration(50.5)).reason
+    # a tie (a busy minute hides the 4-bit cache's fewer bytes) keeps it: half the bytes, the same agreement
+    assert choose(calibration(50.0)).mode == "int8+kv4" and choose(calibration(49.0)).mode == "int8+kv4"
+    slower = choose(calibration(47.5))  # 0.95x: measurably slower, the int8 cache
+    assert slower.mode == "int8" and "no +kv4: late steps 0.95x the int8 cache's" in slower.reason
     low = choose(calibration(60.0, 0.85))
     assert low.mode == "int8" and "no +kv4: it agrees 85%" in low.reason
     assert choose(calibration(None, None)).mode == "int8"  # not measured (an older calibration): nothing added

@@ -62,7 +62,7 @@ class EngineOptions:
     # (few slots to average a rounding over: 86.5 % of float32's greedy codes over the first 24 frames
     # against int8's 96.9 %); with the int8 head those frames are the int8 cache's very steps, and
     # late ones agree as int8's do (bench/kv4_agreement.py, random musicgen-small, int8a8). auto adds
-    # it to a native mode where its late steps measure faster (engine_choice.MIN_KV4_SPEEDUP).
+    # it to a native mode unless its late steps measure slower (engine_choice.MIN_KV4_LATE_RATIO).
     kv4: bool = False
 
     @property
