@@ -198,6 +198,13 @@ def _context_slots(cache, frames: int) -> list[torch.Tensor]:
             for tensor in (*cache.keys, *cache.values, *cache.key_scales, *cache.value_scales)]
 
 
+def _assert_same_seams(expected: list[list[torch.Tensor]], got: list[list[torch.Tensor]]) -> None:
+    """Two jobs' seams (`_context_slots` of each handed cache) hold the same bytes, tensor by tensor."""
+    for seam, (want, have) in enumerate(zip(expected, got, strict=True)):
+        for index, (a, b) in enumerate(zip(want, have, strict=True)):
+            assert torch.equal(a, b), f"seam {seam}, tensor {index}"
+
+
 @pytest.mark.parametrize("columns", [3, 8, 32])
 @pytest.mark.parametrize("batched", [False, True])
 def test_riding_k_columns_a_step_leaves_the_next_windows_the_cache_and_codes_of_one_a_step(load_preset, monkeypatch,
@@ -238,9 +245,7 @@ def test_riding_k_columns_a_step_leaves_the_next_windows_the_cache_and_codes_of_
         runs[k] = (audio, list(handed), max(caches_seen))
     assert prefills == [] and len(runs[columns][1]) == len(runs[1][1]) == 3  # three seams, each handed off
     assert runs[1][2] == 2 and runs[columns][2] == 1 + min(columns, 20)  # the playing window and k columns' windows
-    for seam, (one, many) in enumerate(zip(runs[1][1], runs[columns][1], strict=True)):
-        for index, (a, b) in enumerate(zip(one, many, strict=True)):
-            assert torch.equal(a, b), f"seam {seam}, tensor {index}"
+    _assert_same_seams(runs[1][1], runs[columns][1])
     np.testing.assert_array_equal(runs[columns][0], runs[1][0])
     _assert_all_freed(model)
 
@@ -285,8 +290,6 @@ def test_a_context_riding_in_narrowed_stages_hands_the_window_the_cache_and_code
         runs[stage] = (audio, list(handed), list(narrow))
     assert prefills == [] and len(runs[0][1]) == len(runs[7][1]) == 3  # three seams, each handed off
     assert runs[0][2] == [] and runs[7][2] == [7, 14, 21] * 3  # each seam's stages, moved on as they filled
-    for seam, (whole, staged) in enumerate(zip(runs[0][1], runs[7][1], strict=True)):
-        for index, (a, b) in enumerate(zip(whole, staged, strict=True)):
-            assert torch.equal(a, b), f"seam {seam}, tensor {index}"
+    _assert_same_seams(runs[0][1], runs[7][1])
     np.testing.assert_array_equal(runs[7][0], runs[0][0])
     _assert_all_freed(model)
