@@ -37,9 +37,10 @@ MIN_SPEEDUP = 1.05
 #: window's first `kv_cache.INT8_HEAD_POSITIONS` positions stay int8), so only the late rate can tell.
 #: It reads and holds half the int8 cache's bytes (82 against 157 MB for a musicgen-small window) at
 #: the int8 cache's agreement (README "4-bit keys and values"), so a tie keeps it: only late steps
-#: measurably slower drop it. It measured 1.07-1.30x on the Zen 4 (every branch, quiet minutes); in a
-#: busy minute (load ~3, AVX-VNNI emulated, 2026-12-06) 1.00x, which the earlier bar of 1.03x turned
-#: into a window cache of twice the bytes for every later job, since a calibration is cached.
+#: measurably slower drop it. Idle on the Zen 4 it measured 1.07-1.30x natively and with AVX-VNNI
+#: emulated, 1.00-1.17x with AVX2 emulated; AVX-VNNI in a busy minute (load ~3) 1.00x. The earlier
+#: bar of 1.03x turned those ties into a window cache of twice the bytes for every later job, since a
+#: calibration is cached.
 MIN_KV4_LATE_RATIO = 0.97
 #: Bumped when what a calibration measures changes, so older cache files are measured again.
 #: 3: a long-form window's context (its prefill, or its rows riding the steps before it) counted per frame.
