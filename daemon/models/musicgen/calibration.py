@@ -229,9 +229,8 @@ def _step_rates(runs: Sequence[_Steps], cache_positions: int, best_of: int = LAT
     and condition steps in one cache, a riding run's rows in one of their own that shares its
     condition (`handoff.share_condition`, as `StepBatch._warm` does), seen in the stage's layout they
     ride in (`_riding_view`); each cache has `cache_positions` slots (the daemon's window's: its heads
-    lie that far apart) or as many as its steps reach. Their
-    slots hold random codes with scales of a real cache's size (a step's time does not depend on their
-    values)."""
+    lie that far apart) or as many as its steps reach. Their slots hold random codes with scales of a
+    real cache's size (a step's time does not depend on their values)."""
     generator = torch.Generator().manual_seed(0)
     rates: list[list[float]] = [[] for _ in runs]
     slots: dict[tuple[int, int], int] = {}
@@ -295,6 +294,8 @@ def _random_slots(cache: KVCache, generator: torch.Generator) -> None:
         slots.random_(low, high, generator=generator)
     for scales in (*cache.key_scales, *cache.value_scales):
         scales.copy_(torch.rand(scales.shape, generator=generator) * 0.02)
+
+
 @torch.inference_mode()
 def _rate(engine: MusicgenEngine, cond: Conditioning, frames: int) -> float:
     """Decode steps per second of a sampled window of `frames`, the better of two (after a short
