@@ -4,7 +4,7 @@ What auto's calibration estimates for a native mode (calibration._job_costs), me
 `--duration` job's windows (longform.py) at the default stride, each window's steps at its positions in a
 cache of the daemon's window size, and the next window's context riding the window's last steps as
 handoff.py feeds it (one column a step, its BOS with the window's first step, in the stage view the
-daemon's riding rows use: calibration._riding_view), each step one `step_streams` call with the riding
+daemon's riding rows use: handoff.stage_view), each step one `step_streams` call with the riding
 window's logits skipped, as `StepBatch._step` makes it. No sampling and no codec (the same in every
 mode). The two modes take turns every `--block-steps` steps of the job in one process (the host's
 memory bandwidth moves within seconds here), each in caches of its own holding random codes (a step's
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from daemon.models.musicgen.conditioning import build_conditioning
     from daemon.models.musicgen.delay import delay_steps
     from daemon.models.musicgen.engine import MusicgenEngine
-    from daemon.models.musicgen.handoff import cache_positions, share_condition
+    from daemon.models.musicgen.handoff import RIDE_STAGE_POSITIONS, cache_positions, share_condition, stage_view
     from daemon.models.musicgen.longform import plan_windows
     from daemon.models.musicgen.loop import plan_window
     from daemon.models.musicgen.options import EngineOptions
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if context is None:
                         window, columns, positions = [caches[index]], [column], [position]
                     else:
-                        riding = calibration._riding_view(caches[index + 1], context + 1)
+                        riding = stage_view(caches[index + 1], context + 1, RIDE_STAGE_POSITIONS)
                         window, columns, positions = [caches[index], riding], [column, column], [position, context]
                     started = time.perf_counter()
                     decoder.step_streams(window, columns, positions, logit_windows=1)

@@ -91,8 +91,7 @@ def ride_stages_switch(backend: Any) -> Callable[[bool], None]:
                 warming.whole = None
             elif on and warming.whole is None and stage < warming.cache.max_positions:
                 whole, warming.stage = warming.cache, stage
-                narrowed = whole.narrowed(handoff.stage_positions(max(warming.slot, 1), stage, whole.max_positions,
-                                                                  whole.int8_positions))
+                narrowed = handoff.stage_view(whole, max(warming.slot, 1), stage)
                 move_slots(whole, narrowed, warming.slot)
                 warming.whole, warming.cache = whole, narrowed
 

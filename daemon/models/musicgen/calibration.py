@@ -57,7 +57,7 @@ from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.handoff import (
-    RIDE_STAGE_POSITIONS, cache_positions, hands_off, share_condition, stage_positions,
+    RIDE_STAGE_POSITIONS, cache_positions, hands_off, share_condition, stage_view,
 )
 from daemon.models.musicgen.job_steps import job_steps
 from daemon.models.musicgen.kv_cache import KVCache
@@ -228,7 +228,7 @@ def _step_rates(runs: Sequence[_Steps], cache_positions: int, best_of: int = LAT
     window's rows after them with their logits skipped (keys only in their last layer). Each engine
     and condition steps in one cache, a riding run's rows in one of their own that shares its
     condition (`handoff.share_condition`, as `StepBatch._warm` does), seen in the stage's layout they
-    ride in (`_riding_view`); each cache has `cache_positions` slots (the daemon's window's: its heads
+    ride in (`handoff.stage_view`); each cache has `cache_positions` slots (the daemon's window's: its heads
     lie that far apart) or as many as its steps reach. Their slots hold random codes with scales of a
     real cache's size (a step's time does not depend on their values)."""
     generator = torch.Generator().manual_seed(0)
@@ -257,7 +257,7 @@ def _step_rates(runs: Sequence[_Steps], cache_positions: int, best_of: int = LAT
                 decoder.open_cache(rows, max(cache_positions, run.context_position + LATE_STEPS)))
             share_condition(window, whole)
             _random_slots(whole, generator)
-            riding = _riding_view(whole, run.context_position + LATE_STEPS)
+            riding = stage_view(whole, run.context_position + LATE_STEPS, RIDE_STAGE_POSITIONS)
             if riding is not whole:
                 stack.callback(riding.free)
             steps.append(functools.partial(_step, decoder, [window, riding], [column, column],
@@ -275,16 +275,6 @@ def _step(decoder: MusicgenDecoder, caches: list[KVCache], columns: list[torch.T
           offset: int) -> object:
     """One step of `caches`' windows at `positions` plus `offset`, the logits of the first only."""
     return decoder.step_streams(caches, columns, [position + offset for position in positions], logit_windows=1)
-
-
-def _riding_view(whole: KVCache, filled: int) -> KVCache:
-    """The cache a next window's context rides in once `filled` of its positions are: a view of its
-    window-sized cache `whole` laid out for the stage that holds them (`handoff.stage_positions`, as
-    `Warming.make_room` grows it), or `whole` where stages are off."""
-    if RIDE_STAGE_POSITIONS <= 0:
-        return whole
-    capacity = stage_positions(filled, RIDE_STAGE_POSITIONS, whole.max_positions, whole.int8_positions)
-    return whole if capacity == whole.max_positions else whole.narrowed(capacity)
 
 
 def _random_slots(cache: KVCache, generator: torch.Generator) -> None:

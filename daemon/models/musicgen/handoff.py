@@ -107,6 +107,16 @@ def stage_positions(end: int, stage: int, max_positions: int, int8_positions: in
     return min(max(-(-end // stage) * stage, int8_positions), max_positions)
 
 
+def stage_view(whole: KVCache, end: int, stage: int) -> KVCache:
+    """The cache a next window's context rides in while its first `end` slots fill: a view of its
+    window-sized cache `whole` laid out for the stage that holds them (`stage_positions`), or `whole`
+    itself where that stage is the window's size or stages are off (`stage` 0)."""
+    if stage <= 0:
+        return whole
+    capacity = stage_positions(end, stage, whole.max_positions, whole.int8_positions)
+    return whole if capacity == whole.max_positions else whole.narrowed(capacity)
+
+
 def _ride_stage() -> int:
     return RIDE_STAGE_POSITIONS  # read when a window starts warming (the tests and bench.path_ab set it)
 
@@ -136,10 +146,9 @@ class Warming:
         """The next window warming in `whole`, its window-sized cache: its context rides a narrowed view of
         it in stages (`RIDE_STAGE_POSITIONS`), or `whole` itself where stages are off."""
         warming = cls(next, whole, stack, delays, pad_token_id, pending)
-        if warming.stage > 0:
-            capacity = stage_positions(1, warming.stage, whole.max_positions, whole.int8_positions)
-            if capacity < whole.max_positions:
-                warming.whole, warming.cache = whole, whole.narrowed(capacity)
+        view = stage_view(whole, 1, warming.stage)
+        if view is not whole:
+            warming.whole, warming.cache = whole, view
         return warming
 
 
@@ -197,8 +206,7 @@ class Warming:
         end = self.slot + count
         if self.whole is None or end <= self.cache.max_positions:
             return
-        capacity = stage_positions(end, self.stage, self.whole.max_positions, self.whole.int8_positions)
-        grown = self.whole if capacity == self.whole.max_positions else self.whole.narrowed(capacity)
+        grown = stage_view(self.whole, end, self.stage)
         move_slots(self.cache, grown, self.slot)
         self.cache = grown
 
