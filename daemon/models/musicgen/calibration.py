@@ -18,10 +18,11 @@ alone, later in their positions than the early ones `_rate` times, and the steps
 window's two rows late in its positions), each kind timed at its mean positions in one `step_streams`
 call as `StepBatch._step` makes it, the modes taking turns; the modes compare on those steps (what the
 decode loop adds to a step, sampling and Python, is the same in each). A riding step is not a step
-of four rows at one position: on AVX2 int8a8's products of four rows are bound by the multipliers where
-int8's are not, and a calibration that timed riding as one four-row window (at position 300) picked
-int8a8 (15.34x float32 against int8's 14.31x) where the daemon ran int8's 60 s job at rtf 1.125 and
-int8a8's at 0.962. Elsewhere (no hand-off), the window's prefill of its 600 context frames, once per the
+of four rows at one position (keys only in the riding rows' last layer, the window's rows late in their
+positions, the riding cache in its stage view), which is how riding was timed before. With AVX2
+emulated on the Zen 4 the two ways disagree little: a 60 s job's native steps, the modes taking turns
+(bench.job_steps_ab), put int8a8+kv4 at 0.99 times int8+kv4's a frame, a tie, and the daemon runs of
+int8 at rtf 1.125 and int8a8 at 0.962 that had pointed at the pick were the host's minutes. Elsewhere (no hand-off), the window's prefill of its 600 context frames, once per the
 900 new frames such a window makes. `engine_choice` counts it in the mode's cost per frame.
 
 The mode picked, where it runs on riffd's native step, is also timed late in a window (`LATE_POSITION`), with the int8 cache
