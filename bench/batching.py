@@ -60,7 +60,7 @@ def run_alone(model: MusicGen, seeds: list[int], params: GenerationParams, frame
     for seed in seeds:
         cond = build_conditioning(model.bundle, [PROMPTS[seed % len(PROMPTS)]], guidance_scale=params.guidance_scale)
         columns = list(decoder_columns(model.engine.decoder, model.bundle, cond, None, frames, params,
-                                       seeded_rng(seed)))
+                                       seeded_rng(seed, model.bundle.device)))
         steps += len(columns)
         made.append(torch.stack(columns, dim=-1))
     return time.perf_counter() - start, steps, made
@@ -85,7 +85,8 @@ def run_together(model: MusicGen, batch: StepBatch, seeds: list[int], params: Ge
 
     def run(index: int) -> None:
         made[index] = torch.stack(list(batch.columns(model.bundle, conds[index], None, frames, params,
-                                                     seeded_rng(seeds[index]), label=f"s{index}")), dim=-1)
+                                                     seeded_rng(seeds[index], model.bundle.device),
+                                                     label=f"s{index}")), dim=-1)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(seeds))]
     start = time.perf_counter()

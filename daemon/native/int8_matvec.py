@@ -75,6 +75,9 @@ def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16, *
     packed bytes in ordinary pages (bench.huge_pages compares the two)."""
     if activation_bits not in ACTIVATION_BITS:
         raise ValueError(f"the int8 kernels carry activations at {ACTIVATION_BITS} bits, not {activation_bits}")
+    if codes.device.type != "cpu" or scales.device.type != "cpu":
+        # The kernel reads host memory: a GPU tensor's address there would crash the process.
+        raise NativeUnavailable(f"riffd's int8 kernel runs on the CPU; these weights are on {codes.device}")
     loaded = _library()
     block_rows, group, max_k = loaded.riffd_int8_block_rows(), loaded.riffd_int8_group(), loaded.riffd_int8_max_k()
     col_multiple = loaded.riffd_int8_col_multiple()

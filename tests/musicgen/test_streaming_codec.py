@@ -366,3 +366,18 @@ def test_other_encodec_geometries_stream_exactly(variant):
              if isinstance(stage, Residual | ResidualUnit)]
     assert units and all(isinstance(unit, Residual if variant.get("use_conv_shortcut") else ResidualUnit)
                          for unit in units)
+
+
+def test_a_codec_off_the_cpu_keeps_its_float32_lstm_recurrence():
+    """riffd's LSTM and int8 kernels read host memory: a codec on a GPU (here the meta device, which
+    holds no memory either) keeps the checkpoint's float32 recurrence for approximate engines too,
+    instead of handing the kernels a device address (that crashed the daemon on an H100)."""
+    from daemon.models.musicgen.encodec_stages import LstmSpec
+    from daemon.native import NativeUnavailable, int8_matvec
+
+    spec = LstmSpec.from_lstm(torch.nn.LSTM(1024, 1024, num_layers=2, device="meta"))
+    for approximate in (spec.with_int8_recurrence(), spec.with_bfloat16_recurrence()):
+        assert not approximate.weight_hh_int8 and not approximate.weight_hh_bf16
+        assert approximate.recurrent_weights(0) is spec.weight_hh[0]
+    with pytest.raises(NativeUnavailable, match="runs on the CPU"):
+        int8_matvec.pack(torch.zeros((64, 64), dtype=torch.int8, device="meta"), torch.ones(64, device="meta"))

@@ -124,12 +124,12 @@ class KVCache:
 
     @property
     def quantized(self) -> bool:
-        return bool(self.key_scales)
+        return len(self.key_scales) > 0  # len, not bool(list): torch.compile (2.11) cannot trace bool of a list
 
     @property
     def packed4(self) -> bool:
         """Slots in the 4-bit layout (two codes a byte)."""
-        return bool(self.keys) and self.keys[0].dtype == PACKED4
+        return len(self.keys) > 0 and self.keys[0].dtype == PACKED4
 
     @property
     def int8_positions(self) -> int:
