@@ -15,7 +15,7 @@ One process, sections in the order that matters most, each bounded in time and e
   equal its codes decoded alone.
 
     python -m bench.gpu.measure OUTDIR [--device auto] [--model random/musicgen-small] [--budget-s 330]
-        [--sections env,parity,modes,batch] [--modes ...] [--streams 1,8,32,64] [--duration 4]
+        [--sections env,parity,profile,modes,rows,batch] [--modes ...] [--streams 1,8,32,64] [--duration 4]
     python -m bench.gpu.measure OUTDIR --dry-run      (the CPU: debug/musicgen, seconds; CI runs this)
 
 Prints a table, then one JSON object as the last line. `bench/gpu/run.sh` runs it on a CUDA machine.
@@ -161,6 +161,27 @@ def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
     return result
 
 
+def section_profile(bundle: MusicgenBundle, mode: str, frames: int = 24) -> dict[str, Any]:
+    """torch.profiler over one short window's decode in `mode`: the ops that take the time, by host and
+    by device time (why a mode is slow where it should not be)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = MusicGen(bundle, engine=EngineOptions.parse(mode).validate(bundle.device))
+    params = GenerationParams(duration_s=frames / bundle.frame_rate, greedy=True, guidance_scale=3.0)
+    model.generate([PROMPT], params)  # warm: the profile is of steady steps
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bundle.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        model.generate([PROMPT], params)
+        sync(bundle.device)
+    events = prof.key_averages()
+    device_key = "self_cuda_time_total" if bundle.device.type == "cuda" else "self_cpu_time_total"
+    tables = {key: events.table(sort_by=key, row_limit=18, max_name_column_width=60)
+              for key in ("self_cpu_time_total", device_key)}
+    for key, table in tables.items():
+        print(f"-- {mode}, by {key}\n{table}", flush=True)
+    return {"mode": mode, "frames": frames, "tables": tables}
+
+
 def section_modes(bundle: MusicgenBundle, modes: list[str], duration_s: float, deadline: float) -> dict[str, Any]:
     """Each mode through the streaming path, against generate() measured before and after."""
     params = GenerationParams(duration_s=duration_s, top_k=250, guidance_scale=3.0, seed=0)
@@ -276,8 +297,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default=None, help="default random/musicgen-small (debug/musicgen with --dry-run)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where presets are built (default ~/.cache/riffd)")
-    parser.add_argument("--sections", default="env,parity,modes,batch")
+    parser.add_argument("--sections", default="env,parity,modes,rows,batch",
+                        help="comma-separated; profile (torch.profiler over --profile-mode) is not run unless named")
     parser.add_argument("--modes", default=None, help=f"comma-separated (default on a GPU: {','.join(GPU_MODES)})")
+    parser.add_argument("--profile-mode", default="bfloat16", help="the mode the profile section profiles")
     parser.add_argument("--batch-mode", default=None, help="the batched streams' mode (default: the fastest measured)")
     parser.add_argument("--streams", default="1,8,32,64")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds of audio per stream")
@@ -304,21 +327,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report.data["load_s"] = round(time.perf_counter() - load_start, 1)
     if "parity" in sections:
         run_section(report, "parity", lambda: section_parity(bundle, min(args.duration, 2.0)))
+    if "profile" in sections:
+        run_section(report, "profile", lambda: section_profile(bundle, args.profile_mode))
     modes = args.modes.split(",") if args.modes else list(GPU_MODES if device.type == "cuda" else CPU_MODES)
     measured: dict[str, Any] = {}
     if "modes" in sections:
         # The modes get two thirds of what is left; the batch the rest.
         modes_deadline = time.perf_counter() + (deadline - time.perf_counter()) * 2 / 3
         measured = run_section(report, "modes", lambda: section_modes(bundle, modes, args.duration, modes_deadline))
-    if "batch" in sections:
+    if "rows" in sections or "batch" in sections:
         fastest = max(((m, v["steps_per_s"]) for m, v in measured.get("modes", {}).items() if "steps_per_s" in v
                        and v.get("agreement", 0) >= 0.9 and "+compile" not in m), key=lambda mv: mv[1], default=None)
         batch_mode = args.batch_mode or (fastest[0] if fastest else modes[0])
         streams = [int(n) for n in args.streams.split(",")]
-        run_section(report, "rows", lambda: section_rows(bundle, batch_mode, streams, 1.0,
-                                                        max(deadline, time.perf_counter() + 20)))
-        run_section(report, "batch", lambda: section_batch(bundle, batch_mode, streams, min(args.duration, 2.0),
-                                                          max(deadline, time.perf_counter() + 30)))
+        if "rows" in sections:
+            run_section(report, "rows", lambda: section_rows(bundle, batch_mode, streams, 1.0,
+                                                             max(deadline, time.perf_counter() + 20)))
+        if "batch" in sections:
+            run_section(report, "batch", lambda: section_batch(bundle, batch_mode, streams, min(args.duration, 2.0),
+                                                               max(deadline, time.perf_counter() + 30)))
     report.data["wall_s"] = round(time.perf_counter() - started, 1)
     report.put("done", {"wall_s": report.data["wall_s"]})
     summary = _summary(report.data)
