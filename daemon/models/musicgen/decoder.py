@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from daemon.models.musicgen.condition_precision import CrossProjection, project
 from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.graphed_step import CudaGraph, Graph, GraphedCaches
 from daemon.models.musicgen.kv_cache import PACKED4, KVCache, int8_head
 from daemon.models.musicgen.native_step import NativeStep
 from daemon.models.musicgen.options import NATIVE_FORMATS
@@ -77,13 +78,33 @@ class MusicgenDecoder:
         self._flat_embeddings: torch.Tensor | None = None  # `_native_inputs`' view of the tables, made once
         self._book_offsets = torch.zeros(0, dtype=torch.long)
         self._embedder: InputEmbedder | None = None  # `_native_inputs`' native call, where it runs
+        self._graphs: GraphedCaches | None = None
+        if device.type == "cuda" and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+            # cuDNN's attention builds an execution plan for every new key length, and a decode step's
+            # keys grow by one a step: bfloat16 and float16 steps (which it takes; float32 it does not)
+            # ran at 55-59 ms on an H100 against float32's 8.7. PyTorch's flash and memory-efficient
+            # kernels take any length. Process-wide: the daemon's attention is all here.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         if self.compiled:
             if device.type == "cpu":
                 log.warning("compiling the decode step on the CPU: measured slower than eager there "
                             "(bench.musicgen_stream); it pays off on GPUs")
-            # CUDA graphs remove the launch overhead that dominates a one-frame step on a GPU.
-            mode = "reduce-overhead" if device.type == "cuda" else "default"
-            self._masked_step = torch.compile(self._step_masked, fullgraph=True, dynamic=False, mode=mode)
+            # Fused kernels; on a GPU the step is then captured as a CUDA graph by riffd (graphed_step.py),
+            # not by torch.compile's "reduce-overhead", which skips graphs that write into their inputs.
+            self._masked_step = torch.compile(self._step_masked, fullgraph=True, dynamic=False)
+            if device.type == "cuda":
+                self.use_graphs(CudaGraph)
+
+    def use_graphs(self, make_graph: Callable[[], Graph]) -> None:
+        """Replay the compiled step from graphs made by `make_graph` (`CudaGraph` on a GPU, which the
+        decoder does itself; tests give a stand-in), on window caches kept for reuse."""
+        assert self.compiled, "graphs replay the compiled, fixed-shape step"
+        w = self.weights
+        self._graphs = GraphedCaches(
+            lambda rows, positions: KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads,
+                                                     head_dim=w.head_dim, max_positions=positions,
+                                                     dtype=self.cache_dtype, device=self.device, zeroed=True),
+            make_graph)
 
     @property
     def vocab(self) -> int:
@@ -118,6 +139,14 @@ class MusicgenDecoder:
             raise ValueError(f"window needs {positions} positions, the model has {self.weights.max_positions}")
         if self.compiled:
             positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
+        if self._graphs is not None:
+            with self._graphs.open(rows, positions) as cache:
+                self._live_caches += 1
+                try:
+                    yield cache
+                finally:
+                    self._live_caches -= 1
+            return
         w = self.weights
         cache = KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads, head_dim=w.head_dim,
                                  max_positions=positions, dtype=self.cache_dtype, device=self.device,
@@ -297,6 +326,8 @@ class MusicgenDecoder:
             return self.step_streams([cache], [column], [position])[0]
         tokens = self._tokens(cache, column)
         position_t = torch.tensor([position], device=column.device)
+        if self._graphs is not None:
+            return self._graphs.step(self._masked_step, cache, tokens, position)
         if self.compiled:
             return self._masked_step(tokens, position_t, cache.keys, cache.values, cache.cross_keys,
                                      cache.cross_values, cache.cross_mask)
