@@ -159,11 +159,13 @@ def baseline(bundle: MusicgenBundle, prompt: str, params: GenerationParams, fram
 
 
 def run_mode(bundle: MusicgenBundle, options: EngineOptions, prompt: str, params: GenerationParams,
-             reference: MusicgenEngine | None) -> ModeResult:
+             reference: MusicgenEngine | None, codec_thread: bool = False) -> ModeResult:
+    """`options` through the streaming path (`codec_thread`: the decode on a thread of its own, as
+    `riffd serve --codec-thread` runs it)."""
     settings = StreamSettings()
     reset_peak_memory(bundle.device)
     start = time.perf_counter()
-    model = MusicGen(bundle, engine=options, stream_settings=settings)
+    model = MusicGen(bundle, engine=options, stream_settings=settings, codec_thread=codec_thread)
     load_s = time.perf_counter() - start
     step_times: list[float] = []
     sync(bundle.device)

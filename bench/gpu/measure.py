@@ -207,6 +207,17 @@ def section_modes(bundle: MusicgenBundle, modes: list[str], duration_s: float, d
                          "peak_memory_mb": round(r.peak_memory_mb), "load_s": round(r.load_s, 1)}
         print(f"{spec:>18}: {r.steps_per_s:8.1f} steps/s, TTFA {r.ttfa_s:.3f} s, RTF {r.rtf:.2f}, "
               f"agreement {r.token_agreement:.3f}, peak {r.peak_memory_mb:.0f} MB, load {r.load_s:.1f} s", flush=True)
+    # The fastest mode again with its decode on a thread of its own (`serve --codec-thread`): on a GPU the
+    # codec's launches and the steps' graph replays can overlap on the host's cores.
+    fastest = max((m for m, v in results.items() if "steps_per_s" in v), key=lambda m: results[m]["rtf"], default=None)
+    if fastest is not None and time.perf_counter() < deadline:
+        r = run_mode(bundle, EngineOptions.parse(fastest), PROMPT, params, None, codec_thread=True)
+        results[f"{fastest} codec-thread"] = {
+            "steps_per_s": round(r.steps_per_s, 2), "ttfa_s": round(r.ttfa_s, 4), "rtf": round(r.rtf, 2),
+            "agreement": results[fastest].get("agreement"), "peak_memory_mb": round(r.peak_memory_mb),
+            "load_s": round(r.load_s, 1)}
+        print(f"{fastest} with the codec thread: {r.steps_per_s:.1f} steps/s, TTFA {r.ttfa_s:.3f} s, RTF {r.rtf:.2f}",
+              flush=True)
     base_runs.append(baseline(bundle, PROMPT, params, frames))
     base = max(median for median, _ in base_runs)
     for value in results.values():
