@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
@@ -118,9 +119,9 @@ def section_env(device: torch.device) -> dict[str, Any]:
     return facts
 
 
-def hf_greedy_codes(bundle: MusicgenBundle, prompt: str, frames: int) -> torch.Tensor:
+def hf_greedy_codes(bundle: MusicgenBundle, prompt: str, frames: int) -> tuple[torch.Tensor, np.ndarray]:
     """transformers' greedy codes `[K, frames]` for `prompt` (delay undone), as its generate() hands them
-    to the codec."""
+    to the codec, and its audio `[C, samples]`."""
     captured: list[torch.Tensor] = []
     codec = bundle.model.audio_encoder
     original = codec.decode
@@ -133,11 +134,12 @@ def hf_greedy_codes(bundle: MusicgenBundle, prompt: str, frames: int) -> torch.T
     codec.decode = spy
     try:
         with torch.inference_mode():
-            bundle.model.generate(**tokens, do_sample=False, guidance_scale=3.0,
-                                  max_new_tokens=frames + delay_steps(bundle.num_codebooks, bundle.audio_channels))
+            audio = bundle.model.generate(**tokens, do_sample=False, guidance_scale=3.0,
+                                          max_new_tokens=frames + delay_steps(bundle.num_codebooks,
+                                                                              bundle.audio_channels))
     finally:
         codec.decode = original
-    return captured[0][0, 0, :, :frames]  # [chunks, B, K, T] -> [K, T]
+    return captured[0][0, 0, :, :frames], audio[0].float().cpu().numpy()  # [chunks, B, K, T] -> [K, T]
 
 
 def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
@@ -145,7 +147,12 @@ def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
     params = GenerationParams(duration_s=duration_s, greedy=True, guidance_scale=3.0)
     model = MusicGen(bundle, engine=EngineOptions(warmup=False))
     ours = model.generate([PROMPT], params).codes[0]  # [K, T]
-    theirs = hf_greedy_codes(bundle, PROMPT, ours.shape[-1])
+    theirs, their_audio = hf_greedy_codes(bundle, PROMPT, ours.shape[-1])
+    # The streamed audio (the stateful streaming codec, chunk by chunk) against transformers' one-shot decode.
+    streamed = np.concatenate([chunk.audio for chunk in model.stream(PROMPT, params)], axis=-1)
+    samples = min(streamed.shape[-1], their_audio.shape[-1])
+    error = streamed[..., :samples] - their_audio[..., :samples]
+    snr_db = float(10 * np.log10(np.sum(their_audio[..., :samples] ** 2) / max(float(np.sum(error ** 2)), 1e-30)))
     equal = theirs.shape == ours.shape and bool(torch.equal(theirs.cpu(), ours.cpu()))
     first_difference = None
     if not equal and theirs.shape == ours.shape:
@@ -156,8 +163,10 @@ def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
         "float32_codes_agreement": round(float((theirs.cpu() == ours.cpu()).float().mean()), 4)
         if theirs.shape == ours.shape else None,
         "first_different_frame": first_difference,
+        "stream_audio_snr_db": round(snr_db, 1), "stream_audio_max_abs_error": float(np.abs(error).max()),
     }
-    print(f"float32 greedy codes equal generate()'s: {equal} over {ours.shape[-1]} frames", flush=True)
+    print(f"float32 greedy codes equal generate()'s: {equal} over {ours.shape[-1]} frames; the streamed audio "
+          f"against generate()'s one-shot decode: {snr_db:.1f} dB", flush=True)
     return result
 
 
@@ -374,6 +383,7 @@ def _summary(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "gpu": sections.get("env", {}).get("gpu"), "model": data.get("model"),
         "float32_codes_equal_generate": sections.get("parity", {}).get("float32_codes_equal_generate"),
+        "stream_audio_snr_db": sections.get("parity", {}).get("stream_audio_snr_db"),
         "generate_steps_per_s": sections.get("modes", {}).get("generate_steps_per_s"),
         "best_mode": best, "best_rtf": fine[best]["rtf"] if best else None,
         "best_ttfa_s": fine[best]["ttfa_s"] if best else None,
