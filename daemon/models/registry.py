@@ -116,4 +116,5 @@ def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None 
     bundle = load_folder(folder, model_id=model_id, device=pick_device(device))
     setup = resolve(engine, bundle, cache_dir or default_cache_dir()) if engine is not None else None
     return MusicGen(bundle, max_duration_s=max_duration_s, engine=setup.options if setup else None,
-                    max_batch=max_batch, batch_memory_mb=batch_memory_mb, codec_thread=codec_thread)
+                    max_batch=max_batch, batch_memory_mb=batch_memory_mb, codec_thread=codec_thread,
+                    warm_long_windows=True)

@@ -72,3 +72,27 @@ def test_a_condition_swapped_between_steps_reaches_the_graph(load_preset):
     assert torch.equal(logits[0], logits[1])
     # The swap changed what the steps after it attend to.
     assert not torch.equal(logits[1][3], logits[1][2])
+
+
+def test_the_daemons_warm_up_compiles_and_captures_both_cache_shapes(load_preset):
+    """The daemon's load warms both cache lengths a compiled step has (decoder.POSITION_BUCKET), so
+    neither a short job nor a long one captures (on a GPU: compiles, 20-25 s) in its first window."""
+    from daemon.models.musicgen.decoder import POSITION_BUCKET
+
+    bundle = load_preset("debug/musicgen").bundle
+    eager = MusicgenEngine(bundle, EngineOptions(warmup=False))
+    graphed = MusicgenEngine(bundle, EngineOptions(compile=True, warmup=False))
+    graphed.decoder.use_graphs(ReplayGraph)
+    graphed.warm_up(long_windows=True)
+    warmed = ReplayGraph.captures = 0
+    long_frames = POSITION_BUCKET + 20  # a cache past the short shape
+    for prompt, frames in (("a walking bass", 20), ("slow dub chords", long_frames)):
+        assert torch.equal(_columns(graphed, bundle, prompt, frames), _columns(eager, bundle, prompt, frames))
+    assert ReplayGraph.captures == warmed
+    # Without the long windows' warm-up, the long job captured its shape itself.
+    cold = MusicgenEngine(bundle, EngineOptions(compile=True, warmup=False))
+    cold.decoder.use_graphs(ReplayGraph)
+    cold.warm_up()
+    ReplayGraph.captures = 0
+    _columns(cold, bundle, "slow dub chords", long_frames)
+    assert ReplayGraph.captures == 1

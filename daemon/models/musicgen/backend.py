@@ -91,8 +91,11 @@ class MusicGen:
     def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S,
                  engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings(),
                  max_batch: int = DEFAULT_MAX_BATCH, batch_memory_mb: float = DEFAULT_BATCH_MEMORY_MB,
-                 codec_thread: bool = False) -> None:
+                 codec_thread: bool = False, warm_long_windows: bool = False) -> None:
         """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks).
+
+        `warm_long_windows` (the daemon's load): a compiled engine's warm-up also compiles the step of
+        jobs longer than ~5 s (`MusicgenEngine.warm_up`).
 
         `max_batch` daemon jobs at most share each decode step (continuous batching), their KV
         caches within `batch_memory_mb`; +draft jobs run one at a time (their steps are rounds).
@@ -123,7 +126,7 @@ class MusicGen:
         self.audio_channels = bundle.audio_channels
         self.supports_melody = bundle.is_melody
         if self.engine is not None and engine is not None and engine.warmup:
-            self.engine.warm_up()
+            self.engine.warm_up(long_windows=warm_long_windows)
             self._warm_stream()
 
     def _warm_stream(self) -> None:

@@ -51,7 +51,11 @@ log = logging.getLogger(__name__)
 
 #: With a compiled step, cache lengths and cross-attention lengths are rounded up to these, so a
 #: new prompt or duration reuses a compiled graph instead of compiling another (a compile costs
-#: tens of seconds; masked padding costs next to nothing). Text prompts rarely pass 128 tokens.
+#: tens of seconds: 20-25 s on an H100; masked padding costs next to nothing). Caches come in two
+#: lengths: up to POSITION_BUCKET slots (jobs up to ~5 s, the warm-up's), else the model's whole
+#: position table (every longer job and long-form window), so two shapes cover every job and both are
+#: compiled and captured at load (`MusicgenEngine.warm_up`) instead of in a job's first window. Text
+#: prompts rarely pass 128 tokens.
 POSITION_BUCKET = 256
 CROSS_BUCKET = 128
 
@@ -138,7 +142,7 @@ class MusicgenDecoder:
         if positions > self.weights.max_positions:
             raise ValueError(f"window needs {positions} positions, the model has {self.weights.max_positions}")
         if self.compiled:
-            positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
+            positions = POSITION_BUCKET if positions <= POSITION_BUCKET else self.weights.max_positions
         if self._graphs is not None:
             with self._graphs.open(rows, positions) as cache:
                 self._live_caches += 1

@@ -52,15 +52,27 @@ class MusicgenEngine:
                                        should_stop, SPECULATIVE_LOOKAHEAD)
         return decoder_columns(self.decoder, self.bundle, cond, prompt, new_frames, params, rng, should_stop)
 
-    def warm_up(self, frames: int = 8) -> float:
-        """A short generation, so the first request pays no lazy set-up; returns seconds."""
+    def warm_up(self, frames: int = 8, *, long_windows: bool = False) -> float:
+        """A short generation, so the first request pays no lazy set-up; returns seconds. `long_windows`
+        (the daemon's load): a compiled engine also compiles and captures the step of its longer cache
+        shape (decoder.POSITION_BUCKET), which every job longer than ~5 s steps in, so the first such job
+        does not stall for a compile (20-25 s on an H100)."""
         from daemon.models.musicgen.conditioning import build_conditioning
+        from daemon.models.musicgen.decoder import POSITION_BUCKET
+        from daemon.models.musicgen.loop import plan_window
 
         start = time.perf_counter()
         cond = build_conditioning(self.bundle, ["warm-up"], guidance_scale=3.0)
         params = GenerationParams(duration_s=frames / self.bundle.frame_rate, greedy=True)
         for _ in self.columns(cond, None, frames, params, None):
             pass
+        if long_windows and self.decoder.compiled:
+            pattern, first_slot = plan_window(self.bundle, cond, None, frames)
+            column = torch.zeros((1, self.bundle.num_codebooks), dtype=torch.long, device=self.bundle.device)
+            with self.decoder.open_cache(cond.hidden_states.shape[0], POSITION_BUCKET + 1) as cache:
+                self.decoder.prefill(cache, cond, pattern.inputs)
+                for position in range(first_slot, first_slot + 2):
+                    self.decoder.step(cache, column, position)
         if self.decoder.native is not None:
             # A whole window's cache, twice (a long job's current window and the next one it warms),
             # faulted into huge pages now rather than when a job's first window opens (TTFA).
