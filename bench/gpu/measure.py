@@ -5,17 +5,19 @@ One process, sections in the order that matters most, each bounded in time and e
 
 - `env`: the GPU, the libraries, a device-to-device copy's bandwidth.
 - `parity`: float32's greedy codes against transformers' `generate(do_sample=False)` on the same
-  GPU (equal, code for code), and the compiled float32 step's agreement with the eager one.
+  GPU (equal, code for code), and the streamed audio against its one-shot decode (dB).
 - `modes`: float32, bfloat16 and float16, each eager and `+compile` (CUDA graphs): decode steps per
   second against `generate()` (sampled, measured before and after, the better run kept), greedy
   agreement with float32, time to the first audio chunk and real-time factor through the engine's
   streaming path (`bench.musicgen_stream.run_mode`), peak memory.
+- `rows`: 1, 8, 32 and 64 prompts in one window (one cache, every step shared).
 - `batch`: 1, 8, 32 and 64 concurrent streams in the engine's shared step (continuous batching,
   `StepBatch`): aggregate steps per second and real-time factor, and whether each stream's codes
   equal its codes decoded alone.
+- `auto`: `riffd serve`'s default engine as the daemon loads it (calibration, pick), one streamed job.
 
     python -m bench.gpu.measure OUTDIR [--device auto] [--model random/musicgen-small] [--budget-s 330]
-        [--sections env,parity,profile,modes,rows,batch] [--modes ...] [--streams 1,8,32,64] [--duration 4]
+        [--sections env,parity,profile,modes,rows,batch,auto] [--modes ...] [--streams 1,8,32,64] [--duration 4]
     python -m bench.gpu.measure OUTDIR --dry-run      (the CPU: debug/musicgen, seconds; CI runs this)
 
 Prints a table, then one JSON object as the last line. `bench/gpu/run.sh` runs it on a CUDA machine.
@@ -292,6 +294,29 @@ def section_rows(bundle: MusicgenBundle, mode: str, counts: list[int], duration_
     return {"mode": mode, "duration_s": duration_s, "prompts": rows}
 
 
+def section_auto(model_id: str, device: torch.device, cache_dir: Path | None, duration_s: float) -> dict[str, Any]:
+    """`riffd serve`'s default load (`--engine auto`: a calibration, cached, then the pick; compiled on a
+    GPU), as the daemon loads it, then one streamed job through it."""
+    from daemon.models.registry import load_backend
+
+    start = time.perf_counter()
+    backend = load_backend(model_id, device=str(device), cache_dir=cache_dir or default_cache_dir(), engine="auto")
+    load_s = time.perf_counter() - start
+    assert isinstance(backend, MusicGen)
+    params = GenerationParams(duration_s=duration_s, top_k=250, guidance_scale=3.0, seed=0)
+    sync(device)
+    start = time.perf_counter()
+    ttfa, samples = None, 0
+    for chunk in backend.stream(PROMPT, params):
+        ttfa = ttfa if ttfa is not None else time.perf_counter() - start
+        samples += chunk.audio.shape[-1]
+    wall = time.perf_counter() - start
+    result = {"engine": backend.engine_name, "load_s": round(load_s, 1), "ttfa_s": round(ttfa or math.nan, 4),
+              "rtf": round(samples / backend.sample_rate / wall, 2)}
+    print(f"auto: {result}", flush=True)
+    return result
+
+
 def _on_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """As bench.batching.on_a_thread: the daemon decodes on worker threads."""
     out: list[Any] = []
@@ -317,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default=None, help="default random/musicgen-small (debug/musicgen with --dry-run)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where presets are built (default ~/.cache/riffd)")
-    parser.add_argument("--sections", default="env,parity,modes,rows,batch",
+    parser.add_argument("--sections", default="env,parity,modes,rows,batch,auto",
                         help="comma-separated; profile (torch.profiler over --profile-mode) is not run unless named")
     parser.add_argument("--modes", default=None, help=f"comma-separated (default on a GPU: {','.join(GPU_MODES)})")
     parser.add_argument("--profile-mode", default="bfloat16", help="the mode the profile section profiles")
@@ -366,6 +391,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "batch" in sections:
             run_section(report, "batch", lambda: section_batch(bundle, batch_mode, streams, min(args.duration, 2.0),
                                                                max(deadline, time.perf_counter() + 30)))
+    if "auto" in sections:
+        run_section(report, "auto", lambda: section_auto(model_id, device, args.cache_dir, args.duration))
     report.data["wall_s"] = round(time.perf_counter() - started, 1)
     report.put("done", {"wall_s": report.data["wall_s"]})
     summary = _summary(report.data)

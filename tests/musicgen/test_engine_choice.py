@@ -431,3 +431,23 @@ def test_auto_weighs_a_long_jobs_riding_steps_as_the_daemon_runs_them(load_prese
     # Where int8a8's riding rows are no dearer (AVX-512 VNNI), its faster steps win the job.
     native = {"int8": dict(early=14.0, riding=3.0, four_rows=3.0), "int8a8": dict(early=13.2, riding=2.5, four_rows=2.5)}
     assert choose(estimate(native)).mode == "int8a8"
+
+
+@pytest.mark.parametrize(("device", "picked", "runs"), [
+    ("cuda", "bfloat16", "bfloat16+compile"), ("cuda", "float32+draft", "float32+draft"), ("cpu", "int8a8", "int8a8")])
+def test_auto_on_a_gpu_compiles_its_pick(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, device: str, picked: str,
+                                         runs: str):
+    """On a GPU the calibrated pick runs compiled, replayed from a CUDA graph (5x eager's steps on an H100);
+    +draft cannot be compiled and stays as picked; a CPU pick is never compiled (slower there)."""
+    import types
+
+    import torch
+
+    from daemon.models.musicgen.engine_choice import Choice
+
+    calibration = _calibration(("float32", 10.0, 1.0), (picked, 20.0, 0.95))
+    monkeypatch.setattr(engine_modes, "choose_auto", lambda bundle, cache_dir: Choice(picked, "why", calibration))
+    bundle = types.SimpleNamespace(device=torch.device(device), model_id="m")
+    setup = engine_modes.resolve("auto", bundle, tmp_path)  # type: ignore[arg-type]
+    assert setup.options.name == runs
+    assert ("CUDA graphs" in setup.reason) == (runs != picked)
