@@ -10,8 +10,12 @@ idle model; and peak memory. Decode rates count decode steps only (the codec run
 part). Every batched window is checked to give exactly its codes decoded alone. Prints a table,
 then one JSON object as the last line.
 
+`--device cuda` runs it on a GPU (engine bfloat16 or float16 there); the slot arena (arena.py: one
+fixed-shape step for every stream's rows) is on by default there, and `--arena` puts it on the CPU
+(with a float engine: `--engine float32 --arena`), `--no-arena` off.
+
     .venv/bin/python -m bench.batching [--model random/musicgen-small] [--engine int8a8] [--duration 2]
-        [--streams 1,2,4,8] [--threads N] [--emulate avx2] [--rounds 2]
+        [--streams 1,2,4,8] [--threads N] [--emulate avx2] [--rounds 2] [--device cpu] [--arena | --no-arena]
 """
 
 from __future__ import annotations
@@ -145,16 +149,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="alone and together take turns this many times; the best rate of each counts "
                              "(the machine is shared: the best is the least disturbed)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument("--arena", action=argparse.BooleanOptionalAction, default=None,
+                        help="windows in the slot arena, one step for all streams (default: on a GPU)")
     parser.add_argument("--python-step", action="store_true",
                         help="int8/int8a8: the Python step (weights shared across streams) instead of the native one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     apply_cpu_arguments(args, "bench.batching")
     counts = [int(n) for n in args.streams.split(",")]
-    device = pick_device("cpu")
+    device = pick_device(args.device)
     bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
     options = EngineOptions.parse(args.engine)
-    model = MusicGen(bundle, engine=options, max_batch=max(*counts, 4))  # the TTFA part runs 4 at once
+    model = MusicGen(bundle, engine=options, max_batch=max(*counts, 4), arena=args.arena)  # the TTFA part runs 4 at once
     assert model.engine is not None and model.batch is not None, "+draft modes do not batch"
     if args.python_step:
         model.engine.decoder.native = None
@@ -186,11 +193,14 @@ def main() -> int:
     idle = min(ttfa(model, 5, ttfa_params, busy=0) for _ in range(2))
     joining = min(ttfa(model, 5, ttfa_params, busy=3) for _ in range(2))
     peak = peak_memory_mb(device)
+    arena = model.engine.decoder.arena
     print(f"TTFA idle {idle:.3f} s, joining a batch of 3: {joining:.3f} s ({joining / idle:.2f}x); "
           f"peak RSS {peak:.0f} MB")
     summary.update({
         "model": args.model, "engine": options.name + ("(python step)" if args.python_step else ""),
         "step": "native" if model.engine.decoder.native is not None else "python",
+        "device": str(device), "arena_rows": arena.rows if arena is not None else 0,
+        "arena_mb": round(arena.nbytes / 2**20) if arena is not None else 0,
         "cpu": cpu_name(), "isa": isa_label(args.emulate), "threads": torch.get_num_threads(), "duration_s": args.duration,
         "rounds": args.rounds, "load_avg_1m": round(os.getloadavg()[0], 2),
         "ttfa_idle_s": round(idle, 3), "ttfa_joining_s": round(joining, 3),

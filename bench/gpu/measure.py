@@ -145,9 +145,10 @@ def hf_greedy_codes(bundle: MusicgenBundle, prompt: str, frames: int) -> tuple[t
 
 
 def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
-    """float32 eager: codes equal generate()'s; float32+compile: its agreement with the eager engine."""
+    """float32 eager: codes equal generate()'s; the same through the slot arena (the daemon's default on a
+    GPU: one product over every arena row, masked attention over a bucket of slots), their agreement."""
     params = GenerationParams(duration_s=duration_s, greedy=True, guidance_scale=3.0)
-    model = MusicGen(bundle, engine=EngineOptions(warmup=False))
+    model = MusicGen(bundle, engine=EngineOptions(warmup=False), arena=False)
     ours = model.generate([PROMPT], params).codes[0]  # [K, T]
     theirs, their_audio = hf_greedy_codes(bundle, PROMPT, ours.shape[-1])
     # The streamed audio (the stateful streaming codec, chunk by chunk) against transformers' one-shot decode.
@@ -155,6 +156,7 @@ def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
     samples = min(streamed.shape[-1], their_audio.shape[-1])
     error = streamed[..., :samples] - their_audio[..., :samples]
     snr_db = float(10 * np.log10(np.sum(their_audio[..., :samples] ** 2) / max(float(np.sum(error ** 2)), 1e-30)))
+    in_arena = MusicGen(bundle, engine=EngineOptions(warmup=False), arena=True).generate([PROMPT], params).codes[0]
     equal = theirs.shape == ours.shape and bool(torch.equal(theirs.cpu(), ours.cpu()))
     first_difference = None
     if not equal and theirs.shape == ours.shape:
@@ -166,6 +168,10 @@ def section_parity(bundle: MusicgenBundle, duration_s: float) -> dict[str, Any]:
         if theirs.shape == ours.shape else None,
         "first_different_frame": first_difference,
         "stream_audio_snr_db": round(snr_db, 1), "stream_audio_max_abs_error": float(np.abs(error).max()),
+        "float32_arena_codes_equal_generate": theirs.shape == in_arena.shape
+        and bool(torch.equal(theirs.cpu(), in_arena.cpu())),
+        "float32_arena_codes_agreement": round(float((theirs.cpu() == in_arena.cpu()).float().mean()), 4)
+        if theirs.shape == in_arena.shape else None,
     }
     print(f"float32 greedy codes equal generate()'s: {equal} over {ours.shape[-1]} frames; the streamed audio "
           f"against generate()'s one-shot decode: {snr_db:.1f} dB", flush=True)
@@ -243,7 +249,8 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
     params = GenerationParams(duration_s=duration_s, top_k=250, guidance_scale=3.0)
     frames = math.ceil(duration_s * bundle.frame_rate)
     options = EngineOptions.parse(mode).validate(bundle.device)
-    model = MusicGen(bundle, engine=options, max_batch=max(streams), batch_memory_mb=64 * 1024)
+    # The slot arena (arena.py) on every device: the GPU's default, and the CPU's dry run goes through it.
+    model = MusicGen(bundle, engine=options, max_batch=max(streams), batch_memory_mb=64 * 1024, arena=True)
     assert model.batch is not None
     rows: dict[str, Any] = {}
     for n in streams:
@@ -266,7 +273,11 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
             row["sequential_steps_per_s"] = round(alone_steps / alone_s, 1)
         rows[str(n)] = row
         print(f"{n:3d} streams ({mode}): {row}", flush=True)
-    return {"mode": mode, "duration_s": duration_s, "streams": rows}
+    arena = model.engine.decoder.arena if model.engine is not None else None
+    # The slot arena (arena.py, on by default on a GPU): every stream's rows in one step.
+    return {"mode": mode, "duration_s": duration_s, "streams": rows,
+            "arena": {"rows": arena.rows, "positions": arena.positions, "mb": round(arena.nbytes / 2**20)}
+            if arena is not None else None}
 
 
 def section_rows(bundle: MusicgenBundle, mode: str, counts: list[int], duration_s: float,
@@ -274,7 +285,8 @@ def section_rows(bundle: MusicgenBundle, mode: str, counts: list[int], duration_
     """N prompts in one window (one cache of 2N rows, every step shared): how a step's cost grows with
     its rows on this device, the ceiling for batched streams."""
     params = GenerationParams(duration_s=duration_s, top_k=250, guidance_scale=3.0, seed=1)
-    model = MusicGen(bundle, engine=EngineOptions.parse(mode).validate(bundle.device))
+    # Today's path for one window (no slot arena): what a window of N prompts costs by itself.
+    model = MusicGen(bundle, engine=EngineOptions.parse(mode).validate(bundle.device), arena=False)
     rows: dict[str, Any] = {}
     for n in counts:
         if time.perf_counter() > deadline:
@@ -416,7 +428,9 @@ def _summary(data: dict[str, Any]) -> dict[str, Any]:
         "best_ttfa_s": fine[best]["ttfa_s"] if best else None,
         "modes": {m: {k: v.get(k) for k in ("steps_per_s", "vs_generate", "ttfa_s", "rtf", "agreement", "error")
                       if k in v} for m, v in modes.items()},
+        "float32_arena_codes_equal_generate": sections.get("parity", {}).get("float32_arena_codes_equal_generate"),
         "batch_aggregate_rtf": {n: v.get("aggregate_rtf") for n, v in batch.items()},
+        "batch_arena": sections.get("batch", {}).get("arena"),
         "errors": [name for name, v in sections.items() if isinstance(v, dict) and v.get("status") == "error"],
         "wall_s": data.get("wall_s"),
     }

@@ -24,6 +24,8 @@ def test_dry_run_measures_every_section_and_writes_its_json(tmp_path):
     assert summary["stream_audio_snr_db"] >= 60  # the streaming codec against generate()'s one-shot decode
     # each mode, then the fastest again with its decode on a thread of its own
     assert set(summary["modes"]) - {"float32", "bfloat16"} in ({"float32 codec-thread"}, {"bfloat16 codec-thread"})
+    assert summary["float32_arena_codes_equal_generate"] is True  # the debug preset's codes, through the arena
+    assert summary["batch_arena"]["rows"] == 4  # the batch section's streams stepped in the slot arena
     assert summary["modes"]["float32"]["agreement"] == 1.0 and summary["modes"]["float32"]["steps_per_s"] > 0
     report = json.loads((out / "gpu.json").read_text())
     sections = report["sections"]

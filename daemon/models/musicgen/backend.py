@@ -91,7 +91,7 @@ class MusicGen:
     def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S,
                  engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings(),
                  max_batch: int = DEFAULT_MAX_BATCH, batch_memory_mb: float = DEFAULT_BATCH_MEMORY_MB,
-                 codec_thread: bool = False, warm_long_windows: bool = False) -> None:
+                 codec_thread: bool = False, warm_long_windows: bool = False, arena: bool | None = None) -> None:
         """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks).
 
         `warm_long_windows` (the daemon's load): a compiled engine's warm-up also compiles the step of
@@ -99,12 +99,19 @@ class MusicGen:
 
         `max_batch` daemon jobs at most share each decode step (continuous batching), their KV
         caches within `batch_memory_mb`; +draft jobs run one at a time (their steps are rounds).
+        `arena`: windows in one slot arena, one step for all streams (arena.py); None: on a GPU
+        without +compile (the compiled step keeps its own CUDA graph per window until the arena's
+        is measured there). The native CPU step shares its steps already and takes none.
         """
         self.bundle = bundle
         self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
         self.batch = (StepBatch(self.engine.decoder, max_streams=max_batch,
                                 max_cache_bytes=int(batch_memory_mb * 2**20))
                       if self.engine is not None and self.engine.draft is None else None)
+        if arena is None:
+            arena = bundle.device.type == "cuda" and engine is not None and not engine.compile
+        if arena and self.engine is not None and self.batch is not None:
+            self.engine.open_arena(max_batch, int(batch_memory_mb * 2**20))
         self.stream_settings = stream_settings.validate()
         self.codec_thread = codec_thread  # streams decode on a thread of their own, ahead of the codec
         self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first

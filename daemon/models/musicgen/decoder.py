@@ -7,6 +7,8 @@ key/value cache written in place, in one of three ways chosen at load: riffd's n
 
 `step_streams` advances several windows (streams) in one step: what continuous batching
 shares. Each stream's logits are exactly those of `step` on that stream alone (see `_project`).
+Where the native step does not run, windows may live in a slot arena (`enable_arena`, arena.py):
+then one fixed-shape step runs every stream's rows together.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import ParamSpec, TypeVar
 import torch
 import torch.nn.functional as F
 
+from daemon.models.musicgen.arena import BINDING, SlotArena
 from daemon.models.musicgen.condition_precision import CrossProjection, project
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.graphed_step import CudaGraph, Graph, GraphedCaches
@@ -89,6 +92,7 @@ class MusicgenDecoder:
             # ran at 55-59 ms on an H100 against float32's 8.7. PyTorch's flash and memory-efficient
             # kernels take any length. Process-wide: the daemon's attention is all here.
             torch.backends.cuda.enable_cudnn_sdp(False)
+        self.arena: SlotArena | None = None  # every window's slots in one buffer, where enabled (enable_arena)
         if self.compiled:
             if device.type == "cpu":
                 log.warning("compiling the decode step on the CPU: measured slower than eager there "
@@ -119,9 +123,33 @@ class MusicgenDecoder:
         """Windows whose cache is allocated right now (0 once every stream ended or was stopped)."""
         return self._live_caches
 
+    def enable_arena(self, rows: int, positions: int) -> SlotArena | None:
+        """Open windows in a slot arena of `rows` rows and `positions` slots (rounded up to
+        `POSITION_BUCKET`), allocated now: one step for every window in it (arena.py). None, with a
+        log line, where it cannot serve: the native step (its own layout, its rows independent already)
+        or a quantised cache."""
+        if self.native is not None or not self.cache_dtype.is_floating_point:
+            log.info("no slot arena: %s", "riffd's native step batches its rows itself" if self.native is not None
+                     else f"its {self.cache_dtype} cache is quantised")
+            return None
+        positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
+        self.arena = SlotArena(self.weights, self.device, rows=rows, positions=positions, cross_len=CROSS_BUCKET,
+                               position_bucket=POSITION_BUCKET, dtype=self.cache_dtype, compiled=self.compiled)
+        log.info("slot arena: %d rows of %d positions, %.0f MiB on %s", rows, positions, self.arena.nbytes / 2**20,
+                 self.device)
+        return self.arena
+
+    def arena_row_bytes(self, positions: int) -> int:
+        """Bytes a row of an arena of `positions` slots would take (`enable_arena`'s rounding)."""
+        positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
+        return SlotArena.row_bytes(self.weights, positions, CROSS_BUCKET, self.cache_dtype)
+
     def cache_bytes(self, rows: int, positions: int, cross_len: int) -> int:
-        """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control)."""
+        """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control);
+        for a window the arena can hold, its rows' share of the arena (allocated already, bounded)."""
         w = self.weights
+        if self.arena is not None and self.arena.fits(rows, positions) and cross_len <= self.arena.cross_len:
+            return rows * self.arena.nbytes // self.arena.rows
         if self.cache_dtype == PACKED4:
             # two codes a byte and a float16 scale; the window's int8 head takes as much again a position
             # (a byte a code, a float32 scale)
@@ -141,6 +169,22 @@ class MusicgenDecoder:
         generator holding it) ends."""
         if positions > self.weights.max_positions:
             raise ValueError(f"window needs {positions} positions, the model has {self.weights.max_positions}")
+        arena = self.arena
+        taken = arena.take(rows) if arena is not None and arena.fits(rows, positions) else None
+        if arena is not None and taken is None:
+            log.info("a window of %d rows and %d positions does not fit the slot arena now (%d of %d rows free, "
+                     "%d positions): it steps on its own", rows, positions, arena.free_rows, arena.rows,
+                     arena.positions)
+        if arena is not None and taken is not None:
+            self._live_caches += 1
+            cache = arena.view(taken, positions)
+            try:
+                yield cache
+            finally:
+                cache.free()
+                arena.give(taken)
+                self._live_caches -= 1
+            return
         if self.compiled:
             positions = POSITION_BUCKET if positions <= POSITION_BUCKET else self.weights.max_positions
         if self._graphs is not None:
@@ -326,7 +370,7 @@ class MusicgenDecoder:
     @_inference
     def step(self, cache: KVCache, column: torch.Tensor, position: int) -> torch.Tensor:
         """Feed one column `[B, K]` at slot `position`; logits `[N, K, V]` for the next."""
-        if self.native is not None:
+        if self.native is not None or self.arena is not None and self.arena.shares(cache):
             return self.step_streams([cache], [column], [position])[0]
         tokens = self._tokens(cache, column)
         position_t = torch.tensor([position], device=column.device)
@@ -353,8 +397,11 @@ class MusicgenDecoder:
         their own, because a BLAS sgemm's result for a row depends on the rows beside it (MKL:
         F.linear(x[:4], W)[:2] differs from F.linear(x[:2], W) by ~5e-5), which would make a
         seeded job's audio depend on who else is playing. The native step takes every
-        stream's rows in one call (row-independent in C); the compiled step runs stream by stream.
+        stream's rows in one call (row-independent in C); so does the slot arena's (`_arena_streams`),
+        its shapes fixed whoever plays; the compiled step runs stream by stream.
         """
+        if self.arena is not None and any(BINDING in cache.bindings for cache in caches):
+            return self._arena_streams(caches, columns, positions)[:logit_windows]
         if self.native is not None:
             hidden = self._native_inputs(caches, columns, positions)
             vocab = self.weights.vocab
@@ -371,6 +418,28 @@ class MusicgenDecoder:
             x = self._layer_streams(layer, x, splits, caches, index, positions, position_ts)
         logits = _project(w.lm_heads, w.final_norm(x), splits).view(x.shape[0], -1, self.vocab).float()
         return list(logits.split(splits))[:logit_windows]
+
+    def _arena_streams(self, caches: Sequence[KVCache], columns: Sequence[torch.Tensor],
+                       positions: Sequence[int]) -> list[torch.Tensor]:
+        """`step_streams` where some windows live in the arena: those in one arena step, the others
+        (a window that did not fit it, or whose condition does not) on their own path."""
+        assert self.arena is not None
+        shared = [i for i, cache in enumerate(caches) if self.arena.shares(cache)]
+        made: list[torch.Tensor | None] = [None] * len(caches)
+        if shared:
+            logits = self.arena.step([caches[i] for i in shared], [columns[i] for i in shared],
+                                     [positions[i] for i in shared])
+            for i, out in zip(shared, logits, strict=True):
+                made[i] = out
+        rest = [i for i in range(len(caches)) if made[i] is None]
+        if rest:
+            alone = [caches[i] for i in rest]
+            for cache in alone:
+                cache.bindings.pop(BINDING, None)  # not back here: `shares` said no for good
+            for i, out in zip(rest, self.step_streams(alone, [columns[i] for i in rest], [positions[i] for i in rest]),
+                              strict=True):
+                made[i] = out
+        return [out for out in made if out is not None]
 
     # The model, one function each.
     def _tokens(self, cache: KVCache, columns: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import torch
 
 from daemon.models.musicgen.conditioning import Conditioning
+from daemon.models.musicgen.arena import SlotArena
 from daemon.models.musicgen.decoder import MusicgenDecoder
+from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, decoder_columns
 from daemon.models.musicgen.options import SPECULATIVE_LOOKAHEAD, EngineOptions
@@ -43,6 +45,20 @@ class MusicgenEngine:
     @property
     def weight_bytes_per_step(self) -> int:
         return self.decoder.weights.bytes_per_step
+
+    def open_arena(self, max_streams: int, max_bytes: int) -> SlotArena | None:
+        """The decoder's slot arena (arena.py) for `max_streams` guided streams (two rows each) of a whole
+        window, as many of those rows as fit `max_bytes`; None where it cannot serve (logged)."""
+        positions = self.bundle.window_frames + delay_steps(self.bundle.num_codebooks, self.bundle.audio_channels)
+        rows = min(2 * max_streams, max_bytes // self.decoder.arena_row_bytes(positions))
+        if rows < 2:
+            log.warning("no slot arena: one guided stream's rows (%.0f MiB) do not fit the batch's memory "
+                        "(%.0f MiB)", 2 * self.decoder.arena_row_bytes(positions) / 2**20, max_bytes / 2**20)
+            return None
+        if rows < 2 * max_streams:
+            log.warning("the slot arena holds %d rows, not %d: the batch's memory (%.0f MiB) bounds it; windows "
+                        "past it step on their own", rows, 2 * max_streams, max_bytes / 2**20)
+        return self.decoder.enable_arena(rows, positions)
 
     def columns(self, cond: Conditioning, prompt: torch.Tensor | None, new_frames: int, params: GenerationParams,
                 rng: torch.Generator | None, should_stop: StopFn | None = None) -> Iterator[torch.Tensor]:
