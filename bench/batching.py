@@ -152,6 +152,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--arena", action=argparse.BooleanOptionalAction, default=None,
                         help="windows in the slot arena, one step for all streams (default: on a GPU)")
+    parser.add_argument("--batch-memory-mb", type=float, default=4096.0,
+                        help="the batch's KV-cache memory (the daemon's default; the arena is sized within it)")
     parser.add_argument("--python-step", action="store_true",
                         help="int8/int8a8: the Python step (weights shared across streams) instead of the native one")
     args = parser.parse_args()
@@ -161,7 +163,8 @@ def main() -> int:
     device = pick_device(args.device)
     bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
     options = EngineOptions.parse(args.engine)
-    model = MusicGen(bundle, engine=options, max_batch=max(*counts, 4), arena=args.arena)  # the TTFA part runs 4 at once
+    model = MusicGen(bundle, engine=options, max_batch=max(*counts, 4), arena=args.arena,
+                     batch_memory_mb=args.batch_memory_mb)  # the TTFA part runs 4 at once
     assert model.engine is not None and model.batch is not None, "+draft modes do not batch"
     if args.python_step:
         model.engine.decoder.native = None

@@ -50,7 +50,7 @@ class MusicgenEngine:
         """The decoder's slot arena (arena.py) for `max_streams` guided streams (two rows each) of a whole
         window, as many of those rows as fit `max_bytes`; None where it cannot serve (logged)."""
         positions = self.bundle.window_frames + delay_steps(self.bundle.num_codebooks, self.bundle.audio_channels)
-        rows = min(2 * max_streams, max_bytes // self.decoder.arena_row_bytes(positions))
+        rows = min(2 * max_streams, max_bytes // self.decoder.arena_row_bytes(positions) // 2 * 2)  # guided pairs
         if rows < 2:
             log.warning("no slot arena: one guided stream's rows (%.0f MiB) do not fit the batch's memory "
                         "(%.0f MiB)", 2 * self.decoder.arena_row_bytes(positions) / 2**20, max_bytes / 2**20)
