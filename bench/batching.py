@@ -152,6 +152,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--arena", action=argparse.BooleanOptionalAction, default=None,
                         help="windows in the slot arena, one step for all streams (default: on a GPU)")
+    parser.add_argument("--arena-graphs", action=argparse.BooleanOptionalAction, default=None,
+                        help="the arena's step replayed from CUDA graphs (default: on a GPU)")
     parser.add_argument("--batch-memory-mb", type=float, default=4096.0,
                         help="the batch's KV-cache memory (the daemon's default; the arena is sized within it)")
     parser.add_argument("--python-step", action="store_true",
@@ -164,7 +166,7 @@ def main() -> int:
     bundle = load_folder(resolve_folder(args.model, cache_dir=default_cache_dir()), model_id=args.model, device=device)
     options = EngineOptions.parse(args.engine)
     model = MusicGen(bundle, engine=options, max_batch=max(*counts, 4), arena=args.arena,
-                     batch_memory_mb=args.batch_memory_mb)  # the TTFA part runs 4 at once
+                     arena_graphs=args.arena_graphs, batch_memory_mb=args.batch_memory_mb)  # the TTFA part runs 4 at once
     assert model.engine is not None and model.batch is not None, "+draft modes do not batch"
     if args.python_step:
         model.engine.decoder.native = None
@@ -204,6 +206,7 @@ def main() -> int:
         "step": "native" if model.engine.decoder.native is not None else "python",
         "device": str(device), "arena_rows": arena.rows if arena is not None else 0,
         "arena_mb": round(arena.nbytes / 2**20) if arena is not None else 0,
+        "arena_graphs": arena is not None and arena.graphed,
         "cpu": cpu_name(), "isa": isa_label(args.emulate), "threads": torch.get_num_threads(), "duration_s": args.duration,
         "rounds": args.rounds, "load_avg_1m": round(os.getloadavg()[0], 2),
         "ttfa_idle_s": round(idle, 3), "ttfa_joining_s": round(joining, 3),

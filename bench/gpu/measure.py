@@ -276,7 +276,8 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
     arena = model.engine.decoder.arena if model.engine is not None else None
     # The slot arena (arena.py, on by default on a GPU): every stream's rows in one step.
     return {"mode": mode, "duration_s": duration_s, "streams": rows,
-            "arena": {"rows": arena.rows, "positions": arena.positions, "mb": round(arena.nbytes / 2**20)}
+            "arena": {"rows": arena.rows, "positions": arena.positions, "mb": round(arena.nbytes / 2**20),
+                      "graphs": arena.graphed}
             if arena is not None else None}
 
 

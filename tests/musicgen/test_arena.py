@@ -10,6 +10,7 @@ import torch
 from daemon.models.musicgen.arena import BINDING
 from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.conditioning import build_conditioning
+from daemon.models.musicgen.graphed_step import Graph
 from daemon.models.musicgen.loop import decoder_columns
 from daemon.models.musicgen.options import EngineOptions
 from daemon.seeds import seeded_rng
@@ -249,3 +250,35 @@ def test_the_compiled_arena_step_agrees_with_the_eager_one(load_preset):
     stream = Stream("an upbeat jazz tune", 40, GenerationParams(duration_s=1, greedy=True, guidance_scale=3.0), 0)
     got, expected = _alone(compiled, stream), _alone(eager, stream)
     assert float((got == expected).float().mean()) >= 0.99
+
+
+class ReplayGraph(Graph):
+    """The GPU's CUDA graph stood in for: replays by running the captured function again into the same
+    output, on the same static tensors (as tests/musicgen/test_graphed_step.py)."""
+
+    captures = 0
+
+    def capture(self, fn):
+        ReplayGraph.captures += 1
+        self.fn = fn
+        self.out = fn()
+        return self.out
+
+    def replay(self) -> None:
+        self.out.copy_(self.fn())
+
+
+def test_the_arena_replayed_from_graphs_gives_the_eager_arena_codes(load_preset):
+    """Graphs captured when the arena is made (two lengths of slots: a bucket, then every slot), the step's
+    inputs copied into their static tensors before each replay: 8 streams together give the codes each
+    gives alone on the eager arena, bit for bit, and nothing is captured while they play."""
+    eager = _model(load_preset, "debug/musicgen", arena=True)
+    graphed = _model(load_preset, "debug/musicgen", arena=True)
+    ReplayGraph.captures = 0
+    graphed.engine.decoder.arena.use_graphs(ReplayGraph)
+    assert ReplayGraph.captures == 2 and graphed.engine.decoder.arena.graphed
+    alone = [_alone(eager, stream) for stream in STREAMS]
+    together = _together(graphed, STREAMS)
+    for stream, one, shared in zip(STREAMS, alone, together, strict=True):
+        assert torch.equal(one, shared), stream.text
+    assert ReplayGraph.captures == 2

@@ -91,7 +91,8 @@ class MusicGen:
     def __init__(self, bundle: MusicgenBundle, *, max_duration_s: float = DEFAULT_MAX_DURATION_S,
                  engine: EngineOptions | None = None, stream_settings: StreamSettings = StreamSettings(),
                  max_batch: int = DEFAULT_MAX_BATCH, batch_memory_mb: float = DEFAULT_BATCH_MEMORY_MB,
-                 codec_thread: bool = False, warm_long_windows: bool = False, arena: bool | None = None) -> None:
+                 codec_thread: bool = False, warm_long_windows: bool = False, arena: bool | None = None,
+                 arena_graphs: bool | None = None) -> None:
         """`engine` None decodes with the reference loop over transformers' decoder (slow, for checks).
 
         `warm_long_windows` (the daemon's load): a compiled engine's warm-up also compiles the step of
@@ -102,6 +103,7 @@ class MusicGen:
         `arena`: windows in one slot arena, one step for all streams (arena.py); None: on a GPU
         without +compile (the compiled step keeps its own CUDA graph per window until the arena's
         is measured there). The native CPU step shares its steps already and takes none.
+        `arena_graphs`: the arena's step replayed from CUDA graphs (None: on a GPU).
         """
         self.bundle = bundle
         self.engine = MusicgenEngine(bundle, engine) if engine is not None else None
@@ -111,7 +113,7 @@ class MusicGen:
         if arena is None:
             arena = bundle.device.type == "cuda" and engine is not None and not engine.compile
         if arena and self.engine is not None and self.batch is not None:
-            self.engine.open_arena(max_batch, int(batch_memory_mb * 2**20))
+            self.engine.open_arena(max_batch, int(batch_memory_mb * 2**20), graphs=arena_graphs)
         self.stream_settings = stream_settings.validate()
         self.codec_thread = codec_thread  # streams decode on a thread of their own, ahead of the codec
         self._conditionings: dict[tuple[tuple[str | None, ...], float], Conditioning] = {}  # least recent first

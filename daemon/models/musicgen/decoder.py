@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
@@ -123,11 +124,11 @@ class MusicgenDecoder:
         """Windows whose cache is allocated right now (0 once every stream ended or was stopped)."""
         return self._live_caches
 
-    def enable_arena(self, rows: int, positions: int) -> SlotArena | None:
+    def enable_arena(self, rows: int, positions: int, *, graphs: bool | None = None) -> SlotArena | None:
         """Open windows in a slot arena of `rows` rows and `positions` slots (rounded up to
         `POSITION_BUCKET`), allocated now: one step for every window in it (arena.py). None, with a
         log line, where it cannot serve: the native step (its own layout, its rows independent already)
-        or a quantised cache."""
+        or a quantised cache. `graphs`: its step replayed from CUDA graphs captured now (None: on a GPU)."""
         if self.native is not None or not self.cache_dtype.is_floating_point:
             log.info("no slot arena: %s", "riffd's native step batches its rows itself" if self.native is not None
                      else f"its {self.cache_dtype} cache is quantised")
@@ -135,6 +136,14 @@ class MusicgenDecoder:
         positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
         self.arena = SlotArena(self.weights, self.device, rows=rows, positions=positions, cross_len=CROSS_BUCKET,
                                position_bucket=POSITION_BUCKET, dtype=self.cache_dtype, compiled=self.compiled)
+        if graphs if graphs is not None else self.device.type == "cuda":
+            started = time.perf_counter()
+            try:
+                self.arena.use_graphs(CudaGraph)
+                log.info("slot arena: its step captured as CUDA graphs in %.1f s", time.perf_counter() - started)
+            except RuntimeError as exc:  # e.g. another thread's work on the device met the capture
+                self.arena.drop_graphs()
+                log.warning("slot arena: no CUDA graphs (%s); its step runs eagerly", exc)
         log.info("slot arena: %d rows of %d positions, %.0f MiB on %s", rows, positions, self.arena.nbytes / 2**20,
                  self.device)
         return self.arena

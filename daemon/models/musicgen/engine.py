@@ -46,7 +46,7 @@ class MusicgenEngine:
     def weight_bytes_per_step(self) -> int:
         return self.decoder.weights.bytes_per_step
 
-    def open_arena(self, max_streams: int, max_bytes: int) -> SlotArena | None:
+    def open_arena(self, max_streams: int, max_bytes: int, *, graphs: bool | None = None) -> SlotArena | None:
         """The decoder's slot arena (arena.py) for `max_streams` guided streams (two rows each) of a whole
         window, as many of those rows as fit `max_bytes`; None where it cannot serve (logged)."""
         positions = self.bundle.window_frames + delay_steps(self.bundle.num_codebooks, self.bundle.audio_channels)
@@ -58,7 +58,7 @@ class MusicgenEngine:
         if rows < 2 * max_streams:
             log.warning("the slot arena holds %d rows, not %d: the batch's memory (%.0f MiB) bounds it; windows "
                         "past it step on their own", rows, 2 * max_streams, max_bytes / 2**20)
-        return self.decoder.enable_arena(rows, positions)
+        return self.decoder.enable_arena(rows, positions, graphs=graphs)
 
     def columns(self, cond: Conditioning, prompt: torch.Tensor | None, new_frames: int, params: GenerationParams,
                 rng: torch.Generator | None, should_stop: StopFn | None = None) -> Iterator[torch.Tensor]:
