@@ -11,6 +11,8 @@ One process, sections in the order that matters most, each bounded in time and e
   agreement with float32, time to the first audio chunk and real-time factor through the engine's
   streaming path (`bench.musicgen_stream.run_mode`), peak memory.
 - `rows`: 1, 8, 32 and 64 prompts in one window (one cache, every step shared).
+- `arena`: one shared decode step of 1, 8, 32 and 64 streams, today's path (each stream's rows on their
+  own) against the slot arena (every row in one step, from CUDA graphs; `bench.arena_step`).
 - `batch`: 1, 8, 32 and 64 concurrent streams in the engine's shared step (continuous batching,
   `StepBatch`): aggregate steps per second and real-time factor, and whether each stream's codes
   equal its codes decoded alone.
@@ -26,6 +28,7 @@ Prints a table, then one JSON object as the last line. `bench/gpu/run.sh` runs i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -43,6 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
+from bench.arena_step import run as run_arena_steps  # noqa: E402
 from bench.batching import run_alone, run_together  # noqa: E402
 from bench.musicgen_stream import baseline, peak_memory_mb, reset_peak_memory, run_mode, sync  # noqa: E402
 from daemon.models.musicgen.backend import MusicGen  # noqa: E402
@@ -281,6 +285,14 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
             if arena is not None else None}
 
 
+def section_arena(bundle: MusicgenBundle, mode: str, streams: list[int]) -> dict[str, Any]:
+    """One shared step of N guided streams at slot 100: today's path (each stream's rows on their own) against
+    the slot arena (every row in one step, from CUDA graphs on a GPU), decode steps only (bench.arena_step)."""
+    options = EngineOptions.parse(mode).validate(bundle.device)
+    return {"mode": mode, **run_arena_steps(bundle, dataclasses.replace(options, warmup=False), streams, position=100,
+                                            steps=3, rounds=2, graphs=None)}
+
+
 def section_rows(bundle: MusicgenBundle, mode: str, counts: list[int], duration_s: float,
                  deadline: float) -> dict[str, Any]:
     """N prompts in one window (one cache of 2N rows, every step shared): how a step's cost grows with
@@ -355,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default=None, help="default random/musicgen-small (debug/musicgen with --dry-run)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where presets are built (default ~/.cache/riffd)")
-    parser.add_argument("--sections", default="env,parity,modes,rows,batch,auto",
+    parser.add_argument("--sections", default="env,parity,modes,rows,arena,batch,auto",
                         help="comma-separated; profile (torch.profiler over --profile-mode) is not run unless named")
     parser.add_argument("--modes", default=None, help=f"comma-separated (default on a GPU: {','.join(GPU_MODES)})")
     parser.add_argument("--profile-mode", default="bfloat16", help="the mode the profile section profiles")
@@ -393,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # The modes get two thirds of what is left; the batch the rest.
         modes_deadline = time.perf_counter() + (deadline - time.perf_counter()) * 2 / 3
         measured = run_section(report, "modes", lambda: section_modes(bundle, modes, args.duration, modes_deadline))
-    if "rows" in sections or "batch" in sections:
+    if "rows" in sections or "arena" in sections or "batch" in sections:
         fastest = max(((m, v["steps_per_s"]) for m, v in measured.get("modes", {}).items() if "steps_per_s" in v
                        and v.get("agreement", 0) >= 0.9 and "+compile" not in m), key=lambda mv: mv[1], default=None)
         batch_mode = args.batch_mode or (fastest[0] if fastest else modes[0])
@@ -401,6 +413,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "rows" in sections:
             run_section(report, "rows", lambda: section_rows(bundle, batch_mode, streams, 1.0,
                                                              max(deadline, time.perf_counter() + 20)))
+        if "arena" in sections:
+            run_section(report, "arena", lambda: section_arena(bundle, batch_mode, streams))
         if "batch" in sections:
             run_section(report, "batch", lambda: section_batch(bundle, batch_mode, streams, min(args.duration, 2.0),
                                                                max(deadline, time.perf_counter() + 30)))
@@ -432,6 +446,7 @@ def _summary(data: dict[str, Any]) -> dict[str, Any]:
         "float32_arena_codes_equal_generate": sections.get("parity", {}).get("float32_arena_codes_equal_generate"),
         "batch_aggregate_rtf": {n: v.get("aggregate_rtf") for n, v in batch.items()},
         "batch_arena": sections.get("batch", {}).get("arena"),
+        "arena_speedup": {n: v.get("arena_speedup") for n, v in sections.get("arena", {}).get("streams", {}).items()},
         "errors": [name for name, v in sections.items() if isinstance(v, dict) and v.get("status") == "error"],
         "wall_s": data.get("wall_s"),
     }

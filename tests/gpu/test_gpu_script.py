@@ -30,7 +30,7 @@ def test_dry_run_measures_every_section_and_writes_its_json(tmp_path):
     report = json.loads((out / "gpu.json").read_text())
     sections = report["sections"]
     assert {name for name, value in sections.items() if value.get("status") == "ok"} >= {
-        "env", "parity", "modes", "rows", "batch", "auto"}
+        "env", "parity", "modes", "rows", "arena", "batch", "auto"}
     assert sections["auto"]["engine"] and sections["auto"]["rtf"] > 0
     streams = sections["batch"]["streams"]
     assert set(streams) == {"1", "2"} and all(row["codes_equal_alone"] for row in streams.values())
