@@ -22,6 +22,9 @@ Switches:
 - `ride-stages`: the next window's context riding views of its cache laid out for the positions so far
   (handoff.RIDE_STAGE_POSITIONS) against riding the window-sized cache (a next window riding at a flip
   moves to the other layout then: that step pays a move, ~2-5 ms for musicgen-small).
+- `window-stages`: the playing window's rows stepping in views of its cache laid out for the positions so
+  far (handoff.WINDOW_STAGE_POSITIONS), moved on as it fills, against the window-sized cache (a window
+  playing at a flip moves to the other layout then: that step pays a move, up to the whole cache's bytes).
 
 A step is all of `StepBatch._step` (a perf_counter around it): early (a window's first tenth of
 positions, nothing riding), riding (the next window's context rows in the step), late (a window's
@@ -31,7 +34,7 @@ switch claims the same codes, so every job's audio must hash alike (checked).
 
 Prints a line per job and a summary, then one JSON object as the last line.
 
-    python -m bench.path_ab [--switch one-call|ride-stages] [--engine int8a8+kv4] [--duration 60] [--pairs 4]
+    python -m bench.path_ab [--switch one-call|ride-stages|window-stages] [--engine int8a8+kv4] [--duration 60] [--pairs 4]
         [--alternate block|job] [--block-steps 25] [--threads 2] [--emulate avx2] [--ride-stage 150]
 """
 
@@ -98,9 +101,32 @@ def ride_stages_switch(backend: Any) -> Callable[[bool], None]:
     return set_on
 
 
+def window_stages_switch(backend: Any) -> Callable[[bool], None]:
+    """`set(on)`: the playing windows' rows step in views of their caches laid out for the positions so far
+    (handoff.WINDOW_STAGE_POSITIONS, on) or in the window-sized caches (off). Flipped between steps (on the
+    stepping thread), a window playing now is moved to the other layout at once."""
+    from daemon.models.musicgen import handoff
+
+    stage = handoff.WINDOW_STAGE_POSITIONS
+    if stage <= 0:
+        raise SystemExit("this checkout steps the playing window in its window-sized cache (handoff.WINDOW_STAGE_POSITIONS 0)")
+    batch = backend.batch
+
+    def set_on(on: bool) -> None:
+        handoff.WINDOW_STAGE_POSITIONS = stage if on else 0
+        for stream in list(batch._streams):
+            whole = stream.whole or stream.cache
+            filled = stream.first_slot + stream.step - 1  # slots written: the next step writes this one
+            stream.cache = handoff.staged_view(whole, stream.cache, filled, filled + 1, stage if on else 0)
+            stream.whole, stream.stage = (whole, stage) if stream.cache is not whole else (None, 0)
+
+    return set_on
+
+
 KINDS = ("early", "riding", "late", "other")
 SWITCHES: dict[str, Callable[[Any], Callable[[bool], None]]] = {"one-call": one_call_switch,
-                                                                "ride-stages": ride_stages_switch}
+                                                                "ride-stages": ride_stages_switch,
+                                                                "window-stages": window_stages_switch}
 
 
 class StepClock:

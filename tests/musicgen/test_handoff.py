@@ -280,6 +280,7 @@ def test_a_context_riding_in_narrowed_stages_hands_the_window_the_cache_and_code
 
     monkeypatch.setattr(Warming, "handed", recorded)
     monkeypatch.setattr(handoff, "move_slots", moved)
+    monkeypatch.setattr(handoff, "WINDOW_STAGE_POSITIONS", 0)  # the riding rows' stages alone (test_window_stages)
     runs = {}
     for stage in (0, 7):
         monkeypatch.setattr(handoff, "RIDE_STAGE_POSITIONS", stage)

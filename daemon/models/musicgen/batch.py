@@ -43,7 +43,8 @@ import torch
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import delays
-from daemon.models.musicgen.handoff import Handoff, NextWindow, Warming, cache_positions, share_condition
+from daemon.models.musicgen.handoff import (Handoff, NextWindow, Warming, cache_positions, share_condition, stage_view,
+                                            staged_view, window_stage)
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, next_columns, plan_window, window_sampler
@@ -94,6 +95,9 @@ class BatchStream:
     `between_steps(action)` runs `action` on the stepping thread before this stream's next step, when
     no step uses its cache: the place to swap its condition (`MusicgenDecoder.set_condition`) or
     change its sampler's settings mid-stream (a jam's live changes).
+
+    With the native step, `cache` is a view of the window-sized cache `whole` laid out for the positions
+    so far, moved to a wider stage as the window fills (`make_room`; handoff.WINDOW_STAGE_POSITIONS).
     """
 
     label: str
@@ -110,9 +114,18 @@ class BatchStream:
     left: threading.Event = field(default_factory=threading.Event)
     actions: queue.SimpleQueue[Callable[[], None]] = field(default_factory=queue.SimpleQueue)
     successor: Warming | None = None  # the job's next window, its context riding this one's steps
+    whole: KVCache | None = None  # the window-sized cache `cache` is a stage view of (None: `cache` is it)
+    stage: int = 0  # the stages' positions (0: no stages)
 
     def between_steps(self, action: Callable[[], None]) -> None:
         self.actions.put(action)
+
+    def make_room(self) -> None:
+        """Before a step: where the slot it writes is past `cache`'s end, move the slots so far to the next
+        stage (the window's own layout last), the condition the rows step under with them."""
+        position = self.first_slot + self.step - 1
+        if self.whole is not None and position >= self.cache.max_positions:
+            self.cache = staged_view(self.whole, self.cache, position, position + 1, self.stage)
 
 
 @dataclass(order=True)
@@ -196,12 +209,23 @@ class StepBatch:
         first_pending = self._await_audio(listener)
         try:
             with ExitStack() as owned:
+                # The native step's rows step in stages of the window's cache (`BatchStream.make_room`); the
+                # other steps (the compiled one reads whole buffers) in the window-sized cache.
+                stage = window_stage() if decoder.native is not None else 0
                 if warmed is not None:
                     owned.enter_context(warmed.stack)
-                    cache = warmed.handed()
+                    if stage > 0:
+                        # the riding view as it is where it is the window's first stage: no move at the seam
+                        whole = warmed.whole or warmed.cache
+                        cache = staged_view(whole, warmed.cache, warmed.slot, warmed.slot + 1, stage)
+                    else:
+                        whole = cache = warmed.handed()
                 else:
-                    cache = owned.enter_context(decoder.open_cache(rows, positions))
-                stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed)
+                    whole = owned.enter_context(decoder.open_cache(rows, positions))
+                    cache = stage_view(whole, first_slot, stage)  # what the prefill fills
+                stream = BatchStream(label, sampler, cache, first_slot, should_stop, timed,
+                                     whole=whole if cache is not whole else None, stage=stage)
+                owned.callback(_free_view, stream, whole)
                 # The prefill runs here, on the joining job's thread, while the batch steps on.
                 started = time.perf_counter()
                 column: torch.Tensor | None = None
@@ -402,6 +426,7 @@ class StepBatch:
             for stream in streams:
                 while not stream.actions.empty():
                     stream.actions.get()()
+                stream.make_room()  # after a swap there: its view's condition moves on with the slots
             for warm, due in warming:
                 warm.make_room(len(due))
             caches = [s.cache for s in streams] + [w.cache for w, due in warming for _ in due]
@@ -437,3 +462,9 @@ class StepBatch:
             stream.step += 1
             stopped = stream.should_stop is not None and stream.should_stop()
             stream.pending = None if stream.step >= stream.sampler.steps or stopped else column
+
+
+def _free_view(stream: BatchStream, whole: KVCache) -> None:
+    """Drop the stage view a window ended in (its references to the window's buffers and its native bindings)."""
+    if stream.cache is not whole:
+        stream.cache.free()

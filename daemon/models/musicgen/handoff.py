@@ -121,6 +121,33 @@ def _ride_stage() -> int:
     return RIDE_STAGE_POSITIONS  # read when a window starts warming (the tests and bench.path_ab set it)
 
 
+#: The playing window's own cache grows in stages of this many positions too (0: it steps in the
+#: window-sized cache), for the same reason: early in a window a (row, head)'s few slots lie a window
+#: apart. Its rows step in `stage_view`s of the window's cache moved on as it fills (`staged_view`),
+#: from the riding view a warmed window takes at the seam without a move.
+WINDOW_STAGE_POSITIONS = 150
+
+
+def window_stage() -> int:
+    return WINDOW_STAGE_POSITIONS  # read when a window starts (the tests and bench.path_ab set it)
+
+
+def staged_view(whole: KVCache, view: KVCache, filled: int, end: int, stage: int) -> KVCache:
+    """The cache a window's rows step in next, slot `end - 1` the last they write: `view` (`whole` or a
+    view of it, its first `filled` slots written) where it is `stage_view`'s for `end`, else that one with
+    the slots moved into it (`move_slots`) and `view`'s condition, which may not be `whole`'s: a swap
+    between steps (`BatchStream.between_steps`) replaces the cross-attention tensors of the cache its
+    rows step in. A view left behind is freed (its native bindings with it); `whole` never is."""
+    target = stage_view(whole, end, stage)
+    if target.max_positions == view.max_positions:
+        return view
+    move_slots(view, target, filled)
+    share_condition(view, target)
+    if view is not whole:
+        view.free()
+    return target
+
+
 @dataclass(eq=False)
 class Warming:
     """The next window's cache while the current window fills it: the context columns queued to feed
@@ -206,9 +233,7 @@ class Warming:
         end = self.slot + count
         if self.whole is None or end <= self.cache.max_positions:
             return
-        grown = stage_view(self.whole, end, self.stage)
-        move_slots(self.cache, grown, self.slot)
-        self.cache = grown
+        self.cache = staged_view(self.whole, self.cache, self.slot, end, self.stage)
 
     def handed(self) -> KVCache:
         """The window-sized cache holding the context, for the window to take: the riding rows' slots
