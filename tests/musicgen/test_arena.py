@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import ExitStack
 
 import pytest
 import torch
@@ -39,8 +40,8 @@ STREAMS = [
     Stream("bass", 90, GenerationParams(duration_s=1, top_k=20, guidance_scale=1.0), 3, joins_at=5, leaves_after=30),
     Stream("a walking bass line and brushed snare", 60, GenerationParams(duration_s=1, top_p=0.9, guidance_scale=3.0),
            4, joins_at=20),
-    Stream("strings", 20, GenerationParams(duration_s=1, temperature=0.7, top_k=100, guidance_scale=1.0), 5,
-           joins_at=21),
+    Stream("strings", 20, GenerationParams(duration_s=1, temperature=0.7, top_k=100, guidance_scale=2.5), 5,
+           joins_at=21),  # the ninth row taken: attention then reads 16 rows, not 8
     Stream("noise", 50, GenerationParams(duration_s=1, top_k=250, guidance_scale=2.0), 6, joins_at=270),
     Stream("pads", 25, GenerationParams(duration_s=1, greedy=True, guidance_scale=1.0), 7, joins_at=280,
            leaves_after=10),
@@ -104,17 +105,18 @@ def test_a_stream_in_the_arena_gives_its_codes_alone(load_preset, preset, count)
     alone = [_alone(model, stream) for stream in streams]
     run, lengths = arena._run, set()
 
-    def counted(tokens, at, writes, length):
+    def counted(tokens, at, writes, length, live):
         stepping = writes[writes < arena.positions]
-        lengths.add((length, int(stepping.min()), int(writes.max())))
-        return run(tokens, at, writes, length)
+        lengths.add((length, int(stepping.min()), int(writes.max()), live))
+        return run(tokens, at, writes, length, live)
 
     arena._run = counted
     together = _together(model, streams)
     arena._run = run
-    assert all(top == arena.positions for *_, top in lengths)  # padding rows wrote the scratch slot
+    assert all(top == arena.positions for _, _, top, _ in lengths)  # padding rows wrote the scratch slot
     if count > 1:  # the late joiners stepped in a bucket of 512 slots, alone in one of 256
-        assert any(length == 512 and low < 256 for length, low, _ in lengths)
+        assert any(length == 512 and low < 256 for length, low, _, _ in lengths)
+    assert {live for *_, live in lengths} == ({8, 16} if count == 8 else {8})
     for stream, one, shared in zip(streams, alone, together, strict=True):
         assert one.shape == shared.shape, stream.text
         assert torch.equal(one, shared), stream.text
@@ -269,16 +271,30 @@ class ReplayGraph(Graph):
 
 
 def test_the_arena_replayed_from_graphs_gives_the_eager_arena_codes(load_preset):
-    """Graphs captured when the arena is made (two lengths of slots: a bucket, then every slot), the step's
-    inputs copied into their static tensors before each replay: 8 streams together give the codes each
-    gives alone on the eager arena, bit for bit, and nothing is captured while they play."""
+    """Graphs captured when the arena is made (by rows read, 8 or 16, two lengths of slots each: a bucket,
+    then every slot), the step's inputs copied into their static tensors before each replay: 8 streams
+    together give the codes each gives alone on the eager arena, bit for bit, and nothing is captured
+    while they play."""
     eager = _model(load_preset, "debug/musicgen", arena=True)
     graphed = _model(load_preset, "debug/musicgen", arena=True)
     ReplayGraph.captures = 0
     graphed.engine.decoder.arena.use_graphs(ReplayGraph)
-    assert ReplayGraph.captures == 2 and graphed.engine.decoder.arena.graphed
+    assert ReplayGraph.captures == 4 and graphed.engine.decoder.arena.graphed
     alone = [_alone(eager, stream) for stream in STREAMS]
     together = _together(graphed, STREAMS)
     for stream, one, shared in zip(STREAMS, alone, together, strict=True):
         assert torch.equal(one, shared), stream.text
-    assert ReplayGraph.captures == 2
+    assert ReplayGraph.captures == 4
+
+
+def test_a_stream_keeps_its_codes_in_rows_far_down_the_arena(load_preset):
+    """Attention reads only the rows up to the last stepping one (8, then 16 here): a stream in rows 12-13
+    (the first twelve held by idle windows) makes the codes it makes in rows 0-1."""
+    model = _model(load_preset, "debug/musicgen", arena=True)
+    decoder = model.engine.decoder
+    assert decoder.arena.row_buckets == [8, 16]
+    first = _alone(model, STREAMS[0])
+    with ExitStack() as held:
+        idle = [held.enter_context(decoder.open_cache(2, 10)) for _ in range(6)]
+        assert idle[-1].bindings[BINDING].start == 10 and decoder.arena.free_rows == 4
+        assert torch.equal(_alone(model, STREAMS[0]), first)

@@ -12,9 +12,13 @@ row's result depends on its own inputs only: a stream's codes are the same alone
 (tests/musicgen/test_arena.py, bit for bit).
 
 Attention reads the first L slots, L the largest stepping position rounded up to `POSITION_BUCKET`,
-so early steps do not read every slot. A row's result must not depend on L either: the slots past
-its position are masked (each adds an exact zero to the softmax's sums, the same bits on the CPU's
-kernels; the test steps streams far apart).
+so early steps do not read every slot, and only the first rows up to the last stepping one (rounded up
+to a power of two from `MIN_ROW_BUCKET`; windows take the first free rows), so a few streams in a big
+arena do not read every row's slots (musicgen-small in float16, 128 rows, every slot: 19 GB a step).
+A row's result must depend on neither: the products stay over all R rows, the slots past its position
+are masked (each adds an exact zero to the softmax's sums), and attention is each (row, head)'s own
+whatever rows come with it (the same bits on the CPU's kernels; the test steps streams far apart, in
+rows far apart).
 
 Slot P of each row is a scratch slot, never read (no row's position reaches it): rows that do not
 step write their key and value there, as a window's prefill may be filling them on another thread.
@@ -24,7 +28,7 @@ when the arena is made (its rows all padding, no stream playing): a step of ~600
 8.7 ms of launches on an H100 for ~1.5 ms of work (bench.gpu.measure). The buffers stay put, so a graph
 reads and writes them as an eager call would; the step's inputs (codes, positions, slots to write) go
 into static tensors before each replay. With graphs the step reads two lengths of slots (a bucket, or
-every slot), so two graphs, not one per bucket.
+every slot), so two graphs per bucket of rows, not one per bucket of slots.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: `KVCache.bindings`' key of an arena-backed window's rows.
 BINDING = "arena"
+#: The fewest rows attention reads (then 2x, 4x, ... up to the arena's rows).
+MIN_ROW_BUCKET = 8
 
 
 @dataclass(eq=False)
@@ -92,7 +98,12 @@ class SlotArena:
         # Fused kernels where compiled (on a GPU captured as graphs by `use_graphs`, not by torch.compile's
         # "reduce-overhead", which skips graphs that write into their inputs: graphed_step.py).
         self._run = torch.compile(self._forward, fullgraph=True, dynamic=False) if compiled else self._forward
-        self._graphs: dict[int, tuple[Graph, torch.Tensor]] = {}  # by length of slots read: graph, its output
+        self._graphs: dict[tuple[int, int], tuple[Graph, torch.Tensor]] = {}  # by (rows, slots) read: graph, output
+        buckets, count = [], min(MIN_ROW_BUCKET, rows)
+        while count < rows:
+            buckets.append(count)
+            count *= 2
+        self.row_buckets = [*buckets, rows]  # the rows attention reads, by the last stepping row
         self._tokens = torch.zeros((rows, weights.num_codebooks), dtype=torch.long, device=device)  # static inputs
         self._index = torch.zeros((3, rows), dtype=torch.long, device=device)
 
@@ -100,15 +111,16 @@ class SlotArena:
         """Replay the step from graphs made by `make_graph` (`CudaGraph` on a GPU; tests give a stand-in),
         captured now for both lengths a step reads, every row padding (no stream plays yet: a capture
         must not meet other threads' work on the device)."""
-        for length in sorted({min(self.position_bucket, self.positions), self.positions}):
-            self._tokens.zero_()
-            self._index[:2].zero_()
-            self._index[2].fill_(self.positions)  # every row writes the scratch slot
-            graph = make_graph()
-            with torch.no_grad():
-                out = graph.capture(lambda length=length: self._run(self._tokens, self._index[1], self._index[2],
-                                                                    length))
-            self._graphs[length] = (graph, out)
+        for live in self.row_buckets:
+            for length in sorted({min(self.position_bucket, self.positions), self.positions}):
+                self._tokens.zero_()
+                self._index[:2].zero_()
+                self._index[2].fill_(self.positions)  # every row writes the scratch slot
+                graph = make_graph()
+                with torch.no_grad():
+                    out = graph.capture(lambda length=length, live=live: self._run(
+                        self._tokens, self._index[1], self._index[2], length, live))
+                self._graphs[(live, length)] = (graph, out)
 
     def drop_graphs(self) -> None:
         """Step eagerly again (a capture failed)."""
@@ -228,43 +240,54 @@ class SlotArena:
         index = torch.tensor([gather, at, writes], dtype=torch.long).to(self.device, non_blocking=True)
         fed_all = torch.cat(list(columns)).index_select(0, index[0])
         bucket, end = self.position_bucket, max(positions) + 1
+        last = max(span.stop for span in spans)
+        live = next(count for count in self.row_buckets if count >= last)
         if self._graphs:
-            graph, out = self._graphs[min(bucket, self.positions) if end <= bucket else self.positions]
+            graph, out = self._graphs[(live, min(bucket, self.positions) if end <= bucket else self.positions)]
             self._tokens.copy_(fed_all)
             self._index.copy_(index)
             graph.replay()
             logits = out.clone()  # the next replay overwrites the graph's output
         else:
-            logits = self._run(fed_all, index[1], index[2], min(-(-end // bucket) * bucket, self.positions))
+            logits = self._run(fed_all, index[1], index[2], min(-(-end // bucket) * bucket, self.positions), live)
         return [logits[span] for span in spans]
 
-    def _forward(self, tokens: torch.Tensor, at: torch.Tensor, writes: torch.Tensor, length: int) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, at: torch.Tensor, writes: torch.Tensor, length: int,
+                 live: int) -> torch.Tensor:
         """Logits `[R, K, V]` float32 of codes `tokens` `[R, K]` at positions `at` `[R]`, keys and values
-        written at slots `writes` `[R]`, attention over the first `length` slots."""
+        written at slots `writes` `[R]`, attention over the first `length` slots of the first `live` rows
+        (the others' attention zeros: padding)."""
         w = self.weights
         books = torch.arange(tokens.shape[1], device=tokens.device)[:, None]
         x = w.embeddings[books, tokens[..., None]].sum(dim=1) + w.positions.index_select(0, at)[:, None]  # [R, 1, H]
-        visible = (torch.arange(length, device=at.device)[None, :] <= at[:, None])[:, None, None]  # [R, 1, 1, L]
+        visible = (torch.arange(length, device=at.device)[None, :] <= at[:live, None])[:, None, None]  # [live, 1, 1, L]
         slot = writes.view(-1, 1, 1, 1).expand(-1, w.heads, 1, w.head_dim)
         for index, layer in enumerate(w.layers):
-            x = self._layer(layer, index, x, slot, visible, length)
+            x = self._layer(layer, index, x, slot, visible, length, live)
         return w.lm_heads(w.final_norm(x)).view(x.shape[0], -1, w.vocab).float()
 
     def _layer(self, layer: LayerWeights, index: int, x: torch.Tensor, slot: torch.Tensor, visible: torch.Tensor,
-               length: int) -> torch.Tensor:
-        """One pre-norm decoder layer over every arena row, `x` `[R, 1, H]`."""
+               length: int, live: int) -> torch.Tensor:
+        """One pre-norm decoder layer over every arena row, `x` `[R, 1, H]` (attention over the first `live`)."""
         w = self.weights
         n, _, hidden = x.shape
         q, k, v = layer.qkv(layer.self_norm(x)).view(n, 1, 3, w.heads, w.head_dim).permute(2, 0, 3, 1, 4)
         keys, values = self.keys[index], self.values[index]
         keys.scatter_(2, slot, k.to(keys.dtype))
         values.scatter_(2, slot, v.to(values.dtype))
-        attn = F.scaled_dot_product_attention(q, keys[:, :, :length].to(q.dtype), values[:, :, :length].to(q.dtype),
-                                              attn_mask=visible)
-        x = x + layer.self_out(attn.transpose(1, 2).reshape(n, 1, hidden))
+        attn = F.scaled_dot_product_attention(q[:live], keys[:live, :, :length].to(q.dtype),
+                                              values[:live, :, :length].to(q.dtype), attn_mask=visible)
+        x = x + layer.self_out(_padded(attn.transpose(1, 2).reshape(live, 1, hidden), n))
         if layer.cross_q is not None and layer.cross_out is not None and layer.cross_norm is not None:
             q = layer.cross_q(layer.cross_norm(x)).view(n, 1, w.heads, w.head_dim).transpose(1, 2)
-            attn = F.scaled_dot_product_attention(q, self.cross_keys[index], self.cross_values[index],
-                                                  attn_mask=self.cross_mask)
-            x = x + layer.cross_out(attn.transpose(1, 2).reshape(n, 1, hidden))
+            attn = F.scaled_dot_product_attention(q[:live], self.cross_keys[index][:live],
+                                                  self.cross_values[index][:live], attn_mask=self.cross_mask[:live])
+            x = x + layer.cross_out(_padded(attn.transpose(1, 2).reshape(live, 1, hidden), n))
         return x + layer.fc2(w.activation(layer.fc1(layer.ffn_norm(x))))
+
+
+def _padded(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """`rows` `[r, 1, H]` and zero rows after them up to `count` (the products stay over every arena row)."""
+    if rows.shape[0] == count:
+        return rows
+    return torch.cat([rows, rows.new_zeros((count - rows.shape[0], *rows.shape[1:]))])
