@@ -100,7 +100,7 @@ class SlotArena:
         self._run = torch.compile(self._forward, fullgraph=True, dynamic=False) if compiled else self._forward
         self._graphs: dict[tuple[int, int], tuple[Graph, torch.Tensor]] = {}  # by (rows, slots) read: graph, output
         buckets, count = [], min(MIN_ROW_BUCKET, rows)
-        while count < rows:
+        while count < rows and not compiled:  # compiled: every row (a compile per shape costs 20-25 s on an H100)
             buckets.append(count)
             count *= 2
         self.row_buckets = [*buckets, rows]  # the rows attention reads, by the last stepping row
