@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -253,6 +254,7 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
     params = GenerationParams(duration_s=duration_s, top_k=250, guidance_scale=3.0)
     frames = math.ceil(duration_s * bundle.frame_rate)
     options = EngineOptions.parse(mode).validate(bundle.device)
+    release_device_memory(bundle.device)
     # The slot arena (arena.py) on every device: the GPU's default, and the CPU's dry run goes through it.
     model = MusicGen(bundle, engine=options, max_batch=max(streams), batch_memory_mb=64 * 1024, arena=True)
     assert model.batch is not None
@@ -289,8 +291,20 @@ def section_arena(bundle: MusicgenBundle, mode: str, streams: list[int]) -> dict
     """One shared step of N guided streams at slot 100: today's path (each stream's rows on their own) against
     the slot arena (every row in one step, from CUDA graphs on a GPU), decode steps only (bench.arena_step)."""
     options = EngineOptions.parse(mode).validate(bundle.device)
-    return {"mode": mode, **run_arena_steps(bundle, dataclasses.replace(options, warmup=False), streams, position=100,
-                                            steps=3, rounds=2, graphs=None)}
+    release_device_memory(bundle.device)
+    result = run_arena_steps(bundle, dataclasses.replace(options, warmup=False), streams, position=100, steps=3,
+                             rounds=2, graphs=None)
+    release_device_memory(bundle.device)
+    return {"mode": mode, **result}
+
+
+def release_device_memory(device: torch.device) -> None:
+    """Free the models the sections before left: a decoder refers to itself (its step, bound), so its slot
+    arena (~21 GB for 128 rows of musicgen-small in float16, twice that in float32) goes only when the
+    cycle collector runs, and two at once would not fit an 80 GB GPU in float32."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def section_rows(bundle: MusicgenBundle, mode: str, counts: list[int], duration_s: float,
