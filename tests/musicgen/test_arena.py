@@ -11,12 +11,13 @@ import torch
 from daemon.models.musicgen.arena import BINDING
 from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.conditioning import build_conditioning
-from daemon.models.musicgen.graphed_step import Graph
 from daemon.models.musicgen.loop import decoder_columns
 from daemon.models.musicgen.options import EngineOptions
 from daemon.seeds import seeded_rng
 from protocol.errors import Cancelled
 from protocol.params import GenerationParams
+
+from graph_stand_in import ReplayGraph
 
 
 @dataclasses.dataclass
@@ -252,22 +253,6 @@ def test_the_compiled_arena_step_agrees_with_the_eager_one(load_preset):
     stream = Stream("an upbeat jazz tune", 40, GenerationParams(duration_s=1, greedy=True, guidance_scale=3.0), 0)
     got, expected = _alone(compiled, stream), _alone(eager, stream)
     assert float((got == expected).float().mean()) >= 0.99
-
-
-class ReplayGraph(Graph):
-    """The GPU's CUDA graph stood in for: replays by running the captured function again into the same
-    output, on the same static tensors (as tests/musicgen/test_graphed_step.py)."""
-
-    captures = 0
-
-    def capture(self, fn):
-        ReplayGraph.captures += 1
-        self.fn = fn
-        self.out = fn()
-        return self.out
-
-    def replay(self) -> None:
-        self.out.copy_(self.fn())
 
 
 def test_the_arena_replayed_from_graphs_gives_the_eager_arena_codes(load_preset):

@@ -382,9 +382,9 @@ class MusicgenDecoder:
         if self.native is not None or self.arena is not None and self.arena.shares(cache):
             return self.step_streams([cache], [column], [position])[0]
         tokens = self._tokens(cache, column)
-        position_t = torch.tensor([position], device=column.device)
         if self._graphs is not None:
             return self._graphs.step(self._masked_step, cache, tokens, position)
+        position_t = torch.tensor([position], device=column.device)
         if self.compiled:
             return self._masked_step(tokens, position_t, cache.keys, cache.values, cache.cross_keys,
                                      cache.cross_values, cache.cross_mask)
