@@ -72,11 +72,22 @@ def run_alone(model: MusicGen, seeds: list[int], params: GenerationParams, frame
 
 def on_a_thread(fn: Callable[..., T], *args: object) -> T:
     """`fn(*args)` on a worker thread, as the daemon runs jobs (the main thread's native calls can be
-    much slower: OpenMP runtimes sharing the process), so alone and batched are timed alike."""
+    much slower: OpenMP runtimes sharing the process), so alone and batched are timed alike; what it
+    raises is raised here."""
     result: list[T] = []
-    thread = threading.Thread(target=lambda: result.append(fn(*args)))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn(*args))
+        except BaseException as exc:  # handed back to the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join()
+    if errors:
+        raise errors[0]
     return result[0]
 
 

@@ -35,7 +35,6 @@ import logging
 import math
 import platform
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -48,8 +47,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
 from bench.arena_step import run as run_arena_steps  # noqa: E402
-from bench.batching import run_alone, run_together  # noqa: E402
-from bench.musicgen_stream import baseline, peak_memory_mb, reset_peak_memory, run_mode, sync  # noqa: E402
+from bench.batching import on_a_thread, run_alone, run_together  # noqa: E402
+from bench.musicgen_stream import baseline, peak_memory_mb, reset_peak_memory, run_mode, steps_per_s, sync  # noqa: E402
 from daemon.models.musicgen.backend import MusicGen  # noqa: E402
 from daemon.models.musicgen.delay import delay_steps  # noqa: E402
 from daemon.models.musicgen.engine import MusicgenEngine  # noqa: E402
@@ -265,7 +264,7 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
             continue
         seeds = list(range(1, n + 1))
         reset_peak_memory(bundle.device)
-        together_s, together_steps, together = _on_thread(run_together, model, model.batch, seeds, params, frames)
+        together_s, together_steps, together = on_a_thread(run_together, model, model.batch, seeds, params, frames)
         row: dict[str, Any] = {
             "steps_per_s": round(together_steps / together_s, 1),
             "aggregate_rtf": round(n * frames / bundle.frame_rate / together_s, 2),
@@ -274,7 +273,7 @@ def section_batch(bundle: MusicgenBundle, mode: str, streams: list[int], duratio
         }
         # Alone, for the codes (every stream) and the sequential rate, where it fits the time.
         if n <= 8 and time.perf_counter() < deadline:
-            alone_s, alone_steps, alone = _on_thread(run_alone, model, seeds, params, frames)
+            alone_s, alone_steps, alone = on_a_thread(run_alone, model, seeds, params, frames)
             row["codes_equal_alone"] = all(torch.equal(a, b) for a, b in zip(alone, together, strict=True))
             row["sequential_steps_per_s"] = round(alone_steps / alone_s, 1)
         rows[str(n)] = row
@@ -326,8 +325,8 @@ def section_rows(bundle: MusicgenBundle, mode: str, counts: list[int], duration_
             time.perf_counter()))
         sync(bundle.device)
         wall = time.perf_counter() - start
-        interval = sorted(b - a for a, b in zip(steps, steps[1:]))[len(steps) // 2] if len(steps) > 2 else math.nan
-        rows[str(n)] = {"step_ms": round(interval * 1e3, 3), "wall_s": round(wall, 3),
+        step_ms = 1e3 / steps_per_s(steps) if len(steps) > 2 else math.nan  # the median interval
+        rows[str(n)] = {"step_ms": round(step_ms, 3), "wall_s": round(wall, 3),
                         "aggregate_rtf": round(n * render.audio.shape[-1] / bundle.sample_rate / wall, 2)}
         print(f"{n:3d} prompts in one window ({mode}): {rows[str(n)]}", flush=True)
     return {"mode": mode, "duration_s": duration_s, "prompts": rows}
@@ -354,25 +353,6 @@ def section_auto(model_id: str, device: torch.device, cache_dir: Path | None, du
               "rtf": round(samples / backend.sample_rate / wall, 2)}
     print(f"auto: {result}", flush=True)
     return result
-
-
-def _on_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """As bench.batching.on_a_thread: the daemon decodes on worker threads."""
-    out: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(fn(*args))
-        except BaseException as exc:  # handed back to the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return out[0]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
