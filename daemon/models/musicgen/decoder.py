@@ -108,12 +108,7 @@ class MusicgenDecoder:
         """Replay the compiled step from graphs made by `make_graph` (`CudaGraph` on a GPU, which the
         decoder does itself; tests give a stand-in), on window caches kept for reuse."""
         assert self.compiled, "graphs replay the compiled, fixed-shape step"
-        w = self.weights
-        self._graphs = GraphedCaches(
-            lambda rows, positions: KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads,
-                                                     head_dim=w.head_dim, max_positions=positions,
-                                                     dtype=self.cache_dtype, device=self.device, zeroed=True),
-            make_graph)
+        self._graphs = GraphedCaches(self._allocate, make_graph)
 
     @property
     def vocab(self) -> int:
@@ -133,7 +128,7 @@ class MusicgenDecoder:
             log.info("no slot arena: %s", "riffd's native step batches its rows itself" if self.native is not None
                      else f"its {self.cache_dtype} cache is quantised")
             return None
-        positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
+        positions = self._arena_positions(positions)
         self.arena = SlotArena(self.weights, self.device, rows=rows, positions=positions, cross_len=CROSS_BUCKET,
                                position_bucket=POSITION_BUCKET, dtype=self.cache_dtype, compiled=self.compiled)
         if graphs if graphs is not None else self.device.type == "cuda":
@@ -150,8 +145,11 @@ class MusicgenDecoder:
 
     def arena_row_bytes(self, positions: int) -> int:
         """Bytes a row of an arena of `positions` slots would take (`enable_arena`'s rounding)."""
-        positions = min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
-        return SlotArena.row_bytes(self.weights, positions, CROSS_BUCKET, self.cache_dtype)
+        return SlotArena.row_bytes(self.weights, self._arena_positions(positions), CROSS_BUCKET, self.cache_dtype)
+
+    def _arena_positions(self, positions: int) -> int:
+        """An arena's slots for windows of `positions`: whole buckets, at most the model's positions."""
+        return min(-(-positions // POSITION_BUCKET) * POSITION_BUCKET, self.weights.max_positions)
 
     def cache_bytes(self, rows: int, positions: int, cross_len: int) -> int:
         """Bytes a window cache of `rows` rows and `positions` slots takes (for admission control);
@@ -178,6 +176,17 @@ class MusicgenDecoder:
         generator holding it) ends."""
         if positions > self.weights.max_positions:
             raise ValueError(f"window needs {positions} positions, the model has {self.weights.max_positions}")
+        with self._window_cache(rows, positions) as cache:
+            self._live_caches += 1
+            try:
+                yield cache
+            finally:
+                self._live_caches -= 1
+
+    @contextmanager
+    def _window_cache(self, rows: int, positions: int) -> Iterator[KVCache]:
+        """Where a window's cache comes from: its rows of the slot arena where it fits there, else a cache
+        the compiled step keeps with its graph, else buffers of its own."""
         arena = self.arena
         taken = arena.take(rows) if arena is not None and arena.fits(rows, positions) else None
         if arena is not None and taken is None:
@@ -185,35 +194,31 @@ class MusicgenDecoder:
                      "%d positions): it steps on its own", rows, positions, arena.free_rows, arena.rows,
                      arena.positions)
         if arena is not None and taken is not None:
-            self._live_caches += 1
             cache = arena.view(taken, positions)
             try:
                 yield cache
             finally:
                 cache.free()
                 arena.give(taken)
-                self._live_caches -= 1
             return
         if self.compiled:
             positions = POSITION_BUCKET if positions <= POSITION_BUCKET else self.weights.max_positions
         if self._graphs is not None:
             with self._graphs.open(rows, positions) as cache:
-                self._live_caches += 1
-                try:
-                    yield cache
-                finally:
-                    self._live_caches -= 1
+                yield cache
             return
-        w = self.weights
-        cache = KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads, head_dim=w.head_dim,
-                                 max_positions=positions, dtype=self.cache_dtype, device=self.device,
-                                 zeroed=self.compiled)
-        self._live_caches += 1
+        cache = self._allocate(rows, positions)
         try:
             yield cache
         finally:
             cache.free()
-            self._live_caches -= 1
+
+    def _allocate(self, rows: int, positions: int) -> KVCache:
+        """A window cache's own buffers (zeroed for the compiled step, which reads them whole, masked)."""
+        w = self.weights
+        return KVCache.allocate(layers=len(w.layers), batch=rows, heads=w.heads, head_dim=w.head_dim,
+                                max_positions=positions, dtype=self.cache_dtype, device=self.device,
+                                zeroed=self.compiled)
 
     def reserve_caches(self, rows: int, positions: int, count: int) -> None:
         """Have `count` windows' caches of `rows` rows and `positions` slots ready in faulted-in huge

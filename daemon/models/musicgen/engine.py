@@ -14,7 +14,6 @@ import torch
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.arena import SlotArena
 from daemon.models.musicgen.decoder import MusicgenDecoder
-from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, decoder_columns
 from daemon.models.musicgen.options import SPECULATIVE_LOOKAHEAD, EngineOptions
@@ -46,10 +45,19 @@ class MusicgenEngine:
     def weight_bytes_per_step(self) -> int:
         return self.decoder.weights.bytes_per_step
 
+    @property
+    def window_positions(self) -> int:
+        """Cache slots of a whole window (a long job's), which the slot arena and the warm-up size for."""
+        from daemon.models.musicgen.handoff import cache_positions
+        from daemon.models.musicgen.longform import Window
+
+        return cache_positions(Window(index=0, prompt_frames=0, new_frames=self.bundle.window_frames, start_frame=0),
+                               self.bundle)
+
     def open_arena(self, max_streams: int, max_bytes: int, *, graphs: bool | None = None) -> SlotArena | None:
         """The decoder's slot arena (arena.py) for `max_streams` guided streams (two rows each) of a whole
         window, as many of those rows as fit `max_bytes`; None where it cannot serve (logged)."""
-        positions = self.bundle.window_frames + delay_steps(self.bundle.num_codebooks, self.bundle.audio_channels)
+        positions = self.window_positions
         rows = min(2 * max_streams, max_bytes // self.decoder.arena_row_bytes(positions) // 2 * 2)  # guided pairs
         if rows < 2:
             log.warning("no slot arena: one guided stream's rows (%.0f MiB) do not fit the batch's memory "
@@ -92,11 +100,7 @@ class MusicgenEngine:
         if self.decoder.native is not None:
             # A whole window's cache, twice (a long job's current window and the next one it warms),
             # faulted into huge pages now rather than when a job's first window opens (TTFA).
-            from daemon.models.musicgen.handoff import cache_positions
-            from daemon.models.musicgen.longform import Window
-
-            full = Window(index=0, prompt_frames=0, new_frames=self.bundle.window_frames, start_frame=0)
-            self.decoder.reserve_caches(cond.hidden_states.shape[0], cache_positions(full, self.bundle), 2)
+            self.decoder.reserve_caches(cond.hidden_states.shape[0], self.window_positions, 2)
         took = time.perf_counter() - start
         log.info("%s engine %s warmed up in %.2f s", self.bundle.model_id, self.options.name, took)
         return took

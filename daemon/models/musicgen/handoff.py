@@ -178,8 +178,6 @@ class Warming:
             warming.whole, warming.cache = whole, view
         return warming
 
-
-
     @functools.cached_property
     def _longest_delay(self) -> int:
         """The largest codebook delay: columns past it hold no BOS ramp (as an int, read every step)."""
