@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.musicgen_stream import sync  # noqa: E402
 from daemon.models.musicgen.conditioning import build_conditioning  # noqa: E402
 from daemon.models.musicgen.decoder import MusicgenDecoder  # noqa: E402
 from daemon.models.musicgen.engine import MusicgenEngine  # noqa: E402
@@ -37,11 +38,6 @@ from daemon.models.musicgen.loader import MusicgenBundle, load_folder, pick_devi
 from daemon.models.musicgen.options import EngineOptions  # noqa: E402
 from daemon.models.registry import default_cache_dir, resolve_folder  # noqa: E402
 from daemon.native.branches import cpu_name  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed_steps(decoder: MusicgenDecoder, caches: list, columns: list[torch.Tensor], start: int, steps: int,
