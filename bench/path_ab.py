@@ -76,7 +76,6 @@ def ride_stages_switch(backend: Any) -> Callable[[bool], None]:
     so far (handoff.RIDE_STAGE_POSITIONS, on) or the window-sized cache itself (off). Flipped between
     steps (on the stepping thread), a next window riding now is moved to the other layout at once."""
     from daemon.models.musicgen import handoff
-    from daemon.models.musicgen.kv_cache import move_slots
 
     stage = handoff.RIDE_STAGE_POSITIONS
     if stage <= 0:
@@ -94,9 +93,8 @@ def ride_stages_switch(backend: Any) -> Callable[[bool], None]:
                 warming.whole = None
             elif on and warming.whole is None and stage < warming.cache.max_positions:
                 whole, warming.stage = warming.cache, stage
-                narrowed = handoff.stage_view(whole, max(warming.slot, 1), stage)
-                move_slots(whole, narrowed, warming.slot)
-                warming.whole, warming.cache = whole, narrowed
+                warming.whole = whole
+                warming.cache = handoff.staged_view(whole, whole, warming.slot, max(warming.slot, 1), stage)
 
     return set_on
 
