@@ -30,7 +30,7 @@ The profile's clock calls cost a little (compare profiled runs with each other).
 (part, ms a step, floor ms), then one JSON object as the last line.
 
     python -m bench.step_account [--engine int8] [--duration 8 | --riding [--ride-columns K] [--ride-stage N]] [--threads 2]
-        [--emulate avx2]
+        [--emulate avx2] [--prompt TEXT] [--no-fold]
 """
 
 from __future__ import annotations
@@ -257,7 +257,8 @@ def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
     for name in PROJECTIONS:
         ms = mean_ms(f"c.{name}")
         floor = sizes[name] / bandwidth / 1e6
-        table.append((f"product {name}", ms, floor, f"{sizes[name] / 1e6:.1f} MB, {sizes[name] / ms / 1e6:.1f} GB/s"))
+        rate = f"{sizes[name] / ms / 1e6:.1f} GB/s" if ms > 0 else "not read (the condition folded: cross-attention)"
+        table.append((f"product {name}", ms, floor, f"{sizes[name] / 1e6:.1f} MB, {rate}"))
     products = sum(row[1] for row in table)
     table.append(("products, all", products, sum(row[2] or 0 for row in table),
                   f"{sum(sizes.values()) / 1e6:.0f} MB at {sum(sizes.values()) / products / 1e6:.1f} GB/s"))
@@ -330,6 +331,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int, default=2, help="jobs in a row (the first one's steps are warm-up)")
     add_cpu_arguments(parser, threads_help="torch's and the kernels' threads")
     parser.add_argument("--prompt", default="80s pop track with bassy drums and synth")
+    parser.add_argument("--no-fold", action="store_true",
+                        help="the prompt takes the cross-attention's projections even where it folds (folded_condition.py)")
     args = parser.parse_args(argv)
     # First: the emulation's variables replace RIFFD_NATIVE_CFLAGS in the re-executed process, and the
     # profile's flag joins them there.
@@ -353,6 +356,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.ride_stage is not None:
         from daemon.models.musicgen import handoff
         handoff.RIDE_STAGE_POSITIONS = args.ride_stage
+    if args.no_fold:
+        from daemon.models.musicgen import folded_condition
+        folded_condition.FOLD_CONDITION = False
     backend = load_backend(args.model, device="cpu", engine=args.engine)
     # The model's objects out of the collector's full scans, as the daemon's load does (a full collection
     # over the loaded model, 75-190 ms, landing in a step made a run's means jump).

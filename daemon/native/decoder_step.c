@@ -372,6 +372,49 @@ static void cross_attention_layer(attention_job *job, int64_t n, int threads) {
         riffd_parallel(n * heads, heads, threads, cross_attention, job);
 }
 
+/* Cross-attention with the row's condition folded into its projections (riffd_row_cache's
+   folded_scores and folded_mix, made where the row is bound: daemon/models/musicgen/folded_condition.py).
+   A condition is fixed for a window, so its keys can go through the query projection's weights
+   once, and its values through the output projection's: head h's score for condition slot t is
+   (W_q,h^T k_h,t) . x, and the output is the sum over h and t of softmax weight p_h,t times
+   W_o,h v_h,t. With a short condition (16 heads x 12 text tokens in musicgen-small) those are
+   2 x 192 vectors of 1024 a layer: 0.4 MB of int8 a step reads instead of cross_q's and cross_out's
+   2 MB, and no attention of its own. Both products run through the int8 kernel at 16-bit activations
+   (the row's softmax weights too, whatever the engine's act8), one row at a time: a folded row's
+   outputs are the bits it gets alone. Rows with cross keys and no folding take the projections,
+   and where any does, everyone's product is computed that way first and the folded rows' outputs
+   replace theirs. `out` holds every live row's output; `work`, at least the largest folded_scores.rows
+   floats. */
+static void cross_folded(const riffd_model *m, const riffd_row *rows, int64_t layer, int64_t live,
+                         const float *normed, float *out, float *work, int threads) {
+    const int64_t hidden = m->hidden, heads = m->heads;
+    for (int64_t r = 0; r < live; r++) {
+        const riffd_row *row = &rows[r];
+        const riffd_row_cache *cache = &row->layer[layer];
+        if (!cache->folded_scores.packed || !cache->cross_keys) continue;
+        const int64_t entries = cache->folded_scores.rows, slots = entries / heads;
+        project(normed + r * hidden, 1, &cache->folded_scores, work, threads);
+        for (int64_t h = 0; h < heads; h++) {
+            float *p = work + h * slots, largest = -INFINITY, total = 0.0f;
+            for (int64_t t = 0; t < row->cross_len; t++) {
+                if (row->cross_mask) p[t] += row->cross_mask[t];
+                largest = p[t] > largest ? p[t] : largest;
+            }
+            for (int64_t t = 0; t < row->cross_len; t++) total += p[t] = expf(p[t] - largest);
+            for (int64_t t = 0; t < row->cross_len; t++) p[t] /= total;
+            for (int64_t t = row->cross_len; t < slots; t++) p[t] = 0.0f; /* padding slots */
+        }
+        project(work, 1, &cache->folded_mix, out + r * hidden, threads);
+    }
+}
+
+/* Whether any of the first `live` rows attends to a condition through cross_q and cross_out (not folded). */
+static int cross_unfolded(const riffd_row *rows, int64_t layer, int64_t live) {
+    for (int64_t r = 0; r < live; r++)
+        if (rows[r].layer[layer].cross_keys && !rows[r].layer[layer].folded_scores.packed) return 1;
+    return 0;
+}
+
 /* Asks for the lines of [start, start + bytes) to come into the cache (into L2 on Zen 4). */
 static void prefetch_bytes(const void *start, size_t bytes) {
     const char *line = (const char *)((uintptr_t)start & ~(uintptr_t)63), *end = (const char *)start + bytes;
@@ -565,9 +608,14 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
 
         if (layer->cross_q.packed) {
             PHASE(PHASE_NORM, layer_norm(x, &layer->cross_norm, m->eps, live, hidden, normed));
-            /* the query product and the attention, in one region where they can (cross_layer) */
-            PHASE(PHASE_CROSS_Q, cross_layer(&job, &layer->cross_q, normed, live, prepared, threads));
-            PHASE(PHASE_CROSS_OUT, project(attn, live, &layer->cross_out, delta, threads));
+            if (cross_unfolded(rows, l, live)) {
+                /* the query product and the attention, in one region where they can (cross_layer) */
+                PHASE(PHASE_CROSS_Q, cross_layer(&job, &layer->cross_q, normed, live, prepared, threads));
+                PHASE(PHASE_CROSS_OUT, project(attn, live, &layer->cross_out, delta, threads));
+            } else { /* +0 for the null rows, as their attention's output times cross_out is */
+                for (int64_t i = 0; i < live * hidden; i++) delta[i] = 0.0f;
+            }
+            PHASE(PHASE_CROSS, cross_folded(m, rows, l, live, normed, delta, inner, threads));
             PHASE(PHASE_RESIDUAL, add_into(x, delta, live * hidden));
         }
 

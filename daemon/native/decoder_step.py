@@ -89,7 +89,7 @@ class RowCacheStruct(Mirrored):
 
     _c_name = "riffd_row_cache"
     _fields_ = [("keys", _ptr), ("values", _ptr), ("key_scales", _ptr), ("value_scales", _ptr),
-                ("cross_keys", _ptr), ("cross_values", _ptr)]
+                ("cross_keys", _ptr), ("cross_values", _ptr), ("folded_scores", Int8Struct), ("folded_mix", Int8Struct)]
 
 
 class RowStruct(Mirrored):
@@ -272,7 +272,7 @@ class BoundRow:
     kv_bits: int  # 8: int8 slots; 4: packed 4-bit codes
     kv_int8_positions: int  # kv_bits 4: the window's first positions, kept in int8
     cross_mask: int | None  # address of its [cross_len] additive mask, or None
-    keep: tuple[torch.Tensor, ...]  # the tensors the addresses point into
+    keep: tuple[object, ...]  # what the addresses point into (tensors, and folded conditions holding theirs)
 
 
 def bind_row(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], key_scales: Sequence[torch.Tensor],

@@ -68,6 +68,13 @@ class PackedInt8:
 ACTIVATION_BITS = (16, 8)
 
 
+def kernel_layout() -> tuple[int, int, int]:
+    """This build's packed layout: (block rows, inputs a group, column multiple). A matrix's rows must be
+    whole blocks and its columns a multiple of the last (`pack`)."""
+    loaded = _library()
+    return int(loaded.riffd_int8_block_rows()), int(loaded.riffd_int8_group()), int(loaded.riffd_int8_col_multiple())
+
+
 def pack(codes: torch.Tensor, scales: torch.Tensor, activation_bits: int = 16, *,
          huge_pages: bool = True) -> PackedInt8:
     """Lay out int8 `codes` `[n, k]` (scales `[n]`) for the kernel that quantises activations to

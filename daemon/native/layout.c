@@ -27,7 +27,7 @@ static const struct {
     FIELD(riffd_model, final_norm), FIELD(riffd_model, lm_heads),
     SIZE(riffd_row_cache), FIELD(riffd_row_cache, keys), FIELD(riffd_row_cache, values),
     FIELD(riffd_row_cache, key_scales), FIELD(riffd_row_cache, value_scales), FIELD(riffd_row_cache, cross_keys),
-    FIELD(riffd_row_cache, cross_values),
+    FIELD(riffd_row_cache, cross_values), FIELD(riffd_row_cache, folded_scores), FIELD(riffd_row_cache, folded_mix),
     SIZE(riffd_row), FIELD(riffd_row, layer), FIELD(riffd_row, cross_mask), FIELD(riffd_row, position),
     FIELD(riffd_row, max_positions), FIELD(riffd_row, cross_len), FIELD(riffd_row, kv_bits), FIELD(riffd_row, kv_int8_positions),
     SIZE(riffd_layer), FIELD(riffd_layer, self_norm), FIELD(riffd_layer, qkv), FIELD(riffd_layer, self_out),

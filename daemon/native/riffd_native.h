@@ -55,6 +55,11 @@ typedef struct {
     /* [heads][cross_len][head_dim]; NULL without cross-attention, or where every key and value is zero
        (guidance's null rows: the attention's output is then +0 exactly, and is written without reading them) */
     const float *cross_keys, *cross_values;
+    /* The row's condition folded into the cross-attention's projections (decoder_step.c's
+       cross_folded; folded_scores.packed NULL: none): folded_scores [heads * T][hidden] gives the
+       row's scores, T slots a head (the condition's cross_len, then padding), from its normed input;
+       folded_mix [hidden][heads * T] the cross-attention's output projected, from their softmax. */
+    riffd_int8 folded_scores, folded_mix;
 } riffd_row_cache;
 
 /* One activation row of a batched step. Rows are independent: positions, windows and cross lengths
@@ -150,10 +155,19 @@ void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t
    [first, first + count) of every row into y [rows][w->rows] (multiples of riffd_int8_block_rows()),
    the same bits as the whole product. */
 int riffd_int8_block_rows(void);
+int riffd_int8_group(void);
+int riffd_int8_col_multiple(void);
 int64_t riffd_int8_prepared_bytes(const riffd_int8 *w, int64_t rows);
 void riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared);
 void riffd_int8_outputs(const riffd_int8 *w, const uint8_t *prepared, int64_t rows, int64_t first, int64_t count,
                         float *y);
+
+/* fold.c: a condition folded into one layer's cross-attention projections (riffd_row_cache's folded_*). */
+int riffd_fold_condition(const riffd_int8 *queries_t, const riffd_int8 *outputs_h, const float *query_scales,
+                         const float *keys, const float *values, int64_t heads, int64_t head_dim, int64_t cross_len,
+                         int64_t slots, int8_t *scores_packed, int32_t *scores_sums, float *scores_scales,
+                         int8_t *mix_packed, int32_t *mix_sums, float *mix_scales, float *work, int threads);
+int64_t riffd_fold_work_floats(int64_t heads, int64_t head_dim, int64_t cross_len, int64_t slots);
 
 #ifdef RIFFD_KERNELS
 /* attention.c */

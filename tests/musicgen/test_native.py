@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from daemon.models.musicgen import folded_condition
 from daemon.models.musicgen.agreement import compare
 from daemon.models.musicgen.conditioning import build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
@@ -479,7 +480,14 @@ def test_library_is_built_once_and_cached_by_content():
 
 def assert_native_step_equals_python(bundle, options: EngineOptions, texts: list[str], frames: int) -> MusicgenEngine:
     """The native step against the Python step of the same weight format: the same greedy codes and
-    logits within float rounding; returns the native engine."""
+    logits within float rounding; returns the native engine. Its conditions stay unfolded: folding is
+    the native step's own approximation (tests/musicgen/test_folded_condition.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(folded_condition, "FOLD_CONDITION", False)
+        return _native_step_equals_python(bundle, options, texts, frames)
+
+
+def _native_step_equals_python(bundle, options: EngineOptions, texts: list[str], frames: int) -> MusicgenEngine:
     native = MusicgenEngine(bundle, options)
     assert native.decoder.native is not None
     python = MusicgenEngine(bundle, options)
@@ -642,7 +650,7 @@ def test_a_process_logs_the_branch_it_loads():
 #: What each other branch reruns: the kernels, the native step (same greedy codes as the Python
 #: step), the batched step, the int8 draft's speculative decoding, int4's kernel, the 4-bit cache.
 BRANCH_TEST_FILES = ("test_native.py", "test_native_attention.py", "test_native_batch.py", "test_speculative.py",
-                     "test_int4.py", "test_kv4.py", "test_prefill_attention.py")
+                     "test_int4.py", "test_kv4.py", "test_prefill_attention.py", "test_folded_condition.py")
 
 
 def _other_branches() -> list[Branch]:

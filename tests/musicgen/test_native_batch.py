@@ -81,7 +81,12 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
             long_positions = [heads * cache.cross_keys[0].shape[2] for cache, _, _ in streams[3:]]
             assert all(p <= 2048 for p in long_positions) and sum(long_positions) > 2048, long_positions
         alone = [clone_cache(cache) for cache, _, _ in streams]
-        batch = model.batch([row for cache, _, _ in streams for row in bound_rows(cache)])
+        # bound as the engine binds them: the short conditions folded (folded_condition.py), the long ones not
+        rows = [row for cache, _, _ in streams for row in engine.decoder.native.rows(cache)]
+        if streams[0][0].cross_keys:
+            folded = [bool(row.caches[0].folded_scores.packed) for row in rows]
+            assert folded[:2] == [True, False] and not any(folded[2:6]) and folded[6:8] == [True, False], folded
+        batch = model.batch(rows)
         positions = [position for _, rows, position in streams]
         for step in range(4):
             tokens = [torch.randint(0, bundle.pad_token_id, (rows, bundle.num_codebooks, 1), generator=generator)
@@ -181,7 +186,8 @@ def test_the_ctypes_mirror_is_checked_against_the_c_layout():
     class Swapped(Mirrored):
         _c_name = "riffd_row_cache"
         _fields_ = [("values", ctypes.c_void_p), ("keys", ctypes.c_void_p), ("key_scales", ctypes.c_void_p),
-                    ("value_scales", ctypes.c_void_p), ("cross_keys", ctypes.c_void_p), ("cross_values", ctypes.c_void_p)]
+                    ("value_scales", ctypes.c_void_p), ("cross_keys", ctypes.c_void_p), ("cross_values", ctypes.c_void_p),
+                    ("folded_scores", Int8Struct), ("folded_mix", Int8Struct)]
 
     with pytest.raises(NativeUnavailable, match="riffd_row is 56 bytes in C, 48"):
         check_layout(loaded, [Shorter])

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+from daemon.models.musicgen import folded_condition
+from daemon.models.musicgen.folded_condition import ConditionFolder, FoldedRow
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.speed import Int4Linear, Int8Linear, Linear
 from daemon.models.musicgen.weights import DecoderWeights, NormWeights
@@ -34,6 +36,10 @@ def _packed(linear: Linear | None) -> Int8Struct:
     return Int8Struct.of(linear.packed)
 
 
+#: Folded conditions a NativeStep keeps for windows to come (a job's next window; streams that share a prompt).
+FOLDS_KEPT = 4
+
+
 class NativeStep:
     """`step_streams(xs, caches, positions)`: one native call for the rows of several windows."""
 
@@ -48,6 +54,12 @@ class NativeStep:
                                      _packed(lw.fc2)) for lw in weights.layers]
         self.model = NativeModel(layers, heads=weights.heads, head_dim=weights.head_dim, eps=weights.final_norm.eps,
                                  final_norm=_norm(weights.final_norm), lm_heads=_packed(weights.lm_heads))
+        # Conditions fold into int8 cross projections (folded_condition.py); int4 ones keep them.
+        cross = [(lw.cross_q, lw.cross_out) for lw in weights.layers]
+        self.folder = ConditionFolder([q.packed for q, _ in cross], [o.packed for _, o in cross], weights.heads) \
+            if all(isinstance(q, Int8Linear) and isinstance(o, Int8Linear) and q.packed and o.packed for q, o in cross) \
+            else None
+        self._folds: list[FoldedRow] = []  # the last conditions folded, newest first
 
     @classmethod
     def build(cls, weights: DecoderWeights, device: torch.device) -> NativeStep | None:
@@ -115,7 +127,7 @@ class NativeStep:
             kept = first.bindings.get("native_batch")
             if kept is not None and kept[0] == first.condition_version:
                 return kept[1]
-            batch = self.model.batch(self._rows(first))
+            batch = self.model.batch(self.rows(first))
             first.bindings["native_batch"] = (first.condition_version, batch)
             return batch
         versions = [cache.condition_version for cache in caches]
@@ -123,11 +135,11 @@ class NativeStep:
         if (together is not None and len(together[0]) == len(caches)
                 and all(a is b for a, b in zip(together[0], caches)) and together[1] == versions):
             return together[2]
-        batch = self.model.batch([row for cache in caches for row in self._rows(cache)])
+        batch = self.model.batch([row for cache in caches for row in self.rows(cache)])
         first.bindings["native_together"] = (tuple(caches), versions, batch)
         return batch
 
-    def _rows(self, cache: KVCache) -> list[BoundRow]:
+    def rows(self, cache: KVCache) -> list[BoundRow]:
         """The window's rows bound for the native step: once a window, again after a condition swap."""
         bound = cache.bindings.get("native")
         if bound is not None and bound[0] == cache.condition_version:
@@ -142,5 +154,25 @@ class NativeStep:
         rows = [bind_row(cache.keys, cache.values, cache.key_scales, cache.value_scales, cache.cross_keys,
                          cache.cross_values, mask, row, int8_positions=cache.int8_positions)
                 for row in range(cache.keys[0].shape[0])]
+        for index, row in enumerate(rows):
+            self._fold(cache, index, row)
         cache.bindings["native"] = (cache.condition_version, rows)
         return rows
+
+    def _fold(self, cache: KVCache, index: int, row: BoundRow) -> None:
+        """Row `index`'s condition folded into its bound caches, where it has one that folds."""
+        if self.folder is None or not folded_condition.FOLD_CONDITION or not cache.cross_keys \
+                or not row.caches[0].cross_keys:  # no condition, or guidance's null row (bound without it)
+            return
+        slots = self.folder.slots(row.cross_len)
+        if slots is None:
+            return
+        keys, values = [k[index] for k in cache.cross_keys], [v[index] for v in cache.cross_values]
+        # A long-form job's next window projects the same condition again: fold it once.
+        folded = next((f for f in self._folds if f.folds(keys, values)), None)
+        if folded is None:
+            folded = self.folder.fold(keys, values, slots)
+            self._folds = [folded, *self._folds[:FOLDS_KEPT - 1]]
+        for layer, (scores, mix) in enumerate(zip(folded.scores, folded.mix, strict=True)):
+            row.caches[layer].folded_scores, row.caches[layer].folded_mix = Int8Struct.of(scores), Int8Struct.of(mix)
+        row.keep += (folded,)
