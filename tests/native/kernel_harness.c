@@ -46,6 +46,9 @@
      rounding to float16 too (float32's, as the store computes them): each moves by at most 2^-11 of itself, a score by
      |q . k| * key_scale * 2^-11 / sqrt(hd) more (in m), and a value by 2^-11 of itself, so the output by
      2^-11 of the largest value more.
+   - A folded condition (riffd_fold_condition): each folded vector is double maths on the projections'
+     codes (the keys' coefficients carried at 16 bits, as the int8 matvec's bound) rounded to int8 with
+     its own scale, so each value within half that scale plus the matvec's bound; padding exactly zero.
    - The whole decoder step (riffd_step_rows, the rows of a batch): a reference step in double doing what the kernels specify (each
      product's activations rounded as the kernels round them, exact sums, exact erf
      GELU, softmax in double) and attending over the kernel's own int8 cache, whose newest vectors
@@ -1247,6 +1250,77 @@ static void check_int4_cache(int64_t hd, int64_t length, int64_t head8) {
     free(scratch), free(scores), free(want), free(code_sums);
 }
 
+/* A short condition folded into one layer's cross-attention projections (fold.c): heads of head_dim,
+   cross_len slots padded to `slots`. */
+static double unpacked(const int8_t *packed, const float *scales, int64_t cols, int64_t r, int64_t c) {
+    const int64_t b = riffd_int8_block_rows();
+    return packed[(r / b) * b * cols + (c / 4) * b * 4 + (r % b) * 4 + c % 4] * (double)scales[r];
+}
+
+static void check_fold(int64_t heads, int64_t head_dim, int64_t cross_len) {
+    const int64_t hidden = heads * head_dim;
+    int64_t slots = cross_len;
+    while ((heads * slots) % riffd_int8_block_rows() || (heads * slots) % riffd_int8_col_multiple()) slots++;
+    const int64_t entries = heads * slots;
+    matrix queries_t = int8_matrix(heads * hidden, head_dim, 1.0), outputs_h = int8_matrix(heads * hidden, head_dim, 0.5);
+    float *query_scales = must_alloc(sizeof(float) * hidden), *keys = must_alloc(sizeof(float) * heads * cross_len * head_dim);
+    float *values = must_alloc(sizeof(float) * heads * cross_len * head_dim);
+    for (int64_t i = 0; i < hidden; i++) query_scales[i] = (float)(0.01 * (0.5 + uniform()));
+    for (int64_t i = 0; i < heads * cross_len * head_dim; i++) keys[i] = (float)gauss(), values[i] = (float)gauss();
+    int8_t *scores = must_alloc(entries * hidden), *mix = must_alloc(entries * hidden);
+    int32_t *score_sums = must_alloc(sizeof(int32_t) * entries), *mix_sums = must_alloc(sizeof(int32_t) * hidden);
+    float *score_scales = must_alloc(sizeof(float) * entries), *mix_scales = must_alloc(sizeof(float) * hidden);
+    float *work = must_alloc(sizeof(float) * riffd_fold_work_floats(heads, head_dim, cross_len, slots));
+    int refused = riffd_fold_condition(&queries_t.view, &outputs_h.view, query_scales, keys, values, heads, head_dim,
+                                       cross_len, slots, scores, score_sums, score_scales, mix, mix_sums, mix_scales,
+                                       work, THREADS);
+    double worst = refused ? INFINITY : 0.0;
+    const double root = sqrt((double)head_dim);
+    for (int64_t h = 0; h < heads && !refused; h++)
+        for (int64_t t = 0; t < slots; t++) {
+            const int64_t row = h * slots + t;
+            int32_t sum = 0;
+            for (int64_t c = 0; c < hidden; c++) sum += (int32_t)lround(unpacked(scores, score_scales, hidden, row, c) / score_scales[row]);
+            if (sum != score_sums[row]) worst = INFINITY;
+            for (int64_t c = 0; c < hidden; c++) {
+                /* scores[h slots + t][c] = sum_j k[h][t][j] s_q[h d + j] / sqrt(d) * queries_t[h hidden + c][j] */
+                double want = 0.0, spread = 0.0, largest = 0.0;
+                for (int64_t j = 0; j < head_dim && t < cross_len; j++) {
+                    const double coefficient = keys[(h * cross_len + t) * head_dim + j] * (double)query_scales[h * head_dim + j] / root;
+                    const double w = queries_t.dense[(h * hidden + c) * head_dim + j];
+                    want += coefficient * w, spread += fabs(w);
+                    largest = fabs(coefficient) > largest ? fabs(coefficient) : largest;
+                }
+                const double got = unpacked(scores, score_scales, hidden, row, c);
+                const double bound = t < cross_len ? 0.5 * score_scales[row] + spread * largest / 65534.0 + 1e-6 * fabs(want) : 0.0;
+                const double share = bound > 0 ? fabs(got - want) / bound : (got == 0.0 ? 0.0 : INFINITY);
+                worst = share > worst ? share : worst;
+            }
+        }
+    for (int64_t d = 0; d < hidden && !refused; d++)
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t t = 0; t < slots; t++) {
+                /* mix[d][h slots + t] = sum_j v[h][t][j] outputs_h[h hidden + d][j] */
+                double want = 0.0, spread = 0.0, largest = 0.0;
+                for (int64_t j = 0; j < head_dim && t < cross_len; j++) {
+                    const double v = values[(h * cross_len + t) * head_dim + j], w = outputs_h.dense[(h * hidden + d) * head_dim + j];
+                    want += v * w, spread += fabs(w);
+                    largest = fabs(v) > largest ? fabs(v) : largest;
+                }
+                const double got = unpacked(mix, mix_scales, entries, d, h * slots + t);
+                const double bound = t < cross_len ? 0.5 * mix_scales[d] + spread * largest / 65534.0 + 1e-6 * fabs(want) : 0.0;
+                const double share = bound > 0 ? fabs(got - want) / bound : (got == 0.0 ? 0.0 : INFINITY);
+                worst = share > worst ? share : worst;
+            }
+    char what[128];
+    snprintf(what, sizeof what, "folded condition, %lld heads of %lld, %lld slots (padded to %lld)", (long long)heads,
+             (long long)head_dim, (long long)cross_len, (long long)slots);
+    report(what, worst);
+    free_matrix(&queries_t), free_matrix(&outputs_h);
+    free(query_scales), free(keys), free(values), free(scores), free(mix), free(score_sums), free(mix_sums);
+    free(score_scales), free(mix_scales), free(work);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) rng_state = strtoull(argv[1], NULL, 0); /* another seed for the random inputs */
     if (!riffd_int8_supported()) {
@@ -1314,6 +1388,10 @@ int main(int argc, char **argv) {
     check_residual_unit(3 * panel, panel, 1, 1, 1, 1, 1.0f, 1);
     report("residual unit sizes: EnCodec's first unit fits, 5000 hidden do not",
            riffd_residual_unit_fits(512, 256, 2) && !riffd_residual_unit_fits(panel, 5000, 2) ? 0.0 : INFINITY);
+    /* The folded condition, last: the checks above keep their random inputs. */
+    check_fold(4, 64, 5);
+    check_fold(16, 64, 12); /* musicgen-small's heads, a 12-token prompt */
+    check_fold(2, 16, 1);
     printf("harness: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
