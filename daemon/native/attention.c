@@ -26,22 +26,32 @@
 /* A late step's 4-bit keys and values come from memory (a (row, head)'s ~100 KB at 1400 positions,
    read once a step), and a task is one stream per pass that the hardware prefetchers pick up late
    and that its short compute between loads leaves waiting. So the score and weighing passes ask for
-   the bytes ATTENTION_PREFETCH_BYTES ahead, into L1, a line at a time (0: they do not). Measured on
-   a 2-core Intel Xeon (AVX-512 VNNI, KVM): one head of 1400 positions with its slots cold, one
-   thread, 12.1 -> 9.9 us at 2048 (1024: 10.3, 4096: 9.9; a plain read of the same bytes with the
-   best prefetch runs at 12-14 GB/s, i.e. ~7.5 us). The whole step (bench.step_ab against main,
-   int8a8+kv4, one stream, 60 pairs; same bits), on that Xeon:
-   - AVX-512 VNNI: 0.968x at position 1400 (55 of 60 pairs faster), 0.965x riding at 1400 + 450,
-     1.001x at 100;
-   - AVX-VNNI (-mno-avx512f): 0.936x at 1400, 0.930x riding, 1.001x at 100;
-   - AVX2 (-mno-avx512f -mno-avxvnni): 0.923x at 1400, 0.912x riding, 0.998x at 100. */
+   the bytes ahead, a line at a time, in two reaches as int8_matvec.c's weight stream does:
+   ATTENTION_PREFETCH_L2_BYTES ahead into L2 (prefetcht1) and ATTENTION_PREFETCH_BYTES ahead into
+   L1 (prefetcht0); 0 turns a reach off. An L1 prefetch holds one of the core's few L1 fill buffers
+   until its line arrives, so L1 prefetches alone (2048 ahead, 7f709a0) kept only that many lines in
+   flight; the far ones wait in L2's longer queue instead. Measured on a 2-core Intel Xeon (AVX-512
+   VNNI, KVM), bench.step_ab (int8a8+kv4, one stream, 60 pairs, same bits):
+   - L1 alone at 2048 against none: 0.968x at position 1400, 0.965x riding at 1400 + 450, 1.001x at
+     100 (AVX-512 VNNI); 0.936x, 0.930x, 1.001x (AVX-VNNI, -mno-avx512f); 0.923x, 0.912x, 0.998x
+     (AVX2, -mno-avx512f -mno-avxvnni).
+   - 4096 into L2 and 512 into L1 against that: 0.974x riding at 1400 + 450 (58 of 60 pairs
+     faster), 0.986x at 1400 (56/60), 1.002x at 100 (AVX-512 VNNI); 0.966x, 0.977x, 0.995x
+     (AVX-VNNI); 0.977x, 0.986x, 1.004x (AVX2). Riding, 8192/512 measured 1.009x of 4096/512 and
+     4096/256 0.998x.
+   Not measured on AMD: the weight stream there wanted other distances than on Intel. */
 #ifndef ATTENTION_PREFETCH_BYTES
-#define ATTENTION_PREFETCH_BYTES 2048
+#define ATTENTION_PREFETCH_BYTES 512
+#endif
+#ifndef ATTENTION_PREFETCH_L2_BYTES
+#define ATTENTION_PREFETCH_L2_BYTES 4096
 #endif
 
 static inline __attribute__((always_inline)) void prefetch_slots_ahead(const uint8_t *at, const int64_t bytes) {
     if (ATTENTION_PREFETCH_BYTES > 0)
         for (int64_t line = 0; line < bytes; line += 64) __builtin_prefetch(at + ATTENTION_PREFETCH_BYTES + line, 0, 3);
+    if (ATTENTION_PREFETCH_L2_BYTES > 0)
+        for (int64_t line = 0; line < bytes; line += 64) __builtin_prefetch(at + ATTENTION_PREFETCH_L2_BYTES + line, 0, 2);
 }
 
 int64_t riffd_attention_scratch_floats(int64_t length, int64_t head_dim) {
