@@ -522,10 +522,28 @@ static void prefetch_slots(const attention_job *j, int64_t r, int64_t h) {
    groups) at most FUSE_SELF_COST: a lone guided stream at any position of a 1500-frame window
    (two groups of ~364 + position), not a riding step (four groups). Zen 4, 2 threads, bench.step_ab
    against separate regions: a lone stream 0.98x at position 100 and 0.97-0.99x at 1400; a riding step
-   at 1400 + 300 not faster (0.97-1.11x under the other helpers' load). */
+   at 1400 + 300 not faster (0.97-1.11x under the other helpers' load). On a 2-core Intel Xeon
+   (AVX-512 VNNI, KVM) separate regions were the faster (FUSE_SELF_COST 0 against 4000, int8a8+kv4,
+   60 pairs, same bits): 0.988x at position 100 (44 of 60 pairs faster) and 0.985x at 1400 (48/60),
+   and 0.990x and 0.992x with the attention's L2 prefetches. So Zen builds fuse and others do not. */
 #ifndef FUSE_SELF_COST
+#if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
 #define FUSE_SELF_COST 4000
+#else
+#define FUSE_SELF_COST 0
 #endif
+#endif
+
+static int64_t fuse_self_cost = FUSE_SELF_COST;
+
+/* The cost up to which a step fuses (FUSE_SELF_COST as built); a `cost` >= 0 replaces it, for every
+   step after (the tests step both ways: the same bits). Returns the one it replaced. Not for a step
+   running meanwhile on another thread. */
+int64_t riffd_fuse_self_cost(int64_t cost) {
+    const int64_t before = fuse_self_cost;
+    if (cost >= 0) fuse_self_cost = cost;
+    return before;
+}
 
 static int64_t self_cost(const riffd_row *rows, const row_groups *groups) {
     int64_t cost = 0;
@@ -576,7 +594,7 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
     /* the last layer's attention tasks: the rows with logits only, balanced among themselves */
     group_rows(rows, logit_rows, last_order, last_group_first, &last_groups);
     const int64_t last_chunks = logit_rows < n ? self_chunks(rows, &last_groups, heads, threads, last_first) : chunks;
-    const int fuse_self = self_cost(rows, &groups) <= FUSE_SELF_COST; /* self_fused */
+    const int fuse_self = self_cost(rows, &groups) <= fuse_self_cost; /* self_fused */
 
     for (int64_t l = 0; l < m->layers; l++) {
         const riffd_layer_weights *layer = &m->layer[l];
@@ -682,6 +700,7 @@ void riffd_step_rows(const riffd_model *m, const riffd_row *rows, int64_t n, flo
     (void)m; (void)rows; (void)n; (void)x; (void)logits; (void)scratch; (void)threads;
 }
 int64_t riffd_decoder_scratch_floats(const riffd_decoder *d) { (void)d; return 0; }
+int64_t riffd_fuse_self_cost(int64_t cost) { (void)cost; return 0; }
 void riffd_gelu(float *x, int64_t count) { (void)x; (void)count; }
 int64_t riffd_step_profile(double *ns, int64_t count) { (void)ns; (void)count; return 0; }
 void riffd_decoder_step(const riffd_decoder *d, float *x, int64_t position, float *logits) {

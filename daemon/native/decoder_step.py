@@ -199,6 +199,9 @@ def bind(loaded: ctypes.CDLL) -> ctypes.CDLL:
         loaded.riffd_step_draw.restype = _i64
     loaded.riffd_gelu.argtypes = [_ptr, ctypes.c_int64]
     loaded.riffd_gelu.restype = None
+    if hasattr(loaded, "riffd_fuse_self_cost"):  # not in a build of an older revision (bench.step_ab's base)
+        loaded.riffd_fuse_self_cost.argtypes = [_i64]
+        loaded.riffd_fuse_self_cost.restype = _i64
     return loaded
 
 

@@ -309,6 +309,50 @@ def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_
             decoder.step_streams([playing, following, following], [played, context[0], context[1]], [10, 3, 3])
 
 
+@pytest.mark.parametrize("mode", ["int8", "int8a8+kv4"])
+def test_the_qkv_product_fused_with_self_attention_gives_the_separate_regions_bits(load_preset, monkeypatch, mode):
+    """decoder_step.c's self_fused (a head's qkv outputs and its attention in one pool item) against the
+    qkv product's region and then the attention's (riffd_fuse_self_cost: every step fused, then none):
+    the same logits and cache slots, a stream alone and with a next window's keys-only rows riding.
+    The build picks one per CPU family, so the other would go untested on that CPU. A step fuses only
+    where a head's outputs are whole blocks of the int8 kernel (the debug preset's head_dim 16: the
+    256-bit branches' 8 and 16 rows, which every x86 machine runs in the branch tests)."""
+    monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 3)  # +kv4: steps into 4-bit slots
+    bundle = load_preset("debug/musicgen").bundle
+    decoder = MusicgenEngine(bundle, EngineOptions.parse(mode + "+nowarmup")).decoder
+    assert decoder.native is not None
+    library = functions()
+    generator = torch.Generator().manual_seed(7)
+    built = library.riffd_fuse_self_cost(-1)  # (-1 asks, changes nothing)
+    try:
+        with torch.inference_mode(), ExitStack() as windows:
+            cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+            fused = windows.enter_context(decoder.open_cache(2, 24))
+            decoder.prefill(fused, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
+                                                       generator=generator))
+            riding = windows.enter_context(decoder.open_cache(2, 12))
+            share_condition(fused, riding)
+            separate = [clone_cache(fused), clone_cache(riding)]
+            for step in range(10):
+                columns = [torch.randint(0, bundle.pad_token_id + 1, (1, bundle.num_codebooks), generator=generator)
+                           for _ in range(2)]
+                rides = step >= 4  # the first steps alone, the rest with the riding rows
+                caches, positions = ([fused, riding], [6 + step, step - 4]) if rides else ([fused], [6 + step])
+                logit_windows = 1 if rides else None
+                library.riffd_fuse_self_cost(1 << 40)
+                one = decoder.step_streams(caches, columns[:len(caches)], positions, logit_windows=logit_windows)
+                library.riffd_fuse_self_cost(0)
+                other = decoder.step_streams(separate[:len(caches)], columns[:len(caches)], positions,
+                                             logit_windows=logit_windows)
+                assert torch.equal(one[0], other[0]), f"step {step}"
+            for cache, own in zip((fused, riding), separate):
+                for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
+                                        own.keys + own.values + own.key_scales + own.value_scales):
+                    assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+    finally:
+        library.riffd_fuse_self_cost(built)
+
+
 class _CountedScratch:
     """The kernels' functions with `riffd_step_scratch_floats`' calls counted."""
 
