@@ -54,6 +54,27 @@ def bound_rows(cache):
             for row in range(cache.keys[0].shape[0])]
 
 
+def assert_same_cache_bits(cache, own):
+    """Every key, value and scale slot of `cache` the bits of `own`'s, slots not yet written too (unzeroed:
+    the same garbage)."""
+    for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
+                            own.keys + own.values + own.key_scales + own.value_scales, strict=True):
+        assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+
+
+def playing_and_next(bundle, decoder, windows: ExitStack, generator: torch.Generator, playing_slots: int,
+                     next_slots: int):
+    """A guided window of `playing_slots` positions prefilled with 6 random frames of "drums", and the next
+    window's cache of `next_slots` sharing its condition (handoff.share_condition); `windows` closes both."""
+    cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
+    playing = windows.enter_context(decoder.open_cache(2, playing_slots))
+    decoder.prefill(playing, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
+                                                 generator=generator))
+    following = windows.enter_context(decoder.open_cache(2, next_slots))
+    share_condition(playing, following)
+    return playing, following
+
+
 @pytest.mark.parametrize("preset", ["debug/musicgen", "debug/musicgen-melody"])
 def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
     bundle = load_preset(preset).bundle
@@ -101,10 +122,7 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
                 start += rows
             positions = [p + 1 for p in positions]
         for (cache, _, _), own in zip(streams, alone):
-            for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
-                                    own.keys + own.values + own.key_scales + own.value_scales):
-                # Bit for bit, slots not yet written too (unzeroed: the same garbage).
-                assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+            assert_same_cache_bits(cache, own)
 
 
 @pytest.mark.parametrize("mode", ["int8", "int8a8+kv4"])
@@ -120,12 +138,7 @@ def test_keys_only_rows_leave_the_caches_and_logits_of_the_step_that_finishes_ev
     assert decoder.native is not None
     generator = torch.Generator().manual_seed(5)
     with torch.inference_mode(), ExitStack() as windows:
-        cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
-        playing = windows.enter_context(decoder.open_cache(2, 20))
-        decoder.prefill(playing, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
-                                                     generator=generator))
-        following = windows.enter_context(decoder.open_cache(2, 12))
-        share_condition(playing, following)
+        playing, following = playing_and_next(bundle, decoder, windows, generator, 20, 12)
         for scales in following.key_scales + following.value_scales:
             scales.zero_()  # unwritten: a stored vector's scale is > 0
         finished = [clone_cache(playing), clone_cache(following)]
@@ -137,9 +150,7 @@ def test_keys_only_rows_leave_the_caches_and_logits_of_the_step_that_finishes_ev
             every_row = decoder.step_streams(finished, columns, positions)
             assert len(riding) == 1 and torch.equal(riding[0], every_row[0]), f"step {step}"
         for cache, own in zip((playing, following), finished):
-            for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
-                                    own.keys + own.values + own.key_scales + own.value_scales):
-                assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+            assert_same_cache_bits(cache, own)
         # the riding rows' last layer stored every step's key (9 positions: the int8 head's float32 scales
         # two entries each, then float16)
         assert kv_cache.scale_values(following.key_scales[-1], following.int8_positions)[:, :, :9].all()
@@ -278,12 +289,7 @@ def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_
     generator = torch.Generator().manual_seed(6)
     columns = 4
     with torch.inference_mode(), ExitStack() as windows:
-        cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
-        playing = windows.enter_context(decoder.open_cache(2, 20))
-        decoder.prefill(playing, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
-                                                     generator=generator))
-        following = windows.enter_context(decoder.open_cache(2, 3 * columns))
-        share_condition(playing, following)
+        playing, following = playing_and_next(bundle, decoder, windows, generator, 20, 3 * columns)
         one_a_step = [clone_cache(playing), clone_cache(following)]
         logit_windows = 1 if keys_only else None
         for step in range(3):
@@ -302,9 +308,7 @@ def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_
                 for i, mine in enumerate(together[1:]):
                     assert torch.equal(mine, (one[1:] + alone)[i]), f"step {step}, column {i}"
         for cache, own in zip((playing, following), one_a_step):
-            for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
-                                    own.keys + own.values + own.key_scales + own.value_scales):
-                assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+            assert_same_cache_bits(cache, own)
         with pytest.raises(ValueError, match="positions of their own"):
             decoder.step_streams([playing, following, following], [played, context[0], context[1]], [10, 3, 3])
 
@@ -326,12 +330,7 @@ def test_the_qkv_product_fused_with_self_attention_gives_the_separate_regions_bi
     built = library.riffd_fuse_self_cost(-1)  # (-1 asks, changes nothing)
     try:
         with torch.inference_mode(), ExitStack() as windows:
-            cond = build_conditioning(bundle, ["drums"], guidance_scale=3.0)
-            fused = windows.enter_context(decoder.open_cache(2, 24))
-            decoder.prefill(fused, cond, torch.randint(0, bundle.pad_token_id, (1, bundle.num_codebooks, 6),
-                                                       generator=generator))
-            riding = windows.enter_context(decoder.open_cache(2, 12))
-            share_condition(fused, riding)
+            fused, riding = playing_and_next(bundle, decoder, windows, generator, 24, 12)
             separate = [clone_cache(fused), clone_cache(riding)]
             for step in range(10):
                 columns = [torch.randint(0, bundle.pad_token_id + 1, (1, bundle.num_codebooks), generator=generator)
@@ -346,9 +345,7 @@ def test_the_qkv_product_fused_with_self_attention_gives_the_separate_regions_bi
                                              logit_windows=logit_windows)
                 assert torch.equal(one[0], other[0]), f"step {step}"
             for cache, own in zip((fused, riding), separate):
-                for mine, theirs in zip(cache.keys + cache.values + cache.key_scales + cache.value_scales,
-                                        own.keys + own.values + own.key_scales + own.value_scales):
-                    assert torch.equal(mine.view(torch.uint8), theirs.view(torch.uint8))
+                assert_same_cache_bits(cache, own)
     finally:
         library.riffd_fuse_self_cost(built)
 
