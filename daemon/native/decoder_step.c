@@ -525,7 +525,9 @@ static void prefetch_slots(const attention_job *j, int64_t r, int64_t h) {
    at 1400 + 300 not faster (0.97-1.11x under the other helpers' load). On a 2-core Intel Xeon
    (AVX-512 VNNI, KVM) separate regions were the faster (FUSE_SELF_COST 0 against 4000, int8a8+kv4,
    60 pairs, same bits): 0.988x at position 100 (44 of 60 pairs faster) and 0.985x at 1400 (48/60),
-   and 0.990x and 0.992x with the attention's L2 prefetches. So Zen builds fuse and others do not. */
+   and 0.990x and 0.992x with the attention's L2 prefetches; AVX-VNNI (-mno-avx512f) 0.987x and 0.986x
+   (51/60, 50/60), AVX2 (-mno-avx512f -mno-avxvnni) 0.978x and 0.978x (57/60, 54/60). So Zen builds
+   fuse and others do not. */
 #ifndef FUSE_SELF_COST
 #if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
 #define FUSE_SELF_COST 4000
