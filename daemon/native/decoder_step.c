@@ -529,7 +529,7 @@ static void prefetch_slots(const attention_job *j, int64_t r, int64_t h) {
    (51/60, 50/60), AVX2 (-mno-avx512f -mno-avxvnni) 0.978x and 0.978x (57/60, 54/60). So Zen builds
    fuse and others do not. */
 #ifndef FUSE_SELF_COST
-#if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
+#if RIFFD_ZEN
 #define FUSE_SELF_COST 4000
 #else
 #define FUSE_SELF_COST 0

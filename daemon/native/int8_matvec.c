@@ -68,7 +68,7 @@
      1.06x. No Zen part has AVX-VNNI without AVX-512, so this case is the emulation on a Zen 4
      (bench/isa.py); real AVX-VNNI CPUs (Intel) take the 4096/512 below.
    Other CPUs keep 4096/512. -D overrides both. */
-#if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
+#if RIFFD_ZEN
 #if RIFFD_SIMD_BITS == 512 || (RIFFD_SIMD_BITS == 256 && defined(RIFFD_VNNI))
 #define ZEN_PREFETCH 1 /* nearer */
 #elif RIFFD_SIMD_BITS == 256

@@ -23,6 +23,14 @@
 
 #include <stdint.h>
 
+/* Built for an AMD Zen core (-march=native there names one): where the kernels' tuning measured
+   otherwise on Zen than on Intel (int8_matvec.c's prefetch distances, decoder_step.c's fused regions). */
+#if defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || defined(__znver4__) || defined(__znver5__)
+#define RIFFD_ZEN 1
+#else
+#define RIFFD_ZEN 0
+#endif
+
 /* ---------------------------------------------------------------- x86: AVX-512 with VNNI */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && !defined(RIFFD_SIMD_256)
 #include <immintrin.h>
