@@ -87,8 +87,10 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
         # The last two texts' cross-attention is under decoder_step.c's CROSS_SERIAL_POSITIONS (2048 head-positions)
         # alone and past it together: the pool's cross path against the calling thread's, bit for bit.
         long_text = "a loud and very slow drum solo, " * 30
+        # The last stream's prompt is the first's: both bind the same fold, whose products they go through together.
         for texts, prompt_frames, spare in ((["drums"], 3, 17), (["an upbeat jazz tune with a walking bass", "bass"], 9, 22),
-                                            (["strings"], 1, 4), ([long_text], 2, 5), ([long_text + "with bells"], 4, 6)):
+                                            (["strings"], 1, 4), ([long_text], 2, 5), ([long_text + "with bells"], 4, 6),
+                                            (["drums"], 5, 9)):
             cond = build_conditioning(bundle, texts, guidance_scale=3.0)
             prefix = cond.hidden_states.shape[1] if cond.prefix else 0
             inputs = torch.randint(0, bundle.pad_token_id, (len(texts), bundle.num_codebooks, prompt_frames),
@@ -107,6 +109,8 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
         if streams[0][0].cross_keys:
             folded = [bool(row.caches[0].folded_scores.packed) for row in rows]
             assert folded[:2] == [True, False] and not any(folded[2:6]) and folded[6:8] == [True, False], folded
+            assert folded[8:] == [False] * 4 + [True, False], folded
+            assert rows[12].caches[0].folded_scores.packed == rows[0].caches[0].folded_scores.packed
         batch = model.batch(rows)
         positions = [position for _, rows, position in streams]
         for step in range(4):
