@@ -84,7 +84,7 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
     generator = torch.Generator().manual_seed(0)
     streams = []  # (cache, rows, position): three windows of different lengths, conditions, positions
     with torch.inference_mode(), ExitStack() as windows:
-        # The last two texts' cross-attention is under decoder_step.c's CROSS_SERIAL_POSITIONS (2048 head-positions)
+        # The two long texts' cross-attention is under decoder_step.c's CROSS_SERIAL_POSITIONS (2048 head-positions)
         # alone and past it together: the pool's cross path against the calling thread's, bit for bit.
         long_text = "a loud and very slow drum solo, " * 30
         # The last stream's prompt is the first's: both bind the same fold, whose products they go through together.
@@ -101,7 +101,7 @@ def test_streams_batched_give_each_streams_own_bits(load_preset, preset):
             streams.append((cache, 2 * len(texts), prefix + prompt_frames))
         if streams[3][0].cross_keys:  # (melody checkpoints have no cross-attention)
             heads = engine.decoder.weights.heads
-            long_positions = [heads * cache.cross_keys[0].shape[2] for cache, _, _ in streams[3:]]
+            long_positions = [heads * cache.cross_keys[0].shape[2] for cache, _, _ in streams[3:5]]
             assert all(p <= 2048 for p in long_positions) and sum(long_positions) > 2048, long_positions
         alone = [clone_cache(cache) for cache, _, _ in streams]
         # bound as the engine binds them: the short conditions folded (folded_condition.py), the long ones not
