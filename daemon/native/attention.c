@@ -56,7 +56,12 @@
    Intel Xeon (AVX-512 VNNI, KVM), bench.step_ab against none, 60 pairs, the same bits: a step at
    1400 with riding rows at 450 0.982x (58 of 60 pairs faster), at 1400 alone 0.988x, at 100
    0.983x; the AVX-VNNI branch 0.995x, 0.985x, 0.987x; the AVX2 branch 0.991x, 0.990x, 0.991x.
-   2048 measured alike, 8192 less (0.992x riding). */
+   2048 measured alike, 8192 less (0.992x riding).
+   The int8 cache (engines without +kv4) primes its streams alike, and its score and weighing passes
+   ask for their slots ahead as the 4-bit ones do (they had no prefetches): bench.native_step, one
+   guided stream at position 1400, the int8 cache, processes taking turns, 24.0-24.8 -> 20.8-21.4 ms
+   a step (AVX-512 VNNI), 25.8-25.9 -> 22.8-23.2 (AVX2 branch); bench.step_account --riding --engine
+   int8: the riding steps' self-attention 10.5 -> 6.7 ms. */
 #ifndef ATTENTION_PRIME_BYTES
 #define ATTENTION_PRIME_BYTES 4096
 #endif
@@ -415,9 +420,10 @@ static inline __attribute__((always_inline)) float scale_at(const void *scales, 
 
 /* scores[p] = (q . K[p]) * key_scales[p] * scale + mask[p] for p < length (key_scales, mask: NULL
    for none; key_scales float16 where `half`); returns the largest. `int8`, `int4` (4-bit slots: scale
-   includes 2^-28), `half` and `hd` are constants where inlined. */
+   includes 2^-28), `half` and `hd` are constants where inlined; `ahead`: the int8 cache's slots are
+   asked for ahead of the reads (prefetch_slots_ahead; the +kv4 cache's int8 head is primed instead). */
 static inline __attribute__((always_inline)) float score(const float *q, const void *keys, const int int8,
-                                                         const int int4, const void *key_scales, const int half,
+                                                         const int ahead, const int int4, const void *key_scales, const int half,
                                                          float scale,
                                                          const float *mask,
                                                          int64_t length, const int64_t hd, float *scores) {
@@ -428,6 +434,7 @@ static inline __attribute__((always_inline)) float score(const float *q, const v
     for (int64_t p0 = 0; p0 < length; p0 += VL) {
         const int64_t count = length - p0 < VL ? length - p0 : VL;
         vf part[VL];
+        if (ahead) prefetch_slots_ahead((const uint8_t *)keys + p0 * hd, VL * hd);
         for (int i = 0; i < VL; i++) {
             vf acc = vf_zero();
             if (i < count && int4)
@@ -476,14 +483,17 @@ static float weights(float *scores, int64_t length, float largest, const void *v
     return total;
 }
 
-/* out = sum_p scores[p] V[p] / total: every chunk's accumulator live, two positions in flight. */
+/* out = sum_p scores[p] V[p] / total: every chunk's accumulator live, two positions in flight; `ahead` as
+   score's. */
 static inline __attribute__((always_inline)) void weigh(const float *scores, const void *values, const int int8,
-                                                        int64_t length, const int64_t hd, float total, float *out) {
+                                                        const int ahead, int64_t length, const int64_t hd, float total,
+                                                        float *out) {
     const int64_t chunks = hd / VL;
     vf even[MAX_CHUNKS], odd[MAX_CHUNKS];
     for (int64_t c = 0; c < chunks; c++) even[c] = odd[c] = vf_zero();
     int64_t p = 0;
     for (; p + 1 < length; p += 2) {
+        if (ahead) prefetch_slots_ahead((const uint8_t *)values + p * hd, 2 * hd);
         vf w0 = vf_set1(scores[p]), w1 = vf_set1(scores[p + 1]);
         for (int64_t c = 0; c < chunks; c++) {
             even[c] = vf_fmadd(w0, load_slot(values, int8, p * hd + c * VL), even[c]);
@@ -756,15 +766,21 @@ static inline __attribute__((always_inline)) void attend(const float *q, const v
                                                          const int int4, const float *mask, int64_t length,
                                                          const int64_t hd, float *scores, float *out) {
     float scale = 1.0f / sqrtf((float)hd);
+    if (int8 && ATTENTION_PRIME_BYTES > 0) {
+        prime_stream(keys, length * hd);
+        prime_stream(key_scales, 4 * length);
+        prime_stream(value_scales, 4 * length);
+        prime_stream(values, length * hd);
+    }
     float largest = int4 && integer_qk(hd)
                         ? score4_int(q, (const uint8_t *)keys, (const uint16_t *)key_scales, scale, length, hd, scores)
-                        : score(q, keys, int8, int4, key_scales, int4, int4 ? scale * NIBBLE_INVERSE : scale, mask,
+                        : score(q, keys, int8, int8, int4, key_scales, int4, int4 ? scale * NIBBLE_INVERSE : scale, mask,
                                 length, hd, scores);
     float total = weights(scores, length, largest, value_scales, int4);
     if (int4)
         weigh4(scores, values, length, hd, total, out);
     else
-        weigh(scores, values, int8, length, hd, total, out);
+        weigh(scores, values, int8, int8, length, hd, total, out);
 }
 
 /* The +kv4 layout: positions below head8 in int8 slots (hd bytes each), the rest 4-bit right after
@@ -789,18 +805,18 @@ static inline __attribute__((always_inline)) void attend_kv4(const float *q, con
         prime_stream(late_values, 2 * late);
         prime_stream(values, slot_bytes);
     }
-    float largest = score(q, keys8, 1, 0, key_scales, 0, scale, NULL, early, hd, scores);
+    float largest = score(q, keys8, 1, 0, 0, key_scales, 0, scale, NULL, early, hd, scores);
     if (late > 0) {
         float high = integer_qk(hd)
                          ? score4_int(q, keys + head8 * hd, late_keys, scale, late, hd, scores + head8)
-                         : score(q, keys + head8 * hd, 0, 1, late_keys, 1, scale * NIBBLE_INVERSE, NULL, late, hd,
+                         : score(q, keys + head8 * hd, 0, 0, 1, late_keys, 1, scale * NIBBLE_INVERSE, NULL, late, hd,
                                  scores + head8);
         largest = high > largest ? high : largest;
     }
     /* the two regions' weights (float32 scales, then float16), one total */
     float total = weights(scores, early, largest, value_scales, 0);
     if (late > 0) total += weights(scores + head8, late, largest, late_values, 1);
-    if (early > 0) weigh(scores, values8, 1, early, hd, total, out);
+    if (early > 0) weigh(scores, values8, 1, 0, early, hd, total, out);
     if (late > 0) {
         float tail[256];
         weigh4(scores + head8, values + head8 * hd, late, hd, total, early > 0 ? tail : out);
