@@ -423,9 +423,8 @@ static inline __attribute__((always_inline)) float scale_at(const void *scales, 
    includes 2^-28), `half` and `hd` are constants where inlined; `ahead`: the int8 cache's slots are
    asked for ahead of the reads (prefetch_slots_ahead; the +kv4 cache's int8 head is primed instead). */
 static inline __attribute__((always_inline)) float score(const float *q, const void *keys, const int int8,
-                                                         const int ahead, const int int4, const void *key_scales, const int half,
-                                                         float scale,
-                                                         const float *mask,
+                                                         const int ahead, const int int4, const void *key_scales,
+                                                         const int half, float scale, const float *mask,
                                                          int64_t length, const int64_t hd, float *scores) {
     const int64_t chunks = hd / VL;
     vf query[MAX_CHUNKS];
@@ -774,8 +773,8 @@ static inline __attribute__((always_inline)) void attend(const float *q, const v
     }
     float largest = int4 && integer_qk(hd)
                         ? score4_int(q, (const uint8_t *)keys, (const uint16_t *)key_scales, scale, length, hd, scores)
-                        : score(q, keys, int8, int8, int4, key_scales, int4, int4 ? scale * NIBBLE_INVERSE : scale, mask,
-                                length, hd, scores);
+                        : score(q, keys, int8, int8, int4, key_scales, int4, int4 ? scale * NIBBLE_INVERSE : scale,
+                                mask, length, hd, scores);
     float total = weights(scores, length, largest, value_scales, int4);
     if (int4)
         weigh4(scores, values, length, hd, total, out);
