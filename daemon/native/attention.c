@@ -67,8 +67,7 @@
 #endif
 
 static inline __attribute__((always_inline)) void prime_stream(const void *start, int64_t bytes) {
-    if (bytes > ATTENTION_PRIME_BYTES) bytes = ATTENTION_PRIME_BYTES;
-    for (int64_t line = 0; line < bytes; line += 64) __builtin_prefetch((const char *)start + line, 0, 2);
+    riffd_prefetch_bytes(start, (size_t)(bytes < ATTENTION_PRIME_BYTES ? bytes : ATTENTION_PRIME_BYTES));
 }
 
 static inline __attribute__((always_inline)) void prefetch_slots_ahead(const uint8_t *at, const int64_t bytes) {

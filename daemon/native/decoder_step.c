@@ -457,12 +457,6 @@ static int cross_unfolded(const riffd_row *rows, int64_t layer, int64_t live) {
     return 0;
 }
 
-/* Asks for the lines of [start, start + bytes) to come into the cache (into L2 on Zen 4). */
-static void prefetch_bytes(const void *start, size_t bytes) {
-    const char *line = (const char *)((uintptr_t)start & ~(uintptr_t)63), *end = (const char *)start + bytes;
-    for (; line < end; line += 64) __builtin_prefetch(line, 0, 2);
-}
-
 #ifndef FUSED_PREFETCH
 #define FUSED_PREFETCH 1
 #endif
@@ -495,8 +489,8 @@ static void cross_fused(void *ctx, int64_t begin, int64_t end) {
                 const riffd_row_cache *cache = &row->layer[j->layer];
                 const size_t bytes = (size_t)(row->cross_len * hd) * sizeof(float);
                 if (cache->cross_keys) {
-                    prefetch_bytes(cache->cross_keys + h * row->cross_len * hd, bytes);
-                    prefetch_bytes(cache->cross_values + h * row->cross_len * hd, bytes);
+                    riffd_prefetch_bytes(cache->cross_keys + h * row->cross_len * hd, bytes);
+                    riffd_prefetch_bytes(cache->cross_values + h * row->cross_len * hd, bytes);
                 }
             }
         riffd_int8_outputs(f->w, f->prepared, f->rows, h * hd, hd, (float *)j->q);
@@ -538,20 +532,20 @@ static void prefetch_slots(const attention_job *j, int64_t r, int64_t h) {
         const uint8_t *slots[2] = {c.keys, c.values};
         const uint16_t *scales[2] = {c.key_scales, c.value_scales};
         for (int i = 0; i < 2; i++) {
-            prefetch_bytes(slots[i], (size_t)(early * hd));
-            prefetch_bytes(scales[i], (size_t)(2 * early) * sizeof(uint16_t));
+            riffd_prefetch_bytes(slots[i], (size_t)(early * hd));
+            riffd_prefetch_bytes(scales[i], (size_t)(2 * early) * sizeof(uint16_t));
             if (late > 0) {
-                prefetch_bytes(slots[i] + head8 * hd, (size_t)(late * hd / 2));
-                prefetch_bytes(scales[i] + 2 * head8, (size_t)late * sizeof(uint16_t));
+                riffd_prefetch_bytes(slots[i] + head8 * hd, (size_t)(late * hd / 2));
+                riffd_prefetch_bytes(scales[i] + 2 * head8, (size_t)late * sizeof(uint16_t));
             }
         }
         return;
     }
     const size_t first = (size_t)(h * row->max_positions);
-    prefetch_bytes(cache->keys + first * hd, (size_t)(length * hd));
-    prefetch_bytes(cache->values + first * hd, (size_t)(length * hd));
-    prefetch_bytes((const float *)cache->key_scales + first, (size_t)length * sizeof(float));
-    prefetch_bytes((const float *)cache->value_scales + first, (size_t)length * sizeof(float));
+    riffd_prefetch_bytes(cache->keys + first * hd, (size_t)(length * hd));
+    riffd_prefetch_bytes(cache->values + first * hd, (size_t)(length * hd));
+    riffd_prefetch_bytes((const float *)cache->key_scales + first, (size_t)length * sizeof(float));
+    riffd_prefetch_bytes((const float *)cache->value_scales + first, (size_t)length * sizeof(float));
 }
 
 /* Self-attention likewise with the qkv product: item h computes head h's query, key and value
