@@ -106,15 +106,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cycles", type=int, default=40, help="pairs of k-step cycles at each k")
     parser.add_argument("--position", type=int, default=1400, help="the playing window's position")
     parser.add_argument("--riding", type=int, default=300, help="the riding window's first position")
+    parser.add_argument("--kernel", choices=("int8", "int8a8"), default="int8a8",
+                        help="the products' activations: int8 at 16 bits, int8a8 at 8")
     args = parser.parse_args(argv)
     apply_cpu_arguments(args, "bench.ride_columns")
     weights = Weights()
-    model = weights.with_activation_bits(8)
+    model = weights.with_activation_bits(8 if args.kernel == "int8a8" else 16)
     generator = torch.Generator().manual_seed(1)
     window = Window(args.position + 100, generator, kv_bits=4)
     riding = Window(args.riding + 100, generator, kv_bits=4)
     cpu = this_cpu()
-    print(f"CPU: {cpu.model} ({isa_label(args.emulate)}), {torch.get_num_threads()} threads, int8a8+kv4; one stream at "
+    print(f"CPU: {cpu.model} ({isa_label(args.emulate)}), {torch.get_num_threads()} threads, {args.kernel}+kv4; one stream at "
           f"{args.position}, its next window riding from {args.riding}")
     print("k   one col/step ms   k cols/k steps ms   ratio  saved ms  burst ms (max)   faster in  same bits")
     results = {}
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{columns:<3} {r['one_ms']:15.3f}   {r['many_ms']:17.3f}   {r['ratio']:5.3f}  {r['saved_ms']:8.3f}"
               f"  {r['burst_ms']:7.3f} ({r['burst_max_ms']:6.3f})  {r['faster_cycles']:>9}  {r['same_bits']}")
         results[str(columns)] = r
-    summary = {"cpu": cpu.model, "isa": isa_label(args.emulate), "threads": torch.get_num_threads(), "position": args.position,
+    summary = {"cpu": cpu.model, "isa": isa_label(args.emulate), "threads": torch.get_num_threads(), "kernel": args.kernel, "position": args.position,
                "riding": args.riding, "columns": results}
     print(json.dumps(summary))
     return summary

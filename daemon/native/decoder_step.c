@@ -624,9 +624,13 @@ void riffd_step_rows_out(const riffd_model *m, const riffd_row *rows, int64_t n,
     int64_t chunk_first[MAX_SELF_CHUNKS], last_first[MAX_SELF_CHUNKS];
     int64_t order[n], first[n + 1], last_order[n], last_group_first[n + 1];
     row_groups groups, last_groups;
-    /* a decode step's quantised rows for a fused region (cross_layer): at most 2 bytes an input and row,
-       and a scale a row (riffd_int8_prepared_bytes) */
-    uint8_t prepared[n <= 16 ? n * (2 * hidden + (int64_t)sizeof(float)) : 1] __attribute__((aligned(64)));
+    /* a decode step's quantised rows for a fused region (self_fused, cross_layer): at most 2 bytes an
+       input and row, and a scale a row (riffd_int8_prepared_bytes), for as many rows as a region fuses.
+       Sized for that many, not for n: with keys-only rows the last layer's cross_layer fuses its
+       logit_rows where n rows would not (18 rows riding: the 2 playing rows' 4 KB written into a buffer
+       of 1 byte, musicgen-small) */
+    const int64_t fused_rows = n < RIFFD_INT8_FUSED_ROWS ? n : RIFFD_INT8_FUSED_ROWS;
+    uint8_t prepared[fused_rows * (2 * hidden + (int64_t)sizeof(float))] __attribute__((aligned(64)));
     group_rows(rows, n, order, first, &groups);
     const int64_t chunks = self_chunks(rows, &groups, heads, threads, chunk_first);
     /* the last layer's attention tasks: the rows with logits only, balanced among themselves */

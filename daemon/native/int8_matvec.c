@@ -42,7 +42,7 @@
 #endif
 #define MAX_K 16384
 #define COL_MULTIPLE 16 /* the quantiser works a vector at a time (16 floats at most) */
-#define ROWS_PER_READ 16 /* activation rows served by one read of the weights from memory */
+#define ROWS_PER_READ RIFFD_INT8_FUSED_ROWS /* activation rows served by one read of the weights from memory */
 #define MAX_ROWS_PER_READ 256 /* a prefill's chunk of rows, at most (rows_per_read) */
 /* Software prefetch distances: far into L2, near into L1. Measured on a 2-core Xeon (Sapphire
    Rapids class) against the same buffers read with no arithmetic: L1 prefetch alone reached 74 %

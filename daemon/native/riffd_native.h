@@ -154,6 +154,7 @@ void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t
    weights, too many rows); prepare quantises the rows into that many bytes; outputs computes outputs
    [first, first + count) of every row into y [rows][w->rows] (multiples of riffd_int8_block_rows()),
    the same bits as the whole product. */
+#define RIFFD_INT8_FUSED_ROWS 16 /* the most rows riffd_int8_prepared_bytes takes (a decode step's) */
 int riffd_int8_block_rows(void);
 int riffd_int8_group(void);
 int riffd_int8_col_multiple(void);

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from daemon.models.musicgen.conditioning import build_conditioning
-from daemon.models.musicgen import kv_cache
+from daemon.models.musicgen import folded_condition, kv_cache
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.handoff import share_condition
 from daemon.models.musicgen.options import EngineOptions
@@ -280,18 +280,26 @@ def test_native_inputs_are_pytorchs_sums_and_refuse_codes_outside_the_tables():
 
 @pytest.mark.parametrize("mode", ["int8", "int8a8+kv4"])
 @pytest.mark.parametrize("keys_only", [True, False])
-def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_preset, monkeypatch, mode, keys_only):
+@pytest.mark.parametrize("columns", [4, 8])
+def test_a_windows_columns_in_one_step_leave_the_bits_of_one_column_a_step(load_preset, monkeypatch, mode, keys_only,
+                                                                           columns):
     """A next window's k context columns riding one step (handoff.RIDE_COLUMNS: its cache k times, each
     at its own slot; decoder_step.c attends a head's k positions in one task, every store first) write
     the slots, and give the logits, of one column a step: the playing window's, and with logits for
     every row (`keys_only` False: the last layer attends too) each column's own. A column attending
-    before the one below it stored its key would read an unwritten slot."""
+    before the one below it stored its key would read an unwritten slot. At 8 columns the step has 18
+    rows, more than a fused product region takes (16), while the keys-only step's last layer carries 2
+    into one (with the condition unfolded, the cross query's product fused with its attention, where a
+    head's rows are whole blocks of the kernel's: the 256-bit branches here). That path wrote them into
+    a buffer sized for the step's rows, 1 byte past 16: musicgen-small's 4 KB crashed the process
+    (`bench.ride_columns --columns 8`); the debug preset's 136 bytes passed here unnoticed."""
     monkeypatch.setattr(kv_cache, "INT8_HEAD_POSITIONS", 3)  # +kv4: the columns cross into 4-bit slots
+    if columns > 4:
+        monkeypatch.setattr(folded_condition, "FOLD_CONDITION", False)
     bundle = load_preset("debug/musicgen").bundle
     decoder = MusicgenEngine(bundle, EngineOptions.parse(mode + "+nowarmup")).decoder
     assert decoder.native is not None
     generator = torch.Generator().manual_seed(6)
-    columns = 4
     with torch.inference_mode(), ExitStack() as windows:
         playing, following = playing_and_next(bundle, decoder, windows, generator, 20, 3 * columns)
         one_a_step = [clone_cache(playing), clone_cache(following)]
