@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
         int4.append(int4_matvec.pack(int4_matvec.Int4Weights(nibbles, scales, args.group)))
     int8_bytes, int4_bytes = sum(m.nbytes for m in int8), sum(m.nbytes for m in int4)
     bandwidth = read_gb_s(int8_bytes, args.repeats)
-    print(f"{cpu_name()}, {isa()} kernels, {args.threads} threads; "
+    tiles = int8_matvec.tile_rows()
+    print(f"{cpu_name()}, {isa()} kernels{f' (int8 from {tiles} rows on the AMX tile unit)' if tiles else ''}, "
+          f"{args.threads} threads; "
           f"int8 {int8_bytes / 2**20:.0f} MB, int4 {int4_bytes / 2**20:.0f} MB a pass")
     print(f"plain read: {bandwidth:.1f} GB/s")
     print(f"{'rows':>4} | {'int8 ms':>8} {'GB/s':>6} {'of read':>7} | {'int4 ms':>8} {'GB/s':>6} {'of read':>7} | int4 speed-up")
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     for result in results:
         result["int8_of_read"] = round(result["int8_gb_s"] / bandwidth, 3)
         result["int4_of_read"] = round(result["int4_gb_s"] / bandwidth, 3)
-    summary = {"cpu": cpu_name(), "isa": isa(), "threads": args.threads,
+    summary = {"cpu": cpu_name(), "isa": isa(), "int8_tile_rows": tiles, "threads": args.threads,
                "read_gb_s": round(bandwidth, 2), "int4_group": args.group, "int8_mb": round(int8_bytes / 2**20, 1),
                "int4_mb": round(int4_bytes / 2**20, 1), "results": results}
     print(json.dumps(summary))

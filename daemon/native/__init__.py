@@ -119,7 +119,9 @@ def library() -> ctypes.CDLL:
         # Which branch a process runs (an emulated CPU class's RIFFD_NATIVE_CFLAGS reach a daemon
         # child through its environment): the benchmarks read this line from the daemon's log.
         loaded.riffd_isa.restype = ctypes.c_char_p
-        log.info("riffd's native kernels: %s branch (%s)", loaded.riffd_isa().decode(), target.name)
+        tiles = loaded.riffd_int8_tile_rows()  # (asks the OS for AMX's tile registers, where the CPU has them)
+        log.info("riffd's native kernels: %s branch (%s)%s", loaded.riffd_isa().decode(), target.name,
+                 f", int8 products of {tiles} rows or more on the AMX tile unit" if tiles else "")
         import daemon
 
         if daemon.TORCH_LOADED_FIRST:

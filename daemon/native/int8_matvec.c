@@ -422,6 +422,144 @@ static void one_block_wide(const int64_t *tiles, int rows, int64_t k, const int8
 }
 #endif
 
+#if defined(RIFFD_VNNI) && RIFFD_SIMD_BITS == 512 && defined(__AMX_TILE__) && defined(__AMX_INT8__) && \
+    !defined(RIFFD_NO_AMX)
+/* AMX (Intel Sapphire Rapids and later): the tile unit's byte products, for the same exact int32 sums.
+
+   Where the CPU has it, a block goes through tdpbusd instead of vpdpbusd: one instruction multiplies
+   up to 16 activation rows by 64 inputs of 16 weight rows (16 cycles whatever the rows, 5.1 ns on the
+   2-core Xeon here), where VNNI takes one instruction a row per 4 inputs of 16 weight rows. At the 2
+   rows of a lone guided stream VNNI's products already hide under the weights' read; from 6 rows (a
+   long-form job's riding columns, batched streams, a prefill's chunks) they do not, and the tile
+   unit's stay far under it. `python -m bench.native_matvec --rows 2,4,8,16 --threads 2` (musicgen-small's
+   346 MB of int8, 2-core Intel Xeon with AVX-512 VNNI and AMX, built with and without -DRIFFD_NO_AMX,
+   every row count through the tile unit): 16.4 against 17.2 ms at 2 rows, 17.2 / 18.7 at 4, 17.1 /
+   23.5 at 8, 19.7 / 35.4 at 16. In the decode step itself it lost below 6 rows
+   (`bench.step_ab --kernel int8`, 60 pairs: 1.058x at 2 rows and position 100, 1.061x at 1400, 1.016x
+   with 2 riding rows), its attention and norms slower beside it too (the core's clock, presumably,
+   under the tile unit's load): so fewer rows than AMX_MIN_ROWS keep VNNI.
+
+   The packed layout is already the tile's: a block's 4-input group of 16 weight rows is 64
+   consecutive bytes (packed[n / 32][k / 4][32][4]), so a B tile of 64 inputs is 16 groups read with a
+   stride of 128 bytes, one per half of the block. The A tiles are the activation rows as VNNI reads
+   them (the 16-bit path's high and low planes, or act8's codes): 64 bytes of each row, rows 2k (or k)
+   bytes apart. The int32 sums are the same integers as VNNI's (exact, no overflow for MAX_K), and
+   they go through the same float steps (dot_finish, dot8_finish), so every row's outputs are the
+   same bits as without AMX. k must be a multiple of 64 (else VNNI); rows go 16 at a time.
+
+   The OS must let a process use the tile registers (Linux: arch_prctl ARCH_REQ_XCOMP_PERM for
+   XTILEDATA, asked once); where it refuses, VNNI. A call loads a tile configuration for its row count
+   before its first tile instruction (again where the count changes) and releases the tiles when it
+   is done: other code on the same thread (oneDNN's AMX kernels under PyTorch) configures and releases
+   them too, so a configuration is never assumed to outlive the call that loaded it. */
+#include <immintrin.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AMX_ROWS 16         /* activation rows per A tile */
+#define AMX_K 64            /* inputs per tile product */
+#ifndef AMX_MIN_ROWS
+#define AMX_MIN_ROWS 6 /* fewer rows keep VNNI (above) */
+#endif
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed)) amx_config;
+
+static int amx_permitted;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static void amx_ask(void) { amx_permitted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
+
+/* Whether this process may use the tile unit (asked of the OS once). */
+static int amx_usable(void) {
+    pthread_once(&amx_once, amx_ask);
+    return amx_permitted;
+}
+
+/* Tiles 0-3: sums (high plane halves 0 and 1, low plane halves 0 and 1), `rows` x 16 int32; 4, 5: the
+   activations' high and low planes, `rows` x 64 bytes; 6, 7: the block's halves, 16 groups x 64 bytes. */
+static void amx_configure(int rows, int *configured) {
+    if (*configured == rows) return;
+    amx_config config = {0};
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.colsb[t] = 64;
+        config.rows[t] = t < 6 ? (uint8_t)rows : 16;
+    }
+    _tile_loadconfig(&config);
+    *configured = rows;
+}
+
+/* `rows` (at most AMX_ROWS) activation rows against the block at `w` (packed + n0 * k): their exact
+   int32 sums into sums[plane][half][row][16]. `act`: the rows' first plane (each `stride` bytes after
+   the last), the second `low` bytes after it (planes 2). `configured`: the rows the tiles are configured
+   for (0: none), kept up to date. */
+static void amx_sums(const uint8_t *act, int64_t stride, int64_t low, int planes, int rows, int prefetch, int64_t k,
+                     const int8_t *w, int32_t sums[2][2][AMX_ROWS][16], int *configured) {
+    amx_configure(rows, configured);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t j = 0; j < k; j += AMX_K, w += AMX_K * BLOCK_ROWS) {
+        if (prefetch)
+            for (int line = 0; line < AMX_K * BLOCK_ROWS / 64; line++) {
+                __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES + 64 * line, 0, 2);
+                __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES + 64 * line, 0, 3);
+            }
+        _tile_loadd(6, w, BLOCK_ROWS * DOT_GROUP);
+        _tile_loadd(7, w + 16 * DOT_GROUP, BLOCK_ROWS * DOT_GROUP);
+        _tile_loadd(4, act + j, stride);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        if (planes == 2) {
+            _tile_loadd(5, act + low + j, stride);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+        }
+    }
+    _tile_stored(0, sums[0][0], 64);
+    _tile_stored(1, sums[0][1], 64);
+    if (planes == 2) {
+        _tile_stored(2, sums[1][0], 64);
+        _tile_stored(3, sums[1][1], 64);
+    }
+}
+
+/* one_block() and one_block8() through the tile unit: the same outputs, bit for bit. */
+static void amx_block(const uint8_t *act, int rows, int act8, int64_t k, const int8_t *packed,
+                      const int32_t *row_sums, const float *scale, const float *x_scale, float *y, int64_t n,
+                      int64_t n0, int *configured) {
+    int32_t sums[2][2][AMX_ROWS][16] __attribute__((aligned(64)));
+    const int64_t stride = act8 ? k : 2 * k;
+    for (int m0 = 0; m0 < rows; m0 += AMX_ROWS) {
+        const int count = rows - m0 < AMX_ROWS ? rows - m0 : AMX_ROWS;
+        amx_sums(act + m0 * stride, stride, k, act8 ? 1 : 2, count, m0 == 0, k, packed + n0 * k, sums,
+                 configured);
+        for (int m = 0; m < count; m++) {
+            vf xs = vf_set1(x_scale[m0 + m]);
+            for (int u = 0; u < 2; u++) {
+                const int64_t r = n0 + u * VL;
+                vf total = act8 ? vi_to_float(dot8_finish(vi_load(sums[0][u][m]), row_sums + r))
+                                : dot_finish((dot_sum){vi_load(sums[0][u][m]), vi_load(sums[1][u][m])}, row_sums + r);
+                vf_store(y + (m0 + m) * n + r, vf_mul(total, vf_mul(vf_load(scale + r), xs)));
+            }
+        }
+    }
+}
+
+int riffd_int8_tile_rows(void) { return amx_usable() ? AMX_MIN_ROWS : 0; }
+#define RIFFD_AMX 1
+#else
+int riffd_int8_tile_rows(void) { return 0; }
+#define RIFFD_AMX 0
+#endif
+
 typedef struct {
     const uint8_t *act;
     int rows;
@@ -457,6 +595,18 @@ static void blocks(void *ctx, int64_t begin, int64_t end) {
                            j->n, b * BLOCK_ROWS, wide, sums);
             if (j->gelu) gelu_block(j->y, j->rows, j->n, b * BLOCK_ROWS);
         }
+        return;
+    }
+#endif
+#if RIFFD_AMX
+    if (j->rows >= AMX_MIN_ROWS && j->k % AMX_K == 0 && amx_usable()) {
+        int configured = 0;
+        for (int64_t b = begin; b < end; b++) {
+            amx_block(j->act, j->rows, j->act8, j->k, j->packed, j->row_sums, j->scale, j->x_scale, j->y, j->n,
+                      b * BLOCK_ROWS, &configured);
+            if (j->gelu) gelu_block(j->y, j->rows, j->n, b * BLOCK_ROWS);
+        }
+        if (configured) _tile_release();
         return;
     }
 #endif
@@ -643,6 +793,7 @@ void riffd_int8_outputs(const riffd_int8 *w, const uint8_t *prepared, int64_t ro
 #else
 /* Built for a CPU without AVX2: the caller uses PyTorch's int8 kernel instead. */
 int riffd_int8_supported(void) { return 0; }
+int riffd_int8_tile_rows(void) { return 0; }
 int riffd_simd_bits(void) { return 0; }
 const char *riffd_isa(void) { return "none"; }
 void riffd_int8_matvec(const float *x, int64_t m, int64_t k, const int8_t *packed, const int32_t *row_sums,

@@ -68,6 +68,12 @@ class PackedInt8:
 ACTIVATION_BITS = (16, 8)
 
 
+def tile_rows() -> int:
+    """The fewest activation rows whose products go through the tile unit (AMX, int8_matvec.c) in this
+    process; 0 where they never do (no AMX, the OS refused it, or another branch)."""
+    return int(_library().riffd_int8_tile_rows())
+
+
 def kernel_layout() -> tuple[int, int, int]:
     """This build's packed layout: (block rows, inputs a group, column multiple). A matrix's rows must be
     whole blocks and its columns a multiple of the last (`pack`)."""

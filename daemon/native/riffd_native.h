@@ -157,6 +157,8 @@ void riffd_int8a8_matvec_gelu(const float *x, int64_t m, int64_t k, const int8_t
 #define RIFFD_INT8_FUSED_ROWS 16 /* the most rows riffd_int8_prepared_bytes takes (a decode step's) */
 int riffd_int8_block_rows(void);
 int riffd_int8_group(void);
+/* The fewest activation rows whose int8 products go through the tile unit (AMX) in this process; 0: none */
+int riffd_int8_tile_rows(void);
 int riffd_int8_col_multiple(void);
 int64_t riffd_int8_prepared_bytes(const riffd_int8 *w, int64_t rows);
 void riffd_int8_prepare(const riffd_int8 *w, const float *x, int64_t rows, uint8_t *prepared);

@@ -250,6 +250,42 @@ def test_riding_k_columns_a_step_leaves_the_next_windows_the_cache_and_codes_of_
     _assert_all_freed(model)
 
 
+def test_a_context_rides_several_columns_a_step_where_the_tile_unit_takes_their_products(load_preset, monkeypatch):
+    """`RIDE_COLUMNS` unset: the int8 engines' next window rides `TILE_RIDE_COLUMNS` columns a step where
+    that many rows' products go through the tile unit (`int8_matvec.tile_rows`, AMX), else one; int4's
+    products never do (its own kernel), and a number set is that number for every engine. A job's
+    windows ride as the choice says (its steps' windows: the playing one and the columns')."""
+    from daemon.models.musicgen import handoff
+    from daemon.native import int8_matvec
+
+    monkeypatch.setattr(handoff, "RIDE_COLUMNS", None)
+    model = _model(load_preset, "int8a8+kv4")
+    int8, int4 = model.engine.decoder, _model(load_preset, "int4").engine.decoder
+    together = handoff.TILE_RIDE_COLUMNS
+    for tiles, expected in ((0, 1), (6, together), (2 + 2 * together, together), (3 + 2 * together, 1)):
+        monkeypatch.setattr(int8_matvec, "tile_rows", lambda tiles=tiles: tiles)
+        assert handoff.ride_columns(int8) == expected, tiles
+        assert handoff.ride_columns(int4) == 1
+    monkeypatch.setattr(handoff, "RIDE_COLUMNS", 3)
+    assert handoff.ride_columns(int4) == handoff.ride_columns(int8) == 3
+
+    monkeypatch.setattr(handoff, "RIDE_COLUMNS", None)
+    row_batch, windows_seen = int8.native._batch, []
+
+    def spied(caches):
+        windows_seen.append(len(caches))
+        return row_batch(caches)
+
+    monkeypatch.setattr(int8.native, "_batch", spied)
+    for tiles, expected in ((0, 1), (6, together)):
+        monkeypatch.setattr(int8_matvec, "tile_rows", lambda tiles=tiles: tiles)
+        windows_seen.clear()
+        for _ in model.stream("a long drone", SAMPLED, label="job"):
+            pass
+        assert max(windows_seen) == 1 + expected, tiles
+    _assert_all_freed(model)
+
+
 @pytest.mark.parametrize("batched", [False, True])
 def test_a_context_riding_in_narrowed_stages_hands_the_window_the_cache_and_codes_of_the_window_sized_one(
         load_preset, monkeypatch, batched):

@@ -122,6 +122,43 @@ def test_int8a8_matvec_gives_its_specified_bits_within_its_bound_of_float64_math
     assert torch.count_nonzero(int8_matvec.matvec(torch.zeros((rows, shape[1])), packed)) == 0
 
 
+def test_rows_through_the_tile_unit_get_their_bits_alone_beside_pytorchs_own_tile_use():
+    """Where a product's rows are many enough (`int8_matvec.tile_rows()`, AMX CPUs), int8_matvec.c
+    multiplies them on the tile unit: each row's outputs must be the bits it gets alone (one row:
+    VNNI), with 16- and 8-bit activations, more rows than a tile holds (16), a prefill's chunk, and k
+    not a multiple of 64 (VNNI whatever the rows). PyTorch multiplies in bfloat16 on the same thread
+    between the calls (oneDNN's AMX kernels load their own tile configuration and release it): a product
+    that trusted a configuration loaded by an earlier call of its own faulted there (SIGILL) on its first
+    tile instruction. On other CPUs and branches the same checks run on VNNI alone."""
+    from daemon.native.branches import cpu_flags
+
+    tiles = int8_matvec.tile_rows()
+    if "amx_int8" in cpu_flags() and isa() == "avx512vnni" and "RIFFD_NO_AMX" not in os.environ.get(
+            "RIFFD_NATIVE_CFLAGS", ""):
+        assert tiles == 6  # int8_matvec.c's AMX_MIN_ROWS
+    else:
+        assert tiles == 0
+    generator = torch.Generator().manual_seed(11)
+    a = torch.randn(64, 512, generator=generator).bfloat16()
+    b = torch.randn(512, 512, generator=generator).bfloat16()
+    threads = torch.get_num_threads()
+    try:
+        for used in (1, threads):
+            torch.set_num_threads(used)
+            for bits in (16, 8):
+                for n, k in ((96, 1024), (64, 4096), (64, 80)):
+                    codes = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=generator)
+                    packed = int8_matvec.pack(codes, torch.rand(n, generator=generator) + 0.01, activation_bits=bits)
+                    for rows in (6, 16, 23, 300):
+                        x = torch.randn(rows, k, generator=generator)
+                        torch.matmul(a, b)  # oneDNN, on this thread too
+                        together = int8_matvec.matvec(x, packed)
+                        alone = torch.cat([int8_matvec.matvec(x[r:r + 1], packed) for r in range(0, rows, 37)])
+                        assert torch.equal(together[::37], alone), (used, bits, n, k, rows)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_int8a8_matvec_is_exact_at_the_extremes_no_saturation_no_overflow():
     """Codes of -128 and 127 times activations of +-127 over the most columns: AVX2's byte products
     (|w| x sign-carrying x, pairs in int16) would saturate past 32767, VNNI's offset sums overflow

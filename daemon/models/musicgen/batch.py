@@ -43,8 +43,8 @@ import torch
 from daemon.models.musicgen.conditioning import Conditioning
 from daemon.models.musicgen.decoder import MusicgenDecoder
 from daemon.models.musicgen.delay import delays
-from daemon.models.musicgen.handoff import (Handoff, NextWindow, Warming, cache_positions, share_condition, stage_view,
-                                            staged_view, window_stage)
+from daemon.models.musicgen.handoff import (Handoff, NextWindow, Warming, cache_positions, ride_columns, share_condition,
+                                            stage_view, staged_view, window_stage)
 from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, next_columns, plan_window, window_sampler
@@ -287,7 +287,7 @@ class StepBatch:
         prompts = next_window.cond.batch_size
         bos = torch.full((prompts, bundle.num_codebooks), bundle.pad_token_id, dtype=torch.long, device=bundle.device)
         return Warming.riding(next_window, cache, stack, delays(bundle.num_codebooks, bundle.audio_channels).to(bundle.device),
-                              bundle.pad_token_id, pending=[bos])
+                              bundle.pad_token_id, pending=[bos], columns=ride_columns(self.decoder))
 
     # Who goes first on the cores.
     def listener(self, priority: int) -> Listener:

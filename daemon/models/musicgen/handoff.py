@@ -83,13 +83,41 @@ def hands_off(decoder: MusicgenDecoder, cond: Conditioning | None) -> bool:
 #: 0.99x one a step's at k = 2 idle (1.05-1.11x with other work beside), 1.02x at k = 4 (1.07-1.09x)
 #: and 1.03x at k = 8, a k = 4 burst step 21.7 ms against 15.3; through the daemon's path
 #: (bench.step_account --riding, alternating runs) the window's last 600 steps took 16.2-17.4 ms a
-#: step at k = 2 against 14.7-15.9 at k = 1. So one a step here; bench.ride_columns tells where more
-#: pays (more cores for the products).
-RIDE_COLUMNS = 1
+#: step at k = 2 against 14.7-15.9 at k = 1. So one a step there; bench.ride_columns tells where more
+#: pays. Where the int8 products of 6 rows or more go through the tile unit (AMX, int8_matvec.c;
+#: `int8_matvec.tile_rows()`), they stay bound by the weights' bytes, and TILE_RIDE_COLUMNS ride
+#: together (see there). None: by the kernels; a number: that many everywhere (the tests and benches
+#: set it).
+RIDE_COLUMNS: int | None = None
+
+#: Context columns a riding step takes where the tile unit takes their products (2 + 2k rows, the
+#: int8 and int8a8 engines). Measured on the 2-core Intel Xeon (AVX-512 VNNI, AMX), int8+kv4, a
+#: stream at 1400 and its next window from 300 (`python -m bench.ride_columns --kernel int8 --columns
+#: 2,4,8`, one process): the mean step over k steps 0.977x one a step's at k = 2, 0.970x at 4, 0.946x
+#: at 8 (bursts 22.8, 24.9 and 32.0 ms against 21.5); without the tile unit 1.020x and 1.025x. Through
+#: the daemon (`python -m bench.realtime --engine int8+kv4`, 60 s jobs, 8 and 4 in turn): rtf 1.200
+#: against 1.267 and 1.216 against 1.224. 4: as good, with a burst a third smaller than 8's, and 10
+#: rows, within a fused region's 16.
+TILE_RIDE_COLUMNS = 4
+
+
+def ride_columns(decoder: MusicgenDecoder) -> int:
+    """Context columns a riding step of `decoder`'s takes (`RIDE_COLUMNS`), read when a window starts warming."""
+    if RIDE_COLUMNS is not None:
+        return RIDE_COLUMNS
+    if decoder.weights.options.weights not in ("int8", "int8a8"):
+        return 1  # int4's products (its own kernel) stay VNNI's: more rows cost more there
+    from daemon.native import NativeUnavailable, int8_matvec
+
+    try:
+        tiles = int8_matvec.tile_rows()
+    except NativeUnavailable:
+        return 1
+    return TILE_RIDE_COLUMNS if 0 < tiles <= 2 + 2 * TILE_RIDE_COLUMNS else 1
 
 
 def _ride_columns() -> int:
-    return RIDE_COLUMNS  # read when a window starts warming (the tests set it)
+    return RIDE_COLUMNS or 1
 
 
 #: The riding rows' cache grows in stages of this many positions (0: they ride in the window-sized
@@ -169,10 +197,11 @@ class Warming:
 
     @classmethod
     def riding(cls, next: NextWindow, whole: KVCache, stack: ExitStack, delays: torch.Tensor, pad_token_id: int,
-               pending: list[torch.Tensor]) -> "Warming":
+               pending: list[torch.Tensor], columns: int) -> "Warming":
         """The next window warming in `whole`, its window-sized cache: its context rides a narrowed view of
-        it in stages (`RIDE_STAGE_POSITIONS`), or `whole` itself where stages are off."""
-        warming = cls(next, whole, stack, delays, pad_token_id, pending)
+        it in stages (`RIDE_STAGE_POSITIONS`), or `whole` itself where stages are off, `columns` at a time
+        (`ride_columns`)."""
+        warming = cls(next, whole, stack, delays, pad_token_id, pending, columns=columns)
         view = stage_view(whole, 1, warming.stage)
         if view is not whole:
             warming.whole, warming.cache = whole, view
