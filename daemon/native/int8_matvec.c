@@ -507,11 +507,8 @@ static void amx_sums(const uint8_t *act, int64_t stride, int64_t low, int planes
     _tile_zero(2);
     _tile_zero(3);
     for (int64_t j = 0; j < k; j += AMX_K, w += AMX_K * BLOCK_ROWS) {
-        if (prefetch)
-            for (int line = 0; line < AMX_K * BLOCK_ROWS / 64; line++) {
-                __builtin_prefetch((const char *)w + PREFETCH_L2_BYTES + 64 * line, 0, 2);
-                __builtin_prefetch((const char *)w + PREFETCH_L1_BYTES + 64 * line, 0, 3);
-            }
+        if (prefetch) /* as tile() asks, a step (STEP_BYTES) at a time over the 64 inputs' 2 KB */
+            for (int step = 0; step < AMX_K / DOT_GROUP; step++) prefetch_ahead(w + step * STEP_BYTES);
         _tile_loadd(6, w, BLOCK_ROWS * DOT_GROUP);
         _tile_loadd(7, w + 16 * DOT_GROUP, BLOCK_ROWS * DOT_GROUP);
         _tile_loadd(4, act + j, stride);
