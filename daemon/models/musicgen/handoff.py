@@ -116,10 +116,6 @@ def ride_columns(decoder: MusicgenDecoder) -> int:
     return TILE_RIDE_COLUMNS if 0 < tiles <= 2 + 2 * TILE_RIDE_COLUMNS else 1
 
 
-def _ride_columns() -> int:
-    return RIDE_COLUMNS or 1
-
-
 #: The riding rows' cache grows in stages of this many positions (0: they ride in the window-sized
 #: cache itself). A window-sized cache puts a (row, head)'s slots a whole window apart (kv_cache.py's
 #: layout), so a riding row's task, a few hundred positions of each head, reads four new short streams
@@ -191,7 +187,7 @@ class Warming:
     slot: int = 0
     broken: bool = False
     fed: list[torch.Tensor] = field(default_factory=list)
-    columns: int = field(default_factory=_ride_columns)
+    columns: int = 1  # how many queued columns a riding step takes: `riding` passes `ride_columns`'s
     stage: int = field(default_factory=_ride_stage)
     whole: KVCache | None = None  # the window-sized cache `cache` is a narrowed view of while riding, if any
 
