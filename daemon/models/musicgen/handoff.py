@@ -33,6 +33,7 @@ from daemon.models.musicgen.delay import delay_steps
 from daemon.models.musicgen.kv_cache import KVCache, move_slots
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.longform import Window
+from daemon.native import NativeUnavailable, int8_matvec
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,6 @@ def ride_columns(decoder: MusicgenDecoder) -> int:
         return RIDE_COLUMNS
     if decoder.weights.options.weights not in ("int8", "int8a8"):
         return 1  # int4's products (its own kernel) stay VNNI's: more rows cost more there
-    from daemon.native import NativeUnavailable, int8_matvec
-
     try:
         tiles = int8_matvec.tile_rows()
     except NativeUnavailable:
