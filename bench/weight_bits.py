@@ -43,7 +43,7 @@ import daemon.native  # noqa: E402,F401 - before torch (daemon/native/__init__.p
 import torch  # noqa: E402
 
 from bench.kv4_agreement import symmetric  # noqa: E402
-from daemon.models.musicgen.agreement import forced_scores  # noqa: E402
+from daemon.models.musicgen.agreement import forced_scores, greedy_agreement  # noqa: E402
 from daemon.models.musicgen.calibration import GUIDANCE_SCALE, PROMPTS  # noqa: E402
 from daemon.models.musicgen.conditioning import build_conditioning  # noqa: E402
 from daemon.models.musicgen.engine import MusicgenEngine  # noqa: E402
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with applied(layers, heads, chosen) as nbytes, torch.inference_mode():
             # The float32 engine over the rounded weights: its step reads the module's weights as they are now.
             engine = MusicgenEngine(bundle, EngineOptions(warmup=False))
-            agreement = float((forced_scores(engine, batch, columns, GUIDANCE_SCALE).argmax(-1) == want).float().mean())
+            agreement = greedy_agreement(engine, batch, columns, want, GUIDANCE_SCALE)
         results[name] = {"agreement": round(agreement, 4), "mb_a_step": round(nbytes / 1e6, 1)}
         print(f"{name:>16} {100 * agreement:9.1f} % {nbytes / 1e6:10.1f}", flush=True)
     summary = {"model": args.model, "frames": args.frames, "prompts": len(PROMPTS), "codes": want.numel(),

@@ -46,6 +46,13 @@ def forced_scores(engine: MusicgenEngine, cond: Conditioning, columns: torch.Ten
     return torch.stack(scores)
 
 
+def greedy_agreement(engine: MusicgenEngine, cond: Conditioning, columns: torch.Tensor, want: torch.Tensor,
+                     guidance_scale: float) -> float:
+    """The share of `engine`'s greedy codes, fed the reference's `columns`, that are the reference's own (`want`:
+    the argmax of its `forced_scores`)."""
+    return float((forced_scores(engine, cond, columns, guidance_scale).argmax(-1) == want).float().mean())
+
+
 def compare(reference: MusicgenEngine, fast: MusicgenEngine, cond: Conditioning, frames: int,
             guidance_scale: float = 3.0, fast_cond: Conditioning | None = None) -> Agreement:
     """Agreement of `fast` with `reference` (float32) over `frames` greedy frames of `cond`

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from daemon.models.musicgen.agreement import forced_scores
+from daemon.models.musicgen.agreement import forced_scores, greedy_agreement
 from daemon.models.musicgen.conditioning import Conditioning, build_conditioning
 from daemon.models.musicgen.engine import MusicgenEngine
 from daemon.models.musicgen.engine_choice import (
@@ -125,7 +125,7 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
         rate = _rate(engine, single, speed_frames)
         # Speculative decoding keeps float32's distribution, and greedy its very codes
         # (tests/musicgen/test_speculative.py): its agreement is float32's own.
-        agreement = 1.0 if options.draft else _agreement(engine, batch, columns, want)
+        agreement = 1.0 if options.draft else greedy_agreement(engine, batch, columns, want, GUIDANCE_SCALE)
         log.info("engine calibration, %s: %s %.1f steps/s, %.1f %% greedy agreement with float32",
                  bundle.model_id, mode, rate, 100 * agreement)
         measurements[mode] = ModeMeasurement(mode, rate, agreement)
@@ -176,7 +176,7 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     if engine is not None:
         kv4 = MusicgenEngine(bundle, dataclasses.replace(engine.options, kv4=True, warmup=False))
         late, late4 = _late_rates([engine, kv4], single)
-        agreement4 = _agreement(kv4, batch, columns, want)
+        agreement4 = greedy_agreement(kv4, batch, columns, want, GUIDANCE_SCALE)
         log.info("engine calibration, %s: %s late (position %d) %.1f steps/s, +kv4 %.1f steps/s and %.1f %% "
                  "greedy agreement", bundle.model_id, picked, late_position(engine), late, late4, 100 * agreement4)
         measurements[picked] = dataclasses.replace(measurements[picked], late_steps_per_s=late,
@@ -196,11 +196,6 @@ def late_position(engine: MusicgenEngine) -> int:
 def _timed_position(engine: MusicgenEngine, wanted: int) -> int:
     """`wanted`, or the last position from which `LATE_STEPS` steps still fit the model's positions."""
     return max(0, min(wanted, engine.decoder.weights.max_positions - LATE_STEPS))
-
-
-def _agreement(engine: MusicgenEngine, batch: Conditioning, columns: torch.Tensor, want: torch.Tensor) -> float:
-    """The share of `engine`'s greedy codes, fed float32's `columns`, that are float32's (`want`)."""
-    return float((forced_scores(engine, batch, columns, GUIDANCE_SCALE).argmax(-1) == want).float().mean())
 
 
 def _late_rates(engines: Sequence[MusicgenEngine], cond: Conditioning) -> list[float]:
