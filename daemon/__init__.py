@@ -3,6 +3,8 @@
 import os
 import sys
 
+from daemon.inductor_cache import separate_by_capability
+
 # PyTorch's OpenMP runtime (libgomp) makes a thread that finished its part of a parallel region
 # spin for the next one, some 300 000 iterations (milliseconds), when it manages no more threads
 # than there are CPUs, which is the case on a process's main thread. A decode step runs a few
@@ -15,5 +17,7 @@ import sys
 # (the runtime reads it once, when it loads): riffd's entry points import `daemon` first, and
 # whoever sets it themselves keeps their value.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch.compile's cache, a folder per ATEN_CPU_CAPABILITY (inductor_cache.py says why): before Inductor reads it.
+separate_by_capability(os.environ)
 #: Whether torch was loaded too early for that (daemon.native warns once when its kernels load).
 TORCH_LOADED_FIRST = "torch" in sys.modules
