@@ -8,15 +8,18 @@ measured this way are labelled as an emulation, never as an AVX2 CPU's.
 
     python -m bench.realtime --emulate avx2       (or avx_vnni)
     python -m bench.musicgen_stream --emulate avx2
+    python -m bench.isa avx2 -- python -m pytest tests    (any command, run under the class's variables)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from daemon.cpu import this_cpu
+from daemon.inductor_cache import separate_by_capability
 from daemon.native.branches import AVX_VNNI_ON_AVX512_CFLAGS
 
 #: The variables per emulated class (names as daemon.config.LIBRARY_ISA_VARIABLES).
@@ -61,8 +64,15 @@ def reexec_emulating(emulate: str | None, module: str) -> None:
     import); returns at once when there is nothing to emulate or this is the re-executed run."""
     if emulate is None or os.environ.get(MARKER) == emulate:
         return
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], _emulating_environment(emulate))
+
+
+def _emulating_environment(emulate: str) -> dict[str, str]:
+    """This process's environment with `emulate`'s variables, its marker, and torch.compile's cache
+    folder that class's own (daemon/inductor_cache.py: this process's is for its own capability)."""
     env = {**os.environ, **environment(emulate), MARKER: emulate}
-    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+    separate_by_capability(env)
+    return env
 
 
 def add_cpu_arguments(parser: argparse.ArgumentParser, *, emulate: bool = True,
@@ -84,3 +94,23 @@ def apply_cpu_arguments(args: argparse.Namespace, module: str) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.isa CLASS [--] COMMAND...`: COMMAND run with CLASS's variables (printed first), as
+    `--emulate CLASS` runs a benchmark; e.g. the whole test suite as that class would run it."""
+    parser = argparse.ArgumentParser(prog="python -m bench.isa", description=main.__doc__)
+    parser.add_argument("emulate", choices=sorted(EMULATIONS), help="the CPU class")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="what to run (after --)")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give a command to run, e.g. -- python -m pytest tests")
+    variables = environment(args.emulate)
+    print(" ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items()), flush=True)
+    # The marker: a benchmark in COMMAND given --emulate CLASS does not re-execute itself again.
+    os.execvpe(command[0], command, _emulating_environment(args.emulate))
+
+
+if __name__ == "__main__":
+    main()
