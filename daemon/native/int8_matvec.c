@@ -445,8 +445,8 @@ static void one_block_wide(const int64_t *tiles, int rows, int64_t k, const int8
    apart, so one product a half instead of two) with the B tiles alternating between two pairs, for up
    to 8 rows: 12.1-12.5 ms at 6 rows against 11.8 here, and no faster with a 2 MB matrix in L2 (64-67
    against 61 us per 4 MB). Splitting the block into halves, each a pass, was slower still (19.2
-   against 17.2 ms at 10 rows over 346 MB). So the tile loads' path from the caches is the likelier
-   limit; not pursued further.
+   against 17.2 ms at 10 rows over 346 MB). The limit is elsewhere (the tile loads, the tile unit's
+   clock?): not found.
 
    The packed layout is already the tile's: a block's 4-input group of 16 weight rows is 64
    consecutive bytes (packed[n / 32][k / 4][32][4]), so a B tile of 64 inputs is 16 groups read with a
