@@ -24,7 +24,10 @@ With `--riding` the job is long enough for a long-form seam (one window and 2 s)
 steps (from `longform`'s context start) carry the next window's context columns as rows of their own
 (handoff.py): those "riding" steps get a column of their own beside the early ones, and the riding span's
 mean step (`--ride-columns` k: k columns every k steps, the steps alone between them counted) with the
-riding steps' mean and max.
+riding steps' mean and max; and the window's last tenth (the daemon's "late" steps) without riding rows
+gets one too, its self-attention floor at its own mean position, so that what a late step costs splits into
+its longer attention and the riding steps' extra. The self-attention floors count the cache's own bytes
+(int8, or +kv4's 4-bit slots after its int8 head).
 
 The profile's clock calls cost a little (compare profiled runs with each other). Prints the table
 (part, ms a step, floor ms), then one JSON object as the last line.
@@ -237,10 +240,22 @@ def run_job(backend: Any, prompt: str, duration_s: float, seed: int) -> float:
     return took[0]
 
 
+def cache_read_bytes(vectors: int, head_dim: int, positions: float, kv4: bool) -> float:
+    """Bytes a step's self-attention reads from the cache over `positions` slots of `vectors` (layer,
+    row, head) keys and as many values: int8 codes and a float32 scale a slot, or under +kv4 that for
+    the window's int8 head (kv_cache.INT8_HEAD_POSITIONS) and 4-bit codes and a float16 scale after."""
+    from daemon.models.musicgen.kv_cache import INT8_HEAD_POSITIONS
+
+    if not kv4:
+        return 2 * vectors * positions * (head_dim + 4)
+    head = min(positions, INT8_HEAD_POSITIONS)
+    return 2 * vectors * (head * (head_dim + 4) + (positions - head) * (head_dim / 2 + 2))
+
+
 def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
-                  floor_position: float) -> list[tuple[str, float, float | None, str]]:
+                  floor_position: float, kv4: bool) -> list[tuple[str, float, float | None, str]]:
     """(part, ms a step, floor ms or None, note) over the steps `among`; the floors for one guided
-    stream at `floor_position` (the early steps' mean)."""
+    stream at `floor_position` (`kv4`: its cache's layout)."""
     def mean_ms(part: str) -> float:
         return 1e3 * statistics.fmean(s.get(part, 0.0) for s in among)
 
@@ -252,7 +267,7 @@ def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
     heads, head_dim = model._model.heads, model._model.head_dim
     layers = model._model.layers
     mean_position = statistics.fmean(s["position"] for s in among)
-    kv_bytes = layers * rows * 2 * heads * (floor_position + 1) * (head_dim + 4)  # int8 K and V + a scale each
+    kv_bytes = cache_read_bytes(layers * rows * heads, head_dim, floor_position + 1, kv4)
     table: list[tuple[str, float, float | None, str]] = []
     for name in PROJECTIONS:
         ms = mean_ms(f"c.{name}")
@@ -263,7 +278,7 @@ def account_table(among: list[dict[str, float]], model: Any, bandwidth: float,
     table.append(("products, all", products, sum(row[2] or 0 for row in table),
                   f"{sum(sizes.values()) / 1e6:.0f} MB at {sum(sizes.values()) / products / 1e6:.1f} GB/s"))
     table.append(("self-attention (+ cache write)", mean_ms("c.self_attention"), kv_bytes / bandwidth / 1e6,
-                  f"mean position {mean_position:.0f}, {kv_bytes / 1e6:.1f} MB of int8 K/V at {floor_position:.0f}"))
+                  f"mean position {mean_position:.0f}, {kv_bytes / 1e6:.1f} MB of {'4-bit' if kv4 else 'int8'} K/V at {floor_position:.0f}"))
     table.append(("cross-attention", mean_ms("c.cross_attention"), None, "conditional row only (null rows are +0)"))
     table.append(("norms", mean_ms("c.norms"), None, f"{3 * layers + 1} a step, serial"))
     table.append(("GELU", mean_ms("c.gelu"), None, "serial"))
@@ -377,25 +392,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         walls.append(run_job(backend, args.prompt, duration_s, seed=job))
     bandwidth = max(bandwidth, read_bandwidth_gb_s())
     steps = account.steps
+    kv4 = "kv4" in backend.engine_name.split("+")[1:]
     early = [s for s in steps if s["position"] < edge and not s["riding"]]
     riding = [s for s in steps if s["riding"]]
+    # The window's last tenth (the daemon's "late" edge), its steps alone: what a late step costs
+    # beside the riding ones' extra.
+    late_from = backend.bundle.window_frames - edge
+    late = [s for s in steps if late_from <= s["position"] < backend.bundle.window_frames and not s["riding"]]
     pairs = list(zip(steps, steps[1:]))
     gaps = [b["ended"] - b["step"] - a["ended"] for a, b in pairs]
     outside_codec = [gap - b["gap_codec"] for gap, (_, b) in zip(gaps, pairs)]
     into_riding = [(gap, gap - b["gap_codec"]) for gap, (_, b) in zip(gaps, pairs) if b["riding"]]
     mean_position = statistics.fmean(s["position"] for s in early)
-    table = account_table(early, model, bandwidth, mean_position)
+    table = account_table(early, model, bandwidth, mean_position, kv4)
     table.append(("between steps (codec, hand-off)", 1e3 * statistics.fmean(gaps), None,
                   f"median {1e3 * statistics.median(gaps):.2f} ms; not a step's time"))
     table.append(("  of which outside the codec's pushes", 1e3 * statistics.fmean(outside_codec), None,
                   f"median {1e3 * statistics.median(outside_codec):.3f} ms; chunks handed on, frames, next()"))
-    riding_table = account_table(riding, model, bandwidth, mean_position) if riding else []
+    riding_table = account_table(riding, model, bandwidth, mean_position, kv4) if riding else []
     if into_riding:
         riding_table.append(("between steps (codec, hand-off)", 1e3 * statistics.fmean(g for g, _ in into_riding),
                              None, ""))
         riding_table.append(("  of which outside the codec's pushes",
                              1e3 * statistics.fmean(o for _, o in into_riding), None, ""))
     riding_ms = {part: ms for part, ms, _, _ in riding_table if ms is not None}
+    late_table = account_table(late, model, bandwidth, statistics.fmean(s["position"] for s in late), kv4) if late else []
+    late_ms = {part: (ms, limit) for part, ms, limit, _ in late_table if ms is not None}
     regions = statistics.fmean(s.get("pool.regions", 0.0) for s in early)
     # The riding span: as many steps as context columns rode, up to the last riding step (with k columns
     # every k steps its steps alone count too; the BOS column, fed at the window's start, apart).
@@ -411,11 +433,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"riding span: {len(span)} steps, mean {statistics.fmean(span):.3f} ms; its riding steps mean "
               f"{statistics.fmean(riding_steps_ms):.3f} ms, max {max(riding_steps_ms):.3f} "
               f"({args.ride_columns or 'default'} columns a riding step)")
-    print(f"{'part':40} {'ms':>7} {'floor':>7} {'riding':>7}  note")
+    if late:
+        print(f"late steps alone (positions {late_from}..{backend.bundle.window_frames - 1}): {len(late)}, "
+              f"mean position {statistics.fmean(s['position'] for s in late):.0f}")
+    print(f"{'part':40} {'ms':>7} {'floor':>7} {'riding':>7} {'late':>7} {'floor':>7}  note")
     for part, ms, limit, note in table:
         ride = riding_ms.get(part)
+        late_ms_part, late_limit = late_ms.get(part, (None, None))
         print(f"{part:40} {ms:7.3f} {'' if limit is None else f'{limit:7.3f}':>7} "
-              f"{'' if ride is None else f'{ride:7.3f}':>7}  {note}")
+              f"{'' if ride is None else f'{ride:7.3f}':>7} {'' if late_ms_part is None else f'{late_ms_part:7.3f}':>7} "
+              f"{'' if late_limit is None else f'{late_limit:7.3f}':>7}  {note}")
     summary = {"cpu": cpu_name(), "isa": isa(), "emulated": args.emulate, "isa_class": isa_label(args.emulate),
                "threads": torch.get_num_threads(), "engine": backend.engine_name,
                "bandwidth_gb_s": round(bandwidth, 2), "load": round(os.getloadavg()[0], 2), "early_steps": len(early),
@@ -425,6 +452,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "riding_step_max_ms": round(max(riding_steps_ms), 3) if span else None,
                "parts_ms": {part: round(ms, 3) for part, ms, _, _ in table},
                "riding_parts_ms": {part: round(ms, 3) for part, ms in riding_ms.items()},
+               "late_steps": len(late), "late_parts_ms": {part: round(ms, 3) for part, (ms, _) in late_ms.items()},
+               "late_floors_ms": {part: round(limit, 3) for part, (_, limit) in late_ms.items() if limit is not None},
                "floors_ms": {part: round(limit, 3) for part, _, limit, _ in table if limit is not None},
                "regions_per_step": round(regions, 1), "steps": len(steps)}
     print(json.dumps(summary))
