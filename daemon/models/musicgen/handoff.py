@@ -98,7 +98,9 @@ RIDE_COLUMNS: int | None = None
 #: at 8 (bursts 22.8, 24.9 and 32.0 ms against 21.5); without the tile unit 1.020x and 1.025x. Through
 #: the daemon (`python -m bench.realtime --engine int8+kv4`, 60 s jobs, 8 and 4 in turn): rtf 1.200
 #: against 1.267 and 1.216 against 1.224. 4: as good, with a burst a third smaller than 8's, and 10
-#: rows, within a fused region's 16.
+#: rows, within a fused region's 16. 6 and 7 (14 and 16 rows, still one A tile) saved no more: `--columns
+#: 4,6,7 --riding 450` 0.933x, 0.934x, 0.933x, bursts 23.5, 26.5, 27.9 ms (a column's attention, norms
+#: and activations grow with it, not only the products).
 TILE_RIDE_COLUMNS = 4
 
 
