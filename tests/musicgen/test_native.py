@@ -153,8 +153,11 @@ def test_rows_through_the_tile_unit_get_their_bits_alone_beside_pytorchs_own_til
                         x = torch.randn(rows, k, generator=generator)
                         torch.matmul(a, b)  # oneDNN, on this thread too
                         together = int8_matvec.matvec(x, packed)
-                        alone = torch.cat([int8_matvec.matvec(x[r:r + 1], packed) for r in range(0, rows, 37)])
-                        assert torch.equal(together[::37], alone), (used, bits, n, k, rows)
+                        # every row of one or two tiles' worth (each tile's rows, not only its first), then
+                        # every 37th and the last of a chunk
+                        picked = list(range(rows)) if rows <= 2 * 16 else [*range(0, rows, 37), rows - 1]
+                        alone = torch.cat([int8_matvec.matvec(x[r:r + 1], packed) for r in picked])
+                        assert torch.equal(together[picked], alone), (used, bits, n, k, rows)
     finally:
         torch.set_num_threads(threads)
 
