@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not 1 <= args.position <= 1500:
         parser.error("--position must be 1..1500 (a 30 s window's slots)")
+    if not 1 <= args.threads <= 16 or args.repeats < 1 or args.stream_mb < 1:
+        parser.error("--threads must be 1..16, --repeats and --stream-mb at least 1")
     wanted = set(filter(None, args.branches.split(",")))
     branches = [b for b in runnable_here() if "emulated" not in b.isa and (not wanted or b.isa in wanted)]
     if not branches:

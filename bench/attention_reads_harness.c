@@ -42,6 +42,16 @@ static int threads, position, repeats;
 static pthread_barrier_t barrier;
 static volatile uint64_t sink;
 
+/* aligned_alloc wants a size that is a multiple of the alignment. */
+static void *allocate(size_t alignment, size_t bytes) {
+    void *made = aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
+    if (made == NULL) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return made;
+}
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -80,7 +90,7 @@ static void *run(void *arg) {
     const int begin = w->id * w->tasks / threads, end = (w->id + 1) * w->tasks / threads;
     float q[HEAD_DIM] __attribute__((aligned(64))), out[HEAD_DIM] __attribute__((aligned(64)));
     for (int i = 0; i < HEAD_DIM; i++) q[i] = 0.05f * (float)((i * 7) % 13 - 6);
-    float *scores = aligned_alloc(64, sizeof(float) * (size_t)riffd_attention_scratch_floats(WINDOW, HEAD_DIM) + 64);
+    float *scores = allocate(64, sizeof(float) * (size_t)riffd_attention_scratch_floats(WINDOW, HEAD_DIM));
     const size_t share = stream_words / (size_t)threads;
     uint64_t total = 0;
     w->best_s = 1e9;
@@ -138,12 +148,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     const size_t slot_bytes = (size_t)TASKS * SLOT_ROWS * ROW_BYTES, scale_count = (size_t)TASKS * SLOT_ROWS;
-    keys = aligned_alloc(4096, slot_bytes);
-    values = aligned_alloc(4096, slot_bytes);
-    key_scales = aligned_alloc(4096, scale_count * 2);
-    value_scales = aligned_alloc(4096, scale_count * 2);
+    keys = allocate(4096, slot_bytes);
+    values = allocate(4096, slot_bytes);
+    key_scales = allocate(4096, scale_count * 2);
+    value_scales = allocate(4096, scale_count * 2);
     stream_words = (size_t)stream_mb * 1000000 / 8;
-    stream = aligned_alloc(4096, stream_words * 8);
+    stream = allocate(4096, stream_words * 8);
     srand(7);
     for (size_t i = 0; i < slot_bytes; i++) keys[i] = (uint8_t)rand(), values[i] = (uint8_t)rand();
     for (size_t t = 0; t < TASKS; t++) {
