@@ -28,19 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from daemon.native import FLAGS  # noqa: E402
-from daemon.native.branches import cpu_name, runnable_here  # noqa: E402
+from bench.native_int8 import build_harness, harness_branches  # noqa: E402
+from daemon.native.branches import cpu_name  # noqa: E402
 
 
 def run_branch(name: str, cflags: str, threads: int, repeats: int, position: int, stream_mb: int,
                folder: Path) -> list[dict]:
     """The harness built with `cflags` (a branch's), its JSON lines."""
-    binary = folder / f"attention-{name.replace('(', '-').replace(')', '')}"
-    sources = sorted(str(path) for path in (ROOT / "daemon" / "native").glob("*.c"))
-    flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC")] + cflags.split()
-    subprocess.run([os.environ.get("CC", "cc"), *flags, "-I", str(ROOT / "daemon" / "native"),
-                    str(ROOT / "bench" / "attention_reads_harness.c"), *sources, "-o", str(binary), "-lm"],
-                   check=True)
+    binary = build_harness(ROOT / "bench" / "attention_reads_harness.c", name, cflags, folder)
     done = subprocess.run([str(binary), str(threads), str(repeats), str(position), str(stream_mb)],
                           capture_output=True, text=True, check=True, timeout=1800)
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -59,8 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--position must be 1..1500 (a 30 s window's slots)")
     if not 1 <= args.threads <= 16 or args.repeats < 1 or args.stream_mb < 1:
         parser.error("--threads must be 1..16, --repeats and --stream-mb at least 1")
-    wanted = set(filter(None, args.branches.split(",")))
-    branches = [b for b in runnable_here() if "emulated" not in b.isa and (not wanted or b.isa in wanted)]
+    branches = harness_branches(args.branches)
     if not branches:
         raise SystemExit("no x86 branch of the kernels runs on this CPU (or none of --branches)")
     print(f"CPU: {cpu_name()}, {args.threads} threads; 768 tasks (24 layers x 2 rows x 16 heads) at position "

@@ -32,17 +32,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from daemon.native import FLAGS  # noqa: E402
-from daemon.native.branches import cpu_name, runnable_here  # noqa: E402
+from daemon.native import FLAGS, SOURCE_DIR  # noqa: E402
+from daemon.native.branches import Branch, cpu_name, runnable_here  # noqa: E402
+
+
+def harness_branches(names: str) -> list[Branch]:
+    """The x86 branches this CPU runs natively (not emulated), those in `names` (comma-separated) if any."""
+    wanted = set(filter(None, names.split(",")))
+    return [b for b in runnable_here() if "emulated" not in b.isa and (not wanted or b.isa in wanted)]
+
+
+def build_harness(harness: Path, isa: str, cflags: str, folder: Path) -> Path:
+    """`harness` (a C file of bench/) built into `folder` with the library's sources and flags, a branch's
+    `cflags` after them, as a program; its path."""
+    binary = folder / f"{harness.stem}-{isa.replace('(', '-').replace(')', '')}"
+    sources = sorted(str(path) for path in SOURCE_DIR.glob("*.c"))
+    flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC")] + cflags.split()
+    subprocess.run([os.environ.get("CC", "cc"), *flags, "-I", str(SOURCE_DIR), str(harness), *sources, "-o",
+                    str(binary), "-lm"], check=True)
+    return binary
 
 
 def run_branch(isa: str, cflags: str, rows: list[int], repeats: int, threads: int, folder: Path,
                kernels: str = "int8,int8a8") -> list[dict]:
-    binary = folder / f"harness-{isa.replace('(', '-').replace(')', '')}"
-    sources = sorted(str(path) for path in (ROOT / "daemon" / "native").glob("*.c"))
-    flags = [flag for flag in FLAGS if flag not in ("-shared", "-fPIC")] + cflags.split()
-    subprocess.run([os.environ.get("CC", "cc"), *flags, "-I", str(ROOT / "daemon" / "native"),
-                    str(ROOT / "bench" / "native_int8_harness.c"), *sources, "-o", str(binary), "-lm"], check=True)
+    binary = build_harness(ROOT / "bench" / "native_int8_harness.c", isa, cflags, folder)
     env = {**os.environ, "RIFFD_THREADS": str(threads), "RIFFD_KERNELS": kernels}
     done = subprocess.run([str(binary), str(repeats), *map(str, rows)], env=env, capture_output=True, text=True,
                           check=True, timeout=1800)
@@ -58,8 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kernels", default="int8,int8a8", help="int8 (16-bit activations), int8a8 (8-bit)")
     args = parser.parse_args(argv)
     rows = [int(r) for r in args.rows.split(",")]
-    wanted = set(filter(None, args.branches.split(",")))
-    branches = [b for b in runnable_here() if "emulated" not in b.isa and (not wanted or b.isa in wanted)]
+    branches = harness_branches(args.branches)
     print(f"CPU: {cpu_name()}, {args.threads} threads")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
