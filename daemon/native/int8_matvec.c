@@ -500,6 +500,11 @@ static void amx_configure(int rows, int *configured) {
         config.colsb[t] = 64;
         config.rows[t] = t < 6 ? (uint8_t)rows : 16;
     }
+    /* GCC 12's _tile_loadconfig (amxtileintrin.h) tells the optimiser its ldtilecfg reads a pointer's
+       8 bytes at `config`, not 64: where this is inlined, the stores of the widths and rows can be
+       dropped as dead and ldtilecfg faults on the zeros left (it did in a variant of amx_block). This
+       empty statement reads the whole struct, so every store stays. */
+    __asm__ volatile("" : : "m"(config));
     _tile_loadconfig(&config);
     *configured = rows;
 }
