@@ -99,7 +99,12 @@
    1.014-1.040x at 1400, NTA alone 1.004-1.007x / 1.005-1.012x, both NTA 0.998-1.003x /
    1.011-1.014x, T1 far + NTA near 0.983-1.040x / 0.982-1.006x (noise: +-2 %); the AVX2 branch
    (-mno-avx512f) with NTA far 1.22-1.28x slower; bench.step_account's Python around the call
-   0.59 -> 0.58 ms a step, the codec between steps 1.52 -> 1.48 ms (noise). */
+   0.59 -> 0.58 ms a step, the codec between steps 1.52 -> 1.48 ms (noise). On the 2-core Intel Xeon
+   (AVX-512 VNNI, AMX; KVM, its L3 shared with the host's other guests; 2026-12-07) NTA far + T0 near
+   made the step 2.6x slower (2.59x at 100, 2.29x at 1400, 60 pairs, int8a8+kv4), and clflushopt on
+   each line 1 KB behind the stream, to keep the late step's 77.7 MB of keys and values in the L3 for
+   the next step, 1.57x and 1.47x: the late step's extra time over the early one's went from 2.73 to
+   2.58 ms only, so the L3 kept little of them even then. */
 /* A prefill's chunk on AVX2 without VNNI (widen: its products, not the stream, bound it) keeps
    4096/512: with 8192/1024, 256 rows x 8 products of 4096x1024 measured 1.04x on the Zen 4 (one
    run; this machine's noise is +-2 %), and there is nothing to gain. */
@@ -446,7 +451,12 @@ static void one_block_wide(const int64_t *tiles, int rows, int64_t k, const int8
    to 8 rows: 12.1-12.5 ms at 6 rows against 11.8 here, and no faster with a 2 MB matrix in L2 (64-67
    against 61 us per 4 MB). Splitting the block into halves, each a pass, was slower still (19.2
    against 17.2 ms at 10 rows over 346 MB). The limit is elsewhere (the tile loads, the tile unit's
-   clock?): not found.
+   clock?): not found. Nor is it the tile loads' stream from memory: a block's first 2 rows by VNNI's
+   vector loads (streaming and prefetching it as tile() does) and the rest on the tile unit from each
+   2 KB while in L1 took 17.4 and 17.5 ms at 10 rows against 18.5 and 17.7 here (2 rows: 14.5-15.4),
+   and a riding step the same (`bench.ride_columns --kernel int8 --columns 4 --riding 450`, bursts
+   23.5 and 24.4 ms against 23.5 and 23.3); the same with the VNNI pass over the whole block first
+   (block-level), slower: 20.6 and 21.1 ms (2026-12-07 04:40 UTC). Not kept.
 
    The packed layout is already the tile's: a block's 4-input group of 16 weight rows is 64
    consecutive bytes (packed[n / 32][k / 4][32][4]), so a B tile of 64 inputs is 16 groups read with a
