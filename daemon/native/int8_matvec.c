@@ -522,7 +522,10 @@ static void amx_configure(int rows, int *configured) {
 /* `rows` (at most AMX_ROWS) activation rows against the block at `w` (packed + n0 * k): their exact
    int32 sums into sums[plane][half][row][16]. `act`: the rows' first plane (each `stride` bytes after
    the last), the second `low` bytes after it (planes 2). `configured`: the rows the tiles are configured
-   for (0: none), kept up to date. */
+   for (0: none), kept up to date. GCC 12's _tile_loadd declares no memory read at all, so what its tiles
+   load must be written before a call the compiler cannot see into: the activations are quantised
+   before the pool region that runs the blocks starts (riffd_parallel: other threads, through pthreads),
+   and the weights are never written after packing. */
 static void amx_sums(const uint8_t *act, int64_t stride, int64_t low, int planes, int rows, int prefetch, int64_t k,
                      const int8_t *w, int32_t sums[2][2][AMX_ROWS][16], int *configured) {
     amx_configure(rows, configured);
