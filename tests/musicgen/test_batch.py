@@ -287,7 +287,7 @@ def test_a_job_alone_in_the_batch_steps_on_its_own_thread_and_two_jobs_take_turn
 
     def run(seed: int, seen: set[int]) -> int:
         columns = model.batch.columns(model.bundle, cond, None, 30, params, seeded_rng(seed),
-                                      timed=lambda step, seconds: seen.add(threading.get_ident()), label=str(seed))
+                                      timed=lambda step, seconds, riding: seen.add(threading.get_ident()), label=str(seed))
         return sum(1 for _ in columns)
 
     alone: set[int] = set()

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import time
 
+import pytest
+
+from daemon.models.musicgen import backend as backend_module
 from daemon.models.musicgen.backend import MusicGen
 from daemon.models.musicgen.options import EngineOptions
+from daemon.models.musicgen.stream_timing import StepTiming
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.params import GenerationParams
 
@@ -68,3 +74,31 @@ def test_a_batched_jobs_report_counts_the_shared_steps_that_made_its_columns(loa
     assert report.decode_s == report.prefill_s + report.step_s and report.codec_s > 0
     assert report.early_step_ms is not None and report.late_step_ms is not None
     assert model.batch is not None and model.batch.snapshot().steps >= report.steps
+
+
+def test_the_late_steps_are_split_by_whether_a_next_windows_context_rode_in_them():
+    timing = StepTiming(window_frames=100)  # positions 90 and on are late
+    record = timing.recorder(first_position=80)
+    record(0, 9.0)  # the prefill: not a step
+    for index in range(1, 20):  # positions 81-99: 81-89 mid-window, 90-99 late
+        record(index, 0.030 if index % 4 == 0 else 0.010, 2 if index % 4 == 0 else 0)
+    # Late: positions 90-99 are indices 10-19; 12 and 16 carried 2 riding columns each.
+    assert timing.late_split() == "late steps 10: 8 alone 10.00 ms, 2 with riding columns 30.00 ms"
+    assert StepTiming(window_frames=100).late_split() is None
+
+
+def test_a_handing_off_jobs_log_says_which_late_steps_carried_the_next_windows_context(load_preset, caplog):
+    model = MusicGen(dataclasses.replace(load_preset("debug/musicgen").bundle, window_frames=60),
+                     engine=EngineOptions.parse("int8a8+kv4+nowarmup"),
+                     stream_settings=StreamSettings(first_chunk_frames=5))
+    if model.engine.decoder.native is None:
+        pytest.skip("riffd's native step cannot run here: the hand-off rides it")
+    with caplog.at_level(logging.INFO, logger=backend_module.log.name):
+        chunks, report = _drain(model.stream("a drone", PARAMS, batched=True, label="job"))
+    assert sum(c.frames for c in chunks) == 64000 and report.late_step_ms is not None
+    line = next(r.getMessage() for r in caplog.records if "window(s)" in r.getMessage() and "late steps" in r.getMessage())
+    found = re.search(r"late steps (\d+): (\d+) alone .*, (\d+) with riding columns (\S+) ms", line)
+    assert found is not None, line
+    late, alone, riding = (int(found.group(i)) for i in (1, 2, 3))
+    # Each window but the last rides its successor's context through its own last third, late tenth included.
+    assert riding > 0 and alone + riding == late and float(found.group(4)) > 0

@@ -107,7 +107,7 @@ def test_a_condition_swapped_between_steps_moves_on_with_the_slots(load_preset, 
         monkeypatch.setattr(handoff, "WINDOW_STAGE_POSITIONS", stage)
         joined = []
 
-        def timed(step: int, seconds: float) -> None:
+        def timed(step: int, seconds: float, riding: int) -> None:
             if step == swap_at:  # before step swap_at + 1 (slot swap_at + 1): in the view of 14, the next its
                 stream = joined[0]
                 assert (stream.whole is not None) == (stage > 0) and stream.cache.max_positions == (14 if stage else 43)

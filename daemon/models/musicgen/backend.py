@@ -259,9 +259,10 @@ class MusicGen:
         report = steps.report(self.engine_name, decode_s=decode_s, codec_s=codec_s())
         # Where a long job's time went: its windows' prefills (each later window re-reads its
         # context) against its steps, and the codec.
-        log.info("%s: %d window(s), prefills %.2f s, %d steps %.2f s (mean %.2f ms), codec %.2f s",
+        late = steps.late_split()
+        log.info("%s: %d window(s), prefills %.2f s, %d steps %.2f s (mean %.2f ms), codec %.2f s%s",
                  label or self.model_id, len(job.windows), report.prefill_s, report.steps, report.step_s,
-                 1000 * report.step_s / max(report.steps, 1), report.codec_s)
+                 1000 * report.step_s / max(report.steps, 1), report.codec_s, f"; {late}" if late else "")
         return report
 
     def jam_host(self):  # -> daemon.models.musicgen.jam.session.JamHost

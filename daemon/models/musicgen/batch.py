@@ -65,6 +65,8 @@ _InferenceMode = getattr(torch._C, "_InferenceMode", None) or torch.inference_mo
 ADMISSION_POLL_S = 0.05
 #: The longest a job's codec work waits for another job's first audio (`StepBatch.codec_turn`).
 CODEC_YIELD_S = 0.5
+#: `timed(step, seconds, riding)`: what made a stream's column (StepBatch.columns).
+StepTimer = Callable[[int, float, int], None]
 
 
 @dataclass(eq=False)
@@ -105,7 +107,7 @@ class BatchStream:
     cache: KVCache
     first_slot: int  # cache slot of the window's first sampled column
     should_stop: StopFn | None
-    timed: Callable[[int, float], None] | None = None  # (step, seconds) of each shared step it is in
+    timed: StepTimer | None = None  # each shared step it is in: see StepBatch.columns
     out: deque[torch.Tensor | BaseException] = field(default_factory=deque)  # made, not yet read
     step: int = 1  # the step whose column the next shared step makes (0: its prefill is that step)
     pending: torch.Tensor | None = None  # the column to feed next, at slot first_slot + step - 1
@@ -168,7 +170,7 @@ class StepBatch:
     def columns(self, bundle: MusicgenBundle, cond: Conditioning, prompt: torch.Tensor | None, new_frames: int,
                 params: GenerationParams, rng: torch.Generator | None, should_stop: StopFn | None = None, *,
                 label: str = "", priority: int = 0, on_join: Callable[[BatchStream], None] | None = None,
-                timed: Callable[[int, float], None] | None = None,
+                timed: StepTimer | None = None,
                 listener: Listener | None = None, handoff: Handoff | None = None,
                 next_window: NextWindow | None = None) -> Iterator[torch.Tensor]:
         """Each new column `[B, K]` of a window, stepped with the batch; `loop.decoder_columns`'s contract.
@@ -176,8 +178,9 @@ class StepBatch:
         Blocks until the window is admitted (raising Cancelled if stopped meanwhile). Closing
         the iterator leaves the batch within one step and frees the cache. `on_join` gets the
         stream's handle once its prefill is done (see `BatchStream.between_steps`). `timed(step,
-        seconds)` learns what made each column: the prefill (step 0, on this thread), then each
-        shared step it was in (on the thread that ran it, before the column is handed over).
+        seconds, riding)` learns what made each column: the prefill (step 0, on this thread), then each
+        shared step it was in (on the thread that ran it, before the column is handed over), with the
+        next windows' context columns that rode in that step (0 for the prefill).
         `listener`: the job's audio side (see `codec_turn`); from admission until `first_audio`,
         others' codec work waits for this window's job.
 
@@ -242,7 +245,7 @@ class StepBatch:
                 else:
                     column = feed = sampler.next_column(0, decoder.prefill(cache, cond, pattern.inputs))
                 if timed is not None:
-                    timed(0, time.perf_counter() - started)
+                    timed(0, time.perf_counter() - started, 0)
                 if next_window is not None and handoff is not None:
                     stream.successor = handoff.warming = self._warm(bundle, next_window, rows,
                                                                     cache if next_window.cond is cond else None)
@@ -451,11 +454,12 @@ class StepBatch:
                 stream.out.append(exc)
             return
         took_s = time.perf_counter() - started
+        riding = len(fed) - len(columns)
         for warm, due in warming:
             warm.fed_queued(len(due))
         for stream, column in zip(streams, made, strict=True):
             if stream.timed is not None:
-                stream.timed(stream.step, took_s)
+                stream.timed(stream.step, took_s, riding)
             stream.out.append(column)
             if stream.successor is not None:
                 stream.successor.offer(stream.sampler.pattern.prompt_frames + 1 + stream.step, column)

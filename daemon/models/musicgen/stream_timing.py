@@ -5,7 +5,9 @@ iterator is decoding (each column's step and sampling), the time inside the chun
 beyond that is the codec's; a batched job's steps are timed by whichever thread runs them (each
 shared step counts whole for every stream in it). The report travels to clients in the
 job's `done` event, so a client (`bench.realtime`) can see what the real-time factor is made of
-through a running daemon.
+through a running daemon. The job's log line also splits the late steps by whether a next window's
+context rode in them (handoff.py): what a long job's late steps cost beyond its early ones is that
+riding and the window's own longer attention, and the line says which is how much.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class StepTiming:
         self.late_from = window_frames - self.edge
         self._early: list[float] = []
         self._late: list[float] = []
+        self._late_alone: list[float] = []  # the late steps, split by whether a next window's context
+        self._late_riding: list[float] = []  # rode in them (handoff.py)
         self.steps = 0
         self.step_s = 0.0
         self.prefill_s = 0.0
@@ -78,12 +82,13 @@ class StepTiming:
             if close is not None:
                 close()
 
-    def recorder(self, first_position: int) -> Callable[[int, float], None]:
-        """`record(index, seconds)` for the window whose column 0 (made by its prefill) sits at
-        cache position `first_position`: where the columns are made elsewhere (the shared batch
-        step times each column it makes on its own thread)."""
+    def recorder(self, first_position: int) -> Callable[[int, float, int], None]:
+        """`record(index, seconds, riding)` for the window whose column 0 (made by its prefill) sits
+        at cache position `first_position`: where the columns are made elsewhere (the shared batch
+        step times each column it makes on its own thread, and says how many of the next window's
+        context columns rode in it)."""
 
-        def record(index: int, took_s: float) -> None:
+        def record(index: int, took_s: float, riding: int = 0) -> None:
             if not index:
                 self.prefill_s += took_s
                 return
@@ -94,6 +99,7 @@ class StepTiming:
                 self._early.append(took_s)
             elif position >= self.late_from:
                 self._late.append(took_s)
+                (self._late_riding if riding else self._late_alone).append(took_s)
 
         return record
 
@@ -101,6 +107,16 @@ class StepTiming:
         return StreamReport(engine=engine, decode_s=decode_s, codec_s=codec_s, steps=self.steps, step_s=self.step_s,
                             prefill_s=self.prefill_s, early_step_ms=_mean_ms(self._early),
                             late_step_ms=_mean_ms(self._late))
+
+    def late_split(self) -> str | None:
+        """The late steps split by whether a next window's context rode in them, in words for the
+        job's log (None: no late steps). late/early is the window's own attention and the riding
+        together; this says which is how much."""
+        if not self._late:
+            return None
+        parts = [f"{len(steps)} {name} " + (f"{_mean_ms(steps):.2f} ms" if steps else "-")
+                 for name, steps in (("alone", self._late_alone), ("with riding columns", self._late_riding))]
+        return f"late steps {len(self._late)}: " + ", ".join(parts)
 
 
 def _mean_ms(durations: list[float]) -> float | None:
