@@ -12,8 +12,8 @@ import pytest
 from daemon.cpu import isa_class, parse_cpuinfo
 from daemon.models.musicgen import engine_modes
 from daemon.models.musicgen.engine_choice import (
-    MIN_AGREEMENT, Calibration, CalibrationCache, ModeMeasurement, calibration_key, choose, model_fingerprint,
-    context_could_matter,
+    MIN_AGREEMENT, TIE_BAND, Calibration, CalibrationCache, ModeMeasurement, calibration_key, choose,
+    context_could_matter, model_fingerprint,
 )
 
 
@@ -47,8 +47,9 @@ def test_auto_never_picks_a_mode_slower_than_float32_or_below_the_threshold():
                     if m.mode != "float32" and m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= 1.05 * float32]
         if eligible:
             fastest = max(m.steps_per_s for m in eligible)
-            assert picked.steps_per_s * 1.05 >= fastest
-            assert all(m.token_agreement <= picked.token_agreement for m in eligible if m.steps_per_s * 1.05 >= fastest)
+            assert picked.steps_per_s * TIE_BAND >= fastest
+            assert all(m.token_agreement <= picked.token_agreement for m in eligible
+                       if m.steps_per_s * TIE_BAND >= fastest)
 
 
 def test_of_two_modes_as_fast_within_the_noise_the_one_closer_to_float32_wins():
@@ -57,6 +58,12 @@ def test_of_two_modes_as_fast_within_the_noise_the_one_closer_to_float32_wins():
     assert choice.mode == "int8"
     # 10 % faster is a measured difference: the faster one, still above the bar.
     assert choose(_calibration(("float32", 5.0, 1.0), ("int8", 64.0, 0.968), ("int8a8", 70.6, 0.921))).mode == "int8a8"
+    # So is 4.8 % (the Intel Xeon's calibration, where a 60 s job measured 3-7 % taking turns): the
+    # issue asks for the fastest mode above the bar, not the closest one within MIN_SPEEDUP's 5 %.
+    xeon = choose(_calibration(("float32", 5.0, 1.0), ("int8", 67.4, 0.972), ("int8a8", 70.6, 0.949)))
+    assert xeon.mode == "int8a8" and "also eligible: int8 13.48x" in xeon.reason
+    # Just inside the band (2.9 %) is still a tie.
+    assert choose(_calibration(("float32", 5.0, 1.0), ("int8", 68.6, 0.972), ("int8a8", 70.6, 0.949))).mode == "int8"
 
 
 def test_a_mode_whose_long_form_windows_cost_less_wins_a_tie_of_steps():
@@ -87,10 +94,10 @@ def test_a_mode_whose_long_form_windows_cost_less_wins_a_tie_of_steps():
 
 
 def test_a_context_is_timed_only_where_it_could_change_the_choice():
-    # The cheapest frame so far costs 17.4 ms with its context; steps alone of 18.0 ms are within 5 %
-    # of it (could tie once counted), 18.5 ms are not (a context only adds: never as fast).
-    assert context_could_matter(0.0180, None) and context_could_matter(0.0180, 0.0174)
-    assert not context_could_matter(0.0185, 0.0174)
+    # The cheapest frame so far costs 17.4 ms with its context; steps alone of 17.9 ms are within the
+    # tie band of it (could tie once counted), 18.0 ms are not (a context only adds: never as fast).
+    assert context_could_matter(0.0180, None) and context_could_matter(0.0179, 0.0174)
+    assert not context_could_matter(0.0180, 0.0174)
     rng = random.Random(3)
     for _ in range(300):
         float32 = ("float32", rng.uniform(2, 10), 1.0)

@@ -142,7 +142,7 @@ def calibrate(bundle: MusicgenBundle, modes: Sequence[str], *, key: str, machine
     gc.collect()
 
     # The windows' contexts, fastest steps first: once one is timed, a mode whose steps alone are
-    # slower than that frame (within MIN_SPEEDUP) cannot be picked, and its context is not timed.
+    # slower than that frame (within TIE_BAND) cannot be picked, and its context is not timed.
     candidates = sorted((m for m in measurements.values()
                          if m.token_agreement >= MIN_AGREEMENT and m.steps_per_s >= MIN_SPEEDUP * float32_rate),
                         key=lambda m: m.steps_per_s, reverse=True)
