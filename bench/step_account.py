@@ -416,7 +416,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         riding_table.append(("  of which outside the codec's pushes",
                              1e3 * statistics.fmean(o for _, o in into_riding), None, ""))
     riding_ms = {part: ms for part, ms, _, _ in riding_table if ms is not None}
-    late_table = account_table(late, model, bandwidth, statistics.fmean(s["position"] for s in late), kv4) if late else []
+    late_position = statistics.fmean(s["position"] for s in late) if late else None
+    late_table = account_table(late, model, bandwidth, late_position, kv4) if late_position is not None else []
     late_ms = {part: (ms, limit) for part, ms, limit, _ in late_table if ms is not None}
     regions = statistics.fmean(s.get("pool.regions", 0.0) for s in early)
     # The riding span: as many steps as context columns rode, up to the last riding step (with k columns
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"({args.ride_columns or 'default'} columns a riding step)")
     if late:
         print(f"late steps alone (positions {late_from}..{backend.bundle.window_frames - 1}): {len(late)}, "
-              f"mean position {statistics.fmean(s['position'] for s in late):.0f}")
+              f"mean position {late_position:.0f}")
     print(f"{'part':40} {'ms':>7} {'floor':>7} {'riding':>7} {'late':>7} {'floor':>7}  note")
     for part, ms, limit, note in table:
         ride = riding_ms.get(part)

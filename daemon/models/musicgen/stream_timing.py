@@ -58,7 +58,6 @@ class StepTiming:
         self.edge = max(1, int(window_frames * EDGE_FRACTION))
         self.late_from = window_frames - self.edge
         self._early: list[float] = []
-        self._late: list[float] = []
         self._late_alone: list[float] = []  # the late steps, split by whether a next window's context
         self._late_riding: list[float] = []  # rode in them (handoff.py)
         self.steps = 0
@@ -98,7 +97,6 @@ class StepTiming:
             if position < self.edge:
                 self._early.append(took_s)
             elif position >= self.late_from:
-                self._late.append(took_s)
                 (self._late_riding if riding else self._late_alone).append(took_s)
 
         return record
@@ -106,17 +104,18 @@ class StepTiming:
     def report(self, engine: str, decode_s: float, codec_s: float) -> StreamReport:
         return StreamReport(engine=engine, decode_s=decode_s, codec_s=codec_s, steps=self.steps, step_s=self.step_s,
                             prefill_s=self.prefill_s, early_step_ms=_mean_ms(self._early),
-                            late_step_ms=_mean_ms(self._late))
+                            late_step_ms=_mean_ms(self._late_alone + self._late_riding))
 
     def late_split(self) -> str | None:
         """The late steps split by whether a next window's context rode in them, in words for the
         job's log (None: no late steps). late/early is the window's own attention and the riding
         together; this says which is how much."""
-        if not self._late:
+        late = len(self._late_alone) + len(self._late_riding)
+        if not late:
             return None
         parts = [f"{len(steps)} {name} " + (f"{_mean_ms(steps):.2f} ms" if steps else "-")
                  for name, steps in (("alone", self._late_alone), ("with riding columns", self._late_riding))]
-        return f"late steps {len(self._late)}: " + ", ".join(parts)
+        return f"late steps {late}: " + ", ".join(parts)
 
 
 def _mean_ms(durations: list[float]) -> float | None:
