@@ -17,7 +17,7 @@ import pytest
 from clients.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "docs" / "user-guide.md", ROOT / "README.md", ROOT / "docs" / "jukebox.md"]
+DOCS = [ROOT / "docs" / "user-guide.md", ROOT / "README.md", ROOT / "docs" / "jukebox.md", ROOT / "docs" / "realtime-log.md"]
 GUIDE = DOCS[0].read_text()
 RECIPES = ("live_pads", "continue_region", "setlist", "jam_controller")
 

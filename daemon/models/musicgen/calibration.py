@@ -71,7 +71,7 @@ from protocol.params import GenerationParams
 log = logging.getLogger(__name__)
 
 #: The cache position late steps are timed at: a 30 s window's last frames, where the cache is a
-#: third of an int8 step's read (README "Real time").
+#: third of an int8 step's read (docs/realtime-log.md).
 LATE_POSITION = 1500
 #: Late steps timed per run, and runs (the best counts; the int8 and 4-bit caches take turns).
 LATE_STEPS, LATE_RUNS = 12, 3

@@ -5,7 +5,7 @@ float32 engines keep float32 (their audio equals transformers' own). The approxi
 int8a8, int4, int8dyn, bfloat16) run both in bfloat16 where bfloat16 matmuls are native (x86 with
 AVX-512 BF16 or AMX): on the 2-core AMD EPYC Zen 4 that took a 27-token prompt's t5-base from
 85 to 40 ms and its 48 cross projections from 44-59 to 24 ms (`/tmp`-free figures: see the
-README's first-chunk table), for hidden states within 1 % and keys within 0.3 % of float32's.
+first chunk's figures in docs/realtime-log.md), for hidden states within 1 % and keys within 0.3 % of float32's.
 The text encoder itself is faster still on riffd's int8 kernel there (`encoder_precision`), except
 where bfloat16 runs on AMX tiles.
 

@@ -47,7 +47,7 @@ TIE_BAND = 1.03
 #: against its int8 cache, for auto to add it. Its early steps are the int8 cache's very code (the
 #: window's first `kv_cache.INT8_HEAD_POSITIONS` positions stay int8), so only the late rate can tell.
 #: It reads and holds half the int8 cache's bytes (82 against 157 MB for a musicgen-small window) at
-#: the int8 cache's agreement (README "4-bit keys and values"), so a tie keeps it: only late steps
+#: the int8 cache's agreement (docs/realtime-log.md, "4-bit keys and values"), so a tie keeps it: only late steps
 #: measurably slower drop it. Idle on the Zen 4 it measured 1.07-1.30x natively and with AVX-VNNI
 #: emulated, 1.00-1.17x with AVX2 emulated; AVX-VNNI in a busy minute (load ~3) 1.00x. The earlier
 #: bar of 1.03x turned those ties into a window cache of twice the bytes for every later job, since a

@@ -47,7 +47,7 @@ SCALES4 = torch.float16
 #: float16's largest finite value: a 4-bit layout scale saturates there (`half_scales`).
 FLOAT16_LARGEST = 65504.0
 #: Positions at the start of a window the 4-bit layout keeps in int8 (bench/kv4_agreement.py, random
-#: musicgen-small, int8a8, greedy agreement with float32 by frames; README "4-bit keys and values").
+#: musicgen-small, int8a8, greedy agreement with float32 by frames; docs/realtime-log.md, "4-bit keys and values").
 INT8_HEAD_POSITIONS = 64
 
 
