@@ -49,6 +49,7 @@ from daemon.models.musicgen.kv_cache import KVCache
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.loop import StopFn, WindowSampler, check_stop, next_columns, plan_window, window_sampler
 from daemon.models.musicgen.step_draw import StepDraw
+from daemon.models.musicgen.stream_timing import StepTimer
 from protocol.errors import Cancelled, OutOfMemory
 from protocol.params import GenerationParams
 
@@ -65,8 +66,6 @@ _InferenceMode = getattr(torch._C, "_InferenceMode", None) or torch.inference_mo
 ADMISSION_POLL_S = 0.05
 #: The longest a job's codec work waits for another job's first audio (`StepBatch.codec_turn`).
 CODEC_YIELD_S = 0.5
-#: `timed(step, seconds, riding)`: what made a stream's column (StepBatch.columns).
-StepTimer = Callable[[int, float, int], None]
 
 
 @dataclass(eq=False)

@@ -22,6 +22,9 @@ T = TypeVar("T")
 
 #: The first and the last tenth of a window's positions are its "early" and "late" steps.
 EDGE_FRACTION = 0.1
+#: `timed(step, seconds, riding)`: a window's column `step` took `seconds` to make, in a step that also
+#: carried `riding` of the next window's context columns (StepTiming.recorder, StepBatch.columns).
+StepTimer = Callable[[int, float, int], None]
 
 
 class TimedIterator(Generic[T]):
@@ -81,7 +84,7 @@ class StepTiming:
             if close is not None:
                 close()
 
-    def recorder(self, first_position: int) -> Callable[[int, float, int], None]:
+    def recorder(self, first_position: int) -> StepTimer:
         """`record(index, seconds, riding)` for the window whose column 0 (made by its prefill) sits
         at cache position `first_position`: where the columns are made elsewhere (the shared batch
         step times each column it makes on its own thread, and says how many of the next window's
