@@ -132,7 +132,9 @@ def conform(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: i
     if not grid.confident:
         log.info("conform: no steady beat found (%d beats); the audio is left at its own time", len(grid.beat_times_s))
         return Conformed(np.ascontiguousarray(samples, dtype=np.float32), target_bpm, 1.0, False)
-    start = int(round(grid.downbeat_s * sample_rate))
+    # A downbeat on the audio's first attack can lie a little before sample 0 (backtracked to the
+    # energy minimum, or put on the fitted line): it starts the audio. Negative, it would index the tail.
+    start = max(0, int(round(grid.downbeat_s * sample_rate)))
     body = samples[:, start:]
     ratio = grid.tempo_bpm / target_bpm
     stretched = stretch(body, sample_rate, ratio)

@@ -20,8 +20,10 @@ def seamless_loop(audio: np.ndarray, frames: int, overlap: int) -> np.ndarray:
     """`frames` samples of `audio` `[channels, >= frames + overlap]` that loop without a seam."""
     channels, have = audio.shape
     if have < frames:
-        log.warning("loop: the take is %d samples short of its bars; its start fills the rest", frames - have)
-        audio = np.concatenate([audio, audio[:, : frames - have]], axis=1) if have else np.zeros((channels, frames))
+        log.warning("loop: the take is %d samples short of its bars; it repeats from its start to fill them",
+                    frames - have)
+        # as many whole repeats as it takes (a take under half its bars needs more than one)
+        audio = np.tile(audio, (1, -(-frames // have)))[:, :frames] if have else np.zeros((channels, frames), np.float32)
         have = frames
     overlap = max(0, min(overlap, have - frames, frames))
     out = np.array(audio[:, :frames], dtype=np.float32, copy=True)

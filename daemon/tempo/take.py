@@ -116,6 +116,8 @@ def shape(chunks: Iterator[AudioChunk], take: TakeState, *, state: Callable[[], 
     if not blocks:
         return
     audio = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+    frames = plan.frames(sample_rate)
+    overlap = int(round(plan.loop_overlap_s() * sample_rate)) if plan.loop else 0
     if plan.conform:
         try:
             from daemon.tempo.conform import conform
@@ -123,13 +125,20 @@ def shape(chunks: Iterator[AudioChunk], take: TakeState, *, state: Callable[[], 
             conformed = conform(audio, sample_rate, plan.bpm, plan.quantum)
         except ImportError as exc:  # checked at submit; a library that is there but cannot load
             raise Unsupported(f"{needs_extra('conform', CONFORM_MODULES)} ({exc})") from None
-        audio, take.source_bpm = conformed.samples, conformed.source_bpm
-    frames = plan.frames(sample_rate)
+        # The take was generated long enough for a tempo within CONFORM_MARGIN of the plan's; a grid
+        # found much slower leaves too little on it, and its bars are better whole at the take's own
+        # time than filled with silence or repeats.
+        short_by = (frames or 0) + overlap - conformed.samples.shape[1]
+        if short_by <= 0:
+            audio, take.source_bpm = conformed.samples, conformed.source_bpm
+        else:
+            log.warning("conform: on the grid (%.2f BPM found) the take is %d samples short of its bars; it is "
+                        "left at its own time", conformed.source_bpm, short_by)
     if plan.loop:
         from daemon.tempo.loop import seamless_loop
 
         assert frames is not None  # validated: a loop has bars
-        audio = seamless_loop(audio, frames, int(round(plan.loop_overlap_s() * sample_rate)))
+        audio = seamless_loop(audio, frames, overlap)
     elif frames is not None:
         audio = _cut(audio, frames, sample_rate)
     take.sample_rate = sample_rate
@@ -190,7 +199,7 @@ def _cut(audio: np.ndarray, frames: int, sample_rate: int) -> np.ndarray:
     """Exactly `frames` samples: the end faded if cut, silence added if short."""
     if audio.shape[1] >= frames:
         return _fade_end(np.ascontiguousarray(audio[:, :frames]), sample_rate)
-    log.warning("conformed take is %d samples short of its bars: padded with silence", frames - audio.shape[1])
+    log.warning("take is %d samples short of its bars: padded with silence", frames - audio.shape[1])
     return np.concatenate([audio, np.zeros((audio.shape[0], frames - audio.shape[1]), np.float32)], axis=1)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from daemon.audio.types import AudioChunk
+from daemon.tempo import conform as conform_module
+from daemon.tempo.conform import Conformed
 from daemon.tempo.loop import seamless_loop
-from daemon.tempo.take import TakePlan
+from daemon.tempo.take import TakePlan, TakeState, shape
 from daemon.tempo.timeline import OwnTimeline, TimelineState, launch_beat, next_boundary
 from protocol.errors import InvalidArgument
 
@@ -64,3 +67,32 @@ def test_a_plan_asks_for_enough_audio_and_names_the_tempo() -> None:
     assert plan.prompt("dub techno", "{bpm} bpm") == "dub techno, 97 bpm"
     assert plan.prompt(None, "{bpm} bpm") == "97 bpm"
     assert plan.prompt("x", "") == "x"
+
+
+def test_a_take_under_half_its_bars_repeats_to_exactly_its_frames() -> None:
+    frames = 2 * RATE
+    take = np.random.default_rng(5).standard_normal((2, frames * 3 // 10)).astype(np.float32)
+    loop = seamless_loop(take, frames, int(0.05 * RATE))
+    assert loop.shape == (2, frames)
+    have = take.shape[1]  # nothing past the loop's end: no crossfade, the take again and again
+    for start in range(0, frames, have):
+        np.testing.assert_array_equal(loop[:, start : start + have], take[:, : frames - start])
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_a_take_whose_grid_leaves_too_little_keeps_its_bars_whole_at_its_own_time(
+        monkeypatch: pytest.MonkeyPatch, loop: bool) -> None:
+    # Found far slower than asked, the grid's stretch leaves less than the take's bars: its bars come
+    # whole from the audio as generated, not filled with silence or repeats.
+    plan = TakePlan(bpm=120.0, quantum=4, bars=2, launch="now", loop=loop, conform=True)
+    raw = np.random.default_rng(6).standard_normal((1, int(plan.generate_s(0.0) * RATE))).astype(np.float32)
+    short = raw[:, : RATE * 3]  # 1.5 of the 2 bars
+    monkeypatch.setattr(conform_module, "conform", lambda *args: Conformed(short, 85.0, 0.708, True))
+    take = TakeState(plan)
+    chunks = [AudioChunk(0, 0, raw[:, : RATE], RATE), AudioChunk(1, RATE, raw[:, RATE:], RATE)]
+    out = np.concatenate([c.audio for c in shape(iter(chunks), take, state=lambda: None, now_s=lambda: 0.0,
+                                                  lead_s=0.0)], axis=1)
+    frames = plan.frames(RATE)
+    assert out.shape == (1, frames) and take.frames == frames and take.source_bpm is None
+    # past the loop's crossfade and before the cut's fade, the generated audio itself
+    np.testing.assert_array_equal(out[:, RATE // 2 : frames - RATE // 100], raw[:, RATE // 2 : frames - RATE // 100])

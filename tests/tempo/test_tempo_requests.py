@@ -85,3 +85,20 @@ def test_osc_duration_zero_with_bars_and_the_clock(daemon) -> None:
         assert address == "/riffd/error" and args[1] == "invalid_argument"
     finally:
         peer.close()
+
+
+# The fake backend's tone is 220 + seed % 500 Hz; at these seeds the beat tracker finds a steady beat
+# in it (librosa 0.11) whose first downbeat lies before the audio's start (loop False: 240 Hz; True:
+# 222 Hz), or a grid so much slower than asked that its stretch leaves too little (436 Hz; 311 Hz).
+@pytest.mark.parametrize("loop,seed", [(False, 20), (False, 216), (True, 2), (True, 91)])
+def test_a_take_is_exactly_its_bars_whatever_its_beat_tracking_finds(daemon, loop: bool, seed: int) -> None:
+    with Client(daemon.zmq, timeout_s=30) as client:
+        events = list(client.generate("drums", 0.0, bars=2, bpm=120.0, loop=loop, seed=seed))
+    done = events[-1]
+    assert isinstance(done, Done) and done.frames == round(2 * 4 * 0.5 * RATE)
+    # all of it the tone (peaks of 0.5 in every 10 ms), no silence padding it out (but the end's fade)
+    audio = np.concatenate([e.audio for e in events if isinstance(e, Chunk)], axis=1)
+    assert audio.shape[1] == done.frames
+    window = RATE // 100
+    peaks = np.abs(audio[0, : -window]).reshape(-1, window).max(axis=1)
+    assert peaks.min() > 0.3, np.flatnonzero(peaks <= 0.3)[:5]
