@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from clients.client import DEFAULT_ENDPOINT, raise_for
+from clients.client import DEFAULT_ENDPOINT, connect_dealer, raise_for
 from clients.curve import CurveClientKeys
 from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
 from protocol import wire
@@ -112,13 +111,7 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         self.timeout_s = timeout_s
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        # A routing id of our own, kept across reconnects: a daemon restarted on the same folder
-        # sends this client the events of the jobs it resumes for it.
-        self._socket.setsockopt(zmq.IDENTITY, b"riffd-" + secrets.token_hex(8).encode())
-        if curve is not None:
-            curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
-        self._socket.connect(endpoint)
+        connect_dealer(self._socket, endpoint, curve)
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._reader: asyncio.Task[None] | None = None
 

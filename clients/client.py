@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7401"
 
 
+def connect_dealer(socket: zmq.Socket, endpoint: str, curve: CurveClientKeys | None) -> None:
+    """Set up a client's DEALER `socket` (sync or asyncio) and connect it to the daemon at `endpoint`."""
+    socket.setsockopt(zmq.LINGER, 0)
+    # A routing id of our own, kept across reconnects: a daemon restarted on the same folder
+    # sends this client the events of the jobs it resumes for it.
+    socket.setsockopt(zmq.IDENTITY, b"riffd-" + secrets.token_hex(8).encode())
+    if curve is not None:
+        curve.apply(socket)  # a daemon that requires CurveZMQ ignores clients without keys
+    socket.connect(endpoint)
+
+
 def raise_for(event: Error) -> None:
     """Raise the RiffdError an error event carries (its code kept)."""
     raise RiffdError(event.message, code=event.code)
@@ -168,13 +179,7 @@ class Client(JobRequests[JobStream]):
         self.timeout_s = timeout_s
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        # A routing id of our own, kept across reconnects: a daemon restarted on the same folder
-        # sends this client the events of the jobs it resumes for it.
-        self._socket.setsockopt(zmq.IDENTITY, b"riffd-" + secrets.token_hex(8).encode())
-        if curve is not None:
-            curve.apply(self._socket)  # a daemon that requires CurveZMQ ignores clients without keys
-        self._socket.connect(endpoint)
+        connect_dealer(self._socket, endpoint, curve)
         self._pending: dict[str, collections.deque[Event]] = {}
 
     def jam(self, prompt: str = "", *, model: str | None = None, **options: Any) -> JamHandle:
