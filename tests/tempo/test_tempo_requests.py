@@ -87,9 +87,10 @@ def test_osc_duration_zero_with_bars_and_the_clock(daemon) -> None:
         peer.close()
 
 
-# The fake backend's tone is 220 + seed % 500 Hz; at these seeds the beat tracker finds a steady beat
-# in it (librosa 0.11) whose first downbeat lies before the audio's start (loop False: 240 Hz; True:
-# 222 Hz), or a grid so much slower than asked that its stretch leaves too little (436 Hz; 311 Hz).
+# The fake backend's tone is 220 + seed % 500 Hz. Before conform's MIN_BEAT_FLUX, the beat tracker
+# (librosa 0.11) found a steady beat in the tones at these seeds whose first downbeat lay before the
+# audio's start (loop False: 240 Hz; True: 222 Hz), or a grid so much slower than asked that its
+# stretch left too little (436 Hz; 311 Hz); each of these takes came out short or padded.
 @pytest.mark.parametrize("loop,seed", [(False, 20), (False, 216), (True, 2), (True, 91)])
 def test_a_take_is_exactly_its_bars_whatever_its_beat_tracking_finds(daemon, loop: bool, seed: int) -> None:
     with Client(daemon.zmq, timeout_s=30) as client:
