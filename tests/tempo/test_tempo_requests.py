@@ -97,7 +97,7 @@ def test_a_take_is_exactly_its_bars_whatever_its_beat_tracking_finds(daemon, loo
         events = list(client.generate("drums", 0.0, bars=2, bpm=120.0, loop=loop, seed=seed))
     done = events[-1]
     assert isinstance(done, Done) and done.frames == round(2 * 4 * 0.5 * RATE)
-    # all of it the tone (peaks of 0.5 in every 10 ms), no silence padding it out (but the end's fade)
+    # all of it the tone (peaks of 0.5 in every 10 ms), no silence padding it out (but for the end's fade)
     audio = np.concatenate([e.audio for e in events if isinstance(e, Chunk)], axis=1)
     assert audio.shape[1] == done.frames
     window = RATE // 100
