@@ -99,7 +99,15 @@ class JobStream:
         self.close()
 
     def cancel(self) -> None:
-        """Ask the daemon to cancel this job (the stream then ends with an error `cancelled`)."""
+        """Ask the daemon to cancel this job (the stream then ends with an error `cancelled`). Before
+        the daemon has named the job (its `accepted`), this reads up to that event first."""
+        if self.job is None and not self.finished:
+            try:
+                for _ in self:  # events before `accepted` (an error refusing the request ends the stream)
+                    if self.job is not None:
+                        break
+            except TimeoutError:
+                return  # a daemon that never answered has no job to cancel
         if self.job is not None and not self.finished:
             self._client._send(Cancel(job=self.job, id=new_id()), expect_reply=False)
 

@@ -199,7 +199,8 @@ class Generate(MusicGenRequest):
 @dataclass(frozen=True)
 class Continue(MusicGenRequest):
     """Continue audio (a path, or inline samples over ZeroMQ) by `duration_s` seconds,
-    optionally steered by a text prompt."""
+    optionally steered by a text prompt. MusicGen continues from at most the audio's last 29.98 s
+    (its window less one frame): a longer prompt is trimmed from the front."""
 
     TYPE: ClassVar[str] = "continue"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("audio", "duration_s"),)

@@ -22,6 +22,9 @@ from protocol.schema import Message
 
 #: Headers are small; anything bigger is refused before it is parsed.
 MAX_HEADER_BYTES = 64 * 1024
+#: The most a whole request (header and PCM frames) may be. The daemon's libzmq drops a bigger one
+#: unread and disconnects its sender, so no error event can answer it: `encode` refuses it instead.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: The PCM dtype on the wire.
 PCM_DTYPE = np.dtype("<f4")
 
@@ -45,7 +48,21 @@ def encode(message: Message) -> list[bytes]:
         if pcm.shape != (message.channels, message.frames):
             raise ValueError(f"chunk audio shape {pcm.shape} does not match header {(message.channels, message.frames)}")
         frames.append(pcm.tobytes())
+    if isinstance(message, Request):
+        _check_request_size(message, frames)
     return frames
+
+
+def _check_request_size(request: Request, frames: Sequence[bytes]) -> None:
+    size = sum(len(frame) for frame in frames)
+    if size <= MAX_MESSAGE_BYTES:
+        return
+    seconds = sum(value.frames / value.sample_rate for value in request.to_fields().values()
+                  if isinstance(value, InlineAudio) and value.sample_rate > 0)
+    inline = f" ({seconds:.1f} s of inline audio, sent as 32-bit float)" if seconds else ""
+    raise MessageTooLarge(f"this {request.TYPE} request is {size / 1e6:.1f} MB{inline}, over the "
+                          f"{MAX_MESSAGE_BYTES // 2**20} MiB a request to the daemon may be: send less audio, "
+                          "or a path the daemon may read (riffd continue --send-path)")
 
 
 def decode_request(frames: Sequence[Frame]) -> Request:

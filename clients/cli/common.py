@@ -11,11 +11,15 @@ from pathlib import Path
 from clients.client import DEFAULT_ENDPOINT, Client, raise_for
 from protocol.errors import RiffdError
 from clients.cli.options import add_generation_options, generation_params
-from protocol.messages import SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Event, Progress, Started
+from protocol.messages import OUTPUT_FORMATS, SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Event, Progress, Started
 
 
 #: (job, chunk blocks `[channels, frames]`, sample rate, -o path) -> exit status; writes and reports the file.
 Writer = Callable[[str, list, int, Path | None], int]
+
+
+#: What a client's timeout most often means.
+DAEMON_SILENT_HINT = "is the daemon running there, and does it want CurveZMQ keys?"
 
 
 def exit_status(run: Callable[[], int]) -> int:
@@ -26,14 +30,48 @@ def exit_status(run: Callable[[], int]) -> int:
         print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
         return 2
     except TimeoutError as exc:
-        print(f"error: {exc} (is the daemon running there, and does it want CurveZMQ keys?)", file=sys.stderr)
+        print(f"error: {exc} ({DAEMON_SILENT_HINT})", file=sys.stderr)
         return 2
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: seconds greater than 0 (a timeout of 0 or less would give up at once)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return seconds
+
+
+def audio_output_path(text: str) -> Path:
+    """An argparse type: a file the client can write audio to, refused before a job runs rather than after."""
+    path = Path(text)
+    if path.suffix.lower().lstrip(".") not in OUTPUT_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text} must end in {' or '.join('.' + f for f in OUTPUT_FORMATS)}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    return path
+
+
+def zmq_endpoint(text: str) -> str:
+    """An argparse type: a ZeroMQ endpoint a client can connect to (libzmq's own error says only 'Invalid argument')."""
+    transport, sep, address = text.partition("://")
+    if not sep or transport not in ("tcp", "ipc") or not address:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an endpoint: give tcp://HOST:PORT (or ipc://PATH)")
+    return text
+
+
+def absolute_path(path: str) -> str:
+    """`path` for the daemon: it refuses relative paths, which would name files from its own working folder."""
+    return str(Path(path).expanduser().resolve())
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+    parser.add_argument("--endpoint", type=zmq_endpoint, default=DEFAULT_ENDPOINT,
                         help=f"the daemon's ZeroMQ request endpoint (default {DEFAULT_ENDPOINT})")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+    parser.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="S",
                         help="give up when the daemon is silent this long (default 120 s)")
     parser.add_argument("--curve-secret-key", type=Path, metavar="FILE",
                         help="this client's CurveZMQ .key_secret file (for a daemon that requires CurveZMQ)")
@@ -55,7 +93,8 @@ def connect(args: argparse.Namespace) -> Client:
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """Output, model, priority and the generation controls `riffd render` has too."""
     add_generation_options(parser)
-    parser.add_argument("-o", "--output", type=Path, help="write the audio here (.wav or .flac; default JOB.wav)")
+    parser.add_argument("-o", "--output", type=audio_output_path,
+                        help="write the audio here (.wav or .flac; default JOB.wav)")
     parser.add_argument("--model", "-m", help="model id (default: the daemon's)")
     parser.add_argument("--job", help="job id (default: the daemon picks one)")
     parser.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
@@ -101,6 +140,8 @@ def run_job(client: Client, stream: EventStream, output: Path | None, *, write: 
                     bar.update(task, description=f"{event.job}: queued{ahead}")
                 elif isinstance(event, Started):
                     bar.update(task, description=f"{event.job}: generating on {event.model}")
+                    if event.seed is not None:  # the take's recipe: --seed N with the same flags plays it again
+                        bar.console.print(f"{event.job}: seed {event.seed}")
                 elif isinstance(event, Progress):
                     bar.update(task, total=event.total, completed=event.done)
                 elif isinstance(event, Chunk) and event.stage == "final":  # not a Jukebox preview

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clients.cli.common import add_job_arguments, connect, job_options, run_job
+from clients.cli.common import absolute_path, add_job_arguments, connect, job_options, run_job
 from clients.cli.tempo_options import add_tempo_arguments, tempo_options
 
 
@@ -22,13 +22,6 @@ def run(args: argparse.Namespace) -> int:
     options = job_options(args) | tempo_options(args)
     for name in ("melody", "audio_prompt"):
         if getattr(args, name):
-            options[name] = _absolute(getattr(args, name))
+            options[name] = absolute_path(getattr(args, name))
     with connect(args) as client:
         return run_job(client, client.generate(args.prompt, duration_s=args.duration, **options), args.output)
-
-
-def _absolute(path: str) -> str:
-    from pathlib import Path
-
-    # The daemon resolves paths from its own working folder, not ours.
-    return str(Path(path).expanduser().resolve())

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.cli.common import add_connection_arguments, connect, exit_status
+from clients.cli.common import add_connection_arguments, audio_output_path, connect, exit_status
 from clients.cli.tempo_options import add_tempo_arguments, tempo_options
 from protocol.errors import RiffdError
 from protocol.messages import Applied, Chunk, Done, Error, Snapshot, Started
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--play", action="store_true", help="play on the daemon's sound card")
     start.add_argument("--gain", type=float, help="linear gain on the daemon's sound card")
     start.add_argument("-d", "--duration", type=float, metavar="S", help="end after S seconds (default: until Ctrl-C)")
-    start.add_argument("-o", "--output", type=Path, help="write the jam's audio here as it comes (.wav or .flac)")
+    start.add_argument("-o", "--output", type=audio_output_path, help="write the jam's audio here as it comes (.wav or .flac)")
     start.add_argument("--resume", metavar="NAME|PATH", help="continue a snapshot exactly where it was taken")
     start.add_argument("--seed", type=int)
     _sampling_flags(start)

@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from clients.cli.common import EventStream, add_connection_arguments, connect, run_job
+from clients.cli.common import EventStream, add_connection_arguments, audio_output_path, connect, run_job
 from protocol.messages import Chunk, Event, Lyric
 
 
@@ -47,8 +47,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.98, help="levels above the bottom (default 0.98)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k best codes, 0 = all")
     parser.add_argument("--top-p", type=float, default=0.0, help="nucleus sampling mass in [0, 1], 0 = off")
-    parser.add_argument("-o", "--output", type=Path, help="write the upsampled audio here (default JOB.wav)")
-    parser.add_argument("--preview", type=Path, metavar="FILE", help="also write the preview here")
+    parser.add_argument("-o", "--output", type=audio_output_path, help="write the upsampled audio here (default JOB.wav)")
+    parser.add_argument("--preview", type=audio_output_path, metavar="FILE", help="also write the preview here")
     parser.add_argument("--save", action="store_true", help="the daemon keeps the job's files (and codes) under --out")
     parser.add_argument("--model", "-m", help="Jukebox model id (default: the daemon's Jukebox)")
     parser.add_argument("--job", help="job id (default: the daemon picks one)")

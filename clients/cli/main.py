@@ -10,6 +10,9 @@ import argparse
 import importlib
 import sys
 
+import zmq
+
+from clients.cli.common import DAEMON_SILENT_HINT
 from protocol.errors import RiffdError
 
 # Each module defines register(subparsers) that adds its parser with set_defaults(run=...).
@@ -46,6 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"riffd: error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        if args.verbose:
+            raise
+        print(f"riffd: error: {exc} ({DAEMON_SILENT_HINT})", file=sys.stderr)
+        return 2
+    except (OSError, zmq.ZMQError) as exc:
+        # A user's file that cannot be read or written, an endpoint that is not one: a line, not a traceback.
+        if args.verbose:
+            raise
+        print(f"riffd: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("riffd: interrupted", file=sys.stderr)

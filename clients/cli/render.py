@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from clients.cli.common import audio_output_path
 from clients.cli.options import add_generation_options, generation_params
 from daemon.config import ENGINE_HELP
 
@@ -17,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("render", help="generate in-process (no daemon) and write a file",
                                    description="Generate music in this process and write it to a WAV or FLAC file.")
     parser.add_argument("prompt", nargs="?", default=None, help="text prompt (omit for unconditional generation)")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output file, .wav or .flac")
+    parser.add_argument("-o", "--output", required=True, type=audio_output_path, help="output file, .wav or .flac")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"hub id, local folder or preset such as debug/musicgen (default {DEFAULT_MODEL})")
     add_generation_options(parser)
@@ -45,9 +46,6 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument("the prompt is empty: describe the music, or omit it for unconditional generation")
     # Check everything cheap before loading the model, so mistakes fail fast.
     parse_subtype(args.bit_depth, "FLAC" if args.output.suffix.lower() == ".flac" else "WAV")
-    if args.output.suffix.lower() not in (".wav", ".flac"):
-        from protocol.errors import InvalidArgument
-        raise InvalidArgument(f"output {args.output} must end in .wav or .flac")
     audio_prompt = read_audio(args.audio_prompt) if args.audio_prompt else None
     melody = read_audio(args.melody) if args.melody else None
     from daemon.models.musicgen.backend import MusicGen

@@ -101,29 +101,48 @@ def write_round_trip(
     """Write the continuation (after the region itself with `include_prompt`) at the region's rate.
 
     The file is `duration_s` of new audio long (plus the region), in the region's sample
-    format unless `subtype` (a bit depth or soundfile subtype) says otherwise; with
-    `include_prompt` the format is always the region's, or its samples would not be the same.
+    format unless `subtype` (a bit depth or soundfile subtype) says otherwise or the output format
+    cannot hold it (then the format's default); with `include_prompt` the format is always the
+    region's, or its samples would not be the same (a region in a codec's format, MP3 or Ogg:
+    its decoded samples, as float WAV).
     """
+    chosen = round_trip_subtype(path, region, include_prompt=include_prompt, subtype=subtype)
+    new_frames = int(np.floor(duration_s * region.sample_rate + 0.5))
+    placed = place_continuation(continuation, region, frames=new_frames, start_offset_s=start_offset_s)
+    samples = np.concatenate([region.exact, placed], axis=1) if include_prompt else placed
+    return write_audio(path, samples, region.sample_rate, subtype=chosen)
+
+
+def round_trip_subtype(path: str | os.PathLike, region: Region, *, include_prompt: bool,
+                       subtype: str | None = None) -> str | None:
+    """The subtype `write_round_trip` writes `path` in (None: write_audio's default for its format);
+    raises InvalidArgument for a file it would refuse, so a client can ask before a job runs."""
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InvalidArgument(f"output {path} must end in .wav or .flac")
-    new_frames = int(np.floor(duration_s * region.sample_rate + 0.5))
-    placed = place_continuation(continuation, region, frames=new_frames, start_offset_s=start_offset_s)
-    if include_prompt:
-        if subtype is not None and parse_subtype(subtype, fmt) != region.subtype:
-            raise InvalidArgument(f"--include-prompt keeps the region's format ({region.subtype}); "
-                                  f"a different bit depth would change its samples")
-        samples = np.concatenate([region.exact, placed], axis=1)
-    else:
-        samples = placed
-    chosen = subtype if subtype is not None else _subtype_for(region.subtype, fmt)
-    return write_audio(path, samples, region.sample_rate, subtype=chosen)
+    if subtype is None:
+        return _subtype_for(region.subtype, fmt, include_prompt=include_prompt)
+    if include_prompt and parse_subtype(subtype, fmt) != region.subtype:
+        raise InvalidArgument(f"--include-prompt keeps the region's format ({region.subtype}); "
+                              f"a different bit depth would change its samples")
+    parse_subtype(subtype, fmt)  # a bit depth the format has
+    return subtype
 
 
-def _subtype_for(region_subtype: str, fmt: str) -> str:
-    """The region's subtype when `fmt` can hold it (a 16-bit WAV region gives a 16-bit FLAC...)."""
-    if sf.check_format(fmt, region_subtype):
+#: Sample formats a file holds its samples in as they are (not a codec's: MP3, Vorbis, Opus...).
+_PLAIN_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+
+
+def _subtype_for(region_subtype: str, fmt: str, *, include_prompt: bool) -> str | None:
+    """The region's subtype when `fmt` can hold it (a 16-bit WAV region gives a 16-bit FLAC...);
+    else the format's default (None: write_audio's float WAV, 24-bit FLAC), unless the region's own
+    samples must survive (`include_prompt`): a decoded MP3 or Ogg region survives in a float WAV."""
+    if region_subtype in _PLAIN_SUBTYPES and sf.check_format(fmt, region_subtype):
         return region_subtype
-    raise InvalidArgument(f"{fmt} cannot store the region's {region_subtype} samples; write a .wav "
-                          f"or give a bit depth")
+    if not include_prompt:
+        return None
+    if fmt == "WAV":
+        return "FLOAT"  # the decoder's float samples, exactly
+    raise InvalidArgument(f"{fmt} cannot store the region's {region_subtype} samples unchanged, as "
+                          "--include-prompt would: write a .wav")

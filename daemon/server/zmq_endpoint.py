@@ -26,8 +26,9 @@ from protocol.messages import Error, Event, Request
 log = logging.getLogger(__name__)
 
 #: A bigger multipart message is dropped by libzmq before it reaches us (and the peer is
-#: disconnected); headers are further limited to wire.MAX_HEADER_BYTES with an error reply.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: disconnected), so riffd's clients refuse to send one; headers are further limited to
+#: wire.MAX_HEADER_BYTES with an error reply.
+MAX_MESSAGE_BYTES = wire.MAX_MESSAGE_BYTES
 #: Events queued for one peer that does not read before it is treated as gone (with chunks of
 #: a second of audio this is minutes of backlog, yet bounded memory).
 SEND_HWM = 1000

@@ -37,6 +37,17 @@ def test_leaving_a_stream_early_cancels_its_job(fake_daemon: DaemonThread) -> No
             time.sleep(0.02)
 
 
+def test_leaving_a_stream_before_any_event_cancels_the_job_the_daemon_named(fake_daemon: DaemonThread) -> None:
+    with Client(fake_daemon.zmq) as client:
+        with client.generate("x", duration_s=60.0, model="fake/slow") as stream:
+            pass  # no job id asked for, no event read: only the daemon's `accepted` names the job
+        assert stream.job is not None
+        deadline = time.monotonic() + 5
+        while stream.job in client.status().jobs:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
 def test_collect_raises_the_jobs_error(fake_daemon: DaemonThread) -> None:
     with Client(fake_daemon.zmq) as client:
         with pytest.raises(RiffdError) as info:

@@ -23,7 +23,9 @@ def test_generate_writes_the_streamed_audio(debug_daemon: DaemonThread, tmp_path
     code = main(["generate", "warm pad", "--duration", "1.5", "--seed", "4", "-o", str(out),
                  "--endpoint", debug_daemon.zmq, "--job", "cli-gen"])
     assert code == 0
-    assert f"{out} (1.50 s, 32000 Hz, 1 ch, job cli-gen)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"{out} (1.50 s, 32000 Hz, 1 ch, job cli-gen)" in printed.out
+    assert "cli-gen: seed 4" in printed.err  # a take's seed is its recipe
     data, rate = sf.read(out, dtype="float32", always_2d=True)
     assert rate == 32000 and data.shape == (48000, 1)
     # The same request through the Python client gives the same samples.
@@ -49,6 +51,47 @@ def test_continue_as_a_separate_process(debug_daemon: DaemonThread, tmp_path: Pa
     assert main(["continue", str(region), "--send-path", "--duration", "1", "--seed", "5", "-o", str(by_path),
                  "--endpoint", debug_daemon.zmq]) == 0
     np.testing.assert_array_equal(sf.read(out)[0], sf.read(by_path)[0])
+
+
+def test_continue_writes_what_the_output_can_hold(debug_daemon: DaemonThread, tmp_path: Path, capsys) -> None:
+    endpoint = ["--endpoint", debug_daemon.zmq, "--duration", "0.5", "--seed", "2"]
+    float_region = tmp_path / "float.wav"
+    sf.write(float_region, (0.2 * np.sin(np.arange(16000) / 7)).astype(np.float32), 48000, subtype="FLOAT")
+    # FLAC has no float samples: the continuation alone is written at FLAC's 24 bits...
+    assert main(["continue", str(float_region), "-o", str(tmp_path / "cont.flac"), *endpoint]) == 0
+    assert sf.info(tmp_path / "cont.flac").subtype == "PCM_24" and "PCM_24" in capsys.readouterr().out
+    # ...but with the region, whose float samples FLAC would change, it is refused before any
+    # request (to an endpoint nobody answers: a request would time out instead).
+    assert main(["continue", str(float_region), "--include-prompt", "-o", str(tmp_path / "joined.flac"),
+                 "--endpoint", "tcp://127.0.0.1:9", "--timeout", "0.5"]) == 2
+    assert "write a .wav" in capsys.readouterr().err and not (tmp_path / "joined.flac").exists()
+    # A region in a codec's format (Ogg Vorbis) keeps its decoded samples, exactly, in a float WAV.
+    ogg_region = tmp_path / "region.ogg"
+    sf.write(ogg_region, (0.2 * np.sin(np.arange(32000) / 9)).astype(np.float32), 32000, format="OGG",
+             subtype="VORBIS")
+    joined = tmp_path / "joined.wav"
+    assert main(["continue", str(ogg_region), "--include-prompt", "-o", str(joined), *endpoint]) == 0
+    decoded, _ = sf.read(ogg_region, dtype="float32", always_2d=True)
+    written, rate = sf.read(joined, dtype="float32", always_2d=True)
+    assert sf.info(joined).subtype == "FLOAT" and rate == 32000
+    np.testing.assert_array_equal(written[:len(decoded)], decoded)
+    assert len(written) == len(decoded) + 16000
+
+
+def test_continue_sends_the_regions_tail_that_one_request_holds(capsys) -> None:
+    from clients.cli.continue_ import _tail
+    from protocol import wire
+    from protocol.messages import Continue
+
+    region = np.random.default_rng(0).standard_normal((2, 40 * 48000)).astype(np.float32)
+    sent = _tail(region, 48000, 30.0)  # 11.5 MB: fits
+    assert sent.frames == 30 * 48000 and np.array_equal(sent.samples, region[:, -sent.frames:])
+    assert capsys.readouterr().err == ""
+    hi_res = np.zeros((2, 30 * 96000), np.float32)
+    sent = _tail(hi_res, 96000, 30.0)  # 23 MB would not: the last 21.76 s do
+    request = Continue(sent, duration_s=1.0)
+    assert 21.5 * 96000 < sent.frames and len(b"".join(wire.encode(request))) <= wire.MAX_MESSAGE_BYTES
+    assert "sending the region's last 21.76 s" in capsys.readouterr().err
 
 
 def test_status_and_errors(debug_daemon: DaemonThread, capsys) -> None:

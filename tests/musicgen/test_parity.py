@@ -128,11 +128,17 @@ def test_melody(load_preset):
     assert (logits[0] - logits[1]).abs().max() > 1e-6
 
 
-def test_prompt_longer_than_the_window_is_refused(musicgen):
-
-    too_long = _tone(31.0, 16000)
-    with pytest.raises(InvalidArgument, match="trim the prompt"):
-        musicgen.generate_continuation(too_long, ["x"], GREEDY)
+def test_a_prompt_longer_than_the_window_continues_from_its_last_window(musicgen):
+    bundle = musicgen.bundle
+    # 40 frames past the window and half a frame more (a partial last frame is never encoded).
+    too_long = _tone((bundle.window_frames + 40.5) / bundle.frame_rate, bundle.sample_rate)
+    frames = too_long.frames // bundle.hop_length
+    first_sample = (frames - (bundle.window_frames - 1)) * bundle.hop_length
+    tail = Audio(too_long.samples[:, first_sample:], too_long.sample_rate)
+    whole, end = (musicgen.generate_continuation(audio, ["x"], GREEDY) for audio in (too_long, tail))
+    assert torch.equal(whole.codes, end.codes)
+    np.testing.assert_array_equal(whole.audio, end.audio)
+    assert whole.audio.shape[-1] == round(GREEDY.duration_s * bundle.sample_rate)
 
 
 @pytest.mark.skipif(not os.environ.get("RIFFD_PARITY_MODELS"), reason="set RIFFD_PARITY_MODELS to check real checkpoints")

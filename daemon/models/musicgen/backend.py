@@ -415,7 +415,8 @@ class MusicGen:
                                    attention_mask=None if kept.attention_mask is None else kept.attention_mask.clone())
 
     def _prompt_codes(self, audio_prompt: Audio) -> tuple[torch.Tensor, int]:
-        """Codes `[1, K, P]` of the prompt's whole codec frames, and its length in model samples.
+        """Codes `[1, K, P]` of the prompt's whole codec frames (its last `window_frames - 1` when
+        it has more), and its length in model samples from the first frame encoded.
 
         Only whole frames are encoded: a padded last frame would put silence where the music
         goes on. The continuation then starts at the prompt's exact end, so a DAW region and its
@@ -427,12 +428,14 @@ class MusicGen:
         if frames == 0:
             raise InvalidArgument(f"the audio prompt is {audio_prompt.duration_s * 1000:.1f} ms long, shorter than one "
                                   f"codec frame ({1000 / bundle.frame_rate:.0f} ms)")
-        if frames >= bundle.window_frames:
-            raise InvalidArgument(
-                f"the audio prompt is {audio_prompt.duration_s:.2f} s long; this model continues at most "
-                f"{(bundle.window_frames - 1) / bundle.frame_rate:.2f} s: trim the prompt")
-        whole = Audio(prompt.samples[:, :frames * bundle.hop_length], bundle.sample_rate)
-        return encode_prompt(bundle, whole), prompt.frames
+        # A prompt longer than the window is continued from its last window_frames - 1 frames (a
+        # window needs one slot to make a frame): a producer continuing a whole song means its end.
+        first_sample = max(0, frames - (bundle.window_frames - 1)) * bundle.hop_length
+        if first_sample:
+            log.info("%s: the audio prompt is %.2f s long; continuing from its last %.2f s (the model's window)",
+                     self.model_id, audio_prompt.duration_s, (prompt.frames - first_sample) / bundle.sample_rate)
+        whole = Audio(prompt.samples[:, first_sample:frames * bundle.hop_length], bundle.sample_rate)
+        return encode_prompt(bundle, whole), prompt.frames - first_sample
 
 
 def _log_first_chunk(label: str, took_s: float, planned_s: float, steps: StepTiming, codec_s: float) -> None:

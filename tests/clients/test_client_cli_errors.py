@@ -1,0 +1,76 @@
+"""A user's mistakes at the `riffd` command line end in one line and status 2, never a traceback,
+and the ones a flag shows are refused before any request is sent."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients import Client
+from clients.cli.main import main
+from protocol import wire
+from protocol.audio_ref import InlineAudio
+from protocol.errors import MessageTooLarge
+from protocol.messages import Continue
+
+
+def _silent_endpoint() -> str:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_silent_daemon_is_one_line(capsys) -> None:
+    assert main(["status", "--endpoint", _silent_endpoint(), "--timeout", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("riffd: error: no event from") and "daemon running" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "x", "-o", "take.mp3"], "must end in .wav or .flac"),
+    (["continue", "region.wav", "-o", "cont.ogg"], "must end in .wav or .flac"),
+    (["jam", "start", "x", "-o", "jam.mp3"], "must end in .wav or .flac"),
+    (["render", "x", "-o", "take.aiff"], "must end in .wav or .flac"),
+    (["status", "--endpoint", "localhost:7401"], "not an endpoint"),
+    (["status", "--timeout", "-1"], "above 0"),
+    (["status", "--timeout", "nan"], "above 0"),
+])
+def test_a_bad_flag_is_refused_before_anything_is_sent(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_output_that_is_a_folder_is_refused_first(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "takes.wav"
+    folder.mkdir()
+    with pytest.raises(SystemExit):
+        main(["generate", "x", "-o", str(folder)])
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_file_error_is_one_line(tmp_path: Path, capsys) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    assert main(["keys", str(not_a_folder / "keys")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("riffd: error:") and "Not a directory" in err and "Traceback" not in err
+
+
+def _continue_of(seconds: float, sample_rate: int = 96000, channels: int = 2) -> Continue:
+    samples = np.zeros((channels, round(seconds * sample_rate)), np.float32)
+    return Continue(InlineAudio(samples, sample_rate), duration_s=1.0)
+
+
+def test_a_request_over_the_daemons_message_limit_is_refused_by_the_client() -> None:
+    # 22 s of 96 kHz stereo is 16.9 MB as float32: libzmq at the daemon would drop it unanswered.
+    assert len(b"".join(wire.encode(_continue_of(21.0)))) < wire.MAX_MESSAGE_BYTES
+    with pytest.raises(MessageTooLarge, match=r"22\.0 s of inline audio.*--send-path"):
+        wire.encode(_continue_of(22.0))
+    # Through the client it fails at once, before waiting on a daemon that would never answer.
+    with Client(_silent_endpoint(), timeout_s=30) as client, pytest.raises(MessageTooLarge):
+        next(iter(client.continue_(_continue_of(22.0).audio, duration_s=1.0)))
