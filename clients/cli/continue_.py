@@ -8,8 +8,8 @@ from pathlib import Path
 
 from clients.cli.common import absolute_path, add_job_arguments, connect, job_options, positive_seconds, run_job
 from protocol import wire
-from protocol.audio_ref import InlineAudio
-from protocol.errors import RiffdError
+from protocol.audio_ref import INLINE_RATE_RANGE, MAX_INLINE_CHANNELS, InlineAudio
+from protocol.errors import BadAudio, RiffdError
 
 
 #: The most of a region sent by default: no MusicGen window continues from more (the daemon keeps the
@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     # A file that could not be written is refused now, not after the job.
     round_trip_subtype(args.output or Path("take.wav"), region, include_prompt=args.include_prompt,
                        subtype=args.bit_depth)
+    if not args.send_path and not (region.channels <= MAX_INLINE_CHANNELS
+                                   and INLINE_RATE_RANGE[0] <= region.sample_rate <= INLINE_RATE_RANGE[1]):
+        raise BadAudio(f"{args.audio} is {region.channels} channels at {region.sample_rate} Hz; a request carries "
+                       f"1-{MAX_INLINE_CHANNELS} channels at {INLINE_RATE_RANGE[0]}-{INLINE_RATE_RANGE[1]} Hz: mix "
+                       "or resample it, or give --send-path to a daemon on this machine")
     source = absolute_path(args.audio) if args.send_path else _tail(region.audio.samples, region.sample_rate,
                                                                     args.context_s)
 

@@ -74,3 +74,13 @@ def test_a_request_over_the_daemons_message_limit_is_refused_by_the_client() -> 
     # Through the client it fails at once, before waiting on a daemon that would never answer.
     with Client(_silent_endpoint(), timeout_s=30) as client, pytest.raises(MessageTooLarge):
         next(iter(client.continue_(_continue_of(22.0).audio, duration_s=1.0)))
+
+
+def test_a_region_no_request_can_carry_is_refused_with_its_way_out(tmp_path: Path, capsys) -> None:
+    import soundfile as sf
+
+    region = tmp_path / "surround.wav"
+    sf.write(region, np.zeros((1000, 10), np.float32), 48000)
+    assert main(["continue", str(region), "--endpoint", _silent_endpoint(), "--timeout", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "10 channels at 48000 Hz" in err and "--send-path" in err and "[bad_audio]" in err
