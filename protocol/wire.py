@@ -67,6 +67,8 @@ def _check_request_size(request: Request, frames: Sequence[bytes]) -> None:
 
 def decode_request(frames: Sequence[Frame]) -> Request:
     """Parse a request's frames; raise a RiffdError saying what is wrong with them."""
+    if not frames:
+        raise BadMessage("a request has a header frame; the message has no frames")
     kind, header = _header(frames[0])
     cls = REQUESTS.get(kind)
     if cls is None:

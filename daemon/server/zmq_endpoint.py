@@ -204,6 +204,12 @@ def _peer_address(frame: zmq.Frame) -> str | None:
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[tuple[bytes, ...], list[bytes]]:
-    if len(frames) >= 2 and frames[1] == b"":
+    """(envelope, body) of a ROUTER message: `[id, b"", body...]` from a REQ peer, `[id, body...]`.
+
+    An empty second frame is a REQ delimiter only when a body follows it: a REQ socket never
+    sends an empty message, so `[id, b""]` is a DEALER's one empty frame, kept as the body so that
+    it is refused as a bad message in the framing its sender reads.
+    """
+    if len(frames) >= 3 and frames[1] == b"":
         return (frames[0], b""), frames[2:]
     return (frames[0],), frames[1:]

@@ -101,6 +101,7 @@ def test_unknown_model_is_an_error_event_and_the_daemon_serves_on(debug_daemon: 
     "frames, code",
     [
         ([b"\xff\xfe garbage"], "bad_message"),
+        ([b""], "bad_message"),  # one empty frame: a body, not a REQ delimiter with nothing after it
         ([b"[1, 2]"], "bad_message"),
         ([b'{"v": 1, "type": "explode", "id": "r1"}'], "bad_message"),
         ([b'{"v": 99, "type": "status", "id": "r1"}'], "unsupported_version"),
@@ -170,6 +171,10 @@ def test_req_style_delimiter_is_tolerated(debug_daemon: DaemonThread) -> None:
         sock.send_multipart(wire.encode(wire.decode_request([b'{"v": 1, "type": "status", "id": "q"}'])))
         reply = wire.decode_event(sock.recv_multipart())
         assert reply.TYPE == "status" and reply.re == "q"
+        # A REQ peer's empty body comes after its delimiter: refused, and the reply still reaches it.
+        sock.send_multipart([b""])
+        reply = wire.decode_event(sock.recv_multipart())
+        assert isinstance(reply, Error) and reply.code == "bad_message", reply
     finally:
         sock.close()
         context.term()

@@ -128,6 +128,11 @@ def test_chunk_pcm_frame_is_float32_channel_major() -> None:
         wire.decode_event([header])
 
 
+def test_a_request_without_frames_is_a_bad_message() -> None:
+    with pytest.raises(BadMessage):
+        wire.decode_request([])
+
+
 @pytest.mark.parametrize(
     "fields, fragment",
     [
