@@ -17,9 +17,9 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
-from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge
+from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge, RiffdError
 from protocol.messages import EVENTS, REQUESTS, Event, Request
-from protocol.schema import FieldSpec, Message, fields_of
+from protocol.schema import FieldSpec, Message, coerce, fields_of
 
 #: Our outgoing OSC messages stay under this size (Max and Pd drop bigger UDP packets).
 MAX_OSC_MESSAGE_BYTES = 8192
@@ -159,6 +159,22 @@ def job_hint(args: Sequence[Any]) -> str:
         if key == "job" and isinstance(value, str):
             return value
     return ""
+
+
+def reply_port_hint(address: str, args: Sequence[Any]) -> int | None:
+    """Best effort `reply_port` of a request that failed to decode, so that its error goes where
+    the sender listens: read as decode_request reads it (an option, or the positional one of a
+    control request's form), typed as its lenient OSC decoding types it; None unless a valid port."""
+    cls = REQUEST_ADDRESSES.get(address)
+    if cls is None:
+        return None
+    try:
+        value = _fields(cls, args).get("reply_port")
+        spec = next(spec for spec in fields_of(cls) if spec.name == "reply_port")
+        port = coerce(spec, value, where=cls.TYPE, lenient=True)
+    except RiffdError:  # the arguments cannot be laid out, or the port is not an int
+        return None
+    return port if isinstance(port, int) and 1 <= port <= 65535 else None
 
 
 def usage(cls: type[Message], *, first_only: bool = False) -> str:

@@ -1,7 +1,8 @@
 """OSC over UDP and over TCP (OSC 1.0 length-prefixed stream framing, as liblo speaks it).
 
 Replies go to the request's source: the UDP address it came from, or back down its TCP
-connection. Chunk events without a file (nobody asked for chunk files when the chunk was
+connection; or, when a request names a `reply_port`, to that UDP port on the source's host
+(a refusal too, even of a request that did not decode). Chunk events without a file (nobody asked for chunk files when the chunk was
 written) are not sent over OSC: an OSC listener can only use audio as a file path.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from daemon.server.access import RateLimiter, SourceFilter
 from protocol import osc
@@ -162,13 +164,21 @@ class OscEndpoint:
                 request = osc.decode_request(address, args)
             except RiffdError as exc:
                 log.info("osc: refused %s from %s: %s", address, reply.address, exc.message)
-                self._on_refused(reply, Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
+                self._on_refused(self._refusal_reply(reply, address, args),
+                                 Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the endpoint down
                 log.exception("osc: decoding %s failed", address)
                 self._on_refused(reply, Error(job="", code="internal", message=f"{type(exc).__name__}: {exc}"))
                 continue
             self._handler(request, reply)
+
+    def _refusal_reply(self, reply: OscReply, address: str, args: list[Any]) -> OscReply:
+        """Where a request refused at decoding is answered: at the `reply_port` it names on its
+        sender's host, as a decoded request's answers are (oscsend and Pd's [netsend] cannot hear
+        on the port they send from), or at its source when it names no valid one."""
+        port = osc.reply_port_hint(address, args)
+        return reply if port is None else OscReply(self, (reply.host, port))
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
-from daemon_harness import DaemonThread, OscDump, OscPeer, oscsend
+from daemon_harness import DaemonThread, OscDump, OscPeer, oscsend, wait_for
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from protocol import osc
@@ -189,6 +189,28 @@ def test_reply_port_sends_a_jobs_events_to_a_listener_of_the_senders_choice(debu
         assert peer.receive_until("/riffd/error")[-1][1][1] == "invalid_argument"
     finally:
         peer.close()
+
+
+def test_requests_refused_at_decoding_answer_at_their_reply_port(debug_daemon: DaemonThread) -> None:
+    url = f"osc.udp://127.0.0.1:{debug_daemon.osc_port}"
+    with OscDump() as dump:
+        # Each refused for a different field, the port given as an int or as Pd's float, as an option or
+        # in a control request's positional form; oscsend has exited before any answer could reach it.
+        sends = [
+            ("/riffd/generate", "sfsssi", "x", 1.0, "seed", "abc", "reply_port", dump.port),
+            ("/riffd/generate", "sfsisi", "x", 1.0, "bit_depth", 20, "reply_port", dump.port),
+            ("/riffd/generate", "sfsssf", "x", 1.0, "format", "mp3", "reply_port", float(dump.port)),
+            ("/riffd/generate", "sfsfsi", "x", 1.0, "out_sample_rate", 44100.5, "reply_port", dump.port),
+            ("/riffd/continue", "sfsi", "", 1.0, "reply_port", dump.port),
+            ("/riffd/generate", "sfsisi", "x", 1.0, "bars", 4, "reply_port", dump.port),
+            ("/riffd/cancel", "si", "../x", dump.port),
+        ]
+        for count, (address, types, *args) in enumerate(sends, start=1):
+            oscsend(address, types, *args, url=url)
+            wait_for(lambda count=count: len(dump.messages("/riffd/error")) >= count)
+        errors = dump.messages("/riffd/error")
+        assert [line.args[1] for line in errors] == ["invalid_argument"] * len(sends)
+        assert "seed must be an int" in errors[0].args[2] and "bit_depth" in errors[1].args[2]
 
 
 def test_control_requests_answer_at_reply_port(debug_daemon: DaemonThread) -> None:

@@ -128,6 +128,25 @@ def test_chunk_pcm_frame_is_float32_channel_major() -> None:
         wire.decode_event([header])
 
 
+@pytest.mark.parametrize(
+    "address, args, port",
+    [
+        ("/riffd/generate", ["x", 1.0, "seed", "abc", "reply_port", 9001], 9001),
+        ("/riffd/generate", ["x", 1.0, "reply_port", 9001.0, "format", "mp3"], 9001),  # Pd sends floats
+        ("/riffd/cancel", ["../x", 9001], 9001),  # positional in a control request's form
+        ("/riffd/generate", ["x", 1.0, "reply_port", 0], None),
+        ("/riffd/generate", ["x", 1.0, "reply_port", 65536], None),
+        ("/riffd/generate", ["x", 1.0, "reply_port", "9001"], None),
+        ("/riffd/generate", ["x", 1.0, "reply_port", 9001.5], None),
+        ("/riffd/generate", ["x", 1.0, "seed", "reply_port", 9001], None),  # no key/value layout to read it by
+        ("/riffd/generate", ["reply_port", 9001.0], None),  # the prompt and the duration, not an option
+        ("/riffd/nowhere", ["reply_port", 9001], None),
+    ],
+)
+def test_reply_port_hint_reads_a_refused_request_as_the_decoder_does(address: str, args: list, port: int | None) -> None:
+    assert osc.reply_port_hint(address, args) == port
+
+
 def test_a_request_without_frames_is_a_bad_message() -> None:
     with pytest.raises(BadMessage):
         wire.decode_request([])
