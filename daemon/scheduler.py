@@ -30,7 +30,7 @@ from daemon.runner import JobRunner
 from protocol.errors import (
     Cancelled, DuplicateJob, NotFound, QueueFull, RiffdError, ShuttingDown, TooManyJobs, Unsupported,
 )
-from protocol.messages import TERMINAL_EVENTS, Accepted, Error, Event
+from protocol.messages import TERMINAL_EVENTS, Accepted, Done, Error, Event
 
 if TYPE_CHECKING:
     from daemon.durable import DurableJobs
@@ -217,6 +217,7 @@ class Scheduler:
                 self._cond.notify_all()  # a place may have freed for the next job in line
             if self._durable is not None:
                 self._durable.finished(job, event)  # out of the journal before anyone hears it ended
+            _log_outcome(job, event)
             self._emit(job, event)
         else:
             log.error("job %s: dropped a second terminal event %s", job.id, event.TYPE)
@@ -273,7 +274,6 @@ class Scheduler:
         self._runner.run(job, self._emit_for)
         if not job.finished:  # a runner bug; the client still gets its ending
             self._finish(job, Error(job=job.id, code="internal", message="job ended without a result", re=job.re))
-        log.info("job %s: finished", job.id)
 
     def _run_outranking(self, current: Job) -> None:
         """Run the queued jobs of higher priority than `current` now, on this worker; `current`
@@ -288,6 +288,22 @@ class Scheduler:
                      current.priority)
             self._run(job)
             log.info("job %s: resumed", current.id)
+
+
+#: Codes of jobs stopped on purpose (a client's cancel, a vanished client, shutdown), not failures.
+_CANCEL_CODES = frozenset({Cancelled.code, ShuttingDown.code})
+
+
+def _log_outcome(job: Job, event: Event) -> None:
+    """How a job ended, once, whichever path ended it (queued or running): a failure after `accepted`
+    is otherwise seen only by its client."""
+    if isinstance(event, Error) and event.code in _CANCEL_CODES:
+        log.info("job %s: cancelled (%s): %s", job.id, event.code, event.message)
+    elif isinstance(event, Error):
+        log.warning("job %s: failed (%s): %s", job.id, event.code, event.message)
+    else:
+        assert isinstance(event, Done), event  # only terminal events end a job
+        log.info("job %s: finished%s", job.id, f", saved to {event.path}" if event.path else "")
 
 
 def _view(job: Job, state: str, position: int) -> JobView:

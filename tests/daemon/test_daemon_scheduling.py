@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -102,6 +103,28 @@ def test_a_backend_crash_mid_stream_is_an_internal_error_and_the_next_job_succee
         assert [type(e) for e in events][-2:] == [Chunk, Error]
         assert events[-1].code == "internal" and "simulated backend failure" in events[-1].message
         assert isinstance(list(client.generate("y", duration_s=0.5))[-1], Done)
+
+
+def test_the_log_says_how_each_job_ended(fake_daemon: DaemonThread, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="daemon.scheduler")
+    with Client(fake_daemon.zmq) as client:
+        list(client.generate("x", duration_s=1.0, model="fake/broken", job="broken"))
+        running = client.generate("r", duration_s=60.0, model="fake/slow", job="running")
+        _until(iter(running), Progress)
+        queued = client.generate("q", duration_s=0.5, job="queued")
+        _until(iter(queued), Accepted)
+        client.cancel("queued")
+        client.cancel("running")
+        list(queued), list(running)
+        list(client.generate("y", duration_s=0.5, job="fine"))
+    # Each outcome is logged before its client hears it, so every line is here by now.
+    ends = {record.getMessage().split(":")[0].removeprefix("job "): (record.levelname, record.getMessage())
+            for record in caplog.records if record.name == "daemon.scheduler" and ": started (" not in record.getMessage()}
+    assert ends["broken"][0] == "WARNING"
+    assert "failed (model_unavailable)" in ends["broken"][1] and "simulated out of memory" in ends["broken"][1]
+    assert ends["queued"] == ("INFO", "job queued: cancelled (cancelled): job queued was cancelled before it started")
+    assert ends["running"][0] == "INFO" and "cancelled (cancelled)" in ends["running"][1]
+    assert ends["fine"] == ("INFO", "job fine: finished")
 
 
 def test_load_unload_and_models(fake_daemon: DaemonThread) -> None:
