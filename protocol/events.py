@@ -102,7 +102,10 @@ class Chunk(Event):
 
 @dataclass(frozen=True)
 class Done(Event):
-    """The job finished: `frames` samples per channel at `sample_rate`; `path` if it was saved.
+    """The job finished: `frames` samples per channel at `sample_rate` describe the audio as it
+    streamed, at the model's rate that `started` gave (the `chunk` events, when sent, add up to
+    it); `path` is the saved file, if any: at the request's `out_sample_rate` when it gave one
+    (the same audio resampled, so another number of frames), else at `sample_rate`.
 
     A job in time also says its length in `beats` and `bars` at its tempo `bpm`, and the beat it
     was launched on (`beat`).

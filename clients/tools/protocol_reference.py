@@ -87,7 +87,7 @@ def _message_section(cls: type[Message], *, request: bool) -> list[str]:
     correlation = "id" if request else "re"
     lines.append(f"- ZeroMQ header: `{_json(header)}` plus optional fields and `\"{correlation}\"`")
     if cls is messages.Chunk:
-        lines.append("- ZeroMQ: a second frame holds the PCM (see *Frames* below); over OSC the block is the "
+        lines.append("- ZeroMQ: a second frame holds the PCM (see *Frames* above); over OSC the block is the "
                      "complete WAV file at `path`.")
     lines += ["", "| field | OSC | JSON | default | meaning |", "|---|---|---|---|---|"]
     for spec in specs:
@@ -140,23 +140,29 @@ def render() -> str:
         f"messages stay under {osc.MAX_OSC_MESSAGE_BYTES} bytes.",
         "",
         "Events go to the address a request came from (its UDP source address, or back down its TCP "
-        "connection), to the host of the request at `reply_port` when a job request names one (Max's "
-        "`[udpsend]` cannot receive), and to every subscriber (`/riffd/subscribe`). Over OSC a job's audio "
+        "connection), to the host of the request at `reply_port` when a request names one, its refusal "
+        "included (Max's `[udpsend]` cannot receive), and to every subscriber (`/riffd/subscribe`). Over OSC a job's audio "
         "travels as WAV files under the daemon's `--out` folder, each complete (written under a temporary name, "
         "then renamed) before its notice is sent.",
         "",
         "**ZeroMQ** (default port 7401, ROUTER; PUB monitor on 7402). A client connects a DEALER socket and "
         "sends requests; each job's events stream back to it in order, correlated by the request's `id` (an "
-        "event's `re`). The PUB socket carries every event, for monitors.",
+        "event's `re`). The PUB socket carries every event, for monitors, behind a topic frame (see *Frames* "
+        "below).",
         "",
         "### Frames",
         "",
-        "A ZeroMQ message is `[header]`, or `[header, pcm...]`. The header is a UTF-8 JSON object "
+        "A ZeroMQ message (a request, or an event to its requester) is `[header]`, or `[header, pcm...]`. The header is a UTF-8 JSON object "
         f"`{{\"v\": {messages.PROTOCOL_VERSION}, \"type\": ..., <fields>}}` of at most {wire.MAX_HEADER_BYTES} "
         "bytes; a message with another `v` is refused with `unsupported_version`. PCM is little-endian float32, "
         "`[channels, frames]` in C order (channel-major, not interleaved), exactly `channels * frames * 4` bytes.",
         "",
         "- A `chunk` event is `[header, pcm]`; the header's `channels` and `frames` give the shape.",
+        "- On the PUB socket every event has one more frame in front, its topic: the event's `type` as ASCII "
+        "bytes, `[topic, header]` or `[topic, header, pcm]` (`[b\"done\", b'{\"v\": 1, \"type\": \"done\", ...}']`). "
+        "A SUB socket receives the topics it subscribes to, matched as a prefix (no type is a prefix of "
+        "another): `b\"\"` for every event, `b\"done\"` and `b\"error\"` for the ends of jobs. The topics are "
+        f"{', '.join(f'`{kind}`' for kind in messages.EVENTS)}.",
         "- A request's audio field (`audio_prompt`, `melody`, `audio`) holds a path the daemon reads, or inline "
         "audio: `{\"buffer\": N, \"sample_rate\": SR, \"channels\": C, \"frames\": F, \"dtype\": \"float32\"}` "
         "naming frame N+1 of the message, which holds the samples "

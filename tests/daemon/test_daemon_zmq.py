@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import zmq
-from daemon_harness import DaemonThread
+from daemon_harness import DaemonThread, Monitor
 
 from clients import Client
 from protocol import wire
@@ -211,6 +211,31 @@ def test_pub_monitor_sees_job_events(debug_daemon: DaemonThread) -> None:
     finally:
         sub.close()
         context.term()
+
+
+def test_a_sub_socket_receives_only_the_topics_it_subscribes_to(fake_daemon: DaemonThread) -> None:
+    with Monitor(fake_daemon.pub) as monitor, Client(fake_daemon.zmq) as client:
+        # As docs/protocol.md's Frames says: the topic frame is the event's type, matched as a prefix.
+        monitor.sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+        for topic in (b"status", b"done"):
+            monitor.sock.setsockopt(zmq.SUBSCRIBE, topic)
+        monitor.sync(client)
+        assert isinstance(list(client.generate("x", duration_s=0.5, job="topics"))[-1], Done)
+        topic, *frames = monitor.sock.recv_multipart()
+        done = wire.decode_event(frames)
+        assert topic == b"done" and isinstance(done, Done) and done.job == "topics"
+
+
+def test_done_describes_the_streamed_audio_and_the_file_is_at_out_sample_rate(debug_daemon: DaemonThread) -> None:
+    with Client(debug_daemon.zmq) as client:
+        events = list(client.generate("rate", duration_s=1.0, seed=3, save=True, out_sample_rate=48000))
+    started, done = events[1], events[-1]
+    chunks = [event for event in events if isinstance(event, Chunk)]
+    assert isinstance(started, Started) and isinstance(done, Done), done
+    assert done.sample_rate == started.sample_rate == 32000 and {c.sample_rate for c in chunks} == {32000}
+    assert done.frames == sum(chunk.frames for chunk in chunks) == 32000
+    info = sf.info(done.path)
+    assert (info.samplerate, info.frames) == (48000, 48000)
 
 
 def test_cancel_stops_the_real_engine_mid_render(debug_daemon: DaemonThread) -> None:

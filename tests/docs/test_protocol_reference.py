@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 from clients.tools.protocol_reference import OUTPUT, main, render
 from protocol import errors
@@ -30,3 +31,24 @@ def test_reference_lists_every_address_field_and_error_code() -> None:
     for _, cls in inspect.getmembers(errors, inspect.isclass):
         if issubclass(cls, errors.RiffdError):
             assert f"| `{cls.code}` |" in text
+
+
+def test_see_section_references_point_the_right_way() -> None:
+    text = render()
+    references = list(re.finditer(r"see \*([^*]+)\* (above|below)", text))
+    assert references
+    for reference in references:
+        heading = re.search(rf"^#+ {re.escape(reference[1])}$", text, re.MULTILINE)
+        assert heading is not None, reference[0]
+        where = "above" if heading.start() < reference.start() else "below"
+        assert reference[2] == where, f"{reference[0]!r}: the section is {where}"
+
+
+def test_frames_show_the_pub_topic_and_done_says_which_rate_its_frames_are_at() -> None:
+    text = render()
+    frames = text.split("### Frames", 1)[1].split("\n## ", 1)[0]
+    assert "On the PUB socket every event has one more frame in front, its topic" in frames
+    assert "`[topic, header]` or `[topic, header, pcm]`" in frames
+    assert all(f"`{kind}`" in frames for kind in EVENTS)
+    done = text.split("### event: `done`", 1)[1].split("\n### ", 1)[0]
+    assert "the audio as it streamed" in done and "`out_sample_rate`" in done

@@ -147,6 +147,13 @@ def test_reply_port_hint_reads_a_refused_request_as_the_decoder_does(address: st
     assert osc.reply_port_hint(address, args) == port
 
 
+def test_no_event_type_is_a_prefix_of_another() -> None:
+    # The PUB socket's topic is the event's type and SUB sockets match a prefix: a subscription to one
+    # type must not bring another (docs/protocol.md says so).
+    kinds = list(EVENTS)
+    assert not [(a, b) for a in kinds for b in kinds if a != b and b.startswith(a)]
+
+
 def test_a_request_without_frames_is_a_bad_message() -> None:
     with pytest.raises(BadMessage):
         wire.decode_request([])
