@@ -14,11 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.models import hub, registry
+    from daemon.models import registry
 
-    if registry.is_local_or_preset(args.model):
+    folder = registry.pull(args.model)
+    if folder is None:
         print(f"{args.model} is local (a preset or a folder): nothing to download", file=sys.stderr)
         return 0
-    folder = hub.download(args.model, registry.hub_patterns(args.model))
     print(f"{args.model}: {folder}")
     return 0

@@ -32,10 +32,15 @@ def local_folder(model_id: str) -> Path | None:
     return folder
 
 
-def resolve_hub(model_id: str, allow_patterns: Sequence[str]) -> Path:
-    """The cached snapshot of hub repo `model_id`, downloaded first when online and missing."""
+def check_hub_id(model_id: str) -> None:
+    """Refuse, as UnknownModel, an id that cannot be a hub repository (a typo of a preset's name, say)."""
     if not _REPO_ID.match(model_id):
         raise UnknownModel(f"unknown model {model_id!r}: not a preset, a model folder or a hub id like facebook/musicgen-small")
+
+
+def resolve_hub(model_id: str, allow_patterns: Sequence[str]) -> Path:
+    """The cached snapshot of hub repo `model_id`, downloaded first when online and missing."""
+    check_hub_id(model_id)
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -53,23 +58,27 @@ def resolve_hub(model_id: str, allow_patterns: Sequence[str]) -> Path:
 
 
 def download(model_id: str, allow_patterns: Sequence[str]) -> Path:
-    """Fetch `model_id` from the hub into the local cache (what `riffd pull` does)."""
-    from huggingface_hub import snapshot_download
+    """Fetch `model_id` from the hub into the local cache (what `riffd pull` does).
+
+    Its errors say what to change, not to run `riffd pull`: this is what that command runs.
+    """
+    check_hub_id(model_id)
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(model_id, allow_patterns=list(allow_patterns)))
-    except LocalEntryNotFoundError as exc:  # what the hub client raises when it cannot connect
-        raise ModelUnavailable(
-            f"model {model_id} is not in the local cache and the Hugging Face hub cannot be reached: "
-            f"connect and run `riffd pull {model_id}`, or pass a local folder"
-        ) from exc
+    except LocalEntryNotFoundError as exc:  # offline mode, or the hub client cannot connect
+        why = ("HF_HUB_OFFLINE is set, so nothing is downloaded: unset it on a machine that is online and try again"
+               if constants.HF_HUB_OFFLINE else
+               "the Hugging Face hub cannot be reached: connect to the internet and try again")
+        raise ModelUnavailable(f"model {model_id} is not in the local cache and {why}, or pass a local folder") from exc
     except GatedRepoError as exc:
         raise ModelUnavailable(f"model {model_id} is gated: accept its terms on the hub and log in ({exc})") from exc
     except RepositoryNotFoundError as exc:
         raise UnknownModel(f"unknown model {model_id}: no such repository on the Hugging Face hub") from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelUnavailable(
-            f"could not download model {model_id} ({type(exc).__name__}); check the network, "
-            f"then run `riffd pull {model_id}`, or pass a local folder"
+            f"could not download model {model_id} ({type(exc).__name__}); check the network and try again, "
+            f"or pass a local folder"
         ) from exc

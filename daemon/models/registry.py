@@ -30,11 +30,6 @@ def known_presets() -> list[str]:
     return sorted((*musicgen_presets.PRESETS, *JUKEBOX_PRESETS))
 
 
-def is_local_or_preset(model_id: str) -> bool:
-    """True for ids that never touch the hub: presets and folders on disk."""
-    return musicgen_presets.is_preset(model_id) or model_id.startswith(("debug/", "random/")) or hub.looks_like_path(model_id)
-
-
 def hub_patterns(model_id: str) -> tuple[str, ...]:
     """The files of a hub checkpoint riffd needs, by model family."""
     from daemon.models.musicgen.loader import HUB_PATTERNS
@@ -74,12 +69,29 @@ def resolve_folder(model_id: str, *, cache_dir: Path | None = None) -> Path:
         from daemon.models.jukebox import presets as jukebox_presets
 
         return jukebox_presets.ensure_preset(model_id, cache_dir)
-    if model_id.startswith(("debug/", "random/")):
-        raise UnknownModel(f"unknown preset {model_id!r}; presets are: {', '.join(known_presets())}")
+    _refuse_unknown_preset(model_id)
     folder = hub.local_folder(model_id)
     if folder is not None:
         return folder
     return hub.resolve_hub(model_id, hub_patterns(model_id))
+
+
+def pull(model_id: str) -> Path | None:
+    """`riffd pull`: download hub id `model_id` into the Hugging Face cache and return its folder;
+    None for a preset or a model folder, which need no download. An id that loading would refuse
+    as unknown (an unknown preset, a missing folder, no hub id) is refused the same way."""
+    if musicgen_presets.is_preset(model_id) or model_id in JUKEBOX_PRESETS:
+        return None
+    _refuse_unknown_preset(model_id)
+    if hub.local_folder(model_id) is not None:
+        return None
+    return hub.download(model_id, hub_patterns(model_id))
+
+
+def _refuse_unknown_preset(model_id: str) -> None:
+    """The preset prefixes name presets only: anything else under them is a typo, never a hub id."""
+    if model_id.startswith(("debug/", "random/")):
+        raise UnknownModel(f"unknown preset {model_id!r}; presets are: {', '.join(known_presets())}")
 
 
 def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None = None,
