@@ -271,9 +271,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of allowed clients' public key files (from `riffd keys`)")
     parser.add_argument("--osc-allow", action="append", metavar="ADDR[/BITS]",
                         help="OSC source address or network to accept (repeatable; default loopback only)")
-    parser.add_argument("--osc-rate-limit", type=float, metavar="PACKETS_PER_S",
-                        help="OSC packets a second one host may send before the rest are dropped (0: no limit; "
-                             "default 1000)")
+    parser.add_argument("--osc-rate-limit", type=float, metavar="MESSAGES_PER_S",
+                        help="OSC messages a second one host may send (a bundle's one by one) before the rest are "
+                             "dropped (0: no limit; default 1000)")
     parser.add_argument("--zmq-max-peers", type=int, metavar="N",
                         help="ZeroMQ connections served at once; more are answered too_many_peers (default 64)")
     parser.add_argument("--zmq-rate-limit", type=float, metavar="REQUESTS_PER_S",

@@ -144,14 +144,19 @@ class OscEndpoint:
         if self._udp is not None and not self._udp.is_closing():
             self._udp.sendto(packet, address)
 
+    def _within_rate(self, host: str) -> bool:
+        """Whether `host` may send one more message now (--osc-rate-limit); counts and logs a drop."""
+        if self._rate_limiter is None or self._rate_limiter.allows(host):
+            return True
+        self.dropped_over_rate += 1
+        if self.dropped_over_rate in (1, 100) or self.dropped_over_rate % 10000 == 0:
+            log.warning("osc: %s is over --osc-rate-limit; dropped %d messages so far", host, self.dropped_over_rate)
+        return False
+
     def handle_packet(self, data: bytes, reply: OscReply) -> None:
-        if self._rate_limiter is not None and not self._rate_limiter.allows(reply.address[0]):
+        if not self._within_rate(reply.address[0]):
             # A flood is dropped unparsed, so it cannot take the loop (and the GIL) from the
             # ZeroMQ clients and the worker.
-            self.dropped_over_rate += 1
-            if self.dropped_over_rate in (1, 100) or self.dropped_over_rate % 10000 == 0:
-                log.warning("osc: %s is over --osc-rate-limit; dropped %d packets so far", reply.address[0],
-                            self.dropped_over_rate)
             return
         try:
             messages = osc.parse_packet(data)
@@ -159,7 +164,12 @@ class OscEndpoint:
             log.info("osc: refused a packet from %s: %s", reply.address, exc.message)
             self._on_refused(reply, Error(job="", code=exc.code, message=exc.message))
             return
-        for address, args in messages:
+        for index, (address, args) in enumerate(messages):
+            # A bundle's messages count against the rate one by one (the packet paid for its first):
+            # else one packet of 800 bad messages would be answered 800 times.
+            if index and not self._within_rate(reply.address[0]):
+                self.dropped_over_rate += len(messages) - index - 1  # the rest of the bundle with it
+                return
             try:
                 request = osc.decode_request(address, args)
             except RiffdError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import DaemonThread, OscPeer, fake_loader, make_config, start_fake_daemon, wait_for
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 import daemon.server.osc_endpoint as osc_endpoint
@@ -104,6 +105,32 @@ def test_an_osc_flood_from_one_host_is_cut_to_its_rate_limit(tmp_path: Path) -> 
             peer.close()
         with Client(daemon.zmq, timeout_s=10) as client:  # ZeroMQ is not rate limited
             assert client.status().protocol == 1
+
+
+def test_an_osc_bundle_counts_against_the_rate_limit_message_by_message(tmp_path: Path) -> None:
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for _ in range(300):
+        bundle.add_content(OscMessageBuilder("/riffd/status").build())
+    packet = bundle.build().dgram
+    with start_fake_daemon(tmp_path / "out", osc_rate_limit=100) as daemon:
+        peer = OscPeer(daemon.osc_port)
+        try:
+            peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            started = time.monotonic()
+            peer.send_raw(packet)  # one packet, 300 requests
+            peer.sock.settimeout(0.5)
+            answered = 0
+            try:
+                while True:
+                    peer.sock.recv(65536)
+                    answered += 1
+            except TimeoutError:
+                pass
+            elapsed_s = time.monotonic() - started
+            assert 100 <= answered <= 100 + 100 * elapsed_s + 10, (answered, elapsed_s)
+            assert daemon.daemon._osc.dropped_over_rate >= 300 - answered
+        finally:
+            peer.close()
 
 
 def test_python_osc_unknown_type_tag_warnings_are_silenced(fake_daemon: DaemonThread,
