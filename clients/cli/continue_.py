@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.audio.roundtrip import read_region, round_trip_subtype
+    from daemon.audio.roundtrip import model_duration_s, read_region, round_trip_subtype
 
     # The output keeps the region's rate, channels and sample format (the model's rate is internal).
     region = read_region(args.audio)
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     with connect(args) as client:
-        stream = client.continue_(source, duration_s=args.duration, prompt=args.prompt, **job_options(args))
+        stream = client.continue_(source, duration_s=model_duration_s(args.duration), prompt=args.prompt,
+                                  **job_options(args))
         return run_job(client, stream, args.output, write=write)
 
 

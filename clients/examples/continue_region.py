@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from clients.cli.common import add_connection_arguments, connect, exit_status
-from daemon.audio.roundtrip import read_region, write_round_trip
+from daemon.audio.roundtrip import model_duration_s, read_region, write_round_trip
 from daemon.audio.types import Audio
 from protocol.audio_ref import InlineAudio
 from protocol.errors import RiffdError
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
           f"{region.channels} ch; {args.takes} takes of {args.bars:g} bars ({duration_s:.3f} s)", flush=True)
     with connect(args) as client:
         # Queue every take first: the daemon works through them while we read the first.
-        streams = [client.continue_(context, duration_s=duration_s, prompt=args.prompt, model=args.model,
+        streams = [client.continue_(context, duration_s=model_duration_s(duration_s), prompt=args.prompt, model=args.model,
                                     seed=args.seed + take, priority=args.priority)
                    for take in range(args.takes)]
         for take, stream in enumerate(streams, start=1):

@@ -60,6 +60,17 @@ def read_region(path: str | os.PathLike, *, max_duration_s: float = DEFAULT_MAX_
     return Region(np.ascontiguousarray(exact.T), checked.sample_rate, subtype)
 
 
+#: What a client asks the model for beyond a take's duration: the model's round(d x 32000) samples
+#: can resample to one fewer than the region's round(d x 48000), which would end the take on a zero
+#: (and a resampler's last samples lean on the silence past the end). The excess is cut in placing.
+MODEL_MARGIN_S = 0.005
+
+
+def model_duration_s(duration_s: float) -> float:
+    """The duration to request for a take of `duration_s` at the region's rate (write_round_trip cuts it)."""
+    return duration_s + MODEL_MARGIN_S
+
+
 def place_continuation(
     continuation: Audio, region: Region, *, frames: int, start_offset_s: float | None = None
 ) -> np.ndarray:

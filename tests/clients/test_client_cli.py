@@ -78,6 +78,18 @@ def test_continue_writes_what_the_output_can_hold(debug_daemon: DaemonThread, tm
     assert len(written) == len(decoded) + 16000
 
 
+def test_a_continuation_at_the_daws_rate_ends_on_music_not_padding(debug_daemon: DaemonThread, tmp_path: Path) -> None:
+    region = tmp_path / "region48k.wav"
+    sf.write(region, (0.2 * np.sin(np.arange(24000) / 7)).astype(np.float32), 48000)
+    # 1.004386 s is 32140 model samples, which resample to 48210 at 48 kHz: one short of the take's 48211.
+    out = tmp_path / "cont.wav"
+    assert main(["continue", str(region), "--duration", "1.004386", "--seed", "3", "-o", str(out),
+                 "--endpoint", debug_daemon.zmq]) == 0
+    take, rate = sf.read(out, dtype="float32", always_2d=True)
+    assert rate == 48000 and take.shape == (48211, 1)
+    assert np.all(take[-3:] != 0.0)
+
+
 def test_continue_sends_the_regions_tail_that_one_request_holds(capsys) -> None:
     from clients.cli.continue_ import _tail
     from protocol import wire
