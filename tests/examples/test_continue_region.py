@@ -8,6 +8,7 @@ import numpy as np
 import soundfile as sf
 from recipe_harness import RecipeDaemon, run_recipe
 
+from daemon.audio.roundtrip import MODEL_MARGIN_S
 from protocol.messages import Continue
 
 
@@ -43,7 +44,8 @@ def test_takes_continue_a_stereo_24_bit_region_on_the_bar_grid(recipe_daemon: Re
     assert len(requests) == 2 and all(isinstance(r, Continue) for r in requests)
     assert sorted(r.seed for r in requests) == [5, 6]
     for request in requests:
-        assert request.prompt == "add a lead" and request.duration_s == 2.0
+        # One bar at 120 bpm, and the margin that makes its last DAW sample music (roundtrip.model_duration_s).
+        assert request.prompt == "add a lead" and request.duration_s == 2.0 + MODEL_MARGIN_S
         assert request.audio.sample_rate == rate and request.audio.samples.shape == (2, round(1.5 * rate))
 
 
