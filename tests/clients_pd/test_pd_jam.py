@@ -1,10 +1,12 @@
 """riffd-jam.pd for real: `pd -nogui` jams against a real daemon (debug/musicgen, 1 s windows): start,
 a set, weighted prompts from slots and a weight, a snapshot, stop; what its outlets played is checked
-against the chunk files the daemon wrote."""
+against the chunk files the daemon wrote. Against a UDP socket playing the daemon: a jam in time's end."""
 
 from __future__ import annotations
 
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from daemon_harness import DaemonThread, make_config
-from test_pd import PD_RATE, _log, run_pd
+from test_pd import PD_RATE, _log, pd_beside, run_pd
+
+from protocol import osc
+from protocol.messages import Accepted, Chunk, Done, JamStart, Request, Started
 
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
 
@@ -49,12 +54,18 @@ def test_pd_jams_steers_saves_and_plays_it_gaplessly(pd_jam_daemon: DaemonThread
 
     # What the outlets played: the chunks in order at Pd's rate, seamless, and nothing after the end.
     audio = np.concatenate([sf.read(event[3], dtype="float32")[0] for event in chunks])
+    _assert_played_whole(played, audio, 32000)
+
+
+def _assert_played_whole(played: Path, audio: np.ndarray, jam_rate: int) -> None:
+    """`played` (what the outlets recorded) is `audio` at Pd's rate, seamless, to its last sample and no further."""
     both, rate = sf.read(played, dtype="float32")
     assert rate == PD_RATE
     np.testing.assert_array_equal(both[:, 0], both[:, 1])  # a mono jam on both outlets
     out = both[:, 0]
-    reference = np.interp(np.arange(round(len(audio) * PD_RATE / 32000)) * 32000 / PD_RATE, np.arange(len(audio)),
-                          audio)
+    reference = np.interp(np.arange(round(len(audio) * PD_RATE / jam_rate)) * jam_rate / PD_RATE,
+                          np.arange(len(audio)), audio)
+    assert len(out) > len(reference), f"Pd quit {len(out)} samples in, before the jam's {len(reference)} played"
     # Aligned on its first half second, then every half second in order (Pd's phasor~ runs a few ppm off
     # the daemon's clock: a sample or so a second, which a local search absorbs).
     segment = PD_RATE // 2
@@ -68,6 +79,50 @@ def test_pd_jams_steers_saves_and_plays_it_gaplessly(pd_jam_daemon: DaemonThread
     for start in range(0, len(reference) - segment, segment):
         drift = max(range(-40, 41), key=lambda d: similarity(lag + start + d, start))
         assert abs(drift) <= 20 and similarity(lag + start + drift, start) > 0.95, (start, drift)
+    last = len(reference) - segment
+    drift = max(range(-40, 41), key=lambda d: similarity(lag + last + d, last))
+    assert similarity(lag + last + drift, last) > 0.95, "it played to the end"
     end = lag + len(reference)
-    assert np.abs(out[end - segment:end - 2000]).max() > 0, "it played to the end"
     assert np.abs(out[end + 2000:]).max(initial=0.0) < 1e-6, "and stopped there: nothing stale from the ring"
+
+
+@pytest.mark.parametrize("done_after_s", [0.0, 1.2], ids=["done-before-playback", "done-while-playing"])
+def test_pd_plays_a_jam_in_time_to_its_end(tmp_path: Path, done_after_s: float) -> None:
+    """A jam in time's done carries BEATS BARS BPM BEAT after FRAMES and SAMPLE_RATE: the player still ends
+    where FRAMES says, whether done comes before the prebuffer ran out (a short jam: it plays at once) or
+    while it plays (a stopped jam)."""
+    rate, frames, count = 16000, 8000, 3
+    audio = (np.random.default_rng(3).standard_normal(count * frames) * 0.1).astype(np.float32)
+    chunks = []
+    for index in range(count):
+        path = tmp_path / f"chunk-{index}.wav"
+        sf.write(path, audio[index * frames:(index + 1) * frames], rate, subtype="FLOAT")
+        chunks.append(Chunk(job="pdjam", index=index, offset_samples=index * frames, sample_rate=rate, channels=1,
+                            frames=frames, path=str(path), beat=576.0 + index))
+    done = Done(job="pdjam", path="", frames=count * frames, sample_rate=rate, beats=3.0, bars=0.75, bpm=120.0,
+                beat=576.0)
+    log, played = tmp_path / "log.txt", tmp_path / "played.wav"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+        with pd_beside("riffd-jam-test.pd", f"riffd-jam-test {sock.getsockname()[1]} {log} {played}") as pd:
+            start, sender = _jam_request(sock)
+            assert start == JamStart("pd jam", seed=5, job="pdjam")
+            for event in (Accepted(job="pdjam", queue_position=0),
+                          Started(job="pdjam", model="m", sample_rate=rate, channels=1, seed=5), *chunks):
+                sock.sendto(osc.encode(event), sender)
+            time.sleep(done_after_s)
+            sock.sendto(osc.encode(done), sender)
+            console = pd.communicate(timeout=30)[0]
+    events = [event for event in _log(log) if event[0] != "connected"]
+    assert "error" not in console, console
+    assert [event[0] for event in events] == ["accepted", "started", *["chunk"] * count, "done", "ended"], events
+    assert events[-2][2:] == [str(count * frames), str(rate), "3", "0.75", "120", "576"]
+    _assert_played_whole(played, audio, rate)
+
+
+def _jam_request(sock: socket.socket) -> tuple[Request, tuple[str, int]]:
+    packet, sender = sock.recvfrom(65536)
+    [(address, args)] = osc.parse_packet(packet)
+    return osc.decode_request(address, args), sender
+

@@ -4,11 +4,16 @@ buffer the chunks are written into, and the read head that plays it."""
 from __future__ import annotations
 
 from clients.pd.patchgen.pdfile import Canvas
+from protocol.events import Done
 
 #: Seconds of audio the ring holds: more than the jam's lead plus the prebuffer plus a chunk.
 RING_S = 8
 #: Milliseconds of audio buffered after the first chunk before playback starts (`latency MS`).
 PREBUFFER_MS = 600
+#: Where a done notice has its frame count: JOB PATH FRAMES SAMPLE_RATE, then a jam in time's BEATS BARS
+#: BPM BEAT (the same place in every OSC form that has it; an empty PATH comes through as an empty symbol).
+DONE_FRAMES_AT = Done.OSC_FORMS[0].index("frames")
+assert all(form.index("frames") == DONE_FRAMES_AT for form in Done.OSC_FORMS if "frames" in form)
 
 
 def jam_events(c: Canvas) -> None:
@@ -49,28 +54,23 @@ def jam_events(c: Canvas) -> None:
     c.wire("chu:1", "chi")
     c.wire("chpre", "chdel:1")
     c.chain("chi", "chdel", "chstart")
-    # done JAM [PATH] FRAMES RATE (an empty path does not come through [oscparse]): the player stops
-    # where the jam's audio ends, FRAMES being the last but one atom.
+    # done JAM PATH FRAMES SAMPLE_RATE [BEATS BARS BPM BEAT]: the player stops where the jam's audio ends.
     c.obj("dl", 650, 190, "list append")
-    c.obj("dt", 650, 215, "t l l")
-    c.obj("dlen", 750, 240, "list length")
-    c.obj("dm2", 750, 265, "- 2")
-    c.obj("dsplit", 650, 290, "list split")
-    c.obj("du", 700, 320, "unpack f f")
-    c.obj("dend", 700, 350, "s \\$0-play-end")
-    c.chain("route:3", "dl", "dt")
-    c.wire("dt:1", "dlen")
-    c.chain("dlen", "dm2")
-    c.wire("dm2", "dsplit:1")
-    c.wire("dt", "dsplit")
-    c.wire("dsplit:1", "du")
-    c.wire("du", "dend")
-    # A new jam (start, resume) stops what plays and forgets the old one's audio.
+    c.obj("dsplit", 650, 215, f"list split {DONE_FRAMES_AT}")
+    c.obj("dframes", 700, 240, "list split 1")
+    c.obj("dend", 700, 265, "s \\$0-play-end")
+    c.chain("route:3", "dl", "dsplit")
+    c.wire("dsplit:1", "dframes")
+    c.wire("dframes", "dend")
+    # A new jam (start, resume) stops what plays and forgets the old one's audio; playback started
+    # another way (a done before the prebuffer ran out) cancels the pending start.
     c.obj("rr", 20, 300, "r \\$0-reset")
     c.obj("rstop", 20, 325, "s \\$0-play-stop")
     c.msg("rdel", 120, 325, "stop")
+    c.obj("rps", 200, 300, "r \\$0-play-start")
     c.wire("rr", "rstop")
     c.wire("rr", "rdel")
+    c.wire("rps", "rdel")
     c.wire("rdel", "chdel")
 
 
@@ -189,13 +189,16 @@ def ring(c: Canvas) -> None:
 
 def player(c: Canvas) -> None:
     c.text(20, 10, "The read head: a phasor over the ring at the jam's own rate (so a 32 kHz jam sounds right at any "
-           "Pd rate) \\, started by the first chunk after the prebuffer \\, stopped where the jam's audio ends "
-           "(done) or when a new jam starts. A mono jam plays on both outlets.", 100)
+           "Pd rate) \\, started by the first chunk after the prebuffer (or by done \\, if that comes first: all "
+           "the audio is in) \\, stopped where the jam's audio ends (done) or when a new jam starts. A mono jam "
+           "plays on both outlets.", 100)
     # The ring holds RING_S seconds at the jam's rate: the head goes round once every RING_S seconds.
     c.obj("fkeep", 20, 120, f"f {1 / RING_S:g}")
     # Start: phase 0, the ring's frequency, gain up over 5 ms; a timer from now (for where done ends).
     c.obj("start", 20, 150, "r \\$0-play-start")
-    c.obj("st", 20, 175, "t b b b b")
+    c.obj("st", 20, 175, "t b b b b b")
+    c.msg("on", 500, 205, "1")
+    c.obj("playing", 500, 230, "v \\$0-playing")
     c.msg("ph0", 200, 205, "0")
     c.msg("up", 300, 205, "1 5")
     c.obj("timer", 400, 205, "timer")
@@ -210,6 +213,7 @@ def player(c: Canvas) -> None:
     c.obj("ol", 20, 360, "outlet~")
     c.obj("or", 160, 360, "outlet~")
     c.chain("start", "st")
+    c.chain("st:4", "on", "playing")
     c.wire("st:3", "timer")
     c.wire("st:2", "up")
     c.wire("st:1", "ph0")
@@ -223,13 +227,18 @@ def player(c: Canvas) -> None:
     c.chain("tr", "mr", "or")
     c.wire("gain", "ml:1")
     c.wire("gain", "mr:1")
-    # done FRAMES: stop when the head gets there (FRAMES / rate from the start), then say so.
+    # done FRAMES: start now if the prebuffer has not yet, stop when the head gets there (FRAMES / rate
+    # from the start), then say so.
     c.obj("end", 450, 60, "r \\$0-play-end")
     c.obj("rate2", 560, 60, "r \\$0-rate")
-    c.obj("et", 450, 90, "t f b")
+    c.obj("et", 450, 90, "t f b b")
+    c.obj("eplaying", 650, 90, "v \\$0-playing")
+    c.obj("eidle", 650, 115, "sel 0")
+    c.obj("enow", 650, 140, "s \\$0-play-start")
     c.obj("ems", 450, 150, "expr \\$f1 * 1000 / \\$f2 - \\$f3")
     c.wire("rate2", "ems:1")
     c.wire("end", "et")
+    c.chain("et:2", "eplaying", "eidle", "enow")
     c.wire("et:1", "timer:1")
     c.wire("timer", "ems:2")
     c.wire("et", "ems")
@@ -250,6 +259,8 @@ def player(c: Canvas) -> None:
     c.wire("down", "gain")
     c.wire("halt", "f0")
     c.wire("f0", "ph")
+    c.obj("off", 700, 300, "v \\$0-playing")
+    c.wire("f0", "off")
     c.obj("jam", 450, 300, "symbol")
     c.obj("rjam", 550, 270, "r \\$0-jam")
     c.wire("rjam", "jam:1")
