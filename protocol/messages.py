@@ -43,6 +43,8 @@ MAX_GAIN = 8.0
 MAX_JAM_PROMPTS = 8
 #: How far ahead of what is played (or delivered) a jam may run, in seconds.
 JAM_LEAD_RANGE_S = (0.1, 30.0)
+#: What a snapshot keeps of a jam (besides its prompt): a jam_start with resume leaves them out.
+JAM_SNAPSHOT_SETTINGS = ("top_k", "top_p", "temperature", "guidance_scale", "seed", "context_s", "window_s")
 
 # Job ids end up in file names, so they are kept to a portable, traversal-free alphabet.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -496,8 +498,7 @@ class JamStart(JobRequest, InTime):
             raise InvalidArgument("jam: the prompt is empty (say what the music should be)")
         if self.resume is not None:
             # The snapshot holds what shapes the music; only how it is played and kept may differ.
-            shaping = [name for name in ("top_k", "top_p", "temperature", "guidance_scale", "seed", "context_s",
-                                         "window_s") if getattr(self, name) is not None]
+            shaping = [name for name in JAM_SNAPSHOT_SETTINGS if getattr(self, name) is not None]
             if self.prompt or shaping:
                 raise InvalidArgument(f"jam: resume continues the snapshot's own prompt and settings; leave out "
                                       f"{', '.join((['prompt'] if self.prompt else []) + shaping)} (change them "

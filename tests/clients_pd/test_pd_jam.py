@@ -1,6 +1,7 @@
 """riffd-jam.pd for real: `pd -nogui` jams against a real daemon (debug/musicgen, 1 s windows): start,
 a set, weighted prompts from slots and a weight, a snapshot, stop; what its outlets played is checked
-against the chunk files the daemon wrote. Against a UDP socket playing the daemon: a jam in time's end."""
+against the chunk files the daemon wrote. Against a UDP socket playing the daemon: a jam in time's
+end, and a resume after options it must leave out."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from daemon_harness import DaemonThread, make_config
 from test_pd import PD_RATE, _log, pd_beside, run_pd
 
 from protocol import osc
-from protocol.messages import Accepted, Chunk, Done, JamStart, Request, Started
+from protocol.messages import Accepted, Chunk, Done, JamStart, JamStop, Request, Started
 
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
 
@@ -119,6 +120,27 @@ def test_pd_plays_a_jam_in_time_to_its_end(tmp_path: Path, done_after_s: float) 
     assert [event[0] for event in events] == ["accepted", "started", *["chunk"] * count, "done", "ended"], events
     assert events[-2][2:] == [str(count * frames), str(rate), "3", "0.75", "120", "576"]
     _assert_played_whole(played, audio, rate)
+
+
+def test_pd_resumes_with_what_a_resume_takes_and_controls_wait_for_a_jam(tmp_path: Path) -> None:
+    """riffd-jam-resume-test.pd: options for a start (seed, temperature) and for any jam (lead_s, job, play);
+    stop, set and snapshot before any jam (a print each, no request, no Pd error); a line that is no message
+    (what follows a comma in a message box: said); resume, which the daemon takes; then stop and a start."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+        with pd_beside("riffd-jam-resume-test.pd", f"riffd-jam-resume {sock.getsockname()[1]}") as pd:
+            resume, sender = _jam_request(sock)
+            sock.sendto(osc.encode(Accepted(job="pdres", queue_position=0)), sender)
+            after = [_jam_request(sock)[0] for _ in range(2)]
+            console = pd.communicate(timeout=20)[0]
+    assert resume == JamStart("", resume="verse-2", lead_s=1.0, job="pdres", play=True)
+    resume.validate()  # the daemon's rule: no seed, temperature... beside resume
+    assert after == [JamStop("pdres"),
+                     JamStart("more dub", seed=7, temperature=1.5, lead_s=1.0, job="pdres", play=True)]
+    assert console.count("riffd-jam: no jam yet: start or resume one first") == 3, console
+    assert "riffd-jam: unknown message: deep chords" in console, console
+    assert "error" not in console and "out of range" not in console and "expected" not in console, console
 
 
 def _jam_request(sock: socket.socket) -> tuple[Request, tuple[str, int]]:

@@ -38,7 +38,7 @@ def abstraction() -> Canvas:
 
     requests(top.sub("preq", 20, 320, "requests", (1300, 700)))
     request_sender(top.sub("psend", 20, 345, "send", (800, 560)))
-    options(top.sub("popt", 20, 370, "options", (900, 640)))
+    options(top.sub("popt", 20, 370, "options", (1200, 640)))
     network(top.sub("pnet", 160, 320, "network", (700, 480)))
     incoming(top.sub("pinc", 160, 345, "events", (800, 480)))
     follow(top.sub("pfol", 160, 395, "follow", (1000, 820)))

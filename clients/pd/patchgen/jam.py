@@ -34,13 +34,18 @@ def jam_abstraction() -> Canvas:
             top.obj(f"l{i}", x, y, "list append")
             top.obj(f"s{i}", x, y + 25, f"s \\$0-{name}")
             top.chain(f"rt:{i}", f"l{i}", f"s{i}")
+    # Anything else (the words after a comma in a message box: a comma starts a new message) is said, not dropped.
+    top.obj("unknown", 20 + 55 * len(names), 150, "list prepend unknown message:")
+    top.obj("unknownt", 20 + 55 * len(names), 175, "list trim")
+    top.obj("unknownp", 20 + 55 * len(names), 200, "print riffd-jam")
+    top.chain(f"rt:{len(names)}", "unknown", "unknownt", "unknownp")
     top.obj("ev", 20, 440, "r \\$0-event")
     top.obj("evout", 20, 470, "outlet")
     top.wire("ev", "evout")
     jam_requests(top.sub("preq", 20, 320, "requests", (1000, 700)))
     blend(top.sub("pblend", 20, 345, "blend", (1000, 600)))
     request_sender(top.sub("psend", 20, 370, "send", (800, 560)))
-    options(top.sub("popt", 20, 395, "options", (900, 640)))
+    options(top.sub("popt", 20, 395, "options", (1200, 640)))
     network(top.sub("pnet", 180, 320, "network", (700, 480)))
     jam_events(top.sub("pev", 180, 345, "events", (900, 600)))
     ring(top.sub("pring", 180, 370, "ring", (1000, 600)))
@@ -53,18 +58,30 @@ def jam_abstraction() -> Canvas:
     return top
 
 
-def _with_jam(c: Canvas, key: str, x: int, y: int) -> str:
-    """A [list prepend] whose right inlet holds the jam's id (set on accepted): what every control names."""
+def _with_jam(c: Canvas, key: str, x: int, y: int, *, say: bool = True) -> tuple[str, str]:
+    """Boxes prepending the jam's id (set on accepted) to a control, the jam every control names; before
+    any jam was accepted the control is dropped (and, with `say`, [pd requests] prints why). Returns
+    (first, last)."""
+    c.obj(f"{key}t", x, y - 50, "t l b")
+    c.obj(f"{key}v", x + 60, y - 25, "v \\$0-has-jam")
+    c.obj(f"{key}g", x, y - 25, "spigot")
     c.obj(key, x, y, "list prepend")
     c.obj(f"{key}r", x + 110, y - 25, "r \\$0-jam")
+    c.wire(f"{key}t:1", f"{key}v")
+    c.wire(f"{key}v", f"{key}g:1")
+    if say:
+        c.obj(f"{key}c", x + 60, y, "s \\$0-jam-check")
+        c.wire(f"{key}v", f"{key}c")
+    c.chain(f"{key}t", f"{key}g", key)
     c.wire(f"{key}r", f"{key}:1")
-    return key
+    return f"{key}t", key
 
 
 def jam_requests(c: Canvas) -> None:
     c.text(20, 10, "Each request becomes ADDRESS TYPES OPTIONS ARGS... for [pd send] (OSC address under /riffd/). "
-           "start and resume carry the stored options (seed \\, lead_s \\, play ...) \\; the controls name the "
-           "jam the daemon accepted last.", 110)
+           "start carries the stored options (seed \\, lead_s \\, play ...) \\, resume those a resume takes (not "
+           "the snapshot's own settings: seed \\, temperature ...) \\; the controls name the jam the daemon accepted "
+           "last \\, and before one was accepted they are dropped with a print.", 110)
     # start words...: the prompt, one symbol.
     c.obj("sr", 20, 70, "r \\$0-start")
     c.obj("st", 20, 95, "t l b")
@@ -76,14 +93,15 @@ def jam_requests(c: Canvas) -> None:
     c.wire("st:1", "sreset")
     c.wire("st", first)
     c.chain(last, "sm", "ssend")
-    # resume NAME: an empty prompt, then resume NAME (the snapshot's own prompt and settings).
+    # resume NAME: an empty prompt, then resume NAME (the snapshot's own prompt and settings: OPTIONS 2
+    # leaves out the stored options a resume refuses).
     c.obj("rr", 250, 70, "r \\$0-resume")
     c.obj("rt", 250, 95, "t b l b")
     c.obj("rreset", 350, 120, "s \\$0-reset")
     c.obj("rname", 300, 125, "symbol")
     c.msg("rempty", 250, 155, "symbol")
     c.obj("rpack", 250, 185, "pack s s")
-    c.msg("rm", 250, 215, "list jam/start sss 1 \\$1 resume \\$2")
+    c.msg("rm", 250, 215, "list jam/start sss 2 \\$1 resume \\$2")
     c.obj("rsend", 250, 245, "s \\$0-request")
     c.chain("rr", "rt")
     c.wire("rt:2", "rreset")
@@ -94,40 +112,51 @@ def jam_requests(c: Canvas) -> None:
     c.obj("xr", 500, 70, "r \\$0-set")
     c.obj("xtrim", 500, 95, "list trim")
     c.obj("xroute", 500, 120, "route " + " ".join(_SET_FLOATS) + " top_k prompt", 60)
-    c.msg("xf", 500, 250, "list jam/set ssf 0 \\$1 \\$2 \\$3")
-    c.msg("xi", 700, 250, "list jam/set ssi 0 \\$1 \\$2 \\$3")
-    c.msg("xs", 850, 250, "list jam/set sss 0 \\$1 \\$2 \\$3")
-    c.obj("xsend", 500, 280, "s \\$0-request")
+    c.msg("xf", 500, 290, "list jam/set ssf 0 \\$1 \\$2 \\$3")
+    c.msg("xi", 700, 290, "list jam/set ssi 0 \\$1 \\$2 \\$3")
+    c.msg("xs", 850, 290, "list jam/set sss 0 \\$1 \\$2 \\$3")
+    c.obj("xsend", 500, 320, "s \\$0-request")
     c.chain("xr", "xtrim", "xroute")
     for index, name in enumerate((*_SET_FLOATS, "top_k")):
         c.obj(f"xk{index}", 500 + 70 * index, 170, f"list prepend {name}")
-        _with_jam(c, f"xj{index}", 500 + 70 * index, 210)
-        c.chain(f"xroute:{index}", f"xk{index}", f"xj{index}", "xi" if name == "top_k" else "xf")
+        into, out = _with_jam(c, f"xj{index}", 500 + 70 * index, 240)
+        c.chain(f"xroute:{index}", f"xk{index}", into)
+        c.wire(out, "xi" if name == "top_k" else "xf")
     first, last = join_words(c, "xw", 850, 60)
     c.obj("xkp", 850, 190, "list prepend prompt")
-    _with_jam(c, "xjp", 850, 220)
+    into, out = _with_jam(c, "xjp", 850, 240)
     c.wire(f"xroute:{len(_SET_FLOATS) + 1}", first)
-    c.chain(last, "xkp", "xjp", "xs")
+    c.chain(last, "xkp", into)
+    c.wire(out, "xs")
     for key in ("xf", "xi", "xs"):
         c.wire(key, "xsend")
     # stop, snapshot [NAME].
-    c.obj("pr", 20, 340, "r \\$0-stop")
-    _with_jam(c, "pj", 20, 390)
-    c.msg("pm", 20, 420, "list jam/stop s 0 \\$1")
-    c.obj("psend", 20, 450, "s \\$0-request")
-    c.chain("pr", "pj", "pm", "psend")
-    c.obj("nr", 250, 340, "r \\$0-snapshot")
-    c.obj("nroute", 250, 365, "route bang")
-    _with_jam(c, "nj0", 250, 415)
-    _with_jam(c, "nj1", 400, 415)
-    c.msg("nm0", 250, 445, "list jam/snapshot s 0 \\$1")
-    c.msg("nm1", 400, 445, "list jam/snapshot sss 0 \\$1 name \\$2")
-    c.obj("nsend", 250, 475, "s \\$0-request")
-    c.chain("nr", "nroute", "nj0", "nm0", "nsend")
-    c.chain("nroute:1", "nj1", "nm1", "nsend")
-    c.obj("lr", 600, 340, "r \\$0-latency")
-    c.obj("ls", 600, 365, "s \\$0-prebuffer")
+    c.obj("pr", 20, 370, "r \\$0-stop")
+    into, out = _with_jam(c, "pj", 20, 450)
+    c.msg("pm", 20, 480, "list jam/stop s 0 \\$1")
+    c.obj("psend", 20, 510, "s \\$0-request")
+    c.chain("pr", into)
+    c.chain(out, "pm", "psend")
+    c.obj("nr", 250, 370, "r \\$0-snapshot")
+    c.obj("nroute", 250, 395, "route bang")
+    into0, out0 = _with_jam(c, "nj0", 250, 475)
+    into1, out1 = _with_jam(c, "nj1", 400, 475)
+    c.msg("nm0", 250, 505, "list jam/snapshot s 0 \\$1")
+    c.msg("nm1", 400, 505, "list jam/snapshot sss 0 \\$1 name \\$2")
+    c.obj("nsend", 250, 535, "s \\$0-request")
+    c.chain("nr", "nroute", into0)
+    c.chain(out0, "nm0", "nsend")
+    c.chain("nroute:1", into1)
+    c.chain(out1, "nm1", "nsend")
+    c.obj("lr", 600, 370, "r \\$0-latency")
+    c.obj("ls", 600, 395, "s \\$0-prebuffer")
     c.wire("lr", "ls")
+    # A control before any jam was accepted (stop after a refused start or resume, say): a print, no request.
+    c.obj("kr", 600, 450, "r \\$0-jam-check")
+    c.obj("ksel", 600, 475, "sel 0")
+    c.msg("km", 600, 500, "no jam yet: start or resume one first")
+    c.obj("kpr", 600, 525, "print riffd-jam")
+    c.chain("kr", "ksel", "km", "kpr")
 
 
 def blend(c: Canvas) -> None:
@@ -216,7 +245,7 @@ def blend(c: Canvas) -> None:
         c.msg(f"bty{n}", 870 + 70 * (n - 1), 580, "symbol s" + "sf" * n)
         c.wire(f"btypes:{n - 1}", f"bty{n}")
         c.wire(f"bty{n}", "btsym:1")
-    _with_jam(c, "bjam", 600, 560)
+    into, out = _with_jam(c, "bjam", 600, 560, say=False)  # the slots are kept for the next blend
     c.obj("bpre", 600, 590, "list prepend 0")
     c.obj("bpk", 600, 620, "list prepend")
     c.obj("bpa", 600, 650, "list prepend jam/prompts")
@@ -228,4 +257,5 @@ def blend(c: Canvas) -> None:
     c.wire("bsplit:1", "btsym")
     c.wire("btsym", "bpk:1")
     c.wire("bsplit", "bacc")
-    c.chain("bacc", "bjam", "bpre", "bpk", "bpa", "bsend")
+    c.chain("bacc", into)
+    c.chain(out, "bpre", "bpk", "bpa", "bsend")

@@ -17,7 +17,8 @@ assert all(form.index("frames") == DONE_FRAMES_AT for form in Done.OSC_FORMS if 
 
 
 def jam_events(c: Canvas) -> None:
-    c.text(20, 10, "Every event goes out of the left outlet as it came. accepted sets the jam the controls name \\; "
+    c.text(20, 10, "Every event goes out of the left outlet as it came \\, once taken in (so a control sent on "
+           "accepted names that jam). accepted sets the jam the controls name \\; "
            "started sizes the ring for the jam's rate \\; each chunk is written into the ring after the last "
            f"\\; the first starts playback {PREBUFFER_MS} ms later (latency MS) \\; done stops it where the "
            "jam's audio ends (then: ended JAM).", 110)
@@ -27,12 +28,16 @@ def jam_events(c: Canvas) -> None:
     c.obj("trim", 20, 125, "list trim")
     c.obj("route", 20, 150, "route accepted started chunk done")
     c.chain("r", "t")
-    c.wire("t:1", "ev")
-    c.chain("t", "trim", "route")
+    c.wire("t", "ev")
+    c.chain("t:1", "trim", "route")
     # accepted JAM N: the jam every control names from now on.
     c.obj("acc", 20, 190, "list split 1")
-    c.obj("accs", 20, 215, "s \\$0-jam")
-    c.chain("route", "acc", "accs")
+    c.obj("acct", 20, 215, "t l b")
+    c.msg("acc1", 100, 240, "1")
+    c.obj("accv", 100, 265, "v \\$0-has-jam")
+    c.obj("accs", 20, 240, "s \\$0-jam")
+    c.chain("route", "acc", "acct", "accs")
+    c.chain("acct:1", "acc1", "accv")
     # started JAM MODEL RATE CHANNELS SEED: the rate and channels of what comes.
     c.obj("stl", 200, 190, "list append")
     c.obj("stu", 200, 215, "unpack s s f f")

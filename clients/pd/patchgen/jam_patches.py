@@ -133,3 +133,36 @@ def jam_test_patch() -> Canvas:
     c.wire("fin", "quit")
     c.wire("to", "fin")
     return c
+
+
+def jam_resume_test_patch() -> Canvas:
+    """Controls before any jam, a line that is no message, a resume after options it must leave out,
+    then (on accepted) stop and a new start, against a UDP socket playing the daemon."""
+    c = Canvas(size=(800, 400))
+    c.text(20, 10, "Test patch for tests/clients_pd: -send \"riffd-jam-resume PORT\". Quits 300 ms after the first "
+           "accepted (or after 10 s).", 100)
+    c.obj("r", 20, 60, "r riffd-jam-resume")
+    c.obj("t", 20, 85, "t b l")
+    c.msg("conn", 120, 110, "connect 127.0.0.1 \\$1")
+    c.msg("script", 20, 135, "option seed 7 \\, option temperature 1.5 \\, option lead_s 1 \\, option job pdres "
+          "\\, option play 1 \\, stop \\, set temperature 1.2 \\, snapshot early \\, deep chords \\, resume verse-2")
+    c.obj("jam", 20, 200, "riffd-jam")
+    c.obj("rt", 20, 230, "route accepted")
+    c.obj("once", 20, 255, "spigot 1")
+    c.obj("ot", 20, 280, "t b b b")
+    c.msg("shut", 160, 305, "0")
+    c.msg("next", 100, 330, "stop \\, start more dub")
+    c.obj("wait", 20, 305, "delay 300")
+    c.obj("lb", 400, 60, "loadbang")
+    c.obj("to", 400, 85, "delay 10000")
+    c.msg("quit", 20, 360, "\\; pd quit")
+    c.chain("r", "t")
+    c.chain("t:1", "conn", "jam")
+    c.chain("t", "script", "jam")
+    c.chain("jam", "rt", "once", "ot")
+    c.wire("ot:2", "shut")
+    c.wire("shut", "once:1")
+    c.chain("ot:1", "next", "jam")
+    c.chain("ot", "wait", "quit")
+    c.chain("lb", "to", "quit")
+    return c

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clients.pd.patchgen.pdfile import Canvas
-from protocol.messages import Continue, Generate
+from protocol.messages import JAM_SNAPSHOT_SETTINGS, Continue, Generate
 from protocol.schema import fields_of
 
 
@@ -154,14 +154,15 @@ def in_time(c: Canvas) -> None:
 
 def request_sender(c: Canvas) -> None:
     c.text(20, 10, "ADDRESS TYPES OPTIONS ARGS... -> one OSC packet: the arguments \\, then (OPTIONS 1) every stored "
-           "option as a key/value pair \\, with OSC type tags that say int \\, float or string.", 100)
+           "option as a key/value pair \\, or (OPTIONS 2 \\, a jam's resume) those a resume takes \\, with OSC "
+           "type tags that say int \\, float or string.", 100)
     c.obj("r", 20, 60, "r \\$0-request")
     c.obj("sp", 20, 85, "list split 3")
     c.obj("up", 20, 115, "unpack s s f")
     c.obj("tr", 20, 145, "t b b b s")
     c.obj("opt", 200, 180, "f")
-    c.obj("sel", 200, 205, "sel 1")
-    c.obj("selt", 200, 230, "t b b")
+    c.obj("withopts", 200, 205, "moses 1")
+    c.obj("selt", 200, 230, "t f b")
     c.obj("asked", 280, 255, "s \\$0-asked")  # a job request (it carries the options): see follow.py
     c.obj("addopts", 200, 255, "s \\$0-add-options")
     c.obj("fromsym", 320, 145, "list fromsymbol")
@@ -183,7 +184,8 @@ def request_sender(c: Canvas) -> None:
     c.wire("tr:3", "addr")
     c.wire("addr", "osc")
     c.wire("tr:2", "opt")
-    c.chain("opt", "sel", "selt", "addopts")
+    c.wire("opt", "withopts")
+    c.chain("withopts:1", "selt", "addopts")
     c.wire("selt:1", "asked")
     c.wire("tr:1", "codes")
     c.chain("codes", "tosym", "fmt", "osc")
@@ -300,10 +302,14 @@ def options(c: Canvas) -> None:
     c.wire("ut:1", "set:1")
     c.wire("ut:0", "u0")
     c.wire("u0", "set")
-    # Append every stored option to the request being built.
+    # Append every stored option to the request being built (2: all but a snapshot's settings, for a resume).
     c.obj("ar", 620, 120, "r \\$0-add-options")
-    c.obj("at", 620, 145, "t b b")
+    c.obj("at", 620, 145, "t b b f")
     c.msg("a0", 700, 170, "0")
+    c.obj("aresume", 780, 170, "== 2")
+    c.obj("aonly", 780, 220, "f")
+    c.wire("at:2", "aresume")
+    c.wire("aresume", "aonly:1")
     c.obj("asize", 620, 195, "text size \\$0-opts")
     c.obj("until", 620, 220, "until")
     c.obj("cnt", 620, 245, "f")
@@ -322,7 +328,25 @@ def options(c: Canvas) -> None:
     c.wire("a0", "cnt:1")
     c.chain("at", "asize", "until", "cnt", "inc")
     c.wire("inc", "cnt:1")
-    c.chain("cnt", "get", "l3", "l1")
+    c.wire("cnt", "get")
+    # Each line TAG KEY VALUE passes unless it is for a resume and KEY is a setting the snapshot keeps.
+    c.obj("gt", 840, 275, "t l l")
+    c.obj("gk", 940, 300, "list split 1")
+    c.obj("gkt", 940, 325, "list trim")
+    c.obj("gkr", 940, 350, "route " + " ".join(JAM_SNAPSHOT_SETTINGS), 60)
+    c.obj("gkb", 940, 400, "t b")
+    c.obj("gkeep", 940, 425, "== 0")
+    c.msg("gpass", 1060, 400, "1")
+    c.obj("gsp", 840, 450, "spigot")
+    c.chain("get", "gt", "gsp", "l3", "l1")
+    c.chain("gt:1", "gk")
+    c.wire("gk:1", "gkt")
+    c.wire("gkt", "gkr")
+    for i in range(len(JAM_SNAPSHOT_SETTINGS)):
+        c.wire(f"gkr:{i}", "gkb")
+    c.chain("gkb", "aonly", "gkeep", "gsp:1")
+    c.wire(f"gkr:{len(JAM_SNAPSHOT_SETTINGS)}", "gpass")
+    c.wire("gpass", "gsp:1")
     c.wire("l1:1", "aargs")
     c.chain("aargs", "aargst", "aargss")
     c.chain("l1", "acod", "acodt", "acods")
