@@ -25,8 +25,10 @@ EVENTS = ("/riffd/accepted /riffd/started /riffd/progress /riffd/chunk /riffd/do
           "/riffd/status /riffd/applied /riffd/snapshot /riffd/clock")
 #: The jam this patch starts and steers (one at a time; a fixed id, so no reply needs parsing first).
 JAM = "maxjam"
-#: Weighted prompt slots, each a text and a slider.
-JAM_SLOTS = (("dub techno, deep chords", 1.0), ("tabla and hand percussion", 0.0), ("bright bells, shimmer", 0.0))
+#: Weighted prompt slots, each a text and a slider. No commas: the message box that sets a slot's text
+#: would send what follows one as a message of its own.
+JAM_SLOTS = (("dub techno with deep chords", 1.0), ("tabla and hand percussion", 0.0),
+             ("bright bells and shimmer", 0.0))
 
 
 def _core(p: Patcher, audio_out: str, *, device: bool) -> None:

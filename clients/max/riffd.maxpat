@@ -1654,7 +1654,7 @@
             200,
             22
           ],
-          "text": "set dub techno, deep chords",
+          "text": "set dub techno with deep chords",
           "outlettype": [
             ""
           ]
@@ -1916,7 +1916,7 @@
             200,
             22
           ],
-          "text": "set bright bells, shimmer",
+          "text": "set bright bells and shimmer",
           "outlettype": [
             ""
           ]

@@ -225,6 +225,16 @@ def test_the_jam_section_steers_one_jam_with_prompt_sliders() -> None:
 
 
 @pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
+def test_no_text_a_message_box_sets_is_cut_at_a_comma(path: Path) -> None:
+    """In a Max message box a comma ends the message: `set dub techno, deep chords` would set the text
+    to "dub techno" and send "deep chords" on its own."""
+    patch = Patch(path)
+    setters = [box["text"] for box in patch.boxes.values()
+               if box["maxclass"] == "message" and box.get("text", "").startswith("set ")]
+    assert [text for text in setters if "," in text] == []
+
+
+@pytest.mark.parametrize("path", PATCHES, ids=lambda p: p.name)
 def test_a_take_in_bars_launches_on_the_bar_and_the_clock_is_shown(path: Path) -> None:
     """Issue 15: a generate of N bars (the number box) with launch bar, and the Link tempo and beat
     in number boxes fed by the clock event, asked for while a toggle runs a metro."""

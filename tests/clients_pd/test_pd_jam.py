@@ -1,10 +1,11 @@
 """riffd-jam.pd for real: `pd -nogui` jams against a real daemon (debug/musicgen, 1 s windows): start,
 a set, weighted prompts from slots and a weight, a snapshot, stop; what its outlets played is checked
 against the chunk files the daemon wrote. Against a UDP socket playing the daemon: a jam in time's
-end, and a resume after options it must leave out."""
+end, a resume after options it must leave out, and the help patches' prompts."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import time
@@ -15,10 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from daemon_harness import DaemonThread, make_config
-from test_pd import PD_RATE, _log, pd_beside, run_pd
+from test_pd import PD_DIR, PD_RATE, _log, pd_beside, run_pd
 
+from clients.pd.patchgen.pdfile import Canvas
 from protocol import osc
-from protocol.messages import Accepted, Chunk, Done, JamStart, JamStop, Request, Started
+from protocol.messages import (
+    Accepted, Chunk, Continue, Done, Generate, JamPrompts, JamSet, JamStart, JamStop, Request, Started,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
 
@@ -148,3 +152,104 @@ def _jam_request(sock: socket.socket) -> tuple[Request, tuple[str, int]]:
     [(address, args)] = osc.parse_packet(packet)
     return osc.decode_request(address, args), sender
 
+
+def _top_boxes(patch: Path) -> tuple[list[str], list[tuple[int, int]]]:
+    """A .pd file's top canvas: each box's record (`#X obj ...`, `#X msg ...`, a subpatch's `#X restore ...`)
+    by index, and its connections (source, sink)."""
+    boxes: list[str] = []
+    wires = []
+    depth = 0
+    for record in re.split(r"(?<!\\);\n", patch.read_text()):
+        if record.startswith("#N canvas"):
+            depth += 1
+        elif record.startswith("#X restore"):
+            depth -= 1
+            if depth == 1:
+                boxes.append(record)
+        elif depth == 1 and record.startswith("#X connect"):
+            source, _, sink, _ = map(int, record.split()[2:6])
+            wires.append((source, sink))
+        elif depth == 1 and record.split()[1:2] and record.split()[1] in (
+                "obj", "msg", "text", "floatatom", "symbolatom", "listbox"):
+            boxes.append(record)
+    return boxes, wires
+
+
+#: Help messages that carry a prompt: their first word (and second, for set), and how many words come
+#: before the prompt's.
+_PROMPT_BOXES = {("generate",): 2, ("onbar",): 2, ("continue",): 3, ("start",): 1, ("set", "prompt"): 2,
+                 ("prompt",): 2}
+
+
+def _prompt_messages(patch: Path, target: str) -> list[tuple[str, str]]:
+    """The message boxes of a help patch wired into its [target] that carry a prompt: (text, the prompt
+    the person who wrote it meant; a comma written `\\,`)."""
+    boxes, wires = _top_boxes(patch)
+    # The [target] the messages go to (the one at the top is the title).
+    [index] = {i for i, box in enumerate(boxes) if box.split()[1] == "obj" and box.split()[4:5] == [target]} & {
+        sink for _, sink in wires}
+    found = []
+    for source, sink in wires:
+        words = boxes[source].split()[4:]
+        if sink != index or boxes[source].split()[1] != "msg":
+            continue
+        for head, skip in _PROMPT_BOXES.items():
+            if tuple(words[:len(head)]) == head and len(words) > skip:
+                found.append((" ".join(words), " ".join(words[skip:]).replace(" \\,", ",")))
+    return found
+
+
+def test_the_help_patches_prompts_reach_the_daemon_whole(tmp_path: Path) -> None:
+    """Every help message with a prompt, as written in riffd-help.pd and riffd-jam-help.pd, sent by Pd from
+    [riffd] and [riffd-jam] to a UDP socket playing the daemon (which accepts the jam, so that its set and
+    prompt slots go out too): each prompt arrives whole (a comma in a message box would cut it)."""
+    takes = _prompt_messages(PD_DIR / "riffd-help.pd", "riffd")
+    jam = _prompt_messages(PD_DIR / "riffd-jam-help.pd", "riffd-jam")
+    starts = [message for message in jam if message[0].startswith("start ")]
+    later = [message for message in jam if message not in starts]
+    assert len(takes) >= 3 and starts and len(later) >= 2
+    c = Canvas()
+    c.obj("r", 20, 20, "r riffd-help-prompts")
+    c.obj("t", 20, 45, "t b b l")
+    c.msg("conn", 300, 70, "connect 127.0.0.1 \\$1")
+    c.obj("riffd", 20, 400, "riffd")
+    c.obj("jam", 300, 400, "riffd-jam")
+    c.obj("acc", 300, 430, "route accepted")
+    c.chain("r", "t")
+    c.chain("t:2", "conn", "riffd")
+    c.wire("conn", "jam")
+    for group, (trigger, target) in (("a", ("t:1", "riffd")), ("b", ("t:0", "jam")), ("c", ("acc", "jam"))):
+        messages = {"a": takes, "b": starts, "c": later}[group]
+        c.obj(f"{group}t", 20, 100, "t" + " b" * len(messages))
+        c.wire(trigger, f"{group}t")
+        for i, (text, _) in enumerate(messages):
+            c.msg(f"{group}{i}", 20, 130 + 30 * i, text)
+            c.wire(f"{group}t:{len(messages) - 1 - i}", f"{group}{i}")  # in the help's order
+            c.wire(f"{group}{i}", target)
+    c.wire("jam", "acc")
+    c.obj("lb", 600, 20, "loadbang")
+    c.obj("quit", 600, 45, "delay 2000")
+    c.msg("quitm", 600, 70, "\\; pd quit")
+    c.chain("lb", "quit", "quitm")
+    patch = tmp_path / "riffd-help-prompts.pd"
+    patch.write_text(c.render())
+    prompts = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(1.5)
+        with pd_beside(str(patch), f"riffd-help-prompts {sock.getsockname()[1]}") as pd:
+            try:
+                while True:
+                    request, sender = _jam_request(sock)
+                    if isinstance(request, JamStart):
+                        sock.sendto(osc.encode(Accepted(job="help-jam", queue_position=0)), sender)
+                    if isinstance(request, JamPrompts):
+                        prompts.append(request.prompts[-1])  # the slot just set, after the ones before it
+                    else:
+                        assert isinstance(request, Generate | Continue | JamStart | JamSet), request
+                        prompts.append(request.prompt)
+            except TimeoutError:
+                pass
+            console = pd.communicate(timeout=20)[0]
+    assert prompts == [meant for _, meant in takes + starts + later], console
+    assert "error" not in console and "unknown message" not in console, console

@@ -16,13 +16,14 @@ def jam_help_patch() -> Canvas:
            "daemon's sound card instead. Every change answers with applied JAM OFFSET_SAMPLES: from there on "
            "the music has it (a lead of about a second).", 130)
     y = 140
-    c.text(20, y, "1. options for start (kept until changed): seed \\, lead_s \\, context_s \\, play \\, gain "
-           "\\, temperature \\, top_k \\, guidance_scale \\, model \\, job ...", 120)
+    c.text(20, y, "1. options (kept until changed): seed \\, lead_s \\, context_s \\, play \\, gain \\, "
+           "temperature \\, top_k \\, model \\, job ... for start \\; resume sends those a resume takes", 140)
     for i, text in enumerate(["option seed 7", "option lead_s 1", "option play 1", "unset play", "clear"]):
         c.msg(f"o{i}", 20 + i * 150, y + 30, text)
     y = 210
-    c.text(20, y, "2. start \\, stop \\, save and recall:", 60)
-    c.msg("start", 20, y + 25, "start dub techno \\, deep chords \\, 120 bpm")
+    c.text(20, y, "2. start \\, stop \\, save and recall (no commas in a prompt: in a message box a comma starts "
+           "a new message):", 130)
+    c.msg("start", 20, y + 25, "start dub techno with deep chords at 120 bpm")
     c.msg("stop", 360, y + 25, "stop")
     c.msg("snap", 420, y + 25, "snapshot verse-2")
     c.msg("resume", 560, y + 25, "resume verse-2")
@@ -32,7 +33,7 @@ def jam_help_patch() -> Canvas:
     c.msg("t1", 20, y + 25, "set temperature 1.2")
     c.msg("t2", 180, y + 25, "set top_k 100")
     c.msg("t3", 310, y + 25, "set guidance_scale 4")
-    c.msg("t4", 480, y + 25, "set prompt ambient pads \\, no drums")
+    c.msg("t4", 480, y + 25, "set prompt ambient pads without drums")
     c.msg("t5", 760, y + 25, "set gain 0.5")
     y = 360
     c.text(20, y, "4. weighted prompts: a text per slot \\, a slider per weight (relative: 0.7 and 0.3 is 70/30):", 100)
@@ -52,7 +53,8 @@ def jam_help_patch() -> Canvas:
     c.obj("pr", 250, y + 40, "print riffd-jam")
     c.text(250, y + 70, "events: accepted JAM 0 \\, started JAM MODEL SAMPLE_RATE CHANNELS SEED \\, chunk JAM INDEX "
            "PATH OFFSET_SAMPLES FRAMES STAGE \\, applied JAM OFFSET_SAMPLES \\, snapshot JAM PATH OFFSET_SAMPLES "
-           "\\, ok jam_stop JAM \\, done JAM PATH FRAMES SAMPLE_RATE \\, ended JAM (the last sample played) \\, "
+           "\\, ok jam_stop JAM \\, done JAM PATH FRAMES SAMPLE_RATE (then BEATS BARS BPM BEAT for a jam in time) "
+           "\\, ended JAM (the last sample played) \\, "
            "error JAM CODE MESSAGE", 90)
     c.msg("lat", 20, y + 110, "latency 800")
     c.text(120, y + 110, "ms buffered after the first chunk before playing (default 600)", 60)

@@ -80,7 +80,7 @@ def requests(c: Canvas) -> None:
     c.obj("crt", 420, 440, "route 0 1")
     c.msg("cm0", 420, 470, "list continue sf 1 \\$2 \\$1")
     c.msg("cm1", 600, 470, "list continue sfss 1 \\$2 \\$1 prompt \\$3")
-    c.msg("cu", 700, 390, "continue needs DURATION_S and PATH \\, then an optional prompt")
+    c.msg("cu", 700, 390, "continue needs DURATION_S and PATH (then an optional prompt)")
     c.obj("cpr", 700, 415, "print riffd")
     c.obj("csend", 420, 510, "s \\$0-request")
     c.chain("cr", "ct", "cs")
