@@ -104,3 +104,15 @@ def test_every_error_code_the_guide_names_exists() -> None:
     fields = {spec.name for cls in [*REQUESTS.values(), *EVENTS.values()] for spec in fields_of(cls)}
     named = set(re.findall(r"`([a-z]+(?:_[a-z]+)+)[`:]", GUIDE)) - fields - set(REQUESTS) - {"save_pretrained"}
     assert "model_unavailable" in named and named <= codes, sorted(named - codes)
+
+
+def test_the_touchosc_addresses_the_guide_names_are_the_ones_live_pads_uses() -> None:
+    """Each OSC address in the guide's TouchOSC section is one that clients/examples/live_pads.py
+    handles or sends (its literals; `{...}` in an f-string stands for a pad's number)."""
+    section = GUIDE.split("### TouchOSC", 1)[1].split("\n### ", 1)[0]
+    named = re.findall(r"`(/1/[^`]*)`", section)
+    source = (ROOT / "clients" / "examples" / "live_pads.py").read_text()
+    patterns = [re.sub(r"\{[^}]*\}", r"\\d+", literal) for literal in re.findall(r'"(/1/[^"]*)"', source)]
+    unknown = [address for address in named if not any(re.fullmatch(pattern, address) for pattern in patterns)]
+    assert unknown == [], f"the guide names addresses live_pads does not use: {unknown} (it uses {patterns})"
+    assert {"/1/push1", "/1/fader1", "/1/label1", "/1/led1"} <= set(named), named
