@@ -1,9 +1,11 @@
 """A small writer of Pd patch files: named boxes, wires by name, nested subpatches.
 
-Text is given in Pd's own escaping (`\\$0`, `\\,`); comments get their `;` escaped here.
+Text is given in Pd's own escaping (`\\$0`, `\\,`); comments get their bare `;` escaped here.
 """
 
 from __future__ import annotations
+
+import re
 
 
 class Canvas:
@@ -39,7 +41,7 @@ class Canvas:
 
     def text(self, x: int, y: int, text: str, width: int | None = 60) -> str:
         tail = f", f {width}" if width else ""
-        text = text.replace(";", " \\;")
+        text = re.sub(r"(?<!\\);", " \\\\;", text)
         return self._add(None, f"#X text {x} {y} {text}{tail};")
 
     def sub(self, key: str, x: int, y: int, name: str, size: tuple[int, int] = (700, 500)) -> "Canvas":
