@@ -11,11 +11,11 @@ import dataclasses
 import ipaddress
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daemon.config_file import read_settings
 from daemon.models.musicgen.engine_choice import AUTO
 from daemon.models.musicgen.options import EngineOptions
 from protocol.errors import InvalidArgument
@@ -28,6 +28,7 @@ DEFAULT_WEB_PORT = 7403
 #: The model used when neither the request nor `--model` names one.
 FALLBACK_MODEL = "facebook/musicgen-small"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: OSC sources accepted unless --osc-allow says otherwise: this machine only.
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 #: Environment variables that make PyTorch's libraries (ATen, MKL, oneDNN, fbgemm) and riffd's kernel
@@ -206,6 +207,8 @@ class DaemonConfig:
             raise InvalidArgument(f"chunk_keep_s must be >= 0, got {self.chunk_keep_s}")
         if self.device not in DEVICES:
             raise InvalidArgument(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise InvalidArgument(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         for name in ("osc_port", "zmq_port", "web_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise InvalidArgument(f"{name} must be within [0, 65535], got {getattr(self, name)}")
@@ -298,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delete chunk files this long after their job ended (0: keep; default 600)")
     parser.add_argument("--keep-alive-s", type=float, help="seconds an on-demand model stays loaded unused")
     parser.add_argument("--cache-dir", type=Path, help="where presets are built and models are cached")
-    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-level", choices=LOG_LEVELS)
     parser.add_argument("--play", action="store_const", const=True,
                         help="play every job on this machine's sound card (a request's play=false opts out)")
     parser.add_argument("--output-device", metavar="NAME|INDEX", help="sound card for playback (default: the system's)")
@@ -360,10 +363,14 @@ ENGINE_HELP = ("MusicGen decode mode: auto (default: measured once per model and
                "+compile compiles the step")
 
 
+#: Settings a config file may give in more ways than their field's type says.
+FILE_TYPES = {"output_device": str | int}  # a sound card's name or its index, as `--output-device 3` gives it
+
+
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     """Defaults, then the config file (--config or $RIFFD_CONFIG), then the flags given."""
     config_path = args.config or environment_config_file()
-    settings: dict[str, Any] = read_config_file(config_path) if config_path else {}
+    settings = read_config_file(config_path) if config_path else {}
     for field in dataclasses.fields(DaemonConfig):
         value = getattr(args, field.name, None)
         if value is not None:
@@ -372,16 +379,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidArgument(f"config file {path} is not valid TOML: {exc}") from None
-    # Accept the flag spellings too (out, max-queue) so a file reads like the command line.
-    aliases = {"out": "out_dir", "model": "models", "audio_dir": "audio_dirs", "model_dir": "model_dirs"}
-    return {aliases.get(key.replace("-", "_"), key.replace("-", "_")): value for key, value in data.items()}
+    """The settings in the TOML file at `path`, by field name; a value not of its setting's type is an error."""
+    return read_settings(path, DaemonConfig, overrides=FILE_TYPES)
 
 
 def build_config(settings: dict[str, Any]) -> DaemonConfig:
