@@ -202,7 +202,8 @@ class Scheduler:
     def join(self, timeout_s: float | None = None) -> bool:
         """Wait for the workers to exit (after close); True if they all did."""
         with self._cond:
-            threads = self._threads + self._jam_threads
+            # Never started when the daemon's start failed after making the scheduler.
+            threads = [thread for thread in self._threads + self._jam_threads if thread.ident is not None]
         for thread in threads:
             thread.join(timeout_s)
         return not any(thread.is_alive() for thread in threads)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+import zmq
+
 from daemon.audio.playback.config import PlaybackConfig
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.backend import MusicBackend
@@ -33,6 +35,7 @@ from daemon.server.access import CurveServerKeys, RateLimiter, SourceFilter
 from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.peers import PeerGate
+from daemon.server.ports import cannot_listen, check_ports, listeners
 from daemon.server.resume import reply_for, restore_subscribers, resume_jobs
 from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint, ZmqReply
@@ -149,6 +152,8 @@ class Daemon:
 
     async def start(self) -> Addresses:
         loop = asyncio.get_running_loop()
+        # Before the models load: a port another program holds fails the start in a moment.
+        check_ports(self.config.host, listeners(self.config))
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.config.out_dir)  # a killed run's half-written files (never under final names)
         try:
@@ -205,15 +210,24 @@ class Daemon:
         self._osc = OscEndpoint(self.config.host, self.config.osc_port, handler, self._osc_connection_closed,
                                 source_filter=self._source_filter,
                                 rate_limiter=RateLimiter(self.config.osc_rate_limit), on_refused=self._router.refuse)
-        await self._osc.start()
+        try:
+            await self._osc.start()
+        except OSError as exc:  # taken since check_ports tried it
+            raise cannot_listen("OSC", f"{self.config.host}:{self.config.osc_port}", "--osc-port", exc.errno,
+                                exc.strerror or str(exc)) from None
+
         def handle_zmq(request: Request, reply: ZmqReply) -> None:
             self._reconnections.heard_from(reply)  # a resumed job's client is back: tell it of the job
             handler(request, reply)
 
-        self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port, handle_zmq,
-                                self._peer_gone, curve=curve,
-                                peers=PeerGate(self.config.zmq_max_peers, self.config.zmq_rate_limit),
-                                on_refused=self._router.refuse)
+        try:
+            self._zmq = ZmqEndpoint(self.config.host, self.config.zmq_port, self.config.resolved_pub_port,
+                                    handle_zmq, self._peer_gone, curve=curve,
+                                    peers=PeerGate(self.config.zmq_max_peers, self.config.zmq_rate_limit),
+                                    on_refused=self._router.refuse)
+        except zmq.ZMQError as exc:  # taken since check_ports tried it (libzmq does not say which of the two)
+            ports = f"{self.config.host}:{self.config.zmq_port} or :{self.config.resolved_pub_port}"
+            raise cannot_listen("ZeroMQ", ports, "--zmq-port or --pub-port", exc.errno, exc.strerror) from None
         self._router.add_monitor(self._zmq)
         # Issue 18: what an earlier daemon on this folder left: its OSC subscribers, then its jobs (before
         # the workers start, so resumed jobs run first and in their order).
