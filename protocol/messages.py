@@ -573,12 +573,16 @@ JAM_SET_FIELDS = ("prompt", "top_k", "top_p", "temperature", "guidance_scale", "
 @dataclass(frozen=True)
 class JamPrompts(Request):
     """Blend weighted prompts in a running jam, e.g. `"dub techno" 0.7 "tabla" 0.3` (weights are
-    relative; a prompt without a weight counts 1). Answered by `applied`, or `error`."""
+    relative; a prompt without a weight counts 1). Answered by `applied`, or `error`. Over OSC the
+    pairs may be followed by options (`... "tabla" 0.3 reply_port 9000`): the first text that names
+    one ends the prompts, so a prompt cannot be exactly `reply_port` or `id` there.
+    """
 
     TYPE: ClassVar[str] = "jam_prompts"
     OSC_ADDRESS: ClassVar[str] = "/riffd/jam/prompts"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = (("jam", "prompts"),)
     OSC_PAIRS: ClassVar[tuple[str, str] | None] = ("prompts", "weights")
+    OSC_OPTIONS: ClassVar[bool] = True
 
     # The jam's job id.
     jam: str

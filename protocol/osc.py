@@ -3,7 +3,8 @@
 A message's address is `Message.osc_address()`; its arguments are one of its `OSC_FORMS`
 (positional fields, in order), then, where `OSC_OPTIONS` allows, `key value` pairs for any
 other field (`/riffd/generate ,sf PROMPT DURATION_S seed 42 model debug/musicgen`). A
-`tuple[str, ...]` field last in a form takes every remaining argument. Over TCP each packet
+`tuple[str, ...]` field last in a form takes every remaining argument; weighted pairs
+(`OSC_PAIRS`) take them up to the first text that names an option. Over TCP each packet
 is preceded by its length as a big-endian int32 (OSC 1.0 stream framing, as liblo sends it).
 """
 
@@ -18,7 +19,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from protocol.errors import BadMessage, InvalidArgument, MessageTooLarge, RiffdError
-from protocol.messages import EVENTS, REQUESTS, Event, Request
+from protocol.messages import EVENTS, REQUESTS, Event, Request, check_job_id
 from protocol.schema import FieldSpec, Message, coerce, fields_of
 
 #: Our outgoing OSC messages stay under this size (Max and Pd drop bigger UDP packets).
@@ -41,7 +42,7 @@ def encode(message: Message) -> bytes:
     pairs = type(message).OSC_PAIRS
     for name in form:
         if pairs is not None and name == pairs[0]:
-            _add_pairs(builder, getattr(message, pairs[0]), getattr(message, pairs[1]))
+            _add_pairs(builder, type(message), getattr(message, pairs[0]), getattr(message, pairs[1]))
         else:
             _add(builder, specs[name], getattr(message, name))
     if type(message).OSC_OPTIONS:
@@ -49,7 +50,7 @@ def encode(message: Message) -> bytes:
         defaults = {f.name: f.default for f in dataclasses.fields(message_class)}
         for name, spec in specs.items():
             value = getattr(message, name)
-            if name in form or value is None or value == defaults.get(name):
+            if name in form or (pairs is not None and name in pairs) or value is None or value == defaults.get(name):
                 continue
             builder.add_arg(name, "s")
             _add(builder, spec, value)
@@ -92,8 +93,11 @@ def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31
 
 
-def _add_pairs(builder: OscMessageBuilder, texts: Sequence[str], numbers: Sequence[float]) -> None:
+def _add_pairs(builder: OscMessageBuilder, cls: type[Message], texts: Sequence[str], numbers: Sequence[float]) -> None:
     """`TEXT NUMBER TEXT NUMBER...`, or the texts alone when there are no numbers."""
+    clash = set(texts) & option_keys(cls)
+    if clash:
+        raise ValueError(f"{cls.TYPE}: OSC cannot carry a text named like an option ({', '.join(sorted(clash))})")
     for index, text in enumerate(texts):
         builder.add_arg(text, "s")
         if numbers:
@@ -153,8 +157,16 @@ def decode_event(address: str, args: Sequence[Any]) -> Event:
     return message
 
 
-def job_hint(args: Sequence[Any]) -> str:
-    """Best effort job id in a request that failed to decode (`job ID` among its options)."""
+def job_hint(args: Sequence[Any], address: str = "") -> str:
+    """Best effort job id in a request that failed to decode, for its error: the positional job or
+    jam id of the request at `address` (`/riffd/jam/set JAM ...`, `/riffd/cancel JOB`), else a
+    `job ID` among its options."""
+    cls = REQUEST_ADDRESSES.get(address)
+    if cls is not None and args and isinstance(args[0], str) and cls.OSC_FORMS[0][:1] in (("jam",), ("job",)):
+        try:
+            return check_job_id(args[0])
+        except InvalidArgument:
+            return ""  # an invalid id is what failed: not echoed back
     for key, value in zip(args, args[1:]):
         if key == "job" and isinstance(value, str):
             return value
@@ -175,6 +187,15 @@ def reply_port_hint(address: str, args: Sequence[Any]) -> int | None:
     except RiffdError:  # the arguments cannot be laid out, or the port is not an int
         return None
     return port if isinstance(port, int) and 1 <= port <= 65535 else None
+
+
+def option_keys(cls: type[Message]) -> set[str]:
+    """The names that may follow a message's positional form as `key value` options (none
+    without `OSC_OPTIONS`); with weighted pairs, the first text among them ends the pairs."""
+    if not cls.OSC_OPTIONS:
+        return set()
+    taken = set(cls.OSC_FORMS[0]) | set(cls.OSC_PAIRS or ())
+    return {spec.name for spec in fields_of(cls) if spec.name not in taken}
 
 
 def usage(cls: type[Message], *, first_only: bool = False) -> str:
@@ -225,7 +246,12 @@ def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
     for position, name in enumerate(form):
         spec = specs[name]
         if cls.OSC_PAIRS is not None and name == cls.OSC_PAIRS[0]:
-            data.update(_pairs(cls, args[position:]))
+            # The pairs end at the first text naming an option (`... "tabla" 0.3 reply_port 9000`).
+            tail = args[position:]
+            keys = option_keys(cls)
+            end = next((i for i, value in enumerate(tail) if isinstance(value, str) and value in keys), len(tail))
+            data.update(_pairs(cls, tail[:end]))
+            data.update(_options(cls, tail[end:], data))
             return data
         if spec.kind == "list[str]":
             data[name] = list(args[position:])
@@ -233,11 +259,19 @@ def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
         value = args[position]
         # OSC has no null: an empty string stands for "none" in an optional string field.
         data[name] = None if (spec.optional and spec.kind in ("str", "audio") and value == "") else value
-    options = args[len(form):]
+    data.update(_options(cls, args[len(form):], data))
+    return data
+
+
+def _options(cls: type[Message], options: Sequence[Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`key value` pairs as fields (the message checks the names); none may repeat a field in `given`."""
+    if len(options) % 2:
+        raise InvalidArgument(f"{cls.osc_address()}: options must come in key/value pairs; expected {usage(cls)}")
+    data: dict[str, Any] = {}
     for key, value in zip(options[::2], options[1::2]):
         if not isinstance(key, str):
             raise InvalidArgument(f"{cls.osc_address()}: option names must be strings, got {key!r}")
-        if key in data:
+        if key in data or key in given:
             raise InvalidArgument(f"{cls.osc_address()}: option {key!r} given twice")
         data[key] = value
     return data

@@ -52,6 +52,7 @@ class Message:
     #: (texts, numbers): two list fields whose items travel interleaved as the variadic tail of the
     #: OSC form that ends with `texts`, `TEXT [NUMBER] TEXT [NUMBER]...` (weighted jam prompts). A
     #: text without a number after it has none: the numbers field is empty when no text has one.
+    #: With `OSC_OPTIONS`, options may follow: the first text naming one ends the pairs.
     OSC_PAIRS: ClassVar[tuple[str, str] | None] = None
 
     @classmethod

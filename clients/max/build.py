@@ -184,8 +184,8 @@ def _jam(p: Patcher, x: int, y: int) -> None:
     # Prompt slots: a text and a weight slider each; any change sends every slot's text and weight.
     values = " ".join(f"s {weight}" for _, weight in JAM_SLOTS)
     p.obj("jblend", x, y + 330, f"pack {values}", 300)
-    p.msg("jprompts", x, y + 360, f"/riffd/jam/prompts {JAM} " + " ".join(f"${2 * n + 1} ${2 * n + 2}"
-                                                                          for n in range(len(JAM_SLOTS))), 460)
+    pairs = " ".join(f"${2 * n + 1} ${2 * n + 2}" for n in range(len(JAM_SLOTS)))
+    p.msg("jprompts", x, y + 360, f"/riffd/jam/prompts {JAM} {pairs} {port}", 460)
     p.chain("jblend", "jprompts", "send")
     p.obj("jlb", x + 480, y + 230, "loadbang")
     for n, (text, weight) in enumerate(JAM_SLOTS):

@@ -1523,7 +1523,7 @@
             460,
             22
           ],
-          "text": "/riffd/jam/prompts maxjam $1 $2 $3 $4 $5 $6",
+          "text": "/riffd/jam/prompts maxjam $1 $2 $3 $4 $5 $6 reply_port 7410",
           "outlettype": [
             ""
           ]

@@ -175,7 +175,7 @@ class OscEndpoint:
             except RiffdError as exc:
                 log.info("osc: refused %s from %s: %s", address, reply.address, exc.message)
                 self._on_refused(self._refusal_reply(reply, address, args),
-                                 Error(job=osc.job_hint(args), code=exc.code, message=exc.message))
+                                 Error(job=osc.job_hint(args, address), code=exc.code, message=exc.message))
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the endpoint down
                 log.exception("osc: decoding %s failed", address)

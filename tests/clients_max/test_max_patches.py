@@ -16,6 +16,7 @@ import pytest
 
 from clients.max.build import main as build_patches
 from daemon.config import DEFAULT_OSC_PORT
+from protocol import osc
 from protocol.osc import EVENT_ADDRESSES, REQUEST_ADDRESSES
 from protocol.schema import Message, fields_of
 
@@ -84,13 +85,21 @@ def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> dict[st
     ((tag, literal or None) each), or None."""
     specs = {spec.name: spec for spec in fields_of(cls)}
     if cls.OSC_PAIRS is not None:
-        # Weighted prompts: the fixed fields, then TEXT WEIGHT pairs (a weight may be a Max int).
+        # Weighted prompts: the fixed fields, then TEXT WEIGHT pairs (a weight may be a Max int),
+        # then options from the first literal naming one.
         fixed = cls.OSC_FORMS[0][:-1]
         head, tail = atoms[:len(fixed)], atoms[len(fixed):]
-        if (len(head) == len(fixed) and tail and len(tail) % 2 == 0
+        keys = osc.option_keys(cls)
+        end = next((i for i, (_, literal) in enumerate(tail) if literal in keys), len(tail))
+        tail, options = tail[:end], tail[end:]
+        if (len(head) == len(fixed) and tail and len(tail) % 2 == 0 and len(options) % 2 == 0
                 and all(tag in ACCEPTS[specs[name].kind] for name, (tag, _) in zip(fixed, head))
-                and all(text == "s" and weight in ("f", "i") for (text, _), (weight, _) in zip(tail[::2], tail[1::2]))):
-            return {name: literal for name, (_, literal) in zip(fixed, head)}
+                and all(text == "s" and weight in ("f", "i") for (text, _), (weight, _) in zip(tail[::2], tail[1::2]))
+                and all(key in keys and tag in ACCEPTS[specs[key].kind]
+                        for (_, key), (tag, _) in zip(options[::2], options[1::2]))):
+            found = {name: literal for name, (_, literal) in zip(fixed, head)}
+            found.update({str(key): literal for (_, key), (_, literal) in zip(options[::2], options[1::2])})
+            return found
         return None
     for form in cls.OSC_FORMS:
         positional, options = atoms[:len(form)], atoms[len(form):]
@@ -149,11 +158,9 @@ def test_every_request_sent_is_in_the_schema(path: Path) -> None:
                 atoms.append((_atom_tag(word), word))
         fields = _matches(REQUEST_ADDRESSES[address], atoms)
         assert fields is not None, f"{text}: {atoms} fits no OSC form of {address}"
-        # Max's [udpsend] cannot receive: every request must name where [udpreceive] listens, but
-        # jam_prompts, whose pairs leave no room for it: its applied event goes to the jam's requester,
-        # the reply_port the jam's start named.
-        if REQUEST_ADDRESSES[address].OSC_PAIRS is None:
-            assert fields.get("reply_port") == port, f"{text}: reply_port is not {port}"
+        # Max's [udpsend] cannot receive: every request must name where [udpreceive] listens (the
+        # weighted prompts too, after their pairs: else their `applied` or `error` is lost).
+        assert fields.get("reply_port") == port, f"{text}: reply_port is not {port}"
         sent.add(address)
     assert {"/riffd/generate", "/riffd/continue", "/riffd/cancel", "/riffd/status"} <= sent
 

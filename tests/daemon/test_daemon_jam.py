@@ -214,6 +214,11 @@ def test_a_jam_over_osc_with_oscsend_and_oscdump(jam_daemon: DaemonThread) -> No
                                  and len([m for m in dump.messages("/riffd/applied")]) > n) for n in range(2)]
         assert all(line is not None and line.types == "si" and line.args[0] == "oscjam" for line in applied)
         assert applied[1].args[1] >= applied[0].args[1] >= chunk.args[3]
+        # Options after the weighted prompts (QA: reply_port became a prompt and the answer was lost).
+        with OscDump() as elsewhere:
+            oscsend("/riffd/jam/prompts", "ssfsi", "oscjam", "dub", 0.5, "reply_port", elsewhere.port, url=url)
+            answer = elsewhere.wait_for(lambda line: line.address == "/riffd/applied")
+            assert answer is not None and answer.args[0] == "oscjam"
         oscsend("/riffd/jam/prompts", "ssfsf", "oscjam", "a", 0.0, "b", 0.0, url=url)  # from oscsend's own port: lost
         oscsend("/riffd/jam/stop", "si", "oscjam", dump.port, url=url)
         assert dump.wait_for(lambda line: line.address == "/riffd/ok" and line.args[1] == "oscjam")

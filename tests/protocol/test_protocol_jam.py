@@ -17,7 +17,7 @@ def test_the_fixed_jam_osc_address_space() -> None:
     """The layouts the issue fixes, because patches rely on them."""
     assert osc.usage(REQUESTS["jam"]) == "/riffd/jam/start ,s PROMPT [key value]..."
     assert osc.usage(REQUESTS["jam_set"]) == "/riffd/jam/set ,s JAM [key value]..."
-    assert osc.usage(REQUESTS["jam_prompts"]) == "/riffd/jam/prompts ,s JAM [PROMPT WEIGHT]..."
+    assert osc.usage(REQUESTS["jam_prompts"]) == "/riffd/jam/prompts ,s JAM [PROMPT WEIGHT]... [key value]..."
     assert osc.usage(REQUESTS["jam_stop"]).startswith("/riffd/jam/stop ,s JAM")
     assert osc.usage(REQUESTS["jam_snapshot"]).startswith("/riffd/jam/snapshot ,s JAM")
     assert osc.usage(EVENTS["applied"]) == "/riffd/applied ,si JOB OFFSET_SAMPLES"
@@ -39,6 +39,41 @@ def test_weighted_prompts_travel_as_text_weight_pairs() -> None:
         osc.decode_request(address, ["j1", 0.5, "a"])
     with pytest.raises(InvalidArgument, match="must follow a text"):
         osc.decode_request(address, ["j1", "a", 0.5, 0.5])
+
+
+def test_options_after_the_weighted_prompts_are_options_not_prompts() -> None:
+    """QA: `reply_port 18410` after the pairs became a prompt 'reply_port' of weight 18410, and the
+    answer went to the sender. The first text naming an option ends the pairs."""
+    address = "/riffd/jam/prompts"
+    assert osc.decode_request(address, ["j3", "a", 0.5, "reply_port", 18410]) == JamPrompts(
+        jam="j3", prompts=("a",), weights=(0.5,), reply_port=18410)
+    # As Pd sends it (every number a float), after unweighted texts, with both options.
+    assert osc.decode_request(address, ["j3", "a", "b", "reply_port", 18410.0, "id", "r1"]) == JamPrompts(
+        jam="j3", prompts=("a", "b"), reply_port=18410, id="r1")
+    request = JamPrompts(jam="j3", prompts=("a", "b"), weights=(0.25, 1.0), reply_port=9000, id="r2")
+    [(_, args)] = osc.parse_packet(osc.encode(request))
+    assert args == ["j3", "a", 0.25, "b", 1.0, "id", "r2", "reply_port", 9000]
+    assert osc.decode_request(address, args) == request
+    with pytest.raises(InvalidArgument, match="key/value pairs"):
+        osc.decode_request(address, ["j3", "a", 0.5, "reply_port"])
+    with pytest.raises(InvalidArgument, match="given twice"):
+        osc.decode_request(address, ["j3", "a", "reply_port", 1, "reply_port", 2])
+    with pytest.raises(InvalidArgument, match="reply_port"):
+        osc.decode_request(address, ["j3", "a", "reply_port", 0])
+    # A text that names an option cannot be sent as a prompt over OSC (ZeroMQ carries it).
+    with pytest.raises(ValueError, match="named like an option"):
+        osc.encode(JamPrompts(jam="j3", prompts=("id", "b")))
+
+
+def test_a_jam_request_that_fails_to_decode_is_refused_naming_its_jam() -> None:
+    """QA: the error of a bad `/riffd/jam/*` request had job "" though the jam id comes first."""
+    assert osc.job_hint(["j3", "a", -1.0], "/riffd/jam/prompts") == "j3"
+    assert osc.job_hint(["j3", "temperature", "hot"], "/riffd/jam/set") == "j3"
+    assert osc.job_hint(["j3", "name"], "/riffd/jam/snapshot") == "j3"
+    assert osc.job_hint(["j3", "x", 1], "/riffd/jam/stop") == "j3"
+    assert osc.job_hint(["x", "window_s", 1000.0, "job", "j4"], "/riffd/jam/start") == "j4"
+    assert osc.job_hint(["../up", "a"], "/riffd/jam/prompts") == ""  # the bad id itself is not echoed
+    assert osc.job_hint([1.0, "a"], "/riffd/jam/prompts") == ""
 
 
 @pytest.mark.parametrize(
