@@ -45,22 +45,24 @@ class PathPolicy:
             raise PathNotAllowed(f"model folder {shown!r} is outside the folders this daemon loads models from "
                                  "(start it with --model-dir, or name the model with --model)")
 
-    def input(self, path: str) -> Path:
-        """The real path of an audio input a request names; PathNotAllowed if it is outside."""
+    def input(self, path: str, *, what: str = "audio path") -> Path:
+        """The real path of an input a request names (audio, or `what` it is, named in the refusal);
+        PathNotAllowed if it is outside."""
         shown = path if len(path) <= 200 else path[:197] + "..."
         pure = PurePath(path)
         if not pure.is_absolute():
-            raise PathNotAllowed(f"audio path {shown!r} must be absolute (the daemon does not share your folder)")
+            raise PathNotAllowed(f"{what} {shown!r} must be absolute (the daemon does not share your folder)")
         if ".." in pure.parts:
-            raise PathNotAllowed(f"audio path {shown!r} must not contain '..'")
+            raise PathNotAllowed(f"{what} {shown!r} must not contain '..'")
         try:
             real = Path(os.path.realpath(path))
         except (OSError, ValueError) as exc:
-            raise PathNotAllowed(f"audio path {shown!r} cannot be resolved: {exc}") from None
+            raise PathNotAllowed(f"{what} {shown!r} cannot be resolved: {exc}") from None
         if not any(real.is_relative_to(folder) for folder in self.read_dirs):
             allowed = ", ".join(str(folder) for folder in self.read_dirs)
-            raise PathNotAllowed(f"audio path {shown!r} is outside the folders this daemon reads from ({allowed}); "
-                                 "start it with --audio-dir, or send the samples inline")
+            inline = ", or send the samples inline" if what == "audio path" else ""
+            raise PathNotAllowed(f"{what} {shown!r} is outside the folders this daemon reads from ({allowed}); "
+                                 f"start it with --audio-dir{inline}")
         return real
 
     def output(self, path: Path) -> Path:

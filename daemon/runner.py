@@ -68,7 +68,7 @@ class JobRunner:
             with self._pool.use(job.model) as backend:
                 seed = effective_seed(job)
                 emit(job, Started(job=job.id, model=job.model, sample_rate=backend.sample_rate,
-                                  channels=backend.audio_channels, seed=seed, re=job.re))
+                                  channels=backend.audio_channels, seed=reported_seed(job, seed), re=job.re))
                 for factory in self._sink_factories:
                     sink = factory(job, backend.sample_rate, backend.audio_channels)
                     if sink is not None:
@@ -170,7 +170,7 @@ class JobRunner:
         """A jam snapshot: a bare name is one under --out/jams; a path must be in a folder inputs may come from."""
         if "/" not in name and self._paths is not None:
             return snapshot_path(self._paths.out_dir, name)
-        return self._input_path(name)
+        return self._paths.input(name, what="snapshot path") if self._paths is not None else Path(name)
 
     def _input_path(self, path: str) -> Path:
         """A file a request names on the daemon's disk, confined like audio inputs."""
@@ -246,6 +246,15 @@ def _with_report(done: Done, report: StreamReport | None) -> Done:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def reported_seed(job: Job, seed: int) -> int | None:
+    """The seed a started event names: `seed`, but for a resumed jam, which samples on from its
+    snapshot's generator state: the seed its original started with (None where unknown), never
+    one drawn now that played no part in its audio."""
+    if isinstance(job.request, JamStart) and job.request.resume is not None:
+        return job.params.seed
+    return seed
 
 
 def effective_seed(job: Job) -> int:

@@ -46,6 +46,8 @@ class Started(Event):
     model: str
     sample_rate: int
     channels: int
+    # The seed it samples with; a resumed jam's is the seed its snapshot's jam started with (absent
+    # for a snapshot from before riffd saved it): the snapshot, not a seed, makes its audio.
     seed: int | None = None
 
 

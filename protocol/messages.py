@@ -481,7 +481,8 @@ class JamStart(JobRequest, InTime):
     window_s: float | None = field(default=None, kw_only=True)
     # End by itself after this many seconds of audio (absent: run until stopped, at most --max-jam-s).
     duration_s: float | None = field(default=None, kw_only=True)
-    # A snapshot file (from jam_snapshot) to continue, sample for sample.
+    # A snapshot (from jam_snapshot) to continue, sample for sample: its name in --out/jams, or an
+    # absolute path in a folder the daemon reads from.
     resume: str | None = field(default=None, kw_only=True)
 
     def generation_params(self) -> GenerationParams:

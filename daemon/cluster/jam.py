@@ -153,7 +153,10 @@ class RemoteJamStream:
         return [self._tokens.pop(int(token)) for token in ids if int(token) in self._tokens]  # type: ignore[call-overload]
 
     def snapshot(self) -> tuple[bytes, int]:
-        state, offset = self.call("snapshot")
+        """The worker's snapshot; changes submitted since the last step go first, so that the snapshot
+        holds them waiting, as a local jam's does."""
+        changes, self._unsent = self._unsent, []
+        state, offset = self.call("snapshot", changes)
         return state, int(offset)
 
     def close(self) -> None:

@@ -95,11 +95,14 @@ class WorkerJams:
     def cancel_pending(self, jam_id: str) -> list[int]:
         return [int(token) for token in self._stream(jam_id).cancel_pending()]
 
-    def snapshot(self, jam_id: str) -> tuple[bytes, int]:
-        """The jam's state now as a snapshot file's bytes (the front writes them under its --out), and its offset."""
+    def snapshot(self, jam_id: str, changes: list[Any]) -> tuple[bytes, int]:
+        """The jam's state now, `changes` submitted first, as a snapshot file's bytes (the front writes
+        them under its --out), and its offset."""
         from daemon.models.musicgen.jam.state import save_state
 
         stream = self._stream(jam_id)
+        for change in changes:
+            stream.submit(change)
         with self._lock:
             host = self._hosts[jam_id]
         state, offset = host.capture(stream)

@@ -69,6 +69,14 @@ def snapshot_path(out_dir: Path, name: str) -> Path:
     return out_dir / SNAPSHOT_FOLDER / (name if name.endswith(SNAPSHOT_SUFFIX) else name + SNAPSHOT_SUFFIX)
 
 
+def snapshot_seed(path: Path) -> int | None:
+    """The seed the jam saved at `path` was started with, None where the snapshot does not say: what a
+    resumed jam's `started` reports (its generator's state comes from the snapshot, not from a seed)."""
+    from daemon.models.musicgen.jam.state import read_seed
+
+    return read_seed(path)
+
+
 class JamRun:
     """One jam job's loop; `chunks()` is what the runner streams to the sinks and clients."""
 

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.config import DaemonConfig
 from daemon.jam.control import ControlMessage, JamControl
-from daemon.jam.job import snapshot_path
+from daemon.jam.job import snapshot_path, snapshot_seed
 from daemon.jobs import Job, new_job_id
 from daemon.journal import JournalEntry
 from daemon.jukebox_jobs import JukeboxJob, codes_path_for, default_jukebox_model, new_jukebox_job
@@ -213,9 +213,13 @@ class RequestHandler:
         if request.resume is not None:
             # Refused now if it names a file outside the folders inputs may come from.
             if "/" in request.resume:
-                self._paths.input(request.resume)
-            elif not snapshot_path(self._paths.out_dir, request.resume).is_file():
-                raise NotFound(f"no snapshot {request.resume!r} in {self._paths.out_dir / 'jams'}")
+                path = self._paths.input(request.resume, what="snapshot path")
+            else:
+                path = snapshot_path(self._paths.out_dir, request.resume)
+                if not path.is_file():
+                    raise NotFound(f"no snapshot {request.resume!r} in {self._paths.out_dir / 'jams'}")
+            # Its started event names the seed the saved jam started with (None: the snapshot does not say).
+            params = dataclasses.replace(params, seed=snapshot_seed(path))
         # A jam is endless: saved only when asked (its file then holds everything played).
         job = Job(request=request, model=request.model or self._config.default_model, params=params,
                   jam=JamControl(), **self._requester_fields(request, reply, save_by_default=False))

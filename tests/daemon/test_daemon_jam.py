@@ -120,6 +120,9 @@ def test_bad_jam_input_is_refused_at_the_boundary(jam_daemon: DaemonThread) -> N
     with Client(jam_daemon.zmq, timeout_s=30) as client:
         reply = next(client.jam("", resume="no-such-snapshot"))
         assert isinstance(reply, Error) and reply.code == "not_found" and "no-such-snapshot" in reply.message
+        reply = next(client.jam("", resume="jams/verse-2.riffdjam"))  # QA: was "audio path ... must be absolute"
+        assert isinstance(reply, Error) and reply.code == "path_not_allowed", reply
+        assert reply.message.startswith("snapshot path 'jams/verse-2.riffdjam' must be absolute"), reply.message
         (out / "jams").mkdir(exist_ok=True)
         (out / "jams" / "garbage.riffdjam").write_bytes(b"not a snapshot at all")
         events = list(client.jam("", resume="garbage"))
@@ -151,6 +154,39 @@ def test_snapshot_then_resume_is_bit_identical_with_a_change_after_it(jam_daemon
         _finish(resumed, after)
         audio = np.concatenate(after, axis=1)[:, :round(2.4 * RATE)]
         np.testing.assert_array_equal(audio, before[:, :audio.shape[1]])  # sample for sample, across slides
+
+
+def test_a_change_waiting_when_the_snapshot_is_taken_is_in_it(jam_daemon: DaemonThread) -> None:
+    """QA (jam5.py): a snapshot taken while an `at_samples` change waited resumed without it and
+    diverged just before its sample. Here the resumed jam is given no change: it has the snapshot's.
+    Its started event names the original's seed, not a fresh one."""
+    with Client(jam_daemon.zmq, timeout_s=60) as client:
+        original = client.jam("pending dub", seed=13)
+        blocks: list[np.ndarray] = []
+        _read_audio(original, round(1.2 * RATE), blocks, [])
+        change_at = sum(block.shape[1] for block in blocks) + round(1.5 * RATE)  # beyond the lead: it waits
+        # Sent without waiting for its `applied` (which comes at its sample), then the snapshot.
+        client._send(JamSet(jam=original.jam, prompt="heavy metal", temperature=2.5, at_samples=change_at,
+                            id="waiting"))
+        snapshot = original.snapshot("pending-test")
+        assert snapshot.offset_samples < change_at
+        _read_audio(original, snapshot.offset_samples + round(2.5 * RATE), blocks, [])
+        applied = client._next_event("waiting")
+        assert isinstance(applied, Applied) and change_at <= applied.offset_samples < change_at + 700
+        original.stop()
+        _finish(original, blocks)
+        before = np.concatenate(blocks, axis=1)[:, snapshot.offset_samples:]
+
+        resumed = client.jam(resume="pending-test")
+        started = [next(resumed), next(resumed)][1]
+        assert isinstance(started, Started) and started.seed == 13
+        after: list[np.ndarray] = []
+        _read_audio(resumed, round(2.4 * RATE), after, [])
+        resumed.stop()
+        _finish(resumed, after)
+        audio = np.concatenate(after, axis=1)[:, :round(2.4 * RATE)]
+        assert audio.shape[1] > change_at - snapshot.offset_samples + RATE // 4, "the change is in what is compared"
+        np.testing.assert_array_equal(audio, before[:, :audio.shape[1]])
 
 
 def test_three_jams_and_a_take_at_once_and_no_fourth(jam_daemon: DaemonThread) -> None:

@@ -141,6 +141,61 @@ def test_a_restored_state_goes_on_sample_for_sample(engine, tmp_path, snapshot_s
     assert rest.shape[1] > audio.shape[1] - offset - 20 * engine.bundle.hop_length
 
 
+@pytest.mark.parametrize("at_frame", [60, None])
+def test_a_change_waiting_at_the_snapshot_is_in_it(engine, tmp_path, at_frame: int | None) -> None:
+    """QA: a snapshot taken while a change waited for its frame (`at_samples`) resumed without it, and
+    diverged just before that frame. The waiting change (or one submitted but not stepped yet) is
+    saved: the resumed jam, given no change at all, equals the original sample for sample across it."""
+    encoder = PromptEncoder(engine.bundle)
+    change = Change(prompts=WeightedPrompts.of(("metal",)), sampling=(("temperature", 2.5), ("top_k", 50)),
+                    at_frame=at_frame, token="p")
+    original = _jam(engine, encoder, seed=5)
+    snapshot_step = 30 if at_frame is not None else 25
+    audio, applied, state = _run(original, 120, {25: change}, snapshot_at=snapshot_step)
+    assert applied == [("p", at_frame if at_frame is not None else 25)]
+    assert len(state.pending) == 1 and state.pending[0].token is None and state.seed == 5
+    path = tmp_path / "pending.riffdjam"
+    identity = {"model": "debug/musicgen", "engine": engine.options.name}
+    save_state(path, state, identity=identity, offset_samples=int(state.codec["emitted"]))
+    loaded, offset = load_state(path, identity=identity)
+    assert loaded.pending == state.pending and loaded.seed == 5
+    resumed = JamStream.restore(EngineDecoder(engine), engine.bundle, _codec(engine), PromptEncoder(engine.bundle),
+                                loaded)
+    rest, resumed_applied, _ = _run(resumed, 120 - snapshot_step)
+    assert resumed_applied == [], "a restored change has no requester to answer"
+    hop = engine.bundle.hop_length
+    assert offset < (at_frame or 25) * hop < offset + rest.shape[1] - 20 * hop, "the change is inside the compared audio"
+    np.testing.assert_array_equal(rest, audio[:, offset:offset + rest.shape[1]])
+    resumed.close()
+    original.close()
+
+
+def test_a_version_2_snapshot_still_resumes_with_nothing_waiting(engine, tmp_path) -> None:
+    """Version 3 added the waiting changes and the seed; a version 2 file (without them) still loads."""
+    import json
+
+    from safetensors.torch import load_file, safe_open, save_file
+
+    stream = _jam(engine)
+    audio, _, state = _run(stream, 80, snapshot_at=30)
+    path = tmp_path / "v2.riffdjam"
+    identity = {"model": "debug/musicgen", "engine": engine.options.name}
+    save_state(path, state, identity=identity, offset_samples=int(state.codec["emitted"]))
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["riffd"])
+    assert meta["version"] == 3 and meta["pending"] == [] and meta["seed"] == 7
+    del meta["pending"], meta["seed"]
+    save_file(load_file(str(path)), str(path), metadata={"riffd": json.dumps({**meta, "version": 2})})
+    loaded, offset = load_state(path, identity=identity)
+    assert loaded.pending == [] and loaded.seed is None
+    resumed = JamStream.restore(EngineDecoder(engine), engine.bundle, _codec(engine), PromptEncoder(engine.bundle),
+                                loaded)
+    rest, _, _ = _run(resumed, 50)
+    np.testing.assert_array_equal(rest, audio[:, offset:offset + rest.shape[1]])
+    resumed.close()
+    stream.close()
+
+
 def test_a_snapshot_from_before_float16_kv4_scales_is_refused(engine, tmp_path, monkeypatch) -> None:
     """Version 2 keeps the +kv4 cache's scales in float16 (kv_cache.SCALES4): a version 1 snapshot is
     refused naming both versions and the change, and saved scales of another dtype are never converted."""
@@ -155,8 +210,8 @@ def test_a_snapshot_from_before_float16_kv4_scales_is_refused(engine, tmp_path, 
     with monkeypatch.context() as patch:
         patch.setattr(jam_state, "VERSION", 1)
         save_state(path, old, identity=identity, offset_samples=int(state.codec["emitted"]))
-    with pytest.raises(BadSnapshot, match=r"version 1 jam snapshot; this riffd reads version 2 \(changed since: 2: "
-                                          r"the \+kv4 attention cache's scales are float16"):
+    with pytest.raises(BadSnapshot, match=r"version 1 jam snapshot; this riffd reads versions 2 to 3 \(changed since: "
+                                          r"2: the \+kv4 attention cache's scales are float16"):
         load_state(path, identity=identity)
     if engine.decoder.cache_dtype == kv_cache.PACKED4:
         assert all(t.dtype == kv_cache.SCALES4 for name, t in state.window.slots.items() if "scales" in name)

@@ -3,7 +3,8 @@
 What is saved is what the next samples depend on, exactly: the recent frames, the running window's
 columns and filled cache slots (and the next window's, when it is being built), the scores for the
 next column, the random generator, the codec's held-back frames and crossfade tail, the prompts
-and their history, the sampling controls and the window geometry. Nothing is recomputed on resume
+and their history, the sampling controls, the window geometry and the changes still waiting for
+their frame (with the seed the jam started from, which is only reported). Nothing is recomputed on resume
 but the cross-attention keys and values, which depend on the prompts alone. A resume must run the
 same model with the same engine mode (their cache and kernels made the floats); the file says
 which, and a mismatch is refused naming both.
@@ -21,16 +22,20 @@ from typing import Any
 import torch
 
 from daemon.models.musicgen.jam.prompts import WeightedPrompts
-from daemon.models.musicgen.jam.types import JamSampling, JamShape, JamState, WindowState
+from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape, JamState, WindowState
 from daemon.models.musicgen.loader import MusicgenBundle
 from daemon.models.musicgen.streaming_codec import StreamSettings
 from protocol.errors import BadSnapshot, InvalidArgument
 
 FORMAT = "riffd-jam"
-VERSION = 2
+VERSION = 3
 #: What each version changed, named when an older snapshot is refused (its tensors would not restore
 #: exactly: a resume continues exactly or not at all).
-CHANGES = {2: "the +kv4 attention cache's scales are float16 (version 1: float32)"}
+CHANGES = {2: "the +kv4 attention cache's scales are float16 (version 1: float32)",
+           3: "changes waiting for their frame and the jam's seed are saved"}
+#: Versions this riffd reads. Version 2 had no changes waiting and no seed, and restores as such:
+#: a version 2 file taken while a change waited resumes without it (as version 2 riffd did).
+READABLE = (2, 3)
 SUFFIX = ".riffdjam"
 _META_KEY = "riffd"
 #: The codec stream's snapshot tensors are saved under this prefix.
@@ -69,7 +74,10 @@ def save_state(path: Path, state: JamState, *, identity: dict[str, str], offset_
         "format": FORMAT, "version": VERSION, **identity, "offset_samples": offset_samples,
         "shape": _fields(state.shape), "stream": _fields(state.stream), "sampling": _fields(state.sampling),
         "prompts": _prompts(state.prompts), "history": [[first, _prompts(p)] for first, p in state.history],
-        "frames": state.frames,
+        "frames": state.frames, "seed": state.seed,
+        "pending": [{"prompts": None if change.prompts is None else _prompts(change.prompts),
+                     "sampling": [[name, value] for name, value in change.sampling], "at_frame": change.at_frame}
+                    for change in state.pending],
         "windows": {name: None if window is None else {
             "start_frame": window.start_frame, "context_frames": window.context_frames, "columns": window.columns,
             "fed": window.fed, "prompts": _prompts(window.prompts),
@@ -94,6 +102,20 @@ def read_identity(path: Path) -> dict[str, Any]:
     return _open(path)[0]
 
 
+def read_seed(path: Path) -> int | None:
+    """The seed the snapshot's jam was started with, from its header alone (no tensors read); None
+    when the file does not say (version 2) or is no snapshot (resuming it says why)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get(_META_KEY) or "null")
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None
+    seed = meta.get("seed") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def load_state(path: Path, *, identity: dict[str, str]) -> tuple[JamState, int]:
     """The state saved at `path` and the jam offset (samples) it continues from; BadSnapshot when it
     is not a riffd jam snapshot, is corrupt, or was taken with another model or engine mode."""
@@ -115,6 +137,8 @@ def load_state(path: Path, *, identity: dict[str, str]) -> tuple[JamState, int]:
             codec={name[len(_CODEC):]: tensor for name, tensor in tensors.items() if name.startswith(_CODEC)},
             window=_window(windows["window"], tensors, "window"),
             shadow=_window(windows["shadow"], tensors, "shadow") if windows.get("shadow") else None,
+            pending=[_change(change) for change in meta.get("pending", [])],
+            seed=None if meta.get("seed") is None else int(meta["seed"]),
         )
         offset = int(meta["offset_samples"])
     except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
@@ -144,11 +168,11 @@ def _open(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BadSnapshot(f"{path.name} is not a riffd jam snapshot (no {FORMAT} header)")
     version = meta.get("version")
-    if version != VERSION:
+    if version not in READABLE:
         since = "; ".join(f"{number}: {change}" for number, change in sorted(CHANGES.items())
                           if isinstance(version, int) and number > version)
-        raise BadSnapshot(f"{path.name} is a version {version!r} jam snapshot; this riffd reads version {VERSION}"
-                          + (f" (changed since: {since})" if since else ""))
+        raise BadSnapshot(f"{path.name} is a version {version!r} jam snapshot; this riffd reads versions "
+                          f"{READABLE[0]} to {READABLE[-1]}" + (f" (changed since: {since})" if since else ""))
     return meta, tensors
 
 
@@ -164,6 +188,16 @@ def _prompts(prompts: WeightedPrompts) -> list[list[Any]]:
 
 def _weighted(pairs: list[list[Any]]) -> WeightedPrompts:
     return WeightedPrompts.of(tuple(str(text) for text, _ in pairs), tuple(float(weight) for _, weight in pairs))
+
+
+def _change(meta: dict[str, Any]) -> Change:
+    """A waiting change as saved (`sampling` keeps top_k an int: JSON tells 250 from 250.0)."""
+    at_frame = meta["at_frame"]
+    sampling = tuple((str(name), value) for name, value in meta["sampling"])
+    # Checked here, not when the loop applies it: a damaged header is refused before the jam starts.
+    JamSampling(**dict(sampling)).params().validate()
+    return Change(prompts=None if meta["prompts"] is None else _weighted(meta["prompts"]), sampling=sampling,
+                  at_frame=None if at_frame is None else int(at_frame))
 
 
 def _window(meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str) -> WindowState:

@@ -77,6 +77,7 @@ class JamStream:
         self.sampling = sampling
         self.prompts = prompts
         self._params = sampling.params()
+        self.seed: int | None = seed  # only reported: the generator's state is what samples
         self._rng = seeded_rng(seed, bundle.device)
         # An endless codec stream: a slide is invisible to it, it only ever sees the next frames.
         self._codec = CodecStream(codec, stream_settings, total_frames=None)
@@ -113,13 +114,15 @@ class JamStream:
         return self._slides
 
     def cancel_pending(self) -> list[object]:
-        """Drop the changes still waiting for their frame; their tokens."""
-        tokens = [change.token for change in self._pending]
+        """Drop the changes still waiting for their frame; their tokens (none for a change restored
+        from a snapshot: no request of this jam's waits for it)."""
+        tokens = [change.token for change in self._pending if change.token is not None]
         self._pending = []
         return tokens
 
     def submit(self, change: Change) -> None:
-        """Queue a change; `step` applies it at its frame (`at_frame`) or the next one."""
+        """Queue a change; `step` applies it at its frame (`at_frame`) or the next one. Its token is
+        handed back when it applies; a change without one (restored from a snapshot) is only logged."""
         self._pending.append(change)
 
     @torch.inference_mode()
@@ -187,7 +190,10 @@ class JamStream:
             if change.sampling:
                 self.sampling = dataclasses.replace(self.sampling, **dict(change.sampling))
                 self._params = self.sampling.params()
-            applied.append((change.token, frame))
+            if change.token is None:
+                log.info("jam: a change waiting in its snapshot applied at frame %d", frame)
+            else:
+                applied.append((change.token, frame))
         self._pending = waiting
         return applied
 
@@ -343,6 +349,8 @@ class JamStream:
             history=list(self._history), frames=self.frames, recent=self._recent.clone(),
             rng=self._rng.get_state(), codec=self._codec.snapshot(), window=_window_state(self._window),
             shadow=None if self._shadow is None else _window_state(self._shadow),
+            # A change waiting for its frame shapes the samples after it as much as the rest does.
+            pending=[dataclasses.replace(change, token=None) for change in self._pending], seed=self.seed,
         )
 
     @classmethod
@@ -355,12 +363,13 @@ class JamStream:
         stream.stream_settings = state.stream
         stream.sampling, stream.prompts = state.sampling, state.prompts
         stream._params = state.sampling.params()
+        stream.seed = state.seed
         stream._rng = seeded_rng(0, bundle.device)
         stream._rng.set_state(state.rng)
         stream._codec = CodecStream.restore(codec, state.codec)
         stream._delays = delays(bundle.num_codebooks, bundle.audio_channels)
         stream._max_delay = delay_steps(bundle.num_codebooks, bundle.audio_channels)
-        stream._pending = []
+        stream._pending = list(state.pending)
         stream._history = list(state.history)
         stream._recent = state.recent.to(bundle.device).clone()
         stream.frames = state.frames

@@ -94,3 +94,9 @@ class JamState:
     codec: dict[str, torch.Tensor]  # the codec stream's snapshot (CodecStream.snapshot)
     window: WindowState
     shadow: WindowState | None
+    # Changes still waiting for their frame (`at_frame`) or the next step; tokens are not kept (they
+    # belong to the requests of the jam the state was taken from).
+    pending: list[Change] = field(default_factory=list)
+    # The seed the jam was started with (its generator's state is `rng`); None from a snapshot that
+    # predates saving it.
+    seed: int | None = None
