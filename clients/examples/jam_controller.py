@@ -8,9 +8,10 @@ temperature and gain, buttons that save and recall the jam's state mid-set.
     /1/fader2  0..1     temperature 0.6 .. 1.6
     /1/fader3  0..1     gain on the daemon's sound card
     /1/save{N}  1       snapshot slot N (the daemon writes --out/jams/slot-N.riffdjam)
-    /1/recall{N} 1      stop the jam and go on from slot N, sample for sample as it was saved
+    /1/recall{N} 1      go on from slot N, sample for sample as it was saved (the jam playing fades out;
+                        a slot never saved is refused, and the jam plays on)
     /1/stop     1       fade out and quit
-    feedback: /1/label text (what was applied or saved), /1/offset seconds of jam audio
+    feedback: /1/label text (what was applied, saved, recalled, or failed), /1/offset seconds of jam audio
 
 A fader moves many times a second: only its latest position is sent, at most every 50 ms, and
 each change is answered by `applied` (the sample from which it is heard).
@@ -32,7 +33,7 @@ from clients import AsyncClient
 from clients.aio import AsyncJamHandle
 from clients.cli.common import add_connection_arguments, exit_status
 from protocol.errors import RiffdError
-from protocol.messages import Chunk, Done, Error
+from protocol.messages import Accepted, Chunk, Done, Error
 
 _SLOT = re.compile(r"/1/(save|recall)(\d+)")
 #: Least time between two changes sent for fader moves.
@@ -44,7 +45,7 @@ class JamController:
         self.client, self.args = client, args
         self.jam: AsyncJamHandle | None = None
         # Every jam's listener, the recalled-from ones too: quitting waits for each jam's end.
-        self._listeners: list[asyncio.Task[None]] = []
+        self._listeners: dict[AsyncJamHandle, asyncio.Task[None]] = {}
         self._wanted: dict[str, float] = {}  # the faders' latest positions, not sent yet
         self._wake = asyncio.Event()
         self._feedback: SimpleUDPClient | None = (
@@ -69,20 +70,35 @@ class JamController:
 
     # -- the jam -------------------------------------------------------------------------------------
 
-    async def start(self, **options: Any) -> None:
-        self.jam = self.client.jam(model=self.args.model, play=not self.args.no_play, **options)
-        self._listeners.append(asyncio.get_running_loop().create_task(self._listen(self.jam)))
+    async def start(self, **options: Any) -> Error | None:
+        """Start a jam and wait for the daemon's answer: None once accepted (the faders steer it from
+        then on), else its refusal (the jam steered so far stays the one steered)."""
+        jam = self.client.jam(model=self.args.model, play=not self.args.no_play, **options)
+        answer: asyncio.Future[Error | None] = asyncio.get_running_loop().create_future()
+        self._listeners[jam] = asyncio.get_running_loop().create_task(self._listen(jam, answer))
+        refusal = await answer
+        if refusal is None:
+            self.jam = jam
+        return refusal
 
-    async def _listen(self, jam: AsyncJamHandle) -> None:
-        """Read the jam's events (chunks when not playing on the daemon; its end)."""
-        async for event in jam:
-            if isinstance(event, Chunk):
-                self.seconds = (event.offset_samples + event.frames) / event.sample_rate
-                self._send("/1/offset", round(self.seconds, 2))
-            elif isinstance(event, Error):
-                print(f"jam {jam.jam}: error {event.code}: {event.message}", flush=True)
-            elif isinstance(event, Done):
-                print(f"jam {jam.jam}: done, {event.frames / max(event.sample_rate, 1):.2f} s", flush=True)
+    async def _listen(self, jam: AsyncJamHandle, answer: asyncio.Future[Error | None]) -> None:
+        """Read the jam's events (its acceptance or refusal, chunks when not playing on the daemon, its end)."""
+        try:
+            async for event in jam:
+                if isinstance(event, Accepted) and not answer.done():
+                    answer.set_result(None)
+                elif isinstance(event, Chunk):
+                    self.seconds = (event.offset_samples + event.frames) / event.sample_rate
+                    self._send("/1/offset", round(self.seconds, 2))
+                elif isinstance(event, Error):
+                    print(f"jam {jam.jam}: error {event.code}: {event.message}", flush=True)
+                    if not answer.done():
+                        answer.set_result(event)
+                elif isinstance(event, Done):
+                    print(f"jam {jam.jam}: done, {event.frames / max(event.sample_rate, 1):.2f} s", flush=True)
+        finally:
+            if not answer.done():  # the stream failed before any answer (a timeout)
+                answer.set_result(Error(job=jam.jam, code="timeout", message="no answer from the daemon"))
 
     async def send_changes(self) -> None:
         """The faders' latest positions, at most every SEND_INTERVAL_S: weights, temperature, gain."""
@@ -111,27 +127,55 @@ class JamController:
     async def _save(self, slot: int) -> None:
         if self.jam is None:
             return
-        saved = await self.jam.snapshot(f"slot-{slot}")
+        try:
+            saved = await self.jam.snapshot(f"slot-{slot}")
+        except RiffdError as exc:
+            self._failed(f"save {slot}", exc.code, exc.message)
+            return
         print(f"saved slot {slot}: {saved.path} at {saved.offset_samples} samples", flush=True)
         self._send("/1/label", f"saved {slot}")
 
     async def _recall(self, slot: int) -> None:
-        """Go on from a saved state: the old jam fades out, the resumed one takes over."""
+        """Go on from a saved state: the resumed jam starts, then the old one fades out. Stopping the
+        old one first would leave silence when the slot was never saved, which only the daemon knows."""
         old = self.jam
+        refusal = await self.start(resume=f"slot-{slot}")
+        if refusal is not None and refusal.code == "too_many_jobs" and old is not None:
+            # No room beside the old jam (--max-jams); the slot exists (the daemon checks that first).
+            await self._retire(old)
+            await self._listeners[old]
+            refusal = await self.start(resume=f"slot-{slot}")
+        if refusal is not None:
+            self._failed(f"recall {slot}", refusal.code, refusal.message)
+            return
         if old is not None:
-            await old.stop()
-        await self.start(resume=f"slot-{slot}")
+            await self._retire(old)
         print(f"recalled slot {slot} as jam {self.jam.jam if self.jam else '?'}", flush=True)
         self._send("/1/label", f"recalled {slot}")
 
     async def _stop(self) -> None:
-        if self.jam is not None:
-            await self.jam.stop()
-        # A recalled-from jam may still be fading out when stop comes: its end is waited for too,
-        # or the program would quit before that jam's `done`.
-        await asyncio.gather(*self._listeners)
-        self.finished.set()
-        self._wake.set()
+        try:
+            if self.jam is not None:
+                await self._retire(self.jam)
+        finally:
+            # A recalled-from jam may still be fading out when stop comes: its end is waited for too,
+            # or the program would quit before that jam's `done`.
+            await asyncio.gather(*self._listeners.values(), return_exceptions=True)
+            self.finished.set()
+            self._wake.set()
+
+    async def _retire(self, jam: AsyncJamHandle) -> None:
+        """Stop a jam; one that ended already (its duration, the daemon's doing) needs nothing."""
+        if jam.finished:
+            return
+        try:
+            await jam.stop()
+        except RiffdError as exc:
+            print(f"jam {jam.jam}: stop: {exc.message} [{exc.code}]", flush=True)
+
+    def _failed(self, what: str, code: str, message: str) -> None:
+        print(f"{what} failed: {message} [{code}]", flush=True)
+        self._send("/1/label", f"{what} failed")
 
     def _tell(self, what: str, offset_samples: int) -> None:
         print(f"applied {what} from {offset_samples} samples", flush=True)
@@ -150,7 +194,9 @@ def _host_port(text: str) -> tuple[str, int]:
 async def run(args: argparse.Namespace) -> int:
     async with AsyncClient(args.endpoint, timeout_s=args.timeout) as client:
         controller = JamController(client, args)
-        await controller.start(prompt=args.a, seed=args.seed)
+        refusal = await controller.start(prompt=args.a, seed=args.seed)
+        if refusal is not None:
+            return 1
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(controller.on_message, needs_reply_address=True)
         server = AsyncIOOSCUDPServer(("127.0.0.1" if args.local else "0.0.0.0", args.listen), dispatcher,

@@ -64,3 +64,42 @@ def test_a_jam_steered_saved_and_recalled_from_a_controller(recipe_daemon: Recip
     assert recipe_daemon.log.requests[jam] == JamStart("dub", seed=5, play=False, job=jam,
                                                        id=recipe_daemon.log.requests[jam].id)
     assert recipe_daemon.log.requests[resumed].resume == "slot-1"
+
+
+def test_recalling_an_empty_slot_keeps_the_jam_and_says_so(recipe_daemon: RecipeDaemon) -> None:
+    """QA: /1/recall7 with no slot 7 stopped the jam, then showed "recalled 7" for the refused resume;
+    /1/stop then raised 'no running jam' in a task and the program never quit."""
+    controller = Controller()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clients.examples.jam_controller", "--a", "dub", "--seed", "6", "--listen", "0",
+         "--local", "--no-play", "--endpoint", recipe_daemon.thread.zmq,
+         "--feedback", f"127.0.0.1:{controller.port}", "--timeout", "30"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    seen: list[str] = []
+    try:
+        first = _read_until(process, "listening", seen)
+        jam = first.rsplit("jam ", 1)[1].strip()
+        controller.target = ("127.0.0.1", int(first.split("port ")[1].split(";")[0]))
+        controller.wait_for("/1/offset", lambda args: args[0] > 0.2)
+        controller.send("/1/recall7", 1.0)
+        # The label first: it has a timeout, while a line that never comes would block the read.
+        controller.wait_for("/1/label", lambda args: args == ["recall 7 failed"])
+        failed = _read_until(process, "recall 7 failed", seen)
+        # The jam plays on: its audio keeps coming, and it is still the one the faders steer.
+        heard = controller.wait_for("/1/offset", lambda args: True)[0]
+        controller.wait_for("/1/offset", lambda args: args[0] > heard + 0.3)
+        controller.send("/1/fader2", 0.5)
+        _read_until(process, "applied temperature 1.10", seen)
+        controller.send("/1/stop", 1.0)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "no snapshot 'slot-7'" in failed and "[not_found]" in failed
+    assert "Task exception" not in err and "Traceback" not in err, err
+    lines = seen + out.splitlines()
+    assert not any("recalled 7" in line for line in lines), lines
+    assert any(line.startswith(f"jam {jam}: done") for line in lines), lines
