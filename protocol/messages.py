@@ -45,6 +45,9 @@ MAX_JAM_PROMPTS = 8
 JAM_LEAD_RANGE_S = (0.1, 30.0)
 #: What a snapshot keeps of a jam (besides its prompt): a jam_start with resume leaves them out.
 JAM_SNAPSHOT_SETTINGS = ("top_k", "top_p", "temperature", "guidance_scale", "seed", "context_s", "window_s")
+#: The longest jam window: a MusicGen window (daemon.models.musicgen.loader.MODEL_WINDOW_S, kept equal
+#: by a test), so a longer `window_s` is refused with the request, not after the jam has started.
+MAX_JAM_WINDOW_S = 30.0
 
 # Job ids end up in file names, so they are kept to a portable, traversal-free alphabet.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -467,6 +470,8 @@ class JamStart(JobRequest, InTime):
 
     # What the music should be (empty only with resume).
     prompt: str
+    # Write the whole jam to a file under the daemon's --out (default: no, over OSC too: a jam is endless).
+    save: bool | None = field(default=None, kw_only=True)
     top_k: int | None = field(default=None, kw_only=True)
     top_p: float | None = field(default=None, kw_only=True)
     temperature: float | None = field(default=None, kw_only=True)
@@ -477,7 +482,8 @@ class JamStart(JobRequest, InTime):
     lead_s: float | None = field(default=None, kw_only=True)
     # Seconds of the jam's own music each new model window starts from (the daemon's --jam-context-s).
     context_s: float | None = field(default=None, kw_only=True)
-    # Seconds one model window runs before the jam slides on to the next (at most the model's; absent: the model's).
+    # Seconds one model window runs before the jam slides on to the next (at most the model's, 30 s for
+    # MusicGen; absent: the model's).
     window_s: float | None = field(default=None, kw_only=True)
     # End by itself after this many seconds of audio (absent: run until stopped, at most --max-jam-s).
     duration_s: float | None = field(default=None, kw_only=True)
@@ -513,6 +519,9 @@ class JamStart(JobRequest, InTime):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise InvalidArgument(f"{name} must be positive, got {value}")
+        if self.window_s is not None and self.window_s > MAX_JAM_WINDOW_S:
+            raise InvalidArgument(f"window_s must be at most {MAX_JAM_WINDOW_S:g} s (a MusicGen window), "
+                                  f"got {self.window_s}")
         if self.context_s is not None and self.window_s is not None and self.context_s >= self.window_s:
             raise InvalidArgument(f"context_s ({self.context_s}) must be shorter than window_s ({self.window_s})")
         if self.bars is not None or self.loop:
@@ -524,7 +533,8 @@ class JamStart(JobRequest, InTime):
 @dataclass(frozen=True)
 class JamSet(Request):
     """Change a running jam's prompt, sampling controls or gain; answered by `applied` once the
-    change is in the music (from the next generated frame), or `error` (`not_found` for no such jam)."""
+    change is in the music (from the next generated frame), or `error` (`not_found` for no such jam).
+    A field left out stays as it is."""
 
     TYPE: ClassVar[str] = "jam_set"
     OSC_ADDRESS: ClassVar[str] = "/riffd/jam/set"
@@ -654,7 +664,7 @@ EVENTS: dict[str, type[Event]] = {
 TERMINAL_EVENTS = (Done, Error)
 
 __all__ = [
-    "EVENTS", "JAM_SET_FIELDS", "MAX_JAM_PROMPTS", "PROTOCOL_VERSION", "REQUESTS", "SAMPLING_FIELDS", "TERMINAL_EVENTS",
+    "EVENTS", "JAM_SET_FIELDS", "MAX_JAM_PROMPTS", "MAX_JAM_WINDOW_S", "PROTOCOL_VERSION", "REQUESTS", "SAMPLING_FIELDS", "TERMINAL_EVENTS",
     "Accepted", "Applied", "Cancel", "Chunk", "Clock", "GetClock", "InTime", "JamPrompts", "JamSet", "JamSnapshot",
     "JamStart", "JamStop", "SetTempo", "Snapshot", "check_weights",
     "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxRequest", "JukeboxSample",

@@ -63,6 +63,8 @@ def _default(cls: type, spec: FieldSpec) -> str:
     field = next(f for f in dataclasses.fields(cls) if f.name == spec.name)
     value = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[operator]
     default = getattr(GenerationParams(), spec.name, None)
+    if value is None and cls is messages.JamSet and spec.name in messages.JAM_SET_FIELDS:
+        return "unchanged"  # a change names only what it changes
     if value is None and spec.name in messages.SAMPLING_FIELDS and default is not None:
         return f"`{_json(default)}`"
     if value is None:

@@ -52,3 +52,20 @@ def test_frames_show_the_pub_topic_and_done_says_which_rate_its_frames_are_at() 
     assert all(f"`{kind}`" in frames for kind in EVENTS)
     done = text.split("### event: `done`", 1)[1].split("\n### ", 1)[0]
     assert "the audio as it streamed" in done and "`out_sample_rate`" in done
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
+
+
+def test_the_jam_defaults_read_as_the_daemon_behaves() -> None:
+    """QA: a jam's `save` read 'default: yes over OSC' (a jam is saved only when asked, over OSC too),
+    and jam_set showed GenerationParams' defaults where a field left out leaves the jam's as it is."""
+    text = render()
+    save = next(line for line in _section(text, "request: `jam`").splitlines() if line.startswith("| `save` |"))
+    assert "default: no, over OSC too" in save and "yes over OSC" not in save
+    rows = {line.split("`")[1]: line for line in _section(text, "request: `jam_set`").splitlines()
+            if line.startswith("| `")}
+    for name in ("prompt", "top_k", "top_p", "temperature", "guidance_scale", "gain"):
+        assert "| unchanged |" in rows[name], rows[name]
+    assert "| absent |" in rows["at_samples"]

@@ -9,7 +9,8 @@ import pytest
 from protocol import osc, wire
 from protocol.errors import InvalidArgument, PromptTooLong
 from protocol.messages import (
-    EVENTS, REQUESTS, Applied, JamPrompts, JamSet, JamSnapshot, JamStart, JamStop, Request, Snapshot, Status,
+    EVENTS, MAX_JAM_WINDOW_S, REQUESTS, Applied, JamPrompts, JamSet, JamSnapshot, JamStart, JamStop, Request, Snapshot,
+    Status,
 )
 
 
@@ -109,6 +110,13 @@ def test_jam_start_options_and_their_checks() -> None:
         JamStart("a", lead_s=0.0).validate()
     with pytest.raises(InvalidArgument, match="shorter than window_s"):
         JamStart("a", context_s=8.0, window_s=4.0).validate()
+    # QA: window_s 1000 was accepted and failed only once the jam had started.
+    JamStart("a", window_s=30.0).validate()
+    with pytest.raises(InvalidArgument, match=r"window_s must be at most 30 s \(a MusicGen window\), got 1000"):
+        osc.decode_request("/riffd/jam/start", ["x", "window_s", 1000.0])
+    from daemon.models.musicgen.loader import MODEL_WINDOW_S
+
+    assert MAX_JAM_WINDOW_S == MODEL_WINDOW_S
     with pytest.raises(InvalidArgument, match="top_p"):
         JamStart("a", top_p=1.5).validate()
     # A resume takes the snapshot's own prompt and sampling: giving them is an error, not ignored.

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 #: Files a MusicGen checkpoint needs (safetensors weights, configs, tokenizer files).
 HUB_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt")
-#: audiocraft's MusicGen window: what one pass of the model generates at most.
+#: audiocraft's MusicGen window: what one pass of the model generates at most (protocol's
+#: MAX_JAM_WINDOW_S refuses longer jam windows at the request).
 MODEL_WINDOW_S = 30.0
 
 
