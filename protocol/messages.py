@@ -552,7 +552,9 @@ class JamSet(Request):
     # Linear gain on the daemon's sound card (playback only).
     gain: float | None = field(default=None, kw_only=True)
     # Apply from this sample of the jam's audio, not from the next frame (for scripted changes;
-    # a sample generated already means the next frame). A gain applies at once.
+    # a sample generated already means the next frame). A gain applies at once. A sample past the
+    # jam's end (its duration_s, or --max-jam-s) is refused at once; a change still waiting when
+    # the jam is stopped is answered by an error (not_found) before its done.
     at_samples: int | None = field(default=None, kw_only=True)
 
     def changes(self) -> dict[str, object]:

@@ -32,7 +32,7 @@ from daemon.jam.gate import LiveGate
 from daemon.jobs import Emit, Job
 from daemon.sinks.base import JobSink
 from daemon.tempo.positions import PositionMap
-from protocol.errors import Cancelled, OutputError, RiffdError, Unsupported
+from protocol.errors import Cancelled, InvalidArgument, OutputError, RiffdError, Unsupported
 from protocol.messages import (
     Applied, Error, JamPrompts, JamSet, JamSnapshot, JamStart, Snapshot,
 )
@@ -233,7 +233,15 @@ class JamRun:
                     self.stream.emitted_samples - self.base
                 self._applied(message, self.base + played)
                 return
-        at_frame = None if at is None else -(-(self.base + self.positions.input_of(at)) // self.hop)
+        at_frame = None
+        if at is not None:
+            at_stream = self.base + self.positions.input_of(at)
+            if at_stream >= self.end_sample:
+                # Refused now: it would wait, unanswered, until the jam ended, then fail.
+                raise InvalidArgument(f"at_samples {at} is past the end of jam {self.job.id} "
+                                      f"({self.positions.output_of(self.end_sample - self.base)} samples: its "
+                                      "duration_s, or the daemon's --max-jam-s)")
+            at_frame = -(-at_stream // self.hop)
         self.stream.submit(Change(prompts=prompts, sampling=sampling, at_frame=at_frame, token=message))
 
     def _applied(self, token: object, stream_sample: int) -> None:

@@ -70,6 +70,10 @@ def test_a_jam_over_zeromq_slides_without_a_gap_and_applies_changes(jam_daemon: 
         assert isinstance(applied, Applied) and applied.job == jam.jam and applied.request == "jam_set"
         # From the next frame: after what was delivered, within the lead (0.5 s) and the codec's hold-back.
         assert delivered <= applied.offset_samples <= delivered + RATE
+        # QA: a sample past the longest jam (--max-jam-s, 4 h) waited unanswered until the stop, then failed.
+        with pytest.raises(RiffdError, match="past the end of jam") as refused:
+            jam.set(temperature=1.3, at_samples=10**9)
+        assert refused.value.code == "invalid_argument"
         weighted = jam.prompts({"dub techno": 0.7, "tabla": 0.3})
         assert weighted.offset_samples >= applied.offset_samples and weighted.request == "jam_prompts"
         status = client.status()
