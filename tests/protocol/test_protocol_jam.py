@@ -55,6 +55,8 @@ def test_options_after_the_weighted_prompts_are_options_not_prompts() -> None:
     [(_, args)] = osc.parse_packet(osc.encode(request))
     assert args == ["j3", "a", 0.25, "b", 1.0, "id", "r2", "reply_port", 9000]
     assert osc.decode_request(address, args) == request
+    # Refused (all weights zero), its error goes where it says the sender listens (reply_port_hint).
+    assert osc.reply_port_hint(address, ["j3", "a", 0.0, "reply_port", 9000.0]) == 9000
     with pytest.raises(InvalidArgument, match="key/value pairs"):
         osc.decode_request(address, ["j3", "a", 0.5, "reply_port"])
     with pytest.raises(InvalidArgument, match="given twice"):
