@@ -128,7 +128,9 @@ def _start(args: argparse.Namespace) -> int:
         try:
             for event in jam:
                 if isinstance(event, Started):
-                    print(f"jam {event.job} on {event.model} (seed {event.seed}); stop with Ctrl-C or "
+                    # A jam resumed from a snapshot older than its seed has none to report.
+                    seed = f" (seed {event.seed})" if event.seed is not None else ""
+                    print(f"jam {event.job} on {event.model}{seed}; stop with Ctrl-C or "
                           f"`riffd jam stop {event.job}`", file=sys.stderr)
                     if args.output:
                         writer = _open_output(args.output, event.sample_rate, event.channels)

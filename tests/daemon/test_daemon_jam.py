@@ -272,6 +272,7 @@ def test_the_riffd_jam_command(jam_daemon: DaemonThread, tmp_path: Path, capsys:
     endpoint = ["--endpoint", jam_daemon.zmq]
     output = tmp_path / "jam.wav"
     assert main(["jam", "start", "to a file", "--seed", "2", "-d", "1.0", "-o", str(output), *endpoint]) == 0
+    assert " (seed 2); stop with Ctrl-C" in capsys.readouterr().err
     import soundfile
 
     audio, rate = soundfile.read(output, dtype="float32")
