@@ -123,7 +123,7 @@ class DurationTooLong(InvalidArgument):
 
 
 class PromptTooLong(InvalidArgument):
-    """The text prompt is longer than the protocol's limit."""
+    """A text prompt, Jukebox label or lyrics is longer than the protocol's limit."""
 
     code = "prompt_too_long"
 

@@ -7,10 +7,19 @@ import argparse
 from protocol.params import GenerationParams
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that the flag was given (`args.NAME_given`): a default cannot say."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """The per-request controls of GenerationParams, as flags."""
     defaults = GenerationParams()
-    parser.add_argument("--duration", type=float, default=defaults.duration_s, metavar="SECONDS",
+    parser.add_argument("--duration", type=float, default=defaults.duration_s, metavar="SECONDS", action=_Given,
                         help=f"seconds of new audio (default {defaults.duration_s:g})")
     parser.add_argument("--seed", type=int, default=None, help="same seed and settings give identical audio")
     parser.add_argument("--top-k", type=int, default=defaults.top_k, help=f"sample among the k best codes, 0 = all (default {defaults.top_k})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from protocol.errors import InvalidArgument
 from protocol.tempo import LAUNCH_MODES
 
 
@@ -26,5 +27,8 @@ def tempo_options(args: argparse.Namespace) -> dict:
     options = {name: getattr(args, name) for name in ("bars", "quantum", "bpm", "launch", "loop", "conform")
                if getattr(args, name, None) is not None}
     if options.get("bars") is not None:
+        if getattr(args, "duration_given", False):
+            # As the daemon refuses both; dropping one quietly would make a take of a length not asked for.
+            raise InvalidArgument("give --bars or --duration, not both")
         args.duration = 0.0
     return options

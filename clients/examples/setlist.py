@@ -128,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.examples.setlist", description=__doc__.splitlines()[0])
+    # The whole docstring, laid out as written: its example set list is the format's reference.
+    parser = argparse.ArgumentParser(prog="python -m clients.examples.setlist", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("setlist", type=Path, help="the set list (TOML)")
     parser.add_argument("--out", type=Path, default=Path("set"), help="folder for the sections (default ./set)")
     parser.add_argument("--join", action="store_true", help="also write set.wav, every section back to back")

@@ -186,14 +186,16 @@ def render() -> str:
     out += [
         "## Limits",
         "",
-        f"- prompt: at most {messages.MAX_PROMPT_CHARS} characters; paths: {messages.MAX_PATH_CHARS}; "
+        f"- prompt: at most {messages.MAX_PROMPT_CHARS} characters; Jukebox artist and genre: "
+        f"{messages.MAX_LABEL_CHARS}; lyrics: {messages.MAX_LYRICS_CHARS}; paths: {messages.MAX_PATH_CHARS}; "
         f"model ids: {messages.MAX_MODEL_ID_CHARS}",
         "- job ids: 1-64 characters of `A-Z a-z 0-9 . _ -`, not starting with `. _ -` (they name files)",
         f"- priority: {messages.PRIORITY_RANGE[0]}..{messages.PRIORITY_RANGE[1]} (higher first); gain: "
         f"0..{messages.MAX_GAIN:g} (linear)",
         f"- format: {', '.join(messages.OUTPUT_FORMATS)}; bit_depth: {', '.join(map(str, messages.BIT_DEPTHS))}; "
         f"out_sample_rate: {messages.OUTPUT_SAMPLE_RATE_RANGE[0]}..{messages.OUTPUT_SAMPLE_RATE_RANGE[1]} Hz",
-        f"- duration_s: positive, at most the daemon's `--max-duration-s` (default {DEFAULT_MAX_DURATION_S:g})",
+        f"- duration_s: positive, at most the daemon's `--max-duration-s` (default {DEFAULT_MAX_DURATION_S:g}); "
+        "a take in `bars` counts what is generated for it: a bar and 12 % more than the take when conformed",
         "",
         "## Error codes",
         "",

@@ -84,3 +84,9 @@ def test_a_region_no_request_can_carry_is_refused_with_its_way_out(tmp_path: Pat
     assert main(["continue", str(region), "--endpoint", _silent_endpoint(), "--timeout", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "10 channels at 48000 Hz" in err and "--send-path" in err and "[bad_audio]" in err
+
+
+def test_bars_and_a_duration_are_refused_as_the_daemon_refuses_them(capsys) -> None:
+    assert main(["generate", "x", "--bars", "4", "--bpm", "97", "--duration", "8",
+                 "--endpoint", _silent_endpoint(), "--timeout", "0.5"]) == 2
+    assert "give --bars or --duration, not both [invalid_argument]" in capsys.readouterr().err

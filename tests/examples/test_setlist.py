@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from recipe_harness import RecipeDaemon, run_recipe
 
@@ -77,3 +78,12 @@ def test_the_documented_example_is_a_valid_set_list(tmp_path: Path) -> None:
     parsed = setlist.read_setlist(path)
     assert [s.name for s in parsed.sections] == ["intro", "groove"] and parsed.sections[1].continue_
     assert parsed.model == "facebook/musicgen-small" and parsed.context_s == 6
+
+
+def test_help_shows_the_example_as_written(capsys) -> None:
+    from clients.examples import setlist
+
+    with pytest.raises(SystemExit):
+        setlist.main(["--help"])
+    shown = capsys.readouterr().out
+    assert '    [[section]]\n    name = "intro"' in shown and "continue = true" in shown

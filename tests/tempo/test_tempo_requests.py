@@ -103,3 +103,15 @@ def test_a_take_is_exactly_its_bars_whatever_its_beat_tracking_finds(daemon, loo
     window = RATE // 100
     peaks = np.abs(audio[0, : -window]).reshape(-1, window).max(axis=1)
     assert peaks.min() > 0.3, np.flatnonzero(peaks <= 0.3)[:5]
+
+
+def test_a_take_in_bars_over_the_limit_says_what_it_would_generate(tmp_path: Path) -> None:
+    with start_fake_daemon(tmp_path / "out", max_duration_s=60.0) as daemon, \
+            Client(daemon.zmq, timeout_s=30) as client:
+        # 26 bars at 120 bpm are 52 s, under the limit; conformed they are generated as 60.5 s.
+        error = list(client.generate("x", 0.0, bars=26, bpm=120.0))[-1]
+        assert error.code == "duration_too_long"
+        assert "26 bars at 120 bpm are 52.0 s, generated as 60.5 s to be conformed" in error.message
+        assert "--max-duration-s of 60 s" in error.message
+        done = list(client.generate("x", 0.0, bars=26, bpm=120.0, conform=False))[-1]
+        assert isinstance(done, Done) and done.frames == 52 * RATE
