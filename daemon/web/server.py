@@ -129,8 +129,12 @@ class WebServer:
         return response
 
     def _refuse(self, request: web.Request, status: int, reason: str) -> web.Response:
+        # Any web page can make a browser send these (an <img src>): the log gets the 1st, 100th and
+        # every 10000th, like OSC's refusals, and the path escaped, so a %0A in it cannot forge a line.
         self.refused += 1
-        log.warning("web: refused %s %s: %s", request.method, request.path[:200], reason)
+        if self.refused in (1, 100) or self.refused % 10000 == 0:
+            log.warning("web: refused %s %s: %s (%d refused so far)", request.method, ascii(request.path[:200]),
+                        reason, self.refused)
         return web.Response(status=status, text=f"riffd: {reason}\n")
 
     def _authorised(self, request: web.Request) -> bool:

@@ -4,16 +4,16 @@ bounded uploads; after each refusal the daemon serves on (the page, ZeroMQ, a jo
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
 import pytest
 from daemon_harness import DaemonThread, fake_loader, make_config, wait_for
+from studio_client import close_tab, events_until_done, get, open_tab, studio_url
 
 from clients import Client
 from daemon.web import frames
@@ -30,66 +30,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
     daemon.stop()
 
 
-def _url(daemon: DaemonThread) -> tuple[int, str]:
-    url = daemon.addresses.web_url
-    assert url is not None
-    parts = urlsplit(url)
-    return int(parts.port or 0), parts.query.removeprefix("token=")
-
-
-def get(daemon: DaemonThread, path: str, headers: dict[str, str] | None = None, *,
-        host: str | None = None) -> tuple[int, bytes]:
-    """A raw GET: the path is sent exactly as given (no client-side normalisation of `..`)."""
-    port, _ = _url(daemon)
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-        if host != "":
-            connection.putheader("Host", host or f"127.0.0.1:{port}")
-        for name, value in (headers or {}).items():
-            connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-async def _ws(daemon: DaemonThread, *, token: str | None, origin: str | None = None) -> aiohttp.ClientWebSocketResponse:
-    port, real = _url(daemon)
-    query = "" if token is None else f"?token={token}"
-    session = aiohttp.ClientSession()
-    headers = {"Origin": origin} if origin else {}
-    try:
-        socket = await session.ws_connect(f"ws://127.0.0.1:{port}/ws{query}", headers=headers, max_msg_size=0)
-    except BaseException:
-        await session.close()
-        raise
-    socket._riffd_session = session  # type: ignore[attr-defined]
-    return socket
-
-
-async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:
-    await socket.close()
-    await socket._riffd_session.close()  # type: ignore[attr-defined]
-
-
-async def _events_until_done(socket: aiohttp.ClientWebSocketResponse, request_id: str) -> list[dict]:
-    events = []
-    while True:
-        message = await socket.receive(timeout=30)
-        if message.type is aiohttp.WSMsgType.TEXT:
-            header = json.loads(message.data)
-        elif message.type is aiohttp.WSMsgType.BINARY:
-            header = json.loads(bytes(frames.unpack(message.data)[0]))
-        else:
-            raise AssertionError(f"socket ended: {message}")
-        if header.get("re") == request_id:
-            events.append(header)
-            if header["type"] in ("done", "error"):
-                return events
-
-
 def serves_on(daemon: DaemonThread) -> None:
     """The page, ZeroMQ and a job from the web all still work."""
     assert get(daemon, "/")[0] == 200
@@ -97,14 +37,14 @@ def serves_on(daemon: DaemonThread) -> None:
         assert isinstance(client.status(), Status)
 
     async def web_job() -> list[dict]:
-        _, token = _url(daemon)
-        socket = await _ws(daemon, token=token)
+        _, token = studio_url(daemon)
+        socket = await open_tab(daemon, token=token)
         try:
             await socket.send_str(json.dumps({"v": 1, "type": "generate", "prompt": "x", "duration_s": 0.5,
                                               "save": True, "id": "still-here"}))
-            return await _events_until_done(socket, "still-here")
+            return await events_until_done(socket, "still-here")
         finally:
-            await _close(socket)
+            await close_tab(socket)
 
     events = asyncio.run(web_job())
     assert [e["type"] for e in events][0] == "accepted" and events[-1]["type"] == "done"
@@ -113,7 +53,7 @@ def serves_on(daemon: DaemonThread) -> None:
 @pytest.mark.parametrize("host", ["evil.example:{port}", "rebound.attacker.test:{port}", "127.0.0.1:1",
                                   "localhost.attacker.test:{port}", "192.168.1.20:{port}", "", "[::1]:99"])
 def test_a_wrong_host_is_refused(studio: DaemonThread, host: str) -> None:
-    port, token = _url(studio)
+    port, token = studio_url(studio)
     status, body = get(studio, f"/takes/x?token={token}", host=host.format(port=port))
     # No Host at all is malformed HTTP/1.1: aiohttp answers 400 before any route.
     assert status == (403 if host else 400) and b"Host" in body
@@ -123,13 +63,13 @@ def test_a_wrong_host_is_refused(studio: DaemonThread, host: str) -> None:
 
 
 def test_a_foreign_origin_is_refused_on_http_and_on_the_websocket(studio: DaemonThread) -> None:
-    port, token = _url(studio)
+    port, token = studio_url(studio)
     for origin in ("http://evil.example", f"http://evil.example:{port}", "null", f"https://127.0.0.1:{port}",
                    f"http://127.0.0.1:{port + 1}"):
         assert get(studio, "/static/studio.js", {"Origin": origin})[0] == 403
 
         async def handshake(origin: str = origin) -> None:
-            await _ws(studio, token=token, origin=origin)
+            await open_tab(studio, token=token, origin=origin)
 
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             asyncio.run(handshake())
@@ -139,9 +79,9 @@ def test_a_foreign_origin_is_refused_on_http_and_on_the_websocket(studio: Daemon
 
 
 def test_acting_needs_the_token(studio: DaemonThread) -> None:
-    for token in (None, "", "wrong", _url(studio)[1][:-1]):
+    for token in (None, "", "wrong", studio_url(studio)[1][:-1]):
         async def handshake(token: str | None = token) -> None:
-            await _ws(studio, token=token)
+            await open_tab(studio, token=token)
 
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             asyncio.run(handshake())
@@ -151,14 +91,33 @@ def test_acting_needs_the_token(studio: DaemonThread) -> None:
     [take] = studio.daemon._web.studio.takes.all()[-1:]
     assert get(studio, f"/takes/{take.job}")[0] == 401
     assert get(studio, f"/takes/{take.job}?token=nope")[0] == 401
-    status, body = get(studio, f"/takes/{take.job}?token={_url(studio)[1]}")
+    status, body = get(studio, f"/takes/{take.job}?token={studio_url(studio)[1]}")
     assert status == 200 and body == take.path.read_bytes()
     # The page itself is no secret (it asks for the token in its URL).
     assert get(studio, "/")[0] == 200
 
 
+def test_refusals_are_logged_escaped_and_rate_limited(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Any web page can make a browser ask the studio (an <img src>): its refusals must neither forge
+    # log lines (a %0A in the path) nor fill the log (one line each).
+    forged = "/takes/x%0A2026-12-07%2011:51:04,000%20INFO%20daemon.server.app:%20FAKE%20LINE%1B[2K%E2%80%A8"
+    with DaemonThread(make_config(tmp_path, models=("fake/fast",)), loader=fake_loader).start() as daemon:
+        with caplog.at_level(logging.WARNING, logger="daemon.web.server"):
+            assert get(daemon, forged)[0] == 401
+            for index in range(249):
+                assert get(daemon, f"/takes/x{index}")[0] == 401
+        assert daemon.daemon._web.server.refused == 250
+        serves_on(daemon)
+    records = [record for record in caplog.records if record.name == "daemon.web.server"]
+    assert len(records) == 2  # the 1st and the 100th
+    first = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(records[0])
+    assert "\n" not in first and "\x1b" not in first and "\u2028" not in first
+    assert "'/takes/x\\n2026-12-07 11:51:04,000 INFO daemon.server.app: FAKE LINE\\x1b[2K\\u2028'" in first
+    assert "(1 refused so far)" in first and "(100 refused so far)" in records[1].getMessage()
+
+
 def test_no_file_outside_the_static_folder_and_the_studios_own_takes(studio: DaemonThread) -> None:
-    _, token = _url(studio)
+    _, token = studio_url(studio)
     out = Path(studio.config.out_dir)
     # A file under --out the studio did not make (a ZeroMQ client's saved job).
     with Client(studio.zmq, timeout_s=10) as client:
@@ -176,10 +135,10 @@ def test_no_file_outside_the_static_folder_and_the_studios_own_takes(studio: Dae
 
 
 def test_uploads_are_bounded_and_validated_like_inline_audio(studio: DaemonThread) -> None:
-    _, token = _url(studio)
+    _, token = studio_url(studio)
 
     async def send(message: bytes | str) -> int | None | list[dict]:
-        socket = await _ws(studio, token=token)
+        socket = await open_tab(studio, token=token)
         try:
             try:
                 if isinstance(message, str):
@@ -196,7 +155,7 @@ def test_uploads_are_bounded_and_validated_like_inline_audio(studio: DaemonThrea
                 if header.get("type") == "error":
                     return [header]
         finally:
-            await _close(socket)
+            await close_tab(socket)
 
     # Bigger than a message may be (as on ZeroMQ): the socket is closed with 1009, nothing is decoded.
     limit = studio.daemon._web.studio.max_upload_bytes
@@ -226,15 +185,15 @@ def test_uploads_are_bounded_and_validated_like_inline_audio(studio: DaemonThrea
 
 
 def test_web_requests_pass_the_same_schema_as_zeromq(studio: DaemonThread) -> None:
-    _, token = _url(studio)
+    _, token = studio_url(studio)
 
     async def ask(fields: dict) -> dict:
-        socket = await _ws(studio, token=token)
+        socket = await open_tab(studio, token=token)
         try:
             await socket.send_str(json.dumps({"v": 1, "id": "q", **fields}))
-            return (await _events_until_done(socket, "q"))[-1]
+            return (await events_until_done(socket, "q"))[-1]
         finally:
-            await _close(socket)
+            await close_tab(socket)
 
     error = asyncio.run(ask({"type": "generate", "prompt": "x", "duration_s": 1, "volume": 11}))
     assert error["code"] == "invalid_argument" and "unknown field 'volume'" in error["message"]
