@@ -36,7 +36,10 @@ MAX_PATH_CHARS = 4096
 MAX_MODEL_ID_CHARS = 512
 PRIORITY_RANGE = (-1000, 1000)
 OUTPUT_FORMATS = ("wav", "flac")
+#: Integer PCM sample sizes a saved file may ask for (absent: the container's default).
 BIT_DEPTHS = (16, 24, 32)
+#: The sizes each container stores: FLAC has no 32-bit samples.
+FORMAT_BIT_DEPTHS = {"wav": BIT_DEPTHS, "flac": (16, 24)}
 OUTPUT_SAMPLE_RATE_RANGE = (8000, 384000)
 MAX_GAIN = 8.0
 #: Weighted prompts a jam blends at once.
@@ -59,6 +62,22 @@ def check_job_id(job: str, *, what: str = "job") -> str:
             f"{what} {job!r} is not a valid job id (1-64 characters of A-Z a-z 0-9 . _ -, not starting with . _ -)"
         )
     return job
+
+
+def check_saved_file(fmt: str, sample_rate: int | None, bit_depth: int | None, *,
+                     rate_name: str = "out_sample_rate") -> None:
+    """A saved (or exported) file's container, sample rate and bit depth, checked together so that
+    a combination no container stores is refused with the request, not after the job has run."""
+    if fmt not in OUTPUT_FORMATS:
+        raise InvalidArgument(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    lo, hi = OUTPUT_SAMPLE_RATE_RANGE
+    if sample_rate is not None and not lo <= sample_rate <= hi:
+        raise InvalidArgument(f"{rate_name} must be within [{lo}, {hi}] Hz, got {sample_rate}")
+    if bit_depth is not None and bit_depth not in BIT_DEPTHS:
+        raise InvalidArgument(f"bit_depth must be one of {BIT_DEPTHS}, got {bit_depth}")
+    stored = FORMAT_BIT_DEPTHS[fmt]
+    if bit_depth is not None and bit_depth not in stored:
+        raise InvalidArgument(f"{fmt.upper()} stores {' or '.join(map(str, stored))}-bit samples, not {bit_depth}-bit")
 
 
 def _check_text(name: str, value: str | None, max_chars: int, *, empty_ok: bool = False,
@@ -118,6 +137,7 @@ class JobRequest(Request):
     # Saved file: container, sample rate (the model's when absent) and bit depth.
     format: str = "wav"
     out_sample_rate: int | None = None
+    # Saved file's integer sample size, 16, 24 or 32 (FLAC: 16 or 24); absent: 32-bit float WAV, 24-bit FLAC.
     bit_depth: int | None = None
     # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain.
     play: bool | None = None
@@ -133,13 +153,7 @@ class JobRequest(Request):
         lo, hi = PRIORITY_RANGE
         if not lo <= self.priority <= hi:
             raise InvalidArgument(f"priority must be within [{lo}, {hi}], got {self.priority}")
-        if self.format not in OUTPUT_FORMATS:
-            raise InvalidArgument(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}")
-        lo, hi = OUTPUT_SAMPLE_RATE_RANGE
-        if self.out_sample_rate is not None and not lo <= self.out_sample_rate <= hi:
-            raise InvalidArgument(f"out_sample_rate must be within [{lo}, {hi}] Hz, got {self.out_sample_rate}")
-        if self.bit_depth is not None and self.bit_depth not in BIT_DEPTHS:
-            raise InvalidArgument(f"bit_depth must be one of {BIT_DEPTHS}, got {self.bit_depth}")
+        check_saved_file(self.format, self.out_sample_rate, self.bit_depth)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -672,5 +686,5 @@ __all__ = [
     "Continue", "Done", "Error", "Event", "Generate", "GetStatus", "JobRequest", "JukeboxRequest", "JukeboxSample",
     "JukeboxUpsample",
     "ListModels", "LoadModel", "Lyric", "Models", "MusicGenRequest", "Ok", "Progress", "Request", "Started", "Status",
-    "Subscribe", "UnloadModel", "Unsubscribe", "check_job_id",
+    "Subscribe", "UnloadModel", "Unsubscribe", "check_job_id", "check_saved_file",
 ]

@@ -183,6 +183,7 @@ def render() -> str:
     out += ["## Events", ""]
     for event_cls in messages.EVENTS.values():
         out += _message_section(event_cls, request=False)
+    depths = ", ".join(f"{fmt} {'/'.join(map(str, sizes))}" for fmt, sizes in messages.FORMAT_BIT_DEPTHS.items())
     out += [
         "## Limits",
         "",
@@ -192,7 +193,7 @@ def render() -> str:
         "- job ids: 1-64 characters of `A-Z a-z 0-9 . _ -`, not starting with `. _ -` (they name files)",
         f"- priority: {messages.PRIORITY_RANGE[0]}..{messages.PRIORITY_RANGE[1]} (higher first); gain: "
         f"0..{messages.MAX_GAIN:g} (linear)",
-        f"- format: {', '.join(messages.OUTPUT_FORMATS)}; bit_depth: {', '.join(map(str, messages.BIT_DEPTHS))}; "
+        f"- format: {', '.join(messages.OUTPUT_FORMATS)}; bit_depth (integer samples): {depths}; "
         f"out_sample_rate: {messages.OUTPUT_SAMPLE_RATE_RANGE[0]}..{messages.OUTPUT_SAMPLE_RATE_RANGE[1]} Hz",
         f"- duration_s: positive, at most the daemon's `--max-duration-s` (default {DEFAULT_MAX_DURATION_S:g}); "
         "a take in `bars` counts what is generated for it: a bar and 12 % more than the take when conformed",

@@ -20,7 +20,7 @@ import soundfile as sf
 from daemon.audio.io import parse_subtype
 from daemon.audio.resample import resample
 from protocol.errors import InvalidArgument, NotFound
-from protocol.messages import BIT_DEPTHS, OUTPUT_FORMATS, OUTPUT_SAMPLE_RATE_RANGE
+from protocol.messages import check_saved_file
 
 #: Takes remembered per daemon session (the oldest are forgotten, their files stay on disk).
 MAX_TAKES = 200
@@ -95,17 +95,9 @@ class ExportFormat:
     def parse(cls, query: dict[str, str]) -> "ExportFormat":
         """From a URL query, validated with the protocol's own limits for saved files."""
         fmt = query.get("format", "wav").lower()
-        if fmt not in OUTPUT_FORMATS:
-            raise InvalidArgument(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
         sample_rate = _int(query, "sample_rate")
-        lo, hi = OUTPUT_SAMPLE_RATE_RANGE
-        if sample_rate is not None and not lo <= sample_rate <= hi:
-            raise InvalidArgument(f"sample_rate must be within [{lo}, {hi}] Hz, got {sample_rate}")
         bit_depth = _int(query, "bit_depth")
-        if bit_depth is not None and bit_depth not in BIT_DEPTHS:
-            raise InvalidArgument(f"bit_depth must be one of {BIT_DEPTHS}, got {bit_depth}")
-        if fmt == "flac" and bit_depth == 32:
-            raise InvalidArgument("FLAC stores 16 or 24 bits")
+        check_saved_file(fmt, sample_rate, bit_depth, rate_name="sample_rate")
         return cls(fmt, sample_rate, bit_depth)
 
 

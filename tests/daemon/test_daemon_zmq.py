@@ -13,7 +13,7 @@ from daemon_harness import DaemonThread, Monitor
 
 from clients import Client
 from protocol import wire
-from protocol.errors import BadAudio
+from protocol.errors import BadAudio, InvalidArgument
 from protocol.messages import Accepted, Chunk, Done, Error, Generate, Progress, Started
 
 
@@ -116,6 +116,8 @@ def test_unknown_model_is_an_error_event_and_the_daemon_serves_on(debug_daemon: 
         ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1, "reply_port": 9000}'],
          "invalid_argument"),
         ([b'{"v": 1, "type": "jukebox_sample", "id": "r1", "duration_s": -1}'], "invalid_argument"),
+        ([b'{"v": 1, "type": "generate", "id": "r1", "prompt": "a", "duration_s": 1, "save": true, "format": "flac",'
+          b' "bit_depth": 32}'], "invalid_argument"),
         ([b'{"v": 1, "type": "status", "id": "r1"}', b"extra"], "bad_message"),
         ([b'{"v": 1, "type": "status", "id": "r1", "pad": "' + b"x" * (wire.MAX_HEADER_BYTES + 10) + b'"}'],
          "message_too_large"),
@@ -267,10 +269,10 @@ def test_saved_file_format_rate_and_depth(debug_daemon: DaemonThread) -> None:
                                    bit_depth=16, chunks=False).collect()
         info = sf.info(rendered.path)
         assert (info.format, info.subtype, info.samplerate, info.frames) == ("FLAC", "PCM_16", 48000, 48000)
-        # FLAC cannot hold 32-bit integers: refused when the job starts, not after the render.
-        events = list(client.generate("bad", duration_s=1.0, save=True, format="flac", bit_depth=32))
-        assert isinstance(events[-1], Error) and events[-1].code == "invalid_argument"
-        assert not any(isinstance(e, Chunk) for e in events)
+        # FLAC cannot hold 32-bit integers: the schema refuses it, here in the client before it is sent
+        # (the daemon's own refusal, before acceptance, is among the malformed requests above).
+        with pytest.raises(InvalidArgument, match="FLAC stores 16 or 24-bit samples"):
+            client.generate("bad", duration_s=1.0, save=True, format="flac", bit_depth=32)
 
 
 def test_melody_on_a_model_without_melody_is_unsupported(debug_daemon: DaemonThread, tmp_path) -> None:

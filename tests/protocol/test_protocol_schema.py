@@ -17,7 +17,7 @@ from protocol.audio_ref import InlineAudio
 from protocol.errors import BadAudio, BadMessage, InvalidArgument, MessageTooLarge, RiffdError, UnsupportedVersion
 from protocol.messages import (
     EVENTS, PROTOCOL_VERSION, REQUESTS, SAMPLING_FIELDS, Accepted, Chunk, Continue, Done, Error, Generate,
-    MusicGenRequest, Started, Status, Subscribe,
+    JobRequest, MusicGenRequest, Started, Status, Subscribe,
 )
 from protocol.params import GenerationParams
 from protocol.schema import fields_of
@@ -184,6 +184,24 @@ def test_validation_names_the_bad_field(fields: dict, fragment: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         Generate.from_fields(fields)
     assert fragment in info.value.message
+
+
+JOB_REQUESTS = [cls for cls in REQUESTS.values() if issubclass(cls, JobRequest)]
+
+
+@pytest.mark.parametrize("cls", JOB_REQUESTS, ids=lambda c: f"{c.__name__}")
+def test_a_saved_file_its_container_cannot_hold_is_refused_with_the_request(cls: type) -> None:
+    # FLAC has no 32-bit samples: refused as the request is decoded, on either transport, rather
+    # than accepted and failed once the job has started.
+    flac_32 = dataclasses.replace(_example(cls), format="flac", bit_depth=32)
+    with pytest.raises(InvalidArgument, match="FLAC stores 16 or 24-bit samples, not 32-bit"):
+        wire.decode_request(wire.encode(flac_32))
+    if cls.OSC_OPTIONS:
+        [(address, args)] = osc.parse_packet(osc.encode(flac_32))
+        with pytest.raises(InvalidArgument, match="FLAC stores"):
+            osc.decode_request(address, args)
+    wav_32 = dataclasses.replace(flac_32, format="wav")
+    assert wire.decode_request(wire.encode(wav_32)) == wav_32
 
 
 def test_osc_is_lenient_the_way_patchers_need() -> None:

@@ -13,7 +13,7 @@ import aiohttp
 import numpy as np
 import pytest
 from daemon_harness import DaemonThread, fake_loader, make_config, wait_for
-from studio_client import close_tab, events_until_done, get, open_tab, studio_url
+from studio_client import close_tab, events_until_done, get, open_tab, studio_url, web_request
 
 from clients import Client
 from daemon.web import frames
@@ -201,5 +201,10 @@ def test_web_requests_pass_the_same_schema_as_zeromq(studio: DaemonThread) -> No
     assert error["code"] == "path_not_allowed"
     error = asyncio.run(ask({"type": "subscribe", "port": 9000}))
     assert error["code"] == "unsupported"
+    # A saved file its container cannot hold is refused with the request, not after it started.
+    events = asyncio.run(web_request(studio, {"type": "generate", "prompt": "x", "duration_s": 0.25, "save": True,
+                                              "format": "flac", "bit_depth": 32}))
+    assert [event["type"] for event in events] == ["error"]
+    assert events[0]["code"] == "invalid_argument" and "FLAC stores 16 or 24-bit" in events[0]["message"]
     assert asyncio.run(ask({"type": "generate", "prompt": "x", "duration_s": 0.25}))["type"] == "done"
     serves_on(studio)
