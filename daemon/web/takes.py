@@ -124,7 +124,8 @@ def _int(query: dict[str, str], name: str) -> int | None:
     text = query.get(name)
     if text in (None, ""):
         return None
-    if not text.isdigit() or len(text) > 7:
+    # ASCII digits only: str.isdigit() also admits "²" or "①", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 7:
         raise InvalidArgument(f"{name} must be a whole number, got {text[:20]!r}")
     return int(text)
 

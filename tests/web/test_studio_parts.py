@@ -75,7 +75,8 @@ def test_a_take_exports_at_the_chosen_rate_and_depth(tmp_path: Path) -> None:
     assert sf.info(io.BytesIO(same)).subtype == "FLOAT"
     np.testing.assert_array_equal(sf.read(io.BytesIO(same), dtype="float32")[0], audio)
     for query in ({"format": "mp3"}, {"sample_rate": "7"}, {"sample_rate": "48k"}, {"bit_depth": "12"},
-                  {"format": "flac", "bit_depth": "32"}):
+                  {"format": "flac", "bit_depth": "32"}, {"bit_depth": "\u00b2"}, {"sample_rate": "\u2460"},
+                  {"sample_rate": "\u0664\u0668\u0660\u0660\u0660"}):  # superscript 2, circled 1, Arabic-Indic 48000
         with pytest.raises(InvalidArgument):
             ExportFormat.parse(query)
     with pytest.raises(NotFound):
