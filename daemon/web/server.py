@@ -23,7 +23,7 @@ from daemon.web import frames
 from daemon.web.guard import WebGuard
 from daemon.web.peer import WebPeer
 from daemon.web.studio import Studio
-from daemon.web.takes import MEDIA_TYPES, ExportFormat, Take, export
+from daemon.web.takes import MEDIA_TYPES, ExportFormat, Take, TakeReplaced, export
 from protocol.errors import InvalidArgument, NotFound, RiffdError
 from protocol.messages import Error, check_job_id
 
@@ -204,6 +204,8 @@ class WebServer:
             body = await asyncio.get_running_loop().run_in_executor(None, export, take, target)
         except InvalidArgument as exc:
             raise web.HTTPBadRequest(text=f"riffd: {exc.message}\n") from None
+        except TakeReplaced as exc:
+            raise web.HTTPGone(text=f"riffd: {exc.message}\n") from None
         rate = f"-{target.sample_rate}hz" if target.sample_rate else ""
         depth = f"-{target.bit_depth}bit" if target.bit_depth else ""
         name = f"{take.job}{rate}{depth}.{target.format}"
@@ -216,6 +218,9 @@ class WebServer:
         try:
             check_job_id(job)
             return self.studio.takes.get(job)
+        except TakeReplaced as exc:
+            # Never another job's file under this take's name: gone for good, and saying why.
+            raise web.HTTPGone(text=f"riffd: {exc.message}\n") from None
         except (InvalidArgument, NotFound) as exc:
             raise web.HTTPNotFound(text=f"riffd: {exc.message}\n") from None
 

@@ -23,7 +23,7 @@ from daemon.residency import ModelPool
 from daemon.scheduler import Scheduler
 from daemon.web.board import Board
 from daemon.web.peer import WebPeer, WebReply
-from daemon.web.takes import Take, Takes
+from daemon.web.takes import Takes
 from protocol import wire
 from protocol.errors import RiffdError, Unsupported
 from protocol.messages import (
@@ -138,15 +138,17 @@ class Studio:
         if isinstance(event, (Done, Error)) and job in self._own:
             settings, seed = self._own.pop(job)
             if isinstance(event, Done) and event.path:
-                self._add_take(Take(job=job, path=Path(event.path), request=settings, seed=seed,
-                                    frames=event.frames, sample_rate=event.sample_rate))
+                self._add_take(job, Path(event.path), settings, seed)
 
-    def _add_take(self, take: Take) -> None:
+    def _add_take(self, job: str, path: Path, settings: dict[str, Any], seed: int | None) -> None:
         try:
-            self.takes.add(take)
+            self.takes.add(job, path, request=settings, seed=seed)
         except RiffdError as exc:
             log.warning("web: %s", exc.message)
             return
+        self._send_takes()
+
+    def _send_takes(self) -> None:
         message = _json(self._takes_message())
         for peer in self._peers.values():
             peer.push(message)
@@ -157,6 +159,10 @@ class Studio:
         """The router's monitor hook: every event of every job, from any transport."""
         if self._board.see(event) and self._peers and self._board_due is None:
             self._board_due = asyncio.get_running_loop().call_later(BOARD_INTERVAL_S, self._send_board)
+        if isinstance(event, Done) and event.path and self.takes.replaced(event.job):
+            # Another job reused a take's id (a Pd patch's fixed `job`, say) and saved over its file.
+            log.info("web: take %s: its file was replaced by a later job with the same id", event.job)
+            self._send_takes()
 
     def _send_board(self) -> None:
         self._board_due = None
@@ -189,7 +195,8 @@ class Studio:
         }
 
     def _takes_message(self) -> dict[str, Any]:
-        return {"type": "web.takes", "takes": [take.to_json() for take in self.takes.all()]}
+        return {"type": "web.takes",
+                "takes": [take.to_json(replaced=self.takes.replaced(take.job)) for take in self.takes.all()]}
 
     def _limits(self) -> dict[str, Any]:
         return {"max_duration_s": self._config.max_duration_s, "max_audio_s": self._config.max_audio_s,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from clients import Client
 from daemon.config import add_arguments, build_config, config_from_args
 from daemon.web import frames
 from daemon.web.guard import WebGuard, split_host
-from daemon.web.takes import ExportFormat, Take, Takes, export
+from daemon.web.takes import ExportFormat, TakeReplaced, Takes, export
 from protocol.errors import BadMessage, InvalidArgument, NotFound
 from protocol.messages import Status
 
@@ -63,8 +64,8 @@ def test_a_take_exports_at_the_chosen_rate_and_depth(tmp_path: Path) -> None:
     path = tmp_path / "job.wav"
     sf.write(path, audio, 32000, subtype="FLOAT")
     takes = Takes(tmp_path)
-    takes.add(Take(job="job", path=path, request={"type": "generate"}, seed=1, frames=32000, sample_rate=32000))
-    take = takes.get("job")
+    take = takes.add("job", path, request={"type": "generate"}, seed=1)
+    assert takes.get("job") is take and (take.frames, take.sample_rate, take.subtype) == (32000, 32000, "FLOAT")
     flac = export(take, ExportFormat.parse({"format": "flac", "sample_rate": "48000", "bit_depth": "16"}))
     info = sf.info(io.BytesIO(flac))
     assert (info.format, info.samplerate, info.subtype, info.frames) == ("FLAC", 48000, "PCM_16", 48000)
@@ -83,10 +84,39 @@ def test_a_take_exports_at_the_chosen_rate_and_depth(tmp_path: Path) -> None:
         takes.get("other")
     outside = tmp_path.parent / "outside.wav"
     with pytest.raises(InvalidArgument):
-        takes.add(Take(job="x", path=outside, request={}, seed=None, frames=0, sample_rate=1))
+        takes.add("x", outside, request={}, seed=None)
     path.unlink()
     with pytest.raises(NotFound, match="gone"):
         takes.get("job")
+
+
+def test_a_take_whose_file_another_job_saved_over_is_replaced_not_served(tmp_path: Path) -> None:
+    path = tmp_path / "loop1.wav"
+    sf.write(path, np.zeros(1600, np.float32), 16000, subtype="PCM_24")
+    takes = Takes(tmp_path)
+    take = takes.add("loop1", path, request={"type": "generate", "seed": 1}, seed=1)
+    assert not takes.replaced("loop1")
+    # Another client's job with the same id: its file renamed into place, as write_audio does.
+    other = tmp_path / ".loop1.wav.part"
+    sf.write(other, np.zeros(800, np.float32), 16000, subtype="PCM_16", format="WAV")
+    os.replace(other, path)
+    assert takes.replaced("loop1")
+    with pytest.raises(TakeReplaced, match="replaced by a later job with the same id"):
+        takes.get("loop1")
+    with pytest.raises(TakeReplaced):
+        export(take, ExportFormat.parse({}))  # the file opened is checked too, not only the path looked up
+    # The same size and time stamp, but another file (a new inode): still not this take's.
+    again = takes.add("loop1", path, request={}, seed=2)
+    stat = path.stat()
+    other.write_bytes(path.read_bytes())
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(other, path)
+    assert path.stat().st_size == again.identity.size_bytes and path.stat().st_mtime_ns == again.identity.mtime_ns
+    assert takes.replaced("loop1")
+    path.unlink()
+    assert not takes.replaced("loop1")  # gone, which a download says
+    with pytest.raises(NotFound, match="gone"):
+        takes.get("loop1")
 
 
 def test_flags_choose_the_port_or_turn_the_studio_off() -> None:

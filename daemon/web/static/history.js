@@ -2,6 +2,9 @@
 
 import { element, clear, formatSeconds } from "./dom.js";
 
+// How the saved file's soundfile subtype reads to a person.
+const SAMPLE_SIZES = { PCM_16: "16-bit", PCM_24: "24-bit", PCM_32: "32-bit integer", FLOAT: "32-bit float" };
+
 export function takeUrl(job, token, query = "") {
   return `/takes/${encodeURIComponent(job)}${query}${query ? "&" : "?"}token=${encodeURIComponent(token)}`;
 }
@@ -24,9 +27,13 @@ export function renderHistory(list, takes, { token, canRepeat, onAgain }) {
     fresh.disabled = !repeatable;
     fresh.addEventListener("click", () => onAgain(take, null));
     controls.push(fresh);
-    const link = element("a", { href: takeUrl(take.job, token), download: `${take.job}.${take.format}`, class: "button small" },
-      `${take.format.toUpperCase()}`);
+    // A later job with the same id saved over the file: the daemon answers 410, so no link.
+    const link = take.replaced
+      ? element("span", { class: "muted", "data-replaced": take.job }, "replaced by a later job with the same id")
+      : element("a", { href: takeUrl(take.job, token), download: `${take.job}.${take.format}`, class: "button small" },
+        `${take.format.toUpperCase()}`);
     const settings = [request.type, request.model, formatSeconds(take.duration_s), `${take.sample_rate} Hz`,
+      SAMPLE_SIZES[take.subtype] || take.subtype,
       request.temperature !== undefined ? `temp ${request.temperature}` : null,
       request.guidance_scale !== undefined ? `cfg ${request.guidance_scale}` : null,
       request.top_k !== undefined ? `top_k ${request.top_k}` : null,

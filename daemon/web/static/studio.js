@@ -95,6 +95,7 @@ function receive({ header, planar }) {
     case "web.takes":
       studio.takes = header.takes;
       drawHistory();
+      labelFileRate();
       return;
     default:
       onEvent(header, planar);
@@ -194,13 +195,20 @@ function showTake(current) {
   link.href = takeUrl(current.job, token);
   link.download = `${current.job}.${format}`;
   link.textContent = `Download ${format.toUpperCase()}`;
-  const rate = $("#export-rate");
-  rate.options[0].textContent = `${current.sampleRate} Hz (the model's)`;
+  labelFileRate();
   updateExport();
   const drag = $("#drag");
   drag.href = link.href;
   drag.dataset.url = new URL(link.href, location.href).href;
   drag.dataset.name = link.download;
+}
+
+// An export "as is" keeps the saved file's rate, which is not the model's with out_sample_rate:
+// it is the take's in the list (the list follows `done`, so until then the label has no number).
+function labelFileRate() {
+  const job = $("#take").dataset.job;
+  const take = studio.takes.find((t) => t.job === job);
+  $("#export-rate").options[0].textContent = take ? `${take.sample_rate} Hz (the file's)` : "the file's";
 }
 
 function updateExport() {
