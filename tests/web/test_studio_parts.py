@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import socket
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,11 @@ import soundfile as sf
 from daemon_harness import DaemonThread, fake_loader, make_config
 
 from clients import Client
+from daemon.audio.io import write_audio
 from daemon.config import add_arguments, build_config, config_from_args
 from daemon.web import frames
 from daemon.web.guard import WebGuard, split_host
+from daemon.web.server import STATIC_DIR
 from daemon.web.takes import ExportFormat, TakeReplaced, Takes, export
 from protocol.errors import BadMessage, InvalidArgument, NotFound
 from protocol.messages import Status
@@ -117,6 +121,56 @@ def test_a_take_whose_file_another_job_saved_over_is_replaced_not_served(tmp_pat
     assert not takes.replaced("loop1")  # gone, which a download says
     with pytest.raises(NotFound, match="gone"):
         takes.get("loop1")
+
+
+class _Options(HTMLParser):
+    """The options of each <select> on a page: select id -> [(value, label)]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selects: dict[str, list[tuple[str, str]]] = {}
+        self._select: str | None = None
+        self._value: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "select":
+            self._select = dict(attrs).get("id") or ""
+            self.selects[self._select] = []
+        elif tag == "option" and self._select is not None:
+            self._value = dict(attrs).get("value") or ""
+
+    def handle_data(self, data: str) -> None:
+        if self._select is not None and self._value is not None:
+            self.selects[self._select].append((self._value, data.strip()))
+            self._value = None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+
+
+def _subtype_named(label: str) -> str:
+    """The soundfile subtype a bit-depth label promises: "32 float" FLOAT, "24 bit" PCM_24."""
+    bits = re.match(r"\d+", label)
+    assert bits is not None, label
+    return "FLOAT" if "float" in label.lower() else f"PCM_{bits[0]}"
+
+
+def test_the_pages_bit_depths_say_what_the_files_hold(tmp_path: Path) -> None:
+    page = _Options()
+    page.feed((STATIC_DIR / "index.html").read_text())
+    saved, exported = page.selects["out-depth"], page.selects["export-depth"]
+    assert [value for value, _ in saved] == [value for value, _ in exported] == ["16", "24", "32"]
+    audio = np.zeros((1, 1600), np.float32)
+    for value, label in saved:  # a take's saved file, written as the daemon's file sink writes it
+        path = write_audio(tmp_path / f"saved-{value}.wav", audio, 16000, subtype=value)
+        assert sf.info(str(path)).subtype == _subtype_named(label), label
+    path = tmp_path / "take.wav"
+    sf.write(path, audio.T, 16000, subtype="FLOAT")
+    take = Takes(tmp_path).add("take", path, request={}, seed=None)
+    for value, label in exported:
+        body = export(take, ExportFormat.parse({"format": "wav", "bit_depth": value}))
+        assert sf.info(io.BytesIO(body)).subtype == _subtype_named(label), label
 
 
 def test_flags_choose_the_port_or_turn_the_studio_off() -> None:
