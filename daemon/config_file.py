@@ -25,16 +25,21 @@ _TYPE_NAMES: dict[Any, str] = {bool: "true or false (a TOML boolean, unquoted)",
                                str: "a string", Path: "a path (a string)"}
 
 
+def read_toml(path: Path, name: str) -> dict[str, Any]:
+    """The TOML file at `path`; InvalidArgument calling it `name` when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {name}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"{name} is not valid TOML: {exc}") from None
+
+
 def read_settings(path: Path, schema: type, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The settings in the TOML file at `path`, by field name of the dataclass `schema`, each value
     checked against its field's type (or its type in `overrides`). Unknown keys are left to the caller."""
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidArgument(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, f"config file {path}")
     hints = {**typing.get_type_hints(schema), **(overrides or {})}
     settings: dict[str, Any] = {}
     for key, value in data.items():

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 
 from clients.cli.common import add_connection_arguments, connect, exit_status
 from daemon.audio.io import write_audio
+from daemon.config_file import read_toml
 from protocol.audio_ref import InlineAudio
 from protocol.errors import InvalidArgument
 
@@ -61,13 +61,7 @@ class SetList:
 
 def read_setlist(path: Path) -> SetList:
     """Parse and check a set list file; InvalidArgument names the first problem."""
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidArgument(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path, str(path))
     unknown = sorted(set(data) - {"model", "context_s", "section"})
     if unknown:
         raise InvalidArgument(f"{path}: unknown setting {unknown[0]!r} (known: model, context_s, [[section]])")

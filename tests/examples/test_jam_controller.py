@@ -25,19 +25,28 @@ def _read_until(process: subprocess.Popen, fragment: str, seen: list[str], timeo
     raise AssertionError(f"no {fragment!r} in {seen}")
 
 
-def test_a_jam_steered_saved_and_recalled_from_a_controller(recipe_daemon: RecipeDaemon) -> None:
-    controller = Controller()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clients.examples.jam_controller", "--a", "dub", "--b", "tabla", "--seed", "5",
-         "--listen", "0", "--local", "--no-play", "--endpoint", recipe_daemon.thread.zmq,
-         "--feedback", f"127.0.0.1:{controller.port}", "--timeout", "30"],
+def _start_controller(recipe_daemon: RecipeDaemon, controller: Controller, *args: str) -> subprocess.Popen:
+    """jam_controller as its own process, listening on a free port, its feedback to `controller`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "clients.examples.jam_controller", *args, "--listen", "0", "--local", "--no-play",
+         "--endpoint", recipe_daemon.thread.zmq, "--feedback", f"127.0.0.1:{controller.port}", "--timeout", "30"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
+
+
+def _connect(process: subprocess.Popen, controller: Controller, seen: list[str]) -> str:
+    """Point `controller` at the port the program listens on; the id of the jam it started."""
+    first = _read_until(process, "listening", seen)
+    controller.target = ("127.0.0.1", int(first.split("port ")[1].split(";")[0]))
+    return first.rsplit("jam ", 1)[1].strip()
+
+
+def test_a_jam_steered_saved_and_recalled_from_a_controller(recipe_daemon: RecipeDaemon) -> None:
+    controller = Controller()
+    process = _start_controller(recipe_daemon, controller, "--a", "dub", "--b", "tabla", "--seed", "5")
     seen: list[str] = []
     try:
-        first = _read_until(process, "listening", seen)
-        jam = first.rsplit("jam ", 1)[1].strip()
-        controller.target = ("127.0.0.1", int(first.split("port ")[1].split(";")[0]))
+        jam = _connect(process, controller, seen)
         controller.wait_for("/1/offset", lambda args: args[0] > 0.2)
         controller.send("/1/fader1", 0.3)  # dub 0.7, tabla 0.3
         _read_until(process, "applied blend 0.30", seen)
@@ -70,17 +79,10 @@ def test_recalling_an_empty_slot_keeps_the_jam_and_says_so(recipe_daemon: Recipe
     """QA: /1/recall7 with no slot 7 stopped the jam, then showed "recalled 7" for the refused resume;
     /1/stop then raised 'no running jam' in a task and the program never quit."""
     controller = Controller()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clients.examples.jam_controller", "--a", "dub", "--seed", "6", "--listen", "0",
-         "--local", "--no-play", "--endpoint", recipe_daemon.thread.zmq,
-         "--feedback", f"127.0.0.1:{controller.port}", "--timeout", "30"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    process = _start_controller(recipe_daemon, controller, "--a", "dub", "--seed", "6")
     seen: list[str] = []
     try:
-        first = _read_until(process, "listening", seen)
-        jam = first.rsplit("jam ", 1)[1].strip()
-        controller.target = ("127.0.0.1", int(first.split("port ")[1].split(";")[0]))
+        jam = _connect(process, controller, seen)
         controller.wait_for("/1/offset", lambda args: args[0] > 0.2)
         controller.send("/1/recall7", 1.0)
         # The label first: it has a timeout, while a line that never comes would block the read.

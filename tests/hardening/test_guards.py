@@ -74,6 +74,18 @@ def test_osc_tcp_connections_are_capped(tmp_path: Path, monkeypatch: pytest.Monk
                 sock.close()
 
 
+def _answers_until_quiet(peer: OscPeer, quiet_s: float = 0.5) -> int:
+    """How many datagrams reach `peer` before none comes for `quiet_s`."""
+    peer.sock.settimeout(quiet_s)
+    answered = 0
+    try:
+        while True:
+            peer.sock.recv(65536)
+            answered += 1
+    except TimeoutError:
+        return answered
+
+
 def test_an_osc_flood_from_one_host_is_cut_to_its_rate_limit(tmp_path: Path) -> None:
     status = OscMessageBuilder("/riffd/status").build().dgram
     with start_fake_daemon(tmp_path / "out", osc_rate_limit=100) as daemon:
@@ -85,14 +97,7 @@ def test_an_osc_flood_from_one_host_is_cut_to_its_rate_limit(tmp_path: Path) -> 
                 peer.send_raw(status)
                 if n % 2:
                     time.sleep(0.001)
-            peer.sock.settimeout(0.5)
-            answered = 0
-            try:
-                while True:
-                    peer.sock.recv(65536)
-                    answered += 1
-            except TimeoutError:
-                pass
+            answered = _answers_until_quiet(peer)
             elapsed_s = time.monotonic() - started
             # A burst of 100, then 100 a second: far fewer than the 2000 sent.
             assert 100 <= answered <= 100 + 100 * elapsed_s + 10, (answered, elapsed_s)
@@ -118,14 +123,7 @@ def test_an_osc_bundle_counts_against_the_rate_limit_message_by_message(tmp_path
             peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             started = time.monotonic()
             peer.send_raw(packet)  # one packet, 300 requests
-            peer.sock.settimeout(0.5)
-            answered = 0
-            try:
-                while True:
-                    peer.sock.recv(65536)
-                    answered += 1
-            except TimeoutError:
-                pass
+            answered = _answers_until_quiet(peer)
             elapsed_s = time.monotonic() - started
             assert 100 <= answered <= 100 + 100 * elapsed_s + 10, (answered, elapsed_s)
             assert daemon.daemon._osc.dropped_over_rate >= 300 - answered
