@@ -110,7 +110,8 @@ class DaemonConfig:
     # Playing in time (issue 15): join the Ableton Link session on this machine's networks (its
     # tempo and beat become the daemon's timeline; riffd changes the tempo only when asked).
     link: bool = False
-    # Without Link: the daemon's own timeline starts at this tempo (None: at a request's bpm).
+    # Without Link: the daemon's own timeline starts at this tempo (None: at a request's bpm); with
+    # Link: the tempo a session riffd founds starts at (None: link.FOUNDING_BPM).
     bpm: float | None = None
     # Appended to the text prompt of a job in time ("{bpm}" becomes its tempo; empty: nothing),
     # since MusicGen was trained on captions that name the tempo this way.
@@ -344,7 +345,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", action="store_const", const=True,
                         help="join the Ableton Link session on this network: jobs in time follow its tempo and "
                              "beat (riffd changes the session tempo only when a tempo request asks)")
-    parser.add_argument("--bpm", type=float, help="without --link: the tempo of the daemon's own timeline")
+    parser.add_argument("--bpm", type=float,
+                        help="the tempo of the daemon's own timeline; with --link, the tempo it founds a Link "
+                             "session at when it is the first peer (default 120)")
     parser.add_argument("--tempo-prompt", metavar="TEMPLATE",
                         help="appended to the prompt of a job in time (default '{bpm} bpm'; '' for nothing)")
     parser.add_argument("--warm-conform", action=argparse.BooleanOptionalAction, default=None,

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from daemon.audio.resample import resample
 from daemon.audio.types import Audio
+from daemon.file_mode import publish_mode
 from protocol.errors import AudioTooLarge, BadAudio, InvalidArgument
 
 #: Inputs longer than this are refused before they are decoded into memory.
@@ -98,6 +99,7 @@ def write_audio(
                     raise handle.error from None  # a full disk is an OSError, not a soundfile assertion
                 raise
             os.fsync(raw.fileno())
+            publish_mode(raw.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -146,7 +148,7 @@ def parse_subtype(subtype: str | None, fmt: str) -> str:
         return "FLOAT" if fmt == "WAV" else "PCM_24"
     resolved = SUBTYPES.get(str(subtype).lower(), str(subtype).upper())
     if not sf.check_format(fmt, resolved):
-        raise InvalidArgument(f"{fmt} cannot store {subtype!r} samples (try 16, 24{', float' if fmt == 'WAV' else ''})")
+        raise InvalidArgument(f"{fmt} cannot store {subtype!r} samples (try 16, 24{', 32, float' if fmt == 'WAV' else ''})")
     return resolved
 
 

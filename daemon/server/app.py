@@ -112,7 +112,9 @@ class Daemon:
         if config.link:
             from daemon.tempo.link import LinkTimeline
 
-            timeline = self._link = LinkTimeline()
+            # Alone on the network riffd founds the session, at --bpm when given: a peer joining
+            # later adopts it (Link's rule for every app), so the founding tempo should be the set's.
+            timeline = self._link = LinkTimeline() if config.bpm is None else LinkTimeline(founding_bpm=config.bpm)
         self.tempo = TempoService(timeline or OwnTimeline(config.bpm), prompt_template=config.tempo_prompt,
                                   play_buffer_s=config.play_buffer_s)
         # With --ray (issue 19) models live in workers on a Ray cluster; the pool holds stand-ins for them.

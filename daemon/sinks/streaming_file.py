@@ -16,6 +16,7 @@ import soundfile as sf
 
 from daemon.audio.io import parse_subtype
 from daemon.audio.resample import StreamResampler
+from daemon.file_mode import publish_mode
 from protocol.errors import OutputError
 
 _FORMATS = {".wav": "WAV", ".flac": "FLAC"}
@@ -48,6 +49,7 @@ class StreamingFileWriter:
         """Flush, close and move into place."""
         self._append(self._resampler.push(np.zeros((self._file.channels, 0), np.float32), last=True))
         self._file.close()
+        publish_mode(self._temporary)
         os.replace(self._temporary, self.path)
         return self.path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -83,3 +85,25 @@ def test_refusals(tmp_path):
         write_audio(tmp_path / "x.mp3", _sine(10, 8000), 8000)
     with pytest.raises(InvalidArgument):
         write_audio(tmp_path / "x.flac", _sine(10, 8000), 8000, subtype="float")
+
+
+def test_published_files_get_the_mode_the_umask_gives_a_new_file(tmp_path: Path, monkeypatch) -> None:
+    """Staged with mkstemp (0600), outputs were readable by their owner only: no use to a DAW or
+    sampler running as another user. Each kind of output gets what `open()` would have given it."""
+    import os
+    import stat
+
+    from daemon import file_mode
+    from daemon.models.jukebox.codes_file import TopCodes, write_codes
+    from daemon.sinks.streaming_file import StreamingFileWriter
+
+    monkeypatch.setattr(file_mode, "UMASK", 0o022)  # the usual one, whatever this shell's: 0644, not 0600
+    expected = 0o644
+    take = write_audio(tmp_path / "take.wav", np.zeros((1, 100), np.float32), 32000)
+    streamed = StreamingFileWriter(tmp_path / "streamed.flac", 32000, 1)
+    streamed.write(np.zeros((1, 100), np.float32))
+    streamed.finish()
+    codes = tmp_path / "piece.codes.npz"
+    write_codes(codes, TopCodes(codes=np.zeros(8, np.int32)))
+    for path in (take, tmp_path / "streamed.flac", codes):
+        assert stat.S_IMODE(os.stat(path).st_mode) == expected, path

@@ -90,3 +90,12 @@ def test_bars_and_a_duration_are_refused_as_the_daemon_refuses_them(capsys) -> N
     assert main(["generate", "x", "--bars", "4", "--bpm", "97", "--duration", "8",
                  "--endpoint", _silent_endpoint(), "--timeout", "0.5"]) == 2
     assert "give --bars or --duration, not both [invalid_argument]" in capsys.readouterr().err
+
+
+def test_render_names_auto_among_engines_and_a_bad_device_is_the_requests_mistake(tmp_path: Path, riffd_cache: Path,
+                                                                                   capsys) -> None:
+    render = ["render", "x", "--model", "debug/musicgen", "--cache-dir", str(riffd_cache), "-o", str(tmp_path / "x.wav")]
+    assert main([*render, "--engine", "bogus"]) == 2
+    assert "(or auto, the default" in capsys.readouterr().err
+    assert main([*render, "--device", "tpu"]) == 2
+    assert "unknown device 'tpu' (use auto, cpu, cuda or mps) [invalid_argument]" in capsys.readouterr().err

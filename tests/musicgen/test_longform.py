@@ -44,3 +44,14 @@ def test_ninety_seconds_is_exactly_ninety_seconds(musicgen):
 def test_odd_durations_are_sample_exact(musicgen):
     render = musicgen.generate(["clicks"], GenerationParams(duration_s=0.3337, seed=1))
     assert render.audio.shape[-1] == round(0.3337 * 32000)
+
+
+def test_a_stride_under_one_frame_is_refused_in_seconds() -> None:
+    from types import SimpleNamespace
+
+    from daemon.models.musicgen.longform import stride_frames
+
+    bundle = SimpleNamespace(frame_rate=50, window_frames=1500)
+    with pytest.raises(InvalidArgument, match=r"at least one codec frame \(0.02 s\), got 0.01"):
+        stride_frames(0.01, bundle)  # type: ignore[arg-type]
+    assert stride_frames(40.0, bundle) == 1499  # type: ignore[arg-type]  # past the window: its longest

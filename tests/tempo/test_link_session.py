@@ -235,3 +235,24 @@ def played_reference(chunks: list[Chunk]) -> np.ndarray:
     pieces = [stream.push(chunk.audio) for chunk in chunks]
     pieces.append(stream.push(np.zeros((chunks[0].channels, 0), np.float32), last=True))
     return np.concatenate(pieces, axis=1)
+
+
+def test_alone_the_daemon_founds_the_session_at_its_bpm(tmp_path: Path, riffd_cache: Path) -> None:
+    """The first peer founds the session and later peers adopt its tempo (Link's rule): with --bpm
+    that is the set's tempo, not Link's 120."""
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with Namespace() as ns:
+        daemon = DaemonChild(["--link", "--bpm", "97", "--model", "debug/musicgen", "--device", "cpu", "--osc-port",
+                              "0", "--zmq-port", "0", "--no-web", "--out", str(tmp_path / "out"),
+                              "--cache-dir", str(riffd_cache)], prefix=ns.command([]))
+        try:
+            client = ns.call(lambda: Client(daemon.zmq, timeout_s=60))
+            try:
+                clock, _ = _clock_until(client, lambda c: c.source == "link", 10.0)
+                assert clock.peers == 0 and abs(clock.tempo - 97.0) < 0.01, clock
+            finally:
+                client.close()
+        finally:
+            daemon.stop()

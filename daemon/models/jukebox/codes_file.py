@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.file_mode import publish_mode
 from protocol.errors import BadAudio, InvalidArgument
 
 #: Labels stored beside the codes, restored when an upsample request leaves them empty.
@@ -40,6 +41,7 @@ def write_codes(path: Path, top: TopCodes) -> None:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, top=np.asarray(top.codes, dtype=np.int32).reshape(-1),
                      **{key: np.array(getattr(top, key)) for key in (*LABEL_KEYS, "model")})
+        publish_mode(staging)
         os.replace(staging, path)
     except BaseException:
         Path(staging).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from daemon.models.musicgen.chroma import ChromaSettings
-from protocol.errors import ModelUnavailable, UnknownModel
+from protocol.errors import InvalidArgument, ModelUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def pick_device(device: str = "auto") -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as exc:
-        raise ModelUnavailable(f"unknown device {device!r} (use auto, cpu, cuda or mps)") from exc
+        # A misspelt device is the request's mistake, not the model's.
+        raise InvalidArgument(f"unknown device {device!r} (use auto, cpu, cuda or mps)") from exc
 
 
 def load_folder(folder: Path, *, model_id: str, device: torch.device) -> MusicgenBundle:

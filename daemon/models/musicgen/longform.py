@@ -42,8 +42,13 @@ def plan_windows(new_frames: int, prompt_frames: int, window_frames: int, stride
 
 
 def stride_frames(extend_stride_s: float, bundle: MusicgenBundle) -> int:
-    """The frames a later window advances by for `extend_stride_s`, at most the window less one."""
-    return min(int(extend_stride_s * bundle.frame_rate), bundle.window_frames - 1)
+    """The frames a later window advances by for `extend_stride_s`, at most the window less one (a
+    stride past a small model's window is its longest; the default 18 s is past debug presets')."""
+    frames = int(extend_stride_s * bundle.frame_rate)
+    if frames < 1:
+        raise InvalidArgument(f"extend_stride_s must be at least one codec frame ({1 / bundle.frame_rate:g} s), "
+                              f"got {extend_stride_s:g}")
+    return min(frames, bundle.window_frames - 1)
 
 
 def steps_for(windows: list[Window], bundle: MusicgenBundle) -> int:

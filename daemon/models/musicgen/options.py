@@ -110,7 +110,8 @@ class EngineOptions:
             raise InvalidArgument(f"unknown engine flag(s) {sorted(unknown)} in {spec!r}; "
                                   "use +compile, +draft, +kv4 or +nowarmup")
         if parts[0] not in WEIGHT_FORMATS:
-            raise InvalidArgument(f"engine {spec!r}: the format is one of {', '.join(WEIGHT_FORMATS)}")
+            raise InvalidArgument(f"engine {spec!r}: the format is one of {', '.join(WEIGHT_FORMATS)} "
+                                  "(or auto, the default: the fastest of them that agrees with float32)")
         return cls(weights=parts[0], compile="compile" in flags, warmup="nowarmup" not in flags, draft="draft" in flags,
                    kv4="kv4" in flags)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from daemon.file_mode import publish_mode
 from daemon.models.musicgen.jam.prompts import WeightedPrompts
 from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape, JamState, WindowState
 from daemon.models.musicgen.loader import MusicgenBundle
@@ -91,6 +92,7 @@ def save_state(path: Path, state: JamState, *, identity: dict[str, str], offset_
         # Straight to the file: a late window's cache is tens of MB, and no second copy is made in memory.
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, temporary,
                   metadata={_META_KEY: json.dumps(meta)})
+        publish_mode(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
