@@ -29,6 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from protocol.errors import InvalidArgument
+from protocol.messages import check_job_id
+from protocol.params import SEED_LIMIT
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"riffd-journal 1\n"
@@ -37,10 +41,12 @@ STATE_SUFFIX = ".state.json"
 CHECKPOINT_SUFFIX = ".ckpt.npz"
 #: A request's frames are at most a header and its inline audio; anything claiming more is damage.
 MAX_ENTRY_BYTES = 1 << 31
+#: What record_accepted writes in every entry's metadata (besides the job id); a missing one is damage.
+META_KEYS = ("model", "save", "reply", "accepted_ns")
 
 
-class JournalError(Exception):
-    """An entry that cannot be used (truncated, damaged, another format)."""
+class JournalError(ValueError):
+    """An entry that cannot be used (truncated, damaged, another format, a field of the wrong type)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def decode_entry(data: bytes) -> tuple[dict[str, Any], tuple[bytes, ...]]:
         raise JournalError("no metadata")
     try:
         meta = json.loads(blobs[0])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise JournalError(f"metadata is not JSON: {exc}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("job"), str) or not isinstance(meta.get("model"), str):
         raise JournalError("metadata lacks the job id or model")
@@ -215,32 +221,20 @@ class Journal:
     def read(self) -> list[JournalEntry]:
         """Every intact entry, those that were running first, then in the order they were accepted.
 
-        A damaged entry is reported (log), moved to `corrupt/` and skipped; a damaged or lost state
-        file is reported and the job's checkpoint (if any) tells its seed and progress, else it
-        starts over; leftovers of ended jobs are removed.
+        A damaged entry (unreadable, or any field of the wrong type) is reported (log), moved to
+        `corrupt/` and skipped; a damaged or lost state file is reported and the job's checkpoint
+        (if any) tells its seed and progress, else it starts over; leftovers of ended jobs are removed.
         """
         entries = []
         for path in sorted(self.folder.glob(f"*{JOB_SUFFIX}")):
             try:
-                if path.stat().st_size > MAX_ENTRY_BYTES:
-                    raise JournalError(f"{path.stat().st_size} bytes, more than any request")
-                meta, frames = decode_entry(path.read_bytes())
-                if meta["job"] != path.name[: -len(JOB_SUFFIX)]:
-                    raise JournalError(f"names job {meta['job']!r}, not the one of its file name")
-            except (OSError, JournalError) as exc:
-                self._set_aside(path, str(exc))
-                continue
-            state = self._read_state(meta["job"])
-            done, total, checkpoint_seed = self._progress(meta["job"])
-            if checkpoint_seed is not None and state.get("seed") is None:
-                state = {**state, "state": "running", "seed": checkpoint_seed}  # its state file was lost
-            self._states[meta["job"]] = state
-            reply = meta.get("reply")
-            entries.append(JournalEntry(
-                job_id=meta["job"], accepted_ns=int(meta.get("accepted_ns") or 0), model=meta["model"],
-                save=bool(meta.get("save")), reply=reply if isinstance(reply, dict) else None, frames=frames,
-                running=state.get("state") == "running", seed=_int_or_none(state.get("seed")), done=done,
-                total=total))
+                entries.append(self._read_entry(path))
+            except JournalError as exc:
+                self.set_aside(path.name[: -len(JOB_SUFFIX)], str(exc))
+            except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
+                # Damage _read_entry did not foresee (deeply nested JSON, a bug in reading it) still
+                # costs this one entry, never the daemon's start.
+                self.set_aside(path.name[: -len(JOB_SUFFIX)], f"{type(exc).__name__}: {exc}")
         known = {entry.job_id for entry in entries}
         for suffix in (STATE_SUFFIX, CHECKPOINT_SUFFIX):
             for orphan in self.folder.glob(f"*{suffix}"):
@@ -248,6 +242,26 @@ class Journal:
                     orphan.unlink(missing_ok=True)  # its job ended (or its entry was set aside)
         entries.sort(key=lambda entry: (not entry.running, entry.accepted_ns, entry.job_id))
         return entries
+
+    def _read_entry(self, path: Path) -> JournalEntry:
+        """One entry with its state and progress; JournalError if it cannot be used."""
+        if path.stat().st_size > MAX_ENTRY_BYTES:
+            raise JournalError(f"{path.stat().st_size} bytes, more than any request")
+        meta, frames = decode_entry(path.read_bytes())
+        job_id = path.name[: -len(JOB_SUFFIX)]
+        model, save, reply, accepted_ns = _checked_meta(meta, job_id)
+        state = self._read_state(job_id)
+        done, total, checkpoint_seed = self._progress(job_id)
+        seed = _seed_or_none(state.get("seed"))
+        if seed is None and state.get("seed") is not None:
+            log.warning("journal: state of job %s names seed %r, not a seed; its checkpoint, if any, says which",
+                        job_id, state.get("seed"))
+        if seed is None and checkpoint_seed is not None:
+            state = {**state, "state": "running", "seed": checkpoint_seed}  # its state file was lost
+            seed = checkpoint_seed
+        self._states[job_id] = state
+        return JournalEntry(job_id=job_id, accepted_ns=accepted_ns, model=model, save=save, reply=reply, frames=frames,
+                            running=state.get("state") == "running", seed=seed, done=done, total=total)
 
     def _progress(self, job_id: str) -> tuple[int, int, int | None]:
         """(done, total, seed) saved with the job's checkpoint; (0, 0, None) without a usable one."""
@@ -257,7 +271,7 @@ class Journal:
         try:
             with np.load(path, allow_pickle=False) as data:
                 done, total = (int(value) for value in data["progress"])
-                seed = int(data["seed"]) if "seed" in data.files else None
+                seed = _seed_or_none(int(data["seed"])) if "seed" in data.files else None
             return done, total, seed
         except (OSError, ValueError, KeyError, TypeError, EOFError, zlib.error):
             return 0, 0, None  # reported when the backend loads it
@@ -271,14 +285,16 @@ class Journal:
             if not isinstance(state, dict):
                 raise ValueError("not an object")
             return state
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("journal: state of job %s is unreadable (%s); its checkpoint, if any, says how far it got",
                         job_id, exc)
             path.unlink(missing_ok=True)
             return {}
 
-    def _set_aside(self, path: Path, reason: str) -> None:
-        job_id = path.name[: -len(JOB_SUFFIX)]
+    def set_aside(self, job_id: str, reason: str) -> None:
+        """Report an unusable entry and move it to `corrupt/` (for a person to look at); its state
+        and checkpoint go. The daemon goes on without it."""
+        path = self._path(job_id, JOB_SUFFIX)
         corrupt = self.folder / "corrupt"
         log.error("journal: entry %s is unusable (%s); skipped, moved to %s", path.name, reason, corrupt)
         try:
@@ -288,10 +304,43 @@ class Journal:
             log.error("journal: cannot move %s aside: %s", path, exc)
         for suffix in (STATE_SUFFIX, CHECKPOINT_SUFFIX):
             self._path(job_id, suffix).unlink(missing_ok=True)
+        self._states.pop(job_id, None)
+
+
+def _checked_meta(meta: dict[str, Any], file_job_id: str) -> tuple[str, bool, dict[str, Any] | None, int]:
+    """An entry's model, save, reply and accepted_ns, each of the type record_accepted wrote, or
+    JournalError (a checksum proves the bytes are whole, not that whoever wrote them wrote sense)."""
+    job_id = meta.get("job")
+    if job_id != file_job_id:
+        raise JournalError(f"names job {job_id!r}, not the one of its file name")
+    try:
+        check_job_id(file_job_id)
+    except InvalidArgument as exc:
+        raise JournalError(exc.message) from None
+    missing = [name for name in META_KEYS if name not in meta]
+    if missing:
+        raise JournalError(f"metadata lacks {', '.join(missing)}")
+    model, save, reply, accepted_ns = (meta[name] for name in META_KEYS)
+    if not isinstance(model, str) or not model:
+        raise JournalError(f"model is {model!r}, not a model id")
+    if not isinstance(save, bool):
+        raise JournalError(f"save is {save!r}, not true or false")
+    if reply is not None and not isinstance(reply, dict):
+        raise JournalError(f"reply is {reply!r}, not an address")
+    accepted = _int_or_none(accepted_ns)
+    if accepted is None or accepted < 0:
+        raise JournalError(f"accepted_ns is {accepted_ns!r}, not a time in ns")
+    return model, save, reply, accepted
 
 
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seed_or_none(value: object) -> int | None:
+    """A seed a request could have given (protocol.params: [0, 2^63)); None for anything else."""
+    seed = _int_or_none(value)
+    return seed if seed is not None and 0 <= seed < SEED_LIMIT else None
 
 
 __all__ = ["JobCheckpoint", "Journal", "JournalEntry", "JournalError", "write_atomic"]

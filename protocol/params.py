@@ -13,6 +13,8 @@ from protocol.errors import DurationTooLong, InvalidArgument
 
 #: The longest render a request may ask for unless the daemon is configured otherwise.
 DEFAULT_MAX_DURATION_S = 300.0
+#: Seeds are below this (a torch generator takes a 64-bit seed; Python's ints are unbounded).
+SEED_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class GenerationParams:
         _finite("guidance_scale", self.guidance_scale)
         if self.guidance_scale < 0:
             raise InvalidArgument(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63):
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT):
             raise InvalidArgument(f"seed must be an integer in [0, 2^63), got {self.seed!r}")
         _finite("extend_stride_s", self.extend_stride_s)
         if self.extend_stride_s <= 0:
