@@ -3,6 +3,7 @@ jobs, queued again with the way back to whoever asked for them."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,8 @@ from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint, ZmqReply
 from protocol import wire
-from protocol.errors import RiffdError
+from protocol.errors import BadMessage, RiffdError, Unsupported
+from protocol.messages import JobRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,11 +29,16 @@ log = logging.getLogger(__name__)
 def resume_jobs(journal: Journal, handler: RequestHandler, scheduler: Scheduler, reconnections: Reconnections,
                 reply_for: Callable[[JournalEntry], Reply]) -> list[str]:
     """Queue again every intact journaled job (running ones first, then in the order they came),
-    checked as new requests; return their ids. One that is refused now is reported and dropped."""
+    checked as new requests; return their ids. One whose request is damaged is set aside; one that
+    is refused now is reported and dropped; neither stops the others."""
     resumed = []
     for entry in journal.read():
         try:
-            request = wire.decode_request(list(entry.frames))
+            request = journaled_request(entry)
+        except (RiffdError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            journal.set_aside(entry.job_id, exc.message if isinstance(exc, RiffdError) else f"{type(exc).__name__}: {exc}")
+            continue
+        try:
             handler.resume(request, reply_for(entry), entry)
         except RiffdError as exc:
             log.error("journal: job %s cannot be resumed (%s: %s); dropped", entry.job_id, exc.code, exc.message)
@@ -49,6 +56,20 @@ def resume_jobs(journal: Journal, handler: RequestHandler, scheduler: Scheduler,
     if resumed:
         log.info("journal: resumed %d job(s) accepted by an earlier daemon on %s", len(resumed), journal.folder)
     return resumed
+
+
+def journaled_request(entry: JournalEntry) -> JobRequest:
+    """The request of `entry`, under the entry's job id: one that came without an id (the daemon
+    picked it) keeps the one picked, so its file name, its clients and its journal entry stay the
+    same; RiffdError if the frames are not a job request of that job."""
+    request = wire.decode_request(list(entry.frames))
+    if not isinstance(request, JobRequest):
+        raise Unsupported(f"a journaled {request.TYPE} request cannot be resumed")
+    if request.job is None:
+        return dataclasses.replace(request, job=entry.job_id)
+    if request.job != entry.job_id:
+        raise BadMessage(f"its request is job {request.job!r}, not {entry.job_id!r}")
+    return request
 
 
 def restore_subscribers(journal: Journal, router: EventRouter, osc: OscEndpoint, source_filter: SourceFilter) -> None:
