@@ -176,6 +176,11 @@ class Journal:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(".*.tmp"):  # a write a kill interrupted: the old version stands
             stale.unlink(missing_ok=True)
+        # OSError now if the folder exists but cannot be written (a read-only mount), as when it cannot
+        # be made: a daemon that started anyway would run every saved job unjournaled.
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
         self._states: dict[str, dict[str, Any]] = {}
 
     def _path(self, job_id: str, suffix: str) -> Path:

@@ -8,7 +8,10 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +178,34 @@ def test_the_state_dir_holds_the_journal_and_an_unusable_one_is_a_clear_error(tm
     blocker.write_text("not a folder")
     with pytest.raises(InvalidArgument, match="--state-dir"):
         start_fake_daemon(tmp_path / "out", state_dir=blocker)
+
+
+@contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """`folder` read-only for this process: a read-only bind mount for root (whom file modes do not
+    stop), else its mode."""
+    if os.geteuid() != 0:
+        modes = {path: path.stat().st_mode for path in (folder, *folder.rglob("*"))}
+        for path in modes:
+            path.chmod(0o555)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {bind.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_journal_folder_that_exists_but_cannot_be_written_is_refused_too(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "journal").mkdir(parents=True)
+    with _read_only(state), pytest.raises(InvalidArgument, match=r"\(--state-dir\): (Read-only file system|Permission denied)"):
+        start_fake_daemon(tmp_path / "out", state_dir=state)
