@@ -90,9 +90,10 @@ def reply_address(reply: Any) -> dict[str, Any] | None:
 
 
 class Reconnections:
-    """Resumed jobs whose ZeroMQ requester was away when they restarted (the daemon came up before
-    its client reconnected, so their first events were dropped): the first time that client is
-    heard from again, it is told `accepted` (and `started`, if it has) for each of them."""
+    """Resumed jobs whose ZeroMQ requester may be away: its client reconnects on its own (every
+    100 ms, libzmq's default), so the daemon gives it a moment before the jobs start (`waiting`,
+    `back`); one that comes later, the first time it is heard from, is told `accepted` (and
+    `started`, if it has) for each of them: their events before it was back were dropped."""
 
     def __init__(self) -> None:
         self._waiting: dict[Hashable, list[Job]] = {}
@@ -102,6 +103,19 @@ class Reconnections:
         key = getattr(job.reply, "key", None)
         if isinstance(key, tuple) and key and key[0] == "zmq":
             self._waiting.setdefault(key, []).append(job)
+
+    def waiting(self) -> list[Job]:
+        """The resumed jobs whose requester has not been heard from (nor reached) since the start."""
+        return [job for jobs in self._waiting.values() for job in jobs]
+
+    def back(self, job: Job) -> None:
+        """`job`'s requester was reached (it heard the job's `accepted`): nothing to repeat to it."""
+        key = getattr(job.reply, "key", None)
+        jobs = [other for other in self._waiting.get(key, []) if other is not job]
+        if jobs:
+            self._waiting[key] = jobs
+        else:
+            self._waiting.pop(key, None)
 
     def saw(self, job: Job, event: Event) -> None:
         """Every event a job emits (any thread): a resumed job's `started` is kept to repeat."""

@@ -36,7 +36,7 @@ from daemon.server.handlers import RequestHandler
 from daemon.server.osc_endpoint import OscEndpoint, OscReply
 from daemon.server.peers import PeerGate
 from daemon.server.ports import cannot_listen, check_ports, listeners
-from daemon.server.resume import reply_for, restore_subscribers, resume_jobs
+from daemon.server.resume import RECONNECT_GRACE_S, await_requesters, reply_for, restore_subscribers, resume_jobs
 from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint, ZmqReply
 from daemon.sinks import FileSinkFactory, SinkFactory
@@ -236,6 +236,7 @@ class Daemon:
         restore_subscribers(self._durable.journal, self._router, self._osc, self._source_filter)
         resume_jobs(self._durable.journal, handler, self._scheduler, self._reconnections,
                     lambda entry: reply_for(entry, self._osc, self._zmq, self._source_filter))
+        await await_requesters(self._reconnections, RECONNECT_GRACE_S)
         if self.config.web:
             from daemon.web.endpoint import WebEndpoint  # aiohttp is imported only when the studio is on
 

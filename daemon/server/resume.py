@@ -3,8 +3,10 @@ jobs, queued again with the way back to whoever asked for them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from daemon.durable import Reconnections, Unreachable, load_subscribers, save_subscribers
@@ -16,7 +18,7 @@ from daemon.server.router import EventRouter, Reply
 from daemon.server.zmq_endpoint import ZmqEndpoint, ZmqReply
 from protocol import wire
 from protocol.errors import BadMessage, RiffdError, Unsupported
-from protocol.messages import JobRequest
+from protocol.messages import Accepted, Event, JobRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,6 +26,13 @@ if TYPE_CHECKING:
     from daemon.server.handlers import RequestHandler
 
 log = logging.getLogger(__name__)
+
+#: How long resumed jobs wait for their ZeroMQ requesters to reconnect before they start: a client
+#: socket tries every 100 ms (libzmq's default), so this covers a loaded machine; the start is late
+#: only while a resumed job's client is missing (it may have ended with the daemon).
+RECONNECT_GRACE_S = 2.0
+#: How often an absent requester is tried meanwhile.
+RECONNECT_POLL_S = 0.02
 
 
 def resume_jobs(journal: Journal, handler: RequestHandler, scheduler: Scheduler, reconnections: Reconnections,
@@ -72,6 +81,31 @@ def journaled_request(entry: JournalEntry) -> JobRequest:
     return request
 
 
+async def await_requesters(reconnections: Reconnections, grace_s: float) -> None:
+    """Before the resumed jobs start, give their ZeroMQ requesters up to `grace_s` to reconnect, so
+    that a client still reading a job's stream hears it from its `accepted` and its first chunk on.
+    Each is sent its job's `accepted` until it arrives (unless the first one, sent as the job was
+    resumed, did: that happens on the loop first)."""
+    await asyncio.sleep(0)  # the `accepted` events of resume_jobs go out (call_soon_threadsafe) first
+    missing = [(job, job.reply) for job in reconnections.waiting() if isinstance(job.reply, ResumedZmqReply)]
+    if missing:
+        log.info("journal: waiting up to %.0f s for the clients of %d resumed job(s) to reconnect", grace_s,
+                 len(missing))
+    deadline = time.monotonic() + grace_s
+    while missing:
+        for job, reply in missing:
+            if not reply.reached:
+                reply.send(Accepted(job=job.id, queue_position=0, re=job.re))
+            if reply.reached:
+                reconnections.back(job)
+        missing = [(job, reply) for job, reply in missing if not reply.reached]
+        if not missing or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(RECONNECT_POLL_S)
+    for job, _ in missing:
+        log.info("journal: the client of job %s is not back; it hears the job if it reconnects", job.id)
+
+
 def restore_subscribers(journal: Journal, router: EventRouter, osc: OscEndpoint, source_filter: SourceFilter) -> None:
     """The OSC UDP subscribers an earlier daemon kept, still on the allow-list; from now on every
     change is kept for the next daemon."""
@@ -102,7 +136,35 @@ def reply_for(entry: JournalEntry, osc: OscEndpoint | None, zmq: ZmqEndpoint | N
             return OscReply(osc, (str(address["host"]), int(address["port"])))
         if transport == "zmq" and zmq is not None:
             envelope = (bytes.fromhex(str(address["identity"])),) + ((b"",) if address.get("delimiter") else ())
-            return ZmqReply(zmq, envelope, quiet=True)
+            return ResumedZmqReply(ZmqReply(zmq, envelope))
     except (KeyError, ValueError, TypeError):
         log.warning("journal: job %s: its requester's address is unusable", entry.job_id)
     return Unreachable(transport="osc" if transport == "osc.tcp" else "journal")
+
+
+class ResumedZmqReply:
+    """The way back to a resumed job's ZeroMQ requester, who may be away for now (its socket
+    reconnects on its own) or for good: events to it are dropped quietly while it is, its absence
+    cancels nothing, and `reached` says whether one got through since this daemon started."""
+
+    transport = "zmq"
+
+    def __init__(self, reply: ZmqReply) -> None:
+        self._reply = reply
+        self.reached = False
+
+    @property
+    def key(self) -> tuple[str, bytes]:
+        return self._reply.key
+
+    @property
+    def host(self) -> str | None:
+        return self._reply.host
+
+    @property
+    def envelope(self) -> tuple[bytes, ...]:  # durable.reply_address journals it again
+        return self._reply.envelope
+
+    def send(self, event: Event) -> None:
+        if self._reply.endpoint.send(self._reply.envelope, event, quiet=True):
+            self.reached = True

@@ -46,16 +46,13 @@ class ZmqReply:
     envelope: tuple[bytes, ...]  # routing id, plus the empty delimiter of REQ-style peers
     transport: str = "zmq"
     host: str | None = field(default=None, compare=False)  # the peer's IP address, when libzmq says it
-    # A resumed job's requester, who may never reconnect: events to it are dropped quietly while it
-    # is away, and its absence cancels nothing.
-    quiet: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> tuple[str, bytes]:
         return ("zmq", self.envelope[0])
 
     def send(self, event: Event) -> None:
-        self.endpoint.send(self.envelope, event, quiet=self.quiet)
+        self.endpoint.send(self.envelope, event)
 
 
 class ZmqEndpoint:
@@ -133,10 +130,13 @@ class ZmqEndpoint:
             return
         self._handler(request, reply)
 
-    def send(self, envelope: tuple[bytes, ...], event: Event, *, quiet: bool = False) -> None:
+    def send(self, envelope: tuple[bytes, ...], event: Event, *, quiet: bool = False) -> bool:
+        """Send `event` to a peer; whether it went. A peer that is gone or not reading has its jobs
+        stopped, unless `quiet` (a resumed job's requester, who may be away for now, or for good)."""
         frames = [*envelope, *wire.encode(event)]
         try:
             _send_now(self._router, frames)
+            return True
         except zmq.Again:
             if not quiet:
                 log.warning("zmq: peer %s is not reading; dropping it", envelope[0].hex())
@@ -147,6 +147,7 @@ class ZmqEndpoint:
             if not quiet:
                 log.info("zmq: peer %s is gone", envelope[0].hex())
                 self._on_peer_gone(("zmq", envelope[0]))
+        return False
 
     def publish(self, event: Event) -> None:
         try:
