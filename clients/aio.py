@@ -22,6 +22,7 @@ import zmq.asyncio
 from clients.client import DEFAULT_ENDPOINT, connect_dealer, raise_for
 from clients.curve import CurveClientKeys
 from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
+from clients.joining import ChunkJoiner, Rendered
 from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import (
@@ -64,6 +65,18 @@ class AsyncJobStream:
             if not self.finished:
                 await self.cancel()
             self._client._forget(self.request.id)
+
+    async def collect(self) -> Rendered:
+        """Read to the end and join the chunks, as `JobStream.collect` does (a Jukebox preview is
+        skipped; a job a restarted daemon resumed is joined from its new start); raise RiffdError if
+        the job fails."""
+        joiner = ChunkJoiner()
+        async for event in self:
+            joiner.add(event)
+            result = joiner.ended(event)
+            if result is not None:
+                return result
+        raise RiffdError("the job stream ended without a result", code="protocol")
 
     async def cancel(self) -> None:
         if self.job is not None and not self.finished:

@@ -16,19 +16,17 @@ import collections
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 import zmq
 
 from clients.curve import CurveClientKeys
 from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
+from clients.joining import ChunkJoiner, Rendered
 from protocol import wire
 from protocol.errors import RiffdError
 from protocol.messages import (
-    TERMINAL_EVENTS, Accepted, Applied, Cancel, Chunk, Clock, Done, Error, Event, GetClock, GetStatus, JamSet,
+    TERMINAL_EVENTS, Accepted, Applied, Cancel, Clock, Error, Event, GetClock, GetStatus, JamSet,
     JamSnapshot, JamStart, JamStop, ListModels, LoadModel, Models, Ok, Request, SetTempo, Snapshot, Status, Subscribe,
     UnloadModel, Unsubscribe,
 )
@@ -52,16 +50,6 @@ def connect_dealer(socket: zmq.Socket, endpoint: str, curve: CurveClientKeys | N
 def raise_for(event: Error) -> None:
     """Raise the RiffdError an error event carries (its code kept)."""
     raise RiffdError(event.message, code=event.code)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A finished job's audio, joined from its chunks: float32 `[channels, frames]`."""
-
-    job: str
-    audio: np.ndarray
-    sample_rate: int
-    path: str | None
 
 
 class JobStream:
@@ -120,21 +108,14 @@ class JobStream:
 
     def collect(self) -> Rendered:
         """Read to the end and join the chunks (the final stage: a Jukebox preview is skipped);
-        raise RiffdError if the job fails."""
-        blocks: list[np.ndarray] = []
-        sample_rate, next_offset = 0, 0
+        raise RiffdError if the job fails. A job a restarted daemon resumed is joined from its new
+        start (clients.joining)."""
+        joiner = ChunkJoiner()
         for event in self:
-            if isinstance(event, Chunk) and event.stage == "final":
-                if event.offset_samples != next_offset:
-                    raise RiffdError(f"chunk {event.index} starts at {event.offset_samples}, expected {next_offset}",
-                                     code="protocol")
-                blocks.append(event.audio)
-                sample_rate, next_offset = event.sample_rate, next_offset + event.frames
-            elif isinstance(event, Error):
-                raise_for(event)
-            elif isinstance(event, Done):
-                audio = np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)
-                return Rendered(event.job, audio, event.sample_rate or sample_rate, event.path)
+            joiner.add(event)
+            result = joiner.ended(event)
+            if result is not None:
+                return result
         raise RiffdError("the job stream ended without a result", code="protocol")
 
 

@@ -9,9 +9,10 @@ from typing import Protocol
 from pathlib import Path
 
 from clients.client import DEFAULT_ENDPOINT, Client, raise_for
+from clients.joining import ChunkJoiner
 from protocol.errors import RiffdError
 from clients.cli.options import add_generation_options, generation_params
-from protocol.messages import OUTPUT_FORMATS, SAMPLING_FIELDS, Accepted, Chunk, Done, Error, Event, Progress, Started
+from protocol.messages import OUTPUT_FORMATS, SAMPLING_FIELDS, Accepted, Done, Error, Event, Progress, Started
 
 
 #: (job, chunk blocks `[channels, frames]`, sample rate, -o path) -> exit status; writes and reports the file.
@@ -129,12 +130,14 @@ def run_job(client: Client, stream: EventStream, output: Path | None, *, write: 
     """Show progress, write the audio (with `write` when given), print where it went; raise RiffdError if the job fails."""
     from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
-    blocks, sample_rate = [], 0
+    joiner = ChunkJoiner()
     with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
              TimeElapsedColumn(), transient=True, console=_console()) as bar:
         task = bar.add_task("sending", total=None)
         try:
             for event in stream:
+                if joiner.add(event):  # a saved job the daemon resumed after a restart: its audio comes again
+                    bar.console.print(f"{stream.job or 'job'}: the daemon restarted; the job starts over")
                 if isinstance(event, Accepted):
                     ahead = f", {event.queue_position} ahead" if event.queue_position else ""
                     bar.update(task, description=f"{event.job}: queued{ahead}")
@@ -144,13 +147,11 @@ def run_job(client: Client, stream: EventStream, output: Path | None, *, write: 
                         bar.console.print(f"{event.job}: seed {event.seed}")
                 elif isinstance(event, Progress):
                     bar.update(task, total=event.total, completed=event.done)
-                elif isinstance(event, Chunk) and event.stage == "final":  # not a Jukebox preview
-                    blocks.append(event.audio)
-                    sample_rate = event.sample_rate
                 elif isinstance(event, Error):
                     raise_for(event)
                 elif isinstance(event, Done):
-                    return (write or _write)(stream.job or event.job, blocks, event.sample_rate or sample_rate, output)
+                    return (write or _write)(stream.job or event.job, joiner.blocks,
+                                             event.sample_rate or joiner.sample_rate, output)
         except KeyboardInterrupt:
             stream.cancel()
             raise

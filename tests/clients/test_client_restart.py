@@ -1,20 +1,28 @@
 """Clients reading a job while the daemon is killed (SIGKILL) and started again on the same folder
-(issue 18): a saved job is resumed and its client hears it from its first chunk again.
+(issue 18): a saved job is resumed and its audio, joined anew, equals an uninterrupted render's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import zmq
 from daemon_harness import free_port
 
+from clients import AsyncClient, Client, Rendered
+from clients.cli.common import run_job
+from clients.joining import ChunkJoiner
 from daemon.child import DaemonChild
+from protocol.errors import RiffdError
 from protocol import wire
 from protocol.messages import Accepted, Chunk, Done, Error, Generate, Started
 
@@ -61,6 +69,76 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Itera
     killable.child.kill()
 
 
+def _reference(daemon: KillableDaemon, seed: int) -> Rendered:
+    """The same take rendered without a kill, on the restarted daemon."""
+    with Client(daemon.zmq, timeout_s=60) as client:
+        return client.generate("restart", duration_s=TAKE_S, seed=seed, job=f"ref-{seed}").collect()
+
+
+def _in_thread(work: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work()
+        except Exception as exc:  # noqa: BLE001 - handed to the test to assert on
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_collect_on_a_saved_take_through_a_kill_and_restart_equals_an_uninterrupted_take(
+        daemon: KillableDaemon) -> None:
+    with Client(daemon.zmq, timeout_s=60) as client:
+        stream = client.generate("restart", duration_s=TAKE_S, seed=41, save=True, job="sync-kill")
+        thread, result = _in_thread(stream.collect)
+        daemon.kill_once_streaming("sync-kill")
+        daemon.restart()
+        thread.join(120)
+    assert "error" not in result, result
+    rendered = result["value"]
+    assert any("resumed job sync-kill" in line for line in daemon.child.log)
+    reference = _reference(daemon, 41)
+    assert rendered.audio.shape == reference.audio.shape == (1, round(TAKE_S * reference.sample_rate))
+    np.testing.assert_array_equal(rendered.audio, reference.audio)
+    assert rendered.path is not None and Path(rendered.path).name == "sync-kill.wav"
+
+
+def test_the_asyncio_collect_through_a_kill_and_restart_equals_an_uninterrupted_take(daemon: KillableDaemon) -> None:
+    async def main() -> Rendered:
+        async with AsyncClient(daemon.zmq, timeout_s=60) as client:
+            collecting = asyncio.ensure_future(
+                client.generate("restart", duration_s=TAKE_S, seed=42, save=True, job="aio-kill").collect())
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, daemon.kill_once_streaming, "aio-kill")
+            await loop.run_in_executor(None, daemon.restart)
+            return await asyncio.wait_for(collecting, 120)
+
+    rendered = asyncio.run(main())
+    np.testing.assert_array_equal(rendered.audio, _reference(daemon, 42).audio)
+
+
+def test_the_cli_writes_a_resumed_saved_take_whole_and_says_it_started_over(
+        daemon: KillableDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    written: dict[str, np.ndarray] = {}
+
+    def write(job: str, blocks: list, sample_rate: int, output: Path | None) -> int:
+        written[job] = np.concatenate(blocks, axis=1)
+        return 0
+
+    with Client(daemon.zmq, timeout_s=60) as client:
+        stream = client.generate("restart", duration_s=TAKE_S, seed=43, save=True, job="cli-kill")
+        thread, result = _in_thread(lambda: run_job(client, stream, None, write=write))
+        daemon.kill_once_streaming("cli-kill")
+        daemon.restart()
+        thread.join(120)
+    assert result == {"value": 0}, result
+    np.testing.assert_array_equal(written["cli-kill"], _reference(daemon, 43).audio)
+    assert "cli-kill: the daemon restarted; the job starts over" in capsys.readouterr().err
+
+
 def test_a_client_that_reconnects_late_still_hears_the_resumed_job_from_its_first_chunk(
         daemon: KillableDaemon) -> None:
     """The daemon waits for a resumed job's requester (up to 2 s) before the job starts again: here a
@@ -91,3 +169,16 @@ def test_a_client_that_reconnects_late_still_hears_the_resumed_job_from_its_firs
     chunks = [event for event in after if isinstance(event, Chunk)]
     assert [chunk.index for chunk in chunks] == list(range(len(chunks)))
     assert sum(chunk.frames for chunk in chunks) == after[-1].frames
+
+
+def test_chunks_missing_from_a_stream_are_an_error_that_says_so() -> None:
+    joiner = ChunkJoiner()
+
+    def chunk(index: int, offset: int) -> Chunk:
+        return Chunk(job="j", index=index, offset_samples=offset, sample_rate=8, channels=1, frames=4,
+                     audio=np.zeros((1, 4), np.float32))
+
+    assert not joiner.add(chunk(0, 0)) and not joiner.add(chunk(1, 4))
+    assert joiner.add(chunk(0, 0)) and joiner.frames == 4 and joiner.restarts == 1  # started over
+    with pytest.raises(RiffdError, match="chunk 3 starts at 12, expected 4: chunks were lost"):
+        joiner.add(chunk(3, 12))

@@ -20,6 +20,7 @@ import soundfile as sf
 from daemon_harness import OscPeer, free_port, start_fake_daemon, wait_for
 
 from clients import Client
+from clients.joining import ChunkJoiner
 from daemon.child import DaemonChild
 from daemon.journal import Journal
 from protocol import wire
@@ -47,8 +48,9 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
     try:
         with Client(daemon.zmq, timeout_s=120) as client:
             stream = client.jukebox_sample(PIECE_S, seed=11, model="debug/jukebox", job="night", save=True, **LABELS)
-            seen = 0
+            seen, joiner = 0, ChunkJoiner()  # what a client reading the stream joins (as collect does)
             for event in stream:
+                joiner.add(event)
                 if isinstance(event, Progress):
                     seen = event.done
                     if seen >= BOTTOM_FROM + 6 * 32:  # six windows into the bottom level
@@ -74,6 +76,7 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
             assert "night" in status.resumed or not _journal_has(out, "night"), status
             rest = list(stream)
             kinds = [type(e) for e in rest]
+            restarts = [joiner.add(event) for event in rest]
             assert Accepted in kinds and Started in kinds and kinds[-1] is Done, [e.TYPE for e in rest]
             started = next(e for e in rest if isinstance(e, Started))
             assert started.seed == 11
@@ -88,6 +91,13 @@ def test_a_render_killed_mid_upsampling_resumes_on_restart_and_equals_an_uninter
             reference = list(client.jukebox_sample(PIECE_S, seed=11, model="debug/jukebox", job="ref", save=True,
                                                    **LABELS))
             assert isinstance(reference[-1], Done)
+        # The resumed render sends its final audio again from the start (decoded from the checkpoint's
+        # codes, then the windows it samples): a client joins it anew, and has the uninterrupted render.
+        assert restarts.count(True) == 1 and joiner.restarts == 1
+        uninterrupted = ChunkJoiner()
+        for event in reference:
+            uninterrupted.add(event)
+        np.testing.assert_array_equal(joiner.audio(), uninterrupted.audio())
         resumed_audio, rate = sf.read(out / "night.wav", dtype="float32")
         reference_audio, _ = sf.read(out / "ref.wav", dtype="float32")
         assert rate == 44100 and resumed_audio.shape == reference_audio.shape == (8192,)
