@@ -18,8 +18,10 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from clients.client import DEFAULT_ENDPOINT, connect_dealer, raise_for
+from clients.connection import MONITORED_EVENTS, ConnectionWatch, connection_lost, lost_with_daemon
 from clients.curve import CurveClientKeys
 from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
 from clients.joining import ChunkJoiner, Rendered
@@ -124,8 +126,12 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         self.timeout_s = timeout_s
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.DEALER)
+        # Watched from before it connects, so that the first handshake is seen (clients.connection).
+        self._monitor = self._socket.get_monitor_socket(MONITORED_EVENTS)
+        self._connection = ConnectionWatch()
         connect_dealer(self._socket, endpoint, curve)
         self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._lost_with_daemon: dict[str, Request] = {}  # waiting requests whose jobs end if the daemon goes
         self._reader: asyncio.Task[None] | None = None
 
     def jam(self, prompt: str = "", *, model: str | None = None, **options: Any) -> AsyncJamHandle:
@@ -186,6 +192,8 @@ class AsyncClient(JobRequests[AsyncJobStream]):
                 await self._reader
             except asyncio.CancelledError:
                 pass
+        self._socket.disable_monitor()
+        self._monitor.close()
         self._socket.close()
         self._context.term()
 
@@ -217,12 +225,15 @@ class AsyncClient(JobRequests[AsyncJobStream]):
         assert request.id is not None
         queue: asyncio.Queue[Event] = asyncio.Queue()
         self._queues[request.id] = queue
+        if lost_with_daemon(request):
+            self._lost_with_daemon[request.id] = request
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
         return queue
 
     def _forget(self, request_id: str | None) -> None:
         self._queues.pop(request_id or "", None)
+        self._lost_with_daemon.pop(request_id or "", None)
 
     async def _send(self, request: Request) -> None:
         # Bounded like the wait for events: a DEALER without a peer (e.g. a handshake a CurveZMQ
@@ -248,13 +259,46 @@ class AsyncClient(JobRequests[AsyncJobStream]):
             raise TimeoutError(f"no event from {self.endpoint} within {self.timeout_s} s") from None
 
     async def _read(self) -> None:
+        """Hand each event to the request it answers, for as long as the client is open."""
+        # What the monitor said before the first request (this task starts with it) can end nothing.
+        await self._note_connection(before_any_request=True)
+        poller = zmq.asyncio.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while True:
-            frames = await self._socket.recv_multipart()
+            ready = dict(await poller.poll())
+            if self._socket in ready:
+                self._deliver(await self._socket.recv_multipart())
+            elif self._monitor in ready:
+                await self._note_connection()
+
+    def _deliver(self, frames: list[bytes]) -> None:
+        try:
+            event = wire.decode_event(frames)
+        except RiffdError as exc:
+            log.warning("ignored an undecodable event: %s", exc.message)
+            return
+        queue = self._queues.get(event.re or "")
+        if queue is not None:
+            queue.put_nowait(event)
+
+    async def _note_connection(self, *, before_any_request: bool = False) -> None:
+        """Read the socket monitor's news; after a drop, the requests whose jobs the daemon took with
+        it end with a `connection_lost` error, after the events that came before the drop."""
+        while True:
             try:
-                event = wire.decode_event(frames)
-            except RiffdError as exc:
-                log.warning("ignored an undecodable event: %s", exc.message)
+                message = await self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not self._connection.dropped(parse_monitor_message(message)["event"]) or before_any_request:
                 continue
-            queue = self._queues.get(event.re or "")
-            if queue is not None:
-                queue.put_nowait(event)
+            while True:
+                try:
+                    self._deliver(await self._socket.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+            for request in self._lost_with_daemon.values():
+                queue = self._queues.get(request.id or "")
+                if queue is not None:
+                    queue.put_nowait(connection_lost(request, self.endpoint))
+            self._lost_with_daemon.clear()

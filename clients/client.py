@@ -19,7 +19,9 @@ import time
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from clients.connection import MONITORED_EVENTS, ConnectionWatch, connection_lost, lost_with_daemon
 from clients.curve import CurveClientKeys
 from clients.job_requests import JobRequests, PromptWeights, jam_request, new_id, prompts_request
 from clients.joining import ChunkJoiner, Rendered
@@ -168,8 +170,15 @@ class Client(JobRequests[JobStream]):
         self.timeout_s = timeout_s
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
+        # Watched from before it connects, so that the first handshake is seen (clients.connection).
+        self._monitor = self._socket.get_monitor_socket(MONITORED_EVENTS)
+        self._connection = ConnectionWatch()
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         connect_dealer(self._socket, endpoint, curve)
         self._pending: dict[str, collections.deque[Event]] = {}
+        self._lost_with_daemon: dict[str, Request] = {}  # waiting requests whose jobs end if the daemon goes
 
     def jam(self, prompt: str = "", *, model: str | None = None, **options: Any) -> JamHandle:
         """Start a jam (options: JamStart's fields: seed, lead_s, play, gain, job, resume...)."""
@@ -229,6 +238,8 @@ class Client(JobRequests[JobStream]):
         return self._call(Unsubscribe(host=host, port=port, id=new_id()), Ok)
 
     def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close()
         self._socket.close()
         self._context.term()
 
@@ -259,8 +270,11 @@ class Client(JobRequests[JobStream]):
 
     def _send(self, request: Request, *, expect_reply: bool = True) -> None:
         assert request.id is not None
+        self._note_connection()  # a drop before this request is none of its business
         if expect_reply:
             self._pending[request.id] = collections.deque()
+            if lost_with_daemon(request):
+                self._lost_with_daemon[request.id] = request
         # A DEALER with no connected peer blocks in send, and one whose handshake the daemon refused
         # (a CurveZMQ daemon and a client without keys) may stay without a peer for good: the send
         # is bounded by the same timeout as the wait for events.
@@ -279,6 +293,7 @@ class Client(JobRequests[JobStream]):
 
     def _forget(self, request_id: str | None) -> None:
         self._pending.pop(request_id or "", None)
+        self._lost_with_daemon.pop(request_id or "", None)
 
     def _next_event(self, request_id: str | None) -> Event:
         """The next event answering `request_id`, reading (and sorting) the socket as needed."""
@@ -286,12 +301,30 @@ class Client(JobRequests[JobStream]):
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         while not queue:
             wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._socket.poll(wait_ms):
+            ready = dict(self._poller.poll(wait_ms))
+            if not ready:
                 raise TimeoutError(f"no event from {self.endpoint} within {self.timeout_s} s")
-            event = wire.decode_event(self._socket.recv_multipart())
-            target = self._pending.get(event.re or "")
-            if target is not None:
-                target.append(event)
+            if self._socket in ready:
+                self._sort(wire.decode_event(self._socket.recv_multipart()))
             else:
-                log.debug("dropped a %s event for request %s nobody waits for", event.TYPE, event.re)
+                self._note_connection()
         return queue.popleft()
+
+    def _sort(self, event: Event) -> None:
+        target = self._pending.get(event.re or "")
+        if target is not None:
+            target.append(event)
+        else:
+            log.debug("dropped a %s event for request %s nobody waits for", event.TYPE, event.re)
+
+    def _note_connection(self) -> None:
+        """Read the socket monitor's news; after a drop, the requests whose jobs the daemon took with
+        it end with a `connection_lost` error, after the events that came before the drop."""
+        while self._monitor.poll(0):
+            if not self._connection.dropped(recv_monitor_message(self._monitor)["event"]):
+                continue
+            while self._socket.poll(0):
+                self._sort(wire.decode_event(self._socket.recv_multipart()))
+            for request in self._lost_with_daemon.values():
+                self._sort(connection_lost(request, self.endpoint))
+            self._lost_with_daemon.clear()

@@ -105,6 +105,13 @@ class ShuttingDown(RiffdError):
     code = "shutting_down"
 
 
+class ConnectionLost(RiffdError):
+    """Made by riffd's Python clients, never sent by the daemon: the connection dropped (the daemon
+    stopped or restarted) during a job it does not save (not resumed) or a request awaiting its reply."""
+
+    code = "connection_lost"
+
+
 # Hardening (issue 7): each limit and refusal has its own code, so a program can tell a prompt
 # that is too long from a queue that is full without parsing the message.
 

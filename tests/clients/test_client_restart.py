@@ -1,5 +1,6 @@
 """Clients reading a job while the daemon is killed (SIGKILL) and started again on the same folder
-(issue 18): a saved job is resumed and its audio, joined anew, equals an uninterrupted render's.
+(issue 18): a saved job is resumed and its audio, joined anew, equals an uninterrupted render's;
+a job the daemon did not save ends at once with `connection_lost`, not after the client's timeout.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -137,6 +140,37 @@ def test_the_cli_writes_a_resumed_saved_take_whole_and_says_it_started_over(
     assert result == {"value": 0}, result
     np.testing.assert_array_equal(written["cli-kill"], _reference(daemon, 43).audio)
     assert "cli-kill: the daemon restarted; the job starts over" in capsys.readouterr().err
+
+
+def test_jobs_the_daemon_did_not_save_end_at_once_with_connection_lost(daemon: KillableDaemon, tmp_path: Path) -> None:
+    output = tmp_path / "take.wav"
+    cli = subprocess.Popen([sys.executable, "-m", "clients.cli.main", "generate", "restart", "--duration",
+                            str(2 * TAKE_S), "-o", str(output), "--job", "cli-unsaved", "--endpoint", daemon.zmq],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon.wait_log("job cli-unsaved: accepted")
+
+    async def unsaved() -> Any:
+        async with AsyncClient(daemon.zmq, timeout_s=60) as client:
+            return [event async for event in client.generate("restart", duration_s=2 * TAKE_S, job="aio-unsaved")][-1]
+
+    with Client(daemon.zmq, timeout_s=60) as client:
+        sync_stream = client.generate("restart", duration_s=2 * TAKE_S, job="sync-unsaved")
+        thread, aio_result = _in_thread(lambda: asyncio.run(unsaved()))
+        daemon.wait_log("job sync-unsaved: accepted")
+        daemon.wait_log("job aio-unsaved: accepted")
+        daemon.kill_once_streaming("cli-unsaved")
+        killed = time.monotonic()
+        sync_last = list(sync_stream)[-1]
+        thread.join(30)
+        _, stderr = cli.communicate(timeout=30)
+        waited_s = time.monotonic() - killed
+    assert isinstance(sync_last, Error) and sync_last.code == "connection_lost", sync_last
+    assert isinstance(aio_result["value"], Error) and aio_result["value"].code == "connection_lost", aio_result
+    assert cli.returncode == 2 and "[connection_lost]" in stderr and "not resumed: run it again" in stderr, stderr
+    assert waited_s < 20  # not the clients' 60 s (the CLI's 120 s) timeouts
+    assert not output.exists()
+    daemon.restart()  # nothing of theirs to resume: they were never journaled
+    assert not any("resumed job" in line and "unsaved" in line for line in daemon.child.log)
 
 
 def test_a_client_that_reconnects_late_still_hears_the_resumed_job_from_its_first_chunk(
