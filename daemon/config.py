@@ -152,6 +152,10 @@ class DaemonConfig:
     ray_workers: int | None = None
     ray_worker_cpus: float = 1.0
     ray_worker_gpus: float | None = None
+    # Longest wait for the cluster at start (joining it, or starting a local one): past it the
+    # daemon exits with an error rather than wait on an address nobody answers (Ray would retry
+    # for many minutes).
+    ray_connect_timeout_s: float = 60.0
     # Longest wait for a worker: a control call (ping, stop, unload), a model load, and the gap
     # between two items of a job's stream. Past it the worker counts as lost: the daemon never
     # hangs on a dead or wedged worker.
@@ -252,7 +256,10 @@ class DaemonConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise InvalidArgument(f"{name} must be >= 0, got {value}")
-        for name in ("ray_call_timeout_s", "ray_load_timeout_s", "ray_stream_timeout_s"):
+        if self.ray not in (None, "", "auto") and not _is_host_port(self.ray):
+            raise InvalidArgument(f"--ray takes HOST:PORT (a Ray head's address), 'auto' or nothing (a local Ray "
+                                  f"instance), not {self.ray!r}")
+        for name in ("ray_connect_timeout_s", "ray_call_timeout_s", "ray_load_timeout_s", "ray_stream_timeout_s"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise InvalidArgument(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
         return self
@@ -336,6 +343,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-worker-cpus", type=float, metavar="N", help="CPUs each Ray worker reserves (default 1)")
     parser.add_argument("--ray-worker-gpus", type=float, metavar="N",
                         help="GPUs each Ray worker reserves (default: 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--ray-connect-timeout-s", type=float, metavar="S",
+                        help="longest wait for the Ray cluster to answer at start, or a local one to start (default 60)")
     parser.add_argument("--ray-call-timeout-s", type=float, metavar="S",
                         help="longest wait for a Ray worker's control call (default 30)")
     parser.add_argument("--ray-load-timeout-s", type=float, metavar="S",
@@ -425,6 +434,12 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # "*", "0.0.0.0"'s spelled-out cousins, interface names: all reachable from outside
+
+
+def _is_host_port(address: str) -> bool:
+    """HOST:PORT, as `ray start --head` prints it (an IPv6 host in brackets)."""
+    host, _, port = address.rpartition(":")
+    return bool(host) and not any(char.isspace() for char in host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 # Environment variables: every one riffd reads, here.

@@ -37,6 +37,7 @@ class ClusterSettings:
     workers: int | None = None  # None: one per GPU of the cluster, at least one
     worker_cpus: float = 1.0
     worker_gpus: float | None = None  # None: one where the cluster has GPUs
+    connect_timeout_s: float = 60.0
     call_timeout_s: float = 30.0
     load_timeout_s: float = 900.0
     stream_timeout_s: float = 300.0
@@ -81,10 +82,11 @@ class RayCluster:
         self._prober: threading.Thread | None = None
         self._owner: threading.Thread | None = None
         self._leave = threading.Event()  # the owner thread leaves the cluster once set
+        self._joined = threading.Event()  # ray.init returned (or failed); until then no Ray call is safe
         self._pinned: list[str] = []  # models named at start: on every worker, again after a restart
         self._ray: Any = None
 
-    def _own(self, joined: threading.Event, failed: list[BaseException]) -> None:
+    def _own(self, failed: list[BaseException]) -> None:
         """Join the cluster (or start a local one), then stay until `close`: the Ray processes a local
         start makes die with the thread that started them (Linux's parent-death signal is per thread)."""
         ray = self._ray
@@ -94,11 +96,11 @@ class RayCluster:
                 ray.init(address=self.settings.address, **options)
             else:
                 ray.init(include_dashboard=False, **options)
-        except BaseException as exc:  # noqa: BLE001 - handed to start(), which raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to start(), which says it in riffd's terms
             failed.append(exc)
-            joined.set()
+            self._joined.set()
             return
-        joined.set()
+        self._joined.set()
         self._leave.wait()
         ray.shutdown()
 
@@ -109,13 +111,17 @@ class RayCluster:
 
         self._ray = ray
         started = time.perf_counter()
-        joined = threading.Event()
         failed: list[BaseException] = []
-        self._owner = threading.Thread(target=self._own, args=(joined, failed), name="riffd-ray", daemon=True)
+        where = self.settings.address or "(local)"
+        log.info("Ray: joining the cluster %s (for up to %g s)", where, self.settings.connect_timeout_s)
+        self._owner = threading.Thread(target=self._own, args=(failed,), name="riffd-ray", daemon=True)
         self._owner.start()
-        joined.wait()
+        # Ray itself retries a silent address for many minutes: a wrong --ray is told in seconds. The
+        # owner thread is left inside ray.init (a daemon thread: it does not hold the process up).
+        if not self._joined.wait(self.settings.connect_timeout_s):
+            raise ModelUnavailable(_not_joined(self.settings))
         if failed:
-            raise failed[0]
+            raise _join_failed(self.settings.address, failed[0]) from None
         resources = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0.0))
         count = self.settings.workers or max(1, int(gpus))
@@ -148,7 +154,8 @@ class RayCluster:
         if self._prober is not None:
             self._prober.join(self.settings.call_timeout_s)
         ray = self._ray
-        if ray is None:
+        if ray is None or not self._joined.is_set():  # still inside ray.init: nothing to end, nothing to wait for
+            self._leave.set()
             return
         for worker in self._workers:
             try:
@@ -434,6 +441,25 @@ class RayCluster:
                     break
         except (StopIteration, Exception):  # noqa: BLE001 - a dead worker has nothing more to send
             pass
+
+
+def _not_joined(settings: ClusterSettings) -> str:
+    if not settings.address:
+        return (f"the local Ray instance did not start within {settings.connect_timeout_s:g} s "
+                "(--ray-connect-timeout-s)")
+    where = "on this machine" if settings.address == "auto" else f"at {settings.address}"
+    return (f"no Ray cluster answered {where} within {settings.connect_timeout_s:g} s (start one with "
+            "`ray start --head`, or check --ray)")
+
+
+def _join_failed(address: str, exc: BaseException) -> ModelUnavailable:
+    """ray.init's failure in riffd's terms (Ray's own text names flags riffd does not have)."""
+    if address == "auto" and isinstance(exc, ConnectionError):
+        return ModelUnavailable("--ray auto found no Ray cluster on this machine (start one with "
+                                "`ray start --head`, or give its address: --ray HOST:PORT)")
+    if not address:
+        return ModelUnavailable(f"could not start a local Ray instance: {_first_line(exc)}")
+    return ModelUnavailable(f"could not join the Ray cluster at {address} (--ray): {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:

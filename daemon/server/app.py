@@ -81,7 +81,8 @@ def cluster_for(config: DaemonConfig):  # -> daemon.cluster.cluster.RayCluster
 
     assert config.ray is not None
     settings = ClusterSettings(address=config.ray, workers=config.ray_workers, worker_cpus=config.ray_worker_cpus,
-                               worker_gpus=config.ray_worker_gpus, call_timeout_s=config.ray_call_timeout_s,
+                               worker_gpus=config.ray_worker_gpus, connect_timeout_s=config.ray_connect_timeout_s,
+                               call_timeout_s=config.ray_call_timeout_s,
                                load_timeout_s=config.ray_load_timeout_s, stream_timeout_s=config.ray_stream_timeout_s)
     load = LoadSettings(device=config.device, cache_dir=config.cache_dir, max_duration_s=config.max_duration_s,
                         engine=config.engine, max_batch=config.max_batch, batch_memory_mb=config.batch_memory_mb)
