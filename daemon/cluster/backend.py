@@ -107,11 +107,12 @@ class RayBackend:
     def batched_jobs(self) -> tuple[str, ...]:
         return self._cluster.shared_jobs(self.model_id)
 
-    def jam_host(self) -> RemoteJamHost:
-        """A jam's model side on a worker; the front keeps its job (pacing, changes, files)."""
+    def jam_host(self, job_id: str) -> RemoteJamHost:
+        """Jam `job_id`'s model side on a worker, placed there under that id; the front keeps its job
+        (pacing, changes, files)."""
         from daemon.cluster.jam import RemoteJamHost
 
-        return RemoteJamHost(self._cluster, self.model_id)
+        return RemoteJamHost(self._cluster, self.model_id, job_id)
 
     def release(self) -> None:
         """The front's pool dropped this model (unload, keep-alive): the workers drop it too."""

@@ -1,7 +1,7 @@
 """A jam whose model side lives on a cluster worker, as the front's jam loop sees it.
 
 The front runs the jam's job as without Ray (daemon/jam/job.py: pacing to the listener, the inbox
-of changes, fades, snapshots' files, chunk files); `RayBackend.jam_host()` gives it a
+of changes, fades, snapshots' files, chunk files); `RayBackend.jam_host(job_id)` gives it a
 `RemoteJamHost`, whose streams forward each step to the worker holding the `JamStream` and its
 caches (daemon/cluster/worker_jams.py). A step is one remote call: it carries the changes
 submitted since the last, and brings back the blocks now final, the changes applied (their tokens
@@ -11,7 +11,6 @@ stay here) and the counters the loop paces by. A worker lost mid-jam ends the ja
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,11 +35,13 @@ class _Format:
 
 
 class RemoteJamHost:
-    """One jam's host: places it on a worker with the model (loading it there if needed) and starts it there."""
+    """One jam's host: places it on a worker with the model (loading it there if needed) and starts it there,
+    under the jam's job id (the worker's `jobs` in status name it as the front's jobs do)."""
 
-    def __init__(self, cluster: RayCluster, model_id: str) -> None:
+    def __init__(self, cluster: RayCluster, model_id: str, job_id: str) -> None:
         self._cluster = cluster
         self._model_id = model_id
+        self._job_id = job_id
         self._identity: dict[str, str] = {}
 
     def identity(self) -> dict[str, str]:
@@ -76,7 +77,7 @@ class RemoteJamHost:
 
     def _open(self, op: str, *args: Any) -> tuple[RemoteJamStream, int | None]:
         """Place a new jam and make its stream there (`start` or `resume` on the worker)."""
-        jam_id = f"jam-{uuid.uuid4().hex[:10]}"
+        jam_id = self._job_id
         tried: set[str] = set()
         while True:
             try:

@@ -90,7 +90,7 @@ class JamRun:
         if jam_host is None:
             raise Unsupported(f"model {job.model} cannot jam (jams run on MusicGen text models)")
         self.job, self.request, self.control = job, request, job.jam
-        self.host = jam_host()
+        self.host = jam_host(job.id)
         self.emit, self.settings, self.out_dir, self.clock = emit, settings, out_dir, clock
         # Job samples as the stream counts them <-> as the listener hears them (conformed to a tempo).
         self.positions = positions if positions is not None else PositionMap()

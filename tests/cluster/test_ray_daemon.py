@@ -274,7 +274,10 @@ def test_a_jam_runs_on_a_worker_with_the_in_process_stream_its_changes_and_snaps
         jam = client.jam("ray jam", seed=7, context_s=0.3, window_s=1.0, duration_s=2.5)
         blocks: list[np.ndarray] = []
         assert _jam_audio(jam, blocks, until_samples=rate // 2) is None
-        assert any(w["jobs"].startswith("jam-") for w in _worker_lines(client).values())  # placed like a job
+        # Placed like a job, under its job's id: the worker's jobs name it as the front's do.
+        status = client.status()
+        placed = [line.split("jobs=")[1] for line in status.workers if not line.endswith("jobs=-")]
+        assert placed == list(status.jobs) and placed[0].startswith("jam-"), (placed, status.jobs)
         snapshot = jam.snapshot("ray-jam")
         assert isinstance(snapshot, Snapshot) and Path(snapshot.path).is_file()
         applied = jam.set(temperature=1.4)

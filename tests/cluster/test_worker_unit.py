@@ -225,15 +225,18 @@ class _JamCluster(_FlakyCluster):
         self.sent: list[object] = []
         self.dies_at: str | None = None
         self.calls = 0
+        self.ids: set[str] = set()  # the ids the jam was placed and called under
 
     def acquire(self, model_id: str, job_id: str, exclude: set[str]) -> tuple[str, ModelInfo]:
         worker = next(name for name in ("w0", "w1") if name not in exclude)
         self.placed.append(worker)
+        self.ids.add(job_id)
         return worker, INFO
 
     def call(self, worker: str, method: str, jam_id: str, op: str, *args: object) -> object:
         assert method == "jam"
         self.calls += 1
+        self.ids.add(jam_id)
         if worker == "w0" or op == self.dies_at:  # w0 dies as the jam starts there
             raise WorkerGone(worker, "node-b", "the actor died")
         if op == "start":
@@ -251,10 +254,11 @@ def test_a_jam_on_a_worker_keeps_its_change_tokens_at_the_front_and_a_lost_worke
     from daemon.models.musicgen.jam.types import Change, JamSampling
 
     cluster = _JamCluster()
-    stream = RayBackend(cluster, INFO).jam_host().start("x", JamSampling(), seed=1, context_s=1.0,  # type: ignore[arg-type]
-                                                        window_s=None)
-    # w0 was lost as the jam started there (nothing heard yet): it started on w1.
+    stream = RayBackend(cluster, INFO).jam_host("jam-7").start("x", JamSampling(), seed=1,  # type: ignore[arg-type]
+                                                               context_s=1.0, window_s=None)
+    # w0 was lost as the jam started there (nothing heard yet): it started on w1, under its job's id both times.
     assert cluster.placed == ["w0", "w1"] and cluster.released == ["w0"] and cluster.lost == ["w0"]
+    assert cluster.ids == {"jam-7"} and stream.jam_id == "jam-7"
     assert stream.sample_rate == 32000 and stream.bundle.hop_length == 640 and stream.stream_settings.chunk_frames == 10
     token = object()  # the front's inbox message: never sent, answered here when its change applies
     stream.submit(Change(sampling=(("temperature", 1.2),), token=token))

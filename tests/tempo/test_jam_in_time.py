@@ -92,7 +92,7 @@ class DrumHost:
 class DrumBackend(FakeBackend):
     host: DrumHost = dataclasses.field(default_factory=DrumHost)
 
-    def jam_host(self) -> DrumHost:
+    def jam_host(self, job_id: str = "") -> DrumHost:
         return self.host
 
 

@@ -265,8 +265,9 @@ class MusicGen:
                  1000 * report.step_s / max(report.steps, 1), report.codec_s, f"; {late}" if late else "")
         return report
 
-    def jam_host(self):  # -> daemon.models.musicgen.jam.session.JamHost
-        """What this model's jams share (issue 14): made on the first jam, refused where jams cannot run."""
+    def jam_host(self, job_id: str = ""):  # -> daemon.models.musicgen.jam.session.JamHost
+        """What this model's jams share (issue 14): made on the first jam, refused where jams cannot run
+        (one host for every jam: `job_id`, the jam's, matters only to a cluster's host)."""
         if self._jam_host is None:
             from daemon.models.musicgen.jam.session import JamHost
 
