@@ -4,6 +4,7 @@ health, and the streams of jobs running on workers. The only module that imports
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -85,6 +86,9 @@ class RayCluster:
         self._joined = threading.Event()  # ray.init returned (or failed); until then no Ray call is safe
         self._pinned: list[str] = []  # models named at start: on every worker, again after a restart
         self._ray: Any = None
+        # Set by `close` when this machine's Ray node had died: Ray was not shut down (see _node_alive),
+        # and cannot be at the interpreter's exit either; the process must end without its teardown.
+        self.stranded = False
 
     def _own(self, failed: list[BaseException]) -> None:
         """Join the cluster (or start a local one), then stay until `close`: the Ray processes a local
@@ -156,6 +160,10 @@ class RayCluster:
         ray = self._ray
         if ray is None or not self._joined.is_set():  # still inside ray.init: nothing to end, nothing to wait for
             self._leave.set()
+            return
+        if not _node_alive(ray):
+            self.stranded = True
+            log.warning("Ray: this machine's Ray node is gone: leaving the cluster without shutting Ray down")
             return
         for worker in self._workers:
             try:
@@ -441,6 +449,25 @@ class RayCluster:
                     break
         except (StopIteration, Exception):  # noqa: BLE001 - a dead worker has nothing more to send
             pass
+
+
+def _node_alive(ray: Any) -> bool:
+    """Whether the raylet this process joined through (this machine's Ray node) still takes connections.
+    Ray's shutdown asks it to let the process go; if it is dead, Ray ends the process (exit 1) where the
+    parent's PID is 1 (systemd, containers), before the daemon says it stopped."""
+    node = getattr(ray._private.worker.global_worker, "node", None)
+    path = getattr(node, "raylet_socket_name", None)
+    if not path:
+        return True  # not joined, or a Ray that keeps it elsewhere: shut down as usual
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except OSError:
+            return True  # alive but busy, or not ours to ask: the usual shutdown
+    return True
 
 
 def _not_joined(settings: ClusterSettings) -> str:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import zmq
 
@@ -177,7 +179,10 @@ class Daemon:
             warm = has_tempo or environment_warm_conform()
         warming = warm and self.tempo.warm_conform() and has_tempo
         if self._cluster is not None:
-            await _on_daemon_thread(self._cluster.start)
+            try:
+                await _on_daemon_thread(self._cluster.start)
+            finally:
+                _take_back_sigterm()
         for model_id in self.config.models:
             # Loaded (and warmed by the backend's load step) before anyone is told we are ready;
             # on a daemon thread, so a SIGTERM meanwhile ends the process without waiting for it.
@@ -261,6 +266,11 @@ class Daemon:
         log.info("ready: models %s on %s, audio files in %s", ", ".join(self._pool.loaded()) or "(on demand)",
                  self._pool.device, self.config.out_dir.resolve())
         return self.addresses
+
+    @property
+    def ray_stranded(self) -> bool:
+        """Stopped after this machine's Ray node died: Ray could not be shut down (RayCluster.stranded)."""
+        return self._cluster is not None and self._cluster.stranded
 
     def request_stop(self) -> None:
         """Ask `wait()` to return (safe from a signal handler on the loop)."""
@@ -394,6 +404,31 @@ async def serve(config: DaemonConfig, *, loader: Loader | None = None) -> None:
     finally:
         stopping.cancel()
         await daemon.stop()
+    if daemon.ray_stranded:
+        _exit_stopped()
+
+
+def _exit_stopped() -> NoReturn:
+    """End the process now, as a clean stop (0). Ray's core worker outlived its node: shut down, it
+    would ask the dead raylet (and Ray then ends the process with 1), and left to the interpreter's
+    exit, its threads crash the teardown (SIGSEGV)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _take_back_sigterm() -> None:
+    """Joining Ray installs its crash handler on SIGTERM: it prints a native stack trace, and arms an
+    alarm that aborts the process 3 s later, which a stop waiting on a lost cluster outlasts (exit
+    134). The handler Python had (`serve`'s, through the loop) takes the signal back: SIGTERM is a stop."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # an embedded daemon: its host process owns the signals
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: not set from Python, nothing to put back
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _on_daemon_thread(work: Callable[[], T]) -> "asyncio.Future[T]":

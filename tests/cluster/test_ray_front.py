@@ -1,14 +1,16 @@
-"""A --ray front as a process (`python -m daemon --ray ...`) where the cluster is not there: an
-address nobody answers fails in seconds with one line, and a malformed address or `auto` with no
-cluster are one line in riffd's terms.
+"""A --ray front as a process (`python -m daemon --ray ...`) where the cluster is not there, or goes:
+an address nobody answers fails in seconds with one line, a malformed address or `auto` with no
+cluster are one line in riffd's terms, and a front whose cluster died stops cleanly on SIGTERM.
 
-Ray finds clusters for `auto` by their processes and under its temp folder: that test runs in a PID
-namespace of its own (`unshare -p`, as root) where it can.
+Ray finds clusters for `auto` by their processes and under its temp folder, and ends a driver whose
+node died at once where the driver's parent is PID 1: tests that need either run in a PID namespace
+of their own (`unshare -p`, as root) where they can.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -68,3 +70,18 @@ def test_ray_auto_with_no_cluster_on_the_machine_says_so_in_riffds_terms(tmp_pat
     assert lines[-1] == ("riffd: error: --ray auto found no Ray cluster on this machine (start one with "
                          "`ray start --head`, or give its address: --ray HOST:PORT) [model_unavailable]"), lines
     assert not any("RAY_ADDRESS" in line or "--address" in line for line in lines), lines
+
+
+def test_a_front_whose_cluster_died_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """Ray's crash handler on SIGTERM aborted such a front 3 s into its stop (exit 134), and Ray's shutdown,
+    asking the dead node to let it go, ended it with 1 where its parent is PID 1; both before "stopped"."""
+    script = Path(__file__).with_name("lost_cluster.py")
+    done = subprocess.run([*(PID_NAMESPACE or []), sys.executable, str(script), str(tmp_path)], cwd=REPO,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    log = result["log"]
+    assert result["parent_is_pid_1"] == (PID_NAMESPACE is not None)
+    assert result["status"] == 0, log[-3000:]
+    assert "daemon.server.app: stopped" in log, log[-3000:]
+    assert "SIGTERM received" not in log  # Ray's crash report for a signal that asked for a stop
