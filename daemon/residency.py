@@ -57,9 +57,13 @@ class ModelPool:
             return list(self._entries)
 
     def engines(self) -> dict[str, str]:
-        """The decode mode each resident model runs ("" for backends without modes)."""
+        """The decode mode each resident model runs ("" for backends without modes): what status lists.
+        A stand-in for a model held elsewhere (a cluster's workers) counts while it is held there (its
+        `resident`), not merely while the pool keeps it."""
         with self._lock:
-            return {model_id: str(getattr(entry.backend, "engine_name", "")) for model_id, entry in self._entries.items()}
+            backends = {model_id: entry.backend for model_id, entry in self._entries.items()}
+        return {model_id: str(getattr(backend, "engine_name", "")) for model_id, backend in backends.items()
+                if getattr(backend, "resident", True)}
 
     def resident(self, model_id: str) -> MusicBackend | None:
         """The loaded backend of `model_id`, or None; loads nothing and does not count as a use."""

@@ -98,6 +98,13 @@ class RayBackend:
             finally:
                 self._cluster.release(worker, job.id)
 
+    @property
+    def resident(self) -> bool:
+        """Whether a worker that is up holds the model now: a restarted worker comes back with the
+        --model models only, and a lost one with none. Status lists the model only then; a job for
+        it loads it again wherever it runs."""
+        return self.model_id in self._cluster.resident()
+
     def concurrent_jobs(self, job: Job) -> int:
         """The model's slots on every worker that is up (a Jukebox has one per worker); a jam: one."""
         if isinstance(job.request, (Generate, Continue, JukeboxRequest)):

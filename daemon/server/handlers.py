@@ -147,7 +147,7 @@ class RequestHandler:
         self._router.reply(reply, self._status(request.id))
 
     def _models(self, request: ListModels, reply: Reply) -> None:
-        self._router.reply(reply, Models(default_model=self._config.default_model, loaded=tuple(self._pool.loaded()),
+        self._router.reply(reply, Models(default_model=self._config.default_model, loaded=tuple(self._pool.engines()),
                                          re=request.id))
 
     def _unload(self, request: UnloadModel, reply: Reply) -> None:

@@ -192,6 +192,28 @@ def test_a_continuation_reads_its_file_at_the_front_and_load_unload_act_on_the_c
         path.unlink(missing_ok=True)
 
 
+def test_status_lists_the_models_a_worker_up_holds_now(ray_daemon: DaemonThread) -> None:
+    with Client(ray_daemon.zmq, timeout_s=120) as client:
+        client.load("debug/musicgen-stereo")  # on demand: on one worker
+        assert "debug/musicgen-stereo" in client.status().models
+        name, line = next((n, w) for n, w in _worker_lines(client).items()
+                          if "debug/musicgen-stereo" in w["models"].split(","))
+        os.kill(int(line["pid"]), signal.SIGKILL)
+        # Restarted, the worker holds the --model model again, not the one loaded on demand: status
+        # stops listing that one (the front's pool still keeps its stand-in until its keep-alive).
+        wait_for(lambda: _worker_lines(client)[name]["health"] == "ok"
+                 and _worker_lines(client)[name]["pid"] != line["pid"]
+                 and _worker_lines(client)[name]["models"] == "debug/musicgen", timeout_s=60, interval_s=0.5)
+        held = {model for w in _worker_lines(client).values() for model in w["models"].split(",") if model != "-"}
+        assert held == {"debug/musicgen"}
+        assert client.status().models == ("debug/musicgen",) and client.models().loaded == ("debug/musicgen",)
+        # A job for it loads it again, and it is listed again.
+        assert client.generate("again", duration_s=0.5, seed=2, model="debug/musicgen-stereo").collect().audio.shape \
+            == (2, 16000)
+        assert set(client.status().models) == {"debug/musicgen", "debug/musicgen-stereo"}
+        client.unload("debug/musicgen-stereo")
+
+
 JUKEBOX_PIECE_S = 16384 / 44100  # one top-level window of debug/jukebox: about a second of CPU per job
 JUKEBOX_LABELS = dict(artist="Zac Brown Band", genres="Country", lyrics="Chicken fried, cold beer on a Friday night")
 
