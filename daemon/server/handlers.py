@@ -176,15 +176,16 @@ class RequestHandler:
         # In time (issue 15): a tempo must be known; a take in bars is checked at the length it has now.
         self._tempo.check_request(request)
         plan = self._tempo.plan(request)
-        duration_s = None if plan is None or plan.bars is None else plan.generate_s(0.0)
-        if plan is not None and plan.bars is not None and duration_s is not None \
-                and duration_s > self._config.max_duration_s:
-            # The limit bounds what is generated, which for a take in bars is more than the take
-            # (a conformed take is generated a bar and 12 % longer, to be cut onto the grid).
-            raise DurationTooLong(
-                f"{plan.bars} bars at {plan.bpm:g} bpm are {plan.bars * plan.bar_s:.1f} s, generated as "
-                f"{duration_s:.1f} s{' to be conformed onto the grid' if plan.conform else ''}: over the daemon's "
-                f"--max-duration-s of {self._config.max_duration_s:g} s (ask for fewer bars)")
+        duration_s = None
+        if plan is not None and plan.bars is not None:
+            duration_s = plan.generate_s(0.0)
+            if duration_s > self._config.max_duration_s:
+                # The limit bounds what is generated, which for a take in bars is more than the take
+                # (a conformed take is generated a bar and 12 % longer, to be cut onto the grid).
+                raise DurationTooLong(
+                    f"{plan.bars} bars at {plan.bpm:g} bpm are {plan.bars * plan.bar_s:.1f} s, generated as "
+                    f"{duration_s:.1f} s{' to be conformed onto the grid' if plan.conform else ''}: over the "
+                    f"daemon's --max-duration-s of {self._config.max_duration_s:g} s (ask for fewer bars)")
         params = request.generation_params(duration_s).validate(max_duration_s=self._config.max_duration_s)
         # Refused now rather than when a worker reaches it: paths outside the allowed folders,
         # inline audio over the limit (the runner checks paths again when it reads them).

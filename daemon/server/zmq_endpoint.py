@@ -25,10 +25,6 @@ from protocol.messages import Error, Event, Request
 
 log = logging.getLogger(__name__)
 
-#: A bigger multipart message is dropped by libzmq before it reaches us (and the peer is
-#: disconnected), so riffd's clients refuse to send one; headers are further limited to
-#: wire.MAX_HEADER_BYTES with an error reply.
-MAX_MESSAGE_BYTES = wire.MAX_MESSAGE_BYTES
 #: Events queued for one peer that does not read before it is treated as gone (with chunks of
 #: a second of audio this is minutes of backlog, yet bounded memory).
 SEND_HWM = 1000
@@ -69,7 +65,9 @@ class ZmqEndpoint:
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer raises, so its jobs can be cancelled
         self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
-        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        # A bigger message is dropped by libzmq before it reaches us (and its peer disconnected), so
+        # riffd's clients refuse to send one; headers are further limited with an error reply.
+        self._router.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
         self._router.setsockopt(zmq.LINGER, 500)
         self._pub = self._context.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)

@@ -8,11 +8,11 @@ from daemon.config import DaemonConfig, is_loopback_host
 from daemon.residency import ModelPool
 from daemon.scheduler import Scheduler
 from daemon.server.handlers import RequestHandler
-from daemon.server.zmq_endpoint import MAX_MESSAGE_BYTES
 from daemon.web.guard import WebGuard
 from daemon.web.server import WebServer
 from daemon.web.studio import Studio
 from protocol.messages import Event
+from protocol.wire import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 

@@ -111,15 +111,12 @@ class Takes:
 
     def replaced(self, job: str) -> bool:
         """Whether another job's file now lies where take `job` saved its own."""
-        take = self._takes.get(job)
-        if take is None:
-            return False
         try:
-            _check_identity(take, _stat(take))
+            self.get(job)
         except TakeReplaced:
             return True
         except NotFound:
-            pass  # gone is not replaced: a download says which
+            pass  # unknown or gone is not replaced: a download says which
         return False
 
     def all(self) -> list[Take]:
