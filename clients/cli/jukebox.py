@@ -87,18 +87,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _LyricLabels:
-    """Passes a job's events on, writing each `lyric` event as a label line the moment it comes."""
+    """Passes a job's events on, writing each word's `lyric` event as a label line the moment it
+    comes, once per word.
+
+    A render that a restarted daemon resumes sends its words again from the first (it cannot know
+    which ones this client heard), as it sends its audio again; a word is known by its `index`, and
+    the resumed render's is the same word with the same timing (the same seed and tokens), so a word
+    already written is skipped rather than written twice.
+    """
 
     def __init__(self, stream: EventStream, path: Path) -> None:
         self._stream = stream
         self._path = path
+        self._written: set[int] = set()  # the `index` of every word in the file
         self.job = stream.job
 
     def __iter__(self) -> Iterator[Event]:
         with self._path.open("w", encoding="utf-8") as labels:
             for event in self._stream:
                 self.job = self._stream.job
-                if isinstance(event, Lyric):
+                if isinstance(event, Lyric) and event.index not in self._written:
+                    self._written.add(event.index)
                     labels.write(f"{event.start_s:.6f}\t{event.end_s:.6f}\t{event.text}\n")
                     labels.flush()
                 yield event

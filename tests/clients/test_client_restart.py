@@ -30,15 +30,16 @@ from protocol import wire
 from protocol.messages import Accepted, Chunk, Done, Error, Generate, Started
 
 TAKE_S = 30.0  # long enough to be killed in the middle of on a busy 2-core machine (~2 s of work alone)
+JUKEBOX_PIECE_S = 2 * 16384 / 44100  # debug/jukebox: ~4 s of upsampling after its first chunk here
 
 
 class KillableDaemon:
-    """`python -m daemon` with the debug preset, on ports and a folder kept across kills."""
+    """`python -m daemon` with a debug preset, on ports and a folder kept across kills."""
 
-    def __init__(self, out: Path, cache: Path) -> None:
+    def __init__(self, out: Path, cache: Path, model: str = "debug/musicgen") -> None:
         ports = [free_port() for _ in range(3)]
         # float32: the same seed gives the same audio however the engine is chosen on this machine.
-        self.args = ["--model", "debug/musicgen", "--device", "cpu", "--engine", "float32", "--out", str(out),
+        self.args = ["--model", model, "--device", "cpu", "--engine", "float32", "--out", str(out),
                      "--cache-dir", str(cache), "--osc-port", str(ports[0]), "--zmq-port", str(ports[1]),
                      "--pub-port", str(ports[2]), "--log-level", "INFO"]
         self.child = DaemonChild(self.args)
@@ -68,6 +69,13 @@ class KillableDaemon:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[KillableDaemon]:
     killable = KillableDaemon(tmp_path_factory.mktemp("restart") / "out", riffd_cache)
+    yield killable
+    killable.child.kill()
+
+
+@pytest.fixture(scope="module")
+def jukebox_daemon(tmp_path_factory: pytest.TempPathFactory, riffd_cache: Path) -> Iterator[KillableDaemon]:
+    killable = KillableDaemon(tmp_path_factory.mktemp("restart-jukebox") / "out", riffd_cache, "debug/jukebox")
     yield killable
     killable.child.kill()
 
@@ -216,3 +224,33 @@ def test_chunks_missing_from_a_stream_are_an_error_that_says_so() -> None:
     assert joiner.add(chunk(0, 0)) and joiner.frames == 4 and joiner.restarts == 1  # started over
     with pytest.raises(RiffdError, match="chunk 3 starts at 12, expected 4: chunks were lost"):
         joiner.add(chunk(3, 12))
+
+
+def test_the_cli_writes_each_lyric_label_once_when_the_daemon_resumes_the_render(
+        jukebox_daemon: KillableDaemon, tmp_path: Path) -> None:
+    """A resumed render sends its words again from the first (as it sends its audio again): the
+    label track still holds each word once, as an uninterrupted render's does."""
+    def sample(job: str, labels: Path) -> list[str]:
+        return [sys.executable, "-m", "clients.cli.main", "jukebox", "sample", "--duration", str(JUKEBOX_PIECE_S),
+                "--artist", "Zac Brown Band", "--genres", "country", "--lyrics", "hello there my friend la di da",
+                "--seed", "3", "--save", "--job", job, "-o", str(tmp_path / f"{job}.wav"), "--lyric-labels",
+                str(labels), "--endpoint", jukebox_daemon.zmq]
+
+    reference = tmp_path / "reference.txt"
+    subprocess.run(sample("labels-ref", reference), check=True, capture_output=True, timeout=120)
+    words = reference.read_text(encoding="utf-8").splitlines()
+    assert len(words) >= 2, words  # more than one word, or a repeat could not be told from a word
+
+    labels = tmp_path / "labels.txt"
+    cli = subprocess.Popen(sample("labels-kill", labels), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Every word is sent while the top level is sampled, before the first (preview) chunk.
+    deadline = time.monotonic() + 60
+    while not (labels.exists() and len(labels.read_text(encoding="utf-8").splitlines()) == len(words)):
+        assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+        time.sleep(0.01)
+    jukebox_daemon.kill_once_streaming("labels-kill")
+    jukebox_daemon.restart()
+    _, stderr = cli.communicate(timeout=120)
+    assert cli.returncode == 0, stderr
+    assert "labels-kill: the daemon restarted; the job starts over" in stderr
+    assert labels.read_text(encoding="utf-8").splitlines() == words
