@@ -174,6 +174,8 @@ class Status(Event):
     )
 
     protocol: int
+    # The device jobs run on, by name: "cpu", "cuda:0", "mps" (the daemon's --device, "auto" resolved),
+    # or "ray" when they run on a cluster's workers (one line each in `workers`).
     device: str
     default_model: str
     queued: int

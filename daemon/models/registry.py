@@ -9,7 +9,7 @@ from pathlib import Path
 from daemon.backend import MusicBackend
 from daemon.models import hub
 from daemon.models.musicgen import presets as musicgen_presets
-from protocol.errors import UnknownModel
+from protocol.errors import RiffdError, UnknownModel
 from protocol.params import DEFAULT_MAX_DURATION_S
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,18 @@ def _refuse_unknown_preset(model_id: str) -> None:
     """The preset prefixes name presets only: anything else under them is a typo, never a hub id."""
     if model_id.startswith(("debug/", "random/")):
         raise UnknownModel(f"unknown preset {model_id!r}; presets are: {', '.join(known_presets())}")
+
+
+def device_in_use(device: str) -> str:
+    """The device `load_backend(device=device)` puts models on, by name: the --device setting
+    resolved ("auto" becomes "cpu", "cuda:0" or "mps"). A device this machine lacks stays as it was
+    asked for: loading a model onto it fails and says why."""
+    from daemon.models.musicgen.loader import device_name, pick_device
+
+    try:
+        return device_name(pick_device(device))
+    except RiffdError:
+        return device
 
 
 def load_backend(model_id: str, *, device: str = "auto", cache_dir: Path | None = None,

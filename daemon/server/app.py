@@ -124,7 +124,7 @@ class Daemon:
         self._cluster = cluster_for(config) if config.ray is not None and loader is None else None
         if self._cluster is not None:
             loader = self._cluster_loader
-        self._pool = ModelPool(loader or default_loader(config), "ray" if self._cluster is not None else config.device,
+        self._pool = ModelPool(loader or default_loader(config), self._cluster_or_device(config),
                                keep_alive_s=config.keep_alive_s)
         if sink_factories is None:
             # Sound-card playback (issue 5): opened at start with --play, else on the first play=true request.
@@ -307,6 +307,15 @@ class Daemon:
         if self._link is not None:
             self._link.close()
         log.info("stopped")
+
+    def _cluster_or_device(self, config: DaemonConfig) -> str:
+        """Where the pool's models run: "ray" (the cluster's workers), else the device by name, "auto"
+        resolved ("cpu", "cuda:0"), so that the log and status say which one it is."""
+        if self._cluster is not None:
+            return "ray"
+        from daemon.models.registry import device_in_use  # torch, as a model load would import it
+
+        return device_in_use(config.device)
 
     def _cluster_loader(self, model_id: str, device: str) -> MusicBackend:
         """With --ray: `model_id` resident on a cluster worker, as the pool's stand-in for it."""

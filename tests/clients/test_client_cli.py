@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from daemon_harness import DaemonThread, start_fake_daemon, wait_for
+from daemon_harness import DaemonThread, make_config, start_fake_daemon, wait_for
 
 from clients import Client
 from clients.cli.main import main
@@ -117,6 +117,23 @@ def test_status_and_errors(debug_daemon: DaemonThread, capsys) -> None:
     assert "no queued or running job 'no-such-job' [not_found]" in capsys.readouterr().err
     assert main(["generate", "x", "--duration", "1", "--model", "debug/nope", "--endpoint", debug_daemon.zmq]) == 2
     assert "[unknown_model]" in capsys.readouterr().err
+
+
+def test_status_names_the_device_the_models_run_on_not_the_device_setting(tmp_path: Path, riffd_cache: Path,
+                                                                         capsys) -> None:
+    import torch
+
+    # --device auto (the default) on this machine: the GPU when there is one, else the CPU.
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    daemon = DaemonThread(make_config(tmp_path / "out", models=("debug/musicgen",), device="auto",
+                                      cache_dir=riffd_cache)).start()
+    try:
+        assert main(["status", "--endpoint", daemon.zmq]) == 0
+        assert f") on {expected}, up " in capsys.readouterr().out
+        with Client(daemon.zmq) as client:
+            assert client.status().device == expected  # what OSC patches and the web studio show too
+    finally:
+        daemon.stop()
 
 
 def test_cancel_from_another_command(tmp_path: Path, capsys) -> None:

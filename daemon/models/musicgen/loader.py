@@ -70,6 +70,14 @@ def pick_device(device: str = "auto") -> torch.device:
         raise InvalidArgument(f"unknown device {device!r} (use auto, cpu, cuda or mps)") from exc
 
 
+def device_name(device: torch.device) -> str:
+    """`device` as the daemon reports it: a bare "cuda" (the current GPU, where `.to("cuda")` puts
+    weights) with its index, "cuda:0", so that status names the GPU in use."""
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
 def load_folder(folder: Path, *, model_id: str, device: torch.device) -> MusicgenBundle:
     """Load a MusicGen (or MusicGen Melody) folder written by `save_pretrained`."""
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
