@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from clients.client import DEFAULT_ENDPOINT, Client, raise_for
 from clients.joining import ChunkJoiner
-from protocol.errors import RiffdError
+from protocol.errors import OutputError, RiffdError
 from clients.cli.options import add_generation_options, generation_params
 from protocol.messages import OUTPUT_FORMATS, SAMPLING_FIELDS, Accepted, Done, Error, Event, Progress, Started
 
@@ -24,7 +25,7 @@ DAEMON_SILENT_HINT = "is the daemon running there, and does it want CurveZMQ key
 
 
 def exit_status(run: Callable[[], int]) -> int:
-    """`run()`'s exit status; a RiffdError or a timeout becomes one line on stderr and status 2."""
+    """`run()`'s exit status; a RiffdError, a timeout or a file error becomes one line on stderr and status 2."""
     try:
         return run()
     except RiffdError as exc:
@@ -33,6 +34,24 @@ def exit_status(run: Callable[[], int]) -> int:
     except TimeoutError as exc:
         print(f"error: {exc} ({DAEMON_SILENT_HINT})", file=sys.stderr)
         return 2
+    except OSError as exc:
+        error = file_error(exc)
+        print(f"error: {error.message} [{error.code}]", file=sys.stderr)
+        return 2
+
+
+def file_error(exc: OSError) -> OutputError:
+    """An OSError that reached a command's top as the error it is: a file or folder the command could
+    not write (its output, a label track, key files, the daemon's --out). Every input a user names is
+    read by a reader that says what is wrong with it under its own code (bad_audio for audio,
+    invalid_argument for the lyrics file, config and key files), so what is left is output_error, the
+    code the daemon gives a file it cannot write."""
+    # os.replace(temporary, final) names both: the final name is the user's.
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    if path is None:
+        return OutputError(f"cannot write: {exc}")
+    name = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    return OutputError(f"cannot write {name}: {exc.strerror or exc}")
 
 
 def positive_seconds(text: str) -> float:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from clients.cli.common import EventStream, add_connection_arguments, audio_output_path, connect, run_job
+from protocol.errors import InvalidArgument
 from protocol.messages import Chunk, Event, Lyric
 
 
@@ -60,7 +61,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     options = dict(artist=args.artist, genres=args.genres, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, priority=args.priority, save=args.save)
-    options["lyrics"] = args.lyrics_file.read_text(encoding="utf-8") if args.lyrics_file else args.lyrics
+    options["lyrics"] = _read_lyrics(args.lyrics_file) if args.lyrics_file else args.lyrics
     for name in ("seed", "model", "job"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
@@ -84,6 +85,15 @@ def run(args: argparse.Namespace) -> int:
         if args.preview is not None:
             stream = _PreviewWriter(stream, args.preview)
         return run_job(client, stream, args.output)
+
+
+def _read_lyrics(path: Path) -> str:
+    """The --lyrics-file's text; InvalidArgument (a flag's value) when it cannot be read, before a request is sent."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidArgument(f"cannot read the lyrics file {path}: {reason}") from None
 
 
 class _LyricLabels:

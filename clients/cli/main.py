@@ -12,7 +12,7 @@ import sys
 
 import zmq
 
-from clients.cli.common import DAEMON_SILENT_HINT
+from clients.cli.common import DAEMON_SILENT_HINT, file_error
 from protocol.errors import RiffdError
 
 # Each module defines register(subparsers) that adds its parser with set_defaults(run=...).
@@ -55,8 +55,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"riffd: error: {exc} ({DAEMON_SILENT_HINT})", file=sys.stderr)
         return 2
-    except (OSError, zmq.ZMQError) as exc:
-        # A user's file that cannot be read or written, an endpoint that is not one: a line, not a traceback.
+    except OSError as exc:
+        # A file the command could not write: a line with its code, not a traceback.
+        if args.verbose:
+            raise
+        error = file_error(exc)
+        print(f"riffd: error: {error.message} [{error.code}]", file=sys.stderr)
+        return 2
+    except zmq.ZMQError as exc:
+        # An endpoint that is not one: a line, not a traceback.
         if args.verbose:
             raise
         print(f"riffd: error: {exc}", file=sys.stderr)

@@ -88,7 +88,11 @@ def write_audio(
     if sf_subtype.startswith("PCM"):
         samples = np.clip(samples, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        # The temporary name is ours: an error that names it should name the file that was asked for.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(fd, "wb", buffering=0) as raw:
             handle = _KeepsWriteErrors(raw)

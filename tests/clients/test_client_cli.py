@@ -185,3 +185,9 @@ def test_exit_status_turns_errors_into_one_line(capsys) -> None:
     assert exit_status(lambda: 0) == 0
     assert exit_status(fails) == 2 and capsys.readouterr().err == "error: audio file x.wav does not exist [bad_audio]\n"
     assert exit_status(times_out) == 2 and "CurveZMQ" in capsys.readouterr().err
+
+    def cannot_write() -> int:  # what writing a recipe's output into a missing folder raises
+        raise FileNotFoundError(2, "No such file or directory", "/no/such/folder/take.wav")
+
+    assert exit_status(cannot_write) == 2
+    assert capsys.readouterr().err == "error: cannot write /no/such/folder/take.wav: No such file or directory [output_error]\n"

@@ -53,12 +53,28 @@ def test_an_output_that_is_a_folder_is_refused_first(tmp_path: Path, capsys) -> 
     assert "is a folder" in capsys.readouterr().err
 
 
-def test_a_file_error_is_one_line(tmp_path: Path, capsys) -> None:
+def test_a_file_error_is_one_line_with_its_code(tmp_path: Path, capsys) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
     assert main(["keys", str(not_a_folder / "keys")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("riffd: error:") and "Not a directory" in err and "Traceback" not in err
+    assert err == f"riffd: error: cannot write {not_a_folder / 'keys'}: Not a directory [output_error]\n"
+
+
+def test_an_output_that_cannot_be_written_is_an_output_error_naming_it(fake_daemon, capsys) -> None:
+    # /proc takes no new files, for root too: the take streams, and writing it at the end fails.
+    output = "/proc/riffd-take.wav"
+    assert main(["generate", "x", "--duration", "0.5", "-o", output, "--endpoint", fake_daemon.zmq]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"riffd: error: cannot write {output}: ") and err.endswith(" [output_error]"), err
+
+
+def test_a_lyrics_file_that_cannot_be_read_is_refused_before_anything_is_sent(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "song.txt"
+    assert main(["jukebox", "sample", "--duration", "1", "--lyrics-file", str(missing),
+                 "--endpoint", _silent_endpoint(), "--timeout", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"riffd: error: cannot read the lyrics file {missing}: No such file or directory [invalid_argument]\n"
 
 
 def _continue_of(seconds: float, sample_rate: int = 96000, channels: int = 2) -> Continue:
