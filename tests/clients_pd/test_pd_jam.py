@@ -18,10 +18,12 @@ import soundfile as sf
 from daemon_harness import DaemonThread, make_config
 from test_pd import PD_DIR, PD_RATE, _log, pd_beside, run_pd
 
+from clients.pd.patchgen.patches import event_log
 from clients.pd.patchgen.pdfile import Canvas
 from protocol import osc
 from protocol.messages import (
-    Accepted, Chunk, Continue, Done, Generate, JamPrompts, JamSet, JamStart, JamStop, Request, Started,
+    Accepted, Applied, Chunk, Continue, Done, Error, Event, Generate, JamPrompts, JamSet, JamStart, JamStop, Ok,
+    Request, Started, Subscribe, Unsubscribe,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
@@ -60,6 +62,115 @@ def test_pd_jams_steers_saves_and_plays_it_gaplessly(pd_jam_daemon: DaemonThread
     # What the outlets played: the chunks in order at Pd's rate, seamless, and nothing after the end.
     audio = np.concatenate([sf.read(event[3], dtype="float32")[0] for event in chunks])
     _assert_played_whole(played, audio, 32000)
+
+
+def test_pd_follows_only_the_jam_it_started_last(pd_jam_daemon: DaemonThread, tmp_path: Path) -> None:
+    """riffd-jam-two-test.pd starts a second jam while its first still runs: the daemon sends both jams'
+    events to the patch's socket, and from the second's accepted on only the second's come out of the
+    outlet and into the ring, so the first's chunks do not play and its done does not end the second."""
+    log, played = tmp_path / "log.txt", tmp_path / "played.wav"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as monitor:
+        # A subscriber hears every event in the order the patch is sent them.
+        monitor.bind(("127.0.0.1", 0))
+        monitor.sendto(osc.encode(Subscribe()), ("127.0.0.1", pd_jam_daemon.osc_port))
+        monitor.settimeout(5)
+        assert isinstance(_event(monitor), Ok)
+        console = run_pd("riffd-jam-two-test.pd", f"riffd-jam-two {pd_jam_daemon.osc_port} {log} {played}",
+                         timeout_s=60)
+        monitor.settimeout(0.5)
+        sent = []
+        try:
+            while True:
+                sent.append(_event(monitor))
+        except TimeoutError:
+            pass
+        monitor.sendto(osc.encode(Unsubscribe()), ("127.0.0.1", pd_jam_daemon.osc_port))
+    second_accepted = next(i for i, e in enumerate(sent) if isinstance(e, Accepted) and e.job == "jam-b")
+    first_later = [e for e in sent[second_accepted:] if getattr(e, "job", None) == "jam-a"]
+    assert any(isinstance(e, Chunk) for e in first_later) and any(isinstance(e, Done) for e in first_later), sent
+
+    events = [event for event in _log(log) if event[0] != "connected"]
+    assert ["timeout"] not in events, (events, console)
+    assert "error" not in console, console
+    assert events[0] == ["accepted", "jam-a", "0"], events
+    second = events.index(["accepted", "jam-b", "0"])
+    assert [e for e in events[second:] if _jam_named(e) != "jam-b"] == [], events
+    kinds = [event[0] for event in events[second:]]
+    assert kinds[-2:] == ["done", "ended"] and "started" in kinds, events
+    chunks = [event for event in events[second:] if event[0] == "chunk"]
+    assert [int(event[4]) for event in chunks][:1] == [0] and len(chunks) > 2, events
+    audio = np.concatenate([sf.read(event[3], dtype="float32")[0] for event in chunks])
+    _assert_played_whole(played, audio, 32000)
+
+
+def test_pd_drops_other_jams_events_and_keeps_the_answers_to_its_starts(tmp_path: Path) -> None:
+    """Against a UDP socket playing a daemon whose subscriber the patch is (so it hears another client's
+    jam, "theirs"): two starts, the first refused (an error naming no jam), the second accepted. Out come
+    the refusal, the accepted and the accepted jam's events; none of theirs, their accepted included (no
+    start of the patch waits for an answer then)."""
+    c = Canvas()
+    event_log(c, "riffd-jam-gate-log", 3000, 400, 20)
+    c.obj("r", 20, 20, "r riffd-jam-gate")
+    c.obj("t", 20, 45, "t l l")
+    c.obj("file", 200, 70, "unpack f s")
+    c.obj("port", 20, 70, "list split 1")
+    c.msg("conn", 20, 95, "connect 127.0.0.1 \\$1")
+    c.obj("then", 20, 120, "t b")
+    c.msg("go", 20, 145, "start one \\, start two")
+    c.obj("jam", 20, 200, "riffd-jam")
+    c.msg("quit", 200, 200, "\\; pd quit")
+    c.chain("r", "t")
+    c.chain("t:1", "file")
+    c.wire("file:1", "slog:1")
+    c.chain("t", "port", "conn", "jam")
+    c.chain("conn", "then", "go", "jam")
+    c.wire("jam", "ev")
+    c.chain("to", "slog")
+    c.wire("to", "quit")
+    patch, log = tmp_path / "riffd-jam-gate.pd", tmp_path / "log.txt"
+    patch.write_text(c.render())
+    sequence: list[tuple[Event, bool]] = [  # (event, the patch's)
+        (Error(job="", code="invalid_argument", message="refused"), True),
+        (Accepted(job="j2", queue_position=0), True),
+        (Accepted(job="theirs", queue_position=0), False),
+        (Started(job="j2", model="m", sample_rate=16000, channels=1), True),
+        (Started(job="theirs", model="m", sample_rate=48000, channels=2), False),
+        (Applied(job="theirs", offset_samples=9), False),
+        (Applied(job="j2", offset_samples=100), True),
+        (Error(job="theirs", code="cancelled", message="stopped"), False),
+        (Error(job="j2", code="not_found", message="late"), True),
+        (Ok(request="jam_stop", subject="theirs"), False),
+        (Ok(request="jam_stop", subject="j2"), True),
+        (Done(job="theirs", path="", frames=48000, sample_rate=48000), False),
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+        with pd_beside(str(patch), f"riffd-jam-gate {sock.getsockname()[1]} {log}") as pd:
+            (first, sender), (second, _) = _jam_request(sock), _jam_request(sock)
+            assert (first, second) == (JamStart("one"), JamStart("two"))
+            for event, _ in sequence:
+                sock.sendto(osc.encode(event), sender)
+            console = pd.communicate(timeout=20)[0]
+    assert "error:" not in console, console
+    logged = [event for event in _log(log) if event[0] != "connected"]
+    assert logged == [_words(event) for event, ours in sequence if ours] + [["timeout"]], console
+
+
+def _words(event: Event) -> list[str]:
+    """An event as [riffd-jam]'s outlet gives it and Pd's log writes it (an empty string is no word)."""
+    [(address, args)] = osc.parse_packet(osc.encode(event))
+    return [address.removeprefix("/riffd/"), *(str(arg) for arg in args if arg != "")]
+
+
+def _event(sock: socket.socket) -> Event:
+    [(address, args)] = osc.parse_packet(sock.recv(65536))
+    return osc.decode_event(address, args)
+
+
+def _jam_named(event: list[str]) -> str:
+    """The jam an event of [riffd-jam]'s outlet names: its JOB (an ok's SUBJECT: ok jam_stop JAM)."""
+    return event[2] if event[0] == "ok" else event[1]
 
 
 def _assert_played_whole(played: Path, audio: np.ndarray, jam_rate: int) -> None:

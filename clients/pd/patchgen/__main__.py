@@ -13,7 +13,9 @@ from collections.abc import Callable
 from clients.pd.patchgen.abstraction import abstraction
 from clients.pd.patchgen.follow import follow_test_patch
 from clients.pd.patchgen.jam import jam_abstraction
-from clients.pd.patchgen.jam_patches import jam_help_patch, jam_resume_test_patch, jam_test_patch
+from clients.pd.patchgen.jam_patches import (
+    jam_help_patch, jam_resume_test_patch, jam_test_patch, jam_two_test_patch,
+)
 from clients.pd.patchgen.patches import (
     clock_test_patch, daemon_test_patch, gap_test_patch, help_patch, requests_patch,
 )
@@ -32,6 +34,7 @@ PATCHES: dict[str, Callable[[], Canvas]] = {
     "clients/pd/riffd-jam-help.pd": jam_help_patch,
     "tests/clients_pd/riffd-jam-test.pd": jam_test_patch,
     "tests/clients_pd/riffd-jam-resume-test.pd": jam_resume_test_patch,
+    "tests/clients_pd/riffd-jam-two-test.pd": jam_two_test_patch,
     "tests/clients_pd/riffd-clock-test.pd": clock_test_patch,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from clients.pd.patchgen.abstraction import network
 from clients.pd.patchgen.jam_audio import jam_events, player, ring
+from clients.pd.patchgen.jam_own import own_events
 from clients.pd.patchgen.pdfile import Canvas
 from clients.pd.patchgen.requests import join_words, options, request_sender
 
@@ -48,6 +49,7 @@ def jam_abstraction() -> Canvas:
     options(top.sub("popt", 20, 395, "options", (1200, 640)))
     network(top.sub("pnet", 180, 320, "network", (700, 480)))
     jam_events(top.sub("pev", 180, 345, "events", (900, 600)))
+    own_events(top.sub("pown", 340, 345, "own", (800, 600)))
     ring(top.sub("pring", 180, 370, "ring", (1000, 600)))
     play = top.sub("pplay", 340, 320, "play", (800, 500))
     player(play)

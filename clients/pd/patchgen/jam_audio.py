@@ -17,12 +17,12 @@ assert all(form.index("frames") == DONE_FRAMES_AT for form in Done.OSC_FORMS if 
 
 
 def jam_events(c: Canvas) -> None:
-    c.text(20, 10, "Every event goes out of the left outlet as it came \\, once taken in (so a control sent on "
-           "accepted names that jam). accepted sets the jam the controls name \\; "
+    c.text(20, 10, "Every event of this patch's jam (see [pd own]) goes out of the left outlet as it came \\, once "
+           "taken in (so a control sent on accepted names that jam). accepted sets the jam the controls name \\; "
            "started sizes the ring for the jam's rate \\; each chunk is written into the ring after the last "
            f"\\; the first starts playback {PREBUFFER_MS} ms later (latency MS) \\; done stops it where the "
            "jam's audio ends (then: ended JAM).", 110)
-    c.obj("r", 20, 70, "r \\$0-incoming")
+    c.obj("r", 20, 70, "r \\$0-own")
     c.obj("t", 20, 95, "t a a")
     c.obj("ev", 140, 120, "s \\$0-event")
     c.obj("trim", 20, 125, "list trim")

@@ -1,4 +1,4 @@
-"""riffd-jam-help.pd, the patch users open, and riffd-jam-test.pd, the one tests/clients_pd runs."""
+"""riffd-jam-help.pd, the patch users open, and the test patches tests/clients_pd runs."""
 
 from __future__ import annotations
 
@@ -68,19 +68,20 @@ def jam_help_patch() -> Canvas:
     return c
 
 
-def jam_test_patch() -> Canvas:
-    """A jam from Pd against a real daemon: start, a set, weighted prompts, a snapshot, stop; every event
-    to LOG, the outlets recorded into PLAYED until the player says the jam ended."""
-    c = Canvas(size=(900, 600))
-    event_log(c, "riffd-jam-test-log", 40000, 650, 300)
-    c.text(20, 10, "Test patch for tests/clients_pd: -send \"riffd-jam-test PORT LOG PLAYED\".", 100)
-    c.obj("r", 20, 60, "r riffd-jam-test")
+def _recorded_jam(c: Canvas, name: str, first: str, events: str) -> None:
+    """A [riffd-jam] ("jam") driven from `-send "NAME PORT LOG PLAYED"`: connected to PORT, sent `first`,
+    every event logged, its outlets recorded into PLAYED; the events pass through [route EVENTS ended]
+    ("rt"; its outlets before the last are the caller's), and on ended (or a timeout) the recording
+    stops, the log is written to LOG and Pd quits."""
+    event_log(c, f"{name}-log", 40000, 650, 300)
+    c.text(20, 10, f"Test patch for tests/clients_pd: -send \"{name} PORT LOG PLAYED\".", 100)
+    c.obj("r", 20, 60, f"r {name}")
     c.obj("t", 20, 85, "t l l l")
     c.obj("up", 200, 110, "unpack f s s")
     c.obj("splayed", 300, 140, "symbol")
     c.obj("port", 20, 110, "list split 1")
     c.msg("conn", 20, 140, "connect 127.0.0.1 \\$1")
-    c.msg("go", 20, 170, "option seed 5 \\, option job pdjam \\, start pd jam")
+    c.msg("go", 20, 170, first)
     c.obj("jam", 20, 230, "riffd-jam")
     c.msg("dsp", 420, 110, "\\; pd dsp 1")
     c.msg("wopen", 300, 170, "open -bytes 4 \\$1 \\, start")
@@ -99,10 +100,30 @@ def jam_test_patch() -> Canvas:
     c.chain("gt", "go", "jam")
     c.wire("jam:1", "wsf")
     c.wire("jam:2", "wsf:1")
-    # Every event into the log; on started, the script of changes; on ended, finish.
-    c.obj("rt", 150, 320, "route started ended")
+    c.obj("rt", 150, 320, f"route {events} ended")
     c.wire("jam", "ev")
     c.wire("ev", "rt")
+    # Ended (or a timeout): stop recording, write the log, quit.
+    c.obj("eb", 400, 380, "t b")
+    c.obj("ed", 400, 405, "delay 300")
+    c.obj("fin", 400, 430, "t b b b")
+    c.msg("wstop", 520, 455, "stop")
+    c.msg("quit", 400, 520, "\\; pd quit")
+    c.wire(f"rt:{len(events.split())}", "eb")
+    c.chain("eb", "ed", "fin")
+    c.wire("fin:2", "wstop")
+    c.wire("wstop", "wsf")
+    c.wire("fin:1", "slog")
+    c.wire("fin", "quit")
+    c.wire("to", "fin")
+
+
+def jam_test_patch() -> Canvas:
+    """A jam from Pd against a real daemon: start, a set, weighted prompts, a snapshot, stop; every event
+    to LOG, the outlets recorded into PLAYED until the player says the jam ended."""
+    c = Canvas(size=(900, 600))
+    _recorded_jam(c, "riffd-jam-test", "option seed 5 \\, option job pdjam \\, start pd jam", "started")
+    # On started, the script of changes.
     c.obj("d1", 20, 360, "delay 1200")
     c.msg("m1", 20, 385, "set temperature 1.2")
     c.obj("d2", 20, 410, "delay 400")
@@ -121,19 +142,23 @@ def jam_test_patch() -> Canvas:
     c.chain("d3", "m3", "jam")
     c.wire("d3", "d4")
     c.chain("d4", "m4", "jam")
-    # Ended (or a timeout): stop recording, write the log, quit.
-    c.obj("eb", 400, 380, "t b")
-    c.obj("ed", 400, 405, "delay 300")
-    c.obj("fin", 400, 430, "t b b b")
-    c.msg("wstop", 520, 455, "stop")
-    c.msg("quit", 400, 520, "\\; pd quit")
-    c.wire("rt:1", "eb")
-    c.chain("eb", "ed", "fin")
-    c.wire("fin:2", "wstop")
-    c.wire("wstop", "wsf")
-    c.wire("fin:1", "slog")
-    c.wire("fin", "quit")
-    c.wire("to", "fin")
+    return c
+
+
+def jam_two_test_patch() -> Canvas:
+    """Two jams from one [riffd-jam]: a short first one (2.5 s), and, on its accepted, a second started
+    while the first still runs, stopped 2.5 s after it started (a stop names the jam accepted last)."""
+    c = Canvas(size=(900, 600))
+    _recorded_jam(c, "riffd-jam-two", "option seed 3 \\, option job jam-a \\, option duration_s 2.5 \\, "
+                  "start first jam", "accepted started")
+    c.obj("isa", 20, 360, "route jam-a")
+    c.msg("second", 20, 385, "option job jam-b \\, unset duration_s \\, start second jam")
+    c.obj("isb", 150, 360, "route jam-b")
+    c.obj("isbt", 150, 385, "t b")
+    c.obj("later", 150, 410, "delay 2500")
+    c.msg("stop", 150, 435, "stop")
+    c.chain("rt", "isa", "second", "jam")
+    c.chain("rt:1", "isb", "isbt", "later", "stop", "jam")
     return c
 
 
