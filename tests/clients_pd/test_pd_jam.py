@@ -163,6 +163,43 @@ def _words(event: Event) -> list[str]:
     return [address.removeprefix("/riffd/"), *(str(arg) for arg in args if arg != "")]
 
 
+def test_pd_sends_each_prompt_slot_once_per_blend(tmp_path: Path) -> None:
+    """Each prompt or weight sends the slots that have a text, once each, with their weights now (QA: every
+    blend was appended to the ones before, so two slots and three weight moves made 9 prompts, refused)."""
+    c = Canvas()
+    c.obj("r", 20, 20, "r riffd-jam-blend")
+    c.obj("t", 20, 45, "t b l")
+    c.msg("conn", 120, 70, "connect 127.0.0.1 \\$1")
+    c.msg("go", 20, 95, "start x")
+    c.obj("jam", 20, 200, "riffd-jam")
+    c.obj("acc", 20, 230, "route accepted")
+    c.msg("steer", 20, 255, "prompt 1 dub techno \\, prompt 2 tabla groove \\, weight 2 0.25 \\, weight 2 0.5 "
+          "\\, weight 1 0 \\, blend")
+    c.obj("lb", 300, 20, "loadbang")
+    c.obj("wait", 300, 45, "delay 3000")
+    c.msg("quit", 300, 70, "\\; pd quit")
+    c.chain("r", "t")
+    c.chain("t:1", "conn", "jam")
+    c.chain("t", "go", "jam")
+    c.chain("jam", "acc", "steer", "jam")
+    c.chain("lb", "wait", "quit")
+    patch = tmp_path / "riffd-jam-blend.pd"
+    patch.write_text(c.render())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+        with pd_beside(str(patch), f"riffd-jam-blend {sock.getsockname()[1]}") as pd:
+            start, sender = _jam_request(sock)
+            assert start == JamStart("x")
+            sock.sendto(osc.encode(Accepted(job="j", queue_position=0)), sender)
+            blends = [_jam_request(sock)[0] for _ in range(6)]
+            console = pd.communicate(timeout=20)[0]
+    both = ("dub techno", "tabla groove")
+    assert blends == [JamPrompts("j", ("dub techno",), (1.0,)), JamPrompts("j", both, (1.0, 1.0)),
+                      JamPrompts("j", both, (1.0, 0.25)), JamPrompts("j", both, (1.0, 0.5)),
+                      JamPrompts("j", both, (0.0, 0.5)), JamPrompts("j", both, (0.0, 0.5))], console
+
+
 def _event(sock: socket.socket) -> Event:
     [(address, args)] = osc.parse_packet(sock.recv(65536))
     return osc.decode_event(address, args)

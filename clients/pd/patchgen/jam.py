@@ -198,7 +198,6 @@ def blend(c: Canvas) -> None:
     # blend: the slots with a text, in order, into one list (and how many), then the request.
     c.obj("br", 600, 60, "r \\$0-blend")
     c.obj("bt", 600, 85, "t b " + "b " * SLOTS + "b")
-    c.msg("bclear", 900, 110, "set")
     c.msg("bzero", 960, 110, "0")
     c.obj("bacc", 600, 420, "list store")
     c.obj("bcount", 760, 420, "f")
@@ -206,9 +205,9 @@ def blend(c: Canvas) -> None:
     c.wire("binc", "bcount:1")
     c.wire("bcount", "binc")
     c.chain("br", "bt")
-    c.wire(f"bt:{SLOTS + 1}", "bclear")
+    # A bang in [list store]'s right inlet empties it (a set message there only overwrites from an index).
+    c.wire(f"bt:{SLOTS + 1}", "bacc:1")
     c.wire(f"bt:{SLOTS + 1}", "bzero")
-    c.wire("bclear", "bacc")
     c.wire("bzero", "bcount:1")
     for n in range(1, SLOTS + 1):
         x = 600 + (SLOTS - n) * 80
