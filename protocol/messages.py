@@ -107,8 +107,8 @@ class Request(Message):
     """A client's request. `id` correlates replies on ZeroMQ (the client picks it).
 
     `reply_port` (OSC only): send the answer, and a job's events, to this UDP port on the
-    sender's host instead of the port the request came from (Pd's and Max's senders cannot
-    receive on their sending port).
+    sender's host instead of the port the request came from (Max's [udpsend] and oscsend cannot
+    receive on their sending port; Pd's [netsend -u -b] can).
     """
 
     id: str | None = field(default=None, kw_only=True)

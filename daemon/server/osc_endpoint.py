@@ -185,7 +185,7 @@ class OscEndpoint:
 
     def _refusal_reply(self, reply: OscReply, address: str, args: list[Any]) -> OscReply:
         """Where a request refused at decoding is answered: at the `reply_port` it names on its
-        sender's host, as a decoded request's answers are (oscsend and Pd's [netsend] cannot hear
+        sender's host, as a decoded request's answers are (oscsend and Max's [udpsend] cannot hear
         on the port they send from), or at its source when it names no valid one."""
         port = osc.reply_port_hint(address, args)
         return reply if port is None else OscReply(self, (reply.host, port))
