@@ -38,8 +38,11 @@ PRIORITY_RANGE = (-1000, 1000)
 OUTPUT_FORMATS = ("wav", "flac")
 #: Integer PCM sample sizes a saved file may ask for (absent: the container's default).
 BIT_DEPTHS = (16, 24, 32)
-#: The sizes each container stores: FLAC has no 32-bit samples.
-FORMAT_BIT_DEPTHS = {"wav": BIT_DEPTHS, "flac": (16, 24)}
+#: The bit_depth that asks for 32-bit float samples (as the CLI's --bit-depth float): what a WAV holds
+#: when none is asked for, said outright, and refused for a FLAC rather than written as 24-bit.
+FLOAT_DEPTH = "float"
+#: What each container stores: FLAC has no 32-bit samples, integer or float.
+FORMAT_BIT_DEPTHS: dict[str, tuple[int | str, ...]] = {"wav": (*BIT_DEPTHS, FLOAT_DEPTH), "flac": (16, 24)}
 OUTPUT_SAMPLE_RATE_RANGE = (8000, 384000)
 MAX_GAIN = 8.0
 #: Weighted prompts a jam blends at once.
@@ -64,7 +67,7 @@ def check_job_id(job: str, *, what: str = "job") -> str:
     return job
 
 
-def check_saved_file(fmt: str, sample_rate: int | None, bit_depth: int | None, *,
+def check_saved_file(fmt: str, sample_rate: int | None, bit_depth: int | str | None, *,
                      rate_name: str = "out_sample_rate") -> None:
     """A saved (or exported) file's container, sample rate and bit depth, checked together so that
     a combination no container stores is refused with the request, not after the job has run."""
@@ -73,11 +76,14 @@ def check_saved_file(fmt: str, sample_rate: int | None, bit_depth: int | None, *
     lo, hi = OUTPUT_SAMPLE_RATE_RANGE
     if sample_rate is not None and not lo <= sample_rate <= hi:
         raise InvalidArgument(f"{rate_name} must be within [{lo}, {hi}] Hz, got {sample_rate}")
-    if bit_depth is not None and bit_depth not in BIT_DEPTHS:
-        raise InvalidArgument(f"bit_depth must be one of {BIT_DEPTHS}, got {bit_depth}")
+    if bit_depth is not None and bit_depth not in (*BIT_DEPTHS, FLOAT_DEPTH):
+        raise InvalidArgument(f"bit_depth must be one of {', '.join(map(str, BIT_DEPTHS))} or {FLOAT_DEPTH!r}, "
+                              f"got {bit_depth!r}")
     stored = FORMAT_BIT_DEPTHS[fmt]
     if bit_depth is not None and bit_depth not in stored:
-        raise InvalidArgument(f"{fmt.upper()} stores {' or '.join(map(str, stored))}-bit samples, not {bit_depth}-bit")
+        asked = ("32-bit float (it has no float samples: ask for WAV)" if bit_depth == FLOAT_DEPTH
+                 else f"{bit_depth}-bit")
+        raise InvalidArgument(f"{fmt.upper()} stores {' or '.join(map(str, stored))}-bit samples, not {asked}")
 
 
 def _check_text(name: str, value: str | None, max_chars: int, *, empty_ok: bool = False,
@@ -137,8 +143,9 @@ class JobRequest(Request):
     # Saved file: container, sample rate (the model's when absent) and bit depth.
     format: str = "wav"
     out_sample_rate: int | None = None
-    # Saved file's integer sample size, 16, 24 or 32 (FLAC: 16 or 24); absent: 32-bit float WAV, 24-bit FLAC.
-    bit_depth: int | None = None
+    # Saved file's samples: 16, 24 or 32-bit integers, or "float" (32-bit float, WAV only); FLAC: 16 or 24. Absent:
+    # float WAV, 24-bit FLAC.
+    bit_depth: int | str | None = None
     # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain.
     play: bool | None = None
     gain: float | None = None

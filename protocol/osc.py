@@ -116,6 +116,8 @@ def _add(builder: OscMessageBuilder, spec: FieldSpec, value: Any) -> None:
         builder.add_arg(bool(value), "T" if value else "F")
     elif value is None:
         builder.add_arg(_PLACEHOLDER_OF_KIND[spec.kind], _TAG_OF_KIND[spec.kind])
+    elif spec.kind == "int|str":
+        builder.add_arg(value, "s" if isinstance(value, str) else "i")
     elif spec.kind == "int" and not -(2**31) <= value < 2**31:
         builder.add_arg(value, "h")
     else:

@@ -20,11 +20,11 @@ from protocol.audio_ref import InlineAudio
 from protocol.errors import InvalidArgument
 
 #: Field kinds that travel on the wire.
-WireKind = typing.Literal["str", "int", "float", "bool", "list[str]", "list[float]", "audio"]
+WireKind = typing.Literal["str", "int", "float", "bool", "list[str]", "list[float]", "audio", "int|str"]
 
 _KIND_OF_TYPE: dict[object, str] = {str: "str", int: "int", float: "float", bool: "bool"}
 _ZERO_OF_KIND: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list[str]": (), "list[float]": (),
-                                  "audio": ""}
+                                  "audio": "", "int|str": 0}
 #: Kinds that are sequences (JSON arrays; the variadic tail of an OSC form).
 LIST_KINDS = ("list[str]", "list[float]")
 
@@ -124,8 +124,11 @@ def _kind_of(annotation: object, where: str) -> tuple[str, bool]:
         optional = len(members) < len(typing.get_args(annotation))
         if set(members) == {str, InlineAudio}:
             return "audio", optional
+        if set(members) == {int, str}:
+            return "int|str", optional  # a number or a word for it (bit_depth: 24, or "float")
         if len(members) != 1:
-            raise TypeError(f"{where}: unions other than `X | None` are not wire types")
+            raise TypeError(f"{where}: unions other than `X | None`, `str | InlineAudio` and `int | str` are not "
+                            "wire types")
         annotation = members[0]
     if annotation in _KIND_OF_TYPE:
         return _KIND_OF_TYPE[annotation], optional
@@ -174,7 +177,13 @@ def coerce(spec: FieldSpec, value: Any, *, where: str, lenient: bool = False) ->
         # A path, or samples the transport attached (protocol.wire resolves buffer references).
         if isinstance(value, (str, InlineAudio)):
             return value
-    kind = {"audio": "path or inline audio", "list[float]": "list of numbers"}.get(spec.kind, spec.kind)
+    elif spec.kind == "int|str":
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        if lenient and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+    kind = {"audio": "path or inline audio", "list[float]": "list of numbers", "int|str": "int or str"}.get(
+        spec.kind, spec.kind)
     article = "an" if kind[0] in "aeiou" else "a"
     raise InvalidArgument(f"{label} must be {article} {kind}, got {type(value).__name__} {_short(value)}")
 

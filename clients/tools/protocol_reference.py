@@ -21,9 +21,10 @@ from protocol.schema import FieldSpec, Message, fields_of
 OUTPUT = ROOT / "docs" / "protocol.md"
 
 _OSC_TAG = {"str": "s", "int": "i", "float": "f", "bool": "T/F (or i 0/1)", "list[str]": "s...", "list[float]": "f...",
-            "audio": "s (path)"}
+            "audio": "s (path)", "int|str": "i or s"}
 _JSON_TYPE = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list[str]": "array of strings",
-              "list[float]": "array of numbers", "audio": "string (path) or inline buffer"}
+              "list[float]": "array of numbers", "audio": "string (path) or inline buffer",
+              "int|str": "integer or string"}
 _FIELD = re.compile(r"^\s+(\w+): [^=]+(=.*)?$")
 
 
@@ -193,7 +194,7 @@ def render() -> str:
         "- job ids: 1-64 characters of `A-Z a-z 0-9 . _ -`, not starting with `. _ -` (they name files)",
         f"- priority: {messages.PRIORITY_RANGE[0]}..{messages.PRIORITY_RANGE[1]} (higher first); gain: "
         f"0..{messages.MAX_GAIN:g} (linear)",
-        f"- format: {', '.join(messages.OUTPUT_FORMATS)}; bit_depth (integer samples): {depths}; "
+        f"- format: {', '.join(messages.OUTPUT_FORMATS)}; bit_depth: {depths}; "
         f"out_sample_rate: {messages.OUTPUT_SAMPLE_RATE_RANGE[0]}..{messages.OUTPUT_SAMPLE_RATE_RANGE[1]} Hz",
         f"- duration_s: positive, at most the daemon's `--max-duration-s` (default {DEFAULT_MAX_DURATION_S:g}); "
         "a take in `bars` counts what is generated for it: a bar and 12 % more than the take when conformed",

@@ -25,7 +25,7 @@ from daemon.web.peer import WebPeer
 from daemon.web.studio import Studio
 from daemon.web.takes import MEDIA_TYPES, ExportFormat, Take, TakeReplaced, export
 from protocol.errors import InvalidArgument, NotFound, RiffdError
-from protocol.messages import Error, check_job_id
+from protocol.messages import FLOAT_DEPTH, Error, check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,8 @@ class WebServer:
         except TakeReplaced as exc:
             raise web.HTTPGone(text=f"riffd: {exc.message}\n") from None
         rate = f"-{target.sample_rate}hz" if target.sample_rate else ""
-        depth = f"-{target.bit_depth}bit" if target.bit_depth else ""
+        depth = ("" if target.bit_depth is None else "-float" if target.bit_depth == FLOAT_DEPTH
+                 else f"-{target.bit_depth}bit")
         name = f"{take.job}{rate}{depth}.{target.format}"
         return web.Response(body=body, headers={
             "Content-Type": MEDIA_TYPES[target.format], "Content-Disposition": f'attachment; filename="{name}"',

@@ -27,8 +27,8 @@ from daemon.web.takes import Takes
 from protocol import wire
 from protocol.errors import RiffdError, Unsupported
 from protocol.messages import (
-    BIT_DEPTHS, OUTPUT_FORMATS, PROTOCOL_VERSION, REQUESTS, Accepted, Done, Error, Event, JobRequest, Request, Started,
-    Status, Subscribe, Unsubscribe,
+    BIT_DEPTHS, FLOAT_DEPTH, OUTPUT_FORMATS, PROTOCOL_VERSION, REQUESTS, Accepted, Done, Error, Event, JobRequest,
+    Request, Started, Status, Subscribe, Unsubscribe,
 )
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ class Studio:
         self._peers[peer.id] = peer
         log.info("web: tab %d connected (%d open)", peer.id, len(self._peers))
         peer.push(_json({"type": "web.hello", "peer": peer.id, "protocol": PROTOCOL_VERSION,
-                         "formats": list(OUTPUT_FORMATS), "bit_depths": list(BIT_DEPTHS), "limits": self._limits(),
+                         "formats": list(OUTPUT_FORMATS), "bit_depths": [*BIT_DEPTHS, FLOAT_DEPTH],
+                         "limits": self._limits(),
                          # What this daemon serves: the page shows the jam controls only where jams exist.
                          "requests": sorted(REQUESTS)}))
         peer.push(_json(self._board_message()))

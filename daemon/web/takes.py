@@ -145,14 +145,14 @@ class ExportFormat:
 
     format: str = "wav"
     sample_rate: int | None = None
-    bit_depth: int | None = None
+    bit_depth: int | str | None = None
 
     @classmethod
     def parse(cls, query: dict[str, str]) -> "ExportFormat":
         """From a URL query, validated with the protocol's own limits for saved files."""
         fmt = query.get("format", "wav").lower()
         sample_rate = _int(query, "sample_rate")
-        bit_depth = _int(query, "bit_depth")
+        bit_depth = _bit_depth(query)
         check_saved_file(fmt, sample_rate, bit_depth, rate_name="sample_rate")
         return cls(fmt, sample_rate, bit_depth)
 
@@ -180,6 +180,15 @@ def export(take: Take, target: ExportFormat) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, samples.T, sample_rate, subtype=subtype, format=container)
     return buffer.getvalue()
+
+
+def _bit_depth(query: dict[str, str]) -> int | str | None:
+    """As a request's bit_depth: a number (digits of any script go to _int, which says which it reads), or a
+    word (check_saved_file takes "float" and says what else it would)."""
+    text = query.get("bit_depth")
+    if text and not text.isdigit():
+        return text[:20]
+    return _int(query, "bit_depth")
 
 
 def _int(query: dict[str, str], name: str) -> int | None:

@@ -273,6 +273,12 @@ def test_saved_file_format_rate_and_depth(debug_daemon: DaemonThread) -> None:
         # (the daemon's own refusal, before acceptance, is among the malformed requests above).
         with pytest.raises(InvalidArgument, match="FLAC stores 16 or 24-bit samples"):
             client.generate("bad", duration_s=1.0, save=True, format="flac", bit_depth=32)
+        # Float samples by name (the CLI's --bit-depth float): a WAV only.
+        rendered = client.generate("float", duration_s=0.5, seed=2, save=True, bit_depth="float",
+                                   chunks=False).collect()
+        assert sf.info(rendered.path).subtype == "FLOAT"
+        with pytest.raises(InvalidArgument, match="not 32-bit float"):
+            client.generate("bad", duration_s=1.0, save=True, format="flac", bit_depth="float")
 
 
 def test_melody_on_a_model_without_melody_is_unsupported(debug_daemon: DaemonThread, tmp_path) -> None:

@@ -116,6 +116,8 @@ def _value_for(spec: FieldSpec) -> st.SearchStrategy:
         "list[str]": st.lists(st.text(max_size=8), max_size=4),
         "list[float]": st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=10),
         "audio": st.text(max_size=40) | st.sampled_from(["", "/tmp/a.wav", "relative.wav"]),
+        "int|str": st.integers(-(2**33), 2**33)
+        | st.sampled_from([16, 24, 32, 24.0, "float", "FLOAT", "32", "", "\x00"]),
     }[spec.kind]
     return near | st.none() | _JSON
 

@@ -23,7 +23,7 @@ from protocol.params import GenerationParams
 from protocol.schema import fields_of
 
 _SAMPLE_VALUES = {"str": "abc", "int": 3, "float": 1.5, "bool": True, "list[str]": ("m1", "m2"), "list[float]": (0.5, 2.0),
-                  "audio": "/tmp/a.wav"}
+                  "audio": "/tmp/a.wav", "int|str": 16}
 
 
 def _example(cls: type) -> object:
@@ -175,6 +175,9 @@ def test_a_request_without_frames_is_a_bad_message() -> None:
         ({"prompt": "a", "duration_s": 1, "priority": 5000}, "priority"),
         ({"prompt": "a", "duration_s": 1, "format": "mp3"}, "format"),
         ({"prompt": "a", "duration_s": 1, "bit_depth": 12}, "bit_depth"),
+        ({"prompt": "a", "duration_s": 1, "bit_depth": "32f"}, "bit_depth must be one of 16, 24, 32 or 'float'"),
+        ({"prompt": "a", "duration_s": 1, "bit_depth": 24.0}, "bit_depth must be an int or str"),
+        ({"prompt": "a", "duration_s": 1, "bit_depth": True}, "bit_depth must be an int or str"),
         ({"prompt": "a" * 3000, "duration_s": 1}, "over the limit"),
         ({"prompt": "a", "duration_s": 1, "audio_prompt": "x.wav", "melody": "y.wav"}, "not both"),
         ({"prompt": "a\x00", "duration_s": 1}, "NUL"),
@@ -202,6 +205,36 @@ def test_a_saved_file_its_container_cannot_hold_is_refused_with_the_request(cls:
             osc.decode_request(address, args)
     wav_32 = dataclasses.replace(flac_32, format="wav")
     assert wire.decode_request(wire.encode(wav_32)) == wav_32
+
+
+@pytest.mark.parametrize("cls", JOB_REQUESTS, ids=lambda c: f"{c.__name__}")
+def test_float_samples_are_asked_for_by_name_and_refused_for_flac(cls: type) -> None:
+    """bit_depth "float" (the CLI's --bit-depth float): a float WAV said outright, on both transports
+    (OSC: the word as s); FLAC has no float samples, so it is refused rather than written as 24-bit."""
+    wav_float = dataclasses.replace(_example(cls), format="wav", bit_depth="float")
+    assert wire.decode_request(wire.encode(wav_float)) == wav_float
+    if cls.OSC_OPTIONS:
+        packet = osc.encode(wav_float)
+        [(address, args)] = osc.parse_packet(packet)
+        assert args[args.index("bit_depth") + 1] == "float"
+        assert osc.decode_request(address, args) == wav_float
+    flac_float = dataclasses.replace(wav_float, format="flac")
+    with pytest.raises(InvalidArgument, match="FLAC stores 16 or 24-bit samples, not 32-bit float"):
+        wire.decode_request(wire.encode(flac_float))
+    if cls.OSC_OPTIONS:
+        [(address, args)] = osc.parse_packet(osc.encode(flac_float))
+        with pytest.raises(InvalidArgument, match="no float samples"):
+            osc.decode_request(address, args)
+
+
+def test_a_patchers_bit_depth_is_a_number_or_the_word_float() -> None:
+    """Over OSC bit_depth is an int or the word float; Pd sends every number as a float, and 24.0 is
+    still the integer 24 (an int tag going out), not a word."""
+    request = osc.decode_request("/riffd/generate", ["a", 1.0, "bit_depth", 24.0])
+    assert request == Generate("a", 1.0, bit_depth=24) and isinstance(request.bit_depth, int)
+    assert b",sfsi\x00" in osc.encode(request)
+    request = osc.decode_request("/riffd/generate", ["a", 1.0, "bit_depth", "float"])
+    assert request == Generate("a", 1.0, bit_depth="float") and b",sfss\x00" in osc.encode(request)
 
 
 def test_osc_is_lenient_the_way_patchers_need() -> None:

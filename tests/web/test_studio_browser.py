@@ -244,3 +244,44 @@ def test_a_take_in_bars_at_a_tempo_from_the_in_time_box(browser, studio_daemon: 
     fill(browser, "bpm", "")
     browser.execute_script("""
         document.getElementById('launch').value = ''; document.getElementById('conform').checked = true;""")
+
+
+def test_a_take_saved_as_32_bit_float_and_a_flac_of_floats_refused(browser, studio_daemon: DaemonThread) -> None:
+    """The Saved file box's 32-bit float: the request names it (bit_depth "float", as the CLI's --bit-depth
+    float) and the saved WAV holds float samples, as does an export at 32 bit float; FLAC has no float
+    samples: with it the daemon refuses the request, and the page says why."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    previous = attribute(browser, "#take", "data-job")
+    click(browser, "#saved-file summary")
+    depth = Select(browser.find_element(By.ID, "out-depth"))
+    depth.select_by_visible_text("32 float (WAV)")
+    fill(browser, "prompt", "floating pads")
+    fill(browser, "duration", "0.5")
+    click(browser, "#go")
+    job = wait_for_take(browser, previous=previous)
+    assert studio_daemon.daemon._web.studio.takes.get(job).request["bit_depth"] == "float"
+    info = sf.info(str(Path(studio_daemon.config.out_dir) / f"{job}.wav"))
+    assert (info.format, info.subtype, info.frames) == ("WAV", "FLOAT", SAMPLE_RATE // 2)
+    # The export's float: a float WAV named as the daemon names it; not offered for a FLAC.
+    Select(browser.find_element(By.ID, "export-format")).select_by_value("wav")
+    Select(browser.find_element(By.ID, "export-rate")).select_by_value("")
+    export_depth = Select(browser.find_element(By.ID, "export-depth"))
+    export_depth.select_by_visible_text("32 bit float")
+    click(browser, "#export")
+    exported = sf.info(io.BytesIO(wait_for_download(browser.download_dir, f"{job}-float.wav")))
+    assert (exported.format, exported.subtype, exported.frames) == ("WAV", "FLOAT", SAMPLE_RATE // 2)
+    Select(browser.find_element(By.ID, "export-format")).select_by_value("flac")
+    assert export_depth.first_selected_option.get_attribute("value") == "24"
+    assert browser.execute_script("return document.querySelector('#export-depth [value=float]').disabled") is True
+    # A FLAC of float samples is asked for as it is, and refused by the daemon with the reason.
+    Select(browser.find_element(By.ID, "out-format")).select_by_value("flac")
+    click(browser, "#go")
+    wait_until(lambda: attribute(browser, "#error", "hidden") is None, what="the error box")
+    assert browser.execute_script("return document.querySelector('#error').textContent") == (
+        "FLAC stores 16 or 24-bit samples, not 32-bit float (it has no float samples: ask for WAV) [invalid_argument]")
+    assert browser.execute_script("return document.querySelector('#go').disabled") is False
+    assert console_errors(browser) == []
+    Select(browser.find_element(By.ID, "out-format")).select_by_value("wav")
+    depth.select_by_value("24")

@@ -80,7 +80,8 @@ def test_a_take_exports_at_the_chosen_rate_and_depth(tmp_path: Path) -> None:
     assert sf.info(io.BytesIO(same)).subtype == "FLOAT"
     np.testing.assert_array_equal(sf.read(io.BytesIO(same), dtype="float32")[0], audio)
     for query in ({"format": "mp3"}, {"sample_rate": "7"}, {"sample_rate": "48k"}, {"bit_depth": "12"},
-                  {"format": "flac", "bit_depth": "32"}, {"bit_depth": "\u00b2"}, {"sample_rate": "\u2460"},
+                  {"format": "flac", "bit_depth": "32"}, {"format": "flac", "bit_depth": "float"},
+                  {"bit_depth": "floaty"}, {"bit_depth": "\u00b2"}, {"sample_rate": "\u2460"},
                   {"sample_rate": "\u0664\u0668\u0660\u0660\u0660"}):  # superscript 2, circled 1, Arabic-Indic 48000
         with pytest.raises(InvalidArgument):
             ExportFormat.parse(query)
@@ -160,7 +161,7 @@ def test_the_pages_bit_depths_say_what_the_files_hold(tmp_path: Path) -> None:
     page = _Options()
     page.feed((STATIC_DIR / "index.html").read_text())
     saved, exported = page.selects["out-depth"], page.selects["export-depth"]
-    assert [value for value, _ in saved] == [value for value, _ in exported] == ["16", "24", "32"]
+    assert [value for value, _ in saved] == [value for value, _ in exported] == ["16", "24", "32", "float"]
     audio = np.zeros((1, 1600), np.float32)
     for value, label in saved:  # a take's saved file, written as the daemon's file sink writes it
         path = write_audio(tmp_path / f"saved-{value}.wav", audio, 16000, subtype=value)

@@ -14,8 +14,9 @@ def _keys(*kinds: str) -> str:
     return " ".join(names)
 
 
-#: Fields of kind int or bool: their values are sent with the OSC type tag i.
-INT_KEYS = _keys("int", "bool")
+#: Fields of kind int or bool, and bit_depth's number: a number is sent with the OSC type tag i (a word,
+#: bit_depth float, goes as s like any word).
+INT_KEYS = _keys("int", "bool", "int|str")
 #: Fields of kind str: a number given for one (job 12) is sent as a string.
 STR_KEYS = _keys("str", "audio")
 

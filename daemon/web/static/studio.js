@@ -216,14 +216,16 @@ function updateExport() {
   if (!job) return;
   const format = $("#export-format").value;
   const depth = $("#export-depth");
-  depth.querySelector('option[value="32"]').disabled = format === "flac";
-  if (format === "flac" && depth.value === "32") depth.value = "24";
+  // FLAC stores 16 or 24-bit samples (the daemon's check_saved_file), neither 32-bit integers nor floats.
+  for (const wide of ["32", "float"]) depth.querySelector(`option[value="${wide}"]`).disabled = format === "flac";
+  if (format === "flac" && ["32", "float"].includes(depth.value)) depth.value = "24";
   const params = new URLSearchParams({ format, bit_depth: depth.value });
   if ($("#export-rate").value) params.set("sample_rate", $("#export-rate").value);
   const link = $("#export");
   link.href = takeUrl(job, token, `/export?${params}`);
   const rate = $("#export-rate").value ? `-${$("#export-rate").value}hz` : "";
-  link.download = `${job}${rate}-${depth.value}bit.${format}`; // as the daemon names it
+  const bits = depth.value === "float" ? "float" : `${depth.value}bit`;
+  link.download = `${job}${rate}-${bits}.${format}`; // as the daemon names it
 }
 
 // -- requests ---------------------------------------------------------------------------------
