@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Protocol
 from pathlib import Path
@@ -73,6 +74,35 @@ def audio_output_path(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     return path
+
+
+#: Where a take goes without -o: its job id (known only once the daemon accepts it), in the current folder.
+DEFAULT_OUTPUT = Path("JOB.wav")
+
+
+def check_writable(*paths: Path | None) -> None:
+    """Refuse now, as OutputError, any of `paths` that could not be written after the job (a folder
+    that cannot be made or takes no new files, a file where a folder should be), so a producer does
+    not wait for a whole take to learn it; None (an output not asked for) is skipped.
+
+    It makes the folder, as the writers would, and creates a file in it (removed at once). The final
+    write can still fail (a disk that fills meanwhile)."""
+    for path in paths:
+        if path is None:
+            continue
+        folder = path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # exist_ok covers a folder only
+            raise OutputError(f"cannot write {path}: {folder} is a file, not a folder") from None
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: cannot make the folder {folder}: {exc.strerror or exc}") from None
+        try:
+            handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        os.close(handle)
+        os.unlink(probe)
 
 
 def zmq_endpoint(text: str) -> str:

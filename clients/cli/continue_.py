@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.cli.common import absolute_path, add_job_arguments, connect, job_options, positive_seconds, run_job
+from clients.cli.common import (DEFAULT_OUTPUT, absolute_path, add_job_arguments, check_writable, connect, job_options,
+                                positive_seconds, run_job)
 from protocol import wire
 from protocol.audio_ref import INLINE_RATE_RANGE, MAX_INLINE_CHANNELS, InlineAudio
 from protocol.errors import BadAudio, RiffdError
@@ -40,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     # The output keeps the region's rate, channels and sample format (the model's rate is internal).
     region = read_region(args.audio)
-    # A file that could not be written is refused now, not after the job.
-    round_trip_subtype(args.output or Path("take.wav"), region, include_prompt=args.include_prompt,
+    # A file that could not be written is refused now, not after the job: its format, then its folder.
+    round_trip_subtype(args.output or DEFAULT_OUTPUT, region, include_prompt=args.include_prompt,
                        subtype=args.bit_depth)
+    check_writable(args.output or Path.cwd() / DEFAULT_OUTPUT)
     if not args.send_path and not (region.channels <= MAX_INLINE_CHANNELS
                                    and INLINE_RATE_RANGE[0] <= region.sample_rate <= INLINE_RATE_RANGE[1]):
         raise BadAudio(f"{args.audio} is {region.channels} channels at {region.sample_rate} Hz; a request carries "

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from clients.cli.common import absolute_path, add_job_arguments, connect, job_options, run_job
+from clients.cli.common import (DEFAULT_OUTPUT, absolute_path, add_job_arguments, check_writable, connect, job_options,
+                                run_job)
 from clients.cli.tempo_options import add_tempo_arguments, tempo_options
 
 
@@ -19,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.output or Path.cwd() / DEFAULT_OUTPUT)
     options = job_options(args) | tempo_options(args)
     for name in ("melody", "audio_prompt"):
         if getattr(args, name):

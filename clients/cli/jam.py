@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.cli.common import add_connection_arguments, audio_output_path, connect, exit_status
+from clients.cli.common import add_connection_arguments, audio_output_path, check_writable, connect, exit_status
 from clients.cli.tempo_options import add_tempo_arguments, tempo_options
 from protocol.errors import RiffdError
 from protocol.messages import Applied, Chunk, Done, Error, Snapshot, Started
@@ -116,6 +116,7 @@ def _start(args: argparse.Namespace) -> int:
     if not (args.play or args.output):
         raise RiffdError("nobody would hear this jam: give --play (the daemon's sound card) or -o FILE",
                          code="invalid_argument")
+    check_writable(args.output)
     options: dict = dict(_sampling(args), play=args.play or None, gain=args.gain, seed=args.seed,
                          lead_s=args.lead_s, context_s=args.context_s, window_s=args.window_s,
                          duration_s=args.duration, resume=args.resume, job=args.job)

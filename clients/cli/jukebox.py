@@ -16,7 +16,8 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from clients.cli.common import EventStream, add_connection_arguments, audio_output_path, connect, run_job
+from clients.cli.common import (DEFAULT_OUTPUT, EventStream, add_connection_arguments, audio_output_path, check_writable,
+                                connect, run_job)
 from protocol.errors import InvalidArgument
 from protocol.messages import Chunk, Event, Lyric
 
@@ -59,6 +60,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.output or Path.cwd() / DEFAULT_OUTPUT, args.preview, getattr(args, "lyric_labels", None))
     options = dict(artist=args.artist, genres=args.genres, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, priority=args.priority, save=args.save)
     options["lyrics"] = _read_lyrics(args.lyrics_file) if args.lyrics_file else args.lyrics

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from clients.cli.common import audio_output_path
+from clients.cli.common import audio_output_path, check_writable
 from clients.cli.options import add_generation_options, generation_params
 from daemon.config import ENGINE_HELP
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument("the prompt is empty: describe the music, or omit it for unconditional generation")
     # Check everything cheap before loading the model, so mistakes fail fast.
     parse_subtype(args.bit_depth, "FLAC" if args.output.suffix.lower() == ".flac" else "WAV")
+    check_writable(args.output)
     audio_prompt = read_audio(args.audio_prompt) if args.audio_prompt else None
     melody = read_audio(args.melody) if args.melody else None
     from daemon.models.musicgen.backend import MusicGen

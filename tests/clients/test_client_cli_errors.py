@@ -61,12 +61,49 @@ def test_a_file_error_is_one_line_with_its_code(tmp_path: Path, capsys) -> None:
     assert err == f"riffd: error: cannot write {not_a_folder / 'keys'}: Not a directory [output_error]\n"
 
 
-def test_an_output_that_cannot_be_written_is_an_output_error_naming_it(fake_daemon, capsys) -> None:
-    # /proc takes no new files, for root too: the take streams, and writing it at the end fails.
-    output = "/proc/riffd-take.wav"
-    assert main(["generate", "x", "--duration", "0.5", "-o", output, "--endpoint", fake_daemon.zmq]) == 2
-    err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith(f"riffd: error: cannot write {output}: ") and err.endswith(" [output_error]"), err
+# /proc takes no new files, for root too; each command names one output there (or none: JOB.wav in /proc).
+@pytest.mark.parametrize("argv, output", [
+    (["generate", "x", "-o", "/proc/riffd-take.wav"], "/proc/riffd-take.wav"),
+    (["generate", "x"], "/proc/JOB.wav"),
+    (["continue", "REGION", "-o", "/proc/riffd-cont.wav"], "/proc/riffd-cont.wav"),
+    (["jukebox", "sample", "--duration", "1", "-o", "/proc/riffd-piece.wav"], "/proc/riffd-piece.wav"),
+    (["jukebox", "sample", "--duration", "1", "-o", "OK", "--preview", "/proc/riffd-preview.wav"],
+     "/proc/riffd-preview.wav"),
+    (["jukebox", "sample", "--duration", "1", "-o", "OK", "--lyric-labels", "/proc/riffd-words.txt"],
+     "/proc/riffd-words.txt"),
+    (["jukebox", "upsample", "sketch1", "-o", "/proc/riffd-full.wav"], "/proc/riffd-full.wav"),
+    (["jam", "start", "x", "-o", "/proc/riffd-jam.wav"], "/proc/riffd-jam.wav"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_anything_is_sent(
+        argv: list[str], output: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import soundfile as sf
+
+    region = tmp_path / "region.wav"
+    sf.write(region, np.zeros((480, 1), np.float32), 48000)
+    argv = [{"REGION": str(region), "OK": str(tmp_path / "ok.wav")}.get(arg, arg) for arg in argv]
+    monkeypatch.chdir("/proc")
+    # A silent endpoint: a request sent would end in a timeout, not in the file's error.
+    assert main([*argv, "--endpoint", _silent_endpoint(), "--timeout", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(("riffd: error: ", "error: ")) and err.count("\n") == 0, err
+    assert f"error: cannot write {output}: " in err and err.endswith(" [output_error]"), err
+    assert list(tmp_path.iterdir()) == [region]  # the probe left nothing behind
+
+
+def test_render_refuses_an_output_it_cannot_write_before_loading_the_model(tmp_path: Path, capsys) -> None:
+    # The model is one that cannot load: were it loaded first, that would be the error.
+    assert main(["render", "x", "--model", str(tmp_path / "no-model"), "-o", "/proc/riffd-render.wav"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("riffd: error: cannot write /proc/riffd-render.wav: ") and "[output_error]" in err, err
+
+
+def test_an_output_folder_behind_a_file_is_named_before_anything_is_sent(tmp_path: Path, capsys) -> None:
+    not_a_folder = tmp_path / "takes"
+    not_a_folder.write_text("")
+    assert main(["generate", "x", "-o", str(not_a_folder / "take.wav"), "--endpoint", _silent_endpoint(),
+                 "--timeout", "0.5"]) == 2
+    assert capsys.readouterr().err == (f"riffd: error: cannot write {not_a_folder / 'take.wav'}: {not_a_folder} is a "
+                                       "file, not a folder [output_error]\n")
 
 
 def test_a_lyrics_file_that_cannot_be_read_is_refused_before_anything_is_sent(tmp_path: Path, capsys) -> None:
