@@ -180,6 +180,7 @@ def run_job(client: Client, stream: EventStream, output: Path | None, *, write: 
     from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
     joiner = ChunkJoiner()
+    seed_shown: int | None = None
     with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
              TimeElapsedColumn(), transient=True, console=_console()) as bar:
         task = bar.add_task("sending", total=None)
@@ -192,8 +193,10 @@ def run_job(client: Client, stream: EventStream, output: Path | None, *, write: 
                     bar.update(task, description=f"{event.job}: queued{ahead}")
                 elif isinstance(event, Started):
                     bar.update(task, description=f"{event.job}: generating on {event.model}")
-                    if event.seed is not None:  # the take's recipe: --seed N with the same flags plays it again
-                        bar.console.print(f"{event.job}: seed {event.seed}")
+                    line = _seed_line(event, seed_shown)
+                    if line is not None:
+                        bar.console.print(line)
+                        seed_shown = event.seed
                 elif isinstance(event, Progress):
                     bar.update(task, total=event.total, completed=event.done)
                 elif isinstance(event, Error):
@@ -205,6 +208,18 @@ def run_job(client: Client, stream: EventStream, output: Path | None, *, write: 
             stream.cancel()
             raise
     raise RiffdError("the daemon ended the stream without a result", code="protocol")
+
+
+def _seed_line(started: Started, shown: int | None) -> str | None:
+    """What to print of a started event's seed, the take's recipe (--seed N with the same flags plays it
+    again): once per job. A job a restarted daemon resumed starts again with the seed it had (journaled
+    when it first started), so its second started says nothing new; were the seed another, the one
+    shown first would no longer replay the take, and that is said."""
+    if started.seed is None or started.seed == shown:
+        return None
+    if shown is None:
+        return f"{started.job}: seed {started.seed}"
+    return f"{started.job}: seed {started.seed} (the restarted daemon's; seed {shown} no longer replays this take)"
 
 
 def _write(job: str, blocks: list, sample_rate: int, output: Path | None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,14 +141,18 @@ def test_the_cli_writes_a_resumed_saved_take_whole_and_says_it_started_over(
         return 0
 
     with Client(daemon.zmq, timeout_s=60) as client:
-        stream = client.generate("restart", duration_s=TAKE_S, seed=43, save=True, job="cli-kill")
+        stream = client.generate("restart", duration_s=TAKE_S, save=True, job="cli-kill")  # the daemon draws a seed
         thread, result = _in_thread(lambda: run_job(client, stream, None, write=write))
         daemon.kill_once_streaming("cli-kill")
         daemon.restart()
         thread.join(120)
     assert result == {"value": 0}, result
-    np.testing.assert_array_equal(written["cli-kill"], _reference(daemon, 43).audio)
-    assert "cli-kill: the daemon restarted; the job starts over" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cli-kill: the daemon restarted; the job starts over" in err
+    # Its seed, shown once (both started events name it), replays the whole take.
+    seeds = re.findall(r"cli-kill: seed (\d+)", err)
+    assert len(seeds) == 1 and "no longer replays" not in err, err
+    np.testing.assert_array_equal(written["cli-kill"], _reference(daemon, int(seeds[0])).audio)
 
 
 def test_jobs_the_daemon_did_not_save_end_at_once_with_connection_lost(daemon: KillableDaemon, tmp_path: Path) -> None:
@@ -224,6 +229,42 @@ def test_chunks_missing_from_a_stream_are_an_error_that_says_so() -> None:
     assert joiner.add(chunk(0, 0)) and joiner.frames == 4 and joiner.restarts == 1  # started over
     with pytest.raises(RiffdError, match="chunk 3 starts at 12, expected 4: chunks were lost"):
         joiner.add(chunk(3, 12))
+
+
+class _Scripted:
+    """A job's events as a daemon that restarted in the middle of it sends them (no daemon needed)."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.job = "j"
+        self._events = events
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._events)
+
+    def cancel(self) -> None:
+        raise AssertionError("nothing cancels a job that ends")
+
+
+@pytest.mark.parametrize("resumed_seed, lines", [
+    (7, ["j: seed 7"]),
+    (8, ["j: seed 7", "j: seed 8 (the restarted daemon's; seed 7 no longer replays this take)"]),
+])
+def test_the_cli_shows_a_resumed_jobs_seed_once_and_says_if_it_changed(
+        resumed_seed: int, lines: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    def chunk(index: int) -> Chunk:
+        return Chunk(job="j", index=index, offset_samples=4 * index, sample_rate=8, channels=1, frames=4,
+                     audio=np.zeros((1, 4), np.float32))
+
+    events = [Accepted(job="j", queue_position=0), Started(job="j", model="m", sample_rate=8, channels=1, seed=7),
+              chunk(0), Accepted(job="j", queue_position=0),
+              Started(job="j", model="m", sample_rate=8, channels=1, seed=resumed_seed), chunk(0), chunk(1),
+              Done(job="j", frames=8, sample_rate=8)]
+    written: list[int] = []
+    assert run_job(None, _Scripted(events), None,  # type: ignore[arg-type]  # run_job asks nothing of the client
+                   write=lambda job, blocks, rate, output: written.append(sum(b.shape[1] for b in blocks)) or 0) == 0
+    assert written == [8]
+    shown = [line for line in capsys.readouterr().err.splitlines() if ": seed " in line]
+    assert shown == lines
 
 
 def test_the_cli_writes_each_lyric_label_once_when_the_daemon_resumes_the_render(
