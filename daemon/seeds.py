@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-#: Seeds the daemon draws are below this: exact in a 32-bit float, so a Pure Data or Max patch
-#: can hold the reported seed and send it back unchanged.
-DRAWN_SEED_LIMIT = 2**24
+#: Seeds the daemon draws are below this, so the seed a patch shows is the seed: Pure Data holds a
+#: number as a 32-bit float and shows it with six significant digits (2494469 shows as 2.49447e+06,
+#: which sends back 2494470), and the Max for Live device's seed box goes up to 1000000. Below 10^6
+#: every digit shows, and the float is exact (10^6 < 2^24). A seed a request gives keeps its full range.
+DRAWN_SEED_LIMIT = 10**6
 
 
 def draw_seed() -> int:

@@ -30,8 +30,8 @@ class Accepted(Event):
 class Started(Event):
     """The job left the queue and its model is loaded; audio will be at this rate and width.
 
-    `seed` is the seed the job samples with: the request's, or the one the daemon drew for it.
-    The same request with this seed gives the same audio.
+    `seed` is the seed the job samples with: the request's, or the one the daemon drew for it
+    (below 1000000, so a patch shows every digit). The same request with this seed gives the same audio.
     """
 
     TYPE: ClassVar[str] = "started"
@@ -46,7 +46,8 @@ class Started(Event):
     model: str
     sample_rate: int
     channels: int
-    # The seed it samples with; a resumed jam's is the seed its snapshot's jam started with (absent
+    # The seed it samples with (one the daemon drew is below 1000000: a Pd or Max number box shows it
+    # whole, to be sent back as shown); a resumed jam's is the seed its snapshot's jam started with (absent
     # for a snapshot from before riffd saved it): the snapshot, not a seed, makes its audio.
     seed: int | None = None
 

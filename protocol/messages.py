@@ -256,7 +256,8 @@ class JukeboxRequest(JobRequest):
     genres: str = ""
     # Lyrics the top level sings (only lyric models use them).
     lyrics: str = ""
-    # Same seed, labels and model give the same tokens; the daemon draws one when absent.
+    # Same seed, labels and model give the same tokens; absent, the daemon draws one below 1000000
+    # (whole in a Pd or Max number box) and reports it in `started`.
     seed: int | None = None
     # Sampling temperature of the levels above the bottom (the bottom keeps Jukebox's 0.99).
     temperature: float = 0.98

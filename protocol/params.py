@@ -29,7 +29,8 @@ class GenerationParams:
     temperature: float = 1.0
     # Classifier-free guidance; 1 means no guidance (and no null-condition batch half).
     guidance_scale: float = 3.0
-    # Same seed and settings give identical audio; None draws a fresh seed.
+    # Same seed and settings give identical audio; absent, the daemon draws one below 1000000 (whole
+    # in a Pd or Max number box, so it can be sent back as shown) and reports it in `started`.
     seed: int | None = None
     # Always take the most likely code (ignores top_k, top_p, temperature).
     greedy: bool = False

@@ -116,6 +116,16 @@ def _matches(cls: type[Message], atoms: list[tuple[str, str | None]]) -> dict[st
     return None
 
 
+def test_the_devices_seed_box_takes_every_seed_the_daemon_draws() -> None:
+    """A take's seed, typed into the Max for Live device, plays it again: the box must reach it."""
+    from daemon.seeds import DRAWN_SEED_LIMIT
+
+    [limits] = [box["saved_attribute_attributes"]["valueof"]
+                for box in Patch(MAX_DIR / "riffd-device.maxpat").boxes.values()
+                if box.get("saved_attribute_attributes", {}).get("valueof", {}).get("parameter_longname") == "riffd seed"]
+    assert limits["parameter_mmin"] == 0 and limits["parameter_mmax"] >= DRAWN_SEED_LIMIT - 1
+
+
 def test_committed_patches_are_what_the_builder_makes() -> None:
     assert build_patches(["--check"]) == 0
 

@@ -71,6 +71,22 @@ def _requests(sock: socket.socket, count: int) -> tuple[list[Generate], tuple[st
     return requests, sender
 
 
+def test_pd_shows_every_seed_the_daemon_draws_whole(tmp_path: Path) -> None:
+    """A performer copies a take's seed from what the patch shows: Pd holds it as a 32-bit float and
+    prints six significant digits, so the largest seed the daemon can draw must come out as itself."""
+    from daemon.seeds import DRAWN_SEED_LIMIT, draw_seed
+
+    largest = DRAWN_SEED_LIMIT - 1
+    assert all(0 <= draw_seed() <= largest for _ in range(1000))
+    patch = tmp_path / "seed.pd"
+    patch.write_text("#N canvas 0 0 300 200 12;\n#X obj 10 10 loadbang;\n"
+                     f"#X msg 10 40 {largest} \\, \\; pd quit;\n#X obj 10 70 print seed;\n"
+                     "#X connect 0 0 1 0;\n#X connect 1 0 2 0;\n")
+    done = subprocess.run(["pd", "-nogui", "-nosound", "-nomidi", "-noprefs", "-stderr", "-open", str(patch)],
+                          capture_output=True, text=True, timeout=30)
+    assert f"seed: {largest}\n" in done.stderr, done.stderr
+
+
 def test_committed_patches_are_what_the_builders_make() -> None:
     assert build_patches(["--check"]) == 0
 
@@ -157,7 +173,8 @@ def test_pd_generates_loads_and_plays_with_a_real_daemon(debug_daemon: DaemonThr
         started = mine[1]
         assert started[2:5] == (["debug/musicgen-stereo", str(rate), "2"] if job == "pdtest-st"
                                 else ["debug/musicgen", str(rate), "1"])
-        assert len(started) == 6 and float(started[5]) >= 0  # the seed, last (drawn unless the patch set one)
+        # The seed, last (drawn unless the patch set one), as Pd wrote it: every digit of it.
+        assert len(started) == 6 and started[5].isdigit(), started
         jobs[job] = mine
     assert jobs["pdtest-1"][1][5] == "7"  # the patch's seed comes back
     for job, seconds in (("pdtest-1", duration_s), ("pdtest-2", duration_s), ("pdtest-3", 0.5), ("pdtest-st", 0.5)):

@@ -19,6 +19,7 @@ from daemon_harness import DaemonThread, Monitor, OscDump, oscsend
 from clients import Client
 from daemon.models.jukebox import JukeboxModel, JukeboxTokenizer
 from daemon.models.registry import resolve_folder
+from daemon.seeds import DRAWN_SEED_LIMIT
 from daemon.audio.resample import conform
 from daemon.audio.types import Audio
 from protocol.messages import (
@@ -120,7 +121,7 @@ def test_a_drawn_seed_is_reported_and_replaying_it_gives_the_same_audio(jukebox_
     with Client(jukebox_daemon.zmq) as client:
         drawn = list(client.jukebox_sample(PIECE_S, upsample=False, model="debug/jukebox", **LABELS))
         seed = drawn[1].seed
-        assert isinstance(drawn[1], Started) and isinstance(seed, int) and 0 <= seed < 2**24
+        assert isinstance(drawn[1], Started) and isinstance(seed, int) and 0 <= seed < DRAWN_SEED_LIMIT
         again = list(client.jukebox_sample(PIECE_S, seed=seed, upsample=False, model="debug/jukebox", **LABELS))
     assert isinstance(drawn[-1], Done) and isinstance(again[-1], Done) and again[1].seed == seed
     np.testing.assert_array_equal(_joined(_stages(drawn)[1]), _joined(_stages(again)[1]))

@@ -12,6 +12,7 @@ import zmq
 from daemon_harness import DaemonThread, Monitor
 
 from clients import Client
+from daemon.seeds import DRAWN_SEED_LIMIT
 from protocol import wire
 from protocol.errors import BadAudio, InvalidArgument
 from protocol.messages import Accepted, Chunk, Done, Error, Generate, Progress, Started
@@ -319,7 +320,7 @@ def test_the_started_event_reports_the_seed_and_replaying_it_gives_the_same_audi
     with Client(debug_daemon.zmq) as client:
         drawn = _events(client, "a seed of its own", duration_s=1.0)
         started = drawn[1]
-        assert isinstance(started, Started) and isinstance(started.seed, int) and 0 <= started.seed < 2**24
+        assert isinstance(started, Started) and isinstance(started.seed, int) and 0 <= started.seed < DRAWN_SEED_LIMIT
         again = _events(client, "a seed of its own", duration_s=1.0, seed=started.seed)
         other = _events(client, "a seed of its own", duration_s=1.0, seed=started.seed + 1)
     assert again[1].seed == started.seed and other[1].seed == started.seed + 1  # a given seed is reported as is
