@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -699,18 +701,38 @@ def _other_branches() -> list[Branch]:
     return [branch for branch in runnable_here() if branch.isa != isa()]
 
 
-@pytest.mark.parametrize("branch", _other_branches(), ids=lambda branch: branch.isa)
-def test_every_x86_branch_this_cpu_runs_passes_the_same_tests(tmp_path, riffd_cache, branch):
-    """Each other simd.h branch, built here with RIFFD_NATIVE_CFLAGS, runs this file's kernel and step
-    tests and the speculative tests (the int8 draft's native step: same greedy codes as float32)."""
-    env = {**os.environ, "RIFFD_NATIVE_CFLAGS": branch.cflags, "RIFFD_NATIVE_DIR": str(tmp_path / "native"),
-           "RIFFD_EXPECT_ISA": branch.isa, "RIFFD_TEST_CACHE": str(riffd_cache)}
+@pytest.fixture(scope="module")
+def branch_runs(tmp_path_factory: pytest.TempPathFactory, riffd_cache) -> Iterator[dict[str, tuple[subprocess.Popen, Path]]]:
+    """Every other branch's run, all started when the first is asked for: each is a pytest of mostly
+    one-threaded work (the suite's OMP_NUM_THREADS=1), so on a 2-core machine two overlap for about
+    the time of one. Each writes its output to a file of its own (no pipe fills while another is read)."""
     here = os.path.dirname(__file__)
     # The build-cache and no-compiler tests do not depend on the branch; the daemon test is slow.
     skip = "not daemon and not without_a_compiler and not cached_by_content and not every_x86_branch"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", skip,
-                           *(os.path.join(here, name) for name in BRANCH_TEST_FILES
-                             if os.path.exists(os.path.join(here, name)))],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and " failed" not in done.stdout and " skipped" not in done.stdout
+    runs: dict[str, tuple[subprocess.Popen, Path]] = {}
+    for branch in _other_branches():
+        folder = tmp_path_factory.mktemp(f"branch-{branch.isa}")
+        env = {**os.environ, "RIFFD_NATIVE_CFLAGS": branch.cflags, "RIFFD_NATIVE_DIR": str(folder / "native"),
+               "RIFFD_EXPECT_ISA": branch.isa, "RIFFD_TEST_CACHE": str(riffd_cache)}
+        output = folder / "pytest.log"
+        with output.open("w") as sink:
+            runs[branch.isa] = (subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", skip,
+                 *(os.path.join(here, name) for name in BRANCH_TEST_FILES if os.path.exists(os.path.join(here, name)))],
+                env=env, stdout=sink, stderr=subprocess.STDOUT, text=True), output)
+    yield runs
+    for process, _ in runs.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("branch", _other_branches(), ids=lambda branch: branch.isa)
+def test_every_x86_branch_this_cpu_runs_passes_the_same_tests(branch_runs, branch):
+    """Each other simd.h branch, built here with RIFFD_NATIVE_CFLAGS, runs this file's kernel and step
+    tests and the speculative tests (the int8 draft's native step: same greedy codes as float32)."""
+    process, output = branch_runs[branch.isa]
+    returncode = process.wait(timeout=900)
+    printed = output.read_text()
+    assert returncode == 0, printed[-5000:]
+    assert " passed" in printed and " failed" not in printed and " skipped" not in printed

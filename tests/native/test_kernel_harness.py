@@ -18,6 +18,7 @@ import pytest
 import daemon.native
 from daemon.native import NativeUnavailable, arch_flags, build_flags
 from daemon.native.branches import Branch, runnable_here
+from daemon.native.compile import compile_objects
 
 HERE = Path(__file__).resolve().parent
 SOURCES = sorted(daemon.native.SOURCE_DIR.glob("*.c"))
@@ -59,15 +60,14 @@ def _build(compiler: str, kernel_flags: tuple[str, ...], folder: Path, link: tup
     folder.mkdir(parents=True, exist_ok=True)
     compile_flags = [flag for flag in kernel_flags if flag != "-shared"]
     march = [flag for flag in compile_flags if flag.startswith("-m")]
+    objects = compile_objects(compiler, compile_flags, SOURCES, folder, timeout_s=180)
     # The harness's own loops at -O1: gcc 12's aarch64 vectoriser crashes on one of them at -O3.
-    commands = [[compiler, *compile_flags, "-c", *map(str, SOURCES)],
-                [compiler, "-O1", *march, "-pthread", "-std=gnu11", f"-I{daemon.native.SOURCE_DIR}", "-c",
-                 str(HERE / "kernel_harness.c")],
-                [compiler, "-pthread", *link, *(f"-Wl,--wrap={name}" for name in WRAPPED),
-                 *[path.stem + ".o" for path in SOURCES], "kernel_harness.o", "-lm", "-o", "harness"]]
-    for command in commands:
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr[-3000:]}"
+    objects += compile_objects(compiler, ["-O1", *march, "-pthread", "-std=gnu11", f"-I{daemon.native.SOURCE_DIR}"],
+                               [HERE / "kernel_harness.c"], folder, timeout_s=180)
+    command = [compiler, "-pthread", *link, *(f"-Wl,--wrap={name}" for name in WRAPPED), *map(str, objects),
+               "-lm", "-o", "harness"]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr[-3000:]}"
     return folder / "harness"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import daemon.native
 from daemon.native import build_flags
+from daemon.native.compile import compile_objects
 from tests.native.test_kernel_harness import CROSS_CC, GRAVITON2_FEATURES, QEMU, needs_arm_tools
 
 HERE = Path(__file__).resolve().parent
@@ -17,9 +18,10 @@ HERE = Path(__file__).resolve().parent
 def _build(compiler: str, kernel_flags: tuple[str, ...], folder: Path, link: tuple[str, ...] = ()) -> Path:
     """The library's sources with `kernel_flags` (as daemon.native compiles them) and the check, in one program."""
     compile_flags = [flag for flag in kernel_flags if flag not in ("-shared", "-fPIC")]
-    sources = sorted(str(path) for path in daemon.native.SOURCE_DIR.glob("*.c"))
-    command = [compiler, *compile_flags, f"-I{daemon.native.SOURCE_DIR}", *link, str(HERE / "prefill_attention_check.c"),
-               *sources, "-lm", "-o", str(folder / "check")]
+    sources = [HERE / "prefill_attention_check.c", *sorted(daemon.native.SOURCE_DIR.glob("*.c"))]
+    objects = compile_objects(compiler, [*compile_flags, f"-I{daemon.native.SOURCE_DIR}"], sources, folder,
+                              timeout_s=240)
+    command = [compiler, *compile_flags, *link, *map(str, objects), "-lm", "-o", str(folder / "check")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr[-3000:]}"
     return folder / "check"
