@@ -37,20 +37,29 @@ class _Entry:
 class ModelPool:
     """Backends by model id for one device; thread-safe."""
 
-    def __init__(self, loader: Loader, device: str, *, keep_alive_s: float = 300.0,
+    def __init__(self, loader: Loader, device: str | Callable[[], str], *, keep_alive_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """`device`: its name, or a function that names it, called once when it is first needed (naming
+        "auto"'s choice imports torch, which the daemon defers until it has tried its ports)."""
         self._loader = loader
-        self._device = device
+        self._device_or_namer = device
+        self._device_name: str | None = device if isinstance(device, str) else None
         self._keep_alive_s = keep_alive_s
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        self._device_lock = threading.Lock()
         # One lock per model id being loaded, so two requests for it load it once.
         self._load_locks: dict[str, threading.Lock] = {}
 
     @property
     def device(self) -> str:
-        return self._device
+        with self._device_lock:  # its own: naming may take seconds, which the pool's lock must not wait for
+            if self._device_name is None:
+                namer = self._device_or_namer
+                assert callable(namer)
+                self._device_name = namer()
+            return self._device_name
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -91,10 +100,10 @@ class ModelPool:
                 if entry is not None:
                     entry.pinned = entry.pinned or pin
                     return entry.backend
-            log.info("loading model %s on %s", model_id, self._device)
+            log.info("loading model %s on %s", model_id, self.device)
             started = time.perf_counter()
             try:
-                backend = self._loader(model_id, self._device)
+                backend = self._loader(model_id, self.device)
             finally:
                 # Failed ids must not pile up locks (requests may name any string).
                 with self._lock:

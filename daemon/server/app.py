@@ -124,7 +124,9 @@ class Daemon:
         self._cluster = cluster_for(config) if config.ray is not None and loader is None else None
         if self._cluster is not None:
             loader = self._cluster_loader
-        self._pool = ModelPool(loader or default_loader(config), self._cluster_or_device(config),
+        # The device by name once first needed (the ready line, after the ports were tried: naming
+        # auto's choice imports torch, seconds a taken port's error should not wait for).
+        self._pool = ModelPool(loader or default_loader(config), lambda: self._cluster_or_device(config),
                                keep_alive_s=config.keep_alive_s)
         if sink_factories is None:
             # Sound-card playback (issue 5): opened at start with --play, else on the first play=true request.

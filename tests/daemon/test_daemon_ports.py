@@ -62,6 +62,19 @@ def test_the_cli_serve_command_says_the_same(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_taken_port_fails_the_start_before_torch_is_imported(tmp_path: Path) -> None:
+    """Importing torch takes seconds (~1.2 s on the 2-core Xeon): naming the device `--device auto`
+    chose waits until the ports were tried, so the error comes in a moment."""
+    script = ("import sys\nfrom clients.cli.main import main\ncode = main(sys.argv[1:])\n"
+              "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\nsys.exit(code)\n")
+    with hold(socket.SOCK_DGRAM) as held:
+        result = subprocess.run([sys.executable, "-c", script, "serve", "--model", "debug/musicgen", "--osc-port",
+                                 str(held.getsockname()[1]), "--zmq-port", "0", "--pub-port", "0", "--no-web",
+                                 "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "cannot listen for OSC (UDP)" in result.stderr, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "torch not imported", result.stdout
+
+
 @pytest.mark.parametrize("transport", ["osc", "zmq"])
 def test_a_port_taken_while_the_models_load_is_the_same_error_and_stop_is_safe(tmp_path: Path, transport: str) -> None:
     """Another program binds the port after the check, during the load: the endpoint's own bind fails,

@@ -119,3 +119,21 @@ def test_a_load_freezes_the_model_out_of_full_collections_and_an_unload_thaws_it
     pool.load("fake/fast")
     pool.clear()  # nothing resident: nothing frozen again
     assert gc.get_freeze_count() == 0
+
+
+def test_a_device_named_by_a_function_is_named_once_when_first_needed() -> None:
+    named: list[str] = []
+    devices: list[str] = []
+
+    def name() -> str:
+        named.append("cuda:0")
+        return "cuda:0"
+
+    def load(model_id: str, device: str):
+        devices.append(device)
+        return fake_loader(model_id, "cpu")
+
+    pool = ModelPool(load, name)
+    assert named == []  # not at construction: the daemon tries its ports first
+    pool.load("fake/fast")
+    assert pool.device == "cuda:0" and devices == ["cuda:0"] and named == ["cuda:0"]
