@@ -177,11 +177,9 @@ def isa() -> str:
 def _build(compiler: str, sources: list[Path], target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Build beside the target and rename: a second process building at the same time, or one
-        # killed half way, never leaves a truncated library under the final name.
-        handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(handle)
-        objects_dir = tempfile.mkdtemp(prefix="build-", dir=target.parent)
+        # Build in a folder of its own beside the target and rename: a second process building at the
+        # same time, or one killed half way, never leaves a truncated library under the final name.
+        build_dir = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
     except OSError as exc:
         raise NativeUnavailable(f"cannot write riffd's native kernels to {target.parent}: {exc} "
                                 "(set RIFFD_NATIVE_DIR to a writable folder)") from exc
@@ -189,20 +187,19 @@ def _build(compiler: str, sources: list[Path], target: Path) -> None:
     log.info("building riffd's native kernels (%d compilers at once): %s %s", build_jobs(), compiler,
              " ".join(flags()))
     try:
-        objects = compile_objects(compiler, [flag for flag in flags() if flag != "-shared"], sources,
-                                  Path(objects_dir), BUILD_TIMEOUT_S)
-        command = [compiler, *flags(), *map(str, objects), "-o", partial]
+        objects = compile_objects(compiler, [flag for flag in flags() if flag != "-shared"], sources, build_dir,
+                                  BUILD_TIMEOUT_S)
+        partial = build_dir / target.name
+        command = [compiler, *flags(), *map(str, objects), "-o", str(partial)]
         done = subprocess.run(command, capture_output=True, text=True, check=False,
                               timeout=max(1.0, BUILD_TIMEOUT_S - (time.monotonic() - started)))
         if done.returncode != 0:
             raise CompileFailed(done.stderr.strip()[-500:])
+        os.replace(partial, target)
     except subprocess.TimeoutExpired as exc:
-        os.unlink(partial)
         raise NativeUnavailable(f"{compiler} took over {BUILD_TIMEOUT_S} s to build riffd's native kernels") from exc
     except CompileFailed as exc:
-        os.unlink(partial)
         raise NativeUnavailable(f"{compiler} could not build riffd's native kernels: {str(exc)[-500:]}") from exc
     finally:
-        shutil.rmtree(objects_dir, ignore_errors=True)
-    os.replace(partial, target)
+        shutil.rmtree(build_dir, ignore_errors=True)
     log.info("built riffd's native kernels in %.1f s", time.monotonic() - started)

@@ -83,3 +83,14 @@ def test_two_sources_of_one_name_are_refused(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(ValueError, match="share a name"):
         compile_objects("cc", [], [tmp_path / "k.c", tmp_path / "x" / "k.c"], tmp_path, timeout_s=60)
+
+
+def test_a_library_build_that_fails_leaves_nothing_in_the_cache_folder(tmp_path):
+    """daemon.native's build: objects and the partial library live in a folder of their own, gone after."""
+    import daemon.native
+
+    cache = tmp_path / "cache"
+    failing = _script(tmp_path, "#!/bin/sh\necho 'cc1: out of memory' >&2\nexit 1\n")
+    with pytest.raises(daemon.native.NativeUnavailable, match=r"(?s)could not build riffd.s native kernels.*out of memory"):
+        daemon.native._build(failing, sorted(daemon.native.SOURCE_DIR.glob("*.c")), cache / "libriffd-test.so")
+    assert list(cache.iterdir()) == []
