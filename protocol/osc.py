@@ -258,24 +258,29 @@ def _fields(cls: type[Message], args: Sequence[Any]) -> dict[str, Any]:
         if spec.kind == "list[str]":
             data[name] = list(args[position:])
             return data
-        value = args[position]
-        # OSC has no null: an empty string stands for "none" in an optional string field.
-        data[name] = None if (spec.optional and spec.kind in ("str", "audio") and value == "") else value
+        data[name] = _none_if_empty(spec, args[position])
     data.update(_options(cls, args[len(form):], data))
     return data
+
+
+def _none_if_empty(spec: FieldSpec | None, value: Any) -> Any:
+    """OSC has no null: an empty string stands for "none" in an optional string field, positional
+    or an option (a patch sends `model ""` from an empty symbol box; the reference says so)."""
+    return None if (spec is not None and spec.optional and spec.kind in ("str", "audio") and value == "") else value
 
 
 def _options(cls: type[Message], options: Sequence[Any], given: dict[str, Any]) -> dict[str, Any]:
     """`key value` pairs as fields (the message checks the names); none may repeat a field in `given`."""
     if len(options) % 2:
         raise InvalidArgument(f"{cls.osc_address()}: options must come in key/value pairs; expected {usage(cls)}")
+    specs = {spec.name: spec for spec in fields_of(cls)}
     data: dict[str, Any] = {}
     for key, value in zip(options[::2], options[1::2]):
         if not isinstance(key, str):
             raise InvalidArgument(f"{cls.osc_address()}: option names must be strings, got {key!r}")
         if key in data or key in given:
             raise InvalidArgument(f"{cls.osc_address()}: option {key!r} given twice")
-        data[key] = value
+        data[key] = _none_if_empty(specs.get(key), value)
     return data
 
 

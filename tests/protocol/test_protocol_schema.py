@@ -237,6 +237,18 @@ def test_a_patchers_bit_depth_is_a_number_or_the_word_float() -> None:
     assert request == Generate("a", 1.0, bit_depth="float") and b",sfss\x00" in osc.encode(request)
 
 
+@pytest.mark.parametrize("cls", [cls for cls in REQUESTS.values() if cls.OSC_OPTIONS], ids=lambda c: c.__name__)
+def test_an_empty_string_option_means_absent_as_the_reference_says(cls: type) -> None:
+    """A patch's empty symbol box sends `model ""`: every optional text option reads it as absent."""
+    names = sorted(name for name in osc.option_keys(cls)
+                   for spec in fields_of(cls) if spec.name == name and spec.optional and spec.kind in ("str", "audio"))
+    assert names
+    message = dataclasses.replace(_example(cls), **dict.fromkeys(names))
+    [(address, args)] = osc.parse_packet(osc.encode(message))
+    empties = [item for name in names for item in (name, "")]
+    assert osc.decode_request(address, [*args, *empties]) == message
+
+
 def test_osc_is_lenient_the_way_patchers_need() -> None:
     request = osc.decode_request("/riffd/generate", ["a", 2, "seed", 42.0, "greedy", 1, "job", "pd1"])
     assert request == Generate("a", 2.0, seed=42, greedy=True, job="pd1")
