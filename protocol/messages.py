@@ -422,9 +422,9 @@ class GetClock(Request):
 
 @dataclass(frozen=True)
 class SetTempo(Request):
-    """Set the tempo of the Link session (every peer follows) or of the daemon's own timeline.
+    """Set the tempo of the Link session (every peer follows) or of the daemon's own timeline; answered by `clock`.
 
-    The one request that changes a Link session's tempo; answered by a `clock` event.
+    The one request that changes a Link session's tempo.
     """
 
     TYPE: ClassVar[str] = "tempo"

@@ -80,15 +80,16 @@ def _summary(cls: type) -> str:
 def _message_section(cls: type[Message], *, request: bool) -> list[str]:
     # Positional fields first, in their OSC order; then the options.
     positional = cls.OSC_FORMS[0]
-    specs = sorted((spec for spec in fields_of(cls) if spec.name not in ("id", "re")),
+    specs = sorted((spec for spec in fields_of(cls) if spec.name not in ("id", "re") and _carried(cls, spec)),
                    key=lambda spec: positional.index(spec.name) if spec.name in positional else len(positional))
     comments = field_comments(cls)
     lines = [f"### {'request' if request else 'event'}: `{cls.TYPE}`", "", _summary(cls), ""]
     lines.append(f"- OSC: `{osc.usage(cls)}`")
     header = {"v": messages.PROTOCOL_VERSION, "type": cls.TYPE}
-    header.update({spec.name: f"<{spec.kind}>" for spec in specs if spec.required})
+    # The placeholders stand unquoted for JSON values: a quoted "<float>" read as a string, which is refused.
+    shown = _json(header)[:-1] + "".join(f", \"{spec.name}\": <{spec.kind}>" for spec in specs if spec.required) + "}"
     correlation = "id" if request else "re"
-    lines.append(f"- ZeroMQ header: `{_json(header)}` plus optional fields and `\"{correlation}\"`")
+    lines.append(f"- ZeroMQ header: `{shown}` plus optional fields and `\"{correlation}\"`")
     if cls is messages.Chunk:
         lines.append("- ZeroMQ: a second frame holds the PCM (see *Frames* above); over OSC the block is the "
                      "complete WAV file at `path`.")
@@ -102,6 +103,13 @@ def _message_section(cls: type[Message], *, request: bool) -> list[str]:
         lines.append(f"| `{spec.name}` | {_OSC_TAG[spec.kind]} | {_JSON_TYPE[spec.kind]} | {_default(cls, spec)} "
                      f"| {meaning} |")
     return lines + [""]
+
+
+def _carried(cls: type[Message], spec: FieldSpec) -> bool:
+    """Whether a client can send the field: a `reply_port` in no OSC form of a message without options
+    (subscribe) cannot travel over OSC, and ZeroMQ refuses every reply_port."""
+    return (spec.name != "reply_port" or not issubclass(cls, messages.Request) or bool(cls.OSC_OPTIONS)
+            or any(spec.name in form for form in cls.OSC_FORMS))
 
 
 def _json(value: object) -> str:
@@ -144,7 +152,9 @@ def render() -> str:
         "",
         "Events go to the address a request came from (its UDP source address, or back down its TCP "
         "connection), to the host of the request at `reply_port` when a request names one, its refusal "
-        "included (Max's `[udpsend]` cannot receive), and to every subscriber (`/riffd/subscribe`). Over OSC a job's audio "
+        "included (Max's `[udpsend]` cannot receive). Every subscriber (`/riffd/subscribe`) gets every job's "
+        "events (a jam's `applied` and `snapshot` included) and the refusals of requests sent from its own host; "
+        "the answer to a control request (`ok`, `status`, `models`, `clock`) goes to its sender only. Over OSC a job's audio "
         "travels as WAV files under the daemon's `--out` folder, each complete (written under a temporary name, "
         "then renamed) before its notice is sent.",
         "",
@@ -173,8 +183,8 @@ def render() -> str:
         "OSC carries paths only.",
         "",
         "Every job (generate, continue, Jukebox) is answered by `accepted`, `started`, `progress` and `chunk` "
-        "events and ends with exactly one `done` or `error`. Control requests are answered by one event "
-        "(`ok`, `status`, `models` or `error`).",
+        "events and ends with exactly one `done` or `error`. Control requests are answered by one event, the one "
+        "their section names (`ok`, `status`, `models`, `clock`, `applied`, `snapshot`), or `error`.",
         "",
         "## Requests",
         "",
