@@ -269,8 +269,8 @@ class JukeboxRequest(JobRequest):
 
     def validate(self) -> None:
         super().validate()
-        _check_text("artist", self.artist, MAX_LABEL_CHARS, empty_ok=True)
-        _check_text("genres", self.genres, MAX_LABEL_CHARS, empty_ok=True)
+        _check_text("artist", self.artist, MAX_LABEL_CHARS, empty_ok=True, too_long=PromptTooLong)
+        _check_text("genres", self.genres, MAX_LABEL_CHARS, empty_ok=True, too_long=PromptTooLong)
         _check_text("lyrics", self.lyrics, MAX_LYRICS_CHARS, empty_ok=True, too_long=PromptTooLong)
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise InvalidArgument(f"seed must be an integer in [0, 2^63), got {self.seed}")

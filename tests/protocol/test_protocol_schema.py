@@ -249,6 +249,15 @@ def test_an_empty_string_option_means_absent_as_the_reference_says(cls: type) ->
     assert osc.decode_request(address, [*args, *empties]) == message
 
 
+@pytest.mark.parametrize(("name", "chars"), [("artist", 201), ("genres", 201), ("lyrics", 8001)])
+def test_a_jukebox_label_or_lyrics_over_its_limit_is_prompt_too_long(name: str, chars: int) -> None:
+    """The error codes table says so: a program tells "shorten the text" from a malformed request."""
+    header = {"v": PROTOCOL_VERSION, "type": "jukebox_sample", "duration_s": 1.0, name: "a" * chars}
+    with pytest.raises(RiffdError) as raised:
+        wire.decode_request([json.dumps(header).encode()])
+    assert raised.value.code == "prompt_too_long"
+
+
 def test_osc_is_lenient_the_way_patchers_need() -> None:
     request = osc.decode_request("/riffd/generate", ["a", 2, "seed", 42.0, "greedy", 1, "job", "pd1"])
     assert request == Generate("a", 2.0, seed=42, greedy=True, job="pd1")
