@@ -42,11 +42,17 @@ class InTime:
     bars long with its end flowing into its start, and plays it until cancelled.
     """
 
+    # Length in bars (1-1024) instead of seconds; send duration_s 0 with it.
     bars: int | None = None
+    # Beats per bar, 1-16 (absent: 4).
     quantum: int | None = None
+    # Tempo of the daemon's own timeline, 20-999 (with --link the session's tempo rules).
     bpm: float | None = None
+    # When the audio starts playing: "now", "beat" (the next beat) or "bar" (the next bar).
     launch: str | None = None
+    # With bars: a take exactly that long, its end flowing into its start, played until cancelled.
     loop: bool | None = None
+    # Stretch the audio to the tempo, its downbeat on the bar (absent: on for a job in time).
     conform: bool | None = None
 
     @property

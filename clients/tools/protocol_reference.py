@@ -206,7 +206,7 @@ def render() -> str:
         f"0..{messages.MAX_GAIN:g} (linear)",
         f"- format: {', '.join(messages.OUTPUT_FORMATS)}; bit_depth: {depths}; "
         f"out_sample_rate: {messages.OUTPUT_SAMPLE_RATE_RANGE[0]}..{messages.OUTPUT_SAMPLE_RATE_RANGE[1]} Hz",
-        f"- duration_s: positive, at most the daemon's `--max-duration-s` (default {DEFAULT_MAX_DURATION_S:g}); "
+        f"- duration_s: positive (0 with `bars`), at most the daemon's `--max-duration-s` (default {DEFAULT_MAX_DURATION_S:g}); "
         "a take in `bars` counts what is generated for it: a bar and 12 % more than the take when conformed",
         "",
         "## Error codes",

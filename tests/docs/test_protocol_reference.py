@@ -5,8 +5,11 @@ from __future__ import annotations
 import inspect
 import re
 
+import pytest
+
 from clients.tools.protocol_reference import OUTPUT, main, render
-from protocol import errors
+from protocol import errors, osc
+from protocol.errors import InvalidArgument
 from protocol.messages import EVENTS, REQUESTS
 from protocol.osc import usage
 from protocol.schema import fields_of
@@ -79,3 +82,18 @@ def test_the_jam_defaults_read_as_the_daemon_behaves() -> None:
     for name in ("prompt", "top_k", "top_p", "temperature", "guidance_scale", "gain"):
         assert "| unchanged |" in rows[name], rows[name]
     assert "| absent |" in rows["at_samples"]
+
+
+def test_a_take_in_bars_reads_as_the_daemon_decodes_it() -> None:
+    """QA: the reference said only "duration_s: positive", so `bars 2` with a duration was refused
+    with no word in it on sending duration_s 0; the tempo fields had no meaning at all."""
+    text = render()
+    bars = next(line for line in _section(text, "request: `generate`").splitlines() if line.startswith("| `bars` |"))
+    assert "duration_s 0" in bars
+    assert "positive (0 with `bars`)" in text
+    assert osc.decode_request("/riffd/generate", ["x", 0.0, "bars", 2]).bars == 2
+    with pytest.raises(InvalidArgument, match="duration_s 0"):
+        osc.decode_request("/riffd/generate", ["x", 1.0, "bars", 2])
+    for name in ("quantum", "bpm", "launch", "loop", "conform"):
+        row = next(line for line in _section(text, "request: `generate`").splitlines() if line.startswith(f"| `{name}` |"))
+        assert row.split("|")[-2].strip(), name
