@@ -395,7 +395,9 @@ class Subscribe(Request):
     TYPE: ClassVar[str] = "subscribe"
     OSC_FORMS: ClassVar[tuple[tuple[str, ...], ...]] = ((), ("port",), ("host", "port"))
 
+    # An IP address, or "localhost" (no other names); absent: the sender's host over OSC, 127.0.0.1 over ZeroMQ.
     host: str | None = None
+    # The UDP port events go to; absent, over OSC only: the sender's own address (ZeroMQ needs one).
     port: int | None = None
 
     def validate(self) -> None:

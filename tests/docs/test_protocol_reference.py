@@ -97,3 +97,13 @@ def test_a_take_in_bars_reads_as_the_daemon_decodes_it() -> None:
     for name in ("quantum", "bpm", "launch", "loop", "conform"):
         row = next(line for line in _section(text, "request: `generate`").splitlines() if line.startswith(f"| `{name}` |"))
         assert row.split("|")[-2].strip(), name
+
+
+def test_subscribe_says_what_host_and_port_take() -> None:
+    """QA: `subscribe` over ZeroMQ without a port, and a host name other than localhost, were refused
+    with nothing in the reference saying so."""
+    section = _section(render(), "request: `subscribe`")
+    host = next(line for line in section.splitlines() if line.startswith("| `host` |"))
+    port = next(line for line in section.splitlines() if line.startswith("| `port` |"))
+    assert "IP address" in host and "127.0.0.1 over ZeroMQ" in host
+    assert "ZeroMQ needs one" in port
