@@ -117,8 +117,9 @@ class ConnectionLost(RiffdError):
 
 
 class PathNotAllowed(RiffdError):
-    """A path in a request is outside the folders the daemon may read (or write): `..`,
-    a symlink that leads out, or an absolute path elsewhere."""
+    """A path in a request is outside the folders the daemon may read (or write): a relative path
+    (the daemon does not share the client's folder), `..`, a symlink that leads out, or an absolute
+    path elsewhere (the daemon reads --out and its --audio-dir folders)."""
 
     code = "path_not_allowed"
 

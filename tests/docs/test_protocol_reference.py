@@ -107,3 +107,10 @@ def test_subscribe_says_what_host_and_port_take() -> None:
     port = next(line for line in section.splitlines() if line.startswith("| `port` |"))
     assert "IP address" in host and "127.0.0.1 over ZeroMQ" in host
     assert "ZeroMQ needs one" in port
+
+
+def test_path_not_allowed_names_relative_paths_and_the_readable_folders() -> None:
+    """QA: `/riffd/continue ,sf in.wav 1.0` was refused (path_not_allowed: must be absolute) while the
+    code's row spoke only of `..`, symlinks and absolute paths elsewhere."""
+    row = next(line for line in render().splitlines() if line.startswith("| `path_not_allowed` |"))
+    assert "a relative path" in row and "--audio-dir" in row
