@@ -1,4 +1,4 @@
-"""The mode a file riffd publishes gets: what the process's umask gives a new file.
+"""Files riffd publishes: written whole under a temporary name, with the mode a new file gets.
 
 Outputs are written under a temporary name made by `tempfile.mkstemp`, which creates it 0600
 (private), and renamed into place when complete. A take that only its owner can read is no use
@@ -8,7 +8,11 @@ to a DAW or a sampler running as another user, and `open()` would have honoured 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def _process_umask() -> int:
@@ -29,3 +33,20 @@ def publish_mode(target: int | str | os.PathLike[str]) -> None:
         os.fchmod(target, mode)
     else:
         os.chmod(target, mode)
+
+
+@contextlib.contextmanager
+def published(path: Path, *, prefix: str, suffix: str) -> Iterator[str]:
+    """A temporary name beside `path` (`prefix`...`suffix`) for the block to write: when the block
+    ends, the file gets the mode a plainly created file would (publish_mode) and takes `path`'s place
+    whole, so readers never see half of it; when the block raises, it is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        yield staging
+        publish_mode(staging)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise

@@ -8,14 +8,12 @@ top-level codes is read too.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daemon.file_mode import publish_mode
+from daemon.file_mode import published
 from protocol.errors import BadAudio, InvalidArgument
 
 #: Labels stored beside the codes, restored when an upsample request leaves them empty.
@@ -35,17 +33,9 @@ class TopCodes:
 
 def write_codes(path: Path, top: TopCodes) -> None:
     """Write `top` to `path` whole (temporary file, then rename), so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=".codes-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, top=np.asarray(top.codes, dtype=np.int32).reshape(-1),
-                     **{key: np.array(getattr(top, key)) for key in (*LABEL_KEYS, "model")})
-        publish_mode(staging)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    with published(path, prefix=".codes-", suffix=".npz") as staging, open(staging, "wb") as handle:
+        np.savez(handle, top=np.asarray(top.codes, dtype=np.int32).reshape(-1),
+                 **{key: np.array(getattr(top, key)) for key in (*LABEL_KEYS, "model")})
 
 
 def read_codes(path: Path) -> TopCodes:

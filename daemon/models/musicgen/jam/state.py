@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from daemon.file_mode import publish_mode
+from daemon.file_mode import published
 from daemon.models.musicgen.jam.prompts import WeightedPrompts
 from daemon.models.musicgen.jam.types import Change, JamSampling, JamShape, JamState, WindowState
 from daemon.models.musicgen.loader import MusicgenBundle
@@ -85,18 +83,10 @@ def save_state(path: Path, state: JamState, *, identity: dict[str, str], offset_
             "logits_prompts": None if window.logits_prompts is None else _prompts(window.logits_prompts),
             "slots": sorted(window.slots)} for name, window in windows.items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
+    with published(path, prefix=f".{path.name}.", suffix=".partial") as temporary:
         # Straight to the file: a late window's cache is tens of MB, and no second copy is made in memory.
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, temporary,
                   metadata={_META_KEY: json.dumps(meta)})
-        publish_mode(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_identity(path: Path) -> dict[str, Any]:
