@@ -134,8 +134,10 @@ class Conformed:
 
 def conform(samples: np.ndarray, sample_rate: int, target_bpm: float, quantum: int) -> Conformed:
     """Stretch `samples` so its beats fall on a `target_bpm` grid starting at its first downbeat."""
+    from daemon.tempo.beat_process import BEATS  # here: that module imports this one
+
     started = time.perf_counter()
-    grid = track_beats(samples, sample_rate, target_bpm, quantum)
+    grid = BEATS.track(samples, sample_rate, target_bpm, quantum)  # in a child process: librosa never holds our GIL
     if not grid.confident:
         log.info("conform: no steady beat found (%d beats); the audio is left at its own time", len(grid.beat_times_s))
         return Conformed(np.ascontiguousarray(samples, dtype=np.float32), target_bpm, 1.0, False)

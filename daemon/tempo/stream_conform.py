@@ -164,10 +164,11 @@ class StreamConformer:
             self._track()
 
     def _track(self) -> None:
-        from daemon.tempo.conform import track_beats
+        from daemon.tempo.beat_process import BEATS
 
         known = None if self.grid is None else 60.0 * self.rate / self.grid.period
-        found = track_beats(self._history, self.rate, known or self._prompt_bpm, self.quantum, known_bpm=known)
+        # In the beat tracker's child process: librosa's work never holds the GIL the jam's decode needs.
+        found = BEATS.track(self._history, self.rate, known or self._prompt_bpm, self.quantum, known_bpm=known)
         if not found.confident:
             log.debug("stream conform: no steady beat in the last %.1f s; keeping the last reading",
                       self._history.shape[1] / self.rate)

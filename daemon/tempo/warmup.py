@@ -1,11 +1,13 @@
-"""Conform warmed up off the request path: librosa's numba kernels compile once per process.
+"""Conform warmed up off the request path: librosa's numba kernels compile once per beat tracker.
 
-The first conform in a process costs seconds more than the next (measured here: 5-8 s on top of a
-0.5-1 s conform, AMD EPYC Zen 4, 2 cores): importing librosa's beat module compiles its numba
-ufuncs (one of them is never cached on disk), and its stencils compile on first call. A performer
-must not hear that delay, so the daemon runs one conform on a synthetic pattern at start when it
-has a tempo source (`--link` or `--bpm`), and otherwise when the first request in time arrives
-(it runs while the take is generated, which takes longer).
+The first conform costs seconds more than the next (measured here: 5-8 s on top of a 0.5-1 s
+conform, AMD EPYC Zen 4, 2 cores; 6-7 s, and 46 s with numba's disk cache cold, on a Zen 3 with
+AVX2): importing librosa's beat module compiles its numba ufuncs (one of them is never cached on
+disk), and its stencils compile on first call. That happens in the beat tracker's child process
+(`beat_process`), so it never holds the daemon's GIL, but a take or jam must not wait for it either,
+so the daemon runs one conform on a synthetic pattern at start when it has a tempo source (`--link`
+or `--bpm`), and otherwise when the first request in time arrives (it runs while the take is
+generated, which takes longer; a jam plays at its own tempo until it is done).
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ class ConformWarmup:
             log.warning("conform warm-up failed (the first conform will be slower): %s", exc)
         else:
             self.seconds = time.perf_counter() - started
-            log.info("conform warmed up in %.1f s (librosa's numba kernels compiled)", self.seconds)
+            log.info("conform warmed up in %.1f s (librosa's numba kernels compiled in the beat tracker)", self.seconds)
         finally:
             self._done.set()
 
 
-#: The process's warm-up: numba's compiled kernels are per process, so one warm-up serves every daemon in it.
+#: The process's warm-up: it warms the process's one beat tracker (`beat_process.BEATS`), which every daemon in it shares.
 WARMUP = ConformWarmup()

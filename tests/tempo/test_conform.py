@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.tempo import conform as conform_module
+from daemon.tempo.beat_process import BEATS
 from daemon.tempo.conform import BeatGrid, conform
 from drums import attacks, pattern
 
@@ -50,8 +50,7 @@ def test_a_downbeat_just_before_sample_0_starts_the_audio(monkeypatch: pytest.Mo
     # moved onto the fitted line): the downbeat is then the audio's start, not an index from its end.
     audio, _ = pattern(120.0, 8, RATE, swing=0.0, lead_in_s=0.0)
     beats = np.arange(16) * 0.5 - 0.03
-    monkeypatch.setattr(conform_module, "track_beats",
-                        lambda *args, **kwargs: BeatGrid(beats, 120.0, 0, True))
+    monkeypatch.setattr(BEATS, "track", lambda *args, **kwargs: BeatGrid(beats, 120.0, 0, True))
     out = conform(audio, RATE, 120.0, 4)
     assert out.confident and out.ratio == 1.0
     assert abs(out.samples.shape[1] - audio.shape[1]) <= 0.01 * audio.shape[1]
