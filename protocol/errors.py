@@ -154,6 +154,17 @@ class OutOfMemory(RiffdError):
     code = "out_of_memory"
 
 
+# The daemon's sound card (issue 5).
+
+
+class PlaybackUnavailable(RiffdError):
+    """The request asks to play on the daemon's sound card (`play` true), which cannot be opened or has
+    gone (no device, no JACK or PulseAudio server, the device refused the stream): the message says
+    why. The job ends before any audio is made; send it without `play` to render it unheard."""
+
+    code = "playback_unavailable"
+
+
 # Jams (issue 14).
 
 

@@ -146,7 +146,8 @@ class JobRequest(Request):
     # Saved file's samples: 16, 24 or 32-bit integers, or "float" (32-bit float, WAV only); FLAC: 16 or 24. Absent:
     # float WAV, 24-bit FLAC.
     bit_depth: int | str | None = None
-    # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain.
+    # Play on the daemon's sound card (default: the daemon's --play setting), at this linear gain. Asked for
+    # (true) where that card cannot open, the job ends with playback_unavailable before any audio.
     play: bool | None = None
     gain: float | None = None
 

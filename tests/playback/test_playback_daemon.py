@@ -234,3 +234,43 @@ def test_without_an_output_device_the_daemon_says_so_once_and_serves(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("daemon.audio.playback")]
     assert len(messages) == 1 and messages[0].startswith("playback is off: no output device matches 'no-such-card'")
     assert playback.status() is None
+
+
+def test_a_request_that_asks_to_play_on_an_absent_sound_card_is_told_and_the_daemon_serves(
+    jack_server: JackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`play` true where the sound card cannot open: the job ends with playback_unavailable before any
+    audio (no file left), where a job played only by default (--play) renders unheard; the next such
+    request tries the card again, so one that has come up since is found and played."""
+    out = tmp_path / "out"
+    playback = PlaybackSinkFactory(PlaybackConfig(device="no-such-card", buffer_s=0.3), play_by_default=True)
+    opened: list[str] = []
+    real_open = Player.open.__func__  # type: ignore[attr-defined]
+
+    def open_counted(cls: type[Player], config: PlaybackConfig, timeline: object = None, *, fresh: bool = False) -> Player:
+        opened.append(f"{config.device}{' (fresh)' if fresh else ''}")
+        return real_open(cls, config, timeline, fresh=fresh)
+
+    monkeypatch.setattr(Player, "open", classmethod(open_counted))
+    daemon = playing_daemon(make_config(out, models=("fake/fast",)), playback, fake_loader)
+    try:
+        assert opened == ["no-such-card"]  # at start, as --play does
+        with Client(daemon.zmq, timeout_s=60) as client:
+            events = list(client.generate("asked to be heard", duration_s=0.5, job="heard", play=True, save=True))
+            refused = events[-1]
+            assert isinstance(refused, Error) and refused.code == "playback_unavailable", refused
+            assert "no output device matches 'no-such-card'" in refused.message
+            assert refused.message.endswith("send the request without play to render it unheard")
+            assert not any(isinstance(event, Chunk) for event in events), "audio was made for a refused job"
+            assert not list(out.rglob("heard*")), "a refused job left a file"
+            # Played by default only (the operator's --play): rendered, unheard, as before.
+            chunks, done = finished(client.generate("by default", duration_s=0.5, save=True))
+            assert sum(c.frames for c in chunks) == done.frames == 8000 and done.path is not None
+            assert opened == ["no-such-card", "no-such-card (fresh)"], "a job played only by default tried again"
+            # The card is there now (the operator fixed the name): the next request that asks finds it.
+            playback.config = PlaybackConfig(device="system", buffer_s=0.3)
+            chunks, done = finished(client.generate("heard now", duration_s=0.5, play=True))
+            assert done.frames == 8000 and opened[2:] == ["system (fresh)"]
+            assert playback.player is not None and playback.player.alive
+    finally:
+        daemon.stop()

@@ -6,15 +6,9 @@ import logging
 from dataclasses import dataclass
 from types import ModuleType
 
-from protocol.errors import RiffdError
+from protocol.errors import PlaybackUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class PlaybackUnavailable(RiffdError):
-    """No PortAudio, no output device, or the device refused the stream: playback is off."""
-
-    code = "playback_unavailable"
 
 
 @dataclass(frozen=True)
@@ -106,10 +100,11 @@ def find_output_device(sd: ModuleType, wanted: int | str | None) -> OutputDevice
     raise PlaybackUnavailable(f"{wanted!r} matches several output devices ({_describe(matches)}); give an index")
 
 
-def resolve_output_device(wanted: int | str | None) -> tuple[ModuleType, OutputDevice]:
-    """sounddevice and the chosen device, rescanning first if PortAudio sees no output at all."""
+def resolve_output_device(wanted: int | str | None, *, fresh: bool = False) -> tuple[ModuleType, OutputDevice]:
+    """sounddevice and the chosen device, rescanning first if PortAudio sees no output at all, or
+    with `fresh` (the caller has no stream open: a device plugged in since is then seen too)."""
     sd = load_sounddevice()
-    if not output_devices(sd):
+    if fresh or not output_devices(sd):
         rescan(sd)
     return sd, find_output_device(sd, wanted)
 

@@ -76,11 +76,13 @@ class Player:
         self._nominal_latency_s = float(latency[1] if isinstance(latency, (tuple, list)) else latency)
 
     @classmethod
-    def open(cls, config: PlaybackConfig = PlaybackConfig(), timeline: Timeline | None = None) -> Player:
+    def open(cls, config: PlaybackConfig = PlaybackConfig(), timeline: Timeline | None = None, *,
+             fresh: bool = False) -> Player:
         """Open and start the output stream; PlaybackUnavailable says why it cannot. With a
-        `timeline`, voices can be launched on its beats."""
+        `timeline`, voices can be launched on its beats; with `fresh`, PortAudio lists its devices
+        again first (only while no stream of this process is open)."""
         config.validate()
-        sd, device = resolve_output_device(config.device)
+        sd, device = resolve_output_device(config.device, fresh=fresh)
         player = cls(sd, device, config, timeline)
         try:
             player._stream.start()

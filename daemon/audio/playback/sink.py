@@ -64,8 +64,12 @@ class PlaybackSinkFactory:
 
     A request's `play` (True/False) wins over `play_by_default` (`riffd serve --play`); its
     `gain` (linear, default 1) sets the job's level in the mix. The sound card is opened at
-    `start()` when playing by default, else on the first job that asks; if it cannot be opened,
-    one message says why, playback stays off and jobs render as usual.
+    `start()` when playing by default, else on the first job that asks. If it cannot be opened,
+    one message says why and playback stays off: a job played only by default renders as usual
+    (the daemon's operator chose --play; `status` says `playback: off`), but a job whose request
+    asked to play ends with PlaybackUnavailable before any audio, so the performer who asked to
+    hear it is told. Such a request first tries the sound card again: one started since (a JACK
+    server, a card plugged in) is found.
     """
 
     def __init__(self, config: PlaybackConfig, *, play_by_default: bool = False, player: Player | None = None,
@@ -76,6 +80,7 @@ class PlaybackSinkFactory:
         self.play_by_default = play_by_default
         self._player = player
         self._tried = player is not None
+        self._failure = ""  # why the sound card could not be opened, the last time it was tried
         self._owns_player = player is None  # a player handed in is closed by whoever opened it
         self._open_lock = threading.Lock()  # jobs of several workers may ask at once
 
@@ -93,13 +98,19 @@ class PlaybackSinkFactory:
         request = job.request
         if not (self.play_by_default if request.play is None else request.play):
             return None
-        player = self._ensure_player()
+        asked = request.play is True
+        player = self._ensure_player(retry=asked)
         if player is None:
+            if asked:
+                raise PlaybackUnavailable(f"the daemon's sound card is off ({self._failure}): send the request "
+                                          "without play to render it unheard")
             return None
         try:
             voice = player.add_voice(job.id, sample_rate, channels, gain=1.0 if request.gain is None else request.gain)
         except PlaybackUnavailable as exc:
-            # The sound card went away: the job still renders, it just is not heard.
+            if asked:
+                raise PlaybackUnavailable(f"{exc.message}: send the request without play to render it unheard") from exc
+            # The sound card went away: a job played only by default still renders, it just is not heard.
             log.warning("job %s not played: %s", job.id, exc)
             return None
         return PlaybackSink(voice, loop=bool(getattr(request, "loop", False)))
@@ -122,12 +133,16 @@ class PlaybackSinkFactory:
         if self._player is not None and self._owns_player:
             self._player.close()
 
-    def _ensure_player(self) -> Player | None:
+    def _ensure_player(self, *, retry: bool = False) -> Player | None:
+        """The open player, opening the sound card on the first call (again with `retry` while it is off)."""
         with self._open_lock:
-            if not self._tried:
-                self._tried = True
+            if self._player is None and (retry or not self._tried):
+                again, self._tried = self._tried, True
                 try:
-                    self._player = Player.open(self.config, self._timeline)
+                    # Tried again, PortAudio lists its devices anew (none of ours is open): a card
+                    # plugged in or a JACK server started since is seen.
+                    self._player = Player.open(self.config, self._timeline, fresh=again)
                 except PlaybackUnavailable as exc:
+                    self._failure = exc.message
                     log.warning("playback is off: %s", exc)
             return self._player
