@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import SimpleNamespace
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 
 from clients import Client
 from clients.cli.main import main
-from daemon.audio.playback import PlaybackConfig, Player
+from daemon.audio.playback import PlaybackConfig, PlaybackUnavailable, Player
+from daemon.audio.playback import device as device_module
+from daemon.audio.playback import player as player_module
 from daemon.audio.playback.sink import PlaybackSinkFactory
 from daemon.audio.resample import StreamResampler
 from daemon.config import DaemonConfig
@@ -274,3 +277,24 @@ def test_a_request_that_asks_to_play_on_an_absent_sound_card_is_told_and_the_dae
             assert playback.player is not None and playback.player.alive
     finally:
         daemon.stop()
+
+
+def test_a_retry_refreshes_portaudios_devices_only_while_no_other_player_is_open(
+    jack_server: JackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refreshing PortAudio's device list closes every stream it has open, so a request that tries the
+    sound card again must not refresh it under another player of the process."""
+    rescans: list[int] = []
+    real_rescan = device_module.rescan
+    monkeypatch.setattr(device_module, "rescan", lambda sd: (rescans.append(1), real_rescan(sd))[1])
+    asks = SimpleNamespace(id="asks", request=SimpleNamespace(play=True, gain=None))
+    factory = PlaybackSinkFactory(PlaybackConfig(device="no-such-card", buffer_s=0.3))
+    with Player.open(PlaybackConfig(device="system", buffer_s=0.3)) as other:
+        for _ in range(2):  # the first try, then a retry
+            with pytest.raises(PlaybackUnavailable, match="no-such-card"):
+                factory(asks, 32000, 1)  # type: ignore[arg-type]
+        assert rescans == [] and other.alive, "a retry refreshed PortAudio under an open player"
+    with pytest.raises(PlaybackUnavailable, match="no-such-card"):
+        factory(asks, 32000, 1)  # type: ignore[arg-type]
+    # Once no player is open (a module fixture's may still be), the retry lists the devices anew.
+    assert rescans == ([] if player_module._OPEN else [1])

@@ -19,6 +19,11 @@ from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
+# The players of this process not yet closed (by id): PortAudio's device list is only refreshed
+# while there are none, since refreshing it closes every stream it has open.
+_OPEN: set[int] = set()
+_OPEN_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class PlaybackStatus:
@@ -80,8 +85,10 @@ class Player:
              fresh: bool = False) -> Player:
         """Open and start the output stream; PlaybackUnavailable says why it cannot. With a
         `timeline`, voices can be launched on its beats; with `fresh`, PortAudio lists its devices
-        again first (only while no stream of this process is open)."""
+        again first, unless another player of this process is open (that would close its stream)."""
         config.validate()
+        with _OPEN_LOCK:
+            fresh = fresh and not _OPEN
         sd, device = resolve_output_device(config.device, fresh=fresh)
         player = cls(sd, device, config, timeline)
         try:
@@ -91,6 +98,8 @@ class Player:
             player._stream.close()
             raise PlaybackUnavailable(f"cannot start {device.name}: {exc}") from exc
         player._feeder.start()  # after the stream: the feeder takes an inactive stream for a lost device
+        with _OPEN_LOCK:
+            _OPEN.add(id(player))
         log.info(
             "playback on %s (%s) at %d Hz x %d ch, jitter buffer %.3f s",
             device.name, device.host_api, player.sample_rate, player.channels, config.buffer_s,
@@ -204,6 +213,8 @@ class Player:
         for voice in self._mixer.voices:
             voice.ended.set()
         self._alive = False
+        with _OPEN_LOCK:
+            _OPEN.discard(id(self))
 
     def __enter__(self) -> Player:
         return self
