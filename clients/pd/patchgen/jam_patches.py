@@ -114,7 +114,10 @@ def _recorded_jam(c: Canvas, name: str, first: str, events: str) -> None:
     c.wire("fin:2", "wstop")
     c.wire("wstop", "wsf")
     c.wire("fin:1", "slog")
-    c.wire("fin", "quit")
+    # Quit a moment after the stop: writesf~ writes from a thread of its own, and a quit in the same
+    # logical time could end Pd before that thread has written the file's samples.
+    c.obj("qd", 400, 490, "delay 500")
+    c.chain("fin", "qd", "quit")
     c.wire("to", "fin")
 
 
