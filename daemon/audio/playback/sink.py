@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Ends the message of a request refused because it asked to play where the sound card is off.
+UNHEARD_ADVICE = "send the request without play to render it unheard"
+
 
 class PlaybackSink:
     """Hands one job's chunks to its voice; runs on the worker thread and never waits on the sound card."""
@@ -102,14 +105,13 @@ class PlaybackSinkFactory:
         player = self._ensure_player(retry=asked)
         if player is None:
             if asked:
-                raise PlaybackUnavailable(f"the daemon's sound card is off ({self._failure}): send the request "
-                                          "without play to render it unheard")
+                raise PlaybackUnavailable(f"the daemon's sound card is off ({self._failure}): {UNHEARD_ADVICE}")
             return None
         try:
             voice = player.add_voice(job.id, sample_rate, channels, gain=1.0 if request.gain is None else request.gain)
         except PlaybackUnavailable as exc:
             if asked:
-                raise PlaybackUnavailable(f"{exc.message}: send the request without play to render it unheard") from exc
+                raise PlaybackUnavailable(f"{exc.message}: {UNHEARD_ADVICE}") from exc
             # The sound card went away: a job played only by default still renders, it just is not heard.
             log.warning("job %s not played: %s", job.id, exc)
             return None
